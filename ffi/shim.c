@@ -1,0 +1,48 @@
+#include <rte_config.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_cycles.h>
+#include <rte_prefetch.h>
+#include <rte_pause.h>
+#include "shim.h"
+
+uint16_t fw_eth_rx_burst(uint16_t port_id, uint16_t queue_id,
+                         struct rte_mbuf **rx_pkts, uint16_t nb_pkts)
+{ return rte_eth_rx_burst(port_id, queue_id, rx_pkts, nb_pkts); }
+
+uint16_t fw_eth_tx_burst(uint16_t port_id, uint16_t queue_id,
+                         struct rte_mbuf **tx_pkts, uint16_t nb_pkts)
+{ return rte_eth_tx_burst(port_id, queue_id, tx_pkts, nb_pkts); }
+
+struct rte_mbuf *fw_pktmbuf_alloc(struct rte_mempool *mp)
+{ return rte_pktmbuf_alloc(mp); }
+
+int fw_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs,
+                          unsigned int count)
+{ return rte_pktmbuf_alloc_bulk(mp, mbufs, count); }
+
+void fw_pktmbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
+char *fw_pktmbuf_mtod(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, char *); }
+char *fw_pktmbuf_prepend(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_prepend(m, len); }
+char *fw_pktmbuf_append(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_append(m, len); }
+char *fw_pktmbuf_adj(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_adj(m, len); }
+int fw_pktmbuf_trim(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_trim(m, len); }
+uint16_t fw_pktmbuf_headroom(const struct rte_mbuf *m) { return rte_pktmbuf_headroom(m); }
+uint16_t fw_pktmbuf_tailroom(const struct rte_mbuf *m) { return rte_pktmbuf_tailroom(m); }
+
+unsigned int fw_lcore_id(void) { return rte_lcore_id(); }
+int fw_errno(void) { return rte_errno; }
+uint64_t fw_rdtsc(void) { return rte_rdtsc(); }
+void fw_prefetch0(const void *p) { rte_prefetch0(p); }
+void fw_pause(void) { rte_pause(); }
+
+unsigned int fw_ring_enqueue_burst(struct rte_ring *r, void *const *obj_table,
+                                   unsigned int n, unsigned int *free_space)
+{ return rte_ring_enqueue_burst(r, obj_table, n, free_space); }
+
+unsigned int fw_ring_dequeue_burst(struct rte_ring *r, void **obj_table,
+                                   unsigned int n, unsigned int *available)
+{ return rte_ring_dequeue_burst(r, obj_table, n, available); }
+
+unsigned int fw_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }

@@ -1,0 +1,39 @@
+/* Real symbols for DPDK's static-inline fast-path functions and macros.
+ * Each one is a direct call; no logic lives here. */
+#ifndef FURIWAKE_SHIM_H
+#define FURIWAKE_SHIM_H
+
+#include <stdint.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+uint16_t fw_eth_rx_burst(uint16_t port_id, uint16_t queue_id,
+                         struct rte_mbuf **rx_pkts, uint16_t nb_pkts);
+uint16_t fw_eth_tx_burst(uint16_t port_id, uint16_t queue_id,
+                         struct rte_mbuf **tx_pkts, uint16_t nb_pkts);
+
+struct rte_mbuf *fw_pktmbuf_alloc(struct rte_mempool *mp);
+int fw_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs,
+                          unsigned int count);
+void fw_pktmbuf_free(struct rte_mbuf *m);
+char *fw_pktmbuf_mtod(struct rte_mbuf *m);
+char *fw_pktmbuf_prepend(struct rte_mbuf *m, uint16_t len);
+char *fw_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
+char *fw_pktmbuf_adj(struct rte_mbuf *m, uint16_t len);
+int fw_pktmbuf_trim(struct rte_mbuf *m, uint16_t len);
+uint16_t fw_pktmbuf_headroom(const struct rte_mbuf *m);
+uint16_t fw_pktmbuf_tailroom(const struct rte_mbuf *m);
+
+unsigned int fw_lcore_id(void);
+int fw_errno(void);
+uint64_t fw_rdtsc(void);
+void fw_prefetch0(const void *p);
+void fw_pause(void);
+
+unsigned int fw_ring_enqueue_burst(struct rte_ring *r, void *const *obj_table,
+                                   unsigned int n, unsigned int *free_space);
+unsigned int fw_ring_dequeue_burst(struct rte_ring *r, void **obj_table,
+                                   unsigned int n, unsigned int *available);
+unsigned int fw_ring_count(const struct rte_ring *r);
+
+#endif

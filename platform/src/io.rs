@@ -1,0 +1,105 @@
+//! The dataplane's `PacketIo` over DPDK queues and rings.
+
+use crate::mbuf::Mbuf;
+use crate::port::Port;
+use crate::ring::{Consumer, Producer};
+use furiwake_dataplane::io::TxReport;
+use furiwake_dataplane::{Burst, PacketIo};
+
+/// One RX queue of one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxQueue {
+    pub port: u16,
+    pub queue: u16,
+}
+
+/// A worker's I/O: the RX queues it polls, its own TX queue on every port,
+/// the ring punting to the control lcore, and the ring on which the control
+/// lcore hands it frames to send when a port has no TX queue to spare for
+/// control.
+pub struct MbufIo {
+    rx: Vec<RxQueue>,
+    /// Indexed by port id: (tx queue, pending burst).
+    tx: Vec<Option<(u16, Burst<Mbuf>)>>,
+    punt: Producer<Mbuf>,
+    inject: Option<Consumer<Mbuf>>,
+    report: TxReport,
+}
+
+impl MbufIo {
+    /// `tx` lists (port id, tx queue) pairs this worker owns.
+    pub fn new(rx: Vec<RxQueue>, tx: &[(u16, u16)], punt: Producer<Mbuf>, inject: Option<Consumer<Mbuf>>) -> Self {
+        let slots = tx.iter().map(|&(p, _)| p as usize + 1).max().unwrap_or(0);
+        let mut txv: Vec<Option<(u16, Burst<Mbuf>)>> = (0..slots).map(|_| None).collect();
+        for &(port, queue) in tx {
+            if let Some(slot) = txv.get_mut(port as usize) {
+                *slot = Some((queue, Burst::new()));
+            }
+        }
+        Self { rx, tx: txv, punt, inject, report: TxReport::default() }
+    }
+
+    fn send(port: u16, queue: u16, burst: &mut Burst<Mbuf>, report: &mut TxReport) {
+        let bytes: u64 = burst.iter().map(|m| m.pkt_len() as u64).sum();
+        let offered = burst.len();
+        let sent = Port::tx_burst_on(port, queue, burst);
+        let unsent_bytes: u64 = burst.iter().map(|m| m.pkt_len() as u64).sum();
+        report.packets += sent as u64;
+        report.bytes += bytes - unsent_bytes;
+        report.dropped += (offered - sent) as u64;
+        burst.drain().for_each(drop);
+    }
+}
+
+impl PacketIo for MbufIo {
+    type Pkt = Mbuf;
+
+    #[inline]
+    fn rx_queues(&self) -> usize {
+        self.rx.len()
+    }
+
+    #[inline]
+    fn rx_burst(&mut self, rxq: usize, burst: &mut Burst<Mbuf>) {
+        if let Some(q) = self.rx.get(rxq) {
+            Port::rx_burst_on(q.port, q.queue, burst);
+        }
+    }
+
+    #[inline]
+    fn tx(&mut self, port: u16, pkt: Mbuf) {
+        let Some(Some((queue, burst))) = self.tx.get_mut(port as usize) else {
+            self.report.dropped += 1;
+            return;
+        };
+        if let Err(pkt) = burst.push(pkt) {
+            Self::send(port, *queue, burst, &mut self.report);
+            let _ = burst.push(pkt);
+        }
+    }
+
+    #[inline]
+    fn punt(&mut self, pkt: Mbuf) -> Result<(), Mbuf> {
+        self.punt.enqueue(pkt)
+    }
+
+    fn flush(&mut self) -> TxReport {
+        if let Some(inject) = self.inject.as_mut() {
+            let mut b = Burst::new();
+            if inject.dequeue_burst(&mut b) > 0 {
+                for m in b.drain() {
+                    let port = m.port();
+                    self.tx(port, m);
+                }
+            }
+        }
+        for (port, slot) in self.tx.iter_mut().enumerate() {
+            if let Some((queue, burst)) = slot {
+                if !burst.is_empty() {
+                    Self::send(port as u16, *queue, burst, &mut self.report);
+                }
+            }
+        }
+        std::mem::take(&mut self.report)
+    }
+}

@@ -1,0 +1,159 @@
+//! Owned packet buffers.
+
+use dpdk_sys::rte_mbuf;
+use std::ptr::NonNull;
+
+/// One `rte_mbuf` owned by Rust: freed back to its pool when dropped.
+///
+/// `repr(transparent)` over a non-null pointer: `Option<Mbuf>` has the
+/// layout of `*mut rte_mbuf`, so bursts hand arrays straight to the PMD.
+#[repr(transparent)]
+#[derive(Debug)]
+pub struct Mbuf(NonNull<rte_mbuf>);
+
+// SAFETY: an mbuf is owned by exactly one Mbuf at a time; DPDK mbufs may be
+// freed on any thread (mempools are thread-safe).
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Takes ownership of a raw mbuf.
+    ///
+    /// # Safety
+    /// `m` must be a valid mbuf no one else will free.
+    #[inline(always)]
+    pub unsafe fn from_raw(m: NonNull<rte_mbuf>) -> Self {
+        Self(m)
+    }
+
+    /// Gives up ownership.
+    #[inline(always)]
+    pub fn into_raw(self) -> NonNull<rte_mbuf> {
+        let p = self.0;
+        std::mem::forget(self);
+        p
+    }
+
+    #[inline(always)]
+    pub fn as_ptr(&self) -> *mut rte_mbuf {
+        self.0.as_ptr()
+    }
+
+    #[inline(always)]
+    fn raw(&self) -> &rte_mbuf {
+        // SAFETY: we own a valid mbuf.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Bytes in the first segment.
+    #[inline(always)]
+    pub fn data_len(&self) -> usize {
+        self.raw().data_len as usize
+    }
+
+    /// Bytes in the whole chain.
+    #[inline(always)]
+    pub fn pkt_len(&self) -> usize {
+        self.raw().pkt_len as usize
+    }
+
+    /// The ethdev port it was received on.
+    #[inline(always)]
+    pub fn port(&self) -> u16 {
+        self.raw().port
+    }
+
+    #[inline(always)]
+    pub fn set_port(&mut self, port: u16) {
+        // SAFETY: we own the mbuf exclusively.
+        unsafe { (*self.0.as_ptr()).port = port };
+    }
+
+    /// The first segment's data.
+    #[inline(always)]
+    pub fn data(&self) -> &[u8] {
+        let m = self.raw();
+        // SAFETY: buf_addr + data_off points at data_len initialised bytes
+        // inside the mbuf's buffer, which we own.
+        unsafe {
+            std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize)
+        }
+    }
+
+    #[inline(always)]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let m = self.raw();
+        let (addr, off, len) = (m.buf_addr as *mut u8, m.data_off as usize, m.data_len as usize);
+        // SAFETY: as in `data`, and &mut self gives exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) }
+    }
+
+    /// Grows the data at the tail by `len` bytes; returns them, or `None`
+    /// when the buffer has no room.
+    pub fn append(&mut self, len: u16) -> Option<&mut [u8]> {
+        // SAFETY: valid owned mbuf; DPDK checks the tailroom.
+        let p = unsafe { dpdk_sys::fw_pktmbuf_append(self.0.as_ptr(), len) };
+        // SAFETY: on success p points at `len` bytes inside our buffer.
+        (!p.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(p as *mut u8, len as usize) })
+    }
+
+    /// Grows the data at the head by `len` bytes (into the headroom).
+    pub fn prepend(&mut self, len: u16) -> Option<&mut [u8]> {
+        // SAFETY: valid owned mbuf; DPDK checks the headroom.
+        let p = unsafe { dpdk_sys::fw_pktmbuf_prepend(self.0.as_ptr(), len) };
+        // SAFETY: on success p points at `len` bytes inside our buffer.
+        (!p.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(p as *mut u8, len as usize) })
+    }
+
+    /// Removes `len` bytes from the head. False if there are fewer.
+    pub fn adj(&mut self, len: u16) -> bool {
+        // SAFETY: valid owned mbuf; DPDK checks the length.
+        !unsafe { dpdk_sys::fw_pktmbuf_adj(self.0.as_ptr(), len) }.is_null()
+    }
+
+    /// Removes `len` bytes from the tail. False if there are fewer.
+    pub fn trim(&mut self, len: u16) -> bool {
+        // SAFETY: valid owned mbuf; DPDK checks the length.
+        unsafe { dpdk_sys::fw_pktmbuf_trim(self.0.as_ptr(), len) == 0 }
+    }
+
+    /// Copies `bytes` in as the whole packet; false if it does not fit.
+    pub fn set_data(&mut self, bytes: &[u8]) -> bool {
+        let cur = self.data_len();
+        if cur > 0 && !self.trim(cur as u16) {
+            return false;
+        }
+        let Ok(len) = u16::try_from(bytes.len()) else { return false };
+        match self.append(len) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Mbuf {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf; it is freed once, here.
+        unsafe { dpdk_sys::fw_pktmbuf_free(self.0.as_ptr()) }
+    }
+}
+
+impl furiwake_dataplane::Packet for Mbuf {
+    #[inline(always)]
+    fn data(&self) -> &[u8] {
+        Mbuf::data(self)
+    }
+
+    #[inline(always)]
+    fn data_mut(&mut self) -> &mut [u8] {
+        Mbuf::data_mut(self)
+    }
+
+    #[inline(always)]
+    fn port(&self) -> u16 {
+        Mbuf::port(self)
+    }
+}

@@ -1,0 +1,336 @@
+//! Ethernet devices (ethdev ports).
+
+use crate::error::{check, Error, Result};
+use crate::mbuf::Mbuf;
+use crate::mempool::Mempool;
+use crate::ring::Ring;
+use dpdk_sys as sys;
+use furiwake_dataplane::{Burst, BURST_SIZE};
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::sync::Arc;
+
+/// What the PMD says it can do.
+#[derive(Debug, Clone)]
+pub struct DevInfo {
+    pub driver: String,
+    pub max_rx_queues: u16,
+    pub max_tx_queues: u16,
+    /// RSS hash types the device offers (`RTE_ETH_RSS_*`); 0 for none.
+    pub rss_offloads: u64,
+    pub if_index: u32,
+}
+
+/// Queue and ring sizes for `Port::configure`.
+#[derive(Debug, Clone, Copy)]
+pub struct PortConfig {
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+    pub promiscuous: bool,
+}
+
+impl Default for PortConfig {
+    fn default() -> Self {
+        Self { rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, promiscuous: true }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub up: bool,
+    pub speed_mbps: u32,
+    pub full_duplex: bool,
+}
+
+impl fmt::Display for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.up {
+            write!(f, "up {} Mbps {}", self.speed_mbps, if self.full_duplex { "full-duplex" } else { "half-duplex" })
+        } else {
+            write!(f, "down")
+        }
+    }
+}
+
+/// Basic counters (`rte_eth_stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    /// Dropped by the NIC for lack of RX descriptors.
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
+}
+
+/// An ethdev port. Its queues are used through `rx_burst`/`tx_burst`; each
+/// queue must be polled by one thread at a time (DPDK's rule), which the
+/// caller arranges by giving each queue index to one lcore.
+#[derive(Debug)]
+pub struct Port {
+    id: u16,
+    name: String,
+    started: bool,
+    closed: bool,
+    /// Rings backing a ring port; they must outlive it.
+    rings: Vec<Arc<Ring<Mbuf>>>,
+}
+
+impl Port {
+    /// The port the EAL probed under `name` (a vdev name such as
+    /// `net_af_packet0`, or a PCI address such as `0000:03:00.0`).
+    pub fn by_name(name: &str) -> Result<Port> {
+        let cname = CString::new(name).map_err(|_| Error::Usage(format!("port name {name:?} holds a NUL byte")))?;
+        let mut id = 0u16;
+        // SAFETY: valid C string and out pointer.
+        check(unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) }, "rte_eth_dev_get_port_by_name")?;
+        Ok(Port { id, name: name.to_string(), started: false, closed: false, rings: Vec::new() })
+    }
+
+    /// A `net_ring` port receiving from `rx` and sending into `tx`: two
+    /// ports built over the same rings crosswise are a wire.
+    pub fn from_rings(name: &str, rx: &[Arc<Ring<Mbuf>>], tx: &[Arc<Ring<Mbuf>>]) -> Result<Port> {
+        let cname = CString::new(name).map_err(|_| Error::Usage(format!("port name {name:?} holds a NUL byte")))?;
+        let mut rxp: Vec<*mut sys::rte_ring> = rx.iter().map(|r| r.as_ptr()).collect();
+        let mut txp: Vec<*mut sys::rte_ring> = tx.iter().map(|r| r.as_ptr()).collect();
+        // SAFETY: the ring arrays are valid for the call; the rings are kept
+        // alive in `rings` for the life of the port.
+        let ret = unsafe {
+            sys::rte_eth_from_rings(cname.as_ptr(), rxp.as_mut_ptr(), rxp.len() as u32, txp.as_mut_ptr(), txp.len() as u32, 0)
+        };
+        if ret < 0 {
+            return Err(Error::last("rte_eth_from_rings"));
+        }
+        let rings = rx.iter().chain(tx).cloned().collect();
+        Ok(Port { id: ret as u16, name: name.to_string(), started: false, closed: false, rings })
+    }
+
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn info(&self) -> Result<DevInfo> {
+        let mut info = sys::rte_eth_dev_info::default();
+        // SAFETY: valid out pointer.
+        check(unsafe { sys::rte_eth_dev_info_get(self.id, &mut info) }, "rte_eth_dev_info_get")?;
+        let driver = if info.driver_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: non-null driver_name is a static C string of the PMD.
+            unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned()
+        };
+        Ok(DevInfo {
+            driver,
+            max_rx_queues: info.max_rx_queues,
+            max_tx_queues: info.max_tx_queues,
+            rss_offloads: info.flow_type_rss_offloads,
+            if_index: info.if_index,
+        })
+    }
+
+    /// Configures queues; asks for RSS over IP/TCP/UDP when more than one RX
+    /// queue is wanted and the PMD offers it. Queue counts above what the
+    /// device has are refused.
+    pub fn configure(&mut self, cfg: &PortConfig, pool: &Mempool) -> Result<()> {
+        let info = self.info()?;
+        if cfg.rx_queues == 0 || cfg.rx_queues > info.max_rx_queues || cfg.tx_queues == 0 || cfg.tx_queues > info.max_tx_queues {
+            return Err(Error::Usage(format!(
+                "port {}: {} rx / {} tx queues asked, device {} has at most {} / {}",
+                self.name, cfg.rx_queues, cfg.tx_queues, info.driver, info.max_rx_queues, info.max_tx_queues
+            )));
+        }
+        let mut conf = sys::rte_eth_conf::default();
+        let wanted = (sys::RTE_ETH_RSS_IP | sys::RTE_ETH_RSS_TCP | sys::RTE_ETH_RSS_UDP) as u64;
+        let rss = wanted & info.rss_offloads;
+        if cfg.rx_queues > 1 && rss != 0 {
+            conf.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
+            // SAFETY: writing a plain-data field of a bindgen union/struct.
+            conf.rx_adv_conf.rss_conf.rss_hf = rss;
+        }
+        // SAFETY: conf is fully initialised; the port is stopped.
+        check(unsafe { sys::rte_eth_dev_configure(self.id, cfg.rx_queues, cfg.tx_queues, &conf) }, "rte_eth_dev_configure")?;
+        let (mut nb_rx, mut nb_tx) = (cfg.rx_desc, cfg.tx_desc);
+        // SAFETY: valid out pointers.
+        check(unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(self.id, &mut nb_rx, &mut nb_tx) }, "rte_eth_dev_adjust_nb_rx_tx_desc")?;
+        // SAFETY: plain getter.
+        let socket = unsafe { sys::rte_eth_dev_socket_id(self.id) }.max(0) as u32;
+        for q in 0..cfg.rx_queues {
+            // SAFETY: NULL rx_conf means the PMD default; pool outlives the port's use
+            // (the caller stops the port before dropping the pool).
+            check(
+                unsafe { sys::rte_eth_rx_queue_setup(self.id, q, nb_rx, socket, std::ptr::null(), pool.as_ptr()) },
+                "rte_eth_rx_queue_setup",
+            )?;
+        }
+        for q in 0..cfg.tx_queues {
+            // SAFETY: NULL tx_conf means the PMD default.
+            check(unsafe { sys::rte_eth_tx_queue_setup(self.id, q, nb_tx, socket, std::ptr::null()) }, "rte_eth_tx_queue_setup")?;
+        }
+        if cfg.promiscuous {
+            // SAFETY: plain call on a configured port. Not every PMD supports it.
+            let ret = unsafe { sys::rte_eth_promiscuous_enable(self.id) };
+            if ret < 0 && ret != -95 {
+                check(ret, "rte_eth_promiscuous_enable")?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn start(&mut self) -> Result<()> {
+        // SAFETY: plain call on a configured port.
+        check(unsafe { sys::rte_eth_dev_start(self.id) }, "rte_eth_dev_start")?;
+        self.started = true;
+        Ok(())
+    }
+
+    /// Stops the port. No lcore may be polling it.
+    pub fn stop(&mut self) -> Result<()> {
+        if self.started {
+            // SAFETY: plain call; no queue is in use (caller's contract).
+            check(unsafe { sys::rte_eth_dev_stop(self.id) }, "rte_eth_dev_stop")?;
+            self.started = false;
+        }
+        Ok(())
+    }
+
+    /// Stops and releases the port; its queues' mbufs return to the pool.
+    pub fn close(&mut self) -> Result<()> {
+        self.stop()?;
+        if !self.closed {
+            // SAFETY: stopped port, closed once.
+            check(unsafe { sys::rte_eth_dev_close(self.id) }, "rte_eth_dev_close")?;
+            self.closed = true;
+        }
+        Ok(())
+    }
+
+    pub fn mac(&self) -> Result<[u8; 6]> {
+        let mut a = sys::rte_ether_addr::default();
+        // SAFETY: valid out pointer.
+        check(unsafe { sys::rte_eth_macaddr_get(self.id, &mut a) }, "rte_eth_macaddr_get")?;
+        Ok(a.addr_bytes)
+    }
+
+    /// Link state without waiting for autonegotiation.
+    pub fn link(&self) -> Result<Link> {
+        let mut l = sys::rte_eth_link::default();
+        // SAFETY: valid out pointer.
+        check(unsafe { sys::rte_eth_link_get_nowait(self.id, &mut l) }, "rte_eth_link_get_nowait")?;
+        Ok(Link {
+            up: l.link_status() == sys::RTE_ETH_LINK_UP as u16,
+            speed_mbps: l.link_speed,
+            full_duplex: l.link_duplex() == 1,
+        })
+    }
+
+    pub fn stats(&self) -> Result<PortStats> {
+        let mut s = sys::rte_eth_stats::default();
+        // SAFETY: valid out pointer.
+        check(unsafe { sys::rte_eth_stats_get(self.id, &mut s) }, "rte_eth_stats_get")?;
+        Ok(PortStats {
+            ipackets: s.ipackets,
+            opackets: s.opackets,
+            ibytes: s.ibytes,
+            obytes: s.obytes,
+            imissed: s.imissed,
+            ierrors: s.ierrors,
+            oerrors: s.oerrors,
+            rx_nombuf: s.rx_nombuf,
+        })
+    }
+
+    pub fn reset_stats(&self) -> Result<()> {
+        // SAFETY: plain call.
+        check(unsafe { sys::rte_eth_stats_reset(self.id) }, "rte_eth_stats_reset")?;
+        Ok(())
+    }
+
+    /// Extended statistics by name.
+    pub fn xstats(&self) -> Result<Vec<(String, u64)>> {
+        // SAFETY: NULL/0 asks for the count.
+        let n = check(unsafe { sys::rte_eth_xstats_get_names(self.id, std::ptr::null_mut(), 0) }, "rte_eth_xstats_get_names")? as usize;
+        let mut names = vec![sys::rte_eth_xstat_name::default(); n];
+        let mut vals = vec![sys::rte_eth_xstat::default(); n];
+        // SAFETY: arrays of n entries.
+        let got_n = check(unsafe { sys::rte_eth_xstats_get_names(self.id, names.as_mut_ptr(), n as u32) }, "rte_eth_xstats_get_names")? as usize;
+        // SAFETY: arrays of n entries.
+        let got_v = check(unsafe { sys::rte_eth_xstats_get(self.id, vals.as_mut_ptr(), n as u32) }, "rte_eth_xstats_get")? as usize;
+        let mut out = Vec::with_capacity(got_v.min(got_n));
+        for v in vals.iter().take(got_v.min(n)) {
+            let Some(name) = names.get(v.id as usize) else { continue };
+            // SAFETY: DPDK NUL-terminates xstat names within the array.
+            let s = unsafe { CStr::from_ptr(name.name.as_ptr()) }.to_string_lossy().into_owned();
+            out.push((s, v.value));
+        }
+        Ok(out)
+    }
+
+    /// Receives up to a burst from `queue` into an empty `burst`.
+    #[inline(always)]
+    pub fn rx_burst(&self, queue: u16, burst: &mut Burst<Mbuf>) -> usize {
+        Self::rx_burst_on(self.id, queue, burst)
+    }
+
+    /// Offers every packet of `burst` to `queue`; those the PMD took leave
+    /// the burst, the rest stay (at its front) for the caller to retry or
+    /// drop. Returns how many were sent.
+    #[inline(always)]
+    pub fn tx_burst(&self, queue: u16, burst: &mut Burst<Mbuf>) -> usize {
+        Self::tx_burst_on(self.id, queue, burst)
+    }
+
+    /// `rx_burst` by port id, for lcores that hold ids rather than `Port`s.
+    #[inline(always)]
+    pub fn rx_burst_on(port: u16, queue: u16, burst: &mut Burst<Mbuf>) -> usize {
+        if !burst.is_empty() {
+            return 0;
+        }
+        let slots = burst.slots_mut().as_mut_ptr() as *mut *mut sys::rte_mbuf;
+        // SAFETY: `slots` has room for BURST_SIZE pointers and Option<Mbuf>
+        // is layout-compatible with *mut rte_mbuf; the PMD fills the first n
+        // with mbufs whose ownership passes to us.
+        let n = unsafe { sys::fw_eth_rx_burst(port, queue, slots, BURST_SIZE as u16) } as usize;
+        // SAFETY: the first n slots were just filled.
+        unsafe { burst.set_len(n) };
+        // Not every PMD stamps the input port (net_ring does not); the
+        // pipeline relies on it.
+        for m in burst.slots_mut()[..n].iter_mut().flatten() {
+            m.set_port(port);
+        }
+        n
+    }
+
+    /// `tx_burst` by port id.
+    #[inline(always)]
+    pub fn tx_burst_on(port: u16, queue: u16, burst: &mut Burst<Mbuf>) -> usize {
+        let len = burst.len();
+        if len == 0 {
+            return 0;
+        }
+        let slots = burst.slots_mut().as_mut_ptr() as *mut *mut sys::rte_mbuf;
+        // SAFETY: the first `len` slots hold valid mbufs; the PMD takes
+        // ownership of the first n it returns.
+        let n = unsafe { sys::fw_eth_tx_burst(port, queue, slots, len as u16) } as usize;
+        burst.forget_front(n);
+        n
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            log::warn!("port {}: {e}", self.name);
+        }
+        // Ring ports: the rings are freed after the port (field order).
+        let _ = &self.rings;
+    }
+}
