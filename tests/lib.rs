@@ -1,0 +1,318 @@
+//! Harness for Furiwake's end-to-end tests: network namespaces built by
+//! `scripts/netns.sh`, the real `furiwake` binary, and real peers, each
+//! behind a guard that cleans up by PID when dropped.
+//!
+//! A test that cannot start its real components (not root, no DPDK, a tool
+//! missing) says so and returns, except under `CI=true`, where it fails.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// True under CI, where a missing component is a failure, not a skip.
+pub fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Checks a precondition; false (after a loud message) means "skip this
+/// test", which CI turns into a failure.
+pub fn require(ok: bool, what: &str) -> bool {
+    if !ok {
+        if ci() {
+            panic!("CI=true and {what} is missing");
+        }
+        eprintln!("SKIPPED (not CI): {what} is missing");
+    }
+    ok
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Root plus every tool named.
+pub fn require_env(tools: &[&str]) -> bool {
+    if !require(is_root(), "root (network namespaces)") {
+        return false;
+    }
+    tools.iter().all(|t| require(have(t), t))
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The `furiwake` binary of the same profile as this test
+/// (`target/<profile>/furiwake`), or `$FURIWAKE_BIN`.
+pub fn furiwake_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("FURIWAKE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let bin = profile_dir.join("furiwake");
+    assert!(bin.exists(), "{} not built: run `cargo build --bins` first (scripts/test.sh does)", bin.display());
+    bin
+}
+
+/// A name unique to this process and call, short enough for netns.sh (<= 6).
+pub fn unique_prefix(tag: char) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{tag}{:03x}{:02}", std::process::id() & 0xfff, n % 100)
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("bash").args(["-c", cmd]).output().expect("bash");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command, returning (success, stdout+stderr).
+pub fn try_sh(cmd: &str) -> (bool, String) {
+    let out = Command::new("bash").args(["-c", cmd]).output().expect("bash");
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), s)
+}
+
+/// Polls `f` until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The topology of `scripts/netns.sh`, deleted on drop.
+pub struct Topology {
+    pub prefix: String,
+}
+
+impl Topology {
+    pub fn up(tag: char, backends: u32, lbs: u32) -> Topology {
+        let prefix = unique_prefix(tag);
+        let script = workspace().join("scripts/netns.sh");
+        sh(&format!("{} up {prefix} {backends} {lbs}", script.display()));
+        Topology { prefix }
+    }
+
+    pub fn ns(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    /// Runs `cmd` inside namespace `name` (e.g. "client").
+    pub fn exec(&self, name: &str, cmd: &str) -> String {
+        sh(&format!("ip netns exec {} bash -c {}", self.ns(name), shell_quote(cmd)))
+    }
+
+    pub fn try_exec(&self, name: &str, cmd: &str) -> (bool, String) {
+        try_sh(&format!("ip netns exec {} bash -c {}", self.ns(name), shell_quote(cmd)))
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let script = workspace().join("scripts/netns.sh");
+        let _ = Command::new(script).args(["down", &self.prefix]).status();
+    }
+}
+
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A process whose output goes to a file, killed (by PID) on drop.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+    stdin: Option<ChildStdin>,
+    /// A DPDK runtime directory to remove after exit.
+    runtime_dir: Option<PathBuf>,
+}
+
+impl Proc {
+    /// Starts `argv`, in namespace `ns` when given, logging to `log`.
+    pub fn spawn(name: &str, ns: Option<&str>, argv: &[&str], log: &Path, with_stdin: bool) -> Proc {
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).args(argv);
+                c
+            }
+            None => {
+                let mut c = Command::new(argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+        };
+        let out = File::create(log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        cmd.stdout(out).stderr(err).stdin(if with_stdin { Stdio::piped() } else { Stdio::null() });
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdin = child.stdin.take();
+        Proc { name: name.to_string(), child, log: log.to_path_buf(), stdin, runtime_dir: None }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the output contains `needle`; panics with the output if
+    /// it does not within `timeout` or the process exits first.
+    pub fn expect_output(&mut self, needle: &str, timeout: Duration) -> String {
+        let found = wait_for(timeout, || {
+            let out = self.output();
+            if out.contains(needle) {
+                return Some(out);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{} exited ({status}) before printing {needle:?}:\n{}", self.name, self.output());
+            }
+            None
+        });
+        found.unwrap_or_else(|| panic!("{} did not print {needle:?} within {timeout:?}:\n{}", self.name, self.output()))
+    }
+
+    /// Occurrences of `needle` in the output so far.
+    pub fn count(&self, needle: &str) -> usize {
+        self.output().matches(needle).count()
+    }
+
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("spawned with stdin");
+        writeln!(stdin, "{line}").expect("write to stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's PID.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for exit, up to `timeout`; kills it after that.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let st = wait_for(timeout, || self.child.try_wait().ok().flatten());
+        if st.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        st
+    }
+
+    pub fn set_runtime_dir(&mut self, prefix: &str) {
+        self.runtime_dir = Some(PathBuf::from(format!("/var/run/dpdk/{prefix}")));
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGTERM);
+            if self.wait(Duration::from_secs(5)).is_none() {
+                eprintln!("{} (pid {}) did not stop on SIGTERM; killed", self.name, self.pid());
+            }
+        }
+        if let Some(d) = &self.runtime_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// A scratch directory under the target dir, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("furiwake-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("scratch dir");
+        Scratch(d)
+    }
+
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+
+    pub fn write(&self, f: &str, text: &str) -> PathBuf {
+        let p = self.path(f);
+        std::fs::write(&p, text).expect("write scratch file");
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("keeping {} for inspection", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Starts `furiwake run --config CONFIG` (in namespace `ns` when given) and
+/// waits for "furiwake: ready".
+pub fn start_furiwake(ns: Option<&str>, config: &Path, log: &Path, file_prefix: &str) -> Proc {
+    let bin = furiwake_bin();
+    let argv = [bin.to_str().expect("utf-8 path"), "run", "--config", config.to_str().expect("utf-8 path")];
+    let mut p = Proc::spawn("furiwake", ns, &argv, log, false);
+    p.set_runtime_dir(file_prefix);
+    p.expect_output("furiwake: ready", Duration::from_secs(30));
+    p
+}
+
+/// The `[platform]` section tests use: no hugepages, one worker on lcore 1,
+/// a private file prefix, idle back-off for a 2-core CI machine.
+pub fn platform_section(file_prefix: &str) -> String {
+    format!(
+        r#"[platform]
+eal_args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{file_prefix}", "--no-telemetry"]
+control_lcore = 0
+worker_lcores = [1]
+mbufs = 4095
+idle_sleep_us = 20
+"#
+    )
+}
+
+/// Extracts `mac XX:..` printed for port `name` at start.
+pub fn port_mac(output: &str, name: &str) -> Option<String> {
+    let line = output.lines().find(|l| l.starts_with(&format!("port {name}: ")))?;
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "mac")?;
+    words.next().map(str::to_string)
+}
+
+/// The last value printed as `KEY N` on a line starting with `prefix`.
+pub fn counter(output: &str, prefix: &str, key: &str) -> Option<u64> {
+    let line = output.lines().rev().find(|l| l.starts_with(prefix))?;
+    let at = line.find(&format!("{key} "))? + key.len() + 1;
+    line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}

@@ -1,1 +1,93 @@
-fn main(){}
+//! `furiwake`: the load-balancer appliance.
+//!
+//! ```text
+//! furiwake run --config FILE       run the appliance (console on stdin/stdout)
+//! furiwake check-config FILE       validate a configuration and exit
+//! furiwake version
+//! ```
+
+use furiwake::appliance::Appliance;
+use furiwake::config::Config;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+const USAGE: &str = "usage:
+  furiwake run --config FILE     run the appliance
+  furiwake check-config FILE     validate FILE and exit (non-zero on error)
+  furiwake version               print the version
+signals: SIGUSR1 prints counters; SIGTERM or SIGINT stops cleanly";
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_target(false).init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["run", "--config", file] | ["run", "-c", file] => run(Path::new(file)),
+        ["check-config", file] => check(Path::new(file)),
+        ["version"] | ["--version"] | ["-V"] => {
+            println!("furiwake {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        ["help"] | ["--help"] | ["-h"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(cfg) => {
+            println!(
+                "{}: ok ({} interfaces, {} pools, {} virtual servers)",
+                path.display(),
+                cfg.interfaces.len(),
+                cfg.pools.len(),
+                cfg.virtual_servers.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(path: &Path) -> ExitCode {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let dump = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGUSR1, &dump),
+    ] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(flag)) {
+            eprintln!("error: cannot handle signal {sig}: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let mut app = match Appliance::start(cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    app.run(&stop, &dump);
+    app.shutdown();
+    ExitCode::SUCCESS
+}

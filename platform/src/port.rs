@@ -46,10 +46,14 @@ pub struct Link {
 
 impl fmt::Display for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.up {
-            write!(f, "up {} Mbps {}", self.speed_mbps, if self.full_duplex { "full-duplex" } else { "half-duplex" })
-        } else {
+        let duplex = if self.full_duplex { "full-duplex" } else { "half-duplex" };
+        if !self.up {
             write!(f, "down")
+        } else if self.speed_mbps == 0 || self.speed_mbps == u32::MAX {
+            // RTE_ETH_SPEED_NUM_NONE / _UNKNOWN (virtio, af_packet on some kernels)
+            write!(f, "up speed unknown {duplex}")
+        } else {
+            write!(f, "up {} Mbps {duplex}", self.speed_mbps)
         }
     }
 }

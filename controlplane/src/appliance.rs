@@ -1,0 +1,405 @@
+//! `furiwake run`: brings the EAL, the ports and the worker lcores up from a
+//! `Config`, runs the control loop on the main (control) lcore until
+//! SIGTERM/SIGINT, and takes everything down again in order: workers
+//! joined, ports closed (their mbufs returned), rings and pool freed.
+
+use crate::arp::{self, ArpOutcome, NeighborTable};
+use crate::config::{Config, Interface};
+use furiwake_dataplane::wire::EthernetAddress;
+use furiwake_dataplane::{Burst, DropReason, Worker, WorkerConfig, WorkerCounters};
+use furiwake_platform::lcore::{self, LcoreHandle};
+use furiwake_platform::{spsc, Consumer, Eal, Mbuf, MbufIo, Mempool, Port, PortConfig, Producer, RxQueue};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PUNT_RING: u32 = 1024;
+const INJECT_RING: u32 = 1024;
+const MEMPOOL_CACHE: u32 = 256;
+const MBUF_DATA_ROOM: u16 = 2048 + 128; // RTE_MBUF_DEFAULT_BUF_SIZE
+
+/// The EAL arguments for `cfg`: the operator's, plus lcores, devices and a
+/// file prefix.
+pub fn eal_args(cfg: &Config) -> Vec<String> {
+    let p = &cfg.platform;
+    let mut args = p.eal_args.clone();
+    let mut lcores = vec![p.control_lcore];
+    lcores.extend(p.worker_lcores.get_ref());
+    let list: Vec<String> = lcores.iter().map(u32::to_string).collect();
+    args.extend(["-l".into(), list.join(","), "--main-lcore".into(), p.control_lcore.to_string()]);
+    if !args.iter().any(|a| a.starts_with("--file-prefix")) {
+        args.push("--file-prefix=furiwake".into());
+    }
+    for i in &cfg.interfaces {
+        args.push(if i.is_pci() { "-a" } else { "--vdev" }.into());
+        args.push(i.device.get_ref().clone());
+    }
+    args
+}
+
+/// One data interface: its config, its port and what was set up on it.
+struct Link {
+    cfg: Interface,
+    port: Port,
+    mac: EthernetAddress,
+    /// Addresses answered for in ARP: the self IP and the VIPs in its subnet.
+    owned: Vec<Ipv4Addr>,
+    rx_queues: u16,
+    /// The control lcore's own TX queue, when the device has one to spare;
+    /// otherwise control frames go through worker 0's inject ring.
+    control_txq: Option<u16>,
+    last_link_up: bool,
+}
+
+struct WorkerHandle {
+    lcore: Option<LcoreHandle>,
+    counters: Arc<WorkerCounters>,
+}
+
+#[derive(Debug, Default)]
+struct ControlCounters {
+    punted_rx: u64,
+    arp_replies: u64,
+    arp_other: u64,
+    malformed: u64,
+    not_handled: u64,
+    tx_dropped: u64,
+}
+
+pub struct Appliance {
+    cfg: Config,
+    eal: &'static Eal,
+    links: Vec<Link>,
+    /// Port id -> index into `links`.
+    by_port: Vec<Option<usize>>,
+    workers: Vec<WorkerHandle>,
+    punts: Vec<Consumer<Mbuf>>,
+    inject: Option<Producer<Mbuf>>,
+    stop_workers: Arc<AtomicBool>,
+    neighbors: NeighborTable,
+    control: ControlCounters,
+    // Last: freed after every port and ring that holds its mbufs.
+    pool: Option<Mempool>,
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+impl Appliance {
+    /// Initialises DPDK and brings every interface and worker up.
+    pub fn start(cfg: Config) -> Result<Self, String> {
+        let args = eal_args(&cfg);
+        log::info!("EAL arguments: {}", args.join(" "));
+        let eal = Eal::init(&args).map_err(|e| format!("DPDK EAL: {e} (arguments: {})", args.join(" ")))?;
+        say(&format!("furiwake: {} up, control lcore {}, workers on lcores {:?}", furiwake_platform::version(), eal.main_lcore(), eal.worker_lcores()));
+
+        let n_workers = cfg.platform.worker_lcores.get_ref().len() as u16;
+        let pool = Mempool::new("furiwake-mbufs", cfg.platform.mbufs, MEMPOOL_CACHE, MBUF_DATA_ROOM, -1)
+            .map_err(|e| format!("packet pool of {} mbufs: {e}", cfg.platform.mbufs))?;
+
+        let mut links = Vec::new();
+        let mut by_port: Vec<Option<usize>> = Vec::new();
+        for iface in &cfg.interfaces {
+            let link = Self::bring_up(iface, &cfg, n_workers, &pool)?;
+            let id = link.port.id() as usize;
+            if by_port.len() <= id {
+                by_port.resize(id + 1, None);
+            }
+            by_port[id] = Some(links.len());
+            links.push(link);
+        }
+
+        let mut app = Appliance {
+            cfg,
+            eal,
+            links,
+            by_port,
+            workers: Vec::new(),
+            punts: Vec::new(),
+            inject: None,
+            stop_workers: Arc::new(AtomicBool::new(false)),
+            neighbors: NeighborTable::default(),
+            control: ControlCounters::default(),
+            pool: Some(pool),
+        };
+        if let Err(e) = app.launch_workers() {
+            app.shutdown();
+            return Err(e);
+        }
+        Ok(app)
+    }
+
+    fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &Mempool) -> Result<Link, String> {
+        let name = iface.name.get_ref();
+        let mut port = Port::by_name(iface.dev_name()).map_err(|e| format!("interface {name}: device {:?}: {e}", iface.device.get_ref()))?;
+        let info = port.info().map_err(|e| format!("interface {name}: {e}"))?;
+        // af_packet fans the kernel's packets out over every queue pair it
+        // opened (`qpairs=`), so all of them must be polled.
+        let rx_queues = if info.driver == "net_af_packet" { info.max_rx_queues } else { n_workers.min(info.max_rx_queues) };
+        if info.max_tx_queues < n_workers {
+            return Err(format!(
+                "interface {name}: device {} has {} TX queue(s) but {} workers need one each{}",
+                info.driver,
+                info.max_tx_queues,
+                n_workers,
+                if info.driver == "net_af_packet" { " (add qpairs=N to the device)" } else { "" }
+            ));
+        }
+        let tx_queues = (n_workers + 1).min(info.max_tx_queues);
+        let control_txq = (tx_queues > n_workers).then_some(n_workers);
+        let pc = PortConfig {
+            rx_queues,
+            tx_queues,
+            rx_desc: cfg.platform.rx_descriptors,
+            tx_desc: cfg.platform.tx_descriptors,
+            promiscuous: true,
+        };
+        port.configure(&pc, pool).map_err(|e| format!("interface {name}: {e}"))?;
+        port.start().map_err(|e| format!("interface {name}: {e}"))?;
+        let mac = EthernetAddress(port.mac().map_err(|e| format!("interface {name}: {e}"))?);
+        let link = port.link().map_err(|e| format!("interface {name}: {e}"))?;
+        say(&format!(
+            "port {name}: {} (driver {}, port {}) mac {mac} address {} rxq {rx_queues} txq {tx_queues} control-tx {} link {link}",
+            iface.dev_name(),
+            info.driver,
+            port.id(),
+            iface.address,
+            control_txq.map_or("via worker 0".to_string(), |q| format!("queue {q}")),
+        ));
+        let mut owned = vec![iface.address.addr];
+        for vs in &cfg.virtual_servers {
+            let vip = *vs.address.ip();
+            if iface.address.contains(vip) && !owned.contains(&vip) {
+                owned.push(vip);
+            }
+        }
+        Ok(Link { cfg: iface.clone(), port, mac, owned, rx_queues, control_txq, last_link_up: link.up })
+    }
+
+    fn launch_workers(&mut self) -> Result<(), String> {
+        let lcores = self.cfg.platform.worker_lcores.get_ref().clone();
+        let n = lcores.len();
+        let need_inject = self.links.iter().any(|l| l.control_txq.is_none());
+        let mut inject_consumer = None;
+        if need_inject {
+            let (p, c) = spsc::<Mbuf>("fw-inject", INJECT_RING).map_err(|e| format!("inject ring: {e}"))?;
+            self.inject = Some(p);
+            inject_consumer = Some(c);
+        }
+        let idle_sleep = Duration::from_micros(self.cfg.platform.idle_sleep_us as u64);
+        for (w, &lcore_id) in lcores.iter().enumerate() {
+            let mut rx = Vec::new();
+            for l in &self.links {
+                for q in 0..l.rx_queues {
+                    if q as usize % n == w {
+                        rx.push(RxQueue { port: l.port.id(), queue: q });
+                    }
+                }
+            }
+            let tx: Vec<(u16, u16)> = self.links.iter().map(|l| (l.port.id(), w as u16)).collect();
+            let (punt_p, punt_c) = spsc::<Mbuf>(&format!("fw-punt-{w}"), PUNT_RING).map_err(|e| format!("punt ring: {e}"))?;
+            self.punts.push(punt_c);
+            let io = MbufIo::new(rx, &tx, punt_p, if w == 0 { inject_consumer.take() } else { None });
+            let worker = Worker::new(WorkerConfig { id: w as u16 });
+            let counters = worker.counters();
+            let stop = Arc::clone(&self.stop_workers);
+            let handle = lcore::launch(lcore_id, move || worker_loop(worker, io, &stop, idle_sleep))
+                .map_err(|e| format!("worker {w} on lcore {lcore_id}: {e}"))?;
+            self.workers.push(WorkerHandle { lcore: Some(handle), counters });
+        }
+        Ok(())
+    }
+
+    /// Runs the control loop until `stop` is set; prints the counters when
+    /// `dump` is set (and clears it).
+    pub fn run(&mut self, stop: &AtomicBool, dump: &AtomicBool) {
+        say("furiwake: ready");
+        let mut last_link_check = Instant::now();
+        let mut burst = Burst::new();
+        while !stop.load(Ordering::Relaxed) {
+            if dump.swap(false, Ordering::Relaxed) {
+                say(&self.report());
+            }
+            let mut busy = false;
+            for i in 0..self.punts.len() {
+                if self.punts[i].dequeue_burst(&mut burst) > 0 {
+                    busy = true;
+                    for m in burst.drain() {
+                        self.handle_punted(m);
+                    }
+                }
+            }
+            if last_link_check.elapsed() >= Duration::from_secs(1) {
+                last_link_check = Instant::now();
+                self.watch_links();
+            }
+            if !busy {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+
+    fn handle_punted(&mut self, mut m: Mbuf) {
+        self.control.punted_rx += 1;
+        let Some(Some(li)) = self.by_port.get(m.port() as usize).copied() else {
+            self.control.not_handled += 1;
+            return;
+        };
+        let link = &self.links[li];
+        let owns = |a: Ipv4Addr| link.owned.contains(&a);
+        match arp::handle(m.data_mut(), li, link.mac, owns, &mut self.neighbors, Instant::now()) {
+            ArpOutcome::Reply => {
+                self.control.arp_replies += 1;
+                self.send(li, m);
+            }
+            ArpOutcome::Consumed => self.control.arp_other += 1,
+            ArpOutcome::Malformed => self.control.malformed += 1,
+        }
+    }
+
+    /// Sends a control frame out of link `li`.
+    fn send(&mut self, li: usize, mut m: Mbuf) {
+        let link = &self.links[li];
+        match (link.control_txq, self.inject.as_mut()) {
+            (Some(q), _) => {
+                let mut b = Burst::new();
+                let _ = b.push(m);
+                if Port::tx_burst_on(link.port.id(), q, &mut b) == 0 {
+                    self.control.tx_dropped += 1;
+                }
+            }
+            (None, Some(inject)) => {
+                m.set_port(link.port.id());
+                if inject.enqueue(m).is_err() {
+                    self.control.tx_dropped += 1;
+                }
+            }
+            (None, None) => self.control.tx_dropped += 1,
+        }
+    }
+
+    fn watch_links(&mut self) {
+        for l in &mut self.links {
+            if let Ok(state) = l.port.link() {
+                if state.up != l.last_link_up {
+                    l.last_link_up = state.up;
+                    say(&format!("port {}: link {state}", l.cfg.name.get_ref()));
+                }
+            }
+        }
+    }
+
+    /// Per-port link state and counters, per-worker counters with every
+    /// drop by name, control-plane counters.
+    pub fn report(&self) -> String {
+        let mut s = String::from("== furiwake counters ==\n");
+        for l in &self.links {
+            let link = l.port.link().map(|k| k.to_string()).unwrap_or_else(|e| e.to_string());
+            match l.port.stats() {
+                Ok(st) => {
+                    let _ = writeln!(
+                        s,
+                        "port {}: link {link}; rx {} pkts {} bytes; tx {} pkts {} bytes; missed {}; rx-errors {}; tx-errors {}; rx-nombuf {}",
+                        l.cfg.name.get_ref(),
+                        st.ipackets,
+                        st.ibytes,
+                        st.opackets,
+                        st.obytes,
+                        st.imissed,
+                        st.ierrors,
+                        st.oerrors,
+                        st.rx_nombuf
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(s, "port {}: link {link}; stats: {e}", l.cfg.name.get_ref());
+                }
+            }
+        }
+        for (i, w) in self.workers.iter().enumerate() {
+            let c = &w.counters;
+            let _ = writeln!(
+                s,
+                "worker {i}: rx {} pkts {} bytes; tx {} pkts {} bytes; punted {}; dropped {}",
+                c.rx_packets.get(),
+                c.rx_bytes.get(),
+                c.tx_packets.get(),
+                c.tx_bytes.get(),
+                c.punted.get(),
+                c.total_drops()
+            );
+            for r in DropReason::ALL {
+                let n = c.drops(*r);
+                if n > 0 {
+                    let _ = writeln!(s, "  drop {}: {n}", r.name());
+                }
+            }
+        }
+        let c = &self.control;
+        let _ = writeln!(
+            s,
+            "control: punted {}; arp-replies {}; arp-other {}; malformed {}; not-handled {}; tx-dropped {}; neighbors {}",
+            c.punted_rx,
+            c.arp_replies,
+            c.arp_other,
+            c.malformed,
+            c.not_handled,
+            c.tx_dropped,
+            self.neighbors.len()
+        );
+        if let Some(p) = &self.pool {
+            let _ = write!(s, "mbufs: {} free, {} in use", p.available(), p.in_use());
+        }
+        s
+    }
+
+    /// Stops workers, prints the final counters, closes ports and frees
+    /// rings and the pool, in that order.
+    pub fn shutdown(mut self) {
+        self.stop_workers.store(true, Ordering::Relaxed);
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            if let Some(h) = w.lcore.take() {
+                let rc = h.join();
+                if rc != 0 {
+                    log::warn!("worker {i} returned {rc}");
+                }
+            }
+        }
+        say(&self.report());
+        // Rings first (they may hold mbufs), then ports, then the pool.
+        self.punts.clear();
+        self.inject = None;
+        for l in &mut self.links {
+            if let Err(e) = l.port.close() {
+                log::warn!("port {}: {e}", l.cfg.name.get_ref());
+            }
+        }
+        self.links.clear();
+        self.pool = None;
+        self.eal.cleanup();
+        say("furiwake: stopped");
+    }
+}
+
+/// The poll loop of one worker lcore (DPDK l3fwd's rhythm: rx burst,
+/// process, flush; back off only when idle and configured to).
+fn worker_loop(mut worker: Worker, mut io: MbufIo, stop: &AtomicBool, idle_sleep: Duration) -> i32 {
+    let mut idle: u32 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        if worker.poll(&mut io) == 0 {
+            idle = idle.saturating_add(1);
+            if !idle_sleep.is_zero() && idle >= 64 {
+                std::thread::sleep(idle_sleep);
+            }
+        } else {
+            idle = 0;
+        }
+    }
+    0
+}

@@ -1,0 +1,162 @@
+//! ARP on the control lcore (RFC 826): answer requests for addresses the
+//! appliance owns, learn senders into the neighbour table.
+
+use furiwake_dataplane::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
+use furiwake_dataplane::wire::{EtherType, EthernetAddress, EthernetFrame};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbor {
+    pub mac: EthernetAddress,
+    /// Index of the interface it was learned on.
+    pub interface: usize,
+    pub updated: Instant,
+}
+
+/// IPv4 neighbours, learned from ARP.
+#[derive(Debug, Default)]
+pub struct NeighborTable {
+    entries: HashMap<Ipv4Addr, Neighbor>,
+}
+
+impl NeighborTable {
+    pub fn get(&self, ip: Ipv4Addr) -> Option<&Neighbor> {
+        self.entries.get(&ip)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Ipv4Addr, &Neighbor)> {
+        self.entries.iter()
+    }
+
+    fn update(&mut self, ip: Ipv4Addr, mac: EthernetAddress, interface: usize, now: Instant, create: bool) -> bool {
+        if ip.is_unspecified() || mac.is_multicast() {
+            return false;
+        }
+        match self.entries.get_mut(&ip) {
+            Some(n) => {
+                *n = Neighbor { mac, interface, updated: now };
+                true
+            }
+            None if create => {
+                self.entries.insert(ip, Neighbor { mac, interface, updated: now });
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What `handle` did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArpOutcome {
+    /// The frame was rewritten in place into a reply: send it back out.
+    Reply,
+    /// Not for us, or a reply: nothing to send (the sender may be learned).
+    Consumed,
+    /// Not a valid Ethernet/IPv4 ARP packet.
+    Malformed,
+}
+
+/// Handles one ARP frame that arrived on `interface` whose MAC is `mac`;
+/// `owns` says which IPv4 addresses the appliance answers for there.
+///
+/// RFC 826 "Packet reception": update the sender if known; if we are the
+/// target, add the sender; if it is a request, answer it.
+pub fn handle(
+    frame: &mut [u8],
+    interface: usize,
+    mac: EthernetAddress,
+    owns: impl Fn(Ipv4Addr) -> bool,
+    neighbors: &mut NeighborTable,
+    now: Instant,
+) -> ArpOutcome {
+    let Ok(eth) = EthernetFrame::new_checked(&*frame) else { return ArpOutcome::Malformed };
+    if eth.ethertype() != EtherType::Arp {
+        return ArpOutcome::Malformed;
+    }
+    let Ok(arp) = ArpPacket::new_checked(eth.payload()) else { return ArpOutcome::Malformed };
+    let req = ArpRepr::parse(&arp);
+    let for_us = owns(req.target_protocol_addr);
+    neighbors.update(req.source_protocol_addr, req.source_hardware_addr, interface, now, for_us);
+    if !for_us || req.operation != ArpOperation::Request {
+        return ArpOutcome::Consumed;
+    }
+    let reply = ArpRepr {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: mac,
+        source_protocol_addr: req.target_protocol_addr,
+        target_hardware_addr: req.source_hardware_addr,
+        target_protocol_addr: req.source_protocol_addr,
+    };
+    let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+    eth.set_dst_addr(req.source_hardware_addr);
+    eth.set_src_addr(mac);
+    reply.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+    ArpOutcome::Reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEER: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+    const US: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+
+    fn request(target: Ipv4Addr) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+        eth.set_dst_addr(EthernetAddress::BROADCAST);
+        eth.set_src_addr(PEER);
+        eth.set_ethertype(EtherType::Arp);
+        ArpRepr {
+            operation: ArpOperation::Request,
+            source_hardware_addr: PEER,
+            source_protocol_addr: Ipv4Addr::new(192, 0, 2, 1),
+            target_hardware_addr: EthernetAddress::default(),
+            target_protocol_addr: target,
+        }
+        .emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+        f
+    }
+
+    #[test]
+    fn answers_for_own_address_and_learns_sender() {
+        let mut n = NeighborTable::default();
+        let me = Ipv4Addr::new(192, 0, 2, 2);
+        let mut f = request(me);
+        assert_eq!(handle(&mut f, 0, US, |a| a == me, &mut n, Instant::now()), ArpOutcome::Reply);
+        let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+        assert_eq!(eth.dst_addr(), PEER);
+        assert_eq!(eth.src_addr(), US);
+        let r = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap());
+        assert_eq!(r.operation, ArpOperation::Reply);
+        assert_eq!(r.source_hardware_addr, US);
+        assert_eq!(r.source_protocol_addr, me);
+        assert_eq!(r.target_hardware_addr, PEER);
+        assert_eq!(r.target_protocol_addr, Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(n.get(Ipv4Addr::new(192, 0, 2, 1)).map(|e| e.mac), Some(PEER));
+    }
+
+    #[test]
+    fn ignores_others_and_garbage() {
+        let mut n = NeighborTable::default();
+        let mut f = request(Ipv4Addr::new(192, 0, 2, 99));
+        let before = f.clone();
+        assert_eq!(handle(&mut f, 0, US, |_| false, &mut n, Instant::now()), ArpOutcome::Consumed);
+        assert_eq!(f, before, "frame untouched");
+        assert!(n.is_empty(), "strangers are not added (RFC 826 merge flag)");
+        let mut short = request(Ipv4Addr::new(192, 0, 2, 2));
+        short.truncate(30);
+        assert_eq!(handle(&mut short, 0, US, |_| true, &mut n, Instant::now()), ArpOutcome::Malformed);
+    }
+}

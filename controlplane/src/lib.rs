@@ -1,0 +1,6 @@
+//! The Furiwake appliance: configuration, control plane, and the wiring of
+//! platform and dataplane behind the `furiwake` binary.
+
+pub mod appliance;
+pub mod arp;
+pub mod config;

@@ -1,0 +1,106 @@
+//! `furiwake check-config` as an operator runs it: no root, no DPDK.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn furiwake(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_furiwake")).args(args).output().expect("run furiwake");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("furiwake-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+const BASE: &str = r#"[platform]
+eal_args = ["--no-huge", "-m", "512", "--no-pci"]
+control_lcore = 0
+worker_lcores = [1]
+
+[[interface]]
+name = "outside"
+device = "net_af_packet0,iface=lb-out"
+address = "192.0.2.2/24"
+
+[[pool]]
+name = "web"
+servers = [ { address = "198.51.100.11:8080" } ]
+
+[[virtual_server]]
+name = "www"
+address = "192.0.2.100:80"
+pool = "web"
+"#;
+
+#[test]
+fn good_config_passes() {
+    let p = scratch("good.toml", BASE);
+    let (code, out, err) = furiwake(&["check-config", p.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("ok (1 interfaces, 1 pools, 1 virtual servers)"), "{out}");
+}
+
+#[test]
+fn typo_key_is_refused_with_its_line() {
+    let p = scratch("typo.toml", &BASE.replace("worker_lcores = [1]", "worker_lcore = [1]"));
+    let (code, _, err) = furiwake(&["check-config", p.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    // The first line of the error says where and what.
+    let first = err.lines().next().unwrap_or_default();
+    assert!(first.starts_with(&format!("error: {}:4:1:", p.display())), "{err}");
+    assert!(first.contains("unknown field `worker_lcore`"), "{err}");
+}
+
+#[test]
+fn bad_address_is_refused_with_its_line() {
+    let p = scratch("addr.toml", &BASE.replace("198.51.100.11:8080", "198.51.100.311:8080"));
+    let (code, _, err) = furiwake(&["check-config", p.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&format!("{}:13:", p.display())), "{err}");
+    assert!(err.contains("invalid address \"198.51.100.311:8080\""), "{err}");
+
+    let p = scratch("self.toml", &BASE.replace("192.0.2.2/24", "192.0.2/24"));
+    let (code, _, err) = furiwake(&["check-config", p.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&format!("{}:9:", p.display())), "{err}");
+}
+
+#[test]
+fn missing_file_and_bad_usage_fail() {
+    let (code, _, err) = furiwake(&["check-config", "/nonexistent/furiwake.toml"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot read"), "{err}");
+    let (code, _, err) = furiwake(&["frobnicate"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("usage:"), "{err}");
+}
+
+#[test]
+fn run_refuses_bad_config_before_touching_dpdk() {
+    let p = scratch("run-bad.toml", &BASE.replace("pool = \"web\"\n", "pool = \"nope\"\n"));
+    let (code, out, err) = furiwake(&["run", "--config", p.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no pool named \"nope\""), "{err}");
+    assert!(!out.contains("DPDK"), "EAL was not started: {out}");
+}
+
+/// Every example in configs/ is valid.
+#[test]
+fn example_configs_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("configs/") {
+        let p = entry.expect("entry").path();
+        if p.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let (code, out, err) = furiwake(&["check-config", p.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{}: {err}{out}", p.display());
+        n += 1;
+    }
+    assert!(n >= 2, "configs/ holds the examples ({n} found)");
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Real backends for the demo and the tests.
+#
+#   backend.sh nginx-conf NAME DIR [BIG_MB]
+#       writes DIR/nginx.conf for a server that answers /id with NAME,
+#       /health with OK, and serves DIR/www (with a BIG_MB MiB file "big"
+#       when asked). Start it with: nginx -p DIR -c DIR/nginx.conf
+#       (it stays in the foreground: its PID is the caller's to stop).
+set -euo pipefail
+
+case "${1:-}" in
+  nginx-conf)
+    name=$2; dir=$3; big=${4:-0}
+    mkdir -p "$dir/www" "$dir/tmp" "$dir/logs"
+    if [ "$big" -gt 0 ] && [ ! -f "$dir/www/big" ]; then
+      head -c "$((big * 1048576))" /dev/urandom > "$dir/www/big"
+    fi
+    cat > "$dir/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log $dir/logs/access.log;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  server {
+    listen 80;
+    location = /id { default_type text/plain; return 200 "$name\n"; }
+    location = /health { default_type text/plain; return 200 "OK\n"; }
+    location / { root $dir/www; }
+  }
+}
+CONF
+    ;;
+  *) echo "usage: $0 nginx-conf NAME DIR [BIG_MB]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Furiwake demo: builds, creates the lab (client, the appliance's namespace
+# with two DPDK-owned veths, three nginx backends), starts `furiwake run`
+# with configs/two-arm-nat.toml, drives traffic at the VIP from the client,
+# and shows what the appliance did. Everything it starts is stopped (by PID)
+# and removed at the end. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+cargo build --release --bins
+BIN=$PWD/target/release/furiwake
+P=demo
+WORK=$(mktemp -d /tmp/furiwake-demo.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  scripts/netns.sh down $P
+  rm -rf "$WORK" /var/run/dpdk/furiwake-demo
+}
+trap cleanup EXIT
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "lab: client 192.0.2.10 -- [lb-out | furiwake | lb-in] -- srv1..3 198.51.100.11-13"
+scripts/netns.sh up $P 3 1
+for i in 1 2 3; do
+  scripts/backend.sh nginx-conf "srv$i" "$WORK/srv$i"
+  ip netns exec $P-srv$i nginx -p "$WORK/srv$i" -c "$WORK/srv$i/nginx.conf" &
+  pids+=($!)
+done
+
+say "furiwake run --config configs/two-arm-nat.toml (in namespace $P-lb)"
+ip netns exec $P-lb "$BIN" run --config configs/two-arm-nat.toml > "$WORK/furiwake.log" 2>&1 &
+fw=$!
+pids+=($fw)
+for _ in $(seq 1 100); do grep -q "furiwake: ready" "$WORK/furiwake.log" && break; sleep 0.1; done
+grep -E "^(furiwake|port)" "$WORK/furiwake.log"
+
+say "client: who has the self IP and the VIP? (answered by the appliance's ARP)"
+for ip in 192.0.2.2 192.0.2.100; do
+  ip netns exec $P-client python3 -c "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('$ip', 9))"
+done
+sleep 0.5
+ip -n $P-client neigh show dev eth0
+
+say "client: curl http://192.0.2.100/id, ten times"
+for i in $(seq 1 10); do
+  printf 'request %2d: ' "$i"
+  ip netns exec $P-client curl -s -m 1 http://192.0.2.100/id || echo "(no answer)"
+done
+
+say "counters (SIGUSR1)"
+kill -USR1 $fw; sleep 0.5
+sed -n '/== furiwake counters ==/,$p' "$WORK/furiwake.log"
+
+say "stopping (SIGTERM)"
+kill -TERM $fw; wait $fw && echo "furiwake exited 0"

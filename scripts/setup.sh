@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything Furiwake needs on Debian 12, idempotently: DPDK 22.11
+# (runtime, headers, testpmd), the toolchain bits bindgen needs, and the
+# real peers the demo and tests start (nginx, socat, curl, wrk, scapy,
+# keepalived, tcpdump/tshark, tcpreplay, nftables).
+set -euo pipefail
+
+PKGS=(
+  dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev build-essential
+  iproute2 ethtool nftables procps coreutils python3 python3-scapy
+  nginx-light socat curl wrk tcpdump tshark tcpreplay keepalived
+)
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Rust: the machine's toolchain, or rustup's on a bare Debian box.
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: installing Rust with rustup"
+  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  . "$HOME/.cargo/env"
+fi
+
+pkg-config --modversion libdpdk >/dev/null || { echo "setup: libdpdk not found by pkg-config" >&2; exit 1; }
+echo "setup: DPDK $(pkg-config --modversion libdpdk), $(cargo --version)"
