@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 fn eal() -> Option<&'static Eal> {
-    // --in-memory: no shared files, so concurrent runs cannot collide; the
-    // fixed prefix keeps the (empty) runtime directory from accumulating.
+    // A fixed prefix: one runtime directory, reused by every run (cargo runs
+    // test binaries one after another).
     let prefix = "fw-platform-test";
     let args = [
-        "--no-huge", "-m", "256", "--no-pci", "-l", "0-1", "--in-memory", "--file-prefix", prefix, "--no-telemetry",
+        "--no-huge", "-m", "256", "--no-pci", "-l", "0-1", "--file-prefix", prefix, "--no-telemetry",
         "--log-level", "lib.eal:error", "--vdev", "net_null0", "--vdev", "net_null1",
     ];
     match Eal::init(&args) {
