@@ -65,9 +65,18 @@ fn main() {
     }
     build.compile("furiwake_dpdk_shim");
 
-    // Link flags.
+    // Link flags. A library may be listed twice (pkg-config repeats them
+    // for ordering); rustc refuses two modifiers for one name, so the first
+    // mention wins.
     let mut whole = false;
+    let mut seen = std::collections::HashSet::new();
     for f in &libs {
+        let name = f.strip_prefix("-l:").map(|l| l.trim_start_matches("lib").trim_end_matches(".a")).or_else(|| f.strip_prefix("-l"));
+        if let Some(name) = name {
+            if !seen.insert(name.to_string()) {
+                continue;
+            }
+        }
         if let Some(dir) = f.strip_prefix("-L") {
             println!("cargo:rustc-link-search=native={dir}");
         } else if let Some(lib) = f.strip_prefix("-l:") {

@@ -23,5 +23,10 @@ run cargo build --workspace --bins
 run cargo test --workspace --exclude furiwake-e2e
 run cargo test -p furiwake-e2e -- --test-threads=1
 
+# 3. The statically linked build (feature `static`: DPDK archives with
+#    +whole-archive, PMDs built in) passes the foundation tests too.
+run cargo build -p furiwake --features static --target-dir target/static
+run env FURIWAKE_BIN="$PWD/target/static/debug/furiwake" cargo test -p furiwake-e2e --test foundation -- --test-threads=1
+
 awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"
