@@ -7,7 +7,7 @@ set -euo pipefail
 
 PKGS=(
   dpdk dpdk-dev libdpdk-dev libsystemd-dev pkg-config clang libclang-dev build-essential
-  iproute2 ethtool nftables procps coreutils python3 python3-scapy
+  iproute2 iputils-ping ethtool nftables procps coreutils python3 python3-scapy
   nginx-light socat curl wrk tcpdump tshark tcpreplay keepalived
 )
 
