@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod counters;
+pub mod flow;
 pub mod io;
 pub mod wire;
 pub mod worker;

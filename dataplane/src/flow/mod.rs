@@ -1,0 +1,1 @@
+//! Per-worker connection table (being written).
