@@ -4,7 +4,12 @@
 //! joined, ports closed (their mbufs returned), rings and pool freed.
 
 use crate::arp::{self, ArpOutcome, NeighborTable};
+use crate::build::{self, LinkInfo, Nexthop};
 use crate::config::{Config, Interface};
+use furiwake_dataplane::flow::{self, Timeouts};
+use furiwake_dataplane::neighbor::Neighbors;
+use furiwake_dataplane::rcu::{rcu, Publisher};
+use furiwake_dataplane::snapshot::{Snapshot, MAX_NEXTHOPS};
 use furiwake_dataplane::wire::EthernetAddress;
 use furiwake_dataplane::{Burst, DropReason, Worker, WorkerConfig, WorkerCounters};
 use furiwake_platform::lcore::{self, LcoreHandle};
@@ -17,6 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PUNT_RING: u32 = 1024;
+const HANDOFF_RING: u32 = 4096;
+/// Re-ARP a next hop not confirmed for this long; forget it after 3x.
+const NEIGHBOR_REFRESH: Duration = Duration::from_secs(60);
 const INJECT_RING: u32 = 1024;
 const MEMPOOL_CACHE: u32 = 256;
 const MBUF_DATA_ROOM: u16 = 2048 + 128; // RTE_MBUF_DEFAULT_BUF_SIZE
@@ -45,13 +53,20 @@ struct Link {
     cfg: Interface,
     port: Port,
     mac: EthernetAddress,
-    /// Addresses answered for in ARP: the self IP and the VIPs in its subnet.
+    /// Addresses answered for in ARP and ICMP echo: the self IP, and the
+    /// VIPs and full-NAT local addresses in its subnet.
     owned: Vec<Ipv4Addr>,
     rx_queues: u16,
     /// The control lcore's own TX queue, when the device has one to spare;
     /// otherwise control frames go through worker 0's inject ring.
     control_txq: Option<u16>,
     last_link_up: bool,
+}
+
+struct NexthopState {
+    hop: Nexthop,
+    confirmed: Option<Instant>,
+    last_request: Option<Instant>,
 }
 
 struct WorkerHandle {
@@ -63,6 +78,8 @@ struct WorkerHandle {
 struct ControlCounters {
     punted_rx: u64,
     arp_replies: u64,
+    arp_requests: u64,
+    echo_replies: u64,
     arp_other: u64,
     malformed: u64,
     not_handled: u64,
@@ -80,6 +97,10 @@ pub struct Appliance {
     inject: Option<Producer<Mbuf>>,
     stop_workers: Arc<AtomicBool>,
     neighbors: NeighborTable,
+    /// Next hops kept resolved for the workers, by neighbour slot.
+    nexthops: Vec<NexthopState>,
+    slots: Arc<Neighbors>,
+    publisher: Option<Publisher<Snapshot>>,
     control: ControlCounters,
     // Last: freed after every port and ring that holds its mbufs.
     pool: Option<Mempool>,
@@ -103,7 +124,7 @@ impl Appliance {
         let pool = Mempool::new("furiwake-mbufs", cfg.platform.mbufs, MEMPOOL_CACHE, MBUF_DATA_ROOM, -1)
             .map_err(|e| format!("packet pool of {} mbufs: {e}", cfg.platform.mbufs))?;
 
-        let mut links = Vec::new();
+        let mut links: Vec<Link> = Vec::new();
         let mut by_port: Vec<Option<usize>> = Vec::new();
         for iface in &cfg.interfaces {
             let link = Self::bring_up(iface, &cfg, n_workers, &pool)?;
@@ -115,6 +136,13 @@ impl Appliance {
             links.push(link);
         }
 
+        let infos: Vec<LinkInfo> =
+            links.iter().map(|l| LinkInfo { port_id: l.port.id(), mac: l.mac, address: l.cfg.address }).collect();
+        let built = build::build(&cfg, &infos)?;
+        for (l, owned) in links.iter_mut().zip(built.owned) {
+            l.owned = owned;
+        }
+        let nexthops = built.nexthops.iter().map(|&hop| NexthopState { hop, confirmed: None, last_request: None }).collect();
         let mut app = Appliance {
             cfg,
             eal,
@@ -125,13 +153,28 @@ impl Appliance {
             inject: None,
             stop_workers: Arc::new(AtomicBool::new(false)),
             neighbors: NeighborTable::default(),
+            nexthops,
+            slots: Arc::new(Neighbors::new(MAX_NEXTHOPS)),
+            publisher: None,
             control: ControlCounters::default(),
             pool: Some(pool),
         };
-        if let Err(e) = app.launch_workers() {
+        if let Err(e) = app.launch_workers(built.snapshot) {
             app.shutdown();
             return Err(e);
         }
+        for s in &app.cfg.virtual_servers {
+            say(&format!(
+                "virtual-server {}: {} {:?} {:?} pool {}",
+                s.name.get_ref(),
+                s.address,
+                s.protocol,
+                s.forwarding.get_ref(),
+                s.pool.get_ref()
+            ));
+        }
+        app.announce();
+        app.resolve_nexthops(Instant::now());
         Ok(app)
     }
 
@@ -172,17 +215,11 @@ impl Appliance {
             iface.address,
             control_txq.map_or("via worker 0".to_string(), |q| format!("queue {q}")),
         ));
-        let mut owned = vec![iface.address.addr];
-        for vs in &cfg.virtual_servers {
-            let vip = *vs.address.ip();
-            if iface.address.contains(vip) && !owned.contains(&vip) {
-                owned.push(vip);
-            }
-        }
+        let owned = vec![iface.address.addr];
         Ok(Link { cfg: iface.clone(), port, mac, owned, rx_queues, control_txq, last_link_up: link.up })
     }
 
-    fn launch_workers(&mut self) -> Result<(), String> {
+    fn launch_workers(&mut self, snapshot: Snapshot) -> Result<(), String> {
         let lcores = self.cfg.platform.worker_lcores.get_ref().clone();
         let n = lcores.len();
         let need_inject = self.links.iter().any(|l| l.control_txq.is_none());
@@ -192,8 +229,27 @@ impl Appliance {
             self.inject = Some(p);
             inject_consumer = Some(c);
         }
+        // handoff[a][b]: worker a -> worker b.
+        let mut handoff_tx: Vec<Vec<Option<Producer<Mbuf>>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut handoff_rx: Vec<Vec<Consumer<Mbuf>>> = (0..n).map(|_| Vec::new()).collect();
+        for a in 0..n {
+            for b in 0..n {
+                if a != b {
+                    let (p, c) = spsc::<Mbuf>(&format!("fw-ho-{a}-{b}"), HANDOFF_RING).map_err(|e| format!("handoff ring: {e}"))?;
+                    handoff_tx[a][b] = Some(p);
+                    handoff_rx[b].push(c);
+                }
+            }
+        }
+        let (publisher, mut readers) = rcu(Box::new(snapshot), n);
+        self.publisher = Some(publisher);
+        let t = &self.cfg.timeouts;
+        let timeouts = Timeouts::from_secs(t.tcp_syn, t.tcp_established, t.tcp_fin, t.tcp_time_wait, t.tcp_close, t.udp, t.icmp);
         let idle_sleep = Duration::from_micros(self.cfg.platform.idle_sleep_us as u64);
-        for (w, &lcore_id) in lcores.iter().enumerate() {
+        let ticks_per_sec = 1000 / flow::TICK_MS as u64;
+        let tsc_per_tick = (furiwake_platform::tsc_hz() / ticks_per_sec).max(1);
+        let start_tsc = furiwake_platform::rdtsc();
+        for (w, (&lcore_id, (ho_tx, ho_rx))) in lcores.iter().zip(handoff_tx.into_iter().zip(handoff_rx)).enumerate().rev() {
             let mut rx = Vec::new();
             for l in &self.links {
                 for q in 0..l.rx_queues {
@@ -205,15 +261,77 @@ impl Appliance {
             let tx: Vec<(u16, u16)> = self.links.iter().map(|l| (l.port.id(), w as u16)).collect();
             let (punt_p, punt_c) = spsc::<Mbuf>(&format!("fw-punt-{w}"), PUNT_RING).map_err(|e| format!("punt ring: {e}"))?;
             self.punts.push(punt_c);
-            let io = MbufIo::new(rx, &tx, punt_p, if w == 0 { inject_consumer.take() } else { None });
-            let worker = Worker::new(WorkerConfig { id: w as u16 });
+            let io = MbufIo::new(rx, &tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
+            let reader = readers.pop().ok_or("rcu readers")?;
+            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: self.cfg.platform.flows_per_worker, timeouts };
+            let worker = Worker::new(config, reader, Arc::clone(&self.slots));
             let counters = worker.counters();
             let stop = Arc::clone(&self.stop_workers);
-            let handle = lcore::launch(lcore_id, move || worker_loop(worker, io, &stop, idle_sleep))
+            let clock = Clock { start_tsc, tsc_per_tick };
+            let handle = lcore::launch(lcore_id, move || worker_loop(worker, io, &stop, idle_sleep, clock))
                 .map_err(|e| format!("worker {w} on lcore {lcore_id}: {e}"))?;
             self.workers.push(WorkerHandle { lcore: Some(handle), counters });
         }
+        self.workers.reverse();
+        self.punts.reverse();
         Ok(())
+    }
+
+    /// Gratuitous ARP for every address the box owns, on its link (RFC
+    /// 5227 §3), so neighbours learn the VIPs at once.
+    fn announce(&mut self) {
+        for li in 0..self.links.len() {
+            let (mac, owned) = (self.links[li].mac, self.links[li].owned.clone());
+            for ip in owned {
+                self.send_arp_request(li, mac, ip, ip);
+            }
+        }
+    }
+
+    /// Sends ARP requests for next hops not confirmed recently; forgets
+    /// those silent for too long (the workers then drop under
+    /// `neighbor-unresolved`).
+    fn resolve_nexthops(&mut self, now: Instant) {
+        for slot in 0..self.nexthops.len() {
+            let nh = &self.nexthops[slot];
+            let stale = nh.confirmed.is_none_or(|t| now.duration_since(t) >= NEIGHBOR_REFRESH);
+            let asked_recently = nh.last_request.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1));
+            if nh.confirmed.is_some_and(|t| now.duration_since(t) >= NEIGHBOR_REFRESH * 3) {
+                self.slots.clear(slot as u16);
+            }
+            if stale && !asked_recently {
+                let hop = nh.hop;
+                let (mac, ip) = (self.links[hop.link].mac, self.links[hop.link].cfg.address.addr);
+                self.nexthops[slot].last_request = Some(now);
+                self.send_arp_request(hop.link, mac, ip, hop.ip);
+            }
+        }
+    }
+
+    fn send_arp_request(&mut self, li: usize, mac: EthernetAddress, sender: Ipv4Addr, target: Ipv4Addr) {
+        let Some(mut m) = self.pool.as_ref().and_then(Mempool::alloc) else {
+            self.control.tx_dropped += 1;
+            return;
+        };
+        match m.append(arp::FRAME_LEN as u16) {
+            Some(buf) => {
+                arp::write_request(buf, mac, sender, target);
+                self.control.arp_requests += 1;
+                self.send(li, m);
+            }
+            None => self.control.tx_dropped += 1,
+        }
+    }
+
+    /// After ARP taught us `ip`'s MAC on link `li`: fill the workers' slots.
+    fn learned(&mut self, li: usize, ip: Ipv4Addr, now: Instant) {
+        let Some(n) = self.neighbors.get(ip).copied() else { return };
+        for (slot, nh) in self.nexthops.iter_mut().enumerate() {
+            if nh.hop.ip == ip && nh.hop.link == li {
+                nh.confirmed = Some(now);
+                self.slots.set(slot as u16, n.mac);
+            }
+        }
     }
 
     /// Runs the control loop until `stop` is set; prints the counters when
@@ -238,6 +356,10 @@ impl Appliance {
             if last_link_check.elapsed() >= Duration::from_secs(1) {
                 last_link_check = Instant::now();
                 self.watch_links();
+                self.resolve_nexthops(last_link_check);
+                if let Some(p) = self.publisher.as_mut() {
+                    p.reclaim();
+                }
             }
             if !busy {
                 std::thread::sleep(Duration::from_micros(200));
@@ -253,13 +375,32 @@ impl Appliance {
         };
         let link = &self.links[li];
         let owns = |a: Ipv4Addr| link.owned.contains(&a);
-        match arp::handle(m.data_mut(), li, link.mac, owns, &mut self.neighbors, Instant::now()) {
+        let is_arp = furiwake_dataplane::wire::ethernet::parse_l2(m.data())
+            .is_ok_and(|l2| l2.ethertype == furiwake_dataplane::wire::EtherType::Arp);
+        if !is_arp {
+            if crate::icmp::echo_reply(m.data_mut(), owns) {
+                self.control.echo_replies += 1;
+                self.send(li, m);
+            } else {
+                self.control.not_handled += 1;
+            }
+            return;
+        }
+        let now = Instant::now();
+        let sender = furiwake_dataplane::wire::ethernet::parse_l2(m.data())
+            .ok()
+            .and_then(|l2| m.data().get(l2.l3_offset..).and_then(|b| furiwake_dataplane::wire::arp::ArpPacket::new_checked(b).ok()))
+            .map(|a| a.source_protocol_addr());
+        match arp::handle(m.data_mut(), li, link.mac, owns, &mut self.neighbors, now) {
             ArpOutcome::Reply => {
                 self.control.arp_replies += 1;
                 self.send(li, m);
             }
             ArpOutcome::Consumed => self.control.arp_other += 1,
             ArpOutcome::Malformed => self.control.malformed += 1,
+        }
+        if let Some(ip) = sender {
+            self.learned(li, ip, now);
         }
     }
 
@@ -322,16 +463,43 @@ impl Appliance {
                 }
             }
         }
+        if let Some(p) = &self.publisher {
+            let snap = p.current();
+            let sum = |f: &dyn Fn(&WorkerCounters) -> u64| self.workers.iter().fold(0u64, |a, w| a.wrapping_add(f(&w.counters)));
+            for (vi, vs) in snap.services.iter().enumerate() {
+                let line = |c: &dyn Fn(&WorkerCounters) -> Option<&furiwake_dataplane::counters::ServiceCounters>| {
+                    let g = |f: &dyn Fn(&furiwake_dataplane::counters::ServiceCounters) -> u64| sum(&|w| c(w).map_or(0, f));
+                    format!(
+                        "conns-active {}; conns-new {}; in-pkts {}; in-bytes {}; out-pkts {}; out-bytes {}",
+                        g(&|x| x.conns_active.get()),
+                        g(&|x| x.conns_new.get()),
+                        g(&|x| x.in_pkts.get()),
+                        g(&|x| x.in_bytes.get()),
+                        g(&|x| x.out_pkts.get()),
+                        g(&|x| x.out_bytes.get())
+                    )
+                };
+                let _ = writeln!(s, "virtual-server {}: {}", vs.name, line(&|w| w.services.get(vi)));
+                for si in vs.first_server as usize..(vs.first_server + vs.server_count) as usize {
+                    if let Some(rs) = snap.servers.get(si) {
+                        let addr = std::net::SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port);
+                        let _ = writeln!(s, "  server {addr}: {}", line(&|w| w.servers.get(si)));
+                    }
+                }
+            }
+        }
         for (i, w) in self.workers.iter().enumerate() {
             let c = &w.counters;
             let _ = writeln!(
                 s,
-                "worker {i}: rx {} pkts {} bytes; tx {} pkts {} bytes; punted {}; dropped {}",
+                "worker {i}: rx {} pkts {} bytes; tx {} pkts {} bytes; punted {}; handed-off {}; flows {}; dropped {}",
                 c.rx_packets.get(),
                 c.rx_bytes.get(),
                 c.tx_packets.get(),
                 c.tx_bytes.get(),
                 c.punted.get(),
+                c.handed_off.get(),
+                c.flows.get(),
                 c.total_drops()
             );
             for r in DropReason::ALL {
@@ -344,9 +512,11 @@ impl Appliance {
         let c = &self.control;
         let _ = writeln!(
             s,
-            "control: punted {}; arp-replies {}; arp-other {}; malformed {}; not-handled {}; tx-dropped {}; neighbors {}",
+            "control: punted {}; arp-replies {}; arp-requests {}; echo-replies {}; arp-other {}; malformed {}; not-handled {}; tx-dropped {}; neighbors {}",
             c.punted_rx,
             c.arp_replies,
+            c.arp_requests,
+            c.echo_replies,
             c.arp_other,
             c.malformed,
             c.not_handled,
@@ -375,6 +545,7 @@ impl Appliance {
         // Rings first (they may hold mbufs), then ports, then the pool.
         self.punts.clear();
         self.inject = None;
+        self.publisher = None;
         for l in &mut self.links {
             if let Err(e) = l.port.close() {
                 log::warn!("port {}: {e}", l.cfg.name.get_ref());
@@ -387,12 +558,20 @@ impl Appliance {
     }
 }
 
+/// TSC to flow-table ticks.
+#[derive(Clone, Copy)]
+struct Clock {
+    start_tsc: u64,
+    tsc_per_tick: u64,
+}
+
 /// The poll loop of one worker lcore (DPDK l3fwd's rhythm: rx burst,
 /// process, flush; back off only when idle and configured to).
-fn worker_loop(mut worker: Worker, mut io: MbufIo, stop: &AtomicBool, idle_sleep: Duration) -> i32 {
+fn worker_loop(mut worker: Worker, mut io: MbufIo, stop: &AtomicBool, idle_sleep: Duration, clock: Clock) -> i32 {
     let mut idle: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
-        if worker.poll(&mut io) == 0 {
+        let now = (furiwake_platform::rdtsc().wrapping_sub(clock.start_tsc) / clock.tsc_per_tick) as u32;
+        if worker.poll(&mut io, now) == 0 {
             idle = idle.saturating_add(1);
             if !idle_sleep.is_zero() && idle >= 64 {
                 std::thread::sleep(idle_sleep);

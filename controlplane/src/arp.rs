@@ -160,3 +160,45 @@ mod tests {
         assert_eq!(handle(&mut short, 0, US, |_| true, &mut n, Instant::now()), ArpOutcome::Malformed);
     }
 }
+
+/// Length of an Ethernet frame carrying ARP, padded to the 60-byte minimum.
+pub const FRAME_LEN: usize = 60;
+
+/// Writes a broadcast ARP request "who has `target`, tell `sender_ip`"
+/// into `frame` (at least `FRAME_LEN` bytes). With `target == sender_ip`
+/// it is a gratuitous ARP announcing the address (RFC 5227 §3).
+pub fn write_request(frame: &mut [u8], sender_mac: EthernetAddress, sender_ip: Ipv4Addr, target: Ipv4Addr) -> usize {
+    frame[..FRAME_LEN].fill(0);
+    let mut eth = EthernetFrame::new_unchecked(&mut frame[..FRAME_LEN]);
+    eth.set_dst_addr(EthernetAddress::BROADCAST);
+    eth.set_src_addr(sender_mac);
+    eth.set_ethertype(EtherType::Arp);
+    ArpRepr {
+        operation: ArpOperation::Request,
+        source_hardware_addr: sender_mac,
+        source_protocol_addr: sender_ip,
+        target_hardware_addr: EthernetAddress::default(),
+        target_protocol_addr: target,
+    }
+    .emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+    FRAME_LEN
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips() {
+        let mut f = [0xffu8; 64];
+        let mac = EthernetAddress([2, 0, 0, 0, 0, 9]);
+        assert_eq!(write_request(&mut f, mac, Ipv4Addr::new(198, 51, 100, 1), Ipv4Addr::new(198, 51, 100, 11)), 60);
+        let eth = EthernetFrame::new_checked(&f[..60]).unwrap();
+        assert!(eth.dst_addr().is_broadcast());
+        let r = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap());
+        assert_eq!(r.operation, ArpOperation::Request);
+        assert_eq!(r.source_protocol_addr, Ipv4Addr::new(198, 51, 100, 1));
+        assert_eq!(r.target_protocol_addr, Ipv4Addr::new(198, 51, 100, 11));
+        assert_eq!(&f[42..60], &[0u8; 18], "padding zeroed");
+    }
+}

@@ -124,6 +124,31 @@ pub struct Config {
     pub pools: Vec<Pool>,
     #[serde(default, rename = "virtual_server")]
     pub virtual_servers: Vec<VirtualServer>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+/// Idle timeouts of connection entries, in seconds, per TCP state (RFC 9293
+/// §3.3.2) and for UDP and ICMP. Defaults follow IPVS (`ipvsadm --set`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// SYN_SENT and SYN_RECV.
+    pub tcp_syn: u32,
+    pub tcp_established: u32,
+    /// FIN_WAIT and CLOSE_WAIT.
+    pub tcp_fin: u32,
+    pub tcp_time_wait: u32,
+    /// After a RST the entry is removed at once; CLOSE covers the rest.
+    pub tcp_close: u32,
+    pub udp: u32,
+    pub icmp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { tcp_syn: 60, tcp_established: 900, tcp_fin: 120, tcp_time_wait: 120, tcp_close: 10, udp: 300, icmp: 60 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -330,7 +355,7 @@ pub struct VirtualServer {
     #[serde(default = "VirtualServer::default_protocol")]
     pub protocol: Protocol,
     #[serde(default = "VirtualServer::default_forwarding")]
-    pub forwarding: Forwarding,
+    pub forwarding: Spanned<Forwarding>,
     pub pool: Spanned<String>,
     /// full-nat source addresses; default: the self IP facing the servers.
     #[serde(default, deserialize_with = "ipv4_list")]
@@ -341,8 +366,8 @@ impl VirtualServer {
     fn default_protocol() -> Protocol {
         Protocol::Tcp
     }
-    fn default_forwarding() -> Forwarding {
-        Forwarding::Nat
+    fn default_forwarding() -> Spanned<Forwarding> {
+        Spanned::new(0..0, Forwarding::Nat)
     }
 }
 
@@ -437,7 +462,28 @@ impl Config {
             }
         }
         let mut vips = HashSet::new();
+        if self.virtual_servers.len() > furiwake_dataplane::snapshot::MAX_SERVICES {
+            return Err(src.error(None, format!("at most {} virtual servers", furiwake_dataplane::snapshot::MAX_SERVICES)));
+        }
+        let members: usize = self
+            .virtual_servers
+            .iter()
+            .filter_map(|vs| self.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref()))
+            .map(|p| p.servers.len())
+            .sum();
+        if members > furiwake_dataplane::snapshot::MAX_SERVERS {
+            return Err(src.error(None, format!("at most {} real servers over all virtual servers", furiwake_dataplane::snapshot::MAX_SERVERS)));
+        }
         for vs in &self.virtual_servers {
+            if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat) {
+                return Err(src.error(
+                    Some(vs.forwarding.span()),
+                    format!("virtual_server {:?}: forwarding {:?} is not supported by this build (nat, full-nat)", vs.name.get_ref(), vs.forwarding.get_ref()),
+                ));
+            }
+            if *vs.forwarding.get_ref() == Forwarding::Nat && !vs.local_addresses.is_empty() {
+                return Err(src.error(Some(vs.name.span()), format!("virtual_server {:?}: local_addresses needs forwarding = \"full-nat\"", vs.name.get_ref())));
+            }
             if !self.pools.iter().any(|p| p.name.get_ref() == vs.pool.get_ref()) {
                 return Err(src.error(Some(vs.pool.span()), format!("virtual_server {:?}: no pool named {:?}", vs.name.get_ref(), vs.pool.get_ref())));
             }
@@ -519,7 +565,8 @@ pool = "web"
         assert_eq!(c.pools[0].servers[1].weight, 1);
         assert_eq!(c.pools[0].algorithm, Algorithm::WeightedRoundRobin);
         assert_eq!(c.virtual_servers[0].protocol, Protocol::Tcp);
-        assert_eq!(c.virtual_servers[0].forwarding, Forwarding::Nat);
+        assert_eq!(*c.virtual_servers[0].forwarding.get_ref(), Forwarding::Nat);
+        assert_eq!(c.timeouts.tcp_established, 900);
         assert_eq!(c.platform.flows_per_worker, 1 << 20);
         assert_eq!(c.health_checks[0].fall, 3);
     }
@@ -564,6 +611,11 @@ pool = "web"
         assert!(e.message.contains("at least one"), "{e}");
         let e = err(&GOOD.replace("\"--no-pci\"]", "\"--no-pci\", \"-l\", \"0-3\"]"));
         assert!(e.message.contains("\"-l\""), "{e}");
+        let e = err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-l2\"\n"));
+        assert!(e.message.contains("not supported"), "{e}");
+        assert_eq!(e.line, 37);
+        let e = err(&format!("{GOOD}\n[timeouts]\ntcp_fin = 2\ntcp_est = 3\n"));
+        assert!(e.message.contains("unknown field `tcp_est`"), "{e}");
         let e = err(&GOOD.replace("kind = \"http\"", "kind = \"htp\""));
         assert!(e.message.contains("unknown variant `htp`"), "{e}");
         assert_eq!(e.line, 23);

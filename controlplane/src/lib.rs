@@ -3,4 +3,6 @@
 
 pub mod appliance;
 pub mod arp;
+pub mod build;
 pub mod config;
+pub mod icmp;

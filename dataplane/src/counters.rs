@@ -57,16 +57,80 @@ drop_reasons! {
     RuntFrame => "runt-frame",
     /// An EtherType the appliance does not handle (IPv6, LLDP, ...).
     UnhandledEthertype => "unhandled-ethertype",
-    /// IPv4 addressed to no virtual server and no self IP.
+    /// Shorter than an IPv4 header.
+    Ipv4Truncated => "ipv4-truncated",
+    /// EtherType IPv4 but version field not 4.
+    Ipv4BadVersion => "ipv4-bad-version",
+    /// IHL below 5 or beyond the frame.
+    Ipv4BadHeaderLength => "ipv4-bad-header-length",
+    /// Total length below the header or beyond the frame.
+    Ipv4BadTotalLength => "ipv4-bad-total-length",
+    /// Header checksum wrong (RFC 1812 §5.2.2).
+    Ipv4BadChecksum => "ipv4-bad-checksum",
+    /// A fragment: not reassembled, see README "Fragments".
+    Fragment => "fragment",
+    /// TTL would reach 0 (RFC 1812 §5.3.1).
+    TtlExceeded => "ttl-exceeded",
+    /// IP payload shorter than a TCP header.
+    TcpTruncated => "tcp-truncated",
+    /// TCP data offset below 5 or beyond the segment.
+    TcpBadHeaderLength => "tcp-bad-header-length",
+    /// IP payload shorter than a UDP header.
+    UdpTruncated => "udp-truncated",
+    /// UDP length field below 8 or beyond the datagram.
+    UdpBadLength => "udp-bad-length",
+    /// IP payload shorter than an ICMP header.
+    IcmpTruncated => "icmp-truncated",
+    /// An ICMP error whose embedded header is unusable.
+    IcmpBadEmbedded => "icmp-bad-embedded",
+    /// An ICMP error about no tracked connection.
+    IcmpNoFlow => "icmp-no-flow",
+    /// An ICMP type the box does not forward (to a VIP).
+    IcmpUnhandled => "icmp-unhandled",
+    /// Bad TCP/UDP checksum on a packet that would create a connection.
+    L4BadChecksum => "l4-bad-checksum",
+    /// An IP protocol other than TCP, UDP, ICMP, to a VIP.
+    UnhandledProtocol => "unhandled-protocol",
+    /// IPv4 addressed to no virtual server, no connection and no self IP.
     NoVirtualServer => "no-virtual-server",
+    /// A TCP segment other than a SYN for no known connection.
+    TcpNoFlow => "tcp-no-flow",
+    /// No enabled server in the pool.
+    NoServer => "no-server",
+    /// full-NAT: every local port of this worker is in use.
+    NoLocalPort => "no-local-port",
+    /// The connection table is full: new connections refused, existing
+    /// ones untouched.
+    FlowTableFull => "flow-table-full",
+    /// A new connection collided with an existing entry's reply key.
+    FlowExists => "flow-exists",
+    /// The next hop's MAC is not resolved (yet).
+    NeighborUnresolved => "neighbor-unresolved",
     /// The ring to the control lcore was full.
     PuntRingFull => "punt-ring-full",
+    /// The ring to the owning worker was full.
+    HandoffRingFull => "handoff-ring-full",
     /// The NIC's TX queue took fewer packets than offered.
     TxQueueFull => "tx-queue-full",
 }
 
-/// One worker's counters, on their own cache lines.
+/// Counters of one virtual server or one real server, on one worker.
 #[derive(Debug, Default)]
+pub struct ServiceCounters {
+    /// Entries in the connection table (a gauge: +1 on create, -1 on
+    /// removal; summed over workers with wrapping arithmetic).
+    pub conns_active: Counter,
+    pub conns_new: Counter,
+    /// Client to server direction.
+    pub in_pkts: Counter,
+    pub in_bytes: Counter,
+    /// Server to client direction.
+    pub out_pkts: Counter,
+    pub out_bytes: Counter,
+}
+
+/// One worker's counters, on their own cache lines.
+#[derive(Debug)]
 #[repr(align(64))]
 pub struct WorkerCounters {
     pub rx_packets: Counter,
@@ -75,7 +139,40 @@ pub struct WorkerCounters {
     pub tx_bytes: Counter,
     /// Packets handed to the control lcore (ARP, ICMP to self, probes).
     pub punted: Counter,
+    /// Packets handed to the worker that owns their connection.
+    pub handed_off: Counter,
+    /// Live connection-table entries (gauge).
+    pub flows: Counter,
     drops: [Counter; DropReason::COUNT],
+    /// Indexed like the snapshot's services and servers.
+    pub services: Box<[ServiceCounters]>,
+    pub servers: Box<[ServiceCounters]>,
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        use crate::snapshot::{MAX_SERVERS, MAX_SERVICES};
+        Self {
+            rx_packets: Counter::default(),
+            rx_bytes: Counter::default(),
+            tx_packets: Counter::default(),
+            tx_bytes: Counter::default(),
+            punted: Counter::default(),
+            handed_off: Counter::default(),
+            flows: Counter::default(),
+            drops: core::array::from_fn(|_| Counter::default()),
+            services: (0..MAX_SERVICES).map(|_| ServiceCounters::default()).collect(),
+            servers: (0..MAX_SERVERS).map(|_| ServiceCounters::default()).collect(),
+        }
+    }
+}
+
+impl Counter {
+    /// Subtracts `n` (gauges only).
+    #[inline(always)]
+    pub fn sub(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_sub(n), Relaxed);
+    }
 }
 
 impl WorkerCounters {

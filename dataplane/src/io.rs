@@ -34,6 +34,19 @@ pub trait PacketIo {
     /// Hands `pkt` to the control lcore. Gives it back when the ring is full.
     fn punt(&mut self, pkt: Self::Pkt) -> Result<(), Self::Pkt>;
 
+    /// Hands `pkt` to worker `owner`, which owns its connection. Gives it
+    /// back when the ring is full (or there is no such worker).
+    fn handoff(&mut self, owner: u16, pkt: Self::Pkt) -> Result<(), Self::Pkt> {
+        let _ = owner;
+        Err(pkt)
+    }
+
+    /// Receives into an empty `burst` the packets other workers handed to
+    /// this one.
+    fn rx_handoff(&mut self, burst: &mut Burst<Self::Pkt>) {
+        let _ = burst;
+    }
+
     /// Sends every queued packet (and any the control lcore asked this
     /// worker to send). Packets the NIC refused are freed and reported.
     fn flush(&mut self) -> TxReport;

@@ -11,6 +11,11 @@
 pub mod counters;
 pub mod flow;
 pub mod io;
+pub mod nat;
+pub mod neighbor;
+pub mod rcu;
+pub mod sched;
+pub mod snapshot;
 pub mod wire;
 pub mod worker;
 

@@ -1,22 +1,45 @@
-//! The worker pipeline: rx burst -> parse -> classify -> act -> buffered tx.
+//! The worker pipeline: rx burst -> parse -> ownership -> flow lookup ->
+//! schedule on miss -> rewrite -> buffered tx; expiry every poll.
 //!
-//! One `Worker` runs per worker lcore and owns its counters. The loop around
-//! `poll` (stop flag, idle back-off, slow jobs every N loops) belongs to the
-//! caller, which knows the clock and the lcore.
+//! One `Worker` runs per worker lcore and owns its connection-table shard,
+//! scheduler cursors, full-NAT ports and counters. Packet logic knows no
+//! I/O: it gets frames through `PacketIo` and the time as an argument. The
+//! loop around `poll` (stop flag, idle back-off) belongs to the caller.
 
 use crate::counters::{DropReason, WorkerCounters};
+use crate::flow::{Dir, FlowId, FlowInit, FlowKey, FlowState, FlowTable, InsertError, Timeouts};
 use crate::io::{Burst, Packet, PacketIo};
-use crate::wire::{EtherType, EthernetFrame};
+use crate::nat::{self, LocalPorts};
+use crate::neighbor::Neighbors;
+use crate::rcu::Reader;
+use crate::sched::Scheduler;
+use crate::snapshot::{Forwarding, Snapshot};
+use crate::wire::checksum;
+use crate::wire::ethernet::{parse_l2, EtherType, EthernetAddress, EthernetFrame};
+use crate::wire::icmp::{self, IcmpPacket};
+use crate::wire::ipv4::{protocol, Ipv4Packet};
+use crate::wire::tcp::{flags as tcpf, TcpPacket};
+use crate::wire::udp::UdpPacket;
+use crate::wire::WireError;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-#[derive(Debug, Clone, Default)]
+/// Expired entries freed per poll at most, so one poll never stalls.
+const EXPIRE_BUDGET: u32 = 256;
+
+#[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub id: u16,
+    pub workers: u16,
+    /// Connection-table entries, preallocated.
+    pub flows: u32,
+    pub timeouts: Timeouts,
 }
 
-pub struct Worker {
-    pub config: WorkerConfig,
-    counters: Arc<WorkerCounters>,
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default() }
+    }
 }
 
 /// What the pipeline decided for one packet.
@@ -26,12 +49,79 @@ pub enum Verdict {
     Forward(u16),
     /// Hand to the control lcore (ARP, ICMP to self, probe replies).
     Punt,
+    /// Hand to the worker owning the connection.
+    Handoff(u16),
     Drop(DropReason),
 }
 
+pub struct Worker {
+    pub config: WorkerConfig,
+    counters: Arc<WorkerCounters>,
+    table: FlowTable,
+    sched: Scheduler,
+    local_ports: LocalPorts,
+    snapshot: Reader<Snapshot>,
+    neighbors: Arc<Neighbors>,
+    /// Current time in flow-table ticks, set by `poll`.
+    now: u32,
+}
+
+/// What a parsed TCP/UDP packet looks like, for the flow path.
+#[derive(Clone, Copy)]
+struct L4Info {
+    l3: usize,
+    hl: usize,
+    proto: u8,
+    src: u32,
+    dst: u32,
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+    ttl: u8,
+    ip_len: usize,
+}
+
+fn ipv4_drop(e: WireError) -> DropReason {
+    match e {
+        WireError::Truncated => DropReason::Ipv4Truncated,
+        WireError::BadVersion => DropReason::Ipv4BadVersion,
+        WireError::BadHeaderLength => DropReason::Ipv4BadHeaderLength,
+        _ => DropReason::Ipv4BadTotalLength,
+    }
+}
+
+/// Which worker owns the connection of a packet: a key both directions
+/// share (design.md): the client's address and port, or for replies to a
+/// full-NAT local address the local port, partitioned per worker.
+#[inline]
+pub fn owner(snap: &Snapshot, workers: u16, src: u32, sport: u16, dst: u32, dport: u16, proto: u8) -> u16 {
+    if workers <= 1 {
+        return 0;
+    }
+    if snap.is_local(dst) && dport >= nat::LOCAL_PORT_MIN {
+        return dport % workers;
+    }
+    let (ip, port) = if snap.find_service(dst, dport, proto).is_some() { (src, sport) } else { (dst, dport) };
+    let h = (ip ^ (port as u32).rotate_left(16)).wrapping_mul(0x9e37_79b1);
+    ((h >> 16) % workers as u32) as u16
+}
+
 impl Worker {
-    pub fn new(config: WorkerConfig) -> Self {
-        Self { config, counters: Arc::new(WorkerCounters::default()) }
+    pub fn new(config: WorkerConfig, snapshot: Reader<Snapshot>, neighbors: Arc<Neighbors>) -> Self {
+        let table = FlowTable::new(config.flows, config.timeouts);
+        let local_ports = LocalPorts::new(config.id, config.workers);
+        let mut w = Self {
+            config,
+            counters: Arc::new(WorkerCounters::default()),
+            table,
+            sched: Scheduler::default(),
+            local_ports,
+            snapshot,
+            neighbors,
+            now: 0,
+        };
+        w.adopt_snapshot();
+        w
     }
 
     /// The counters, for the control plane to read.
@@ -39,126 +129,403 @@ impl Worker {
         Arc::clone(&self.counters)
     }
 
-    /// Decides the fate of one frame (and rewrites it in place when
-    /// forwarding).
-    pub fn classify(&mut self, frame: &mut [u8]) -> Verdict {
-        let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
-            return Verdict::Drop(DropReason::RuntFrame);
-        };
-        match eth.ethertype() {
-            EtherType::Arp => Verdict::Punt,
-            EtherType::Ipv4 => Verdict::Drop(DropReason::NoVirtualServer),
-            _ => Verdict::Drop(DropReason::UnhandledEthertype),
-        }
+    pub fn table(&self) -> &FlowTable {
+        &self.table
     }
 
-    /// One pass over every RX queue this worker polls. Returns the number of
-    /// packets received, so the caller can back off when idle.
-    pub fn poll<I: PacketIo>(&mut self, io: &mut I) -> usize {
+    /// Slow path: size per-snapshot state after a new snapshot.
+    fn adopt_snapshot(&mut self) {
+        let snap = self.snapshot.get();
+        self.sched.resize(snap.services.len());
+        self.local_ports.ensure(&snap.local_addrs);
+    }
+
+    /// One pass: packets handed over by other workers, then every RX queue;
+    /// then flush, then expire up to a budget of idle connections. `now` is
+    /// in flow-table ticks (`flow::TICK_MS`). Returns packets received.
+    pub fn poll<I: PacketIo>(&mut self, io: &mut I, now: u32) -> usize {
+        self.now = now;
+        if self.snapshot.refresh() {
+            self.adopt_snapshot();
+        }
         let mut burst = Burst::new();
         let mut received = 0;
+        io.rx_handoff(&mut burst);
+        received += burst.len();
+        for pkt in burst.drain() {
+            self.handle(io, pkt, true);
+        }
         for rxq in 0..io.rx_queues() {
             io.rx_burst(rxq, &mut burst);
             received += burst.len();
-            for mut pkt in burst.drain() {
+            for pkt in burst.drain() {
                 let len = pkt.data().len() as u64;
                 self.counters.rx_packets.inc();
                 self.counters.rx_bytes.add(len);
-                match self.classify(pkt.data_mut()) {
-                    Verdict::Forward(port) => io.tx(port, pkt),
-                    Verdict::Punt => match io.punt(pkt) {
-                        Ok(()) => self.counters.punted.inc(),
-                        Err(_dropped) => self.counters.count_drop(DropReason::PuntRingFull),
-                    },
-                    Verdict::Drop(reason) => self.counters.count_drop(reason),
-                }
+                self.handle(io, pkt, false);
             }
         }
         let tx = io.flush();
         self.counters.tx_packets.add(tx.packets);
         self.counters.tx_bytes.add(tx.bytes);
         self.counters.count_drops(DropReason::TxQueueFull, tx.dropped);
+        self.expire(now);
         received
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::io::TxReport;
-
-    struct Buf(Vec<u8>, u16);
-    impl Packet for Buf {
-        fn data(&self) -> &[u8] {
-            &self.0
-        }
-        fn data_mut(&mut self) -> &mut [u8] {
-            &mut self.0
-        }
-        fn port(&self) -> u16 {
-            self.1
+    fn handle<I: PacketIo>(&mut self, io: &mut I, mut pkt: I::Pkt, handed: bool) {
+        let port = pkt.port();
+        match self.process(pkt.data_mut(), port, handed) {
+            Verdict::Forward(out) => io.tx(out, pkt),
+            Verdict::Punt => match io.punt(pkt) {
+                Ok(()) => self.counters.punted.inc(),
+                Err(_dropped) => self.counters.count_drop(DropReason::PuntRingFull),
+            },
+            Verdict::Handoff(owner) => match io.handoff(owner, pkt) {
+                Ok(()) => self.counters.handed_off.inc(),
+                Err(_dropped) => self.counters.count_drop(DropReason::HandoffRingFull),
+            },
+            Verdict::Drop(reason) => self.counters.count_drop(reason),
         }
     }
 
-    #[derive(Default)]
-    struct VecIo {
-        rx: Vec<Buf>,
-        punted: Vec<Buf>,
-        punt_capacity: usize,
+    /// Removes idle connections whose time has come.
+    fn expire(&mut self, now: u32) {
+        let counters = &self.counters;
+        let local_ports = &mut self.local_ports;
+        self.table.expire(now, EXPIRE_BUDGET, |f| {
+            counters.flows.sub(1);
+            if let Some(c) = counters.services.get(f.vs as usize) {
+                c.conns_active.sub(1);
+            }
+            if let Some(c) = counters.servers.get(f.server as usize) {
+                c.conns_active.sub(1);
+            }
+            if f.local_ip != f.client_ip || f.local_port != f.client_port {
+                local_ports.free(f.local_ip, f.local_port);
+            }
+        });
     }
 
-    impl PacketIo for VecIo {
-        type Pkt = Buf;
-        fn rx_queues(&self) -> usize {
-            1
+    /// Decides the fate of one frame that arrived on `port`, rewriting it in
+    /// place when forwarding. `handed`: another worker already decided this
+    /// worker owns it.
+    pub fn process(&mut self, frame: &mut [u8], port: u16, handed: bool) -> Verdict {
+        let l2 = match parse_l2(frame) {
+            Ok(l2) => l2,
+            Err(_) => return Verdict::Drop(DropReason::RuntFrame),
+        };
+        match l2.ethertype {
+            EtherType::Arp => return Verdict::Punt,
+            EtherType::Ipv4 => {}
+            _ => return Verdict::Drop(DropReason::UnhandledEthertype),
         }
-        fn rx_burst(&mut self, _rxq: usize, burst: &mut Burst<Buf>) {
-            while !burst.is_full() {
-                let Some(p) = self.rx.pop() else { break };
-                let _ = burst.push(p);
+        let l3 = l2.l3_offset;
+        let Some(ip_bytes) = frame.get(l3..) else { return Verdict::Drop(DropReason::Ipv4Truncated) };
+        let ip = match Ipv4Packet::new_checked(ip_bytes) {
+            Ok(ip) => ip,
+            Err(e) => return Verdict::Drop(ipv4_drop(e)),
+        };
+        // RFC 1812 §5.2.2: a router checks the header checksum.
+        if !ip.verify_checksum() {
+            return Verdict::Drop(DropReason::Ipv4BadChecksum);
+        }
+        // Fragments are not reassembled (README, "Fragments").
+        if ip.is_fragment() {
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        let snap: &Snapshot = self.snapshot.get();
+        let src = u32::from(ip.src_addr());
+        let dst = u32::from(ip.dst_addr());
+        let hl = ip.header_len();
+        let ip_len = ip.total_len() as usize;
+        let ttl = ip.ttl();
+        let proto = ip.protocol();
+        match proto {
+            protocol::TCP | protocol::UDP => {}
+            protocol::ICMP => return self.process_icmp(frame, l3, hl, port, handed),
+            _ if snap.is_self(dst) => return Verdict::Punt,
+            _ => return Verdict::Drop(if snap.is_vip(dst) { DropReason::UnhandledProtocol } else { DropReason::NoVirtualServer }),
+        }
+        let l4 = &ip.payload()[..];
+        let (sport, dport, tcp_flags) = if proto == protocol::TCP {
+            match TcpPacket::new_checked(l4) {
+                Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
+                Err(WireError::Truncated) => return Verdict::Drop(DropReason::TcpTruncated),
+                Err(_) => return Verdict::Drop(DropReason::TcpBadHeaderLength),
+            }
+        } else {
+            match UdpPacket::new_checked(l4) {
+                Ok(u) => (u.src_port(), u.dst_port(), 0),
+                Err(WireError::Truncated) => return Verdict::Drop(DropReason::UdpTruncated),
+                Err(_) => return Verdict::Drop(DropReason::UdpBadLength),
+            }
+        };
+        if !handed && self.config.workers > 1 {
+            let o = owner(snap, self.config.workers, src, sport, dst, dport, proto);
+            if o != self.config.id {
+                return Verdict::Handoff(o);
             }
         }
-        fn tx(&mut self, _port: u16, _pkt: Buf) {}
-        fn punt(&mut self, pkt: Buf) -> Result<(), Buf> {
-            if self.punted.len() == self.punt_capacity {
-                return Err(pkt);
+        let info = L4Info { l3, hl, proto, src, dst, sport, dport, tcp_flags, ttl, ip_len };
+        let key = FlowKey { src_ip: src, dst_ip: dst, src_port: sport, dst_port: dport, proto };
+        let hash = FlowTable::hash(&key);
+        match self.table.lookup(&key, hash) {
+            Some((id, Dir::Original)) => self.forward_original(snap, frame, &info, id),
+            Some((id, Dir::Reply)) => self.forward_reply(snap, frame, &info, id),
+            None => match snap.find_service(dst, dport, proto) {
+                Some(vs) => self.new_connection(snap, frame, &info, vs, port),
+                None if snap.is_self(dst) || snap.is_local(dst) => Verdict::Punt,
+                None => Verdict::Drop(DropReason::NoVirtualServer),
+            },
+        }
+    }
+
+    /// A first packet to a virtual server: schedule, create the entry,
+    /// forward.
+    fn new_connection(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, vs_index: u16, in_port: u16) -> Verdict {
+        // Only a SYN opens a TCP connection (RFC 9293 §3.5).
+        if p.proto == protocol::TCP && p.tcp_flags & (tcpf::SYN | tcpf::ACK | tcpf::RST) != tcpf::SYN {
+            return Verdict::Drop(DropReason::TcpNoFlow);
+        }
+        // A garbage first packet must not take a table entry.
+        let l4 = &frame[p.l3 + p.hl..p.l3 + p.ip_len];
+        let (s, d) = (Ipv4Addr::from(p.src), Ipv4Addr::from(p.dst));
+        let ok = if p.proto == protocol::TCP {
+            TcpPacket::new_unchecked(l4).verify_checksum(s, d)
+        } else {
+            UdpPacket::new_unchecked(l4).verify_checksum(s, d)
+        };
+        if !ok {
+            return Verdict::Drop(DropReason::L4BadChecksum);
+        }
+        let Some(vs) = snap.services.get(vs_index as usize) else { return Verdict::Drop(DropReason::NoVirtualServer) };
+        let Some(server_index) = self.sched.pick(vs_index as usize, vs, &snap.servers) else {
+            return Verdict::Drop(DropReason::NoServer);
+        };
+        let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
+        let (local_ip, local_port) = match vs.forwarding {
+            Forwarding::Nat => (p.src, p.sport),
+            Forwarding::FullNat => match self.local_ports.alloc(&vs.local_addrs) {
+                Some(l) => l,
+                None => return Verdict::Drop(DropReason::NoLocalPort),
+            },
+        };
+        let client_mac = EthernetFrame::new_unchecked(&*frame).src_addr();
+        let init = FlowInit {
+            proto: p.proto,
+            client_ip: p.src,
+            client_port: p.sport,
+            vip: p.dst,
+            vport: p.dport,
+            server_ip: server.ip,
+            server_port: server.port,
+            local_ip,
+            local_port,
+            vs: vs_index,
+            server: server_index,
+            client_port_id: in_port as u8,
+            client_mac: client_mac.0,
+            flags: 0,
+        };
+        let id = match self.table.insert(&init, self.now) {
+            Ok(id) => id,
+            Err(e) => {
+                if vs.forwarding == Forwarding::FullNat {
+                    self.local_ports.free(local_ip, local_port);
+                }
+                return Verdict::Drop(match e {
+                    InsertError::Full => DropReason::FlowTableFull,
+                    InsertError::Exists => DropReason::FlowExists,
+                });
             }
-            self.punted.push(pkt);
-            Ok(())
+        };
+        let c = &self.counters;
+        c.flows.inc();
+        if let Some(v) = c.services.get(vs_index as usize) {
+            v.conns_new.inc();
+            v.conns_active.inc();
         }
-        fn flush(&mut self) -> TxReport {
-            TxReport::default()
+        if let Some(s) = c.servers.get(server_index as usize) {
+            s.conns_new.inc();
+            s.conns_active.inc();
+        }
+        self.forward_original(snap, frame, p, id)
+    }
+
+    /// Client to server: DNAT (and SNAT for full-NAT), L2 to the server's
+    /// next hop.
+    fn forward_original(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
+        let state = self.table.on_packet(id, Dir::Original, p.tcp_flags, self.now);
+        let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
+        let (vs, server_index, server_ip, server_port, local_ip, local_port) = (f.vs, f.server, f.server_ip, f.server_port, f.local_ip, f.local_port);
+        let full_nat = local_ip != f.client_ip || local_port != f.client_port;
+        let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
+        let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
+        let Some(out) = snap.port(server.tx_port) else { return Verdict::Drop(DropReason::NoServer) };
+        if p.ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let src = full_nat.then_some((local_ip, local_port));
+        nat::rewrite(&mut frame[p.l3..p.l3 + p.ip_len], p.hl, p.proto, src, Some((server_ip, server_port)), true);
+        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+        eth.set_dst_addr(mac);
+        eth.set_src_addr(out.mac);
+        let len = p.ip_len as u64;
+        if let Some(c) = self.counters.services.get(vs as usize) {
+            c.in_pkts.inc();
+            c.in_bytes.add(len);
+        }
+        if let Some(c) = self.counters.servers.get(server_index as usize) {
+            c.in_pkts.inc();
+            c.in_bytes.add(len);
+        }
+        if state == FlowState::Close {
+            self.remove(id);
+        }
+        Verdict::Forward(server.tx_port)
+    }
+
+    /// Server to client: SNAT back to the VIP (and DNAT to the client for
+    /// full-NAT), L2 back to the MAC the client's packets came from.
+    fn forward_reply(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
+        let state = self.table.on_packet(id, Dir::Reply, p.tcp_flags, self.now);
+        let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
+        let full_nat = f.local_ip != f.client_ip || f.local_port != f.client_port;
+        let (vs, server_index, out_port) = (f.vs, f.server, f.client_port_id as u16);
+        let (vip, vport, client_ip, client_port, client_mac) = (f.vip, f.vport, f.client_ip, f.client_port, f.client_mac);
+        let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
+        if p.ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let dst = full_nat.then_some((client_ip, client_port));
+        nat::rewrite(&mut frame[p.l3..p.l3 + p.ip_len], p.hl, p.proto, Some((vip, vport)), dst, true);
+        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+        eth.set_dst_addr(EthernetAddress(client_mac));
+        eth.set_src_addr(out.mac);
+        let len = p.ip_len as u64;
+        if let Some(c) = self.counters.services.get(vs as usize) {
+            c.out_pkts.inc();
+            c.out_bytes.add(len);
+        }
+        if let Some(c) = self.counters.servers.get(server_index as usize) {
+            c.out_pkts.inc();
+            c.out_bytes.add(len);
+        }
+        if state == FlowState::Close {
+            self.remove(id);
+        }
+        Verdict::Forward(out_port)
+    }
+
+    /// Removes a connection at once (RST), with its counters and port.
+    fn remove(&mut self, id: FlowId) {
+        if let Some(f) = self.table.remove(id) {
+            let c = &self.counters;
+            c.flows.sub(1);
+            if let Some(v) = c.services.get(f.vs as usize) {
+                v.conns_active.sub(1);
+            }
+            if let Some(s) = c.servers.get(f.server as usize) {
+                s.conns_active.sub(1);
+            }
+            if f.local_ip != f.client_ip || f.local_port != f.client_port {
+                self.local_ports.free(f.local_ip, f.local_port);
+            }
         }
     }
 
-    fn frame(ethertype: u16, len: usize) -> Buf {
-        let mut b = vec![0u8; len];
-        if len >= 14 {
-            b[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    /// ICMP: echo to the box is punted (the control plane answers); errors
+    /// about a tracked connection are translated, outer and embedded
+    /// headers, and sent to the other side (RFC 792; RFC 5508 §4 for what
+    /// a NAT does with them).
+    fn process_icmp(&mut self, frame: &mut [u8], l3: usize, hl: usize, in_port: u16, handed: bool) -> Verdict {
+        let snap: &Snapshot = self.snapshot.get();
+        let (src, dst, ttl, ip_len) = {
+            let ip = Ipv4Packet::new_unchecked(&frame[l3..]);
+            (u32::from(ip.src_addr()), u32::from(ip.dst_addr()), ip.ttl(), ip.total_len() as usize)
+        };
+        let l4 = l3 + hl;
+        let Ok(msg) = IcmpPacket::new_checked(&frame[l4..l3 + ip_len]) else { return Verdict::Drop(DropReason::IcmpTruncated) };
+        let to_box = snap.is_self(dst) || snap.is_vip(dst);
+        if !msg.is_error() {
+            return if to_box && (msg.msg_type() == icmp::kind::ECHO_REQUEST || snap.is_self(dst)) {
+                Verdict::Punt
+            } else {
+                Verdict::Drop(if to_box { DropReason::IcmpUnhandled } else { DropReason::NoVirtualServer })
+            };
         }
-        Buf(b, 0)
-    }
-
-    #[test]
-    fn arp_is_punted_and_the_rest_dropped_by_name() {
-        let mut io = VecIo { punt_capacity: 1, ..Default::default() };
-        io.rx = vec![
-            frame(0x0806, 60), // punted
-            frame(0x0806, 60), // ring full
-            frame(0x86dd, 60),
-            frame(0x0800, 60),
-            frame(0x0800, 10),
-        ];
-        let mut w = Worker::new(WorkerConfig::default());
-        assert_eq!(w.poll(&mut io), 5);
-        let c = w.counters();
-        assert_eq!(c.rx_packets.get(), 5);
-        assert_eq!(c.rx_bytes.get(), 4 * 60 + 10);
-        assert_eq!(c.punted.get(), 1);
-        assert_eq!(io.punted.len(), 1);
-        assert_eq!(c.drops(DropReason::PuntRingFull), 1);
-        assert_eq!(c.drops(DropReason::UnhandledEthertype), 1);
-        assert_eq!(c.drops(DropReason::NoVirtualServer), 1);
-        assert_eq!(c.drops(DropReason::RuntFrame), 1);
+        // The embedded datagram is one the box sent; its reverse is a key.
+        let (isrc, idst, iproto, ihl, isport, idport) = {
+            let Ok(inner) = msg.embedded_ipv4() else { return Verdict::Drop(DropReason::IcmpBadEmbedded) };
+            let ihl = inner.header_len();
+            let ip4 = inner.payload();
+            if ip4.len() < 4 {
+                return Verdict::Drop(DropReason::IcmpBadEmbedded);
+            }
+            let sp = u16::from_be_bytes([ip4[0], ip4[1]]);
+            let dp = u16::from_be_bytes([ip4[2], ip4[3]]);
+            (u32::from(inner.src_addr()), u32::from(inner.dst_addr()), inner.protocol(), ihl, sp, dp)
+        };
+        if iproto != protocol::TCP && iproto != protocol::UDP {
+            return if snap.is_self(dst) { Verdict::Punt } else { Verdict::Drop(DropReason::IcmpNoFlow) };
+        }
+        if !handed && self.config.workers > 1 {
+            let o = owner(snap, self.config.workers, idst, idport, isrc, isport, iproto);
+            if o != self.config.id {
+                return Verdict::Handoff(o);
+            }
+        }
+        let key = FlowKey { src_ip: idst, dst_ip: isrc, src_port: idport, dst_port: isport, proto: iproto };
+        let Some((id, dir)) = self.table.lookup(&key, FlowTable::hash(&key)) else {
+            return if snap.is_self(dst) { Verdict::Punt } else { Verdict::Drop(DropReason::IcmpNoFlow) };
+        };
+        let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::IcmpNoFlow) };
+        let f = *f;
+        if ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let inner_at = l4 + icmp::HEADER_LEN;
+        let (out_port, dst_mac, outer_src, outer_dst, in_src, in_dst) = match dir {
+            // About a packet sent to the server: goes to the client, as if
+            // the VIP had sent it back.
+            Dir::Reply => (
+                f.client_port_id as u16,
+                EthernetAddress(f.client_mac),
+                Some(f.vip),
+                (f.local_ip != f.client_ip).then_some(f.client_ip),
+                (f.client_ip, f.client_port),
+                (f.vip, f.vport),
+            ),
+            // About a packet sent to the client: goes to the server.
+            Dir::Original => {
+                let Some(server) = snap.servers.get(f.server as usize) else { return Verdict::Drop(DropReason::NoServer) };
+                let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
+                let full_nat = f.local_ip != f.client_ip;
+                (server.tx_port, mac, full_nat.then_some(f.local_ip), Some(f.server_ip), (f.server_ip, f.server_port), (f.local_ip, f.local_port))
+            }
+        };
+        let _ = in_port;
+        let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
+        // Embedded header: addresses, its checksum, ports.
+        {
+            let inner = &mut frame[inner_at..l3 + ip_len];
+            nat::rewrite_addrs(&mut inner[..ihl], Some(in_src.0), Some(in_dst.0), false);
+            nat::rewrite_ports(&mut inner[ihl..], Some(in_src.1), Some(in_dst.1));
+        }
+        // The ICMP checksum covers the whole message: recompute (small).
+        {
+            let m = &mut frame[l4..l3 + ip_len];
+            m[2] = 0;
+            m[3] = 0;
+            let c = checksum::checksum(m);
+            m[2..4].copy_from_slice(&c.to_be_bytes());
+        }
+        nat::rewrite_addrs(&mut frame[l3..l3 + hl], outer_src, outer_dst, true);
+        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+        eth.set_dst_addr(dst_mac);
+        eth.set_src_addr(out.mac);
+        let _ = src;
+        Verdict::Forward(out_port)
     }
 }

@@ -23,6 +23,11 @@ pub struct MbufIo {
     tx: Vec<Option<(u16, Burst<Mbuf>)>>,
     punt: Producer<Mbuf>,
     inject: Option<Consumer<Mbuf>>,
+    /// Indexed by worker id: rings to the other workers (None for self).
+    handoff_tx: Vec<Option<Producer<Mbuf>>>,
+    /// Rings from the other workers.
+    handoff_rx: Vec<Consumer<Mbuf>>,
+    next_handoff_rx: usize,
     report: TxReport,
 }
 
@@ -36,7 +41,24 @@ impl MbufIo {
                 *slot = Some((queue, Burst::new()));
             }
         }
-        Self { rx, tx: txv, punt, inject, report: TxReport::default() }
+        Self {
+            rx,
+            tx: txv,
+            punt,
+            inject,
+            handoff_tx: Vec::new(),
+            handoff_rx: Vec::new(),
+            next_handoff_rx: 0,
+            report: TxReport::default(),
+        }
+    }
+
+    /// Connects this worker to the others: `tx[w]` reaches worker `w`
+    /// (None for itself), `rx` are the rings the others send to it.
+    pub fn with_handoff(mut self, tx: Vec<Option<Producer<Mbuf>>>, rx: Vec<Consumer<Mbuf>>) -> Self {
+        self.handoff_tx = tx;
+        self.handoff_rx = rx;
+        self
     }
 
     fn send(port: u16, queue: u16, burst: &mut Burst<Mbuf>, report: &mut TxReport) {
@@ -81,6 +103,28 @@ impl PacketIo for MbufIo {
     #[inline]
     fn punt(&mut self, pkt: Mbuf) -> Result<(), Mbuf> {
         self.punt.enqueue(pkt)
+    }
+
+    #[inline]
+    fn handoff(&mut self, owner: u16, pkt: Mbuf) -> Result<(), Mbuf> {
+        match self.handoff_tx.get_mut(owner as usize) {
+            Some(Some(ring)) => ring.enqueue(pkt),
+            _ => Err(pkt),
+        }
+    }
+
+    #[inline]
+    fn rx_handoff(&mut self, burst: &mut Burst<Mbuf>) {
+        let n = self.handoff_rx.len();
+        for i in 0..n {
+            let idx = (self.next_handoff_rx + i) % n;
+            if let Some(ring) = self.handoff_rx.get_mut(idx) {
+                if ring.dequeue_burst(burst) > 0 {
+                    self.next_handoff_rx = (idx + 1) % n;
+                    return;
+                }
+            }
+        }
     }
 
     fn flush(&mut self) -> TxReport {

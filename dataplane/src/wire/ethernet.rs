@@ -1,4 +1,5 @@
-//! Ethernet II frames (IEEE 802.3, DIX framing).
+//! Ethernet II frames (IEEE 802.3, DIX framing), with at most one IEEE
+//! 802.1Q VLAN tag or 802.1ad service tag ([`parse_l2`]).
 
 use super::{be16, set_be16, WireError};
 use core::fmt;
@@ -43,8 +44,11 @@ impl fmt::Debug for EthernetAddress {
 pub enum EtherType {
     Ipv4,
     Arp,
+    /// IEEE 802.1Q customer VLAN tag (C-tag), 0x8100.
     Vlan,
     Ipv6,
+    /// IEEE 802.1ad service VLAN tag (S-tag, "QinQ"), 0x88a8.
+    QinQ,
     Unknown(u16),
 }
 
@@ -55,6 +59,7 @@ impl From<u16> for EtherType {
             0x0806 => Self::Arp,
             0x8100 => Self::Vlan,
             0x86dd => Self::Ipv6,
+            0x88a8 => Self::QinQ,
             other => Self::Unknown(other),
         }
     }
@@ -67,6 +72,7 @@ impl From<EtherType> for u16 {
             EtherType::Arp => 0x0806,
             EtherType::Vlan => 0x8100,
             EtherType::Ipv6 => 0x86dd,
+            EtherType::QinQ => 0x88a8,
             EtherType::Unknown(v) => v,
         }
     }
@@ -142,6 +148,51 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     }
 }
 
+/// Length of an IEEE 802.1Q / 802.1ad tag: TPID (the outer EtherType) is
+/// counted in [`HEADER_LEN`], so a tag adds its TCI and the inner EtherType.
+pub const VLAN_TAG_LEN: usize = 4;
+
+/// Where a frame's layer 3 starts, past the Ethernet header and at most one
+/// VLAN tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L2 {
+    /// The EtherType of the layer-3 payload (the inner one for a tagged
+    /// frame). A second tag (double-tagged QinQ) shows here as
+    /// [`EtherType::Vlan`] or [`EtherType::QinQ`]: only one is parsed.
+    pub ethertype: EtherType,
+    /// Offset of the layer-3 header in the frame: 14, or 18 when tagged.
+    /// Never more than the frame's length.
+    pub l3_offset: usize,
+    /// The 12-bit VLAN identifier of the tag, if the frame has one.
+    pub vlan: Option<u16>,
+}
+
+/// Parses the Ethernet II header and at most one IEEE 802.1Q (TPID 0x8100)
+/// or 802.1ad (TPID 0x88a8) tag (IEEE 802.1Q-2018 §9.6: TPID, then the
+/// tag control information PCP:3 DEI:1 VID:12, then the inner EtherType).
+///
+/// `Err(Truncated)` when the frame is shorter than the header(s).
+pub fn parse_l2(frame: &[u8]) -> Result<L2, WireError> {
+    if frame.len() < HEADER_LEN {
+        return Err(WireError::Truncated);
+    }
+    let outer = EtherType::from(be16(frame, field::ETHERTYPE));
+    match outer {
+        EtherType::Vlan | EtherType::QinQ => {
+            if frame.len() < HEADER_LEN + VLAN_TAG_LEN {
+                return Err(WireError::Truncated);
+            }
+            let tci = be16(frame, field::PAYLOAD);
+            Ok(L2 {
+                ethertype: EtherType::from(be16(frame, field::PAYLOAD + 2)),
+                l3_offset: HEADER_LEN + VLAN_TAG_LEN,
+                vlan: Some(tci & 0x0fff),
+            })
+        }
+        ethertype => Ok(L2 { ethertype, l3_offset: HEADER_LEN, vlan: None }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,8 +231,60 @@ mod tests {
 
     #[test]
     fn ethertype_round_trip() {
-        for v in [0x0800u16, 0x0806, 0x8100, 0x86dd, 0x1234] {
+        for v in [0x0800u16, 0x0806, 0x8100, 0x86dd, 0x88a8, 0x1234] {
             assert_eq!(u16::from(EtherType::from(v)), v);
         }
+    }
+    const MACS: [u8; 12] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+
+    fn with_macs(rest: &[u8]) -> Vec<u8> {
+        let mut v = MACS.to_vec();
+        v.extend_from_slice(rest);
+        v
+    }
+
+    #[test]
+    fn l2_untagged() {
+        let f = with_macs(&[0x08, 0x00, 0x45]);
+        assert_eq!(parse_l2(&f), Ok(L2 { ethertype: EtherType::Ipv4, l3_offset: 14, vlan: None }));
+        // A header and nothing else is fine: the L3 view refuses it later.
+        let f = with_macs(&[0x08, 0x06]);
+        assert_eq!(parse_l2(&f).map(|l| l.l3_offset), Ok(14));
+    }
+
+    #[test]
+    fn l2_dot1q() {
+        // Scapy: Ether()/Dot1Q(vlan=100, prio=5)/IP(): TCI 0xa064.
+        let f = with_macs(&[0x81, 0x00, 0xa0, 0x64, 0x08, 0x00, 0x45]);
+        assert_eq!(
+            parse_l2(&f),
+            Ok(L2 { ethertype: EtherType::Ipv4, l3_offset: 18, vlan: Some(100) })
+        );
+    }
+
+    #[test]
+    fn l2_dot1ad() {
+        // Scapy: Ether(type=0x88a8)/Dot1Q(vlan=0xabc)/IP(); DEI set too.
+        let f = with_macs(&[0x88, 0xa8, 0x1a, 0xbc, 0x08, 0x00]);
+        assert_eq!(
+            parse_l2(&f),
+            Ok(L2 { ethertype: EtherType::Ipv4, l3_offset: 18, vlan: Some(0xabc) })
+        );
+        // Double tag: only the outer one is parsed.
+        let f = with_macs(&[0x88, 0xa8, 0x00, 0x0a, 0x81, 0x00, 0x00, 0x14, 0x08, 0x00]);
+        assert_eq!(
+            parse_l2(&f),
+            Ok(L2 { ethertype: EtherType::Vlan, l3_offset: 18, vlan: Some(10) })
+        );
+    }
+
+    #[test]
+    fn l2_truncated() {
+        assert_eq!(parse_l2(&FRAME[..13]), Err(WireError::Truncated));
+        assert_eq!(parse_l2(&[]), Err(WireError::Truncated));
+        let f = with_macs(&[0x81, 0x00, 0x00, 0x64, 0x08]);
+        assert_eq!(parse_l2(&f), Err(WireError::Truncated));
+        let f = with_macs(&[0x88, 0xa8]);
+        assert_eq!(parse_l2(&f), Err(WireError::Truncated));
     }
 }

@@ -4,10 +4,21 @@
 //! `new_checked` wherever untrusted bytes enter.
 
 pub mod arp;
+pub mod checksum;
 pub mod ethernet;
+mod fuzz;
+pub mod icmp;
+pub mod ipv4;
+pub mod tcp;
+pub mod udp;
 
 pub use arp::{ArpOperation, ArpPacket};
-pub use ethernet::{EtherType, EthernetAddress, EthernetFrame};
+pub use ethernet::{parse_l2, EtherType, EthernetAddress, EthernetFrame, L2};
+pub use fuzz::fuzz_parse;
+pub use icmp::IcmpPacket;
+pub use ipv4::Ipv4Packet;
+pub use tcp::TcpPacket;
+pub use udp::UdpPacket;
 
 /// Why a view refused a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +27,16 @@ pub enum WireError {
     Truncated,
     /// A field holds a value this view does not handle.
     Unsupported,
+    /// IPv4: the version field is not 4.
+    BadVersion,
+    /// IPv4 IHL or TCP data offset below the minimum (5 words) or past the
+    /// end of the buffer.
+    BadHeaderLength,
+    /// IPv4 total length shorter than the header or longer than the buffer.
+    BadTotalLength,
+    /// UDP length field shorter than the UDP header or longer than the
+    /// buffer.
+    BadLength,
 }
 
 pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
@@ -24,4 +45,22 @@ pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
 
 pub(crate) fn set_be16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+pub(crate) fn set_be32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+pub(crate) fn ipv4_at(b: &[u8], at: usize) -> core::net::Ipv4Addr {
+    core::net::Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
+}
+
+/// A length as the 16-bit field of a pseudo header or length field;
+/// lengths that do not fit (never the case for an IPv4 datagram) saturate.
+pub(crate) fn len16(len: usize) -> u16 {
+    u16::try_from(len).unwrap_or(u16::MAX)
 }

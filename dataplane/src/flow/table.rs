@@ -1,0 +1,650 @@
+//! The connection table: preallocated entries, a chained hash index keyed
+//! by both directions, and the expiry wheel.
+//!
+//! Index: `buckets[hash & mask]` holds a *link*, `id << 1 | dir`, to the
+//! first entry of its chain; an entry continues its original-key chain in
+//! `orig_next` and its reply-key chain in `reply_next`, so each entry sits in
+//! two chains and the link that led to it says which key to compare (after
+//! DPVS, whose `ip_vs_conn` carries one `conn_idx` per direction).
+//! `NIL` (`u32::MAX`) ends a chain; ids stay below 2^30, so a link never
+//! equals it.
+
+use super::state::{FlowState, Timeouts};
+use super::tcp::next_state;
+use super::timer::{Wheel, NIL, WHEEL_MASK};
+use super::{Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP};
+
+/// The largest table: keeps `id << 1 | dir` links and the bucket count
+/// (2^31) within `u32`.
+pub const MAX_CAPACITY: u32 = 1 << 30;
+
+/// Everything needed to create an entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowInit {
+    /// IP protocol: 6 TCP, 17 UDP, 1 ICMP. Others are tracked like UDP.
+    pub proto: u8,
+    pub client_ip: u32,
+    pub client_port: u16,
+    pub vip: u32,
+    pub vport: u16,
+    pub server_ip: u32,
+    pub server_port: u16,
+    /// Full-NAT source; for plain NAT equal to the client's.
+    pub local_ip: u32,
+    pub local_port: u16,
+    /// Virtual-server index in the caller's config snapshot.
+    pub vs: u16,
+    /// Real-server index in the caller's config snapshot.
+    pub server: u16,
+    /// DPDK port id the client side uses.
+    pub client_port_id: u8,
+    /// Source MAC of the first original-direction packet; replies go back
+    /// to it.
+    pub client_mac: [u8; 6],
+    /// The caller's bits, stored as-is.
+    pub flags: u8,
+}
+
+/// One connection: one cache line.
+///
+/// The data fields are public to read: the table hands out only shared
+/// references (`get`, `iter`, `expire`'s callback) and `FlowMut`, so the
+/// keyed fields cannot change while the entry is indexed. The hash-chain and
+/// wheel links are private.
+///
+/// `#[repr(C)]` with the fields ordered by size leaves no padding inside;
+/// both keys and both chain links sit in the same line, so a lookup touches
+/// one line per chain hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct Flow {
+    pub client_ip: u32,
+    pub vip: u32,
+    pub server_ip: u32,
+    pub local_ip: u32,
+    pub expire: u32,
+    /// Next link in the original key's chain; on a free entry, the next
+    /// free id.
+    pub(super) orig_next: u32,
+    /// Next link in the reply key's chain.
+    pub(super) reply_next: u32,
+    /// Previous entry in the wheel slot, `HEAD` for the first, `NIL` when
+    /// the entry is free.
+    pub(super) wheel_prev: u32,
+    pub(super) wheel_next: u32,
+    pub client_port: u16,
+    pub vport: u16,
+    pub server_port: u16,
+    pub local_port: u16,
+    pub vs: u16,
+    pub server: u16,
+    /// The wheel slot the entry is linked in.
+    pub(super) wheel_slot: u16,
+    pub client_mac: [u8; 6],
+    pub proto: u8,
+    pub state: FlowState,
+    pub flags: u8,
+    /// `tcp::FIN_ORIGINAL` / `tcp::FIN_REPLY`.
+    fin_seen: u8,
+    pub client_port_id: u8,
+    _reserved: [u8; 3],
+}
+
+const _: () = assert!(core::mem::size_of::<Flow>() == 64);
+const _: () = assert!(core::mem::align_of::<Flow>() == 64);
+
+impl Flow {
+    const FREE: Flow = Flow {
+        client_ip: 0,
+        vip: 0,
+        server_ip: 0,
+        local_ip: 0,
+        expire: 0,
+        orig_next: NIL,
+        reply_next: NIL,
+        wheel_prev: NIL,
+        wheel_next: NIL,
+        client_port: 0,
+        vport: 0,
+        server_port: 0,
+        local_port: 0,
+        vs: 0,
+        server: 0,
+        wheel_slot: 0,
+        client_mac: [0; 6],
+        proto: 0,
+        state: FlowState::Close,
+        flags: 0,
+        fin_seen: 0,
+        client_port_id: 0,
+        _reserved: [0; 3],
+    };
+
+    fn from_init(init: &FlowInit, state: FlowState, expire: u32) -> Self {
+        Flow {
+            client_ip: init.client_ip,
+            vip: init.vip,
+            server_ip: init.server_ip,
+            local_ip: init.local_ip,
+            expire,
+            client_port: init.client_port,
+            vport: init.vport,
+            server_port: init.server_port,
+            local_port: init.local_port,
+            vs: init.vs,
+            server: init.server,
+            client_mac: init.client_mac,
+            proto: init.proto,
+            state,
+            flags: init.flags,
+            client_port_id: init.client_port_id,
+            ..Flow::FREE
+        }
+    }
+
+    /// Live entries are always in the wheel; free ones never.
+    #[inline(always)]
+    pub(super) fn is_live(&self) -> bool {
+        self.wheel_prev != NIL
+    }
+
+    /// The key of original-direction packets: client -> VIP.
+    #[inline]
+    pub fn original_key(&self) -> FlowKey {
+        FlowKey {
+            src_ip: self.client_ip,
+            dst_ip: self.vip,
+            src_port: self.client_port,
+            dst_port: self.vport,
+            proto: self.proto,
+        }
+    }
+
+    /// The key of reply-direction packets: server -> local address.
+    #[inline]
+    pub fn reply_key(&self) -> FlowKey {
+        FlowKey {
+            src_ip: self.server_ip,
+            dst_ip: self.local_ip,
+            src_port: self.server_port,
+            dst_port: self.local_port,
+            proto: self.proto,
+        }
+    }
+
+    #[inline(always)]
+    fn matches(&self, key: &FlowKey, dir_bit: u32) -> bool {
+        if dir_bit == 0 {
+            self.client_ip == key.src_ip
+                && self.vip == key.dst_ip
+                && self.client_port == key.src_port
+                && self.vport == key.dst_port
+                && self.proto == key.proto
+        } else {
+            self.server_ip == key.src_ip
+                && self.local_ip == key.dst_ip
+                && self.server_port == key.src_port
+                && self.local_port == key.dst_port
+                && self.proto == key.proto
+        }
+    }
+
+    #[inline(always)]
+    fn next_link(&self, dir_bit: u32) -> u32 {
+        if dir_bit == 0 {
+            self.orig_next
+        } else {
+            self.reply_next
+        }
+    }
+
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+    pub fn client_ip(&self) -> u32 {
+        self.client_ip
+    }
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+    pub fn vip(&self) -> u32 {
+        self.vip
+    }
+    pub fn vport(&self) -> u16 {
+        self.vport
+    }
+    pub fn server_ip(&self) -> u32 {
+        self.server_ip
+    }
+    pub fn server_port(&self) -> u16 {
+        self.server_port
+    }
+    pub fn local_ip(&self) -> u32 {
+        self.local_ip
+    }
+    pub fn local_port(&self) -> u16 {
+        self.local_port
+    }
+    pub fn vs(&self) -> u16 {
+        self.vs
+    }
+    pub fn server(&self) -> u16 {
+        self.server
+    }
+    pub fn client_port_id(&self) -> u8 {
+        self.client_port_id
+    }
+    pub fn client_mac(&self) -> [u8; 6] {
+        self.client_mac
+    }
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+    pub fn state(&self) -> FlowState {
+        self.state
+    }
+    /// The tick at which the entry expires unless refreshed.
+    pub fn expire(&self) -> u32 {
+        self.expire
+    }
+    /// Which directions have sent FIN (`tcp::FIN_ORIGINAL`,
+    /// `tcp::FIN_REPLY`).
+    pub fn fin_seen(&self) -> u8 {
+        self.fin_seen
+    }
+
+}
+
+/// Mutable access to a live entry, limited to the fields that are not
+/// keyed (`FlowTable::get_mut`). Reads through `Deref`.
+#[derive(Debug)]
+pub struct FlowMut<'a>(&'a mut Flow);
+
+impl core::ops::Deref for FlowMut<'_> {
+    type Target = Flow;
+
+    fn deref(&self) -> &Flow {
+        self.0
+    }
+}
+
+impl FlowMut<'_> {
+    /// Replaces the caller's bits.
+    pub fn set_flags(&mut self, flags: u8) {
+        self.0.flags = flags;
+    }
+
+    /// Records a new client-side MAC (the client's next hop changed).
+    pub fn set_client_mac(&mut self, mac: [u8; 6]) {
+        self.0.client_mac = mac;
+    }
+
+    /// Records the DPDK port the client side now uses.
+    pub fn set_client_port_id(&mut self, port: u8) {
+        self.0.client_port_id = port;
+    }
+
+    /// Re-points the entry at another config-snapshot index for its
+    /// virtual and real server (after a reload renumbered them); the
+    /// addresses, which are keyed, stay.
+    pub fn set_indices(&mut self, vs: u16, server: u16) {
+        self.0.vs = vs;
+        self.0.server = server;
+    }
+}
+
+/// Why `insert` refused an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertError {
+    /// No free entry. Nothing is evicted: expiry makes room.
+    Full,
+    /// The original or the reply key is already indexed (by either
+    /// direction of some entry), or the two keys are equal.
+    Exists,
+}
+
+/// One worker's connection table. See the module docs for the layout.
+pub struct FlowTable {
+    entries: Box<[Flow]>,
+    buckets: Box<[u32]>,
+    mask: u32,
+    /// Head of the free list (through `orig_next`), `NIL` when full.
+    free: u32,
+    len: u32,
+    wheel: Wheel,
+    timeouts: Timeouts,
+}
+
+/// wyhash's default secrets (Wang Yi, public domain).
+const S0: u64 = 0xa076_1d64_78bd_642f;
+const S1: u64 = 0xe703_7ed1_a0b4_28db;
+const S2: u64 = 0x8ebc_6af0_9c88_c6e3;
+const S3: u64 = 0x5899_65cc_7537_4cc3;
+
+/// 64 x 64 -> 128-bit multiply, as (low, high): wyhash's `_wymum`.
+#[inline(always)]
+fn mum(a: u64, b: u64) -> (u64, u64) {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64, (r >> 64) as u64)
+}
+
+impl FlowTable {
+    /// A table for `capacity` connections (at most `MAX_CAPACITY`), with
+    /// every byte it will ever use allocated here.
+    pub fn new(capacity: u32, timeouts: Timeouts) -> Self {
+        let capacity = capacity.min(MAX_CAPACITY);
+        let mut entries = vec![Flow::FREE; capacity as usize].into_boxed_slice();
+        // Thread the free list in id order, so the first ids used are the
+        // lowest (and the most recently freed are reused first).
+        for (id, e) in (1..=capacity).zip(entries.iter_mut()) {
+            e.orig_next = if id < capacity { id } else { NIL };
+        }
+        let n_buckets = capacity.saturating_mul(2).max(1).next_power_of_two();
+        Self {
+            entries,
+            buckets: vec![NIL; n_buckets as usize].into_boxed_slice(),
+            mask: n_buckets - 1,
+            free: if capacity > 0 { 0 } else { NIL },
+            len: 0,
+            wheel: Wheel::new(),
+            timeouts,
+        }
+    }
+
+    pub fn capacity(&self) -> u32 {
+        // At most MAX_CAPACITY.
+        self.entries.len() as u32
+    }
+
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Hash buckets (a power of two >= 2 x capacity).
+    pub fn buckets(&self) -> u32 {
+        self.mask.wrapping_add(1)
+    }
+
+    /// Bytes allocated: entries, buckets and wheel.
+    pub fn memory_bytes(&self) -> usize {
+        core::mem::size_of_val(&*self.entries)
+            + core::mem::size_of_val(&*self.buckets)
+            + self.wheel.memory_bytes()
+    }
+
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// Takes effect at each entry's next packet; until then an entry keeps
+    /// the deadline it has.
+    pub fn set_timeouts(&mut self, t: Timeouts) {
+        self.timeouts = t;
+    }
+
+    /// The tick the expiry wheel will process next.
+    pub fn wheel_tick(&self) -> u32 {
+        self.wheel.next_tick
+    }
+
+    /// Hashes a key for `lookup` and `prefetch`: two rounds of wyhash's
+    /// multiply-fold (64 x 64 -> 128-bit) over the 104-bit tuple, so every
+    /// input bit reaches every output bit. Deterministic (no per-process
+    /// seed): the same key lands in the same bucket in every table, run and
+    /// test.
+    #[inline]
+    pub fn hash(key: &FlowKey) -> u32 {
+        let a = (u64::from(key.src_ip) << 32) | u64::from(key.dst_ip);
+        let b = (u64::from(key.src_port) << 48)
+            | (u64::from(key.dst_port) << 32)
+            | u64::from(key.proto);
+        let (lo, hi) = mum(a ^ S0, b ^ S1);
+        let (lo, hi) = mum(lo ^ S2, hi ^ S3);
+        let h = lo ^ hi;
+        (h ^ (h >> 32)) as u32
+    }
+
+    #[inline(always)]
+    fn bucket_index(&self, hash: u32) -> usize {
+        (hash & self.mask) as usize
+    }
+
+    /// Prefetches the bucket head for `hash` into L1, so a later `lookup`
+    /// of the same burst does not wait for it.
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let p = self.buckets.as_ptr().wrapping_add(self.bucket_index(hash));
+            // SAFETY: PREFETCHT0 is a hint: it never faults and has no
+            // architectural effect, whatever the address. `p` is in bounds
+            // anyway (`hash & mask` < buckets.len()).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = hash;
+    }
+
+    /// Finds the entry `key` belongs to, and which direction `key` is.
+    /// `hash` must be `FlowTable::hash(key)`.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, hash: u32) -> Option<(FlowId, Dir)> {
+        let mut link = *self.buckets.get(self.bucket_index(hash))?;
+        while link != NIL {
+            let id = link >> 1;
+            let dir_bit = link & 1;
+            let f = self.entries.get(id as usize)?;
+            if f.matches(key, dir_bit) {
+                return Some((id, if dir_bit == 0 { Dir::Original } else { Dir::Reply }));
+            }
+            link = f.next_link(dir_bit);
+        }
+        None
+    }
+
+    /// Creates an entry for `init` at tick `now`: indexes its original and
+    /// reply keys and schedules its expiry. The initial state is
+    /// `SynSent` for TCP, `Icmp` for ICMP, `Udp` otherwise, with that
+    /// state's timeout.
+    pub fn insert(&mut self, init: &FlowInit, now: u32) -> Result<FlowId, InsertError> {
+        let state = match init.proto {
+            IPPROTO_TCP => FlowState::SynSent,
+            IPPROTO_ICMP => FlowState::Icmp,
+            _ => FlowState::Udp,
+        };
+        let expire = now.saturating_add(self.timeouts.for_state(state));
+        let flow = Flow::from_init(init, state, expire);
+        let (okey, rkey) = (flow.original_key(), flow.reply_key());
+        let (ohash, rhash) = (Self::hash(&okey), Self::hash(&rkey));
+        if okey == rkey || self.lookup(&okey, ohash).is_some() || self.lookup(&rkey, rhash).is_some() {
+            return Err(InsertError::Exists);
+        }
+        let id = self.free;
+        let (ob, rb) = (self.bucket_index(ohash), self.bucket_index(rhash));
+        let Some(e) = self.entries.get_mut(id as usize) else {
+            return Err(InsertError::Full);
+        };
+        self.free = e.orig_next;
+        *e = flow;
+        if let Some(head) = self.buckets.get_mut(ob) {
+            e.orig_next = *head;
+            *head = id << 1;
+        }
+        // The reply chain may share the bucket: read the head after the
+        // original link went in.
+        if let Some(head) = self.buckets.get_mut(rb) {
+            e.reply_next = *head;
+            *head = (id << 1) | 1;
+        }
+        self.wheel.link(&mut self.entries, id, expire);
+        self.len += 1;
+        Ok(id)
+    }
+
+    /// The live entry `id`.
+    #[inline]
+    pub fn get(&self, id: FlowId) -> Option<&Flow> {
+        self.entries.get(id as usize).filter(|f| f.is_live())
+    }
+
+    /// The live entry `id`, writable through `FlowMut`'s setters only (the
+    /// keyed fields cannot change while indexed).
+    #[inline]
+    pub fn get_mut(&mut self, id: FlowId) -> Option<FlowMut<'_>> {
+        self.entries.get_mut(id as usize).filter(|f| f.is_live()).map(FlowMut)
+    }
+
+    /// Replaces entry `id`'s caller bits. False if `id` is not live.
+    pub fn set_flags(&mut self, id: FlowId, flags: u8) -> bool {
+        self.get_mut(id).map(|mut f| f.set_flags(flags)).is_some()
+    }
+
+    /// Accounts one packet of entry `id` travelling `dir` at tick `now`:
+    /// advances the TCP state machine (`tcp::next_state`; `tcp_flags` is
+    /// ignored for UDP and ICMP) and pushes the expiry to `now` + the new
+    /// state's timeout. Returns the new state, or `Close` for an unknown id.
+    ///
+    /// Usually only `expire` is written; the entry moves in the wheel only
+    /// when its deadline comes before the tick its slot will be visited
+    /// (a state change to a shorter timeout).
+    #[inline]
+    pub fn on_packet(&mut self, id: FlowId, dir: Dir, tcp_flags: u8, now: u32) -> FlowState {
+        let Some(f) = self.entries.get_mut(id as usize).filter(|f| f.is_live()) else {
+            return FlowState::Close;
+        };
+        let state = next_state(f.state, dir, tcp_flags, &mut f.fin_seen);
+        f.state = state;
+        let expire = now.saturating_add(self.timeouts.for_state(state));
+        f.expire = expire;
+        if expire < self.wheel.visit_tick(f.wheel_slot) {
+            self.wheel.unlink(&mut self.entries, id);
+            self.wheel.link(&mut self.entries, id, expire);
+        }
+        state
+    }
+
+    /// Unlinks `link` (`id << 1 | dir`) from the chain of bucket
+    /// `hash & mask`. O(chain length).
+    fn unlink_chain(&mut self, hash: u32, link: u32) {
+        let dir_bit = link & 1;
+        let after = match self.entries.get((link >> 1) as usize) {
+            Some(f) => f.next_link(dir_bit),
+            None => return,
+        };
+        let b = self.bucket_index(hash);
+        let Some(head) = self.buckets.get_mut(b) else { return };
+        if *head == link {
+            *head = after;
+            return;
+        }
+        let mut cur = *head;
+        while cur != NIL {
+            let Some(f) = self.entries.get_mut((cur >> 1) as usize) else { return };
+            let next = if cur & 1 == 0 { &mut f.orig_next } else { &mut f.reply_next };
+            if *next == link {
+                *next = after;
+                return;
+            }
+            cur = *next;
+        }
+    }
+
+    /// Removes entry `id`: unlinks it from both chains and the wheel,
+    /// recycles it, and returns a copy.
+    pub fn remove(&mut self, id: FlowId) -> Option<Flow> {
+        let flow = *self.get(id)?;
+        self.unlink_chain(Self::hash(&flow.original_key()), id << 1);
+        self.unlink_chain(Self::hash(&flow.reply_key()), (id << 1) | 1);
+        self.wheel.unlink(&mut self.entries, id);
+        if let Some(e) = self.entries.get_mut(id as usize) {
+            *e = Flow::FREE;
+            e.orig_next = self.free;
+            self.free = id;
+        }
+        self.len -= 1;
+        Some(Flow { orig_next: NIL, reply_next: NIL, wheel_prev: NIL, wheel_next: NIL, ..flow })
+    }
+
+    /// Advances the wheel to tick `now`, removing every entry it visits
+    /// whose `expire <= now` (after passing it to `on_expire`), and moving
+    /// the others to the slot of their current `expire`. Stops after
+    /// `budget` removals; the next call resumes where this one stopped.
+    /// Returns the number of removals.
+    ///
+    /// Work per call: the slots from the last processed tick up to `now`,
+    /// but never more than one lap (`WHEEL_SLOTS` slots: after a long pause
+    /// one lap visits every entry), plus the entries in them.
+    pub fn expire(&mut self, now: u32, budget: u32, mut on_expire: impl FnMut(&Flow)) -> u32 {
+        let mut removed = 0;
+        if budget == 0 {
+            return 0;
+        }
+        if now >= self.wheel.next_tick && now - self.wheel.next_tick > WHEEL_MASK {
+            // More than a lap behind: one lap, ending at `now`, visits
+            // every slot.
+            self.wheel.next_tick = now - WHEEL_MASK;
+        }
+        while self.wheel.next_tick <= now {
+            let tick = self.wheel.next_tick;
+            let slot = tick & WHEEL_MASK;
+            let mut cur = self.wheel.head(slot);
+            while cur != NIL {
+                let Some(f) = self.entries.get(cur as usize) else { break };
+                let (next, expire) = (f.wheel_next, f.expire);
+                if expire <= now {
+                    on_expire(f);
+                    self.remove(cur);
+                    removed += 1;
+                    if removed == budget {
+                        // The slot may hold more: stay on it.
+                        return removed;
+                    }
+                } else if expire & WHEEL_MASK != slot {
+                    // Refreshed since it was linked: move it to the slot of
+                    // its deadline (lazy re-insertion).
+                    self.wheel.unlink(&mut self.entries, cur);
+                    self.wheel.link(&mut self.entries, cur, expire);
+                }
+                // Otherwise `expire` is a whole lap or more away and maps
+                // to this slot: it stays for the next lap.
+                cur = next;
+            }
+            match tick.checked_add(1) {
+                Some(t) => self.wheel.next_tick = t,
+                None => break,
+            }
+        }
+        removed
+    }
+
+    /// Live entries in id order. O(capacity): for dumps and tests.
+    pub fn iter(&self) -> impl Iterator<Item = (FlowId, &Flow)> + '_ {
+        (0..self.capacity()).zip(self.entries.iter()).filter(|(_, f)| f.is_live())
+    }
+
+    /// Chain lengths per bucket, as a histogram (`hist[n]` buckets hold `n`
+    /// links, the last slot counting longer chains too). O(capacity): for
+    /// diagnostics and tests.
+    pub fn chain_histogram(&self, hist: &mut [u32]) {
+        let Some(last) = hist.len().checked_sub(1) else { return };
+        for &head in self.buckets.iter() {
+            let mut n = 0usize;
+            let mut link = head;
+            while link != NIL {
+                n += 1;
+                link = match self.entries.get((link >> 1) as usize) {
+                    Some(f) => f.next_link(link & 1),
+                    None => NIL,
+                };
+            }
+            if let Some(h) = hist.get_mut(n.min(last)) {
+                *h += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Publishing immutable snapshots to workers without locks, after grout's
+//! double-buffered config with RCU-style quiescence
+//! (`modules/infra/control/worker.h`).
+//!
+//! The control plane `publish`es a new snapshot; each worker, at a
+//! quiescent point of its loop (between bursts), `refresh`es: it picks up
+//! the newest snapshot and records the generation it has moved to. An old
+//! snapshot is freed by `reclaim` only once every worker has moved past it,
+//! so a worker's reference stays valid until its next quiescent point.
+
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The shared cell. Control plane: rw; workers: ro.
+pub struct Rcu<T> {
+    current: AtomicPtr<T>,
+    /// Bumped after `current` changes (Release); workers read it first.
+    generation: AtomicU64,
+    /// Per worker: the generation it last moved to. Worker: rw; control: ro.
+    seen: Box<[AtomicU64]>,
+}
+
+// SAFETY: T is only shared by reference between threads (T: Sync) and
+// freed on the control thread (T: Send).
+unsafe impl<T: Send + Sync> Send for Rcu<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for Rcu<T> {}
+
+/// Control plane's handle: publishes and frees.
+pub struct Publisher<T> {
+    cell: Arc<Rcu<T>>,
+    /// Snapshots replaced at the given generation, waiting for workers.
+    retired: Vec<(u64, Box<T>)>,
+}
+
+/// A worker's handle.
+pub struct Reader<T> {
+    cell: Arc<Rcu<T>>,
+    worker: usize,
+    generation: u64,
+    ptr: *const T,
+}
+
+// SAFETY: the pointer is only dereferenced under the protocol above.
+unsafe impl<T: Send + Sync> Send for Reader<T> {}
+
+/// A cell holding `initial`, for `workers` readers.
+pub fn rcu<T: Send + Sync>(initial: Box<T>, workers: usize) -> (Publisher<T>, Vec<Reader<T>>) {
+    let ptr = Box::into_raw(initial);
+    let cell = Arc::new(Rcu {
+        current: AtomicPtr::new(ptr),
+        generation: AtomicU64::new(1),
+        seen: (0..workers).map(|_| AtomicU64::new(1)).collect(),
+    });
+    let readers = (0..workers).map(|w| Reader { cell: Arc::clone(&cell), worker: w, generation: 1, ptr }).collect();
+    (Publisher { cell, retired: Vec::new() }, readers)
+}
+
+impl<T> Publisher<T> {
+    /// Makes `next` the current snapshot; returns its generation.
+    pub fn publish(&mut self, next: Box<T>) -> u64 {
+        let old = self.cell.current.swap(Box::into_raw(next), Ordering::AcqRel);
+        let generation = self.cell.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        // SAFETY: `old` came from Box::into_raw and is owned by the cell
+        // until now; it is freed only after every worker moved past it.
+        self.retired.push((generation, unsafe { Box::from_raw(old) }));
+        self.reclaim();
+        generation
+    }
+
+    /// Frees retired snapshots no worker can still be using. Returns how
+    /// many are still waiting.
+    pub fn reclaim(&mut self) -> usize {
+        let min_seen = self.cell.seen.iter().map(|s| s.load(Ordering::Acquire)).min().unwrap_or(u64::MAX);
+        self.retired.retain(|(replaced_at, _)| *replaced_at > min_seen);
+        self.retired.len()
+    }
+
+    /// The current snapshot, for the control plane's own reading.
+    pub fn current(&self) -> &T {
+        // SAFETY: only the publisher replaces or frees snapshots, and it is
+        // borrowed here.
+        unsafe { &*self.cell.current.load(Ordering::Acquire) }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.cell.generation.load(Ordering::Acquire)
+    }
+}
+
+impl<T> Drop for Publisher<T> {
+    fn drop(&mut self) {
+        // Workers are gone by now (their Readers hold the Arc but are not
+        // used after the loop ends); free the current snapshot too.
+        let cur = self.cell.current.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if !cur.is_null() {
+            // SAFETY: came from Box::into_raw; nobody dereferences it after
+            // the workers stopped (documented contract of shutdown order).
+            drop(unsafe { Box::from_raw(cur) });
+        }
+    }
+}
+
+impl<T> Reader<T> {
+    /// Quiescent point: moves to the newest snapshot. Returns true when it
+    /// changed. Cheap when nothing changed (one relaxed-enough load).
+    #[inline]
+    pub fn refresh(&mut self) -> bool {
+        let g = self.cell.generation.load(Ordering::Acquire);
+        if g == self.generation {
+            return false;
+        }
+        self.ptr = self.cell.current.load(Ordering::Acquire);
+        self.generation = g;
+        if let Some(seen) = self.cell.seen.get(self.worker) {
+            seen.store(g, Ordering::Release);
+        }
+        true
+    }
+
+    /// The snapshot this worker moved to at its last `refresh`.
+    ///
+    /// The reference must not be kept across the next `refresh`; the
+    /// unbounded lifetime lets the caller hold it while mutating its own
+    /// state during one burst.
+    #[inline]
+    pub fn get<'a>(&self) -> &'a T {
+        // SAFETY: the publisher frees a snapshot only after every worker's
+        // `seen` passed the generation that replaced it; this worker's
+        // `seen` only moves in `refresh`, after which callers drop the old
+        // reference (contract above).
+        unsafe { &*self.ptr }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    struct Counted(u32, Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn old_snapshot_freed_only_after_every_worker_moved() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (mut p, mut readers) = rcu(Box::new(Counted(1, Arc::clone(&drops))), 2);
+        assert_eq!(readers[0].get().0, 1);
+        p.publish(Box::new(Counted(2, Arc::clone(&drops))));
+        assert_eq!(readers[0].get().0, 1, "no refresh yet");
+        assert!(readers[0].refresh());
+        assert_eq!(readers[0].get().0, 2);
+        assert_eq!(p.reclaim(), 1, "worker 1 still on generation 1");
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        assert!(readers[1].refresh());
+        assert!(!readers[1].refresh());
+        assert_eq!(p.reclaim(), 0);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        drop(readers);
+        drop(p);
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn concurrent_readers_never_see_freed_memory() {
+        let (mut p, readers) = rcu(Box::new(vec![0u64; 64]), 2);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handles: Vec<_> = readers
+            .into_iter()
+            .map(|mut r| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut checks = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        r.refresh();
+                        let v = r.get();
+                        // Every snapshot is uniform; a freed one would not be.
+                        assert!(v.iter().all(|x| *x == v[0]));
+                        checks += 1;
+                    }
+                    checks
+                })
+            })
+            .collect();
+        for i in 1..2000u64 {
+            p.publish(Box::new(vec![i; 64]));
+        }
+        stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            assert!(h.join().unwrap() > 0);
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The immutable view of the configuration the workers read: ports, self
+//! IPs, virtual servers, real servers, full-NAT local addresses. Built by
+//! the control plane, published through `rcu`, never mutated in place.
+
+use crate::sched::Schedule;
+use crate::wire::EthernetAddress;
+
+/// Upper bounds, so per-worker counter arrays are sized once.
+pub const MAX_SERVICES: usize = 256;
+pub const MAX_SERVERS: usize = 4096;
+pub const MAX_NEXTHOPS: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarding {
+    /// Destination NAT in, source NAT back (seed 001): servers route via us.
+    Nat,
+    /// Source and destination NAT (seed 000 "Src&DstNAT"): servers need no
+    /// route back.
+    FullNat,
+}
+
+/// A data port as the workers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PortView {
+    pub mac: EthernetAddress,
+    pub self_ip: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RealServer {
+    pub ip: u32,
+    pub port: u16,
+    pub weight: u32,
+    pub enabled: bool,
+    /// DPDK port id toward the server.
+    pub tx_port: u16,
+    /// Neighbour slot of the next hop (the server, or a gateway).
+    pub nexthop: u16,
+    /// Index of its virtual server.
+    pub vs: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualService {
+    pub name: String,
+    pub ip: u32,
+    pub port: u16,
+    pub proto: u8,
+    pub forwarding: Forwarding,
+    /// Its servers are `servers[first_server .. first_server + server_count]`.
+    pub first_server: u16,
+    pub server_count: u16,
+    pub schedule: Schedule,
+    /// full-NAT source addresses (empty for NAT).
+    pub local_addrs: Box<[u32]>,
+}
+
+impl VirtualService {
+    /// A minimal service for tests.
+    pub fn test(forwarding: Forwarding) -> Self {
+        VirtualService {
+            name: "test".into(),
+            ip: 0,
+            port: 0,
+            proto: 6,
+            forwarding,
+            first_server: 0,
+            server_count: 0,
+            schedule: Schedule::Sequence(Box::new([])),
+            local_addrs: Box::new([]),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Indexed by DPDK port id.
+    pub ports: Vec<Option<PortView>>,
+    pub services: Vec<VirtualService>,
+    pub servers: Vec<RealServer>,
+    /// Addresses the box itself answers on (self IPs): punted when no flow
+    /// matches.
+    pub self_ips: Vec<u32>,
+    /// Every full-NAT local address of every service, distinct.
+    pub local_addrs: Vec<u32>,
+    /// (ip << 24 | port << 8 | proto, service index), sorted.
+    vip_index: Vec<(u64, u16)>,
+}
+
+fn vip_key(ip: u32, port: u16, proto: u8) -> u64 {
+    (ip as u64) << 24 | (port as u64) << 8 | proto as u64
+}
+
+impl Snapshot {
+    /// Builds the lookup index; call after filling `services`.
+    pub fn index(&mut self) {
+        self.vip_index = self.services.iter().enumerate().map(|(i, s)| (vip_key(s.ip, s.port, s.proto), i as u16)).collect();
+        self.vip_index.sort_unstable();
+        let mut locals: Vec<u32> = self.services.iter().flat_map(|s| s.local_addrs.iter().copied()).collect();
+        locals.sort_unstable();
+        locals.dedup();
+        self.local_addrs = locals;
+    }
+
+    /// The virtual server listening on ip:port/proto.
+    #[inline]
+    pub fn find_service(&self, ip: u32, port: u16, proto: u8) -> Option<u16> {
+        let k = vip_key(ip, port, proto);
+        self.vip_index.binary_search_by_key(&k, |e| e.0).ok().and_then(|i| self.vip_index.get(i)).map(|e| e.1)
+    }
+
+    /// True when some service listens on `ip` (any port).
+    pub fn is_vip(&self, ip: u32) -> bool {
+        self.services.iter().any(|s| s.ip == ip)
+    }
+
+    #[inline]
+    pub fn is_self(&self, ip: u32) -> bool {
+        self.self_ips.contains(&ip)
+    }
+
+    #[inline]
+    pub fn is_local(&self, ip: u32) -> bool {
+        self.local_addrs.contains(&ip)
+    }
+
+    #[inline]
+    pub fn port(&self, id: u16) -> Option<&PortView> {
+        self.ports.get(id as usize).and_then(Option::as_ref)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_lookup() {
+        let mut s = Snapshot::default();
+        for (i, port) in [80u16, 443, 53].iter().enumerate() {
+            let mut v = VirtualService::test(Forwarding::Nat);
+            v.ip = 0xc0000264;
+            v.port = *port;
+            v.proto = if *port == 53 { 17 } else { 6 };
+            v.local_addrs = vec![0xc6336401 + i as u32 % 2].into_boxed_slice();
+            s.services.push(v);
+        }
+        s.index();
+        assert_eq!(s.find_service(0xc0000264, 443, 6), Some(1));
+        assert_eq!(s.find_service(0xc0000264, 53, 17), Some(2));
+        assert_eq!(s.find_service(0xc0000264, 53, 6), None);
+        assert_eq!(s.find_service(0xc0000265, 80, 6), None);
+        assert!(s.is_vip(0xc0000264));
+        assert_eq!(s.local_addrs, vec![0xc6336401, 0xc6336402]);
+    }
+}

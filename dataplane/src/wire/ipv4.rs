@@ -1,0 +1,609 @@
+//! IPv4 (RFC 791 §3.1).
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |Version|  IHL  | DSCP    |ECN|          Total Length         |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |         Identification        |Flags|      Fragment Offset    |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |  Time to Live |    Protocol   |         Header Checksum       |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                       Source Address                          |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                    Destination Address                        |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                    Options                    |    Padding    |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! ```
+//!
+//! The type-of-service byte is the DSCP (RFC 2474) and ECN (RFC 3168)
+//! byte; it is handled as one byte here.
+
+use super::{be16, checksum, ipv4_at, len16, set_be16, WireError};
+use core::net::Ipv4Addr;
+
+/// IP protocol numbers (IANA "Assigned Internet Protocol Numbers").
+pub mod protocol {
+    /// RFC 792.
+    pub const ICMP: u8 = 1;
+    /// RFC 9293.
+    pub const TCP: u8 = 6;
+    /// RFC 768.
+    pub const UDP: u8 = 17;
+}
+
+mod field {
+    use core::ops::Range;
+    pub const VER_IHL: usize = 0;
+    pub const DSCP_ECN: usize = 1;
+    pub const LENGTH: usize = 2;
+    pub const IDENT: usize = 4;
+    pub const FLG_OFF: usize = 6;
+    pub const TTL: usize = 8;
+    pub const PROTOCOL: usize = 9;
+    pub const CHECKSUM: usize = 10;
+    pub const SRC_ADDR: usize = 12;
+    pub const DST_ADDR: usize = 16;
+    pub const OPTIONS_START: usize = 20;
+    pub const SRC_ADDR_RANGE: Range<usize> = 12..16;
+    pub const DST_ADDR_RANGE: Range<usize> = 16..20;
+}
+
+/// Length of an IPv4 header without options (IHL = 5).
+pub const MIN_HEADER_LEN: usize = 20;
+
+/// Bytes of the original datagram's payload that an ICMP error must carry
+/// past its IP header (RFC 792: "the first 64 bits of the original data
+/// datagram's data").
+pub const EMBEDDED_PAYLOAD_LEN: usize = 8;
+
+const FLAG_DF: u16 = 0x4000;
+const FLAG_MF: u16 = 0x2000;
+const OFFSET_MASK: u16 = 0x1fff;
+
+/// A view of an IPv4 packet.
+#[derive(Debug)]
+pub struct Ipv4Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+/// Checks version and IHL: what both checked constructors need.
+fn check_header(b: &[u8]) -> Result<usize, WireError> {
+    if b.len() < MIN_HEADER_LEN {
+        return Err(WireError::Truncated);
+    }
+    if b[field::VER_IHL] >> 4 != 4 {
+        return Err(WireError::BadVersion);
+    }
+    let header_len = usize::from(b[field::VER_IHL] & 0x0f) * 4;
+    if header_len < MIN_HEADER_LEN || header_len > b.len() {
+        return Err(WireError::BadHeaderLength);
+    }
+    Ok(header_len)
+}
+
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    /// Wraps a buffer already known to hold a whole header.
+    pub fn new_unchecked(buffer: T) -> Self {
+        Self { buffer }
+    }
+
+    /// Wraps untrusted bytes: `Truncated` if shorter than 20 bytes,
+    /// `BadVersion` if the version is not 4, `BadHeaderLength` if IHL < 5
+    /// or the header runs past the buffer, `BadTotalLength` if the total
+    /// length is shorter than the header or longer than the buffer. The
+    /// buffer may be longer than the total length (Ethernet padding):
+    /// [`payload`](Self::payload) ends at the total length.
+    pub fn new_checked(buffer: T) -> Result<Self, WireError> {
+        let b = buffer.as_ref();
+        let header_len = check_header(b)?;
+        let total_len = usize::from(be16(b, field::LENGTH));
+        if total_len < header_len || total_len > b.len() {
+            return Err(WireError::BadTotalLength);
+        }
+        Ok(Self { buffer })
+    }
+
+    /// Wraps the original datagram quoted in an ICMP error (RFC 792, RFC
+    /// 1812 §4.3.2.3): an IP header and at least the first 8 bytes of its
+    /// payload, cut short by design. Checks version and IHL as
+    /// [`new_checked`](Self::new_checked) does (`Truncated`, `BadVersion`,
+    /// `BadHeaderLength`), then that 8 payload bytes follow the header
+    /// (`Truncated` if not) and that the total length is at least header +
+    /// 8 (`BadTotalLength` if not: no TCP, UDP or ICMP datagram is
+    /// shorter). The total length may exceed the buffer: it describes the
+    /// datagram as it was sent, and [`payload`](Self::payload) is clamped
+    /// to the buffer. So `payload().len() >= 8` for every view this
+    /// returns: enough for the ports of TCP and UDP (and TCP's sequence
+    /// number), the type, code and echo identifier of ICMP.
+    pub fn new_embedded(buffer: T) -> Result<Self, WireError> {
+        let b = buffer.as_ref();
+        let header_len = check_header(b)?;
+        if header_len + EMBEDDED_PAYLOAD_LEN > b.len() {
+            return Err(WireError::Truncated);
+        }
+        if usize::from(be16(b, field::LENGTH)) < header_len + EMBEDDED_PAYLOAD_LEN {
+            return Err(WireError::BadTotalLength);
+        }
+        Ok(Self { buffer })
+    }
+
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[field::VER_IHL] >> 4
+    }
+
+    /// The header length in bytes (IHL × 4), options included.
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
+    }
+
+    /// The former type-of-service byte: DSCP (upper 6 bits, RFC 2474) and
+    /// ECN (lower 2 bits, RFC 3168).
+    pub fn dscp_ecn(&self) -> u8 {
+        self.buffer.as_ref()[field::DSCP_ECN]
+    }
+
+    /// Header and payload length in bytes.
+    pub fn total_len(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::LENGTH)
+    }
+
+    pub fn ident(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::IDENT)
+    }
+
+    /// The DF ("don't fragment") flag.
+    pub fn dont_frag(&self) -> bool {
+        be16(self.buffer.as_ref(), field::FLG_OFF) & FLAG_DF != 0
+    }
+
+    /// The MF ("more fragments") flag.
+    pub fn more_frags(&self) -> bool {
+        be16(self.buffer.as_ref(), field::FLG_OFF) & FLAG_MF != 0
+    }
+
+    /// The fragment offset in bytes (the field counts 8-byte units).
+    pub fn frag_offset(&self) -> u16 {
+        (be16(self.buffer.as_ref(), field::FLG_OFF) & OFFSET_MASK) << 3
+    }
+
+    /// Whether this is a fragment of a larger datagram (MF set or a
+    /// nonzero offset): only the first fragment carries the L4 header.
+    pub fn is_fragment(&self) -> bool {
+        be16(self.buffer.as_ref(), field::FLG_OFF) & (FLAG_MF | OFFSET_MASK) != 0
+    }
+
+    pub fn ttl(&self) -> u8 {
+        self.buffer.as_ref()[field::TTL]
+    }
+
+    pub fn protocol(&self) -> u8 {
+        self.buffer.as_ref()[field::PROTOCOL]
+    }
+
+    pub fn checksum(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::CHECKSUM)
+    }
+
+    pub fn src_addr(&self) -> Ipv4Addr {
+        ipv4_at(self.buffer.as_ref(), field::SRC_ADDR)
+    }
+
+    pub fn dst_addr(&self) -> Ipv4Addr {
+        ipv4_at(self.buffer.as_ref(), field::DST_ADDR)
+    }
+
+    /// Whether the header checksum is right, over all `header_len` bytes,
+    /// options included (RFC 791 §3.1, RFC 1071).
+    pub fn verify_checksum(&self) -> bool {
+        checksum::checksum(&self.buffer.as_ref()[..self.header_len()]) == 0
+    }
+
+    /// The option bytes, between the fixed header and `header_len`.
+    pub fn options(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::OPTIONS_START..self.header_len()]
+    }
+
+    fn payload_range(&self) -> core::ops::Range<usize> {
+        let len = self.buffer.as_ref().len();
+        let start = self.header_len().min(len);
+        let end = usize::from(self.total_len()).clamp(start, len);
+        start..end
+    }
+
+    /// The payload: `header_len..total_len`, clamped to the buffer (which
+    /// only matters for [`new_embedded`](Self::new_embedded) views).
+    pub fn payload(&self) -> &[u8] {
+        let r = self.payload_range();
+        &self.buffer.as_ref()[r]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    /// Writes version and IHL; `header_len` is in bytes, a multiple of 4
+    /// from 20 to 60.
+    pub fn set_version_ihl(&mut self, version: u8, header_len: usize) {
+        let ihl = ((header_len / 4) & 0x0f) as u8;
+        self.buffer.as_mut()[field::VER_IHL] = (version << 4) | ihl;
+    }
+
+    pub fn set_dscp_ecn(&mut self, v: u8) {
+        self.buffer.as_mut()[field::DSCP_ECN] = v;
+    }
+
+    pub fn set_total_len(&mut self, v: u16) {
+        set_be16(self.buffer.as_mut(), field::LENGTH, v);
+    }
+
+    pub fn set_ident(&mut self, v: u16) {
+        set_be16(self.buffer.as_mut(), field::IDENT, v);
+    }
+
+    /// Writes the flags and fragment offset word; `offset` is in bytes, a
+    /// multiple of 8 (the low 3 bits are dropped). The reserved flag is
+    /// cleared.
+    pub fn set_flags_frag(&mut self, dont_frag: bool, more_frags: bool, offset: u16) {
+        let mut v = (offset >> 3) & OFFSET_MASK;
+        if dont_frag {
+            v |= FLAG_DF;
+        }
+        if more_frags {
+            v |= FLAG_MF;
+        }
+        set_be16(self.buffer.as_mut(), field::FLG_OFF, v);
+    }
+
+    pub fn set_ttl(&mut self, v: u8) {
+        self.buffer.as_mut()[field::TTL] = v;
+    }
+
+    pub fn set_protocol(&mut self, v: u8) {
+        self.buffer.as_mut()[field::PROTOCOL] = v;
+    }
+
+    pub fn set_checksum(&mut self, v: u16) {
+        set_be16(self.buffer.as_mut(), field::CHECKSUM, v);
+    }
+
+    pub fn set_src_addr(&mut self, a: Ipv4Addr) {
+        self.buffer.as_mut()[field::SRC_ADDR_RANGE].copy_from_slice(&a.octets());
+    }
+
+    pub fn set_dst_addr(&mut self, a: Ipv4Addr) {
+        self.buffer.as_mut()[field::DST_ADDR_RANGE].copy_from_slice(&a.octets());
+    }
+
+    /// Zeroes the checksum field, then writes the checksum of the
+    /// `header_len` header bytes.
+    pub fn fill_checksum(&mut self) {
+        self.set_checksum(0);
+        let c = checksum::checksum(&self.buffer.as_ref()[..self.header_len()]);
+        self.set_checksum(c);
+    }
+
+    /// The option bytes, mutable.
+    pub fn options_mut(&mut self) -> &mut [u8] {
+        let end = self.header_len();
+        &mut self.buffer.as_mut()[field::OPTIONS_START..end]
+    }
+
+    /// The payload (`header_len..total_len`, clamped to the buffer),
+    /// mutable.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let r = self.payload_range();
+        &mut self.buffer.as_mut()[r]
+    }
+}
+
+/// Owned form of an option-less IPv4 header, for control code and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Repr {
+    pub src_addr: Ipv4Addr,
+    pub dst_addr: Ipv4Addr,
+    pub protocol: u8,
+    /// Bytes after the header: `total_len - header_len`.
+    pub payload_len: usize,
+    pub ttl: u8,
+    pub dscp_ecn: u8,
+}
+
+impl Ipv4Repr {
+    /// Reads a packet (from [`Ipv4Packet::new_checked`]); options,
+    /// identification, flags and the checksum are not kept: check
+    /// [`Ipv4Packet::verify_checksum`] and [`Ipv4Packet::is_fragment`]
+    /// first where they matter.
+    pub fn parse<T: AsRef<[u8]>>(p: &Ipv4Packet<T>) -> Self {
+        Self {
+            src_addr: p.src_addr(),
+            dst_addr: p.dst_addr(),
+            protocol: p.protocol(),
+            payload_len: usize::from(p.total_len()).saturating_sub(p.header_len()),
+            ttl: p.ttl(),
+            dscp_ecn: p.dscp_ecn(),
+        }
+    }
+
+    /// The emitted header's length: always 20 (no options).
+    pub fn header_len(&self) -> usize {
+        MIN_HEADER_LEN
+    }
+
+    /// Header plus payload.
+    pub fn buffer_len(&self) -> usize {
+        MIN_HEADER_LEN + self.payload_len
+    }
+
+    /// Writes a 20-byte header at the start of `p`'s buffer (which must
+    /// hold at least 20 bytes): version 4, IHL 5, total length
+    /// 20 + `payload_len` (saturating at 65535), identification 0, DF set
+    /// (RFC 6864 §4.1: atomic datagrams may use any ident), no offset, and
+    /// the checksum. The payload is the caller's to write.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Ipv4Packet<T>) {
+        p.set_version_ihl(4, MIN_HEADER_LEN);
+        p.set_dscp_ecn(self.dscp_ecn);
+        p.set_total_len(len16(self.buffer_len()));
+        p.set_ident(0);
+        p.set_flags_frag(true, false, 0);
+        p.set_ttl(self.ttl);
+        p.set_protocol(self.protocol);
+        p.set_src_addr(self.src_addr);
+        p.set_dst_addr(self.dst_addr);
+        p.fill_checksum();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Scapy: IP(src="192.0.2.1", dst="198.51.100.10", ttl=64, id=0,
+    /// flags="DF")/TCP(sport=40000, dport=80, seq=0x01020304, flags="S",
+    /// window=64240, options=[("MSS", 1460)])
+    pub(crate) const TCP_SYN: [u8; 44] = [
+        0x45, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x40, 0x00, 0x40, 0x06, 0x4e, 0x8d, 0xc0, 0x00, 0x02,
+        0x01, 0xc6, 0x33, 0x64, 0x0a, 0x9c, 0x40, 0x00, 0x50, 0x01, 0x02, 0x03, 0x04, 0x00, 0x00,
+        0x00, 0x00, 0x60, 0x02, 0xfa, 0xf0, 0x10, 0x60, 0x00, 0x00, 0x02, 0x04, 0x05, 0xb4,
+    ];
+
+    /// Scapy: IP(src="192.0.2.1", dst="198.51.100.10", ttl=1, id=0x4242,
+    /// flags="MF", frag=185, tos=0xb8, proto=17,
+    /// options=[IPOption_Router_Alert()])/Raw(b"\0" * 8)
+    const OPTIONS_FRAG: [u8; 32] = [
+        0x46, 0xb8, 0x00, 0x20, 0x42, 0x42, 0x20, 0xb9, 0x01, 0x11, 0xd4, 0xd6, 0xc0, 0x00, 0x02,
+        0x01, 0xc6, 0x33, 0x64, 0x0a, 0x94, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00,
+    ];
+
+    const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+
+    #[test]
+    fn deconstruct() {
+        let p = Ipv4Packet::new_checked(&TCP_SYN[..]).unwrap();
+        assert_eq!(p.version(), 4);
+        assert_eq!(p.header_len(), 20);
+        assert_eq!(p.dscp_ecn(), 0);
+        assert_eq!(p.total_len(), 44);
+        assert_eq!(p.ident(), 0);
+        assert!(p.dont_frag());
+        assert!(!p.more_frags());
+        assert_eq!(p.frag_offset(), 0);
+        assert!(!p.is_fragment());
+        assert_eq!(p.ttl(), 64);
+        assert_eq!(p.protocol(), protocol::TCP);
+        assert_eq!(p.checksum(), 0x4e8d);
+        assert_eq!(p.src_addr(), A);
+        assert_eq!(p.dst_addr(), B);
+        assert!(p.verify_checksum());
+        assert_eq!(p.options(), &[] as &[u8]);
+        assert_eq!(p.payload(), &TCP_SYN[20..]);
+    }
+
+    #[test]
+    fn deconstruct_options_and_fragment() {
+        let p = Ipv4Packet::new_checked(&OPTIONS_FRAG[..]).unwrap();
+        assert_eq!(p.header_len(), 24);
+        assert_eq!(p.dscp_ecn(), 0xb8);
+        assert_eq!(p.ident(), 0x4242);
+        assert!(!p.dont_frag());
+        assert!(p.more_frags());
+        assert_eq!(p.frag_offset(), 1480);
+        assert!(p.is_fragment());
+        assert_eq!(p.ttl(), 1);
+        assert_eq!(p.protocol(), protocol::UDP);
+        assert_eq!(p.options(), &[0x94, 0x04, 0x00, 0x00]);
+        assert_eq!(p.payload(), &[0u8; 8]);
+        assert!(p.verify_checksum(), "the checksum covers the options");
+        let mut bad = OPTIONS_FRAG;
+        bad[22] = 1; // an option byte
+        assert!(!Ipv4Packet::new_checked(&bad[..]).unwrap().verify_checksum());
+    }
+
+    #[test]
+    fn last_fragment_is_a_fragment() {
+        let mut b = TCP_SYN;
+        b[6] = 0x00;
+        b[7] = 0x10; // offset 16 units, MF clear
+        let p = Ipv4Packet::new_checked(&b[..]).unwrap();
+        assert!(!p.more_frags());
+        assert_eq!(p.frag_offset(), 128);
+        assert!(p.is_fragment());
+    }
+
+    #[test]
+    fn construct_with_setters() {
+        let mut buf = [0xa5u8; 32];
+        let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
+        p.set_version_ihl(4, 24);
+        p.set_dscp_ecn(0xb8);
+        p.set_total_len(32);
+        p.set_ident(0x4242);
+        p.set_flags_frag(false, true, 1480);
+        p.set_ttl(1);
+        p.set_protocol(protocol::UDP);
+        p.set_src_addr(A);
+        p.set_dst_addr(B);
+        p.options_mut().copy_from_slice(&[0x94, 0x04, 0x00, 0x00]);
+        p.payload_mut().fill(0);
+        p.fill_checksum();
+        assert_eq!(buf, OPTIONS_FRAG);
+    }
+
+    #[test]
+    fn repr_emit() {
+        let repr = Ipv4Repr {
+            src_addr: A,
+            dst_addr: B,
+            protocol: protocol::TCP,
+            payload_len: 24,
+            ttl: 64,
+            dscp_ecn: 0,
+        };
+        let mut buf = [0xa5u8; 44];
+        buf[20..].copy_from_slice(&TCP_SYN[20..]);
+        repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]));
+        assert_eq!(buf, TCP_SYN);
+        let p = Ipv4Packet::new_checked(&TCP_SYN[..]).unwrap();
+        assert_eq!(Ipv4Repr::parse(&p), repr);
+        assert_eq!(repr.header_len(), 20);
+        assert_eq!(repr.buffer_len(), 44);
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_payload() {
+        let mut b = [0u8; 60];
+        b[..44].copy_from_slice(&TCP_SYN);
+        let p = Ipv4Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.payload(), &TCP_SYN[20..]);
+        assert!(p.verify_checksum());
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(Ipv4Packet::new_checked(&TCP_SYN[..19]).err(), Some(WireError::Truncated));
+        assert_eq!(Ipv4Packet::new_checked(&[][..]).err(), Some(WireError::Truncated));
+
+        let mut v6 = TCP_SYN;
+        v6[0] = 0x65;
+        assert_eq!(Ipv4Packet::new_checked(&v6[..]).err(), Some(WireError::BadVersion));
+
+        let mut ihl4 = TCP_SYN;
+        ihl4[0] = 0x44;
+        assert_eq!(Ipv4Packet::new_checked(&ihl4[..]).err(), Some(WireError::BadHeaderLength));
+        let mut ihl15 = TCP_SYN;
+        ihl15[0] = 0x4f; // 60 bytes > 44
+        assert_eq!(Ipv4Packet::new_checked(&ihl15[..]).err(), Some(WireError::BadHeaderLength));
+
+        let mut short = TCP_SYN;
+        short[3] = 19; // total length below the header
+        assert_eq!(Ipv4Packet::new_checked(&short[..]).err(), Some(WireError::BadTotalLength));
+        assert_eq!(Ipv4Packet::new_checked(&TCP_SYN[..43]).err(), Some(WireError::BadTotalLength));
+        let mut long = TCP_SYN;
+        long[2] = 0xff;
+        assert_eq!(Ipv4Packet::new_checked(&long[..]).err(), Some(WireError::BadTotalLength));
+        // Exactly a header is fine.
+        let mut bare = [0u8; 20];
+        bare.copy_from_slice(&TCP_SYN[..20]);
+        bare[3] = 20;
+        assert_eq!(Ipv4Packet::new_checked(&bare[..]).map(|p| p.payload().len()), Ok(0));
+    }
+
+    #[test]
+    fn embedded() {
+        // The first 28 bytes of the SYN, as an ICMP error quotes them.
+        let q = &TCP_SYN[..28];
+        assert_eq!(Ipv4Packet::new_checked(q).err(), Some(WireError::BadTotalLength));
+        let p = Ipv4Packet::new_embedded(q).unwrap();
+        assert_eq!(p.total_len(), 44);
+        assert_eq!(p.payload(), &TCP_SYN[20..28]);
+        assert!(p.verify_checksum());
+        assert_eq!(Ipv4Packet::new_embedded(&TCP_SYN[..27]).err(), Some(WireError::Truncated));
+        assert_eq!(Ipv4Packet::new_embedded(&TCP_SYN[..19]).err(), Some(WireError::Truncated));
+        let mut v = [0u8; 28];
+        v.copy_from_slice(q);
+        v[0] = 0x55;
+        assert_eq!(Ipv4Packet::new_embedded(&v[..]).err(), Some(WireError::BadVersion));
+        v[0] = 0x43;
+        assert_eq!(Ipv4Packet::new_embedded(&v[..]).err(), Some(WireError::BadHeaderLength));
+        v[0] = 0x48; // 32-byte header, 28-byte buffer
+        assert_eq!(Ipv4Packet::new_embedded(&v[..]).err(), Some(WireError::BadHeaderLength));
+        v[0] = 0x46; // 24-byte header, 4 payload bytes
+        assert_eq!(Ipv4Packet::new_embedded(&v[..]).err(), Some(WireError::Truncated));
+        // A total length leaving less than 8 payload bytes.
+        v[0] = 0x45;
+        v[2] = 0;
+        v[3] = 27;
+        assert_eq!(Ipv4Packet::new_embedded(&v[..]).err(), Some(WireError::BadTotalLength));
+        v[3] = 28;
+        assert_eq!(Ipv4Packet::new_embedded(&v[..]).map(|p| p.payload().len()), Ok(8));
+        // Longer than the quote: clamped.
+        v[2] = 0xff;
+        assert_eq!(Ipv4Packet::new_embedded(&v[..]).map(|p| p.payload().len()), Ok(8));
+    }
+
+    #[test]
+    fn ttl_decrement_incremental() {
+        let mut b = TCP_SYN;
+        let mut p = Ipv4Packet::new_checked(&mut b[..]).unwrap();
+        let old = u16::from_be_bytes([p.ttl(), p.protocol()]);
+        p.set_ttl(p.ttl() - 1);
+        let new = u16::from_be_bytes([p.ttl(), p.protocol()]);
+        p.set_checksum(checksum::update16(p.checksum(), old, new));
+        assert!(p.verify_checksum());
+        let inc = p.checksum();
+        p.fill_checksum();
+        assert_eq!(p.checksum(), inc);
+    }
+
+    fn arb_repr() -> impl Strategy<Value = Ipv4Repr> {
+        (any::<u32>(), any::<u32>(), any::<u8>(), 0usize..=(65535 - 20), any::<u8>(), any::<u8>())
+            .prop_map(|(s, d, protocol, payload_len, ttl, dscp_ecn)| Ipv4Repr {
+                src_addr: Ipv4Addr::from(s),
+                dst_addr: Ipv4Addr::from(d),
+                protocol,
+                payload_len,
+                ttl,
+                dscp_ecn,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn repr_round_trip(repr in arb_repr(), fill in any::<u8>()) {
+            let mut buf = vec![fill; repr.buffer_len()];
+            repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]));
+            let p = Ipv4Packet::new_checked(&buf[..]).unwrap();
+            prop_assert!(p.verify_checksum());
+            prop_assert!(p.dont_frag());
+            prop_assert!(!p.is_fragment());
+            prop_assert_eq!(p.payload().len(), repr.payload_len);
+            prop_assert_eq!(Ipv4Repr::parse(&p), repr);
+        }
+
+        #[test]
+        fn address_rewrite_incremental(repr in arb_repr(), new_dst in any::<u32>()) {
+            let repr = Ipv4Repr { payload_len: repr.payload_len % 64, ..repr };
+            let mut buf = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]));
+            let mut p = Ipv4Packet::new_checked(&mut buf[..]).unwrap();
+            let old = u32::from(p.dst_addr());
+            p.set_dst_addr(Ipv4Addr::from(new_dst));
+            p.set_checksum(checksum::update32(p.checksum(), old, new_dst));
+            prop_assert!(p.verify_checksum());
+            let inc = p.checksum();
+            p.fill_checksum();
+            prop_assert_eq!(p.checksum(), inc);
+        }
+    }
+}
