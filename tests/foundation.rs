@@ -73,7 +73,10 @@ fn run_brings_up_two_af_packet_links_answers_arp_and_exits_0_on_sigterm() {
     let out = fw.expect_output("== furiwake counters ==", Duration::from_secs(5));
     let out = wait_for(Duration::from_secs(5), || Some(fw.output()).filter(|o| o.contains("mbufs:"))).unwrap_or(out);
     assert!(counter(&out, "port outside:", "rx").unwrap_or(0) >= 1, "{out}");
-    assert!(counter(&out, "control:", "arp-replies").unwrap_or(0) >= 3, "{out}");
+    // The client asked for the self IP and the VIP. (srv1 learned the inside
+    // self IP from the box's own ARP request for it, so it need not ask.)
+    assert!(counter(&out, "control:", "arp-replies").unwrap_or(0) >= 2, "{out}");
+    assert!(counter(&out, "control:", "arp-requests").unwrap_or(0) >= 1, "{out}");
 
     fw.signal(libc::SIGTERM);
     let status = fw.wait(Duration::from_secs(20)).expect("furiwake stops on SIGTERM");

@@ -37,7 +37,10 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
     let mut lcores = vec![p.control_lcore];
     lcores.extend(p.worker_lcores.get_ref());
     let list: Vec<String> = lcores.iter().map(u32::to_string).collect();
-    args.extend(["-l".into(), list.join(","), "--main-lcore".into(), p.control_lcore.to_string()]);
+    if !args.iter().any(|a| a == "--lcores" || a.starts_with("--lcores=")) {
+        args.extend(["-l".into(), list.join(",")]);
+    }
+    args.extend(["--main-lcore".into(), p.control_lcore.to_string()]);
     if !args.iter().any(|a| a.starts_with("--file-prefix")) {
         args.push("--file-prefix=furiwake".into());
     }

@@ -154,8 +154,9 @@ impl Default for Timeouts {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Platform {
-    /// EAL arguments. Furiwake adds `-l`, `--main-lcore`, `--vdev`/`-a` for
-    /// the interfaces, and `--file-prefix furiwake` unless one is given.
+    /// EAL arguments. Furiwake adds `-l` (unless `--lcores` maps lcores to
+    /// CPUs here), `--main-lcore`, `--vdev`/`-a` for the interfaces, and
+    /// `--file-prefix furiwake` unless one is given.
     #[serde(default)]
     pub eal_args: Vec<String>,
     #[serde(default)]
@@ -426,11 +427,9 @@ impl Config {
             }
         }
         for a in &p.eal_args {
-            if matches!(a.as_str(), "-l" | "--lcores" | "-c" | "--main-lcore" | "--vdev" | "-a" | "--allow")
-                || a.starts_with("--lcores=")
-                || a.starts_with("--vdev=")
+            if matches!(a.as_str(), "-l" | "-c" | "--main-lcore" | "--vdev" | "-a" | "--allow") || a.starts_with("--vdev=")
             {
-                return Err(src.error(None, format!("platform.eal_args: {a:?} is derived from control_lcore, worker_lcores and [[interface]]; remove it")));
+                return Err(src.error(None, format!("platform.eal_args: {a:?} is derived from control_lcore, worker_lcores and [[interface]]; remove it (use --lcores to map lcores to CPUs)")));
             }
         }
 

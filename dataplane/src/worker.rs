@@ -127,8 +127,14 @@ pub fn owner(snap: &Snapshot, workers: u16, src: u32, sport: u16, dst: u32, dpor
         return dport % workers;
     }
     let (ip, port) = if snap.find_service(dst, dport, proto).is_some() { (src, sport) } else { (dst, dport) };
-    let h = (ip ^ (port as u32).rotate_left(16)).wrapping_mul(0x9e37_79b1);
-    ((h >> 16) % workers as u32) as u16
+    // splitmix64's finaliser: every input bit reaches the result (Linux
+    // hands out even ephemeral ports to connect(), so a weak mix would send
+    // every connection of a client to one worker).
+    let mut x = (ip as u64) << 16 | port as u64;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x % workers as u64) as u16
 }
 
 impl Worker {
@@ -574,5 +580,24 @@ impl Worker {
         eth.set_src_addr(out.mac);
         let _ = src;
         Verdict::Forward(out_port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_spreads_even_ports_and_agrees_across_directions() {
+        let snap = Snapshot::default();
+        let client = u32::from(Ipv4Addr::new(192, 0, 2, 10));
+        let mut per = [0u32; 2];
+        for port in (32768..33768u16).step_by(2) {
+            // No service in this snapshot: the destination side is the key,
+            // as for a reply to the client.
+            per[owner(&snap, 2, 1, 80, client, port, 6) as usize] += 1;
+        }
+        assert!(per[0] > 200 && per[1] > 200, "{per:?}");
+        assert_eq!(owner(&snap, 1, 1, 2, 3, 4, 6), 0);
     }
 }
