@@ -98,7 +98,7 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
             });
         }
         let count = pool.servers.len();
-        let schedule = match pool.algorithm {
+        let schedule = match pool.algorithm.get_ref() {
             Algorithm::RoundRobin => Schedule::round_robin(count),
             Algorithm::WeightedRoundRobin => Schedule::weighted(&pool.servers.iter().map(|s| s.weight).collect::<Vec<_>>()),
             other => return Err(format!("pool {}: algorithm {other:?} is not supported by this build (round-robin, weighted-round-robin)", pool.name.get_ref())),

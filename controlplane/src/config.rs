@@ -318,15 +318,15 @@ pub struct Server {
 pub struct Pool {
     pub name: Spanned<String>,
     #[serde(default = "Pool::default_algorithm")]
-    pub algorithm: Algorithm,
+    pub algorithm: Spanned<Algorithm>,
     pub health_check: Option<Spanned<String>>,
     #[serde(default)]
     pub servers: Vec<Server>,
 }
 
 impl Pool {
-    fn default_algorithm() -> Algorithm {
-        Algorithm::RoundRobin
+    fn default_algorithm() -> Spanned<Algorithm> {
+        Spanned::new(0..0, Algorithm::RoundRobin)
     }
 }
 
@@ -453,6 +453,12 @@ impl Config {
                     return Err(src.error(Some(hc.span()), format!("pool {:?}: no health_check named {:?}", pool.name.get_ref(), hc.get_ref())));
                 }
             }
+            if !matches!(pool.algorithm.get_ref(), Algorithm::RoundRobin | Algorithm::WeightedRoundRobin) {
+                return Err(src.error(
+                    Some(pool.algorithm.span()),
+                    format!("pool {:?}: algorithm {:?} is not supported by this build (round-robin, weighted-round-robin)", pool.name.get_ref(), pool.algorithm.get_ref()),
+                ));
+            }
             let mut addrs = HashSet::new();
             for s in &pool.servers {
                 if !addrs.insert(*s.address.get_ref()) {
@@ -562,7 +568,7 @@ pool = "web"
         assert!(c.interfaces[1].is_pci());
         assert_eq!(c.interfaces[0].address, "192.0.2.2/24".parse().unwrap());
         assert_eq!(c.pools[0].servers[1].weight, 1);
-        assert_eq!(c.pools[0].algorithm, Algorithm::WeightedRoundRobin);
+        assert_eq!(*c.pools[0].algorithm.get_ref(), Algorithm::WeightedRoundRobin);
         assert_eq!(c.virtual_servers[0].protocol, Protocol::Tcp);
         assert_eq!(*c.virtual_servers[0].forwarding.get_ref(), Forwarding::Nat);
         assert_eq!(c.timeouts.tcp_established, 900);
