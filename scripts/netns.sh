@@ -42,6 +42,12 @@ quiet_ns() { # no IPv6 chatter, loopback up
 up() {
   local backends=${1:-3} lbs=${2:-1}
   ip netns add "$P-sw"; quiet_ns "$P-sw"
+  # A plain L2 switch: with br_netfilter in the kernel, bridged IPv4 would
+  # pass the switch's netfilter, which silently eats malformed headers.
+  local f
+  for f in iptables ip6tables arptables; do
+    [ -e /proc/sys/net/bridge/bridge-nf-call-$f ] && ip netns exec "$P-sw" sh -c "echo 0 > /proc/sys/net/bridge/bridge-nf-call-$f"
+  done
   ip -n "$P-sw" link add br-out type bridge; ip -n "$P-sw" link set br-out up
   ip -n "$P-sw" link add br-in type bridge; ip -n "$P-sw" link set br-in up
 

@@ -226,6 +226,16 @@ impl Proc {
         st
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The exit status if the process has exited (without waiting).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     pub fn set_runtime_dir(&mut self, prefix: &str) {
         self.runtime_dir = Some(PathBuf::from(format!("/var/run/dpdk/{prefix}")));
     }
@@ -315,4 +325,127 @@ pub fn counter(output: &str, prefix: &str, key: &str) -> Option<u64> {
     let line = output.lines().rev().find(|l| l.starts_with(prefix))?;
     let at = line.find(&format!("{key} "))? + key.len() + 1;
     line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// The line that opens every counters block furiwake prints.
+pub const COUNTERS_HEADER: &str = "== furiwake counters ==";
+
+/// Complete counters blocks in `output` (each ends with a line starting
+/// `mbufs:`).
+pub fn counters_blocks(output: &str) -> usize {
+    output.lines().filter(|l| l.starts_with("mbufs:")).count()
+}
+
+/// The text of the last complete counters block in `output`: from the last
+/// `== furiwake counters ==` line before the last `mbufs:` line, through
+/// that `mbufs:` line.
+pub fn last_counters_block(output: &str) -> Option<String> {
+    let lines: Vec<&str> = output.lines().collect();
+    let end = lines.iter().rposition(|l| l.starts_with("mbufs:"))?;
+    let start = lines[..end].iter().rposition(|l| *l == COUNTERS_HEADER)?;
+    Some(lines[start..=end].join("\n") + "\n")
+}
+
+/// Sends SIGUSR1 to furiwake and waits (up to 10 s) for a NEW complete
+/// counters block; returns that block only, so that `counter` reads values
+/// taken after the call. Panics with the output if none comes.
+pub fn report(fw: &Proc) -> String {
+    let before = counters_blocks(&fw.output());
+    fw.signal(libc::SIGUSR1);
+    let out = wait_for(Duration::from_secs(10), || Some(fw.output()).filter(|o| counters_blocks(o) > before))
+        .unwrap_or_else(|| panic!("{}: no new counters block within 10 s of SIGUSR1:\n{}", fw.name, fw.output()));
+    last_counters_block(&out).expect("a complete counters block")
+}
+
+/// Takes reports until `ok` holds for one (returned as Ok) or `timeout`
+/// passes (Err with the last report).
+pub fn report_until(fw: &Proc, timeout: Duration, mut ok: impl FnMut(&str) -> bool) -> Result<String, String> {
+    let end = Instant::now() + timeout;
+    loop {
+        let block = report(fw);
+        if ok(&block) {
+            return Ok(block);
+        }
+        if Instant::now() >= end {
+            return Err(block);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `N` of the last `mbufs: F free, N in use` line in `output`.
+pub fn mbufs_in_use(output: &str) -> Option<u64> {
+    let line = output.lines().rev().find(|l| l.starts_with("mbufs:"))?;
+    let before = line.strip_suffix(" in use")?;
+    before.rsplit(' ').next()?.parse().ok()
+}
+
+/// The `  drop REASON: N` lines under `worker W:` in a counters block.
+pub fn worker_drops(block: &str, worker: u32) -> Vec<(String, u64)> {
+    let head = format!("worker {worker}:");
+    let mut lines = block.lines().skip_while(|l| !l.starts_with(&head));
+    lines.next();
+    lines
+        .map_while(|l| l.strip_prefix("  drop "))
+        .filter_map(|l| {
+            let (reason, n) = l.split_once(": ")?;
+            Some((reason.to_string(), n.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// SIGTERM, then checks a clean stop: exit status 0 within 20 s and the
+/// final counters block showing every mbuf back in its pool
+/// (`mbufs: N free, 0 in use`). Returns the whole output.
+pub fn stop_furiwake_cleanly(fw: &mut Proc) -> String {
+    let before = counters_blocks(&fw.output());
+    fw.signal(libc::SIGTERM);
+    let status = fw.wait(Duration::from_secs(20));
+    let out = fw.output();
+    assert!(status.is_some(), "furiwake did not stop within 20 s of SIGTERM:\n{out}");
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "exit status after SIGTERM:\n{out}");
+    assert!(counters_blocks(&out) > before, "no final counters block at exit:\n{out}");
+    let last = last_counters_block(&out).expect("final counters block");
+    assert_eq!(mbufs_in_use(&last), Some(0), "mbufs still in use at exit (a leak):\n{last}");
+    out
+}
+
+/// A helper script of the e2e tests (`tests/scripts/NAME`).
+pub fn test_script(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name);
+    assert!(p.exists(), "{} missing", p.display());
+    p
+}
+
+/// sha256 of a file, as hex.
+pub fn sha256_file(path: &Path) -> String {
+    let out = sh(&format!("sha256sum {}", shell_quote(path.to_str().expect("utf-8 path"))));
+    out.split_whitespace().next().expect("sha256sum output").to_string()
+}
+
+/// Writes an nginx backend with `scripts/backend.sh nginx-conf NAME DIR
+/// BIG_MB` and runs it in namespace `ns`; waits (up to 10 s) until it
+/// answers `/health` from inside its own namespace on `ip`, then empties
+/// its access log (DIR/logs/access.log), so that the log holds only the
+/// requests that come after.
+pub fn start_nginx_backend(ns: &str, name: &str, ip: &str, dir: &Path, big_mb: u32) -> Proc {
+    let script = workspace().join("scripts/backend.sh");
+    let d = dir.to_str().expect("utf-8 path");
+    sh(&format!("{} nginx-conf {name} {} {big_mb}", script.display(), shell_quote(d)));
+    let conf = dir.join("nginx.conf");
+    let argv = ["nginx", "-p", d, "-c", conf.to_str().expect("utf-8 path")];
+    let mut p = Proc::spawn(&format!("nginx-{name}"), Some(ns), &argv, &dir.join("nginx.out"), false);
+    let probe = format!("ip netns exec {ns} curl -s -m 2 http://{ip}/health");
+    let ok = wait_for(Duration::from_secs(10), || {
+        if !p.is_running() {
+            return Some(false);
+        }
+        try_sh(&probe).1.trim().eq("OK").then_some(true)
+    });
+    assert_eq!(ok, Some(true), "nginx {name} in {ns} did not answer /health on {ip}:\n{}", p.output());
+    // The probe's own log line first (nginx writes it after answering), then empty.
+    let log = dir.join("logs/access.log");
+    wait_for(Duration::from_secs(2), || std::fs::metadata(&log).ok().filter(|m| m.len() > 0));
+    std::fs::write(&log, "").expect("empty the access log");
+    p
 }

@@ -8,12 +8,26 @@ fn furiwake(args: &[&str]) -> (Option<i32>, String, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-fn scratch(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("furiwake-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let p = dir.join(name);
+/// A config file in the temp dir, removed when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn scratch(name: &str, text: &str) -> Scratch {
+    let p = std::env::temp_dir().join(format!("furiwake-cli-{}-{name}", std::process::id()));
     std::fs::write(&p, text).expect("write");
-    p
+    Scratch(p)
 }
 
 const BASE: &str = r#"[platform]
