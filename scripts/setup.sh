@@ -30,9 +30,10 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: installing Rust with rustup"
-  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile default
   . "$HOME/.cargo/env"
 fi
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
 pkg-config --modversion libdpdk >/dev/null || { echo "setup: libdpdk not found by pkg-config" >&2; exit 1; }
 echo "setup: DPDK $(pkg-config --modversion libdpdk), $(cargo --version)"

@@ -118,7 +118,7 @@ fn testpmd_port_stats(tp: &mut Proc, port: u16) -> (u64, u64) {
     let out = testpmd(tp, &format!("show port stats {port}"));
     let num = |key: &str| {
         let at = out.find(key).unwrap_or_else(|| panic!("no {key} in:\n{out}")) + key.len();
-        out[at..].trim_start().split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).expect("number")
+        out[at..].split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).expect("number")
     };
     (num("RX-packets:"), num("TX-packets:"))
 }

@@ -235,11 +235,11 @@ impl Appliance {
         // handoff[a][b]: worker a -> worker b.
         let mut handoff_tx: Vec<Vec<Option<Producer<Mbuf>>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
         let mut handoff_rx: Vec<Vec<Consumer<Mbuf>>> = (0..n).map(|_| Vec::new()).collect();
-        for a in 0..n {
-            for b in 0..n {
+        for (a, row) in handoff_tx.iter_mut().enumerate() {
+            for (b, slot) in row.iter_mut().enumerate() {
                 if a != b {
                     let (p, c) = spsc::<Mbuf>(&format!("fw-ho-{a}-{b}"), HANDOFF_RING).map_err(|e| format!("handoff ring: {e}"))?;
-                    handoff_tx[a][b] = Some(p);
+                    *slot = Some(p);
                     handoff_rx[b].push(c);
                 }
             }

@@ -5,6 +5,8 @@
 //! Without DPDK (or rights to start it) the tests say so loudly and pass,
 //! except under `CI=true`, where they fail.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use furiwake_dataplane::{Burst, BURST_SIZE};
 use furiwake_platform::{lcore, spsc, Eal, Error, Mbuf, Mempool, Port, PortConfig, Ring};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -77,7 +77,6 @@ struct L4Info {
     sport: u16,
     dport: u16,
     tcp_flags: u8,
-    ttl: u8,
     ip_len: usize,
 }
 
@@ -296,11 +295,11 @@ impl Worker {
         let proto = ip.protocol();
         match proto {
             protocol::TCP | protocol::UDP => {}
-            protocol::ICMP => return self.process_icmp(frame, l3, hl, port, handed),
+            protocol::ICMP => return self.process_icmp(frame, l3, hl, handed),
             _ if snap.is_self(dst) => return Verdict::Punt,
             _ => return Verdict::Drop(if snap.is_vip(dst) { DropReason::UnhandledProtocol } else { DropReason::NoVirtualServer }),
         }
-        let l4 = &ip.payload()[..];
+        let l4 = ip.payload();
         let (sport, dport, tcp_flags) = if proto == protocol::TCP {
             match TcpPacket::new_checked(l4) {
                 Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
@@ -320,7 +319,12 @@ impl Worker {
                 return Verdict::Handoff(o);
             }
         }
-        let info = L4Info { l3, hl, proto, src, dst, sport, dport, tcp_flags, ttl, ip_len };
+        // Forwarding would take TTL to 0 (RFC 1812 §5.3.1): refuse before
+        // any state is created.
+        if ttl <= 1 && !snap.is_self(dst) {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let info = L4Info { l3, hl, proto, src, dst, sport, dport, tcp_flags, ip_len };
         let key = FlowKey { src_ip: src, dst_ip: dst, src_port: sport, dst_port: dport, proto };
         let hash = FlowTable::hash(&key);
         match self.table.lookup(&key, hash) {
@@ -416,9 +420,6 @@ impl Worker {
         let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
         let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
         let Some(out) = snap.port(server.tx_port) else { return Verdict::Drop(DropReason::NoServer) };
-        if p.ttl <= 1 {
-            return Verdict::Drop(DropReason::TtlExceeded);
-        }
         let src = full_nat.then_some((local_ip, local_port));
         nat::rewrite(&mut frame[p.l3..p.l3 + p.ip_len], p.hl, p.proto, src, Some((server_ip, server_port)), true);
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
@@ -448,9 +449,6 @@ impl Worker {
         let (vs, server_index, out_port) = (f.vs, f.server, f.client_port_id as u16);
         let (vip, vport, client_ip, client_port, client_mac) = (f.vip, f.vport, f.client_ip, f.client_port, f.client_mac);
         let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
-        if p.ttl <= 1 {
-            return Verdict::Drop(DropReason::TtlExceeded);
-        }
         let dst = full_nat.then_some((client_ip, client_port));
         nat::rewrite(&mut frame[p.l3..p.l3 + p.ip_len], p.hl, p.proto, Some((vip, vport)), dst, true);
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
@@ -492,11 +490,11 @@ impl Worker {
     /// about a tracked connection are translated, outer and embedded
     /// headers, and sent to the other side (RFC 792; RFC 5508 §4 for what
     /// a NAT does with them).
-    fn process_icmp(&mut self, frame: &mut [u8], l3: usize, hl: usize, in_port: u16, handed: bool) -> Verdict {
+    fn process_icmp(&mut self, frame: &mut [u8], l3: usize, hl: usize, handed: bool) -> Verdict {
         let snap: &Snapshot = self.snapshot.get();
-        let (src, dst, ttl, ip_len) = {
+        let (dst, ttl, ip_len) = {
             let ip = Ipv4Packet::new_unchecked(&frame[l3..]);
-            (u32::from(ip.src_addr()), u32::from(ip.dst_addr()), ip.ttl(), ip.total_len() as usize)
+            (u32::from(ip.dst_addr()), ip.ttl(), ip.total_len() as usize)
         };
         let l4 = l3 + hl;
         let Ok(msg) = IcmpPacket::new_checked(&frame[l4..l3 + ip_len]) else { return Verdict::Drop(DropReason::IcmpTruncated) };
@@ -558,7 +556,6 @@ impl Worker {
                 (server.tx_port, mac, full_nat.then_some(f.local_ip), Some(f.server_ip), (f.server_ip, f.server_port), (f.local_ip, f.local_port))
             }
         };
-        let _ = in_port;
         let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
         // Embedded header: addresses, its checksum, ports.
         {
@@ -578,26 +575,9 @@ impl Worker {
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(dst_mac);
         eth.set_src_addr(out.mac);
-        let _ = src;
         Verdict::Forward(out_port)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn owner_spreads_even_ports_and_agrees_across_directions() {
-        let snap = Snapshot::default();
-        let client = u32::from(Ipv4Addr::new(192, 0, 2, 10));
-        let mut per = [0u32; 2];
-        for port in (32768..33768u16).step_by(2) {
-            // No service in this snapshot: the destination side is the key,
-            // as for a reply to the client.
-            per[owner(&snap, 2, 1, 80, client, port, 6) as usize] += 1;
-        }
-        assert!(per[0] > 200 && per[1] > 200, "{per:?}");
-        assert_eq!(owner(&snap, 1, 1, 2, 3, 4, 6), 0);
-    }
-}
+mod tests;

@@ -1,0 +1,413 @@
+//! Packet-in, packet-out fixtures for the pipeline (katran's
+//! `lib/testing/fixtures` style): a frame, the verdict, and the frame that
+//! leaves, with checksums checked by full recomputation.
+
+use super::*;
+use crate::rcu::rcu;
+use crate::sched::Schedule;
+use crate::snapshot::{PortView, RealServer, VirtualService};
+use crate::wire::checksum;
+
+const OUT: u16 = 0; // client side
+const IN: u16 = 1; // server side
+const OUT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xa0]);
+const IN_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xa1]);
+const CLIENT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0x10]);
+const SERVER_MAC: [EthernetAddress; 2] = [EthernetAddress([2, 0, 0, 0, 0, 0x11]), EthernetAddress([2, 0, 0, 0, 0, 0x12])];
+
+fn ip(a: [u8; 4]) -> u32 {
+    u32::from_be_bytes(a)
+}
+
+const CLIENT: [u8; 4] = [192, 0, 2, 10];
+const VIP: [u8; 4] = [192, 0, 2, 100];
+const SELF_OUT: [u8; 4] = [192, 0, 2, 2];
+const SELF_IN: [u8; 4] = [198, 51, 100, 1];
+const SRV: [[u8; 4]; 2] = [[198, 51, 100, 11], [198, 51, 100, 12]];
+
+/// One NAT service on VIP:80/tcp, one full-NAT on VIP:81/tcp, one NAT on
+/// VIP:53/udp, each over both servers, round robin.
+fn snapshot() -> Snapshot {
+    let mut s = Snapshot::default();
+    s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT) }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN) })];
+    s.self_ips = vec![ip(SELF_OUT), ip(SELF_IN)];
+    for (vi, (port, proto, fwd)) in [(80u16, 6u8, Forwarding::Nat), (81, 6, Forwarding::FullNat), (53, 17, Forwarding::Nat)].into_iter().enumerate() {
+        let first = s.servers.len() as u16;
+        for (i, srv) in SRV.iter().enumerate() {
+            s.servers.push(RealServer { ip: ip(*srv), port: 8080, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi as u16 });
+        }
+        let mut vs = VirtualService::test(fwd);
+        vs.ip = ip(VIP);
+        vs.port = port;
+        vs.proto = proto;
+        vs.first_server = first;
+        vs.server_count = 2;
+        vs.schedule = Schedule::round_robin(2);
+        if fwd == Forwarding::FullNat {
+            vs.local_addrs = vec![ip(SELF_IN)].into_boxed_slice();
+        }
+        s.services.push(vs);
+    }
+    s.index();
+    s
+}
+
+fn worker_with(flows: u32, id: u16, workers: u16, resolved: bool) -> Worker {
+    let (publisher, mut readers) = rcu(Box::new(snapshot()), 1);
+    std::mem::forget(publisher); // keep the snapshot alive for the test
+    let n = Arc::new(Neighbors::new(4));
+    if resolved {
+        n.set(0, SERVER_MAC[0]);
+        n.set(1, SERVER_MAC[1]);
+    }
+    Worker::new(WorkerConfig { id, workers, flows, timeouts: Timeouts::default() }, readers.remove(0), n)
+}
+
+fn worker() -> Worker {
+    worker_with(64, 0, 1, true)
+}
+
+/// An Ethernet + IPv4 frame around `l4` with correct checksums (TCP/UDP
+/// checksum filled when `fill_l4`).
+fn frame(src_mac: EthernetAddress, dst_mac: EthernetAddress, src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8], fill_l4: bool) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 20 + l4.len()];
+    f[0..6].copy_from_slice(&dst_mac.0);
+    f[6..12].copy_from_slice(&src_mac.0);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    f[22] = 64;
+    f[23] = proto;
+    f[26..30].copy_from_slice(&src);
+    f[30..34].copy_from_slice(&dst);
+    let c = checksum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f[34..].copy_from_slice(l4);
+    if fill_l4 {
+        fill_l4_checksum(&mut f);
+    }
+    f
+}
+
+fn fill_l4_checksum(f: &mut [u8]) {
+    let proto = f[23];
+    let at = 34 + if proto == 6 { 16 } else { 6 };
+    f[at] = 0;
+    f[at + 1] = 0;
+    let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
+    let dst = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
+    let ps = checksum::pseudo_header(src, dst, proto, (f.len() - 34) as u16);
+    let c = !checksum::fold(checksum::sum(&f[34..], ps));
+    f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    t[12] = 0x50;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    t
+}
+
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = vec![0u8; 8];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    u[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(payload);
+    u
+}
+
+fn syn(sport: u16, dport: u16) -> Vec<u8> {
+    frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(sport, dport, tcpf::SYN), true)
+}
+
+/// Checks the frame's IPv4 and TCP/UDP checksums by recomputation.
+fn assert_checksums(f: &[u8]) {
+    assert_eq!(checksum::checksum(&f[14..34]), 0, "IPv4 header checksum");
+    let mut g = f.to_vec();
+    fill_l4_checksum(&mut g);
+    assert_eq!(&g, f, "TCP/UDP checksum equals a full recomputation");
+}
+
+fn addr(f: &[u8], at: usize) -> [u8; 4] {
+    [f[at], f[at + 1], f[at + 2], f[at + 3]]
+}
+
+fn port(f: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([f[at], f[at + 1]])
+}
+
+#[test]
+fn nat_rewrites_both_directions_with_valid_checksums() {
+    let mut w = worker();
+    let mut f = syn(40000, 80);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(&f[0..6], &SERVER_MAC[0].0, "to the server's MAC");
+    assert_eq!(&f[6..12], &IN_MAC.0, "from the inside port");
+    assert_eq!(addr(&f, 26), CLIENT, "NAT keeps the client source");
+    assert_eq!(addr(&f, 30), SRV[0]);
+    assert_eq!((port(&f, 34), port(&f, 36)), (40000, 8080));
+    assert_eq!(f[22], 63, "TTL decremented");
+    assert_checksums(&f);
+
+    let mut r = frame(SERVER_MAC[0], IN_MAC, SRV[0], CLIENT, 6, &tcp(8080, 40000, tcpf::SYN | tcpf::ACK), true);
+    assert_eq!(w.process(&mut r, IN, false), Verdict::Forward(OUT));
+    assert_eq!(&r[0..6], &CLIENT_MAC.0, "back to the MAC the client's packets came from");
+    assert_eq!(&r[6..12], &OUT_MAC.0);
+    assert_eq!(addr(&r, 26), VIP);
+    assert_eq!(addr(&r, 30), CLIENT);
+    assert_eq!((port(&r, 34), port(&r, 36)), (80, 40000));
+    assert_checksums(&r);
+
+    let c = w.counters();
+    assert_eq!(c.services[0].conns_new.get(), 1);
+    assert_eq!(c.services[0].conns_active.get(), 1);
+    assert_eq!((c.services[0].in_pkts.get(), c.services[0].out_pkts.get()), (1, 1));
+    assert_eq!(c.servers[0].conns_active.get(), 1);
+    assert_eq!(w.table().get(0).map(|f| f.state), Some(FlowState::SynRecv));
+
+    // The next connection goes to the other server (round robin).
+    let mut f2 = syn(40001, 80);
+    assert_eq!(w.process(&mut f2, OUT, false), Verdict::Forward(IN));
+    assert_eq!(addr(&f2, 30), SRV[1]);
+}
+
+#[test]
+fn full_nat_rewrites_source_to_a_local_address_and_back() {
+    let mut w = worker_with(64, 1, 2, true);
+    // Pick a client port this worker (1 of 2) owns.
+    let snap = snapshot();
+    let sport = (40000..41000).find(|p| owner(&snap, 2, ip(CLIENT), *p, ip(VIP), 81, 6) == 1).unwrap();
+    let mut f = syn(sport, 81);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(addr(&f, 26), SELF_IN, "source is the local address");
+    let lport = port(&f, 34);
+    assert_eq!(lport % 2, 1, "local port from this worker's partition");
+    assert_eq!(addr(&f, 30), SRV[0]);
+    assert_checksums(&f);
+
+    let mut r = frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 6, &tcp(8080, lport, tcpf::SYN | tcpf::ACK), true);
+    assert_eq!(owner(&snap, 2, ip(SRV[0]), 8080, ip(SELF_IN), lport, 6), 1, "the reply's owner is the same worker");
+    assert_eq!(w.process(&mut r, IN, false), Verdict::Forward(OUT));
+    assert_eq!((addr(&r, 26), addr(&r, 30)), (VIP, CLIENT));
+    assert_eq!((port(&r, 34), port(&r, 36)), (81, sport));
+    assert_checksums(&r);
+
+    // A packet owned by worker 0 is handed over, untouched.
+    let other = (40000..41000).find(|p| owner(&snap, 2, ip(CLIENT), *p, ip(VIP), 81, 6) == 0).unwrap();
+    let mut h = syn(other, 81);
+    let before = h.clone();
+    assert_eq!(w.process(&mut h, OUT, false), Verdict::Handoff(0));
+    assert_eq!(h, before);
+    assert_eq!(w.process(&mut h, OUT, true), Verdict::Forward(IN), "once handed over, processed");
+}
+
+#[test]
+fn udp_flow_and_icmp_error_translation() {
+    let mut w = worker();
+    let mut q = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &udp(5000, 53, b"query"), true);
+    assert_eq!(w.process(&mut q, OUT, false), Verdict::Forward(IN));
+    assert_eq!((addr(&q, 30), port(&q, 36)), (SRV[0], 8080));
+    assert_checksums(&q);
+
+    // The server answers "port unreachable", quoting the datagram it got.
+    let mut icmp = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&q[14..14 + 28]);
+    let c = checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut e = frame(SERVER_MAC[0], IN_MAC, SRV[0], CLIENT, 1, &icmp, false);
+    assert_eq!(w.process(&mut e, IN, false), Verdict::Forward(OUT));
+    assert_eq!(&e[0..6], &CLIENT_MAC.0);
+    assert_eq!((addr(&e, 26), addr(&e, 30)), (VIP, CLIENT), "outer source is the VIP");
+    let inner = 34 + 8;
+    assert_eq!((addr(&e, inner + 12), addr(&e, inner + 16)), (CLIENT, VIP), "embedded header as the client sent it");
+    assert_eq!((port(&e, inner + 20), port(&e, inner + 22)), (5000, 53));
+    assert_eq!(checksum::checksum(&e[14..34]), 0);
+    assert_eq!(checksum::checksum(&e[inner..inner + 20]), 0, "embedded header checksum");
+    assert_eq!(checksum::checksum(&e[34..]), 0, "ICMP checksum");
+}
+
+#[test]
+fn rst_removes_the_entry_at_once() {
+    let mut w = worker();
+    let mut f = syn(40000, 80);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(w.table().len(), 1);
+    let mut r = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::RST), true);
+    assert_eq!(w.process(&mut r, OUT, false), Verdict::Forward(IN), "the RST itself is forwarded");
+    assert_eq!(w.table().len(), 0);
+    let c = w.counters();
+    assert_eq!((c.flows.get(), c.services[0].conns_active.get(), c.servers[0].conns_active.get()), (0, 0, 0));
+}
+
+#[test]
+fn idle_entries_expire_after_their_timeout() {
+    let mut w = worker();
+    let mut f = syn(40000, 80);
+    w.now = 10;
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    let syn_timeout = Timeouts::default().tcp_syn;
+    w.expire(10 + syn_timeout - 1);
+    assert_eq!(w.table().len(), 1);
+    w.expire(10 + syn_timeout);
+    assert_eq!(w.table().len(), 0);
+    assert_eq!(w.counters().services[0].conns_active.get(), 0);
+}
+
+#[test]
+fn full_table_refuses_new_connections_and_keeps_old_ones() {
+    let mut w = worker_with(1, 0, 1, true);
+    let mut a = syn(40000, 80);
+    assert_eq!(w.process(&mut a, OUT, false), Verdict::Forward(IN));
+    let mut b = syn(40001, 80);
+    assert_eq!(w.process(&mut b, OUT, false), Verdict::Drop(DropReason::FlowTableFull));
+    let mut ack = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::ACK), true);
+    assert_eq!(w.process(&mut ack, OUT, false), Verdict::Forward(IN), "existing connection untouched");
+}
+
+#[test]
+fn unresolved_next_hop_drops_by_name() {
+    let mut w = worker_with(8, 0, 1, false);
+    let mut f = syn(40000, 80);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Drop(DropReason::NeighborUnresolved));
+}
+
+/// Malformed and unwanted frames: each maps to one named drop (or punt).
+#[test]
+fn fixture_table_of_verdicts() {
+    let good_syn = syn(40000, 80);
+    let mut cases: Vec<(&str, Vec<u8>, Verdict)> = Vec::new();
+    let mut runt = good_syn.clone();
+    runt.truncate(13);
+    cases.push(("runt", runt, Verdict::Drop(DropReason::RuntFrame)));
+    let mut v6 = good_syn.clone();
+    v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+    cases.push(("ipv6", v6, Verdict::Drop(DropReason::UnhandledEthertype)));
+    let mut short = good_syn.clone();
+    short.truncate(14 + 12);
+    cases.push(("ip truncated", short, Verdict::Drop(DropReason::Ipv4Truncated)));
+    let mut ver = good_syn.clone();
+    ver[14] = 0x65;
+    cases.push(("version 6", ver, Verdict::Drop(DropReason::Ipv4BadVersion)));
+    let mut ihl = good_syn.clone();
+    ihl[14] = 0x44;
+    cases.push(("ihl 4", ihl, Verdict::Drop(DropReason::Ipv4BadHeaderLength)));
+    let mut tot = good_syn.clone();
+    tot[16..18].copy_from_slice(&1500u16.to_be_bytes());
+    cases.push(("total length", tot, Verdict::Drop(DropReason::Ipv4BadTotalLength)));
+    let mut sum = good_syn.clone();
+    sum[24] ^= 0xff;
+    cases.push(("ip checksum", sum, Verdict::Drop(DropReason::Ipv4BadChecksum)));
+    let mut mf = good_syn.clone();
+    mf[20] = 0x20; // MF
+    let c = checksum::update16(u16::from_be_bytes([mf[24], mf[25]]), 0, 0x2000);
+    mf[24..26].copy_from_slice(&c.to_be_bytes());
+    cases.push(("fragment MF", mf, Verdict::Drop(DropReason::Fragment)));
+    let mut off = good_syn.clone();
+    off[21] = 0x10; // offset 16 units
+    let c = checksum::update16(u16::from_be_bytes([off[24], off[25]]), 0, 0x0010);
+    off[24..26].copy_from_slice(&c.to_be_bytes());
+    cases.push(("fragment offset", off, Verdict::Drop(DropReason::Fragment)));
+    let mut ttl = good_syn.clone();
+    ttl[22] = 1;
+    let c = checksum::update16(u16::from_be_bytes([ttl[24], ttl[25]]), 0x4006, 0x0106);
+    ttl[24..26].copy_from_slice(&c.to_be_bytes());
+    cases.push(("ttl 1", ttl, Verdict::Drop(DropReason::TtlExceeded)));
+    let mut doff = tcp(40000, 80, tcpf::SYN);
+    doff[12] = 0x40;
+    cases.push(("tcp data offset 4", frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &doff, false), Verdict::Drop(DropReason::TcpBadHeaderLength)));
+    cases.push(("tcp truncated", frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(1, 80, 2)[..10], false), Verdict::Drop(DropReason::TcpTruncated)));
+    let mut ulen = udp(5000, 53, b"x");
+    ulen[4..6].copy_from_slice(&100u16.to_be_bytes());
+    cases.push(("udp length", frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &ulen, false), Verdict::Drop(DropReason::UdpBadLength)));
+    cases.push(("udp truncated", frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &[0u8; 5], false), Verdict::Drop(DropReason::UdpTruncated)));
+    cases.push(("icmp truncated", frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 1, &[8u8, 0, 0], false), Verdict::Drop(DropReason::IcmpTruncated)));
+    let mut bad_l4 = syn(40000, 80);
+    bad_l4[50] ^= 0x55;
+    cases.push(("syn with bad tcp checksum", bad_l4, Verdict::Drop(DropReason::L4BadChecksum)));
+    cases.push(("ack without connection", frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::ACK), true), Verdict::Drop(DropReason::TcpNoFlow)));
+    cases.push(("gre to vip", frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 47, &[0u8; 8], false), Verdict::Drop(DropReason::UnhandledProtocol)));
+    cases.push(("tcp to another port", syn(40000, 8443), Verdict::Drop(DropReason::NoVirtualServer)));
+    cases.push(("to a stranger", frame(CLIENT_MAC, OUT_MAC, CLIENT, [192, 0, 2, 77], 6, &tcp(1, 2, 2), true), Verdict::Drop(DropReason::NoVirtualServer)));
+    cases.push(("tcp to a self ip", frame(CLIENT_MAC, OUT_MAC, CLIENT, SELF_OUT, 6, &tcp(1, 22, 2), true), Verdict::Punt));
+    let mut echo = vec![8u8, 0, 0, 0, 0, 1, 0, 1, b'h', b'i'];
+    let c = checksum::checksum(&echo);
+    echo[2..4].copy_from_slice(&c.to_be_bytes());
+    cases.push(("ping the vip", frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 1, &echo, false), Verdict::Punt));
+    let mut arp = vec![0u8; 42];
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    cases.push(("arp", arp, Verdict::Punt));
+
+    for (name, mut f, expected) in cases {
+        let mut w = worker();
+        let got = w.process(&mut f, OUT, false);
+        assert_eq!(got, expected, "{name}");
+        if matches!(expected, Verdict::Drop(_)) {
+            assert_eq!(w.table().len(), 0, "{name}: no entry created");
+        }
+    }
+}
+
+#[test]
+fn poll_counts_every_packet() {
+    use crate::io::TxReport;
+    struct Pkt(Vec<u8>);
+    impl Packet for Pkt {
+        fn data(&self) -> &[u8] {
+            &self.0
+        }
+        fn data_mut(&mut self) -> &mut [u8] {
+            &mut self.0
+        }
+        fn port(&self) -> u16 {
+            OUT
+        }
+    }
+    #[derive(Default)]
+    struct Io {
+        rx: Vec<Pkt>,
+        tx: Vec<(u16, Pkt)>,
+        punted: usize,
+    }
+    impl PacketIo for Io {
+        type Pkt = Pkt;
+        fn rx_queues(&self) -> usize {
+            1
+        }
+        fn rx_burst(&mut self, _q: usize, b: &mut Burst<Pkt>) {
+            while !b.is_full() {
+                let Some(p) = self.rx.pop() else { break };
+                let _ = b.push(p);
+            }
+        }
+        fn tx(&mut self, port: u16, p: Pkt) {
+            self.tx.push((port, p));
+        }
+        fn punt(&mut self, _p: Pkt) -> Result<(), Pkt> {
+            self.punted += 1;
+            Ok(())
+        }
+        fn flush(&mut self) -> TxReport {
+            TxReport { packets: self.tx.len() as u64, bytes: 0, dropped: 0 }
+        }
+    }
+    let mut io = Io::default();
+    io.rx.push(Pkt(syn(40000, 80)));
+    let mut arp = vec![0u8; 60];
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    io.rx.push(Pkt(arp));
+    io.rx.push(Pkt(vec![0u8; 10]));
+    let mut w = worker();
+    assert_eq!(w.poll(&mut io, 5), 3);
+    let c = w.counters();
+    assert_eq!(c.rx_packets.get(), 3);
+    assert_eq!(c.punted.get(), 1);
+    assert_eq!(c.drops(DropReason::RuntFrame), 1);
+    assert_eq!(io.tx.len(), 1);
+    assert_eq!(io.tx[0].0, IN);
+    assert_eq!(c.tx_packets.get(), 1);
+}
