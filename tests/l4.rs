@@ -92,7 +92,12 @@ impl Lab {
     /// starts furiwake in the lb namespace.
     fn start(&mut self, services: &str) {
         let config = format!("{}\n{INTERFACES}\n{services}", platform_section(&self.prefix));
-        let cfg = self.dir.write("lb.toml", &config);
+        self.start_config(&config);
+    }
+
+    /// Starts furiwake with a whole config of the test's own.
+    fn start_config(&mut self, config: &str) {
+        let cfg = self.dir.write("lb.toml", config);
         let fw = start_furiwake(Some(&self.topo.ns("lb")), &cfg, &self.dir.path("furiwake.log"), &self.prefix);
         self.fw = Some(fw);
     }
@@ -618,4 +623,55 @@ fn lab_harness_parts_work_without_the_appliance() {
     let counted = counter_proc.output();
     assert!(counted.contains("frames: 10000\n"), "{counted}");
     assert!(counted.contains("kernel-drops: 0\n"), "{counted}");
+}
+
+/// Two workers on a two-CPU machine (lcores 1 and 2 share CPU 1 through
+/// `--lcores`), two af_packet queue pairs per port: the kernel spreads
+/// packets over the queues by its own hash, so workers receive packets of
+/// connections they do not own and must hand them over. NAT and full-NAT
+/// both keep working.
+#[test]
+fn two_workers_hand_off_packets_they_do_not_own() {
+    let Some(mut lab) = Lab::new('w', "workers", &["nginx"]) else { return };
+    lab.nginx(0);
+    let platform = format!(
+        r#"[platform]
+eal_args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{}", "--no-telemetry", "--lcores", "0@0,1@1,2@1"]
+control_lcore = 0
+worker_lcores = [1, 2]
+mbufs = 8191
+idle_sleep_us = 20
+"#,
+        lab.prefix
+    );
+    let interfaces = INTERFACES.replace("iface=lb-out", "iface=lb-out,qpairs=2").replace("iface=lb-in", "iface=lb-in,qpairs=2");
+    let services = format!(
+        "{}\n{}\n[[virtual_server]]\nname = \"app\"\naddress = \"192.0.2.101:80\"\nforwarding = \"full-nat\"\npool = \"web\"\n",
+        pool("web", 80, "round-robin", None),
+        virtual_server("www", 80, "tcp", "nat", "web")
+    );
+    lab.start_config(&format!("{platform}\n{interfaces}\n{services}"));
+    let out = lab.fw_output();
+    assert!(out.contains("rxq 2 txq 2"), "both queue pairs in use:\n{out}");
+
+    for vip in [VIP, "192.0.2.101"] {
+        let mut answers = Vec::new();
+        for i in 0..20 {
+            let (ok, body) = lab.topo.try_exec("client", &format!("curl -s -S -m 10 http://{vip}/id"));
+            assert!(ok, "request {i} to {vip} failed: {body}\nfuriwake:\n{}", lab.fw_output());
+            answers.push(body.trim().to_string());
+        }
+        let t = tally(&answers);
+        assert_eq!(t.values().sum::<usize>(), 20, "{vip}: {answers:?}");
+        assert!(t.keys().all(|k| ["srv1", "srv2", "srv3"].contains(&k.as_str())), "{vip}: {answers:?}");
+    }
+    let block = lab.report();
+    let handed = must(&block, "worker 0:", "handed-off") + must(&block, "worker 1:", "handed-off");
+    assert!(handed > 0, "no packet was handed between workers:\n{block}");
+    let (f0, f1) = (must(&block, "worker 0:", "flows"), must(&block, "worker 1:", "flows"));
+    assert_eq!(f0 + f1, 40, "every connection has one entry, on its owner:\n{block}");
+    assert!(f0 > 0 && f1 > 0, "both workers own connections:\n{block}");
+    assert_eq!(must(&block, "virtual-server www:", "conns-new"), 20, "{block}");
+    assert_eq!(must(&block, "virtual-server app:", "conns-new"), 20, "{block}");
+    stop_furiwake_cleanly(lab.fw());
 }
