@@ -222,7 +222,11 @@ fn get_ids(lab: &Lab, n: usize) -> Vec<String> {
 fn nat_round_robin_spreads_30_requests_10_10_10() {
     let Some(mut lab) = Lab::new('r', "rr", &["nginx"]) else { return };
     lab.nginx(0);
-    lab.start(&www("nat"));
+    // The example config the demo runs, as shipped (only its DPDK file
+    // prefix made unique): two-arm NAT, round robin over srv1..3.
+    let example = std::fs::read_to_string(workspace().join("configs/two-arm-nat.toml")).expect("configs/two-arm-nat.toml");
+    assert!(example.contains("\"furiwake-demo\""));
+    lab.start_config(&example.replace("\"furiwake-demo\"", &format!("\"{}\"", lab.prefix)));
 
     let answers = get_ids(&lab, 30);
     assert_eq!(tally(&answers), expected(&[("srv1", 10), ("srv2", 10), ("srv3", 10)]), "answers: {answers:?}");
