@@ -1,253 +1,293 @@
-//! `furiwake-bench`: the worker pipeline (the production `Worker`, NAT
-//! forwarding) over packets held in memory, one core, no DPDK, so the
-//! figure is the packet logic's own cost: parse, flow lookup, rewrite with
-//! checksum updates, counters.
+//! `furiwake-bench`: the packets/s and connections/s harness.
+//!
+//! One process, DPDK `--no-huge`: the generator on the main lcore crafts
+//! frames into the RX ring of a `net_ring` port and drains its TX ring; the
+//! production `Worker` polls that port on lcore 1 through the production
+//! `MbufIo`. Figures are the worker's: packets it processed per second of
+//! the phase, and TSC cycles per packet spent in its non-idle polls.
+//! `bare` (rx burst -> tx burst, no processing) is measured in the same run.
 //!
 //! ```text
-//! furiwake-bench [--flows N] [--packets N]
+//! furiwake-bench [--flows 1000,100000,1000000,10000000] [--seconds 2] [--out bench/results] [--smoke]
 //! ```
-//! Scenario `established`: N flows are opened (SYN each), then packets of
-//! random established flows (client to VIP) are forwarded. Prints Mpps and
-//! ns/packet. Numbers are printed, never asserted.
+//! Prints a table and writes harness.json, harness.md and mpps.dat (for the
+//! plot) under --out. Exits non-zero if any output packet was wrong or a
+//! scenario forwarded nothing; never on speed.
 
-use furiwake_dataplane::flow::{FlowTable, Timeouts};
-use furiwake_dataplane::io::{Burst, Packet, PacketIo, TxReport, BURST_SIZE};
-use furiwake_dataplane::neighbor::Neighbors;
-use furiwake_dataplane::rcu::rcu;
-use furiwake_dataplane::sched::Schedule;
-use furiwake_dataplane::snapshot::{Forwarding, PortView, RealServer, Snapshot, VirtualService};
-use furiwake_dataplane::wire::checksum;
-use furiwake_dataplane::wire::EthernetAddress;
-use furiwake_dataplane::{Worker, WorkerConfig};
-use std::sync::Arc;
-use std::time::Instant;
+mod gen;
+mod harness;
 
-const VIP: [u8; 4] = [192, 0, 2, 100];
-const FRAME_LEN: usize = 64;
+use furiwake_dataplane::snapshot::Forwarding;
+use furiwake_platform::{Eal, Mempool};
+use harness::{Phase, Run, Traffic};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
 
-struct Pkt {
-    buf: [u8; FRAME_LEN],
+struct Row {
+    name: String,
+    forwarding: &'static str,
+    direction: &'static str,
+    flows: u64,
+    distribution: &'static str,
+    phase: Phase,
 }
 
-impl Packet for Pkt {
-    fn data(&self) -> &[u8] {
-        &self.buf[..60]
+struct Mem {
+    flows: u64,
+    capacity: u64,
+    rss_delta: u64,
+}
+
+struct Opts {
+    flows: Vec<u32>,
+    seconds: f64,
+    out: PathBuf,
+    smoke: bool,
+}
+
+fn opts() -> Opts {
+    let args: Vec<String> = std::env::args().collect();
+    let val = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let flows = val("--flows")
+        .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| if smoke { vec![1000] } else { vec![1_000, 100_000, 1_000_000, 10_000_000] });
+    Opts {
+        flows,
+        seconds: val("--seconds").and_then(|v| v.parse().ok()).unwrap_or(if smoke { 0.2 } else { 2.0 }),
+        out: PathBuf::from(val("--out").unwrap_or_else(|| "bench/results".into())),
+        smoke,
     }
-    fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[..60]
+}
+
+fn main() {
+    let o = opts();
+    let prefix = format!("fw-bench-{}", std::process::id());
+    let eal_args = ["--no-huge", "-m", "1024", "--no-pci", "-l", "0-1", "--file-prefix", &prefix, "--no-telemetry", "--log-level", "lib.eal:error"];
+    let code = match Eal::init(&eal_args) {
+        Ok(eal) => {
+            let code = run(&o);
+            eal.cleanup();
+            code
+        }
+        Err(e) => {
+            eprintln!("furiwake-bench: cannot initialise DPDK: {e}");
+            2
+        }
+    };
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+    std::process::exit(code);
+}
+
+fn run(o: &Opts) -> i32 {
+    let pool = match Mempool::new("bench-mbufs", 16383, 256, 2048 + 128, -1) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("furiwake-bench: mempool: {e}");
+            return 2;
+        }
+    };
+    let tsc_hz = furiwake_platform::tsc_hz();
+    let dur = Duration::from_secs_f64(o.seconds);
+    let measure = u64::MAX;
+    let mut rows: Vec<Row> = Vec::new();
+    let mut mem: Vec<Mem> = Vec::new();
+    let mut id = 0u32;
+    let mut next_id = || {
+        id += 1;
+        id
+    };
+    let row = |name: &str, fwd: &'static str, dir: &'static str, flows: u64, dist: &'static str, phase: Phase| Row {
+        name: name.into(),
+        forwarding: fwd,
+        direction: dir,
+        flows,
+        distribution: dist,
+        phase,
+    };
+
+    // bare: the limit of this harness on this machine.
+    match Run::start(next_id(), &pool, Forwarding::Nat, 1024, true) {
+        Ok(mut r) => {
+            let ph = r.phase(&pool, Traffic::Established { flows: 1, zipf: false }, measure, dur, u64::MAX);
+            rows.push(row("bare", "-", "-", 0, "-", ph));
+            r.finish();
+        }
+        Err(e) => {
+            eprintln!("furiwake-bench: {e}");
+            return 2;
+        }
     }
-    fn port(&self) -> u16 {
+
+    let new_conns: u32 = if o.smoke { 2_000 } else { 2_000_000 };
+    for &f in &o.flows {
+        let rss0 = harness::rss_bytes();
+        let capacity = f + new_conns + f / 16;
+        let mut r = match Run::start(next_id(), &pool, Forwarding::Nat, capacity, false) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("furiwake-bench: {e}");
+                return 2;
+            }
+        };
+        r.learned = vec![0; f as usize];
+        eprintln!("nat: opening {f} connections");
+        let open = r.phase(&pool, Traffic::Open { first: 0 }, f as u64, Duration::from_secs(600), 1);
+        mem.push(Mem { flows: r.flows(), capacity: capacity as u64, rss_delta: harness::rss_bytes().saturating_sub(rss0) });
+        rows.push(row("open (prefill)", "nat", "original", f as u64, "sequential", open));
+        let every = if o.smoke { 1 } else { 64 };
+        for (zipf, dist) in [(false, "uniform"), (true, "zipf")] {
+            let ph = r.phase(&pool, Traffic::Established { flows: f, zipf }, measure, dur, every);
+            rows.push(row("established", "nat", "original", f as u64, dist, ph));
+        }
+        let ph = r.phase(&pool, Traffic::Replies { flows: f }, measure, dur, every);
+        rows.push(row("established", "nat", "reply", f as u64, "uniform", ph));
+        let ph = r.phase(&pool, Traffic::New { first: f }, new_conns as u64, Duration::from_secs(600), every);
+        rows.push(row("new-connections", "nat", "original", f as u64, "sequential", ph));
+        let ph = r.phase(&pool, Traffic::Reset { first: f }, new_conns as u64, Duration::from_secs(600), every);
+        rows.push(row("teardown (rst)", "nat", "original", f as u64, "sequential", ph));
+        let ph = r.phase(&pool, Traffic::Mixed { flows: f, first_new: f + new_conns }, measure, dur, every);
+        rows.push(row("mixed 89/10/1", "nat", "both", f as u64, "uniform", ph));
+        r.finish();
+    }
+
+    // full-NAT at the largest size up to 1M (local ports: 32 addresses).
+    let f = o.flows.iter().copied().filter(|f| *f <= 1_000_000).max().unwrap_or(1000);
+    if let Ok(mut r) = Run::start(next_id(), &pool, Forwarding::FullNat, f + f / 16 + 1024, false) {
+        r.learned = vec![0; f as usize];
+        eprintln!("full-nat: opening {f} connections");
+        let open = r.phase(&pool, Traffic::Open { first: 0 }, f as u64, Duration::from_secs(600), 1);
+        rows.push(row("open (prefill)", "full-nat", "original", f as u64, "sequential", open));
+        let every = if o.smoke { 1 } else { 64 };
+        let ph = r.phase(&pool, Traffic::Established { flows: f, zipf: false }, measure, dur, every);
+        rows.push(row("established", "full-nat", "original", f as u64, "uniform", ph));
+        let ph = r.phase(&pool, Traffic::Replies { flows: f }, measure, dur, every);
+        rows.push(row("established", "full-nat", "reply", f as u64, "uniform", ph));
+        r.finish();
+    }
+
+    report(o, &rows, &mem, tsc_hz)
+}
+
+fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
+    let bare = rows.iter().find(|r| r.name == "bare").map_or(1.0, |r| r.phase.mpps());
+    let mut table = String::new();
+    let _ = writeln!(table, "| scenario | forwarding | direction | flows | distribution | Mpps | ns/packet | cycles/packet | x bare | errors |");
+    let _ = writeln!(table, "|---|---|---|---:|---|---:|---:|---:|---:|---:|");
+    let mut failed = false;
+    let mut json = String::from("{\n");
+    let _ = writeln!(json, "  \"date\": \"{}\",", date());
+    let _ = writeln!(json, "  \"dpdk\": \"{}\",", furiwake_platform::version());
+    let _ = writeln!(json, "  \"tsc_hz\": {tsc_hz},");
+    let _ = writeln!(json, "  \"entry_bytes\": {},", std::mem::size_of::<furiwake_dataplane::flow::Flow>());
+    json.push_str("  \"scenarios\": [\n");
+    for (i, r) in rows.iter().enumerate() {
+        let p = &r.phase;
+        let ratio = p.mpps() / bare;
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.0} | {:.2} | {} |",
+            r.name,
+            r.forwarding,
+            r.direction,
+            r.flows,
+            r.distribution,
+            p.mpps(),
+            p.ns_per_packet(tsc_hz),
+            p.cycles_per_packet(),
+            ratio,
+            p.errors
+        );
+        let _ = write!(
+            json,
+            "    {{\"name\": \"{}\", \"forwarding\": \"{}\", \"direction\": \"{}\", \"flows\": {}, \"distribution\": \"{}\", \"packets\": {}, \"forwarded\": {}, \"seconds\": {:.3}, \"mpps\": {:.3}, \"ns_per_packet\": {:.1}, \"cycles_per_packet\": {:.1}, \"ratio_to_bare\": {:.3}, \"errors\": {}}}{}\n",
+            r.name,
+            r.forwarding,
+            r.direction,
+            r.flows,
+            r.distribution,
+            p.packets,
+            p.forwarded,
+            p.seconds,
+            p.mpps(),
+            p.ns_per_packet(tsc_hz),
+            p.cycles_per_packet(),
+            ratio,
+            p.errors,
+            if i + 1 < rows.len() { "," } else { "" }
+        );
+        if p.errors > 0 {
+            eprintln!("furiwake-bench: {} {} {}: {} wrong packets (first: {:?})", r.name, r.forwarding, r.flows, p.errors, p.first_error);
+            failed = true;
+        }
+        let expects_output = r.name != "bare";
+        if p.packets == 0 || (expects_output && p.forwarded == 0) {
+            eprintln!("furiwake-bench: {} {} {}: nothing processed/forwarded", r.name, r.forwarding, r.flows);
+            failed = true;
+        }
+    }
+    json.push_str("  ],\n  \"memory\": [\n");
+    // The table is preallocated: its memory is per slot of capacity, and
+    // a full table holds one connection per slot.
+    let _ = writeln!(
+        table,
+        "\n| live flows | table capacity | RSS growth | bytes per slot | 10M connections would take |\n|---:|---:|---:|---:|---:|"
+    );
+    for (i, m) in mem.iter().enumerate() {
+        let per_slot = m.rss_delta as f64 / m.capacity.max(1) as f64;
+        let _ = writeln!(
+            table,
+            "| {} | {} | {:.1} MiB | {:.1} | {:.0} MiB |",
+            m.flows,
+            m.capacity,
+            m.rss_delta as f64 / 1048576.0,
+            per_slot,
+            per_slot * 1e7 / 1048576.0
+        );
+        let _ = write!(
+            json,
+            "    {{\"flows\": {}, \"capacity\": {}, \"rss_delta_bytes\": {}, \"bytes_per_slot\": {:.1}}}{}\n",
+            m.flows,
+            m.capacity,
+            m.rss_delta,
+            per_slot,
+            if i + 1 < mem.len() { "," } else { "" }
+        );
+    }
+    json.push_str("  ]\n}\n");
+    println!("{table}");
+
+    // mpps.dat: flows bare established-uniform established-zipf new-connections
+    let mut dat = String::from("# flows bare established_uniform established_zipf new_connections\n");
+    for m in mem {
+        let get = |name: &str, dist: &str| {
+            rows.iter().find(|r| r.name == name && r.forwarding == "nat" && r.flows == m.flows && (dist.is_empty() || r.distribution == dist)).map_or(0.0, |r| r.phase.mpps())
+        };
+        let _ = writeln!(dat, "{} {:.3} {:.3} {:.3} {:.3}", m.flows, bare, get("established", "uniform"), get("established", "zipf"), get("new-connections", ""));
+    }
+    if !o.smoke || o.out != PathBuf::from("bench/results") {
+        if let Err(e) = std::fs::create_dir_all(&o.out)
+            .and_then(|_| std::fs::write(o.out.join("harness.json"), &json))
+            .and_then(|_| std::fs::write(o.out.join("harness.md"), &table))
+            .and_then(|_| std::fs::write(o.out.join("mpps.dat"), &dat))
+        {
+            eprintln!("furiwake-bench: writing {}: {e}", o.out.display());
+            return 2;
+        }
+    }
+    if failed {
+        1
+    } else {
         0
     }
 }
 
-/// Feeds frames built from `client` numbers; counts what goes out.
-struct MemIo {
-    next: u64,
-    rng: u64,
-    flows: u32,
-    random: bool,
-    syn: bool,
-    /// Forward nothing: measure the harness alone.
-    bare: bool,
-    templates: [[u8; FRAME_LEN]; 2],
-    sent: u64,
-    last_out: [u8; FRAME_LEN],
-}
-
-/// Client `n`'s address and port.
-fn client(n: u32) -> ([u8; 4], u16) {
-    let src = [198, 18 + (n >> 24) as u8 % 2, (n >> 16) as u8, (n >> 8) as u8];
-    let port = 1024 + (n & 0xff) as u16 * 64 + ((n >> 24) as u16 & 63);
-    (src, port)
-}
-
-/// `template` (client 0) turned into client `n`'s, checksums updated
-/// incrementally (RFC 1624) as a NIC would hand over a fresh packet.
-#[inline(always)]
-fn patch(template: &[u8; FRAME_LEN], n: u32) -> [u8; FRAME_LEN] {
-    let mut f = *template;
-    let (src0, port0) = client(0);
-    let (src, port) = client(n);
-    f[26..30].copy_from_slice(&src);
-    f[34..36].copy_from_slice(&port.to_be_bytes());
-    let (a0, a1) = (u32::from_be_bytes(src0), u32::from_be_bytes(src));
-    let ipc = checksum::update32(u16::from_be_bytes([f[24], f[25]]), a0, a1);
-    f[24..26].copy_from_slice(&ipc.to_be_bytes());
-    let tc = checksum::update16(checksum::update32(u16::from_be_bytes([f[50], f[51]]), a0, a1), port0, port);
-    f[50..52].copy_from_slice(&tc.to_be_bytes());
-    f
-}
-
-/// A TCP segment from client `n` (198.18.x.y:port) to the VIP, with valid
-/// checksums.
-fn frame(n: u32, flags: u8) -> [u8; FRAME_LEN] {
-    let mut f = [0u8; FRAME_LEN];
-    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xaa]);
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0x01]);
-    f[12] = 0x08;
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 6;
-    let (src, port) = client(n);
-    ip[12..16].copy_from_slice(&src);
-    ip[16..20].copy_from_slice(&VIP);
-    let c = checksum::checksum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let t = &mut f[34..54];
-    t[0..2].copy_from_slice(&port.to_be_bytes());
-    t[2..4].copy_from_slice(&80u16.to_be_bytes());
-    t[4..8].copy_from_slice(&1u32.to_be_bytes());
-    t[12] = 0x50;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    let ps = checksum::pseudo_header(src.into(), VIP.into(), 6, 20);
-    let c = !checksum::fold(checksum::sum(&f[34..54], ps));
-    f[50..52].copy_from_slice(&c.to_be_bytes());
-    f
-}
-
-impl PacketIo for MemIo {
-    type Pkt = Pkt;
-    fn rx_queues(&self) -> usize {
-        1
-    }
-    fn rx_burst(&mut self, _rxq: usize, burst: &mut Burst<Pkt>) {
-        for _ in 0..BURST_SIZE {
-            let n = if self.random {
-                // xorshift64*
-                self.rng ^= self.rng >> 12;
-                self.rng ^= self.rng << 25;
-                self.rng ^= self.rng >> 27;
-                (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32 % self.flows
-            } else {
-                let n = self.next as u32;
-                self.next += 1;
-                n
-            };
-            let t = &self.templates[self.syn as usize];
-            let _ = burst.push(Pkt { buf: patch(t, n) });
-        }
-    }
-    fn tx(&mut self, _port: u16, pkt: Pkt) {
-        self.sent += 1;
-        self.last_out = pkt.buf;
-    }
-    fn punt(&mut self, pkt: Pkt) -> Result<(), Pkt> {
-        Err(pkt)
-    }
-    fn flush(&mut self) -> TxReport {
-        TxReport::default()
-    }
-}
-
-fn snapshot() -> Snapshot {
-    let mut s = Snapshot::default();
-    s.ports = vec![Some(PortView { mac: EthernetAddress([2, 0, 0, 0, 0, 0xaa]), self_ip: u32::from_be_bytes([192, 0, 2, 2]) })];
-    s.self_ips = vec![u32::from_be_bytes([192, 0, 2, 2])];
-    for i in 0..3u32 {
-        s.servers.push(RealServer {
-            ip: u32::from_be_bytes([198, 51, 100, 11 + i as u8]),
-            port: 80,
-            weight: 1,
-            enabled: true,
-            tx_port: 0,
-            nexthop: i as u16,
-            vs: 0,
-        });
-    }
-    let mut vs = VirtualService::test(Forwarding::Nat);
-    vs.ip = u32::from_be_bytes(VIP);
-    vs.port = 80;
-    vs.server_count = 3;
-    vs.schedule = Schedule::round_robin(3);
-    s.services.push(vs);
-    s.index();
-    s
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn main() {
-    let flows = arg("--flows", 1_000_000) as u32;
-    let packets = arg("--packets", 20_000_000);
-    let (_publisher, mut readers) = rcu(Box::new(snapshot()), 1);
-    let neighbors = Arc::new(Neighbors::new(16));
-    for i in 0..3 {
-        neighbors.set(i, EthernetAddress([2, 0, 0, 0, 1, i as u8]));
-    }
-    let config = WorkerConfig { id: 0, workers: 1, flows: flows + flows / 8, timeouts: Timeouts::default() };
-    let mut worker = Worker::new(config, readers.remove(0), neighbors);
-    let templates = [frame(0, 0x10), frame(0, 0x02)];
-    assert_eq!(patch(&templates[1], 12345), frame(12345, 0x02), "incremental patch equals a fresh frame");
-    let mut io = MemIo {
-        next: 0,
-        rng: 0x9e37_79b9_7f4a_7c15,
-        flows,
-        random: false,
-        syn: true,
-        bare: false,
-        templates,
-        sent: 0,
-        last_out: [0; FRAME_LEN],
-    };
-
-    let t0 = Instant::now();
-    while io.next < flows as u64 {
-        worker.poll(&mut io, 0);
-    }
-    let setup = t0.elapsed();
-    let live = worker.table().len();
-    println!(
-        "new-connections: {} SYNs in {:.2} s = {:.2} M conn/s; {} flows live; entry {} B",
-        io.next,
-        setup.as_secs_f64(),
-        io.next as f64 / setup.as_secs_f64() / 1e6,
-        live,
-        std::mem::size_of::<furiwake_dataplane::flow::Flow>()
-    );
-
-    io.random = true;
-    io.syn = false;
-    let rounds = packets / BURST_SIZE as u64;
-    // bare: the harness's own cost (generate, hand over, drop), no worker.
-    io.bare = true;
-    let tb = Instant::now();
-    let mut burst = Burst::new();
-    for _ in 0..rounds {
-        io.rx_burst(0, &mut burst);
-        for p in burst.drain() {
-            io.tx(0, p);
-        }
-    }
-    let bare_dt = tb.elapsed().as_secs_f64();
-    let n = rounds * BURST_SIZE as u64;
-    println!("bare (harness only): {:.2} Mpps, {:.1} ns/packet", n as f64 / bare_dt / 1e6, bare_dt * 1e9 / n as f64);
-    io.bare = false;
-    io.sent = 0;
-    let t1 = Instant::now();
-    for _ in 0..rounds {
-        worker.poll(&mut io, 1);
-    }
-    let dt = t1.elapsed().as_secs_f64();
-    println!(
-        "established (NAT, {} flows, uniform random): {} packets in {:.2} s = {:.2} Mpps/worker, {:.1} ns/packet; forwarded {}",
-        live,
-        n,
-        dt,
-        n as f64 / dt / 1e6,
-        dt * 1e9 / n as f64,
-        io.sent
-    );
-    println!("worker cost net of the harness: {:.1} ns/packet", (dt - bare_dt) * 1e9 / n as f64);
-    // The benchmark must not measure a broken path.
-    assert_eq!(io.sent, n, "every established packet forwarded");
-    assert_eq!(&io.last_out[30..32], &[198, 51], "destination rewritten to a server");
-    assert_eq!(checksum::checksum(&io.last_out[14..34]), 0, "IPv4 checksum valid");
-    let _ = FlowTable::hash;
+fn date() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }

@@ -1,0 +1,355 @@
+//! The DPDK side of the harness: one `net_ring` port whose RX ring the
+//! generator (main lcore) fills and whose TX ring it drains, and the
+//! production `Worker` polling that port on worker lcore 1 through the
+//! production `MbufIo`, exactly as `furiwake run` does.
+
+use crate::gen::{self, Out, Templates, FRAME_LEN};
+use furiwake_dataplane::flow::{Timeouts, TICK_MS};
+use furiwake_dataplane::neighbor::Neighbors;
+use furiwake_dataplane::rcu::{rcu, Publisher};
+use furiwake_dataplane::sched::Schedule;
+use furiwake_dataplane::snapshot::{Forwarding, PortView, RealServer, Snapshot, VirtualService};
+use furiwake_dataplane::wire::EthernetAddress;
+use furiwake_dataplane::{Burst, Worker, WorkerConfig};
+use furiwake_platform::lcore::{self, LcoreHandle};
+use furiwake_platform::{spsc, Consumer, Mbuf, MbufIo, Mempool, Port, PortConfig, Ring, RxQueue};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const WORKER_LCORE: u32 = 1;
+/// full-NAT local addresses: 198.51.101.1 .. (64,512 ports each per worker).
+pub const LOCALS: usize = 32;
+const RING: u32 = 4096;
+/// Keep at most this many packets queued toward the worker.
+const IN_FLIGHT: usize = 2048;
+
+pub fn local_ip(i: usize) -> [u8; 4] {
+    [198, 51, 101, 1 + i as u8]
+}
+
+/// What the worker lcore publishes. Worker: rw; generator: ro.
+#[derive(Default)]
+pub struct WorkerStats {
+    pub packets: AtomicU64,
+    /// TSC cycles spent in polls that received packets.
+    pub busy_cycles: AtomicU64,
+    pub flows: AtomicU64,
+}
+
+/// The generator's view of a measured phase.
+#[derive(Debug, Clone, Default)]
+pub struct Phase {
+    pub packets: u64,
+    pub cycles: u64,
+    pub seconds: f64,
+    pub forwarded: u64,
+    pub errors: u64,
+    pub first_error: Option<&'static str>,
+}
+
+impl Phase {
+    pub fn mpps(&self) -> f64 {
+        self.packets as f64 / self.seconds / 1e6
+    }
+    pub fn cycles_per_packet(&self) -> f64 {
+        self.cycles as f64 / self.packets.max(1) as f64
+    }
+    pub fn ns_per_packet(&self, tsc_hz: u64) -> f64 {
+        self.cycles_per_packet() * 1e9 / tsc_hz as f64
+    }
+}
+
+/// Which packets to send in a phase.
+#[derive(Debug, Clone, Copy)]
+pub enum Traffic {
+    /// SYNs of clients first..first+count (opens connections; the outputs
+    /// teach the harness each client's server and local port).
+    Open { first: u32 },
+    /// SYNs of new clients, measured.
+    New { first: u32 },
+    /// RSTs of clients first.. (tears them down).
+    Reset { first: u32 },
+    /// ACKs of random established clients below `flows`.
+    Established { flows: u32, zipf: bool },
+    /// Server replies to random established clients below `flows`.
+    Replies { flows: u32 },
+    /// 89% established, 10% new connections (from `first_new`), 1% bad
+    /// IPv4 checksum.
+    Mixed { flows: u32, first_new: u32 },
+}
+
+pub struct Run {
+    port: Port,
+    rx: Arc<Ring<Mbuf>>,
+    tx: Arc<Ring<Mbuf>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<LcoreHandle>,
+    pub stats: Arc<WorkerStats>,
+    _punts: Option<Consumer<Mbuf>>,
+    _publisher: Option<Publisher<Snapshot>>,
+    pub full_nat: bool,
+    /// Per client: server (2 bits), local address index (6), local port (16).
+    pub learned: Vec<u32>,
+    rng: u64,
+    templates: Templates,
+}
+
+fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
+    let mut s = Snapshot::default();
+    s.ports = vec![None; port as usize + 1];
+    s.ports[port as usize] = Some(PortView { mac: EthernetAddress(gen::PORT_MAC), self_ip: u32::from_be_bytes([192, 0, 2, 2]) });
+    s.self_ips = vec![u32::from_be_bytes([192, 0, 2, 2])];
+    for i in 0..gen::SERVERS {
+        s.servers.push(RealServer {
+            ip: u32::from_be_bytes(gen::server_ip(i)),
+            port: gen::SERVER_PORT,
+            weight: 1,
+            enabled: true,
+            tx_port: port,
+            nexthop: i as u16,
+            vs: 0,
+        });
+    }
+    let mut vs = VirtualService::test(forwarding);
+    vs.name = "bench".into();
+    vs.ip = u32::from_be_bytes(gen::VIP);
+    vs.port = gen::VPORT;
+    vs.server_count = gen::SERVERS as u16;
+    vs.schedule = Schedule::round_robin(gen::SERVERS);
+    if forwarding == Forwarding::FullNat {
+        vs.local_addrs = (0..LOCALS).map(|i| u32::from_be_bytes(local_ip(i))).collect();
+    }
+    s.services.push(vs);
+    s.index();
+    s
+}
+
+impl Run {
+    /// A ring port and a worker lcore: the production `Worker` (`bare`:
+    /// false) or a plain rx->tx loop (`bare`: true).
+    pub fn start(id: u32, pool: &Mempool, forwarding: Forwarding, capacity: u32, bare: bool) -> Result<Run, String> {
+        let rx: Arc<Ring<Mbuf>> = Ring::new(&format!("bench-rx-{id}"), RING).map_err(|e| e.to_string())?;
+        let tx: Arc<Ring<Mbuf>> = Ring::new(&format!("bench-tx-{id}"), RING).map_err(|e| e.to_string())?;
+        let mut port = Port::from_rings(&format!("bench{id}"), &[Arc::clone(&rx)], &[Arc::clone(&tx)]).map_err(|e| e.to_string())?;
+        port.configure(&PortConfig { rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, promiscuous: false }, pool)
+            .map_err(|e| e.to_string())?;
+        port.start().map_err(|e| e.to_string())?;
+        let pid = port.id();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(WorkerStats::default());
+        let tsc_per_tick = (furiwake_platform::tsc_hz() * TICK_MS as u64 / 1000).max(1);
+        let start_tsc = furiwake_platform::rdtsc();
+        let (s, st) = (Arc::clone(&stop), Arc::clone(&stats));
+        let mut punts = None;
+        let mut publisher = None;
+        let handle = if bare {
+            lcore::launch(WORKER_LCORE, move || {
+                let mut b = Burst::new();
+                while !s.load(Relaxed) {
+                    let t0 = furiwake_platform::rdtsc();
+                    let n = Port::rx_burst_on(pid, 0, &mut b);
+                    if n > 0 {
+                        Port::tx_burst_on(pid, 0, &mut b);
+                        b.drain().for_each(drop);
+                        st.busy_cycles.fetch_add(furiwake_platform::rdtsc() - t0, Relaxed);
+                        st.packets.fetch_add(n as u64, Relaxed);
+                    }
+                }
+                0
+            })
+        } else {
+            let (p, mut readers) = rcu(Box::new(snapshot(pid, forwarding)), 1);
+            publisher = Some(p);
+            let neighbors = Arc::new(Neighbors::new(8));
+            for i in 0..gen::SERVERS {
+                neighbors.set(i as u16, EthernetAddress(gen::SERVER_MAC));
+            }
+            let config = WorkerConfig { id: 0, workers: 1, flows: capacity, timeouts: Timeouts::default() };
+            let mut worker = Worker::new(config, readers.remove(0), neighbors);
+            let (punt_p, punt_c) = spsc::<Mbuf>(&format!("bench-punt-{id}"), 1024).map_err(|e| e.to_string())?;
+            punts = Some(punt_c);
+            let mut io = MbufIo::new(vec![RxQueue { port: pid, queue: 0 }], &[(pid, 0)], punt_p, None);
+            lcore::launch(WORKER_LCORE, move || {
+                let (mut packets, mut busy) = (0u64, 0u64);
+                while !s.load(Relaxed) {
+                    let t0 = furiwake_platform::rdtsc();
+                    let now = ((t0 - start_tsc) / tsc_per_tick) as u32;
+                    let n = worker.poll(&mut io, now);
+                    if n > 0 {
+                        busy += furiwake_platform::rdtsc() - t0;
+                        packets += n as u64;
+                        st.busy_cycles.store(busy, Relaxed);
+                        st.packets.store(packets, Relaxed);
+                        st.flows.store(worker.table().len() as u64, Relaxed);
+                    }
+                }
+                0
+            })
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(Run {
+            port,
+            rx,
+            tx,
+            stop,
+            handle: Some(handle),
+            stats,
+            _punts: punts,
+            _publisher: publisher,
+            full_nat: forwarding == Forwarding::FullNat,
+            learned: Vec::new(),
+            rng: 0x9e37_79b9_7f4a_7c15,
+            templates: Templates::new(),
+        })
+    }
+
+    #[inline(always)]
+    fn rand(&mut self) -> u64 {
+        // xorshift64*
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A client below `flows`: uniform, or Zipf-like with exponent 1
+    /// (log-uniform rank: rank r drawn with probability ~ 1/r).
+    #[inline(always)]
+    fn pick(&mut self, flows: u32, zipf: bool) -> u32 {
+        let r = self.rand();
+        if zipf {
+            let u = (r >> 11) as f64 / (1u64 << 53) as f64;
+            (((flows as f64 + 1.0).ln() * u).exp() as u32).saturating_sub(1).min(flows - 1)
+        } else {
+            ((r >> 32) % flows as u64) as u32
+        }
+    }
+
+    fn fill(&mut self, traffic: Traffic, i: u64, out: &mut [u8]) {
+        match traffic {
+            Traffic::Open { first } | Traffic::New { first } => self.templates.to_vip(first + i as u32, gen::SYN, out),
+            Traffic::Reset { first } => self.templates.to_vip(first + i as u32, gen::RST, out),
+            Traffic::Established { flows, zipf } => {
+                let n = self.pick(flows, zipf);
+                self.templates.to_vip(n, gen::ACK, out)
+            }
+            Traffic::Replies { flows } => {
+                let n = self.pick(flows, false);
+                let l = self.learned.get(n as usize).copied().unwrap_or(0);
+                let local = self.full_nat.then(|| (local_ip(((l >> 16) & 63) as usize), (l & 0xffff) as u16));
+                self.templates.from_server(n, (l >> 24) as usize, local, out)
+            }
+            Traffic::Mixed { flows, first_new } => {
+                let r = self.rand() % 100;
+                if r == 0 {
+                    self.templates.malformed(out)
+                } else if r <= 10 {
+                    self.templates.to_vip(first_new + i as u32, gen::SYN, out)
+                } else {
+                    let n = self.pick(flows, false);
+                    self.templates.to_vip(n, gen::ACK, out)
+                }
+            }
+        }
+    }
+
+    /// Sends `count` packets of `traffic` (or for `duration`, whichever
+    /// ends first) and measures the worker while it processes them.
+    /// `check_every`: validate 1 output in N (1 = all; learning needs all).
+    pub fn phase(&mut self, pool: &Mempool, traffic: Traffic, count: u64, duration: Duration, check_every: u64) -> Phase {
+        let (p0, c0) = (self.stats.packets.load(Relaxed), self.stats.busy_cycles.load(Relaxed));
+        let t0 = Instant::now();
+        let mut ph = Phase::default();
+        let mut sent = 0u64;
+        let mut out = Burst::new();
+        let mut inject = Burst::new();
+        let learn = matches!(traffic, Traffic::Open { .. }) && check_every == 1;
+        loop {
+            if self.tx.dequeue_burst(&mut out) > 0 {
+                for m in out.drain() {
+                    ph.forwarded += 1;
+                    if ph.forwarded % check_every == 0 {
+                        match gen::check(m.data(), self.full_nat) {
+                            Ok(Out::ToServer { n, server, src, sport }) if learn => {
+                                let li = (src[3] as u32).saturating_sub(1) & 63;
+                                if let Some(slot) = self.learned.get_mut(n as usize) {
+                                    *slot = (server as u32) << 24 | li << 16 | sport as u32;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                ph.errors += 1;
+                                ph.first_error.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+            }
+            let done = sent >= count || t0.elapsed() >= duration;
+            if done {
+                break;
+            }
+            if self.rx.len() < IN_FLIGHT {
+                let n = (count - sent).min(32) as usize;
+                if pool.alloc_burst(&mut inject, n).is_ok() {
+                    let mut filled = Burst::new();
+                    for (k, mut m) in inject.drain().enumerate() {
+                        if let Some(buf) = m.append(FRAME_LEN as u16) {
+                            self.fill(traffic, sent + k as u64, buf);
+                            let _ = filled.push(m);
+                        }
+                    }
+                    let pushed = self.rx.enqueue_burst(&mut filled);
+                    sent += pushed as u64;
+                }
+            }
+        }
+        // Let the worker finish what is queued, then count.
+        let settle = Instant::now();
+        while (!self.rx.is_empty() || !self.tx.is_empty()) && settle.elapsed() < Duration::from_secs(5) {
+            if self.tx.dequeue_burst(&mut out) > 0 {
+                for m in out.drain() {
+                    ph.forwarded += 1;
+                    if learn {
+                        if let Ok(Out::ToServer { n, server, src, sport }) = gen::check(m.data(), self.full_nat) {
+                            let li = (src[3] as u32).saturating_sub(1) & 63;
+                            if let Some(slot) = self.learned.get_mut(n as usize) {
+                                *slot = (server as u32) << 24 | li << 16 | sport as u32;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        ph.seconds = t0.elapsed().as_secs_f64();
+        ph.packets = self.stats.packets.load(Relaxed) - p0;
+        ph.cycles = self.stats.busy_cycles.load(Relaxed) - c0;
+        while self.tx.dequeue_burst(&mut out) > 0 {
+            ph.forwarded += out.len() as u64;
+            out.drain().for_each(drop);
+        }
+        ph
+    }
+
+    pub fn flows(&self) -> u64 {
+        self.stats.flows.load(Relaxed)
+    }
+
+    /// Stops the worker lcore and closes the port.
+    pub fn finish(mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.join();
+        }
+        let _ = self.port.close();
+    }
+}
+
+/// Resident memory of this process, bytes.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
+        .map_or(0, |kb| kb * 1024)
+}
