@@ -130,7 +130,7 @@ impl Templates {
     /// Server `server` answering client `n`: to the client (NAT) or to
     /// `local` (full-NAT local address and port).
     #[inline(always)]
-    pub fn from_server(&self, n: u32, server: usize, local: Option<([u8; 4], u16)>, out: &mut [u8]) {
+    pub fn server_reply(&self, n: u32, server: usize, local: Option<([u8; 4], u16)>, out: &mut [u8]) {
         out[..FRAME_LEN].copy_from_slice(&self.from_server[server % SERVERS]);
         let (ip, port) = local.unwrap_or_else(|| client(n));
         patch(out, 30, 36, ip, port, n);
@@ -164,7 +164,7 @@ pub fn check(f: &[u8], full_nat: bool) -> Result<Out, &'static str> {
     }
     let src: [u8; 4] = [f[26], f[27], f[28], f[29]];
     let dst: [u8; 4] = [f[30], f[31], f[32], f[33]];
-    let ps = checksum::pseudo_header(src.into(), dst.into(), 6, (rd16(f, 16) - 20) as u16);
+    let ps = checksum::pseudo_header(src.into(), dst.into(), 6, rd16(f, 16) - 20);
     if checksum::fold(checksum::sum(&f[34..14 + rd16(f, 16) as usize], ps)) != 0xffff {
         return Err("TCP checksum");
     }
@@ -202,10 +202,10 @@ mod tests {
             t.to_vip(n, SYN, &mut f);
             let (c, p) = client(n);
             assert_eq!(f, segment(c, p, VIP, VPORT, n, SYN, CLIENT_MAC), "client {n}");
-            t.from_server(n, 2, None, &mut f);
+            t.server_reply(n, 2, None, &mut f);
             assert_eq!(f, segment(server_ip(2), SERVER_PORT, c, p, n, ACK, SERVER_MAC));
             let local = [198, 51, 101, 7];
-            t.from_server(n, 1, Some((local, 4242)), &mut f);
+            t.server_reply(n, 1, Some((local, 4242)), &mut f);
             assert_eq!(f, segment(server_ip(1), SERVER_PORT, local, 4242, n, ACK, SERVER_MAC));
         }
     }

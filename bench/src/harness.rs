@@ -238,7 +238,7 @@ impl Run {
                 let n = self.pick(flows, false);
                 let l = self.learned.get(n as usize).copied().unwrap_or(0);
                 let local = self.full_nat.then(|| (local_ip(((l >> 16) & 63) as usize), (l & 0xffff) as u16));
-                self.templates.from_server(n, (l >> 24) as usize, local, out)
+                self.templates.server_reply(n, (l >> 24) as usize, local, out)
             }
             Traffic::Mixed { flows, first_new } => {
                 let r = self.rand() % 100;

@@ -199,9 +199,9 @@ fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
             ratio,
             p.errors
         );
-        let _ = write!(
+        let _ = writeln!(
             json,
-            "    {{\"name\": \"{}\", \"forwarding\": \"{}\", \"direction\": \"{}\", \"flows\": {}, \"distribution\": \"{}\", \"packets\": {}, \"forwarded\": {}, \"seconds\": {:.3}, \"mpps\": {:.3}, \"ns_per_packet\": {:.1}, \"cycles_per_packet\": {:.1}, \"ratio_to_bare\": {:.3}, \"errors\": {}}}{}\n",
+            "    {{\"name\": \"{}\", \"forwarding\": \"{}\", \"direction\": \"{}\", \"flows\": {}, \"distribution\": \"{}\", \"packets\": {}, \"forwarded\": {}, \"seconds\": {:.3}, \"mpps\": {:.3}, \"ns_per_packet\": {:.1}, \"cycles_per_packet\": {:.1}, \"ratio_to_bare\": {:.3}, \"errors\": {}}}{}",
             r.name,
             r.forwarding,
             r.direction,
@@ -245,9 +245,9 @@ fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
             per_slot,
             per_slot * 1e7 / 1048576.0
         );
-        let _ = write!(
+        let _ = writeln!(
             json,
-            "    {{\"flows\": {}, \"capacity\": {}, \"rss_delta_bytes\": {}, \"bytes_per_slot\": {:.1}}}{}\n",
+            "    {{\"flows\": {}, \"capacity\": {}, \"rss_delta_bytes\": {}, \"bytes_per_slot\": {:.1}}}{}",
             m.flows,
             m.capacity,
             m.rss_delta,
@@ -266,7 +266,7 @@ fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
         };
         let _ = writeln!(dat, "{} {:.3} {:.3} {:.3} {:.3}", m.flows, bare, get("established", "uniform"), get("established", "zipf"), get("new-connections", ""));
     }
-    if !o.smoke || o.out != PathBuf::from("bench/results") {
+    if !o.smoke || o.out != std::path::Path::new("bench/results") {
         if let Err(e) = std::fs::create_dir_all(&o.out)
             .and_then(|_| std::fs::write(o.out.join("harness.json"), &json))
             .and_then(|_| std::fs::write(o.out.join("harness.md"), &table))
