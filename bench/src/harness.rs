@@ -46,6 +46,8 @@ pub struct Phase {
     pub forwarded: u64,
     pub errors: u64,
     pub first_error: Option<&'static str>,
+    /// Packets the worker dropped, by reason.
+    pub drops: Vec<(&'static str, u64)>,
 }
 
 impl Phase {
@@ -86,6 +88,8 @@ pub struct Run {
     stop: Arc<AtomicBool>,
     handle: Option<LcoreHandle>,
     pub stats: Arc<WorkerStats>,
+    /// The worker's own counters (drops by reason).
+    pub counters: Option<Arc<furiwake_dataplane::WorkerCounters>>,
     _punts: Option<Consumer<Mbuf>>,
     _publisher: Option<Publisher<Snapshot>>,
     pub full_nat: bool,
@@ -143,6 +147,7 @@ impl Run {
         let (s, st) = (Arc::clone(&stop), Arc::clone(&stats));
         let mut punts = None;
         let mut publisher = None;
+        let mut counters = None;
         let handle = if bare {
             lcore::launch(WORKER_LCORE, move || {
                 let mut b = Burst::new();
@@ -167,6 +172,7 @@ impl Run {
             }
             let config = WorkerConfig { id: 0, workers: 1, flows: capacity, timeouts: Timeouts::default() };
             let mut worker = Worker::new(config, readers.remove(0), neighbors);
+            counters = Some(worker.counters());
             let (punt_p, punt_c) = spsc::<Mbuf>(&format!("bench-punt-{id}"), 1024).map_err(|e| e.to_string())?;
             punts = Some(punt_c);
             let mut io = MbufIo::new(vec![RxQueue { port: pid, queue: 0 }], &[(pid, 0)], punt_p, None);
@@ -195,6 +201,7 @@ impl Run {
             stop,
             handle: Some(handle),
             stats,
+            counters,
             _punts: punts,
             _publisher: publisher,
             full_nat: forwarding == Forwarding::FullNat,
@@ -259,6 +266,7 @@ impl Run {
     /// `check_every`: validate 1 output in N (1 = all; learning needs all).
     pub fn phase(&mut self, pool: &Mempool, traffic: Traffic, count: u64, duration: Duration, check_every: u64) -> Phase {
         let (p0, c0) = (self.stats.packets.load(Relaxed), self.stats.busy_cycles.load(Relaxed));
+        let drops0 = self.drops();
         let t0 = Instant::now();
         let mut ph = Phase::default();
         let mut sent = 0u64;
@@ -307,7 +315,9 @@ impl Run {
         }
         // Let the worker finish what is queued, then count.
         let settle = Instant::now();
-        while (!self.rx.is_empty() || !self.tx.is_empty()) && settle.elapsed() < Duration::from_secs(5) {
+        // Until the worker has counted every packet sent and its output is
+        // drained (a burst may be in its hands while both rings are empty).
+        while (self.stats.packets.load(Relaxed) - p0 < sent || !self.tx.is_empty()) && settle.elapsed() < Duration::from_secs(5) {
             if self.tx.dequeue_burst(&mut out) > 0 {
                 for m in out.drain() {
                     ph.forwarded += 1;
@@ -329,7 +339,18 @@ impl Run {
             ph.forwarded += out.len() as u64;
             out.drain().for_each(drop);
         }
+        ph.drops = self
+            .drops()
+            .into_iter()
+            .zip(drops0)
+            .filter_map(|((name, n), (_, n0))| (n > n0).then_some((name, n - n0)))
+            .collect();
         ph
+    }
+
+    fn drops(&self) -> Vec<(&'static str, u64)> {
+        use furiwake_dataplane::DropReason;
+        DropReason::ALL.iter().map(|r| (r.name(), self.counters.as_ref().map_or(0, |c| c.drops(*r)))).collect()
     }
 
     pub fn flows(&self) -> u64 {

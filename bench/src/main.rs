@@ -173,8 +173,8 @@ fn run(o: &Opts) -> i32 {
 fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
     let bare = rows.iter().find(|r| r.name == "bare").map_or(1.0, |r| r.phase.mpps());
     let mut table = String::new();
-    let _ = writeln!(table, "| scenario | forwarding | direction | flows | distribution | Mpps | ns/packet | cycles/packet | x bare | errors |");
-    let _ = writeln!(table, "|---|---|---|---:|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(table, "| scenario | forwarding | direction | flows | distribution | Mpps | ns/packet | cycles/packet | x bare | errors | worker drops |");
+    let _ = writeln!(table, "|---|---|---|---:|---|---:|---:|---:|---:|---:|---|");
     let mut failed = false;
     let mut json = String::from("{\n");
     let _ = writeln!(json, "  \"date\": \"{}\",", date());
@@ -187,7 +187,7 @@ fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
         let ratio = p.mpps() / bare;
         let _ = writeln!(
             table,
-            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.0} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.0} | {:.2} | {} | {} |",
             r.name,
             r.forwarding,
             r.direction,
@@ -197,7 +197,8 @@ fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
             p.ns_per_packet(tsc_hz),
             p.cycles_per_packet(),
             ratio,
-            p.errors
+            p.errors,
+            p.drops.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")
         );
         let _ = writeln!(
             json,
