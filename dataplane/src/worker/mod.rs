@@ -327,7 +327,18 @@ impl Worker {
         let info = L4Info { l3, hl, proto, src, dst, sport, dport, tcp_flags, ip_len };
         let key = FlowKey { src_ip: src, dst_ip: dst, src_port: sport, dst_port: dport, proto };
         let hash = FlowTable::hash(&key);
-        match self.table.lookup(&key, hash) {
+        let mut found = self.table.lookup(&key, hash);
+        // A new SYN on an entry that is closing (TIME_WAIT, CLOSE) is a new
+        // connection reusing the client port (RFC 9293 §3.6.1): reschedule
+        // it, as IPVS does with conn_reuse_mode=1.
+        if let Some((id, Dir::Original)) = found {
+            let closing = self.table.get(id).is_some_and(|f| matches!(f.state, FlowState::TimeWait | FlowState::Close));
+            if closing && tcp_flags & (tcpf::SYN | tcpf::ACK) == tcpf::SYN {
+                self.remove(id);
+                found = None;
+            }
+        }
+        match found {
             Some((id, Dir::Original)) => self.forward_original(snap, frame, &info, id),
             Some((id, Dir::Reply)) => self.forward_reply(snap, frame, &info, id),
             None => match snap.find_service(dst, dport, proto) {

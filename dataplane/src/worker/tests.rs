@@ -411,3 +411,30 @@ fn poll_counts_every_packet() {
     assert_eq!(io.tx[0].0, IN);
     assert_eq!(c.tx_packets.get(), 1);
 }
+
+#[test]
+fn syn_reusing_a_closing_entry_is_a_new_connection() {
+    let mut w = worker();
+    let mut f = syn(40000, 80);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(addr(&f, 30), SRV[0]);
+    let mut synack = frame(SERVER_MAC[0], IN_MAC, SRV[0], CLIENT, 6, &tcp(8080, 40000, tcpf::SYN | tcpf::ACK), true);
+    assert_eq!(w.process(&mut synack, IN, false), Verdict::Forward(OUT));
+    let mut ack = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::ACK), true);
+    assert_eq!(w.process(&mut ack, OUT, false), Verdict::Forward(IN));
+    assert_eq!(w.table().get(0).map(|f| f.state), Some(FlowState::Established));
+    // Both sides close: FIN from each, the entry waits in TIME_WAIT.
+    for (src_mac, src, dst, sp, dp, port) in [(CLIENT_MAC, CLIENT, VIP, 40000, 80, OUT), (SERVER_MAC[0], SRV[0], CLIENT, 8080, 40000, IN)] {
+        let mut fin = frame(src_mac, if port == OUT { OUT_MAC } else { IN_MAC }, src, dst, 6, &tcp(sp, dp, tcpf::FIN | tcpf::ACK), true);
+        assert!(matches!(w.process(&mut fin, port, false), Verdict::Forward(_)));
+    }
+    assert_eq!(w.table().get(0).map(|f| f.state), Some(FlowState::TimeWait));
+    // The client reuses its port: a fresh connection, scheduled anew.
+    let mut again = syn(40000, 80);
+    assert_eq!(w.process(&mut again, OUT, false), Verdict::Forward(IN));
+    assert_eq!(addr(&again, 30), SRV[1], "rescheduled (round robin moved on)");
+    let c = w.counters();
+    assert_eq!(c.services[0].conns_new.get(), 2);
+    assert_eq!(c.services[0].conns_active.get(), 1);
+    assert_eq!(w.table().len(), 1);
+}
