@@ -123,7 +123,9 @@ fn run(o: &Opts) -> i32 {
     let new_conns: u32 = if o.smoke { 2_000 } else { 2_000_000 };
     for &f in &o.flows {
         let rss0 = harness::rss_bytes();
-        let capacity = f + new_conns + f / 16;
+        // Headroom for the new connections of the new-connections and mixed
+        // phases.
+        let capacity = f + new_conns + f / 16 + if o.smoke { 1_000 } else { 4_000_000 };
         let mut r = match Run::start(next_id(), &pool, Forwarding::Nat, capacity, false) {
             Ok(r) => r,
             Err(e) => {

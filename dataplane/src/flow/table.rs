@@ -471,6 +471,32 @@ impl FlowTable {
     /// `SynSent` for TCP, `Icmp` for ICMP, `Udp` otherwise, with that
     /// state's timeout.
     pub fn insert(&mut self, init: &FlowInit, now: u32) -> Result<FlowId, InsertError> {
+        self.insert_checked(init, now, true)
+    }
+
+    /// `insert` for a caller that has just looked up the original key and
+    /// missed, with no change to the table since: skips that lookup (a
+    /// cache miss at scale). The reply key is still checked.
+    pub fn insert_after_miss(&mut self, init: &FlowInit, now: u32) -> Result<FlowId, InsertError> {
+        self.insert_checked(init, now, false)
+    }
+
+    /// Prefetches what an insert with this reply-key hash will touch: its
+    /// bucket and the next free entry.
+    #[inline(always)]
+    pub fn prefetch_insert(&self, reply_hash: u32) {
+        self.prefetch(reply_hash);
+        #[cfg(target_arch = "x86_64")]
+        {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let p = self.entries.as_ptr().wrapping_add(self.free as usize);
+            // SAFETY: PREFETCHT0 is a hint and never faults, whatever the
+            // address (`free` may be the end-of-list marker).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+        }
+    }
+
+    fn insert_checked(&mut self, init: &FlowInit, now: u32, check_original: bool) -> Result<FlowId, InsertError> {
         let state = match init.proto {
             IPPROTO_TCP => FlowState::SynSent,
             IPPROTO_ICMP => FlowState::Icmp,
@@ -480,7 +506,7 @@ impl FlowTable {
         let flow = Flow::from_init(init, state, expire);
         let (okey, rkey) = (flow.original_key(), flow.reply_key());
         let (ohash, rhash) = (Self::hash(&okey), Self::hash(&rkey));
-        if okey == rkey || self.lookup(&okey, ohash).is_some() || self.lookup(&rkey, rhash).is_some() {
+        if okey == rkey || (check_original && self.lookup(&okey, ohash).is_some()) || self.lookup(&rkey, rhash).is_some() {
             return Err(InsertError::Exists);
         }
         let id = self.free;

@@ -356,7 +356,9 @@ impl Worker {
         if p.proto == protocol::TCP && p.tcp_flags & (tcpf::SYN | tcpf::ACK | tcpf::RST) != tcpf::SYN {
             return Verdict::Drop(DropReason::TcpNoFlow);
         }
-        // A garbage first packet must not take a table entry.
+        let Some(vs) = snap.services.get(vs_index as usize) else { return Verdict::Drop(DropReason::NoVirtualServer) };
+        // A garbage first packet must not take a table entry (nor a turn of
+        // the scheduler).
         let l4 = &frame[p.l3 + p.hl..p.l3 + p.ip_len];
         let (s, d) = (Ipv4Addr::from(p.src), Ipv4Addr::from(p.dst));
         let ok = if p.proto == protocol::TCP {
@@ -367,7 +369,6 @@ impl Worker {
         if !ok {
             return Verdict::Drop(DropReason::L4BadChecksum);
         }
-        let Some(vs) = snap.services.get(vs_index as usize) else { return Verdict::Drop(DropReason::NoVirtualServer) };
         let Some(server_index) = self.sched.pick(vs_index as usize, vs, &snap.servers) else {
             return Verdict::Drop(DropReason::NoServer);
         };
@@ -379,6 +380,8 @@ impl Worker {
                 None => return Verdict::Drop(DropReason::NoLocalPort),
             },
         };
+        let reply_key = FlowKey { src_ip: server.ip, dst_ip: local_ip, src_port: server.port, dst_port: local_port, proto: p.proto };
+        self.table.prefetch_insert(FlowTable::hash(&reply_key));
         let client_mac = EthernetFrame::new_unchecked(&*frame).src_addr();
         let init = FlowInit {
             proto: p.proto,
@@ -396,7 +399,8 @@ impl Worker {
             client_mac: client_mac.0,
             flags: 0,
         };
-        let id = match self.table.insert(&init, self.now) {
+        // `process` just missed the original key in this table.
+        let id = match self.table.insert_after_miss(&init, self.now) {
             Ok(id) => id,
             Err(e) => {
                 if vs.forwarding == Forwarding::FullNat {
