@@ -110,6 +110,7 @@ fn run(o: &Opts) -> i32 {
     // bare: the limit of this harness on this machine.
     match Run::start(next_id(), &pool, Forwarding::Nat, 1024, true) {
         Ok(mut r) => {
+            let _ = r.phase(&pool, Traffic::Established { flows: 1, zipf: false }, measure, dur / 4, u64::MAX);
             let ph = r.phase(&pool, Traffic::Established { flows: 1, zipf: false }, measure, dur, u64::MAX);
             rows.push(row("bare", "-", "-", 0, "-", ph));
             r.finish();
@@ -139,6 +140,8 @@ fn run(o: &Opts) -> i32 {
         mem.push(Mem { flows: r.flows(), capacity: capacity as u64, rss_delta: harness::rss_bytes().saturating_sub(rss0) });
         rows.push(row("open (prefill)", "nat", "original", f as u64, "sequential", open));
         let every = if o.smoke { 1 } else { 64 };
+        // Warm-up, not reported: caches, branch predictors, the TX ring.
+        let _ = r.phase(&pool, Traffic::Established { flows: f, zipf: false }, measure, dur / 4, u64::MAX);
         for (zipf, dist) in [(false, "uniform"), (true, "zipf")] {
             let ph = r.phase(&pool, Traffic::Established { flows: f, zipf }, measure, dur, every);
             rows.push(row("established", "nat", "original", f as u64, dist, ph));
