@@ -36,7 +36,9 @@ ip netns exec $P-lb "$BIN" run --config configs/two-arm-nat.toml > "$WORK/furiwa
 fw=$!
 pids+=($fw)
 for _ in $(seq 1 100); do grep -q "furiwake: ready" "$WORK/furiwake.log" && break; sleep 0.1; done
-grep -E "^(furiwake|port)" "$WORK/furiwake.log"
+say "health checks (http GET /health, expect OK) bring the servers up"
+for _ in $(seq 1 100); do [ "$(grep -c '^health: server .* up' "$WORK/furiwake.log")" -ge 3 ] && break; sleep 0.1; done
+grep -E "^(furiwake|port|virtual-server|health)" "$WORK/furiwake.log"
 
 say "client: who has the self IP and the VIP? (answered by the appliance's ARP)"
 for ip in 192.0.2.2 192.0.2.100; do

@@ -6,6 +6,7 @@
 use crate::arp::{self, ArpOutcome, NeighborTable};
 use crate::build::{self, LinkInfo, Nexthop};
 use crate::config::{Config, Interface};
+use crate::health::{Health, ProbeLink, Target};
 use furiwake_dataplane::flow::{self, Timeouts};
 use furiwake_dataplane::neighbor::Neighbors;
 use furiwake_dataplane::rcu::{rcu, Publisher};
@@ -104,6 +105,10 @@ pub struct Appliance {
     nexthops: Vec<NexthopState>,
     slots: Arc<Neighbors>,
     publisher: Option<Publisher<Snapshot>>,
+    /// The snapshot as built from the config; published copies differ in
+    /// the servers' `enabled` flags (health).
+    base: Snapshot,
+    health: Health,
     control: ControlCounters,
     // Last: freed after every port and ring that holds its mbufs.
     pool: Option<Mempool>,
@@ -142,10 +147,11 @@ impl Appliance {
         let infos: Vec<LinkInfo> =
             links.iter().map(|l| LinkInfo { port_id: l.port.id(), mac: l.mac, address: l.cfg.address }).collect();
         let built = build::build(&cfg, &infos)?;
-        for (l, owned) in links.iter_mut().zip(built.owned) {
+        for (l, owned) in links.iter_mut().zip(built.owned.iter().cloned()) {
             l.owned = owned;
         }
         let nexthops = built.nexthops.iter().map(|&hop| NexthopState { hop, confirmed: None, last_request: None }).collect();
+        let health = Self::health(&cfg, &links, &built);
         let mut app = Appliance {
             cfg,
             eal,
@@ -159,10 +165,12 @@ impl Appliance {
             nexthops,
             slots: Arc::new(Neighbors::new(MAX_NEXTHOPS)),
             publisher: None,
+            base: built.snapshot.clone(),
+            health,
             control: ControlCounters::default(),
             pool: Some(pool),
         };
-        if let Err(e) = app.launch_workers(built.snapshot) {
+        if let Err(e) = app.launch_workers(app.current_snapshot()) {
             app.shutdown();
             return Err(e);
         }
@@ -179,6 +187,89 @@ impl Appliance {
         app.announce();
         app.resolve_nexthops(Instant::now());
         Ok(app)
+    }
+
+    /// The probe engine: one userspace stack per link, one target per
+    /// (virtual server, server) whose pool has checks.
+    fn health(cfg: &Config, links: &[Link], built: &build::Built) -> Health {
+        let probe_links: Vec<ProbeLink> = links
+            .iter()
+            .map(|l| ProbeLink {
+                mac: l.mac.0,
+                address: l.cfg.address.addr,
+                prefix_len: l.cfg.address.prefix_len,
+                gateway: cfg.routes.iter().find(|r| r.prefix.prefix_len == 0 && l.cfg.address.contains(r.via)).map(|r| r.via),
+            })
+            .collect();
+        let mut targets = Vec::new();
+        for (si, rs) in built.snapshot.servers.iter().enumerate() {
+            let Some(vs) = cfg.virtual_servers.get(rs.vs as usize) else { continue };
+            let Some(pool) = cfg.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref()) else { continue };
+            let checks: Vec<_> =
+                pool.check_names().filter_map(|n| cfg.health_checks.iter().find(|h| h.name.get_ref() == n.get_ref())).cloned().collect();
+            if checks.is_empty() {
+                continue;
+            }
+            let link = built.nexthops.get(rs.nexthop as usize).map_or(0, |n| n.link);
+            targets.push(Target {
+                server: si,
+                pool: pool.name.get_ref().clone(),
+                addr: std::net::SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port),
+                link,
+                checks,
+            });
+        }
+        Health::new(&probe_links, targets, Instant::now())
+    }
+
+    /// The base snapshot with each server enabled when its weight is
+    /// positive and its health checks pass.
+    fn current_snapshot(&self) -> Snapshot {
+        let mut snap = self.base.clone();
+        for (i, s) in snap.servers.iter_mut().enumerate() {
+            s.enabled = s.weight > 0 && self.health.is_up(i);
+        }
+        snap
+    }
+
+    /// Runs the probes; logs state changes and republishes the snapshot.
+    fn run_health(&mut self, now: Instant) {
+        let changes = self.health.poll(now);
+        for li in 0..self.health.links() {
+            for frame in self.health.take_tx(li) {
+                self.send_frame(li, &frame);
+            }
+        }
+        if changes.is_empty() {
+            return;
+        }
+        for c in &changes {
+            if let Some(t) = self.health.target(c.target) {
+                if c.up {
+                    let rtt = c.rtt.map_or(String::new(), |d| format!(" (rtt {:.1} ms)", d.as_secs_f64() * 1e3));
+                    say(&format!("health: server {} (pool {}) up{rtt}", t.addr, t.pool));
+                } else {
+                    say(&format!("health: server {} (pool {}) down: {}", t.addr, t.pool, c.reason));
+                }
+            }
+        }
+        let snap = self.current_snapshot();
+        if let Some(p) = self.publisher.as_mut() {
+            p.publish(Box::new(snap));
+        }
+    }
+
+    /// Copies `frame` into an mbuf and sends it out of link `li`.
+    fn send_frame(&mut self, li: usize, frame: &[u8]) {
+        let Some(mut m) = self.pool.as_ref().and_then(Mempool::alloc) else {
+            self.control.tx_dropped += 1;
+            return;
+        };
+        if m.set_data(frame) {
+            self.send(li, m);
+        } else {
+            self.control.tx_dropped += 1;
+        }
     }
 
     fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &Mempool) -> Result<Link, String> {
@@ -356,6 +447,7 @@ impl Appliance {
                     }
                 }
             }
+            self.run_health(Instant::now());
             if last_link_check.elapsed() >= Duration::from_secs(1) {
                 last_link_check = Instant::now();
                 self.watch_links();
@@ -385,10 +477,22 @@ impl Appliance {
                 self.control.echo_replies += 1;
                 self.send(li, m);
             } else {
-                self.control.not_handled += 1;
+                // Probe replies (and anything else for the self IP): the
+                // probes' IP stack answers or ignores them.
+                self.health.on_frame(li, m.data());
             }
             return;
         }
+        let is_reply = furiwake_dataplane::wire::ethernet::parse_l2(m.data())
+            .ok()
+            .and_then(|l2| m.data().get(l2.l3_offset..).and_then(|b| furiwake_dataplane::wire::arp::ArpPacket::new_checked(b).ok()))
+            .is_some_and(|a| a.operation() == furiwake_dataplane::wire::arp::ArpOperation::Reply);
+        if is_reply {
+            // The probes' stack resolves its next hops itself.
+            self.health.on_frame(li, m.data());
+        }
+        let link = &self.links[li];
+        let owns = |a: Ipv4Addr| link.owned.contains(&a);
         let now = Instant::now();
         let sender = furiwake_dataplane::wire::ethernet::parse_l2(m.data())
             .ok()
@@ -486,7 +590,15 @@ impl Appliance {
                 for si in vs.first_server as usize..(vs.first_server + vs.server_count) as usize {
                     if let Some(rs) = snap.servers.get(si) {
                         let addr = std::net::SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port);
-                        let _ = writeln!(s, "  server {addr}: {}", line(&|w| w.servers.get(si)));
+                        let state = if !rs.enabled && rs.weight == 0 {
+                            "disabled"
+                        } else if self.health.is_up(si) {
+                            "up"
+                        } else {
+                            "down"
+                        };
+                        let rtt = self.health.rtt_us(si).map_or(String::new(), |r| format!("rtt-us {r:.0}; "));
+                        let _ = writeln!(s, "  server {addr}: state {state}; {rtt}{}", line(&|w| w.servers.get(si)));
                     }
                 }
             }
@@ -512,6 +624,8 @@ impl Appliance {
                 }
             }
         }
+        let h = self.health.counters;
+        let _ = writeln!(s, "health: probes {}; failures {}; state-changes {}", h.probes, h.failures, h.state_changes);
         let c = &self.control;
         let _ = writeln!(
             s,
@@ -544,6 +658,7 @@ impl Appliance {
                 }
             }
         }
+        self.health.shutdown();
         say(&self.report());
         // Rings first (they may hold mbufs), then ports, then the pool.
         self.punts.clear();

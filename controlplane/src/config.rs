@@ -320,8 +320,18 @@ pub struct Pool {
     #[serde(default = "Pool::default_algorithm")]
     pub algorithm: Spanned<Algorithm>,
     pub health_check: Option<Spanned<String>>,
+    /// Several checks, all of which must pass.
+    #[serde(default)]
+    pub health_checks: Vec<Spanned<String>>,
     #[serde(default)]
     pub servers: Vec<Server>,
+}
+
+impl Pool {
+    /// Names of every check of this pool.
+    pub fn check_names(&self) -> impl Iterator<Item = &Spanned<String>> {
+        self.health_check.iter().chain(self.health_checks.iter())
+    }
 }
 
 impl Pool {
@@ -444,11 +454,24 @@ impl Config {
             }
         }
         unique(src, self.health_checks.iter().map(|h| &h.name), "health_check")?;
+        for h in &self.health_checks {
+            let missing = match h.kind {
+                CheckKind::Script if h.command.is_none() => Some("command"),
+                CheckKind::SendExpect if h.expect.is_none() => Some("expect"),
+                _ => None,
+            };
+            if let Some(key) = missing {
+                return Err(src.error(Some(h.name.span()), format!("health_check {:?}: kind {:?} needs `{key}`", h.name.get_ref(), h.kind)));
+            }
+            if h.interval_ms == 0 || h.timeout_ms == 0 {
+                return Err(src.error(Some(h.name.span()), format!("health_check {:?}: interval_ms and timeout_ms must be positive", h.name.get_ref())));
+            }
+        }
         unique(src, self.pools.iter().map(|p| &p.name), "pool")?;
         unique(src, self.virtual_servers.iter().map(|v| &v.name), "virtual_server")?;
 
         for pool in &self.pools {
-            if let Some(hc) = &pool.health_check {
+            for hc in pool.check_names() {
                 if !self.health_checks.iter().any(|h| h.name.get_ref() == hc.get_ref()) {
                     return Err(src.error(Some(hc.span()), format!("pool {:?}: no health_check named {:?}", pool.name.get_ref(), hc.get_ref())));
                 }

@@ -5,4 +5,5 @@ pub mod appliance;
 pub mod arp;
 pub mod build;
 pub mod config;
+pub mod health;
 pub mod icmp;

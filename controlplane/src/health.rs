@@ -1,0 +1,640 @@
+//! Health checks from the appliance itself (seeds 002, 003, 004): probes
+//! leave from the self IP through the DPDK ports, handled by a userspace IP
+//! stack (smoltcp) per data link on the control lcore; replies reach it as
+//! frames the workers punt. Nothing here runs on a worker.
+//!
+//! Per server and check: `rise` consecutive successes make it up, `fall`
+//! consecutive failures make it down (a server with checks starts down and
+//! comes up after `rise` successes, as a BIG-IP member is "checking" until
+//! its monitor passes). A server is up when every check of its pool passes.
+//! The control plane turns the states into the snapshot's `enabled` flags;
+//! workers only look them up. Each success's round-trip time feeds an EWMA
+//! kept for the scheduler and the stats.
+
+use crate::config::{CheckKind, HealthCheck};
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::socket::{icmp, tcp, udp};
+use smoltcp::time::Instant as SmolInstant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Address};
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Source ports of probes: above the full-NAT range (`nat::LOCAL_PORT_MAX`),
+/// so replies never match a full-NAT connection and are punted to us.
+const PROBE_PORT_MIN: u16 = 61000;
+const PROBE_PORT_MAX: u16 = 65535;
+/// Bytes of a response kept for matching (status line, body substring).
+const RESPONSE_MAX: usize = 16 * 1024;
+
+/// A link the probes leave from.
+#[derive(Debug, Clone)]
+pub struct ProbeLink {
+    pub mac: [u8; 6],
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    /// Default gateway for servers behind a router, if any.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// One server to watch: its snapshot index, where it is, and its checks.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub server: usize,
+    pub pool: String,
+    pub addr: SocketAddrV4,
+    pub link: usize,
+    pub checks: Vec<HealthCheck>,
+}
+
+/// A state change, for the log and the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub target: usize,
+    pub up: bool,
+    /// Why it went down (timeout, refused, bad status N, body mismatch,
+    /// expect mismatch, script exit N, script timeout, unreachable).
+    pub reason: String,
+    pub rtt: Option<Duration>,
+}
+
+/// Frames in and out of one smoltcp interface.
+#[derive(Default)]
+struct Queues {
+    rx: VecDeque<Vec<u8>>,
+    tx: Vec<Vec<u8>>,
+}
+
+struct Rx(Vec<u8>);
+struct Tx<'a>(&'a mut Vec<Vec<u8>>);
+
+impl RxToken for Rx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut buf = vec![0u8; len];
+        let r = f(&mut buf);
+        self.0.push(buf);
+        r
+    }
+}
+
+impl Device for Queues {
+    type RxToken<'a> = Rx;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, _t: SmolInstant) -> Option<(Rx, Tx<'_>)> {
+        let f = self.rx.pop_front()?;
+        Some((Rx(f), Tx(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _t: SmolInstant) -> Option<Tx<'_>> {
+        Some(Tx(&mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut c = DeviceCapabilities::default();
+        c.medium = Medium::Ethernet;
+        c.max_transmission_unit = 1514;
+        c
+    }
+}
+
+struct Stack {
+    iface: Interface,
+    dev: Queues,
+    sockets: SocketSet<'static>,
+}
+
+enum Pending {
+    Tcp { handle: SocketHandle, link: usize, sent: bool, response: Vec<u8>, established: Option<Instant> },
+    Udp { handle: SocketHandle, link: usize },
+    Icmp { handle: SocketHandle, link: usize, ident: u16, sent: bool },
+    Script { child: Child },
+}
+
+struct Probe {
+    started: Instant,
+    deadline: Instant,
+    pending: Pending,
+}
+
+#[derive(Default)]
+struct CheckState {
+    ok_run: u32,
+    fail_run: u32,
+    passing: bool,
+    next_at: Option<Instant>,
+    probe: Option<Probe>,
+    last_reason: String,
+}
+
+struct TargetState {
+    target: Target,
+    checks: Vec<CheckState>,
+    up: bool,
+    rtt_ewma_us: Option<f64>,
+}
+
+/// Counters for the report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HealthCounters {
+    pub probes: u64,
+    pub failures: u64,
+    pub state_changes: u64,
+}
+
+pub struct Health {
+    stacks: Vec<Stack>,
+    targets: Vec<TargetState>,
+    next_port: u16,
+    next_ident: u16,
+    epoch: Instant,
+    pub counters: HealthCounters,
+}
+
+fn smol_now(epoch: Instant, now: Instant) -> SmolInstant {
+    SmolInstant::from_micros(now.duration_since(epoch).as_micros() as i64)
+}
+
+/// What a finished probe says.
+enum Outcome {
+    Pass(Duration),
+    Fail(String),
+}
+
+impl Health {
+    pub fn new(links: &[ProbeLink], targets: Vec<Target>, now: Instant) -> Self {
+        let stacks = links
+            .iter()
+            .map(|l| {
+                let mut dev = Queues::default();
+                let cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(l.mac)));
+                let mut iface = Interface::new(cfg, &mut dev, smol_now(now, now));
+                iface.update_ip_addrs(|a| {
+                    let _ = a.push(IpCidr::new(IpAddress::Ipv4(l.address), l.prefix_len));
+                });
+                if let Some(gw) = l.gateway {
+                    let _ = iface.routes_mut().add_default_ipv4_route(gw);
+                }
+                Stack { iface, dev, sockets: SocketSet::new(Vec::new()) }
+            })
+            .collect();
+        let targets = targets
+            .into_iter()
+            .map(|t| {
+                let checks = t
+                    .checks
+                    .iter()
+                    .enumerate()
+                    // Spread the first probes so a large pool does not burst.
+                    .map(|(i, _)| CheckState { next_at: Some(now + Duration::from_millis(10 * i as u64)), ..Default::default() })
+                    .collect();
+                TargetState { target: t, checks, up: false, rtt_ewma_us: None }
+            })
+            .collect();
+        Health { stacks, targets, next_port: PROBE_PORT_MIN, next_ident: 1, epoch: now, counters: HealthCounters::default() }
+    }
+
+    /// A frame punted from link `link` that may belong to a probe.
+    pub fn on_frame(&mut self, link: usize, frame: &[u8]) {
+        if let Some(s) = self.stacks.get_mut(link) {
+            if s.dev.rx.len() < 1024 {
+                s.dev.rx.push_back(frame.to_vec());
+            }
+        }
+    }
+
+    /// Frames to send out of `link`.
+    pub fn take_tx(&mut self, link: usize) -> Vec<Vec<u8>> {
+        self.stacks.get_mut(link).map(|s| std::mem::take(&mut s.dev.tx)).unwrap_or_default()
+    }
+
+    pub fn links(&self) -> usize {
+        self.stacks.len()
+    }
+
+    /// Is the server behind snapshot index `server` up (true for servers
+    /// without checks)?
+    pub fn is_up(&self, server: usize) -> bool {
+        self.targets.iter().find(|t| t.target.server == server).is_none_or(|t| t.up)
+    }
+
+    /// The smoothed RTT of a server's probes.
+    pub fn rtt_us(&self, server: usize) -> Option<f64> {
+        self.targets.iter().find(|t| t.target.server == server).and_then(|t| t.rtt_ewma_us)
+    }
+
+    pub fn has_checks(&self, server: usize) -> bool {
+        self.targets.iter().any(|t| t.target.server == server)
+    }
+
+    fn port(&mut self) -> u16 {
+        let p = self.next_port;
+        self.next_port = if p == PROBE_PORT_MAX { PROBE_PORT_MIN } else { p + 1 };
+        p
+    }
+
+    /// Runs the stacks and the probes; returns state changes.
+    pub fn poll(&mut self, now: Instant) -> Vec<Change> {
+        let t = smol_now(self.epoch, now);
+        for s in &mut self.stacks {
+            s.iface.poll(t, &mut s.dev, &mut s.sockets);
+        }
+        let mut changes = Vec::new();
+        for ti in 0..self.targets.len() {
+            for ci in 0..self.targets[ti].checks.len() {
+                self.step(ti, ci, now, &mut changes);
+            }
+        }
+        // Send what the probes queued.
+        for s in &mut self.stacks {
+            s.iface.poll(t, &mut s.dev, &mut s.sockets);
+        }
+        changes
+    }
+
+    fn step(&mut self, ti: usize, ci: usize, now: Instant, changes: &mut Vec<Change>) {
+        let check = self.targets[ti].target.checks[ci].clone();
+        let outcome = match self.targets[ti].checks[ci].probe.take() {
+            Some(probe) => match self.advance(&check, probe, now) {
+                Ok(outcome) => Some(outcome),
+                Err(probe) => {
+                    self.targets[ti].checks[ci].probe = Some(probe);
+                    return;
+                }
+            },
+            None => None,
+        };
+        if let Some(outcome) = outcome {
+            self.record(ti, ci, &check, outcome, now, changes);
+        }
+        let st = &self.targets[ti].checks[ci];
+        if st.probe.is_none() && st.next_at.is_some_and(|at| now >= at) {
+            self.counters.probes += 1;
+            let probe = self.start(ti, &check, now);
+            let st = &mut self.targets[ti].checks[ci];
+            st.next_at = Some(now + Duration::from_millis(check.interval_ms as u64));
+            match probe {
+                Ok(p) => st.probe = Some(p),
+                Err(reason) => self.record(ti, ci, &check, Outcome::Fail(reason), now, changes),
+            }
+        }
+    }
+
+    fn record(&mut self, ti: usize, ci: usize, check: &HealthCheck, outcome: Outcome, now: Instant, changes: &mut Vec<Change>) {
+        let _ = now;
+        let ts = &mut self.targets[ti];
+        let st = &mut ts.checks[ci];
+        let mut rtt = None;
+        match outcome {
+            Outcome::Pass(d) => {
+                st.ok_run += 1;
+                st.fail_run = 0;
+                if st.ok_run >= check.rise.max(1) {
+                    st.passing = true;
+                }
+                let us = d.as_secs_f64() * 1e6;
+                ts.rtt_ewma_us = Some(ts.rtt_ewma_us.map_or(us, |e| e * 0.8 + us * 0.2));
+                rtt = Some(d);
+            }
+            Outcome::Fail(reason) => {
+                self.counters.failures += 1;
+                st.fail_run += 1;
+                st.ok_run = 0;
+                if st.fail_run >= check.fall.max(1) {
+                    st.passing = false;
+                }
+                st.last_reason = reason;
+            }
+        }
+        let up = ts.checks.iter().all(|c| c.passing);
+        if up != ts.up {
+            ts.up = up;
+            self.counters.state_changes += 1;
+            let reason = if up { String::new() } else { ts.checks.iter().find(|c| !c.passing).map(|c| c.last_reason.clone()).unwrap_or_default() };
+            changes.push(Change { target: ti, up, reason, rtt });
+        }
+    }
+
+    fn start(&mut self, ti: usize, check: &HealthCheck, now: Instant) -> Result<Probe, String> {
+        let target = self.targets[ti].target.clone();
+        let port = check.port.unwrap_or(target.addr.port());
+        let ip = *target.addr.ip();
+        let deadline = now + Duration::from_millis(check.timeout_ms.max(1) as u64);
+        let link = target.link;
+        let pending = match check.kind {
+            CheckKind::Tcp | CheckKind::Http | CheckKind::SendExpect => {
+                let local = self.port();
+                let s = self.stacks.get_mut(link).ok_or("no link")?;
+                let mut sock = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 4096]), tcp::SocketBuffer::new(vec![0; RESPONSE_MAX]));
+                sock.set_timeout(Some(smoltcp::time::Duration::from_millis(check.timeout_ms as u64)));
+                let handle = s.sockets.add(sock);
+                let cx = s.iface.context();
+                if s.sockets.get_mut::<tcp::Socket>(handle).connect(cx, (IpAddress::Ipv4(ip), port), local).is_err() {
+                    s.sockets.remove(handle);
+                    return Err("unreachable".into());
+                }
+                Pending::Tcp { handle, link, sent: false, response: Vec::new(), established: None }
+            }
+            CheckKind::Udp => {
+                let local = self.port();
+                let s = self.stacks.get_mut(link).ok_or("no link")?;
+                let meta = vec![udp::PacketMetadata::EMPTY; 4];
+                let mut sock = udp::Socket::new(udp::PacketBuffer::new(meta.clone(), vec![0; 2048]), udp::PacketBuffer::new(meta, vec![0; 2048]));
+                sock.bind(local).map_err(|_| "bind".to_string())?;
+                let payload = check.send.clone().unwrap_or_else(|| "ping".into());
+                sock.send_slice(payload.as_bytes(), (IpAddress::Ipv4(ip), port)).map_err(|_| "send".to_string())?;
+                let handle = s.sockets.add(sock);
+                Pending::Udp { handle, link }
+            }
+            CheckKind::Icmp => {
+                let ident = self.next_ident;
+                self.next_ident = self.next_ident.wrapping_add(1).max(1);
+                let s = self.stacks.get_mut(link).ok_or("no link")?;
+                let meta = vec![icmp::PacketMetadata::EMPTY; 4];
+                let mut sock = icmp::Socket::new(icmp::PacketBuffer::new(meta.clone(), vec![0; 1024]), icmp::PacketBuffer::new(meta, vec![0; 1024]));
+                sock.bind(icmp::Endpoint::Ident(ident)).map_err(|_| "bind".to_string())?;
+                let handle = s.sockets.add(sock);
+                Pending::Icmp { handle, link, ident, sent: false }
+            }
+            CheckKind::Script => {
+                let cmd = check.command.clone().unwrap_or_default();
+                let child = Command::new("/bin/sh")
+                    .args(["-c", &cmd])
+                    .env("FURIWAKE_SERVER_IP", target.addr.ip().to_string())
+                    .env("FURIWAKE_SERVER_PORT", port.to_string())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| format!("script not started: {e}"))?;
+                Pending::Script { child }
+            }
+        };
+        Ok(Probe { started: now, deadline, pending })
+    }
+
+    /// Moves a probe on; `Err` gives it back when it is still running.
+    fn advance(&mut self, check: &HealthCheck, mut probe: Probe, now: Instant) -> Result<Outcome, Probe> {
+        let timed_out = now >= probe.deadline;
+        let elapsed = now.duration_since(probe.started);
+        match &mut probe.pending {
+            Pending::Script { child } => match child.try_wait() {
+                Ok(Some(status)) => Ok(match status.code() {
+                    Some(0) => Outcome::Pass(elapsed),
+                    Some(n) => Outcome::Fail(format!("script exit {n}")),
+                    None => Outcome::Fail("script killed".into()),
+                }),
+                _ if timed_out => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    Ok(Outcome::Fail("script timeout".into()))
+                }
+                _ => Err(probe),
+            },
+            Pending::Udp { handle, link } => {
+                let (handle, link) = (*handle, *link);
+                let Some(s) = self.stacks.get_mut(link) else { return Ok(Outcome::Fail("no link".into())) };
+                let sock = s.sockets.get_mut::<udp::Socket>(handle);
+                let got = sock.recv().ok().map(|(d, _)| d.to_vec());
+                let result = match got {
+                    Some(d) => Some(match &check.expect {
+                        Some(e) if !contains(&d, e.as_bytes()) => Outcome::Fail("expect mismatch".into()),
+                        _ => Outcome::Pass(elapsed),
+                    }),
+                    None if timed_out => Some(Outcome::Fail("timeout".into())),
+                    None => None,
+                };
+                match result {
+                    Some(r) => {
+                        s.sockets.remove(handle);
+                        Ok(r)
+                    }
+                    None => Err(probe),
+                }
+            }
+            Pending::Icmp { handle, link, ident, sent } => {
+                let (handle, link, ident) = (*handle, *link, *ident);
+                let target_ip = self.target_ip_for(handle, link);
+                let Some(s) = self.stacks.get_mut(link) else { return Ok(Outcome::Fail("no link".into())) };
+                let sock = s.sockets.get_mut::<icmp::Socket>(handle);
+                if !*sent {
+                    if let Some(dst) = target_ip {
+                        let repr = Icmpv4Repr::EchoRequest { ident, seq_no: 1, data: b"furiwake" };
+                        if let Ok(buf) = sock.send(repr.buffer_len(), IpAddress::Ipv4(dst)) {
+                            let mut pkt = Icmpv4Packet::new_unchecked(buf);
+                            repr.emit(&mut pkt, &smoltcp::phy::ChecksumCapabilities::default());
+                            *sent = true;
+                        }
+                    }
+                }
+                let mut result = None;
+                while let Ok((data, from)) = sock.recv() {
+                    if let Ok(pkt) = Icmpv4Packet::new_checked(data) {
+                        if let Ok(Icmpv4Repr::EchoReply { ident: id, .. }) = Icmpv4Repr::parse(&pkt, &smoltcp::phy::ChecksumCapabilities::default()) {
+                            if id == ident && Some(from) == target_ip.map(IpAddress::Ipv4) {
+                                result = Some(Outcome::Pass(elapsed));
+                            }
+                        }
+                    }
+                }
+                let result = result.or_else(|| timed_out.then(|| Outcome::Fail("timeout".into())));
+                match result {
+                    Some(r) => {
+                        s.sockets.remove(handle);
+                        Ok(r)
+                    }
+                    None => Err(probe),
+                }
+            }
+            Pending::Tcp { handle, link, sent, response, established } => {
+                let (handle, link) = (*handle, *link);
+                let Some(s) = self.stacks.get_mut(link) else { return Ok(Outcome::Fail("no link".into())) };
+                let sock = s.sockets.get_mut::<tcp::Socket>(handle);
+                let state = sock.state();
+                if established.is_none() && matches!(state, tcp::State::Established | tcp::State::CloseWait) {
+                    *established = Some(now);
+                }
+                let mut result: Option<Outcome> = None;
+                match check.kind {
+                    CheckKind::Tcp => {
+                        if established.is_some() {
+                            result = Some(Outcome::Pass(elapsed));
+                        }
+                    }
+                    _ => {
+                        if established.is_some() && !*sent && sock.may_send() {
+                            let req: Option<String> = match check.kind {
+                                CheckKind::Http => Some(check.request.clone().unwrap_or_else(|| "GET / HTTP/1.0\r\n\r\n".into())),
+                                _ => check.send.clone(),
+                            };
+                            if let Some(r) = req {
+                                let _ = sock.send_slice(r.as_bytes());
+                            }
+                            *sent = true;
+                        }
+                        let mut buf = [0u8; 2048];
+                        while sock.can_recv() {
+                            match sock.recv_slice(&mut buf) {
+                                Ok(n) if n > 0 => {
+                                    if response.len() < RESPONSE_MAX {
+                                        response.extend_from_slice(&buf[..n.min(RESPONSE_MAX - response.len())]);
+                                    }
+                                }
+                                _ => break,
+                            }
+                        }
+                        if check.kind == CheckKind::SendExpect {
+                            let expect = check.expect.clone().unwrap_or_default();
+                            if established.is_some() && contains(response, expect.as_bytes()) {
+                                result = Some(Outcome::Pass(elapsed));
+                            } else if established.is_some() && !sock.may_recv() {
+                                result = Some(Outcome::Fail("expect mismatch".into()));
+                            }
+                        } else if established.is_some() && !sock.may_recv() {
+                            // The server closed: the whole response is in.
+                            result = Some(judge_http(check, response, elapsed));
+                        } else if established.is_some() && timed_out && !response.is_empty() {
+                            result = Some(judge_http(check, response, elapsed));
+                        }
+                    }
+                }
+                if result.is_none() {
+                    if established.is_none() && state == tcp::State::Closed {
+                        result = Some(Outcome::Fail("refused".into()));
+                    } else if timed_out {
+                        result = Some(Outcome::Fail("timeout".into()));
+                    }
+                }
+                match result {
+                    Some(r) => {
+                        // RST: a probe leaves no state on the server.
+                        sock.abort();
+                        let t = smol_now(self.epoch, now);
+                        s.iface.poll(t, &mut s.dev, &mut s.sockets);
+                        s.sockets.remove(handle);
+                        Ok(r)
+                    }
+                    None => Err(probe),
+                }
+            }
+        }
+    }
+
+    fn target_ip_for(&self, handle: SocketHandle, link: usize) -> Option<Ipv4Address> {
+        self.targets.iter().find_map(|t| {
+            t.checks.iter().find_map(|c| match &c.probe {
+                Some(Probe { pending: Pending::Icmp { handle: h, link: l, .. }, .. }) if *h == handle && *l == link => {
+                    Some(*t.target.addr.ip())
+                }
+                _ => None,
+            })
+        })
+    }
+
+    /// The target of change `i`.
+    pub fn target(&self, i: usize) -> Option<&Target> {
+        self.targets.get(i).map(|t| &t.target)
+    }
+
+    /// Ends every probe (scripts killed, sockets closed).
+    pub fn shutdown(&mut self) {
+        for t in &mut self.targets {
+            for c in &mut t.checks {
+                if let Some(Probe { pending: Pending::Script { child }, .. }) = c.probe.as_mut() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                c.probe = None;
+            }
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// RFC 9110 §4: "HTTP/1.x NNN reason" then headers, a blank line, the body.
+fn judge_http(check: &HealthCheck, response: &[u8], rtt: Duration) -> Outcome {
+    let text = String::from_utf8_lossy(response);
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok());
+    let want = check.expect_status.unwrap_or(200);
+    match status {
+        None => Outcome::Fail("bad response".into()),
+        Some(s) if s != want => Outcome::Fail(format!("bad status {s}")),
+        Some(_) => {
+            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            match &check.expect_body {
+                Some(e) if !body.contains(e.as_str()) => Outcome::Fail("body mismatch".into()),
+                _ => Outcome::Pass(rtt),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(kind: CheckKind) -> HealthCheck {
+        let cfg = crate::config::Config::parse(
+            "t",
+            &format!(
+                "[platform]\nworker_lcores = [1]\n[[health_check]]\nname = \"c\"\nkind = \"{}\"\nexpect_body = \"OK\"\n",
+                match kind {
+                    CheckKind::Http => "http",
+                    _ => "tcp",
+                }
+            ),
+        )
+        .unwrap();
+        cfg.health_checks[0].clone()
+    }
+
+    #[test]
+    fn http_responses_are_judged() {
+        let c = check(CheckKind::Http);
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nOK\n";
+        assert!(matches!(judge_http(&c, ok, Duration::ZERO), Outcome::Pass(_)));
+        let nope = b"HTTP/1.1 200 OK\r\n\r\nNOPE\n";
+        assert!(matches!(judge_http(&c, nope, Duration::ZERO), Outcome::Fail(r) if r == "body mismatch"));
+        let missing = b"HTTP/1.1 404 Not Found\r\n\r\nOK";
+        assert!(matches!(judge_http(&c, missing, Duration::ZERO), Outcome::Fail(r) if r == "bad status 404"));
+        assert!(matches!(judge_http(&c, b"garbage", Duration::ZERO), Outcome::Fail(r) if r == "bad response"));
+    }
+
+    #[test]
+    fn rise_and_fall_drive_the_state() {
+        let mut c = check(CheckKind::Tcp);
+        c.rise = 2;
+        c.fall = 3;
+        let target = Target { server: 0, pool: "p".into(), addr: "198.51.100.11:80".parse().unwrap(), link: 0, checks: vec![c.clone()] };
+        let now = Instant::now();
+        let mut h = Health::new(&[], vec![target], now);
+        assert!(!h.is_up(0), "starts down until it passes");
+        let mut changes = Vec::new();
+        h.record(0, 0, &c, Outcome::Pass(Duration::from_micros(300)), now, &mut changes);
+        assert!(changes.is_empty());
+        h.record(0, 0, &c, Outcome::Pass(Duration::from_micros(500)), now, &mut changes);
+        assert_eq!(changes.len(), 1);
+        assert!(changes[0].up && h.is_up(0));
+        assert!(h.rtt_us(0).unwrap() > 300.0);
+        for _ in 0..2 {
+            h.record(0, 0, &c, Outcome::Fail("timeout".into()), now, &mut changes);
+        }
+        assert!(h.is_up(0), "two failures of fall 3");
+        h.record(0, 0, &c, Outcome::Fail("refused".into()), now, &mut changes);
+        assert!(!h.is_up(0));
+        assert_eq!(changes.last().map(|c| c.reason.as_str()), Some("refused"));
+        assert!(h.is_up(7), "servers without checks are up");
+        assert_eq!(h.counters.state_changes, 2);
+    }
+}
