@@ -607,7 +607,7 @@ impl Appliance {
             let c = &w.counters;
             let _ = writeln!(
                 s,
-                "worker {i}: rx {} pkts {} bytes; tx {} pkts {} bytes; punted {}; handed-off {}; flows {}; dropped {}",
+                "worker {i}: rx {} pkts {} bytes; tx {} pkts {} bytes; punted {}; handed-off {}; flows {}; rejected {}; dropped {}",
                 c.rx_packets.get(),
                 c.rx_bytes.get(),
                 c.tx_packets.get(),
@@ -615,6 +615,7 @@ impl Appliance {
                 c.punted.get(),
                 c.handed_off.get(),
                 c.flows.get(),
+                c.rejected.get(),
                 c.total_drops()
             );
             for r in DropReason::ALL {

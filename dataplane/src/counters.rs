@@ -95,7 +95,9 @@ drop_reasons! {
     NoVirtualServer => "no-virtual-server",
     /// A TCP segment other than a SYN for no known connection.
     TcpNoFlow => "tcp-no-flow",
-    /// No enabled server in the pool.
+    /// No enabled server in the pool. A TCP SYN or UDP datagram refused so
+    /// is answered (RST, ICMP port unreachable) when it can be: see
+    /// `WorkerCounters::rejected`.
     NoServer => "no-server",
     /// full-NAT: every local port of this worker is in use.
     NoLocalPort => "no-local-port",
@@ -143,6 +145,10 @@ pub struct WorkerCounters {
     pub handed_off: Counter,
     /// Live connection-table entries (gauge).
     pub flows: Counter,
+    /// New connections answered with a TCP RST or an ICMP port unreachable
+    /// because no server could take them (each also counted as a
+    /// `no-server` drop).
+    pub rejected: Counter,
     drops: [Counter; DropReason::COUNT],
     /// Indexed like the snapshot's services and servers.
     pub services: Box<[ServiceCounters]>,
@@ -160,6 +166,7 @@ impl Default for WorkerCounters {
             punted: Counter::default(),
             handed_off: Counter::default(),
             flows: Counter::default(),
+            rejected: Counter::default(),
             drops: core::array::from_fn(|_| Counter::default()),
             services: (0..MAX_SERVICES).map(|_| ServiceCounters::default()).collect(),
             servers: (0..MAX_SERVERS).map(|_| ServiceCounters::default()).collect(),

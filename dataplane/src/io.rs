@@ -14,6 +14,11 @@ pub trait Packet {
     fn data_mut(&mut self) -> &mut [u8];
     /// Index of the port it arrived on.
     fn port(&self) -> u16;
+    /// Resizes the frame to `len` bytes within its buffer, at the tail:
+    /// the first `min(len, old len)` bytes stay, bytes grown are
+    /// unspecified. False, the frame unchanged, if it cannot (no room, or
+    /// a frame `data` does not show whole).
+    fn set_len(&mut self, len: usize) -> bool;
 }
 
 /// What a worker's loop needs from the outside world.

@@ -116,6 +116,23 @@ impl Mbuf {
         unsafe { dpdk_sys::fw_pktmbuf_trim(self.0.as_ptr(), len) == 0 }
     }
 
+    /// Resizes a single-segment packet to `len` bytes: grows the tail into
+    /// the tailroom (`rte_pktmbuf_append`; the new bytes hold whatever the
+    /// buffer held) or trims it (`rte_pktmbuf_trim`). False, the mbuf
+    /// unchanged, for a chain of segments or when the buffer has no room.
+    pub fn set_len(&mut self, len: usize) -> bool {
+        let m = self.raw();
+        if m.nb_segs != 1 {
+            return false;
+        }
+        let cur = m.data_len as usize;
+        match len.cmp(&cur) {
+            std::cmp::Ordering::Equal => true,
+            std::cmp::Ordering::Greater => u16::try_from(len - cur).is_ok_and(|n| self.append(n).is_some()),
+            std::cmp::Ordering::Less => u16::try_from(cur - len).is_ok_and(|n| self.trim(n)),
+        }
+    }
+
     /// Copies `bytes` in as the whole packet; false if it does not fit.
     pub fn set_data(&mut self, bytes: &[u8]) -> bool {
         let cur = self.data_len();
@@ -155,5 +172,90 @@ impl furiwake_dataplane::Packet for Mbuf {
     #[inline(always)]
     fn port(&self) -> u16 {
         Mbuf::port(self)
+    }
+
+    #[inline]
+    fn set_len(&mut self, len: usize) -> bool {
+        Mbuf::set_len(self, len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Eal, Mempool};
+
+    /// An EAL of this test binary (`--no-huge`, no devices); `None`, said
+    /// loudly, where DPDK cannot start (except under `CI=true`), as in
+    /// `tests/dpdk.rs`.
+    fn eal() -> Option<&'static Eal> {
+        let args = [
+            "--no-huge", "-m", "64", "--no-pci", "-l", "0", "--file-prefix", "fw-platform-unit", "--no-telemetry",
+            "--log-level", "lib.eal:error",
+        ];
+        match Eal::init(&args) {
+            Ok(eal) => Some(eal),
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("EAL init failed under CI: {e}"),
+            Err(e) => {
+                eprintln!("SKIPPED (not CI): cannot initialise DPDK EAL here: {e}");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn set_len_grows_and_trims_single_segments_only() {
+        let Some(_) = eal() else { return };
+        let pool = Mempool::new("t-set-len", 63, 0, 2176, -1).unwrap();
+        let mut m = pool.alloc().unwrap();
+        let bytes: Vec<u8> = (0..60u8).collect();
+        assert!(m.set_data(&bytes));
+        assert!(m.set_len(70), "grows into the tailroom");
+        assert_eq!((m.data_len(), m.pkt_len()), (70, 70));
+        assert_eq!(&m.data()[..60], &bytes[..], "existing bytes kept");
+        assert!(m.set_len(54), "trims");
+        assert_eq!((m.data_len(), m.pkt_len()), (54, 54));
+        assert_eq!(m.data(), &bytes[..54]);
+        assert!(m.set_len(54), "same length");
+        // SAFETY: a valid mbuf of ours; the read does not outlive it.
+        let room = unsafe { dpdk_sys::fw_pktmbuf_tailroom(m.as_ptr()) } as usize;
+        assert!(!m.set_len(54 + room + 1), "no room");
+        assert!(!m.set_len(usize::from(u16::MAX) + 100), "beyond any mbuf");
+        assert_eq!(m.data_len(), 54, "unchanged");
+        assert!(m.set_len(54 + room), "all of the tailroom");
+        assert!(m.set_len(0));
+        assert_eq!(m.data_len(), 0);
+
+        // A chain of two segments: refused, unchanged.
+        let mut tail = pool.alloc().unwrap();
+        assert!(tail.set_data(&bytes[..10]));
+        assert!(m.set_data(&bytes[..20]));
+        let tail = tail.into_raw();
+        // SAFETY: both mbufs are valid and ours; the head takes ownership of
+        // the tail (freed with it, as a chain), like rte_pktmbuf_chain.
+        unsafe {
+            let head = m.as_ptr();
+            (*head).next = tail.as_ptr();
+            (*head).nb_segs = 2;
+            (*head).pkt_len += 10;
+        }
+        assert!(!m.set_len(10));
+        assert!(!m.set_len(25));
+        assert_eq!((m.data_len(), m.pkt_len()), (20, 30));
+        drop(m);
+        assert_eq!(pool.in_use(), 0, "the chain was freed whole");
+    }
+
+    #[test]
+    fn set_len_through_the_packet_trait() {
+        use furiwake_dataplane::Packet;
+        let Some(_) = eal() else { return };
+        let pool = Mempool::new("t-set-len-trait", 63, 0, 2176, -1).unwrap();
+        let mut m = pool.alloc().unwrap();
+        assert!(m.set_data(&[1, 2, 3]));
+        assert!(Packet::set_len(&mut m, 60));
+        assert_eq!(Packet::data(&m).len(), 60);
+        assert_eq!(&Packet::data(&m)[..3], &[1, 2, 3]);
+        assert!(Packet::set_len(&mut m, 2));
+        assert_eq!(Packet::data(&m), &[1, 2]);
     }
 }

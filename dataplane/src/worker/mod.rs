@@ -52,6 +52,23 @@ pub enum Verdict {
     /// Hand to the worker owning the connection.
     Handoff(u16),
     Drop(DropReason),
+    /// A new connection no server can take (`no-server`), to be answered
+    /// with a TCP RST or an ICMP port unreachable built in place. Only
+    /// `process` returns it: `process_packet`, which can resize the
+    /// packet, builds the answer and returns `Forward` to the port the
+    /// packet came in on (or `Drop(NoServer)` when it cannot).
+    Reject(Reject),
+}
+
+/// Where the refused packet's IPv4 header is, for `nat::build_refusal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reject {
+    /// `protocol::TCP` or `protocol::UDP`.
+    pub proto: u8,
+    /// Offset of the IPv4 header in the frame (14, or 18 behind a VLAN tag).
+    pub l3: u8,
+    /// IPv4 header length.
+    pub hl: u8,
 }
 
 pub struct Worker {
@@ -114,6 +131,25 @@ fn quick_key(frame: &[u8]) -> Option<FlowKey> {
     })
 }
 
+/// How to refuse a new connection no server can take: answer it
+/// (`Verdict::Reject`) unless no answer may be sent — to a source that is
+/// not one host (`nat::is_unicast_host`), about a frame sent to or from a
+/// group MAC address (RFC 1122 §3.2.2: no ICMP error about a link-layer
+/// broadcast; RFC 1122 §4.2.3.10: a SYN to a broadcast or multicast address
+/// is discarded) — or no port to answer from: then a plain drop.
+#[cold]
+fn refusal(snap: &Snapshot, frame: &[u8], p: &L4Info, in_port: u16) -> Verdict {
+    let eth = EthernetFrame::new_unchecked(frame);
+    let answerable = nat::is_unicast_host(p.src)
+        && !eth.dst_addr().is_multicast()
+        && !eth.src_addr().is_multicast()
+        && snap.port(in_port).is_some();
+    match (u8::try_from(p.l3), u8::try_from(p.hl)) {
+        (Ok(l3), Ok(hl)) if answerable => Verdict::Reject(Reject { proto: p.proto, l3, hl }),
+        _ => Verdict::Drop(DropReason::NoServer),
+    }
+}
+
 /// Which worker owns the connection of a packet: a key both directions
 /// share (design.md): the client's address and port, or for replies to a
 /// full-NAT local address the local port, partitioned per worker.
@@ -122,7 +158,10 @@ pub fn owner(snap: &Snapshot, workers: u16, src: u32, sport: u16, dst: u32, dpor
     if workers <= 1 {
         return 0;
     }
-    if snap.is_local(dst) && dport >= nat::LOCAL_PORT_MIN {
+    // Probe replies (ports from `nat::PROBE_PORT_MIN`) are the control
+    // plane's, not a full-NAT connection's: hashed like other traffic, and
+    // punted by whichever worker gets them.
+    if snap.is_local(dst) && (nat::LOCAL_PORT_MIN..=nat::LOCAL_PORT_MAX).contains(&dport) {
         return dport % workers;
     }
     let (ip, port) = if snap.find_service(dst, dport, proto).is_some() { (src, sport) } else { (dst, dport) };
@@ -205,8 +244,7 @@ impl Worker {
     }
 
     fn handle<I: PacketIo>(&mut self, io: &mut I, mut pkt: I::Pkt, handed: bool) {
-        let port = pkt.port();
-        match self.process(pkt.data_mut(), port, handed) {
+        match self.process_packet(&mut pkt, handed) {
             Verdict::Forward(out) => io.tx(out, pkt),
             Verdict::Punt => match io.punt(pkt) {
                 Ok(()) => self.counters.punted.inc(),
@@ -217,7 +255,42 @@ impl Worker {
                 Err(_dropped) => self.counters.count_drop(DropReason::HandoffRingFull),
             },
             Verdict::Drop(reason) => self.counters.count_drop(reason),
+            // `process_packet` never returns it.
+            Verdict::Reject(_) => self.counters.count_drop(DropReason::NoServer),
         }
+    }
+
+    /// `process` on a packet the caller owns, which it may resize: the
+    /// refusals `process` asks for (`Verdict::Reject`) are built in place
+    /// and come back as `Forward` to the port the packet arrived on. The
+    /// refused packet is counted as a `no-server` drop and its answer as
+    /// `rejected`; a refusal that cannot be built is `Drop(NoServer)`.
+    #[inline]
+    pub fn process_packet<P: Packet>(&mut self, pkt: &mut P, handed: bool) -> Verdict {
+        let port = pkt.port();
+        match self.process(pkt.data_mut(), port, handed) {
+            Verdict::Reject(r) => self.refuse(pkt, port, r),
+            v => v,
+        }
+    }
+
+    /// Turns a refused first packet into its answer (`nat::build_refusal`),
+    /// resizing it, and sends it back out of `port`.
+    #[cold]
+    fn refuse<P: Packet>(&mut self, pkt: &mut P, port: u16, r: Reject) -> Verdict {
+        let Some(mac) = self.snapshot.get().port(port).map(|p| p.mac) else { return Verdict::Drop(DropReason::NoServer) };
+        let (l3, hl) = (r.l3 as usize, r.hl as usize);
+        let need = nat::refusal_len(r.proto, l3, hl);
+        if pkt.data().len() < need && !pkt.set_len(need) {
+            return Verdict::Drop(DropReason::NoServer);
+        }
+        let Some(len) = nat::build_refusal(pkt.data_mut(), l3, hl, r.proto, mac) else { return Verdict::Drop(DropReason::NoServer) };
+        if pkt.data().len() != len && !pkt.set_len(len) {
+            return Verdict::Drop(DropReason::NoServer);
+        }
+        self.counters.count_drop(DropReason::NoServer);
+        self.counters.rejected.inc();
+        Verdict::Forward(port)
     }
 
     /// Batched lookups (DPDK l3fwd, katran): before processing a burst,
@@ -261,7 +334,8 @@ impl Worker {
 
     /// Decides the fate of one frame that arrived on `port`, rewriting it in
     /// place when forwarding. `handed`: another worker already decided this
-    /// worker owns it.
+    /// worker owns it. A new connection no server can take comes back as
+    /// `Verdict::Reject`, which only `process_packet` can carry out.
     pub fn process(&mut self, frame: &mut [u8], port: u16, handed: bool) -> Verdict {
         let l2 = match parse_l2(frame) {
             Ok(l2) => l2,
@@ -370,7 +444,7 @@ impl Worker {
             return Verdict::Drop(DropReason::L4BadChecksum);
         }
         let Some(server_index) = self.sched.pick(vs_index as usize, vs, &snap.servers) else {
-            return Verdict::Drop(DropReason::NoServer);
+            return refusal(snap, frame, p, in_port);
         };
         let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
         let (local_ip, local_port) = match vs.forwarding {

@@ -53,7 +53,11 @@ fn snapshot() -> Snapshot {
 }
 
 fn worker_with(flows: u32, id: u16, workers: u16, resolved: bool) -> Worker {
-    let (publisher, mut readers) = rcu(Box::new(snapshot()), 1);
+    worker_on(snapshot(), flows, id, workers, resolved)
+}
+
+fn worker_on(snap: Snapshot, flows: u32, id: u16, workers: u16, resolved: bool) -> Worker {
+    let (publisher, mut readers) = rcu(Box::new(snap), 1);
     std::mem::forget(publisher); // keep the snapshot alive for the test
     let n = Arc::new(Neighbors::new(4));
     if resolved {
@@ -352,55 +356,74 @@ fn fixture_table_of_verdicts() {
     }
 }
 
+/// A packet in a buffer of `cap` bytes at most, received on OUT.
+struct Pkt {
+    data: Vec<u8>,
+    cap: usize,
+}
+
+fn pkt(data: Vec<u8>) -> Pkt {
+    Pkt { data, cap: 2048 }
+}
+
+impl Packet for Pkt {
+    fn data(&self) -> &[u8] {
+        &self.data
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.data
+    }
+    fn port(&self) -> u16 {
+        OUT
+    }
+    fn set_len(&mut self, len: usize) -> bool {
+        if len > self.cap {
+            return false;
+        }
+        // Grown bytes are unspecified: make them visible garbage.
+        self.data.resize(len, 0xee);
+        true
+    }
+}
+
+#[derive(Default)]
+struct Io {
+    rx: Vec<Pkt>,
+    tx: Vec<(u16, Pkt)>,
+    punted: usize,
+}
+
+impl PacketIo for Io {
+    type Pkt = Pkt;
+    fn rx_queues(&self) -> usize {
+        1
+    }
+    fn rx_burst(&mut self, _q: usize, b: &mut Burst<Pkt>) {
+        while !b.is_full() {
+            let Some(p) = self.rx.pop() else { break };
+            let _ = b.push(p);
+        }
+    }
+    fn tx(&mut self, port: u16, p: Pkt) {
+        self.tx.push((port, p));
+    }
+    fn punt(&mut self, _p: Pkt) -> Result<(), Pkt> {
+        self.punted += 1;
+        Ok(())
+    }
+    fn flush(&mut self) -> crate::io::TxReport {
+        crate::io::TxReport { packets: self.tx.len() as u64, bytes: self.tx.iter().map(|(_, p)| p.data.len() as u64).sum(), dropped: 0 }
+    }
+}
+
 #[test]
 fn poll_counts_every_packet() {
-    use crate::io::TxReport;
-    struct Pkt(Vec<u8>);
-    impl Packet for Pkt {
-        fn data(&self) -> &[u8] {
-            &self.0
-        }
-        fn data_mut(&mut self) -> &mut [u8] {
-            &mut self.0
-        }
-        fn port(&self) -> u16 {
-            OUT
-        }
-    }
-    #[derive(Default)]
-    struct Io {
-        rx: Vec<Pkt>,
-        tx: Vec<(u16, Pkt)>,
-        punted: usize,
-    }
-    impl PacketIo for Io {
-        type Pkt = Pkt;
-        fn rx_queues(&self) -> usize {
-            1
-        }
-        fn rx_burst(&mut self, _q: usize, b: &mut Burst<Pkt>) {
-            while !b.is_full() {
-                let Some(p) = self.rx.pop() else { break };
-                let _ = b.push(p);
-            }
-        }
-        fn tx(&mut self, port: u16, p: Pkt) {
-            self.tx.push((port, p));
-        }
-        fn punt(&mut self, _p: Pkt) -> Result<(), Pkt> {
-            self.punted += 1;
-            Ok(())
-        }
-        fn flush(&mut self) -> TxReport {
-            TxReport { packets: self.tx.len() as u64, bytes: 0, dropped: 0 }
-        }
-    }
     let mut io = Io::default();
-    io.rx.push(Pkt(syn(40000, 80)));
+    io.rx.push(pkt(syn(40000, 80)));
     let mut arp = vec![0u8; 60];
     arp[12..14].copy_from_slice(&[0x08, 0x06]);
-    io.rx.push(Pkt(arp));
-    io.rx.push(Pkt(vec![0u8; 10]));
+    io.rx.push(pkt(arp));
+    io.rx.push(pkt(vec![0u8; 10]));
     let mut w = worker();
     assert_eq!(w.poll(&mut io, 5), 3);
     let c = w.counters();
@@ -437,4 +460,196 @@ fn syn_reusing_a_closing_entry_is_a_new_connection() {
     assert_eq!(c.services[0].conns_new.get(), 2);
     assert_eq!(c.services[0].conns_active.get(), 1);
     assert_eq!(w.table().len(), 1);
+}
+
+/// The services of `snapshot()` with every server disabled (health checks
+/// failed, or an operator took them out).
+fn worker_without_servers() -> Worker {
+    let mut snap = snapshot();
+    for s in &mut snap.servers {
+        s.enabled = false;
+    }
+    worker_on(snap, 64, 0, 1, true)
+}
+
+/// Inserts 4 bytes of IPv4 options (NOP, NOP, NOP, EOL) into a frame from
+/// `frame`, fixing IHL, total length and the header checksum (the L4
+/// checksum does not cover the IP header).
+fn with_ip_options(f: &[u8]) -> Vec<u8> {
+    let mut g = f[..34].to_vec();
+    g.extend_from_slice(&[1, 1, 1, 0]);
+    g.extend_from_slice(&f[34..]);
+    g[14] = 0x46;
+    let total = u16::from_be_bytes([g[16], g[17]]) + 4;
+    g[16..18].copy_from_slice(&total.to_be_bytes());
+    g[24] = 0;
+    g[25] = 0;
+    let c = checksum::checksum(&g[14..38]);
+    g[24..26].copy_from_slice(&c.to_be_bytes());
+    g
+}
+
+/// Tags a frame with 802.1Q VLAN 100.
+fn with_vlan(f: &[u8]) -> Vec<u8> {
+    let mut g = f[..12].to_vec();
+    g.extend_from_slice(&[0x81, 0x00, 0x00, 100]);
+    g.extend_from_slice(&f[12..]);
+    g
+}
+
+#[test]
+fn no_server_syn_is_answered_with_a_reset() {
+    let mut w = worker_without_servers();
+    let mut buf = pkt(syn(40000, 80));
+    assert_eq!(w.process_packet(&mut buf, false), Verdict::Forward(OUT), "back out of the port it came in");
+    let r = &buf.data;
+    assert_eq!(r.len(), 14 + 20 + 20, "a bare RST");
+    assert_eq!(&r[0..6], &CLIENT_MAC.0, "to the MAC it came from");
+    assert_eq!(&r[6..12], &OUT_MAC.0, "from the receiving port's MAC");
+    assert_eq!(&r[12..14], &[0x08, 0x00]);
+    assert_eq!(r[14], 0x45);
+    assert_eq!(port(r, 16), 40, "IPv4 total length");
+    assert_eq!(port(r, 20), 0x4000, "DF, not a fragment");
+    assert_eq!((r[22], r[23]), (64, 6), "TTL 64, TCP");
+    assert_eq!((addr(r, 26), addr(r, 30)), (VIP, CLIENT), "from the VIP to the client");
+    assert_eq!((port(r, 34), port(r, 36)), (80, 40000), "ports swapped");
+    assert_eq!(u32::from_be_bytes([r[38], r[39], r[40], r[41]]), 0, "SEQ=0");
+    assert_eq!(u32::from_be_bytes([r[42], r[43], r[44], r[45]]), 1000 + 1, "ACK=SEG.SEQ+SEG.LEN, the SYN counting 1");
+    assert_eq!(r[46], 0x50, "data offset 5");
+    assert_eq!(r[47], tcpf::RST | tcpf::ACK);
+    assert_eq!((port(r, 48), port(r, 52)), (0, 0), "window, urgent pointer");
+    assert_checksums(r);
+    let c = w.counters();
+    assert_eq!(c.drops(DropReason::NoServer), 1, "the SYN still counts as refused");
+    assert_eq!(c.rejected.get(), 1);
+    assert_eq!(c.total_drops(), 1);
+    assert_eq!(w.table().len(), 0, "no entry");
+    assert_eq!((c.flows.get(), c.services[0].conns_new.get()), (0, 0));
+
+    // IP options and TCP options do not end up in the RST.
+    let mut opts = tcp(40001, 80, tcpf::SYN);
+    opts[12] = 0x60;
+    opts.extend_from_slice(&[2, 4, 0x05, 0xb4]); // MSS 1460
+    let f = with_ip_options(&frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &opts, true));
+    let mut buf = pkt(f);
+    assert_eq!(w.process_packet(&mut buf, false), Verdict::Forward(OUT));
+    let r = &buf.data;
+    assert_eq!(r.len(), 54);
+    assert_eq!((r[14], port(r, 16)), (0x45, 40));
+    assert_eq!((port(r, 34), port(r, 36)), (80, 40001));
+    assert_eq!(u32::from_be_bytes([r[42], r[43], r[44], r[45]]), 1001);
+    assert_checksums(r);
+    assert_eq!(w.counters().rejected.get(), 2);
+}
+
+/// The ICMP error of a refused datagram `orig` (IPv4 header at `l3`, `hl`
+/// bytes), every field checked.
+fn assert_port_unreachable(r: &[u8], orig: &[u8], l3: usize, hl: usize) {
+    let quoted = &orig[l3..l3 + hl + 8];
+    assert_eq!(r.len(), l3 + 20 + 8 + hl + 8, "IPv4 header, ICMP header, quoted header + 8 bytes");
+    assert_eq!(&r[0..6], &CLIENT_MAC.0);
+    assert_eq!(&r[6..12], &OUT_MAC.0);
+    assert_eq!(&r[12..l3], &orig[12..l3], "EtherType (and VLAN tag) kept");
+    let ip = &r[l3..];
+    assert_eq!(ip[0], 0x45);
+    assert_eq!(ip[1], 0xc0, "precedence internetwork control (RFC 1812 §4.3.2.5)");
+    assert_eq!(port(ip, 2) as usize, 20 + 8 + hl + 8, "IPv4 total length");
+    assert_eq!(port(ip, 6), 0x4000);
+    assert_eq!((ip[8], ip[9]), (64, 1), "TTL 64, ICMP");
+    assert_eq!((addr(ip, 12), addr(ip, 16)), (VIP, CLIENT));
+    assert_eq!(checksum::checksum(&ip[..20]), 0, "IPv4 header checksum");
+    let m = &ip[20..];
+    assert_eq!((m[0], m[1]), (3, 3), "destination unreachable, port unreachable");
+    assert_eq!(&m[4..8], &[0, 0, 0, 0], "unused");
+    assert_eq!(&m[8..], quoted, "the datagram's header and first 8 bytes, exactly as received");
+    assert_eq!(checksum::checksum(m), 0, "ICMP checksum");
+    let mut g = m.to_vec();
+    g[2] = 0;
+    g[3] = 0;
+    assert_eq!(checksum::checksum(&g).to_be_bytes(), [m[2], m[3]], "equals a full computation");
+}
+
+#[test]
+fn no_server_udp_is_answered_with_port_unreachable() {
+    let mut w = worker_without_servers();
+    let small = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &udp(5000, 53, b"q"), true);
+    let big = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &udp(5001, 53, &[0x5a; 1000]), true);
+    let vlan_opts = with_vlan(&with_ip_options(&frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &udp(5002, 53, b"abcdef"), true)));
+    for (name, orig, l3, hl) in [("1-byte payload (grows)", small, 14, 20), ("1000-byte payload (shrinks)", big, 14, 20), ("VLAN, IP options", vlan_opts, 18, 24)] {
+        let mut buf = pkt(orig.clone());
+        assert_eq!(w.process_packet(&mut buf, false), Verdict::Forward(OUT), "{name}");
+        assert_port_unreachable(&buf.data, &orig, l3, hl);
+    }
+    let c = w.counters();
+    assert_eq!((c.drops(DropReason::NoServer), c.rejected.get()), (3, 3));
+    assert_eq!(w.table().len(), 0);
+}
+
+#[test]
+fn no_server_answer_leaves_through_poll() {
+    let mut w = worker_without_servers();
+    let mut io = Io::default();
+    io.rx.push(pkt(syn(40000, 80)));
+    assert_eq!(w.poll(&mut io, 1), 1);
+    assert_eq!(io.tx.len(), 1);
+    assert_eq!(io.tx[0].0, OUT);
+    assert_eq!(io.tx[0].1.data[47], tcpf::RST | tcpf::ACK);
+    let c = w.counters();
+    assert_eq!((c.drops(DropReason::NoServer), c.total_drops(), c.rejected.get()), (1, 1, 1));
+    assert_eq!((c.tx_packets.get(), c.tx_bytes.get()), (1, 54));
+}
+
+#[test]
+fn no_server_refusals_without_an_answer() {
+    let mut w = worker_without_servers();
+    let mut bad_l4 = syn(40000, 80);
+    bad_l4[50] ^= 0x55;
+    let multicast_src = frame(CLIENT_MAC, OUT_MAC, [224, 0, 0, 1], VIP, 17, &udp(5000, 53, b"q"), true);
+    let zero_src = frame(CLIENT_MAC, OUT_MAC, [0, 0, 0, 0], VIP, 6, &tcp(40000, 80, tcpf::SYN), true);
+    let broadcast = frame(CLIENT_MAC, EthernetAddress::BROADCAST, CLIENT, VIP, 17, &udp(5000, 53, b"q"), true);
+    let group_src = frame(EthernetAddress([3, 0, 0, 0, 0, 1]), OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::SYN), true);
+    let cases: Vec<(&str, Pkt, Verdict)> = vec![
+        ("ack without connection", pkt(frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::ACK), true)), Verdict::Drop(DropReason::TcpNoFlow)),
+        ("syn-ack", pkt(frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::SYN | tcpf::ACK), true)), Verdict::Drop(DropReason::TcpNoFlow)),
+        ("rst", pkt(frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::RST), true)), Verdict::Drop(DropReason::TcpNoFlow)),
+        ("syn with bad tcp checksum", pkt(bad_l4), Verdict::Drop(DropReason::L4BadChecksum)),
+        ("udp from a multicast source", pkt(multicast_src), Verdict::Drop(DropReason::NoServer)),
+        ("syn from 0.0.0.0", pkt(zero_src), Verdict::Drop(DropReason::NoServer)),
+        ("udp to the broadcast MAC", pkt(broadcast), Verdict::Drop(DropReason::NoServer)),
+        ("syn from a group MAC", pkt(group_src), Verdict::Drop(DropReason::NoServer)),
+        ("udp with no room to grow", Pkt { cap: 14 + 20 + 9, ..pkt(frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &udp(5000, 53, b"q"), true)) }, Verdict::Drop(DropReason::NoServer)),
+        ("udp without a checksum, no room", Pkt { cap: 0, ..pkt(frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &udp(5000, 53, b"q"), false)) }, Verdict::Drop(DropReason::NoServer)),
+    ];
+    for (name, mut buf, expected) in cases {
+        let before = buf.data.clone();
+        assert_eq!(w.process_packet(&mut buf, false), expected, "{name}");
+        assert_eq!(buf.data, before, "{name}: no answer, frame untouched");
+    }
+    let c = w.counters();
+    assert_eq!(c.rejected.get(), 0);
+    assert_eq!(c.total_drops(), 0, "drops are counted by the caller (`handle`)");
+    assert_eq!(w.table().len(), 0);
+    // Through `process`: the refusal asks to be built.
+    let mut f = syn(40000, 80);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Reject(Reject { proto: 6, l3: 14, hl: 20 }));
+}
+
+#[test]
+fn probe_replies_are_not_partitioned_like_full_nat_ports() {
+    let snap = snapshot();
+    for workers in [2u16, 3, 4] {
+        for lport in [nat::LOCAL_PORT_MIN, 4242, 40000, nat::LOCAL_PORT_MAX] {
+            assert_eq!(owner(&snap, workers, ip(SRV[0]), 8080, ip(SELF_IN), lport, 6), lport % workers, "full-NAT port {lport}");
+        }
+        let hashed = (nat::PROBE_PORT_MIN..=u16::MAX).filter(|p| owner(&snap, workers, ip(SRV[0]), 8080, ip(SELF_IN), *p, 6) != p % workers).count();
+        assert!(hashed > 0, "probe ports follow the hash, not the port partition ({workers} workers)");
+    }
+    // A probe reply whose port the old rule would give to worker 1 lands
+    // on its hashed owner, which punts it (no connection entry).
+    let p = (nat::PROBE_PORT_MIN..=u16::MAX).find(|p| p % 2 == 1 && owner(&snap, 2, ip(SRV[0]), 8080, ip(SELF_IN), *p, 6) == 0).unwrap();
+    let mut reply = frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 6, &tcp(8080, p, tcpf::SYN | tcpf::ACK), true);
+    let mut w0 = worker_with(64, 0, 2, true);
+    let mut w1 = worker_with(64, 1, 2, true);
+    assert_eq!(w1.process(&mut reply.clone(), IN, false), Verdict::Handoff(0));
+    assert_eq!(w0.process(&mut reply, IN, false), Verdict::Punt);
 }
