@@ -19,6 +19,7 @@ use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Address};
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -115,7 +116,7 @@ struct Stack {
 enum Pending {
     Tcp { handle: SocketHandle, link: usize, sent: bool, response: Vec<u8>, established: Option<Instant> },
     Udp { handle: SocketHandle, link: usize },
-    Icmp { handle: SocketHandle, link: usize, ident: u16, sent: bool },
+    Icmp { handle: SocketHandle, link: usize, ident: u16, sent: bool, target: Ipv4Address },
     Script { child: Child },
 }
 
@@ -333,8 +334,7 @@ impl Health {
             CheckKind::Tcp | CheckKind::Http | CheckKind::SendExpect => {
                 let local = self.port();
                 let s = self.stacks.get_mut(link).ok_or("no link")?;
-                let mut sock = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 4096]), tcp::SocketBuffer::new(vec![0; RESPONSE_MAX]));
-                sock.set_timeout(Some(smoltcp::time::Duration::from_millis(check.timeout_ms as u64)));
+                let sock = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 4096]), tcp::SocketBuffer::new(vec![0; RESPONSE_MAX]));
                 let handle = s.sockets.add(sock);
                 let cx = s.iface.context();
                 if s.sockets.get_mut::<tcp::Socket>(handle).connect(cx, (IpAddress::Ipv4(ip), port), local).is_err() {
@@ -362,12 +362,15 @@ impl Health {
                 let mut sock = icmp::Socket::new(icmp::PacketBuffer::new(meta.clone(), vec![0; 1024]), icmp::PacketBuffer::new(meta, vec![0; 1024]));
                 sock.bind(icmp::Endpoint::Ident(ident)).map_err(|_| "bind".to_string())?;
                 let handle = s.sockets.add(sock);
-                Pending::Icmp { handle, link, ident, sent: false }
+                Pending::Icmp { handle, link, ident, sent: false, target: *target.addr.ip() }
             }
             CheckKind::Script => {
                 let cmd = check.command.clone().unwrap_or_default();
                 let child = Command::new("/bin/sh")
                     .args(["-c", &cmd])
+                    // Its own process group: a timeout kills what the shell
+                    // started too (dash forks even for `sh -c 'sleep 30'`).
+                    .process_group(0)
                     .env("FURIWAKE_SERVER_IP", target.addr.ip().to_string())
                     .env("FURIWAKE_SERVER_PORT", port.to_string())
                     .stdin(Stdio::null())
@@ -393,8 +396,7 @@ impl Health {
                     None => Outcome::Fail("script killed".into()),
                 }),
                 _ if timed_out => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    kill_group(child);
                     Ok(Outcome::Fail("script timeout".into()))
                 }
                 _ => Err(probe),
@@ -420,9 +422,8 @@ impl Health {
                     None => Err(probe),
                 }
             }
-            Pending::Icmp { handle, link, ident, sent } => {
-                let (handle, link, ident) = (*handle, *link, *ident);
-                let target_ip = self.target_ip_for(handle, link);
+            Pending::Icmp { handle, link, ident, sent, target } => {
+                let (handle, link, ident, target_ip) = (*handle, *link, *ident, Some(*target));
                 let Some(s) = self.stacks.get_mut(link) else { return Ok(Outcome::Fail("no link".into())) };
                 let sock = s.sockets.get_mut::<icmp::Socket>(handle);
                 if !*sent {
@@ -507,6 +508,8 @@ impl Health {
                     }
                 }
                 if result.is_none() {
+                    // No socket timeout is set, so a connection attempt that
+                    // closed before our deadline was answered with a RST.
                     if established.is_none() && state == tcp::State::Closed {
                         result = Some(Outcome::Fail("refused".into()));
                     } else if timed_out {
@@ -528,17 +531,6 @@ impl Health {
         }
     }
 
-    fn target_ip_for(&self, handle: SocketHandle, link: usize) -> Option<Ipv4Address> {
-        self.targets.iter().find_map(|t| {
-            t.checks.iter().find_map(|c| match &c.probe {
-                Some(Probe { pending: Pending::Icmp { handle: h, link: l, .. }, .. }) if *h == handle && *l == link => {
-                    Some(*t.target.addr.ip())
-                }
-                _ => None,
-            })
-        })
-    }
-
     /// The target of change `i`.
     pub fn target(&self, i: usize) -> Option<&Target> {
         self.targets.get(i).map(|t| &t.target)
@@ -549,13 +541,23 @@ impl Health {
         for t in &mut self.targets {
             for c in &mut t.checks {
                 if let Some(Probe { pending: Pending::Script { child }, .. }) = c.probe.as_mut() {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    kill_group(child);
                 }
                 c.probe = None;
             }
         }
     }
+}
+
+/// Kills a script and everything in its process group, and reaps it.
+fn kill_group(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on the process group this child leads (it was
+        // started with process_group(0)); no memory is involved.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
