@@ -113,6 +113,7 @@ fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
             tx_port: port,
             nexthop: i as u16,
             vs: 0,
+            reset: false,
         });
     }
     let mut vs = VirtualService::test(forwarding);

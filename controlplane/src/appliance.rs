@@ -228,8 +228,25 @@ impl Appliance {
         let mut snap = self.base.clone();
         for (i, s) in snap.servers.iter_mut().enumerate() {
             s.enabled = s.weight > 0 && self.health.is_up(i);
+            s.reset = !self.health.is_up(i) && self.cuts_connections(i, s.vs as usize);
         }
         snap
+    }
+
+    /// A down server's connections are cut with `on_down = "reset"`,
+    /// unless the pool says `slow_down` and the server only timed out while
+    /// it still has connections: overloaded, not dead (seed 004).
+    fn cuts_connections(&self, server: usize, vs: usize) -> bool {
+        let Some(pool) = self
+            .cfg
+            .virtual_servers
+            .get(vs)
+            .and_then(|v| self.cfg.pools.iter().find(|p| p.name.get_ref() == v.pool.get_ref()))
+        else {
+            return false;
+        };
+        let active = self.workers.iter().fold(0u64, |a, w| a.wrapping_add(w.counters.servers.get(server).map_or(0, |c| c.conns_active.get())));
+        crate::health::cuts_connections(pool.on_down, pool.slow_down, self.health.down_reason(server), active)
     }
 
     /// Runs the probes; logs state changes and republishes the snapshot.

@@ -95,6 +95,7 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
                 tx_port: links[link].port_id,
                 nexthop: slot as u16,
                 vs: vs_index as u16,
+                reset: false,
             });
         }
         let count = pool.servers.len();

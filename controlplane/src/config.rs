@@ -290,6 +290,17 @@ pub struct HealthCheck {
     pub command: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDown {
+    /// Existing connections continue (IPVS's default).
+    #[default]
+    Keep,
+    /// Existing connections are cut: their entries removed, their packets
+    /// dropped (`server-down`).
+    Reset,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Algorithm {
@@ -323,6 +334,14 @@ pub struct Pool {
     /// Several checks, all of which must pass.
     #[serde(default)]
     pub health_checks: Vec<Spanned<String>>,
+    /// What happens to a down server's existing connections.
+    #[serde(default)]
+    pub on_down: OnDown,
+    /// Overload is not death (seed 004): with `on_down = "reset"`, a server
+    /// whose probes time out while it still has connections only stops
+    /// getting new ones; its connections are not cut.
+    #[serde(default)]
+    pub slow_down: bool,
     #[serde(default)]
     pub servers: Vec<Server>,
 }

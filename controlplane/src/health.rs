@@ -232,6 +232,12 @@ impl Health {
         self.targets.iter().find(|t| t.target.server == server).and_then(|t| t.rtt_ewma_us)
     }
 
+    /// Why a down server is down (the reason of its first failing check).
+    pub fn down_reason(&self, server: usize) -> Option<&str> {
+        let t = self.targets.iter().find(|t| t.target.server == server && !t.up)?;
+        t.checks.iter().find(|c| !c.passing).map(|c| c.last_reason.as_str())
+    }
+
     pub fn has_checks(&self, server: usize) -> bool {
         self.targets.iter().any(|t| t.target.server == server)
     }
@@ -549,6 +555,19 @@ impl Health {
     }
 }
 
+/// Whether a down server's existing connections are cut: only with
+/// `on_down = "reset"`, and then not when the pool says `slow_down` and the
+/// server's probes merely timed out while it still carries `active`
+/// connections — overloaded is not dead (seed 004): it stops getting new
+/// connections and keeps the ones it has.
+pub fn cuts_connections(on_down: crate::config::OnDown, slow_down: bool, reason: Option<&str>, active: u64) -> bool {
+    if on_down != crate::config::OnDown::Reset {
+        return false;
+    }
+    let overloaded = reason == Some("timeout") && active > 0;
+    !(slow_down && overloaded)
+}
+
 /// Kills a script and everything in its process group, and reaps it.
 fn kill_group(child: &mut Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
@@ -611,6 +630,16 @@ mod tests {
         let missing = b"HTTP/1.1 404 Not Found\r\n\r\nOK";
         assert!(matches!(judge_http(&c, missing, Duration::ZERO), Outcome::Fail(r) if r == "bad status 404"));
         assert!(matches!(judge_http(&c, b"garbage", Duration::ZERO), Outcome::Fail(r) if r == "bad response"));
+    }
+
+    #[test]
+    fn reset_and_slow_down_rule() {
+        use crate::config::OnDown::{Keep, Reset};
+        assert!(!cuts_connections(Keep, false, Some("refused"), 5), "keep: never cut");
+        assert!(cuts_connections(Reset, false, Some("timeout"), 5));
+        assert!(cuts_connections(Reset, true, Some("refused"), 5), "refusing is dead, not slow");
+        assert!(!cuts_connections(Reset, true, Some("timeout"), 5), "slow with live traffic: keep it");
+        assert!(cuts_connections(Reset, true, Some("timeout"), 0), "slow and idle: nothing to keep");
     }
 
     #[test]

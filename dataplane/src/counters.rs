@@ -99,6 +99,9 @@ drop_reasons! {
     /// is answered (RST, ICMP port unreachable) when it can be: see
     /// `WorkerCounters::rejected`.
     NoServer => "no-server",
+    /// A packet of a connection whose server went down with
+    /// `on_down = "reset"`: the entry is removed.
+    ServerDown => "server-down",
     /// full-NAT: every local port of this worker is in use.
     NoLocalPort => "no-local-port",
     /// The connection table is full: new connections refused, existing

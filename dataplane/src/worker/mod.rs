@@ -507,6 +507,10 @@ impl Worker {
         let (vs, server_index, server_ip, server_port, local_ip, local_port) = (f.vs, f.server, f.server_ip, f.server_port, f.local_ip, f.local_port);
         let full_nat = local_ip != f.client_ip || local_port != f.client_port;
         let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
+        if server.reset {
+            self.remove(id);
+            return Verdict::Drop(DropReason::ServerDown);
+        }
         let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
         let Some(out) = snap.port(server.tx_port) else { return Verdict::Drop(DropReason::NoServer) };
         let src = full_nat.then_some((local_ip, local_port));
@@ -537,6 +541,10 @@ impl Worker {
         let full_nat = f.local_ip != f.client_ip || f.local_port != f.client_port;
         let (vs, server_index, out_port) = (f.vs, f.server, f.client_port_id as u16);
         let (vip, vport, client_ip, client_port, client_mac) = (f.vip, f.vport, f.client_ip, f.client_port, f.client_mac);
+        if snap.servers.get(server_index as usize).is_some_and(|s| s.reset) {
+            self.remove(id);
+            return Verdict::Drop(DropReason::ServerDown);
+        }
         let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
         let dst = full_nat.then_some((client_ip, client_port));
         nat::rewrite(&mut frame[p.l3..p.l3 + p.ip_len], p.hl, p.proto, Some((vip, vport)), dst, true);

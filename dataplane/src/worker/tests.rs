@@ -34,7 +34,7 @@ fn snapshot() -> Snapshot {
     for (vi, (port, proto, fwd)) in [(80u16, 6u8, Forwarding::Nat), (81, 6, Forwarding::FullNat), (53, 17, Forwarding::Nat)].into_iter().enumerate() {
         let first = s.servers.len() as u16;
         for (i, srv) in SRV.iter().enumerate() {
-            s.servers.push(RealServer { ip: ip(*srv), port: 8080, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi as u16 });
+            s.servers.push(RealServer { ip: ip(*srv), port: 8080, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi as u16, reset: false });
         }
         let mut vs = VirtualService::test(fwd);
         vs.ip = ip(VIP);
@@ -652,4 +652,42 @@ fn probe_replies_are_not_partitioned_like_full_nat_ports() {
     let mut w1 = worker_with(64, 1, 2, true);
     assert_eq!(w1.process(&mut reply.clone(), IN, false), Verdict::Handoff(0));
     assert_eq!(w0.process(&mut reply, IN, false), Verdict::Punt);
+}
+
+#[test]
+fn connections_of_a_reset_server_are_cut() {
+    let (mut publisher, mut readers) = rcu(Box::new(snapshot()), 1);
+    let n = Arc::new(Neighbors::new(4));
+    n.set(0, SERVER_MAC[0]);
+    n.set(1, SERVER_MAC[1]);
+    let mut w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 16, timeouts: Timeouts::default() }, readers.remove(0), n);
+    let mut f = syn(40000, 80);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(w.table().len(), 1);
+    // Server 0 goes down with on_down = "reset".
+    let mut next = snapshot();
+    next.servers[0].enabled = false;
+    next.servers[0].reset = true;
+    publisher.publish(Box::new(next));
+    struct NoIo;
+    impl PacketIo for NoIo {
+        type Pkt = Pkt;
+        fn rx_queues(&self) -> usize {
+            0
+        }
+        fn rx_burst(&mut self, _q: usize, _b: &mut Burst<Pkt>) {}
+        fn tx(&mut self, _p: u16, _pkt: Pkt) {}
+        fn punt(&mut self, p: Pkt) -> Result<(), Pkt> {
+            Err(p)
+        }
+        fn flush(&mut self) -> crate::io::TxReport {
+            crate::io::TxReport::default()
+        }
+    }
+    w.poll(&mut NoIo, 1); // quiescent point: picks up the snapshot
+    let mut ack = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::ACK), true);
+    assert_eq!(w.process(&mut ack, OUT, false), Verdict::Drop(DropReason::ServerDown));
+    assert_eq!(w.table().len(), 0, "entry removed");
+    assert_eq!(w.counters().servers[0].conns_active.get(), 0);
+    std::mem::forget(publisher);
 }
