@@ -25,18 +25,13 @@
 
 use furiwake_e2e::*;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-const VIP: &str = "192.0.2.100";
 const VIP2: &str = "192.0.2.101";
 const VIP3: &str = "192.0.2.102";
-const CLIENT: &str = "192.0.2.10";
-const SELF_OUTSIDE: &str = "192.0.2.2";
-const SELF_INSIDE: &str = "198.51.100.1";
-const BACKENDS: u32 = 3;
+const BACKENDS: u32 = LAB_BACKENDS;
 
 /// The checks' usual parameters (the tests' brief): fast enough for a test,
 /// slow enough for a 2-core VM.
@@ -48,10 +43,6 @@ const RISE: u64 = 2;
 /// /big of the download that outlives its server's shutdown.
 const BIG_MB: u32 = 20;
 const BIG_BYTES: u64 = BIG_MB as u64 * 1048576;
-
-fn server_ip(n: u32) -> String {
-    format!("198.51.100.{}", 10 + n)
-}
 
 fn addr(n: u32, port: u16) -> String {
     format!("{}:{port}", server_ip(n))
@@ -67,24 +58,8 @@ fn bound(period_ms: u64, count: u64) -> Duration {
     Duration::from_millis(3 * (period_ms * count + period_ms) + 1000)
 }
 
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 // ---------------------------------------------------------------------------
 // Config pieces.
-
-const INTERFACES: &str = r#"[[interface]]
-name = "outside"
-device = "net_af_packet0,iface=lb-out"
-address = "192.0.2.2/24"
-
-[[interface]]
-name = "inside"
-device = "net_af_packet1,iface=lb-in"
-address = "198.51.100.1/24"
-"#;
 
 /// A `[[health_check]]` with the usual interval, timeout, fall and rise;
 /// `extra` holds its other keys, one a line.
@@ -228,11 +203,6 @@ fn health_summary(block: &str) -> (u64, u64, u64) {
     (get("probes"), get("failures"), get("state-changes"))
 }
 
-/// A counter that must be in the block.
-fn must(block: &str, prefix: &str, key: &str) -> u64 {
-    counter(block, prefix, key).unwrap_or_else(|| panic!("no `{key} N` on a line starting {prefix:?} in:\n{block}"))
-}
-
 /// The number of state lines printed before the last counters block (and
 /// inside it, printed meanwhile): what `state-changes` of that block counts
 /// when nothing changes while it is printed.
@@ -245,106 +215,52 @@ fn state_lines_through_last_block(output: &str) -> u64 {
 // ---------------------------------------------------------------------------
 // The lab.
 
-/// One lab with its processes. Fields drop in order: furiwake first, then
-/// the backends and clients, the scratch dir, the namespaces, the lock.
-struct Lab {
-    fw: Option<Proc>,
-    procs: BTreeMap<String, Proc>,
-    dir: Scratch,
-    topo: Topology,
-    /// DPDK file prefix of this lab's furiwake.
-    prefix: String,
-    _serial: MutexGuard<'static, ()>,
-}
-
-impl Lab {
-    /// Checks root and the tools, takes the lock, builds the namespaces
-    /// (three server namespaces) and a scratch dir; None (after SKIPPED)
-    /// when something is missing outside CI.
-    fn new(tag: char, label: &str, tools: &[&str]) -> Option<Lab> {
-        let mut all = vec!["ip", "ethtool", "python3", "curl", "sha256sum", "ss"];
-        all.extend_from_slice(tools);
-        if !require_env(&all) {
-            return None;
-        }
-        let serial = serial();
-        let topo = Topology::up(tag, BACKENDS, 1);
-        let dir = Scratch::new(&format!("health-{label}-{}", topo.prefix));
-        let prefix = format!("fw-{}", topo.prefix);
-        Some(Lab { fw: None, procs: BTreeMap::new(), dir, topo, prefix, _serial: serial })
-    }
-
-    fn backend_dir(&self, n: u32) -> PathBuf {
-        self.dir.path(&name(n))
-    }
-
-    fn srv_ns(&self, n: u32) -> String {
-        self.topo.ns(&name(n))
-    }
-
+/// The health tests' helpers on the shared lab (`furiwake_e2e::Lab`).
+trait HealthLab: Sized {
+    /// The shared lab (with `ss` too), scratch dir `health-LABEL-PREFIX`.
+    fn new(tag: char, label: &str, tools: &[&str]) -> Option<Self>;
     /// nginx of `scripts/backend.sh` on port 80 in server namespace N
     /// (`/id` answers `srvN`, `/health` `OK`, the rest from DIR/www), kept
     /// as `nginx-srvN`.
-    fn nginx(&mut self, n: u32) {
-        let p = start_nginx_backend(&self.srv_ns(n), &name(n), &server_ip(n), &self.backend_dir(n), 0);
-        self.procs.insert(format!("nginx-{}", name(n)), p);
-    }
-
+    fn nginx(&mut self, n: u32);
     /// The same nginx, but with a master process (see
     /// `start_nginx_graceful`), so that SIGQUIT stops it gracefully; /big is
     /// a `big_mb` MiB random file, different per backend.
-    fn nginx_graceful(&mut self, n: u32, big_mb: u32, log: &str) -> Proc {
-        start_nginx_graceful(&self.srv_ns(n), &name(n), &server_ip(n), &self.backend_dir(n), big_mb, log)
-    }
-
-    /// Runs `argv` in server namespace N, waits for "listening", keeps it as `key`.
-    fn serve(&mut self, key: &str, n: u32, argv: &[&str]) {
-        let log = self.dir.path(&format!("{key}.log"));
-        let mut p = Proc::spawn(key, Some(&self.srv_ns(n)), argv, &log, false);
-        p.expect_output("listening", Duration::from_secs(10));
-        self.procs.insert(key.to_string(), p);
-    }
-
-    /// Stops the process kept as `key` (SIGTERM, by PID) and waits for it.
-    fn stop(&mut self, key: &str) {
-        let mut p = self.procs.remove(key).unwrap_or_else(|| panic!("no process {key}"));
-        p.signal(libc::SIGTERM);
-        assert!(p.wait(Duration::from_secs(5)).is_some(), "{key} did not stop on SIGTERM");
-    }
-
-    fn proc_output(&self, key: &str) -> String {
-        std::fs::read_to_string(self.dir.path(&format!("{key}.log"))).unwrap_or_default()
-    }
-
-    /// Writes the config (platform, both interfaces, then `services`) and
-    /// starts furiwake in the lb namespace.
-    fn start(&mut self, services: &str) {
-        let config = format!("{}\n{INTERFACES}\n{services}", platform_section(&self.prefix));
-        let cfg = self.dir.write("lb.toml", &config);
-        let fw = start_furiwake(Some(&self.topo.ns("lb")), &cfg, &self.dir.path("furiwake.log"), &self.prefix);
-        self.fw = Some(fw);
-    }
-
-    fn fw(&mut self) -> &mut Proc {
-        self.fw.as_mut().expect("furiwake started")
-    }
-
-    fn fw_output(&self) -> String {
-        self.fw.as_ref().map(Proc::output).unwrap_or_default()
-    }
-
-    fn report(&self) -> String {
-        report(self.fw.as_ref().expect("furiwake started"))
-    }
-
-    fn report_until(&self, timeout: Duration, ok: impl FnMut(&str) -> bool) -> Result<String, String> {
-        report_until(self.fw.as_ref().expect("furiwake started"), timeout, ok)
-    }
-
+    fn nginx_graceful(&mut self, n: u32, big_mb: u32, log: &str) -> Proc;
     /// Waits until server `addr` in `pool` has printed `nth` state lines
     /// saying `up` (or `down`), polling every 20 ms; returns the nth such
     /// line (without its prefix) and when it was seen. Panics with
     /// furiwake's output after `timeout` or if furiwake exits.
+    fn wait_state(&mut self, addr: &str, pool: &str, up: bool, nth: usize, timeout: Duration) -> (String, Instant);
+    /// `curl http://VIP/id` from the client (2 s at most): the backend's
+    /// name, or the failure.
+    fn try_get_id(&self, vip: &str) -> Result<String, String>;
+    /// `n` sequential requests to `vip`, each of which must succeed.
+    fn get_ids(&self, vip: &str, n: usize) -> Vec<String>;
+    /// The lines of backend N's nginx access log.
+    fn access_log(&self, n: u32) -> Vec<String>;
+    /// The backend with an established connection from the client on port
+    /// 80, seen from the servers' own kernels.
+    fn serving_client(&self) -> Vec<u32>;
+    /// Writes `text` to `path` atomically (a probe never sees half of it).
+    fn write_atomically(&self, path: &Path, text: &str);
+}
+
+impl HealthLab for Lab {
+    fn new(tag: char, label: &str, tools: &[&str]) -> Option<Lab> {
+        let mut all = vec!["ss"];
+        all.extend_from_slice(tools);
+        Lab::open(tag, &format!("health-{label}"), &all)
+    }
+
+    fn nginx(&mut self, n: u32) {
+        self.start_nginx(n, 0);
+    }
+
+    fn nginx_graceful(&mut self, n: u32, big_mb: u32, log: &str) -> Proc {
+        start_nginx_graceful(&self.srv_ns(n), &name(n), &server_ip(n), &self.backend_dir(n), big_mb, log)
+    }
+
     fn wait_state(&mut self, addr: &str, pool: &str, up: bool, nth: usize, timeout: Duration) -> (String, Instant) {
         let end = Instant::now() + timeout;
         loop {
@@ -363,8 +279,6 @@ impl Lab {
         }
     }
 
-    /// `curl http://VIP/id` from the client (2 s at most): the backend's
-    /// name, or the failure.
     fn try_get_id(&self, vip: &str) -> Result<String, String> {
         match self.topo.try_exec("client", &format!("curl -s -S -m 2 http://{vip}/id")) {
             (true, out) => Ok(out.trim().to_string()),
@@ -372,19 +286,14 @@ impl Lab {
         }
     }
 
-    /// `n` sequential requests to `vip`, each of which must succeed.
     fn get_ids(&self, vip: &str, n: usize) -> Vec<String> {
         (0..n).map(|i| self.try_get_id(vip).unwrap_or_else(|e| panic!("request {i} to http://{vip}/id failed: {e}\nfuriwake:\n{}", self.fw_output()))).collect()
     }
 
-    /// The lines of backend N's nginx access log.
     fn access_log(&self, n: u32) -> Vec<String> {
-        let text = std::fs::read_to_string(self.backend_dir(n).join("logs/access.log")).unwrap_or_default();
-        text.lines().map(str::to_string).collect()
+        self.nginx_access_log(n)
     }
 
-    /// The backend with an established connection from the client on port
-    /// 80, seen from the servers' own kernels.
     fn serving_client(&self) -> Vec<u32> {
         (1..=BACKENDS)
             .filter(|&n| {
@@ -397,22 +306,10 @@ impl Lab {
             .collect()
     }
 
-    /// Writes `text` to `path` atomically (a probe never sees half of it).
     fn write_atomically(&self, path: &Path, text: &str) {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, text).expect("write");
         std::fs::rename(&tmp, path).expect("rename");
-    }
-}
-
-impl Drop for Lab {
-    /// The big files go even when a failing test keeps its scratch dir for
-    /// inspection (logs and configs stay).
-    fn drop(&mut self) {
-        for n in 1..=BACKENDS {
-            let _ = std::fs::remove_file(self.backend_dir(n).join("www/big"));
-        }
-        let _ = std::fs::remove_file(self.dir.path("big.download"));
     }
 }
 
@@ -425,27 +322,11 @@ impl Drop for Lab {
 /// DIR/`log`; waits (up to 10 s) until it answers /health on `ip` from its
 /// own namespace, then empties the access log.
 fn start_nginx_graceful(ns: &str, name: &str, ip: &str, dir: &Path, big_mb: u32, log: &str) -> Proc {
-    let script = workspace().join("scripts/backend.sh");
-    let d = dir.to_str().expect("utf-8 path");
-    sh(&format!("{} nginx-conf {name} {} {big_mb}", script.display(), shell_quote(d)));
-    let conf = std::fs::read_to_string(dir.join("nginx.conf")).expect("nginx.conf");
+    let conf = std::fs::read_to_string(write_nginx_conf(name, dir, big_mb)).expect("nginx.conf");
     assert!(conf.contains("master_process off;\n"), "backend.sh's nginx.conf changed:\n{conf}");
     let graceful = dir.join("nginx-graceful.conf");
     std::fs::write(&graceful, conf.replace("master_process off;\n", "master_process on;\nuser root;\n")).expect("write nginx-graceful.conf");
-    let argv = ["nginx", "-p", d, "-c", graceful.to_str().expect("utf-8 path")];
-    let mut p = Proc::spawn(&format!("nginx-{name}"), Some(ns), &argv, &dir.join(log), false);
-    let probe = format!("ip netns exec {ns} curl -s -m 2 http://{ip}/health");
-    let ok = wait_for(Duration::from_secs(10), || {
-        if !p.is_running() {
-            return Some(false);
-        }
-        try_sh(&probe).1.trim().eq("OK").then_some(true)
-    });
-    assert_eq!(ok, Some(true), "nginx {name} in {ns} did not answer /health on {ip}:\n{}", p.output());
-    let access = dir.join("logs/access.log");
-    wait_for(Duration::from_secs(2), || std::fs::metadata(&access).ok().filter(|m| m.len() > 0));
-    std::fs::write(&access, "").expect("empty the access log");
-    p
+    run_nginx(ns, name, ip, dir, &graceful, log)
 }
 
 /// Processes in namespace `ns` whose command line contains `needle`.
@@ -464,14 +345,6 @@ impl Drop for SetOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
     }
-}
-
-fn tally(answers: &[String]) -> BTreeMap<String, usize> {
-    let mut t = BTreeMap::new();
-    for a in answers {
-        *t.entry(a.clone()).or_insert(0) += 1;
-    }
-    t
 }
 
 /// The answers are all from `allowed`, and each of `allowed` answered.

@@ -12,161 +12,72 @@
 
 use furiwake_e2e::*;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-const VIP: &str = "192.0.2.100";
-const SELF_OUTSIDE: &str = "192.0.2.2";
-const SELF_INSIDE: &str = "198.51.100.1";
-const CLIENT: &str = "192.0.2.10";
-const BACKENDS: u32 = 3;
+const BACKENDS: u32 = LAB_BACKENDS;
 const BIG_MB: u32 = 50;
 const BIG_BYTES: u64 = BIG_MB as u64 * 1048576;
 
-fn server_ip(n: u32) -> String {
-    format!("198.51.100.{}", 10 + n)
-}
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// One lab with its processes. Fields drop in order: furiwake first, then
-/// the backends and clients, the scratch dir, the namespaces, the lock.
-struct Lab {
-    fw: Option<Proc>,
-    procs: Vec<Proc>,
-    dir: Scratch,
-    topo: Topology,
-    /// DPDK file prefix of this lab's furiwake.
-    prefix: String,
-    _serial: MutexGuard<'static, ()>,
-}
-
-impl Lab {
-    /// Checks root and the tools, takes the lock, builds the namespaces
-    /// (three server namespaces) and a scratch dir; None (after SKIPPED)
-    /// when something is missing outside CI.
-    fn new(tag: char, name: &str, tools: &[&str]) -> Option<Lab> {
-        let mut all = vec!["ip", "ethtool", "python3", "curl", "sha256sum"];
-        all.extend_from_slice(tools);
-        if !require_env(&all) {
-            return None;
-        }
-        let serial = serial();
-        let topo = Topology::up(tag, BACKENDS, 1);
-        let dir = Scratch::new(&format!("l4-{name}-{}", topo.prefix));
-        let prefix = format!("fw-{}", topo.prefix);
-        Some(Lab { fw: None, procs: Vec::new(), dir, topo, prefix, _serial: serial })
-    }
-
-    fn backend_dir(&self, n: u32) -> PathBuf {
-        self.dir.path(&format!("srv{n}"))
-    }
-
+/// The L4 tests' helpers on the shared lab (`furiwake_e2e::Lab`).
+trait L4Lab: Sized {
+    /// The shared lab, scratch dir `l4-NAME-PREFIX`.
+    fn new(tag: char, name: &str, tools: &[&str]) -> Option<Self>;
     /// nginx on port 80 in every server namespace; `/id` answers `srvN`,
     /// `/big` is a `big_mb` MiB random file (different per backend).
+    fn nginx(&mut self, big_mb: u32);
+    /// A UDP responder on `port` in every server namespace, answering `srvN`.
+    fn udp_responders(&mut self, port: u16);
+    /// `curl http://VIP/id` from the client: the name of the backend that
+    /// answered. Panics with furiwake's output when it fails.
+    fn get_id(&self, i: usize) -> String;
+    /// The lines of backend N's nginx access log, without the box's own
+    /// health probes (not client traffic).
+    fn access_log(&self, n: u32) -> Vec<String>;
+    /// Waits (up to 5 s) until the backends' access logs hold `total` lines
+    /// together: nginx writes a line just after the response, which the
+    /// client may have a moment before.
+    fn access_logs_settle(&self, total: usize);
+    /// sha256 of each backend's /big, by backend name.
+    fn big_hashes(&self) -> BTreeMap<String, String>;
+}
+
+impl L4Lab for Lab {
+    fn new(tag: char, name: &str, tools: &[&str]) -> Option<Lab> {
+        Lab::open(tag, &format!("l4-{name}"), tools)
+    }
+
     fn nginx(&mut self, big_mb: u32) {
         for n in 1..=BACKENDS {
-            let dir = self.backend_dir(n);
-            let p = start_nginx_backend(&self.topo.ns(&format!("srv{n}")), &format!("srv{n}"), &server_ip(n), &dir, big_mb);
-            self.procs.push(p);
+            self.start_nginx(n, big_mb);
         }
     }
 
-    /// A UDP responder on `port` in every server namespace, answering `srvN`.
     fn udp_responders(&mut self, port: u16) {
         let script = test_script("udp_responder.py");
         for n in 1..=BACKENDS {
-            let log = self.dir.path(&format!("udp-srv{n}.log"));
             let argv = ["python3", script.to_str().unwrap(), "--port", &port.to_string(), "--reply", &format!("srv{n}")];
-            let mut p = Proc::spawn(&format!("udp-srv{n}"), Some(&self.topo.ns(&format!("srv{n}"))), &argv, &log, false);
-            p.expect_output("listening", Duration::from_secs(10));
-            self.procs.push(p);
+            self.serve(&format!("udp-srv{n}"), n, &argv);
         }
     }
 
-    /// Writes the config (platform, both interfaces, then `services`) and
-    /// starts furiwake in the lb namespace.
-    fn start(&mut self, services: &str) {
-        let config = format!("{}\n{INTERFACES}\n{services}", platform_section(&self.prefix));
-        self.start_config(&config);
-    }
-
-    /// Starts furiwake with a whole config of the test's own.
-    fn start_config(&mut self, config: &str) {
-        let cfg = self.dir.write("lb.toml", config);
-        let fw = start_furiwake(Some(&self.topo.ns("lb")), &cfg, &self.dir.path("furiwake.log"), &self.prefix);
-        self.fw = Some(fw);
-    }
-
-    fn fw(&mut self) -> &mut Proc {
-        self.fw.as_mut().expect("furiwake started")
-    }
-
-    fn fw_output(&self) -> String {
-        self.fw.as_ref().map(Proc::output).unwrap_or_default()
-    }
-
-    fn report(&self) -> String {
-        report(self.fw.as_ref().expect("furiwake started"))
-    }
-
-    fn report_until(&self, timeout: Duration, ok: impl FnMut(&str) -> bool) -> Result<String, String> {
-        report_until(self.fw.as_ref().expect("furiwake started"), timeout, ok)
-    }
-
-    /// `curl http://VIP/id` from the client: the name of the backend that
-    /// answered. Panics with furiwake's output when it fails.
     fn get_id(&self, i: usize) -> String {
         let (ok, out) = self.topo.try_exec("client", &format!("curl -s -S -m 10 http://{VIP}/id"));
         assert!(ok, "request {i} to http://{VIP}/id failed: {out}\nfuriwake:\n{}", self.fw_output());
         out.trim().to_string()
     }
 
-    /// The lines of backend N's nginx access log.
     fn access_log(&self, n: u32) -> Vec<String> {
-        let text = std::fs::read_to_string(self.backend_dir(n).join("logs/access.log")).unwrap_or_default();
-        // The box's own health probes are not client traffic.
-        text.lines().filter(|l| !l.contains("\"GET /health ")).map(str::to_string).collect()
+        self.nginx_access_log(n).into_iter().filter(|l| !l.contains("\"GET /health ")).collect()
     }
 
-    /// Waits (up to 5 s) until the backends' access logs hold `total` lines
-    /// together: nginx writes a line just after the response, which the
-    /// client may have a moment before.
     fn access_logs_settle(&self, total: usize) {
         wait_for(Duration::from_secs(5), || Some(()).filter(|_| (1..=BACKENDS).map(|n| self.access_log(n).len()).sum::<usize>() >= total));
     }
 
-    /// sha256 of each backend's /big, by backend name.
     fn big_hashes(&self) -> BTreeMap<String, String> {
         (1..=BACKENDS).map(|n| (format!("srv{n}"), sha256_file(&self.backend_dir(n).join("www/big")))).collect()
     }
 }
-
-impl Drop for Lab {
-    /// The 50 MiB files go even when a failing test keeps its scratch dir
-    /// for inspection (logs and configs stay).
-    fn drop(&mut self) {
-        for n in 1..=BACKENDS {
-            let _ = std::fs::remove_file(self.backend_dir(n).join("www/big"));
-        }
-        let _ = std::fs::remove_file(self.dir.path("big.download"));
-    }
-}
-
-const INTERFACES: &str = r#"[[interface]]
-name = "outside"
-device = "net_af_packet0,iface=lb-out"
-address = "192.0.2.2/24"
-
-[[interface]]
-name = "inside"
-device = "net_af_packet1,iface=lb-in"
-address = "198.51.100.1/24"
-"#;
 
 /// A `[[pool]]` of the three backends on `port`, in order srv1, srv2, srv3;
 /// `weights` (when given) one per server.
@@ -193,19 +104,6 @@ fn www(forwarding: &str) -> String {
 
 fn server_line(n: u32, port: u16) -> String {
     format!("  server {}:{port}:", server_ip(n))
-}
-
-/// A counter that must be in the block.
-fn must(block: &str, prefix: &str, key: &str) -> u64 {
-    counter(block, prefix, key).unwrap_or_else(|| panic!("no `{key} N` on a line starting {prefix:?} in:\n{block}"))
-}
-
-fn tally(answers: &[String]) -> BTreeMap<String, usize> {
-    let mut t = BTreeMap::new();
-    for a in answers {
-        *t.entry(a.clone()).or_insert(0) += 1;
-    }
-    t
 }
 
 fn expected(counts: &[(&str, usize)]) -> BTreeMap<String, usize> {
@@ -654,7 +552,7 @@ idle_sleep_us = 20
 "#,
         lab.prefix
     );
-    let interfaces = INTERFACES.replace("iface=lb-out", "iface=lb-out,qpairs=2").replace("iface=lb-in", "iface=lb-in,qpairs=2");
+    let interfaces = LAB_INTERFACES.replace("iface=lb-out", "iface=lb-out,qpairs=2").replace("iface=lb-in", "iface=lb-in,qpairs=2");
     let services = format!(
         "{}\n{}\n[[virtual_server]]\nname = \"app\"\naddress = \"192.0.2.101:80\"\nforwarding = \"full-nat\"\npool = \"web\"\n",
         pool("web", 80, "round-robin", None),

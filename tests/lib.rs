@@ -5,11 +5,13 @@
 //! A test that cannot start its real components (not root, no DPDK, a tool
 //! missing) says so and returns, except under `CI=true`, where it fails.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// True under CI, where a missing component is a failure, not a skip.
@@ -429,12 +431,26 @@ pub fn sha256_file(path: &Path) -> String {
 /// its access log (DIR/logs/access.log), so that the log holds only the
 /// requests that come after.
 pub fn start_nginx_backend(ns: &str, name: &str, ip: &str, dir: &Path, big_mb: u32) -> Proc {
+    let conf = write_nginx_conf(name, dir, big_mb);
+    run_nginx(ns, name, ip, dir, &conf, "nginx.out")
+}
+
+/// `scripts/backend.sh nginx-conf NAME DIR BIG_MB`: DIR/nginx.conf (and
+/// DIR/www, DIR/logs); returns the config's path.
+pub fn write_nginx_conf(name: &str, dir: &Path, big_mb: u32) -> PathBuf {
     let script = workspace().join("scripts/backend.sh");
     let d = dir.to_str().expect("utf-8 path");
     sh(&format!("{} nginx-conf {name} {} {big_mb}", script.display(), shell_quote(d)));
-    let conf = dir.join("nginx.conf");
+    dir.join("nginx.conf")
+}
+
+/// Runs nginx with prefix DIR and config `conf` in namespace `ns`, logging
+/// to DIR/`log`; waits (up to 10 s) until it answers `/health` on `ip` from
+/// inside its own namespace, then empties DIR/logs/access.log.
+pub fn run_nginx(ns: &str, name: &str, ip: &str, dir: &Path, conf: &Path, log: &str) -> Proc {
+    let d = dir.to_str().expect("utf-8 path");
     let argv = ["nginx", "-p", d, "-c", conf.to_str().expect("utf-8 path")];
-    let mut p = Proc::spawn(&format!("nginx-{name}"), Some(ns), &argv, &dir.join("nginx.out"), false);
+    let mut p = Proc::spawn(&format!("nginx-{name}"), Some(ns), &argv, &dir.join(log), false);
     let probe = format!("ip netns exec {ns} curl -s -m 2 http://{ip}/health");
     let ok = wait_for(Duration::from_secs(10), || {
         if !p.is_running() {
@@ -444,8 +460,181 @@ pub fn start_nginx_backend(ns: &str, name: &str, ip: &str, dir: &Path, big_mb: u
     });
     assert_eq!(ok, Some(true), "nginx {name} in {ns} did not answer /health on {ip}:\n{}", p.output());
     // The probe's own log line first (nginx writes it after answering), then empty.
-    let log = dir.join("logs/access.log");
-    wait_for(Duration::from_secs(2), || std::fs::metadata(&log).ok().filter(|m| m.len() > 0));
-    std::fs::write(&log, "").expect("empty the access log");
+    let access = dir.join("logs/access.log");
+    wait_for(Duration::from_secs(2), || std::fs::metadata(&access).ok().filter(|m| m.len() > 0));
+    std::fs::write(&access, "").expect("empty the access log");
     p
+}
+
+/// A counter that must be in the block.
+pub fn must(block: &str, prefix: &str, key: &str) -> u64 {
+    counter(block, prefix, key).unwrap_or_else(|| panic!("no `{key} N` on a line starting {prefix:?} in:\n{block}"))
+}
+
+/// How many times each answer was given.
+pub fn tally(answers: &[String]) -> BTreeMap<String, usize> {
+    let mut t = BTreeMap::new();
+    for a in answers {
+        *t.entry(a.clone()).or_insert(0) += 1;
+    }
+    t
+}
+
+// ---------------------------------------------------------------------------
+// The lab of the L4 and health tests: `scripts/netns.sh` with three server
+// namespaces and one lb namespace.
+//
+// PREFIX-client 192.0.2.10 -- br-out -- lb-out [furiwake] lb-in -- br-in --
+// PREFIX-srvN 198.51.100.(10+N). The VIP is 192.0.2.100; the box's self IPs
+// are 192.0.2.2 (outside) and 198.51.100.1 (inside).
+
+pub const VIP: &str = "192.0.2.100";
+pub const CLIENT: &str = "192.0.2.10";
+pub const SELF_OUTSIDE: &str = "192.0.2.2";
+pub const SELF_INSIDE: &str = "198.51.100.1";
+/// Server namespaces of the lab: srv1..srvN.
+pub const LAB_BACKENDS: u32 = 3;
+
+/// The box's two interfaces in the lab, as config.
+pub const LAB_INTERFACES: &str = r#"[[interface]]
+name = "outside"
+device = "net_af_packet0,iface=lb-out"
+address = "192.0.2.2/24"
+
+[[interface]]
+name = "inside"
+device = "net_af_packet1,iface=lb-in"
+address = "198.51.100.1/24"
+"#;
+
+/// The address of server N (srvN) in the lab.
+pub fn server_ip(n: u32) -> String {
+    format!("198.51.100.{}", 10 + n)
+}
+
+/// Serialises the labs of one test binary (each test binary is its own
+/// process, so this lock is per binary): each furiwake owns lcore 1 of a
+/// small machine.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One lab with its processes. Fields drop in order: furiwake first, then
+/// the backends and clients, the scratch dir, the namespaces, the lock.
+pub struct Lab {
+    pub fw: Option<Proc>,
+    /// Backends and other helpers, by name.
+    pub procs: BTreeMap<String, Proc>,
+    pub dir: Scratch,
+    pub topo: Topology,
+    /// DPDK file prefix of this lab's furiwake.
+    pub prefix: String,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    /// Checks root and the tools (the lab's own and `tools`), takes the
+    /// lock, builds the namespaces (three server namespaces) and a scratch
+    /// dir `SCRATCH-PREFIX`; None (after SKIPPED) when something is missing
+    /// outside CI. (Each test file's extension trait has the `Lab::new` of
+    /// its tests.)
+    pub fn open(tag: char, scratch: &str, tools: &[&str]) -> Option<Lab> {
+        let mut all = vec!["ip", "ethtool", "python3", "curl", "sha256sum"];
+        all.extend_from_slice(tools);
+        if !require_env(&all) {
+            return None;
+        }
+        let serial = serial();
+        let topo = Topology::up(tag, LAB_BACKENDS, 1);
+        let dir = Scratch::new(&format!("{scratch}-{}", topo.prefix));
+        let prefix = format!("fw-{}", topo.prefix);
+        Some(Lab { fw: None, procs: BTreeMap::new(), dir, topo, prefix, _serial: serial })
+    }
+
+    /// DIR/srvN: backend N's nginx prefix.
+    pub fn backend_dir(&self, n: u32) -> PathBuf {
+        self.dir.path(&format!("srv{n}"))
+    }
+
+    /// The namespace of server N.
+    pub fn srv_ns(&self, n: u32) -> String {
+        self.topo.ns(&format!("srv{n}"))
+    }
+
+    /// nginx of `scripts/backend.sh` on port 80 in server namespace N
+    /// (`/id` answers `srvN`, `/health` `OK`, `/big` a `big_mb` MiB random
+    /// file, different per backend), kept as `nginx-srvN`.
+    pub fn start_nginx(&mut self, n: u32, big_mb: u32) {
+        let p = start_nginx_backend(&self.srv_ns(n), &format!("srv{n}"), &server_ip(n), &self.backend_dir(n), big_mb);
+        self.procs.insert(format!("nginx-srv{n}"), p);
+    }
+
+    /// Runs `argv` in server namespace N, logging to DIR/`key`.log, waits
+    /// for "listening", keeps it as `key`.
+    pub fn serve(&mut self, key: &str, n: u32, argv: &[&str]) {
+        let log = self.dir.path(&format!("{key}.log"));
+        let mut p = Proc::spawn(key, Some(&self.srv_ns(n)), argv, &log, false);
+        p.expect_output("listening", Duration::from_secs(10));
+        self.procs.insert(key.to_string(), p);
+    }
+
+    /// Stops the process kept as `key` (SIGTERM, by PID) and waits for it.
+    pub fn stop(&mut self, key: &str) {
+        let mut p = self.procs.remove(key).unwrap_or_else(|| panic!("no process {key}"));
+        p.signal(libc::SIGTERM);
+        assert!(p.wait(Duration::from_secs(5)).is_some(), "{key} did not stop on SIGTERM");
+    }
+
+    /// The log of the process started as `key` by `serve`.
+    pub fn proc_output(&self, key: &str) -> String {
+        std::fs::read_to_string(self.dir.path(&format!("{key}.log"))).unwrap_or_default()
+    }
+
+    /// Writes the config (platform, both interfaces, then `services`) and
+    /// starts furiwake in the lb namespace.
+    pub fn start(&mut self, services: &str) {
+        let config = format!("{}\n{LAB_INTERFACES}\n{services}", platform_section(&self.prefix));
+        self.start_config(&config);
+    }
+
+    /// Starts furiwake with a whole config of the test's own.
+    pub fn start_config(&mut self, config: &str) {
+        let cfg = self.dir.write("lb.toml", config);
+        let fw = start_furiwake(Some(&self.topo.ns("lb")), &cfg, &self.dir.path("furiwake.log"), &self.prefix);
+        self.fw = Some(fw);
+    }
+
+    pub fn fw(&mut self) -> &mut Proc {
+        self.fw.as_mut().expect("furiwake started")
+    }
+
+    pub fn fw_output(&self) -> String {
+        self.fw.as_ref().map(Proc::output).unwrap_or_default()
+    }
+
+    pub fn report(&self) -> String {
+        report(self.fw.as_ref().expect("furiwake started"))
+    }
+
+    pub fn report_until(&self, timeout: Duration, ok: impl FnMut(&str) -> bool) -> Result<String, String> {
+        report_until(self.fw.as_ref().expect("furiwake started"), timeout, ok)
+    }
+
+    /// The lines of backend N's nginx access log.
+    pub fn nginx_access_log(&self, n: u32) -> Vec<String> {
+        let text = std::fs::read_to_string(self.backend_dir(n).join("logs/access.log")).unwrap_or_default();
+        text.lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Lab {
+    /// The big files go even when a failing test keeps its scratch dir for
+    /// inspection (logs and configs stay).
+    fn drop(&mut self) {
+        for n in 1..=LAB_BACKENDS {
+            let _ = std::fs::remove_file(self.backend_dir(n).join("www/big"));
+        }
+        let _ = std::fs::remove_file(self.dir.path("big.download"));
+    }
 }
