@@ -583,3 +583,51 @@ idle_sleep_us = 20
     assert_eq!(must(&block, "virtual-server app:", "conns-new"), 20, "{block}");
     stop_furiwake_cleanly(lab.fw());
 }
+
+/// source-hash keeps one client on one server; least-connections sends a
+/// new connection to the server with the fewest open ones.
+#[test]
+fn source_hash_and_least_connections_choose_by_client_and_by_load() {
+    let Some(mut lab) = Lab::new('s', "sched", &["nginx"]) else { return };
+    lab.nginx(0);
+    let services = format!(
+        "{}\n{}\n[[virtual_server]]\nname = \"lc\"\naddress = \"192.0.2.101:80\"\npool = \"least\"\n\n[timeouts]\ntcp_time_wait = 1\ntcp_fin = 1\n",
+        pool("sticky", 80, "source-hash", None),
+        virtual_server("www", 80, "tcp", "nat", "sticky"),
+    ) + &pool("least", 80, "least-connections", None);
+    lab.start(&services);
+
+    // One client address: every connection to the same server.
+    let answers = get_ids(&lab, 10);
+    assert_eq!(tally(&answers).len(), 1, "source-hash spread one client over servers: {answers:?}");
+
+    // Two held connections to the least-connections VIP land on two
+    // different servers; the next connection goes to the third.
+    let hold = test_script("tcp_hold.py");
+    let client_ns = lab.topo.ns("client");
+    let mut holds = Vec::new();
+    for i in 0..2 {
+        let argv = ["python3", hold.to_str().unwrap(), "--to", "192.0.2.101:80", "--timeout", "10"];
+        let mut p = Proc::spawn(&format!("hold{i}"), Some(&client_ns), &argv, &lab.dir.path(&format!("hold{i}.log")), true);
+        p.expect_output("connected ", Duration::from_secs(10));
+        holds.push(p);
+    }
+    let block = lab
+        .report_until(Duration::from_secs(10), |b| counter(b, "virtual-server lc:", "conns-active") == Some(2))
+        .unwrap_or_else(|b| panic!("two open connections not counted:\n{b}"));
+    let loaded: Vec<u32> = (1..=LAB_BACKENDS)
+        .filter(|n| {
+            let line = block.lines().skip_while(|l| !l.starts_with("virtual-server lc:")).find(|l| l.starts_with(&server_line(*n, 80))).unwrap_or("");
+            counter(line, "  server", "conns-active") == Some(1)
+        })
+        .collect();
+    assert_eq!(loaded.len(), 2, "the two held connections share a server:\n{block}");
+    let free = (1..=LAB_BACKENDS).find(|n| !loaded.contains(n)).unwrap();
+    let (ok, out) = lab.topo.try_exec("client", "curl -s -S -m 10 http://192.0.2.101/id");
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), format!("srv{free}"), "least-connections chose a loaded server:\n{block}");
+    for mut p in holds {
+        p.send_line("close");
+    }
+    stop_furiwake_cleanly(lab.fw());
+}

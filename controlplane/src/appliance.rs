@@ -109,6 +109,7 @@ pub struct Appliance {
     /// the servers' `enabled` flags (health).
     base: Snapshot,
     health: Health,
+    loads: Arc<furiwake_dataplane::sched::Loads>,
     control: ControlCounters,
     // Last: freed after every port and ring that holds its mbufs.
     pool: Option<Mempool>,
@@ -166,6 +167,7 @@ impl Appliance {
             slots: Arc::new(Neighbors::new(MAX_NEXTHOPS)),
             publisher: None,
             base: built.snapshot.clone(),
+            loads: Arc::new(furiwake_dataplane::sched::Loads::new(built.snapshot.servers.len())),
             health,
             control: ControlCounters::default(),
             pool: Some(pool),
@@ -230,7 +232,25 @@ impl Appliance {
             s.enabled = s.weight > 0 && self.health.is_up(i);
             s.reset = !self.health.is_up(i) && self.cuts_connections(i, s.vs as usize);
         }
+        // Hash tables are rebuilt over the servers that can take
+        // connections (Maglev's minimal disruption keeps the others' flows).
+        for vs in &mut snap.services {
+            if let furiwake_dataplane::sched::Schedule::Hash { key, .. } = vs.schedule {
+                let range = vs.first_server as usize..(vs.first_server + vs.server_count) as usize;
+                let weights: Vec<u32> = snap.servers[range].iter().map(|s| if s.enabled { s.weight } else { 0 }).collect();
+                vs.schedule = furiwake_dataplane::sched::Schedule::hashed(key, &weights);
+            }
+        }
         snap
+    }
+
+    /// Publishes every server's active connections, summed over workers,
+    /// for the least-connections schedulers.
+    fn publish_loads(&self) {
+        for i in 0..self.base.servers.len() {
+            let sum = self.workers.iter().fold(0u64, |a, w| a.wrapping_add(w.counters.servers.get(i).map_or(0, |c| c.conns_active.get())));
+            self.loads.set(i, sum);
+        }
     }
 
     /// A down server's connections are cut with `on_down = "reset"`,
@@ -375,7 +395,7 @@ impl Appliance {
             let io = MbufIo::new(rx, &tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
             let reader = readers.pop().ok_or("rcu readers")?;
             let config = WorkerConfig { id: w as u16, workers: n as u16, flows: self.cfg.platform.flows_per_worker, timeouts };
-            let worker = Worker::new(config, reader, Arc::clone(&self.slots));
+            let worker = Worker::new(config, reader, Arc::clone(&self.slots)).with_loads(Arc::clone(&self.loads));
             let counters = worker.counters();
             let stop = Arc::clone(&self.stop_workers);
             let clock = Clock { start_tsc, tsc_per_tick };
@@ -465,6 +485,7 @@ impl Appliance {
                 }
             }
             self.run_health(Instant::now());
+            self.publish_loads();
             if last_link_check.elapsed() >= Duration::from_secs(1) {
                 last_link_check = Instant::now();
                 self.watch_links();

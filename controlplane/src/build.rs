@@ -3,7 +3,7 @@
 //! slots, schedules precomputed, full-NAT local addresses defaulted.
 
 use crate::config::{Algorithm, Config, Forwarding, Protocol};
-use furiwake_dataplane::sched::Schedule;
+use furiwake_dataplane::sched::{HashKey, Schedule};
 use furiwake_dataplane::snapshot::{self, PortView, RealServer, Snapshot, VirtualService};
 use furiwake_dataplane::wire::EthernetAddress;
 use std::net::Ipv4Addr;
@@ -102,7 +102,10 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
         let schedule = match pool.algorithm.get_ref() {
             Algorithm::RoundRobin => Schedule::round_robin(count),
             Algorithm::WeightedRoundRobin => Schedule::weighted(&pool.servers.iter().map(|s| s.weight).collect::<Vec<_>>()),
-            other => return Err(format!("pool {}: algorithm {other:?} is not supported by this build (round-robin, weighted-round-robin)", pool.name.get_ref())),
+            Algorithm::LeastConnections => Schedule::LeastConnections { weighted: false },
+            Algorithm::WeightedLeastConnections => Schedule::LeastConnections { weighted: true },
+            Algorithm::SourceHash => Schedule::hashed(HashKey::SourceIp, &pool.servers.iter().map(|s| s.weight).collect::<Vec<_>>()),
+            Algorithm::Maglev => Schedule::hashed(HashKey::FiveTuple, &pool.servers.iter().map(|s| s.weight).collect::<Vec<_>>()),
         };
         let forwarding = match vs.forwarding.get_ref() {
             Forwarding::Nat => snapshot::Forwarding::Nat,

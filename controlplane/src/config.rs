@@ -495,12 +495,6 @@ impl Config {
                     return Err(src.error(Some(hc.span()), format!("pool {:?}: no health_check named {:?}", pool.name.get_ref(), hc.get_ref())));
                 }
             }
-            if !matches!(pool.algorithm.get_ref(), Algorithm::RoundRobin | Algorithm::WeightedRoundRobin) {
-                return Err(src.error(
-                    Some(pool.algorithm.span()),
-                    format!("pool {:?}: algorithm {:?} is not supported by this build (round-robin, weighted-round-robin)", pool.name.get_ref(), pool.algorithm.get_ref()),
-                ));
-            }
             let mut addrs = HashSet::new();
             for s in &pool.servers {
                 if !addrs.insert(*s.address.get_ref()) {

@@ -11,6 +11,7 @@
 pub mod counters;
 pub mod flow;
 pub mod io;
+pub mod maglev;
 pub mod nat;
 pub mod neighbor;
 pub mod rcu;

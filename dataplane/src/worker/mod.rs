@@ -79,6 +79,8 @@ pub struct Worker {
     local_ports: LocalPorts,
     snapshot: Reader<Snapshot>,
     neighbors: Arc<Neighbors>,
+    /// Global active connections per server, for least-connections.
+    loads: Option<Arc<crate::sched::Loads>>,
     /// Current time in flow-table ticks, set by `poll`.
     now: u32,
 }
@@ -187,10 +189,17 @@ impl Worker {
             local_ports,
             snapshot,
             neighbors,
+            loads: None,
             now: 0,
         };
         w.adopt_snapshot();
         w
+    }
+
+    /// Gives the worker the control plane's per-server connection sums.
+    pub fn with_loads(mut self, loads: Arc<crate::sched::Loads>) -> Self {
+        self.loads = Some(loads);
+        self
     }
 
     /// The counters, for the control plane to read.
@@ -443,7 +452,8 @@ impl Worker {
         if !ok {
             return Verdict::Drop(DropReason::L4BadChecksum);
         }
-        let Some(server_index) = self.sched.pick(vs_index as usize, vs, &snap.servers) else {
+        let flow = crate::sched::Flow4 { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto };
+        let Some(server_index) = self.sched.pick_for(vs_index as usize, vs, &snap.servers, &flow, self.loads.as_deref()) else {
             return refusal(snap, frame, p, in_port);
         };
         let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
