@@ -631,3 +631,40 @@ fn source_hash_and_least_connections_choose_by_client_and_by_load() {
     }
     stop_furiwake_cleanly(lab.fw());
 }
+
+/// `max_connections`: a full server takes no new connections; with every
+/// server full, a new connection is refused at once (RST).
+#[test]
+fn max_connections_fills_servers_then_refuses() {
+    let Some(mut lab) = Lab::new('c', "maxconn", &["nginx"]) else { return };
+    lab.nginx(0);
+    let services = www("nat").replace(":80\" }", ":80\", max_connections = 1 }");
+    assert_eq!(services.matches("max_connections = 1").count(), 3, "{services}");
+    lab.start(&services);
+    let hold = test_script("tcp_hold.py");
+    let client_ns = lab.topo.ns("client");
+    let mut holds = Vec::new();
+    for i in 0..3 {
+        let argv = ["python3", hold.to_str().unwrap(), "--to", &format!("{VIP}:80"), "--timeout", "10"];
+        let mut p = Proc::spawn(&format!("hold{i}"), Some(&client_ns), &argv, &lab.dir.path(&format!("hold{i}.log")), true);
+        p.expect_output("connected ", Duration::from_secs(10));
+        holds.push(p);
+        // Let the control plane publish the new load before the next one.
+        lab.report_until(Duration::from_secs(5), |b| counter(b, "virtual-server www:", "conns-active") == Some(i + 1))
+            .unwrap_or_else(|b| panic!("connection {i} not counted:\n{b}"));
+    }
+    let block = lab.report();
+    for n in 1..=LAB_BACKENDS {
+        assert_eq!(must(&block, &server_line(n, 80), "conns-active"), 1, "one connection per server:\n{block}");
+    }
+    let t = Instant::now();
+    let (ok, out) = lab.topo.try_exec("client", &format!("curl -s -S -m 5 http://{VIP}/id; echo exit=$?"));
+    eprintln!("refused after {:?}", t.elapsed());
+    assert!(!ok || out.contains("exit=7"), "a fourth connection was not refused: {out}");
+    let after = lab.report();
+    assert!(must(&after, "worker 0:", "rejected") >= 1, "{after}");
+    for mut p in holds {
+        p.send_line("close");
+    }
+    stop_furiwake_cleanly(lab.fw());
+}

@@ -114,6 +114,7 @@ fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
             nexthop: i as u16,
             vs: 0,
             reset: false,
+            max_connections: 0,
         });
     }
     let mut vs = VirtualService::test(forwarding);

@@ -96,6 +96,7 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
                 nexthop: slot as u16,
                 vs: vs_index as u16,
                 reset: false,
+                max_connections: s.max_connections,
             });
         }
         let count = pool.servers.len();

@@ -136,6 +136,17 @@ impl Schedule {
     }
 }
 
+/// Can server `global` take a new connection: enabled, and below its
+/// `max_connections` by the published loads. The limit holds across workers
+/// within one control-loop turn: in that window each worker may add a few
+/// connections beyond it (documented tolerance).
+#[inline]
+fn available(servers: &[RealServer], global: u16, loads: Option<&Loads>) -> bool {
+    servers.get(global as usize).is_some_and(|s| {
+        s.enabled && (s.max_connections == 0 || loads.is_none_or(|l| l.get(global as usize) < s.max_connections as u64))
+    })
+}
+
 /// A worker's scheduling state: one cursor per virtual server.
 #[derive(Debug, Default)]
 pub struct Scheduler {
@@ -168,7 +179,7 @@ impl Scheduler {
                 // change and its snapshot, fall back to the next enabled one.
                 (0..vs.server_count)
                     .map(|i| vs.first_server + (pos + i) % vs.server_count.max(1))
-                    .find(|g| servers.get(*g as usize).is_some_and(|s| s.enabled))
+                    .find(|g| available(servers, *g, loads))
             }
             Schedule::LeastConnections { weighted } => {
                 let n = vs.server_count as u32;
@@ -177,7 +188,7 @@ impl Scheduler {
                     let i = (*cursor + k) % n.max(1);
                     let global = vs.first_server + i as u16;
                     let Some(s) = servers.get(global as usize) else { continue };
-                    if !s.enabled || s.weight == 0 {
+                    if s.weight == 0 || !available(servers, global, loads) {
                         continue;
                     }
                     let load = loads.map_or(0, |l| l.get(global as usize));
@@ -196,7 +207,7 @@ impl Scheduler {
                     let pos = seq[(*cursor % n) as usize];
                     *cursor = cursor.wrapping_add(1) % n;
                     let global = vs.first_server + pos;
-                    if servers.get(global as usize).is_some_and(|s| s.enabled) {
+                    if available(servers, global, loads) {
                         return Some(global);
                     }
                 }
@@ -325,5 +336,27 @@ mod tests {
             }
         }
         assert!(moved_others < 4000 / 50, "{moved_others} flows of healthy servers moved");
+    }
+
+    #[test]
+    fn servers_at_max_connections_are_skipped() {
+        let v = vs(Schedule::round_robin(3), 3);
+        let mut s = servers(3);
+        s[0].max_connections = 2;
+        let loads = Loads::new(3);
+        loads.set(0, 2);
+        let mut sch = Scheduler::default();
+        sch.resize(1);
+        let picks: Vec<_> = (0..4).map(|_| sch.pick_for(0, &v, &s, &Flow4::default(), Some(&loads)).unwrap()).collect();
+        assert!(!picks.contains(&0), "{picks:?}");
+        loads.set(0, 1);
+        let picks: Vec<_> = (0..3).map(|_| sch.pick_for(0, &v, &s, &Flow4::default(), Some(&loads)).unwrap()).collect();
+        assert!(picks.contains(&0), "below its limit again: {picks:?}");
+        loads.set(1, 5);
+        loads.set(2, 5);
+        s[1].max_connections = 5;
+        s[2].max_connections = 5;
+        loads.set(0, 2);
+        assert_eq!(sch.pick_for(0, &v, &s, &Flow4::default(), Some(&loads)), None, "all full");
     }
 }

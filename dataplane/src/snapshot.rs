@@ -38,6 +38,9 @@ pub struct RealServer {
     pub nexthop: u16,
     /// Index of its virtual server.
     pub vs: u16,
+    /// 0: no limit. Otherwise no new connections while the published load
+    /// is at or above it.
+    pub max_connections: u32,
     /// Its existing connections are cut too (down with `on_down =
     /// "reset"`): their packets are dropped and their entries removed.
     pub reset: bool,
