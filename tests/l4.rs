@@ -668,3 +668,55 @@ fn max_connections_fills_servers_then_refuses() {
     }
     stop_furiwake_cleanly(lab.fw());
 }
+
+/// Priority groups and the sorry pool (seeds 002, 003): connections go to
+/// the highest group; when its servers are down they spill to the next
+/// group, and with the whole pool down to the sorry pool.
+#[test]
+fn priority_groups_spill_then_the_sorry_pool_serves() {
+    let Some(mut lab) = Lab::new('p', "priority", &["nginx"]) else { return };
+    lab.nginx(0);
+    let services = format!(
+        r#"[[health_check]]
+name = "tcp80"
+kind = "tcp"
+interval_ms = 200
+timeout_ms = 150
+fall = 2
+rise = 1
+
+[[pool]]
+name = "web"
+health_check = "tcp80"
+sorry_pool = "sorry"
+servers = [ {{ address = "{}:80", priority = 10 }}, {{ address = "{}:80", priority = 5 }} ]
+
+[[pool]]
+name = "sorry"
+health_check = "tcp80"
+servers = [ {{ address = "{}:80" }} ]
+
+{}"#,
+        server_ip(1),
+        server_ip(2),
+        server_ip(3),
+        virtual_server("www", 80, "tcp", "nat", "web")
+    );
+    lab.start(&services);
+    for n in 1..=LAB_BACKENDS {
+        lab.fw().expect_output(&format!("health: server {}:80 (pool {}) up", server_ip(n), if n == 3 { "sorry" } else { "web" }), Duration::from_secs(10));
+    }
+    let answers = get_ids(&lab, 6);
+    assert_eq!(tally(&answers), expected(&[("srv1", 6)]), "highest priority group only: {answers:?}");
+
+    lab.stop("nginx-srv1");
+    lab.fw().expect_output(&format!("health: server {}:80 (pool web) down", server_ip(1)), Duration::from_secs(10));
+    let answers = get_ids(&lab, 4);
+    assert_eq!(tally(&answers), expected(&[("srv2", 4)]), "spilled to the next group: {answers:?}");
+
+    lab.stop("nginx-srv2");
+    lab.fw().expect_output(&format!("health: server {}:80 (pool web) down", server_ip(2)), Duration::from_secs(10));
+    let answers = get_ids(&lab, 4);
+    assert_eq!(tally(&answers), expected(&[("srv3", 4)]), "the sorry pool serves: {answers:?}");
+    stop_furiwake_cleanly(lab.fw());
+}

@@ -115,6 +115,7 @@ fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
             vs: 0,
             reset: false,
             max_connections: 0,
+            priority: 0,
         });
     }
     let mut vs = VirtualService::test(forwarding);

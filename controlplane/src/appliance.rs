@@ -205,8 +205,7 @@ impl Appliance {
             .collect();
         let mut targets = Vec::new();
         for (si, rs) in built.snapshot.servers.iter().enumerate() {
-            let Some(vs) = cfg.virtual_servers.get(rs.vs as usize) else { continue };
-            let Some(pool) = cfg.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref()) else { continue };
+            let Some(pool) = built.server_pools.get(si).and_then(|p| cfg.pools.get(*p)) else { continue };
             let checks: Vec<_> =
                 pool.check_names().filter_map(|n| cfg.health_checks.iter().find(|h| h.name.get_ref() == n.get_ref())).cloned().collect();
             if checks.is_empty() {

@@ -32,6 +32,9 @@ pub struct Built {
     /// Per link: the addresses ARP answers for (self IP, VIPs and local
     /// addresses in its subnet).
     pub owned: Vec<Vec<Ipv4Addr>>,
+    /// Per snapshot server: the index of the config pool it comes from
+    /// (its own pool, or the sorry pool), whose health checks apply.
+    pub server_pools: Vec<usize>,
 }
 
 /// Which link reaches `ip`, and through which next hop: on-link first, then
@@ -56,6 +59,7 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
         snap.self_ips.push(u32::from(l.address.addr));
     }
     let mut nexthops: Vec<Nexthop> = Vec::new();
+    let mut server_pools: Vec<usize> = Vec::new();
     let mut owned: Vec<Vec<Ipv4Addr>> = links.iter().map(|l| vec![l.address.addr]).collect();
     let own = |ip: Ipv4Addr, owned: &mut Vec<Vec<Ipv4Addr>>| {
         if let Some(l) = links.iter().position(|l| l.address.contains(ip)) {
@@ -73,7 +77,14 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
             .find(|p| p.name.get_ref() == vs.pool.get_ref())
             .ok_or_else(|| format!("virtual_server {name}: no pool {:?}", vs.pool.get_ref()))?;
         let first = snap.servers.len() as u16;
-        for s in &pool.servers {
+        // The pool's servers, then its sorry pool's below every priority.
+        let pool_index = |name: &str| cfg.pools.iter().position(|p| p.name.get_ref() == name).unwrap_or(0);
+        let mut members: Vec<(&crate::config::Server, usize, i32)> =
+            pool.servers.iter().map(|s| (s, pool_index(pool.name.get_ref()), s.priority as i32)).collect();
+        if let Some(sorry) = pool.sorry_pool.as_ref().and_then(|n| cfg.pools.iter().find(|p| p.name.get_ref() == n.get_ref())) {
+            members.extend(sorry.servers.iter().map(|s| (s, pool_index(sorry.name.get_ref()), -1)));
+        }
+        for (s, member_pool, priority) in &members {
             let addr = *s.address.get_ref();
             let (link, via) = route(cfg, links, *addr.ip())
                 .ok_or_else(|| format!("pool {}: server {addr} is on no interface's subnet and no route reaches it", pool.name.get_ref()))?;
@@ -97,16 +108,19 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
                 vs: vs_index as u16,
                 reset: false,
                 max_connections: s.max_connections,
+                priority: *priority,
             });
+            server_pools.push(*member_pool);
         }
-        let count = pool.servers.len();
+        let count = members.len();
+        let member_weights: Vec<u32> = members.iter().map(|(s, _, _)| s.weight).collect();
         let schedule = match pool.algorithm.get_ref() {
             Algorithm::RoundRobin => Schedule::round_robin(count),
-            Algorithm::WeightedRoundRobin => Schedule::weighted(&pool.servers.iter().map(|s| s.weight).collect::<Vec<_>>()),
+            Algorithm::WeightedRoundRobin => Schedule::weighted(&member_weights),
             Algorithm::LeastConnections => Schedule::LeastConnections { weighted: false },
             Algorithm::WeightedLeastConnections => Schedule::LeastConnections { weighted: true },
-            Algorithm::SourceHash => Schedule::hashed(HashKey::SourceIp, &pool.servers.iter().map(|s| s.weight).collect::<Vec<_>>()),
-            Algorithm::Maglev => Schedule::hashed(HashKey::FiveTuple, &pool.servers.iter().map(|s| s.weight).collect::<Vec<_>>()),
+            Algorithm::SourceHash => Schedule::hashed(HashKey::SourceIp, &member_weights),
+            Algorithm::Maglev => Schedule::hashed(HashKey::FiveTuple, &member_weights),
         };
         let forwarding = match vs.forwarding.get_ref() {
             Forwarding::Nat => snapshot::Forwarding::Nat,
@@ -143,7 +157,7 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
         });
     }
     snap.index();
-    Ok(Built { snapshot: snap, nexthops, owned })
+    Ok(Built { snapshot: snap, nexthops, owned, server_pools })
 }
 
 #[cfg(test)]

@@ -322,6 +322,12 @@ pub struct Server {
     /// 0: unlimited.
     #[serde(default)]
     pub max_connections: u32,
+    /// Priority group (BIG-IP style: higher first). New connections go to
+    /// the highest group with a server that can take them; a group spills
+    /// to the next when all its servers are down or full (seed 002
+    /// "優先順位", seed 003 "Priority").
+    #[serde(default)]
+    pub priority: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -334,6 +340,9 @@ pub struct Pool {
     /// Several checks, all of which must pass.
     #[serde(default)]
     pub health_checks: Vec<Spanned<String>>,
+    /// Used when no server of this pool can take a new connection: the
+    /// "sorry page" servers of seed 002 ("ごめんなさいページ").
+    pub sorry_pool: Option<Spanned<String>>,
     /// What happens to a down server's existing connections.
     #[serde(default)]
     pub on_down: OnDown,
@@ -493,6 +502,11 @@ impl Config {
             for hc in pool.check_names() {
                 if !self.health_checks.iter().any(|h| h.name.get_ref() == hc.get_ref()) {
                     return Err(src.error(Some(hc.span()), format!("pool {:?}: no health_check named {:?}", pool.name.get_ref(), hc.get_ref())));
+                }
+            }
+            if let Some(sorry) = &pool.sorry_pool {
+                if sorry.get_ref() == pool.name.get_ref() || !self.pools.iter().any(|p| p.name.get_ref() == sorry.get_ref()) {
+                    return Err(src.error(Some(sorry.span()), format!("pool {:?}: sorry_pool {:?} must name another pool", pool.name.get_ref(), sorry.get_ref())));
                 }
             }
             let mut addrs = HashSet::new();

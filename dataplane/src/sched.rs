@@ -147,6 +147,17 @@ fn available(servers: &[RealServer], global: u16, loads: Option<&Loads>) -> bool
     })
 }
 
+/// The highest priority group of `vs` with a server that can take a new
+/// connection (groups spill to the next when all their servers are down or
+/// full; the sorry pool sits below them all).
+#[inline]
+fn active_group(vs: &VirtualService, servers: &[RealServer], loads: Option<&Loads>) -> Option<i32> {
+    (vs.first_server..vs.first_server + vs.server_count)
+        .filter(|g| available(servers, *g, loads))
+        .filter_map(|g| servers.get(g as usize).map(|s| s.priority))
+        .max()
+}
+
 /// A worker's scheduling state: one cursor per virtual server.
 #[derive(Debug, Default)]
 pub struct Scheduler {
@@ -172,6 +183,8 @@ impl Scheduler {
     #[inline]
     pub fn pick_for(&mut self, vs_index: usize, vs: &VirtualService, servers: &[RealServer], flow: &Flow4, loads: Option<&Loads>) -> Option<u16> {
         let cursor = self.cursors.get_mut(vs_index)?;
+        let group = active_group(vs, servers, loads)?;
+        let in_group = |g: u16| servers.get(g as usize).is_some_and(|s| s.priority == group) && available(servers, g, loads);
         match &vs.schedule {
             Schedule::Hash { key, table } => {
                 let pos = crate::maglev::lookup(table, flow.hash(*key))?;
@@ -179,7 +192,7 @@ impl Scheduler {
                 // change and its snapshot, fall back to the next enabled one.
                 (0..vs.server_count)
                     .map(|i| vs.first_server + (pos + i) % vs.server_count.max(1))
-                    .find(|g| available(servers, *g, loads))
+                    .find(|g| in_group(*g))
             }
             Schedule::LeastConnections { weighted } => {
                 let n = vs.server_count as u32;
@@ -188,7 +201,7 @@ impl Scheduler {
                     let i = (*cursor + k) % n.max(1);
                     let global = vs.first_server + i as u16;
                     let Some(s) = servers.get(global as usize) else { continue };
-                    if s.weight == 0 || !available(servers, global, loads) {
+                    if s.weight == 0 || !in_group(global) {
                         continue;
                     }
                     let load = loads.map_or(0, |l| l.get(global as usize));
@@ -207,7 +220,7 @@ impl Scheduler {
                     let pos = seq[(*cursor % n) as usize];
                     *cursor = cursor.wrapping_add(1) % n;
                     let global = vs.first_server + pos;
-                    if available(servers, global, loads) {
+                    if in_group(global) {
                         return Some(global);
                     }
                 }
@@ -358,5 +371,29 @@ mod tests {
         s[2].max_connections = 5;
         loads.set(0, 2);
         assert_eq!(sch.pick_for(0, &v, &s, &Flow4::default(), Some(&loads)), None, "all full");
+    }
+
+    #[test]
+    fn priority_groups_spill_to_the_next_and_the_sorry_pool_last() {
+        let v = vs(Schedule::round_robin(4), 4);
+        let mut s = servers(4);
+        s[0].priority = 10;
+        s[1].priority = 10;
+        s[2].priority = 0;
+        s[3].priority = -1; // sorry pool
+        let mut sch = Scheduler::default();
+        sch.resize(1);
+        let picks: Vec<_> = (0..4).map(|_| sch.pick(0, &v, &s).unwrap()).collect();
+        assert!(picks.iter().all(|p| *p < 2), "highest group only: {picks:?}");
+        s[0].enabled = false;
+        assert!((0..4).all(|_| sch.pick(0, &v, &s) == Some(1)), "one left in the group");
+        s[1].max_connections = 1;
+        let loads = Loads::new(4);
+        loads.set(1, 1);
+        assert_eq!(sch.pick_for(0, &v, &s, &Flow4::default(), Some(&loads)), Some(2), "full group spills");
+        s[2].enabled = false;
+        assert_eq!(sch.pick_for(0, &v, &s, &Flow4::default(), Some(&loads)), Some(3), "sorry pool last");
+        s[3].enabled = false;
+        assert_eq!(sch.pick_for(0, &v, &s, &Flow4::default(), Some(&loads)), None);
     }
 }

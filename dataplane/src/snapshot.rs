@@ -38,6 +38,9 @@ pub struct RealServer {
     pub nexthop: u16,
     /// Index of its virtual server.
     pub vs: u16,
+    /// Priority group: higher first; sorry-pool servers are below every
+    /// group (-1).
+    pub priority: i32,
     /// 0: no limit. Otherwise no new connections while the published load
     /// is at or above it.
     pub max_connections: u32,
