@@ -6,7 +6,7 @@
 //! - `flow`: the connection table: hash, lookups (hit and miss) in tables of
 //!   1k, 100k and 1M entries, per-packet accounting, insert + remove in
 //!   steady state near capacity;
-//! - `sched`: `Scheduler::pick`, round robin and smooth weighted;
+//! - `sched`: the cost of choosing a server per new connection, per algorithm;
 //! - `nat`: `nat::rewrite` (addresses, ports, TTL, incremental checksums)
 //!   and the checksum primitives;
 //! - `worker`: `Worker::process` on whole frames: an established NAT flow in
@@ -27,7 +27,7 @@ use furiwake_dataplane::flow::{tcp as tcpf, Dir, FlowInit, FlowKey, FlowState, F
 use furiwake_dataplane::nat;
 use furiwake_dataplane::neighbor::Neighbors;
 use furiwake_dataplane::rcu::rcu;
-use furiwake_dataplane::sched::{Schedule, Scheduler};
+use furiwake_dataplane::sched::{Flow4, HashKey, Loads, Schedule, Scheduler};
 use furiwake_dataplane::snapshot::{Forwarding, PortView, RealServer, Snapshot, VirtualService};
 use furiwake_dataplane::wire::checksum;
 use furiwake_dataplane::wire::ethernet::{parse_l2, EtherType, EthernetAddress};
@@ -349,7 +349,18 @@ fn bench_sched(c: &mut Criterion) {
         SRV.iter().map(|s| RealServer { ip: ip(*s), port: SPORT, weight: 1, enabled: true, ..Default::default() }).collect();
     let mut g = c.benchmark_group("sched");
     g.throughput(Throughput::Elements(1));
-    for (name, schedule) in [("round-robin", Schedule::round_robin(3)), ("weighted-3-1-1", Schedule::weighted(&[3, 1, 1]))] {
+    let loads = Loads::new(3);
+    loads.set(0, 12);
+    loads.set(1, 7);
+    loads.set(2, 9);
+    for (name, schedule) in [
+        ("round-robin", Schedule::round_robin(3)),
+        ("weighted-3-1-1", Schedule::weighted(&[3, 1, 1])),
+        ("least-connections", Schedule::LeastConnections { weighted: false }),
+        ("weighted-least-connections", Schedule::LeastConnections { weighted: true }),
+        ("source-hash", Schedule::hashed(HashKey::SourceIp, &[1, 1, 1])),
+        ("maglev", Schedule::hashed(HashKey::FiveTuple, &[1, 1, 1])),
+    ] {
         let mut vs = VirtualService::test(Forwarding::Nat);
         vs.ip = ip(VIP);
         vs.port = VPORT;
@@ -359,8 +370,13 @@ fn bench_sched(c: &mut Criterion) {
         sched.resize(1);
         let picks: Vec<_> = (0..5).map(|_| sched.pick(0, &vs, &servers)).collect();
         assert!(picks.iter().all(Option::is_some), "{name}: {picks:?}");
+        let mut n = 0u32;
         g.bench_function(BenchmarkId::new("pick", name), |b| {
-            b.iter(|| sched.pick(black_box(0), black_box(&vs), black_box(&servers)))
+            b.iter(|| {
+                n = n.wrapping_add(1);
+                let flow = Flow4 { src: 0xc612_0000 ^ n, dst: ip(VIP), sport: n as u16, dport: VPORT, proto: 6 };
+                sched.pick_for(black_box(0), black_box(&vs), black_box(&servers), &flow, Some(&loads))
+            })
         });
     }
     g.finish();
