@@ -116,6 +116,7 @@ fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
             reset: false,
             max_connections: 0,
             priority: 0,
+            epoch: 0,
         });
     }
     let mut vs = VirtualService::test(forwarding);

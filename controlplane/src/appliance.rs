@@ -110,6 +110,9 @@ pub struct Appliance {
     base: Snapshot,
     health: Health,
     loads: Arc<furiwake_dataplane::sched::Loads>,
+    /// Per server address: how many times it has gone down (persistence
+    /// records made before are stale).
+    node_epochs: std::collections::HashMap<u32, u32>,
     control: ControlCounters,
     // Last: freed after every port and ring that holds its mbufs.
     pool: Option<Mempool>,
@@ -169,6 +172,7 @@ impl Appliance {
             base: built.snapshot.clone(),
             loads: Arc::new(furiwake_dataplane::sched::Loads::new(built.snapshot.servers.len())),
             health,
+            node_epochs: std::collections::HashMap::new(),
             control: ControlCounters::default(),
             pool: Some(pool),
         };
@@ -230,6 +234,7 @@ impl Appliance {
         for (i, s) in snap.servers.iter_mut().enumerate() {
             s.enabled = s.weight > 0 && self.health.is_up(i);
             s.reset = !self.health.is_up(i) && self.cuts_connections(i, s.vs as usize);
+            s.epoch = self.node_epochs.get(&s.ip).copied().unwrap_or(0);
         }
         // Hash tables are rebuilt over the servers that can take
         // connections (Maglev's minimal disruption keeps the others' flows).
@@ -286,6 +291,8 @@ impl Appliance {
                     say(&format!("health: server {} (pool {}) up{rtt}", t.addr, t.pool));
                 } else {
                     say(&format!("health: server {} (pool {}) down: {}", t.addr, t.pool, c.reason));
+                    let epoch = self.node_epochs.entry(u32::from(*t.addr.ip())).or_insert(0);
+                    *epoch = epoch.wrapping_add(1);
                 }
             }
         }
@@ -655,6 +662,15 @@ impl Appliance {
                 c.rejected.get(),
                 c.total_drops()
             );
+            if c.persist_records.get() > 0 {
+                let _ = writeln!(
+                    s,
+                    "  persistence: persisted {}; records-made {}; evicted {}",
+                    c.persisted.get(),
+                    c.persist_records.get(),
+                    c.persist_evicted.get()
+                );
+            }
             for r in DropReason::ALL {
                 let n = c.drops(*r);
                 if n > 0 {

@@ -2,7 +2,7 @@
 //! workers look up): server next hops resolved to ports and neighbour
 //! slots, schedules precomputed, full-NAT local addresses defaulted.
 
-use crate::config::{Algorithm, Config, Forwarding, Protocol};
+use crate::config::{Algorithm, Config, Forwarding, PersistenceKind, Protocol};
 use furiwake_dataplane::sched::{HashKey, Schedule};
 use furiwake_dataplane::snapshot::{self, PortView, RealServer, Snapshot, VirtualService};
 use furiwake_dataplane::wire::EthernetAddress;
@@ -46,6 +46,31 @@ pub fn route(cfg: &Config, links: &[LinkInfo], ip: Ipv4Addr) -> Option<(usize, I
     let r = cfg.routes.iter().filter(|r| r.prefix.contains(ip)).max_by_key(|r| r.prefix.prefix_len)?;
     let l = links.iter().position(|l| l.address.contains(r.via))?;
     Some((l, r.via))
+}
+
+/// The persistence of virtual server `vs_index`: named groups are numbered
+/// first, then each other virtual server is a group of its own.
+fn persistence(cfg: &Config, vs_index: usize) -> Option<snapshot::Persistence> {
+    let vs = cfg.virtual_servers.get(vs_index)?;
+    let p = *vs.persistence.as_ref()?.get_ref();
+    let mut named: Vec<&str> = cfg.virtual_servers.iter().filter_map(|v| v.persistence_group.as_ref().map(|g| g.get_ref().as_str())).collect();
+    named.sort_unstable();
+    named.dedup();
+    let group = match &vs.persistence_group {
+        Some(g) => named.iter().position(|n| *n == g.get_ref().as_str()).unwrap_or(0),
+        None => named.len() + vs_index,
+    };
+    let ticks_per_s = 1000 / furiwake_dataplane::flow::TICK_MS;
+    Some(snapshot::Persistence {
+        kind: match p.kind {
+            PersistenceKind::SourceIp => snapshot::PersistKind::SourceIp,
+            PersistenceKind::SourceIpPort => snapshot::PersistKind::SourceIpPort,
+        },
+        netmask: u32::from(p.netmask),
+        timeout: p.timeout_s.saturating_mul(ticks_per_s),
+        group: group as u16,
+        keep_on_down: p.keep_on_down,
+    })
 }
 
 pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
@@ -109,6 +134,7 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
                 reset: false,
                 max_connections: s.max_connections,
                 priority: *priority,
+                epoch: 0,
             });
             server_pools.push(*member_pool);
         }
@@ -154,8 +180,10 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
             server_count: count as u16,
             schedule,
             local_addrs: local_addrs.into_boxed_slice(),
+            persistence: persistence(cfg, vs_index),
         });
     }
+    snap.persist_records = cfg.platform.persistence_records;
     snap.index();
     Ok(Built { snapshot: snap, nexthops, owned, server_pools })
 }

@@ -7,7 +7,7 @@
 
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
@@ -176,6 +176,10 @@ pub struct Platform {
     /// 0 polls without pause (appliance default); small VMs and CI want 20+.
     #[serde(default)]
     pub idle_sleep_us: u32,
+    /// Persistence records per worker, preallocated when a virtual server
+    /// has persistence (24 bytes each).
+    #[serde(default = "defaults::persistence_records")]
+    pub persistence_records: u32,
 }
 
 mod defaults {
@@ -205,6 +209,15 @@ mod defaults {
     }
     pub fn rise() -> u32 {
         2
+    }
+    pub fn persistence_records() -> u32 {
+        1 << 16
+    }
+    pub fn persistence_timeout_s() -> u32 {
+        300
+    }
+    pub fn netmask() -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::BROADCAST
     }
 }
 
@@ -399,7 +412,42 @@ pub struct VirtualServer {
     /// full-nat source addresses; default: the self IP facing the servers.
     #[serde(default, deserialize_with = "ipv4_list")]
     pub local_addresses: Vec<Ipv4Addr>,
+    /// One client, one server (seed 004's shopping cart).
+    pub persistence: Option<Spanned<Persistence>>,
+    /// Virtual servers naming the same group share persistence records, so
+    /// VIP:80 and VIP:443 send a client to one server (seed 002
+    /// "VIP:PORT 同士でセッション情報の共有").
+    pub persistence_group: Option<Spanned<String>>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PersistenceKind {
+    /// The client's address under `netmask` (a /24 keeps the clients of a
+    /// proxy farm together, seed 004).
+    SourceIp,
+    /// The client's address and port.
+    SourceIpPort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Persistence {
+    pub kind: PersistenceKind,
+    /// How long a record lives after its last connection ended.
+    #[serde(default = "defaults::persistence_timeout_s")]
+    pub timeout_s: u32,
+    /// `source-ip` only: the part of the client address that counts.
+    #[serde(default = "defaults::netmask", deserialize_with = "ipv4")]
+    pub netmask: Ipv4Addr,
+    /// Keep a record whose server goes down (the client returns to it once
+    /// it is back); default: such records are dropped.
+    #[serde(default)]
+    pub keep_on_down: bool,
+}
+
+/// The longest persistence timeout (a week).
+pub const MAX_PERSISTENCE_TIMEOUT_S: u32 = 7 * 86400;
 
 impl VirtualServer {
     fn default_protocol() -> Protocol {
@@ -546,6 +594,81 @@ impl Config {
                 return Err(src.error(Some(vs.name.span()), format!("virtual_server {:?}: {} {:?} is already served", vs.name.get_ref(), vs.address, vs.protocol)));
             }
         }
+        self.validate_persistence(src)
+    }
+
+    fn validate_persistence(&self, src: &Source<'_>) -> Result<(), ConfigError> {
+        let mut groups: HashMap<&str, (&VirtualServer, Persistence)> = HashMap::new();
+        for vs in &self.virtual_servers {
+            let name = vs.name.get_ref();
+            let Some(p) = &vs.persistence else {
+                if let Some(g) = &vs.persistence_group {
+                    return Err(src.error(Some(g.span()), format!("virtual_server {name:?}: persistence_group needs persistence")));
+                }
+                continue;
+            };
+            let span = Some(p.span());
+            let p = *p.get_ref();
+            let mask = u32::from(p.netmask);
+            if mask.leading_ones() + mask.trailing_zeros() != 32 {
+                return Err(src.error(span, format!("virtual_server {name:?}: persistence netmask {} is not contiguous", p.netmask)));
+            }
+            if p.kind == PersistenceKind::SourceIpPort && mask != u32::MAX {
+                return Err(src.error(span, format!("virtual_server {name:?}: persistence netmask applies to kind \"source-ip\" only")));
+            }
+            if p.timeout_s == 0 || p.timeout_s > MAX_PERSISTENCE_TIMEOUT_S {
+                return Err(src.error(span, format!("virtual_server {name:?}: persistence timeout_s must be 1..={MAX_PERSISTENCE_TIMEOUT_S}")));
+            }
+            if let Some(g) = &vs.persistence_group {
+                match groups.get(g.get_ref().as_str()) {
+                    Some((first, fp)) if fp.kind != p.kind || fp.netmask != p.netmask => {
+                        return Err(src.error(
+                            Some(g.span()),
+                            format!(
+                                "virtual_server {name:?}: persistence group {:?} has kind {:?} netmask {} (virtual_server {:?}); its members must agree",
+                                g.get_ref(),
+                                fp.kind,
+                                fp.netmask,
+                                first.name.get_ref()
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        groups.insert(g.get_ref().as_str(), (vs, p));
+                    }
+                }
+            }
+        }
+        // With NAT the server's replies must reach the worker that owns the
+        // connection: servers shared between NAT virtual servers need the
+        // same ownership key (the client address under one netmask, or
+        // address and port).
+        let mut owners: HashMap<(SocketAddrV4, Protocol), (&VirtualServer, Option<Ipv4Addr>)> = HashMap::new();
+        for vs in self.virtual_servers.iter().filter(|v| *v.forwarding.get_ref() == Forwarding::Nat) {
+            let owner = vs.persistence.as_ref().map(|p| *p.get_ref()).filter(|p| p.kind == PersistenceKind::SourceIp).map(|p| p.netmask);
+            let pool = self.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref());
+            let sorry = pool.and_then(|p| p.sorry_pool.as_ref()).and_then(|n| self.pools.iter().find(|p| p.name.get_ref() == n.get_ref()));
+            for s in pool.into_iter().chain(sorry).flat_map(|p| p.servers.iter()) {
+                match owners.get(&(*s.address.get_ref(), vs.protocol)) {
+                    Some((other, o)) if *o != owner => {
+                        return Err(src.error(
+                            Some(vs.name.span()),
+                            format!(
+                                "virtual_server {:?}: server {} is also a NAT server of virtual_server {:?} with other persistence; with nat both must use the same (or no) source-ip persistence netmask, or use full-nat",
+                                vs.name.get_ref(),
+                                s.address.get_ref(),
+                                other.name.get_ref()
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        owners.insert((*s.address.get_ref(), vs.protocol), (vs, owner));
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -674,6 +797,45 @@ pool = "web"
         let e = err(&GOOD.replace("kind = \"http\"", "kind = \"htp\""));
         assert!(e.message.contains("unknown variant `htp`"), "{e}");
         assert_eq!(e.line, 23);
+    }
+
+    #[test]
+    fn persistence_parses_and_bad_persistence_is_refused_with_its_line() {
+        let two = format!(
+            "{GOOD}\n[[virtual_server]]\nname = \"tls\"\naddress = \"192.0.2.100:8443\"\npool = \"web\"\npersistence = {{ kind = \"source-ip\", netmask = \"255.255.255.0\", timeout_s = 60 }}\npersistence_group = \"shop\"\n"
+        );
+        let with = |p: &str| two.replace("pool = \"web\"\n\n", &format!("pool = \"web\"\n{p}\n"));
+        let c = Config::parse("t.toml", &with("persistence = { kind = \"source-ip\", netmask = \"255.255.255.0\", timeout_s = 60 }\npersistence_group = \"shop\"")).unwrap();
+        let p = *c.virtual_servers[0].persistence.as_ref().unwrap().get_ref();
+        assert_eq!((p.kind, p.netmask, p.timeout_s, p.keep_on_down), (PersistenceKind::SourceIp, Ipv4Addr::new(255, 255, 255, 0), 60, false));
+        assert_eq!(c.platform.persistence_records, 65536);
+        // Defaults: /32, 300 s.
+        let c = Config::parse("t.toml", &GOOD.replace("pool = \"web\"\n", "pool = \"web\"\npersistence = { kind = \"source-ip-port\" }\n")).unwrap();
+        let p = *c.virtual_servers[0].persistence.as_ref().unwrap().get_ref();
+        assert_eq!((p.netmask, p.timeout_s), (Ipv4Addr::BROADCAST, 300));
+
+        let e = err(&with("persistence = { kind = \"source-ip\", netmask = \"255.0.255.0\" }"));
+        assert!(e.message.contains("not contiguous"), "{e}");
+        assert_eq!(e.line, 37);
+        let e = err(&with("persistence = { kind = \"source-ip\", timeout_s = 0 }"));
+        assert!(e.message.contains("timeout_s"), "{e}");
+        let e = err(&with("persistence = { kind = \"source-ip-port\", netmask = \"255.255.0.0\" }"));
+        assert!(e.message.contains("source-ip\\\" only") || e.message.contains("only"), "{e}");
+        let e = err(&with("persistence = { kind = \"cookie\" }"));
+        assert!(e.message.contains("unknown variant `cookie`"), "{e}");
+        let e = err(&with("persistence_group = \"shop\""));
+        assert!(e.message.contains("persistence_group needs persistence"), "{e}");
+        assert_eq!(e.line, 37);
+        // Group members must agree.
+        let e = err(&with("persistence = { kind = \"source-ip\" }\npersistence_group = \"shop\""));
+        assert!(e.message.contains("members must agree"), "{e}");
+        // A NAT server shared with and without source-ip persistence: the
+        // replies could not find their worker.
+        let e = err(&with(""));
+        assert!(e.message.contains("same (or no) source-ip persistence"), "{e}");
+        assert!(e.message.contains("\"tls\""), "{e}");
+        // full-NAT replies come back to a local port: no conflict.
+        Config::parse("t.toml", &with("forwarding = \"full-nat\"")).unwrap();
     }
 
     #[test]

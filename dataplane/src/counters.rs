@@ -152,6 +152,12 @@ pub struct WorkerCounters {
     /// because no server could take them (each also counted as a
     /// `no-server` drop).
     pub rejected: Counter,
+    /// New connections sent to a server by a persistence record.
+    pub persisted: Counter,
+    /// Persistence records made.
+    pub persist_records: Counter,
+    /// Live persistence records evicted from a full set to make room.
+    pub persist_evicted: Counter,
     drops: [Counter; DropReason::COUNT],
     /// Indexed like the snapshot's services and servers.
     pub services: Box<[ServiceCounters]>,
@@ -168,6 +174,9 @@ impl Default for WorkerCounters {
             tx_bytes: Counter::default(),
             punted: Counter::default(),
             handed_off: Counter::default(),
+            persisted: Counter::default(),
+            persist_records: Counter::default(),
+            persist_evicted: Counter::default(),
             flows: Counter::default(),
             rejected: Counter::default(),
             drops: core::array::from_fn(|_| Counter::default()),

@@ -14,6 +14,7 @@ pub mod io;
 pub mod maglev;
 pub mod nat;
 pub mod neighbor;
+pub mod persist;
 pub mod rcu;
 pub mod sched;
 pub mod snapshot;

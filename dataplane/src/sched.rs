@@ -141,7 +141,7 @@ impl Schedule {
 /// within one control-loop turn: in that window each worker may add a few
 /// connections beyond it (documented tolerance).
 #[inline]
-fn available(servers: &[RealServer], global: u16, loads: Option<&Loads>) -> bool {
+pub fn available(servers: &[RealServer], global: u16, loads: Option<&Loads>) -> bool {
     servers.get(global as usize).is_some_and(|s| {
         s.enabled && (s.max_connections == 0 || loads.is_none_or(|l| l.get(global as usize) < s.max_connections as u64))
     })

@@ -47,6 +47,49 @@ pub struct RealServer {
     /// Its existing connections are cut too (down with `on_down =
     /// "reset"`): their packets are dropped and their entries removed.
     pub reset: bool,
+    /// How many times its node (address) has gone down: persistence
+    /// records made before the last time are stale (`persist`).
+    pub epoch: u32,
+}
+
+/// What a persistence record is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersistKind {
+    /// The client's address under `netmask`.
+    SourceIp,
+    /// The client's address and port.
+    SourceIpPort,
+}
+
+/// Persistence of a virtual server (`persist` has the design).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persistence {
+    pub kind: PersistKind,
+    pub netmask: u32,
+    /// In flow-table ticks.
+    pub timeout: u32,
+    /// Virtual servers of one group share records.
+    pub group: u16,
+    /// A record survives its server going down (default: dropped).
+    pub keep_on_down: bool,
+}
+
+impl Persistence {
+    /// The record key of a client.
+    #[inline]
+    pub fn key(&self, client_ip: u32, client_port: u16) -> u64 {
+        match self.kind {
+            PersistKind::SourceIp => crate::persist::key(self.group, client_ip & self.netmask, 0),
+            PersistKind::SourceIpPort => crate::persist::key(self.group, client_ip, client_port),
+        }
+    }
+
+    /// The netmask the flow owner hashes the client address under, when
+    /// it hashes the address alone.
+    #[inline]
+    pub fn owner_mask(&self) -> Option<u32> {
+        (self.kind == PersistKind::SourceIp).then_some(self.netmask)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +105,7 @@ pub struct VirtualService {
     pub schedule: Schedule,
     /// full-NAT source addresses (empty for NAT).
     pub local_addrs: Box<[u32]>,
+    pub persistence: Option<Persistence>,
 }
 
 impl VirtualService {
@@ -77,6 +121,7 @@ impl VirtualService {
             server_count: 0,
             schedule: Schedule::Sequence(Box::new([])),
             local_addrs: Box::new([]),
+            persistence: None,
         }
     }
 }
@@ -92,8 +137,15 @@ pub struct Snapshot {
     pub self_ips: Vec<u32>,
     /// Every full-NAT local address of every service, distinct.
     pub local_addrs: Vec<u32>,
+    /// Persistence records per worker, allocated by a worker when a
+    /// snapshot with persistence first reaches it.
+    pub persist_records: u32,
     /// (ip << 24 | port << 8 | proto, service index), sorted.
     vip_index: Vec<(u64, u16)>,
+    /// (server ip << 24 | port << 8 | proto, netmask), sorted: NAT servers
+    /// of `source-ip` persistent services, whose replies are owned by the
+    /// client address alone (`worker::owner`).
+    masked_servers: Vec<(u64, u32)>,
 }
 
 fn vip_key(ip: u32, port: u16, proto: u8) -> u64 {
@@ -109,6 +161,29 @@ impl Snapshot {
         locals.sort_unstable();
         locals.dedup();
         self.local_addrs = locals;
+        let mut masked: Vec<(u64, u32)> = Vec::new();
+        for vs in self.services.iter().filter(|v| v.forwarding == Forwarding::Nat) {
+            let Some(mask) = vs.persistence.and_then(|p| p.owner_mask()) else { continue };
+            let range = vs.first_server as usize..(vs.first_server as usize + vs.server_count as usize);
+            for s in self.servers.get(range).unwrap_or_default() {
+                masked.push((vip_key(s.ip, s.port, vs.proto), mask));
+            }
+        }
+        masked.sort_unstable();
+        masked.dedup_by_key(|e| e.0);
+        self.masked_servers = masked;
+    }
+
+    /// For a NAT reply from `ip:port`: the netmask its connection's owner
+    /// hashes the client address under, when a `source-ip` persistent
+    /// service uses that server.
+    #[inline]
+    pub fn reply_owner_mask(&self, ip: u32, port: u16, proto: u8) -> Option<u32> {
+        if self.masked_servers.is_empty() {
+            return None;
+        }
+        let k = vip_key(ip, port, proto);
+        self.masked_servers.binary_search_by_key(&k, |e| e.0).ok().and_then(|i| self.masked_servers.get(i)).map(|e| e.1)
     }
 
     /// The virtual server listening on ip:port/proto.

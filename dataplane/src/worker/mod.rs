@@ -11,6 +11,7 @@ use crate::flow::{Dir, FlowId, FlowInit, FlowKey, FlowState, FlowTable, InsertEr
 use crate::io::{Burst, Packet, PacketIo};
 use crate::nat::{self, LocalPorts};
 use crate::neighbor::Neighbors;
+use crate::persist::PersistTable;
 use crate::rcu::Reader;
 use crate::sched::Scheduler;
 use crate::snapshot::{Forwarding, Snapshot};
@@ -26,6 +27,9 @@ use std::sync::Arc;
 
 /// Expired entries freed per poll at most, so one poll never stalls.
 const EXPIRE_BUDGET: u32 = 256;
+
+/// Flow-entry flag: placed by a persistence record, which it references.
+const FLAG_PERSIST: u8 = 1;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -81,6 +85,8 @@ pub struct Worker {
     neighbors: Arc<Neighbors>,
     /// Global active connections per server, for least-connections.
     loads: Option<Arc<crate::sched::Loads>>,
+    /// Persistence records of the clients this worker owns.
+    persist: PersistTable,
     /// Current time in flow-table ticks, set by `poll`.
     now: u32,
 }
@@ -166,7 +172,19 @@ pub fn owner(snap: &Snapshot, workers: u16, src: u32, sport: u16, dst: u32, dpor
     if snap.is_local(dst) && (nat::LOCAL_PORT_MIN..=nat::LOCAL_PORT_MAX).contains(&dport) {
         return dport % workers;
     }
-    let (ip, port) = if snap.find_service(dst, dport, proto).is_some() { (src, sport) } else { (dst, dport) };
+    // With `source-ip` persistence every connection of a client (under the
+    // netmask) must meet its record on one worker: the client address
+    // alone is the key (`persist` has the trade-off).
+    let (ip, port) = match snap.find_service(dst, dport, proto) {
+        Some(vs) => match snap.services.get(vs as usize).and_then(|v| v.persistence).and_then(|p| p.owner_mask()) {
+            Some(mask) => (src & mask, 0),
+            None => (src, sport),
+        },
+        None => match snap.reply_owner_mask(src, sport, proto) {
+            Some(mask) => (dst & mask, 0),
+            None => (dst, dport),
+        },
+    };
     // splitmix64's finaliser: every input bit reaches the result (Linux
     // hands out even ephemeral ports to connect(), so a weak mix would send
     // every connection of a client to one worker).
@@ -190,6 +208,7 @@ impl Worker {
             snapshot,
             neighbors,
             loads: None,
+            persist: PersistTable::default(),
             now: 0,
         };
         w.adopt_snapshot();
@@ -216,6 +235,14 @@ impl Worker {
         let snap = self.snapshot.get();
         self.sched.resize(snap.services.len());
         self.local_ports.ensure(&snap.local_addrs);
+        if self.persist.capacity() == 0 && snap.services.iter().any(|v| v.persistence.is_some()) {
+            self.persist = PersistTable::new(snap.persist_records.max(1));
+        }
+    }
+
+    /// Live persistence records (slow: walks the table).
+    pub fn persist_records(&self) -> usize {
+        self.persist.len(self.now)
     }
 
     /// One pass: packets handed over by other workers, then every RX queue;
@@ -327,7 +354,12 @@ impl Worker {
     fn expire(&mut self, now: u32) {
         let counters = &self.counters;
         let local_ports = &mut self.local_ports;
+        let persist = &mut self.persist;
+        let snap: &Snapshot = self.snapshot.get();
         self.table.expire(now, EXPIRE_BUDGET, |f| {
+            if f.flags & FLAG_PERSIST != 0 {
+                release(persist, snap, f.vs, f.client_ip, f.client_port, f.server_ip, now);
+            }
             counters.flows.sub(1);
             if let Some(c) = counters.services.get(f.vs as usize) {
                 c.conns_active.sub(1);
@@ -452,8 +484,14 @@ impl Worker {
         if !ok {
             return Verdict::Drop(DropReason::L4BadChecksum);
         }
-        let flow = crate::sched::Flow4 { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto };
-        let Some(server_index) = self.sched.pick_for(vs_index as usize, vs, &snap.servers, &flow, self.loads.as_deref()) else {
+        let (server_index, persisted) = match vs.persistence {
+            Some(pers) => self.persistent_pick(snap, vs_index, p, &pers),
+            None => {
+                let flow = crate::sched::Flow4 { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto };
+                (self.sched.pick_for(vs_index as usize, vs, &snap.servers, &flow, self.loads.as_deref()), false)
+            }
+        };
+        let Some(server_index) = server_index else {
             return refusal(snap, frame, p, in_port);
         };
         let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
@@ -481,7 +519,7 @@ impl Worker {
             server: server_index,
             client_port_id: in_port as u8,
             client_mac: client_mac.0,
-            flags: 0,
+            flags: if persisted { FLAG_PERSIST } else { 0 },
         };
         // `process` just missed the original key in this table.
         let id = match self.table.insert_after_miss(&init, self.now) {
@@ -489,6 +527,9 @@ impl Worker {
             Err(e) => {
                 if vs.forwarding == Forwarding::FullNat {
                     self.local_ports.free(local_ip, local_port);
+                }
+                if let (true, Some(pers)) = (persisted, vs.persistence) {
+                    self.persist.release(pers.key(p.src, p.sport), server.ip, self.now, pers.timeout);
                 }
                 return Verdict::Drop(match e {
                     InsertError::Full => DropReason::FlowTableFull,
@@ -507,6 +548,51 @@ impl Worker {
             s.conns_active.inc();
         }
         self.forward_original(snap, frame, p, id)
+    }
+
+    /// Picks a server for a new connection of a persistent service: the
+    /// client's record, when it names a server of this service that can
+    /// take the connection (and, unless `keep_on_down`, has not gone down
+    /// since), else the scheduler's choice, recorded. Returns the server
+    /// and whether the connection references a record.
+    #[inline]
+    fn persistent_pick(&mut self, snap: &Snapshot, vs_index: u16, p: &L4Info, pers: &crate::snapshot::Persistence) -> (Option<u16>, bool) {
+        let Some(vs) = snap.services.get(vs_index as usize) else { return (None, false) };
+        let key = pers.key(p.src, p.sport);
+        let loads = self.loads.as_deref();
+        let mut keep_record = false;
+        if let Some(rec) = self.persist.get(key, self.now) {
+            let range = vs.first_server..vs.first_server.saturating_add(vs.server_count);
+            let member = range.clone().find(|g| snap.servers.get(*g as usize).is_some_and(|s| s.ip == rec.server_ip));
+            let stale = member.and_then(|g| snap.servers.get(g as usize)).is_some_and(|s| s.epoch != rec.epoch);
+            match member {
+                Some(g) if !stale || pers.keep_on_down => {
+                    if crate::sched::available(&snap.servers, g, loads) {
+                        self.persist.attach(key, self.now, pers.timeout);
+                        self.counters.persisted.inc();
+                        return (Some(g), true);
+                    }
+                    // Down or full: elsewhere this time; the record waits
+                    // for its server when it is kept, else it is replaced.
+                    keep_record = pers.keep_on_down && !snap.servers.get(g as usize).is_some_and(|s| s.enabled);
+                }
+                Some(_) => self.persist.remove(key),
+                // Made by another service of the group whose pool has a
+                // node this one lacks: leave it to that service.
+                None => keep_record = true,
+            }
+        }
+        let flow = crate::sched::Flow4 { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto };
+        let pick = self.sched.pick_for(vs_index as usize, vs, &snap.servers, &flow, loads);
+        let Some(server) = pick.and_then(|g| snap.servers.get(g as usize)) else { return (pick, false) };
+        if keep_record {
+            return (pick, false);
+        }
+        if !self.persist.insert(key, server.ip, server.epoch, self.now, pers.timeout) {
+            self.counters.persist_evicted.inc();
+        }
+        self.counters.persist_records.inc();
+        (pick, true)
     }
 
     /// Client to server: DNAT (and SNAT for full-NAT), L2 to the server's
@@ -579,6 +665,9 @@ impl Worker {
     /// Removes a connection at once (RST), with its counters and port.
     fn remove(&mut self, id: FlowId) {
         if let Some(f) = self.table.remove(id) {
+            if f.flags & FLAG_PERSIST != 0 {
+                release(&mut self.persist, self.snapshot.get(), f.vs, f.client_ip, f.client_port, f.server_ip, self.now);
+            }
             let c = &self.counters;
             c.flows.sub(1);
             if let Some(v) = c.services.get(f.vs as usize) {
@@ -683,6 +772,15 @@ impl Worker {
         eth.set_dst_addr(dst_mac);
         eth.set_src_addr(out.mac);
         Verdict::Forward(out_port)
+    }
+}
+
+/// A connection placed by a persistence record ended: the record loses a
+/// reference (the service's persistence as the current snapshot has it).
+#[inline]
+fn release(persist: &mut PersistTable, snap: &Snapshot, vs: u16, client_ip: u32, client_port: u16, server_ip: u32, now: u32) {
+    if let Some(p) = snap.services.get(vs as usize).and_then(|v| v.persistence) {
+        persist.release(p.key(client_ip, client_port), server_ip, now, p.timeout);
     }
 }
 

@@ -34,7 +34,7 @@ fn snapshot() -> Snapshot {
     for (vi, (port, proto, fwd)) in [(80u16, 6u8, Forwarding::Nat), (81, 6, Forwarding::FullNat), (53, 17, Forwarding::Nat)].into_iter().enumerate() {
         let first = s.servers.len() as u16;
         for (i, srv) in SRV.iter().enumerate() {
-            s.servers.push(RealServer { ip: ip(*srv), port: 8080, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi as u16, reset: false, max_connections: 0, priority: 0 });
+            s.servers.push(RealServer { ip: ip(*srv), port: 8080, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi as u16, reset: false, max_connections: 0, priority: 0, epoch: 0 });
         }
         let mut vs = VirtualService::test(fwd);
         vs.ip = ip(VIP);
@@ -690,4 +690,192 @@ fn connections_of_a_reset_server_are_cut() {
     assert_eq!(w.table().len(), 0, "entry removed");
     assert_eq!(w.counters().servers[0].conns_active.get(), 0);
     std::mem::forget(publisher);
+}
+
+// ---------------------------------------------------------------------------
+// Persistence (`persist`).
+
+/// Reads nothing, sends nothing: `poll` on it only moves the worker to the
+/// latest snapshot and expires entries.
+struct Idle;
+impl PacketIo for Idle {
+    type Pkt = Pkt;
+    fn rx_queues(&self) -> usize {
+        0
+    }
+    fn rx_burst(&mut self, _q: usize, _b: &mut Burst<Pkt>) {}
+    fn tx(&mut self, _p: u16, _pkt: Pkt) {}
+    fn punt(&mut self, p: Pkt) -> Result<(), Pkt> {
+        Err(p)
+    }
+    fn flush(&mut self) -> crate::io::TxReport {
+        crate::io::TxReport::default()
+    }
+}
+
+const PERSIST_TIMEOUT: u32 = 50;
+
+/// The fixture snapshot with `source-ip` persistence (`netmask`) on
+/// VIP:80 (NAT) and VIP:81 (full-NAT), one persistence group.
+fn persistent_snapshot(netmask: u32, keep_on_down: bool) -> Snapshot {
+    let mut s = snapshot();
+    let p = crate::snapshot::Persistence {
+        kind: crate::snapshot::PersistKind::SourceIp,
+        netmask,
+        timeout: PERSIST_TIMEOUT,
+        group: 0,
+        keep_on_down,
+    };
+    s.services[0].persistence = Some(p);
+    s.services[1].persistence = Some(p);
+    s.persist_records = 256;
+    s.index();
+    s
+}
+
+fn persistent_worker(snap: Snapshot) -> (crate::rcu::Publisher<Snapshot>, Worker) {
+    let (publisher, mut readers) = rcu(Box::new(snap), 1);
+    let n = Arc::new(Neighbors::new(4));
+    n.set(0, SERVER_MAC[0]);
+    n.set(1, SERVER_MAC[1]);
+    let w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default() }, readers.remove(0), n);
+    (publisher, w)
+}
+
+/// A SYN from `client:sport` to VIP:`vport`: the server address it went to.
+fn connect(w: &mut Worker, client: [u8; 4], sport: u16, vport: u16) -> [u8; 4] {
+    let mut f = frame(CLIENT_MAC, OUT_MAC, client, VIP, 6, &tcp(sport, vport, tcpf::SYN), true);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    addr(&f, 30)
+}
+
+fn reset(w: &mut Worker, client: [u8; 4], sport: u16, vport: u16) {
+    let mut f = frame(CLIENT_MAC, OUT_MAC, client, VIP, 6, &tcp(sport, vport, tcpf::RST), true);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+}
+
+#[test]
+fn source_ip_persistence_keeps_a_client_while_others_spread() {
+    let (_p, mut w) = persistent_worker(persistent_snapshot(u32::MAX, false));
+    let first = connect(&mut w, CLIENT, 1000, 80);
+    for sport in 1001..1050 {
+        assert_eq!(connect(&mut w, CLIENT, sport, 80), first, "connection from port {sport}");
+    }
+    // Other clients each get a record of their own, round robin.
+    let mut seen = [0; 2];
+    for c in 1..=20u8 {
+        let s = connect(&mut w, [203, 0, 113, c], 2000, 80);
+        seen[SRV.iter().position(|x| *x == s).unwrap()] += 1;
+        assert_eq!(connect(&mut w, [203, 0, 113, c], 2001, 80), s, "client {c} stays");
+    }
+    assert_eq!(seen, [10, 10]);
+    let c = w.counters();
+    assert_eq!(c.persist_records.get(), 21);
+    assert_eq!(c.persisted.get(), 49 + 20);
+    assert_eq!(w.persist_records(), 21);
+}
+
+#[test]
+fn netmask_groups_clients_and_the_group_spans_virtual_servers() {
+    let (_p, mut w) = persistent_snapshot(0xffff_ff00, false).pipe(persistent_worker);
+    let a = connect(&mut w, [192, 0, 2, 10], 1000, 80);
+    assert_eq!(connect(&mut w, [192, 0, 2, 20], 1000, 80), a, "same /24, same server");
+    let b = connect(&mut w, [203, 0, 113, 7], 1000, 80);
+    assert_ne!(a, b, "another /24 gets the next server");
+    // VIP:81 (full-NAT) is in the same group: the same servers.
+    assert_eq!(connect(&mut w, [192, 0, 2, 30], 5000, 81), a);
+    assert_eq!(connect(&mut w, [203, 0, 113, 7], 5000, 81), b);
+    assert_eq!(w.persist_records(), 2, "one record per /24, shared by both services");
+}
+
+trait Pipe: Sized {
+    fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
+
+/// Server `srv` of every service down (`up` false) or back, with its node's
+/// down count.
+fn with_server(mut s: Snapshot, srv: usize, up: bool, epoch: u32) -> Snapshot {
+    for r in s.servers.iter_mut().filter(|r| r.ip == ip(SRV[srv])) {
+        r.enabled = up;
+        r.epoch = epoch;
+    }
+    s
+}
+
+#[test]
+fn a_down_servers_records_are_dropped_unless_kept() {
+    for keep in [false, true] {
+        let base = persistent_snapshot(u32::MAX, keep);
+        let (mut publisher, mut w) = persistent_worker(base.clone());
+        let home = connect(&mut w, CLIENT, 1000, 80);
+        let h = SRV.iter().position(|x| *x == home).unwrap();
+        let other = SRV[1 - h];
+        reset(&mut w, CLIENT, 1000, 80);
+        // Down: the client goes elsewhere.
+        publisher.publish(Box::new(with_server(base.clone(), h, false, 1)));
+        w.poll(&mut Idle, 1);
+        assert_eq!(connect(&mut w, CLIENT, 1001, 80), other, "keep_on_down {keep}: server down");
+        reset(&mut w, CLIENT, 1001, 80);
+        // Back up.
+        publisher.publish(Box::new(with_server(base.clone(), h, true, 1)));
+        w.poll(&mut Idle, 2);
+        let after = connect(&mut w, CLIENT, 1002, 80);
+        if keep {
+            assert_eq!(after, home, "kept record: back to its server");
+        } else {
+            assert_eq!(after, other, "dropped record: the new record stays");
+        }
+        // A record made before a down/up cycle the client did not see is
+        // stale too (unless kept).
+        let (mut publisher, mut w) = persistent_worker(base.clone());
+        let home = connect(&mut w, CLIENT, 1000, 80);
+        let h = SRV.iter().position(|x| *x == home).unwrap();
+        publisher.publish(Box::new(with_server(base.clone(), h, true, 7)));
+        w.poll(&mut Idle, 1);
+        let next = connect(&mut w, CLIENT, 1001, 80);
+        assert_eq!(next == home, keep, "keep_on_down {keep}: record across an unseen outage");
+        std::mem::forget(publisher);
+    }
+}
+
+#[test]
+fn records_live_while_their_connections_do_then_for_the_timeout() {
+    let (_p, mut w) = persistent_worker(persistent_snapshot(u32::MAX, false));
+    w.now = 10;
+    connect(&mut w, CLIENT, 1000, 80);
+    // Long after the timeout, the open connection keeps the record.
+    w.now = 10 + 10 * PERSIST_TIMEOUT;
+    assert_eq!(w.persist_records(), 1);
+    reset(&mut w, CLIENT, 1000, 80);
+    w.now += PERSIST_TIMEOUT - 1;
+    assert_eq!(w.persist_records(), 1, "lives the timeout after its last connection");
+    w.now += 1;
+    assert_eq!(w.persist_records(), 0, "then expires");
+    // Entries removed by idle expiry release their record too.
+    w.now = 1000;
+    connect(&mut w, CLIENT, 2000, 80);
+    w.expire(1000 + Timeouts::default().tcp_syn);
+    assert_eq!(w.table().len(), 0);
+    w.now = 1000 + Timeouts::default().tcp_syn + PERSIST_TIMEOUT;
+    assert_eq!(w.persist_records(), 0);
+}
+
+#[test]
+fn source_ip_persistence_owns_connections_by_client_address() {
+    let snap = persistent_snapshot(0xffff_ff00, false);
+    for workers in [2u16, 3, 4] {
+        let o = owner(&snap, workers, ip(CLIENT), 1000, ip(VIP), 80, 6);
+        for sport in (1000..60000).step_by(997) {
+            assert_eq!(owner(&snap, workers, ip(CLIENT), sport, ip(VIP), 80, 6), o, "every port of the client");
+            assert_eq!(owner(&snap, workers, ip([192, 0, 2, 77]), sport, ip(VIP), 80, 6), o, "every client of the /24");
+            // NAT replies from its servers: the same owner.
+            assert_eq!(owner(&snap, workers, ip(SRV[1]), 8080, ip(CLIENT), sport, 6), o, "reply");
+        }
+        // Without persistence (VIP:53/udp) the port still counts.
+        let spread: std::collections::BTreeSet<u16> = (1000..1100).map(|p| owner(&snap, workers, ip(CLIENT), p, ip(VIP), 53, 17)).collect();
+        assert_eq!(spread.len(), workers as usize);
+    }
 }

@@ -1,0 +1,295 @@
+//! Persistence records: "the shopping cart problem" (seed 004). A virtual
+//! server with persistence sends every new connection of one client (its
+//! address under a netmask, or address and port) to the server the
+//! client's first connection went to, for as long as the record lives.
+//!
+//! ## Who holds the records
+//!
+//! Each worker holds the records of the clients it owns, in a fixed-size
+//! table it alone reads and writes (no lock, no allocation after the first
+//! snapshot that asks for one). For that to be enough, every new
+//! connection of a client must reach the worker that holds its record:
+//! when a virtual server has `source-ip` persistence, the owner of its
+//! connections is a hash of the client address under the persistence
+//! netmask alone (`worker::owner`), not of address and port; NAT replies
+//! from its servers are owned by the same key (the snapshot keeps which
+//! servers that applies to). `source-ip-port` records are keyed by what
+//! the flow owner already hashes, so nothing changes for them. A
+//! persistence group shares records between virtual servers: all its
+//! members have the same kind and netmask (check-config enforces it), so a
+//! client's connections to VIP:80 and VIP:443 meet on one worker and one
+//! record.
+//!
+//! The other design — one table every worker reads, merged by the control
+//! plane from records the workers report — spreads a client's connections
+//! over every worker, but a record is only visible elsewhere after a
+//! control-loop turn: two connections opened together can go to two
+//! servers. Sharding is exact, and its price is seed 004's mega-proxy
+//! problem seen from inside the box: every client behind one proxy address
+//! (or one /24 under a netmask) lands on one worker, so a few large sources
+//! skew the workers' load as they skew the servers'. The netmask widens the
+//! skew; the README says so.
+//!
+//! ## Lifetime
+//!
+//! A record lives while connections it placed are open (`refs`), and
+//! `timeout` after the last of them ends or its last new connection,
+//! whichever is later (IPVS's persistence templates behave the same). It
+//! remembers the server's address and its down count (`epoch`) when it was
+//! made: by default a record whose server has gone down since is dropped
+//! at its next use, so a recovered server gets new clients (seed 002's
+//! note on application servers); `keep_on_down` keeps it, and the client
+//! returns to its server once it is back.
+//!
+//! The table is 8-way set associative: a full set evicts its record that
+//! expires first, preferring records with no open connection. Expiry is
+//! read on use (no timer walk): an expired record is a free way.
+
+/// One record, 24 bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Record {
+    key: u64,
+    /// The server's address (records are shared by a persistence group's
+    /// virtual servers, whose pools list the same nodes).
+    pub server_ip: u32,
+    /// The node's down count when the record was made.
+    pub epoch: u32,
+    /// In flow-table ticks.
+    expires: u32,
+    /// Open connections placed by this record.
+    refs: u32,
+}
+
+const WAYS: usize = 8;
+
+/// What is looked up: persistence group, client address (masked) and
+/// port (0 for `source-ip`).
+#[inline]
+pub fn key(group: u16, ip: u32, port: u16) -> u64 {
+    // Bit 63 marks a used key so that 0 means "empty".
+    1 << 63 | (group as u64) << 47 | (port as u64) << 32 | ip as u64
+}
+
+/// `a` is later than `b` on the wrapping tick clock.
+#[inline]
+fn after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+pub struct PersistTable {
+    records: Box<[Record]>,
+    /// Sets - 1 (sets are a power of two); unused when `records` is empty.
+    mask: u32,
+}
+
+impl Default for PersistTable {
+    fn default() -> Self {
+        Self { records: Box::new([]), mask: 0 }
+    }
+}
+
+impl core::fmt::Debug for PersistTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PersistTable").field("capacity", &self.records.len()).finish()
+    }
+}
+
+impl PersistTable {
+    /// At least `capacity` records (rounded up to whole sets, a power of
+    /// two of them). Slow path: allocates.
+    pub fn new(capacity: u32) -> Self {
+        if capacity == 0 {
+            return Self::default();
+        }
+        let sets = (capacity as usize).div_ceil(WAYS).next_power_of_two();
+        Self { records: vec![Record::default(); sets * WAYS].into_boxed_slice(), mask: (sets - 1) as u32 }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.records.len()
+    }
+
+    #[inline]
+    fn set(&mut self, key: u64) -> Option<&mut [Record]> {
+        if self.records.is_empty() {
+            return None;
+        }
+        // splitmix64's finaliser.
+        let mut z = key;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let first = ((z as u32) & self.mask) as usize * WAYS;
+        self.records.get_mut(first..first + WAYS)
+    }
+
+    #[inline]
+    fn live(r: &Record, now: u32) -> bool {
+        r.key != 0 && (r.refs > 0 || after(r.expires, now))
+    }
+
+    /// The live record of `key`.
+    #[inline]
+    pub fn get(&mut self, key: u64, now: u32) -> Option<Record> {
+        self.set(key)?.iter().find(|r| r.key == key && Self::live(r, now)).copied()
+    }
+
+    /// A new connection placed by the record of `key`: one more reference,
+    /// and at least `timeout` ticks more to live.
+    #[inline]
+    pub fn attach(&mut self, key: u64, now: u32, timeout: u32) {
+        if let Some(r) = self.set(key).and_then(|s| s.iter_mut().find(|r| r.key == key)) {
+            r.refs = r.refs.saturating_add(1);
+            let until = now.wrapping_add(timeout);
+            if after(until, r.expires) {
+                r.expires = until;
+            }
+        }
+    }
+
+    /// Records (or replaces) `key` -> `server_ip` with one reference.
+    /// Returns false when it evicted a live record to make room.
+    #[inline]
+    pub fn insert(&mut self, key: u64, server_ip: u32, epoch: u32, now: u32, timeout: u32) -> bool {
+        let Some(set) = self.set(key) else { return true };
+        let rec = Record { key, server_ip, epoch, expires: now.wrapping_add(timeout), refs: 1 };
+        // The same key, else a free or expired way, else the record with
+        // no open connection that expires first, else the one that expires
+        // first.
+        let way = set
+            .iter()
+            .position(|r| r.key == key)
+            .or_else(|| set.iter().position(|r| !Self::live(r, now)))
+            .map(|i| (i, true))
+            .or_else(|| {
+                let soonest = |idle: bool| {
+                    set.iter()
+                        .enumerate()
+                        .filter(|(_, r)| !idle || r.refs == 0)
+                        .min_by_key(|(_, r)| r.expires.wrapping_sub(now))
+                        .map(|(i, _)| (i, false))
+                };
+                soonest(true).or_else(|| soonest(false))
+            });
+        match way.and_then(|(i, free)| set.get_mut(i).map(|r| (r, free))) {
+            Some((r, free)) => {
+                *r = rec;
+                free
+            }
+            None => true,
+        }
+    }
+
+    /// A connection placed by the record of `key` on `server_ip` ended:
+    /// one reference less, and `timeout` ticks to live from now at least.
+    /// A record replaced meanwhile (another server) is left alone.
+    pub fn release(&mut self, key: u64, server_ip: u32, now: u32, timeout: u32) {
+        if let Some(r) = self.set(key).and_then(|s| s.iter_mut().find(|r| r.key == key && r.server_ip == server_ip)) {
+            r.refs = r.refs.saturating_sub(1);
+            let until = now.wrapping_add(timeout);
+            if after(until, r.expires) {
+                r.expires = until;
+            }
+        }
+    }
+
+    /// Drops the record of `key` (its server went down).
+    #[inline]
+    pub fn remove(&mut self, key: u64) {
+        if let Some(r) = self.set(key).and_then(|s| s.iter_mut().find(|r| r.key == key)) {
+            *r = Record::default();
+        }
+    }
+
+    /// Live records (slow: walks the table; for reports and tests).
+    pub fn len(&self, now: u32) -> usize {
+        self.records.iter().filter(|r| Self::live(r, now)).count()
+    }
+
+    pub fn is_empty(&self, now: u32) -> bool {
+        self.len(now) == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_live_while_referenced_then_for_their_timeout() {
+        let mut t = PersistTable::new(64);
+        let k = key(1, 0xc000_020a, 0);
+        assert_eq!(t.get(k, 0), None);
+        assert!(t.insert(k, 11, 0, 0, 10));
+        assert_eq!(t.get(k, 5).map(|r| r.server_ip), Some(11));
+        // Referenced: alive past its timeout.
+        assert!(t.get(k, 50).is_some());
+        t.release(k, 11, 50, 10);
+        assert!(t.get(k, 59).is_some());
+        assert_eq!(t.get(k, 60), None, "expired 10 ticks after its last connection");
+        // A new connection refreshes it.
+        assert!(t.insert(k, 12, 0, 100, 10));
+        t.attach(k, 105, 10);
+        t.release(k, 12, 106, 10);
+        assert!(t.get(k, 200).is_some(), "one reference left");
+        t.release(k, 12, 200, 10);
+        assert!(t.get(k, 209).is_some());
+        assert!(t.get(k, 211).is_none());
+    }
+
+    #[test]
+    fn release_of_a_replaced_record_is_ignored_and_remove_drops() {
+        let mut t = PersistTable::new(8);
+        let k = key(0, 7, 0);
+        t.insert(k, 1, 0, 0, 10);
+        t.insert(k, 2, 0, 0, 10);
+        t.release(k, 1, 1, 10);
+        assert_eq!(t.get(k, 1000).map(|r| r.server_ip), Some(2), "still referenced by server 2's connection");
+        t.remove(k);
+        assert_eq!(t.get(k, 0), None);
+    }
+
+    #[test]
+    fn full_sets_evict_idle_records_first_and_the_clock_wraps() {
+        let mut t = PersistTable::new(4); // one set
+        assert_eq!(t.capacity(), 8);
+        let now = u32::MAX - 5;
+        for i in 0..8 {
+            assert!(t.insert(key(0, i, 0), i, 0, now, 100 + i));
+        }
+        // Record 2 has no open connection: it goes first.
+        t.release(key(0, 2, 0), 2, now, 0);
+        assert!(!t.insert(key(0, 9, 0), 9, 0, now, 100), "a live record was evicted");
+        assert!(t.get(key(0, 2, 0), now).is_none());
+        assert!(t.get(key(0, 9, 0), now.wrapping_add(50)).is_some(), "alive across the wrap");
+        assert_eq!(t.len(now), 8);
+        // All referenced: the one expiring first goes.
+        assert!(!t.insert(key(0, 10, 0), 10, 0, now, 1000));
+        assert!(t.get(key(0, 0, 0), now).is_none());
+    }
+
+    #[test]
+    fn keys_separate_groups_ports_and_addresses() {
+        let keys = [key(0, 1, 0), key(1, 1, 0), key(0, 1, 1), key(0, 2, 0), key(0xffff, u32::MAX, u16::MAX)];
+        for (i, a) in keys.iter().enumerate() {
+            assert_ne!(*a, 0);
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        let mut empty = PersistTable::new(0);
+        assert!(empty.insert(keys[0], 1, 0, 0, 1));
+        assert_eq!(empty.get(keys[0], 0), None);
+    }
+
+    #[test]
+    fn many_clients_fill_the_table_without_losing_recent_ones() {
+        let mut t = PersistTable::new(8192);
+        for c in 0..3000u32 {
+            t.insert(key(0, 0xc633_0000 + c, 0), c, 0, 0, 1000);
+        }
+        let found = (0..3000u32).filter(|c| t.get(key(0, 0xc633_0000 + c, 0), 1).map(|r| r.server_ip) == Some(*c)).count();
+        // Random placement: ~4 of 3000 overflow an 8-way set at 37% load.
+        assert!(found > 2980, "{found} of 3000 records kept in 8192 slots");
+    }
+}

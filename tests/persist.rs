@@ -1,0 +1,156 @@
+//! Persistence end to end: the real `furiwake` binary with two workers (so
+//! the record's owner worker matters), real nginx backends, curl from
+//! several client addresses.
+//!
+//! Lab: PREFIX-client 192.0.2.10 (and .11-.16 added here) -- br-out --
+//! lb-out [furiwake] lb-in -- br-in -- PREFIX-srvN 198.51.100.(10+N).
+
+use furiwake_e2e::*;
+use std::collections::BTreeSet;
+
+/// Client addresses: .10 is the lab's, the others are added.
+const CLIENTS: [&str; 7] = ["192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13", "192.0.2.14", "192.0.2.15", "192.0.2.16"];
+
+fn web_pool() -> String {
+    let mut s = String::from("[[pool]]\nname = \"web\"\nalgorithm = \"round-robin\"\nservers = [\n");
+    for n in 1..=LAB_BACKENDS {
+        s.push_str(&format!("  {{ address = \"{}:80\" }},\n", server_ip(n)));
+    }
+    s + "]\n"
+}
+
+/// Opens the lab with nginx backends and extra client addresses, and starts
+/// furiwake with two workers (lcores 1 and 2 sharing CPU 1, two queue pairs
+/// per port, so packets reach workers that do not own them) and `services`.
+fn lab(tag: char, name: &str, services: &str) -> Option<Lab> {
+    let mut lab = Lab::open(tag, &format!("persist-{name}"), &["nginx"])?;
+    for n in 1..=LAB_BACKENDS {
+        lab.start_nginx(n, 0);
+    }
+    for c in &CLIENTS[1..] {
+        lab.topo.exec("client", &format!("ip addr add {c}/24 dev eth0"));
+    }
+    let platform = format!(
+        r#"[platform]
+eal_args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{}", "--no-telemetry", "--lcores", "0@0,1@1,2@1"]
+control_lcore = 0
+worker_lcores = [1, 2]
+mbufs = 8191
+idle_sleep_us = 20
+"#,
+        lab.prefix
+    );
+    let interfaces = LAB_INTERFACES.replace("iface=lb-out", "iface=lb-out,qpairs=2").replace("iface=lb-in", "iface=lb-in,qpairs=2");
+    lab.start_config(&format!("{platform}\n{interfaces}\n{}\n{services}", web_pool()));
+    Some(lab)
+}
+
+/// `curl http://URL_HOST/id` from client address `from`: which backend
+/// answered.
+fn id(lab: &Lab, from: &str, host: &str) -> String {
+    let (ok, out) = lab.topo.try_exec("client", &format!("curl -s -S -m 10 --interface {from} http://{host}/id"));
+    assert!(ok, "{from} -> http://{host}/id failed: {out}\nfuriwake:\n{}", lab.fw_output());
+    out.trim().to_string()
+}
+
+/// Sums `key` over the per-worker `  persistence:` lines of a report.
+fn persistence_sum(block: &str, key: &str) -> u64 {
+    block.lines().filter(|l| l.starts_with("  persistence:")).filter_map(|l| counter(l, "  persistence:", key)).sum()
+}
+
+/// `source-ip` persistence keeps one client on one server over 50
+/// connections, while a client of a service without persistence is spread
+/// over the servers; under a /24 netmask every client of the /24 shares one
+/// server.
+#[test]
+fn source_ip_persistence_keeps_a_client_while_another_is_spread() {
+    let services = r#"
+[[virtual_server]]
+name = "shop"
+address = "192.0.2.100:80"
+pool = "web"
+persistence = { kind = "source-ip", timeout_s = 60 }
+
+[[virtual_server]]
+name = "plain"
+address = "192.0.2.101:80"
+forwarding = "full-nat"
+pool = "web"
+
+[[virtual_server]]
+name = "office"
+address = "192.0.2.102:80"
+forwarding = "full-nat"
+pool = "web"
+persistence = { kind = "source-ip", netmask = "255.255.255.0", timeout_s = 60 }
+"#;
+    let Some(mut lab) = lab('p', "sourceip", services) else { return };
+
+    let a: Vec<String> = (0..50).map(|_| id(&lab, CLIENTS[0], VIP)).collect();
+    assert_eq!(tally(&a).len(), 1, "client {} moved between servers over 50 connections: {:?}", CLIENTS[0], tally(&a));
+
+    let b: Vec<String> = (0..30).map(|_| id(&lab, CLIENTS[1], "192.0.2.101")).collect();
+    let spread = tally(&b);
+    assert_eq!(spread.len(), 3, "without persistence client {} reaches every server: {spread:?}", CLIENTS[1]);
+
+    // Five more clients on the persistent VIP: each sticks to one server,
+    // and the records are spread (each worker's round robin moves on with
+    // every record it makes).
+    let mut homes = BTreeSet::from([a[0].clone()]);
+    for c in &CLIENTS[2..] {
+        let answers: Vec<String> = (0..10).map(|_| id(&lab, c, VIP)).collect();
+        assert_eq!(tally(&answers).len(), 1, "client {c} moved: {:?}", tally(&answers));
+        homes.insert(answers[0].clone());
+    }
+    assert!(homes.len() >= 2, "six clients, one server: {homes:?}");
+
+    // Under a /24 netmask all seven clients are one.
+    let office: Vec<String> = CLIENTS.iter().flat_map(|c| (0..4).map(move |_| *c)).map(|c| id(&lab, c, "192.0.2.102")).collect();
+    assert_eq!(tally(&office).len(), 1, "one /24, one server: {:?}", tally(&office));
+
+    let block = lab.report();
+    assert_eq!(must(&block, "virtual-server shop:", "conns-new"), 50 + 50);
+    assert_eq!(must(&block, "virtual-server office:", "conns-new"), 28);
+    // Records: 6 clients of `shop`, one /24 of `office`.
+    assert_eq!(persistence_sum(&block, "records-made"), 6 + 1, "{block}");
+    assert_eq!(persistence_sum(&block, "persisted"), (100 - 6) + (28 - 1), "{block}");
+    assert_eq!(persistence_sum(&block, "evicted"), 0, "{block}");
+    let handed = must(&block, "worker 0:", "handed-off") + must(&block, "worker 1:", "handed-off");
+    assert!(handed > 0, "packets crossed workers (the owner is the record's worker):\n{block}");
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// A persistence group shared by VIP:80 and VIP:8443 sends each client's
+/// connections to both to one server.
+#[test]
+fn a_persistence_group_keeps_vip_80_and_8443_clients_together() {
+    let services = r#"
+[[virtual_server]]
+name = "http"
+address = "192.0.2.100:80"
+pool = "web"
+persistence = { kind = "source-ip", timeout_s = 60 }
+persistence_group = "shop"
+
+[[virtual_server]]
+name = "https"
+address = "192.0.2.100:8443"
+pool = "web"
+persistence = { kind = "source-ip", timeout_s = 60 }
+persistence_group = "shop"
+"#;
+    let Some(mut lab) = lab('g', "group", services) else { return };
+    let mut homes = BTreeSet::new();
+    for c in &CLIENTS {
+        let answers: Vec<String> =
+            (0..20).map(|i| id(&lab, c, &if i % 2 == 0 { VIP.to_string() } else { format!("{VIP}:8443") })).collect();
+        assert_eq!(tally(&answers).len(), 1, "client {c} split between servers over VIP:80 and VIP:8443: {answers:?}");
+        homes.insert(answers[0].clone());
+    }
+    assert!(homes.len() >= 2, "seven clients, one server: {homes:?}");
+    let block = lab.report();
+    assert_eq!(must(&block, "virtual-server http:", "conns-new"), 70);
+    assert_eq!(must(&block, "virtual-server https:", "conns-new"), 70);
+    assert_eq!(persistence_sum(&block, "records-made"), 7, "one record per client, shared by both services:\n{block}");
+    stop_furiwake_cleanly(lab.fw());
+}
