@@ -3,6 +3,8 @@
 //! SIGTERM/SIGINT, and takes everything down again in order: workers
 //! joined, ports closed (their mbufs returned), rings and pool freed.
 
+mod metrics;
+
 use crate::arp::{self, ArpOutcome, NeighborTable};
 use crate::build::{self, LinkInfo, Nexthop};
 use crate::config::{Config, Interface};
@@ -114,8 +116,19 @@ pub struct Appliance {
     /// records made before are stale).
     node_epochs: std::collections::HashMap<u32, u32>,
     control: ControlCounters,
+    /// Prometheus text on the management address.
+    metrics: Option<metrics::MetricsServer>,
+    /// `dpdk-dumpcap` can attach (pdump initialised).
+    capture: bool,
     // Last: freed after every port and ring that holds its mbufs.
     pool: Option<Mempool>,
+}
+
+/// A state change (server up or down, link, configuration): on the console
+/// and in the log at `info`.
+fn event(line: &str) {
+    log::info!("{line}");
+    say(line);
 }
 
 fn say(line: &str) {
@@ -174,6 +187,8 @@ impl Appliance {
             health,
             node_epochs: std::collections::HashMap::new(),
             control: ControlCounters::default(),
+            metrics: None,
+            capture: false,
             pool: Some(pool),
         };
         if let Err(e) = app.launch_workers(app.current_snapshot()) {
@@ -190,9 +205,42 @@ impl Appliance {
                 s.pool.get_ref()
             ));
         }
+        if let Some(addr) = app.cfg.management.listen {
+            match metrics::MetricsServer::bind(addr) {
+                Ok(m) => {
+                    say(&format!("metrics: http://{}/metrics", m.local_addr().unwrap_or(addr)));
+                    app.metrics = Some(m);
+                }
+                Err(e) => {
+                    app.shutdown();
+                    return Err(e);
+                }
+            }
+        }
+        app.enable_capture();
         app.announce();
         app.resolve_nexthops(Instant::now());
         Ok(app)
+    }
+
+    /// pdump, so `dpdk-dumpcap` (a DPDK secondary process) can capture the
+    /// ports; secondaries need the primary's memory in hugepages.
+    fn enable_capture(&mut self) {
+        let prefix = self.eal.args().iter().find_map(|a| a.strip_prefix("--file-prefix=")).map(str::to_string).or_else(|| {
+            let args = self.eal.args();
+            args.iter().position(|a| a == "--file-prefix").and_then(|i| args.get(i + 1)).cloned()
+        });
+        if self.eal.no_huge() {
+            log::info!("packet capture: off (--no-huge: dpdk-dumpcap needs the appliance on hugepages)");
+            return;
+        }
+        match self.eal.enable_capture() {
+            Ok(()) => {
+                self.capture = true;
+                say(&format!("capture: dpdk-dumpcap --file-prefix {} -i PORT", prefix.unwrap_or_else(|| "furiwake".into())));
+            }
+            Err(e) => log::warn!("packet capture: {e}"),
+        }
     }
 
     /// The probe engine: one userspace stack per link, one target per
@@ -288,9 +336,9 @@ impl Appliance {
             if let Some(t) = self.health.target(c.target) {
                 if c.up {
                     let rtt = c.rtt.map_or(String::new(), |d| format!(" (rtt {:.1} ms)", d.as_secs_f64() * 1e3));
-                    say(&format!("health: server {} (pool {}) up{rtt}", t.addr, t.pool));
+                    event(&format!("health: server {} (pool {}) up{rtt}", t.addr, t.pool));
                 } else {
-                    say(&format!("health: server {} (pool {}) down: {}", t.addr, t.pool, c.reason));
+                    event(&format!("health: server {} (pool {}) down: {}", t.addr, t.pool, c.reason));
                     let epoch = self.node_epochs.entry(u32::from(*t.addr.ip())).or_insert(0);
                     *epoch = epoch.wrapping_add(1);
                 }
@@ -492,6 +540,7 @@ impl Appliance {
             }
             self.run_health(Instant::now());
             self.publish_loads();
+            self.serve_metrics();
             if last_link_check.elapsed() >= Duration::from_secs(1) {
                 last_link_check = Instant::now();
                 self.watch_links();
@@ -581,7 +630,7 @@ impl Appliance {
             if let Ok(state) = l.port.link() {
                 if state.up != l.last_link_up {
                     l.last_link_up = state.up;
-                    say(&format!("port {}: link {state}", l.cfg.name.get_ref()));
+                    event(&format!("port {}: link {state}", l.cfg.name.get_ref()));
                 }
             }
         }
@@ -725,6 +774,9 @@ impl Appliance {
         }
         self.links.clear();
         self.pool = None;
+        if self.capture {
+            self.eal.disable_capture();
+        }
         self.eal.cleanup();
         say("furiwake: stopped");
     }

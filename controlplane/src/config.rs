@@ -126,6 +126,57 @@ pub struct Config {
     pub virtual_servers: Vec<VirtualServer>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    #[serde(default)]
+    pub logging: Logging,
+    #[serde(default)]
+    pub management: Management,
+}
+
+/// What goes to the log (stderr; `RUST_LOG` overrides it). State changes
+/// (servers up and down, configuration) are at `info`; nothing is logged
+/// per packet.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    #[serde(default)]
+    pub level: LogLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// The management plane: kernel sockets, never the DPDK ports.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Management {
+    /// Prometheus text metrics at `http://LISTEN/metrics`; none when unset.
+    #[serde(default, deserialize_with = "opt_socket_addr")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+fn opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(|_| de::Error::custom(format!("invalid address {s:?}: expected IP:PORT, e.g. \"127.0.0.1:9100\"")))
 }
 
 /// Idle timeouts of connection entries, in seconds, per TCP state (RFC 9293

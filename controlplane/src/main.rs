@@ -20,7 +20,10 @@ const USAGE: &str = "usage:
 signals: SIGUSR1 prints counters; SIGTERM or SIGINT stops cleanly";
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_target(false).init();
+    // Everything reaches the logger; the level is `[logging] level` (set
+    // once the config is read) unless RUST_LOG says otherwise.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("trace")).format_target(false).init();
+    log::set_max_level(log::LevelFilter::Info);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
@@ -68,6 +71,9 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if std::env::var_os("RUST_LOG").is_none() {
+        log::set_max_level(cfg.logging.level.filter());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(AtomicBool::new(false));
     for (sig, flag) in [

@@ -76,6 +76,30 @@ impl Eal {
         unsafe { dpdk_sys::rte_eth_dev_count_avail() }
     }
 
+    /// Lets `dpdk-dumpcap` and `dpdk-pdump` (secondary processes with the
+    /// same `--file-prefix`) capture this process's ports. Secondaries can
+    /// only attach when this process runs on hugepages (not `--no-huge`).
+    pub fn enable_capture(&self) -> Result<()> {
+        // SAFETY: called after rte_eal_init, on the main lcore; registers
+        // the multi-process handlers pdump needs.
+        let ret = unsafe { dpdk_sys::rte_pdump_init() };
+        if ret < 0 {
+            return Err(Error::last("rte_pdump_init"));
+        }
+        Ok(())
+    }
+
+    /// Undoes `enable_capture`, before `cleanup`.
+    pub fn disable_capture(&self) {
+        // SAFETY: pairs with rte_pdump_init; harmless when it was not.
+        unsafe { dpdk_sys::rte_pdump_uninit() };
+    }
+
+    /// True when the EAL runs without hugepages (`--no-huge`).
+    pub fn no_huge(&self) -> bool {
+        self.args.iter().any(|a| a == "--no-huge")
+    }
+
     /// Releases EAL resources. Call once, at exit, after every port is
     /// closed and every lcore has returned.
     pub fn cleanup(&self) {

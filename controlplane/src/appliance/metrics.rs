@@ -1,0 +1,295 @@
+//! Prometheus text metrics over HTTP on the management address
+//! (`[management] listen`): a kernel socket driven by mio from the control
+//! loop, never blocking it. Each scrape reads the workers' counters (single
+//! writer, relaxed loads) the same way the SIGUSR1 report does.
+//!
+//! Exposition format: <https://prometheus.io/docs/instrumenting/exposition_formats/>.
+
+use super::Appliance;
+use furiwake_dataplane::counters::{DropReason, ServiceCounters, WorkerCounters};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(usize::MAX);
+/// Clients served at once; more wait in the listen backlog.
+const MAX_CLIENTS: usize = 16;
+/// A request must arrive within this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_REQUEST: usize = 8192;
+
+struct Client {
+    stream: TcpStream,
+    request: Vec<u8>,
+    response: Vec<u8>,
+    sent: usize,
+    since: Instant,
+}
+
+pub(super) struct MetricsServer {
+    poll: Poll,
+    events: Events,
+    listener: TcpListener,
+    clients: Vec<Option<Client>>,
+    pub(super) scrapes: u64,
+}
+
+impl MetricsServer {
+    pub(super) fn bind(addr: SocketAddr) -> Result<Self, String> {
+        let poll = Poll::new().map_err(|e| format!("metrics: {e}"))?;
+        let mut listener = TcpListener::bind(addr).map_err(|e| format!("metrics: cannot listen on {addr}: {e}"))?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE).map_err(|e| format!("metrics: {e}"))?;
+        Ok(Self { poll, events: Events::with_capacity(64), listener, clients: (0..MAX_CLIENTS).map(|_| None).collect(), scrapes: 0 })
+    }
+
+    pub(super) fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+}
+
+/// What a request asks for.
+fn route(request: &[u8]) -> Option<(&'static str, bool)> {
+    let line = request.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?.trim_end();
+    let mut parts = line.split(' ');
+    let (method, path) = (parts.next()?, parts.next()?);
+    Some(match (method, path) {
+        ("GET", "/metrics") => ("200 OK", true),
+        ("GET", _) => ("404 Not Found", false),
+        _ => ("405 Method Not Allowed", false),
+    })
+}
+
+impl Appliance {
+    /// One non-blocking turn of the metrics server.
+    pub(super) fn serve_metrics(&mut self) {
+        let Some(mut m) = self.metrics.take() else { return };
+        let MetricsServer { poll, events, .. } = &mut m;
+        if let Err(e) = poll.poll(events, Some(Duration::ZERO)) {
+            log::warn!("metrics: poll: {e}");
+        }
+        let ready: Vec<Token> = m.events.iter().map(|e| e.token()).collect();
+        for token in ready {
+            if token == LISTENER {
+                self.accept(&mut m);
+            } else {
+                self.progress(&mut m, token.0);
+            }
+        }
+        // Slow or silent clients are dropped.
+        for slot in m.clients.iter_mut() {
+            if slot.as_ref().is_some_and(|c| c.since.elapsed() > REQUEST_TIMEOUT) {
+                if let Some(mut c) = slot.take() {
+                    let _ = m.poll.registry().deregister(&mut c.stream);
+                }
+            }
+        }
+        self.metrics = Some(m);
+    }
+
+    fn accept(&mut self, m: &mut MetricsServer) {
+        loop {
+            let Some(free) = m.clients.iter().position(Option::is_none) else { return };
+            match m.listener.accept() {
+                Ok((mut stream, _peer)) => {
+                    if m.poll.registry().register(&mut stream, Token(free), Interest::READABLE | Interest::WRITABLE).is_ok() {
+                        m.clients[free] = Some(Client { stream, request: Vec::new(), response: Vec::new(), sent: 0, since: Instant::now() });
+                        self.progress(m, free);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("metrics: accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads the request, answers it, closes.
+    fn progress(&mut self, m: &mut MetricsServer, i: usize) {
+        let Some(Some(c)) = m.clients.get_mut(i) else { return };
+        let mut done = false;
+        if c.response.is_empty() {
+            let mut buf = [0u8; 2048];
+            loop {
+                match c.stream.read(&mut buf) {
+                    Ok(0) => {
+                        done = true;
+                        break;
+                    }
+                    Ok(n) => c.request.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        done = true;
+                        break;
+                    }
+                }
+                if c.request.len() > MAX_REQUEST {
+                    break;
+                }
+            }
+            let complete = c.request.windows(4).any(|w| w == b"\r\n\r\n") || c.request.windows(2).any(|w| w == b"\n\n");
+            if complete || c.request.len() > MAX_REQUEST {
+                let (status, ok) = route(&c.request).unwrap_or(("400 Bad Request", false));
+                let body = if ok {
+                    m.scrapes += 1;
+                    self.metrics_text()
+                } else {
+                    format!("{status}\n")
+                };
+                c.response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes();
+                done = false;
+            }
+        }
+        if !c.response.is_empty() {
+            loop {
+                match c.stream.write(&c.response[c.sent..]) {
+                    Ok(0) => {
+                        done = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        c.sent += n;
+                        if c.sent == c.response.len() {
+                            done = true;
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if done {
+            if let Some(mut c) = m.clients[i].take() {
+                let _ = m.poll.registry().deregister(&mut c.stream);
+            }
+        }
+    }
+
+    /// The metrics, in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
+            let _ = writeln!(out, "# HELP furiwake_{name} {help}\n# TYPE furiwake_{name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "furiwake_{name}{labels} {v}");
+            }
+        };
+        let label = |pairs: &[(&str, &str)]| {
+            let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+            format!("{{{}}}", inner.join(","))
+        };
+
+        // Ports.
+        let port = |f: &dyn Fn(&furiwake_platform::PortStats) -> u64| {
+            self.links.iter().filter_map(|l| l.port.stats().ok().map(|st| (label(&[("port", l.cfg.name.get_ref())]), f(&st)))).collect::<Vec<_>>()
+        };
+        let rx_p = port(&|s| s.ipackets);
+        let rx_b = port(&|s| s.ibytes);
+        let tx_p = port(&|s| s.opackets);
+        let tx_b = port(&|s| s.obytes);
+        let missed = port(&|s| s.imissed);
+        family("port_rx_packets_total", "counter", "Packets received by the port.", rx_p);
+        family("port_rx_bytes_total", "counter", "Bytes received by the port.", rx_b);
+        family("port_tx_packets_total", "counter", "Packets sent by the port.", tx_p);
+        family("port_tx_bytes_total", "counter", "Bytes sent by the port.", tx_b);
+        family("port_rx_missed_total", "counter", "Packets the port dropped for want of RX descriptors.", missed);
+        let up: Vec<(String, u64)> =
+            self.links.iter().map(|l| (label(&[("port", l.cfg.name.get_ref())]), u64::from(l.port.link().is_ok_and(|k| k.up)))).collect();
+        family("port_link_up", "gauge", "1 when the port's link is up.", up);
+
+        // Virtual servers and servers.
+        if let Some(p) = &self.publisher {
+            let snap = p.current();
+            let sum = |sel: &dyn Fn(&WorkerCounters) -> Option<&ServiceCounters>, f: &dyn Fn(&ServiceCounters) -> u64| {
+                self.workers.iter().fold(0u64, |a, w| a.wrapping_add(sel(&w.counters).map_or(0, f)))
+            };
+            type Field = (&'static str, &'static str, &'static str, fn(&ServiceCounters) -> u64);
+            const FIELDS: [Field; 6] = [
+                ("connections_active", "gauge", "Connection entries (open, closing or waiting for their timeout).", |c| c.conns_active.get()),
+                ("connections_total", "counter", "Connections scheduled.", |c| c.conns_new.get()),
+                ("in_packets_total", "counter", "Packets client to server.", |c| c.in_pkts.get()),
+                ("in_bytes_total", "counter", "IP bytes client to server.", |c| c.in_bytes.get()),
+                ("out_packets_total", "counter", "Packets server to client.", |c| c.out_pkts.get()),
+                ("out_bytes_total", "counter", "IP bytes server to client.", |c| c.out_bytes.get()),
+            ];
+            for (name, kind, help, f) in FIELDS {
+                let vs: Vec<(String, u64)> = snap
+                    .services
+                    .iter()
+                    .enumerate()
+                    .map(|(vi, vs)| (label(&[("virtual_server", &vs.name)]), sum(&|w| w.services.get(vi), &f)))
+                    .collect();
+                family(&format!("virtual_server_{name}"), kind, help, vs);
+            }
+            let server_label = |si: usize| -> Option<String> {
+                let rs = snap.servers.get(si)?;
+                let vs = snap.services.get(rs.vs as usize)?;
+                let addr = SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port).to_string();
+                Some(label(&[("virtual_server", &vs.name), ("server", &addr)]))
+            };
+            for (name, kind, help, f) in FIELDS {
+                let servers: Vec<(String, u64)> =
+                    (0..snap.servers.len()).filter_map(|si| Some((server_label(si)?, sum(&|w| w.servers.get(si), &f)))).collect();
+                family(&format!("server_{name}"), kind, help, servers);
+            }
+            let up: Vec<(String, u64)> = (0..snap.servers.len()).filter_map(|si| Some((server_label(si)?, u64::from(self.health.is_up(si))))).collect();
+            family("server_up", "gauge", "1 when the server passes its health checks (or has none).", up);
+            let rtt: Vec<(String, u64)> =
+                (0..snap.servers.len()).filter_map(|si| Some((server_label(si)?, self.health.rtt_us(si)? as u64))).collect();
+            family("server_rtt_microseconds", "gauge", "Health probe round-trip time (moving average).", rtt);
+        }
+
+        // Workers.
+        let per_worker = |f: &dyn Fn(&WorkerCounters) -> u64| -> Vec<(String, u64)> {
+            self.workers.iter().enumerate().map(|(i, w)| (label(&[("worker", &i.to_string())]), f(&w.counters))).collect()
+        };
+        family("worker_rx_packets_total", "counter", "Packets the worker received from its queues.", per_worker(&|c| c.rx_packets.get()));
+        family("worker_tx_packets_total", "counter", "Packets the worker sent.", per_worker(&|c| c.tx_packets.get()));
+        family("worker_handed_off_total", "counter", "Packets handed to the worker owning their connection.", per_worker(&|c| c.handed_off.get()));
+        family("worker_punted_total", "counter", "Packets handed to the control plane.", per_worker(&|c| c.punted.get()));
+        family("worker_flows", "gauge", "Connection-table entries.", per_worker(&|c| c.flows.get()));
+        family("worker_rejected_total", "counter", "New connections refused with a RST or ICMP unreachable.", per_worker(&|c| c.rejected.get()));
+        let drops: Vec<(String, u64)> = self
+            .workers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, w)| DropReason::ALL.iter().map(move |r| (i, r, w.counters.drops(*r))))
+            .map(|(i, r, n)| (label(&[("worker", &i.to_string()), ("reason", r.name())]), n))
+            .collect();
+        family("worker_drops_total", "counter", "Packets dropped, by reason.", drops);
+        let h = self.health.counters;
+        family("health_probes_total", "counter", "Health probes sent.", vec![(String::new(), h.probes)]);
+        family("health_state_changes_total", "counter", "Servers going up or down.", vec![(String::new(), h.state_changes)]);
+        if let Some(pool) = &self.pool {
+            family("mbufs_in_use", "gauge", "Mbufs out of the packet pool.", vec![(String::new(), pool.in_use() as u64)]);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route;
+
+    #[test]
+    fn requests_route_to_metrics_or_errors() {
+        assert_eq!(route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Some(("200 OK", true)));
+        assert_eq!(route(b"GET / HTTP/1.0\r\n\r\n"), Some(("404 Not Found", false)));
+        assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Some(("405 Method Not Allowed", false)));
+        assert_eq!(route(b"\xff\xfe"), None);
+        assert_eq!(route(b""), None);
+    }
+}
