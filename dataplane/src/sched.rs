@@ -256,18 +256,17 @@ fn active_group(vs: &VirtualService, servers: &[RealServer], loads: Option<&Load
 /// then `then`; lower is better.
 #[derive(Debug, Clone, Copy)]
 struct Rank {
-    num: u128,
+    num: u64,
     den: u64,
     then: u64,
 }
 
 impl Rank {
-    /// `self < other`, without division (saturating: the extremes of u64
-    /// loads times u32 weights compare as equal rather than wrap).
+    /// `self < other`, without division (u64 x u64 cannot overflow u128).
     #[inline]
     fn below(&self, other: &Rank) -> bool {
-        let a = self.num.saturating_mul(other.den as u128);
-        let b = other.num.saturating_mul(self.den as u128);
+        let a = self.num as u128 * other.den as u128;
+        let b = other.num as u128 * self.den as u128;
         a < b || (a == b && self.then < other.then)
     }
 }
@@ -342,7 +341,7 @@ impl Scheduler {
             }
             Schedule::LeastConnections { weighted } => lowest(cursor, vs, servers, in_group, |g, s| {
                 let w = if *weighted { s.weight as u64 } else { 1 };
-                Some(Rank { num: conns(g) as u128, den: w, then: 0 })
+                Some(Rank { num: conns(g), den: w, then: 0 })
             }),
             Schedule::Fastest => {
                 let rtt = |g: u16| loads.and_then(|l| l.rtt_us(g as usize)).unwrap_or(UNMEASURED_RTT_US);
@@ -356,11 +355,12 @@ impl Scheduler {
             }
             Schedule::LeastBandwidth => lowest(cursor, vs, servers, in_group, |g, s| {
                 let bps = loads.map_or(0, |l| l.bytes_per_s(g as usize));
-                Some(Rank { num: bps as u128, den: s.weight as u64, then: conns(g) })
+                Some(Rank { num: bps, den: s.weight as u64, then: conns(g) })
             }),
             Schedule::Composite => lowest(cursor, vs, servers, in_group, |g, s| {
                 let rtt = loads.and_then(|l| l.rtt_us(g as usize)).unwrap_or(UNMEASURED_RTT_US);
-                Some(Rank { num: (conns(g) as u128 + 1).saturating_mul(rtt as u128), den: s.weight as u64, then: 0 })
+                // Saturates only beyond 2^64 connection-microseconds.
+                Some(Rank { num: conns(g).saturating_add(1).saturating_mul(rtt), den: s.weight as u64, then: 0 })
             }),
             Schedule::Sequence(seq) => {
                 let n = seq.len() as u32;
