@@ -183,34 +183,62 @@ fn priority_group_spills_exactly_when_the_top_group_is_full() {
     stop_furiwake_cleanly(lab.fw());
 }
 
-/// fastest: srv3's /health answers after 250 ms (a python server), srv1's
-/// and srv2's at once (nginx); after the probes have measured them, none
-/// of 40 new connections goes to srv3.
-#[test]
-fn fastest_avoids_the_server_with_a_slow_health_endpoint() {
-    let Some(mut lab) = lab('F', "fastest") else { return };
+/// srv1 and srv2 nginx, srv3 a python server whose /health answers after
+/// 250 ms (its /id at once: it could serve), under `algorithm` with an http
+/// check; waits until all three are up and returns the probe RTTs (µs) from
+/// the report, checked to be as set up.
+fn two_fast_one_slow(lab: &mut Lab, algorithm: &str) -> Vec<u64> {
     lab.start_nginx(1, 0);
     lab.start_nginx(2, 0);
     let script = test_script("slow_http.py");
     lab.serve("slow-srv3", 3, &["python3", script.to_str().unwrap(), "--port", "80", "--name", "srv3", "--delay", "0.25"]);
-    // The slow server answers /id at once: it could serve.
     let (ok, out) = lab.topo.try_exec("srv3", &format!("curl -s -m 2 http://{}/id", server_ip(3)));
     assert!(ok && out.trim() == "srv3", "{out}");
-    lab.start(&format!("{}\n{}\n{WWW}", http_check(1000), pool("fastest", "health_check = \"web-ok\"", &[(1, ""), (2, ""), (3, "")])));
+    lab.start(&format!("{}\n{}\n{WWW}", http_check(1000), pool(algorithm, "health_check = \"web-ok\"", &[(1, ""), (2, ""), (3, "")])));
     for n in 1..=3 {
-        wait_up(&mut lab, n);
+        wait_up(lab, n);
     }
     let block = lab.report();
     let rtt: Vec<u64> = (1..=3).map(|n| srv(&block, n, "rtt-us")).collect();
-    eprintln!("probe RTTs (us): {rtt:?}");
+    eprintln!("{algorithm}: probe RTTs (us): {rtt:?}");
     assert!(rtt[2] >= 200_000 && rtt[0] < rtt[2] / 4 && rtt[1] < rtt[2] / 4, "RTTs not as set up: {rtt:?}\n{block}");
+    rtt
+}
 
+/// fastest: srv3's /health answers after 250 ms, srv1's and srv2's at once;
+/// none of 40 new connections goes to srv3.
+#[test]
+fn fastest_avoids_the_server_with_a_slow_health_endpoint() {
+    let Some(mut lab) = lab('F', "fastest") else { return };
+    two_fast_one_slow(&mut lab, "fastest");
     let seen_before = lab.proc_output("slow-srv3").matches("GET /id").count();
     let answers = lab.curl_ids(VIP, 40);
     eprintln!("fastest: {:?}", tally(&answers));
     assert_eq!(count(&answers, 3), 0, "the slow server got connections: {:?}", tally(&answers));
     assert_eq!(count(&answers, 1) + count(&answers, 2), 40, "{answers:?}");
     assert_eq!(lab.proc_output("slow-srv3").matches("GET /id").count(), seen_before, "srv3 saw a client request");
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// composite (connections + response time, seed 002): with the same
+/// servers, 40 new connections (each still counted after it closes) are
+/// shared by the two fast servers as their connections grow; the slow one,
+/// a hundred times slower or more, would only be worth it past a hundred
+/// or so connections on each.
+#[test]
+fn composite_shares_by_connections_and_avoids_the_slow_server() {
+    let Some(mut lab) = lab('C', "composite") else { return };
+    let rtt = two_fast_one_slow(&mut lab, "composite");
+    let answers = lab.curl_ids(VIP, 40);
+    let block = lab.report();
+    let active: Vec<u64> = (1..=3).map(|n| srv(&block, n, "conns-active")).collect();
+    eprintln!("composite: {:?}; active {active:?}; rtt {rtt:?}", tally(&answers));
+    assert_eq!(count(&answers, 3), 0, "the slow server got connections: {:?}", tally(&answers));
+    // Both fast servers share, in inverse proportion to their RTTs (which
+    // are close, but jitter: allow up to 4:1).
+    for n in 1..=2 {
+        assert!(count(&answers, n) >= 8, "srv{n} got few: {:?} (rtt {rtt:?})", tally(&answers));
+    }
     stop_furiwake_cleanly(lab.fw());
 }
 
