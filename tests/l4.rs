@@ -102,10 +102,6 @@ fn www(forwarding: &str) -> String {
     format!("{}\n{}", pool("web", 80, "round-robin", None), virtual_server("www", 80, "tcp", forwarding, "web"))
 }
 
-fn server_line(n: u32, port: u16) -> String {
-    format!("  server {}:{port}:", server_ip(n))
-}
-
 fn expected(counts: &[(&str, usize)]) -> BTreeMap<String, usize> {
     counts.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }

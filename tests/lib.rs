@@ -512,6 +512,12 @@ pub fn server_ip(n: u32) -> String {
     format!("198.51.100.{}", 10 + n)
 }
 
+/// The start of server N's line (port `port`) under its virtual server in
+/// a counters block: `  server 198.51.100.1N:PORT:`.
+pub fn server_line(n: u32, port: u16) -> String {
+    format!("  server {}:{port}:", server_ip(n))
+}
+
 /// Serialises the labs of one test binary (each test binary is its own
 /// process, so this lock is per binary): each furiwake owns lcore 1 of a
 /// small machine.
@@ -619,6 +625,18 @@ impl Lab {
 
     pub fn report_until(&self, timeout: Duration, ok: impl FnMut(&str) -> bool) -> Result<String, String> {
         report_until(self.fw.as_ref().expect("furiwake started"), timeout, ok)
+    }
+
+    /// `n` requests for `http://VIP/id` from the client, each a curl of
+    /// its own (a new connection each), run by one shell in the client
+    /// namespace (400 take a few seconds, not 400 `ip netns exec`s): the
+    /// answers in order. Panics with furiwake's output if one fails.
+    pub fn curl_ids(&self, vip: &str, n: usize) -> Vec<String> {
+        let cmd = format!("for i in $(seq {n}); do curl -s -S -m 5 http://{vip}/id || echo \"FAIL request $i exit $?\"; done");
+        let (ok, out) = self.topo.try_exec("client", &cmd);
+        let answers: Vec<String> = out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+        assert!(ok && answers.len() == n && !answers.iter().any(|a| a.starts_with("FAIL")), "{n} requests to http://{vip}/id: {out}\nfuriwake:\n{}", self.fw_output());
+        answers
     }
 
     /// The lines of backend N's nginx access log.

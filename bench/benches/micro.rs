@@ -353,6 +353,10 @@ fn bench_sched(c: &mut Criterion) {
     loads.set(0, 12);
     loads.set(1, 7);
     loads.set(2, 9);
+    for (i, (rtt, bps)) in [(420, 3_000_000), (380, 1_200_000), (900, 800_000)].into_iter().enumerate() {
+        loads.set_rtt_us(i, Some(rtt));
+        loads.set_bytes_per_s(i, bps);
+    }
     for (name, schedule) in [
         ("round-robin", Schedule::round_robin(3)),
         ("weighted-3-1-1", Schedule::weighted(&[3, 1, 1])),
@@ -360,6 +364,10 @@ fn bench_sched(c: &mut Criterion) {
         ("weighted-least-connections", Schedule::LeastConnections { weighted: true }),
         ("source-hash", Schedule::hashed(HashKey::SourceIp, &[1, 1, 1])),
         ("maglev", Schedule::hashed(HashKey::FiveTuple, &[1, 1, 1])),
+        ("source-destination-hash", Schedule::hashed(HashKey::SourceDestIp, &[1, 1, 1])),
+        ("fastest", Schedule::Fastest),
+        ("least-bandwidth", Schedule::LeastBandwidth),
+        ("composite", Schedule::Composite),
     ] {
         let mut vs = VirtualService::test(Forwarding::Nat);
         vs.ip = ip(VIP);

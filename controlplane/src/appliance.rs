@@ -115,6 +115,8 @@ pub struct Appliance {
     /// Per server address: how many times it has gone down (persistence
     /// records made before are stale).
     node_epochs: std::collections::HashMap<u32, u32>,
+    /// Bytes per second per server, for `loads`.
+    rates: crate::loads::Rates,
     control: ControlCounters,
     /// Prometheus text on the management address.
     metrics: Option<metrics::MetricsServer>,
@@ -184,6 +186,7 @@ impl Appliance {
             publisher: None,
             base: built.snapshot.clone(),
             loads: Arc::new(furiwake_dataplane::sched::Loads::new(built.snapshot.servers.len())),
+            rates: crate::loads::Rates::default(),
             health,
             node_epochs: std::collections::HashMap::new(),
             control: ControlCounters::default(),
@@ -296,13 +299,21 @@ impl Appliance {
         snap
     }
 
-    /// Publishes every server's active connections, summed over workers,
-    /// for the least-connections schedulers.
-    fn publish_loads(&self) {
-        for i in 0..self.base.servers.len() {
-            let sum = self.workers.iter().fold(0u64, |a, w| a.wrapping_add(w.counters.servers.get(i).map_or(0, |c| c.conns_active.get())));
-            self.loads.set(i, sum);
+    /// Publishes what the load-aware schedulers read, per server: active
+    /// connections summed over workers and the probes' smoothed RTT on
+    /// every turn, bytes per second every `loads::SAMPLE`.
+    fn publish_loads(&mut self) {
+        let n = self.base.servers.len();
+        let sum = |i: usize, f: &dyn Fn(&furiwake_dataplane::counters::ServiceCounters) -> u64| {
+            self.workers.iter().fold(0u64, |a, w| a.wrapping_add(w.counters.servers.get(i).map_or(0, f)))
+        };
+        for i in 0..n {
+            self.loads.set(i, sum(i, &|c| c.conns_active.get()));
         }
+        for (i, rtt) in self.health.rtts() {
+            self.loads.set_rtt_us(i, rtt.map(|us| us.round() as u64));
+        }
+        self.rates.sample(Instant::now(), n, |i| sum(i, &|c| c.in_bytes.get().wrapping_add(c.out_bytes.get())), &self.loads);
     }
 
     /// A down server's connections are cut with `on_down = "reset"`,
@@ -691,7 +702,8 @@ impl Appliance {
                             "down"
                         };
                         let rtt = self.health.rtt_us(si).map_or(String::new(), |r| format!("rtt-us {r:.0}; "));
-                        let _ = writeln!(s, "  server {addr}: state {state}; {rtt}{}", line(&|w| w.servers.get(si)));
+                        let bw = self.loads.bytes_per_s(si);
+                        let _ = writeln!(s, "  server {addr}: state {state}; {rtt}bytes-per-s {bw}; {}", line(&|w| w.servers.get(si)));
                     }
                 }
             }

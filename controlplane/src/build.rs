@@ -2,7 +2,7 @@
 //! workers look up): server next hops resolved to ports and neighbour
 //! slots, schedules precomputed, full-NAT local addresses defaulted.
 
-use crate::config::{Algorithm, Config, Forwarding, PersistenceKind, Protocol};
+use crate::config::{Algorithm, Config, Forwarding, HashOn, PersistenceKind, Protocol};
 use furiwake_dataplane::sched::{HashKey, Schedule};
 use furiwake_dataplane::snapshot::{self, PortView, RealServer, Snapshot, VirtualService};
 use furiwake_dataplane::wire::EthernetAddress;
@@ -145,8 +145,17 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
             Algorithm::WeightedRoundRobin => Schedule::weighted(&member_weights),
             Algorithm::LeastConnections => Schedule::LeastConnections { weighted: false },
             Algorithm::WeightedLeastConnections => Schedule::LeastConnections { weighted: true },
-            Algorithm::SourceHash => Schedule::hashed(HashKey::SourceIp, &member_weights),
+            Algorithm::SourceHash => {
+                let key = match pool.hash.as_ref().map(|h| *h.get_ref()).unwrap_or_default() {
+                    HashOn::SourceIp => HashKey::SourceIp,
+                    HashOn::SourceDestinationIp => HashKey::SourceDestIp,
+                };
+                Schedule::hashed(key, &member_weights)
+            }
             Algorithm::Maglev => Schedule::hashed(HashKey::FiveTuple, &member_weights),
+            Algorithm::Fastest => Schedule::Fastest,
+            Algorithm::LeastBandwidth => Schedule::LeastBandwidth,
+            Algorithm::Composite => Schedule::Composite,
         };
         let forwarding = match vs.forwarding.get_ref() {
             Forwarding::Nat => snapshot::Forwarding::Nat,
@@ -247,6 +256,20 @@ pool = "web"
         assert_eq!(&*s.services[1].local_addrs, &[u32::from(Ipv4Addr::new(198, 51, 100, 1))]);
         assert!(s.is_local(u32::from(Ipv4Addr::new(198, 51, 100, 1))));
         assert_eq!(b.owned[0], vec![Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 100), Ipv4Addr::new(192, 0, 2, 101)]);
+    }
+
+    #[test]
+    fn algorithms_become_schedules() {
+        let with = |algo: &str| {
+            let cfg = Config::parse("t", &CFG.replace("algorithm = \"weighted-round-robin\"", algo)).unwrap();
+            build(&cfg, &links()).unwrap().snapshot.services[0].schedule.clone()
+        };
+        assert_eq!(with("algorithm = \"fastest\""), Schedule::Fastest);
+        assert_eq!(with("algorithm = \"least-bandwidth\""), Schedule::LeastBandwidth);
+        assert_eq!(with("algorithm = \"composite\""), Schedule::Composite);
+        assert_eq!(with("algorithm = \"source-hash\""), Schedule::hashed(HashKey::SourceIp, &[3, 1]));
+        assert_eq!(with("algorithm = \"source-hash\"\nhash = \"source-ip\""), Schedule::hashed(HashKey::SourceIp, &[3, 1]));
+        assert_eq!(with("algorithm = \"source-hash\"\nhash = \"source-destination-ip\""), Schedule::hashed(HashKey::SourceDestIp, &[3, 1]));
     }
 
     #[test]

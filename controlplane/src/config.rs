@@ -374,6 +374,25 @@ pub enum Algorithm {
     WeightedLeastConnections,
     SourceHash,
     Maglev,
+    /// Lowest probe RTT (seed 002 "応答時間").
+    Fastest,
+    /// Lowest recent bytes per second.
+    LeastBandwidth,
+    /// Connections + response time (seed 002 "複合型").
+    Composite,
+}
+
+/// What `source-hash` hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HashOn {
+    /// The client's address: one client, one server.
+    #[default]
+    SourceIp,
+    /// Source and destination addresses, order-independent: both
+    /// directions of a conversation hash alike (seed 002's firewall load
+    /// balancing, "SrcIPアドレス、DstIPアドレスの組").
+    SourceDestinationIp,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -400,6 +419,8 @@ pub struct Pool {
     pub name: Spanned<String>,
     #[serde(default = "Pool::default_algorithm")]
     pub algorithm: Spanned<Algorithm>,
+    /// With `algorithm = "source-hash"` only: what is hashed.
+    pub hash: Option<Spanned<HashOn>>,
     pub health_check: Option<Spanned<String>>,
     /// Several checks, all of which must pass.
     #[serde(default)]
@@ -606,6 +627,11 @@ impl Config {
             if let Some(sorry) = &pool.sorry_pool {
                 if sorry.get_ref() == pool.name.get_ref() || !self.pools.iter().any(|p| p.name.get_ref() == sorry.get_ref()) {
                     return Err(src.error(Some(sorry.span()), format!("pool {:?}: sorry_pool {:?} must name another pool", pool.name.get_ref(), sorry.get_ref())));
+                }
+            }
+            if let Some(h) = &pool.hash {
+                if *pool.algorithm.get_ref() != Algorithm::SourceHash {
+                    return Err(src.error(Some(h.span()), format!("pool {:?}: `hash` needs algorithm = \"source-hash\"", pool.name.get_ref())));
                 }
             }
             let mut addrs = HashSet::new();
@@ -887,6 +913,39 @@ pool = "web"
         assert!(e.message.contains("\"tls\""), "{e}");
         // full-NAT replies come back to a local port: no conflict.
         Config::parse("t.toml", &with("forwarding = \"full-nat\"")).unwrap();
+    }
+
+    #[test]
+    fn new_algorithms_parse() {
+        for (name, want) in [("fastest", Algorithm::Fastest), ("least-bandwidth", Algorithm::LeastBandwidth), ("composite", Algorithm::Composite)] {
+            let c = Config::parse("t.toml", &GOOD.replace("\"weighted-round-robin\"", &format!("\"{name}\""))).unwrap();
+            assert_eq!(*c.pools[0].algorithm.get_ref(), want);
+            assert!(c.pools[0].hash.is_none());
+        }
+        let e = err(&GOOD.replace("\"weighted-round-robin\"", "\"fastets\""));
+        assert!(e.message.contains("unknown variant `fastets`"), "{e}");
+        assert_eq!(e.line, 29, "{e}");
+    }
+
+    #[test]
+    fn hash_key_names_and_only_with_source_hash() {
+        let sh = GOOD.replace("algorithm = \"weighted-round-robin\"", "algorithm = \"source-hash\"");
+        let c = Config::parse("t.toml", &sh).unwrap();
+        assert_eq!(c.pools[0].hash, None, "default: source-ip (build.rs)");
+        for (name, want) in [("source-ip", HashOn::SourceIp), ("source-destination-ip", HashOn::SourceDestinationIp)] {
+            let c = Config::parse("t.toml", &sh.replace("algorithm = \"source-hash\"", &format!("algorithm = \"source-hash\"\nhash = \"{name}\""))).unwrap();
+            assert_eq!(c.pools[0].hash.as_ref().map(|h| *h.get_ref()), Some(want));
+        }
+        let e = err(&sh.replace("algorithm = \"source-hash\"", "algorithm = \"source-hash\"\nhash = \"destination-ip\""));
+        assert!(e.message.contains("unknown variant `destination-ip`"), "{e}");
+        assert_eq!(e.line, 30, "{e}");
+        // Only with source-hash: the error points at the `hash` line.
+        let e = err(&GOOD.replace("algorithm = \"weighted-round-robin\"", "algorithm = \"maglev\"\nhash = \"source-ip\""));
+        assert!(e.message.contains("`hash` needs algorithm = \"source-hash\""), "{e}");
+        assert_eq!((e.line, e.column), (30, 8), "{e}");
+        let e = err(&GOOD.replace("algorithm = \"weighted-round-robin\"", "hash = \"source-destination-ip\""));
+        assert!(e.message.contains("pool \"web\""), "default round-robin refuses it too: {e}");
+        assert_eq!(e.line, 29, "{e}");
     }
 
     #[test]

@@ -232,6 +232,11 @@ impl Health {
         self.targets.iter().find(|t| t.target.server == server).and_then(|t| t.rtt_ewma_us)
     }
 
+    /// Every server with checks and its smoothed probe RTT (µs), if any.
+    pub fn rtts(&self) -> impl Iterator<Item = (usize, Option<f64>)> + '_ {
+        self.targets.iter().map(|t| (t.target.server, t.rtt_ewma_us))
+    }
+
     /// Why a down server is down (the reason of its first failing check).
     pub fn down_reason(&self, server: usize) -> Option<&str> {
         let t = self.targets.iter().find(|t| t.target.server == server && !t.up)?;

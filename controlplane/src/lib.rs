@@ -7,3 +7,4 @@ pub mod build;
 pub mod config;
 pub mod health;
 pub mod icmp;
+pub mod loads;

@@ -4,15 +4,41 @@
 //! control plane turns each pool's algorithm and weights into a `Schedule`
 //! in the snapshot; a worker only walks it with its own cursor. Every
 //! algorithm sits behind `Scheduler::pick`.
-
 //!
-//! Connection counts are per-worker facts. For the least-connections
-//! algorithms the control plane sums every worker's active connections per
-//! server into `Loads` on each turn of its loop (well under a millisecond
-//! apart) and workers read those sums without locks: a global view that may
-//! lag by one control-loop turn. Within that lag a burst of new connections
-//! on one worker can land on the same server; ties rotate with the worker's
-//! cursor so equal servers still alternate.
+//! ## What the workers see of the servers' load
+//!
+//! Connection counts and byte counters are per-worker facts, and the probe
+//! RTT is the health engine's (control lcore). The control plane folds them
+//! into `Loads`, one slot per snapshot server, on each turn of its loop
+//! (well under a millisecond apart), and workers read those slots without
+//! locks (relaxed atomics; each value is independent, so no ordering
+//! between them is needed):
+//!
+//! - active connections, summed over workers (least-connections,
+//!   composite, `max_connections`), every turn;
+//! - the smoothed probe RTT in microseconds (the health engine's EWMA,
+//!   0.8 old + 0.2 new per passing probe; 0 = no measurement yet), every
+//!   turn — it only moves once per probe interval anyway;
+//! - bytes per second through the server, both directions, an EWMA with a
+//!   time constant of about a second over 100 ms samples of the workers'
+//!   `in_bytes + out_bytes` (least-bandwidth).
+//!
+//! The trade-off: a worker decides on a view that may lag by one
+//! control-loop turn (connections, RTT) or one 100 ms sample (bandwidth),
+//! in exchange for a scheduling decision that costs a few loads from
+//! shared, read-mostly cache lines and no cross-core traffic on the fast
+//! path. Within that lag a burst of new connections on one worker can land
+//! on the same server; ties rotate with the worker's cursor so that equal
+//! servers still alternate, and `max_connections` may be exceeded by what
+//! the workers admit within one turn (documented tolerance).
+//!
+//! Response-time scheduling has a known weakness (seed 004: response time
+//! worsens abruptly under load, and probe measurements jump around):
+//! `Fastest` therefore treats RTTs within `FASTEST_BAND` of the best as
+//! equal and rotates among them, and `Composite` (seed 002 "複合型":
+//! connections + response time) multiplies the RTT by the active
+//! connections, so a server that takes a burst stops looking cheap before
+//! its probes notice.
 
 use crate::snapshot::{RealServer, VirtualService};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -44,29 +70,97 @@ pub enum Schedule {
     /// The enabled server with the fewest active connections (per unit of
     /// weight when `weighted`), from `Loads`.
     LeastConnections { weighted: bool },
+    /// The enabled server with the lowest smoothed probe RTT (seed 002
+    /// "応答時間"), from `Loads`. RTTs within `FASTEST_BAND` of the best
+    /// are ties and rotate; a server without a measurement ranks after
+    /// every measured one (slowest, but usable). Weight 0: never chosen;
+    /// other weights do not matter.
+    Fastest,
+    /// The enabled server with the lowest recent bytes per second (both
+    /// directions) per unit of weight, from `Loads`; equal rates go to the
+    /// one with fewer active connections, then rotate.
+    LeastBandwidth,
+    /// Connections + response time (seed 002 "複合型"): the lowest
+    /// `(active + 1) × rtt` per unit of weight, from `Loads`. The `+ 1`
+    /// counts the connection being placed, so an idle fast server beats an
+    /// idle slow one; a server without a measurement counts as
+    /// `UNMEASURED_RTT_US`. With no RTT anywhere it is
+    /// weighted-least-connections.
+    Composite,
 }
 
-/// Active connections per server (snapshot index), summed over workers.
-/// Control plane: rw; workers: ro.
+/// `Fastest`: an RTT at most this much above the best is as good as the
+/// best — a fraction of the best (1/8) or an absolute floor, whichever is
+/// larger, since probe RTTs of idle servers jitter by tens of microseconds.
+pub const FASTEST_BAND: (u64, u64) = (8, 100);
+
+/// The RTT a server without a measurement counts as (µs): above any real
+/// probe (timeouts are far shorter), so it ranks last but stays usable.
+pub const UNMEASURED_RTT_US: u64 = u32::MAX as u64;
+
+/// What the control plane publishes per server (snapshot index) for the
+/// load-aware schedulers; one slot per server in each array.
+/// Control plane: rw (every loop turn); workers: ro.
 #[derive(Debug)]
 pub struct Loads {
-    per_server: Box<[AtomicU64]>,
+    /// Active connections, summed over workers.
+    conns: Box<[AtomicU64]>,
+    /// Smoothed probe RTT in µs; 0: no measurement.
+    rtt_us: Box<[AtomicU64]>,
+    /// Recent bytes per second, client to server plus server to client.
+    bytes_per_s: Box<[AtomicU64]>,
+}
+
+fn atomics(n: usize) -> Box<[AtomicU64]> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+#[inline]
+fn load(a: &[AtomicU64], i: usize) -> u64 {
+    a.get(i).map_or(0, |a| a.load(Ordering::Relaxed))
+}
+
+fn store(a: &[AtomicU64], i: usize, v: u64) {
+    if let Some(a) = a.get(i) {
+        a.store(v, Ordering::Relaxed);
+    }
 }
 
 impl Loads {
     pub fn new(servers: usize) -> Self {
-        Self { per_server: (0..servers).map(|_| AtomicU64::new(0)).collect() }
+        Self { conns: atomics(servers), rtt_us: atomics(servers), bytes_per_s: atomics(servers) }
     }
 
+    /// Active connections of `server`.
     #[inline]
     pub fn get(&self, server: usize) -> u64 {
-        self.per_server.get(server).map_or(0, |a| a.load(Ordering::Relaxed))
+        load(&self.conns, server)
     }
 
     pub fn set(&self, server: usize, v: u64) {
-        if let Some(a) = self.per_server.get(server) {
-            a.store(v, Ordering::Relaxed);
-        }
+        store(&self.conns, server, v);
+    }
+
+    /// The smoothed probe RTT of `server` in µs, if it has one.
+    #[inline]
+    pub fn rtt_us(&self, server: usize) -> Option<u64> {
+        Some(load(&self.rtt_us, server)).filter(|r| *r > 0)
+    }
+
+    /// Sets (or clears, with None) the RTT of `server`; a measured RTT
+    /// below 1 µs is stored as 1 µs (0 means "none").
+    pub fn set_rtt_us(&self, server: usize, rtt: Option<u64>) {
+        store(&self.rtt_us, server, rtt.map_or(0, |r| r.max(1)));
+    }
+
+    /// Recent bytes per second through `server`.
+    #[inline]
+    pub fn bytes_per_s(&self, server: usize) -> u64 {
+        load(&self.bytes_per_s, server)
+    }
+
+    pub fn set_bytes_per_s(&self, server: usize, v: u64) {
+        store(&self.bytes_per_s, server, v);
     }
 }
 
@@ -158,6 +252,56 @@ fn active_group(vs: &VirtualService, servers: &[RealServer], loads: Option<&Load
         .max()
 }
 
+/// A server's standing for the "lowest wins" algorithms: `num / den`,
+/// then `then`; lower is better.
+#[derive(Debug, Clone, Copy)]
+struct Rank {
+    num: u64,
+    den: u64,
+    then: u64,
+}
+
+impl Rank {
+    /// `self < other`, without division (u64 x u64 cannot overflow u128).
+    #[inline]
+    fn below(&self, other: &Rank) -> bool {
+        let a = self.num as u128 * other.den as u128;
+        let b = other.num as u128 * self.den as u128;
+        a < b || (a == b && self.then < other.then)
+    }
+}
+
+/// The server of `vs` with the lowest `rank` among those `in_group` with a
+/// positive weight (`rank` None: not a candidate). The scan starts at the
+/// worker's cursor and the first of equals wins; the cursor then moves past
+/// the winner, so equal servers take turns.
+#[inline]
+fn lowest(
+    cursor: &mut u32,
+    vs: &VirtualService,
+    servers: &[RealServer],
+    in_group: impl Fn(u16) -> bool,
+    rank: impl Fn(u16, &RealServer) -> Option<Rank>,
+) -> Option<u16> {
+    let n = (vs.server_count as u32).max(1);
+    let mut best: Option<(u32, Rank)> = None;
+    for k in 0..vs.server_count as u32 {
+        let i = cursor.wrapping_add(k) % n;
+        let global = vs.first_server.wrapping_add(i as u16);
+        let Some(s) = servers.get(global as usize) else { continue };
+        if s.weight == 0 || !in_group(global) {
+            continue;
+        }
+        let Some(r) = rank(global, s) else { continue };
+        if best.is_none_or(|(_, b)| r.below(&b)) {
+            best = Some((i, r));
+        }
+    }
+    let (i, _) = best?;
+    *cursor = (i + 1) % n;
+    Some(vs.first_server.wrapping_add(i as u16))
+}
+
 /// A worker's scheduling state: one cursor per virtual server.
 #[derive(Debug, Default)]
 pub struct Scheduler {
@@ -185,6 +329,7 @@ impl Scheduler {
         let cursor = self.cursors.get_mut(vs_index)?;
         let group = active_group(vs, servers, loads)?;
         let in_group = |g: u16| servers.get(g as usize).is_some_and(|s| s.priority == group) && available(servers, g, loads);
+        let conns = |g: u16| loads.map_or(0, |l| l.get(g as usize));
         match &vs.schedule {
             Schedule::Hash { key, table } => {
                 let pos = crate::maglev::lookup(table, flow.hash(*key))?;
@@ -194,26 +339,29 @@ impl Scheduler {
                     .map(|i| vs.first_server + (pos + i) % vs.server_count.max(1))
                     .find(|g| in_group(*g))
             }
-            Schedule::LeastConnections { weighted } => {
-                let n = vs.server_count as u32;
-                let mut best: Option<(u16, u64, u64)> = None;
-                for k in 0..n {
-                    let i = (*cursor + k) % n.max(1);
-                    let global = vs.first_server + i as u16;
-                    let Some(s) = servers.get(global as usize) else { continue };
-                    if s.weight == 0 || !in_group(global) {
-                        continue;
-                    }
-                    let load = loads.map_or(0, |l| l.get(global as usize));
-                    let w = if *weighted { s.weight as u64 } else { 1 };
-                    // load/w < best_load/best_w, without division.
-                    if best.is_none_or(|(_, bl, bw)| (load as u128) * (bw as u128) < (bl as u128) * (w as u128)) {
-                        best = Some((global, load, w));
-                    }
-                }
-                *cursor = cursor.wrapping_add(1) % n.max(1);
-                best.map(|b| b.0)
+            Schedule::LeastConnections { weighted } => lowest(cursor, vs, servers, in_group, |g, s| {
+                let w = if *weighted { s.weight as u64 } else { 1 };
+                Some(Rank { num: conns(g), den: w, then: 0 })
+            }),
+            Schedule::Fastest => {
+                let rtt = |g: u16| loads.and_then(|l| l.rtt_us(g as usize)).unwrap_or(UNMEASURED_RTT_US);
+                let best = (0..vs.server_count)
+                    .map(|i| vs.first_server.wrapping_add(i))
+                    .filter(|g| servers.get(*g as usize).is_some_and(|s| s.weight > 0) && in_group(*g))
+                    .map(rtt)
+                    .min()?;
+                let limit = best.saturating_add((best / FASTEST_BAND.0).max(FASTEST_BAND.1));
+                lowest(cursor, vs, servers, in_group, |g, _| (rtt(g) <= limit).then_some(Rank { num: 0, den: 1, then: 0 }))
             }
+            Schedule::LeastBandwidth => lowest(cursor, vs, servers, in_group, |g, s| {
+                let bps = loads.map_or(0, |l| l.bytes_per_s(g as usize));
+                Some(Rank { num: bps, den: s.weight as u64, then: conns(g) })
+            }),
+            Schedule::Composite => lowest(cursor, vs, servers, in_group, |g, s| {
+                let rtt = loads.and_then(|l| l.rtt_us(g as usize)).unwrap_or(UNMEASURED_RTT_US);
+                // Saturates only beyond 2^64 connection-microseconds.
+                Some(Rank { num: conns(g).saturating_add(1).saturating_mul(rtt), den: s.weight as u64, then: 0 })
+            }),
             Schedule::Sequence(seq) => {
                 let n = seq.len() as u32;
                 for _ in 0..n {
@@ -412,5 +560,188 @@ mod tests {
         assert_eq!(sch.pick_for(0, &v, &s, &Flow4::default(), Some(&loads)), Some(3), "sorry pool last");
         s[3].enabled = false;
         assert_eq!(sch.pick_for(0, &v, &s, &Flow4::default(), Some(&loads)), None);
+    }
+
+    /// `n` picks from a fresh scheduler with `loads`.
+    fn picks(v: &VirtualService, s: &[RealServer], loads: &Loads, n: usize) -> Vec<u16> {
+        let mut sch = Scheduler::default();
+        sch.resize(1);
+        (0..n).filter_map(|_| sch.pick_for(0, v, s, &Flow4::default(), Some(loads))).collect()
+    }
+
+    fn weighted_servers(weights: &[u32]) -> Vec<RealServer> {
+        let mut s = servers(weights.len());
+        s.iter_mut().zip(weights).for_each(|(x, w)| x.weight = *w);
+        s
+    }
+
+    fn loads_with(conns: &[u64], rtt: &[Option<u64>], bps: &[u64]) -> Loads {
+        let l = Loads::new(conns.len().max(rtt.len()).max(bps.len()));
+        conns.iter().enumerate().for_each(|(i, v)| l.set(i, *v));
+        rtt.iter().enumerate().for_each(|(i, v)| l.set_rtt_us(i, *v));
+        bps.iter().enumerate().for_each(|(i, v)| l.set_bytes_per_s(i, *v));
+        l
+    }
+
+    fn distinct(p: &[u16]) -> Vec<u16> {
+        let mut d = p.to_vec();
+        d.sort();
+        d.dedup();
+        d
+    }
+
+    #[test]
+    fn loads_hold_rtt_and_bandwidth_beside_connections() {
+        let l = Loads::new(2);
+        assert_eq!((l.get(0), l.rtt_us(0), l.bytes_per_s(0)), (0, None, 0));
+        l.set(0, 4);
+        l.set_rtt_us(0, Some(250));
+        l.set_bytes_per_s(0, 1_000_000);
+        l.set_rtt_us(1, Some(0));
+        assert_eq!((l.get(0), l.rtt_us(0), l.bytes_per_s(0)), (4, Some(250), 1_000_000));
+        assert_eq!(l.rtt_us(1), Some(1), "a measured 0 is not 'no measurement'");
+        l.set_rtt_us(0, None);
+        assert_eq!(l.rtt_us(0), None);
+        // Out of range: nothing, no panic.
+        l.set(9, 1);
+        l.set_rtt_us(9, Some(1));
+        l.set_bytes_per_s(9, 1);
+        assert_eq!((l.get(9), l.rtt_us(9), l.bytes_per_s(9)), (0, None, 0));
+    }
+
+    #[test]
+    fn fastest_picks_the_lowest_rtt() {
+        let v = vs(Schedule::Fastest, 3);
+        let s = weighted_servers(&[1, 1, 1]);
+        let l = loads_with(&[50, 0, 0], &[Some(900), Some(300), Some(2500)], &[]);
+        assert_eq!(picks(&v, &s, &l, 6), [1; 6], "lowest RTT, connections do not matter");
+        // Weights do not matter either, except 0 (never chosen).
+        let s = weighted_servers(&[10, 1, 10]);
+        assert_eq!(picks(&v, &s, &l, 3), [1; 3]);
+        let s = weighted_servers(&[1, 0, 1]);
+        assert_eq!(picks(&v, &s, &l, 3), [0; 3]);
+    }
+
+    #[test]
+    fn fastest_rotates_ties_and_rtts_within_the_band() {
+        let v = vs(Schedule::Fastest, 3);
+        let s = weighted_servers(&[1, 1, 1]);
+        // 300 and 380 µs are within 100 µs: equal; 2000 is not.
+        let l = loads_with(&[], &[Some(300), Some(380), Some(2000)], &[]);
+        let p = picks(&v, &s, &l, 6);
+        assert_eq!(p, [0, 1, 0, 1, 0, 1], "alternate within the band");
+        // 10 ms and 11 ms are within 1/8 of 10 ms; 12 ms is not.
+        let l = loads_with(&[], &[Some(10_000), Some(11_000), Some(12_000)], &[]);
+        assert_eq!(distinct(&picks(&v, &s, &l, 6)), [0, 1]);
+        // Exactly equal: all three take turns.
+        let l = loads_with(&[], &[Some(500); 3], &[]);
+        assert_eq!(picks(&v, &s, &l, 6), [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn fastest_ranks_unmeasured_servers_last_but_uses_them() {
+        let v = vs(Schedule::Fastest, 3);
+        let mut s = weighted_servers(&[1, 1, 1]);
+        let l = loads_with(&[], &[None, Some(800), None], &[]);
+        assert_eq!(picks(&v, &s, &l, 4), [1; 4], "a measured server beats unmeasured ones");
+        s[1].enabled = false;
+        assert_eq!(picks(&v, &s, &l, 4), [0, 2, 0, 2], "only unmeasured left: usable, rotating");
+        let none = Loads::new(3);
+        s[1].enabled = true;
+        assert_eq!(picks(&v, &s, &none, 3), [0, 1, 2], "no RTT anywhere: round robin");
+        let mut sch = Scheduler::default();
+        sch.resize(1);
+        assert!(sch.pick(0, &v, &s).is_some(), "no loads at all: still a server");
+    }
+
+    #[test]
+    fn fastest_skips_disabled_and_full_servers() {
+        let v = vs(Schedule::Fastest, 3);
+        let mut s = weighted_servers(&[1, 1, 1]);
+        let l = loads_with(&[0, 4, 0], &[Some(900), Some(300), Some(600)], &[]);
+        s[1].enabled = false;
+        assert_eq!(picks(&v, &s, &l, 3), [2; 3]);
+        s[1].enabled = true;
+        s[1].max_connections = 4;
+        assert_eq!(picks(&v, &s, &l, 3), [2; 3], "the fastest is full");
+        s.iter_mut().for_each(|x| x.enabled = false);
+        assert_eq!(picks(&v, &s, &l, 1), []);
+    }
+
+    #[test]
+    fn least_bandwidth_picks_the_lowest_rate_per_weight() {
+        let v = vs(Schedule::LeastBandwidth, 3);
+        let mut s = weighted_servers(&[1, 1, 1]);
+        let l = loads_with(&[0, 9, 0], &[], &[5_000_000, 100_000, 3_000_000]);
+        assert_eq!(picks(&v, &s, &l, 3), [1; 3], "bytes/s, not connections");
+        // Weighted: 3 MB/s on weight 10 is 300 kB/s per unit.
+        s[2].weight = 10;
+        let l = loads_with(&[], &[], &[5_000_000, 1_000_000, 3_000_000]);
+        assert_eq!(picks(&v, &s, &l, 3), [2; 3]);
+        s[2].weight = 0;
+        assert_eq!(picks(&v, &s, &l, 3), [1; 3], "weight 0: never chosen");
+        s[1].enabled = false;
+        assert_eq!(picks(&v, &s, &l, 3), [0; 3], "disabled skipped");
+    }
+
+    #[test]
+    fn least_bandwidth_breaks_ties_by_connections_then_rotates() {
+        let v = vs(Schedule::LeastBandwidth, 3);
+        let s = weighted_servers(&[1, 1, 1]);
+        let l = loads_with(&[3, 1, 2], &[], &[0, 0, 0]);
+        assert_eq!(picks(&v, &s, &l, 2), [1, 1], "idle alike: fewer connections");
+        let l = loads_with(&[0, 0, 0], &[], &[0, 0, 0]);
+        assert_eq!(picks(&v, &s, &l, 6), [0, 1, 2, 0, 1, 2], "all equal: turns");
+        let l = loads_with(&[0, 0, 0], &[], &[700, 0, 0]);
+        assert_eq!(picks(&v, &s, &l, 4), [1, 2, 1, 2], "the busy one sits out");
+    }
+
+    #[test]
+    fn composite_weighs_connections_by_response_time() {
+        let v = vs(Schedule::Composite, 3);
+        let mut s = weighted_servers(&[1, 1, 1]);
+        // Idle: the fastest.
+        let l = loads_with(&[0, 0, 0], &[Some(1000), Some(300), Some(600)], &[]);
+        assert_eq!(picks(&v, &s, &l, 2), [1, 1]);
+        // (1+0)*1000, (1+5)*300 = 1800, (1+0)*600: the fast one has too many.
+        let l = loads_with(&[0, 5, 0], &[Some(1000), Some(300), Some(600)], &[]);
+        assert_eq!(picks(&v, &s, &l, 2), [2, 2]);
+        // Weighted like weighted-least-connections: (1+3)*1000/4 = 1000 beats
+        // (1+0)*1200/1.
+        s[0].weight = 4;
+        let l = loads_with(&[3, 0, 0], &[Some(1000), Some(1200), Some(1300)], &[]);
+        assert_eq!(picks(&v, &s, &l, 2), [0, 0]);
+        s[0].weight = 1;
+        // No RTT anywhere: least connections; equal: turns.
+        let l = loads_with(&[5, 2, 9], &[], &[]);
+        assert_eq!(picks(&v, &s, &l, 2), [1, 1]);
+        let l = loads_with(&[1, 1, 1], &[Some(400); 3], &[]);
+        assert_eq!(picks(&v, &s, &l, 3), [0, 1, 2]);
+        // Unmeasured ranks after measured ones even when loaded.
+        let l = loads_with(&[0, 1000, 0], &[None, Some(500), None], &[]);
+        assert_eq!(picks(&v, &s, &l, 2), [1, 1]);
+        // Disabled and full servers are skipped.
+        let l = loads_with(&[0, 0, 1], &[Some(1000), Some(300), Some(600)], &[]);
+        s[1].enabled = false;
+        s[2].max_connections = 1;
+        assert_eq!(picks(&v, &s, &l, 2), [0, 0]);
+    }
+
+    #[test]
+    fn load_aware_algorithms_respect_priority_groups() {
+        // Servers 0 and 1 in group 10, server 2 (the best by every measure)
+        // in group 0: it only gets connections once group 10 is full.
+        let l = loads_with(&[3, 2, 0], &[Some(900), Some(300), Some(10)], &[9000, 8000, 0]);
+        for schedule in [Schedule::Fastest, Schedule::LeastBandwidth, Schedule::Composite, Schedule::LeastConnections { weighted: true }] {
+            let v = vs(schedule.clone(), 3);
+            let mut s = weighted_servers(&[1, 1, 1]);
+            s[0].priority = 10;
+            s[1].priority = 10;
+            assert_eq!(picks(&v, &s, &l, 4), [1; 4], "{schedule:?}: best of the top group");
+            s[1].max_connections = 2;
+            assert_eq!(picks(&v, &s, &l, 2), [0; 2], "{schedule:?}");
+            s[0].max_connections = 3;
+            assert_eq!(picks(&v, &s, &l, 2), [2; 2], "{schedule:?}: group full, spill");
+        }
     }
 }
