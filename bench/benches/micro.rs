@@ -387,6 +387,33 @@ fn bench_sched(c: &mut Criterion) {
             })
         });
     }
+    // Persistence: what a new connection of a persistent service adds — a
+    // record lookup for a returning client among 64k (8-way sets), or a
+    // miss and an insert for a new one.
+    let mut table = furiwake_dataplane::persist::PersistTable::new(65536);
+    for c in 0..60_000u32 {
+        table.insert(furiwake_dataplane::persist::key(0, 0xc612_0000 + c, 0), c, 0, 0, 3000);
+    }
+    let mut n = 0u32;
+    g.bench_function(BenchmarkId::new("persist", "hit-60k"), |b| {
+        b.iter(|| {
+            n = (n + 7919) % 60_000;
+            let k = furiwake_dataplane::persist::key(0, 0xc612_0000 + n, 0);
+            let r = table.get(black_box(k), 1);
+            table.attach(k, 1, 3000);
+            r
+        })
+    });
+    let mut m = 0u32;
+    g.bench_function(BenchmarkId::new("persist", "miss+insert"), |b| {
+        b.iter(|| {
+            m = m.wrapping_add(1);
+            let k = furiwake_dataplane::persist::key(1, 0x0a00_0000 ^ m.wrapping_mul(2654435761), 0);
+            let r = table.get(black_box(k), 1);
+            table.insert(k, 7, 0, 1, 3000);
+            r
+        })
+    });
     g.finish();
 }
 
