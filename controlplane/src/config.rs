@@ -126,7 +126,31 @@ pub struct Config {
     pub virtual_servers: Vec<VirtualServer>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    #[serde(default)]
+    pub console: ConsoleConfig,
 }
+
+/// `[console]`: where operators reach the CLI (README, "Console").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// The local UNIX socket `furiwake console` connects to; its directory
+    /// is created. Empty: no socket.
+    pub socket: String,
+    /// A console on a character device as well: `"stdio"` (stdin/stdout),
+    /// a serial device path such as `"/dev/ttyS0"`, or `"none"`. Default:
+    /// stdin/stdout when stdin is a terminal.
+    pub device: Option<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { socket: DEFAULT_CONSOLE_SOCKET.to_string(), device: None }
+    }
+}
+
+/// Where `furiwake run` listens and `furiwake console` connects by default.
+pub const DEFAULT_CONSOLE_SOCKET: &str = "/run/furiwake/console.sock";
 
 /// Idle timeouts of connection entries, in seconds, per TCP state (RFC 9293
 /// §3.3.2) and for UDP and ICMP. Defaults follow IPVS (`ipvsadm --set`).

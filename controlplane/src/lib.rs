@@ -5,5 +5,6 @@ pub mod appliance;
 pub mod arp;
 pub mod build;
 pub mod config;
+pub mod console;
 pub mod health;
 pub mod icmp;
