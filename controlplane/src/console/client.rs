@@ -127,7 +127,9 @@ impl Helper for ConsoleHelper {}
 
 fn interactive(mut session: Session) -> ExitCode {
     let names = Rc::new(RefCell::new(session.names()));
-    let mut rl: Editor<ConsoleHelper, DefaultHistory> = match Editor::new() {
+    // Bash-like: Tab completes the common prefix, a second Tab lists.
+    let config = rustyline::Config::builder().completion_type(rustyline::CompletionType::List).auto_add_history(false).build();
+    let mut rl: Editor<ConsoleHelper, DefaultHistory> = match Editor::with_config(config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: line editor: {e}");

@@ -247,9 +247,10 @@ pub fn help(words: &[String]) -> Result<String, String> {
     let mut out = String::new();
     if words.is_empty() {
         out.push_str("commands (words may be abbreviated; Tab completes):\n");
-        for s in SPECS {
-            let head = format!("{} {}", s.words, s.args);
-            out.push_str(&format!("  {:<44} {}\n", head.trim_end(), s.summary));
+        let heads: Vec<String> = SPECS.iter().map(|s| format!("{} {}", s.words, s.args).trim_end().to_string()).collect();
+        let width = heads.iter().map(String::len).max().unwrap_or(0);
+        for (s, head) in SPECS.iter().zip(&heads) {
+            out.push_str(&format!("  {head:<width$}  {}\n", s.summary));
         }
         out.push_str("`help COMMAND` for one command, e.g. `help show connections`");
         return Ok(out);
