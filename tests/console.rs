@@ -453,3 +453,27 @@ fn interactive_session_through_tmux() {
     assert!(lab.show("show servers").contains("draining"));
     stop_furiwake_cleanly(lab.fw());
 }
+
+/// `[console] device = "stdio"`: commands on stdin, answers on stdout
+/// among the appliance's own lines, errors as `error: ...`.
+#[test]
+fn stdio_console_answers_line_commands() {
+    let Some(mut lab) = Lab::new('t', "stdio", &[]) else { return };
+    let services = format!("[console]\nsocket = \"\"\ndevice = \"stdio\"\n\n{}", www("round-robin", &[(1, 2), (2, 1)], ""));
+    let config = format!("{}\n{LAB_INTERFACES}\n{services}", platform_section(&lab.prefix));
+    let cfg = lab.dir.write("lb.toml", &config);
+    let bin = furiwake_bin();
+    let argv = ["ip", "netns", "exec", &lab.topo.ns("lb"), bin.to_str().unwrap(), "run", "--config", cfg.to_str().unwrap()];
+    let mut fw = Proc::spawn("furiwake", None, &argv, &lab.dir.path("furiwake.log"), true);
+    fw.set_runtime_dir(&lab.prefix);
+    fw.expect_output("furiwake: ready", Duration::from_secs(30));
+    fw.send_line("show servers");
+    let out = fw.expect_output(&format!("web   {}", addr(2)), Duration::from_secs(5));
+    assert!(out.lines().any(|l| l.starts_with(&format!("web   {}  up ", addr(1)))), "{out}");
+    fw.send_line("server web 198.51.100.12 drain");
+    fw.expect_output(&format!("admin: server {} (pool web) draining", addr(2)), Duration::from_secs(5));
+    fw.send_line("frobnicate");
+    fw.expect_output("error: unknown command \"frobnicate\"", Duration::from_secs(5));
+    lab.fw = Some(fw);
+    stop_furiwake_cleanly(lab.fw());
+}

@@ -96,11 +96,19 @@ fn is_tty(fd: i32) -> bool {
     unsafe { libc::isatty(fd) == 1 }
 }
 
+/// True when this process is the terminal's foreground job: a background
+/// job (`furiwake run ... &`) reading its terminal would be stopped by
+/// SIGTTIN, appliance and all.
+fn foreground() -> bool {
+    // SAFETY: tcgetpgrp and getpgrp only read process state.
+    unsafe { libc::tcgetpgrp(0) == libc::getpgrp() }
+}
+
 /// Where the device console is, from `[console] device`.
 fn open_device(spec: Option<&str>) -> Result<Option<Device>, String> {
     let (reader, out, prompt): (Box<dyn Read + Send>, Box<dyn Write + Send>, bool) = match spec {
         Some("none") => return Ok(None),
-        None if !is_tty(0) => return Ok(None),
+        None if !(is_tty(0) && foreground()) => return Ok(None),
         None | Some("stdio") => (Box::new(std::io::stdin()), Box::new(std::io::stdout()), is_tty(0)),
         Some(path) => {
             let f = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| format!("console device {path}: {e}"))?;
