@@ -644,7 +644,10 @@ impl Appliance {
                 for si in vs.first_server as usize..(vs.first_server + vs.server_count) as usize {
                     if let Some(rs) = snap.servers.get(si) {
                         let addr = std::net::SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port);
-                        let state = if !rs.enabled && rs.weight == 0 {
+                        let admin = self.console.admin.of_server(si, addr);
+                        let state = if !admin.accepts_new() {
+                            admin.name()
+                        } else if !rs.enabled && rs.weight == 0 {
                             "disabled"
                         } else if self.health.is_up(si) {
                             "up"
