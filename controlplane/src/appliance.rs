@@ -24,6 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// The console's commands, with access to the appliance's state.
+#[path = "console/exec.rs"]
+mod console_exec;
+
 const PUNT_RING: u32 = 1024;
 const HANDOFF_RING: u32 = 4096;
 /// Re-ARP a next hop not confirmed for this long; forget it after 3x.
@@ -78,6 +82,10 @@ struct NexthopState {
 struct WorkerHandle {
     lcore: Option<LcoreHandle>,
     counters: Arc<WorkerCounters>,
+    /// The console's connection-table dumps (`show connections`).
+    dump: Arc<furiwake_dataplane::worker::dump::FlowDump>,
+    /// Its loop's busy time (`show workers`).
+    loops: Arc<crate::console::stats::LoopStats>,
 }
 
 #[derive(Debug, Default)]
@@ -122,6 +130,8 @@ pub struct Appliance {
     metrics: Option<metrics::MetricsServer>,
     /// `dpdk-dumpcap` can attach (pdump initialised).
     capture: bool,
+    /// The operator console: socket, device, operator states, rates.
+    console: console_exec::Console,
     // Last: freed after every port and ring that holds its mbufs.
     pool: Option<Mempool>,
 }
@@ -192,6 +202,7 @@ impl Appliance {
             control: ControlCounters::default(),
             metrics: None,
             capture: false,
+            console: console_exec::Console::new(built.server_pools.clone()),
             pool: Some(pool),
         };
         if let Err(e) = app.launch_workers(app.current_snapshot()) {
@@ -223,6 +234,7 @@ impl Appliance {
         app.enable_capture();
         app.announce();
         app.resolve_nexthops(Instant::now());
+        app.open_console();
         Ok(app)
     }
 
@@ -283,7 +295,8 @@ impl Appliance {
     fn current_snapshot(&self) -> Snapshot {
         let mut snap = self.base.clone();
         for (i, s) in snap.servers.iter_mut().enumerate() {
-            s.enabled = s.weight > 0 && self.health.is_up(i);
+            let admin = self.console.admin.of_server(i, std::net::SocketAddrV4::new(Ipv4Addr::from(s.ip), s.port));
+            s.enabled = crate::console::admin::takes_new(s.weight, self.health.is_up(i), admin);
             s.reset = !self.health.is_up(i) && self.cuts_connections(i, s.vs as usize);
             s.epoch = self.node_epochs.get(&s.ip).copied().unwrap_or(0);
         }
@@ -460,13 +473,16 @@ impl Appliance {
             let io = MbufIo::new(rx, &tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
             let reader = readers.pop().ok_or("rcu readers")?;
             let config = WorkerConfig { id: w as u16, workers: n as u16, flows: self.cfg.platform.flows_per_worker, timeouts };
-            let worker = Worker::new(config, reader, Arc::clone(&self.slots)).with_loads(Arc::clone(&self.loads));
+            let dump = Arc::new(furiwake_dataplane::worker::dump::FlowDump::new());
+            let loops = Arc::new(crate::console::stats::LoopStats::default());
+            let worker = Worker::new(config, reader, Arc::clone(&self.slots)).with_loads(Arc::clone(&self.loads)).with_dump(Arc::clone(&dump));
             let counters = worker.counters();
             let stop = Arc::clone(&self.stop_workers);
             let clock = Clock { start_tsc, tsc_per_tick };
-            let handle = lcore::launch(lcore_id, move || worker_loop(worker, io, &stop, idle_sleep, clock))
+            let loop_stats = Arc::clone(&loops);
+            let handle = lcore::launch(lcore_id, move || worker_loop(worker, io, &stop, idle_sleep, clock, &loop_stats))
                 .map_err(|e| format!("worker {w} on lcore {lcore_id}: {e}"))?;
-            self.workers.push(WorkerHandle { lcore: Some(handle), counters });
+            self.workers.push(WorkerHandle { lcore: Some(handle), counters, dump, loops });
         }
         self.workers.reverse();
         self.punts.reverse();
@@ -552,6 +568,7 @@ impl Appliance {
             self.run_health(Instant::now());
             self.publish_loads();
             self.serve_metrics();
+            self.console_turn(Instant::now());
             if last_link_check.elapsed() >= Duration::from_secs(1) {
                 last_link_check = Instant::now();
                 self.watch_links();
@@ -694,7 +711,10 @@ impl Appliance {
                 for si in vs.first_server as usize..(vs.first_server + vs.server_count) as usize {
                     if let Some(rs) = snap.servers.get(si) {
                         let addr = std::net::SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port);
-                        let state = if !rs.enabled && rs.weight == 0 {
+                        let admin = self.console.admin.of_server(si, addr);
+                        let state = if !admin.accepts_new() {
+                            admin.name()
+                        } else if !rs.enabled && rs.weight == 0 {
                             "disabled"
                         } else if self.health.is_up(si) {
                             "up"
@@ -764,6 +784,8 @@ impl Appliance {
     /// Stops workers, prints the final counters, closes ports and frees
     /// rings and the pool, in that order.
     pub fn shutdown(mut self) {
+        // The console socket goes first: nobody waits on a stopping box.
+        self.console.server = None;
         self.stop_workers.store(true, Ordering::Relaxed);
         for (i, w) in self.workers.iter_mut().enumerate() {
             if let Some(h) = w.lcore.take() {
@@ -803,11 +825,29 @@ struct Clock {
 
 /// The poll loop of one worker lcore (DPDK l3fwd's rhythm: rx burst,
 /// process, flush; back off only when idle and configured to).
-fn worker_loop(mut worker: Worker, mut io: MbufIo, stop: &AtomicBool, idle_sleep: Duration, clock: Clock) -> i32 {
+fn worker_loop(
+    mut worker: Worker,
+    mut io: MbufIo,
+    stop: &AtomicBool,
+    idle_sleep: Duration,
+    clock: Clock,
+    loops: &crate::console::stats::LoopStats,
+) -> i32 {
     let mut idle: u32 = 0;
+    let mut last = furiwake_platform::rdtsc();
     while !stop.load(Ordering::Relaxed) {
-        let now = (furiwake_platform::rdtsc().wrapping_sub(clock.start_tsc) / clock.tsc_per_tick) as u32;
-        if worker.poll(&mut io, now) == 0 {
+        let t0 = furiwake_platform::rdtsc();
+        let now = (t0.wrapping_sub(clock.start_tsc) / clock.tsc_per_tick) as u32;
+        let received = worker.poll(&mut io, now);
+        // Busy ratio for `show workers`: time in polls that found packets
+        // over all loop time (sleeps included). Two TSC reads a loop.
+        let t1 = furiwake_platform::rdtsc();
+        if received > 0 {
+            loops.busy_tsc.add(t1.wrapping_sub(t0));
+        }
+        loops.total_tsc.add(t1.wrapping_sub(last));
+        last = t1;
+        if received == 0 {
             idle = idle.saturating_add(1);
             if !idle_sleep.is_zero() && idle >= 64 {
                 std::thread::sleep(idle_sleep);

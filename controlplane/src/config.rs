@@ -130,6 +130,8 @@ pub struct Config {
     pub logging: Logging,
     #[serde(default)]
     pub management: Management,
+    #[serde(default)]
+    pub console: ConsoleConfig,
 }
 
 /// What goes to the log (stderr; `RUST_LOG` overrides it). State changes
@@ -178,6 +180,28 @@ fn opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::net::S
     let s = String::deserialize(d)?;
     s.parse().map(Some).map_err(|_| de::Error::custom(format!("invalid address {s:?}: expected IP:PORT, e.g. \"127.0.0.1:9100\"")))
 }
+
+/// `[console]`: where operators reach the CLI (README, "Console").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// The local UNIX socket `furiwake console` connects to; its directory
+    /// is created. Empty: no socket.
+    pub socket: String,
+    /// A console on a character device as well: `"stdio"` (stdin/stdout),
+    /// a serial device path such as `"/dev/ttyS0"`, or `"none"`. Default:
+    /// stdin/stdout when stdin is a terminal.
+    pub device: Option<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { socket: DEFAULT_CONSOLE_SOCKET.to_string(), device: None }
+    }
+}
+
+/// Where `furiwake run` listens and `furiwake console` connects by default.
+pub const DEFAULT_CONSOLE_SOCKET: &str = "/run/furiwake/console.sock";
 
 /// Idle timeouts of connection entries, in seconds, per TCP state (RFC 9293
 /// §3.3.2) and for UDP and ICMP. Defaults follow IPVS (`ipvsadm --set`).

@@ -143,6 +143,33 @@ struct TargetState {
     rtt_ewma_us: Option<f64>,
 }
 
+/// One check of one server as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckStatus {
+    pub name: String,
+    pub kind: CheckKind,
+    /// Counts toward the server being up (after `rise` successes).
+    pub passing: bool,
+    /// Consecutive successes / failures so far (one of them is 0).
+    pub ok_run: u32,
+    pub fail_run: u32,
+    /// Why the last failure failed (kept after later successes).
+    pub last_reason: String,
+}
+
+impl CheckStatus {
+    /// `ok`, `fail: REASON`, or `pending` before the first result.
+    pub fn last_result(&self) -> String {
+        if self.ok_run > 0 {
+            "ok".to_string()
+        } else if self.fail_run > 0 {
+            format!("fail: {}", self.last_reason)
+        } else {
+            "pending".to_string()
+        }
+    }
+}
+
 /// Counters for the report.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HealthCounters {
@@ -545,6 +572,30 @@ impl Health {
     /// The target of change `i`.
     pub fn target(&self, i: usize) -> Option<&Target> {
         self.targets.get(i).map(|t| &t.target)
+    }
+
+    /// Every target, for the console.
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.targets.iter().map(|t| &t.target)
+    }
+
+    /// Where each check of snapshot server `server` stands, for the
+    /// console (`show servers`, `show health`); empty without checks.
+    pub fn check_status(&self, server: usize) -> Vec<CheckStatus> {
+        let Some(t) = self.targets.iter().find(|t| t.target.server == server) else { return Vec::new() };
+        t.target
+            .checks
+            .iter()
+            .zip(&t.checks)
+            .map(|(h, c)| CheckStatus {
+                name: h.name.get_ref().clone(),
+                kind: h.kind,
+                passing: c.passing,
+                ok_run: c.ok_run,
+                fail_run: c.fail_run,
+                last_reason: c.last_reason.clone(),
+            })
+            .collect()
     }
 
     /// Ends every probe (scripts killed, sockets closed).

@@ -5,6 +5,7 @@ pub mod appliance;
 pub mod arp;
 pub mod build;
 pub mod config;
+pub mod console;
 pub mod health;
 pub mod icmp;
 pub mod loads;

@@ -3,6 +3,8 @@
 //! ```text
 //! furiwake run --config FILE       run the appliance (console on stdin/stdout)
 //! furiwake check-config FILE       validate a configuration and exit
+//! furiwake console [--socket PATH | --config FILE] [-c COMMAND]
+//!                                  attach to a running appliance's console
 //! furiwake version
 //! ```
 
@@ -16,6 +18,10 @@ use std::sync::Arc;
 const USAGE: &str = "usage:
   furiwake run --config FILE     run the appliance
   furiwake check-config FILE     validate FILE and exit (non-zero on error)
+  furiwake console [--socket PATH | --config FILE] [-c COMMAND]
+                                 the console of a running appliance (default socket
+                                 /run/furiwake/console.sock); -c runs one command and
+                                 exits non-zero when it fails
   furiwake version               print the version
 signals: SIGUSR1 prints counters; SIGTERM or SIGINT stops cleanly";
 
@@ -29,6 +35,7 @@ fn main() -> ExitCode {
     match args.as_slice() {
         ["run", "--config", file] | ["run", "-c", file] => run(Path::new(file)),
         ["check-config", file] => check(Path::new(file)),
+        ["console", rest @ ..] => console(rest),
         ["version"] | ["--version"] | ["-V"] => {
             println!("furiwake {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -42,6 +49,31 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn console(args: &[&str]) -> ExitCode {
+    let mut socket: Option<String> = None;
+    let mut command: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (*a, it.next()) {
+            ("--socket" | "-s", Some(p)) => socket = Some(p.to_string()),
+            ("--config", Some(f)) => match Config::load(Path::new(f)) {
+                Ok(cfg) => socket = Some(cfg.console.socket),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            ("-c" | "--command", Some(c)) => command = Some(c.to_string()),
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let socket = socket.unwrap_or_else(|| furiwake::config::DEFAULT_CONSOLE_SOCKET.to_string());
+    furiwake::console::client::main(Path::new(&socket), command.as_deref())
 }
 
 fn check(path: &Path) -> ExitCode {

@@ -25,6 +25,8 @@ use crate::wire::WireError;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+pub mod dump;
+
 /// Expired entries freed per poll at most, so one poll never stalls.
 const EXPIRE_BUDGET: u32 = 256;
 
@@ -89,6 +91,8 @@ pub struct Worker {
     persist: PersistTable,
     /// Current time in flow-table ticks, set by `poll`.
     now: u32,
+    /// The console's connection dumps (`dump`), when asked for.
+    dump: Option<dump::DumpServer>,
 }
 
 /// What a parsed TCP/UDP packet looks like, for the flow path.
@@ -210,6 +214,7 @@ impl Worker {
             loads: None,
             persist: PersistTable::default(),
             now: 0,
+            dump: None,
         };
         w.adopt_snapshot();
         w
@@ -218,6 +223,12 @@ impl Worker {
     /// Gives the worker the control plane's per-server connection sums.
     pub fn with_loads(mut self, loads: Arc<crate::sched::Loads>) -> Self {
         self.loads = Some(loads);
+        self
+    }
+
+    /// Lets the control plane ask for dumps of the connection table.
+    pub fn with_dump(mut self, cell: Arc<dump::FlowDump>) -> Self {
+        self.dump = Some(dump::DumpServer::new(cell));
         self
     }
 
@@ -276,6 +287,9 @@ impl Worker {
         self.counters.tx_bytes.add(tx.bytes);
         self.counters.count_drops(DropReason::TxQueueFull, tx.dropped);
         self.expire(now);
+        if let Some(d) = self.dump.as_mut() {
+            d.serve(&self.table, now);
+        }
         received
     }
 

@@ -1,0 +1,552 @@
+//! The console's language: parsing a line into a `Command`, the help texts,
+//! and tab completion. Pure functions, shared by the appliance (which
+//! parses and executes) and `furiwake console` (which completes).
+//!
+//! Words may be abbreviated to any unique prefix (`sh vir` is `show
+//! virtual-servers`), as on the routers and load balancers operators know.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// An address argument: `IP` or `IP:PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrArg {
+    pub ip: Ipv4Addr,
+    pub port: Option<u16>,
+}
+
+impl fmt::Display for AddrArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(p) => write!(f, "{}:{p}", self.ip),
+            None => write!(f, "{}", self.ip),
+        }
+    }
+}
+
+impl std::str::FromStr for AddrArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not an address: expected IP or IP:PORT, such as 198.51.100.11:80");
+        match s.split_once(':') {
+            Some((ip, port)) => Ok(AddrArg { ip: ip.parse().map_err(|_| bad())?, port: Some(port.parse().map_err(|_| bad())?) }),
+            None => Ok(AddrArg { ip: s.parse().map_err(|_| bad())?, port: None }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerAction {
+    /// Takes new connections again (when its health checks pass).
+    Enable,
+    /// Forced offline: no new connections of any kind; existing ones run on.
+    Disable,
+    /// No new connections from the scheduler; existing ones finish.
+    Drain,
+    Weight(u32),
+}
+
+/// The largest weight the console accepts (schedules grow with the sum).
+pub const MAX_WEIGHT: u32 = 10_000;
+/// `show connections` lists this many entries unless told otherwise.
+pub const DEFAULT_LIMIT: u32 = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Show {
+    VirtualServers { name: Option<String> },
+    Pools,
+    Servers { pool: Option<String> },
+    Connections { vip: Option<AddrArg>, server: Option<AddrArg>, limit: u32 },
+    Stats,
+    Arp,
+    Routes,
+    Health,
+    Workers,
+    Config,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `help` or `help WORDS...`.
+    Help(Vec<String>),
+    Show(Show),
+    Server { pool: String, addr: AddrArg, action: ServerAction },
+    /// Object names for completion (`furiwake console` asks at start).
+    Names,
+    /// Ends the session (the client's; the appliance just says bye).
+    Quit,
+}
+
+/// One command of the help.
+pub struct Spec {
+    pub words: &'static str,
+    pub args: &'static str,
+    pub summary: &'static str,
+}
+
+/// Every command, in the order `help` lists them.
+pub const SPECS: &[Spec] = &[
+    Spec { words: "show virtual-servers", args: "[NAME]", summary: "virtual servers: address, protocol, forwarding, pool, servers up, connections" },
+    Spec { words: "show pools", args: "", summary: "pools: algorithm, health checks, sorry pool, servers up/total" },
+    Spec {
+        words: "show servers",
+        args: "[POOL]",
+        summary: "real servers: state (up, down, disabled, draining), weight, priority, active/total connections, RTT, last check",
+    },
+    Spec {
+        words: "show connections",
+        args: "[vip ADDR] [server ADDR] [limit N]",
+        summary: "connection entries (seed 001 layout: client side and server side addresses, state, idle/timeout); ADDR is IP or IP:PORT; limit defaults to 100",
+    },
+    Spec { words: "show stats", args: "", summary: "per port, virtual server and server: pps, bps, new connections/s, concurrent; drops by reason" },
+    Spec { words: "show arp", args: "", summary: "neighbours learned by ARP, and the next hops kept resolved for the workers" },
+    Spec { words: "show routes", args: "", summary: "connected subnets and static routes" },
+    Spec { words: "show health", args: "", summary: "every health check of every server: result, runs, last reason, RTT" },
+    Spec { words: "show workers", args: "", summary: "per worker lcore: packets, busy ratio, hand-offs, connections, drops" },
+    Spec { words: "show config", args: "", summary: "the running configuration, with the changes made at run time" },
+    Spec { words: "server", args: "POOL ADDR enable", summary: "take new connections again (when the health checks pass)" },
+    Spec {
+        words: "server",
+        args: "POOL ADDR disable",
+        summary: "forced offline: no new connections at all (not even persistent clients); existing connections run on",
+    },
+    Spec { words: "server", args: "POOL ADDR drain", summary: "no new connections from the scheduler; existing connections finish (maintenance)" },
+    Spec { words: "server", args: "POOL ADDR weight N", summary: "new connections follow weight N (0..10000); existing connections untouched" },
+    Spec { words: "help", args: "[COMMAND]", summary: "this list, or one command's" },
+    Spec { words: "quit", args: "", summary: "leave the console (also exit, Ctrl-D)" },
+];
+
+const TOP: &[&str] = &["show", "server", "help", "quit", "exit"];
+const SHOW: &[&str] = &["virtual-servers", "pools", "servers", "connections", "stats", "arp", "routes", "health", "workers", "config"];
+const ACTIONS: &[&str] = &["enable", "disable", "drain", "weight"];
+const CONN_OPTIONS: &[&str] = &["vip", "server", "limit"];
+
+/// `word` itself or the one word of `choices` it is a prefix of.
+fn resolve<'a>(word: &str, choices: &[&'a str], what: &str) -> Result<&'a str, String> {
+    if let Some(c) = choices.iter().find(|c| **c == word) {
+        return Ok(c);
+    }
+    let hits: Vec<&&str> = choices.iter().filter(|c| c.starts_with(word)).collect();
+    match hits.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!("unknown {what} {word:?}; expected one of: {}", choices.join(", "))),
+        many => Err(format!("ambiguous {what} {word:?}: {}", many.iter().map(|s| **s).collect::<Vec<_>>().join(", "))),
+    }
+}
+
+/// Parses one console line. Empty lines and `#` comments are `Ok(None)`.
+pub fn parse(line: &str) -> Result<Option<Command>, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let Some(first) = words.first() else { return Ok(None) };
+    if first.starts_with('#') {
+        return Ok(None);
+    }
+    if *first == "_names" {
+        return Ok(Some(Command::Names));
+    }
+    let top = resolve(first, TOP, "command").map_err(|e| format!("{e} (type `help`)"))?;
+    let rest = &words[1..];
+    let cmd = match top {
+        "help" => Command::Help(rest.iter().map(|s| s.to_string()).collect()),
+        "quit" | "exit" => Command::Quit,
+        "show" => Command::Show(parse_show(rest)?),
+        "server" => parse_server(rest)?,
+        _ => return Err(format!("unknown command {first:?} (type `help`)")),
+    };
+    Ok(Some(cmd))
+}
+
+fn usage(words: &str) -> String {
+    SPECS.iter().filter(|s| s.words == words).map(|s| format!("usage: {} {}", s.words, s.args).trim_end().to_string()).collect::<Vec<_>>().join("\n")
+}
+
+fn parse_show(rest: &[&str]) -> Result<Show, String> {
+    let Some(what) = rest.first() else { return Err(format!("show what? one of: {}", SHOW.join(", "))) };
+    let what = resolve(what, SHOW, "show command")?;
+    let args = &rest[1..];
+    let one_optional = |args: &[&str]| -> Result<Option<String>, String> {
+        match args {
+            [] => Ok(None),
+            [x] => Ok(Some(x.to_string())),
+            _ => Err(format!("too many arguments\n{}", usage(&format!("show {what}")))),
+        }
+    };
+    let none = |args: &[&str], s: Show| -> Result<Show, String> {
+        if args.is_empty() {
+            Ok(s)
+        } else {
+            Err(format!("`show {what}` takes no arguments, got {:?}", args.join(" ")))
+        }
+    };
+    match what {
+        "virtual-servers" => Ok(Show::VirtualServers { name: one_optional(args)? }),
+        "pools" => none(args, Show::Pools),
+        "servers" => Ok(Show::Servers { pool: one_optional(args)? }),
+        "connections" => parse_connections(args),
+        "stats" => none(args, Show::Stats),
+        "arp" => none(args, Show::Arp),
+        "routes" => none(args, Show::Routes),
+        "health" => none(args, Show::Health),
+        "workers" => none(args, Show::Workers),
+        _ => none(args, Show::Config),
+    }
+}
+
+fn parse_connections(args: &[&str]) -> Result<Show, String> {
+    let (mut vip, mut server, mut limit) = (None, None, DEFAULT_LIMIT);
+    let mut i = 0;
+    while i < args.len() {
+        let opt = resolve(args[i], CONN_OPTIONS, "option").map_err(|e| format!("{e}\n{}", usage("show connections")))?;
+        let Some(value) = args.get(i + 1) else { return Err(format!("{opt} needs a value\n{}", usage("show connections"))) };
+        match opt {
+            "vip" => vip = Some(value.parse()?),
+            "server" => server = Some(value.parse()?),
+            _ => {
+                limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=furiwake_dataplane::worker::dump::DUMP_CAPACITY as u32).contains(n))
+                    .ok_or_else(|| format!("limit {value:?}: expected a number from 1 to {}", furiwake_dataplane::worker::dump::DUMP_CAPACITY))?
+            }
+        }
+        i += 2;
+    }
+    Ok(Show::Connections { vip, server, limit })
+}
+
+fn parse_server(rest: &[&str]) -> Result<Command, String> {
+    let u = usage("server");
+    let (Some(pool), Some(addr)) = (rest.first(), rest.get(1)) else { return Err(format!("server: which pool and server?\n{u}")) };
+    let addr: AddrArg = addr.parse()?;
+    let Some(action) = rest.get(2) else { return Err(format!("server {pool} {addr}: what to do? one of: {}\n{u}", ACTIONS.join(", "))) };
+    let action = resolve(action, ACTIONS, "server action")?;
+    let extra = |n: usize| -> Result<(), String> {
+        if rest.len() > n {
+            Err(format!("too many arguments: {:?}\n{u}", rest[n..].join(" ")))
+        } else {
+            Ok(())
+        }
+    };
+    let action = match action {
+        "enable" => ServerAction::Enable,
+        "disable" => ServerAction::Disable,
+        "drain" => ServerAction::Drain,
+        _ => {
+            let Some(n) = rest.get(3) else { return Err(format!("weight needs a value from 0 to {MAX_WEIGHT}")) };
+            let w = n.parse::<u32>().ok().filter(|w| *w <= MAX_WEIGHT).ok_or_else(|| format!("weight {n:?}: expected a number from 0 to {MAX_WEIGHT}"))?;
+            extra(4)?;
+            return Ok(Command::Server { pool: pool.to_string(), addr, action: ServerAction::Weight(w) });
+        }
+    };
+    extra(3)?;
+    Ok(Command::Server { pool: pool.to_string(), addr, action })
+}
+
+/// `help` and `help WORDS`.
+pub fn help(words: &[String]) -> Result<String, String> {
+    let mut out = String::new();
+    if words.is_empty() {
+        out.push_str("commands (words may be abbreviated; Tab completes):\n");
+        let heads: Vec<String> = SPECS.iter().map(|s| format!("{} {}", s.words, s.args).trim_end().to_string()).collect();
+        let width = heads.iter().map(String::len).max().unwrap_or(0);
+        for (s, head) in SPECS.iter().zip(&heads) {
+            out.push_str(&format!("  {head:<width$}  {}\n", s.summary));
+        }
+        out.push_str("`help COMMAND` for one command, e.g. `help show connections`");
+        return Ok(out);
+    }
+    let top = resolve(&words[0], TOP, "command")?;
+    let key = match (top, words.get(1)) {
+        ("show", Some(w)) => format!("show {}", resolve(w, SHOW, "show command")?),
+        ("exit", _) => "quit".to_string(),
+        (t, _) => t.to_string(),
+    };
+    let hits: Vec<&Spec> = SPECS.iter().filter(|s| s.words == key || (key == "show" && s.words.starts_with("show "))).collect();
+    for s in &hits {
+        out.push_str(&format!("{} {}\n    {}\n", s.words, s.args, s.summary));
+    }
+    if key == "server" {
+        out.push_str(
+            "\nPOOL is a pool name, ADDR the server's IP:PORT as configured (or its IP when unique in the pool).\n\
+             States: an operator's disable/drain survives health changes: a disabled server that passes its checks\n\
+             stays disabled until `enable`. Changes apply to new connections at once (a new snapshot for the workers)\n\
+             and are logged.",
+        );
+    }
+    Ok(out.trim_end().to_string())
+}
+
+/// Object names the appliance knows, for completion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    /// Pool name and its servers' addresses.
+    pub pools: Vec<(String, Vec<String>)>,
+    /// Virtual-server name and its address.
+    pub virtual_servers: Vec<(String, String)>,
+}
+
+impl Names {
+    /// The `_names` answer: `pool NAME ADDR...` and `virtual-server NAME
+    /// ADDR` lines.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for (p, addrs) in &self.pools {
+            s.push_str(&format!("pool {p} {}\n", addrs.join(" ")).replace(" \n", "\n"));
+        }
+        for (v, a) in &self.virtual_servers {
+            s.push_str(&format!("virtual-server {v} {a}\n"));
+        }
+        s.trim_end().to_string()
+    }
+
+    pub fn parse(text: &str) -> Names {
+        let mut n = Names::default();
+        for line in text.lines() {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            match w.as_slice() {
+                ["pool", name, addrs @ ..] => n.pools.push((name.to_string(), addrs.iter().map(|s| s.to_string()).collect())),
+                ["virtual-server", name, addr] => n.virtual_servers.push((name.to_string(), addr.to_string())),
+                _ => {}
+            }
+        }
+        n
+    }
+
+    fn all_servers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.pools.iter().flat_map(|(_, a)| a.iter().cloned()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Completion of `line` (the text before the cursor): where the word being
+/// completed starts, and the candidates for it, sorted.
+pub fn complete(line: &str, names: &Names) -> (usize, Vec<String>) {
+    let start = line.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    let partial = &line[start..];
+    let done: Vec<&str> = line[..start].split_whitespace().collect();
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let top = done.first().and_then(|w| resolve(w, TOP, "").ok());
+    let candidates: Vec<String> = match (top, done.len()) {
+        (_, 0) => owned(TOP),
+        (Some("help"), 1) => owned(&["show", "server", "help", "quit"]),
+        (Some("help"), 2) if resolve(done[1], TOP, "").ok() == Some("show") => owned(SHOW),
+        (Some("show"), 1) => owned(SHOW),
+        (Some("show"), n) => match resolve(done[1], SHOW, "").ok() {
+            Some("servers") if n == 2 => names.pools.iter().map(|p| p.0.clone()).collect(),
+            Some("virtual-servers") if n == 2 => names.virtual_servers.iter().map(|v| v.0.clone()).collect(),
+            Some("connections") => {
+                let opts = &done[2..];
+                // Options and values alternate: an odd count means a value is due.
+                if opts.len() % 2 == 1 {
+                    match resolve(opts[opts.len() - 1], CONN_OPTIONS, "").ok() {
+                        Some("vip") => {
+                            let mut v: Vec<String> = names.virtual_servers.iter().map(|v| v.1.clone()).collect();
+                            v.dedup();
+                            v
+                        }
+                        Some("server") => names.all_servers(),
+                        _ => Vec::new(),
+                    }
+                } else {
+                    let used: Vec<&str> = opts.iter().step_by(2).filter_map(|o| resolve(o, CONN_OPTIONS, "").ok()).collect();
+                    CONN_OPTIONS.iter().filter(|o| !used.contains(o)).map(|s| s.to_string()).collect()
+                }
+            }
+            _ => Vec::new(),
+        },
+        (Some("server"), 1) => names.pools.iter().map(|p| p.0.clone()).collect(),
+        (Some("server"), 2) => names.pools.iter().find(|p| p.0 == done[1]).map(|p| p.1.clone()).unwrap_or_default(),
+        (Some("server"), 3) => owned(ACTIONS),
+        _ => Vec::new(),
+    };
+    let mut out: Vec<String> = candidates.into_iter().filter(|c| c.starts_with(partial)).collect();
+    out.sort();
+    out.dedup();
+    (start, out)
+}
+
+/// The socket protocol: the appliance answers each command line with its
+/// text, then one end line. Text lines that begin with `.` get another `.`
+/// in front (SMTP's dot-stuffing, RFC 5321 §4.5.2), so an end line is
+/// never confused with text.
+pub const END_OK: &str = ".ok";
+pub const END_ERROR: &str = ".error";
+
+/// Frames one answer for the socket.
+pub fn encode(answer: &Result<String, String>) -> String {
+    let (text, end) = match answer {
+        Ok(t) => (t, END_OK),
+        Err(t) => (t, END_ERROR),
+    };
+    let mut s = String::with_capacity(text.len() + 16);
+    for line in text.lines() {
+        if line.starts_with('.') {
+            s.push('.');
+        }
+        s.push_str(line);
+        s.push('\n');
+    }
+    s.push_str(end);
+    s.push('\n');
+    s
+}
+
+/// One line of an answer as the client reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Framed<'a> {
+    Text(&'a str),
+    End { ok: bool },
+}
+
+pub fn decode(line: &str) -> Framed<'_> {
+    match line {
+        END_OK => Framed::End { ok: true },
+        END_ERROR => Framed::End { ok: false },
+        l => Framed::Text(l.strip_prefix('.').filter(|_| l.starts_with("..")).unwrap_or(l)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> AddrArg {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_every_command() {
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("  # note").unwrap(), None);
+        assert_eq!(parse("show virtual-servers").unwrap(), Some(Command::Show(Show::VirtualServers { name: None })));
+        assert_eq!(parse("sh vir www").unwrap(), Some(Command::Show(Show::VirtualServers { name: Some("www".into()) })));
+        assert_eq!(parse("show pools").unwrap(), Some(Command::Show(Show::Pools)));
+        assert_eq!(parse("show servers web").unwrap(), Some(Command::Show(Show::Servers { pool: Some("web".into()) })));
+        for (w, s) in [("stats", Show::Stats), ("arp", Show::Arp), ("routes", Show::Routes), ("health", Show::Health), ("workers", Show::Workers), ("config", Show::Config)] {
+            assert_eq!(parse(&format!("show {w}")).unwrap(), Some(Command::Show(s)));
+        }
+        assert_eq!(
+            parse("show connections vip 192.0.2.100:80 server 198.51.100.11 limit 5").unwrap(),
+            Some(Command::Show(Show::Connections { vip: Some(addr("192.0.2.100:80")), server: Some(addr("198.51.100.11")), limit: 5 }))
+        );
+        assert_eq!(parse("show conn").unwrap(), Some(Command::Show(Show::Connections { vip: None, server: None, limit: DEFAULT_LIMIT })));
+        assert_eq!(
+            parse("server web 198.51.100.11:80 drain").unwrap(),
+            Some(Command::Server { pool: "web".into(), addr: addr("198.51.100.11:80"), action: ServerAction::Drain })
+        );
+        assert_eq!(
+            parse("server web 198.51.100.11:80 dis").unwrap(),
+            Some(Command::Server { pool: "web".into(), addr: addr("198.51.100.11:80"), action: ServerAction::Disable })
+        );
+        assert_eq!(
+            parse("server web 198.51.100.11 weight 3").unwrap(),
+            Some(Command::Server { pool: "web".into(), addr: addr("198.51.100.11"), action: ServerAction::Weight(3) })
+        );
+        assert_eq!(parse("help show connections").unwrap(), Some(Command::Help(vec!["show".into(), "connections".into()])));
+        assert_eq!(parse("exit").unwrap(), Some(Command::Quit));
+        assert_eq!(parse("_names").unwrap(), Some(Command::Names));
+    }
+
+    #[test]
+    fn bad_input_gets_a_clear_error() {
+        let e = parse("frobnicate").unwrap_err();
+        assert!(e.contains("unknown command \"frobnicate\"") && e.contains("help"), "{e}");
+        let e = parse("show colors").unwrap_err();
+        assert!(e.contains("unknown show command \"colors\"") && e.contains("virtual-servers"), "{e}");
+        let e = parse("s").unwrap_err();
+        assert!(e.contains("ambiguous") && e.contains("show") && e.contains("server"), "{e}");
+        assert!(parse("show").unwrap_err().contains("show what?"));
+        assert!(parse("show pools extra").unwrap_err().contains("takes no arguments"));
+        assert!(parse("show connections limit 0").unwrap_err().contains("limit"));
+        assert!(parse("show connections limit").unwrap_err().contains("needs a value"));
+        assert!(parse("show connections vip nowhere").unwrap_err().contains("not an address"));
+        assert!(parse("show connections color red").unwrap_err().contains("unknown option"));
+        assert!(parse("server web").unwrap_err().contains("usage: server POOL ADDR"));
+        assert!(parse("server web 1.2.3.4:80").unwrap_err().contains("what to do?"));
+        assert!(parse("server web 1.2.3.4:80 explode").unwrap_err().contains("unknown server action"));
+        assert!(parse("server web 1.2.3.4:80 weight").unwrap_err().contains("needs a value"));
+        assert!(parse("server web 1.2.3.4:80 weight -1").unwrap_err().contains("0 to 10000"));
+        assert!(parse("server web 1.2.3.4:80 weight 10001").unwrap_err().contains("0 to 10000"));
+        assert!(parse("server web 1.2.3.4:80 drain now").unwrap_err().contains("too many arguments"));
+        assert!(parse("server web 1.2.3:80 drain").unwrap_err().contains("not an address"));
+    }
+
+    #[test]
+    fn help_lists_every_command_and_each_one() {
+        let all = help(&[]).unwrap();
+        for s in SPECS {
+            assert!(all.contains(s.words) && all.contains(s.summary), "{}", s.words);
+        }
+        let one = help(&["show".into(), "conn".into()]).unwrap();
+        assert!(one.starts_with("show connections [vip ADDR]"), "{one}");
+        assert!(!one.contains("show pools"), "{one}");
+        let server = help(&["server".into()]).unwrap();
+        assert!(server.contains("drain") && server.contains("weight N") && server.contains("survives health changes"), "{server}");
+        assert!(help(&["frob".into()]).unwrap_err().contains("unknown command"));
+    }
+
+    fn names() -> Names {
+        Names {
+            pools: vec![
+                ("web".into(), vec!["198.51.100.11:80".into(), "198.51.100.12:80".into()]),
+                ("sorry".into(), vec!["198.51.100.13:80".into()]),
+            ],
+            virtual_servers: vec![("www".into(), "192.0.2.100:80".into()), ("dns".into(), "192.0.2.100:53".into())],
+        }
+    }
+
+    #[test]
+    fn completes_commands_and_object_names() {
+        let n = names();
+        let c = |l: &str| complete(l, &n);
+        assert_eq!(c(""), (0, vec!["exit".into(), "help".into(), "quit".into(), "server".into(), "show".into()]));
+        assert_eq!(c("sh"), (0, vec!["show".into()]));
+        assert_eq!(c("show vi"), (5, vec!["virtual-servers".into()]));
+        assert_eq!(c("show s").1, vec!["servers".to_string(), "stats".into()]);
+        assert_eq!(c("show servers ").1, vec!["sorry".to_string(), "web".into()]);
+        assert_eq!(c("show virtual-servers w").1, vec!["www".to_string()]);
+        assert_eq!(c("server w"), (7, vec!["web".into()]));
+        assert_eq!(c("server web 198.51.100.1").1, vec!["198.51.100.11:80".to_string(), "198.51.100.12:80".into()]);
+        assert_eq!(c("server sorry ").1, vec!["198.51.100.13:80".to_string()]);
+        assert_eq!(c("server web 198.51.100.11:80 d").1, vec!["disable".to_string(), "drain".into()]);
+        assert_eq!(c("server nopool ").1, Vec::<String>::new());
+        assert_eq!(c("show connections ").1, vec!["limit".to_string(), "server".into(), "vip".into()]);
+        assert_eq!(c("show connections vip ").1, vec!["192.0.2.100:53".to_string(), "192.0.2.100:80".into()]);
+        assert_eq!(c("show connections vip 192.0.2.100:80 ").1, vec!["limit".to_string(), "server".into()]);
+        assert_eq!(c("show connections server 198.51.100.13").1, vec!["198.51.100.13:80".to_string()]);
+        assert_eq!(c("help sh").1, vec!["show".to_string()]);
+        assert_eq!(c("help show co").1, vec!["config".to_string(), "connections".into()]);
+        assert_eq!(c("frob ").1, Vec::<String>::new());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let n = names();
+        assert_eq!(Names::parse(&n.render()), n);
+        let empty = Names { pools: vec![("empty".into(), vec![])], virtual_servers: vec![] };
+        assert_eq!(Names::parse(&empty.render()), empty);
+    }
+
+    #[test]
+    fn framing_round_trip() {
+        let text = "line one\n.starts with a dot\n..two dots\n.ok\n";
+        let framed = encode(&Ok(text.to_string()));
+        let mut got = Vec::new();
+        let mut end = None;
+        for l in framed.lines() {
+            match decode(l) {
+                Framed::Text(t) => got.push(t.to_string()),
+                Framed::End { ok } => {
+                    end = Some(ok);
+                    break;
+                }
+            }
+        }
+        assert_eq!(got.join("\n") + "\n", text);
+        assert_eq!(end, Some(true));
+        assert!(encode(&Err("bad".into())).ends_with("bad\n.error\n"));
+        assert_eq!(encode(&Ok(String::new())), ".ok\n");
+    }
+}

@@ -1,0 +1,418 @@
+//! Connection-table dumps for the console (`show connections`).
+//!
+//! Each worker owns its flow table alone, so the control plane cannot read
+//! it. Instead it asks: one `FlowDump` per worker, a request/response cell
+//! with a preallocated result buffer, after grout's shared fields that say
+//! who reads and writes them (`modules/infra/control/worker.h`).
+//!
+//! ```text
+//!            control: request()             worker: serve() (scan done)
+//!   IDLE ──────────────────────> REQUESTED ──────────────────────────> DONE
+//!    ^  ^                                                               │
+//!    │  └─────────────── control: take() (copied the entries) ──────────┘
+//!    └── control: request() again from DONE (a late answer is discarded)
+//! ```
+//!
+//! Ownership follows the state: the filter is written by the control plane
+//! only in IDLE/DONE and read by the worker only in REQUESTED; the entries
+//! and counts are written by the worker only in REQUESTED and read by the
+//! control plane only in DONE. Each transition is a Release store read with
+//! Acquire, which orders the buffer accesses on both sides.
+//!
+//! The worker scans at most `SCAN_BUDGET` table slots per `poll` (its slow
+//! path, after expiry), so a dump of a million-entry table costs every poll
+//! a bounded few microseconds and never stalls forwarding. The dump is not
+//! a snapshot: entries created or removed while it runs may or may not be
+//! in it (like `/proc/net/ip_vs_conn`). Nothing here allocates after
+//! `FlowDump::new`, locks or panics on the worker's side.
+
+use crate::flow::{Flow, FlowState, FlowTable};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+/// Entries one worker returns at most per dump.
+pub const DUMP_CAPACITY: usize = 4096;
+/// Table slots scanned per `poll` at most.
+pub const SCAN_BUDGET: u32 = 16 * 1024;
+
+const IDLE: u8 = 0;
+const REQUESTED: u8 = 1;
+const DONE: u8 = 2;
+
+/// An address to match: `port` 0 matches any port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AddrMatch {
+    pub ip: u32,
+    pub port: u16,
+}
+
+impl AddrMatch {
+    fn matches(&self, ip: u32, port: u16) -> bool {
+        self.ip == ip && (self.port == 0 || self.port == port)
+    }
+
+    /// 1 << 48 | ip << 16 | port; 0 for none.
+    fn pack(m: Option<AddrMatch>) -> u64 {
+        m.map_or(0, |m| 1 << 48 | (m.ip as u64) << 16 | m.port as u64)
+    }
+
+    fn unpack(v: u64) -> Option<AddrMatch> {
+        (v >> 48 == 1).then_some(AddrMatch { ip: (v >> 16) as u32, port: v as u16 })
+    }
+}
+
+/// What to dump: entries of one virtual address and/or one real server,
+/// at most `limit` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpFilter {
+    pub vip: Option<AddrMatch>,
+    pub server: Option<AddrMatch>,
+    pub limit: u32,
+}
+
+impl Default for DumpFilter {
+    fn default() -> Self {
+        Self { vip: None, server: None, limit: DUMP_CAPACITY as u32 }
+    }
+}
+
+impl DumpFilter {
+    fn matches(&self, f: &Flow) -> bool {
+        self.vip.is_none_or(|m| m.matches(f.vip, f.vport)) && self.server.is_none_or(|m| m.matches(f.server_ip, f.server_port))
+    }
+}
+
+/// One connection entry as the console shows it (seed 001's layout):
+/// client side client/server addresses (client, VIP), server side
+/// client/server addresses (local address, server), protocol, state, idle
+/// time and timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpEntry {
+    pub proto: u8,
+    pub state: FlowState,
+    pub client_ip: u32,
+    pub client_port: u16,
+    pub vip: u32,
+    pub vport: u16,
+    /// The server side's client address: the client's own for NAT, the
+    /// full-NAT local address otherwise.
+    pub local_ip: u32,
+    pub local_port: u16,
+    pub server_ip: u32,
+    pub server_port: u16,
+    /// Snapshot indices of its virtual and real server.
+    pub vs: u16,
+    pub server: u16,
+    /// Ticks since the last packet (approximate: the timeout less the time
+    /// left), and the state's idle timeout, in `flow::TICK_MS` ticks.
+    pub idle_ticks: u32,
+    pub timeout_ticks: u32,
+}
+
+impl DumpEntry {
+    const EMPTY: DumpEntry = DumpEntry {
+        proto: 0,
+        state: FlowState::Close,
+        client_ip: 0,
+        client_port: 0,
+        vip: 0,
+        vport: 0,
+        local_ip: 0,
+        local_port: 0,
+        server_ip: 0,
+        server_port: 0,
+        vs: 0,
+        server: 0,
+        idle_ticks: 0,
+        timeout_ticks: 0,
+    };
+
+    fn of(f: &Flow, table: &FlowTable, now: u32) -> Self {
+        let timeout = table.timeouts().for_state(f.state);
+        let left = f.expire.saturating_sub(now);
+        DumpEntry {
+            proto: f.proto,
+            state: f.state,
+            client_ip: f.client_ip,
+            client_port: f.client_port,
+            vip: f.vip,
+            vport: f.vport,
+            local_ip: f.local_ip,
+            local_port: f.local_port,
+            server_ip: f.server_ip,
+            server_port: f.server_port,
+            vs: f.vs,
+            server: f.server,
+            idle_ticks: timeout.saturating_sub(left),
+            timeout_ticks: timeout,
+        }
+    }
+}
+
+/// The request/response cell of one worker. Shared (`Arc`) by the control
+/// plane and that worker; see the module docs for who touches what when.
+pub struct FlowDump {
+    /// IDLE / REQUESTED / DONE. Control: IDLE|DONE -> REQUESTED, DONE ->
+    /// IDLE; worker: REQUESTED -> DONE.
+    state: AtomicU8,
+    /// Filter (`AddrMatch::pack`). Control: rw before REQUESTED; worker: ro.
+    vip: AtomicU64,
+    server: AtomicU64,
+    limit: AtomicU32,
+    /// Results. Worker: rw in REQUESTED; control: ro in DONE.
+    len: AtomicU32,
+    /// Entries that matched, including those beyond the limit.
+    matched: AtomicU64,
+    entries: Box<[UnsafeCell<DumpEntry>]>,
+}
+
+// SAFETY: `entries` is only accessed by the side that owns it in the
+// current state (module docs); every other field is atomic.
+unsafe impl Sync for FlowDump {}
+// SAFETY: as above; DumpEntry is plain data.
+unsafe impl Send for FlowDump {}
+
+impl Default for FlowDump {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FlowDump {
+    /// A cell with room for `DUMP_CAPACITY` entries.
+    pub fn new() -> Self {
+        FlowDump {
+            state: AtomicU8::new(IDLE),
+            vip: AtomicU64::new(0),
+            server: AtomicU64::new(0),
+            limit: AtomicU32::new(0),
+            len: AtomicU32::new(0),
+            matched: AtomicU64::new(0),
+            entries: (0..DUMP_CAPACITY).map(|_| UnsafeCell::new(DumpEntry::EMPTY)).collect(),
+        }
+    }
+
+    /// Control plane: asks the worker for a dump. False while the worker
+    /// still owns a previous request (it has not answered yet).
+    pub fn request(&self, filter: &DumpFilter) -> bool {
+        if self.state.load(Ordering::Acquire) == REQUESTED {
+            return false;
+        }
+        self.vip.store(AddrMatch::pack(filter.vip), Ordering::Relaxed);
+        self.server.store(AddrMatch::pack(filter.server), Ordering::Relaxed);
+        self.limit.store(filter.limit.min(DUMP_CAPACITY as u32), Ordering::Relaxed);
+        self.state.store(REQUESTED, Ordering::Release);
+        true
+    }
+
+    /// Control plane: once the worker answered, appends its entries to
+    /// `out`, frees the cell and returns how many entries matched in all
+    /// (which may exceed the limit). None while the worker is still at it.
+    pub fn take(&self, out: &mut Vec<DumpEntry>) -> Option<u64> {
+        if self.state.load(Ordering::Acquire) != DONE {
+            return None;
+        }
+        let len = (self.len.load(Ordering::Relaxed) as usize).min(self.entries.len());
+        for cell in self.entries.iter().take(len) {
+            // SAFETY: in DONE the worker no longer touches the entries
+            // (Acquire above pairs with its Release).
+            out.push(unsafe { *cell.get() });
+        }
+        let matched = self.matched.load(Ordering::Relaxed);
+        self.state.store(IDLE, Ordering::Release);
+        Some(matched)
+    }
+
+    /// True while a request waits for the worker.
+    pub fn pending(&self) -> bool {
+        self.state.load(Ordering::Acquire) == REQUESTED
+    }
+}
+
+/// The worker's side: where its scan of the table stands.
+pub struct DumpServer {
+    cell: std::sync::Arc<FlowDump>,
+    /// Next table slot to look at while a dump runs.
+    cursor: u32,
+    active: bool,
+    filter: DumpFilter,
+    len: u32,
+    matched: u64,
+}
+
+impl DumpServer {
+    pub fn new(cell: std::sync::Arc<FlowDump>) -> Self {
+        DumpServer { cell, cursor: 0, active: false, filter: DumpFilter::default(), len: 0, matched: 0 }
+    }
+
+    /// Worker slow path, once per poll: picks up a request, scans up to
+    /// `SCAN_BUDGET` slots of `table` into the buffer, and answers once the
+    /// whole table has been seen. `now` is in flow-table ticks.
+    #[inline]
+    pub fn serve(&mut self, table: &FlowTable, now: u32) {
+        if !self.active {
+            if self.cell.state.load(Ordering::Acquire) != REQUESTED {
+                return;
+            }
+            self.active = true;
+            self.cursor = 0;
+            self.len = 0;
+            self.matched = 0;
+            self.filter = DumpFilter {
+                vip: AddrMatch::unpack(self.cell.vip.load(Ordering::Relaxed)),
+                server: AddrMatch::unpack(self.cell.server.load(Ordering::Relaxed)),
+                limit: self.cell.limit.load(Ordering::Relaxed),
+            };
+        }
+        let cap = table.capacity();
+        let end = self.cursor.saturating_add(SCAN_BUDGET).min(cap);
+        let limit = (self.filter.limit as usize).min(self.cell.entries.len());
+        for id in self.cursor..end {
+            let Some(f) = table.get(id) else { continue };
+            if !self.filter.matches(f) {
+                continue;
+            }
+            self.matched += 1;
+            if (self.len as usize) < limit {
+                if let Some(cell) = self.cell.entries.get(self.len as usize) {
+                    // SAFETY: in REQUESTED the entries are the worker's
+                    // alone; the control plane reads them only after the
+                    // Release store of DONE below.
+                    unsafe { *cell.get() = DumpEntry::of(f, table, now) };
+                    self.len += 1;
+                }
+            }
+        }
+        self.cursor = end;
+        if self.cursor >= cap {
+            self.cell.len.store(self.len, Ordering::Relaxed);
+            self.cell.matched.store(self.matched, Ordering::Relaxed);
+            self.cell.state.store(DONE, Ordering::Release);
+            self.active = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{FlowInit, Timeouts};
+    use std::sync::Arc;
+
+    fn init(i: u32, vip: u32, server: u32) -> FlowInit {
+        FlowInit {
+            proto: 6,
+            client_ip: 0xc000_020a,
+            client_port: 10_000 + i as u16,
+            vip,
+            vport: 80,
+            server_ip: server,
+            server_port: 8080,
+            local_ip: 0xc000_020a,
+            local_port: 10_000 + i as u16,
+            ..Default::default()
+        }
+    }
+
+    fn run(server: &mut DumpServer, table: &FlowTable, now: u32) -> usize {
+        let mut polls = 0;
+        while server.cell.pending() {
+            server.serve(table, now);
+            polls += 1;
+            assert!(polls < 10_000, "no answer");
+        }
+        polls
+    }
+
+    #[test]
+    fn dump_filters_limits_and_counts() {
+        let mut table = FlowTable::new(100_000, Timeouts::default());
+        for i in 0..300 {
+            let server = 0xc633_640b + i % 3;
+            table.insert(&init(i, 0xc000_0264 + i % 2, server), 5).unwrap();
+        }
+        let cell = Arc::new(FlowDump::new());
+        let mut server = DumpServer::new(Arc::clone(&cell));
+        let mut out = Vec::new();
+        assert_eq!(cell.take(&mut out), None, "nothing asked yet");
+
+        assert!(cell.request(&DumpFilter::default()));
+        assert!(!cell.request(&DumpFilter::default()), "the worker owns the cell until it answers");
+        let polls = run(&mut server, &table, 55);
+        assert!(polls >= (table.capacity() / SCAN_BUDGET) as usize, "bounded work per poll: {polls} polls");
+        assert_eq!(cell.take(&mut out), Some(300));
+        assert_eq!(out.len(), 300);
+        let e = out.iter().find(|e| e.client_port == 10_007).unwrap();
+        assert_eq!((e.vip, e.vport, e.server_ip, e.server_port, e.local_ip), (0xc000_0265, 80, 0xc633_640c, 8080, 0xc000_020a));
+        assert_eq!(e.state, FlowState::SynSent);
+        assert_eq!(e.timeout_ticks, Timeouts::default().tcp_syn);
+        assert_eq!(e.idle_ticks, 50, "inserted at tick 5, dumped at 55");
+
+        out.clear();
+        let f = DumpFilter { vip: Some(AddrMatch { ip: 0xc000_0264, port: 0 }), server: Some(AddrMatch { ip: 0xc633_640b, port: 8080 }), limit: 10 };
+        assert!(cell.request(&f));
+        run(&mut server, &table, 6);
+        // vip even i, server i % 3 == 0: i % 6 == 0, 50 of them.
+        assert_eq!(cell.take(&mut out), Some(50));
+        assert_eq!(out.len(), 10);
+        assert!(out.iter().all(|e| e.vip == 0xc000_0264 && e.server_ip == 0xc633_640b));
+
+        out.clear();
+        let none = DumpFilter { vip: Some(AddrMatch { ip: 0xc000_0264, port: 443 }), ..DumpFilter::default() };
+        assert!(cell.request(&none));
+        run(&mut server, &table, 6);
+        assert_eq!(cell.take(&mut out), Some(0));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_late_answer_can_be_replaced_by_a_new_request() {
+        let mut table = FlowTable::new(1024, Timeouts::default());
+        table.insert(&init(1, 1, 2), 0).unwrap();
+        let cell = Arc::new(FlowDump::new());
+        let mut server = DumpServer::new(Arc::clone(&cell));
+        assert!(cell.request(&DumpFilter::default()));
+        run(&mut server, &table, 0);
+        // The control plane gave up on that one; a new request from DONE.
+        assert!(cell.request(&DumpFilter { limit: 0, ..DumpFilter::default() }));
+        run(&mut server, &table, 0);
+        let mut out = Vec::new();
+        assert_eq!(cell.take(&mut out), Some(1));
+        assert!(out.is_empty(), "limit 0");
+    }
+
+    #[test]
+    fn concurrent_worker_and_control() {
+        let mut table = FlowTable::new(4096, Timeouts::default());
+        for i in 0..1000 {
+            table.insert(&init(i, 7, 9), 0).unwrap();
+        }
+        let cell = Arc::new(FlowDump::new());
+        let mut server = DumpServer::new(Arc::clone(&cell));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let worker = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    server.serve(&table, 0);
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        for round in 0..200 {
+            assert!(cell.request(&DumpFilter { limit: 1 + round, ..DumpFilter::default() }));
+            let mut out = Vec::new();
+            let matched = loop {
+                if let Some(m) = cell.take(&mut out) {
+                    break m;
+                }
+                std::hint::spin_loop();
+            };
+            assert_eq!(matched, 1000);
+            assert_eq!(out.len(), (1 + round) as usize);
+            assert!(out.iter().all(|e| e.vip == 7 && e.server_ip == 9 && e.proto == 6));
+        }
+        stop.store(true, Ordering::Relaxed);
+        worker.join().unwrap();
+    }
+}

@@ -1,0 +1,479 @@
+//! The operator console end to end: the real `furiwake` in the lab of
+//! `scripts/netns.sh`, driven through `furiwake console -c` on its UNIX
+//! socket (and once interactively through tmux), with real nginx backends
+//! and curl clients.
+//!
+//! Lab: PREFIX-client 192.0.2.10 -- br-out -- lb-out [furiwake] lb-in --
+//! br-in -- PREFIX-srvN 198.51.100.(10+N); VIP 192.0.2.100.
+
+use furiwake_e2e::*;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BACKENDS: u32 = LAB_BACKENDS;
+
+fn addr(n: u32) -> String {
+    format!("{}:80", server_ip(n))
+}
+
+/// What `furiwake console -c` did.
+struct Answer {
+    ok: bool,
+    code: Option<i32>,
+    out: String,
+    err: String,
+}
+
+trait ConsoleLab: Sized {
+    fn new(tag: char, name: &str, tools: &[&str]) -> Option<Self>;
+    fn socket(&self) -> PathBuf;
+    /// Starts furiwake with `services` and the console socket in the
+    /// scratch dir.
+    fn start_with_console(&mut self, services: &str);
+    fn console(&self, cmd: &str) -> Answer;
+    /// `console`, which must succeed; its output.
+    fn show(&self, cmd: &str) -> String;
+    fn try_get_id(&self) -> Result<String, String>;
+    fn get_ids(&self, n: usize) -> Vec<String>;
+    /// A rate-limited download of /big from the client, in the background.
+    fn download(&self, rate: &str) -> (Proc, PathBuf);
+    /// The client port of the client's established connection to VIP:80.
+    fn download_client_port(&self) -> Option<u16>;
+    /// Which backend's kernel holds an established connection from
+    /// CLIENT:port.
+    fn backend_of(&self, port: u16) -> Option<u32>;
+}
+
+impl ConsoleLab for Lab {
+    fn new(tag: char, name: &str, tools: &[&str]) -> Option<Lab> {
+        Lab::open(tag, &format!("console-{name}"), tools)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path("run/console.sock")
+    }
+
+    fn start_with_console(&mut self, services: &str) {
+        let services = format!("[console]\nsocket = \"{}\"\n\n{services}", self.socket().display());
+        self.start(&services);
+        assert!(self.socket().exists(), "no console socket at {} after `ready`:\n{}", self.socket().display(), self.fw_output());
+    }
+
+    fn console(&self, cmd: &str) -> Answer {
+        let out = Command::new(furiwake_bin())
+            .args(["console", "--socket", self.socket().to_str().unwrap(), "-c", cmd])
+            .output()
+            .expect("run furiwake console");
+        Answer {
+            ok: out.status.success(),
+            code: out.status.code(),
+            out: String::from_utf8_lossy(&out.stdout).into_owned(),
+            err: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn show(&self, cmd: &str) -> String {
+        let a = self.console(cmd);
+        assert!(a.ok, "`{cmd}` failed ({:?}): {}{}\nfuriwake:\n{}", a.code, a.out, a.err, self.fw_output());
+        a.out
+    }
+
+    fn try_get_id(&self) -> Result<String, String> {
+        let (ok, out) = self.topo.try_exec("client", &format!("curl -s -S -m 5 http://{VIP}/id"));
+        if ok {
+            Ok(out.trim().to_string())
+        } else {
+            Err(out)
+        }
+    }
+
+    fn get_ids(&self, n: usize) -> Vec<String> {
+        (0..n).map(|i| self.try_get_id().unwrap_or_else(|e| panic!("request {i} failed: {e}\nfuriwake:\n{}", self.fw_output()))).collect()
+    }
+
+    fn download(&self, rate: &str) -> (Proc, PathBuf) {
+        let file = self.dir.path("big.download");
+        let (f, url) = (file.to_str().unwrap().to_string(), format!("http://{VIP}/big"));
+        let argv = ["curl", "-s", "-S", "-m", "90", "--limit-rate", rate, "-o", &f, "-w", "%{http_code} %{size_download}\n", &url];
+        (Proc::spawn("curl", Some(&self.topo.ns("client")), &argv, &self.dir.path("curl.log"), false), file)
+    }
+
+    fn download_client_port(&self) -> Option<u16> {
+        let out = self.topo.try_exec("client", "ss -Htn state established").1;
+        out.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if !f.contains(&format!("{VIP}:80").as_str()) {
+                return None;
+            }
+            f.iter().find_map(|x| x.strip_prefix(&format!("{CLIENT}:"))).and_then(|p| p.parse().ok())
+        })
+    }
+
+    fn backend_of(&self, port: u16) -> Option<u32> {
+        (1..=BACKENDS).find(|&n| {
+            let out = self.topo.try_exec(&format!("srv{n}"), "ss -Htn state established").1;
+            out.lines().any(|l| l.split_whitespace().any(|x| x == format!("{CLIENT}:{port}")))
+        })
+    }
+}
+
+/// A pool `web` of the given servers (N, weight) and the virtual server
+/// `www` on VIP:80 over it; `extra` goes into the pool.
+fn www(algorithm: &str, servers: &[(u32, u32)], extra: &str) -> String {
+    let list: Vec<String> = servers.iter().map(|(n, w)| format!("  {{ address = \"{}\", weight = {w} }},", addr(*n))).collect();
+    format!(
+        "[[pool]]\nname = \"web\"\nalgorithm = \"{algorithm}\"\n{extra}servers = [\n{}\n]\n\n[[virtual_server]]\nname = \"www\"\naddress = \"{VIP}:80\"\nprotocol = \"tcp\"\nforwarding = \"nat\"\npool = \"web\"\n",
+        list.join("\n")
+    )
+}
+
+/// The rows of `show servers` output for server `a`.
+fn server_row(out: &str, a: &str) -> Vec<String> {
+    out.lines().find(|l| l.split_whitespace().nth(1) == Some(a)).map(|l| l.split_whitespace().map(str::to_string).collect()).unwrap_or_default()
+}
+
+/// Column `col` (by header name) of `show servers` for server `a`.
+fn server_col(out: &str, a: &str, col: &str) -> Option<String> {
+    let head: Vec<&str> = out.lines().next()?.split_whitespace().collect();
+    let i = head.iter().position(|h| *h == col)?;
+    server_row(out, a).get(i).cloned()
+}
+
+/// The connection blocks of `show connections` as key -> value maps.
+fn connection_entries(out: &str) -> Vec<BTreeMap<String, String>> {
+    out.split("\n\n")
+        .skip(1)
+        .map(|block| block.lines().filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        .collect()
+}
+
+/// Waits for a download's curl and checks it got all of backend N's /big.
+fn expect_download(lab: &Lab, curl: &mut Proc, file: &std::path::Path, n: u32, bytes: u64) {
+    let status = curl.wait(Duration::from_secs(90));
+    assert!(status.is_some_and(|s| s.success()), "download failed: {}\nfuriwake:\n{}", curl.output(), lab.fw_output());
+    assert_eq!(curl.output().trim(), format!("200 {bytes}"), "curl's status and size");
+    assert_eq!(sha256_file(file), sha256_file(&lab.backend_dir(n).join("www/big")), "the download is not byte-identical to srv{n}'s /big");
+}
+
+// ---------------------------------------------------------------------------
+
+/// Every show command on a lab with three healthy backends; `show
+/// connections` lists a running download with its four addresses as the
+/// client's and the backend's kernels see them; an operator's disable
+/// survives passing health checks.
+#[test]
+fn show_commands_describe_the_running_lab() {
+    let Some(mut lab) = Lab::new('s', "show", &["nginx", "ss"]) else { return };
+    for n in 1..=BACKENDS {
+        lab.start_nginx(n, 20);
+    }
+    let check = "[[health_check]]\nname = \"web-ok\"\nkind = \"http\"\ninterval_ms = 300\ntimeout_ms = 250\nrequest = \"GET /health HTTP/1.0\\r\\n\\r\\n\"\nexpect_body = \"OK\"\n\n";
+    lab.start_with_console(&format!("{check}{}", www("round-robin", &[(1, 1), (2, 1), (3, 1)], "health_check = \"web-ok\"\n")));
+    for n in 1..=BACKENDS {
+        lab.fw().expect_output(&format!("health: server {} (pool web) up", addr(n)), Duration::from_secs(20));
+    }
+
+    let vs = lab.show("show virtual-servers");
+    let row = vs.lines().find(|l| l.starts_with("www ")).unwrap_or_else(|| panic!("no www row:\n{vs}"));
+    for want in [&format!("{VIP}:80"), "tcp", "nat", "web", "3/3"] {
+        assert!(row.split_whitespace().any(|w| w == want), "{want} missing in {row:?}");
+    }
+    let pools = lab.show("show pools");
+    let row = pools.lines().find(|l| l.starts_with("web ")).unwrap_or_else(|| panic!("no web row:\n{pools}"));
+    for want in ["round-robin", "web-ok", "3/3", "www"] {
+        assert!(row.split_whitespace().any(|w| w == want), "{want} missing in {row:?}");
+    }
+    let servers = lab.show("show servers");
+    for n in 1..=BACKENDS {
+        assert_eq!(server_col(&servers, &addr(n), "STATE").as_deref(), Some("up"), "{servers}");
+        assert_eq!(server_col(&servers, &addr(n), "HEALTH").as_deref(), Some("up"), "{servers}");
+        assert_eq!(server_col(&servers, &addr(n), "WEIGHT").as_deref(), Some("1"), "{servers}");
+        assert_eq!(server_col(&servers, &addr(n), "LAST-CHECK").as_deref(), Some("ok"), "{servers}");
+        assert!(server_col(&servers, &addr(n), "RTT").is_some_and(|r| r.ends_with("ms")), "{servers}");
+    }
+    let health = lab.show("show health");
+    for n in 1..=BACKENDS {
+        let line = health.lines().find(|l| l.starts_with(&addr(n))).unwrap_or_else(|| panic!("srv{n} missing:\n{health}"));
+        for want in ["web", "www", "up", "web-ok", "http", "passing", "ok"] {
+            assert!(line.split_whitespace().any(|w| w == want), "{want} missing in {line:?}");
+        }
+    }
+    let routes = lab.show("show routes");
+    assert!(routes.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["192.0.2.0/24", "connected", "outside", "self", SELF_OUTSIDE]), "{routes}");
+    assert!(routes.lines().any(|l| l.starts_with("198.51.100.0/24 ") && l.contains("inside")), "{routes}");
+    // The workers' next hops are the three servers, resolved by ARP.
+    let arp = wait_for(Duration::from_secs(5), || {
+        let a = lab.show("show arp");
+        (1..=BACKENDS).all(|n| a.lines().any(|l| l.starts_with(&format!("{} ", server_ip(n))) && l.contains("inside") && !l.contains("unresolved"))).then_some(a)
+    });
+    assert!(arp.is_some(), "next hops not all resolved:\n{}", lab.show("show arp"));
+    let config = lab.show("show config");
+    for want in ["[platform]", "name = \"web\"", "name = \"www\"", "kind = \"http\"", "[console]", &format!("address = \"{}\"", addr(2))] {
+        assert!(config.contains(want), "{want} missing in:\n{config}");
+    }
+
+    // A rate-limited download (20 MiB at 2 MiB/s) shows in the table.
+    let (mut curl, file) = lab.download("2M");
+    let port = wait_for(Duration::from_secs(10), || lab.download_client_port()).unwrap_or_else(|| panic!("no download connection: {}", curl.output()));
+    let n = wait_for(Duration::from_secs(5), || lab.backend_of(port)).expect("a backend with the download's connection");
+    let conns = lab.show("show connections");
+    let entries = connection_entries(&conns);
+    let client = format!("{CLIENT}:{port}");
+    let e = entries.iter().find(|e| e.get("client side client address") == Some(&client)).unwrap_or_else(|| panic!("{client} missing:\n{conns}"));
+    assert_eq!(e["client side server address"], format!("{VIP}:80"), "{conns}");
+    assert_eq!(e["server side client address"], client, "NAT keeps the client's address: {conns}");
+    assert_eq!(e["server side server address"], addr(n), "the backend whose kernel has it: {conns}");
+    assert_eq!(e["virtual address"], format!("{VIP}:80"));
+    assert_eq!(e["node address"], addr(n));
+    assert_eq!(e["protocol"], "tcp");
+    assert_eq!(e["state"], "ESTABLISHED");
+    assert!(e["idle"].ends_with("timeout: 900 s"), "{conns}");
+    assert!(e["virtual server"].starts_with("www (pool web)"), "{conns}");
+    // Filters.
+    let only = lab.show(&format!("show connections vip {VIP}:80 server {} limit 1", addr(n)));
+    assert!(only.starts_with("1 connection(s)"), "{only}");
+    let none = lab.show(&format!("show connections server {}", server_ip(n % 3 + 1)));
+    assert!(none.starts_with("0 connection(s)"), "{none}");
+
+    // Rates need two samples a second apart: the download's bytes show.
+    std::thread::sleep(Duration::from_millis(1200));
+    let st = lab.show("show stats");
+    let www_row = st.lines().find(|l| l.starts_with("www ")).unwrap_or_else(|| panic!("no www row:\n{st}"));
+    let bps = www_row.split_whitespace().nth(2).unwrap_or("0");
+    assert!(bps.ends_with('M') || bps.ends_with('k'), "a 2 MiB/s download is megabits per second, got {bps:?}:\n{st}");
+    for want in ["outside", "inside", &format!("www {}", addr(n)), "DROP-REASON"] {
+        assert!(st.contains(want) || (want == "DROP-REASON" && st.contains("drops: none")), "{want} missing:\n{st}");
+    }
+    let workers = lab.show("show workers");
+    let w0 = workers.lines().find(|l| l.starts_with("0 ")).unwrap_or_else(|| panic!("no worker 0:\n{workers}"));
+    let cols: Vec<&str> = w0.split_whitespace().collect();
+    assert_eq!(cols[1], "1", "lcore 1: {w0}");
+    assert!(cols[2].parse::<u64>().unwrap() > 1000, "rx packets: {w0}");
+    assert!(cols[5].ends_with('%'), "busy ratio: {w0}");
+    expect_download(&lab, &mut curl, &file, n, 20 * 1048576);
+
+    // An operator's disable survives passing checks (many probe rounds).
+    let victim = addr(1);
+    let said = lab.show(&format!("server web {victim} disable"));
+    assert!(said.contains("disabled (was enabled)"), "{said}");
+    lab.fw().expect_output(&format!("admin: server {victim} (pool web) disabled"), Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(1500));
+    let servers = lab.show("show servers web");
+    assert_eq!(server_col(&servers, &victim, "STATE").as_deref(), Some("disabled"), "{servers}");
+    assert_eq!(server_col(&servers, &victim, "HEALTH").as_deref(), Some("up"), "{servers}");
+    let ids = lab.get_ids(8);
+    assert!(!ids.contains(&"srv1".to_string()), "a disabled server got new connections: {ids:?}");
+    assert!(lab.show(&format!("server web {victim} enable")).contains("enabled (was disabled)"));
+    let ids = lab.get_ids(6);
+    assert_eq!(ids.iter().filter(|i| *i == "srv1").count(), 2, "enabled again, it takes its turn: {ids:?}");
+    assert!(lab.show("show config").contains(&format!("#   server {victim} (pool web) disabled")));
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// Draining the server of a 50 MiB download: the download completes
+/// byte-identical, new connections avoid the server meanwhile.
+#[test]
+fn drain_keeps_the_download_and_steers_new_connections() {
+    let Some(mut lab) = Lab::new('n', "drain", &["nginx", "ss"]) else { return };
+    for n in 1..=BACKENDS {
+        lab.start_nginx(n, 50);
+    }
+    lab.start_with_console(&www("round-robin", &[(1, 1), (2, 1), (3, 1)], ""));
+    let (mut curl, file) = lab.download("8M");
+    let port = wait_for(Duration::from_secs(10), || lab.download_client_port()).unwrap_or_else(|| panic!("no download connection: {}", curl.output()));
+    let entries = connection_entries(&lab.show("show connections"));
+    let node = entries
+        .iter()
+        .find(|e| e.get("client side client address") == Some(&format!("{CLIENT}:{port}")))
+        .map(|e| e["node address"].clone())
+        .expect("the download's entry");
+    let n = (1..=BACKENDS).find(|n| addr(*n) == node).expect("a lab backend");
+    assert_eq!(lab.backend_of(port), Some(n), "the table and the backend's kernel agree");
+
+    let said = lab.show(&format!("server web {node} drain"));
+    assert!(said.contains("draining (was enabled); 1 active connection(s) continue"), "{said}");
+    lab.fw().expect_output(&format!("admin: server {node} (pool web) draining"), Duration::from_secs(2));
+    let servers = lab.show("show servers");
+    assert_eq!(server_col(&servers, &node, "STATE").as_deref(), Some("draining"), "{servers}");
+    assert_eq!(server_col(&servers, &node, "ACTIVE").as_deref(), Some("1"), "{servers}");
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    while curl.is_running() && ids.len() < 30 {
+        ids.push(lab.try_get_id().unwrap_or_else(|e| panic!("request failed while draining: {e}")));
+    }
+    assert!(ids.len() >= 6, "only {} requests while the download ran", ids.len());
+    assert!(!ids.contains(&format!("srv{n}")), "new connections reached the draining srv{n}: {ids:?}");
+    eprintln!("{} requests in {:?}, none to srv{n}", ids.len(), started.elapsed());
+    expect_download(&lab, &mut curl, &file, n, 50 * 1048576);
+    assert!(lab.show("show config").contains(&format!("#   server {node} (pool web) draining")));
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// weights 1:1, then one set to 3 at run time: the next 40 connections go
+/// 30:10, while a download started before continues to the end.
+#[test]
+fn weight_change_applies_to_new_connections() {
+    let Some(mut lab) = Lab::new('g', "weight", &["nginx", "ss"]) else { return };
+    for n in 1..=2 {
+        lab.start_nginx(n, 20);
+    }
+    lab.start_with_console(&www("weighted-round-robin", &[(1, 1), (2, 1)], ""));
+    let ids = lab.get_ids(10);
+    assert_eq!(tally(&ids), [("srv1".to_string(), 5), ("srv2".to_string(), 5)].into_iter().collect(), "{ids:?}");
+    let (mut curl, file) = lab.download("4M");
+    let port = wait_for(Duration::from_secs(10), || lab.download_client_port()).unwrap_or_else(|| panic!("no download connection: {}", curl.output()));
+    let n = wait_for(Duration::from_secs(5), || lab.backend_of(port)).expect("a backend with the download");
+
+    let said = lab.show(&format!("server web {} weight 3", server_ip(1)));
+    assert!(said.contains(&format!("server {} (pool web) weight 3 (was 1)", addr(1))), "{said}");
+    lab.fw().expect_output(&format!("admin: server {} (pool web) weight 3 (was 1)", addr(1)), Duration::from_secs(2));
+    let ids = lab.get_ids(40);
+    assert!(curl.is_running(), "the download should outlast the 40 requests");
+    assert_eq!(tally(&ids), [("srv1".to_string(), 30), ("srv2".to_string(), 10)].into_iter().collect(), "{ids:?}");
+    let servers = lab.show("show servers");
+    assert_eq!(server_col(&servers, &addr(1), "WEIGHT").as_deref(), Some("3"), "{servers}");
+    assert!(lab.show("show config").contains(&format!("{{ address = \"{}\", weight = 3,", addr(1))));
+    expect_download(&lab, &mut curl, &file, n, 20 * 1048576);
+    // Same weight again: nothing to do, said so.
+    assert!(lab.show(&format!("server web {} weight 3", addr(1))).contains("already 3"));
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// Unknown commands and objects: non-zero exit, a clear message, nothing
+/// changed. No appliance at the socket: a clear message too.
+#[test]
+fn bad_commands_and_objects_fail_clearly() {
+    let Some(mut lab) = Lab::new('b', "bad", &[]) else { return };
+    lab.start_with_console(&www("round-robin", &[(1, 1), (2, 1), (3, 1)], ""));
+    let cases = [
+        ("frobnicate", "unknown command \"frobnicate\""),
+        ("show colours", "unknown show command \"colours\""),
+        ("server web 198.51.100.99:80 drain", "pool web has no server 198.51.100.99:80"),
+        ("server nopool 198.51.100.11:80 drain", "no pool named \"nopool\" (pools: web)"),
+        ("server web 198.51.100.11:80 explode", "unknown server action \"explode\""),
+        ("server web 198.51.100.11:80 weight many", "weight \"many\": expected a number"),
+        ("show virtual-servers nosuch", "no virtual server named \"nosuch\""),
+        ("show servers nopool", "no pool named \"nopool\""),
+        ("show connections limit 0", "limit \"0\""),
+    ];
+    for (cmd, want) in cases {
+        let a = lab.console(cmd);
+        assert_eq!(a.code, Some(1), "`{cmd}` should fail with status 1: out {:?} err {:?}", a.out, a.err);
+        assert!(a.err.contains(want), "`{cmd}`: expected {want:?} in {:?}", a.err);
+        assert!(a.err.starts_with("error: "), "{:?}", a.err);
+    }
+    let servers = lab.show("show servers");
+    for n in 1..=BACKENDS {
+        assert_eq!(server_col(&servers, &addr(n), "STATE").as_deref(), Some("up"), "{servers}");
+    }
+    assert!(!lab.show("show config").contains("changed at run time"));
+    assert_eq!(lab.fw_output().matches("admin: ").count(), 0, "{}", lab.fw_output());
+    let help = lab.show("help server");
+    assert!(help.contains("drain") && help.contains("forced offline"), "{help}");
+    let nowhere = Command::new(furiwake_bin()).args(["console", "--socket", "/nonexistent/x.sock", "-c", "show pools"]).output().unwrap();
+    assert_eq!(nowhere.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("cannot connect to the console at /nonexistent/x.sock"));
+    let out = stop_furiwake_cleanly(lab.fw());
+    assert!(!lab.socket().exists(), "socket left behind at exit:\n{out}");
+}
+
+/// A tmux server of our own (`-L NAME`), killed by its socket on drop.
+struct Tmux(String);
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").arg("-L").arg(&self.0).args(args).output().expect("tmux");
+        assert!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn keys(&self, keys: &[&str]) {
+        let mut a = vec!["send-keys", "-t", "fw"];
+        a.extend_from_slice(keys);
+        self.run(&a);
+    }
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "fw", "-S", "-200"])
+    }
+    /// Waits (5 s) until the screen satisfies `f`.
+    fn expect(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        wait_for(Duration::from_secs(5), || Some(self.screen()).filter(|s| f(s))).unwrap_or_else(|| panic!("{what}; screen:\n{}", self.screen()))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.0, "kill-server"]).output();
+    }
+}
+
+/// An interactive session: help, tab completion of commands and object
+/// names, an error for a bad command.
+#[test]
+fn interactive_session_through_tmux() {
+    let Some(mut lab) = Lab::new('i', "tmux", &["tmux"]) else { return };
+    lab.start_with_console(&www("round-robin", &[(1, 1), (2, 1), (3, 1)], ""));
+    let tmux = Tmux(format!("fw-{}", lab.topo.prefix));
+    let cmd = format!("{} console --socket {}", furiwake_bin().display(), lab.socket().display());
+    let home = format!("HOME={}", lab.dir.0.display());
+    tmux.run(&["new-session", "-d", "-s", "fw", "-x", "160", "-y", "50", "-e", &home, "-e", "TERM=xterm", &cmd]);
+    tmux.expect("no prompt", |s| s.contains("furiwake>"));
+
+    tmux.keys(&["help", "Enter"]);
+    tmux.expect("help lists the commands", |s| s.contains("show connections [vip ADDR] [server ADDR] [limit N]") && s.contains("POOL ADDR drain"));
+
+    tmux.keys(&["C-l"]);
+    tmux.keys(&["show vi", "Tab"]);
+    tmux.expect("command completion", |s| s.lines().any(|l| l.trim_end() == "furiwake> show virtual-servers"));
+    tmux.keys(&["Enter"]);
+    tmux.expect("show virtual-servers output", |s| s.lines().any(|l| l.starts_with("www ") && l.contains(&format!("{VIP}:80"))));
+
+    tmux.keys(&["C-l"]);
+    tmux.keys(&["server w", "Tab"]);
+    tmux.expect("pool name completion", |s| s.lines().any(|l| l.trim_end() == "furiwake> server web"));
+    tmux.keys(&["198.51.100.1", "Tab", "Tab"]);
+    tmux.expect("server address candidates", |s| (1..=BACKENDS).all(|n| s.contains(&addr(n))));
+    tmux.keys(&["3", "Tab"]);
+    tmux.expect("unique address completes", |s| s.lines().any(|l| l.trim_end() == format!("furiwake> server web {}", addr(3))));
+    tmux.keys(&["dr", "Tab", "Enter"]);
+    tmux.expect("drain done", |s| s.contains(&format!("server {} (pool web) draining (was enabled)", addr(3))));
+
+    tmux.keys(&["frobnicate", "Enter"]);
+    tmux.expect("error for a bad command", |s| s.contains("error: unknown command \"frobnicate\""));
+    // History: Up brings the last command back.
+    tmux.keys(&["Up"]);
+    tmux.expect("history", |s| s.lines().filter(|l| l.trim_end() == "furiwake> frobnicate").count() >= 2);
+    tmux.keys(&["C-u", "quit", "Enter"]);
+    wait_for(Duration::from_secs(5), || {
+        let out = Command::new("tmux").args(["-L", &tmux.0, "has-session", "-t", "fw"]).output().ok()?;
+        (!out.status.success()).then_some(())
+    })
+    .unwrap_or_else(|| panic!("quit did not end the session:\n{}", tmux.screen()));
+    assert!(lab.show("show servers").contains("draining"));
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// `[console] device = "stdio"`: commands on stdin, answers on stdout
+/// among the appliance's own lines, errors as `error: ...`.
+#[test]
+fn stdio_console_answers_line_commands() {
+    let Some(mut lab) = Lab::new('t', "stdio", &[]) else { return };
+    let services = format!("[console]\nsocket = \"\"\ndevice = \"stdio\"\n\n{}", www("round-robin", &[(1, 2), (2, 1)], ""));
+    let config = format!("{}\n{LAB_INTERFACES}\n{services}", platform_section(&lab.prefix));
+    let cfg = lab.dir.write("lb.toml", &config);
+    let bin = furiwake_bin();
+    let argv = ["ip", "netns", "exec", &lab.topo.ns("lb"), bin.to_str().unwrap(), "run", "--config", cfg.to_str().unwrap()];
+    let mut fw = Proc::spawn("furiwake", None, &argv, &lab.dir.path("furiwake.log"), true);
+    fw.set_runtime_dir(&lab.prefix);
+    fw.expect_output("furiwake: ready", Duration::from_secs(30));
+    fw.send_line("show servers");
+    let out = fw.expect_output(&format!("web   {}", addr(2)), Duration::from_secs(5));
+    assert!(out.lines().any(|l| l.starts_with(&format!("web   {}  up ", addr(1)))), "{out}");
+    fw.send_line("server web 198.51.100.12 drain");
+    fw.expect_output(&format!("admin: server {} (pool web) draining", addr(2)), Duration::from_secs(5));
+    fw.send_line("frobnicate");
+    fw.expect_output("error: unknown command \"frobnicate\"", Duration::from_secs(5));
+    lab.fw = Some(fw);
+    stop_furiwake_cleanly(lab.fw());
+}
