@@ -117,6 +117,7 @@ fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
             max_connections: 0,
             priority: 0,
             epoch: 0,
+            sticky_only: false,
         });
     }
     let mut vs = VirtualService::test(forwarding);

@@ -297,6 +297,7 @@ impl Appliance {
         for (i, s) in snap.servers.iter_mut().enumerate() {
             let admin = self.console.admin.of_server(i, std::net::SocketAddrV4::new(Ipv4Addr::from(s.ip), s.port));
             s.enabled = crate::console::admin::takes_new(s.weight, self.health.is_up(i), admin);
+            s.sticky_only = admin == crate::console::admin::AdminState::Draining && s.weight > 0 && self.health.is_up(i);
             s.reset = !self.health.is_up(i) && self.cuts_connections(i, s.vs as usize);
             s.epoch = self.node_epochs.get(&s.ip).copied().unwrap_or(0);
         }

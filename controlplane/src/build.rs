@@ -135,6 +135,7 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
                 max_connections: s.max_connections,
                 priority: *priority,
                 epoch: 0,
+                sticky_only: false,
             });
             server_pools.push(*member_pool);
         }

@@ -50,6 +50,10 @@ pub struct RealServer {
     /// How many times its node (address) has gone down: persistence
     /// records made before the last time are stale (`persist`).
     pub epoch: u32,
+    /// Drained by the operator but healthy: no new connections from the
+    /// scheduler, but clients whose persistence record names it still
+    /// come (BIG-IP "Disabled", HAProxy "drain").
+    pub sticky_only: bool,
 }
 
 /// What a persistence record is keyed by.

@@ -7,9 +7,10 @@
 //!
 //! - `enabled`: takes new connections when its health checks pass.
 //! - `draining`: no new connections from the scheduler; existing
-//!   connections finish on their own and are never cut. Persistent
-//!   (sticky) clients may still be sent to it once persistence exists,
-//!   as with BIG-IP's "Disabled" and HAProxy's "drain". Health checks go on.
+//!   connections finish on their own and are never cut. Clients whose
+//!   persistence record names it are still sent to it (while it passes
+//!   its checks), as with BIG-IP's "Disabled" and HAProxy's "drain".
+//!   Health checks go on.
 //! - `disabled`: forced offline (BIG-IP "Forced Offline"): no new
 //!   connections of any kind, persistence ignored; existing connections
 //!   run on until they end. Health checks go on.

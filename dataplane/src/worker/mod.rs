@@ -581,7 +581,7 @@ impl Worker {
             let stale = member.and_then(|g| snap.servers.get(g as usize)).is_some_and(|s| s.epoch != rec.epoch);
             match member {
                 Some(g) if !stale || pers.keep_on_down => {
-                    if crate::sched::available(&snap.servers, g, loads) {
+                    if crate::sched::available(&snap.servers, g, loads) || sticky(&snap.servers, g, loads) {
                         self.persist.attach(key, self.now, pers.timeout);
                         self.counters.persisted.inc();
                         return (Some(g), true);
@@ -787,6 +787,15 @@ impl Worker {
         eth.set_src_addr(out.mac);
         Verdict::Forward(out_port)
     }
+}
+
+/// A drained server takes the clients its records name, below its
+/// connection limit.
+#[inline]
+fn sticky(servers: &[crate::snapshot::RealServer], g: u16, loads: Option<&crate::sched::Loads>) -> bool {
+    servers.get(g as usize).is_some_and(|s| {
+        s.sticky_only && (s.max_connections == 0 || loads.is_none_or(|l| l.get(g as usize) < s.max_connections as u64))
+    })
 }
 
 /// A connection placed by a persistence record ended: the record loses a

@@ -34,7 +34,7 @@ fn snapshot() -> Snapshot {
     for (vi, (port, proto, fwd)) in [(80u16, 6u8, Forwarding::Nat), (81, 6, Forwarding::FullNat), (53, 17, Forwarding::Nat)].into_iter().enumerate() {
         let first = s.servers.len() as u16;
         for (i, srv) in SRV.iter().enumerate() {
-            s.servers.push(RealServer { ip: ip(*srv), port: 8080, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi as u16, reset: false, max_connections: 0, priority: 0, epoch: 0 });
+            s.servers.push(RealServer { ip: ip(*srv), port: 8080, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi as u16, reset: false, max_connections: 0, priority: 0, epoch: 0, sticky_only: false });
         }
         let mut vs = VirtualService::test(fwd);
         vs.ip = ip(VIP);
@@ -878,4 +878,32 @@ fn source_ip_persistence_owns_connections_by_client_address() {
         let spread: std::collections::BTreeSet<u16> = (1000..1100).map(|p| owner(&snap, workers, ip(CLIENT), p, ip(VIP), 53, 17)).collect();
         assert_eq!(spread.len(), workers as usize);
     }
+}
+
+#[test]
+fn a_drained_server_keeps_its_persistent_clients_but_gets_no_new_ones() {
+    let base = persistent_snapshot(u32::MAX, false);
+    let (mut publisher, mut w) = persistent_worker(base.clone());
+    let home = connect(&mut w, CLIENT, 1000, 80);
+    let h = SRV.iter().position(|x| *x == home).unwrap();
+    // Drained: not enabled, but sticky.
+    let mut drained = base.clone();
+    for r in drained.servers.iter_mut().filter(|r| r.ip == ip(SRV[h])) {
+        r.enabled = false;
+        r.sticky_only = true;
+    }
+    publisher.publish(Box::new(drained.clone()));
+    w.poll(&mut Idle, 1);
+    assert_eq!(connect(&mut w, CLIENT, 1001, 80), home, "its persistent client still comes");
+    for c in 1..=6u8 {
+        assert_ne!(connect(&mut w, [203, 0, 113, c], 1000, 80), home, "new client {c} sent to a drained server");
+    }
+    // Disabled (forced offline): the record is not followed.
+    for r in drained.servers.iter_mut() {
+        r.sticky_only = false;
+    }
+    publisher.publish(Box::new(drained));
+    w.poll(&mut Idle, 2);
+    assert_ne!(connect(&mut w, CLIENT, 1002, 80), home);
+    std::mem::forget(publisher);
 }
