@@ -153,13 +153,14 @@ pub(crate) fn render_config(cfg: &Config) -> String {
     let lcores: Vec<String> = p.worker_lcores.get_ref().iter().map(u32::to_string).collect();
     let _ = writeln!(
         s,
-        "worker_lcores = [{}]\nflows_per_worker = {}\nmbufs = {}\nrx_descriptors = {}\ntx_descriptors = {}\nidle_sleep_us = {}",
+        "worker_lcores = [{}]\nflows_per_worker = {}\nmbufs = {}\nrx_descriptors = {}\ntx_descriptors = {}\nidle_sleep_us = {}\npersistence_records = {}",
         lcores.join(", "),
         p.flows_per_worker,
         p.mbufs,
         p.rx_descriptors,
         p.tx_descriptors,
-        p.idle_sleep_us
+        p.idle_sleep_us,
+        p.persistence_records
     );
     for i in &cfg.interfaces {
         let _ = writeln!(s, "\n[[interface]]\nname = {}\ndevice = {}\naddress = {}", q(i.name.get_ref()), q(i.device.get_ref()), q(&i.address.to_string()));
@@ -199,6 +200,9 @@ pub(crate) fn render_config(cfg: &Config) -> String {
             let hs: Vec<String> = pool.health_checks.iter().map(|h| q(h.get_ref())).collect();
             let _ = writeln!(s, "health_checks = [{}]", hs.join(", "));
         }
+        if let Some(h) = &pool.hash {
+            let _ = writeln!(s, "hash = {}", q(&kebab(h.get_ref())));
+        }
         if let Some(sp) = &pool.sorry_pool {
             let _ = writeln!(s, "sorry_pool = {}", q(sp.get_ref()));
         }
@@ -229,6 +233,20 @@ pub(crate) fn render_config(cfg: &Config) -> String {
             let la: Vec<String> = v.local_addresses.iter().map(|a| q(&a.to_string())).collect();
             let _ = writeln!(s, "local_addresses = [{}]", la.join(", "));
         }
+        if let Some(p) = &v.persistence {
+            let p = p.get_ref();
+            let _ = writeln!(
+                s,
+                "persistence = {{ kind = {}, netmask = {}, timeout_s = {}, keep_on_down = {} }}",
+                q(&kebab(&p.kind)),
+                q(&p.netmask.to_string()),
+                p.timeout_s,
+                p.keep_on_down
+            );
+        }
+        if let Some(g) = &v.persistence_group {
+            let _ = writeln!(s, "persistence_group = {}", q(g.get_ref()));
+        }
     }
     let t = &cfg.timeouts;
     let _ = writeln!(
@@ -236,6 +254,10 @@ pub(crate) fn render_config(cfg: &Config) -> String {
         "\n[timeouts]\ntcp_syn = {}\ntcp_established = {}\ntcp_fin = {}\ntcp_time_wait = {}\ntcp_close = {}\nudp = {}\nicmp = {}",
         t.tcp_syn, t.tcp_established, t.tcp_fin, t.tcp_time_wait, t.tcp_close, t.udp, t.icmp
     );
+    let _ = writeln!(s, "\n[logging]\nlevel = {}", q(&kebab(&cfg.logging.level)));
+    if let Some(l) = cfg.management.listen {
+        let _ = writeln!(s, "\n[management]\nlisten = {}", q(&l.to_string()));
+    }
     let _ = writeln!(s, "\n[console]\nsocket = {}", q(&cfg.console.socket));
     if let Some(d) = &cfg.console.device {
         let _ = writeln!(s, "device = {}", q(d));
@@ -882,8 +904,19 @@ address = "192.0.2.100:80"
 forwarding = "full-nat"
 local_addresses = ["192.0.2.50"]
 pool = "web"
+persistence = { kind = "source-ip", netmask = "255.255.255.0", timeout_s = 60, keep_on_down = true }
+persistence_group = "shop"
+[[pool]]
+name = "hashed"
+algorithm = "source-hash"
+hash = "source-destination-ip"
+servers = [ { address = "192.0.2.14:80" } ]
 [console]
 socket = "/tmp/x.sock"
+[logging]
+level = "debug"
+[management]
+listen = "127.0.0.1:9100"
 "#;
         let cfg = Config::parse("t", text).unwrap();
         let rendered = render_config(&cfg);
@@ -895,6 +928,12 @@ socket = "/tmp/x.sock"
         assert_eq!(again.health_checks[0].expect_body.as_deref(), Some("OK \"quoted\""));
         assert_eq!(again.virtual_servers[0].local_addresses, vec![Ipv4Addr::new(192, 0, 2, 50)]);
         assert_eq!(again.console.socket, "/tmp/x.sock");
+        let p = *again.virtual_servers[0].persistence.as_ref().unwrap().get_ref();
+        assert_eq!((p.netmask, p.timeout_s, p.keep_on_down), (Ipv4Addr::new(255, 255, 255, 0), 60, true));
+        assert_eq!(again.virtual_servers[0].persistence_group.as_ref().map(|g| g.get_ref().as_str()), Some("shop"));
+        assert_eq!(again.pools[2].hash.as_ref().map(|h| *h.get_ref()), Some(crate::config::HashOn::SourceDestinationIp));
+        assert_eq!(again.logging.level, crate::config::LogLevel::Debug);
+        assert_eq!(again.management.listen, Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(again.routes.len(), 1);
     }
 }
