@@ -280,7 +280,7 @@ fn drain_keeps_the_download_and_steers_new_connections() {
     for n in 1..=BACKENDS {
         lab.start_nginx(n, 50);
     }
-    lab.start_with_console(&www("round-robin", &[(1, 1), (2, 1), (3, 1)], ""));
+    lab.start_with_console(&format!("{}\n{QUICK_CLOSE}", www("round-robin", &[(1, 1), (2, 1), (3, 1)], "")));
     let (mut curl, file) = lab.download("8M");
     let port = wait_for(Duration::from_secs(10), || lab.download_client_port()).unwrap_or_else(|| panic!("no download connection: {}", curl.output()));
     let entries = connection_entries(&lab.show("show connections"));
@@ -308,6 +308,15 @@ fn drain_keeps_the_download_and_steers_new_connections() {
     eprintln!("{} requests in {:?}, none to srv{n}", ids.len(), started.elapsed());
     expect_download(&lab, &mut curl, &file, n, 50 * 1048576);
     assert!(lab.show("show config").contains(&format!("#   server {node} (pool web) draining")));
+    // Removed after the download: once the closed connection's entry has
+    // expired (1 s timeouts here), no entry refers to it.
+    let said = lab.show(&format!("pool web remove-server {node}"));
+    assert!(said.contains(&format!("server {node} (pool web) removed")), "{said}");
+    let gone = wait_for(Duration::from_secs(10), || {
+        Some(()).filter(|_| connection_entries(&lab.show(&format!("show connections server {node}"))).is_empty() && server_row(&lab.show("show servers"), &node).is_empty())
+    });
+    assert!(gone.is_some(), "entries still refer to {node}:\n{}", lab.show("show connections"));
+    assert!(!lab.report().contains(&format!("server {node}:")));
     stop_furiwake_cleanly(lab.fw());
 }
 
@@ -475,5 +484,183 @@ fn stdio_console_answers_line_commands() {
     fw.send_line("frobnicate");
     fw.expect_output("error: unknown command \"frobnicate\"", Duration::from_secs(5));
     lab.fw = Some(fw);
+    stop_furiwake_cleanly(lab.fw());
+}
+
+// ---------------------------------------------------------------------------
+// Configuration changes at run time: servers and virtual servers added and
+// removed, `config reload` and `config save`, under load.
+
+/// wrk from the client against VIP:80 with a new connection per request,
+/// in the background.
+fn wrk(lab: &Lab, seconds: u32) -> Proc {
+    let argv = ["wrk", "-t1", "-c8", &format!("-d{seconds}s"), "-H", "Connection: close", &format!("http://{VIP}/id")];
+    Proc::spawn("wrk", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("wrk.log"), false)
+}
+
+/// Waits for wrk and checks it saw no failed request; the requests made.
+fn wrk_done_without_errors(lab: &Lab, p: &mut Proc) -> u64 {
+    assert!(p.wait(Duration::from_secs(60)).is_some_and(|s| s.success()), "wrk failed: {}", p.output());
+    let out = p.output();
+    assert!(!out.contains("Socket errors"), "wrk saw socket errors:\n{out}\nfuriwake:\n{}", lab.fw_output());
+    assert!(!out.contains("Non-2xx"), "wrk saw failed responses:\n{out}");
+    let requests = out.lines().find_map(|l| l.trim().split_once(" requests in ").and_then(|(n, _)| n.parse::<u64>().ok()));
+    let requests = requests.unwrap_or_else(|| panic!("no request count in wrk's output:\n{out}"));
+    assert!(requests > 100, "wrk made only {requests} requests:\n{out}");
+    eprintln!("wrk: {requests} requests, no errors");
+    requests
+}
+
+/// Requests backend N answered (its access log, without health probes).
+fn served(lab: &Lab, n: u32) -> usize {
+    lab.nginx_access_log(n).iter().filter(|l| l.contains("GET /id")).count()
+}
+
+/// Short closing timeouts, so that entries of finished connections go
+/// within a second or two.
+const QUICK_CLOSE: &str = "[timeouts]\ntcp_fin = 1\ntcp_time_wait = 1\ntcp_close = 1\n";
+
+/// Under wrk (a new connection per request): a server added to the pool
+/// takes new connections, one drained then removed stops taking them, and
+/// wrk sees no failed request. Once its connections are gone, nothing
+/// refers to the removed server.
+#[test]
+fn servers_added_and_removed_under_load_without_a_failed_request() {
+    let Some(mut lab) = Lab::new('a', "addremove", &["nginx", "wrk"]) else { return };
+    for n in 1..=BACKENDS {
+        lab.start_nginx(n, 0);
+    }
+    lab.start_with_console(&format!("{}\n{QUICK_CLOSE}", www("round-robin", &[(1, 1), (2, 1)], "")));
+    let mut load = wrk(&lab, 8);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(served(&lab, 3), 0, "srv3 is not in the pool yet");
+
+    let said = lab.show(&format!("pool web add-server {} weight 1", addr(3)));
+    assert!(said.contains(&format!("server {} (pool web) added", addr(3))), "{said}");
+    lab.fw().expect_output(&format!("admin: server {} (pool web) added", addr(3)), Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(2));
+    let srv3 = served(&lab, 3);
+    assert!(srv3 > 0, "the added server got no connection");
+
+    lab.show(&format!("server web {} drain", addr(1)));
+    std::thread::sleep(Duration::from_millis(500));
+    let said = lab.show(&format!("pool web remove-server {}", addr(1)));
+    assert!(said.contains(&format!("server {} (pool web) removed", addr(1))), "{said}");
+    std::thread::sleep(Duration::from_millis(300));
+    let srv1_at_removal = served(&lab, 1);
+    let requests = wrk_done_without_errors(&lab, &mut load);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(served(&lab, 1), srv1_at_removal, "the removed server got new connections");
+    assert!(served(&lab, 3) > srv3, "the added server kept getting connections");
+    eprintln!("srv1 {} srv2 {} srv3 {} of {requests}", served(&lab, 1), served(&lab, 2), served(&lab, 3));
+
+    // Its entries expire (1 s timeouts), then nothing refers to srv1.
+    let gone = wait_for(Duration::from_secs(10), || {
+        let conns = lab.show(&format!("show connections server {}", addr(1)));
+        let servers = lab.show("show servers");
+        Some(()).filter(|_| connection_entries(&conns).is_empty() && server_row(&servers, &addr(1)).is_empty())
+    });
+    assert!(gone.is_some(), "srv1 still referred to:\n{}\n{}", lab.show(&format!("show connections server {}", addr(1))), lab.show("show servers"));
+    let block = lab.report();
+    assert!(!block.contains(&format!("server {}:", addr(1))), "the report still lists srv1:\n{block}");
+    assert!(lab.show("show config").contains(&addr(3)) && !lab.show("show config").contains(&format!("\"{}\"", addr(1))));
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// A virtual server added at run time answers (ARP included) and, removed,
+/// stops: new connections are refused by the network (nothing answers ARP
+/// for a removed VIP any more after the neighbour entry ages — here the
+/// client's SYN reaches the box and finds no virtual server).
+#[test]
+fn virtual_servers_added_and_removed_at_run_time() {
+    let Some(mut lab) = Lab::new('v', "vsaddremove", &["nginx"]) else { return };
+    for n in 1..=BACKENDS {
+        lab.start_nginx(n, 0);
+    }
+    lab.start_with_console(&format!("{}\n{QUICK_CLOSE}", www("round-robin", &[(1, 1), (2, 1), (3, 1)], "")));
+    let (ok, _) = lab.topo.try_exec("client", "curl -s -m 2 http://192.0.2.101/id");
+    assert!(!ok, "nothing serves 192.0.2.101 yet");
+    let said = lab.show("virtual-server add api 192.0.2.101:80 web tcp full-nat");
+    assert!(said.contains("virtual-server api added: 192.0.2.101:80 tcp full-nat pool web"), "{said}");
+    let ids: Vec<String> = (0..6)
+        .map(|_| {
+            let (ok, out) = lab.topo.try_exec("client", "curl -s -S -m 5 http://192.0.2.101/id");
+            assert!(ok, "{out}\n{}", lab.fw_output());
+            out.trim().to_string()
+        })
+        .collect();
+    assert_eq!(tally(&ids).len(), 3, "the new virtual server spreads over the pool: {ids:?}");
+    assert!(lab.show("show virtual-servers").contains("api"));
+    let said = lab.show("virtual-server remove api");
+    assert!(said.contains("virtual-server api removed"), "{said}");
+    let (ok, _) = lab.topo.try_exec("client", "curl -s -m 2 http://192.0.2.101/id");
+    assert!(!ok, "a removed virtual server still answers");
+    assert!(!lab.show("show virtual-servers").contains("api"));
+    // www never noticed.
+    assert_eq!(lab.get_ids(3).len(), 3);
+    let bad = lab.console("virtual-server remove api");
+    assert_eq!(bad.code, Some(1), "{} {}", bad.out, bad.err);
+    assert!(bad.err.contains("no virtual server named \"api\"") || bad.out.contains("no virtual server named \"api\""), "{} {}", bad.out, bad.err);
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// `config reload` with a broken file: refused with the file's line and
+/// reason, nothing changed, traffic unaffected; with a good file: applied
+/// (a server added) without a failed request. `config save` writes what
+/// runs, and check-config accepts it.
+#[test]
+fn config_reload_refuses_a_broken_file_and_applies_a_good_one() {
+    let Some(mut lab) = Lab::new('r', "reload", &["nginx", "wrk"]) else { return };
+    for n in 1..=BACKENDS {
+        lab.start_nginx(n, 0);
+    }
+    let services = format!("{}\n{QUICK_CLOSE}", www("round-robin", &[(1, 1), (2, 1)], ""));
+    lab.start_with_console(&services);
+    let file = lab.dir.path("lb.toml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    let mut load = wrk(&lab, 6);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Broken: a weight that is not a number.
+    let broken = good.replacen(&format!("{{ address = \"{}\", weight = 1 }}", addr(2)), &format!("{{ address = \"{}\", weight = \"heavy\" }}", addr(2)), 1);
+    assert_ne!(broken, good);
+    let line = broken.lines().position(|l| l.contains("heavy")).unwrap() + 1;
+    std::fs::write(&file, &broken).unwrap();
+    let a = lab.console("config reload");
+    assert_eq!(a.code, Some(1), "a broken file must be refused: {}{}", a.out, a.err);
+    let msg = format!("{}{}", a.out, a.err);
+    assert!(msg.contains(&format!("lb.toml:{line}:")), "the message names the line ({line}): {msg}");
+    assert!(msg.contains("nothing changed"), "{msg}");
+    assert_eq!(server_col(&lab.show("show servers"), &addr(2), "WEIGHT").as_deref(), Some("1"));
+
+    // Good: srv3 added.
+    let added = good.replacen(
+        &format!("{{ address = \"{}\", weight = 1 }},", addr(2)),
+        &format!("{{ address = \"{}\", weight = 1 }},\n  {{ address = \"{}\", weight = 1 }},", addr(2), addr(3)),
+        1,
+    );
+    assert_ne!(added, good);
+    std::fs::write(&file, &added).unwrap();
+    let said = lab.show("config reload");
+    assert!(said.contains("config reloaded from") && said.contains("1 virtual servers (was 1), 3 servers (was 2)"), "{said}");
+    lab.fw().expect_output("admin: config reloaded from", Duration::from_secs(2));
+    wrk_done_without_errors(&lab, &mut load);
+    assert!(served(&lab, 3) > 0, "the server the reload added got no connection");
+
+    // A platform change needs a restart: refused, nothing changed.
+    std::fs::write(&file, added.replace("idle_sleep_us = 20", "idle_sleep_us = 30")).unwrap();
+    let a = lab.console("config reload");
+    assert_eq!(a.code, Some(1), "{}{}", a.out, a.err);
+    assert!(format!("{}{}", a.out, a.err).contains("[platform] changed"), "{}{}", a.out, a.err);
+
+    // Save: what runs, valid.
+    let saved = lab.dir.path("saved.toml");
+    lab.show(&format!("pool web add-server {}:8080", server_ip(3)));
+    let said = lab.show(&format!("config save {}", saved.display()));
+    assert!(said.contains("config saved to"), "{said}");
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(text.contains(&format!("{}:8080", server_ip(3))) && text.contains(&addr(3)), "{text}");
+    let check = Command::new(furiwake_bin()).args(["check-config", saved.to_str().unwrap()]).output().unwrap();
+    assert!(check.status.success(), "the saved file does not pass check-config: {}", String::from_utf8_lossy(&check.stderr));
     stop_furiwake_cleanly(lab.fw());
 }

@@ -372,7 +372,7 @@ fn bench_sched(c: &mut Criterion) {
         let mut vs = VirtualService::test(Forwarding::Nat);
         vs.ip = ip(VIP);
         vs.port = VPORT;
-        vs.server_count = 3;
+        vs.members = (0..3).collect();
         vs.schedule = schedule;
         let mut sched = Scheduler::default();
         sched.resize(1);
@@ -466,7 +466,7 @@ fn snapshot() -> Snapshot {
     vs.ip = ip(VIP);
     vs.port = VPORT;
     vs.proto = protocol::TCP;
-    vs.server_count = 2;
+    vs.members = (0..2).collect();
     vs.schedule = Schedule::round_robin(2);
     s.services.push(vs);
     s.index();

@@ -124,7 +124,7 @@ fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
     vs.name = "bench".into();
     vs.ip = u32::from_be_bytes(gen::VIP);
     vs.port = gen::VPORT;
-    vs.server_count = gen::SERVERS as u16;
+    vs.members = (0..gen::SERVERS as u16).collect();
     vs.schedule = Schedule::round_robin(gen::SERVERS);
     if forwarding == Forwarding::FullNat {
         vs.local_addrs = (0..LOCALS).map(|i| u32::from_be_bytes(local_ip(i))).collect();

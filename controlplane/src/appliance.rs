@@ -12,7 +12,7 @@ use crate::health::{Health, ProbeLink, Target};
 use furiwake_dataplane::flow::{self, Timeouts};
 use furiwake_dataplane::neighbor::Neighbors;
 use furiwake_dataplane::rcu::{rcu, Publisher};
-use furiwake_dataplane::snapshot::{Snapshot, MAX_NEXTHOPS};
+use furiwake_dataplane::snapshot::{Snapshot, MAX_NEXTHOPS, MAX_SERVERS};
 use furiwake_dataplane::wire::EthernetAddress;
 use furiwake_dataplane::{Burst, DropReason, Worker, WorkerConfig, WorkerCounters};
 use furiwake_platform::lcore::{self, LcoreHandle};
@@ -120,6 +120,10 @@ pub struct Appliance {
     base: Snapshot,
     health: Health,
     loads: Arc<furiwake_dataplane::sched::Loads>,
+    /// Where each virtual server and server sits in the snapshot.
+    layout: build::Layout,
+    /// The file `config reload` reads and `config save` writes.
+    config_path: Option<std::path::PathBuf>,
     /// Per server address: how many times it has gone down (persistence
     /// records made before are stale).
     node_epochs: std::collections::HashMap<u32, u32>,
@@ -195,7 +199,10 @@ impl Appliance {
             slots: Arc::new(Neighbors::new(MAX_NEXTHOPS)),
             publisher: None,
             base: built.snapshot.clone(),
-            loads: Arc::new(furiwake_dataplane::sched::Loads::new(built.snapshot.servers.len())),
+            // Sized for every slot a configuration change may use.
+            loads: Arc::new(furiwake_dataplane::sched::Loads::new(MAX_SERVERS)),
+            layout: built.layout.clone(),
+            config_path: None,
             rates: crate::loads::Rates::default(),
             health,
             node_epochs: std::collections::HashMap::new(),
@@ -270,6 +277,11 @@ impl Appliance {
                 gateway: cfg.routes.iter().find(|r| r.prefix.prefix_len == 0 && l.cfg.address.contains(r.via)).map(|r| r.via),
             })
             .collect();
+        Health::new(&probe_links, Self::targets(cfg, built), Instant::now())
+    }
+
+    /// One health target per live server whose pool has checks.
+    fn targets(cfg: &Config, built: &build::Built) -> Vec<Target> {
         let mut targets = Vec::new();
         for (si, rs) in built.snapshot.servers.iter().enumerate() {
             let Some(pool) = built.server_pools.get(si).and_then(|p| cfg.pools.get(*p)) else { continue };
@@ -287,7 +299,84 @@ impl Appliance {
                 checks,
             });
         }
-        Health::new(&probe_links, targets, Instant::now())
+        targets
+    }
+
+    /// Sums a per-slot gauge over the workers.
+    fn active(&self, kind: build::SlotKind, slot: usize) -> u64 {
+        self.workers.iter().fold(0u64, |a, w| {
+            let c = match kind {
+                build::SlotKind::Service => w.counters.services.get(slot),
+                build::SlotKind::Server => w.counters.servers.get(slot),
+            };
+            a.wrapping_add(c.map_or(0, |c| c.conns_active.get()))
+        })
+    }
+
+    /// Runs `new` in place of the running configuration without dropping
+    /// a connection (console changes, `config reload`): validated first,
+    /// then the snapshot rebuilt on the same slots (`build::Layout`), health
+    /// targets carried over, ARP ownership and next hops extended, and
+    /// published. What only a restart can change is refused.
+    pub(crate) fn apply_config(&mut self, new: Config) -> Result<String, String> {
+        restart_needed(&self.cfg, &new)?;
+        let infos: Vec<LinkInfo> = self.links.iter().map(|l| LinkInfo { port_id: l.port.id(), mac: l.mac, address: l.cfg.address }).collect();
+        let busy = |kind: build::SlotKind, slot: usize| self.active(kind, slot) > 0;
+        let built = build::rebuild(&new, &infos, &self.layout, &self.base, &busy)?;
+        let before = (self.layout.services.iter().filter(|s| s.is_live()).count(), self.layout.servers.iter().filter(|s| s.is_live()).count());
+        for (l, owned) in self.links.iter_mut().zip(built.owned.iter().cloned()) {
+            l.owned = owned;
+        }
+        for hop in built.nexthops.iter().skip(self.nexthops.len()) {
+            self.nexthops.push(NexthopState { hop: *hop, confirmed: None, last_request: None });
+        }
+        self.health.retarget(Self::targets(&new, &built), Instant::now());
+        let old_pools: Vec<String> = self.cfg.pools.iter().map(|p| p.name.get_ref().clone()).collect();
+        let new_pools: Vec<String> = new.pools.iter().map(|p| p.name.get_ref().clone()).collect();
+        self.console.admin.remap(built.server_pools.clone(), &old_pools, &new_pools);
+        if std::env::var_os("RUST_LOG").is_none() {
+            log::set_max_level(new.logging.level.filter());
+        }
+        self.cfg = new;
+        self.base = built.snapshot;
+        self.layout = built.layout;
+        let snap = self.current_snapshot();
+        if let Some(p) = self.publisher.as_mut() {
+            p.publish(Box::new(snap));
+        }
+        self.announce();
+        self.resolve_nexthops(Instant::now());
+        let retired_v = self.layout.services.iter().filter(|s| s.is_retired()).count();
+        let retired_s = self.layout.servers.iter().filter(|s| s.is_retired()).count();
+        Ok(format!(
+            "{} virtual servers (was {}), {} servers (was {}); removed ones with open connections: {retired_v} virtual servers, {retired_s} servers",
+            self.layout.services.iter().filter(|s| s.is_live()).count(),
+            before.0,
+            self.layout.servers.iter().filter(|s| s.is_live()).count(),
+            before.1
+        ))
+    }
+
+    /// Frees the slots of removed virtual servers and servers whose last
+    /// connection has ended (once a second).
+    fn collect_retired(&mut self) {
+        let any = self.layout.services.iter().enumerate().any(|(i, s)| s.is_retired() && self.active(build::SlotKind::Service, i) == 0)
+            || self.layout.servers.iter().enumerate().any(|(i, s)| s.is_retired() && self.active(build::SlotKind::Server, i) == 0);
+        if any {
+            if let Err(e) = self.apply_config(self.cfg.clone()) {
+                log::warn!("freeing removed servers: {e}");
+            }
+        }
+    }
+
+    /// Names the configuration file (`config reload`, `config save`).
+    pub fn set_config_path(&mut self, path: &std::path::Path) {
+        self.config_path = Some(path.to_path_buf());
+    }
+
+    /// The snapshot index of the live virtual server `name`.
+    pub(crate) fn vs_slot(&self, name: &str) -> Option<usize> {
+        self.base.services.iter().position(|v| !v.retired && v.name == name)
     }
 
     /// The base snapshot with each server enabled when its weight is
@@ -295,6 +384,13 @@ impl Appliance {
     fn current_snapshot(&self) -> Snapshot {
         let mut snap = self.base.clone();
         for (i, s) in snap.servers.iter_mut().enumerate() {
+            // Removed (retired or free): no new connection, nothing cut.
+            if !self.layout.servers.get(i).is_some_and(build::Slot::is_live) {
+                s.enabled = false;
+                s.sticky_only = false;
+                s.reset = false;
+                continue;
+            }
             let admin = self.console.admin.of_server(i, std::net::SocketAddrV4::new(Ipv4Addr::from(s.ip), s.port));
             s.enabled = crate::console::admin::takes_new(s.weight, self.health.is_up(i), admin);
             s.sticky_only = admin == crate::console::admin::AdminState::Draining && s.weight > 0 && self.health.is_up(i);
@@ -305,8 +401,8 @@ impl Appliance {
         // connections (Maglev's minimal disruption keeps the others' flows).
         for vs in &mut snap.services {
             if let furiwake_dataplane::sched::Schedule::Hash { key, .. } = vs.schedule {
-                let range = vs.first_server as usize..(vs.first_server + vs.server_count) as usize;
-                let weights: Vec<u32> = snap.servers[range].iter().map(|s| if s.enabled { s.weight } else { 0 }).collect();
+                let weights: Vec<u32> =
+                    vs.members.iter().map(|g| snap.servers.get(*g as usize).map_or(0, |s| if s.enabled { s.weight } else { 0 })).collect();
                 vs.schedule = furiwake_dataplane::sched::Schedule::hashed(key, &weights);
             }
         }
@@ -334,10 +430,12 @@ impl Appliance {
     /// unless the pool says `slow_down` and the server only timed out while
     /// it still has connections: overloaded, not dead (seed 004).
     fn cuts_connections(&self, server: usize, vs: usize) -> bool {
+        let name = self.base.services.get(vs).filter(|v| !v.retired).map(|v| v.name.as_str());
         let Some(pool) = self
             .cfg
             .virtual_servers
-            .get(vs)
+            .iter()
+            .find(|v| Some(v.name.get_ref().as_str()) == name)
             .and_then(|v| self.cfg.pools.iter().find(|p| p.name.get_ref() == v.pool.get_ref()))
         else {
             return false;
@@ -574,6 +672,7 @@ impl Appliance {
                 last_link_check = Instant::now();
                 self.watch_links();
                 self.resolve_nexthops(last_link_check);
+                self.collect_retired();
                 if let Some(p) = self.publisher.as_mut() {
                     p.reclaim();
                 }
@@ -696,6 +795,10 @@ impl Appliance {
             let snap = p.current();
             let sum = |f: &dyn Fn(&WorkerCounters) -> u64| self.workers.iter().fold(0u64, |a, w| a.wrapping_add(f(&w.counters)));
             for (vi, vs) in snap.services.iter().enumerate() {
+                // Free slots are nobody's.
+                if !self.layout.services.get(vi).is_some_and(|s| s.is_live() || s.is_retired()) {
+                    continue;
+                }
                 let line = |c: &dyn Fn(&WorkerCounters) -> Option<&furiwake_dataplane::counters::ServiceCounters>| {
                     let g = |f: &dyn Fn(&furiwake_dataplane::counters::ServiceCounters) -> u64| sum(&|w| c(w).map_or(0, f));
                     format!(
@@ -708,8 +811,9 @@ impl Appliance {
                         g(&|x| x.out_bytes.get())
                     )
                 };
-                let _ = writeln!(s, "virtual-server {}: {}", vs.name, line(&|w| w.services.get(vi)));
-                for si in vs.first_server as usize..(vs.first_server + vs.server_count) as usize {
+                let removed = if vs.retired { " (removed)" } else { "" };
+                let _ = writeln!(s, "virtual-server {}{removed}: {}", vs.name, line(&|w| w.services.get(vi)));
+                for si in vs.members.iter().map(|g| *g as usize) {
                     if let Some(rs) = snap.servers.get(si) {
                         let addr = std::net::SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port);
                         let admin = self.console.admin.of_server(si, addr);
@@ -725,6 +829,14 @@ impl Appliance {
                         let rtt = self.health.rtt_us(si).map_or(String::new(), |r| format!("rtt-us {r:.0}; "));
                         let bw = self.loads.bytes_per_s(si);
                         let _ = writeln!(s, "  server {addr}: state {state}; {rtt}bytes-per-s {bw}; {}", line(&|w| w.servers.get(si)));
+                    }
+                }
+                // Removed servers of this virtual server with connections
+                // still open.
+                for (si, rs) in snap.servers.iter().enumerate() {
+                    if rs.vs as usize == vi && self.layout.servers.get(si).is_some_and(build::Slot::is_retired) {
+                        let addr = std::net::SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port);
+                        let _ = writeln!(s, "  server {addr}: state removed; {}", line(&|w| w.servers.get(si)));
                     }
                 }
             }
@@ -858,4 +970,32 @@ fn worker_loop(
         }
     }
     0
+}
+
+/// What a running appliance cannot change: ports, lcores and memory
+/// (`[platform]`, `[[interface]]`), the workers' timeouts, the management
+/// and console sockets. Returns which, for the operator.
+fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
+    let mut differs = Vec::new();
+    if format!("{:?}", old.platform) != format!("{:?}", new.platform) {
+        differs.push("[platform]");
+    }
+    let ifaces = |c: &Config| c.interfaces.iter().map(|i| (i.name.get_ref().clone(), i.device.get_ref().clone(), i.address.to_string())).collect::<Vec<_>>();
+    if ifaces(old) != ifaces(new) {
+        differs.push("[[interface]]");
+    }
+    if old.timeouts != new.timeouts {
+        differs.push("[timeouts]");
+    }
+    if old.management.listen != new.management.listen {
+        differs.push("[management]");
+    }
+    if format!("{:?}", old.console) != format!("{:?}", new.console) {
+        differs.push("[console]");
+    }
+    if differs.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} changed: these take effect at restart; nothing was changed", differs.join(", ")))
+    }
 }

@@ -33,8 +33,10 @@ pub struct Built {
     /// addresses in its subnet).
     pub owned: Vec<Vec<Ipv4Addr>>,
     /// Per snapshot server: the index of the config pool it comes from
-    /// (its own pool, or the sorry pool), whose health checks apply.
+    /// (its own pool, or the sorry pool), whose health checks apply;
+    /// `usize::MAX` for a retired or free slot.
     pub server_pools: Vec<usize>,
+    pub layout: Layout,
 }
 
 /// Which link reaches `ip`, and through which next hop: on-link first, then
@@ -48,17 +50,97 @@ pub fn route(cfg: &Config, links: &[LinkInfo], ip: Ipv4Addr) -> Option<(usize, I
     Some((l, r.via))
 }
 
-/// The persistence of virtual server `vs_index`: named groups are numbered
-/// first, then each other virtual server is a group of its own.
-fn persistence(cfg: &Config, vs_index: usize) -> Option<snapshot::Persistence> {
-    let vs = cfg.virtual_servers.get(vs_index)?;
+/// Where each virtual server and real server sits in the snapshot. The
+/// appliance keeps it across rebuilds (console changes, `config reload`):
+/// connection entries hold snapshot indexes, so a virtual server or server
+/// that stays keeps its index; one that goes is `Retired` — kept, taking no
+/// new connections — while connections still use it, then `Free`. New ones
+/// are appended while there is room (`snapshot::MAX_*`), then take free
+/// slots. Next hops and persistence groups only grow.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    pub services: Vec<Slot<ServiceKey>>,
+    pub servers: Vec<Slot<ServerKey>>,
+    /// Persistence group names (a virtual server without a group has one of
+    /// its own, `vs:NAME`); the index is the group id.
+    pub groups: Vec<String>,
+    pub nexthops: Vec<Nexthop>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slot<K> {
+    Live(K),
+    Retired(K),
+    Free,
+}
+
+impl<K> Slot<K> {
+    fn key(&self) -> Option<&K> {
+        match self {
+            Slot::Live(k) | Slot::Retired(k) => Some(k),
+            Slot::Free => None,
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        matches!(self, Slot::Live(_))
+    }
+
+    pub fn is_retired(&self) -> bool {
+        matches!(self, Slot::Retired(_))
+    }
+}
+
+/// A virtual server is its name, address and protocol: changing the
+/// address makes it another one.
+pub type ServiceKey = (String, std::net::SocketAddrV4, Protocol);
+/// A real server is its virtual server's slot, the pool it is listed in
+/// (its own or the sorry pool) and its address.
+pub type ServerKey = (usize, String, std::net::SocketAddrV4);
+
+/// Which kind of slot `busy` is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotKind {
+    Service,
+    Server,
+}
+
+/// The slot of `key`: its own when it has one, else a new one (appended
+/// below `max`, else a free one).
+fn claim<K: PartialEq + Clone>(slots: &mut Vec<Slot<K>>, claimed: &mut Vec<bool>, key: K, max: usize, what: &str) -> Result<usize, String> {
+    let i = match slots.iter().position(|s| s.key() == Some(&key)) {
+        Some(i) => i,
+        None if slots.len() < max => {
+            slots.push(Slot::Free);
+            slots.len() - 1
+        }
+        None => slots
+            .iter()
+            .enumerate()
+            .position(|(i, s)| *s == Slot::Free && !claimed.get(i).copied().unwrap_or(false))
+            .ok_or_else(|| format!("more than {max} {what} (counting removed ones whose connections are still open)"))?,
+    };
+    if claimed.len() < slots.len() {
+        claimed.resize(slots.len(), false);
+    }
+    claimed[i] = true;
+    slots[i] = Slot::Live(key);
+    Ok(i)
+}
+
+/// The persistence of `vs`, with its group's stable id.
+fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> Option<snapshot::Persistence> {
     let p = *vs.persistence.as_ref()?.get_ref();
-    let mut named: Vec<&str> = cfg.virtual_servers.iter().filter_map(|v| v.persistence_group.as_ref().map(|g| g.get_ref().as_str())).collect();
-    named.sort_unstable();
-    named.dedup();
-    let group = match &vs.persistence_group {
-        Some(g) => named.iter().position(|n| *n == g.get_ref().as_str()).unwrap_or(0),
-        None => named.len() + vs_index,
+    let name = match &vs.persistence_group {
+        Some(g) => format!("group:{}", g.get_ref()),
+        None => format!("vs:{}", vs.name.get_ref()),
+    };
+    let group = match groups.iter().position(|g| *g == name) {
+        Some(i) => i,
+        None => {
+            groups.push(name);
+            groups.len() - 1
+        }
     };
     let ticks_per_s = 1000 / furiwake_dataplane::flow::TICK_MS;
     Some(snapshot::Persistence {
@@ -73,7 +155,16 @@ fn persistence(cfg: &Config, vs_index: usize) -> Option<snapshot::Persistence> {
     })
 }
 
+/// The first snapshot of `cfg`.
 pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
+    rebuild(cfg, links, &Layout::default(), &Snapshot::default(), &|_, _| false)
+}
+
+/// The snapshot of `cfg`, keeping the slots of `prev` (the layout of
+/// `prev_snap`). `busy(kind, slot)`: does a connection still use it — a
+/// slot no longer in the config stays `Retired` while it is busy.
+pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snapshot, busy: &dyn Fn(SlotKind, usize) -> bool) -> Result<Built, String> {
+    let mut layout = prev.clone();
     let mut snap = Snapshot::default();
     for l in links {
         let id = l.port_id as usize;
@@ -83,8 +174,13 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
         snap.ports[id] = Some(PortView { mac: l.mac, self_ip: u32::from(l.address.addr) });
         snap.self_ips.push(u32::from(l.address.addr));
     }
-    let mut nexthops: Vec<Nexthop> = Vec::new();
-    let mut server_pools: Vec<usize> = Vec::new();
+    let mut services: Vec<VirtualService> = prev_snap.services.clone();
+    let mut servers: Vec<RealServer> = prev_snap.servers.clone();
+    services.resize_with(layout.services.len(), || VirtualService { retired: true, ..VirtualService::test(snapshot::Forwarding::Nat) });
+    servers.resize(layout.servers.len(), RealServer::default());
+    let mut claimed_services: Vec<bool> = vec![false; layout.services.len()];
+    let mut claimed_servers: Vec<bool> = vec![false; layout.servers.len()];
+    let mut server_pools: Vec<usize> = vec![usize::MAX; layout.servers.len()];
     let mut owned: Vec<Vec<Ipv4Addr>> = links.iter().map(|l| vec![l.address.addr]).collect();
     let own = |ip: Ipv4Addr, owned: &mut Vec<Vec<Ipv4Addr>>| {
         if let Some(l) = links.iter().position(|l| l.address.contains(ip)) {
@@ -94,14 +190,17 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
         }
     };
 
-    for (vs_index, vs) in cfg.virtual_servers.iter().enumerate() {
+    for vs in &cfg.virtual_servers {
         let name = vs.name.get_ref();
         let pool = cfg
             .pools
             .iter()
             .find(|p| p.name.get_ref() == vs.pool.get_ref())
             .ok_or_else(|| format!("virtual_server {name}: no pool {:?}", vs.pool.get_ref()))?;
-        let first = snap.servers.len() as u16;
+        let vs_slot = claim(&mut layout.services, &mut claimed_services, (name.clone(), vs.address, vs.protocol), snapshot::MAX_SERVICES, "virtual servers")?;
+        if services.len() <= vs_slot {
+            services.resize_with(vs_slot + 1, || VirtualService { retired: true, ..VirtualService::test(snapshot::Forwarding::Nat) });
+        }
         // The pool's servers, then its sorry pool's below every priority.
         let pool_index = |name: &str| cfg.pools.iter().position(|p| p.name.get_ref() == name).unwrap_or(0);
         let mut members: Vec<(&crate::config::Server, usize, i32)> =
@@ -109,35 +208,43 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
         if let Some(sorry) = pool.sorry_pool.as_ref().and_then(|n| cfg.pools.iter().find(|p| p.name.get_ref() == n.get_ref())) {
             members.extend(sorry.servers.iter().map(|s| (s, pool_index(sorry.name.get_ref()), -1)));
         }
+        let mut slots: Vec<u16> = Vec::with_capacity(members.len());
         for (s, member_pool, priority) in &members {
             let addr = *s.address.get_ref();
             let (link, via) = route(cfg, links, *addr.ip())
                 .ok_or_else(|| format!("pool {}: server {addr} is on no interface's subnet and no route reaches it", pool.name.get_ref()))?;
-            let slot = match nexthops.iter().position(|n| n.ip == via && n.link == link) {
+            let hop = match layout.nexthops.iter().position(|n| n.ip == via && n.link == link) {
                 Some(i) => i,
                 None => {
-                    nexthops.push(Nexthop { ip: via, link });
-                    nexthops.len() - 1
+                    layout.nexthops.push(Nexthop { ip: via, link });
+                    layout.nexthops.len() - 1
                 }
             };
-            if nexthops.len() > snapshot::MAX_NEXTHOPS {
+            if layout.nexthops.len() > snapshot::MAX_NEXTHOPS {
                 return Err(format!("more than {} next hops", snapshot::MAX_NEXTHOPS));
             }
-            snap.servers.push(RealServer {
+            let pool_name = cfg.pools.get(*member_pool).map_or(String::new(), |p| p.name.get_ref().clone());
+            let slot = claim(&mut layout.servers, &mut claimed_servers, (vs_slot, pool_name, addr), snapshot::MAX_SERVERS, "real servers")?;
+            if servers.len() <= slot {
+                servers.resize(slot + 1, RealServer::default());
+                server_pools.resize(slot + 1, usize::MAX);
+            }
+            servers[slot] = RealServer {
                 ip: u32::from(*addr.ip()),
                 port: addr.port(),
                 weight: s.weight,
                 enabled: s.weight > 0,
                 tx_port: links[link].port_id,
-                nexthop: slot as u16,
-                vs: vs_index as u16,
+                nexthop: hop as u16,
+                vs: vs_slot as u16,
                 reset: false,
                 max_connections: s.max_connections,
                 priority: *priority,
                 epoch: 0,
                 sticky_only: false,
-            });
-            server_pools.push(*member_pool);
+            };
+            server_pools[slot] = *member_pool;
+            slots.push(slot as u16);
         }
         let count = members.len();
         let member_weights: Vec<u32> = members.iter().map(|(s, _, _)| s.weight).collect();
@@ -168,16 +275,13 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
             snapshot::Forwarding::FullNat if !vs.local_addresses.is_empty() => vs.local_addresses.iter().map(|a| u32::from(*a)).collect(),
             snapshot::Forwarding::FullNat => {
                 // Default: the self IP of the interface facing the servers.
-                let server_port = snap.servers.get(first as usize).map(|s| s.tx_port);
+                let server_port = slots.first().and_then(|g| servers.get(*g as usize)).map(|s| s.tx_port);
                 let link = links.iter().find(|l| Some(l.port_id) == server_port).or(links.first());
                 link.map(|l| vec![u32::from(l.address.addr)]).unwrap_or_default()
             }
         };
-        for a in &local_addrs {
-            own(Ipv4Addr::from(*a), &mut owned);
-        }
         own(*vs.address.ip(), &mut owned);
-        snap.services.push(VirtualService {
+        services[vs_slot] = VirtualService {
             name: name.clone(),
             ip: u32::from(*vs.address.ip()),
             port: vs.address.port(),
@@ -186,16 +290,61 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
                 Protocol::Udp => 17,
             },
             forwarding,
-            first_server: first,
-            server_count: count as u16,
+            members: slots.into_boxed_slice(),
+            retired: false,
             schedule,
             local_addrs: local_addrs.into_boxed_slice(),
-            persistence: persistence(cfg, vs_index),
-        });
+            persistence: persistence(vs, &mut layout.groups),
+        };
     }
+
+    // What left the config: retired while connections use it, then free.
+    for (i, slot) in layout.services.iter_mut().enumerate() {
+        if claimed_services.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        let Some(v) = services.get_mut(i) else { continue };
+        match slot.key().cloned() {
+            Some(k) if busy(SlotKind::Service, i) => {
+                *slot = Slot::Retired(k);
+                v.retired = true;
+                v.members = Box::new([]);
+            }
+            _ => {
+                *slot = Slot::Free;
+                *v = VirtualService { retired: true, ..VirtualService::test(snapshot::Forwarding::Nat) };
+            }
+        }
+    }
+    for (i, slot) in layout.servers.iter_mut().enumerate() {
+        if claimed_servers.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        let Some(s) = servers.get_mut(i) else { continue };
+        match slot.key().cloned() {
+            Some(k) if busy(SlotKind::Server, i) => {
+                *slot = Slot::Retired(k);
+                s.enabled = false;
+                s.sticky_only = false;
+            }
+            _ => {
+                *slot = Slot::Free;
+                *s = RealServer::default();
+            }
+        }
+    }
+    // Local addresses of every service that still has connections: the
+    // servers' replies come back to them.
+    for v in services.iter().filter(|v| !v.local_addrs.is_empty()) {
+        for a in v.local_addrs.iter() {
+            own(Ipv4Addr::from(*a), &mut owned);
+        }
+    }
+    snap.services = services;
+    snap.servers = servers;
     snap.persist_records = cfg.platform.persistence_records;
     snap.index();
-    Ok(Built { snapshot: snap, nexthops, owned, server_pools })
+    Ok(Built { snapshot: snap, nexthops: layout.nexthops.clone(), owned, server_pools, layout })
 }
 
 #[cfg(test)]
@@ -278,5 +427,85 @@ pool = "web"
         let cfg = Config::parse("t", &CFG.replace("203.0.113.7", "100.64.0.1")).unwrap();
         let e = build(&cfg, &links()).unwrap_err();
         assert!(e.contains("100.64.0.1:8080"), "{e}");
+    }
+
+    fn ip(s: &str) -> u32 {
+        u32::from(s.parse::<Ipv4Addr>().unwrap())
+    }
+
+    /// A config change keeps every index a connection may hold; removed
+    /// objects stay (retired) while busy, then free their slots.
+    #[test]
+    fn rebuilds_keep_slots_and_retire_what_left() {
+        let cfg = Config::parse("t", CFG).unwrap();
+        let first = build(&cfg, &links()).unwrap();
+        // www: servers 0, 1; app: 2, 3.
+        assert_eq!(&*first.snapshot.services[0].members, &[0, 1]);
+        assert_eq!(&*first.snapshot.services[1].members, &[2, 3]);
+
+        // A server added to `web`, `app` removed while it has connections.
+        let added = CFG
+            .replace("{ address = \"203.0.113.7:8080\" } ]", "{ address = \"203.0.113.7:8080\" }, { address = \"198.51.100.12:80\" } ]")
+            .replace("[[virtual_server]]\nname = \"app\"\naddress = \"192.0.2.101:80\"\nforwarding = \"full-nat\"\npool = \"web\"\n", "");
+        let cfg2 = Config::parse("t", &added).unwrap();
+        let busy = |k: SlotKind, i: usize| (k == SlotKind::Service && i == 1) || (k == SlotKind::Server && i == 3);
+        let b = rebuild(&cfg2, &links(), &first.layout, &first.snapshot, &busy).unwrap();
+        let s = &b.snapshot;
+        assert_eq!(&*s.services[0].members, &[0, 1, 4], "www keeps 0 and 1, the new server is appended");
+        assert_eq!(s.servers[4].ip, ip("198.51.100.12"));
+        assert_eq!(s.servers[0], first.snapshot.servers[0], "unchanged server, same slot, same data");
+        assert!(s.services[1].retired && s.services[1].members.is_empty(), "app retired");
+        assert_eq!(s.services[1].name, "app");
+        assert_eq!(s.find_service(ip("192.0.2.101"), 80, 6), None, "no new connections to a removed VIP");
+        assert!(!s.is_vip(ip("192.0.2.101")));
+        assert!(s.is_local(ip("198.51.100.1")), "its local address still takes replies");
+        assert!(b.layout.servers[3].is_retired() && !s.servers[3].enabled, "app's busy server retired");
+        assert_eq!(s.servers[3].ip, first.snapshot.servers[3].ip, "a retired server keeps its data for its connections");
+        assert_eq!(b.layout.servers[2], Slot::Free, "app's idle server freed");
+        assert!(!b.owned[0].contains(&Ipv4Addr::new(192, 0, 2, 101)), "ARP stops answering for the removed VIP");
+        assert_eq!(b.server_pools[3], usize::MAX);
+
+        // Its connections ended: the next rebuild frees the slots.
+        let c = rebuild(&cfg2, &links(), &b.layout, &b.snapshot, &|_, _| false).unwrap();
+        assert_eq!(c.layout.services[1], Slot::Free);
+        assert_eq!(c.layout.servers[3], Slot::Free);
+        assert_eq!(&*c.snapshot.services[0].members, &[0, 1, 4]);
+
+        // `app` back: new slots (appended while there is room), same
+        // schedule shape.
+        let d = rebuild(&cfg, &links(), &c.layout, &c.snapshot, &|_, _| false).unwrap();
+        assert_eq!(d.snapshot.find_service(ip("192.0.2.101"), 80, 6), Some(2));
+        assert_eq!(&*d.snapshot.services[0].members, &[0, 1], "198.51.100.12 removed again, www's others kept");
+        assert_eq!(d.nexthops[..2], first.nexthops[..], "next hops only grow");
+    }
+
+    #[test]
+    fn a_retired_server_listed_again_gets_its_slot_back() {
+        let cfg = Config::parse("t", CFG).unwrap();
+        let first = build(&cfg, &links()).unwrap();
+        let without = Config::parse("t", &CFG.replace(", { address = \"203.0.113.7:8080\" } ]", " ]")).unwrap();
+        let b = rebuild(&without, &links(), &first.layout, &first.snapshot, &|k, i| k == SlotKind::Server && i == 1).unwrap();
+        assert!(b.layout.servers[1].is_retired());
+        assert_eq!(&*b.snapshot.services[0].members, &[0]);
+        let c = rebuild(&cfg, &links(), &b.layout, &b.snapshot, &|_, _| true).unwrap();
+        assert!(c.layout.servers[1].is_live());
+        assert_eq!(&*c.snapshot.services[0].members, &[0, 1], "its old slot, so its connections count again");
+    }
+
+    #[test]
+    fn persistence_groups_keep_their_ids_across_rebuilds() {
+        let with = |extra: &str| {
+            Config::parse(
+                "t",
+                &CFG.replace("name = \"www\"\naddress = \"192.0.2.100:80\"\npool = \"web\"\n", &format!("name = \"www\"\naddress = \"192.0.2.100:80\"\npool = \"web\"\npersistence = {{ kind = \"source-ip\" }}\npersistence_group = \"shop\"\n{extra}")),
+            )
+            .unwrap()
+        };
+        let first = build(&with(""), &links()).unwrap();
+        let g = first.snapshot.services[0].persistence.unwrap().group;
+        let more = with("\n[[virtual_server]]\nname = \"x\"\naddress = \"192.0.2.103:80\"\npool = \"web\"\nforwarding = \"full-nat\"\npersistence = { kind = \"source-ip\" }\npersistence_group = \"another\"\n");
+        let b = rebuild(&more, &links(), &first.layout, &first.snapshot, &|_, _| false).unwrap();
+        assert_eq!(b.snapshot.services[0].persistence.unwrap().group, g, "records keep their keys");
+        assert_ne!(b.snapshot.services[2].persistence.unwrap().group, g);
     }
 }

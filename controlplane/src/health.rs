@@ -599,6 +599,45 @@ impl Health {
     }
 
     /// Ends every probe (scripts killed, sockets closed).
+    /// Replaces the targets (a configuration change): a target with the
+    /// same server slot, address and checks keeps its state, probes in
+    /// flight included; the others start down, as at start; the probes of
+    /// targets that went are stopped.
+    pub fn retarget(&mut self, targets: Vec<Target>, now: Instant) {
+        let mut old: Vec<Option<TargetState>> = std::mem::take(&mut self.targets).into_iter().map(Some).collect();
+        let same = |a: &Target, b: &Target| {
+            a.server == b.server && a.addr == b.addr && a.link == b.link && a.checks.len() == b.checks.len()
+                && a.checks.iter().zip(&b.checks).all(|(x, y)| format!("{x:?}") == format!("{y:?}"))
+        };
+        for t in targets {
+            let kept = old.iter_mut().find(|o| o.as_ref().is_some_and(|o| same(&o.target, &t))).and_then(Option::take);
+            let state = match kept {
+                Some(mut st) => {
+                    st.target = t;
+                    st
+                }
+                None => {
+                    let checks = t.checks.iter().enumerate().map(|(i, _)| CheckState { next_at: Some(now + Duration::from_millis(10 * i as u64)), ..Default::default() }).collect();
+                    TargetState { target: t, checks, up: false, rtt_ewma_us: None }
+                }
+            };
+            self.targets.push(state);
+        }
+        for mut st in old.into_iter().flatten() {
+            for c in &mut st.checks {
+                match c.probe.take().map(|p| p.pending) {
+                    Some(Pending::Script { mut child }) => kill_group(&mut child),
+                    Some(Pending::Tcp { handle, link, .. } | Pending::Udp { handle, link } | Pending::Icmp { handle, link, .. }) => {
+                        if let Some(s) = self.stacks.get_mut(link) {
+                            s.sockets.remove(handle);
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
     pub fn shutdown(&mut self) {
         for t in &mut self.targets {
             for c in &mut t.checks {

@@ -125,6 +125,7 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    app.set_config_path(path);
     app.run(&stop, &dump);
     app.shutdown();
     ExitCode::SUCCESS

@@ -246,7 +246,9 @@ pub fn available(servers: &[RealServer], global: u16, loads: Option<&Loads>) -> 
 /// full; the sorry pool sits below them all).
 #[inline]
 fn active_group(vs: &VirtualService, servers: &[RealServer], loads: Option<&Loads>) -> Option<i32> {
-    (vs.first_server..vs.first_server + vs.server_count)
+    vs.members
+        .iter()
+        .copied()
         .filter(|g| available(servers, *g, loads))
         .filter_map(|g| servers.get(g as usize).map(|s| s.priority))
         .max()
@@ -283,11 +285,11 @@ fn lowest(
     in_group: impl Fn(u16) -> bool,
     rank: impl Fn(u16, &RealServer) -> Option<Rank>,
 ) -> Option<u16> {
-    let n = (vs.server_count as u32).max(1);
+    let n = (vs.members.len() as u32).max(1);
     let mut best: Option<(u32, Rank)> = None;
-    for k in 0..vs.server_count as u32 {
+    for k in 0..vs.members.len() as u32 {
         let i = cursor.wrapping_add(k) % n;
-        let global = vs.first_server.wrapping_add(i as u16);
+        let Some(&global) = vs.members.get(i as usize) else { continue };
         let Some(s) = servers.get(global as usize) else { continue };
         if s.weight == 0 || !in_group(global) {
             continue;
@@ -299,7 +301,7 @@ fn lowest(
     }
     let (i, _) = best?;
     *cursor = (i + 1) % n;
-    Some(vs.first_server.wrapping_add(i as u16))
+    vs.members.get(i as usize).copied()
 }
 
 /// A worker's scheduling state: one cursor per virtual server.
@@ -335,9 +337,8 @@ impl Scheduler {
                 let pos = crate::maglev::lookup(table, flow.hash(*key))?;
                 // The table is rebuilt without down servers; between a
                 // change and its snapshot, fall back to the next enabled one.
-                (0..vs.server_count)
-                    .map(|i| vs.first_server + (pos + i) % vs.server_count.max(1))
-                    .find(|g| in_group(*g))
+                let n = vs.members.len();
+                (0..n).filter_map(|i| vs.members.get((pos as usize + i) % n.max(1)).copied()).find(|g| in_group(*g))
             }
             Schedule::LeastConnections { weighted } => lowest(cursor, vs, servers, in_group, |g, s| {
                 let w = if *weighted { s.weight as u64 } else { 1 };
@@ -345,8 +346,10 @@ impl Scheduler {
             }),
             Schedule::Fastest => {
                 let rtt = |g: u16| loads.and_then(|l| l.rtt_us(g as usize)).unwrap_or(UNMEASURED_RTT_US);
-                let best = (0..vs.server_count)
-                    .map(|i| vs.first_server.wrapping_add(i))
+                let best = vs
+                    .members
+                    .iter()
+                    .copied()
                     .filter(|g| servers.get(*g as usize).is_some_and(|s| s.weight > 0) && in_group(*g))
                     .map(rtt)
                     .min()?;
@@ -365,11 +368,11 @@ impl Scheduler {
             Schedule::Sequence(seq) => {
                 let n = seq.len() as u32;
                 for _ in 0..n {
-                    let pos = seq[(*cursor % n) as usize];
+                    let pos = seq.get((*cursor % n) as usize).copied().unwrap_or(0);
                     *cursor = cursor.wrapping_add(1) % n;
-                    let global = vs.first_server + pos;
-                    if in_group(global) {
-                        return Some(global);
+                    match vs.members.get(pos as usize) {
+                        Some(&global) if in_group(global) => return Some(global),
+                        _ => {}
                     }
                 }
                 None
@@ -384,7 +387,7 @@ mod tests {
     use crate::snapshot::Forwarding;
 
     fn vs(schedule: Schedule, n: u16) -> VirtualService {
-        VirtualService { schedule, first_server: 0, server_count: n, ..VirtualService::test(Forwarding::Nat) }
+        VirtualService { schedule, members: (0..n).collect(), ..VirtualService::test(Forwarding::Nat) }
     }
 
     fn servers(n: usize) -> Vec<RealServer> {

@@ -103,9 +103,14 @@ pub struct VirtualService {
     pub port: u16,
     pub proto: u8,
     pub forwarding: Forwarding,
-    /// Its servers are `servers[first_server .. first_server + server_count]`.
-    pub first_server: u16,
-    pub server_count: u16,
+    /// Its servers: indexes into the snapshot's `servers`. A schedule's
+    /// positions index this list. Indexes are stable across snapshots for
+    /// as long as a server stays (connection entries hold them), so a
+    /// service's members need not be contiguous.
+    pub members: Box<[u16]>,
+    /// Removed by the operator; kept (with no members, out of the VIP
+    /// index) until its connections have ended.
+    pub retired: bool,
     pub schedule: Schedule,
     /// full-NAT source addresses (empty for NAT).
     pub local_addrs: Box<[u32]>,
@@ -121,8 +126,8 @@ impl VirtualService {
             port: 0,
             proto: 6,
             forwarding,
-            first_server: 0,
-            server_count: 0,
+            members: Box::new([]),
+            retired: false,
             schedule: Schedule::Sequence(Box::new([])),
             local_addrs: Box::new([]),
             persistence: None,
@@ -159,7 +164,10 @@ fn vip_key(ip: u32, port: u16, proto: u8) -> u64 {
 impl Snapshot {
     /// Builds the lookup index; call after filling `services`.
     pub fn index(&mut self) {
-        self.vip_index = self.services.iter().enumerate().map(|(i, s)| (vip_key(s.ip, s.port, s.proto), i as u16)).collect();
+        // Retired services take no new connections; their local addresses
+        // and reply owners stay until their entries are gone.
+        self.vip_index =
+            self.services.iter().enumerate().filter(|(_, s)| !s.retired).map(|(i, s)| (vip_key(s.ip, s.port, s.proto), i as u16)).collect();
         self.vip_index.sort_unstable();
         let mut locals: Vec<u32> = self.services.iter().flat_map(|s| s.local_addrs.iter().copied()).collect();
         locals.sort_unstable();
@@ -168,8 +176,7 @@ impl Snapshot {
         let mut masked: Vec<(u64, u32)> = Vec::new();
         for vs in self.services.iter().filter(|v| v.forwarding == Forwarding::Nat) {
             let Some(mask) = vs.persistence.and_then(|p| p.owner_mask()) else { continue };
-            let range = vs.first_server as usize..(vs.first_server as usize + vs.server_count as usize);
-            for s in self.servers.get(range).unwrap_or_default() {
+            for s in vs.members.iter().filter_map(|g| self.servers.get(*g as usize)) {
                 masked.push((vip_key(s.ip, s.port, vs.proto), mask));
             }
         }
@@ -199,7 +206,7 @@ impl Snapshot {
 
     /// True when some service listens on `ip` (any port).
     pub fn is_vip(&self, ip: u32) -> bool {
-        self.services.iter().any(|s| s.ip == ip)
+        self.services.iter().any(|s| s.ip == ip && !s.retired)
     }
 
     #[inline]

@@ -230,11 +230,13 @@ impl Appliance {
                     .services
                     .iter()
                     .enumerate()
+                    .filter(|(vi, _)| self.layout.services.get(*vi).is_some_and(|s| s.is_live() || s.is_retired()))
                     .map(|(vi, vs)| (label(&[("virtual_server", &vs.name)]), sum(&|w| w.services.get(vi), &f)))
                     .collect();
                 family(&format!("virtual_server_{name}"), kind, help, vs);
             }
             let server_label = |si: usize| -> Option<String> {
+                self.layout.servers.get(si).filter(|s| s.is_live() || s.is_retired())?;
                 let rs = snap.servers.get(si)?;
                 let vs = snap.services.get(rs.vs as usize)?;
                 let addr = SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port).to_string();

@@ -73,6 +73,20 @@ impl Admin {
         self.states.get(&(pool, addr)).copied().unwrap_or_default()
     }
 
+    /// After a configuration change: the servers' new pools, and the
+    /// states kept by pool name (a removed pool's are dropped).
+    pub fn remap(&mut self, server_pools: Vec<usize>, old_pools: &[String], new_pools: &[String]) {
+        self.server_pools = server_pools;
+        self.states = std::mem::take(&mut self.states)
+            .into_iter()
+            .filter_map(|((p, a), st)| {
+                let name = old_pools.get(p)?;
+                let q = new_pools.iter().position(|n| n == name)?;
+                Some(((q, a), st))
+            })
+            .collect();
+    }
+
     /// The state of snapshot server `index`, at `addr`.
     pub fn of_server(&self, index: usize, addr: SocketAddrV4) -> AdminState {
         self.server_pools.get(index).map_or(AdminState::Enabled, |p| self.get(*p, addr))

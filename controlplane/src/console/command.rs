@@ -71,6 +71,20 @@ pub enum Command {
     Help(Vec<String>),
     Show(Show),
     Server { pool: String, addr: AddrArg, action: ServerAction },
+    /// `pool POOL add-server IP:PORT [weight N]`.
+    AddServer { pool: String, addr: std::net::SocketAddrV4, weight: u32 },
+    /// `pool POOL remove-server ADDR`.
+    RemoveServer { pool: String, addr: AddrArg },
+    /// `virtual-server add NAME IP:PORT POOL [tcp|udp] [nat|full-nat]`.
+    AddVirtualServer { name: String, addr: std::net::SocketAddrV4, pool: String, udp: bool, full_nat: bool },
+    /// `virtual-server remove NAME`.
+    RemoveVirtualServer { name: String },
+    /// `config reload`.
+    Reload,
+    /// `config save [PATH]`.
+    Save { path: Option<String> },
+    /// `log level LEVEL`.
+    LogLevel(String),
     /// Object names for completion (`furiwake console` asks at start).
     Names,
     /// Ends the session (the client's; the appliance just says bye).
@@ -112,11 +126,34 @@ pub const SPECS: &[Spec] = &[
     },
     Spec { words: "server", args: "POOL ADDR drain", summary: "no new connections from the scheduler; existing connections finish (maintenance)" },
     Spec { words: "server", args: "POOL ADDR weight N", summary: "new connections follow weight N (0..10000); existing connections untouched" },
+    Spec { words: "pool", args: "POOL add-server IP:PORT [weight N]", summary: "a new member of POOL, for new connections (health checks first, when the pool has them)" },
+    Spec {
+        words: "pool",
+        args: "POOL remove-server ADDR",
+        summary: "no new connections to it; its open connections finish, then it goes (`show servers` lists it as removed until then)",
+    },
+    Spec {
+        words: "virtual-server",
+        args: "add NAME IP:PORT POOL [tcp|udp] [nat|full-nat]",
+        summary: "a new virtual server (default tcp, nat); ARP answered for its address at once",
+    },
+    Spec { words: "virtual-server", args: "remove NAME", summary: "no new connections; its open connections finish, then it goes" },
+    Spec {
+        words: "config",
+        args: "reload",
+        summary: "read the configuration file again and apply it without dropping connections; a bad file is refused with its line and reason, and nothing changes",
+    },
+    Spec { words: "config", args: "save [PATH]", summary: "write the running configuration (with the changes made here) to the configuration file, or PATH" },
+    Spec { words: "log", args: "level error|warn|info|debug|trace", summary: "what goes to the log from now on" },
     Spec { words: "help", args: "[COMMAND]", summary: "this list, or one command's" },
     Spec { words: "quit", args: "", summary: "leave the console (also exit, Ctrl-D)" },
 ];
 
-const TOP: &[&str] = &["show", "server", "help", "quit", "exit"];
+const TOP: &[&str] = &["show", "server", "pool", "virtual-server", "config", "log", "help", "quit", "exit"];
+const POOL_ACTIONS: &[&str] = &["add-server", "remove-server"];
+const VS_ACTIONS: &[&str] = &["add", "remove"];
+const CONFIG_ACTIONS: &[&str] = &["reload", "save"];
+const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 const SHOW: &[&str] = &["virtual-servers", "pools", "servers", "connections", "stats", "arp", "routes", "health", "workers", "config"];
 const ACTIONS: &[&str] = &["enable", "disable", "drain", "weight"];
 const CONN_OPTIONS: &[&str] = &["vip", "server", "limit"];
@@ -151,6 +188,22 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         "quit" | "exit" => Command::Quit,
         "show" => Command::Show(parse_show(rest)?),
         "server" => parse_server(rest)?,
+        "pool" => parse_pool(rest)?,
+        "virtual-server" => parse_virtual_server(rest)?,
+        "config" => {
+            let u = usage("config");
+            let Some(w) = rest.first() else { return Err(format!("config what?\n{u}")) };
+            match (resolve(w, CONFIG_ACTIONS, "config command")?, &rest[1..]) {
+                ("reload", []) => Command::Reload,
+                ("save", []) => Command::Save { path: None },
+                ("save", [p]) => Command::Save { path: Some(p.to_string()) },
+                _ => return Err(format!("too many arguments\n{u}")),
+            }
+        }
+        "log" => match rest {
+            [w, level] if resolve(w, &["level"], "log command").is_ok() => Command::LogLevel(resolve(level, LEVELS, "log level")?.to_string()),
+            _ => return Err(usage("log")),
+        },
         _ => return Err(format!("unknown command {first:?} (type `help`)")),
     };
     Ok(Some(cmd))
@@ -242,6 +295,51 @@ fn parse_server(rest: &[&str]) -> Result<Command, String> {
     Ok(Command::Server { pool: pool.to_string(), addr, action })
 }
 
+fn parse_pool(rest: &[&str]) -> Result<Command, String> {
+    let u = usage("pool");
+    let (Some(pool), Some(action)) = (rest.first(), rest.get(1)) else { return Err(format!("pool: which pool, and what to do?\n{u}")) };
+    let action = resolve(action, POOL_ACTIONS, "pool command")?;
+    let Some(addr) = rest.get(2) else { return Err(format!("pool {pool} {action}: which server?\n{u}")) };
+    match (action, &rest[3..]) {
+        ("remove-server", []) => Ok(Command::RemoveServer { pool: pool.to_string(), addr: addr.parse()? }),
+        ("add-server", opts) => {
+            let addr: std::net::SocketAddrV4 =
+                addr.parse().map_err(|_| format!("{addr:?} is not IP:PORT, such as 198.51.100.14:80 (a new server needs its port)"))?;
+            let weight = match opts {
+                [] => 1,
+                [w, n] if resolve(w, &["weight"], "option").is_ok() => {
+                    n.parse::<u32>().ok().filter(|w| *w <= MAX_WEIGHT).ok_or_else(|| format!("weight {n:?}: expected a number from 0 to {MAX_WEIGHT}"))?
+                }
+                _ => return Err(format!("unexpected {:?}\n{u}", opts.join(" "))),
+            };
+            Ok(Command::AddServer { pool: pool.to_string(), addr, weight })
+        }
+        _ => Err(format!("too many arguments: {:?}\n{u}", rest[3..].join(" "))),
+    }
+}
+
+fn parse_virtual_server(rest: &[&str]) -> Result<Command, String> {
+    let u = usage("virtual-server");
+    let Some(action) = rest.first() else { return Err(format!("virtual-server: add or remove?\n{u}")) };
+    match (resolve(action, VS_ACTIONS, "virtual-server command")?, &rest[1..]) {
+        ("remove", [name]) => Ok(Command::RemoveVirtualServer { name: name.to_string() }),
+        ("add", [name, addr, pool, opts @ ..]) => {
+            let addr: std::net::SocketAddrV4 = addr.parse().map_err(|_| format!("{addr:?} is not IP:PORT, such as 192.0.2.101:80"))?;
+            let (mut udp, mut full_nat) = (false, false);
+            for o in opts {
+                match resolve(o, &["tcp", "udp", "nat", "full-nat"], "option")? {
+                    "udp" => udp = true,
+                    "tcp" => udp = false,
+                    "full-nat" => full_nat = true,
+                    _ => full_nat = false,
+                }
+            }
+            Ok(Command::AddVirtualServer { name: name.to_string(), addr, pool: pool.to_string(), udp, full_nat })
+        }
+        _ => Err(u),
+    }
+}
+
 /// `help` and `help WORDS`.
 pub fn help(words: &[String]) -> Result<String, String> {
     let mut out = String::new();
@@ -330,7 +428,7 @@ pub fn complete(line: &str, names: &Names) -> (usize, Vec<String>) {
     let top = done.first().and_then(|w| resolve(w, TOP, "").ok());
     let candidates: Vec<String> = match (top, done.len()) {
         (_, 0) => owned(TOP),
-        (Some("help"), 1) => owned(&["show", "server", "help", "quit"]),
+        (Some("help"), 1) => owned(&["show", "server", "pool", "virtual-server", "config", "log", "help", "quit"]),
         (Some("help"), 2) if resolve(done[1], TOP, "").ok() == Some("show") => owned(SHOW),
         (Some("show"), 1) => owned(SHOW),
         (Some("show"), n) => match resolve(done[1], SHOW, "").ok() {
@@ -359,6 +457,19 @@ pub fn complete(line: &str, names: &Names) -> (usize, Vec<String>) {
         (Some("server"), 1) => names.pools.iter().map(|p| p.0.clone()).collect(),
         (Some("server"), 2) => names.pools.iter().find(|p| p.0 == done[1]).map(|p| p.1.clone()).unwrap_or_default(),
         (Some("server"), 3) => owned(ACTIONS),
+        (Some("pool"), 1) => names.pools.iter().map(|p| p.0.clone()).collect(),
+        (Some("pool"), 2) => owned(POOL_ACTIONS),
+        (Some("pool"), 3) if resolve(done[2], POOL_ACTIONS, "").ok() == Some("remove-server") => {
+            names.pools.iter().find(|p| p.0 == done[1]).map(|p| p.1.clone()).unwrap_or_default()
+        }
+        (Some("virtual-server"), 1) => owned(VS_ACTIONS),
+        (Some("virtual-server"), 2) if resolve(done[1], VS_ACTIONS, "").ok() == Some("remove") => {
+            names.virtual_servers.iter().map(|v| v.0.clone()).collect()
+        }
+        (Some("virtual-server"), 4) if resolve(done[1], VS_ACTIONS, "").ok() == Some("add") => names.pools.iter().map(|p| p.0.clone()).collect(),
+        (Some("config"), 1) => owned(CONFIG_ACTIONS),
+        (Some("log"), 1) => owned(&["level"]),
+        (Some("log"), 2) => owned(LEVELS),
         _ => Vec::new(),
     };
     let mut out: Vec<String> = candidates.into_iter().filter(|c| c.starts_with(partial)).collect();
@@ -501,7 +612,10 @@ mod tests {
     fn completes_commands_and_object_names() {
         let n = names();
         let c = |l: &str| complete(l, &n);
-        assert_eq!(c(""), (0, vec!["exit".into(), "help".into(), "quit".into(), "server".into(), "show".into()]));
+        assert_eq!(
+            c(""),
+            (0, ["config", "exit", "help", "log", "pool", "quit", "server", "show", "virtual-server"].iter().map(|s| s.to_string()).collect())
+        );
         assert_eq!(c("sh"), (0, vec!["show".into()]));
         assert_eq!(c("show vi"), (5, vec!["virtual-servers".into()]));
         assert_eq!(c("show s").1, vec!["servers".to_string(), "stats".into()]);
@@ -548,5 +662,35 @@ mod tests {
         assert_eq!(end, Some(true));
         assert!(encode(&Err("bad".into())).ends_with("bad\n.error\n"));
         assert_eq!(encode(&Ok(String::new())), ".ok\n");
+    }
+
+    #[test]
+    fn parses_configuration_changes() {
+        let p = |l: &str| parse(l).map(|c| c.unwrap());
+        assert_eq!(
+            p("pool web add-server 198.51.100.14:80 weight 2"),
+            Ok(Command::AddServer { pool: "web".into(), addr: "198.51.100.14:80".parse().unwrap(), weight: 2 })
+        );
+        assert_eq!(p("po web add 198.51.100.14:80"), Ok(Command::AddServer { pool: "web".into(), addr: "198.51.100.14:80".parse().unwrap(), weight: 1 }));
+        assert!(p("pool web add-server 198.51.100.14").unwrap_err().contains("needs its port"));
+        assert!(p("pool web add-server 198.51.100.14:80 weight 99999").unwrap_err().contains("0 to 10000"));
+        assert_eq!(p("pool web remove-server 198.51.100.12"), Ok(Command::RemoveServer { pool: "web".into(), addr: "198.51.100.12".parse().unwrap() }));
+        assert_eq!(
+            p("virtual-server add api 192.0.2.101:8080 web udp full-nat"),
+            Ok(Command::AddVirtualServer { name: "api".into(), addr: "192.0.2.101:8080".parse().unwrap(), pool: "web".into(), udp: true, full_nat: true })
+        );
+        assert!(p("virtual-server add api 192.0.2.101 web").unwrap_err().contains("IP:PORT"));
+        assert!(p("virtual-server add api 192.0.2.101:80 web dsr").unwrap_err().contains("unknown option"));
+        assert_eq!(p("v rem api"), Ok(Command::RemoveVirtualServer { name: "api".into() }));
+        assert_eq!(p("config reload"), Ok(Command::Reload));
+        assert_eq!(p("conf save /tmp/x.toml"), Ok(Command::Save { path: Some("/tmp/x.toml".into()) }));
+        assert_eq!(p("config save"), Ok(Command::Save { path: None }));
+        assert!(p("config reload now").unwrap_err().contains("too many"));
+        assert_eq!(p("log level debug"), Ok(Command::LogLevel("debug".into())));
+        assert!(p("log level loud").unwrap_err().contains("unknown log level"));
+        let n = names();
+        assert_eq!(complete("pool web remove-server 198.51.100.1", &n).1, vec!["198.51.100.11:80".to_string(), "198.51.100.12:80".into()]);
+        assert_eq!(complete("virtual-server remove ", &n).1, vec!["dns".to_string(), "www".into()]);
+        assert_eq!(complete("config ", &n).1, vec!["reload".to_string(), "save".into()]);
     }
 }

@@ -12,7 +12,6 @@
 //! server indices; only new connections see the change.
 
 use super::{say, Appliance};
-use crate::build::{self, LinkInfo};
 use crate::config::Config;
 use crate::console::admin::{self, Admin, AdminState};
 use crate::console::command::{self, AddrArg, Command, Names, ServerAction, Show};
@@ -310,6 +309,13 @@ impl Appliance {
             Command::Names => Ok(self.names().render()),
             Command::Quit => Ok("bye".into()),
             Command::Server { pool, addr, action } => self.server_command(&pool, addr, action),
+            Command::AddServer { pool, addr, weight } => self.add_server(&pool, addr, weight),
+            Command::RemoveServer { pool, addr } => self.remove_server(&pool, addr),
+            Command::AddVirtualServer { name, addr, pool, udp, full_nat } => self.add_virtual_server(name, addr, pool, udp, full_nat),
+            Command::RemoveVirtualServer { name } => self.remove_virtual_server(&name),
+            Command::Reload => self.reload(),
+            Command::Save { path } => self.save(path.as_deref()),
+            Command::LogLevel(level) => self.log_level(&level),
             Command::Show(Show::Connections { vip, server, limit }) => {
                 let n = self.workers.len();
                 let filter = DumpFilter { vip: vip.as_ref().map(to_match), server: server.as_ref().map(to_match), limit };
@@ -399,9 +405,9 @@ impl Appliance {
         Sample { at: now, ports, services, servers, workers, drops }
     }
 
-    /// Snapshot servers of virtual server `vi`.
-    fn servers_of(&self, vi: usize) -> std::ops::Range<usize> {
-        self.base.services.get(vi).map_or(0..0, |v| v.first_server as usize..(v.first_server + v.server_count) as usize)
+    /// Snapshot servers of virtual server `vi` (a snapshot index).
+    fn servers_of(&self, vi: usize) -> Vec<usize> {
+        self.base.services.get(vi).map_or(Vec::new(), |v| v.members.iter().map(|g| *g as usize).collect())
     }
 
     /// Does snapshot server `i` take new connections right now (as published)?
@@ -416,13 +422,14 @@ impl Appliance {
             }
         }
         let mut rows = Vec::new();
-        for (vi, v) in self.cfg.virtual_servers.iter().enumerate() {
+        for v in &self.cfg.virtual_servers {
             if name.is_some_and(|n| n != v.name.get_ref()) {
                 continue;
             }
+            let Some(vi) = self.vs_slot(v.name.get_ref()) else { continue };
             let range = self.servers_of(vi);
             let total = range.len();
-            let up = range.filter(|i| self.published_enabled(*i)).count();
+            let up = range.into_iter().filter(|i| self.published_enabled(*i)).count();
             let t = self.sum_over(|w| w.services.get(vi));
             rows.push(vec![
                 v.name.get_ref().clone(),
@@ -508,6 +515,16 @@ impl Appliance {
                 ]);
             }
         }
+        // Removed servers whose connections are still open.
+        for (i, slot) in self.layout.servers.iter().enumerate() {
+            let crate::build::Slot::Retired((_, p, a)) = slot else { continue };
+            if pool.is_some_and(|n| n != p) {
+                continue;
+            }
+            let x = self.sum_over(|w| w.servers.get(i));
+            let w = self.base.servers.get(i).map_or(0, |s| s.weight);
+            rows.push(vec![p.clone(), a.to_string(), "removed".into(), "-".into(), w.to_string(), "-".into(), x.conns_active.to_string(), x.conns_new.to_string(), "-".into(), "-".into()]);
+        }
         Ok(table(&["POOL", "SERVER", "STATE", "HEALTH", "WEIGHT", "PRIORITY", "ACTIVE", "TOTAL", "RTT", "LAST-CHECK"], &rows))
     }
 
@@ -544,6 +561,9 @@ impl Appliance {
         let mut vrows = Vec::new();
         let mut srows = Vec::new();
         for (vi, v) in self.base.services.iter().enumerate() {
+            if !self.layout.services.get(vi).is_some_and(|s| s.is_live() || s.is_retired()) {
+                continue;
+            }
             if let (Some(x), Some(y)) = (a.services.get(vi), b.services.get(vi)) {
                 vrows.push(traffic_row(v.name.clone(), x, y));
             }
@@ -733,11 +753,9 @@ impl Appliance {
                 if old == w {
                     return Ok(format!("{what}: weight already {w}"));
                 }
-                self.cfg.pools[pi].servers[k].weight = w;
-                if let Err(e) = self.rebuild_base() {
-                    self.cfg.pools[pi].servers[k].weight = old;
-                    return Err(format!("{what}: weight {w} refused: {e}"));
-                }
+                let mut new = self.cfg.clone();
+                new.pools[pi].servers[k].weight = w;
+                self.apply_config(new).map_err(|e| format!("{what}: weight {w} refused: {e}"))?;
                 format!("{what} weight {w} (was {old})")
             }
             _ => {
@@ -772,17 +790,124 @@ impl Appliance {
             .fold(0u64, u64::wrapping_add)
     }
 
-    /// Rebuilds the base snapshot from the running config (schedules
-    /// recomputed); the server indices do not move, the pools' members
-    /// being the same.
-    fn rebuild_base(&mut self) -> Result<(), String> {
-        let infos: Vec<LinkInfo> = self.links.iter().map(|l| LinkInfo { port_id: l.port.id(), mac: l.mac, address: l.cfg.address }).collect();
-        let built = build::build(&self.cfg, &infos)?;
-        if built.snapshot.servers.len() != self.base.servers.len() {
-            return Err("the rebuilt snapshot has other servers".into());
-        }
-        self.base = built.snapshot;
-        Ok(())
+    /// A configuration change from the console: checked as a file would
+    /// be (rendered and parsed back: every rule of `check-config`), then
+    /// applied (`apply_config`); logged.
+    fn change(&mut self, new: Config, message: String) -> Result<String, String> {
+        let text = render_config(&new);
+        let checked = Config::parse("(running configuration)", &text).map_err(|e| format!("{message}: refused: {}; nothing changed", e.message))?;
+        let summary = self.apply_config(checked).map_err(|e| format!("{message}: refused: {e}"))?;
+        self.changed(&message);
+        Ok(format!("{message}\n{summary}"))
+    }
+
+    fn changed(&mut self, message: &str) {
+        log::info!("console: {message}");
+        say(&format!("admin: {message}"));
+        self.console.changes.push(message.to_string());
+    }
+
+    /// `pool POOL add-server IP:PORT [weight N]`.
+    fn add_server(&mut self, pool: &str, addr: SocketAddrV4, weight: u32) -> Result<String, String> {
+        let pi = self.pool_index(pool)?;
+        let mut new = self.cfg.clone();
+        new.pools[pi].servers.push(crate::config::Server {
+            address: toml::Spanned::new(0..0, addr),
+            weight,
+            max_connections: 0,
+            priority: 0,
+        });
+        let checks = if self.cfg.pools[pi].check_names().next().is_some() { "; new connections once its health checks pass" } else { "" };
+        self.change(new, format!("server {addr} (pool {pool}) added, weight {weight}{checks}"))
+    }
+
+    /// `pool POOL remove-server ADDR`.
+    fn remove_server(&mut self, pool: &str, arg: AddrArg) -> Result<String, String> {
+        let pi = self.pool_index(pool)?;
+        let servers = &self.cfg.pools[pi].servers;
+        let hits: Vec<usize> =
+            (0..servers.len()).filter(|k| *servers[*k].address.get_ref().ip() == arg.ip && arg.port.is_none_or(|p| servers[*k].address.get_ref().port() == p)).collect();
+        let list = || servers.iter().map(|s| s.address.get_ref().to_string()).collect::<Vec<_>>().join(", ");
+        let k = match hits.as_slice() {
+            [k] => *k,
+            [] => return Err(format!("pool {pool} has no server {arg} (its servers: {})", list())),
+            _ => return Err(format!("{arg} is ambiguous in pool {pool}: give IP:PORT ({})", list())),
+        };
+        let a = *servers[k].address.get_ref();
+        let active = self.active_connections(pi, a);
+        let mut new = self.cfg.clone();
+        new.pools[pi].servers.remove(k);
+        self.change(new, format!("server {a} (pool {pool}) removed; {active} active connection(s) finish first"))
+    }
+
+    /// `virtual-server add NAME IP:PORT POOL [tcp|udp] [nat|full-nat]`.
+    fn add_virtual_server(&mut self, name: String, addr: SocketAddrV4, pool: String, udp: bool, full_nat: bool) -> Result<String, String> {
+        self.pool_index(&pool)?;
+        let mut new = self.cfg.clone();
+        let protocol = if udp { crate::config::Protocol::Udp } else { crate::config::Protocol::Tcp };
+        let forwarding = if full_nat { crate::config::Forwarding::FullNat } else { crate::config::Forwarding::Nat };
+        new.virtual_servers.push(crate::config::VirtualServer {
+            name: toml::Spanned::new(0..0, name.clone()),
+            address: addr,
+            protocol,
+            forwarding: toml::Spanned::new(0..0, forwarding),
+            pool: toml::Spanned::new(0..0, pool.clone()),
+            local_addresses: Vec::new(),
+            persistence: None,
+            persistence_group: None,
+        });
+        self.change(new, format!("virtual-server {name} added: {addr} {} {} pool {pool}", kebab(&protocol), kebab(&forwarding)))
+    }
+
+    /// `virtual-server remove NAME`.
+    fn remove_virtual_server(&mut self, name: &str) -> Result<String, String> {
+        let Some(i) = self.cfg.virtual_servers.iter().position(|v| v.name.get_ref() == name) else {
+            let all: Vec<&str> = self.cfg.virtual_servers.iter().map(|v| v.name.get_ref().as_str()).collect();
+            return Err(format!("no virtual server named {name:?} (virtual servers: {})", if all.is_empty() { "none".into() } else { all.join(", ") }));
+        };
+        let active = self.vs_slot(name).map_or(0, |s| self.sum_over(|w| w.services.get(s)).conns_active);
+        let mut new = self.cfg.clone();
+        new.virtual_servers.remove(i);
+        self.change(new, format!("virtual-server {name} removed; {active} active connection(s) finish first"))
+    }
+
+    /// `config reload`: the file again; a bad one changes nothing.
+    fn reload(&mut self) -> Result<String, String> {
+        let Some(path) = self.config_path.clone() else { return Err("config reload: the appliance was not started from a file".into()) };
+        let new = Config::load(&path).map_err(|e| format!("config reload refused: {e}; nothing changed"))?;
+        let summary = self.apply_config(new).map_err(|e| format!("config reload refused: {e}"))?;
+        self.console.changes.clear();
+        let message = format!("config reloaded from {}", path.display());
+        log::info!("console: {message}");
+        say(&format!("admin: {message}"));
+        Ok(format!("{message}\n{summary}"))
+    }
+
+    /// `config save [PATH]`: the running configuration, written whole
+    /// (a temporary file renamed over the target).
+    fn save(&mut self, path: Option<&str>) -> Result<String, String> {
+        let target = match path {
+            Some(p) => std::path::PathBuf::from(p),
+            None => self.config_path.clone().ok_or("config save: give a PATH (the appliance was not started from a file)")?,
+        };
+        let text = format!("# The running configuration of furiwake, saved by `config save`.\n\n{}\n", render_config(&self.cfg));
+        let tmp = target.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &target)).map_err(|e| format!("config save: {}: {e}", target.display()))?;
+        self.console.changes.clear();
+        let message = format!("config saved to {}", target.display());
+        log::info!("console: {message}");
+        say(&format!("admin: {message}"));
+        Ok(message)
+    }
+
+    /// `log level LEVEL`.
+    fn log_level(&mut self, level: &str) -> Result<String, String> {
+        let lv: crate::config::LogLevel = toml::Value::String(level.to_string()).try_into().map_err(|e| format!("log level {level:?}: {e}"))?;
+        log::set_max_level(lv.filter());
+        self.cfg.logging.level = lv;
+        let message = format!("log level {level}");
+        self.changed(&message);
+        Ok(message)
     }
 
     /// Publishes the base snapshot with health and operator states applied.

@@ -576,8 +576,7 @@ impl Worker {
         let loads = self.loads.as_deref();
         let mut keep_record = false;
         if let Some(rec) = self.persist.get(key, self.now) {
-            let range = vs.first_server..vs.first_server.saturating_add(vs.server_count);
-            let member = range.clone().find(|g| snap.servers.get(*g as usize).is_some_and(|s| s.ip == rec.server_ip));
+            let member = vs.members.iter().copied().find(|g| snap.servers.get(*g as usize).is_some_and(|s| s.ip == rec.server_ip));
             let stale = member.and_then(|g| snap.servers.get(g as usize)).is_some_and(|s| s.epoch != rec.epoch);
             match member {
                 Some(g) if !stale || pers.keep_on_down => {

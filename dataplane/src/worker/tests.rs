@@ -40,8 +40,7 @@ fn snapshot() -> Snapshot {
         vs.ip = ip(VIP);
         vs.port = port;
         vs.proto = proto;
-        vs.first_server = first;
-        vs.server_count = 2;
+        vs.members = vec![first, first + 1].into_boxed_slice();
         vs.schedule = Schedule::round_robin(2);
         if fwd == Forwarding::FullNat {
             vs.local_addrs = vec![ip(SELF_IN)].into_boxed_slice();
