@@ -538,17 +538,7 @@ fn lab_harness_parts_work_without_the_appliance() {
 fn two_workers_hand_off_packets_they_do_not_own() {
     let Some(mut lab) = Lab::new('w', "workers", &["nginx"]) else { return };
     lab.nginx(0);
-    let platform = format!(
-        r#"[platform]
-eal_args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{}", "--no-telemetry", "--lcores", "0@0,1@1,2@1"]
-control_lcore = 0
-worker_lcores = [1, 2]
-mbufs = 8191
-idle_sleep_us = 20
-"#,
-        lab.prefix
-    );
-    let interfaces = LAB_INTERFACES.replace("iface=lb-out", "iface=lb-out,qpairs=2").replace("iface=lb-in", "iface=lb-in,qpairs=2");
+    let (platform, interfaces) = two_worker_sections(&lab.prefix);
     let services = format!(
         "{}\n{}\n[[virtual_server]]\nname = \"app\"\naddress = \"192.0.2.101:80\"\nforwarding = \"full-nat\"\npool = \"web\"\n",
         pool("web", 80, "round-robin", None),

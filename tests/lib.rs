@@ -507,6 +507,24 @@ device = "net_af_packet1,iface=lb-in"
 address = "198.51.100.1/24"
 "#;
 
+/// `[platform]` and the lab's interfaces for two workers on a two-CPU
+/// machine: lcores 1 and 2 share CPU 1 through `--lcores`, two af_packet
+/// queue pairs per port (the kernel spreads packets over them, so workers
+/// receive packets of connections they do not own).
+pub fn two_worker_sections(file_prefix: &str) -> (String, String) {
+    let platform = format!(
+        r#"[platform]
+eal_args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{file_prefix}", "--no-telemetry", "--lcores", "0@0,1@1,2@1"]
+control_lcore = 0
+worker_lcores = [1, 2]
+mbufs = 8191
+idle_sleep_us = 20
+"#
+    );
+    let interfaces = LAB_INTERFACES.replace("iface=lb-out", "iface=lb-out,qpairs=2").replace("iface=lb-in", "iface=lb-in,qpairs=2");
+    (platform, interfaces)
+}
+
 /// The address of server N (srvN) in the lab.
 pub fn server_ip(n: u32) -> String {
     format!("198.51.100.{}", 10 + n)

@@ -30,17 +30,7 @@ fn lab(tag: char, name: &str, services: &str) -> Option<Lab> {
     for c in &CLIENTS[1..] {
         lab.topo.exec("client", &format!("ip addr add {c}/24 dev eth0"));
     }
-    let platform = format!(
-        r#"[platform]
-eal_args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{}", "--no-telemetry", "--lcores", "0@0,1@1,2@1"]
-control_lcore = 0
-worker_lcores = [1, 2]
-mbufs = 8191
-idle_sleep_us = 20
-"#,
-        lab.prefix
-    );
-    let interfaces = LAB_INTERFACES.replace("iface=lb-out", "iface=lb-out,qpairs=2").replace("iface=lb-in", "iface=lb-in,qpairs=2");
+    let (platform, interfaces) = two_worker_sections(&lab.prefix);
     lab.start_config(&format!("{platform}\n{interfaces}\n{}\n{services}", web_pool()));
     Some(lab)
 }

@@ -733,19 +733,23 @@ impl Appliance {
         })
     }
 
-    /// `server POOL ADDR enable|disable|drain|weight N`.
-    fn server_command(&mut self, pool: &str, arg: AddrArg, action: ServerAction) -> Result<String, String> {
+    /// The member `arg` of `pool`: pool index, index in the pool, address.
+    fn member(&self, pool: &str, arg: AddrArg) -> Result<(usize, usize, SocketAddrV4), String> {
         let pi = self.pool_index(pool)?;
         let servers = &self.cfg.pools[pi].servers;
         let hits: Vec<usize> =
             (0..servers.len()).filter(|k| *servers[*k].address.get_ref().ip() == arg.ip && arg.port.is_none_or(|p| servers[*k].address.get_ref().port() == p)).collect();
         let list = || servers.iter().map(|s| s.address.get_ref().to_string()).collect::<Vec<_>>().join(", ");
-        let k = match hits.as_slice() {
-            [k] => *k,
-            [] => return Err(format!("pool {pool} has no server {arg} (its servers: {})", list())),
-            _ => return Err(format!("{arg} is ambiguous in pool {pool}: give IP:PORT ({})", list())),
-        };
-        let a = *servers[k].address.get_ref();
+        match hits.as_slice() {
+            [k] => Ok((pi, *k, *servers[*k].address.get_ref())),
+            [] => Err(format!("pool {pool} has no server {arg} (its servers: {})", list())),
+            _ => Err(format!("{arg} is ambiguous in pool {pool}: give IP:PORT ({})", list())),
+        }
+    }
+
+    /// `server POOL ADDR enable|disable|drain|weight N`.
+    fn server_command(&mut self, pool: &str, arg: AddrArg, action: ServerAction) -> Result<String, String> {
+        let (pi, k, a) = self.member(pool, arg)?;
         let what = format!("server {a} (pool {pool})");
         let message = match action {
             ServerAction::Weight(w) => {
@@ -823,17 +827,7 @@ impl Appliance {
 
     /// `pool POOL remove-server ADDR`.
     fn remove_server(&mut self, pool: &str, arg: AddrArg) -> Result<String, String> {
-        let pi = self.pool_index(pool)?;
-        let servers = &self.cfg.pools[pi].servers;
-        let hits: Vec<usize> =
-            (0..servers.len()).filter(|k| *servers[*k].address.get_ref().ip() == arg.ip && arg.port.is_none_or(|p| servers[*k].address.get_ref().port() == p)).collect();
-        let list = || servers.iter().map(|s| s.address.get_ref().to_string()).collect::<Vec<_>>().join(", ");
-        let k = match hits.as_slice() {
-            [k] => *k,
-            [] => return Err(format!("pool {pool} has no server {arg} (its servers: {})", list())),
-            _ => return Err(format!("{arg} is ambiguous in pool {pool}: give IP:PORT ({})", list())),
-        };
-        let a = *servers[k].address.get_ref();
+        let (pi, k, a) = self.member(pool, arg)?;
         let active = self.active_connections(pi, a);
         let mut new = self.cfg.clone();
         new.pools[pi].servers.remove(k);

@@ -668,22 +668,7 @@ fn connections_of_a_reset_server_are_cut() {
     next.servers[0].enabled = false;
     next.servers[0].reset = true;
     publisher.publish(Box::new(next));
-    struct NoIo;
-    impl PacketIo for NoIo {
-        type Pkt = Pkt;
-        fn rx_queues(&self) -> usize {
-            0
-        }
-        fn rx_burst(&mut self, _q: usize, _b: &mut Burst<Pkt>) {}
-        fn tx(&mut self, _p: u16, _pkt: Pkt) {}
-        fn punt(&mut self, p: Pkt) -> Result<(), Pkt> {
-            Err(p)
-        }
-        fn flush(&mut self) -> crate::io::TxReport {
-            crate::io::TxReport::default()
-        }
-    }
-    w.poll(&mut NoIo, 1); // quiescent point: picks up the snapshot
+    w.poll(&mut Idle, 1); // quiescent point: picks up the snapshot
     let mut ack = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::ACK), true);
     assert_eq!(w.process(&mut ack, OUT, false), Verdict::Drop(DropReason::ServerDown));
     assert_eq!(w.table().len(), 0, "entry removed");
