@@ -324,6 +324,7 @@ impl Appliance {
         let busy = |kind: build::SlotKind, slot: usize| self.active(kind, slot) > 0;
         let built = build::rebuild(&new, &infos, &self.layout, &self.base, &busy)?;
         let before = (self.layout.services.iter().filter(|s| s.is_live()).count(), self.layout.servers.iter().filter(|s| s.is_live()).count());
+        let before_owned: Vec<Vec<Ipv4Addr>> = self.links.iter().map(|l| l.owned.clone()).collect();
         for (l, owned) in self.links.iter_mut().zip(built.owned.iter().cloned()) {
             l.owned = owned;
         }
@@ -344,7 +345,13 @@ impl Appliance {
         if let Some(p) = self.publisher.as_mut() {
             p.publish(Box::new(snap));
         }
-        self.announce();
+        // Gratuitous ARP for the addresses this change added.
+        for li in 0..self.links.len() {
+            let (mac, owned) = (self.links[li].mac, self.links[li].owned.clone());
+            for ip in owned.into_iter().filter(|ip| before_owned.get(li).is_none_or(|b| !b.contains(ip))) {
+                self.send_arp_request(li, mac, ip, ip);
+            }
+        }
         self.resolve_nexthops(Instant::now());
         let retired_v = self.layout.services.iter().filter(|s| s.is_retired()).count();
         let retired_s = self.layout.servers.iter().filter(|s| s.is_retired()).count();
