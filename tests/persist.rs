@@ -31,7 +31,8 @@ fn lab(tag: char, name: &str, services: &str) -> Option<Lab> {
         lab.topo.exec("client", &format!("ip addr add {c}/24 dev eth0"));
     }
     let (platform, interfaces) = two_worker_sections(&lab.prefix);
-    lab.start_config(&format!("{platform}\n{interfaces}\n{}\n{services}", web_pool()));
+    let console = format!("[console]\nsocket = \"{}\"\n", lab.dir.path("console.sock").display());
+    lab.start_config(&format!("{platform}\n{interfaces}\n{console}\n{}\n{services}", web_pool()));
     Some(lab)
 }
 
@@ -142,5 +143,51 @@ persistence_group = "shop"
     assert_eq!(must(&block, "virtual-server http:", "conns-new"), 70);
     assert_eq!(must(&block, "virtual-server https:", "conns-new"), 70);
     assert_eq!(persistence_sum(&block, "records-made"), 7, "one record per client, shared by both services:\n{block}");
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// With two workers, a reload that would change which worker owns a
+/// persistent virtual server's connections (its netmask) is refused while
+/// it has connections, and applied once they have ended.
+#[test]
+fn a_netmask_change_waits_for_the_connections_it_would_move() {
+    let services = r#"
+[[virtual_server]]
+name = "shop"
+address = "192.0.2.100:80"
+pool = "web"
+persistence = { kind = "source-ip", timeout_s = 60 }
+
+[timeouts]
+tcp_fin = 1
+tcp_time_wait = 1
+tcp_close = 1
+"#;
+    let Some(mut lab) = lab('n', "netmask", services) else { return };
+    let hold = test_script("tcp_hold.py");
+    let argv = ["python3", hold.to_str().unwrap(), "--to", "192.0.2.100:80", "--timeout", "20"];
+    let mut conn = Proc::spawn("hold", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("hold.log"), true);
+    conn.expect_output("connected ", std::time::Duration::from_secs(10));
+    let file = lab.dir.path("lb.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let wider = text.replace("kind = \"source-ip\", timeout_s = 60", "kind = \"source-ip\", netmask = \"255.255.255.0\", timeout_s = 60");
+    assert_ne!(wider, text);
+    std::fs::write(&file, &wider).unwrap();
+    let reload = || {
+        let out = std::process::Command::new(furiwake_bin()).args(["console", "--config", file.to_str().unwrap(), "-c", "config reload"]).output().unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (code, msg) = reload();
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("would move them between workers"), "{msg}");
+    assert_eq!(id(&lab, CLIENTS[0], VIP).len(), 4, "still serving");
+    conn.send_line("close");
+    let applied = wait_for(std::time::Duration::from_secs(15), || {
+        let (code, msg) = reload();
+        Some(msg).filter(|_| code == Some(0))
+    });
+    assert!(applied.is_some_and(|m| m.contains("config reloaded")), "the reload never applied after the connection ended: {:?}", reload());
+    let answers: Vec<String> = CLIENTS.iter().map(|c| id(&lab, c, VIP)).collect();
+    assert_eq!(tally(&answers).len(), 1, "one /24, one server after the reload: {answers:?}");
     stop_furiwake_cleanly(lab.fw());
 }

@@ -323,6 +323,21 @@ impl Appliance {
         let infos: Vec<LinkInfo> = self.links.iter().map(|l| LinkInfo { port_id: l.port.id(), mac: l.mac, address: l.cfg.address }).collect();
         let busy = |kind: build::SlotKind, slot: usize| self.active(kind, slot) > 0;
         let built = build::rebuild(&new, &infos, &self.layout, &self.base, &busy)?;
+        // A worker owns a connection by a key its virtual server's
+        // persistence decides (`worker::owner`): changing it would move
+        // open connections to workers that do not have them.
+        if self.workers.len() > 1 {
+            for (i, (old, new)) in self.base.services.iter().zip(built.snapshot.services.iter()).enumerate() {
+                let live = |l: &build::Layout| l.services.get(i).is_some_and(build::Slot::is_live);
+                let mask = |v: &furiwake_dataplane::snapshot::VirtualService| v.persistence.and_then(|p| p.owner_mask());
+                if live(&self.layout) && live(&built.layout) && mask(old) != mask(new) && self.active(build::SlotKind::Service, i) > 0 {
+                    return Err(format!(
+                        "virtual_server {:?}: changing source-ip persistence or its netmask while it has connections would move them between workers; nothing changed (wait for them to end, or restart)",
+                        old.name
+                    ));
+                }
+            }
+        }
         let before = (self.layout.services.iter().filter(|s| s.is_live()).count(), self.layout.servers.iter().filter(|s| s.is_live()).count());
         let before_owned: Vec<Vec<Ipv4Addr>> = self.links.iter().map(|l| l.owned.clone()).collect();
         for (l, owned) in self.links.iter_mut().zip(built.owned.iter().cloned()) {
