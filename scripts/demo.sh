@@ -53,6 +53,18 @@ for i in $(seq 1 10); do
   ip netns exec $P-client curl -s -m 1 http://192.0.2.100/id || echo "(no answer)"
 done
 
+CONSOLE=("$BIN" console --config configs/two-arm-nat.toml -c)
+say "console: furiwake console -c 'show servers'"
+"${CONSOLE[@]}" "show servers"
+say "console: server web 198.51.100.11:80 drain; then six more requests (none to srv1)"
+"${CONSOLE[@]}" "server web 198.51.100.11:80 drain"
+for i in $(seq 1 6); do
+  printf 'request %2d: ' "$i"
+  ip netns exec $P-client curl -s -m 1 http://192.0.2.100/id || echo "(no answer)"
+done
+"${CONSOLE[@]}" "server web 198.51.100.11:80 enable"
+say "console: show virtual-servers"
+"${CONSOLE[@]}" "show virtual-servers"
 say "counters (SIGUSR1)"
 kill -USR1 $fw; sleep 0.5
 sed -n '/== furiwake counters ==/,$p' "$WORK/furiwake.log"

@@ -536,7 +536,11 @@ impl Worker {
             flags: if persisted { FLAG_PERSIST } else { 0 },
         };
         // `process` just missed the original key in this table.
-        let id = match self.table.insert_after_miss(&init, self.now) {
+        let mut inserted = self.table.insert_after_miss(&init, self.now);
+        if inserted == Err(InsertError::Exists) && self.reclaim_closing(&reply_key) {
+            inserted = self.table.insert_after_miss(&init, self.now);
+        }
+        let id = match inserted {
             Ok(id) => id,
             Err(e) => {
                 if vs.forwarding == Forwarding::FullNat {
@@ -606,6 +610,22 @@ impl Worker {
         }
         self.counters.persist_records.inc();
         (pick, true)
+    }
+
+    /// With NAT, a client's connections to two virtual ports that lead to
+    /// one server:port look the same from the server's side, so a new one
+    /// can find its reply key held by an older one that is closing (the
+    /// client reused its port, RFC 9293 §3.6.1): the closing entry goes, as
+    /// a SYN reusing a TIME_WAIT entry's own key does. An open one stays,
+    /// and the new connection is refused (`flow-exists`). Cold path.
+    #[cold]
+    fn reclaim_closing(&mut self, reply_key: &FlowKey) -> bool {
+        let Some((id, _)) = self.table.lookup(reply_key, FlowTable::hash(reply_key)) else { return false };
+        if !self.table.get(id).is_some_and(|f| matches!(f.state, FlowState::TimeWait | FlowState::Close)) {
+            return false;
+        }
+        self.remove(id);
+        true
     }
 
     /// Client to server: DNAT (and SNAT for full-NAT), L2 to the server's

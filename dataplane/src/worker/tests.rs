@@ -891,3 +891,47 @@ fn a_drained_server_keeps_its_persistent_clients_but_gets_no_new_ones() {
     assert_ne!(connect(&mut w, CLIENT, 1002, 80), home);
     std::mem::forget(publisher);
 }
+
+/// NAT: a client's connections to two virtual ports leading to one
+/// server:port share the server-side key. A new one reusing the client port
+/// of a closed one takes over its entry; one whose twin is still open is
+/// refused.
+#[test]
+fn a_closing_entry_gives_way_to_a_new_connection_with_its_reply_key() {
+    let mut s = snapshot();
+    s.services[1].forwarding = Forwarding::Nat;
+    s.services[1].local_addrs = Box::new([]);
+    // VIP:81 leads to SRV[0]:8080 only.
+    s.services[1].members = Box::new([2]);
+    s.services[1].schedule = Schedule::round_robin(1);
+    s.index();
+    let mut w = worker_on(s, 64, 0, 1, true);
+    let seg = |from_client: bool, dport: u16, flags: u8| {
+        if from_client {
+            frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, dport, flags), true)
+        } else {
+            frame(SERVER_MAC[0], IN_MAC, SRV[0], CLIENT, 6, &tcp(8080, 40000, flags), true)
+        }
+    };
+    let mut f = seg(true, 80, tcpf::SYN);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(addr(&f, 30), SRV[0]);
+    // Open: the twin through VIP:81 (also to SRV[0]:8080) is refused.
+    assert_eq!(w.process(&mut seg(true, 81, tcpf::SYN), OUT, false), Verdict::Drop(DropReason::FlowExists));
+    for (client, flags) in [(false, tcpf::SYN | tcpf::ACK), (true, tcpf::ACK), (true, tcpf::FIN | tcpf::ACK), (false, tcpf::FIN | tcpf::ACK), (true, tcpf::ACK)] {
+        let mut g = seg(client, 80, flags);
+        w.process(&mut g, if client { OUT } else { IN }, false);
+    }
+    assert_eq!(w.table().len(), 1);
+    assert!(matches!(w.table().get(0).map(|f| f.state), Some(FlowState::TimeWait)), "{:?}", w.table().get(0).map(|f| f.state));
+    // Closed: the new connection takes the key over.
+    let mut g = seg(true, 81, tcpf::SYN);
+    assert_eq!(w.process(&mut g, OUT, false), Verdict::Forward(IN));
+    assert_eq!((addr(&g, 30), port(&g, 36)), (SRV[0], 8080));
+    assert_eq!(w.table().len(), 1, "the closing entry went");
+    let mut r = seg(false, 81, tcpf::SYN | tcpf::ACK);
+    assert_eq!(w.process(&mut r, IN, false), Verdict::Forward(OUT));
+    assert_eq!(port(&r, 34), 81, "replies now belong to the VIP:81 connection");
+    let c = w.counters();
+    assert_eq!((c.services[0].conns_active.get(), c.services[1].conns_active.get()), (0, 1));
+}
