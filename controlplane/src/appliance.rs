@@ -122,6 +122,9 @@ pub struct Appliance {
     loads: Arc<furiwake_dataplane::sched::Loads>,
     /// Where each virtual server and server sits in the snapshot.
     layout: build::Layout,
+    /// Per service and server slot: the snapshot generation that retired
+    /// it; it is freed only once every worker has moved past it.
+    retired_gen: [Vec<u64>; 2],
     /// The file `config reload` reads and `config save` writes.
     config_path: Option<std::path::PathBuf>,
     /// Per server address: how many times it has gone down (persistence
@@ -202,6 +205,7 @@ impl Appliance {
             // Sized for every slot a configuration change may use.
             loads: Arc::new(furiwake_dataplane::sched::Loads::new(MAX_SERVERS)),
             layout: built.layout.clone(),
+            retired_gen: [Vec::new(), Vec::new()],
             config_path: None,
             rates: crate::loads::Rates::default(),
             health,
@@ -321,21 +325,23 @@ impl Appliance {
     pub(crate) fn apply_config(&mut self, new: Config) -> Result<String, String> {
         restart_needed(&self.cfg, &new)?;
         let infos: Vec<LinkInfo> = self.links.iter().map(|l| LinkInfo { port_id: l.port.id(), mac: l.mac, address: l.cfg.address }).collect();
-        let busy = |kind: build::SlotKind, slot: usize| self.active(kind, slot) > 0;
+        let min_seen = self.publisher.as_ref().map_or(u64::MAX, |p| p.min_seen());
+        let busy = |kind: build::SlotKind, slot: usize| self.active(kind, slot) > 0 || self.retired_gen[kind as usize].get(slot).is_some_and(|g| *g > min_seen);
         let built = build::rebuild(&new, &infos, &self.layout, &self.base, &busy)?;
-        // A worker owns a connection by a key its virtual server's
-        // persistence decides (`worker::owner`): changing it would move
-        // open connections to workers that do not have them.
-        if self.workers.len() > 1 {
-            for (i, (old, new)) in self.base.services.iter().zip(built.snapshot.services.iter()).enumerate() {
-                let live = |l: &build::Layout| l.services.get(i).is_some_and(build::Slot::is_live);
-                let mask = |v: &furiwake_dataplane::snapshot::VirtualService| v.persistence.and_then(|p| p.owner_mask());
-                if live(&self.layout) && live(&built.layout) && mask(old) != mask(new) && self.active(build::SlotKind::Service, i) > 0 {
-                    return Err(format!(
-                        "virtual_server {:?}: changing source-ip persistence or its netmask while it has connections would move them between workers; nothing changed (wait for them to end, or restart)",
-                        old.name
-                    ));
-                }
+        // Open connections depend on their virtual server's forwarding and
+        // local addresses (where replies come back), and on its persistence
+        // key (which worker owns them, `worker::owner`; which record they
+        // reference). Those change only while it has no connection.
+        for (i, (old, new)) in self.base.services.iter().zip(built.snapshot.services.iter()).enumerate() {
+            let live = |l: &build::Layout| l.services.get(i).is_some_and(build::Slot::is_live);
+            let key = |v: &furiwake_dataplane::snapshot::VirtualService| {
+                (v.forwarding, v.local_addrs.clone(), v.persistence.map(|p| (p.kind, p.netmask, p.group)))
+            };
+            if live(&self.layout) && live(&built.layout) && key(old) != key(new) && self.active(build::SlotKind::Service, i) > 0 {
+                return Err(format!(
+                    "virtual_server {:?}: its forwarding, local addresses or persistence (kind, netmask, group) cannot change while it has connections; nothing changed (wait for them to end, or restart)",
+                    old.name
+                ));
             }
         }
         let before = (self.layout.services.iter().filter(|s| s.is_live()).count(), self.layout.servers.iter().filter(|s| s.is_live()).count());
@@ -355,10 +361,20 @@ impl Appliance {
         }
         self.cfg = new;
         self.base = built.snapshot;
-        self.layout = built.layout;
+        let old_layout = std::mem::replace(&mut self.layout, built.layout);
         let snap = self.current_snapshot();
-        if let Some(p) = self.publisher.as_mut() {
-            p.publish(Box::new(snap));
+        let generation = self.publisher.as_mut().map_or(0, |p| p.publish(Box::new(snap)));
+        for (kind, now, before) in [
+            (build::SlotKind::Service, self.layout.services.iter().map(build::Slot::is_retired).collect::<Vec<_>>(), old_layout.services.iter().map(build::Slot::is_retired).collect::<Vec<_>>()),
+            (build::SlotKind::Server, self.layout.servers.iter().map(build::Slot::is_retired).collect(), old_layout.servers.iter().map(build::Slot::is_retired).collect()),
+        ] {
+            let gens = &mut self.retired_gen[kind as usize];
+            gens.resize(now.len(), 0);
+            for (i, r) in now.iter().enumerate() {
+                if *r && !before.get(i).copied().unwrap_or(false) {
+                    gens[i] = generation;
+                }
+            }
         }
         // Gratuitous ARP for the addresses this change added.
         for li in 0..self.links.len() {
@@ -999,7 +1015,7 @@ fn worker_loop(
 /// and console sockets. Returns which, for the operator.
 fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
     let mut differs = Vec::new();
-    if format!("{:?}", old.platform) != format!("{:?}", new.platform) {
+    if old.platform != new.platform {
         differs.push("[platform]");
     }
     let ifaces = |c: &Config| c.interfaces.iter().map(|i| (i.name.get_ref().clone(), i.device.get_ref().clone(), i.address.to_string())).collect::<Vec<_>>();
@@ -1012,12 +1028,36 @@ fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
     if old.management.listen != new.management.listen {
         differs.push("[management]");
     }
-    if format!("{:?}", old.console) != format!("{:?}", new.console) {
+    if old.console != new.console {
         differs.push("[console]");
     }
     if differs.is_empty() {
         Ok(())
     } else {
         Err(format!("{} changed: these take effect at restart; nothing was changed", differs.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration is compared by value: the same file with other
+    /// byte offsets (a comment on top, or rendered by the console) needs no
+    /// restart and keeps its health checks.
+    #[test]
+    fn the_same_config_at_other_offsets_needs_no_restart() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/shop-persistence.toml");
+        let a = Config::load(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let b = Config::parse("b", &format!("# moved down\n# by two comment lines\n{text}")).unwrap();
+        let c = Config::parse("c", &console_exec::render_config(&a)).unwrap();
+        for other in [&b, &c] {
+            assert_eq!(restart_needed(&a, other), Ok(()));
+            assert_eq!(a.health_checks, other.health_checks, "same checks at other offsets");
+        }
+        let mut d = b.clone();
+        d.platform.idle_sleep_us += 1;
+        assert!(restart_needed(&a, &d).unwrap_err().contains("[platform]"));
     }
 }

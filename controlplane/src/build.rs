@@ -298,14 +298,17 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         };
     }
 
-    // What left the config: retired while connections use it, then free.
+    // What left the config is retired: a worker may still be creating a
+    // connection on it from the snapshot before this one. A retired slot is
+    // freed by a later rebuild, once `busy` says no connection and no worker
+    // can still use it.
     for (i, slot) in layout.services.iter_mut().enumerate() {
         if claimed_services.get(i).copied().unwrap_or(false) {
             continue;
         }
         let Some(v) = services.get_mut(i) else { continue };
         match slot.key().cloned() {
-            Some(k) if busy(SlotKind::Service, i) => {
+            Some(k) if slot.is_live() || busy(SlotKind::Service, i) => {
                 *slot = Slot::Retired(k);
                 v.retired = true;
                 v.members = Box::new([]);
@@ -322,7 +325,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         }
         let Some(s) = servers.get_mut(i) else { continue };
         match slot.key().cloned() {
-            Some(k) if busy(SlotKind::Server, i) => {
+            Some(k) if slot.is_live() || busy(SlotKind::Server, i) => {
                 *slot = Slot::Retired(k);
                 s.enabled = false;
                 s.sticky_only = false;
@@ -333,9 +336,13 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             }
         }
     }
-    // Local addresses of every service that still has connections: the
-    // servers' replies come back to them.
-    for v in services.iter().filter(|v| !v.local_addrs.is_empty()) {
+    // Local addresses of every service that still has connections (the
+    // servers' replies come back to them), and the VIPs of removed ones
+    // until their connections have ended (their clients keep sending).
+    for v in services.iter().filter(|v| v.ip != 0) {
+        if v.retired {
+            own(Ipv4Addr::from(v.ip), &mut owned);
+        }
         for a in v.local_addrs.iter() {
             own(Ipv4Addr::from(*a), &mut owned);
         }
@@ -461,14 +468,21 @@ pool = "web"
         assert!(s.is_local(ip("198.51.100.1")), "its local address still takes replies");
         assert!(b.layout.servers[3].is_retired() && !s.servers[3].enabled, "app's busy server retired");
         assert_eq!(s.servers[3].ip, first.snapshot.servers[3].ip, "a retired server keeps its data for its connections");
-        assert_eq!(b.layout.servers[2], Slot::Free, "app's idle server freed");
-        assert!(!b.owned[0].contains(&Ipv4Addr::new(192, 0, 2, 101)), "ARP stops answering for the removed VIP");
+        assert!(b.layout.servers[2].is_retired(), "an idle server is retired first too: a worker may be using the previous snapshot");
+        assert!(b.owned[0].contains(&Ipv4Addr::new(192, 0, 2, 101)), "ARP still answers for the removed VIP while its connections last");
+        assert_eq!(s.owner_service(ip("192.0.2.101"), 80, 6), Some(1), "its connections keep their owner worker");
         assert_eq!(b.server_pools[3], usize::MAX);
+        // Still busy: stays.
+        let b2 = rebuild(&cfg2, &links(), &b.layout, &b.snapshot, &busy).unwrap();
+        assert!(b2.layout.services[1].is_retired() && b2.layout.servers[3].is_retired());
+        assert_eq!(b2.layout.servers[2], Slot::Free, "idle and retired: freed");
 
         // Its connections ended: the next rebuild frees the slots.
         let c = rebuild(&cfg2, &links(), &b.layout, &b.snapshot, &|_, _| false).unwrap();
         assert_eq!(c.layout.services[1], Slot::Free);
         assert_eq!(c.layout.servers[3], Slot::Free);
+        assert!(!c.owned[0].contains(&Ipv4Addr::new(192, 0, 2, 101)), "ARP stops answering for the removed VIP");
+        assert_eq!(c.snapshot.owner_service(ip("192.0.2.101"), 80, 6), None);
         assert_eq!(&*c.snapshot.services[0].members, &[0, 1, 4]);
 
         // `app` back: new slots (appended while there is room), same

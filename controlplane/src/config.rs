@@ -168,7 +168,7 @@ impl LogLevel {
 }
 
 /// The management plane: kernel sockets, never the DPDK ports.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Management {
     /// Prometheus text metrics at `http://LISTEN/metrics`; none when unset.
@@ -226,7 +226,8 @@ impl Default for Timeouts {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// Compared by value (spans of `toml::Spanned` fields do not count).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Platform {
     /// EAL arguments. Furiwake adds `-l` (unless `--lcores` maps lcores to
@@ -355,7 +356,8 @@ pub enum CheckKind {
     Script,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// Compared by value (spans of `toml::Spanned` fields do not count).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     pub name: Spanned<String>,

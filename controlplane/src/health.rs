@@ -606,8 +606,8 @@ impl Health {
     pub fn retarget(&mut self, targets: Vec<Target>, now: Instant) {
         let mut old: Vec<Option<TargetState>> = std::mem::take(&mut self.targets).into_iter().map(Some).collect();
         let same = |a: &Target, b: &Target| {
-            a.server == b.server && a.addr == b.addr && a.link == b.link && a.checks.len() == b.checks.len()
-                && a.checks.iter().zip(&b.checks).all(|(x, y)| format!("{x:?}") == format!("{y:?}"))
+            // By value: a check moved in the file is the same check.
+            a.server == b.server && a.addr == b.addr && a.link == b.link && a.checks == b.checks
         };
         for t in targets {
             let kept = old.iter_mut().find(|o| o.as_ref().is_some_and(|o| same(&o.target, &t))).and_then(Option::take);

@@ -68,10 +68,16 @@ impl<T> Publisher<T> {
         generation
     }
 
+    /// The oldest generation a worker may still be using: every worker has
+    /// moved to this one or a later one.
+    pub fn min_seen(&self) -> u64 {
+        self.cell.seen.iter().map(|s| s.load(Ordering::Acquire)).min().unwrap_or(u64::MAX)
+    }
+
     /// Frees retired snapshots no worker can still be using. Returns how
     /// many are still waiting.
     pub fn reclaim(&mut self) -> usize {
-        let min_seen = self.cell.seen.iter().map(|s| s.load(Ordering::Acquire)).min().unwrap_or(u64::MAX);
+        let min_seen = self.min_seen();
         self.retired.retain(|(replaced_at, _)| *replaced_at > min_seen);
         self.retired.len()
     }

@@ -149,8 +149,12 @@ pub struct Snapshot {
     /// Persistence records per worker, allocated by a worker when a
     /// snapshot with persistence first reaches it.
     pub persist_records: u32,
-    /// (ip << 24 | port << 8 | proto, service index), sorted.
+    /// (ip << 24 | port << 8 | proto, service index), sorted: services
+    /// taking new connections.
     vip_index: Vec<(u64, u16)>,
+    /// The same with retired services too (a live one wins a shared key):
+    /// their open connections keep their owner worker.
+    owner_index: Vec<(u64, u16)>,
     /// (server ip << 24 | port << 8 | proto, netmask), sorted: NAT servers
     /// of `source-ip` persistent services, whose replies are owned by the
     /// client address alone (`worker::owner`).
@@ -169,14 +173,22 @@ impl Snapshot {
         self.vip_index =
             self.services.iter().enumerate().filter(|(_, s)| !s.retired).map(|(i, s)| (vip_key(s.ip, s.port, s.proto), i as u16)).collect();
         self.vip_index.sort_unstable();
+        // Live first, so that dedup keeps the live service of a key.
+        let mut owners: Vec<(u64, bool, u16)> =
+            self.services.iter().enumerate().filter(|(_, s)| s.ip != 0).map(|(i, s)| (vip_key(s.ip, s.port, s.proto), s.retired, i as u16)).collect();
+        owners.sort_unstable();
+        owners.dedup_by_key(|e| e.0);
+        self.owner_index = owners.into_iter().map(|(k, _, i)| (k, i)).collect();
         let mut locals: Vec<u32> = self.services.iter().flat_map(|s| s.local_addrs.iter().copied()).collect();
         locals.sort_unstable();
         locals.dedup();
         self.local_addrs = locals;
+        // Every server of such a service, removed ones with open
+        // connections included (they keep the service's index).
         let mut masked: Vec<(u64, u32)> = Vec::new();
-        for vs in self.services.iter().filter(|v| v.forwarding == Forwarding::Nat) {
-            let Some(mask) = vs.persistence.and_then(|p| p.owner_mask()) else { continue };
-            for s in vs.members.iter().filter_map(|g| self.servers.get(*g as usize)) {
+        for s in self.servers.iter().filter(|s| s.ip != 0) {
+            let Some(vs) = self.services.get(s.vs as usize).filter(|v| v.forwarding == Forwarding::Nat) else { continue };
+            if let Some(mask) = vs.persistence.and_then(|p| p.owner_mask()) {
                 masked.push((vip_key(s.ip, s.port, vs.proto), mask));
             }
         }
@@ -202,6 +214,14 @@ impl Snapshot {
     pub fn find_service(&self, ip: u32, port: u16, proto: u8) -> Option<u16> {
         let k = vip_key(ip, port, proto);
         self.vip_index.binary_search_by_key(&k, |e| e.0).ok().and_then(|i| self.vip_index.get(i)).map(|e| e.1)
+    }
+
+    /// The service whose connections `ip:port/proto` addresses, for
+    /// ownership: like `find_service`, and retired services too.
+    #[inline]
+    pub fn owner_service(&self, ip: u32, port: u16, proto: u8) -> Option<u16> {
+        let k = vip_key(ip, port, proto);
+        self.owner_index.binary_search_by_key(&k, |e| e.0).ok().and_then(|i| self.owner_index.get(i)).map(|e| e.1)
     }
 
     /// True when some service listens on `ip` (any port).

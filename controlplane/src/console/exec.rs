@@ -831,7 +831,10 @@ impl Appliance {
         let active = self.active_connections(pi, a);
         let mut new = self.cfg.clone();
         new.pools[pi].servers.remove(k);
-        self.change(new, format!("server {a} (pool {pool}) removed; {active} active connection(s) finish first"))
+        let answer = self.change(new, format!("server {a} (pool {pool}) removed; {active} active connection(s) finish first"))?;
+        // Its operator state goes with it: added again, it starts enabled.
+        self.console.admin.set(pi, a, AdminState::Enabled);
+        Ok(answer)
     }
 
     /// `virtual-server add NAME IP:PORT POOL [tcp|udp] [nat|full-nat]`.

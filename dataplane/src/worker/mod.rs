@@ -179,7 +179,7 @@ pub fn owner(snap: &Snapshot, workers: u16, src: u32, sport: u16, dst: u32, dpor
     // With `source-ip` persistence every connection of a client (under the
     // netmask) must meet its record on one worker: the client address
     // alone is the key (`persist` has the trade-off).
-    let (ip, port) = match snap.find_service(dst, dport, proto) {
+    let (ip, port) = match snap.owner_service(dst, dport, proto) {
         Some(vs) => match snap.services.get(vs as usize).and_then(|v| v.persistence).and_then(|p| p.owner_mask()) {
             Some(mask) => (src & mask, 0),
             None => (src, sport),
@@ -513,7 +513,12 @@ impl Worker {
             Forwarding::Nat => (p.src, p.sport),
             Forwarding::FullNat => match self.local_ports.alloc(&vs.local_addrs) {
                 Some(l) => l,
-                None => return Verdict::Drop(DropReason::NoLocalPort),
+                None => {
+                    if let (true, Some(pers)) = (persisted, vs.persistence) {
+                        self.persist.release(pers.key(p.src, p.sport), server.ip, self.now, pers.timeout);
+                    }
+                    return Verdict::Drop(DropReason::NoLocalPort);
+                }
             },
         };
         let reply_key = FlowKey { src_ip: server.ip, dst_ip: local_ip, src_port: server.port, dst_port: local_port, proto: p.proto };
@@ -595,8 +600,9 @@ impl Worker {
                 }
                 Some(_) => self.persist.remove(key),
                 // Made by another service of the group whose pool has a
-                // node this one lacks: leave it to that service.
-                None => keep_record = true,
+                // node this one lacks: leave it to that service. A node no
+                // service of the group has any more (removed): replace it.
+                None => keep_record = group_has(snap, pers.group, rec.server_ip),
             }
         }
         let flow = crate::sched::Flow4 { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto };
@@ -806,6 +812,15 @@ impl Worker {
         eth.set_src_addr(out.mac);
         Verdict::Forward(out_port)
     }
+}
+
+/// Does a live service of persistence group `group` list a server at
+/// `ip`? (Rare path: a record naming a node the current service lacks.)
+#[cold]
+fn group_has(snap: &Snapshot, group: u16, ip: u32) -> bool {
+    snap.services.iter().filter(|v| !v.retired && v.persistence.is_some_and(|p| p.group == group)).any(|v| {
+        v.members.iter().any(|g| snap.servers.get(*g as usize).is_some_and(|s| s.ip == ip))
+    })
 }
 
 /// A drained server takes the clients its records name, below its

@@ -935,3 +935,68 @@ fn a_closing_entry_gives_way_to_a_new_connection_with_its_reply_key() {
     let c = w.counters();
     assert_eq!((c.services[0].conns_active.get(), c.services[1].conns_active.get()), (0, 1));
 }
+
+/// Removing a virtual server or a server changes nothing for the owner
+/// worker of their open connections.
+#[test]
+fn removed_services_and_servers_keep_their_connections_owners() {
+    let live = persistent_snapshot(0xffff_ff00, false);
+    let mut gone = live.clone();
+    gone.services[0].retired = true;
+    gone.services[0].members = Box::new([]);
+    gone.index();
+    assert_eq!(gone.find_service(ip(VIP), 80, 6), None, "no new connections");
+    // VIP:80 keeps its services, but server 0 (SRV[0]) is removed from it.
+    let mut server_gone = live.clone();
+    server_gone.services[0].members = Box::new([1]);
+    server_gone.index();
+    for workers in [2u16, 3, 4] {
+        for sport in (1000..60000u16).step_by(1777) {
+            let o = owner(&live, workers, ip(CLIENT), sport, ip(VIP), 80, 6);
+            assert_eq!(owner(&gone, workers, ip(CLIENT), sport, ip(VIP), 80, 6), o, "client to a removed VIP");
+            assert_eq!(owner(&gone, workers, ip(SRV[0]), 8080, ip(CLIENT), sport, 6), o, "its server's replies");
+            assert_eq!(owner(&server_gone, workers, ip(SRV[0]), 8080, ip(CLIENT), sport, 6), o, "a removed server's replies");
+        }
+    }
+}
+
+/// Full-NAT without a free local port: the connection is refused and the
+/// persistence record it would have used does not stay referenced.
+#[test]
+fn a_refused_full_nat_connection_leaves_no_reference() {
+    let mut s = persistent_snapshot(u32::MAX, false);
+    s.services[1].local_addrs = Box::new([]);
+    s.index();
+    let (_p, mut w) = persistent_worker(s);
+    w.now = 10;
+    let mut f = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(1000, 81, tcpf::SYN), true);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Drop(DropReason::NoLocalPort));
+    w.now = 10 + PERSIST_TIMEOUT;
+    assert_eq!(w.persist_records(), 0, "the record expired: nothing references it");
+}
+
+/// A record naming a server no service of the group has any more is
+/// replaced at the client's next connection.
+#[test]
+fn a_record_naming_a_removed_server_is_replaced() {
+    let base = persistent_snapshot(u32::MAX, false);
+    let (mut publisher, mut w) = persistent_worker(base.clone());
+    let home = connect(&mut w, CLIENT, 1000, 80);
+    let h = SRV.iter().position(|x| *x == home).unwrap();
+    reset(&mut w, CLIENT, 1000, 80);
+    let mut removed = base.clone();
+    for v in removed.services.iter_mut().take(2) {
+        let keep: Vec<u16> = v.members.iter().copied().filter(|g| base.servers[*g as usize].ip != ip(SRV[h])).collect();
+        v.members = keep.into_boxed_slice();
+        v.schedule = Schedule::round_robin(1);
+    }
+    removed.index();
+    publisher.publish(Box::new(removed));
+    w.poll(&mut Idle, 1);
+    let made = w.counters().persist_records.get();
+    let next = connect(&mut w, CLIENT, 1001, 80);
+    assert_eq!(next, SRV[1 - h]);
+    assert_eq!(w.counters().persist_records.get(), made + 1, "a new record");
+    assert_eq!(connect(&mut w, CLIENT, 1002, 81), next, "and the group follows it");
+    std::mem::forget(publisher);
+}
