@@ -7,6 +7,7 @@
 
 use super::Appliance;
 use furiwake_dataplane::counters::{DropReason, ServiceCounters, WorkerCounters};
+use furiwake_dataplane::snapshot::{RealServer, Snapshot, VirtualService};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use std::fmt::Write as _;
@@ -35,6 +36,13 @@ pub(super) struct MetricsServer {
     listener: TcpListener,
     clients: Vec<Option<Client>>,
     pub(super) scrapes: u64,
+    /// Connections may wait in the listen backlog: accepting stopped for
+    /// want of a free slot (or on an error). The listener is
+    /// edge-triggered, so no new event comes for them: accepting is
+    /// retried on a later turn, once a slot is free.
+    backlog: bool,
+    /// The last accept failed (logged once until one succeeds).
+    accept_failing: bool,
 }
 
 impl MetricsServer {
@@ -42,67 +50,75 @@ impl MetricsServer {
         let poll = Poll::new().map_err(|e| format!("metrics: {e}"))?;
         let mut listener = TcpListener::bind(addr).map_err(|e| format!("metrics: cannot listen on {addr}: {e}"))?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE).map_err(|e| format!("metrics: {e}"))?;
-        Ok(Self { poll, events: Events::with_capacity(64), listener, clients: (0..MAX_CLIENTS).map(|_| None).collect(), scrapes: 0 })
+        Ok(Self {
+            poll,
+            events: Events::with_capacity(64),
+            listener,
+            clients: (0..MAX_CLIENTS).map(|_| None).collect(),
+            scrapes: 0,
+            backlog: false,
+            accept_failing: false,
+        })
     }
 
     pub(super) fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
     }
-}
 
-/// What a request asks for.
-fn route(request: &[u8]) -> Option<(&'static str, bool)> {
-    let line = request.split(|b| *b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?.trim_end();
-    let mut parts = line.split(' ');
-    let (method, path) = (parts.next()?, parts.next()?);
-    Some(match (method, path) {
-        ("GET", "/metrics") => ("200 OK", true),
-        ("GET", _) => ("404 Not Found", false),
-        _ => ("405 Method Not Allowed", false),
-    })
-}
-
-impl Appliance {
-    /// One non-blocking turn of the metrics server.
-    pub(super) fn serve_metrics(&mut self) {
-        let Some(mut m) = self.metrics.take() else { return };
-        let MetricsServer { poll, events, .. } = &mut m;
-        if let Err(e) = poll.poll(events, Some(Duration::ZERO)) {
+    /// One non-blocking turn; `body` renders the metrics for a scrape.
+    fn turn(&mut self, body: &dyn Fn() -> String) {
+        if let Err(e) = self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
             log::warn!("metrics: poll: {e}");
         }
-        let ready: Vec<Token> = m.events.iter().map(|e| e.token()).collect();
+        let ready: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
         for token in ready {
             if token == LISTENER {
-                self.accept(&mut m);
+                self.accept(body);
             } else {
-                self.progress(&mut m, token.0);
+                self.progress(token.0, body);
             }
         }
         // Slow or silent clients are dropped.
-        for slot in m.clients.iter_mut() {
+        for slot in self.clients.iter_mut() {
             if slot.as_ref().is_some_and(|c| c.since.elapsed() > REQUEST_TIMEOUT) {
                 if let Some(mut c) = slot.take() {
-                    let _ = m.poll.registry().deregister(&mut c.stream);
+                    let _ = self.poll.registry().deregister(&mut c.stream);
                 }
             }
         }
-        self.metrics = Some(m);
+        // Connections left in the backlog, now that a slot may be free.
+        if self.backlog && self.clients.iter().any(Option::is_none) {
+            self.accept(body);
+        }
     }
 
-    fn accept(&mut self, m: &mut MetricsServer) {
+    fn accept(&mut self, body: &dyn Fn() -> String) {
         loop {
-            let Some(free) = m.clients.iter().position(Option::is_none) else { return };
-            match m.listener.accept() {
+            let Some(free) = self.clients.iter().position(Option::is_none) else {
+                self.backlog = true;
+                return;
+            };
+            match self.listener.accept() {
                 Ok((mut stream, _peer)) => {
-                    if m.poll.registry().register(&mut stream, Token(free), Interest::READABLE | Interest::WRITABLE).is_ok() {
-                        m.clients[free] = Some(Client { stream, request: Vec::new(), response: Vec::new(), sent: 0, since: Instant::now() });
-                        self.progress(m, free);
+                    self.accept_failing = false;
+                    if self.poll.registry().register(&mut stream, Token(free), Interest::READABLE | Interest::WRITABLE).is_ok() {
+                        self.clients[free] = Some(Client { stream, request: Vec::new(), response: Vec::new(), sent: 0, since: Instant::now() });
+                        self.progress(free, body);
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.backlog = false;
+                    return;
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::ConnectionAborted) => {}
                 Err(e) => {
-                    log::warn!("metrics: accept: {e}");
+                    // Out of descriptors, say: the connection stays in
+                    // the backlog; try again next turn.
+                    if !self.accept_failing {
+                        log::warn!("metrics: accept: {e}");
+                    }
+                    self.accept_failing = true;
+                    self.backlog = true;
                     return;
                 }
             }
@@ -110,8 +126,8 @@ impl Appliance {
     }
 
     /// Reads the request, answers it, closes.
-    fn progress(&mut self, m: &mut MetricsServer, i: usize) {
-        let Some(Some(c)) = m.clients.get_mut(i) else { return };
+    fn progress(&mut self, i: usize, body: &dyn Fn() -> String) {
+        let Some(Some(c)) = self.clients.get_mut(i) else { return };
         let mut done = false;
         if c.response.is_empty() {
             let mut buf = [0u8; 2048];
@@ -136,8 +152,8 @@ impl Appliance {
             if complete || c.request.len() > MAX_REQUEST {
                 let (status, ok) = route(&c.request).unwrap_or(("400 Bad Request", false));
                 let body = if ok {
-                    m.scrapes += 1;
-                    self.metrics_text()
+                    self.scrapes += 1;
+                    body()
                 } else {
                     format!("{status}\n")
                 };
@@ -172,10 +188,65 @@ impl Appliance {
             }
         }
         if done {
-            if let Some(mut c) = m.clients[i].take() {
-                let _ = m.poll.registry().deregister(&mut c.stream);
+            if let Some(mut c) = self.clients[i].take() {
+                let _ = self.poll.registry().deregister(&mut c.stream);
             }
         }
+    }
+}
+
+/// What a request asks for.
+fn route(request: &[u8]) -> Option<(&'static str, bool)> {
+    let line = request.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?.trim_end();
+    let mut parts = line.split(' ');
+    let (method, path) = (parts.next()?, parts.next()?);
+    Some(match (method, path) {
+        ("GET", "/metrics") => ("200 OK", true),
+        ("GET", _) => ("404 Not Found", false),
+        _ => ("405 Method Not Allowed", false),
+    })
+}
+
+/// A label set: `{k="v",...}`, values escaped.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// The `virtual_server` label value: a removed virtual server still
+/// counting its connections is `NAME (removed)`, so that a new one of the
+/// same name is another series.
+fn virtual_server_name(vs: &VirtualService) -> String {
+    if vs.retired {
+        format!("{} (removed)", vs.name)
+    } else {
+        vs.name.clone()
+    }
+}
+
+/// The label sets of the virtual servers `keep` says are in use (live or
+/// removed with connections), by snapshot index.
+fn service_labels(snap: &Snapshot, keep: &dyn Fn(usize) -> bool) -> Vec<(usize, String)> {
+    snap.services.iter().enumerate().filter(|(vi, _)| keep(*vi)).map(|(vi, vs)| (vi, labels(&[("virtual_server", &virtual_server_name(vs))]))).collect()
+}
+
+/// The label sets of the servers `keep` says are in use, by snapshot index.
+fn server_labels(snap: &Snapshot, keep: &dyn Fn(usize) -> bool) -> Vec<(usize, String)> {
+    let label = |rs: &RealServer| -> Option<String> {
+        let vs = snap.services.get(rs.vs as usize)?;
+        let addr = SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port).to_string();
+        Some(labels(&[("virtual_server", &virtual_server_name(vs)), ("server", &addr)]))
+    };
+    snap.servers.iter().enumerate().filter(|(si, _)| keep(*si)).filter_map(|(si, rs)| Some((si, label(rs)?))).collect()
+}
+
+impl Appliance {
+    /// One non-blocking turn of the metrics server.
+    pub(super) fn serve_metrics(&mut self) {
+        let Some(mut m) = self.metrics.take() else { return };
+        m.turn(&|| self.metrics_text());
+        self.metrics = Some(m);
     }
 
     /// The metrics, in Prometheus text format.
@@ -187,10 +258,7 @@ impl Appliance {
                 let _ = writeln!(out, "furiwake_{name}{labels} {v}");
             }
         };
-        let label = |pairs: &[(&str, &str)]| {
-            let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
-            format!("{{{}}}", inner.join(","))
-        };
+        let label = labels;
 
         // Ports.
         let port = |f: &dyn Fn(&furiwake_platform::PortStats) -> u64| {
@@ -225,32 +293,19 @@ impl Appliance {
                 ("out_packets_total", "counter", "Packets server to client.", |c| c.out_pkts.get()),
                 ("out_bytes_total", "counter", "IP bytes server to client.", |c| c.out_bytes.get()),
             ];
+            let services = service_labels(snap, &|vi| self.layout.services.get(vi).is_some_and(|s| s.is_live() || s.is_retired()));
+            let servers = server_labels(snap, &|si| self.layout.servers.get(si).is_some_and(|s| s.is_live() || s.is_retired()));
             for (name, kind, help, f) in FIELDS {
-                let vs: Vec<(String, u64)> = snap
-                    .services
-                    .iter()
-                    .enumerate()
-                    .filter(|(vi, _)| self.layout.services.get(*vi).is_some_and(|s| s.is_live() || s.is_retired()))
-                    .map(|(vi, vs)| (label(&[("virtual_server", &vs.name)]), sum(&|w| w.services.get(vi), &f)))
-                    .collect();
+                let vs: Vec<(String, u64)> = services.iter().map(|(vi, l)| (l.clone(), sum(&|w| w.services.get(*vi), &f))).collect();
                 family(&format!("virtual_server_{name}"), kind, help, vs);
             }
-            let server_label = |si: usize| -> Option<String> {
-                self.layout.servers.get(si).filter(|s| s.is_live() || s.is_retired())?;
-                let rs = snap.servers.get(si)?;
-                let vs = snap.services.get(rs.vs as usize)?;
-                let addr = SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port).to_string();
-                Some(label(&[("virtual_server", &vs.name), ("server", &addr)]))
-            };
             for (name, kind, help, f) in FIELDS {
-                let servers: Vec<(String, u64)> =
-                    (0..snap.servers.len()).filter_map(|si| Some((server_label(si)?, sum(&|w| w.servers.get(si), &f)))).collect();
-                family(&format!("server_{name}"), kind, help, servers);
+                let samples: Vec<(String, u64)> = servers.iter().map(|(si, l)| (l.clone(), sum(&|w| w.servers.get(*si), &f))).collect();
+                family(&format!("server_{name}"), kind, help, samples);
             }
-            let up: Vec<(String, u64)> = (0..snap.servers.len()).filter_map(|si| Some((server_label(si)?, u64::from(self.health.is_up(si))))).collect();
+            let up: Vec<(String, u64)> = servers.iter().map(|(si, l)| (l.clone(), u64::from(self.health.is_up(*si)))).collect();
             family("server_up", "gauge", "1 when the server passes its health checks (or has none).", up);
-            let rtt: Vec<(String, u64)> =
-                (0..snap.servers.len()).filter_map(|si| Some((server_label(si)?, self.health.rtt_us(si)? as u64))).collect();
+            let rtt: Vec<(String, u64)> = servers.iter().filter_map(|(si, l)| Some((l.clone(), self.health.rtt_us(*si)? as u64))).collect();
             family("server_rtt_microseconds", "gauge", "Health probe round-trip time (moving average).", rtt);
         }
 
@@ -284,7 +339,9 @@ impl Appliance {
 
 #[cfg(test)]
 mod tests {
-    use super::route;
+    use super::*;
+    use furiwake_dataplane::snapshot::Forwarding;
+    use std::net::TcpStream as StdStream;
 
     #[test]
     fn requests_route_to_metrics_or_errors() {
@@ -293,5 +350,88 @@ mod tests {
         assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Some(("405 Method Not Allowed", false)));
         assert_eq!(route(b"\xff\xfe"), None);
         assert_eq!(route(b""), None);
+    }
+
+    /// Runs the server's turns until `f` says stop (or 5 s).
+    fn turns(m: &mut MetricsServer, mut f: impl FnMut(&mut MetricsServer) -> bool) -> bool {
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            m.turn(&|| "furiwake_test 1\n".to_string());
+            if f(m) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[test]
+    fn connections_left_in_the_backlog_are_accepted_once_a_slot_frees() {
+        let mut m = MetricsServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = m.local_addr().unwrap();
+        // Silent clients take every slot.
+        let mut silent: Vec<StdStream> = (0..MAX_CLIENTS).map(|_| StdStream::connect(addr).unwrap()).collect();
+        assert!(turns(&mut m, |m| m.clients.iter().all(Option::is_some)), "the silent clients fill the slots");
+        // Two scrapes wait in the backlog; nothing else arrives after them.
+        let mut waiting: Vec<StdStream> = (0..2).map(|_| StdStream::connect(addr).unwrap()).collect();
+        for w in &mut waiting {
+            w.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            w.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        }
+        let until = Instant::now() + Duration::from_millis(200);
+        assert!(!turns(&mut m, |m| m.scrapes > 0 || Instant::now() > until) || m.scrapes == 0);
+        assert_eq!(m.scrapes, 0, "no slot: they wait");
+        // One silent client leaves: both get their answers, one after the
+        // other, through the one free slot.
+        silent.truncate(MAX_CLIENTS - 1);
+        let answered = std::thread::spawn(move || {
+            waiting
+                .into_iter()
+                .map(|mut w| {
+                    let mut got = String::new();
+                    let _ = w.read_to_string(&mut got);
+                    got
+                })
+                .collect::<Vec<_>>()
+        });
+        assert!(turns(&mut m, |m| m.scrapes == 2 && m.clients.iter().filter(|c| c.is_some()).count() == MAX_CLIENTS - 1), "scrapes: {}", m.scrapes);
+        for got in answered.join().unwrap() {
+            assert!(got.starts_with("HTTP/1.1 200 OK\r\n") && got.ends_with("\r\n\r\nfuriwake_test 1\n"), "{got:?}");
+        }
+        assert!(!m.backlog, "the backlog is empty again");
+        drop(silent);
+    }
+
+    #[test]
+    fn a_removed_virtual_server_and_a_new_one_of_its_name_are_distinct_series() {
+        let vs = |name: &str, retired: bool, members: &[u16]| VirtualService {
+            name: name.into(),
+            retired,
+            members: members.into(),
+            ..VirtualService::test(Forwarding::Nat)
+        };
+        let rs = |vs: u16| RealServer { ip: u32::from(Ipv4Addr::new(10, 0, 0, 1)), port: 80, vs, ..Default::default() };
+        let mut snap = Snapshot::default();
+        // `app` removed with connections open, then added again (another
+        // address); a free slot; `api` with a quote in its name.
+        snap.services = vec![vs("app", true, &[]), vs("app", false, &[1]), vs("old", true, &[]), vs("a\"pi", false, &[3])];
+        snap.servers = vec![rs(0), rs(1), rs(2), rs(3)];
+        let in_use = |i: usize| i != 2;
+        assert_eq!(
+            service_labels(&snap, &in_use),
+            [
+                (0, r#"{virtual_server="app (removed)"}"#.to_string()),
+                (1, r#"{virtual_server="app"}"#.to_string()),
+                (3, r#"{virtual_server="a\"pi"}"#.to_string()),
+            ]
+        );
+        assert_eq!(
+            server_labels(&snap, &in_use),
+            [
+                (0, r#"{virtual_server="app (removed)",server="10.0.0.1:80"}"#.to_string()),
+                (1, r#"{virtual_server="app",server="10.0.0.1:80"}"#.to_string()),
+                (3, r#"{virtual_server="a\"pi",server="10.0.0.1:80"}"#.to_string()),
+            ]
+        );
     }
 }

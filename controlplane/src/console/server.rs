@@ -10,18 +10,35 @@
 //! The device is read by a small thread that only turns bytes into lines
 //! (reads on a terminal cannot be polled without changing its flags for
 //! the whole session); the control loop takes the lines from a channel.
+//! Another thread writes the answers: a slow serial line or a terminal
+//! stopped by flow control (XOFF) can block a write for as long as it
+//! likes, and the control loop must not wait (ARP, health checks, load
+//! publishing). Answers go to that thread through a bounded queue; when it
+//! is full an answer is dropped, counted, logged and noted on the device
+//! before the next one that goes out.
+//!
+//! Memory per socket connection is bounded: input is read only while
+//! less than `MAX_INPUT` bytes wait, and no new command line is taken
+//! from a connection until the answer to the previous one has been
+//! written to it (a client that sends and never reads holds at most one
+//! answer).
 
 use super::command::encode;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 
 /// Open socket connections at most; more are refused with a message.
 const MAX_CONNECTIONS: usize = 16;
 /// A command line longer than this is refused and the connection closed.
 const MAX_LINE: usize = 4096;
+/// Input buffered per connection at most (pipelined lines): reading stops
+/// there until commands have been taken.
+const MAX_INPUT: usize = 4 * MAX_LINE;
+/// Answers (and prompts) waiting for the device's writer thread at most.
+const DEVICE_QUEUE: usize = 8;
 
 /// Who sent a command, to send its answer back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,14 +66,18 @@ struct Conn {
     closing: bool,
 }
 
-/// The console on a device: lines from a reader thread, answers written
-/// in plain text (errors prefixed `error: `), a prompt on terminals.
+/// The console on a device: lines from a reader thread, answers in plain
+/// text (errors prefixed `error: `), a prompt on terminals, written by a
+/// writer thread.
 struct Device {
     lines: Receiver<String>,
-    out: Box<dyn Write + Send>,
+    /// To the writer thread.
+    out: SyncSender<String>,
     prompt: bool,
     busy: bool,
     ended: bool,
+    /// Answers dropped (queue full) not yet noted on the device.
+    dropped: u64,
 }
 
 pub struct ConsoleServer {
@@ -117,6 +138,9 @@ fn open_device(spec: Option<&str>) -> Result<Option<Device>, String> {
         }
     };
     let (tx, rx) = mpsc::channel();
+    // The writer first: if the reader thread cannot start, the writer
+    // ends with its channel.
+    let device = Device::start(rx, out, prompt)?;
     std::thread::Builder::new()
         .name("console-device".into())
         .spawn(move || {
@@ -128,7 +152,7 @@ fn open_device(spec: Option<&str>) -> Result<Option<Device>, String> {
             }
         })
         .map_err(|e| format!("console device thread: {e}"))?;
-    Ok(Some(Device { lines: rx, out, prompt, busy: false, ended: false }))
+    Ok(Some(device))
 }
 
 impl ConsoleServer {
@@ -171,15 +195,21 @@ impl ConsoleServer {
         self.accept();
         for c in &mut self.conns {
             c.read();
-            if !c.busy && !c.closing {
+            c.write();
+            // A new command only once the last answer is out: a client
+            // that never reads holds one answer at most.
+            if !c.busy && !c.closing && c.outbuf.is_empty() {
                 if let Some(line) = c.next_line() {
                     c.busy = true;
                     out.push(Request { conn: ConnId::Socket(c.id), line });
                 }
+                // The refusal of a line too long.
+                c.write();
             }
-            c.write();
         }
-        self.conns.retain(|c| !((c.eof || c.closing) && !c.busy && c.outbuf.is_empty()));
+        // A connection whose peer closed its side goes once its commands
+        // (lines still buffered included) are answered and written.
+        self.conns.retain(|c| !((c.closing || (c.eof && c.inbuf.is_empty())) && !c.busy && c.outbuf.is_empty()));
         if let Some(d) = self.device.as_mut() {
             if !d.busy && !d.ended {
                 match d.lines.try_recv() {
@@ -235,15 +265,15 @@ impl ConsoleServer {
             }
             ConnId::Device => {
                 if let Some(d) = self.device.as_mut() {
-                    let text = match answer {
+                    let mut text = match answer {
                         Ok(t) => t,
                         Err(e) => format!("error: {e}"),
                     };
                     if !text.is_empty() {
-                        let _ = writeln!(d.out, "{text}");
+                        text.push('\n');
                     }
                     d.busy = false;
-                    d.show_prompt();
+                    d.send(text);
                 }
             }
         }
@@ -251,32 +281,78 @@ impl ConsoleServer {
 }
 
 impl Device {
+    /// The device console taking typed lines from `lines`; starts the
+    /// thread writing to `out`.
+    fn start(lines: Receiver<String>, mut out: Box<dyn Write + Send>, prompt: bool) -> Result<Device, String> {
+        let (tx, rx) = mpsc::sync_channel::<String>(DEVICE_QUEUE);
+        std::thread::Builder::new()
+            .name("console-device-out".into())
+            .spawn(move || {
+                let mut failing = false;
+                for text in rx {
+                    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                        Ok(()) => failing = false,
+                        Err(e) if !failing => {
+                            failing = true;
+                            log::warn!("console device: write: {e}");
+                        }
+                        Err(_) => {}
+                    }
+                }
+            })
+            .map_err(|e| format!("console device output thread: {e}"))?;
+        Ok(Device { lines, out: tx, prompt, busy: false, ended: false, dropped: 0 })
+    }
+
     fn show_prompt(&mut self) {
-        if self.prompt {
-            let _ = write!(self.out, "furiwake> ");
+        self.send(String::new());
+    }
+
+    /// Queues `text` and the prompt for the writer thread, never waiting:
+    /// when the queue is full (the device is not keeping up) the text is
+    /// dropped and counted, and the count noted before the next text that
+    /// goes out.
+    fn send(&mut self, text: String) {
+        let mut msg = String::new();
+        if self.dropped > 0 {
+            let n = self.dropped;
+            msg = format!("note: {n} console answer{} dropped: the device is not keeping up\n", if n == 1 { "" } else { "s" });
         }
-        let _ = self.out.flush();
+        msg.push_str(&text);
+        if self.prompt {
+            msg.push_str("furiwake> ");
+        }
+        if msg.is_empty() {
+            return;
+        }
+        match self.out.try_send(msg) {
+            Ok(()) => self.dropped = 0,
+            Err(TrySendError::Full(_)) => {
+                self.dropped += 1;
+                log::warn!("console device: not keeping up; an answer was dropped ({} since the last one written)", self.dropped);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.dropped += 1;
+                log::warn!("console device: its output thread is gone; an answer was dropped");
+            }
+        }
     }
 }
 
 impl Conn {
+    /// Reads what arrived, up to `MAX_INPUT` bytes buffered: beyond, the
+    /// rest waits in the socket (and the client's writes block) until
+    /// lines have been taken.
     fn read(&mut self) {
-        if self.eof {
-            return;
-        }
         let mut buf = [0u8; 4096];
-        loop {
-            match self.stream.read(&mut buf) {
+        while !self.eof && !self.closing && self.inbuf.len() < MAX_INPUT {
+            let room = (MAX_INPUT - self.inbuf.len()).min(buf.len());
+            match self.stream.read(&mut buf[..room]) {
                 Ok(0) => {
                     self.eof = true;
                     break;
                 }
-                Ok(n) => {
-                    self.inbuf.extend_from_slice(&buf[..n]);
-                    if self.inbuf.len() > MAX_LINE * 4 {
-                        break;
-                    }
-                }
+                Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -288,24 +364,30 @@ impl Conn {
     }
 
     /// The next complete line (a last line without newline counts once
-    /// the peer has closed its side).
+    /// the peer has closed its side). A line longer than `MAX_LINE` bytes
+    /// (not counting its `\n` or `\r\n`), complete or not, is refused and
+    /// the connection closed.
     fn next_line(&mut self) -> Option<String> {
-        let end = match self.inbuf.iter().position(|b| *b == b'\n') {
-            Some(i) => i,
-            None if self.inbuf.len() > MAX_LINE => {
-                self.inbuf.clear();
-                self.outbuf.extend_from_slice(encode(&Err(format!("command longer than {MAX_LINE} bytes"))).as_bytes());
-                self.closing = true;
-                return None;
-            }
-            None if self.eof && !self.inbuf.is_empty() => self.inbuf.len(),
-            None => return None,
+        let newline = self.inbuf.iter().take(MAX_LINE + 2).position(|b| *b == b'\n');
+        let (take, complete) = match newline {
+            Some(end) => (end + 1, true),
+            None => (self.inbuf.len(), self.eof),
         };
-        let line: Vec<u8> = self.inbuf.drain(..end.min(self.inbuf.len())).collect();
-        if !self.inbuf.is_empty() {
-            self.inbuf.remove(0);
+        let whole = &self.inbuf[..take];
+        let text = whole.strip_suffix(b"\n").unwrap_or(whole);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.len() > MAX_LINE {
+            self.inbuf.clear();
+            self.outbuf.extend_from_slice(encode(&Err(format!("command longer than {MAX_LINE} bytes"))).as_bytes());
+            self.closing = true;
+            return None;
         }
-        Some(String::from_utf8_lossy(&line).trim_end_matches('\r').to_string())
+        if !complete || take == 0 {
+            return None;
+        }
+        let line = String::from_utf8_lossy(text).into_owned();
+        self.inbuf.drain(..take);
+        Some(line)
     }
 
     fn write(&mut self) {
@@ -416,6 +498,240 @@ mod tests {
         assert_eq!(rest, "answer to quit\n.ok\n");
         drop(s);
         assert!(!path.exists(), "removed at exit");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A console on a device whose output is `out` and whose typed lines
+    /// come from `lines`, with a prompt.
+    fn device_console(out: Box<dyn Write + Send>, lines: Receiver<String>) -> ConsoleServer {
+        let mut device = Device::start(lines, out, true).unwrap();
+        device.show_prompt();
+        ConsoleServer { listener: None, path: None, conns: Vec::new(), device: Some(device), next_id: 1 }
+    }
+
+    /// A device output that blocks every write until opened (a tty
+    /// stopped by XOFF, a wedged serial line) and keeps what it got.
+    #[derive(Clone, Default)]
+    struct Stopped {
+        open: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+        got: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl Stopped {
+        fn resume(&self) {
+            let (open, cv) = &*self.open;
+            *open.lock().unwrap() = true;
+            cv.notify_all();
+        }
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.got.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl Write for Stopped {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (open, cv) = &*self.open;
+            let mut g = open.lock().unwrap();
+            while !*g {
+                g = cv.wait(g).unwrap();
+            }
+            self.got.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stopped_device_never_blocks_the_control_loop() {
+        let out = Stopped::default();
+        let (typed, lines) = mpsc::channel();
+        let s = device_console(Box::new(out.clone()), lines);
+        // The operator types (or pastes) 40 commands into a stopped tty.
+        for i in 0..40 {
+            typed.send(format!("cmd{i}")).unwrap();
+        }
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut s = s;
+            let mut answered = 0;
+            turns(&mut s, |s, reqs| {
+                for r in reqs {
+                    s.answer(r.conn, Ok(format!("answer to {}", r.line)), false);
+                    answered += 1;
+                }
+                answered == 40
+            });
+            let _ = done_tx.send(s);
+        });
+        let mut s = done_rx.recv_timeout(Duration::from_secs(10)).expect("the control loop blocked on the device");
+        let dropped = s.device.as_ref().unwrap().dropped;
+        assert!(dropped > 0 && dropped < 40, "{dropped} answers dropped");
+        // The line runs again: what was queued comes out, in order, then
+        // a note with the number dropped before the next answer.
+        out.resume();
+        typed.send("after".into()).unwrap();
+        turns(&mut s, |s, reqs| {
+            for r in reqs {
+                s.answer(r.conn, Ok(format!("answer to {}", r.line)), false);
+            }
+            out.text().contains("answer to after")
+        });
+        let delivered = 40 - dropped as usize;
+        let mut expect = String::from("furiwake> ");
+        for i in 0..delivered {
+            expect.push_str(&format!("answer to cmd{i}\nfuriwake> "));
+        }
+        expect.push_str(&format!("note: {dropped} console answers dropped: the device is not keeping up\nanswer to after\nfuriwake> "));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while out.text() != expect && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(out.text(), expect);
+    }
+
+    fn one_connection(name: &str) -> (PathBuf, ConsoleServer) {
+        let dir = scratch(name);
+        let path = dir.join("console.sock");
+        let s = ConsoleServer::open(path.to_str().unwrap(), Some("none"));
+        assert_eq!(s.socket_path(), Some(path.as_path()));
+        (dir, s)
+    }
+
+    #[test]
+    fn pipelined_input_is_bounded_while_a_command_is_in_flight() {
+        let (dir, mut s) = one_connection("pipelined");
+        let c = UnixStream::connect(dir.join("console.sock")).unwrap();
+        // 1000 commands at once; the first is not answered yet.
+        let writer = std::thread::spawn({
+            let mut c = c.try_clone().unwrap();
+            move || {
+                let mut all = String::new();
+                for i in 0..1000 {
+                    all.push_str(&format!("command number {i:04}\n"));
+                }
+                let _ = c.write_all(all.as_bytes());
+            }
+        });
+        let mut first = None;
+        let mut most = 0;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(500) {
+            let reqs = s.poll();
+            if let Some(r) = reqs.into_iter().next() {
+                assert!(first.is_none(), "one command in flight");
+                first = Some(r);
+            }
+            most = most.max(s.conns.first().map_or(0, |c| c.inbuf.len()));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let first = first.expect("the first command");
+        assert_eq!(first.line, "command number 0000");
+        assert!(most <= MAX_INPUT, "{most} bytes buffered");
+        // Answered one by one, every line comes through, in order.
+        let mut seen = vec![first.line.clone()];
+        s.answer(first.conn, Ok(String::new()), false);
+        let reader = std::thread::spawn({
+            let c = c.try_clone().unwrap();
+            move || {
+                let mut r = BufReader::new(c);
+                let mut n = 0;
+                let mut l = String::new();
+                while n < 1000 && r.read_line(&mut l).is_ok_and(|k| k > 0) {
+                    n += usize::from(l == ".ok\n");
+                    l.clear();
+                }
+                n
+            }
+        });
+        turns(&mut s, |s, reqs| {
+            for r in reqs {
+                seen.push(r.line.clone());
+                s.answer(r.conn, Ok(String::new()), false);
+            }
+            seen.len() == 1000
+        });
+        writer.join().unwrap();
+        assert_eq!(reader.join().unwrap(), 1000);
+        for (i, l) in seen.iter().enumerate() {
+            assert_eq!(*l, format!("command number {i:04}"));
+        }
+        c.shutdown(std::net::Shutdown::Both).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_refused_and_the_connection_closed() {
+        let (dir, mut s) = one_connection("long");
+        let mut c = UnixStream::connect(dir.join("console.sock")).unwrap();
+        // A complete line (newline included) one byte over the limit,
+        // then one that fits: neither runs.
+        let mut long = "x".repeat(MAX_LINE + 1);
+        long.push_str("\nshow pools\n");
+        c.write_all(long.as_bytes()).unwrap();
+        let mut handed = Vec::new();
+        turns(&mut s, |s, reqs| {
+            handed.extend(reqs.into_iter().map(|r| r.line));
+            s.conns.is_empty()
+        });
+        assert!(handed.is_empty(), "{handed:?}");
+        let mut got = String::new();
+        c.read_to_string(&mut got).unwrap();
+        assert_eq!(got, format!("command longer than {MAX_LINE} bytes\n.error\n"));
+        // A line of exactly the limit is a command.
+        let mut c = UnixStream::connect(dir.join("console.sock")).unwrap();
+        let exact = "y".repeat(MAX_LINE);
+        c.write_all(format!("{exact}\r\n").as_bytes()).unwrap();
+        let mut line = None;
+        turns(&mut s, |_, reqs| {
+            line = reqs.into_iter().next().map(|r| r.line);
+            line.is_some()
+        });
+        assert_eq!(line.as_deref(), Some(exact.as_str()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_client_that_never_reads_holds_at_most_one_answer() {
+        let (dir, mut s) = one_connection("noread");
+        let mut c = UnixStream::connect(dir.join("console.sock")).unwrap();
+        c.write_all("show connections\n".repeat(100).as_bytes()).unwrap();
+        // Big answers, more than the socket buffer takes.
+        let answer = "a connection line\n".repeat(64 * 1024);
+        let size = encode(&Ok(answer.clone())).len();
+        let mut handed = 0;
+        let mut most = 0;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(500) {
+            for r in s.poll() {
+                handed += 1;
+                s.answer(r.conn, Ok(answer.clone()), false);
+            }
+            most = most.max(s.conns.first().map_or(0, |c| c.outbuf.len()));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(most <= size, "{most} bytes waiting for a client that does not read (one answer: {size})");
+        assert!(handed < 10, "{handed} commands run for a client that does not read");
+        // Once it reads, the rest runs.
+        let reader = std::thread::spawn(move || {
+            let mut r = BufReader::new(c);
+            let mut n = 0;
+            let mut l = String::new();
+            while n < 100 && r.read_line(&mut l).is_ok_and(|k| k > 0) {
+                n += usize::from(l == ".ok\n");
+                l.clear();
+            }
+            n
+        });
+        turns(&mut s, |s, reqs| {
+            for r in reqs {
+                handed += 1;
+                s.answer(r.conn, Ok(answer.clone()), false);
+            }
+            handed == 100 && s.conns.first().is_some_and(|c| c.outbuf.is_empty())
+        });
+        assert_eq!(reader.join().unwrap(), 100);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
