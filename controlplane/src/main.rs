@@ -1,7 +1,8 @@
 //! `furiwake`: the load-balancer appliance.
 //!
 //! ```text
-//! furiwake run --config FILE       run the appliance (console on stdin/stdout)
+//! furiwake run --config FILE [--log-level LEVEL]
+//!                                  run the appliance (console on stdin/stdout)
 //! furiwake check-config FILE       validate a configuration and exit
 //! furiwake console [--socket PATH | --config FILE] [-c COMMAND]
 //!                                  attach to a running appliance's console
@@ -16,7 +17,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 const USAGE: &str = "usage:
-  furiwake run --config FILE     run the appliance
+  furiwake run --config FILE [--log-level error|warn|info|debug|trace]
+                                 run the appliance (the level overrides [logging])
   furiwake check-config FILE     validate FILE and exit (non-zero on error)
   furiwake console [--socket PATH | --config FILE] [-c COMMAND]
                                  the console of a running appliance (default socket
@@ -33,7 +35,16 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["run", "--config", file] | ["run", "-c", file] => run(Path::new(file)),
+        ["run", "--config" | "-c", file] => run(Path::new(file), None),
+        ["run", "--config" | "-c", file, "--log-level", level] | ["run", "--log-level", level, "--config" | "-c", file] => {
+            match level.parse::<log::LevelFilter>() {
+                Ok(l) if l != log::LevelFilter::Off => run(Path::new(file), Some(l)),
+                _ => {
+                    eprintln!("error: --log-level {level:?}: expected error, warn, info, debug or trace");
+                    ExitCode::from(2)
+                }
+            }
+        }
         ["check-config", file] => check(Path::new(file)),
         ["console", rest @ ..] => console(rest),
         ["version"] | ["--version"] | ["-V"] => {
@@ -95,7 +106,7 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn run(path: &Path) -> ExitCode {
+fn run(path: &Path, level: Option<log::LevelFilter>) -> ExitCode {
     let cfg = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -103,8 +114,11 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if std::env::var_os("RUST_LOG").is_none() {
-        log::set_max_level(cfg.logging.level.filter());
+    // The command line's level, else RUST_LOG's, else the config's.
+    match level {
+        Some(l) => log::set_max_level(l),
+        None if std::env::var_os("RUST_LOG").is_none() => log::set_max_level(cfg.logging.level.filter()),
+        None => {}
     }
     let stop = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(AtomicBool::new(false));

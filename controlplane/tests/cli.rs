@@ -118,3 +118,18 @@ fn example_configs_are_valid() {
     }
     assert!(n >= 2, "configs/ holds the examples ({n} found)");
 }
+
+/// `run --log-level` takes the five levels; anything else is refused
+/// before DPDK starts, with the choices.
+#[test]
+fn run_refuses_an_unknown_log_level() {
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/two-arm-nat.toml");
+    for bad in ["loud", "off", ""] {
+        let (code, _, err) = furiwake(&["run", "--config", cfg.to_str().unwrap(), "--log-level", bad]);
+        assert_eq!(code, Some(2), "{bad:?}: {err}");
+        assert!(err.contains("expected error, warn, info, debug or trace"), "{err}");
+    }
+    let (code, out, _) = furiwake(&["help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("--log-level"), "{out}");
+}
