@@ -571,6 +571,15 @@ mod tests {
         // The line runs again: what was queued comes out, in order, then
         // a note with the number dropped before the next answer.
         out.resume();
+        // Let the queued answers out before the next command: typed while
+        // the queue is still full, its answer would be dropped too.
+        let delivered = 40 - dropped as usize;
+        let last = format!("answer to cmd{}\n", delivered - 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !out.text().contains(&last) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(out.text().contains(&last), "the queued answers did not come out: {:?}", out.text());
         typed.send("after".into()).unwrap();
         turns(&mut s, |s, reqs| {
             for r in reqs {
@@ -578,7 +587,6 @@ mod tests {
             }
             out.text().contains("answer to after")
         });
-        let delivered = 40 - dropped as usize;
         let mut expect = String::from("furiwake> ");
         for i in 0..delivered {
             expect.push_str(&format!("answer to cmd{i}\nfuriwake> "));
