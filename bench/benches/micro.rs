@@ -23,17 +23,18 @@
 //! Medians land in `target/criterion/<group>/<bench>/new/estimates.json`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use furiwake_dataplane::flow::{tcp as tcpf, Dir, FlowInit, FlowKey, FlowState, FlowTable, Timeouts, IPPROTO_TCP};
-use furiwake_dataplane::nat;
-use furiwake_dataplane::neighbor::Neighbors;
-use furiwake_dataplane::rcu::rcu;
-use furiwake_dataplane::sched::{Flow4, HashKey, Loads, Schedule, Scheduler};
-use furiwake_dataplane::snapshot::{Forwarding, PortView, RealServer, Snapshot, VirtualService};
+use furiwake_dataplane::conntrack::{tcp as tcpf, Dir, FlowInit, FlowKey, FlowState, FlowTable, Timeouts, IPPROTO_TCP};
+use furiwake_dataplane::forward as nat;
+use furiwake_dataplane::state::neighbor::Neighbors;
+use furiwake_dataplane::state::rcu::rcu;
+use furiwake_dataplane::lb::{Flow4, HashKey, Loads, Schedule, Scheduler};
+use furiwake_dataplane::lb::RealServer;
+use furiwake_dataplane::state::snapshot::{Forwarding, PortView, Snapshot, VirtualService};
 use furiwake_dataplane::wire::checksum;
 use furiwake_dataplane::wire::ethernet::{parse_l2, EtherType, EthernetAddress};
 use furiwake_dataplane::wire::ipv4::{protocol, Ipv4Packet};
 use furiwake_dataplane::wire::{TcpPacket, UdpPacket};
-use furiwake_dataplane::worker::Verdict;
+use furiwake_dataplane::pipeline::Verdict;
 use furiwake_dataplane::{Worker, WorkerConfig};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
@@ -221,7 +222,7 @@ fn flow_init(i: u32) -> FlowInit {
         server,
         client_port_id: OUT as u8,
         client_mac: CLIENT_MAC.0,
-        flags: 0,
+        ..FlowInit::default()
     }
 }
 
@@ -390,15 +391,15 @@ fn bench_sched(c: &mut Criterion) {
     // Persistence: what a new connection of a persistent service adds — a
     // record lookup for a returning client among 64k (8-way sets), or a
     // miss and an insert for a new one.
-    let mut table = furiwake_dataplane::persist::PersistTable::new(65536);
+    let mut table = furiwake_dataplane::lb::PersistTable::new(65536);
     for c in 0..60_000u32 {
-        table.insert(furiwake_dataplane::persist::key(0, 0xc612_0000 + c, 0), c, 0, 0, 3000);
+        table.insert(furiwake_dataplane::lb::persist::key(0, 0xc612_0000 + c, 0), c, 0, 0, 3000);
     }
     let mut n = 0u32;
     g.bench_function(BenchmarkId::new("persist", "hit-60k"), |b| {
         b.iter(|| {
             n = (n + 7919) % 60_000;
-            let k = furiwake_dataplane::persist::key(0, 0xc612_0000 + n, 0);
+            let k = furiwake_dataplane::lb::persist::key(0, 0xc612_0000 + n, 0);
             let r = table.get(black_box(k), 1);
             table.attach(k, 1, 3000);
             r
@@ -408,7 +409,7 @@ fn bench_sched(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("persist", "miss+insert"), |b| {
         b.iter(|| {
             m = m.wrapping_add(1);
-            let k = furiwake_dataplane::persist::key(1, 0x0a00_0000 ^ m.wrapping_mul(2654435761), 0);
+            let k = furiwake_dataplane::lb::persist::key(1, 0x0a00_0000 ^ m.wrapping_mul(2654435761), 0);
             let r = table.get(black_box(k), 1);
             table.insert(k, 7, 0, 1, 3000);
             r

@@ -4,11 +4,12 @@
 //! production `MbufIo`, exactly as `furiwake run` does.
 
 use crate::gen::{self, Out, Templates, FRAME_LEN};
-use furiwake_dataplane::flow::{Timeouts, TICK_MS};
-use furiwake_dataplane::neighbor::Neighbors;
-use furiwake_dataplane::rcu::{rcu, Publisher};
-use furiwake_dataplane::sched::Schedule;
-use furiwake_dataplane::snapshot::{Forwarding, PortView, RealServer, Snapshot, VirtualService};
+use furiwake_dataplane::conntrack::{Timeouts, TICK_MS};
+use furiwake_dataplane::state::neighbor::Neighbors;
+use furiwake_dataplane::state::rcu::{rcu, Publisher};
+use furiwake_dataplane::lb::Schedule;
+use furiwake_dataplane::lb::RealServer;
+use furiwake_dataplane::state::snapshot::{Forwarding, PortView, Snapshot, VirtualService};
 use furiwake_dataplane::wire::EthernetAddress;
 use furiwake_dataplane::{Burst, Worker, WorkerConfig};
 use furiwake_platform::lcore::{self, LcoreHandle};

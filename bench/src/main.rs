@@ -17,7 +17,7 @@
 mod gen;
 mod harness;
 
-use furiwake_dataplane::snapshot::Forwarding;
+use furiwake_dataplane::state::snapshot::Forwarding;
 use furiwake_platform::{Eal, Mempool};
 use harness::{Phase, Run, Traffic};
 use std::fmt::Write as _;
@@ -185,7 +185,7 @@ fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
     let _ = writeln!(json, "  \"date\": \"{}\",", date());
     let _ = writeln!(json, "  \"dpdk\": \"{}\",", furiwake_platform::version());
     let _ = writeln!(json, "  \"tsc_hz\": {tsc_hz},");
-    let _ = writeln!(json, "  \"entry_bytes\": {},", std::mem::size_of::<furiwake_dataplane::flow::Flow>());
+    let _ = writeln!(json, "  \"entry_bytes\": {},", std::mem::size_of::<furiwake_dataplane::conntrack::Flow>());
     json.push_str("  \"scenarios\": [\n");
     for (i, r) in rows.iter().enumerate() {
         let p = &r.phase;

@@ -9,10 +9,10 @@ use crate::arp::{self, ArpOutcome, NeighborTable};
 use crate::build::{self, LinkInfo, Nexthop};
 use crate::config::{Config, Interface};
 use crate::health::{Health, ProbeLink, Target};
-use furiwake_dataplane::flow::{self, Timeouts};
-use furiwake_dataplane::neighbor::Neighbors;
-use furiwake_dataplane::rcu::{rcu, Publisher};
-use furiwake_dataplane::snapshot::{Snapshot, MAX_NEXTHOPS, MAX_SERVERS};
+use furiwake_dataplane::conntrack::{self, Timeouts};
+use furiwake_dataplane::state::neighbor::Neighbors;
+use furiwake_dataplane::state::rcu::{rcu, Publisher};
+use furiwake_dataplane::state::snapshot::{Snapshot, MAX_NEXTHOPS, MAX_SERVERS};
 use furiwake_dataplane::wire::EthernetAddress;
 use furiwake_dataplane::{Burst, DropReason, Worker, WorkerConfig, WorkerCounters};
 use furiwake_platform::lcore::{self, LcoreHandle};
@@ -83,7 +83,7 @@ struct WorkerHandle {
     lcore: Option<LcoreHandle>,
     counters: Arc<WorkerCounters>,
     /// The console's connection-table dumps (`show connections`).
-    dump: Arc<furiwake_dataplane::worker::dump::FlowDump>,
+    dump: Arc<furiwake_dataplane::ctl::dump::FlowDump>,
     /// Its loop's busy time (`show workers`).
     loops: Arc<crate::console::stats::LoopStats>,
 }
@@ -119,7 +119,7 @@ pub struct Appliance {
     /// the servers' `enabled` flags (health).
     base: Snapshot,
     health: Health,
-    loads: Arc<furiwake_dataplane::sched::Loads>,
+    loads: Arc<furiwake_dataplane::lb::Loads>,
     /// Where each virtual server and server sits in the snapshot.
     layout: build::Layout,
     /// Per service and server slot: the snapshot generation that retired
@@ -203,7 +203,7 @@ impl Appliance {
             publisher: None,
             base: built.snapshot.clone(),
             // Sized for every slot a configuration change may use.
-            loads: Arc::new(furiwake_dataplane::sched::Loads::new(MAX_SERVERS)),
+            loads: Arc::new(furiwake_dataplane::lb::Loads::new(MAX_SERVERS)),
             layout: built.layout.clone(),
             retired_gen: [Vec::new(), Vec::new()],
             config_path: None,
@@ -334,7 +334,7 @@ impl Appliance {
         // reference). Those change only while it has no connection.
         for (i, (old, new)) in self.base.services.iter().zip(built.snapshot.services.iter()).enumerate() {
             let live = |l: &build::Layout| l.services.get(i).is_some_and(build::Slot::is_live);
-            let key = |v: &furiwake_dataplane::snapshot::VirtualService| {
+            let key = |v: &furiwake_dataplane::state::snapshot::VirtualService| {
                 (v.forwarding, v.local_addrs.clone(), v.persistence.map(|p| (p.kind, p.netmask, p.group)))
             };
             if live(&self.layout) && live(&built.layout) && key(old) != key(new) && self.active(build::SlotKind::Service, i) > 0 {
@@ -438,10 +438,10 @@ impl Appliance {
         // Hash tables are rebuilt over the servers that can take
         // connections (Maglev's minimal disruption keeps the others' flows).
         for vs in &mut snap.services {
-            if let furiwake_dataplane::sched::Schedule::Hash { key, .. } = vs.schedule {
+            if let furiwake_dataplane::lb::Schedule::Hash { key, .. } = vs.schedule {
                 let weights: Vec<u32> =
                     vs.members.iter().map(|g| snap.servers.get(*g as usize).map_or(0, |s| if s.enabled { s.weight } else { 0 })).collect();
-                vs.schedule = furiwake_dataplane::sched::Schedule::hashed(key, &weights);
+                vs.schedule = furiwake_dataplane::lb::Schedule::hashed(key, &weights);
             }
         }
         snap
@@ -452,7 +452,7 @@ impl Appliance {
     /// every turn, bytes per second every `loads::SAMPLE`.
     fn publish_loads(&mut self) {
         let n = self.base.servers.len();
-        let sum = |i: usize, f: &dyn Fn(&furiwake_dataplane::counters::ServiceCounters) -> u64| {
+        let sum = |i: usize, f: &dyn Fn(&furiwake_dataplane::state::counters::ServiceCounters) -> u64| {
             self.workers.iter().fold(0u64, |a, w| a.wrapping_add(w.counters.servers.get(i).map_or(0, f)))
         };
         for i in 0..n {
@@ -592,7 +592,7 @@ impl Appliance {
         let t = &self.cfg.timeouts;
         let timeouts = Timeouts::from_secs(t.tcp_syn, t.tcp_established, t.tcp_fin, t.tcp_time_wait, t.tcp_close, t.udp, t.icmp);
         let idle_sleep = Duration::from_micros(self.cfg.platform.idle_sleep_us as u64);
-        let ticks_per_sec = 1000 / flow::TICK_MS as u64;
+        let ticks_per_sec = 1000 / conntrack::TICK_MS as u64;
         let tsc_per_tick = (furiwake_platform::tsc_hz() / ticks_per_sec).max(1);
         let start_tsc = furiwake_platform::rdtsc();
         for (w, (&lcore_id, (ho_tx, ho_rx))) in lcores.iter().zip(handoff_tx.into_iter().zip(handoff_rx)).enumerate().rev() {
@@ -610,7 +610,7 @@ impl Appliance {
             let io = MbufIo::new(rx, &tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
             let reader = readers.pop().ok_or("rcu readers")?;
             let config = WorkerConfig { id: w as u16, workers: n as u16, flows: self.cfg.platform.flows_per_worker, timeouts };
-            let dump = Arc::new(furiwake_dataplane::worker::dump::FlowDump::new());
+            let dump = Arc::new(furiwake_dataplane::ctl::dump::FlowDump::new());
             let loops = Arc::new(crate::console::stats::LoopStats::default());
             let worker = Worker::new(config, reader, Arc::clone(&self.slots)).with_loads(Arc::clone(&self.loads)).with_dump(Arc::clone(&dump));
             let counters = worker.counters();
@@ -837,8 +837,8 @@ impl Appliance {
                 if !self.layout.services.get(vi).is_some_and(|s| s.is_live() || s.is_retired()) {
                     continue;
                 }
-                let line = |c: &dyn Fn(&WorkerCounters) -> Option<&furiwake_dataplane::counters::ServiceCounters>| {
-                    let g = |f: &dyn Fn(&furiwake_dataplane::counters::ServiceCounters) -> u64| sum(&|w| c(w).map_or(0, f));
+                let line = |c: &dyn Fn(&WorkerCounters) -> Option<&furiwake_dataplane::state::counters::ServiceCounters>| {
+                    let g = |f: &dyn Fn(&furiwake_dataplane::state::counters::ServiceCounters) -> u64| sum(&|w| c(w).map_or(0, f));
                     format!(
                         "conns-active {}; conns-new {}; in-pkts {}; in-bytes {}; out-pkts {}; out-bytes {}",
                         g(&|x| x.conns_active.get()),

@@ -3,8 +3,9 @@
 //! slots, schedules precomputed, full-NAT local addresses defaulted.
 
 use crate::config::{Algorithm, Config, Forwarding, HashOn, PersistenceKind, Protocol};
-use furiwake_dataplane::sched::{HashKey, Schedule};
-use furiwake_dataplane::snapshot::{self, PortView, RealServer, Snapshot, VirtualService};
+use furiwake_dataplane::lb::{HashKey, Schedule};
+use furiwake_dataplane::lb::RealServer;
+use furiwake_dataplane::state::snapshot::{self, PortView, Snapshot, VirtualService};
 use furiwake_dataplane::wire::EthernetAddress;
 use std::net::Ipv4Addr;
 
@@ -129,7 +130,7 @@ fn claim<K: PartialEq + Clone>(slots: &mut Vec<Slot<K>>, claimed: &mut Vec<bool>
 }
 
 /// The persistence of `vs`, with its group's stable id.
-fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> Option<snapshot::Persistence> {
+fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> Option<furiwake_dataplane::lb::Persistence> {
     let p = *vs.persistence.as_ref()?.get_ref();
     let name = match &vs.persistence_group {
         Some(g) => format!("group:{}", g.get_ref()),
@@ -142,11 +143,11 @@ fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> O
             groups.len() - 1
         }
     };
-    let ticks_per_s = 1000 / furiwake_dataplane::flow::TICK_MS;
-    Some(snapshot::Persistence {
+    let ticks_per_s = 1000 / furiwake_dataplane::conntrack::TICK_MS;
+    Some(furiwake_dataplane::lb::Persistence {
         kind: match p.kind {
-            PersistenceKind::SourceIp => snapshot::PersistKind::SourceIp,
-            PersistenceKind::SourceIpPort => snapshot::PersistKind::SourceIpPort,
+            PersistenceKind::SourceIp => furiwake_dataplane::lb::PersistKind::SourceIp,
+            PersistenceKind::SourceIpPort => furiwake_dataplane::lb::PersistKind::SourceIpPort,
         },
         netmask: u32::from(p.netmask),
         timeout: p.timeout_s.saturating_mul(ticks_per_s),

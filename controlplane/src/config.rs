@@ -668,8 +668,8 @@ impl Config {
             }
         }
         let mut vips = HashSet::new();
-        if self.virtual_servers.len() > furiwake_dataplane::snapshot::MAX_SERVICES {
-            return Err(src.error(None, format!("at most {} virtual servers", furiwake_dataplane::snapshot::MAX_SERVICES)));
+        if self.virtual_servers.len() > furiwake_dataplane::state::snapshot::MAX_SERVICES {
+            return Err(src.error(None, format!("at most {} virtual servers", furiwake_dataplane::state::snapshot::MAX_SERVICES)));
         }
         let members: usize = self
             .virtual_servers
@@ -677,8 +677,8 @@ impl Config {
             .filter_map(|vs| self.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref()))
             .map(|p| p.servers.len())
             .sum();
-        if members > furiwake_dataplane::snapshot::MAX_SERVERS {
-            return Err(src.error(None, format!("at most {} real servers over all virtual servers", furiwake_dataplane::snapshot::MAX_SERVERS)));
+        if members > furiwake_dataplane::state::snapshot::MAX_SERVERS {
+            return Err(src.error(None, format!("at most {} real servers over all virtual servers", furiwake_dataplane::state::snapshot::MAX_SERVERS)));
         }
         for vs in &self.virtual_servers {
             if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat) {

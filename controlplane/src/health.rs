@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// Source ports of probes: above the full-NAT range (`nat::LOCAL_PORT_MAX`),
 /// so replies never match a full-NAT connection and are punted to us.
-const PROBE_PORT_MIN: u16 = furiwake_dataplane::nat::PROBE_PORT_MIN;
+const PROBE_PORT_MIN: u16 = furiwake_dataplane::forward::PROBE_PORT_MIN;
 const PROBE_PORT_MAX: u16 = u16::MAX;
 /// Bytes of a response kept for matching (status line, body substring).
 const RESPONSE_MAX: usize = 16 * 1024;

@@ -5,7 +5,7 @@
 //! `furiwake_dataplane::sched` for how the workers read them and how stale
 //! they may be.)
 
-use furiwake_dataplane::sched::Loads;
+use furiwake_dataplane::lb::Loads;
 use std::time::{Duration, Instant};
 
 /// How often a rate sample is taken: short enough that a download that

@@ -1,26 +1,35 @@
-//! Furiwake's packet logic, free of DPDK: typed views over frame bytes
-//! (`wire`), the packet-I/O abstraction the platform implements for
-//! `rte_mbuf` and tests implement for plain buffers (`io`), per-worker
-//! counters with a name for every drop (`counters`), and the worker pipeline
-//! (`worker`).
+//! Furiwake's packet logic, free of DPDK. Folders by concern, each
+//! depending only on those listed before it (no module cycles):
+//!
+//! - `wire`: typed views over frame bytes (Ethernet, ARP, IPv4, ICMP, TCP,
+//!   UDP, checksums).
+//! - `io`: the packet-I/O abstraction the platform implements for
+//!   `rte_mbuf` and tests implement for plain buffers.
+//! - `limits`: the sizes everything else is dimensioned by.
+//! - `conntrack`: the per-worker connection table (entry, keys, hash
+//!   table, expiry wheel, TCP states).
+//! - `lb`: choosing a server (schedules, Maglev, persistence records, the
+//!   published loads).
+//! - `state`: what the control plane shares with the workers (the RCU
+//!   snapshot, neighbours, counters).
+//! - `forward`: the rewrites of each forwarding mode (NAT, full-NAT, ICMP
+//!   error translation, refusals) and full-NAT local ports.
+//! - `ctl`: the workers' side of control requests (connection dumps).
+//! - `pipeline`: the worker: classify, ownership, the poll loop.
 //!
 //! Nothing here allocates, locks or panics on the packet path; `cargo test
 //! -p furiwake-dataplane` needs neither DPDK, hugepages nor root.
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-pub mod counters;
-pub mod flow;
+pub mod conntrack;
+pub mod ctl;
+pub mod forward;
 pub mod io;
-pub mod maglev;
-pub mod nat;
-pub mod neighbor;
-pub mod persist;
-pub mod rcu;
-pub mod sched;
-pub mod snapshot;
+pub mod lb;
+pub mod limits;
+pub mod pipeline;
+pub mod state;
 pub mod wire;
-pub mod worker;
 
-pub use counters::{DropReason, WorkerCounters};
 pub use io::{Burst, Packet, PacketIo, BURST_SIZE};
-pub use worker::{Worker, WorkerConfig};
+pub use pipeline::{Worker, WorkerConfig};
+pub use state::counters::{DropReason, WorkerCounters};

@@ -6,8 +6,9 @@
 //! Exposition format: <https://prometheus.io/docs/instrumenting/exposition_formats/>.
 
 use super::Appliance;
-use furiwake_dataplane::counters::{DropReason, ServiceCounters, WorkerCounters};
-use furiwake_dataplane::snapshot::{RealServer, Snapshot, VirtualService};
+use furiwake_dataplane::state::counters::{DropReason, ServiceCounters, WorkerCounters};
+use furiwake_dataplane::lb::RealServer;
+use furiwake_dataplane::state::snapshot::{Snapshot, VirtualService};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use std::fmt::Write as _;
@@ -340,7 +341,7 @@ impl Appliance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use furiwake_dataplane::snapshot::Forwarding;
+    use furiwake_dataplane::state::snapshot::Forwarding;
     use std::net::TcpStream as StdStream;
 
     #[test]

@@ -258,8 +258,8 @@ fn parse_connections(args: &[&str]) -> Result<Show, String> {
                 limit = value
                     .parse::<u32>()
                     .ok()
-                    .filter(|n| (1..=furiwake_dataplane::worker::dump::DUMP_CAPACITY as u32).contains(n))
-                    .ok_or_else(|| format!("limit {value:?}: expected a number from 1 to {}", furiwake_dataplane::worker::dump::DUMP_CAPACITY))?
+                    .filter(|n| (1..=furiwake_dataplane::ctl::dump::DUMP_CAPACITY as u32).contains(n))
+                    .ok_or_else(|| format!("limit {value:?}: expected a number from 1 to {}", furiwake_dataplane::ctl::dump::DUMP_CAPACITY))?
             }
         }
         i += 2;

@@ -5,7 +5,7 @@
 //! 004's three figures: new connections per second, concurrent
 //! connections, throughput).
 
-use furiwake_dataplane::counters::Counter;
+use furiwake_dataplane::state::counters::Counter;
 use std::time::Instant;
 
 /// A worker loop's time, in TSC cycles: in polls that found packets, and

@@ -2,98 +2,16 @@
 //! IPs, virtual servers, real servers, full-NAT local addresses. Built by
 //! the control plane, published through `rcu`, never mutated in place.
 
-use crate::sched::Schedule;
+pub use crate::conntrack::Forwarding;
+use crate::lb::{Members, Persistence, RealServer, Schedule};
+pub use crate::limits::{MAX_NEXTHOPS, MAX_SERVERS, MAX_SERVICES};
 use crate::wire::EthernetAddress;
-
-/// Upper bounds, so per-worker counter arrays are sized once.
-pub const MAX_SERVICES: usize = 256;
-pub const MAX_SERVERS: usize = 4096;
-pub const MAX_NEXTHOPS: usize = 4096;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forwarding {
-    /// Destination NAT in, source NAT back (seed 001): servers route via us.
-    Nat,
-    /// Source and destination NAT (seed 000 "Src&DstNAT"): servers need no
-    /// route back.
-    FullNat,
-}
 
 /// A data port as the workers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PortView {
     pub mac: EthernetAddress,
     pub self_ip: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RealServer {
-    pub ip: u32,
-    pub port: u16,
-    pub weight: u32,
-    pub enabled: bool,
-    /// DPDK port id toward the server.
-    pub tx_port: u16,
-    /// Neighbour slot of the next hop (the server, or a gateway).
-    pub nexthop: u16,
-    /// Index of its virtual server.
-    pub vs: u16,
-    /// Priority group: higher first; sorry-pool servers are below every
-    /// group (-1).
-    pub priority: i32,
-    /// 0: no limit. Otherwise no new connections while the published load
-    /// is at or above it.
-    pub max_connections: u32,
-    /// Its existing connections are cut too (down with `on_down =
-    /// "reset"`): their packets are dropped and their entries removed.
-    pub reset: bool,
-    /// How many times its node (address) has gone down: persistence
-    /// records made before the last time are stale (`persist`).
-    pub epoch: u32,
-    /// Drained by the operator but healthy: no new connections from the
-    /// scheduler, but clients whose persistence record names it still
-    /// come (BIG-IP "Disabled", HAProxy "drain").
-    pub sticky_only: bool,
-}
-
-/// What a persistence record is keyed by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PersistKind {
-    /// The client's address under `netmask`.
-    SourceIp,
-    /// The client's address and port.
-    SourceIpPort,
-}
-
-/// Persistence of a virtual server (`persist` has the design).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Persistence {
-    pub kind: PersistKind,
-    pub netmask: u32,
-    /// In flow-table ticks.
-    pub timeout: u32,
-    /// Virtual servers of one group share records.
-    pub group: u16,
-    /// A record survives its server going down (default: dropped).
-    pub keep_on_down: bool,
-}
-
-impl Persistence {
-    /// The record key of a client.
-    #[inline]
-    pub fn key(&self, client_ip: u32, client_port: u16) -> u64 {
-        match self.kind {
-            PersistKind::SourceIp => crate::persist::key(self.group, client_ip & self.netmask, 0),
-            PersistKind::SourceIpPort => crate::persist::key(self.group, client_ip, client_port),
-        }
-    }
-
-    /// The netmask the flow owner hashes the client address under, when
-    /// it hashes the address alone.
-    #[inline]
-    pub fn owner_mask(&self) -> Option<u32> {
-        (self.kind == PersistKind::SourceIp).then_some(self.netmask)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +50,17 @@ impl VirtualService {
             local_addrs: Box::new([]),
             persistence: None,
         }
+    }
+}
+
+impl Members for VirtualService {
+    #[inline(always)]
+    fn members(&self) -> &[u16] {
+        &self.members
+    }
+    #[inline(always)]
+    fn schedule(&self) -> &Schedule {
+        &self.schedule
     }
 }
 

@@ -45,6 +45,46 @@
 //! expires first, preferring records with no open connection. Expiry is
 //! read on use (no timer walk): an expired record is a free way.
 
+/// What a persistence record is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersistKind {
+    /// The client's address under `netmask`.
+    SourceIp,
+    /// The client's address and port.
+    SourceIpPort,
+}
+
+/// Persistence of a virtual server (`persist` has the design).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persistence {
+    pub kind: PersistKind,
+    pub netmask: u32,
+    /// In flow-table ticks.
+    pub timeout: u32,
+    /// Virtual servers of one group share records.
+    pub group: u16,
+    /// A record survives its server going down (default: dropped).
+    pub keep_on_down: bool,
+}
+
+impl Persistence {
+    /// The record key of a client.
+    #[inline]
+    pub fn key(&self, client_ip: u32, client_port: u16) -> u64 {
+        match self.kind {
+            PersistKind::SourceIp => key(self.group, client_ip & self.netmask, 0),
+            PersistKind::SourceIpPort => key(self.group, client_ip, client_port),
+        }
+    }
+
+    /// The netmask the flow owner hashes the client address under, when
+    /// it hashes the address alone.
+    #[inline]
+    pub fn owner_mask(&self) -> Option<u32> {
+        (self.kind == PersistKind::SourceIp).then_some(self.netmask)
+    }
+}
+
 /// One record, 24 bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Record {

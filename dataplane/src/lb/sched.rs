@@ -40,8 +40,17 @@
 //! connections, so a server that takes a burst stops looking cheap before
 //! its probes notice.
 
-use crate::snapshot::{RealServer, VirtualService};
-use core::sync::atomic::{AtomicU64, Ordering};
+use super::loads::Loads;
+use super::maglev;
+use super::server::RealServer;
+
+/// What the scheduler needs of a virtual server: its servers (indexes
+/// into the snapshot's servers) and the schedule over their positions.
+/// The snapshot's `VirtualService` implements it.
+pub trait Members {
+    fn members(&self) -> &[u16];
+    fn schedule(&self) -> &Schedule;
+}
 
 /// What a hash-based algorithm hashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,72 +107,6 @@ pub const FASTEST_BAND: (u64, u64) = (8, 100);
 /// probe (timeouts are far shorter), so it ranks last but stays usable.
 pub const UNMEASURED_RTT_US: u64 = u32::MAX as u64;
 
-/// What the control plane publishes per server (snapshot index) for the
-/// load-aware schedulers; one slot per server in each array.
-/// Control plane: rw (every loop turn); workers: ro.
-#[derive(Debug)]
-pub struct Loads {
-    /// Active connections, summed over workers.
-    conns: Box<[AtomicU64]>,
-    /// Smoothed probe RTT in µs; 0: no measurement.
-    rtt_us: Box<[AtomicU64]>,
-    /// Recent bytes per second, client to server plus server to client.
-    bytes_per_s: Box<[AtomicU64]>,
-}
-
-fn atomics(n: usize) -> Box<[AtomicU64]> {
-    (0..n).map(|_| AtomicU64::new(0)).collect()
-}
-
-#[inline]
-fn load(a: &[AtomicU64], i: usize) -> u64 {
-    a.get(i).map_or(0, |a| a.load(Ordering::Relaxed))
-}
-
-fn store(a: &[AtomicU64], i: usize, v: u64) {
-    if let Some(a) = a.get(i) {
-        a.store(v, Ordering::Relaxed);
-    }
-}
-
-impl Loads {
-    pub fn new(servers: usize) -> Self {
-        Self { conns: atomics(servers), rtt_us: atomics(servers), bytes_per_s: atomics(servers) }
-    }
-
-    /// Active connections of `server`.
-    #[inline]
-    pub fn get(&self, server: usize) -> u64 {
-        load(&self.conns, server)
-    }
-
-    pub fn set(&self, server: usize, v: u64) {
-        store(&self.conns, server, v);
-    }
-
-    /// The smoothed probe RTT of `server` in µs, if it has one.
-    #[inline]
-    pub fn rtt_us(&self, server: usize) -> Option<u64> {
-        Some(load(&self.rtt_us, server)).filter(|r| *r > 0)
-    }
-
-    /// Sets (or clears, with None) the RTT of `server`; a measured RTT
-    /// below 1 µs is stored as 1 µs (0 means "none").
-    pub fn set_rtt_us(&self, server: usize, rtt: Option<u64>) {
-        store(&self.rtt_us, server, rtt.map_or(0, |r| r.max(1)));
-    }
-
-    /// Recent bytes per second through `server`.
-    #[inline]
-    pub fn bytes_per_s(&self, server: usize) -> u64 {
-        load(&self.bytes_per_s, server)
-    }
-
-    pub fn set_bytes_per_s(&self, server: usize, v: u64) {
-        store(&self.bytes_per_s, server, v);
-    }
-}
-
 /// What a new connection looks like, for the hash-based algorithms.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Flow4 {
@@ -196,9 +139,9 @@ impl Schedule {
     /// A Maglev table over `weights` (one per server of the service; 0 for
     /// a disabled or weightless server), keyed by `key`.
     pub fn hashed(key: HashKey, weights: &[u32]) -> Self {
-        let backends: Vec<crate::maglev::MaglevBackend> =
-            weights.iter().enumerate().map(|(i, w)| crate::maglev::MaglevBackend { key: i as u64 + 1, weight: *w }).collect();
-        Schedule::Hash { key, table: crate::maglev::build(&backends, crate::maglev::DEFAULT_TABLE_SIZE).into_boxed_slice() }
+        let backends: Vec<maglev::MaglevBackend> =
+            weights.iter().enumerate().map(|(i, w)| maglev::MaglevBackend { key: i as u64 + 1, weight: *w }).collect();
+        Schedule::Hash { key, table: maglev::build(&backends, maglev::DEFAULT_TABLE_SIZE).into_boxed_slice() }
     }
 
     pub fn round_robin(servers: usize) -> Self {
@@ -245,8 +188,8 @@ pub fn available(servers: &[RealServer], global: u16, loads: Option<&Loads>) -> 
 /// connection (groups spill to the next when all their servers are down or
 /// full; the sorry pool sits below them all).
 #[inline]
-fn active_group(vs: &VirtualService, servers: &[RealServer], loads: Option<&Loads>) -> Option<i32> {
-    vs.members
+fn active_group<V: Members>(vs: &V, servers: &[RealServer], loads: Option<&Loads>) -> Option<i32> {
+    vs.members()
         .iter()
         .copied()
         .filter(|g| available(servers, *g, loads))
@@ -278,18 +221,18 @@ impl Rank {
 /// worker's cursor and the first of equals wins; the cursor then moves past
 /// the winner, so equal servers take turns.
 #[inline]
-fn lowest(
+fn lowest<V: Members>(
     cursor: &mut u32,
-    vs: &VirtualService,
+    vs: &V,
     servers: &[RealServer],
     in_group: impl Fn(u16) -> bool,
     rank: impl Fn(u16, &RealServer) -> Option<Rank>,
 ) -> Option<u16> {
-    let n = (vs.members.len() as u32).max(1);
+    let n = (vs.members().len() as u32).max(1);
     let mut best: Option<(u32, Rank)> = None;
-    for k in 0..vs.members.len() as u32 {
+    for k in 0..vs.members().len() as u32 {
         let i = cursor.wrapping_add(k) % n;
-        let Some(&global) = vs.members.get(i as usize) else { continue };
+        let Some(&global) = vs.members().get(i as usize) else { continue };
         let Some(s) = servers.get(global as usize) else { continue };
         if s.weight == 0 || !in_group(global) {
             continue;
@@ -301,7 +244,7 @@ fn lowest(
     }
     let (i, _) = best?;
     *cursor = (i + 1) % n;
-    vs.members.get(i as usize).copied()
+    vs.members().get(i as usize).copied()
 }
 
 /// A worker's scheduling state: one cursor per virtual server.
@@ -321,24 +264,24 @@ impl Scheduler {
     /// connection to `vs`, skipping disabled servers. `None` when no server
     /// can take it.
     #[inline]
-    pub fn pick(&mut self, vs_index: usize, vs: &VirtualService, servers: &[RealServer]) -> Option<u16> {
+    pub fn pick<V: Members>(&mut self, vs_index: usize, vs: &V, servers: &[RealServer]) -> Option<u16> {
         self.pick_for(vs_index, vs, servers, &Flow4::default(), None)
     }
 
     /// `pick` with what the hash and least-connections algorithms need.
     #[inline]
-    pub fn pick_for(&mut self, vs_index: usize, vs: &VirtualService, servers: &[RealServer], flow: &Flow4, loads: Option<&Loads>) -> Option<u16> {
+    pub fn pick_for<V: Members>(&mut self, vs_index: usize, vs: &V, servers: &[RealServer], flow: &Flow4, loads: Option<&Loads>) -> Option<u16> {
         let cursor = self.cursors.get_mut(vs_index)?;
         let group = active_group(vs, servers, loads)?;
         let in_group = |g: u16| servers.get(g as usize).is_some_and(|s| s.priority == group) && available(servers, g, loads);
         let conns = |g: u16| loads.map_or(0, |l| l.get(g as usize));
-        match &vs.schedule {
+        match vs.schedule() {
             Schedule::Hash { key, table } => {
-                let pos = crate::maglev::lookup(table, flow.hash(*key))?;
+                let pos = maglev::lookup(table, flow.hash(*key))?;
                 // The table is rebuilt without down servers; between a
                 // change and its snapshot, fall back to the next enabled one.
-                let n = vs.members.len();
-                (0..n).filter_map(|i| vs.members.get((pos as usize + i) % n.max(1)).copied()).find(|g| in_group(*g))
+                let n = vs.members().len();
+                (0..n).filter_map(|i| vs.members().get((pos as usize + i) % n.max(1)).copied()).find(|g| in_group(*g))
             }
             Schedule::LeastConnections { weighted } => lowest(cursor, vs, servers, in_group, |g, s| {
                 let w = if *weighted { s.weight as u64 } else { 1 };
@@ -347,7 +290,7 @@ impl Scheduler {
             Schedule::Fastest => {
                 let rtt = |g: u16| loads.and_then(|l| l.rtt_us(g as usize)).unwrap_or(UNMEASURED_RTT_US);
                 let best = vs
-                    .members
+                    .members()
                     .iter()
                     .copied()
                     .filter(|g| servers.get(*g as usize).is_some_and(|s| s.weight > 0) && in_group(*g))
@@ -370,7 +313,7 @@ impl Scheduler {
                 for _ in 0..n {
                     let pos = seq.get((*cursor % n) as usize).copied().unwrap_or(0);
                     *cursor = cursor.wrapping_add(1) % n;
-                    match vs.members.get(pos as usize) {
+                    match vs.members().get(pos as usize) {
                         Some(&global) if in_group(global) => return Some(global),
                         _ => {}
                     }
@@ -384,7 +327,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Forwarding;
+    use crate::state::snapshot::{Forwarding, VirtualService};
 
     fn vs(schedule: Schedule, n: u16) -> VirtualService {
         VirtualService { schedule, members: (0..n).collect(), ..VirtualService::test(Forwarding::Nat) }

@@ -5,7 +5,7 @@
 //! IPVS's `tcp_state_table` (net/netfilter/ipvs/ip_vs_proto_tcp.c). UDP and
 //! ICMP have no handshake, so each has one state.
 
-use super::TICK_MS;
+use super::key::TICK_MS;
 
 /// Where a connection is in its life. Each state has its own idle timeout
 /// (`Timeouts::for_state`).

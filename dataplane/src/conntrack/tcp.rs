@@ -24,7 +24,8 @@
 //!    MAY-2, lets an endpoint reopen a connection from TIME-WAIT on a new
 //!    SYN); FIN bits are cleared.
 
-use super::{Dir, FlowState};
+use super::key::Dir;
+use super::state::FlowState;
 
 /// TCP header flag bits (RFC 9293 §3.1).
 pub const TCP_FIN: u8 = 0x01;

@@ -3,9 +3,9 @@
 //! leaves, with checksums checked by full recomputation.
 
 use super::*;
-use crate::rcu::rcu;
-use crate::sched::Schedule;
-use crate::snapshot::{PortView, RealServer, VirtualService};
+use crate::state::rcu::rcu;
+use crate::lb::{RealServer, Schedule};
+use crate::state::snapshot::{PortView, VirtualService};
 use crate::wire::checksum;
 
 const OUT: u16 = 0; // client side
@@ -703,8 +703,8 @@ const PERSIST_TIMEOUT: u32 = 50;
 /// VIP:80 (NAT) and VIP:81 (full-NAT), one persistence group.
 fn persistent_snapshot(netmask: u32, keep_on_down: bool) -> Snapshot {
     let mut s = snapshot();
-    let p = crate::snapshot::Persistence {
-        kind: crate::snapshot::PersistKind::SourceIp,
+    let p = crate::lb::Persistence {
+        kind: crate::lb::PersistKind::SourceIp,
         netmask,
         timeout: PERSIST_TIMEOUT,
         group: 0,
@@ -717,7 +717,7 @@ fn persistent_snapshot(netmask: u32, keep_on_down: bool) -> Snapshot {
     s
 }
 
-fn persistent_worker(snap: Snapshot) -> (crate::rcu::Publisher<Snapshot>, Worker) {
+fn persistent_worker(snap: Snapshot) -> (crate::state::rcu::Publisher<Snapshot>, Worker) {
     let (publisher, mut readers) = rcu(Box::new(snap), 1);
     let n = Arc::new(Neighbors::new(4));
     n.set(0, SERVER_MAC[0]);

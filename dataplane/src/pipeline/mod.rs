@@ -6,15 +6,15 @@
 //! I/O: it gets frames through `PacketIo` and the time as an argument. The
 //! loop around `poll` (stop flag, idle back-off) belongs to the caller.
 
-use crate::counters::{DropReason, WorkerCounters};
-use crate::flow::{Dir, FlowId, FlowInit, FlowKey, FlowState, FlowTable, InsertError, Timeouts};
+use crate::conntrack::{Dir, EntryFlags, FlowId, FlowInit, FlowKey, FlowState, FlowTable, InsertError, Timeouts};
+use crate::ctl::dump;
+use crate::forward::{self as nat, LocalPorts};
 use crate::io::{Burst, Packet, PacketIo};
-use crate::nat::{self, LocalPorts};
-use crate::neighbor::Neighbors;
-use crate::persist::PersistTable;
-use crate::rcu::Reader;
-use crate::sched::Scheduler;
-use crate::snapshot::{Forwarding, Snapshot};
+use crate::lb::{self, PersistTable, Scheduler};
+use crate::state::counters::{DropReason, WorkerCounters};
+use crate::state::neighbor::Neighbors;
+use crate::state::rcu::Reader;
+use crate::state::snapshot::{Forwarding, Snapshot};
 use crate::wire::checksum;
 use crate::wire::ethernet::{parse_l2, EtherType, EthernetAddress, EthernetFrame};
 use crate::wire::icmp::{self, IcmpPacket};
@@ -25,13 +25,9 @@ use crate::wire::WireError;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-pub mod dump;
 
 /// Expired entries freed per poll at most, so one poll never stalls.
 const EXPIRE_BUDGET: u32 = 256;
-
-/// Flow-entry flag: placed by a persistence record, which it references.
-const FLAG_PERSIST: u8 = 1;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -86,7 +82,7 @@ pub struct Worker {
     snapshot: Reader<Snapshot>,
     neighbors: Arc<Neighbors>,
     /// Global active connections per server, for least-connections.
-    loads: Option<Arc<crate::sched::Loads>>,
+    loads: Option<Arc<lb::Loads>>,
     /// Persistence records of the clients this worker owns.
     persist: PersistTable,
     /// Current time in flow-table ticks, set by `poll`.
@@ -221,7 +217,7 @@ impl Worker {
     }
 
     /// Gives the worker the control plane's per-server connection sums.
-    pub fn with_loads(mut self, loads: Arc<crate::sched::Loads>) -> Self {
+    pub fn with_loads(mut self, loads: Arc<lb::Loads>) -> Self {
         self.loads = Some(loads);
         self
     }
@@ -371,7 +367,7 @@ impl Worker {
         let persist = &mut self.persist;
         let snap: &Snapshot = self.snapshot.get();
         self.table.expire(now, EXPIRE_BUDGET, |f| {
-            if f.flags & FLAG_PERSIST != 0 {
+            if f.flags.contains(EntryFlags::PERSIST) {
                 release(persist, snap, f.vs, f.client_ip, f.client_port, f.server_ip, now);
             }
             counters.flows.sub(1);
@@ -381,7 +377,7 @@ impl Worker {
             if let Some(c) = counters.servers.get(f.server as usize) {
                 c.conns_active.sub(1);
             }
-            if f.local_ip != f.client_ip || f.local_port != f.client_port {
+            if f.mode == Forwarding::FullNat {
                 local_ports.free(f.local_ip, f.local_port);
             }
         });
@@ -501,7 +497,7 @@ impl Worker {
         let (server_index, persisted) = match vs.persistence {
             Some(pers) => self.persistent_pick(snap, vs_index, p, &pers),
             None => {
-                let flow = crate::sched::Flow4 { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto };
+                let flow = lb::Flow4 { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto };
                 (self.sched.pick_for(vs_index as usize, vs, &snap.servers, &flow, self.loads.as_deref()), false)
             }
         };
@@ -538,7 +534,8 @@ impl Worker {
             server: server_index,
             client_port_id: in_port as u8,
             client_mac: client_mac.0,
-            flags: if persisted { FLAG_PERSIST } else { 0 },
+            flags: if persisted { EntryFlags::PERSIST } else { EntryFlags::empty() },
+            mode: vs.forwarding,
         };
         // `process` just missed the original key in this table.
         let mut inserted = self.table.insert_after_miss(&init, self.now);
@@ -579,7 +576,7 @@ impl Worker {
     /// since), else the scheduler's choice, recorded. Returns the server
     /// and whether the connection references a record.
     #[inline]
-    fn persistent_pick(&mut self, snap: &Snapshot, vs_index: u16, p: &L4Info, pers: &crate::snapshot::Persistence) -> (Option<u16>, bool) {
+    fn persistent_pick(&mut self, snap: &Snapshot, vs_index: u16, p: &L4Info, pers: &lb::Persistence) -> (Option<u16>, bool) {
         let Some(vs) = snap.services.get(vs_index as usize) else { return (None, false) };
         let key = pers.key(p.src, p.sport);
         let loads = self.loads.as_deref();
@@ -589,7 +586,7 @@ impl Worker {
             let stale = member.and_then(|g| snap.servers.get(g as usize)).is_some_and(|s| s.epoch != rec.epoch);
             match member {
                 Some(g) if !stale || pers.keep_on_down => {
-                    if crate::sched::available(&snap.servers, g, loads) || sticky(&snap.servers, g, loads) {
+                    if lb::available(&snap.servers, g, loads) || sticky(&snap.servers, g, loads) {
                         self.persist.attach(key, self.now, pers.timeout);
                         self.counters.persisted.inc();
                         return (Some(g), true);
@@ -605,7 +602,7 @@ impl Worker {
                 None => keep_record = group_has(snap, pers.group, rec.server_ip),
             }
         }
-        let flow = crate::sched::Flow4 { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto };
+        let flow = lb::Flow4 { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto };
         let pick = self.sched.pick_for(vs_index as usize, vs, &snap.servers, &flow, loads);
         let Some(server) = pick.and_then(|g| snap.servers.get(g as usize)) else { return (pick, false) };
         if keep_record {
@@ -640,7 +637,7 @@ impl Worker {
         let state = self.table.on_packet(id, Dir::Original, p.tcp_flags, self.now);
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         let (vs, server_index, server_ip, server_port, local_ip, local_port) = (f.vs, f.server, f.server_ip, f.server_port, f.local_ip, f.local_port);
-        let full_nat = local_ip != f.client_ip || local_port != f.client_port;
+        let full_nat = f.mode == Forwarding::FullNat;
         let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
         if server.reset {
             self.remove(id);
@@ -673,7 +670,7 @@ impl Worker {
     fn forward_reply(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
         let state = self.table.on_packet(id, Dir::Reply, p.tcp_flags, self.now);
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
-        let full_nat = f.local_ip != f.client_ip || f.local_port != f.client_port;
+        let full_nat = f.mode == Forwarding::FullNat;
         let (vs, server_index, out_port) = (f.vs, f.server, f.client_port_id as u16);
         let (vip, vport, client_ip, client_port, client_mac) = (f.vip, f.vport, f.client_ip, f.client_port, f.client_mac);
         if snap.servers.get(server_index as usize).is_some_and(|s| s.reset) {
@@ -704,7 +701,7 @@ impl Worker {
     /// Removes a connection at once (RST), with its counters and port.
     fn remove(&mut self, id: FlowId) {
         if let Some(f) = self.table.remove(id) {
-            if f.flags & FLAG_PERSIST != 0 {
+            if f.flags.contains(EntryFlags::PERSIST) {
                 release(&mut self.persist, self.snapshot.get(), f.vs, f.client_ip, f.client_port, f.server_ip, self.now);
             }
             let c = &self.counters;
@@ -715,7 +712,7 @@ impl Worker {
             if let Some(s) = c.servers.get(f.server as usize) {
                 s.conns_active.sub(1);
             }
-            if f.local_ip != f.client_ip || f.local_port != f.client_port {
+            if f.mode == Forwarding::FullNat {
                 self.local_ports.free(f.local_ip, f.local_port);
             }
         }
@@ -779,7 +776,7 @@ impl Worker {
                 f.client_port_id as u16,
                 EthernetAddress(f.client_mac),
                 Some(f.vip),
-                (f.local_ip != f.client_ip).then_some(f.client_ip),
+                (f.mode == Forwarding::FullNat).then_some(f.client_ip),
                 (f.client_ip, f.client_port),
                 (f.vip, f.vport),
             ),
@@ -787,7 +784,7 @@ impl Worker {
             Dir::Original => {
                 let Some(server) = snap.servers.get(f.server as usize) else { return Verdict::Drop(DropReason::NoServer) };
                 let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
-                let full_nat = f.local_ip != f.client_ip;
+                let full_nat = f.mode == Forwarding::FullNat;
                 (server.tx_port, mac, full_nat.then_some(f.local_ip), Some(f.server_ip), (f.server_ip, f.server_port), (f.local_ip, f.local_port))
             }
         };
@@ -826,7 +823,7 @@ fn group_has(snap: &Snapshot, group: u16, ip: u32) -> bool {
 /// A drained server takes the clients its records name, below its
 /// connection limit.
 #[inline]
-fn sticky(servers: &[crate::snapshot::RealServer], g: u16, loads: Option<&crate::sched::Loads>) -> bool {
+fn sticky(servers: &[lb::RealServer], g: u16, loads: Option<&lb::Loads>) -> bool {
     servers.get(g as usize).is_some_and(|s| {
         s.sticky_only && (s.max_connections == 0 || loads.is_none_or(|l| l.get(g as usize) < s.max_connections as u64))
     })

@@ -21,8 +21,17 @@
 //! visited after it is due; a refresh that *shortens* the deadline (a
 //! state change to a shorter timeout) re-links (see `FlowTable::on_packet`).
 
-use super::table::Flow;
-use super::FlowId;
+use super::key::FlowId;
+
+/// What the wheel needs of an entry: its links, which live in the entry so
+/// that linking allocates nothing. The entry type implements it.
+pub(super) trait WheelLinks {
+    /// (previous, next, slot).
+    fn wheel_links(&self) -> (u32, u32, u16);
+    fn set_wheel_links(&mut self, prev: u32, next: u32, slot: u16);
+    fn set_wheel_prev(&mut self, prev: u32);
+    fn set_wheel_next(&mut self, next: u32);
+}
 
 /// Slots in the wheel: 4096 ticks of 100 ms, 6.8 minutes per lap.
 pub const WHEEL_SLOTS: u32 = 4096;
@@ -68,38 +77,35 @@ impl Wheel {
     /// at the cursor, if `expire` is already behind it). `id` must not be
     /// in the wheel.
     #[inline]
-    pub(super) fn link(&mut self, entries: &mut [Flow], id: FlowId, expire: u32) {
+    pub(super) fn link<E: WheelLinks>(&mut self, entries: &mut [E], id: FlowId, expire: u32) {
         let slot = expire.max(self.next_tick) & WHEEL_MASK;
         let Some(head) = self.heads.get_mut(slot as usize) else { return };
         let old = *head;
         *head = id;
         if let Some(f) = entries.get_mut(id as usize) {
-            f.wheel_prev = HEAD;
-            f.wheel_next = old;
             // WHEEL_SLOTS <= 2^16 (const-asserted above).
-            f.wheel_slot = slot as u16;
+            f.set_wheel_links(HEAD, old, slot as u16);
         }
         if let Some(f) = entries.get_mut(old as usize) {
-            f.wheel_prev = id;
+            f.set_wheel_prev(id);
         }
     }
 
     /// Unlinks entry `id` from its slot in O(1). Leaves its links `NIL`.
     #[inline]
-    pub(super) fn unlink(&mut self, entries: &mut [Flow], id: FlowId) {
+    pub(super) fn unlink<E: WheelLinks>(&mut self, entries: &mut [E], id: FlowId) {
         let Some(f) = entries.get_mut(id as usize) else { return };
-        let (prev, next, slot) = (f.wheel_prev, f.wheel_next, f.wheel_slot);
-        f.wheel_prev = NIL;
-        f.wheel_next = NIL;
+        let (prev, next, slot) = f.wheel_links();
+        f.set_wheel_links(NIL, NIL, slot);
         if prev == HEAD {
             if let Some(h) = self.heads.get_mut(usize::from(slot)) {
                 *h = next;
             }
         } else if let Some(p) = entries.get_mut(prev as usize) {
-            p.wheel_next = next;
+            p.set_wheel_next(next);
         }
         if let Some(n) = entries.get_mut(next as usize) {
-            n.wheel_prev = prev;
+            n.set_wheel_prev(prev);
         }
     }
 }

@@ -26,7 +26,7 @@
 //! in it (like `/proc/net/ip_vs_conn`). Nothing here allocates after
 //! `FlowDump::new`, locks or panics on the worker's side.
 
-use crate::flow::{Flow, FlowState, FlowTable};
+use crate::conntrack::{Flow, FlowState, FlowTable};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
@@ -296,7 +296,7 @@ impl DumpServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{FlowInit, Timeouts};
+    use crate::conntrack::{FlowInit, Timeouts};
     use std::sync::Arc;
 
     fn init(i: u32, vip: u32, server: u32) -> FlowInit {

@@ -166,7 +166,7 @@ pub struct WorkerCounters {
 
 impl Default for WorkerCounters {
     fn default() -> Self {
-        use crate::snapshot::{MAX_SERVERS, MAX_SERVICES};
+        use crate::limits::{MAX_SERVERS, MAX_SERVICES};
         Self {
             rx_packets: Counter::default(),
             rx_bytes: Counter::default(),

@@ -31,14 +31,15 @@ fn fnat(proto: u8, i: u32) -> FlowInit {
         server: (i % 8) as u16,
         client_port_id: 1,
         client_mac: [2, 0, 0, 0, 0, (i % 251) as u8],
-        flags: 0x5a,
+        flags: EntryFlags::from_bits_retain(0x5a),
+        mode: Forwarding::FullNat,
     }
 }
 
 /// A plain-NAT flow: the reply goes to the client itself.
 fn nat(proto: u8, i: u32) -> FlowInit {
     let f = fnat(proto, i);
-    FlowInit { local_ip: f.client_ip, local_port: f.client_port, ..f }
+    FlowInit { local_ip: f.client_ip, local_port: f.client_port, mode: Forwarding::Nat, ..f }
 }
 
 fn orig_key(i: &FlowInit) -> FlowKey {
@@ -198,7 +199,7 @@ fn flow_remove_recycles_the_entry() {
     assert!(t.get_mut(id).is_none());
     assert_eq!(t.remove(id), None);
     assert_eq!(t.on_packet(id, Dir::Original, ACK, 1), FlowState::Close);
-    assert!(!t.set_flags(id, 1));
+    assert!(!t.set_flags(id, EntryFlags::PERSIST));
     assert_eq!(find(&t, &gone.original_key()), None);
     assert_eq!(find(&t, &gone.reply_key()), None);
     assert_eq!(t.iter().count(), cap as usize - 1);
@@ -244,16 +245,16 @@ fn flow_remove_from_shared_chains() {
 fn flow_get_mut_and_flags() {
     let mut t = FlowTable::new(8, Timeouts::default());
     let id = t.insert(&fnat(IPPROTO_UDP, 1), 0).unwrap();
-    assert!(t.set_flags(id, 0x81));
-    assert_eq!(t.get(id).unwrap().flags(), 0x81);
+    assert!(t.set_flags(id, EntryFlags::from_bits_retain(0x81)));
+    assert_eq!(t.get(id).unwrap().flags().bits(), 0x81);
     let mut f = t.get_mut(id).unwrap();
-    assert_eq!(f.flags, 0x81);
-    f.set_flags(0x03);
+    assert_eq!(f.flags.bits(), 0x81);
+    f.set_flags(EntryFlags::from_bits_retain(0x03));
     f.set_client_mac([1, 2, 3, 4, 5, 6]);
     f.set_client_port_id(7);
     f.set_indices(9, 10);
     let f = t.get(id).unwrap();
-    assert_eq!((f.flags, f.client_mac, f.client_port_id, f.vs, f.server), (0x03, [1, 2, 3, 4, 5, 6], 7, 9, 10));
+    assert_eq!((f.flags.bits(), f.client_mac, f.client_port_id, f.vs, f.server), (0x03, [1, 2, 3, 4, 5, 6], 7, 9, 10));
     assert_eq!(find(&t, &orig_key(&fnat(IPPROTO_UDP, 1))), Some((id, Dir::Original)));
 }
 
@@ -612,7 +613,8 @@ fn flow_randomized_against_a_model() {
             server: rng.below(4) as u16,
             client_port_id: rng.below(2) as u8,
             client_mac: [2, 0, 0, 0, 0, rng.below(256) as u8],
-            flags: rng.below(256) as u8,
+            flags: EntryFlags::from_bits_retain(rng.below(256) as u8),
+            mode: if full_nat { Forwarding::FullNat } else { Forwarding::Nat },
         }
     };
     let flag_choices = [TCP_SYN, SYN_ACK, ACK, FIN_ACK, TCP_FIN, TCP_RST, ACK | TCP_RST, 0];

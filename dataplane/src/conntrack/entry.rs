@@ -1,0 +1,331 @@
+//! The connection entry: one cache line holding both directions' keys,
+//! both hash-chain links, the expiry-wheel links and what forwarding needs.
+
+use super::key::FlowKey;
+use super::state::FlowState;
+use super::wheel::{WheelLinks, NIL};
+use bitflags::bitflags;
+
+/// How a connection is forwarded. Stored in its entry: the pipeline reads
+/// it rather than inferring it from addresses (a direct-server-return
+/// entry could not be told apart that way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[repr(u8)]
+pub enum Forwarding {
+    /// Destination NAT in, source NAT back (seed 001): servers route via us.
+    #[default]
+    Nat,
+    /// Source and destination NAT (seed 000 "Src&DstNAT"): servers need no
+    /// route back.
+    FullNat,
+}
+
+bitflags! {
+    /// Facts about an entry that the pipeline records at its creation.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+    pub struct EntryFlags: u8 {
+        /// Placed by a persistence record, which it references until it
+        /// ends (`lb::persist`).
+        const PERSIST = 1;
+    }
+}
+
+/// Everything needed to create an entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowInit {
+    /// IP protocol: 6 TCP, 17 UDP, 1 ICMP. Others are tracked like UDP.
+    pub proto: u8,
+    pub client_ip: u32,
+    pub client_port: u16,
+    pub vip: u32,
+    pub vport: u16,
+    pub server_ip: u32,
+    pub server_port: u16,
+    /// Full-NAT source; for plain NAT equal to the client's.
+    pub local_ip: u32,
+    pub local_port: u16,
+    /// Virtual-server index in the caller's config snapshot.
+    pub vs: u16,
+    /// Real-server index in the caller's config snapshot.
+    pub server: u16,
+    /// DPDK port id the client side uses.
+    pub client_port_id: u8,
+    /// Source MAC of the first original-direction packet; replies go back
+    /// to it.
+    pub client_mac: [u8; 6],
+    /// How the connection is forwarded.
+    pub mode: Forwarding,
+    pub flags: EntryFlags,
+}
+
+/// One connection: one cache line.
+///
+/// The data fields are public to read: the table hands out only shared
+/// references (`get`, `iter`, `expire`'s callback) and `FlowMut`, so the
+/// keyed fields cannot change while the entry is indexed. The hash-chain and
+/// wheel links are private.
+///
+/// `#[repr(C)]` with the fields ordered by size leaves no padding inside;
+/// both keys and both chain links sit in the same line, so a lookup touches
+/// one line per chain hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct Flow {
+    pub client_ip: u32,
+    pub vip: u32,
+    pub server_ip: u32,
+    pub local_ip: u32,
+    pub expire: u32,
+    /// Next link in the original key's chain; on a free entry, the next
+    /// free id.
+    pub(super) orig_next: u32,
+    /// Next link in the reply key's chain.
+    pub(super) reply_next: u32,
+    /// Previous entry in the wheel slot, `HEAD` for the first, `NIL` when
+    /// the entry is free.
+    pub(super) wheel_prev: u32,
+    pub(super) wheel_next: u32,
+    pub client_port: u16,
+    pub vport: u16,
+    pub server_port: u16,
+    pub local_port: u16,
+    pub vs: u16,
+    pub server: u16,
+    /// The wheel slot the entry is linked in.
+    pub(super) wheel_slot: u16,
+    pub client_mac: [u8; 6],
+    pub proto: u8,
+    pub state: FlowState,
+    pub flags: EntryFlags,
+    /// `tcp::FIN_ORIGINAL` / `tcp::FIN_REPLY`.
+    pub(super) fin_seen: u8,
+    pub client_port_id: u8,
+    pub mode: Forwarding,
+    pub(super) _reserved: [u8; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<Flow>() == 64);
+const _: () = assert!(core::mem::align_of::<Flow>() == 64);
+
+impl Flow {
+    pub(super) const FREE: Flow = Flow {
+        client_ip: 0,
+        vip: 0,
+        server_ip: 0,
+        local_ip: 0,
+        expire: 0,
+        orig_next: NIL,
+        reply_next: NIL,
+        wheel_prev: NIL,
+        wheel_next: NIL,
+        client_port: 0,
+        vport: 0,
+        server_port: 0,
+        local_port: 0,
+        vs: 0,
+        server: 0,
+        wheel_slot: 0,
+        client_mac: [0; 6],
+        proto: 0,
+        state: FlowState::Close,
+        flags: EntryFlags::empty(),
+        fin_seen: 0,
+        client_port_id: 0,
+        mode: Forwarding::Nat,
+        _reserved: [0; 2],
+    };
+
+    pub(super) fn from_init(init: &FlowInit, state: FlowState, expire: u32) -> Self {
+        Flow {
+            client_ip: init.client_ip,
+            vip: init.vip,
+            server_ip: init.server_ip,
+            local_ip: init.local_ip,
+            expire,
+            client_port: init.client_port,
+            vport: init.vport,
+            server_port: init.server_port,
+            local_port: init.local_port,
+            vs: init.vs,
+            server: init.server,
+            client_mac: init.client_mac,
+            proto: init.proto,
+            state,
+            flags: init.flags,
+            mode: init.mode,
+            client_port_id: init.client_port_id,
+            ..Flow::FREE
+        }
+    }
+
+    /// Live entries are always in the wheel; free ones never.
+    #[inline(always)]
+    pub(super) fn is_live(&self) -> bool {
+        self.wheel_prev != NIL
+    }
+
+    /// The key of original-direction packets: client -> VIP.
+    #[inline]
+    pub fn original_key(&self) -> FlowKey {
+        FlowKey {
+            src_ip: self.client_ip,
+            dst_ip: self.vip,
+            src_port: self.client_port,
+            dst_port: self.vport,
+            proto: self.proto,
+        }
+    }
+
+    /// The key of reply-direction packets: server -> local address.
+    #[inline]
+    pub fn reply_key(&self) -> FlowKey {
+        FlowKey {
+            src_ip: self.server_ip,
+            dst_ip: self.local_ip,
+            src_port: self.server_port,
+            dst_port: self.local_port,
+            proto: self.proto,
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn matches(&self, key: &FlowKey, dir_bit: u32) -> bool {
+        if dir_bit == 0 {
+            self.client_ip == key.src_ip
+                && self.vip == key.dst_ip
+                && self.client_port == key.src_port
+                && self.vport == key.dst_port
+                && self.proto == key.proto
+        } else {
+            self.server_ip == key.src_ip
+                && self.local_ip == key.dst_ip
+                && self.server_port == key.src_port
+                && self.local_port == key.dst_port
+                && self.proto == key.proto
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn next_link(&self, dir_bit: u32) -> u32 {
+        if dir_bit == 0 {
+            self.orig_next
+        } else {
+            self.reply_next
+        }
+    }
+
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+    pub fn client_ip(&self) -> u32 {
+        self.client_ip
+    }
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+    pub fn vip(&self) -> u32 {
+        self.vip
+    }
+    pub fn vport(&self) -> u16 {
+        self.vport
+    }
+    pub fn server_ip(&self) -> u32 {
+        self.server_ip
+    }
+    pub fn server_port(&self) -> u16 {
+        self.server_port
+    }
+    pub fn local_ip(&self) -> u32 {
+        self.local_ip
+    }
+    pub fn local_port(&self) -> u16 {
+        self.local_port
+    }
+    pub fn vs(&self) -> u16 {
+        self.vs
+    }
+    pub fn server(&self) -> u16 {
+        self.server
+    }
+    pub fn client_port_id(&self) -> u8 {
+        self.client_port_id
+    }
+    pub fn client_mac(&self) -> [u8; 6] {
+        self.client_mac
+    }
+    pub fn flags(&self) -> EntryFlags {
+        self.flags
+    }
+    pub fn state(&self) -> FlowState {
+        self.state
+    }
+    /// The tick at which the entry expires unless refreshed.
+    pub fn expire(&self) -> u32 {
+        self.expire
+    }
+    /// Which directions have sent FIN (`tcp::FIN_ORIGINAL`,
+    /// `tcp::FIN_REPLY`).
+    pub fn fin_seen(&self) -> u8 {
+        self.fin_seen
+    }
+
+}
+
+/// Mutable access to a live entry, limited to the fields that are not
+/// keyed (`FlowTable::get_mut`). Reads through `Deref`.
+#[derive(Debug)]
+pub struct FlowMut<'a>(pub(super) &'a mut Flow);
+
+impl core::ops::Deref for FlowMut<'_> {
+    type Target = Flow;
+
+    fn deref(&self) -> &Flow {
+        self.0
+    }
+}
+
+impl FlowMut<'_> {
+    /// Replaces the caller's bits.
+    pub fn set_flags(&mut self, flags: EntryFlags) {
+        self.0.flags = flags;
+    }
+
+    /// Records a new client-side MAC (the client's next hop changed).
+    pub fn set_client_mac(&mut self, mac: [u8; 6]) {
+        self.0.client_mac = mac;
+    }
+
+    /// Records the DPDK port the client side now uses.
+    pub fn set_client_port_id(&mut self, port: u8) {
+        self.0.client_port_id = port;
+    }
+
+    /// Re-points the entry at another config-snapshot index for its
+    /// virtual and real server (after a reload renumbered them); the
+    /// addresses, which are keyed, stay.
+    pub fn set_indices(&mut self, vs: u16, server: u16) {
+        self.0.vs = vs;
+        self.0.server = server;
+    }
+}
+
+impl WheelLinks for Flow {
+    #[inline(always)]
+    fn wheel_links(&self) -> (u32, u32, u16) {
+        (self.wheel_prev, self.wheel_next, self.wheel_slot)
+    }
+    #[inline(always)]
+    fn set_wheel_links(&mut self, prev: u32, next: u32, slot: u16) {
+        self.wheel_prev = prev;
+        self.wheel_next = next;
+        self.wheel_slot = slot;
+    }
+    #[inline(always)]
+    fn set_wheel_prev(&mut self, prev: u32) {
+        self.wheel_prev = prev;
+    }
+    #[inline(always)]
+    fn set_wheel_next(&mut self, next: u32) {
+        self.wheel_next = next;
+    }
+}

@@ -1,0 +1,32 @@
+//! A real server as the schedulers and the forwarding path see it in the
+//! snapshot.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RealServer {
+    pub ip: u32,
+    pub port: u16,
+    pub weight: u32,
+    pub enabled: bool,
+    /// DPDK port id toward the server.
+    pub tx_port: u16,
+    /// Neighbour slot of the next hop (the server, or a gateway).
+    pub nexthop: u16,
+    /// Index of its virtual server.
+    pub vs: u16,
+    /// Priority group: higher first; sorry-pool servers are below every
+    /// group (-1).
+    pub priority: i32,
+    /// 0: no limit. Otherwise no new connections while the published load
+    /// is at or above it.
+    pub max_connections: u32,
+    /// Its existing connections are cut too (down with `on_down =
+    /// "reset"`): their packets are dropped and their entries removed.
+    pub reset: bool,
+    /// How many times its node (address) has gone down: persistence
+    /// records made before the last time are stale (`persist`).
+    pub epoch: u32,
+    /// Drained by the operator but healthy: no new connections from the
+    /// scheduler, but clients whose persistence record names it still
+    /// come (BIG-IP "Disabled", HAProxy "drain").
+    pub sticky_only: bool,
+}
