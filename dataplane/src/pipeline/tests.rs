@@ -7,6 +7,10 @@ use crate::state::rcu::rcu;
 use crate::lb::{RealServer, Schedule};
 use crate::state::snapshot::{PortView, VirtualService};
 use crate::wire::checksum;
+use crate::wire::ethernet::EthernetAddress;
+use crate::conntrack::FlowState;
+use crate::wire::tcp::flags as tcpf;
+use std::net::Ipv4Addr;
 
 const OUT: u16 = 0; // client side
 const IN: u16 = 1; // server side

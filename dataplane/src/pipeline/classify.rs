@@ -1,0 +1,141 @@
+//! The first look at a frame: parse and validate its headers, decide
+//! whether it is this worker's (ownership), then send it down the flow
+//! path, the ICMP path, or to the control lcore.
+
+use super::owner::owner;
+use super::{L4Info, Verdict, Worker};
+use crate::conntrack::{Dir, FlowKey, FlowState, FlowTable};
+use crate::state::counters::DropReason;
+use crate::state::snapshot::Snapshot;
+use crate::wire::ethernet::{parse_l2, EtherType};
+use crate::wire::ipv4::{protocol, Ipv4Packet};
+use crate::wire::tcp::{flags as tcpf, TcpPacket};
+use crate::wire::udp::UdpPacket;
+use crate::wire::WireError;
+
+fn ipv4_drop(e: WireError) -> DropReason {
+    match e {
+        WireError::Truncated => DropReason::Ipv4Truncated,
+        WireError::BadVersion => DropReason::Ipv4BadVersion,
+        WireError::BadHeaderLength => DropReason::Ipv4BadHeaderLength,
+        _ => DropReason::Ipv4BadTotalLength,
+    }
+}
+
+/// The flow key of a TCP/UDP packet, read without validation (for
+/// prefetching only; `process` validates).
+#[inline(always)]
+pub(super) fn quick_key(frame: &[u8]) -> Option<FlowKey> {
+    let l3 = match u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]) {
+        0x0800 => 14,
+        0x8100 if u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]) == 0x0800 => 18,
+        _ => return None,
+    };
+    let ip = frame.get(l3..l3 + 20)?;
+    let proto = ip[9];
+    if proto != protocol::TCP && proto != protocol::UDP {
+        return None;
+    }
+    let hl = ((ip[0] & 0x0f) as usize) * 4;
+    let l4 = frame.get(l3 + hl..l3 + hl + 4)?;
+    Some(FlowKey {
+        src_ip: u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
+        dst_ip: u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
+        src_port: u16::from_be_bytes([l4[0], l4[1]]),
+        dst_port: u16::from_be_bytes([l4[2], l4[3]]),
+        proto,
+    })
+}
+
+impl Worker {
+    /// Decides the fate of one frame that arrived on `port`, rewriting it in
+    /// place when forwarding. `handed`: another worker already decided this
+    /// worker owns it. A new connection no server can take comes back as
+    /// `Verdict::Reject`, which only `process_packet` can carry out.
+    pub fn process(&mut self, frame: &mut [u8], port: u16, handed: bool) -> Verdict {
+        let l2 = match parse_l2(frame) {
+            Ok(l2) => l2,
+            Err(_) => return Verdict::Drop(DropReason::RuntFrame),
+        };
+        match l2.ethertype {
+            EtherType::Arp => return Verdict::Punt,
+            EtherType::Ipv4 => {}
+            _ => return Verdict::Drop(DropReason::UnhandledEthertype),
+        }
+        let l3 = l2.l3_offset;
+        let Some(ip_bytes) = frame.get(l3..) else { return Verdict::Drop(DropReason::Ipv4Truncated) };
+        let ip = match Ipv4Packet::new_checked(ip_bytes) {
+            Ok(ip) => ip,
+            Err(e) => return Verdict::Drop(ipv4_drop(e)),
+        };
+        // RFC 1812 §5.2.2: a router checks the header checksum.
+        if !ip.verify_checksum() {
+            return Verdict::Drop(DropReason::Ipv4BadChecksum);
+        }
+        // Fragments are not reassembled (README, "Fragments").
+        if ip.is_fragment() {
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        let snap: &Snapshot = self.snapshot.get();
+        let src = u32::from(ip.src_addr());
+        let dst = u32::from(ip.dst_addr());
+        let hl = ip.header_len();
+        let ip_len = ip.total_len() as usize;
+        let ttl = ip.ttl();
+        let proto = ip.protocol();
+        match proto {
+            protocol::TCP | protocol::UDP => {}
+            protocol::ICMP => return self.process_icmp(frame, l3, hl, handed),
+            _ if snap.is_self(dst) => return Verdict::Punt,
+            _ => return Verdict::Drop(if snap.is_vip(dst) { DropReason::UnhandledProtocol } else { DropReason::NoVirtualServer }),
+        }
+        let l4 = ip.payload();
+        let (sport, dport, tcp_flags) = if proto == protocol::TCP {
+            match TcpPacket::new_checked(l4) {
+                Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
+                Err(WireError::Truncated) => return Verdict::Drop(DropReason::TcpTruncated),
+                Err(_) => return Verdict::Drop(DropReason::TcpBadHeaderLength),
+            }
+        } else {
+            match UdpPacket::new_checked(l4) {
+                Ok(u) => (u.src_port(), u.dst_port(), 0),
+                Err(WireError::Truncated) => return Verdict::Drop(DropReason::UdpTruncated),
+                Err(_) => return Verdict::Drop(DropReason::UdpBadLength),
+            }
+        };
+        if !handed && self.config.workers > 1 {
+            let o = owner(snap, self.config.workers, src, sport, dst, dport, proto);
+            if o != self.config.id {
+                return Verdict::Handoff(o);
+            }
+        }
+        // Forwarding would take TTL to 0 (RFC 1812 §5.3.1): refuse before
+        // any state is created.
+        if ttl <= 1 && !snap.is_self(dst) {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let info = L4Info { l3, hl, proto, src, dst, sport, dport, tcp_flags, ip_len };
+        let key = FlowKey { src_ip: src, dst_ip: dst, src_port: sport, dst_port: dport, proto };
+        let hash = FlowTable::hash(&key);
+        let mut found = self.table.lookup(&key, hash);
+        // A new SYN on an entry that is closing (TIME_WAIT, CLOSE) is a new
+        // connection reusing the client port (RFC 9293 §3.6.1): reschedule
+        // it, as IPVS does with conn_reuse_mode=1.
+        if let Some((id, Dir::Original)) = found {
+            let closing = self.table.get(id).is_some_and(|f| matches!(f.state, FlowState::TimeWait | FlowState::Close));
+            if closing && tcp_flags & (tcpf::SYN | tcpf::ACK) == tcpf::SYN {
+                self.remove(id);
+                found = None;
+            }
+        }
+        match found {
+            Some((id, Dir::Original)) => self.forward_original(snap, frame, &info, id),
+            Some((id, Dir::Reply)) => self.forward_reply(snap, frame, &info, id),
+            None => match snap.find_service(dst, dport, proto) {
+                Some(vs) => self.new_connection(snap, frame, &info, vs, port),
+                None if snap.is_self(dst) || snap.is_local(dst) => Verdict::Punt,
+                None => Verdict::Drop(DropReason::NoVirtualServer),
+            },
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Packets of a known connection, both directions: rewrite by the entry's
+//! forwarding mode, address the next hop, count.
+
+use super::{L4Info, Verdict, Worker};
+use crate::conntrack::{Dir, FlowId, FlowState};
+use crate::forward as nat;
+use crate::state::counters::DropReason;
+use crate::state::snapshot::{Forwarding, Snapshot};
+use crate::wire::ethernet::{EthernetAddress, EthernetFrame};
+
+impl Worker {
+    /// Client to server: DNAT (and SNAT for full-NAT), L2 to the server's
+    /// next hop.
+    pub(super) fn forward_original(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
+        let state = self.table.on_packet(id, Dir::Original, p.tcp_flags, self.now);
+        let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
+        let (vs, server_index, server_ip, server_port, local_ip, local_port) = (f.vs, f.server, f.server_ip, f.server_port, f.local_ip, f.local_port);
+        let full_nat = f.mode == Forwarding::FullNat;
+        let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
+        if server.reset {
+            self.remove(id);
+            return Verdict::Drop(DropReason::ServerDown);
+        }
+        let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
+        let Some(out) = snap.port(server.tx_port) else { return Verdict::Drop(DropReason::NoServer) };
+        let src = full_nat.then_some((local_ip, local_port));
+        nat::rewrite(&mut frame[p.l3..p.l3 + p.ip_len], p.hl, p.proto, src, Some((server_ip, server_port)), true);
+        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+        eth.set_dst_addr(mac);
+        eth.set_src_addr(out.mac);
+        let len = p.ip_len as u64;
+        if let Some(c) = self.counters.services.get(vs as usize) {
+            c.in_pkts.inc();
+            c.in_bytes.add(len);
+        }
+        if let Some(c) = self.counters.servers.get(server_index as usize) {
+            c.in_pkts.inc();
+            c.in_bytes.add(len);
+        }
+        if state == FlowState::Close {
+            self.remove(id);
+        }
+        Verdict::Forward(server.tx_port)
+    }
+
+    /// Server to client: SNAT back to the VIP (and DNAT to the client for
+    /// full-NAT), L2 back to the MAC the client's packets came from.
+    pub(super) fn forward_reply(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
+        let state = self.table.on_packet(id, Dir::Reply, p.tcp_flags, self.now);
+        let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
+        let full_nat = f.mode == Forwarding::FullNat;
+        let (vs, server_index, out_port) = (f.vs, f.server, f.client_port_id as u16);
+        let (vip, vport, client_ip, client_port, client_mac) = (f.vip, f.vport, f.client_ip, f.client_port, f.client_mac);
+        if snap.servers.get(server_index as usize).is_some_and(|s| s.reset) {
+            self.remove(id);
+            return Verdict::Drop(DropReason::ServerDown);
+        }
+        let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
+        let dst = full_nat.then_some((client_ip, client_port));
+        nat::rewrite(&mut frame[p.l3..p.l3 + p.ip_len], p.hl, p.proto, Some((vip, vport)), dst, true);
+        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+        eth.set_dst_addr(EthernetAddress(client_mac));
+        eth.set_src_addr(out.mac);
+        let len = p.ip_len as u64;
+        if let Some(c) = self.counters.services.get(vs as usize) {
+            c.out_pkts.inc();
+            c.out_bytes.add(len);
+        }
+        if let Some(c) = self.counters.servers.get(server_index as usize) {
+            c.out_pkts.inc();
+            c.out_bytes.add(len);
+        }
+        if state == FlowState::Close {
+            self.remove(id);
+        }
+        Verdict::Forward(out_port)
+    }
+}

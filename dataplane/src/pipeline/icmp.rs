@@ -1,0 +1,108 @@
+//! ICMP through the box: echo to it is punted, errors about a tracked
+//! connection are translated (RFC 792; RFC 5508 §4 for what a NAT does
+//! with them).
+
+use super::owner::owner;
+use super::{Verdict, Worker};
+use crate::conntrack::{Dir, FlowKey, FlowTable};
+use crate::forward as nat;
+use crate::state::counters::DropReason;
+use crate::state::snapshot::{Forwarding, Snapshot};
+use crate::wire::checksum;
+use crate::wire::ethernet::{EthernetAddress, EthernetFrame};
+use crate::wire::icmp::{self, IcmpPacket};
+use crate::wire::ipv4::{protocol, Ipv4Packet};
+
+impl Worker {
+    /// ICMP: echo to the box is punted (the control plane answers); errors
+    /// about a tracked connection are translated, outer and embedded
+    /// headers, and sent to the other side (RFC 792; RFC 5508 §4 for what
+    /// a NAT does with them).
+    pub(super) fn process_icmp(&mut self, frame: &mut [u8], l3: usize, hl: usize, handed: bool) -> Verdict {
+        let snap: &Snapshot = self.snapshot.get();
+        let (dst, ttl, ip_len) = {
+            let ip = Ipv4Packet::new_unchecked(&frame[l3..]);
+            (u32::from(ip.dst_addr()), ip.ttl(), ip.total_len() as usize)
+        };
+        let l4 = l3 + hl;
+        let Ok(msg) = IcmpPacket::new_checked(&frame[l4..l3 + ip_len]) else { return Verdict::Drop(DropReason::IcmpTruncated) };
+        let to_box = snap.is_self(dst) || snap.is_vip(dst);
+        if !msg.is_error() {
+            return if to_box && (msg.msg_type() == icmp::kind::ECHO_REQUEST || snap.is_self(dst)) {
+                Verdict::Punt
+            } else {
+                Verdict::Drop(if to_box { DropReason::IcmpUnhandled } else { DropReason::NoVirtualServer })
+            };
+        }
+        // The embedded datagram is one the box sent; its reverse is a key.
+        let (isrc, idst, iproto, ihl, isport, idport) = {
+            let Ok(inner) = msg.embedded_ipv4() else { return Verdict::Drop(DropReason::IcmpBadEmbedded) };
+            let ihl = inner.header_len();
+            let ip4 = inner.payload();
+            if ip4.len() < 4 {
+                return Verdict::Drop(DropReason::IcmpBadEmbedded);
+            }
+            let sp = u16::from_be_bytes([ip4[0], ip4[1]]);
+            let dp = u16::from_be_bytes([ip4[2], ip4[3]]);
+            (u32::from(inner.src_addr()), u32::from(inner.dst_addr()), inner.protocol(), ihl, sp, dp)
+        };
+        if iproto != protocol::TCP && iproto != protocol::UDP {
+            return if snap.is_self(dst) { Verdict::Punt } else { Verdict::Drop(DropReason::IcmpNoFlow) };
+        }
+        if !handed && self.config.workers > 1 {
+            let o = owner(snap, self.config.workers, idst, idport, isrc, isport, iproto);
+            if o != self.config.id {
+                return Verdict::Handoff(o);
+            }
+        }
+        let key = FlowKey { src_ip: idst, dst_ip: isrc, src_port: idport, dst_port: isport, proto: iproto };
+        let Some((id, dir)) = self.table.lookup(&key, FlowTable::hash(&key)) else {
+            return if snap.is_self(dst) { Verdict::Punt } else { Verdict::Drop(DropReason::IcmpNoFlow) };
+        };
+        let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::IcmpNoFlow) };
+        let f = *f;
+        if ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let inner_at = l4 + icmp::HEADER_LEN;
+        let (out_port, dst_mac, outer_src, outer_dst, in_src, in_dst) = match dir {
+            // About a packet sent to the server: goes to the client, as if
+            // the VIP had sent it back.
+            Dir::Reply => (
+                f.client_port_id as u16,
+                EthernetAddress(f.client_mac),
+                Some(f.vip),
+                (f.mode == Forwarding::FullNat).then_some(f.client_ip),
+                (f.client_ip, f.client_port),
+                (f.vip, f.vport),
+            ),
+            // About a packet sent to the client: goes to the server.
+            Dir::Original => {
+                let Some(server) = snap.servers.get(f.server as usize) else { return Verdict::Drop(DropReason::NoServer) };
+                let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
+                let full_nat = f.mode == Forwarding::FullNat;
+                (server.tx_port, mac, full_nat.then_some(f.local_ip), Some(f.server_ip), (f.server_ip, f.server_port), (f.local_ip, f.local_port))
+            }
+        };
+        let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
+        // Embedded header: addresses, its checksum, ports.
+        {
+            let inner = &mut frame[inner_at..l3 + ip_len];
+            nat::rewrite_addrs(&mut inner[..ihl], Some(in_src.0), Some(in_dst.0), false);
+            nat::rewrite_ports(&mut inner[ihl..], Some(in_src.1), Some(in_dst.1));
+        }
+        // The ICMP checksum covers the whole message: recompute (small).
+        {
+            let m = &mut frame[l4..l3 + ip_len];
+            m[2] = 0;
+            m[3] = 0;
+            let c = checksum::checksum(m);
+            m[2..4].copy_from_slice(&c.to_be_bytes());
+        }
+        nat::rewrite_addrs(&mut frame[l3..l3 + hl], outer_src, outer_dst, true);
+        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+        eth.set_dst_addr(dst_mac);
+        eth.set_src_addr(out.mac);
+        Verdict::Forward(out_port)
+    }
+}
