@@ -83,7 +83,7 @@ struct WorkerHandle {
     lcore: Option<LcoreHandle>,
     counters: Arc<WorkerCounters>,
     /// The console's connection-table dumps (`show connections`).
-    dump: Arc<furiwake_dataplane::ctl::dump::FlowDump>,
+    dump: furiwake_dataplane::ctl::dump::DumpClient,
     /// Its loop's busy time (`show workers`).
     loops: Arc<crate::console::stats::LoopStats>,
 }
@@ -610,9 +610,9 @@ impl Appliance {
             let io = MbufIo::new(rx, &tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
             let reader = readers.pop().ok_or("rcu readers")?;
             let config = WorkerConfig { id: w as u16, workers: n as u16, flows: self.cfg.platform.flows_per_worker, timeouts };
-            let dump = Arc::new(furiwake_dataplane::ctl::dump::FlowDump::new());
+            let (dump, dump_server) = furiwake_dataplane::ctl::dump::channel();
             let loops = Arc::new(crate::console::stats::LoopStats::default());
-            let worker = Worker::new(config, reader, Arc::clone(&self.slots)).with_loads(Arc::clone(&self.loads)).with_dump(Arc::clone(&dump));
+            let worker = Worker::new(config, reader, Arc::clone(&self.slots)).with_loads(Arc::clone(&self.loads)).with_dump(dump_server);
             let counters = worker.counters();
             let stop = Arc::clone(&self.stop_workers);
             let clock = Clock { start_tsc, tsc_per_tick };

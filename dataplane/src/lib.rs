@@ -28,6 +28,7 @@ pub mod lb;
 pub mod limits;
 pub mod pipeline;
 pub mod state;
+mod sync;
 pub mod wire;
 
 pub use io::{Burst, Packet, PacketIo, BURST_SIZE};

@@ -27,8 +27,7 @@
 //! `FlowDump::new`, locks or panics on the worker's side.
 
 use crate::conntrack::{Flow, FlowState, FlowTable};
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use crate::sync::{Arc, AtomicU32, AtomicU64, AtomicU8, Ordering, UnsafeCell};
 
 /// Entries one worker returns at most per dump.
 pub const DUMP_CAPACITY: usize = 4096;
@@ -149,9 +148,10 @@ impl DumpEntry {
     }
 }
 
-/// The request/response cell of one worker. Shared (`Arc`) by the control
-/// plane and that worker; see the module docs for who touches what when.
-pub struct FlowDump {
+/// The request/response cell of one worker, shared by exactly one
+/// `DumpClient` (control plane) and one `DumpServer` (the worker), made
+/// together by `channel`; see the module docs for who touches what when.
+struct FlowDump {
     /// IDLE / REQUESTED / DONE. Control: IDLE|DONE -> REQUESTED, DONE ->
     /// IDLE; worker: REQUESTED -> DONE.
     state: AtomicU8,
@@ -167,20 +167,29 @@ pub struct FlowDump {
 }
 
 // SAFETY: `entries` is only accessed by the side that owns it in the
-// current state (module docs); every other field is atomic.
+// current state (module docs), and each side has one handle (`channel`);
+// every other field is atomic.
 unsafe impl Sync for FlowDump {}
 // SAFETY: as above; DumpEntry is plain data.
 unsafe impl Send for FlowDump {}
 
-impl Default for FlowDump {
-    fn default() -> Self {
-        Self::new()
-    }
+/// The two ends of one worker's dump cell, with room for `DUMP_CAPACITY`
+/// entries: the control plane keeps the client, the worker gets the
+/// server. Neither end can be cloned, so the cell has one server.
+pub fn channel() -> (DumpClient, DumpServer) {
+    channel_with_capacity(DUMP_CAPACITY)
+}
+
+/// `channel` with room for `capacity` entries (small ones for model
+/// checking).
+pub fn channel_with_capacity(capacity: usize) -> (DumpClient, DumpServer) {
+    let cell = Arc::new(FlowDump::new(capacity));
+    let server = DumpServer { cell: Arc::clone(&cell), cursor: 0, active: false, filter: DumpFilter::default(), len: 0, matched: 0 };
+    (DumpClient { cell }, server)
 }
 
 impl FlowDump {
-    /// A cell with room for `DUMP_CAPACITY` entries.
-    pub fn new() -> Self {
+    fn new(capacity: usize) -> Self {
         FlowDump {
             state: AtomicU8::new(IDLE),
             vip: AtomicU64::new(0),
@@ -188,20 +197,29 @@ impl FlowDump {
             limit: AtomicU32::new(0),
             len: AtomicU32::new(0),
             matched: AtomicU64::new(0),
-            entries: (0..DUMP_CAPACITY).map(|_| UnsafeCell::new(DumpEntry::EMPTY)).collect(),
+            entries: (0..capacity).map(|_| UnsafeCell::new(DumpEntry::EMPTY)).collect(),
         }
     }
+}
+
+/// The control plane's end of a worker's dump cell.
+pub struct DumpClient {
+    cell: Arc<FlowDump>,
+}
+
+impl DumpClient {
 
     /// Control plane: asks the worker for a dump. False while the worker
     /// still owns a previous request (it has not answered yet).
     pub fn request(&self, filter: &DumpFilter) -> bool {
-        if self.state.load(Ordering::Acquire) == REQUESTED {
+        let c = &self.cell;
+        if c.state.load(Ordering::Acquire) == REQUESTED {
             return false;
         }
-        self.vip.store(AddrMatch::pack(filter.vip), Ordering::Relaxed);
-        self.server.store(AddrMatch::pack(filter.server), Ordering::Relaxed);
-        self.limit.store(filter.limit.min(DUMP_CAPACITY as u32), Ordering::Relaxed);
-        self.state.store(REQUESTED, Ordering::Release);
+        c.vip.store(AddrMatch::pack(filter.vip), Ordering::Relaxed);
+        c.server.store(AddrMatch::pack(filter.server), Ordering::Relaxed);
+        c.limit.store(filter.limit.min(DUMP_CAPACITY as u32), Ordering::Relaxed);
+        c.state.store(REQUESTED, Ordering::Release);
         true
     }
 
@@ -209,29 +227,31 @@ impl FlowDump {
     /// `out`, frees the cell and returns how many entries matched in all
     /// (which may exceed the limit). None while the worker is still at it.
     pub fn take(&self, out: &mut Vec<DumpEntry>) -> Option<u64> {
-        if self.state.load(Ordering::Acquire) != DONE {
+        let c = &self.cell;
+        if c.state.load(Ordering::Acquire) != DONE {
             return None;
         }
-        let len = (self.len.load(Ordering::Relaxed) as usize).min(self.entries.len());
-        for cell in self.entries.iter().take(len) {
+        let len = (c.len.load(Ordering::Relaxed) as usize).min(c.entries.len());
+        for cell in c.entries.iter().take(len) {
             // SAFETY: in DONE the worker no longer touches the entries
             // (Acquire above pairs with its Release).
-            out.push(unsafe { *cell.get() });
+            out.push(cell.with(|e| unsafe { *e }));
         }
-        let matched = self.matched.load(Ordering::Relaxed);
-        self.state.store(IDLE, Ordering::Release);
+        let matched = c.matched.load(Ordering::Relaxed);
+        c.state.store(IDLE, Ordering::Release);
         Some(matched)
     }
 
     /// True while a request waits for the worker.
     pub fn pending(&self) -> bool {
-        self.state.load(Ordering::Acquire) == REQUESTED
+        self.cell.state.load(Ordering::Acquire) == REQUESTED
     }
 }
 
-/// The worker's side: where its scan of the table stands.
+/// The worker's end of its dump cell, and where its scan of the table
+/// stands.
 pub struct DumpServer {
-    cell: std::sync::Arc<FlowDump>,
+    cell: Arc<FlowDump>,
     /// Next table slot to look at while a dump runs.
     cursor: u32,
     active: bool,
@@ -241,10 +261,6 @@ pub struct DumpServer {
 }
 
 impl DumpServer {
-    pub fn new(cell: std::sync::Arc<FlowDump>) -> Self {
-        DumpServer { cell, cursor: 0, active: false, filter: DumpFilter::default(), len: 0, matched: 0 }
-    }
-
     /// Worker slow path, once per poll: picks up a request, scans up to
     /// `SCAN_BUDGET` slots of `table` into the buffer, and answers once the
     /// whole table has been seen. `now` is in flow-table ticks.
@@ -278,7 +294,7 @@ impl DumpServer {
                     // SAFETY: in REQUESTED the entries are the worker's
                     // alone; the control plane reads them only after the
                     // Release store of DONE below.
-                    unsafe { *cell.get() = DumpEntry::of(f, table, now) };
+                    cell.with_mut(|e| unsafe { *e = DumpEntry::of(f, table, now) });
                     self.len += 1;
                 }
             }
@@ -293,7 +309,47 @@ impl DumpServer {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::conntrack::{FlowInit, Timeouts};
+
+    #[test]
+    fn the_control_plane_reads_only_what_the_worker_finished() {
+        let mut table = FlowTable::new(8, Timeouts::default());
+        for i in 0..3u16 {
+            let init = FlowInit { proto: 6, client_ip: 1, client_port: 1000 + i, vip: 2, vport: 80, server_ip: 3, server_port: 8080, local_ip: 1, local_port: 1000 + i, ..Default::default() };
+            assert!(table.insert(&init, 0).is_ok());
+        }
+        let table = std::sync::Arc::new(table);
+        loom::model(move || {
+            let (client, mut server) = channel_with_capacity(2);
+            let table = std::sync::Arc::clone(&table);
+            assert!(client.request(&DumpFilter { limit: 2, ..DumpFilter::default() }));
+            // The worker answers in one pass (the table is below the scan
+            // budget) while the control plane polls for the answer.
+            let worker = loom::thread::spawn(move || server.serve(&table, 0));
+            let mut out = Vec::new();
+            let mut answered = None;
+            for _ in 0..3 {
+                if let Some(m) = client.take(&mut out) {
+                    answered = Some(m);
+                    break;
+                }
+                loom::thread::yield_now();
+            }
+            worker.join().unwrap();
+            if answered.is_none() {
+                answered = client.take(&mut out);
+            }
+            assert_eq!(answered, Some(3), "three matched");
+            assert_eq!(out.len(), 2, "two returned");
+            assert!(out.iter().all(|e| e.vip == 2 && e.server_ip == 3));
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::conntrack::{FlowInit, Timeouts};
@@ -316,7 +372,7 @@ mod tests {
 
     fn run(server: &mut DumpServer, table: &FlowTable, now: u32) -> usize {
         let mut polls = 0;
-        while server.cell.pending() {
+        while server.cell.state.load(Ordering::Acquire) == REQUESTED {
             server.serve(table, now);
             polls += 1;
             assert!(polls < 10_000, "no answer");
@@ -331,8 +387,7 @@ mod tests {
             let server = 0xc633_640b + i % 3;
             table.insert(&init(i, 0xc000_0264 + i % 2, server), 5).unwrap();
         }
-        let cell = Arc::new(FlowDump::new());
-        let mut server = DumpServer::new(Arc::clone(&cell));
+        let (cell, mut server) = channel();
         let mut out = Vec::new();
         assert_eq!(cell.take(&mut out), None, "nothing asked yet");
 
@@ -369,8 +424,7 @@ mod tests {
     fn a_late_answer_can_be_replaced_by_a_new_request() {
         let mut table = FlowTable::new(1024, Timeouts::default());
         table.insert(&init(1, 1, 2), 0).unwrap();
-        let cell = Arc::new(FlowDump::new());
-        let mut server = DumpServer::new(Arc::clone(&cell));
+        let (cell, mut server) = channel();
         assert!(cell.request(&DumpFilter::default()));
         run(&mut server, &table, 0);
         // The control plane gave up on that one; a new request from DONE.
@@ -387,8 +441,7 @@ mod tests {
         for i in 0..1000 {
             table.insert(&init(i, 7, 9), 0).unwrap();
         }
-        let cell = Arc::new(FlowDump::new());
-        let mut server = DumpServer::new(Arc::clone(&cell));
+        let (cell, mut server) = channel();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let worker = {
             let stop = Arc::clone(&stop);

@@ -3,7 +3,7 @@
 //! path, the ICMP path, or to the control lcore.
 
 use super::owner::owner;
-use super::{L4Info, Verdict, Worker};
+use super::{L4Info, Shard, Verdict};
 use crate::conntrack::{Dir, FlowKey, FlowState, FlowTable};
 use crate::state::counters::DropReason;
 use crate::state::snapshot::Snapshot;
@@ -47,12 +47,12 @@ pub(super) fn quick_key(frame: &[u8]) -> Option<FlowKey> {
     })
 }
 
-impl Worker {
+impl Shard {
     /// Decides the fate of one frame that arrived on `port`, rewriting it in
     /// place when forwarding. `handed`: another worker already decided this
     /// worker owns it. A new connection no server can take comes back as
     /// `Verdict::Reject`, which only `process_packet` can carry out.
-    pub fn process(&mut self, frame: &mut [u8], port: u16, handed: bool) -> Verdict {
+    pub(super) fn process(&mut self, snap: &Snapshot, frame: &mut [u8], port: u16, handed: bool) -> Verdict {
         let l2 = match parse_l2(frame) {
             Ok(l2) => l2,
             Err(_) => return Verdict::Drop(DropReason::RuntFrame),
@@ -76,7 +76,6 @@ impl Worker {
         if ip.is_fragment() {
             return Verdict::Drop(DropReason::Fragment);
         }
-        let snap: &Snapshot = self.snapshot.get();
         let src = u32::from(ip.src_addr());
         let dst = u32::from(ip.dst_addr());
         let hl = ip.header_len();
@@ -85,7 +84,7 @@ impl Worker {
         let proto = ip.protocol();
         match proto {
             protocol::TCP | protocol::UDP => {}
-            protocol::ICMP => return self.process_icmp(frame, l3, hl, handed),
+            protocol::ICMP => return self.process_icmp(snap, frame, l3, hl, handed),
             _ if snap.is_self(dst) => return Verdict::Punt,
             _ => return Verdict::Drop(if snap.is_vip(dst) { DropReason::UnhandledProtocol } else { DropReason::NoVirtualServer }),
         }
@@ -124,7 +123,7 @@ impl Worker {
         if let Some((id, Dir::Original)) = found {
             let closing = self.table.get(id).is_some_and(|f| matches!(f.state, FlowState::TimeWait | FlowState::Close));
             if closing && tcp_flags & (tcpf::SYN | tcpf::ACK) == tcpf::SYN {
-                self.remove(id);
+                self.remove(snap, id);
                 found = None;
             }
         }

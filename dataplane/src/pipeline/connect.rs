@@ -1,7 +1,7 @@
 //! A new connection: schedule (or follow a persistence record), create
 //! the entry, forward the first packet; or refuse it.
 
-use super::{L4Info, Reject, Verdict, Worker};
+use super::{L4Info, Reject, Shard, Verdict};
 use crate::conntrack::{EntryFlags, FlowInit, FlowKey, FlowState, FlowTable, InsertError};
 use crate::forward as nat;
 use crate::lb::{self, PersistTable};
@@ -32,7 +32,7 @@ fn refusal(snap: &Snapshot, frame: &[u8], p: &L4Info, in_port: u16) -> Verdict {
     }
 }
 
-impl Worker {
+impl Shard {
     /// A first packet to a virtual server: schedule, create the entry,
     /// forward.
     pub(super) fn new_connection(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, vs_index: u16, in_port: u16) -> Verdict {
@@ -98,7 +98,7 @@ impl Worker {
         };
         // `process` just missed the original key in this table.
         let mut inserted = self.table.insert_after_miss(&init, self.now);
-        if inserted == Err(InsertError::Exists) && self.reclaim_closing(&reply_key) {
+        if inserted == Err(InsertError::Exists) && self.reclaim_closing(snap, &reply_key) {
             inserted = self.table.insert_after_miss(&init, self.now);
         }
         let id = match inserted {
@@ -181,12 +181,12 @@ impl Worker {
     /// a SYN reusing a TIME_WAIT entry's own key does. An open one stays,
     /// and the new connection is refused (`flow-exists`). Cold path.
     #[cold]
-    fn reclaim_closing(&mut self, reply_key: &FlowKey) -> bool {
+    fn reclaim_closing(&mut self, snap: &Snapshot, reply_key: &FlowKey) -> bool {
         let Some((id, _)) = self.table.lookup(reply_key, FlowTable::hash(reply_key)) else { return false };
         if !self.table.get(id).is_some_and(|f| matches!(f.state, FlowState::TimeWait | FlowState::Close)) {
             return false;
         }
-        self.remove(id);
+        self.remove(snap, id);
         true
     }
 }

@@ -1,14 +1,14 @@
 //! Packets of a known connection, both directions: rewrite by the entry's
 //! forwarding mode, address the next hop, count.
 
-use super::{L4Info, Verdict, Worker};
+use super::{L4Info, Shard, Verdict};
 use crate::conntrack::{Dir, FlowId, FlowState};
 use crate::forward as nat;
 use crate::state::counters::DropReason;
 use crate::state::snapshot::{Forwarding, Snapshot};
 use crate::wire::ethernet::{EthernetAddress, EthernetFrame};
 
-impl Worker {
+impl Shard {
     /// Client to server: DNAT (and SNAT for full-NAT), L2 to the server's
     /// next hop.
     pub(super) fn forward_original(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
@@ -18,7 +18,7 @@ impl Worker {
         let full_nat = f.mode == Forwarding::FullNat;
         let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
         if server.reset {
-            self.remove(id);
+            self.remove(snap, id);
             return Verdict::Drop(DropReason::ServerDown);
         }
         let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
@@ -38,7 +38,7 @@ impl Worker {
             c.in_bytes.add(len);
         }
         if state == FlowState::Close {
-            self.remove(id);
+            self.remove(snap, id);
         }
         Verdict::Forward(server.tx_port)
     }
@@ -52,7 +52,7 @@ impl Worker {
         let (vs, server_index, out_port) = (f.vs, f.server, f.client_port_id as u16);
         let (vip, vport, client_ip, client_port, client_mac) = (f.vip, f.vport, f.client_ip, f.client_port, f.client_mac);
         if snap.servers.get(server_index as usize).is_some_and(|s| s.reset) {
-            self.remove(id);
+            self.remove(snap, id);
             return Verdict::Drop(DropReason::ServerDown);
         }
         let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
@@ -71,7 +71,7 @@ impl Worker {
             c.out_bytes.add(len);
         }
         if state == FlowState::Close {
-            self.remove(id);
+            self.remove(snap, id);
         }
         Verdict::Forward(out_port)
     }

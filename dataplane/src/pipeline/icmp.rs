@@ -3,7 +3,7 @@
 //! with them).
 
 use super::owner::owner;
-use super::{Verdict, Worker};
+use super::{Shard, Verdict};
 use crate::conntrack::{Dir, FlowKey, FlowTable};
 use crate::forward as nat;
 use crate::state::counters::DropReason;
@@ -13,13 +13,12 @@ use crate::wire::ethernet::{EthernetAddress, EthernetFrame};
 use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::ipv4::{protocol, Ipv4Packet};
 
-impl Worker {
+impl Shard {
     /// ICMP: echo to the box is punted (the control plane answers); errors
     /// about a tracked connection are translated, outer and embedded
     /// headers, and sent to the other side (RFC 792; RFC 5508 §4 for what
     /// a NAT does with them).
-    pub(super) fn process_icmp(&mut self, frame: &mut [u8], l3: usize, hl: usize, handed: bool) -> Verdict {
-        let snap: &Snapshot = self.snapshot.get();
+    pub(super) fn process_icmp(&mut self, snap: &Snapshot, frame: &mut [u8], l3: usize, hl: usize, handed: bool) -> Verdict {
         let (dst, ttl, ip_len) = {
             let ip = Ipv4Packet::new_unchecked(&frame[l3..]);
             (u32::from(ip.dst_addr()), ip.ttl(), ip.total_len() as usize)

@@ -75,13 +75,22 @@ pub struct Reject {
     pub hl: u8,
 }
 
+/// One worker: the snapshot it reads and the state it owns. The two are
+/// apart so that the snapshot is lent (`rcu::Reader::get`) to the shard's
+/// methods for one pass, and can only move on between passes.
 pub struct Worker {
-    pub config: WorkerConfig,
+    snapshot: Reader<Snapshot>,
+    shard: Shard,
+}
+
+/// What a worker owns alone: its connection-table shard, scheduler
+/// cursors, full-NAT ports, persistence records and counters.
+struct Shard {
+    config: WorkerConfig,
     counters: Arc<WorkerCounters>,
     table: FlowTable,
     sched: Scheduler,
     local_ports: LocalPorts,
-    snapshot: Reader<Snapshot>,
     neighbors: Arc<Neighbors>,
     /// Global active connections per server, for least-connections.
     loads: Option<Arc<lb::Loads>>,
@@ -111,47 +120,83 @@ impl Worker {
     pub fn new(config: WorkerConfig, snapshot: Reader<Snapshot>, neighbors: Arc<Neighbors>) -> Self {
         let table = FlowTable::new(config.flows, config.timeouts);
         let local_ports = LocalPorts::new(config.id, config.workers);
-        let mut w = Self {
+        let mut shard = Shard {
             config,
             counters: Arc::new(WorkerCounters::default()),
             table,
             sched: Scheduler::default(),
             local_ports,
-            snapshot,
             neighbors,
             loads: None,
             persist: PersistTable::default(),
             now: 0,
             dump: None,
         };
-        w.adopt_snapshot();
-        w
+        shard.adopt_snapshot(snapshot.get());
+        Self { snapshot, shard }
     }
 
     /// Gives the worker the control plane's per-server connection sums.
     pub fn with_loads(mut self, loads: Arc<lb::Loads>) -> Self {
-        self.loads = Some(loads);
+        self.shard.loads = Some(loads);
         self
     }
 
-    /// Lets the control plane ask for dumps of the connection table.
-    pub fn with_dump(mut self, cell: Arc<dump::FlowDump>) -> Self {
-        self.dump = Some(dump::DumpServer::new(cell));
+    /// Lets the control plane ask for dumps of the connection table (the
+    /// worker's end of `ctl::dump::channel`).
+    pub fn with_dump(mut self, server: dump::DumpServer) -> Self {
+        self.shard.dump = Some(server);
         self
+    }
+
+    pub fn config(&self) -> &WorkerConfig {
+        &self.shard.config
     }
 
     /// The counters, for the control plane to read.
     pub fn counters(&self) -> Arc<WorkerCounters> {
-        Arc::clone(&self.counters)
+        Arc::clone(&self.shard.counters)
     }
 
     pub fn table(&self) -> &FlowTable {
-        &self.table
+        &self.shard.table
     }
 
+    /// Live persistence records (slow: walks the table).
+    pub fn persist_records(&self) -> usize {
+        self.shard.persist.len(self.shard.now)
+    }
+
+    /// One pass: packets handed over by other workers, then every RX queue;
+    /// then flush, then expire up to a budget of idle connections. `now` is
+    /// in flow-table ticks (`conntrack::TICK_MS`). Returns packets
+    /// received. The start of a pass is the worker's quiescent point: it
+    /// moves to the newest snapshot there.
+    pub fn poll<I: PacketIo>(&mut self, io: &mut I, now: u32) -> usize {
+        if self.snapshot.refresh() {
+            self.shard.adopt_snapshot(self.snapshot.get());
+        }
+        self.shard.poll(self.snapshot.get(), io, now)
+    }
+
+    /// `Shard::process_packet` with the current snapshot.
+    #[inline]
+    pub fn process_packet<P: Packet>(&mut self, pkt: &mut P, handed: bool) -> Verdict {
+        self.shard.process_packet(self.snapshot.get(), pkt, handed)
+    }
+
+    /// Decides the fate of one frame that arrived on `port`, rewriting it in
+    /// place when forwarding. `handed`: another worker already decided this
+    /// worker owns it. A new connection no server can take comes back as
+    /// `Verdict::Reject`, which only `process_packet` can carry out.
+    pub fn process(&mut self, frame: &mut [u8], port: u16, handed: bool) -> Verdict {
+        self.shard.process(self.snapshot.get(), frame, port, handed)
+    }
+}
+
+impl Shard {
     /// Slow path: size per-snapshot state after a new snapshot.
-    fn adopt_snapshot(&mut self) {
-        let snap = self.snapshot.get();
+    fn adopt_snapshot(&mut self, snap: &Snapshot) {
         self.sched.resize(snap.services.len());
         self.local_ports.ensure(&snap.local_addrs);
         if self.persist.capacity() == 0 && snap.services.iter().any(|v| v.persistence.is_some()) {
@@ -159,25 +204,17 @@ impl Worker {
         }
     }
 
-    /// Live persistence records (slow: walks the table).
-    pub fn persist_records(&self) -> usize {
-        self.persist.len(self.now)
-    }
-
     /// One pass: packets handed over by other workers, then every RX queue;
     /// then flush, then expire up to a budget of idle connections. `now` is
     /// in flow-table ticks (`flow::TICK_MS`). Returns packets received.
-    pub fn poll<I: PacketIo>(&mut self, io: &mut I, now: u32) -> usize {
+    fn poll<I: PacketIo>(&mut self, snap: &Snapshot, io: &mut I, now: u32) -> usize {
         self.now = now;
-        if self.snapshot.refresh() {
-            self.adopt_snapshot();
-        }
         let mut burst = Burst::new();
         let mut received = 0;
         io.rx_handoff(&mut burst);
         received += burst.len();
         for pkt in burst.drain() {
-            self.handle(io, pkt, true);
+            self.handle(snap, io, pkt, true);
         }
         for rxq in 0..io.rx_queues() {
             io.rx_burst(rxq, &mut burst);
@@ -187,22 +224,22 @@ impl Worker {
                 let len = pkt.data().len() as u64;
                 self.counters.rx_packets.inc();
                 self.counters.rx_bytes.add(len);
-                self.handle(io, pkt, false);
+                self.handle(snap, io, pkt, false);
             }
         }
         let tx = io.flush();
         self.counters.tx_packets.add(tx.packets);
         self.counters.tx_bytes.add(tx.bytes);
         self.counters.count_drops(DropReason::TxQueueFull, tx.dropped);
-        self.expire(now);
+        self.expire(snap, now);
         if let Some(d) = self.dump.as_mut() {
             d.serve(&self.table, now);
         }
         received
     }
 
-    fn handle<I: PacketIo>(&mut self, io: &mut I, mut pkt: I::Pkt, handed: bool) {
-        match self.process_packet(&mut pkt, handed) {
+    fn handle<I: PacketIo>(&mut self, snap: &Snapshot, io: &mut I, mut pkt: I::Pkt, handed: bool) {
+        match self.process_packet(snap, &mut pkt, handed) {
             Verdict::Forward(out) => io.tx(out, pkt),
             Verdict::Punt => match io.punt(pkt) {
                 Ok(()) => self.counters.punted.inc(),
@@ -224,10 +261,10 @@ impl Worker {
     /// refused packet is counted as a `no-server` drop and its answer as
     /// `rejected`; a refusal that cannot be built is `Drop(NoServer)`.
     #[inline]
-    pub fn process_packet<P: Packet>(&mut self, pkt: &mut P, handed: bool) -> Verdict {
+    fn process_packet<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, handed: bool) -> Verdict {
         let port = pkt.port();
-        match self.process(pkt.data_mut(), port, handed) {
-            Verdict::Reject(r) => self.refuse(pkt, port, r),
+        match self.process(snap, pkt.data_mut(), port, handed) {
+            Verdict::Reject(r) => self.refuse(snap, pkt, port, r),
             v => v,
         }
     }
@@ -235,8 +272,8 @@ impl Worker {
     /// Turns a refused first packet into its answer (`nat::build_refusal`),
     /// resizing it, and sends it back out of `port`.
     #[cold]
-    fn refuse<P: Packet>(&mut self, pkt: &mut P, port: u16, r: Reject) -> Verdict {
-        let Some(mac) = self.snapshot.get().port(port).map(|p| p.mac) else { return Verdict::Drop(DropReason::NoServer) };
+    fn refuse<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, port: u16, r: Reject) -> Verdict {
+        let Some(mac) = snap.port(port).map(|p| p.mac) else { return Verdict::Drop(DropReason::NoServer) };
         let (l3, hl) = (r.l3 as usize, r.hl as usize);
         let need = nat::refusal_len(r.proto, l3, hl);
         if pkt.data().len() < need && !pkt.set_len(need) {
@@ -273,11 +310,10 @@ impl Worker {
     }
 
     /// Removes idle connections whose time has come.
-    fn expire(&mut self, now: u32) {
+    fn expire(&mut self, snap: &Snapshot, now: u32) {
         let counters = &self.counters;
         let local_ports = &mut self.local_ports;
         let persist = &mut self.persist;
-        let snap: &Snapshot = self.snapshot.get();
         self.table.expire(now, EXPIRE_BUDGET, |f| {
             if f.flags.contains(EntryFlags::PERSIST) {
                 release(persist, snap, f.vs, f.client_ip, f.client_port, f.server_ip, now);
@@ -296,10 +332,10 @@ impl Worker {
     }
 
     /// Removes a connection at once (RST), with its counters and port.
-    fn remove(&mut self, id: FlowId) {
+    fn remove(&mut self, snap: &Snapshot, id: FlowId) {
         if let Some(f) = self.table.remove(id) {
             if f.flags.contains(EntryFlags::PERSIST) {
-                release(&mut self.persist, self.snapshot.get(), f.vs, f.client_ip, f.client_port, f.server_ip, self.now);
+                release(&mut self.persist, snap, f.vs, f.client_ip, f.client_port, f.server_ip, self.now);
             }
             let c = &self.counters;
             c.flows.sub(1);

@@ -255,12 +255,12 @@ fn rst_removes_the_entry_at_once() {
 fn idle_entries_expire_after_their_timeout() {
     let mut w = worker();
     let mut f = syn(40000, 80);
-    w.now = 10;
+    w.shard.now = 10;
     assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
     let syn_timeout = Timeouts::default().tcp_syn;
-    w.expire(10 + syn_timeout - 1);
+    w.shard.expire(w.snapshot.get(), 10 + syn_timeout - 1);
     assert_eq!(w.table().len(), 1);
-    w.expire(10 + syn_timeout);
+    w.shard.expire(w.snapshot.get(), 10 + syn_timeout);
     assert_eq!(w.table().len(), 0);
     assert_eq!(w.counters().services[0].conns_active.get(), 0);
 }
@@ -832,22 +832,22 @@ fn a_down_servers_records_are_dropped_unless_kept() {
 #[test]
 fn records_live_while_their_connections_do_then_for_the_timeout() {
     let (_p, mut w) = persistent_worker(persistent_snapshot(u32::MAX, false));
-    w.now = 10;
+    w.shard.now = 10;
     connect(&mut w, CLIENT, 1000, 80);
     // Long after the timeout, the open connection keeps the record.
-    w.now = 10 + 10 * PERSIST_TIMEOUT;
+    w.shard.now = 10 + 10 * PERSIST_TIMEOUT;
     assert_eq!(w.persist_records(), 1);
     reset(&mut w, CLIENT, 1000, 80);
-    w.now += PERSIST_TIMEOUT - 1;
+    w.shard.now += PERSIST_TIMEOUT - 1;
     assert_eq!(w.persist_records(), 1, "lives the timeout after its last connection");
-    w.now += 1;
+    w.shard.now += 1;
     assert_eq!(w.persist_records(), 0, "then expires");
     // Entries removed by idle expiry release their record too.
-    w.now = 1000;
+    w.shard.now = 1000;
     connect(&mut w, CLIENT, 2000, 80);
-    w.expire(1000 + Timeouts::default().tcp_syn);
+    w.shard.expire(w.snapshot.get(), 1000 + Timeouts::default().tcp_syn);
     assert_eq!(w.table().len(), 0);
-    w.now = 1000 + Timeouts::default().tcp_syn + PERSIST_TIMEOUT;
+    w.shard.now = 1000 + Timeouts::default().tcp_syn + PERSIST_TIMEOUT;
     assert_eq!(w.persist_records(), 0);
 }
 
@@ -972,10 +972,10 @@ fn a_refused_full_nat_connection_leaves_no_reference() {
     s.services[1].local_addrs = Box::new([]);
     s.index();
     let (_p, mut w) = persistent_worker(s);
-    w.now = 10;
+    w.shard.now = 10;
     let mut f = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(1000, 81, tcpf::SYN), true);
     assert_eq!(w.process(&mut f, OUT, false), Verdict::Drop(DropReason::NoLocalPort));
-    w.now = 10 + PERSIST_TIMEOUT;
+    w.shard.now = 10 + PERSIST_TIMEOUT;
     assert_eq!(w.persist_records(), 0, "the record expired: nothing references it");
 }
 

@@ -7,9 +7,20 @@
 //! the newest snapshot and records the generation it has moved to. An old
 //! snapshot is freed by `reclaim` only once every worker has moved past it,
 //! so a worker's reference stays valid until its next quiescent point.
+//!
+//! The borrow checker enforces the quiescent point: `Reader::get` lends the
+//! snapshot for as long as the `Reader` is borrowed, and `refresh` needs it
+//! mutably, so safe code cannot hold a snapshot across a refresh. Nothing a
+//! reader may still hold is freed by the publisher: snapshots still waiting
+//! when the publisher goes, and the current one, are freed with the cell,
+//! when its last handle (publisher or reader) is dropped.
+//!
+//! `tests::loom` model-checks the protocol (every interleaving of a
+//! publisher and a reader, with the freed memory written to on drop so that
+//! a read not ordered before the free is reported): `RUSTFLAGS="--cfg
+//! loom" cargo test -p furiwake-dataplane --release --lib loom`.
 
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
-use std::sync::Arc;
+use crate::sync::{Arc, AtomicPtr, AtomicU64, Mutex, Ordering};
 
 /// The shared cell. Control plane: rw; workers: ro.
 pub struct Rcu<T> {
@@ -18,6 +29,21 @@ pub struct Rcu<T> {
     generation: AtomicU64,
     /// Per worker: the generation it last moved to. Worker: rw; control: ro.
     seen: Box<[AtomicU64]>,
+    /// Snapshots the publisher retired but could not free before it went;
+    /// freed with the cell. Control: rw, once, when the publisher drops.
+    orphans: Mutex<Vec<Box<T>>>,
+}
+
+impl<T> Drop for Rcu<T> {
+    fn drop(&mut self) {
+        // The last handle is gone: no reader can hold anything.
+        let cur = self.current.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if !cur.is_null() {
+            // SAFETY: `cur` came from Box::into_raw and the cell owned it;
+            // no handle is left to dereference it.
+            drop(unsafe { Box::from_raw(cur) });
+        }
+    }
 }
 
 // SAFETY: T is only shared by reference between threads (T: Sync) and
@@ -51,6 +77,7 @@ pub fn rcu<T: Send + Sync>(initial: Box<T>, workers: usize) -> (Publisher<T>, Ve
         current: AtomicPtr::new(ptr),
         generation: AtomicU64::new(1),
         seen: (0..workers).map(|_| AtomicU64::new(1)).collect(),
+        orphans: Mutex::new(Vec::new()),
     });
     let readers = (0..workers).map(|w| Reader { cell: Arc::clone(&cell), worker: w, generation: 1, ptr }).collect();
     (Publisher { cell, retired: Vec::new() }, readers)
@@ -96,13 +123,13 @@ impl<T> Publisher<T> {
 
 impl<T> Drop for Publisher<T> {
     fn drop(&mut self) {
-        // Workers are gone by now (their Readers hold the Arc but are not
-        // used after the loop ends); free the current snapshot too.
-        let cur = self.cell.current.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        if !cur.is_null() {
-            // SAFETY: came from Box::into_raw; nobody dereferences it after
-            // the workers stopped (documented contract of shutdown order).
-            drop(unsafe { Box::from_raw(cur) });
+        self.reclaim();
+        // What a reader may still use goes with the cell, freed when the
+        // last reader is dropped too (`Rcu::drop`).
+        if !self.retired.is_empty() {
+            if let Ok(mut orphans) = self.cell.orphans.lock() {
+                orphans.extend(self.retired.drain(..).map(|(_, b)| b));
+            }
         }
     }
 }
@@ -124,17 +151,25 @@ impl<T> Reader<T> {
         true
     }
 
-    /// The snapshot this worker moved to at its last `refresh`.
+    /// The snapshot this worker moved to at its last `refresh`, lent for
+    /// as long as the reader is borrowed: `refresh` (which takes `&mut
+    /// self`) cannot run while the reference lives. This does not compile:
     ///
-    /// The reference must not be kept across the next `refresh`; the
-    /// unbounded lifetime lets the caller hold it while mutating its own
-    /// state during one burst.
+    /// ```compile_fail
+    /// let (_publisher, mut readers) = furiwake_dataplane::state::rcu::rcu(Box::new(1u32), 1);
+    /// let reader = &mut readers[0];
+    /// let held = reader.get();
+    /// reader.refresh();
+    /// assert_eq!(*held, 1);
+    /// ```
     #[inline]
-    pub fn get<'a>(&self) -> &'a T {
+    pub fn get(&self) -> &T {
         // SAFETY: the publisher frees a snapshot only after every worker's
-        // `seen` passed the generation that replaced it; this worker's
-        // `seen` only moves in `refresh`, after which callers drop the old
-        // reference (contract above).
+        // `seen` passed the generation that replaced it (and never one it
+        // did not retire); this reader's `seen` moves only in `refresh`,
+        // which the borrow of `self` excludes while the reference lives.
+        // The cell (kept alive by our Arc) frees the current snapshot and
+        // orphans only when every handle is gone.
         unsafe { &*self.ptr }
     }
 
@@ -143,7 +178,72 @@ impl<T> Reader<T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::cell::UnsafeCell;
+
+    /// A snapshot whose memory is written when it is freed: loom reports a
+    /// reader's access that is not ordered before the free.
+    struct Probe(UnsafeCell<u64>);
+
+    // SAFETY: the test's point: the cell's protocol makes the accesses
+    // ordered, and loom checks that they are.
+    unsafe impl Sync for Probe {}
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.0.with_mut(|v| {
+                // SAFETY: loom checks this write against every read.
+                unsafe { *v = u64::MAX }
+            });
+        }
+    }
+
+    fn read(r: &Reader<Probe>) -> u64 {
+        // SAFETY: loom checks this read against the free's write.
+        r.get().0.with(|v| unsafe { *v })
+    }
+
+    #[test]
+    fn a_reader_never_reads_a_freed_snapshot() {
+        loom::model(|| {
+            let (mut p, mut readers) = rcu(Box::new(Probe(UnsafeCell::new(1))), 1);
+            let Some(mut r) = readers.pop() else { return };
+            let t = loom::thread::spawn(move || {
+                let mut last = read(&r);
+                for _ in 0..2 {
+                    r.refresh();
+                    let v = read(&r);
+                    assert!(v >= last && v <= 3, "snapshots go forward: {last} then {v}");
+                    last = v;
+                }
+            });
+            p.publish(Box::new(Probe(UnsafeCell::new(2))));
+            p.publish(Box::new(Probe(UnsafeCell::new(3))));
+            p.reclaim();
+            t.join().unwrap();
+            assert!(p.reclaim() <= 2, "at most the two replaced snapshots wait");
+        });
+    }
+
+    #[test]
+    fn the_publisher_may_go_first() {
+        loom::model(|| {
+            let (mut p, mut readers) = rcu(Box::new(Probe(UnsafeCell::new(1))), 1);
+            let Some(mut r) = readers.pop() else { return };
+            let t = loom::thread::spawn(move || {
+                r.refresh();
+                assert!(read(&r) <= 2);
+            });
+            p.publish(Box::new(Probe(UnsafeCell::new(2))));
+            drop(p);
+            t.join().unwrap();
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
