@@ -288,7 +288,8 @@ fn bench_flow(c: &mut Criterion) {
 
     let keys: Vec<FlowKey> = (0..1u32 << 12).map(|_| flow_key(rng.below(1 << 20), random_dir(&mut rng))).collect();
     let mut pos = 0;
-    g.bench_function("hash", |b| b.iter(|| cycle(&keys, &mut pos, FlowTable::hash)));
+    let keyed = FlowTable::keyed(1024, Timeouts::default(), 0x0123_4567_89ab_cdef);
+    g.bench_function("hash", |b| b.iter(|| cycle(&keys, &mut pos, |k| keyed.hash(k))));
 
     for n in [1_000u32, 100_000, 1_000_000] {
         let mut table = established_table(n);
@@ -297,16 +298,16 @@ fn bench_flow(c: &mut Criterion) {
         let hits: Vec<FlowKey> = (0..len).map(|_| flow_key(rng.below(n), random_dir(&mut rng))).collect();
         // Misses: connections of the same shape that were never opened.
         let misses: Vec<FlowKey> = (0..len).map(|_| flow_key(n + rng.below(1 << 24), random_dir(&mut rng))).collect();
-        assert!(hits.iter().all(|k| table.lookup(k, FlowTable::hash(k)).is_some()));
-        assert!(misses.iter().all(|k| table.lookup(k, FlowTable::hash(k)).is_none()));
+        assert!(hits.iter().all(|k| table.lookup(k, table.hash(k)).is_some()));
+        assert!(misses.iter().all(|k| table.lookup(k, table.hash(k)).is_none()));
 
         let mut pos = 0;
         g.bench_with_input(BenchmarkId::new("lookup-hit", label(n)), &hits, |b, keys| {
-            b.iter(|| cycle(keys, &mut pos, |k| table.lookup(k, FlowTable::hash(k))))
+            b.iter(|| cycle(keys, &mut pos, |k| table.lookup(k, table.hash(k))))
         });
         let mut pos = 0;
         g.bench_with_input(BenchmarkId::new("lookup-miss", label(n)), &misses, |b, keys| {
-            b.iter(|| cycle(keys, &mut pos, |k| table.lookup(k, FlowTable::hash(k))))
+            b.iter(|| cycle(keys, &mut pos, |k| table.lookup(k, table.hash(k))))
         });
 
         if n != 100_000 {
@@ -345,6 +346,9 @@ fn bench_flow(c: &mut Criterion) {
 // sched
 // ---------------------------------------------------------------------------
 
+/// Three servers by address and weight, for the hash schedules.
+const THREE: [(u32, u16, u32); 3] = [(0xc633_640b, 8080, 1), (0xc633_640c, 8080, 1), (0xc633_640d, 8080, 1)];
+
 fn bench_sched(c: &mut Criterion) {
     let servers: Vec<RealServer> =
         SRV.iter().map(|s| RealServer { ip: ip(*s), port: SPORT, weight: 1, enabled: true, ..Default::default() }).collect();
@@ -363,9 +367,9 @@ fn bench_sched(c: &mut Criterion) {
         ("weighted-3-1-1", Schedule::weighted(&[3, 1, 1])),
         ("least-connections", Schedule::LeastConnections { weighted: false }),
         ("weighted-least-connections", Schedule::LeastConnections { weighted: true }),
-        ("source-hash", Schedule::hashed(HashKey::SourceIp, &[1, 1, 1])),
-        ("maglev", Schedule::hashed(HashKey::FiveTuple, &[1, 1, 1])),
-        ("source-destination-hash", Schedule::hashed(HashKey::SourceDestIp, &[1, 1, 1])),
+        ("source-hash", Schedule::hashed(HashKey::SourceIp, &THREE)),
+        ("maglev", Schedule::hashed(HashKey::FiveTuple, &THREE)),
+        ("source-destination-hash", Schedule::hashed(HashKey::SourceDestIp, &THREE)),
         ("fastest", Schedule::Fastest),
         ("least-bandwidth", Schedule::LeastBandwidth),
         ("composite", Schedule::Composite),
@@ -481,7 +485,7 @@ fn worker(flows: u32) -> Worker {
     let n = Arc::new(Neighbors::new(4));
     n.set(0, SERVER_MAC[0]);
     n.set(1, SERVER_MAC[1]);
-    Worker::new(WorkerConfig { id: 0, workers: 1, flows, timeouts: Timeouts::default() }, readers.remove(0), n)
+    Worker::new(WorkerConfig { id: 0, workers: 1, flows, timeouts: Timeouts::default(), hash_key: 0x0123_4567_89ab_cdef }, readers.remove(0), n)
 }
 
 /// Copies `template` into `scratch` (as a NIC would hand over a fresh

@@ -439,9 +439,13 @@ impl Appliance {
         // connections (Maglev's minimal disruption keeps the others' flows).
         for vs in &mut snap.services {
             if let furiwake_dataplane::lb::Schedule::Hash { key, .. } = vs.schedule {
-                let weights: Vec<u32> =
-                    vs.members.iter().map(|g| snap.servers.get(*g as usize).map_or(0, |s| if s.enabled { s.weight } else { 0 })).collect();
-                vs.schedule = furiwake_dataplane::lb::Schedule::hashed(key, &weights);
+                let servers: Vec<(u32, u16, u32)> = vs
+                    .members
+                    .iter()
+                    .filter_map(|g| snap.servers.get(*g as usize))
+                    .map(|s| (s.ip, s.port, if s.enabled { s.weight } else { 0 }))
+                    .collect();
+                vs.schedule = furiwake_dataplane::lb::Schedule::hashed(key, &servers);
             }
         }
         snap
@@ -566,6 +570,8 @@ impl Appliance {
     }
 
     fn launch_workers(&mut self, snapshot: Snapshot) -> Result<(), String> {
+        // One key per boot for the workers' hashes (`furiwake_dataplane::hash`).
+        let hash_key = boot_hash_key()?;
         let lcores = self.cfg.platform.worker_lcores.get_ref().clone();
         let n = lcores.len();
         let need_inject = self.links.iter().any(|l| l.control_txq.is_none());
@@ -609,7 +615,7 @@ impl Appliance {
             self.punts.push(punt_c);
             let io = MbufIo::new(rx, &tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
             let reader = readers.pop().ok_or("rcu readers")?;
-            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: self.cfg.platform.flows_per_worker, timeouts };
+            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: self.cfg.platform.flows_per_worker, timeouts, hash_key };
             let (dump, dump_server) = furiwake_dataplane::ctl::dump::channel();
             let loops = Arc::new(crate::console::stats::LoopStats::default());
             let worker = Worker::new(config, reader, Arc::clone(&self.slots)).with_loads(Arc::clone(&self.loads)).with_dump(dump_server);
@@ -1013,6 +1019,14 @@ fn worker_loop(
 /// What a running appliance cannot change: ports, lcores and memory
 /// (`[platform]`, `[[interface]]`), the workers' timeouts, the management
 /// and console sockets. Returns which, for the operator.
+/// 64 random bits from the kernel, for the workers' hash key.
+fn boot_hash_key() -> Result<u64, String> {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).map_err(|e| format!("/dev/urandom: {e}"))?;
+    Ok(u64::from_ne_bytes(b))
+}
+
 fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
     let mut differs = Vec::new();
     if old.platform != new.platform {

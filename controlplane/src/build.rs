@@ -249,6 +249,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         }
         let count = members.len();
         let member_weights: Vec<u32> = members.iter().map(|(s, _, _)| s.weight).collect();
+        let member_addrs: Vec<(u32, u16, u32)> = members.iter().map(|(s, _, _)| (u32::from(*s.address.get_ref().ip()), s.address.get_ref().port(), s.weight)).collect();
         let schedule = match pool.algorithm.get_ref() {
             Algorithm::RoundRobin => Schedule::round_robin(count),
             Algorithm::WeightedRoundRobin => Schedule::weighted(&member_weights),
@@ -259,9 +260,9 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
                     HashOn::SourceIp => HashKey::SourceIp,
                     HashOn::SourceDestinationIp => HashKey::SourceDestIp,
                 };
-                Schedule::hashed(key, &member_weights)
+                Schedule::hashed(key, &member_addrs)
             }
-            Algorithm::Maglev => Schedule::hashed(HashKey::FiveTuple, &member_weights),
+            Algorithm::Maglev => Schedule::hashed(HashKey::FiveTuple, &member_addrs),
             Algorithm::Fastest => Schedule::Fastest,
             Algorithm::LeastBandwidth => Schedule::LeastBandwidth,
             Algorithm::Composite => Schedule::Composite,
@@ -425,9 +426,10 @@ pool = "web"
         assert_eq!(with("algorithm = \"fastest\""), Schedule::Fastest);
         assert_eq!(with("algorithm = \"least-bandwidth\""), Schedule::LeastBandwidth);
         assert_eq!(with("algorithm = \"composite\""), Schedule::Composite);
-        assert_eq!(with("algorithm = \"source-hash\""), Schedule::hashed(HashKey::SourceIp, &[3, 1]));
-        assert_eq!(with("algorithm = \"source-hash\"\nhash = \"source-ip\""), Schedule::hashed(HashKey::SourceIp, &[3, 1]));
-        assert_eq!(with("algorithm = \"source-hash\"\nhash = \"source-destination-ip\""), Schedule::hashed(HashKey::SourceDestIp, &[3, 1]));
+        let members = [(u32::from(Ipv4Addr::new(198, 51, 100, 11)), 80, 3), (u32::from(Ipv4Addr::new(203, 0, 113, 7)), 8080, 1)];
+        assert_eq!(with("algorithm = \"source-hash\""), Schedule::hashed(HashKey::SourceIp, &members));
+        assert_eq!(with("algorithm = \"source-hash\"\nhash = \"source-ip\""), Schedule::hashed(HashKey::SourceIp, &members));
+        assert_eq!(with("algorithm = \"source-hash\"\nhash = \"source-destination-ip\""), Schedule::hashed(HashKey::SourceDestIp, &members));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!   UDP, checksums).
 //! - `io`: the packet-I/O abstraction the platform implements for
 //!   `rte_mbuf` and tests implement for plain buffers.
-//! - `limits`: the sizes everything else is dimensioned by.
+//! - `limits`: the sizes everything else is dimensioned by; `hash`: the
+//!   keyed hash of client-chosen fields.
 //! - `conntrack`: the per-worker connection table (entry, keys, hash
 //!   table, expiry wheel, TCP states).
 //! - `lb`: choosing a server (schedules, Maglev, persistence records, the
@@ -23,6 +24,7 @@
 pub mod conntrack;
 pub mod ctl;
 pub mod forward;
+pub mod hash;
 pub mod io;
 pub mod lb;
 pub mod limits;

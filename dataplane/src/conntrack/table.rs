@@ -14,6 +14,7 @@ use super::key::{Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP};
 use super::state::{FlowState, Timeouts};
 use super::tcp::next_state;
 use super::wheel::{Wheel, NIL, WHEEL_MASK};
+use crate::hash::{mum, S0, S1, S2, S3};
 
 /// The largest table: keeps `id << 1 | dir` links and the bucket count
 /// (2^31) within `u32`.
@@ -40,25 +41,21 @@ pub struct FlowTable {
     len: u32,
     wheel: Wheel,
     timeouts: Timeouts,
+    /// The hash key (`crate::hash`): per boot in the appliance.
+    key: u64,
 }
 
-/// wyhash's default secrets (Wang Yi, public domain).
-const S0: u64 = 0xa076_1d64_78bd_642f;
-const S1: u64 = 0xe703_7ed1_a0b4_28db;
-const S2: u64 = 0x8ebc_6af0_9c88_c6e3;
-const S3: u64 = 0x5899_65cc_7537_4cc3;
-
-/// 64 x 64 -> 128-bit multiply, as (low, high): wyhash's `_wymum`.
-#[inline(always)]
-fn mum(a: u64, b: u64) -> (u64, u64) {
-    let r = u128::from(a) * u128::from(b);
-    (r as u64, (r >> 64) as u64)
-}
 
 impl FlowTable {
     /// A table for `capacity` connections (at most `MAX_CAPACITY`), with
-    /// every byte it will ever use allocated here.
+    /// every byte it will ever use allocated here, hashing with key 0 (tests
+    /// and benchmarks; the appliance uses `keyed`).
     pub fn new(capacity: u32, timeouts: Timeouts) -> Self {
+        Self::keyed(capacity, timeouts, 0)
+    }
+
+    /// `new` with the hash key `key` (`crate::hash`).
+    pub fn keyed(capacity: u32, timeouts: Timeouts, key: u64) -> Self {
         let capacity = capacity.min(MAX_CAPACITY);
         let mut entries = vec![Flow::FREE; capacity as usize].into_boxed_slice();
         // Thread the free list in id order, so the first ids used are the
@@ -75,6 +72,7 @@ impl FlowTable {
             len: 0,
             wheel: Wheel::new(),
             timeouts,
+            key,
         }
     }
 
@@ -119,17 +117,17 @@ impl FlowTable {
     }
 
     /// Hashes a key for `lookup` and `prefetch`: two rounds of wyhash's
-    /// multiply-fold (64 x 64 -> 128-bit) over the 104-bit tuple, so every
-    /// input bit reaches every output bit. Deterministic (no per-process
-    /// seed): the same key lands in the same bucket in every table, run and
-    /// test.
+    /// multiply-fold (64 x 64 -> 128-bit) over the 104-bit tuple and the
+    /// table's key, so every input bit reaches every output bit, and a set
+    /// of tuples that share a bucket under one key spreads under another
+    /// (`crate::hash`).
     #[inline]
-    pub fn hash(key: &FlowKey) -> u32 {
+    pub fn hash(&self, key: &FlowKey) -> u32 {
         let a = (u64::from(key.src_ip) << 32) | u64::from(key.dst_ip);
         let b = (u64::from(key.src_port) << 48)
             | (u64::from(key.dst_port) << 32)
             | u64::from(key.proto);
-        let (lo, hi) = mum(a ^ S0, b ^ S1);
+        let (lo, hi) = mum(a ^ S0 ^ self.key, b ^ S1 ^ self.key.rotate_left(32));
         let (lo, hi) = mum(lo ^ S2, hi ^ S3);
         let h = lo ^ hi;
         (h ^ (h >> 32)) as u32
@@ -177,7 +175,7 @@ impl FlowTable {
     }
 
     /// Finds the entry `key` belongs to, and which direction `key` is.
-    /// `hash` must be `FlowTable::hash(key)`.
+    /// `hash` must be `self.hash(key)`.
     #[inline]
     pub fn lookup(&self, key: &FlowKey, hash: u32) -> Option<(FlowId, Dir)> {
         let mut link = *self.buckets.get(self.bucket_index(hash))?;
@@ -232,7 +230,7 @@ impl FlowTable {
         let expire = now.saturating_add(self.timeouts.for_state(state));
         let flow = Flow::from_init(init, state, expire);
         let (okey, rkey) = (flow.original_key(), flow.reply_key());
-        let (ohash, rhash) = (Self::hash(&okey), Self::hash(&rkey));
+        let (ohash, rhash) = (self.hash(&okey), self.hash(&rkey));
         if okey == rkey || (check_original && self.lookup(&okey, ohash).is_some()) || self.lookup(&rkey, rhash).is_some() {
             return Err(InsertError::Exists);
         }
@@ -330,8 +328,8 @@ impl FlowTable {
     /// recycles it, and returns a copy.
     pub fn remove(&mut self, id: FlowId) -> Option<Flow> {
         let flow = *self.get(id)?;
-        self.unlink_chain(Self::hash(&flow.original_key()), id << 1);
-        self.unlink_chain(Self::hash(&flow.reply_key()), (id << 1) | 1);
+        self.unlink_chain(self.hash(&flow.original_key()), id << 1);
+        self.unlink_chain(self.hash(&flow.reply_key()), (id << 1) | 1);
         self.wheel.unlink(&mut self.entries, id);
         if let Some(e) = self.entries.get_mut(id as usize) {
             *e = Flow::FREE;

@@ -57,7 +57,7 @@ fn reply_key(i: &FlowInit) -> FlowKey {
 }
 
 fn find(t: &FlowTable, k: &FlowKey) -> Option<(FlowId, Dir)> {
-    t.lookup(k, FlowTable::hash(k))
+    t.lookup(k, t.hash(k))
 }
 
 fn expire_all(t: &mut FlowTable, now: u32) -> Vec<Flow> {
@@ -469,10 +469,40 @@ fn flow_hash_spreads_keys() {
     println!("chain length histogram: {:?}", &hist[..8]);
     assert!((empty - 0.368).abs() < 0.01, "empty fraction {empty}");
     assert!(hist[10..].iter().all(|&n| n == 0));
-    // Deterministic.
+    // Deterministic for one key.
     let k = orig_key(&fnat(IPPROTO_TCP, 1));
-    assert_eq!(FlowTable::hash(&k), FlowTable::hash(&k));
-    assert_ne!(FlowTable::hash(&k), FlowTable::hash(&FlowKey { proto: 17, ..k }));
+    assert_eq!(t.hash(&k), t.hash(&k));
+    assert_ne!(t.hash(&k), t.hash(&FlowKey { proto: 17, ..k }));
+}
+
+/// The attack keyed hashing defeats (`crate::hash`): one client, one VIP,
+/// source ports chosen offline so that every connection lands in one
+/// bucket of a table whose key the attacker knows. Under another key the
+/// same connections spread like any others.
+#[test]
+fn colliding_keys_spread_under_another_key() {
+    let to = Timeouts::default();
+    let known = FlowTable::keyed(256, to, 0x5eed_0001);
+    let unknown = FlowTable::keyed(256, to, 0x5eed_0002);
+    let mask = known.buckets() - 1;
+    let key = |port: u16| FlowKey { src_ip: 0xc000_020a, dst_ip: VIP, src_port: port, dst_port: 80, proto: IPPROTO_TCP };
+    let target = known.hash(&key(1024)) & mask;
+    let chosen: Vec<u16> = (1024..=u16::MAX).filter(|p| known.hash(&key(*p)) & mask == target).take(40).collect();
+    assert_eq!(chosen.len(), 40, "64k ports give ~125 per bucket of 512");
+    let fill = |mut t: FlowTable| {
+        for p in &chosen {
+            let init = FlowInit { proto: IPPROTO_TCP, client_ip: 0xc000_020a, client_port: *p, vip: VIP, vport: 80, server_ip: 0xac10_0001, server_port: 8080, local_ip: LOCAL, local_port: *p, mode: Forwarding::FullNat, ..FlowInit::default() };
+            assert!(t.insert(&init, 0).is_ok());
+        }
+        let mut hist = [0u32; 64];
+        t.chain_histogram(&mut hist);
+        hist.iter().rposition(|n| *n > 0).unwrap_or(0)
+    };
+    let longest_known = fill(FlowTable::keyed(256, to, 0x5eed_0001));
+    let longest_unknown = fill(unknown);
+    println!("longest chain: {longest_known} under the attacker's key, {longest_unknown} under another");
+    assert!(longest_known >= 40, "all 40 original keys in one chain: {longest_known}");
+    assert!(longest_unknown <= 4, "spread under another key: {longest_unknown}");
 }
 
 #[test]
@@ -502,7 +532,7 @@ fn flow_million_entries() {
     let mut hashes = [0u32; BATCH];
     for chunk in keys.chunks(BATCH) {
         for (h, (k, _)) in hashes.iter_mut().zip(chunk) {
-            *h = FlowTable::hash(k);
+            *h = t.hash(k);
             t.prefetch(*h);
         }
         for (h, (k, dir)) in hashes.iter().zip(chunk) {
@@ -665,7 +695,7 @@ fn flow_randomized_against_a_model() {
                         reply_key(&init)
                     }
                 };
-                let h = FlowTable::hash(&k);
+                let h = t.hash(&k);
                 t.prefetch(h);
                 assert_eq!(t.lookup(&k, h), keys.get(&k).copied(), "op {op}: {k:?}");
                 stats[3] += 1;

@@ -111,6 +111,13 @@ impl Cursor {
     }
 }
 
+/// A server's Maglev identity: its address and port, unkeyed, so that it
+/// is the same across restarts and on an HA peer.
+#[inline]
+pub const fn server_key(ip: u32, port: u16) -> u64 {
+    (ip as u64) << 16 | port as u64
+}
+
 /// Builds the lookup table of `size` entries, each the index of a backend
 /// in `backends` (Pseudocode 1, with katran-style weights).
 ///

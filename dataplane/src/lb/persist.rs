@@ -120,11 +120,13 @@ pub struct PersistTable {
     records: Box<[Record]>,
     /// Sets - 1 (sets are a power of two); unused when `records` is empty.
     mask: u32,
+    /// The hash key (`crate::hash`).
+    hash_key: u64,
 }
 
 impl Default for PersistTable {
     fn default() -> Self {
-        Self { records: Box::new([]), mask: 0 }
+        Self { records: Box::new([]), mask: 0, hash_key: 0 }
     }
 }
 
@@ -138,11 +140,16 @@ impl PersistTable {
     /// At least `capacity` records (rounded up to whole sets, a power of
     /// two of them). Slow path: allocates.
     pub fn new(capacity: u32) -> Self {
+        Self::keyed(capacity, 0)
+    }
+
+    /// `new`, hashing with `hash_key` (`crate::hash`).
+    pub fn keyed(capacity: u32, hash_key: u64) -> Self {
         if capacity == 0 {
             return Self::default();
         }
         let sets = (capacity as usize).div_ceil(WAYS).next_power_of_two();
-        Self { records: vec![Record::default(); sets * WAYS].into_boxed_slice(), mask: (sets - 1) as u32 }
+        Self { records: vec![Record::default(); sets * WAYS].into_boxed_slice(), mask: (sets - 1) as u32, hash_key }
     }
 
     pub fn capacity(&self) -> usize {
@@ -154,11 +161,7 @@ impl PersistTable {
         if self.records.is_empty() {
             return None;
         }
-        // splitmix64's finaliser.
-        let mut z = key;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
+        let z = crate::hash::keyed64(key, self.hash_key);
         let first = ((z as u32) & self.mask) as usize * WAYS;
         self.records.get_mut(first..first + WAYS)
     }

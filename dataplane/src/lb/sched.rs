@@ -136,11 +136,15 @@ impl Flow4 {
 }
 
 impl Schedule {
-    /// A Maglev table over `weights` (one per server of the service; 0 for
-    /// a disabled or weightless server), keyed by `key`.
-    pub fn hashed(key: HashKey, weights: &[u32]) -> Self {
+    /// A Maglev table over the service's servers, as (address, port,
+    /// weight) in member order (weight 0 for a disabled or weightless
+    /// server), hashing `key`. A server's place in the table follows from
+    /// its address and port, not its position in the pool (`maglev::
+    /// server_key`), so removing a member moves only its own slots (and at
+    /// most 1% of the others), and two boxes with the same pool agree.
+    pub fn hashed(key: HashKey, servers: &[(u32, u16, u32)]) -> Self {
         let backends: Vec<maglev::MaglevBackend> =
-            weights.iter().enumerate().map(|(i, w)| maglev::MaglevBackend { key: i as u64 + 1, weight: *w }).collect();
+            servers.iter().map(|(ip, port, w)| maglev::MaglevBackend { key: maglev::server_key(*ip, *port), weight: *w }).collect();
         Schedule::Hash { key, table: maglev::build(&backends, maglev::DEFAULT_TABLE_SIZE).into_boxed_slice() }
     }
 
@@ -334,7 +338,12 @@ mod tests {
     }
 
     fn servers(n: usize) -> Vec<RealServer> {
-        (0..n).map(|i| RealServer { ip: i as u32, enabled: true, ..Default::default() }).collect()
+        (0..n).map(|i| RealServer { ip: 0xc633_640b + i as u32, port: 8080, enabled: true, ..Default::default() }).collect()
+    }
+
+    /// `servers`' addresses with these weights, for `Schedule::hashed`.
+    fn by_addr(weights: &[u32]) -> Vec<(u32, u16, u32)> {
+        weights.iter().enumerate().map(|(i, w)| (0xc633_640b + i as u32, 8080, *w)).collect()
     }
 
     #[test]
@@ -408,7 +417,7 @@ mod tests {
 
     #[test]
     fn source_hash_keeps_a_client_on_one_server() {
-        let v = vs(Schedule::hashed(HashKey::SourceIp, &[1, 1, 1]), 3);
+        let v = vs(Schedule::hashed(HashKey::SourceIp, &by_addr(&[1, 1, 1])), 3);
         let s = servers(3);
         let mut sch = Scheduler::default();
         sch.resize(1);
@@ -428,7 +437,7 @@ mod tests {
     #[test]
     fn source_hash_is_stable_across_restarts() {
         let picks = || {
-            let v = vs(Schedule::hashed(HashKey::SourceIp, &[1, 2, 1]), 3);
+            let v = vs(Schedule::hashed(HashKey::SourceIp, &by_addr(&[1, 2, 1])), 3);
             let s = servers(3);
             let mut sch = Scheduler::default();
             sch.resize(1);
@@ -436,14 +445,15 @@ mod tests {
         };
         let first = picks();
         assert_eq!(first, picks());
-        // Pinned: a change of hash or table is a deliberate one.
-        assert_eq!(&first[..8], &[2, 1, 2, 1, 2, 1, 1, 1]);
+        // Pinned: a change of hash or table is a deliberate one (servers
+        // became keyed by address rather than position in issue 11).
+        assert_eq!(&first[..8], &[0, 0, 1, 1, 1, 1, 0, 1]);
     }
 
     #[test]
     fn maglev_moves_only_the_down_servers_flows() {
-        let all = vs(Schedule::hashed(HashKey::FiveTuple, &[1, 1, 1, 1]), 4);
-        let without_2 = vs(Schedule::hashed(HashKey::FiveTuple, &[1, 1, 0, 1]), 4);
+        let all = vs(Schedule::hashed(HashKey::FiveTuple, &by_addr(&[1, 1, 1, 1])), 4);
+        let without_2 = vs(Schedule::hashed(HashKey::FiveTuple, &by_addr(&[1, 1, 0, 1])), 4);
         let mut s = servers(4);
         let mut sch = Scheduler::default();
         sch.resize(1);
@@ -460,6 +470,36 @@ mod tests {
             }
         }
         assert!(moved_others < 4000 / 50, "{moved_others} flows of healthy servers moved");
+    }
+
+    /// Maglev is keyed by server address: removing one of ten members
+    /// (from the pool, so the others' positions shift) moves only the
+    /// removed server's flows, plus at most 1% of the others.
+    #[test]
+    fn maglev_removal_by_address_moves_only_the_removed_servers_share() {
+        let all: Vec<(u32, u16, u32)> = (0..10u32).map(|i| (0xc633_6400 + 7 * i, 8080, 1)).collect();
+        let mut fewer = all.clone();
+        let gone = fewer.remove(3);
+        let (Schedule::Hash { table: before, .. }, Schedule::Hash { table: after, .. }) =
+            (Schedule::hashed(HashKey::FiveTuple, &all), Schedule::hashed(HashKey::FiveTuple, &fewer))
+        else {
+            panic!("hash schedules")
+        };
+        let addr = |list: &[(u32, u16, u32)], pos: u16| list.get(pos as usize).map(|s| (s.0, s.1));
+        let (mut of_gone, mut moved) = (0usize, 0usize);
+        for (b, a) in before.iter().zip(after.iter()) {
+            let (was, now) = (addr(&all, *b), addr(&fewer, *a));
+            if was == Some((gone.0, gone.1)) {
+                of_gone += 1;
+            } else if was != now {
+                moved += 1;
+            }
+        }
+        let others = before.len() - of_gone;
+        let frac = moved as f64 / others as f64;
+        println!("removed 1 of 10: {of_gone} slots of its own reassigned, {moved} of {others} others moved ({:.3}%)", 100.0 * frac);
+        assert!((of_gone as f64 / before.len() as f64 - 0.1).abs() < 0.01, "the removed server had ~10%: {of_gone}");
+        assert!(frac <= 0.01, "others moved: {:.3}%", 100.0 * frac);
     }
 
     #[test]

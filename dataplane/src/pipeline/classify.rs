@@ -2,9 +2,9 @@
 //! whether it is this worker's (ownership), then send it down the flow
 //! path, the ICMP path, or to the control lcore.
 
-use super::owner::owner;
+use super::owner::{owner, Owners};
 use super::{L4Info, Shard, Verdict};
-use crate::conntrack::{Dir, FlowKey, FlowState, FlowTable};
+use crate::conntrack::{Dir, FlowKey, FlowState};
 use crate::state::counters::DropReason;
 use crate::state::snapshot::Snapshot;
 use crate::wire::ethernet::{parse_l2, EtherType};
@@ -103,7 +103,7 @@ impl Shard {
             }
         };
         if !handed && self.config.workers > 1 {
-            let o = owner(snap, self.config.workers, src, sport, dst, dport, proto);
+            let o = owner(snap, Owners::new(self.config.workers, self.config.hash_key), src, sport, dst, dport, proto);
             if o != self.config.id {
                 return Verdict::Handoff(o);
             }
@@ -115,7 +115,7 @@ impl Shard {
         }
         let info = L4Info { l3, hl, proto, src, dst, sport, dport, tcp_flags, ip_len };
         let key = FlowKey { src_ip: src, dst_ip: dst, src_port: sport, dst_port: dport, proto };
-        let hash = FlowTable::hash(&key);
+        let hash = self.table.hash(&key);
         let mut found = self.table.lookup(&key, hash);
         // A new SYN on an entry that is closing (TIME_WAIT, CLOSE) is a new
         // connection reusing the client port (RFC 9293 §3.6.1): reschedule

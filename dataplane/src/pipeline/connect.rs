@@ -2,7 +2,7 @@
 //! the entry, forward the first packet; or refuse it.
 
 use super::{L4Info, Reject, Shard, Verdict};
-use crate::conntrack::{EntryFlags, FlowInit, FlowKey, FlowState, FlowTable, InsertError};
+use crate::conntrack::{EntryFlags, FlowInit, FlowKey, FlowState, InsertError};
 use crate::forward as nat;
 use crate::lb::{self, PersistTable};
 use crate::state::counters::DropReason;
@@ -77,7 +77,7 @@ impl Shard {
             },
         };
         let reply_key = FlowKey { src_ip: server.ip, dst_ip: local_ip, src_port: server.port, dst_port: local_port, proto: p.proto };
-        self.table.prefetch_insert(FlowTable::hash(&reply_key));
+        self.table.prefetch_insert(self.table.hash(&reply_key));
         let client_mac = EthernetFrame::new_unchecked(&*frame).src_addr();
         let init = FlowInit {
             proto: p.proto,
@@ -182,7 +182,7 @@ impl Shard {
     /// and the new connection is refused (`flow-exists`). Cold path.
     #[cold]
     fn reclaim_closing(&mut self, snap: &Snapshot, reply_key: &FlowKey) -> bool {
-        let Some((id, _)) = self.table.lookup(reply_key, FlowTable::hash(reply_key)) else { return false };
+        let Some((id, _)) = self.table.lookup(reply_key, self.table.hash(reply_key)) else { return false };
         if !self.table.get(id).is_some_and(|f| matches!(f.state, FlowState::TimeWait | FlowState::Close)) {
             return false;
         }

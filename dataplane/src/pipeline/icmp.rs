@@ -2,9 +2,9 @@
 //! connection are translated (RFC 792; RFC 5508 §4 for what a NAT does
 //! with them).
 
-use super::owner::owner;
+use super::owner::{owner, Owners};
 use super::{Shard, Verdict};
-use crate::conntrack::{Dir, FlowKey, FlowTable};
+use crate::conntrack::{Dir, FlowKey};
 use crate::forward as nat;
 use crate::state::counters::DropReason;
 use crate::state::snapshot::{Forwarding, Snapshot};
@@ -49,13 +49,13 @@ impl Shard {
             return if snap.is_self(dst) { Verdict::Punt } else { Verdict::Drop(DropReason::IcmpNoFlow) };
         }
         if !handed && self.config.workers > 1 {
-            let o = owner(snap, self.config.workers, idst, idport, isrc, isport, iproto);
+            let o = owner(snap, Owners::new(self.config.workers, self.config.hash_key), idst, idport, isrc, isport, iproto);
             if o != self.config.id {
                 return Verdict::Handoff(o);
             }
         }
         let key = FlowKey { src_ip: idst, dst_ip: isrc, src_port: idport, dst_port: isport, proto: iproto };
-        let Some((id, dir)) = self.table.lookup(&key, FlowTable::hash(&key)) else {
+        let Some((id, dir)) = self.table.lookup(&key, self.table.hash(&key)) else {
             return if snap.is_self(dst) { Verdict::Punt } else { Verdict::Drop(DropReason::IcmpNoFlow) };
         };
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::IcmpNoFlow) };

@@ -26,7 +26,7 @@ mod owner;
 use classify::quick_key;
 use connect::release;
 
-pub use owner::owner;
+pub use owner::{owner, Owners};
 
 /// Expired entries freed per poll at most, so one poll never stalls.
 const EXPIRE_BUDGET: u32 = 256;
@@ -38,11 +38,15 @@ pub struct WorkerConfig {
     /// Connection-table entries, preallocated.
     pub flows: u32,
     pub timeouts: Timeouts,
+    /// The key of the connection-table, ownership and persistence hashes
+    /// (`crate::hash`): drawn at boot by the control plane, the same for
+    /// every worker (ownership must agree).
+    pub hash_key: u64,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default() }
+        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0 }
     }
 }
 
@@ -118,7 +122,7 @@ struct L4Info {
 
 impl Worker {
     pub fn new(config: WorkerConfig, snapshot: Reader<Snapshot>, neighbors: Arc<Neighbors>) -> Self {
-        let table = FlowTable::new(config.flows, config.timeouts);
+        let table = FlowTable::keyed(config.flows, config.timeouts, config.hash_key);
         let local_ports = LocalPorts::new(config.id, config.workers);
         let mut shard = Shard {
             config,
@@ -200,7 +204,7 @@ impl Shard {
         self.sched.resize(snap.services.len());
         self.local_ports.ensure(&snap.local_addrs);
         if self.persist.capacity() == 0 && snap.services.iter().any(|v| v.persistence.is_some()) {
-            self.persist = PersistTable::new(snap.persist_records.max(1));
+            self.persist = PersistTable::keyed(snap.persist_records.max(1), self.config.hash_key);
         }
     }
 
@@ -296,7 +300,7 @@ impl Shard {
         let mut n = 0;
         for pkt in burst.iter() {
             if let Some(key) = quick_key(pkt.data()) {
-                let h = FlowTable::hash(&key);
+                let h = self.table.hash(&key);
                 self.table.prefetch(h);
                 if let Some(slot) = hashes.get_mut(n) {
                     *slot = h;

@@ -3,11 +3,26 @@
 use crate::forward as nat;
 use crate::state::snapshot::Snapshot;
 
+/// How many workers share the connections, and the per-boot key their
+/// ownership hash uses (`crate::hash`); every worker has the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owners {
+    pub workers: u16,
+    pub key: u64,
+}
+
+impl Owners {
+    pub fn new(workers: u16, key: u64) -> Self {
+        Self { workers, key }
+    }
+}
+
 /// Which worker owns the connection of a packet: a key both directions
 /// share (design.md): the client's address and port, or for replies to a
 /// full-NAT local address the local port, partitioned per worker.
 #[inline]
-pub fn owner(snap: &Snapshot, workers: u16, src: u32, sport: u16, dst: u32, dport: u16, proto: u8) -> u16 {
+pub fn owner(snap: &Snapshot, owners: Owners, src: u32, sport: u16, dst: u32, dport: u16, proto: u8) -> u16 {
+    let workers = owners.workers;
     if workers <= 1 {
         return 0;
     }
@@ -30,12 +45,9 @@ pub fn owner(snap: &Snapshot, workers: u16, src: u32, sport: u16, dst: u32, dpor
             None => (dst, dport),
         },
     };
-    // splitmix64's finaliser: every input bit reaches the result (Linux
+    // Keyed (`crate::hash`), and every input bit reaches the result (Linux
     // hands out even ephemeral ports to connect(), so a weak mix would send
     // every connection of a client to one worker).
-    let mut x = (ip as u64) << 16 | port as u64;
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^= x >> 31;
+    let x = crate::hash::keyed64((ip as u64) << 16 | port as u64, owners.key);
     (x % workers as u64) as u16
 }

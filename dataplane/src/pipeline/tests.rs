@@ -67,7 +67,7 @@ fn worker_on(snap: Snapshot, flows: u32, id: u16, workers: u16, resolved: bool) 
         n.set(0, SERVER_MAC[0]);
         n.set(1, SERVER_MAC[1]);
     }
-    Worker::new(WorkerConfig { id, workers, flows, timeouts: Timeouts::default() }, readers.remove(0), n)
+    Worker::new(WorkerConfig { id, workers, flows, timeouts: Timeouts::default(), hash_key: 0 }, readers.remove(0), n)
 }
 
 fn worker() -> Worker {
@@ -188,7 +188,7 @@ fn full_nat_rewrites_source_to_a_local_address_and_back() {
     let mut w = worker_with(64, 1, 2, true);
     // Pick a client port this worker (1 of 2) owns.
     let snap = snapshot();
-    let sport = (40000..41000).find(|p| owner(&snap, 2, ip(CLIENT), *p, ip(VIP), 81, 6) == 1).unwrap();
+    let sport = (40000..41000).find(|p| owner(&snap, Owners::new(2, 0), ip(CLIENT), *p, ip(VIP), 81, 6) == 1).unwrap();
     let mut f = syn(sport, 81);
     assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
     assert_eq!(addr(&f, 26), SELF_IN, "source is the local address");
@@ -198,14 +198,14 @@ fn full_nat_rewrites_source_to_a_local_address_and_back() {
     assert_checksums(&f);
 
     let mut r = frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 6, &tcp(8080, lport, tcpf::SYN | tcpf::ACK), true);
-    assert_eq!(owner(&snap, 2, ip(SRV[0]), 8080, ip(SELF_IN), lport, 6), 1, "the reply's owner is the same worker");
+    assert_eq!(owner(&snap, Owners::new(2, 0), ip(SRV[0]), 8080, ip(SELF_IN), lport, 6), 1, "the reply's owner is the same worker");
     assert_eq!(w.process(&mut r, IN, false), Verdict::Forward(OUT));
     assert_eq!((addr(&r, 26), addr(&r, 30)), (VIP, CLIENT));
     assert_eq!((port(&r, 34), port(&r, 36)), (81, sport));
     assert_checksums(&r);
 
     // A packet owned by worker 0 is handed over, untouched.
-    let other = (40000..41000).find(|p| owner(&snap, 2, ip(CLIENT), *p, ip(VIP), 81, 6) == 0).unwrap();
+    let other = (40000..41000).find(|p| owner(&snap, Owners::new(2, 0), ip(CLIENT), *p, ip(VIP), 81, 6) == 0).unwrap();
     let mut h = syn(other, 81);
     let before = h.clone();
     assert_eq!(w.process(&mut h, OUT, false), Verdict::Handoff(0));
@@ -642,14 +642,14 @@ fn probe_replies_are_not_partitioned_like_full_nat_ports() {
     let snap = snapshot();
     for workers in [2u16, 3, 4] {
         for lport in [nat::LOCAL_PORT_MIN, 4242, 40000, nat::LOCAL_PORT_MAX] {
-            assert_eq!(owner(&snap, workers, ip(SRV[0]), 8080, ip(SELF_IN), lport, 6), lport % workers, "full-NAT port {lport}");
+            assert_eq!(owner(&snap, Owners::new(workers, 0), ip(SRV[0]), 8080, ip(SELF_IN), lport, 6), lport % workers, "full-NAT port {lport}");
         }
-        let hashed = (nat::PROBE_PORT_MIN..=u16::MAX).filter(|p| owner(&snap, workers, ip(SRV[0]), 8080, ip(SELF_IN), *p, 6) != p % workers).count();
+        let hashed = (nat::PROBE_PORT_MIN..=u16::MAX).filter(|p| owner(&snap, Owners::new(workers, 0), ip(SRV[0]), 8080, ip(SELF_IN), *p, 6) != p % workers).count();
         assert!(hashed > 0, "probe ports follow the hash, not the port partition ({workers} workers)");
     }
     // A probe reply whose port the old rule would give to worker 1 lands
     // on its hashed owner, which punts it (no connection entry).
-    let p = (nat::PROBE_PORT_MIN..=u16::MAX).find(|p| p % 2 == 1 && owner(&snap, 2, ip(SRV[0]), 8080, ip(SELF_IN), *p, 6) == 0).unwrap();
+    let p = (nat::PROBE_PORT_MIN..=u16::MAX).find(|p| p % 2 == 1 && owner(&snap, Owners::new(2, 0), ip(SRV[0]), 8080, ip(SELF_IN), *p, 6) == 0).unwrap();
     let mut reply = frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 6, &tcp(8080, p, tcpf::SYN | tcpf::ACK), true);
     let mut w0 = worker_with(64, 0, 2, true);
     let mut w1 = worker_with(64, 1, 2, true);
@@ -663,7 +663,7 @@ fn connections_of_a_reset_server_are_cut() {
     let n = Arc::new(Neighbors::new(4));
     n.set(0, SERVER_MAC[0]);
     n.set(1, SERVER_MAC[1]);
-    let mut w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 16, timeouts: Timeouts::default() }, readers.remove(0), n);
+    let mut w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 16, timeouts: Timeouts::default(), hash_key: 0 }, readers.remove(0), n);
     let mut f = syn(40000, 80);
     assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
     assert_eq!(w.table().len(), 1);
@@ -726,7 +726,7 @@ fn persistent_worker(snap: Snapshot) -> (crate::state::rcu::Publisher<Snapshot>,
     let n = Arc::new(Neighbors::new(4));
     n.set(0, SERVER_MAC[0]);
     n.set(1, SERVER_MAC[1]);
-    let w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default() }, readers.remove(0), n);
+    let w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 0 }, readers.remove(0), n);
     (publisher, w)
 }
 
@@ -855,15 +855,15 @@ fn records_live_while_their_connections_do_then_for_the_timeout() {
 fn source_ip_persistence_owns_connections_by_client_address() {
     let snap = persistent_snapshot(0xffff_ff00, false);
     for workers in [2u16, 3, 4] {
-        let o = owner(&snap, workers, ip(CLIENT), 1000, ip(VIP), 80, 6);
+        let o = owner(&snap, Owners::new(workers, 0), ip(CLIENT), 1000, ip(VIP), 80, 6);
         for sport in (1000..60000).step_by(997) {
-            assert_eq!(owner(&snap, workers, ip(CLIENT), sport, ip(VIP), 80, 6), o, "every port of the client");
-            assert_eq!(owner(&snap, workers, ip([192, 0, 2, 77]), sport, ip(VIP), 80, 6), o, "every client of the /24");
+            assert_eq!(owner(&snap, Owners::new(workers, 0), ip(CLIENT), sport, ip(VIP), 80, 6), o, "every port of the client");
+            assert_eq!(owner(&snap, Owners::new(workers, 0), ip([192, 0, 2, 77]), sport, ip(VIP), 80, 6), o, "every client of the /24");
             // NAT replies from its servers: the same owner.
-            assert_eq!(owner(&snap, workers, ip(SRV[1]), 8080, ip(CLIENT), sport, 6), o, "reply");
+            assert_eq!(owner(&snap, Owners::new(workers, 0), ip(SRV[1]), 8080, ip(CLIENT), sport, 6), o, "reply");
         }
         // Without persistence (VIP:53/udp) the port still counts.
-        let spread: std::collections::BTreeSet<u16> = (1000..1100).map(|p| owner(&snap, workers, ip(CLIENT), p, ip(VIP), 53, 17)).collect();
+        let spread: std::collections::BTreeSet<u16> = (1000..1100).map(|p| owner(&snap, Owners::new(workers, 0), ip(CLIENT), p, ip(VIP), 53, 17)).collect();
         assert_eq!(spread.len(), workers as usize);
     }
 }
@@ -956,10 +956,10 @@ fn removed_services_and_servers_keep_their_connections_owners() {
     server_gone.index();
     for workers in [2u16, 3, 4] {
         for sport in (1000..60000u16).step_by(1777) {
-            let o = owner(&live, workers, ip(CLIENT), sport, ip(VIP), 80, 6);
-            assert_eq!(owner(&gone, workers, ip(CLIENT), sport, ip(VIP), 80, 6), o, "client to a removed VIP");
-            assert_eq!(owner(&gone, workers, ip(SRV[0]), 8080, ip(CLIENT), sport, 6), o, "its server's replies");
-            assert_eq!(owner(&server_gone, workers, ip(SRV[0]), 8080, ip(CLIENT), sport, 6), o, "a removed server's replies");
+            let o = owner(&live, Owners::new(workers, 0), ip(CLIENT), sport, ip(VIP), 80, 6);
+            assert_eq!(owner(&gone, Owners::new(workers, 0), ip(CLIENT), sport, ip(VIP), 80, 6), o, "client to a removed VIP");
+            assert_eq!(owner(&gone, Owners::new(workers, 0), ip(SRV[0]), 8080, ip(CLIENT), sport, 6), o, "its server's replies");
+            assert_eq!(owner(&server_gone, Owners::new(workers, 0), ip(SRV[0]), 8080, ip(CLIENT), sport, 6), o, "a removed server's replies");
         }
     }
 }
