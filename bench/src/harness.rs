@@ -13,7 +13,7 @@ use furiwake_dataplane::state::snapshot::{Forwarding, PortView, Snapshot, Virtua
 use furiwake_dataplane::wire::EthernetAddress;
 use furiwake_dataplane::{Burst, Worker, WorkerConfig};
 use furiwake_platform::lcore::{self, LcoreHandle};
-use furiwake_platform::{spsc, Consumer, Mbuf, MbufIo, Mempool, Port, PortConfig, Ring, RxQueue};
+use furiwake_platform::{spsc, Consumer, Mbuf, MbufIo, Mempool, Port, PortConfig, Ring};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -146,6 +146,7 @@ impl Run {
             .map_err(|e| e.to_string())?;
         port.start().map_err(|e| e.to_string())?;
         let pid = port.id();
+        let (mut rxq, mut txq) = (port.take_rx_queue(0).map_err(|e| e.to_string())?, port.take_tx_queue(0).map_err(|e| e.to_string())?);
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(WorkerStats::default());
         let tsc_per_tick = (furiwake_platform::tsc_hz() * TICK_MS as u64 / 1000).max(1);
@@ -159,9 +160,9 @@ impl Run {
                 let mut b = Burst::new();
                 while !s.load(Relaxed) {
                     let t0 = furiwake_platform::rdtsc();
-                    let n = Port::rx_burst_on(pid, 0, &mut b);
+                    let n = rxq.rx_burst(&mut b);
                     if n > 0 {
-                        Port::tx_burst_on(pid, 0, &mut b);
+                        txq.tx_burst(&mut b);
                         b.drain().for_each(drop);
                         st.busy_cycles.fetch_add(furiwake_platform::rdtsc() - t0, Relaxed);
                         st.packets.fetch_add(n as u64, Relaxed);
@@ -181,7 +182,7 @@ impl Run {
             counters = Some(worker.counters());
             let (punt_p, punt_c) = spsc::<Mbuf>(&format!("bench-punt-{id}"), 1024).map_err(|e| e.to_string())?;
             punts = Some(punt_c);
-            let mut io = MbufIo::new(vec![RxQueue { port: pid, queue: 0 }], &[(pid, 0)], punt_p, None);
+            let mut io = MbufIo::new(vec![rxq], vec![txq], punt_p, None);
             lcore::launch(WORKER_LCORE, move || {
                 let (mut packets, mut busy) = (0u64, 0u64);
                 while !s.load(Relaxed) {

@@ -16,7 +16,7 @@ use furiwake_dataplane::state::snapshot::{Snapshot, MAX_NEXTHOPS, MAX_SERVERS};
 use furiwake_dataplane::wire::EthernetAddress;
 use furiwake_dataplane::{Burst, DropReason, Worker, WorkerConfig, WorkerCounters};
 use furiwake_platform::lcore::{self, LcoreHandle};
-use furiwake_platform::{spsc, Consumer, Eal, Mbuf, MbufIo, Mempool, Port, PortConfig, Producer, RxQueue};
+use furiwake_platform::{spsc, Consumer, Eal, Mbuf, MbufIo, Mempool, Port, PortConfig, Producer, TxQueue};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::Ipv4Addr;
@@ -69,7 +69,7 @@ struct Link {
     rx_queues: u16,
     /// The control lcore's own TX queue, when the device has one to spare;
     /// otherwise control frames go through worker 0's inject ring.
-    control_txq: Option<u16>,
+    control_txq: Option<TxQueue>,
     last_link_up: bool,
 }
 
@@ -555,6 +555,10 @@ impl Appliance {
         };
         port.configure(&pc, pool).map_err(|e| format!("interface {name}: {e}"))?;
         port.start().map_err(|e| format!("interface {name}: {e}"))?;
+        let control_txq = match control_txq {
+            Some(q) => Some(port.take_tx_queue(q).map_err(|e| format!("interface {name}: {e}"))?),
+            None => None,
+        };
         let mac = EthernetAddress(port.mac().map_err(|e| format!("interface {name}: {e}"))?);
         let link = port.link().map_err(|e| format!("interface {name}: {e}"))?;
         say(&format!(
@@ -563,7 +567,7 @@ impl Appliance {
             info.driver,
             port.id(),
             iface.address,
-            control_txq.map_or("via worker 0".to_string(), |q| format!("queue {q}")),
+            control_txq.as_ref().map_or("via worker 0".to_string(), |q| format!("queue {}", q.queue())),
         ));
         let owned = vec![iface.address.addr];
         Ok(Link { cfg: iface.clone(), port, mac, owned, rx_queues, control_txq, last_link_up: link.up })
@@ -603,17 +607,18 @@ impl Appliance {
         let start_tsc = furiwake_platform::rdtsc();
         for (w, (&lcore_id, (ho_tx, ho_rx))) in lcores.iter().zip(handoff_tx.into_iter().zip(handoff_rx)).enumerate().rev() {
             let mut rx = Vec::new();
-            for l in &self.links {
+            let mut tx = Vec::new();
+            for l in &mut self.links {
                 for q in 0..l.rx_queues {
                     if q as usize % n == w {
-                        rx.push(RxQueue { port: l.port.id(), queue: q });
+                        rx.push(l.port.take_rx_queue(q).map_err(|e| format!("worker {w}: {e}"))?);
                     }
                 }
+                tx.push(l.port.take_tx_queue(w as u16).map_err(|e| format!("worker {w}: {e}"))?);
             }
-            let tx: Vec<(u16, u16)> = self.links.iter().map(|l| (l.port.id(), w as u16)).collect();
             let (punt_p, punt_c) = spsc::<Mbuf>(&format!("fw-punt-{w}"), PUNT_RING).map_err(|e| format!("punt ring: {e}"))?;
             self.punts.push(punt_c);
-            let io = MbufIo::new(rx, &tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
+            let io = MbufIo::new(rx, tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
             let reader = readers.pop().ok_or("rcu readers")?;
             let config = WorkerConfig { id: w as u16, workers: n as u16, flows: self.cfg.platform.flows_per_worker, timeouts, hash_key };
             let (dump, dump_server) = furiwake_dataplane::ctl::dump::channel();
@@ -778,17 +783,18 @@ impl Appliance {
 
     /// Sends a control frame out of link `li`.
     fn send(&mut self, li: usize, mut m: Mbuf) {
-        let link = &self.links[li];
-        match (link.control_txq, self.inject.as_mut()) {
+        let link = &mut self.links[li];
+        let port_id = link.port.id();
+        match (link.control_txq.as_mut(), self.inject.as_mut()) {
             (Some(q), _) => {
                 let mut b = Burst::new();
                 let _ = b.push(m);
-                if Port::tx_burst_on(link.port.id(), q, &mut b) == 0 {
+                if q.tx_burst(&mut b) == 0 {
                     self.control.tx_dropped += 1;
                 }
             }
             (None, Some(inject)) => {
-                m.set_port(link.port.id());
+                m.set_port(port_id);
                 if inject.enqueue(m).is_err() {
                     self.control.tx_dropped += 1;
                 }

@@ -1,17 +1,10 @@
 //! The dataplane's `PacketIo` over DPDK queues and rings.
 
 use crate::mbuf::Mbuf;
-use crate::port::Port;
+use crate::port::{RxQueue, TxQueue};
 use crate::ring::{Consumer, Producer};
 use furiwake_dataplane::io::TxReport;
 use furiwake_dataplane::{Burst, PacketIo};
-
-/// One RX queue of one port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RxQueue {
-    pub port: u16,
-    pub queue: u16,
-}
 
 /// A worker's I/O: the RX queues it polls, its own TX queue on every port,
 /// the ring punting to the control lcore, and the ring on which the control
@@ -20,7 +13,7 @@ pub struct RxQueue {
 pub struct MbufIo {
     rx: Vec<RxQueue>,
     /// Indexed by port id: (tx queue, pending burst).
-    tx: Vec<Option<(u16, Burst<Mbuf>)>>,
+    tx: Vec<Option<(TxQueue, Burst<Mbuf>)>>,
     punt: Producer<Mbuf>,
     inject: Option<Consumer<Mbuf>>,
     /// Indexed by worker id: rings to the other workers (None for self).
@@ -32,12 +25,13 @@ pub struct MbufIo {
 }
 
 impl MbufIo {
-    /// `tx` lists (port id, tx queue) pairs this worker owns.
-    pub fn new(rx: Vec<RxQueue>, tx: &[(u16, u16)], punt: Producer<Mbuf>, inject: Option<Consumer<Mbuf>>) -> Self {
-        let slots = tx.iter().map(|&(p, _)| p as usize + 1).max().unwrap_or(0);
-        let mut txv: Vec<Option<(u16, Burst<Mbuf>)>> = (0..slots).map(|_| None).collect();
-        for &(port, queue) in tx {
-            if let Some(slot) = txv.get_mut(port as usize) {
+    /// `rx`: the queues this worker polls; `tx`: its own TX queue on each
+    /// port (one per port).
+    pub fn new(rx: Vec<RxQueue>, tx: Vec<TxQueue>, punt: Producer<Mbuf>, inject: Option<Consumer<Mbuf>>) -> Self {
+        let slots = tx.iter().map(|q| q.port() as usize + 1).max().unwrap_or(0);
+        let mut txv: Vec<Option<(TxQueue, Burst<Mbuf>)>> = (0..slots).map(|_| None).collect();
+        for queue in tx {
+            if let Some(slot) = txv.get_mut(queue.port() as usize) {
                 *slot = Some((queue, Burst::new()));
             }
         }
@@ -61,10 +55,10 @@ impl MbufIo {
         self
     }
 
-    fn send(port: u16, queue: u16, burst: &mut Burst<Mbuf>, report: &mut TxReport) {
+    fn send(queue: &mut TxQueue, burst: &mut Burst<Mbuf>, report: &mut TxReport) {
         let bytes: u64 = burst.iter().map(|m| m.pkt_len() as u64).sum();
         let offered = burst.len();
-        let sent = Port::tx_burst_on(port, queue, burst);
+        let sent = queue.tx_burst(burst);
         let unsent_bytes: u64 = burst.iter().map(|m| m.pkt_len() as u64).sum();
         report.packets += sent as u64;
         report.bytes += bytes - unsent_bytes;
@@ -83,8 +77,8 @@ impl PacketIo for MbufIo {
 
     #[inline]
     fn rx_burst(&mut self, rxq: usize, burst: &mut Burst<Mbuf>) {
-        if let Some(q) = self.rx.get(rxq) {
-            Port::rx_burst_on(q.port, q.queue, burst);
+        if let Some(q) = self.rx.get_mut(rxq) {
+            q.rx_burst(burst);
         }
     }
 
@@ -95,7 +89,7 @@ impl PacketIo for MbufIo {
             return;
         };
         if let Err(pkt) = burst.push(pkt) {
-            Self::send(port, *queue, burst, &mut self.report);
+            Self::send(queue, burst, &mut self.report);
             let _ = burst.push(pkt);
         }
     }
@@ -137,11 +131,9 @@ impl PacketIo for MbufIo {
                 }
             }
         }
-        for (port, slot) in self.tx.iter_mut().enumerate() {
-            if let Some((queue, burst)) = slot {
-                if !burst.is_empty() {
-                    Self::send(port as u16, *queue, burst, &mut self.report);
-                }
+        for (queue, burst) in self.tx.iter_mut().flatten() {
+            if !burst.is_empty() {
+                Self::send(queue, burst, &mut self.report);
             }
         }
         std::mem::take(&mut self.report)

@@ -24,10 +24,10 @@ mod io;
 
 pub use eal::Eal;
 pub use error::{Error, Result};
-pub use io::{MbufIo, RxQueue};
+pub use io::MbufIo;
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
-pub use port::{DevInfo, Link, Port, PortConfig, PortStats};
+pub use port::{DevInfo, Link, Port, PortConfig, PortStats, RxQueue, TxQueue};
 pub use ring::{spsc, Consumer, Producer, Ring, RingItem};
 
 /// Current TSC value.

@@ -72,17 +72,48 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
-/// An ethdev port. Its queues are used through `rx_burst`/`tx_burst`; each
-/// queue must be polled by one thread at a time (DPDK's rule), which the
-/// caller arranges by giving each queue index to one lcore.
+/// An ethdev port. Its queues are used through owned endpoints, `RxQueue`
+/// and `TxQueue`, each handed out once (`take_rx_queue`,
+/// `take_tx_queue`) after `configure` and moved to the lcore that polls it:
+/// a queue is never polled by two threads (DPDK's rule), by construction.
 #[derive(Debug)]
 pub struct Port {
     id: u16,
     name: String,
     started: bool,
     closed: bool,
+    /// Per queue: handed out already. Sized by `configure`.
+    rx_taken: Vec<bool>,
+    tx_taken: Vec<bool>,
     /// Rings backing a ring port; they must outlive it.
     rings: Vec<Arc<Ring<Mbuf>>>,
+}
+
+/// One RX queue of one port, owned by the lcore that polls it. Not `Clone`:
+/// `Port::take_rx_queue` makes one per queue, so no two threads poll it.
+#[derive(Debug)]
+pub struct RxQueue {
+    port: u16,
+    queue: u16,
+}
+
+/// One TX queue of one port, owned by the lcore that sends on it (see
+/// `RxQueue`).
+#[derive(Debug)]
+pub struct TxQueue {
+    port: u16,
+    queue: u16,
+}
+
+fn take(taken: &mut [bool], port: &str, kind: &str, q: u16) -> Result<()> {
+    match taken.get_mut(q as usize) {
+        Some(t) if !*t => {
+            *t = true;
+            Ok(())
+        }
+        Some(_) => Err(Error::Usage(format!("port {port}: {kind} queue {q} is already taken"))),
+        None => Err(Error::Usage(format!("port {port}: no {kind} queue {q} (configured: {})", taken.len()))),
+    }
 }
 
 impl Port {
@@ -93,7 +124,7 @@ impl Port {
         let mut id = 0u16;
         // SAFETY: valid C string and out pointer.
         check(unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) }, "rte_eth_dev_get_port_by_name")?;
-        Ok(Port { id, name: name.to_string(), started: false, closed: false, rings: Vec::new() })
+        Ok(Port { id, name: name.to_string(), started: false, closed: false, rx_taken: Vec::new(), tx_taken: Vec::new(), rings: Vec::new() })
     }
 
     /// A `net_ring` port receiving from `rx` and sending into `tx`: two
@@ -111,7 +142,7 @@ impl Port {
             return Err(Error::last("rte_eth_from_rings"));
         }
         let rings = rx.iter().chain(tx).cloned().collect();
-        Ok(Port { id: ret as u16, name: name.to_string(), started: false, closed: false, rings })
+        Ok(Port { id: ret as u16, name: name.to_string(), started: false, closed: false, rx_taken: Vec::new(), tx_taken: Vec::new(), rings })
     }
 
     pub fn id(&self) -> u16 {
@@ -179,6 +210,8 @@ impl Port {
             // SAFETY: NULL tx_conf means the PMD default.
             check(unsafe { sys::rte_eth_tx_queue_setup(self.id, q, nb_tx, socket, std::ptr::null()) }, "rte_eth_tx_queue_setup")?;
         }
+        self.rx_taken = vec![false; cfg.rx_queues as usize];
+        self.tx_taken = vec![false; cfg.tx_queues as usize];
         if cfg.promiscuous {
             // SAFETY: plain call on a configured port. Not every PMD supports it.
             let ret = unsafe { sys::rte_eth_promiscuous_enable(self.id) };
@@ -278,52 +311,76 @@ impl Port {
         Ok(out)
     }
 
-    /// Receives up to a burst from `queue` into an empty `burst`.
-    #[inline(always)]
-    pub fn rx_burst(&self, queue: u16, burst: &mut Burst<Mbuf>) -> usize {
-        Self::rx_burst_on(self.id, queue, burst)
+    /// The endpoint of RX queue `q`, once (after `configure`).
+    pub fn take_rx_queue(&mut self, q: u16) -> Result<RxQueue> {
+        take(&mut self.rx_taken, &self.name, "rx", q)?;
+        Ok(RxQueue { port: self.id, queue: q })
     }
 
-    /// Offers every packet of `burst` to `queue`; those the PMD took leave
-    /// the burst, the rest stay (at its front) for the caller to retry or
-    /// drop. Returns how many were sent.
-    #[inline(always)]
-    pub fn tx_burst(&self, queue: u16, burst: &mut Burst<Mbuf>) -> usize {
-        Self::tx_burst_on(self.id, queue, burst)
+    /// The endpoint of TX queue `q`, once (after `configure`).
+    pub fn take_tx_queue(&mut self, q: u16) -> Result<TxQueue> {
+        take(&mut self.tx_taken, &self.name, "tx", q)?;
+        Ok(TxQueue { port: self.id, queue: q })
+    }
+}
+
+impl RxQueue {
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
-    /// `rx_burst` by port id, for lcores that hold ids rather than `Port`s.
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+
+    /// Receives up to a burst into an empty `burst`; stamps each mbuf with
+    /// the port (not every PMD does: net_ring does not; the pipeline relies
+    /// on it).
     #[inline(always)]
-    pub fn rx_burst_on(port: u16, queue: u16, burst: &mut Burst<Mbuf>) -> usize {
+    pub fn rx_burst(&mut self, burst: &mut Burst<Mbuf>) -> usize {
         if !burst.is_empty() {
             return 0;
         }
         let slots = burst.slots_mut().as_mut_ptr() as *mut *mut sys::rte_mbuf;
         // SAFETY: `slots` has room for BURST_SIZE pointers and Option<Mbuf>
         // is layout-compatible with *mut rte_mbuf; the PMD fills the first n
-        // with mbufs whose ownership passes to us.
-        let n = unsafe { sys::fw_eth_rx_burst(port, queue, slots, BURST_SIZE as u16) } as usize;
+        // with mbufs whose ownership passes to us. This endpoint is the
+        // queue's only one (`Port::take_rx_queue`) and `&mut self` keeps it
+        // on one thread at a time. If the port was stopped or closed, DPDK
+        // (since 21.11) points its burst functions at dummies that return 0.
+        let n = unsafe { sys::fw_eth_rx_burst(self.port, self.queue, slots, BURST_SIZE as u16) } as usize;
         // SAFETY: the first n slots were just filled.
         unsafe { burst.set_len(n) };
-        // Not every PMD stamps the input port (net_ring does not); the
-        // pipeline relies on it.
-        for m in burst.slots_mut()[..n].iter_mut().flatten() {
-            m.set_port(port);
+        for m in burst.slots_mut().iter_mut().take(n).flatten() {
+            m.set_port(self.port);
         }
         n
     }
+}
 
-    /// `tx_burst` by port id.
+impl TxQueue {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+
+    /// Offers every packet of `burst` to the queue; those the PMD took leave
+    /// the burst, the rest stay (at its front) for the caller to retry or
+    /// drop. Returns how many were sent.
     #[inline(always)]
-    pub fn tx_burst_on(port: u16, queue: u16, burst: &mut Burst<Mbuf>) -> usize {
+    pub fn tx_burst(&mut self, burst: &mut Burst<Mbuf>) -> usize {
         let len = burst.len();
         if len == 0 {
             return 0;
         }
         let slots = burst.slots_mut().as_mut_ptr() as *mut *mut sys::rte_mbuf;
         // SAFETY: the first `len` slots hold valid mbufs; the PMD takes
-        // ownership of the first n it returns.
-        let n = unsafe { sys::fw_eth_tx_burst(port, queue, slots, len as u16) } as usize;
+        // ownership of the first n it returns. One endpoint per queue, used
+        // from one thread at a time (`RxQueue::rx_burst`).
+        let n = unsafe { sys::fw_eth_tx_burst(self.port, self.queue, slots, len as u16) } as usize;
         burst.forget_front(n);
         n
     }

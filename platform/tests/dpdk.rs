@@ -86,17 +86,20 @@ fn mempool_counts_free_and_used() {
 fn frame_crosses_ring_wire_byte_identical() {
     let Some(_) = eal() else { return };
     let p = pool("t-wire", 1023);
-    let (a, b) = wire("tw", &p);
+    let (mut a, mut b) = wire("tw", &p);
+    let (mut atx, mut brx) = (a.take_tx_queue(0).unwrap(), b.take_rx_queue(0).unwrap());
+    assert!(a.take_tx_queue(0).is_err(), "one endpoint per queue");
+    assert!(b.take_rx_queue(1).is_err(), "no such queue");
     let sent = frame(7, 1514);
     let mut m = p.alloc().unwrap();
     assert!(m.set_data(&sent));
     let mut out = Burst::new();
     out.push(m).unwrap();
-    assert_eq!(a.tx_burst(0, &mut out), 1);
+    assert_eq!(atx.tx_burst(&mut out), 1);
     assert!(out.is_empty());
 
     let mut got = Burst::new();
-    assert_eq!(b.rx_burst(0, &mut got), 1);
+    assert_eq!(brx.rx_burst(&mut got), 1);
     let m = got.drain().next().unwrap();
     assert_eq!(m.data(), &sent[..]);
     assert_eq!(m.port(), b.id());
@@ -108,7 +111,8 @@ fn frame_crosses_ring_wire_byte_identical() {
 fn ten_thousand_bursts_leak_no_mbuf() {
     let Some(_) = eal() else { return };
     let p = pool("t-leak", 4095);
-    let (a, b) = wire("tl", &p);
+    let (mut a, mut b) = wire("tl", &p);
+    let (mut atx, mut brx) = (a.take_tx_queue(0).unwrap(), b.take_rx_queue(0).unwrap());
     let start = p.available();
     let mut sent_total = 0u64;
     let mut recv_total = 0u64;
@@ -120,10 +124,10 @@ fn ten_thousand_bursts_leak_no_mbuf() {
             assert!(m.set_data(&frame(i, 64 + (i as usize % 64))));
             filled.push(m).unwrap();
         }
-        sent_total += a.tx_burst(0, &mut filled) as u64;
+        sent_total += atx.tx_burst(&mut filled) as u64;
         drop(filled); // anything the ring refused
         let mut rx = Burst::new();
-        recv_total += b.rx_burst(0, &mut rx) as u64;
+        recv_total += brx.rx_burst(&mut rx) as u64;
     }
     assert_eq!(sent_total, 10_000 * BURST_SIZE as u64);
     assert_eq!(recv_total, sent_total);
@@ -139,15 +143,16 @@ fn null_port_stats_count_what_was_sent() {
     port.configure(&PortConfig { rx_queues: 1, tx_queues: 1, ..Default::default() }, &p).unwrap();
     port.start().unwrap();
     assert!(port.link().unwrap().up);
+    let (mut rxq, mut txq) = (port.take_rx_queue(0).unwrap(), port.take_tx_queue(0).unwrap());
     let start = p.available();
     for _ in 0..100 {
         let mut b = Burst::new();
         p.alloc_burst(&mut b, 10).unwrap();
-        assert_eq!(port.tx_burst(0, &mut b), 10);
+        assert_eq!(txq.tx_burst(&mut b), 10);
     }
     // The null PMD also receives: generated 64-byte frames, from our pool.
     let mut rx = Burst::new();
-    let n = port.rx_burst(0, &mut rx);
+    let n = rxq.rx_burst(&mut rx);
     assert!(n > 0 && rx.iter().all(|m| m.data_len() == 64));
     drop(rx);
     let s = port.stats().unwrap();
