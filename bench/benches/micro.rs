@@ -22,6 +22,9 @@
 //! ```
 //! Medians land in `target/criterion/<group>/<bench>/new/estimates.json`.
 
+// A benchmark whose set-up fails should stop loudly, like a test.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, reason = "benchmark set-up")]
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use furiwake_dataplane::conntrack::{tcp as tcpf, Dir, FlowInit, FlowKey, FlowState, FlowTable, Timeouts, IPPROTO_TCP};
 use furiwake_dataplane::forward as nat;

@@ -4,6 +4,9 @@
 //! ports, TTL, MACs, IPv4 and TCP checksums recomputed) and exits non-zero
 //! on any wrong packet or on a scenario that forwarded nothing.
 
+// An integration test: its helpers fail the test by panicking.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, reason = "test code")]
+
 use std::process::Command;
 
 #[test]

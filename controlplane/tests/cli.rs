@@ -1,5 +1,8 @@
 //! `furiwake check-config` as an operator runs it: no root, no DPDK.
 
+// An integration test: its helpers fail the test by panicking.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, reason = "test code")]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -113,12 +113,12 @@ impl<P> Burst<P> {
     /// Takes every packet out, in order.
     pub fn drain(&mut self) -> impl Iterator<Item = P> + '_ {
         let n = core::mem::take(&mut self.len);
-        self.slots[..n].iter_mut().filter_map(Option::take)
+        self.slots.iter_mut().take(n).filter_map(Option::take)
     }
 
     /// Borrows the packets.
     pub fn iter(&self) -> impl Iterator<Item = &P> {
-        self.slots[..self.len].iter().flatten()
+        self.slots.iter().take(self.len).flatten()
     }
 
     /// The slot array, for an I/O layer handing it to a driver.
@@ -139,10 +139,12 @@ impl<P> Burst<P> {
     /// moves the rest to the front.
     pub fn forget_front(&mut self, n: usize) {
         let n = n.min(self.len);
-        for slot in &mut self.slots[..n] {
+        for slot in self.slots.iter_mut().take(n) {
             core::mem::forget(slot.take());
         }
-        self.slots[..self.len].rotate_left(n);
+        if let Some(live) = self.slots.get_mut(..self.len) {
+            live.rotate_left(n);
+        }
         self.len -= n;
     }
 }

@@ -21,6 +21,11 @@
 //! Nothing here allocates, locks or panics on the packet path; `cargo test
 //! -p furiwake-dataplane` needs neither DPDK, hugepages nor root.
 
+// Indexing that can panic is denied here (the workspace lints deny
+// unwrap/expect/panic and undocumented unsafe everywhere): a proven index
+// carries an `#[allow]` with its reason.
+#![deny(clippy::indexing_slicing)]
+
 pub mod conntrack;
 pub mod ctl;
 pub mod forward;

@@ -4,5 +4,8 @@
 //! directly; `furiwake-platform` is the only crate that uses it.
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
 #![allow(dead_code, improper_ctypes, clippy::all)]
+// bindgen's output (bitfield accessors) has unsafe blocks without safety
+// comments; nothing else is in this crate.
+#![allow(clippy::undocumented_unsafe_blocks, reason = "generated code")]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));

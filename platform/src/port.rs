@@ -201,10 +201,8 @@ impl Port {
         for q in 0..cfg.rx_queues {
             // SAFETY: NULL rx_conf means the PMD default; pool outlives the port's use
             // (the caller stops the port before dropping the pool).
-            check(
-                unsafe { sys::rte_eth_rx_queue_setup(self.id, q, nb_rx, socket, std::ptr::null(), pool.as_ptr()) },
-                "rte_eth_rx_queue_setup",
-            )?;
+            let ret = unsafe { sys::rte_eth_rx_queue_setup(self.id, q, nb_rx, socket, std::ptr::null(), pool.as_ptr()) };
+            check(ret, "rte_eth_rx_queue_setup")?;
         }
         for q in 0..cfg.tx_queues {
             // SAFETY: NULL tx_conf means the PMD default.

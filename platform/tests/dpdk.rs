@@ -5,7 +5,8 @@
 //! Without DPDK (or rights to start it) the tests say so loudly and pass,
 //! except under `CI=true`, where they fail.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// An integration test: its helpers fail the test by panicking.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, reason = "test code")]
 
 use furiwake_dataplane::{Burst, BURST_SIZE};
 use furiwake_platform::{lcore, spsc, Eal, Error, Mbuf, Mempool, Port, PortConfig, Ring};

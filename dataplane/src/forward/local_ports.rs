@@ -55,7 +55,7 @@ impl LocalPorts {
     pub fn alloc(&mut self, candidates: &[u32]) -> Option<(u32, u16)> {
         let n = candidates.len();
         for i in 0..n {
-            let addr = candidates[(self.next + i) % n];
+            let Some(&addr) = candidates.get((self.next + i) % n) else { continue };
             if let Some((_, free)) = self.pools.iter_mut().find(|(a, _)| *a == addr) {
                 if let Some(port) = free.pop() {
                     self.next = (self.next + i + 1) % n;

@@ -23,22 +23,22 @@ pub(super) const UDP_CHECK: usize = 6;
 
 #[inline(always)]
 pub(super) fn get16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
+    crate::wire::be16(b, at)
 }
 
 #[inline(always)]
 pub(super) fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    crate::wire::set_be16(b, at, v)
 }
 
 #[inline(always)]
 pub(super) fn get32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    crate::wire::be32(b, at)
 }
 
 #[inline(always)]
 pub(super) fn put32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    crate::wire::set_be32(b, at, v)
 }
 
 /// Where the L4 checksum lives, if the segment carries one we must keep
@@ -61,7 +61,7 @@ fn l4_check_at(proto: u8, l4: &[u8]) -> Option<usize> {
 #[inline]
 pub fn rewrite(ip: &mut [u8], hl: usize, proto: u8, src: Option<(u32, u16)>, dst: Option<(u32, u16)>, decrement_ttl: bool) {
     let mut ip_check = get16(ip, IP_CHECK);
-    let (hdr, l4) = ip.split_at_mut(hl);
+    let Some((hdr, l4)) = ip.split_at_mut_checked(hl) else { return };
     let l4_at = l4_check_at(proto, l4);
     let mut l4_check = l4_at.map_or(0, |at| get16(l4, at));
     if let Some((addr, port)) = src {
@@ -86,7 +86,7 @@ pub fn rewrite(ip: &mut [u8], hl: usize, proto: u8, src: Option<(u32, u16)>, dst
     if decrement_ttl {
         // TTL shares a 16-bit word with the protocol field.
         let old = get16(hdr, IP_TTL);
-        hdr[IP_TTL] = hdr[IP_TTL].wrapping_sub(1);
+        put16(hdr, IP_TTL, old.wrapping_sub(0x100));
         ip_check = update16(ip_check, old, get16(hdr, IP_TTL));
     }
     put16(hdr, IP_CHECK, ip_check);
@@ -114,7 +114,7 @@ pub fn rewrite_addrs(hdr: &mut [u8], src: Option<u32>, dst: Option<u32>, decreme
     }
     if decrement_ttl {
         let old = get16(hdr, IP_TTL);
-        hdr[IP_TTL] = hdr[IP_TTL].wrapping_sub(1);
+        put16(hdr, IP_TTL, old.wrapping_sub(0x100));
         check = update16(check, old, get16(hdr, IP_TTL));
     }
     put16(hdr, IP_CHECK, check);

@@ -64,6 +64,7 @@ pub fn refusal_len(proto: u8, l3: usize, hl: usize) -> usize {
 /// full checksums; at L2 back to the frame's source MAC from `port_mac`
 /// (the port it arrived on), any VLAN tag kept. The caller resizes the
 /// frame: to at least `refusal_len` before, to the returned length after.
+#[allow(clippy::indexing_slicing, reason = "every offset is below `need`, and the frame is at least that long and holds the whole headers: checked on entry")]
 pub fn build_refusal(frame: &mut [u8], l3: usize, hl: usize, proto: u8, port_mac: EthernetAddress) -> Option<usize> {
     let need = refusal_len(proto, l3, hl);
     // The header and the first 20 bytes of its payload (a TCP header; a

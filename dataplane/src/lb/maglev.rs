@@ -130,6 +130,7 @@ pub const fn server_key(ip: u32, port: u16) -> u64 {
 /// entries is proportional to `w`; weight-0 backends get no entry. Only the
 /// first 65536 backends are representable as `u16` indices; any beyond
 /// that get no entry.
+#[allow(clippy::indexing_slicing, reason = "positions are below `size`, the length of `table` and `taken` (Cursor::advance works mod size); control-plane code")]
 pub fn build(backends: &[MaglevBackend], size: u32) -> Vec<u16> {
     if !is_prime(size) {
         return Vec::new();

@@ -153,6 +153,7 @@ impl Schedule {
     }
 
     /// Smooth weighted round robin over `weights` (0 = never chosen).
+    #[allow(clippy::indexing_slicing, reason = "`i` and `b` index `weights`, and `current` has its length; control-plane code")]
     pub fn weighted(weights: &[u32]) -> Self {
         let total: i64 = weights.iter().map(|w| *w as i64).sum();
         let mut current = vec![0i64; weights.len()];

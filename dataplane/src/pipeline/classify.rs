@@ -31,13 +31,15 @@ pub(super) fn quick_key(frame: &[u8]) -> Option<FlowKey> {
         0x8100 if u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]) == 0x0800 => 18,
         _ => return None,
     };
-    let ip = frame.get(l3..l3 + 20)?;
+    // Fixed-size arrays: constant indexes into them are checked at compile
+    // time.
+    let ip: &[u8; 20] = frame.get(l3..l3 + 20)?.try_into().ok()?;
     let proto = ip[9];
     if proto != protocol::TCP && proto != protocol::UDP {
         return None;
     }
     let hl = ((ip[0] & 0x0f) as usize) * 4;
-    let l4 = frame.get(l3 + hl..l3 + hl + 4)?;
+    let l4: &[u8; 4] = frame.get(l3 + hl..l3 + hl + 4)?.try_into().ok()?;
     Some(FlowKey {
         src_ip: u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
         dst_ip: u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),

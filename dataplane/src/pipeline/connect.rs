@@ -43,7 +43,7 @@ impl Shard {
         let Some(vs) = snap.services.get(vs_index as usize) else { return Verdict::Drop(DropReason::NoVirtualServer) };
         // A garbage first packet must not take a table entry (nor a turn of
         // the scheduler).
-        let l4 = &frame[p.l3 + p.hl..p.l3 + p.ip_len];
+        let Some(l4) = frame.get(p.l3 + p.hl..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
         let (s, d) = (Ipv4Addr::from(p.src), Ipv4Addr::from(p.dst));
         let ok = if p.proto == protocol::TCP {
             TcpPacket::new_unchecked(l4).verify_checksum(s, d)

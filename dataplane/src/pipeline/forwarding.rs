@@ -24,7 +24,9 @@ impl Shard {
         let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
         let Some(out) = snap.port(server.tx_port) else { return Verdict::Drop(DropReason::NoServer) };
         let src = full_nat.then_some((local_ip, local_port));
-        nat::rewrite(&mut frame[p.l3..p.l3 + p.ip_len], p.hl, p.proto, src, Some((server_ip, server_port)), true);
+        // The range was validated by the parse (`classify`).
+        let Some(ip) = frame.get_mut(p.l3..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
+        nat::rewrite(ip, p.hl, p.proto, src, Some((server_ip, server_port)), true);
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(mac);
         eth.set_src_addr(out.mac);
@@ -57,7 +59,8 @@ impl Shard {
         }
         let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
         let dst = full_nat.then_some((client_ip, client_port));
-        nat::rewrite(&mut frame[p.l3..p.l3 + p.ip_len], p.hl, p.proto, Some((vip, vport)), dst, true);
+        let Some(ip) = frame.get_mut(p.l3..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
+        nat::rewrite(ip, p.hl, p.proto, Some((vip, vport)), dst, true);
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(EthernetAddress(client_mac));
         eth.set_src_addr(out.mac);

@@ -8,7 +8,7 @@ use crate::conntrack::{Dir, FlowKey};
 use crate::forward as nat;
 use crate::state::counters::DropReason;
 use crate::state::snapshot::{Forwarding, Snapshot};
-use crate::wire::checksum;
+
 use crate::wire::ethernet::{EthernetAddress, EthernetFrame};
 use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::ipv4::{protocol, Ipv4Packet};
@@ -20,11 +20,13 @@ impl Shard {
     /// a NAT does with them).
     pub(super) fn process_icmp(&mut self, snap: &Snapshot, frame: &mut [u8], l3: usize, hl: usize, handed: bool) -> Verdict {
         let (dst, ttl, ip_len) = {
-            let ip = Ipv4Packet::new_unchecked(&frame[l3..]);
+            let Some(ip) = frame.get(l3..) else { return Verdict::Drop(DropReason::Ipv4Truncated) };
+            let ip = Ipv4Packet::new_unchecked(ip);
             (u32::from(ip.dst_addr()), ip.ttl(), ip.total_len() as usize)
         };
         let l4 = l3 + hl;
-        let Ok(msg) = IcmpPacket::new_checked(&frame[l4..l3 + ip_len]) else { return Verdict::Drop(DropReason::IcmpTruncated) };
+        let Some(msg) = frame.get(l4..l3 + ip_len) else { return Verdict::Drop(DropReason::IcmpTruncated) };
+        let Ok(msg) = IcmpPacket::new_checked(msg) else { return Verdict::Drop(DropReason::IcmpTruncated) };
         let to_box = snap.is_self(dst) || snap.is_vip(dst);
         if !msg.is_error() {
             return if to_box && (msg.msg_type() == icmp::kind::ECHO_REQUEST || snap.is_self(dst)) {
@@ -37,12 +39,8 @@ impl Shard {
         let (isrc, idst, iproto, ihl, isport, idport) = {
             let Ok(inner) = msg.embedded_ipv4() else { return Verdict::Drop(DropReason::IcmpBadEmbedded) };
             let ihl = inner.header_len();
-            let ip4 = inner.payload();
-            if ip4.len() < 4 {
-                return Verdict::Drop(DropReason::IcmpBadEmbedded);
-            }
-            let sp = u16::from_be_bytes([ip4[0], ip4[1]]);
-            let dp = u16::from_be_bytes([ip4[2], ip4[3]]);
+            let Some(&[s0, s1, d0, d1]) = inner.payload().get(..4) else { return Verdict::Drop(DropReason::IcmpBadEmbedded) };
+            let (sp, dp) = (u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]));
             (u32::from(inner.src_addr()), u32::from(inner.dst_addr()), inner.protocol(), ihl, sp, dp)
         };
         if iproto != protocol::TCP && iproto != protocol::UDP {
@@ -63,7 +61,6 @@ impl Shard {
         if ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
-        let inner_at = l4 + icmp::HEADER_LEN;
         let (out_port, dst_mac, outer_src, outer_dst, in_src, in_dst) = match dir {
             // About a packet sent to the server: goes to the client, as if
             // the VIP had sent it back.
@@ -84,21 +81,10 @@ impl Shard {
             }
         };
         let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
-        // Embedded header: addresses, its checksum, ports.
-        {
-            let inner = &mut frame[inner_at..l3 + ip_len];
-            nat::rewrite_addrs(&mut inner[..ihl], Some(in_src.0), Some(in_dst.0), false);
-            nat::rewrite_ports(&mut inner[ihl..], Some(in_src.1), Some(in_dst.1));
+        let xlate = nat::IcmpXlate { l3, hl, ip_len, inner_hl: ihl, outer_src, outer_dst, inner_src: in_src, inner_dst: in_dst };
+        if !nat::translate_icmp_error(frame, &xlate) {
+            return Verdict::Drop(DropReason::IcmpBadEmbedded);
         }
-        // The ICMP checksum covers the whole message: recompute (small).
-        {
-            let m = &mut frame[l4..l3 + ip_len];
-            m[2] = 0;
-            m[3] = 0;
-            let c = checksum::checksum(m);
-            m[2..4].copy_from_slice(&c.to_be_bytes());
-        }
-        nat::rewrite_addrs(&mut frame[l3..l3 + hl], outer_src, outer_dst, true);
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(dst_mac);
         eth.set_src_addr(out.mac);

@@ -308,7 +308,7 @@ impl Shard {
                 }
             }
         }
-        for h in &hashes[..n] {
+        for h in hashes.iter().take(n) {
             self.table.prefetch_entry(*h);
         }
     }

@@ -194,6 +194,7 @@ impl Counter {
     }
 }
 
+#[allow(clippy::indexing_slicing, reason = "a DropReason's discriminant is below DropReason::COUNT, the length of `drops`")]
 impl WorkerCounters {
     #[inline(always)]
     pub fn count_drop(&self, reason: DropReason) {

@@ -57,9 +57,10 @@ pub struct ArpPacket<T: AsRef<[u8]>> {
 }
 
 fn ipv4(b: &[u8]) -> Ipv4Addr {
-    Ipv4Addr::new(b[0], b[1], b[2], b[3])
+    Ipv4Addr::from(super::be32(b, 0))
 }
 
+#[allow(clippy::indexing_slicing, reason = "field offsets lie within the length `new_checked` verified; `new_unchecked` callers promise the same (smoltcp's contract)")]
 impl<T: AsRef<[u8]>> ArpPacket<T> {
     pub fn new_unchecked(buffer: T) -> Self {
         Self { buffer }
@@ -103,6 +104,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
 }
 
+#[allow(clippy::indexing_slicing, reason = "field offsets lie within the length `new_checked` verified; `new_unchecked` callers promise the same (smoltcp's contract)")]
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     /// Writes the fixed Ethernet/IPv4 header fields.
     pub fn set_ethernet_ipv4(&mut self) {

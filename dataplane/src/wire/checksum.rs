@@ -24,12 +24,16 @@ pub fn sum(data: &[u8], initial: u32) -> u32 {
     let mut acc = u64::from(initial);
     let mut words = data.chunks_exact(4);
     for w in &mut words {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+        if let &[a, b, c, d] = w {
+            acc += u64::from(u32::from_be_bytes([a, b, c, d]));
+        }
     }
     let rest = words.remainder();
     let mut pairs = rest.chunks_exact(2);
     for p in &mut pairs {
-        acc += u64::from(u16::from_be_bytes([p[0], p[1]]));
+        if let &[a, b] = p {
+            acc += u64::from(u16::from_be_bytes([a, b]));
+        }
     }
     if let [last] = pairs.remainder() {
         acc += u64::from(*last) << 8;

@@ -11,9 +11,12 @@ pub struct EthernetAddress(pub [u8; 6]);
 impl EthernetAddress {
     pub const BROADCAST: Self = Self([0xff; 6]);
 
+    /// The first six bytes of `b` (zeros where `b` is shorter).
     pub fn from_bytes(b: &[u8]) -> Self {
         let mut a = [0u8; 6];
-        a.copy_from_slice(&b[..6]);
+        for (d, s) in a.iter_mut().zip(b) {
+            *d = *s;
+        }
         Self(a)
     }
 
@@ -95,6 +98,7 @@ pub struct EthernetFrame<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+#[allow(clippy::indexing_slicing, reason = "field offsets lie within the length `new_checked` verified; `new_unchecked` callers promise the same (smoltcp's contract)")]
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// Wraps a buffer already known to hold at least a header.
     pub fn new_unchecked(buffer: T) -> Self {
@@ -130,6 +134,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 }
 
+#[allow(clippy::indexing_slicing, reason = "field offsets lie within the length `new_checked` verified; `new_unchecked` callers promise the same (smoltcp's contract)")]
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     pub fn set_dst_addr(&mut self, a: EthernetAddress) {
         self.buffer.as_mut()[field::DESTINATION].copy_from_slice(&a.0);

@@ -63,6 +63,7 @@ pub struct IcmpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+#[allow(clippy::indexing_slicing, reason = "field offsets lie within the length `new_checked` verified; `new_unchecked` callers promise the same (smoltcp's contract)")]
 impl<T: AsRef<[u8]>> IcmpPacket<T> {
     /// Wraps a buffer already known to hold a header.
     pub fn new_unchecked(buffer: T) -> Self {
@@ -151,6 +152,7 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
     }
 }
 
+#[allow(clippy::indexing_slicing, reason = "field offsets lie within the length `new_checked` verified; `new_unchecked` callers promise the same (smoltcp's contract)")]
 impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
     pub fn set_msg_type(&mut self, v: u8) {
         self.buffer.as_mut()[field::TYPE] = v;

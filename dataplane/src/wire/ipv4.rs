@@ -74,16 +74,18 @@ fn check_header(b: &[u8]) -> Result<usize, WireError> {
     if b.len() < MIN_HEADER_LEN {
         return Err(WireError::Truncated);
     }
-    if b[field::VER_IHL] >> 4 != 4 {
+    let ver_ihl = b.get(field::VER_IHL).copied().unwrap_or(0);
+    if ver_ihl >> 4 != 4 {
         return Err(WireError::BadVersion);
     }
-    let header_len = usize::from(b[field::VER_IHL] & 0x0f) * 4;
+    let header_len = usize::from(ver_ihl & 0x0f) * 4;
     if header_len < MIN_HEADER_LEN || header_len > b.len() {
         return Err(WireError::BadHeaderLength);
     }
     Ok(header_len)
 }
 
+#[allow(clippy::indexing_slicing, reason = "field offsets lie within the length `new_checked` verified; `new_unchecked` callers promise the same (smoltcp's contract)")]
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Wraps a buffer already known to hold a whole header.
     pub fn new_unchecked(buffer: T) -> Self {
@@ -229,6 +231,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 }
 
+#[allow(clippy::indexing_slicing, reason = "field offsets lie within the length `new_checked` verified; `new_unchecked` callers promise the same (smoltcp's contract)")]
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Writes version and IHL; `header_len` is in bytes, a multiple of 4
     /// from 20 to 60.

@@ -39,24 +39,37 @@ pub enum WireError {
     BadLength,
 }
 
+// Field accessors that cannot panic: a field beyond the buffer reads as 0
+// and is not written (the views check lengths before they get here).
+
 pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
+    match b.get(at..at.wrapping_add(2)) {
+        Some(&[x, y]) => u16::from_be_bytes([x, y]),
+        _ => 0,
+    }
 }
 
 pub(crate) fn set_be16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    if let Some(f) = b.get_mut(at..at.wrapping_add(2)) {
+        f.copy_from_slice(&v.to_be_bytes());
+    }
 }
 
 pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    match b.get(at..at.wrapping_add(4)) {
+        Some(&[w, x, y, z]) => u32::from_be_bytes([w, x, y, z]),
+        _ => 0,
+    }
 }
 
 pub(crate) fn set_be32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    if let Some(f) = b.get_mut(at..at.wrapping_add(4)) {
+        f.copy_from_slice(&v.to_be_bytes());
+    }
 }
 
 pub(crate) fn ipv4_at(b: &[u8], at: usize) -> core::net::Ipv4Addr {
-    core::net::Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
+    core::net::Ipv4Addr::from(be32(b, at))
 }
 
 /// A length as the 16-bit field of a pseudo header or length field;

@@ -62,6 +62,7 @@ pub struct TcpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+#[allow(clippy::indexing_slicing, reason = "field offsets lie within the length `new_checked` verified; `new_unchecked` callers promise the same (smoltcp's contract)")]
 impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// Wraps a buffer already known to hold a whole header.
     pub fn new_unchecked(buffer: T) -> Self {
@@ -148,6 +149,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 }
 
+#[allow(clippy::indexing_slicing, reason = "field offsets lie within the length `new_checked` verified; `new_unchecked` callers promise the same (smoltcp's contract)")]
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     pub fn set_src_port(&mut self, v: u16) {
         set_be16(self.buffer.as_mut(), field::SRC_PORT, v);

@@ -1,0 +1,50 @@
+//! ICMP error translation (RFC 5508 §4; RFC 792): an error about a packet
+//! of a tracked connection is rewritten for the other side, outer header
+//! and the embedded (quoted) header alike, as a NAT must.
+
+use super::nat::{rewrite_addrs, rewrite_ports};
+use crate::wire::checksum;
+use crate::wire::icmp;
+
+/// Where the headers of an ICMP error sit in its frame, and what each
+/// address and port becomes. `None` keeps an outer address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpXlate {
+    /// Offset of the outer IPv4 header, its length and the datagram's.
+    pub l3: usize,
+    pub hl: usize,
+    pub ip_len: usize,
+    /// Length of the embedded IPv4 header.
+    pub inner_hl: usize,
+    pub outer_src: Option<u32>,
+    pub outer_dst: Option<u32>,
+    /// The embedded datagram's new source and destination.
+    pub inner_src: (u32, u16),
+    pub inner_dst: (u32, u16),
+}
+
+/// Rewrites the embedded header (addresses with its checksum, ports), the
+/// ICMP checksum (recomputed: the message is small) and the outer header
+/// (addresses, TTL decremented, its checksum). False, with the frame
+/// untouched, when the lengths do not fit the frame.
+pub fn translate_icmp_error(frame: &mut [u8], x: &IcmpXlate) -> bool {
+    let (msg_at, end) = (x.l3 + x.hl, x.l3 + x.ip_len);
+    let inner_at = msg_at + icmp::HEADER_LEN;
+    if end > frame.len() || inner_at + x.inner_hl + 4 > end || x.hl < 20 || x.inner_hl < 20 {
+        return false;
+    }
+    if let Some(inner) = frame.get_mut(inner_at..end) {
+        let (hdr, l4) = inner.split_at_mut(x.inner_hl.min(inner.len()));
+        rewrite_addrs(hdr, Some(x.inner_src.0), Some(x.inner_dst.0), false);
+        rewrite_ports(l4, Some(x.inner_src.1), Some(x.inner_dst.1));
+    }
+    if let Some(m) = frame.get_mut(msg_at..end) {
+        crate::wire::set_be16(m, 2, 0);
+        let c = checksum::checksum(m);
+        crate::wire::set_be16(m, 2, c);
+    }
+    if let Some(h) = frame.get_mut(x.l3..msg_at) {
+        rewrite_addrs(h, x.outer_src, x.outer_dst, true);
+    }
+    true
+}
