@@ -323,7 +323,7 @@ impl Appliance {
     /// targets carried over, ARP ownership and next hops extended, and
     /// published. What only a restart can change is refused.
     pub(crate) fn apply_config(&mut self, new: Config) -> Result<String, String> {
-        restart_needed(&self.cfg, &new)?;
+        crate::config::restart_needed(&self.cfg, &new)?;
         let infos: Vec<LinkInfo> = self.links.iter().map(|l| LinkInfo { port_id: l.port.id(), mac: l.mac, address: l.cfg.address }).collect();
         let min_seen = self.publisher.as_ref().map_or(u64::MAX, |p| p.min_seen());
         let busy = |kind: build::SlotKind, slot: usize| self.active(kind, slot) > 0 || self.retired_gen[kind as usize].get(slot).is_some_and(|g| *g > min_seen);
@@ -1008,56 +1008,4 @@ fn worker_loop(
         }
     }
     0
-}
-
-/// What a running appliance cannot change: ports, lcores and memory
-/// (`[platform]`, `[[interface]]`), the workers' timeouts, the management
-/// and console sockets. Returns which, for the operator.
-fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
-    let mut differs = Vec::new();
-    if old.platform != new.platform {
-        differs.push("[platform]");
-    }
-    let ifaces = |c: &Config| c.interfaces.iter().map(|i| (i.name.get_ref().clone(), i.device.get_ref().clone(), i.address.to_string())).collect::<Vec<_>>();
-    if ifaces(old) != ifaces(new) {
-        differs.push("[[interface]]");
-    }
-    if old.timeouts != new.timeouts {
-        differs.push("[timeouts]");
-    }
-    if old.management.listen != new.management.listen {
-        differs.push("[management]");
-    }
-    if old.console != new.console {
-        differs.push("[console]");
-    }
-    if differs.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{} changed: these take effect at restart; nothing was changed", differs.join(", ")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A configuration is compared by value: the same file with other
-    /// byte offsets (a comment on top, or rendered by the console) needs no
-    /// restart and keeps its health checks.
-    #[test]
-    fn the_same_config_at_other_offsets_needs_no_restart() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/shop-persistence.toml");
-        let a = Config::load(&path).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let b = Config::parse("b", &format!("# moved down\n# by two comment lines\n{text}")).unwrap();
-        let c = Config::parse("c", &console_exec::render_config(&a)).unwrap();
-        for other in [&b, &c] {
-            assert_eq!(restart_needed(&a, other), Ok(()));
-            assert_eq!(a.health_checks, other.health_checks, "same checks at other offsets");
-        }
-        let mut d = b.clone();
-        d.platform.idle_sleep_us += 1;
-        assert!(restart_needed(&a, &d).unwrap_err().contains("[platform]"));
-    }
 }
