@@ -41,13 +41,13 @@ const MBUF_DATA_ROOM: u16 = 2048 + 128; // RTE_MBUF_DEFAULT_BUF_SIZE
 pub fn eal_args(cfg: &Config) -> Vec<String> {
     let p = &cfg.platform;
     let mut args = p.eal_args.clone();
-    let mut lcores = vec![p.control_lcore];
-    lcores.extend(p.worker_lcores.get_ref());
+    let mut lcores = vec![*p.control_lcore.get_ref()];
+    lcores.extend(p.worker_lcore_ids());
     let list: Vec<String> = lcores.iter().map(u32::to_string).collect();
     if !args.iter().any(|a| a == "--lcores" || a.starts_with("--lcores=")) {
         args.extend(["-l".into(), list.join(",")]);
     }
-    args.extend(["--main-lcore".into(), p.control_lcore.to_string()]);
+    args.extend(["--main-lcore".into(), p.control_lcore.get_ref().to_string()]);
     if !args.iter().any(|a| a.starts_with("--file-prefix")) {
         args.push("--file-prefix=furiwake".into());
     }
@@ -165,8 +165,8 @@ impl Appliance {
         say(&format!("furiwake: {} up, control lcore {}, workers on lcores {:?}", furiwake_platform::version(), eal.main_lcore(), eal.worker_lcores()));
 
         let n_workers = cfg.platform.worker_lcores.get_ref().len() as u16;
-        let pool = Mempool::new("furiwake-mbufs", cfg.platform.mbufs, MEMPOOL_CACHE, MBUF_DATA_ROOM, -1)
-            .map_err(|e| format!("packet pool of {} mbufs: {e}", cfg.platform.mbufs))?;
+        let mbufs = *cfg.platform.mbufs.get_ref();
+        let pool = Mempool::new("furiwake-mbufs", mbufs, MEMPOOL_CACHE, MBUF_DATA_ROOM, -1).map_err(|e| format!("packet pool of {mbufs} mbufs: {e}"))?;
 
         let mut links: Vec<Link> = Vec::new();
         let mut by_port: Vec<Option<usize>> = Vec::new();
@@ -230,7 +230,7 @@ impl Appliance {
                 s.pool.get_ref()
             ));
         }
-        if let Some(addr) = app.cfg.management.listen {
+        if let Some(addr) = app.cfg.management.listen.as_ref().map(|l| *l.get_ref()) {
             match metrics::MetricsServer::bind(addr) {
                 Ok(m) => {
                     say(&format!("metrics: http://{}/metrics", m.local_addr().unwrap_or(addr)));
@@ -545,8 +545,8 @@ impl Appliance {
         let pc = PortConfig {
             rx_queues,
             tx_queues,
-            rx_desc: cfg.platform.rx_descriptors,
-            tx_desc: cfg.platform.tx_descriptors,
+            rx_desc: *cfg.platform.rx_descriptors.get_ref(),
+            tx_desc: *cfg.platform.tx_descriptors.get_ref(),
             promiscuous: true,
         };
         port.configure(&pc, pool).map_err(|e| format!("interface {name}: {e}"))?;
@@ -566,7 +566,7 @@ impl Appliance {
     }
 
     fn launch_workers(&mut self, snapshot: Snapshot) -> Result<(), String> {
-        let lcores = self.cfg.platform.worker_lcores.get_ref().clone();
+        let lcores = self.cfg.platform.worker_lcore_ids();
         let n = lcores.len();
         let need_inject = self.links.iter().any(|l| l.control_txq.is_none());
         let mut inject_consumer = None;
@@ -590,8 +590,9 @@ impl Appliance {
         let (publisher, mut readers) = rcu(Box::new(snapshot), n);
         self.publisher = Some(publisher);
         let t = &self.cfg.timeouts;
-        let timeouts = Timeouts::from_secs(t.tcp_syn, t.tcp_established, t.tcp_fin, t.tcp_time_wait, t.tcp_close, t.udp, t.icmp);
-        let idle_sleep = Duration::from_micros(self.cfg.platform.idle_sleep_us as u64);
+        let s = |v: &toml::Spanned<u32>| *v.get_ref();
+        let timeouts = Timeouts::from_secs(s(&t.tcp_syn), s(&t.tcp_established), s(&t.tcp_fin), s(&t.tcp_time_wait), s(&t.tcp_close), s(&t.udp), s(&t.icmp));
+        let idle_sleep = Duration::from_micros(u64::from(*self.cfg.platform.idle_sleep_us.get_ref()));
         let ticks_per_sec = 1000 / flow::TICK_MS as u64;
         let tsc_per_tick = (furiwake_platform::tsc_hz() / ticks_per_sec).max(1);
         let start_tsc = furiwake_platform::rdtsc();
@@ -609,7 +610,7 @@ impl Appliance {
             self.punts.push(punt_c);
             let io = MbufIo::new(rx, &tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
             let reader = readers.pop().ok_or("rcu readers")?;
-            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: self.cfg.platform.flows_per_worker, timeouts };
+            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: *self.cfg.platform.flows_per_worker.get_ref(), timeouts };
             let dump = Arc::new(furiwake_dataplane::worker::dump::FlowDump::new());
             let loops = Arc::new(crate::console::stats::LoopStats::default());
             let worker = Worker::new(config, reader, Arc::clone(&self.slots)).with_loads(Arc::clone(&self.loads)).with_dump(Arc::clone(&dump));

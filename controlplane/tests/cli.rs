@@ -83,6 +83,24 @@ fn bad_address_is_refused_with_its_line() {
     assert!(err.contains(&format!("{}:9:", p.display())), "{err}");
 }
 
+/// A weight beyond the console's limit is refused at its place, with
+/// the range (issue 11: it used to pass and then cost O(total weight)).
+#[test]
+fn out_of_range_weight_is_refused_with_its_place_and_range() {
+    let p = scratch("weight.toml", &BASE.replace("{ address = \"198.51.100.11:8080\" }", "{ address = \"198.51.100.11:8080\", weight = 4000000000 }"));
+    let (code, out, err) = furiwake(&["check-config", p.to_str().unwrap()]);
+    assert_ne!(code, Some(0), "{out}");
+    assert_eq!(code, Some(1), "{err}");
+    let first = err.lines().next().unwrap_or_default();
+    assert_eq!(first, format!("error: {}:13:56: weight 4000000000 is out of range: allowed 0..=10000", p.display()), "{err}");
+    assert!(first.contains("0..=10000"), "{err}");
+
+    // The boundary passes.
+    let p = scratch("weight-max.toml", &BASE.replace("{ address = \"198.51.100.11:8080\" }", "{ address = \"198.51.100.11:8080\", weight = 10000 }"));
+    let (code, _, err) = furiwake(&["check-config", p.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
 #[test]
 fn missing_file_and_bad_usage_fail() {
     let (code, _, err) = furiwake(&["check-config", "/nonexistent/furiwake.toml"]);

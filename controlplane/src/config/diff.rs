@@ -51,7 +51,7 @@ mod tests {
             assert_eq!(a.health_checks, other.health_checks, "same checks at other offsets");
         }
         let mut d = b.clone();
-        d.platform.idle_sleep_us += 1;
+        *d.platform.idle_sleep_us.get_mut() += 1;
         assert!(restart_needed(&a, &d).unwrap_err().contains("[platform]"));
     }
 }

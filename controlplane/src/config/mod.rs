@@ -10,6 +10,7 @@
 //! - `render`: a `Config` back to TOML (`show config`, `config save`).
 //! - `diff`: what a running appliance cannot change without a restart.
 
+pub mod bounds;
 mod diff;
 mod model;
 mod render;
@@ -19,10 +20,10 @@ mod validate;
 mod tests;
 
 pub use diff::restart_needed;
+pub use bounds::{MAX_PERSISTENCE_TIMEOUT_S, MAX_WEIGHT};
 pub use model::{
-    Algorithm, CheckKind, Config, ConsoleConfig, Forwarding, HashOn, HealthCheck, Interface, Ipv4Cidr, LogLevel, Logging, Management, OnDown,
-    Persistence, PersistenceKind, Platform, Pool, Protocol, Route, Server, Timeouts, VirtualServer, DEFAULT_CONSOLE_SOCKET,
-    MAX_PERSISTENCE_TIMEOUT_S,
+    unplaced, Algorithm, CheckKind, Config, ConsoleConfig, Forwarding, HashOn, HealthCheck, Interface, Ipv4Cidr, LogLevel, Logging, Management,
+    OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, Server, Timeouts, VirtualServer, DEFAULT_CONSOLE_SOCKET,
 };
 pub use render::{kebab, render};
 
@@ -86,7 +87,12 @@ impl Config {
     /// Parses and validates `text`; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         let src = Source { file, text };
-        let cfg: Config = toml::from_str(text).map_err(|e| src.error(e.span(), e.message().trim().to_string()))?;
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            // An integer that does not fit its key's type is refused with
+            // the key's range, as one that fits but is out of range.
+            let message = e.span().and_then(|s| bounds::refusal_at(text, s)).unwrap_or_else(|| e.message().trim().to_string());
+            src.error(e.span(), message)
+        })?;
         cfg.validate(&src)?;
         Ok(cfg)
     }

@@ -1,5 +1,10 @@
 //! The configuration's types: what each key means, its default and its
 //! spelling. Every check beyond the syntax is in `validate`.
+//!
+//! Numbers and the values `validate` may refuse are `toml::Spanned`, so a
+//! refusal names their line and column; a default, or a value set at run
+//! time, has an empty span at the top of the file (`unplaced`). `Spanned`
+//! compares by value alone. Each number's range is in `bounds`.
 
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
@@ -38,7 +43,8 @@ impl FromStr for Ipv4Cidr {
     fn from_str(s: &str) -> Result<Self, String> {
         let (a, l) = s.split_once('/').ok_or_else(|| format!("invalid prefix {s:?}: expected ADDRESS/LENGTH such as 192.0.2.2/24"))?;
         let addr = a.parse().map_err(|_| format!("invalid prefix {s:?}: {a:?} is not an IPv4 address"))?;
-        let prefix_len = l.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(|| format!("invalid prefix {s:?}: length must be 0 to 32"))?;
+        let len = l.parse::<u64>().map_err(|_| format!("invalid prefix {s:?}: the length {l:?} is not a number 0..=32"))?;
+        let prefix_len = u8::try_from(len).ok().filter(|l| *l <= 32).ok_or_else(|| format!("invalid prefix {s:?}: prefix length {len} is out of range: allowed 0..=32"))?;
         Ok(Self { addr, prefix_len })
     }
 }
@@ -60,16 +66,17 @@ fn ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
     s.parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {s:?}")))
 }
 
+fn spanned_ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Ipv4Addr>, D::Error> {
+    let s = Spanned::<String>::deserialize(d)?;
+    let v = s.get_ref().parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {:?}", s.get_ref())))?;
+    Ok(Spanned::new(s.span(), v))
+}
+
 fn ipv4_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Ipv4Addr>, D::Error> {
     Vec::<String>::deserialize(d)?
         .into_iter()
         .map(|s| s.parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {s:?}"))))
         .collect()
-}
-
-fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddrV4, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map_err(|_| de::Error::custom(format!("invalid address {s:?}: expected IPv4:PORT such as 192.0.2.100:80")))
 }
 
 fn spanned_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<SocketAddrV4>, D::Error> {
@@ -144,12 +151,13 @@ impl LogLevel {
 pub struct Management {
     /// Prometheus text metrics at `http://LISTEN/metrics`; none when unset.
     #[serde(default, deserialize_with = "opt_socket_addr")]
-    pub listen: Option<std::net::SocketAddr>,
+    pub listen: Option<Spanned<std::net::SocketAddr>>,
 }
 
-fn opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::net::SocketAddr>, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map(Some).map_err(|_| de::Error::custom(format!("invalid address {s:?}: expected IP:PORT, e.g. \"127.0.0.1:9100\"")))
+fn opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<std::net::SocketAddr>>, D::Error> {
+    let s = Spanned::<String>::deserialize(d)?;
+    let v = s.get_ref().parse().map_err(|_| de::Error::custom(format!("invalid address {:?}: expected IP:PORT, e.g. \"127.0.0.1:9100\"", s.get_ref())))?;
+    Ok(Some(Spanned::new(s.span(), v)))
 }
 
 /// `[console]`: where operators reach the CLI (README, "Console").
@@ -176,25 +184,32 @@ pub const DEFAULT_CONSOLE_SOCKET: &str = "/run/furiwake/console.sock";
 
 /// Idle timeouts of connection entries, in seconds, per TCP state (RFC 9293
 /// §3.3.2) and for UDP and ICMP. Defaults follow IPVS (`ipvsadm --set`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// Each 1 s to a week (`bounds::MAX_IDLE_TIMEOUT_S`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     /// SYN_SENT and SYN_RECV.
-    pub tcp_syn: u32,
-    pub tcp_established: u32,
+    pub tcp_syn: Spanned<u32>,
+    pub tcp_established: Spanned<u32>,
     /// FIN_WAIT and CLOSE_WAIT.
-    pub tcp_fin: u32,
-    pub tcp_time_wait: u32,
+    pub tcp_fin: Spanned<u32>,
+    pub tcp_time_wait: Spanned<u32>,
     /// After a RST the entry is removed at once; CLOSE covers the rest.
-    pub tcp_close: u32,
-    pub udp: u32,
-    pub icmp: u32,
+    pub tcp_close: Spanned<u32>,
+    pub udp: Spanned<u32>,
+    pub icmp: Spanned<u32>,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { tcp_syn: 60, tcp_established: 900, tcp_fin: 120, tcp_time_wait: 120, tcp_close: 10, udp: 300, icmp: 60 }
+        let s = unplaced;
+        Self { tcp_syn: s(60), tcp_established: s(900), tcp_fin: s(120), tcp_time_wait: s(120), tcp_close: s(10), udp: s(300), icmp: s(60) }
     }
+}
+
+/// A value with no place in a file: a default, or set at run time.
+pub fn unplaced<T>(v: T) -> Spanned<T> {
+    Spanned::new(0..0, v)
 }
 
 /// Compared by value (spans of `toml::Spanned` fields do not count).
@@ -206,65 +221,87 @@ pub struct Platform {
     /// `--file-prefix furiwake` unless one is given.
     #[serde(default)]
     pub eal_args: Vec<String>,
-    #[serde(default)]
-    pub control_lcore: u32,
-    pub worker_lcores: Spanned<Vec<u32>>,
+    #[serde(default = "defaults::control_lcore")]
+    pub control_lcore: Spanned<u32>,
+    pub worker_lcores: Spanned<Vec<Spanned<u32>>>,
     /// Connection-table entries per worker, preallocated.
     #[serde(default = "defaults::flows_per_worker")]
-    pub flows_per_worker: u32,
+    pub flows_per_worker: Spanned<u32>,
     /// Mbufs in the packet pool.
     #[serde(default = "defaults::mbufs")]
-    pub mbufs: u32,
+    pub mbufs: Spanned<u32>,
     #[serde(default = "defaults::rx_desc")]
-    pub rx_descriptors: u16,
+    pub rx_descriptors: Spanned<u16>,
     #[serde(default = "defaults::tx_desc")]
-    pub tx_descriptors: u16,
+    pub tx_descriptors: Spanned<u16>,
     /// Sleep this long when a worker loop found no packet 64 times in a row.
     /// 0 polls without pause (appliance default); small VMs and CI want 20+.
-    #[serde(default)]
-    pub idle_sleep_us: u32,
+    #[serde(default = "defaults::idle_sleep_us")]
+    pub idle_sleep_us: Spanned<u32>,
     /// Persistence records per worker, preallocated when a virtual server
     /// has persistence (24 bytes each).
     #[serde(default = "defaults::persistence_records")]
-    pub persistence_records: u32,
+    pub persistence_records: Spanned<u32>,
 }
 
+impl Platform {
+    /// The worker lcores, in order.
+    pub fn worker_lcore_ids(&self) -> Vec<u32> {
+        self.worker_lcores.get_ref().iter().map(|l| *l.get_ref()).collect()
+    }
+}
+
+/// Defaults, placed nowhere in the file.
 mod defaults {
-    pub fn flows_per_worker() -> u32 {
-        1 << 20
+    use super::{unplaced, Spanned};
+
+    pub fn control_lcore() -> Spanned<u32> {
+        unplaced(0)
     }
-    pub fn mbufs() -> u32 {
-        16383
+    pub fn flows_per_worker() -> Spanned<u32> {
+        unplaced(1 << 20)
     }
-    pub fn rx_desc() -> u16 {
-        1024
+    pub fn mbufs() -> Spanned<u32> {
+        unplaced(16383)
     }
-    pub fn tx_desc() -> u16 {
-        1024
+    pub fn rx_desc() -> Spanned<u16> {
+        unplaced(1024)
     }
-    pub fn weight() -> u32 {
-        1
+    pub fn tx_desc() -> Spanned<u16> {
+        unplaced(1024)
     }
-    pub fn interval_ms() -> u32 {
-        1000
+    pub fn idle_sleep_us() -> Spanned<u32> {
+        unplaced(0)
     }
-    pub fn timeout_ms() -> u32 {
-        500
+    pub fn weight() -> Spanned<u32> {
+        unplaced(1)
     }
-    pub fn fall() -> u32 {
-        3
+    pub fn max_connections() -> Spanned<u32> {
+        unplaced(0)
     }
-    pub fn rise() -> u32 {
-        2
+    pub fn priority() -> Spanned<u16> {
+        unplaced(0)
     }
-    pub fn persistence_records() -> u32 {
-        1 << 16
+    pub fn interval_ms() -> Spanned<u32> {
+        unplaced(1000)
     }
-    pub fn persistence_timeout_s() -> u32 {
-        300
+    pub fn timeout_ms() -> Spanned<u32> {
+        unplaced(500)
     }
-    pub fn netmask() -> std::net::Ipv4Addr {
-        std::net::Ipv4Addr::BROADCAST
+    pub fn fall() -> Spanned<u32> {
+        unplaced(3)
+    }
+    pub fn rise() -> Spanned<u32> {
+        unplaced(2)
+    }
+    pub fn persistence_records() -> Spanned<u32> {
+        unplaced(1 << 16)
+    }
+    pub fn persistence_timeout_s() -> Spanned<u32> {
+        unplaced(300)
+    }
+    pub fn netmask() -> Spanned<std::net::Ipv4Addr> {
+        unplaced(std::net::Ipv4Addr::BROADCAST)
     }
 }
 
@@ -333,18 +370,22 @@ pub enum CheckKind {
 pub struct HealthCheck {
     pub name: Spanned<String>,
     pub kind: CheckKind,
+    /// Between the starts of two probes of one server.
     #[serde(default = "defaults::interval_ms")]
-    pub interval_ms: u32,
+    pub interval_ms: Spanned<u32>,
+    /// A probe not answered by then fails.
     #[serde(default = "defaults::timeout_ms")]
-    pub timeout_ms: u32,
+    pub timeout_ms: Spanned<u32>,
+    /// Consecutive failures that take a server down.
     #[serde(default = "defaults::fall")]
-    pub fall: u32,
+    pub fall: Spanned<u32>,
+    /// Consecutive successes that bring it up.
     #[serde(default = "defaults::rise")]
-    pub rise: u32,
+    pub rise: Spanned<u32>,
     /// Check this port instead of the server's service port.
-    pub port: Option<u16>,
+    pub port: Option<Spanned<u16>>,
     pub request: Option<String>,
-    pub expect_status: Option<u16>,
+    pub expect_status: Option<Spanned<u16>>,
     pub expect_body: Option<String>,
     pub send: Option<String>,
     pub expect: Option<String>,
@@ -397,17 +438,18 @@ pub enum HashOn {
 pub struct Server {
     #[serde(deserialize_with = "spanned_socket_addr")]
     pub address: Spanned<SocketAddrV4>,
+    /// 0 to `MAX_WEIGHT`; 0: never chosen.
     #[serde(default = "defaults::weight")]
-    pub weight: u32,
+    pub weight: Spanned<u32>,
     /// 0: unlimited.
-    #[serde(default)]
-    pub max_connections: u32,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: Spanned<u32>,
     /// Priority group (BIG-IP style: higher first). New connections go to
     /// the highest group with a server that can take them; a group spills
     /// to the next when all its servers are down or full (seed 002
     /// "優先順位", seed 003 "Priority").
-    #[serde(default)]
-    pub priority: u16,
+    #[serde(default = "defaults::priority")]
+    pub priority: Spanned<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -446,7 +488,7 @@ impl Pool {
 
 impl Pool {
     fn default_algorithm() -> Spanned<Algorithm> {
-        Spanned::new(0..0, Algorithm::RoundRobin)
+        unplaced(Algorithm::RoundRobin)
     }
 }
 
@@ -471,8 +513,8 @@ pub enum Forwarding {
 #[serde(deny_unknown_fields)]
 pub struct VirtualServer {
     pub name: Spanned<String>,
-    #[serde(deserialize_with = "socket_addr")]
-    pub address: SocketAddrV4,
+    #[serde(deserialize_with = "spanned_socket_addr")]
+    pub address: Spanned<SocketAddrV4>,
     #[serde(default = "VirtualServer::default_protocol")]
     pub protocol: Protocol,
     #[serde(default = "VirtualServer::default_forwarding")]
@@ -499,30 +541,27 @@ pub enum PersistenceKind {
     SourceIpPort,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Persistence {
     pub kind: PersistenceKind,
     /// How long a record lives after its last connection ended.
     #[serde(default = "defaults::persistence_timeout_s")]
-    pub timeout_s: u32,
+    pub timeout_s: Spanned<u32>,
     /// `source-ip` only: the part of the client address that counts.
-    #[serde(default = "defaults::netmask", deserialize_with = "ipv4")]
-    pub netmask: Ipv4Addr,
+    #[serde(default = "defaults::netmask", deserialize_with = "spanned_ipv4")]
+    pub netmask: Spanned<Ipv4Addr>,
     /// Keep a record whose server goes down (the client returns to it once
     /// it is back); default: such records are dropped.
     #[serde(default)]
     pub keep_on_down: bool,
 }
 
-/// The longest persistence timeout (a week).
-pub const MAX_PERSISTENCE_TIMEOUT_S: u32 = 7 * 86400;
-
 impl VirtualServer {
     fn default_protocol() -> Protocol {
         Protocol::Tcp
     }
     fn default_forwarding() -> Spanned<Forwarding> {
-        Spanned::new(0..0, Forwarding::Nat)
+        unplaced(Forwarding::Nat)
     }
 }

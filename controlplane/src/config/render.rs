@@ -9,18 +9,18 @@ pub fn render(cfg: &Config) -> String {
     let mut s = String::new();
     let p = &cfg.platform;
     let list = |v: &[String]| v.iter().map(|a| q(a)).collect::<Vec<_>>().join(", ");
-    let _ = writeln!(s, "[platform]\neal_args = [{}]\ncontrol_lcore = {}", list(&p.eal_args), p.control_lcore);
-    let lcores: Vec<String> = p.worker_lcores.get_ref().iter().map(u32::to_string).collect();
+    let _ = writeln!(s, "[platform]\neal_args = [{}]\ncontrol_lcore = {}", list(&p.eal_args), p.control_lcore.get_ref());
+    let lcores: Vec<String> = p.worker_lcore_ids().iter().map(u32::to_string).collect();
     let _ = writeln!(
         s,
         "worker_lcores = [{}]\nflows_per_worker = {}\nmbufs = {}\nrx_descriptors = {}\ntx_descriptors = {}\nidle_sleep_us = {}\npersistence_records = {}",
         lcores.join(", "),
-        p.flows_per_worker,
-        p.mbufs,
-        p.rx_descriptors,
-        p.tx_descriptors,
-        p.idle_sleep_us,
-        p.persistence_records
+        p.flows_per_worker.get_ref(),
+        p.mbufs.get_ref(),
+        p.rx_descriptors.get_ref(),
+        p.tx_descriptors.get_ref(),
+        p.idle_sleep_us.get_ref(),
+        p.persistence_records.get_ref()
     );
     for i in &cfg.interfaces {
         let _ = writeln!(s, "\n[[interface]]\nname = {}\ndevice = {}\naddress = {}", q(i.name.get_ref()), q(i.device.get_ref()), q(&i.address.to_string()));
@@ -34,16 +34,16 @@ pub fn render(cfg: &Config) -> String {
             "\n[[health_check]]\nname = {}\nkind = {}\ninterval_ms = {}\ntimeout_ms = {}\nfall = {}\nrise = {}",
             q(h.name.get_ref()),
             q(&kebab(&h.kind)),
-            h.interval_ms,
-            h.timeout_ms,
-            h.fall,
-            h.rise
+            h.interval_ms.get_ref(),
+            h.timeout_ms.get_ref(),
+            h.fall.get_ref(),
+            h.rise.get_ref()
         );
-        if let Some(port) = h.port {
-            let _ = writeln!(s, "port = {port}");
+        if let Some(port) = &h.port {
+            let _ = writeln!(s, "port = {}", port.get_ref());
         }
-        if let Some(st) = h.expect_status {
-            let _ = writeln!(s, "expect_status = {st}");
+        if let Some(st) = &h.expect_status {
+            let _ = writeln!(s, "expect_status = {}", st.get_ref());
         }
         for (k, v) in [("request", &h.request), ("expect_body", &h.expect_body), ("send", &h.send), ("expect", &h.expect), ("command", &h.command)] {
             if let Some(v) = v {
@@ -72,9 +72,9 @@ pub fn render(cfg: &Config) -> String {
                 s,
                 "  {{ address = {}, weight = {}, max_connections = {}, priority = {} }},",
                 q(&sv.address.get_ref().to_string()),
-                sv.weight,
-                sv.max_connections,
-                sv.priority
+                sv.weight.get_ref(),
+                sv.max_connections.get_ref(),
+                sv.priority.get_ref()
             );
         }
         s.push_str("]\n");
@@ -84,7 +84,7 @@ pub fn render(cfg: &Config) -> String {
             s,
             "\n[[virtual_server]]\nname = {}\naddress = {}\nprotocol = {}\nforwarding = {}\npool = {}",
             q(v.name.get_ref()),
-            q(&v.address.to_string()),
+            q(&v.address.get_ref().to_string()),
             q(&kebab(&v.protocol)),
             q(&kebab(v.forwarding.get_ref())),
             q(v.pool.get_ref())
@@ -99,8 +99,8 @@ pub fn render(cfg: &Config) -> String {
                 s,
                 "persistence = {{ kind = {}, netmask = {}, timeout_s = {}, keep_on_down = {} }}",
                 q(&kebab(&p.kind)),
-                q(&p.netmask.to_string()),
-                p.timeout_s,
+                q(&p.netmask.get_ref().to_string()),
+                p.timeout_s.get_ref(),
                 p.keep_on_down
             );
         }
@@ -112,11 +112,17 @@ pub fn render(cfg: &Config) -> String {
     let _ = writeln!(
         s,
         "\n[timeouts]\ntcp_syn = {}\ntcp_established = {}\ntcp_fin = {}\ntcp_time_wait = {}\ntcp_close = {}\nudp = {}\nicmp = {}",
-        t.tcp_syn, t.tcp_established, t.tcp_fin, t.tcp_time_wait, t.tcp_close, t.udp, t.icmp
+        t.tcp_syn.get_ref(),
+        t.tcp_established.get_ref(),
+        t.tcp_fin.get_ref(),
+        t.tcp_time_wait.get_ref(),
+        t.tcp_close.get_ref(),
+        t.udp.get_ref(),
+        t.icmp.get_ref()
     );
     let _ = writeln!(s, "\n[logging]\nlevel = {}", q(&kebab(&cfg.logging.level)));
-    if let Some(l) = cfg.management.listen {
-        let _ = writeln!(s, "\n[management]\nlisten = {}", q(&l.to_string()));
+    if let Some(l) = &cfg.management.listen {
+        let _ = writeln!(s, "\n[management]\nlisten = {}", q(&l.get_ref().to_string()));
     }
     let _ = writeln!(s, "\n[console]\nsocket = {}", q(&cfg.console.socket));
     if let Some(d) = &cfg.console.device {
@@ -226,18 +232,18 @@ listen = "127.0.0.1:9100"
         let rendered = render(&cfg);
         let again = Config::parse("rendered", &rendered).unwrap_or_else(|e| panic!("{e}\n{rendered}"));
         assert_eq!(render(&again), rendered);
-        assert_eq!(again.pools[0].servers[0].weight, 3);
-        assert_eq!(again.pools[0].servers[0].priority, 1);
+        assert_eq!(*again.pools[0].servers[0].weight.get_ref(), 3);
+        assert_eq!(*again.pools[0].servers[0].priority.get_ref(), 1);
         assert_eq!(again.health_checks[0].request.as_deref(), Some("GET /health HTTP/1.0\r\n\r\n"));
         assert_eq!(again.health_checks[0].expect_body.as_deref(), Some("OK \"quoted\""));
         assert_eq!(again.virtual_servers[0].local_addresses, vec![Ipv4Addr::new(192, 0, 2, 50)]);
         assert_eq!(again.console.socket, "/tmp/x.sock");
-        let p = *again.virtual_servers[0].persistence.as_ref().unwrap().get_ref();
-        assert_eq!((p.netmask, p.timeout_s, p.keep_on_down), (Ipv4Addr::new(255, 255, 255, 0), 60, true));
+        let p = again.virtual_servers[0].persistence.as_ref().unwrap().get_ref();
+        assert_eq!((*p.netmask.get_ref(), *p.timeout_s.get_ref(), p.keep_on_down), (Ipv4Addr::new(255, 255, 255, 0), 60, true));
         assert_eq!(again.virtual_servers[0].persistence_group.as_ref().map(|g| g.get_ref().as_str()), Some("shop"));
         assert_eq!(again.pools[2].hash.as_ref().map(|h| *h.get_ref()), Some(crate::config::HashOn::SourceDestinationIp));
         assert_eq!(again.logging.level, crate::config::LogLevel::Debug);
-        assert_eq!(again.management.listen, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(again.management.listen.as_ref().map(|l| *l.get_ref()), Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(again.routes.len(), 1);
     }
 }

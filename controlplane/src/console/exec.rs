@@ -12,7 +12,7 @@
 //! server indices; only new connections see the change.
 
 use super::{say, Appliance};
-use crate::config::{self, kebab, Config};
+use crate::config::{self, kebab, unplaced, Config};
 use crate::console::admin::{self, Admin, AdminState};
 use crate::console::command::{self, AddrArg, Command, Names, ServerAction, Show};
 use crate::console::server::{ConnId, ConsoleServer};
@@ -198,7 +198,7 @@ impl Appliance {
                 .iter()
                 .map(|p| (p.name.get_ref().clone(), p.servers.iter().map(|s| s.address.get_ref().to_string()).collect()))
                 .collect(),
-            virtual_servers: self.cfg.virtual_servers.iter().map(|v| (v.name.get_ref().clone(), v.address.to_string())).collect(),
+            virtual_servers: self.cfg.virtual_servers.iter().map(|v| (v.name.get_ref().clone(), v.address.get_ref().to_string())).collect(),
         }
     }
 
@@ -274,7 +274,7 @@ impl Appliance {
             let t = self.sum_over(|w| w.services.get(vi));
             rows.push(vec![
                 v.name.get_ref().clone(),
-                v.address.to_string(),
+                v.address.get_ref().to_string(),
                 kebab(&v.protocol),
                 kebab(v.forwarding.get_ref()),
                 v.pool.get_ref().clone(),
@@ -345,7 +345,7 @@ impl Appliance {
                 rows.push(vec![
                     p.name.get_ref().clone(),
                     a.to_string(),
-                    admin::display_state(s.weight, health_up, admin).to_string(),
+                    admin::display_state(*s.weight.get_ref(), health_up, admin).to_string(),
                     if !checked { "unchecked".into() } else if health_up { "up".into() } else { "down".into() },
                     s.weight.to_string(),
                     s.priority.to_string(),
@@ -538,7 +538,7 @@ impl Appliance {
                 };
                 vec![
                     i.to_string(),
-                    lcores.get(i).map_or("?".into(), u32::to_string),
+                    lcores.get(i).map_or("?".into(), |l| l.get_ref().to_string()),
                     c.rx_packets.get().to_string(),
                     c.tx_packets.get().to_string(),
                     pps,
@@ -594,12 +594,12 @@ impl Appliance {
         let what = format!("server {a} (pool {pool})");
         let message = match action {
             ServerAction::Weight(w) => {
-                let old = self.cfg.pools[pi].servers[k].weight;
+                let old = *self.cfg.pools[pi].servers[k].weight.get_ref();
                 if old == w {
                     return Ok(format!("{what}: weight already {w}"));
                 }
                 let mut new = self.cfg.clone();
-                new.pools[pi].servers[k].weight = w;
+                *new.pools[pi].servers[k].weight.get_mut() = w;
                 self.apply_config(new).map_err(|e| format!("{what}: weight {w} refused: {e}"))?;
                 format!("{what} weight {w} (was {old})")
             }
@@ -657,10 +657,10 @@ impl Appliance {
         let pi = self.pool_index(pool)?;
         let mut new = self.cfg.clone();
         new.pools[pi].servers.push(crate::config::Server {
-            address: toml::Spanned::new(0..0, addr),
-            weight,
-            max_connections: 0,
-            priority: 0,
+            address: unplaced(addr),
+            weight: unplaced(weight),
+            max_connections: unplaced(0),
+            priority: unplaced(0),
         });
         let checks = if self.cfg.pools[pi].check_names().next().is_some() { "; new connections once its health checks pass" } else { "" };
         self.change(new, format!("server {addr} (pool {pool}) added, weight {weight}{checks}"))
@@ -685,11 +685,11 @@ impl Appliance {
         let protocol = if udp { crate::config::Protocol::Udp } else { crate::config::Protocol::Tcp };
         let forwarding = if full_nat { crate::config::Forwarding::FullNat } else { crate::config::Forwarding::Nat };
         new.virtual_servers.push(crate::config::VirtualServer {
-            name: toml::Spanned::new(0..0, name.clone()),
-            address: addr,
+            name: unplaced(name.clone()),
+            address: unplaced(addr),
             protocol,
-            forwarding: toml::Spanned::new(0..0, forwarding),
-            pool: toml::Spanned::new(0..0, pool.clone()),
+            forwarding: unplaced(forwarding),
+            pool: unplaced(pool.clone()),
             local_addresses: Vec::new(),
             persistence: None,
             persistence_group: None,
