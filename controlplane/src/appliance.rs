@@ -41,13 +41,13 @@ const MBUF_DATA_ROOM: u16 = 2048 + 128; // RTE_MBUF_DEFAULT_BUF_SIZE
 pub fn eal_args(cfg: &Config) -> Vec<String> {
     let p = &cfg.platform;
     let mut args = p.eal_args.clone();
-    let mut lcores = vec![p.control_lcore];
-    lcores.extend(p.worker_lcores.get_ref());
+    let mut lcores = vec![*p.control_lcore.get_ref()];
+    lcores.extend(p.worker_lcore_ids());
     let list: Vec<String> = lcores.iter().map(u32::to_string).collect();
     if !args.iter().any(|a| a == "--lcores" || a.starts_with("--lcores=")) {
         args.extend(["-l".into(), list.join(",")]);
     }
-    args.extend(["--main-lcore".into(), p.control_lcore.to_string()]);
+    args.extend(["--main-lcore".into(), p.control_lcore.get_ref().to_string()]);
     if !args.iter().any(|a| a.starts_with("--file-prefix")) {
         args.push("--file-prefix=furiwake".into());
     }
@@ -165,8 +165,8 @@ impl Appliance {
         say(&format!("furiwake: {} up, control lcore {}, workers on lcores {:?}", furiwake_platform::version(), eal.main_lcore(), eal.worker_lcores()));
 
         let n_workers = cfg.platform.worker_lcores.get_ref().len() as u16;
-        let pool = Mempool::new("furiwake-mbufs", cfg.platform.mbufs, MEMPOOL_CACHE, MBUF_DATA_ROOM, -1)
-            .map_err(|e| format!("packet pool of {} mbufs: {e}", cfg.platform.mbufs))?;
+        let mbufs = *cfg.platform.mbufs.get_ref();
+        let pool = Mempool::new("furiwake-mbufs", mbufs, MEMPOOL_CACHE, MBUF_DATA_ROOM, -1).map_err(|e| format!("packet pool of {mbufs} mbufs: {e}"))?;
 
         let mut links: Vec<Link> = Vec::new();
         let mut by_port: Vec<Option<usize>> = Vec::new();
@@ -230,7 +230,7 @@ impl Appliance {
                 s.pool.get_ref()
             ));
         }
-        if let Some(addr) = app.cfg.management.listen {
+        if let Some(addr) = app.cfg.management.listen.as_ref().map(|l| *l.get_ref()) {
             match metrics::MetricsServer::bind(addr) {
                 Ok(m) => {
                     say(&format!("metrics: http://{}/metrics", m.local_addr().unwrap_or(addr)));
@@ -323,7 +323,7 @@ impl Appliance {
     /// targets carried over, ARP ownership and next hops extended, and
     /// published. What only a restart can change is refused.
     pub(crate) fn apply_config(&mut self, new: Config) -> Result<String, String> {
-        restart_needed(&self.cfg, &new)?;
+        crate::config::restart_needed(&self.cfg, &new)?;
         let infos: Vec<LinkInfo> = self.links.iter().map(|l| LinkInfo { port_id: l.port.id(), mac: l.mac, address: l.cfg.address }).collect();
         let min_seen = self.publisher.as_ref().map_or(u64::MAX, |p| p.min_seen());
         let busy = |kind: build::SlotKind, slot: usize| self.active(kind, slot) > 0 || self.retired_gen[kind as usize].get(slot).is_some_and(|g| *g > min_seen);
@@ -549,8 +549,8 @@ impl Appliance {
         let pc = PortConfig {
             rx_queues,
             tx_queues,
-            rx_desc: cfg.platform.rx_descriptors,
-            tx_desc: cfg.platform.tx_descriptors,
+            rx_desc: *cfg.platform.rx_descriptors.get_ref(),
+            tx_desc: *cfg.platform.tx_descriptors.get_ref(),
             promiscuous: true,
         };
         port.configure(&pc, pool).map_err(|e| format!("interface {name}: {e}"))?;
@@ -576,7 +576,7 @@ impl Appliance {
     fn launch_workers(&mut self, snapshot: Snapshot) -> Result<(), String> {
         // One key per boot for the workers' hashes (`furiwake_dataplane::hash`).
         let hash_key = boot_hash_key()?;
-        let lcores = self.cfg.platform.worker_lcores.get_ref().clone();
+        let lcores = self.cfg.platform.worker_lcore_ids();
         let n = lcores.len();
         let need_inject = self.links.iter().any(|l| l.control_txq.is_none());
         let mut inject_consumer = None;
@@ -600,8 +600,9 @@ impl Appliance {
         let (publisher, mut readers) = rcu(Box::new(snapshot), n);
         self.publisher = Some(publisher);
         let t = &self.cfg.timeouts;
-        let timeouts = Timeouts::from_secs(t.tcp_syn, t.tcp_established, t.tcp_fin, t.tcp_time_wait, t.tcp_close, t.udp, t.icmp);
-        let idle_sleep = Duration::from_micros(self.cfg.platform.idle_sleep_us as u64);
+        let s = |v: &toml::Spanned<u32>| *v.get_ref();
+        let timeouts = Timeouts::from_secs(s(&t.tcp_syn), s(&t.tcp_established), s(&t.tcp_fin), s(&t.tcp_time_wait), s(&t.tcp_close), s(&t.udp), s(&t.icmp));
+        let idle_sleep = Duration::from_micros(u64::from(*self.cfg.platform.idle_sleep_us.get_ref()));
         let ticks_per_sec = 1000 / conntrack::TICK_MS as u64;
         let tsc_per_tick = (furiwake_platform::tsc_hz() / ticks_per_sec).max(1);
         let start_tsc = furiwake_platform::rdtsc();
@@ -620,7 +621,7 @@ impl Appliance {
             self.punts.push(punt_c);
             let io = MbufIo::new(rx, tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
             let reader = readers.pop().ok_or("rcu readers")?;
-            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: self.cfg.platform.flows_per_worker, timeouts, hash_key };
+            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: *self.cfg.platform.flows_per_worker.get_ref(), timeouts, hash_key };
             let (dump, dump_server) = furiwake_dataplane::ctl::dump::channel();
             let loops = Arc::new(crate::console::stats::LoopStats::default());
             let worker = Worker::new(config, reader, Arc::clone(&self.slots)).with_loads(Arc::clone(&self.loads)).with_dump(dump_server);
@@ -1022,62 +1023,10 @@ fn worker_loop(
     0
 }
 
-/// What a running appliance cannot change: ports, lcores and memory
-/// (`[platform]`, `[[interface]]`), the workers' timeouts, the management
-/// and console sockets. Returns which, for the operator.
 /// 64 random bits from the kernel, for the workers' hash key.
 fn boot_hash_key() -> Result<u64, String> {
     use std::io::Read;
     let mut b = [0u8; 8];
     std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).map_err(|e| format!("/dev/urandom: {e}"))?;
     Ok(u64::from_ne_bytes(b))
-}
-
-fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
-    let mut differs = Vec::new();
-    if old.platform != new.platform {
-        differs.push("[platform]");
-    }
-    let ifaces = |c: &Config| c.interfaces.iter().map(|i| (i.name.get_ref().clone(), i.device.get_ref().clone(), i.address.to_string())).collect::<Vec<_>>();
-    if ifaces(old) != ifaces(new) {
-        differs.push("[[interface]]");
-    }
-    if old.timeouts != new.timeouts {
-        differs.push("[timeouts]");
-    }
-    if old.management.listen != new.management.listen {
-        differs.push("[management]");
-    }
-    if old.console != new.console {
-        differs.push("[console]");
-    }
-    if differs.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{} changed: these take effect at restart; nothing was changed", differs.join(", ")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A configuration is compared by value: the same file with other
-    /// byte offsets (a comment on top, or rendered by the console) needs no
-    /// restart and keeps its health checks.
-    #[test]
-    fn the_same_config_at_other_offsets_needs_no_restart() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/shop-persistence.toml");
-        let a = Config::load(&path).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let b = Config::parse("b", &format!("# moved down\n# by two comment lines\n{text}")).unwrap();
-        let c = Config::parse("c", &console_exec::render_config(&a)).unwrap();
-        for other in [&b, &c] {
-            assert_eq!(restart_needed(&a, other), Ok(()));
-            assert_eq!(a.health_checks, other.health_checks, "same checks at other offsets");
-        }
-        let mut d = b.clone();
-        d.platform.idle_sleep_us += 1;
-        assert!(restart_needed(&a, &d).unwrap_err().contains("[platform]"));
-    }
 }

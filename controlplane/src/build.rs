@@ -131,7 +131,7 @@ fn claim<K: PartialEq + Clone>(slots: &mut Vec<Slot<K>>, claimed: &mut Vec<bool>
 
 /// The persistence of `vs`, with its group's stable id.
 fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> Option<furiwake_dataplane::lb::Persistence> {
-    let p = *vs.persistence.as_ref()?.get_ref();
+    let p = vs.persistence.as_ref()?.get_ref();
     let name = match &vs.persistence_group {
         Some(g) => format!("group:{}", g.get_ref()),
         None => format!("vs:{}", vs.name.get_ref()),
@@ -149,8 +149,8 @@ fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> O
             PersistenceKind::SourceIp => furiwake_dataplane::lb::PersistKind::SourceIp,
             PersistenceKind::SourceIpPort => furiwake_dataplane::lb::PersistKind::SourceIpPort,
         },
-        netmask: u32::from(p.netmask),
-        timeout: p.timeout_s.saturating_mul(ticks_per_s),
+        netmask: u32::from(*p.netmask.get_ref()),
+        timeout: p.timeout_s.get_ref().saturating_mul(ticks_per_s),
         group: group as u16,
         keep_on_down: p.keep_on_down,
     })
@@ -198,14 +198,14 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             .iter()
             .find(|p| p.name.get_ref() == vs.pool.get_ref())
             .ok_or_else(|| format!("virtual_server {name}: no pool {:?}", vs.pool.get_ref()))?;
-        let vs_slot = claim(&mut layout.services, &mut claimed_services, (name.clone(), vs.address, vs.protocol), snapshot::MAX_SERVICES, "virtual servers")?;
+        let vs_slot = claim(&mut layout.services, &mut claimed_services, (name.clone(), *vs.address.get_ref(), vs.protocol), snapshot::MAX_SERVICES, "virtual servers")?;
         if services.len() <= vs_slot {
             services.resize_with(vs_slot + 1, || VirtualService { retired: true, ..VirtualService::test(snapshot::Forwarding::Nat) });
         }
         // The pool's servers, then its sorry pool's below every priority.
         let pool_index = |name: &str| cfg.pools.iter().position(|p| p.name.get_ref() == name).unwrap_or(0);
         let mut members: Vec<(&crate::config::Server, usize, i32)> =
-            pool.servers.iter().map(|s| (s, pool_index(pool.name.get_ref()), s.priority as i32)).collect();
+            pool.servers.iter().map(|s| (s, pool_index(pool.name.get_ref()), i32::from(*s.priority.get_ref()))).collect();
         if let Some(sorry) = pool.sorry_pool.as_ref().and_then(|n| cfg.pools.iter().find(|p| p.name.get_ref() == n.get_ref())) {
             members.extend(sorry.servers.iter().map(|s| (s, pool_index(sorry.name.get_ref()), -1)));
         }
@@ -233,13 +233,13 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             servers[slot] = RealServer {
                 ip: u32::from(*addr.ip()),
                 port: addr.port(),
-                weight: s.weight,
-                enabled: s.weight > 0,
+                weight: *s.weight.get_ref(),
+                enabled: *s.weight.get_ref() > 0,
                 tx_port: links[link].port_id,
                 nexthop: hop as u16,
                 vs: vs_slot as u16,
                 reset: false,
-                max_connections: s.max_connections,
+                max_connections: *s.max_connections.get_ref(),
                 priority: *priority,
                 epoch: 0,
                 sticky_only: false,
@@ -248,8 +248,9 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             slots.push(slot as u16);
         }
         let count = members.len();
-        let member_weights: Vec<u32> = members.iter().map(|(s, _, _)| s.weight).collect();
-        let member_addrs: Vec<(u32, u16, u32)> = members.iter().map(|(s, _, _)| (u32::from(*s.address.get_ref().ip()), s.address.get_ref().port(), s.weight)).collect();
+        let member_weights: Vec<u32> = members.iter().map(|(s, _, _)| *s.weight.get_ref()).collect();
+        let member_addrs: Vec<(u32, u16, u32)> =
+            members.iter().map(|(s, _, _)| (u32::from(*s.address.get_ref().ip()), s.address.get_ref().port(), *s.weight.get_ref())).collect();
         let schedule = match pool.algorithm.get_ref() {
             Algorithm::RoundRobin => Schedule::round_robin(count),
             Algorithm::WeightedRoundRobin => Schedule::weighted(&member_weights),
@@ -282,11 +283,12 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
                 link.map(|l| vec![u32::from(l.address.addr)]).unwrap_or_default()
             }
         };
-        own(*vs.address.ip(), &mut owned);
+        let vip = *vs.address.get_ref();
+        own(*vip.ip(), &mut owned);
         services[vs_slot] = VirtualService {
             name: name.clone(),
-            ip: u32::from(*vs.address.ip()),
-            port: vs.address.port(),
+            ip: u32::from(*vip.ip()),
+            port: vip.port(),
             proto: match vs.protocol {
                 Protocol::Tcp => 6,
                 Protocol::Udp => 17,
@@ -351,7 +353,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     }
     snap.services = services;
     snap.servers = servers;
-    snap.persist_records = cfg.platform.persistence_records;
+    snap.persist_records = *cfg.platform.persistence_records.get_ref();
     snap.index();
     Ok(Built { snapshot: snap, nexthops: layout.nexthops.clone(), owned, server_pools, layout })
 }

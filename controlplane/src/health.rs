@@ -319,7 +319,7 @@ impl Health {
             self.counters.probes += 1;
             let probe = self.start(ti, &check, now);
             let st = &mut self.targets[ti].checks[ci];
-            st.next_at = Some(now + Duration::from_millis(check.interval_ms as u64));
+            st.next_at = Some(now + Duration::from_millis(u64::from(*check.interval_ms.get_ref())));
             match probe {
                 Ok(p) => st.probe = Some(p),
                 Err(reason) => self.record(ti, ci, &check, Outcome::Fail(reason), now, changes),
@@ -336,7 +336,7 @@ impl Health {
             Outcome::Pass(d) => {
                 st.ok_run += 1;
                 st.fail_run = 0;
-                if st.ok_run >= check.rise.max(1) {
+                if st.ok_run >= (*check.rise.get_ref()).max(1) {
                     st.passing = true;
                 }
                 let us = d.as_secs_f64() * 1e6;
@@ -347,7 +347,7 @@ impl Health {
                 self.counters.failures += 1;
                 st.fail_run += 1;
                 st.ok_run = 0;
-                if st.fail_run >= check.fall.max(1) {
+                if st.fail_run >= (*check.fall.get_ref()).max(1) {
                     st.passing = false;
                 }
                 st.last_reason = reason;
@@ -364,9 +364,9 @@ impl Health {
 
     fn start(&mut self, ti: usize, check: &HealthCheck, now: Instant) -> Result<Probe, String> {
         let target = self.targets[ti].target.clone();
-        let port = check.port.unwrap_or(target.addr.port());
+        let port = check.port.as_ref().map_or(target.addr.port(), |p| *p.get_ref());
         let ip = *target.addr.ip();
-        let deadline = now + Duration::from_millis(check.timeout_ms.max(1) as u64);
+        let deadline = now + Duration::from_millis(u64::from((*check.timeout_ms.get_ref()).max(1)));
         let link = target.link;
         let pending = match check.kind {
             CheckKind::Tcp | CheckKind::Http | CheckKind::SendExpect => {
@@ -682,7 +682,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 fn judge_http(check: &HealthCheck, response: &[u8], rtt: Duration) -> Outcome {
     let text = String::from_utf8_lossy(response);
     let status = text.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok());
-    let want = check.expect_status.unwrap_or(200);
+    let want = check.expect_status.as_ref().map_or(200, |s| *s.get_ref());
     match status {
         None => Outcome::Fail("bad response".into()),
         Some(s) if s != want => Outcome::Fail(format!("bad status {s}")),
@@ -740,8 +740,8 @@ mod tests {
     #[test]
     fn rise_and_fall_drive_the_state() {
         let mut c = check(CheckKind::Tcp);
-        c.rise = 2;
-        c.fall = 3;
+        c.rise = crate::config::unplaced(2);
+        c.fall = crate::config::unplaced(3);
         let target = Target { server: 0, pool: "p".into(), addr: "198.51.100.11:80".parse().unwrap(), link: 0, checks: vec![c.clone()] };
         let now = Instant::now();
         let mut h = Health::new(&[], vec![target], now);

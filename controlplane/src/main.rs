@@ -8,83 +8,118 @@
 //!                                  attach to a running appliance's console
 //! furiwake version
 //! ```
+//!
+//! Exit status: 0 done; 1 a bad configuration, a failed start or a failed
+//! console command; 2 a usage error or an unreachable appliance.
 
+use clap::{Parser, Subcommand};
 use furiwake::appliance::Appliance;
 use furiwake::config::Config;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-const USAGE: &str = "usage:
-  furiwake run --config FILE [--log-level error|warn|info|debug|trace]
-                                 run the appliance (the level overrides [logging])
-  furiwake check-config FILE     validate FILE and exit (non-zero on error)
-  furiwake console [--socket PATH | --config FILE] [-c COMMAND]
-                                 the console of a running appliance (default socket
-                                 /run/furiwake/console.sock); -c runs one command and
-                                 exits non-zero when it fails
-  furiwake version               print the version
-signals: SIGUSR1 prints counters; SIGTERM or SIGINT stops cleanly";
+/// The usage of every command, as `furiwake --help` and a usage error show it.
+const USAGE: &str = "furiwake run --config FILE [--log-level error|warn|info|debug|trace]
+       furiwake check-config FILE
+       furiwake console [--socket PATH | --config FILE] [-c COMMAND]
+       furiwake version";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "furiwake",
+    version,
+    about = "The Furiwake load-balancer appliance",
+    override_usage = USAGE,
+    arg_required_else_help = true,
+    after_help = "Signals to `furiwake run`: SIGUSR1 prints counters; SIGTERM or SIGINT stops cleanly."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the appliance (its console on stdin/stdout when that is a terminal)
+    Run {
+        /// The configuration file
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        /// error, warn, info, debug or trace: overrides RUST_LOG and the
+        /// config's `[logging] level`
+        #[arg(long = "log-level", value_name = "LEVEL", value_parser = log_level)]
+        log_level: Option<log::LevelFilter>,
+    },
+    /// Validate a configuration and exit (1 with FILE:LINE:COL: reason)
+    CheckConfig {
+        /// The configuration file
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// The console of a running appliance
+    Console {
+        /// The console socket [default: /run/furiwake/console.sock]
+        #[arg(short = 's', long = "socket", value_name = "PATH", conflicts_with = "config")]
+        socket: Option<PathBuf>,
+        /// Take the socket from this configuration's `[console] socket`
+        #[arg(long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Run one command, print its answer and exit (1 when it failed)
+        #[arg(short = 'c', long = "command", value_name = "COMMAND")]
+        command: Option<String>,
+    },
+    /// Print the version
+    Version,
+}
+
+/// `--log-level`: a level that logs something.
+fn log_level(s: &str) -> Result<log::LevelFilter, String> {
+    match s.parse::<log::LevelFilter>() {
+        Ok(l) if l != log::LevelFilter::Off => Ok(l),
+        _ => Err("expected error, warn, info, debug or trace".into()),
+    }
+}
 
 fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr
+            // with 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     // Everything reaches the logger; the level is `[logging] level` (set
     // once the config is read) unless RUST_LOG says otherwise.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("trace")).format_target(false).init();
     log::set_max_level(log::LevelFilter::Info);
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args.as_slice() {
-        ["run", "--config" | "-c", file] => run(Path::new(file), None),
-        ["run", "--config" | "-c", file, "--log-level", level] | ["run", "--log-level", level, "--config" | "-c", file] => {
-            match level.parse::<log::LevelFilter>() {
-                Ok(l) if l != log::LevelFilter::Off => run(Path::new(file), Some(l)),
-                _ => {
-                    eprintln!("error: --log-level {level:?}: expected error, warn, info, debug or trace");
-                    ExitCode::from(2)
-                }
-            }
-        }
-        ["check-config", file] => check(Path::new(file)),
-        ["console", rest @ ..] => console(rest),
-        ["version"] | ["--version"] | ["-V"] => {
+    match cli.command {
+        Cmd::Run { config, log_level } => run(&config, log_level),
+        Cmd::CheckConfig { file } => check(&file),
+        Cmd::Console { socket, config, command } => console(socket, config.as_deref(), command.as_deref()),
+        Cmd::Version => {
             println!("furiwake {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
-        }
-        ["help"] | ["--help"] | ["-h"] => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
         }
     }
 }
 
-fn console(args: &[&str]) -> ExitCode {
-    let mut socket: Option<String> = None;
-    let mut command: Option<String> = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match (*a, it.next()) {
-            ("--socket" | "-s", Some(p)) => socket = Some(p.to_string()),
-            ("--config", Some(f)) => match Config::load(Path::new(f)) {
-                Ok(cfg) => socket = Some(cfg.console.socket),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            },
-            ("-c" | "--command", Some(c)) => command = Some(c.to_string()),
-            _ => {
-                eprintln!("{USAGE}");
+fn console(socket: Option<PathBuf>, config: Option<&Path>, command: Option<&str>) -> ExitCode {
+    let socket = match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(f)) => match Config::load(f) {
+            Ok(cfg) => PathBuf::from(cfg.console.socket),
+            Err(e) => {
+                eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
-        }
-    }
-    let socket = socket.unwrap_or_else(|| furiwake::config::DEFAULT_CONSOLE_SOCKET.to_string());
-    furiwake::console::client::main(Path::new(&socket), command.as_deref())
+        },
+        (None, None) => PathBuf::from(furiwake::config::DEFAULT_CONSOLE_SOCKET),
+    };
+    furiwake::console::client::main(&socket, command)
 }
 
 fn check(path: &Path) -> ExitCode {
@@ -143,4 +178,46 @@ fn run(path: &Path, level: Option<log::LevelFilter>) -> ExitCode {
     app.run(&stop, &dump);
     app.shutdown();
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_spelling_parses() {
+        let p = |args: &[&str]| Cli::try_parse_from(std::iter::once("furiwake").chain(args.iter().copied())).map(|c| c.command);
+        for args in [["run", "--config", "f.toml"], ["run", "-c", "f.toml"]] {
+            assert!(matches!(p(&args), Ok(Cmd::Run { config, log_level: None }) if config == Path::new("f.toml")));
+        }
+        for args in [["run", "--config", "f.toml", "--log-level", "debug"], ["run", "--log-level", "DEBUG", "-c", "f.toml"]] {
+            assert!(matches!(p(&args), Ok(Cmd::Run { log_level: Some(log::LevelFilter::Debug), .. })));
+        }
+        assert!(matches!(p(&["check-config", "f.toml"]), Ok(Cmd::CheckConfig { file }) if file == Path::new("f.toml")));
+        for args in [["console", "--socket", "/s", "-c", "show pools"], ["console", "-s", "/s", "--command", "show pools"]] {
+            assert!(matches!(p(&args), Ok(Cmd::Console { socket: Some(s), config: None, command: Some(c) }) if s == Path::new("/s") && c == "show pools"));
+        }
+        assert!(matches!(p(&["console", "--config", "f.toml"]), Ok(Cmd::Console { socket: None, config: Some(_), command: None })));
+        assert!(matches!(p(&["console"]), Ok(Cmd::Console { socket: None, config: None, command: None })));
+        assert!(matches!(p(&["version"]), Ok(Cmd::Version)));
+    }
+
+    #[test]
+    fn usage_errors_are_refused() {
+        let kind = |args: &[&str]| Cli::try_parse_from(std::iter::once("furiwake").chain(args.iter().copied())).err().map(|e| e.kind());
+        use clap::error::ErrorKind;
+        assert_eq!(kind(&["console", "--socket", "/s", "--config", "f.toml"]), Some(ErrorKind::ArgumentConflict));
+        assert_eq!(kind(&["run"]), Some(ErrorKind::MissingRequiredArgument));
+        assert_eq!(kind(&["run", "--config", "f", "--log-level", "off"]), Some(ErrorKind::ValueValidation));
+        assert_eq!(kind(&["run", "--config", "f", "--frobnicate"]), Some(ErrorKind::UnknownArgument));
+        assert_eq!(kind(&["frobnicate"]), Some(ErrorKind::InvalidSubcommand));
+        assert_eq!(kind(&["--version"]), Some(ErrorKind::DisplayVersion));
+        assert_eq!(kind(&["run", "--help"]), Some(ErrorKind::DisplayHelp));
+    }
 }

@@ -86,6 +86,24 @@ fn bad_address_is_refused_with_its_line() {
     assert!(err.contains(&format!("{}:9:", p.display())), "{err}");
 }
 
+/// A weight beyond the console's limit is refused at its place, with
+/// the range (issue 11: it used to pass and then cost O(total weight)).
+#[test]
+fn out_of_range_weight_is_refused_with_its_place_and_range() {
+    let p = scratch("weight.toml", &BASE.replace("{ address = \"198.51.100.11:8080\" }", "{ address = \"198.51.100.11:8080\", weight = 4000000000 }"));
+    let (code, out, err) = furiwake(&["check-config", p.to_str().unwrap()]);
+    assert_ne!(code, Some(0), "{out}");
+    assert_eq!(code, Some(1), "{err}");
+    let first = err.lines().next().unwrap_or_default();
+    assert_eq!(first, format!("error: {}:13:56: weight 4000000000 is out of range: allowed 0..=10000", p.display()), "{err}");
+    assert!(first.contains("0..=10000"), "{err}");
+
+    // The boundary passes.
+    let p = scratch("weight-max.toml", &BASE.replace("{ address = \"198.51.100.11:8080\" }", "{ address = \"198.51.100.11:8080\", weight = 10000 }"));
+    let (code, _, err) = furiwake(&["check-config", p.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
 #[test]
 fn missing_file_and_bad_usage_fail() {
     let (code, _, err) = furiwake(&["check-config", "/nonexistent/furiwake.toml"]);
@@ -93,7 +111,60 @@ fn missing_file_and_bad_usage_fail() {
     assert!(err.contains("cannot read"), "{err}");
     let (code, _, err) = furiwake(&["frobnicate"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("usage:"), "{err}");
+    // clap's words: the error, then the usage of every command.
+    assert!(err.contains("unrecognized subcommand 'frobnicate'"), "{err}");
+    assert!(err.contains("Usage:") && err.contains("furiwake check-config FILE"), "{err}");
+    let (code, _, err) = furiwake(&[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("Usage:"), "{err}");
+}
+
+/// Help for each command on stdout with status 0; an unknown flag or a
+/// missing value is a usage error: status 2, the reason and the usage.
+#[test]
+fn help_and_usage_errors() {
+    let (code, out, err) = furiwake(&["run", "--help"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Usage: furiwake run"), "{out}");
+    assert!(out.contains("-c, --config <FILE>") && out.contains("--log-level <LEVEL>"), "{out}");
+    for top in [&["--help"][..], &["help"], &["-h"]] {
+        let (code, out, err) = furiwake(top);
+        assert_eq!(code, Some(0), "{top:?}: {err}");
+        for cmd in ["run --config FILE", "check-config FILE", "console [--socket PATH | --config FILE] [-c COMMAND]", "version"] {
+            assert!(out.contains(&format!("furiwake {cmd}")), "{top:?}: {out}");
+        }
+    }
+    let (code, out, err) = furiwake(&["console", "--help"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("-s, --socket <PATH>") && out.contains("-c, --command <COMMAND>") && out.contains("--config <FILE>"), "{out}");
+
+    let (code, out, err) = furiwake(&["run", "--config", "x.toml", "--frobnicate"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(err.contains("unexpected argument '--frobnicate'") && err.contains("Usage: furiwake run"), "{err}");
+    let (code, _, err) = furiwake(&["check-config", "--strict", "x.toml"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = furiwake(&["run"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--config <FILE>"), "{err}");
+    let (code, _, err) = furiwake(&["console", "--socket", "/nonexistent/x.sock", "--config", "x.toml"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("cannot be used with"), "{err}");
+    for v in [&["version"][..], &["--version"], &["-V"]] {
+        let (code, out, _) = furiwake(v);
+        assert_eq!((code, out.trim()), (Some(0), concat!("furiwake ", env!("CARGO_PKG_VERSION"))), "{v:?}");
+    }
+}
+
+/// `furiwake console` reaching no appliance: 2; a bad `--config`: 2.
+#[test]
+fn console_without_an_appliance_exits_2() {
+    let (code, _, err) = furiwake(&["console", "-s", "/nonexistent/x.sock", "-c", "show pools"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("cannot connect to the console at /nonexistent/x.sock"), "{err}");
+    let p = scratch("console-bad.toml", &BASE.replace("pool = \"web\"\n", "pool = \"nope\"\n"));
+    let (code, _, err) = furiwake(&["console", "--config", p.to_str().unwrap(), "-c", "show pools"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no pool named \"nope\""), "{err}");
 }
 
 #[test]

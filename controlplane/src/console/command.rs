@@ -46,8 +46,9 @@ pub enum ServerAction {
     Weight(u32),
 }
 
-/// The largest weight the console accepts (schedules grow with the sum).
-pub const MAX_WEIGHT: u32 = 10_000;
+/// The largest weight the console accepts: the configuration's, so a
+/// weight set here is one `config save` writes and `check-config` accepts.
+pub use crate::config::MAX_WEIGHT;
 /// `show connections` lists this many entries unless told otherwise.
 pub const DEFAULT_LIMIT: u32 = 100;
 

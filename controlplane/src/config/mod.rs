@@ -1,0 +1,99 @@
+//! The TOML configuration (README, "Configuration reference").
+//!
+//! Parsing refuses unknown keys and malformed values; validation refuses
+//! dangling references, duplicates and impossible combinations. Every error
+//! names the file, line and column and says why, in the form
+//! `FILE:LINE:COL: reason`, so an operator can jump to it.
+//!
+//! - `model`: the serde types, their defaults and spellings.
+//! - `validate`: every check beyond the syntax, run by `Config::parse`.
+//! - `render`: a `Config` back to TOML (`show config`, `config save`).
+//! - `diff`: what a running appliance cannot change without a restart.
+
+pub mod bounds;
+mod diff;
+mod model;
+mod render;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use diff::restart_needed;
+pub use bounds::{MAX_PERSISTENCE_TIMEOUT_S, MAX_WEIGHT};
+pub use model::{
+    unplaced, Algorithm, CheckKind, Config, ConsoleConfig, Forwarding, HashOn, HealthCheck, Interface, Ipv4Cidr, LogLevel, Logging, Management,
+    OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, Server, Timeouts, VirtualServer, DEFAULT_CONSOLE_SOCKET,
+};
+pub use render::{kebab, render};
+
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+
+/// A configuration error with its place in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based; 0 when the error has no place (unreadable file).
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The text being parsed, for turning byte offsets into line and column.
+struct Source<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
+        let (line, column) = match span {
+            Some(r) => {
+                let start = r.start.min(self.text.len());
+                let before = self.text.get(..start).unwrap_or(self.text);
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                (line, column)
+            }
+            None => (1, 1),
+        };
+        ConfigError { file: self.file.to_string(), line, column, message: message.into() }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { file: file.clone(), line: 0, column: 0, message: format!("cannot read: {e}") })?;
+        Self::parse(&file, &text)
+    }
+
+    /// Parses and validates `text`; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let src = Source { file, text };
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            // An integer that does not fit its key's type is refused with
+            // the key's range, as one that fits but is out of range.
+            let message = e.span().and_then(|s| bounds::refusal_at(text, s)).unwrap_or_else(|| e.message().trim().to_string());
+            src.error(e.span(), message)
+        })?;
+        cfg.validate(&src)?;
+        Ok(cfg)
+    }
+}

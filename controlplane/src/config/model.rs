@@ -1,0 +1,567 @@
+//! The configuration's types: what each key means, its default and its
+//! spelling. Every check beyond the syntax is in `validate`.
+//!
+//! Numbers and the values `validate` may refuse are `toml::Spanned`, so a
+//! refusal names their line and column; a default, or a value set at run
+//! time, has an empty span at the top of the file (`unplaced`). `Spanned`
+//! compares by value alone. Each number's range is in `bounds`.
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::str::FromStr;
+use toml::Spanned;
+
+/// An IPv4 address with a prefix length, `192.0.2.2/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Ipv4Cidr {
+    pub fn netmask(&self) -> u32 {
+        if self.prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix_len as u32)
+        }
+    }
+
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) & self.netmask())
+    }
+
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        u32::from(a) & self.netmask() == u32::from(self.network())
+    }
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, l) = s.split_once('/').ok_or_else(|| format!("invalid prefix {s:?}: expected ADDRESS/LENGTH such as 192.0.2.2/24"))?;
+        let addr = a.parse().map_err(|_| format!("invalid prefix {s:?}: {a:?} is not an IPv4 address"))?;
+        let len = l.parse::<u64>().map_err(|_| format!("invalid prefix {s:?}: the length {l:?} is not a number 0..=32"))?;
+        let prefix_len = u8::try_from(len).ok().filter(|l| *l <= 32).ok_or_else(|| format!("invalid prefix {s:?}: prefix length {len} is out of range: allowed 0..=32"))?;
+        Ok(Self { addr, prefix_len })
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv4Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(de::Error::custom)
+    }
+}
+
+fn ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {s:?}")))
+}
+
+fn spanned_ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Ipv4Addr>, D::Error> {
+    let s = Spanned::<String>::deserialize(d)?;
+    let v = s.get_ref().parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {:?}", s.get_ref())))?;
+    Ok(Spanned::new(s.span(), v))
+}
+
+fn ipv4_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Ipv4Addr>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .into_iter()
+        .map(|s| s.parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {s:?}"))))
+        .collect()
+}
+
+fn spanned_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<SocketAddrV4>, D::Error> {
+    let s = Spanned::<String>::deserialize(d)?;
+    let span = s.span();
+    let v = s.get_ref().parse().map_err(|_| {
+        de::Error::custom(format!("invalid address {:?}: expected IPv4:PORT such as 192.0.2.100:80", s.get_ref()))
+    })?;
+    Ok(Spanned::new(span, v))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub platform: Platform,
+    #[serde(default, rename = "interface")]
+    pub interfaces: Vec<Interface>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Route>,
+    #[serde(default, rename = "health_check")]
+    pub health_checks: Vec<HealthCheck>,
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<Pool>,
+    #[serde(default, rename = "virtual_server")]
+    pub virtual_servers: Vec<VirtualServer>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub logging: Logging,
+    #[serde(default)]
+    pub management: Management,
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// What goes to the log (stderr; `RUST_LOG` overrides it). State changes
+/// (servers up and down, configuration) are at `info`; nothing is logged
+/// per packet.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    #[serde(default)]
+    pub level: LogLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// The management plane: kernel sockets, never the DPDK ports.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Management {
+    /// Prometheus text metrics at `http://LISTEN/metrics`; none when unset.
+    #[serde(default, deserialize_with = "opt_socket_addr")]
+    pub listen: Option<Spanned<std::net::SocketAddr>>,
+}
+
+fn opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<std::net::SocketAddr>>, D::Error> {
+    let s = Spanned::<String>::deserialize(d)?;
+    let v = s.get_ref().parse().map_err(|_| de::Error::custom(format!("invalid address {:?}: expected IP:PORT, e.g. \"127.0.0.1:9100\"", s.get_ref())))?;
+    Ok(Some(Spanned::new(s.span(), v)))
+}
+
+/// `[console]`: where operators reach the CLI (README, "Console").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// The local UNIX socket `furiwake console` connects to; its directory
+    /// is created. Empty: no socket.
+    pub socket: String,
+    /// A console on a character device as well: `"stdio"` (stdin/stdout),
+    /// a serial device path such as `"/dev/ttyS0"`, or `"none"`. Default:
+    /// stdin/stdout when stdin is a terminal.
+    pub device: Option<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { socket: DEFAULT_CONSOLE_SOCKET.to_string(), device: None }
+    }
+}
+
+/// Where `furiwake run` listens and `furiwake console` connects by default.
+pub const DEFAULT_CONSOLE_SOCKET: &str = "/run/furiwake/console.sock";
+
+/// Idle timeouts of connection entries, in seconds, per TCP state (RFC 9293
+/// §3.3.2) and for UDP and ICMP. Defaults follow IPVS (`ipvsadm --set`).
+/// Each 1 s to a week (`bounds::MAX_IDLE_TIMEOUT_S`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// SYN_SENT and SYN_RECV.
+    pub tcp_syn: Spanned<u32>,
+    pub tcp_established: Spanned<u32>,
+    /// FIN_WAIT and CLOSE_WAIT.
+    pub tcp_fin: Spanned<u32>,
+    pub tcp_time_wait: Spanned<u32>,
+    /// After a RST the entry is removed at once; CLOSE covers the rest.
+    pub tcp_close: Spanned<u32>,
+    pub udp: Spanned<u32>,
+    pub icmp: Spanned<u32>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let s = unplaced;
+        Self { tcp_syn: s(60), tcp_established: s(900), tcp_fin: s(120), tcp_time_wait: s(120), tcp_close: s(10), udp: s(300), icmp: s(60) }
+    }
+}
+
+/// A value with no place in a file: a default, or set at run time.
+pub fn unplaced<T>(v: T) -> Spanned<T> {
+    Spanned::new(0..0, v)
+}
+
+/// Compared by value (spans of `toml::Spanned` fields do not count).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Platform {
+    /// EAL arguments. Furiwake adds `-l` (unless `--lcores` maps lcores to
+    /// CPUs here), `--main-lcore`, `--vdev`/`-a` for the interfaces, and
+    /// `--file-prefix furiwake` unless one is given.
+    #[serde(default)]
+    pub eal_args: Vec<String>,
+    #[serde(default = "defaults::control_lcore")]
+    pub control_lcore: Spanned<u32>,
+    pub worker_lcores: Spanned<Vec<Spanned<u32>>>,
+    /// Connection-table entries per worker, preallocated.
+    #[serde(default = "defaults::flows_per_worker")]
+    pub flows_per_worker: Spanned<u32>,
+    /// Mbufs in the packet pool.
+    #[serde(default = "defaults::mbufs")]
+    pub mbufs: Spanned<u32>,
+    #[serde(default = "defaults::rx_desc")]
+    pub rx_descriptors: Spanned<u16>,
+    #[serde(default = "defaults::tx_desc")]
+    pub tx_descriptors: Spanned<u16>,
+    /// Sleep this long when a worker loop found no packet 64 times in a row.
+    /// 0 polls without pause (appliance default); small VMs and CI want 20+.
+    #[serde(default = "defaults::idle_sleep_us")]
+    pub idle_sleep_us: Spanned<u32>,
+    /// Persistence records per worker, preallocated when a virtual server
+    /// has persistence (24 bytes each).
+    #[serde(default = "defaults::persistence_records")]
+    pub persistence_records: Spanned<u32>,
+}
+
+impl Platform {
+    /// The worker lcores, in order.
+    pub fn worker_lcore_ids(&self) -> Vec<u32> {
+        self.worker_lcores.get_ref().iter().map(|l| *l.get_ref()).collect()
+    }
+}
+
+/// Defaults, placed nowhere in the file.
+mod defaults {
+    use super::{unplaced, Spanned};
+
+    pub fn control_lcore() -> Spanned<u32> {
+        unplaced(0)
+    }
+    pub fn flows_per_worker() -> Spanned<u32> {
+        unplaced(1 << 20)
+    }
+    pub fn mbufs() -> Spanned<u32> {
+        unplaced(16383)
+    }
+    pub fn rx_desc() -> Spanned<u16> {
+        unplaced(1024)
+    }
+    pub fn tx_desc() -> Spanned<u16> {
+        unplaced(1024)
+    }
+    pub fn idle_sleep_us() -> Spanned<u32> {
+        unplaced(0)
+    }
+    pub fn weight() -> Spanned<u32> {
+        unplaced(1)
+    }
+    pub fn max_connections() -> Spanned<u32> {
+        unplaced(0)
+    }
+    pub fn priority() -> Spanned<u16> {
+        unplaced(0)
+    }
+    pub fn interval_ms() -> Spanned<u32> {
+        unplaced(1000)
+    }
+    pub fn timeout_ms() -> Spanned<u32> {
+        unplaced(500)
+    }
+    pub fn fall() -> Spanned<u32> {
+        unplaced(3)
+    }
+    pub fn rise() -> Spanned<u32> {
+        unplaced(2)
+    }
+    pub fn persistence_records() -> Spanned<u32> {
+        unplaced(1 << 16)
+    }
+    pub fn persistence_timeout_s() -> Spanned<u32> {
+        unplaced(300)
+    }
+    pub fn netmask() -> Spanned<std::net::Ipv4Addr> {
+        unplaced(std::net::Ipv4Addr::BROADCAST)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    pub name: Spanned<String>,
+    /// A vdev spec (`net_af_packet0,iface=lb-out`) or a PCI address.
+    pub device: Spanned<String>,
+    /// The appliance's own ("self") address on this link.
+    pub address: Ipv4Cidr,
+}
+
+impl Interface {
+    /// True when `device` names a PCI device rather than a vdev.
+    pub fn is_pci(&self) -> bool {
+        is_pci_address(self.device.get_ref())
+    }
+
+    /// The ethdev name DPDK gives the device: the vdev name before the first
+    /// comma, or the PCI address.
+    pub fn dev_name(&self) -> &str {
+        let d = self.device.get_ref();
+        d.split(',').next().unwrap_or(d)
+    }
+}
+
+fn is_pci_address(s: &str) -> bool {
+    // [DDDD:]BB:DD.F
+    let s = s.split(',').next().unwrap_or(s);
+    let parts: Vec<&str> = s.split(':').collect();
+    let hex = |p: &str, n: usize| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit());
+    match parts.as_slice() {
+        [dom, bus, devfn] => hex(dom, 4) && hex(bus, 2) && devfn_ok(devfn, &hex),
+        [bus, devfn] => hex(bus, 2) && devfn_ok(devfn, &hex),
+        _ => false,
+    }
+}
+
+fn devfn_ok(s: &str, hex: &dyn Fn(&str, usize) -> bool) -> bool {
+    matches!(s.split_once('.'), Some((d, f)) if hex(d, 2) && f.len() == 1 && f.chars().all(|c| c.is_digit(8)))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub prefix: Ipv4Cidr,
+    #[serde(deserialize_with = "ipv4")]
+    pub via: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckKind {
+    Icmp,
+    Tcp,
+    Http,
+    SendExpect,
+    Udp,
+    Script,
+}
+
+/// Compared by value (spans of `toml::Spanned` fields do not count).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub name: Spanned<String>,
+    pub kind: CheckKind,
+    /// Between the starts of two probes of one server.
+    #[serde(default = "defaults::interval_ms")]
+    pub interval_ms: Spanned<u32>,
+    /// A probe not answered by then fails.
+    #[serde(default = "defaults::timeout_ms")]
+    pub timeout_ms: Spanned<u32>,
+    /// Consecutive failures that take a server down.
+    #[serde(default = "defaults::fall")]
+    pub fall: Spanned<u32>,
+    /// Consecutive successes that bring it up.
+    #[serde(default = "defaults::rise")]
+    pub rise: Spanned<u32>,
+    /// Check this port instead of the server's service port.
+    pub port: Option<Spanned<u16>>,
+    pub request: Option<String>,
+    pub expect_status: Option<Spanned<u16>>,
+    pub expect_body: Option<String>,
+    pub send: Option<String>,
+    pub expect: Option<String>,
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDown {
+    /// Existing connections continue (IPVS's default).
+    #[default]
+    Keep,
+    /// Existing connections are cut: their entries removed, their packets
+    /// dropped (`server-down`).
+    Reset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algorithm {
+    RoundRobin,
+    WeightedRoundRobin,
+    LeastConnections,
+    WeightedLeastConnections,
+    SourceHash,
+    Maglev,
+    /// Lowest probe RTT (seed 002 "応答時間").
+    Fastest,
+    /// Lowest recent bytes per second.
+    LeastBandwidth,
+    /// Connections + response time (seed 002 "複合型").
+    Composite,
+}
+
+/// What `source-hash` hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HashOn {
+    /// The client's address: one client, one server.
+    #[default]
+    SourceIp,
+    /// Source and destination addresses, order-independent: both
+    /// directions of a conversation hash alike (seed 002's firewall load
+    /// balancing, "SrcIPアドレス、DstIPアドレスの組").
+    SourceDestinationIp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    #[serde(deserialize_with = "spanned_socket_addr")]
+    pub address: Spanned<SocketAddrV4>,
+    /// 0 to `MAX_WEIGHT`; 0: never chosen.
+    #[serde(default = "defaults::weight")]
+    pub weight: Spanned<u32>,
+    /// 0: unlimited.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: Spanned<u32>,
+    /// Priority group (BIG-IP style: higher first). New connections go to
+    /// the highest group with a server that can take them; a group spills
+    /// to the next when all its servers are down or full (seed 002
+    /// "優先順位", seed 003 "Priority").
+    #[serde(default = "defaults::priority")]
+    pub priority: Spanned<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub name: Spanned<String>,
+    #[serde(default = "Pool::default_algorithm")]
+    pub algorithm: Spanned<Algorithm>,
+    /// With `algorithm = "source-hash"` only: what is hashed.
+    pub hash: Option<Spanned<HashOn>>,
+    pub health_check: Option<Spanned<String>>,
+    /// Several checks, all of which must pass.
+    #[serde(default)]
+    pub health_checks: Vec<Spanned<String>>,
+    /// Used when no server of this pool can take a new connection: the
+    /// "sorry page" servers of seed 002 ("ごめんなさいページ").
+    pub sorry_pool: Option<Spanned<String>>,
+    /// What happens to a down server's existing connections.
+    #[serde(default)]
+    pub on_down: OnDown,
+    /// Overload is not death (seed 004): with `on_down = "reset"`, a server
+    /// whose probes time out while it still has connections only stops
+    /// getting new ones; its connections are not cut.
+    #[serde(default)]
+    pub slow_down: bool,
+    #[serde(default)]
+    pub servers: Vec<Server>,
+}
+
+impl Pool {
+    /// Names of every check of this pool.
+    pub fn check_names(&self) -> impl Iterator<Item = &Spanned<String>> {
+        self.health_check.iter().chain(self.health_checks.iter())
+    }
+}
+
+impl Pool {
+    fn default_algorithm() -> Spanned<Algorithm> {
+        unplaced(Algorithm::RoundRobin)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Forwarding {
+    Nat,
+    FullNat,
+    DsrL2,
+    DsrDscp,
+    DsrTunnel,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualServer {
+    pub name: Spanned<String>,
+    #[serde(deserialize_with = "spanned_socket_addr")]
+    pub address: Spanned<SocketAddrV4>,
+    #[serde(default = "VirtualServer::default_protocol")]
+    pub protocol: Protocol,
+    #[serde(default = "VirtualServer::default_forwarding")]
+    pub forwarding: Spanned<Forwarding>,
+    pub pool: Spanned<String>,
+    /// full-nat source addresses; default: the self IP facing the servers.
+    #[serde(default, deserialize_with = "ipv4_list")]
+    pub local_addresses: Vec<Ipv4Addr>,
+    /// One client, one server (seed 004's shopping cart).
+    pub persistence: Option<Spanned<Persistence>>,
+    /// Virtual servers naming the same group share persistence records, so
+    /// VIP:80 and VIP:443 send a client to one server (seed 002
+    /// "VIP:PORT 同士でセッション情報の共有").
+    pub persistence_group: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PersistenceKind {
+    /// The client's address under `netmask` (a /24 keeps the clients of a
+    /// proxy farm together, seed 004).
+    SourceIp,
+    /// The client's address and port.
+    SourceIpPort,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Persistence {
+    pub kind: PersistenceKind,
+    /// How long a record lives after its last connection ended.
+    #[serde(default = "defaults::persistence_timeout_s")]
+    pub timeout_s: Spanned<u32>,
+    /// `source-ip` only: the part of the client address that counts.
+    #[serde(default = "defaults::netmask", deserialize_with = "spanned_ipv4")]
+    pub netmask: Spanned<Ipv4Addr>,
+    /// Keep a record whose server goes down (the client returns to it once
+    /// it is back); default: such records are dropped.
+    #[serde(default)]
+    pub keep_on_down: bool,
+}
+
+impl VirtualServer {
+    fn default_protocol() -> Protocol {
+        Protocol::Tcp
+    }
+    fn default_forwarding() -> Spanned<Forwarding> {
+        unplaced(Forwarding::Nat)
+    }
+}

@@ -1,0 +1,356 @@
+//! The parser's and the validator's tests.
+
+use super::*;
+use std::net::Ipv4Addr;
+
+const GOOD: &str = r#"
+[platform]
+eal_args = ["--no-huge", "-m", "512", "--no-pci"]
+control_lcore = 0
+worker_lcores = [1]
+
+[[interface]]
+name = "outside"
+device = "net_af_packet0,iface=lb-out"
+address = "192.0.2.2/24"
+
+[[interface]]
+name = "inside"
+device = "0000:03:00.0"
+address = "198.51.100.1/24"
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = "192.0.2.1"
+
+[[health_check]]
+name = "web-ok"
+kind = "http"
+request = "GET /health HTTP/1.0\r\n\r\n"
+expect_status = 200
+
+[[pool]]
+name = "web"
+algorithm = "weighted-round-robin"
+health_check = "web-ok"
+servers = [ { address = "198.51.100.11:8080", weight = 3 }, { address = "198.51.100.12:8080" } ]
+
+[[virtual_server]]
+name = "www"
+address = "192.0.2.100:80"
+pool = "web"
+"#;
+
+fn err(text: &str) -> ConfigError {
+    Config::parse("t.toml", text).unwrap_err()
+}
+
+#[test]
+fn good_config_parses_with_defaults() {
+    let c = Config::parse("t.toml", GOOD).unwrap();
+    assert_eq!(c.interfaces.len(), 2);
+    assert_eq!(c.interfaces[0].dev_name(), "net_af_packet0");
+    assert!(!c.interfaces[0].is_pci());
+    assert!(c.interfaces[1].is_pci());
+    assert_eq!(c.interfaces[0].address, "192.0.2.2/24".parse().unwrap());
+    assert_eq!(*c.pools[0].servers[1].weight.get_ref(), 1);
+    assert_eq!(*c.pools[0].algorithm.get_ref(), Algorithm::WeightedRoundRobin);
+    assert_eq!(c.virtual_servers[0].protocol, Protocol::Tcp);
+    assert_eq!(*c.virtual_servers[0].forwarding.get_ref(), Forwarding::Nat);
+    assert_eq!(*c.timeouts.tcp_established.get_ref(), 900);
+    assert_eq!(*c.platform.flows_per_worker.get_ref(), 1 << 20);
+    assert_eq!(*c.health_checks[0].fall.get_ref(), 3);
+}
+
+#[test]
+fn typo_key_names_line_and_key() {
+    let bad = GOOD.replace("address = \"192.0.2.2/24\"", "adress = \"192.0.2.2/24\"");
+    let e = err(&bad);
+    assert_eq!(e.line, 10, "{e}");
+    assert!(e.message.contains("unknown field `adress`"), "{e}");
+    assert!(e.to_string().starts_with("t.toml:10:"), "{e}");
+}
+
+#[test]
+fn bad_address_names_line() {
+    let bad = GOOD.replace("192.0.2.100:80", "192.0.2.300:80");
+    let e = err(&bad);
+    assert_eq!(e.line, 35, "{e}");
+    assert!(e.message.contains("192.0.2.300:80"), "{e}");
+    let bad = GOOD.replace("198.51.100.1/24", "198.51.100.1/33");
+    assert_eq!(err(&bad).line, 15);
+}
+
+#[test]
+fn dangling_references_refused() {
+    let e = err(&GOOD.replace("pool = \"web\"", "pool = \"wbe\""));
+    assert_eq!(e.line, 36, "{e}");
+    assert!(e.message.contains("no pool named \"wbe\""), "{e}");
+    let e = err(&GOOD.replace("health_check = \"web-ok\"", "health_check = \"nope\""));
+    assert_eq!(e.line, 30, "{e}");
+}
+
+#[test]
+fn duplicates_and_lcores_refused() {
+    let e = err(&GOOD.replace("name = \"inside\"", "name = \"outside\""));
+    assert!(e.message.contains("defined twice"), "{e}");
+    assert_eq!(e.line, 13);
+    let e = err(&GOOD.replace("worker_lcores = [1]", "worker_lcores = [0]"));
+    assert!(e.message.contains("control lcore"), "{e}");
+    assert_eq!(e.line, 5);
+    let e = err(&GOOD.replace("worker_lcores = [1]", "worker_lcores = []"));
+    assert!(e.message.contains("at least one"), "{e}");
+    let e = err(&GOOD.replace("\"--no-pci\"]", "\"--no-pci\", \"-l\", \"0-3\"]"));
+    assert!(e.message.contains("\"-l\""), "{e}");
+    let e = err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-l2\"\n"));
+    assert!(e.message.contains("not supported"), "{e}");
+    assert_eq!(e.line, 37);
+    let e = err(&format!("{GOOD}\n[timeouts]\ntcp_fin = 2\ntcp_est = 3\n"));
+    assert!(e.message.contains("unknown field `tcp_est`"), "{e}");
+    let e = err(&GOOD.replace("kind = \"http\"", "kind = \"htp\""));
+    assert!(e.message.contains("unknown variant `htp`"), "{e}");
+    assert_eq!(e.line, 23);
+}
+
+#[test]
+fn persistence_parses_and_bad_persistence_is_refused_with_its_line() {
+    let two = format!(
+        "{GOOD}\n[[virtual_server]]\nname = \"tls\"\naddress = \"192.0.2.100:8443\"\npool = \"web\"\npersistence = {{ kind = \"source-ip\", netmask = \"255.255.255.0\", timeout_s = 60 }}\npersistence_group = \"shop\"\n"
+    );
+    let with = |p: &str| two.replace("pool = \"web\"\n\n", &format!("pool = \"web\"\n{p}\n"));
+    let c = Config::parse("t.toml", &with("persistence = { kind = \"source-ip\", netmask = \"255.255.255.0\", timeout_s = 60 }\npersistence_group = \"shop\"")).unwrap();
+    let p = c.virtual_servers[0].persistence.as_ref().unwrap().get_ref();
+    assert_eq!((p.kind, *p.netmask.get_ref(), *p.timeout_s.get_ref(), p.keep_on_down), (PersistenceKind::SourceIp, Ipv4Addr::new(255, 255, 255, 0), 60, false));
+    assert_eq!(*c.platform.persistence_records.get_ref(), 65536);
+    // Defaults: /32, 300 s.
+    let c = Config::parse("t.toml", &GOOD.replace("pool = \"web\"\n", "pool = \"web\"\npersistence = { kind = \"source-ip-port\" }\n")).unwrap();
+    let p = c.virtual_servers[0].persistence.as_ref().unwrap().get_ref();
+    assert_eq!((*p.netmask.get_ref(), *p.timeout_s.get_ref()), (Ipv4Addr::BROADCAST, 300));
+
+    let e = err(&with("persistence = { kind = \"source-ip\", netmask = \"255.0.255.0\" }"));
+    assert!(e.message.contains("not contiguous"), "{e}");
+    assert_eq!(e.line, 37);
+    let e = err(&with("persistence = { kind = \"source-ip\", timeout_s = 0 }"));
+    assert!(e.message.contains("timeout_s"), "{e}");
+    let e = err(&with("persistence = { kind = \"source-ip-port\", netmask = \"255.255.0.0\" }"));
+    assert!(e.message.contains("source-ip\\\" only") || e.message.contains("only"), "{e}");
+    let e = err(&with("persistence = { kind = \"cookie\" }"));
+    assert!(e.message.contains("unknown variant `cookie`"), "{e}");
+    let e = err(&with("persistence_group = \"shop\""));
+    assert!(e.message.contains("persistence_group needs persistence"), "{e}");
+    assert_eq!(e.line, 37);
+    // Group members must agree.
+    let e = err(&with("persistence = { kind = \"source-ip\" }\npersistence_group = \"shop\""));
+    assert!(e.message.contains("members must agree"), "{e}");
+    // A NAT server shared with and without source-ip persistence: the
+    // replies could not find their worker.
+    let e = err(&with(""));
+    assert!(e.message.contains("same (or no) source-ip persistence"), "{e}");
+    assert!(e.message.contains("\"tls\""), "{e}");
+    // full-NAT replies come back to a local port: no conflict.
+    Config::parse("t.toml", &with("forwarding = \"full-nat\"")).unwrap();
+}
+
+#[test]
+fn new_algorithms_parse() {
+    for (name, want) in [("fastest", Algorithm::Fastest), ("least-bandwidth", Algorithm::LeastBandwidth), ("composite", Algorithm::Composite)] {
+        let c = Config::parse("t.toml", &GOOD.replace("\"weighted-round-robin\"", &format!("\"{name}\""))).unwrap();
+        assert_eq!(*c.pools[0].algorithm.get_ref(), want);
+        assert!(c.pools[0].hash.is_none());
+    }
+    let e = err(&GOOD.replace("\"weighted-round-robin\"", "\"fastets\""));
+    assert!(e.message.contains("unknown variant `fastets`"), "{e}");
+    assert_eq!(e.line, 29, "{e}");
+}
+
+#[test]
+fn hash_key_names_and_only_with_source_hash() {
+    let sh = GOOD.replace("algorithm = \"weighted-round-robin\"", "algorithm = \"source-hash\"");
+    let c = Config::parse("t.toml", &sh).unwrap();
+    assert_eq!(c.pools[0].hash, None, "default: source-ip (build.rs)");
+    for (name, want) in [("source-ip", HashOn::SourceIp), ("source-destination-ip", HashOn::SourceDestinationIp)] {
+        let c = Config::parse("t.toml", &sh.replace("algorithm = \"source-hash\"", &format!("algorithm = \"source-hash\"\nhash = \"{name}\""))).unwrap();
+        assert_eq!(c.pools[0].hash.as_ref().map(|h| *h.get_ref()), Some(want));
+    }
+    let e = err(&sh.replace("algorithm = \"source-hash\"", "algorithm = \"source-hash\"\nhash = \"destination-ip\""));
+    assert!(e.message.contains("unknown variant `destination-ip`"), "{e}");
+    assert_eq!(e.line, 30, "{e}");
+    // Only with source-hash: the error points at the `hash` line.
+    let e = err(&GOOD.replace("algorithm = \"weighted-round-robin\"", "algorithm = \"maglev\"\nhash = \"source-ip\""));
+    assert!(e.message.contains("`hash` needs algorithm = \"source-hash\""), "{e}");
+    assert_eq!((e.line, e.column), (30, 8), "{e}");
+    let e = err(&GOOD.replace("algorithm = \"weighted-round-robin\"", "hash = \"source-destination-ip\""));
+    assert!(e.message.contains("pool \"web\""), "default round-robin refuses it too: {e}");
+    assert_eq!(e.line, 29, "{e}");
+}
+
+#[test]
+fn cidr_parses_and_contains() {
+    let c: Ipv4Cidr = "192.0.2.2/24".parse().unwrap();
+    assert_eq!(c.network(), Ipv4Addr::new(192, 0, 2, 0));
+    assert!(c.contains(Ipv4Addr::new(192, 0, 2, 200)));
+    assert!(!c.contains(Ipv4Addr::new(192, 0, 3, 1)));
+    let any: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
+    assert!(any.contains(Ipv4Addr::new(203, 0, 113, 9)));
+    assert!("1.2.3.4".parse::<Ipv4Cidr>().is_err());
+}
+
+/// `key = value` placed where `key` belongs in `GOOD`: the text, the line
+/// of the value and its column.
+fn place(key: &str, value: &str) -> (String, usize, usize) {
+    let platform = ["flows_per_worker", "mbufs", "rx_descriptors", "tx_descriptors", "idle_sleep_us", "persistence_records"];
+    let check = ["interval_ms", "timeout_ms", "fall", "rise", "port"];
+    let server = ["max_connections", "priority"];
+    let timeouts = ["tcp_syn", "tcp_established", "tcp_fin", "tcp_time_wait", "tcp_close", "udp", "icmp"];
+    let (text, line) = if platform.contains(&key) {
+        (GOOD.replace("worker_lcores = [1]\n", &format!("worker_lcores = [1]\n{key} = {value}\n")), 6)
+    } else if key == "control_lcore" {
+        (GOOD.replace("control_lcore = 0", &format!("control_lcore = {value}")), 4)
+    } else if key == "worker_lcores" {
+        (GOOD.replace("control_lcore = 0", "control_lcore = 5").replace("worker_lcores = [1]", &format!("worker_lcores = [1, {value}]")), 5)
+    } else if check.contains(&key) {
+        (GOOD.replace("expect_status = 200\n", &format!("expect_status = 200\n{key} = {value}\n")), 26)
+    } else if key == "expect_status" {
+        (GOOD.replace("expect_status = 200", &format!("expect_status = {value}")), 25)
+    } else if key == "weight" {
+        (GOOD.replace("weight = 3", &format!("weight = {value}")), 31)
+    } else if server.contains(&key) {
+        (GOOD.replace("weight = 3", &format!("weight = 3, {key} = {value}")), 31)
+    } else if key == "timeout_s" {
+        (format!("{GOOD}persistence = {{ kind = \"source-ip\", timeout_s = {value} }}\n"), 37)
+    } else if timeouts.contains(&key) {
+        (format!("{GOOD}\n[timeouts]\n{key} = {value}\n"), 39)
+    } else {
+        panic!("no place for {key}")
+    };
+    let at = text.lines().nth(line - 1).unwrap_or_default();
+    let column = at.find(&format!("{key} = {value}")).map_or(0, |c| c + key.len() + 3) + 1;
+    let column = if key == "worker_lcores" { at.rfind(value).map_or(0, |c| c + 1) } else { column };
+    (text, line, column)
+}
+
+/// Every bounded key: its lowest and highest values pass; one below and one
+/// above are refused at the value with the key's range, and so is a value
+/// too large or negative for the key's type.
+#[test]
+fn every_bounded_value_is_refused_outside_its_range_with_its_place() {
+    for b in bounds::ALL {
+        for ok in [b.min, b.max] {
+            let value = ok.to_string();
+            let (text, _, _) = place(b.key, &value);
+            if let Err(e) = Config::parse("t.toml", &text) {
+                panic!("{} = {value} refused: {e}", b.key);
+            }
+        }
+        let mut bad: Vec<String> = vec![(b.max + 1).to_string(), "4000000000".into(), "-1".into(), "99999999999".into()];
+        if b.min > 0 {
+            bad.push((b.min - 1).to_string());
+        }
+        for value in bad {
+            if value.parse::<i128>().is_ok_and(|v| v >= i128::from(b.min) && v <= i128::from(b.max)) {
+                continue;
+            }
+            let (text, line, column) = place(b.key, &value);
+            let e = Config::parse("t.toml", &text).expect_err(&format!("{} = {value} accepted", b.key));
+            assert_eq!(e.message, format!("{} {value} is out of range: allowed {}..={}", b.key, b.min, b.max), "{e}");
+            assert_eq!((e.line, e.column), (line, column), "{} = {value}: {e}", b.key);
+        }
+    }
+}
+
+#[test]
+fn the_weight_bound_is_the_consoles() {
+    assert_eq!(bounds::WEIGHT.max, u64::from(MAX_WEIGHT));
+    assert_eq!(crate::console::command::MAX_WEIGHT, MAX_WEIGHT);
+    assert_eq!(MAX_WEIGHT, 10_000);
+    let e = err(&GOOD.replace("weight = 3", "weight = 4000000000"));
+    assert_eq!(e.to_string(), "t.toml:31:56: weight 4000000000 is out of range: allowed 0..=10000");
+}
+
+/// The keys of `ALL` name one bound each (the parse error's range is
+/// found by the key alone).
+#[test]
+fn bounded_keys_are_unique() {
+    let mut keys: Vec<&str> = bounds::ALL.iter().map(|b| b.key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), bounds::ALL.len());
+    assert!(bounds::ALL.iter().all(|b| b.min <= b.max));
+}
+
+#[test]
+fn refusal_at_finds_the_key_of_an_integer() {
+    let r = |text: &str, value: &str| {
+        let start = text.rfind(value).unwrap();
+        bounds::refusal_at(text, start..start + value.len())
+    };
+    assert_eq!(r("[pool]\nx = { weight = -1 }", "-1").as_deref(), Some("weight -1 is out of range: allowed 0..=10000"));
+    assert_eq!(r("worker_lcores = [\n  1,\n  -2 ]", "-2").as_deref(), Some("worker_lcores -2 is out of range: allowed 0..=127"));
+    assert_eq!(r("priority=70_000", "70_000").as_deref(), Some("priority 70_000 is out of range: allowed 0..=65535"));
+    // Not an integer, or not a bounded key: the parser's own words stay.
+    assert_eq!(r("weight = \"x\"", "\"x\""), None);
+    assert_eq!(r("weight = 1.5", "1.5"), None);
+    assert_eq!(r("name = 5", "5"), None);
+    assert_eq!(bounds::refusal_at("weight = 5", 100..102), None);
+}
+
+#[test]
+fn address_ports_and_prefixes_are_bounded() {
+    let e = err(&GOOD.replace("198.51.100.12:8080", "198.51.100.12:0"));
+    assert_eq!((e.line, e.column), (31, 73), "{e}");
+    assert_eq!(e.message, "server 198.51.100.12:0: port 0 is out of range: allowed 1..=65535");
+    let e = err(&GOOD.replace("192.0.2.100:80", "192.0.2.100:0"));
+    assert_eq!((e.line, e.column), (35, 11), "{e}");
+    assert!(e.message.contains("port 0 is out of range: allowed 1..=65535"), "{e}");
+    let e = err(&format!("{GOOD}\n[management]\nlisten = \"127.0.0.1:0\"\n"));
+    assert_eq!((e.line, e.column), (39, 10), "{e}");
+    assert!(e.message.contains("port 0 is out of range: allowed 1..=65535"), "{e}");
+    Config::parse("t.toml", &format!("{GOOD}\n[management]\nlisten = \"127.0.0.1:65535\"\n")).unwrap();
+    let e = err(&GOOD.replace("192.0.2.100:80", "192.0.2.100:65536"));
+    assert_eq!(e.line, 35, "{e}");
+    assert!(e.message.contains("192.0.2.100:65536"), "{e}");
+
+    let e = err(&GOOD.replace("198.51.100.1/24", "198.51.100.1/33"));
+    assert_eq!(e.line, 15, "{e}");
+    assert!(e.message.contains("prefix length 33 is out of range: allowed 0..=32"), "{e}");
+    let e = err(&GOOD.replace("198.51.100.1/24", "198.51.100.1/300"));
+    assert!(e.message.contains("prefix length 300 is out of range: allowed 0..=32"), "{e}");
+
+    let netmask = |m: &str| format!("{GOOD}persistence = {{ kind = \"source-ip\", netmask = \"{m}\" }}\n");
+    for ok in ["255.0.0.0", "255.255.255.255"] {
+        Config::parse("t.toml", &netmask(ok)).unwrap();
+    }
+    let e = err(&netmask("254.0.0.0"));
+    assert_eq!((e.line, e.column), (37, 47), "{e}");
+    assert_eq!(e.message, "netmask 254.0.0.0 (/7) is out of range: allowed /8..=/32");
+    assert!(err(&netmask("0.0.0.0")).message.contains("(/0) is out of range"));
+}
+
+/// Too many virtual servers: refused at the first one beyond the limit.
+#[test]
+fn the_virtual_server_count_is_bounded() {
+    let max = furiwake_dataplane::limits::MAX_SERVICES;
+    let mut text = GOOD.to_string();
+    for i in 0..max {
+        text.push_str(&format!("\n[[virtual_server]]\nname = \"v{i}\"\naddress = \"192.0.2.100:{}\"\npool = \"web\"\n", 1000 + i));
+    }
+    let e = err(&text);
+    assert_eq!(e.message, format!("at most {max} virtual servers"));
+    assert_eq!(e.line, GOOD.lines().count() + 5 * (max - 1) + 3, "{e}");
+}
+
+/// The README's configuration reference gives every range as `bounds`
+/// has it.
+#[test]
+fn the_readme_documents_every_range() {
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let start = readme.find("## Configuration reference").unwrap();
+    let end = readme[start..].find("\n## ").map_or(readme.len(), |e| start + e);
+    let reference = &readme[start..end];
+    for b in bounds::ALL {
+        let range = format!("`{}..={}`", b.min, b.max);
+        let documented = reference.lines().any(|l| l.contains(&format!("`{}`", b.key)) && l.contains(&range))
+            || reference.contains(&format!("`{}` {range}", b.key));
+        assert!(documented, "README: {} {range}", b.key);
+    }
+}

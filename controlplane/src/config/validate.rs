@@ -1,0 +1,298 @@
+//! The checks beyond the syntax: every numeric value within its range
+//! (`bounds`), references, duplicates, combinations this build cannot
+//! serve.
+
+use super::bounds::{self, Bound};
+use super::model::{Algorithm, CheckKind, Config, Forwarding, Persistence, PersistenceKind, Protocol, VirtualServer};
+use super::{ConfigError, Source};
+use std::collections::{HashMap, HashSet};
+use std::fmt::Display;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use toml::Spanned;
+
+/// Refuses `v` outside `b`, at `v`'s place.
+fn within<T: Copy + Into<u64> + Display>(src: &Source<'_>, b: &Bound, v: &Spanned<T>) -> Result<(), ConfigError> {
+    let x = *v.get_ref();
+    if b.contains(x.into()) {
+        Ok(())
+    } else {
+        Err(src.error(Some(v.span()), b.refusal(x)))
+    }
+}
+
+/// Refuses port 0 of an address, at the address.
+fn port_within(src: &Source<'_>, what: &str, a: &Spanned<impl PortOf + Display>) -> Result<(), ConfigError> {
+    let port = a.get_ref().port_of();
+    if bounds::PORT.contains(port.into()) {
+        Ok(())
+    } else {
+        Err(src.error(Some(a.span()), format!("{what} {}: port {port} is out of range: allowed {}..={}", a.get_ref(), bounds::PORT.min, bounds::PORT.max)))
+    }
+}
+
+trait PortOf {
+    fn port_of(&self) -> u16;
+}
+
+impl PortOf for SocketAddrV4 {
+    fn port_of(&self) -> u16 {
+        self.port()
+    }
+}
+
+impl PortOf for std::net::SocketAddr {
+    fn port_of(&self) -> u16 {
+        self.port()
+    }
+}
+
+impl Config {
+    /// Every check beyond the syntax; `src` places the errors.
+    pub(super) fn validate(&self, src: &Source<'_>) -> Result<(), ConfigError> {
+        self.validate_bounds(src)?;
+        let p = &self.platform;
+        let workers = p.worker_lcores.get_ref();
+        if workers.is_empty() {
+            return Err(src.error(Some(p.worker_lcores.span()), "worker_lcores: at least one worker lcore is needed"));
+        }
+        let mut seen = HashSet::new();
+        for w in workers {
+            if w.get_ref() == p.control_lcore.get_ref() {
+                return Err(src.error(Some(w.span()), format!("worker_lcores: lcore {} is the control lcore", w.get_ref())));
+            }
+            if !seen.insert(*w.get_ref()) {
+                return Err(src.error(Some(w.span()), format!("worker_lcores: lcore {} is listed twice", w.get_ref())));
+            }
+        }
+        for a in &p.eal_args {
+            if matches!(a.as_str(), "-l" | "-c" | "--main-lcore" | "--vdev" | "-a" | "--allow") || a.starts_with("--vdev=")
+            {
+                return Err(src.error(None, format!("platform.eal_args: {a:?} is derived from control_lcore, worker_lcores and [[interface]]; remove it (use --lcores to map lcores to CPUs)")));
+            }
+        }
+
+        unique(src, self.interfaces.iter().map(|i| &i.name), "interface")?;
+        let mut devs = HashSet::new();
+        for i in &self.interfaces {
+            if i.device.get_ref().trim().is_empty() {
+                return Err(src.error(Some(i.device.span()), "device: empty"));
+            }
+            if !devs.insert(i.dev_name().to_string()) {
+                return Err(src.error(Some(i.device.span()), format!("device {:?} is used by two interfaces", i.dev_name())));
+            }
+        }
+        unique(src, self.health_checks.iter().map(|h| &h.name), "health_check")?;
+        for h in &self.health_checks {
+            let missing = match h.kind {
+                CheckKind::Script if h.command.is_none() => Some("command"),
+                CheckKind::SendExpect if h.expect.is_none() => Some("expect"),
+                _ => None,
+            };
+            if let Some(key) = missing {
+                return Err(src.error(Some(h.name.span()), format!("health_check {:?}: kind {:?} needs `{key}`", h.name.get_ref(), h.kind)));
+            }
+        }
+        unique(src, self.pools.iter().map(|p| &p.name), "pool")?;
+        unique(src, self.virtual_servers.iter().map(|v| &v.name), "virtual_server")?;
+
+        for pool in &self.pools {
+            for hc in pool.check_names() {
+                if !self.health_checks.iter().any(|h| h.name.get_ref() == hc.get_ref()) {
+                    return Err(src.error(Some(hc.span()), format!("pool {:?}: no health_check named {:?}", pool.name.get_ref(), hc.get_ref())));
+                }
+            }
+            if let Some(sorry) = &pool.sorry_pool {
+                if sorry.get_ref() == pool.name.get_ref() || !self.pools.iter().any(|p| p.name.get_ref() == sorry.get_ref()) {
+                    return Err(src.error(Some(sorry.span()), format!("pool {:?}: sorry_pool {:?} must name another pool", pool.name.get_ref(), sorry.get_ref())));
+                }
+            }
+            if let Some(h) = &pool.hash {
+                if *pool.algorithm.get_ref() != Algorithm::SourceHash {
+                    return Err(src.error(Some(h.span()), format!("pool {:?}: `hash` needs algorithm = \"source-hash\"", pool.name.get_ref())));
+                }
+            }
+            let mut addrs = HashSet::new();
+            for s in &pool.servers {
+                if !addrs.insert(*s.address.get_ref()) {
+                    return Err(src.error(Some(s.address.span()), format!("pool {:?}: server {} listed twice", pool.name.get_ref(), s.address.get_ref())));
+                }
+            }
+        }
+        let mut vips = HashSet::new();
+        if let Some(vs) = self.virtual_servers.get(furiwake_dataplane::limits::MAX_SERVICES) {
+            return Err(src.error(Some(vs.name.span()), format!("at most {} virtual servers", furiwake_dataplane::limits::MAX_SERVICES)));
+        }
+        let members: usize = self
+            .virtual_servers
+            .iter()
+            .filter_map(|vs| self.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref()))
+            .map(|p| p.servers.len())
+            .sum();
+        if members > furiwake_dataplane::limits::MAX_SERVERS {
+            return Err(src.error(None, format!("at most {} real servers over all virtual servers", furiwake_dataplane::limits::MAX_SERVERS)));
+        }
+        for vs in &self.virtual_servers {
+            if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat) {
+                return Err(src.error(
+                    Some(vs.forwarding.span()),
+                    format!("virtual_server {:?}: forwarding {:?} is not supported by this build (nat, full-nat)", vs.name.get_ref(), vs.forwarding.get_ref()),
+                ));
+            }
+            if *vs.forwarding.get_ref() == Forwarding::Nat && !vs.local_addresses.is_empty() {
+                return Err(src.error(Some(vs.name.span()), format!("virtual_server {:?}: local_addresses needs forwarding = \"full-nat\"", vs.name.get_ref())));
+            }
+            if !self.pools.iter().any(|p| p.name.get_ref() == vs.pool.get_ref()) {
+                return Err(src.error(Some(vs.pool.span()), format!("virtual_server {:?}: no pool named {:?}", vs.name.get_ref(), vs.pool.get_ref())));
+            }
+            if !vips.insert((*vs.address.get_ref(), vs.protocol)) {
+                return Err(src.error(Some(vs.address.span()), format!("virtual_server {:?}: {} {:?} is already served", vs.name.get_ref(), vs.address.get_ref(), vs.protocol)));
+            }
+        }
+        self.validate_persistence(src)
+    }
+
+    /// Every numeric value within its range (`bounds`).
+    fn validate_bounds(&self, src: &Source<'_>) -> Result<(), ConfigError> {
+        let p = &self.platform;
+        within(src, &bounds::CONTROL_LCORE, &p.control_lcore)?;
+        for w in p.worker_lcores.get_ref() {
+            within(src, &bounds::WORKER_LCORE, w)?;
+        }
+        within(src, &bounds::FLOWS_PER_WORKER, &p.flows_per_worker)?;
+        within(src, &bounds::MBUFS, &p.mbufs)?;
+        within(src, &bounds::RX_DESCRIPTORS, &p.rx_descriptors)?;
+        within(src, &bounds::TX_DESCRIPTORS, &p.tx_descriptors)?;
+        within(src, &bounds::IDLE_SLEEP_US, &p.idle_sleep_us)?;
+        within(src, &bounds::PERSISTENCE_RECORDS, &p.persistence_records)?;
+        for h in &self.health_checks {
+            within(src, &bounds::INTERVAL_MS, &h.interval_ms)?;
+            within(src, &bounds::TIMEOUT_MS, &h.timeout_ms)?;
+            within(src, &bounds::FALL, &h.fall)?;
+            within(src, &bounds::RISE, &h.rise)?;
+            if let Some(port) = &h.port {
+                within(src, &bounds::PORT, port)?;
+            }
+            if let Some(status) = &h.expect_status {
+                within(src, &bounds::EXPECT_STATUS, status)?;
+            }
+        }
+        for s in self.pools.iter().flat_map(|p| p.servers.iter()) {
+            port_within(src, "server", &s.address)?;
+            within(src, &bounds::WEIGHT, &s.weight)?;
+            within(src, &bounds::MAX_CONNECTIONS, &s.max_connections)?;
+            within(src, &bounds::PRIORITY, &s.priority)?;
+        }
+        for vs in &self.virtual_servers {
+            port_within(src, "virtual_server address", &vs.address)?;
+            if let Some(per) = &vs.persistence {
+                within(src, &bounds::PERSISTENCE_TIMEOUT_S, &per.get_ref().timeout_s)?;
+            }
+        }
+        let t = &self.timeouts;
+        for (b, v) in [
+            (&bounds::TCP_SYN, &t.tcp_syn),
+            (&bounds::TCP_ESTABLISHED, &t.tcp_established),
+            (&bounds::TCP_FIN, &t.tcp_fin),
+            (&bounds::TCP_TIME_WAIT, &t.tcp_time_wait),
+            (&bounds::TCP_CLOSE, &t.tcp_close),
+            (&bounds::UDP, &t.udp),
+            (&bounds::ICMP, &t.icmp),
+        ] {
+            within(src, b, v)?;
+        }
+        if let Some(l) = &self.management.listen {
+            port_within(src, "management listen", l)?;
+        }
+        Ok(())
+    }
+
+    fn validate_persistence(&self, src: &Source<'_>) -> Result<(), ConfigError> {
+        let mut groups: HashMap<&str, (&VirtualServer, &Persistence)> = HashMap::new();
+        for vs in &self.virtual_servers {
+            let name = vs.name.get_ref();
+            let Some(p) = &vs.persistence else {
+                if let Some(g) = &vs.persistence_group {
+                    return Err(src.error(Some(g.span()), format!("virtual_server {name:?}: persistence_group needs persistence")));
+                }
+                continue;
+            };
+            let p = p.get_ref();
+            let netmask = *p.netmask.get_ref();
+            let at = Some(p.netmask.span());
+            let mask = u32::from(netmask);
+            if mask.leading_ones() + mask.trailing_zeros() != 32 {
+                return Err(src.error(at, format!("virtual_server {name:?}: persistence netmask {netmask} is not contiguous")));
+            }
+            if p.kind == PersistenceKind::SourceIpPort && mask != u32::MAX {
+                return Err(src.error(at, format!("virtual_server {name:?}: persistence netmask applies to kind \"source-ip\" only")));
+            }
+            let b = &bounds::NETMASK_PREFIX;
+            if !b.contains(mask.leading_ones().into()) {
+                return Err(src.error(at, format!("{} {netmask} (/{}) is out of range: allowed /{}..=/{}", b.key, mask.leading_ones(), b.min, b.max)));
+            }
+            if let Some(g) = &vs.persistence_group {
+                match groups.get(g.get_ref().as_str()) {
+                    Some((first, fp)) if fp.kind != p.kind || fp.netmask != p.netmask => {
+                        return Err(src.error(
+                            Some(g.span()),
+                            format!(
+                                "virtual_server {name:?}: persistence group {:?} has kind {:?} netmask {} (virtual_server {:?}); its members must agree",
+                                g.get_ref(),
+                                fp.kind,
+                                fp.netmask.get_ref(),
+                                first.name.get_ref()
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        groups.insert(g.get_ref().as_str(), (vs, p));
+                    }
+                }
+            }
+        }
+        // With NAT the server's replies must reach the worker that owns the
+        // connection: servers shared between NAT virtual servers need the
+        // same ownership key (the client address under one netmask, or
+        // address and port).
+        let mut owners: HashMap<(SocketAddrV4, Protocol), (&VirtualServer, Option<Ipv4Addr>)> = HashMap::new();
+        for vs in self.virtual_servers.iter().filter(|v| *v.forwarding.get_ref() == Forwarding::Nat) {
+            let owner = vs.persistence.as_ref().map(|p| p.get_ref()).filter(|p| p.kind == PersistenceKind::SourceIp).map(|p| *p.netmask.get_ref());
+            let pool = self.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref());
+            let sorry = pool.and_then(|p| p.sorry_pool.as_ref()).and_then(|n| self.pools.iter().find(|p| p.name.get_ref() == n.get_ref()));
+            for s in pool.into_iter().chain(sorry).flat_map(|p| p.servers.iter()) {
+                match owners.get(&(*s.address.get_ref(), vs.protocol)) {
+                    Some((other, o)) if *o != owner => {
+                        return Err(src.error(
+                            Some(vs.name.span()),
+                            format!(
+                                "virtual_server {:?}: server {} is also a NAT server of virtual_server {:?} with other persistence; with nat both must use the same (or no) source-ip persistence netmask, or use full-nat",
+                                vs.name.get_ref(),
+                                s.address.get_ref(),
+                                other.name.get_ref()
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        owners.insert((*s.address.get_ref(), vs.protocol), (vs, owner));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unique<'a>(src: &Source<'_>, names: impl Iterator<Item = &'a Spanned<String>>, what: &str) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for n in names {
+        if n.get_ref().is_empty() {
+            return Err(src.error(Some(n.span()), format!("{what}: empty name")));
+        }
+        if !seen.insert(n.get_ref().as_str()) {
+            return Err(src.error(Some(n.span()), format!("{what} {:?} is defined twice", n.get_ref())));
+        }
+    }
+    Ok(())
+}
