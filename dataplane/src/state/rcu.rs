@@ -21,6 +21,7 @@
 //! loom" cargo test -p furiwake-dataplane --release --lib loom`.
 
 use crate::sync::{Arc, AtomicPtr, AtomicU64, Mutex, Ordering};
+use crossbeam_utils::CachePadded;
 
 /// The shared cell. Control plane: rw; workers: ro.
 pub struct Rcu<T> {
@@ -28,7 +29,9 @@ pub struct Rcu<T> {
     /// Bumped after `current` changes (Release); workers read it first.
     generation: AtomicU64,
     /// Per worker: the generation it last moved to. Worker: rw; control: ro.
-    seen: Box<[AtomicU64]>,
+    /// One cache line each, so workers storing theirs do not invalidate
+    /// each other's line.
+    seen: Box<[CachePadded<AtomicU64>]>,
     /// Snapshots the publisher retired but could not free before it went;
     /// freed with the cell. Control: rw, once, when the publisher drops.
     orphans: Mutex<Vec<Box<T>>>,
@@ -76,7 +79,7 @@ pub fn rcu<T: Send + Sync>(initial: Box<T>, workers: usize) -> (Publisher<T>, Ve
     let cell = Arc::new(Rcu {
         current: AtomicPtr::new(ptr),
         generation: AtomicU64::new(1),
-        seen: (0..workers).map(|_| AtomicU64::new(1)).collect(),
+        seen: (0..workers).map(|_| CachePadded::new(AtomicU64::new(1))).collect(),
         orphans: Mutex::new(Vec::new()),
     });
     let readers = (0..workers).map(|w| Reader { cell: Arc::clone(&cell), worker: w, generation: 1, ptr }).collect();
