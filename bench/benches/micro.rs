@@ -39,6 +39,7 @@ use furiwake_dataplane::wire::ipv4::{protocol, Ipv4Packet};
 use furiwake_dataplane::wire::{TcpPacket, UdpPacket};
 use furiwake_dataplane::pipeline::Verdict;
 use furiwake_dataplane::{Worker, WorkerConfig};
+use furiwake_dataplane::testkit;
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -72,28 +73,12 @@ fn ip(a: [u8; 4]) -> u32 {
     u32::from_be_bytes(a)
 }
 
-/// Ethernet + IPv4 (TTL 64, DF) around `l4`, IPv4 and TCP/UDP checksums
-/// filled.
+/// Ethernet + IPv4 around `l4`, IPv4 and TCP/UDP checksums filled, padded
+/// to a 60-byte frame (`furiwake_dataplane::testkit`).
 fn frame(src_mac: EthernetAddress, dst_mac: EthernetAddress, src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Frame {
+    let v = testkit::ipv4_frame(src_mac, dst_mac, src, dst, proto, l4, true);
     let mut f = [0u8; FRAME_LEN];
-    f[0..6].copy_from_slice(&dst_mac.0);
-    f[6..12].copy_from_slice(&src_mac.0);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip_len = 20 + l4.len();
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&(ip_len as u16).to_be_bytes());
-    f[20] = 0x40; // DF
-    f[22] = 64;
-    f[23] = proto;
-    f[26..30].copy_from_slice(&src);
-    f[30..34].copy_from_slice(&dst);
-    let c = checksum::checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    f[34..34 + l4.len()].copy_from_slice(l4);
-    let at = 34 + if proto == protocol::TCP { 16 } else { 6 };
-    let ps = checksum::pseudo_header(src.into(), dst.into(), proto, l4.len() as u16);
-    let c = !checksum::fold(checksum::sum(&f[34..14 + ip_len], ps));
-    f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    f[..v.len()].copy_from_slice(&v);
     f
 }
 
@@ -132,20 +117,16 @@ fn tcp_ok(f: &[u8]) -> bool {
     p.is_ok_and(|(s, d, l4)| TcpPacket::new_unchecked(&l4[..]).verify_checksum(s, d))
 }
 
-/// xorshift64*: deterministic, so every run measures the same sequence.
-struct Rng(u64);
+/// Deterministic, so every run measures the same sequence.
+struct Rng(testkit::Rng);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.next_u64()
     }
 
-    /// Uniform in `0..n` (Lemire's multiply-shift; n < 2^32).
     fn below(&mut self, n: u32) -> u32 {
-        (((self.next() >> 32) * u64::from(n)) >> 32) as u32
+        self.0.below_u32(n)
     }
 }
 
@@ -287,7 +268,7 @@ fn label(n: u32) -> &'static str {
 fn bench_flow(c: &mut Criterion) {
     let mut g = c.benchmark_group("flow");
     g.throughput(Throughput::Elements(1));
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(testkit::Rng(0x9e37_79b9_7f4a_7c15));
 
     let keys: Vec<FlowKey> = (0..1u32 << 12).map(|_| flow_key(rng.below(1 << 20), random_dir(&mut rng))).collect();
     let mut pos = 0;

@@ -36,6 +36,8 @@ pub mod limits;
 pub mod pipeline;
 pub mod state;
 mod sync;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod wire;
 
 pub use io::{Burst, Packet, PacketIo, BURST_SIZE};

@@ -10,7 +10,6 @@ use crate::wire::checksum;
 use crate::wire::ethernet::EthernetAddress;
 use crate::conntrack::FlowState;
 use crate::wire::tcp::flags as tcpf;
-use std::net::Ipv4Addr;
 
 const OUT: u16 = 0; // client side
 const IN: u16 = 1; // server side
@@ -74,58 +73,14 @@ fn worker() -> Worker {
     worker_with(64, 0, 1, true)
 }
 
-/// An Ethernet + IPv4 frame around `l4` with correct checksums (TCP/UDP
-/// checksum filled when `fill_l4`).
-fn frame(src_mac: EthernetAddress, dst_mac: EthernetAddress, src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8], fill_l4: bool) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + 20 + l4.len()];
-    f[0..6].copy_from_slice(&dst_mac.0);
-    f[6..12].copy_from_slice(&src_mac.0);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
-    f[22] = 64;
-    f[23] = proto;
-    f[26..30].copy_from_slice(&src);
-    f[30..34].copy_from_slice(&dst);
-    let c = checksum::checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    f[34..].copy_from_slice(l4);
-    if fill_l4 {
-        fill_l4_checksum(&mut f);
-    }
-    f
-}
-
-fn fill_l4_checksum(f: &mut [u8]) {
-    let proto = f[23];
-    let at = 34 + if proto == 6 { 16 } else { 6 };
-    f[at] = 0;
-    f[at + 1] = 0;
-    let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
-    let dst = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
-    let ps = checksum::pseudo_header(src, dst, proto, (f.len() - 34) as u16);
-    let c = !checksum::fold(checksum::sum(&f[34..], ps));
-    f[at..at + 2].copy_from_slice(&c.to_be_bytes());
-}
+use crate::testkit::ipv4_frame as frame;
 
 fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
-    t[12] = 0x50;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    t
+    crate::testkit::tcp_header(sport, dport, flags, 65535)
 }
 
 fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = vec![0u8; 8];
-    u[0..2].copy_from_slice(&sport.to_be_bytes());
-    u[2..4].copy_from_slice(&dport.to_be_bytes());
-    u[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    u.extend_from_slice(payload);
-    u
+    crate::testkit::udp_datagram(sport, dport, payload)
 }
 
 fn syn(sport: u16, dport: u16) -> Vec<u8> {
@@ -134,10 +89,7 @@ fn syn(sport: u16, dport: u16) -> Vec<u8> {
 
 /// Checks the frame's IPv4 and TCP/UDP checksums by recomputation.
 fn assert_checksums(f: &[u8]) {
-    assert_eq!(checksum::checksum(&f[14..34]), 0, "IPv4 header checksum");
-    let mut g = f.to_vec();
-    fill_l4_checksum(&mut g);
-    assert_eq!(&g, f, "TCP/UDP checksum equals a full recomputation");
+    assert!(crate::testkit::checksums_ok(f), "IPv4 and TCP/UDP checksums equal a full recomputation");
 }
 
 fn addr(f: &[u8], at: usize) -> [u8; 4] {

@@ -371,73 +371,59 @@ mod tests {
         ],
     ];
 
-    /// xorshift64* (Vigna): small, deterministic, good enough to mutate.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::testkit::Rng;
 
     /// Offsets of fields worth hitting in an untagged frame: version/IHL,
     /// lengths, flags, protocol, the L4 offset byte, ICMP type, quote.
     const HOT: &[usize] = &[12, 13, 14, 16, 17, 20, 21, 23, 34, 38, 39, 46, 42, 44, 45, 58];
 
     fn mutate(rng: &mut Rng, buf: &mut Vec<u8>) {
-        for _ in 0..=rng.below(4) {
-            match rng.below(8) {
+        for _ in 0..=rng.index(4) {
+            match rng.index(8) {
                 0 if !buf.is_empty() => {
-                    let i = rng.below(buf.len());
-                    buf[i] = rng.next() as u8;
+                    let i = rng.index(buf.len());
+                    buf[i] = rng.next_u64() as u8;
                 }
                 1 if !buf.is_empty() => {
-                    let i = rng.below(buf.len());
-                    buf[i] ^= 1 << rng.below(8);
+                    let i = rng.index(buf.len());
+                    buf[i] ^= 1 << rng.index(8);
                 }
                 2 => {
-                    let n = rng.below(buf.len() + 1);
+                    let n = rng.index(buf.len() + 1);
                     buf.truncate(n);
                 }
                 3 => {
-                    for _ in 0..rng.below(40) {
-                        buf.push(rng.next() as u8);
+                    for _ in 0..rng.index(40) {
+                        buf.push(rng.next_u64() as u8);
                     }
                 }
                 4 => {
-                    let i = HOT[rng.below(HOT.len())];
+                    let i = HOT[rng.index(HOT.len())];
                     if let Some(b) = buf.get_mut(i) {
-                        *b = [0, 1, 4, 5, 6, 0x11, 0x40, 0x45, 0x4f, 0xff][rng.below(10)];
+                        *b = [0, 1, 4, 5, 6, 0x11, 0x40, 0x45, 0x4f, 0xff][rng.index(10)];
                     }
                 }
                 5 if buf.len() > 2 => {
                     // A plausible length word somewhere.
-                    let i = rng.below(buf.len() - 1);
-                    let v = (rng.below(buf.len() + 16) as u16).to_be_bytes();
+                    let i = rng.index(buf.len() - 1);
+                    let v = (rng.index(buf.len() + 16) as u16).to_be_bytes();
                     buf[i] = v[0];
                     buf[i + 1] = v[1];
                 }
                 6 => {
                     // Change the L4 protocol, or the ICMP type to an error.
                     if let Some(b) = buf.get_mut(23) {
-                        *b = [1, 6, 17][rng.below(3)];
+                        *b = [1, 6, 17][rng.index(3)];
                     }
                     if let Some(b) = buf.get_mut(34) {
-                        *b = [0, 3, 5, 8, 11, 12][rng.below(6)];
+                        *b = [0, 3, 5, 8, 11, 12][rng.index(6)];
                     }
                 }
                 _ => {
                     // Splice a tail of another seed in.
-                    let other = SEEDS[rng.below(SEEDS.len())];
-                    let from = rng.below(other.len());
-                    let at = rng.below(buf.len() + 1);
+                    let other = SEEDS[rng.index(SEEDS.len())];
+                    let from = rng.index(other.len());
+                    let at = rng.index(buf.len() + 1);
                     buf.truncate(at);
                     buf.extend_from_slice(&other[from..]);
                 }
@@ -496,11 +482,11 @@ mod tests {
             buf.clear();
             if i % 10 == 0 {
                 // Pure noise, any length up to a jumbo-ish frame.
-                for _ in 0..rng.below(200) {
-                    buf.push(rng.next() as u8);
+                for _ in 0..rng.index(200) {
+                    buf.push(rng.next_u64() as u8);
                 }
             } else {
-                buf.extend_from_slice(SEEDS[rng.below(SEEDS.len())]);
+                buf.extend_from_slice(SEEDS[rng.index(SEEDS.len())]);
                 mutate(&mut rng, &mut buf);
             }
             let r = walk(&mut buf);
