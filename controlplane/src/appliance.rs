@@ -335,7 +335,7 @@ impl Appliance {
         for (i, (old, new)) in self.base.services.iter().zip(built.snapshot.services.iter()).enumerate() {
             let live = |l: &build::Layout| l.services.get(i).is_some_and(build::Slot::is_live);
             let key = |v: &furiwake_dataplane::state::snapshot::VirtualService| {
-                (v.forwarding, v.local_addrs.clone(), v.persistence.map(|p| (p.kind, p.netmask, p.group)))
+                (v.forwarding, v.local_addrs.clone(), v.persistence.map(|p| (p.kind, p.prefix, p.group)))
             };
             if live(&self.layout) && live(&built.layout) && key(old) != key(new) && self.active(build::SlotKind::Service, i) > 0 {
                 return Err(format!(

@@ -149,7 +149,8 @@ fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> O
             PersistenceKind::SourceIp => furiwake_dataplane::lb::PersistKind::SourceIp,
             PersistenceKind::SourceIpPort => furiwake_dataplane::lb::PersistKind::SourceIpPort,
         },
-        netmask: u32::from(*p.netmask.get_ref()),
+        // check-config accepts contiguous masks only.
+        prefix: u32::from(*p.netmask.get_ref()).leading_ones() as u8,
         timeout: p.timeout_s.get_ref().saturating_mul(ticks_per_s),
         group: group as u16,
         keep_on_down: p.keep_on_down,

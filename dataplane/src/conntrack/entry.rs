@@ -1,7 +1,7 @@
 //! The connection entry: one cache line holding both directions' keys,
 //! both hash-chain links, the expiry-wheel links and what forwarding needs.
 
-use super::key::FlowKey;
+use super::key::{Addr, FlowKey};
 use super::state::FlowState;
 use super::wheel::{WheelLinks, NIL};
 use bitflags::bitflags;
@@ -32,17 +32,17 @@ bitflags! {
 
 /// Everything needed to create an entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowInit {
+pub struct FlowInit<A: Addr = u32> {
     /// IP protocol: 6 TCP, 17 UDP, 1 ICMP. Others are tracked like UDP.
     pub proto: u8,
-    pub client_ip: u32,
+    pub client_ip: A,
     pub client_port: u16,
-    pub vip: u32,
+    pub vip: A,
     pub vport: u16,
-    pub server_ip: u32,
+    pub server_ip: A,
     pub server_port: u16,
     /// Full-NAT source; for plain NAT equal to the client's.
-    pub local_ip: u32,
+    pub local_ip: A,
     pub local_port: u16,
     /// Virtual-server index in the caller's config snapshot.
     pub vs: u16,
@@ -70,11 +70,11 @@ pub struct FlowInit {
 /// one line per chain hop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
-pub struct Flow {
-    pub client_ip: u32,
-    pub vip: u32,
-    pub server_ip: u32,
-    pub local_ip: u32,
+pub struct Flow<A: Addr = u32> {
+    pub client_ip: A,
+    pub vip: A,
+    pub server_ip: A,
+    pub local_ip: A,
     pub expire: u32,
     /// Next link in the original key's chain; on a free entry, the next
     /// free id.
@@ -104,15 +104,18 @@ pub struct Flow {
     pub(super) _reserved: [u8; 2],
 }
 
-const _: () = assert!(core::mem::size_of::<Flow>() == 64);
-const _: () = assert!(core::mem::align_of::<Flow>() == 64);
+// IPv4: one cache line. IPv6: the four addresses fill the first line and
+// the rest spills into a second (128 bytes); a lookup then touches both.
+const _: () = assert!(core::mem::size_of::<Flow<u32>>() == 64);
+const _: () = assert!(core::mem::align_of::<Flow<u32>>() == 64);
+const _: () = assert!(core::mem::size_of::<Flow<u128>>() == 128);
 
-impl Flow {
-    pub(super) const FREE: Flow = Flow {
-        client_ip: 0,
-        vip: 0,
-        server_ip: 0,
-        local_ip: 0,
+impl<A: Addr> Flow<A> {
+    pub(super) const FREE: Self = Flow {
+        client_ip: A::ZERO,
+        vip: A::ZERO,
+        server_ip: A::ZERO,
+        local_ip: A::ZERO,
         expire: 0,
         orig_next: NIL,
         reply_next: NIL,
@@ -135,7 +138,7 @@ impl Flow {
         _reserved: [0; 2],
     };
 
-    pub(super) fn from_init(init: &FlowInit, state: FlowState, expire: u32) -> Self {
+    pub(super) fn from_init(init: &FlowInit<A>, state: FlowState, expire: u32) -> Self {
         Flow {
             client_ip: init.client_ip,
             vip: init.vip,
@@ -154,7 +157,7 @@ impl Flow {
             flags: init.flags,
             mode: init.mode,
             client_port_id: init.client_port_id,
-            ..Flow::FREE
+            ..Self::FREE
         }
     }
 
@@ -166,7 +169,7 @@ impl Flow {
 
     /// The key of original-direction packets: client -> VIP.
     #[inline]
-    pub fn original_key(&self) -> FlowKey {
+    pub fn original_key(&self) -> FlowKey<A> {
         FlowKey {
             src_ip: self.client_ip,
             dst_ip: self.vip,
@@ -178,7 +181,7 @@ impl Flow {
 
     /// The key of reply-direction packets: server -> local address.
     #[inline]
-    pub fn reply_key(&self) -> FlowKey {
+    pub fn reply_key(&self) -> FlowKey<A> {
         FlowKey {
             src_ip: self.server_ip,
             dst_ip: self.local_ip,
@@ -189,7 +192,7 @@ impl Flow {
     }
 
     #[inline(always)]
-    pub(super) fn matches(&self, key: &FlowKey, dir_bit: u32) -> bool {
+    pub(super) fn matches(&self, key: &FlowKey<A>, dir_bit: u32) -> bool {
         if dir_bit == 0 {
             self.client_ip == key.src_ip
                 && self.vip == key.dst_ip
@@ -217,25 +220,25 @@ impl Flow {
     pub fn proto(&self) -> u8 {
         self.proto
     }
-    pub fn client_ip(&self) -> u32 {
+    pub fn client_ip(&self) -> A {
         self.client_ip
     }
     pub fn client_port(&self) -> u16 {
         self.client_port
     }
-    pub fn vip(&self) -> u32 {
+    pub fn vip(&self) -> A {
         self.vip
     }
     pub fn vport(&self) -> u16 {
         self.vport
     }
-    pub fn server_ip(&self) -> u32 {
+    pub fn server_ip(&self) -> A {
         self.server_ip
     }
     pub fn server_port(&self) -> u16 {
         self.server_port
     }
-    pub fn local_ip(&self) -> u32 {
+    pub fn local_ip(&self) -> A {
         self.local_ip
     }
     pub fn local_port(&self) -> u16 {
@@ -274,17 +277,17 @@ impl Flow {
 /// Mutable access to a live entry, limited to the fields that are not
 /// keyed (`FlowTable::get_mut`). Reads through `Deref`.
 #[derive(Debug)]
-pub struct FlowMut<'a>(pub(super) &'a mut Flow);
+pub struct FlowMut<'a, A: Addr = u32>(pub(super) &'a mut Flow<A>);
 
-impl core::ops::Deref for FlowMut<'_> {
-    type Target = Flow;
+impl<A: Addr> core::ops::Deref for FlowMut<'_, A> {
+    type Target = Flow<A>;
 
-    fn deref(&self) -> &Flow {
+    fn deref(&self) -> &Flow<A> {
         self.0
     }
 }
 
-impl FlowMut<'_> {
+impl<A: Addr> FlowMut<'_, A> {
     /// Replaces the caller's bits.
     pub fn set_flags(&mut self, flags: EntryFlags) {
         self.0.flags = flags;
@@ -309,7 +312,7 @@ impl FlowMut<'_> {
     }
 }
 
-impl WheelLinks for Flow {
+impl<A: Addr> WheelLinks for Flow<A> {
     #[inline(always)]
     fn wheel_links(&self) -> (u32, u32, u16) {
         (self.wheel_prev, self.wheel_next, self.wheel_slot)

@@ -42,7 +42,7 @@ pub use table::{FlowTable, InsertError, MAX_CAPACITY};
 pub use tcp::next_state;
 pub use wheel::WHEEL_SLOTS;
 
-pub use key::{Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, TICK_MS};
+pub use key::{Addr, Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, TICK_MS};
 
 #[cfg(test)]
 mod tests;

@@ -10,11 +10,10 @@
 //! equals it.
 
 use super::entry::{Flow, FlowInit, FlowMut};
-use super::key::{Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP};
+use super::key::{Addr, Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP};
 use super::state::{FlowState, Timeouts};
 use super::tcp::next_state;
 use super::wheel::{Wheel, NIL, WHEEL_MASK};
-use crate::hash::{mum, S0, S1, S2, S3};
 
 /// The largest table: keeps `id << 1 | dir` links and the bucket count
 /// (2^31) within `u32`.
@@ -32,8 +31,8 @@ pub enum InsertError {
 }
 
 /// One worker's connection table. See the module docs for the layout.
-pub struct FlowTable {
-    entries: Box<[Flow]>,
+pub struct FlowTable<A: Addr = u32> {
+    entries: Box<[Flow<A>]>,
     buckets: Box<[u32]>,
     mask: u32,
     /// Head of the free list (through `orig_next`), `NIL` when full.
@@ -46,7 +45,7 @@ pub struct FlowTable {
 }
 
 
-impl FlowTable {
+impl<A: Addr> FlowTable<A> {
     /// A table for `capacity` connections (at most `MAX_CAPACITY`), with
     /// every byte it will ever use allocated here, hashing with key 0 (tests
     /// and benchmarks; the appliance uses `keyed`).
@@ -57,7 +56,7 @@ impl FlowTable {
     /// `new` with the hash key `key` (`crate::hash`).
     pub fn keyed(capacity: u32, timeouts: Timeouts, key: u64) -> Self {
         let capacity = capacity.min(MAX_CAPACITY);
-        let mut entries = vec![Flow::FREE; capacity as usize].into_boxed_slice();
+        let mut entries = vec![Flow::<A>::FREE; capacity as usize].into_boxed_slice();
         // Thread the free list in id order, so the first ids used are the
         // lowest (and the most recently freed are reused first).
         for (id, e) in (1..=capacity).zip(entries.iter_mut()) {
@@ -116,21 +115,13 @@ impl FlowTable {
         self.wheel.next_tick
     }
 
-    /// Hashes a key for `lookup` and `prefetch`: two rounds of wyhash's
-    /// multiply-fold (64 x 64 -> 128-bit) over the 104-bit tuple and the
-    /// table's key, so every input bit reaches every output bit, and a set
-    /// of tuples that share a bucket under one key spreads under another
-    /// (`crate::hash`).
+    /// Hashes a key for `lookup` and `prefetch` (`Addr::hash_key`): every
+    /// bit of the tuple and of the table's key reaches every output bit, and
+    /// a set of tuples that share a bucket under one key spreads under
+    /// another (`crate::hash`).
     #[inline]
-    pub fn hash(&self, key: &FlowKey) -> u32 {
-        let a = (u64::from(key.src_ip) << 32) | u64::from(key.dst_ip);
-        let b = (u64::from(key.src_port) << 48)
-            | (u64::from(key.dst_port) << 32)
-            | u64::from(key.proto);
-        let (lo, hi) = mum(a ^ S0 ^ self.key, b ^ S1 ^ self.key.rotate_left(32));
-        let (lo, hi) = mum(lo ^ S2, hi ^ S3);
-        let h = lo ^ hi;
-        (h ^ (h >> 32)) as u32
+    pub fn hash(&self, key: &FlowKey<A>) -> u32 {
+        A::hash_key(key, self.key)
     }
 
     #[inline(always)]
@@ -177,7 +168,7 @@ impl FlowTable {
     /// Finds the entry `key` belongs to, and which direction `key` is.
     /// `hash` must be `self.hash(key)`.
     #[inline]
-    pub fn lookup(&self, key: &FlowKey, hash: u32) -> Option<(FlowId, Dir)> {
+    pub fn lookup(&self, key: &FlowKey<A>, hash: u32) -> Option<(FlowId, Dir)> {
         let mut link = *self.buckets.get(self.bucket_index(hash))?;
         while link != NIL {
             let id = link >> 1;
@@ -195,14 +186,14 @@ impl FlowTable {
     /// reply keys and schedules its expiry. The initial state is
     /// `SynSent` for TCP, `Icmp` for ICMP, `Udp` otherwise, with that
     /// state's timeout.
-    pub fn insert(&mut self, init: &FlowInit, now: u32) -> Result<FlowId, InsertError> {
+    pub fn insert(&mut self, init: &FlowInit<A>, now: u32) -> Result<FlowId, InsertError> {
         self.insert_checked(init, now, true)
     }
 
     /// `insert` for a caller that has just looked up the original key and
     /// missed, with no change to the table since: skips that lookup (a
     /// cache miss at scale). The reply key is still checked.
-    pub fn insert_after_miss(&mut self, init: &FlowInit, now: u32) -> Result<FlowId, InsertError> {
+    pub fn insert_after_miss(&mut self, init: &FlowInit<A>, now: u32) -> Result<FlowId, InsertError> {
         self.insert_checked(init, now, false)
     }
 
@@ -221,7 +212,7 @@ impl FlowTable {
         }
     }
 
-    fn insert_checked(&mut self, init: &FlowInit, now: u32, check_original: bool) -> Result<FlowId, InsertError> {
+    fn insert_checked(&mut self, init: &FlowInit<A>, now: u32, check_original: bool) -> Result<FlowId, InsertError> {
         let state = match init.proto {
             IPPROTO_TCP => FlowState::SynSent,
             IPPROTO_ICMP => FlowState::Icmp,
@@ -258,14 +249,14 @@ impl FlowTable {
 
     /// The live entry `id`.
     #[inline]
-    pub fn get(&self, id: FlowId) -> Option<&Flow> {
+    pub fn get(&self, id: FlowId) -> Option<&Flow<A>> {
         self.entries.get(id as usize).filter(|f| f.is_live())
     }
 
     /// The live entry `id`, writable through `FlowMut`'s setters only (the
     /// keyed fields cannot change while indexed).
     #[inline]
-    pub fn get_mut(&mut self, id: FlowId) -> Option<FlowMut<'_>> {
+    pub fn get_mut(&mut self, id: FlowId) -> Option<FlowMut<'_, A>> {
         self.entries.get_mut(id as usize).filter(|f| f.is_live()).map(FlowMut)
     }
 
@@ -326,13 +317,13 @@ impl FlowTable {
 
     /// Removes entry `id`: unlinks it from both chains and the wheel,
     /// recycles it, and returns a copy.
-    pub fn remove(&mut self, id: FlowId) -> Option<Flow> {
+    pub fn remove(&mut self, id: FlowId) -> Option<Flow<A>> {
         let flow = *self.get(id)?;
         self.unlink_chain(self.hash(&flow.original_key()), id << 1);
         self.unlink_chain(self.hash(&flow.reply_key()), (id << 1) | 1);
         self.wheel.unlink(&mut self.entries, id);
         if let Some(e) = self.entries.get_mut(id as usize) {
-            *e = Flow::FREE;
+            *e = Flow::<A>::FREE;
             e.orig_next = self.free;
             self.free = id;
         }
@@ -349,7 +340,7 @@ impl FlowTable {
     /// Work per call: the slots from the last processed tick up to `now`,
     /// but never more than one lap (`WHEEL_SLOTS` slots: after a long pause
     /// one lap visits every entry), plus the entries in them.
-    pub fn expire(&mut self, now: u32, budget: u32, mut on_expire: impl FnMut(&Flow)) -> u32 {
+    pub fn expire(&mut self, now: u32, budget: u32, mut on_expire: impl FnMut(&Flow<A>)) -> u32 {
         let mut removed = 0;
         if budget == 0 {
             return 0;
@@ -393,7 +384,7 @@ impl FlowTable {
     }
 
     /// Live entries in id order. O(capacity): for dumps and tests.
-    pub fn iter(&self) -> impl Iterator<Item = (FlowId, &Flow)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (FlowId, &Flow<A>)> + '_ {
         (0..self.capacity()).zip(self.entries.iter()).filter(|(_, f)| f.is_live())
     }
 

@@ -74,7 +74,7 @@ fn flow_entry_size_and_memory() {
     assert!(entry <= 64);
     assert!(per_conn_nominal <= 72);
     for cap in [1u32 << 20, 1_000_000] {
-        let t = FlowTable::new(cap, Timeouts::default());
+        let t = FlowTable::<u32>::new(cap, Timeouts::default());
         assert!(t.buckets().is_power_of_two() && t.buckets() >= 2 * cap);
         println!(
             "capacity {cap}: {} buckets, {} B total, {:.2} B/conn with index and wheel",
@@ -83,7 +83,7 @@ fn flow_entry_size_and_memory() {
             t.memory_bytes() as f64 / f64::from(cap)
         );
     }
-    let t = FlowTable::new(1 << 20, Timeouts::default());
+    let t = FlowTable::<u32>::new(1 << 20, Timeouts::default());
     assert!(t.memory_bytes() as f64 / f64::from(1u32 << 20) <= 72.1);
 }
 
@@ -473,6 +473,29 @@ fn flow_hash_spreads_keys() {
     let k = orig_key(&fnat(IPPROTO_TCP, 1));
     assert_eq!(t.hash(&k), t.hash(&k));
     assert_ne!(t.hash(&k), t.hash(&FlowKey { proto: 17, ..k }));
+}
+
+/// The same table over IPv6 addresses: two cache lines an entry, the same
+/// operations and semantics.
+#[test]
+fn an_ipv6_table_tracks_both_directions() {
+    assert_eq!(core::mem::size_of::<Flow<u128>>(), 128);
+    let mut t = FlowTable::<u128>::keyed(1024, Timeouts::default(), 7);
+    let (client, vip, server, local) = (0x2001_0db8_0000_0000_0000_0000_0000_000au128, 0x2001_0db8_0000_0000_0000_0000_0000_0064u128, 0x2001_0db8_0001_0000_0000_0000_0000_000bu128, 0x2001_0db8_0001_0000_0000_0000_0000_0001u128);
+    let init = FlowInit { proto: IPPROTO_TCP, client_ip: client, client_port: 40000, vip, vport: 443, server_ip: server, server_port: 8443, local_ip: local, local_port: 1025, mode: Forwarding::FullNat, ..FlowInit::default() };
+    let id = t.insert(&init, 0).unwrap();
+    let orig = FlowKey { src_ip: client, dst_ip: vip, src_port: 40000, dst_port: 443, proto: IPPROTO_TCP };
+    let reply = FlowKey { src_ip: server, dst_ip: local, src_port: 8443, dst_port: 1025, proto: IPPROTO_TCP };
+    assert_eq!(t.lookup(&orig, t.hash(&orig)), Some((id, Dir::Original)));
+    assert_eq!(t.lookup(&reply, t.hash(&reply)), Some((id, Dir::Reply)));
+    // Addresses that differ only in their upper 64 bits are other keys.
+    let other = FlowKey { src_ip: client ^ (1 << 100), ..orig };
+    assert_ne!(t.hash(&other), t.hash(&orig));
+    assert_eq!(t.lookup(&other, t.hash(&other)), None);
+    assert_eq!(t.insert(&init, 1), Err(InsertError::Exists));
+    assert_eq!(t.on_packet(id, Dir::Reply, TCP_SYN | TCP_ACK, 1), FlowState::SynRecv);
+    assert_eq!(t.remove(id).map(|f| f.server_ip), Some(server));
+    assert!(t.is_empty());
 }
 
 /// The attack keyed hashing defeats (`crate::hash`): one client, one VIP,

@@ -45,10 +45,12 @@
 //! expires first, preferring records with no open connection. Expiry is
 //! read on use (no timer walk): an expired record is a free way.
 
+use crate::conntrack::Addr;
+
 /// What a persistence record is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PersistKind {
-    /// The client's address under `netmask`.
+    /// The client's address under the prefix (`prefix`).
     SourceIp,
     /// The client's address and port.
     SourceIpPort,
@@ -58,7 +60,10 @@ pub enum PersistKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Persistence {
     pub kind: PersistKind,
-    pub netmask: u32,
+    /// `SourceIp`: how many leading bits of the client address count (the
+    /// operator's netmask as a prefix length: /24 keeps the clients of a
+    /// proxy farm together, seed 004).
+    pub prefix: u8,
     /// In flow-table ticks.
     pub timeout: u32,
     /// Virtual servers of one group share records.
@@ -70,28 +75,66 @@ pub struct Persistence {
 impl Persistence {
     /// The record key of a client.
     #[inline]
-    pub fn key(&self, client_ip: u32, client_port: u16) -> u64 {
+    pub fn key<A: Addr>(&self, client_ip: A, client_port: u16) -> PersistKey<A> {
         match self.kind {
-            PersistKind::SourceIp => key(self.group, client_ip & self.netmask, 0),
-            PersistKind::SourceIpPort => key(self.group, client_ip, client_port),
+            PersistKind::SourceIp => PersistKey::new(self.group, client_ip.masked(self.prefix), 0),
+            PersistKind::SourceIpPort => PersistKey::new(self.group, client_ip, client_port),
         }
     }
 
-    /// The netmask the flow owner hashes the client address under, when
-    /// it hashes the address alone.
+    /// The prefix the flow owner hashes the client address under, when it
+    /// hashes the address alone.
     #[inline]
-    pub fn owner_mask(&self) -> Option<u32> {
-        (self.kind == PersistKind::SourceIp).then_some(self.netmask)
+    pub fn owner_prefix(&self) -> Option<u8> {
+        (self.kind == PersistKind::SourceIp).then_some(self.prefix)
     }
 }
 
-/// One record, 24 bytes.
+/// What a record is found by: persistence group, client address (under the
+/// prefix for `source-ip`) and port (0 for `source-ip`). 8 bytes for IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PersistKey<A: Addr = u32> {
+    ip: A,
+    port: u16,
+    group: u16,
+}
+
+impl<A: Addr> PersistKey<A> {
+    /// A free way: no group has this id (groups are snapshot indexes,
+    /// below `limits::MAX_SERVICES`).
+    const EMPTY: Self = PersistKey { ip: A::ZERO, port: 0, group: u16::MAX };
+
+    #[inline]
+    pub fn new(group: u16, ip: A, port: u16) -> Self {
+        PersistKey { ip, port, group }
+    }
+
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.group == u16::MAX
+    }
+
+    /// The value the table's keyed hash mixes: for IPv4 the whole key,
+    /// one-to-one.
+    #[inline(always)]
+    fn fold(&self) -> u64 {
+        (u64::from(self.group) << 48 | u64::from(self.port) << 32) ^ self.ip.fold()
+    }
+}
+
+impl<A: Addr> Default for PersistKey<A> {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+/// One record, 24 bytes for IPv4.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Record {
-    key: u64,
+pub struct Record<A: Addr = u32> {
+    key: PersistKey<A>,
     /// The server's address (records are shared by a persistence group's
     /// virtual servers, whose pools list the same nodes).
-    pub server_ip: u32,
+    pub server_ip: A,
     /// The node's down count when the record was made.
     pub epoch: u32,
     /// In flow-table ticks.
@@ -100,14 +143,15 @@ pub struct Record {
     refs: u32,
 }
 
+const _: () = assert!(core::mem::size_of::<Record<u32>>() == 24);
+
 const WAYS: usize = 8;
 
-/// What is looked up: persistence group, client address (masked) and
+/// The key of an IPv4 client: persistence group, address (masked) and
 /// port (0 for `source-ip`).
 #[inline]
-pub fn key(group: u16, ip: u32, port: u16) -> u64 {
-    // Bit 63 marks a used key so that 0 means "empty".
-    1 << 63 | (group as u64) << 47 | (port as u64) << 32 | ip as u64
+pub fn key(group: u16, ip: u32, port: u16) -> PersistKey<u32> {
+    PersistKey::new(group, ip, port)
 }
 
 /// `a` is later than `b` on the wrapping tick clock.
@@ -116,27 +160,27 @@ fn after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
 }
 
-pub struct PersistTable {
-    records: Box<[Record]>,
+pub struct PersistTable<A: Addr = u32> {
+    records: Box<[Record<A>]>,
     /// Sets - 1 (sets are a power of two); unused when `records` is empty.
     mask: u32,
     /// The hash key (`crate::hash`).
     hash_key: u64,
 }
 
-impl Default for PersistTable {
+impl<A: Addr> Default for PersistTable<A> {
     fn default() -> Self {
         Self { records: Box::new([]), mask: 0, hash_key: 0 }
     }
 }
 
-impl core::fmt::Debug for PersistTable {
+impl<A: Addr> core::fmt::Debug for PersistTable<A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PersistTable").field("capacity", &self.records.len()).finish()
     }
 }
 
-impl PersistTable {
+impl<A: Addr> PersistTable<A> {
     /// At least `capacity` records (rounded up to whole sets, a power of
     /// two of them). Slow path: allocates.
     pub fn new(capacity: u32) -> Self {
@@ -157,30 +201,30 @@ impl PersistTable {
     }
 
     #[inline]
-    fn set(&mut self, key: u64) -> Option<&mut [Record]> {
+    fn set(&mut self, key: PersistKey<A>) -> Option<&mut [Record<A>]> {
         if self.records.is_empty() {
             return None;
         }
-        let z = crate::hash::keyed64(key, self.hash_key);
+        let z = crate::hash::keyed64(key.fold(), self.hash_key);
         let first = ((z as u32) & self.mask) as usize * WAYS;
         self.records.get_mut(first..first + WAYS)
     }
 
     #[inline]
-    fn live(r: &Record, now: u32) -> bool {
-        r.key != 0 && (r.refs > 0 || after(r.expires, now))
+    fn live(r: &Record<A>, now: u32) -> bool {
+        !r.key.is_empty() && (r.refs > 0 || after(r.expires, now))
     }
 
     /// The live record of `key`.
     #[inline]
-    pub fn get(&mut self, key: u64, now: u32) -> Option<Record> {
+    pub fn get(&mut self, key: PersistKey<A>, now: u32) -> Option<Record<A>> {
         self.set(key)?.iter().find(|r| r.key == key && Self::live(r, now)).copied()
     }
 
     /// A new connection placed by the record of `key`: one more reference,
     /// and at least `timeout` ticks more to live.
     #[inline]
-    pub fn attach(&mut self, key: u64, now: u32, timeout: u32) {
+    pub fn attach(&mut self, key: PersistKey<A>, now: u32, timeout: u32) {
         if let Some(r) = self.set(key).and_then(|s| s.iter_mut().find(|r| r.key == key)) {
             r.refs = r.refs.saturating_add(1);
             let until = now.wrapping_add(timeout);
@@ -193,7 +237,7 @@ impl PersistTable {
     /// Records (or replaces) `key` -> `server_ip` with one reference.
     /// Returns false when it evicted a live record to make room.
     #[inline]
-    pub fn insert(&mut self, key: u64, server_ip: u32, epoch: u32, now: u32, timeout: u32) -> bool {
+    pub fn insert(&mut self, key: PersistKey<A>, server_ip: A, epoch: u32, now: u32, timeout: u32) -> bool {
         let Some(set) = self.set(key) else { return true };
         let rec = Record { key, server_ip, epoch, expires: now.wrapping_add(timeout), refs: 1 };
         // The same key, else a free or expired way, else the record with
@@ -226,7 +270,7 @@ impl PersistTable {
     /// A connection placed by the record of `key` on `server_ip` ended:
     /// one reference less, and `timeout` ticks to live from now at least.
     /// A record replaced meanwhile (another server) is left alone.
-    pub fn release(&mut self, key: u64, server_ip: u32, now: u32, timeout: u32) {
+    pub fn release(&mut self, key: PersistKey<A>, server_ip: A, now: u32, timeout: u32) {
         if let Some(r) = self.set(key).and_then(|s| s.iter_mut().find(|r| r.key == key && r.server_ip == server_ip)) {
             r.refs = r.refs.saturating_sub(1);
             let until = now.wrapping_add(timeout);
@@ -238,7 +282,7 @@ impl PersistTable {
 
     /// Drops the record of `key` (its server went down).
     #[inline]
-    pub fn remove(&mut self, key: u64) {
+    pub fn remove(&mut self, key: PersistKey<A>) {
         if let Some(r) = self.set(key).and_then(|s| s.iter_mut().find(|r| r.key == key)) {
             *r = Record::default();
         }
@@ -260,7 +304,7 @@ mod tests {
 
     #[test]
     fn records_live_while_referenced_then_for_their_timeout() {
-        let mut t = PersistTable::new(64);
+        let mut t = PersistTable::<u32>::new(64);
         let k = key(1, 0xc000_020a, 0);
         assert_eq!(t.get(k, 0), None);
         assert!(t.insert(k, 11, 0, 0, 10));
@@ -282,7 +326,7 @@ mod tests {
 
     #[test]
     fn release_of_a_replaced_record_is_ignored_and_remove_drops() {
-        let mut t = PersistTable::new(8);
+        let mut t = PersistTable::<u32>::new(8);
         let k = key(0, 7, 0);
         t.insert(k, 1, 0, 0, 10);
         t.insert(k, 2, 0, 0, 10);
@@ -294,7 +338,7 @@ mod tests {
 
     #[test]
     fn full_sets_evict_idle_records_first_and_the_clock_wraps() {
-        let mut t = PersistTable::new(4); // one set
+        let mut t = PersistTable::<u32>::new(4); // one set
         assert_eq!(t.capacity(), 8);
         let now = u32::MAX - 5;
         for i in 0..8 {
@@ -313,21 +357,21 @@ mod tests {
 
     #[test]
     fn keys_separate_groups_ports_and_addresses() {
-        let keys = [key(0, 1, 0), key(1, 1, 0), key(0, 1, 1), key(0, 2, 0), key(0xffff, u32::MAX, u16::MAX)];
+        let keys = [key(0, 1, 0), key(1, 1, 0), key(0, 1, 1), key(0, 2, 0), key(0xfffe, u32::MAX, u16::MAX)];
         for (i, a) in keys.iter().enumerate() {
-            assert_ne!(*a, 0);
+            assert!(!a.is_empty());
             for b in &keys[i + 1..] {
                 assert_ne!(a, b);
             }
         }
-        let mut empty = PersistTable::new(0);
+        let mut empty = PersistTable::<u32>::new(0);
         assert!(empty.insert(keys[0], 1, 0, 0, 1));
         assert_eq!(empty.get(keys[0], 0), None);
     }
 
     #[test]
     fn many_clients_fill_the_table_without_losing_recent_ones() {
-        let mut t = PersistTable::new(8192);
+        let mut t = PersistTable::<u32>::new(8192);
         for c in 0..3000u32 {
             t.insert(key(0, 0xc633_0000 + c, 0), c, 0, 0, 1000);
         }

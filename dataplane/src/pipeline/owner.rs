@@ -1,5 +1,6 @@
 //! Which worker owns a connection: a key both directions share.
 
+use crate::conntrack::Addr;
 use crate::forward as nat;
 use crate::state::snapshot::Snapshot;
 
@@ -36,12 +37,12 @@ pub fn owner(snap: &Snapshot, owners: Owners, src: u32, sport: u16, dst: u32, dp
     // netmask) must meet its record on one worker: the client address
     // alone is the key (`persist` has the trade-off).
     let (ip, port) = match snap.owner_service(dst, dport, proto) {
-        Some(vs) => match snap.services.get(vs as usize).and_then(|v| v.persistence).and_then(|p| p.owner_mask()) {
-            Some(mask) => (src & mask, 0),
+        Some(vs) => match snap.services.get(vs as usize).and_then(|v| v.persistence).and_then(|p| p.owner_prefix()) {
+            Some(prefix) => (src.masked(prefix), 0),
             None => (src, sport),
         },
-        None => match snap.reply_owner_mask(src, sport, proto) {
-            Some(mask) => (dst & mask, 0),
+        None => match snap.reply_owner_prefix(src, sport, proto) {
+            Some(prefix) => (dst.masked(prefix), 0),
             None => (dst, dport),
         },
     };

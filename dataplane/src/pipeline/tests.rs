@@ -661,7 +661,7 @@ fn persistent_snapshot(netmask: u32, keep_on_down: bool) -> Snapshot {
     let mut s = snapshot();
     let p = crate::lb::Persistence {
         kind: crate::lb::PersistKind::SourceIp,
-        netmask,
+        prefix: netmask.leading_ones() as u8,
         timeout: PERSIST_TIMEOUT,
         group: 0,
         keep_on_down,

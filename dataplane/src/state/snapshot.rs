@@ -3,6 +3,7 @@
 //! the control plane, published through `rcu`, never mutated in place.
 
 pub use crate::conntrack::Forwarding;
+use crate::conntrack::Addr;
 use crate::lb::{Members, Persistence, RealServer, Schedule};
 pub use crate::limits::{MAX_NEXTHOPS, MAX_SERVERS, MAX_SERVICES};
 use crate::wire::EthernetAddress;
@@ -78,20 +79,52 @@ pub struct Snapshot {
     /// Persistence records per worker, allocated by a worker when a
     /// snapshot with persistence first reaches it.
     pub persist_records: u32,
-    /// (ip << 24 | port << 8 | proto, service index), sorted: services
-    /// taking new connections.
-    vip_index: Vec<(u64, u16)>,
-    /// The same with retired services too (a live one wins a shared key):
-    /// their open connections keep their owner worker.
-    owner_index: Vec<(u64, u16)>,
-    /// (server ip << 24 | port << 8 | proto, netmask), sorted: NAT servers
-    /// of `source-ip` persistent services, whose replies are owned by the
-    /// client address alone (`worker::owner`).
-    masked_servers: Vec<(u64, u32)>,
+    /// The IPv4 lookup indexes (IPv6 will add its own beside).
+    v4: FamilyIndex<u32>,
 }
 
-fn vip_key(ip: u32, port: u16, proto: u8) -> u64 {
-    (ip as u64) << 24 | (port as u64) << 8 | proto as u64
+/// Sorted (address, port, protocol) -> value pairs of one address family,
+/// looked up by binary search.
+#[derive(Debug, Clone)]
+struct SortedIndex<A: Addr, V>(Vec<((A, u16, u8), V)>);
+
+impl<A: Addr, V: Copy> Default for SortedIndex<A, V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<A: Addr, V: Copy> SortedIndex<A, V> {
+    /// From pairs whose keys may repeat: the first of each key stays.
+    fn new(mut pairs: Vec<((A, u16, u8), V)>) -> Self {
+        pairs.sort_by_key(|e| e.0);
+        pairs.dedup_by_key(|e| e.0);
+        Self(pairs)
+    }
+
+    #[inline]
+    fn get(&self, key: (A, u16, u8)) -> Option<V> {
+        self.0.binary_search_by_key(&key, |e| e.0).ok().and_then(|i| self.0.get(i)).map(|e| e.1)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The lookup indexes of one address family.
+#[derive(Debug, Clone, Default)]
+struct FamilyIndex<A: Addr> {
+    /// (VIP, port, protocol) -> service index: services taking new
+    /// connections.
+    vips: SortedIndex<A, u16>,
+    /// The same with retired services too (a live one wins a shared key):
+    /// their open connections keep their owner worker.
+    owners: SortedIndex<A, u16>,
+    /// (server, port, protocol) -> persistence prefix: NAT servers of
+    /// `source-ip` persistent services, whose replies are owned by the
+    /// client address alone (`pipeline::owner`).
+    masked_servers: SortedIndex<A, u8>,
 }
 
 impl Snapshot {
@@ -99,58 +132,49 @@ impl Snapshot {
     pub fn index(&mut self) {
         // Retired services take no new connections; their local addresses
         // and reply owners stay until their entries are gone.
-        self.vip_index =
-            self.services.iter().enumerate().filter(|(_, s)| !s.retired).map(|(i, s)| (vip_key(s.ip, s.port, s.proto), i as u16)).collect();
-        self.vip_index.sort_unstable();
-        // Live first, so that dedup keeps the live service of a key.
-        let mut owners: Vec<(u64, bool, u16)> =
-            self.services.iter().enumerate().filter(|(_, s)| s.ip != 0).map(|(i, s)| (vip_key(s.ip, s.port, s.proto), s.retired, i as u16)).collect();
+        let vips = self.services.iter().enumerate().filter(|(_, s)| !s.retired).map(|(i, s)| ((s.ip, s.port, s.proto), i as u16)).collect();
+        // Live first, so that the live service of a key stays.
+        let mut owners: Vec<(bool, usize)> = self.services.iter().enumerate().filter(|(_, s)| s.ip != 0).map(|(i, s)| (s.retired, i)).collect();
         owners.sort_unstable();
-        owners.dedup_by_key(|e| e.0);
-        self.owner_index = owners.into_iter().map(|(k, _, i)| (k, i)).collect();
+        let owners = owners.into_iter().filter_map(|(_, i)| self.services.get(i).map(|s| ((s.ip, s.port, s.proto), i as u16))).collect();
         let mut locals: Vec<u32> = self.services.iter().flat_map(|s| s.local_addrs.iter().copied()).collect();
         locals.sort_unstable();
         locals.dedup();
         self.local_addrs = locals;
         // Every server of such a service, removed ones with open
         // connections included (they keep the service's index).
-        let mut masked: Vec<(u64, u32)> = Vec::new();
+        let mut masked = Vec::new();
         for s in self.servers.iter().filter(|s| s.ip != 0) {
             let Some(vs) = self.services.get(s.vs as usize).filter(|v| v.forwarding == Forwarding::Nat) else { continue };
-            if let Some(mask) = vs.persistence.and_then(|p| p.owner_mask()) {
-                masked.push((vip_key(s.ip, s.port, vs.proto), mask));
+            if let Some(prefix) = vs.persistence.and_then(|p| p.owner_prefix()) {
+                masked.push(((s.ip, s.port, vs.proto), prefix));
             }
         }
-        masked.sort_unstable();
-        masked.dedup_by_key(|e| e.0);
-        self.masked_servers = masked;
+        self.v4 = FamilyIndex { vips: SortedIndex::new(vips), owners: SortedIndex::new(owners), masked_servers: SortedIndex::new(masked) };
     }
 
-    /// For a NAT reply from `ip:port`: the netmask its connection's owner
+    /// For a NAT reply from `ip:port`: the prefix its connection's owner
     /// hashes the client address under, when a `source-ip` persistent
     /// service uses that server.
     #[inline]
-    pub fn reply_owner_mask(&self, ip: u32, port: u16, proto: u8) -> Option<u32> {
-        if self.masked_servers.is_empty() {
+    pub fn reply_owner_prefix(&self, ip: u32, port: u16, proto: u8) -> Option<u8> {
+        if self.v4.masked_servers.is_empty() {
             return None;
         }
-        let k = vip_key(ip, port, proto);
-        self.masked_servers.binary_search_by_key(&k, |e| e.0).ok().and_then(|i| self.masked_servers.get(i)).map(|e| e.1)
+        self.v4.masked_servers.get((ip, port, proto))
     }
 
     /// The virtual server listening on ip:port/proto.
     #[inline]
     pub fn find_service(&self, ip: u32, port: u16, proto: u8) -> Option<u16> {
-        let k = vip_key(ip, port, proto);
-        self.vip_index.binary_search_by_key(&k, |e| e.0).ok().and_then(|i| self.vip_index.get(i)).map(|e| e.1)
+        self.v4.vips.get((ip, port, proto))
     }
 
     /// The service whose connections `ip:port/proto` addresses, for
     /// ownership: like `find_service`, and retired services too.
     #[inline]
     pub fn owner_service(&self, ip: u32, port: u16, proto: u8) -> Option<u16> {
-        let k = vip_key(ip, port, proto);
-        self.owner_index.binary_search_by_key(&k, |e| e.0).ok().and_then(|i| self.owner_index.get(i)).map(|e| e.1)
+        self.v4.owners.get((ip, port, proto))
     }
 
     /// True when some service listens on `ip` (any port).
