@@ -5,10 +5,10 @@
 
 mod metrics;
 
-use crate::arp::{self, ArpOutcome, NeighborTable};
-use crate::build::{self, LinkInfo, Nexthop};
+use crate::modules::arp::neighbor::{self as arp, ArpOutcome, NeighborTable};
+use crate::modules::lb::build::{self, LinkInfo, Nexthop};
 use crate::config::{Config, Interface};
-use crate::health::{Health, ProbeLink, Target};
+use crate::modules::health::probes::{Health, ProbeLink, Target};
 use furiwake_dataplane::conntrack::{self, Timeouts};
 use furiwake_dataplane::state::neighbor::Neighbors;
 use furiwake_dataplane::state::rcu::{rcu, Publisher};
@@ -85,7 +85,7 @@ struct WorkerHandle {
     /// The console's connection-table dumps (`show connections`).
     dump: Arc<furiwake_dataplane::ctl::dump::FlowDump>,
     /// Its loop's busy time (`show workers`).
-    loops: Arc<crate::console::stats::LoopStats>,
+    loops: Arc<crate::runtime::stats::LoopStats>,
 }
 
 #[derive(Debug, Default)]
@@ -131,7 +131,7 @@ pub struct Appliance {
     /// records made before are stale).
     node_epochs: std::collections::HashMap<u32, u32>,
     /// Bytes per second per server, for `loads`.
-    rates: crate::loads::Rates,
+    rates: crate::modules::lb::loads::Rates,
     control: ControlCounters,
     /// Prometheus text on the management address.
     metrics: Option<metrics::MetricsServer>,
@@ -207,7 +207,7 @@ impl Appliance {
             layout: built.layout.clone(),
             retired_gen: [Vec::new(), Vec::new()],
             config_path: None,
-            rates: crate::loads::Rates::default(),
+            rates: crate::modules::lb::loads::Rates::default(),
             health,
             node_epochs: std::collections::HashMap::new(),
             control: ControlCounters::default(),
@@ -430,8 +430,8 @@ impl Appliance {
                 continue;
             }
             let admin = self.console.admin.of_server(i, std::net::SocketAddrV4::new(Ipv4Addr::from(s.ip), s.port));
-            s.enabled = crate::console::admin::takes_new(s.weight, self.health.is_up(i), admin);
-            s.sticky_only = admin == crate::console::admin::AdminState::Draining && s.weight > 0 && self.health.is_up(i);
+            s.enabled = crate::modules::lb::admin::takes_new(s.weight, self.health.is_up(i), admin);
+            s.sticky_only = admin == crate::modules::lb::admin::AdminState::Draining && s.weight > 0 && self.health.is_up(i);
             s.reset = !self.health.is_up(i) && self.cuts_connections(i, s.vs as usize);
             s.epoch = self.node_epochs.get(&s.ip).copied().unwrap_or(0);
         }
@@ -479,7 +479,7 @@ impl Appliance {
             return false;
         };
         let active = self.workers.iter().fold(0u64, |a, w| a.wrapping_add(w.counters.servers.get(server).map_or(0, |c| c.conns_active.get())));
-        crate::health::cuts_connections(pool.on_down, pool.slow_down, self.health.down_reason(server), active)
+        crate::modules::health::probes::cuts_connections(pool.on_down, pool.slow_down, self.health.down_reason(server), active)
     }
 
     /// Runs the probes; logs state changes and republishes the snapshot.
@@ -611,7 +611,7 @@ impl Appliance {
             let reader = readers.pop().ok_or("rcu readers")?;
             let config = WorkerConfig { id: w as u16, workers: n as u16, flows: self.cfg.platform.flows_per_worker, timeouts };
             let dump = Arc::new(furiwake_dataplane::ctl::dump::FlowDump::new());
-            let loops = Arc::new(crate::console::stats::LoopStats::default());
+            let loops = Arc::new(crate::runtime::stats::LoopStats::default());
             let worker = Worker::new(config, reader, Arc::clone(&self.slots)).with_loads(Arc::clone(&self.loads)).with_dump(Arc::clone(&dump));
             let counters = worker.counters();
             let stop = Arc::clone(&self.stop_workers);
@@ -732,7 +732,7 @@ impl Appliance {
         let is_arp = furiwake_dataplane::wire::ethernet::parse_l2(m.data())
             .is_ok_and(|l2| l2.ethertype == furiwake_dataplane::wire::EtherType::Arp);
         if !is_arp {
-            if crate::icmp::echo_reply(m.data_mut(), owns) {
+            if crate::modules::arp::icmp::echo_reply(m.data_mut(), owns) {
                 self.control.echo_replies += 1;
                 self.send(li, m);
             } else {
@@ -982,7 +982,7 @@ fn worker_loop(
     stop: &AtomicBool,
     idle_sleep: Duration,
     clock: Clock,
-    loops: &crate::console::stats::LoopStats,
+    loops: &crate::runtime::stats::LoopStats,
 ) -> i32 {
     let mut idle: u32 = 0;
     let mut last = furiwake_platform::rdtsc();

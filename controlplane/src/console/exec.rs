@@ -13,10 +13,10 @@
 
 use super::{say, Appliance};
 use crate::config::Config;
-use crate::console::admin::{self, Admin, AdminState};
+use crate::modules::lb::admin::{self, Admin, AdminState};
 use crate::console::command::{self, AddrArg, Command, Names, ServerAction, Show};
 use crate::console::server::{ConnId, ConsoleServer};
-use crate::console::stats::{self, PortSample, Rates, Sample, Traffic, WorkerSample};
+use crate::runtime::stats::{self, PortSample, Rates, Sample, Traffic, WorkerSample};
 use furiwake_dataplane::state::counters::ServiceCounters;
 use furiwake_dataplane::conntrack::TICK_MS;
 use furiwake_dataplane::ctl::dump::{AddrMatch, DumpEntry, DumpFilter};
@@ -517,7 +517,7 @@ impl Appliance {
         }
         // Removed servers whose connections are still open.
         for (i, slot) in self.layout.servers.iter().enumerate() {
-            let crate::build::Slot::Retired((_, p, a)) = slot else { continue };
+            let crate::modules::lb::build::Slot::Retired((_, p, a)) = slot else { continue };
             if pool.is_some_and(|n| n != p) {
                 continue;
             }

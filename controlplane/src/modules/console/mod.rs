@@ -12,8 +12,6 @@
 //! The commands themselves run on the control lcore with the appliance's
 //! state at hand: `appliance/console_exec` (in `console/exec.rs`).
 
-pub mod admin;
 pub mod client;
 pub mod command;
 pub mod server;
-pub mod stats;

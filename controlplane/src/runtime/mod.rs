@@ -1,0 +1,3 @@
+//! The plant the modules run on.
+
+pub mod stats;
