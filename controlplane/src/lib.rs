@@ -4,6 +4,7 @@
 pub mod appliance;
 pub mod config;
 pub mod modules;
+pub mod out;
 pub mod runtime;
 
 /// `furiwake console` and the console's language (`furiwake::console::client::main`).

@@ -263,7 +263,7 @@ impl Appliance {
 
         // Ports.
         let port = |f: &dyn Fn(&furiwake_platform::PortStats) -> u64| {
-            self.links.iter().filter_map(|l| l.port.stats().ok().map(|st| (label(&[("port", l.cfg.name.get_ref())]), f(&st)))).collect::<Vec<_>>()
+            self.runtime.links().iter().filter_map(|l| l.stats().ok().map(|st| (label(&[("port", l.name())]), f(&st)))).collect::<Vec<_>>()
         };
         let rx_p = port(&|s| s.ipackets);
         let rx_b = port(&|s| s.ibytes);
@@ -276,15 +276,13 @@ impl Appliance {
         family("port_tx_bytes_total", "counter", "Bytes sent by the port.", tx_b);
         family("port_rx_missed_total", "counter", "Packets the port dropped for want of RX descriptors.", missed);
         let up: Vec<(String, u64)> =
-            self.links.iter().map(|l| (label(&[("port", l.cfg.name.get_ref())]), u64::from(l.port.link().is_ok_and(|k| k.up)))).collect();
+            self.runtime.links().iter().map(|l| (label(&[("port", l.name())]), u64::from(l.state().is_ok_and(|k| k.up)))).collect();
         family("port_link_up", "gauge", "1 when the port's link is up.", up);
 
         // Virtual servers and servers.
-        if let Some(p) = &self.publisher {
-            let snap = p.current();
-            let sum = |sel: &dyn Fn(&WorkerCounters) -> Option<&ServiceCounters>, f: &dyn Fn(&ServiceCounters) -> u64| {
-                self.workers.iter().fold(0u64, |a, w| a.wrapping_add(sel(&w.counters).map_or(0, f)))
-            };
+        let workers = self.runtime.workers();
+        if let Some(snap) = workers.published() {
+            let sum = |sel: &dyn Fn(&WorkerCounters) -> Option<&ServiceCounters>, f: &dyn Fn(&ServiceCounters) -> u64| workers.sum(|c| sel(c).map_or(0, f));
             type Field = (&'static str, &'static str, &'static str, fn(&ServiceCounters) -> u64);
             const FIELDS: [Field; 6] = [
                 ("connections_active", "gauge", "Connection entries (open, closing or waiting for their timeout).", |c| c.conns_active.get()),
@@ -312,7 +310,7 @@ impl Appliance {
 
         // Workers.
         let per_worker = |f: &dyn Fn(&WorkerCounters) -> u64| -> Vec<(String, u64)> {
-            self.workers.iter().enumerate().map(|(i, w)| (label(&[("worker", &i.to_string())]), f(&w.counters))).collect()
+            workers.counters().enumerate().map(|(i, c)| (label(&[("worker", &i.to_string())]), f(c))).collect()
         };
         family("worker_rx_packets_total", "counter", "Packets the worker received from its queues.", per_worker(&|c| c.rx_packets.get()));
         family("worker_tx_packets_total", "counter", "Packets the worker sent.", per_worker(&|c| c.tx_packets.get()));
@@ -320,19 +318,18 @@ impl Appliance {
         family("worker_punted_total", "counter", "Packets handed to the control plane.", per_worker(&|c| c.punted.get()));
         family("worker_flows", "gauge", "Connection-table entries.", per_worker(&|c| c.flows.get()));
         family("worker_rejected_total", "counter", "New connections refused with a RST or ICMP unreachable.", per_worker(&|c| c.rejected.get()));
-        let drops: Vec<(String, u64)> = self
-            .workers
-            .iter()
+        let drops: Vec<(String, u64)> = workers
+            .counters()
             .enumerate()
-            .flat_map(|(i, w)| DropReason::ALL.iter().map(move |r| (i, r, w.counters.drops(*r))))
+            .flat_map(|(i, c)| DropReason::ALL.iter().map(move |r| (i, r, c.drops(*r))))
             .map(|(i, r, n)| (label(&[("worker", &i.to_string()), ("reason", r.name())]), n))
             .collect();
         family("worker_drops_total", "counter", "Packets dropped, by reason.", drops);
         let h = self.health.counters;
         family("health_probes_total", "counter", "Health probes sent.", vec![(String::new(), h.probes)]);
         family("health_state_changes_total", "counter", "Servers going up or down.", vec![(String::new(), h.state_changes)]);
-        if let Some(pool) = &self.pool {
-            family("mbufs_in_use", "gauge", "Mbufs out of the packet pool.", vec![(String::new(), pool.in_use() as u64)]);
+        if let Some(in_use) = self.runtime.mbufs_in_use() {
+            family("mbufs_in_use", "gauge", "Mbufs out of the packet pool.", vec![(String::new(), in_use as u64)]);
         }
         out
     }

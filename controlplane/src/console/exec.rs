@@ -11,12 +11,14 @@
 //! (`current_snapshot`). Existing connections keep their entries and
 //! server indices; only new connections see the change.
 
-use super::{say, Appliance};
+use super::Appliance;
+use crate::modules::text::{kebab, render_config, table};
+use crate::out::say;
 use crate::config::Config;
 use crate::modules::lb::admin::{self, Admin, AdminState};
 use crate::console::command::{self, AddrArg, Command, Names, ServerAction, Show};
 use crate::console::server::{ConnId, ConsoleServer};
-use crate::runtime::stats::{self, PortSample, Rates, Sample, Traffic, WorkerSample};
+use crate::runtime::stats::{self, Rates, Sample, Traffic};
 use furiwake_dataplane::state::counters::ServiceCounters;
 use furiwake_dataplane::conntrack::TICK_MS;
 use furiwake_dataplane::ctl::dump::{AddrMatch, DumpEntry, DumpFilter};
@@ -62,24 +64,6 @@ fn addr(ip: u32, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from(ip), port)
 }
 
-/// `RoundRobin` -> `round-robin`: the config's spelling from a variant's
-/// Debug name.
-fn kebab(v: &impl std::fmt::Debug) -> String {
-    let s = format!("{v:?}");
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('-');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn proto_name(p: u8) -> String {
     match p {
         6 => "tcp".into(),
@@ -89,179 +73,12 @@ fn proto_name(p: u8) -> String {
     }
 }
 
-/// Left-aligned columns, two spaces apart.
-fn table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            let w = widths.get(i).copied().unwrap_or(0);
-            let _ = write!(s, "{c:<w$}  ");
-        }
-        s.trim_end().to_string()
-    };
-    let mut out = line(head.to_vec());
-    for r in rows {
-        out.push('\n');
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-    }
-    out
-}
-
 fn to_match(a: &AddrArg) -> AddrMatch {
     AddrMatch { ip: u32::from(a.ip), port: a.port.unwrap_or(0) }
 }
 
 fn secs(ticks: u32) -> f64 {
     ticks as f64 * TICK_MS as f64 / 1000.0
-}
-
-/// TOML text of a string (basic string, escaped).
-fn q(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(o, "\\u{:04X}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
-/// The running configuration as TOML (what `show config` prints).
-pub(crate) fn render_config(cfg: &Config) -> String {
-    let mut s = String::new();
-    let p = &cfg.platform;
-    let list = |v: &[String]| v.iter().map(|a| q(a)).collect::<Vec<_>>().join(", ");
-    let _ = writeln!(s, "[platform]\neal_args = [{}]\ncontrol_lcore = {}", list(&p.eal_args), p.control_lcore);
-    let lcores: Vec<String> = p.worker_lcores.get_ref().iter().map(u32::to_string).collect();
-    let _ = writeln!(
-        s,
-        "worker_lcores = [{}]\nflows_per_worker = {}\nmbufs = {}\nrx_descriptors = {}\ntx_descriptors = {}\nidle_sleep_us = {}\npersistence_records = {}",
-        lcores.join(", "),
-        p.flows_per_worker,
-        p.mbufs,
-        p.rx_descriptors,
-        p.tx_descriptors,
-        p.idle_sleep_us,
-        p.persistence_records
-    );
-    for i in &cfg.interfaces {
-        let _ = writeln!(s, "\n[[interface]]\nname = {}\ndevice = {}\naddress = {}", q(i.name.get_ref()), q(i.device.get_ref()), q(&i.address.to_string()));
-    }
-    for r in &cfg.routes {
-        let _ = writeln!(s, "\n[[route]]\nprefix = {}\nvia = {}", q(&r.prefix.to_string()), q(&r.via.to_string()));
-    }
-    for h in &cfg.health_checks {
-        let _ = writeln!(
-            s,
-            "\n[[health_check]]\nname = {}\nkind = {}\ninterval_ms = {}\ntimeout_ms = {}\nfall = {}\nrise = {}",
-            q(h.name.get_ref()),
-            q(&kebab(&h.kind)),
-            h.interval_ms,
-            h.timeout_ms,
-            h.fall,
-            h.rise
-        );
-        if let Some(port) = h.port {
-            let _ = writeln!(s, "port = {port}");
-        }
-        if let Some(st) = h.expect_status {
-            let _ = writeln!(s, "expect_status = {st}");
-        }
-        for (k, v) in [("request", &h.request), ("expect_body", &h.expect_body), ("send", &h.send), ("expect", &h.expect), ("command", &h.command)] {
-            if let Some(v) = v {
-                let _ = writeln!(s, "{k} = {}", q(v));
-            }
-        }
-    }
-    for pool in &cfg.pools {
-        let _ = writeln!(s, "\n[[pool]]\nname = {}\nalgorithm = {}", q(pool.name.get_ref()), q(&kebab(pool.algorithm.get_ref())));
-        if let Some(h) = &pool.health_check {
-            let _ = writeln!(s, "health_check = {}", q(h.get_ref()));
-        }
-        if !pool.health_checks.is_empty() {
-            let hs: Vec<String> = pool.health_checks.iter().map(|h| q(h.get_ref())).collect();
-            let _ = writeln!(s, "health_checks = [{}]", hs.join(", "));
-        }
-        if let Some(h) = &pool.hash {
-            let _ = writeln!(s, "hash = {}", q(&kebab(h.get_ref())));
-        }
-        if let Some(sp) = &pool.sorry_pool {
-            let _ = writeln!(s, "sorry_pool = {}", q(sp.get_ref()));
-        }
-        let _ = writeln!(s, "on_down = {}\nslow_down = {}\nservers = [", q(&kebab(&pool.on_down)), pool.slow_down);
-        for sv in &pool.servers {
-            let _ = writeln!(
-                s,
-                "  {{ address = {}, weight = {}, max_connections = {}, priority = {} }},",
-                q(&sv.address.get_ref().to_string()),
-                sv.weight,
-                sv.max_connections,
-                sv.priority
-            );
-        }
-        s.push_str("]\n");
-    }
-    for v in &cfg.virtual_servers {
-        let _ = writeln!(
-            s,
-            "\n[[virtual_server]]\nname = {}\naddress = {}\nprotocol = {}\nforwarding = {}\npool = {}",
-            q(v.name.get_ref()),
-            q(&v.address.to_string()),
-            q(&kebab(&v.protocol)),
-            q(&kebab(v.forwarding.get_ref())),
-            q(v.pool.get_ref())
-        );
-        if !v.local_addresses.is_empty() {
-            let la: Vec<String> = v.local_addresses.iter().map(|a| q(&a.to_string())).collect();
-            let _ = writeln!(s, "local_addresses = [{}]", la.join(", "));
-        }
-        if let Some(p) = &v.persistence {
-            let p = p.get_ref();
-            let _ = writeln!(
-                s,
-                "persistence = {{ kind = {}, netmask = {}, timeout_s = {}, keep_on_down = {} }}",
-                q(&kebab(&p.kind)),
-                q(&p.netmask.to_string()),
-                p.timeout_s,
-                p.keep_on_down
-            );
-        }
-        if let Some(g) = &v.persistence_group {
-            let _ = writeln!(s, "persistence_group = {}", q(g.get_ref()));
-        }
-    }
-    let t = &cfg.timeouts;
-    let _ = writeln!(
-        s,
-        "\n[timeouts]\ntcp_syn = {}\ntcp_established = {}\ntcp_fin = {}\ntcp_time_wait = {}\ntcp_close = {}\nudp = {}\nicmp = {}",
-        t.tcp_syn, t.tcp_established, t.tcp_fin, t.tcp_time_wait, t.tcp_close, t.udp, t.icmp
-    );
-    let _ = writeln!(s, "\n[logging]\nlevel = {}", q(&kebab(&cfg.logging.level)));
-    if let Some(l) = cfg.management.listen {
-        let _ = writeln!(s, "\n[management]\nlisten = {}", q(&l.to_string()));
-    }
-    let _ = writeln!(s, "\n[console]\nsocket = {}", q(&cfg.console.socket));
-    if let Some(d) = &cfg.console.device {
-        let _ = writeln!(s, "device = {}", q(d));
-    }
-    s.trim_end().to_string()
 }
 
 impl Appliance {
@@ -317,7 +134,7 @@ impl Appliance {
             Command::Save { path } => self.save(path.as_deref()),
             Command::LogLevel(level) => self.log_level(&level),
             Command::Show(Show::Connections { vip, server, limit }) => {
-                let n = self.workers.len();
+                let n = self.runtime.workers().len();
                 let filter = DumpFilter { vip: vip.as_ref().map(to_match), server: server.as_ref().map(to_match), limit };
                 self.console.pending.push_back(PendingDump {
                     conn,
@@ -340,8 +157,8 @@ impl Appliance {
             Show::Pools => Ok(self.show_pools()),
             Show::Servers { pool } => self.show_servers(pool.as_deref()),
             Show::Stats => Ok(self.show_stats()),
-            Show::Arp => Ok(self.show_arp()),
-            Show::Routes => Ok(self.show_routes()),
+            Show::Arp => Ok(self.arp.show_arp(&self.runtime)),
+            Show::Routes => Ok(self.arp.show_routes(&self.runtime, &self.cfg.routes)),
             Show::Health => Ok(self.show_health()),
             Show::Workers => Ok(self.show_workers()),
             Show::Config => Ok(self.show_config()),
@@ -363,46 +180,11 @@ impl Appliance {
 
     /// A counter of snapshot server `i` / service `i`, summed over workers.
     fn sum_over(&self, f: impl Fn(&WorkerCounters) -> Option<&ServiceCounters>) -> Traffic {
-        let mut t = Traffic::default();
-        for w in &self.workers {
-            if let Some(c) = f(&w.counters) {
-                t.pkts = t.pkts.wrapping_add(c.in_pkts.get()).wrapping_add(c.out_pkts.get());
-                t.bytes = t.bytes.wrapping_add(c.in_bytes.get()).wrapping_add(c.out_bytes.get());
-                t.conns_new = t.conns_new.wrapping_add(c.conns_new.get());
-                t.conns_active = t.conns_active.wrapping_add(c.conns_active.get());
-            }
-        }
-        t
+        self.runtime.workers().traffic(f)
     }
 
     fn sample(&self, now: Instant) -> Sample {
-        let ports = self
-            .links
-            .iter()
-            .map(|l| {
-                l.port.stats().map_or(PortSample::default(), |st| PortSample {
-                    rx_pkts: st.ipackets,
-                    rx_bytes: st.ibytes,
-                    tx_pkts: st.opackets,
-                    tx_bytes: st.obytes,
-                })
-            })
-            .collect();
-        let services = (0..self.base.services.len()).map(|i| self.sum_over(|w| w.services.get(i))).collect();
-        let servers = (0..self.base.servers.len()).map(|i| self.sum_over(|w| w.servers.get(i))).collect();
-        let workers = self
-            .workers
-            .iter()
-            .map(|w| WorkerSample {
-                rx_pkts: w.counters.rx_packets.get(),
-                tx_pkts: w.counters.tx_packets.get(),
-                handed_off: w.counters.handed_off.get(),
-                busy_tsc: w.loops.busy_tsc.get(),
-                total_tsc: w.loops.total_tsc.get(),
-            })
-            .collect();
-        let drops = DropReason::ALL.iter().map(|r| self.workers.iter().fold(0u64, |a, w| a.wrapping_add(w.counters.drops(*r)))).collect();
-        Sample { at: now, ports, services, servers, workers, drops }
+        self.runtime.sample(now, self.base.services.len(), self.base.servers.len())
     }
 
     /// Snapshot servers of virtual server `vi` (a snapshot index).
@@ -412,7 +194,7 @@ impl Appliance {
 
     /// Does snapshot server `i` take new connections right now (as published)?
     fn published_enabled(&self, i: usize) -> bool {
-        self.publisher.as_ref().and_then(|p| p.current().servers.get(i)).is_some_and(|s| s.enabled)
+        self.runtime.workers().published().and_then(|p| p.servers.get(i)).is_some_and(|s| s.enabled)
     }
 
     fn show_virtual_servers(&self, name: Option<&str>) -> Result<String, String> {
@@ -535,10 +317,10 @@ impl Appliance {
         let r = |x: u64, y: u64| stats::per_sec(x, y, secs);
         let mut out = format!("rates over the last {secs:.1} s (pps: packets/s, bps: bits/s)\n\n");
         let mut rows = Vec::new();
-        for (i, l) in self.links.iter().enumerate() {
+        for (i, l) in self.runtime.links().iter().enumerate() {
             let (Some(x), Some(y)) = (a.ports.get(i), b.ports.get(i)) else { continue };
             rows.push(vec![
-                l.cfg.name.get_ref().clone(),
+                l.name().clone(),
                 stats::si(r(x.rx_pkts, y.rx_pkts)),
                 stats::si(8.0 * r(x.rx_bytes, y.rx_bytes)),
                 stats::si(r(x.tx_pkts, y.tx_pkts)),
@@ -594,57 +376,6 @@ impl Appliance {
         out
     }
 
-    fn show_arp(&self) -> String {
-        let now = Instant::now();
-        let mut learned: Vec<_> = self.neighbors.iter().collect();
-        learned.sort_by_key(|(ip, _)| **ip);
-        let rows: Vec<Vec<String>> = learned
-            .iter()
-            .map(|(ip, n)| {
-                vec![
-                    ip.to_string(),
-                    n.mac.to_string(),
-                    self.links.get(n.interface).map_or("?".into(), |l| l.cfg.name.get_ref().clone()),
-                    format!("{}s", now.duration_since(n.updated).as_secs()),
-                ]
-            })
-            .collect();
-        let mut out = table(&["ADDRESS", "MAC", "INTERFACE", "AGE"], &rows);
-        let hops: Vec<Vec<String>> = self
-            .nexthops
-            .iter()
-            .enumerate()
-            .map(|(slot, nh)| {
-                vec![
-                    nh.hop.ip.to_string(),
-                    self.links.get(nh.hop.link).map_or("?".into(), |l| l.cfg.name.get_ref().clone()),
-                    slot.to_string(),
-                    self.slots.get(slot as u16).map_or("unresolved".into(), |m| m.to_string()),
-                    nh.confirmed.map_or("never".into(), |t| format!("{}s ago", now.duration_since(t).as_secs())),
-                ]
-            })
-            .collect();
-        out.push_str("\n\nnext hops the workers use:\n");
-        out.push_str(&table(&["NEXT-HOP", "INTERFACE", "SLOT", "MAC", "CONFIRMED"], &hops));
-        out
-    }
-
-    fn show_routes(&self) -> String {
-        let mut rows: Vec<Vec<String>> = self
-            .links
-            .iter()
-            .map(|l| {
-                let a = l.cfg.address;
-                vec![format!("{}/{}", a.network(), a.prefix_len), "connected".into(), l.cfg.name.get_ref().clone(), format!("self {}", a.addr)]
-            })
-            .collect();
-        for r in &self.cfg.routes {
-            let iface = self.links.iter().find(|l| l.cfg.address.contains(r.via)).map_or("unreachable".into(), |l| l.cfg.name.get_ref().clone());
-            rows.push(vec![r.prefix.to_string(), r.via.to_string(), iface, "static".into()]);
-        }
-        table(&["PREFIX", "VIA", "INTERFACE", "KIND"], &rows)
-    }
-
     fn show_health(&self) -> String {
         let mut rows = Vec::new();
         for t in self.health.targets() {
@@ -677,14 +408,14 @@ impl Appliance {
     }
 
     fn show_workers(&self) -> String {
-        let lcores = self.cfg.platform.worker_lcores.get_ref();
+        let lcores = self.runtime.worker_lcores();
         let window = self.console.rates.window();
         let rows: Vec<Vec<String>> = self
-            .workers
-            .iter()
+            .runtime
+            .workers()
+            .counters()
             .enumerate()
-            .map(|(i, w)| {
-                let c = &w.counters;
+            .map(|(i, c)| {
                 let (pps, busy) = match window {
                     Some((a, b, secs)) => match (a.workers.get(i), b.workers.get(i)) {
                         (Some(x), Some(y)) => (
@@ -910,21 +641,19 @@ impl Appliance {
     /// Publishes the base snapshot with health and operator states applied.
     fn republish(&mut self) {
         let snap = self.current_snapshot();
-        if let Some(p) = self.publisher.as_mut() {
-            p.publish(Box::new(snap));
-        }
+        self.runtime.workers_mut().publish(snap);
     }
 
     /// Asks the workers for their entries and answers the oldest pending
     /// `show connections` once all did (or after `DUMP_DEADLINE`).
     fn progress_dumps(&mut self, now: Instant) {
         let Some(d) = self.console.pending.front_mut() else { return };
-        for (w, h) in self.workers.iter().enumerate() {
+        for (w, dump) in self.runtime.workers().dumps().enumerate() {
             if !d.asked[w] {
-                d.asked[w] = h.dump.request(&d.filter);
+                d.asked[w] = dump.request(&d.filter);
             } else if d.answered[w].is_none() {
                 let mut got = Vec::new();
-                if let Some(matched) = h.dump.take(&mut got) {
+                if let Some(matched) = dump.take(&mut got) {
                     d.answered[w] = Some(matched);
                     d.entries.extend(got.into_iter().map(|e| (w, e)));
                 }
@@ -973,89 +702,5 @@ impl Appliance {
             );
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kebab_names_match_the_config_spelling() {
-        assert_eq!(kebab(&crate::config::Algorithm::WeightedRoundRobin), "weighted-round-robin");
-        assert_eq!(kebab(&crate::config::Forwarding::FullNat), "full-nat");
-        assert_eq!(kebab(&crate::config::CheckKind::SendExpect), "send-expect");
-        assert_eq!(kebab(&crate::config::OnDown::Keep), "keep");
-    }
-
-    #[test]
-    fn tables_align() {
-        let t = table(&["A", "LONGER"], &[vec!["xxxx".into(), "1".into()], vec!["y".into(), "22".into()]]);
-        assert_eq!(t, "A     LONGER\nxxxx  1\ny     22");
-    }
-
-    #[test]
-    fn running_config_renders_as_a_valid_equivalent_config() {
-        let text = r#"
-[platform]
-eal_args = ["--no-huge", "-m", "256"]
-worker_lcores = [1]
-[[interface]]
-name = "outside"
-device = "net_null0"
-address = "192.0.2.2/24"
-[[route]]
-prefix = "0.0.0.0/0"
-via = "192.0.2.1"
-[[health_check]]
-name = "web-ok"
-kind = "http"
-request = "GET /health HTTP/1.0\r\n\r\n"
-expect_body = "OK \"quoted\""
-[[pool]]
-name = "web"
-algorithm = "weighted-round-robin"
-health_check = "web-ok"
-servers = [ { address = "192.0.2.11:80", weight = 3, priority = 1 }, { address = "192.0.2.12:80" } ]
-[[pool]]
-name = "sorry"
-servers = [ { address = "192.0.2.13:80" } ]
-[[virtual_server]]
-name = "www"
-address = "192.0.2.100:80"
-forwarding = "full-nat"
-local_addresses = ["192.0.2.50"]
-pool = "web"
-persistence = { kind = "source-ip", netmask = "255.255.255.0", timeout_s = 60, keep_on_down = true }
-persistence_group = "shop"
-[[pool]]
-name = "hashed"
-algorithm = "source-hash"
-hash = "source-destination-ip"
-servers = [ { address = "192.0.2.14:80" } ]
-[console]
-socket = "/tmp/x.sock"
-[logging]
-level = "debug"
-[management]
-listen = "127.0.0.1:9100"
-"#;
-        let cfg = Config::parse("t", text).unwrap();
-        let rendered = render_config(&cfg);
-        let again = Config::parse("rendered", &rendered).unwrap_or_else(|e| panic!("{e}\n{rendered}"));
-        assert_eq!(render_config(&again), rendered);
-        assert_eq!(again.pools[0].servers[0].weight, 3);
-        assert_eq!(again.pools[0].servers[0].priority, 1);
-        assert_eq!(again.health_checks[0].request.as_deref(), Some("GET /health HTTP/1.0\r\n\r\n"));
-        assert_eq!(again.health_checks[0].expect_body.as_deref(), Some("OK \"quoted\""));
-        assert_eq!(again.virtual_servers[0].local_addresses, vec![Ipv4Addr::new(192, 0, 2, 50)]);
-        assert_eq!(again.console.socket, "/tmp/x.sock");
-        let p = *again.virtual_servers[0].persistence.as_ref().unwrap().get_ref();
-        assert_eq!((p.netmask, p.timeout_s, p.keep_on_down), (Ipv4Addr::new(255, 255, 255, 0), 60, true));
-        assert_eq!(again.virtual_servers[0].persistence_group.as_ref().map(|g| g.get_ref().as_str()), Some("shop"));
-        assert_eq!(again.pools[2].hash.as_ref().map(|h| *h.get_ref()), Some(crate::config::HashOn::SourceDestinationIp));
-        assert_eq!(again.logging.level, crate::config::LogLevel::Debug);
-        assert_eq!(again.management.listen, Some("127.0.0.1:9100".parse().unwrap()));
-        assert_eq!(again.routes.len(), 1);
     }
 }

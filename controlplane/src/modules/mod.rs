@@ -4,3 +4,4 @@ pub mod arp;
 pub mod console;
 pub mod health;
 pub mod lb;
+pub mod text;

@@ -1,0 +1,243 @@
+//! A `Config` back to TOML: what `show config` prints and `config save`
+//! writes; parsed again, it gives the same configuration.
+
+use crate::config::Config;
+use std::fmt::Write as _;
+
+/// `RoundRobin` -> `round-robin`: the config's spelling from a variant's
+/// Debug name.
+pub fn kebab(v: &impl std::fmt::Debug) -> String {
+    let s = format!("{v:?}");
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// TOML text of a string (basic string, escaped).
+fn q(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(o, "\\u{:04X}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// The running configuration as TOML (what `show config` prints).
+pub fn render_config(cfg: &Config) -> String {
+    let mut s = String::new();
+    let p = &cfg.platform;
+    let list = |v: &[String]| v.iter().map(|a| q(a)).collect::<Vec<_>>().join(", ");
+    let _ = writeln!(s, "[platform]\neal_args = [{}]\ncontrol_lcore = {}", list(&p.eal_args), p.control_lcore);
+    let lcores: Vec<String> = p.worker_lcores.get_ref().iter().map(u32::to_string).collect();
+    let _ = writeln!(
+        s,
+        "worker_lcores = [{}]\nflows_per_worker = {}\nmbufs = {}\nrx_descriptors = {}\ntx_descriptors = {}\nidle_sleep_us = {}\npersistence_records = {}",
+        lcores.join(", "),
+        p.flows_per_worker,
+        p.mbufs,
+        p.rx_descriptors,
+        p.tx_descriptors,
+        p.idle_sleep_us,
+        p.persistence_records
+    );
+    for i in &cfg.interfaces {
+        let _ = writeln!(s, "\n[[interface]]\nname = {}\ndevice = {}\naddress = {}", q(i.name.get_ref()), q(i.device.get_ref()), q(&i.address.to_string()));
+    }
+    for r in &cfg.routes {
+        let _ = writeln!(s, "\n[[route]]\nprefix = {}\nvia = {}", q(&r.prefix.to_string()), q(&r.via.to_string()));
+    }
+    for h in &cfg.health_checks {
+        let _ = writeln!(
+            s,
+            "\n[[health_check]]\nname = {}\nkind = {}\ninterval_ms = {}\ntimeout_ms = {}\nfall = {}\nrise = {}",
+            q(h.name.get_ref()),
+            q(&kebab(&h.kind)),
+            h.interval_ms,
+            h.timeout_ms,
+            h.fall,
+            h.rise
+        );
+        if let Some(port) = h.port {
+            let _ = writeln!(s, "port = {port}");
+        }
+        if let Some(st) = h.expect_status {
+            let _ = writeln!(s, "expect_status = {st}");
+        }
+        for (k, v) in [("request", &h.request), ("expect_body", &h.expect_body), ("send", &h.send), ("expect", &h.expect), ("command", &h.command)] {
+            if let Some(v) = v {
+                let _ = writeln!(s, "{k} = {}", q(v));
+            }
+        }
+    }
+    for pool in &cfg.pools {
+        let _ = writeln!(s, "\n[[pool]]\nname = {}\nalgorithm = {}", q(pool.name.get_ref()), q(&kebab(pool.algorithm.get_ref())));
+        if let Some(h) = &pool.health_check {
+            let _ = writeln!(s, "health_check = {}", q(h.get_ref()));
+        }
+        if !pool.health_checks.is_empty() {
+            let hs: Vec<String> = pool.health_checks.iter().map(|h| q(h.get_ref())).collect();
+            let _ = writeln!(s, "health_checks = [{}]", hs.join(", "));
+        }
+        if let Some(h) = &pool.hash {
+            let _ = writeln!(s, "hash = {}", q(&kebab(h.get_ref())));
+        }
+        if let Some(sp) = &pool.sorry_pool {
+            let _ = writeln!(s, "sorry_pool = {}", q(sp.get_ref()));
+        }
+        let _ = writeln!(s, "on_down = {}\nslow_down = {}\nservers = [", q(&kebab(&pool.on_down)), pool.slow_down);
+        for sv in &pool.servers {
+            let _ = writeln!(
+                s,
+                "  {{ address = {}, weight = {}, max_connections = {}, priority = {} }},",
+                q(&sv.address.get_ref().to_string()),
+                sv.weight,
+                sv.max_connections,
+                sv.priority
+            );
+        }
+        s.push_str("]\n");
+    }
+    for v in &cfg.virtual_servers {
+        let _ = writeln!(
+            s,
+            "\n[[virtual_server]]\nname = {}\naddress = {}\nprotocol = {}\nforwarding = {}\npool = {}",
+            q(v.name.get_ref()),
+            q(&v.address.to_string()),
+            q(&kebab(&v.protocol)),
+            q(&kebab(v.forwarding.get_ref())),
+            q(v.pool.get_ref())
+        );
+        if !v.local_addresses.is_empty() {
+            let la: Vec<String> = v.local_addresses.iter().map(|a| q(&a.to_string())).collect();
+            let _ = writeln!(s, "local_addresses = [{}]", la.join(", "));
+        }
+        if let Some(p) = &v.persistence {
+            let p = p.get_ref();
+            let _ = writeln!(
+                s,
+                "persistence = {{ kind = {}, netmask = {}, timeout_s = {}, keep_on_down = {} }}",
+                q(&kebab(&p.kind)),
+                q(&p.netmask.to_string()),
+                p.timeout_s,
+                p.keep_on_down
+            );
+        }
+        if let Some(g) = &v.persistence_group {
+            let _ = writeln!(s, "persistence_group = {}", q(g.get_ref()));
+        }
+    }
+    let t = &cfg.timeouts;
+    let _ = writeln!(
+        s,
+        "\n[timeouts]\ntcp_syn = {}\ntcp_established = {}\ntcp_fin = {}\ntcp_time_wait = {}\ntcp_close = {}\nudp = {}\nicmp = {}",
+        t.tcp_syn, t.tcp_established, t.tcp_fin, t.tcp_time_wait, t.tcp_close, t.udp, t.icmp
+    );
+    let _ = writeln!(s, "\n[logging]\nlevel = {}", q(&kebab(&cfg.logging.level)));
+    if let Some(l) = cfg.management.listen {
+        let _ = writeln!(s, "\n[management]\nlisten = {}", q(&l.to_string()));
+    }
+    let _ = writeln!(s, "\n[console]\nsocket = {}", q(&cfg.console.socket));
+    if let Some(d) = &cfg.console.device {
+        let _ = writeln!(s, "device = {}", q(d));
+    }
+    s.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn kebab_names_match_the_config_spelling() {
+        assert_eq!(kebab(&crate::config::Algorithm::WeightedRoundRobin), "weighted-round-robin");
+        assert_eq!(kebab(&crate::config::Forwarding::FullNat), "full-nat");
+        assert_eq!(kebab(&crate::config::CheckKind::SendExpect), "send-expect");
+        assert_eq!(kebab(&crate::config::OnDown::Keep), "keep");
+    }
+
+    #[test]
+    fn running_config_renders_as_a_valid_equivalent_config() {
+        let text = r#"
+[platform]
+eal_args = ["--no-huge", "-m", "256"]
+worker_lcores = [1]
+[[interface]]
+name = "outside"
+device = "net_null0"
+address = "192.0.2.2/24"
+[[route]]
+prefix = "0.0.0.0/0"
+via = "192.0.2.1"
+[[health_check]]
+name = "web-ok"
+kind = "http"
+request = "GET /health HTTP/1.0\r\n\r\n"
+expect_body = "OK \"quoted\""
+[[pool]]
+name = "web"
+algorithm = "weighted-round-robin"
+health_check = "web-ok"
+servers = [ { address = "192.0.2.11:80", weight = 3, priority = 1 }, { address = "192.0.2.12:80" } ]
+[[pool]]
+name = "sorry"
+servers = [ { address = "192.0.2.13:80" } ]
+[[virtual_server]]
+name = "www"
+address = "192.0.2.100:80"
+forwarding = "full-nat"
+local_addresses = ["192.0.2.50"]
+pool = "web"
+persistence = { kind = "source-ip", netmask = "255.255.255.0", timeout_s = 60, keep_on_down = true }
+persistence_group = "shop"
+[[pool]]
+name = "hashed"
+algorithm = "source-hash"
+hash = "source-destination-ip"
+servers = [ { address = "192.0.2.14:80" } ]
+[console]
+socket = "/tmp/x.sock"
+[logging]
+level = "debug"
+[management]
+listen = "127.0.0.1:9100"
+"#;
+        let cfg = Config::parse("t", text).unwrap();
+        let rendered = render_config(&cfg);
+        let again = Config::parse("rendered", &rendered).unwrap_or_else(|e| panic!("{e}\n{rendered}"));
+        assert_eq!(render_config(&again), rendered);
+        assert_eq!(again.pools[0].servers[0].weight, 3);
+        assert_eq!(again.pools[0].servers[0].priority, 1);
+        assert_eq!(again.health_checks[0].request.as_deref(), Some("GET /health HTTP/1.0\r\n\r\n"));
+        assert_eq!(again.health_checks[0].expect_body.as_deref(), Some("OK \"quoted\""));
+        assert_eq!(again.virtual_servers[0].local_addresses, vec![Ipv4Addr::new(192, 0, 2, 50)]);
+        assert_eq!(again.console.socket, "/tmp/x.sock");
+        let p = *again.virtual_servers[0].persistence.as_ref().unwrap().get_ref();
+        assert_eq!((p.netmask, p.timeout_s, p.keep_on_down), (Ipv4Addr::new(255, 255, 255, 0), 60, true));
+        assert_eq!(again.virtual_servers[0].persistence_group.as_ref().map(|g| g.get_ref().as_str()), Some("shop"));
+        assert_eq!(again.pools[2].hash.as_ref().map(|h| *h.get_ref()), Some(crate::config::HashOn::SourceDestinationIp));
+        assert_eq!(again.logging.level, crate::config::LogLevel::Debug);
+        assert_eq!(again.management.listen, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(again.routes.len(), 1);
+    }
+}
