@@ -7,9 +7,9 @@ mod metrics;
 
 use crate::config::Config;
 use crate::modules::arp::Arp;
-use crate::modules::health::probes::{Health, ProbeLink, Target};
+use crate::modules::health::{Health, Target};
 use crate::modules::lb::build::{self, LinkInfo};
-use crate::out::{event, say};
+use crate::out::say;
 use crate::runtime::Runtime;
 use furiwake_dataplane::state::snapshot::{Snapshot, MAX_SERVERS};
 use furiwake_dataplane::Burst;
@@ -40,9 +40,6 @@ pub struct Appliance {
     retired_gen: [Vec<u64>; 2],
     /// The file `config reload` reads and `config save` writes.
     config_path: Option<std::path::PathBuf>,
-    /// Per server address: how many times it has gone down (persistence
-    /// records made before are stale).
-    node_epochs: std::collections::HashMap<u32, u32>,
     /// Bytes per second per server, for `loads`.
     rates: crate::modules::lb::loads::Rates,
     /// Prometheus text on the management address.
@@ -62,7 +59,7 @@ impl Appliance {
     pub fn start(cfg: Config) -> Result<Self, String> {
         let runtime = Runtime::start(&cfg)?;
         let built = build::build(&cfg, &link_infos(&runtime))?;
-        let health = Self::health(&cfg, &runtime, &built);
+        let health = Health::new(&runtime, &cfg.routes, Self::targets(&cfg, &built), Instant::now());
         let mut app = Appliance {
             arp: Arp::new(built.owned.clone(), &built.nexthops),
             cfg,
@@ -74,7 +71,6 @@ impl Appliance {
             config_path: None,
             rates: crate::modules::lb::loads::Rates::default(),
             health,
-            node_epochs: std::collections::HashMap::new(),
             metrics: None,
             console: console_exec::Console::new(built.server_pools.clone()),
             runtime,
@@ -111,22 +107,6 @@ impl Appliance {
         app.arp.resolve_nexthops(&mut app.runtime, Instant::now());
         app.open_console();
         Ok(app)
-    }
-
-    /// The probe engine: one userspace stack per link, one target per
-    /// (virtual server, server) whose pool has checks.
-    fn health(cfg: &Config, rt: &Runtime, built: &build::Built) -> Health {
-        let probe_links: Vec<ProbeLink> = rt
-            .links()
-            .iter()
-            .map(|l| ProbeLink {
-                mac: l.mac().0,
-                address: l.address().addr,
-                prefix_len: l.address().prefix_len,
-                gateway: cfg.routes.iter().find(|r| r.prefix.prefix_len == 0 && l.address().contains(r.via)).map(|r| r.via),
-            })
-            .collect();
-        Health::new(&probe_links, Self::targets(cfg, built), Instant::now())
     }
 
     /// One health target per live server whose pool has checks.
@@ -264,7 +244,7 @@ impl Appliance {
             s.enabled = crate::modules::lb::admin::takes_new(s.weight, self.health.is_up(i), admin);
             s.sticky_only = admin == crate::modules::lb::admin::AdminState::Draining && s.weight > 0 && self.health.is_up(i);
             s.reset = !self.health.is_up(i) && self.cuts_connections(i, s.vs as usize);
-            s.epoch = self.node_epochs.get(&s.ip).copied().unwrap_or(0);
+            s.epoch = self.health.epoch(s.ip);
         }
         // Hash tables are rebuilt over the servers that can take
         // connections (Maglev's minimal disruption keeps the others' flows).
@@ -309,34 +289,15 @@ impl Appliance {
             return false;
         };
         let active = self.runtime.workers().server_active(server);
-        crate::modules::health::probes::cuts_connections(pool.on_down, pool.slow_down, self.health.down_reason(server), active)
+        crate::modules::health::cuts_connections(pool.on_down, pool.slow_down, self.health.down_reason(server), active)
     }
 
-    /// Runs the probes; logs state changes and republishes the snapshot.
+    /// Runs the probes; republishes the snapshot when a server changed state.
     fn run_health(&mut self, now: Instant) {
-        let changes = self.health.poll(now);
-        for li in 0..self.health.links() {
-            for frame in self.health.take_tx(li) {
-                self.runtime.send_frame(li, &frame);
-            }
+        if self.health.step(now, &mut self.runtime) {
+            let snap = self.current_snapshot();
+            self.runtime.workers_mut().publish(snap);
         }
-        if changes.is_empty() {
-            return;
-        }
-        for c in &changes {
-            if let Some(t) = self.health.target(c.target) {
-                if c.up {
-                    let rtt = c.rtt.map_or(String::new(), |d| format!(" (rtt {:.1} ms)", d.as_secs_f64() * 1e3));
-                    event(&format!("health: server {} (pool {}) up{rtt}", t.addr, t.pool));
-                } else {
-                    event(&format!("health: server {} (pool {}) down: {}", t.addr, t.pool, c.reason));
-                    let epoch = self.node_epochs.entry(u32::from(*t.addr.ip())).or_insert(0);
-                    *epoch = epoch.wrapping_add(1);
-                }
-            }
-        }
-        let snap = self.current_snapshot();
-        self.runtime.workers_mut().publish(snap);
     }
 
     /// Runs the control loop until `stop` is set; prints the counters when
@@ -439,8 +400,7 @@ impl Appliance {
             }
         }
         self.runtime.report_workers(&mut s);
-        let h = self.health.counters;
-        let _ = writeln!(s, "health: probes {}; failures {}; state-changes {}", h.probes, h.failures, h.state_changes);
+        self.health.report(&mut s);
         self.arp.report(&mut s, self.runtime.punt_counters());
         self.runtime.report_mbufs(&mut s);
         s

@@ -325,7 +325,7 @@ impl Appliance {
             .map(|(i, r, n)| (label(&[("worker", &i.to_string()), ("reason", r.name())]), n))
             .collect();
         family("worker_drops_total", "counter", "Packets dropped, by reason.", drops);
-        let h = self.health.counters;
+        let h = self.health.counters();
         family("health_probes_total", "counter", "Health probes sent.", vec![(String::new(), h.probes)]);
         family("health_state_changes_total", "counter", "Servers going up or down.", vec![(String::new(), h.state_changes)]);
         if let Some(in_use) = self.runtime.mbufs_in_use() {

@@ -159,7 +159,7 @@ impl Appliance {
             Show::Stats => Ok(self.show_stats()),
             Show::Arp => Ok(self.arp.show_arp(&self.runtime)),
             Show::Routes => Ok(self.arp.show_routes(&self.runtime, &self.cfg.routes)),
-            Show::Health => Ok(self.show_health()),
+            Show::Health => Ok(self.health.show(|i| self.base.servers.get(i).and_then(|r| self.base.services.get(r.vs as usize)).map_or("?".into(), |v| v.name.clone()))),
             Show::Workers => Ok(self.show_workers()),
             Show::Config => Ok(self.show_config()),
             Show::Connections { .. } => Err("internal: connections are answered later".into()),
@@ -373,37 +373,6 @@ impl Appliance {
         } else {
             out.push_str(&table(&["DROP-REASON", "TOTAL", "PER-SECOND"], &drops));
         }
-        out
-    }
-
-    fn show_health(&self) -> String {
-        let mut rows = Vec::new();
-        for t in self.health.targets() {
-            let vs = self.base.servers.get(t.server).and_then(|r| self.base.services.get(r.vs as usize)).map_or("?".into(), |v| v.name.clone());
-            let rtt = self.health.rtt_us(t.server).map_or("-".into(), |r| format!("{:.1}ms", r / 1000.0));
-            let up = if self.health.is_up(t.server) { "up" } else { "down" };
-            for c in self.health.check_status(t.server) {
-                rows.push(vec![
-                    t.addr.to_string(),
-                    t.pool.clone(),
-                    vs.clone(),
-                    up.into(),
-                    c.name.clone(),
-                    kebab(&c.kind),
-                    if c.passing { "passing".into() } else { "failing".into() },
-                    c.last_result(),
-                    format!("{}/{}", c.ok_run, c.fail_run),
-                    rtt.clone(),
-                ]);
-            }
-        }
-        let h = self.health.counters;
-        let mut out = if rows.is_empty() {
-            "no health checks configured".to_string()
-        } else {
-            table(&["SERVER", "POOL", "VIRTUAL-SERVER", "SERVER-STATE", "CHECK", "KIND", "CHECK-STATE", "LAST", "OK/FAIL-RUN", "RTT"], &rows)
-        };
-        let _ = write!(out, "\n\nprobes {}; failures {}; state-changes {}", h.probes, h.failures, h.state_changes);
         out
     }
 
