@@ -30,6 +30,7 @@ pub use probes::{Change, CheckStatus, HealthCounters, Target};
 pub use stack::ProbeLink;
 
 use crate::config::Route;
+use crate::modules::metrics::Text;
 use crate::modules::text::{kebab, table};
 use crate::out::event;
 use crate::runtime::Runtime;
@@ -137,10 +138,6 @@ impl Health {
         self.epochs.get(&ip).copied().unwrap_or(0)
     }
 
-    pub fn counters(&self) -> HealthCounters {
-        self.probes.counters
-    }
-
     /// Ends every probe (scripts killed).
     pub fn shutdown(&mut self) {
         self.probes.shutdown();
@@ -177,6 +174,13 @@ impl Health {
         };
         let _ = write!(out, "\n\nprobes {}; failures {}; state-changes {}", h.probes, h.failures, h.state_changes);
         out
+    }
+
+    /// Its metric families.
+    pub fn metrics(&self, t: &mut Text) {
+        let h = self.probes.counters;
+        t.family("health_probes_total", "counter", "Health probes sent.", vec![(String::new(), h.probes)]);
+        t.family("health_state_changes_total", "counter", "Servers going up or down.", vec![(String::new(), h.state_changes)]);
     }
 
     /// Its line of the report.
