@@ -44,7 +44,7 @@ pub fn route(cfg: &Config, links: &[LinkInfo], ip: Ipv4Addr) -> Option<(usize, I
 }
 
 /// Where each virtual server and real server sits in the snapshot. The
-/// appliance keeps it across rebuilds (console changes, `config reload`):
+/// lb module keeps it across rebuilds (console changes, `config reload`):
 /// connection entries hold snapshot indexes, so a virtual server or server
 /// that stays keeps its index; one that goes is `Retired` — kept, taking no
 /// new connections — while connections still use it, then `Free`. New ones

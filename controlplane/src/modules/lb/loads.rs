@@ -2,7 +2,7 @@
 //! what it already has at hand: the recent bytes per second through each
 //! server. (Connections are summed from the workers' gauges and RTTs come
 //! from the health engine; both are published as they are. See
-//! `furiwake_dataplane::sched` for how the workers read them and how stale
+//! `furiwake_dataplane::lb::sched` for how the workers read them and how stale
 //! they may be.)
 
 use furiwake_dataplane::lb::Loads;
