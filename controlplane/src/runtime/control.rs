@@ -10,8 +10,9 @@ use furiwake_platform::{Consumer, Mbuf, Mempool, Port, Producer};
 /// The punt rings (one per worker) and the inject ring.
 #[derive(Default)]
 pub(super) struct Control {
-    pub(super) punts: Vec<Consumer<Mbuf>>,
-    pub(super) inject: Option<Producer<Mbuf>>,
+    /// One per worker, by worker index.
+    punts: Vec<Consumer<Mbuf>>,
+    inject: Option<Producer<Mbuf>>,
     counters: PuntCounters,
 }
 
@@ -28,6 +29,22 @@ pub struct PuntCounters {
 }
 
 impl Control {
+    /// The inject ring's producer (worker 0 consumes it).
+    pub(super) fn set_inject(&mut self, p: Producer<Mbuf>) {
+        self.inject = Some(p);
+    }
+
+    /// A worker's punt ring (workers are launched last to first: see
+    /// `reverse_punts`).
+    pub(super) fn add_punt(&mut self, c: Consumer<Mbuf>) {
+        self.punts.push(c);
+    }
+
+    /// Puts the punt rings in worker order once all are launched.
+    pub(super) fn reverse_punts(&mut self) {
+        self.punts.reverse();
+    }
+
     /// Frees the rings (they may hold mbufs: before the ports and the pool).
     pub(super) fn clear(&mut self) {
         self.punts.clear();

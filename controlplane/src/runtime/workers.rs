@@ -147,7 +147,7 @@ impl Runtime {
         let mut inject_consumer = None;
         if need_inject {
             let (p, c) = spsc::<Mbuf>("fw-inject", INJECT_RING).map_err(|e| format!("inject ring: {e}"))?;
-            self.control.inject = Some(p);
+            self.control.set_inject(p);
             inject_consumer = Some(c);
         }
         // handoff[a][b]: worker a -> worker b.
@@ -181,7 +181,7 @@ impl Runtime {
             }
             let tx: Vec<(u16, u16)> = self.links.iter().map(|l| (l.port_id(), w as u16)).collect();
             let (punt_p, punt_c) = spsc::<Mbuf>(&format!("fw-punt-{w}"), PUNT_RING).map_err(|e| format!("punt ring: {e}"))?;
-            self.control.punts.push(punt_c);
+            self.control.add_punt(punt_c);
             let io = MbufIo::new(rx, &tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
             let reader = readers.pop().ok_or("rcu readers")?;
             let config = WorkerConfig { id: w as u16, workers: n as u16, flows: cfg.platform.flows_per_worker, timeouts };
@@ -197,7 +197,7 @@ impl Runtime {
             self.workers.handles.push(WorkerHandle { lcore: Some(handle), counters, dump, loops });
         }
         self.workers.handles.reverse();
-        self.control.punts.reverse();
+        self.control.reverse_punts();
         Ok(())
     }
 }
