@@ -55,7 +55,7 @@ impl fmt::Display for MemberRef {
 
 impl Lb {
     /// The index of pool `name`.
-    pub fn pool_index(&self, name: &str) -> Result<usize, String> {
+    pub(super) fn pool_index(&self, name: &str) -> Result<usize, String> {
         self.cfg.pools.iter().position(|p| p.name.get_ref() == name).ok_or_else(|| {
             let all: Vec<&str> = self.cfg.pools.iter().map(|p| p.name.get_ref().as_str()).collect();
             format!("no pool named {name:?} (pools: {})", if all.is_empty() { "none".into() } else { all.join(", ") })
