@@ -2,10 +2,10 @@
 //! platform and dataplane behind the `furiwake` binary.
 
 pub mod appliance;
-pub mod arp;
-pub mod build;
 pub mod config;
-pub mod console;
-pub mod health;
-pub mod icmp;
-pub mod loads;
+pub mod modules;
+pub mod out;
+pub mod runtime;
+
+/// `furiwake console` and the console's language (`furiwake::console::client::main`).
+pub use modules::console;

@@ -3,6 +3,7 @@
 //! slots, schedules precomputed, full-NAT local addresses defaulted.
 
 use crate::config::{Algorithm, Config, Forwarding, HashOn, PersistenceKind, Protocol};
+use crate::modules::arp::Nexthop;
 use furiwake_dataplane::lb::{HashKey, Schedule};
 use furiwake_dataplane::lb::RealServer;
 use furiwake_dataplane::state::snapshot::{self, PortView, Snapshot, VirtualService};
@@ -15,15 +16,6 @@ pub struct LinkInfo {
     pub port_id: u16,
     pub mac: EthernetAddress,
     pub address: crate::config::Ipv4Cidr,
-}
-
-/// A next hop the control plane keeps resolved by ARP; its index is its
-/// neighbour slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Nexthop {
-    pub ip: Ipv4Addr,
-    /// Index into the links.
-    pub link: usize,
 }
 
 #[derive(Debug)]
@@ -52,7 +44,7 @@ pub fn route(cfg: &Config, links: &[LinkInfo], ip: Ipv4Addr) -> Option<(usize, I
 }
 
 /// Where each virtual server and real server sits in the snapshot. The
-/// appliance keeps it across rebuilds (console changes, `config reload`):
+/// lb module keeps it across rebuilds (console changes, `config reload`):
 /// connection entries hold snapshot indexes, so a virtual server or server
 /// that stays keeps its index; one that goes is `Retired` — kept, taking no
 /// new connections — while connections still use it, then `Free`. New ones

@@ -1,24 +1,14 @@
-//! Health checks from the appliance itself (seeds 002, 003, 004): probes
-//! leave from the self IP through the DPDK ports, handled by a userspace IP
-//! stack (smoltcp) per data link on the control lcore; replies reach it as
-//! frames the workers punt. Nothing here runs on a worker.
-//!
-//! Per server and check: `rise` consecutive successes make it up, `fall`
-//! consecutive failures make it down (a server with checks starts down and
-//! comes up after `rise` successes, as a BIG-IP member is "checking" until
-//! its monitor passes). A server is up when every check of its pool passes.
-//! The control plane turns the states into the snapshot's `enabled` flags;
-//! workers only look them up. Each success's round-trip time feeds an EWMA
-//! kept for the scheduler and the stats.
+//! The probe engine: per server and check, a probe every `interval_ms`
+//! (TCP connect, HTTP, send/expect, UDP, ICMP echo, script), judged,
+//! counted towards `rise`/`fall`, and the server's state changes.
 
+use super::judge::{contains, judge_http, kill_group, Outcome};
+use super::stack::{smol_now, ProbeLink, Stack};
 use crate::config::{CheckKind, HealthCheck};
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{icmp, tcp, udp};
-use smoltcp::time::Instant as SmolInstant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Address};
-use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, Ipv4Address};
+use std::net::SocketAddrV4;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,16 +19,6 @@ const PROBE_PORT_MIN: u16 = furiwake_dataplane::forward::PROBE_PORT_MIN;
 const PROBE_PORT_MAX: u16 = u16::MAX;
 /// Bytes of a response kept for matching (status line, body substring).
 const RESPONSE_MAX: usize = 16 * 1024;
-
-/// A link the probes leave from.
-#[derive(Debug, Clone)]
-pub struct ProbeLink {
-    pub mac: [u8; 6],
-    pub address: Ipv4Addr,
-    pub prefix_len: u8,
-    /// Default gateway for servers behind a router, if any.
-    pub gateway: Option<Ipv4Addr>,
-}
 
 /// One server to watch: its snapshot index, where it is, and its checks.
 #[derive(Debug, Clone)]
@@ -61,57 +41,6 @@ pub struct Change {
     pub rtt: Option<Duration>,
 }
 
-/// Frames in and out of one smoltcp interface.
-#[derive(Default)]
-struct Queues {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-}
-
-struct Rx(Vec<u8>);
-struct Tx<'a>(&'a mut Vec<Vec<u8>>);
-
-impl RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl TxToken for Tx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut buf = vec![0u8; len];
-        let r = f(&mut buf);
-        self.0.push(buf);
-        r
-    }
-}
-
-impl Device for Queues {
-    type RxToken<'a> = Rx;
-    type TxToken<'a> = Tx<'a>;
-
-    fn receive(&mut self, _t: SmolInstant) -> Option<(Rx, Tx<'_>)> {
-        let f = self.rx.pop_front()?;
-        Some((Rx(f), Tx(&mut self.tx)))
-    }
-
-    fn transmit(&mut self, _t: SmolInstant) -> Option<Tx<'_>> {
-        Some(Tx(&mut self.tx))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut c = DeviceCapabilities::default();
-        c.medium = Medium::Ethernet;
-        c.max_transmission_unit = 1514;
-        c
-    }
-}
-
-struct Stack {
-    iface: Interface,
-    dev: Queues,
-    sockets: SocketSet<'static>,
-}
 
 enum Pending {
     Tcp { handle: SocketHandle, link: usize, sent: bool, response: Vec<u8>, established: Option<Instant> },
@@ -178,7 +107,7 @@ pub struct HealthCounters {
     pub state_changes: u64,
 }
 
-pub struct Health {
+pub struct Probes {
     stacks: Vec<Stack>,
     targets: Vec<TargetState>,
     next_port: u16,
@@ -187,33 +116,9 @@ pub struct Health {
     pub counters: HealthCounters,
 }
 
-fn smol_now(epoch: Instant, now: Instant) -> SmolInstant {
-    SmolInstant::from_micros(now.duration_since(epoch).as_micros() as i64)
-}
-
-/// What a finished probe says.
-enum Outcome {
-    Pass(Duration),
-    Fail(String),
-}
-
-impl Health {
+impl Probes {
     pub fn new(links: &[ProbeLink], targets: Vec<Target>, now: Instant) -> Self {
-        let stacks = links
-            .iter()
-            .map(|l| {
-                let mut dev = Queues::default();
-                let cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(l.mac)));
-                let mut iface = Interface::new(cfg, &mut dev, smol_now(now, now));
-                iface.update_ip_addrs(|a| {
-                    let _ = a.push(IpCidr::new(IpAddress::Ipv4(l.address), l.prefix_len));
-                });
-                if let Some(gw) = l.gateway {
-                    let _ = iface.routes_mut().add_default_ipv4_route(gw);
-                }
-                Stack { iface, dev, sockets: SocketSet::new(Vec::new()) }
-            })
-            .collect();
+        let stacks = links.iter().map(|l| Stack::new(l, now)).collect();
         let targets = targets
             .into_iter()
             .map(|t| {
@@ -227,7 +132,7 @@ impl Health {
                 TargetState { target: t, checks, up: false, rtt_ewma_us: None }
             })
             .collect();
-        Health { stacks, targets, next_port: PROBE_PORT_MIN, next_ident: 1, epoch: now, counters: HealthCounters::default() }
+        Probes { stacks, targets, next_port: PROBE_PORT_MIN, next_ident: 1, epoch: now, counters: HealthCounters::default() }
     }
 
     /// A frame punted from link `link` that may belong to a probe.
@@ -650,117 +555,5 @@ impl Health {
     }
 }
 
-/// Whether a down server's existing connections are cut: only with
-/// `on_down = "reset"`, and then not when the pool says `slow_down` and the
-/// server's probes merely timed out while it still carries `active`
-/// connections — overloaded is not dead (seed 004): it stops getting new
-/// connections and keeps the ones it has.
-pub fn cuts_connections(on_down: crate::config::OnDown, slow_down: bool, reason: Option<&str>, active: u64) -> bool {
-    if on_down != crate::config::OnDown::Reset {
-        return false;
-    }
-    let overloaded = reason == Some("timeout") && active > 0;
-    !(slow_down && overloaded)
-}
-
-/// Kills a script and everything in its process group, and reaps it.
-fn kill_group(child: &mut Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: kill(2) on the process group this child leads (it was
-        // started with process_group(0)); no memory is involved.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// RFC 9110 §4: "HTTP/1.x NNN reason" then headers, a blank line, the body.
-fn judge_http(check: &HealthCheck, response: &[u8], rtt: Duration) -> Outcome {
-    let text = String::from_utf8_lossy(response);
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok());
-    let want = check.expect_status.as_ref().map_or(200, |s| *s.get_ref());
-    match status {
-        None => Outcome::Fail("bad response".into()),
-        Some(s) if s != want => Outcome::Fail(format!("bad status {s}")),
-        Some(_) => {
-            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-            match &check.expect_body {
-                Some(e) if !body.contains(e.as_str()) => Outcome::Fail("body mismatch".into()),
-                _ => Outcome::Pass(rtt),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(kind: CheckKind) -> HealthCheck {
-        let cfg = crate::config::Config::parse(
-            "t",
-            &format!(
-                "[platform]\nworker_lcores = [1]\n[[health_check]]\nname = \"c\"\nkind = \"{}\"\nexpect_body = \"OK\"\n",
-                match kind {
-                    CheckKind::Http => "http",
-                    _ => "tcp",
-                }
-            ),
-        )
-        .unwrap();
-        cfg.health_checks[0].clone()
-    }
-
-    #[test]
-    fn http_responses_are_judged() {
-        let c = check(CheckKind::Http);
-        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nOK\n";
-        assert!(matches!(judge_http(&c, ok, Duration::ZERO), Outcome::Pass(_)));
-        let nope = b"HTTP/1.1 200 OK\r\n\r\nNOPE\n";
-        assert!(matches!(judge_http(&c, nope, Duration::ZERO), Outcome::Fail(r) if r == "body mismatch"));
-        let missing = b"HTTP/1.1 404 Not Found\r\n\r\nOK";
-        assert!(matches!(judge_http(&c, missing, Duration::ZERO), Outcome::Fail(r) if r == "bad status 404"));
-        assert!(matches!(judge_http(&c, b"garbage", Duration::ZERO), Outcome::Fail(r) if r == "bad response"));
-    }
-
-    #[test]
-    fn reset_and_slow_down_rule() {
-        use crate::config::OnDown::{Keep, Reset};
-        assert!(!cuts_connections(Keep, false, Some("refused"), 5), "keep: never cut");
-        assert!(cuts_connections(Reset, false, Some("timeout"), 5));
-        assert!(cuts_connections(Reset, true, Some("refused"), 5), "refusing is dead, not slow");
-        assert!(!cuts_connections(Reset, true, Some("timeout"), 5), "slow with live traffic: keep it");
-        assert!(cuts_connections(Reset, true, Some("timeout"), 0), "slow and idle: nothing to keep");
-    }
-
-    #[test]
-    fn rise_and_fall_drive_the_state() {
-        let mut c = check(CheckKind::Tcp);
-        c.rise = crate::config::unplaced(2);
-        c.fall = crate::config::unplaced(3);
-        let target = Target { server: 0, pool: "p".into(), addr: "198.51.100.11:80".parse().unwrap(), link: 0, checks: vec![c.clone()] };
-        let now = Instant::now();
-        let mut h = Health::new(&[], vec![target], now);
-        assert!(!h.is_up(0), "starts down until it passes");
-        let mut changes = Vec::new();
-        h.record(0, 0, &c, Outcome::Pass(Duration::from_micros(300)), now, &mut changes);
-        assert!(changes.is_empty());
-        h.record(0, 0, &c, Outcome::Pass(Duration::from_micros(500)), now, &mut changes);
-        assert_eq!(changes.len(), 1);
-        assert!(changes[0].up && h.is_up(0));
-        assert!(h.rtt_us(0).unwrap() > 300.0);
-        for _ in 0..2 {
-            h.record(0, 0, &c, Outcome::Fail("timeout".into()), now, &mut changes);
-        }
-        assert!(h.is_up(0), "two failures of fall 3");
-        h.record(0, 0, &c, Outcome::Fail("refused".into()), now, &mut changes);
-        assert!(!h.is_up(0));
-        assert_eq!(changes.last().map(|c| c.reason.as_str()), Some("refused"));
-        assert!(h.is_up(7), "servers without checks are up");
-        assert_eq!(h.counters.state_changes, 2);
-    }
-}
+mod tests;

@@ -1,0 +1,208 @@
+//! Neighbours, on the control lcore: ARP (RFC 826) for the addresses the
+//! appliance owns, the neighbour table it learns, the next hops the
+//! workers forward through (kept resolved, refreshed, forgotten when
+//! silent), gratuitous ARP for owned addresses (RFC 5227 §3), and ICMP
+//! echo replies (RFC 792) for the same addresses.
+//!
+//! - `neighbor`: the table and the ARP frames (pure, unit-tested).
+//! - `icmp`: echo requests turned into replies in place (pure).
+//! - `show`: `show arp`, `show routes`, its line of the report.
+//!
+//! Its step in the control loop: `on_punted` for every punted frame,
+//! `resolve_nexthops` once a second. The lb module says what is owned and
+//! which next hops exist (`reconfigure`); the workers read the next hops'
+//! MACs from `slots`.
+
+pub mod icmp;
+pub mod neighbor;
+mod show;
+
+use crate::runtime::Runtime;
+use furiwake_dataplane::state::neighbor::Neighbors;
+use furiwake_dataplane::state::snapshot::MAX_NEXTHOPS;
+use furiwake_dataplane::wire::arp::{ArpOperation, ArpPacket};
+use furiwake_dataplane::wire::ethernet::parse_l2;
+use furiwake_dataplane::wire::{EtherType, EthernetAddress};
+use furiwake_platform::Mbuf;
+use neighbor::{ArpOutcome, NeighborTable};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Re-ARP a next hop not confirmed for this long; forget it after 3x.
+const NEIGHBOR_REFRESH: Duration = Duration::from_secs(60);
+
+/// A next hop the control plane keeps resolved by ARP; its index is its
+/// neighbour slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nexthop {
+    pub ip: Ipv4Addr,
+    /// Index into the links.
+    pub link: usize,
+}
+
+struct NexthopState {
+    hop: Nexthop,
+    confirmed: Option<Instant>,
+    last_request: Option<Instant>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ArpCounters {
+    arp_replies: u64,
+    arp_requests: u64,
+    echo_replies: u64,
+    arp_other: u64,
+    malformed: u64,
+}
+
+pub struct Arp {
+    neighbors: NeighborTable,
+    /// Next hops kept resolved for the workers, by neighbour slot.
+    nexthops: Vec<NexthopState>,
+    /// The next hops' MACs as the workers read them.
+    slots: Arc<Neighbors>,
+    /// Per link: the addresses answered for in ARP and ICMP echo: the self
+    /// IP, and the VIPs and full-NAT local addresses in its subnet.
+    owned: Vec<Vec<Ipv4Addr>>,
+    counters: ArpCounters,
+}
+
+impl Arp {
+    /// `owned` per link and the next hops, as the lb module compiled them.
+    pub fn new(owned: Vec<Vec<Ipv4Addr>>, nexthops: &[Nexthop]) -> Self {
+        Arp {
+            neighbors: NeighborTable::default(),
+            nexthops: nexthops.iter().map(|&hop| NexthopState { hop, confirmed: None, last_request: None }).collect(),
+            slots: Arc::new(Neighbors::new(MAX_NEXTHOPS)),
+            owned,
+            counters: ArpCounters::default(),
+        }
+    }
+
+    /// The next hops' MACs, for the workers.
+    pub fn slots(&self) -> &Arc<Neighbors> {
+        &self.slots
+    }
+
+    /// After a configuration change: the addresses owned per link, and the
+    /// next hops (new ones are appended: slots only grow). Returns what
+    /// was owned before, for `announce_added`.
+    pub fn reconfigure(&mut self, owned: Vec<Vec<Ipv4Addr>>, nexthops: &[Nexthop]) -> Vec<Vec<Ipv4Addr>> {
+        let before = self.owned.clone();
+        for (o, new) in self.owned.iter_mut().zip(owned) {
+            *o = new;
+        }
+        for hop in nexthops.iter().skip(self.nexthops.len()) {
+            self.nexthops.push(NexthopState { hop: *hop, confirmed: None, last_request: None });
+        }
+        before
+    }
+
+    /// Gratuitous ARP for every address the box owns, on its link (RFC
+    /// 5227 §3), so neighbours learn the VIPs at once.
+    pub fn announce(&mut self, rt: &mut Runtime) {
+        for li in 0..self.owned.len().min(rt.links().len()) {
+            let (mac, owned) = (rt.links()[li].mac(), self.owned[li].clone());
+            for ip in owned {
+                self.send_request(rt, li, mac, ip, ip);
+            }
+        }
+    }
+
+    /// Gratuitous ARP for the addresses owned now and not in `before`.
+    pub fn announce_added(&mut self, rt: &mut Runtime, before: &[Vec<Ipv4Addr>]) {
+        for li in 0..self.owned.len().min(rt.links().len()) {
+            let (mac, owned) = (rt.links()[li].mac(), self.owned[li].clone());
+            for ip in owned.into_iter().filter(|ip| before.get(li).is_none_or(|b| !b.contains(ip))) {
+                self.send_request(rt, li, mac, ip, ip);
+            }
+        }
+    }
+
+    /// Sends ARP requests for next hops not confirmed recently; forgets
+    /// those silent for too long (the workers then drop under
+    /// `neighbor-unresolved`).
+    pub fn resolve_nexthops(&mut self, rt: &mut Runtime, now: Instant) {
+        for slot in 0..self.nexthops.len() {
+            let nh = &self.nexthops[slot];
+            let stale = nh.confirmed.is_none_or(|t| now.duration_since(t) >= NEIGHBOR_REFRESH);
+            let asked_recently = nh.last_request.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1));
+            if nh.confirmed.is_some_and(|t| now.duration_since(t) >= NEIGHBOR_REFRESH * 3) {
+                self.slots.clear(slot as u16);
+            }
+            if stale && !asked_recently {
+                let hop = nh.hop;
+                let link = &rt.links()[hop.link];
+                let (mac, ip) = (link.mac(), link.address().addr);
+                self.nexthops[slot].last_request = Some(now);
+                self.send_request(rt, hop.link, mac, ip, hop.ip);
+            }
+        }
+    }
+
+    /// A frame punted from link `li`: ARP and echo requests for owned
+    /// addresses are answered, senders learned; `probes` sees what the
+    /// health probes' IP stack may be waiting for (every frame that is not
+    /// ARP and not an echo request for us, and ARP replies).
+    pub fn on_punted(&mut self, li: usize, mut m: Mbuf, rt: &mut Runtime, probes: &mut dyn FnMut(&[u8])) {
+        let is_arp = parse_l2(m.data()).is_ok_and(|l2| l2.ethertype == EtherType::Arp);
+        if !is_arp {
+            let owned = &self.owned[li];
+            if icmp::echo_reply(m.data_mut(), |a| owned.contains(&a)) {
+                self.counters.echo_replies += 1;
+                rt.send(li, m);
+            } else {
+                // Probe replies (and anything else for the self IP): the
+                // probes' IP stack answers or ignores them.
+                probes(m.data());
+            }
+            return;
+        }
+        let is_reply = parse_l2(m.data())
+            .ok()
+            .and_then(|l2| m.data().get(l2.l3_offset..).and_then(|b| ArpPacket::new_checked(b).ok()))
+            .is_some_and(|a| a.operation() == ArpOperation::Reply);
+        if is_reply {
+            // The probes' stack resolves its next hops itself.
+            probes(m.data());
+        }
+        let now = Instant::now();
+        let sender = parse_l2(m.data())
+            .ok()
+            .and_then(|l2| m.data().get(l2.l3_offset..).and_then(|b| ArpPacket::new_checked(b).ok()))
+            .map(|a| a.source_protocol_addr());
+        let mac = rt.links()[li].mac();
+        let owned = &self.owned[li];
+        match neighbor::handle(m.data_mut(), li, mac, |a| owned.contains(&a), &mut self.neighbors, now) {
+            ArpOutcome::Reply => {
+                self.counters.arp_replies += 1;
+                rt.send(li, m);
+            }
+            ArpOutcome::Consumed => self.counters.arp_other += 1,
+            ArpOutcome::Malformed => self.counters.malformed += 1,
+        }
+        if let Some(ip) = sender {
+            self.learned(li, ip, now);
+        }
+    }
+
+    fn send_request(&mut self, rt: &mut Runtime, li: usize, mac: EthernetAddress, sender: Ipv4Addr, target: Ipv4Addr) {
+        if rt.send_built(li, neighbor::FRAME_LEN as u16, |buf| {
+            neighbor::write_request(buf, mac, sender, target);
+        }) {
+            self.counters.arp_requests += 1;
+        }
+    }
+
+    /// After ARP taught us `ip`'s MAC on link `li`: fill the workers' slots.
+    fn learned(&mut self, li: usize, ip: Ipv4Addr, now: Instant) {
+        let Some(n) = self.neighbors.get(ip).copied() else { return };
+        for (slot, nh) in self.nexthops.iter_mut().enumerate() {
+            if nh.hop.ip == ip && nh.hop.link == li {
+                nh.confirmed = Some(now);
+                self.slots.set(slot as u16, n.mac);
+            }
+        }
+    }
+}

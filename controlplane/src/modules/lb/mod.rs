@@ -1,0 +1,296 @@
+//! Load balancing: the running configuration compiled into the snapshot
+//! the workers read (control computes, workers look up), and changed at
+//! run time without dropping a connection.
+//!
+//! - `build`: a `Config` to a `Snapshot` on stable slots (`Layout`):
+//!   servers' next hops, schedules, full-NAT local addresses.
+//! - `restart`: what only a restart can change.
+//! - `admin`: the operator's enable/disable/drain state of pool members.
+//! - `loads`: bytes per second per server for the load-aware schedulers.
+//! - `commands`: the console's run-time changes (server weight and
+//!   state, servers and virtual servers added and removed).
+//! - `show`: `show virtual-servers|pools|servers|stats|connections`.
+//! - `metrics`: the virtual servers' and servers' metrics and report
+//!   lines.
+//!
+//! Its steps in the control loop: `publish_loads` every turn,
+//! `republish` when health or an operator changes a server's state,
+//! `collect_retired` once a second. A configuration change
+//! (`apply_config`) also retargets health and gives the ARP module the
+//! addresses and next hops it now owns.
+
+pub mod admin;
+pub mod build;
+mod commands;
+pub mod loads;
+mod metrics;
+mod show;
+
+pub use commands::{MemberAction, MemberRef, Outcome};
+
+use crate::config::{Config, LogLevel};
+use crate::modules::arp::{Arp, Nexthop};
+use crate::modules::health::{Health, Target};
+use crate::runtime::Runtime;
+use admin::{Admin, AdminState};
+use build::{LinkInfo, Slot, SlotKind};
+use furiwake_dataplane::lb::{Loads, Schedule};
+use furiwake_dataplane::state::counters::ServiceCounters;
+use furiwake_dataplane::state::snapshot::{Snapshot, VirtualService, MAX_SERVERS};
+use crate::config::restart_needed;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct Lb {
+    /// The running configuration: the whole file (the other modules read
+    /// their sections through `config`).
+    cfg: Config,
+    /// The snapshot as built from the config; published copies differ in
+    /// the servers' `enabled` flags (health).
+    base: Snapshot,
+    /// Where each virtual server and server sits in the snapshot.
+    layout: build::Layout,
+    /// Per service and server slot: the snapshot generation that retired
+    /// it; it is freed only once every worker has moved past it.
+    retired_gen: [Vec<u64>; 2],
+    /// What the load-aware schedulers read, per server slot.
+    loads: Arc<Loads>,
+    /// Bytes per second per server, for `loads`.
+    rates: loads::Rates,
+    /// The operator's enable/disable/drain states.
+    admin: Admin,
+}
+
+/// What the other modules start from, compiled with the configuration.
+pub struct Initial {
+    /// Per link: the addresses ARP answers for.
+    pub owned: Vec<Vec<Ipv4Addr>>,
+    /// The next hops to keep resolved, by neighbour slot.
+    pub nexthops: Vec<Nexthop>,
+    /// The servers to probe.
+    pub targets: Vec<Target>,
+}
+
+/// The links of `rt` as the builder needs them.
+fn link_infos(rt: &Runtime) -> Vec<LinkInfo> {
+    rt.links().iter().map(|l| LinkInfo { port_id: l.port_id(), mac: l.mac(), address: l.address() }).collect()
+}
+
+/// One health target per live server whose pool has checks.
+fn targets(cfg: &Config, built: &build::Built) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for (si, rs) in built.snapshot.servers.iter().enumerate() {
+        let Some(pool) = built.server_pools.get(si).and_then(|p| cfg.pools.get(*p)) else { continue };
+        let checks: Vec<_> = pool.check_names().filter_map(|n| cfg.health_checks.iter().find(|h| h.name.get_ref() == n.get_ref())).cloned().collect();
+        if checks.is_empty() {
+            continue;
+        }
+        let link = built.nexthops.get(rs.nexthop as usize).map_or(0, |n| n.link);
+        targets.push(Target { server: si, pool: pool.name.get_ref().clone(), addr: SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port), link, checks });
+    }
+    targets
+}
+
+impl Lb {
+    /// Compiles `cfg` for the links of `rt`.
+    pub fn new(cfg: Config, rt: &Runtime) -> Result<(Lb, Initial), String> {
+        let built = build::build(&cfg, &link_infos(rt))?;
+        let initial = Initial { owned: built.owned.clone(), nexthops: built.nexthops.clone(), targets: targets(&cfg, &built) };
+        let lb = Lb {
+            cfg,
+            base: built.snapshot,
+            layout: built.layout,
+            retired_gen: [Vec::new(), Vec::new()],
+            // Sized for every slot a configuration change may use.
+            loads: Arc::new(Loads::new(MAX_SERVERS)),
+            rates: loads::Rates::default(),
+            admin: Admin::new(built.server_pools),
+        };
+        Ok((lb, initial))
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The servers' loads, for the workers.
+    pub fn loads(&self) -> &Arc<Loads> {
+        &self.loads
+    }
+
+    /// How many virtual-server and server slots the snapshot has.
+    pub fn slots(&self) -> (usize, usize) {
+        (self.base.services.len(), self.base.servers.len())
+    }
+
+    /// `[logging] level` of the running configuration (`log level`).
+    pub fn set_log_level(&mut self, level: LogLevel) {
+        self.cfg.logging.level = level;
+    }
+
+    /// Active connections of a slot, over the workers.
+    fn active(rt: &Runtime, kind: SlotKind, slot: usize) -> u64 {
+        match kind {
+            SlotKind::Service => rt.workers().service_active(slot),
+            SlotKind::Server => rt.workers().server_active(slot),
+        }
+    }
+
+    /// Runs `new` in place of the running configuration without dropping
+    /// a connection (console changes, `config reload`): validated first,
+    /// then the snapshot rebuilt on the same slots (`build::Layout`), health
+    /// targets carried over, ARP ownership and next hops extended, and
+    /// published. What only a restart can change is refused.
+    pub fn apply_config(&mut self, new: Config, rt: &mut Runtime, arp: &mut Arp, health: &mut Health) -> Result<String, String> {
+        restart_needed(&self.cfg, &new)?;
+        let infos = link_infos(rt);
+        let min_seen = rt.workers().min_seen();
+        let busy = |kind: SlotKind, slot: usize| Self::active(rt, kind, slot) > 0 || self.retired_gen[kind as usize].get(slot).is_some_and(|g| *g > min_seen);
+        let built = build::rebuild(&new, &infos, &self.layout, &self.base, &busy)?;
+        // Open connections depend on their virtual server's forwarding and
+        // local addresses (where replies come back), and on its persistence
+        // key (which worker owns them, `worker::owner`; which record they
+        // reference). Those change only while it has no connection.
+        for (i, (old, new)) in self.base.services.iter().zip(built.snapshot.services.iter()).enumerate() {
+            let live = |l: &build::Layout| l.services.get(i).is_some_and(Slot::is_live);
+            let key = |v: &VirtualService| (v.forwarding, v.local_addrs.clone(), v.persistence.map(|p| (p.kind, p.prefix, p.group)));
+            if live(&self.layout) && live(&built.layout) && key(old) != key(new) && Self::active(rt, SlotKind::Service, i) > 0 {
+                return Err(format!(
+                    "virtual_server {:?}: its forwarding, local addresses or persistence (kind, netmask, group) cannot change while it has connections; nothing changed (wait for them to end, or restart)",
+                    old.name
+                ));
+            }
+        }
+        let before = (self.layout.services.iter().filter(|s| s.is_live()).count(), self.layout.servers.iter().filter(|s| s.is_live()).count());
+        let before_owned = arp.reconfigure(built.owned.clone(), &built.nexthops);
+        health.retarget(targets(&new, &built), Instant::now());
+        let old_pools: Vec<String> = self.cfg.pools.iter().map(|p| p.name.get_ref().clone()).collect();
+        let new_pools: Vec<String> = new.pools.iter().map(|p| p.name.get_ref().clone()).collect();
+        self.admin.remap(built.server_pools.clone(), &old_pools, &new_pools);
+        if std::env::var_os("RUST_LOG").is_none() {
+            log::set_max_level(new.logging.level.filter());
+        }
+        self.cfg = new;
+        self.base = built.snapshot;
+        let old_layout = std::mem::replace(&mut self.layout, built.layout);
+        let snap = self.current_snapshot(health, rt);
+        let generation = rt.workers_mut().publish(snap);
+        for (kind, now, before) in [
+            (SlotKind::Service, self.layout.services.iter().map(Slot::is_retired).collect::<Vec<_>>(), old_layout.services.iter().map(Slot::is_retired).collect::<Vec<_>>()),
+            (SlotKind::Server, self.layout.servers.iter().map(Slot::is_retired).collect(), old_layout.servers.iter().map(Slot::is_retired).collect()),
+        ] {
+            let gens = &mut self.retired_gen[kind as usize];
+            gens.resize(now.len(), 0);
+            for (i, r) in now.iter().enumerate() {
+                if *r && !before.get(i).copied().unwrap_or(false) {
+                    gens[i] = generation;
+                }
+            }
+        }
+        // Gratuitous ARP for the addresses this change added.
+        arp.announce_added(rt, &before_owned);
+        arp.resolve_nexthops(rt, Instant::now());
+        let retired_v = self.layout.services.iter().filter(|s| s.is_retired()).count();
+        let retired_s = self.layout.servers.iter().filter(|s| s.is_retired()).count();
+        Ok(format!(
+            "{} virtual servers (was {}), {} servers (was {}); removed ones with open connections: {retired_v} virtual servers, {retired_s} servers",
+            self.layout.services.iter().filter(|s| s.is_live()).count(),
+            before.0,
+            self.layout.servers.iter().filter(|s| s.is_live()).count(),
+            before.1
+        ))
+    }
+
+    /// Frees the slots of removed virtual servers and servers whose last
+    /// connection has ended (once a second).
+    pub fn collect_retired(&mut self, rt: &mut Runtime, arp: &mut Arp, health: &mut Health) {
+        let any = self.layout.services.iter().enumerate().any(|(i, s)| s.is_retired() && Self::active(rt, SlotKind::Service, i) == 0)
+            || self.layout.servers.iter().enumerate().any(|(i, s)| s.is_retired() && Self::active(rt, SlotKind::Server, i) == 0);
+        if any {
+            if let Err(e) = self.apply_config(self.cfg.clone(), rt, arp, health) {
+                log::warn!("freeing removed servers: {e}");
+            }
+        }
+    }
+
+    /// The snapshot index of the live virtual server `name`.
+    fn vs_slot(&self, name: &str) -> Option<usize> {
+        self.base.services.iter().position(|v| !v.retired && v.name == name)
+    }
+
+    /// The base snapshot with each server enabled when its weight is
+    /// positive, its health checks pass and the operator lets it.
+    pub fn current_snapshot(&self, health: &Health, rt: &Runtime) -> Snapshot {
+        let mut snap = self.base.clone();
+        for (i, s) in snap.servers.iter_mut().enumerate() {
+            // Removed (retired or free): no new connection, nothing cut.
+            if !self.layout.servers.get(i).is_some_and(Slot::is_live) {
+                s.enabled = false;
+                s.sticky_only = false;
+                s.reset = false;
+                continue;
+            }
+            let admin = self.admin.of_server(i, SocketAddrV4::new(Ipv4Addr::from(s.ip), s.port));
+            s.enabled = admin::takes_new(s.weight, health.is_up(i), admin);
+            s.sticky_only = admin == AdminState::Draining && s.weight > 0 && health.is_up(i);
+            s.reset = !health.is_up(i) && self.cuts_connections(i, s.vs as usize, health, rt);
+            s.epoch = health.epoch(s.ip);
+        }
+        // Hash tables are rebuilt over the servers that can take
+        // connections (Maglev's minimal disruption keeps the others' flows).
+        for vs in &mut snap.services {
+            if let Schedule::Hash { key, .. } = vs.schedule {
+                let servers: Vec<(u32, u16, u32)> = vs
+                    .members
+                    .iter()
+                    .filter_map(|g| snap.servers.get(*g as usize))
+                    .map(|s| (s.ip, s.port, if s.enabled { s.weight } else { 0 }))
+                    .collect();
+                vs.schedule = Schedule::hashed(key, &servers);
+            }
+        }
+        snap
+    }
+
+    /// Publishes the base snapshot with health and operator states applied.
+    pub fn republish(&self, rt: &mut Runtime, health: &Health) {
+        let snap = self.current_snapshot(health, rt);
+        rt.workers_mut().publish(snap);
+    }
+
+    /// Publishes what the load-aware schedulers read, per server: active
+    /// connections summed over workers and the probes' smoothed RTT on
+    /// every turn, bytes per second every `loads::SAMPLE`.
+    pub fn publish_loads(&mut self, rt: &Runtime, health: &Health) {
+        let n = self.base.servers.len();
+        let workers = rt.workers();
+        let sum = |i: usize, f: &dyn Fn(&ServiceCounters) -> u64| workers.sum(|c| c.servers.get(i).map_or(0, f));
+        for i in 0..n {
+            self.loads.set(i, sum(i, &|c| c.conns_active.get()));
+        }
+        for (i, rtt) in health.rtts() {
+            self.loads.set_rtt_us(i, rtt.map(|us| us.round() as u64));
+        }
+        self.rates.sample(Instant::now(), n, |i| sum(i, &|c| c.in_bytes.get().wrapping_add(c.out_bytes.get())), &self.loads);
+    }
+
+    /// A down server's connections are cut with `on_down = "reset"`,
+    /// unless the pool says `slow_down` and the server only timed out while
+    /// it still has connections: overloaded, not dead (seed 004).
+    fn cuts_connections(&self, server: usize, vs: usize, health: &Health, rt: &Runtime) -> bool {
+        let name = self.base.services.get(vs).filter(|v| !v.retired).map(|v| v.name.as_str());
+        let Some(pool) = self
+            .cfg
+            .virtual_servers
+            .iter()
+            .find(|v| Some(v.name.get_ref().as_str()) == name)
+            .and_then(|v| self.cfg.pools.iter().find(|p| p.name.get_ref() == v.pool.get_ref()))
+        else {
+            return false;
+        };
+        let active = rt.workers().server_active(server);
+        crate::modules::health::cuts_connections(pool.on_down, pool.slow_down, health.down_reason(server), active)
+    }
+}

@@ -1,0 +1,263 @@
+//! The lb module's console face: `show virtual-servers`, `show pools`,
+//! `show servers`, `show stats`, and the entries of `show connections`.
+
+use super::admin;
+use super::build::Slot;
+use super::Lb;
+use crate::modules::health::Health;
+use crate::modules::text::{kebab, table};
+use crate::runtime::stats::{self, Sample, Traffic};
+use crate::runtime::Runtime;
+use furiwake_dataplane::conntrack::TICK_MS;
+use furiwake_dataplane::ctl::dump::DumpEntry;
+use furiwake_dataplane::DropReason;
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+fn addr(ip: u32, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::from(ip), port)
+}
+
+fn proto_name(p: u8) -> String {
+    match p {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        1 => "icmp".into(),
+        n => n.to_string(),
+    }
+}
+
+fn secs(ticks: u32) -> f64 {
+    ticks as f64 * TICK_MS as f64 / 1000.0
+}
+
+impl Lb {
+    /// The name of snapshot server `i`'s virtual server (`show health`).
+    pub fn vs_name_of_server(&self, i: usize) -> String {
+        self.base.servers.get(i).and_then(|r| self.base.services.get(r.vs as usize)).map_or("?".into(), |v| v.name.clone())
+    }
+
+    /// Snapshot servers of virtual server `vi` (a snapshot index).
+    fn servers_of(&self, vi: usize) -> Vec<usize> {
+        self.base.services.get(vi).map_or(Vec::new(), |v| v.members.iter().map(|g| *g as usize).collect())
+    }
+
+    /// Does snapshot server `i` take new connections right now (as published)?
+    fn published_enabled(rt: &Runtime, i: usize) -> bool {
+        rt.workers().published().and_then(|p| p.servers.get(i)).is_some_and(|s| s.enabled)
+    }
+
+    /// `show virtual-servers [NAME]`.
+    pub fn show_virtual_servers(&self, name: Option<&str>, rt: &Runtime) -> Result<String, String> {
+        if let Some(n) = name {
+            if !self.cfg.virtual_servers.iter().any(|v| v.name.get_ref() == n) {
+                return Err(format!("no virtual server named {n:?} (virtual servers: {})", self.cfg.virtual_servers.iter().map(|v| v.name.get_ref().as_str()).collect::<Vec<_>>().join(", ")));
+            }
+        }
+        let mut rows = Vec::new();
+        for v in &self.cfg.virtual_servers {
+            if name.is_some_and(|n| n != v.name.get_ref()) {
+                continue;
+            }
+            let Some(vi) = self.vs_slot(v.name.get_ref()) else { continue };
+            let range = self.servers_of(vi);
+            let total = range.len();
+            let up = range.into_iter().filter(|i| Self::published_enabled(rt, *i)).count();
+            let t = rt.workers().traffic(|w| w.services.get(vi));
+            rows.push(vec![
+                v.name.get_ref().clone(),
+                v.address.to_string(),
+                kebab(&v.protocol),
+                kebab(v.forwarding.get_ref()),
+                v.pool.get_ref().clone(),
+                format!("{up}/{total}"),
+                t.conns_active.to_string(),
+                t.conns_new.to_string(),
+            ]);
+        }
+        Ok(table(&["NAME", "ADDRESS", "PROTOCOL", "FORWARDING", "POOL", "TAKING-NEW", "ACTIVE", "TOTAL"], &rows))
+    }
+
+    /// `show pools`.
+    pub fn show_pools(&self, rt: &Runtime) -> String {
+        let mut rows = Vec::new();
+        for (pi, p) in self.cfg.pools.iter().enumerate() {
+            let checks: Vec<String> = p.check_names().map(|c| c.get_ref().clone()).collect();
+            let members: Vec<usize> = (0..self.base.servers.len()).filter(|i| self.admin.pool_of(*i) == Some(pi)).collect();
+            let up = p
+                .servers
+                .iter()
+                .filter(|s| {
+                    let a = *s.address.get_ref();
+                    members.iter().any(|i| self.base.servers.get(*i).is_some_and(|r| addr(r.ip, r.port) == a) && Self::published_enabled(rt, *i))
+                })
+                .count();
+            let vss: Vec<String> = self.cfg.virtual_servers.iter().filter(|v| v.pool.get_ref() == p.name.get_ref()).map(|v| v.name.get_ref().clone()).collect();
+            rows.push(vec![
+                p.name.get_ref().clone(),
+                kebab(p.algorithm.get_ref()),
+                if checks.is_empty() { "-".into() } else { checks.join(",") },
+                p.sorry_pool.as_ref().map_or("-".into(), |s| s.get_ref().clone()),
+                kebab(&p.on_down),
+                format!("{up}/{}", p.servers.len()),
+                if vss.is_empty() { "-".into() } else { vss.join(",") },
+            ]);
+        }
+        table(&["POOL", "ALGORITHM", "HEALTH-CHECKS", "SORRY-POOL", "ON-DOWN", "TAKING-NEW", "VIRTUAL-SERVERS"], &rows)
+    }
+
+    /// `show servers [POOL]`.
+    pub fn show_servers(&self, pool: Option<&str>, rt: &Runtime, health: &Health) -> Result<String, String> {
+        if let Some(p) = pool {
+            self.pool_index(p)?;
+        }
+        let mut rows = Vec::new();
+        for (pi, p) in self.cfg.pools.iter().enumerate() {
+            if pool.is_some_and(|n| n != p.name.get_ref()) {
+                continue;
+            }
+            for s in &p.servers {
+                let a = *s.address.get_ref();
+                let members: Vec<usize> = (0..self.base.servers.len())
+                    .filter(|i| self.admin.pool_of(*i) == Some(pi) && self.base.servers.get(*i).is_some_and(|r| addr(r.ip, r.port) == a))
+                    .collect();
+                let health_up = members.iter().all(|i| health.is_up(*i));
+                let checked = members.iter().any(|i| health.has_checks(*i));
+                let admin = self.admin.get(pi, a);
+                let mut t = Traffic::default();
+                for i in &members {
+                    let x = rt.workers().traffic(|w| w.servers.get(*i));
+                    t.conns_active = t.conns_active.wrapping_add(x.conns_active);
+                    t.conns_new = t.conns_new.wrapping_add(x.conns_new);
+                }
+                let rtt = members.iter().find_map(|i| health.rtt_us(*i)).map_or("-".into(), |r| format!("{:.1}ms", r / 1000.0));
+                let last = members
+                    .iter()
+                    .map(|i| health.check_status(*i))
+                    .find(|c| !c.is_empty())
+                    .map_or("-".into(), |cs| cs.iter().map(|c| c.last_result()).collect::<Vec<_>>().join("; "));
+                rows.push(vec![
+                    p.name.get_ref().clone(),
+                    a.to_string(),
+                    admin::display_state(*s.weight.get_ref(), health_up, admin).to_string(),
+                    if !checked { "unchecked".into() } else if health_up { "up".into() } else { "down".into() },
+                    s.weight.to_string(),
+                    s.priority.to_string(),
+                    t.conns_active.to_string(),
+                    t.conns_new.to_string(),
+                    rtt,
+                    last,
+                ]);
+            }
+        }
+        // Removed servers whose connections are still open.
+        for (i, slot) in self.layout.servers.iter().enumerate() {
+            let Slot::Retired((_, p, a)) = slot else { continue };
+            if pool.is_some_and(|n| n != p) {
+                continue;
+            }
+            let x = rt.workers().traffic(|w| w.servers.get(i));
+            let w = self.base.servers.get(i).map_or(0, |s| s.weight);
+            rows.push(vec![p.clone(), a.to_string(), "removed".into(), "-".into(), w.to_string(), "-".into(), x.conns_active.to_string(), x.conns_new.to_string(), "-".into(), "-".into()]);
+        }
+        Ok(table(&["POOL", "SERVER", "STATE", "HEALTH", "WEIGHT", "PRIORITY", "ACTIVE", "TOTAL", "RTT", "LAST-CHECK"], &rows))
+    }
+
+    /// `show stats`, from the last two counter samples.
+    pub fn show_stats(&self, window: Option<(&Sample, &Sample, f64)>, rt: &Runtime) -> String {
+        let Some((a, b, secs)) = window else {
+            return "no rates yet: counters are sampled every second; ask again in a moment".into();
+        };
+        let r = |x: u64, y: u64| stats::per_sec(x, y, secs);
+        let mut out = format!("rates over the last {secs:.1} s (pps: packets/s, bps: bits/s)\n\n");
+        let mut rows = Vec::new();
+        for (i, l) in rt.links().iter().enumerate() {
+            let (Some(x), Some(y)) = (a.ports.get(i), b.ports.get(i)) else { continue };
+            rows.push(vec![
+                l.name().clone(),
+                stats::si(r(x.rx_pkts, y.rx_pkts)),
+                stats::si(8.0 * r(x.rx_bytes, y.rx_bytes)),
+                stats::si(r(x.tx_pkts, y.tx_pkts)),
+                stats::si(8.0 * r(x.tx_bytes, y.tx_bytes)),
+                y.rx_pkts.to_string(),
+                y.tx_pkts.to_string(),
+            ]);
+        }
+        out.push_str(&table(&["PORT", "RX-PPS", "RX-BPS", "TX-PPS", "TX-BPS", "RX-PKTS", "TX-PKTS"], &rows));
+        let traffic_row = |name: String, x: &Traffic, y: &Traffic| {
+            vec![
+                name,
+                stats::si(r(x.pkts, y.pkts)),
+                stats::si(8.0 * r(x.bytes, y.bytes)),
+                stats::si(r(x.conns_new, y.conns_new)),
+                y.conns_active.to_string(),
+                y.conns_new.to_string(),
+            ]
+        };
+        let mut vrows = Vec::new();
+        let mut srows = Vec::new();
+        for (vi, v) in self.base.services.iter().enumerate() {
+            if !self.layout.services.get(vi).is_some_and(|s| s.is_live() || s.is_retired()) {
+                continue;
+            }
+            if let (Some(x), Some(y)) = (a.services.get(vi), b.services.get(vi)) {
+                vrows.push(traffic_row(v.name.clone(), x, y));
+            }
+            for si in self.servers_of(vi) {
+                if let (Some(x), Some(y), Some(rs)) = (a.servers.get(si), b.servers.get(si), self.base.servers.get(si)) {
+                    srows.push(traffic_row(format!("{} {}", v.name, addr(rs.ip, rs.port)), x, y));
+                }
+            }
+        }
+        out.push_str("\n\n");
+        out.push_str(&table(&["VIRTUAL-SERVER", "PPS", "BPS", "NEW-CONN/S", "CONCURRENT", "TOTAL-CONN"], &vrows));
+        out.push_str("\n\n");
+        out.push_str(&table(&["VIRTUAL-SERVER SERVER", "PPS", "BPS", "NEW-CONN/S", "CONCURRENT", "TOTAL-CONN"], &srows));
+        let drops: Vec<Vec<String>> = DropReason::ALL
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| {
+                let (x, y) = (a.drops.get(i).copied().unwrap_or(0), b.drops.get(i).copied().unwrap_or(0));
+                (y > 0).then(|| vec![d.name().to_string(), y.to_string(), stats::si(r(x, y))])
+            })
+            .collect();
+        out.push_str("\n\n");
+        if drops.is_empty() {
+            out.push_str("drops: none");
+        } else {
+            out.push_str(&table(&["DROP-REASON", "TOTAL", "PER-SECOND"], &drops));
+        }
+        out
+    }
+
+    /// Seed 001's entry layout, one block per connection.
+    pub fn render_connections(&self, mut entries: Vec<(usize, DumpEntry)>, matched: u64, limit: u32) -> String {
+        entries.sort_by_key(|(w, e)| (e.vs, e.client_ip, e.client_port, *w));
+        entries.truncate(limit as usize);
+        let mut out = if entries.len() as u64 == matched {
+            format!("{matched} connection(s)")
+        } else {
+            format!("{matched} connection(s), showing {} (limit {limit})", entries.len())
+        };
+        for (w, e) in &entries {
+            let vs = self.base.services.get(e.vs as usize);
+            let pool = vs.and_then(|_| self.admin.pool_of(e.server as usize)).and_then(|p| self.cfg.pools.get(p)).map_or("?".into(), |p| p.name.get_ref().clone());
+            let _ = write!(
+                out,
+                "\n\nclient side client address: {}\nclient side server address: {}\nserver side client address: {}\nserver side server address: {}\nvirtual address: {}\nnode address: {}\nprotocol: {}\nstate: {}\nidle: {:.1} s / timeout: {:.0} s\nvirtual server: {} (pool {pool}), worker {w}",
+                addr(e.client_ip, e.client_port),
+                addr(e.vip, e.vport),
+                addr(e.local_ip, e.local_port),
+                addr(e.server_ip, e.server_port),
+                addr(e.vip, e.vport),
+                addr(e.server_ip, e.server_port),
+                proto_name(e.proto),
+                e.state.name(),
+                secs(e.idle_ticks),
+                secs(e.timeout_ticks),
+                vs.map_or("?".into(), |v| v.name.clone()),
+            );
+        }
+        out
+    }
+}

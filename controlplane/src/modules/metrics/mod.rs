@@ -1,0 +1,93 @@
+//! Prometheus text metrics over HTTP on the management address
+//! (`[management] listen`). Each scrape reads the workers' counters
+//! (single writer, relaxed loads) the same way the SIGUSR1 report does.
+//!
+//! - `server`: the HTTP server, polled from the control loop.
+//! - `Text`: the exposition format, which each module writes its
+//!   families into (the lb module its virtual servers and servers, the
+//!   health module its probes); the runtime's ports, workers and packet
+//!   pool are written here. The appliance assembles the text per scrape.
+//!
+//! Exposition format: <https://prometheus.io/docs/instrumenting/exposition_formats/>.
+
+mod server;
+
+pub use server::MetricsServer;
+
+use crate::runtime::Runtime;
+use furiwake_dataplane::state::counters::{DropReason, WorkerCounters};
+use std::fmt::Write as _;
+
+/// Metric families in the text format, in the order they are added.
+#[derive(Debug, Default)]
+pub struct Text {
+    out: String,
+}
+
+impl Text {
+    /// A family `furiwake_NAME` of `kind` (counter, gauge) and its samples
+    /// (label set, value).
+    pub fn family(&mut self, name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>) {
+        let _ = writeln!(self.out, "# HELP furiwake_{name} {help}\n# TYPE furiwake_{name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(self.out, "furiwake_{name}{labels} {v}");
+        }
+    }
+
+    pub fn into_string(self) -> String {
+        self.out
+    }
+}
+
+/// A label set: `{k="v",...}`, values escaped.
+pub fn labels(pairs: &[(&str, &str)]) -> String {
+    let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// The ports' families.
+pub fn ports(t: &mut Text, rt: &Runtime) {
+    let port = |f: &dyn Fn(&furiwake_platform::PortStats) -> u64| {
+        rt.links().iter().filter_map(|l| l.stats().ok().map(|st| (labels(&[("port", l.name())]), f(&st)))).collect::<Vec<_>>()
+    };
+    let rx_p = port(&|s| s.ipackets);
+    let rx_b = port(&|s| s.ibytes);
+    let tx_p = port(&|s| s.opackets);
+    let tx_b = port(&|s| s.obytes);
+    let missed = port(&|s| s.imissed);
+    t.family("port_rx_packets_total", "counter", "Packets received by the port.", rx_p);
+    t.family("port_rx_bytes_total", "counter", "Bytes received by the port.", rx_b);
+    t.family("port_tx_packets_total", "counter", "Packets sent by the port.", tx_p);
+    t.family("port_tx_bytes_total", "counter", "Bytes sent by the port.", tx_b);
+    t.family("port_rx_missed_total", "counter", "Packets the port dropped for want of RX descriptors.", missed);
+    let up: Vec<(String, u64)> = rt.links().iter().map(|l| (labels(&[("port", l.name())]), u64::from(l.state().is_ok_and(|k| k.up)))).collect();
+    t.family("port_link_up", "gauge", "1 when the port's link is up.", up);
+}
+
+/// The workers' families.
+pub fn workers(t: &mut Text, rt: &Runtime) {
+    let workers = rt.workers();
+    let per_worker = |f: &dyn Fn(&WorkerCounters) -> u64| -> Vec<(String, u64)> {
+        workers.counters().enumerate().map(|(i, c)| (labels(&[("worker", &i.to_string())]), f(c))).collect()
+    };
+    t.family("worker_rx_packets_total", "counter", "Packets the worker received from its queues.", per_worker(&|c| c.rx_packets.get()));
+    t.family("worker_tx_packets_total", "counter", "Packets the worker sent.", per_worker(&|c| c.tx_packets.get()));
+    t.family("worker_handed_off_total", "counter", "Packets handed to the worker owning their connection.", per_worker(&|c| c.handed_off.get()));
+    t.family("worker_punted_total", "counter", "Packets handed to the control plane.", per_worker(&|c| c.punted.get()));
+    t.family("worker_flows", "gauge", "Connection-table entries.", per_worker(&|c| c.flows.get()));
+    t.family("worker_rejected_total", "counter", "New connections refused with a RST or ICMP unreachable.", per_worker(&|c| c.rejected.get()));
+    let drops: Vec<(String, u64)> = workers
+        .counters()
+        .enumerate()
+        .flat_map(|(i, c)| DropReason::ALL.iter().map(move |r| (i, r, c.drops(*r))))
+        .map(|(i, r, n)| (labels(&[("worker", &i.to_string()), ("reason", r.name())]), n))
+        .collect();
+    t.family("worker_drops_total", "counter", "Packets dropped, by reason.", drops);
+}
+
+/// The packet pool's family.
+pub fn mbufs(t: &mut Text, rt: &Runtime) {
+    if let Some(in_use) = rt.mbufs_in_use() {
+        t.family("mbufs_in_use", "gauge", "Mbufs out of the packet pool.", vec![(String::new(), in_use as u64)]);
+    }
+}

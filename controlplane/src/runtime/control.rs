@@ -1,0 +1,136 @@
+//! The control lcore's packet path: frames the workers punt (ARP, ICMP
+//! echo, probe replies) come in on one ring per worker; control frames go
+//! out on the link's control TX queue, or through worker 0's inject ring
+//! when the device has no queue to spare.
+
+use super::Runtime;
+use furiwake_dataplane::Burst;
+use furiwake_platform::{Consumer, Mbuf, Mempool, Producer};
+
+/// The punt rings (one per worker) and the inject ring.
+#[derive(Default)]
+pub(super) struct Control {
+    /// One per worker, by worker index.
+    punts: Vec<Consumer<Mbuf>>,
+    inject: Option<Producer<Mbuf>>,
+    counters: PuntCounters,
+}
+
+/// Frames in and out of the control lcore (the report's `control:` line,
+/// with the ARP module's counters).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PuntCounters {
+    /// Frames taken off the punt rings.
+    pub punted_rx: u64,
+    /// Punted from a port that is no data link.
+    pub not_handled: u64,
+    /// Control frames not sent: no mbuf, no room, no way out.
+    pub tx_dropped: u64,
+}
+
+impl Control {
+    /// The inject ring's producer (worker 0 consumes it).
+    pub(super) fn set_inject(&mut self, p: Producer<Mbuf>) {
+        self.inject = Some(p);
+    }
+
+    /// A worker's punt ring (workers are launched last to first: see
+    /// `reverse_punts`).
+    pub(super) fn add_punt(&mut self, c: Consumer<Mbuf>) {
+        self.punts.push(c);
+    }
+
+    /// Puts the punt rings in worker order once all are launched.
+    pub(super) fn reverse_punts(&mut self) {
+        self.punts.reverse();
+    }
+
+    /// Frees the rings (they may hold mbufs: before the ports and the pool).
+    pub(super) fn clear(&mut self) {
+        self.punts.clear();
+        self.inject = None;
+    }
+}
+
+impl Runtime {
+    /// How many punt rings there are (one per worker).
+    pub fn punt_rings(&self) -> usize {
+        self.control.punts.len()
+    }
+
+    /// Takes what punt ring `ring` holds into `burst`; how many.
+    pub fn dequeue_punted(&mut self, ring: usize, burst: &mut Burst<Mbuf>) -> usize {
+        self.control.punts.get_mut(ring).map_or(0, |r| r.dequeue_burst(burst))
+    }
+
+    /// Counts a punted frame; the index of the link it came from, None
+    /// (counted as not handled) when its port is no data link.
+    pub fn punted_link(&mut self, m: &Mbuf) -> Option<usize> {
+        self.control.counters.punted_rx += 1;
+        let link = self.by_port.get(m.port() as usize).copied().flatten();
+        if link.is_none() {
+            self.control.counters.not_handled += 1;
+        }
+        link
+    }
+
+    /// Sends a control frame out of link `li`.
+    pub fn send(&mut self, li: usize, mut m: Mbuf) {
+        let link = &mut self.links[li];
+        let port_id = link.port_id();
+        match (link.control_txq(), self.control.inject.as_mut()) {
+            (Some(q), _) => {
+                let mut b = Burst::new();
+                let _ = b.push(m);
+                if q.tx_burst(&mut b) == 0 {
+                    self.control.counters.tx_dropped += 1;
+                }
+            }
+            (None, Some(inject)) => {
+                m.set_port(port_id);
+                if inject.enqueue(m).is_err() {
+                    self.control.counters.tx_dropped += 1;
+                }
+            }
+            (None, None) => self.control.counters.tx_dropped += 1,
+        }
+    }
+
+    /// Copies `frame` into an mbuf and sends it out of link `li`.
+    pub fn send_frame(&mut self, li: usize, frame: &[u8]) {
+        let Some(mut m) = self.pool.as_ref().and_then(Mempool::alloc) else {
+            self.control.counters.tx_dropped += 1;
+            return;
+        };
+        if m.set_data(frame) {
+            self.send(li, m);
+        } else {
+            self.control.counters.tx_dropped += 1;
+        }
+    }
+
+    /// Writes a `len`-byte frame with `write` into a fresh mbuf and sends
+    /// it out of link `li`; false (counted as dropped) when there was no
+    /// mbuf for it.
+    pub fn send_built(&mut self, li: usize, len: u16, write: impl FnOnce(&mut [u8])) -> bool {
+        let Some(mut m) = self.pool.as_ref().and_then(Mempool::alloc) else {
+            self.control.counters.tx_dropped += 1;
+            return false;
+        };
+        match m.append(len) {
+            Some(buf) => {
+                write(buf);
+                self.send(li, m);
+                true
+            }
+            None => {
+                self.control.counters.tx_dropped += 1;
+                false
+            }
+        }
+    }
+
+    pub fn punt_counters(&self) -> PuntCounters {
+        self.control.counters
+    }
+}

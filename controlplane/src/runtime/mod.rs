@@ -1,0 +1,168 @@
+//! The plant the modules run on, below every one of them: the DPDK EAL,
+//! the packet pool, the ports, the worker lcores and their poll loop, the
+//! publisher of the snapshot the workers read, and the control lcore's own
+//! packet path (punted frames in, control frames out). The control loop
+//! that turns the modules over it is `Appliance::run`.
+//!
+//! - `eal`: the EAL's arguments; packet capture (pdump).
+//! - `ports`: one `Link` per data interface: brought up, watched.
+//! - `workers`: launching the workers (rings, RCU readers), their poll
+//!   loop, their counters as the control plane reads them, the publisher.
+//! - `control`: punted frames in, control frames (ARP, probes, echo
+//!   replies) out.
+//! - `stats`: counter samples and rates (`show stats`, `show workers`).
+//! - `report`: the ports', workers' and pool's lines of the SIGUSR1
+//!   report.
+//!
+//! Shutdown is in two steps around the final report: `stop_workers`, then
+//! `release` (rings, publisher, ports, pool, EAL, in that order).
+
+mod control;
+mod eal;
+mod ports;
+mod report;
+pub mod stats;
+mod workers;
+
+pub use control::PuntCounters;
+pub use eal::eal_args;
+pub use ports::Link;
+pub use workers::Workers;
+
+use crate::config::Config;
+use crate::out::say;
+use furiwake_platform::{Eal, Mempool};
+use stats::{PortSample, Sample, WorkerSample};
+use std::time::Instant;
+
+const MEMPOOL_CACHE: u32 = 256;
+const MBUF_DATA_ROOM: u16 = 2048 + 128; // RTE_MBUF_DEFAULT_BUF_SIZE
+
+pub struct Runtime {
+    eal: &'static Eal,
+    links: Vec<Link>,
+    /// Port id -> index into `links`.
+    by_port: Vec<Option<usize>>,
+    workers: Workers,
+    /// The worker lcores, by worker index.
+    lcores: Vec<u32>,
+    control: control::Control,
+    /// `dpdk-dumpcap` can attach (pdump initialised).
+    capture: bool,
+    // Last: freed after every port and ring that holds its mbufs.
+    pool: Option<Mempool>,
+}
+
+impl Runtime {
+    /// Initialises DPDK, the packet pool and every interface; the workers
+    /// come later (`launch_workers`), once there is a snapshot for them.
+    pub fn start(cfg: &Config) -> Result<Self, String> {
+        let args = eal_args(cfg);
+        log::info!("EAL arguments: {}", args.join(" "));
+        let eal = Eal::init(&args).map_err(|e| format!("DPDK EAL: {e} (arguments: {})", args.join(" ")))?;
+        say(&format!("furiwake: {} up, control lcore {}, workers on lcores {:?}", furiwake_platform::version(), eal.main_lcore(), eal.worker_lcores()));
+
+        let n_workers = cfg.platform.worker_lcores.get_ref().len() as u16;
+        let pool = Mempool::new("furiwake-mbufs", *cfg.platform.mbufs.get_ref(), MEMPOOL_CACHE, MBUF_DATA_ROOM, -1)
+            .map_err(|e| format!("packet pool of {} mbufs: {e}", cfg.platform.mbufs))?;
+
+        let mut links: Vec<Link> = Vec::new();
+        let mut by_port: Vec<Option<usize>> = Vec::new();
+        for iface in &cfg.interfaces {
+            let link = ports::bring_up(iface, cfg, n_workers, &pool)?;
+            let id = link.port_id() as usize;
+            if by_port.len() <= id {
+                by_port.resize(id + 1, None);
+            }
+            by_port[id] = Some(links.len());
+            links.push(link);
+        }
+        Ok(Runtime {
+            eal,
+            links,
+            by_port,
+            workers: Workers::default(),
+            lcores: cfg.platform.worker_lcore_ids(),
+            control: control::Control::default(),
+            capture: false,
+            pool: Some(pool),
+        })
+    }
+
+    /// The data links, by link index (the order of `[[interface]]`).
+    pub fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    pub fn workers(&self) -> &Workers {
+        &self.workers
+    }
+
+    pub fn workers_mut(&mut self) -> &mut Workers {
+        &mut self.workers
+    }
+
+    /// The lcore of each worker, by worker index.
+    pub fn worker_lcores(&self) -> &[u32] {
+        &self.lcores
+    }
+
+    /// Every counter the rates need, now; `services` and `servers` are how
+    /// many snapshot slots there are.
+    pub fn sample(&self, now: Instant, services: usize, servers: usize) -> Sample {
+        let ports = self
+            .links
+            .iter()
+            .map(|l| {
+                l.stats().map_or(PortSample::default(), |st| PortSample {
+                    rx_pkts: st.ipackets,
+                    rx_bytes: st.ibytes,
+                    tx_pkts: st.opackets,
+                    tx_bytes: st.obytes,
+                })
+            })
+            .collect();
+        let w = &self.workers;
+        let services = (0..services).map(|i| w.traffic(|c| c.services.get(i))).collect();
+        let servers = (0..servers).map(|i| w.traffic(|c| c.servers.get(i))).collect();
+        let workers = w
+            .counters()
+            .zip(w.loops())
+            .map(|(c, l)| WorkerSample {
+                rx_pkts: c.rx_packets.get(),
+                tx_pkts: c.tx_packets.get(),
+                handed_off: c.handed_off.get(),
+                busy_tsc: l.busy_tsc.get(),
+                total_tsc: l.total_tsc.get(),
+            })
+            .collect();
+        let drops = furiwake_dataplane::DropReason::ALL.iter().map(|r| w.sum(|c| c.drops(*r))).collect();
+        Sample { at: now, ports, services, servers, workers, drops }
+    }
+
+    /// Mbufs out of the packet pool.
+    pub fn mbufs_in_use(&self) -> Option<u32> {
+        self.pool.as_ref().map(Mempool::in_use)
+    }
+
+    /// Stops the workers and waits for them.
+    pub fn stop_workers(&mut self) {
+        self.workers.stop();
+    }
+
+    /// Frees everything, in order: rings (they may hold mbufs), the
+    /// publisher, ports, the pool; then capture and the EAL.
+    pub fn release(&mut self) {
+        self.control.clear();
+        self.workers.drop_publisher();
+        for l in &mut self.links {
+            l.close();
+        }
+        self.links.clear();
+        self.pool = None;
+        if self.capture {
+            self.eal.disable_capture();
+        }
+        self.eal.cleanup();
+    }
+}

@@ -1,0 +1,75 @@
+//! The runtime's lines of the SIGUSR1 report (the modules add theirs).
+
+use super::Runtime;
+use furiwake_dataplane::DropReason;
+use std::fmt::Write as _;
+
+impl Runtime {
+    /// Per port: link state and counters.
+    pub fn report_ports(&self, s: &mut String) {
+        for l in &self.links {
+            let link = l.state().map(|k| k.to_string()).unwrap_or_else(|e| e.to_string());
+            match l.stats() {
+                Ok(st) => {
+                    let _ = writeln!(
+                        s,
+                        "port {}: link {link}; rx {} pkts {} bytes; tx {} pkts {} bytes; missed {}; rx-errors {}; tx-errors {}; rx-nombuf {}",
+                        l.name(),
+                        st.ipackets,
+                        st.ibytes,
+                        st.opackets,
+                        st.obytes,
+                        st.imissed,
+                        st.ierrors,
+                        st.oerrors,
+                        st.rx_nombuf
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(s, "port {}: link {link}; stats: {e}", l.name());
+                }
+            }
+        }
+    }
+
+    /// Per worker: counters, persistence, every drop by name.
+    pub fn report_workers(&self, s: &mut String) {
+        for (i, c) in self.workers.counters().enumerate() {
+            let _ = writeln!(
+                s,
+                "worker {i}: rx {} pkts {} bytes; tx {} pkts {} bytes; punted {}; handed-off {}; flows {}; rejected {}; dropped {}",
+                c.rx_packets.get(),
+                c.rx_bytes.get(),
+                c.tx_packets.get(),
+                c.tx_bytes.get(),
+                c.punted.get(),
+                c.handed_off.get(),
+                c.flows.get(),
+                c.rejected.get(),
+                c.total_drops()
+            );
+            if c.persist_records.get() > 0 {
+                let _ = writeln!(
+                    s,
+                    "  persistence: persisted {}; records-made {}; evicted {}",
+                    c.persisted.get(),
+                    c.persist_records.get(),
+                    c.persist_evicted.get()
+                );
+            }
+            for r in DropReason::ALL {
+                let n = c.drops(*r);
+                if n > 0 {
+                    let _ = writeln!(s, "  drop {}: {n}", r.name());
+                }
+            }
+        }
+    }
+
+    /// The packet pool (last line, no newline).
+    pub fn report_mbufs(&self, s: &mut String) {
+        if let Some(p) = &self.pool {
+            let _ = write!(s, "mbufs: {} free, {} in use", p.available(), p.in_use());
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The worker lcores: launched with their rings and RCU readers, their
+//! poll loop, their counters as the control plane reads them, and the
+//! publisher of the snapshot they read.
+
+use super::stats::{LoopStats, Traffic};
+use super::Runtime;
+use crate::config::Config;
+use furiwake_dataplane::conntrack::{self, Timeouts};
+use furiwake_dataplane::ctl::dump::{self, DumpClient};
+use furiwake_dataplane::lb::Loads;
+use furiwake_dataplane::state::counters::ServiceCounters;
+use furiwake_dataplane::state::neighbor::Neighbors;
+use furiwake_dataplane::state::rcu::{rcu, Publisher};
+use furiwake_dataplane::state::snapshot::Snapshot;
+use furiwake_dataplane::{Worker, WorkerConfig, WorkerCounters};
+use furiwake_platform::lcore::{self, LcoreHandle};
+use furiwake_platform::{spsc, Consumer, Mbuf, MbufIo, Producer};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const PUNT_RING: u32 = 1024;
+const HANDOFF_RING: u32 = 4096;
+const INJECT_RING: u32 = 1024;
+
+struct WorkerHandle {
+    lcore: Option<LcoreHandle>,
+    counters: Arc<WorkerCounters>,
+    /// The console's connection-table dumps (`show connections`).
+    dump: DumpClient,
+    /// Its loop's busy time (`show workers`).
+    loops: Arc<LoopStats>,
+}
+
+/// The running workers, what the control plane reads of them, and the
+/// snapshot they read.
+#[derive(Default)]
+pub struct Workers {
+    handles: Vec<WorkerHandle>,
+    stop: Arc<AtomicBool>,
+    publisher: Option<Publisher<Snapshot>>,
+}
+
+impl Workers {
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Each worker's counters, by worker index.
+    pub fn counters(&self) -> impl Iterator<Item = &WorkerCounters> {
+        self.handles.iter().map(|w| &*w.counters)
+    }
+
+    /// `f` summed over the workers (wrapping).
+    pub fn sum(&self, f: impl Fn(&WorkerCounters) -> u64) -> u64 {
+        self.handles.iter().fold(0u64, |a, w| a.wrapping_add(f(&w.counters)))
+    }
+
+    /// Active connections of snapshot server `i`, over the workers.
+    pub fn server_active(&self, i: usize) -> u64 {
+        self.sum(|c| c.servers.get(i).map_or(0, |c| c.conns_active.get()))
+    }
+
+    /// Active connections of snapshot service `i`, over the workers.
+    pub fn service_active(&self, i: usize) -> u64 {
+        self.sum(|c| c.services.get(i).map_or(0, |c| c.conns_active.get()))
+    }
+
+    /// A virtual server's or server's counters (`sel` picks them out of a
+    /// worker's), summed over workers.
+    pub fn traffic(&self, sel: impl Fn(&WorkerCounters) -> Option<&ServiceCounters>) -> Traffic {
+        let mut t = Traffic::default();
+        for w in &self.handles {
+            if let Some(c) = sel(&w.counters) {
+                t.pkts = t.pkts.wrapping_add(c.in_pkts.get()).wrapping_add(c.out_pkts.get());
+                t.bytes = t.bytes.wrapping_add(c.in_bytes.get()).wrapping_add(c.out_bytes.get());
+                t.conns_new = t.conns_new.wrapping_add(c.conns_new.get());
+                t.conns_active = t.conns_active.wrapping_add(c.conns_active.get());
+            }
+        }
+        t
+    }
+
+    /// Each worker's connection-table dump cell, by worker index.
+    pub fn dumps(&self) -> impl Iterator<Item = &DumpClient> {
+        self.handles.iter().map(|w| &w.dump)
+    }
+
+    /// Each worker's loop times, by worker index.
+    pub(super) fn loops(&self) -> impl Iterator<Item = &LoopStats> {
+        self.handles.iter().map(|w| &*w.loops)
+    }
+
+    /// Publishes `snap` to the workers; its generation (0 before launch).
+    pub fn publish(&mut self, snap: Snapshot) -> u64 {
+        self.publisher.as_mut().map_or(0, |p| p.publish(Box::new(snap)))
+    }
+
+    /// The oldest generation a worker may still read (`u64::MAX` before
+    /// launch).
+    pub fn min_seen(&self) -> u64 {
+        self.publisher.as_ref().map_or(u64::MAX, |p| p.min_seen())
+    }
+
+    /// The snapshot as last published.
+    pub fn published(&self) -> Option<&Snapshot> {
+        self.publisher.as_ref().map(|p| p.current())
+    }
+
+    /// Frees the snapshots no worker reads any more.
+    pub fn reclaim(&mut self) {
+        if let Some(p) = self.publisher.as_mut() {
+            p.reclaim();
+        }
+    }
+
+    /// Stops the workers and waits for them.
+    pub(super) fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for (i, w) in self.handles.iter_mut().enumerate() {
+            if let Some(h) = w.lcore.take() {
+                let rc = h.join();
+                if rc != 0 {
+                    log::warn!("worker {i} returned {rc}");
+                }
+            }
+        }
+    }
+
+    pub(super) fn drop_publisher(&mut self) {
+        self.publisher = None;
+    }
+}
+
+impl Runtime {
+    /// Launches a worker on each worker lcore, reading `snapshot` (then
+    /// what `Workers::publish` gives them), the next hops' MACs from
+    /// `neighbors` and the servers' loads from `loads`.
+    pub fn launch_workers(&mut self, cfg: &Config, snapshot: Snapshot, neighbors: &Arc<Neighbors>, loads: &Arc<Loads>) -> Result<(), String> {
+        // One key per boot for the workers' hashes (`furiwake_dataplane::hash`).
+        let hash_key = boot_hash_key()?;
+        let lcores = cfg.platform.worker_lcore_ids();
+        let n = lcores.len();
+        let need_inject = self.links.iter().any(|l| !l.has_control_txq());
+        let mut inject_consumer = None;
+        if need_inject {
+            let (p, c) = spsc::<Mbuf>("fw-inject", INJECT_RING).map_err(|e| format!("inject ring: {e}"))?;
+            self.control.set_inject(p);
+            inject_consumer = Some(c);
+        }
+        // handoff[a][b]: worker a -> worker b.
+        let mut handoff_tx: Vec<Vec<Option<Producer<Mbuf>>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut handoff_rx: Vec<Vec<Consumer<Mbuf>>> = (0..n).map(|_| Vec::new()).collect();
+        for (a, row) in handoff_tx.iter_mut().enumerate() {
+            for (b, slot) in row.iter_mut().enumerate() {
+                if a != b {
+                    let (p, c) = spsc::<Mbuf>(&format!("fw-ho-{a}-{b}"), HANDOFF_RING).map_err(|e| format!("handoff ring: {e}"))?;
+                    *slot = Some(p);
+                    handoff_rx[b].push(c);
+                }
+            }
+        }
+        let (publisher, mut readers) = rcu(Box::new(snapshot), n);
+        self.workers.publisher = Some(publisher);
+        let t = &cfg.timeouts;
+        let s = |v: &toml::Spanned<u32>| *v.get_ref();
+        let timeouts = Timeouts::from_secs(s(&t.tcp_syn), s(&t.tcp_established), s(&t.tcp_fin), s(&t.tcp_time_wait), s(&t.tcp_close), s(&t.udp), s(&t.icmp));
+        let idle_sleep = Duration::from_micros(u64::from(*cfg.platform.idle_sleep_us.get_ref()));
+        let ticks_per_sec = 1000 / conntrack::TICK_MS as u64;
+        let tsc_per_tick = (furiwake_platform::tsc_hz() / ticks_per_sec).max(1);
+        let start_tsc = furiwake_platform::rdtsc();
+        for (w, (&lcore_id, (ho_tx, ho_rx))) in lcores.iter().zip(handoff_tx.into_iter().zip(handoff_rx)).enumerate().rev() {
+            let mut rx = Vec::new();
+            let mut tx = Vec::new();
+            for l in &mut self.links {
+                for q in 0..l.rx_queues() {
+                    if q as usize % n == w {
+                        rx.push(l.take_rx_queue(q).map_err(|e| format!("worker {w}: {e}"))?);
+                    }
+                }
+                tx.push(l.take_tx_queue(w as u16).map_err(|e| format!("worker {w}: {e}"))?);
+            }
+            let (punt_p, punt_c) = spsc::<Mbuf>(&format!("fw-punt-{w}"), PUNT_RING).map_err(|e| format!("punt ring: {e}"))?;
+            self.control.add_punt(punt_c);
+            let io = MbufIo::new(rx, tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
+            let reader = readers.pop().ok_or("rcu readers")?;
+            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: *cfg.platform.flows_per_worker.get_ref(), timeouts, hash_key };
+            let (dump, dump_server) = dump::channel();
+            let loops = Arc::new(LoopStats::default());
+            let worker = Worker::new(config, reader, Arc::clone(neighbors)).with_loads(Arc::clone(loads)).with_dump(dump_server);
+            let counters = worker.counters();
+            let stop = Arc::clone(&self.workers.stop);
+            let clock = Clock { start_tsc, tsc_per_tick };
+            let loop_stats = Arc::clone(&loops);
+            let handle = lcore::launch(lcore_id, move || worker_loop(worker, io, &stop, idle_sleep, clock, &loop_stats))
+                .map_err(|e| format!("worker {w} on lcore {lcore_id}: {e}"))?;
+            self.workers.handles.push(WorkerHandle { lcore: Some(handle), counters, dump, loops });
+        }
+        self.workers.handles.reverse();
+        self.control.reverse_punts();
+        Ok(())
+    }
+}
+
+/// TSC to flow-table ticks.
+#[derive(Clone, Copy)]
+struct Clock {
+    start_tsc: u64,
+    tsc_per_tick: u64,
+}
+
+/// The poll loop of one worker lcore (DPDK l3fwd's rhythm: rx burst,
+/// process, flush; back off only when idle and configured to).
+fn worker_loop(mut worker: Worker, mut io: MbufIo, stop: &AtomicBool, idle_sleep: Duration, clock: Clock, loops: &LoopStats) -> i32 {
+    let mut idle: u32 = 0;
+    let mut last = furiwake_platform::rdtsc();
+    while !stop.load(Ordering::Relaxed) {
+        let t0 = furiwake_platform::rdtsc();
+        let now = (t0.wrapping_sub(clock.start_tsc) / clock.tsc_per_tick) as u32;
+        let received = worker.poll(&mut io, now);
+        // Busy ratio for `show workers`: time in polls that found packets
+        // over all loop time (sleeps included). Two TSC reads a loop.
+        let t1 = furiwake_platform::rdtsc();
+        if received > 0 {
+            loops.busy_tsc.add(t1.wrapping_sub(t0));
+        }
+        loops.total_tsc.add(t1.wrapping_sub(last));
+        last = t1;
+        if received == 0 {
+            idle = idle.saturating_add(1);
+            if !idle_sleep.is_zero() && idle >= 64 {
+                std::thread::sleep(idle_sleep);
+            }
+        } else {
+            idle = 0;
+        }
+    }
+    0
+}
+
+/// 64 random bits from the kernel, for the workers' hash key.
+fn boot_hash_key() -> Result<u64, String> {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).map_err(|e| format!("/dev/urandom: {e}"))?;
+    Ok(u64::from_ne_bytes(b))
+}
