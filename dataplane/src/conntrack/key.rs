@@ -31,6 +31,9 @@ pub trait Addr: Copy + Eq + Ord + core::hash::Hash + Default + core::fmt::Debug 
     /// a `/prefix`); `prefix` at or above `BITS` keeps it whole.
     fn masked(self, prefix: u8) -> Self;
 
+    /// The address as std's type, for the control plane's views.
+    fn ip(self) -> core::net::IpAddr;
+
     /// 64 bits standing for the address in a hash: the whole address for
     /// IPv4; for IPv6 its halves folded (the keyed mixing after it spreads
     /// them).
@@ -53,6 +56,10 @@ impl Addr for u32 {
             p if p >= 32 => self,
             p => self & (u32::MAX << (32 - p)),
         }
+    }
+
+    fn ip(self) -> core::net::IpAddr {
+        core::net::IpAddr::V4(core::net::Ipv4Addr::from(self))
     }
 
     #[inline(always)]
@@ -85,6 +92,10 @@ impl Addr for u128 {
             p if p >= 128 => self,
             p => self & (u128::MAX << (128 - p)),
         }
+    }
+
+    fn ip(self) -> core::net::IpAddr {
+        core::net::IpAddr::V6(core::net::Ipv6Addr::from(self))
     }
 
     #[inline(always)]

@@ -67,6 +67,7 @@ fn expire_all(t: &mut FlowTable, now: u32) -> Vec<Flow> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "a million entries or operations: hours under Miri; the smaller tests cover the same code")]
 fn flow_entry_size_and_memory() {
     let entry = core::mem::size_of::<Flow>();
     let per_conn_nominal = entry + 2 * core::mem::size_of::<u32>();
@@ -453,6 +454,7 @@ fn flow_expire_after_a_long_pause() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "a million entries or operations: hours under Miri; the smaller tests cover the same code")]
 fn flow_hash_spreads_keys() {
     // Sequential clients, ports and servers (the worst case for a weak
     // hash) still fill buckets like a Poisson process of rate 1/2.
@@ -529,6 +531,7 @@ fn colliding_keys_spread_under_another_key() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "a million entries or operations: hours under Miri; the smaller tests cover the same code")]
 fn flow_million_entries() {
     const N: u32 = 1_000_000;
     const BATCH: usize = 32;
@@ -612,6 +615,7 @@ struct Model {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "a million entries or operations: hours under Miri; the smaller tests cover the same code")]
 fn flow_randomized_against_a_model() {
     const CAP: u32 = 256;
     const OPS: u32 = 200_000;

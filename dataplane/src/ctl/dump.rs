@@ -26,7 +26,8 @@
 //! in it (like `/proc/net/ip_vs_conn`). Nothing here allocates after
 //! `FlowDump::new`, locks or panics on the worker's side.
 
-use crate::conntrack::{Flow, FlowState, FlowTable};
+use crate::conntrack::{Addr, Flow, FlowState, FlowTable};
+use core::net::IpAddr;
 use crate::sync::{Arc, AtomicU32, AtomicU64, AtomicU8, Ordering, UnsafeCell};
 
 /// Entries one worker returns at most per dump.
@@ -38,25 +39,16 @@ const IDLE: u8 = 0;
 const REQUESTED: u8 = 1;
 const DONE: u8 = 2;
 
-/// An address to match: `port` 0 matches any port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// An address to match, of either family: `port` 0 matches any port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddrMatch {
-    pub ip: u32,
+    pub ip: IpAddr,
     pub port: u16,
 }
 
 impl AddrMatch {
-    fn matches(&self, ip: u32, port: u16) -> bool {
-        self.ip == ip && (self.port == 0 || self.port == port)
-    }
-
-    /// 1 << 48 | ip << 16 | port; 0 for none.
-    fn pack(m: Option<AddrMatch>) -> u64 {
-        m.map_or(0, |m| 1 << 48 | (m.ip as u64) << 16 | m.port as u64)
-    }
-
-    fn unpack(v: u64) -> Option<AddrMatch> {
-        (v >> 48 == 1).then_some(AddrMatch { ip: (v >> 16) as u32, port: v as u16 })
+    fn matches<A: Addr>(&self, ip: A, port: u16) -> bool {
+        self.ip == ip.ip() && (self.port == 0 || self.port == port)
     }
 }
 
@@ -76,7 +68,7 @@ impl Default for DumpFilter {
 }
 
 impl DumpFilter {
-    fn matches(&self, f: &Flow) -> bool {
+    fn matches<A: Addr>(&self, f: &Flow<A>) -> bool {
         self.vip.is_none_or(|m| m.matches(f.vip, f.vport)) && self.server.is_none_or(|m| m.matches(f.server_ip, f.server_port))
     }
 }
@@ -84,20 +76,20 @@ impl DumpFilter {
 /// One connection entry as the console shows it (seed 001's layout):
 /// client side client/server addresses (client, VIP), server side
 /// client/server addresses (local address, server), protocol, state, idle
-/// time and timeout.
+/// time and timeout. Addresses of either family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DumpEntry {
     pub proto: u8,
     pub state: FlowState,
-    pub client_ip: u32,
+    pub client_ip: IpAddr,
     pub client_port: u16,
-    pub vip: u32,
+    pub vip: IpAddr,
     pub vport: u16,
     /// The server side's client address: the client's own for NAT, the
     /// full-NAT local address otherwise.
-    pub local_ip: u32,
+    pub local_ip: IpAddr,
     pub local_port: u16,
-    pub server_ip: u32,
+    pub server_ip: IpAddr,
     pub server_port: u16,
     /// Snapshot indices of its virtual and real server.
     pub vs: u16,
@@ -112,13 +104,13 @@ impl DumpEntry {
     const EMPTY: DumpEntry = DumpEntry {
         proto: 0,
         state: FlowState::Close,
-        client_ip: 0,
+        client_ip: IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
         client_port: 0,
-        vip: 0,
+        vip: IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
         vport: 0,
-        local_ip: 0,
+        local_ip: IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
         local_port: 0,
-        server_ip: 0,
+        server_ip: IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
         server_port: 0,
         vs: 0,
         server: 0,
@@ -126,19 +118,19 @@ impl DumpEntry {
         timeout_ticks: 0,
     };
 
-    fn of(f: &Flow, table: &FlowTable, now: u32) -> Self {
+    fn of<A: Addr>(f: &Flow<A>, table: &FlowTable<A>, now: u32) -> Self {
         let timeout = table.timeouts().for_state(f.state);
         let left = f.expire.saturating_sub(now);
         DumpEntry {
             proto: f.proto,
             state: f.state,
-            client_ip: f.client_ip,
+            client_ip: f.client_ip.ip(),
             client_port: f.client_port,
-            vip: f.vip,
+            vip: f.vip.ip(),
             vport: f.vport,
-            local_ip: f.local_ip,
+            local_ip: f.local_ip.ip(),
             local_port: f.local_port,
-            server_ip: f.server_ip,
+            server_ip: f.server_ip.ip(),
             server_port: f.server_port,
             vs: f.vs,
             server: f.server,
@@ -155,10 +147,9 @@ struct FlowDump {
     /// IDLE / REQUESTED / DONE. Control: IDLE|DONE -> REQUESTED, DONE ->
     /// IDLE; worker: REQUESTED -> DONE.
     state: AtomicU8,
-    /// Filter (`AddrMatch::pack`). Control: rw before REQUESTED; worker: ro.
-    vip: AtomicU64,
-    server: AtomicU64,
-    limit: AtomicU32,
+    /// The request. Control: rw in IDLE/DONE (before REQUESTED); worker:
+    /// ro in REQUESTED.
+    filter: UnsafeCell<DumpFilter>,
     /// Results. Worker: rw in REQUESTED; control: ro in DONE.
     len: AtomicU32,
     /// Entries that matched, including those beyond the limit.
@@ -192,9 +183,7 @@ impl FlowDump {
     fn new(capacity: usize) -> Self {
         FlowDump {
             state: AtomicU8::new(IDLE),
-            vip: AtomicU64::new(0),
-            server: AtomicU64::new(0),
-            limit: AtomicU32::new(0),
+            filter: UnsafeCell::new(DumpFilter::default()),
             len: AtomicU32::new(0),
             matched: AtomicU64::new(0),
             entries: (0..capacity).map(|_| UnsafeCell::new(DumpEntry::EMPTY)).collect(),
@@ -216,9 +205,10 @@ impl DumpClient {
         if c.state.load(Ordering::Acquire) == REQUESTED {
             return false;
         }
-        c.vip.store(AddrMatch::pack(filter.vip), Ordering::Relaxed);
-        c.server.store(AddrMatch::pack(filter.server), Ordering::Relaxed);
-        c.limit.store(filter.limit.min(DUMP_CAPACITY as u32), Ordering::Relaxed);
+        let filter = DumpFilter { limit: filter.limit.min(DUMP_CAPACITY as u32), ..*filter };
+        // SAFETY: outside REQUESTED the worker does not read the filter
+        // (it copies it once it sees REQUESTED, after the Release below).
+        c.filter.with_mut(|f| unsafe { *f = filter });
         c.state.store(REQUESTED, Ordering::Release);
         true
     }
@@ -265,7 +255,7 @@ impl DumpServer {
     /// `SCAN_BUDGET` slots of `table` into the buffer, and answers once the
     /// whole table has been seen. `now` is in flow-table ticks.
     #[inline]
-    pub fn serve(&mut self, table: &FlowTable, now: u32) {
+    pub fn serve<A: Addr>(&mut self, table: &FlowTable<A>, now: u32) {
         if !self.active {
             if self.cell.state.load(Ordering::Acquire) != REQUESTED {
                 return;
@@ -274,11 +264,10 @@ impl DumpServer {
             self.cursor = 0;
             self.len = 0;
             self.matched = 0;
-            self.filter = DumpFilter {
-                vip: AddrMatch::unpack(self.cell.vip.load(Ordering::Relaxed)),
-                server: AddrMatch::unpack(self.cell.server.load(Ordering::Relaxed)),
-                limit: self.cell.limit.load(Ordering::Relaxed),
-            };
+            // SAFETY: in REQUESTED (Acquire above pairs with the control
+            // plane's Release) the filter is the worker's to read, and the
+            // control plane does not write it until DONE.
+            self.filter = self.cell.filter.with(|f| unsafe { *f });
         }
         let cap = table.capacity();
         let end = self.cursor.saturating_add(SCAN_BUDGET).min(cap);
@@ -344,7 +333,7 @@ mod loom_tests {
             }
             assert_eq!(answered, Some(3), "three matched");
             assert_eq!(out.len(), 2, "two returned");
-            assert!(out.iter().all(|e| e.vip == 2 && e.server_ip == 3));
+            assert!(out.iter().all(|e| e.vip == 2u32.ip() && e.server_ip == 3u32.ip()));
         });
     }
 }
@@ -352,6 +341,10 @@ mod loom_tests {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    fn v4(ip: u32) -> IpAddr {
+        ip.ip()
+    }
     use crate::conntrack::{FlowInit, Timeouts};
     use std::sync::Arc;
 
@@ -398,22 +391,22 @@ mod tests {
         assert_eq!(cell.take(&mut out), Some(300));
         assert_eq!(out.len(), 300);
         let e = out.iter().find(|e| e.client_port == 10_007).unwrap();
-        assert_eq!((e.vip, e.vport, e.server_ip, e.server_port, e.local_ip), (0xc000_0265, 80, 0xc633_640c, 8080, 0xc000_020a));
+        assert_eq!((e.vip, e.vport, e.server_ip, e.server_port, e.local_ip), (v4(0xc000_0265), 80, v4(0xc633_640c), 8080, v4(0xc000_020a)));
         assert_eq!(e.state, FlowState::SynSent);
         assert_eq!(e.timeout_ticks, Timeouts::default().tcp_syn);
         assert_eq!(e.idle_ticks, 50, "inserted at tick 5, dumped at 55");
 
         out.clear();
-        let f = DumpFilter { vip: Some(AddrMatch { ip: 0xc000_0264, port: 0 }), server: Some(AddrMatch { ip: 0xc633_640b, port: 8080 }), limit: 10 };
+        let f = DumpFilter { vip: Some(AddrMatch { ip: v4(0xc000_0264), port: 0 }), server: Some(AddrMatch { ip: v4(0xc633_640b), port: 8080 }), limit: 10 };
         assert!(cell.request(&f));
         run(&mut server, &table, 6);
         // vip even i, server i % 3 == 0: i % 6 == 0, 50 of them.
         assert_eq!(cell.take(&mut out), Some(50));
         assert_eq!(out.len(), 10);
-        assert!(out.iter().all(|e| e.vip == 0xc000_0264 && e.server_ip == 0xc633_640b));
+        assert!(out.iter().all(|e| e.vip == v4(0xc000_0264) && e.server_ip == v4(0xc633_640b)));
 
         out.clear();
-        let none = DumpFilter { vip: Some(AddrMatch { ip: 0xc000_0264, port: 443 }), ..DumpFilter::default() };
+        let none = DumpFilter { vip: Some(AddrMatch { ip: v4(0xc000_0264), port: 443 }), ..DumpFilter::default() };
         assert!(cell.request(&none));
         run(&mut server, &table, 6);
         assert_eq!(cell.take(&mut out), Some(0));
@@ -463,7 +456,7 @@ mod tests {
             };
             assert_eq!(matched, 1000);
             assert_eq!(out.len(), (1 + round) as usize);
-            assert!(out.iter().all(|e| e.vip == 7 && e.server_ip == 9 && e.proto == 6));
+            assert!(out.iter().all(|e| e.vip == v4(7) && e.server_ip == v4(9) && e.proto == 6));
         }
         stop.store(true, Ordering::Relaxed);
         worker.join().unwrap();

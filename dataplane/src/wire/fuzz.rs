@@ -474,6 +474,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "a hundred thousand mutated frames: hours under Miri; the corpus and edge-frame tests cover the same code")]
     fn fuzz_parse_never_panics_on_mutated_frames() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut seen = [0u32; 12];

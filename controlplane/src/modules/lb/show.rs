@@ -18,6 +18,11 @@ fn addr(ip: u32, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from(ip), port)
 }
 
+/// A connection entry's address, of either family.
+fn sock(ip: std::net::IpAddr, port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(ip, port)
+}
+
 fn proto_name(p: u8) -> String {
     match p {
         6 => "tcp".into(),
@@ -245,12 +250,12 @@ impl Lb {
             let _ = write!(
                 out,
                 "\n\nclient side client address: {}\nclient side server address: {}\nserver side client address: {}\nserver side server address: {}\nvirtual address: {}\nnode address: {}\nprotocol: {}\nstate: {}\nidle: {:.1} s / timeout: {:.0} s\nvirtual server: {} (pool {pool}), worker {w}",
-                addr(e.client_ip, e.client_port),
-                addr(e.vip, e.vport),
-                addr(e.local_ip, e.local_port),
-                addr(e.server_ip, e.server_port),
-                addr(e.vip, e.vport),
-                addr(e.server_ip, e.server_port),
+                sock(e.client_ip, e.client_port),
+                sock(e.vip, e.vport),
+                sock(e.local_ip, e.local_port),
+                sock(e.server_ip, e.server_port),
+                sock(e.vip, e.vport),
+                sock(e.server_ip, e.server_port),
                 proto_name(e.proto),
                 e.state.name(),
                 secs(e.idle_ticks),
