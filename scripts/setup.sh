@@ -34,6 +34,12 @@ if ! command -v cargo >/dev/null 2>&1; then
   . "$HOME/.cargo/env"
 fi
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+# Miri (the test suite runs the dataplane's low-level tests under it) needs
+# a nightly toolchain with the miri and rust-src components.
+if ! cargo +nightly miri --version >/dev/null 2>&1; then
+  echo "setup: installing nightly Rust with Miri"
+  rustup toolchain install nightly --profile minimal --component miri,rust-src
+fi
 
 pkg-config --modversion libdpdk >/dev/null || { echo "setup: libdpdk not found by pkg-config" >&2; exit 1; }
 echo "setup: DPDK $(pkg-config --modversion libdpdk), $(cargo --version)"

@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
+# The dataplane tests Miri runs (the rest take hours under it or need
+# nothing Miri adds): wire formats, the connection table, the shared cells,
+# bursts and the rewrites.
+MIRI_TESTS="wire:: conntrack:: state:: ctl:: io:: forward::"
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 run() { echo "+ $*"; "$@" 2>&1 | tee -a "$log"; }
@@ -16,9 +21,19 @@ run() { echo "+ $*"; "$@" 2>&1 | tee -a "$log"; }
 run env PKG_CONFIG_LIBDIR=/nonexistent PKG_CONFIG_PATH= \
   cargo test -p furiwake-dataplane --target-dir target/no-dpdk
 
-# 2. The hot-path rules, mechanically: no unwrap/expect/panic outside tests
-#    in dataplane/ and platform/ (their [lints] deny them), no warnings.
+# 2. The house rules, mechanically: the workspace lints (SAFETY comments on
+#    every unsafe block, no unwrap/expect/panic outside tests, no panicking
+#    index in the dataplane), no warnings; the structure (no module cycle,
+#    no #[path], no non-test file over 600 lines).
 run cargo clippy --workspace --all-targets -- -D warnings
+run python3 scripts/check-structure.py
+
+# 2b. The cells shared between the control plane and the workers, model
+#     checked with loom (every interleaving), and the wire, table, cell and
+#     rewrite tests under Miri (undefined behaviour, out-of-bounds, races).
+run env RUSTFLAGS="--cfg loom" cargo test -p furiwake-dataplane --release --lib --target-dir target/loom loom
+run env PROPTEST_CASES=4 MIRIFLAGS=-Zmiri-disable-isolation PKG_CONFIG_LIBDIR=/nonexistent PKG_CONFIG_PATH= \
+  cargo +nightly miri test -p furiwake-dataplane --lib --target-dir target/miri -- $MIRI_TESTS
 
 # 3. Everything else: unit tests, DPDK platform tests (net_ring/net_null),
 #    the CLI, then end-to-end tests one at a time (each owns the CPU's
