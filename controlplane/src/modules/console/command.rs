@@ -6,19 +6,20 @@
 //! virtual-servers`), as on the routers and load balancers operators know.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, SocketAddr};
 
-/// An address argument: `IP` or `IP:PORT`.
+/// An address argument of either family: `IP` or `IP:PORT`, an IPv6
+/// address with a port in brackets (`[2001:db8::1]:80`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddrArg {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub port: Option<u16>,
 }
 
 impl fmt::Display for AddrArg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.port {
-            Some(p) => write!(f, "{}:{p}", self.ip),
+            Some(p) => write!(f, "{}", SocketAddr::new(self.ip, p)),
             None => write!(f, "{}", self.ip),
         }
     }
@@ -27,11 +28,12 @@ impl fmt::Display for AddrArg {
 impl std::str::FromStr for AddrArg {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not an address: expected IP or IP:PORT, such as 198.51.100.11:80");
-        match s.split_once(':') {
-            Some((ip, port)) => Ok(AddrArg { ip: ip.parse().map_err(|_| bad())?, port: Some(port.parse().map_err(|_| bad())?) }),
-            None => Ok(AddrArg { ip: s.parse().map_err(|_| bad())?, port: None }),
+        let bad = || format!("{s:?} is not an address: expected IP or IP:PORT, such as 198.51.100.11:80 or [2001:db8::11]:80");
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(AddrArg { ip, port: None });
         }
+        let a: SocketAddr = s.parse().map_err(|_| bad())?;
+        Ok(AddrArg { ip: a.ip(), port: Some(a.port()) })
     }
 }
 

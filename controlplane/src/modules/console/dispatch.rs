@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 fn to_match(a: &AddrArg) -> AddrMatch {
-    AddrMatch { ip: std::net::IpAddr::V4(a.ip), port: a.port.unwrap_or(0) }
+    AddrMatch { ip: a.ip, port: a.port.unwrap_or(0) }
 }
 
 fn member(a: AddrArg) -> MemberRef {

@@ -40,14 +40,14 @@ pub enum Outcome {
 /// address alone is ambiguous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemberRef {
-    pub ip: Ipv4Addr,
+    pub ip: std::net::IpAddr,
     pub port: Option<u16>,
 }
 
 impl fmt::Display for MemberRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.port {
-            Some(p) => write!(f, "{}:{p}", self.ip),
+            Some(p) => write!(f, "{}", std::net::SocketAddr::new(self.ip, p)),
             None => write!(f, "{}", self.ip),
         }
     }
@@ -67,7 +67,7 @@ impl Lb {
         let pi = self.pool_index(pool)?;
         let servers = &self.cfg.pools[pi].servers;
         let hits: Vec<usize> =
-            (0..servers.len()).filter(|k| *servers[*k].address.get_ref().ip() == arg.ip && arg.port.is_none_or(|p| servers[*k].address.get_ref().port() == p)).collect();
+            (0..servers.len()).filter(|k| std::net::IpAddr::V4(*servers[*k].address.get_ref().ip()) == arg.ip && arg.port.is_none_or(|p| servers[*k].address.get_ref().port() == p)).collect();
         let list = || servers.iter().map(|s| s.address.get_ref().to_string()).collect::<Vec<_>>().join(", ");
         match hits.as_slice() {
             [k] => Ok((pi, *k, *servers[*k].address.get_ref())),

@@ -170,3 +170,15 @@ fn parses_configuration_changes() {
     assert_eq!(complete("virtual-server remove ", &n).1, vec!["dns".to_string(), "www".into()]);
     assert_eq!(complete("config ", &n).1, vec!["reload".to_string(), "save".into()]);
 }
+
+#[test]
+fn addresses_of_either_family_parse() {
+    assert_eq!(addr("198.51.100.11"), AddrArg { ip: "198.51.100.11".parse().unwrap(), port: None });
+    assert_eq!(addr("198.51.100.11:80"), AddrArg { ip: "198.51.100.11".parse().unwrap(), port: Some(80) });
+    assert_eq!(addr("2001:db8::11"), AddrArg { ip: "2001:db8::11".parse().unwrap(), port: None });
+    assert_eq!(addr("[2001:db8::11]:8080"), AddrArg { ip: "2001:db8::11".parse().unwrap(), port: Some(8080) });
+    assert_eq!(addr("[2001:db8::11]:8080").to_string(), "[2001:db8::11]:8080");
+    for bad in ["198.51.100.11:", "198.51.100.300", "[2001:db8::11]", "2001:db8::11:80:x", "web"] {
+        assert!(bad.parse::<AddrArg>().is_err(), "{bad}");
+    }
+}
