@@ -305,7 +305,7 @@ mod loom_tests {
 
     #[test]
     fn the_control_plane_reads_only_what_the_worker_finished() {
-        let mut table = FlowTable::new(8, Timeouts::default());
+        let mut table = FlowTable::<u32>::new(8, Timeouts::default());
         for i in 0..3u16 {
             let init = FlowInit { proto: 6, client_ip: 1, client_port: 1000 + i, vip: 2, vport: 80, server_ip: 3, server_port: 8080, local_ip: 1, local_port: 1000 + i, ..Default::default() };
             assert!(table.insert(&init, 0).is_ok());

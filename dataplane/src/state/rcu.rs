@@ -34,7 +34,24 @@ pub struct Rcu<T> {
     seen: Box<[CachePadded<AtomicU64>]>,
     /// Snapshots the publisher retired but could not free before it went;
     /// freed with the cell. Control: rw, once, when the publisher drops.
-    orphans: Mutex<Vec<Box<T>>>,
+    orphans: Mutex<Vec<Retired<T>>>,
+}
+
+/// A snapshot no longer current, kept as the raw pointer the readers
+/// derived their references from. It becomes a `Box` again only to be
+/// freed, once no reader can hold it: a `Box` asserts unique access, which
+/// the readers' shared references would contradict while they live (Miri's
+/// Stacked Borrows reports exactly that).
+struct Retired<T>(*mut T);
+
+impl<T> Retired<T> {
+    /// # Safety
+    /// The pointer came from `Box::into_raw` and no reference to its
+    /// snapshot is alive or will be made.
+    unsafe fn free(self) {
+        // SAFETY: the caller's contract.
+        drop(unsafe { Box::from_raw(self.0) });
+    }
 }
 
 impl<T> Drop for Rcu<T> {
@@ -44,7 +61,13 @@ impl<T> Drop for Rcu<T> {
         if !cur.is_null() {
             // SAFETY: `cur` came from Box::into_raw and the cell owned it;
             // no handle is left to dereference it.
-            drop(unsafe { Box::from_raw(cur) });
+            unsafe { Retired(cur).free() };
+        }
+        if let Ok(orphans) = self.orphans.get_mut() {
+            for o in orphans.drain(..) {
+                // SAFETY: as above: every handle is gone.
+                unsafe { o.free() };
+            }
         }
     }
 }
@@ -59,8 +82,12 @@ unsafe impl<T: Send + Sync> Sync for Rcu<T> {}
 pub struct Publisher<T> {
     cell: Arc<Rcu<T>>,
     /// Snapshots replaced at the given generation, waiting for workers.
-    retired: Vec<(u64, Box<T>)>,
+    retired: Vec<(u64, Retired<T>)>,
 }
+
+// SAFETY: the publisher owns its retired snapshots (T: Send) and shares
+// the cell (see `Rcu`'s impls).
+unsafe impl<T: Send + Sync> Send for Publisher<T> {}
 
 /// A worker's handle.
 pub struct Reader<T> {
@@ -91,9 +118,9 @@ impl<T> Publisher<T> {
     pub fn publish(&mut self, next: Box<T>) -> u64 {
         let old = self.cell.current.swap(Box::into_raw(next), Ordering::AcqRel);
         let generation = self.cell.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        // SAFETY: `old` came from Box::into_raw and is owned by the cell
-        // until now; it is freed only after every worker moved past it.
-        self.retired.push((generation, unsafe { Box::from_raw(old) }));
+        // `old` came from Box::into_raw and is owned by the cell until now;
+        // it is freed only after every worker moved past it (`reclaim`).
+        self.retired.push((generation, Retired(old)));
         self.reclaim();
         generation
     }
@@ -108,7 +135,18 @@ impl<T> Publisher<T> {
     /// many are still waiting.
     pub fn reclaim(&mut self) -> usize {
         let min_seen = self.min_seen();
-        self.retired.retain(|(replaced_at, _)| *replaced_at > min_seen);
+        let mut i = 0;
+        while let Some((replaced_at, _)) = self.retired.get(i) {
+            if *replaced_at > min_seen {
+                i += 1;
+                continue;
+            }
+            let (_, r) = self.retired.swap_remove(i);
+            // SAFETY: every worker's `seen` passed the generation that
+            // replaced it (Acquire in `min_seen` pairs with the readers'
+            // Release): no reader holds or will take a reference to it.
+            unsafe { r.free() };
+        }
         self.retired.len()
     }
 
@@ -131,7 +169,7 @@ impl<T> Drop for Publisher<T> {
         // last reader is dropped too (`Rcu::drop`).
         if !self.retired.is_empty() {
             if let Ok(mut orphans) = self.cell.orphans.lock() {
-                orphans.extend(self.retired.drain(..).map(|(_, b)| b));
+                orphans.extend(self.retired.drain(..).map(|(_, r)| r));
             }
         }
     }
