@@ -103,7 +103,7 @@ pub struct Config {
     #[serde(default, rename = "virtual_server")]
     pub virtual_servers: Vec<VirtualServer>,
     #[serde(default)]
-    pub timeouts: Timeouts,
+    pub timeouts: TimeoutSecs,
     #[serde(default)]
     pub logging: Logging,
     #[serde(default)]
@@ -182,12 +182,14 @@ impl Default for ConsoleConfig {
 /// Where `furiwake run` listens and `furiwake console` connects by default.
 pub const DEFAULT_CONSOLE_SOCKET: &str = "/run/furiwake/console.sock";
 
-/// Idle timeouts of connection entries, in seconds, per TCP state (RFC 9293
-/// §3.3.2) and for UDP and ICMP. Defaults follow IPVS (`ipvsadm --set`).
-/// Each 1 s to a week (`bounds::MAX_IDLE_TIMEOUT_S`).
+/// The `[timeouts]` section: idle timeouts of connection entries, in
+/// seconds, per TCP state (RFC 9293 §3.3.2) and for UDP and ICMP. Defaults
+/// follow IPVS (`ipvsadm --set`). Each 1 s to a week
+/// (`bounds::MAX_IDLE_TIMEOUT_S`). The workers hold them in table ticks
+/// (`ticks`, `furiwake_dataplane::conntrack::Timeouts`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Timeouts {
+pub struct TimeoutSecs {
     /// SYN_SENT and SYN_RECV.
     pub tcp_syn: Spanned<u32>,
     pub tcp_established: Spanned<u32>,
@@ -200,10 +202,26 @@ pub struct Timeouts {
     pub icmp: Spanned<u32>,
 }
 
-impl Default for Timeouts {
+impl Default for TimeoutSecs {
     fn default() -> Self {
         let s = unplaced;
         Self { tcp_syn: s(60), tcp_established: s(900), tcp_fin: s(120), tcp_time_wait: s(120), tcp_close: s(10), udp: s(300), icmp: s(60) }
+    }
+}
+
+impl TimeoutSecs {
+    /// The same timeouts in the connection table's ticks.
+    pub fn ticks(&self) -> furiwake_dataplane::conntrack::Timeouts {
+        let s = |v: &Spanned<u32>| *v.get_ref();
+        furiwake_dataplane::conntrack::Timeouts::from_secs(
+            s(&self.tcp_syn),
+            s(&self.tcp_established),
+            s(&self.tcp_fin),
+            s(&self.tcp_time_wait),
+            s(&self.tcp_close),
+            s(&self.udp),
+            s(&self.icmp),
+        )
     }
 }
 

@@ -5,7 +5,7 @@
 use super::stats::{LoopStats, Traffic};
 use super::Runtime;
 use crate::config::Config;
-use furiwake_dataplane::conntrack::{self, Timeouts};
+use furiwake_dataplane::conntrack;
 use furiwake_dataplane::ctl::dump::{self, DumpClient};
 use furiwake_dataplane::lb::Loads;
 use furiwake_dataplane::state::counters::ServiceCounters;
@@ -166,9 +166,7 @@ impl Runtime {
         }
         let (publisher, mut readers) = rcu(Box::new(snapshot), n);
         self.workers.publisher = Some(publisher);
-        let t = &cfg.timeouts;
-        let s = |v: &toml::Spanned<u32>| *v.get_ref();
-        let timeouts = Timeouts::from_secs(s(&t.tcp_syn), s(&t.tcp_established), s(&t.tcp_fin), s(&t.tcp_time_wait), s(&t.tcp_close), s(&t.udp), s(&t.icmp));
+        let timeouts = cfg.timeouts.ticks();
         let idle_sleep = Duration::from_micros(u64::from(*cfg.platform.idle_sleep_us.get_ref()));
         let ticks_per_sec = 1000 / conntrack::TICK_MS as u64;
         let tsc_per_tick = (furiwake_platform::tsc_hz() / ticks_per_sec).max(1);
