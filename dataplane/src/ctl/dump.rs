@@ -95,7 +95,7 @@ pub struct DumpEntry {
     pub vs: u16,
     pub server: u16,
     /// Ticks since the last packet (approximate: the timeout less the time
-    /// left), and the state's idle timeout, in `flow::TICK_MS` ticks.
+    /// left), and the state's idle timeout, in `conntrack::TICK_MS` ticks.
     pub idle_ticks: u32,
     pub timeout_ticks: u32,
 }

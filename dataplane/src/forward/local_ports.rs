@@ -10,7 +10,7 @@ pub const LOCAL_PORT_MIN: u16 = 1024;
 /// address, and their replies are punted to it when no connection entry
 /// matches. Keeping the two ranges apart means a probe reply can never hit
 /// a full-NAT connection's entry, and is never steered to the worker that
-/// owns a full-NAT port (`worker::owner`).
+/// owns a full-NAT port (`pipeline::owner`).
 pub const LOCAL_PORT_MAX: u16 = 60999;
 
 /// First source port of the control plane's health probes (up to 65535);
@@ -21,8 +21,8 @@ const _: () = assert!(LOCAL_PORT_MIN <= LOCAL_PORT_MAX && LOCAL_PORT_MAX < PROBE
 
 /// A worker's full-NAT source ports, per local address. Each worker owns
 /// the ports `p` with `p % workers == worker`, so a reply's destination
-/// port names the worker that owns its connection (design.md, "Flow
-/// ownership").
+/// port names the worker that owns its connection (`pipeline::owner`;
+/// docs/architecture.md, "A packet's path").
 #[derive(Debug, Default)]
 pub struct LocalPorts {
     worker: u16,

@@ -11,7 +11,7 @@
 //! connection of a client must reach the worker that holds its record:
 //! when a virtual server has `source-ip` persistence, the owner of its
 //! connections is a hash of the client address under the persistence
-//! netmask alone (`worker::owner`), not of address and port; NAT replies
+//! netmask alone (`pipeline::owner`), not of address and port; NAT replies
 //! from its servers are owned by the same key (the snapshot keeps which
 //! servers that applies to). `source-ip-port` records are keyed by what
 //! the flow owner already hashes, so nothing changes for them. A

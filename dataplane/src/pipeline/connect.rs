@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 /// How to refuse a new connection no server can take: answer it
 /// (`Verdict::Reject`) unless no answer may be sent — to a source that is
-/// not one host (`nat::is_unicast_host`), about a frame sent to or from a
+/// not one host (`forward::is_unicast_host`), about a frame sent to or from a
 /// group MAC address (RFC 1122 §3.2.2: no ICMP error about a link-layer
 /// broadcast; RFC 1122 §4.2.3.10: a SYN to a broadcast or multicast address
 /// is discarded) — or no port to answer from: then a plain drop.

@@ -68,7 +68,7 @@ pub enum Verdict {
     Reject(Reject),
 }
 
-/// Where the refused packet's IPv4 header is, for `nat::build_refusal`.
+/// Where the refused packet's IPv4 header is, for `forward::build_refusal`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reject {
     /// `protocol::TCP` or `protocol::UDP`.
@@ -210,7 +210,7 @@ impl Shard {
 
     /// One pass: packets handed over by other workers, then every RX queue;
     /// then flush, then expire up to a budget of idle connections. `now` is
-    /// in flow-table ticks (`flow::TICK_MS`). Returns packets received.
+    /// in flow-table ticks (`conntrack::TICK_MS`). Returns packets received.
     fn poll<I: PacketIo>(&mut self, snap: &Snapshot, io: &mut I, now: u32) -> usize {
         self.now = now;
         let mut burst = Burst::new();
@@ -273,7 +273,7 @@ impl Shard {
         }
     }
 
-    /// Turns a refused first packet into its answer (`nat::build_refusal`),
+    /// Turns a refused first packet into its answer (`forward::build_refusal`),
     /// resizing it, and sends it back out of `port`.
     #[cold]
     fn refuse<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, port: u16, r: Reject) -> Verdict {

@@ -19,15 +19,16 @@ impl Owners {
 }
 
 /// Which worker owns the connection of a packet: a key both directions
-/// share (design.md): the client's address and port, or for replies to a
-/// full-NAT local address the local port, partitioned per worker.
+/// share (docs/architecture.md, "A packet's path"): the client's address
+/// and port, or for replies to a full-NAT local address the local port,
+/// partitioned per worker.
 #[inline]
 pub fn owner(snap: &Snapshot, owners: Owners, src: u32, sport: u16, dst: u32, dport: u16, proto: u8) -> u16 {
     let workers = owners.workers;
     if workers <= 1 {
         return 0;
     }
-    // Probe replies (ports from `nat::PROBE_PORT_MIN`) are the control
+    // Probe replies (ports from `forward::PROBE_PORT_MIN`) are the control
     // plane's, not a full-NAT connection's: hashed like other traffic, and
     // punted by whichever worker gets them.
     if snap.is_local(dst) && (nat::LOCAL_PORT_MIN..=nat::LOCAL_PORT_MAX).contains(&dport) {

@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Source ports of probes: above the full-NAT range (`nat::LOCAL_PORT_MAX`),
+/// Source ports of probes: above the full-NAT range (`forward::LOCAL_PORT_MAX`),
 /// so replies never match a full-NAT connection and are punted to us.
 const PROBE_PORT_MIN: u16 = furiwake_dataplane::forward::PROBE_PORT_MIN;
 const PROBE_PORT_MAX: u16 = u16::MAX;

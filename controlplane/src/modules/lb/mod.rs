@@ -151,7 +151,7 @@ impl Lb {
         let built = build::rebuild(&new, &infos, &self.layout, &self.base, &busy)?;
         // Open connections depend on their virtual server's forwarding and
         // local addresses (where replies come back), and on its persistence
-        // key (which worker owns them, `worker::owner`; which record they
+        // key (which worker owns them, `pipeline::owner`; which record they
         // reference). Those change only while it has no connection.
         for (i, (old, new)) in self.base.services.iter().zip(built.snapshot.services.iter()).enumerate() {
             let live = |l: &build::Layout| l.services.get(i).is_some_and(Slot::is_live);
