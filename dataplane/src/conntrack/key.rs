@@ -34,6 +34,11 @@ pub trait Addr: Copy + Eq + Ord + core::hash::Hash + Default + core::fmt::Debug 
     /// The address as std's type, for the control plane's views.
     fn ip(self) -> core::net::IpAddr;
 
+    /// (address, port, protocol) as one ordered value, for the snapshot's
+    /// sorted indexes: one `u64` comparison per step for IPv4.
+    type ServiceKey: Copy + Ord + core::fmt::Debug + Send + Sync + 'static;
+    fn service_key(self, port: u16, proto: u8) -> Self::ServiceKey;
+
     /// 64 bits standing for the address in a hash: the whole address for
     /// IPv4; for IPv6 its halves folded (the keyed mixing after it spreads
     /// them).
@@ -60,6 +65,12 @@ impl Addr for u32 {
 
     fn ip(self) -> core::net::IpAddr {
         core::net::IpAddr::V4(core::net::Ipv4Addr::from(self))
+    }
+
+    type ServiceKey = u64;
+    #[inline(always)]
+    fn service_key(self, port: u16, proto: u8) -> u64 {
+        u64::from(self) << 24 | u64::from(port) << 8 | u64::from(proto)
     }
 
     #[inline(always)]
@@ -96,6 +107,12 @@ impl Addr for u128 {
 
     fn ip(self) -> core::net::IpAddr {
         core::net::IpAddr::V6(core::net::Ipv6Addr::from(self))
+    }
+
+    type ServiceKey = (u128, u32);
+    #[inline(always)]
+    fn service_key(self, port: u16, proto: u8) -> (u128, u32) {
+        (self, u32::from(port) << 8 | u32::from(proto))
     }
 
     #[inline(always)]

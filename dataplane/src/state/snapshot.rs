@@ -86,7 +86,7 @@ pub struct Snapshot {
 /// Sorted (address, port, protocol) -> value pairs of one address family,
 /// looked up by binary search.
 #[derive(Debug, Clone)]
-struct SortedIndex<A: Addr, V>(Vec<((A, u16, u8), V)>);
+struct SortedIndex<A: Addr, V>(Vec<(A::ServiceKey, V)>);
 
 impl<A: Addr, V: Copy> Default for SortedIndex<A, V> {
     fn default() -> Self {
@@ -96,14 +96,16 @@ impl<A: Addr, V: Copy> Default for SortedIndex<A, V> {
 
 impl<A: Addr, V: Copy> SortedIndex<A, V> {
     /// From pairs whose keys may repeat: the first of each key stays.
-    fn new(mut pairs: Vec<((A, u16, u8), V)>) -> Self {
+    fn new(pairs: Vec<((A, u16, u8), V)>) -> Self {
+        let mut pairs: Vec<(A::ServiceKey, V)> = pairs.into_iter().map(|((a, port, proto), v)| (a.service_key(port, proto), v)).collect();
         pairs.sort_by_key(|e| e.0);
         pairs.dedup_by_key(|e| e.0);
         Self(pairs)
     }
 
     #[inline]
-    fn get(&self, key: (A, u16, u8)) -> Option<V> {
+    fn get(&self, (a, port, proto): (A, u16, u8)) -> Option<V> {
+        let key = a.service_key(port, proto);
         self.0.binary_search_by_key(&key, |e| e.0).ok().and_then(|i| self.0.get(i)).map(|e| e.1)
     }
 
