@@ -28,6 +28,20 @@ pub(crate) fn mum(a: u64, b: u64) -> (u64, u64) {
     (r as u64, (r >> 64) as u64)
 }
 
+/// A hash key ready to mix: the secrets of the first multiply already
+/// folded with the key, so a keyed hash costs what an unkeyed one does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seed {
+    pub k0: u64,
+    pub k1: u64,
+}
+
+impl Seed {
+    pub const fn new(key: u64) -> Self {
+        Seed { k0: S0 ^ key, k1: S1 ^ key.rotate_left(32) }
+    }
+}
+
 /// A 64-bit value hashed under `key`: every bit of both reaches every bit
 /// of the result.
 #[inline(always)]

@@ -34,6 +34,13 @@ pub trait Addr: Copy + Eq + Ord + core::hash::Hash + Default + core::fmt::Debug 
     /// The address as std's type, for the control plane's views.
     fn ip(self) -> core::net::IpAddr;
 
+    /// A persistence record's key, (group, address, port), packed so that
+    /// a lookup compares one word for IPv4; `Default` is "no key".
+    type PersistWord: Copy + Eq + Default + core::hash::Hash + core::fmt::Debug + Send + Sync + 'static;
+    fn persist_word(group: u16, ip: Self, port: u16) -> Self::PersistWord;
+    /// The value the persistence table's keyed hash mixes.
+    fn persist_fold(w: Self::PersistWord) -> u64;
+
     /// (address, port, protocol) as one ordered value, for the snapshot's
     /// sorted indexes: one `u64` comparison per step for IPv4.
     type ServiceKey: Copy + Ord + core::fmt::Debug + Send + Sync + 'static;
@@ -47,7 +54,7 @@ pub trait Addr: Copy + Eq + Ord + core::hash::Hash + Default + core::fmt::Debug 
     /// The table's hash of a key of this family under `seed`
     /// (`crate::hash`): every bit of the tuple and of the seed reaches the
     /// result.
-    fn hash_key(key: &FlowKey<Self>, seed: u64) -> u32;
+    fn hash_key(key: &FlowKey<Self>, seed: &crate::hash::Seed) -> u32;
 }
 
 impl Addr for u32 {
@@ -67,6 +74,17 @@ impl Addr for u32 {
         core::net::IpAddr::V4(core::net::Ipv4Addr::from(self))
     }
 
+    type PersistWord = u64;
+    /// Bit 63 marks a key, so that 0 is none; groups are below 2^15.
+    #[inline(always)]
+    fn persist_word(group: u16, ip: u32, port: u16) -> u64 {
+        1 << 63 | u64::from(group) << 47 | u64::from(port) << 32 | u64::from(ip)
+    }
+    #[inline(always)]
+    fn persist_fold(w: u64) -> u64 {
+        w
+    }
+
     type ServiceKey = u64;
     #[inline(always)]
     fn service_key(self, port: u16, proto: u8) -> u64 {
@@ -81,11 +99,11 @@ impl Addr for u32 {
     /// Two rounds of wyhash's multiply-fold (64 x 64 -> 128-bit) over the
     /// 104-bit tuple and the seed.
     #[inline(always)]
-    fn hash_key(key: &FlowKey<u32>, seed: u64) -> u32 {
-        use crate::hash::{mum, S0, S1, S2, S3};
+    fn hash_key(key: &FlowKey<u32>, seed: &crate::hash::Seed) -> u32 {
+        use crate::hash::{mum, S2, S3};
         let a = (u64::from(key.src_ip) << 32) | u64::from(key.dst_ip);
         let b = (u64::from(key.src_port) << 48) | (u64::from(key.dst_port) << 32) | u64::from(key.proto);
-        let (lo, hi) = mum(a ^ S0 ^ seed, b ^ S1 ^ seed.rotate_left(32));
+        let (lo, hi) = mum(a ^ seed.k0, b ^ seed.k1);
         let (lo, hi) = mum(lo ^ S2, hi ^ S3);
         let h = lo ^ hi;
         (h ^ (h >> 32)) as u32
@@ -109,6 +127,16 @@ impl Addr for u128 {
         core::net::IpAddr::V6(core::net::Ipv6Addr::from(self))
     }
 
+    type PersistWord = (u128, u64);
+    #[inline(always)]
+    fn persist_word(group: u16, ip: u128, port: u16) -> (u128, u64) {
+        (ip, 1 << 63 | u64::from(group) << 16 | u64::from(port))
+    }
+    #[inline(always)]
+    fn persist_fold((ip, rest): (u128, u64)) -> u64 {
+        ip.fold() ^ rest.rotate_left(32)
+    }
+
     type ServiceKey = (u128, u32);
     #[inline(always)]
     fn service_key(self, port: u16, proto: u8) -> (u128, u32) {
@@ -123,12 +151,12 @@ impl Addr for u128 {
     /// The same multiply-fold over the 296-bit tuple: each address's halves
     /// go through a round of their own first.
     #[inline(always)]
-    fn hash_key(key: &FlowKey<u128>, seed: u64) -> u32 {
-        use crate::hash::{mum, S0, S1, S2, S3};
+    fn hash_key(key: &FlowKey<u128>, seed: &crate::hash::Seed) -> u32 {
+        use crate::hash::{mum, S1, S2, S3};
         let half = |x: u128| ((x >> 64) as u64, x as u64);
         let ((sh, sl), (dh, dl)) = (half(key.src_ip), half(key.dst_ip));
-        let (s0, s1) = mum(sh ^ S0 ^ seed, sl ^ S1);
-        let (d0, d1) = mum(dh ^ S2, dl ^ S3 ^ seed.rotate_left(32));
+        let (s0, s1) = mum(sh ^ seed.k0, sl ^ S1);
+        let (d0, d1) = mum(dh ^ S2, dl ^ S3 ^ seed.k1);
         let b = (u64::from(key.src_port) << 48) | (u64::from(key.dst_port) << 32) | u64::from(key.proto);
         let (lo, hi) = mum(s0 ^ d1 ^ b, s1 ^ d0 ^ S1);
         let h = lo ^ hi;

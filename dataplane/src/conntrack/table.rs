@@ -41,7 +41,7 @@ pub struct FlowTable<A: Addr = u32> {
     wheel: Wheel,
     timeouts: Timeouts,
     /// The hash key (`crate::hash`): per boot in the appliance.
-    key: u64,
+    seed: crate::hash::Seed,
 }
 
 
@@ -71,7 +71,7 @@ impl<A: Addr> FlowTable<A> {
             len: 0,
             wheel: Wheel::new(),
             timeouts,
-            key,
+            seed: crate::hash::Seed::new(key),
         }
     }
 
@@ -121,7 +121,7 @@ impl<A: Addr> FlowTable<A> {
     /// another (`crate::hash`).
     #[inline]
     pub fn hash(&self, key: &FlowKey<A>) -> u32 {
-        A::hash_key(key, self.key)
+        A::hash_key(key, &self.seed)
     }
 
     #[inline(always)]

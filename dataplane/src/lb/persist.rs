@@ -91,40 +91,28 @@ impl Persistence {
 }
 
 /// What a record is found by: persistence group, client address (under the
-/// prefix for `source-ip`) and port (0 for `source-ip`). 8 bytes for IPv4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PersistKey<A: Addr = u32> {
-    ip: A,
-    port: u16,
-    group: u16,
-}
+/// prefix for `source-ip`) and port (0 for `source-ip`), packed into one
+/// word for IPv4 (`Addr::persist_word`). The default is no key (a free way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct PersistKey<A: Addr = u32>(A::PersistWord);
 
 impl<A: Addr> PersistKey<A> {
-    /// A free way: no group has this id (groups are snapshot indexes,
-    /// below `limits::MAX_SERVICES`).
-    const EMPTY: Self = PersistKey { ip: A::ZERO, port: 0, group: u16::MAX };
-
+    /// Groups are snapshot indexes, below `limits::MAX_SERVICES` (2^8).
     #[inline]
     pub fn new(group: u16, ip: A, port: u16) -> Self {
-        PersistKey { ip, port, group }
+        PersistKey(A::persist_word(group, ip, port))
     }
 
     #[inline(always)]
     fn is_empty(&self) -> bool {
-        self.group == u16::MAX
+        self.0 == A::PersistWord::default()
     }
 
     /// The value the table's keyed hash mixes: for IPv4 the whole key,
     /// one-to-one.
     #[inline(always)]
     fn fold(&self) -> u64 {
-        (u64::from(self.group) << 48 | u64::from(self.port) << 32) ^ self.ip.fold()
-    }
-}
-
-impl<A: Addr> Default for PersistKey<A> {
-    fn default() -> Self {
-        Self::EMPTY
+        A::persist_fold(self.0)
     }
 }
 
@@ -357,7 +345,7 @@ mod tests {
 
     #[test]
     fn keys_separate_groups_ports_and_addresses() {
-        let keys = [key(0, 1, 0), key(1, 1, 0), key(0, 1, 1), key(0, 2, 0), key(0xfffe, u32::MAX, u16::MAX)];
+        let keys = [key(0, 1, 0), key(1, 1, 0), key(0, 1, 1), key(0, 2, 0), key(0x7fff, u32::MAX, u16::MAX)];
         for (i, a) in keys.iter().enumerate() {
             assert!(!a.is_empty());
             for b in &keys[i + 1..] {
