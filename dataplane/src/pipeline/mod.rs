@@ -6,7 +6,7 @@
 //! I/O: it gets frames through `PacketIo` and the time as an argument. The
 //! loop around `poll` (stop flag, idle back-off) belongs to the caller.
 
-use crate::conntrack::{EntryFlags, FlowId, FlowTable, Timeouts};
+use crate::conntrack::{EntryFlags, Flow, FlowId, FlowTable, Timeouts};
 use crate::ctl::dump;
 use crate::forward::{self as nat, LocalPorts};
 use crate::io::{Burst, Packet, PacketIo};
@@ -315,44 +315,34 @@ impl Shard {
 
     /// Removes idle connections whose time has come.
     fn expire(&mut self, snap: &Snapshot, now: u32) {
-        let counters = &self.counters;
-        let local_ports = &mut self.local_ports;
-        let persist = &mut self.persist;
-        self.table.expire(now, EXPIRE_BUDGET, |f| {
-            if f.flags.contains(EntryFlags::PERSIST) {
-                release(persist, snap, f.vs, f.client_ip, f.client_port, f.server_ip, now);
-            }
-            counters.flows.sub(1);
-            if let Some(c) = counters.services.get(f.vs as usize) {
-                c.conns_active.sub(1);
-            }
-            if let Some(c) = counters.servers.get(f.server as usize) {
-                c.conns_active.sub(1);
-            }
-            if f.mode == Forwarding::FullNat {
-                local_ports.free(f.local_ip, f.local_port);
-            }
-        });
+        let (counters, local_ports, persist) = (&self.counters, &mut self.local_ports, &mut self.persist);
+        self.table.expire(now, EXPIRE_BUDGET, |f| ended(f, snap, now, counters, local_ports, persist));
     }
 
     /// Removes a connection at once (RST), with its counters and port.
     fn remove(&mut self, snap: &Snapshot, id: FlowId) {
         if let Some(f) = self.table.remove(id) {
-            if f.flags.contains(EntryFlags::PERSIST) {
-                release(&mut self.persist, snap, f.vs, f.client_ip, f.client_port, f.server_ip, self.now);
-            }
-            let c = &self.counters;
-            c.flows.sub(1);
-            if let Some(v) = c.services.get(f.vs as usize) {
-                v.conns_active.sub(1);
-            }
-            if let Some(s) = c.servers.get(f.server as usize) {
-                s.conns_active.sub(1);
-            }
-            if f.mode == Forwarding::FullNat {
-                self.local_ports.free(f.local_ip, f.local_port);
-            }
+            ended(&f, snap, self.now, &self.counters, &mut self.local_ports, &mut self.persist);
         }
+    }
+}
+
+/// What a connection held, given back when its entry goes (expired or
+/// removed): its persistence reference, its counts, its full-NAT port.
+#[inline]
+fn ended(f: &Flow, snap: &Snapshot, now: u32, counters: &WorkerCounters, local_ports: &mut LocalPorts, persist: &mut PersistTable) {
+    if f.flags.contains(EntryFlags::PERSIST) {
+        release(persist, snap, f.vs, f.client_ip, f.client_port, f.server_ip, now);
+    }
+    counters.flows.sub(1);
+    if let Some(c) = counters.services.get(f.vs as usize) {
+        c.conns_active.sub(1);
+    }
+    if let Some(c) = counters.servers.get(f.server as usize) {
+        c.conns_active.sub(1);
+    }
+    if f.mode == Forwarding::FullNat {
+        local_ports.free(f.local_ip, f.local_port);
     }
 }
 
