@@ -11,6 +11,7 @@ pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
 pub mod udp;
+pub mod vrrp;
 
 pub use arp::{ArpOperation, ArpPacket};
 pub use ethernet::{parse_l2, EtherType, EthernetAddress, EthernetFrame, L2};
@@ -19,6 +20,7 @@ pub use icmp::IcmpPacket;
 pub use ipv4::Ipv4Packet;
 pub use tcp::TcpPacket;
 pub use udp::UdpPacket;
+pub use vrrp::VrrpPacket;
 
 /// Why a view refused a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
