@@ -26,3 +26,4 @@ pub mod health;
 pub mod lb;
 pub mod metrics;
 pub mod text;
+pub mod vrrp;
