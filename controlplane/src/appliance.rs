@@ -13,6 +13,7 @@ use crate::modules::console::{Console, Modules};
 use crate::modules::health::Health;
 use crate::modules::lb::Lb;
 use crate::modules::metrics::{self, MetricsServer};
+use crate::modules::vrrp::Vrrp;
 use crate::out::say;
 use crate::runtime::Runtime;
 use furiwake_dataplane::Burst;
@@ -30,6 +31,7 @@ pub struct Appliance {
     metrics: Option<MetricsServer>,
     lb: Lb,
     health: Health,
+    vrrp: Vrrp,
     arp: Arp,
     // Last: its pool is freed after everything that holds mbufs.
     runtime: Runtime,
@@ -41,8 +43,14 @@ impl Appliance {
         let runtime = Runtime::start(&cfg)?;
         let (lb, initial) = Lb::new(cfg, &runtime)?;
         let health = Health::new(&runtime, &lb.config().routes, initial.targets, Instant::now());
-        let arp = Arp::new(initial.owned, &initial.nexthops);
-        let mut app = Appliance { console: Console::new(), metrics: None, lb, health, arp, runtime };
+        let mut arp = Arp::new(initial.owned, &initial.nexthops);
+        // Every VRRP address starts as the peer's: a box owns none until
+        // its instance becomes master.
+        let vrrp = Vrrp::new(lb.config(), &runtime);
+        arp.set_vrrp(vrrp.floating(&runtime), vrrp.standby());
+        let mut lb = lb;
+        lb.init_standby(vrrp.standby());
+        let mut app = Appliance { console: Console::new(), metrics: None, lb, health, vrrp, arp, runtime };
         let snapshot = app.lb.current_snapshot(&app.health, &app.runtime);
         if let Err(e) = app.runtime.launch_workers(app.lb.config(), snapshot, app.arp.slots(), app.lb.loads()) {
             app.shutdown();
@@ -104,11 +112,12 @@ impl Appliance {
             if self.health.step(Instant::now(), &mut self.runtime) {
                 self.lb.republish(&mut self.runtime, &self.health);
             }
+            self.vrrp.step(&mut self.runtime, &mut self.arp, &mut self.lb, &self.health);
             self.lb.publish_loads(&self.runtime, &self.health);
             if let Some(m) = self.metrics.as_mut() {
-                m.turn(&|| metrics_text(&self.runtime, &self.lb, &self.health));
+                m.turn(&|| metrics_text(&self.runtime, &self.lb, &self.health, &self.vrrp));
             }
-            let mut modules = Modules { runtime: &mut self.runtime, arp: &mut self.arp, health: &mut self.health, lb: &mut self.lb };
+            let mut modules = Modules { runtime: &mut self.runtime, arp: &mut self.arp, health: &mut self.health, vrrp: &mut self.vrrp, lb: &mut self.lb };
             self.console.turn(Instant::now(), &mut modules);
             if last_link_check.elapsed() >= Duration::from_secs(1) {
                 last_link_check = Instant::now();
@@ -127,13 +136,16 @@ impl Appliance {
     /// the probes wait for to health.
     fn on_punted(&mut self, m: Mbuf) {
         let Some(li) = self.runtime.punted_link(&m) else { return };
+        if self.vrrp.on_frame(li, m.data()) {
+            return;
+        }
         let health = &mut self.health;
         self.arp.on_punted(li, m, &mut self.runtime, &mut |frame| health.on_frame(li, frame));
     }
 
     /// The metrics, in Prometheus text format.
     pub fn metrics_text(&self) -> String {
-        metrics_text(&self.runtime, &self.lb, &self.health)
+        metrics_text(&self.runtime, &self.lb, &self.health, &self.vrrp)
     }
 
     /// Per-port link state and counters, per virtual server and server,
@@ -145,6 +157,7 @@ impl Appliance {
         self.lb.report(&mut s, &self.runtime, &self.health);
         self.runtime.report_workers(&mut s);
         self.health.report(&mut s);
+        self.vrrp.report(&mut s);
         self.arp.report(&mut s, self.runtime.punt_counters());
         self.runtime.report_mbufs(&mut s);
         s
@@ -153,7 +166,11 @@ impl Appliance {
     /// Stops workers, prints the final counters, closes ports and frees
     /// rings and the pool, in that order.
     pub fn shutdown(mut self) {
-        // The console socket goes first: nobody waits on a stopping box.
+        // A master hands over first (priority-0 adverts), while its workers
+        // still forward; then the console socket: nobody waits on a
+        // stopping box.
+        self.vrrp.shutdown(&mut self.runtime, &mut self.arp);
+        self.runtime.drain_control(Duration::from_millis(100));
         self.console.close();
         self.runtime.stop_workers();
         self.health.shutdown();
@@ -164,12 +181,13 @@ impl Appliance {
 }
 
 /// Each module's metric families, in the order of the report.
-fn metrics_text(rt: &Runtime, lb: &Lb, health: &Health) -> String {
+fn metrics_text(rt: &Runtime, lb: &Lb, health: &Health, vrrp: &Vrrp) -> String {
     let mut t = metrics::Text::default();
     metrics::ports(&mut t, rt);
     lb.metrics(&mut t, rt, health);
     metrics::workers(&mut t, rt);
     health.metrics(&mut t);
+    vrrp.metrics(&mut t);
     metrics::mbufs(&mut t, rt);
     t.into_string()
 }

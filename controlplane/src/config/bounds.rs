@@ -112,6 +112,25 @@ pub const TCP_CLOSE: Bound = Bound::new("tcp_close", 1, MAX_IDLE_TIMEOUT_S as u6
 pub const UDP: Bound = Bound::new("udp", 1, MAX_IDLE_TIMEOUT_S as u64);
 pub const ICMP: Bound = Bound::new("icmp", 1, MAX_IDLE_TIMEOUT_S as u64);
 
+// [[vrrp]] (RFC 5798 §5.2: VRID 1..=255, priority 1..=255 with 255 the
+// owner's, the v3 interval in centiseconds up to 4095; RFC 3768 §5.3.7:
+// the v2 interval in seconds up to 255)
+pub const VRID: Bound = Bound::new("vrid", 1, 255);
+pub const VRRP_PRIORITY: Bound = Bound::new("priority", 1, 255);
+pub const ADVERT_INTERVAL_MS_V3: Bound = Bound::new("advert_interval_ms", 10, 40_950);
+pub const ADVERT_INTERVAL_MS_V2: Bound = Bound::new("advert_interval_ms", 1000, 255_000);
+pub const VRRP_PREEMPT_DELAY_MS: Bound = Bound::new("preempt_delay_ms", 0, 3_600_000);
+pub const TRACK_INTERVAL_MS: Bound = Bound::new("track_interval_ms", 100, 60_000);
+pub const TRACK_FALL: Bound = Bound::new("track_fall", 1, 100);
+pub const TRACK_POOL_MIN_UP: Bound = Bound::new("track_pool_min_up", 1, 65_535);
+pub const GARP_COUNT: Bound = Bound::new("garp_count", 1, 100);
+pub const GARP_INTERVAL_MS: Bound = Bound::new("garp_interval_ms", 10, 60_000);
+// [sync]
+pub const SYNC_PORT: Bound = Bound::new("port", 1, 65535);
+/// 1 s to an hour.
+pub const REFRESH_S: Bound = Bound::new("refresh_s", 1, 3600);
+pub const BULK_LIMIT_MS: Bound = Bound::new("bulk_limit_ms", 0, 600_000);
+
 /// Every bound of an integer key, to name the range of a key whose value
 /// did not even fit its type.
 pub const ALL: &[Bound] = &[
@@ -140,6 +159,16 @@ pub const ALL: &[Bound] = &[
     TCP_CLOSE,
     UDP,
     ICMP,
+    VRID,
+    ADVERT_INTERVAL_MS_V3,
+    VRRP_PREEMPT_DELAY_MS,
+    TRACK_INTERVAL_MS,
+    TRACK_FALL,
+    TRACK_POOL_MIN_UP,
+    GARP_COUNT,
+    GARP_INTERVAL_MS,
+    REFRESH_S,
+    BULK_LIMIT_MS,
 ];
 
 /// When `span` of `text` is an integer given to a bounded key (`weight =

@@ -25,6 +25,12 @@ pub fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
     if old.console != new.console {
         differs.push("[console]");
     }
+    if old.vrrp != new.vrrp {
+        differs.push("[[vrrp]]");
+    }
+    if old.sync != new.sync {
+        differs.push("[sync]");
+    }
     if differs.is_empty() {
         Ok(())
     } else {

@@ -12,6 +12,7 @@
 
 pub mod bounds;
 mod diff;
+mod ha;
 mod model;
 mod render;
 mod validate;
@@ -25,6 +26,7 @@ pub use model::{
     unplaced, Algorithm, CheckKind, Config, ConsoleConfig, Forwarding, HashOn, HealthCheck, Interface, Ipv4Cidr, LogLevel, Logging, Management,
     OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, Server, TimeoutSecs, VirtualServer, DEFAULT_CONSOLE_SOCKET,
 };
+pub use ha::{SyncConfig, Vrrp};
 pub use render::{kebab, render};
 
 use std::fmt;

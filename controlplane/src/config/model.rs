@@ -66,7 +66,7 @@ fn ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
     s.parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {s:?}")))
 }
 
-fn spanned_ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Ipv4Addr>, D::Error> {
+pub(super) fn spanned_ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Ipv4Addr>, D::Error> {
     let s = Spanned::<String>::deserialize(d)?;
     let v = s.get_ref().parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {:?}", s.get_ref())))?;
     Ok(Spanned::new(s.span(), v))
@@ -110,6 +110,12 @@ pub struct Config {
     pub management: Management,
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// `[[vrrp]]` instances (`ha`).
+    #[serde(default)]
+    pub vrrp: Vec<super::ha::Vrrp>,
+    /// `[sync]`: connection-state sync with the HA peer (`ha`).
+    #[serde(default)]
+    pub sync: Option<super::ha::SyncConfig>,
 }
 
 /// What goes to the log (stderr; `RUST_LOG` overrides it). State changes

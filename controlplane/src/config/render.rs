@@ -128,6 +128,7 @@ pub fn render(cfg: &Config) -> String {
     if let Some(d) = &cfg.console.device {
         let _ = writeln!(s, "device = {}", q(d));
     }
+    super::ha::render(cfg, &mut s);
     s.trim_end().to_string()
 }
 
@@ -150,7 +151,7 @@ pub fn kebab(v: &impl std::fmt::Debug) -> String {
 }
 
 /// TOML text of a string (basic string, escaped).
-fn q(s: &str) -> String {
+pub(super) fn q(s: &str) -> String {
     let mut o = String::from("\"");
     for c in s.chars() {
         match c {

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use toml::Spanned;
 
 /// Refuses `v` outside `b`, at `v`'s place.
-fn within<T: Copy + Into<u64> + Display>(src: &Source<'_>, b: &Bound, v: &Spanned<T>) -> Result<(), ConfigError> {
+pub(super) fn within<T: Copy + Into<u64> + Display>(src: &Source<'_>, b: &Bound, v: &Spanned<T>) -> Result<(), ConfigError> {
     let x = *v.get_ref();
     if b.contains(x.into()) {
         Ok(())
@@ -148,7 +148,8 @@ impl Config {
                 return Err(src.error(Some(vs.address.span()), format!("virtual_server {:?}: {} {:?} is already served", vs.name.get_ref(), vs.address.get_ref(), vs.protocol)));
             }
         }
-        self.validate_persistence(src)
+        self.validate_persistence(src)?;
+        self.validate_ha(src)
     }
 
     /// Every numeric value within its range (`bounds`).

@@ -130,6 +130,16 @@ impl Runtime {
         }
     }
 
+    /// Waits (up to `limit`) until worker 0 has sent what the control
+    /// lcore queued on its inject ring: at shutdown, the last frames (VRRP's
+    /// priority-0 adverts) leave before the workers stop.
+    pub fn drain_control(&self, limit: std::time::Duration) {
+        let t0 = std::time::Instant::now();
+        while self.control.inject.as_ref().is_some_and(|r| !r.is_empty()) && t0.elapsed() < limit {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+    }
+
     pub fn punt_counters(&self) -> PuntCounters {
         self.control.counters
     }

@@ -35,6 +35,11 @@ impl Link {
         self.mac
     }
 
+    /// The link state as last watched (once a second, `watch_links`).
+    pub fn is_up(&self) -> bool {
+        self.last_link_up
+    }
+
     pub fn port_id(&self) -> u16 {
         self.port.id()
     }

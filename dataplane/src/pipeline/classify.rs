@@ -13,6 +13,9 @@ use crate::wire::tcp::{flags as tcpf, TcpPacket};
 use crate::wire::udp::UdpPacket;
 use crate::wire::WireError;
 
+/// 224.0.0.18, the VRRP group (RFC 5798 §5.1.1.2), host order.
+const VRRP_GROUP: u32 = u32::from_be_bytes([224, 0, 0, 18]);
+
 fn ipv4_drop(e: WireError) -> DropReason {
     match e {
         WireError::Truncated => DropReason::Ipv4Truncated,
@@ -87,6 +90,9 @@ impl Shard {
         match proto {
             protocol::TCP | protocol::UDP => {}
             protocol::ICMP => return self.process_icmp(snap, frame, l3, hl, handed),
+            // VRRP adverts (RFC 5798 §5.1.1.2: to 224.0.0.18, or to a self
+            // IP from a unicast peer) go to the control lcore's VRRP.
+            protocol::VRRP if dst == VRRP_GROUP || snap.is_self(dst) => return Verdict::Punt,
             _ if snap.is_self(dst) => return Verdict::Punt,
             _ => return Verdict::Drop(if snap.is_vip(dst) { DropReason::UnhandledProtocol } else { DropReason::NoVirtualServer }),
         }
@@ -129,10 +135,19 @@ impl Shard {
                 found = None;
             }
         }
+        // A backup forwards nothing of a VIP its peer owns (both
+        // directions: entries synced from the peer wait for a takeover).
+        let standby = |vs: u16| snap.services.get(vs as usize).is_some_and(|v| v.standby);
+        if let Some((id, _)) = found {
+            if self.table.get(id).is_some_and(|f| standby(f.vs)) {
+                return Verdict::Drop(DropReason::VrrpBackup);
+            }
+        }
         match found {
             Some((id, Dir::Original)) => self.forward_original(snap, frame, &info, id),
             Some((id, Dir::Reply)) => self.forward_reply(snap, frame, &info, id),
             None => match snap.find_service(dst, dport, proto) {
+                Some(vs) if standby(vs) => Verdict::Drop(DropReason::VrrpBackup),
                 Some(vs) => self.new_connection(snap, frame, &info, vs, port),
                 None if snap.is_self(dst) || snap.is_local(dst) => Verdict::Punt,
                 None => Verdict::Drop(DropReason::NoVirtualServer),

@@ -91,6 +91,9 @@ drop_reasons! {
     L4BadChecksum => "l4-bad-checksum",
     /// An IP protocol other than TCP, UDP, ICMP, to a VIP.
     UnhandledProtocol => "unhandled-protocol",
+    /// Traffic of a virtual server whose VIP a VRRP peer owns (this box is
+    /// its backup): neither new nor existing connections are forwarded.
+    VrrpBackup => "vrrp-backup",
     /// IPv4 addressed to no virtual server, no connection and no self IP.
     NoVirtualServer => "no-virtual-server",
     /// A TCP segment other than a SYN for no known connection.

@@ -30,6 +30,10 @@ pub struct VirtualService {
     /// Removed by the operator; kept (with no members, out of the VIP
     /// index) until its connections have ended.
     pub retired: bool,
+    /// Its VIP belongs to a VRRP instance that is not master here: no new
+    /// connection and no packet of an existing one is forwarded (the peer
+    /// owns the address; entries synced from it wait for a takeover).
+    pub standby: bool,
     pub schedule: Schedule,
     /// full-NAT source addresses (empty for NAT).
     pub local_addrs: Box<[u32]>,
@@ -47,6 +51,7 @@ impl VirtualService {
             forwarding,
             members: Box::new([]),
             retired: false,
+            standby: false,
             schedule: Schedule::Sequence(Box::new([])),
             local_addrs: Box::new([]),
             persistence: None,

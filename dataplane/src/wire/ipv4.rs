@@ -32,6 +32,8 @@ pub mod protocol {
     pub const TCP: u8 = 6;
     /// RFC 768.
     pub const UDP: u8 = 17;
+    /// VRRP (RFC 5798 §5.1.1.4).
+    pub const VRRP: u8 = 112;
 }
 
 mod field {

@@ -26,6 +26,7 @@ use furiwake_dataplane::wire::{EtherType, EthernetAddress};
 use furiwake_platform::Mbuf;
 use neighbor::{ArpOutcome, NeighborTable};
 use std::net::Ipv4Addr;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,11 @@ pub struct Arp {
     /// Per link: the addresses answered for in ARP and ICMP echo: the self
     /// IP, and the VIPs and full-NAT local addresses in its subnet.
     owned: Vec<Vec<Ipv4Addr>>,
+    /// VRRP addresses (`vrrp`): per address, its link and the MAC it
+    /// answers with (the virtual MAC, or the link's).
+    floating: HashMap<Ipv4Addr, (usize, EthernetAddress)>,
+    /// Addresses a VRRP peer owns now: neither ARP nor echo is answered.
+    standby: HashSet<Ipv4Addr>,
     counters: ArpCounters,
 }
 
@@ -76,6 +82,8 @@ impl Arp {
             nexthops: nexthops.iter().map(|&hop| NexthopState { hop, confirmed: None, last_request: None }).collect(),
             slots: Arc::new(Neighbors::new(MAX_NEXTHOPS)),
             owned,
+            floating: HashMap::new(),
+            standby: HashSet::new(),
             counters: ArpCounters::default(),
         }
     }
@@ -104,10 +112,39 @@ impl Arp {
     pub fn announce(&mut self, rt: &mut Runtime) {
         for li in 0..self.owned.len().min(rt.links().len()) {
             let (mac, owned) = (rt.links()[li].mac(), self.owned[li].clone());
+            let owned: Vec<Ipv4Addr> = owned.into_iter().filter(|ip| !self.standby.contains(ip) && !self.floating.contains_key(ip)).collect();
             for ip in owned {
                 self.send_request(rt, li, mac, ip, ip);
             }
         }
+    }
+
+    /// The VRRP addresses (link and MAC each) and those a peer owns now.
+    pub fn set_vrrp(&mut self, floating: HashMap<Ipv4Addr, (usize, EthernetAddress)>, standby: HashSet<Ipv4Addr>) {
+        self.floating = floating;
+        self.standby = standby;
+    }
+
+    /// One gratuitous ARP for `ip` on link `li` from `mac` (VRRP takeover).
+    pub fn gratuitous(&mut self, rt: &mut Runtime, li: usize, mac: EthernetAddress, ip: Ipv4Addr) {
+        self.send_request(rt, li, mac, ip, ip);
+    }
+
+    /// Asks for `target` on link `li` from its self IP (VRRP tracking).
+    pub fn ask(&mut self, rt: &mut Runtime, li: usize, target: Ipv4Addr) {
+        let Some(link) = rt.links().get(li) else { return };
+        let (mac, ip) = (link.mac(), link.address().addr);
+        self.send_request(rt, li, mac, ip, target);
+    }
+
+    /// What ARP last taught about `ip`.
+    pub fn neighbor(&self, ip: Ipv4Addr) -> Option<&neighbor::Neighbor> {
+        self.neighbors.get(ip)
+    }
+
+    /// The MAC link `li` answers for `a` with, when it answers for it.
+    fn answers(&self, li: usize, link_mac: EthernetAddress, a: Ipv4Addr) -> Option<EthernetAddress> {
+        answers(&self.floating, &self.standby, &self.owned, li, link_mac, a)
     }
 
     /// Gratuitous ARP for the addresses owned now and not in `before`.
@@ -147,9 +184,9 @@ impl Arp {
     /// ARP and not an echo request for us, and ARP replies).
     pub fn on_punted(&mut self, li: usize, mut m: Mbuf, rt: &mut Runtime, probes: &mut dyn FnMut(&[u8])) {
         let is_arp = parse_l2(m.data()).is_ok_and(|l2| l2.ethertype == EtherType::Arp);
+        let link_mac = rt.links()[li].mac();
         if !is_arp {
-            let owned = &self.owned[li];
-            if icmp::echo_reply(m.data_mut(), |a| owned.contains(&a)) {
+            if icmp::echo_reply(m.data_mut(), |a| self.answers(li, link_mac, a).is_some()) {
                 self.counters.echo_replies += 1;
                 rt.send(li, m);
             } else {
@@ -172,9 +209,8 @@ impl Arp {
             .ok()
             .and_then(|l2| m.data().get(l2.l3_offset..).and_then(|b| ArpPacket::new_checked(b).ok()))
             .map(|a| a.source_protocol_addr());
-        let mac = rt.links()[li].mac();
-        let owned = &self.owned[li];
-        match neighbor::handle(m.data_mut(), li, mac, |a| owned.contains(&a), &mut self.neighbors, now) {
+        let (floating, standby, owned) = (&self.floating, &self.standby, &self.owned);
+        match neighbor::handle(m.data_mut(), li, |a| answers(floating, standby, owned, li, link_mac, a), &mut self.neighbors, now) {
             ArpOutcome::Reply => {
                 self.counters.arp_replies += 1;
                 rt.send(li, m);
@@ -204,5 +240,24 @@ impl Arp {
                 self.slots.set(slot as u16, n.mac);
             }
         }
+    }
+}
+
+/// The MAC link `li` answers for `a` with (ARP, echo), when it answers:
+/// a VRRP address on its link while no peer owns it, or an owned address.
+fn answers(
+    floating: &HashMap<Ipv4Addr, (usize, EthernetAddress)>,
+    standby: &HashSet<Ipv4Addr>,
+    owned: &[Vec<Ipv4Addr>],
+    li: usize,
+    link_mac: EthernetAddress,
+    a: Ipv4Addr,
+) -> Option<EthernetAddress> {
+    if standby.contains(&a) {
+        return None;
+    }
+    match floating.get(&a) {
+        Some((l, mac)) => (*l == li).then_some(*mac),
+        None => owned.get(li).is_some_and(|o| o.contains(&a)).then_some(link_mac),
     }
 }

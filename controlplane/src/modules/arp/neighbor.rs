@@ -67,16 +67,16 @@ pub enum ArpOutcome {
     Malformed,
 }
 
-/// Handles one ARP frame that arrived on `interface` whose MAC is `mac`;
-/// `owns` says which IPv4 addresses the appliance answers for there.
+/// Handles one ARP frame that arrived on `interface`; `owns` says which
+/// IPv4 addresses the appliance answers for there, and with which MAC (the
+/// link's, or a VRRP virtual MAC).
 ///
 /// RFC 826 "Packet reception": update the sender if known; if we are the
 /// target, add the sender; if it is a request, answer it.
 pub fn handle(
     frame: &mut [u8],
     interface: usize,
-    mac: EthernetAddress,
-    owns: impl Fn(Ipv4Addr) -> bool,
+    owns: impl Fn(Ipv4Addr) -> Option<EthernetAddress>,
     neighbors: &mut NeighborTable,
     now: Instant,
 ) -> ArpOutcome {
@@ -86,11 +86,11 @@ pub fn handle(
     }
     let Ok(arp) = ArpPacket::new_checked(eth.payload()) else { return ArpOutcome::Malformed };
     let req = ArpRepr::parse(&arp);
-    let for_us = owns(req.target_protocol_addr);
-    neighbors.update(req.source_protocol_addr, req.source_hardware_addr, interface, now, for_us);
-    if !for_us || req.operation != ArpOperation::Request {
+    let mac = owns(req.target_protocol_addr);
+    neighbors.update(req.source_protocol_addr, req.source_hardware_addr, interface, now, mac.is_some());
+    let Some(mac) = mac.filter(|_| req.operation == ArpOperation::Request) else {
         return ArpOutcome::Consumed;
-    }
+    };
     let reply = ArpRepr {
         operation: ArpOperation::Reply,
         source_hardware_addr: mac,
@@ -134,7 +134,7 @@ mod tests {
         let mut n = NeighborTable::default();
         let me = Ipv4Addr::new(192, 0, 2, 2);
         let mut f = request(me);
-        assert_eq!(handle(&mut f, 0, US, |a| a == me, &mut n, Instant::now()), ArpOutcome::Reply);
+        assert_eq!(handle(&mut f, 0, |a| (a == me).then_some(US), &mut n, Instant::now()), ArpOutcome::Reply);
         let eth = EthernetFrame::new_checked(&f[..]).unwrap();
         assert_eq!(eth.dst_addr(), PEER);
         assert_eq!(eth.src_addr(), US);
@@ -152,12 +152,12 @@ mod tests {
         let mut n = NeighborTable::default();
         let mut f = request(Ipv4Addr::new(192, 0, 2, 99));
         let before = f.clone();
-        assert_eq!(handle(&mut f, 0, US, |_| false, &mut n, Instant::now()), ArpOutcome::Consumed);
+        assert_eq!(handle(&mut f, 0, |_| None, &mut n, Instant::now()), ArpOutcome::Consumed);
         assert_eq!(f, before, "frame untouched");
         assert!(n.is_empty(), "strangers are not added (RFC 826 merge flag)");
         let mut short = request(Ipv4Addr::new(192, 0, 2, 2));
         short.truncate(30);
-        assert_eq!(handle(&mut short, 0, US, |_| true, &mut n, Instant::now()), ArpOutcome::Malformed);
+        assert_eq!(handle(&mut short, 0, |_| Some(US), &mut n, Instant::now()), ArpOutcome::Malformed);
     }
 }
 

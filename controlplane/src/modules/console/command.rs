@@ -66,6 +66,7 @@ pub enum Show {
     Health,
     Workers,
     Config,
+    Vrrp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +89,10 @@ pub enum Command {
     Save { path: Option<String> },
     /// `log level LEVEL`.
     LogLevel(String),
+    /// `vrrp NAME priority N`.
+    VrrpPriority { name: String, priority: u8 },
+    /// `vrrp NAME release`.
+    VrrpRelease { name: String },
     /// Object names for completion (`furiwake console` asks at start).
     Names,
     /// Ends the session (the client's; the appliance just says bye).
@@ -121,6 +126,11 @@ pub const SPECS: &[Spec] = &[
     Spec { words: "show health", args: "", summary: "every health check of every server: result, runs, last reason, RTT" },
     Spec { words: "show workers", args: "", summary: "per worker lcore: packets, busy ratio, hand-offs, connections, drops" },
     Spec { words: "show config", args: "", summary: "the running configuration, with the changes made at run time" },
+    Spec {
+        words: "show vrrp",
+        args: "",
+        summary: "VRRP instances: state, priority and effective priority (with the tracking that lowered it), master, last transition and why, adverts",
+    },
     Spec { words: "server", args: "POOL ADDR enable", summary: "take new connections again (when the health checks pass)" },
     Spec {
         words: "server",
@@ -148,16 +158,22 @@ pub const SPECS: &[Spec] = &[
     },
     Spec { words: "config", args: "save [PATH]", summary: "write the running configuration (with the changes made here) to the configuration file, or PATH" },
     Spec { words: "log", args: "level error|warn|info|debug|trace", summary: "what goes to the log from now on" },
+    Spec { words: "vrrp", args: "NAME priority N", summary: "the instance's priority (1..255) from its next advert; a peer with preemption follows it" },
+    Spec {
+        words: "vrrp",
+        args: "NAME release",
+        summary: "orderly handover: a master sends a priority-0 advert, gives its addresses up and does not preempt until it is master again",
+    },
     Spec { words: "help", args: "[COMMAND]", summary: "this list, or one command's" },
     Spec { words: "quit", args: "", summary: "leave the console (also exit, Ctrl-D)" },
 ];
 
-const TOP: &[&str] = &["show", "server", "pool", "virtual-server", "config", "log", "help", "quit", "exit"];
+const TOP: &[&str] = &["show", "server", "pool", "virtual-server", "config", "log", "vrrp", "help", "quit", "exit"];
 const POOL_ACTIONS: &[&str] = &["add-server", "remove-server"];
 const VS_ACTIONS: &[&str] = &["add", "remove"];
 const CONFIG_ACTIONS: &[&str] = &["reload", "save"];
 const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
-const SHOW: &[&str] = &["virtual-servers", "pools", "servers", "connections", "stats", "arp", "routes", "health", "workers", "config"];
+const SHOW: &[&str] = &["virtual-servers", "pools", "servers", "connections", "stats", "arp", "routes", "health", "workers", "config", "vrrp"];
 const ACTIONS: &[&str] = &["enable", "disable", "drain", "weight"];
 const CONN_OPTIONS: &[&str] = &["vip", "server", "limit"];
 
@@ -203,6 +219,14 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
                 _ => return Err(format!("too many arguments\n{u}")),
             }
         }
+        "vrrp" => match rest {
+            [name, w, n] if resolve(w, &["priority"], "vrrp command").is_ok() => {
+                let priority = n.parse::<u8>().ok().filter(|p| *p >= 1).ok_or_else(|| format!("priority {n:?}: allowed 1..=255"))?;
+                Command::VrrpPriority { name: name.to_string(), priority }
+            }
+            [name, w] if resolve(w, &["release"], "vrrp command").is_ok() => Command::VrrpRelease { name: name.to_string() },
+            _ => return Err(usage("vrrp")),
+        },
         "log" => match rest {
             [w, level] if resolve(w, &["level"], "log command").is_ok() => Command::LogLevel(resolve(level, LEVELS, "log level")?.to_string()),
             _ => return Err(usage("log")),
@@ -244,6 +268,7 @@ fn parse_show(rest: &[&str]) -> Result<Show, String> {
         "routes" => none(args, Show::Routes),
         "health" => none(args, Show::Health),
         "workers" => none(args, Show::Workers),
+        "vrrp" => none(args, Show::Vrrp),
         _ => none(args, Show::Config),
     }
 }

@@ -52,6 +52,8 @@ impl Console {
             Command::Reload => self.reload(m),
             Command::Save { path } => self.save(path.as_deref(), m),
             Command::LogLevel(level) => self.log_level(&level, m),
+            Command::VrrpPriority { name, priority } => m.vrrp.set_priority(&name, priority),
+            Command::VrrpRelease { name } => m.vrrp.release(&name, m.runtime, m.arp, m.lb, m.health),
             Command::Show(Show::Connections { vip, server, limit }) => {
                 let filter = DumpFilter { vip: vip.as_ref().map(to_match), server: server.as_ref().map(to_match), limit };
                 self.pending.push_back(PendingDump::new(conn, filter, m.runtime.workers().len(), now));
@@ -74,6 +76,7 @@ impl Console {
             Show::Health => Ok(m.health.show(|i| lb.vs_name_of_server(i))),
             Show::Workers => Ok(self.show_workers(rt)),
             Show::Config => Ok(self.show_config(lb.config())),
+            Show::Vrrp => Ok(m.vrrp.show()),
             Show::Connections { .. } => Err("internal: connections are answered later".into()),
         }
     }

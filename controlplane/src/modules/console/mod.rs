@@ -41,6 +41,7 @@ pub struct Modules<'a> {
     pub runtime: &'a mut Runtime,
     pub arp: &'a mut Arp,
     pub health: &'a mut Health,
+    pub vrrp: &'a mut crate::modules::vrrp::Vrrp,
     pub lb: &'a mut Lb,
 }
 

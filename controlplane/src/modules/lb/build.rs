@@ -289,6 +289,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             forwarding,
             members: slots.into_boxed_slice(),
             retired: false,
+            standby: false,
             schedule,
             local_addrs: local_addrs.into_boxed_slice(),
             persistence: persistence(vs, &mut layout.groups),

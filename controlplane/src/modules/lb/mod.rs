@@ -39,6 +39,7 @@ use furiwake_dataplane::state::counters::ServiceCounters;
 use furiwake_dataplane::state::snapshot::{Snapshot, VirtualService, MAX_SERVERS};
 use crate::config::restart_needed;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -60,6 +61,9 @@ pub struct Lb {
     rates: loads::Rates,
     /// The operator's enable/disable/drain states.
     admin: Admin,
+    /// VIPs whose VRRP instance is not master here (`vrrp`): their
+    /// virtual servers are published `standby`.
+    standby: HashSet<Ipv4Addr>,
 }
 
 /// What the other modules start from, compiled with the configuration.
@@ -106,6 +110,7 @@ impl Lb {
             loads: Arc::new(Loads::new(MAX_SERVERS)),
             rates: loads::Rates::default(),
             admin: Admin::new(built.server_pools),
+            standby: HashSet::new(),
         };
         Ok((lb, initial))
     }
@@ -238,6 +243,9 @@ impl Lb {
             s.reset = !health.is_up(i) && self.cuts_connections(i, s.vs as usize, health, rt);
             s.epoch = health.epoch(s.ip);
         }
+        for vs in &mut snap.services {
+            vs.standby = self.standby.contains(&Ipv4Addr::from(vs.ip));
+        }
         // Hash tables are rebuilt over the servers that can take
         // connections (Maglev's minimal disruption keeps the others' flows).
         for vs in &mut snap.services {
@@ -254,10 +262,36 @@ impl Lb {
         snap
     }
 
-    /// Publishes the base snapshot with health and operator states applied.
-    pub fn republish(&self, rt: &mut Runtime, health: &Health) {
+    /// Publishes the base snapshot with health and operator states
+    /// applied; the generation the workers will see it as.
+    pub fn republish(&self, rt: &mut Runtime, health: &Health) -> u64 {
         let snap = self.current_snapshot(health, rt);
-        rt.workers_mut().publish(snap);
+        rt.workers_mut().publish(snap)
+    }
+
+    /// The VRRP addresses at start (before the workers run): all standby.
+    pub fn init_standby(&mut self, standby: HashSet<Ipv4Addr>) {
+        self.standby = standby;
+    }
+
+    /// The VIPs a VRRP peer owns now (their virtual servers forward
+    /// nothing here); publishes when that changed. The generation to wait
+    /// for, or None when nothing changed.
+    pub fn set_standby(&mut self, standby: HashSet<Ipv4Addr>, rt: &mut Runtime, health: &Health) -> Option<u64> {
+        if standby == self.standby {
+            return None;
+        }
+        self.standby = standby;
+        Some(self.republish(rt, health))
+    }
+
+    /// Servers of pool `name` that are up (health and operator), for VRRP's
+    /// pool tracking.
+    pub fn pool_up(&self, name: &str, health: &Health) -> usize {
+        let Some(pool) = self.cfg.pools.iter().position(|p| p.name.get_ref() == name) else { return 0 };
+        (0..self.base.servers.len())
+            .filter(|&i| self.layout.servers.get(i).is_some_and(Slot::is_live) && self.admin.pool_of(i) == Some(pool) && health.is_up(i))
+            .count()
     }
 
     /// Publishes what the load-aware schedulers read, per server: active
