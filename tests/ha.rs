@@ -206,3 +206,128 @@ fn the_higher_priority_serves_and_failover_moves_the_vip() {
     p.kill(0, libc::SIGTERM);
     assert!(wait_for(Duration::from_secs(10), || p.id()).is_some(), "the VIP did not answer through B:\n{}", p.both());
 }
+
+/// keepalived's configuration for the peer on lb2's lb-out (kernel-owned,
+/// 192.0.2.4/24): one instance on VRID 51 with the VIP.
+fn keepalived_conf(version: u8, priority: u8) -> String {
+    let auth = if version == 2 { "    authentication {\n        auth_type PASS\n        auth_pass secret\n    }\n" } else { "" };
+    format!(
+        "global_defs {{\n    router_id peer\n    vrrp_version {version}\n    script_user root\n    enable_script_security\n}}\nvrrp_instance VI_1 {{\n    state BACKUP\n    interface lb-out\n    virtual_router_id 51\n    priority {priority}\n    advert_int 1\n{auth}    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n"
+    )
+}
+
+/// The furiwake side of the keepalived tests: the VIP's instance only; the
+/// inside self IP is the servers' gateway (it does not float here).
+fn keepalived_peer_vrrp(version: u8, priority: u8) -> String {
+    let auth = if version == 2 { "auth_password = \"secret\"\n" } else { "" };
+    format!("[[vrrp]]\nname = \"outside\"\ninterface = \"outside\"\nvrid = 51\nversion = {version}\npriority = {priority}\nadvert_interval_ms = 1000\naddresses = [\"{VIP}\"]\n{auth}")
+}
+
+impl Pair {
+    /// Box A with its inside self IP on the servers' gateway.
+    fn start_a_as_gateway(&mut self, vrrp: &str) {
+        let cfg = self.config(0, vrrp).replace("198.51.100.3/24", "198.51.100.1/24");
+        let path = self.dir.write("fw0.toml", &cfg);
+        let log = self.dir.path(&format!("fw0-{}.log", rand_suffix()));
+        let bx = &self.boxes[0];
+        self.fw[0] = Some(start_furiwake(Some(&self.topo.ns(bx.ns)), &path, &log, &bx.prefix));
+    }
+
+    fn start_keepalived(&mut self, version: u8, priority: u8) -> usize {
+        let ns = self.topo.ns("lb2");
+        let conf = self.dir.write("keepalived.conf", &keepalived_conf(version, priority));
+        let n = rand_suffix();
+        let (pid, vpid) = (self.dir.path(&format!("ka-{n}.pid")), self.dir.path(&format!("ka-vrrp-{n}.pid")));
+        let argv = ["keepalived", "-n", "-l", "-D", "-P", "-f", conf.to_str().unwrap(), "-p", pid.to_str().unwrap(), "-r", vpid.to_str().unwrap()];
+        let p = Proc::spawn("keepalived", Some(&ns), &argv, &self.dir.path(&format!("keepalived-{n}.log")), false);
+        self.procs.push(p);
+        self.procs.len() - 1
+    }
+
+    fn ka_out(&self, k: usize) -> String {
+        self.procs[k].output()
+    }
+
+    /// The MAC the client's ARP finds for the VIP (after flushing its cache).
+    fn vip_mac(&self) -> Option<String> {
+        self.topo.exec("client", &format!("ip neigh flush dev eth0; ping -c 1 -W 1 {VIP} >/dev/null || true"));
+        let out = self.topo.exec("client", &format!("ip neigh show {VIP}"));
+        out.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).map(str::to_string)
+    }
+}
+
+/// Checks `pcap` with tshark: VRRP adverts of version `version` from both
+/// `sources`, none malformed, every VRRP and IPv4 checksum good.
+fn tshark_clean(pcap: &std::path::Path, version: u8, sources: &[&str]) {
+    let out = sh(&format!(
+        "tshark -n -r {} -o ip.check_checksum:TRUE -Y vrrp -T fields -e ip.src -e vrrp.version -e vrrp.prio -e vrrp.checksum.status -e ip.checksum.status -e _ws.malformed -e _ws.expert.severity",
+        pcap.display()
+    ));
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    assert!(!rows.is_empty(), "no VRRP in the capture");
+    for s in sources {
+        assert!(rows.iter().any(|r| r[0] == *s), "no advert from {s} in the capture:\n{out}");
+    }
+    for r in &rows {
+        assert_eq!(r.get(1).copied(), Some(version.to_string().as_str()), "version: {r:?}");
+        assert_eq!(r.get(3).copied(), Some("1"), "VRRP checksum not good (1): {r:?}\n{out}");
+        assert_eq!(r.get(4).copied(), Some("1"), "IPv4 checksum not good (1): {r:?}\n{out}");
+        assert!(r.get(5).is_none_or(|m| m.is_empty()), "malformed: {r:?}");
+    }
+    println!("tshark: {} VRRPv{version} adverts from {sources:?}, all checksums good, none malformed", rows.len());
+}
+
+/// keepalived (Debian) and furiwake on one VRID, VRRP v3 then v2 (with
+/// keepalived's PASS authentication): the priorities decide the master in
+/// both orders, stopping either side moves the VIP to the other, and
+/// tshark decodes both sides' adverts cleanly.
+#[test]
+fn keepalived_interoperates_in_v3_and_v2() {
+    let Some(mut p) = Pair::open('k', "keepalived", &["keepalived", "tshark", "tcpdump", "ping"]) else { return };
+    let ns2 = p.topo.ns("lb2");
+    sh(&format!("ip -n {ns2} addr add 192.0.2.4/24 dev lb-out && ip netns exec {ns2} ethtool -K lb-out tx off >/dev/null"));
+    let vmac = "00:00:5e:00:01:33";
+    let ka_mac = p.topo.exec("lb2", "cat /sys/class/net/lb-out/address").trim().to_string();
+    for version in [3u8, 2] {
+        let pcap = p.dir.path(&format!("vrrp-v{version}.pcap"));
+        let mut dump = Proc::spawn("tcpdump", Some(&p.topo.ns("sw")), &["tcpdump", "-n", "-U", "-i", "br-out", "-w", pcap.to_str().unwrap(), "ip proto 112"], &p.dir.path("tcpdump.log"), false);
+        std::thread::sleep(Duration::from_millis(500));
+
+        // furiwake 200 over keepalived 100.
+        p.start_a_as_gateway(&keepalived_peer_vrrp(version, 200));
+        let k = p.start_keepalived(version, 100);
+        assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(10)).is_some(), "v{version}: furiwake did not become master:\n{}", p.out(0));
+        assert!(wait_for(Duration::from_secs(10), || p.ka_out(k).contains("Entering BACKUP STATE").then_some(())).is_some(), "v{version}: keepalived not backup:\n{}", p.ka_out(k));
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(!p.ka_out(k).contains("Entering MASTER STATE"), "v{version}: keepalived became master beside furiwake:\n{}\n{}", p.ka_out(k), p.out(0));
+        assert_eq!(p.vip_mac().as_deref(), Some(vmac), "v{version}: the VIP answers with furiwake's virtual MAC");
+        assert!(wait_for(Duration::from_secs(10), || p.id()).is_some(), "v{version}: the VIP did not serve through furiwake:\n{}", p.out(0));
+        // Killing furiwake moves the VIP to keepalived.
+        p.kill(0, libc::SIGKILL);
+        assert!(wait_for(Duration::from_secs(10), || p.ka_out(k).contains("Entering MASTER STATE").then_some(())).is_some(), "v{version}: keepalived did not take over:\n{}", p.ka_out(k));
+        assert!(wait_for(Duration::from_secs(5), || (p.vip_mac().as_deref() == Some(ka_mac.as_str())).then_some(())).is_some(), "v{version}: the VIP did not move to keepalived");
+        p.procs[k].signal(libc::SIGTERM);
+        p.procs[k].wait(Duration::from_secs(10));
+
+        // keepalived 250 over furiwake 100; then stopping keepalived moves the VIP back.
+        let k = p.start_keepalived(version, 250);
+        assert!(wait_for(Duration::from_secs(10), || p.ka_out(k).contains("Entering MASTER STATE").then_some(())).is_some(), "v{version}: keepalived alone not master:\n{}", p.ka_out(k));
+        p.start_a_as_gateway(&keepalived_peer_vrrp(version, 100));
+        std::thread::sleep(Duration::from_secs(4));
+        assert!(!p.out(0).contains("-> MASTER"), "v{version}: furiwake became master beside a higher keepalived:\n{}", p.out(0));
+        assert!(p.show_vrrp(0).contains("BACKUP"), "v{version}: {}", p.show_vrrp(0));
+        assert_eq!(p.vip_mac().as_deref(), Some(ka_mac.as_str()), "v{version}: keepalived holds the VIP");
+        p.procs[k].signal(libc::SIGKILL);
+        p.procs[k].wait(Duration::from_secs(5));
+        // A dead box answers nothing: its address goes with it.
+        sh(&format!("ip -n {ns2} addr del {VIP}/24 dev lb-out 2>/dev/null || true"));
+        assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(10)).is_some(), "v{version}: furiwake did not take over from keepalived:\n{}", p.out(0));
+        assert!(wait_for(Duration::from_secs(5), || (p.vip_mac().as_deref() == Some(vmac)).then_some(())).is_some(), "v{version}: the VIP did not move to furiwake");
+        assert!(wait_for(Duration::from_secs(10), || p.id()).is_some(), "v{version}: the VIP did not serve through furiwake:\n{}", p.out(0));
+        p.kill(0, libc::SIGTERM);
+
+        dump.signal(libc::SIGTERM);
+        dump.wait(Duration::from_secs(5));
+        tshark_clean(&pcap, version, &["192.0.2.3", "192.0.2.4"]);
+    }
+}
