@@ -331,3 +331,48 @@ fn keepalived_interoperates_in_v3_and_v2() {
         tshark_clean(&pcap, version, &["192.0.2.3", "192.0.2.4"]);
     }
 }
+
+/// Cable-safe (seed 004): a standby that cannot reach its tracked address
+/// stays out of MASTER when the master dies, and takes over once it can;
+/// a master whose uplink goes down gives mastership up.
+#[test]
+fn tracking_keeps_a_blind_standby_out_and_makes_a_cut_master_give_up() {
+    let Some(mut p) = Pair::open('c', "cable", &[]) else { return };
+    // 192.0.2.1: the upstream router B watches (an address of the client's).
+    p.topo.exec("client", "ip addr add 192.0.2.1/24 dev eth0");
+    p.start(0, &nat_vrrp(200, "track_interfaces = [\"outside\", \"inside\"]\ntrack_interval_ms = 200\n"));
+    p.start(1, &nat_vrrp(100, "track_addresses = [\"192.0.2.1\"]\ntrack_interval_ms = 200\ntrack_fall = 3\n"));
+    assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
+    assert!(wait_for(Duration::from_secs(10), || p.id()).is_some(), "no answer through A:\n{}", p.both());
+
+    // B loses sight of its router: FAULT.
+    let faults = p.out(1).matches("BACKUP -> FAULT (address 192.0.2.1 unreachable)").count();
+    p.topo.exec("client", "ip addr del 192.0.2.1/24 dev eth0");
+    let faulted = wait_for(Duration::from_secs(5), || (p.out(1).matches("BACKUP -> FAULT (address 192.0.2.1 unreachable)").count() >= faults + 2).then_some(()));
+    assert!(faulted.is_some(), "B's instances did not go to FAULT:\n{}", p.both());
+    p.kill(0, libc::SIGKILL);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!p.out(1).contains("-> MASTER"), "a blind B became master:\n{}", p.both());
+    let show = p.show_vrrp(1);
+    assert!(show.contains("FAULT") && show.contains("192.0.2.1 unreachable"), "show vrrp says why:\n{show}");
+    assert!(p.id().is_none(), "nobody should serve the VIP");
+
+    // Its router back: B recovers and, with no master, takes over.
+    p.topo.exec("client", "ip addr add 192.0.2.1/24 dev eth0");
+    assert!(p.wait_out(1, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "B did not take over once it could see:\n{}", p.both());
+    assert!(wait_for(Duration::from_secs(10), || p.id()).is_some(), "no answer through B:\n{}", p.both());
+
+    // A returns and preempts; then its uplink is cut: it gives up.
+    p.start(0, &nat_vrrp(200, "track_interfaces = [\"outside\", \"inside\"]\ntrack_interval_ms = 200\n"));
+    assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
+    assert!(p.wait_out(1, "vrrp outside: MASTER -> BACKUP", Duration::from_secs(5)).is_some(), "{}", p.both());
+    let cut = Instant::now();
+    p.topo.exec("sw", "ip link set l1o down");
+    let gave_up = p.wait_out(0, "vrrp outside: MASTER -> FAULT (interface outside down)", Duration::from_secs(5));
+    assert!(gave_up.is_some(), "A did not give up with its uplink down:\n{}", p.both());
+    let n = p.out(1).matches("vrrp outside: BACKUP -> MASTER").count();
+    assert!(wait_for(Duration::from_secs(5), || (p.out(1).matches("vrrp outside: BACKUP -> MASTER").count() > n).then_some(())).is_some(), "B did not take over:\n{}", p.both());
+    println!("uplink cut -> B master in {} ms (link state is read once a second)", cut.elapsed().as_millis());
+    assert!(p.out(0).contains("vrrp inside: MASTER -> FAULT"), "A's inside instance follows its group:\n{}", p.out(0));
+    assert!(wait_for(Duration::from_secs(10), || p.id()).is_some(), "no answer through B:\n{}", p.both());
+}

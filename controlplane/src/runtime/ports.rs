@@ -130,12 +130,38 @@ impl Runtime {
     /// Reports links going up or down (once a second).
     pub fn watch_links(&mut self) {
         for l in &mut self.links {
-            if let Ok(state) = l.port.link() {
+            if let Ok(mut state) = l.port.link() {
+                // net_af_packet and net_af_xdp report the link up whatever
+                // the kernel interface under them does: ask the kernel.
+                if kernel_iface(&l.cfg).and_then(kernel_link_up) == Some(false) {
+                    state.up = false;
+                }
                 if state.up != l.last_link_up {
                     l.last_link_up = state.up;
                     event(&format!("port {}: link {state}", l.cfg.name.get_ref()));
                 }
             }
         }
+    }
+}
+
+/// The kernel interface under an af_packet or af_xdp vdev (`iface=NAME`).
+fn kernel_iface(i: &Interface) -> Option<String> {
+    let d = i.device.get_ref();
+    if !(d.starts_with("net_af_packet") || d.starts_with("net_af_xdp")) {
+        return None;
+    }
+    d.split(',').find_map(|kv| kv.strip_prefix("iface=")).map(str::to_string)
+}
+
+/// The kernel's operational state of `name` (`/sys/class/net/NAME/operstate`):
+/// false when down or its lower layer (a veth's peer, a cable) is; None
+/// when unknown.
+fn kernel_link_up(name: String) -> Option<bool> {
+    let s = std::fs::read_to_string(format!("/sys/class/net/{name}/operstate")).ok()?;
+    match s.trim() {
+        "up" => Some(true),
+        "down" | "lowerlayerdown" | "notpresent" => Some(false),
+        _ => None,
     }
 }

@@ -67,6 +67,8 @@ pub struct Instance {
     /// The master that said priority 0 last (the backup then waits only
     /// the skew time), for the transition's cause.
     left: Option<Ipv4Addr>,
+    /// Transitions not yet logged (the module logs them after its step).
+    pub unlogged: Vec<Transition>,
     pub counters: Counters,
 }
 
@@ -88,6 +90,7 @@ impl Instance {
             released: false,
             lower_seen: None,
             left: None,
+            unlogged: Vec::new(),
             counters: Counters::default(),
         }
     }
@@ -171,7 +174,9 @@ impl Instance {
                 self.released = false;
                 self.left = None;
             }
-            self.last = Some(Transition { at: SystemTime::now(), from: before, to: after, why: why.to_string() });
+            let t = Transition { at: SystemTime::now(), from: before, to: after, why: why.to_string() };
+            self.unlogged.push(t.clone());
+            self.last = Some(t);
         }
     }
 

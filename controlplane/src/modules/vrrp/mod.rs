@@ -284,11 +284,10 @@ impl Vrrp {
                 Out::Take | Out::Drop => changed.push(*k),
             }
         }
-        for (k, i) in self.instances.iter().enumerate() {
-            if changed.contains(&k) {
-                if let Some(t) = &i.last {
-                    event(&format!("vrrp {}: {} -> {} ({}); priority {} effective {}", i.name(), t.from, t.to, t.why, i.priority, i.effective));
-                }
+        // Every transition, with its cause.
+        for i in self.instances.iter_mut() {
+            for t in std::mem::take(&mut i.unlogged) {
+                event(&format!("vrrp {}: {} -> {} ({}); priority {} effective {}", i.name(), t.from, t.to, t.why, i.priority, i.effective));
             }
         }
         if changed.is_empty() {
