@@ -220,6 +220,15 @@ fn place(key: &str, value: &str) -> (String, usize, usize) {
         (format!("{GOOD}persistence = {{ kind = \"source-ip\", timeout_s = {value} }}\n"), 37)
     } else if timeouts.contains(&key) {
         (format!("{GOOD}\n[timeouts]\n{key} = {value}\n"), 39)
+    } else if ["vrid", "advert_interval_ms", "preempt_delay_ms", "track_interval_ms", "track_fall", "track_pool_min_up", "garp_count", "garp_interval_ms"].contains(&key) {
+        let vrid = if key == "vrid" { String::new() } else { "vrid = 51\n".into() };
+        let text = ha(&format!("\n[[vrrp]]\nname = \"o\"\ninterface = \"outside\"\naddresses = [\"192.0.2.100\"]\n{vrid}{key} = {value}\n"));
+        let line = text.lines().position(|l| l.starts_with(&format!("{key} = "))).unwrap_or(0) + 1;
+        (text, line)
+    } else if ["refresh_s", "bulk_limit_ms"].contains(&key) {
+        let text = ha(&format!("\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{}\"\n{key} = {value}\n", "ab".repeat(16)));
+        let line = text.lines().position(|l| l.starts_with(&format!("{key} = "))).unwrap_or(0) + 1;
+        (text, line)
     } else {
         panic!("no place for {key}")
     };
@@ -353,4 +362,83 @@ fn the_readme_documents_every_range() {
             || reference.contains(&format!("`{}` {range}", b.key));
         assert!(documented, "README: {} {range}", b.key);
     }
+}
+
+/// GOOD with self IPs that leave the VIP and a gateway free to float.
+fn ha(extra: &str) -> String {
+    GOOD.replace("198.51.100.1/24", "198.51.100.3/24").replace("192.0.2.2/24", "192.0.2.3/24") + extra
+}
+
+const VRRP: &str = r#"
+[[vrrp]]
+name = "outside"
+interface = "outside"
+vrid = 51
+priority = 200
+advert_interval_ms = 100
+preempt_delay_ms = 0
+addresses = ["192.0.2.100"]
+group = "pair"
+track_interfaces = ["outside", "inside"]
+track_addresses = ["192.0.2.1"]
+
+[[vrrp]]
+name = "inside"
+interface = "inside"
+vrid = 52
+addresses = ["198.51.100.1"]
+group = "pair"
+"#;
+
+#[test]
+fn vrrp_and_sync_parse_with_defaults_and_render_back() {
+    let text = ha(&format!("{VRRP}\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{}\"\n", "ab".repeat(32)));
+    let c = Config::parse("t.toml", &text).unwrap();
+    assert_eq!(c.vrrp.len(), 2);
+    let v = &c.vrrp[1];
+    assert_eq!((*v.version.get_ref(), *v.priority.get_ref(), *v.advert_interval_ms.get_ref(), v.preempt, v.use_vmac), (3, 100, 1000, true, true));
+    assert_eq!((*v.garp_count.get_ref(), *v.track_weight.get_ref()), (5, 0));
+    let s = c.sync.as_ref().unwrap();
+    assert_eq!((*s.port.get_ref(), *s.refresh_s.get_ref(), s.key_bytes().len()), (8848, 30, 32));
+    let again = Config::parse("rendered", &render(&c)).unwrap_or_else(|e| panic!("{e}\n{}", render(&c)));
+    assert_eq!(again.vrrp, c.vrrp);
+    assert_eq!(again.sync, c.sync);
+}
+
+#[test]
+fn vrrp_mistakes_are_refused_at_their_line() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("vrid = 51", "vrid = 0", "vrid 0 is out of range: allowed 1..=255"),
+        ("advert_interval_ms = 100", "advert_interval_ms = 105", "counts in steps of 10 ms"),
+        ("advert_interval_ms = 100", "advert_interval_ms = 100\nversion = 2", "advert_interval_ms 100 is out of range: allowed 1000..=255000"),
+        ("advert_interval_ms = 100", "advert_interval_ms = 100\nauth_password = \"x\"", "auth_password is for version 2 only"),
+        ("addresses = [\"192.0.2.100\"]", "addresses = [\"203.0.113.9\"]", "203.0.113.9 is in no interface's subnet"),
+        ("addresses = [\"192.0.2.100\"]", "addresses = [\"192.0.2.3\"]", "is an interface's own address"),
+        ("addresses = [\"198.51.100.1\"]", "addresses = [\"192.0.2.100\"]", "already belongs to vrrp \"outside\""),
+        ("track_interfaces = [\"outside\", \"inside\"]", "track_interfaces = [\"uplink\"]", "no interface named \"uplink\""),
+        ("vrid = 52", "vrid = 52\nunicast_peers = [\"192.0.2.4\"]", "unicast peer 192.0.2.4 is not in interface \"inside\"'s subnet"),
+        ("priority = 200", "priority = 0", "priority 0 is out of range: allowed 1..=255"),
+    ];
+    for (from, to, want) in cases {
+        let text = ha(&VRRP.replacen(from, to, 1));
+        let e = Config::parse("t.toml", &text).unwrap_err();
+        assert!(e.message.contains(want), "{to:?}: {e}");
+        assert!(e.line > 40, "{to:?}: placed at {}:{}", e.line, e.column);
+    }
+    let dup = ha(&format!("{VRRP}{}", VRRP.replace("\"outside\"\ninterface", "\"again\"\ninterface").split("[[vrrp]]\nname = \"inside\"").next().unwrap()));
+    assert!(Config::parse("t.toml", &dup).unwrap_err().message.contains("vrid 51 is already used on interface \"outside\""));
+}
+
+#[test]
+fn a_full_nat_vip_on_vrrp_needs_floating_local_addresses_and_sync_a_real_key() {
+    let fnat = ha(VRRP).replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"full-nat\"\n");
+    assert!(err(&fnat).message.contains("needs local_addresses that are VRRP addresses too"), "{}", err(&fnat));
+    let fixed_local = fnat.replace("forwarding = \"full-nat\"\n", "forwarding = \"full-nat\"\nlocal_addresses = [\"198.51.100.50\"]\n");
+    assert!(err(&fixed_local).message.contains("local address 198.51.100.50 is on no [[vrrp]]"));
+    let floating = fixed_local.replace("addresses = [\"198.51.100.1\"]", "addresses = [\"198.51.100.1\", \"198.51.100.50\"]");
+    Config::parse("t.toml", &floating).unwrap();
+    let short = ha(&format!("{VRRP}\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"abcd\"\n"));
+    assert!(err(&short).message.contains("sync: key must be 16 to 64 bytes"));
+    let far = ha(&format!("{VRRP}\n[sync]\ninterface = \"inside\"\npeer = \"192.0.2.4\"\nkey = \"{}\"\n", "ab".repeat(16)));
+    assert!(err(&far).message.contains("sync: peer 192.0.2.4 is not in interface \"inside\"'s subnet"));
 }
