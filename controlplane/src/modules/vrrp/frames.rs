@@ -4,8 +4,8 @@
 
 use furiwake_dataplane::wire::ethernet::parse_l2;
 use furiwake_dataplane::wire::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
-use furiwake_dataplane::wire::vrrp::{VrrpPacket, VrrpRepr, ADVERTISEMENT, MULTICAST};
-use furiwake_dataplane::wire::{EtherType, EthernetAddress, EthernetFrame};
+use furiwake_dataplane::wire::vrrp::{VrrpPacket, VrrpRepr, MULTICAST};
+use furiwake_dataplane::wire::{EtherType, EthernetAddress, EthernetFrame, WireError};
 use std::net::Ipv4Addr;
 
 /// The virtual router MAC of `vrid` (RFC 5798 §7.3): 00-00-5E-00-01-{VRID}.
@@ -91,10 +91,7 @@ pub fn receive(frame: &[u8]) -> Result<Received, Refused> {
     if ip.ttl() != TTL {
         return Err(Refused::Ttl);
     }
-    let v = VrrpPacket::new_checked(ip.payload()).map_err(|_| Refused::Malformed)?;
-    if !matches!(v.version(), 2 | 3) || v.kind() != ADVERTISEMENT {
-        return Err(Refused::Version);
-    }
+    let v = VrrpPacket::new_checked(ip.payload()).map_err(|e| if e == WireError::Unsupported { Refused::Version } else { Refused::Malformed })?;
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     if !v.verify_checksum(src, dst) {
         return Err(Refused::Checksum);
@@ -149,7 +146,7 @@ mod tests {
         assert_eq!(receive(&sum), Err(Refused::Checksum));
         assert_eq!(receive(&good[..30]), Err(Refused::Malformed));
         let mut ver = good.clone();
-        ver[34] = 0x41;
+        ver[34] = 0x32; // v3, type 2: not an advertisement
         assert_eq!(receive(&ver), Err(Refused::Version));
         assert_eq!(Refused::Checksum.name(), "bad-checksum");
     }

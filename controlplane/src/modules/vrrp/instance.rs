@@ -344,3 +344,6 @@ fn name_of(s: State, fault: bool) -> &'static str {
         (State::Master { .. }, _) => "MASTER",
     }
 }
+
+#[cfg(test)]
+mod tests;
