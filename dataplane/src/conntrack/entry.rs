@@ -44,6 +44,10 @@ bitflags! {
         /// idle expiry here is not reported back (the peer's copy may be
         /// busy). The first packet forwarded here clears it.
         const SYNCED = 2;
+        /// full-NAT, installed from the HA peer: the local port was not
+        /// free here (`LocalPorts::reserve`), so the entry does not hold
+        /// it and its end does not free it.
+        const BORROWED_PORT = 4;
     }
 }
 

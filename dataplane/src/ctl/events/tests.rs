@@ -158,10 +158,10 @@ fn any_record() -> impl Strategy<Value = SyncRecord> {
     let head = (0..SyncKind::ALL.len(), any::<u8>(), 0..FlowState::ALL.len(), any::<bool>(), any::<bool>(), any::<bool>(), any::<u8>(), any::<[u8; 6]>());
     let addrs = (any::<[u32; 4]>(), any::<[u16; 4]>(), any::<u32>());
     (head, addrs).prop_map(|((k, proto, s, full, persist, expired, port_id, mac), (ips, ports, t))| SyncRecord {
-        kind: SyncKind::ALL[k],
+        kind: SyncKind::ALL.get(k).copied().unwrap_or(SyncKind::Create),
         family: FAMILY_V4,
         proto,
-        state: FlowState::ALL[s],
+        state: FlowState::ALL.get(s).copied().unwrap_or(FlowState::Close),
         mode: if full { Forwarding::FullNat } else { Forwarding::Nat },
         flags: if persist { SyncRecord::FLAG_PERSIST } else { 0 } | if expired { SyncRecord::FLAG_EXPIRED } else { 0 },
         client_port_id: port_id,
