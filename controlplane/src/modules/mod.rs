@@ -25,5 +25,6 @@ pub mod console;
 pub mod health;
 pub mod lb;
 pub mod metrics;
+pub mod sync;
 pub mod text;
 pub mod vrrp;
