@@ -35,7 +35,8 @@
 //! of the head, which the producer Acquires before reusing them. Neither
 //! end is `Clone`, so each ring has one producer and one consumer. Nothing
 //! here allocates after `channel`, locks or panics. Model-checked with loom
-//! (`loom_tests`).
+//! (`loom_tests`): weakening the producer's tail store to `Relaxed` makes
+//! loom report the consumer's read of a slot being written.
 //!
 //! `SyncControl` is the small shared cell through which the control plane
 //! asks a worker for a bulk walk (a peer started or came back) and learns

@@ -49,7 +49,7 @@ use crate::conntrack::{Dir, EntryFlags, FlowId, FlowInit, FlowKey, FlowTable, TI
 use crate::ctl::events::{RecordConsumer, RecordProducer, SyncControl, SyncKind, SyncRecord, FAMILY_V4};
 use crate::state::counters::{InstallFailure, WorkerCounters};
 use crate::state::snapshot::{Forwarding, Snapshot, VirtualService};
-use crate::sync::Arc;
+use std::sync::Arc;
 
 /// Table slots a walk scans per pass at most (as `ctl::dump::SCAN_BUDGET`).
 pub const WALK_BUDGET: u32 = 16 * 1024;
