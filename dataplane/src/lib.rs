@@ -15,7 +15,8 @@
 //!   snapshot, neighbours, counters).
 //! - `forward`: the rewrites of each forwarding mode (NAT, full-NAT, ICMP
 //!   error translation, refusals) and full-NAT local ports.
-//! - `ctl`: the workers' side of control requests (connection dumps).
+//! - `ctl`: the workers' side of control requests (connection dumps, HA
+//!   state-sync records and their rings).
 //! - `pipeline`: the worker: classify, ownership, the poll loop.
 //!
 //! Nothing here allocates, locks or panics on the packet path; `cargo test

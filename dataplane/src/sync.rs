@@ -1,5 +1,5 @@
 //! The primitives of the cells shared between the control plane and the
-//! workers (`state::rcu`, `ctl::dump`): std's, or loom's when the crate is
+//! workers (`state::rcu`, `ctl::dump`, `ctl::events`): std's, or loom's when the crate is
 //! model-checked (`RUSTFLAGS="--cfg loom"`), so the same code runs under
 //! both.
 

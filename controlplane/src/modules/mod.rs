@@ -17,13 +17,14 @@
 //! text, all over `runtime`. Coming: `vrrp` (RFC 5798 failover of the
 //! VIPs: owns the addresses the arp module announces, gates the lb
 //! module's publishing on mastership) and `sync` (connection-state sync to
-//! the peer, over the workers' dump and a receive path), each a folder
-//! here with the same faces.
+//! the peer, over the workers' `ctl::events` rings; its datagram format,
+//! `sync::wire`, is there), each a folder here with the same faces.
 
 pub mod arp;
 pub mod console;
 pub mod health;
 pub mod lb;
 pub mod metrics;
+pub mod sync;
 pub mod text;
 pub mod vrrp;

@@ -186,7 +186,7 @@ impl Runtime {
             self.control.add_punt(punt_c);
             let io = MbufIo::new(rx, tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
             let reader = readers.pop().ok_or("rcu readers")?;
-            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: *cfg.platform.flows_per_worker.get_ref(), timeouts, hash_key };
+            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: *cfg.platform.flows_per_worker.get_ref(), timeouts, hash_key, sync_refresh: 0 };
             let (dump, dump_server) = dump::channel();
             let loops = Arc::new(LoopStats::default());
             let worker = Worker::new(config, reader, Arc::clone(neighbors)).with_loads(Arc::clone(loads)).with_dump(dump_server);

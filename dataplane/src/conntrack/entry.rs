@@ -20,6 +20,18 @@ pub enum Forwarding {
     FullNat,
 }
 
+impl Forwarding {
+    /// The mode whose discriminant is `b` (`mode as u8`), for decoding
+    /// state sync records; None for an unknown byte.
+    pub fn from_u8(b: u8) -> Option<Forwarding> {
+        match b {
+            0 => Some(Forwarding::Nat),
+            1 => Some(Forwarding::FullNat),
+            _ => None,
+        }
+    }
+}
+
 bitflags! {
     /// Facts about an entry that the pipeline records at its creation.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -27,6 +39,15 @@ bitflags! {
         /// Placed by a persistence record, which it references until it
         /// ends (`lb::persist`).
         const PERSIST = 1;
+        /// Installed from the HA peer's state sync (`ctl::events`) and not
+        /// yet seen a packet here: the peer is the authority on it, so its
+        /// idle expiry here is not reported back (the peer's copy may be
+        /// busy). The first packet forwarded here clears it.
+        const SYNCED = 2;
+        /// full-NAT, installed from the HA peer: the local port was not
+        /// free here (`LocalPorts::reserve`), so the entry does not hold
+        /// it and its end does not free it.
+        const BORROWED_PORT = 4;
     }
 }
 

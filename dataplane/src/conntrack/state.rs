@@ -60,6 +60,12 @@ impl FlowState {
         }
     }
 
+    /// The state whose discriminant is `b` (`state as u8`), for decoding
+    /// state sync records; None for an unknown byte.
+    pub fn from_u8(b: u8) -> Option<FlowState> {
+        Self::ALL.iter().copied().find(|s| *s as u8 == b)
+    }
+
     /// Whether the state belongs to the TCP state machine.
     pub fn is_tcp(self) -> bool {
         !matches!(self, FlowState::Udp | FlowState::Icmp)
@@ -145,6 +151,10 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), FlowState::ALL.len());
         assert_eq!(FlowState::Established.name(), "ESTABLISHED");
+        for s in FlowState::ALL {
+            assert_eq!(FlowState::from_u8(*s as u8), Some(*s));
+        }
+        assert_eq!(FlowState::from_u8(FlowState::ALL.len() as u8), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use super::entry::{Flow, FlowInit, FlowMut};
 use super::key::{Addr, Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP};
 use super::state::{FlowState, Timeouts};
-use super::tcp::next_state;
+use super::tcp::{fin_bits_of, next_state};
 use super::wheel::{Wheel, NIL, WHEEL_MASK};
 
 /// The largest table: keeps `id << 1 | dir` links and the bucket count
@@ -212,6 +212,36 @@ impl<A: Addr> FlowTable<A> {
         }
     }
 
+    /// Creates an entry in `state` that expires at tick `expire` (state
+    /// sync: an entry the HA peer made, with the time it has left there).
+    /// Both keys are checked; FIN bits follow from the state
+    /// (`tcp::fin_bits_of`).
+    pub fn install(&mut self, init: &FlowInit<A>, state: FlowState, expire: u32) -> Result<FlowId, InsertError> {
+        let mut flow = Flow::from_init(init, state, expire);
+        flow.fin_seen = fin_bits_of(state);
+        self.insert_flow(flow, true)
+    }
+
+    /// Sets live entry `id`'s state (and its FIN bits, `tcp::fin_bits_of`)
+    /// and deadline, moving it in the wheel when the deadline comes
+    /// earlier than its slot's visit (state sync). False if `id` is not
+    /// live.
+    pub fn set_state(&mut self, id: FlowId, state: FlowState, expire: u32) -> bool {
+        let Some(f) = self.entries.get_mut(id as usize).filter(|f| f.is_live()) else {
+            return false;
+        };
+        if f.state != state {
+            f.state = state;
+            f.fin_seen = fin_bits_of(state);
+        }
+        f.expire = expire;
+        if expire < self.wheel.visit_tick(f.wheel_slot) {
+            self.wheel.unlink(&mut self.entries, id);
+            self.wheel.link(&mut self.entries, id, expire);
+        }
+        true
+    }
+
     fn insert_checked(&mut self, init: &FlowInit<A>, now: u32, check_original: bool) -> Result<FlowId, InsertError> {
         let state = match init.proto {
             IPPROTO_TCP => FlowState::SynSent,
@@ -219,7 +249,11 @@ impl<A: Addr> FlowTable<A> {
             _ => FlowState::Udp,
         };
         let expire = now.saturating_add(self.timeouts.for_state(state));
-        let flow = Flow::from_init(init, state, expire);
+        self.insert_flow(Flow::from_init(init, state, expire), check_original)
+    }
+
+    fn insert_flow(&mut self, flow: Flow<A>, check_original: bool) -> Result<FlowId, InsertError> {
+        let expire = flow.expire;
         let (okey, rkey) = (flow.original_key(), flow.reply_key());
         let (ohash, rhash) = (self.hash(&okey), self.hash(&rkey));
         if okey == rkey || (check_original && self.lookup(&okey, ohash).is_some()) || self.lookup(&rkey, rhash).is_some() {

@@ -47,6 +47,19 @@ fn fin_bit(dir: Dir) -> u8 {
     }
 }
 
+/// The FIN bits a connection in `state` has seen, as `next_state` leaves
+/// them: for an entry installed in that state (state sync) rather than
+/// driven there by segments.
+#[inline]
+pub fn fin_bits_of(state: FlowState) -> u8 {
+    match state {
+        FlowState::FinWait => FIN_ORIGINAL,
+        FlowState::CloseWait => FIN_REPLY,
+        FlowState::TimeWait => FIN_ORIGINAL | FIN_REPLY,
+        _ => 0,
+    }
+}
+
 /// The state after a segment with `tcp_flags` travelling `dir`.
 /// `fin_seen` holds the per-direction FIN bits (`FIN_ORIGINAL`,
 /// `FIN_REPLY`) and is updated in place. UDP and ICMP states are returned

@@ -1,5 +1,7 @@
 //! The workers' side of requests from the control plane that need a
-//! worker's private state: connection-table dumps (`dump`). Later: state
-//! sync events and installs (HA).
+//! worker's private state: connection-table dumps (`dump`) and connection
+//! state sync with the HA peer (`events`: the records, their rings, the
+//! bulk-walk requests).
 
 pub mod dump;
+pub mod events;

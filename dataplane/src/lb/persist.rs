@@ -255,6 +255,28 @@ impl<A: Addr> PersistTable<A> {
         }
     }
 
+    /// State sync: the HA peer made the record `key` -> `server_ip`, with
+    /// `ttl` ticks left. The same record here lives at least that long;
+    /// otherwise it is recorded (replacing another server's) with no
+    /// reference: the connections it placed arrive as entries of their
+    /// own, and each `attach`es. Returns false when it evicted a live
+    /// record to make room.
+    pub fn install(&mut self, key: PersistKey<A>, server_ip: A, epoch: u32, now: u32, ttl: u32) -> bool {
+        let Some(set) = self.set(key) else { return true };
+        if let Some(r) = set.iter_mut().find(|r| r.key == key && r.server_ip == server_ip) {
+            let until = now.wrapping_add(ttl);
+            if r.refs == 0 && !after(r.expires, now) || after(until, r.expires) {
+                r.expires = until;
+            }
+            return true;
+        }
+        let kept = self.insert(key, server_ip, epoch, now, ttl);
+        if let Some(r) = self.set(key).and_then(|s| s.iter_mut().find(|r| r.key == key)) {
+            r.refs = 0;
+        }
+        kept
+    }
+
     /// A connection placed by the record of `key` on `server_ip` ended:
     /// one reference less, and `timeout` ticks to live from now at least.
     /// A record replaced meanwhile (another server) is left alone.
@@ -341,6 +363,26 @@ mod tests {
         // All referenced: the one expiring first goes.
         assert!(!t.insert(key(0, 10, 0), 10, 0, now, 1000));
         assert!(t.get(key(0, 0, 0), now).is_none());
+    }
+
+    #[test]
+    fn installed_records_have_no_reference_until_attached() {
+        let mut t = PersistTable::<u32>::new(64);
+        let k = key(0, 7, 0);
+        assert!(t.install(k, 11, 0, 100, 20));
+        assert_eq!(t.get(k, 119).map(|r| r.server_ip), Some(11));
+        assert_eq!(t.get(k, 120), None, "no reference: gone after its time left");
+        assert!(t.install(k, 11, 0, 200, 20));
+        t.attach(k, 200, 20);
+        assert!(t.get(k, 500).is_some(), "referenced by an installed entry");
+        // A shorter time left never shortens a record; another server
+        // replaces it.
+        assert!(t.install(k, 11, 0, 500, 1));
+        t.release(k, 11, 500, 20);
+        assert!(t.get(k, 519).is_some());
+        assert!(t.install(k, 12, 0, 519, 5));
+        assert_eq!(t.get(k, 523).map(|r| r.server_ip), Some(12));
+        assert_eq!(t.get(k, 524), None);
     }
 
     #[test]

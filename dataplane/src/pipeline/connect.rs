@@ -3,6 +3,7 @@
 
 use super::{L4Info, Reject, Shard, Verdict};
 use crate::conntrack::{EntryFlags, FlowInit, FlowKey, FlowState, InsertError};
+use crate::ctl::events::SyncKind;
 use crate::forward as nat;
 use crate::lb::{self, PersistTable};
 use crate::state::counters::DropReason;
@@ -126,6 +127,7 @@ impl Shard {
             s.conns_new.inc();
             s.conns_active.inc();
         }
+        self.emit_flow(SyncKind::Create, id);
         self.forward_original(snap, frame, p, id)
     }
 
@@ -154,7 +156,10 @@ impl Shard {
                     // for its server when it is kept, else it is replaced.
                     keep_record = pers.keep_on_down && !snap.servers.get(g as usize).is_some_and(|s| s.enabled);
                 }
-                Some(_) => self.persist.remove(key),
+                Some(_) => {
+                    self.persist.remove(key);
+                    Shard::emit_persist(&mut self.sync, &self.counters, SyncKind::PersistDelete, p, (rec.server_ip, 0), vs.forwarding, 0);
+                }
                 // Made by another service of the group whose pool has a
                 // node this one lacks: leave it to that service. A node no
                 // service of the group has any more (removed): replace it.
@@ -171,6 +176,7 @@ impl Shard {
             self.counters.persist_evicted.inc();
         }
         self.counters.persist_records.inc();
+        Shard::emit_persist(&mut self.sync, &self.counters, SyncKind::Persist, p, (server.ip, server.port), vs.forwarding, pers.timeout);
         (pick, true)
     }
 

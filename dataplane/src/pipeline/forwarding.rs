@@ -12,7 +12,11 @@ impl Shard {
     /// Client to server: DNAT (and SNAT for full-NAT), L2 to the server's
     /// next hop.
     pub(super) fn forward_original(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
+        let before = if self.sync.is_some() { self.table.get(id).map(|f| (f.state, f.flags)) } else { None };
         let state = self.table.on_packet(id, Dir::Original, p.tcp_flags, self.now);
+        if let Some((old, flags)) = before {
+            self.after_packet(id, old, flags, state);
+        }
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         let (vs, server_index, server_ip, server_port, local_ip, local_port) = (f.vs, f.server, f.server_ip, f.server_port, f.local_ip, f.local_port);
         let full_nat = f.mode == Forwarding::FullNat;
@@ -48,7 +52,11 @@ impl Shard {
     /// Server to client: SNAT back to the VIP (and DNAT to the client for
     /// full-NAT), L2 back to the MAC the client's packets came from.
     pub(super) fn forward_reply(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
+        let before = if self.sync.is_some() { self.table.get(id).map(|f| (f.state, f.flags)) } else { None };
         let state = self.table.on_packet(id, Dir::Reply, p.tcp_flags, self.now);
+        if let Some((old, flags)) = before {
+            self.after_packet(id, old, flags, state);
+        }
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         let full_nat = f.mode == Forwarding::FullNat;
         let (vs, server_index, out_port) = (f.vs, f.server, f.client_port_id as u16);

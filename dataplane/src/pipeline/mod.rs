@@ -8,6 +8,7 @@
 
 use crate::conntrack::{EntryFlags, Flow, FlowId, FlowTable, Timeouts};
 use crate::ctl::dump;
+use crate::ctl::events::{RecordConsumer, RecordProducer, SyncControl};
 use crate::forward::{self as nat, LocalPorts};
 use crate::io::{Burst, Packet, PacketIo};
 use crate::lb::{self, PersistTable, Scheduler};
@@ -22,11 +23,14 @@ mod connect;
 mod forwarding;
 mod icmp;
 mod owner;
+mod replicate;
 
 use classify::quick_key;
 use connect::release;
+use replicate::Replication;
 
-pub use owner::{owner, Owners};
+pub use owner::{owner, owner_of, Owners};
+pub use replicate::{INSTALL_BUDGET, WALK_BUDGET};
 
 /// Expired entries freed per poll at most, so one poll never stalls.
 const EXPIRE_BUDGET: u32 = 256;
@@ -42,11 +46,15 @@ pub struct WorkerConfig {
     /// (`crate::hash`): drawn at boot by the control plane, the same for
     /// every worker (ownership must agree).
     pub hash_key: u64,
+    /// State sync (`Worker::with_sync`): every this many ticks, push a
+    /// `Refresh` of every live entry to the peer; 0: never (bulk walks
+    /// only, on the control plane's request).
+    pub sync_refresh: u32,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0 }
+        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0 }
     }
 }
 
@@ -104,6 +112,8 @@ struct Shard {
     now: u32,
     /// The console's connection dumps (`dump`), when asked for.
     dump: Option<dump::DumpServer>,
+    /// Connection-state sync with the HA peer (`replicate`), when on.
+    sync: Option<Replication>,
 }
 
 /// What a parsed TCP/UDP packet looks like, for the flow path.
@@ -135,6 +145,7 @@ impl Worker {
             persist: PersistTable::default(),
             now: 0,
             dump: None,
+            sync: None,
         };
         shard.adopt_snapshot(snapshot.get());
         Self { snapshot, shard }
@@ -151,6 +162,22 @@ impl Worker {
     pub fn with_dump(mut self, server: dump::DumpServer) -> Self {
         self.shard.dump = Some(server);
         self
+    }
+
+    /// Turns on connection-state sync with the HA peer (`replicate`):
+    /// the worker pushes its events into `events_out` (the control plane
+    /// reads them) and applies the peer's records it finds in `installs_in`
+    /// (the control plane writes them, to the owner: `owner_of`). Each is
+    /// one end of a `ctl::events::channel`.
+    pub fn with_sync(mut self, events_out: RecordProducer, installs_in: RecordConsumer) -> Self {
+        self.shard.sync = Some(Replication::new(events_out, installs_in));
+        self
+    }
+
+    /// The cell through which the control plane asks for bulk walks, when
+    /// sync is on (take it before the worker goes to its lcore).
+    pub fn sync_control(&self) -> Option<Arc<SyncControl>> {
+        self.shard.sync.as_ref().map(Replication::control)
     }
 
     pub fn config(&self) -> &WorkerConfig {
@@ -236,6 +263,7 @@ impl Shard {
         self.counters.tx_bytes.add(tx.bytes);
         self.counters.count_drops(DropReason::TxQueueFull, tx.dropped);
         self.expire(snap, now);
+        self.sync_pass(snap, now);
         if let Some(d) = self.dump.as_mut() {
             d.serve(&self.table, now);
         }
@@ -313,15 +341,24 @@ impl Shard {
         }
     }
 
-    /// Removes idle connections whose time has come.
+    /// Removes idle connections whose time has come. Sync reports each
+    /// (`Delete`, expired), but for copies of the peer's entries that saw
+    /// no packet here.
     fn expire(&mut self, snap: &Snapshot, now: u32) {
-        let (counters, local_ports, persist) = (&self.counters, &mut self.local_ports, &mut self.persist);
-        self.table.expire(now, EXPIRE_BUDGET, |f| ended(f, snap, now, counters, local_ports, persist));
+        let (counters, local_ports, persist, sync) = (&self.counters, &mut self.local_ports, &mut self.persist, &mut self.sync);
+        self.table.expire(now, EXPIRE_BUDGET, |f| {
+            if !f.flags.contains(EntryFlags::SYNCED) {
+                Shard::emit_delete(sync, counters, f, now, true);
+            }
+            ended(f, snap, now, counters, local_ports, persist)
+        });
     }
 
-    /// Removes a connection at once (RST), with its counters and port.
+    /// Removes a connection at once (RST), with its counters and port;
+    /// sync reports it (`Delete`).
     fn remove(&mut self, snap: &Snapshot, id: FlowId) {
         if let Some(f) = self.table.remove(id) {
+            Shard::emit_delete(&mut self.sync, &self.counters, &f, self.now, false);
             ended(&f, snap, self.now, &self.counters, &mut self.local_ports, &mut self.persist);
         }
     }
@@ -341,7 +378,7 @@ fn ended(f: &Flow, snap: &Snapshot, now: u32, counters: &WorkerCounters, local_p
     if let Some(c) = counters.servers.get(f.server as usize) {
         c.conns_active.sub(1);
     }
-    if f.mode == Forwarding::FullNat {
+    if f.mode == Forwarding::FullNat && !f.flags.contains(EntryFlags::BORROWED_PORT) {
         local_ports.free(f.local_ip, f.local_port);
     }
 }

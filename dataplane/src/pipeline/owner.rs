@@ -1,6 +1,7 @@
 //! Which worker owns a connection: a key both directions share.
 
 use crate::conntrack::Addr;
+use crate::ctl::events::SyncRecord;
 use crate::forward as nat;
 use crate::state::snapshot::Snapshot;
 
@@ -52,4 +53,14 @@ pub fn owner(snap: &Snapshot, owners: Owners, src: u32, sport: u16, dst: u32, dp
     // every connection of a client to one worker).
     let x = crate::hash::keyed64((ip as u64) << 16 | port as u64, owners.key);
     (x % workers as u64) as u16
+}
+
+/// Which worker here owns the connection (or persistence record) of a
+/// state-sync record from the HA peer: `owner` of its client-side key, as
+/// the classify path computes it for the connection's packets, so the
+/// control plane pushes the record into that worker's installs ring. Both
+/// boxes agree when they share the hash key and the worker count.
+#[inline]
+pub fn owner_of(snap: &Snapshot, owners: Owners, rec: &SyncRecord) -> u16 {
+    owner(snap, owners, rec.client_ip, rec.client_port, rec.vip, rec.vport, rec.proto)
 }

@@ -11,26 +11,26 @@ use crate::wire::ethernet::EthernetAddress;
 use crate::conntrack::FlowState;
 use crate::wire::tcp::flags as tcpf;
 
-const OUT: u16 = 0; // client side
-const IN: u16 = 1; // server side
-const OUT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xa0]);
-const IN_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xa1]);
-const CLIENT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0x10]);
-const SERVER_MAC: [EthernetAddress; 2] = [EthernetAddress([2, 0, 0, 0, 0, 0x11]), EthernetAddress([2, 0, 0, 0, 0, 0x12])];
+pub(super) const OUT: u16 = 0; // client side
+pub(super) const IN: u16 = 1; // server side
+pub(super) const OUT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xa0]);
+pub(super) const IN_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xa1]);
+pub(super) const CLIENT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0x10]);
+pub(super) const SERVER_MAC: [EthernetAddress; 2] = [EthernetAddress([2, 0, 0, 0, 0, 0x11]), EthernetAddress([2, 0, 0, 0, 0, 0x12])];
 
-fn ip(a: [u8; 4]) -> u32 {
+pub(super) fn ip(a: [u8; 4]) -> u32 {
     u32::from_be_bytes(a)
 }
 
-const CLIENT: [u8; 4] = [192, 0, 2, 10];
-const VIP: [u8; 4] = [192, 0, 2, 100];
-const SELF_OUT: [u8; 4] = [192, 0, 2, 2];
-const SELF_IN: [u8; 4] = [198, 51, 100, 1];
-const SRV: [[u8; 4]; 2] = [[198, 51, 100, 11], [198, 51, 100, 12]];
+pub(super) const CLIENT: [u8; 4] = [192, 0, 2, 10];
+pub(super) const VIP: [u8; 4] = [192, 0, 2, 100];
+pub(super) const SELF_OUT: [u8; 4] = [192, 0, 2, 2];
+pub(super) const SELF_IN: [u8; 4] = [198, 51, 100, 1];
+pub(super) const SRV: [[u8; 4]; 2] = [[198, 51, 100, 11], [198, 51, 100, 12]];
 
 /// One NAT service on VIP:80/tcp, one full-NAT on VIP:81/tcp, one NAT on
 /// VIP:53/udp, each over both servers, round robin.
-fn snapshot() -> Snapshot {
+pub(super) fn snapshot() -> Snapshot {
     let mut s = Snapshot::default();
     s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT) }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN) })];
     s.self_ips = vec![ip(SELF_OUT), ip(SELF_IN)];
@@ -58,7 +58,7 @@ fn worker_with(flows: u32, id: u16, workers: u16, resolved: bool) -> Worker {
     worker_on(snapshot(), flows, id, workers, resolved)
 }
 
-fn worker_on(snap: Snapshot, flows: u32, id: u16, workers: u16, resolved: bool) -> Worker {
+pub(super) fn worker_on(snap: Snapshot, flows: u32, id: u16, workers: u16, resolved: bool) -> Worker {
     let (publisher, mut readers) = rcu(Box::new(snap), 1);
     std::mem::forget(publisher); // keep the snapshot alive for the test
     let n = Arc::new(Neighbors::new(4));
@@ -66,37 +66,37 @@ fn worker_on(snap: Snapshot, flows: u32, id: u16, workers: u16, resolved: bool) 
         n.set(0, SERVER_MAC[0]);
         n.set(1, SERVER_MAC[1]);
     }
-    Worker::new(WorkerConfig { id, workers, flows, timeouts: Timeouts::default(), hash_key: 0 }, readers.remove(0), n)
+    Worker::new(WorkerConfig { id, workers, flows, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0 }, readers.remove(0), n)
 }
 
 fn worker() -> Worker {
     worker_with(64, 0, 1, true)
 }
 
-use crate::testkit::ipv4_frame as frame;
+pub(super) use crate::testkit::ipv4_frame as frame;
 
-fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+pub(super) fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
     crate::testkit::tcp_header(sport, dport, flags, 65535)
 }
 
-fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+pub(super) fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     crate::testkit::udp_datagram(sport, dport, payload)
 }
 
-fn syn(sport: u16, dport: u16) -> Vec<u8> {
+pub(super) fn syn(sport: u16, dport: u16) -> Vec<u8> {
     frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(sport, dport, tcpf::SYN), true)
 }
 
 /// Checks the frame's IPv4 and TCP/UDP checksums by recomputation.
-fn assert_checksums(f: &[u8]) {
+pub(super) fn assert_checksums(f: &[u8]) {
     assert!(crate::testkit::checksums_ok(f), "IPv4 and TCP/UDP checksums equal a full recomputation");
 }
 
-fn addr(f: &[u8], at: usize) -> [u8; 4] {
+pub(super) fn addr(f: &[u8], at: usize) -> [u8; 4] {
     [f[at], f[at + 1], f[at + 2], f[at + 3]]
 }
 
-fn port(f: &[u8], at: usize) -> u16 {
+pub(super) fn port(f: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([f[at], f[at + 1]])
 }
 
@@ -312,7 +312,7 @@ fn fixture_table_of_verdicts() {
 }
 
 /// A packet in a buffer of `cap` bytes at most, received on OUT.
-struct Pkt {
+pub(super) struct Pkt {
     data: Vec<u8>,
     cap: usize,
 }
@@ -615,7 +615,7 @@ fn connections_of_a_reset_server_are_cut() {
     let n = Arc::new(Neighbors::new(4));
     n.set(0, SERVER_MAC[0]);
     n.set(1, SERVER_MAC[1]);
-    let mut w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 16, timeouts: Timeouts::default(), hash_key: 0 }, readers.remove(0), n);
+    let mut w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 16, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0 }, readers.remove(0), n);
     let mut f = syn(40000, 80);
     assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
     assert_eq!(w.table().len(), 1);
@@ -653,11 +653,11 @@ impl PacketIo for Idle {
     }
 }
 
-const PERSIST_TIMEOUT: u32 = 50;
+pub(super) const PERSIST_TIMEOUT: u32 = 50;
 
 /// The fixture snapshot with `source-ip` persistence (`netmask`) on
 /// VIP:80 (NAT) and VIP:81 (full-NAT), one persistence group.
-fn persistent_snapshot(netmask: u32, keep_on_down: bool) -> Snapshot {
+pub(super) fn persistent_snapshot(netmask: u32, keep_on_down: bool) -> Snapshot {
     let mut s = snapshot();
     let p = crate::lb::Persistence {
         kind: crate::lb::PersistKind::SourceIp,
@@ -678,7 +678,7 @@ fn persistent_worker(snap: Snapshot) -> (crate::state::rcu::Publisher<Snapshot>,
     let n = Arc::new(Neighbors::new(4));
     n.set(0, SERVER_MAC[0]);
     n.set(1, SERVER_MAC[1]);
-    let w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 0 }, readers.remove(0), n);
+    let w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0 }, readers.remove(0), n);
     (publisher, w)
 }
 

@@ -122,6 +122,100 @@ drop_reasons! {
     TxQueueFull => "tx-queue-full",
 }
 
+macro_rules! install_failures {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// Why a worker could not install (all of) a state-sync record
+        /// from the HA peer (`pipeline`'s install path). Each reason has
+        /// its own counter (`SyncCounters::install_failed`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum InstallFailure {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl InstallFailure {
+            pub const ALL: &'static [InstallFailure] = &[$(InstallFailure::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The stable name operators and tests see.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(InstallFailure::$variant => $name,)*
+                }
+            }
+
+            /// `install-failed-<name>`, the name of its counter.
+            pub fn counter_name(self) -> &'static str {
+                match self {
+                    $(InstallFailure::$variant => concat!("install-failed-", $name),)*
+                }
+            }
+        }
+    };
+}
+
+install_failures! {
+    /// No virtual server here listens on the record's VIP, port and
+    /// protocol.
+    NoService => "no-service",
+    /// The virtual server here has no server at the record's address and
+    /// port.
+    NoServer => "no-server",
+    /// The connection table is full.
+    TableFull => "table-full",
+    /// Another entry here holds the record's reply key.
+    Exists => "exists",
+    /// full-NAT: the record's local port is in use here, or not this
+    /// worker's (the worker counts of the pair differ), or its local
+    /// address is not one of this box's. The entry is installed anyway
+    /// (the connection uses that port on the wire).
+    LocalPort => "local-port",
+    /// A persistence record for a virtual server without persistence here.
+    NoPersistence => "no-persistence",
+}
+
+/// One worker's state-sync counters (`ctl::events`): records pushed to its
+/// events ring, dropped on a full ring, and the peer's records it applied.
+#[derive(Debug, Default)]
+pub struct SyncCounters {
+    /// Records pushed to the events ring (creates, updates, deletes,
+    /// refreshes, persistence records).
+    pub sent: Counter,
+    /// Records lost to a full events ring (the refresh walk waits for
+    /// room instead, so these are live events).
+    pub dropped: Counter,
+    /// Records from the peer applied to the table.
+    pub installed: Counter,
+    failed: [Counter; InstallFailure::COUNT],
+}
+
+#[allow(clippy::indexing_slicing, reason = "an InstallFailure's discriminant is below InstallFailure::COUNT, the length of `failed`")]
+impl SyncCounters {
+    #[inline]
+    pub fn count_failure(&self, why: InstallFailure) {
+        self.failed[why as usize].inc();
+    }
+
+    /// Failures of one reason.
+    pub fn install_failed(&self, why: InstallFailure) -> u64 {
+        self.failed[why as usize].get()
+    }
+
+    /// Failures of every reason.
+    pub fn install_failed_total(&self) -> u64 {
+        self.failed.iter().map(Counter::get).sum()
+    }
+
+    /// Every counter by its stable name, for the console, the report and
+    /// the metrics: `sent`, `dropped`, `installed`, then
+    /// `install-failed-<reason>` for each `InstallFailure`.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        [("sent", self.sent.get()), ("dropped", self.dropped.get()), ("installed", self.installed.get())]
+            .into_iter()
+            .chain(InstallFailure::ALL.iter().map(|r| r.counter_name()).zip(self.failed.iter().map(Counter::get)))
+    }
+}
+
 /// Counters of one virtual server or one real server, on one worker.
 #[derive(Debug, Default)]
 pub struct ServiceCounters {
@@ -162,6 +256,9 @@ pub struct WorkerCounters {
     /// Live persistence records evicted from a full set to make room.
     pub persist_evicted: Counter,
     drops: [Counter; DropReason::COUNT],
+    /// State sync with the HA peer (`sync_sent`, `sync_dropped`,
+    /// `sync_installed`, `sync_install_failed` by reason).
+    pub sync: SyncCounters,
     /// Indexed like the snapshot's services and servers.
     pub services: Box<[ServiceCounters]>,
     pub servers: Box<[ServiceCounters]>,
@@ -183,6 +280,7 @@ impl Default for WorkerCounters {
             flows: Counter::default(),
             rejected: Counter::default(),
             drops: core::array::from_fn(|_| Counter::default()),
+            sync: SyncCounters::default(),
             services: (0..MAX_SERVICES).map(|_| ServiceCounters::default()).collect(),
             servers: (0..MAX_SERVERS).map(|_| ServiceCounters::default()).collect(),
         }
@@ -230,6 +328,24 @@ mod tests {
         assert_eq!(names.len(), DropReason::COUNT);
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
+        }
+    }
+
+    #[test]
+    fn sync_counters_by_name() {
+        let c = WorkerCounters::default();
+        c.sync.sent.add(3);
+        c.sync.count_failure(InstallFailure::NoServer);
+        c.sync.count_failure(InstallFailure::NoServer);
+        assert_eq!(c.sync.install_failed(InstallFailure::NoServer), 2);
+        assert_eq!(c.sync.install_failed_total(), 2);
+        let named: Vec<_> = c.sync.named().collect();
+        assert_eq!(named.len(), 3 + InstallFailure::COUNT);
+        assert!(named.contains(&("sent", 3)));
+        assert!(named.contains(&("install-failed-no-server", 2)));
+        for (i, r) in InstallFailure::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert_eq!(named[3 + i].0, format!("install-failed-{}", r.name()));
         }
     }
 

@@ -1,0 +1,426 @@
+//! State sync between two workers standing for the two boxes of a pair:
+//! what worker A reports, installed on worker B (same snapshot), makes B
+//! forward A's connections.
+
+use super::super::tests::*;
+use super::super::{owner, owner_of, Owners, Verdict, Worker};
+use crate::conntrack::{EntryFlags, FlowState, Timeouts};
+use crate::ctl::events::{channel, RecordConsumer, RecordProducer, SyncKind, SyncRecord};
+use crate::io::{Burst, PacketIo};
+use crate::state::counters::InstallFailure;
+use crate::state::snapshot::Snapshot;
+use crate::wire::tcp::flags as tcpf;
+
+/// A worker with sync on, its events (what it reports) and its installs
+/// (what the peer sends it).
+struct Box_ {
+    w: Worker,
+    events: RecordConsumer,
+    installs: RecordProducer,
+}
+
+fn synced(snap: Snapshot, id: u16, workers: u16, ring: usize) -> Box_ {
+    let (ev_p, ev_c) = channel(ring);
+    let (in_p, in_c) = channel(ring);
+    let w = worker_on(snap, 64, id, workers, true).with_sync(ev_p, in_c);
+    Box_ { w, events: ev_c, installs: in_p }
+}
+
+fn pair(snap: fn() -> Snapshot) -> (Box_, Box_) {
+    (synced(snap(), 0, 1, 256), synced(snap(), 0, 1, 256))
+}
+
+fn drain(c: &mut RecordConsumer) -> Vec<SyncRecord> {
+    let mut out = Vec::new();
+    let mut buf = [SyncRecord::EMPTY; 8];
+    loop {
+        let n = c.pop_batch(&mut buf);
+        out.extend_from_slice(&buf[..n]);
+        if n == 0 {
+            return out;
+        }
+    }
+}
+
+/// No packets: a pass does the slow path only (installs, walks).
+struct Idle;
+
+impl PacketIo for Idle {
+    type Pkt = Pkt;
+    fn rx_queues(&self) -> usize {
+        0
+    }
+    fn rx_burst(&mut self, _q: usize, _b: &mut Burst<Pkt>) {}
+    fn tx(&mut self, _port: u16, _p: Pkt) {}
+    fn punt(&mut self, p: Pkt) -> Result<(), Pkt> {
+        Err(p)
+    }
+    fn flush(&mut self) -> crate::io::TxReport {
+        crate::io::TxReport::default()
+    }
+}
+
+/// Sends `records` to `to` and lets it apply them in a pass at `now`.
+fn deliver(records: &[SyncRecord], to: &mut Box_, now: u32) {
+    for r in records {
+        assert!(to.installs.push(*r));
+    }
+    to.w.poll(&mut Idle, now);
+}
+
+fn send(w: &mut Worker, mut f: Vec<u8>, port: u16) -> (Verdict, Vec<u8>) {
+    let v = w.process(&mut f, port, false);
+    (v, f)
+}
+
+fn client(flags: u8, sport: u16, vport: u16) -> Vec<u8> {
+    frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(sport, vport, flags), true)
+}
+
+fn server(s: usize, flags: u8, to: [u8; 4], dport: u16) -> Vec<u8> {
+    frame(SERVER_MAC[s], IN_MAC, SRV[s], to, 6, &tcp(8080, dport, flags), true)
+}
+
+/// SYN, SYN-ACK, ACK of client port `sport` to VIP:80 through `w`.
+fn handshake(w: &mut Worker, sport: u16) {
+    let (v, f) = send(w, client(tcpf::SYN, sport, 80), OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    let s = SRV.iter().position(|a| *a == addr(&f, 30)).unwrap();
+    assert_eq!(send(w, server(s, tcpf::SYN | tcpf::ACK, CLIENT, sport), IN).0, Verdict::Forward(OUT));
+    assert_eq!(send(w, client(tcpf::ACK, sport, 80), OUT).0, Verdict::Forward(IN));
+}
+
+fn kinds(rs: &[SyncRecord]) -> Vec<(SyncKind, FlowState)> {
+    rs.iter().map(|r| (r.kind, r.state)).collect()
+}
+
+#[test]
+fn a_new_connection_reports_create_then_each_state_change() {
+    let (mut a, _) = pair(snapshot);
+    a.w.shard.now = 10;
+    handshake(&mut a.w, 40000);
+    assert_eq!(send(&mut a.w, client(tcpf::ACK | tcpf::PSH, 40000, 80), OUT).0, Verdict::Forward(IN));
+    let got = drain(&mut a.events);
+    assert_eq!(kinds(&got), [(SyncKind::Create, FlowState::SynSent), (SyncKind::Update, FlowState::SynRecv), (SyncKind::Update, FlowState::Established)], "no record for a packet that changes nothing");
+    let c = got[0];
+    assert_eq!((c.client_ip, c.client_port, c.vip, c.vport, c.proto), (ip(CLIENT), 40000, ip(VIP), 80, 6));
+    assert_eq!((c.server_ip, c.server_port, c.local_ip, c.local_port), (ip(SRV[0]), 8080, ip(CLIENT), 40000));
+    assert_eq!((c.client_mac, c.client_port_id), (CLIENT_MAC.0, OUT as u8));
+    assert_eq!(c.timeout_ms, Timeouts::default().tcp_syn * 100, "a fresh entry's whole timeout");
+    assert_eq!(got[2].timeout_ms, Timeouts::default().tcp_established * 100);
+    assert_eq!(a.w.counters().sync.sent.get(), 3);
+
+    // A RST closes it: one Delete (no Update to CLOSE before it).
+    assert_eq!(send(&mut a.w, client(tcpf::RST, 40000, 80), OUT).0, Verdict::Forward(IN));
+    let got = drain(&mut a.events);
+    assert_eq!(kinds(&got), [(SyncKind::Delete, FlowState::Close)]);
+    assert_eq!(got[0].flags & SyncRecord::FLAG_EXPIRED, 0, "closed, not expired");
+}
+
+#[test]
+fn installed_entries_forward_both_directions_and_are_not_echoed() {
+    let (mut a, mut b) = pair(snapshot);
+    handshake(&mut a.w, 40000);
+    let records = drain(&mut a.events);
+    deliver(&records, &mut b, 0);
+    let bc = b.w.counters();
+    assert_eq!(bc.sync.installed.get(), 3);
+    assert_eq!(bc.sync.install_failed_total(), 0);
+    assert!(drain(&mut b.events).is_empty(), "installs are not reported back");
+    assert_eq!(b.w.table().len(), 1);
+    let (_, f) = b.w.table().iter().next().unwrap();
+    assert_eq!(f.state, FlowState::Established);
+    assert!(f.flags.contains(EntryFlags::SYNCED));
+    assert_eq!((bc.flows.get(), bc.services[0].conns_active.get(), bc.servers[0].conns_active.get()), (1, 1, 1));
+    assert_eq!(bc.services[0].conns_new.get(), 0, "not a new connection here");
+
+    // B takes over: the client's next segment, and the server's answer.
+    let (v, f) = send(&mut b.w, client(tcpf::ACK | tcpf::PSH, 40000, 80), OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!((addr(&f, 30), port(&f, 36)), (SRV[0], 8080));
+    assert_eq!(&f[0..6], &SERVER_MAC[0].0);
+    assert_checksums(&f);
+    let (v, r) = send(&mut b.w, server(0, tcpf::ACK, CLIENT, 40000), IN);
+    assert_eq!(v, Verdict::Forward(OUT));
+    assert_eq!((addr(&r, 26), port(&r, 34), addr(&r, 30)), (VIP, 80, CLIENT));
+    assert_eq!(&r[0..6], &CLIENT_MAC.0, "to the client's MAC from the record");
+    assert_checksums(&r);
+    let (_, f) = b.w.table().iter().next().unwrap();
+    assert!(!f.flags.contains(EntryFlags::SYNCED), "forwarded here: B's own now");
+    assert!(drain(&mut b.events).is_empty(), "no state change, nothing to report");
+
+    // A peer's Refresh never shortens an entry the box forwards.
+    let expire = b.w.table().iter().next().unwrap().1.expire;
+    let stale = SyncRecord { kind: SyncKind::Refresh, state: FlowState::SynSent, timeout_ms: 100, ..records[0] };
+    deliver(&[stale], &mut b, 0);
+    let (_, f) = b.w.table().iter().next().unwrap();
+    assert_eq!((f.state, f.expire), (FlowState::Established, expire));
+}
+
+#[test]
+fn full_nat_entries_keep_their_local_port_on_the_peer() {
+    // Two workers per box; the owner is the same worker on both.
+    let snap = snapshot();
+    let owners = Owners::new(2, 0);
+    let sport = (40000..41000).find(|p| owner(&snap, owners, ip(CLIENT), *p, ip(VIP), 81, 6) == 1).unwrap();
+    let mut a = synced(snapshot(), 1, 2, 256);
+    let mut b = synced(snapshot(), 1, 2, 256);
+    let (v, f) = send(&mut a.w, client(tcpf::SYN, sport, 81), OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    let lport = port(&f, 34);
+    let records = drain(&mut a.events);
+    assert_eq!(records.len(), 1);
+    assert_eq!((records[0].local_ip, records[0].local_port, records[0].mode), (ip(SELF_IN), lport, crate::conntrack::Forwarding::FullNat));
+    assert_eq!(owner_of(&snap, owners, &records[0]), 1, "the record goes to the worker that owns the connection");
+
+    let free_before = b.w.shard.local_ports.available(ip(SELF_IN));
+    deliver(&records, &mut b, 0);
+    assert_eq!(b.w.counters().sync.installed.get(), 1);
+    assert!(!b.w.shard.local_ports.is_free(ip(SELF_IN), lport), "B holds the port");
+    assert_eq!(b.w.shard.local_ports.available(ip(SELF_IN)), free_before - 1);
+
+    // The server answers B at the local port; the client's ACK leaves B
+    // from the same local port.
+    let (v, r) = send(&mut b.w, server(0, tcpf::SYN | tcpf::ACK, SELF_IN, lport), IN);
+    assert_eq!(v, Verdict::Forward(OUT));
+    assert_eq!((addr(&r, 26), port(&r, 34), addr(&r, 30), port(&r, 36)), (VIP, 81, CLIENT, sport));
+    assert_checksums(&r);
+    let (v, f) = send(&mut b.w, client(tcpf::ACK, sport, 81), OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!((addr(&f, 26), port(&f, 34)), (SELF_IN, lport));
+    // New connections on B never get that port.
+    for p in 0..200u16 {
+        let other = (41000 + p * 7..).find(|q| owner(&snap, owners, ip(CLIENT), *q, ip(VIP), 81, 6) == 1).unwrap();
+        let (v, f) = send(&mut b.w, client(tcpf::SYN, other, 81), OUT);
+        if v == Verdict::Forward(IN) {
+            assert_ne!(port(&f, 34), lport);
+        }
+    }
+
+    // A closes it: B removes its copy and frees the port.
+    assert_eq!(send(&mut a.w, client(tcpf::RST, sport, 81), OUT).0, Verdict::Forward(IN));
+    let del = drain(&mut a.events);
+    assert_eq!(del.iter().map(|r| r.kind).collect::<Vec<_>>(), [SyncKind::Delete]);
+    let before = b.w.table().len();
+    deliver(&del, &mut b, 0);
+    assert_eq!(b.w.table().len(), before - 1);
+    assert!(b.w.shard.local_ports.is_free(ip(SELF_IN), lport));
+}
+
+#[test]
+fn a_port_not_free_on_the_peer_is_counted_and_not_freed_by_the_copy() {
+    let mut b = synced(snapshot(), 0, 1, 256);
+    let (_, f) = send(&mut b.w, client(tcpf::SYN, 40000, 81), OUT);
+    let taken = port(&f, 34);
+    drain(&mut b.events);
+    // The peer's connection (another client) at the same local port, to
+    // the other server: the reply keys differ, both entries fit.
+    let rec = SyncRecord {
+        kind: SyncKind::Create,
+        proto: 6,
+        state: FlowState::SynSent,
+        mode: crate::conntrack::Forwarding::FullNat,
+        client_ip: ip([192, 0, 2, 11]),
+        client_port: 5555,
+        vip: ip(VIP),
+        vport: 81,
+        server_ip: ip(SRV[1]),
+        server_port: 8080,
+        local_ip: ip(SELF_IN),
+        local_port: taken,
+        timeout_ms: 1000,
+        ..SyncRecord::EMPTY
+    };
+    deliver(&[rec], &mut b, 0);
+    let c = b.w.counters();
+    assert_eq!((c.sync.installed.get(), c.sync.install_failed(InstallFailure::LocalPort)), (1, 1));
+    assert_eq!(b.w.table().len(), 2, "installed anyway");
+    // The copy goes; the port stays with the connection that holds it.
+    deliver(&[SyncRecord { kind: SyncKind::Delete, ..rec }], &mut b, 0);
+    assert_eq!(b.w.table().len(), 1);
+    assert!(!b.w.shard.local_ports.is_free(ip(SELF_IN), taken));
+}
+
+#[test]
+fn a_full_events_ring_drops_and_counts() {
+    let mut a = synced(snapshot(), 0, 1, 2);
+    for sport in 40000..40003 {
+        assert_eq!(send(&mut a.w, client(tcpf::SYN, sport, 80), OUT).0, Verdict::Forward(IN));
+    }
+    let c = a.w.counters();
+    assert_eq!((c.sync.sent.get(), c.sync.dropped.get()), (2, 1));
+    assert_eq!(drain(&mut a.events).len(), 2);
+    assert_eq!(a.w.table().len(), 3, "forwarding does not depend on the ring");
+}
+
+#[test]
+fn a_bulk_walk_refreshes_every_entry_across_passes() {
+    // An 8-slot ring keeps 2 free for live events: the walk pauses.
+    let mut a = synced(snapshot(), 0, 1, 8);
+    for sport in 40000..40010 {
+        assert_eq!(send(&mut a.w, client(tcpf::SYN, sport, 80), OUT).0, Verdict::Forward(IN));
+        drain(&mut a.events);
+    }
+    a.w.shard.sync.as_mut().unwrap().budget = 4;
+    let control = a.w.sync_control().unwrap();
+    let g = control.request_bulk();
+    let mut refreshed = Vec::new();
+    let mut passes = 0;
+    while control.bulk_done() != g {
+        a.w.poll(&mut Idle, 5);
+        let got = drain(&mut a.events);
+        assert!(got.len() <= 6, "a quarter of the ring left for live events");
+        refreshed.extend(got);
+        passes += 1;
+        assert!(passes < 100);
+    }
+    assert!(passes >= 64 / 4, "{passes} passes for 64 slots, 4 a pass");
+    assert_eq!(refreshed.len(), 10);
+    assert!(refreshed.iter().all(|r| r.kind == SyncKind::Refresh));
+    let mut ports: Vec<_> = refreshed.iter().map(|r| r.client_port).collect();
+    ports.sort_unstable();
+    assert_eq!(ports, (40000..40010).collect::<Vec<_>>(), "each entry once");
+    a.w.poll(&mut Idle, 6);
+    assert!(drain(&mut a.events).is_empty(), "done until asked again");
+}
+
+#[test]
+fn periodic_refresh_includes_the_peers_entries() {
+    let (mut a, mut b) = pair(snapshot);
+    handshake(&mut a.w, 40000);
+    deliver(&drain(&mut a.events), &mut b, 0);
+    b.w.shard.config.sync_refresh = 50;
+    b.w.poll(&mut Idle, 1);
+    b.w.poll(&mut Idle, 50);
+    assert!(drain(&mut b.events).is_empty(), "the first walk is a period after the first pass");
+    b.w.poll(&mut Idle, 51);
+    let got = drain(&mut b.events);
+    assert_eq!(kinds(&got), [(SyncKind::Refresh, FlowState::Established)], "the peer's copy too");
+    // A gets it back: its own entry is left as it is, nothing echoes.
+    let expire = a.w.table().iter().next().unwrap().1.expire;
+    deliver(&got, &mut a, 51);
+    assert_eq!(a.w.table().iter().next().unwrap().1.expire, expire);
+    assert!(drain(&mut a.events).is_empty());
+    b.w.poll(&mut Idle, 100);
+    assert!(drain(&mut b.events).is_empty());
+    b.w.poll(&mut Idle, 101);
+    assert_eq!(drain(&mut b.events).len(), 1, "every 50 ticks");
+}
+
+#[test]
+fn the_time_left_is_honoured_and_a_copys_expiry_is_not_reported() {
+    let (mut a, mut b) = pair(snapshot);
+    a.w.shard.now = 10;
+    assert_eq!(send(&mut a.w, client(tcpf::SYN, 40000, 80), OUT).0, Verdict::Forward(IN));
+    drain(&mut a.events);
+    let syn = Timeouts::default().tcp_syn; // 600 ticks
+    // 100 ticks later a bulk walk reports 500 ticks left.
+    let control = a.w.sync_control().unwrap();
+    control.request_bulk();
+    a.w.poll(&mut Idle, 110);
+    let got = drain(&mut a.events);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].timeout_ms, (syn - 100) * 100);
+    // B installs it at its tick 1000: it expires at 1500.
+    deliver(&got, &mut b, 1000);
+    assert_eq!(b.w.table().iter().next().unwrap().1.expire, 1000 + syn - 100);
+    b.w.poll(&mut Idle, 1000 + syn - 101);
+    assert_eq!(b.w.table().len(), 1);
+    b.w.poll(&mut Idle, 1000 + syn - 100);
+    assert_eq!(b.w.table().len(), 0, "expired when A's would");
+    assert_eq!(b.w.counters().flows.get(), 0);
+    assert!(drain(&mut b.events).is_empty(), "a copy's expiry is the peer's business");
+    // A's own expiry is reported, marked as such.
+    a.w.poll(&mut Idle, 10 + syn);
+    let got = drain(&mut a.events);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].kind, got[0].flags & SyncRecord::FLAG_EXPIRED), (SyncKind::Delete, SyncRecord::FLAG_EXPIRED));
+}
+
+#[test]
+fn an_expiry_delete_spares_a_copy_forwarded_here_and_a_close_does_not() {
+    let (mut a, mut b) = pair(snapshot);
+    handshake(&mut a.w, 40000);
+    handshake(&mut a.w, 40001);
+    let records = drain(&mut a.events);
+    deliver(&records, &mut b, 0);
+    assert_eq!(b.w.table().len(), 2);
+    // B forwards a packet of the first: its copy is B's own now.
+    assert_eq!(send(&mut b.w, client(tcpf::ACK, 40000, 80), OUT).0, Verdict::Forward(IN));
+    let expired = |r: &SyncRecord| SyncRecord { kind: SyncKind::Delete, flags: SyncRecord::FLAG_EXPIRED, ..*r };
+    let first = *records.iter().find(|r| r.client_port == 40000).unwrap();
+    let second = *records.iter().find(|r| r.client_port == 40001).unwrap();
+    deliver(&[expired(&first), expired(&second)], &mut b, 0);
+    assert_eq!(b.w.table().len(), 1, "only the copy B never forwarded goes");
+    assert_eq!(b.w.table().iter().next().unwrap().1.client_port, 40000);
+    deliver(&[SyncRecord { kind: SyncKind::Delete, ..first }], &mut b, 0);
+    assert_eq!(b.w.table().len(), 0, "a close removes it");
+    let c = b.w.counters();
+    assert_eq!((c.flows.get(), c.services[0].conns_active.get(), c.servers[0].conns_active.get()), (0, 0, 0));
+}
+
+#[test]
+fn install_failures_are_counted_by_reason() {
+    let (mut a, mut b) = pair(snapshot);
+    handshake(&mut a.w, 40000);
+    let r = drain(&mut a.events)[0];
+    let bad = [
+        SyncRecord { vport: 8443, ..r },
+        SyncRecord { server_ip: ip([10, 9, 9, 9]), ..r },
+        SyncRecord { kind: SyncKind::Persist, ..r },
+    ];
+    deliver(&bad, &mut b, 0);
+    let c = b.w.counters();
+    assert_eq!(c.sync.install_failed(InstallFailure::NoService), 1);
+    assert_eq!(c.sync.install_failed(InstallFailure::NoServer), 1);
+    assert_eq!(c.sync.install_failed(InstallFailure::NoPersistence), 1);
+    assert_eq!((c.sync.installed.get(), b.w.table().len()), (0, 0));
+    // A full table on B.
+    let mut small = synced(snapshot(), 0, 1, 16);
+    small.w.shard.table = crate::conntrack::FlowTable::new(1, Timeouts::default());
+    deliver(&[r, SyncRecord { client_port: 1, local_port: 1, ..r }], &mut small, 0);
+    assert_eq!(small.w.counters().sync.install_failed(InstallFailure::TableFull), 1);
+}
+
+#[test]
+fn persistence_records_follow_their_clients() {
+    let snap = || persistent_snapshot(u32::MAX, false);
+    let (mut a, mut b) = pair(snap);
+    // Round robin sends a first client to server 0 and a second to 1.
+    let other = [192, 0, 2, 77];
+    let mut f = frame(CLIENT_MAC, OUT_MAC, other, VIP, 6, &tcp(1000, 80, tcpf::SYN), true);
+    assert_eq!(a.w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(addr(&f, 30), SRV[0]);
+    drain(&mut a.events);
+    let (_, f) = send(&mut a.w, client(tcpf::SYN, 2000, 80), OUT);
+    assert_eq!(addr(&f, 30), SRV[1]);
+    let got = drain(&mut a.events);
+    assert_eq!(got.iter().map(|r| r.kind).collect::<Vec<_>>(), [SyncKind::Persist, SyncKind::Create]);
+    assert_eq!(got[0].timeout_ms, PERSIST_TIMEOUT * 100);
+    assert_eq!(got[1].flags, SyncRecord::FLAG_PERSIST);
+    deliver(&got, &mut b, 0);
+    assert_eq!(b.w.persist_records(), 1);
+    assert_eq!(b.w.counters().sync.install_failed_total(), 0);
+    // B's round robin would say server 0; the record says 1.
+    let (_, f) = send(&mut b.w, client(tcpf::SYN, 2001, 80), OUT);
+    assert_eq!(addr(&f, 30), SRV[1], "the client's server, from A's record");
+    // The installed entry holds a reference: when both of B's entries
+    // end, the record lives its timeout, then goes.
+    deliver(&[SyncRecord { kind: SyncKind::Delete, ..got[1] }], &mut b, 0);
+    assert_eq!(send(&mut b.w, client(tcpf::RST, 2001, 80), OUT).0, Verdict::Forward(IN));
+    assert_eq!(b.w.persist_records(), 1);
+    b.w.shard.now = PERSIST_TIMEOUT + 1;
+    assert_eq!(b.w.persist_records(), 0);
+}
+
+#[test]
+fn owner_of_agrees_with_the_classify_path() {
+    let snap = snapshot();
+    for workers in [1u16, 2, 3, 8] {
+        let owners = Owners::new(workers, 0x1234_5678);
+        for sport in 40000..40050 {
+            let rec = SyncRecord { proto: 6, client_ip: ip(CLIENT), client_port: sport, vip: ip(VIP), vport: 81, ..SyncRecord::EMPTY };
+            assert_eq!(owner_of(&snap, owners, &rec), owner(&snap, owners, ip(CLIENT), sport, ip(VIP), 81, 6));
+        }
+    }
+}
