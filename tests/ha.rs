@@ -19,6 +19,8 @@ struct Box {
 }
 
 struct Pair {
+    /// The `[[virtual_server]]` (and anything else) both boxes serve.
+    services: String,
     fw: [Option<Proc>; 2],
     procs: Vec<Proc>,
     boxes: [Box; 2],
@@ -40,6 +42,11 @@ fn pool() -> String {
 impl Pair {
     /// The lab with nginx on three servers; no appliance started yet.
     fn open(tag: char, name: &str, tools: &[&str]) -> Option<Pair> {
+        Self::open_with(tag, name, tools, 0)
+    }
+
+    /// `open`, with a `big_mb` MiB /big on every server.
+    fn open_with(tag: char, name: &str, tools: &[&str], big_mb: u32) -> Option<Pair> {
         let mut all = vec!["ip", "ethtool", "curl", "nginx"];
         all.extend_from_slice(tools);
         if !require_env(&all) {
@@ -51,20 +58,22 @@ impl Pair {
         let mut procs = Vec::new();
         for n in 1..=3 {
             let ns = topo.ns(&format!("srv{n}"));
-            procs.push(start_nginx_backend(&ns, &format!("srv{n}"), &server_ip(n), &dir.path(&format!("srv{n}")), 0));
+            procs.push(start_nginx_backend(&ns, &format!("srv{n}"), &server_ip(n), &dir.path(&format!("srv{n}")), big_mb));
         }
         let boxes = [Box { ns: "lb", host: 3, prefix: format!("fwa-{}", topo.prefix) }, Box { ns: "lb2", host: 4, prefix: format!("fwb-{}", topo.prefix) }];
-        Some(Pair { fw: [None, None], procs, boxes, dir, topo, _serial: serial })
+        let services = format!("[[virtual_server]]\nname = \"web\"\naddress = \"{VIP}:80\"\npool = \"web\"\n");
+        Some(Pair { services, fw: [None, None], procs, boxes, dir, topo, _serial: serial })
     }
 
     /// Box `b`'s whole configuration with `vrrp` appended.
     fn config(&self, b: usize, vrrp: &str) -> String {
         let bx = &self.boxes[b];
         format!(
-            "{}\n[[interface]]\nname = \"outside\"\ndevice = \"net_af_packet0,iface=lb-out\"\naddress = \"192.0.2.{h}/24\"\n\n[[interface]]\nname = \"inside\"\ndevice = \"net_af_packet1,iface=lb-in\"\naddress = \"198.51.100.{h}/24\"\n\n[console]\nsocket = \"{}\"\n\n{}\n[[virtual_server]]\nname = \"web\"\naddress = \"{VIP}:80\"\npool = \"web\"\n\n{vrrp}",
+            "{}\n[[interface]]\nname = \"outside\"\ndevice = \"net_af_packet0,iface=lb-out\"\naddress = \"192.0.2.{h}/24\"\n\n[[interface]]\nname = \"inside\"\ndevice = \"net_af_packet1,iface=lb-in\"\naddress = \"198.51.100.{h}/24\"\n\n[console]\nsocket = \"{}\"\n\n{}\n{}\n{vrrp}",
             platform_section(&bx.prefix),
             self.dir.path(&format!("console-{b}.sock")).display(),
             pool(),
+            self.services,
             h = bx.host,
         )
     }
@@ -98,8 +107,12 @@ impl Pair {
 
     /// `show vrrp` on box `b`'s console.
     fn show_vrrp(&self, b: usize) -> String {
+        self.console(b, "show vrrp")
+    }
+
+    fn console(&self, b: usize, cmd: &str) -> String {
         let sock = self.dir.path(&format!("console-{b}.sock"));
-        try_sh(&format!("{} console --socket {} -c 'show vrrp'", furiwake_bin().display(), sock.display())).1
+        try_sh(&format!("{} console --socket {} -c {}", furiwake_bin().display(), sock.display(), shell_quote(cmd))).1
     }
 
     /// curl the VIP's /id from the client: the server's name, or None.
@@ -375,4 +388,89 @@ fn tracking_keeps_a_blind_standby_out_and_makes_a_cut_master_give_up() {
     println!("uplink cut -> B master in {} ms (link state is read once a second)", cut.elapsed().as_millis());
     assert!(p.out(0).contains("vrrp inside: MASTER -> FAULT"), "A's inside instance follows its group:\n{}", p.out(0));
     assert!(wait_for(Duration::from_secs(10), || p.id()).is_some(), "no answer through B:\n{}", p.both());
+}
+
+
+/// The shared secret of the pair's `[sync]` in the tests.
+const SYNC_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// Box `b`'s `[sync]`: to the other box's inside address.
+fn sync_section(b: usize) -> String {
+    let peer = if b == 0 { 4 } else { 3 };
+    format!("\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.{peer}\"\nkey = \"{SYNC_KEY}\"\nrefresh_s = 2\nbulk_limit_ms = 5000\n")
+}
+
+/// A word after `key ` in `text` as a number (`installed 21`).
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    text.split(key).nth(1)?.split(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty())?.parse().ok()
+}
+
+/// `kill -9` of the master in the middle of a rate-limited 50 MiB download
+/// and with 20 idle keep-alive connections open: the standby, which has
+/// every connection from the sync, takes over; the download finishes
+/// byte-identical and every keep-alive connection answers again.
+fn failover_keeps_connections(tag: char, full_nat: bool) {
+    let name = if full_nat { "sync-fnat" } else { "sync-nat" };
+    let Some(mut p) = Pair::open_with(tag, name, &["python3", "sha256sum"], 50) else { return };
+    let (extra_inside, services) = if full_nat {
+        (", \"198.51.100.50\"", format!("[[virtual_server]]\nname = \"web\"\naddress = \"{VIP}:80\"\npool = \"web\"\nforwarding = \"full-nat\"\nlocal_addresses = [\"198.51.100.50\"]\n"))
+    } else {
+        ("", p.services.clone())
+    };
+    p.services = services;
+    let vrrp = |prio: u8, b: usize| nat_vrrp(prio, "").replace("[\"198.51.100.1\"]", &format!("[\"198.51.100.1\"{extra_inside}]")) + &sync_section(b);
+    p.start(0, &vrrp(200, 0));
+    assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
+    p.start(1, &vrrp(100, 1));
+    assert!(p.wait_out(1, "sync: bulk dump from 198.51.100.3 complete", Duration::from_secs(10)).is_some(), "B got no bulk dump:\n{}", p.both());
+
+    let ka_log = p.dir.path("keepalive.log");
+    let script = test_script("keepalive.py");
+    let mut ka = Proc::spawn("keepalive", Some(&p.topo.ns("client")), &["/usr/bin/python3", script.to_str().unwrap(), "--to", &format!("{VIP}:80"), "--count", "20"], &ka_log, true);
+    ka.expect_output("open 20", Duration::from_secs(20));
+    let dl = p.dir.path("download");
+    let curl_log = p.dir.path("curl.log");
+    let mut curl = Proc::spawn(
+        "curl",
+        Some(&p.topo.ns("client")),
+        &["curl", "-s", "-S", "--limit-rate", "8M", "-m", "60", "-o", dl.to_str().unwrap(), "-w", "%{http_code} %{size_download}\n", &format!("http://{VIP}/big")],
+        &curl_log,
+        false,
+    );
+    // The download is under way and the standby has every entry.
+    let synced = wait_for(Duration::from_secs(10), || {
+        let show = p.console(1, "show sync");
+        (number_after(&show, "records reported, ").is_some() && number_after(&show.replace("lost to a full ring, ", ""), "0 lost to a full ring").is_none() && number_after(&show, "ring, ").unwrap_or(0) >= 21).then_some(show)
+    });
+    let show = synced.unwrap_or_else(|| panic!("B did not install the 21 connections:\n{}\n{}", p.console(1, "show sync"), p.both()));
+    println!("standby before the failover:\n{show}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(curl.is_running(), "the download ended before the failover: {}", curl.output());
+
+    p.kill(0, libc::SIGKILL);
+    let took = p.wait_out(1, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5));
+    let Some(took) = took else { panic!("B did not take over:\n{}", p.both()) };
+    println!("{name}: takeover after kill -9 of the master: {} ms (bound 3 x 100 ms + skew 61 ms)", took.as_millis());
+    assert!(took < Duration::from_millis(361 + 150), "takeover took {took:?}");
+
+    assert!(curl.wait(Duration::from_secs(60)).is_some_and(|s| s.success()), "the download failed: {}\n{}", curl.output(), p.both());
+    let got = sha256_file(&dl);
+    let want: Vec<String> = (1..=3).map(|n| sha256_file(&p.dir.path(&format!("srv{n}/www/big")))).collect();
+    assert!(want.contains(&got), "the download is not byte-identical to any server's /big ({}):\n{}", curl.output(), p.both());
+    assert!(curl.output().starts_with("200 52428800"), "{}", curl.output());
+    ka.send_line("again");
+    let answer = ka.expect_output("again ", Duration::from_secs(30));
+    assert!(answer.contains("again 20/20"), "keep-alive connections lost:\n{answer}\n{}", p.both());
+    let show = p.console(1, "show sync");
+    println!("{name}: the download finished byte-identical and 20/20 keep-alive connections answered through the new master\n{show}");
+}
+
+#[test]
+fn nat_failover_keeps_a_download_and_keepalive_connections() {
+    failover_keeps_connections('n', false);
+}
+
+#[test]
+fn full_nat_failover_keeps_a_download_and_keepalive_connections() {
+    failover_keeps_connections('f', true);
 }

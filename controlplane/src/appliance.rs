@@ -13,6 +13,7 @@ use crate::modules::console::{Console, Modules};
 use crate::modules::health::Health;
 use crate::modules::lb::Lb;
 use crate::modules::metrics::{self, MetricsServer};
+use crate::modules::sync::{self, Sync};
 use crate::modules::vrrp::Vrrp;
 use crate::out::say;
 use crate::runtime::Runtime;
@@ -32,6 +33,8 @@ pub struct Appliance {
     lb: Lb,
     health: Health,
     vrrp: Vrrp,
+    /// Connection-state sync with the HA peer (`[sync]`).
+    sync: Option<Sync>,
     arp: Arp,
     // Last: its pool is freed after everything that holds mbufs.
     runtime: Runtime,
@@ -50,12 +53,14 @@ impl Appliance {
         arp.set_vrrp(vrrp.floating(&runtime), vrrp.standby());
         let mut lb = lb;
         lb.init_standby(vrrp.standby());
-        let mut app = Appliance { console: Console::new(), metrics: None, lb, health, vrrp, arp, runtime };
+        let mut app = Appliance { console: Console::new(), metrics: None, lb, health, vrrp, sync: None, arp, runtime };
         let snapshot = app.lb.current_snapshot(&app.health, &app.runtime);
-        if let Err(e) = app.runtime.launch_workers(app.lb.config(), snapshot, app.arp.slots(), app.lb.loads()) {
+        let setup = sync::setup(app.lb.config());
+        if let Err(e) = app.runtime.launch_workers(app.lb.config(), snapshot, app.arp.slots(), app.lb.loads(), setup) {
             app.shutdown();
             return Err(e);
         }
+        app.sync = Sync::new(app.lb.config(), &mut app.runtime);
         for s in &app.lb.config().virtual_servers {
             say(&format!(
                 "virtual-server {}: {} {:?} {:?} pool {}",
@@ -112,12 +117,23 @@ impl Appliance {
             if self.health.step(Instant::now(), &mut self.runtime) {
                 self.lb.republish(&mut self.runtime, &self.health);
             }
-            self.vrrp.step(&mut self.runtime, &mut self.arp, &mut self.lb, &self.health);
+            // Sync first: what the peer sent is in the installs rings
+            // before VRRP may take over (README, "Takeover ordering").
+            let settled = match self.sync.as_mut() {
+                Some(s) => {
+                    s.step(&mut self.runtime, &mut self.arp);
+                    self.vrrp.hold_preempt(s.holds_preempt());
+                    s.installs_pending() == 0
+                }
+                None => true,
+            };
+            self.vrrp.step(&mut self.runtime, &mut self.arp, &mut self.lb, &self.health, settled);
             self.lb.publish_loads(&self.runtime, &self.health);
             if let Some(m) = self.metrics.as_mut() {
-                m.turn(&|| metrics_text(&self.runtime, &self.lb, &self.health, &self.vrrp));
+                m.turn(&|| metrics_text(&self.runtime, &self.lb, &self.health, &self.vrrp, self.sync.as_ref()));
             }
-            let mut modules = Modules { runtime: &mut self.runtime, arp: &mut self.arp, health: &mut self.health, vrrp: &mut self.vrrp, lb: &mut self.lb };
+            let mut modules =
+                Modules { runtime: &mut self.runtime, arp: &mut self.arp, health: &mut self.health, vrrp: &mut self.vrrp, sync: self.sync.as_ref(), lb: &mut self.lb };
             self.console.turn(Instant::now(), &mut modules);
             if last_link_check.elapsed() >= Duration::from_secs(1) {
                 last_link_check = Instant::now();
@@ -136,7 +152,7 @@ impl Appliance {
     /// the probes wait for to health.
     fn on_punted(&mut self, m: Mbuf) {
         let Some(li) = self.runtime.punted_link(&m) else { return };
-        if self.vrrp.on_frame(li, m.data()) {
+        if self.vrrp.on_frame(li, m.data()) || self.sync.as_mut().is_some_and(|s| s.on_frame(li, m.data())) {
             return;
         }
         let health = &mut self.health;
@@ -145,7 +161,7 @@ impl Appliance {
 
     /// The metrics, in Prometheus text format.
     pub fn metrics_text(&self) -> String {
-        metrics_text(&self.runtime, &self.lb, &self.health, &self.vrrp)
+        metrics_text(&self.runtime, &self.lb, &self.health, &self.vrrp, self.sync.as_ref())
     }
 
     /// Per-port link state and counters, per virtual server and server,
@@ -158,6 +174,9 @@ impl Appliance {
         self.runtime.report_workers(&mut s);
         self.health.report(&mut s);
         self.vrrp.report(&mut s);
+        if let Some(y) = &self.sync {
+            y.report(&mut s, &self.runtime);
+        }
         self.arp.report(&mut s, self.runtime.punt_counters());
         self.runtime.report_mbufs(&mut s);
         s
@@ -181,13 +200,16 @@ impl Appliance {
 }
 
 /// Each module's metric families, in the order of the report.
-fn metrics_text(rt: &Runtime, lb: &Lb, health: &Health, vrrp: &Vrrp) -> String {
+fn metrics_text(rt: &Runtime, lb: &Lb, health: &Health, vrrp: &Vrrp, sync: Option<&Sync>) -> String {
     let mut t = metrics::Text::default();
     metrics::ports(&mut t, rt);
     lb.metrics(&mut t, rt, health);
     metrics::workers(&mut t, rt);
     health.metrics(&mut t);
     vrrp.metrics(&mut t);
+    if let Some(s) = sync {
+        s.metrics(&mut t, rt);
+    }
     metrics::mbufs(&mut t, rt);
     t.into_string()
 }

@@ -27,7 +27,7 @@ mod workers;
 pub use control::PuntCounters;
 pub use eal::eal_args;
 pub use ports::Link;
-pub use workers::Workers;
+pub use workers::{SyncEnds, SyncSetup, Workers};
 
 use crate::config::Config;
 use crate::out::say;

@@ -7,6 +7,7 @@ use super::Runtime;
 use crate::config::Config;
 use furiwake_dataplane::conntrack;
 use furiwake_dataplane::ctl::dump::{self, DumpClient};
+use furiwake_dataplane::ctl::events::{self, RecordConsumer, RecordProducer, SyncControl};
 use furiwake_dataplane::lb::Loads;
 use furiwake_dataplane::state::counters::ServiceCounters;
 use furiwake_dataplane::state::neighbor::Neighbors;
@@ -22,6 +23,27 @@ use std::time::Duration;
 const PUNT_RING: u32 = 1024;
 const HANDOFF_RING: u32 = 4096;
 const INJECT_RING: u32 = 1024;
+/// Records per sync ring (events out, installs in), per worker: 8192 x 48 B.
+const SYNC_RING: usize = 8192;
+
+/// What connection-state sync needs of the workers: the pair's shared
+/// hash key and the refresh period (`[sync]`).
+#[derive(Debug, Clone, Copy)]
+pub struct SyncSetup {
+    pub hash_key: u64,
+    /// Flow-table ticks between refresh walks.
+    pub refresh_ticks: u32,
+}
+
+/// The control plane's ends of one worker's sync rings.
+pub struct SyncEnds {
+    /// What the worker reports (creates, updates, deletes, refreshes).
+    pub events: RecordConsumer,
+    /// What the peer sent, for the worker to install.
+    pub installs: RecordProducer,
+    /// Bulk walks: requested here, done there.
+    pub control: Arc<SyncControl>,
+}
 
 struct WorkerHandle {
     lcore: Option<LcoreHandle>,
@@ -39,11 +61,25 @@ pub struct Workers {
     handles: Vec<WorkerHandle>,
     stop: Arc<AtomicBool>,
     publisher: Option<Publisher<Snapshot>>,
+    /// The sync rings' control-plane ends, until the sync module takes them.
+    sync: Vec<SyncEnds>,
+    /// The workers' hash key (shared with the HA peer when syncing).
+    hash_key: u64,
 }
 
 impl Workers {
     pub fn len(&self) -> usize {
         self.handles.len()
+    }
+
+    /// The sync rings' ends, by worker (once; empty without `[sync]`).
+    pub fn take_sync_ends(&mut self) -> Vec<SyncEnds> {
+        std::mem::take(&mut self.sync)
+    }
+
+    /// The key of the workers' hashes (ownership: `pipeline::owner`).
+    pub fn hash_key(&self) -> u64 {
+        self.hash_key
     }
 
     pub fn is_empty(&self) -> bool {
@@ -140,9 +176,15 @@ impl Runtime {
     /// Launches a worker on each worker lcore, reading `snapshot` (then
     /// what `Workers::publish` gives them), the next hops' MACs from
     /// `neighbors` and the servers' loads from `loads`.
-    pub fn launch_workers(&mut self, cfg: &Config, snapshot: Snapshot, neighbors: &Arc<Neighbors>, loads: &Arc<Loads>) -> Result<(), String> {
-        // One key per boot for the workers' hashes (`furiwake_dataplane::hash`).
-        let hash_key = boot_hash_key()?;
+    pub fn launch_workers(&mut self, cfg: &Config, snapshot: Snapshot, neighbors: &Arc<Neighbors>, loads: &Arc<Loads>, sync: Option<SyncSetup>) -> Result<(), String> {
+        // One key per boot for the workers' hashes (`furiwake_dataplane::hash`),
+        // or the pair's: a synced connection must find the same owner worker.
+        let hash_key = match sync {
+            Some(s) => s.hash_key,
+            None => boot_hash_key()?,
+        };
+        self.workers.hash_key = hash_key;
+        let mut sync_ends = Vec::new();
         let lcores = cfg.platform.worker_lcore_ids();
         let n = lcores.len();
         let need_inject = self.links.iter().any(|l| !l.has_control_txq());
@@ -186,10 +228,18 @@ impl Runtime {
             self.control.add_punt(punt_c);
             let io = MbufIo::new(rx, tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
             let reader = readers.pop().ok_or("rcu readers")?;
-            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: *cfg.platform.flows_per_worker.get_ref(), timeouts, hash_key, sync_refresh: 0 };
+            let sync_refresh = sync.map_or(0, |s| s.refresh_ticks);
+            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: *cfg.platform.flows_per_worker.get_ref(), timeouts, hash_key, sync_refresh };
             let (dump, dump_server) = dump::channel();
             let loops = Arc::new(LoopStats::default());
-            let worker = Worker::new(config, reader, Arc::clone(neighbors)).with_loads(Arc::clone(loads)).with_dump(dump_server);
+            let mut worker = Worker::new(config, reader, Arc::clone(neighbors)).with_loads(Arc::clone(loads)).with_dump(dump_server);
+            if sync.is_some() {
+                let (out_p, out_c) = events::channel(SYNC_RING);
+                let (in_p, in_c) = events::channel(SYNC_RING);
+                worker = worker.with_sync(out_p, in_c);
+                let control = worker.sync_control().ok_or("worker sync control")?;
+                sync_ends.push(SyncEnds { events: out_c, installs: in_p, control });
+            }
             let counters = worker.counters();
             let stop = Arc::clone(&self.workers.stop);
             let clock = Clock { start_tsc, tsc_per_tick };
@@ -199,6 +249,8 @@ impl Runtime {
             self.workers.handles.push(WorkerHandle { lcore: Some(handle), counters, dump, loops });
         }
         self.workers.handles.reverse();
+        sync_ends.reverse();
+        self.workers.sync = sync_ends;
         self.control.reverse_punts();
         Ok(())
     }

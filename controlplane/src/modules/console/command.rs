@@ -67,6 +67,7 @@ pub enum Show {
     Workers,
     Config,
     Vrrp,
+    Sync,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +128,11 @@ pub const SPECS: &[Spec] = &[
     Spec { words: "show workers", args: "", summary: "per worker lcore: packets, busy ratio, hand-offs, connections, drops" },
     Spec { words: "show config", args: "", summary: "the running configuration, with the changes made at run time" },
     Spec {
+        words: "show sync",
+        args: "",
+        summary: "connection-state sync: peer, datagrams and records sent/received, drops by reason, lag, the last bulk dump",
+    },
+    Spec {
         words: "show vrrp",
         args: "",
         summary: "VRRP instances: state, priority and effective priority (with the tracking that lowered it), master, last transition and why, adverts",
@@ -173,7 +179,7 @@ const POOL_ACTIONS: &[&str] = &["add-server", "remove-server"];
 const VS_ACTIONS: &[&str] = &["add", "remove"];
 const CONFIG_ACTIONS: &[&str] = &["reload", "save"];
 const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
-const SHOW: &[&str] = &["virtual-servers", "pools", "servers", "connections", "stats", "arp", "routes", "health", "workers", "config", "vrrp"];
+const SHOW: &[&str] = &["virtual-servers", "pools", "servers", "connections", "stats", "arp", "routes", "health", "workers", "config", "vrrp", "sync"];
 const ACTIONS: &[&str] = &["enable", "disable", "drain", "weight"];
 const CONN_OPTIONS: &[&str] = &["vip", "server", "limit"];
 
@@ -269,6 +275,7 @@ fn parse_show(rest: &[&str]) -> Result<Show, String> {
         "health" => none(args, Show::Health),
         "workers" => none(args, Show::Workers),
         "vrrp" => none(args, Show::Vrrp),
+        "sync" => none(args, Show::Sync),
         _ => none(args, Show::Config),
     }
 }

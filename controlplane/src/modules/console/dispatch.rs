@@ -77,6 +77,7 @@ impl Console {
             Show::Workers => Ok(self.show_workers(rt)),
             Show::Config => Ok(self.show_config(lb.config())),
             Show::Vrrp => Ok(m.vrrp.show()),
+            Show::Sync => m.sync.map(|s| s.show(rt)).ok_or_else(|| "no [sync] configured".to_string()),
             Show::Connections { .. } => Err("internal: connections are answered later".into()),
         }
     }

@@ -42,6 +42,7 @@ pub struct Modules<'a> {
     pub arp: &'a mut Arp,
     pub health: &'a mut Health,
     pub vrrp: &'a mut crate::modules::vrrp::Vrrp,
+    pub sync: Option<&'a crate::modules::sync::Sync>,
     pub lb: &'a mut Lb,
 }
 

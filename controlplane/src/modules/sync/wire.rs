@@ -9,7 +9,9 @@
 //!  6  record count (2)             only Records carries records
 //!  8  sender id (4)                random per boot of the sender
 //! 12  sequence number (8)          per sender, from 1, +1 per datagram
-//! 20  count x SyncRecord (44 each, `SyncRecord::WIRE_LEN`)
+//! 20  sent at (8)                  the sender's clock, microseconds since
+//!                                  the Unix epoch (the receiver's lag)
+//! 28  count x SyncRecord (44 each, `SyncRecord::WIRE_LEN`)
 //!  .. HMAC-SHA256 tag (32) over every byte before it
 //! ```
 //!
@@ -43,7 +45,7 @@ use sha2::Sha256;
 pub const MAGIC: [u8; 4] = *b"FWSY";
 pub const VERSION: u8 = 1;
 /// Bytes before the records.
-pub const HEADER_LEN: usize = 20;
+pub const HEADER_LEN: usize = 28;
 /// HMAC-SHA256.
 pub const TAG_LEN: usize = 32;
 /// IPv4 (20) and UDP (8) headers.
@@ -52,7 +54,7 @@ pub const IP_UDP_OVERHEAD: usize = 28;
 pub const MTU: usize = 1500;
 /// Records per datagram at most: 32.
 pub const MAX_RECORDS: usize = (MTU - IP_UDP_OVERHEAD - HEADER_LEN - TAG_LEN) / SyncRecord::WIRE_LEN;
-/// The longest datagram (UDP payload): 1460 bytes.
+/// The longest datagram (UDP payload): 1468 bytes.
 pub const MAX_DATAGRAM: usize = HEADER_LEN + MAX_RECORDS * SyncRecord::WIRE_LEN + TAG_LEN;
 
 const _: () = assert!(MAX_DATAGRAM + IP_UDP_OVERHEAD <= MTU && MAX_RECORDS == 32);
@@ -89,6 +91,10 @@ pub struct Header {
     pub sender: u32,
     /// From 1, one more for each datagram the sender sends.
     pub seq: u64,
+    /// When it was sent, by the sender's clock (microseconds since the
+    /// Unix epoch): what the receiver's `show sync` lag is measured from
+    /// (exact when the pair's clocks agree, as NTP keeps them).
+    pub sent_us: u64,
 }
 
 /// Why a received datagram was dropped; each has its own counter.
@@ -215,6 +221,7 @@ pub fn encode(out: &mut Vec<u8>, key: &SyncKey, header: &Header, records: &[Sync
     out.extend_from_slice(&(records.len() as u16).to_be_bytes());
     out.extend_from_slice(&header.sender.to_be_bytes());
     out.extend_from_slice(&header.seq.to_be_bytes());
+    out.extend_from_slice(&header.sent_us.to_be_bytes());
     let mut rec = [0u8; SyncRecord::WIRE_LEN];
     for r in records {
         r.encode(&mut rec);
@@ -267,6 +274,7 @@ pub fn decode<'a>(bytes: &'a [u8], key: &SyncKey) -> Result<(Header, Records<'a>
     let count = be::<2>(body, 6).map(u16::from_be_bytes).ok_or(DecodeError::Truncated)? as usize;
     let sender = be::<4>(body, 8).map(u32::from_be_bytes).ok_or(DecodeError::Truncated)?;
     let seq = be::<8>(body, 12).map(u64::from_be_bytes).ok_or(DecodeError::Truncated)?;
+    let sent_us = be::<8>(body, 20).map(u64::from_be_bytes).ok_or(DecodeError::Truncated)?;
     if count > MAX_RECORDS || (msg != MessageType::Records && count > 0) {
         return Err(DecodeError::BadCount);
     }
@@ -282,7 +290,7 @@ pub fn decode<'a>(bytes: &'a [u8], key: &SyncKey) -> Result<(Header, Records<'a>
             return Err(DecodeError::BadRecord { index: index as u16 });
         }
     }
-    Ok((Header { msg, sender, seq }, Records { chunks: records.chunks_exact(SyncRecord::WIRE_LEN) }))
+    Ok((Header { msg, sender, seq, sent_us }, Records { chunks: records.chunks_exact(SyncRecord::WIRE_LEN) }))
 }
 
 /// What `Replay::check` says of an authentic datagram.

@@ -127,7 +127,9 @@ impl Vrrp {
     }
 
     /// The control-loop step: see the module's doc.
-    pub fn step(&mut self, rt: &mut Runtime, arp: &mut Arp, lb: &mut Lb, health: &Health) {
+    /// `settled`: the peer's synced records are all in the workers' tables
+    /// (no gratuitous ARP before that).
+    pub fn step(&mut self, rt: &mut Runtime, arp: &mut Arp, lb: &mut Lb, health: &Health, settled: bool) {
         if self.instances.is_empty() {
             return;
         }
@@ -152,7 +154,7 @@ impl Vrrp {
         }
         self.follow_groups(now, &mut outs);
         self.carry_out(outs, now, rt, arp, lb, health);
-        self.send_garps(now, rt, arp);
+        self.send_garps(now, rt, arp, settled);
     }
 
     /// Tracking: links, addresses (ARP), pools; FAULT or lowered priority,
@@ -335,12 +337,12 @@ impl Vrrp {
 
     /// Gratuitous ARPs of masters, once the workers run the snapshot that
     /// forwards their VIPs.
-    fn send_garps(&mut self, now: u64, rt: &mut Runtime, arp: &mut Arp) {
+    fn send_garps(&mut self, now: u64, rt: &mut Runtime, arp: &mut Arp, settled: bool) {
         let floating = self.floating(rt);
         let min_seen = rt.workers().min_seen();
         for (k, g) in self.garps.iter_mut().enumerate() {
             let Some(garp) = g else { continue };
-            if garp.generation.is_some_and(|gen| min_seen < gen) || now < garp.next {
+            if garp.generation.is_some_and(|gen| min_seen < gen || !settled) || now < garp.next {
                 continue;
             }
             let i = &self.instances[k];

@@ -26,7 +26,7 @@ fn rec(i: u32) -> SyncRecord {
 }
 
 fn header(seq: u64) -> Header {
-    Header { msg: MessageType::Records, sender: 0xdead_beef, seq }
+    Header { msg: MessageType::Records, sender: 0xdead_beef, seq, sent_us: 1_764_000_000_000_000 }
 }
 
 fn datagram(n: u32) -> Vec<u8> {
@@ -39,7 +39,7 @@ fn datagram(n: u32) -> Vec<u8> {
 #[test]
 fn a_full_datagram_fits_the_mtu() {
     assert_eq!(MAX_RECORDS, 32);
-    assert_eq!(MAX_DATAGRAM, 1460);
+    assert_eq!(MAX_DATAGRAM, 1468);
     assert_eq!(datagram(32).len(), MAX_DATAGRAM);
     assert!(datagram(32).len() + IP_UDP_OVERHEAD <= 1500);
     let too_many: Vec<_> = (0..33).map(rec).collect();
@@ -59,7 +59,7 @@ fn round_trip() {
         assert_eq!(records.collect::<Vec<_>>(), (0..n).map(rec).collect::<Vec<_>>());
     }
     for msg in [MessageType::Hello, MessageType::BulkRequest, MessageType::BulkEnd] {
-        let h = Header { msg, sender: 1, seq: u64::MAX };
+        let h = Header { msg, sender: 1, seq: u64::MAX, sent_us: 7 };
         let mut out = vec![0xaa; 3000];
         assert_eq!(encode(&mut out, &key(), &h, &[]), Ok(HEADER_LEN + TAG_LEN), "the buffer is cleared first");
         let (got, records) = decode(&out, &key()).unwrap();
@@ -75,9 +75,10 @@ fn the_header_layout_is_fixed() {
     assert_eq!(&d[6..8], &[0, 1]);
     assert_eq!(&d[8..12], &[0xde, 0xad, 0xbe, 0xef]);
     assert_eq!(&d[12..20], &[0, 0, 0, 0, 0, 0, 0, 7]);
+    assert_eq!(&d[20..28], &1_764_000_000_000_000u64.to_be_bytes());
     let mut r = [0u8; SyncRecord::WIRE_LEN];
     rec(0).encode(&mut r);
-    assert_eq!(&d[20..64], &r);
+    assert_eq!(&d[28..72], &r);
 }
 
 #[test]
@@ -152,7 +153,7 @@ fn authentic_but_malformed_datagrams_are_refused_by_reason() {
 #[test]
 fn replay_takes_strictly_newer_sequences() {
     let mut r = Replay::default();
-    let h = |sender: u32, seq: u64| Header { msg: MessageType::Records, sender, seq };
+    let h = |sender: u32, seq: u64| Header { msg: MessageType::Records, sender, seq, sent_us: 0 };
     assert_eq!(r.check(&h(1, 10)), ReplayVerdict::NewSender);
     assert_eq!(r.sender(), Some(1));
     assert_eq!(r.check(&h(1, 11)), ReplayVerdict::Accept);
