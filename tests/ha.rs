@@ -433,7 +433,7 @@ fn failover_keeps_connections(tag: char, full_nat: bool) {
     let mut curl = Proc::spawn(
         "curl",
         Some(&p.topo.ns("client")),
-        &["curl", "-s", "-S", "--limit-rate", "8M", "-m", "60", "-o", dl.to_str().unwrap(), "-w", "%{http_code} %{size_download}\n", &format!("http://{VIP}/big")],
+        &["curl", "-s", "-S", "--limit-rate", "8M", "-m", "30", "-o", dl.to_str().unwrap(), "-w", "%{http_code} %{size_download}\n", &format!("http://{VIP}/big")],
         &curl_log,
         false,
     );
@@ -473,4 +473,111 @@ fn nat_failover_keeps_a_download_and_keepalive_connections() {
 #[test]
 fn full_nat_failover_keeps_a_download_and_keepalive_connections() {
     failover_keeps_connections('f', true);
+}
+
+
+/// Twenty keep-alive connections to the VIP from the client, kept open.
+fn keepalives(p: &Pair, log: &str) -> Proc {
+    let script = test_script("keepalive.py");
+    let mut ka = Proc::spawn("keepalive", Some(&p.topo.ns("client")), &["/usr/bin/python3", script.to_str().unwrap(), "--to", &format!("{VIP}:80"), "--count", "20"], &p.dir.path(log), true);
+    ka.expect_output("open 20", Duration::from_secs(20));
+    ka
+}
+
+/// Asks on every keep-alive connection again (round `round`, from 1).
+fn again(ka: &mut Proc, round: usize, p: &Pair) {
+    ka.send_line("again");
+    let found = wait_for(Duration::from_secs(30), || (ka.output().matches("again ").count() >= round).then(|| ka.output()));
+    let out = found.unwrap_or_else(|| panic!("no answer to round {round}:\n{}\n{}", ka.output(), p.both()));
+    let line = out.lines().filter(|l| l.starts_with("again ")).nth(round - 1).unwrap_or_default();
+    assert_eq!(line, "again 20/20", "round {round}:\n{out}\n{}", p.both());
+}
+
+/// The old master returns with preemption: it asks the backup for a bulk
+/// dump and takes the VIPs back only once it has it, so the connections
+/// the backup accepted meanwhile survive its return; then SIGTERM hands
+/// over with a priority-0 advert and nothing resets.
+#[test]
+fn a_returning_master_preempts_only_after_the_bulk_dump_and_sigterm_resets_nothing() {
+    let Some(mut p) = Pair::open_with('r', "return", &["python3"], 0) else { return };
+    let vrrp = |prio: u8, b: usize| nat_vrrp(prio, "") + &sync_section(b);
+    p.start(0, &vrrp(200, 0));
+    assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
+    p.start(1, &vrrp(100, 1));
+    assert!(p.wait_out(1, "sync: bulk dump from 198.51.100.3 complete", Duration::from_secs(10)).is_some(), "{}", p.both());
+    // B's own health checks have found the servers up.
+    assert!(wait_for(Duration::from_secs(10), || (p.out(1).matches("(pool web) up").count() >= 3).then_some(())).is_some(), "{}", p.both());
+    p.kill(0, libc::SIGKILL);
+    assert!(p.wait_out(1, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
+    // Opened on B while A is away.
+    let mut ka = keepalives(&p, "keepalive.log");
+
+    p.start(0, &vrrp(200, 0));
+    assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(10)).is_some(), "A did not preempt:\n{}", p.both());
+    let a = p.out(0);
+    let dump = a.find("sync: bulk dump from 198.51.100.4 complete").unwrap_or_else(|| panic!("A took over without a bulk dump:\n{a}"));
+    let took_over = a.find("vrrp outside: BACKUP -> MASTER").unwrap_or(0);
+    assert!(dump < took_over, "A preempted before its bulk dump arrived:\n{a}");
+    let line = a[dump..].lines().next().unwrap_or_default();
+    assert!(number_after(line, "complete: ").unwrap_or(0) >= 20, "the dump carried the 20 connections: {line}");
+    println!("returning master: {line}, then preempted");
+    assert!(p.wait_out(1, "vrrp outside: MASTER -> BACKUP", Duration::from_secs(5)).is_some(), "{}", p.both());
+    again(&mut ka, 1, &p);
+
+    // SIGTERM on A: B takes over on the priority-0 advert; the same
+    // connections answer again.
+    let t0 = Instant::now();
+    let n = p.out(1).matches("vrrp outside: BACKUP -> MASTER").count();
+    p.fw[0].as_ref().unwrap().signal(libc::SIGTERM);
+    let took = wait_for(Duration::from_secs(5), || (p.out(1).matches("vrrp outside: BACKUP -> MASTER").count() > n).then(|| t0.elapsed()));
+    let took = took.unwrap_or_else(|| panic!("B did not take over:\n{}", p.both()));
+    assert!(p.out(1).contains("(priority-0 advert)"), "{}", p.both());
+    println!("SIGTERM handover: {} ms", took.as_millis());
+    again(&mut ka, 2, &p);
+    ka.send_line("quit");
+    assert!(ka.wait(Duration::from_secs(10)).is_some_and(|s| s.success()), "{}", ka.output());
+}
+
+/// A forged sync datagram (scapy, the peer's address, a wrong HMAC) is
+/// dropped and counted and installs nothing; the same datagram signed
+/// with the pair's key is installed (the check is what stops it), and
+/// one from another address is dropped as not the peer's.
+#[test]
+fn a_forged_sync_datagram_is_dropped_and_counted() {
+    let Some(mut p) = Pair::open('g', "forge", &["python3"]) else { return };
+    if !require(try_sh("/usr/bin/python3 -c 'import scapy'").0, "python3-scapy") {
+        return;
+    }
+    p.start(1, &(nat_vrrp(100, "") + &sync_section(1)));
+    assert!(p.wait_out(1, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
+    let mac = port_mac(&p.out(1), "inside").expect("B's inside MAC");
+    let forge = |sign: &str, src: &str, seq: u32| {
+        let script = test_script("sync_forge.py");
+        let out = p.topo.exec(
+            "srv1",
+            &format!("/usr/bin/python3 {} --iface eth0 --dst-mac {mac} --src {src} --dst 198.51.100.4 --key {SYNC_KEY} --{sign} --seq {seq}", script.display()),
+        );
+        assert!(out.contains("sent"), "{out}");
+    };
+    let client_entry = || p.console(1, "show connections vip 192.0.2.100").contains("192.0.2.77");
+    forge("bad", "198.51.100.3", 1);
+    let show = wait_for(Duration::from_secs(5), || {
+        let s = p.console(1, "show sync");
+        s.contains("bad-hmac 1").then_some(s)
+    });
+    let show = show.unwrap_or_else(|| panic!("the forged datagram was not counted:\n{}", p.console(1, "show sync")));
+    assert!(show.contains("0 installed") && show.contains("received: 0 datagrams"), "{show}");
+    assert!(!client_entry(), "a forged record was installed");
+    assert!(p.console(1, "show connections").lines().count() <= 2, "{}", p.console(1, "show connections"));
+    let metrics_like = p.console(1, "show sync");
+    println!("forged datagram:\n{metrics_like}");
+
+    forge("good", "198.51.100.11", 1);
+    assert!(wait_for(Duration::from_secs(5), || p.console(1, "show sync").contains("not-the-peer 1").then_some(())).is_some(), "{}", p.console(1, "show sync"));
+    assert!(!client_entry());
+
+    // Signed with the key, from the peer's address: installed.
+    forge("good", "198.51.100.3", 2);
+    assert!(wait_for(Duration::from_secs(5), || client_entry().then_some(())).is_some(), "the signed record was not installed:\n{}", p.console(1, "show sync"));
+    assert!(p.console(1, "show sync").contains("1 installed"), "{}", p.console(1, "show sync"));
 }

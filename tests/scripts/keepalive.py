@@ -4,10 +4,11 @@
     keepalive.py --to 192.0.2.100:80 [--count 20] [--path /id] [--timeout 10]
 
 Opens COUNT connections, sends one `GET PATH` on each and reads its answer,
-prints "open COUNT", then waits for a line on stdin. On "again" it sends
+prints "open COUNT", then reads lines on stdin. On each "again" it sends
 another request on every connection (the same sockets: no reconnect) and
 prints "again OK/COUNT" followed by one line per failed connection
-("fail I: reason"), then exits 0 if all answered.
+("fail I: reason"). At EOF (or "quit") it exits 0 if every round answered
+on every connection.
 """
 
 import argparse
@@ -54,20 +55,24 @@ def main():
         ask(s, host, a.path)
         socks.append(s)
     print(f"open {len(socks)}", flush=True)
+    all_ok = True
     for line in sys.stdin:
-        if line.strip() == "again":
+        if line.strip() == "quit":
             break
-    ok, fails = 0, []
-    for i, s in enumerate(socks):
-        try:
-            ask(s, host, a.path)
-            ok += 1
-        except Exception as e:  # noqa: BLE001 - every failure is reported
-            fails.append(f"fail {i}: {e}")
-    print(f"again {ok}/{len(socks)}", flush=True)
-    for f in fails:
-        print(f, flush=True)
-    sys.exit(0 if ok == len(socks) else 1)
+        if line.strip() != "again":
+            continue
+        ok, fails = 0, []
+        for i, s in enumerate(socks):
+            try:
+                ask(s, host, a.path)
+                ok += 1
+            except Exception as e:  # noqa: BLE001 - every failure is reported
+                fails.append(f"fail {i}: {e}")
+        print(f"again {ok}/{len(socks)}", flush=True)
+        for f in fails:
+            print(f, flush=True)
+        all_ok = all_ok and ok == len(socks)
+    sys.exit(0 if all_ok else 1)
 
 
 if __name__ == "__main__":
