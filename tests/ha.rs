@@ -121,6 +121,28 @@ impl Pair {
         (ok && out.trim().starts_with("srv")).then(|| out.trim().to_string())
     }
 
+    /// Sends `sig` to box `b` and returns when: the takeover is timed
+    /// from here (the process may take a while to exit).
+    fn signal(&self, b: usize, sig: i32) -> Instant {
+        let t0 = Instant::now();
+        if let Some(p) = self.fw[b].as_ref() {
+            p.signal(sig);
+        }
+        t0
+    }
+
+    /// Waits until box `b` has printed `needle` more than `before` times;
+    /// the time since `t0`.
+    fn wait_more(&self, b: usize, needle: &str, before: usize, t0: Instant, timeout: Duration) -> Option<Duration> {
+        while t0.elapsed() < timeout {
+            if self.out(b).matches(needle).count() > before {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        None
+    }
+
     fn kill(&mut self, b: usize, sig: i32) {
         if let Some(p) = self.fw[b].as_mut() {
             p.signal(sig);
@@ -188,8 +210,10 @@ fn the_higher_priority_serves_and_failover_moves_the_vip() {
     assert!(show.contains("BACKUP") && show.contains("192.0.2.3"), "B's show vrrp names A as master:\n{show}");
 
     // kill -9: B takes over after the master-down interval.
+    let n = p.out(1).matches("vrrp outside: BACKUP -> MASTER").count();
+    let t0 = p.signal(0, libc::SIGKILL);
+    let took = p.wait_more(1, "vrrp outside: BACKUP -> MASTER", n, t0, Duration::from_secs(5));
     p.kill(0, libc::SIGKILL);
-    let took = p.wait_out(1, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5));
     let Some(took) = took else { panic!("B did not take over:\n{}", p.both()) };
     // RFC 5798 §6.1: 3 x 100 ms + (256 - 100) / 256 x 100 ms.
     let bound = Duration::from_millis(300 + 61);
@@ -447,8 +471,10 @@ fn failover_keeps_connections(tag: char, full_nat: bool) {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(curl.is_running(), "the download ended before the failover: {}", curl.output());
 
+    let n = p.out(1).matches("vrrp outside: BACKUP -> MASTER").count();
+    let t0 = p.signal(0, libc::SIGKILL);
+    let took = p.wait_more(1, "vrrp outside: BACKUP -> MASTER", n, t0, Duration::from_secs(5));
     p.kill(0, libc::SIGKILL);
-    let took = p.wait_out(1, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5));
     let Some(took) = took else { panic!("B did not take over:\n{}", p.both()) };
     println!("{name}: takeover after kill -9 of the master: {} ms (bound 3 x 100 ms + skew 61 ms)", took.as_millis());
     assert!(took < Duration::from_millis(361 + 150), "takeover took {took:?}");
