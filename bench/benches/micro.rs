@@ -11,7 +11,13 @@
 //!   and the checksum primitives;
 //! - `worker`: `Worker::process` on whole frames: an established NAT flow in
 //!   both directions, and a new connection (SYN, then the RST that removes
-//!   it, so the table never fills).
+//!   it, so the table never fills);
+//! - `sync`: the control lcore's cost per connection-state sync record
+//!   (HA): sending (32 records off a worker's events ring, encoded, signed
+//!   with HMAC-SHA256, framed) and receiving (a datagram checked and
+//!   decoded, each record's owner worker found, pushed to its installs
+//!   ring); `encode-unsigned` is the same send without the HMAC, for its
+//!   share. Throughput is in records (events) per second.
 //!
 //! Each benchmark reports one element per iteration (one packet, lookup,
 //! pick, ...; one SYN+RST pair for `worker/syn+rst`).
@@ -540,6 +546,78 @@ fn bench_worker(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_sync(c: &mut Criterion) {
+    use furiwake::modules::sync::frame::{udp_datagram, udp_frame};
+    use furiwake::modules::sync::wire::{self, Header, MessageType, SyncKey, MAX_RECORDS};
+    use furiwake_dataplane::ctl::events::{self, SyncKind, SyncRecord};
+    use furiwake_dataplane::pipeline::{owner_of, Owners};
+
+    let mut g = c.benchmark_group("sync");
+    g.throughput(Throughput::Elements(MAX_RECORDS as u64));
+    let key = SyncKey::new(&[0x42; 32]).unwrap();
+    let snap = snapshot();
+    let owners = Owners::new(4, key.hash_key());
+    let records: Vec<SyncRecord> = (0..MAX_RECORDS as u16)
+        .map(|i| SyncRecord {
+            kind: SyncKind::Create,
+            proto: protocol::TCP,
+            state: FlowState::Established,
+            client_ip: ip(CLIENT) + u32::from(i),
+            client_port: 40000 + i,
+            vip: ip(VIP),
+            vport: VPORT,
+            server_ip: ip(SRV[0]),
+            server_port: SPORT,
+            local_ip: ip(CLIENT) + u32::from(i),
+            local_port: 40000 + i,
+            timeout_ms: 900_000,
+            ..SyncRecord::EMPTY
+        })
+        .collect();
+    let (mut events_in, mut events_out) = events::channel(1024);
+    let mut batch = [SyncRecord::EMPTY; MAX_RECORDS];
+    let mut buf = Vec::with_capacity(wire::MAX_DATAGRAM);
+    let mut seq = 0u64;
+    let (a, b) = (Ipv4Addr::new(198, 51, 100, 3), Ipv4Addr::new(198, 51, 100, 4));
+    let mut send = |sign: bool| {
+        for r in &records {
+            events_in.push(*r);
+        }
+        let n = events_out.pop_batch(&mut batch);
+        seq += 1;
+        let h = Header { msg: MessageType::Records, sender: 7, seq, sent_us: seq };
+        if sign {
+            wire::encode(&mut buf, &key, &h, &batch[..n]).unwrap();
+        } else {
+            let mut rec = [0u8; SyncRecord::WIRE_LEN];
+            buf.clear();
+            for r in &batch[..n] {
+                r.encode(&mut rec);
+                buf.extend_from_slice(&rec);
+            }
+        }
+        black_box(udp_frame(OUT_MAC, IN_MAC, a, b, 8848, 8848, &buf))
+    };
+    g.bench_function("send", |bn| bn.iter(|| send(true)));
+    g.bench_function("encode-unsigned", |bn| bn.iter(|| send(false)));
+    let frame = send(true);
+    let (mut installs_in, mut installs_out) = events::channel(1024);
+    g.bench_function("receive", |bn| {
+        bn.iter(|| {
+            let d = udp_datagram(black_box(&frame)).unwrap();
+            let (_, recs) = wire::decode(d.payload, &key).unwrap();
+            let mut n = 0u16;
+            for r in recs {
+                n = n.wrapping_add(owner_of(&snap, owners, &r));
+                installs_in.push(r);
+            }
+            installs_out.pop_batch(&mut batch);
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
 /// Short runs: the whole suite takes about a minute on a 2-core VM. The
 /// bootstrap's default 100,000 resamples cost ~2.5 s of analysis per
 /// benchmark there (more than the measurement); 10,000 are plenty for 20
@@ -555,6 +633,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = bench_parse, bench_flow, bench_sched, bench_nat, bench_worker
+    targets = bench_parse, bench_flow, bench_sched, bench_nat, bench_worker, bench_sync
 }
 criterion_main!(micro);

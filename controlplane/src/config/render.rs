@@ -128,7 +128,7 @@ pub fn render(cfg: &Config) -> String {
     if let Some(d) = &cfg.console.device {
         let _ = writeln!(s, "device = {}", q(d));
     }
-    super::ha::render(cfg, &mut s);
+    render_ha(cfg, &mut s);
     s.trim_end().to_string()
 }
 
@@ -150,8 +150,60 @@ pub fn kebab(v: &impl std::fmt::Debug) -> String {
     out
 }
 
+/// `[[vrrp]]` and `[sync]` as TOML, for `render`.
+fn render_ha(cfg: &Config, s: &mut String) {
+    let addrs = |v: &[toml::Spanned<std::net::Ipv4Addr>]| v.iter().map(|a| q(&a.get_ref().to_string())).collect::<Vec<_>>().join(", ");
+    let names = |v: &[toml::Spanned<String>]| v.iter().map(|a| q(a.get_ref())).collect::<Vec<_>>().join(", ");
+    for v in &cfg.vrrp {
+        let _ = writeln!(
+            s,
+            "\n[[vrrp]]\nname = {}\ninterface = {}\nvrid = {}\nversion = {}\npriority = {}\nadvert_interval_ms = {}\npreempt = {}\npreempt_delay_ms = {}\naddresses = [{}]",
+            q(v.name.get_ref()),
+            q(v.interface.get_ref()),
+            v.vrid.get_ref(),
+            v.version.get_ref(),
+            v.priority.get_ref(),
+            v.advert_interval_ms.get_ref(),
+            v.preempt,
+            v.preempt_delay_ms.get_ref(),
+            addrs(&v.addresses)
+        );
+        if let Some(g) = &v.group {
+            let _ = writeln!(s, "group = {}", q(g.get_ref()));
+        }
+        let _ = writeln!(
+            s,
+            "track_interfaces = [{}]\ntrack_addresses = [{}]\ntrack_interval_ms = {}\ntrack_fall = {}\ntrack_pools = [{}]\ntrack_pool_min_up = {}\ntrack_weight = {}\nunicast_peers = [{}]",
+            names(&v.track_interfaces),
+            addrs(&v.track_addresses),
+            v.track_interval_ms.get_ref(),
+            v.track_fall.get_ref(),
+            names(&v.track_pools),
+            v.track_pool_min_up.get_ref(),
+            v.track_weight.get_ref(),
+            addrs(&v.unicast_peers)
+        );
+        if let Some(p) = &v.auth_password {
+            let _ = writeln!(s, "auth_password = {}", q(p.get_ref()));
+        }
+        let _ = writeln!(s, "use_vmac = {}\ngarp_count = {}\ngarp_interval_ms = {}", v.use_vmac, v.garp_count.get_ref(), v.garp_interval_ms.get_ref());
+    }
+    if let Some(y) = &cfg.sync {
+        let _ = writeln!(
+            s,
+            "\n[sync]\ninterface = {}\npeer = {}\nport = {}\nkey = {}\nrefresh_s = {}\nbulk_limit_ms = {}",
+            q(y.interface.get_ref()),
+            q(&y.peer.get_ref().to_string()),
+            y.port.get_ref(),
+            q(y.key.get_ref()),
+            y.refresh_s.get_ref(),
+            y.bulk_limit_ms.get_ref()
+        );
+    }
+}
+
 /// TOML text of a string (basic string, escaped).
-pub(super) fn q(s: &str) -> String {
+fn q(s: &str) -> String {
     let mut o = String::from("\"");
     for c in s.chars() {
         match c {

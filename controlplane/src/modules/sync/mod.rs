@@ -31,7 +31,7 @@
 //! next refresh repairs it), an unresolved peer MAC sends to broadcast
 //! while ARP asks.
 
-mod frame;
+pub mod frame;
 mod show;
 pub mod wire;
 

@@ -91,11 +91,11 @@ fn completes_commands_and_object_names() {
     let c = |l: &str| complete(l, &n);
     assert_eq!(
         c(""),
-        (0, ["config", "exit", "help", "log", "pool", "quit", "server", "show", "virtual-server"].iter().map(|s| s.to_string()).collect())
+        (0, ["config", "exit", "help", "log", "pool", "quit", "server", "show", "virtual-server", "vrrp"].iter().map(|s| s.to_string()).collect())
     );
     assert_eq!(c("sh"), (0, vec!["show".into()]));
     assert_eq!(c("show vi"), (5, vec!["virtual-servers".into()]));
-    assert_eq!(c("show s").1, vec!["servers".to_string(), "stats".into()]);
+    assert_eq!(c("show s").1, vec!["servers".to_string(), "stats".into(), "sync".into()]);
     assert_eq!(c("show servers ").1, vec!["sorry".to_string(), "web".into()]);
     assert_eq!(c("show virtual-servers w").1, vec!["www".to_string()]);
     assert_eq!(c("server w"), (7, vec!["web".into()]));
@@ -158,7 +158,14 @@ fn parses_configuration_changes() {
     );
     assert!(p("virtual-server add api 192.0.2.101 web").unwrap_err().contains("IP:PORT"));
     assert!(p("virtual-server add api 192.0.2.101:80 web dsr").unwrap_err().contains("unknown option"));
-    assert_eq!(p("v rem api"), Ok(Command::RemoveVirtualServer { name: "api".into() }));
+    assert_eq!(p("vi rem api"), Ok(Command::RemoveVirtualServer { name: "api".into() }));
+    assert!(p("v rem api").unwrap_err().contains("ambiguous command \"v\": virtual-server, vrrp"));
+    assert_eq!(p("vr outside pri 250"), Ok(Command::VrrpPriority { name: "outside".into(), priority: 250 }));
+    assert_eq!(p("vrrp outside release"), Ok(Command::VrrpRelease { name: "outside".into() }));
+    assert!(p("vrrp outside priority 0").unwrap_err().contains("allowed 1..=255"));
+    assert!(p("vrrp outside").unwrap_err().contains("usage: vrrp NAME priority N"));
+    assert_eq!(p("show vrrp"), Ok(Command::Show(Show::Vrrp)));
+    assert_eq!(p("sh sy"), Ok(Command::Show(Show::Sync)));
     assert_eq!(p("config reload"), Ok(Command::Reload));
     assert_eq!(p("conf save /tmp/x.toml"), Ok(Command::Save { path: Some("/tmp/x.toml".into()) }));
     assert_eq!(p("config save"), Ok(Command::Save { path: None }));
