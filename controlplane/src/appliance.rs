@@ -101,6 +101,7 @@ impl Appliance {
         say("furiwake: ready");
         let mut last_link_check = Instant::now();
         let mut burst = Burst::new();
+        let idle = Duration::from_micros(u64::from(*self.lb.config().platform.control_idle_sleep_us.get_ref()));
         while !stop.load(Ordering::Relaxed) {
             if dump.swap(false, Ordering::Relaxed) {
                 say(&self.report());
@@ -142,8 +143,8 @@ impl Appliance {
                 self.lb.collect_retired(&mut self.runtime, &mut self.arp, &mut self.health);
                 self.runtime.workers_mut().reclaim();
             }
-            if !busy {
-                std::thread::sleep(Duration::from_micros(200));
+            if !busy && !idle.is_zero() {
+                std::thread::sleep(idle);
             }
         }
     }

@@ -75,6 +75,8 @@ pub const TX_DESCRIPTORS: Bound = Bound::new("tx_descriptors", 64, 32768);
 /// Up to 10 ms: a worker asleep longer lets its RX ring overflow at a few
 /// thousand packets per second.
 pub const IDLE_SLEEP_US: Bound = Bound::new("idle_sleep_us", 0, 10_000);
+/// Up to 2 ms: VRRP adverts as often as every 10 ms are sent on time.
+pub const CONTROL_IDLE_SLEEP_US: Bound = Bound::new("control_idle_sleep_us", 0, 2_000);
 /// 24 bytes each, per worker: 2^26 records are 1.5 GiB.
 pub const PERSISTENCE_RECORDS: Bound = Bound::new("persistence_records", 1024, 1 << 26);
 
@@ -141,6 +143,7 @@ pub const ALL: &[Bound] = &[
     RX_DESCRIPTORS,
     TX_DESCRIPTORS,
     IDLE_SLEEP_US,
+    CONTROL_IDLE_SLEEP_US,
     PERSISTENCE_RECORDS,
     INTERVAL_MS,
     TIMEOUT_MS,

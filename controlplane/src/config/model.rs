@@ -262,6 +262,11 @@ pub struct Platform {
     /// 0 polls without pause (appliance default); small VMs and CI want 20+.
     #[serde(default = "defaults::idle_sleep_us")]
     pub idle_sleep_us: Spanned<u32>,
+    /// The control lcore's sleep in a turn that found nothing to do. Its
+    /// timers (VRRP adverts, probes) have 10 ms resolution, so a sleep
+    /// well below that costs nothing; 0 spins (a dedicated core).
+    #[serde(default = "defaults::control_idle_sleep_us")]
+    pub control_idle_sleep_us: Spanned<u32>,
     /// Persistence records per worker, preallocated when a virtual server
     /// has persistence (24 bytes each).
     #[serde(default = "defaults::persistence_records")]
@@ -293,6 +298,9 @@ mod defaults {
     }
     pub fn tx_desc() -> Spanned<u16> {
         unplaced(1024)
+    }
+    pub fn control_idle_sleep_us() -> Spanned<u32> {
+        unplaced(200)
     }
     pub fn idle_sleep_us() -> Spanned<u32> {
         unplaced(0)

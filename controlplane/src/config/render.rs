@@ -13,13 +13,14 @@ pub fn render(cfg: &Config) -> String {
     let lcores: Vec<String> = p.worker_lcore_ids().iter().map(u32::to_string).collect();
     let _ = writeln!(
         s,
-        "worker_lcores = [{}]\nflows_per_worker = {}\nmbufs = {}\nrx_descriptors = {}\ntx_descriptors = {}\nidle_sleep_us = {}\npersistence_records = {}",
+        "worker_lcores = [{}]\nflows_per_worker = {}\nmbufs = {}\nrx_descriptors = {}\ntx_descriptors = {}\nidle_sleep_us = {}\ncontrol_idle_sleep_us = {}\npersistence_records = {}",
         lcores.join(", "),
         p.flows_per_worker.get_ref(),
         p.mbufs.get_ref(),
         p.rx_descriptors.get_ref(),
         p.tx_descriptors.get_ref(),
         p.idle_sleep_us.get_ref(),
+        p.control_idle_sleep_us.get_ref(),
         p.persistence_records.get_ref()
     );
     for i in &cfg.interfaces {

@@ -164,6 +164,7 @@ impl Config {
         within(src, &bounds::RX_DESCRIPTORS, &p.rx_descriptors)?;
         within(src, &bounds::TX_DESCRIPTORS, &p.tx_descriptors)?;
         within(src, &bounds::IDLE_SLEEP_US, &p.idle_sleep_us)?;
+        within(src, &bounds::CONTROL_IDLE_SLEEP_US, &p.control_idle_sleep_us)?;
         within(src, &bounds::PERSISTENCE_RECORDS, &p.persistence_records)?;
         for h in &self.health_checks {
             within(src, &bounds::INTERVAL_MS, &h.interval_ms)?;
