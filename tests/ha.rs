@@ -195,11 +195,16 @@ group = "pair"
 /// both instances to the backup within 3 intervals and the skew, and the
 /// VIP answers through it; the old master returns and preempts; SIGTERM
 /// hands over with a priority-0 advert within about one interval.
+///
+/// The inside instance sends its adverts to the peer's self IP
+/// (`unicast_peers`), the outside one to 224.0.0.18: either way reaching
+/// the peer is what keeps it backup.
 #[test]
 fn the_higher_priority_serves_and_failover_moves_the_vip() {
     let Some(mut p) = Pair::open('v', "failover", &[]) else { return };
-    p.start(0, &nat_vrrp(200, ""));
-    p.start(1, &nat_vrrp(100, ""));
+    let unicast = |prio: u8, peer: u8| nat_vrrp(prio, "").replace("vrid = 52\n", &format!("vrid = 52\nunicast_peers = [\"198.51.100.{peer}\"]\n"));
+    p.start(0, &unicast(200, 4));
+    p.start(1, &unicast(100, 3));
     assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "A did not become master:\n{}", p.both());
     assert!(p.wait_out(0, "vrrp inside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "A's inside did not follow:\n{}", p.both());
     std::thread::sleep(Duration::from_millis(500));
@@ -207,7 +212,7 @@ fn the_higher_priority_serves_and_failover_moves_the_vip() {
     let id = wait_for(Duration::from_secs(10), || p.id());
     assert!(id.is_some(), "the VIP did not answer through A:\n{}", p.both());
     let show = p.show_vrrp(1);
-    assert!(show.contains("BACKUP") && show.contains("192.0.2.3"), "B's show vrrp names A as master:\n{show}");
+    assert!(show.contains("BACKUP") && show.contains("192.0.2.3") && show.contains("198.51.100.3"), "B's show vrrp names A as master of both:\n{show}");
 
     // kill -9: B takes over after the master-down interval.
     let n = p.out(1).matches("vrrp outside: BACKUP -> MASTER").count();
@@ -226,16 +231,15 @@ fn the_higher_priority_serves_and_failover_moves_the_vip() {
     println!("first request answered through B {} ms after its takeover was seen", t0.elapsed().as_millis());
 
     // A returns with preemption: it becomes master again, B backs off.
-    p.start(0, &nat_vrrp(200, ""));
+    p.start(0, &unicast(200, 4));
     assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "A did not preempt:\n{}", p.both());
     assert!(p.wait_out(1, "vrrp outside: MASTER -> BACKUP", Duration::from_secs(5)).is_some(), "B did not back off:\n{}", p.both());
     assert!(wait_for(Duration::from_secs(10), || p.id()).is_some(), "the VIP did not answer through A again:\n{}", p.both());
 
     // SIGTERM: the priority-0 advert; B waits only its skew (61 ms).
-    let t0 = Instant::now();
-    p.fw[0].as_ref().unwrap().signal(libc::SIGTERM);
     let n = p.out(1).matches("vrrp outside: BACKUP -> MASTER").count();
-    let took = wait_for(Duration::from_secs(5), || (p.out(1).matches("vrrp outside: BACKUP -> MASTER").count() > n).then(|| t0.elapsed()));
+    let t0 = p.signal(0, libc::SIGTERM);
+    let took = p.wait_more(1, "vrrp outside: BACKUP -> MASTER", n, t0, Duration::from_secs(5));
     let Some(took) = took else { panic!("B did not take over on SIGTERM:\n{}", p.both()) };
     println!("handover on SIGTERM: {} ms", took.as_millis());
     assert!(p.out(1).contains("(priority-0 advert)"), "B took over because of the priority-0 advert:\n{}", p.both());
@@ -552,10 +556,9 @@ fn a_returning_master_preempts_only_after_the_bulk_dump_and_sigterm_resets_nothi
 
     // SIGTERM on A: B takes over on the priority-0 advert; the same
     // connections answer again.
-    let t0 = Instant::now();
     let n = p.out(1).matches("vrrp outside: BACKUP -> MASTER").count();
-    p.fw[0].as_ref().unwrap().signal(libc::SIGTERM);
-    let took = wait_for(Duration::from_secs(5), || (p.out(1).matches("vrrp outside: BACKUP -> MASTER").count() > n).then(|| t0.elapsed()));
+    let t0 = p.signal(0, libc::SIGTERM);
+    let took = p.wait_more(1, "vrrp outside: BACKUP -> MASTER", n, t0, Duration::from_secs(5));
     let took = took.unwrap_or_else(|| panic!("B did not take over:\n{}", p.both()));
     assert!(p.out(1).contains("(priority-0 advert)"), "{}", p.both());
     println!("SIGTERM handover: {} ms", took.as_millis());
@@ -663,4 +666,62 @@ fn under_wrk_the_standby_follows_the_master_within_the_sync_lag() {
     // entry a new SYN reopens (RFC 9293 §3.6.1).
     assert!(n >= 100, "{n} entries for {requests} requests");
     assert!(!show.contains("lost to a full ring") || show.contains("0 lost to a full ring"), "{show}");
+}
+
+/// Active-active: each box is master of one VIP (full-NAT, each VIP with
+/// its own floating local address) and syncs its connections to the
+/// other, both ways at once. `kill -9` of either moves its VIP to the
+/// other and its keep-alive connections answer again there.
+#[test]
+fn active_active_sync_runs_both_ways() {
+    let Some(mut p) = Pair::open('a', "active", &["python3"]) else { return };
+    p.services = format!(
+        "[[virtual_server]]\nname = \"one\"\naddress = \"{VIP}:80\"\npool = \"web\"\nforwarding = \"full-nat\"\nlocal_addresses = [\"198.51.100.50\"]\n\n[[virtual_server]]\nname = \"two\"\naddress = \"192.0.2.101:80\"\npool = \"web\"\nforwarding = \"full-nat\"\nlocal_addresses = [\"198.51.100.51\"]\n"
+    );
+    let vrrp = |b: usize| {
+        let (one, two) = if b == 0 { (200, 100) } else { (100, 200) };
+        format!(
+            "[[vrrp]]\nname = \"one\"\ninterface = \"outside\"\nvrid = 51\npriority = {one}\nadvert_interval_ms = 100\naddresses = [\"{VIP}\", \"198.51.100.50\"]\n\n[[vrrp]]\nname = \"two\"\ninterface = \"outside\"\nvrid = 61\npriority = {two}\nadvert_interval_ms = 100\naddresses = [\"192.0.2.101\", \"198.51.100.51\"]\n{}",
+            sync_section(b)
+        )
+    };
+    p.start(0, &vrrp(0));
+    p.start(1, &vrrp(1));
+    assert!(p.wait_out(0, "vrrp one: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
+    assert!(p.wait_out(1, "vrrp two: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
+    for b in 0..2 {
+        assert!(wait_for(Duration::from_secs(10), || (p.out(b).matches("(pool web) up").count() >= 3).then_some(())).is_some(), "{}", p.both());
+    }
+    let script = test_script("keepalive.py");
+    let open = |vip: &str, log: &str| {
+        let mut ka = Proc::spawn("keepalive", Some(&p.topo.ns("client")), &["/usr/bin/python3", script.to_str().unwrap(), "--to", &format!("{vip}:80"), "--count", "20"], &p.dir.path(log), true);
+        ka.expect_output("open 20", Duration::from_secs(20));
+        ka
+    };
+    let mut one = open(VIP, "ka-one.log");
+    let mut two = open("192.0.2.101", "ka-two.log");
+    // Each box has the other's 20 connections.
+    for b in 0..2 {
+        let ok = wait_for(Duration::from_secs(10), || (number_after(&p.console(b, "show sync"), "ring, ").unwrap_or(0) >= 20).then_some(()));
+        assert!(ok.is_some(), "box {b} did not install the peer's connections:\n{}", p.console(b, "show sync"));
+    }
+    let show_a = p.console(0, "show sync");
+    println!("active-active, A:\n{show_a}");
+
+    // A dies: B takes VIP one; its connections answer through B.
+    p.kill(0, libc::SIGKILL);
+    assert!(p.wait_out(1, "vrrp one: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
+    again(&mut one, 1, &p);
+    again(&mut two, 1, &p);
+    // A returns (bulk dump, then preempts VIP one); then B dies: A takes
+    // VIP two, whose connections B had synced to it.
+    p.start(0, &vrrp(0));
+    assert!(p.wait_out(0, "vrrp one: BACKUP -> MASTER", Duration::from_secs(10)).is_some(), "{}", p.both());
+    assert!(p.out(0).find("sync: bulk dump from 198.51.100.4 complete") < p.out(0).find("vrrp one: BACKUP -> MASTER"), "{}", p.out(0));
+    assert!(wait_for(Duration::from_secs(10), || (p.out(0).matches("(pool web) up").count() >= 3).then_some(())).is_some(), "{}", p.both());
+    p.kill(1, libc::SIGKILL);
+    assert!(p.wait_out(0, "vrrp two: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
+    again(&mut one, 2, &p);
+    again(&mut two, 2, &p);
+    println!("active-active: both VIPs' 20 keep-alive connections answered after each box's death in turn");
 }
