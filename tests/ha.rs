@@ -89,6 +89,12 @@ impl Pair {
         self.fw[b].as_ref().map(Proc::output).unwrap_or_default()
     }
 
+    /// Lines box `b` printed on its console containing `needle` (each
+    /// event is also in the log, prefixed `[time LEVEL ]`: not counted).
+    fn events(&self, b: usize, needle: &str) -> usize {
+        self.out(b).lines().filter(|l| !l.starts_with('[') && l.contains(needle)).count()
+    }
+
     fn both(&self) -> String {
         format!("--- A ---\n{}\n--- B ---\n{}", self.out(0), self.out(1))
     }
@@ -213,6 +219,24 @@ fn the_higher_priority_serves_and_failover_moves_the_vip() {
     assert!(id.is_some(), "the VIP did not answer through A:\n{}", p.both());
     let show = p.show_vrrp(1);
     assert!(show.contains("BACKUP") && show.contains("192.0.2.3") && show.contains("198.51.100.3"), "B's show vrrp names A as master of both:\n{show}");
+
+    // The operator hands over (`vrrp NAME release`): B takes both
+    // instances (its group follows), and A does not preempt back until its
+    // priority is set.
+    let masters = p.out(0).matches("vrrp outside: BACKUP -> MASTER").count();
+    let answer = p.console(0, "vrrp outside release");
+    assert!(answer.contains("released"), "{answer}");
+    assert!(p.wait_out(1, "vrrp inside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "B did not take over on release:\n{}", p.both());
+    assert!(p.out(0).contains("vrrp outside: MASTER -> BACKUP (released by the operator)"), "{}", p.out(0));
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(p.out(0).matches("vrrp outside: BACKUP -> MASTER").count(), masters, "A preempted after a release:\n{}", p.out(0));
+    assert!(p.show_vrrp(0).contains("released (no preemption)"), "{}", p.show_vrrp(0));
+    assert!(wait_for(Duration::from_secs(10), || p.id()).is_some(), "the VIP did not answer through B:\n{}", p.both());
+    let answer = p.console(0, "vrrp outside priority 250");
+    assert!(answer.contains("priority 250 (was 200)"), "{answer}");
+    assert!(p.wait_more(0, "vrrp outside: BACKUP -> MASTER", masters, Instant::now(), Duration::from_secs(5)).is_some(), "A did not preempt with 250:\n{}", p.both());
+    assert!(p.wait_out(1, "vrrp outside: MASTER -> BACKUP", Duration::from_secs(5)).is_some(), "{}", p.both());
+    assert!(p.show_vrrp(1).contains("192.0.2.3"), "{}", p.show_vrrp(1));
 
     // kill -9: B takes over after the master-down interval.
     let n = p.out(1).matches("vrrp outside: BACKUP -> MASTER").count();
@@ -536,7 +560,7 @@ fn a_returning_master_preempts_only_after_the_bulk_dump_and_sigterm_resets_nothi
     p.start(1, &vrrp(100, 1));
     assert!(p.wait_out(1, "sync: bulk dump from 198.51.100.3 complete", Duration::from_secs(10)).is_some(), "{}", p.both());
     // B's own health checks have found the servers up.
-    assert!(wait_for(Duration::from_secs(10), || (p.out(1).matches("(pool web) up").count() >= 3).then_some(())).is_some(), "{}", p.both());
+    assert!(wait_for(Duration::from_secs(10), || (p.events(1, "(pool web) up") >= 3).then_some(())).is_some(), "{}", p.both());
     p.kill(0, libc::SIGKILL);
     assert!(p.wait_out(1, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
     // Opened on B while A is away.
@@ -690,7 +714,7 @@ fn active_active_sync_runs_both_ways() {
     assert!(p.wait_out(0, "vrrp one: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
     assert!(p.wait_out(1, "vrrp two: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
     for b in 0..2 {
-        assert!(wait_for(Duration::from_secs(10), || (p.out(b).matches("(pool web) up").count() >= 3).then_some(())).is_some(), "{}", p.both());
+        assert!(wait_for(Duration::from_secs(10), || (p.events(b, "(pool web) up") >= 3).then_some(())).is_some(), "{}", p.both());
     }
     let script = test_script("keepalive.py");
     let open = |vip: &str, log: &str| {
@@ -718,7 +742,7 @@ fn active_active_sync_runs_both_ways() {
     p.start(0, &vrrp(0));
     assert!(p.wait_out(0, "vrrp one: BACKUP -> MASTER", Duration::from_secs(10)).is_some(), "{}", p.both());
     assert!(p.out(0).find("sync: bulk dump from 198.51.100.4 complete") < p.out(0).find("vrrp one: BACKUP -> MASTER"), "{}", p.out(0));
-    assert!(wait_for(Duration::from_secs(10), || (p.out(0).matches("(pool web) up").count() >= 3).then_some(())).is_some(), "{}", p.both());
+    assert!(wait_for(Duration::from_secs(10), || (p.events(0, "(pool web) up") >= 3).then_some(())).is_some(), "{}", p.both());
     p.kill(1, libc::SIGKILL);
     assert!(p.wait_out(0, "vrrp two: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
     again(&mut one, 2, &p);

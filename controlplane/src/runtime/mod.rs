@@ -145,9 +145,17 @@ impl Runtime {
         self.pool.as_ref().map(Mempool::in_use)
     }
 
-    /// Stops the workers and waits for them.
+    /// Stops the workers and waits for them; then frees what they punted
+    /// after the control loop's last turn (the final report counts the
+    /// pool: nothing may sit in a punt ring then).
     pub fn stop_workers(&mut self) {
         self.workers.stop();
+        let mut burst = furiwake_dataplane::Burst::new();
+        for i in 0..self.punt_rings() {
+            while self.dequeue_punted(i, &mut burst) > 0 {
+                burst.drain().for_each(drop);
+            }
+        }
     }
 
     /// Frees everything, in order: rings (they may hold mbufs), the

@@ -378,10 +378,16 @@ impl Vrrp {
 
     /// `vrrp NAME priority N`.
     pub fn set_priority(&mut self, name: &str, priority: u8) -> Result<String, String> {
-        let i = self.instances.iter_mut().find(|i| i.name() == name).ok_or_else(|| format!("no vrrp instance {name:?}"))?;
+        let k = self.instances.iter().position(|i| i.name() == name).ok_or_else(|| format!("no vrrp instance {name:?}"))?;
         if priority == 0 {
             return Err("priority: allowed 1..=255".into());
         }
+        // A release ends for the whole group (it was released as one).
+        let group = self.instances[k].cfg.group.as_ref().map(|g| g.get_ref().clone());
+        for i in self.instances.iter_mut().filter(|i| group.is_some() && i.cfg.group.as_ref().map(|g| g.get_ref()) == group.as_ref()) {
+            i.released = false;
+        }
+        let i = &mut self.instances[k];
         let was = i.priority;
         i.priority = priority;
         i.effective = priority;
@@ -393,14 +399,23 @@ impl Vrrp {
     /// `vrrp NAME release`: an orderly handover to the peer.
     pub fn release(&mut self, name: &str, rt: &mut Runtime, arp: &mut Arp, lb: &mut Lb, health: &Health) -> Result<String, String> {
         let k = self.instances.iter().position(|i| i.name() == name).ok_or_else(|| format!("no vrrp instance {name:?}"))?;
-        let now = self.now_cs();
-        let mut o = Vec::new();
-        if !self.instances[k].release(now, &mut o) {
+        if !self.instances[k].is_master() {
             return Err(format!("vrrp {name} is {}, not MASTER: nothing to release", self.instances[k].state_name()));
         }
-        let mut outs: Vec<(usize, Out)> = o.into_iter().map(|x| (k, x)).collect();
-        self.follow_groups(now, &mut outs);
+        // The whole sync group hands over, or its other members would
+        // preempt back and take the released one along.
+        let group = self.instances[k].cfg.group.as_ref().map(|g| g.get_ref().clone());
+        let now = self.now_cs();
+        let mut outs: Vec<(usize, Out)> = Vec::new();
+        for (j, i) in self.instances.iter_mut().enumerate() {
+            if j == k || (group.is_some() && i.cfg.group.as_ref().map(|g| g.get_ref()) == group.as_ref()) {
+                let mut o = Vec::new();
+                i.release(now, &mut o);
+                i.released = true;
+                outs.extend(o.into_iter().map(|x| (j, x)));
+            }
+        }
         self.carry_out(outs, now, rt, arp, lb, health);
-        Ok(format!("vrrp {name}: released; the peer takes over (this box does not preempt until it is master again or its priority is set)"))
+        Ok(format!("vrrp {name}: released{}; the peer takes over (this box does not preempt until it is master again or its priority is set)", group.map_or(String::new(), |g| format!(" with its sync group {g}"))))
     }
 }
