@@ -601,9 +601,11 @@ fn a_forged_sync_datagram_is_dropped_and_counted() {
     if !require(try_sh("/usr/bin/python3 -c 'import scapy'").0, "python3-scapy") {
         return;
     }
+    p.services.push_str("\n[management]\nlisten = \"127.0.0.1:9100\"\n");
     p.start(1, &(nat_vrrp(100, "") + &sync_section(1)));
     assert!(p.wait_out(1, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
     let mac = port_mac(&p.out(1), "inside").expect("B's inside MAC");
+    let metrics = || p.topo.exec("lb2", "curl -s -m 5 http://127.0.0.1:9100/metrics");
     let forge = |sign: &str, src: &str, seq: u32| {
         let script = test_script("sync_forge.py");
         let out = p.topo.exec(
@@ -622,8 +624,11 @@ fn a_forged_sync_datagram_is_dropped_and_counted() {
     assert!(show.contains("0 installed") && show.contains("received: 0 datagrams"), "{show}");
     assert!(!client_entry(), "a forged record was installed");
     assert!(p.console(1, "show connections").lines().count() <= 2, "{}", p.console(1, "show connections"));
-    let metrics_like = p.console(1, "show sync");
-    println!("forged datagram:\n{metrics_like}");
+    println!("forged datagram:\n{show}");
+    let m = metrics();
+    for line in ["furiwake_sync_dropped_total{reason=\"bad-hmac\"} 1", "furiwake_sync_datagrams_received_total 0", "furiwake_vrrp_state{instance=\"outside\",state=\"MASTER\"} 1", "furiwake_vrrp_state{instance=\"inside\",state=\"BACKUP\"} 0", "furiwake_vrrp_became_master_total{instance=\"inside\"} 1"] {
+        assert!(m.lines().any(|l| l == line), "metrics lack {line:?}:\n{m}");
+    }
 
     forge("good", "198.51.100.11", 1);
     assert!(wait_for(Duration::from_secs(5), || p.console(1, "show sync").contains("not-the-peer 1").then_some(())).is_some(), "{}", p.console(1, "show sync"));
@@ -633,6 +638,7 @@ fn a_forged_sync_datagram_is_dropped_and_counted() {
     forge("good", "198.51.100.3", 2);
     assert!(wait_for(Duration::from_secs(5), || client_entry().then_some(())).is_some(), "the signed record was not installed:\n{}", p.console(1, "show sync"));
     assert!(p.console(1, "show sync").contains("1 installed"), "{}", p.console(1, "show sync"));
+    assert!(metrics().lines().any(|l| l == "furiwake_sync_worker_records_total{what=\"installed\"} 1"), "{}", metrics());
 }
 
 /// Connection entries over the workers, from `show workers` (CONNECTIONS).
