@@ -152,6 +152,12 @@ impl Instance {
     /// `why`; pushes what must be done.
     fn run(&mut self, event: Event, now: u64, preempt: bool, why: &str, out: &mut Vec<Out>) {
         let before = self.state_name();
+        self.apply(event, now, preempt, out);
+        self.note(before, why);
+    }
+
+    /// One step of the state machine; its actions into `out`.
+    fn apply(&mut self, event: Event, now: u64, preempt: bool, out: &mut Vec<Out>) {
         let (state, (actions, n)) = fsm::step(self.state, &self.params(preempt), event, now);
         self.state = state;
         for a in actions.iter().take(n).flatten() {
@@ -161,7 +167,6 @@ impl Instance {
                 Action::DropAddresses => Out::Drop,
             });
         }
-        self.note(before, why);
     }
 
     fn note(&mut self, before: &'static str, why: &str) {
@@ -203,15 +208,7 @@ impl Instance {
             (None, Some(why)) => {
                 let before = self.state_name();
                 if !matches!(self.state, State::Initialize) {
-                    let (state, (actions, n)) = fsm::step(self.state, &self.params(false), Event::Shutdown, now);
-                    self.state = state;
-                    for a in actions.iter().take(n).flatten() {
-                        out.push(match *a {
-                            Action::SendAdvert { priority } => Out::Advert { priority },
-                            Action::TakeAddresses => Out::Take,
-                            Action::DropAddresses => Out::Drop,
-                        });
-                    }
+                    self.apply(Event::Shutdown, now, false, out);
                 }
                 self.fault = Some(why.clone());
                 self.master = None;
@@ -220,13 +217,9 @@ impl Instance {
             (Some(_), None) => {
                 let before = self.state_name();
                 self.fault = None;
-                let (state, _) = fsm::step(State::Initialize, &self.params(false), Event::Startup, now);
-                self.state = state;
-                if let State::Master { .. } = state {
-                    // The owner (255) comes back as master.
-                    out.push(Out::Advert { priority: self.effective });
-                    out.push(Out::Take);
-                }
+                // From INIT, as at start (the owner, 255, comes back as master).
+                self.state = State::Initialize;
+                self.apply(Event::Startup, now, false, out);
                 self.note(before, "tracking recovered");
             }
             (Some(_), Some(why)) => self.fault = Some(why),
@@ -304,10 +297,7 @@ impl Instance {
             }
             (State::Master { .. }, false) => {
                 let before = self.state_name();
-                let cs = self.advert_cs();
-                self.state = State::Backup { master_adver_cs: cs, master_down_at: now + self.params(false).master_down_cs(cs) };
-                out.push(Out::Drop);
-                self.master = None;
+                self.step_down(now, out);
                 self.note(before, why);
             }
             _ => {}
@@ -323,12 +313,19 @@ impl Instance {
         let before = self.state_name();
         self.released = true;
         out.push(Out::Advert { priority: 0 });
-        out.push(Out::Drop);
-        let cs = self.advert_cs();
-        self.state = State::Backup { master_adver_cs: cs, master_down_at: now + self.params(false).master_down_cs(cs) };
-        self.master = None;
+        self.step_down(now, out);
         self.note(before, "released by the operator");
         true
+    }
+
+    /// A master becomes backup without a peer's advert (its group left,
+    /// or the operator released it): addresses dropped, the master-down
+    /// timer started.
+    fn step_down(&mut self, now: u64, out: &mut Vec<Out>) {
+        let cs = self.advert_cs();
+        self.state = State::Backup { master_adver_cs: cs, master_down_at: now + self.params(false).master_down_cs(cs) };
+        out.push(Out::Drop);
+        self.master = None;
     }
 
     pub fn refuse(&mut self, reason: &'static str) {
