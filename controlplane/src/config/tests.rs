@@ -102,9 +102,16 @@ fn duplicates_and_lcores_refused() {
     assert!(e.message.contains("at least one"), "{e}");
     let e = err(&GOOD.replace("\"--no-pci\"]", "\"--no-pci\", \"-l\", \"0-3\"]"));
     assert!(e.message.contains("\"-l\""), "{e}");
-    let e = err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-l2\"\n"));
+    let e = err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-dscp\"\n"));
     assert!(e.message.contains("not supported"), "{e}");
     assert_eq!(e.line, 37);
+    // MAT rewrites no port: the servers must listen on the VIP's.
+    let e = err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-l2\"\n"));
+    assert!(e.message.contains("server 198.51.100.11:8080 must listen on the VIP's port 80"), "{e}");
+    assert_eq!(e.line, 31);
+    let e = err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-l2\"\n").replace(":8080", ":80").replace("198.51.100.12", "203.0.113.12"));
+    assert!(e.message.contains("203.0.113.12:80 is on no interface's subnet"), "{e}");
+    Config::parse("t", &GOOD.replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-l2\"\n").replace(":8080", ":80")).unwrap();
     let e = err(&format!("{GOOD}\n[timeouts]\ntcp_fin = 2\ntcp_est = 3\n"));
     assert!(e.message.contains("unknown field `tcp_est`"), "{e}");
     let e = err(&GOOD.replace("kind = \"http\"", "kind = \"htp\""));

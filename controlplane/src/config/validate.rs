@@ -132,14 +132,17 @@ impl Config {
             return Err(src.error(None, format!("at most {} real servers over all virtual servers", furiwake_dataplane::limits::MAX_SERVERS)));
         }
         for vs in &self.virtual_servers {
-            if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat) {
+            if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat | Forwarding::DsrL2) {
                 return Err(src.error(
                     Some(vs.forwarding.span()),
-                    format!("virtual_server {:?}: forwarding {:?} is not supported by this build (nat, full-nat)", vs.name.get_ref(), vs.forwarding.get_ref()),
+                    format!("virtual_server {:?}: forwarding {:?} is not supported by this build (nat, full-nat, dsr-l2)", vs.name.get_ref(), vs.forwarding.get_ref()),
                 ));
             }
-            if *vs.forwarding.get_ref() == Forwarding::Nat && !vs.local_addresses.is_empty() {
+            if *vs.forwarding.get_ref() != Forwarding::FullNat && !vs.local_addresses.is_empty() {
                 return Err(src.error(Some(vs.name.span()), format!("virtual_server {:?}: local_addresses needs forwarding = \"full-nat\"", vs.name.get_ref())));
+            }
+            if *vs.forwarding.get_ref() == Forwarding::DsrL2 {
+                self.validate_dsr_l2(src, vs)?;
             }
             if !self.pools.iter().any(|p| p.name.get_ref() == vs.pool.get_ref()) {
                 return Err(src.error(Some(vs.pool.span()), format!("virtual_server {:?}: no pool named {:?}", vs.name.get_ref(), vs.pool.get_ref())));
@@ -150,6 +153,26 @@ impl Config {
         }
         self.validate_persistence(src)?;
         self.validate_ha(src)
+    }
+
+    /// MAT (`dsr-l2`) rewrites no address and no port, and reaches its
+    /// servers by MAC: each must listen on the VIP's port and sit on a
+    /// link of the box.
+    fn validate_dsr_l2(&self, src: &Source<'_>, vs: &VirtualServer) -> Result<(), ConfigError> {
+        let name = vs.name.get_ref();
+        let vport = vs.address.get_ref().port();
+        let pool = self.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref());
+        let sorry = pool.and_then(|p| p.sorry_pool.as_ref()).and_then(|n| self.pools.iter().find(|p| p.name.get_ref() == n.get_ref()));
+        for s in pool.into_iter().chain(sorry).flat_map(|p| p.servers.iter()) {
+            let a = s.address.get_ref();
+            if a.port() != vport {
+                return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?} (dsr-l2): server {a} must listen on the VIP's port {vport}: direct server return rewrites no port")));
+            }
+            if !self.interfaces.iter().any(|i| i.address.contains(*a.ip())) {
+                return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?} (dsr-l2): server {a} is on no interface's subnet: MAT reaches servers by their MAC on a shared segment")));
+            }
+        }
+        Ok(())
     }
 
     /// Every numeric value within its range (`bounds`).

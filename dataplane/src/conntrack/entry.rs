@@ -18,6 +18,20 @@ pub enum Forwarding {
     /// Source and destination NAT (seed 000 "Src&DstNAT"): servers need no
     /// route back.
     FullNat,
+    /// MAT, direct server return on one L2 segment (seeds 001, 003): only
+    /// the destination MAC changes, to the server's; the server holds the
+    /// VIP and answers the client directly. The box sees the client's
+    /// direction only (IPVS's DR), so the entry's state follows it alone
+    /// (`tcp::next_state_input_only`).
+    DsrL2,
+}
+
+impl Forwarding {
+    /// Direct server return: the replies do not cross the box.
+    #[inline(always)]
+    pub fn is_dsr(self) -> bool {
+        matches!(self, Forwarding::DsrL2)
+    }
 }
 
 impl Forwarding {
@@ -27,6 +41,7 @@ impl Forwarding {
         match b {
             0 => Some(Forwarding::Nat),
             1 => Some(Forwarding::FullNat),
+            2 => Some(Forwarding::DsrL2),
             _ => None,
         }
     }

@@ -12,7 +12,7 @@
 use super::entry::{Flow, FlowInit, FlowMut};
 use super::key::{Addr, Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP};
 use super::state::{FlowState, Timeouts};
-use super::tcp::{fin_bits_of, next_state};
+use super::tcp::{fin_bits_of, next_state, next_state_input_only};
 use super::wheel::{Wheel, NIL, WHEEL_MASK};
 
 /// The largest table: keeps `id << 1 | dir` links and the bucket count
@@ -312,7 +312,7 @@ impl<A: Addr> FlowTable<A> {
         let Some(f) = self.entries.get_mut(id as usize).filter(|f| f.is_live()) else {
             return FlowState::Close;
         };
-        let state = next_state(f.state, dir, tcp_flags, &mut f.fin_seen);
+        let state = if f.mode.is_dsr() { next_state_input_only(f.state, tcp_flags, &mut f.fin_seen) } else { next_state(f.state, dir, tcp_flags, &mut f.fin_seen) };
         f.state = state;
         let expire = now.saturating_add(self.timeouts.for_state(state));
         f.expire = expire;

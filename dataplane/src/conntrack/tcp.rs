@@ -105,10 +105,49 @@ pub fn next_state(state: FlowState, dir: Dir, tcp_flags: u8, fin_seen: &mut u8) 
     }
 }
 
+/// The state after a client segment when the box sees the client's
+/// direction only (direct server return; IPVS's input-only table,
+/// `tcp_states_dos` in ip_vs_proto_tcp.c): the handshake completes on the
+/// client's first ACK, its FIN closes (the server's is never seen, so the
+/// FIN timeout runs), RST closes, and a new SYN reopens a closing entry.
+#[inline]
+pub fn next_state_input_only(state: FlowState, tcp_flags: u8, fin_seen: &mut u8) -> FlowState {
+    use FlowState::*;
+    if tcp_flags & TCP_RST != 0 {
+        return if state.is_tcp() { Close } else { state };
+    }
+    let syn = tcp_flags & TCP_SYN != 0;
+    let ack = tcp_flags & TCP_ACK != 0;
+    let fin = tcp_flags & TCP_FIN != 0;
+    match state {
+        SynSent | SynRecv | Established if fin => {
+            *fin_seen |= FIN_ORIGINAL;
+            FinWait
+        }
+        SynSent | SynRecv if ack && !syn => Established,
+        FinWait | CloseWait | TimeWait | Close if syn && !ack => {
+            *fin_seen = 0;
+            SynSent
+        }
+        s => s,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use FlowState::*;
+
+    #[test]
+    fn input_only_follows_the_client_alone() {
+        let mut fin = 0;
+        let mut s = SynSent;
+        for (flags, want) in [(TCP_SYN, SynSent), (TCP_ACK, Established), (TCP_ACK | TCP_PSH, Established), (TCP_FIN | TCP_ACK, FinWait), (TCP_ACK, FinWait), (TCP_SYN, SynSent), (TCP_ACK, Established), (TCP_RST, Close)] {
+            s = next_state_input_only(s, flags, &mut fin);
+            assert_eq!(s, want, "flags {flags:#04x}");
+        }
+        assert_eq!(next_state_input_only(Udp, TCP_RST, &mut fin), Udp);
+    }
 
     const SYN: u8 = TCP_SYN;
     const SYN_ACK: u8 = TCP_SYN | TCP_ACK;

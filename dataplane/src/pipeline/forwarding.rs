@@ -19,7 +19,7 @@ impl Shard {
         }
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         let (vs, server_index, server_ip, server_port, local_ip, local_port) = (f.vs, f.server, f.server_ip, f.server_port, f.local_ip, f.local_port);
-        let full_nat = f.mode == Forwarding::FullNat;
+        let mode = f.mode;
         let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
         if server.reset {
             self.remove(snap, id);
@@ -27,10 +27,15 @@ impl Shard {
         }
         let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
         let Some(out) = snap.port(server.tx_port) else { return Verdict::Drop(DropReason::NoServer) };
-        let src = full_nat.then_some((local_ip, local_port));
         // The range was validated by the parse (`classify`).
         let Some(ip) = frame.get_mut(p.l3..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
-        nat::rewrite(ip, p.hl, p.proto, src, Some((server_ip, server_port)), true);
+        match mode {
+            Forwarding::Nat => nat::rewrite(ip, p.hl, p.proto, None, Some((server_ip, server_port)), true),
+            Forwarding::FullNat => nat::rewrite(ip, p.hl, p.proto, Some((local_ip, local_port)), Some((server_ip, server_port)), true),
+            // MAT: IP and L4 untouched (the server holds the VIP), only the
+            // Ethernet addresses below; no TTL decrement, as IPVS's DR.
+            Forwarding::DsrL2 => {}
+        }
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(mac);
         eth.set_src_addr(out.mac);
@@ -58,7 +63,7 @@ impl Shard {
             self.after_packet(id, old, flags, state);
         }
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
-        let full_nat = f.mode == Forwarding::FullNat;
+        let mode = f.mode;
         let (vs, server_index, out_port) = (f.vs, f.server, f.client_port_id as u16);
         let (vip, vport, client_ip, client_port, client_mac) = (f.vip, f.vport, f.client_ip, f.client_port, f.client_mac);
         if snap.servers.get(server_index as usize).is_some_and(|s| s.reset) {
@@ -66,9 +71,14 @@ impl Shard {
             return Verdict::Drop(DropReason::ServerDown);
         }
         let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
-        let dst = full_nat.then_some((client_ip, client_port));
         let Some(ip) = frame.get_mut(p.l3..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
-        nat::rewrite(ip, p.hl, p.proto, Some((vip, vport)), dst, true);
+        match mode {
+            Forwarding::Nat => nat::rewrite(ip, p.hl, p.proto, Some((vip, vport)), None, true),
+            Forwarding::FullNat => nat::rewrite(ip, p.hl, p.proto, Some((vip, vport)), Some((client_ip, client_port)), true),
+            // A DSR server that routes its replies through the box anyway
+            // (already from the VIP): routed on to the client.
+            Forwarding::DsrL2 => nat::rewrite(ip, p.hl, p.proto, None, None, true),
+        }
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(EthernetAddress(client_mac));
         eth.set_src_addr(out.mac);

@@ -956,3 +956,58 @@ fn a_record_naming_a_removed_server_is_replaced() {
     assert_eq!(connect(&mut w, CLIENT, 1002, 81), next, "and the group follows it");
     std::mem::forget(publisher);
 }
+
+/// The fixture's snapshot with the NAT service on VIP:80 turned into MAT
+/// (`dsr-l2`) with servers listening on port 80.
+fn dsr_l2_snapshot() -> Snapshot {
+    let mut s = snapshot();
+    if let Some(vs) = s.services.get_mut(0) {
+        vs.forwarding = Forwarding::DsrL2;
+    }
+    for srv in s.servers.iter_mut().filter(|r| r.vs == 0) {
+        srv.port = 80;
+    }
+    s.index();
+    s
+}
+
+/// MAT: only the Ethernet addresses change (the server's MAC, from the
+/// port towards it); IP and TCP bytes leave as they came, TTL included;
+/// the entry follows the client's direction alone (SYN, ACK, FIN), and
+/// the server's own reply, if it came through the box, is routed back.
+#[test]
+fn dsr_l2_changes_the_destination_mac_only_and_tracks_the_client_side() {
+    let mut w = worker_on(dsr_l2_snapshot(), 64, 0, 1, true);
+    let mut f = syn(40000, 80);
+    let sent = f.clone();
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(&f[0..6], &SERVER_MAC[0].0, "to the server's MAC");
+    assert_eq!(&f[6..12], &IN_MAC.0, "from the port towards it");
+    assert_eq!(&f[12..], &sent[12..], "IP and TCP untouched: the server holds the VIP");
+    let id = w.table().iter().next().map(|(id, _)| id).unwrap();
+    assert_eq!(w.table().get(id).map(|e| (e.state, e.mode)), Some((FlowState::SynSent, Forwarding::DsrL2)));
+    for (flags, want) in [(tcpf::ACK, FlowState::Established), (tcpf::ACK | tcpf::PSH, FlowState::Established), (tcpf::FIN | tcpf::ACK, FlowState::FinWait)] {
+        let mut f = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, flags), true);
+        let sent = f.clone();
+        assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+        assert_eq!((&f[0..6], &f[12..]), (&SERVER_MAC[0].0[..], &sent[12..]));
+        assert_eq!(w.table().get(id).map(|e| e.state), Some(want), "after {flags:#04x}");
+    }
+    // A second client goes to the other server, by MAC too.
+    let mut g = syn(40001, 80);
+    assert_eq!(w.process(&mut g, OUT, false), Verdict::Forward(IN));
+    assert_eq!(&g[0..6], &SERVER_MAC[1].0);
+    // The server's real answer (from the VIP) goes straight to the client;
+    // one that reached the box anyway matches nothing here (README: DSR
+    // servers must not route through the box).
+    let mut r = frame(SERVER_MAC[1], IN_MAC, VIP, CLIENT, 6, &tcp(80, 40001, tcpf::SYN | tcpf::ACK), true);
+    assert_eq!(w.process(&mut r, IN, false), Verdict::Drop(DropReason::NoVirtualServer));
+    // A packet on the entry's reply key (the server's own address) is
+    // routed back to the client, TTL decremented.
+    let reply = frame(SERVER_MAC[1], IN_MAC, SRV[1], CLIENT, 6, &tcp(80, 40001, tcpf::SYN | tcpf::ACK), true);
+    let mut rr = reply.clone();
+    assert_eq!(w.process(&mut rr, IN, false), Verdict::Forward(OUT));
+    assert_eq!(&rr[0..6], &CLIENT_MAC.0);
+    assert_eq!(rr[22], reply[22] - 1);
+    assert_checksums(&rr);
+}

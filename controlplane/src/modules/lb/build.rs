@@ -264,10 +264,11 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         let forwarding = match vs.forwarding.get_ref() {
             Forwarding::Nat => snapshot::Forwarding::Nat,
             Forwarding::FullNat => snapshot::Forwarding::FullNat,
+            Forwarding::DsrL2 => snapshot::Forwarding::DsrL2,
             other => return Err(format!("virtual_server {name}: forwarding {other:?} is not supported by this build")),
         };
         let local_addrs: Vec<u32> = match forwarding {
-            snapshot::Forwarding::Nat => Vec::new(),
+            snapshot::Forwarding::Nat | snapshot::Forwarding::DsrL2 => Vec::new(),
             snapshot::Forwarding::FullNat if !vs.local_addresses.is_empty() => vs.local_addresses.iter().map(|a| u32::from(*a)).collect(),
             snapshot::Forwarding::FullNat => {
                 // Default: the self IP of the interface facing the servers.

@@ -1,0 +1,131 @@
+//! Direct server return end to end: the real `furiwake` binary, real nginx
+//! servers that hold the VIP, curl from a client; captures on the client,
+//! a server and the box.
+//!
+//! Lab: `scripts/netns.sh` rewired one-arm: the servers move to the
+//! client's segment (br-out) as 192.0.2.(10+N), each with the VIP on its
+//! loopback and `arp_ignore=1`, `arp_announce=2` (README, "Direct server
+//! return"). The box has one interface, lb-out 192.0.2.2.
+
+use furiwake_e2e::*;
+use std::time::Duration;
+
+/// Server N's address on the client segment.
+fn dsr_ip(n: u32) -> String {
+    format!("192.0.2.{}", 10 + n)
+}
+
+/// The lab with the servers moved to br-out, the VIP on their loopback,
+/// nginx started (`big_mb` MiB /big); furiwake not started.
+fn one_arm_lab(tag: char, name: &str, big_mb: u32) -> Option<Lab> {
+    let mut lab = Lab::open(tag, &format!("dsr-{name}"), &["nginx", "tcpdump"])?;
+    for n in 1..=LAB_BACKENDS {
+        lab.topo.exec("sw", &format!("ip link set s{n} nomaster && ip link set s{n} master br-out"));
+        lab.topo.exec(
+            &format!("srv{n}"),
+            &format!(
+                "ip addr flush dev eth0 && ip addr add {}/24 dev eth0 && ip addr add {VIP}/32 dev lo && \
+                 sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2",
+                dsr_ip(n)
+            ),
+        );
+        let p = start_nginx_backend(&lab.srv_ns(n), &format!("srv{n}"), &dsr_ip(n), &lab.backend_dir(n), big_mb);
+        lab.procs.insert(format!("nginx-srv{n}"), p);
+    }
+    Some(lab)
+}
+
+fn one_arm_config(lab: &Lab, forwarding: &str) -> String {
+    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("  {{ address = \"{}:80\" }},", dsr_ip(n))).collect();
+    format!(
+        "{}\n[[interface]]\nname = \"outside\"\ndevice = \"net_af_packet0,iface=lb-out\"\naddress = \"192.0.2.2/24\"\n\n[console]\nsocket = \"{}\"\n\n[[health_check]]\nname = \"http\"\nkind = \"http\"\ninterval_ms = 500\nrequest = \"GET /health HTTP/1.0\\r\\n\\r\\n\"\nexpect_status = 200\n\n[[pool]]\nname = \"web\"\nalgorithm = \"round-robin\"\nhealth_check = \"http\"\nservers = [\n{}\n]\n\n[[virtual_server]]\nname = \"www\"\naddress = \"{VIP}:80\"\nforwarding = \"{forwarding}\"\npool = \"web\"\n",
+        platform_section(&lab.prefix),
+        lab.dir.path("console.sock").display(),
+        servers.join("\n")
+    )
+}
+
+/// The frames of `pcap` as hex byte strings (tcpdump -xx).
+fn frames(pcap: &std::path::Path) -> Vec<Vec<u8>> {
+    let out = sh(&format!("tcpdump -nn -xx -r {} 2>/dev/null", pcap.display()));
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    for line in out.lines() {
+        if !line.starts_with('\t') && !line.starts_with(' ') {
+            frames.push(Vec::new());
+            continue;
+        }
+        let Some((_, hex)) = line.split_once(':') else { continue };
+        if let Some(f) = frames.last_mut() {
+            for w in hex.split_whitespace() {
+                for i in (0..w.len()).step_by(2) {
+                    if let Ok(b) = u8::from_str_radix(&w[i..i + 2], 16) {
+                        f.push(b);
+                    }
+                }
+            }
+        }
+    }
+    frames.into_iter().filter(|f| !f.is_empty()).collect()
+}
+
+/// MAT (`dsr-l2`): 30 requests spread round robin 10/10/10, a 50 MiB
+/// download byte-identical; the server receives the client's SYN with only
+/// the Ethernet addresses changed (to its MAC, from the box's port: IP and
+/// TCP bytes identical, TTL included), and no reply crosses the box.
+#[test]
+fn dsr_l2_spreads_connections_and_changes_only_the_mac() {
+    let Some(mut lab) = one_arm_lab('d', "l2", 50) else { return };
+    let config = one_arm_config(&lab, "dsr-l2");
+    lab.start_config(&config);
+    report_until(lab.fw(), Duration::from_secs(10), |r| r.matches("state up").count() >= 3).unwrap_or_else(|r| panic!("servers not up:\n{r}"));
+
+    // Captures: what the client sends, what srv1 receives, what crosses the box.
+    let dir = &lab.dir;
+    let (c_pcap, s_pcap, b_pcap) = (dir.path("client.pcap"), dir.path("srv1.pcap"), dir.path("box.pcap"));
+    let cap = |ns: &str, iface: &str, filter: &str, file: &std::path::Path, log: &str| {
+        let mut p = Proc::spawn("tcpdump", Some(ns), &["tcpdump", "-n", "-U", "-i", iface, "-w", file.to_str().unwrap(), filter], &dir.path(log), false);
+        p.expect_output("listening on", Duration::from_secs(5));
+        p
+    };
+    let syn_filter = "tcp port 45678 and tcp[tcpflags] & tcp-syn != 0";
+    let mut caps = vec![
+        cap(&lab.topo.ns("client"), "eth0", syn_filter, &c_pcap, "cap-client.log"),
+        cap(&lab.srv_ns(1), "eth0", syn_filter, &s_pcap, "cap-srv1.log"),
+        cap(&lab.topo.ns("lb"), "lb-out", &format!("src host {VIP} and tcp src port 80"), &b_pcap, "cap-box.log"),
+    ];
+    let ids = lab.curl_ids(VIP, 30);
+    let t = tally(&ids);
+    println!("dsr-l2: 30 requests: {t:?}");
+    assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "round robin over three servers: {t:?}");
+    // One request from a fixed port, to find its SYN on both sides; round
+    // robin sends the 31st to srv1.
+    let id = lab.topo.exec("client", &format!("curl -s -m 5 --local-port 45678 http://{VIP}/id"));
+    assert_eq!(id.trim(), "srv1");
+    let out = dir.path("big");
+    lab.topo.exec("client", &format!("curl -s -S -m 60 -o {} http://{VIP}/big", out.display()));
+    let want: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
+    assert!(want.contains(&sha256_file(&out)), "the 50 MiB download is not byte-identical to a server's /big");
+    std::thread::sleep(Duration::from_millis(300));
+    for p in caps.iter_mut() {
+        p.signal(libc::SIGINT);
+        p.wait(Duration::from_secs(5));
+    }
+
+    let sent = frames(&c_pcap);
+    let got = frames(&s_pcap);
+    assert!(!sent.is_empty() && !got.is_empty(), "the SYN was not captured on both sides: {} / {}", sent.len(), got.len());
+    let (sent, got) = (&sent[0], &got[0]);
+    let box_mac = port_mac(&lab.fw_output(), "outside").expect("the box's MAC");
+    let srv1_mac = lab.topo.exec("srv1", "cat /sys/class/net/eth0/address").trim().to_string();
+    let mac = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":");
+    assert_eq!(mac(&sent[0..6]), box_mac, "the client sent the SYN to the box (the VIP's ARP)");
+    assert_eq!(mac(&got[0..6]), srv1_mac, "srv1 got it at its own MAC");
+    assert_eq!(mac(&got[6..12]), box_mac, "from the box's port");
+    assert_eq!(&got[12..], &sent[12..], "IP header (TTL included) and TCP segment untouched");
+    let crossed = frames(&b_pcap).len();
+    assert_eq!(crossed, 0, "{crossed} reply packets from the VIP crossed the box");
+    let fw = stop_furiwake_cleanly(lab.fw());
+    let block = last_counters_block(&fw).unwrap_or_default();
+    println!("dsr-l2: SYN identical from IP on, only the Ethernet addresses changed; 0 reply packets on the box's port; 50 MiB byte-identical\n{}", block.lines().filter(|l| l.starts_with("virtual-server") || l.starts_with("worker")).collect::<Vec<_>>().join("\n"));
+    assert_eq!(must(&block, "virtual-server www:", "out-pkts"), 0, "the box forwarded no reply");
+}
