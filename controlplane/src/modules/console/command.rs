@@ -80,8 +80,8 @@ pub enum Command {
     AddServer { pool: String, addr: std::net::SocketAddrV4, weight: u32 },
     /// `pool POOL remove-server ADDR`.
     RemoveServer { pool: String, addr: AddrArg },
-    /// `virtual-server add NAME IP:PORT POOL [tcp|udp] [nat|full-nat]`.
-    AddVirtualServer { name: String, addr: std::net::SocketAddrV4, pool: String, udp: bool, full_nat: bool },
+    /// `virtual-server add NAME IP:PORT POOL [tcp|udp] [nat|full-nat|dsr-l2]`.
+    AddVirtualServer { name: String, addr: std::net::SocketAddrV4, pool: String, udp: bool, forwarding: crate::config::Forwarding },
     /// `virtual-server remove NAME`.
     RemoveVirtualServer { name: String },
     /// `config reload`.
@@ -153,7 +153,7 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         words: "virtual-server",
-        args: "add NAME IP:PORT POOL [tcp|udp] [nat|full-nat]",
+        args: "add NAME IP:PORT POOL [tcp|udp] [nat|full-nat|dsr-l2]",
         summary: "a new virtual server (default tcp, nat); ARP answered for its address at once",
     },
     Spec { words: "virtual-server", args: "remove NAME", summary: "no new connections; its open connections finish, then it goes" },
@@ -360,16 +360,18 @@ fn parse_virtual_server(rest: &[&str]) -> Result<Command, String> {
         ("remove", [name]) => Ok(Command::RemoveVirtualServer { name: name.to_string() }),
         ("add", [name, addr, pool, opts @ ..]) => {
             let addr: std::net::SocketAddrV4 = addr.parse().map_err(|_| format!("{addr:?} is not IP:PORT, such as 192.0.2.101:80"))?;
-            let (mut udp, mut full_nat) = (false, false);
+            use crate::config::Forwarding;
+            let (mut udp, mut forwarding) = (false, Forwarding::Nat);
             for o in opts {
-                match resolve(o, &["tcp", "udp", "nat", "full-nat"], "option")? {
+                match resolve(o, &["tcp", "udp", "nat", "full-nat", "dsr-l2"], "option")? {
                     "udp" => udp = true,
                     "tcp" => udp = false,
-                    "full-nat" => full_nat = true,
-                    _ => full_nat = false,
+                    "full-nat" => forwarding = Forwarding::FullNat,
+                    "dsr-l2" => forwarding = Forwarding::DsrL2,
+                    _ => forwarding = Forwarding::Nat,
                 }
             }
-            Ok(Command::AddVirtualServer { name: name.to_string(), addr, pool: pool.to_string(), udp, full_nat })
+            Ok(Command::AddVirtualServer { name: name.to_string(), addr, pool: pool.to_string(), udp, forwarding })
         }
         _ => Err(u),
     }

@@ -142,12 +142,11 @@ impl Lb {
         self.admin.set(pool, addr, AdminState::Enabled);
     }
 
-    /// `virtual-server add NAME IP:PORT POOL [tcp|udp] [nat|full-nat]`.
-    pub fn add_virtual_server(&self, name: String, addr: SocketAddrV4, pool: String, udp: bool, full_nat: bool) -> Result<(Config, String), String> {
+    /// `virtual-server add NAME IP:PORT POOL [tcp|udp] [nat|full-nat|dsr-l2]`.
+    pub fn add_virtual_server(&self, name: String, addr: SocketAddrV4, pool: String, udp: bool, forwarding: Forwarding) -> Result<(Config, String), String> {
         self.pool_index(&pool)?;
         let mut new = self.cfg.clone();
         let protocol = if udp { Protocol::Udp } else { Protocol::Tcp };
-        let forwarding = if full_nat { Forwarding::FullNat } else { Forwarding::Nat };
         new.virtual_servers.push(VirtualServer {
             name: unplaced(name.clone()),
             address: unplaced(addr),

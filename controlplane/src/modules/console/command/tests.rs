@@ -154,10 +154,14 @@ fn parses_configuration_changes() {
     assert_eq!(p("pool web remove-server 198.51.100.12"), Ok(Command::RemoveServer { pool: "web".into(), addr: "198.51.100.12".parse().unwrap() }));
     assert_eq!(
         p("virtual-server add api 192.0.2.101:8080 web udp full-nat"),
-        Ok(Command::AddVirtualServer { name: "api".into(), addr: "192.0.2.101:8080".parse().unwrap(), pool: "web".into(), udp: true, full_nat: true })
+        Ok(Command::AddVirtualServer { name: "api".into(), addr: "192.0.2.101:8080".parse().unwrap(), pool: "web".into(), udp: true, forwarding: crate::config::Forwarding::FullNat })
     );
     assert!(p("virtual-server add api 192.0.2.101 web").unwrap_err().contains("IP:PORT"));
-    assert!(p("virtual-server add api 192.0.2.101:80 web dsr").unwrap_err().contains("unknown option"));
+    assert_eq!(
+        p("virtual-server add api 192.0.2.101:80 web dsr"),
+        Ok(Command::AddVirtualServer { name: "api".into(), addr: "192.0.2.101:80".parse().unwrap(), pool: "web".into(), udp: false, forwarding: crate::config::Forwarding::DsrL2 })
+    );
+    assert!(p("virtual-server add api 192.0.2.101:80 web dsr-tunnel").unwrap_err().contains("unknown option"));
     assert_eq!(p("vi rem api"), Ok(Command::RemoveVirtualServer { name: "api".into() }));
     assert!(p("v rem api").unwrap_err().contains("ambiguous command \"v\": virtual-server, vrrp"));
     assert_eq!(p("vr outside pri 250"), Ok(Command::VrrpPriority { name: "outside".into(), priority: 250 }));
