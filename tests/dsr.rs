@@ -88,7 +88,7 @@ fn dsr_l2_spreads_connections_and_changes_only_the_mac() {
         p
     };
     let syn_filter = "tcp port 45678 and tcp[tcpflags] & tcp-syn != 0";
-    let mut caps = vec![
+    let mut caps = [
         cap(&lab.topo.ns("client"), "eth0", syn_filter, &c_pcap, "cap-client.log"),
         cap(&lab.srv_ns(1), "eth0", syn_filter, &s_pcap, "cap-srv1.log"),
         cap(&lab.topo.ns("lb"), "lb-out", &format!("src host {VIP} and tcp src port 80"), &b_pcap, "cap-box.log"),
