@@ -11,6 +11,7 @@
 //! - `diff`: what a running appliance cannot change without a restart.
 
 pub mod bounds;
+mod cidr;
 mod diff;
 mod ha;
 mod model;
