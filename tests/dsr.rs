@@ -129,3 +129,84 @@ fn dsr_l2_spreads_connections_and_changes_only_the_mac() {
     println!("dsr-l2: SYN identical from IP on, only the Ethernet addresses changed; 0 reply packets on the box's port; 50 MiB byte-identical\n{}", block.lines().filter(|l| l.starts_with("virtual-server") || l.starts_with("worker")).collect::<Vec<_>>().join("\n"));
     assert_eq!(must(&block, "virtual-server www:", "out-pkts"), 0, "the box forwarded no reply");
 }
+
+/// L3 DSR (`dsr-dscp`) across a router: the lab's servers stay on their
+/// own segment, with a router namespace (192.0.2.1 / 198.51.100.254) as
+/// their default route; each restores the VIP from the DSCP with one nft
+/// rule (README). 30 requests 10/10/10, a 50 MiB download byte-identical;
+/// the server receives the SYN addressed to itself with DSCP 46 and the
+/// client's source; no reply crosses the box.
+#[test]
+fn dsr_dscp_marks_the_vip_and_replies_bypass_the_box() {
+    let Some(mut lab) = Lab::open('q', "dsr-dscp", &["nginx", "tcpdump", "nft"]) else { return };
+    let p = lab.topo.prefix.clone();
+    sh(&format!(
+        "ip netns add {p}-rtr && ip netns exec {p}-rtr sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.disable_ipv6=1 && ip -n {p}-rtr link set lo up && \
+         ip link add {p}ra type veth peer name {p}rb && ip link set {p}ra netns {p}-rtr && ip link set {p}rb netns {p}-sw && \
+         ip link add {p}rc type veth peer name {p}rd && ip link set {p}rc netns {p}-rtr && ip link set {p}rd netns {p}-sw && \
+         ip -n {p}-sw link set {p}rb master br-out && ip -n {p}-sw link set {p}rd master br-in && ip -n {p}-sw link set {p}rb up && ip -n {p}-sw link set {p}rd up && \
+         ip -n {p}-rtr addr add 192.0.2.1/24 dev {p}ra && ip -n {p}-rtr addr add 198.51.100.254/24 dev {p}rc && ip -n {p}-rtr link set {p}ra up && ip -n {p}-rtr link set {p}rc up && \
+         ip netns exec {p}-rtr ethtool -K {p}ra tx off >/dev/null && ip netns exec {p}-rtr ethtool -K {p}rc tx off >/dev/null"
+    ));
+    for n in 1..=LAB_BACKENDS {
+        lab.topo.exec(
+            &format!("srv{n}"),
+            &format!(
+                "ip route replace default via 198.51.100.254 && ip addr add {VIP}/32 dev lo && \
+                 sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 && \
+                 nft add table ip dsr && nft add chain ip dsr pre '{{ type filter hook prerouting priority raw; }}' && \
+                 nft add rule ip dsr pre ip dscp 46 ip daddr set {VIP}"
+            ),
+        );
+        lab.start_nginx(n, 50);
+    }
+    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("  {{ address = \"{}:80\" }},", server_ip(n))).collect();
+    let config = format!(
+        "{}\n{LAB_INTERFACES}\n[[health_check]]\nname = \"http\"\nkind = \"http\"\ninterval_ms = 500\nrequest = \"GET /health HTTP/1.0\\r\\n\\r\\n\"\nexpect_status = 200\n\n[[pool]]\nname = \"web\"\nalgorithm = \"round-robin\"\nhealth_check = \"http\"\nservers = [\n{}\n]\n\n[[virtual_server]]\nname = \"www\"\naddress = \"{VIP}:80\"\nforwarding = \"dsr-dscp\"\ndscp = 46\npool = \"web\"\n",
+        platform_section(&lab.prefix),
+        servers.join("\n")
+    );
+    lab.start_config(&config);
+    report_until(lab.fw(), Duration::from_secs(10), |r| r.matches("state up").count() >= 3).unwrap_or_else(|r| panic!("servers not up:\n{r}"));
+    let dir = &lab.dir;
+    let (s_pcap, b_pcap) = (dir.path("srv1.pcap"), dir.path("box.pcap"));
+    let cap = |ns: &str, iface: &str, filter: &str, file: &std::path::Path, log: &str| {
+        let mut p = Proc::spawn("tcpdump", Some(ns), &["tcpdump", "-n", "-U", "-i", iface, "-w", file.to_str().unwrap(), filter], &dir.path(log), false);
+        p.expect_output("listening on", Duration::from_secs(5));
+        p
+    };
+    let mut caps = [
+        cap(&lab.srv_ns(1), "eth0", "tcp port 45679 and tcp[tcpflags] & tcp-syn != 0", &s_pcap, "cap-srv1.log"),
+        cap(&lab.topo.ns("lb"), "lb-in", &format!("src host {VIP} or src host 198.51.100.11 or src host 198.51.100.12 or src host 198.51.100.13"), &b_pcap, "cap-box.log"),
+    ];
+    let ids = lab.curl_ids(VIP, 30);
+    let t = tally(&ids);
+    println!("dsr-dscp: 30 requests: {t:?}");
+    assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "round robin over three servers: {t:?}");
+    let id = lab.topo.exec("client", &format!("curl -s -m 5 --local-port 45679 http://{VIP}/id"));
+    assert_eq!(id.trim(), "srv1");
+    let out = dir.path("big");
+    lab.topo.exec("client", &format!("curl -s -S -m 60 -o {} http://{VIP}/big", out.display()));
+    let want: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
+    assert!(want.contains(&sha256_file(&out)), "the 50 MiB download is not byte-identical to a server's /big");
+    std::thread::sleep(Duration::from_millis(300));
+    for c in caps.iter_mut() {
+        c.signal(libc::SIGINT);
+        c.wait(Duration::from_secs(5));
+    }
+    let got = frames(&s_pcap);
+    let syn = got.first().unwrap_or_else(|| panic!("srv1 captured no SYN"));
+    assert_eq!(syn[15] >> 2, 46, "DSCP 46 on the wire to the server (TOS {:#04x})", syn[15]);
+    assert_eq!(&syn[26..30], &[192, 0, 2, 10], "the client's source");
+    assert_eq!(&syn[30..34], &[198, 51, 100, 11], "addressed to srv1");
+    assert_eq!(u16::from_be_bytes([syn[36], syn[37]]), 80, "the VIP's port");
+    // Replies leave the servers towards the router, not the box: nothing
+    // addressed to the client crossed the box's inside port (the servers'
+    // answers to its health probes go to its self IP, not counted).
+    let replies = frames(&b_pcap).iter().filter(|f| f.len() > 34 && f[30..34] == [192, 0, 2, 10]).count();
+    assert_eq!(replies, 0, "{replies} replies to the client crossed the box");
+    let fw = stop_furiwake_cleanly(lab.fw());
+    let block = last_counters_block(&fw).unwrap_or_default();
+    assert_eq!(must(&block, "virtual-server www:", "out-pkts"), 0, "the box forwarded no reply");
+    println!("dsr-dscp: SYN to srv1 with DSCP 46 and the client's source; 0 replies to the client on the box's inside port; 50 MiB byte-identical");
+}

@@ -105,6 +105,9 @@ pub const PERSISTENCE_TIMEOUT_S: Bound = Bound::new("timeout_s", 1, MAX_PERSISTE
 /// /32. A shorter mask would send most clients to one server.
 pub const NETMASK_PREFIX: Bound = Bound::new("netmask", 8, 32);
 
+/// A DSCP (RFC 2474 §6): six bits; 0 is the default class, not a mark.
+pub const DSCP: Bound = Bound::new("dscp", 1, 63);
+
 // [timeouts], seconds
 pub const TCP_SYN: Bound = Bound::new("tcp_syn", 1, MAX_IDLE_TIMEOUT_S as u64);
 pub const TCP_ESTABLISHED: Bound = Bound::new("tcp_established", 1, MAX_IDLE_TIMEOUT_S as u64);
@@ -155,6 +158,7 @@ pub const ALL: &[Bound] = &[
     MAX_CONNECTIONS,
     PRIORITY,
     PERSISTENCE_TIMEOUT_S,
+    DSCP,
     TCP_SYN,
     TCP_ESTABLISHED,
     TCP_FIN,

@@ -513,6 +513,8 @@ pub struct VirtualServer {
     /// VIP:80 and VIP:443 send a client to one server (seed 002
     /// "VIP:PORT 同士でセッション情報の共有").
     pub persistence_group: Option<Spanned<String>>,
+    /// `dsr-dscp`: the DSCP (1..=63) that names this VIP to its servers.
+    pub dscp: Option<Spanned<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -105,6 +105,9 @@ pub fn render(cfg: &Config) -> String {
                 p.keep_on_down
             );
         }
+        if let Some(d) = &v.dscp {
+            let _ = writeln!(s, "dscp = {}", d.get_ref());
+        }
         if let Some(g) = &v.persistence_group {
             let _ = writeln!(s, "persistence_group = {}", q(g.get_ref()));
         }

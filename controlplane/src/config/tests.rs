@@ -102,7 +102,7 @@ fn duplicates_and_lcores_refused() {
     assert!(e.message.contains("at least one"), "{e}");
     let e = err(&GOOD.replace("\"--no-pci\"]", "\"--no-pci\", \"-l\", \"0-3\"]"));
     assert!(e.message.contains("\"-l\""), "{e}");
-    let e = err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-dscp\"\n"));
+    let e = err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-tunnel\"\n"));
     assert!(e.message.contains("not supported"), "{e}");
     assert_eq!(e.line, 37);
     // MAT rewrites no port: the servers must listen on the VIP's.
@@ -112,6 +112,15 @@ fn duplicates_and_lcores_refused() {
     let e = err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-l2\"\n").replace(":8080", ":80").replace("198.51.100.12", "203.0.113.12"));
     assert!(e.message.contains("203.0.113.12:80 is on no interface's subnet"), "{e}");
     Config::parse("t", &GOOD.replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-l2\"\n").replace(":8080", ":80")).unwrap();
+    // L3 DSR: a code per VIP, one the servers can tell apart.
+    let dscp = GOOD.replace(":8080", ":80").replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-dscp\"\n");
+    assert!(err(&dscp).message.contains("needs `dscp` (1..=63)"), "{}", err(&dscp));
+    let one = dscp.replace("forwarding = \"dsr-dscp\"\n", "forwarding = \"dsr-dscp\"\ndscp = 10\n");
+    Config::parse("t", &one).unwrap();
+    let e = err(&format!("{one}\n[[virtual_server]]\nname = \"www2\"\naddress = \"192.0.2.101:80\"\npool = \"web\"\nforwarding = \"dsr-dscp\"\ndscp = 10\n"));
+    assert!(e.message.contains("dscp 10 is also virtual_server \"www\"'s, and both send to server 198.51.100.11"), "{e}");
+    Config::parse("t", &format!("{one}\n[[virtual_server]]\nname = \"www2\"\naddress = \"192.0.2.101:80\"\npool = \"web\"\nforwarding = \"dsr-dscp\"\ndscp = 11\n")).unwrap();
+    assert!(err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\ndscp = 3\n")).message.contains("dscp needs forwarding = \"dsr-dscp\""));
     let e = err(&format!("{GOOD}\n[timeouts]\ntcp_fin = 2\ntcp_est = 3\n"));
     assert!(e.message.contains("unknown field `tcp_est`"), "{e}");
     let e = err(&GOOD.replace("kind = \"http\"", "kind = \"htp\""));
@@ -231,6 +240,10 @@ fn place(key: &str, value: &str) -> (String, usize, usize) {
         let vrid = if key == "vrid" { String::new() } else { "vrid = 51\n".into() };
         let text = ha(&format!("\n[[vrrp]]\nname = \"o\"\ninterface = \"outside\"\naddresses = [\"192.0.2.100\"]\n{vrid}{key} = {value}\n"));
         let line = text.lines().position(|l| l.starts_with(&format!("{key} = "))).unwrap_or(0) + 1;
+        (text, line)
+    } else if key == "dscp" {
+        let text = GOOD.replace(":8080", ":80").replace("pool = \"web\"\n", &format!("pool = \"web\"\nforwarding = \"dsr-dscp\"\ndscp = {value}\n"));
+        let line = text.lines().position(|l| l.starts_with("dscp = ")).unwrap_or(0) + 1;
         (text, line)
     } else if ["refresh_s", "bulk_limit_ms"].contains(&key) {
         let text = ha(&format!("\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{}\"\n{key} = {value}\n", "ab".repeat(16)));

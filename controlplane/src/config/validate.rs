@@ -132,17 +132,23 @@ impl Config {
             return Err(src.error(None, format!("at most {} real servers over all virtual servers", furiwake_dataplane::limits::MAX_SERVERS)));
         }
         for vs in &self.virtual_servers {
-            if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat | Forwarding::DsrL2) {
+            if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat | Forwarding::DsrL2 | Forwarding::DsrDscp) {
                 return Err(src.error(
                     Some(vs.forwarding.span()),
-                    format!("virtual_server {:?}: forwarding {:?} is not supported by this build (nat, full-nat, dsr-l2)", vs.name.get_ref(), vs.forwarding.get_ref()),
+                    format!("virtual_server {:?}: forwarding {:?} is not supported by this build (nat, full-nat, dsr-l2, dsr-dscp)", vs.name.get_ref(), vs.forwarding.get_ref()),
                 ));
+            }
+            match (vs.forwarding.get_ref(), &vs.dscp) {
+                (Forwarding::DsrDscp, None) => return Err(src.error(Some(vs.forwarding.span()), format!("virtual_server {:?}: forwarding = \"dsr-dscp\" needs `dscp` (1..=63): the code that names the VIP to its servers", vs.name.get_ref()))),
+                (Forwarding::DsrDscp, Some(d)) => within(src, &bounds::DSCP, d)?,
+                (_, Some(d)) => return Err(src.error(Some(d.span()), format!("virtual_server {:?}: dscp needs forwarding = \"dsr-dscp\"", vs.name.get_ref()))),
+                (_, None) => {}
             }
             if *vs.forwarding.get_ref() != Forwarding::FullNat && !vs.local_addresses.is_empty() {
                 return Err(src.error(Some(vs.name.span()), format!("virtual_server {:?}: local_addresses needs forwarding = \"full-nat\"", vs.name.get_ref())));
             }
-            if *vs.forwarding.get_ref() == Forwarding::DsrL2 {
-                self.validate_dsr_l2(src, vs)?;
+            if matches!(vs.forwarding.get_ref(), Forwarding::DsrL2 | Forwarding::DsrDscp) {
+                self.validate_dsr(src, vs)?;
             }
             if !self.pools.iter().any(|p| p.name.get_ref() == vs.pool.get_ref()) {
                 return Err(src.error(Some(vs.pool.span()), format!("virtual_server {:?}: no pool named {:?}", vs.name.get_ref(), vs.pool.get_ref())));
@@ -155,20 +161,40 @@ impl Config {
         self.validate_ha(src)
     }
 
-    /// MAT (`dsr-l2`) rewrites no address and no port, and reaches its
-    /// servers by MAC: each must listen on the VIP's port and sit on a
-    /// link of the box.
-    fn validate_dsr_l2(&self, src: &Source<'_>, vs: &VirtualServer) -> Result<(), ConfigError> {
+    /// Direct server return rewrites no port: each server must listen on
+    /// the VIP's port. MAT (`dsr-l2`) reaches its servers by MAC: each must
+    /// sit on a link of the box. `dsr-dscp`: a server shared by two such
+    /// virtual servers must see two codes, or it could not tell their VIPs
+    /// apart.
+    fn validate_dsr(&self, src: &Source<'_>, vs: &VirtualServer) -> Result<(), ConfigError> {
         let name = vs.name.get_ref();
+        let servers_of = |v: &VirtualServer| -> Vec<std::net::Ipv4Addr> {
+            let pool = self.pools.iter().find(|p| p.name.get_ref() == v.pool.get_ref());
+            let sorry = pool.and_then(|p| p.sorry_pool.as_ref()).and_then(|n| self.pools.iter().find(|p| p.name.get_ref() == n.get_ref()));
+            pool.into_iter().chain(sorry).flat_map(|p| p.servers.iter()).map(|s| *s.address.get_ref().ip()).collect()
+        };
+        if let (Forwarding::DsrDscp, Some(d)) = (vs.forwarding.get_ref(), &vs.dscp) {
+            let mine = servers_of(vs);
+            for other in self.virtual_servers.iter().take_while(|o| !std::ptr::eq(*o, vs)) {
+                let same = other.dscp.as_ref().is_some_and(|o| o.get_ref() == d.get_ref()) && *other.forwarding.get_ref() == Forwarding::DsrDscp;
+                if let Some(s) = servers_of(other).into_iter().find(|s| same && mine.contains(s)) {
+                    return Err(src.error(
+                        Some(d.span()),
+                        format!("virtual_server {name:?}: dscp {} is also virtual_server {:?}'s, and both send to server {s}: it could not tell the two VIPs apart", d.get_ref(), other.name.get_ref()),
+                    ));
+                }
+            }
+        }
+        let l2 = *vs.forwarding.get_ref() == Forwarding::DsrL2;
         let vport = vs.address.get_ref().port();
         let pool = self.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref());
         let sorry = pool.and_then(|p| p.sorry_pool.as_ref()).and_then(|n| self.pools.iter().find(|p| p.name.get_ref() == n.get_ref()));
         for s in pool.into_iter().chain(sorry).flat_map(|p| p.servers.iter()) {
             let a = s.address.get_ref();
             if a.port() != vport {
-                return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?} (dsr-l2): server {a} must listen on the VIP's port {vport}: direct server return rewrites no port")));
+                return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?} ({}): server {a} must listen on the VIP's port {vport}: direct server return rewrites no port", if l2 { "dsr-l2" } else { "dsr-dscp" })));
             }
-            if !self.interfaces.iter().any(|i| i.address.contains(*a.ip())) {
+            if l2 && !self.interfaces.iter().any(|i| i.address.contains(*a.ip())) {
                 return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?} (dsr-l2): server {a} is on no interface's subnet: MAT reaches servers by their MAC on a shared segment")));
             }
         }

@@ -24,13 +24,18 @@ pub enum Forwarding {
     /// direction only (IPVS's DR), so the entry's state follows it alone
     /// (`tcp::next_state_input_only`).
     DsrL2,
+    /// L3 direct server return (seed 003): the destination address becomes
+    /// the server's and the DSCP says which VIP it was (the virtual
+    /// server's `dscp`); the server restores the VIP from it and answers
+    /// the client directly, through routers.
+    DsrDscp,
 }
 
 impl Forwarding {
     /// Direct server return: the replies do not cross the box.
     #[inline(always)]
     pub fn is_dsr(self) -> bool {
-        matches!(self, Forwarding::DsrL2)
+        matches!(self, Forwarding::DsrL2 | Forwarding::DsrDscp)
     }
 }
 
@@ -42,6 +47,7 @@ impl Forwarding {
             0 => Some(Forwarding::Nat),
             1 => Some(Forwarding::FullNat),
             2 => Some(Forwarding::DsrL2),
+            3 => Some(Forwarding::DsrDscp),
             _ => None,
         }
     }

@@ -14,5 +14,5 @@ pub mod refusal;
 
 pub use icmp_xlate::{translate_icmp_error, IcmpXlate};
 pub use local_ports::{LocalPorts, LOCAL_PORT_MAX, LOCAL_PORT_MIN, PROBE_PORT_MIN};
-pub use nat::{rewrite, rewrite_addrs, rewrite_ports};
+pub use nat::{rewrite, rewrite_addrs, rewrite_ports, set_dscp};
 pub use refusal::{build_refusal, is_unicast_host, refusal_len};

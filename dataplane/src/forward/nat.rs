@@ -120,6 +120,19 @@ pub fn rewrite_addrs(hdr: &mut [u8], src: Option<u32>, dst: Option<u32>, decreme
     put16(hdr, IP_CHECK, check);
 }
 
+/// Sets the DSCP of an IPv4 header (RFC 2474 §3: the upper six bits of the
+/// former TOS octet; the ECN bits, RFC 3168, are kept), with the header
+/// checksum updated (RFC 1624). `dsr-dscp` marks the VIP this way.
+#[inline]
+pub fn set_dscp(hdr: &mut [u8], dscp: u8) {
+    let old = get16(hdr, 0);
+    let tos = (dscp << 2) | (old as u8 & 0x03);
+    let new = (old & 0xff00) | u16::from(tos);
+    put16(hdr, 0, new);
+    let check = update16(get16(hdr, IP_CHECK), old, new);
+    put16(hdr, IP_CHECK, check);
+}
+
 /// Rewrites the first 4 bytes (ports) of an embedded TCP/UDP header.
 #[inline]
 pub fn rewrite_ports(l4: &mut [u8], sport: Option<u16>, dport: Option<u16>) {

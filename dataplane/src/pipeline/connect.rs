@@ -66,7 +66,7 @@ impl Shard {
         };
         let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
         let (local_ip, local_port) = match vs.forwarding {
-            Forwarding::Nat | Forwarding::DsrL2 => (p.src, p.sport),
+            Forwarding::Nat | Forwarding::DsrL2 | Forwarding::DsrDscp => (p.src, p.sport),
             Forwarding::FullNat => match self.local_ports.alloc(&vs.local_addrs) {
                 Some(l) => l,
                 None => {

@@ -35,6 +35,14 @@ impl Shard {
             // MAT: IP and L4 untouched (the server holds the VIP), only the
             // Ethernet addresses below; no TTL decrement, as IPVS's DR.
             Forwarding::DsrL2 => {}
+            // L3 DSR: to the server's address (the port is the VIP's), the
+            // VIP named by the DSCP; routed, so TTL goes down.
+            Forwarding::DsrDscp => {
+                nat::rewrite(ip, p.hl, p.proto, None, Some((server_ip, server_port)), true);
+                if let Some(v) = snap.services.get(vs as usize) {
+                    nat::set_dscp(ip, v.dscp);
+                }
+            }
         }
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(mac);
@@ -77,7 +85,7 @@ impl Shard {
             Forwarding::FullNat => nat::rewrite(ip, p.hl, p.proto, Some((vip, vport)), Some((client_ip, client_port)), true),
             // A DSR server that routes its replies through the box anyway
             // (already from the VIP): routed on to the client.
-            Forwarding::DsrL2 => nat::rewrite(ip, p.hl, p.proto, None, None, true),
+            Forwarding::DsrL2 | Forwarding::DsrDscp => nat::rewrite(ip, p.hl, p.proto, None, None, true),
         }
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(EthernetAddress(client_mac));

@@ -1011,3 +1011,33 @@ fn dsr_l2_changes_the_destination_mac_only_and_tracks_the_client_side() {
     assert_eq!(rr[22], reply[22] - 1);
     assert_checksums(&rr);
 }
+
+/// L3 DSR (`dsr-dscp`): the destination becomes the server (port kept),
+/// the DSCP names the VIP (ECN bits kept), TTL goes down, checksums stay
+/// right; the source is the client's.
+#[test]
+fn dsr_dscp_rewrites_the_destination_and_marks_the_vip() {
+    let mut s = dsr_l2_snapshot();
+    if let Some(vs) = s.services.get_mut(0) {
+        vs.forwarding = Forwarding::DsrDscp;
+        vs.dscp = 46;
+    }
+    let mut w = worker_on(s, 64, 0, 1, true);
+    let mut f = syn(40000, 80);
+    f[15] |= 0x01; // ECT(1) from the client
+    crate::wire::ipv4::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+    let sent = f.clone();
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(&f[0..6], &SERVER_MAC[0].0);
+    assert_eq!(addr(&f, 26), CLIENT, "the client's source, for the server to answer directly");
+    assert_eq!(addr(&f, 30), SRV[0]);
+    assert_eq!((port(&f, 34), port(&f, 36)), (40000, 80), "ports untouched");
+    assert_eq!(f[15], 46 << 2 | 0x01, "DSCP 46 (EF), ECN kept");
+    assert_eq!(f[22], sent[22] - 1, "routed: TTL decremented");
+    assert_checksums(&f);
+    let id = w.table().iter().next().map(|(id, _)| id).unwrap();
+    assert_eq!(w.table().get(id).map(|e| e.mode), Some(Forwarding::DsrDscp));
+    let mut a = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::ACK), true);
+    assert_eq!(w.process(&mut a, OUT, false), Verdict::Forward(IN));
+    assert_eq!(w.table().get(id).map(|e| e.state), Some(FlowState::Established), "the client's ACK alone establishes it");
+}

@@ -34,6 +34,8 @@ pub struct VirtualService {
     /// connection and no packet of an existing one is forwarded (the peer
     /// owns the address; entries synced from it wait for a takeover).
     pub standby: bool,
+    /// `dsr-dscp`: the code packets to its servers carry (RFC 2474; 1-63).
+    pub dscp: u8,
     pub schedule: Schedule,
     /// full-NAT source addresses (empty for NAT).
     pub local_addrs: Box<[u32]>,
@@ -52,6 +54,7 @@ impl VirtualService {
             members: Box::new([]),
             retired: false,
             standby: false,
+            dscp: 0,
             schedule: Schedule::Sequence(Box::new([])),
             local_addrs: Box::new([]),
             persistence: None,

@@ -265,10 +265,11 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             Forwarding::Nat => snapshot::Forwarding::Nat,
             Forwarding::FullNat => snapshot::Forwarding::FullNat,
             Forwarding::DsrL2 => snapshot::Forwarding::DsrL2,
+            Forwarding::DsrDscp => snapshot::Forwarding::DsrDscp,
             other => return Err(format!("virtual_server {name}: forwarding {other:?} is not supported by this build")),
         };
         let local_addrs: Vec<u32> = match forwarding {
-            snapshot::Forwarding::Nat | snapshot::Forwarding::DsrL2 => Vec::new(),
+            snapshot::Forwarding::Nat | snapshot::Forwarding::DsrL2 | snapshot::Forwarding::DsrDscp => Vec::new(),
             snapshot::Forwarding::FullNat if !vs.local_addresses.is_empty() => vs.local_addresses.iter().map(|a| u32::from(*a)).collect(),
             snapshot::Forwarding::FullNat => {
                 // Default: the self IP of the interface facing the servers.
@@ -291,6 +292,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             members: slots.into_boxed_slice(),
             retired: false,
             standby: false,
+            dscp: vs.dscp.as_ref().map_or(0, |d| *d.get_ref()),
             schedule,
             local_addrs: local_addrs.into_boxed_slice(),
             persistence: persistence(vs, &mut layout.groups),

@@ -156,6 +156,7 @@ impl Lb {
             local_addresses: Vec::new(),
             persistence: None,
             persistence_group: None,
+            dscp: None,
         });
         Ok((new, format!("virtual-server {name} added: {addr} {} {} pool {pool}", kebab(&protocol), kebab(&forwarding))))
     }
