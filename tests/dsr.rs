@@ -15,20 +15,19 @@ fn dsr_ip(n: u32) -> String {
     format!("192.0.2.{}", 10 + n)
 }
 
-/// The lab with the servers moved to br-out, the VIP on their loopback,
-/// nginx started (`big_mb` MiB /big); furiwake not started.
-fn one_arm_lab(tag: char, name: &str, big_mb: u32) -> Option<Lab> {
+/// The lab with the servers moved to br-out, nginx started (`big_mb` MiB
+/// /big); furiwake not started. `dsr`: the VIP on their loopback (ARP
+/// kept quiet about it); otherwise their default route is the box.
+fn one_arm_lab(tag: char, name: &str, big_mb: u32, dsr: bool) -> Option<Lab> {
     let mut lab = Lab::open(tag, &format!("dsr-{name}"), &["nginx", "tcpdump"])?;
     for n in 1..=LAB_BACKENDS {
         lab.topo.exec("sw", &format!("ip link set s{n} nomaster && ip link set s{n} master br-out"));
-        lab.topo.exec(
-            &format!("srv{n}"),
-            &format!(
-                "ip addr flush dev eth0 && ip addr add {}/24 dev eth0 && ip addr add {VIP}/32 dev lo && \
-                 sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2",
-                dsr_ip(n)
-            ),
-        );
+        let side = if dsr {
+            format!("ip addr add {VIP}/32 dev lo && sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2")
+        } else {
+            format!("ip route add default via {SELF_OUTSIDE}")
+        };
+        lab.topo.exec(&format!("srv{n}"), &format!("ip addr flush dev eth0 && ip addr add {}/24 dev eth0 && {side}", dsr_ip(n)));
         let p = start_nginx_backend(&lab.srv_ns(n), &format!("srv{n}"), &dsr_ip(n), &lab.backend_dir(n), big_mb);
         lab.procs.insert(format!("nginx-srv{n}"), p);
     }
@@ -74,7 +73,7 @@ fn frames(pcap: &std::path::Path) -> Vec<Vec<u8>> {
 /// TCP bytes identical, TTL included), and no reply crosses the box.
 #[test]
 fn dsr_l2_spreads_connections_and_changes_only_the_mac() {
-    let Some(mut lab) = one_arm_lab('d', "l2", 50) else { return };
+    let Some(mut lab) = one_arm_lab('d', "l2", 50, true) else { return };
     let config = one_arm_config(&lab, "dsr-l2");
     lab.start_config(&config);
     report_until(lab.fw(), Duration::from_secs(10), |r| r.matches("state up").count() >= 3).unwrap_or_else(|r| panic!("servers not up:\n{r}"));
@@ -209,4 +208,31 @@ fn dsr_dscp_marks_the_vip_and_replies_bypass_the_box() {
     let block = last_counters_block(&fw).unwrap_or_default();
     assert_eq!(must(&block, "virtual-server www:", "out-pkts"), 0, "the box forwarded no reply");
     println!("dsr-dscp: SYN to srv1 with DSCP 46 and the client's source; 0 replies to the client on the box's inside port; 50 MiB byte-identical");
+}
+
+
+/// One-arm NAT with the client on the servers' segment (hairpin, seeds
+/// 002 and 004): the box source-NATs it to its self IP so the servers
+/// answer through it; round robin 10/10/10 and a 50 MiB download
+/// byte-identical; the servers see the box's address as the client's.
+/// `configs/one-arm-nat.toml` is this topology.
+#[test]
+fn one_arm_nat_serves_a_client_on_the_servers_segment() {
+    let Some(mut lab) = one_arm_lab('h', "hairpin", 50, false) else { return };
+    let config = one_arm_config(&lab, "nat");
+    lab.start_config(&config);
+    report_until(lab.fw(), Duration::from_secs(10), |r| r.matches("state up").count() >= 3).unwrap_or_else(|r| panic!("servers not up:\n{r}"));
+    let ids = lab.curl_ids(VIP, 30);
+    let t = tally(&ids);
+    assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "round robin over three servers: {t:?}");
+    let out = lab.dir.path("big");
+    lab.topo.exec("client", &format!("curl -s -S -m 60 -o {} http://{VIP}/big", out.display()));
+    let want: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
+    assert!(want.contains(&sha256_file(&out)), "the 50 MiB download is not byte-identical to a server's /big");
+    let log = lab.nginx_access_log(1);
+    assert!(!log.is_empty() && log.iter().all(|l| l.starts_with(&format!("{SELF_OUTSIDE} "))), "srv1 saw the box's address as the client's: {log:?}");
+    let fw = stop_furiwake_cleanly(lab.fw());
+    let block = last_counters_block(&fw).unwrap_or_default();
+    assert!(must(&block, "virtual-server www:", "out-pkts") > 1000, "the answers came back through the box:\n{block}");
+    println!("one-arm nat: hairpinned client 10/10/10, 50 MiB byte-identical, servers saw {SELF_OUTSIDE}");
 }

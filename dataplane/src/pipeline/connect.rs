@@ -65,17 +65,25 @@ impl Shard {
             return refusal(snap, frame, p, in_port);
         };
         let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
-        let (local_ip, local_port) = match vs.forwarding {
+        // Hairpin (seeds 002, 004): a NAT client on the servers' own
+        // segment would get the server's answer directly, from the server's
+        // address; source NAT to the self IP brings the answer back here.
+        let hairpin = vs.forwarding == Forwarding::Nat && snap.port(server.tx_port).is_some_and(|pv| pv.on_link(p.src));
+        let mode = if hairpin { Forwarding::FullNat } else { vs.forwarding };
+        let (local_ip, local_port) = match mode {
             Forwarding::Nat | Forwarding::DsrL2 | Forwarding::DsrDscp => (p.src, p.sport),
-            Forwarding::FullNat => match self.local_ports.alloc(&vs.local_addrs) {
-                Some(l) => l,
-                None => {
-                    if let (true, Some(pers)) = (persisted, vs.persistence) {
-                        self.persist.release(pers.key(p.src, p.sport), server.ip, self.now, pers.timeout);
+            Forwarding::FullNat => {
+                let hairpin_src = [snap.port(server.tx_port).map_or(0, |pv| pv.self_ip)];
+                match self.local_ports.alloc(if hairpin { &hairpin_src } else { &vs.local_addrs }) {
+                    Some(l) => l,
+                    None => {
+                        if let (true, Some(pers)) = (persisted, vs.persistence) {
+                            self.persist.release(pers.key(p.src, p.sport), server.ip, self.now, pers.timeout);
+                        }
+                        return Verdict::Drop(DropReason::NoLocalPort);
                     }
-                    return Verdict::Drop(DropReason::NoLocalPort);
                 }
-            },
+            }
         };
         let reply_key = FlowKey { src_ip: server.ip, dst_ip: local_ip, src_port: server.port, dst_port: local_port, proto: p.proto };
         self.table.prefetch_insert(self.table.hash(&reply_key));
@@ -95,7 +103,7 @@ impl Shard {
             client_port_id: in_port as u8,
             client_mac: client_mac.0,
             flags: if persisted { EntryFlags::PERSIST } else { EntryFlags::empty() },
-            mode: vs.forwarding,
+            mode,
         };
         // `process` just missed the original key in this table.
         let mut inserted = self.table.insert_after_miss(&init, self.now);
@@ -105,7 +113,7 @@ impl Shard {
         let id = match inserted {
             Ok(id) => id,
             Err(e) => {
-                if vs.forwarding == Forwarding::FullNat {
+                if mode == Forwarding::FullNat {
                     self.local_ports.free(local_ip, local_port);
                 }
                 if let (true, Some(pers)) = (persisted, vs.persistence) {

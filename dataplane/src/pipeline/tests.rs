@@ -32,7 +32,7 @@ pub(super) const SRV: [[u8; 4]; 2] = [[198, 51, 100, 11], [198, 51, 100, 12]];
 /// VIP:53/udp, each over both servers, round robin.
 pub(super) fn snapshot() -> Snapshot {
     let mut s = Snapshot::default();
-    s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT) }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN) })];
+    s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT), netmask: 0xffff_ff00 }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN), netmask: 0xffff_ff00 })];
     s.self_ips = vec![ip(SELF_OUT), ip(SELF_IN)];
     for (vi, (port, proto, fwd)) in [(80u16, 6u8, Forwarding::Nat), (81, 6, Forwarding::FullNat), (53, 17, Forwarding::Nat)].into_iter().enumerate() {
         let first = s.servers.len() as u16;
@@ -1040,4 +1040,34 @@ fn dsr_dscp_rewrites_the_destination_and_marks_the_vip() {
     let mut a = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::ACK), true);
     assert_eq!(w.process(&mut a, OUT, false), Verdict::Forward(IN));
     assert_eq!(w.table().get(id).map(|e| e.state), Some(FlowState::Established), "the client's ACK alone establishes it");
+}
+
+/// Hairpin (one-arm NAT): a NAT client on the servers' own segment is
+/// source-NATed to the self IP there, so the server answers through the
+/// box; the answer goes back from the VIP. A client elsewhere keeps its
+/// address (plain NAT).
+#[test]
+fn a_nat_client_on_the_servers_segment_is_source_natted_to_the_self_ip() {
+    let mut w = worker();
+    const NEAR: [u8; 4] = [198, 51, 100, 50];
+    let near_mac = EthernetAddress([2, 0, 0, 0, 0, 0x50]);
+    let mut f = frame(near_mac, IN_MAC, NEAR, VIP, 6, &tcp(41000, 80, tcpf::SYN), true);
+    assert_eq!(w.process(&mut f, IN, false), Verdict::Forward(IN));
+    assert_eq!(addr(&f, 26), SELF_IN, "source NAT to the self IP on the servers' segment");
+    assert_eq!(addr(&f, 30), SRV[0]);
+    let lport = port(&f, 34);
+    assert!((crate::forward::LOCAL_PORT_MIN..=crate::forward::LOCAL_PORT_MAX).contains(&lport));
+    assert_checksums(&f);
+    let id = w.table().iter().next().map(|(id, _)| id).unwrap();
+    assert_eq!(w.table().get(id).map(|e| e.mode), Some(Forwarding::FullNat), "the entry is full-NAT: its replies come to the self IP");
+    let mut r = frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 6, &tcp(8080, lport, tcpf::SYN | tcpf::ACK), true);
+    assert_eq!(w.process(&mut r, IN, false), Verdict::Forward(IN));
+    assert_eq!(&r[0..6], &near_mac.0);
+    assert_eq!((addr(&r, 26), port(&r, 34)), (VIP, 80), "from the VIP");
+    assert_eq!((addr(&r, 30), port(&r, 36)), (NEAR, 41000), "to the client");
+    assert_checksums(&r);
+    // A client on the outside keeps plain NAT.
+    let mut g = syn(40000, 80);
+    assert_eq!(w.process(&mut g, OUT, false), Verdict::Forward(IN));
+    assert_eq!(addr(&g, 26), CLIENT);
 }

@@ -13,6 +13,18 @@ use crate::wire::EthernetAddress;
 pub struct PortView {
     pub mac: EthernetAddress,
     pub self_ip: u32,
+    /// The self IP's subnet mask: a NAT client inside it shares the
+    /// servers' segment and is source-NATed to the self IP (hairpin); 0:
+    /// never.
+    pub netmask: u32,
+}
+
+impl PortView {
+    /// True when `ip` is on this port's own subnet.
+    #[inline]
+    pub fn on_link(&self, ip: u32) -> bool {
+        self.netmask != 0 && ip & self.netmask == self.self_ip & self.netmask
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +160,16 @@ impl Snapshot {
         owners.sort_unstable();
         let owners = owners.into_iter().filter_map(|(_, i)| self.services.get(i).map(|s| ((s.ip, s.port, s.proto), i as u16))).collect();
         let mut locals: Vec<u32> = self.services.iter().flat_map(|s| s.local_addrs.iter().copied()).collect();
+        // Hairpin: a NAT service's clients on its servers' segment are
+        // source-NATed to that port's self IP, whose local ports own their
+        // replies as full-NAT's do.
+        for s in self.servers.iter().filter(|s| s.ip != 0) {
+            if self.services.get(s.vs as usize).is_some_and(|v| v.forwarding == Forwarding::Nat) {
+                if let Some(pv) = self.port(s.tx_port).filter(|pv| pv.netmask != 0) {
+                    locals.push(pv.self_ip);
+                }
+            }
+        }
         locals.sort_unstable();
         locals.dedup();
         self.local_addrs = locals;

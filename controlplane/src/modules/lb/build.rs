@@ -165,7 +165,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         if snap.ports.len() <= id {
             snap.ports.resize(id + 1, None);
         }
-        snap.ports[id] = Some(PortView { mac: l.mac, self_ip: u32::from(l.address.addr) });
+        snap.ports[id] = Some(PortView { mac: l.mac, self_ip: u32::from(l.address.addr), netmask: l.address.netmask() });
         snap.self_ips.push(u32::from(l.address.addr));
     }
     let mut services: Vec<VirtualService> = prev_snap.services.clone();
