@@ -151,13 +151,21 @@ pub enum Out {
 }
 
 /// Checks a forwarded frame: MACs, TTL, addresses, IPv4 and TCP checksums
-/// (recomputed in full). `Err` names what is wrong.
-pub fn check(f: &[u8], full_nat: bool) -> Result<Out, &'static str> {
+/// (recomputed in full). `full_nat`: the source is a local address;
+/// `dsr`: MAT, nothing but the MACs changed (the server is not known from
+/// the frame: reported as 0). `Err` names what is wrong.
+pub fn check(f: &[u8], full_nat: bool, dsr: bool) -> Result<Out, &'static str> {
     if f.len() < 54 || f[12..14] != [0x08, 0x00] {
         return Err("not IPv4");
     }
     if checksum::checksum(&f[14..34]) != 0 {
         return Err("IPv4 header checksum");
+    }
+    if dsr {
+        let n = rd32(f, 38);
+        let (cip, cport) = client(n);
+        let ok = f[22] == 64 && f[30..34] == VIP && rd16(f, 36) == VPORT && f[26..30] == cip && rd16(f, 34) == cport && f[0..6] == SERVER_MAC;
+        return if ok { Ok(Out::ToServer { n, server: 0, src: cip, sport: cport }) } else { Err("MAT changed more than the MACs") };
     }
     if f[22] != 63 {
         return Err("TTL not decremented");

@@ -94,6 +94,8 @@ pub struct Run {
     _punts: Option<Consumer<Mbuf>>,
     _publisher: Option<Publisher<Snapshot>>,
     pub full_nat: bool,
+    /// MAT (`dsr-l2`): checked as such; no replies.
+    pub dsr: bool,
     /// Per client: server (2 bits), local address index (6), local port (16).
     pub learned: Vec<u32>,
     rng: u64,
@@ -108,7 +110,8 @@ fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
     for i in 0..gen::SERVERS {
         s.servers.push(RealServer {
             ip: u32::from_be_bytes(gen::server_ip(i)),
-            port: gen::SERVER_PORT,
+            // MAT rewrites no port: its servers listen on the VIP's.
+            port: if forwarding == Forwarding::DsrL2 { gen::VPORT } else { gen::SERVER_PORT },
             weight: 1,
             enabled: true,
             tx_port: port,
@@ -212,6 +215,7 @@ impl Run {
             _punts: punts,
             _publisher: publisher,
             full_nat: forwarding == Forwarding::FullNat,
+            dsr: forwarding == Forwarding::DsrL2,
             learned: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
             templates: Templates::new(),
@@ -285,7 +289,7 @@ impl Run {
                 for m in out.drain() {
                     ph.forwarded += 1;
                     if ph.forwarded % check_every == 0 {
-                        match gen::check(m.data(), self.full_nat) {
+                        match gen::check(m.data(), self.full_nat, self.dsr) {
                             Ok(Out::ToServer { n, server, src, sport }) if learn => {
                                 let li = (src[3] as u32).saturating_sub(1) & 63;
                                 if let Some(slot) = self.learned.get_mut(n as usize) {
@@ -329,7 +333,7 @@ impl Run {
                 for m in out.drain() {
                     ph.forwarded += 1;
                     if learn {
-                        if let Ok(Out::ToServer { n, server, src, sport }) = gen::check(m.data(), self.full_nat) {
+                        if let Ok(Out::ToServer { n, server, src, sport }) = gen::check(m.data(), self.full_nat, self.dsr) {
                             let li = (src[3] as u32).saturating_sub(1) & 63;
                             if let Some(slot) = self.learned.get_mut(n as usize) {
                                 *slot = (server as u32) << 24 | li << 16 | sport as u32;

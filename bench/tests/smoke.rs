@@ -37,9 +37,10 @@ fn every_scenario_forwards_correct_packets() {
         "\"name\": \"mixed 89/10/1\"",
         "\"name\": \"established\", \"forwarding\": \"full-nat\", \"direction\": \"original\"",
         "\"name\": \"established\", \"forwarding\": \"full-nat\", \"direction\": \"reply\"",
+        "\"name\": \"established\", \"forwarding\": \"dsr-l2\", \"direction\": \"original\"",
     ] {
         assert!(json.contains(needle), "{needle} missing from:\n{json}");
     }
-    assert!(!json.contains("\"errors\": 1") && json.matches("\"errors\": 0").count() >= 11, "{json}");
+    assert!(!json.contains("\"errors\": 1") && json.matches("\"errors\": 0").count() >= 13, "{json}");
     assert!(stdout.contains("| established | nat | original | 1000 | uniform |"), "{stdout}");
 }
