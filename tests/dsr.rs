@@ -44,6 +44,11 @@ fn one_arm_config(lab: &Lab, forwarding: &str) -> String {
     )
 }
 
+/// A console command's answer.
+fn console(lab: &Lab, cmd: &str) -> String {
+    try_sh(&format!("{} console --socket {} -c {}", furiwake_bin().display(), lab.dir.path("console.sock").display(), shell_quote(cmd))).1
+}
+
 /// The frames of `pcap` as hex byte strings (tcpdump -xx).
 fn frames(pcap: &std::path::Path) -> Vec<Vec<u8>> {
     let out = sh(&format!("tcpdump -nn -xx -r {} 2>/dev/null", pcap.display()));
@@ -121,6 +126,8 @@ fn dsr_l2_spreads_connections_and_changes_only_the_mac() {
     assert_eq!(mac(&got[0..6]), srv1_mac, "srv1 got it at its own MAC");
     assert_eq!(mac(&got[6..12]), box_mac, "from the box's port");
     assert_eq!(&got[12..], &sent[12..], "IP header (TTL included) and TCP segment untouched");
+    let conns = console(&lab, "show connections limit 5");
+    assert!(conns.contains("forwarding: dsr-l2"), "{conns}");
     let crossed = frames(&b_pcap).len();
     assert_eq!(crossed, 0, "{crossed} reply packets from the VIP crossed the box");
     let fw = stop_furiwake_cleanly(lab.fw());
@@ -229,6 +236,8 @@ fn one_arm_nat_serves_a_client_on_the_servers_segment() {
     lab.topo.exec("client", &format!("curl -s -S -m 60 -o {} http://{VIP}/big", out.display()));
     let want: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
     assert!(want.contains(&sha256_file(&out)), "the 50 MiB download is not byte-identical to a server's /big");
+    let conns = console(&lab, "show connections limit 5");
+    assert!(conns.contains("forwarding: full-nat (hairpin"), "{conns}");
     let log = lab.nginx_access_log(1);
     assert!(!log.is_empty() && log.iter().all(|l| l.starts_with(&format!("{SELF_OUTSIDE} "))), "srv1 saw the box's address as the client's: {log:?}");
     let fw = stop_furiwake_cleanly(lab.fw());

@@ -26,7 +26,7 @@
 //! in it (like `/proc/net/ip_vs_conn`). Nothing here allocates after
 //! `FlowDump::new`, locks or panics on the worker's side.
 
-use crate::conntrack::{Addr, Flow, FlowState, FlowTable};
+use crate::conntrack::{Addr, Flow, FlowState, FlowTable, Forwarding};
 use core::net::IpAddr;
 use crate::sync::{Arc, AtomicU32, AtomicU64, AtomicU8, Ordering, UnsafeCell};
 
@@ -98,6 +98,8 @@ pub struct DumpEntry {
     /// left), and the state's idle timeout, in `conntrack::TICK_MS` ticks.
     pub idle_ticks: u32,
     pub timeout_ticks: u32,
+    /// How it is forwarded (a hairpinned NAT client's entry is `FullNat`).
+    pub mode: Forwarding,
 }
 
 impl DumpEntry {
@@ -116,6 +118,7 @@ impl DumpEntry {
         server: 0,
         idle_ticks: 0,
         timeout_ticks: 0,
+        mode: Forwarding::Nat,
     };
 
     fn of<A: Addr>(f: &Flow<A>, table: &FlowTable<A>, now: u32) -> Self {
@@ -136,6 +139,7 @@ impl DumpEntry {
             server: f.server,
             idle_ticks: timeout.saturating_sub(left),
             timeout_ticks: timeout,
+            mode: f.mode,
         }
     }
 }

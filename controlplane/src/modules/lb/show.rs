@@ -249,7 +249,7 @@ impl Lb {
             let pool = vs.and_then(|_| self.admin.pool_of(e.server as usize)).and_then(|p| self.cfg.pools.get(p)).map_or("?".into(), |p| p.name.get_ref().clone());
             let _ = write!(
                 out,
-                "\n\nclient side client address: {}\nclient side server address: {}\nserver side client address: {}\nserver side server address: {}\nvirtual address: {}\nnode address: {}\nprotocol: {}\nstate: {}\nidle: {:.1} s / timeout: {:.0} s\nvirtual server: {} (pool {pool}), worker {w}",
+                "\n\nclient side client address: {}\nclient side server address: {}\nserver side client address: {}\nserver side server address: {}\nvirtual address: {}\nnode address: {}\nprotocol: {}\nforwarding: {}\nstate: {}\nidle: {:.1} s / timeout: {:.0} s\nvirtual server: {} (pool {pool}), worker {w}",
                 sock(e.client_ip, e.client_port),
                 sock(e.vip, e.vport),
                 sock(e.local_ip, e.local_port),
@@ -257,6 +257,7 @@ impl Lb {
                 sock(e.vip, e.vport),
                 sock(e.server_ip, e.server_port),
                 proto_name(e.proto),
+                mode_name(e.mode, vs.map(|v| v.forwarding)),
                 e.state.name(),
                 secs(e.idle_ticks),
                 secs(e.timeout_ticks),
@@ -264,5 +265,18 @@ impl Lb {
             );
         }
         out
+    }
+}
+
+/// An entry's forwarding as the configuration spells it; a NAT virtual
+/// server's entry in full-NAT is a hairpinned client's.
+fn mode_name(mode: furiwake_dataplane::conntrack::Forwarding, service: Option<furiwake_dataplane::conntrack::Forwarding>) -> &'static str {
+    use furiwake_dataplane::conntrack::Forwarding as F;
+    match (mode, service) {
+        (F::FullNat, Some(F::Nat)) => "full-nat (hairpin: a client on the servers' segment)",
+        (F::Nat, _) => "nat",
+        (F::FullNat, _) => "full-nat",
+        (F::DsrL2, _) => "dsr-l2",
+        (F::DsrDscp, _) => "dsr-dscp",
     }
 }
