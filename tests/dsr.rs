@@ -44,6 +44,26 @@ fn one_arm_config(lab: &Lab, forwarding: &str) -> String {
     )
 }
 
+/// tcpdump in namespace `ns` on `iface` with `filter` into `file`, once it
+/// listens.
+fn capture(lab: &Lab, ns: &str, iface: &str, filter: &str, file: &std::path::Path, log: &str) -> Proc {
+    let mut p = Proc::spawn("tcpdump", Some(ns), &["tcpdump", "-n", "-U", "-i", iface, "-w", file.to_str().unwrap(), filter], &lab.dir.path(log), false);
+    p.expect_output("listening on", Duration::from_secs(5));
+    p
+}
+
+/// 30 requests spread round robin 10/10/10, then a 50 MiB download
+/// byte-identical to one server's /big.
+fn spread_and_download(lab: &Lab, what: &str) {
+    let t = tally(&lab.curl_ids(VIP, 30));
+    println!("{what}: 30 requests: {t:?}");
+    assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "{what}: round robin over three servers: {t:?}");
+    let out = lab.dir.path("big");
+    lab.topo.exec("client", &format!("curl -s -S -m 60 -o {} http://{VIP}/big", out.display()));
+    let want: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
+    assert!(want.contains(&sha256_file(&out)), "{what}: the 50 MiB download is not byte-identical to a server's /big");
+}
+
 /// A console command's answer.
 fn console(lab: &Lab, cmd: &str) -> String {
     try_sh(&format!("{} console --socket {} -c {}", furiwake_bin().display(), lab.dir.path("console.sock").display(), shell_quote(cmd))).1
@@ -83,32 +103,21 @@ fn dsr_l2_spreads_connections_and_changes_only_the_mac() {
     lab.start_config(&config);
     report_until(lab.fw(), Duration::from_secs(10), |r| r.matches("state up").count() >= 3).unwrap_or_else(|r| panic!("servers not up:\n{r}"));
 
-    // Captures: what the client sends, what srv1 receives, what crosses the box.
-    let dir = &lab.dir;
-    let (c_pcap, s_pcap, b_pcap) = (dir.path("client.pcap"), dir.path("srv1.pcap"), dir.path("box.pcap"));
-    let cap = |ns: &str, iface: &str, filter: &str, file: &std::path::Path, log: &str| {
-        let mut p = Proc::spawn("tcpdump", Some(ns), &["tcpdump", "-n", "-U", "-i", iface, "-w", file.to_str().unwrap(), filter], &dir.path(log), false);
-        p.expect_output("listening on", Duration::from_secs(5));
-        p
-    };
+    // Captures: what the client sends, what srv2 receives, what crosses the box.
+    let (c_pcap, s_pcap, b_pcap) = (lab.dir.path("client.pcap"), lab.dir.path("srv2.pcap"), lab.dir.path("box.pcap"));
     let syn_filter = "tcp port 45678 and tcp[tcpflags] & tcp-syn != 0";
     let mut caps = [
-        cap(&lab.topo.ns("client"), "eth0", syn_filter, &c_pcap, "cap-client.log"),
-        cap(&lab.srv_ns(1), "eth0", syn_filter, &s_pcap, "cap-srv1.log"),
-        cap(&lab.topo.ns("lb"), "lb-out", &format!("src host {VIP} and tcp src port 80"), &b_pcap, "cap-box.log"),
+        capture(&lab, &lab.topo.ns("client"), "eth0", syn_filter, &c_pcap, "cap-client.log"),
+        capture(&lab, &lab.srv_ns(2), "eth0", syn_filter, &s_pcap, "cap-srv2.log"),
+        capture(&lab, &lab.topo.ns("lb"), "lb-out", &format!("src host {VIP} and tcp src port 80"), &b_pcap, "cap-box.log"),
     ];
-    let ids = lab.curl_ids(VIP, 30);
-    let t = tally(&ids);
-    println!("dsr-l2: 30 requests: {t:?}");
-    assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "round robin over three servers: {t:?}");
-    // One request from a fixed port, to find its SYN on both sides; round
-    // robin sends the 31st to srv1.
+    spread_and_download(&lab, "dsr-l2");
+    // One request from a fixed port, to find its SYN on both sides: the
+    // 32nd connection, which round robin sends to srv2.
     let id = lab.topo.exec("client", &format!("curl -s -m 5 --local-port 45678 http://{VIP}/id"));
-    assert_eq!(id.trim(), "srv1");
-    let out = dir.path("big");
-    lab.topo.exec("client", &format!("curl -s -S -m 60 -o {} http://{VIP}/big", out.display()));
-    let want: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
-    assert!(want.contains(&sha256_file(&out)), "the 50 MiB download is not byte-identical to a server's /big");
+    assert_eq!(id.trim(), "srv2");
+    // tcpdump writes each packet as it handles it (-U): wait for the SYN.
+    wait_for(Duration::from_secs(10), || (!frames(&c_pcap).is_empty() && !frames(&s_pcap).is_empty()).then_some(()));
     std::thread::sleep(Duration::from_millis(300));
     for p in caps.iter_mut() {
         p.signal(libc::SIGINT);
@@ -120,10 +129,10 @@ fn dsr_l2_spreads_connections_and_changes_only_the_mac() {
     assert!(!sent.is_empty() && !got.is_empty(), "the SYN was not captured on both sides: {} / {}", sent.len(), got.len());
     let (sent, got) = (&sent[0], &got[0]);
     let box_mac = port_mac(&lab.fw_output(), "outside").expect("the box's MAC");
-    let srv1_mac = lab.topo.exec("srv1", "cat /sys/class/net/eth0/address").trim().to_string();
+    let srv_mac = lab.topo.exec("srv2", "cat /sys/class/net/eth0/address").trim().to_string();
     let mac = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":");
     assert_eq!(mac(&sent[0..6]), box_mac, "the client sent the SYN to the box (the VIP's ARP)");
-    assert_eq!(mac(&got[0..6]), srv1_mac, "srv1 got it at its own MAC");
+    assert_eq!(mac(&got[0..6]), srv_mac, "srv2 got it at its own MAC");
     assert_eq!(mac(&got[6..12]), box_mac, "from the box's port");
     assert_eq!(&got[12..], &sent[12..], "IP header (TTL included) and TCP segment untouched");
     let conns = console(&lab, "show connections limit 5");
@@ -174,37 +183,25 @@ fn dsr_dscp_marks_the_vip_and_replies_bypass_the_box() {
     );
     lab.start_config(&config);
     report_until(lab.fw(), Duration::from_secs(10), |r| r.matches("state up").count() >= 3).unwrap_or_else(|r| panic!("servers not up:\n{r}"));
-    let dir = &lab.dir;
-    let (s_pcap, b_pcap) = (dir.path("srv1.pcap"), dir.path("box.pcap"));
-    let cap = |ns: &str, iface: &str, filter: &str, file: &std::path::Path, log: &str| {
-        let mut p = Proc::spawn("tcpdump", Some(ns), &["tcpdump", "-n", "-U", "-i", iface, "-w", file.to_str().unwrap(), filter], &dir.path(log), false);
-        p.expect_output("listening on", Duration::from_secs(5));
-        p
-    };
+    let (s_pcap, b_pcap) = (lab.dir.path("srv2.pcap"), lab.dir.path("box.pcap"));
     let mut caps = [
-        cap(&lab.srv_ns(1), "eth0", "tcp port 45679 and tcp[tcpflags] & tcp-syn != 0", &s_pcap, "cap-srv1.log"),
-        cap(&lab.topo.ns("lb"), "lb-in", &format!("src host {VIP} or src host 198.51.100.11 or src host 198.51.100.12 or src host 198.51.100.13"), &b_pcap, "cap-box.log"),
+        capture(&lab, &lab.srv_ns(2), "eth0", "tcp port 45679 and tcp[tcpflags] & tcp-syn != 0", &s_pcap, "cap-srv2.log"),
+        capture(&lab, &lab.topo.ns("lb"), "lb-in", &format!("src host {VIP} or src host 198.51.100.11 or src host 198.51.100.12 or src host 198.51.100.13"), &b_pcap, "cap-box.log"),
     ];
-    let ids = lab.curl_ids(VIP, 30);
-    let t = tally(&ids);
-    println!("dsr-dscp: 30 requests: {t:?}");
-    assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "round robin over three servers: {t:?}");
+    spread_and_download(&lab, "dsr-dscp");
     let id = lab.topo.exec("client", &format!("curl -s -m 5 --local-port 45679 http://{VIP}/id"));
-    assert_eq!(id.trim(), "srv1");
-    let out = dir.path("big");
-    lab.topo.exec("client", &format!("curl -s -S -m 60 -o {} http://{VIP}/big", out.display()));
-    let want: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
-    assert!(want.contains(&sha256_file(&out)), "the 50 MiB download is not byte-identical to a server's /big");
+    assert_eq!(id.trim(), "srv2");
+    wait_for(Duration::from_secs(10), || (!frames(&s_pcap).is_empty()).then_some(()));
     std::thread::sleep(Duration::from_millis(300));
     for c in caps.iter_mut() {
         c.signal(libc::SIGINT);
         c.wait(Duration::from_secs(5));
     }
     let got = frames(&s_pcap);
-    let syn = got.first().unwrap_or_else(|| panic!("srv1 captured no SYN"));
+    let syn = got.first().unwrap_or_else(|| panic!("srv2 captured no SYN"));
     assert_eq!(syn[15] >> 2, 46, "DSCP 46 on the wire to the server (TOS {:#04x})", syn[15]);
     assert_eq!(&syn[26..30], &[192, 0, 2, 10], "the client's source");
-    assert_eq!(&syn[30..34], &[198, 51, 100, 11], "addressed to srv1");
+    assert_eq!(&syn[30..34], &[198, 51, 100, 12], "addressed to srv2");
     assert_eq!(u16::from_be_bytes([syn[36], syn[37]]), 80, "the VIP's port");
     // Replies leave the servers towards the router, not the box: nothing
     // addressed to the client crossed the box's inside port (the servers'
@@ -214,7 +211,7 @@ fn dsr_dscp_marks_the_vip_and_replies_bypass_the_box() {
     let fw = stop_furiwake_cleanly(lab.fw());
     let block = last_counters_block(&fw).unwrap_or_default();
     assert_eq!(must(&block, "virtual-server www:", "out-pkts"), 0, "the box forwarded no reply");
-    println!("dsr-dscp: SYN to srv1 with DSCP 46 and the client's source; 0 replies to the client on the box's inside port; 50 MiB byte-identical");
+    println!("dsr-dscp: SYN to srv2 with DSCP 46 and the client's source; 0 replies to the client on the box's inside port; 50 MiB byte-identical");
 }
 
 
@@ -229,13 +226,7 @@ fn one_arm_nat_serves_a_client_on_the_servers_segment() {
     let config = one_arm_config(&lab, "nat");
     lab.start_config(&config);
     report_until(lab.fw(), Duration::from_secs(10), |r| r.matches("state up").count() >= 3).unwrap_or_else(|r| panic!("servers not up:\n{r}"));
-    let ids = lab.curl_ids(VIP, 30);
-    let t = tally(&ids);
-    assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "round robin over three servers: {t:?}");
-    let out = lab.dir.path("big");
-    lab.topo.exec("client", &format!("curl -s -S -m 60 -o {} http://{VIP}/big", out.display()));
-    let want: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
-    assert!(want.contains(&sha256_file(&out)), "the 50 MiB download is not byte-identical to a server's /big");
+    spread_and_download(&lab, "one-arm nat");
     let conns = console(&lab, "show connections limit 5");
     assert!(conns.contains("forwarding: full-nat (hairpin"), "{conns}");
     let log = lab.nginx_access_log(1);
