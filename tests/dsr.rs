@@ -145,15 +145,10 @@ fn dsr_l2_spreads_connections_and_changes_only_the_mac() {
     assert_eq!(must(&block, "virtual-server www:", "out-pkts"), 0, "the box forwarded no reply");
 }
 
-/// L3 DSR (`dsr-dscp`) across a router: the lab's servers stay on their
-/// own segment, with a router namespace (192.0.2.1 / 198.51.100.254) as
-/// their default route; each restores the VIP from the DSCP with one nft
-/// rule (README). 30 requests 10/10/10, a 50 MiB download byte-identical;
-/// the server receives the SYN addressed to itself with DSCP 46 and the
-/// client's source; no reply crosses the box.
-#[test]
-fn dsr_dscp_marks_the_vip_and_replies_bypass_the_box() {
-    let Some(mut lab) = Lab::open('q', "dsr-dscp", &["nginx", "tcpdump", "nft"]) else { return };
+/// A router namespace between the lab's two segments (192.0.2.1 on br-out,
+/// 198.51.100.254 on br-in): the L3 DSR servers' default route, so their
+/// answers reach the client without the box.
+fn add_router(lab: &Lab) {
     let p = lab.topo.prefix.clone();
     sh(&format!(
         "ip netns add {p}-rtr && ip netns exec {p}-rtr sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.disable_ipv6=1 && ip -n {p}-rtr link set lo up && \
@@ -163,6 +158,18 @@ fn dsr_dscp_marks_the_vip_and_replies_bypass_the_box() {
          ip -n {p}-rtr addr add 192.0.2.1/24 dev {p}ra && ip -n {p}-rtr addr add 198.51.100.254/24 dev {p}rc && ip -n {p}-rtr link set {p}ra up && ip -n {p}-rtr link set {p}rc up && \
          ip netns exec {p}-rtr ethtool -K {p}ra tx off >/dev/null && ip netns exec {p}-rtr ethtool -K {p}rc tx off >/dev/null"
     ));
+}
+
+/// L3 DSR (`dsr-dscp`) across a router: the lab's servers stay on their
+/// own segment, with a router namespace (192.0.2.1 / 198.51.100.254) as
+/// their default route; each restores the VIP from the DSCP with one nft
+/// rule (README). 30 requests 10/10/10, a 50 MiB download byte-identical;
+/// the server receives the SYN addressed to itself with DSCP 46 and the
+/// client's source; no reply crosses the box.
+#[test]
+fn dsr_dscp_marks_the_vip_and_replies_bypass_the_box() {
+    let Some(mut lab) = Lab::open('q', "dsr-dscp", &["nginx", "tcpdump", "nft"]) else { return };
+    add_router(&lab);
     for n in 1..=LAB_BACKENDS {
         lab.topo.exec(
             &format!("srv{n}"),
@@ -235,4 +242,152 @@ fn one_arm_nat_serves_a_client_on_the_servers_segment() {
     let block = last_counters_block(&fw).unwrap_or_default();
     assert!(must(&block, "virtual-server www:", "out-pkts") > 1000, "the answers came back through the box:\n{block}");
     println!("one-arm nat: hairpinned client 10/10/10, 50 MiB byte-identical, servers saw {SELF_OUTSIDE}");
+}
+
+/// A tunnel packet's outer source address and (GUE) source port.
+type OuterKey = (Vec<u8>, u16);
+
+/// The tunnel's inner packet of a frame captured on a server, with its
+/// outer key: `None` for another frame.
+fn decapsulated(f: &[u8], proto: u8, overhead: usize) -> Option<(OuterKey, &[u8])> {
+    if f.len() < 14 + overhead + 20 || f[12..14] != [8, 0] || f[23] != proto {
+        return None;
+    }
+    let sport = if proto == 17 { u16::from_be_bytes([f[34], f[35]]) } else { 0 };
+    Some(((f[26..30].to_vec(), sport), &f[14 + overhead..]))
+}
+
+/// `dsr-tunnel` of `kind` across the router: each server runs the test's
+/// userspace decapsulator (`tests/scripts/decap.py`: raw sockets in, a TUN
+/// device out; this kernel has no IPIP/GRE devices) and holds the VIP on
+/// lo. 30 requests 10/10/10 and a 50 MiB download byte-identical; on srv2
+/// the client's SYN arrives inside the tunnel byte for byte as the client
+/// sent it, every flow has one outer header and the flows have several;
+/// no reply crosses the box. Then a 2 MB upload through a second virtual
+/// server: its 1500-byte packets do not fit the 1500-byte link once
+/// encapsulated, the client gets ICMP fragmentation needed from the VIP
+/// with the tunnel's MTU, lowers its path MTU, and every byte arrives.
+fn dsr_tunnel(kind: &str, proto: u8, overhead: usize) {
+    let Some(mut lab) = Lab::open('u', &format!("dsr-{kind}"), &["nginx", "tcpdump", "socat"]) else { return };
+    add_router(&lab);
+    let decap = test_script("decap.py");
+    for n in 1..=LAB_BACKENDS {
+        lab.topo.exec(
+            &format!("srv{n}"),
+            &format!(
+                "ip route replace default via 198.51.100.254 && ip addr add {VIP}/32 dev lo && \
+                 sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 && \
+                 ip tuntap add dev tun0 mode tun && ip link set tun0 up && sysctl -qw net.ipv4.conf.tun0.rp_filter=0"
+            ),
+        );
+        lab.serve(&format!("decap-srv{n}"), n, &["/usr/bin/python3", decap.to_str().unwrap(), "--tun", "tun0", "--local", &server_ip(n)]);
+        lab.start_nginx(n, 50);
+        lab.serve(&format!("sink-srv{n}"), n, &["socat", "-d", "-d", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:wc -c"]);
+    }
+    let servers = |port: u16| (1..=LAB_BACKENDS).map(|n| format!("  {{ address = \"{}:{port}\" }},", server_ip(n))).collect::<Vec<_>>().join("\n");
+    let config = format!(
+        "{}\n{LAB_INTERFACES}\n[[health_check]]\nname = \"http\"\nkind = \"http\"\ninterval_ms = 500\nrequest = \"GET /health HTTP/1.0\\r\\n\\r\\n\"\nexpect_status = 200\n\n\
+         [[pool]]\nname = \"web\"\nalgorithm = \"round-robin\"\nhealth_check = \"http\"\nservers = [\n{}\n]\n\n[[pool]]\nname = \"sink\"\nservers = [\n{}\n]\n\n\
+         [[virtual_server]]\nname = \"www\"\naddress = \"{VIP}:80\"\nforwarding = \"dsr-tunnel\"\ntunnel = \"{kind}\"\ntunnel_source = \"203.0.113.0/24\"\npool = \"web\"\n\n\
+         [[virtual_server]]\nname = \"sink\"\naddress = \"{VIP}:9000\"\nforwarding = \"dsr-tunnel\"\ntunnel = \"{kind}\"\npool = \"sink\"\n",
+        platform_section(&lab.prefix),
+        servers(80),
+        servers(9000)
+    );
+    lab.start_config(&config);
+    report_until(lab.fw(), Duration::from_secs(10), |r| r.matches("state up").count() >= 6).unwrap_or_else(|r| panic!("servers not up:\n{r}"));
+    let (c_pcap, s_pcap, b_pcap, i_pcap) = (lab.dir.path("client.pcap"), lab.dir.path("srv2.pcap"), lab.dir.path("box.pcap"), lab.dir.path("icmp.pcap"));
+    let tunnel_filter = match proto {
+        4 => "ip proto 4".to_string(),
+        47 => "ip proto 47".to_string(),
+        _ => "udp dst port 6080".to_string(),
+    };
+    let mut caps = [
+        capture(&lab, &lab.topo.ns("client"), "eth0", "tcp port 45680 and tcp[tcpflags] & tcp-syn != 0", &c_pcap, "cap-client.log"),
+        capture(&lab, &lab.srv_ns(2), "eth0", &tunnel_filter, &s_pcap, "cap-srv2.log"),
+        capture(&lab, &lab.topo.ns("lb"), "lb-in", &format!("src host {VIP} or src host 198.51.100.11 or src host 198.51.100.12 or src host 198.51.100.13"), &b_pcap, "cap-box.log"),
+        capture(&lab, &lab.topo.ns("client"), "eth0", "icmp", &i_pcap, "cap-icmp.log"),
+    ];
+    spread_and_download(&lab, &format!("dsr-tunnel {kind}"));
+    let id = lab.topo.exec("client", &format!("curl -s -m 5 --local-port 45680 http://{VIP}/id"));
+    assert_eq!(id.trim(), "srv2");
+    // The upload: 2 MB up, the server's byte count back.
+    let got = lab.topo.exec("client", &format!("head -c 2000000 /dev/urandom | socat -t 20 -T 30 - TCP:{VIP}:9000"));
+    assert_eq!(got.trim(), "2000000", "dsr-tunnel {kind}: the upload arrived whole after the path MTU came down");
+    let route = lab.topo.exec("client", &format!("ip route get {VIP}"));
+    wait_for(Duration::from_secs(10), || (!frames(&c_pcap).is_empty() && frames(&s_pcap).len() > 100).then_some(()));
+    std::thread::sleep(Duration::from_millis(300));
+    for c in caps.iter_mut() {
+        c.signal(libc::SIGINT);
+        c.wait(Duration::from_secs(5));
+    }
+
+    // srv2: every tunnel packet to its own address; one outer header per
+    // flow, several over the flows.
+    let mut per_flow: std::collections::BTreeMap<u16, std::collections::BTreeSet<OuterKey>> = Default::default();
+    let mut syn = None;
+    let captured = frames(&s_pcap);
+    for f in &captured {
+        let Some((outer, inner)) = decapsulated(f, proto, overhead) else { continue };
+        assert_eq!(&f[30..34], &[198, 51, 100, 12], "outer destination: srv2's own address");
+        assert_eq!(&inner[16..20], &[192, 0, 2, 100], "inner destination: the VIP");
+        assert_eq!(&outer.0[..3], &[203, 0, 113], "outer source from tunnel_source");
+        let sport = u16::from_be_bytes([inner[20], inner[21]]);
+        per_flow.entry(sport).or_default().insert(outer);
+        if sport == 45680 && syn.is_none() {
+            syn = Some(inner.to_vec());
+        }
+    }
+    assert!(per_flow.len() >= 11, "dsr-tunnel {kind}: srv2 saw {} flows", per_flow.len());
+    assert!(per_flow.values().all(|o| o.len() == 1), "dsr-tunnel {kind}: a flow's outer header changed: {per_flow:?}");
+    let distinct: std::collections::BTreeSet<_> = per_flow.values().flatten().collect();
+    assert!(distinct.len() >= per_flow.len() / 2, "dsr-tunnel {kind}: {} outer headers for {} flows", distinct.len(), per_flow.len());
+    let sent = frames(&c_pcap);
+    let sent = sent.first().unwrap_or_else(|| panic!("the client's SYN was not captured"));
+    let syn = syn.unwrap_or_else(|| panic!("srv2 got no tunnelled SYN from port 45680"));
+    assert_eq!(&syn[..], &sent[14..14 + syn.len()], "the client's SYN inside the tunnel, byte for byte (TTL included)");
+    // The ICMP error the upload met.
+    let mtu = 1500 - overhead;
+    let icmp: Vec<Vec<u8>> = frames(&i_pcap).into_iter().filter(|f| f.len() >= 42 && f[23] == 1 && f[34] == 3 && f[35] == 4).collect();
+    assert!(!icmp.is_empty(), "dsr-tunnel {kind}: no ICMP fragmentation needed reached the client");
+    for f in &icmp {
+        assert_eq!(&f[26..30], &[192, 0, 2, 100], "from the VIP");
+        assert_eq!(u16::from_be_bytes([f[40], f[41]]) as usize, mtu, "the tunnel's MTU");
+        assert_eq!(&f[58..62], &[192, 0, 2, 100], "quoting the too-big packet to the VIP");
+    }
+    let replies = frames(&b_pcap).iter().filter(|f| f.len() > 34 && f[30..34] == [192, 0, 2, 10]).count();
+    assert_eq!(replies, 0, "{replies} replies to the client crossed the box");
+    if let Some(p) = lab.procs.get("decap-srv2") {
+        p.signal(libc::SIGTERM);
+    }
+    let fw = stop_furiwake_cleanly(lab.fw());
+    let block = last_counters_block(&fw).unwrap_or_default();
+    assert_eq!(must(&block, "virtual-server www:", "out-pkts"), 0, "the box forwarded no reply");
+    let frag = block.lines().find_map(|l| l.trim().strip_prefix("tunnel: frag-needed ")).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0);
+    assert!(frag >= 1, "frag-needed counted:\n{block}");
+    wait_for(Duration::from_secs(5), || lab.proc_output("decap-srv2").contains("decap:").then_some(()));
+    let counts = lab.proc_output("decap-srv2");
+    println!(
+        "dsr-tunnel {kind}: 10/10/10, 50 MiB byte-identical; srv2: {} flows, {} outer headers, SYN byte-identical inside; {} ICMP frag-needed (mtu {mtu}), {frag} counted; upload 2 MB whole; client route: {}; {}",
+        per_flow.len(),
+        distinct.len(),
+        icmp.len(),
+        route.trim().replace('\n', " "),
+        counts.lines().find(|l| l.starts_with("decap:")).unwrap_or("")
+    );
+}
+
+#[test]
+fn dsr_tunnel_ipip_encapsulates_to_the_servers() {
+    dsr_tunnel("ipip", 4, 20);
+}
+
+#[test]
+fn dsr_tunnel_gre_encapsulates_to_the_servers() {
+    dsr_tunnel("gre", 47, 24);
+}
+
+#[test]
+fn dsr_tunnel_gue_encapsulates_to_the_servers() {
+    dsr_tunnel("gue", 17, 28);
 }

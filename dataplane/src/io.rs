@@ -19,6 +19,10 @@ pub trait Packet {
     /// unspecified. False, the frame unchanged, if it cannot (no room, or
     /// a frame `data` does not show whole).
     fn set_len(&mut self, len: usize) -> bool;
+    /// Grows the frame by `n` bytes at the head (into the buffer's
+    /// headroom): the old bytes start at `n`, the new ones are
+    /// unspecified. False, the frame unchanged, if it cannot.
+    fn prepend(&mut self, n: usize) -> bool;
 }
 
 /// What a worker's loop needs from the outside world.

@@ -178,6 +178,11 @@ impl furiwake_dataplane::Packet for Mbuf {
     fn set_len(&mut self, len: usize) -> bool {
         Mbuf::set_len(self, len)
     }
+
+    #[inline]
+    fn prepend(&mut self, n: usize) -> bool {
+        u16::try_from(n).is_ok_and(|n| Mbuf::prepend(self, n).is_some())
+    }
 }
 
 #[cfg(test)]

@@ -107,6 +107,10 @@ pub const NETMASK_PREFIX: Bound = Bound::new("netmask", 8, 32);
 
 /// A DSCP (RFC 2474 §6): six bits; 0 is the default class, not a mark.
 pub const DSCP: Bound = Bound::new("dscp", 1, 63);
+pub const TUNNEL_PORT: Bound = Bound::new("tunnel_port", 1, 65535);
+/// [[interface]] mtu: RFC 791's 576 (every host takes it) to a jumbo
+/// frame's 9216.
+pub const MTU: Bound = Bound::new("mtu", 576, 9216);
 
 // [timeouts], seconds
 pub const TCP_SYN: Bound = Bound::new("tcp_syn", 1, MAX_IDLE_TIMEOUT_S as u64);
@@ -159,6 +163,8 @@ pub const ALL: &[Bound] = &[
     PRIORITY,
     PERSISTENCE_TIMEOUT_S,
     DSCP,
+    TUNNEL_PORT,
+    MTU,
     TCP_SYN,
     TCP_ESTABLISHED,
     TCP_FIN,

@@ -25,7 +25,7 @@ pub use diff::restart_needed;
 pub use bounds::{MAX_PERSISTENCE_TIMEOUT_S, MAX_WEIGHT};
 pub use model::{
     unplaced, Algorithm, CheckKind, Config, ConsoleConfig, Forwarding, HashOn, HealthCheck, Interface, Ipv4Cidr, LogLevel, Logging, Management,
-    OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, Server, TimeoutSecs, VirtualServer, DEFAULT_CONSOLE_SOCKET,
+    OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, Server, TimeoutSecs, TunnelKind, VirtualServer, DEFAULT_CONSOLE_SOCKET, DEFAULT_GUE_PORT, DEFAULT_MTU,
 };
 pub use ha::{SyncConfig, Vrrp};
 pub use render::{kebab, render};

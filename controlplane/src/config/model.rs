@@ -297,6 +297,10 @@ pub struct Interface {
     pub device: Spanned<String>,
     /// The appliance's own ("self") address on this link.
     pub address: Ipv4Cidr,
+    /// The link's IP MTU (default 1500): a `dsr-tunnel` packet that the
+    /// encapsulation would take past it is answered with ICMP
+    /// fragmentation needed (or dropped without DF).
+    pub mtu: Option<Spanned<u16>>,
 }
 
 impl Interface {
@@ -515,6 +519,27 @@ pub struct VirtualServer {
     pub persistence_group: Option<Spanned<String>>,
     /// `dsr-dscp`: the DSCP (1..=63) that names this VIP to its servers.
     pub dscp: Option<Spanned<u8>>,
+    /// `dsr-tunnel`: the encapsulation (`ipip`, `gre`, `gue`).
+    pub tunnel: Option<Spanned<TunnelKind>>,
+    /// `dsr-tunnel`: outer source addresses, one per flow from this prefix
+    /// (default: the self IP towards the server).
+    pub tunnel_source: Option<Spanned<Ipv4Cidr>>,
+    /// `tunnel = "gue"`: the servers' GUE UDP port (default 6080).
+    pub tunnel_port: Option<Spanned<u16>>,
+}
+
+/// An interface's MTU when it names none (Ethernet's).
+pub const DEFAULT_MTU: u16 = 1500;
+/// The GUE port when `tunnel_port` names none (IANA's for GUE).
+pub const DEFAULT_GUE_PORT: u16 = 6080;
+
+/// `dsr-tunnel`'s encapsulations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TunnelKind {
+    Ipip,
+    Gre,
+    Gue,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

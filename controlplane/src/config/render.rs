@@ -25,6 +25,9 @@ pub fn render(cfg: &Config) -> String {
     );
     for i in &cfg.interfaces {
         let _ = writeln!(s, "\n[[interface]]\nname = {}\ndevice = {}\naddress = {}", q(i.name.get_ref()), q(i.device.get_ref()), q(&i.address.to_string()));
+        if let Some(m) = &i.mtu {
+            let _ = writeln!(s, "mtu = {}", m.get_ref());
+        }
     }
     for r in &cfg.routes {
         let _ = writeln!(s, "\n[[route]]\nprefix = {}\nvia = {}", q(&r.prefix.to_string()), q(&r.via.to_string()));
@@ -107,6 +110,15 @@ pub fn render(cfg: &Config) -> String {
         }
         if let Some(d) = &v.dscp {
             let _ = writeln!(s, "dscp = {}", d.get_ref());
+        }
+        if let Some(t) = &v.tunnel {
+            let _ = writeln!(s, "tunnel = {}", q(&kebab(t.get_ref())));
+        }
+        if let Some(c) = &v.tunnel_source {
+            let _ = writeln!(s, "tunnel_source = {}", q(&c.get_ref().to_string()));
+        }
+        if let Some(p) = &v.tunnel_port {
+            let _ = writeln!(s, "tunnel_port = {}", p.get_ref());
         }
         if let Some(g) = &v.persistence_group {
             let _ = writeln!(s, "persistence_group = {}", q(g.get_ref()));

@@ -102,9 +102,24 @@ fn duplicates_and_lcores_refused() {
     assert!(e.message.contains("at least one"), "{e}");
     let e = err(&GOOD.replace("\"--no-pci\"]", "\"--no-pci\", \"-l\", \"0-3\"]"));
     assert!(e.message.contains("\"-l\""), "{e}");
-    let e = err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-tunnel\"\n"));
-    assert!(e.message.contains("not supported"), "{e}");
+    // dsr-tunnel: its kind named; its keys only with it; a unicast source
+    // prefix; GUE alone has a port.
+    let tun = GOOD.replace(":8080", ":80").replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-tunnel\"\n");
+    let e = err(&tun);
+    assert!(e.message.contains("needs `tunnel` (\"ipip\", \"gre\" or \"gue\")"), "{e}");
     assert_eq!(e.line, 37);
+    let gre = tun.replace("forwarding = \"dsr-tunnel\"\n", "forwarding = \"dsr-tunnel\"\ntunnel = \"gre\"\ntunnel_source = \"203.0.113.0/24\"\n");
+    let c = Config::parse("t", &gre).unwrap();
+    assert_eq!(c.virtual_servers[0].tunnel.as_ref().map(|t| *t.get_ref()), Some(TunnelKind::Gre));
+    assert!(err(&gre.replace("\"gre\"", "\"vxlan\"")).message.contains("unknown variant `vxlan`"));
+    assert!(err(&gre.replace("203.0.113.0/24", "224.0.0.0/24")).message.contains("must be a unicast prefix of /8 or longer"));
+    assert!(err(&gre.replace("203.0.113.0/24", "10.0.0.0/7")).message.contains("must be a unicast prefix"));
+    assert!(err(&format!("{gre}tunnel_port = 5555\n")).message.contains("tunnel_port needs tunnel = \"gue\""));
+    Config::parse("t", &format!("{}tunnel_port = 5555\n", gre.replace("\"gre\"", "\"gue\""))).unwrap();
+    assert!(err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\ntunnel = \"ipip\"\n")).message.contains("tunnel needs forwarding = \"dsr-tunnel\""));
+    assert!(err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\ntunnel_source = \"203.0.113.0/24\"\n")).message.contains("tunnel_source needs forwarding"));
+    let e = err(&gre.replace("198.51.100.11:80", "198.51.100.11:8080"));
+    assert!(e.message.contains("(dsr-tunnel): server 198.51.100.11:8080 must listen on the VIP's port 80"), "{e}");
     // MAT rewrites no port: the servers must listen on the VIP's.
     let e = err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\nforwarding = \"dsr-l2\"\n"));
     assert!(e.message.contains("server 198.51.100.11:8080 must listen on the VIP's port 80"), "{e}");
@@ -245,6 +260,12 @@ fn place(key: &str, value: &str) -> (String, usize, usize) {
         let text = GOOD.replace(":8080", ":80").replace("pool = \"web\"\n", &format!("pool = \"web\"\nforwarding = \"dsr-dscp\"\ndscp = {value}\n"));
         let line = text.lines().position(|l| l.starts_with("dscp = ")).unwrap_or(0) + 1;
         (text, line)
+    } else if key == "tunnel_port" {
+        let text = GOOD.replace(":8080", ":80").replace("pool = \"web\"\n", &format!("pool = \"web\"\nforwarding = \"dsr-tunnel\"\ntunnel = \"gue\"\ntunnel_port = {value}\n"));
+        let line = text.lines().position(|l| l.starts_with("tunnel_port = ")).unwrap_or(0) + 1;
+        (text, line)
+    } else if key == "mtu" {
+        (GOOD.replace("address = \"192.0.2.2/24\"\n", &format!("address = \"192.0.2.2/24\"\nmtu = {value}\n")), 11)
     } else if ["refresh_s", "bulk_limit_ms"].contains(&key) {
         let text = ha(&format!("\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{}\"\n{key} = {value}\n", "ab".repeat(16)));
         let line = text.lines().position(|l| l.starts_with(&format!("{key} = "))).unwrap_or(0) + 1;

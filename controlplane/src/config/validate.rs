@@ -3,7 +3,7 @@
 //! serve.
 
 use super::bounds::{self, Bound};
-use super::model::{Algorithm, CheckKind, Config, Forwarding, Persistence, PersistenceKind, Protocol, VirtualServer};
+use super::model::{Algorithm, CheckKind, Config, Forwarding, Persistence, PersistenceKind, Protocol, TunnelKind, VirtualServer};
 use super::{ConfigError, Source};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
@@ -80,6 +80,9 @@ impl Config {
             if !devs.insert(i.dev_name().to_string()) {
                 return Err(src.error(Some(i.device.span()), format!("device {:?} is used by two interfaces", i.dev_name())));
             }
+            if let Some(m) = &i.mtu {
+                within(src, &bounds::MTU, m)?;
+            }
         }
         unique(src, self.health_checks.iter().map(|h| &h.name), "health_check")?;
         for h in &self.health_checks {
@@ -132,12 +135,7 @@ impl Config {
             return Err(src.error(None, format!("at most {} real servers over all virtual servers", furiwake_dataplane::limits::MAX_SERVERS)));
         }
         for vs in &self.virtual_servers {
-            if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat | Forwarding::DsrL2 | Forwarding::DsrDscp) {
-                return Err(src.error(
-                    Some(vs.forwarding.span()),
-                    format!("virtual_server {:?}: forwarding {:?} is not supported by this build (nat, full-nat, dsr-l2, dsr-dscp)", vs.name.get_ref(), vs.forwarding.get_ref()),
-                ));
-            }
+            self.validate_tunnel(src, vs)?;
             match (vs.forwarding.get_ref(), &vs.dscp) {
                 (Forwarding::DsrDscp, None) => return Err(src.error(Some(vs.forwarding.span()), format!("virtual_server {:?}: forwarding = \"dsr-dscp\" needs `dscp` (1..=63): the code that names the VIP to its servers", vs.name.get_ref()))),
                 (Forwarding::DsrDscp, Some(d)) => within(src, &bounds::DSCP, d)?,
@@ -147,7 +145,7 @@ impl Config {
             if *vs.forwarding.get_ref() != Forwarding::FullNat && !vs.local_addresses.is_empty() {
                 return Err(src.error(Some(vs.name.span()), format!("virtual_server {:?}: local_addresses needs forwarding = \"full-nat\"", vs.name.get_ref())));
             }
-            if matches!(vs.forwarding.get_ref(), Forwarding::DsrL2 | Forwarding::DsrDscp) {
+            if matches!(vs.forwarding.get_ref(), Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel) {
                 self.validate_dsr(src, vs)?;
             }
             if !self.pools.iter().any(|p| p.name.get_ref() == vs.pool.get_ref()) {
@@ -159,6 +157,36 @@ impl Config {
         }
         self.validate_persistence(src)?;
         self.validate_ha(src)
+    }
+
+    /// `tunnel`, `tunnel_source` and `tunnel_port` belong to `dsr-tunnel`
+    /// (and the port to GUE); the tunnel needs its kind; its sources are a
+    /// unicast prefix.
+    fn validate_tunnel(&self, src: &Source<'_>, vs: &VirtualServer) -> Result<(), ConfigError> {
+        let name = vs.name.get_ref();
+        let tunnel = *vs.forwarding.get_ref() == Forwarding::DsrTunnel;
+        match (&vs.tunnel, tunnel) {
+            (None, true) => return Err(src.error(Some(vs.forwarding.span()), format!("virtual_server {name:?}: forwarding = \"dsr-tunnel\" needs `tunnel` (\"ipip\", \"gre\" or \"gue\"): how packets reach the servers"))),
+            (Some(t), false) => return Err(src.error(Some(t.span()), format!("virtual_server {name:?}: tunnel needs forwarding = \"dsr-tunnel\""))),
+            _ => {}
+        }
+        if let Some(s) = &vs.tunnel_source {
+            if !tunnel {
+                return Err(src.error(Some(s.span()), format!("virtual_server {name:?}: tunnel_source needs forwarding = \"dsr-tunnel\"")));
+            }
+            let c = s.get_ref();
+            let first = c.network().octets()[0];
+            if c.prefix_len < 8 || first == 0 || first == 127 || first >= 224 {
+                return Err(src.error(Some(s.span()), format!("virtual_server {name:?}: tunnel_source {c} must be a unicast prefix of /8 or longer: each flow's outer source is one of its addresses")));
+            }
+        }
+        if let Some(p) = &vs.tunnel_port {
+            if vs.tunnel.as_ref().map(|t| *t.get_ref()) != Some(TunnelKind::Gue) {
+                return Err(src.error(Some(p.span()), format!("virtual_server {name:?}: tunnel_port needs tunnel = \"gue\"")));
+            }
+            within(src, &bounds::TUNNEL_PORT, p)?;
+        }
+        Ok(())
     }
 
     /// Direct server return rewrites no port: each server must listen on
@@ -192,7 +220,7 @@ impl Config {
         for s in pool.into_iter().chain(sorry).flat_map(|p| p.servers.iter()) {
             let a = s.address.get_ref();
             if a.port() != vport {
-                return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?} ({}): server {a} must listen on the VIP's port {vport}: direct server return rewrites no port", if l2 { "dsr-l2" } else { "dsr-dscp" })));
+                return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?} ({}): server {a} must listen on the VIP's port {vport}: direct server return rewrites no port", kebab_forwarding(*vs.forwarding.get_ref()))));
             }
             if l2 && !self.interfaces.iter().any(|i| i.address.contains(*a.ip())) {
                 return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?} (dsr-l2): server {a} is on no interface's subnet: MAT reaches servers by their MAC on a shared segment")));
@@ -346,4 +374,15 @@ fn unique<'a>(src: &Source<'_>, names: impl Iterator<Item = &'a Spanned<String>>
         }
     }
     Ok(())
+}
+
+/// The config spelling of a forwarding mode.
+pub(crate) fn kebab_forwarding(f: Forwarding) -> &'static str {
+    match f {
+        Forwarding::Nat => "nat",
+        Forwarding::FullNat => "full-nat",
+        Forwarding::DsrL2 => "dsr-l2",
+        Forwarding::DsrDscp => "dsr-dscp",
+        Forwarding::DsrTunnel => "dsr-tunnel",
+    }
 }

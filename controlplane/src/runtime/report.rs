@@ -48,6 +48,9 @@ impl Runtime {
                 c.rejected.get(),
                 c.total_drops()
             );
+            if c.frag_needed.get() > 0 {
+                let _ = writeln!(s, "  tunnel: frag-needed {}", c.frag_needed.get());
+            }
             if c.persist_records.get() > 0 {
                 let _ = writeln!(
                     s,

@@ -29,13 +29,18 @@ pub enum Forwarding {
     /// server's `dscp`); the server restores the VIP from it and answers
     /// the client directly, through routers.
     DsrDscp,
+    /// L3 direct server return by encapsulation (seed 003, Katran): the
+    /// client's packet, untouched, inside IPIP, GRE or GUE to the server's
+    /// address (`forward::tunnel`); the server decapsulates, holds the VIP
+    /// and answers the client directly.
+    DsrTunnel,
 }
 
 impl Forwarding {
     /// Direct server return: the replies do not cross the box.
     #[inline(always)]
     pub fn is_dsr(self) -> bool {
-        matches!(self, Forwarding::DsrL2 | Forwarding::DsrDscp)
+        matches!(self, Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel)
     }
 }
 
@@ -48,6 +53,7 @@ impl Forwarding {
             1 => Some(Forwarding::FullNat),
             2 => Some(Forwarding::DsrL2),
             3 => Some(Forwarding::DsrDscp),
+            4 => Some(Forwarding::DsrTunnel),
             _ => None,
         }
     }

@@ -1,18 +1,20 @@
 //! What each forwarding mode does to a packet, as pure functions over frame
 //! bytes: address and port rewriting with incremental checksums (`nat`,
-//! used by NAT and full-NAT), the answers to refused connections
-//! (`refusal`), ICMP error translation (`icmp_xlate`), and full-NAT's per-worker source ports (`local_ports`).
-//! The pipeline decides which applies; these only rewrite.
-//!
-//! Room for the direct-server-return modes: `dsr_l2` (MAC rewrite),
-//! `dsr_dscp` and `dsr_tunnel` (encapsulation) will sit beside `nat`.
+//! used by NAT, full-NAT and dsr-dscp, with `set_dscp`), encapsulation
+//! (`tunnel`, dsr-tunnel), the answers to refused connections and to
+//! packets too big for a tunnel (`refusal`), ICMP error translation
+//! (`icmp_xlate`), and full-NAT's per-worker source ports (`local_ports`).
+//! The pipeline decides which applies; these only rewrite. (dsr-l2 changes
+//! the Ethernet addresses only, which every mode does.)
 
 pub mod icmp_xlate;
 pub mod local_ports;
 pub mod nat;
 pub mod refusal;
+pub mod tunnel;
 
 pub use icmp_xlate::{translate_icmp_error, IcmpXlate};
 pub use local_ports::{LocalPorts, LOCAL_PORT_MAX, LOCAL_PORT_MIN, PROBE_PORT_MIN};
 pub use nat::{rewrite, rewrite_addrs, rewrite_ports, set_dscp};
-pub use refusal::{build_refusal, is_unicast_host, refusal_len};
+pub use refusal::{build_frag_needed, build_refusal, frag_needed_len, is_unicast_host, refusal_len};
+pub use tunnel::{encapsulate, Outer, TunnelKind};

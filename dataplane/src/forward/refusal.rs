@@ -64,8 +64,50 @@ pub fn refusal_len(proto: u8, l3: usize, hl: usize) -> usize {
 /// full checksums; at L2 back to the frame's source MAC from `port_mac`
 /// (the port it arrived on), any VLAN tag kept. The caller resizes the
 /// frame: to at least `refusal_len` before, to the returned length after.
-#[allow(clippy::indexing_slicing, reason = "every offset is below `need`, and the frame is at least that long and holds the whole headers: checked on entry")]
 pub fn build_refusal(frame: &mut [u8], l3: usize, hl: usize, proto: u8, port_mac: EthernetAddress) -> Option<usize> {
+    let answer = match proto {
+        protocol::TCP => Answer::Reset,
+        protocol::UDP => Answer::Icmp { code: crate::wire::icmp::unreachable::PORT, mtu: 0 },
+        _ => return None,
+    };
+    build(frame, l3, hl, answer, port_mac)
+}
+
+/// Frame length of `build_frag_needed`'s answer to a packet whose IPv4
+/// header (`hl` bytes) starts at `l3`.
+#[inline]
+pub fn frag_needed_len(l3: usize, hl: usize) -> usize {
+    refusal_len(protocol::UDP, l3, hl)
+}
+
+/// Turns a packet too big for the next hop, with DF set, into ICMP
+/// destination unreachable, fragmentation needed and DF set (RFC 792),
+/// carrying the next hop's `mtu` (RFC 1191 §4), in place, as
+/// `build_refusal` builds a port unreachable: from the packet's
+/// destination back to its source (a VIP's client then lowers its path
+/// MTU towards the VIP), quoting the header and 8 bytes. The packet may be
+/// TCP or UDP; `None`, untouched, when the frame is shorter than
+/// `frag_needed_len` or the headers.
+pub fn build_frag_needed(frame: &mut [u8], l3: usize, hl: usize, mtu: u16, port_mac: EthernetAddress) -> Option<usize> {
+    build(frame, l3, hl, Answer::Icmp { code: crate::wire::icmp::unreachable::FRAG_NEEDED, mtu }, port_mac)
+}
+
+/// What `build` makes of the packet.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// A TCP RST.
+    Reset,
+    /// An ICMP destination unreachable with `code`; `mtu` in the next-hop
+    /// MTU field (RFC 1191 §4; 0 for the other codes, RFC 792's "unused").
+    Icmp { code: u8, mtu: u16 },
+}
+
+#[allow(clippy::indexing_slicing, reason = "every offset is below `need`, and the frame is at least that long and holds the whole headers: checked on entry")]
+fn build(frame: &mut [u8], l3: usize, hl: usize, answer: Answer, port_mac: EthernetAddress) -> Option<usize> {
+    let proto = match answer {
+        Answer::Reset => protocol::TCP,
+        Answer::Icmp { .. } => protocol::UDP,
+    };
     let need = refusal_len(proto, l3, hl);
     // The header and the first 20 bytes of its payload (a TCP header; a
     // UDP header and more) are read below.
@@ -78,7 +120,7 @@ pub fn build_refusal(frame: &mut [u8], l3: usize, hl: usize, proto: u8, port_mac
     let ip = &mut frame[l3..];
     let (src, dst) = (get32(ip, IP_SRC), get32(ip, IP_DST));
     let ip_len = get16(ip, IP_TOTAL_LEN) as usize;
-    let (len, tos) = if proto == protocol::TCP {
+    let (len, tos) = if let Answer::Reset = answer {
         let l4 = &ip[hl..];
         let (sport, dport, seq, flags) = (get16(l4, L4_SPORT), get16(l4, L4_DPORT), get32(l4, TCP_SEQ), l4[TCP_FLAGS]);
         let data = ip_len.saturating_sub(hl + ((l4[TCP_DOFF] >> 4) as usize) * 4);
@@ -103,7 +145,10 @@ pub fn build_refusal(frame: &mut [u8], l3: usize, hl: usize, proto: u8, port_mac
         let m = &mut ip[REFUSAL_IP_HL..at + quoted];
         m[..at - REFUSAL_IP_HL].fill(0);
         m[0] = crate::wire::icmp::kind::DEST_UNREACHABLE;
-        m[1] = crate::wire::icmp::unreachable::PORT;
+        if let Answer::Icmp { code, mtu } = answer {
+            m[1] = code;
+            put16(m, crate::wire::icmp::field::NEXT_HOP_MTU, mtu);
+        }
         let c = checksum::checksum(m);
         put16(m, 2, c);
         (m.len(), ICMP_ERROR_TOS)

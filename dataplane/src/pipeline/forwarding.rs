@@ -1,7 +1,7 @@
 //! Packets of a known connection, both directions: rewrite by the entry's
 //! forwarding mode, address the next hop, count.
 
-use super::{L4Info, Shard, Verdict};
+use super::{Encap, L4Info, Shard, TooBig, Verdict};
 use crate::conntrack::{Dir, FlowId, FlowState};
 use crate::forward as nat;
 use crate::state::counters::DropReason;
@@ -19,7 +19,7 @@ impl Shard {
         }
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         let (vs, server_index, server_ip, server_port, local_ip, local_port) = (f.vs, f.server, f.server_ip, f.server_port, f.local_ip, f.local_port);
-        let mode = f.mode;
+        let (mode, client_ip, client_port) = (f.mode, f.client_ip, f.client_port);
         let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
         if server.reset {
             self.remove(snap, id);
@@ -29,6 +29,7 @@ impl Shard {
         let Some(out) = snap.port(server.tx_port) else { return Verdict::Drop(DropReason::NoServer) };
         // The range was validated by the parse (`classify`).
         let Some(ip) = frame.get_mut(p.l3..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
+        let mut encap = None;
         match mode {
             Forwarding::Nat => nat::rewrite(ip, p.hl, p.proto, None, Some((server_ip, server_port)), true),
             Forwarding::FullNat => nat::rewrite(ip, p.hl, p.proto, Some((local_ip, local_port)), Some((server_ip, server_port)), true),
@@ -42,6 +43,25 @@ impl Shard {
                 if let Some(v) = snap.services.get(vs as usize) {
                     nat::set_dscp(ip, v.dscp);
                 }
+            }
+            // L3 DSR by tunnel: the packet untouched inside an outer header
+            // to the server, added by `process_packet` (`Verdict::Encap`).
+            Forwarding::DsrTunnel => {
+                let Some(t) = snap.services.get(vs as usize).and_then(|v| v.tunnel) else { return Verdict::Drop(DropReason::NoVirtualServer) };
+                let overhead = t.kind.overhead();
+                if p.ip_len + overhead > out.mtu as usize {
+                    // RFC 1191 §4: with DF the sender learns the tunnel's
+                    // MTU; without, the box does not fragment.
+                    let df = ip.get(6).is_some_and(|b| b & 0x40 != 0);
+                    if df && nat::is_unicast_host(p.src) {
+                        return Verdict::TooBig(TooBig { l3: p.l3 as u8, hl: p.hl as u8, mtu: out.mtu.saturating_sub(overhead as u16) });
+                    }
+                    return Verdict::Drop(DropReason::TunnelTooBig);
+                }
+                let h = crate::hash::keyed64(u64::from(client_ip) << 24 | u64::from(client_port) << 8 | u64::from(p.proto), self.config.hash_key);
+                let (net, host_mask) = t.source.unwrap_or((out.self_ip, 0));
+                let (src, sport) = nat::tunnel::entropy(h, net, host_mask);
+                encap = Some(Encap { port: server.tx_port, l3: p.l3 as u8, ip_len: p.ip_len as u16, outer: nat::Outer { kind: t.kind, src, dst: server_ip, sport, dport: t.port } });
             }
         }
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
@@ -59,7 +79,10 @@ impl Shard {
         if state == FlowState::Close {
             self.remove(snap, id);
         }
-        Verdict::Forward(server.tx_port)
+        match encap {
+            Some(e) => Verdict::Encap(e),
+            None => Verdict::Forward(server.tx_port),
+        }
     }
 
     /// Server to client: SNAT back to the VIP (and DNAT to the client for
@@ -85,7 +108,7 @@ impl Shard {
             Forwarding::FullNat => nat::rewrite(ip, p.hl, p.proto, Some((vip, vport)), Some((client_ip, client_port)), true),
             // A DSR server that routes its replies through the box anyway
             // (already from the VIP): routed on to the client.
-            Forwarding::DsrL2 | Forwarding::DsrDscp => nat::rewrite(ip, p.hl, p.proto, None, None, true),
+            Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel => nat::rewrite(ip, p.hl, p.proto, None, None, true),
         }
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(EthernetAddress(client_mac));

@@ -74,6 +74,37 @@ pub enum Verdict {
     /// packet, builds the answer and returns `Forward` to the port the
     /// packet came in on (or `Drop(NoServer)` when it cannot).
     Reject(Reject),
+    /// A `dsr-tunnel` packet to encapsulate (`forward::tunnel`), its
+    /// Ethernet addresses already set. Only `process` returns it:
+    /// `process_packet` grows the packet at the head, writes the outer
+    /// headers and returns `Forward(port)` (or a `tunnel-no-headroom`
+    /// drop).
+    Encap(Encap),
+    /// A `dsr-tunnel` packet with DF set too big for the tunnel, to be
+    /// answered with ICMP fragmentation needed (RFC 1191) built in place,
+    /// as `Reject`. Only `process` returns it.
+    TooBig(TooBig),
+}
+
+/// What `process_packet` needs to encapsulate a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encap {
+    /// The port to send it out of.
+    pub port: u16,
+    /// Offset of the (inner) IPv4 header in the frame as received.
+    pub l3: u8,
+    /// The inner packet's IPv4 total length.
+    pub ip_len: u16,
+    pub outer: nat::Outer,
+}
+
+/// Where the too-big packet's IPv4 header is, and the MTU to tell its
+/// sender: the tunnel's, the link's less the encapsulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooBig {
+    pub l3: u8,
+    pub hl: u8,
+    pub mtu: u16,
 }
 
 /// Where the refused packet's IPv4 header is, for `forward::build_refusal`.
@@ -282,8 +313,10 @@ impl Shard {
                 Err(_dropped) => self.counters.count_drop(DropReason::HandoffRingFull),
             },
             Verdict::Drop(reason) => self.counters.count_drop(reason),
-            // `process_packet` never returns it.
+            // `process_packet` never returns these.
             Verdict::Reject(_) => self.counters.count_drop(DropReason::NoServer),
+            Verdict::Encap(_) => self.counters.count_drop(DropReason::TunnelNoHeadroom),
+            Verdict::TooBig(_) => self.counters.count_drop(DropReason::TunnelTooBig),
         }
     }
 
@@ -297,8 +330,53 @@ impl Shard {
         let port = pkt.port();
         match self.process(snap, pkt.data_mut(), port, handed) {
             Verdict::Reject(r) => self.refuse(snap, pkt, port, r),
+            Verdict::Encap(e) => self.encapsulate(pkt, e),
+            Verdict::TooBig(t) => self.too_big(snap, pkt, port, t),
             v => v,
         }
+    }
+
+    /// Puts the outer headers of `e` in front of the packet's IPv4 header:
+    /// the buffer grows at the head (`Packet::prepend`, into the mbuf's
+    /// headroom) by what the encapsulation adds less what a VLAN tag or
+    /// Ethernet padding took; the Ethernet addresses move with it.
+    #[inline]
+    fn encapsulate<P: Packet>(&mut self, pkt: &mut P, e: Encap) -> Verdict {
+        let (l3, ip_len) = (e.l3 as usize, e.ip_len as usize);
+        let at = crate::wire::ethernet::HEADER_LEN + e.outer.kind.overhead();
+        // Padding after the IPv4 packet goes; then the head grows by what
+        // takes the inner header from `l3` to `at` (`at` > `l3`: the
+        // encapsulation adds 20 bytes or more, a VLAN tag takes 4).
+        if !pkt.set_len(l3 + ip_len) || !pkt.prepend(at - l3) {
+            return Verdict::Drop(DropReason::TunnelNoHeadroom);
+        }
+        let frame = pkt.data_mut();
+        // The old Ethernet header now starts at `at - l3`.
+        frame.copy_within(at - l3..at - l3 + 12, 0);
+        match nat::encapsulate(frame, ip_len, &e.outer) {
+            Some(_) => Verdict::Forward(e.port),
+            None => Verdict::Drop(DropReason::TunnelNoHeadroom),
+        }
+    }
+
+    /// Answers a packet too big for its tunnel with ICMP fragmentation
+    /// needed out of `port`, resizing it (`forward::build_frag_needed`).
+    #[cold]
+    fn too_big<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, port: u16, t: TooBig) -> Verdict {
+        self.counters.count_drop(DropReason::TunnelTooBig);
+        let Some(mac) = snap.port(port).map(|p| p.mac) else { return Verdict::Drop(DropReason::TunnelTooBig) };
+        let (l3, hl) = (t.l3 as usize, t.hl as usize);
+        if pkt.data().len() < nat::frag_needed_len(l3, hl) {
+            // Too big for the tunnel, yet shorter than an ICMP error:
+            // only with a tunnel MTU below 68 (refused by check-config).
+            return Verdict::Drop(DropReason::TunnelTooBig);
+        }
+        let Some(len) = nat::build_frag_needed(pkt.data_mut(), l3, hl, t.mtu, mac) else { return Verdict::Drop(DropReason::TunnelTooBig) };
+        if !pkt.set_len(len) {
+            return Verdict::Drop(DropReason::TunnelTooBig);
+        }
+        self.counters.frag_needed.inc();
+        Verdict::Forward(port)
     }
 
     /// Turns a refused first packet into its answer (`forward::build_refusal`),

@@ -32,7 +32,7 @@ pub(super) const SRV: [[u8; 4]; 2] = [[198, 51, 100, 11], [198, 51, 100, 12]];
 /// VIP:53/udp, each over both servers, round robin.
 pub(super) fn snapshot() -> Snapshot {
     let mut s = Snapshot::default();
-    s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT), netmask: 0xffff_ff00 }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN), netmask: 0xffff_ff00 })];
+    s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT), netmask: 0xffff_ff00, mtu: 1500 }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN), netmask: 0xffff_ff00, mtu: 1500 })];
     s.self_ips = vec![ip(SELF_OUT), ip(SELF_IN)];
     for (vi, (port, proto, fwd)) in [(80u16, 6u8, Forwarding::Nat), (81, 6, Forwarding::FullNat), (53, 17, Forwarding::Nat)].into_iter().enumerate() {
         let first = s.servers.len() as u16;
@@ -315,10 +315,12 @@ fn fixture_table_of_verdicts() {
 pub(super) struct Pkt {
     data: Vec<u8>,
     cap: usize,
+    /// Room at the head, as an mbuf's (RTE_PKTMBUF_HEADROOM).
+    head: usize,
 }
 
 fn pkt(data: Vec<u8>) -> Pkt {
-    Pkt { data, cap: 2048 }
+    Pkt { data, cap: 2048, head: 128 }
 }
 
 impl Packet for Pkt {
@@ -337,6 +339,14 @@ impl Packet for Pkt {
         }
         // Grown bytes are unspecified: make them visible garbage.
         self.data.resize(len, 0xee);
+        true
+    }
+    fn prepend(&mut self, n: usize) -> bool {
+        if n > self.head {
+            return false;
+        }
+        self.head -= n;
+        self.data.splice(0..0, std::iter::repeat_n(0xee, n));
         true
     }
 }
@@ -1070,4 +1080,105 @@ fn a_nat_client_on_the_servers_segment_is_source_natted_to_the_self_ip() {
     let mut g = syn(40000, 80);
     assert_eq!(w.process(&mut g, OUT, false), Verdict::Forward(IN));
     assert_eq!(addr(&g, 26), CLIENT);
+}
+
+/// The fixture's MAT snapshot turned into `dsr-tunnel` of `kind`, outer
+/// sources from 203.0.113.0/24 and GUE to port 6080.
+fn dsr_tunnel_snapshot(kind: crate::forward::TunnelKind) -> Snapshot {
+    let mut s = dsr_l2_snapshot();
+    if let Some(vs) = s.services.get_mut(0) {
+        vs.forwarding = Forwarding::DsrTunnel;
+        vs.tunnel = Some(crate::state::snapshot::TunnelSpec { kind, source: Some((ip([203, 0, 113, 0]), 0xff)), port: 6080 });
+    }
+    s
+}
+
+/// `dsr-tunnel`: the client's packet leaves byte for byte inside IPIP, GRE
+/// or GUE to the server (VLAN tag and Ethernet padding gone), with a valid
+/// outer header whose source (and GUE source port) is one per flow and
+/// varies between flows; the entry follows the client's side.
+#[test]
+fn dsr_tunnel_encapsulates_the_untouched_packet_towards_the_server() {
+    use crate::forward::TunnelKind;
+    for (kind, proto) in [(TunnelKind::Ipip, 4u8), (TunnelKind::Gre, 47), (TunnelKind::Gue, 17)] {
+        let mut w = worker_on(dsr_tunnel_snapshot(kind), 256, 0, 1, true);
+        let at = 14 + kind.overhead();
+        let outer_of = |w: &mut Worker, f: Vec<u8>| {
+            let inner = f[14..].to_vec();
+            let mut b = pkt(f);
+            assert_eq!(w.process_packet(&mut b, false), Verdict::Forward(IN), "{kind:?}");
+            let o = &b.data;
+            assert_eq!(o.len(), at + inner.len(), "{kind:?}");
+            let srv = SRV.iter().position(|a| *a == addr(o, 30)).expect("to a server's own address");
+            assert_eq!((&o[0..6], &o[6..12], &o[12..14]), (&SERVER_MAC[srv].0[..], &IN_MAC.0[..], &[8u8, 0][..]), "that server's MAC");
+            let ip4 = crate::wire::ipv4::Ipv4Packet::new_checked(&o[14..]).unwrap();
+            assert!(ip4.verify_checksum());
+            assert_eq!((ip4.protocol(), ip4.total_len() as usize), (proto, kind.overhead() + inner.len()));
+            assert_eq!(&o[at..], &inner[..], "{kind:?}: the client's packet untouched");
+            if kind == TunnelKind::Gue {
+                assert_eq!(port(o, 36), 6080);
+                assert!(port(o, 34) >= 49152);
+            }
+            (addr(o, 26), port(o, 34))
+        };
+        let first = outer_of(&mut w, syn(40000, 80));
+        assert_eq!(first.0[..3], [203, 0, 113], "{kind:?}: outer source in tunnel_source");
+        let again = outer_of(&mut w, frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::ACK), true));
+        assert_eq!(again, first, "{kind:?}: one flow, one outer header");
+        // Other flows vary it.
+        let seen: std::collections::BTreeSet<_> = (41000..41020).map(|sport| outer_of(&mut w, syn(sport, 80))).collect();
+        assert!(seen.len() >= 15, "{kind:?}: 20 flows, {} outer sources", seen.len());
+        // Tagged in, padded in: the inner packet alone goes in the tunnel.
+        let mut tagged = with_vlan(&syn(42000, 80));
+        tagged.extend_from_slice(&[0; 6]);
+        let mut b = pkt(tagged);
+        assert_eq!(w.process_packet(&mut b, false), Verdict::Forward(IN));
+        assert_eq!(&b.data[at..], &syn(42000, 80)[14..]);
+        let id = w.table().iter().next().map(|(id, _)| id).unwrap();
+        assert_eq!(w.table().get(id).map(|e| e.mode), Some(Forwarding::DsrTunnel));
+    }
+}
+
+/// A packet that the encapsulation would take past the link's MTU: with
+/// DF, answered from the VIP with ICMP fragmentation needed carrying the
+/// MTU less the encapsulation (RFC 1191); without, dropped; no headroom
+/// is its own drop.
+#[test]
+fn dsr_tunnel_answers_a_packet_too_big_for_the_tunnel() {
+    use crate::forward::TunnelKind;
+    for kind in [TunnelKind::Ipip, TunnelKind::Gre, TunnelKind::Gue] {
+        let mut w = worker_on(dsr_tunnel_snapshot(kind), 64, 0, 1, true);
+        let mut open = pkt(syn(40000, 80));
+        assert_eq!(w.process_packet(&mut open, false), Verdict::Forward(IN));
+        let fits = 1500 - kind.overhead() - 40;
+        let big = |data: usize, df: bool| {
+            let mut l4 = tcp(40000, 80, tcpf::ACK);
+            l4.extend(std::iter::repeat_n(0x61, data));
+            let mut f = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &l4, true);
+            if df {
+                f[20] = 0x40;
+                crate::wire::ipv4::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+            }
+            f
+        };
+        let mut ok = pkt(big(fits, true));
+        assert_eq!(w.process_packet(&mut ok, false), Verdict::Forward(IN), "{kind:?}: exactly the MTU fits");
+        assert_eq!(ok.data.len(), 14 + 1500);
+        let sent = big(fits + 1, true);
+        let mut b = pkt(sent.clone());
+        assert_eq!(w.process_packet(&mut b, false), Verdict::Forward(OUT), "{kind:?}: answered back out");
+        let r = &b.data;
+        assert_eq!((&r[0..6], &r[6..12]), (&CLIENT_MAC.0[..], &OUT_MAC.0[..]));
+        assert_eq!((addr(r, 26), addr(r, 30), r[23]), (VIP, CLIENT, 1), "ICMP from the VIP to the client");
+        assert_eq!((r[34], r[35]), (3, 4), "destination unreachable, fragmentation needed");
+        assert_eq!(port(r, 40) as usize, 1500 - kind.overhead(), "{kind:?}: the tunnel's MTU");
+        assert_eq!(&r[42..42 + 28], &sent[14..14 + 28], "quotes the header and 8 bytes");
+        assert_eq!(checksum::checksum(&r[34..]), 0, "ICMP checksum");
+        assert_eq!(r.len(), 14 + 20 + 8 + 28);
+        assert_eq!(w.counters().frag_needed.get(), 1);
+        let mut nodf = pkt(big(fits + 1, false));
+        assert_eq!(w.process_packet(&mut nodf, false), Verdict::Drop(DropReason::TunnelTooBig), "not fragmented");
+        let mut cramped = Pkt { head: 10, ..pkt(syn(40002, 80)) };
+        assert_eq!(w.process_packet(&mut cramped, false), Verdict::Drop(DropReason::TunnelNoHeadroom));
+    }
 }

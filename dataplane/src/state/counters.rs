@@ -114,6 +114,13 @@ drop_reasons! {
     FlowExists => "flow-exists",
     /// The next hop's MAC is not resolved (yet).
     NeighborUnresolved => "neighbor-unresolved",
+    /// `dsr-tunnel`: the packet would exceed the next hop's MTU once
+    /// encapsulated. With DF set it is answered with ICMP fragmentation
+    /// needed (`WorkerCounters::frag_needed`); without, dropped (the box
+    /// does not fragment).
+    TunnelTooBig => "tunnel-too-big",
+    /// `dsr-tunnel`: the buffer had no headroom for the outer headers.
+    TunnelNoHeadroom => "tunnel-no-headroom",
     /// The ring to the control lcore was full.
     PuntRingFull => "punt-ring-full",
     /// The ring to the owning worker was full.
@@ -249,6 +256,10 @@ pub struct WorkerCounters {
     /// because no server could take them (each also counted as a
     /// `no-server` drop).
     pub rejected: Counter,
+    /// `dsr-tunnel` packets too big for the tunnel answered with ICMP
+    /// fragmentation needed and the tunnel's MTU (RFC 1191; each also a
+    /// `tunnel-too-big` drop).
+    pub frag_needed: Counter,
     /// New connections sent to a server by a persistence record.
     pub persisted: Counter,
     /// Persistence records made.
@@ -275,6 +286,7 @@ impl Default for WorkerCounters {
             punted: Counter::default(),
             handed_off: Counter::default(),
             persisted: Counter::default(),
+            frag_needed: Counter::default(),
             persist_records: Counter::default(),
             persist_evicted: Counter::default(),
             flows: Counter::default(),

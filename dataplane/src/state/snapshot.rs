@@ -3,6 +3,7 @@
 //! the control plane, published through `rcu`, never mutated in place.
 
 pub use crate::conntrack::Forwarding;
+pub use crate::wire::tunnel::TunnelKind;
 use crate::conntrack::Addr;
 use crate::lb::{Members, Persistence, RealServer, Schedule};
 pub use crate::limits::{MAX_NEXTHOPS, MAX_SERVERS, MAX_SERVICES};
@@ -17,6 +18,9 @@ pub struct PortView {
     /// servers' segment and is source-NATed to the self IP (hairpin); 0:
     /// never.
     pub netmask: u32,
+    /// The link's IP MTU (`[[interface]] mtu`): an encapsulated packet
+    /// must fit it.
+    pub mtu: u16,
 }
 
 impl PortView {
@@ -48,10 +52,24 @@ pub struct VirtualService {
     pub standby: bool,
     /// `dsr-dscp`: the code packets to its servers carry (RFC 2474; 1-63).
     pub dscp: u8,
+    /// `dsr-tunnel`: how packets to its servers are encapsulated.
+    pub tunnel: Option<TunnelSpec>,
     pub schedule: Schedule,
     /// full-NAT source addresses (empty for NAT).
     pub local_addrs: Box<[u32]>,
     pub persistence: Option<Persistence>,
+}
+
+/// A `dsr-tunnel` virtual server's encapsulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelSpec {
+    pub kind: TunnelKind,
+    /// Outer sources: the prefix (`tunnel_source`) and its host bits, one
+    /// address per flow (`forward::tunnel::entropy`); with no prefix, the
+    /// self IP of the port towards the server and a mask of 0.
+    pub source: Option<(u32, u32)>,
+    /// GUE: the servers' UDP port.
+    pub port: u16,
 }
 
 impl VirtualService {
@@ -67,6 +85,7 @@ impl VirtualService {
             retired: false,
             standby: false,
             dscp: 0,
+            tunnel: None,
             schedule: Schedule::Sequence(Box::new([])),
             local_addrs: Box::new([]),
             persistence: None,

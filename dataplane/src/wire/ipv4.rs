@@ -28,10 +28,14 @@ use core::net::Ipv4Addr;
 pub mod protocol {
     /// RFC 792.
     pub const ICMP: u8 = 1;
+    /// IPv4 in IPv4 (RFC 2003).
+    pub const IPIP: u8 = 4;
     /// RFC 9293.
     pub const TCP: u8 = 6;
     /// RFC 768.
     pub const UDP: u8 = 17;
+    /// Generic Routing Encapsulation (RFC 2784).
+    pub const GRE: u8 = 47;
     /// VRRP (RFC 5798 §5.1.1.4).
     pub const VRRP: u8 = 112;
 }

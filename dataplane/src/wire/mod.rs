@@ -10,6 +10,7 @@ mod fuzz;
 pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
+pub mod tunnel;
 pub mod udp;
 pub mod vrrp;
 

@@ -80,8 +80,8 @@ pub enum Command {
     AddServer { pool: String, addr: std::net::SocketAddrV4, weight: u32 },
     /// `pool POOL remove-server ADDR`.
     RemoveServer { pool: String, addr: AddrArg },
-    /// `virtual-server add NAME IP:PORT POOL [tcp|udp] [nat|full-nat|dsr-l2]`.
-    AddVirtualServer { name: String, addr: std::net::SocketAddrV4, pool: String, udp: bool, forwarding: crate::config::Forwarding },
+    /// `virtual-server add NAME IP:PORT POOL [tcp|udp] [nat|full-nat|dsr-l2|dsr-dscp CODE|dsr-tunnel ipip|gre|gue]`.
+    AddVirtualServer { name: String, addr: std::net::SocketAddrV4, pool: String, udp: bool, mode: crate::modules::lb::VsMode },
     /// `virtual-server remove NAME`.
     RemoveVirtualServer { name: String },
     /// `config reload`.
@@ -360,18 +360,33 @@ fn parse_virtual_server(rest: &[&str]) -> Result<Command, String> {
         ("remove", [name]) => Ok(Command::RemoveVirtualServer { name: name.to_string() }),
         ("add", [name, addr, pool, opts @ ..]) => {
             let addr: std::net::SocketAddrV4 = addr.parse().map_err(|_| format!("{addr:?} is not IP:PORT, such as 192.0.2.101:80"))?;
-            use crate::config::Forwarding;
-            let (mut udp, mut forwarding) = (false, Forwarding::Nat);
-            for o in opts {
-                match resolve(o, &["tcp", "udp", "nat", "full-nat", "dsr-l2"], "option")? {
+            use crate::config::{Forwarding, TunnelKind};
+            let (mut udp, mut forwarding, mut dscp, mut tunnel) = (false, Forwarding::Nat, None, None);
+            let mut opts = opts.iter();
+            while let Some(o) = opts.next() {
+                match resolve(o, &["tcp", "udp", "nat", "full-nat", "dsr-l2", "dsr-dscp", "dsr-tunnel"], "option")? {
                     "udp" => udp = true,
                     "tcp" => udp = false,
                     "full-nat" => forwarding = Forwarding::FullNat,
                     "dsr-l2" => forwarding = Forwarding::DsrL2,
+                    "dsr-dscp" => {
+                        forwarding = Forwarding::DsrDscp;
+                        let n = opts.next().ok_or("dsr-dscp: which code? (dsr-dscp 1..63)")?;
+                        dscp = Some(n.parse::<u8>().ok().filter(|d| (1..=63).contains(d)).ok_or_else(|| format!("dscp {n:?}: expected a number from 1 to 63"))?);
+                    }
+                    "dsr-tunnel" => {
+                        forwarding = Forwarding::DsrTunnel;
+                        let k = opts.next().ok_or("dsr-tunnel: which encapsulation? (dsr-tunnel ipip|gre|gue)")?;
+                        tunnel = Some(match resolve(k, &["ipip", "gre", "gue"], "tunnel")? {
+                            "ipip" => TunnelKind::Ipip,
+                            "gre" => TunnelKind::Gre,
+                            _ => TunnelKind::Gue,
+                        });
+                    }
                     _ => forwarding = Forwarding::Nat,
                 }
             }
-            Ok(Command::AddVirtualServer { name: name.to_string(), addr, pool: pool.to_string(), udp, forwarding })
+            Ok(Command::AddVirtualServer { name: name.to_string(), addr, pool: pool.to_string(), udp, mode: crate::modules::lb::VsMode { forwarding, dscp, tunnel } })
         }
         _ => Err(u),
     }

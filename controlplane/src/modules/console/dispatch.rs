@@ -45,8 +45,8 @@ impl Console {
             Command::Server { pool, addr, action } => self.server_command(&pool, addr, action, m),
             Command::AddServer { pool, addr, weight } => m.lb.add_server(&pool, addr, weight).and_then(|(new, message)| self.change(new, message, m)),
             Command::RemoveServer { pool, addr } => self.remove_server(&pool, addr, m),
-            Command::AddVirtualServer { name, addr, pool, udp, forwarding } => {
-                m.lb.add_virtual_server(name, addr, pool, udp, forwarding).and_then(|(new, message)| self.change(new, message, m))
+            Command::AddVirtualServer { name, addr, pool, udp, mode } => {
+                m.lb.add_virtual_server(name, addr, pool, udp, mode).and_then(|(new, message)| self.change(new, message, m))
             }
             Command::RemoveVirtualServer { name } => m.lb.remove_virtual_server(&name, m.runtime).and_then(|(new, message)| self.change(new, message, m)),
             Command::Reload => self.reload(m),

@@ -2,7 +2,7 @@
 //! workers look up): server next hops resolved to ports and neighbour
 //! slots, schedules precomputed, full-NAT local addresses defaulted.
 
-use crate::config::{Algorithm, Config, Forwarding, HashOn, PersistenceKind, Protocol};
+use crate::config::{Algorithm, Config, Forwarding, HashOn, PersistenceKind, Protocol, TunnelKind};
 use crate::modules::arp::Nexthop;
 use furiwake_dataplane::lb::{HashKey, Schedule};
 use furiwake_dataplane::lb::RealServer;
@@ -16,6 +16,8 @@ pub struct LinkInfo {
     pub port_id: u16,
     pub mac: EthernetAddress,
     pub address: crate::config::Ipv4Cidr,
+    /// The link's IP MTU.
+    pub mtu: u16,
 }
 
 #[derive(Debug)]
@@ -165,7 +167,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         if snap.ports.len() <= id {
             snap.ports.resize(id + 1, None);
         }
-        snap.ports[id] = Some(PortView { mac: l.mac, self_ip: u32::from(l.address.addr), netmask: l.address.netmask() });
+        snap.ports[id] = Some(PortView { mac: l.mac, self_ip: u32::from(l.address.addr), netmask: l.address.netmask(), mtu: l.mtu });
         snap.self_ips.push(u32::from(l.address.addr));
     }
     let mut services: Vec<VirtualService> = prev_snap.services.clone();
@@ -266,10 +268,22 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             Forwarding::FullNat => snapshot::Forwarding::FullNat,
             Forwarding::DsrL2 => snapshot::Forwarding::DsrL2,
             Forwarding::DsrDscp => snapshot::Forwarding::DsrDscp,
-            other => return Err(format!("virtual_server {name}: forwarding {other:?} is not supported by this build")),
+            Forwarding::DsrTunnel => snapshot::Forwarding::DsrTunnel,
         };
+        let tunnel = vs.tunnel.as_ref().map(|t| snapshot::TunnelSpec {
+            kind: match t.get_ref() {
+                TunnelKind::Ipip => snapshot::TunnelKind::Ipip,
+                TunnelKind::Gre => snapshot::TunnelKind::Gre,
+                TunnelKind::Gue => snapshot::TunnelKind::Gue,
+            },
+            source: vs.tunnel_source.as_ref().map(|c| {
+                let c = c.get_ref();
+                (u32::from(c.network()), !c.netmask())
+            }),
+            port: vs.tunnel_port.as_ref().map_or(crate::config::DEFAULT_GUE_PORT, |p| *p.get_ref()),
+        });
         let local_addrs: Vec<u32> = match forwarding {
-            snapshot::Forwarding::Nat | snapshot::Forwarding::DsrL2 | snapshot::Forwarding::DsrDscp => Vec::new(),
+            snapshot::Forwarding::Nat | snapshot::Forwarding::DsrL2 | snapshot::Forwarding::DsrDscp | snapshot::Forwarding::DsrTunnel => Vec::new(),
             snapshot::Forwarding::FullNat if !vs.local_addresses.is_empty() => vs.local_addresses.iter().map(|a| u32::from(*a)).collect(),
             snapshot::Forwarding::FullNat => {
                 // Default: the self IP of the interface facing the servers.
@@ -293,6 +307,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             retired: false,
             standby: false,
             dscp: vs.dscp.as_ref().map_or(0, |d| *d.get_ref()),
+            tunnel,
             schedule,
             local_addrs: local_addrs.into_boxed_slice(),
             persistence: persistence(vs, &mut layout.groups),
@@ -390,8 +405,8 @@ pool = "web"
 
     fn links() -> Vec<LinkInfo> {
         vec![
-            LinkInfo { port_id: 0, mac: EthernetAddress([2, 0, 0, 0, 0, 1]), address: "192.0.2.2/24".parse().unwrap() },
-            LinkInfo { port_id: 1, mac: EthernetAddress([2, 0, 0, 0, 0, 2]), address: "198.51.100.1/24".parse().unwrap() },
+            LinkInfo { port_id: 0, mac: EthernetAddress([2, 0, 0, 0, 0, 1]), address: "192.0.2.2/24".parse().unwrap(), mtu: 1500 },
+            LinkInfo { port_id: 1, mac: EthernetAddress([2, 0, 0, 0, 0, 2]), address: "198.51.100.1/24".parse().unwrap(), mtu: 1500 },
         ]
     }
 

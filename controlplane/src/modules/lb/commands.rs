@@ -12,13 +12,22 @@
 
 use super::admin::AdminState;
 use super::Lb;
-use crate::config::{unplaced, Config, Forwarding, Protocol, Server, VirtualServer};
+use crate::config::{unplaced, Config, Protocol, Server, VirtualServer};
 use crate::modules::arp::Arp;
 use crate::modules::health::Health;
 use crate::modules::text::kebab;
 use crate::runtime::Runtime;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// A new virtual server's forwarding, with what its mode needs: the DSCP
+/// of `dsr-dscp`, the encapsulation of `dsr-tunnel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VsMode {
+    pub forwarding: crate::config::Forwarding,
+    pub dscp: Option<u8>,
+    pub tunnel: Option<crate::config::TunnelKind>,
+}
 
 /// What `server POOL ADDR ...` does to a pool member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,8 +151,10 @@ impl Lb {
         self.admin.set(pool, addr, AdminState::Enabled);
     }
 
-    /// `virtual-server add NAME IP:PORT POOL [tcp|udp] [nat|full-nat|dsr-l2]`.
-    pub fn add_virtual_server(&self, name: String, addr: SocketAddrV4, pool: String, udp: bool, forwarding: Forwarding) -> Result<(Config, String), String> {
+    /// `virtual-server add NAME IP:PORT POOL [tcp|udp] [nat|full-nat|dsr-l2|dsr-dscp CODE|dsr-tunnel KIND]`;
+    /// the result is checked as a file is (`Config::validate`).
+    pub fn add_virtual_server(&self, name: String, addr: SocketAddrV4, pool: String, udp: bool, mode: VsMode) -> Result<(Config, String), String> {
+        let forwarding = mode.forwarding;
         self.pool_index(&pool)?;
         let mut new = self.cfg.clone();
         let protocol = if udp { Protocol::Udp } else { Protocol::Tcp };
@@ -156,9 +167,17 @@ impl Lb {
             local_addresses: Vec::new(),
             persistence: None,
             persistence_group: None,
-            dscp: None,
+            dscp: mode.dscp.map(unplaced),
+            tunnel: mode.tunnel.map(unplaced),
+            tunnel_source: None,
+            tunnel_port: None,
         });
-        Ok((new, format!("virtual-server {name} added: {addr} {} {} pool {pool}", kebab(&protocol), kebab(&forwarding))))
+        let extra = match (mode.dscp, mode.tunnel) {
+            (Some(d), _) => format!(" {d}"),
+            (_, Some(t)) => format!(" {}", kebab(&t)),
+            _ => String::new(),
+        };
+        Ok((new, format!("virtual-server {name} added: {addr} {} {}{extra} pool {pool}", kebab(&protocol), kebab(&forwarding))))
     }
 
     /// `virtual-server remove NAME`.

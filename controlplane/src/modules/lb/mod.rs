@@ -26,7 +26,7 @@ pub mod loads;
 mod metrics;
 mod show;
 
-pub use commands::{MemberAction, MemberRef, Outcome};
+pub use commands::{MemberAction, MemberRef, Outcome, VsMode};
 
 use crate::config::{Config, LogLevel};
 use crate::modules::arp::{Arp, Nexthop};
@@ -78,7 +78,7 @@ pub struct Initial {
 
 /// The links of `rt` as the builder needs them.
 fn link_infos(rt: &Runtime) -> Vec<LinkInfo> {
-    rt.links().iter().map(|l| LinkInfo { port_id: l.port_id(), mac: l.mac(), address: l.address() }).collect()
+    rt.links().iter().map(|l| LinkInfo { port_id: l.port_id(), mac: l.mac(), address: l.address(), mtu: l.mtu() }).collect()
 }
 
 /// One health target per live server whose pool has checks.

@@ -278,5 +278,6 @@ fn mode_name(mode: furiwake_dataplane::conntrack::Forwarding, service: Option<fu
         (F::FullNat, _) => "full-nat",
         (F::DsrL2, _) => "dsr-l2",
         (F::DsrDscp, _) => "dsr-dscp",
+        (F::DsrTunnel, _) => "dsr-tunnel",
     }
 }

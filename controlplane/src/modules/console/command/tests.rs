@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::{Forwarding, TunnelKind};
 
 fn addr(s: &str) -> AddrArg {
     s.parse().unwrap()
@@ -154,14 +155,19 @@ fn parses_configuration_changes() {
     assert_eq!(p("pool web remove-server 198.51.100.12"), Ok(Command::RemoveServer { pool: "web".into(), addr: "198.51.100.12".parse().unwrap() }));
     assert_eq!(
         p("virtual-server add api 192.0.2.101:8080 web udp full-nat"),
-        Ok(Command::AddVirtualServer { name: "api".into(), addr: "192.0.2.101:8080".parse().unwrap(), pool: "web".into(), udp: true, forwarding: crate::config::Forwarding::FullNat })
+        Ok(Command::AddVirtualServer { name: "api".into(), addr: "192.0.2.101:8080".parse().unwrap(), pool: "web".into(), udp: true, mode: mode(Forwarding::FullNat, None, None) })
     );
     assert!(p("virtual-server add api 192.0.2.101 web").unwrap_err().contains("IP:PORT"));
-    assert_eq!(
-        p("virtual-server add api 192.0.2.101:80 web dsr"),
-        Ok(Command::AddVirtualServer { name: "api".into(), addr: "192.0.2.101:80".parse().unwrap(), pool: "web".into(), udp: false, forwarding: crate::config::Forwarding::DsrL2 })
-    );
-    assert!(p("virtual-server add api 192.0.2.101:80 web dsr-tunnel").unwrap_err().contains("unknown option"));
+    let add = |m: crate::modules::lb::VsMode| Ok(Command::AddVirtualServer { name: "api".into(), addr: "192.0.2.101:80".parse().unwrap(), pool: "web".into(), udp: false, mode: m });
+    assert_eq!(p("virtual-server add api 192.0.2.101:80 web dsr-l2"), add(mode(Forwarding::DsrL2, None, None)));
+    assert!(p("virtual-server add api 192.0.2.101:80 web dsr").unwrap_err().contains("ambiguous"));
+    assert_eq!(p("virtual-server add api 192.0.2.101:80 web dsr-d 46"), add(mode(Forwarding::DsrDscp, Some(46), None)));
+    assert_eq!(p("virtual-server add api 192.0.2.101:80 web dsr-t gue"), add(mode(Forwarding::DsrTunnel, None, Some(TunnelKind::Gue))));
+    assert_eq!(p("virtual-server add api 192.0.2.101:80 web dsr-tunnel ipip"), add(mode(Forwarding::DsrTunnel, None, Some(TunnelKind::Ipip))));
+    assert!(p("virtual-server add api 192.0.2.101:80 web dsr-tunnel").unwrap_err().contains("which encapsulation"));
+    assert!(p("virtual-server add api 192.0.2.101:80 web dsr-tunnel vxlan").unwrap_err().contains("unknown tunnel"));
+    assert!(p("virtual-server add api 192.0.2.101:80 web dsr-dscp 64").unwrap_err().contains("1 to 63"));
+    assert!(p("virtual-server add api 192.0.2.101:80 web dsr-dscp").unwrap_err().contains("which code"));
     assert_eq!(p("vi rem api"), Ok(Command::RemoveVirtualServer { name: "api".into() }));
     assert!(p("v rem api").unwrap_err().contains("ambiguous command \"v\": virtual-server, vrrp"));
     assert_eq!(p("vr outside pri 250"), Ok(Command::VrrpPriority { name: "outside".into(), priority: 250 }));
@@ -192,4 +198,8 @@ fn addresses_of_either_family_parse() {
     for bad in ["198.51.100.11:", "198.51.100.300", "[2001:db8::11]", "2001:db8::11:80:x", "web"] {
         assert!(bad.parse::<AddrArg>().is_err(), "{bad}");
     }
+}
+
+fn mode(forwarding: crate::config::Forwarding, dscp: Option<u8>, tunnel: Option<crate::config::TunnelKind>) -> crate::modules::lb::VsMode {
+    crate::modules::lb::VsMode { forwarding, dscp, tunnel }
 }
