@@ -64,6 +64,12 @@ fn spread_and_download(lab: &Lab, what: &str) {
     assert!(want.contains(&sha256_file(&out)), "{what}: the 50 MiB download is not byte-identical to a server's /big");
 }
 
+/// Waits for server `ip:port`'s report line to say `state`.
+fn server_state(lab: &mut Lab, addr: &str, state: &str) {
+    let needle = format!("server {addr}: state {state}");
+    report_until(lab.fw(), Duration::from_secs(15), |r| r.contains(&needle)).unwrap_or_else(|r| panic!("{addr} not {state}:\n{r}"));
+}
+
 /// A console command's answer.
 fn console(lab: &Lab, cmd: &str) -> String {
     try_sh(&format!("{} console --socket {} -c {}", furiwake_bin().display(), lab.dir.path("console.sock").display(), shell_quote(cmd))).1
@@ -109,13 +115,22 @@ fn dsr_l2_spreads_connections_and_changes_only_the_mac() {
     let mut caps = [
         capture(&lab, &lab.topo.ns("client"), "eth0", syn_filter, &c_pcap, "cap-client.log"),
         capture(&lab, &lab.srv_ns(2), "eth0", syn_filter, &s_pcap, "cap-srv2.log"),
-        capture(&lab, &lab.topo.ns("lb"), "lb-out", &format!("src host {VIP} and tcp src port 80"), &b_pcap, "cap-box.log"),
+        capture(&lab, &lab.topo.ns("lb"), "lb-out", &format!("src host {VIP} and tcp src port 80 and not dst host {SELF_OUTSIDE}"), &b_pcap, "cap-box.log"),
     ];
     spread_and_download(&lab, "dsr-l2");
     // One request from a fixed port, to find its SYN on both sides: the
     // 32nd connection, which round robin sends to srv2.
     let id = lab.topo.exec("client", &format!("curl -s -m 5 --local-port 45678 http://{VIP}/id"));
     assert_eq!(id.trim(), "srv2");
+    // Probes go to the VIP at the server's MAC, as clients do: srv3
+    // without the VIP on its loopback is down although its own address
+    // still answers, and up again once it has it back.
+    let srv3 = format!("{}:80", dsr_ip(3));
+    lab.topo.exec("srv3", &format!("ip addr del {VIP}/32 dev lo"));
+    server_state(&mut lab, &srv3, "down");
+    assert_eq!(lab.topo.exec("client", &format!("curl -s -m 2 http://{}/id", dsr_ip(3))).trim(), "srv3", "srv3's own address still answers");
+    lab.topo.exec("srv3", &format!("ip addr add {VIP}/32 dev lo"));
+    server_state(&mut lab, &srv3, "up");
     // tcpdump writes each packet as it handles it (-U): wait for the SYN.
     wait_for(Duration::from_secs(10), || (!frames(&c_pcap).is_empty() && !frames(&s_pcap).is_empty()).then_some(()));
     std::thread::sleep(Duration::from_millis(300));
@@ -141,7 +156,7 @@ fn dsr_l2_spreads_connections_and_changes_only_the_mac() {
     assert_eq!(crossed, 0, "{crossed} reply packets from the VIP crossed the box");
     let fw = stop_furiwake_cleanly(lab.fw());
     let block = last_counters_block(&fw).unwrap_or_default();
-    println!("dsr-l2: SYN identical from IP on, only the Ethernet addresses changed; 0 reply packets on the box's port; 50 MiB byte-identical\n{}", block.lines().filter(|l| l.starts_with("virtual-server") || l.starts_with("worker")).collect::<Vec<_>>().join("\n"));
+    println!("dsr-l2: SYN identical from IP on, only the Ethernet addresses changed; srv3 down without the VIP and up again with it; 0 reply packets on the box's port; 50 MiB byte-identical\n{}", block.lines().filter(|l| l.starts_with("virtual-server") || l.starts_with("worker")).collect::<Vec<_>>().join("\n"));
     assert_eq!(must(&block, "virtual-server www:", "out-pkts"), 0, "the box forwarded no reply");
 }
 
@@ -198,6 +213,10 @@ fn dsr_dscp_marks_the_vip_and_replies_bypass_the_box() {
     spread_and_download(&lab, "dsr-dscp");
     let id = lab.topo.exec("client", &format!("curl -s -m 5 --local-port 45679 http://{VIP}/id"));
     assert_eq!(id.trim(), "srv2");
+    // Probes carry the code to the VIP, as clients' packets do: srv3
+    // without its nft rule is down although its own address answers.
+    lab.topo.exec("srv3", "nft delete table ip dsr");
+    server_state(&mut lab, &format!("{}:80", server_ip(3)), "down");
     wait_for(Duration::from_secs(10), || (!frames(&s_pcap).is_empty()).then_some(()));
     std::thread::sleep(Duration::from_millis(300));
     for c in caps.iter_mut() {
@@ -218,7 +237,7 @@ fn dsr_dscp_marks_the_vip_and_replies_bypass_the_box() {
     let fw = stop_furiwake_cleanly(lab.fw());
     let block = last_counters_block(&fw).unwrap_or_default();
     assert_eq!(must(&block, "virtual-server www:", "out-pkts"), 0, "the box forwarded no reply");
-    println!("dsr-dscp: SYN to srv2 with DSCP 46 and the client's source; 0 replies to the client on the box's inside port; 50 MiB byte-identical");
+    println!("dsr-dscp: SYN to srv2 with DSCP 46 and the client's source; srv3 down without its rule; 0 replies to the client on the box's inside port; 50 MiB byte-identical");
 }
 
 
@@ -315,6 +334,10 @@ fn dsr_tunnel(kind: &str, proto: u8, overhead: usize) {
     let got = lab.topo.exec("client", &format!("head -c 2000000 /dev/urandom | socat -t 20 -T 30 - TCP:{VIP}:9000"));
     assert_eq!(got.trim(), "2000000", "dsr-tunnel {kind}: the upload arrived whole after the path MTU came down");
     let route = lab.topo.exec("client", &format!("ip route get {VIP}"));
+    // Probes go through the tunnel to the VIP, as clients do: srv3 without
+    // its decapsulator is down although nginx answers on its own address.
+    lab.stop("decap-srv3");
+    server_state(&mut lab, &format!("{}:80", server_ip(3)), "down");
     wait_for(Duration::from_secs(10), || (!frames(&c_pcap).is_empty() && frames(&s_pcap).len() > 100).then_some(()));
     std::thread::sleep(Duration::from_millis(300));
     for c in caps.iter_mut() {
@@ -325,12 +348,18 @@ fn dsr_tunnel(kind: &str, proto: u8, overhead: usize) {
     // srv2: every tunnel packet to its own address; one outer header per
     // flow, several over the flows.
     let mut per_flow: std::collections::BTreeMap<u16, std::collections::BTreeSet<OuterKey>> = Default::default();
-    let mut syn = None;
+    let (mut syn, mut probes) = (None, 0);
     let captured = frames(&s_pcap);
     for f in &captured {
         let Some((outer, inner)) = decapsulated(f, proto, overhead) else { continue };
         assert_eq!(&f[30..34], &[198, 51, 100, 12], "outer destination: srv2's own address");
         assert_eq!(&inner[16..20], &[192, 0, 2, 100], "inner destination: the VIP");
+        // The box's own health probes, through the tunnel to the VIP too.
+        if inner[12..16] == [198, 51, 100, 1] {
+            assert_eq!(&outer.0, &[198, 51, 100, 1], "a probe's outer source is the self IP");
+            probes += 1;
+            continue;
+        }
         assert_eq!(&outer.0[..3], &[203, 0, 113], "outer source from tunnel_source");
         let sport = u16::from_be_bytes([inner[20], inner[21]]);
         per_flow.entry(sport).or_default().insert(outer);
@@ -339,6 +368,7 @@ fn dsr_tunnel(kind: &str, proto: u8, overhead: usize) {
         }
     }
     assert!(per_flow.len() >= 11, "dsr-tunnel {kind}: srv2 saw {} flows", per_flow.len());
+    assert!(probes > 0, "dsr-tunnel {kind}: no health probe came through the tunnel");
     assert!(per_flow.values().all(|o| o.len() == 1), "dsr-tunnel {kind}: a flow's outer header changed: {per_flow:?}");
     let distinct: std::collections::BTreeSet<_> = per_flow.values().flatten().collect();
     assert!(distinct.len() >= per_flow.len() / 2, "dsr-tunnel {kind}: {} outer headers for {} flows", distinct.len(), per_flow.len());
@@ -368,7 +398,7 @@ fn dsr_tunnel(kind: &str, proto: u8, overhead: usize) {
     wait_for(Duration::from_secs(5), || lab.proc_output("decap-srv2").contains("decap:").then_some(()));
     let counts = lab.proc_output("decap-srv2");
     println!(
-        "dsr-tunnel {kind}: 10/10/10, 50 MiB byte-identical; srv2: {} flows, {} outer headers, SYN byte-identical inside; {} ICMP frag-needed (mtu {mtu}), {frag} counted; upload 2 MB whole; client route: {}; {}",
+        "dsr-tunnel {kind}: 10/10/10, 50 MiB byte-identical; srv2: {} flows, {} outer headers, {probes} probe packets tunnelled, SYN byte-identical inside; srv3 down without its decapsulator; {} ICMP frag-needed (mtu {mtu}), {frag} counted; upload 2 MB whole; client route: {}; {}",
         per_flow.len(),
         distinct.len(),
         icmp.len(),

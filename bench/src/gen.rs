@@ -150,23 +150,57 @@ pub enum Out {
     ToClient { n: u32 },
 }
 
+/// A client packet as the generator sent it, from the IPv4 header at
+/// `f[14..]` on: TTL 64, client to VIP; its client (n, address, port).
+fn check_mat(f: &[u8]) -> Option<(u32, [u8; 4], u16)> {
+    let n = rd32(f, 38);
+    let (cip, cport) = client(n);
+    let ok = f[22] == 64 && f[30..34] == VIP && rd16(f, 36) == VPORT && f[26..30] == cip && rd16(f, 34) == cport;
+    ok.then_some((n, cip, cport))
+}
+
+/// How the worker under test forwards, for `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Nat,
+    /// The source is a local address.
+    FullNat,
+    /// MAT: nothing but the MACs changed (the server is not known from the
+    /// frame: reported as 0).
+    Mat,
+    /// `dsr-tunnel` IPIP: the client's packet untouched inside an outer
+    /// header to a server.
+    Ipip,
+}
+
 /// Checks a forwarded frame: MACs, TTL, addresses, IPv4 and TCP checksums
-/// (recomputed in full). `full_nat`: the source is a local address;
-/// `dsr`: MAT, nothing but the MACs changed (the server is not known from
-/// the frame: reported as 0). `Err` names what is wrong.
-pub fn check(f: &[u8], full_nat: bool, dsr: bool) -> Result<Out, &'static str> {
+/// (recomputed in full), as `mode` forwards. `Err` names what is wrong.
+pub fn check(f: &[u8], mode: Mode) -> Result<Out, &'static str> {
     if f.len() < 54 || f[12..14] != [0x08, 0x00] {
         return Err("not IPv4");
     }
     if checksum::checksum(&f[14..34]) != 0 {
         return Err("IPv4 header checksum");
     }
-    if dsr {
-        let n = rd32(f, 38);
-        let (cip, cport) = client(n);
-        let ok = f[22] == 64 && f[30..34] == VIP && rd16(f, 36) == VPORT && f[26..30] == cip && rd16(f, 34) == cport && f[0..6] == SERVER_MAC;
-        return if ok { Ok(Out::ToServer { n, server: 0, src: cip, sport: cport }) } else { Err("MAT changed more than the MACs") };
+    if mode == Mode::Ipip {
+        let dst = [f[30], f[31], f[32], f[33]];
+        let Some(server) = (0..SERVERS).find(|i| server_ip(*i) == dst) else { return Err("outer destination not a server") };
+        if f[23] != 4 || f[0..6] != SERVER_MAC || rd16(f, 16) as usize != f.len() - 14 || f.len() < 74 {
+            return Err("outer header");
+        }
+        let inner = &f[20..];
+        return match check_mat(inner) {
+            Some((n, cip, cport)) if checksum::checksum(&inner[14..34]) == 0 => Ok(Out::ToServer { n, server, src: cip, sport: cport }),
+            _ => Err("the tunnelled packet changed"),
+        };
     }
+    if mode == Mode::Mat {
+        return match check_mat(f) {
+            Some((n, cip, cport)) if f[0..6] == SERVER_MAC => Ok(Out::ToServer { n, server: 0, src: cip, sport: cport }),
+            _ => Err("MAT changed more than the MACs"),
+        };
+    }
+    let full_nat = mode == Mode::FullNat;
     if f[22] != 63 {
         return Err("TTL not decremented");
     }

@@ -93,9 +93,8 @@ pub struct Run {
     pub counters: Option<Arc<furiwake_dataplane::WorkerCounters>>,
     _punts: Option<Consumer<Mbuf>>,
     _publisher: Option<Publisher<Snapshot>>,
-    pub full_nat: bool,
-    /// MAT (`dsr-l2`): checked as such; no replies.
-    pub dsr: bool,
+    /// How output frames are checked (DSR modes: no replies).
+    pub mode: gen::Mode,
     /// Per client: server (2 bits), local address index (6), local port (16).
     pub learned: Vec<u32>,
     rng: u64,
@@ -111,7 +110,7 @@ fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
         s.servers.push(RealServer {
             ip: u32::from_be_bytes(gen::server_ip(i)),
             // MAT rewrites no port: its servers listen on the VIP's.
-            port: if forwarding == Forwarding::DsrL2 { gen::VPORT } else { gen::SERVER_PORT },
+            port: if forwarding.is_dsr() { gen::VPORT } else { gen::SERVER_PORT },
             weight: 1,
             enabled: true,
             tx_port: port,
@@ -132,6 +131,9 @@ fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
     vs.schedule = Schedule::round_robin(gen::SERVERS);
     if forwarding == Forwarding::FullNat {
         vs.local_addrs = (0..LOCALS).map(|i| u32::from_be_bytes(local_ip(i))).collect();
+    }
+    if forwarding == Forwarding::DsrTunnel {
+        vs.tunnel = Some(furiwake_dataplane::state::snapshot::TunnelSpec { kind: furiwake_dataplane::state::snapshot::TunnelKind::Ipip, source: None, port: 6080 });
     }
     s.services.push(vs);
     s.index();
@@ -214,8 +216,12 @@ impl Run {
             counters,
             _punts: punts,
             _publisher: publisher,
-            full_nat: forwarding == Forwarding::FullNat,
-            dsr: forwarding == Forwarding::DsrL2,
+            mode: match forwarding {
+                Forwarding::FullNat => gen::Mode::FullNat,
+                Forwarding::DsrL2 => gen::Mode::Mat,
+                Forwarding::DsrTunnel => gen::Mode::Ipip,
+                _ => gen::Mode::Nat,
+            },
             learned: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
             templates: Templates::new(),
@@ -255,7 +261,7 @@ impl Run {
             Traffic::Replies { flows } => {
                 let n = self.pick(flows, false);
                 let l = self.learned.get(n as usize).copied().unwrap_or(0);
-                let local = self.full_nat.then(|| (local_ip(((l >> 16) & 63) as usize), (l & 0xffff) as u16));
+                let local = (self.mode == gen::Mode::FullNat).then(|| (local_ip(((l >> 16) & 63) as usize), (l & 0xffff) as u16));
                 self.templates.server_reply(n, (l >> 24) as usize, local, out)
             }
             Traffic::Mixed { flows, first_new } => {
@@ -289,7 +295,7 @@ impl Run {
                 for m in out.drain() {
                     ph.forwarded += 1;
                     if ph.forwarded % check_every == 0 {
-                        match gen::check(m.data(), self.full_nat, self.dsr) {
+                        match gen::check(m.data(), self.mode) {
                             Ok(Out::ToServer { n, server, src, sport }) if learn => {
                                 let li = (src[3] as u32).saturating_sub(1) & 63;
                                 if let Some(slot) = self.learned.get_mut(n as usize) {
@@ -333,7 +339,7 @@ impl Run {
                 for m in out.drain() {
                     ph.forwarded += 1;
                     if learn {
-                        if let Ok(Out::ToServer { n, server, src, sport }) = gen::check(m.data(), self.full_nat, self.dsr) {
+                        if let Ok(Out::ToServer { n, server, src, sport }) = gen::check(m.data(), self.mode) {
                             let li = (src[3] as u32).saturating_sub(1) & 63;
                             if let Some(slot) = self.learned.get_mut(n as usize) {
                                 *slot = (server as u32) << 24 | li << 16 | sport as u32;

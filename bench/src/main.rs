@@ -172,15 +172,17 @@ fn run(o: &Opts) -> i32 {
         r.finish();
     }
 
-    // MAT (dsr-l2) at the same size: the client's direction only.
-    if let Ok(mut r) = Run::start(next_id(), &pool, Forwarding::DsrL2, f + f / 16 + 1024, false) {
+    // MAT (dsr-l2) and dsr-tunnel (IPIP) at the same size: the client's
+    // direction only.
+    for (forwarding, name) in [(Forwarding::DsrL2, "dsr-l2"), (Forwarding::DsrTunnel, "dsr-tunnel")] {
+        let Ok(mut r) = Run::start(next_id(), &pool, forwarding, f + f / 16 + 1024, false) else { continue };
         r.learned = vec![0; f as usize];
-        eprintln!("dsr-l2: opening {f} connections");
+        eprintln!("{name}: opening {f} connections");
         let open = r.phase(&pool, Traffic::Open { first: 0 }, f as u64, Duration::from_secs(600), 1);
-        rows.push(row("open (prefill)", "dsr-l2", "original", f as u64, "sequential", open));
+        rows.push(row("open (prefill)", name, "original", f as u64, "sequential", open));
         let every = if o.smoke { 1 } else { 64 };
         let ph = r.phase(&pool, Traffic::Established { flows: f, zipf: false }, measure, dur, every);
-        rows.push(row("established", "dsr-l2", "original", f as u64, "uniform", ph));
+        rows.push(row("established", name, "original", f as u64, "uniform", ph));
         r.finish();
     }
 

@@ -38,9 +38,10 @@ fn every_scenario_forwards_correct_packets() {
         "\"name\": \"established\", \"forwarding\": \"full-nat\", \"direction\": \"original\"",
         "\"name\": \"established\", \"forwarding\": \"full-nat\", \"direction\": \"reply\"",
         "\"name\": \"established\", \"forwarding\": \"dsr-l2\", \"direction\": \"original\"",
+        "\"name\": \"established\", \"forwarding\": \"dsr-tunnel\", \"direction\": \"original\"",
     ] {
         assert!(json.contains(needle), "{needle} missing from:\n{json}");
     }
-    assert!(!json.contains("\"errors\": 1") && json.matches("\"errors\": 0").count() >= 13, "{json}");
+    assert!(!json.contains("\"errors\": 1") && json.matches("\"errors\": 0").count() >= 15, "{json}");
     assert!(stdout.contains("| established | nat | original | 1000 | uniform |"), "{stdout}");
 }

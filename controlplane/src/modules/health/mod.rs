@@ -24,10 +24,12 @@
 mod judge;
 pub mod probes;
 mod stack;
+mod via;
 
 pub use judge::cuts_connections;
 pub use probes::{Change, CheckStatus, HealthCounters, Target};
 pub use stack::ProbeLink;
+pub use via::{Via, ViaKind};
 
 use crate::config::Route;
 use crate::modules::metrics::Text;

@@ -4,6 +4,7 @@
 
 use super::judge::{contains, judge_http, kill_group, Outcome};
 use super::stack::{smol_now, ProbeLink, Stack};
+use super::via::{Via, ViaPorts};
 use crate::config::{CheckKind, HealthCheck};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{icmp, tcp, udp};
@@ -28,6 +29,9 @@ pub struct Target {
     pub addr: SocketAddrV4,
     pub link: usize,
     pub checks: Vec<HealthCheck>,
+    /// A direct-server-return server: TCP and UDP probes go to the VIP it
+    /// holds, as clients reach it (`via`).
+    pub via: Option<Via>,
 }
 
 /// A state change, for the log and the snapshot.
@@ -113,6 +117,8 @@ pub struct Probes {
     next_port: u16,
     next_ident: u16,
     epoch: Instant,
+    /// Probes in flight to a DSR server's VIP.
+    via: ViaPorts,
     pub counters: HealthCounters,
 }
 
@@ -132,21 +138,26 @@ impl Probes {
                 TargetState { target: t, checks, up: false, rtt_ewma_us: None }
             })
             .collect();
-        Probes { stacks, targets, next_port: PROBE_PORT_MIN, next_ident: 1, epoch: now, counters: HealthCounters::default() }
+        Probes { stacks, targets, next_port: PROBE_PORT_MIN, next_ident: 1, epoch: now, via: ViaPorts::default(), counters: HealthCounters::default() }
     }
 
     /// A frame punted from link `link` that may belong to a probe.
     pub fn on_frame(&mut self, link: usize, frame: &[u8]) {
         if let Some(s) = self.stacks.get_mut(link) {
             if s.dev.rx.len() < 1024 {
-                s.dev.rx.push_back(frame.to_vec());
+                let mut f = frame.to_vec();
+                if self.via.inbound(&mut f) {
+                    s.dev.rx.push_back(f);
+                }
             }
         }
     }
 
-    /// Frames to send out of `link`.
+    /// Frames to send out of `link` (VIP probes translated).
     pub fn take_tx(&mut self, link: usize) -> Vec<Vec<u8>> {
-        self.stacks.get_mut(link).map(|s| std::mem::take(&mut s.dev.tx)).unwrap_or_default()
+        let Some(s) = self.stacks.get_mut(link) else { return Vec::new() };
+        let self_ip = s.iface.ipv4_addr().unwrap_or(Ipv4Address::UNSPECIFIED);
+        std::mem::take(&mut s.dev.tx).into_iter().map(|f| self.via.outbound(f, self_ip)).collect()
     }
 
     pub fn links(&self) -> usize {
@@ -284,6 +295,7 @@ impl Probes {
                     s.sockets.remove(handle);
                     return Err("unreachable".into());
                 }
+                self.via.set(local, ip, target.via);
                 Pending::Tcp { handle, link, sent: false, response: Vec::new(), established: None }
             }
             CheckKind::Udp => {
@@ -295,6 +307,7 @@ impl Probes {
                 let payload = check.send.clone().unwrap_or_else(|| "ping".into());
                 sock.send_slice(payload.as_bytes(), (IpAddress::Ipv4(ip), port)).map_err(|_| "send".to_string())?;
                 let handle = s.sockets.add(sock);
+                self.via.set(local, ip, target.via);
                 Pending::Udp { handle, link }
             }
             CheckKind::Icmp => {
@@ -316,6 +329,7 @@ impl Probes {
                     .process_group(0)
                     .env("FURIWAKE_SERVER_IP", target.addr.ip().to_string())
                     .env("FURIWAKE_SERVER_PORT", port.to_string())
+                    .env("FURIWAKE_VIP", target.via.map(|v| v.vip.to_string()).unwrap_or_default())
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
@@ -512,7 +526,7 @@ impl Probes {
         let mut old: Vec<Option<TargetState>> = std::mem::take(&mut self.targets).into_iter().map(Some).collect();
         let same = |a: &Target, b: &Target| {
             // By value: a check moved in the file is the same check.
-            a.server == b.server && a.addr == b.addr && a.link == b.link && a.checks == b.checks
+            a.server == b.server && a.addr == b.addr && a.link == b.link && a.checks == b.checks && a.via == b.via
         };
         for t in targets {
             let kept = old.iter_mut().find(|o| o.as_ref().is_some_and(|o| same(&o.target, &t))).and_then(Option::take);

@@ -30,7 +30,7 @@ pub use commands::{MemberAction, MemberRef, Outcome, VsMode};
 
 use crate::config::{Config, LogLevel};
 use crate::modules::arp::{Arp, Nexthop};
-use crate::modules::health::{Health, Target};
+use crate::modules::health::{Health, Target, Via, ViaKind};
 use crate::runtime::Runtime;
 use admin::{Admin, AdminState};
 use build::{LinkInfo, Slot, SlotKind};
@@ -81,6 +81,22 @@ fn link_infos(rt: &Runtime) -> Vec<LinkInfo> {
     rt.links().iter().map(|l| LinkInfo { port_id: l.port_id(), mac: l.mac(), address: l.address(), mtu: l.mtu() }).collect()
 }
 
+/// A direct-server-return virtual server's servers are probed at its VIP,
+/// as its clients reach them (`health::Via`).
+fn probe_via(v: &VirtualService) -> Option<Via> {
+    use furiwake_dataplane::state::snapshot::Forwarding as F;
+    let kind = match v.forwarding {
+        F::Nat | F::FullNat => return None,
+        F::DsrL2 => ViaKind::Mac,
+        F::DsrDscp => ViaKind::Dscp(v.dscp),
+        F::DsrTunnel => {
+            let t = v.tunnel?;
+            ViaKind::Tunnel { kind: t.kind, port: t.port }
+        }
+    };
+    Some(Via { vip: Ipv4Addr::from(v.ip), kind })
+}
+
 /// One health target per live server whose pool has checks.
 fn targets(cfg: &Config, built: &build::Built) -> Vec<Target> {
     let mut targets = Vec::new();
@@ -91,7 +107,8 @@ fn targets(cfg: &Config, built: &build::Built) -> Vec<Target> {
             continue;
         }
         let link = built.nexthops.get(rs.nexthop as usize).map_or(0, |n| n.link);
-        targets.push(Target { server: si, pool: pool.name.get_ref().clone(), addr: SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port), link, checks });
+        let via = built.snapshot.services.get(rs.vs as usize).and_then(probe_via);
+        targets.push(Target { server: si, pool: pool.name.get_ref().clone(), addr: SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port), link, checks, via });
     }
     targets
 }

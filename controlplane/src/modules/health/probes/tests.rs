@@ -43,7 +43,7 @@ fn rise_and_fall_drive_the_state() {
     let mut c = check(CheckKind::Tcp);
     c.rise = crate::config::unplaced(2);
     c.fall = crate::config::unplaced(3);
-    let target = Target { server: 0, pool: "p".into(), addr: "198.51.100.11:80".parse().unwrap(), link: 0, checks: vec![c.clone()] };
+    let target = Target { server: 0, pool: "p".into(), addr: "198.51.100.11:80".parse().unwrap(), link: 0, checks: vec![c.clone()], via: None };
     let now = Instant::now();
     let mut h = Probes::new(&[], vec![target], now);
     assert!(!h.is_up(0), "starts down until it passes");
