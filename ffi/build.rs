@@ -105,6 +105,8 @@ fn main() {
         // rte_eth_from_rings(): the ring PMD is a plugin, not in `--libs`.
         println!("cargo:rustc-link-lib=rte_net_ring");
         println!("cargo:rustc-link-lib=rte_bus_vdev");
+        // rte_eth_bond_*(): the bonding PMD is a plugin too.
+        println!("cargo:rustc-link-lib=rte_net_bond");
     }
 
     let mut clang_args: Vec<String> = Vec::new();

@@ -5,6 +5,7 @@
 #include <rte_cycles.h>
 #include <rte_prefetch.h>
 #include <rte_pause.h>
+#include <rte_eth_bond_8023ad.h>
 #include "shim.h"
 
 uint16_t fw_eth_rx_burst(uint16_t port_id, uint16_t queue_id,
@@ -46,3 +47,14 @@ unsigned int fw_ring_dequeue_burst(struct rte_ring *r, void **obj_table,
 { return rte_ring_dequeue_burst(r, obj_table, n, available); }
 
 unsigned int fw_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
+
+int fw_bond_lacp_state(uint16_t port_id, uint16_t member, uint8_t *actor, uint8_t *partner)
+{
+	struct rte_eth_bond_8023ad_slave_info info;
+	int r = rte_eth_bond_8023ad_slave_info(port_id, member, &info);
+	if (r != 0)
+		return r;
+	*actor = info.actor_state;
+	*partner = info.partner_state;
+	return 0;
+}

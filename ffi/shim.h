@@ -36,4 +36,8 @@ unsigned int fw_ring_dequeue_burst(struct rte_ring *r, void **obj_table,
                                    unsigned int n, unsigned int *available);
 unsigned int fw_ring_count(const struct rte_ring *r);
 
+/* An 802.3ad bond member's LACP actor and partner state bytes
+ * (IEEE 802.1AX 6.4.2.3); 0 or a negative errno. */
+int fw_bond_lacp_state(uint16_t port_id, uint16_t member, uint8_t *actor, uint8_t *partner);
+
 #endif

@@ -19,4 +19,5 @@
 #include <rte_bus_vdev.h>
 #include <rte_eth_ring.h>
 #include <rte_pdump.h>
+#include <rte_eth_bond.h>
 #include "shim.h"

@@ -100,6 +100,7 @@ impl Appliance {
     pub fn run(&mut self, stop: &AtomicBool, dump: &AtomicBool) {
         say("furiwake: ready");
         let mut last_link_check = Instant::now();
+        let mut last_bond_check = Instant::now();
         let mut burst = Burst::new();
         let idle = Duration::from_micros(u64::from(*self.lb.config().platform.control_idle_sleep_us.get_ref()));
         while !stop.load(Ordering::Relaxed) {
@@ -136,6 +137,15 @@ impl Appliance {
             let mut modules =
                 Modules { runtime: &mut self.runtime, arp: &mut self.arp, health: &mut self.health, vrrp: &mut self.vrrp, sync: self.sync.as_ref(), lb: &mut self.lb };
             self.console.turn(Instant::now(), &mut modules);
+            // Bond members every 100 ms (as Linux bonding's miimon=100): a
+            // bond that moved announces its addresses from the new member,
+            // so the switch learns where the box is now.
+            if last_bond_check.elapsed() >= Duration::from_millis(100) {
+                last_bond_check = Instant::now();
+                if !self.runtime.watch_bonds().is_empty() {
+                    self.arp.announce(&mut self.runtime);
+                }
+            }
             if last_link_check.elapsed() >= Duration::from_secs(1) {
                 last_link_check = Instant::now();
                 self.runtime.watch_links();

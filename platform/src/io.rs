@@ -22,6 +22,8 @@ pub struct MbufIo {
     handoff_rx: Vec<Consumer<Mbuf>>,
     next_handoff_rx: usize,
     report: TxReport,
+    /// Ports whose TX queue is burst even when empty (`with_poke`).
+    poke: Vec<u16>,
 }
 
 impl MbufIo {
@@ -44,7 +46,16 @@ impl MbufIo {
             handoff_rx: Vec::new(),
             next_handoff_rx: 0,
             report: TxReport::default(),
+            poke: Vec::new(),
         }
+    }
+
+    /// Makes every `flush` burst the TX queues of `ports` even when they
+    /// have nothing to send: an 802.3ad bond's LACP runs inside its TX
+    /// burst (`TxQueue::poke`). One worker per bond pokes it.
+    pub fn with_poke(mut self, ports: Vec<u16>) -> Self {
+        self.poke = ports;
+        self
     }
 
     /// Connects this worker to the others: `tx[w]` reaches worker `w`
@@ -134,6 +145,8 @@ impl PacketIo for MbufIo {
         for (queue, burst) in self.tx.iter_mut().flatten() {
             if !burst.is_empty() {
                 Self::send(queue, burst, &mut self.report);
+            } else if self.poke.contains(&queue.port()) {
+                queue.poke();
             }
         }
         std::mem::take(&mut self.report)

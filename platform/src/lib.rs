@@ -27,7 +27,7 @@ pub use error::{Error, Result};
 pub use io::MbufIo;
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
-pub use port::{DevInfo, Link, Port, PortConfig, PortStats, RxQueue, TxQueue};
+pub use port::{BondMembers, DevInfo, Link, Port, PortConfig, PortStats, RxQueue, TxQueue};
 pub use ring::{spsc, Consumer, Producer, Ring, RingItem};
 
 /// Current TSC value.

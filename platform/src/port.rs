@@ -127,6 +127,23 @@ impl Port {
         Ok(Port { id, name: name.to_string(), started: false, closed: false, rx_taken: Vec::new(), tx_taken: Vec::new(), rings: Vec::new() })
     }
 
+    /// The id of the port DPDK named `name`, without taking it.
+    pub fn id_of(name: &str) -> Result<u16> {
+        let cname = CString::new(name).map_err(|_| Error::Usage(format!("port name {name:?} holds a NUL byte")))?;
+        let mut id = 0u16;
+        // SAFETY: valid C string and out pointer.
+        check(unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) }, "rte_eth_dev_get_port_by_name")?;
+        Ok(id)
+    }
+
+    /// The link state of port `id` (a bond's member), without waiting.
+    pub fn link_of(id: u16) -> Result<Link> {
+        let mut l = sys::rte_eth_link::default();
+        // SAFETY: valid out pointer; DPDK checks the id.
+        check(unsafe { sys::rte_eth_link_get_nowait(id, &mut l) }, "rte_eth_link_get_nowait")?;
+        Ok(Link { up: l.link_status() == sys::RTE_ETH_LINK_UP as u16, speed_mbps: l.link_speed, full_duplex: l.link_duplex() == 1 })
+    }
+
     /// A `net_ring` port receiving from `rx` and sending into `tx`: two
     /// ports built over the same rings crosswise are a wire.
     pub fn from_rings(name: &str, rx: &[Arc<Ring<Mbuf>>], tx: &[Arc<Ring<Mbuf>>]) -> Result<Port> {
@@ -154,9 +171,14 @@ impl Port {
     }
 
     pub fn info(&self) -> Result<DevInfo> {
+        Port::info_of(self.id)
+    }
+
+    /// The device info of port `id` (a bond's member), without taking it.
+    pub fn info_of(id: u16) -> Result<DevInfo> {
         let mut info = sys::rte_eth_dev_info::default();
-        // SAFETY: valid out pointer.
-        check(unsafe { sys::rte_eth_dev_info_get(self.id, &mut info) }, "rte_eth_dev_info_get")?;
+        // SAFETY: valid out pointer; DPDK checks the id.
+        check(unsafe { sys::rte_eth_dev_info_get(id, &mut info) }, "rte_eth_dev_info_get")?;
         let driver = if info.driver_name.is_null() {
             String::new()
         } else {
@@ -253,6 +275,56 @@ impl Port {
         // SAFETY: valid out pointer.
         check(unsafe { sys::rte_eth_macaddr_get(self.id, &mut a) }, "rte_eth_macaddr_get")?;
         Ok(a.addr_bytes)
+    }
+
+    /// A bonded port (`net_bonding`): its member ports, all and active
+    /// (by the bonding PMD's own view), and the primary (the member an
+    /// active-backup bond sends and receives on; `u16::MAX` for none).
+    pub fn bond_members(&self) -> Result<BondMembers> {
+        let mut all = [0u16; 8];
+        let mut active = [0u16; 8];
+        // SAFETY: valid out arrays of the length given.
+        let n = check(unsafe { sys::rte_eth_bond_slaves_get(self.id, all.as_mut_ptr(), all.len() as u16) }, "rte_eth_bond_slaves_get")?;
+        // SAFETY: as above.
+        let a = check(unsafe { sys::rte_eth_bond_active_slaves_get(self.id, active.as_mut_ptr(), active.len() as u16) }, "rte_eth_bond_active_slaves_get")?;
+        // SAFETY: no pointer. -1 when the bond has no member.
+        let primary = unsafe { sys::rte_eth_bond_primary_get(self.id) };
+        Ok(BondMembers {
+            all: all.get(..n as usize).unwrap_or_default().to_vec(),
+            active: active.get(..a as usize).unwrap_or_default().to_vec(),
+            primary: u16::try_from(primary).unwrap_or(u16::MAX),
+        })
+    }
+
+    /// An 802.3ad bond member's LACP state bytes, (actor, partner) (IEEE
+    /// 802.1AX 6.4.2.3: bit 3 synchronization, 4 collecting, 5
+    /// distributing).
+    pub fn lacp_state(&self, member: u16) -> Result<(u8, u8)> {
+        let (mut actor, mut partner) = (0u8, 0u8);
+        // SAFETY: valid out pointers; DPDK checks both ids.
+        check(unsafe { sys::fw_bond_lacp_state(self.id, member, &mut actor, &mut partner) }, "rte_eth_bond_8023ad_slave_info")?;
+        Ok((actor, partner))
+    }
+
+    /// Takes `member` out of the bond (its link went down: an 802.3ad bond
+    /// stops distributing to it at once, `rte_eth_bond_slave_remove`).
+    pub fn bond_remove(&self, member: u16) -> Result<()> {
+        // SAFETY: no pointer; DPDK checks both ids.
+        check(unsafe { sys::rte_eth_bond_slave_remove(self.id, member) }, "rte_eth_bond_slave_remove").map(|_| ())
+    }
+
+    /// Puts `member` back into the bond (configured and started as the
+    /// bond is; LACP negotiates it again, `rte_eth_bond_slave_add`).
+    pub fn bond_add(&self, member: u16) -> Result<()> {
+        // SAFETY: no pointer; DPDK checks both ids.
+        check(unsafe { sys::rte_eth_bond_slave_add(self.id, member) }, "rte_eth_bond_slave_add").map(|_| ())
+    }
+
+    /// Makes `member` the bond's primary: an active-backup bond moves its
+    /// traffic there at once (`rte_eth_bond_primary_set`).
+    pub fn bond_set_primary(&self, member: u16) -> Result<()> {
+        // SAFETY: no pointer; DPDK checks both ids.
+        check(unsafe { sys::rte_eth_bond_primary_set(self.id, member) }, "rte_eth_bond_primary_set").map(|_| ())
     }
 
     /// Link state without waiting for autonegotiation.
@@ -382,6 +454,15 @@ impl TxQueue {
         burst.forget_front(n);
         n
     }
+
+    /// `rte_eth_tx_burst` with nothing to send: an 802.3ad bond sends its
+    /// LACPDUs from inside its TX burst, which must run at least every 100
+    /// ms (DPDK's link bonding guide, "Mode 4").
+    pub fn poke(&mut self) {
+        // SAFETY: zero packets: the PMD reads no slot; one endpoint per
+        // queue, used from one thread at a time.
+        unsafe { sys::fw_eth_tx_burst(self.port, self.queue, std::ptr::null_mut(), 0) };
+    }
 }
 
 impl Drop for Port {
@@ -392,4 +473,12 @@ impl Drop for Port {
         // Ring ports: the rings are freed after the port (field order).
         let _ = &self.rings;
     }
+}
+
+/// A bond's members (`Port::bond_members`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BondMembers {
+    pub all: Vec<u16>,
+    pub active: Vec<u16>,
+    pub primary: u16,
 }

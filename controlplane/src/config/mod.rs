@@ -14,7 +14,7 @@ pub mod bounds;
 mod cidr;
 mod diff;
 mod ha;
-mod model;
+pub(crate) mod model;
 mod render;
 mod validate;
 
@@ -24,7 +24,7 @@ mod tests;
 pub use diff::restart_needed;
 pub use bounds::{MAX_PERSISTENCE_TIMEOUT_S, MAX_WEIGHT};
 pub use model::{
-    unplaced, Algorithm, CheckKind, Config, ConsoleConfig, Forwarding, HashOn, HealthCheck, Interface, Ipv4Cidr, LogLevel, Logging, Management,
+    unplaced, Algorithm, Bond, BondMode, CheckKind, Config, ConsoleConfig, Forwarding, HashOn, HealthCheck, Interface, Ipv4Cidr, LogLevel, Logging, Management,
     OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, Server, TimeoutSecs, TunnelKind, VirtualServer, DEFAULT_CONSOLE_SOCKET, DEFAULT_GUE_PORT, DEFAULT_MTU,
 };
 pub use ha::{SyncConfig, Vrrp};

@@ -301,6 +301,49 @@ pub struct Interface {
     /// encapsulation would take past it is answered with ICMP
     /// fragmentation needed (or dropped without DF).
     pub mtu: Option<Spanned<u16>>,
+    /// A bonded port: `device` names the `net_bonding` device, these its
+    /// members (DPDK's bonding PMD).
+    pub bond: Option<Bond>,
+}
+
+/// `[[interface]] bond`: link redundancy over several devices.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bond {
+    pub mode: Spanned<BondMode>,
+    /// The members' device specs (vdev specs or PCI addresses), as
+    /// `device` takes them.
+    pub members: Spanned<Vec<Spanned<String>>>,
+}
+
+/// How a bond uses its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum BondMode {
+    /// One member carries everything; another takes over when its link
+    /// goes down (DPDK mode 1, Linux's `active-backup`).
+    #[serde(rename = "active-backup")]
+    ActiveBackup,
+    /// LACP (IEEE 802.3ad / 802.1AX, DPDK mode 4): every member carries
+    /// traffic, flows spread by an L3/L4 hash.
+    #[serde(rename = "802.3ad")]
+    Lacp,
+}
+
+impl BondMode {
+    /// DPDK's bonding mode number.
+    pub fn dpdk_mode(self) -> u8 {
+        match self {
+            BondMode::ActiveBackup => 1,
+            BondMode::Lacp => 4,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BondMode::ActiveBackup => "active-backup",
+            BondMode::Lacp => "802.3ad",
+        }
+    }
 }
 
 impl Interface {
@@ -312,12 +355,22 @@ impl Interface {
     /// The ethdev name DPDK gives the device: the vdev name before the first
     /// comma, or the PCI address.
     pub fn dev_name(&self) -> &str {
-        let d = self.device.get_ref();
-        d.split(',').next().unwrap_or(d)
+        dev_name(self.device.get_ref())
+    }
+
+    /// The bond's members' device specs (none for a plain port).
+    pub fn members(&self) -> impl Iterator<Item = &str> {
+        self.bond.iter().flat_map(|b| b.members.get_ref().iter().map(|m| m.get_ref().as_str()))
     }
 }
 
-fn is_pci_address(s: &str) -> bool {
+/// The ethdev name DPDK gives a device spec: the vdev name before the
+/// first comma, or the PCI address.
+pub fn dev_name(spec: &str) -> &str {
+    spec.split(',').next().unwrap_or(spec)
+}
+
+pub(crate) fn is_pci_address(s: &str) -> bool {
     // [DDDD:]BB:DD.F
     let s = s.split(',').next().unwrap_or(s);
     let parts: Vec<&str> = s.split(':').collect();

@@ -28,6 +28,10 @@ pub fn render(cfg: &Config) -> String {
         if let Some(m) = &i.mtu {
             let _ = writeln!(s, "mtu = {}", m.get_ref());
         }
+        if let Some(b) = &i.bond {
+            let members: Vec<String> = b.members.get_ref().iter().map(|m| q(m.get_ref())).collect();
+            let _ = writeln!(s, "bond = {{ mode = {}, members = [{}] }}", q(b.mode.get_ref().name()), members.join(", "));
+        }
     }
     for r in &cfg.routes {
         let _ = writeln!(s, "\n[[route]]\nprefix = {}\nvia = {}", q(&r.prefix.to_string()), q(&r.via.to_string()));

@@ -483,3 +483,34 @@ fn a_full_nat_vip_on_vrrp_needs_floating_local_addresses_and_sync_a_real_key() {
     let far = ha(&format!("{VRRP}\n[sync]\ninterface = \"inside\"\npeer = \"192.0.2.4\"\nkey = \"{}\"\n", "ab".repeat(16)));
     assert!(err(&far).message.contains("sync: peer 192.0.2.4 is not in interface \"inside\"'s subnet"));
 }
+
+/// A bond: its device names the bond, its members are devices of their
+/// own; refused otherwise at the place; rendered back; the EAL gets the
+/// members before the bond, which names them.
+#[test]
+fn bonds_parse_refuse_their_mistakes_and_reach_the_eal_in_order() {
+    let bonded = GOOD.replace(
+        "device = \"net_af_packet0,iface=lb-out\"\n",
+        "device = \"net_bonding0\"\nbond = { mode = \"active-backup\", members = [\"net_af_packet0,iface=lb-out\", \"net_af_packet2,iface=lb-out2\"] }\n",
+    );
+    let c = Config::parse("t", &bonded).unwrap();
+    let args = crate::runtime::eal_args(&c).join(" ");
+    assert!(args.contains("--vdev net_af_packet0,iface=lb-out --vdev net_af_packet2,iface=lb-out2 --vdev net_bonding0,mode=1,slave=net_af_packet0,slave=net_af_packet2 -a 0000:03:00.0"), "{args}");
+    let lacp = Config::parse("t", &bonded.replace("active-backup", "802.3ad")).unwrap();
+    assert!(crate::runtime::eal_args(&lacp).join(" ").contains("net_bonding0,mode=4,slave=net_af_packet0,slave=net_af_packet2,xmit_policy=l34"));
+    let again = Config::parse("t", &render(&c)).unwrap();
+    assert_eq!(again.interfaces[0].bond, c.interfaces[0].bond, "rendered back");
+    for (text, want, line) in [
+        (bonded.replace("\"net_af_packet0,iface=lb-out\", ", ""), "a bond has 2 to 8 members, not 1", 10),
+        (bonded.replace("net_af_packet2,iface=lb-out2", "net_af_packet0,iface=other"), "device \"net_af_packet0\" is used twice", 10),
+        (bonded.replace("net_af_packet2,iface=lb-out2", "0000:03:00.0"), "device \"0000:03:00.0\" is used by two interfaces", 15),
+        (bonded.replace("device = \"net_bonding0\"", "device = \"net_bonding0,mode=1\""), "with `bond`, device names the bond", 9),
+        (bonded.replace("device = \"net_bonding0\"", "device = \"net_af_packet5,iface=x\""), "with `bond`, device names the bond", 9),
+        (GOOD.replace("net_af_packet0,iface=lb-out", "net_bonding0"), "a net_bonding device needs `bond`", 9),
+        (bonded.replace("active-backup", "round-robin"), "unknown variant `round-robin`", 10),
+    ] {
+        let e = err(&text);
+        assert!(e.message.contains(want), "{want}: {e}");
+        assert_eq!(e.line, line, "{want}: {e}");
+    }
+}

@@ -83,6 +83,29 @@ impl Config {
             if let Some(m) = &i.mtu {
                 within(src, &bounds::MTU, m)?;
             }
+            let bonding = i.dev_name().starts_with("net_bonding");
+            match &i.bond {
+                None if bonding => return Err(src.error(Some(i.device.span()), format!("interface {:?}: a net_bonding device needs `bond` (its mode and members)", i.name.get_ref()))),
+                None => {}
+                Some(_) if !bonding || i.device.get_ref().contains(',') => {
+                    return Err(src.error(Some(i.device.span()), format!("interface {:?}: with `bond`, device names the bond: \"net_bonding0\" (no arguments: mode and members come from `bond`)", i.name.get_ref())))
+                }
+                Some(b) => {
+                    let members = b.members.get_ref();
+                    if !(2..=8).contains(&members.len()) {
+                        return Err(src.error(Some(b.members.span()), format!("interface {:?}: a bond has 2 to 8 members, not {}", i.name.get_ref(), members.len())));
+                    }
+                    for m in members {
+                        let name = super::model::dev_name(m.get_ref());
+                        if name.is_empty() || name.starts_with("net_bonding") {
+                            return Err(src.error(Some(m.span()), format!("interface {:?}: bond member {:?}: a device spec such as \"net_af_packet1,iface=lb-out2\"", i.name.get_ref(), m.get_ref())));
+                        }
+                        if !devs.insert(name.to_string()) {
+                            return Err(src.error(Some(m.span()), format!("device {name:?} is used twice")));
+                        }
+                    }
+                }
+            }
         }
         unique(src, self.health_checks.iter().map(|h| &h.name), "health_check")?;
         for h in &self.health_checks {

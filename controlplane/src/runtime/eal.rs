@@ -20,8 +20,29 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
         args.push("--file-prefix=furiwake".into());
     }
     for i in &cfg.interfaces {
-        args.push(if i.is_pci() { "-a" } else { "--vdev" }.into());
-        args.push(i.device.get_ref().clone());
+        match &i.bond {
+            None => {
+                args.push(if i.is_pci() { "-a" } else { "--vdev" }.into());
+                args.push(i.device.get_ref().clone());
+            }
+            // The members first: the bonding PMD finds them by name when
+            // it is probed (in command-line order).
+            Some(b) => {
+                let mut bond = format!("{},mode={}", i.device.get_ref(), b.mode.get_ref().dpdk_mode());
+                for m in b.members.get_ref() {
+                    let m = m.get_ref();
+                    args.push(if crate::config::model::is_pci_address(m) { "-a" } else { "--vdev" }.into());
+                    args.push(m.clone());
+                    bond.push_str(&format!(",slave={}", crate::config::model::dev_name(m)));
+                }
+                if *b.mode.get_ref() == crate::config::BondMode::Lacp {
+                    // Spread flows by addresses and ports, as Linux's
+                    // layer3+4 (each flow stays on one member).
+                    bond.push_str(",xmit_policy=l34");
+                }
+                args.extend(["--vdev".into(), bond]);
+            }
+        }
     }
     args
 }

@@ -18,6 +18,18 @@ pub struct Link {
     /// otherwise control frames go through worker 0's inject ring.
     control_txq: Option<TxQueue>,
     last_link_up: bool,
+    /// A bond's members, in configuration order (empty for a plain port).
+    members: Vec<Member>,
+}
+
+/// One member of a bonded link.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Its device spec (`net_af_packet1,iface=lb-out2`).
+    pub spec: String,
+    pub port_id: u16,
+    /// Its link as last watched.
+    pub up: bool,
 }
 
 impl Link {
@@ -47,6 +59,30 @@ impl Link {
 
     pub fn port_id(&self) -> u16 {
         self.port.id()
+    }
+
+    /// An 802.3ad bond.
+    pub fn is_lacp(&self) -> bool {
+        self.cfg.bond.as_ref().is_some_and(|b| *b.mode.get_ref() == crate::config::BondMode::Lacp)
+    }
+
+    /// An 802.3ad bond member's LACP (actor, partner) state bytes.
+    pub fn lacp_state(&self, member: u16) -> Option<(u8, u8)> {
+        if !self.is_lacp() {
+            return None;
+        }
+        self.port.lacp_state(member).ok()
+    }
+
+    /// A bond's members and their links as last watched.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// A bond's mode, members as DPDK sees them and primary.
+    pub fn bond(&self) -> Option<(crate::config::BondMode, furiwake_platform::BondMembers)> {
+        let mode = *self.cfg.bond.as_ref()?.mode.get_ref();
+        self.port.bond_members().ok().map(|m| (mode, m))
     }
 
     pub fn stats(&self) -> furiwake_platform::Result<PortStats> {
@@ -90,7 +126,14 @@ impl Link {
 pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &Mempool) -> Result<Link, String> {
     let name = iface.name.get_ref();
     let mut port = Port::by_name(iface.dev_name()).map_err(|e| format!("interface {name}: device {:?}: {e}", iface.device.get_ref()))?;
-    let info = port.info().map_err(|e| format!("interface {name}: {e}"))?;
+    let mut info = port.info().map_err(|e| format!("interface {name}: {e}"))?;
+    // A bond offers what every member has (the bonding PMD reports more
+    // and then fails to configure a member).
+    for m in iface.members() {
+        let mi = Port::id_of(crate::config::model::dev_name(m)).and_then(Port::info_of).map_err(|e| format!("interface {name}: bond member {m:?}: {e}"))?;
+        info.max_rx_queues = info.max_rx_queues.min(mi.max_rx_queues);
+        info.max_tx_queues = info.max_tx_queues.min(mi.max_tx_queues);
+    }
     // af_packet fans the kernel's packets out over every queue pair it
     // opened (`qpairs=`), so all of them must be polled.
     let rx_queues = if info.driver == "net_af_packet" { info.max_rx_queues } else { n_workers.min(info.max_rx_queues) };
@@ -128,10 +171,104 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
         Some(q) => Some(port.take_tx_queue(q).map_err(|e| format!("interface {}: {e}", iface.name.get_ref()))?),
         None => None,
     };
-    Ok(Link { cfg: iface.clone(), port, mac, rx_queues, control_txq, last_link_up: link.up })
+    let mut members = Vec::new();
+    for m in iface.members() {
+        let port_id = Port::id_of(crate::config::model::dev_name(m)).map_err(|e| format!("interface {name}: bond member {m:?}: {e}"))?;
+        members.push(Member { spec: m.to_string(), port_id, up: member_up(m, port_id) });
+    }
+    let mut l = Link { cfg: iface.clone(), port, mac, rx_queues, control_txq, last_link_up: link.up, members };
+    if let Some((mode, m)) = l.bond() {
+        say(&format!("port {name}: bond {} of {}; primary {}", mode.name(), l.members.iter().map(|m| m.spec.as_str()).collect::<Vec<_>>().join(", "), l.member_name(m.primary)));
+        // Start on a member whose link is up.
+        l.fail_over();
+    }
+    Ok(l)
+}
+
+/// A bond member's link: the kernel's view under af_packet/af_xdp, the
+/// PMD's otherwise.
+fn member_up(spec: &str, port_id: u16) -> bool {
+    match kernel_iface_of(spec).and_then(kernel_link_up) {
+        Some(up) => up,
+        None => Port::link_of(port_id).is_ok_and(|l| l.up),
+    }
+}
+
+impl Link {
+    fn member_name(&self, port_id: u16) -> String {
+        self.members.iter().find(|m| m.port_id == port_id).map_or_else(|| format!("port {port_id}"), |m| m.spec.clone())
+    }
+
+    /// Watches the members of an active-backup bond: when the primary's
+    /// link is down and another member's is up, that one becomes primary
+    /// (the bonding PMD sees af_packet members up whatever the kernel
+    /// does, so Furiwake watches them, as Linux bonding's miimon). True
+    /// when the primary moved.
+    fn fail_over(&mut self) -> bool {
+        let name = self.cfg.name.get_ref().clone();
+        for m in &mut self.members {
+            let up = member_up(&m.spec, m.port_id);
+            if up != m.up {
+                m.up = up;
+                event(&format!("port {name}: bond member {} link {}", m.spec, if up { "up" } else { "down" }));
+            }
+        }
+        let Some((mode, b)) = self.bond() else { return false };
+        if mode == crate::config::BondMode::Lacp {
+            // 802.3ad: a member whose link is down leaves the bond (LACP
+            // alone would notice only when its partner's LACPDUs time out,
+            // 90 s at the slow rate), and rejoins when it is back.
+            let mut changed = false;
+            for m in &self.members {
+                let (member, inside) = (m.port_id, b.all.contains(&m.port_id));
+                let r = match (m.up, inside) {
+                    (false, true) => Some(("left", self.port.bond_remove(member))),
+                    (true, false) => Some(("rejoined", self.port.bond_add(member))),
+                    _ => None,
+                };
+                match r {
+                    Some((what, Ok(()))) => {
+                        changed = true;
+                        event(&format!("port {name}: bond member {} {what} the aggregation", m.spec));
+                    }
+                    Some((what, Err(e))) => log::warn!("port {name}: bond member {} not {what}: {e}", m.spec),
+                    None => {}
+                }
+            }
+            return changed;
+        }
+        if self.members.iter().any(|m| m.port_id == b.primary && m.up) {
+            return false;
+        }
+        let Some(next) = self.members.iter().find(|m| m.up && m.port_id != b.primary).map(|m| m.port_id) else { return false };
+        match self.port.bond_set_primary(next) {
+            Ok(()) => {
+                event(&format!("port {name}: bond active member now {} (was {})", self.member_name(next), self.member_name(b.primary)));
+                true
+            }
+            Err(e) => {
+                log::warn!("port {name}: bond: cannot make {} primary: {e}", self.member_name(next));
+                false
+            }
+        }
+    }
 }
 
 impl Runtime {
+    /// Watches every bond's members (every 100 ms): an active-backup bond
+    /// whose active member lost its link moves to another. Returns the
+    /// links whose active member changed (the caller announces their
+    /// addresses).
+    pub fn watch_bonds(&mut self) -> Vec<usize> {
+        let mut moved = Vec::new();
+        for (i, l) in self.links.iter_mut().enumerate() {
+            if !l.members.is_empty() && l.fail_over() {
+                moved.push(i);
+            }
+        }
+        moved
+    }
+
     /// Reports links going up or down (once a second).
     pub fn watch_links(&mut self) {
         for l in &mut self.links {
@@ -140,6 +277,10 @@ impl Runtime {
                 // the kernel interface under them does: ask the kernel.
                 if kernel_iface(&l.cfg).and_then(kernel_link_up) == Some(false) {
                     state.up = false;
+                }
+                // A bond is up while a member is (as Furiwake watches them).
+                if !l.members.is_empty() {
+                    state.up = l.members.iter().any(|m| m.up);
                 }
                 if state.up != l.last_link_up {
                     l.last_link_up = state.up;
@@ -152,7 +293,10 @@ impl Runtime {
 
 /// The kernel interface under an af_packet or af_xdp vdev (`iface=NAME`).
 fn kernel_iface(i: &Interface) -> Option<String> {
-    let d = i.device.get_ref();
+    kernel_iface_of(i.device.get_ref())
+}
+
+fn kernel_iface_of(d: &str) -> Option<String> {
     if !(d.starts_with("net_af_packet") || d.starts_with("net_af_xdp")) {
         return None;
     }

@@ -29,6 +29,22 @@ impl Runtime {
                     let _ = writeln!(s, "port {}: link {link}; stats: {e}", l.name());
                 }
             }
+            if let Some((mode, b)) = l.bond() {
+                let name = |id: u16| l.members().iter().find(|m| m.port_id == id).map_or_else(|| format!("port {id}"), |m| m.spec.clone());
+                let members: Vec<String> = l
+                    .members()
+                    .iter()
+                    .map(|m| {
+                        let lacp = match l.lacp_state(m.port_id) {
+                            Some((a, p)) => format!(" lacp {}/{}", lacp_words(a), lacp_words(p)),
+                            None => String::new(),
+                        };
+                        format!("{} {}{lacp}", m.spec, if m.up { "up" } else { "down" })
+                    })
+                    .collect();
+                let active = if mode == crate::config::BondMode::ActiveBackup { name(b.primary) } else { b.active.iter().map(|id| name(*id)).collect::<Vec<_>>().join(", ") };
+                let _ = writeln!(s, "  bond {}: active {active}; members {}", mode.name(), members.join(", "));
+            }
         }
     }
 
@@ -74,5 +90,22 @@ impl Runtime {
         if let Some(p) = &self.pool {
             let _ = write!(s, "mbufs: {} free, {} in use", p.available(), p.in_use());
         }
+    }
+}
+
+/// An LACP port state byte (IEEE 802.1AX 6.4.2.3) as the furthest of its
+/// mux states: `distributing`, `collecting`, `sync`, or `-`.
+fn lacp_words(state: u8) -> &'static str {
+    const SYNC: u8 = 0x08;
+    const COLLECTING: u8 = 0x10;
+    const DISTRIBUTING: u8 = 0x20;
+    if state & (SYNC | COLLECTING | DISTRIBUTING) == SYNC | COLLECTING | DISTRIBUTING {
+        "distributing"
+    } else if state & (SYNC | COLLECTING) == SYNC | COLLECTING {
+        "collecting"
+    } else if state & SYNC != 0 {
+        "sync"
+    } else {
+        "-"
     }
 }

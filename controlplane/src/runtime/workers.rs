@@ -226,7 +226,9 @@ impl Runtime {
             }
             let (punt_p, punt_c) = spsc::<Mbuf>(&format!("fw-punt-{w}"), PUNT_RING).map_err(|e| format!("punt ring: {e}"))?;
             self.control.add_punt(punt_c);
-            let io = MbufIo::new(rx, tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx);
+            // Worker 0 keeps the 802.3ad bonds' LACP running.
+            let lacp: Vec<u16> = if w == 0 { self.links.iter().filter(|l| l.is_lacp()).map(|l| l.port_id()).collect() } else { Vec::new() };
+            let io = MbufIo::new(rx, tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx).with_poke(lacp);
             let reader = readers.pop().ok_or("rcu readers")?;
             let sync_refresh = sync.map_or(0, |s| s.refresh_ticks);
             let config = WorkerConfig { id: w as u16, workers: n as u16, flows: *cfg.platform.flows_per_worker.get_ref(), timeouts, hash_key, sync_refresh };

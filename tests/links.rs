@@ -1,0 +1,224 @@
+//! Link redundancy and VLANs end to end: the real `furiwake` binary with a
+//! bonded port (DPDK's bonding PMD over af_packet members) and real peers.
+
+use furiwake_e2e::*;
+use std::time::{Duration, Instant};
+
+/// The lab's inside interface, and an outside bond of `mode` over lb-out
+/// and a second veth lb-out2 on the same switch.
+fn bonded_interfaces(mode: &str) -> String {
+    format!(
+        "[[interface]]\nname = \"outside\"\ndevice = \"net_bonding0\"\naddress = \"192.0.2.2/24\"\nbond = {{ mode = \"{mode}\", members = [\"net_af_packet0,iface=lb-out\", \"net_af_packet2,iface=lb-out2\"] }}\n\n\
+         [[interface]]\nname = \"inside\"\ndevice = \"net_af_packet1,iface=lb-in\"\naddress = \"198.51.100.1/24\"\n"
+    )
+}
+
+fn web(lab: &Lab) -> String {
+    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("  {{ address = \"{}:80\" }},", server_ip(n))).collect();
+    let _ = lab;
+    format!(
+        "[[health_check]]\nname = \"http\"\nkind = \"http\"\ninterval_ms = 500\nrequest = \"GET /health HTTP/1.0\\r\\n\\r\\n\"\nexpect_status = 200\n\n[[pool]]\nname = \"web\"\nalgorithm = \"round-robin\"\nhealth_check = \"http\"\nservers = [\n{}\n]\n\n[[virtual_server]]\nname = \"www\"\naddress = \"{VIP}:80\"\npool = \"web\"\n",
+        servers.join("\n")
+    )
+}
+
+/// When `needle` appears in `fw`'s output for the `n+1`-th time, within
+/// `limit`.
+fn wait_nth(fw: &Proc, needle: &str, n: usize, limit: Duration) -> Option<Instant> {
+    wait_for(limit, || (fw.output().matches(needle).count() > n).then(Instant::now))
+}
+
+/// Active-backup over two members on one switch: a rate-limited 50 MiB
+/// download started on the first member goes on when that member's link
+/// goes down (the switch's port of it is shut), byte-identical; the bond
+/// moves to the second member within a few hundred milliseconds and
+/// announces its addresses from there; back again when the second member
+/// goes down after the first returned.
+#[test]
+fn an_active_backup_bond_keeps_a_download_going_when_its_member_fails() {
+    let Some(mut lab) = Lab::open('b', "bond-ab", &["nginx"]) else { return };
+    let p = lab.topo.prefix.clone();
+    sh(&format!(
+        "ip link add {p}b2a type veth peer name {p}b2b && ip link set {p}b2a netns {p}-lb && ip -n {p}-lb link set {p}b2a name lb-out2 && \
+         ip link set {p}b2b netns {p}-sw && ip -n {p}-sw link set {p}b2b name l1o2 && ip -n {p}-sw link set l1o2 master br-out && \
+         ip -n {p}-lb link set lb-out2 up && ip -n {p}-sw link set l1o2 up"
+    ));
+    for n in 1..=LAB_BACKENDS {
+        lab.start_nginx(n, 50);
+    }
+    let config = format!("{}\n{}\n{}", platform_section(&lab.prefix), bonded_interfaces("active-backup"), web(&lab));
+    lab.start_config(&config);
+    report_until(lab.fw(), Duration::from_secs(10), |r| r.matches("state up").count() >= 3).unwrap_or_else(|r| panic!("servers not up:\n{r}"));
+    let r = lab.report();
+    assert!(r.contains("bond active-backup: active net_af_packet0,iface=lb-out;"), "starts on the first member:\n{r}");
+    let t = tally(&lab.curl_ids(VIP, 30));
+    assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "{t:?}");
+
+    let dl = lab.dir.path("download");
+    let mut curl = Proc::spawn(
+        "curl",
+        Some(&lab.topo.ns("client")),
+        &["curl", "-s", "-S", "--limit-rate", "10M", "-m", "60", "-o", dl.to_str().unwrap(), "-w", "%{http_code} %{size_download}\n", &format!("http://{VIP}/big")],
+        &lab.dir.path("curl.log"),
+        false,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(curl.is_running(), "the download ended early: {}", curl.output());
+    let moved = "bond active member now";
+    let before = lab.fw_output().matches(moved).count();
+    let t0 = Instant::now();
+    lab.topo.exec("sw", "ip link set l1o down");
+    let at = wait_nth(lab.fw.as_ref().unwrap(), moved, before, Duration::from_secs(5)).unwrap_or_else(|| panic!("the bond did not move:\n{}", lab.fw_output()));
+    let took = at.duration_since(t0);
+    println!("active-backup: the bond moved to lb-out2 {} ms after its active member's link went down", took.as_millis());
+    assert!(curl.wait(Duration::from_secs(60)).is_some_and(|s| s.success()), "the download failed: {}", curl.output());
+    assert!(curl.output().starts_with("200 52428800"), "{}", curl.output());
+    let want: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
+    assert!(want.contains(&sha256_file(&dl)), "the download is not byte-identical to a server's /big");
+    let r = lab.report();
+    assert!(r.contains("bond active-backup: active net_af_packet2,iface=lb-out2; members net_af_packet0,iface=lb-out down, net_af_packet2,iface=lb-out2 up"), "{r}");
+    assert!(lab.fw_output().contains("port outside: bond active member now net_af_packet2,iface=lb-out2 (was net_af_packet0,iface=lb-out)"), "{}", lab.fw_output());
+
+    // The first member returns; the second fails: back to the first.
+    lab.topo.exec("sw", "ip link set l1o up");
+    report_until(lab.fw(), Duration::from_secs(5), |r| r.contains("net_af_packet0,iface=lb-out up")).unwrap_or_else(|r| panic!("lb-out not back up:\n{r}"));
+    let before = lab.fw_output().matches(moved).count();
+    let t0 = Instant::now();
+    lab.topo.exec("sw", "ip link set l1o2 down");
+    let at = wait_nth(lab.fw.as_ref().unwrap(), moved, before, Duration::from_secs(5)).unwrap_or_else(|| panic!("the bond did not move back:\n{}", lab.fw_output()));
+    let back = at.duration_since(t0);
+    let t = tally(&lab.curl_ids(VIP, 6));
+    assert_eq!(t.values().sum::<usize>(), 6, "requests after moving back: {t:?}");
+    let fw = stop_furiwake_cleanly(lab.fw());
+    println!("active-backup: 50 MiB byte-identical across the failover ({} ms); back to lb-out in {} ms, 6/6 requests answered\n{}", took.as_millis(), back.as_millis(), fw.lines().filter(|l| l.contains("bond")).collect::<Vec<_>>().join("\n"));
+}
+
+/// The LACPDUs of a capture (IEEE 802.1AX: slow protocols, subtype 1):
+/// (actor system, actor state, partner system, partner state) each.
+fn lacpdus(pcap: &std::path::Path) -> Vec<([u8; 6], u8, [u8; 6], u8)> {
+    let out = sh(&format!("tcpdump -nn -xx -r {} 2>/dev/null", pcap.display()));
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    for line in out.lines() {
+        if !line.starts_with('\t') && !line.starts_with(' ') {
+            frames.push(Vec::new());
+            continue;
+        }
+        let Some((_, hex)) = line.split_once(':') else { continue };
+        if let Some(f) = frames.last_mut() {
+            for w in hex.split_whitespace() {
+                for i in (0..w.len()).step_by(2) {
+                    if let Ok(b) = u8::from_str_radix(&w[i..i + 2], 16) {
+                        f.push(b);
+                    }
+                }
+            }
+        }
+    }
+    let mac = |f: &[u8], at: usize| -> [u8; 6] { f[at..at + 6].try_into().unwrap() };
+    frames.into_iter().filter(|f| f.len() >= 54 && f[12..14] == [0x88, 0x09] && f[14] == 1 && f[16] == 1 && f[36] == 2).map(|f| (mac(&f, 20), f[32], mac(&f, 40), f[52])).collect()
+}
+
+/// 802.3ad between two appliances: the box's outside bond and a second
+/// furiwake process's bond, each over two af_packet members wired to the
+/// other's (veth pairs). LACP comes to agreement on both members (every
+/// LACPDU at the end names the other side as partner, in sync, collecting
+/// and distributing), and each box's ICMP health check of the other over
+/// the bond passes.
+#[test]
+fn an_802_3ad_bond_agrees_with_a_dpdk_partner_and_carries_traffic() {
+    let Some(mut lab) = Lab::open('a', "bond-lacp", &["nginx", "tcpdump"]) else { return };
+    let p = lab.topo.prefix.clone();
+    sh(&format!("ip netns add {p}-part && ip netns exec {p}-part sysctl -qw net.ipv6.conf.all.disable_ipv6=1 && ip -n {p}-part link set lo up"));
+    for i in 1..=2 {
+        sh(&format!(
+            "ip link add {p}x{i} type veth peer name {p}y{i} && ip link set {p}x{i} netns {p}-lb && ip -n {p}-lb link set {p}x{i} name x{i} && \
+             ip link set {p}y{i} netns {p}-part && ip -n {p}-part link set {p}y{i} name y{i} && ip -n {p}-lb link set x{i} up && ip -n {p}-part link set y{i} up && \
+             ip netns exec {p}-lb sysctl -qw net.ipv6.conf.x{i}.disable_ipv6=1 && ip netns exec {p}-part sysctl -qw net.ipv6.conf.y{i}.disable_ipv6=1"
+        ));
+    }
+    let icmp_pool = |name: &str, peer: &str, vip: &str| {
+        format!("\n[[health_check]]\nname = \"ping\"\nkind = \"icmp\"\ninterval_ms = 200\n\n[[pool]]\nname = \"{name}\"\nhealth_check = \"ping\"\nservers = [ {{ address = \"{peer}:80\" }} ]\n\n[[virtual_server]]\nname = \"{name}\"\naddress = \"{vip}:80\"\npool = \"{name}\"\n")
+    };
+    let box_cfg = format!(
+        "{}\n[[interface]]\nname = \"outside\"\ndevice = \"net_bonding0\"\naddress = \"192.0.2.2/24\"\nbond = {{ mode = \"802.3ad\", members = [\"net_af_packet0,iface=x1\", \"net_af_packet2,iface=x2\"] }}\n\n\
+         [[interface]]\nname = \"inside\"\ndevice = \"net_af_packet1,iface=lb-in\"\naddress = \"198.51.100.1/24\"\n{}",
+        platform_section(&lab.prefix),
+        icmp_pool("peer", "192.0.2.3", "192.0.2.104")
+    );
+    let part_prefix = format!("{}-p", lab.prefix);
+    let part_cfg = format!(
+        "{}\n[[interface]]\nname = \"uplink\"\ndevice = \"net_bonding1\"\naddress = \"192.0.2.3/24\"\nbond = {{ mode = \"802.3ad\", members = [\"net_af_packet0,iface=y1\", \"net_af_packet1,iface=y2\"] }}\n{}",
+        platform_section(&part_prefix),
+        icmp_pool("box", "192.0.2.2", "192.0.2.105")
+    );
+    // Each end of each wire: af_packet's own transmissions bypass the
+    // kernel's taps, so each capture shows what the other side sent.
+    let (pcap_x, pcap_y) = (lab.dir.path("x1.pcap"), lab.dir.path("y1.pcap"));
+    let (pcap_x2, pcap_y2) = (lab.dir.path("x2.pcap"), lab.dir.path("y2.pcap"));
+    let mut caps = [(lab.topo.ns("lb"), "x1", &pcap_x), (format!("{p}-part"), "y1", &pcap_y), (lab.topo.ns("lb"), "x2", &pcap_x2), (format!("{p}-part"), "y2", &pcap_y2)].map(|(ns, dev, file)| {
+        let mut c = Proc::spawn("tcpdump", Some(&ns), &["tcpdump", "-n", "-U", "-i", dev, "-w", file.to_str().unwrap(), "ether proto 0x8809"], &lab.dir.path(&format!("cap-{dev}.log")), false);
+        c.expect_output("listening on", Duration::from_secs(5));
+        c
+    });
+    // The wires come up once both appliances run: a PDU that reaches an
+    // af_packet socket before it is bound to its interface would be read
+    // as arriving on the wrong member.
+    sh(&format!("ip -n {p}-part link set y1 down && ip -n {p}-part link set y2 down"));
+    let part_file = lab.dir.write("part.toml", &part_cfg);
+    let part = start_furiwake(Some(&format!("{p}-part")), &part_file, &lab.dir.path("partner.log"), &part_prefix);
+    lab.procs.insert("partner".into(), part);
+    lab.start_config(&box_cfg);
+    sh(&format!("ip -n {p}-part link set y1 up && ip -n {p}-part link set y2 up"));
+    // Both members of both bonds distributing, by the bonding PMD's own
+    // LACP state machines, and each box's check of the other passing.
+    let agreed = "x1 up lacp distributing/distributing, net_af_packet2,iface=x2 up lacp distributing/distributing";
+    report_until(lab.fw(), Duration::from_secs(20), |r| r.contains("server 192.0.2.3:80: state up") && r.contains(agreed)).unwrap_or_else(|r| panic!("the box's bond did not agree, or its check of its partner did not pass:\n{r}\n{}", lab.proc_output("partner")));
+    let part = lab.procs.get("partner").unwrap();
+    let agreed_p = "y1 up lacp distributing/distributing, net_af_packet1,iface=y2 up lacp distributing/distributing";
+    report_until(part, Duration::from_secs(10), |r| r.contains("server 192.0.2.2:80: state up") && r.contains(agreed_p)).unwrap_or_else(|r| panic!("the partner did not agree or its check of the box did not pass:\n{r}"));
+    for c in caps.iter_mut() {
+        c.signal(libc::SIGINT);
+        c.wait(Duration::from_secs(5));
+    }
+    // Per wire end (each capture holds what one side sent on it): LACPDUs
+    // from one system, naming the other as its partner (the state bytes
+    // of the last one may predate the agreement: a PDU goes out on some
+    // changes and otherwise every 30 s).
+    let mut systems = std::collections::BTreeSet::new();
+    let mut named = Vec::new();
+    let mut total = 0;
+    for (pcap, wire) in [(&pcap_x, "x1"), (&pcap_y, "y1"), (&pcap_x2, "x2"), (&pcap_y2, "y2")] {
+        let pdus = lacpdus(pcap);
+        total += pdus.len();
+        let sender = pdus.first().unwrap_or_else(|| panic!("no LACPDU arrived at {wire}")).0;
+        assert!(pdus.iter().all(|d| d.0 == sender), "{wire}: one sender: {pdus:x?}");
+        systems.insert(sender);
+        named.push((sender, pdus.last().map(|d| d.2)));
+    }
+    assert_eq!(systems.len(), 2, "two systems: {systems:x?}");
+    for (sender, partner) in named {
+        assert!(partner.is_some_and(|p| p != sender && systems.contains(&p)), "{sender:x?} names {partner:x?} as its partner");
+    }
+    let r = lab.report();
+    let line = r.lines().find(|l| l.contains("bond 802.3ad")).unwrap_or_default().to_string();
+    assert!(line.contains("net_af_packet0,iface=x1") && line.matches("lacp distributing/distributing").count() == 2, "both members active: {line}");
+
+    // Cut the first wire: each side takes its member out at once and the
+    // checks (every 200 ms, three misses to fail) go on over the second.
+    let marks = (lab.fw_output().len(), lab.proc_output("partner").len());
+    let t0 = Instant::now();
+    sh(&format!("ip -n {p}-part link set y1 down"));
+    let left = wait_for(Duration::from_secs(5), || lab.fw_output().contains("bond member net_af_packet0,iface=x1 left the aggregation").then(Instant::now));
+    let left = left.unwrap_or_else(|| panic!("x1 did not leave:
+{}", lab.fw_output())).duration_since(t0);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(lab.proc_output("partner").contains("bond member net_af_packet0,iface=y1 left the aggregation"), "{}", lab.proc_output("partner"));
+    for (who, out, from) in [("box", lab.fw_output(), marks.0), ("partner", lab.proc_output("partner"), marks.1)] {
+        let after = out.get(from..).unwrap_or_default();
+        assert!(!after.contains(": state down") && !after.contains(") down:"), "{who}: its check failed while a wire was cut:\n{after}");
+    }
+    sh(&format!("ip -n {p}-part link set y1 up"));
+    report_until(lab.fw(), Duration::from_secs(15), |r| r.contains(agreed)).unwrap_or_else(|r| panic!("x1 did not rejoin:\n{r}"));
+    println!("802.3ad: the first wire cut: x1 out of the aggregation after {} ms, the checks went on over x2; rejoined when it came back", left.as_millis());
+    println!("802.3ad: both bonds distributing on both members; {total} LACPDUs on the wires from both systems, in sync naming each other; ICMP checks pass both ways\n{line}");
+}
