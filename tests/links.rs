@@ -222,3 +222,72 @@ fn an_802_3ad_bond_agrees_with_a_dpdk_partner_and_carries_traffic() {
     println!("802.3ad: the first wire cut: x1 out of the aggregation after {} ms, the checks went on over x2; rejoined when it came back", left.as_millis());
     println!("802.3ad: both bonds distributing on both members; {total} LACPDUs on the wires from both systems, in sync naming each other; ICMP checks pass both ways\n{line}");
 }
+
+/// Two VLAN interfaces on one port carry the client and the server sides
+/// of a NAT virtual server (seeds 002, 004: the upper and lower sides on
+/// VLANs of one switch). The box's one veth is a trunk into a relay
+/// namespace whose userspace 802.1Q port (`tests/scripts/vlan_relay.py`:
+/// this kernel has no VLAN devices) puts VLAN 10 on the client segment and
+/// VLAN 20 on the servers'. Health probes, ARP, forwarded traffic all
+/// carry their VLAN's tag on the trunk; a frame of another VLAN is dropped
+/// as `unknown-vlan`.
+#[test]
+fn two_vlans_on_one_port_carry_both_sides_of_a_nat_virtual_server() {
+    let Some(mut lab) = Lab::open('v', "vlan", &["nginx", "tcpdump"]) else { return };
+    let p = lab.topo.prefix.clone();
+    sh(&format!(
+        "ip netns add {p}-vr && ip netns exec {p}-vr sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 && ip -n {p}-vr link set lo up && \
+         ip link add {p}t1 type veth peer name {p}t2 && ip link set {p}t1 netns {p}-lb && ip -n {p}-lb link set {p}t1 name lb-tr && ip link set {p}t2 netns {p}-vr && ip -n {p}-vr link set {p}t2 name tr && \
+         ip link add {p}a1 type veth peer name {p}a2 && ip link set {p}a1 netns {p}-vr && ip -n {p}-vr link set {p}a1 name a10 && ip link set {p}a2 netns {p}-sw && ip -n {p}-sw link set {p}a2 name v10 && \
+         ip link add {p}b1 type veth peer name {p}b2 && ip link set {p}b1 netns {p}-vr && ip -n {p}-vr link set {p}b1 name a20 && ip link set {p}b2 netns {p}-sw && ip -n {p}-sw link set {p}b2 name v20 && \
+         ip netns exec {p}-lb sysctl -qw net.ipv6.conf.lb-tr.disable_ipv6=1 && ip -n {p}-lb link set lb-tr up && \
+         ip -n {p}-sw link set v10 master br-out && ip -n {p}-sw link set v20 master br-in && ip -n {p}-sw link set v10 up && ip -n {p}-sw link set v20 up && \
+         for i in tr a10 a20; do ip -n {p}-vr link set $i up && ip netns exec {p}-vr ethtool -K $i tx off gro off gso off tso off >/dev/null 2>&1; done; \
+         ip -n {p}-sw link set l1o down && ip -n {p}-sw link set l1i down"
+    ));
+    let relay = test_script("vlan_relay.py");
+    let mut r = Proc::spawn("relay", Some(&format!("{p}-vr")), &["/usr/bin/python3", relay.to_str().unwrap(), "--trunk", "tr", "--access", "10=a10", "--access", "20=a20"], &lab.dir.path("relay.log"), false);
+    r.expect_output("listening", Duration::from_secs(10));
+    lab.procs.insert("relay".into(), r);
+    for n in 1..=LAB_BACKENDS {
+        lab.start_nginx(n, 5);
+    }
+    let pcap = lab.dir.path("trunk.pcap");
+    let mut cap = Proc::spawn("tcpdump", Some(&format!("{p}-vr")), &["tcpdump", "-n", "-U", "-i", "tr", "-w", pcap.to_str().unwrap()], &lab.dir.path("cap.log"), false);
+    cap.expect_output("listening on", Duration::from_secs(5));
+    let config = format!(
+        "{}\n[[interface]]\nname = \"outside\"\ndevice = \"net_af_packet0,iface=lb-tr\"\nvlan = 10\naddress = \"192.0.2.2/24\"\n\n[[interface]]\nname = \"inside\"\ndevice = \"net_af_packet0,iface=lb-tr\"\nvlan = 20\naddress = \"198.51.100.1/24\"\n\n{}",
+        platform_section(&lab.prefix),
+        web(&lab)
+    );
+    lab.start_config(&config);
+    report_until(lab.fw(), Duration::from_secs(15), |r| r.matches("state up").count() >= 3).unwrap_or_else(|r| panic!("servers not up through VLAN 20:\n{r}\n{}", lab.proc_output("relay")));
+    let t = tally(&lab.curl_ids(VIP, 30));
+    assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "{t:?}");
+    let out = lab.dir.path("big");
+    lab.topo.exec("client", &format!("curl -s -S -m 60 -o {} http://{VIP}/big", out.display()));
+    let want: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
+    assert!(want.contains(&sha256_file(&out)), "the download through both VLANs is not byte-identical");
+    // A frame of VLAN 30, which the port has no interface for.
+    sh(&format!(
+        "ip netns exec {p}-vr /usr/bin/python3 -c \"from scapy.all import Ether, Dot1Q, IP, TCP, sendp; sendp([Ether(dst='ff:ff:ff:ff:ff:ff')/Dot1Q(vlan=30)/IP(src='192.0.2.10', dst='{VIP}')/TCP(dport=80, flags='S')]*5, iface='tr', verbose=False)\""
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    cap.signal(libc::SIGINT);
+    cap.wait(Duration::from_secs(5));
+    let fw = stop_furiwake_cleanly(lab.fw());
+    let block = last_counters_block(&fw).unwrap_or_default();
+    assert_eq!(worker_drops(&block, 0).iter().find(|(r, _)| r == "unknown-vlan").map(|d| d.1), Some(5), "VLAN 30 dropped by name:\n{block}");
+    let mac = port_mac(&fw, "outside").expect("the box's MAC");
+    let lines = sh(&format!("tcpdump -nn -e -r {} 2>/dev/null", pcap.display()));
+    let from_box: Vec<&str> = lines.lines().filter(|l| l.contains(&format!("{mac} >"))).collect();
+    let has = |vlan: &str, what: &str| from_box.iter().filter(|l| l.contains(&format!("vlan {vlan},")) && l.contains(what)).count();
+    let (arp10, arp20) = (has("10", "ARP"), has("20", "ARP"));
+    let (to_client, to_servers, probes) = (has("10", &format!("{VIP}.80 > {CLIENT}.")), has("20", &format!("{CLIENT}.")), has("20", &format!("{SELF_INSIDE}.")));
+    let untagged = from_box.iter().filter(|l| !l.contains("vlan ")).count();
+    println!("vlans: 10/10/10 and 5 MiB byte-identical; from the box on the trunk: ARP {arp10} on VLAN 10, {arp20} on VLAN 20; {to_client} to the client on VLAN 10, {to_servers} to servers and {probes} probe packets on VLAN 20; {untagged} untagged; VLAN 30 dropped 5/5 as unknown-vlan");
+    assert!(arp10 > 0 && arp20 > 0, "ARP tagged on each VLAN");
+    assert!(to_client > 1000 && to_servers > 30 && probes > 0, "traffic on its VLAN");
+    assert_eq!(untagged, 0, "nothing left the box untagged");
+    assert_eq!(has("20", &format!("{VIP}.80 >")) + has("10", &format!("> {}.", server_ip(1))), 0, "nothing on the wrong VLAN");
+}

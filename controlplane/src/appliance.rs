@@ -161,8 +161,8 @@ impl Appliance {
 
     /// A frame a worker punted: ARP and ICMP echo to the ARP module, what
     /// the probes wait for to health.
-    fn on_punted(&mut self, m: Mbuf) {
-        let Some(li) = self.runtime.punted_link(&m) else { return };
+    fn on_punted(&mut self, mut m: Mbuf) {
+        let Some(li) = self.runtime.punted_link(&mut m) else { return };
         if self.vrrp.on_frame(li, m.data()) || self.sync.as_mut().is_some_and(|s| s.on_frame(li, m.data())) {
             return;
         }

@@ -23,6 +23,9 @@ pub trait Packet {
     /// headroom): the old bytes start at `n`, the new ones are
     /// unspecified. False, the frame unchanged, if it cannot.
     fn prepend(&mut self, n: usize) -> bool;
+    /// Removes `n` bytes at the head. False, the frame unchanged, if it
+    /// cannot.
+    fn adj(&mut self, n: usize) -> bool;
 }
 
 /// What a worker's loop needs from the outside world.

@@ -183,6 +183,11 @@ impl furiwake_dataplane::Packet for Mbuf {
     fn prepend(&mut self, n: usize) -> bool {
         u16::try_from(n).is_ok_and(|n| Mbuf::prepend(self, n).is_some())
     }
+
+    #[inline]
+    fn adj(&mut self, n: usize) -> bool {
+        u16::try_from(n).is_ok_and(|n| Mbuf::adj(self, n))
+    }
 }
 
 #[cfg(test)]

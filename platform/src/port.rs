@@ -306,25 +306,25 @@ impl Port {
         Ok((actor, partner))
     }
 
-    /// Takes `member` out of the bond (its link went down: an 802.3ad bond
-    /// stops distributing to it at once, `rte_eth_bond_slave_remove`).
-    pub fn bond_remove(&self, member: u16) -> Result<()> {
+    /// Takes `member` out of bond `bond` (its link went down: an 802.3ad
+    /// bond stops distributing to it at once, `rte_eth_bond_slave_remove`).
+    pub fn bond_remove_of(bond: u16, member: u16) -> Result<()> {
         // SAFETY: no pointer; DPDK checks both ids.
-        check(unsafe { sys::rte_eth_bond_slave_remove(self.id, member) }, "rte_eth_bond_slave_remove").map(|_| ())
+        check(unsafe { sys::rte_eth_bond_slave_remove(bond, member) }, "rte_eth_bond_slave_remove").map(|_| ())
     }
 
-    /// Puts `member` back into the bond (configured and started as the
+    /// Puts `member` back into bond `bond` (configured and started as the
     /// bond is; LACP negotiates it again, `rte_eth_bond_slave_add`).
-    pub fn bond_add(&self, member: u16) -> Result<()> {
+    pub fn bond_add_of(bond: u16, member: u16) -> Result<()> {
         // SAFETY: no pointer; DPDK checks both ids.
-        check(unsafe { sys::rte_eth_bond_slave_add(self.id, member) }, "rte_eth_bond_slave_add").map(|_| ())
+        check(unsafe { sys::rte_eth_bond_slave_add(bond, member) }, "rte_eth_bond_slave_add").map(|_| ())
     }
 
-    /// Makes `member` the bond's primary: an active-backup bond moves its
-    /// traffic there at once (`rte_eth_bond_primary_set`).
-    pub fn bond_set_primary(&self, member: u16) -> Result<()> {
+    /// Makes `member` bond `bond`'s primary: an active-backup bond moves
+    /// its traffic there at once (`rte_eth_bond_primary_set`).
+    pub fn bond_set_primary_of(bond: u16, member: u16) -> Result<()> {
         // SAFETY: no pointer; DPDK checks both ids.
-        check(unsafe { sys::rte_eth_bond_primary_set(self.id, member) }, "rte_eth_bond_primary_set").map(|_| ())
+        check(unsafe { sys::rte_eth_bond_primary_set(bond, member) }, "rte_eth_bond_primary_set").map(|_| ())
     }
 
     /// Link state without waiting for autonegotiation.

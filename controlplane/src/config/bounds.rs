@@ -111,6 +111,8 @@ pub const TUNNEL_PORT: Bound = Bound::new("tunnel_port", 1, 65535);
 /// [[interface]] mtu: RFC 791's 576 (every host takes it) to a jumbo
 /// frame's 9216.
 pub const MTU: Bound = Bound::new("mtu", 576, 9216);
+/// IEEE 802.1Q: 0 and 4095 are reserved.
+pub const VLAN: Bound = Bound::new("vlan", 1, 4094);
 
 // [timeouts], seconds
 pub const TCP_SYN: Bound = Bound::new("tcp_syn", 1, MAX_IDLE_TIMEOUT_S as u64);
@@ -165,6 +167,7 @@ pub const ALL: &[Bound] = &[
     DSCP,
     TUNNEL_PORT,
     MTU,
+    VLAN,
     TCP_SYN,
     TCP_ESTABLISHED,
     TCP_FIN,

@@ -304,6 +304,10 @@ pub struct Interface {
     /// A bonded port: `device` names the `net_bonding` device, these its
     /// members (DPDK's bonding PMD).
     pub bond: Option<Bond>,
+    /// An 802.1Q VLAN (1-4094) on the device: frames of this interface
+    /// carry the tag. Several interfaces may name one device with
+    /// different VLANs (one of them may be untagged).
+    pub vlan: Option<Spanned<u16>>,
 }
 
 /// `[[interface]] bond`: link redundancy over several devices.

@@ -25,6 +25,9 @@ pub fn render(cfg: &Config) -> String {
     );
     for i in &cfg.interfaces {
         let _ = writeln!(s, "\n[[interface]]\nname = {}\ndevice = {}\naddress = {}", q(i.name.get_ref()), q(i.device.get_ref()), q(&i.address.to_string()));
+        if let Some(v) = &i.vlan {
+            let _ = writeln!(s, "vlan = {}", v.get_ref());
+        }
         if let Some(m) = &i.mtu {
             let _ = writeln!(s, "mtu = {}", m.get_ref());
         }

@@ -264,6 +264,8 @@ fn place(key: &str, value: &str) -> (String, usize, usize) {
         let text = GOOD.replace(":8080", ":80").replace("pool = \"web\"\n", &format!("pool = \"web\"\nforwarding = \"dsr-tunnel\"\ntunnel = \"gue\"\ntunnel_port = {value}\n"));
         let line = text.lines().position(|l| l.starts_with("tunnel_port = ")).unwrap_or(0) + 1;
         (text, line)
+    } else if key == "vlan" {
+        (GOOD.replace("address = \"192.0.2.2/24\"\n", &format!("address = \"192.0.2.2/24\"\nvlan = {value}\n")), 11)
     } else if key == "mtu" {
         (GOOD.replace("address = \"192.0.2.2/24\"\n", &format!("address = \"192.0.2.2/24\"\nmtu = {value}\n")), 11)
     } else if ["refresh_s", "bulk_limit_ms"].contains(&key) {
@@ -513,4 +515,26 @@ fn bonds_parse_refuse_their_mistakes_and_reach_the_eal_in_order() {
         assert!(e.message.contains(want), "{want}: {e}");
         assert_eq!(e.line, line, "{want}: {e}");
     }
+}
+
+/// VLAN interfaces: several on one device, each its own VLAN (one may be
+/// untagged); the device reaches the EAL once; mistakes refused at their
+/// place.
+#[test]
+fn vlan_interfaces_share_a_port() {
+    let two = GOOD.replace(
+        "[[interface]]\nname = \"inside\"\ndevice = \"0000:03:00.0\"\naddress = \"198.51.100.1/24\"\n",
+        "[[interface]]\nname = \"inside\"\ndevice = \"net_af_packet0,iface=lb-out\"\naddress = \"198.51.100.1/24\"\nvlan = 20\n",
+    );
+    let c = Config::parse("t", &two).unwrap();
+    let args = crate::runtime::eal_args(&c).join(" ");
+    assert_eq!(args.matches("net_af_packet0").count(), 1, "{args}");
+    assert_eq!(Config::parse("t", &render(&c)).unwrap().interfaces[1].vlan.as_ref().map(|v| *v.get_ref()), Some(20));
+    let e = err(&two.replace("vlan = 20\n", ""));
+    assert!(e.message.contains("device \"net_af_packet0\" is used by two interfaces without a vlan"), "{e}");
+    let e = err(&two.replace("address = \"192.0.2.2/24\"\n", "address = \"192.0.2.2/24\"\nvlan = 20\n"));
+    assert!(e.message.contains("is used by two interfaces with vlan 20"), "{e}");
+    assert_eq!(e.line, 17);
+    let e = err(&two.replace("iface=lb-out\"\naddress = \"198.51", "iface=lb-out,qpairs=2\"\naddress = \"198.51"));
+    assert!(e.message.contains("VLAN interfaces of one port name it alike"), "{e}");
 }

@@ -73,10 +73,32 @@ impl Config {
 
         unique(src, self.interfaces.iter().map(|i| &i.name), "interface")?;
         let mut devs = HashSet::new();
+        // Per device: its spec and the VLANs (0: untagged) of the
+        // interfaces on it.
+        let mut on_device: HashMap<String, (String, Vec<u16>)> = HashMap::new();
         for i in &self.interfaces {
             if i.device.get_ref().trim().is_empty() {
                 return Err(src.error(Some(i.device.span()), "device: empty"));
             }
+            if let Some(v) = &i.vlan {
+                within(src, &bounds::VLAN, v)?;
+            }
+            let vlan = i.vlan.as_ref().map_or(0, |v| *v.get_ref());
+            if let Some((spec, vlans)) = on_device.get_mut(i.dev_name()) {
+                // Another VLAN of a port an earlier interface brought up.
+                if spec != i.device.get_ref() || i.bond.is_some() {
+                    return Err(src.error(Some(i.device.span()), format!("interface {:?}: device {:?} is also another interface's, with other arguments: VLAN interfaces of one port name it alike (the first one's `bond` holds for all)", i.name.get_ref(), i.dev_name())));
+                }
+                if vlans.contains(&vlan) {
+                    return Err(src.error(Some(i.vlan.as_ref().map_or(i.device.span(), |v| v.span())), format!("device {:?} is used by two interfaces{}", i.dev_name(), if vlan == 0 { " without a vlan".to_string() } else { format!(" with vlan {vlan}") })));
+                }
+                vlans.push(vlan);
+                if let Some(m) = &i.mtu {
+                    within(src, &bounds::MTU, m)?;
+                }
+                continue;
+            }
+            on_device.insert(i.dev_name().to_string(), (i.device.get_ref().clone(), vec![vlan]));
             if !devs.insert(i.dev_name().to_string()) {
                 return Err(src.error(Some(i.device.span()), format!("device {:?} is used by two interfaces", i.dev_name())));
             }

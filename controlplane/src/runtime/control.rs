@@ -63,19 +63,42 @@ impl Runtime {
         self.control.punts.get_mut(ring).map_or(0, |r| r.dequeue_burst(burst))
     }
 
-    /// Counts a punted frame; the index of the link it came from, None
-    /// (counted as not handled) when its port is no data link.
-    pub fn punted_link(&mut self, m: &Mbuf) -> Option<usize> {
+    /// Counts a punted frame; the index of the link it came from (its port
+    /// and VLAN), None (counted as not handled) when it is no data link's.
+    /// A VLAN tag is taken off: the modules see untagged frames, and
+    /// `send` tags what leaves a VLAN link.
+    pub fn punted_link(&mut self, m: &mut Mbuf) -> Option<usize> {
         self.control.counters.punted_rx += 1;
-        let link = self.by_port.get(m.port() as usize).copied().flatten();
+        let vlan = match m.data().get(12..16) {
+            Some([0x81, 0x00, hi, lo]) => u16::from_be_bytes([*hi, *lo]) & 0x0fff,
+            _ => 0,
+        };
+        let port = m.port();
+        let link = self.links.iter().position(|l| l.port_id() == port && l.vlan() == vlan);
         if link.is_none() {
             self.control.counters.not_handled += 1;
+        } else if m.data().get(12..14) == Some(&[0x81, 0x00][..]) {
+            m.data_mut().copy_within(0..12, 4);
+            m.adj(4);
         }
         link
     }
 
-    /// Sends a control frame out of link `li`.
+    /// Sends a control frame out of link `li` (tagged with its VLAN).
     pub fn send(&mut self, li: usize, mut m: Mbuf) {
+        let vlan = self.links[li].vlan();
+        if vlan != 0 {
+            if m.prepend(4).is_none() {
+                self.control.counters.tx_dropped += 1;
+                return;
+            }
+            let f = m.data_mut();
+            f.copy_within(4..16, 0);
+            f[12..14].copy_from_slice(&[0x81, 0x00]);
+            f[14..16].copy_from_slice(&vlan.to_be_bytes());
+        }
+        // The port's control queue is its owner link's.
+        let li = self.links[li].owner().unwrap_or(li);
         let link = &mut self.links[li];
         let port_id = link.port_id();
         match (link.control_txq(), self.control.inject.as_mut()) {

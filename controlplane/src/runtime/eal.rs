@@ -19,7 +19,12 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
     if !args.iter().any(|a| a.starts_with("--file-prefix")) {
         args.push("--file-prefix=furiwake".into());
     }
+    let mut seen = std::collections::HashSet::new();
     for i in &cfg.interfaces {
+        // VLAN interfaces of one port: the device once.
+        if !seen.insert(i.dev_name()) {
+            continue;
+        }
         match &i.bond {
             None => {
                 args.push(if i.is_pci() { "-a" } else { "--vdev" }.into());

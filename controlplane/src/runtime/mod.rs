@@ -40,9 +40,9 @@ const MBUF_DATA_ROOM: u16 = 2048 + 128; // RTE_MBUF_DEFAULT_BUF_SIZE
 
 pub struct Runtime {
     eal: &'static Eal,
+    /// By link index (`[[interface]]` order); VLAN links of one port share
+    /// it.
     links: Vec<Link>,
-    /// Port id -> index into `links`.
-    by_port: Vec<Option<usize>>,
     workers: Workers,
     /// The worker lcores, by worker index.
     lcores: Vec<u32>,
@@ -67,20 +67,18 @@ impl Runtime {
             .map_err(|e| format!("packet pool of {} mbufs: {e}", cfg.platform.mbufs))?;
 
         let mut links: Vec<Link> = Vec::new();
-        let mut by_port: Vec<Option<usize>> = Vec::new();
-        for iface in &cfg.interfaces {
-            let link = ports::bring_up(iface, cfg, n_workers, &pool)?;
-            let id = link.port_id() as usize;
-            if by_port.len() <= id {
-                by_port.resize(id + 1, None);
-            }
-            by_port[id] = Some(links.len());
+        for (i, iface) in cfg.interfaces.iter().enumerate() {
+            // Another VLAN of a port an earlier interface brought up.
+            let owner = cfg.interfaces[..i].iter().position(|o| o.dev_name() == iface.dev_name());
+            let link = match owner.and_then(|o| links.get(o).map(|l| (o, l))) {
+                Some((o, l)) => ports::vlan_on(iface, l, o),
+                None => ports::bring_up(iface, cfg, n_workers, &pool)?,
+            };
             links.push(link);
         }
         Ok(Runtime {
             eal,
             links,
-            by_port,
             workers: Workers::default(),
             lcores: cfg.platform.worker_lcore_ids(),
             control: control::Control::default(),

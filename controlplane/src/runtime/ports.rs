@@ -1,6 +1,8 @@
 //! The data interfaces: one `Link` per `[[interface]]`, its port
 //! configured with a TX queue per worker (and one for the control lcore
 //! when the device has it to spare), started, and watched once a second.
+//! Interfaces naming one device (802.1Q VLANs of one port) share it: the
+//! first owns the port, the others are links on it (`owner`).
 
 use super::Runtime;
 use crate::config::{Config, Interface, Ipv4Cidr};
@@ -11,7 +13,12 @@ use furiwake_platform::{Mempool, Port, PortConfig, PortStats, RxQueue, TxQueue};
 /// One data interface: its config, its port and what was set up on it.
 pub struct Link {
     cfg: Interface,
-    port: Port,
+    /// The port, for the link that brought it up; None for another VLAN
+    /// of a port an earlier link owns.
+    port: Option<Port>,
+    /// That earlier link (its index).
+    owner: Option<usize>,
+    port_id: u16,
     mac: EthernetAddress,
     rx_queues: u16,
     /// The control lcore's own TX queue, when the device has one to spare;
@@ -57,8 +64,23 @@ impl Link {
         self.last_link_up
     }
 
+    /// The DPDK port the link is on.
     pub fn port_id(&self) -> u16 {
-        self.port.id()
+        self.port_id
+    }
+
+    /// Its 802.1Q VLAN, 0 for untagged.
+    pub fn vlan(&self) -> u16 {
+        self.cfg.vlan.as_ref().map_or(0, |v| *v.get_ref())
+    }
+
+    /// The link owning the port of this VLAN link, if another.
+    pub fn owner(&self) -> Option<usize> {
+        self.owner
+    }
+
+    fn no_port(&self) -> furiwake_platform::Error {
+        furiwake_platform::Error::Usage(format!("VLAN {} on the port of interface #{}", self.vlan(), self.owner.unwrap_or(0)))
     }
 
     /// An 802.3ad bond.
@@ -71,7 +93,7 @@ impl Link {
         if !self.is_lacp() {
             return None;
         }
-        self.port.lacp_state(member).ok()
+        self.port.as_ref()?.lacp_state(member).ok()
     }
 
     /// A bond's members and their links as last watched.
@@ -82,20 +104,28 @@ impl Link {
     /// A bond's mode, members as DPDK sees them and primary.
     pub fn bond(&self) -> Option<(crate::config::BondMode, furiwake_platform::BondMembers)> {
         let mode = *self.cfg.bond.as_ref()?.mode.get_ref();
-        self.port.bond_members().ok().map(|m| (mode, m))
+        self.port.as_ref()?.bond_members().ok().map(|m| (mode, m))
     }
 
+    /// The port's counters (a VLAN link on another link's port has none
+    /// of its own).
     pub fn stats(&self) -> furiwake_platform::Result<PortStats> {
-        self.port.stats()
+        self.port.as_ref().ok_or_else(|| self.no_port())?.stats()
     }
 
     pub fn state(&self) -> furiwake_platform::Result<furiwake_platform::Link> {
-        self.port.link()
+        Port::link_of(self.port_id)
     }
 
+    /// RX queues to poll: none on a VLAN link of another's port.
     pub(super) fn rx_queues(&self) -> u16 {
-        self.rx_queues
+        if self.port.is_some() {
+            self.rx_queues
+        } else {
+            0
+        }
     }
+
 
     /// The control lcore's TX queue, when it has its own.
     pub(super) fn control_txq(&mut self) -> Option<&mut TxQueue> {
@@ -109,17 +139,35 @@ impl Link {
     /// The endpoints of RX queue `q` and TX queue `q`, for a worker (each
     /// is handed out once).
     pub(super) fn take_rx_queue(&mut self, q: u16) -> furiwake_platform::Result<RxQueue> {
-        self.port.take_rx_queue(q)
+        let e = self.no_port();
+        self.port.as_mut().ok_or(e)?.take_rx_queue(q)
     }
 
     pub(super) fn take_tx_queue(&mut self, q: u16) -> furiwake_platform::Result<TxQueue> {
-        self.port.take_tx_queue(q)
+        let e = self.no_port();
+        self.port.as_mut().ok_or(e)?.take_tx_queue(q)
     }
 
     pub(super) fn close(&mut self) {
-        if let Err(e) = self.port.close() {
+        if let Some(Err(e)) = self.port.as_mut().map(Port::close) {
             log::warn!("port {}: {e}", self.cfg.name.get_ref());
         }
+    }
+}
+
+/// A link for another VLAN of the port link `owner_index` brought up.
+pub(super) fn vlan_on(iface: &Interface, owner: &Link, owner_index: usize) -> Link {
+    say(&format!("port {}: VLAN {} on the port of {} ({}) mac {} address {}", iface.name.get_ref(), iface.vlan.as_ref().map_or(0, |v| *v.get_ref()), owner.name(), iface.dev_name(), owner.mac, iface.address));
+    Link {
+        cfg: iface.clone(),
+        port: None,
+        owner: Some(owner_index),
+        port_id: owner.port_id,
+        mac: owner.mac,
+        rx_queues: 0,
+        control_txq: None,
+        last_link_up: owner.last_link_up,
+        members: Vec::new(),
     }
 }
 
@@ -176,7 +224,8 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
         let port_id = Port::id_of(crate::config::model::dev_name(m)).map_err(|e| format!("interface {name}: bond member {m:?}: {e}"))?;
         members.push(Member { spec: m.to_string(), port_id, up: member_up(m, port_id) });
     }
-    let mut l = Link { cfg: iface.clone(), port, mac, rx_queues, control_txq, last_link_up: link.up, members };
+    let port_id = port.id();
+    let mut l = Link { cfg: iface.clone(), port: Some(port), owner: None, port_id, mac, rx_queues, control_txq, last_link_up: link.up, members };
     if let Some((mode, m)) = l.bond() {
         say(&format!("port {name}: bond {} of {}; primary {}", mode.name(), l.members.iter().map(|m| m.spec.as_str()).collect::<Vec<_>>().join(", "), l.member_name(m.primary)));
         // Start on a member whose link is up.
@@ -222,8 +271,8 @@ impl Link {
             for m in &self.members {
                 let (member, inside) = (m.port_id, b.all.contains(&m.port_id));
                 let r = match (m.up, inside) {
-                    (false, true) => Some(("left", self.port.bond_remove(member))),
-                    (true, false) => Some(("rejoined", self.port.bond_add(member))),
+                    (false, true) => Some(("left", Port::bond_remove_of(self.port_id, member))),
+                    (true, false) => Some(("rejoined", Port::bond_add_of(self.port_id, member))),
                     _ => None,
                 };
                 match r {
@@ -241,7 +290,7 @@ impl Link {
             return false;
         }
         let Some(next) = self.members.iter().find(|m| m.up && m.port_id != b.primary).map(|m| m.port_id) else { return false };
-        match self.port.bond_set_primary(next) {
+        match Port::bond_set_primary_of(self.port_id, next) {
             Ok(()) => {
                 event(&format!("port {name}: bond active member now {} (was {})", self.member_name(next), self.member_name(b.primary)));
                 true
@@ -271,8 +320,20 @@ impl Runtime {
 
     /// Reports links going up or down (once a second).
     pub fn watch_links(&mut self) {
-        for l in &mut self.links {
-            if let Ok(mut state) = l.port.link() {
+        for i in 0..self.links.len() {
+            let l = &self.links[i];
+            // A VLAN link is up when the port under it is.
+            if let Some(o) = l.owner {
+                let up = self.links.get(o).is_some_and(|o| o.last_link_up);
+                let l = &mut self.links[i];
+                if up != l.last_link_up {
+                    l.last_link_up = up;
+                    event(&format!("port {}: link {}", l.cfg.name.get_ref(), if up { "up" } else { "down" }));
+                }
+                continue;
+            }
+            let l = &mut self.links[i];
+            if let Ok(mut state) = l.state() {
                 // net_af_packet and net_af_xdp report the link up whatever
                 // the kernel interface under them does: ask the kernel.
                 if kernel_iface(&l.cfg).and_then(kernel_link_up) == Some(false) {

@@ -222,7 +222,10 @@ impl Runtime {
                         rx.push(l.take_rx_queue(q).map_err(|e| format!("worker {w}: {e}"))?);
                     }
                 }
-                tx.push(l.take_tx_queue(w as u16).map_err(|e| format!("worker {w}: {e}"))?);
+                // VLAN links of one port: its queues once, with its owner.
+                if l.owner().is_none() {
+                    tx.push(l.take_tx_queue(w as u16).map_err(|e| format!("worker {w}: {e}"))?);
+                }
             }
             let (punt_p, punt_c) = spsc::<Mbuf>(&format!("fw-punt-{w}"), PUNT_RING).map_err(|e| format!("punt ring: {e}"))?;
             self.control.add_punt(punt_c);

@@ -62,6 +62,9 @@ impl Shard {
             Ok(l2) => l2,
             Err(_) => return Verdict::Drop(DropReason::RuntFrame),
         };
+        // From here on `port` is the link (`[[interface]]`): the DPDK
+        // port and the frame's VLAN.
+        let Some(port) = snap.link_of(port, l2.vlan) else { return Verdict::Drop(DropReason::UnknownVlan) };
         match l2.ethertype {
             EtherType::Arp => return Verdict::Punt,
             EtherType::Ipv4 => {}

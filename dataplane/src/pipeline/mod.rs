@@ -61,7 +61,8 @@ impl Default for WorkerConfig {
 /// What the pipeline decided for one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Send out of `port`.
+    /// Send out of link `link` (`Snapshot::ports`: its DPDK port, with its
+    /// VLAN tag, set by `poll` on the way out).
     Forward(u16),
     /// Hand to the control lcore (ARP, ICMP to self, probe replies).
     Punt,
@@ -303,7 +304,14 @@ impl Shard {
 
     fn handle<I: PacketIo>(&mut self, snap: &Snapshot, io: &mut I, mut pkt: I::Pkt, handed: bool) {
         match self.process_packet(snap, &mut pkt, handed) {
-            Verdict::Forward(out) => io.tx(out, pkt),
+            Verdict::Forward(link) => {
+                let Some(pv) = snap.port(link) else { return self.counters.count_drop(DropReason::NoVirtualServer) };
+                if retag(&mut pkt, pv.vlan) {
+                    io.tx(pv.port, pkt);
+                } else {
+                    self.counters.count_drop(DropReason::VlanNoHeadroom);
+                }
+            }
             Verdict::Punt => match io.punt(pkt) {
                 Ok(()) => self.counters.punted.inc(),
                 Err(_dropped) => self.counters.count_drop(DropReason::PuntRingFull),
@@ -328,10 +336,18 @@ impl Shard {
     #[inline]
     fn process_packet<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, handed: bool) -> Verdict {
         let port = pkt.port();
+        // The link the packet came in on, for the answers built in place.
+        let link_in = |pkt: &P| snap.link_of(port, crate::wire::parse_l2(pkt.data()).ok().and_then(|l2| l2.vlan)).unwrap_or(u16::MAX);
         match self.process(snap, pkt.data_mut(), port, handed) {
-            Verdict::Reject(r) => self.refuse(snap, pkt, port, r),
+            Verdict::Reject(r) => {
+                let link = link_in(pkt);
+                self.refuse(snap, pkt, link, r)
+            }
             Verdict::Encap(e) => self.encapsulate(pkt, e),
-            Verdict::TooBig(t) => self.too_big(snap, pkt, port, t),
+            Verdict::TooBig(t) => {
+                let link = link_in(pkt);
+                self.too_big(snap, pkt, link, t)
+            }
             v => v,
         }
     }
@@ -438,6 +454,41 @@ impl Shard {
         if let Some(f) = self.table.remove(id) {
             Shard::emit_delete(&mut self.sync, &self.counters, &f, self.now, false);
             ended(&f, snap, self.now, &self.counters, &mut self.local_ports, &mut self.persist);
+        }
+    }
+}
+
+/// Gives a frame leaving on a link the link's VLAN tag (IEEE 802.1Q,
+/// priority 0), or none for `vlan` 0: a tag is rewritten, added (the
+/// buffer grows at the head) or removed. False when the buffer has no
+/// room for a tag.
+#[inline]
+fn retag<P: Packet>(pkt: &mut P, vlan: u16) -> bool {
+    let f = pkt.data();
+    let tagged = f.get(12..14) == Some(&[0x81, 0x00][..]);
+    match (tagged, vlan) {
+        (false, 0) => true,
+        (true, 0) => {
+            pkt.data_mut().copy_within(0..12, 4);
+            pkt.adj(4)
+        }
+        (true, v) => {
+            if let Some(tci) = pkt.data_mut().get_mut(14..16) {
+                tci.copy_from_slice(&(v & 0x0fff).to_be_bytes());
+            }
+            true
+        }
+        (false, v) => {
+            if !pkt.prepend(4) {
+                return false;
+            }
+            let f = pkt.data_mut();
+            f.copy_within(4..16, 0);
+            let [hi, lo] = (v & 0x0fff).to_be_bytes();
+            if let Some(tag) = f.get_mut(12..16) {
+                tag.copy_from_slice(&[0x81, 0x00, hi, lo]);
+            }
+            true
         }
     }
 }

@@ -13,6 +13,8 @@ use crate::wire::tcp::flags as tcpf;
 
 pub(super) const OUT: u16 = 0; // client side
 pub(super) const IN: u16 = 1; // server side
+/// A third link: VLAN 100 on the client side's port.
+pub(super) const OUT_VLAN100: u16 = 2;
 pub(super) const OUT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xa0]);
 pub(super) const IN_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xa1]);
 pub(super) const CLIENT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0x10]);
@@ -32,8 +34,8 @@ pub(super) const SRV: [[u8; 4]; 2] = [[198, 51, 100, 11], [198, 51, 100, 12]];
 /// VIP:53/udp, each over both servers, round robin.
 pub(super) fn snapshot() -> Snapshot {
     let mut s = Snapshot::default();
-    s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT), netmask: 0xffff_ff00, mtu: 1500 }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN), netmask: 0xffff_ff00, mtu: 1500 })];
-    s.self_ips = vec![ip(SELF_OUT), ip(SELF_IN)];
+    s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT), netmask: 0xffff_ff00, mtu: 1500, port: OUT, vlan: 0 }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN), netmask: 0xffff_ff00, mtu: 1500, port: IN, vlan: 0 }), Some(PortView { mac: OUT_MAC, self_ip: ip([203, 0, 113, 2]), netmask: 0xffff_ff00, mtu: 1500, port: OUT, vlan: 100 })];
+    s.self_ips = vec![ip(SELF_OUT), ip(SELF_IN), ip([203, 0, 113, 2])];
     for (vi, (port, proto, fwd)) in [(80u16, 6u8, Forwarding::Nat), (81, 6, Forwarding::FullNat), (53, 17, Forwarding::Nat)].into_iter().enumerate() {
         let first = s.servers.len() as u16;
         for (i, srv) in SRV.iter().enumerate() {
@@ -349,6 +351,14 @@ impl Packet for Pkt {
         self.data.splice(0..0, std::iter::repeat_n(0xee, n));
         true
     }
+    fn adj(&mut self, n: usize) -> bool {
+        if n > self.data.len() {
+            return false;
+        }
+        self.head += n;
+        self.data.drain(..n);
+        true
+    }
 }
 
 #[derive(Default)]
@@ -540,9 +550,9 @@ fn no_server_udp_is_answered_with_port_unreachable() {
     let small = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &udp(5000, 53, b"q"), true);
     let big = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &udp(5001, 53, &[0x5a; 1000]), true);
     let vlan_opts = with_vlan(&with_ip_options(&frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &udp(5002, 53, b"abcdef"), true)));
-    for (name, orig, l3, hl) in [("1-byte payload (grows)", small, 14, 20), ("1000-byte payload (shrinks)", big, 14, 20), ("VLAN, IP options", vlan_opts, 18, 24)] {
+    for (name, orig, l3, hl, link) in [("1-byte payload (grows)", small, 14, 20, OUT), ("1000-byte payload (shrinks)", big, 14, 20, OUT), ("VLAN, IP options", vlan_opts, 18, 24, OUT_VLAN100)] {
         let mut buf = pkt(orig.clone());
-        assert_eq!(w.process_packet(&mut buf, false), Verdict::Forward(OUT), "{name}");
+        assert_eq!(w.process_packet(&mut buf, false), Verdict::Forward(link), "{name}");
         assert_port_unreachable(&buf.data, &orig, l3, hl);
     }
     let c = w.counters();
@@ -1181,4 +1191,46 @@ fn dsr_tunnel_answers_a_packet_too_big_for_the_tunnel() {
         let mut cramped = Pkt { head: 10, ..pkt(syn(40002, 80)) };
         assert_eq!(w.process_packet(&mut cramped, false), Verdict::Drop(DropReason::TunnelNoHeadroom));
     }
+}
+
+/// 802.1Q: a frame's link is its port and its VLAN; what leaves a link
+/// carries that link's tag (added, rewritten or removed on the way out);
+/// a VLAN no link has is dropped by name; the entry remembers the
+/// client's link, so the answer goes back tagged.
+#[test]
+fn vlan_links_tag_what_leaves_them() {
+    let mut w = worker();
+    let mut io = Io::default();
+    io.rx.push(pkt(with_vlan(&syn(40000, 80))));
+    let mut other = with_vlan(&syn(40001, 80));
+    other[15] = 200;
+    io.rx.push(pkt(other));
+    assert_eq!(w.poll(&mut io, 1), 2);
+    assert_eq!(w.counters().drops(DropReason::UnknownVlan), 1, "VLAN 200: no such link");
+    assert_eq!(io.tx.len(), 1);
+    let (port, out) = (io.tx[0].0, io.tx[0].1.data.clone());
+    assert_eq!(port, IN, "to the server's port");
+    assert_eq!(&out[12..14], &[0x08, 0x00], "untagged on the server side");
+    assert_eq!(addr(&out, 30), SRV[0]);
+    assert_checksums(&out);
+    let id = w.table().iter().next().map(|(id, _)| id).unwrap();
+    assert_eq!(w.table().get(id).map(|e| e.client_port_id), Some(OUT_VLAN100 as u8), "the client's link");
+    io.tx.clear();
+    io.rx.push(pkt(frame(SERVER_MAC[0], IN_MAC, SRV[0], CLIENT, 6, &tcp(8080, 40000, tcpf::SYN | tcpf::ACK), true)));
+    assert_eq!(w.poll(&mut io, 2), 1);
+    let (port, back) = (io.tx[0].0, io.tx[0].1.data.clone());
+    assert_eq!(port, OUT, "the client's port");
+    assert_eq!(&back[12..16], &[0x81, 0x00, 0x00, 100], "tagged VLAN 100 again");
+    assert_eq!(&back[16..18], &[0x08, 0x00]);
+    assert_eq!(&back[0..6], &CLIENT_MAC.0);
+    let mut untagged = back[..12].to_vec();
+    untagged.extend_from_slice(&back[16..]);
+    assert_eq!(addr(&untagged, 26), VIP);
+    assert_checksums(&untagged);
+    // Retagging a tagged frame onto another VLAN rewrites the tag in place.
+    let mut p = pkt(with_vlan(&syn(1, 2)));
+    assert!(retag(&mut p, 7));
+    assert_eq!(&p.data[12..16], &[0x81, 0x00, 0x00, 7]);
+    let mut cramped = Pkt { head: 0, ..pkt(syn(1, 2)) };
+    assert!(!retag(&mut cramped, 7), "no headroom for a tag");
 }

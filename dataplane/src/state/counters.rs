@@ -57,6 +57,11 @@ drop_reasons! {
     RuntFrame => "runt-frame",
     /// An EtherType the appliance does not handle (IPv6, LLDP, ...).
     UnhandledEthertype => "unhandled-ethertype",
+    /// A frame tagged with a VLAN no interface of its port has, or
+    /// untagged on a port whose interfaces are all tagged.
+    UnknownVlan => "unknown-vlan",
+    /// No room in the buffer to add the out link's VLAN tag.
+    VlanNoHeadroom => "vlan-no-headroom",
     /// Shorter than an IPv4 header.
     Ipv4Truncated => "ipv4-truncated",
     /// EtherType IPv4 but version field not 4.

@@ -21,6 +21,10 @@ pub struct PortView {
     /// The link's IP MTU (`[[interface]] mtu`): an encapsulated packet
     /// must fit it.
     pub mtu: u16,
+    /// The DPDK port the link is on (several VLAN links share one).
+    pub port: u16,
+    /// Its 802.1Q VLAN (1-4094), 0 for untagged frames.
+    pub vlan: u16,
 }
 
 impl PortView {
@@ -106,7 +110,9 @@ impl Members for VirtualService {
 
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// Indexed by DPDK port id.
+    /// The data links (`[[interface]]`), by link index: a port, or one
+    /// VLAN on a port. `Verdict::Forward` and the entries' client port
+    /// name links; `PortView::port` is the DPDK port under one.
     pub ports: Vec<Option<PortView>>,
     pub services: Vec<VirtualService>,
     pub servers: Vec<RealServer>,
@@ -169,6 +175,20 @@ struct FamilyIndex<A: Addr> {
 }
 
 impl Snapshot {
+    /// The link a frame that arrived on DPDK port `port` with VLAN `vlan`
+    /// (None or 0: untagged) belongs to; None when the port has no such
+    /// link (`unknown-vlan`). Links are few: the untagged link whose index
+    /// is its port (the usual case) is found at once, others by a scan.
+    #[inline]
+    pub fn link_of(&self, port: u16, vlan: Option<u16>) -> Option<u16> {
+        let vlan = vlan.unwrap_or(0);
+        let hit = |p: &Option<PortView>| p.as_ref().is_some_and(|p| p.port == port && p.vlan == vlan);
+        if self.ports.get(port as usize).is_some_and(hit) {
+            return Some(port);
+        }
+        self.ports.iter().position(hit).map(|i| i as u16)
+    }
+
     /// Builds the lookup index; call after filling `services`.
     pub fn index(&mut self) {
         // Retired services take no new connections; their local addresses

@@ -14,6 +14,8 @@ use std::net::Ipv4Addr;
 #[derive(Debug, Clone)]
 pub struct LinkInfo {
     pub port_id: u16,
+    /// Its VLAN, 0 for none.
+    pub vlan: u16,
     pub mac: EthernetAddress,
     pub address: crate::config::Ipv4Cidr,
     /// The link's IP MTU.
@@ -162,12 +164,9 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
 pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snapshot, busy: &dyn Fn(SlotKind, usize) -> bool) -> Result<Built, String> {
     let mut layout = prev.clone();
     let mut snap = Snapshot::default();
+    // The snapshot's links are the runtime's, by link index.
     for l in links {
-        let id = l.port_id as usize;
-        if snap.ports.len() <= id {
-            snap.ports.resize(id + 1, None);
-        }
-        snap.ports[id] = Some(PortView { mac: l.mac, self_ip: u32::from(l.address.addr), netmask: l.address.netmask(), mtu: l.mtu });
+        snap.ports.push(Some(PortView { mac: l.mac, self_ip: u32::from(l.address.addr), netmask: l.address.netmask(), mtu: l.mtu, port: l.port_id, vlan: l.vlan }));
         snap.self_ips.push(u32::from(l.address.addr));
     }
     let mut services: Vec<VirtualService> = prev_snap.services.clone();
@@ -230,7 +229,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
                 port: addr.port(),
                 weight: *s.weight.get_ref(),
                 enabled: *s.weight.get_ref() > 0,
-                tx_port: links[link].port_id,
+                tx_port: link as u16,
                 nexthop: hop as u16,
                 vs: vs_slot as u16,
                 reset: false,
@@ -288,7 +287,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             snapshot::Forwarding::FullNat => {
                 // Default: the self IP of the interface facing the servers.
                 let server_port = slots.first().and_then(|g| servers.get(*g as usize)).map(|s| s.tx_port);
-                let link = links.iter().find(|l| Some(l.port_id) == server_port).or(links.first());
+                let link = server_port.and_then(|p| links.get(p as usize)).or(links.first());
                 link.map(|l| vec![u32::from(l.address.addr)]).unwrap_or_default()
             }
         };
@@ -405,8 +404,8 @@ pool = "web"
 
     fn links() -> Vec<LinkInfo> {
         vec![
-            LinkInfo { port_id: 0, mac: EthernetAddress([2, 0, 0, 0, 0, 1]), address: "192.0.2.2/24".parse().unwrap(), mtu: 1500 },
-            LinkInfo { port_id: 1, mac: EthernetAddress([2, 0, 0, 0, 0, 2]), address: "198.51.100.1/24".parse().unwrap(), mtu: 1500 },
+            LinkInfo { port_id: 0, vlan: 0, mac: EthernetAddress([2, 0, 0, 0, 0, 1]), address: "192.0.2.2/24".parse().unwrap(), mtu: 1500 },
+            LinkInfo { port_id: 1, vlan: 0, mac: EthernetAddress([2, 0, 0, 0, 0, 2]), address: "198.51.100.1/24".parse().unwrap(), mtu: 1500 },
         ]
     }
 

@@ -78,7 +78,7 @@ pub struct Initial {
 
 /// The links of `rt` as the builder needs them.
 fn link_infos(rt: &Runtime) -> Vec<LinkInfo> {
-    rt.links().iter().map(|l| LinkInfo { port_id: l.port_id(), mac: l.mac(), address: l.address(), mtu: l.mtu() }).collect()
+    rt.links().iter().map(|l| LinkInfo { port_id: l.port_id(), vlan: l.vlan(), mac: l.mac(), address: l.address(), mtu: l.mtu() }).collect()
 }
 
 /// A direct-server-return virtual server's servers are probed at its VIP,
