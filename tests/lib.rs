@@ -388,7 +388,8 @@ pub fn worker_drops(block: &str, worker: u32) -> Vec<(String, u64)> {
     let mut lines = block.lines().skip_while(|l| !l.starts_with(&head));
     lines.next();
     lines
-        .map_while(|l| l.strip_prefix("  drop "))
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.strip_prefix("  drop "))
         .filter_map(|l| {
             let (reason, n) = l.split_once(": ")?;
             Some((reason.to_string(), n.trim().parse().ok()?))

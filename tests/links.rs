@@ -291,3 +291,54 @@ fn two_vlans_on_one_port_carry_both_sides_of_a_nat_virtual_server() {
     assert_eq!(untagged, 0, "nothing left the box untagged");
     assert_eq!(has("20", &format!("{VIP}.80 >")) + has("10", &format!("> {}.", server_ip(1))), 0, "nothing on the wrong VLAN");
 }
+
+/// Server-originated traffic (seeds 002, 004) behind a NAT box: a server
+/// reaches a host on the outside segment through the box, TCP and UDP,
+/// seen there from the `[[snat]]` address and a port of its range; from
+/// outside nothing reaches a server's own address (dropped and counted)
+/// while the VIP serves.
+#[test]
+fn servers_reach_out_through_source_nat_and_only_the_vip_is_open() {
+    let Some(mut lab) = Lab::open('s', "snat", &["nginx", "socat"]) else { return };
+    for n in 1..=LAB_BACKENDS {
+        lab.start_nginx(n, 1);
+    }
+    let client = lab.topo.ns("client");
+    let mut tcp = Proc::spawn("who-tcp", Some(&client), &["socat", "-d", "-d", "TCP-LISTEN:7000,reuseaddr,fork", "SYSTEM:echo $SOCAT_PEERADDR $SOCAT_PEERPORT"], &lab.dir.path("who-tcp.log"), false);
+    tcp.expect_output("listening", Duration::from_secs(5));
+    let mut udp = Proc::spawn("who-udp", Some(&client), &["socat", "-d", "-d", "UDP-RECVFROM:7001,reuseaddr,fork", "SYSTEM:echo $SOCAT_PEERADDR $SOCAT_PEERPORT"], &lab.dir.path("who-udp.log"), false);
+    udp.expect_output("receiving on", Duration::from_secs(5));
+    lab.procs.insert("who-tcp".into(), tcp);
+    lab.procs.insert("who-udp".into(), udp);
+    let config = format!("{}\n{LAB_INTERFACES}\n{}\n[[snat]]\nname = \"servers\"\nsources = \"198.51.100.0/24\"\naddress = \"192.0.2.3\"\nports = \"20000-20999\"\n", platform_section(&lab.prefix), web(&lab).replace("[[virtual_server]]", "[console]\nsocket = \"CONSOLE\"\n\n[[virtual_server]]").replace("CONSOLE", lab.dir.path("console.sock").to_str().unwrap()));
+    lab.start_config(&config);
+    report_until(lab.fw(), Duration::from_secs(10), |r| r.matches("state up").count() >= 3).unwrap_or_else(|r| panic!("servers not up:\n{r}"));
+    let seen_as = |proto: &str| {
+        let cmd = match proto {
+            "tcp" => "socat -t 3 - TCP:192.0.2.10:7000 </dev/null".to_string(),
+            _ => "echo q | socat -t 3 - UDP:192.0.2.10:7001".to_string(),
+        };
+        lab.topo.try_exec("srv1", &cmd).1.trim().to_string()
+    };
+    let (t, u) = (seen_as("tcp"), seen_as("udp"));
+    println!("snat: srv1 seen on the outside as {t} (TCP) and {u} (UDP)");
+    for (what, seen) in [("TCP", &t), ("UDP", &u)] {
+        let (a, p) = seen.split_once(' ').unwrap_or_else(|| panic!("{what}: srv1 did not get through: {seen:?}\n{}", lab.fw_output()));
+        assert_eq!(a, "192.0.2.3", "{what}: the rule's address");
+        let p: u16 = p.parse().unwrap();
+        assert!((20000..=20999).contains(&p), "{what}: a port of the rule's range: {p}");
+    }
+    let conns = try_sh(&format!("{} console --socket {} -c 'show connections'", furiwake_bin().display(), lab.dir.path("console.sock").display())).1;
+    // From outside: a server's own address is not reachable; the VIP is.
+    let before = counter(&lab.report(), "worker 0:", "dropped").unwrap_or(0);
+    let (ok, _) = lab.topo.try_exec("client", "curl -s -m 2 http://198.51.100.11/id");
+    assert!(!ok, "a server's own address answered from outside");
+    assert_eq!(lab.topo.exec("client", &format!("curl -s -m 5 http://{VIP}/id")).trim().len(), 4, "the VIP serves");
+    let fw = stop_furiwake_cleanly(lab.fw());
+    let block = last_counters_block(&fw).unwrap_or_default();
+    let nvs = worker_drops(&block, 0).iter().find(|(r, _)| r == "no-virtual-server").map_or(0, |d| d.1);
+    assert!(nvs >= 1, "the knock counted as no-virtual-server:\n{block}");
+    assert!(block.contains("snat: connections 2"), "{block}");
+    assert!(conns.contains("forwarding: snat"), "show connections:\n{conns}");
+    println!("snat: from outside to 198.51.100.11 refused ({nvs} no-virtual-server drops, {before} drops before), the VIP served; {}", block.lines().find(|l| l.contains("snat:")).unwrap_or(""));
+}

@@ -131,6 +131,7 @@ impl Appliance {
             };
             self.vrrp.step(&mut self.runtime, &mut self.arp, &mut self.lb, &self.health, settled);
             self.lb.publish_loads(&self.runtime, &self.health);
+            self.arp.resolve_wanted(&mut self.runtime, Instant::now());
             if let Some(m) = self.metrics.as_mut() {
                 m.turn(&|| metrics_text(&self.runtime, &self.lb, &self.health, &self.vrrp, self.sync.as_ref()));
             }

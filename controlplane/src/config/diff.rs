@@ -12,7 +12,15 @@ pub fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
     if old.platform != new.platform {
         differs.push("[platform]");
     }
-    let ifaces = |c: &Config| c.interfaces.iter().map(|i| (i.name.get_ref().clone(), i.device.get_ref().clone(), i.address.to_string())).collect::<Vec<_>>();
+    let ifaces = |c: &Config| {
+        c.interfaces
+            .iter()
+            .map(|i| {
+                let bond = i.bond.as_ref().map(|b| (*b.mode.get_ref(), b.members.get_ref().iter().map(|m| m.get_ref().clone()).collect::<Vec<_>>()));
+                (i.name.get_ref().clone(), i.device.get_ref().clone(), i.address.to_string(), i.vlan.as_ref().map(|v| *v.get_ref()), i.mtu.as_ref().map(|m| *m.get_ref()), bond)
+            })
+            .collect::<Vec<_>>()
+    };
     if ifaces(old) != ifaces(new) {
         differs.push("[[interface]]");
     }
@@ -30,6 +38,10 @@ pub fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
     }
     if old.sync != new.sync {
         differs.push("[sync]");
+    }
+    // Source-NAT port pools are made once per address.
+    if old.snat != new.snat {
+        differs.push("[[snat]]");
     }
     if differs.is_empty() {
         Ok(())

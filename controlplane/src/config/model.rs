@@ -12,8 +12,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use toml::Spanned;
 
 pub use super::cidr::Ipv4Cidr;
+pub use super::link::{dev_name, Bond, BondMode, Interface, Route, Snat};
+pub(crate) use super::link::is_pci_address;
 
-fn ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
+pub(super) fn ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
     let s = String::deserialize(d)?;
     s.parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {s:?}")))
 }
@@ -68,6 +70,9 @@ pub struct Config {
     /// `[sync]`: connection-state sync with the HA peer (`ha`).
     #[serde(default)]
     pub sync: Option<super::ha::SyncConfig>,
+    /// `[[snat]]`: the servers' own connections out (`link`).
+    #[serde(default)]
+    pub snat: Vec<super::link::Snat>,
 }
 
 /// What goes to the log (stderr; `RUST_LOG` overrides it). State changes
@@ -287,115 +292,6 @@ mod defaults {
     pub fn netmask() -> Spanned<std::net::Ipv4Addr> {
         unplaced(std::net::Ipv4Addr::BROADCAST)
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Interface {
-    pub name: Spanned<String>,
-    /// A vdev spec (`net_af_packet0,iface=lb-out`) or a PCI address.
-    pub device: Spanned<String>,
-    /// The appliance's own ("self") address on this link.
-    pub address: Ipv4Cidr,
-    /// The link's IP MTU (default 1500): a `dsr-tunnel` packet that the
-    /// encapsulation would take past it is answered with ICMP
-    /// fragmentation needed (or dropped without DF).
-    pub mtu: Option<Spanned<u16>>,
-    /// A bonded port: `device` names the `net_bonding` device, these its
-    /// members (DPDK's bonding PMD).
-    pub bond: Option<Bond>,
-    /// An 802.1Q VLAN (1-4094) on the device: frames of this interface
-    /// carry the tag. Several interfaces may name one device with
-    /// different VLANs (one of them may be untagged).
-    pub vlan: Option<Spanned<u16>>,
-}
-
-/// `[[interface]] bond`: link redundancy over several devices.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Bond {
-    pub mode: Spanned<BondMode>,
-    /// The members' device specs (vdev specs or PCI addresses), as
-    /// `device` takes them.
-    pub members: Spanned<Vec<Spanned<String>>>,
-}
-
-/// How a bond uses its members.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum BondMode {
-    /// One member carries everything; another takes over when its link
-    /// goes down (DPDK mode 1, Linux's `active-backup`).
-    #[serde(rename = "active-backup")]
-    ActiveBackup,
-    /// LACP (IEEE 802.3ad / 802.1AX, DPDK mode 4): every member carries
-    /// traffic, flows spread by an L3/L4 hash.
-    #[serde(rename = "802.3ad")]
-    Lacp,
-}
-
-impl BondMode {
-    /// DPDK's bonding mode number.
-    pub fn dpdk_mode(self) -> u8 {
-        match self {
-            BondMode::ActiveBackup => 1,
-            BondMode::Lacp => 4,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            BondMode::ActiveBackup => "active-backup",
-            BondMode::Lacp => "802.3ad",
-        }
-    }
-}
-
-impl Interface {
-    /// True when `device` names a PCI device rather than a vdev.
-    pub fn is_pci(&self) -> bool {
-        is_pci_address(self.device.get_ref())
-    }
-
-    /// The ethdev name DPDK gives the device: the vdev name before the first
-    /// comma, or the PCI address.
-    pub fn dev_name(&self) -> &str {
-        dev_name(self.device.get_ref())
-    }
-
-    /// The bond's members' device specs (none for a plain port).
-    pub fn members(&self) -> impl Iterator<Item = &str> {
-        self.bond.iter().flat_map(|b| b.members.get_ref().iter().map(|m| m.get_ref().as_str()))
-    }
-}
-
-/// The ethdev name DPDK gives a device spec: the vdev name before the
-/// first comma, or the PCI address.
-pub fn dev_name(spec: &str) -> &str {
-    spec.split(',').next().unwrap_or(spec)
-}
-
-pub(crate) fn is_pci_address(s: &str) -> bool {
-    // [DDDD:]BB:DD.F
-    let s = s.split(',').next().unwrap_or(s);
-    let parts: Vec<&str> = s.split(':').collect();
-    let hex = |p: &str, n: usize| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit());
-    match parts.as_slice() {
-        [dom, bus, devfn] => hex(dom, 4) && hex(bus, 2) && devfn_ok(devfn, &hex),
-        [bus, devfn] => hex(bus, 2) && devfn_ok(devfn, &hex),
-        _ => false,
-    }
-}
-
-fn devfn_ok(s: &str, hex: &dyn Fn(&str, usize) -> bool) -> bool {
-    matches!(s.split_once('.'), Some((d, f)) if hex(d, 2) && f.len() == 1 && f.chars().all(|c| c.is_digit(8)))
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Route {
-    pub prefix: Ipv4Cidr,
-    #[serde(deserialize_with = "ipv4")]
-    pub via: Ipv4Addr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -152,6 +152,12 @@ pub fn render(cfg: &Config) -> String {
         let _ = writeln!(s, "device = {}", q(d));
     }
     render_ha(cfg, &mut s);
+    for r in &cfg.snat {
+        let _ = writeln!(s, "\n[[snat]]\nname = {}\nsources = {}\naddress = {}", q(r.name.get_ref()), q(&r.sources.get_ref().to_string()), q(&r.address.get_ref().to_string()));
+        if let Some(p) = &r.ports {
+            let _ = writeln!(s, "ports = {}", q(p.get_ref()));
+        }
+    }
     s.trim_end().to_string()
 }
 

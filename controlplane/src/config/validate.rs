@@ -201,7 +201,37 @@ impl Config {
             }
         }
         self.validate_persistence(src)?;
+        self.validate_snat(src)?;
         self.validate_ha(src)
+    }
+
+    /// `[[snat]]`: a port range of the full-NAT range; an address on an
+    /// interface's subnet (the box answers ARP for it) that is no self IP,
+    /// VIP or full-NAT local address; at most 8 rules, with distinct
+    /// addresses.
+    fn validate_snat(&self, src: &Source<'_>) -> Result<(), ConfigError> {
+        unique(src, self.snat.iter().map(|r| &r.name), "snat")?;
+        if let Some(r) = self.snat.get(8) {
+            return Err(src.error(Some(r.name.span()), "at most 8 [[snat]] rules"));
+        }
+        let mut addrs = HashSet::new();
+        for r in &self.snat {
+            let name = r.name.get_ref();
+            let a = *r.address.get_ref();
+            if r.port_range().is_none() {
+                let p = r.ports.as_ref().map_or(r.name.span(), |p| p.span());
+                return Err(src.error(Some(p), format!("snat {name:?}: ports: \"FIRST-LAST\" within 1024-60999 (61000 and up are the health probes')")));
+            }
+            if !self.interfaces.iter().any(|i| i.address.contains(a)) {
+                return Err(src.error(Some(r.address.span()), format!("snat {name:?}: address {a} is on no interface's subnet: the box answers ARP for it there")));
+            }
+            let taken = self.interfaces.iter().any(|i| i.address.addr == a)
+                || self.virtual_servers.iter().any(|v| *v.address.get_ref().ip() == a || v.local_addresses.contains(&a));
+            if taken || !addrs.insert(a) {
+                return Err(src.error(Some(r.address.span()), format!("snat {name:?}: address {a} is already a self IP, VIP, local address or another rule's")));
+            }
+        }
+        Ok(())
     }
 
     /// `tunnel`, `tunnel_source` and `tunnel_port` belong to `dsr-tunnel`

@@ -64,6 +64,9 @@ impl Runtime {
                 c.rejected.get(),
                 c.total_drops()
             );
+            if c.snat.get() > 0 {
+                let _ = writeln!(s, "  snat: connections {}", c.snat.get());
+            }
             if c.frag_needed.get() > 0 {
                 let _ = writeln!(s, "  tunnel: frag-needed {}", c.frag_needed.get());
             }

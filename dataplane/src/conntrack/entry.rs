@@ -34,6 +34,11 @@ pub enum Forwarding {
     /// address (`forward::tunnel`); the server decapsulates, holds the VIP
     /// and answers the client directly.
     DsrTunnel,
+    /// Source NAT of a connection a server opens itself (`[[snat]]`): the
+    /// "client" is the server, the "VIP" the host it reaches, the local
+    /// address the rule's; routed out by the destination
+    /// (`Snapshot::route`), the answer back to the server's MAC.
+    Snat,
 }
 
 impl Forwarding {
@@ -54,6 +59,7 @@ impl Forwarding {
             2 => Some(Forwarding::DsrL2),
             3 => Some(Forwarding::DsrDscp),
             4 => Some(Forwarding::DsrTunnel),
+            5 => Some(Forwarding::Snat),
             _ => None,
         }
     }

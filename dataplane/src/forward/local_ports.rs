@@ -38,6 +38,10 @@ pub struct LocalPorts {
 #[derive(Debug)]
 struct Pool {
     addr: u32,
+    /// The ports of the address (full-NAT's range, or a source-NAT rule's
+    /// own).
+    min: u16,
+    max: u16,
     free: Vec<u16>,
     /// Indexed by `(port - LOCAL_PORT_MIN) / workers` for this worker's
     /// ports: the port's index in `free`, or `NOT_FREE`.
@@ -51,8 +55,8 @@ impl Pool {
     /// The slot of `port` in `at`, when the port is in this worker's share.
     #[inline]
     fn slot(&self, port: u16, worker: u16, workers: u16) -> Option<usize> {
-        let ours = (LOCAL_PORT_MIN..=LOCAL_PORT_MAX).contains(&port) && port % workers == worker % workers;
-        ours.then(|| usize::from((port - LOCAL_PORT_MIN) / workers))
+        let ours = (self.min..=self.max).contains(&port) && port % workers == worker % workers;
+        ours.then(|| usize::from((port - self.min) / workers))
     }
 
     #[inline]
@@ -74,22 +78,28 @@ impl LocalPorts {
     /// change). Pools of known addresses keep their state.
     pub fn ensure(&mut self, addrs: &[u32]) {
         for a in addrs {
-            if self.pools.iter().any(|p| p.addr == *a) {
-                continue;
-            }
-            let free: Vec<u16> = (LOCAL_PORT_MIN..=LOCAL_PORT_MAX).rev().filter(|p| p % self.workers == self.worker % self.workers).collect();
-            let mut at = vec![NOT_FREE; usize::from((LOCAL_PORT_MAX - LOCAL_PORT_MIN) / self.workers) + 1].into_boxed_slice();
-            let mut pool = Pool { addr: *a, free: Vec::new(), at: Box::new([]) };
-            for (i, port) in free.iter().enumerate() {
-                if let Some(s) = pool.slot(*port, self.worker, self.workers).and_then(|s| at.get_mut(s)) {
-                    // Fewer than 60,000 ports: the index fits.
-                    *s = i as u16;
-                }
-            }
-            pool.free = free;
-            pool.at = at;
-            self.pools.push(pool);
+            self.ensure_range(*a, LOCAL_PORT_MIN, LOCAL_PORT_MAX);
         }
+    }
+
+    /// Adds a pool of the ports `min..=max` (within the full-NAT range) for
+    /// `addr` when it has none (slow path).
+    pub fn ensure_range(&mut self, addr: u32, min: u16, max: u16) {
+        if self.pools.iter().any(|p| p.addr == addr) || min > max {
+            return;
+        }
+        let free: Vec<u16> = (min..=max).rev().filter(|p| p % self.workers == self.worker % self.workers).collect();
+        let mut at = vec![NOT_FREE; usize::from((max - min) / self.workers) + 1].into_boxed_slice();
+        let mut pool = Pool { addr, min, max, free: Vec::new(), at: Box::new([]) };
+        for (i, port) in free.iter().enumerate() {
+            if let Some(s) = pool.slot(*port, self.worker, self.workers).and_then(|s| at.get_mut(s)) {
+                // Fewer than 60,000 ports: the index fits.
+                *s = i as u16;
+            }
+        }
+        pool.free = free;
+        pool.at = at;
+        self.pools.push(pool);
     }
 
     /// A free (address, port) among `candidates`, round robin over them.

@@ -147,13 +147,19 @@ impl Shard {
             }
         }
         match found {
+            Some((id, dir)) if self.table.get(id).is_some_and(|f| f.mode == crate::conntrack::Forwarding::Snat) => self.forward_snat(snap, frame, &info, id, dir),
             Some((id, Dir::Original)) => self.forward_original(snap, frame, &info, id),
             Some((id, Dir::Reply)) => self.forward_reply(snap, frame, &info, id),
             None => match snap.find_service(dst, dport, proto) {
                 Some(vs) if standby(vs) => Verdict::Drop(DropReason::VrrpBackup),
                 Some(vs) => self.new_connection(snap, frame, &info, vs, port),
                 None if snap.is_self(dst) || snap.is_local(dst) => Verdict::Punt,
-                None => Verdict::Drop(DropReason::NoVirtualServer),
+                // A server's own connection out (`[[snat]]`); from outside,
+                // nothing but the VIPs is reached.
+                None => match snap.snat_rule(src) {
+                    Some(rule) => self.new_snat(snap, frame, &info, rule, port),
+                    None => Verdict::Drop(DropReason::NoVirtualServer),
+                },
             },
         }
     }

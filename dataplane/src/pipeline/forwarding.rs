@@ -44,6 +44,8 @@ impl Shard {
                     nat::set_dscp(ip, v.dscp);
                 }
             }
+            // `classify` sends source-NAT entries to `forward_snat`.
+            Forwarding::Snat => return Verdict::Drop(DropReason::NoVirtualServer),
             // L3 DSR by tunnel: the packet untouched inside an outer header
             // to the server, added by `process_packet` (`Verdict::Encap`).
             Forwarding::DsrTunnel => {
@@ -109,6 +111,8 @@ impl Shard {
             // A DSR server that routes its replies through the box anyway
             // (already from the VIP): routed on to the client.
             Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel => nat::rewrite(ip, p.hl, p.proto, None, None, true),
+            // `classify` sends source-NAT entries to `forward_snat`.
+            Forwarding::Snat => return Verdict::Drop(DropReason::NoVirtualServer),
         }
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(EthernetAddress(client_mac));

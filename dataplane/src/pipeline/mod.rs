@@ -24,6 +24,7 @@ mod forwarding;
 mod icmp;
 mod owner;
 mod replicate;
+mod snat;
 
 use classify::quick_key;
 use connect::release;
@@ -261,6 +262,11 @@ impl Shard {
     /// Slow path: size per-snapshot state after a new snapshot.
     fn adopt_snapshot(&mut self, snap: &Snapshot) {
         self.sched.resize(snap.services.len());
+        // Source NAT addresses with their own port ranges first: `ensure`
+        // keeps an address's pool.
+        for r in &snap.snat {
+            self.local_ports.ensure_range(r.addr, r.port_min, r.port_max);
+        }
         self.local_ports.ensure(&snap.local_addrs);
         if self.persist.capacity() == 0 && snap.services.iter().any(|v| v.persistence.is_some()) {
             self.persist = PersistTable::keyed(snap.persist_records.max(1), self.config.hash_key);
@@ -507,7 +513,7 @@ fn ended(f: &Flow, snap: &Snapshot, now: u32, counters: &WorkerCounters, local_p
     if let Some(c) = counters.servers.get(f.server as usize) {
         c.conns_active.sub(1);
     }
-    if f.mode == Forwarding::FullNat && !f.flags.contains(EntryFlags::BORROWED_PORT) {
+    if matches!(f.mode, Forwarding::FullNat | Forwarding::Snat) && !f.flags.contains(EntryFlags::BORROWED_PORT) {
         local_ports.free(f.local_ip, f.local_port);
     }
 }

@@ -273,11 +273,16 @@ impl Shard {
             Some((_, Dir::Reply)) => return Err(InstallFailure::Exists),
             None => {}
         }
-        let vs_index = snap.owner_service(rec.vip, rec.vport, rec.proto).ok_or(InstallFailure::NoService)?;
-        let vs = snap.services.get(vs_index as usize).ok_or(InstallFailure::NoService)?;
-        let server_index = find_server(snap, vs_index, vs, rec.server_ip, rec.server_port).ok_or(InstallFailure::NoServer)?;
-        let pers = vs.persistence.filter(|_| rec.flags & SyncRecord::FLAG_PERSIST != 0);
-        let full_nat = rec.mode == Forwarding::FullNat;
+        // A source-NAT entry belongs to no virtual server.
+        let (vs_index, server_index, pers) = if rec.mode == Forwarding::Snat {
+            (super::snat::NO_INDEX, super::snat::NO_INDEX, None)
+        } else {
+            let vs_index = snap.owner_service(rec.vip, rec.vport, rec.proto).ok_or(InstallFailure::NoService)?;
+            let vs = snap.services.get(vs_index as usize).ok_or(InstallFailure::NoService)?;
+            let server_index = find_server(snap, vs_index, vs, rec.server_ip, rec.server_port).ok_or(InstallFailure::NoServer)?;
+            (vs_index, server_index, vs.persistence.filter(|_| rec.flags & SyncRecord::FLAG_PERSIST != 0))
+        };
+        let full_nat = matches!(rec.mode, Forwarding::FullNat | Forwarding::Snat);
         let port_held = !full_nat || self.local_ports.reserve(rec.local_ip, rec.local_port);
         let mut flags = EntryFlags::SYNCED;
         if pers.is_some() {

@@ -1234,3 +1234,65 @@ fn vlan_links_tag_what_leaves_them() {
     let mut cramped = Pkt { head: 0, ..pkt(syn(1, 2)) };
     assert!(!retag(&mut cramped, 7), "no headroom for a tag");
 }
+
+/// `[[snat]]`: a server's own connection to a host on the outside
+/// segment (resolved on demand) and to one behind the default gateway:
+/// out from the rule's address and one of its ports, back to the server;
+/// unsolicited traffic from outside to a server's address is dropped.
+#[test]
+fn servers_reach_out_through_source_nat_and_nothing_reaches_them_unasked() {
+    use crate::state::snapshot::{RouteView, SnatRule};
+    const SNAT: [u8; 4] = [192, 0, 2, 3];
+    const HOST: [u8; 4] = [192, 0, 2, 50];
+    const FAR: [u8; 4] = [203, 0, 113, 9];
+    let host_mac = EthernetAddress([2, 0, 0, 0, 0, 0x50]);
+    let gw_mac = EthernetAddress([2, 0, 0, 0, 0, 0x01]);
+    let mut s = snapshot();
+    s.snat = vec![SnatRule { net: ip([198, 51, 100, 0]), mask: 0xffff_ff00, addr: ip(SNAT), port_min: 20000, port_max: 20099 }];
+    s.routes = vec![
+        RouteView { net: 0, mask: 0, link: OUT, via: Some(2) },
+        RouteView { net: ip([192, 0, 2, 0]), mask: 0xffff_ff00, link: OUT, via: None },
+        RouteView { net: ip([198, 51, 100, 0]), mask: 0xffff_ff00, link: IN, via: None },
+    ];
+    s.index();
+    let (publisher, mut readers) = rcu(Box::new(s), 1);
+    let n = Arc::new(Neighbors::new(4));
+    n.set(2, gw_mac);
+    let mut w = Worker::new(WorkerConfig { flows: 64, ..WorkerConfig::default() }, readers.remove(0), Arc::clone(&n));
+    let out = |w: &mut Worker, f: &mut Vec<u8>| w.process(f, IN, false);
+    // UDP to a host on the outside segment: its MAC is asked for first.
+    let mut q = frame(SERVER_MAC[0], IN_MAC, SRV[0], HOST, 17, &udp(40000, 53, b"query"), true);
+    assert_eq!(out(&mut w, &mut q.clone()), Verdict::Drop(DropReason::NeighborUnresolved));
+    assert_eq!(n.take_wanted(), vec![(OUT, ip(HOST))], "asked for on the outside link");
+    n.set_host(OUT, ip(HOST), host_mac);
+    assert_eq!(out(&mut w, &mut q), Verdict::Forward(OUT));
+    assert_eq!((&q[0..6], &q[6..12]), (&host_mac.0[..], &OUT_MAC.0[..]));
+    assert_eq!(addr(&q, 26), SNAT, "from the rule's address");
+    let sport = port(&q, 34);
+    assert!((20000..=20099).contains(&sport), "from its own ports: {sport}");
+    assert_eq!((addr(&q, 30), port(&q, 36)), (HOST, 53), "to the host, unchanged");
+    assert_checksums(&q);
+    assert_eq!(w.counters().snat.get(), 1);
+    // The answer goes back to the server, at the MAC it sent from.
+    let mut a = frame(host_mac, OUT_MAC, HOST, SNAT, 17, &udp(53, sport, b"answer"), true);
+    assert_eq!(w.process(&mut a, OUT, false), Verdict::Forward(IN));
+    assert_eq!((&a[0..6], addr(&a, 30), port(&a, 36), addr(&a, 26)), (&SERVER_MAC[0].0[..], SRV[0], 40000, HOST));
+    assert_checksums(&a);
+    // TCP to a host behind the default gateway.
+    let mut syn = frame(SERVER_MAC[1], IN_MAC, SRV[1], FAR, 6, &tcp(41000, 443, tcpf::SYN), true);
+    assert_eq!(out(&mut w, &mut syn), Verdict::Forward(OUT));
+    assert_eq!((&syn[0..6], addr(&syn, 26), addr(&syn, 30)), (&gw_mac.0[..], SNAT, FAR));
+    assert_checksums(&syn);
+    let mut ack = frame(SERVER_MAC[1], IN_MAC, SRV[1], FAR, 6, &tcp(41000, 443, tcpf::ACK), true);
+    assert_eq!(out(&mut w, &mut ack), Verdict::Forward(OUT), "the connection's next packet");
+    // Not opened by a SYN: nothing.
+    let mut stray = frame(SERVER_MAC[1], IN_MAC, SRV[1], FAR, 6, &tcp(41001, 443, tcpf::ACK), true);
+    assert_eq!(out(&mut w, &mut stray), Verdict::Drop(DropReason::TcpNoFlow));
+    // From outside to a server's own address, unasked: dropped by name.
+    let mut knock = frame(CLIENT_MAC, OUT_MAC, CLIENT, SRV[0], 6, &tcp(50000, 22, tcpf::SYN), true);
+    assert_eq!(w.process(&mut knock, OUT, false), Verdict::Drop(DropReason::NoVirtualServer));
+    // To a port of the rule's address nobody opened: punted (the box's own).
+    let mut probe = frame(host_mac, OUT_MAC, HOST, SNAT, 17, &udp(53, 20098, b"?"), true);
+    assert_eq!(w.process(&mut probe, OUT, false), Verdict::Punt);
+    std::mem::forget(publisher);
+}

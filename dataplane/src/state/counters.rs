@@ -265,6 +265,8 @@ pub struct WorkerCounters {
     /// fragmentation needed and the tunnel's MTU (RFC 1191; each also a
     /// `tunnel-too-big` drop).
     pub frag_needed: Counter,
+    /// Connections servers opened through source NAT (`[[snat]]`).
+    pub snat: Counter,
     /// New connections sent to a server by a persistence record.
     pub persisted: Counter,
     /// Persistence records made.
@@ -292,6 +294,7 @@ impl Default for WorkerCounters {
             handed_off: Counter::default(),
             persisted: Counter::default(),
             frag_needed: Counter::default(),
+            snat: Counter::default(),
             persist_records: Counter::default(),
             persist_evicted: Counter::default(),
             flows: Counter::default(),

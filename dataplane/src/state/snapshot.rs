@@ -64,6 +64,29 @@ pub struct VirtualService {
     pub persistence: Option<Persistence>,
 }
 
+/// `[[snat]]`: connections the servers under `net/mask` open themselves
+/// (updates, DNS, mail; seeds 002 and 004) leave source-NATed to `addr`,
+/// from its ports `port_min..=port_max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnatRule {
+    pub net: u32,
+    pub mask: u32,
+    pub addr: u32,
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+/// A route: destinations under `net/mask` leave link `link`, to the
+/// gateway in neighbour slot `via`, or with none to the destination itself
+/// (on the link's subnet, resolved on demand: `Neighbors::host`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteView {
+    pub net: u32,
+    pub mask: u32,
+    pub link: u16,
+    pub via: Option<u16>,
+}
+
 /// A `dsr-tunnel` virtual server's encapsulation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TunnelSpec {
@@ -124,6 +147,11 @@ pub struct Snapshot {
     /// Persistence records per worker, allocated by a worker when a
     /// snapshot with persistence first reaches it.
     pub persist_records: u32,
+    /// Source NAT of the servers' own connections (`[[snat]]`).
+    pub snat: Vec<SnatRule>,
+    /// Where routed traffic (source NAT) goes, longest prefix first: the
+    /// links' subnets and `[[route]]`s.
+    pub routes: Vec<RouteView>,
     /// The IPv4 lookup indexes (IPv6 will add its own beside).
     v4: FamilyIndex<u32>,
 }
@@ -189,6 +217,18 @@ impl Snapshot {
         self.ports.iter().position(hit).map(|i| i as u16)
     }
 
+    /// The source-NAT rule for a connection a host at `src` opens, if any.
+    #[inline]
+    pub fn snat_rule(&self, src: u32) -> Option<SnatRule> {
+        self.snat.iter().find(|r| src & r.mask == r.net).copied()
+    }
+
+    /// The route to `dst`: the longest prefix that holds it.
+    #[inline]
+    pub fn route(&self, dst: u32) -> Option<RouteView> {
+        self.routes.iter().find(|r| dst & r.mask == r.net).copied()
+    }
+
     /// Builds the lookup index; call after filling `services`.
     pub fn index(&mut self) {
         // Retired services take no new connections; their local addresses
@@ -199,6 +239,9 @@ impl Snapshot {
         owners.sort_unstable();
         let owners = owners.into_iter().filter_map(|(_, i)| self.services.get(i).map(|s| ((s.ip, s.port, s.proto), i as u16))).collect();
         let mut locals: Vec<u32> = self.services.iter().flat_map(|s| s.local_addrs.iter().copied()).collect();
+        // Source NAT addresses: their ports own the replies as full-NAT's.
+        locals.extend(self.snat.iter().map(|r| r.addr));
+        self.routes.sort_by_key(|r| std::cmp::Reverse(r.mask.count_ones()));
         // Hairpin: a NAT service's clients on its servers' segment are
         // source-NATed to that port's self IP, whose local ports own their
         // replies as full-NAT's do.

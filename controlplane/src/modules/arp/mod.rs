@@ -71,6 +71,8 @@ pub struct Arp {
     floating: HashMap<Ipv4Addr, (usize, EthernetAddress)>,
     /// Addresses a VRRP peer owns now: neither ARP nor echo is answered.
     standby: HashSet<Ipv4Addr>,
+    /// Hosts asked for on the workers' behalf (`resolve_wanted`), when.
+    asked: HashMap<(usize, u32), Instant>,
     counters: ArpCounters,
 }
 
@@ -84,6 +86,7 @@ impl Arp {
             owned,
             floating: HashMap::new(),
             standby: HashSet::new(),
+            asked: HashMap::new(),
             counters: ArpCounters::default(),
         }
     }
@@ -231,9 +234,32 @@ impl Arp {
         }
     }
 
-    /// After ARP taught us `ip`'s MAC on link `li`: fill the workers' slots.
+    /// Hosts the workers asked for (a source-NAT connection routed to a
+    /// host on a link's subnet, `Neighbors::host`): an ARP request for
+    /// each, at most one per host a second. Every control-loop turn.
+    pub fn resolve_wanted(&mut self, rt: &mut Runtime, now: Instant) {
+        let wanted = self.slots.take_wanted();
+        if wanted.is_empty() {
+            return;
+        }
+        self.asked.retain(|_, t| now.duration_since(*t) < Duration::from_secs(1));
+        for (li, ip) in wanted {
+            let li = li as usize;
+            if self.asked.contains_key(&(li, ip)) {
+                continue;
+            }
+            let Some(link) = rt.links().get(li) else { continue };
+            let (mac, own) = (link.mac(), link.address().addr);
+            self.asked.insert((li, ip), now);
+            self.send_request(rt, li, mac, own, Ipv4Addr::from(ip));
+        }
+    }
+
+    /// After ARP taught us `ip`'s MAC on link `li`: fill the workers' slots
+    /// and host cache.
     fn learned(&mut self, li: usize, ip: Ipv4Addr, now: Instant) {
         let Some(n) = self.neighbors.get(ip).copied() else { return };
+        self.slots.set_host(li as u16, u32::from(ip), n.mac);
         for (slot, nh) in self.nexthops.iter_mut().enumerate() {
             if nh.hop.ip == ip && nh.hop.link == li {
                 nh.confirmed = Some(now);

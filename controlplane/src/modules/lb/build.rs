@@ -282,7 +282,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             port: vs.tunnel_port.as_ref().map_or(crate::config::DEFAULT_GUE_PORT, |p| *p.get_ref()),
         });
         let local_addrs: Vec<u32> = match forwarding {
-            snapshot::Forwarding::Nat | snapshot::Forwarding::DsrL2 | snapshot::Forwarding::DsrDscp | snapshot::Forwarding::DsrTunnel => Vec::new(),
+            snapshot::Forwarding::Nat | snapshot::Forwarding::DsrL2 | snapshot::Forwarding::DsrDscp | snapshot::Forwarding::DsrTunnel | snapshot::Forwarding::Snat => Vec::new(),
             snapshot::Forwarding::FullNat if !vs.local_addresses.is_empty() => vs.local_addresses.iter().map(|a| u32::from(*a)).collect(),
             snapshot::Forwarding::FullNat => {
                 // Default: the self IP of the interface facing the servers.
@@ -360,6 +360,31 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         }
         for a in v.local_addrs.iter() {
             own(Ipv4Addr::from(*a), &mut owned);
+        }
+    }
+    // Source NAT: its rules, its addresses owned on their links, and the
+    // routes its connections leave by (on-link subnets, then `[[route]]`s
+    // through their gateways' neighbour slots).
+    for r in &cfg.snat {
+        let (min, max) = r.port_range().unwrap_or((1024, 60999));
+        let c = r.sources.get_ref();
+        snap.snat.push(snapshot::SnatRule { net: u32::from(c.network()), mask: c.netmask(), addr: u32::from(*r.address.get_ref()), port_min: min, port_max: max });
+        own(*r.address.get_ref(), &mut owned);
+    }
+    if !cfg.snat.is_empty() {
+        for (li, l) in links.iter().enumerate() {
+            snap.routes.push(snapshot::RouteView { net: u32::from(l.address.network()), mask: l.address.netmask(), link: li as u16, via: None });
+        }
+        for r in &cfg.routes {
+            let Some(link) = links.iter().position(|l| l.address.contains(r.via)) else { continue };
+            let hop = match layout.nexthops.iter().position(|n| n.ip == r.via && n.link == link) {
+                Some(i) => i,
+                None => {
+                    layout.nexthops.push(Nexthop { ip: r.via, link });
+                    layout.nexthops.len() - 1
+                }
+            };
+            snap.routes.push(snapshot::RouteView { net: u32::from(r.prefix.network()), mask: r.prefix.netmask(), link: link as u16, via: Some(hop as u16) });
         }
     }
     snap.services = services;

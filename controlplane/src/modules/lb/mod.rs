@@ -86,7 +86,7 @@ fn link_infos(rt: &Runtime) -> Vec<LinkInfo> {
 fn probe_via(v: &VirtualService) -> Option<Via> {
     use furiwake_dataplane::state::snapshot::Forwarding as F;
     let kind = match v.forwarding {
-        F::Nat | F::FullNat => return None,
+        F::Nat | F::FullNat | F::Snat => return None,
         F::DsrL2 => ViaKind::Mac,
         F::DsrDscp => ViaKind::Dscp(v.dscp),
         F::DsrTunnel => {

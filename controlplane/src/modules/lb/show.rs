@@ -279,5 +279,6 @@ fn mode_name(mode: furiwake_dataplane::conntrack::Forwarding, service: Option<fu
         (F::DsrL2, _) => "dsr-l2",
         (F::DsrDscp, _) => "dsr-dscp",
         (F::DsrTunnel, _) => "dsr-tunnel",
+        (F::Snat, _) => "snat (a server's own connection)",
     }
 }

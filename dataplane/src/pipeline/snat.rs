@@ -1,0 +1,112 @@
+//! Source NAT of the servers' own connections (`[[snat]]`, seeds 002 and
+//! 004: the servers behind a NAT box reach the outside world for updates,
+//! DNS and mail through it, while from outside nothing but the VIP ports
+//! passes). A server's first packet to a host that is no VIP or address of
+//! the box opens an entry: the source becomes the rule's address and one
+//! of its ports, the packet is routed by its destination; the answer, to
+//! that address and port, gets the server's address back and goes to the
+//! MAC the server sent from. A connection from outside to a server's own
+//! address matches nothing and is dropped as `no-virtual-server`.
+
+use super::{L4Info, Shard, Verdict};
+use crate::conntrack::{Dir, EntryFlags, FlowId, FlowInit, FlowState, InsertError};
+use crate::ctl::events::SyncKind;
+use crate::forward as nat;
+use crate::state::counters::DropReason;
+use crate::state::snapshot::{Forwarding, SnatRule, Snapshot};
+use crate::wire::ethernet::{EthernetAddress, EthernetFrame};
+use crate::wire::ipv4::protocol;
+use crate::wire::tcp::{flags as tcpf, TcpPacket};
+use crate::wire::udp::UdpPacket;
+use std::net::Ipv4Addr;
+
+/// The service and server index of a source-NAT entry: none (no
+/// virtual-server or server counters).
+pub(super) const NO_INDEX: u16 = u16::MAX;
+
+impl Shard {
+    /// A server's first packet out under `rule`: a port of the rule's
+    /// address, the entry, the packet forwarded.
+    pub(super) fn new_snat(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, rule: SnatRule, in_link: u16) -> Verdict {
+        if p.proto == protocol::TCP && p.tcp_flags & (tcpf::SYN | tcpf::ACK | tcpf::RST) != tcpf::SYN {
+            return Verdict::Drop(DropReason::TcpNoFlow);
+        }
+        let Some(l4) = frame.get(p.l3 + p.hl..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
+        let (s, d) = (Ipv4Addr::from(p.src), Ipv4Addr::from(p.dst));
+        let ok = if p.proto == protocol::TCP { TcpPacket::new_unchecked(l4).verify_checksum(s, d) } else { UdpPacket::new_unchecked(l4).verify_checksum(s, d) };
+        if !ok {
+            return Verdict::Drop(DropReason::L4BadChecksum);
+        }
+        let Some((local_ip, local_port)) = self.local_ports.alloc(&[rule.addr]) else { return Verdict::Drop(DropReason::NoLocalPort) };
+        let client_mac = EthernetFrame::new_unchecked(&*frame).src_addr();
+        let init = FlowInit {
+            proto: p.proto,
+            client_ip: p.src,
+            client_port: p.sport,
+            vip: p.dst,
+            vport: p.dport,
+            server_ip: p.dst,
+            server_port: p.dport,
+            local_ip,
+            local_port,
+            vs: NO_INDEX,
+            server: NO_INDEX,
+            client_port_id: in_link as u8,
+            client_mac: client_mac.0,
+            flags: EntryFlags::empty(),
+            mode: Forwarding::Snat,
+        };
+        let id = match self.table.insert_after_miss(&init, self.now) {
+            Ok(id) => id,
+            Err(e) => {
+                self.local_ports.free(local_ip, local_port);
+                return Verdict::Drop(match e {
+                    InsertError::Full => DropReason::FlowTableFull,
+                    InsertError::Exists => DropReason::FlowExists,
+                });
+            }
+        };
+        self.counters.flows.inc();
+        self.counters.snat.inc();
+        self.emit_flow(SyncKind::Create, id);
+        self.forward_snat(snap, frame, p, id, Dir::Original)
+    }
+
+    /// A packet of a source-NAT connection: out, the rule's address and
+    /// port as source, routed; back, the server's address and port as
+    /// destination, to its MAC on its link.
+    pub(super) fn forward_snat(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId, dir: Dir) -> Verdict {
+        let before = if self.sync.is_some() { self.table.get(id).map(|f| (f.state, f.flags)) } else { None };
+        let state = self.table.on_packet(id, dir, p.tcp_flags, self.now);
+        if let Some((old, flags)) = before {
+            self.after_packet(id, old, flags, state);
+        }
+        let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
+        let (client_ip, client_port, client_mac, client_link, local_ip, local_port) = (f.client_ip, f.client_port, f.client_mac, f.client_port_id as u16, f.local_ip, f.local_port);
+        let (link, mac) = match dir {
+            Dir::Original => {
+                let Some(route) = snap.route(p.dst) else { return Verdict::Drop(DropReason::NoVirtualServer) };
+                let mac = match route.via {
+                    Some(slot) => self.neighbors.get(slot),
+                    None => self.neighbors.host(route.link, p.dst),
+                };
+                let Some(mac) = mac else { return Verdict::Drop(DropReason::NeighborUnresolved) };
+                (route.link, mac)
+            }
+            Dir::Reply => (client_link, EthernetAddress(client_mac)),
+        };
+        let Some(out) = snap.port(link) else { return Verdict::Drop(DropReason::NoVirtualServer) };
+        let Some(ip) = frame.get_mut(p.l3..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
+        match dir {
+            Dir::Original => nat::rewrite(ip, p.hl, p.proto, Some((local_ip, local_port)), None, true),
+            Dir::Reply => nat::rewrite(ip, p.hl, p.proto, None, Some((client_ip, client_port)), true),
+        }
+        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+        eth.set_dst_addr(mac);
+        eth.set_src_addr(out.mac);
+        if state == FlowState::Close {
+            self.remove(snap, id);
+        }
+        Verdict::Forward(link)
+    }
+}
