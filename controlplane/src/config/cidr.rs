@@ -1,11 +1,25 @@
 //! `Ipv4Cidr`: an address with its prefix length (`192.0.2.2/24`), as
-//! `[[interface]] address` and `[[route]] prefix` take it.
+//! `[[interface]] address` and `[[route]] prefix` take it; and the
+//! deserializers of plain IPv4 addresses.
 
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
+use toml::Spanned;
+
+pub(super) fn ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {s:?}")))
+}
+
+pub(super) fn spanned_ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Ipv4Addr>, D::Error> {
+    let s = Spanned::<String>::deserialize(d)?;
+    let v = s.get_ref().parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {:?}", s.get_ref())))?;
+    Ok(Spanned::new(s.span(), v))
+}
+
 
 /// An IPv4 address with a prefix length, `192.0.2.2/24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,7 +1,7 @@
 //! `[[interface]]` (a port, a VLAN of one, a bond) and `[[route]]`; and
 //! `[[snat]]`, the servers' own connections out through the box.
 
-use super::model::{ipv4, spanned_ipv4};
+use super::cidr::{ipv4, spanned_ipv4};
 use super::Ipv4Cidr;
 use serde::Deserialize;
 use std::net::Ipv4Addr;

@@ -12,19 +12,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use toml::Spanned;
 
 pub use super::cidr::Ipv4Cidr;
+pub(super) use super::cidr::spanned_ipv4;
 pub use super::link::{dev_name, Bond, BondMode, Interface, Route, Snat};
 pub(crate) use super::link::is_pci_address;
-
-pub(super) fn ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {s:?}")))
-}
-
-pub(super) fn spanned_ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Ipv4Addr>, D::Error> {
-    let s = Spanned::<String>::deserialize(d)?;
-    let v = s.get_ref().parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {:?}", s.get_ref())))?;
-    Ok(Spanned::new(s.span(), v))
-}
 
 fn ipv4_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Ipv4Addr>, D::Error> {
     Vec::<String>::deserialize(d)?
