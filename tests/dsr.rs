@@ -75,29 +75,6 @@ fn console(lab: &Lab, cmd: &str) -> String {
     try_sh(&format!("{} console --socket {} -c {}", furiwake_bin().display(), lab.dir.path("console.sock").display(), shell_quote(cmd))).1
 }
 
-/// The frames of `pcap` as hex byte strings (tcpdump -xx).
-fn frames(pcap: &std::path::Path) -> Vec<Vec<u8>> {
-    let out = sh(&format!("tcpdump -nn -xx -r {} 2>/dev/null", pcap.display()));
-    let mut frames: Vec<Vec<u8>> = Vec::new();
-    for line in out.lines() {
-        if !line.starts_with('\t') && !line.starts_with(' ') {
-            frames.push(Vec::new());
-            continue;
-        }
-        let Some((_, hex)) = line.split_once(':') else { continue };
-        if let Some(f) = frames.last_mut() {
-            for w in hex.split_whitespace() {
-                for i in (0..w.len()).step_by(2) {
-                    if let Ok(b) = u8::from_str_radix(&w[i..i + 2], 16) {
-                        f.push(b);
-                    }
-                }
-            }
-        }
-    }
-    frames.into_iter().filter(|f| !f.is_empty()).collect()
-}
-
 /// MAT (`dsr-l2`): 30 requests spread round robin 10/10/10, a 50 MiB
 /// download byte-identical; the server receives the client's SYN with only
 /// the Ethernet addresses changed (to its MAC, from the box's port: IP and
@@ -132,15 +109,15 @@ fn dsr_l2_spreads_connections_and_changes_only_the_mac() {
     lab.topo.exec("srv3", &format!("ip addr add {VIP}/32 dev lo"));
     server_state(&mut lab, &srv3, "up");
     // tcpdump writes each packet as it handles it (-U): wait for the SYN.
-    wait_for(Duration::from_secs(10), || (!frames(&c_pcap).is_empty() && !frames(&s_pcap).is_empty()).then_some(()));
+    wait_for(Duration::from_secs(10), || (!pcap_frames(&c_pcap).is_empty() && !pcap_frames(&s_pcap).is_empty()).then_some(()));
     std::thread::sleep(Duration::from_millis(300));
     for p in caps.iter_mut() {
         p.signal(libc::SIGINT);
         p.wait(Duration::from_secs(5));
     }
 
-    let sent = frames(&c_pcap);
-    let got = frames(&s_pcap);
+    let sent = pcap_frames(&c_pcap);
+    let got = pcap_frames(&s_pcap);
     assert!(!sent.is_empty() && !got.is_empty(), "the SYN was not captured on both sides: {} / {}", sent.len(), got.len());
     let (sent, got) = (&sent[0], &got[0]);
     let box_mac = port_mac(&lab.fw_output(), "outside").expect("the box's MAC");
@@ -152,7 +129,7 @@ fn dsr_l2_spreads_connections_and_changes_only_the_mac() {
     assert_eq!(&got[12..], &sent[12..], "IP header (TTL included) and TCP segment untouched");
     let conns = console(&lab, "show connections limit 5");
     assert!(conns.contains("forwarding: dsr-l2"), "{conns}");
-    let crossed = frames(&b_pcap).len();
+    let crossed = pcap_frames(&b_pcap).len();
     assert_eq!(crossed, 0, "{crossed} reply packets from the VIP crossed the box");
     let fw = stop_furiwake_cleanly(lab.fw());
     let block = last_counters_block(&fw).unwrap_or_default();
@@ -217,13 +194,13 @@ fn dsr_dscp_marks_the_vip_and_replies_bypass_the_box() {
     // without its nft rule is down although its own address answers.
     lab.topo.exec("srv3", "nft delete table ip dsr");
     server_state(&mut lab, &format!("{}:80", server_ip(3)), "down");
-    wait_for(Duration::from_secs(10), || (!frames(&s_pcap).is_empty()).then_some(()));
+    wait_for(Duration::from_secs(10), || (!pcap_frames(&s_pcap).is_empty()).then_some(()));
     std::thread::sleep(Duration::from_millis(300));
     for c in caps.iter_mut() {
         c.signal(libc::SIGINT);
         c.wait(Duration::from_secs(5));
     }
-    let got = frames(&s_pcap);
+    let got = pcap_frames(&s_pcap);
     let syn = got.first().unwrap_or_else(|| panic!("srv2 captured no SYN"));
     assert_eq!(syn[15] >> 2, 46, "DSCP 46 on the wire to the server (TOS {:#04x})", syn[15]);
     assert_eq!(&syn[26..30], &[192, 0, 2, 10], "the client's source");
@@ -232,7 +209,7 @@ fn dsr_dscp_marks_the_vip_and_replies_bypass_the_box() {
     // Replies leave the servers towards the router, not the box: nothing
     // addressed to the client crossed the box's inside port (the servers'
     // answers to its health probes go to its self IP, not counted).
-    let replies = frames(&b_pcap).iter().filter(|f| f.len() > 34 && f[30..34] == [192, 0, 2, 10]).count();
+    let replies = pcap_frames(&b_pcap).iter().filter(|f| f.len() > 34 && f[30..34] == [192, 0, 2, 10]).count();
     assert_eq!(replies, 0, "{replies} replies to the client crossed the box");
     let fw = stop_furiwake_cleanly(lab.fw());
     let block = last_counters_block(&fw).unwrap_or_default();
@@ -338,7 +315,7 @@ fn dsr_tunnel(kind: &str, proto: u8, overhead: usize) {
     // its decapsulator is down although nginx answers on its own address.
     lab.stop("decap-srv3");
     server_state(&mut lab, &format!("{}:80", server_ip(3)), "down");
-    wait_for(Duration::from_secs(10), || (!frames(&c_pcap).is_empty() && frames(&s_pcap).len() > 100).then_some(()));
+    wait_for(Duration::from_secs(10), || (!pcap_frames(&c_pcap).is_empty() && pcap_frames(&s_pcap).len() > 100).then_some(()));
     std::thread::sleep(Duration::from_millis(300));
     for c in caps.iter_mut() {
         c.signal(libc::SIGINT);
@@ -349,7 +326,7 @@ fn dsr_tunnel(kind: &str, proto: u8, overhead: usize) {
     // flow, several over the flows.
     let mut per_flow: std::collections::BTreeMap<u16, std::collections::BTreeSet<OuterKey>> = Default::default();
     let (mut syn, mut probes) = (None, 0);
-    let captured = frames(&s_pcap);
+    let captured = pcap_frames(&s_pcap);
     for f in &captured {
         let Some((outer, inner)) = decapsulated(f, proto, overhead) else { continue };
         assert_eq!(&f[30..34], &[198, 51, 100, 12], "outer destination: srv2's own address");
@@ -372,20 +349,20 @@ fn dsr_tunnel(kind: &str, proto: u8, overhead: usize) {
     assert!(per_flow.values().all(|o| o.len() == 1), "dsr-tunnel {kind}: a flow's outer header changed: {per_flow:?}");
     let distinct: std::collections::BTreeSet<_> = per_flow.values().flatten().collect();
     assert!(distinct.len() >= per_flow.len() / 2, "dsr-tunnel {kind}: {} outer headers for {} flows", distinct.len(), per_flow.len());
-    let sent = frames(&c_pcap);
+    let sent = pcap_frames(&c_pcap);
     let sent = sent.first().unwrap_or_else(|| panic!("the client's SYN was not captured"));
     let syn = syn.unwrap_or_else(|| panic!("srv2 got no tunnelled SYN from port 45680"));
     assert_eq!(&syn[..], &sent[14..14 + syn.len()], "the client's SYN inside the tunnel, byte for byte (TTL included)");
     // The ICMP error the upload met.
     let mtu = 1500 - overhead;
-    let icmp: Vec<Vec<u8>> = frames(&i_pcap).into_iter().filter(|f| f.len() >= 42 && f[23] == 1 && f[34] == 3 && f[35] == 4).collect();
+    let icmp: Vec<Vec<u8>> = pcap_frames(&i_pcap).into_iter().filter(|f| f.len() >= 42 && f[23] == 1 && f[34] == 3 && f[35] == 4).collect();
     assert!(!icmp.is_empty(), "dsr-tunnel {kind}: no ICMP fragmentation needed reached the client");
     for f in &icmp {
         assert_eq!(&f[26..30], &[192, 0, 2, 100], "from the VIP");
         assert_eq!(u16::from_be_bytes([f[40], f[41]]) as usize, mtu, "the tunnel's MTU");
         assert_eq!(&f[58..62], &[192, 0, 2, 100], "quoting the too-big packet to the VIP");
     }
-    let replies = frames(&b_pcap).iter().filter(|f| f.len() > 34 && f[30..34] == [192, 0, 2, 10]).count();
+    let replies = pcap_frames(&b_pcap).iter().filter(|f| f.len() > 34 && f[30..34] == [192, 0, 2, 10]).count();
     assert_eq!(replies, 0, "{replies} replies to the client crossed the box");
     if let Some(p) = lab.procs.get("decap-srv2") {
         p.signal(libc::SIGTERM);

@@ -675,3 +675,26 @@ impl Drop for Lab {
         let _ = std::fs::remove_file(self.dir.path("big.download"));
     }
 }
+
+/// The frames of a capture file, as bytes (read back with `tcpdump -xx`).
+pub fn pcap_frames(pcap: &Path) -> Vec<Vec<u8>> {
+    let out = sh(&format!("tcpdump -nn -xx -r {} 2>/dev/null", pcap.display()));
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    for line in out.lines() {
+        if !line.starts_with('\t') && !line.starts_with(' ') {
+            frames.push(Vec::new());
+            continue;
+        }
+        let Some((_, hex)) = line.split_once(':') else { continue };
+        if let Some(f) = frames.last_mut() {
+            for w in hex.split_whitespace() {
+                for i in (0..w.len()).step_by(2) {
+                    if let Ok(b) = u8::from_str_radix(&w[i..i + 2], 16) {
+                        f.push(b);
+                    }
+                }
+            }
+        }
+    }
+    frames.into_iter().filter(|f| !f.is_empty()).collect()
+}

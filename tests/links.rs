@@ -96,26 +96,21 @@ fn an_active_backup_bond_keeps_a_download_going_when_its_member_fails() {
 /// The LACPDUs of a capture (IEEE 802.1AX: slow protocols, subtype 1):
 /// (actor system, actor state, partner system, partner state) each.
 fn lacpdus(pcap: &std::path::Path) -> Vec<([u8; 6], u8, [u8; 6], u8)> {
-    let out = sh(&format!("tcpdump -nn -xx -r {} 2>/dev/null", pcap.display()));
-    let mut frames: Vec<Vec<u8>> = Vec::new();
-    for line in out.lines() {
-        if !line.starts_with('\t') && !line.starts_with(' ') {
-            frames.push(Vec::new());
-            continue;
-        }
-        let Some((_, hex)) = line.split_once(':') else { continue };
-        if let Some(f) = frames.last_mut() {
-            for w in hex.split_whitespace() {
-                for i in (0..w.len()).step_by(2) {
-                    if let Ok(b) = u8::from_str_radix(&w[i..i + 2], 16) {
-                        f.push(b);
-                    }
-                }
-            }
-        }
-    }
+    let frames = pcap_frames(pcap);
     let mac = |f: &[u8], at: usize| -> [u8; 6] { f[at..at + 6].try_into().unwrap() };
     frames.into_iter().filter(|f| f.len() >= 54 && f[12..14] == [0x88, 0x09] && f[14] == 1 && f[16] == 1 && f[36] == 2).map(|f| (mac(&f, 20), f[32], mac(&f, 40), f[52])).collect()
+}
+
+/// In the last report of `r`: every member of `members` up, in sync and
+/// collecting (or distributing) as its bond sees itself and its partner.
+fn lacp_agreed(r: &str, members: &[&str]) -> bool {
+    let Some(line) = r.lines().rev().find(|l| l.contains("bond 802.3ad")) else { return false };
+    members.iter().all(|m| {
+        let Some(at) = line.find(&format!("{m} up lacp ")) else { return false };
+        let state = line[at + m.len() + 9..].split([',', ' ']).next().unwrap_or_default();
+        let ok = |s: &str| s == "collecting" || s == "distributing";
+        state.split_once('/').is_some_and(|(a, b)| ok(a) && ok(b))
+    })
 }
 
 /// 802.3ad between two appliances: the box's outside bond and a second
@@ -169,13 +164,16 @@ fn an_802_3ad_bond_agrees_with_a_dpdk_partner_and_carries_traffic() {
     lab.procs.insert("partner".into(), part);
     lab.start_config(&box_cfg);
     sh(&format!("ip -n {p}-part link set y1 up && ip -n {p}-part link set y2 up"));
-    // Both members of both bonds distributing, by the bonding PMD's own
-    // LACP state machines, and each box's check of the other passing.
-    let agreed = "x1 up lacp distributing/distributing, net_af_packet2,iface=x2 up lacp distributing/distributing";
-    report_until(lab.fw(), Duration::from_secs(20), |r| r.contains("server 192.0.2.3:80: state up") && r.contains(agreed)).unwrap_or_else(|r| panic!("the box's bond did not agree, or its check of its partner did not pass:\n{r}\n{}", lab.proc_output("partner")));
+    // Both members of both bonds aggregated by the bonding PMD's own LACP
+    // state machines (each end in sync and collecting at least, as it and
+    // its partner see it: 802.1AX's mux has the aggregation formed; a PDU
+    // saying "distributing" goes out at the next change or every 30 s),
+    // and each box's check of the other passing.
+    let box_members = ["net_af_packet0,iface=x1", "net_af_packet2,iface=x2"];
+    let part_members = ["net_af_packet0,iface=y1", "net_af_packet1,iface=y2"];
+    report_until(lab.fw(), Duration::from_secs(20), |r| r.contains("server 192.0.2.3:80: state up") && lacp_agreed(r, &box_members)).unwrap_or_else(|r| panic!("the box's bond did not agree, or its check of its partner did not pass:\n{r}\n{}", lab.proc_output("partner")));
     let part = lab.procs.get("partner").unwrap();
-    let agreed_p = "y1 up lacp distributing/distributing, net_af_packet1,iface=y2 up lacp distributing/distributing";
-    report_until(part, Duration::from_secs(10), |r| r.contains("server 192.0.2.2:80: state up") && r.contains(agreed_p)).unwrap_or_else(|r| panic!("the partner did not agree or its check of the box did not pass:\n{r}"));
+    report_until(part, Duration::from_secs(10), |r| r.contains("server 192.0.2.2:80: state up") && lacp_agreed(r, &part_members)).unwrap_or_else(|r| panic!("the partner did not agree or its check of the box did not pass:\n{r}"));
     for c in caps.iter_mut() {
         c.signal(libc::SIGINT);
         c.wait(Duration::from_secs(5));
@@ -201,7 +199,7 @@ fn an_802_3ad_bond_agrees_with_a_dpdk_partner_and_carries_traffic() {
     }
     let r = lab.report();
     let line = r.lines().find(|l| l.contains("bond 802.3ad")).unwrap_or_default().to_string();
-    assert!(line.contains("net_af_packet0,iface=x1") && line.matches("lacp distributing/distributing").count() == 2, "both members active: {line}");
+    assert!(lacp_agreed(&line, &box_members), "both members aggregated: {line}");
 
     // Cut the first wire: each side takes its member out at once and the
     // checks (every 200 ms, three misses to fail) go on over the second.
@@ -218,9 +216,9 @@ fn an_802_3ad_bond_agrees_with_a_dpdk_partner_and_carries_traffic() {
         assert!(!after.contains(": state down") && !after.contains(") down:"), "{who}: its check failed while a wire was cut:\n{after}");
     }
     sh(&format!("ip -n {p}-part link set y1 up"));
-    report_until(lab.fw(), Duration::from_secs(15), |r| r.contains(agreed)).unwrap_or_else(|r| panic!("x1 did not rejoin:\n{r}"));
+    report_until(lab.fw(), Duration::from_secs(15), |r| lacp_agreed(r, &box_members)).unwrap_or_else(|r| panic!("x1 did not rejoin:\n{r}"));
     println!("802.3ad: the first wire cut: x1 out of the aggregation after {} ms, the checks went on over x2; rejoined when it came back", left.as_millis());
-    println!("802.3ad: both bonds distributing on both members; {total} LACPDUs on the wires from both systems, in sync naming each other; ICMP checks pass both ways\n{line}");
+    println!("802.3ad: both bonds aggregated on both members; {total} LACPDUs on the wires from both systems, in sync naming each other; ICMP checks pass both ways\n{line}");
 }
 
 /// Two VLAN interfaces on one port carry the client and the server sides
@@ -341,4 +339,143 @@ fn servers_reach_out_through_source_nat_and_only_the_vip_is_open() {
     assert!(block.contains("snat: connections 2"), "{block}");
     assert!(conns.contains("forwarding: snat"), "show connections:\n{conns}");
     println!("snat: from outside to 198.51.100.11 refused ({nvs} no-virtual-server drops, {before} drops before), the VIP served; {}", block.lines().find(|l| l.contains("snat:")).unwrap_or(""));
+}
+
+/// A TCP packet's (source, source port, destination, destination port).
+type Tuple = (String, u16, String, u16);
+/// What a round of captures saw: firewall, leg, packet.
+type Seen = Vec<(u32, String, Tuple)>;
+
+/// The TCP packets of a capture.
+fn tcp_tuples(pcap: &std::path::Path) -> Vec<Tuple> {
+    let out = sh(&format!("tcpdump -nn -r {} tcp 2>/dev/null", pcap.display()));
+    out.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (_, _, src, _, dst) = (w.next()?, w.next()?, w.next()?, w.next()?, w.next()?.trim_end_matches(':'));
+            let split = |a: &str| -> Option<(String, u16)> {
+                let (ip, port) = a.rsplit_once('.')?;
+                Some((ip.to_string(), port.parse().ok()?))
+            };
+            let ((s, sp), (d, dp)) = (split(src)?, split(dst)?);
+            Some((s, sp, d, dp))
+        })
+        .collect()
+}
+
+/// Firewall load balancing (seed 002's sandwich) with one box on both
+/// sides: two forwarding namespaces as firewalls between the box's
+/// firewall segment (203.0.113.0/24, their outer legs) and the servers'
+/// segment (their inner legs). A gateway service on the client side sends
+/// what the clients send to the servers through a firewall chosen by a
+/// symmetric hash of the two addresses; one on the servers' side sends the
+/// answers through the same firewall; the firewalls hand the answers back
+/// to the box's `route` leg, which routes them to the clients. 20 flows
+/// (10 client addresses x 2 servers) spread over both firewalls, each
+/// flow's packets in both directions through one (captured on its legs);
+/// with one firewall's legs down its checks fail and 20 new flows all
+/// cross the other.
+#[test]
+fn gateway_services_balance_flows_over_firewalls_and_keep_each_on_one() {
+    let Some(mut lab) = Lab::open('f', "fwlb", &["nginx", "tcpdump"]) else { return };
+    let p = lab.topo.prefix.clone();
+    sh(&format!(
+        "ip -n {p}-sw link add br-fw type bridge && ip -n {p}-sw link set br-fw up && \
+         ip link add {p}f1 type veth peer name {p}f2 && ip link set {p}f1 netns {p}-lb && ip -n {p}-lb link set {p}f1 name lb-fw && ip link set {p}f2 netns {p}-sw && \
+         ip -n {p}-sw link set {p}f2 master br-fw && ip -n {p}-sw link set {p}f2 up && ip netns exec {p}-lb sysctl -qw net.ipv6.conf.lb-fw.disable_ipv6=1 && ip -n {p}-lb link set lb-fw up"
+    ));
+    for i in 1..=2 {
+        sh(&format!(
+            "ip netns add {p}-fw{i} && ip netns exec {p}-fw{i} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.disable_ipv6=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 && ip -n {p}-fw{i} link set lo up && \
+             ip link add {p}x{i} type veth peer name {p}X{i} && ip link set {p}x{i} netns {p}-fw{i} && ip -n {p}-fw{i} link set {p}x{i} name x && ip link set {p}X{i} netns {p}-sw && ip -n {p}-sw link set {p}X{i} master br-fw && ip -n {p}-sw link set {p}X{i} up && \
+             ip link add {p}y{i} type veth peer name {p}Y{i} && ip link set {p}y{i} netns {p}-fw{i} && ip -n {p}-fw{i} link set {p}y{i} name y && ip link set {p}Y{i} netns {p}-sw && ip -n {p}-sw link set {p}Y{i} master br-in && ip -n {p}-sw link set {p}Y{i} up && \
+             ip -n {p}-fw{i} addr add 203.0.113.1{i}/24 dev x && ip -n {p}-fw{i} addr add 198.51.100.2{i}/24 dev y && ip -n {p}-fw{i} link set x up && ip -n {p}-fw{i} link set y up && \
+             ip -n {p}-fw{i} route add 192.0.2.0/24 via 203.0.113.1 && \
+             ip netns exec {p}-fw{i} ethtool -K x tx off >/dev/null && ip netns exec {p}-fw{i} ethtool -K y tx off >/dev/null"
+        ));
+    }
+    // Ten client addresses.
+    lab.topo.exec("client", &(20..30).map(|a| format!("ip addr add 192.0.2.{a}/24 dev eth0")).collect::<Vec<_>>().join(" && "));
+    for n in 1..=2 {
+        lab.start_nginx(n, 1);
+    }
+    let config = format!(
+        "{}\n{LAB_INTERFACES}\n[[interface]]\nname = \"firewalls\"\ndevice = \"net_af_packet2,iface=lb-fw\"\naddress = \"203.0.113.1/24\"\nroute = true\n\n\
+         [[health_check]]\nname = \"ping\"\nkind = \"icmp\"\ninterval_ms = 200\n\n\
+         [[pool]]\nname = \"fw-outer\"\nhealth_check = \"ping\"\nservers = [ {{ address = \"203.0.113.11:0\" }}, {{ address = \"203.0.113.12:0\" }} ]\n\n\
+         [[pool]]\nname = \"fw-inner\"\nhealth_check = \"ping\"\nservers = [ {{ address = \"198.51.100.21:0\" }}, {{ address = \"198.51.100.22:0\" }} ]\n\n\
+         [[virtual_server]]\nname = \"to-servers\"\naddress = \"0.0.0.0:0\"\nforwarding = \"gateway\"\ninterface = \"outside\"\npool = \"fw-outer\"\npair = \"to-clients\"\n\n\
+         [[virtual_server]]\nname = \"to-clients\"\naddress = \"0.0.0.0:0\"\nforwarding = \"gateway\"\ninterface = \"inside\"\npool = \"fw-inner\"\npair = \"to-servers\"\n",
+        platform_section(&lab.prefix)
+    );
+    lab.start_config(&config);
+    report_until(lab.fw(), Duration::from_secs(15), |r| r.matches("state up").count() >= 4).unwrap_or_else(|r| panic!("firewall legs not up:\n{r}"));
+    // Captures on every leg of both firewalls.
+    let legs: Vec<(u32, &str)> = vec![(1, "x"), (1, "y"), (2, "x"), (2, "y")];
+    let round = |lab: &mut Lab, tag: &str| -> Seen {
+        let mut caps: Vec<(u32, &str, std::path::PathBuf, Proc)> = legs
+            .iter()
+            .map(|(i, leg)| {
+                let file = lab.dir.path(&format!("{tag}-fw{i}-{leg}.pcap"));
+                let mut c = Proc::spawn("tcpdump", Some(&format!("{p}-fw{i}")), &["tcpdump", "-n", "-U", "-i", leg, "-w", file.to_str().unwrap(), "tcp port 80"], &lab.dir.path(&format!("{tag}-cap-{i}{leg}.log")), false);
+                c.expect_output("listening on", Duration::from_secs(5));
+                (*i, *leg, file, c)
+            })
+            .collect();
+        for a in 20..30 {
+            for n in 1..=2 {
+                let got = lab.topo.exec("client", &format!("curl -s -m 5 --interface 192.0.2.{a} http://{}/id", server_ip(n)));
+                assert_eq!(got.trim(), format!("srv{n}"), "{tag}: 192.0.2.{a} to srv{n} through the firewalls");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let mut seen = Vec::new();
+        for (i, leg, file, c) in caps.iter_mut() {
+            c.signal(libc::SIGINT);
+            c.wait(Duration::from_secs(5));
+            seen.extend(tcp_tuples(file).into_iter().map(|t| (*i, leg.to_string(), t)));
+        }
+        seen
+    };
+    // Per flow (client address, server): the firewalls that saw it, and in
+    // which directions (client->server on the outer leg, server->client on
+    // the inner leg).
+    let by_flow = |seen: &Seen| {
+        let mut flows: std::collections::BTreeMap<(String, String), std::collections::BTreeSet<(u32, &'static str)>> = Default::default();
+        for (fw, leg, (s, sp, d, dp)) in seen {
+            let (client, server, dir) = if *dp == 80 { (s.clone(), d.clone(), "in") } else if *sp == 80 { (d.clone(), s.clone(), "out") } else { continue };
+            let _ = leg;
+            flows.entry((client, server)).or_default().insert((*fw, dir));
+        }
+        flows
+    };
+    let first = round(&mut lab, "both");
+    let flows = by_flow(&first);
+    assert_eq!(flows.len(), 20, "20 flows captured: {:?}", flows.keys().collect::<Vec<_>>());
+    let mut per_fw = [0usize; 3];
+    for ((c, s), seen) in &flows {
+        let fws: std::collections::BTreeSet<u32> = seen.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fws.len(), 1, "{c} -> {s}: crossed more than one firewall: {seen:?}");
+        let fw = *fws.iter().next().unwrap();
+        assert!(seen.contains(&(fw, "in")) && seen.contains(&(fw, "out")), "{c} -> {s}: both directions through firewall {fw}: {seen:?}");
+        per_fw[fw as usize] += 1;
+    }
+    assert!(per_fw[1] > 0 && per_fw[2] > 0, "spread over both firewalls: {per_fw:?}");
+    // Firewall 1 stops: its legs go down, its checks fail on both sides.
+    lab.topo.exec("sw", &format!("ip link set {p}X1 down && ip link set {p}Y1 down"));
+    report_until(lab.fw(), Duration::from_secs(10), |r| r.contains("server 203.0.113.11:0: state down") && r.contains("server 198.51.100.21:0: state down")).unwrap_or_else(|r| panic!("firewall 1 not down:\n{r}"));
+    let second = round(&mut lab, "one");
+    let flows2 = by_flow(&second);
+    assert_eq!(flows2.len(), 20);
+    assert!(flows2.values().all(|seen| seen.iter().all(|(f, _)| *f == 2) && seen.len() == 2), "every new flow through firewall 2, both ways: {flows2:?}");
+    let fw = stop_furiwake_cleanly(lab.fw());
+    let block = last_counters_block(&fw).unwrap_or_default();
+    let routed = block.lines().find_map(|l| l.trim().strip_prefix("routed: ")).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    assert!(routed > 40, "the answers came back through the route leg: {routed}\n{block}");
+    println!(
+        "gateway: 20 flows over firewalls 1/2 = {}/{}, every flow both ways through one; firewall 1 down: 20 new flows through firewall 2\n{}",
+        per_fw[1],
+        per_fw[2],
+        block.lines().filter(|l| l.starts_with("virtual-server to-") || l.contains("routed")).collect::<Vec<_>>().join("\n")
+    );
 }

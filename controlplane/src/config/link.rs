@@ -26,6 +26,12 @@ pub struct Interface {
     /// carry the tag. Several interfaces may name one device with
     /// different VLANs (one of them may be untagged).
     pub vlan: Option<Spanned<u16>>,
+    /// Route what arrives here for other hosts (TTL down, next hop by the
+    /// interfaces' subnets and `[[route]]`s): the leg facing the firewalls'
+    /// return side in firewall load balancing. Default: only VIPs, what
+    /// the servers opened and the box's own addresses are reached.
+    #[serde(default)]
+    pub route: bool,
 }
 
 /// `[[interface]] bond`: link redundancy over several devices.

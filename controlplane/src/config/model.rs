@@ -438,6 +438,9 @@ pub enum Forwarding {
     DsrL2,
     DsrDscp,
     DsrTunnel,
+    /// Firewall load balancing (seed 002): transparent, any destination
+    /// arriving on `interface`, to a pool member's MAC.
+    Gateway,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -469,6 +472,12 @@ pub struct VirtualServer {
     pub tunnel_source: Option<Spanned<Ipv4Cidr>>,
     /// `tunnel = "gue"`: the servers' GUE UDP port (default 6080).
     pub tunnel_port: Option<Spanned<u16>>,
+    /// `gateway`: the interface whose arriving traffic it takes.
+    pub interface: Option<Spanned<String>>,
+    /// `gateway`: the gateway service on the other side of the same
+    /// firewalls (their legs there, in the same order): a firewall is used
+    /// while both its legs are up, so a flow's two directions meet one.
+    pub pair: Option<Spanned<String>>,
 }
 
 /// An interface's MTU when it names none (Ethernet's).

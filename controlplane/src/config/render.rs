@@ -28,6 +28,9 @@ pub fn render(cfg: &Config) -> String {
         if let Some(v) = &i.vlan {
             let _ = writeln!(s, "vlan = {}", v.get_ref());
         }
+        if i.route {
+            let _ = writeln!(s, "route = true");
+        }
         if let Some(m) = &i.mtu {
             let _ = writeln!(s, "mtu = {}", m.get_ref());
         }
@@ -126,6 +129,12 @@ pub fn render(cfg: &Config) -> String {
         }
         if let Some(p) = &v.tunnel_port {
             let _ = writeln!(s, "tunnel_port = {}", p.get_ref());
+        }
+        if let Some(i) = &v.interface {
+            let _ = writeln!(s, "interface = {}", q(i.get_ref()));
+        }
+        if let Some(p) = &v.pair {
+            let _ = writeln!(s, "pair = {}", q(p.get_ref()));
         }
         if let Some(g) = &v.persistence_group {
             let _ = writeln!(s, "persistence_group = {}", q(g.get_ref()));

@@ -560,3 +560,33 @@ fn snat_rules_parse_and_refuse_their_mistakes() {
         assert!(e.message.contains(want), "{want}: {e}");
     }
 }
+
+/// Gateway services (firewall load balancing): the wildcard address, an
+/// interface, a pair that pairs back with as many members; members' ports
+/// mean nothing; `route` on an interface.
+#[test]
+fn gateway_services_and_route_interfaces() {
+    let base = GOOD.replace("address = \"198.51.100.1/24\"\n", "address = \"198.51.100.1/24\"\nroute = true\n");
+    let gw = |extra: &str| {
+        format!(
+            "{base}\n[[pool]]\nname = \"fw-a\"\nservers = [ {{ address = \"192.0.2.11:0\" }}, {{ address = \"192.0.2.12:0\" }} ]\n\n[[pool]]\nname = \"fw-b\"\nservers = [ {{ address = \"198.51.100.21:0\" }}, {{ address = \"198.51.100.22:0\" }} ]\n\n\
+             [[virtual_server]]\nname = \"gw-a\"\naddress = \"0.0.0.0:0\"\nforwarding = \"gateway\"\ninterface = \"outside\"\npool = \"fw-a\"\npair = \"gw-b\"\n\n\
+             [[virtual_server]]\nname = \"gw-b\"\naddress = \"0.0.0.0:0\"\nforwarding = \"gateway\"\ninterface = \"inside\"\npool = \"fw-b\"\npair = \"gw-a\"\n{extra}"
+        )
+    };
+    let c = Config::parse("t", &gw("")).unwrap();
+    assert!(c.interfaces[1].route);
+    let again = Config::parse("t", &render(&c)).unwrap();
+    assert_eq!(again.virtual_servers.iter().filter_map(|v| v.pair.as_ref().map(|p| p.get_ref().clone())).collect::<Vec<_>>(), vec!["gw-b", "gw-a"]);
+    for (text, want) in [
+        (gw("").replace("pair = \"gw-a\"\n", ""), "must be a gateway service pairing back"),
+        (gw("").replace("interface = \"inside\"\n", "interface = \"outside\"\n"), "has another gateway service"),
+        (gw("").replace("interface = \"outside\"\n", "interface = \"nowhere\"\n"), "no interface named \"nowhere\""),
+        (gw("").replace("interface = \"outside\"\n", ""), "needs `interface`"),
+        (gw("").replacen("address = \"0.0.0.0:0\"", "address = \"192.0.2.200:80\"", 1), "takes any destination: address = \"0.0.0.0:0\""),
+        (GOOD.replace("pool = \"web\"\n", "pool = \"web\"\ninterface = \"outside\"\n"), "interface and pair belong to forwarding = \"gateway\""),
+    ] {
+        let e = err(&text);
+        assert!(e.message.contains(want), "{want}: {e}");
+    }
+}

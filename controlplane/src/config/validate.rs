@@ -181,6 +181,11 @@ impl Config {
         }
         for vs in &self.virtual_servers {
             self.validate_tunnel(src, vs)?;
+            if *vs.forwarding.get_ref() != Forwarding::Gateway {
+                if let Some(k) = vs.interface.as_ref().map(|i| i.span()).or(vs.pair.as_ref().map(|p| p.span())) {
+                    return Err(src.error(Some(k), format!("virtual_server {:?}: interface and pair belong to forwarding = \"gateway\"", vs.name.get_ref())));
+                }
+            }
             match (vs.forwarding.get_ref(), &vs.dscp) {
                 (Forwarding::DsrDscp, None) => return Err(src.error(Some(vs.forwarding.span()), format!("virtual_server {:?}: forwarding = \"dsr-dscp\" needs `dscp` (1..=63): the code that names the VIP to its servers", vs.name.get_ref()))),
                 (Forwarding::DsrDscp, Some(d)) => within(src, &bounds::DSCP, d)?,
@@ -196,13 +201,43 @@ impl Config {
             if !self.pools.iter().any(|p| p.name.get_ref() == vs.pool.get_ref()) {
                 return Err(src.error(Some(vs.pool.span()), format!("virtual_server {:?}: no pool named {:?}", vs.name.get_ref(), vs.pool.get_ref())));
             }
-            if !vips.insert((*vs.address.get_ref(), vs.protocol)) {
+            if *vs.forwarding.get_ref() != Forwarding::Gateway && !vips.insert((*vs.address.get_ref(), vs.protocol)) {
                 return Err(src.error(Some(vs.address.span()), format!("virtual_server {:?}: {} {:?} is already served", vs.name.get_ref(), vs.address.get_ref(), vs.protocol)));
             }
         }
         self.validate_persistence(src)?;
         self.validate_snat(src)?;
         self.validate_ha(src)
+    }
+
+    /// A gateway service (firewall load balancing): the wildcard address
+    /// `0.0.0.0:0`, an interface that has no other, and a pair that pairs
+    /// back with as many members.
+    fn validate_gateway(&self, src: &Source<'_>, vs: &VirtualServer) -> Result<(), ConfigError> {
+        let name = vs.name.get_ref();
+        let a = vs.address.get_ref();
+        if !a.ip().is_unspecified() || a.port() != 0 {
+            return Err(src.error(Some(vs.address.span()), format!("virtual_server {name:?}: a gateway service takes any destination: address = \"0.0.0.0:0\"")));
+        }
+        let Some(iface) = &vs.interface else {
+            return Err(src.error(Some(vs.forwarding.span()), format!("virtual_server {name:?}: forwarding = \"gateway\" needs `interface`: the one whose arriving traffic it takes")));
+        };
+        if !self.interfaces.iter().any(|i| i.name.get_ref() == iface.get_ref()) {
+            return Err(src.error(Some(iface.span()), format!("virtual_server {name:?}: no interface named {:?}", iface.get_ref())));
+        }
+        let twice = self.virtual_servers.iter().filter(|o| *o.forwarding.get_ref() == Forwarding::Gateway && o.interface.as_ref().map(|i| i.get_ref()) == Some(iface.get_ref())).count() > 1;
+        if twice {
+            return Err(src.error(Some(iface.span()), format!("virtual_server {name:?}: interface {:?} has another gateway service", iface.get_ref())));
+        }
+        let members = |v: &VirtualServer| self.pools.iter().find(|p| p.name.get_ref() == v.pool.get_ref()).map_or(0, |p| p.servers.len());
+        if let Some(pair) = &vs.pair {
+            let other = self.virtual_servers.iter().find(|o| o.name.get_ref() == pair.get_ref() && *o.forwarding.get_ref() == Forwarding::Gateway);
+            let ok = other.is_some_and(|o| o.pair.as_ref().map(|p| p.get_ref()) == Some(name) && members(o) == members(vs));
+            if !ok {
+                return Err(src.error(Some(pair.span()), format!("virtual_server {name:?}: pair {:?} must be a gateway service pairing back with {name:?}, with as many members (the same firewalls, in the same order)", pair.get_ref())));
+            }
+        }
+        Ok(())
     }
 
     /// `[[snat]]`: a port range of the full-NAT range; an address on an
@@ -330,14 +365,22 @@ impl Config {
                 within(src, &bounds::EXPECT_STATUS, status)?;
             }
         }
-        for s in self.pools.iter().flat_map(|p| p.servers.iter()) {
+        // A gateway pool's members are next hops: their port means nothing.
+        let gateway_pools: HashSet<&str> = self.virtual_servers.iter().filter(|v| *v.forwarding.get_ref() == Forwarding::Gateway).map(|v| v.pool.get_ref().as_str()).collect();
+        for s in self.pools.iter().filter(|p| !gateway_pools.contains(p.name.get_ref().as_str())).flat_map(|p| p.servers.iter()) {
             port_within(src, "server", &s.address)?;
+        }
+        for s in self.pools.iter().flat_map(|p| p.servers.iter()) {
             within(src, &bounds::WEIGHT, &s.weight)?;
             within(src, &bounds::MAX_CONNECTIONS, &s.max_connections)?;
             within(src, &bounds::PRIORITY, &s.priority)?;
         }
         for vs in &self.virtual_servers {
-            port_within(src, "virtual_server address", &vs.address)?;
+            if *vs.forwarding.get_ref() == Forwarding::Gateway {
+                self.validate_gateway(src, vs)?;
+            } else {
+                port_within(src, "virtual_server address", &vs.address)?;
+            }
             if let Some(per) = &vs.persistence {
                 within(src, &bounds::PERSISTENCE_TIMEOUT_S, &per.get_ref().timeout_s)?;
             }
@@ -459,5 +502,6 @@ pub(crate) fn kebab_forwarding(f: Forwarding) -> &'static str {
         Forwarding::DsrL2 => "dsr-l2",
         Forwarding::DsrDscp => "dsr-dscp",
         Forwarding::DsrTunnel => "dsr-tunnel",
+        Forwarding::Gateway => "gateway",
     }
 }

@@ -69,6 +69,11 @@ impl Link {
         self.port_id
     }
 
+    /// Routes traffic in transit (`route`).
+    pub fn route(&self) -> bool {
+        self.cfg.route
+    }
+
     /// Its 802.1Q VLAN, 0 for untagged.
     pub fn vlan(&self) -> u16 {
         self.cfg.vlan.as_ref().map_or(0, |v| *v.get_ref())

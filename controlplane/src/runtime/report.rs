@@ -64,6 +64,9 @@ impl Runtime {
                 c.rejected.get(),
                 c.total_drops()
             );
+            if c.routed.get() > 0 {
+                let _ = writeln!(s, "  routed: {}", c.routed.get());
+            }
             if c.snat.get() > 0 {
                 let _ = writeln!(s, "  snat: connections {}", c.snat.get());
             }

@@ -39,6 +39,11 @@ pub enum Forwarding {
     /// address the rule's; routed out by the destination
     /// (`Snapshot::route`), the answer back to the server's MAC.
     Snat,
+    /// A gateway service (firewall load balancing, seed 002): transparent
+    /// and stateless, any destination arriving on its link to the MAC of a
+    /// pool member picked by a symmetric hash of the two addresses
+    /// (`pipeline::transit`). No entry ever has it.
+    Gateway,
 }
 
 impl Forwarding {

@@ -80,24 +80,32 @@ impl Shard {
         if !ip.verify_checksum() {
             return Verdict::Drop(DropReason::Ipv4BadChecksum);
         }
-        // Fragments are not reassembled (README, "Fragments").
-        if ip.is_fragment() {
-            return Verdict::Drop(DropReason::Fragment);
-        }
         let src = u32::from(ip.src_addr());
         let dst = u32::from(ip.dst_addr());
+        // Fragments are not reassembled (README, "Fragments"); in transit
+        // they go the way of their datagram (a gateway hashes addresses).
+        if ip.is_fragment() {
+            let ours = snap.is_self(dst) || snap.is_local(dst) || snap.is_vip(dst);
+            if !ours {
+                if let Some(v) = self.transit(snap, frame, l3, port, src, dst) {
+                    return v;
+                }
+            }
+            return Verdict::Drop(DropReason::Fragment);
+        }
         let hl = ip.header_len();
         let ip_len = ip.total_len() as usize;
         let ttl = ip.ttl();
         let proto = ip.protocol();
         match proto {
             protocol::TCP | protocol::UDP => {}
-            protocol::ICMP => return self.process_icmp(snap, frame, l3, hl, handed),
+            protocol::ICMP => return self.process_icmp(snap, frame, l3, hl, handed, port),
             // VRRP adverts (RFC 5798 §5.1.1.2: to 224.0.0.18, or to a self
             // IP from a unicast peer) go to the control lcore's VRRP.
             protocol::VRRP if dst == VRRP_GROUP || snap.is_self(dst) => return Verdict::Punt,
             _ if snap.is_self(dst) => return Verdict::Punt,
-            _ => return Verdict::Drop(if snap.is_vip(dst) { DropReason::UnhandledProtocol } else { DropReason::NoVirtualServer }),
+            _ if snap.is_vip(dst) || snap.is_local(dst) => return Verdict::Drop(DropReason::UnhandledProtocol),
+            _ => return self.transit(snap, frame, l3, port, src, dst).unwrap_or(Verdict::Drop(DropReason::NoVirtualServer)),
         }
         let l4 = ip.payload();
         let (sport, dport, tcp_flags) = if proto == protocol::TCP {
@@ -158,7 +166,7 @@ impl Shard {
                 // nothing but the VIPs is reached.
                 None => match snap.snat_rule(src) {
                     Some(rule) => self.new_snat(snap, frame, &info, rule, port),
-                    None => Verdict::Drop(DropReason::NoVirtualServer),
+                    None => self.transit(snap, frame, l3, port, src, dst).unwrap_or(Verdict::Drop(DropReason::NoVirtualServer)),
                 },
             },
         }

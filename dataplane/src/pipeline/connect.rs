@@ -71,8 +71,8 @@ impl Shard {
         let hairpin = vs.forwarding == Forwarding::Nat && snap.port(server.tx_port).is_some_and(|pv| pv.on_link(p.src));
         let mode = if hairpin { Forwarding::FullNat } else { vs.forwarding };
         let (local_ip, local_port) = match mode {
-            // (Source NAT entries are made by `snat`, not here.)
-            Forwarding::Nat | Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel | Forwarding::Snat => (p.src, p.sport),
+            // (Source NAT entries are made by `snat`; no entry is a gateway's.)
+            Forwarding::Nat | Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel | Forwarding::Snat | Forwarding::Gateway => (p.src, p.sport),
             Forwarding::FullNat => {
                 let hairpin_src = [snap.port(server.tx_port).map_or(0, |pv| pv.self_ip)];
                 match self.local_ports.alloc(if hairpin { &hairpin_src } else { &vs.local_addrs }) {

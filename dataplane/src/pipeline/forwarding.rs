@@ -45,7 +45,7 @@ impl Shard {
                 }
             }
             // `classify` sends source-NAT entries to `forward_snat`.
-            Forwarding::Snat => return Verdict::Drop(DropReason::NoVirtualServer),
+            Forwarding::Snat | Forwarding::Gateway => return Verdict::Drop(DropReason::NoVirtualServer),
             // L3 DSR by tunnel: the packet untouched inside an outer header
             // to the server, added by `process_packet` (`Verdict::Encap`).
             Forwarding::DsrTunnel => {
@@ -112,7 +112,7 @@ impl Shard {
             // (already from the VIP): routed on to the client.
             Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel => nat::rewrite(ip, p.hl, p.proto, None, None, true),
             // `classify` sends source-NAT entries to `forward_snat`.
-            Forwarding::Snat => return Verdict::Drop(DropReason::NoVirtualServer),
+            Forwarding::Snat | Forwarding::Gateway => return Verdict::Drop(DropReason::NoVirtualServer),
         }
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(EthernetAddress(client_mac));

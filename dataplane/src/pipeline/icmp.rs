@@ -18,11 +18,11 @@ impl Shard {
     /// about a tracked connection are translated, outer and embedded
     /// headers, and sent to the other side (RFC 792; RFC 5508 §4 for what
     /// a NAT does with them).
-    pub(super) fn process_icmp(&mut self, snap: &Snapshot, frame: &mut [u8], l3: usize, hl: usize, handed: bool) -> Verdict {
-        let (dst, ttl, ip_len) = {
+    pub(super) fn process_icmp(&mut self, snap: &Snapshot, frame: &mut [u8], l3: usize, hl: usize, handed: bool, link: u16) -> Verdict {
+        let (src, dst, ttl, ip_len) = {
             let Some(ip) = frame.get(l3..) else { return Verdict::Drop(DropReason::Ipv4Truncated) };
             let ip = Ipv4Packet::new_unchecked(ip);
-            (u32::from(ip.dst_addr()), ip.ttl(), ip.total_len() as usize)
+            (u32::from(ip.src_addr()), u32::from(ip.dst_addr()), ip.ttl(), ip.total_len() as usize)
         };
         let l4 = l3 + hl;
         let Some(msg) = frame.get(l4..l3 + ip_len) else { return Verdict::Drop(DropReason::IcmpTruncated) };
@@ -31,8 +31,11 @@ impl Shard {
         if !msg.is_error() {
             return if to_box && (msg.msg_type() == icmp::kind::ECHO_REQUEST || snap.is_self(dst)) {
                 Verdict::Punt
+            } else if to_box || snap.is_local(dst) {
+                Verdict::Drop(DropReason::IcmpUnhandled)
             } else {
-                Verdict::Drop(if to_box { DropReason::IcmpUnhandled } else { DropReason::NoVirtualServer })
+                // In transit (a ping through the firewalls).
+                self.transit(snap, frame, l3, link, src, dst).unwrap_or(Verdict::Drop(DropReason::NoVirtualServer))
             };
         }
         // The embedded datagram is one the box sent; its reverse is a key.
@@ -54,7 +57,14 @@ impl Shard {
         }
         let key = FlowKey { src_ip: idst, dst_ip: isrc, src_port: idport, dst_port: isport, proto: iproto };
         let Some((id, dir)) = self.table.lookup(&key, self.table.hash(&key)) else {
-            return if snap.is_self(dst) { Verdict::Punt } else { Verdict::Drop(DropReason::IcmpNoFlow) };
+            return if snap.is_self(dst) {
+                Verdict::Punt
+            } else if to_box || snap.is_local(dst) {
+                Verdict::Drop(DropReason::IcmpNoFlow)
+            } else {
+                // An error about traffic in transit goes its way too.
+                self.transit(snap, frame, l3, link, src, dst).unwrap_or(Verdict::Drop(DropReason::IcmpNoFlow))
+            };
         };
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::IcmpNoFlow) };
         let f = *f;

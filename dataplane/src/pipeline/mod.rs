@@ -25,6 +25,7 @@ mod icmp;
 mod owner;
 mod replicate;
 mod snat;
+mod transit;
 
 use classify::quick_key;
 use connect::release;

@@ -34,7 +34,7 @@ pub(super) const SRV: [[u8; 4]; 2] = [[198, 51, 100, 11], [198, 51, 100, 12]];
 /// VIP:53/udp, each over both servers, round robin.
 pub(super) fn snapshot() -> Snapshot {
     let mut s = Snapshot::default();
-    s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT), netmask: 0xffff_ff00, mtu: 1500, port: OUT, vlan: 0 }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN), netmask: 0xffff_ff00, mtu: 1500, port: IN, vlan: 0 }), Some(PortView { mac: OUT_MAC, self_ip: ip([203, 0, 113, 2]), netmask: 0xffff_ff00, mtu: 1500, port: OUT, vlan: 100 })];
+    s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT), netmask: 0xffff_ff00, mtu: 1500, port: OUT, vlan: 0, route: false }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN), netmask: 0xffff_ff00, mtu: 1500, port: IN, vlan: 0, route: false }), Some(PortView { mac: OUT_MAC, self_ip: ip([203, 0, 113, 2]), netmask: 0xffff_ff00, mtu: 1500, port: OUT, vlan: 100, route: false })];
     s.self_ips = vec![ip(SELF_OUT), ip(SELF_IN), ip([203, 0, 113, 2])];
     for (vi, (port, proto, fwd)) in [(80u16, 6u8, Forwarding::Nat), (81, 6, Forwarding::FullNat), (53, 17, Forwarding::Nat)].into_iter().enumerate() {
         let first = s.servers.len() as u16;
@@ -1295,4 +1295,81 @@ fn servers_reach_out_through_source_nat_and_nothing_reaches_them_unasked() {
     let mut probe = frame(host_mac, OUT_MAC, HOST, SNAT, 17, &udp(53, 20098, b"?"), true);
     assert_eq!(w.process(&mut probe, OUT, false), Verdict::Punt);
     std::mem::forget(publisher);
+}
+
+/// Firewall load balancing: two gateway services, one per side, over the
+/// same two firewalls' legs: a flow's two directions pick the same
+/// firewall (only the MACs change), flows spread over both, a firewall
+/// down on either side is left out on both; a `route` link routes what
+/// comes back (TTL down, on-link host resolved on demand).
+#[test]
+fn gateway_services_keep_both_directions_of_a_flow_on_one_firewall() {
+    use crate::lb::RealServer;
+    const FW_OUT: [EthernetAddress; 2] = [EthernetAddress([2, 0, 0, 0, 0xf1, 1]), EthernetAddress([2, 0, 0, 0, 0xf2, 1])];
+    const FW_IN: [EthernetAddress; 2] = [EthernetAddress([2, 0, 0, 0, 0xf1, 2]), EthernetAddress([2, 0, 0, 0, 0xf2, 2])];
+    let mut s = snapshot();
+    // Link 3: the firewalls' outer segment, routing what comes back.
+    s.ports.push(Some(PortView { mac: EthernetAddress([2, 0, 0, 0, 0, 0xa3]), self_ip: ip([203, 0, 113, 1]), netmask: 0xffff_ff00, mtu: 1500, port: 3, vlan: 0, route: true }));
+    s.routes = vec![crate::state::snapshot::RouteView { net: ip([192, 0, 2, 0]), mask: 0xffff_ff00, link: OUT, via: None }];
+    let first = s.servers.len() as u16;
+    for (i, (a, b)) in [([203, 0, 113, 11], [198, 51, 100, 21]), ([203, 0, 113, 12], [198, 51, 100, 22])].into_iter().enumerate() {
+        s.servers.push(RealServer { ip: ip(a), port: 0, weight: 1, enabled: true, tx_port: 3, nexthop: 4 + i as u16, vs: 3, ..RealServer::default() });
+        s.servers.push(RealServer { ip: ip(b), port: 0, weight: 1, enabled: true, tx_port: IN, nexthop: 6 + i as u16, vs: 4, ..RealServer::default() });
+    }
+    for (side, link, pair, members) in [(3u16, OUT, 4u16, [first, first + 2]), (4, IN, 3, [first + 1, first + 3])] {
+        let mut vs = VirtualService::test(Forwarding::Gateway);
+        vs.link = link;
+        vs.pair = Some(pair);
+        vs.members = members.to_vec().into_boxed_slice();
+        assert_eq!(s.services.len(), side as usize);
+        s.services.push(vs);
+    }
+    s.index();
+    let (publisher, mut readers) = rcu(Box::new(s.clone()), 1);
+    let n = Arc::new(Neighbors::new(8));
+    for (i, m) in FW_OUT.iter().enumerate() {
+        n.set(4 + i as u16, *m);
+    }
+    for (i, m) in FW_IN.iter().enumerate() {
+        n.set(6 + i as u16, *m);
+    }
+    let mut w = Worker::new(WorkerConfig { flows: 64, ..WorkerConfig::default() }, readers.remove(0), Arc::clone(&n));
+    let mut chosen = [0usize; 2];
+    for c in 0..20u8 {
+        let client = [192, 0, 2, 100 + c];
+        let mut f = frame(CLIENT_MAC, OUT_MAC, client, SRV[0], 6, &tcp(40000, 80, tcpf::SYN), true);
+        let sent = f.clone();
+        assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(3), "to the outer segment");
+        let fw = FW_OUT.iter().position(|m| f[0..6] == m.0).expect("a firewall's outer leg");
+        assert_eq!(&f[14..], &sent[14..], "only the MACs change");
+        chosen[fw] += 1;
+        // The answer, on the servers' side: the same firewall's inner leg.
+        let mut r = frame(SERVER_MAC[0], IN_MAC, SRV[0], client, 6, &tcp(80, 40000, tcpf::SYN | tcpf::ACK), true);
+        assert_eq!(w.process(&mut r, IN, false), Verdict::Forward(IN));
+        assert_eq!(&r[0..6], &FW_IN[fw].0, "client {client:?}: the answer through the firewall the request took");
+    }
+    assert!(chosen[0] > 2 && chosen[1] > 2, "20 flows over both: {chosen:?}");
+    assert_eq!(w.table().len(), 0, "stateless");
+    // Firewall 1's inner leg down: it leaves both sides.
+    let mut down = s.clone();
+    down.servers[first as usize + 1].enabled = false;
+    let (publisher2, mut readers) = rcu(Box::new(down), 1);
+    let mut w2 = Worker::new(WorkerConfig { flows: 64, ..WorkerConfig::default() }, readers.remove(0), Arc::clone(&n));
+    for c in 0..20u8 {
+        let mut f = frame(CLIENT_MAC, OUT_MAC, [192, 0, 2, 100 + c], SRV[0], 6, &tcp(40000, 80, tcpf::SYN), true);
+        assert_eq!(w2.process(&mut f, OUT, false), Verdict::Forward(3));
+        assert_eq!(&f[0..6], &FW_OUT[1].0, "every flow through firewall 2");
+    }
+    // Back from a firewall on the route link: routed to the client.
+    let mut back = frame(FW_OUT[0], EthernetAddress([2, 0, 0, 0, 0, 0xa3]), SRV[0], CLIENT, 6, &tcp(80, 40000, tcpf::ACK), true);
+    let ttl = back[22];
+    assert_eq!(w.process(&mut back, 3, false), Verdict::Drop(DropReason::NeighborUnresolved), "the client's MAC asked for");
+    assert_eq!(n.take_wanted(), vec![(OUT, ip(CLIENT))]);
+    n.set_host(OUT, ip(CLIENT), CLIENT_MAC);
+    let mut back = frame(FW_OUT[0], EthernetAddress([2, 0, 0, 0, 0, 0xa3]), SRV[0], CLIENT, 6, &tcp(80, 40000, tcpf::ACK), true);
+    assert_eq!(w.process(&mut back, 3, false), Verdict::Forward(OUT));
+    assert_eq!((&back[0..6], &back[6..12], back[22]), (&CLIENT_MAC.0[..], &OUT_MAC.0[..], ttl - 1));
+    assert_checksums(&back);
+    assert_eq!(w.counters().routed.get(), 1);
+    std::mem::forget((publisher, publisher2));
 }

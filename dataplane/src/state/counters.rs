@@ -267,6 +267,8 @@ pub struct WorkerCounters {
     pub frag_needed: Counter,
     /// Connections servers opened through source NAT (`[[snat]]`).
     pub snat: Counter,
+    /// Packets routed on `route` links.
+    pub routed: Counter,
     /// New connections sent to a server by a persistence record.
     pub persisted: Counter,
     /// Persistence records made.
@@ -295,6 +297,7 @@ impl Default for WorkerCounters {
             persisted: Counter::default(),
             frag_needed: Counter::default(),
             snat: Counter::default(),
+            routed: Counter::default(),
             persist_records: Counter::default(),
             persist_evicted: Counter::default(),
             flows: Counter::default(),

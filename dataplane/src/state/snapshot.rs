@@ -25,6 +25,8 @@ pub struct PortView {
     pub port: u16,
     /// Its 802.1Q VLAN (1-4094), 0 for untagged frames.
     pub vlan: u16,
+    /// Route what arrives here for other hosts (`[[interface]] route`).
+    pub route: bool,
 }
 
 impl PortView {
@@ -58,6 +60,10 @@ pub struct VirtualService {
     pub dscp: u8,
     /// `dsr-tunnel`: how packets to its servers are encapsulated.
     pub tunnel: Option<TunnelSpec>,
+    /// `gateway`: the link whose arriving traffic it takes (`u16::MAX`
+    /// for none), and the gateway service on the firewalls' other side.
+    pub link: u16,
+    pub pair: Option<u16>,
     pub schedule: Schedule,
     /// full-NAT source addresses (empty for NAT).
     pub local_addrs: Box<[u32]>,
@@ -113,6 +119,8 @@ impl VirtualService {
             standby: false,
             dscp: 0,
             tunnel: None,
+            link: u16::MAX,
+            pair: None,
             schedule: Schedule::Sequence(Box::new([])),
             local_addrs: Box::new([]),
             persistence: None,
@@ -149,9 +157,11 @@ pub struct Snapshot {
     pub persist_records: u32,
     /// Source NAT of the servers' own connections (`[[snat]]`).
     pub snat: Vec<SnatRule>,
-    /// Where routed traffic (source NAT) goes, longest prefix first: the
-    /// links' subnets and `[[route]]`s.
+    /// Where routed traffic (source NAT, `route` links) goes, longest
+    /// prefix first: the links' subnets and `[[route]]`s.
     pub routes: Vec<RouteView>,
+    /// Per link: its gateway service, if any (`index`).
+    pub gateways: Vec<Option<u16>>,
     /// The IPv4 lookup indexes (IPv6 will add its own beside).
     v4: FamilyIndex<u32>,
 }
@@ -223,6 +233,12 @@ impl Snapshot {
         self.snat.iter().find(|r| src & r.mask == r.net).copied()
     }
 
+    /// The gateway service of link `link`, if any.
+    #[inline]
+    pub fn gateway_of(&self, link: u16) -> Option<u16> {
+        self.gateways.get(link as usize).copied().flatten()
+    }
+
     /// The route to `dst`: the longest prefix that holds it.
     #[inline]
     pub fn route(&self, dst: u32) -> Option<RouteView> {
@@ -241,6 +257,12 @@ impl Snapshot {
         let mut locals: Vec<u32> = self.services.iter().flat_map(|s| s.local_addrs.iter().copied()).collect();
         // Source NAT addresses: their ports own the replies as full-NAT's.
         locals.extend(self.snat.iter().map(|r| r.addr));
+        self.gateways = vec![None; self.ports.len()];
+        for (i, v) in self.services.iter().enumerate().filter(|(_, v)| v.forwarding == Forwarding::Gateway && !v.retired) {
+            if let Some(g) = self.gateways.get_mut(v.link as usize) {
+                *g = Some(i as u16);
+            }
+        }
         self.routes.sort_by_key(|r| std::cmp::Reverse(r.mask.count_ones()));
         // Hairpin: a NAT service's clients on its servers' segment are
         // source-NATed to that port's self IP, whose local ports own their

@@ -16,6 +16,8 @@ pub struct LinkInfo {
     pub port_id: u16,
     /// Its VLAN, 0 for none.
     pub vlan: u16,
+    /// `[[interface]] route`.
+    pub route: bool,
     pub mac: EthernetAddress,
     pub address: crate::config::Ipv4Cidr,
     /// The link's IP MTU.
@@ -166,7 +168,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     let mut snap = Snapshot::default();
     // The snapshot's links are the runtime's, by link index.
     for l in links {
-        snap.ports.push(Some(PortView { mac: l.mac, self_ip: u32::from(l.address.addr), netmask: l.address.netmask(), mtu: l.mtu, port: l.port_id, vlan: l.vlan }));
+        snap.ports.push(Some(PortView { mac: l.mac, self_ip: u32::from(l.address.addr), netmask: l.address.netmask(), mtu: l.mtu, port: l.port_id, vlan: l.vlan, route: l.route }));
         snap.self_ips.push(u32::from(l.address.addr));
     }
     let mut services: Vec<VirtualService> = prev_snap.services.clone();
@@ -268,6 +270,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             Forwarding::DsrL2 => snapshot::Forwarding::DsrL2,
             Forwarding::DsrDscp => snapshot::Forwarding::DsrDscp,
             Forwarding::DsrTunnel => snapshot::Forwarding::DsrTunnel,
+            Forwarding::Gateway => snapshot::Forwarding::Gateway,
         };
         let tunnel = vs.tunnel.as_ref().map(|t| snapshot::TunnelSpec {
             kind: match t.get_ref() {
@@ -282,7 +285,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             port: vs.tunnel_port.as_ref().map_or(crate::config::DEFAULT_GUE_PORT, |p| *p.get_ref()),
         });
         let local_addrs: Vec<u32> = match forwarding {
-            snapshot::Forwarding::Nat | snapshot::Forwarding::DsrL2 | snapshot::Forwarding::DsrDscp | snapshot::Forwarding::DsrTunnel | snapshot::Forwarding::Snat => Vec::new(),
+            snapshot::Forwarding::Nat | snapshot::Forwarding::DsrL2 | snapshot::Forwarding::DsrDscp | snapshot::Forwarding::DsrTunnel | snapshot::Forwarding::Snat | snapshot::Forwarding::Gateway => Vec::new(),
             snapshot::Forwarding::FullNat if !vs.local_addresses.is_empty() => vs.local_addresses.iter().map(|a| u32::from(*a)).collect(),
             snapshot::Forwarding::FullNat => {
                 // Default: the self IP of the interface facing the servers.
@@ -292,7 +295,11 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             }
         };
         let vip = *vs.address.get_ref();
-        own(*vip.ip(), &mut owned);
+        // A gateway service owns no address (it takes any destination).
+        if forwarding != snapshot::Forwarding::Gateway {
+            own(*vip.ip(), &mut owned);
+        }
+        let link = vs.interface.as_ref().and_then(|i| cfg.interfaces.iter().position(|c| c.name.get_ref() == i.get_ref())).map_or(u16::MAX, |l| l as u16);
         services[vs_slot] = VirtualService {
             name: name.clone(),
             ip: u32::from(*vip.ip()),
@@ -307,6 +314,8 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             standby: false,
             dscp: vs.dscp.as_ref().map_or(0, |d| *d.get_ref()),
             tunnel,
+            link,
+            pair: None,
             schedule,
             local_addrs: local_addrs.into_boxed_slice(),
             persistence: persistence(vs, &mut layout.groups),
@@ -371,7 +380,16 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         snap.snat.push(snapshot::SnatRule { net: u32::from(c.network()), mask: c.netmask(), addr: u32::from(*r.address.get_ref()), port_min: min, port_max: max });
         own(*r.address.get_ref(), &mut owned);
     }
-    if !cfg.snat.is_empty() {
+    // Gateway services' pairs, by their slots.
+    for vs in cfg.virtual_servers.iter().filter(|v| v.pair.is_some()) {
+        let slot_of = |name: &str| services.iter().position(|v| !v.retired && v.name == name);
+        if let (Some(me), Some(other)) = (slot_of(vs.name.get_ref()), vs.pair.as_ref().and_then(|p| slot_of(p.get_ref()))) {
+            if let Some(v) = services.get_mut(me) {
+                v.pair = Some(other as u16);
+            }
+        }
+    }
+    {
         for (li, l) in links.iter().enumerate() {
             snap.routes.push(snapshot::RouteView { net: u32::from(l.address.network()), mask: l.address.netmask(), link: li as u16, via: None });
         }
@@ -429,8 +447,8 @@ pool = "web"
 
     fn links() -> Vec<LinkInfo> {
         vec![
-            LinkInfo { port_id: 0, vlan: 0, mac: EthernetAddress([2, 0, 0, 0, 0, 1]), address: "192.0.2.2/24".parse().unwrap(), mtu: 1500 },
-            LinkInfo { port_id: 1, vlan: 0, mac: EthernetAddress([2, 0, 0, 0, 0, 2]), address: "198.51.100.1/24".parse().unwrap(), mtu: 1500 },
+            LinkInfo { port_id: 0, vlan: 0, route: false, mac: EthernetAddress([2, 0, 0, 0, 0, 1]), address: "192.0.2.2/24".parse().unwrap(), mtu: 1500 },
+            LinkInfo { port_id: 1, vlan: 0, route: false, mac: EthernetAddress([2, 0, 0, 0, 0, 2]), address: "198.51.100.1/24".parse().unwrap(), mtu: 1500 },
         ]
     }
 

@@ -171,6 +171,8 @@ impl Lb {
             tunnel: mode.tunnel.map(unplaced),
             tunnel_source: None,
             tunnel_port: None,
+            interface: None,
+            pair: None,
         });
         let extra = match (mode.dscp, mode.tunnel) {
             (Some(d), _) => format!(" {d}"),

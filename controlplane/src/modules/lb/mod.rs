@@ -78,7 +78,7 @@ pub struct Initial {
 
 /// The links of `rt` as the builder needs them.
 fn link_infos(rt: &Runtime) -> Vec<LinkInfo> {
-    rt.links().iter().map(|l| LinkInfo { port_id: l.port_id(), vlan: l.vlan(), mac: l.mac(), address: l.address(), mtu: l.mtu() }).collect()
+    rt.links().iter().map(|l| LinkInfo { port_id: l.port_id(), vlan: l.vlan(), route: l.route(), mac: l.mac(), address: l.address(), mtu: l.mtu() }).collect()
 }
 
 /// A direct-server-return virtual server's servers are probed at its VIP,
@@ -86,7 +86,7 @@ fn link_infos(rt: &Runtime) -> Vec<LinkInfo> {
 fn probe_via(v: &VirtualService) -> Option<Via> {
     use furiwake_dataplane::state::snapshot::Forwarding as F;
     let kind = match v.forwarding {
-        F::Nat | F::FullNat | F::Snat => return None,
+        F::Nat | F::FullNat | F::Snat | F::Gateway => return None,
         F::DsrL2 => ViaKind::Mac,
         F::DsrDscp => ViaKind::Dscp(v.dscp),
         F::DsrTunnel => {

@@ -280,5 +280,6 @@ fn mode_name(mode: furiwake_dataplane::conntrack::Forwarding, service: Option<fu
         (F::DsrDscp, _) => "dsr-dscp",
         (F::DsrTunnel, _) => "dsr-tunnel",
         (F::Snat, _) => "snat (a server's own connection)",
+        (F::Gateway, _) => "gateway",
     }
 }

@@ -76,6 +76,7 @@ pub fn workers(t: &mut Text, rt: &Runtime) {
     t.family("worker_punted_total", "counter", "Packets handed to the control plane.", per_worker(&|c| c.punted.get()));
     t.family("worker_flows", "gauge", "Connection-table entries.", per_worker(&|c| c.flows.get()));
     t.family("worker_rejected_total", "counter", "New connections refused with a RST or ICMP unreachable.", per_worker(&|c| c.rejected.get()));
+    t.family("worker_routed_total", "counter", "Packets routed on route interfaces.", per_worker(&|c| c.routed.get()));
     t.family("worker_snat_total", "counter", "Connections servers opened through source NAT.", per_worker(&|c| c.snat.get()));
     t.family("worker_frag_needed_total", "counter", "dsr-tunnel packets too big for the tunnel answered with ICMP fragmentation needed.", per_worker(&|c| c.frag_needed.get()));
     let drops: Vec<(String, u64)> = workers
