@@ -417,7 +417,7 @@ fn gateway_services_balance_flows_over_firewalls_and_keep_each_on_one() {
             .iter()
             .map(|(i, leg)| {
                 let file = lab.dir.path(&format!("{tag}-fw{i}-{leg}.pcap"));
-                let mut c = Proc::spawn("tcpdump", Some(&format!("{p}-fw{i}")), &["tcpdump", "-n", "-U", "-i", leg, "-w", file.to_str().unwrap(), "tcp port 80"], &lab.dir.path(&format!("{tag}-cap-{i}{leg}.log")), false);
+                let mut c = Proc::spawn("tcpdump", Some(&format!("{p}-fw{i}")), &["tcpdump", "-n", "-U", "--immediate-mode", "-i", leg, "-w", file.to_str().unwrap(), "tcp port 80"], &lab.dir.path(&format!("{tag}-cap-{i}{leg}.log")), false);
                 c.expect_output("listening on", Duration::from_secs(5));
                 (*i, *leg, file, c)
             })
@@ -428,7 +428,9 @@ fn gateway_services_balance_flows_over_firewalls_and_keep_each_on_one() {
                 assert_eq!(got.trim(), format!("srv{n}"), "{tag}: 192.0.2.{a} to srv{n} through the firewalls");
             }
         }
-        std::thread::sleep(Duration::from_millis(300));
+        // Every flow's last packets written (libpcap hands packets over in
+        // blocks unless in immediate mode; both are set).
+        std::thread::sleep(Duration::from_millis(1000));
         let mut seen = Vec::new();
         for (i, leg, file, c) in caps.iter_mut() {
             c.signal(libc::SIGINT);

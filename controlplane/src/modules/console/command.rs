@@ -153,8 +153,8 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         words: "virtual-server",
-        args: "add NAME IP:PORT POOL [tcp|udp] [nat|full-nat|dsr-l2]",
-        summary: "a new virtual server (default tcp, nat); ARP answered for its address at once",
+        args: "add NAME IP:PORT POOL [tcp|udp] [nat|full-nat|dsr-l2|dsr-dscp CODE|dsr-tunnel ipip|gre|gue]",
+        summary: "a new virtual server (default tcp, nat), checked as a file is; ARP answered for its address at once (gateway services: in the file)",
     },
     Spec { words: "virtual-server", args: "remove NAME", summary: "no new connections; its open connections finish, then it goes" },
     Spec {
