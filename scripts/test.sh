@@ -40,6 +40,10 @@ run env PROPTEST_CASES=4 MIRIFLAGS=-Zmiri-disable-isolation PKG_CONFIG_LIBDIR=/n
 #    worker lcore and its own namespaces).
 run cargo build --workspace --bins
 run cargo test --workspace --exclude furiwake-e2e
+# 3b. Whole-pipeline fuzzing: 10 million mutated frames of every kind of
+#     traffic through a worker with every forwarding mode, every forwarded
+#     frame checked (dataplane/src/pipeline/fuzz.rs; longer: scripts/fuzz.sh N).
+run scripts/fuzz.sh 10000000
 run cargo test -p furiwake-e2e -- --test-threads=1
 
 # 4. The statically linked build (feature `static`: DPDK archives with

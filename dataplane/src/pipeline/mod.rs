@@ -26,6 +26,8 @@ mod owner;
 mod replicate;
 mod snat;
 mod transit;
+#[cfg(any(test, feature = "testkit"))]
+pub mod fuzz;
 
 use classify::quick_key;
 use connect::release;
