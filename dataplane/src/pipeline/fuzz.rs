@@ -44,14 +44,18 @@ fn ip(a: [u8; 4]) -> u32 {
     u32::from_be_bytes(a)
 }
 
-/// A packet the fuzzer owns: room at the head and the tail, as an mbuf.
-struct FuzzPkt {
-    data: Vec<u8>,
-    head: usize,
-    port: u16,
+/// A packet in a plain buffer, as an mbuf holds one: at most `cap`
+/// bytes, `head` bytes of room in front, received on DPDK port `port`.
+/// The fuzzer's packets, and the pipeline tests' (`tests::pkt`).
+pub(super) struct TestPkt {
+    pub(super) data: Vec<u8>,
+    pub(super) cap: usize,
+    /// Room at the head (RTE_PKTMBUF_HEADROOM).
+    pub(super) head: usize,
+    pub(super) port: u16,
 }
 
-impl Packet for FuzzPkt {
+impl Packet for TestPkt {
     fn data(&self) -> &[u8] {
         &self.data
     }
@@ -62,9 +66,10 @@ impl Packet for FuzzPkt {
         self.port
     }
     fn set_len(&mut self, len: usize) -> bool {
-        if len > 2048 {
+        if len > self.cap {
             return false;
         }
+        // Grown bytes are unspecified: make them visible garbage.
         self.data.resize(len, 0xee);
         true
     }
@@ -173,7 +178,7 @@ impl Fuzzer {
         self.steps += 1;
         self.now = self.now.wrapping_add(dt);
         let valid_l4 = l4_ok(&untagged(&frame)) == Some(true);
-        let mut pkt = FuzzPkt { data: frame, head: 128, port };
+        let mut pkt = TestPkt { data: frame, cap: 2048, head: 128, port };
         let v = self.worker.process_packet(&mut pkt, handed);
         if let Verdict::Forward(link) = v {
             self.forwarded += 1;
@@ -365,13 +370,13 @@ fn draw(rng: &mut Rng) -> (Vec<u8>, u16) {
 struct NoIo;
 
 impl crate::io::PacketIo for NoIo {
-    type Pkt = FuzzPkt;
+    type Pkt = TestPkt;
     fn rx_queues(&self) -> usize {
         0
     }
-    fn rx_burst(&mut self, _q: usize, _b: &mut crate::io::Burst<FuzzPkt>) {}
-    fn tx(&mut self, _port: u16, _pkt: FuzzPkt) {}
-    fn punt(&mut self, _pkt: FuzzPkt) -> Result<(), FuzzPkt> {
+    fn rx_burst(&mut self, _q: usize, _b: &mut crate::io::Burst<TestPkt>) {}
+    fn tx(&mut self, _port: u16, _pkt: TestPkt) {}
+    fn punt(&mut self, _pkt: TestPkt) -> Result<(), TestPkt> {
         Ok(())
     }
     fn flush(&mut self) -> crate::io::TxReport {

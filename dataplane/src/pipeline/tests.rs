@@ -314,51 +314,10 @@ fn fixture_table_of_verdicts() {
 }
 
 /// A packet in a buffer of `cap` bytes at most, received on OUT.
-pub(super) struct Pkt {
-    data: Vec<u8>,
-    cap: usize,
-    /// Room at the head, as an mbuf's (RTE_PKTMBUF_HEADROOM).
-    head: usize,
-}
+pub(super) use super::fuzz::TestPkt as Pkt;
 
 fn pkt(data: Vec<u8>) -> Pkt {
-    Pkt { data, cap: 2048, head: 128 }
-}
-
-impl Packet for Pkt {
-    fn data(&self) -> &[u8] {
-        &self.data
-    }
-    fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.data
-    }
-    fn port(&self) -> u16 {
-        OUT
-    }
-    fn set_len(&mut self, len: usize) -> bool {
-        if len > self.cap {
-            return false;
-        }
-        // Grown bytes are unspecified: make them visible garbage.
-        self.data.resize(len, 0xee);
-        true
-    }
-    fn prepend(&mut self, n: usize) -> bool {
-        if n > self.head {
-            return false;
-        }
-        self.head -= n;
-        self.data.splice(0..0, std::iter::repeat_n(0xee, n));
-        true
-    }
-    fn adj(&mut self, n: usize) -> bool {
-        if n > self.data.len() {
-            return false;
-        }
-        self.head += n;
-        self.data.drain(..n);
-        true
-    }
+    Pkt { data, cap: 2048, head: 128, port: OUT }
 }
 
 #[derive(Default)]
