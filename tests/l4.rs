@@ -315,11 +315,11 @@ fn connection_entries_live_during_transfer_and_expire_after_timeouts() {
     assert!(hashes.values().any(|h| *h == got), "downloaded sha256 {got} is no backend's file: {hashes:?}");
     let _ = std::fs::remove_file(&file);
 
-    // After FIN and TIME_WAIT (2 s each here), the entry expires.
+    // After FIN and TIME_WAIT (2 s each here), the entry expires: it stops
+    // being active at the FINs, then inactive.
     let ended = Instant::now();
-    let after = lab.report_until(Duration::from_secs(10), |b| {
-        counter(b, "virtual-server www:", "conns-active") == Some(0) && (1..=BACKENDS).all(|n| counter(b, &server_line(n, 80), "conns-active") == Some(0))
-    });
+    let gone = |b: &str, line: &str| counter(b, line, "conns-active") == Some(0) && counter(b, line, "conns-inactive") == Some(0);
+    let after = lab.report_until(Duration::from_secs(10), |b| gone(b, "virtual-server www:") && (1..=BACKENDS).all(|n| gone(b, &server_line(n, 80))));
     let after = after.unwrap_or_else(|b| panic!("entries still active 10 s after the transfer ended:\n{b}"));
     eprintln!("entries gone {:?} after the transfer ended", ended.elapsed());
     assert_eq!(must(&after, "virtual-server www:", "conns-new"), 1, "{after}");
@@ -327,11 +327,12 @@ fn connection_entries_live_during_transfer_and_expire_after_timeouts() {
 }
 
 #[test]
-fn rst_removes_its_entry() {
+fn rst_closes_its_entry() {
     let Some(mut lab) = Lab::new('x', "rst", &["nginx"]) else { return };
     lab.nginx(0);
-    // Every other TCP timeout long: only the RST can remove the entry in time.
-    let services = format!("{}\n[timeouts]\ntcp_established = 300\ntcp_fin = 120\ntcp_time_wait = 120\ntcp_close = 60\ntcp_syn = 60\n", www("nat"));
+    // Every other TCP timeout long: only the RST (CLOSE, 2 s) can remove
+    // the entry in time.
+    let services = format!("{}\n[timeouts]\ntcp_established = 300\ntcp_fin = 120\ntcp_time_wait = 120\ntcp_close = 2\ntcp_syn = 60\n", www("nat"));
     lab.start(&services);
 
     let hold = test_script("tcp_hold.py");
@@ -356,8 +357,12 @@ fn rst_removes_its_entry() {
     conn.send_line("rst");
     conn.expect_output("reset", Duration::from_secs(5));
     let sent = Instant::now();
-    let gone = lab.report_until(Duration::from_secs(2), |b| counter(b, "virtual-server www:", "conns-active") == Some(0));
-    let gone = gone.unwrap_or_else(|b| panic!("entry still there 2 s after the RST (timeouts are 60 s and more):\n{b}"));
+    // At once no longer active: CLOSE is inactive.
+    let closed = lab.report_until(Duration::from_secs(1), |b| counter(b, "virtual-server www:", "conns-active") == Some(0));
+    let closed = closed.unwrap_or_else(|b| panic!("still active 1 s after the RST:\n{b}"));
+    assert_eq!(must(&closed, "virtual-server www:", "conns-inactive"), 1, "the closed entry waits for tcp_close:\n{closed}");
+    let gone = lab.report_until(Duration::from_secs(5), |b| counter(b, "virtual-server www:", "conns-inactive") == Some(0));
+    let gone = gone.unwrap_or_else(|b| panic!("entry still there 5 s after the RST (tcp_close 2 s, the rest 60 s and more):\n{b}"));
     eprintln!("entry gone {:?} after the RST", sent.elapsed());
     assert!((1..=BACKENDS).all(|n| counter(&gone, &server_line(n, 80), "conns-active") == Some(0)), "{gone}");
     stop_furiwake_cleanly(lab.fw());

@@ -6,10 +6,11 @@
 //! br-in -- PREFIX-srvN 198.51.100.(10+N). The VIP is 192.0.2.100.
 //!
 //! Which server took a connection is read twice: from the answer of `/id`
-//! (`srvN`) and from the SIGUSR1 report's per-server `conns-new` and
-//! `conns-active` (an entry counts while open, closing or waiting for its
-//! timeout: 120 s after a close by default, so a finished request keeps
-//! counting for least-connections). The load-aware schedulers read loads
+//! (`srvN`) and from the SIGUSR1 report's per-server `conns-new`,
+//! `conns-active` (established) and `conns-inactive` (handshake, closing,
+//! TIME_WAIT: 120 s after a close by default, so a finished request keeps
+//! an entry; least-connections weighs it 1 to an established one's 256,
+//! as IPVS does, and `max_connections` counts both). The load-aware schedulers read loads
 //! the control plane publishes every loop turn, so the tests that depend on
 //! a load wait until the report shows it before the next connection.
 //!
@@ -55,11 +56,17 @@ fn srv(block: &str, n: u32, key: &str) -> u64 {
     must(block, &server_line(n, 80), key)
 }
 
-/// Waits until the report shows `total` active connections on `www`;
-/// returns that report.
+/// Waits until the report shows `total` connection entries (active and
+/// inactive) on `www`; returns that report.
 fn wait_active(lab: &Lab, total: u64, what: &str) -> String {
-    lab.report_until(Duration::from_secs(10), |b| counter(b, "virtual-server www:", "conns-active") == Some(total))
-        .unwrap_or_else(|b| panic!("{what}: conns-active never reached {total}:\n{b}"))
+    let entries = |b: &str| Some(counter(b, "virtual-server www:", "conns-active")? + counter(b, "virtual-server www:", "conns-inactive")?);
+    lab.report_until(Duration::from_secs(10), |b| entries(b) == Some(total))
+        .unwrap_or_else(|b| panic!("{what}: connection entries never reached {total}:\n{b}"))
+}
+
+/// Server N's connection entries, active and inactive.
+fn srv_entries(block: &str, n: u32) -> u64 {
+    srv(block, n, "conns-active") + srv(block, n, "conns-inactive")
 }
 
 /// A TCP connection to the VIP held open by `tcp_hold.py` (a partial HTTP
@@ -154,7 +161,8 @@ fn priority_group_spills_exactly_when_the_top_group_is_full() {
         lab.start_nginx(n, 0);
     }
     let top = "priority = 10, max_connections = 2";
-    lab.start(&format!("{}\n{WWW}", pool("round-robin", "", &[(1, top), (2, top), (3, "")])));
+    // A reset connection's entry stays CLOSE for `tcp_close`: 1 s here.
+    lab.start(&format!("{}\n{WWW}\n[timeouts]\ntcp_close = 1\n", pool("round-robin", "", &[(1, top), (2, top), (3, "")])));
 
     // One at a time, each counted before the next (max_connections is
     // enforced from the loads published every control-loop turn).
@@ -163,7 +171,7 @@ fn priority_group_spills_exactly_when_the_top_group_is_full() {
         wait_active(&lab, i + 1, "held connections");
     }
     let block = lab.report();
-    let spread = |b: &str| (srv(b, 1, "conns-active"), srv(b, 2, "conns-active"), srv(b, 3, "conns-active"));
+    let spread = |b: &str| (srv_entries(b, 1), srv_entries(b, 2), srv_entries(b, 3));
     assert_eq!(spread(&block), (2, 2, 0), "the top group is not exactly full, or one spilled early:\n{block}");
 
     let fifth = lab.curl_ids(VIP, 1);
@@ -171,13 +179,14 @@ fn priority_group_spills_exactly_when_the_top_group_is_full() {
     let block = wait_active(&lab, 5, "fifth");
     assert_eq!(spread(&block), (2, 2, 1), "{block}");
 
-    // A RST removes its entry at once: room in the top group again.
+    // A RST closes its entry, which goes after `tcp_close`: room in the top
+    // group again.
     let p = lab.procs.get_mut("hold0").expect("hold0");
     p.send_line("rst");
     p.expect_output("reset", Duration::from_secs(5));
     let block = wait_active(&lab, 4, "after the reset");
-    let freed = if srv(&block, 1, "conns-active") == 1 { 1 } else { 2 };
-    assert_eq!(srv(&block, 3 - freed, "conns-active"), 2, "{block}");
+    let freed = if srv_entries(&block, 1) == 1 { 1 } else { 2 };
+    assert_eq!(srv_entries(&block, 3 - freed), 2, "{block}");
     let next = lab.curl_ids(VIP, 1);
     assert_eq!(next, [format!("srv{freed}")], "room in the top group, yet it spilled:\n{block}");
     stop_furiwake_cleanly(lab.fw());

@@ -475,7 +475,7 @@ fn worker(flows: u32) -> Worker {
     let n = Arc::new(Neighbors::new(4));
     n.set(0, SERVER_MAC[0]);
     n.set(1, SERVER_MAC[1]);
-    Worker::new(WorkerConfig { id: 0, workers: 1, flows, timeouts: Timeouts::default(), hash_key: 0x0123_4567_89ab_cdef, sync_refresh: 0 }, readers.remove(0), n)
+    Worker::new(WorkerConfig { id: 0, workers: 1, flows, timeouts: Timeouts::default(), hash_key: 0x0123_4567_89ab_cdef, sync_refresh: 0, ..WorkerConfig::default() }, readers.remove(0), n)
 }
 
 /// Copies `template` into `scratch` (as a NIC would hand over a fresh

@@ -182,7 +182,7 @@ impl Run {
             for i in 0..gen::SERVERS {
                 neighbors.set(i as u16, EthernetAddress(gen::SERVER_MAC));
             }
-            let config = WorkerConfig { id: 0, workers: 1, flows: capacity, timeouts: Timeouts::default(), hash_key: 0x0123_4567_89ab_cdef, sync_refresh: 0 };
+            let config = WorkerConfig { id: 0, workers: 1, flows: capacity, timeouts: Timeouts::default(), hash_key: 0x0123_4567_89ab_cdef, sync_refresh: 0, ..WorkerConfig::default() };
             let mut worker = Worker::new(config, readers.remove(0), neighbors);
             counters = Some(worker.counters());
             let (punt_p, punt_c) = spsc::<Mbuf>(&format!("bench-punt-{id}"), 1024).map_err(|e| e.to_string())?;

@@ -82,7 +82,14 @@ pub fn tcp_header(sport: u16, dport: u16, flags: u8, window: u16) -> Vec<u8> {
     let mut t = vec![0u8; 20];
     t[0..2].copy_from_slice(&sport.to_be_bytes());
     t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    // Both sides' ISN is 1000: a SYN carries it, later segments the next
+    // byte, and an ACK acknowledges the other side's SYN (so sequence
+    // tracking sees a consistent exchange).
+    let seq: u32 = if flags & 0x02 != 0 { 1000 } else { 1001 };
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    if flags & 0x10 != 0 {
+        t[8..12].copy_from_slice(&1001u32.to_be_bytes());
+    }
     t[12] = 0x50;
     t[13] = flags;
     t[14..16].copy_from_slice(&window.to_be_bytes());

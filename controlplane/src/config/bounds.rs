@@ -114,6 +114,22 @@ pub const MTU: Bound = Bound::new("mtu", 576, 9216);
 /// IEEE 802.1Q: 0 and 4095 are reserved.
 pub const VLAN: Bound = Bound::new("vlan", 1, 4094);
 
+// [defence]
+/// Half-open entries per worker: at least one, at most a table's worth.
+pub const EMBRYONIC_PER_WORKER: Bound = Bound::new("embryonic_per_worker", 1, MAX_FLOWS_PER_WORKER as u64);
+/// Generated ICMP errors and refusals per second per worker; 0 sends none.
+pub const ICMP_RATE: Bound = Bound::new("icmp_rate", 0, 10_000_000);
+pub const ICMP_BURST: Bound = Bound::new("icmp_burst", 1, 1_000_000);
+/// [defence.punt], packets per second per worker; 0 drops the class.
+pub const PUNT_RATES: [Bound; 6] = [
+    Bound::new("arp", 0, 10_000_000),
+    Bound::new("vrrp", 0, 10_000_000),
+    Bound::new("ha", 0, 10_000_000),
+    Bound::new("probe", 0, 10_000_000),
+    Bound::new("icmp", 0, 10_000_000),
+    Bound::new("other", 0, 10_000_000),
+];
+
 // [timeouts], seconds
 pub const TCP_SYN: Bound = Bound::new("tcp_syn", 1, MAX_IDLE_TIMEOUT_S as u64);
 pub const TCP_ESTABLISHED: Bound = Bound::new("tcp_established", 1, MAX_IDLE_TIMEOUT_S as u64);

@@ -27,6 +27,9 @@ pub fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
     if old.timeouts != new.timeouts {
         differs.push("[timeouts]");
     }
+    if old.defence != new.defence {
+        differs.push("[defence]");
+    }
     if old.management.listen != new.management.listen {
         differs.push("[management]");
     }

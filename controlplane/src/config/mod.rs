@@ -12,6 +12,7 @@
 
 pub mod bounds;
 mod cidr;
+mod defence;
 mod diff;
 mod ha;
 pub(crate) mod model;
@@ -28,6 +29,7 @@ pub use model::{
     unplaced, Algorithm, Bond, BondMode, CheckKind, Config, ConsoleConfig, Forwarding, HashOn, HealthCheck, Interface, Ipv4Cidr, LogLevel, Logging, Management,
     OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, Server, Snat, TimeoutSecs, TunnelKind, VirtualServer, DEFAULT_CONSOLE_SOCKET, DEFAULT_GUE_PORT, DEFAULT_MTU,
 };
+pub use defence::Defence;
 pub use ha::{SyncConfig, Vrrp};
 pub use render::{kebab, render};
 

@@ -63,6 +63,9 @@ pub struct Config {
     /// `[[snat]]`: the servers' own connections out (`link`).
     #[serde(default)]
     pub snat: Vec<super::link::Snat>,
+    /// `[defence]`: floods (`defence`).
+    #[serde(default)]
+    pub defence: super::defence::Defence,
 }
 
 /// What goes to the log (stderr; `RUST_LOG` overrides it). State changes
@@ -143,13 +146,14 @@ pub const DEFAULT_CONSOLE_SOCKET: &str = "/run/furiwake/console.sock";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimeoutSecs {
-    /// SYN_SENT and SYN_RECV.
+    /// SYN_SENT and SYN_RECV: half-open connections, short-lived (a
+    /// client's SYN retries at 1, 3 and 7 s fall within the default).
     pub tcp_syn: Spanned<u32>,
     pub tcp_established: Spanned<u32>,
     /// FIN_WAIT and CLOSE_WAIT.
     pub tcp_fin: Spanned<u32>,
     pub tcp_time_wait: Spanned<u32>,
-    /// After a RST the entry is removed at once; CLOSE covers the rest.
+    /// CLOSE: after a reset the receiver accepted (RFC 5961 §3.2).
     pub tcp_close: Spanned<u32>,
     pub udp: Spanned<u32>,
     pub icmp: Spanned<u32>,
@@ -158,7 +162,7 @@ pub struct TimeoutSecs {
 impl Default for TimeoutSecs {
     fn default() -> Self {
         let s = unplaced;
-        Self { tcp_syn: s(60), tcp_established: s(900), tcp_fin: s(120), tcp_time_wait: s(120), tcp_close: s(10), udp: s(300), icmp: s(60) }
+        Self { tcp_syn: s(10), tcp_established: s(900), tcp_fin: s(120), tcp_time_wait: s(120), tcp_close: s(10), udp: s(300), icmp: s(60) }
     }
 }
 

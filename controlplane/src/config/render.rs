@@ -152,6 +152,7 @@ pub fn render(cfg: &Config) -> String {
         t.udp.get_ref(),
         t.icmp.get_ref()
     );
+    let _ = writeln!(s, "{}", cfg.defence.render());
     let _ = writeln!(s, "\n[logging]\nlevel = {}", q(&kebab(&cfg.logging.level)));
     if let Some(l) = &cfg.management.listen {
         let _ = writeln!(s, "\n[management]\nlisten = {}", q(&l.get_ref().to_string()));

@@ -590,3 +590,31 @@ fn gateway_services_and_route_interfaces() {
         assert!(e.message.contains(want), "{want}: {e}");
     }
 }
+
+#[test]
+fn defence_defaults_ranges_and_round_trip() {
+    let c = Config::parse("t.toml", GOOD).unwrap();
+    assert_eq!(c.defence.embryonic_max(65536), 16384, "a quarter of the table by default");
+    assert_eq!(*c.defence.icmp_rate.get_ref(), 1000);
+    assert_eq!(*c.timeouts.tcp_syn.get_ref(), 10, "half-open entries are short-lived");
+    let text = format!("{GOOD}\n[defence]\nembryonic_per_worker = 5000\nicmp_rate = 20\nicmp_burst = 5\n");
+    let c = Config::parse("t.toml", &text).unwrap();
+    assert_eq!((c.defence.embryonic_max(65536), *c.defence.icmp_rate.get_ref(), *c.defence.icmp_burst.get_ref()), (5000, 20, 5));
+    let again = Config::parse("r.toml", &render(&c)).unwrap();
+    assert_eq!(again.defence, c.defence);
+    let lines = GOOD.lines().count() + 3;
+    let e = err(&format!("{GOOD}\n[defence]\nembryonic_per_worker = 0\n"));
+    assert_eq!(e.line, lines, "{e}");
+    assert!(e.to_string().contains("embryonic_per_worker 0 is out of range"), "{e}");
+    let e = err(&format!("{GOOD}\n[defence]\nicmp_burst = 0\n"));
+    assert!(e.to_string().contains("icmp_burst 0 is out of range"), "{e}");
+    let text = format!("{GOOD}\n[defence.punt]\nicmp = 10\nother = 100\n");
+    let c = Config::parse("t.toml", &text).unwrap();
+    assert_eq!(c.defence.punt.rates(), [2000, 1000, 100_000, 20_000, 10, 100]);
+    assert_eq!(Config::parse("r.toml", &render(&c)).unwrap().defence, c.defence);
+    let e = err(&format!("{GOOD}\n[defence.punt]\narp = 20000000\n"));
+    assert!(e.to_string().contains("arp 20000000 is out of range"), "{e}");
+    let e = err(&format!("{GOOD}\n[defence]\nsyn_flood = 1\n"));
+    assert!(e.to_string().contains("syn_flood"), "{e}");
+    assert!(restart_needed(&Config::parse("t.toml", GOOD).unwrap(), &c).unwrap_err().contains("[defence]"));
+}

@@ -397,6 +397,9 @@ impl Config {
         ] {
             within(src, b, v)?;
         }
+        for (b, v) in self.defence.bounded() {
+            within(src, b, v)?;
+        }
         if let Some(l) = &self.management.listen {
             port_within(src, "management listen", l)?;
         }

@@ -1,6 +1,7 @@
 //! The runtime's lines of the SIGUSR1 report (the modules add theirs).
 
 use super::Runtime;
+use furiwake_dataplane::state::counters::PuntClass;
 use furiwake_dataplane::DropReason;
 use std::fmt::Write as _;
 
@@ -72,6 +73,20 @@ impl Runtime {
             }
             if c.frag_needed.get() > 0 {
                 let _ = writeln!(s, "  tunnel: frag-needed {}", c.frag_needed.get());
+            }
+            let punts: Vec<String> = PuntClass::ALL
+                .iter()
+                .filter_map(|k| {
+                    let (passed, limited) = c.punts(*k);
+                    (passed + limited > 0).then(|| format!("{} {passed}/{limited}", k.name()))
+                })
+                .collect();
+            if !punts.is_empty() {
+                let _ = writeln!(s, "  punt (passed/limited): {}", punts.join("; "));
+            }
+            let (rst, evicted, limited) = (c.rst_in_window.get(), c.embryonic_evicted.get(), c.answers_limited.get());
+            if rst + evicted + limited > 0 {
+                let _ = writeln!(s, "  defence: embryonic-evicted {evicted}; rst-in-window {rst}; answers-limited {limited}");
             }
             if c.persist_records.get() > 0 {
                 let _ = writeln!(

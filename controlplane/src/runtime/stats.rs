@@ -24,7 +24,23 @@ pub struct Traffic {
     pub pkts: u64,
     pub bytes: u64,
     pub conns_new: u64,
-    pub conns_active: u64,
+    /// Connection entries: established or not.
+    pub entries: u64,
+    /// Established connections among them (`FlowState::is_active`).
+    pub established: u64,
+}
+
+impl Traffic {
+    /// Active connections as `ipvsadm -L` counts them: established.
+    pub fn active(&self) -> u64 {
+        self.established.min(self.entries)
+    }
+
+    /// Inactive connections: in a handshake, closing, TIME_WAIT or CLOSE
+    /// (and UDP and ICMP flows).
+    pub fn inactive(&self) -> u64 {
+        self.entries.saturating_sub(self.established)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -121,7 +137,7 @@ mod tests {
         Sample {
             at,
             ports: vec![PortSample { rx_pkts: pkts, ..Default::default() }],
-            services: vec![Traffic { pkts, bytes: pkts * 100, conns_new: pkts / 10, conns_active: 3 }],
+            services: vec![Traffic { pkts, bytes: pkts * 100, conns_new: pkts / 10, entries: 3, established: 2 }],
             servers: vec![],
             workers: vec![WorkerSample { busy_tsc: busy, total_tsc: total, ..Default::default() }],
             drops: vec![],

@@ -115,7 +115,8 @@ impl Workers {
                 t.pkts = t.pkts.wrapping_add(c.in_pkts.get()).wrapping_add(c.out_pkts.get());
                 t.bytes = t.bytes.wrapping_add(c.in_bytes.get()).wrapping_add(c.out_bytes.get());
                 t.conns_new = t.conns_new.wrapping_add(c.conns_new.get());
-                t.conns_active = t.conns_active.wrapping_add(c.conns_active.get());
+                t.entries = t.entries.wrapping_add(c.conns_active.get());
+                t.established = t.established.wrapping_add(c.conns_established.get());
             }
         }
         t
@@ -234,7 +235,11 @@ impl Runtime {
             let io = MbufIo::new(rx, tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx).with_poke(lacp);
             let reader = readers.pop().ok_or("rcu readers")?;
             let sync_refresh = sync.map_or(0, |s| s.refresh_ticks);
-            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: *cfg.platform.flows_per_worker.get_ref(), timeouts, hash_key, sync_refresh };
+            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: *cfg.platform.flows_per_worker.get_ref(), timeouts, hash_key, sync_refresh, embryonic_max: cfg.defence.embryonic_max(*cfg.platform.flows_per_worker.get_ref()),
+                icmp_rate: *cfg.defence.icmp_rate.get_ref(),
+                icmp_burst: *cfg.defence.icmp_burst.get_ref(),
+                punt_rates: cfg.defence.punt.rates(),
+            };
             let (dump, dump_server) = dump::channel();
             let loops = Arc::new(LoopStats::default());
             let mut worker = Worker::new(config, reader, Arc::clone(neighbors)).with_loads(Arc::clone(loads)).with_dump(dump_server);

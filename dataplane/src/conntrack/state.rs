@@ -66,6 +66,22 @@ impl FlowState {
         Self::ALL.iter().copied().find(|s| *s as u8 == b)
     }
 
+    /// A TCP handshake not yet complete (half-open): what a SYN flood
+    /// fills the table with. These entries have their own budget and are
+    /// evicted first (`FlowTable::oldest_embryonic`).
+    #[inline]
+    pub fn is_embryonic(self) -> bool {
+        matches!(self, FlowState::SynSent | FlowState::SynRecv)
+    }
+
+    /// Active as `ipvsadm -L` counts it: an established connection. The
+    /// rest (handshake, closing, TIME_WAIT; UDP and ICMP flows) are
+    /// inactive.
+    #[inline]
+    pub fn is_active(self) -> bool {
+        matches!(self, FlowState::Established)
+    }
+
     /// Whether the state belongs to the TCP state machine.
     pub fn is_tcp(self) -> bool {
         !matches!(self, FlowState::Udp | FlowState::Icmp)

@@ -13,6 +13,7 @@ use super::entry::{Flow, FlowInit, FlowMut};
 use super::key::{Addr, Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP};
 use super::state::{FlowState, Timeouts};
 use super::tcp::{fin_bits_of, next_state, next_state_input_only};
+use super::track::{Check, Segment, Track};
 use super::wheel::{Wheel, NIL, WHEEL_MASK};
 
 /// The largest table: keeps `id << 1 | dir` links and the bucket count
@@ -42,6 +43,14 @@ pub struct FlowTable<A: Addr = u32> {
     timeouts: Timeouts,
     /// The hash key (`crate::hash`): per boot in the appliance.
     seed: crate::hash::Seed,
+    /// Sequence tracking and the embryonic list, beside `entries` (same
+    /// index): one more line per entry, touched by TCP packets only.
+    tracks: Box<[Track]>,
+    /// The embryonic list (entries in a handshake state, oldest first):
+    /// what `oldest_embryonic` offers for eviction.
+    emb_head: u32,
+    emb_tail: u32,
+    emb_len: u32,
 }
 
 
@@ -72,6 +81,92 @@ impl<A: Addr> FlowTable<A> {
             wheel: Wheel::new(),
             timeouts,
             seed: crate::hash::Seed::new(key),
+            tracks: vec![Track::NEW; capacity as usize].into_boxed_slice(),
+            emb_head: NIL,
+            emb_tail: NIL,
+            emb_len: 0,
+        }
+    }
+
+    /// Entries in a handshake state (`FlowState::is_embryonic`).
+    pub fn embryonic(&self) -> u32 {
+        self.emb_len
+    }
+
+    /// The embryonic entry made first (of those still in a handshake), the
+    /// one to evict when room is short.
+    pub fn oldest_embryonic(&self) -> Option<FlowId> {
+        (self.emb_head != NIL).then_some(self.emb_head)
+    }
+
+    /// Whether every entry is in use.
+    pub fn is_full(&self) -> bool {
+        self.free == NIL
+    }
+
+    /// Live entry `id`'s sequence marks.
+    #[inline]
+    pub fn track(&self, id: FlowId) -> Option<&Track> {
+        self.get(id)?;
+        self.tracks.get(id as usize)
+    }
+
+    /// Live entry `id`'s sequence marks, writable (the SYN proxy's deltas).
+    #[inline]
+    pub fn track_mut(&mut self, id: FlowId) -> Option<&mut Track> {
+        self.get(id)?;
+        self.tracks.get_mut(id as usize)
+    }
+
+    fn emb_contains(&self, id: FlowId) -> bool {
+        self.emb_head == id || self.tracks.get(id as usize).is_some_and(|t| t.emb_prev != NIL)
+    }
+
+    /// Appends `id` to the embryonic list (unless it is in it).
+    fn emb_link(&mut self, id: FlowId) {
+        if self.emb_contains(id) {
+            return;
+        }
+        let tail = self.emb_tail;
+        if let Some(t) = self.tracks.get_mut(id as usize) {
+            t.emb_prev = tail;
+            t.emb_next = NIL;
+        }
+        match self.tracks.get_mut(tail as usize) {
+            Some(t) => t.emb_next = id,
+            None => self.emb_head = id,
+        }
+        self.emb_tail = id;
+        self.emb_len += 1;
+    }
+
+    /// Takes `id` out of the embryonic list (if it is in it).
+    fn emb_unlink(&mut self, id: FlowId) {
+        if !self.emb_contains(id) {
+            return;
+        }
+        let Some(t) = self.tracks.get_mut(id as usize) else { return };
+        let (prev, next) = (t.emb_prev, t.emb_next);
+        t.emb_prev = NIL;
+        t.emb_next = NIL;
+        match self.tracks.get_mut(prev as usize) {
+            Some(p) => p.emb_next = next,
+            None => self.emb_head = next,
+        }
+        match self.tracks.get_mut(next as usize) {
+            Some(n) => n.emb_prev = prev,
+            None => self.emb_tail = prev,
+        }
+        self.emb_len -= 1;
+    }
+
+    /// Keeps the embryonic list in step with a state change.
+    #[inline]
+    fn emb_follow(&mut self, id: FlowId, old: FlowState, new: FlowState) {
+        match (old.is_embryonic(), new.is_embryonic()) {
+            (false, true) => self.emb_link(id),
+            (true, false) => self.emb_unlink(id),
+            _ => {}
         }
     }
 
@@ -96,6 +191,7 @@ impl<A: Addr> FlowTable<A> {
     /// Bytes allocated: entries, buckets and wheel.
     pub fn memory_bytes(&self) -> usize {
         core::mem::size_of_val(&*self.entries)
+            + core::mem::size_of_val(&*self.tracks)
             + core::mem::size_of_val(&*self.buckets)
             + self.wheel.memory_bytes()
     }
@@ -230,6 +326,7 @@ impl<A: Addr> FlowTable<A> {
         let Some(f) = self.entries.get_mut(id as usize).filter(|f| f.is_live()) else {
             return false;
         };
+        let old = f.state;
         if f.state != state {
             f.state = state;
             f.fin_seen = fin_bits_of(state);
@@ -239,6 +336,7 @@ impl<A: Addr> FlowTable<A> {
             self.wheel.unlink(&mut self.entries, id);
             self.wheel.link(&mut self.entries, id, expire);
         }
+        self.emb_follow(id, old, state);
         true
     }
 
@@ -278,6 +376,12 @@ impl<A: Addr> FlowTable<A> {
         }
         self.wheel.link(&mut self.entries, id, expire);
         self.len += 1;
+        if let Some(t) = self.tracks.get_mut(id as usize) {
+            *t = Track::NEW;
+        }
+        if flow.state.is_embryonic() {
+            self.emb_link(id);
+        }
         Ok(id)
     }
 
@@ -303,15 +407,50 @@ impl<A: Addr> FlowTable<A> {
     /// advances the TCP state machine (`tcp::next_state`; `tcp_flags` is
     /// ignored for UDP and ICMP) and pushes the expiry to `now` + the new
     /// state's timeout. Returns the new state, or `Close` for an unknown id.
+    /// Sequence numbers are not tracked (`on_segment` does): for tests and
+    /// benchmarks of the state machine alone.
     ///
     /// Usually only `expire` is written; the entry moves in the wheel only
     /// when its deadline comes before the tick its slot will be visited
     /// (a state change to a shorter timeout).
     #[inline]
     pub fn on_packet(&mut self, id: FlowId, dir: Dir, tcp_flags: u8, now: u32) -> FlowState {
+        self.advance(id, dir, tcp_flags, now)
+    }
+
+    /// `on_packet` for a TCP segment with its sequence numbers
+    /// (`track::Track`): a reset the receiver would not accept changes
+    /// nothing and comes back as `Check::RstInWindow` (forward it: the
+    /// endpoint challenges it) or `Check::RstOutOfWindow` (drop it), with
+    /// the state as it was. UDP and ICMP: as `on_packet`.
+    #[inline]
+    pub fn on_segment(&mut self, id: FlowId, dir: Dir, seg: &Segment, now: u32) -> (FlowState, Check) {
+        let Some(f) = self.entries.get(id as usize).filter(|f| f.is_live()) else {
+            return (FlowState::Close, Check::Pass);
+        };
+        if f.proto == IPPROTO_TCP {
+            let (mode, state) = (f.mode, f.state);
+            if let Some(t) = self.tracks.get_mut(id as usize) {
+                // A SYN reopening a closed entry starts afresh.
+                if matches!(state, FlowState::TimeWait | FlowState::Close) && seg.flags & 0x12 == 0x02 && dir == Dir::Original {
+                    t.reset_marks();
+                }
+                // Direct server return: the other side is never seen.
+                let check = t.on_segment(dir, seg);
+                if check != Check::Pass && !(mode.is_dsr() && dir == Dir::Reply) {
+                    return (state, check);
+                }
+            }
+        }
+        (self.advance(id, dir, seg.flags, now), Check::Pass)
+    }
+
+    #[inline]
+    fn advance(&mut self, id: FlowId, dir: Dir, tcp_flags: u8, now: u32) -> FlowState {
         let Some(f) = self.entries.get_mut(id as usize).filter(|f| f.is_live()) else {
             return FlowState::Close;
         };
+        let old = f.state;
         let state = if f.mode.is_dsr() { next_state_input_only(f.state, tcp_flags, &mut f.fin_seen) } else { next_state(f.state, dir, tcp_flags, &mut f.fin_seen) };
         f.state = state;
         let expire = now.saturating_add(self.timeouts.for_state(state));
@@ -319,6 +458,9 @@ impl<A: Addr> FlowTable<A> {
         if expire < self.wheel.visit_tick(f.wheel_slot) {
             self.wheel.unlink(&mut self.entries, id);
             self.wheel.link(&mut self.entries, id, expire);
+        }
+        if old != state {
+            self.emb_follow(id, old, state);
         }
         state
     }
@@ -356,6 +498,7 @@ impl<A: Addr> FlowTable<A> {
         self.unlink_chain(self.hash(&flow.original_key()), id << 1);
         self.unlink_chain(self.hash(&flow.reply_key()), (id << 1) | 1);
         self.wheel.unlink(&mut self.entries, id);
+        self.emb_unlink(id);
         if let Some(e) = self.entries.get_mut(id as usize) {
             *e = Flow::<A>::FREE;
             e.orig_next = self.free;

@@ -24,27 +24,49 @@ pub struct IcmpXlate {
 }
 
 /// Rewrites the embedded header (addresses with its checksum, ports), the
-/// ICMP checksum (recomputed: the message is small) and the outer header
-/// (addresses, TTL decremented, its checksum). False, with the frame
-/// untouched, when the lengths do not fit the frame.
+/// ICMP checksum and the outer header (addresses, TTL decremented, its
+/// checksum), every checksum by RFC 1624's incremental update over the
+/// words that changed: an error that arrived with a wrong checksum would
+/// still leave with one (the caller verifies it first: `verify`). False,
+/// with the frame untouched, when the lengths do not fit the frame.
 pub fn translate_icmp_error(frame: &mut [u8], x: &IcmpXlate) -> bool {
     let (msg_at, end) = (x.l3 + x.hl, x.l3 + x.ip_len);
     let inner_at = msg_at + icmp::HEADER_LEN;
     if end > frame.len() || inner_at + x.inner_hl + 4 > end || x.hl < 20 || x.inner_hl < 20 {
         return false;
     }
-    if let Some(inner) = frame.get_mut(inner_at..end) {
+    // The embedded words that change, before and after: addresses and
+    // header checksum of the IPv4 header, then the ports (all at even
+    // offsets from the ICMP header, as the checksum's words are).
+    let words = |inner: &[u8]| -> [u16; 7] {
+        let w = |at: usize| crate::wire::be16(inner, at);
+        [w(12), w(14), w(16), w(18), w(10), w(x.inner_hl), w(x.inner_hl + 2)]
+    };
+    let Some(inner) = frame.get_mut(inner_at..end) else { return false };
+    let before = words(inner);
+    {
         let (hdr, l4) = inner.split_at_mut(x.inner_hl.min(inner.len()));
         rewrite_addrs(hdr, Some(x.inner_src.0), Some(x.inner_dst.0), false);
         rewrite_ports(l4, Some(x.inner_src.1), Some(x.inner_dst.1));
     }
+    let after = words(inner);
     if let Some(m) = frame.get_mut(msg_at..end) {
-        crate::wire::set_be16(m, 2, 0);
-        let c = checksum::checksum(m);
+        let mut c = crate::wire::be16(m, 2);
+        for (old, new) in before.iter().zip(after.iter()) {
+            c = checksum::update16(c, *old, *new);
+        }
         crate::wire::set_be16(m, 2, c);
     }
     if let Some(h) = frame.get_mut(x.l3..msg_at) {
         rewrite_addrs(h, x.outer_src, x.outer_dst, true);
     }
     true
+}
+
+/// Whether an ICMP message (`msg`, from its type to the end of the IP
+/// datagram) has a right checksum (RFC 792: the one's complement sum of
+/// the message is all ones).
+#[inline]
+pub fn verify(msg: &[u8]) -> bool {
+    checksum::checksum(msg) == 0
 }

@@ -8,8 +8,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// Control plane: rw (every loop turn); workers: ro.
 #[derive(Debug)]
 pub struct Loads {
-    /// Active connections, summed over workers.
+    /// Connection entries (active and inactive), summed over workers.
     conns: Box<[AtomicU64]>,
+    /// Established connections (`FlowState::is_active`), summed over
+    /// workers.
+    established: Box<[AtomicU64]>,
     /// Smoothed probe RTT in µs; 0: no measurement.
     rtt_us: Box<[AtomicU64]>,
     /// Recent bytes per second, client to server plus server to client.
@@ -33,10 +36,11 @@ fn store(a: &[AtomicU64], i: usize, v: u64) {
 
 impl Loads {
     pub fn new(servers: usize) -> Self {
-        Self { conns: atomics(servers), rtt_us: atomics(servers), bytes_per_s: atomics(servers) }
+        Self { conns: atomics(servers), established: atomics(servers), rtt_us: atomics(servers), bytes_per_s: atomics(servers) }
     }
 
-    /// Active connections of `server`.
+    /// Connection entries of `server`, active and inactive (what
+    /// `max_connections` limits, as IPVS's upper threshold counts both).
     #[inline]
     pub fn get(&self, server: usize) -> u64 {
         load(&self.conns, server)
@@ -44,6 +48,27 @@ impl Loads {
 
     pub fn set(&self, server: usize, v: u64) {
         store(&self.conns, server, v);
+    }
+
+    /// Established connections of `server` (IPVS's `activeconns`).
+    #[inline]
+    pub fn established(&self, server: usize) -> u64 {
+        load(&self.established, server)
+    }
+
+    pub fn set_established(&self, server: usize, v: u64) {
+        store(&self.established, server, v);
+    }
+
+    /// What least-connections compares, as IPVS's
+    /// `ip_vs_dest_conn_overhead`: active x 256 + inactive, so a server
+    /// holding many finished (TIME_WAIT) entries is not taken for a busy
+    /// one, while entries still weigh a little.
+    #[inline]
+    pub fn overhead(&self, server: usize) -> u64 {
+        let (all, est) = (self.get(server), self.established(server));
+        let est = est.min(all);
+        est.saturating_mul(256).saturating_add(all - est)
     }
 
     /// The smoothed probe RTT of `server` in µs, if it has one.

@@ -290,7 +290,7 @@ impl Scheduler {
             }
             Schedule::LeastConnections { weighted } => lowest(cursor, vs, servers, in_group, |g, s| {
                 let w = if *weighted { s.weight as u64 } else { 1 };
-                Some(Rank { num: conns(g), den: w, then: 0 })
+                Some(Rank { num: loads.map_or(0, |l| l.overhead(g as usize)), den: w, then: 0 })
             }),
             Schedule::Fastest => {
                 let rtt = |g: u16| loads.and_then(|l| l.rtt_us(g as usize)).unwrap_or(UNMEASURED_RTT_US);

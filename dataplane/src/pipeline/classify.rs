@@ -4,12 +4,12 @@
 
 use super::owner::{owner, Owners};
 use super::{L4Info, Shard, Verdict};
-use crate::conntrack::{Dir, FlowKey, FlowState};
+use crate::conntrack::{Dir, FlowKey, FlowState, Segment};
 use crate::state::counters::DropReason;
 use crate::state::snapshot::Snapshot;
 use crate::wire::ethernet::{parse_l2, EtherType};
 use crate::wire::ipv4::{protocol, Ipv4Packet};
-use crate::wire::tcp::{flags as tcpf, TcpPacket};
+use crate::wire::tcp::{flags as tcpf, TcpOptions, TcpPacket};
 use crate::wire::udp::UdpPacket;
 use crate::wire::WireError;
 
@@ -50,6 +50,21 @@ pub(super) fn quick_key(frame: &[u8]) -> Option<FlowKey> {
         dst_port: u16::from_be_bytes([l4[2], l4[3]]),
         proto,
     })
+}
+
+/// What sequence tracking needs of a TCP segment (`conntrack::track`):
+/// the window scale option is read from SYNs only.
+#[inline]
+pub(super) fn segment<T: AsRef<[u8]>>(t: &TcpPacket<T>) -> Segment {
+    let flags = t.flags();
+    Segment {
+        flags,
+        seq: t.seq_number(),
+        ack: t.ack_number(),
+        win: t.window_len(),
+        len: t.payload().len() as u32,
+        wscale: if flags & tcpf::SYN != 0 { TcpOptions::parse(t.options()).wscale } else { None },
+    }
 }
 
 impl Shard {
@@ -108,9 +123,13 @@ impl Shard {
             _ => return self.transit(snap, frame, l3, port, src, dst).unwrap_or(Verdict::Drop(DropReason::NoVirtualServer)),
         }
         let l4 = ip.payload();
+        let mut seg = Segment::default();
         let (sport, dport, tcp_flags) = if proto == protocol::TCP {
             match TcpPacket::new_checked(l4) {
-                Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
+                Ok(t) => {
+                    seg = segment(&t);
+                    (t.src_port(), t.dst_port(), t.flags())
+                }
                 Err(WireError::Truncated) => return Verdict::Drop(DropReason::TcpTruncated),
                 Err(_) => return Verdict::Drop(DropReason::TcpBadHeaderLength),
             }
@@ -132,7 +151,7 @@ impl Shard {
         if ttl <= 1 && !snap.is_self(dst) {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
-        let info = L4Info { l3, hl, proto, src, dst, sport, dport, tcp_flags, ip_len };
+        let info = L4Info { l3, hl, proto, src, dst, sport, dport, tcp_flags, ip_len, seg };
         let key = FlowKey { src_ip: src, dst_ip: dst, src_port: sport, dst_port: dport, proto };
         let hash = self.table.hash(&key);
         let mut found = self.table.lookup(&key, hash);

@@ -54,6 +54,9 @@ impl Shard {
         if !ok {
             return Verdict::Drop(DropReason::L4BadChecksum);
         }
+        if !self.make_room(snap, p.proto == protocol::TCP) {
+            return Verdict::Drop(DropReason::FlowTableFull);
+        }
         let (server_index, persisted) = match vs.persistence {
             Some(pers) => self.persistent_pick(snap, vs_index, p, &pers),
             None => {

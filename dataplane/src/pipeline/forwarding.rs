@@ -2,20 +2,43 @@
 //! forwarding mode, address the next hop, count.
 
 use super::{Encap, L4Info, Shard, TooBig, Verdict};
-use crate::conntrack::{Dir, FlowId, FlowState};
+use crate::conntrack::{Check, Dir, FlowId, FlowState};
 use crate::forward as nat;
-use crate::state::counters::DropReason;
+use crate::state::counters::{DropReason, WorkerCounters};
 use crate::state::snapshot::{Forwarding, Snapshot};
 use crate::wire::ethernet::{EthernetAddress, EthernetFrame};
 
 impl Shard {
+    /// Accounts a packet of connection `id` travelling `dir`: sequence
+    /// tracking, state, expiry (`FlowTable::on_segment`), the established
+    /// gauges, and state sync's update. A reset outside the receiver's
+    /// window comes back as the drop to return; one inside it passes
+    /// without changing the state (RFC 5961 §3.2: the endpoint challenges
+    /// it).
+    #[inline]
+    pub(super) fn account(&mut self, id: FlowId, dir: Dir, p: &L4Info) -> Result<FlowState, Verdict> {
+        let Some(f) = self.table.get(id) else { return Err(Verdict::Drop(DropReason::TcpNoFlow)) };
+        let (old, flags, vs, server) = (f.state, f.flags, f.vs, f.server);
+        let (state, check) = self.table.on_segment(id, dir, &p.seg, self.now);
+        match check {
+            Check::Pass => {}
+            Check::RstInWindow => self.counters.rst_in_window.inc(),
+            Check::RstOutOfWindow => return Err(Verdict::Drop(DropReason::TcpRstOutOfWindow)),
+        }
+        if state != old {
+            established_moved(&self.counters, vs, server, old, state);
+        }
+        if self.sync.is_some() {
+            self.after_packet(id, old, flags, state);
+        }
+        Ok(state)
+    }
+
     /// Client to server: DNAT (and SNAT for full-NAT), L2 to the server's
     /// next hop.
     pub(super) fn forward_original(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
-        let before = if self.sync.is_some() { self.table.get(id).map(|f| (f.state, f.flags)) } else { None };
-        let state = self.table.on_packet(id, Dir::Original, p.tcp_flags, self.now);
-        if let Some((old, flags)) = before {
-            self.after_packet(id, old, flags, state);
+        if let Err(v) = self.account(id, Dir::Original, p) {
+            return v;
         }
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         let (vs, server_index, server_ip, server_port, local_ip, local_port) = (f.vs, f.server, f.server_ip, f.server_port, f.local_ip, f.local_port);
@@ -78,9 +101,6 @@ impl Shard {
             c.in_pkts.inc();
             c.in_bytes.add(len);
         }
-        if state == FlowState::Close {
-            self.remove(snap, id);
-        }
         match encap {
             Some(e) => Verdict::Encap(e),
             None => Verdict::Forward(server.tx_port),
@@ -90,10 +110,8 @@ impl Shard {
     /// Server to client: SNAT back to the VIP (and DNAT to the client for
     /// full-NAT), L2 back to the MAC the client's packets came from.
     pub(super) fn forward_reply(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
-        let before = if self.sync.is_some() { self.table.get(id).map(|f| (f.state, f.flags)) } else { None };
-        let state = self.table.on_packet(id, Dir::Reply, p.tcp_flags, self.now);
-        if let Some((old, flags)) = before {
-            self.after_packet(id, old, flags, state);
+        if let Err(v) = self.account(id, Dir::Reply, p) {
+            return v;
         }
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         let mode = f.mode;
@@ -126,9 +144,25 @@ impl Shard {
             c.out_pkts.inc();
             c.out_bytes.add(len);
         }
-        if state == FlowState::Close {
-            self.remove(snap, id);
-        }
         Verdict::Forward(out_port)
+    }
+}
+
+/// Keeps the established gauges (`ServiceCounters::conns_established`) in
+/// step with an entry's state change.
+#[inline]
+pub(super) fn established_moved(counters: &WorkerCounters, vs: u16, server: u16, old: FlowState, new: FlowState) {
+    let moved = |f: fn(&crate::state::counters::Counter)| {
+        if let Some(c) = counters.services.get(vs as usize) {
+            f(&c.conns_established);
+        }
+        if let Some(c) = counters.servers.get(server as usize) {
+            f(&c.conns_established);
+        }
+    };
+    match (old.is_active(), new.is_active()) {
+        (false, true) => moved(|c| c.inc()),
+        (true, false) => moved(|c| c.sub(1)),
+        _ => {}
     }
 }

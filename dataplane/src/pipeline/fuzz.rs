@@ -168,7 +168,7 @@ impl Fuzzer {
             neighbors.set(slot, EthernetAddress([2, 0, 0, 0, 1, slot as u8]));
         }
         let reader = readers.pop()?;
-        let config = WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 7, sync_refresh: 0 };
+        let config = WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 7, sync_refresh: 0, embryonic_max: 64, ..WorkerConfig::default() };
         Some(Fuzzer { worker: Worker::new(config, reader, Arc::clone(&neighbors)), _publisher: publisher, neighbors, links, now: 0, steps: 0, forwarded: 0 })
     }
 
@@ -202,6 +202,27 @@ impl Fuzzer {
         let gauge = self.worker.counters().flows.get();
         if live != gauge {
             return Err(format!("{live} live entries, flows gauge {gauge}"));
+        }
+        if self.steps.is_multiple_of(64) {
+            self.check_table()?;
+        }
+        Ok(())
+    }
+
+    /// The whole table against its lists and gauges: the embryonic list
+    /// holds exactly the entries in a handshake, and the established
+    /// gauges count exactly the established entries.
+    fn check_table(&self) -> Result<(), String> {
+        let t = self.worker.table();
+        let half_open = t.iter().filter(|(_, f)| f.state.is_embryonic()).count() as u32;
+        if half_open != t.embryonic() {
+            return Err(format!("{half_open} half-open entries, embryonic list {}", t.embryonic()));
+        }
+        let c = self.worker.counters();
+        let established = t.iter().filter(|(_, f)| f.state.is_active() && (f.vs as usize) < c.services.len()).count() as u64;
+        let gauge: u64 = c.services.iter().map(|s| s.conns_established.get()).fold(0, u64::wrapping_add);
+        if established != gauge {
+            return Err(format!("{established} established entries, established gauges {gauge}"));
         }
         Ok(())
     }

@@ -38,6 +38,14 @@ impl Shard {
                 self.transit(snap, frame, l3, link, src, dst).unwrap_or(Verdict::Drop(DropReason::NoVirtualServer))
             };
         }
+        // An error is rewritten with incremental checksum updates, which
+        // would carry a corruption through: verify it first (the message
+        // is small).
+        if !nat::icmp_xlate::verify(msg.into_inner()) {
+            return Verdict::Drop(DropReason::IcmpBadChecksum);
+        }
+        let Some(msg) = frame.get(l4..l3 + ip_len) else { return Verdict::Drop(DropReason::IcmpTruncated) };
+        let msg = IcmpPacket::new_unchecked(msg);
         // The embedded datagram is one the box sent; its reverse is a key.
         let (isrc, idst, iproto, ihl, isport, idport) = {
             let Ok(inner) = msg.embedded_ipv4() else { return Verdict::Drop(DropReason::IcmpBadEmbedded) };

@@ -12,7 +12,7 @@ use crate::ctl::events::{RecordConsumer, RecordProducer, SyncControl};
 use crate::forward::{self as nat, LocalPorts};
 use crate::io::{Burst, Packet, PacketIo};
 use crate::lb::{self, PersistTable, Scheduler};
-use crate::state::counters::{DropReason, WorkerCounters};
+use crate::state::counters::{DropReason, PuntClass, WorkerCounters};
 use crate::state::neighbor::Neighbors;
 use crate::state::rcu::Reader;
 use crate::state::snapshot::{Forwarding, Snapshot};
@@ -23,6 +23,7 @@ mod connect;
 mod forwarding;
 mod icmp;
 mod owner;
+pub mod police;
 mod replicate;
 mod snat;
 mod transit;
@@ -54,11 +55,28 @@ pub struct WorkerConfig {
     /// `Refresh` of every live entry to the peer; 0: never (bulk walks
     /// only, on the control plane's request).
     pub sync_refresh: u32,
+    /// Half-open TCP entries (`FlowState::is_embryonic`) the worker keeps
+    /// at most: a new connection past it evicts the oldest, as it does
+    /// when the table is full (`[defence] embryonic_per_worker`).
+    pub embryonic_max: u32,
+    /// Answers the worker builds (RST and port unreachable refusals,
+    /// fragmentation needed) per second, and their burst (RFC 1812
+    /// §4.3.2.8: a router limits the ICMP errors it sends).
+    pub icmp_rate: u32,
+    pub icmp_burst: u32,
+    /// Packets per second of each class the worker hands the control
+    /// lcore (`PuntClass as usize`; `[defence.punt]`).
+    pub punt_rates: [u32; PuntClass::COUNT],
 }
+
+/// `[defence.punt]`'s defaults, per second per worker: ARP 2000, VRRP
+/// 1000, HA 100000 (sync datagrams), probe answers 20000, other ICMP 1000,
+/// anything else 0 (dropped).
+pub const DEFAULT_PUNT_RATES: [u32; PuntClass::COUNT] = [2000, 1000, 100_000, 20_000, 1000, 0];
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0 }
+        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0, embryonic_max: u32::MAX, icmp_rate: 1000, icmp_burst: 50, punt_rates: DEFAULT_PUNT_RATES }
     }
 }
 
@@ -150,6 +168,10 @@ struct Shard {
     dump: Option<dump::DumpServer>,
     /// Connection-state sync with the HA peer (`replicate`), when on.
     sync: Option<Replication>,
+    /// The answers this worker may build (`icmp_rate`).
+    answers: police::TokenBucket,
+    /// What it may punt, per class (`punt_rates`).
+    punt: police::PuntPolicer,
 }
 
 /// What a parsed TCP/UDP packet looks like, for the flow path.
@@ -164,12 +186,16 @@ struct L4Info {
     dport: u16,
     tcp_flags: u8,
     ip_len: usize,
+    /// TCP: sequence numbers, window, payload length (`conntrack::track`).
+    seg: crate::conntrack::Segment,
 }
 
 impl Worker {
     pub fn new(config: WorkerConfig, snapshot: Reader<Snapshot>, neighbors: Arc<Neighbors>) -> Self {
         let table = FlowTable::keyed(config.flows, config.timeouts, config.hash_key);
         let local_ports = LocalPorts::new(config.id, config.workers);
+        let answers = police::TokenBucket::new(config.icmp_rate, config.icmp_burst);
+        let punt = police::PuntPolicer::new(&config.punt_rates);
         let mut shard = Shard {
             config,
             counters: Arc::new(WorkerCounters::default()),
@@ -182,6 +208,8 @@ impl Worker {
             now: 0,
             dump: None,
             sync: None,
+            answers,
+            punt,
         };
         shard.adopt_snapshot(snapshot.get());
         Self { snapshot, shard }
@@ -321,10 +349,18 @@ impl Shard {
                     self.counters.count_drop(DropReason::VlanNoHeadroom);
                 }
             }
-            Verdict::Punt => match io.punt(pkt) {
-                Ok(()) => self.counters.punted.inc(),
-                Err(_dropped) => self.counters.count_drop(DropReason::PuntRingFull),
-            },
+            Verdict::Punt => {
+                let class = police::punt_class(snap, pkt.data());
+                let passed = self.punt.take(class, self.now);
+                self.counters.count_punt(class, passed);
+                if !passed {
+                    return self.counters.count_drop(DropReason::PuntLimited);
+                }
+                match io.punt(pkt) {
+                    Ok(()) => self.counters.punted.inc(),
+                    Err(_dropped) => self.counters.count_drop(DropReason::PuntRingFull),
+                }
+            }
             Verdict::Handoff(owner) => match io.handoff(owner, pkt) {
                 Ok(()) => self.counters.handed_off.inc(),
                 Err(_dropped) => self.counters.count_drop(DropReason::HandoffRingFull),
@@ -388,6 +424,10 @@ impl Shard {
     /// needed out of `port`, resizing it (`forward::build_frag_needed`).
     #[cold]
     fn too_big<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, port: u16, t: TooBig) -> Verdict {
+        if !self.answers.take(self.now) {
+            self.counters.answers_limited.inc();
+            return Verdict::Drop(DropReason::TunnelTooBig);
+        }
         self.counters.count_drop(DropReason::TunnelTooBig);
         let Some(mac) = snap.port(port).map(|p| p.mac) else { return Verdict::Drop(DropReason::TunnelTooBig) };
         let (l3, hl) = (t.l3 as usize, t.hl as usize);
@@ -408,6 +448,10 @@ impl Shard {
     /// resizing it, and sends it back out of `port`.
     #[cold]
     fn refuse<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, port: u16, r: Reject) -> Verdict {
+        if !self.answers.take(self.now) {
+            self.counters.answers_limited.inc();
+            return Verdict::Drop(DropReason::NoServer);
+        }
         let Some(mac) = snap.port(port).map(|p| p.mac) else { return Verdict::Drop(DropReason::NoServer) };
         let (l3, hl) = (r.l3 as usize, r.hl as usize);
         let need = nat::refusal_len(r.proto, l3, hl);
@@ -457,8 +501,29 @@ impl Shard {
         });
     }
 
-    /// Removes a connection at once (RST), with its counters and port;
-    /// sync reports it (`Delete`).
+    /// Makes room for a new entry (`embryonic`: a TCP handshake) when the
+    /// table is full or holds `embryonic_max` half-open entries: the
+    /// oldest half-open entry goes (a SYN flood's, most likely), never an
+    /// established one. False when the table is full of entries past
+    /// their handshake.
+    #[inline]
+    fn make_room(&mut self, snap: &Snapshot, embryonic: bool) -> bool {
+        let over = embryonic && self.table.embryonic() >= self.config.embryonic_max;
+        if !over && !self.table.is_full() {
+            return true;
+        }
+        match self.table.oldest_embryonic() {
+            Some(id) => {
+                self.remove(snap, id);
+                self.counters.embryonic_evicted.inc();
+                true
+            }
+            None => !self.table.is_full(),
+        }
+    }
+
+    /// Removes a connection at once, with its counters and port; sync
+    /// reports it (`Delete`).
     fn remove(&mut self, snap: &Snapshot, id: FlowId) {
         if let Some(f) = self.table.remove(id) {
             Shard::emit_delete(&mut self.sync, &self.counters, &f, self.now, false);
@@ -516,6 +581,7 @@ fn ended(f: &Flow, snap: &Snapshot, now: u32, counters: &WorkerCounters, local_p
     if let Some(c) = counters.servers.get(f.server as usize) {
         c.conns_active.sub(1);
     }
+    forwarding::established_moved(counters, f.vs, f.server, f.state, crate::conntrack::FlowState::Close);
     if matches!(f.mode, Forwarding::FullNat | Forwarding::Snat) && !f.flags.contains(EntryFlags::BORROWED_PORT) {
         local_ports.free(f.local_ip, f.local_port);
     }

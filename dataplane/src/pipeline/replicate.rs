@@ -198,8 +198,9 @@ impl Shard {
         if flags.contains(EntryFlags::SYNCED) {
             self.table.set_flags(id, flags.difference(EntryFlags::SYNCED));
         }
-        // CLOSE removes the entry at once, which reports it (`Delete`).
-        if state != before && state != crate::conntrack::FlowState::Close {
+        // CLOSE (a reset) keeps the entry for `tcp_close`; its expiry
+        // reports it (`Delete`).
+        if state != before {
             self.emit_flow(SyncKind::Update, id);
         }
     }
@@ -256,6 +257,7 @@ impl Shard {
                 }
                 if same {
                     let flags = f.flags | EntryFlags::SYNCED;
+                    super::forwarding::established_moved(&self.counters, f.vs, f.server, f.state, rec.state);
                     self.table.set_state(id, rec.state, expire);
                     self.table.set_flags(id, flags);
                     return Ok(());
@@ -325,6 +327,7 @@ impl Shard {
         if let Some(s) = c.servers.get(server_index as usize) {
             s.conns_active.inc();
         }
+        super::forwarding::established_moved(c, vs_index, server_index, crate::conntrack::FlowState::Close, rec.state);
         if let Some(p) = pers {
             // The entry holds a reference to its client's record, as one
             // placed here does (`ended` releases it).

@@ -9,7 +9,7 @@
 //! address matches nothing and is dropped as `no-virtual-server`.
 
 use super::{L4Info, Shard, Verdict};
-use crate::conntrack::{Dir, EntryFlags, FlowId, FlowInit, FlowState, InsertError};
+use crate::conntrack::{Dir, EntryFlags, FlowId, FlowInit, InsertError};
 use crate::ctl::events::SyncKind;
 use crate::forward as nat;
 use crate::state::counters::DropReason;
@@ -36,6 +36,9 @@ impl Shard {
         let ok = if p.proto == protocol::TCP { TcpPacket::new_unchecked(l4).verify_checksum(s, d) } else { UdpPacket::new_unchecked(l4).verify_checksum(s, d) };
         if !ok {
             return Verdict::Drop(DropReason::L4BadChecksum);
+        }
+        if !self.make_room(snap, p.proto == protocol::TCP) {
+            return Verdict::Drop(DropReason::FlowTableFull);
         }
         let Some((local_ip, local_port)) = self.local_ports.alloc(&[rule.addr]) else { return Verdict::Drop(DropReason::NoLocalPort) };
         let client_mac = EthernetFrame::new_unchecked(&*frame).src_addr();
@@ -76,10 +79,8 @@ impl Shard {
     /// port as source, routed; back, the server's address and port as
     /// destination, to its MAC on its link.
     pub(super) fn forward_snat(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId, dir: Dir) -> Verdict {
-        let before = if self.sync.is_some() { self.table.get(id).map(|f| (f.state, f.flags)) } else { None };
-        let state = self.table.on_packet(id, dir, p.tcp_flags, self.now);
-        if let Some((old, flags)) = before {
-            self.after_packet(id, old, flags, state);
+        if let Err(v) = self.account(id, dir, p) {
+            return v;
         }
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         let (client_ip, client_port, client_mac, client_link, local_ip, local_port) = (f.client_ip, f.client_port, f.client_mac, f.client_port_id as u16, f.local_ip, f.local_port);
@@ -104,9 +105,6 @@ impl Shard {
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(mac);
         eth.set_src_addr(out.mac);
-        if state == FlowState::Close {
-            self.remove(snap, id);
-        }
         Verdict::Forward(link)
     }
 }

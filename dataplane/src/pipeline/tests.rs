@@ -68,7 +68,7 @@ pub(super) fn worker_on(snap: Snapshot, flows: u32, id: u16, workers: u16, resol
         n.set(0, SERVER_MAC[0]);
         n.set(1, SERVER_MAC[1]);
     }
-    Worker::new(WorkerConfig { id, workers, flows, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0 }, readers.remove(0), n)
+    Worker::new(WorkerConfig { id, workers, flows, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0, ..WorkerConfig::default() }, readers.remove(0), n)
 }
 
 fn worker() -> Worker {
@@ -190,16 +190,29 @@ fn udp_flow_and_icmp_error_translation() {
     assert_eq!(checksum::checksum(&e[14..34]), 0);
     assert_eq!(checksum::checksum(&e[inner..inner + 20]), 0, "embedded header checksum");
     assert_eq!(checksum::checksum(&e[34..]), 0, "ICMP checksum");
+
+    // The same error with one quoted byte flipped: dropped by name, not
+    // sent on with a fresh checksum.
+    let mut bad = icmp.clone();
+    bad[8 + 26] ^= 0x40;
+    let mut e = frame(SERVER_MAC[0], IN_MAC, SRV[0], CLIENT, 1, &bad, false);
+    assert_eq!(w.process(&mut e, IN, false), Verdict::Drop(DropReason::IcmpBadChecksum));
 }
 
 #[test]
-fn rst_removes_the_entry_at_once() {
+fn rst_closes_the_entry_and_its_timer_frees_it() {
     let mut w = worker();
     let mut f = syn(40000, 80);
+    w.shard.now = 5;
     assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
     assert_eq!(w.table().len(), 1);
     let mut r = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::RST), true);
     assert_eq!(w.process(&mut r, OUT, false), Verdict::Forward(IN), "the RST itself is forwarded");
+    let state = |w: &Worker| w.table().iter().next().map(|(_, f)| f.state);
+    assert_eq!(state(&w), Some(FlowState::Close));
+    w.shard.expire(w.snapshot.get(), 5 + Timeouts::default().tcp_close - 1);
+    assert_eq!(w.table().len(), 1);
+    w.shard.expire(w.snapshot.get(), 5 + Timeouts::default().tcp_close);
     assert_eq!(w.table().len(), 0);
     let c = w.counters();
     assert_eq!((c.flows.get(), c.services[0].conns_active.get(), c.servers[0].conns_active.get()), (0, 0, 0));
@@ -219,15 +232,90 @@ fn idle_entries_expire_after_their_timeout() {
     assert_eq!(w.counters().services[0].conns_active.get(), 0);
 }
 
+/// SYN, SYN-ACK, ACK of client port `sport` to VIP:80 through `w`, whose
+/// only server up is server 0 (`worker_with`'s snapshot round-robins: the
+/// caller checks where the SYN went).
+fn open(w: &mut Worker, sport: u16) -> usize {
+    let mut f = syn(sport, 80);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    let s = SRV.iter().position(|a| *a == addr(&f, 30)).unwrap();
+    let mut r = frame(SERVER_MAC[s], IN_MAC, SRV[s], CLIENT, 6, &tcp(8080, sport, tcpf::SYN | tcpf::ACK), true);
+    assert_eq!(w.process(&mut r, IN, false), Verdict::Forward(OUT));
+    let mut a = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(sport, 80, tcpf::ACK), true);
+    assert_eq!(w.process(&mut a, OUT, false), Verdict::Forward(IN));
+    s
+}
+
 #[test]
-fn full_table_refuses_new_connections_and_keeps_old_ones() {
+fn full_table_evicts_half_open_entries_and_keeps_established_ones() {
     let mut w = worker_with(1, 0, 1, true);
     let mut a = syn(40000, 80);
     assert_eq!(w.process(&mut a, OUT, false), Verdict::Forward(IN));
-    let mut b = syn(40001, 80);
-    assert_eq!(w.process(&mut b, OUT, false), Verdict::Drop(DropReason::FlowTableFull));
-    let mut ack = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::ACK), true);
+    // The half-open entry makes room for the next connection.
+    open(&mut w, 40001);
+    assert_eq!(w.counters().embryonic_evicted.get(), 1);
+    assert_eq!(w.table().len(), 1);
+    // An established one does not.
+    let mut c = syn(40002, 80);
+    assert_eq!(w.process(&mut c, OUT, false), Verdict::Drop(DropReason::FlowTableFull));
+    let mut ack = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40001, 80, tcpf::ACK), true);
     assert_eq!(w.process(&mut ack, OUT, false), Verdict::Forward(IN), "existing connection untouched");
+    // Nor for a new UDP flow.
+    let mut u = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &udp(5000, 53, b"q"), true);
+    assert_eq!(w.process(&mut u, OUT, false), Verdict::Drop(DropReason::FlowTableFull));
+}
+
+#[test]
+fn the_embryonic_budget_evicts_the_oldest_first() {
+    let (publisher, mut readers) = rcu(Box::new(snapshot()), 1);
+    std::mem::forget(publisher);
+    let n = Arc::new(Neighbors::new(4));
+    n.set(0, SERVER_MAC[0]);
+    n.set(1, SERVER_MAC[1]);
+    let mut w = Worker::new(WorkerConfig { flows: 64, embryonic_max: 3, ..WorkerConfig::default() }, readers.remove(0), n);
+    open(&mut w, 1000);
+    for sport in 2000..2010 {
+        let mut f = syn(sport, 80);
+        assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    }
+    assert_eq!(w.table().embryonic(), 3);
+    assert_eq!(w.table().len(), 4, "the established one and the three newest SYNs");
+    assert_eq!(w.counters().embryonic_evicted.get(), 7);
+    let ports: Vec<u16> = w.table().iter().map(|(_, f)| f.client_port).collect();
+    for p in [1000, 2007, 2008, 2009] {
+        assert!(ports.contains(&p), "{p} in {ports:?}");
+    }
+    // Active (established) and inactive (the rest) by gauge.
+    let c = w.counters();
+    assert_eq!(c.services[0].conns_active.get(), 4);
+    assert_eq!(c.services[0].conns_established.get(), 1);
+}
+
+/// RFC 5961 §3.2 through the pipeline: a reset outside the server's window
+/// is dropped, one inside it but not at its next byte passes without
+/// ending anything, one at the next byte closes.
+#[test]
+fn resets_are_checked_against_the_window() {
+    let mut w = worker();
+    open(&mut w, 40000);
+    let rst = |seq: u32| {
+        let mut t = tcp(40000, 80, tcpf::RST);
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &t, true)
+    };
+    let state = |w: &Worker| w.table().iter().next().map(|(_, f)| f.state);
+    // The server's window is 65535 bytes from 1001.
+    let mut f = rst(1001 + 70_000);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Drop(DropReason::TcpRstOutOfWindow));
+    let mut f = rst(1001 + 100);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(state(&w), Some(FlowState::Established));
+    assert_eq!(w.counters().rst_in_window.get(), 1);
+    let mut f = rst(1001);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(state(&w), Some(FlowState::Close));
+    let c = w.counters();
+    assert_eq!((c.services[0].conns_active.get(), c.services[0].conns_established.get()), (1, 0));
 }
 
 #[test]
@@ -348,6 +436,49 @@ impl PacketIo for Io {
     fn flush(&mut self) -> crate::io::TxReport {
         crate::io::TxReport { packets: self.tx.len() as u64, bytes: self.tx.iter().map(|(_, p)| p.data.len() as u64).sum(), dropped: 0 }
     }
+}
+
+/// Punted frames by class, each class its own bucket: a flood of UDP to
+/// the self IP from strangers is dropped (`other`: rate 0), while ARP,
+/// pings and a server's answers still reach the control lcore.
+#[test]
+fn punts_are_classified_and_policed() {
+    let (publisher, mut readers) = rcu(Box::new(snapshot()), 1);
+    std::mem::forget(publisher);
+    let mut rates = super::DEFAULT_PUNT_RATES;
+    rates[PuntClass::Icmp as usize] = 40; // burst 32, 4 a tick
+    let mut w = Worker::new(WorkerConfig { flows: 64, punt_rates: rates, ..WorkerConfig::default() }, readers.remove(0), Arc::new(Neighbors::new(4)));
+    let mut io = Io::default();
+    let stranger = |i: u8| frame(CLIENT_MAC, OUT_MAC, [203, 0, 113, i], SELF_OUT, 17, &udp(1000 + u16::from(i), 9999, b"flood"), true);
+    let mut arp = vec![0u8; 60];
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    let echo = || frame(CLIENT_MAC, OUT_MAC, CLIENT, SELF_OUT, 1, &[8, 0, 0xf7, 0xff, 0, 0, 0, 0], true);
+    let probe = frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 6, &tcp(80, 33000, tcpf::SYN | tcpf::ACK), true);
+    for i in 0..30 {
+        io.rx.push(pkt(stranger(i)));
+    }
+    io.rx.push(pkt(arp));
+    io.rx.push(pkt(probe));
+    w.poll(&mut io, 1);
+    for _ in 0..2 {
+        for _ in 0..32 {
+            io.rx.push(pkt(echo()));
+        }
+        w.poll(&mut io, 1);
+    }
+    let c = w.counters();
+    assert_eq!(c.punts(PuntClass::Other), (0, 30));
+    assert_eq!(c.punts(PuntClass::Arp), (1, 0));
+    assert_eq!(c.punts(PuntClass::Probe), (1, 0));
+    assert_eq!(c.punts(PuntClass::Icmp), (32, 32), "the burst, then nothing in the same tick");
+    assert_eq!(io.punted, 34);
+    assert_eq!(c.drops(DropReason::PuntLimited), 62);
+    // A tick later the pings' bucket has 4 more.
+    for _ in 0..10 {
+        io.rx.push(pkt(echo()));
+    }
+    w.poll(&mut io, 2);
+    assert_eq!(w.counters().punts(PuntClass::Icmp), (36, 38));
 }
 
 #[test]
@@ -533,6 +664,37 @@ fn no_server_answer_leaves_through_poll() {
     assert_eq!((c.tx_packets.get(), c.tx_bytes.get()), (1, 54));
 }
 
+/// RFC 1812 §4.3.2.8: refusals are rate limited (`icmp_rate`, here 20 a
+/// second, burst 5): 100 SYNs in one tick get 5 answers, the next second
+/// 20 more.
+#[test]
+fn refusals_are_rate_limited() {
+    let mut snap = snapshot();
+    for s in &mut snap.servers {
+        s.enabled = false;
+    }
+    let (publisher, mut readers) = rcu(Box::new(snap), 1);
+    std::mem::forget(publisher);
+    let mut w = Worker::new(WorkerConfig { flows: 64, icmp_rate: 20, icmp_burst: 5, ..WorkerConfig::default() }, readers.remove(0), Arc::new(Neighbors::new(4)));
+    let mut sent = 0;
+    for t in 0..=10u32 {
+        for i in 0..10u16 {
+            let mut io = Io::default();
+            for j in 0..10u16 {
+                io.rx.push(pkt(syn(10000 + (t as u16) * 100 + i * 10 + j, 80)));
+            }
+            w.poll(&mut io, 1 + t);
+            sent += io.tx.len();
+        }
+    }
+    // The burst of 5, then 2 a tick for 10 ticks.
+    assert_eq!(sent, 5 + 20);
+    let c = w.counters();
+    assert_eq!(c.rejected.get(), 25);
+    assert_eq!(c.answers_limited.get(), 1100 - 25);
+    assert_eq!(c.drops(DropReason::NoServer), 1100, "every refused SYN is one no-server drop");
+}
+
 #[test]
 fn no_server_refusals_without_an_answer() {
     let mut w = worker_without_servers();
@@ -594,7 +756,7 @@ fn connections_of_a_reset_server_are_cut() {
     let n = Arc::new(Neighbors::new(4));
     n.set(0, SERVER_MAC[0]);
     n.set(1, SERVER_MAC[1]);
-    let mut w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 16, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0 }, readers.remove(0), n);
+    let mut w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 16, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0, ..WorkerConfig::default() }, readers.remove(0), n);
     let mut f = syn(40000, 80);
     assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
     assert_eq!(w.table().len(), 1);
@@ -657,7 +819,7 @@ fn persistent_worker(snap: Snapshot) -> (crate::state::rcu::Publisher<Snapshot>,
     let n = Arc::new(Neighbors::new(4));
     n.set(0, SERVER_MAC[0]);
     n.set(1, SERVER_MAC[1]);
-    let w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0 }, readers.remove(0), n);
+    let w = Worker::new(WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0, ..WorkerConfig::default() }, readers.remove(0), n);
     (publisher, w)
 }
 
@@ -668,9 +830,13 @@ fn connect(w: &mut Worker, client: [u8; 4], sport: u16, vport: u16) -> [u8; 4] {
     addr(&f, 30)
 }
 
+/// A RST from the client, and its entry's `tcp_close` run out.
 fn reset(w: &mut Worker, client: [u8; 4], sport: u16, vport: u16) {
     let mut f = frame(CLIENT_MAC, OUT_MAC, client, VIP, 6, &tcp(sport, vport, tcpf::RST), true);
     assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    let now = w.shard.now + Timeouts::default().tcp_close;
+    w.shard.expire(w.snapshot.get(), now);
+    w.shard.now = now;
 }
 
 #[test]

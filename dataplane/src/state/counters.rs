@@ -86,6 +86,8 @@ drop_reasons! {
     UdpBadLength => "udp-bad-length",
     /// IP payload shorter than an ICMP header.
     IcmpTruncated => "icmp-truncated",
+    /// An ICMP error with a wrong checksum (RFC 792): not translated.
+    IcmpBadChecksum => "icmp-bad-checksum",
     /// An ICMP error whose embedded header is unusable.
     IcmpBadEmbedded => "icmp-bad-embedded",
     /// An ICMP error about no tracked connection.
@@ -112,9 +114,13 @@ drop_reasons! {
     ServerDown => "server-down",
     /// full-NAT: every local port of this worker is in use.
     NoLocalPort => "no-local-port",
-    /// The connection table is full: new connections refused, existing
-    /// ones untouched.
+    /// The connection table is full of connections past their handshake:
+    /// new connections refused, existing ones untouched (half-open ones are
+    /// evicted first: `WorkerCounters::embryonic_evicted`).
     FlowTableFull => "flow-table-full",
+    /// A TCP reset outside the receiver's window (RFC 5961 §3.2): a blind
+    /// guess; the connection is kept.
+    TcpRstOutOfWindow => "tcp-rst-out-of-window",
     /// A new connection collided with an existing entry's reply key.
     FlowExists => "flow-exists",
     /// The next hop's MAC is not resolved (yet).
@@ -128,10 +134,54 @@ drop_reasons! {
     TunnelNoHeadroom => "tunnel-no-headroom",
     /// The ring to the control lcore was full.
     PuntRingFull => "punt-ring-full",
+    /// For the control lcore, but over its class's rate (`PuntClass`,
+    /// `WorkerCounters::punt_limited` by class).
+    PuntLimited => "punt-limited",
     /// The ring to the owning worker was full.
     HandoffRingFull => "handoff-ring-full",
     /// The NIC's TX queue took fewer packets than offered.
     TxQueueFull => "tx-queue-full",
+}
+
+/// What a worker hands the control lcore, by class (`pipeline::police`):
+/// each class has its own token bucket, so a flood of one delays no
+/// other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PuntClass {
+    /// ARP requests and replies.
+    Arp,
+    /// VRRP adverts (IP protocol 112).
+    Vrrp,
+    /// TCP/UDP from an HA peer (a `[sync]` peer or a VRRP unicast peer):
+    /// state sync datagrams.
+    Ha,
+    /// TCP, UDP and ICMP from a server's address or a VIP (the answers of
+    /// health probes; DSR servers answer from the VIP).
+    Probe,
+    /// Other ICMP to the box: echo requests to self IPs and VIPs, errors
+    /// about its own traffic.
+    Icmp,
+    /// Anything else for a self IP (a port nothing listens on): dropped
+    /// unless `[defence.punt] other` lets some through.
+    Other,
+}
+
+impl PuntClass {
+    pub const ALL: &'static [PuntClass] = &[PuntClass::Arp, PuntClass::Vrrp, PuntClass::Ha, PuntClass::Probe, PuntClass::Icmp, PuntClass::Other];
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The stable name operators see (`[defence.punt]`'s keys).
+    pub fn name(self) -> &'static str {
+        match self {
+            PuntClass::Arp => "arp",
+            PuntClass::Vrrp => "vrrp",
+            PuntClass::Ha => "ha",
+            PuntClass::Probe => "probe",
+            PuntClass::Icmp => "icmp",
+            PuntClass::Other => "other",
+        }
+    }
 }
 
 macro_rules! install_failures {
@@ -234,6 +284,9 @@ pub struct ServiceCounters {
     /// Entries in the connection table (a gauge: +1 on create, -1 on
     /// removal; summed over workers with wrapping arithmetic).
     pub conns_active: Counter,
+    /// Of those, established ones (`FlowState::is_active`, a gauge): what
+    /// `ipvsadm -L` calls ActiveConn; the rest are InActConn.
+    pub conns_established: Counter,
     pub conns_new: Counter,
     /// Client to server direction.
     pub in_pkts: Counter,
@@ -265,10 +318,20 @@ pub struct WorkerCounters {
     /// fragmentation needed and the tunnel's MTU (RFC 1191; each also a
     /// `tunnel-too-big` drop).
     pub frag_needed: Counter,
+    /// Refusals and ICMP errors not sent: over the worker's `icmp_rate`
+    /// (the packet that asked for one is counted as its drop).
+    pub answers_limited: Counter,
     /// Connections servers opened through source NAT (`[[snat]]`).
     pub snat: Counter,
     /// Packets routed on `route` links.
     pub routed: Counter,
+    /// TCP resets inside the receiver's window but not at its next
+    /// sequence number: forwarded without ending the connection (the
+    /// endpoint challenges them, RFC 5961 §3.2).
+    pub rst_in_window: Counter,
+    /// Half-open TCP entries evicted (the oldest first) to make room for a
+    /// new connection: the table was full or held `embryonic_max`.
+    pub embryonic_evicted: Counter,
     /// New connections sent to a server by a persistence record.
     pub persisted: Counter,
     /// Persistence records made.
@@ -276,6 +339,11 @@ pub struct WorkerCounters {
     /// Live persistence records evicted from a full set to make room.
     pub persist_evicted: Counter,
     drops: [Counter; DropReason::COUNT],
+    /// Punted, by `PuntClass`.
+    punt_passed: [Counter; PuntClass::COUNT],
+    /// Over their class's rate, by `PuntClass` (each a `punt-limited`
+    /// drop).
+    punt_limited: [Counter; PuntClass::COUNT],
     /// State sync with the HA peer (`sync_sent`, `sync_dropped`,
     /// `sync_installed`, `sync_install_failed` by reason).
     pub sync: SyncCounters,
@@ -297,12 +365,17 @@ impl Default for WorkerCounters {
             persisted: Counter::default(),
             frag_needed: Counter::default(),
             snat: Counter::default(),
+            answers_limited: Counter::default(),
             routed: Counter::default(),
+            rst_in_window: Counter::default(),
+            embryonic_evicted: Counter::default(),
             persist_records: Counter::default(),
             persist_evicted: Counter::default(),
             flows: Counter::default(),
             rejected: Counter::default(),
             drops: core::array::from_fn(|_| Counter::default()),
+            punt_passed: core::array::from_fn(|_| Counter::default()),
+            punt_limited: core::array::from_fn(|_| Counter::default()),
             sync: SyncCounters::default(),
             services: (0..MAX_SERVICES).map(|_| ServiceCounters::default()).collect(),
             servers: (0..MAX_SERVERS).map(|_| ServiceCounters::default()).collect(),
@@ -336,6 +409,22 @@ impl WorkerCounters {
 
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().map(Counter::get).sum()
+    }
+
+    /// A packet of `class` handed to the control lcore (`passed`) or
+    /// dropped over its rate.
+    #[inline(always)]
+    pub fn count_punt(&self, class: PuntClass, passed: bool) {
+        if passed {
+            self.punt_passed[class as usize].inc();
+        } else {
+            self.punt_limited[class as usize].inc();
+        }
+    }
+
+    /// (passed, limited) of `class`.
+    pub fn punts(&self, class: PuntClass) -> (u64, u64) {
+        (self.punt_passed[class as usize].get(), self.punt_limited[class as usize].get())
     }
 }
 

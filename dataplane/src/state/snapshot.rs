@@ -162,6 +162,12 @@ pub struct Snapshot {
     pub routes: Vec<RouteView>,
     /// Per link: its gateway service, if any (`index`).
     pub gateways: Vec<Option<u16>>,
+    /// The HA peers' addresses (the `[sync]` peer, VRRP unicast peers):
+    /// their TCP/UDP to a self IP is punted as `PuntClass::Ha`.
+    pub peers: Vec<u32>,
+    /// Servers' addresses and VIPs, sorted (`index`): what a health
+    /// probe's answer comes from (`PuntClass::Probe`).
+    probe_sources: Vec<u32>,
     /// The IPv4 lookup indexes (IPv6 will add its own beside).
     v4: FamilyIndex<u32>,
 }
@@ -286,6 +292,12 @@ impl Snapshot {
                 masked.push(((s.ip, s.port, vs.proto), prefix));
             }
         }
+        let mut sources: Vec<u32> = self.servers.iter().map(|s| s.ip).chain(self.services.iter().map(|v| v.ip)).filter(|a| *a != 0).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        self.probe_sources = sources;
+        self.peers.sort_unstable();
+        self.peers.dedup();
         self.v4 = FamilyIndex { vips: SortedIndex::new(vips), owners: SortedIndex::new(owners), masked_servers: SortedIndex::new(masked) };
     }
 
@@ -316,6 +328,18 @@ impl Snapshot {
     /// True when some service listens on `ip` (any port).
     pub fn is_vip(&self, ip: u32) -> bool {
         self.services.iter().any(|s| s.ip == ip && !s.retired)
+    }
+
+    /// A server's address or a VIP (`PuntClass::Probe`).
+    #[inline]
+    pub fn is_probe_source(&self, ip: u32) -> bool {
+        self.probe_sources.binary_search(&ip).is_ok()
+    }
+
+    /// An HA peer's address (`PuntClass::Ha`).
+    #[inline]
+    pub fn is_peer(&self, ip: u32) -> bool {
+        self.peers.contains(&ip)
     }
 
     #[inline]

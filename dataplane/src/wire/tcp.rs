@@ -213,6 +213,125 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     }
 }
 
+/// Option kinds (RFC 9293 §3.2; window scale and timestamps RFC 7323;
+/// SACK permitted RFC 2018).
+pub mod option {
+    pub const END: u8 = 0;
+    pub const NOP: u8 = 1;
+    pub const MSS: u8 = 2;
+    pub const WSCALE: u8 = 3;
+    pub const SACK_PERM: u8 = 4;
+    pub const SACK: u8 = 5;
+    pub const TIMESTAMP: u8 = 8;
+}
+
+/// The options a SYN negotiates, as read from a segment's option bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpOptions {
+    pub mss: Option<u16>,
+    /// Window scale shift as sent (RFC 7323 §2.3: a receiver uses at most 14).
+    pub wscale: Option<u8>,
+    pub sack_perm: bool,
+    /// (TSval, TSecr).
+    pub timestamp: Option<(u32, u32)>,
+}
+
+impl TcpOptions {
+    /// Reads the options it knows from `opts` (the bytes after the fixed
+    /// header), skipping others by their length. A malformed list (a length
+    /// below 2 or past the end) ends the walk: what was read so far is
+    /// kept, as an endpoint would ignore the rest.
+    pub fn parse(opts: &[u8]) -> Self {
+        let mut o = TcpOptions::default();
+        let mut i = 0;
+        while let Some(&kind) = opts.get(i) {
+            match kind {
+                option::END => break,
+                option::NOP => {
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let Some(&len) = opts.get(i + 1) else { break };
+            let len = len as usize;
+            let Some(body) = opts.get(i + 2..i + len.max(2)) else { break };
+            if len < 2 {
+                break;
+            }
+            match (kind, body.len()) {
+                (option::MSS, 2) => o.mss = Some(be16(body, 0)),
+                (option::WSCALE, 1) => o.wscale = body.first().copied(),
+                (option::SACK_PERM, 0) => o.sack_perm = true,
+                (option::TIMESTAMP, 8) => o.timestamp = Some((be32(body, 0), be32(body, 4))),
+                _ => {}
+            }
+            i += len;
+        }
+        o
+    }
+
+    /// Writes the options a SYN or SYN-ACK carries, in Linux's order
+    /// (MSS, SACK permitted + timestamps, NOP + window scale), padded with
+    /// NOPs to a multiple of 4, into `out`; returns the bytes written (at
+    /// most 20), or None when `out` is too short.
+    pub fn emit_syn(&self, out: &mut [u8]) -> Option<usize> {
+        let mut b = [option::NOP; 20];
+        let mut n = 0;
+        if let Some(mss) = self.mss {
+            let [hi, lo] = mss.to_be_bytes();
+            b.get_mut(n..n + 4)?.copy_from_slice(&[option::MSS, 4, hi, lo]);
+            n += 4;
+        }
+        match (self.sack_perm, self.timestamp) {
+            (sack, Some((val, ecr))) => {
+                let head = if sack { [option::SACK_PERM, 2] } else { [option::NOP, option::NOP] };
+                b.get_mut(n..n + 2)?.copy_from_slice(&head);
+                b.get_mut(n + 2..n + 4)?.copy_from_slice(&[option::TIMESTAMP, 10]);
+                b.get_mut(n + 4..n + 8)?.copy_from_slice(&val.to_be_bytes());
+                b.get_mut(n + 8..n + 12)?.copy_from_slice(&ecr.to_be_bytes());
+                n += 12;
+            }
+            (true, None) => {
+                b.get_mut(n..n + 4)?.copy_from_slice(&[option::NOP, option::NOP, option::SACK_PERM, 2]);
+                n += 4;
+            }
+            (false, None) => {}
+        }
+        if let Some(ws) = self.wscale {
+            b.get_mut(n..n + 4)?.copy_from_slice(&[option::NOP, option::WSCALE, 3, ws]);
+            n += 4;
+        }
+        out.get_mut(..n)?.copy_from_slice(b.get(..n)?);
+        Some(n)
+    }
+}
+
+/// Where the timestamps option's TSval sits in `opts`, if present (for
+/// rewriting it in place).
+pub fn timestamp_offset(opts: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(&kind) = opts.get(i) {
+        match kind {
+            option::END => return None,
+            option::NOP => {
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let len = *opts.get(i + 1)? as usize;
+        if len < 2 || i + len > opts.len() {
+            return None;
+        }
+        if kind == option::TIMESTAMP && len == 10 {
+            return Some(i + 2);
+        }
+        i += len;
+    }
+    None
+}
+
 /// Owned form of an option-less TCP header, for control code and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpRepr {

@@ -408,6 +408,9 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     snap.services = services;
     snap.servers = servers;
     snap.persist_records = *cfg.platform.persistence_records.get_ref();
+    // HA peers: their sync datagrams and unicast adverts are their own
+    // punt class.
+    snap.peers = cfg.sync.iter().map(|s| u32::from(*s.peer.get_ref())).chain(cfg.vrrp.iter().flat_map(|v| v.unicast_peers.iter().map(|p| u32::from(*p.get_ref())))).collect();
     snap.index();
     Ok(Built { snapshot: snap, nexthops: layout.nexthops.clone(), owned, server_pools, layout })
 }

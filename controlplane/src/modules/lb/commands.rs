@@ -120,7 +120,7 @@ impl Lb {
     fn active_connections(&self, pi: usize, a: SocketAddrV4, rt: &Runtime) -> u64 {
         (0..self.base.servers.len())
             .filter(|i| self.admin.pool_of(*i) == Some(pi) && self.base.servers.get(*i).is_some_and(|r| SocketAddrV4::new(Ipv4Addr::from(r.ip), r.port) == a))
-            .map(|i| rt.workers().traffic(|w| w.servers.get(i)).conns_active)
+            .map(|i| rt.workers().traffic(|w| w.servers.get(i)).entries)
             .fold(0u64, u64::wrapping_add)
     }
 
@@ -188,7 +188,7 @@ impl Lb {
             let all: Vec<&str> = self.cfg.virtual_servers.iter().map(|v| v.name.get_ref().as_str()).collect();
             return Err(format!("no virtual server named {name:?} (virtual servers: {})", if all.is_empty() { "none".into() } else { all.join(", ") }));
         };
-        let active = self.vs_slot(name).map_or(0, |s| rt.workers().traffic(|w| w.services.get(s)).conns_active);
+        let active = self.vs_slot(name).map_or(0, |s| rt.workers().traffic(|w| w.services.get(s)).entries);
         let mut new = self.cfg.clone();
         new.virtual_servers.remove(i);
         Ok((new, format!("virtual-server {name} removed; {active} active connection(s) finish first")))

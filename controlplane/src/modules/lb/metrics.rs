@@ -46,8 +46,9 @@ impl Lb {
         let Some(snap) = workers.published() else { return };
         let sum = |sel: &dyn Fn(&WorkerCounters) -> Option<&ServiceCounters>, f: &dyn Fn(&ServiceCounters) -> u64| workers.sum(|c| sel(c).map_or(0, f));
         type Field = (&'static str, &'static str, &'static str, fn(&ServiceCounters) -> u64);
-        const FIELDS: [Field; 6] = [
-            ("connections_active", "gauge", "Connection entries (open, closing or waiting for their timeout).", |c| c.conns_active.get()),
+        const FIELDS: [Field; 7] = [
+            ("connections_active", "gauge", "Established connections (ipvsadm's ActiveConn).", |c| c.conns_established.get()),
+            ("connections_inactive", "gauge", "Connection entries not established: handshake, closing, TIME_WAIT, CLOSE; UDP and ICMP flows (ipvsadm's InActConn).", |c| c.conns_active.get().wrapping_sub(c.conns_established.get())),
             ("connections_total", "counter", "Connections scheduled.", |c| c.conns_new.get()),
             ("in_packets_total", "counter", "Packets client to server.", |c| c.in_pkts.get()),
             ("in_bytes_total", "counter", "IP bytes client to server.", |c| c.in_bytes.get()),
@@ -83,8 +84,9 @@ impl Lb {
                 let line = |c: &dyn Fn(&WorkerCounters) -> Option<&ServiceCounters>| {
                     let g = |f: &dyn Fn(&ServiceCounters) -> u64| sum(&|w| c(w).map_or(0, f));
                     format!(
-                        "conns-active {}; conns-new {}; in-pkts {}; in-bytes {}; out-pkts {}; out-bytes {}",
-                        g(&|x| x.conns_active.get()),
+                        "conns-active {}; conns-inactive {}; conns-new {}; in-pkts {}; in-bytes {}; out-pkts {}; out-bytes {}",
+                        g(&|x| x.conns_established.get()),
+                        g(&|x| x.conns_active.get().wrapping_sub(x.conns_established.get())),
                         g(&|x| x.conns_new.get()),
                         g(&|x| x.in_pkts.get()),
                         g(&|x| x.in_bytes.get()),

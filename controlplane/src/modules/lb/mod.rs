@@ -320,6 +320,7 @@ impl Lb {
         let sum = |i: usize, f: &dyn Fn(&ServiceCounters) -> u64| workers.sum(|c| c.servers.get(i).map_or(0, f));
         for i in 0..n {
             self.loads.set(i, sum(i, &|c| c.conns_active.get()));
+            self.loads.set_established(i, sum(i, &|c| c.conns_established.get()));
         }
         for (i, rtt) in health.rtts() {
             self.loads.set_rtt_us(i, rtt.map(|us| us.round() as u64));

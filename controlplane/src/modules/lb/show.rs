@@ -76,11 +76,12 @@ impl Lb {
                 kebab(v.forwarding.get_ref()),
                 v.pool.get_ref().clone(),
                 format!("{up}/{total}"),
-                t.conns_active.to_string(),
+                t.active().to_string(),
+                t.inactive().to_string(),
                 t.conns_new.to_string(),
             ]);
         }
-        Ok(table(&["NAME", "ADDRESS", "PROTOCOL", "FORWARDING", "POOL", "TAKING-NEW", "ACTIVE", "TOTAL"], &rows))
+        Ok(table(&["NAME", "ADDRESS", "PROTOCOL", "FORWARDING", "POOL", "TAKING-NEW", "ACTIVE", "INACTIVE", "TOTAL"], &rows))
     }
 
     /// `show pools`.
@@ -132,7 +133,8 @@ impl Lb {
                 let mut t = Traffic::default();
                 for i in &members {
                     let x = rt.workers().traffic(|w| w.servers.get(*i));
-                    t.conns_active = t.conns_active.wrapping_add(x.conns_active);
+                    t.entries = t.entries.wrapping_add(x.entries);
+                    t.established = t.established.wrapping_add(x.established);
                     t.conns_new = t.conns_new.wrapping_add(x.conns_new);
                 }
                 let rtt = members.iter().find_map(|i| health.rtt_us(*i)).map_or("-".into(), |r| format!("{:.1}ms", r / 1000.0));
@@ -148,7 +150,8 @@ impl Lb {
                     if !checked { "unchecked".into() } else if health_up { "up".into() } else { "down".into() },
                     s.weight.to_string(),
                     s.priority.to_string(),
-                    t.conns_active.to_string(),
+                    t.active().to_string(),
+                    t.inactive().to_string(),
                     t.conns_new.to_string(),
                     rtt,
                     last,
@@ -163,9 +166,9 @@ impl Lb {
             }
             let x = rt.workers().traffic(|w| w.servers.get(i));
             let w = self.base.servers.get(i).map_or(0, |s| s.weight);
-            rows.push(vec![p.clone(), a.to_string(), "removed".into(), "-".into(), w.to_string(), "-".into(), x.conns_active.to_string(), x.conns_new.to_string(), "-".into(), "-".into()]);
+            rows.push(vec![p.clone(), a.to_string(), "removed".into(), "-".into(), w.to_string(), "-".into(), x.active().to_string(), x.inactive().to_string(), x.conns_new.to_string(), "-".into(), "-".into()]);
         }
-        Ok(table(&["POOL", "SERVER", "STATE", "HEALTH", "WEIGHT", "PRIORITY", "ACTIVE", "TOTAL", "RTT", "LAST-CHECK"], &rows))
+        Ok(table(&["POOL", "SERVER", "STATE", "HEALTH", "WEIGHT", "PRIORITY", "ACTIVE", "INACTIVE", "TOTAL", "RTT", "LAST-CHECK"], &rows))
     }
 
     /// `show stats`, from the last two counter samples.
@@ -195,7 +198,8 @@ impl Lb {
                 stats::si(r(x.pkts, y.pkts)),
                 stats::si(8.0 * r(x.bytes, y.bytes)),
                 stats::si(r(x.conns_new, y.conns_new)),
-                y.conns_active.to_string(),
+                y.active().to_string(),
+                y.inactive().to_string(),
                 y.conns_new.to_string(),
             ]
         };
@@ -215,9 +219,9 @@ impl Lb {
             }
         }
         out.push_str("\n\n");
-        out.push_str(&table(&["VIRTUAL-SERVER", "PPS", "BPS", "NEW-CONN/S", "CONCURRENT", "TOTAL-CONN"], &vrows));
+        out.push_str(&table(&["VIRTUAL-SERVER", "PPS", "BPS", "NEW-CONN/S", "ACTIVE", "INACTIVE", "TOTAL-CONN"], &vrows));
         out.push_str("\n\n");
-        out.push_str(&table(&["VIRTUAL-SERVER SERVER", "PPS", "BPS", "NEW-CONN/S", "CONCURRENT", "TOTAL-CONN"], &srows));
+        out.push_str(&table(&["VIRTUAL-SERVER SERVER", "PPS", "BPS", "NEW-CONN/S", "ACTIVE", "INACTIVE", "TOTAL-CONN"], &srows));
         let drops: Vec<Vec<String>> = DropReason::ALL
             .iter()
             .enumerate()

@@ -15,7 +15,7 @@ mod server;
 pub use server::MetricsServer;
 
 use crate::runtime::Runtime;
-use furiwake_dataplane::state::counters::{DropReason, WorkerCounters};
+use furiwake_dataplane::state::counters::{DropReason, PuntClass, WorkerCounters};
 use std::fmt::Write as _;
 
 /// Metric families in the text format, in the order they are added.
@@ -79,6 +79,19 @@ pub fn workers(t: &mut Text, rt: &Runtime) {
     t.family("worker_routed_total", "counter", "Packets routed on route interfaces.", per_worker(&|c| c.routed.get()));
     t.family("worker_snat_total", "counter", "Connections servers opened through source NAT.", per_worker(&|c| c.snat.get()));
     t.family("worker_frag_needed_total", "counter", "dsr-tunnel packets too big for the tunnel answered with ICMP fragmentation needed.", per_worker(&|c| c.frag_needed.get()));
+    t.family("worker_embryonic_evicted_total", "counter", "Half-open TCP entries evicted to make room (a SYN flood's, oldest first).", per_worker(&|c| c.embryonic_evicted.get()));
+    t.family("worker_rst_in_window_total", "counter", "TCP resets inside the window but not at the next byte: forwarded, the connection kept (RFC 5961).", per_worker(&|c| c.rst_in_window.get()));
+    t.family("worker_answers_limited_total", "counter", "Refusals and ICMP errors not sent: over icmp_rate.", per_worker(&|c| c.answers_limited.get()));
+    let punt = |limited: bool| -> Vec<(String, u64)> {
+        workers
+            .counters()
+            .enumerate()
+            .flat_map(|(i, c)| PuntClass::ALL.iter().map(move |k| (i, *k, c.punts(*k))))
+            .map(|(i, k, (p, l))| (labels(&[("worker", &i.to_string()), ("class", k.name())]), if limited { l } else { p }))
+            .collect()
+    };
+    t.family("worker_punt_passed_total", "counter", "Packets handed to the control plane, by class.", punt(false));
+    t.family("worker_punt_limited_total", "counter", "Packets for the control plane dropped over their class's rate, by class.", punt(true));
     let drops: Vec<(String, u64)> = workers
         .counters()
         .enumerate()

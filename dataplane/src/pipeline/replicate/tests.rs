@@ -110,11 +110,15 @@ fn a_new_connection_reports_create_then_each_state_change() {
     assert_eq!(got[2].timeout_ms, Timeouts::default().tcp_established * 100);
     assert_eq!(a.w.counters().sync.sent.get(), 3);
 
-    // A RST closes it: one Delete (no Update to CLOSE before it).
+    // A RST closes it: an Update to CLOSE, then the Delete when its
+    // `tcp_close` runs out.
     assert_eq!(send(&mut a.w, client(tcpf::RST, 40000, 80), OUT).0, Verdict::Forward(IN));
     let got = drain(&mut a.events);
+    assert_eq!(kinds(&got), [(SyncKind::Update, FlowState::Close)]);
+    assert_eq!(got[0].timeout_ms, Timeouts::default().tcp_close * 100);
+    a.w.poll(&mut Idle, 10 + Timeouts::default().tcp_close);
+    let got = drain(&mut a.events);
     assert_eq!(kinds(&got), [(SyncKind::Delete, FlowState::Close)]);
-    assert_eq!(got[0].flags & SyncRecord::FLAG_EXPIRED, 0, "closed, not expired");
 }
 
 #[test]
@@ -199,8 +203,9 @@ fn full_nat_entries_keep_their_local_port_on_the_peer() {
 
     // A closes it: B removes its copy and frees the port.
     assert_eq!(send(&mut a.w, client(tcpf::RST, sport, 81), OUT).0, Verdict::Forward(IN));
+    a.w.poll(&mut Idle, a.w.shard.now + Timeouts::default().tcp_close);
     let del = drain(&mut a.events);
-    assert_eq!(del.iter().map(|r| r.kind).collect::<Vec<_>>(), [SyncKind::Delete]);
+    assert_eq!(del.iter().map(|r| r.kind).collect::<Vec<_>>(), [SyncKind::Update, SyncKind::Delete]);
     let before = b.w.table().len();
     deliver(&del, &mut b, 0);
     assert_eq!(b.w.table().len(), before - 1);
@@ -408,8 +413,10 @@ fn persistence_records_follow_their_clients() {
     // end, the record lives its timeout, then goes.
     deliver(&[SyncRecord { kind: SyncKind::Delete, ..got[1] }], &mut b, 0);
     assert_eq!(send(&mut b.w, client(tcpf::RST, 2001, 80), OUT).0, Verdict::Forward(IN));
+    let closed = b.w.shard.now + Timeouts::default().tcp_close;
+    b.w.poll(&mut Idle, closed);
     assert_eq!(b.w.persist_records(), 1);
-    b.w.shard.now = PERSIST_TIMEOUT + 1;
+    b.w.shard.now = closed + PERSIST_TIMEOUT + 1;
     assert_eq!(b.w.persist_records(), 0);
 }
 

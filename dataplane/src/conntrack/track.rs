@@ -1,0 +1,357 @@
+//! TCP sequence tracking: what each side of a connection has sent and
+//! acknowledged, so that resets can be told from blind guesses (seed 001:
+//! the entry tracks the sequence numbers of both sides).
+//!
+//! A `Track` sits beside each entry (`FlowTable`'s second array, one
+//! 64-byte line per entry: the lookup line stays as it was). Per direction
+//! it keeps the highest sequence number sent (`end`: SND.NXT as the box
+//! sees it), the highest acknowledgment sent (`ack`: that side's RCV.NXT)
+//! and its receive window in bytes, after RFC 7323's scaling once both
+//! SYNs were seen.
+//!
+//! Segments move the marks only when they are plausible, a simplified
+//! form of Linux conntrack's `tcp_in_window` (after Rooij, "Real Stateful
+//! TCP Packet Filtering in IP Filter"): an ACK may not acknowledge what
+//! the other side never sent, and data must fall within the other side's
+//! window. Implausible segments are still forwarded (the endpoints judge
+//! them), they just do not move the marks, so a blind attacker cannot
+//! drag the window to where its reset would land.
+//!
+//! Resets (RFC 5961 §3.2): one whose sequence number is exactly what the
+//! receiver expects (its RCV.NXT, or the sender's own SND.NXT) ends the
+//! connection; one elsewhere inside the receiver's window is forwarded
+//! without ending anything (the endpoint answers it with a challenge ACK,
+//! and a genuine sender then resets exactly); one outside the window is
+//! dropped. The state machine (`tcp`) only sees the resets that pass.
+
+use super::key::Dir;
+use super::tcp::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+
+/// What a TCP segment says, for tracking. Built by the pipeline from the
+/// header; UDP and ICMP packets use `Segment::default()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Segment {
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    /// The raw window field.
+    pub win: u16,
+    /// Payload bytes (SYN and FIN are counted by `Track`).
+    pub len: u32,
+    /// The window scale option, read from SYNs only.
+    pub wscale: Option<u8>,
+}
+
+/// How tracking judged a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Not a reset, or a reset that ends the connection.
+    Pass,
+    /// A reset inside the receiver's window but not where it expects the
+    /// next byte: forwarded, the connection kept (RFC 5961 §3.2, the
+    /// receiver challenges it).
+    RstInWindow,
+    /// A reset outside the receiver's window: dropped.
+    RstOutOfWindow,
+}
+
+/// `known` bits.
+const END_SEEN: u8 = 0x01; // << dir
+const ACK_SEEN: u8 = 0x04; // << dir
+const SYN_SEEN: u8 = 0x10; // << dir
+const SCALE_OFFERED: u8 = 0x40; // << dir
+
+/// RFC 7323 §2.3: a shift above 14 is used as 14.
+const MAX_WSCALE: u8 = 14;
+
+/// The sequence marks of one connection, both directions (indexed by
+/// `Dir as usize`), and the links of the embryonic list (`table`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct Track {
+    /// The highest SEG.SEQ + SEG.LEN each side sent (its SND.NXT).
+    pub end: [u32; 2],
+    /// The highest SEG.ACK each side sent (its RCV.NXT).
+    pub ack: [u32; 2],
+    /// Each side's receive window in bytes, scaled.
+    pub win: [u32; 2],
+    /// Each side's window scale shift, as its SYN offered.
+    pub wscale: [u8; 2],
+    known: u8,
+    _pad: u8,
+    /// Embryonic list (handshake entries, oldest first): previous and next
+    /// entry id, `NIL` at the ends; both `NIL` and not the head: not in it.
+    pub(super) emb_prev: u32,
+    pub(super) emb_next: u32,
+    /// SYN proxy (`pipeline::synproxy`): what to add to the server's
+    /// sequence numbers to make them the client's view (the cookie's ISN
+    /// less the server's), and to its timestamps.
+    pub seq_delta: u32,
+    pub ts_delta: u32,
+    /// SYN proxy: the window scale the box announced to the client, and
+    /// the one the server announced, when they differ server windows are
+    /// rescaled.
+    pub proxy_wscale: [u8; 2],
+    pub proxy: u8,
+    _reserved: [u8; 17],
+}
+
+const _: () = assert!(core::mem::size_of::<Track>() == 64);
+
+impl Track {
+    pub const NEW: Track = Track {
+        end: [0; 2],
+        ack: [0; 2],
+        win: [0; 2],
+        wscale: [0; 2],
+        known: 0,
+        _pad: 0,
+        emb_prev: super::wheel::NIL,
+        emb_next: super::wheel::NIL,
+        seq_delta: 0,
+        ts_delta: 0,
+        proxy_wscale: [0; 2],
+        proxy: 0,
+        _reserved: [0; 17],
+    };
+
+    #[inline(always)]
+    fn has(&self, bit: u8, d: usize) -> bool {
+        self.known & (bit << d) != 0
+    }
+
+    /// The shift applied to side `d`'s window fields outside SYNs: its
+    /// offer when both SYNs offered scaling, none when both SYNs were seen
+    /// without, and the largest (liberal) when a SYN was missed (an entry
+    /// picked up mid-stream, or installed from the HA peer).
+    #[inline]
+    fn shift(&self, d: usize) -> u8 {
+        let both_syns = self.has(SYN_SEEN, 0) && self.has(SYN_SEEN, 1);
+        if !both_syns {
+            return MAX_WSCALE;
+        }
+        if self.has(SCALE_OFFERED, 0) && self.has(SCALE_OFFERED, 1) {
+            self.wscale.get(d).copied().unwrap_or(0).min(MAX_WSCALE)
+        } else {
+            0
+        }
+    }
+
+    /// Whether the marks of side `d` are known.
+    pub fn acked(&self, d: Dir) -> Option<u32> {
+        let d = d as usize;
+        if self.has(ACK_SEEN, d) {
+            self.ack.get(d).copied()
+        } else {
+            None
+        }
+    }
+
+    /// Accounts a segment from side `dir`. `input_only`: the box sees the
+    /// client's direction only (direct server return), so the other side's
+    /// marks are never known and resets are judged by the sender's own.
+    pub fn on_segment(&mut self, dir: Dir, s: &Segment) -> Check {
+        let d = dir as usize;
+        let r = 1 - d;
+        if s.flags & TCP_RST != 0 {
+            return self.check_rst(d, r, s);
+        }
+        let syn = s.flags & TCP_SYN != 0;
+        let ack = s.flags & TCP_ACK != 0;
+        let seg_end = s.seq.wrapping_add(s.len).wrapping_add(u32::from(syn)).wrapping_add(u32::from(s.flags & TCP_FIN != 0));
+        if syn {
+            // A SYN (re)starts this side: its ISN, its scale offer.
+            self.known &= !((END_SEEN | ACK_SEEN | SCALE_OFFERED) << d);
+            self.known |= (SYN_SEEN | END_SEEN) << d;
+            if let Some(ws) = s.wscale {
+                self.known |= SCALE_OFFERED << d;
+                set(&mut self.wscale, d, ws);
+            }
+            set(&mut self.end, d, seg_end);
+            if ack {
+                self.known |= ACK_SEEN << d;
+                set(&mut self.ack, d, s.ack);
+                // RFC 7323 §2.2: the window of a SYN is never scaled.
+                set(&mut self.win, d, u32::from(s.win));
+            }
+            return Check::Pass;
+        }
+        // Plausibility: no acknowledging what the other side never sent,
+        // no data past the other side's window.
+        if ack && self.has(END_SEEN, r) && after(s.ack, get(&self.end, r)) {
+            return Check::Pass;
+        }
+        if self.has(ACK_SEEN, r) {
+            let limit = get(&self.ack, r).wrapping_add(get(&self.win, r).max(1));
+            if after(seg_end, limit) {
+                return Check::Pass;
+            }
+        }
+        if !self.has(END_SEEN, d) || after(seg_end, get(&self.end, d)) {
+            set(&mut self.end, d, seg_end);
+            self.known |= END_SEEN << d;
+        }
+        if ack && (!self.has(ACK_SEEN, d) || !after(get(&self.ack, d), s.ack)) {
+            set(&mut self.ack, d, s.ack);
+            let shift = self.shift(d);
+            set(&mut self.win, d, u32::from(s.win) << shift);
+            self.known |= ACK_SEEN << d;
+        }
+        Check::Pass
+    }
+
+    /// RFC 5961 §3.2 from the middle: `d` resets, `r` receives.
+    fn check_rst(&self, d: usize, r: usize, s: &Segment) -> Check {
+        let exact_own = self.has(END_SEEN, d) && s.seq == get(&self.end, d);
+        if self.has(ACK_SEEN, r) {
+            let rcv_nxt = get(&self.ack, r);
+            if s.seq == rcv_nxt || exact_own {
+                return Check::Pass;
+            }
+            let off = s.seq.wrapping_sub(rcv_nxt);
+            return if off < get(&self.win, r).max(1) { Check::RstInWindow } else { Check::RstOutOfWindow };
+        }
+        // The receiver has acknowledged nothing yet (its SYN-ACK not seen:
+        // a server refusing the SYN, RFC 9293 §3.10.7.3): the reset is
+        // acceptable when it acknowledges the SYN.
+        if s.flags & TCP_ACK != 0 && self.has(END_SEEN, r) {
+            return if s.ack == get(&self.end, r) { Check::Pass } else { Check::RstOutOfWindow };
+        }
+        if self.has(END_SEEN, d) {
+            return if exact_own { Check::Pass } else { Check::RstOutOfWindow };
+        }
+        // Nothing known (an entry installed from the HA peer): trusted, as
+        // before tracking.
+        Check::Pass
+    }
+
+    /// Forgets the marks (the entry is reused by a new SYN: RFC 9293
+    /// §3.6.1 port reuse), keeping the list links.
+    pub fn reset_marks(&mut self) {
+        *self = Track { emb_prev: self.emb_prev, emb_next: self.emb_next, ..Track::NEW };
+    }
+}
+
+/// `a` is after `b` in sequence space (RFC 9293 §3.4, modulo 2^32).
+#[inline(always)]
+pub fn after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+#[inline(always)]
+fn get<T: Copy + Default>(a: &[T; 2], i: usize) -> T {
+    a.get(i).copied().unwrap_or_default()
+}
+
+#[inline(always)]
+fn set<T>(a: &mut [T; 2], i: usize, v: T) {
+    if let Some(x) = a.get_mut(i) {
+        *x = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const O: Dir = Dir::Original;
+    const R: Dir = Dir::Reply;
+
+    fn seg(flags: u8, seq: u32, ack: u32, win: u16, len: u32) -> Segment {
+        Segment { flags, seq, ack, win, len, wscale: None }
+    }
+
+    /// Client ISN 1000, server ISN 5000, windows 1000 and 2000 (scale 2 on
+    /// both sides), 10 bytes each way.
+    fn established() -> Track {
+        let mut t = Track::NEW;
+        let mut syn = seg(TCP_SYN, 1000, 0, 65535, 0);
+        syn.wscale = Some(2);
+        assert_eq!(t.on_segment(O, &syn), Check::Pass);
+        let mut synack = seg(TCP_SYN | TCP_ACK, 5000, 1001, 65535, 0);
+        synack.wscale = Some(2);
+        t.on_segment(R, &synack);
+        t.on_segment(O, &seg(TCP_ACK, 1001, 5001, 1000, 0));
+        t.on_segment(O, &seg(TCP_ACK, 1001, 5001, 1000, 10));
+        t.on_segment(R, &seg(TCP_ACK, 5001, 1011, 2000, 10));
+        t.on_segment(O, &seg(TCP_ACK, 1011, 5011, 1000, 0));
+        t
+    }
+
+    #[test]
+    fn marks_follow_both_sides() {
+        let t = established();
+        assert_eq!(t.end, [1011, 5011]);
+        assert_eq!(t.ack, [5011, 1011]);
+        assert_eq!(t.win, [4000, 8000]);
+    }
+
+    #[test]
+    fn resets_are_judged_against_the_receiver() {
+        let t = established();
+        // Exactly the server's RCV.NXT.
+        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 1011, 0, 0, 0)), Check::Pass);
+        // Inside its 8000-byte window: challenged.
+        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 1011 + 7999, 0, 0, 0)), Check::RstInWindow);
+        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 1011 + 8000, 0, 0, 0)), Check::RstOutOfWindow);
+        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 1010, 0, 0, 0)), Check::RstOutOfWindow);
+        // The server resetting at the client's RCV.NXT, or at its own
+        // SND.NXT.
+        assert_eq!(t.check_rst(1, 0, &seg(TCP_RST, 5011, 0, 0, 0)), Check::Pass);
+        assert_eq!(t.check_rst(1, 0, &seg(TCP_RST | TCP_ACK, 5011 + 4000, 0, 0, 0)), Check::RstOutOfWindow);
+    }
+
+    #[test]
+    fn implausible_segments_do_not_move_the_marks() {
+        let mut t = established();
+        let before = t;
+        // Acknowledges bytes the server never sent.
+        t.on_segment(O, &seg(TCP_ACK, 1011, 9_000_000, 1000, 0));
+        // Data far past the server's window.
+        t.on_segment(O, &seg(TCP_ACK, 1011 + 100_000, 5011, 1000, 10));
+        assert_eq!(t, before);
+        // So a reset there still misses.
+        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 1011 + 100_010, 0, 0, 0)), Check::RstOutOfWindow);
+    }
+
+    #[test]
+    fn refusing_a_syn_must_acknowledge_it() {
+        let mut t = Track::NEW;
+        t.on_segment(O, &seg(TCP_SYN, 1000, 0, 65535, 0));
+        assert_eq!(t.on_segment(R, &seg(TCP_RST | TCP_ACK, 0, 1001, 0, 0)), Check::Pass);
+        assert_eq!(t.on_segment(R, &seg(TCP_RST | TCP_ACK, 0, 77, 0, 0)), Check::RstOutOfWindow);
+        // The client aborting its own SYN.
+        assert_eq!(t.on_segment(O, &seg(TCP_RST, 1001, 0, 0, 0)), Check::Pass);
+        assert_eq!(t.on_segment(O, &seg(TCP_RST, 4242, 0, 0, 0)), Check::RstOutOfWindow);
+    }
+
+    #[test]
+    fn unscaled_when_either_syn_did_not_offer() {
+        let mut t = Track::NEW;
+        let mut syn = seg(TCP_SYN, 1, 0, 100, 0);
+        syn.wscale = Some(7);
+        t.on_segment(O, &syn);
+        t.on_segment(R, &seg(TCP_SYN | TCP_ACK, 9, 2, 100, 0));
+        t.on_segment(O, &seg(TCP_ACK, 2, 10, 100, 0));
+        assert_eq!(t.win[0], 100);
+    }
+
+    #[test]
+    fn nothing_known_trusts_the_reset() {
+        let t = Track::NEW;
+        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 123, 0, 0, 0)), Check::Pass);
+        // Picked up mid-stream: liberal scale.
+        let mut t = Track::NEW;
+        t.on_segment(R, &seg(TCP_ACK, 5000, 1000, 10, 0));
+        assert_eq!(t.win[1], 10 << 14);
+    }
+
+    #[test]
+    fn sequence_space_wraps() {
+        assert!(after(5, u32::MAX - 5));
+        assert!(!after(u32::MAX - 5, 5));
+        let mut t = Track::NEW;
+        t.on_segment(O, &seg(TCP_SYN, u32::MAX, 0, 1000, 0));
+        assert_eq!(t.end[0], 0);
+    }
+}

@@ -1,0 +1,132 @@
+//! Token buckets (RFC 2697's single-rate meter with one bucket, as
+//! rte_meter's srTCM without the excess bucket): how many answers a
+//! worker may generate, and how many packets of each punt class it may
+//! hand to the control lcore, per second.
+//!
+//! Time is the worker's tick (`conntrack::TICK_MS`, 100 ms): a bucket of
+//! `rate` per second gains `rate` tenths of a packet per tick, up to
+//! `burst` packets. No allocation, no lock: each worker owns its buckets.
+
+use crate::conntrack::TICK_MS;
+use crate::state::counters::PuntClass;
+use crate::state::snapshot::Snapshot;
+use crate::wire::ethernet::{parse_l2, EtherType};
+use crate::wire::ipv4::{protocol, Ipv4Packet};
+
+/// Ticks per second.
+const TICKS: u64 = 1000 / TICK_MS as u64;
+
+/// One bucket. Starts full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenBucket {
+    /// Packets per second; 0: nothing passes.
+    rate: u64,
+    /// Capacity in packets.
+    burst: u64,
+    /// Tokens, in 1/TICKS of a packet.
+    tokens: u64,
+    last: u32,
+}
+
+impl TokenBucket {
+    /// `rate` packets a second, `burst` at once; rate 0 passes nothing.
+    pub const fn new(rate: u32, burst: u32) -> Self {
+        let burst = if burst == 0 { 1 } else { burst as u64 };
+        let tokens = if rate == 0 { 0 } else { burst * TICKS };
+        Self { rate: rate as u64, burst, tokens, last: 0 }
+    }
+
+    /// A bucket nothing exceeds.
+    pub const UNLIMITED: TokenBucket = TokenBucket { rate: u64::MAX / (2 * TICKS), burst: u64::MAX / (2 * TICKS), tokens: u64::MAX / 2, last: 0 };
+
+    /// Takes one packet's token at tick `now`; false when the bucket is
+    /// empty (the packet exceeds the rate).
+    #[inline]
+    pub fn take(&mut self, now: u32) -> bool {
+        if now != self.last {
+            // A tick gone backwards (the clock of a test) refills nothing.
+            let dt = u64::from(now.wrapping_sub(self.last).min(10 * TICKS as u32));
+            self.tokens = self.tokens.saturating_add(self.rate.saturating_mul(dt)).min(self.burst.saturating_mul(TICKS));
+            self.last = now;
+        }
+        if self.tokens >= TICKS {
+            self.tokens -= TICKS;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One bucket per punt class (`PuntClass`), each of its own rate.
+#[derive(Debug, Clone)]
+pub struct PuntPolicer([TokenBucket; PuntClass::COUNT]);
+
+impl PuntPolicer {
+    /// Buckets of `rates` packets a second per class (`PuntClass as
+    /// usize`), each with a quarter second's burst (at least 32).
+    pub fn new(rates: &[u32; PuntClass::COUNT]) -> Self {
+        Self(core::array::from_fn(|i| {
+            let r = rates.get(i).copied().unwrap_or(0);
+            TokenBucket::new(r, (r / 4).max(32))
+        }))
+    }
+
+    #[inline]
+    pub fn take(&mut self, class: PuntClass, now: u32) -> bool {
+        self.0.get_mut(class as usize).is_some_and(|b| b.take(now))
+    }
+}
+
+/// The class of a frame the pipeline punts (a valid one: `classify`
+/// parsed it): ARP, VRRP by protocol, then by source: an HA peer, a server
+/// or VIP (probe answers), other ICMP, the rest.
+#[inline]
+pub fn punt_class(snap: &Snapshot, frame: &[u8]) -> PuntClass {
+    let Ok(l2) = parse_l2(frame) else { return PuntClass::Other };
+    match l2.ethertype {
+        EtherType::Arp => return PuntClass::Arp,
+        EtherType::Ipv4 => {}
+        _ => return PuntClass::Other,
+    }
+    let Some(ip) = frame.get(l2.l3_offset..) else { return PuntClass::Other };
+    let ip = Ipv4Packet::new_unchecked(ip);
+    let (proto, src) = (ip.protocol(), u32::from(ip.src_addr()));
+    match proto {
+        protocol::VRRP => PuntClass::Vrrp,
+        protocol::TCP | protocol::UDP | protocol::ICMP if snap.is_probe_source(src) => PuntClass::Probe,
+        protocol::TCP | protocol::UDP if snap.is_peer(src) => PuntClass::Ha,
+        protocol::ICMP => PuntClass::Icmp,
+        _ => PuntClass::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_rate() {
+        let mut b = TokenBucket::new(100, 5);
+        assert_eq!((0..20).filter(|_| b.take(0)).count(), 5, "the burst");
+        // One tick (100 ms) at 100/s: 10 more.
+        assert_eq!((0..20).filter(|_| b.take(1)).count(), 5, "capped by the burst");
+        let mut b = TokenBucket::new(100, 50);
+        (0..50).for_each(|_| {
+            b.take(0);
+        });
+        assert_eq!((0..100).filter(|_| b.take(1)).count(), 10);
+        // Ten seconds at 100/s, one packet a tick: all pass.
+        let passed = (2..102).filter(|t| b.take(*t)).count();
+        assert_eq!(passed, 100);
+    }
+
+    #[test]
+    fn rate_zero_passes_nothing() {
+        let mut b = TokenBucket::new(0, 1);
+        assert!(!b.take(0));
+        assert!(!b.take(1000));
+        let mut u = TokenBucket::UNLIMITED;
+        assert!((0..1_000_000).all(|_| u.take(0)));
+    }
+}
