@@ -28,5 +28,16 @@ fn main() -> ExitCode {
     }
     let secs = t0.elapsed().as_secs_f64();
     println!("fuzz: {} pipeline inputs ran ({} forwarded and checked) in {secs:.1} s ({:.0} per second), no panic, no broken invariant", f.steps, f.forwarded, f.steps as f64 / secs);
+    let c = f.counters();
+    println!(
+        "fuzz: reached: {} SYN cookies, {} proxied connections ({} parked), {} half-open evicted, {} resets in window, {} out of window dropped, {} answers limited",
+        c.syn_cookies.get(),
+        c.syn_proxied.get(),
+        c.syn_parked.get(),
+        c.embryonic_evicted.get(),
+        c.rst_in_window.get(),
+        c.drops(furiwake_dataplane::DropReason::TcpRstOutOfWindow),
+        c.answers_limited.get()
+    );
     ExitCode::SUCCESS
 }

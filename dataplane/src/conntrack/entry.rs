@@ -86,6 +86,10 @@ bitflags! {
         /// free here (`LocalPorts::reserve`), so the entry does not hold
         /// it and its end does not free it.
         const BORROWED_PORT = 4;
+        /// Its SYN was answered by the box's SYN proxy with a cookie
+        /// (`pipeline::synproxy`): sequence numbers and timestamps are
+        /// translated between the two sides (`conntrack::Track`).
+        const SYN_PROXY = 8;
     }
 }
 

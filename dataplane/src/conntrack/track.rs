@@ -89,12 +89,27 @@ pub struct Track {
     pub seq_delta: u32,
     pub ts_delta: u32,
     /// SYN proxy: the window scale the box announced to the client, and
-    /// the one the server announced, when they differ server windows are
+    /// the one the server announced; when they differ server windows are
     /// rescaled.
     pub proxy_wscale: [u8; 2],
+    /// SYN proxy: `PROXY_*` bits.
     pub proxy: u8,
-    _reserved: [u8; 17],
+    /// SYN proxy: the parked client segment's slot + 1, 0 for none.
+    pub park: u8,
+    /// SYN proxy: the client's latest TSval and raw window, for the ACK
+    /// the box sends the server in its name.
+    pub client_tsval: u32,
+    pub client_win: u16,
+    _reserved: [u8; 10],
 }
+
+/// `Track::proxy`: the connection's SYN was answered by the box's SYN proxy.
+pub const PROXY_ON: u8 = 1;
+/// The server has answered: `seq_delta` and `ts_delta` are final (before,
+/// they hold the cookie and the box's TSval).
+pub const PROXY_OPEN: u8 = 2;
+/// Timestamps are in use on both sides.
+pub const PROXY_TS: u8 = 4;
 
 const _: () = assert!(core::mem::size_of::<Track>() == 64);
 
@@ -112,7 +127,10 @@ impl Track {
         ts_delta: 0,
         proxy_wscale: [0; 2],
         proxy: 0,
-        _reserved: [0; 17],
+        park: 0,
+        client_tsval: 0,
+        client_win: 0,
+        _reserved: [0; 10],
     };
 
     #[inline(always)]

@@ -11,6 +11,7 @@ pub mod icmp_xlate;
 pub mod local_ports;
 pub mod nat;
 pub mod refusal;
+pub mod synproxy;
 pub mod tunnel;
 
 pub use icmp_xlate::{translate_icmp_error, IcmpXlate};

@@ -73,6 +73,7 @@ impl Shard {
     /// worker owns it. A new connection no server can take comes back as
     /// `Verdict::Reject`, which only `process_packet` can carry out.
     pub(super) fn process(&mut self, snap: &Snapshot, frame: &mut [u8], port: u16, handed: bool) -> Verdict {
+        self.in_port = port;
         let l2 = match parse_l2(frame) {
             Ok(l2) => l2,
             Err(_) => return Verdict::Drop(DropReason::RuntFrame),

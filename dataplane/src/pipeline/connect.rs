@@ -2,12 +2,12 @@
 //! the entry, forward the first packet; or refuse it.
 
 use super::{L4Info, Reject, Shard, Verdict};
-use crate::conntrack::{EntryFlags, FlowInit, FlowKey, FlowState, InsertError};
+use crate::conntrack::{EntryFlags, FlowId, FlowInit, FlowKey, FlowState, InsertError};
 use crate::ctl::events::SyncKind;
 use crate::forward as nat;
 use crate::lb::{self, PersistTable};
 use crate::state::counters::DropReason;
-use crate::state::snapshot::{Forwarding, Snapshot};
+use crate::state::snapshot::{Forwarding, Snapshot, SynProxy};
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::ipv4::protocol;
 use crate::wire::tcp::{flags as tcpf, TcpPacket};
@@ -37,14 +37,38 @@ impl Shard {
     /// A first packet to a virtual server: schedule, create the entry,
     /// forward.
     pub(super) fn new_connection(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, vs_index: u16, in_port: u16) -> Verdict {
-        // Only a SYN opens a TCP connection (RFC 9293 §3.5).
-        if p.proto == protocol::TCP && p.tcp_flags & (tcpf::SYN | tcpf::ACK | tcpf::RST) != tcpf::SYN {
-            return Verdict::Drop(DropReason::TcpNoFlow);
+        if p.proto == protocol::TCP {
+            let Some(vs) = snap.services.get(vs_index as usize) else { return Verdict::Drop(DropReason::NoVirtualServer) };
+            // The SYN proxy answers SYNs itself and opens on a cookie's ACK.
+            if vs.syn_proxy != SynProxy::Off {
+                let syn = p.tcp_flags & (tcpf::SYN | tcpf::ACK | tcpf::RST) == tcpf::SYN;
+                if syn && self.proxying(vs.syn_proxy) {
+                    return self.answer_syn(snap, frame, p, in_port);
+                }
+                // An ACK may return a cookie sent in the last two periods.
+                if p.tcp_flags & (tcpf::SYN | tcpf::ACK | tcpf::RST) == tcpf::ACK && (vs.syn_proxy == SynProxy::On || self.now < self.cookies_valid_until) {
+                    return self.cookie_ack(snap, frame, p, vs_index, in_port);
+                }
+            }
+            // Only a SYN opens a TCP connection (RFC 9293 §3.5).
+            if p.tcp_flags & (tcpf::SYN | tcpf::ACK | tcpf::RST) != tcpf::SYN {
+                return Verdict::Drop(DropReason::TcpNoFlow);
+            }
         }
-        let Some(vs) = snap.services.get(vs_index as usize) else { return Verdict::Drop(DropReason::NoVirtualServer) };
+        match self.open_entry(snap, frame, p, vs_index, in_port, EntryFlags::empty()) {
+            Ok(id) => self.forward_original(snap, frame, p, id),
+            Err(v) => v,
+        }
+    }
+
+    /// Verifies a new connection's first packet, makes room, schedules and
+    /// creates its entry (with `flags`), counted and reported to the HA
+    /// peer; or the verdict that refuses it.
+    pub(super) fn open_entry(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, vs_index: u16, in_port: u16, flags: EntryFlags) -> Result<FlowId, Verdict> {
+        let Some(vs) = snap.services.get(vs_index as usize) else { return Err(Verdict::Drop(DropReason::NoVirtualServer)) };
         // A garbage first packet must not take a table entry (nor a turn of
         // the scheduler).
-        let Some(l4) = frame.get(p.l3 + p.hl..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
+        let Some(l4) = frame.get(p.l3 + p.hl..p.l3 + p.ip_len) else { return Err(Verdict::Drop(DropReason::Ipv4BadTotalLength)) };
         let (s, d) = (Ipv4Addr::from(p.src), Ipv4Addr::from(p.dst));
         let ok = if p.proto == protocol::TCP {
             TcpPacket::new_unchecked(l4).verify_checksum(s, d)
@@ -52,10 +76,10 @@ impl Shard {
             UdpPacket::new_unchecked(l4).verify_checksum(s, d)
         };
         if !ok {
-            return Verdict::Drop(DropReason::L4BadChecksum);
+            return Err(Verdict::Drop(DropReason::L4BadChecksum));
         }
         if !self.make_room(snap, p.proto == protocol::TCP) {
-            return Verdict::Drop(DropReason::FlowTableFull);
+            return Err(Verdict::Drop(DropReason::FlowTableFull));
         }
         let (server_index, persisted) = match vs.persistence {
             Some(pers) => self.persistent_pick(snap, vs_index, p, &pers),
@@ -65,9 +89,9 @@ impl Shard {
             }
         };
         let Some(server_index) = server_index else {
-            return refusal(snap, frame, p, in_port);
+            return Err(refusal(snap, frame, p, in_port));
         };
-        let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
+        let Some(server) = snap.servers.get(server_index as usize) else { return Err(Verdict::Drop(DropReason::NoServer)) };
         // Hairpin (seeds 002, 004): a NAT client on the servers' own
         // segment would get the server's answer directly, from the server's
         // address; source NAT to the self IP brings the answer back here.
@@ -84,7 +108,7 @@ impl Shard {
                         if let (true, Some(pers)) = (persisted, vs.persistence) {
                             self.persist.release(pers.key(p.src, p.sport), server.ip, self.now, pers.timeout);
                         }
-                        return Verdict::Drop(DropReason::NoLocalPort);
+                        return Err(Verdict::Drop(DropReason::NoLocalPort));
                     }
                 }
             }
@@ -106,7 +130,7 @@ impl Shard {
             server: server_index,
             client_port_id: in_port as u8,
             client_mac: client_mac.0,
-            flags: if persisted { EntryFlags::PERSIST } else { EntryFlags::empty() },
+            flags: if persisted { flags | EntryFlags::PERSIST } else { flags },
             mode,
         };
         // `process` just missed the original key in this table.
@@ -123,10 +147,10 @@ impl Shard {
                 if let (true, Some(pers)) = (persisted, vs.persistence) {
                     self.persist.release(pers.key(p.src, p.sport), server.ip, self.now, pers.timeout);
                 }
-                return Verdict::Drop(match e {
+                return Err(Verdict::Drop(match e {
                     InsertError::Full => DropReason::FlowTableFull,
                     InsertError::Exists => DropReason::FlowExists,
-                });
+                }));
             }
         };
         let c = &self.counters;
@@ -140,7 +164,7 @@ impl Shard {
             s.conns_active.inc();
         }
         self.emit_flow(SyncKind::Create, id);
-        self.forward_original(snap, frame, p, id)
+        Ok(id)
     }
 
     /// Picks a server for a new connection of a persistent service: the

@@ -2,7 +2,9 @@
 //! forwarding mode, address the next hop, count.
 
 use super::{Encap, L4Info, Shard, TooBig, Verdict};
-use crate::conntrack::{Check, Dir, FlowId, FlowState};
+use crate::conntrack::track::PROXY_OPEN;
+use crate::conntrack::{Check, Dir, EntryFlags, FlowId, FlowState};
+use crate::wire::tcp::flags as tcpf;
 use crate::forward as nat;
 use crate::state::counters::{DropReason, WorkerCounters};
 use crate::state::snapshot::{Forwarding, Snapshot};
@@ -19,7 +21,16 @@ impl Shard {
     pub(super) fn account(&mut self, id: FlowId, dir: Dir, p: &L4Info) -> Result<FlowState, Verdict> {
         let Some(f) = self.table.get(id) else { return Err(Verdict::Drop(DropReason::TcpNoFlow)) };
         let (old, flags, vs, server) = (f.state, f.flags, f.vs, f.server);
-        let (state, check) = self.table.on_segment(id, dir, &p.seg, self.now);
+        let mut seg = p.seg;
+        // A proxied connection is tracked in the client's view.
+        if flags.contains(EntryFlags::SYN_PROXY) && dir == Dir::Reply {
+            if let Some(t) = self.table.track(id).filter(|t| t.proxy & PROXY_OPEN != 0) {
+                let s = super::synproxy::shift_of(t);
+                seg.seq = seg.seq.wrapping_sub(s.seq);
+                seg.win = ((u32::from(seg.win) << s.wscale_from) >> s.wscale_to).min(0xffff) as u16;
+            }
+        }
+        let (state, check) = self.table.on_segment(id, dir, &seg, self.now);
         match check {
             Check::Pass => {}
             Check::RstInWindow => self.counters.rst_in_window.inc(),
@@ -37,6 +48,10 @@ impl Shard {
     /// Client to server: DNAT (and SNAT for full-NAT), L2 to the server's
     /// next hop.
     pub(super) fn forward_original(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
+        let flags = self.table.get(id).map_or(EntryFlags::empty(), |f| f.flags);
+        if self.proxy_waiting(flags, id) && p.tcp_flags & tcpf::RST == 0 {
+            return self.proxy_pending(id, frame, p);
+        }
         if let Err(v) = self.account(id, Dir::Original, p) {
             return v;
         }
@@ -89,6 +104,11 @@ impl Shard {
                 encap = Some(Encap { port: server.tx_port, l3: p.l3 as u8, ip_len: p.ip_len as u16, outer: nat::Outer { kind: t.kind, src, dst: server_ip, sport, dport: t.port } });
             }
         }
+        if flags.contains(EntryFlags::SYN_PROXY) {
+            if let (Some(t), Some(seg)) = (self.table.track(id).filter(|t| t.proxy & PROXY_OPEN != 0), frame.get_mut(p.l3 + p.hl..p.l3 + p.ip_len)) {
+                nat::synproxy::to_server(seg, &super::synproxy::shift_of(t));
+            }
+        }
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(mac);
         eth.set_src_addr(out.mac);
@@ -110,6 +130,10 @@ impl Shard {
     /// Server to client: SNAT back to the VIP (and DNAT to the client for
     /// full-NAT), L2 back to the MAC the client's packets came from.
     pub(super) fn forward_reply(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
+        let flags = self.table.get(id).map_or(EntryFlags::empty(), |f| f.flags);
+        if self.proxy_waiting(flags, id) {
+            return self.server_answer(snap, frame, p, id);
+        }
         if let Err(v) = self.account(id, Dir::Reply, p) {
             return v;
         }
@@ -131,6 +155,11 @@ impl Shard {
             Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel => nat::rewrite(ip, p.hl, p.proto, None, None, true),
             // `classify` sends source-NAT entries to `forward_snat`.
             Forwarding::Snat | Forwarding::Gateway => return Verdict::Drop(DropReason::NoVirtualServer),
+        }
+        if flags.contains(EntryFlags::SYN_PROXY) {
+            if let (Some(t), Some(seg)) = (self.table.track(id).filter(|t| t.proxy & PROXY_OPEN != 0), frame.get_mut(p.l3 + p.hl..p.l3 + p.ip_len)) {
+                nat::synproxy::to_client(seg, &super::synproxy::shift_of(t));
+            }
         }
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(EthernetAddress(client_mac));

@@ -116,6 +116,8 @@ fn snapshot() -> Snapshot {
         vs.dscp = 46;
         if fwd == Forwarding::FullNat {
             vs.local_addrs = vec![ip([198, 51, 100, 1])].into_boxed_slice();
+            // Full-NAT's SYNs always through the SYN proxy (NAT's: `Auto`).
+            vs.syn_proxy = crate::state::snapshot::SynProxy::On;
         }
         if fwd == Forwarding::DsrTunnel {
             vs.tunnel = Some(TunnelSpec { kind: TunnelKind::Gre, source: Some((ip([203, 0, 113, 0]), 0xff)), port: 6080 });
@@ -154,6 +156,9 @@ pub struct Fuzzer {
     /// Inputs run, and of them forwarded (their frames checked).
     pub steps: u64,
     pub forwarded: u64,
+    /// The last cookie SYN-ACK the worker sent: (client, its port, the
+    /// VIP's port, the client's next sequence number, the cookie).
+    cookie: Option<([u8; 4], u16, u16, u32, u32)>,
 }
 
 impl Fuzzer {
@@ -168,8 +173,8 @@ impl Fuzzer {
             neighbors.set(slot, EthernetAddress([2, 0, 0, 0, 1, slot as u8]));
         }
         let reader = readers.pop()?;
-        let config = WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 7, sync_refresh: 0, embryonic_max: 64, ..WorkerConfig::default() };
-        Some(Fuzzer { worker: Worker::new(config, reader, Arc::clone(&neighbors)), _publisher: publisher, neighbors, links, now: 0, steps: 0, forwarded: 0 })
+        let config = WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 7, sync_refresh: 0, embryonic_max: 64, syn_proxy_threshold: 8, syn_proxy_rate: 50, ..WorkerConfig::default() };
+        Some(Fuzzer { worker: Worker::new(config, reader, Arc::clone(&neighbors)), _publisher: publisher, neighbors, links, now: 0, steps: 0, forwarded: 0, cookie: None })
     }
 
     /// One input: a frame that arrived on DPDK `port`, `handed` off or not,
@@ -186,6 +191,16 @@ impl Fuzzer {
                 return Err(format!("forwarded to link {link} of {}", self.links));
             }
             check_out(&pkt.data, valid_l4)?;
+            // A cookie SYN-ACK: the client's side of it, for `run`'s ACKs.
+            let f = &pkt.data;
+            if f.len() >= 54 && f.get(12..14) == Some(&[0x08, 0x00][..]) && f[23] == 6 && f[47] == 0x12 {
+                let l4 = 14 + usize::from(f[14] & 0x0f) * 4;
+                if let Some(t) = f.get(l4..l4 + 12) {
+                    let cookie = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+                    let ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
+                    self.cookie = Some(([f[30], f[31], f[32], f[33]], u16::from_be_bytes([t[2], t[3]]), u16::from_be_bytes([t[0], t[1]]), ack, cookie));
+                }
+            }
         }
         // Expiry and the rest of a pass, now and then.
         if dt > 0 {
@@ -231,13 +246,32 @@ impl Fuzzer {
     pub fn run(&mut self, seed: u64, n: u64) -> Result<(), String> {
         let mut rng = Rng(seed);
         for _ in 0..n {
-            let (frame, port) = draw(&mut rng);
+            // Now and then the ACK of the last cookie (the SYN proxy's
+            // connections), with the first request in it or not.
+            let (frame, port) = match self.cookie.take().filter(|_| rng.below(3) == 0) {
+                Some((client, sport, dport, next, cookie)) => {
+                    let data = rng.below(2) == 0;
+                    let mut t = tcp_header(sport, dport, if data { 0x18 } else { 0x10 }, 1024);
+                    t[4..8].copy_from_slice(&next.to_be_bytes());
+                    t[8..12].copy_from_slice(&cookie.wrapping_add(1).to_be_bytes());
+                    if data {
+                        t.extend_from_slice(b"GET / HTTP/1.0\r\n\r\n");
+                    }
+                    (ipv4_frame(PEER, MACS[0], client, VIP, 6, &t, true), 0)
+                }
+                None => draw(&mut rng),
+            };
             let handed = rng.below(8) == 0;
             let dt = if rng.below(16) == 0 { rng.below_u32(2000) } else { 0 };
             let input = frame.clone();
             self.step(frame, port, handed, dt).map_err(|e| format!("{e}\ninput (port {port}, handed {handed}): {input:02x?}"))?;
         }
         Ok(())
+    }
+
+    /// The worker's counters (what the inputs reached).
+    pub fn counters(&self) -> Arc<crate::state::counters::WorkerCounters> {
+        self.worker.counters()
     }
 
     /// One input read from `bytes` (for cargo-fuzz): the first byte picks
@@ -318,7 +352,7 @@ fn untagged(f: &[u8]) -> Vec<u8> {
 /// A frame of some kind of traffic, valid or mutated, and its port.
 fn draw(rng: &mut Rng) -> (Vec<u8>, u16) {
     let client = [192, 0, 2, 10 + rng.below(4) as u8];
-    let sport = 40000 + rng.below(8) as u16;
+    let sport = 40000 + rng.below(32) as u16;
     let flags = [0x02u8, 0x10, 0x18, 0x11, 0x04, 0x12][rng.index(6)];
     let server = SERVERS[rng.index(2)];
     let (mut f, port) = match rng.below(9) {

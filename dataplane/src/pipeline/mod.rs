@@ -26,6 +26,7 @@ mod owner;
 pub mod police;
 mod replicate;
 mod snat;
+mod synproxy;
 mod transit;
 #[cfg(any(test, feature = "testkit"))]
 pub mod fuzz;
@@ -67,6 +68,11 @@ pub struct WorkerConfig {
     /// Packets per second of each class the worker hands the control
     /// lcore (`PuntClass as usize`; `[defence.punt]`).
     pub punt_rates: [u32; PuntClass::COUNT],
+    /// `SynProxy::Auto` services are proxied while the worker holds this
+    /// many half-open entries, and while cookies go out at
+    /// `syn_proxy_rate` a second or more (`synproxy`).
+    pub syn_proxy_threshold: u32,
+    pub syn_proxy_rate: u32,
 }
 
 /// `[defence.punt]`'s defaults, per second per worker: ARP 2000, VRRP
@@ -76,7 +82,7 @@ pub const DEFAULT_PUNT_RATES: [u32; PuntClass::COUNT] = [2000, 1000, 100_000, 20
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0, embryonic_max: u32::MAX, icmp_rate: 1000, icmp_burst: 50, punt_rates: DEFAULT_PUNT_RATES }
+        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0, embryonic_max: u32::MAX, icmp_rate: 1000, icmp_burst: 50, punt_rates: DEFAULT_PUNT_RATES, syn_proxy_threshold: u32::MAX, syn_proxy_rate: u32::MAX }
     }
 }
 
@@ -107,6 +113,16 @@ pub enum Verdict {
     /// answered with ICMP fragmentation needed (RFC 1191) built in place,
     /// as `Reject`. Only `process` returns it.
     TooBig(TooBig),
+    /// The SYN proxy's segment (`Shard::rebuilt`) to write over the packet
+    /// and send. Only `process` returns it: `process_packet` resizes the
+    /// packet, writes it and returns `Forward`.
+    Rebuild,
+    /// The SYN proxy's parked client segment to send in place of this
+    /// packet (`synproxy::Replay`). Only `process` returns it.
+    Replay(synproxy::Replay),
+    /// Kept by the worker (a copy parked by the SYN proxy): the buffer is
+    /// freed, nothing is counted as a drop.
+    Consumed,
 }
 
 /// What `process_packet` needs to encapsulate a packet.
@@ -172,6 +188,18 @@ struct Shard {
     answers: police::TokenBucket,
     /// What it may punt, per class (`punt_rates`).
     punt: police::PuntPolicer,
+    /// The SYN proxy: the segment `Verdict::Rebuild` writes, the parked
+    /// client segments, `Auto`'s state.
+    rebuilt: synproxy::Rebuild,
+    park: synproxy::Park,
+    proxy_until: u32,
+    cookie_sec: u32,
+    cookies_this_sec: u32,
+    /// Until this tick an ACK without an entry may return a cookie.
+    cookies_valid_until: u32,
+    /// The DPDK port of the packet being processed (what a parked copy
+    /// replays from).
+    in_port: u16,
 }
 
 /// What a parsed TCP/UDP packet looks like, for the flow path.
@@ -210,6 +238,13 @@ impl Worker {
             sync: None,
             answers,
             punt,
+            rebuilt: synproxy::Rebuild { l3: 14, link: 0, dst_mac: crate::wire::EthernetAddress([0; 6]), src_mac: crate::wire::EthernetAddress([0; 6]), out: nat::synproxy::TcpOut { src: 0, dst: 0, sport: 0, dport: 0, seq: 0, ack: 0, flags: 0, win: 0, ttl: 0, opts: crate::wire::tcp::TcpOptions::default(), syn: false } },
+            park: synproxy::Park::new(),
+            proxy_until: 0,
+            cookie_sec: 0,
+            cookies_this_sec: 0,
+            cookies_valid_until: 0,
+            in_port: 0,
         };
         shard.adopt_snapshot(snapshot.get());
         Self { snapshot, shard }
@@ -366,7 +401,9 @@ impl Shard {
                 Err(_dropped) => self.counters.count_drop(DropReason::HandoffRingFull),
             },
             Verdict::Drop(reason) => self.counters.count_drop(reason),
+            Verdict::Consumed => self.counters.syn_parked.inc(),
             // `process_packet` never returns these.
+            Verdict::Rebuild | Verdict::Replay(_) => self.counters.count_drop(DropReason::SynProxyPending),
             Verdict::Reject(_) => self.counters.count_drop(DropReason::NoServer),
             Verdict::Encap(_) => self.counters.count_drop(DropReason::TunnelNoHeadroom),
             Verdict::TooBig(_) => self.counters.count_drop(DropReason::TunnelTooBig),
@@ -393,7 +430,45 @@ impl Shard {
                 let link = link_in(pkt);
                 self.too_big(snap, pkt, link, t)
             }
+            Verdict::Rebuild => self.rebuild(pkt),
+            Verdict::Replay(r) => self.replay(snap, pkt, r),
             v => v,
+        }
+    }
+
+    /// Writes the SYN proxy's segment (`rebuilt`) over the packet.
+    #[inline]
+    fn rebuild<P: Packet>(&mut self, pkt: &mut P) -> Verdict {
+        let r = self.rebuilt;
+        let (l3, len) = (r.l3 as usize, r.out.frame_len(r.l3 as usize));
+        if !pkt.set_len(len) {
+            return Verdict::Drop(DropReason::SynProxyPending);
+        }
+        let frame = pkt.data_mut();
+        let mut eth = crate::wire::ethernet::EthernetFrame::new_unchecked(&mut *frame);
+        eth.set_dst_addr(r.dst_mac);
+        eth.set_src_addr(r.src_mac);
+        match r.out.write(frame, l3) {
+            Some(()) => Verdict::Forward(r.link),
+            None => Verdict::Drop(DropReason::SynProxyPending),
+        }
+    }
+
+    /// Sends a parked client segment through the pipeline in place of the
+    /// packet at hand (the server's SYN-ACK, which it answers).
+    #[cold]
+    fn replay<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, r: synproxy::Replay) -> Verdict {
+        let mut buf = [0u8; synproxy::PARK_FRAME_BYTES];
+        let Some((port, len)) = self.unpark(r, &mut buf) else { return Verdict::Drop(DropReason::SynProxyPending) };
+        if !pkt.set_len(len) {
+            return Verdict::Drop(DropReason::SynProxyPending);
+        }
+        let (Some(frame), Some(data)) = (pkt.data_mut().get_mut(..len), buf.get(..len)) else { return Verdict::Drop(DropReason::SynProxyPending) };
+        frame.copy_from_slice(data);
+        match self.process(snap, pkt.data_mut(), port, true) {
+            Verdict::Forward(l) => Verdict::Forward(l),
+            Verdict::Drop(d) => Verdict::Drop(d),
+            _ => Verdict::Drop(DropReason::SynProxyPending),
         }
     }
 

@@ -121,6 +121,13 @@ drop_reasons! {
     /// A TCP reset outside the receiver's window (RFC 5961 §3.2): a blind
     /// guess; the connection is kept.
     TcpRstOutOfWindow => "tcp-rst-out-of-window",
+    /// SYN proxy: an ACK to a proxied service that returns no cookie the
+    /// box made (RFC 4987 §3.6), or one too old.
+    SynCookieInvalid => "syn-cookie-invalid",
+    /// SYN proxy: a client segment while its server has not answered yet
+    /// (the first with data is parked instead), or a server answer that
+    /// does not acknowledge the box's SYN; the sender retransmits.
+    SynProxyPending => "syn-proxy-pending",
     /// A new connection collided with an existing entry's reply key.
     FlowExists => "flow-exists",
     /// The next hop's MAC is not resolved (yet).
@@ -321,6 +328,11 @@ pub struct WorkerCounters {
     /// Refusals and ICMP errors not sent: over the worker's `icmp_rate`
     /// (the packet that asked for one is counted as its drop).
     pub answers_limited: Counter,
+    /// SYN proxy: cookie SYN-ACKs sent, connections a good cookie opened,
+    /// client segments parked until their server answered.
+    pub syn_cookies: Counter,
+    pub syn_proxied: Counter,
+    pub syn_parked: Counter,
     /// Connections servers opened through source NAT (`[[snat]]`).
     pub snat: Counter,
     /// Packets routed on `route` links.
@@ -366,6 +378,9 @@ impl Default for WorkerCounters {
             frag_needed: Counter::default(),
             snat: Counter::default(),
             answers_limited: Counter::default(),
+            syn_cookies: Counter::default(),
+            syn_proxied: Counter::default(),
+            syn_parked: Counter::default(),
             routed: Counter::default(),
             rst_in_window: Counter::default(),
             embryonic_evicted: Counter::default(),

@@ -68,6 +68,25 @@ pub struct VirtualService {
     /// full-NAT source addresses (empty for NAT).
     pub local_addrs: Box<[u32]>,
     pub persistence: Option<Persistence>,
+    /// TCP NAT and full-NAT services: when the box answers SYNs itself
+    /// with cookies (`pipeline::synproxy`).
+    pub syn_proxy: SynProxy,
+}
+
+/// When a virtual server's SYNs are answered by the box (SYN cookies,
+/// RFC 4987) rather than passed to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SynProxy {
+    /// Never (direct server return: the box never sees the server's
+    /// sequence numbers).
+    Off,
+    /// Always.
+    On,
+    /// While the worker's half-open entries pass `[defence]
+    /// syn_proxy_threshold`, and for 10 s after the SYN rate that filled
+    /// them ends.
+    #[default]
+    Auto,
 }
 
 /// `[[snat]]`: connections the servers under `net/mask` open themselves
@@ -124,6 +143,7 @@ impl VirtualService {
             schedule: Schedule::Sequence(Box::new([])),
             local_addrs: Box::new([]),
             persistence: None,
+            syn_proxy: if matches!(forwarding, Forwarding::Nat | Forwarding::FullNat) { SynProxy::Auto } else { SynProxy::Off },
         }
     }
 }
