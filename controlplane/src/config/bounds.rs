@@ -117,6 +117,7 @@ pub const VLAN: Bound = Bound::new("vlan", 1, 4094);
 // [defence]
 /// Half-open entries per worker: at least one, at most a table's worth.
 pub const EMBRYONIC_PER_WORKER: Bound = Bound::new("embryonic_per_worker", 1, MAX_FLOWS_PER_WORKER as u64);
+pub const SYN_PROXY_THRESHOLD: Bound = Bound::new("syn_proxy_threshold", 1, MAX_FLOWS_PER_WORKER as u64);
 /// Generated ICMP errors and refusals per second per worker; 0 sends none.
 pub const ICMP_RATE: Bound = Bound::new("icmp_rate", 0, 10_000_000);
 pub const ICMP_BURST: Bound = Bound::new("icmp_burst", 1, 1_000_000);

@@ -22,6 +22,10 @@ pub struct Defence {
     /// token bucket of `icmp_burst`.
     pub icmp_rate: Spanned<u32>,
     pub icmp_burst: Spanned<u32>,
+    /// Half-open entries a worker holds before `syn_proxy = "auto"`
+    /// virtual servers answer SYNs with cookies. Default: a quarter of
+    /// `embryonic_per_worker`.
+    pub syn_proxy_threshold: Option<Spanned<u32>>,
     /// `[defence.punt]`: packets per second per worker of each class the
     /// workers hand the control plane (`PuntClass`).
     pub punt: Punt,
@@ -62,7 +66,7 @@ impl Punt {
 
 impl Default for Defence {
     fn default() -> Self {
-        Self { embryonic_per_worker: None, icmp_rate: unplaced(DEFAULT_ICMP_RATE), icmp_burst: unplaced(DEFAULT_ICMP_BURST), punt: Punt::default() }
+        Self { embryonic_per_worker: None, icmp_rate: unplaced(DEFAULT_ICMP_RATE), icmp_burst: unplaced(DEFAULT_ICMP_BURST), syn_proxy_threshold: None, punt: Punt::default() }
     }
 }
 
@@ -75,11 +79,20 @@ impl Defence {
         self.embryonic_per_worker.as_ref().map_or((flows / 4).max(1), |v| *v.get_ref())
     }
 
+    /// The half-open entries past which `auto` proxies, for tables of
+    /// `flows` entries.
+    pub fn syn_proxy_threshold(&self, flows: u32) -> u32 {
+        self.syn_proxy_threshold.as_ref().map_or((self.embryonic_max(flows) / 4).max(1), |v| *v.get_ref())
+    }
+
     /// Each number with its range, for `validate`.
     pub(super) fn bounded(&self) -> Vec<(&'static Bound, &Spanned<u32>)> {
         let mut v = vec![(&bounds::ICMP_RATE, &self.icmp_rate), (&bounds::ICMP_BURST, &self.icmp_burst)];
         if let Some(e) = &self.embryonic_per_worker {
             v.push((&bounds::EMBRYONIC_PER_WORKER, e));
+        }
+        if let Some(e) = &self.syn_proxy_threshold {
+            v.push((&bounds::SYN_PROXY_THRESHOLD, e));
         }
         v.extend(bounds::PUNT_RATES.iter().zip(self.punt.fields()).map(|(b, (_, r))| (b, r)));
         v
@@ -90,6 +103,9 @@ impl Defence {
         let mut s = String::from("\n[defence]\n");
         if let Some(e) = &self.embryonic_per_worker {
             s.push_str(&format!("embryonic_per_worker = {}\n", e.get_ref()));
+        }
+        if let Some(e) = &self.syn_proxy_threshold {
+            s.push_str(&format!("syn_proxy_threshold = {}\n", e.get_ref()));
         }
         s.push_str(&format!("icmp_rate = {}\nicmp_burst = {}\n\n[defence.punt]", self.icmp_rate.get_ref(), self.icmp_burst.get_ref()));
         for (k, v) in self.punt.fields() {

@@ -482,6 +482,21 @@ pub struct VirtualServer {
     /// firewalls (their legs there, in the same order): a firewall is used
     /// while both its legs are up, so a flow's two directions meet one.
     pub pair: Option<Spanned<String>>,
+    /// TCP `nat` and `full-nat`: when the box answers SYNs itself with SYN
+    /// cookies (README, "Defence"). Default `auto`.
+    #[serde(default)]
+    pub syn_proxy: Option<Spanned<SynProxyMode>>,
+}
+
+/// `syn_proxy`: `auto` (while the worker's half-open entries pass
+/// `[defence] syn_proxy_threshold`), `on` (always) or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SynProxyMode {
+    #[default]
+    Auto,
+    On,
+    Off,
 }
 
 /// An interface's MTU when it names none (Ethernet's).

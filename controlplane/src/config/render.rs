@@ -136,6 +136,9 @@ pub fn render(cfg: &Config) -> String {
         if let Some(p) = &v.pair {
             let _ = writeln!(s, "pair = {}", q(p.get_ref()));
         }
+        if let Some(m) = &v.syn_proxy {
+            let _ = writeln!(s, "syn_proxy = {}", q(&kebab(m.get_ref())));
+        }
         if let Some(g) = &v.persistence_group {
             let _ = writeln!(s, "persistence_group = {}", q(g.get_ref()));
         }

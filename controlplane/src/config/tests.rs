@@ -618,3 +618,20 @@ fn defence_defaults_ranges_and_round_trip() {
     assert!(e.to_string().contains("syn_flood"), "{e}");
     assert!(restart_needed(&Config::parse("t.toml", GOOD).unwrap(), &c).unwrap_err().contains("[defence]"));
 }
+
+#[test]
+fn syn_proxy_per_virtual_server() {
+    let on = format!("{GOOD}syn_proxy = \"on\"\n");
+    let c = Config::parse("t.toml", &on).unwrap();
+    assert_eq!(c.virtual_servers[0].syn_proxy.as_ref().map(|m| *m.get_ref()), Some(SynProxyMode::On));
+    assert_eq!(Config::parse("r.toml", &render(&c)).unwrap().virtual_servers[0].syn_proxy.as_ref().map(|m| *m.get_ref()), Some(SynProxyMode::On));
+    let line = on.lines().count();
+    let e = err(&on.replace("address = \"192.0.2.100:80\"", "address = \"192.0.2.100:80\"\nforwarding = \"dsr-l2\""));
+    assert_eq!(e.line, line + 1, "{e}");
+    assert!(e.to_string().contains("syn_proxy = \"on\" needs a TCP virtual server"), "{e}");
+    let e = err(&format!("{GOOD}syn_proxy = \"sometimes\"\n"));
+    assert!(e.to_string().contains("sometimes"), "{e}");
+    let c = Config::parse("t.toml", &format!("{GOOD}\n[defence]\nsyn_proxy_threshold = 100\n")).unwrap();
+    assert_eq!(c.defence.syn_proxy_threshold(65536), 100);
+    assert_eq!(Config::parse("t.toml", GOOD).unwrap().defence.syn_proxy_threshold(65536), 4096);
+}

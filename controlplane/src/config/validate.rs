@@ -181,6 +181,12 @@ impl Config {
         }
         for vs in &self.virtual_servers {
             self.validate_tunnel(src, vs)?;
+            if let Some(m) = vs.syn_proxy.as_ref().filter(|m| *m.get_ref() == super::model::SynProxyMode::On) {
+                let proxiable = vs.protocol == Protocol::Tcp && matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat);
+                if !proxiable {
+                    return Err(src.error(Some(m.span()), format!("virtual_server {:?}: syn_proxy = \"on\" needs a TCP virtual server with forwarding \"nat\" or \"full-nat\" (the box must see the server's answers to translate them)", vs.name.get_ref())));
+                }
+            }
             if *vs.forwarding.get_ref() != Forwarding::Gateway {
                 if let Some(k) = vs.interface.as_ref().map(|i| i.span()).or(vs.pair.as_ref().map(|p| p.span())) {
                     return Err(src.error(Some(k), format!("virtual_server {:?}: interface and pair belong to forwarding = \"gateway\"", vs.name.get_ref())));

@@ -88,6 +88,9 @@ impl Runtime {
             if rst + evicted + limited > 0 {
                 let _ = writeln!(s, "  defence: embryonic-evicted {evicted}; rst-in-window {rst}; answers-limited {limited}");
             }
+            if c.syn_cookies.get() + c.syn_proxied.get() > 0 {
+                let _ = writeln!(s, "  syn-proxy: cookies {}; proxied {}; parked {}", c.syn_cookies.get(), c.syn_proxied.get(), c.syn_parked.get());
+            }
             if c.persist_records.get() > 0 {
                 let _ = writeln!(
                     s,

@@ -235,10 +235,15 @@ impl Runtime {
             let io = MbufIo::new(rx, tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx).with_poke(lacp);
             let reader = readers.pop().ok_or("rcu readers")?;
             let sync_refresh = sync.map_or(0, |s| s.refresh_ticks);
-            let config = WorkerConfig { id: w as u16, workers: n as u16, flows: *cfg.platform.flows_per_worker.get_ref(), timeouts, hash_key, sync_refresh, embryonic_max: cfg.defence.embryonic_max(*cfg.platform.flows_per_worker.get_ref()),
+            let flows = *cfg.platform.flows_per_worker.get_ref();
+            let config = WorkerConfig { id: w as u16, workers: n as u16, flows, timeouts, hash_key, sync_refresh, embryonic_max: cfg.defence.embryonic_max(flows),
                 icmp_rate: *cfg.defence.icmp_rate.get_ref(),
                 icmp_burst: *cfg.defence.icmp_burst.get_ref(),
                 punt_rates: cfg.defence.punt.rates(),
+                syn_proxy_threshold: cfg.defence.syn_proxy_threshold(flows),
+                // The SYN rate that would fill the threshold within the SYN
+                // timeout keeps `auto` on.
+                syn_proxy_rate: (cfg.defence.syn_proxy_threshold(flows) / (*cfg.timeouts.tcp_syn.get_ref()).max(1)).max(1),
             };
             let (dump, dump_server) = dump::channel();
             let loops = Arc::new(LoopStats::default());

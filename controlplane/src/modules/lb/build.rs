@@ -319,6 +319,15 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             schedule,
             local_addrs: local_addrs.into_boxed_slice(),
             persistence: persistence(vs, &mut layout.groups),
+            syn_proxy: {
+                let proxiable = vs.protocol == Protocol::Tcp && matches!(forwarding, snapshot::Forwarding::Nat | snapshot::Forwarding::FullNat);
+                match vs.syn_proxy.as_ref().map(|m| *m.get_ref()).unwrap_or_default() {
+                    _ if !proxiable => snapshot::SynProxy::Off,
+                    crate::config::SynProxyMode::Auto => snapshot::SynProxy::Auto,
+                    crate::config::SynProxyMode::On => snapshot::SynProxy::On,
+                    crate::config::SynProxyMode::Off => snapshot::SynProxy::Off,
+                }
+            },
         };
     }
 

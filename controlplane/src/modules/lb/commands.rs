@@ -173,6 +173,7 @@ impl Lb {
             tunnel_port: None,
             interface: None,
             pair: None,
+            syn_proxy: None,
         });
         let extra = match (mode.dscp, mode.tunnel) {
             (Some(d), _) => format!(" {d}"),
