@@ -1,0 +1,340 @@
+//! Defence end to end: the real `furiwake` binary in the lab of
+//! `scripts/netns.sh` with real nginx backends, under floods from the
+//! test's own generator (`tests/bin/flood.rs`: spoofed packets from
+//! 203.0.113.0/24 through a raw socket with `sendmmsg`, in the client
+//! namespace), and forged segments from scapy.
+//!
+//! Lab: PREFIX-client 192.0.2.10 -- br-out -- lb-out [furiwake] lb-in --
+//! br-in -- PREFIX-srvN 198.51.100.(10+N). The VIP is 192.0.2.100; the box's
+//! self IPs are 192.0.2.2 (outside) and 198.51.100.1 (inside).
+//!
+//! The tests of one binary run one at a time (a lock), since each furiwake
+//! owns lcore 1 of a small machine.
+
+use furiwake_e2e::*;
+use std::time::{Duration, Instant};
+
+const SELF_OUT: &str = "192.0.2.2";
+
+/// The shared lab, scratch dir `defence-NAME-PREFIX`, nginx in every
+/// server namespace (`big_mb` MiB at `/big`).
+fn lab(tag: char, name: &str, big_mb: u32, tools: &[&str]) -> Option<Lab> {
+    let mut lab = Lab::open(tag, &format!("defence-{name}"), tools)?;
+    for n in 1..=LAB_BACKENDS {
+        lab.start_nginx(n, big_mb);
+    }
+    Some(lab)
+}
+
+/// `www` on VIP:80 over the three nginx, an http check of `/health` every
+/// 200 ms (three failures mark a server down), `extra` after; a 64k-entry
+/// table.
+fn start(lab: &mut Lab, extra: &str) {
+    let services = format!(
+        r#"[[health_check]]
+name = "web-ok"
+kind = "http"
+interval_ms = 200
+timeout_ms = 500
+fall = 3
+rise = 2
+request = "GET /health HTTP/1.0\r\n\r\n"
+expect_body = "OK"
+
+[[pool]]
+name = "web"
+algorithm = "round-robin"
+health_check = "web-ok"
+servers = [ {{ address = "198.51.100.11:80" }}, {{ address = "198.51.100.12:80" }}, {{ address = "198.51.100.13:80" }} ]
+
+[[virtual_server]]
+name = "www"
+address = "192.0.2.100:80"
+pool = "web"
+{extra}
+"#
+    );
+    let config = format!("{}flows_per_worker = 65536\n\n{LAB_INTERFACES}\n{services}", platform_section(&lab.prefix));
+    lab.start_config(&config);
+    for n in 1..=LAB_BACKENDS {
+        lab.fw().expect_output(&format!("health: server {}:80 (pool web) up", server_ip(n)), Duration::from_secs(20));
+    }
+}
+
+/// The flood generator in the client namespace, kept as `key`.
+fn flood(lab: &mut Lab, key: &str, dst: &str, dport: u16, proto: &str, secs: u32, pps: Option<u32>) {
+    let bin = env!("CARGO_BIN_EXE_flood");
+    let (secs, rate, port) = (secs.to_string(), pps.map(|p| p.to_string()), dport.to_string());
+    let mut argv = vec![bin, "--dst", dst, "--dport", &port, "--src", "203.0.113.0", "--proto", proto, "--secs", &secs];
+    if let Some(r) = rate.as_deref() {
+        argv.extend(["--pps", r]);
+    }
+    let p = Proc::spawn(key, Some(&lab.topo.ns("client")), &argv, &lab.dir.path(&format!("{key}.log")), false);
+    lab.procs.insert(key.to_string(), p);
+}
+
+/// Waits for the flood `key` to end; its summary line.
+fn flood_result(lab: &mut Lab, key: &str) -> String {
+    let p = lab.procs.get_mut(key).expect("flood running");
+    let status = p.wait(Duration::from_secs(90)).expect("the flood ends in its time");
+    assert_eq!(status.code(), Some(0), "flood: {}", p.output());
+    let out = p.output();
+    let line = out.lines().find(|l| l.starts_with("flood: sent")).unwrap_or_else(|| panic!("no summary: {out}")).to_string();
+    eprintln!("{line}");
+    line
+}
+
+/// The packets a flood summary says it sent.
+fn flood_sent(line: &str) -> u64 {
+    line.split_whitespace().nth(2).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// `curl http://VIP/id` every 250 ms for `secs`, one connection each, in
+/// the client namespace, kept as `key`: one line per request, the answer
+/// or `FAIL`.
+fn steady_curls(lab: &mut Lab, key: &str, secs: u32) {
+    let n = secs * 4;
+    let cmd = format!("for i in $(seq {n}); do curl -s -S -m 15 http://{VIP}/id || echo \"FAIL request $i exit $?\"; echo; sleep 0.25; done; echo done");
+    let p = Proc::spawn(key, Some(&lab.topo.ns("client")), &["sh", "-c", &cmd], &lab.dir.path(&format!("{key}.log")), false);
+    lab.procs.insert(key.to_string(), p);
+}
+
+fn curl_answers(lab: &mut Lab, key: &str) -> Vec<String> {
+    let p = lab.procs.get_mut(key).expect("curls running");
+    assert!(p.wait(Duration::from_secs(200)).is_some(), "the curls end");
+    p.output().lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty() && l != "done").collect()
+}
+
+/// The acceptance test of the SYN flood defence: spoofed SYNs at the VIP
+/// as fast as the lab allows for 20 s against a 64k-entry table. Every one
+/// of a steady stream of curls (during and after) succeeds, and a download
+/// started before the flood finishes byte-identical.
+#[test]
+fn a_syn_flood_leaves_every_legitimate_client_served() {
+    let Some(mut lab) = lab('S', "synflood", 20, &["nginx"]) else { return };
+    start(&mut lab, "");
+    // A rate-limited download that spans the flood.
+    let file = lab.dir.path("big.download");
+    let url = format!("http://{VIP}/big");
+    let argv = ["curl", "-s", "-S", "-m", "120", "--limit-rate", "800k", "-o", file.to_str().unwrap(), "-w", "%{http_code} %{size_download}\n", &url];
+    let mut download = Proc::spawn("download", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("download.log"), false);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(download.is_running(), "the download ended before the flood: {}", download.output());
+
+    steady_curls(&mut lab, "curls", 30);
+    std::thread::sleep(Duration::from_secs(2));
+    let t0 = Instant::now();
+    flood(&mut lab, "flood", VIP, 80, "tcp", 20, None);
+    let during = lab.report_until(Duration::from_secs(15), |b| counter(b, "  syn-proxy:", "cookies").is_some_and(|c| c > 1000));
+    let during = during.unwrap_or_else(|b| panic!("the SYN proxy never answered the flood:\n{b}"));
+    let summary = flood_result(&mut lab, "flood");
+    eprintln!("flood ended after {:?}", t0.elapsed());
+    let answers = curl_answers(&mut lab, "curls");
+    let failed: Vec<&String> = answers.iter().filter(|a| !a.starts_with("srv")).collect();
+    eprintln!("{} legitimate requests during and after the flood, {} failed", answers.len(), failed.len());
+    assert_eq!(answers.len(), 120, "{answers:?}");
+    assert!(failed.is_empty(), "failed requests: {failed:?}\nfuriwake:\n{}", lab.fw_output());
+
+    let status = download.wait(Duration::from_secs(120)).expect("the download ends");
+    assert_eq!(status.code(), Some(0), "download: {}", download.output());
+    assert_eq!(download.output().trim(), format!("200 {}", 20 * 1048576));
+    let got = sha256_file(&file);
+    let backends: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
+    assert!(backends.contains(&got), "the download is no backend's file");
+
+    let after = lab.report();
+    let sent = flood_sent(&summary);
+    let cookies = counter(&after, "  syn-proxy:", "cookies").unwrap_or(0);
+    let proxied = counter(&after, "  syn-proxy:", "proxied").unwrap_or(0);
+    let evicted = counter(&after, "  defence:", "embryonic-evicted").unwrap_or(0);
+    let full = worker_drops(&after, 0).iter().find(|(r, _)| r == "flow-table-full").map_or(0, |(_, n)| *n);
+    eprintln!("flood of {sent} SYNs: {cookies} cookies, {proxied} proxied connections, {evicted} half-open entries evicted, {full} flow-table-full drops\n{during}");
+    assert!(sent > 100_000, "the generator sent little: {summary}");
+    assert!(cookies > 1000, "{after}");
+    assert!(proxied >= 1, "legitimate connections went through the proxy: {after}");
+    assert!(counter(&after, "worker 0:", "flows").unwrap_or(u64::MAX) < 65536, "{after}");
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// `passed/limited` of punt class `class` in a report block.
+fn punts(block: &str, class: &str) -> (u64, u64) {
+    let line = block.lines().rev().find(|l| l.starts_with("  punt (passed/limited):")).unwrap_or("");
+    let field = line.split(&format!(" {class} ")).nth(1).unwrap_or("0/0");
+    let mut it = field.split(['/', ';']).map(|n| n.trim().parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// The punt path: UDP and TCP floods at the self IP, together. First as
+/// fast as the lab allows (10 s): what the box receives of ARP, pings and
+/// probe answers is never policed away, every ping it receives is
+/// answered, and no server changes health state. On this 2-CPU VM the
+/// kernel drops frames below DPDK at that rate (the af_packet ring
+/// overflows, before the box can tell one frame from another), so the
+/// pings are then checked again under floods the box absorbs (40,000
+/// packets a second each): every ping and every ARP request is answered.
+#[test]
+fn a_flood_at_the_self_ip_starves_neither_probes_nor_arp_nor_ping() {
+    let Some(mut lab) = lab('P', "puntflood", 0, &["nginx"]) else { return };
+    start(&mut lab, "");
+    let before_log = lab.fw_output().len();
+    let arp_script = test_script("arp_ask.py");
+    for (phase, pps) in [("as fast as the lab allows", None), ("at 40,000 pps each", Some(40_000))] {
+        let before = lab.report();
+        let rx_before = counter(&before, "worker 0:", "rx").unwrap_or(0);
+        flood(&mut lab, "flood-udp", SELF_OUT, 9999, "udp", 10, pps);
+        flood(&mut lab, "flood-tcp", SELF_OUT, 22, "tcp", 10, pps);
+        std::thread::sleep(Duration::from_secs(2));
+        let (_, ping) = lab.topo.try_exec("client", &format!("ping -c 20 -i 0.2 -W 1 {SELF_OUT}"));
+        let (_, arp) = lab.topo.try_exec("client", &format!("/usr/bin/python3 {} --ip {SELF_OUT} --iface eth0 --count 10", arp_script.display()));
+        let (udp, tcp) = (flood_result(&mut lab, "flood-udp"), flood_result(&mut lab, "flood-tcp"));
+        let block = lab.report();
+        let received = ping.lines().find(|l| l.contains("packets transmitted")).unwrap_or("").to_string();
+        let replies: u64 = received.split(", ").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+        let sent = flood_sent(&udp) + flood_sent(&tcp);
+        let rx = counter(&block, "worker 0:", "rx").unwrap_or(0) - rx_before;
+        let (icmp, arp_class, probe, other) = (punts(&block, "icmp"), punts(&block, "arp"), punts(&block, "probe"), punts(&block, "other"));
+        eprintln!(
+            "{phase}: {sent} flood packets sent, {rx} reached the worker ({:.0}%); ping {received}; arp {}; punted/limited icmp {icmp:?} arp {arp_class:?} probe {probe:?} other {other:?}",
+            100.0 * rx as f64 / sent.max(1) as f64,
+            arp.trim()
+        );
+        assert!(sent > 100_000, "{udp}; {tcp}");
+        // Nothing of the protected classes is policed away; the floods are.
+        assert_eq!((icmp.1, arp_class.1, probe.1), (0, 0, 0), "{block}");
+        assert!(other.1 > 100_000, "the floods were not dropped as punt class other: {block}");
+        // Every ping the box received was answered.
+        let echo = counter(&block, "control:", "echo-replies").unwrap_or(0);
+        assert_eq!(echo, icmp.0, "pings the box punted went unanswered: {block}");
+        assert!(replies >= 10, "most pings lost even where the kernel keeps up: {ping}");
+        if pps.is_some() {
+            assert_eq!(replies, 20, "a ping went unanswered under floods the box absorbs: {ping}");
+            assert!(arp.contains("answered 10 of 10"), "ARP for the self IP unanswered: {arp}");
+        }
+    }
+    let log = lab.fw_output();
+    let health_changes: Vec<&str> = log[before_log..].lines().filter(|l| l.contains("health: server")).collect();
+    assert!(health_changes.is_empty(), "servers changed health state under the floods: {health_changes:?}");
+    let block = lab.report();
+    for n in 1..=LAB_BACKENDS {
+        assert!(block.contains(&format!("server {}:80: state up", server_ip(n))), "{block}");
+    }
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// RFC 5961 from the client side with scapy: a reset outside the window
+/// leaves the connection working, one inside it but not at the next byte
+/// too (the server challenges it), one at the next byte ends it.
+#[test]
+fn blind_resets_are_dropped_and_exact_ones_end_the_connection() {
+    let Some(mut lab) = lab('R', "rst", 0, &["nginx"]) else { return };
+    start(&mut lab, "");
+    let script = test_script("rst_probe.py");
+    let probe = |lab: &Lab, offset: i64| -> String {
+        let (_, out) = lab.topo.try_exec("client", &format!("/usr/bin/python3 {} --vip {VIP} --port 80 --iface eth0 --offset {offset}", script.display()));
+        eprintln!("offset {offset}: {}", out.trim().replace('\n', "; "));
+        out
+    };
+    let out = probe(&lab, 100_000_000);
+    assert!(out.contains("answer: HTTP/1.1 200"), "an out-of-window reset broke the connection: {out}");
+    let block = lab.report_until(Duration::from_secs(5), |b| worker_drops(b, 0).iter().any(|(r, n)| r == "tcp-rst-out-of-window" && *n == 1));
+    block.unwrap_or_else(|b| panic!("the blind reset was not counted:\n{b}"));
+
+    let out = probe(&lab, 1000);
+    assert!(out.contains("answer: HTTP/1.1 200"), "an in-window reset off the next byte broke the connection: {out}");
+    let block = lab.report_until(Duration::from_secs(5), |b| counter(b, "  defence:", "rst-in-window") == Some(1));
+    block.unwrap_or_else(|b| panic!("the in-window reset was not counted:\n{b}"));
+
+    let out = probe(&lab, 0);
+    assert!(out.contains("answer: none"), "the exact reset did not end the connection: {out}");
+    // Its entry is CLOSE (inactive) until tcp_close; nothing is active.
+    let block = lab.report_until(Duration::from_secs(5), |b| counter(b, "virtual-server www:", "conns-active") == Some(0));
+    block.unwrap_or_else(|b| panic!("the reset connection still counts as active:\n{b}"));
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// ICMP errors: a corrupted one about a live connection is dropped and
+/// counted, a good one goes on to the server. Refusals: with every server
+/// of a pool down, a SYN flood at it gets RSTs at `icmp_rate` at most.
+#[test]
+fn corrupted_icmp_is_dropped_and_refusals_are_rate_limited() {
+    let Some(mut lab) = lab('I', "icmp", 0, &["nginx", "tcpdump"]) else { return };
+    let dead = r#"
+[[health_check]]
+name = "tcp8081"
+kind = "tcp"
+interval_ms = 200
+timeout_ms = 150
+fall = 1
+rise = 1
+
+[[pool]]
+name = "dead"
+health_check = "tcp8081"
+servers = [ { address = "198.51.100.11:8081" }, { address = "198.51.100.12:8081" } ]
+
+[[virtual_server]]
+name = "dead"
+address = "192.0.2.100:81"
+pool = "dead"
+syn_proxy = "off"
+
+[defence]
+icmp_rate = 200
+icmp_burst = 20
+"#;
+    start(&mut lab, dead);
+    // The dead pool's servers never came up (nothing listens on 8081).
+    let (_, out) = lab.topo.try_exec("client", &format!("curl -s -S -m 5 http://{VIP}:81/ 2>&1; echo exit=$?"));
+    assert!(out.contains("exit=7"), "the dead pool's virtual server is not refused at once: {out}");
+
+    // A live connection, and errors about its answers from the client side.
+    let hold = test_script("tcp_hold.py");
+    let argv = ["python3", hold.to_str().unwrap(), "--to", &format!("{VIP}:80"), "--timeout", "10"];
+    let mut conn = Proc::spawn("hold", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("hold.log"), true);
+    conn.expect_output("connected ", Duration::from_secs(10));
+    let cport: u16 = conn.output().split(':').next_back().and_then(|p| p.trim().parse().ok()).expect("local port");
+    let sw = lab.topo.ns("sw");
+    let pcap = lab.dir.path("icmp.pcap");
+    let mut cap = Proc::spawn("tcpdump-icmp", Some(&sw), &["tcpdump", "-n", "-i", "br-in", "--immediate-mode", "-w", pcap.to_str().unwrap(), "icmp"], &lab.dir.path("tcpdump-icmp.log"), false);
+    std::thread::sleep(Duration::from_secs(1));
+    let forge = test_script("icmp_forge.py");
+    let send = |lab: &Lab, corrupt: bool| {
+        let (ok, out) = lab.topo.try_exec("client", &format!("/usr/bin/python3 {} --vip {VIP} --port 80 --client 192.0.2.10 --cport {cport}{}", forge.display(), if corrupt { " --corrupt" } else { "" }));
+        assert!(ok && out.contains("sent"), "{out}");
+    };
+    send(&lab, true);
+    let block = lab.report_until(Duration::from_secs(5), |b| worker_drops(b, 0).iter().any(|(r, n)| r == "icmp-bad-checksum" && *n == 1));
+    block.unwrap_or_else(|b| panic!("the corrupted ICMP error was not dropped as icmp-bad-checksum:\n{b}"));
+    send(&lab, false);
+    std::thread::sleep(Duration::from_secs(1));
+    cap.signal(libc::SIGINT);
+    cap.wait(Duration::from_secs(5));
+    let frames = pcap_frames(&pcap);
+    eprintln!("{} ICMP frames reached the servers' segment", frames.len());
+    assert_eq!(frames.len(), 1, "only the good error goes on to the server");
+    let block = lab.report();
+    assert_eq!(worker_drops(&block, 0).iter().find(|(r, _)| r == "icmp-bad-checksum").map(|(_, n)| *n), Some(1), "{block}");
+    conn.send_line("close");
+
+    // Refusals under a SYN flood at the dead pool: at most the rate.
+    let rst_pcap = lab.dir.path("rst.pcap");
+    let mut cap = Proc::spawn("tcpdump-rst", Some(&sw), &["tcpdump", "-n", "-i", "br-out", "--immediate-mode", "-w", rst_pcap.to_str().unwrap(), "tcp[tcpflags] & tcp-rst != 0 and src host 192.0.2.100"], &lab.dir.path("tcpdump-rst.log"), false);
+    std::thread::sleep(Duration::from_secs(1));
+    let secs = 5;
+    let t0 = Instant::now();
+    flood(&mut lab, "flood", VIP, 81, "tcp", secs, None);
+    let summary = flood_result(&mut lab, "flood");
+    let elapsed = t0.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(1));
+    cap.signal(libc::SIGINT);
+    cap.wait(Duration::from_secs(5));
+    let rsts = pcap_frames(&rst_pcap).len() as f64;
+    let block = lab.report();
+    let limited = counter(&block, "  defence:", "answers-limited").unwrap_or(0);
+    let bound = 200.0 * (elapsed + 1.0) + 20.0;
+    eprintln!("{summary}: {rsts} RSTs in {elapsed:.1} s (bound {bound:.0}), {limited} answers limited");
+    assert!(rsts >= 200.0, "the refusals stopped altogether: {rsts}");
+    assert!(rsts <= bound, "{rsts} RSTs in {elapsed:.1} s exceed icmp_rate 200/s");
+    assert!(limited > 1000, "{block}");
+    stop_furiwake_cleanly(lab.fw());
+}
