@@ -40,6 +40,12 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
   echo "setup: installing nightly Rust with Miri"
   rustup toolchain install nightly --profile minimal --component miri,rust-src
 fi
+# cargo-fuzz: the suite runs the fuzz targets (fuzz/) under libFuzzer with
+# coverage guidance, on the nightly toolchain above.
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz"
+  cargo install --locked cargo-fuzz
+fi
 
 pkg-config --modversion libdpdk >/dev/null || { echo "setup: libdpdk not found by pkg-config" >&2; exit 1; }
 echo "setup: DPDK $(pkg-config --modversion libdpdk), $(cargo --version)"

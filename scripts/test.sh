@@ -40,10 +40,19 @@ run env PROPTEST_CASES=4 MIRIFLAGS=-Zmiri-disable-isolation PKG_CONFIG_LIBDIR=/n
 #    worker lcore and its own namespaces).
 run cargo build --workspace --bins
 run cargo test --workspace --exclude furiwake-e2e
-# 3b. Whole-pipeline fuzzing: 10 million mutated frames of every kind of
-#     traffic through a worker with every forwarding mode, every forwarded
-#     frame checked (dataplane/src/pipeline/fuzz.rs; longer: scripts/fuzz.sh N).
+# 3b. Fuzzing: 10 million mutated frames of every kind of traffic through
+#     a worker with every forwarding mode and the SYN proxy, every forwarded
+#     frame and the table checked (dataplane/src/pipeline/fuzz.rs); 200,000
+#     mutated config files and 1 million console lines through their
+#     parsers (controlplane/src/fuzz.rs); then the same three targets
+#     under libFuzzer, guided by coverage (fuzz/, cargo-fuzz on nightly).
+#     Longer: scripts/fuzz.sh N, README "Tests".
 run scripts/fuzz.sh 10000000
+run scripts/fuzz.sh config 200000
+run scripts/fuzz.sh console 1000000
+run scripts/fuzz.sh libfuzzer pipeline 200000
+run scripts/fuzz.sh libfuzzer config 100000
+run scripts/fuzz.sh libfuzzer console 300000
 run cargo test -p furiwake-e2e -- --test-threads=1
 
 # 4. The statically linked build (feature `static`: DPDK archives with

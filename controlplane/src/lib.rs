@@ -3,6 +3,7 @@
 
 pub mod appliance;
 pub mod config;
+pub mod fuzz;
 pub mod modules;
 pub mod out;
 pub mod runtime;
