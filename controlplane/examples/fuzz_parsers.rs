@@ -48,6 +48,9 @@ const LINES: &[&str] = &[
     "",
 ];
 
+/// A fuzz target: one input, `Err` for a broken invariant.
+type Target = fn(&[u8]) -> Result<(), String>;
+
 struct Rng(u64);
 
 impl Rng {
@@ -100,7 +103,7 @@ fn main() -> ExitCode {
     let target = args.next().unwrap_or_default();
     let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0x5eed_c0de);
-    let (corpus, check): (Vec<Vec<u8>>, fn(&[u8]) -> Result<(), String>) = match target.as_str() {
+    let (corpus, check): (Vec<Vec<u8>>, Target) = match target.as_str() {
         "config" => {
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
             let mut files: Vec<Vec<u8>> = std::fs::read_dir(&dir).map(|d| d.filter_map(|e| std::fs::read(e.ok()?.path()).ok()).collect()).unwrap_or_default();
