@@ -6,7 +6,7 @@ use crate::conntrack::track::PROXY_OPEN;
 use crate::conntrack::{Check, Dir, EntryFlags, FlowId, FlowState};
 use crate::wire::tcp::flags as tcpf;
 use crate::forward as nat;
-use crate::state::counters::{DropReason, WorkerCounters};
+use crate::state::counters::DropReason;
 use crate::state::snapshot::{Forwarding, Snapshot};
 use crate::wire::ethernet::{EthernetAddress, EthernetFrame};
 
@@ -37,7 +37,7 @@ impl Shard {
             Check::RstOutOfWindow => return Err(Verdict::Drop(DropReason::TcpRstOutOfWindow)),
         }
         if state != old {
-            established_moved(&self.counters, vs, server, old, state);
+            super::established_moved(&self.counters, vs, server, old, state);
         }
         if self.sync.is_some() {
             self.after_packet(id, old, flags, state);
@@ -174,24 +174,5 @@ impl Shard {
             c.out_bytes.add(len);
         }
         Verdict::Forward(out_port)
-    }
-}
-
-/// Keeps the established gauges (`ServiceCounters::conns_established`) in
-/// step with an entry's state change.
-#[inline]
-pub(super) fn established_moved(counters: &WorkerCounters, vs: u16, server: u16, old: FlowState, new: FlowState) {
-    let moved = |f: fn(&crate::state::counters::Counter)| {
-        if let Some(c) = counters.services.get(vs as usize) {
-            f(&c.conns_established);
-        }
-        if let Some(c) = counters.servers.get(server as usize) {
-            f(&c.conns_established);
-        }
-    };
-    match (old.is_active(), new.is_active()) {
-        (false, true) => moved(|c| c.inc()),
-        (true, false) => moved(|c| c.sub(1)),
-        _ => {}
     }
 }

@@ -6,7 +6,7 @@
 //! I/O: it gets frames through `PacketIo` and the time as an argument. The
 //! loop around `poll` (stop flag, idle back-off) belongs to the caller.
 
-use crate::conntrack::{EntryFlags, Flow, FlowId, FlowTable, Timeouts};
+use crate::conntrack::{EntryFlags, Flow, FlowId, FlowState, FlowTable, Timeouts};
 use crate::ctl::dump;
 use crate::ctl::events::{RecordConsumer, RecordProducer, SyncControl};
 use crate::forward::{self as nat, LocalPorts};
@@ -22,6 +22,7 @@ mod classify;
 mod connect;
 mod forwarding;
 mod icmp;
+mod inplace;
 mod owner;
 pub mod police;
 mod replicate;
@@ -436,112 +437,6 @@ impl Shard {
         }
     }
 
-    /// Writes the SYN proxy's segment (`rebuilt`) over the packet.
-    #[inline]
-    fn rebuild<P: Packet>(&mut self, pkt: &mut P) -> Verdict {
-        let r = self.rebuilt;
-        let (l3, len) = (r.l3 as usize, r.out.frame_len(r.l3 as usize));
-        if !pkt.set_len(len) {
-            return Verdict::Drop(DropReason::SynProxyPending);
-        }
-        let frame = pkt.data_mut();
-        let mut eth = crate::wire::ethernet::EthernetFrame::new_unchecked(&mut *frame);
-        eth.set_dst_addr(r.dst_mac);
-        eth.set_src_addr(r.src_mac);
-        match r.out.write(frame, l3) {
-            Some(()) => Verdict::Forward(r.link),
-            None => Verdict::Drop(DropReason::SynProxyPending),
-        }
-    }
-
-    /// Sends a parked client segment through the pipeline in place of the
-    /// packet at hand (the server's SYN-ACK, which it answers).
-    #[cold]
-    fn replay<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, r: synproxy::Replay) -> Verdict {
-        let mut buf = [0u8; synproxy::PARK_FRAME_BYTES];
-        let Some((port, len)) = self.unpark(r, &mut buf) else { return Verdict::Drop(DropReason::SynProxyPending) };
-        if !pkt.set_len(len) {
-            return Verdict::Drop(DropReason::SynProxyPending);
-        }
-        let (Some(frame), Some(data)) = (pkt.data_mut().get_mut(..len), buf.get(..len)) else { return Verdict::Drop(DropReason::SynProxyPending) };
-        frame.copy_from_slice(data);
-        match self.process(snap, pkt.data_mut(), port, true) {
-            Verdict::Forward(l) => Verdict::Forward(l),
-            Verdict::Drop(d) => Verdict::Drop(d),
-            _ => Verdict::Drop(DropReason::SynProxyPending),
-        }
-    }
-
-    /// Puts the outer headers of `e` in front of the packet's IPv4 header:
-    /// the buffer grows at the head (`Packet::prepend`, into the mbuf's
-    /// headroom) by what the encapsulation adds less what a VLAN tag or
-    /// Ethernet padding took; the Ethernet addresses move with it.
-    #[inline]
-    fn encapsulate<P: Packet>(&mut self, pkt: &mut P, e: Encap) -> Verdict {
-        let (l3, ip_len) = (e.l3 as usize, e.ip_len as usize);
-        let at = crate::wire::ethernet::HEADER_LEN + e.outer.kind.overhead();
-        // Padding after the IPv4 packet goes; then the head grows by what
-        // takes the inner header from `l3` to `at` (`at` > `l3`: the
-        // encapsulation adds 20 bytes or more, a VLAN tag takes 4).
-        if !pkt.set_len(l3 + ip_len) || !pkt.prepend(at - l3) {
-            return Verdict::Drop(DropReason::TunnelNoHeadroom);
-        }
-        let frame = pkt.data_mut();
-        // The old Ethernet header now starts at `at - l3`.
-        frame.copy_within(at - l3..at - l3 + 12, 0);
-        match nat::encapsulate(frame, ip_len, &e.outer) {
-            Some(_) => Verdict::Forward(e.port),
-            None => Verdict::Drop(DropReason::TunnelNoHeadroom),
-        }
-    }
-
-    /// Answers a packet too big for its tunnel with ICMP fragmentation
-    /// needed out of `port`, resizing it (`forward::build_frag_needed`).
-    #[cold]
-    fn too_big<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, port: u16, t: TooBig) -> Verdict {
-        if !self.answers.take(self.now) {
-            self.counters.answers_limited.inc();
-            return Verdict::Drop(DropReason::TunnelTooBig);
-        }
-        self.counters.count_drop(DropReason::TunnelTooBig);
-        let Some(mac) = snap.port(port).map(|p| p.mac) else { return Verdict::Drop(DropReason::TunnelTooBig) };
-        let (l3, hl) = (t.l3 as usize, t.hl as usize);
-        if pkt.data().len() < nat::frag_needed_len(l3, hl) {
-            // Too big for the tunnel, yet shorter than an ICMP error:
-            // only with a tunnel MTU below 68 (refused by check-config).
-            return Verdict::Drop(DropReason::TunnelTooBig);
-        }
-        let Some(len) = nat::build_frag_needed(pkt.data_mut(), l3, hl, t.mtu, mac) else { return Verdict::Drop(DropReason::TunnelTooBig) };
-        if !pkt.set_len(len) {
-            return Verdict::Drop(DropReason::TunnelTooBig);
-        }
-        self.counters.frag_needed.inc();
-        Verdict::Forward(port)
-    }
-
-    /// Turns a refused first packet into its answer (`forward::build_refusal`),
-    /// resizing it, and sends it back out of `port`.
-    #[cold]
-    fn refuse<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, port: u16, r: Reject) -> Verdict {
-        if !self.answers.take(self.now) {
-            self.counters.answers_limited.inc();
-            return Verdict::Drop(DropReason::NoServer);
-        }
-        let Some(mac) = snap.port(port).map(|p| p.mac) else { return Verdict::Drop(DropReason::NoServer) };
-        let (l3, hl) = (r.l3 as usize, r.hl as usize);
-        let need = nat::refusal_len(r.proto, l3, hl);
-        if pkt.data().len() < need && !pkt.set_len(need) {
-            return Verdict::Drop(DropReason::NoServer);
-        }
-        let Some(len) = nat::build_refusal(pkt.data_mut(), l3, hl, r.proto, mac) else { return Verdict::Drop(DropReason::NoServer) };
-        if pkt.data().len() != len && !pkt.set_len(len) {
-            return Verdict::Drop(DropReason::NoServer);
-        }
-        self.counters.count_drop(DropReason::NoServer);
-        self.counters.rejected.inc();
-        Verdict::Forward(port)
-    }
-
     /// Batched lookups (DPDK l3fwd, katran): before processing a burst,
     /// hash every packet's key and prefetch its bucket, then the first entry
     /// of each chain, so the cache misses of the burst overlap.
@@ -656,9 +551,28 @@ fn ended(f: &Flow, snap: &Snapshot, now: u32, counters: &WorkerCounters, local_p
     if let Some(c) = counters.servers.get(f.server as usize) {
         c.conns_active.sub(1);
     }
-    forwarding::established_moved(counters, f.vs, f.server, f.state, crate::conntrack::FlowState::Close);
+    established_moved(counters, f.vs, f.server, f.state, FlowState::Close);
     if matches!(f.mode, Forwarding::FullNat | Forwarding::Snat) && !f.flags.contains(EntryFlags::BORROWED_PORT) {
         local_ports.free(f.local_ip, f.local_port);
+    }
+}
+
+/// Keeps the established gauges (`ServiceCounters::conns_established`) in
+/// step with an entry's state change.
+#[inline]
+pub(super) fn established_moved(counters: &WorkerCounters, vs: u16, server: u16, old: FlowState, new: FlowState) {
+    let moved = |f: fn(&crate::state::counters::Counter)| {
+        if let Some(c) = counters.services.get(vs as usize) {
+            f(&c.conns_established);
+        }
+        if let Some(c) = counters.servers.get(server as usize) {
+            f(&c.conns_established);
+        }
+    };
+    match (old.is_active(), new.is_active()) {
+        (false, true) => moved(|c| c.inc()),
+        (true, false) => moved(|c| c.sub(1)),
+        _ => {}
     }
 }
 

@@ -257,7 +257,7 @@ impl Shard {
                 }
                 if same {
                     let flags = f.flags | EntryFlags::SYNCED;
-                    super::forwarding::established_moved(&self.counters, f.vs, f.server, f.state, rec.state);
+                    super::established_moved(&self.counters, f.vs, f.server, f.state, rec.state);
                     self.table.set_state(id, rec.state, expire);
                     self.table.set_flags(id, flags);
                     return Ok(());
@@ -327,7 +327,7 @@ impl Shard {
         if let Some(s) = c.servers.get(server_index as usize) {
             s.conns_active.inc();
         }
-        super::forwarding::established_moved(c, vs_index, server_index, crate::conntrack::FlowState::Close, rec.state);
+        super::established_moved(c, vs_index, server_index, crate::conntrack::FlowState::Close, rec.state);
         if let Some(p) = pers {
             // The entry holds a reference to its client's record, as one
             // placed here does (`ended` releases it).

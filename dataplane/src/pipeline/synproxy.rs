@@ -342,7 +342,7 @@ impl Shard {
         tr.park = 0;
         let expire = self.now.saturating_add(self.table.timeouts().tcp_established);
         self.table.set_state(id, FlowState::Established, expire);
-        super::forwarding::established_moved(&self.counters, f.vs, f.server, f.state, FlowState::Established);
+        super::established_moved(&self.counters, f.vs, f.server, f.state, FlowState::Established);
         self.emit_flow(SyncKind::Update, id);
         if park != 0 {
             return Verdict::Replay(Replay { slot: park, id });
