@@ -62,6 +62,12 @@ pub fn segment(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, seq: u32, fla
     f
 }
 
+/// The client a frame (IPv4 at 14) names: its sequence number, less one
+/// for a reset (`Templates::to_vip`).
+fn client_of(f: &[u8]) -> u32 {
+    rd32(f, 38).wrapping_sub(u32::from(f[47] & RST != 0))
+}
+
 fn rd16(f: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([f[at], f[at + 1]])
 }
@@ -95,6 +101,9 @@ fn patch(f: &mut [u8], ip_at: usize, port_at: usize, ip: [u8; 4], port: u16, seq
 pub struct Templates {
     to_vip: [[u8; FRAME_LEN]; 3],
     from_server: [[u8; FRAME_LEN]; SERVERS],
+    /// The servers' SYN-ACKs (the handshake that makes entries
+    /// ESTABLISHED).
+    synack_from_server: [[u8; FRAME_LEN]; SERVERS],
     malformed: [u8; FRAME_LEN],
 }
 
@@ -109,9 +118,10 @@ impl Templates {
         let (c, p) = client(0);
         let to_vip = [SYN, ACK, RST].map(|fl| segment(c, p, VIP, VPORT, 0, fl, CLIENT_MAC));
         let from_server = core::array::from_fn(|i| segment(server_ip(i), SERVER_PORT, c, p, 0, ACK, SERVER_MAC));
+        let synack_from_server = core::array::from_fn(|i| segment(server_ip(i), SERVER_PORT, c, p, 0, SYN | ACK, SERVER_MAC));
         let mut malformed = to_vip[1];
         malformed[24] ^= 0x5a; // IPv4 header checksum wrong
-        Self { to_vip, from_server, malformed }
+        Self { to_vip, from_server, synack_from_server, malformed }
     }
 
     /// Client `n` to the VIP; `flags` one of SYN, ACK, RST.
@@ -124,14 +134,24 @@ impl Templates {
         };
         out[..FRAME_LEN].copy_from_slice(t);
         let (ip, port) = client(n);
-        patch(out, 26, 34, ip, port, n);
+        // A reset carries the client's next sequence number (its SYN's + 1),
+        // as the box's sequence tracking expects (RFC 5961).
+        patch(out, 26, 34, ip, port, if flags == RST { n.wrapping_add(1) } else { n });
     }
 
     /// Server `server` answering client `n`: to the client (NAT) or to
     /// `local` (full-NAT local address and port).
     #[inline(always)]
     pub fn server_reply(&self, n: u32, server: usize, local: Option<([u8; 4], u16)>, out: &mut [u8]) {
-        out[..FRAME_LEN].copy_from_slice(&self.from_server[server % SERVERS]);
+        self.server_segment(n, server, local, false, out)
+    }
+
+    /// `server_reply` with SYN set (the handshake's second segment) or
+    /// not.
+    #[inline(always)]
+    pub fn server_segment(&self, n: u32, server: usize, local: Option<([u8; 4], u16)>, syn: bool, out: &mut [u8]) {
+        let t = if syn { &self.synack_from_server } else { &self.from_server };
+        out[..FRAME_LEN].copy_from_slice(&t[server % SERVERS]);
         let (ip, port) = local.unwrap_or_else(|| client(n));
         patch(out, 30, 36, ip, port, n);
     }
@@ -153,7 +173,7 @@ pub enum Out {
 /// A client packet as the generator sent it, from the IPv4 header at
 /// `f[14..]` on: TTL 64, client to VIP; its client (n, address, port).
 fn check_mat(f: &[u8]) -> Option<(u32, [u8; 4], u16)> {
-    let n = rd32(f, 38);
+    let n = client_of(f);
     let (cip, cport) = client(n);
     let ok = f[22] == 64 && f[30..34] == VIP && rd16(f, 36) == VPORT && f[26..30] == cip && rd16(f, 34) == cport;
     ok.then_some((n, cip, cport))
@@ -210,7 +230,7 @@ pub fn check(f: &[u8], mode: Mode) -> Result<Out, &'static str> {
     if checksum::fold(checksum::sum(&f[34..14 + rd16(f, 16) as usize], ps)) != 0xffff {
         return Err("TCP checksum");
     }
-    let n = rd32(f, 38);
+    let n = client_of(f);
     if let Some(server) = (0..SERVERS).find(|i| server_ip(*i) == dst) {
         if rd16(f, 36) != SERVER_PORT || f[0..6] != SERVER_MAC {
             return Err("server port or MAC");

@@ -77,6 +77,10 @@ pub enum Traffic {
     Established { flows: u32, zipf: bool },
     /// Server replies to random established clients below `flows`.
     Replies { flows: u32 },
+    /// The rest of the handshake of clients 0..`flows` (opened by `Open`):
+    /// for each, the server's SYN-ACK, then the client's ACK, so their
+    /// entries are ESTABLISHED (half-open ones would be evicted first).
+    Handshake,
     /// 89% established, 10% new connections (from `first_new`), 1% bad
     /// IPv4 checksum.
     Mixed { flows: u32, first_new: u32 },
@@ -263,6 +267,16 @@ impl Run {
                 let l = self.learned.get(n as usize).copied().unwrap_or(0);
                 let local = (self.mode == gen::Mode::FullNat).then(|| (local_ip(((l >> 16) & 63) as usize), (l & 0xffff) as u16));
                 self.templates.server_reply(n, (l >> 24) as usize, local, out)
+            }
+            Traffic::Handshake => {
+                let n = (i / 2) as u32;
+                if i.is_multiple_of(2) {
+                    let l = self.learned.get(n as usize).copied().unwrap_or(0);
+                    let local = (self.mode == gen::Mode::FullNat).then(|| (local_ip(((l >> 16) & 63) as usize), (l & 0xffff) as u16));
+                    self.templates.server_segment(n, (l >> 24) as usize, local, true, out)
+                } else {
+                    self.templates.to_vip(n, gen::ACK, out)
+                }
             }
             Traffic::Mixed { flows, first_new } => {
                 let r = self.rand() % 100;

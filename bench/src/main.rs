@@ -137,6 +137,7 @@ fn run(o: &Opts) -> i32 {
         r.learned = vec![0; f as usize];
         eprintln!("nat: opening {f} connections");
         let open = r.phase(&pool, Traffic::Open { first: 0 }, f as u64, Duration::from_secs(600), 1);
+        let _ = r.phase(&pool, Traffic::Handshake, 2 * f as u64, Duration::from_secs(600), 1);
         mem.push(Mem { flows: r.flows(), capacity: capacity as u64, rss_delta: harness::rss_bytes().saturating_sub(rss0) });
         rows.push(row("open (prefill)", "nat", "original", f as u64, "sequential", open));
         let every = if o.smoke { 1 } else { 64 };
@@ -163,6 +164,7 @@ fn run(o: &Opts) -> i32 {
         r.learned = vec![0; f as usize];
         eprintln!("full-nat: opening {f} connections");
         let open = r.phase(&pool, Traffic::Open { first: 0 }, f as u64, Duration::from_secs(600), 1);
+        let _ = r.phase(&pool, Traffic::Handshake, 2 * f as u64, Duration::from_secs(600), 1);
         rows.push(row("open (prefill)", "full-nat", "original", f as u64, "sequential", open));
         let every = if o.smoke { 1 } else { 64 };
         let ph = r.phase(&pool, Traffic::Established { flows: f, zipf: false }, measure, dur, every);

@@ -60,6 +60,8 @@ const END_SEEN: u8 = 0x01; // << dir
 const ACK_SEEN: u8 = 0x04; // << dir
 const SYN_SEEN: u8 = 0x10; // << dir
 const SCALE_OFFERED: u8 = 0x40; // << dir
+/// `known2` bits.
+const LAST_ACK_SEEN: u8 = 0x01; // << dir
 
 /// RFC 7323 §2.3: a shift above 14 is used as 14.
 const MAX_WSCALE: u8 = 14;
@@ -78,7 +80,8 @@ pub struct Track {
     /// Each side's window scale shift, as its SYN offered.
     pub wscale: [u8; 2],
     known: u8,
-    _pad: u8,
+    /// `LAST_ACK_SEEN << dir`.
+    known2: u8,
     /// Embryonic list (handshake entries, oldest first): previous and next
     /// entry id, `NIL` at the ends; both `NIL` and not the head: not in it.
     pub(super) emb_prev: u32,
@@ -100,7 +103,10 @@ pub struct Track {
     /// the box sends the server in its name.
     pub client_tsval: u32,
     pub client_win: u16,
-    _reserved: [u8; 10],
+    /// The ACK number of each side's latest segment, plausible or not: a
+    /// reset answering that segment carries it as its sequence number
+    /// (RFC 9293 §3.10.7: `<SEQ=SEG.ACK><CTL=RST>`).
+    pub last_ack: [u32; 2],
 }
 
 /// `Track::proxy`: the connection's SYN was answered by the box's SYN proxy.
@@ -120,7 +126,7 @@ impl Track {
         win: [0; 2],
         wscale: [0; 2],
         known: 0,
-        _pad: 0,
+        known2: 0,
         emb_prev: super::wheel::NIL,
         emb_next: super::wheel::NIL,
         seq_delta: 0,
@@ -130,7 +136,7 @@ impl Track {
         park: 0,
         client_tsval: 0,
         client_win: 0,
-        _reserved: [0; 10],
+        last_ack: [0; 2],
     };
 
     #[inline(always)]
@@ -176,6 +182,10 @@ impl Track {
         }
         let syn = s.flags & TCP_SYN != 0;
         let ack = s.flags & TCP_ACK != 0;
+        if ack {
+            set(&mut self.last_ack, d, s.ack);
+            self.known2 |= LAST_ACK_SEEN << d;
+        }
         let seg_end = s.seq.wrapping_add(s.len).wrapping_add(u32::from(syn)).wrapping_add(u32::from(s.flags & TCP_FIN != 0));
         if syn {
             // A SYN (re)starts this side: its ISN, its scale offer.
@@ -220,7 +230,12 @@ impl Track {
 
     /// RFC 5961 §3.2 from the middle: `d` resets, `r` receives.
     fn check_rst(&self, d: usize, r: usize, s: &Segment) -> Check {
-        let exact_own = self.has(END_SEEN, d) && s.seq == get(&self.end, d);
+        // The sender's own next byte, or the answer to the receiver's
+        // latest segment (RFC 9293 §3.10.7: a reset answering an
+        // unacceptable segment takes its ACK number; a SYN-SENT client
+        // resets a stale TIME-WAIT's ACK so): neither is a blind guess.
+        let answers = self.known2 & (LAST_ACK_SEEN << r) != 0 && s.seq == get(&self.last_ack, r);
+        let exact_own = (self.has(END_SEEN, d) && s.seq == get(&self.end, d)) || answers;
         if self.has(ACK_SEEN, r) {
             let rcv_nxt = get(&self.ack, r);
             if s.seq == rcv_nxt || exact_own {
@@ -341,6 +356,19 @@ mod tests {
         // The client aborting its own SYN.
         assert_eq!(t.on_segment(O, &seg(TCP_RST, 1001, 0, 0, 0)), Check::Pass);
         assert_eq!(t.on_segment(O, &seg(TCP_RST, 4242, 0, 0, 0)), Check::RstOutOfWindow);
+    }
+
+    /// A client in SYN-SENT whose SYN met a stale TIME-WAIT on the server
+    /// gets an ACK from the old connection and resets it with that ACK
+    /// number: the reset must pass, or the server keeps its TIME-WAIT.
+    #[test]
+    fn a_reset_answering_the_last_segment_passes() {
+        let mut t = Track::NEW;
+        t.on_segment(O, &seg(TCP_SYN, 1000, 0, 65535, 0));
+        // The server's stale ACK, acknowledging the old connection.
+        t.on_segment(R, &seg(TCP_ACK, 777_000, 55_555, 502, 0));
+        assert_eq!(t.on_segment(O, &seg(TCP_RST, 55_555, 0, 0, 0)), Check::Pass);
+        assert_eq!(t.on_segment(O, &seg(TCP_RST, 55_556, 0, 0, 0)), Check::RstOutOfWindow);
     }
 
     #[test]

@@ -322,6 +322,9 @@ impl Shard {
             }
             return self.forward_reply(snap, frame, p, id);
         }
+        if p.tcp_flags & (tcpf::SYN | tcpf::ACK) == tcpf::ACK {
+            return self.server_stale(snap, frame, p, id);
+        }
         if p.tcp_flags & (tcpf::SYN | tcpf::ACK) != tcpf::SYN | tcpf::ACK || p.seg.ack != client_next {
             return Verdict::Drop(DropReason::SynProxyPending);
         }
@@ -363,6 +366,25 @@ impl Shard {
             syn: false,
         };
         self.rebuilt = Rebuild { l3: p.l3 as u8, link: out.0, dst_mac: eth.src_addr(), src_mac: out.1, out: ack };
+        Verdict::Rebuild
+    }
+
+    /// The server answered the box's SYN with a bare ACK: the SYN met a
+    /// TIME-WAIT of an older connection of the same addresses and ports,
+    /// which took it for an old duplicate (RFC 9293 §3.10.7.4). A client
+    /// would reset that with the ACK's number and send its SYN again; the
+    /// box does the first, written over the ACK, and forgets the entry: the
+    /// client's next retransmission returns its cookie again and opens
+    /// afresh.
+    #[cold]
+    fn server_stale(&mut self, snap: &Snapshot, frame: &[u8], p: &L4Info, id: FlowId) -> Verdict {
+        let Some(f) = self.table.get(id).copied() else { return Verdict::Drop(DropReason::TcpNoFlow) };
+        let Some((link, mac)) = snap.servers.get(f.server as usize).and_then(|s| snap.port(s.tx_port).map(|pv| (s.tx_port, pv.mac))) else { return Verdict::Drop(DropReason::NoServer) };
+        let eth = EthernetFrame::new_unchecked(frame);
+        let out = TcpOut { src: f.local_ip, dst: f.server_ip, sport: f.local_port, dport: f.server_port, seq: p.seg.ack, ack: 0, flags: tcpf::RST, win: 0, ttl: TTL, opts: TcpOptions::default(), syn: false };
+        self.rebuilt = Rebuild { l3: p.l3 as u8, link, dst_mac: eth.src_addr(), src_mac: mac, out };
+        self.remove(snap, id);
+        self.counters.syn_stale.inc();
         Verdict::Rebuild
     }
 

@@ -333,6 +333,9 @@ pub struct WorkerCounters {
     pub syn_cookies: Counter,
     pub syn_proxied: Counter,
     pub syn_parked: Counter,
+    /// SYN proxy: the server answered the box's SYN from a stale
+    /// TIME-WAIT; reset, and opened again on the client's retransmission.
+    pub syn_stale: Counter,
     /// Connections servers opened through source NAT (`[[snat]]`).
     pub snat: Counter,
     /// Packets routed on `route` links.
@@ -381,6 +384,7 @@ impl Default for WorkerCounters {
             syn_cookies: Counter::default(),
             syn_proxied: Counter::default(),
             syn_parked: Counter::default(),
+            syn_stale: Counter::default(),
             routed: Counter::default(),
             rst_in_window: Counter::default(),
             embryonic_evicted: Counter::default(),
