@@ -24,3 +24,6 @@ cargo bench -q -p furiwake-bench --bench micro 2>&1 | grep -E "^[a-z].*/|time:" 
 
 echo "== end to end (wrk through furiwake and through nftables DNAT)"
 bench/e2e.sh
+
+echo "== SYN proxy: new connections per second, on beside off"
+bench/synproxy.sh

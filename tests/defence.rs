@@ -111,8 +111,16 @@ fn curl_answers(lab: &mut Lab, key: &str) -> Vec<String> {
 /// started before the flood finishes byte-identical.
 #[test]
 fn a_syn_flood_leaves_every_legitimate_client_served() {
-    let Some(mut lab) = lab('S', "synflood", 20, &["nginx"]) else { return };
+    let Some(mut lab) = lab('S', "synflood", 20, &["nginx", "tcpdump"]) else { return };
     start(&mut lab, "");
+    // The legitimate client's packets, kept with the scratch dir when the
+    // test fails (the flood's sources are elsewhere).
+    let pcap = lab.dir.path("legit.pcap");
+    let cap = Proc::spawn("tcpdump-legit", Some(&lab.topo.ns("client")), &["tcpdump", "-n", "-i", "eth0", "--immediate-mode", "-w", pcap.to_str().unwrap(), "host 192.0.2.10 and tcp port 80"], &lab.dir.path("tcpdump-legit.log"), false);
+    lab.procs.insert("tcpdump-legit".into(), cap);
+    let pcap_in = lab.dir.path("legit-servers.pcap");
+    let cap = Proc::spawn("tcpdump-legit-in", Some(&lab.topo.ns("sw")), &["tcpdump", "-n", "-i", "br-in", "--immediate-mode", "-w", pcap_in.to_str().unwrap(), "host 192.0.2.10 and tcp port 80"], &lab.dir.path("tcpdump-legit-in.log"), false);
+    lab.procs.insert("tcpdump-legit-in".into(), cap);
     // A rate-limited download that spans the flood.
     let file = lab.dir.path("big.download");
     let url = format!("http://{VIP}/big");
@@ -153,6 +161,48 @@ fn a_syn_flood_leaves_every_legitimate_client_served() {
     assert!(cookies > 1000, "{after}");
     assert!(proxied >= 1, "legitimate connections went through the proxy: {after}");
     assert!(counter(&after, "worker 0:", "flows").unwrap_or(u64::MAX) < 65536, "{after}");
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// The same flood with the SYN proxy off: half-open entries have their own
+/// budget (a quarter of the table) and the oldest go first, so the flood's
+/// SYNs evict each other and no established connection is touched: a
+/// download started before the flood finishes byte-identical and the table
+/// never refuses for being full. (Without the proxy the flood reaches the
+/// servers themselves, whose own SYN queues and health checks suffer: that
+/// is the proxy's job, shown above; here, once the flood ends, every
+/// request is served again.)
+#[test]
+fn without_the_proxy_the_flood_evicts_only_half_open_entries() {
+    let Some(mut lab) = lab('E', "evict", 10, &["nginx"]) else { return };
+    start(&mut lab, "syn_proxy = \"off\"");
+    let file = lab.dir.path("big.download");
+    let url = format!("http://{VIP}/big");
+    let argv = ["curl", "-s", "-S", "-m", "120", "--limit-rate", "800k", "-o", file.to_str().unwrap(), "-w", "%{http_code} %{size_download}\n", &url];
+    let mut download = Proc::spawn("download", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("download.log"), false);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(download.is_running(), "the download ended before the flood: {}", download.output());
+    flood(&mut lab, "flood", VIP, 80, "tcp", 10, None);
+    let summary = flood_result(&mut lab, "flood");
+    let status = download.wait(Duration::from_secs(120)).expect("the download ends");
+    assert_eq!(status.code(), Some(0), "download: {}", download.output());
+    assert_eq!(download.output().trim(), format!("200 {}", 10 * 1048576));
+    let got = sha256_file(&file);
+    let backends: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
+    assert!(backends.contains(&got), "the download is no backend's file");
+    let after = lab.report();
+    let evicted = counter(&after, "  defence:", "embryonic-evicted").unwrap_or(0);
+    let cookies = counter(&after, "  syn-proxy:", "cookies").unwrap_or(0);
+    let full = worker_drops(&after, 0).iter().find(|(r, _)| r == "flow-table-full").map_or(0, |(_, n)| *n);
+    eprintln!("{summary}: {evicted} half-open entries evicted, {full} flow-table-full drops, the download byte-identical");
+    assert_eq!(cookies, 0, "the proxy is off");
+    assert!(evicted > 10_000, "{after}");
+    assert_eq!(full, 0, "the table never filled with established entries: {after}");
+    // The servers recover; every request is served again.
+    lab.report_until(Duration::from_secs(30), |b| (1..=LAB_BACKENDS).all(|n| b.contains(&format!("server {}:80: state up", server_ip(n)))))
+        .unwrap_or_else(|b| panic!("the servers did not come back after the flood:\n{b}"));
+    let answers = lab.curl_ids(VIP, 10);
+    assert_eq!(answers.len(), 10);
     stop_furiwake_cleanly(lab.fw());
 }
 

@@ -22,7 +22,9 @@ def main():
     mac = get_if_hwaddr(a.iface)
     answered = 0
     for _ in range(a.count):
-        r = srp1(Ether(dst="ff:ff:ff:ff:ff:ff", src=mac) / ARP(pdst=a.ip, hwsrc=mac), iface=a.iface, timeout=1)
+        # The kernel filters what scapy reads: a flood on the same interface
+        # would drown its sniffer.
+        r = srp1(Ether(dst="ff:ff:ff:ff:ff:ff", src=mac) / ARP(pdst=a.ip, hwsrc=mac), iface=a.iface, timeout=1, filter="arp")
         if r is not None and ARP in r and r[ARP].op == 2 and r[ARP].psrc == a.ip:
             answered += 1
         time.sleep(0.2)

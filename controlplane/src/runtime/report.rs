@@ -89,7 +89,7 @@ impl Runtime {
                 let _ = writeln!(s, "  defence: embryonic-evicted {evicted}; rst-in-window {rst}; answers-limited {limited}");
             }
             if c.syn_cookies.get() + c.syn_proxied.get() > 0 {
-                let _ = writeln!(s, "  syn-proxy: cookies {}; proxied {}; parked {}; stale {}", c.syn_cookies.get(), c.syn_proxied.get(), c.syn_parked.get(), c.syn_stale.get());
+                let _ = writeln!(s, "  syn-proxy: cookies {}; proxied {}; parked {}; stale {}; resent {}", c.syn_cookies.get(), c.syn_proxied.get(), c.syn_parked.get(), c.syn_stale.get(), c.syn_resent.get());
             }
             if c.persist_records.get() > 0 {
                 let _ = writeln!(

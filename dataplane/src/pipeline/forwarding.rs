@@ -50,7 +50,7 @@ impl Shard {
     pub(super) fn forward_original(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
         let flags = self.table.get(id).map_or(EntryFlags::empty(), |f| f.flags);
         if self.proxy_waiting(flags, id) && p.tcp_flags & tcpf::RST == 0 {
-            return self.proxy_pending(id, frame, p);
+            return self.proxy_pending(snap, id, frame, p);
         }
         if let Err(v) = self.account(id, Dir::Original, p) {
             return v;

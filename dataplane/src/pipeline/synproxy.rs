@@ -113,6 +113,17 @@ impl Park {
     }
 }
 
+/// What the SYN to the server carries: the client's ISN and the options
+/// its cookie kept.
+pub(super) struct ServerSyn {
+    isn: u32,
+    mss_idx: u8,
+    wscale: Option<u8>,
+    sack: bool,
+    tsval: Option<u32>,
+    client_win: u16,
+}
+
 /// The translation of a proxied connection whose server has answered.
 #[inline]
 pub(super) fn shift_of(t: &Track) -> Shift {
@@ -238,23 +249,29 @@ impl Shard {
         if p.seg.len > 0 {
             self.park_segment(id, frame);
         }
+        self.server_syn(snap, &f, p, ServerSyn { isn, mss_idx, wscale, sack, tsval, client_win })
+    }
+
+    /// The client's SYN, as its cookie kept it, to the server of entry `f`,
+    /// written over the packet at hand.
+    fn server_syn(&mut self, snap: &Snapshot, f: &crate::conntrack::Flow, p: &L4Info, s: ServerSyn) -> Verdict {
         let Some(server) = snap.servers.get(f.server as usize) else { return Verdict::Drop(DropReason::NoServer) };
         let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
         let Some(out) = snap.port(server.tx_port) else { return Verdict::Drop(DropReason::NoServer) };
         // A SYN window is never scaled (RFC 7323 §2.2).
-        let shift = wscale.unwrap_or(0).min(14);
-        let win = (u32::from(client_win) << shift).min(65535) as u16;
+        let shift = s.wscale.unwrap_or(0).min(14);
+        let win = (u32::from(s.client_win) << shift).min(65535) as u16;
         let syn_out = TcpOut {
             src: f.local_ip,
             dst: f.server_ip,
             sport: f.local_port,
             dport: f.server_port,
-            seq: isn,
+            seq: s.isn,
             ack: 0,
             flags: tcpf::SYN,
             win,
             ttl: TTL,
-            opts: TcpOptions { mss: cookie::MSS_TABLE.get(usize::from(mss_idx)).copied(), wscale, sack_perm: sack, timestamp: tsval.map(|v| (v, 0)) },
+            opts: TcpOptions { mss: cookie::MSS_TABLE.get(usize::from(s.mss_idx)).copied(), wscale: s.wscale, sack_perm: s.sack, timestamp: s.tsval.map(|v| (v, 0)) },
             syn: true,
         };
         self.rebuilt = Rebuild { l3: p.l3 as u8, link: server.tx_port, dst_mac: mac, src_mac: out.mac, out: syn_out };
@@ -294,12 +311,31 @@ impl Shard {
     }
 
     /// A client segment of a proxied connection whose server has not
-    /// answered yet: parked (the first with data), or dropped.
-    pub(super) fn proxy_pending(&mut self, id: FlowId, frame: &[u8], p: &L4Info) -> Verdict {
+    /// answered yet: the first with data is parked; the client's
+    /// retransmission of it (its SYN or the server's SYN-ACK was lost, and
+    /// only the client's timer runs) sends the SYN again, rebuilt from the
+    /// cookie the segment still returns; anything else is dropped.
+    pub(super) fn proxy_pending(&mut self, snap: &Snapshot, id: FlowId, frame: &[u8], p: &L4Info) -> Verdict {
         if p.seg.len > 0 && self.park_segment(id, frame) {
             return Verdict::Consumed;
         }
-        Verdict::Drop(DropReason::SynProxyPending)
+        let (isn, c) = (p.seg.seq.wrapping_sub(1), p.seg.ack.wrapping_sub(1));
+        let t = Tuple { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport };
+        let (Some(f), Some(mss_idx)) = (self.table.get(id).copied(), cookie::check(self.config.hash_key, &t, isn, c, cookie::counter(self.now))) else {
+            return Verdict::Drop(DropReason::SynProxyPending);
+        };
+        let Some(l4) = frame.get(p.l3 + p.hl..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
+        let seg = TcpPacket::new_unchecked(l4);
+        let o = TcpOptions::parse(seg.options());
+        let (wscale, sack, tsval) = match o.timestamp {
+            Some((val, ecr)) => {
+                let (w, s) = cookie::decode_ts(ecr);
+                (w, s, Some(val))
+            }
+            None => (None, false, None),
+        };
+        self.counters.syn_resent.inc();
+        self.server_syn(snap, &f, p, ServerSyn { isn, mss_idx, wscale, sack, tsval, client_win: seg.window_len() })
     }
 
     /// The server's answer to the box's SYN: the translation is set, the
@@ -309,7 +345,10 @@ impl Shard {
     /// byte.
     pub(super) fn server_answer(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
         let (Some(f), Some(t)) = (self.table.get(id).copied(), self.table.track(id).copied()) else { return Verdict::Drop(DropReason::TcpNoFlow) };
-        let client_next = t.end[0];
+        // The client's ISN + 1, as the cookie SYN-ACK acknowledged it (the
+        // reply side's mark, primed by `cookie_ack`; the client's own may
+        // have moved past it when its first data opened the connection).
+        let client_next = t.ack[1];
         if p.tcp_flags & tcpf::RST != 0 {
             // RFC 9293 §3.10.7.3: a refusal acknowledges the SYN.
             if p.tcp_flags & tcpf::ACK == 0 || p.seg.ack != client_next {

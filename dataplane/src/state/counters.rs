@@ -336,6 +336,10 @@ pub struct WorkerCounters {
     /// SYN proxy: the server answered the box's SYN from a stale
     /// TIME-WAIT; reset, and opened again on the client's retransmission.
     pub syn_stale: Counter,
+    /// SYN proxy: SYNs sent to a server again, on the client's
+    /// retransmission of its first segment (the first SYN or its answer
+    /// was lost).
+    pub syn_resent: Counter,
     /// Connections servers opened through source NAT (`[[snat]]`).
     pub snat: Counter,
     /// Packets routed on `route` links.
@@ -385,6 +389,7 @@ impl Default for WorkerCounters {
             syn_proxied: Counter::default(),
             syn_parked: Counter::default(),
             syn_stale: Counter::default(),
+            syn_resent: Counter::default(),
             routed: Counter::default(),
             rst_in_window: Counter::default(),
             embryonic_evicted: Counter::default(),

@@ -108,8 +108,17 @@ fn a_proxied_connection_from_cookie_to_translated_data() {
     // The GET arrives before the server answers: parked.
     let get = ipv4_frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg(40000, 80, tcpf::ACK | tcpf::PSH, ISN + 1, cookie + 1, 502, &ts(1113, our_ts), b"GET /\r\n\r\n"), true);
     assert_eq!(send(&mut w, get.clone(), OUT).0, Verdict::Consumed);
-    // A second segment before the answer: dropped, the client sends again.
-    assert_eq!(send(&mut w, get, OUT).0, Verdict::Drop(DropReason::SynProxyPending));
+    // Its retransmission before the answer (the SYN or its answer may be
+    // lost): the SYN again, from the cookie it returns.
+    let (v, f) = send(&mut w, get, OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    let t = tcp_of(&f);
+    assert_eq!((t.flags(), t.seq_number(), addr(&f, 30)), (tcpf::SYN, ISN, server));
+    assert_eq!(TcpOptions::parse(t.options()).wscale, Some(6));
+    assert_eq!(w.counters().syn_resent.get(), 1);
+    // A segment that returns no cookie: dropped.
+    let odd = ipv4_frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg(40000, 80, tcpf::ACK, ISN + 5000, cookie + 1, 502, &ts(1113, our_ts), b"x"), true);
+    assert_eq!(send(&mut w, odd, OUT).0, Verdict::Drop(DropReason::SynProxyPending));
 
     // The server's SYN-ACK (scale 9): the parked GET goes to it, carrying
     // the handshake's last ACK in the server's sequence space.
@@ -201,4 +210,25 @@ fn auto_turns_on_past_the_threshold() {
     // An ACK that is no cookie, while cookies are out: named.
     let ack = ipv4_frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg(9, 80, tcpf::ACK, ISN + 1, 77, 100, &[], b""), true);
     assert_eq!(send(&mut w, ack, OUT).0, Verdict::Drop(DropReason::SynCookieInvalid));
+}
+
+/// The client's ACK lost, its first request opens the connection (it
+/// returns the cookie too): the server's SYN-ACK still completes it.
+#[test]
+fn the_first_request_can_open_the_connection() {
+    let mut w = worker(SynProxy::On, u32::MAX);
+    let syn = ipv4_frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg(40002, 80, tcpf::SYN, ISN, 0, 64240, &[2, 4, 0x05, 0xb4], b""), true);
+    let (_, f) = send(&mut w, syn, OUT);
+    let cookie = tcp_of(&f).seq_number();
+    let get = ipv4_frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg(40002, 80, tcpf::ACK | tcpf::PSH, ISN + 1, cookie + 1, 502, &[], b"GET /\r\n\r\n"), true);
+    let (v, f) = send(&mut w, get, OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!(tcp_of(&f).flags(), tcpf::SYN);
+    let server = addr(&f, 30);
+    let s = SRV.iter().position(|a| *a == server).unwrap();
+    let synack = ipv4_frame(SERVER_MAC[s], IN_MAC, server, CLIENT, 6, &seg(8080, 40002, tcpf::SYN | tcpf::ACK, S_ISN, ISN + 1, 65535, &[2, 4, 0x05, 0xb4], b""), true);
+    let (v, f) = send(&mut w, synack, IN);
+    assert_eq!(v, Verdict::Forward(IN), "the parked request goes to the server");
+    let t = tcp_of(&f);
+    assert_eq!((t.seq_number(), t.ack_number(), t.payload()), (ISN + 1, S_ISN + 1, &b"GET /\r\n\r\n"[..]));
 }
