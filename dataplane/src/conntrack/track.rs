@@ -161,16 +161,6 @@ impl Track {
         }
     }
 
-    /// Whether the marks of side `d` are known.
-    pub fn acked(&self, d: Dir) -> Option<u32> {
-        let d = d as usize;
-        if self.has(ACK_SEEN, d) {
-            self.ack.get(d).copied()
-        } else {
-            None
-        }
-    }
-
     /// Accounts a segment from side `dir`. `input_only`: the box sees the
     /// client's direction only (direct server return), so the other side's
     /// marks are never known and resets are judged by the sender's own.

@@ -275,12 +275,6 @@ fn walk_options(seg: &mut [u8], hl: usize, mut f: impl FnMut(&mut [u8], u8, usiz
     }
 }
 
-/// A segment's (TSval, TSecr), when it has the timestamps option.
-pub fn timestamps(seg: &[u8]) -> Option<(u32, u32)> {
-    let hl = seg.get(12).map_or(20, |b| usize::from(b >> 4) * 4);
-    TcpOptions::parse(seg.get(20..hl)?).timestamp
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,8 +293,9 @@ mod tests {
             assert_eq!(check(key, &Tuple { sport: 40001, ..T }, 1000, c, 7), None, "another port");
             assert_eq!(check(key ^ 1, &T, 1000, c, 7), None, "another key");
         }
-        // Forged cookies: about 4 in 2^24 pass.
-        let passed = (0..100_000u32).filter(|i| check(key, &T, 1000, (7 << 24) | (i * 167), 7).is_some()).count();
+        // Forged cookies: about 4 in 2^24 pass (fewer tries under Miri).
+        let tries = if cfg!(miri) { 2_000u32 } else { 100_000 };
+        let passed = (0..tries).filter(|i| check(key, &T, 1000, (7 << 24) | (i * 167), 7).is_some()).count();
         assert!(passed <= 2, "{passed}");
     }
 

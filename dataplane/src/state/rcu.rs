@@ -321,10 +321,11 @@ mod tests {
     fn concurrent_readers_never_see_freed_memory() {
         let (mut p, readers) = rcu(Box::new(vec![0u64; 64]), 2);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let handles: Vec<_> = readers
             .into_iter()
             .map(|mut r| {
-                let stop = Arc::clone(&stop);
+                let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
                 std::thread::spawn(move || {
                     let mut checks = 0u64;
                     while !stop.load(Ordering::Relaxed) {
@@ -333,13 +334,23 @@ mod tests {
                         // Every snapshot is uniform; a freed one would not be.
                         assert!(v.iter().all(|x| *x == v[0]));
                         checks += 1;
+                        seen.fetch_add(1, Ordering::Relaxed);
                     }
                     checks
                 })
             })
             .collect();
-        for i in 1..2000u64 {
+        // At least 2000 publishes, and on until the readers have read while
+        // they went on (an optimised publisher can finish before a reader
+        // thread is first scheduled).
+        let mut i = 1u64;
+        while i < 2000 || (seen.load(Ordering::Relaxed) < 2000 && i < 200_000) {
             p.publish(Box::new(vec![i; 64]));
+            p.reclaim();
+            if i >= 2000 {
+                std::thread::yield_now();
+            }
+            i += 1;
         }
         stop.store(true, Ordering::Relaxed);
         for h in handles {
