@@ -105,6 +105,34 @@ fn curl_answers(lab: &mut Lab, key: &str) -> Vec<String> {
     p.output().lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty() && l != "done").collect()
 }
 
+/// A rate-limited download of `/big` (800 kB/s) from the client, started
+/// and seen running, to span a flood.
+fn start_download(lab: &Lab) -> Proc {
+    let file = lab.dir.path("big.download");
+    let url = format!("http://{VIP}/big");
+    let argv = ["curl", "-s", "-S", "-m", "120", "--limit-rate", "800k", "-o", file.to_str().unwrap(), "-w", "%{http_code} %{size_download}\n", &url];
+    let mut download = Proc::spawn("download", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("download.log"), false);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(download.is_running(), "the download ended before the flood: {}", download.output());
+    download
+}
+
+/// Waits for the download to end: complete (`mb` MiB) and byte-identical to
+/// a backend's file.
+fn download_intact(lab: &Lab, mut download: Proc, mb: u64) {
+    let status = download.wait(Duration::from_secs(120)).expect("the download ends");
+    assert_eq!(status.code(), Some(0), "download: {}", download.output());
+    assert_eq!(download.output().trim(), format!("200 {}", mb * 1048576));
+    let got = sha256_file(&lab.dir.path("big.download"));
+    let backends: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
+    assert!(backends.contains(&got), "the download is no backend's file");
+}
+
+/// `flow-table-full` drops of worker 0 in a report.
+fn table_full(block: &str) -> u64 {
+    worker_drops(block, 0).iter().find(|(r, _)| r == "flow-table-full").map_or(0, |(_, n)| *n)
+}
+
 /// The acceptance test of the SYN flood defence: spoofed SYNs at the VIP
 /// as fast as the lab allows for 20 s against a 64k-entry table. Every one
 /// of a steady stream of curls (during and after) succeeds, and a download
@@ -122,12 +150,7 @@ fn a_syn_flood_leaves_every_legitimate_client_served() {
     let cap = Proc::spawn("tcpdump-legit-in", Some(&lab.topo.ns("sw")), &["tcpdump", "-n", "-i", "br-in", "--immediate-mode", "-w", pcap_in.to_str().unwrap(), "host 192.0.2.10 and tcp port 80"], &lab.dir.path("tcpdump-legit-in.log"), false);
     lab.procs.insert("tcpdump-legit-in".into(), cap);
     // A rate-limited download that spans the flood.
-    let file = lab.dir.path("big.download");
-    let url = format!("http://{VIP}/big");
-    let argv = ["curl", "-s", "-S", "-m", "120", "--limit-rate", "800k", "-o", file.to_str().unwrap(), "-w", "%{http_code} %{size_download}\n", &url];
-    let mut download = Proc::spawn("download", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("download.log"), false);
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(download.is_running(), "the download ended before the flood: {}", download.output());
+    let download = start_download(&lab);
 
     steady_curls(&mut lab, "curls", 30);
     std::thread::sleep(Duration::from_secs(2));
@@ -143,19 +166,14 @@ fn a_syn_flood_leaves_every_legitimate_client_served() {
     assert_eq!(answers.len(), 120, "{answers:?}");
     assert!(failed.is_empty(), "failed requests: {failed:?}\nfuriwake:\n{}", lab.fw_output());
 
-    let status = download.wait(Duration::from_secs(120)).expect("the download ends");
-    assert_eq!(status.code(), Some(0), "download: {}", download.output());
-    assert_eq!(download.output().trim(), format!("200 {}", 20 * 1048576));
-    let got = sha256_file(&file);
-    let backends: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
-    assert!(backends.contains(&got), "the download is no backend's file");
+    download_intact(&lab, download, 20);
 
     let after = lab.report();
     let sent = flood_sent(&summary);
     let cookies = counter(&after, "  syn-proxy:", "cookies").unwrap_or(0);
     let proxied = counter(&after, "  syn-proxy:", "proxied").unwrap_or(0);
     let evicted = counter(&after, "  defence:", "embryonic-evicted").unwrap_or(0);
-    let full = worker_drops(&after, 0).iter().find(|(r, _)| r == "flow-table-full").map_or(0, |(_, n)| *n);
+    let full = table_full(&after);
     eprintln!("flood of {sent} SYNs: {cookies} cookies, {proxied} proxied connections, {evicted} half-open entries evicted, {full} flow-table-full drops\n{during}");
     assert!(sent > 100_000, "the generator sent little: {summary}");
     assert!(cookies > 1000, "{after}");
@@ -176,24 +194,14 @@ fn a_syn_flood_leaves_every_legitimate_client_served() {
 fn without_the_proxy_the_flood_evicts_only_half_open_entries() {
     let Some(mut lab) = lab('E', "evict", 10, &["nginx"]) else { return };
     start(&mut lab, "syn_proxy = \"off\"");
-    let file = lab.dir.path("big.download");
-    let url = format!("http://{VIP}/big");
-    let argv = ["curl", "-s", "-S", "-m", "120", "--limit-rate", "800k", "-o", file.to_str().unwrap(), "-w", "%{http_code} %{size_download}\n", &url];
-    let mut download = Proc::spawn("download", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("download.log"), false);
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(download.is_running(), "the download ended before the flood: {}", download.output());
+    let download = start_download(&lab);
     flood(&mut lab, "flood", VIP, 80, "tcp", 10, None);
     let summary = flood_result(&mut lab, "flood");
-    let status = download.wait(Duration::from_secs(120)).expect("the download ends");
-    assert_eq!(status.code(), Some(0), "download: {}", download.output());
-    assert_eq!(download.output().trim(), format!("200 {}", 10 * 1048576));
-    let got = sha256_file(&file);
-    let backends: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
-    assert!(backends.contains(&got), "the download is no backend's file");
+    download_intact(&lab, download, 10);
     let after = lab.report();
     let evicted = counter(&after, "  defence:", "embryonic-evicted").unwrap_or(0);
     let cookies = counter(&after, "  syn-proxy:", "cookies").unwrap_or(0);
-    let full = worker_drops(&after, 0).iter().find(|(r, _)| r == "flow-table-full").map_or(0, |(_, n)| *n);
+    let full = table_full(&after);
     eprintln!("{summary}: {evicted} half-open entries evicted, {full} flow-table-full drops, the download byte-identical");
     assert_eq!(cookies, 0, "the proxy is off");
     assert!(evicted > 10_000, "{after}");
