@@ -13,7 +13,8 @@ use super::entry::{Flow, FlowInit, FlowMut};
 use super::key::{Addr, Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP};
 use super::state::{FlowState, Timeouts};
 use super::tcp::{fin_bits_of, next_state, next_state_input_only};
-use super::track::{Check, Segment, Track};
+use super::entry::Forwarding;
+use super::track::{Check, Restart, Segment, Track};
 use super::wheel::{Wheel, NIL, WHEEL_MASK};
 
 /// The largest table: keeps `id << 1 | dir` links and the bucket count
@@ -440,7 +441,7 @@ impl<A: Addr> FlowTable<A> {
                     t.reset_marks();
                 }
                 // Direct server return: the other side is never seen.
-                let check = t.on_segment(dir, seg);
+                let check = t.on_segment(dir, seg, restart(mode, state, dir));
                 if check != Check::Pass && !(mode.is_dsr() && dir == Dir::Reply) {
                     return (state, check);
                 }
@@ -588,5 +589,25 @@ impl<A: Addr> FlowTable<A> {
                 *h += 1;
             }
         }
+    }
+}
+
+/// May a SYN of `dir` restart its side's marks in `state`
+/// (`track::Restart`)? The client's SYN while its own is unanswered or
+/// when it reopens a closed entry (with direct server return also a
+/// closing one: `tcp::next_state_input_only` reopens there); the server's
+/// SYN-ACK during the handshake. Never in a synchronized state (RFC 9293
+/// §3.5, RFC 5961 §4).
+#[inline]
+fn restart(mode: Forwarding, state: FlowState, dir: Dir) -> Restart {
+    let allowed = match dir {
+        Dir::Original if mode.is_dsr() => !matches!(state, FlowState::SynRecv | FlowState::Established),
+        Dir::Original => matches!(state, FlowState::SynSent | FlowState::TimeWait | FlowState::Close),
+        Dir::Reply => state.is_embryonic(),
+    };
+    if allowed {
+        Restart::Allowed
+    } else {
+        Restart::Ignored
     }
 }

@@ -12,17 +12,31 @@
 //! Segments move the marks only when they are plausible, a simplified
 //! form of Linux conntrack's `tcp_in_window` (after Rooij, "Real Stateful
 //! TCP Packet Filtering in IP Filter"): an ACK may not acknowledge what
-//! the other side never sent, and data must fall within the other side's
-//! window. Implausible segments are still forwarded (the endpoints judge
-//! them), they just do not move the marks, so a blind attacker cannot
-//! drag the window to where its reset would land.
+//! the other side never sent, nor lag more than a window behind what it
+//! did send, and data must fall within the other side's window.
+//! Implausible segments are still forwarded (the endpoints judge them),
+//! they just do not move the marks, so a blind attacker cannot drag the
+//! window to where its reset would land.
+//!
+//! A SYN restarts its side's marks only while the connection is not
+//! synchronized (`Restart`): the client's SYN in SYN_SENT (a retransmission
+//! with a new ISN) or reusing a closed entry, the server's SYN-ACK during
+//! the handshake. In a synchronized state a SYN changes nothing, as Linux
+//! conntrack ignores it (`TCP_CONNTRACK_IGNORE`): it is forwarded and the
+//! endpoint answers it with a challenge ACK (RFC 5961 §4), so a spoofed
+//! SYN cannot move the mark a blind reset must hit. The pipeline verifies
+//! the checksum of every SYN, FIN and RST of a tracked connection before
+//! it gets here (`classify`).
 //!
 //! Resets (RFC 5961 §3.2): one whose sequence number is exactly what the
 //! receiver expects (its RCV.NXT, or the sender's own SND.NXT) ends the
 //! connection; one elsewhere inside the receiver's window is forwarded
 //! without ending anything (the endpoint answers it with a challenge ACK,
 //! and a genuine sender then resets exactly); one outside the window is
-//! dropped. The state machine (`tcp`) only sees the resets that pass.
+//! dropped. When nothing is known of the receiver or the sender (an entry
+//! installed from the HA peer before it saw a segment), a reset is
+//! forwarded as in the window: the endpoint judges it, the entry stays.
+//! The state machine (`tcp`) only sees the resets that pass.
 
 use super::key::Dir;
 use super::tcp::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -41,6 +55,24 @@ pub struct Segment {
     /// The window scale option, read from SYNs only.
     pub wscale: Option<u8>,
 }
+
+/// May a SYN restart its side's marks (`Track::on_segment`)? Only while
+/// the connection is not synchronized (RFC 9293 §3.5: a SYN in a
+/// synchronized state is answered with an ACK, it starts nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Handshake, or a closed entry being reused: a SYN starts its side
+    /// afresh.
+    Allowed,
+    /// Synchronized: a SYN changes no mark.
+    Ignored,
+}
+
+/// The furthest an acknowledgment may lag behind what the other side
+/// sent and still move the marks, at the least (Linux conntrack's
+/// `MAXACKWINDOW` floor: 66000 bytes); a larger window of the sender
+/// widens it.
+const MAX_ACK_LAG: u32 = 66_000;
 
 /// How tracking judged a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,10 +193,11 @@ impl Track {
         }
     }
 
-    /// Accounts a segment from side `dir`. `input_only`: the box sees the
-    /// client's direction only (direct server return), so the other side's
-    /// marks are never known and resets are judged by the sender's own.
-    pub fn on_segment(&mut self, dir: Dir, s: &Segment) -> Check {
+    /// Accounts a segment from side `dir`. With direct server return the
+    /// box sees the client's direction only, so the other side's marks are
+    /// never known and resets are judged by the sender's own. `restart`:
+    /// whether a SYN may start its side afresh (`Restart`).
+    pub fn on_segment(&mut self, dir: Dir, s: &Segment, restart: Restart) -> Check {
         let d = dir as usize;
         let r = 1 - d;
         if s.flags & TCP_RST != 0 {
@@ -172,10 +205,20 @@ impl Track {
         }
         let syn = s.flags & TCP_SYN != 0;
         let ack = s.flags & TCP_ACK != 0;
-        if ack {
+        if syn && restart == Restart::Ignored {
+            // RFC 5961 §4 / Linux `TCP_CONNTRACK_IGNORE`: forwarded, the
+            // endpoint challenges it; nothing here moves.
+            return Check::Pass;
+        }
+        // A server answering the client's SYN from a stale TIME-WAIT (RFC
+        // 9293 §3.10.7.3): its ACK number, implausible as it is, is what
+        // the client's reset carries.
+        if ack && !syn && self.has(SYN_SEEN, r) && !self.has(SYN_SEEN, d) {
             set(&mut self.last_ack, d, s.ack);
             self.known2 |= LAST_ACK_SEEN << d;
         }
+        // Was the segment's ACK checked against what the other side sent?
+        let checked = self.has(END_SEEN, r);
         let seg_end = s.seq.wrapping_add(s.len).wrapping_add(u32::from(syn)).wrapping_add(u32::from(s.flags & TCP_FIN != 0));
         if syn {
             // A SYN (re)starts this side: its ISN, its scale offer.
@@ -195,9 +238,14 @@ impl Track {
             return Check::Pass;
         }
         // Plausibility: no acknowledging what the other side never sent,
+        // nor lagging more than a window behind it (Linux's MAXACKWINDOW),
         // no data past the other side's window.
-        if ack && self.has(END_SEEN, r) && after(s.ack, get(&self.end, r)) {
-            return Check::Pass;
+        if ack && self.has(END_SEEN, r) {
+            let sent = get(&self.end, r);
+            let lag = get(&self.win, d).max(MAX_ACK_LAG);
+            if after(s.ack, sent) || after(sent.wrapping_sub(lag), s.ack) {
+                return Check::Pass;
+            }
         }
         if self.has(ACK_SEEN, r) {
             let limit = get(&self.ack, r).wrapping_add(get(&self.win, r).max(1));
@@ -209,17 +257,28 @@ impl Track {
             set(&mut self.end, d, seg_end);
             self.known |= END_SEEN << d;
         }
-        if ack && (!self.has(ACK_SEEN, d) || !after(get(&self.ack, d), s.ack)) {
-            set(&mut self.ack, d, s.ack);
-            let shift = self.shift(d);
-            set(&mut self.win, d, u32::from(s.win) << shift);
-            self.known |= ACK_SEEN << d;
+        if ack {
+            // Plausible: a reset answering this segment may carry its ACK
+            // number (RFC 9293 §3.10.7).
+            if checked {
+                set(&mut self.last_ack, d, s.ack);
+                self.known2 |= LAST_ACK_SEEN << d;
+            }
+            if !self.has(ACK_SEEN, d) || !after(get(&self.ack, d), s.ack) {
+                set(&mut self.ack, d, s.ack);
+                let shift = self.shift(d);
+                set(&mut self.win, d, u32::from(s.win) << shift);
+                self.known |= ACK_SEEN << d;
+            }
         }
         Check::Pass
     }
 
     /// RFC 5961 §3.2 from the middle: `d` resets, `r` receives.
     fn check_rst(&self, d: usize, r: usize, s: &Segment) -> Check {
+        if !self.has(SYN_SEEN, 0) && !self.has(SYN_SEEN, 1) {
+            return self.check_rst_midstream(r, s);
+        }
         // The sender's own next byte, or the answer to the receiver's
         // latest segment (RFC 9293 §3.10.7: a reset answering an
         // unacceptable segment takes its ACK number; a SYN-SENT client
@@ -243,9 +302,24 @@ impl Track {
         if self.has(END_SEEN, d) {
             return if exact_own { Check::Pass } else { Check::RstOutOfWindow };
         }
-        // Nothing known (an entry installed from the HA peer): trusted, as
-        // before tracking.
-        Check::Pass
+        // Nothing known (an entry installed from the HA peer, no segment
+        // seen since): no proof the sender is a party. Forwarded, so a
+        // genuine reset still reaches the endpoint, which judges it; the
+        // entry stays until the endpoints' own segments end it.
+        Check::RstInWindow
+    }
+
+    /// A reset on an entry picked up mid-stream (installed from the HA
+    /// peer): its marks come from whatever segments passed since, which a
+    /// spoofer may have sent, so only the receiver's own RCV.NXT makes a
+    /// reset exact; the rest is forwarded for the endpoint to judge
+    /// (RFC 5961 §3.2), never dropped on marks that may be wrong.
+    fn check_rst_midstream(&self, r: usize, s: &Segment) -> Check {
+        if self.has(ACK_SEEN, r) && s.seq == get(&self.ack, r) {
+            Check::Pass
+        } else {
+            Check::RstInWindow
+        }
     }
 
     /// Forgets the marks (the entry is reused by a new SYN: RFC 9293
@@ -280,6 +354,13 @@ mod tests {
     const O: Dir = Dir::Original;
     const R: Dir = Dir::Reply;
 
+    impl Track {
+        /// `on_segment` as in a handshake (a SYN may restart its side).
+        fn seg_in(&mut self, d: Dir, s: &Segment) -> Check {
+            self.on_segment(d, s, Restart::Allowed)
+        }
+    }
+
     fn seg(flags: u8, seq: u32, ack: u32, win: u16, len: u32) -> Segment {
         Segment { flags, seq, ack, win, len, wscale: None }
     }
@@ -290,14 +371,14 @@ mod tests {
         let mut t = Track::NEW;
         let mut syn = seg(TCP_SYN, 1000, 0, 65535, 0);
         syn.wscale = Some(2);
-        assert_eq!(t.on_segment(O, &syn), Check::Pass);
+        assert_eq!(t.seg_in(O, &syn), Check::Pass);
         let mut synack = seg(TCP_SYN | TCP_ACK, 5000, 1001, 65535, 0);
         synack.wscale = Some(2);
-        t.on_segment(R, &synack);
-        t.on_segment(O, &seg(TCP_ACK, 1001, 5001, 1000, 0));
-        t.on_segment(O, &seg(TCP_ACK, 1001, 5001, 1000, 10));
-        t.on_segment(R, &seg(TCP_ACK, 5001, 1011, 2000, 10));
-        t.on_segment(O, &seg(TCP_ACK, 1011, 5011, 1000, 0));
+        t.seg_in(R, &synack);
+        t.seg_in(O, &seg(TCP_ACK, 1001, 5001, 1000, 0));
+        t.seg_in(O, &seg(TCP_ACK, 1001, 5001, 1000, 10));
+        t.seg_in(R, &seg(TCP_ACK, 5001, 1011, 2000, 10));
+        t.seg_in(O, &seg(TCP_ACK, 1011, 5011, 1000, 0));
         t
     }
 
@@ -329,9 +410,9 @@ mod tests {
         let mut t = established();
         let before = t;
         // Acknowledges bytes the server never sent.
-        t.on_segment(O, &seg(TCP_ACK, 1011, 9_000_000, 1000, 0));
+        t.seg_in(O, &seg(TCP_ACK, 1011, 9_000_000, 1000, 0));
         // Data far past the server's window.
-        t.on_segment(O, &seg(TCP_ACK, 1011 + 100_000, 5011, 1000, 10));
+        t.seg_in(O, &seg(TCP_ACK, 1011 + 100_000, 5011, 1000, 10));
         assert_eq!(t, before);
         // So a reset there still misses.
         assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 1011 + 100_010, 0, 0, 0)), Check::RstOutOfWindow);
@@ -340,12 +421,12 @@ mod tests {
     #[test]
     fn refusing_a_syn_must_acknowledge_it() {
         let mut t = Track::NEW;
-        t.on_segment(O, &seg(TCP_SYN, 1000, 0, 65535, 0));
-        assert_eq!(t.on_segment(R, &seg(TCP_RST | TCP_ACK, 0, 1001, 0, 0)), Check::Pass);
-        assert_eq!(t.on_segment(R, &seg(TCP_RST | TCP_ACK, 0, 77, 0, 0)), Check::RstOutOfWindow);
+        t.seg_in(O, &seg(TCP_SYN, 1000, 0, 65535, 0));
+        assert_eq!(t.seg_in(R, &seg(TCP_RST | TCP_ACK, 0, 1001, 0, 0)), Check::Pass);
+        assert_eq!(t.seg_in(R, &seg(TCP_RST | TCP_ACK, 0, 77, 0, 0)), Check::RstOutOfWindow);
         // The client aborting its own SYN.
-        assert_eq!(t.on_segment(O, &seg(TCP_RST, 1001, 0, 0, 0)), Check::Pass);
-        assert_eq!(t.on_segment(O, &seg(TCP_RST, 4242, 0, 0, 0)), Check::RstOutOfWindow);
+        assert_eq!(t.seg_in(O, &seg(TCP_RST, 1001, 0, 0, 0)), Check::Pass);
+        assert_eq!(t.seg_in(O, &seg(TCP_RST, 4242, 0, 0, 0)), Check::RstOutOfWindow);
     }
 
     /// A client in SYN-SENT whose SYN met a stale TIME-WAIT on the server
@@ -354,11 +435,11 @@ mod tests {
     #[test]
     fn a_reset_answering_the_last_segment_passes() {
         let mut t = Track::NEW;
-        t.on_segment(O, &seg(TCP_SYN, 1000, 0, 65535, 0));
+        t.seg_in(O, &seg(TCP_SYN, 1000, 0, 65535, 0));
         // The server's stale ACK, acknowledging the old connection.
-        t.on_segment(R, &seg(TCP_ACK, 777_000, 55_555, 502, 0));
-        assert_eq!(t.on_segment(O, &seg(TCP_RST, 55_555, 0, 0, 0)), Check::Pass);
-        assert_eq!(t.on_segment(O, &seg(TCP_RST, 55_556, 0, 0, 0)), Check::RstOutOfWindow);
+        t.seg_in(R, &seg(TCP_ACK, 777_000, 55_555, 502, 0));
+        assert_eq!(t.seg_in(O, &seg(TCP_RST, 55_555, 0, 0, 0)), Check::Pass);
+        assert_eq!(t.seg_in(O, &seg(TCP_RST, 55_556, 0, 0, 0)), Check::RstOutOfWindow);
     }
 
     #[test]
@@ -366,20 +447,65 @@ mod tests {
         let mut t = Track::NEW;
         let mut syn = seg(TCP_SYN, 1, 0, 100, 0);
         syn.wscale = Some(7);
-        t.on_segment(O, &syn);
-        t.on_segment(R, &seg(TCP_SYN | TCP_ACK, 9, 2, 100, 0));
-        t.on_segment(O, &seg(TCP_ACK, 2, 10, 100, 0));
+        t.seg_in(O, &syn);
+        t.seg_in(R, &seg(TCP_SYN | TCP_ACK, 9, 2, 100, 0));
+        t.seg_in(O, &seg(TCP_ACK, 2, 10, 100, 0));
         assert_eq!(t.win[0], 100);
     }
 
+    /// An entry installed from the HA peer knows nothing: a reset is
+    /// forwarded for the endpoint to judge, never trusted to end the entry
+    /// (review S1); the receiver's own RCV.NXT, once seen, is exact.
     #[test]
-    fn nothing_known_trusts_the_reset() {
+    fn nothing_known_trusts_no_reset() {
         let t = Track::NEW;
-        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 123, 0, 0, 0)), Check::Pass);
+        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 123, 0, 0, 0)), Check::RstInWindow);
         // Picked up mid-stream: liberal scale.
         let mut t = Track::NEW;
-        t.on_segment(R, &seg(TCP_ACK, 5000, 1000, 10, 0));
+        t.seg_in(R, &seg(TCP_ACK, 5000, 1000, 10, 0));
         assert_eq!(t.win[1], 10 << 14);
+        // The spoofer's own segment seeds the client's mark: its reset
+        // there is still not exact.
+        t.seg_in(O, &seg(TCP_ACK, 777, 5000, 10, 100));
+        assert_eq!(t.seg_in(O, &seg(TCP_RST, 877, 0, 0, 0)), Check::RstInWindow);
+        // At the server's RCV.NXT (what it acknowledged): exact.
+        assert_eq!(t.seg_in(O, &seg(TCP_RST, 1000, 0, 0, 0)), Check::Pass);
+    }
+
+    /// Review S1: SYN, then RST at the SYN's seq + 1, on an established
+    /// connection. The SYN moves no mark (Linux `TCP_CONNTRACK_IGNORE`),
+    /// so the reset is judged against the real marks.
+    #[test]
+    fn a_syn_in_a_synchronized_state_moves_nothing() {
+        let mut t = established();
+        let before = t;
+        let mut syn = seg(TCP_SYN, 3_000_000_000, 0, 65535, 0);
+        syn.wscale = Some(14);
+        assert_eq!(t.on_segment(O, &syn, Restart::Ignored), Check::Pass);
+        assert_eq!(t, before);
+        assert_eq!(t.seg_in(O, &seg(TCP_RST, 3_000_000_001, 0, 0, 0)), Check::RstOutOfWindow);
+        // The same SYN where a restart is allowed (SYN_SENT) does move it.
+        let mut fresh = Track::NEW;
+        fresh.on_segment(O, &seg(TCP_SYN, 1000, 0, 100, 0), Restart::Allowed);
+        fresh.on_segment(O, &seg(TCP_SYN, 2000, 0, 100, 0), Restart::Allowed);
+        assert_eq!(fresh.end[0], 2001);
+    }
+
+    /// An implausible segment's ACK number is not what a reset may answer:
+    /// else a spoofed ACK from one side sets the value the other side's
+    /// reset must hit (review S1).
+    #[test]
+    fn implausible_acks_are_not_answers() {
+        let mut t = established();
+        // Far behind what the server sent (more than a window).
+        t.seg_in(O, &seg(TCP_ACK, 1011, 5011u32.wrapping_sub(1_000_000), 1000, 0));
+        assert_eq!(t.seg_in(R, &seg(TCP_RST, 5011u32.wrapping_sub(1_000_000), 0, 0, 0)), Check::RstOutOfWindow);
+        // Past it.
+        t.seg_in(O, &seg(TCP_ACK, 1011, 9_999_999, 1000, 0));
+        assert_eq!(t.seg_in(R, &seg(TCP_RST, 9_999_999, 0, 0, 0)), Check::RstOutOfWindow);
+        // A plausible one is.
+        t.seg_in(O, &seg(TCP_ACK, 1011, 5005, 1000, 0));
+        assert_eq!(t.seg_in(R, &seg(TCP_RST, 5005, 0, 0, 0)), Check::Pass);
     }
 
     #[test]
@@ -387,7 +513,7 @@ mod tests {
         assert!(after(5, u32::MAX - 5));
         assert!(!after(u32::MAX - 5, 5));
         let mut t = Track::NEW;
-        t.on_segment(O, &seg(TCP_SYN, u32::MAX, 0, 1000, 0));
+        t.seg_in(O, &seg(TCP_SYN, u32::MAX, 0, 1000, 0));
         assert_eq!(t.end[0], 0);
     }
 }

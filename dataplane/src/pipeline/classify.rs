@@ -67,6 +67,19 @@ pub(super) fn segment<T: AsRef<[u8]>>(t: &TcpPacket<T>) -> Segment {
     }
 }
 
+/// The TCP or UDP checksum of the packet `p` describes (RFC 9293 §3.1,
+/// RFC 768).
+#[inline]
+pub(super) fn l4_checksum_ok(frame: &[u8], p: &L4Info) -> bool {
+    let Some(l4) = frame.get(p.l3 + p.hl..p.l3 + p.ip_len) else { return false };
+    let (s, d) = (std::net::Ipv4Addr::from(p.src), std::net::Ipv4Addr::from(p.dst));
+    if p.proto == protocol::TCP {
+        TcpPacket::new_unchecked(l4).verify_checksum(s, d)
+    } else {
+        UdpPacket::new_unchecked(l4).verify_checksum(s, d)
+    }
+}
+
 impl Shard {
     /// Decides the fate of one frame that arrived on `port`, rewriting it in
     /// place when forwarding. `handed`: another worker already decided this
@@ -173,6 +186,14 @@ impl Shard {
             if self.table.get(id).is_some_and(|f| standby(f.vs)) {
                 return Verdict::Drop(DropReason::VrrpBackup);
             }
+        }
+        // A segment that can change a tracked connection's state (SYN, FIN,
+        // RST) must be one an endpoint would accept: its checksum is
+        // verified before it touches the marks or the state, as Linux
+        // conntrack does (`nf_conntrack_checksum`). They are rare; the
+        // rest is left to the endpoints.
+        if found.is_some() && proto == protocol::TCP && tcp_flags & (tcpf::SYN | tcpf::FIN | tcpf::RST) != 0 && !l4_checksum_ok(frame, &info) {
+            return Verdict::Drop(DropReason::L4BadChecksum);
         }
         match found {
             Some((id, dir)) if self.table.get(id).is_some_and(|f| f.mode == crate::conntrack::Forwarding::Snat) => self.forward_snat(snap, frame, &info, id, dir),

@@ -10,9 +10,7 @@ use crate::state::counters::DropReason;
 use crate::state::snapshot::{Forwarding, Snapshot, SynProxy};
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::ipv4::protocol;
-use crate::wire::tcp::{flags as tcpf, TcpPacket};
-use crate::wire::udp::UdpPacket;
-use std::net::Ipv4Addr;
+use crate::wire::tcp::flags as tcpf;
 
 /// How to refuse a new connection no server can take: answer it
 /// (`Verdict::Reject`) unless no answer may be sent — to a source that is
@@ -68,14 +66,10 @@ impl Shard {
         let Some(vs) = snap.services.get(vs_index as usize) else { return Err(Verdict::Drop(DropReason::NoVirtualServer)) };
         // A garbage first packet must not take a table entry (nor a turn of
         // the scheduler).
-        let Some(l4) = frame.get(p.l3 + p.hl..p.l3 + p.ip_len) else { return Err(Verdict::Drop(DropReason::Ipv4BadTotalLength)) };
-        let (s, d) = (Ipv4Addr::from(p.src), Ipv4Addr::from(p.dst));
-        let ok = if p.proto == protocol::TCP {
-            TcpPacket::new_unchecked(l4).verify_checksum(s, d)
-        } else {
-            UdpPacket::new_unchecked(l4).verify_checksum(s, d)
-        };
-        if !ok {
+        if frame.get(p.l3 + p.hl..p.l3 + p.ip_len).is_none() {
+            return Err(Verdict::Drop(DropReason::Ipv4BadTotalLength));
+        }
+        if !super::classify::l4_checksum_ok(frame, p) {
             return Err(Verdict::Drop(DropReason::L4BadChecksum));
         }
         if !self.make_room(snap, p.proto == protocol::TCP) {

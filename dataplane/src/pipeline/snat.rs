@@ -16,9 +16,7 @@ use crate::state::counters::DropReason;
 use crate::state::snapshot::{Forwarding, SnatRule, Snapshot};
 use crate::wire::ethernet::{EthernetAddress, EthernetFrame};
 use crate::wire::ipv4::protocol;
-use crate::wire::tcp::{flags as tcpf, TcpPacket};
-use crate::wire::udp::UdpPacket;
-use std::net::Ipv4Addr;
+use crate::wire::tcp::flags as tcpf;
 
 /// The service and server index of a source-NAT entry: none (no
 /// virtual-server or server counters).
@@ -31,10 +29,10 @@ impl Shard {
         if p.proto == protocol::TCP && p.tcp_flags & (tcpf::SYN | tcpf::ACK | tcpf::RST) != tcpf::SYN {
             return Verdict::Drop(DropReason::TcpNoFlow);
         }
-        let Some(l4) = frame.get(p.l3 + p.hl..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
-        let (s, d) = (Ipv4Addr::from(p.src), Ipv4Addr::from(p.dst));
-        let ok = if p.proto == protocol::TCP { TcpPacket::new_unchecked(l4).verify_checksum(s, d) } else { UdpPacket::new_unchecked(l4).verify_checksum(s, d) };
-        if !ok {
+        if frame.get(p.l3 + p.hl..p.l3 + p.ip_len).is_none() {
+            return Verdict::Drop(DropReason::Ipv4BadTotalLength);
+        }
+        if !super::classify::l4_checksum_ok(frame, p) {
             return Verdict::Drop(DropReason::L4BadChecksum);
         }
         if !self.make_room(snap, p.proto == protocol::TCP) {

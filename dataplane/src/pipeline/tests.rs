@@ -318,6 +318,45 @@ fn resets_are_checked_against_the_window() {
     assert_eq!((c.services[0].conns_active.get(), c.services[0].conns_established.get()), (1, 0));
 }
 
+/// Review S1 through the pipeline: a spoofed SYN with a live connection's
+/// 4-tuple, then a RST at that SYN's seq + 1, then a SYN again. The SYN is
+/// forwarded (the server challenges it) but moves nothing, so the RST
+/// misses the window and the entry stays; and a RST exactly at the next
+/// byte but with a bad checksum is dropped before it touches the state.
+#[test]
+fn a_blind_syn_then_reset_ends_nothing() {
+    let mut w = worker();
+    open(&mut w, 40000);
+    let seg = |flags: u8, seq: u32| {
+        let mut t = tcp(40000, 80, flags);
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &t, true)
+    };
+    let state = |w: &Worker| w.table().iter().next().map(|(_, f)| f.state);
+    let server = |w: &Worker| w.table().iter().next().map(|(_, f)| f.server_ip);
+    let before = server(&w);
+    let mut f = seg(tcpf::SYN, 3_000_000_000);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN), "forwarded: the server challenges it");
+    assert_eq!(state(&w), Some(FlowState::Established));
+    let mut f = seg(tcpf::RST, 3_000_000_001);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Drop(DropReason::TcpRstOutOfWindow));
+    let mut f = seg(tcpf::SYN, 3_000_000_000);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!((state(&w), server(&w), w.table().len()), (Some(FlowState::Established), before, 1), "not rescheduled");
+    // Exactly at the server's next byte, but corrupt: dropped unread.
+    let mut f = seg(tcpf::RST, 1001);
+    f[50] ^= 0x55;
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Drop(DropReason::L4BadChecksum));
+    let mut f = seg(tcpf::FIN | tcpf::ACK, 1001);
+    f[51] ^= 0x01;
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Drop(DropReason::L4BadChecksum));
+    assert_eq!(state(&w), Some(FlowState::Established));
+    // The genuine one still ends it.
+    let mut f = seg(tcpf::RST, 1001);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(state(&w), Some(FlowState::Close));
+}
+
 #[test]
 fn unresolved_next_hop_drops_by_name() {
     let mut w = worker_with(8, 0, 1, false);
