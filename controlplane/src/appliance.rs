@@ -107,15 +107,7 @@ impl Appliance {
             if dump.swap(false, Ordering::Relaxed) {
                 say(&self.report());
             }
-            let mut busy = false;
-            for i in 0..self.runtime.punt_rings() {
-                if self.runtime.dequeue_punted(i, &mut burst) > 0 {
-                    busy = true;
-                    for m in burst.drain() {
-                        self.on_punted(m);
-                    }
-                }
-            }
+            let busy = self.drain_punted(&mut burst);
             if self.health.step(Instant::now(), &mut self.runtime) {
                 self.lb.republish(&mut self.runtime, &self.health);
             }
@@ -158,6 +150,35 @@ impl Appliance {
                 std::thread::sleep(idle);
             }
         }
+    }
+
+    /// The workers' punt rings: the protected classes' (ARP, VRRP, HA)
+    /// first, until empty or `PROTECTED_BURSTS` bursts each, then one burst
+    /// of each other ring, so a flood of probes, ICMP or strangers delays
+    /// no advert (review S2). True when anything came.
+    fn drain_punted(&mut self, burst: &mut Burst<Mbuf>) -> bool {
+        const PROTECTED_BURSTS: usize = 8;
+        let mut busy = false;
+        for i in 0..self.runtime.punt_rings() {
+            for _ in 0..PROTECTED_BURSTS {
+                if self.runtime.dequeue_protected(i, burst) == 0 {
+                    break;
+                }
+                busy = true;
+                for m in burst.drain() {
+                    self.on_punted(m);
+                }
+            }
+        }
+        for i in 0..self.runtime.punt_rings() {
+            if self.runtime.dequeue_punted(i, burst) > 0 {
+                busy = true;
+                for m in burst.drain() {
+                    self.on_punted(m);
+                }
+            }
+        }
+        busy
     }
 
     /// A frame a worker punted: ARP and ICMP echo to the ARP module, what

@@ -46,6 +46,13 @@ pub trait PacketIo {
     /// Hands `pkt` to the control lcore. Gives it back when the ring is full.
     fn punt(&mut self, pkt: Self::Pkt) -> Result<(), Self::Pkt>;
 
+    /// Hands `pkt`, of a protected class (`PuntClass::is_protected`), to
+    /// the control lcore through the ring it drains first. Without one:
+    /// `punt`.
+    fn punt_protected(&mut self, pkt: Self::Pkt) -> Result<(), Self::Pkt> {
+        self.punt(pkt)
+    }
+
     /// Hands `pkt` to worker `owner`, which owns its connection. Gives it
     /// back when the ring is full (or there is no such worker).
     fn handoff(&mut self, owner: u16, pkt: Self::Pkt) -> Result<(), Self::Pkt> {

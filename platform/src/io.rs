@@ -15,6 +15,10 @@ pub struct MbufIo {
     /// Indexed by port id: (tx queue, pending burst).
     tx: Vec<Option<(TxQueue, Burst<Mbuf>)>>,
     punt: Producer<Mbuf>,
+    /// The ring of the protected punt classes (ARP, VRRP, HA), drained
+    /// first by the control lcore (`with_protected_punt`); without it they
+    /// share `punt`.
+    punt_protected: Option<Producer<Mbuf>>,
     inject: Option<Consumer<Mbuf>>,
     /// Indexed by worker id: rings to the other workers (None for self).
     handoff_tx: Vec<Option<Producer<Mbuf>>>,
@@ -41,6 +45,7 @@ impl MbufIo {
             rx,
             tx: txv,
             punt,
+            punt_protected: None,
             inject,
             handoff_tx: Vec::new(),
             handoff_rx: Vec::new(),
@@ -48,6 +53,13 @@ impl MbufIo {
             report: TxReport::default(),
             poke: Vec::new(),
         }
+    }
+
+    /// Gives the protected punt classes (`PuntClass::is_protected`) a
+    /// ring of their own, so a flood of the others cannot fill theirs.
+    pub fn with_protected_punt(mut self, ring: Producer<Mbuf>) -> Self {
+        self.punt_protected = Some(ring);
+        self
     }
 
     /// Makes every `flush` burst the TX queues of `ports` even when they
@@ -108,6 +120,14 @@ impl PacketIo for MbufIo {
     #[inline]
     fn punt(&mut self, pkt: Mbuf) -> Result<(), Mbuf> {
         self.punt.enqueue(pkt)
+    }
+
+    #[inline]
+    fn punt_protected(&mut self, pkt: Mbuf) -> Result<(), Mbuf> {
+        match self.punt_protected.as_mut() {
+            Some(ring) => ring.enqueue(pkt),
+            None => self.punt.enqueue(pkt),
+        }
     }
 
     #[inline]

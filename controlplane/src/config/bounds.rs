@@ -139,6 +139,7 @@ pub const TCP_TIME_WAIT: Bound = Bound::new("tcp_time_wait", 1, MAX_IDLE_TIMEOUT
 pub const TCP_CLOSE: Bound = Bound::new("tcp_close", 1, MAX_IDLE_TIMEOUT_S as u64);
 pub const UDP: Bound = Bound::new("udp", 1, MAX_IDLE_TIMEOUT_S as u64);
 pub const ICMP: Bound = Bound::new("icmp", 1, MAX_IDLE_TIMEOUT_S as u64);
+pub const UDP_UNREPLIED: Bound = Bound::new("udp_unreplied", 1, MAX_IDLE_TIMEOUT_S as u64);
 
 // [[vrrp]] (RFC 5798 §5.2: VRID 1..=255, priority 1..=255 with 255 the
 // owner's, the v3 interval in centiseconds up to 4095; RFC 3768 §5.3.7:

@@ -133,6 +133,10 @@ pub struct Route {
 pub struct Snat {
     pub name: Spanned<String>,
     pub sources: Spanned<Ipv4Cidr>,
+    /// The `[[interface]]` the servers are on: only what arrives there is
+    /// theirs (a `sources` address arriving elsewhere is spoofed). Default:
+    /// the interface whose subnet holds `sources`.
+    pub interface: Option<Spanned<String>>,
     #[serde(deserialize_with = "spanned_ipv4")]
     pub address: Spanned<Ipv4Addr>,
     /// `"FIRST-LAST"`, within 1024-60999; default all of them.
@@ -140,6 +144,16 @@ pub struct Snat {
 }
 
 impl Snat {
+    /// The index of the `[[interface]]` the servers are on: the one named,
+    /// else the one whose subnet holds `sources` (`validate` refuses a
+    /// rule with neither).
+    pub fn link(&self, interfaces: &[Interface]) -> Option<usize> {
+        match &self.interface {
+            Some(n) => interfaces.iter().position(|i| i.name.get_ref() == n.get_ref()),
+            None => interfaces.iter().position(|i| i.address.contains(self.sources.get_ref().network())),
+        }
+    }
+
     /// The port range, parsed (`validate` refuses a bad one).
     pub fn port_range(&self) -> Option<(u16, u16)> {
         let Some(p) = &self.ports else { return Some((1024, 60999)) };

@@ -157,12 +157,16 @@ pub struct TimeoutSecs {
     pub tcp_close: Spanned<u32>,
     pub udp: Spanned<u32>,
     pub icmp: Spanned<u32>,
+    /// A UDP flow its server has not answered yet (Linux conntrack's
+    /// unreplied `udp_timeout`): what a spoofed flood leaves, so short and
+    /// evictable (`[defence] embryonic_per_worker`).
+    pub udp_unreplied: Spanned<u32>,
 }
 
 impl Default for TimeoutSecs {
     fn default() -> Self {
         let s = unplaced;
-        Self { tcp_syn: s(10), tcp_established: s(900), tcp_fin: s(120), tcp_time_wait: s(120), tcp_close: s(10), udp: s(300), icmp: s(60) }
+        Self { tcp_syn: s(10), tcp_established: s(900), tcp_fin: s(120), tcp_time_wait: s(120), tcp_close: s(10), udp: s(300), icmp: s(60), udp_unreplied: s(30) }
     }
 }
 
@@ -170,7 +174,7 @@ impl TimeoutSecs {
     /// The same timeouts in the connection table's ticks.
     pub fn ticks(&self) -> furiwake_dataplane::conntrack::Timeouts {
         let s = |v: &Spanned<u32>| *v.get_ref();
-        furiwake_dataplane::conntrack::Timeouts::from_secs(
+        let t = furiwake_dataplane::conntrack::Timeouts::from_secs(
             s(&self.tcp_syn),
             s(&self.tcp_established),
             s(&self.tcp_fin),
@@ -178,7 +182,9 @@ impl TimeoutSecs {
             s(&self.tcp_close),
             s(&self.udp),
             s(&self.icmp),
-        )
+        );
+        let per_s = furiwake_dataplane::conntrack::Timeouts::TICKS_PER_SEC;
+        furiwake_dataplane::conntrack::Timeouts { udp_unreplied: s(&self.udp_unreplied).saturating_mul(per_s), ..t }
     }
 }
 

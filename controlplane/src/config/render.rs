@@ -146,14 +146,15 @@ pub fn render(cfg: &Config) -> String {
     let t = &cfg.timeouts;
     let _ = writeln!(
         s,
-        "\n[timeouts]\ntcp_syn = {}\ntcp_established = {}\ntcp_fin = {}\ntcp_time_wait = {}\ntcp_close = {}\nudp = {}\nicmp = {}",
+        "\n[timeouts]\ntcp_syn = {}\ntcp_established = {}\ntcp_fin = {}\ntcp_time_wait = {}\ntcp_close = {}\nudp = {}\nicmp = {}\nudp_unreplied = {}",
         t.tcp_syn.get_ref(),
         t.tcp_established.get_ref(),
         t.tcp_fin.get_ref(),
         t.tcp_time_wait.get_ref(),
         t.tcp_close.get_ref(),
         t.udp.get_ref(),
-        t.icmp.get_ref()
+        t.icmp.get_ref(),
+        t.udp_unreplied.get_ref()
     );
     let _ = writeln!(s, "{}", cfg.defence.render());
     let _ = writeln!(s, "\n[logging]\nlevel = {}", q(&kebab(&cfg.logging.level)));
@@ -167,6 +168,9 @@ pub fn render(cfg: &Config) -> String {
     render_ha(cfg, &mut s);
     for r in &cfg.snat {
         let _ = writeln!(s, "\n[[snat]]\nname = {}\nsources = {}\naddress = {}", q(r.name.get_ref()), q(&r.sources.get_ref().to_string()), q(&r.address.get_ref().to_string()));
+        if let Some(i) = &r.interface {
+            let _ = writeln!(s, "interface = {}", q(i.get_ref()));
+        }
         if let Some(p) = &r.ports {
             let _ = writeln!(s, "ports = {}", q(p.get_ref()));
         }

@@ -232,7 +232,7 @@ fn place(key: &str, value: &str) -> (String, usize, usize) {
     let platform = ["flows_per_worker", "mbufs", "rx_descriptors", "tx_descriptors", "idle_sleep_us", "control_idle_sleep_us", "persistence_records"];
     let check = ["interval_ms", "timeout_ms", "fall", "rise", "port"];
     let server = ["max_connections", "priority"];
-    let timeouts = ["tcp_syn", "tcp_established", "tcp_fin", "tcp_time_wait", "tcp_close", "udp", "icmp"];
+    let timeouts = ["tcp_syn", "tcp_established", "tcp_fin", "tcp_time_wait", "tcp_close", "udp", "icmp", "udp_unreplied"];
     let (text, line) = if platform.contains(&key) {
         (GOOD.replace("worker_lcores = [1]\n", &format!("worker_lcores = [1]\n{key} = {value}\n")), 6)
     } else if key == "control_lcore" {

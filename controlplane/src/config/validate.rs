@@ -266,6 +266,16 @@ impl Config {
             if !self.interfaces.iter().any(|i| i.address.contains(a)) {
                 return Err(src.error(Some(r.address.span()), format!("snat {name:?}: address {a} is on no interface's subnet: the box answers ARP for it there")));
             }
+            let sources = r.sources.get_ref();
+            if sources.netmask() == 0 {
+                return Err(src.error(Some(r.sources.span()), format!("snat {name:?}: sources {sources} is everyone: name the servers' prefix")));
+            }
+            if r.link(&self.interfaces).is_none() {
+                return Err(match &r.interface {
+                    Some(i) => src.error(Some(i.span()), format!("snat {name:?}: no interface {:?}", i.get_ref())),
+                    None => src.error(Some(r.sources.span()), format!("snat {name:?}: sources {sources} is on no interface's subnet: name the servers' `interface`")),
+                });
+            }
             let taken = self.interfaces.iter().any(|i| i.address.addr == a)
                 || self.virtual_servers.iter().any(|v| *v.address.get_ref().ip() == a || v.local_addresses.contains(&a));
             if taken || !addrs.insert(a) {
@@ -400,6 +410,7 @@ impl Config {
             (&bounds::TCP_CLOSE, &t.tcp_close),
             (&bounds::UDP, &t.udp),
             (&bounds::ICMP, &t.icmp),
+            (&bounds::UDP_UNREPLIED, &t.udp_unreplied),
         ] {
             within(src, b, v)?;
         }

@@ -7,11 +7,14 @@ use super::Runtime;
 use furiwake_dataplane::Burst;
 use furiwake_platform::{Consumer, Mbuf, Mempool, Producer};
 
-/// The punt rings (one per worker) and the inject ring.
+/// The punt rings (two per worker) and the inject ring.
 #[derive(Default)]
 pub(super) struct Control {
     /// One per worker, by worker index.
     punts: Vec<Consumer<Mbuf>>,
+    /// The protected classes' (ARP, VRRP, HA), one per worker, by worker
+    /// index: drained first (`dequeue_protected`).
+    protected: Vec<Consumer<Mbuf>>,
     inject: Option<Producer<Mbuf>>,
     counters: PuntCounters,
 }
@@ -36,18 +39,21 @@ impl Control {
 
     /// A worker's punt ring (workers are launched last to first: see
     /// `reverse_punts`).
-    pub(super) fn add_punt(&mut self, c: Consumer<Mbuf>) {
+    pub(super) fn add_punt(&mut self, c: Consumer<Mbuf>, protected: Consumer<Mbuf>) {
         self.punts.push(c);
+        self.protected.push(protected);
     }
 
     /// Puts the punt rings in worker order once all are launched.
     pub(super) fn reverse_punts(&mut self) {
         self.punts.reverse();
+        self.protected.reverse();
     }
 
     /// Frees the rings (they may hold mbufs: before the ports and the pool).
     pub(super) fn clear(&mut self) {
         self.punts.clear();
+        self.protected.clear();
         self.inject = None;
     }
 }
@@ -61,6 +67,12 @@ impl Runtime {
     /// Takes what punt ring `ring` holds into `burst`; how many.
     pub fn dequeue_punted(&mut self, ring: usize, burst: &mut Burst<Mbuf>) -> usize {
         self.control.punts.get_mut(ring).map_or(0, |r| r.dequeue_burst(burst))
+    }
+
+    /// Takes what worker `ring`'s protected punt ring (ARP, VRRP, HA)
+    /// holds into `burst`; how many.
+    pub fn dequeue_protected(&mut self, ring: usize, burst: &mut Burst<Mbuf>) -> usize {
+        self.control.protected.get_mut(ring).map_or(0, |r| r.dequeue_burst(burst))
     }
 
     /// Counts a punted frame; the index of the link it came from (its port

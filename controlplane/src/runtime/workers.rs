@@ -21,6 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const PUNT_RING: u32 = 1024;
+/// The protected classes' ring (ARP, VRRP, HA), per worker: their buckets
+/// pass a quarter second's burst at most (`[defence.punt]`), and the
+/// control lcore drains this ring first, every turn.
+const PUNT_PROTECTED_RING: u32 = 1024;
 const HANDOFF_RING: u32 = 4096;
 const INJECT_RING: u32 = 1024;
 /// Records per sync ring (events out, installs in), per worker: 8192 x 48 B.
@@ -229,10 +233,11 @@ impl Runtime {
                 }
             }
             let (punt_p, punt_c) = spsc::<Mbuf>(&format!("fw-punt-{w}"), PUNT_RING).map_err(|e| format!("punt ring: {e}"))?;
-            self.control.add_punt(punt_c);
+            let (prot_p, prot_c) = spsc::<Mbuf>(&format!("fw-puntp-{w}"), PUNT_PROTECTED_RING).map_err(|e| format!("protected punt ring: {e}"))?;
+            self.control.add_punt(punt_c, prot_c);
             // Worker 0 keeps the 802.3ad bonds' LACP running.
             let lacp: Vec<u16> = if w == 0 { self.links.iter().filter(|l| l.is_lacp()).map(|l| l.port_id()).collect() } else { Vec::new() };
-            let io = MbufIo::new(rx, tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_handoff(ho_tx, ho_rx).with_poke(lacp);
+            let io = MbufIo::new(rx, tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_protected_punt(prot_p).with_handoff(ho_tx, ho_rx).with_poke(lacp);
             let reader = readers.pop().ok_or("rcu readers")?;
             let sync_refresh = sync.map_or(0, |s| s.refresh_ticks);
             let flows = *cfg.platform.flows_per_worker.get_ref();

@@ -30,6 +30,12 @@ pub enum FlowState {
     Udp,
     /// An ICMP echo flow.
     Icmp,
+    /// A UDP flow its server has not answered yet: what a flood of spoofed
+    /// sources leaves behind. Short-lived (`udp_unreplied`) and evictable,
+    /// like a half-open TCP entry, until the first reply makes it `Udp`
+    /// (Linux conntrack's `IPS_ASSURED`). With direct server return the
+    /// reply is never seen: such entries stay here.
+    UdpUnreplied,
 }
 
 impl FlowState {
@@ -43,6 +49,7 @@ impl FlowState {
         FlowState::Close,
         FlowState::Udp,
         FlowState::Icmp,
+        FlowState::UdpUnreplied,
     ];
 
     /// The stable name operators and dumps see (IPVS spelling).
@@ -57,6 +64,7 @@ impl FlowState {
             FlowState::Close => "CLOSE",
             FlowState::Udp => "UDP",
             FlowState::Icmp => "ICMP",
+            FlowState::UdpUnreplied => "UDP_UNREPLIED",
         }
     }
 
@@ -68,10 +76,18 @@ impl FlowState {
 
     /// A TCP handshake not yet complete (half-open): what a SYN flood
     /// fills the table with. These entries have their own budget and are
-    /// evicted first (`FlowTable::oldest_embryonic`).
+    /// evicted first (`FlowTable::oldest_unreplied`).
     #[inline]
     pub fn is_embryonic(self) -> bool {
         matches!(self, FlowState::SynSent | FlowState::SynRecv)
+    }
+
+    /// Nobody answered yet: half-open TCP, unreplied UDP. These entries
+    /// share a budget (`[defence] embryonic_per_worker`) and are evicted
+    /// first, oldest first (`FlowTable::oldest_unreplied`).
+    #[inline]
+    pub fn is_unreplied(self) -> bool {
+        matches!(self, FlowState::SynSent | FlowState::SynRecv | FlowState::UdpUnreplied)
     }
 
     /// Active as `ipvsadm -L` counts it: an established connection. The
@@ -84,9 +100,13 @@ impl FlowState {
 
     /// Whether the state belongs to the TCP state machine.
     pub fn is_tcp(self) -> bool {
-        !matches!(self, FlowState::Udp | FlowState::Icmp)
+        !matches!(self, FlowState::Udp | FlowState::Icmp | FlowState::UdpUnreplied)
     }
 }
+
+/// The unreplied UDP timeout `Timeouts::from_secs` sets, in seconds (or
+/// `udp`, when shorter).
+pub const DEFAULT_UDP_UNREPLIED_S: u32 = 30;
 
 /// Idle timeouts in ticks (`TICK_MS`), per state: a connection idle that
 /// long in its state is forgotten. The defaults follow IPVS's
@@ -105,11 +125,14 @@ pub struct Timeouts {
     pub tcp_close: u32,
     pub udp: u32,
     pub icmp: u32,
+    /// `UdpUnreplied`.
+    pub udp_unreplied: u32,
 }
 
 impl Default for Timeouts {
     /// In seconds: SYN 60, established 900, FIN 120, TIME_WAIT 120,
-    /// CLOSE 10, UDP 300, ICMP 60.
+    /// CLOSE 10, UDP 300, ICMP 60; unreplied UDP 30 (Linux conntrack's
+    /// `udp_timeout`).
     fn default() -> Self {
         Self::from_secs(60, 900, 120, 120, 10, 300, 60)
     }
@@ -138,6 +161,7 @@ impl Timeouts {
             tcp_close: t(close),
             udp: t(udp),
             icmp: t(icmp),
+            udp_unreplied: t(udp.min(DEFAULT_UDP_UNREPLIED_S)),
         }
     }
 
@@ -152,6 +176,7 @@ impl Timeouts {
             FlowState::Close => self.tcp_close,
             FlowState::Udp => self.udp,
             FlowState::Icmp => self.icmp,
+            FlowState::UdpUnreplied => self.udp_unreplied,
         }
     }
 }

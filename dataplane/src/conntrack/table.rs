@@ -47,11 +47,16 @@ pub struct FlowTable<A: Addr = u32> {
     /// Sequence tracking and the embryonic list, beside `entries` (same
     /// index): one more line per entry, touched by TCP packets only.
     tracks: Box<[Track]>,
-    /// The embryonic list (entries in a handshake state, oldest first):
-    /// what `oldest_embryonic` offers for eviction.
+    /// The unreplied list (TCP entries in a handshake state and UDP
+    /// entries their server has not answered, oldest first: what a flood
+    /// of spoofed sources makes): what `oldest_unreplied` offers for
+    /// eviction (Linux conntrack's early drop of entries not
+    /// `IPS_ASSURED`).
     emb_head: u32,
     emb_tail: u32,
     emb_len: u32,
+    /// Of those, the TCP ones (`FlowState::is_embryonic`).
+    half_open: u32,
 }
 
 
@@ -86,17 +91,24 @@ impl<A: Addr> FlowTable<A> {
             emb_head: NIL,
             emb_tail: NIL,
             emb_len: 0,
+            half_open: 0,
         }
     }
 
-    /// Entries in a handshake state (`FlowState::is_embryonic`).
+    /// TCP entries in a handshake state (`FlowState::is_embryonic`).
     pub fn embryonic(&self) -> u32 {
+        self.half_open
+    }
+
+    /// Entries nobody answered yet (`FlowState::is_unreplied`): half-open
+    /// TCP and unreplied UDP.
+    pub fn unreplied(&self) -> u32 {
         self.emb_len
     }
 
-    /// The embryonic entry made first (of those still in a handshake), the
-    /// one to evict when room is short.
-    pub fn oldest_embryonic(&self) -> Option<FlowId> {
+    /// The unreplied entry made first (of those still unreplied), the one
+    /// to evict when room is short.
+    pub fn oldest_unreplied(&self) -> Option<FlowId> {
         (self.emb_head != NIL).then_some(self.emb_head)
     }
 
@@ -161,14 +173,16 @@ impl<A: Addr> FlowTable<A> {
         self.emb_len -= 1;
     }
 
-    /// Keeps the embryonic list in step with a state change.
+    /// Keeps the unreplied list and the half-open count in step with a
+    /// state change.
     #[inline]
     fn emb_follow(&mut self, id: FlowId, old: FlowState, new: FlowState) {
-        match (old.is_embryonic(), new.is_embryonic()) {
+        match (old.is_unreplied(), new.is_unreplied()) {
             (false, true) => self.emb_link(id),
             (true, false) => self.emb_unlink(id),
             _ => {}
         }
+        self.half_open = self.half_open + u32::from(new.is_embryonic()) - u32::from(old.is_embryonic());
     }
 
     pub fn capacity(&self) -> u32 {
@@ -349,7 +363,7 @@ impl<A: Addr> FlowTable<A> {
         let state = match init.proto {
             IPPROTO_TCP => FlowState::SynSent,
             IPPROTO_ICMP => FlowState::Icmp,
-            _ => FlowState::Udp,
+            _ => FlowState::UdpUnreplied,
         };
         let expire = now.saturating_add(self.timeouts.for_state(state));
         self.insert_flow(Flow::from_init(init, state, expire), check_original)
@@ -384,9 +398,10 @@ impl<A: Addr> FlowTable<A> {
         if let Some(t) = self.tracks.get_mut(id as usize) {
             *t = Track::NEW;
         }
-        if flow.state.is_embryonic() {
+        if flow.state.is_unreplied() {
             self.emb_link(id);
         }
+        self.half_open += u32::from(flow.state.is_embryonic());
         Ok(id)
     }
 
@@ -504,6 +519,7 @@ impl<A: Addr> FlowTable<A> {
         self.unlink_chain(self.hash(&flow.reply_key()), (id << 1) | 1);
         self.wheel.unlink(&mut self.entries, id);
         self.emb_unlink(id);
+        self.half_open -= u32::from(flow.state.is_embryonic());
         if let Some(e) = self.entries.get_mut(id as usize) {
             *e = Flow::<A>::FREE;
             e.orig_next = self.free;

@@ -101,7 +101,10 @@ pub fn next_state(state: FlowState, dir: Dir, tcp_flags: u8, fin_seen: &mut u8) 
                 state
             }
         }
-        Udp | Icmp => state,
+        // The server's first answer: the flow is assured (Linux
+        // conntrack's `IPS_ASSURED`).
+        UdpUnreplied if dir == Dir::Reply => Udp,
+        Udp | Icmp | UdpUnreplied => state,
     }
 }
 

@@ -112,9 +112,9 @@ fn flow_both_directions_find_the_same_entry() {
         assert_eq!(t.len(), n as u32 + 1);
     }
     let s = |id| t.get(id).unwrap().state();
-    assert_eq!((s(0), s(1), s(2)), (FlowState::SynSent, FlowState::Udp, FlowState::Icmp));
+    assert_eq!((s(0), s(1), s(2)), (FlowState::SynSent, FlowState::UdpUnreplied, FlowState::Icmp));
     assert_eq!(t.get(0).unwrap().expire(), 10 + t.timeouts().tcp_syn);
-    assert_eq!(t.get(1).unwrap().expire(), 10 + t.timeouts().udp);
+    assert_eq!(t.get(1).unwrap().expire(), 10 + t.timeouts().udp_unreplied);
     assert_eq!(t.get(2).unwrap().expire(), 10 + t.timeouts().icmp);
 
     // Neither the reversed original key nor another protocol matches.
@@ -174,7 +174,7 @@ fn flow_full_table_keeps_existing_entries() {
         let init = fnat(IPPROTO_UDP, i as u32);
         assert_eq!(find(&t, &orig_key(&init)), Some((id, Dir::Original)));
         assert_eq!(find(&t, &reply_key(&init)), Some((id, Dir::Reply)));
-        assert_eq!(t.get(id).unwrap().expire(), i as u32 + t.timeouts().udp);
+        assert_eq!(t.get(id).unwrap().expire(), i as u32 + t.timeouts().udp_unreplied);
     }
     assert_eq!(find(&t, &orig_key(&fnat(IPPROTO_UDP, 1000))), None);
 
@@ -310,10 +310,10 @@ fn flow_expires_exactly_at_its_timeout() {
         let tcp = t.insert(&fnat(IPPROTO_TCP, 3), start).unwrap();
         let mut gone_at = HashMap::new();
         let mut now = start;
-        while now < start + to.udp + 10 {
+        while now < start + to.udp_unreplied.max(to.icmp).max(to.tcp_syn) + 10 {
             // Step up to each deadline - 1 and to each deadline exactly.
             let mut next = now + step;
-            for d in [to.udp, to.icmp, to.tcp_syn] {
+            for d in [to.udp_unreplied, to.icmp, to.tcp_syn] {
                 for e in [start + d - 1, start + d] {
                     if e > now && e < next {
                         next = e;
@@ -325,7 +325,7 @@ fn flow_expires_exactly_at_its_timeout() {
                 gone_at.insert(f.proto(), now);
             });
         }
-        assert_eq!(gone_at[&IPPROTO_UDP], start + to.udp, "step {step}");
+        assert_eq!(gone_at[&IPPROTO_UDP], start + to.udp_unreplied, "step {step}");
         assert_eq!(gone_at[&IPPROTO_ICMP], start + to.icmp, "step {step}");
         assert_eq!(gone_at[&IPPROTO_TCP], start + to.tcp_syn, "step {step}");
         assert!(t.get(udp).is_none() && t.get(icmp).is_none() && t.get(tcp).is_none());
@@ -338,6 +338,8 @@ fn flow_refresh_extends_and_long_timeouts_work() {
     assert!(to.tcp_established > 2 * WHEEL_SLOTS);
     let mut t = FlowTable::new(8, to);
     let udp = t.insert(&fnat(IPPROTO_UDP, 1), 0).unwrap();
+    // Answered: the long UDP timeout from now on.
+    t.on_packet(udp, Dir::Reply, 0, 0);
     let tcp = t.insert(&fnat(IPPROTO_TCP, 2), 0).unwrap();
     t.on_packet(tcp, Dir::Reply, SYN_ACK, 1);
     t.on_packet(tcp, Dir::Original, ACK, 2);
@@ -355,10 +357,10 @@ fn flow_refresh_extends_and_long_timeouts_work() {
     assert!(t.is_empty());
 
     // A timeout of several laps, reached in a few large strides.
-    let long = Timeouts { udp: 5 * WHEEL_SLOTS + 17, ..to };
+    let long = Timeouts { udp_unreplied: 5 * WHEEL_SLOTS + 17, ..to };
     let mut t = FlowTable::new(8, long);
     t.insert(&fnat(IPPROTO_UDP, 1), 100).unwrap();
-    let deadline = 100 + long.udp;
+    let deadline = 100 + long.udp_unreplied;
     for now in [1000, 5000, 9000, 13_000, 17_000, deadline - 1] {
         assert_eq!(t.expire(now, u32::MAX, |_| {}), 0, "at {now}");
     }
@@ -391,9 +393,9 @@ fn flow_shorter_timeout_relinks() {
     // set_timeouts applies from the next packet on.
     let mut t = FlowTable::new(8, to);
     let id = t.insert(&fnat(IPPROTO_UDP, 1), 0).unwrap();
-    t.set_timeouts(Timeouts { udp: 50, ..to });
-    assert_eq!(t.timeouts().udp, 50);
-    assert_eq!(t.get(id).unwrap().expire(), to.udp);
+    t.set_timeouts(Timeouts { udp_unreplied: 50, ..to });
+    assert_eq!(t.timeouts().udp_unreplied, 50);
+    assert_eq!(t.get(id).unwrap().expire(), to.udp_unreplied);
     t.on_packet(id, Dir::Original, 0, 10);
     assert_eq!(t.expire(59, u32::MAX, |_| {}), 0);
     assert_eq!(t.expire(60, u32::MAX, |_| {}), 1);
@@ -407,7 +409,7 @@ fn flow_expire_respects_budget() {
         // Spread over 5 deadlines.
         t.insert(&fnat(IPPROTO_UDP, i), i % 5).unwrap();
     }
-    let due = 4 + to.udp;
+    let due = 4 + to.udp_unreplied;
     assert_eq!(t.expire(due - 5, 30, |_| {}), 0);
     let mut seen = Vec::new();
     let mut calls = Vec::new();
@@ -437,7 +439,7 @@ fn flow_expire_after_a_long_pause() {
         }
     }
     // One call covers at most one lap of slots and removes every due entry.
-    let now = base + 999 + to.udp;
+    let now = base + 999 + to.udp_unreplied;
     let n = t.expire(now, u32::MAX, |f| assert!(f.expire() <= now));
     assert_eq!(n, 1000 - 500);
     assert_eq!(t.wheel_tick(), now + 1);
@@ -628,6 +630,7 @@ fn flow_randomized_against_a_model() {
         tcp_close: 30,
         udp: 1500,
         icmp: 50,
+        udp_unreplied: 1500,
     };
     // FLOW_MODEL_SEED=<u64> replays another sequence.
     let seed = std::env::var("FLOW_MODEL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x9e37_79b9_7f4a_7c15);
@@ -683,7 +686,7 @@ fn flow_randomized_against_a_model() {
                         let state = match init.proto {
                             IPPROTO_TCP => FlowState::SynSent,
                             IPPROTO_ICMP => FlowState::Icmp,
-                            _ => FlowState::Udp,
+                            _ => FlowState::UdpUnreplied,
                         };
                         flows.insert(id, Model { init, state, fin: 0, expire: now + to.for_state(state) });
                         keys.insert(ok, (id, Dir::Original));

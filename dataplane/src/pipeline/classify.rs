@@ -203,9 +203,11 @@ impl Shard {
                 Some(vs) if standby(vs) => Verdict::Drop(DropReason::VrrpBackup),
                 Some(vs) => self.new_connection(snap, frame, &info, vs, port),
                 None if snap.is_self(dst) || snap.is_local(dst) => Verdict::Punt,
-                // A server's own connection out (`[[snat]]`); from outside,
-                // nothing but the VIPs is reached.
+                // A server's own connection out (`[[snat]]`), from the
+                // servers' link only: from outside, nothing but the VIPs is
+                // reached.
                 None => match snap.snat_rule(src) {
+                    Some(rule) if rule.link != port => Verdict::Drop(DropReason::SnatWrongLink),
                     Some(rule) => self.new_snat(snap, frame, &info, rule, port),
                     None => self.transit(snap, frame, l3, port, src, dst).unwrap_or(Verdict::Drop(DropReason::NoVirtualServer)),
                 },

@@ -72,7 +72,7 @@ impl Shard {
         if !super::classify::l4_checksum_ok(frame, p) {
             return Err(Verdict::Drop(DropReason::L4BadChecksum));
         }
-        if !self.make_room(snap, p.proto == protocol::TCP) {
+        if !self.make_room(snap) {
             return Err(Verdict::Drop(DropReason::FlowTableFull));
         }
         let (server_index, persisted) = match vs.persistence {

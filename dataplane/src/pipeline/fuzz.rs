@@ -136,7 +136,7 @@ fn snapshot() -> Snapshot {
         vs.members = vec![first + i as u16].into_boxed_slice();
         s.services.push(vs);
     }
-    s.snat = vec![SnatRule { net: ip([198, 51, 100, 0]), mask: 0xffff_ff00, addr: ip(SNAT), port_min: 20000, port_max: 20999 }];
+    s.snat = vec![SnatRule { net: ip([198, 51, 100, 0]), mask: 0xffff_ff00, link: 1, addr: ip(SNAT), port_min: 20000, port_max: 20999 }];
     s.routes = vec![
         RouteView { net: ip([192, 0, 2, 0]), mask: 0xffff_ff00, link: 0, via: None },
         RouteView { net: ip([198, 51, 100, 0]), mask: 0xffff_ff00, link: 1, via: None },

@@ -385,18 +385,7 @@ impl Shard {
                     self.counters.count_drop(DropReason::VlanNoHeadroom);
                 }
             }
-            Verdict::Punt => {
-                let class = police::punt_class(snap, pkt.data());
-                let passed = self.punt.take(class, self.now);
-                self.counters.count_punt(class, passed);
-                if !passed {
-                    return self.counters.count_drop(DropReason::PuntLimited);
-                }
-                match io.punt(pkt) {
-                    Ok(()) => self.counters.punted.inc(),
-                    Err(_dropped) => self.counters.count_drop(DropReason::PuntRingFull),
-                }
-            }
+            Verdict::Punt => self.punt(snap, io, pkt),
             Verdict::Handoff(owner) => match io.handoff(owner, pkt) {
                 Ok(()) => self.counters.handed_off.inc(),
                 Err(_dropped) => self.counters.count_drop(DropReason::HandoffRingFull),
@@ -408,6 +397,29 @@ impl Shard {
             Verdict::Reject(_) => self.counters.count_drop(DropReason::NoServer),
             Verdict::Encap(_) => self.counters.count_drop(DropReason::TunnelNoHeadroom),
             Verdict::TooBig(_) => self.counters.count_drop(DropReason::TunnelTooBig),
+        }
+    }
+
+    /// Hands a frame to the control lcore: classified by where it came
+    /// from (`police::punt_class`), policed by its class's bucket, into
+    /// the protected ring or the other.
+    #[inline]
+    fn punt<I: PacketIo>(&mut self, snap: &Snapshot, io: &mut I, pkt: I::Pkt) {
+        let vlan = crate::wire::parse_l2(pkt.data()).ok().and_then(|l2| l2.vlan);
+        let link = snap.link_of(pkt.port(), vlan).unwrap_or(u16::MAX);
+        let class = match police::punt_class(snap, pkt.data(), link) {
+            Ok(c) => c,
+            Err(reason) => return self.counters.count_drop(reason),
+        };
+        let passed = self.punt.take(class, self.now);
+        self.counters.count_punt(class, passed);
+        if !passed {
+            return self.counters.count_drop(DropReason::PuntLimited);
+        }
+        let sent = if class.is_protected() { io.punt_protected(pkt) } else { io.punt(pkt) };
+        match sent {
+            Ok(()) => self.counters.punted.inc(),
+            Err(_dropped) => self.counters.count_drop(DropReason::PuntRingFull),
         }
     }
 
@@ -471,18 +483,19 @@ impl Shard {
         });
     }
 
-    /// Makes room for a new entry (`embryonic`: a TCP handshake) when the
-    /// table is full or holds `embryonic_max` half-open entries: the
-    /// oldest half-open entry goes (a SYN flood's, most likely), never an
-    /// established one. False when the table is full of entries past
-    /// their handshake.
+    /// Makes room for a new entry (TCP or UDP: both start unreplied) when
+    /// the table is full or holds `embryonic_max` unreplied entries: the
+    /// oldest unreplied entry goes (a SYN or spoofed-UDP flood's, most
+    /// likely: Linux conntrack's early drop of entries not `IPS_ASSURED`),
+    /// never one its server answered. False when the table is full of
+    /// answered entries.
     #[inline]
-    fn make_room(&mut self, snap: &Snapshot, embryonic: bool) -> bool {
-        let over = embryonic && self.table.embryonic() >= self.config.embryonic_max;
+    fn make_room(&mut self, snap: &Snapshot) -> bool {
+        let over = self.table.unreplied() >= self.config.embryonic_max;
         if !over && !self.table.is_full() {
             return true;
         }
-        match self.table.oldest_embryonic() {
+        match self.table.oldest_unreplied() {
             Some(id) => {
                 self.remove(snap, id);
                 self.counters.embryonic_evicted.inc();

@@ -8,7 +8,8 @@
 //! `burst` packets. No allocation, no lock: each worker owns its buckets.
 
 use crate::conntrack::TICK_MS;
-use crate::state::counters::PuntClass;
+use crate::forward::PROBE_PORT_MIN;
+use crate::state::counters::{DropReason, PuntClass};
 use crate::state::snapshot::Snapshot;
 use crate::wire::ethernet::{parse_l2, EtherType};
 use crate::wire::ipv4::{protocol, Ipv4Packet};
@@ -78,26 +79,58 @@ impl PuntPolicer {
     }
 }
 
+/// 224.0.0.18, the VRRP group (RFC 5798 §5.1.1.2), host order.
+const VRRP_GROUP: u32 = u32::from_be_bytes([224, 0, 0, 18]);
+
 /// The class of a frame the pipeline punts (a valid one: `classify`
-/// parsed it): ARP, VRRP by protocol, then by source: an HA peer, a server
-/// or VIP (probe answers), other ICMP, the rest.
+/// parsed it) that arrived on `link`, or why it is refused before any
+/// bucket is touched. Classes key on what a remote sender cannot choose
+/// alone (review S2): the link, the destination, the port, the TTL.
+///
+/// - ARP.
+/// - VRRP: TTL 255 first (RFC 5798 §7.1: only an on-link sender can
+///   set it), then to 224.0.0.18 on a link with an instance, or to the
+///   link's self IP from one of its unicast peers; anything else of
+///   protocol 112 is `vrrp-refused`.
+/// - HA: UDP from the `[sync]` peer to the sync port, on the sync link.
+/// - Probe: TCP/UDP to a probe's port (`PROBE_PORT_MIN..`) from a
+///   server's address on its link (or a DSR service's VIP on a server's
+///   link), or an ICMP echo reply from one.
+/// - Other ICMP; the rest.
 #[inline]
-pub fn punt_class(snap: &Snapshot, frame: &[u8]) -> PuntClass {
-    let Ok(l2) = parse_l2(frame) else { return PuntClass::Other };
+pub fn punt_class(snap: &Snapshot, frame: &[u8], link: u16) -> Result<PuntClass, DropReason> {
+    let Ok(l2) = parse_l2(frame) else { return Ok(PuntClass::Other) };
     match l2.ethertype {
-        EtherType::Arp => return PuntClass::Arp,
+        EtherType::Arp => return Ok(PuntClass::Arp),
         EtherType::Ipv4 => {}
-        _ => return PuntClass::Other,
+        _ => return Ok(PuntClass::Other),
     }
-    let Some(ip) = frame.get(l2.l3_offset..) else { return PuntClass::Other };
+    let Some(ip) = frame.get(l2.l3_offset..) else { return Ok(PuntClass::Other) };
     let ip = Ipv4Packet::new_unchecked(ip);
-    let (proto, src) = (ip.protocol(), u32::from(ip.src_addr()));
-    match proto {
-        protocol::VRRP => PuntClass::Vrrp,
-        protocol::TCP | protocol::UDP | protocol::ICMP if snap.is_probe_source(src) => PuntClass::Probe,
-        protocol::TCP | protocol::UDP if snap.is_peer(src) => PuntClass::Ha,
+    let (proto, src, dst) = (ip.protocol(), u32::from(ip.src_addr()), u32::from(ip.dst_addr()));
+    let l4 = ip.payload();
+    let dport = l4.get(2..4).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    Ok(match proto {
+        protocol::VRRP => return vrrp_class(snap, link, ip.ttl(), src, dst),
+        protocol::UDP if snap.control.sync.is_some_and(|p| p.link == link && p.peer == src && p.port == dport) => PuntClass::Ha,
+        protocol::TCP | protocol::UDP if dport >= PROBE_PORT_MIN && snap.is_probe_source(src, link) => PuntClass::Probe,
+        // RFC 792: type 0, echo reply.
+        protocol::ICMP if l4.first() == Some(&0) && snap.is_probe_source(src, link) => PuntClass::Probe,
         protocol::ICMP => PuntClass::Icmp,
         _ => PuntClass::Other,
+    })
+}
+
+/// RFC 5798 §7.1's first check, then where the advert may come from.
+#[inline]
+fn vrrp_class(snap: &Snapshot, link: u16, ttl: u8, src: u32, dst: u32) -> Result<PuntClass, DropReason> {
+    let c = &snap.control;
+    let group = dst == VRRP_GROUP && c.vrrp_links.binary_search(&link).is_ok();
+    let unicast = || snap.port(link).is_some_and(|pv| pv.self_ip == dst) && c.vrrp_unicast.binary_search(&(link, src)).is_ok();
+    if ttl == 255 && (group || unicast()) {
+        Ok(PuntClass::Vrrp)
+    } else {
+        Err(DropReason::VrrpRefused)
     }
 }
 

@@ -291,6 +291,41 @@ fn the_embryonic_budget_evicts_the_oldest_first() {
     assert_eq!(c.services[0].conns_established.get(), 1);
 }
 
+/// Review S4: a spoofed UDP flood at a UDP VIP fills the table with
+/// entries nobody answers. They are unreplied (short timeout, evictable,
+/// within the unreplied budget), so a TCP client still gets an entry, and
+/// an answered UDP flow is never evicted.
+#[test]
+fn a_spoofed_udp_flood_leaves_room_for_everyone_else() {
+    let (publisher, mut readers) = rcu(Box::new(snapshot()), 1);
+    std::mem::forget(publisher);
+    let n = Arc::new(Neighbors::new(4));
+    n.set(0, SERVER_MAC[0]);
+    n.set(1, SERVER_MAC[1]);
+    let mut w = Worker::new(WorkerConfig { flows: 64, embryonic_max: 16, ..WorkerConfig::default() }, readers.remove(0), n);
+    // A real UDP client, answered by its server.
+    let mut q = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &udp(5000, 53, b"query"), true);
+    assert_eq!(w.process(&mut q, OUT, false), Verdict::Forward(IN));
+    let (srv, lport) = (addr(&q, 30), port(&q, 36));
+    let mut a = frame(SERVER_MAC[0], IN_MAC, srv, CLIENT, 17, &udp(lport, 5000, b"answer"), true);
+    assert_eq!(w.process(&mut a, IN, false), Verdict::Forward(OUT));
+    assert_eq!(w.table().iter().next().map(|(_, f)| f.state), Some(FlowState::Udp), "assured by its answer");
+    // The flood: 1000 spoofed sources.
+    for i in 0..1000u32 {
+        let src = [203, 0, 113 + (i / 250) as u8 % 2, (i % 250) as u8 + 1];
+        let mut f = frame(CLIENT_MAC, OUT_MAC, src, VIP, 17, &udp(1024 + (i % 60000) as u16, 53, b"x"), true);
+        assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN), "flood packet {i}");
+    }
+    assert_eq!(w.table().unreplied(), 16, "the unreplied budget");
+    assert_eq!(w.counters().drops(DropReason::FlowTableFull), 0);
+    // A TCP client still connects, and the answered UDP flow is still there.
+    let mut f = syn(40000, 80);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    let states: Vec<FlowState> = w.table().iter().map(|(_, f)| f.state).collect();
+    assert!(states.contains(&FlowState::Udp) && states.contains(&FlowState::SynSent), "{states:?}");
+    assert!(w.counters().embryonic_evicted.get() >= 1000 - 16);
+}
+
 /// RFC 5961 §3.2 through the pipeline: a reset outside the server's window
 /// is dropped, one inside it but not at its next byte passes without
 /// ending anything, one at the next byte closes.
@@ -492,12 +527,12 @@ fn punts_are_classified_and_policed() {
     let mut arp = vec![0u8; 60];
     arp[12..14].copy_from_slice(&[0x08, 0x06]);
     let echo = || frame(CLIENT_MAC, OUT_MAC, CLIENT, SELF_OUT, 1, &[8, 0, 0xf7, 0xff, 0, 0, 0, 0], true);
-    let probe = frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 6, &tcp(80, 33000, tcpf::SYN | tcpf::ACK), true);
+    let probe = frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 6, &tcp(80, 61001, tcpf::SYN | tcpf::ACK), true);
     for i in 0..30 {
         io.rx.push(pkt(stranger(i)));
     }
     io.rx.push(pkt(arp));
-    io.rx.push(pkt(probe));
+    io.rx.push(Pkt { port: IN, ..pkt(probe) });
     w.poll(&mut io, 1);
     for _ in 0..2 {
         for _ in 0..32 {
@@ -518,6 +553,50 @@ fn punts_are_classified_and_policed() {
     }
     w.poll(&mut io, 2);
     assert_eq!(w.counters().punts(PuntClass::Icmp), (36, 38));
+}
+
+/// Review S2: the punt class comes from what a remote sender cannot
+/// choose alone. VRRP needs TTL 255 and the right link and destination
+/// (else `vrrp-refused`, before any bucket); sync datagrams the sync link,
+/// peer and port; probe answers a server's link and a probe port.
+#[test]
+fn punt_classes_key_on_link_destination_port_and_ttl() {
+    use super::police::punt_class;
+    use crate::state::snapshot::SyncPeerView;
+    const PEER: [u8; 4] = [198, 51, 100, 3];
+    let mut snap = snapshot();
+    snap.control.vrrp_links = vec![IN];
+    snap.control.vrrp_unicast = vec![(IN, ip(PEER))];
+    snap.control.sync = Some(SyncPeerView { link: IN, peer: ip(PEER), port: 8848 });
+    snap.index();
+    let ttl = |mut f: Vec<u8>, t: u8| {
+        f[22] = t;
+        f
+    };
+    let advert = |src: [u8; 4], dst: [u8; 4]| frame(SERVER_MAC[1], IN_MAC, src, dst, 112, &[0x31, 1, 100, 1, 0, 100, 0, 0, 10, 0, 2, 1], false);
+    let group = [224, 0, 0, 18];
+    assert_eq!(punt_class(&snap, &ttl(advert(PEER, group), 255), IN), Ok(PuntClass::Vrrp));
+    assert_eq!(punt_class(&snap, &ttl(advert(PEER, SELF_IN), 255), IN), Ok(PuntClass::Vrrp), "unicast from the peer");
+    // From the Internet: TTL below 255, another link, another source.
+    assert_eq!(punt_class(&snap, &ttl(advert(PEER, group), 64), IN), Err(DropReason::VrrpRefused));
+    assert_eq!(punt_class(&snap, &ttl(advert(CLIENT, SELF_OUT), 255), OUT), Err(DropReason::VrrpRefused), "no instance on the outside link");
+    assert_eq!(punt_class(&snap, &ttl(advert(PEER, SELF_OUT), 255), OUT), Err(DropReason::VrrpRefused), "the peer's address spoofed from outside");
+    assert_eq!(punt_class(&snap, &ttl(advert(CLIENT, SELF_IN), 255), IN), Err(DropReason::VrrpRefused), "unicast from no peer");
+    // Sync datagrams.
+    let sync = |src: [u8; 4], dport: u16| frame(SERVER_MAC[1], IN_MAC, src, SELF_IN, 17, &udp(8848, dport, b"sync"), true);
+    assert_eq!(punt_class(&snap, &sync(PEER, 8848), IN), Ok(PuntClass::Ha));
+    assert_eq!(punt_class(&snap, &sync(PEER, 8848), OUT), Ok(PuntClass::Other), "the peer spoofed from outside");
+    assert_eq!(punt_class(&snap, &sync(PEER, 9999), IN), Ok(PuntClass::Other));
+    // Probe answers: a server, its link, a probe port; a VIP is no source.
+    let answer = |src: [u8; 4], dport: u16| frame(SERVER_MAC[0], IN_MAC, src, SELF_IN, 6, &tcp(80, dport, tcpf::SYN | tcpf::ACK), true);
+    assert_eq!(punt_class(&snap, &answer(SRV[0], 61001), IN), Ok(PuntClass::Probe));
+    assert_eq!(punt_class(&snap, &answer(SRV[0], 61001), OUT), Ok(PuntClass::Other), "a server's address from outside");
+    assert_eq!(punt_class(&snap, &answer(SRV[0], 22), IN), Ok(PuntClass::Other), "no probe's port");
+    assert_eq!(punt_class(&snap, &answer(VIP, 61001), OUT), Ok(PuntClass::Other), "the VIP as source (NAT)");
+    let reply = frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 1, &[0, 0, 0xff, 0xff, 0, 0, 0, 0], true);
+    assert_eq!(punt_class(&snap, &reply, IN), Ok(PuntClass::Probe), "an echo reply");
+    let request = frame(CLIENT_MAC, OUT_MAC, SRV[0], SELF_OUT, 1, &[8, 0, 0xf7, 0xff, 0, 0, 0, 0], true);
+    assert_eq!(punt_class(&snap, &request, OUT), Ok(PuntClass::Icmp));
 }
 
 #[test]
@@ -1412,7 +1491,7 @@ fn servers_reach_out_through_source_nat_and_nothing_reaches_them_unasked() {
     let host_mac = EthernetAddress([2, 0, 0, 0, 0, 0x50]);
     let gw_mac = EthernetAddress([2, 0, 0, 0, 0, 0x01]);
     let mut s = snapshot();
-    s.snat = vec![SnatRule { net: ip([198, 51, 100, 0]), mask: 0xffff_ff00, addr: ip(SNAT), port_min: 20000, port_max: 20099 }];
+    s.snat = vec![SnatRule { net: ip([198, 51, 100, 0]), mask: 0xffff_ff00, link: IN, addr: ip(SNAT), port_min: 20000, port_max: 20099 }];
     s.routes = vec![
         RouteView { net: 0, mask: 0, link: OUT, via: Some(2) },
         RouteView { net: ip([192, 0, 2, 0]), mask: 0xffff_ff00, link: OUT, via: None },
@@ -1458,6 +1537,14 @@ fn servers_reach_out_through_source_nat_and_nothing_reaches_them_unasked() {
     // To a port of the rule's address nobody opened: punted (the box's own).
     let mut probe = frame(host_mac, OUT_MAC, HOST, SNAT, 17, &udp(53, 20098, b"?"), true);
     assert_eq!(w.process(&mut probe, OUT, false), Verdict::Punt);
+    // A server's address as source, arriving from outside (review S3: an
+    // open relay): dropped by name, no entry, no port taken.
+    let before = w.table().len();
+    let mut spoofed = frame(CLIENT_MAC, OUT_MAC, SRV[0], FAR, 17, &udp(40001, 53, b"relay me"), true);
+    assert_eq!(w.process(&mut spoofed, OUT, false), Verdict::Drop(DropReason::SnatWrongLink));
+    let mut spoofed = frame(CLIENT_MAC, OUT_MAC, SRV[1], FAR, 6, &tcp(41002, 443, tcpf::SYN), true);
+    assert_eq!(w.process(&mut spoofed, OUT, false), Verdict::Drop(DropReason::SnatWrongLink));
+    assert_eq!((w.table().len(), w.counters().snat.get()), (before, 2));
     std::mem::forget(publisher);
 }
 

@@ -141,6 +141,14 @@ drop_reasons! {
     TunnelNoHeadroom => "tunnel-no-headroom",
     /// The ring to the control lcore was full.
     PuntRingFull => "punt-ring-full",
+    /// IP protocol 112 not from where a VRRP advert can come: TTL not 255
+    /// (RFC 5798 §7.1), or not to 224.0.0.18 on a link with an instance,
+    /// nor to the link's self IP from one of its unicast peers. Refused
+    /// before it can take a token of the VRRP class.
+    VrrpRefused => "vrrp-refused",
+    /// `[[snat]]`: a packet from a rule's sources that arrived on another
+    /// link than the servers' (a spoofed source from outside).
+    SnatWrongLink => "snat-wrong-link",
     /// For the control lcore, but over its class's rate (`PuntClass`,
     /// `WorkerCounters::punt_limited` by class).
     PuntLimited => "punt-limited",
@@ -150,21 +158,24 @@ drop_reasons! {
     TxQueueFull => "tx-queue-full",
 }
 
-/// What a worker hands the control lcore, by class (`pipeline::police`):
-/// each class has its own token bucket, so a flood of one delays no
-/// other.
+/// What a worker hands the control lcore, by class (`pipeline::police`,
+/// keyed on the link, the destination, the port and the TTL, never on a
+/// source address alone): each class has its own token bucket, and the
+/// protected classes (ARP, VRRP, HA: `is_protected`) their own ring, which
+/// the control lcore drains first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum PuntClass {
     /// ARP requests and replies.
     Arp,
-    /// VRRP adverts (IP protocol 112).
+    /// VRRP adverts (IP protocol 112) with TTL 255, to the group on a link
+    /// with an instance or to a self IP from a unicast peer of its link.
     Vrrp,
-    /// TCP/UDP from an HA peer (a `[sync]` peer or a VRRP unicast peer):
-    /// state sync datagrams.
+    /// UDP from the `[sync]` peer to the sync port on the sync link: state
+    /// sync datagrams.
     Ha,
-    /// TCP, UDP and ICMP from a server's address or a VIP (the answers of
-    /// health probes; DSR servers answer from the VIP).
+    /// TCP and UDP to a health probe's port, and ICMP echo replies, from a
+    /// server's address on its link (DSR servers answer from the VIP).
     Probe,
     /// Other ICMP to the box: echo requests to self IPs and VIPs, errors
     /// about its own traffic.
@@ -177,6 +188,13 @@ pub enum PuntClass {
 impl PuntClass {
     pub const ALL: &'static [PuntClass] = &[PuntClass::Arp, PuntClass::Vrrp, PuntClass::Ha, PuntClass::Probe, PuntClass::Icmp, PuntClass::Other];
     pub const COUNT: usize = Self::ALL.len();
+
+    /// ARP, VRRP and HA: the frames a flood of the others must not delay
+    /// (a lost advert is a false failover). They enter a ring of their own.
+    #[inline]
+    pub fn is_protected(self) -> bool {
+        matches!(self, PuntClass::Arp | PuntClass::Vrrp | PuntClass::Ha)
+    }
 
     /// The stable name operators see (`[defence.punt]`'s keys).
     pub fn name(self) -> &'static str {

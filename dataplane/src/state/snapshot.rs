@@ -91,14 +91,41 @@ pub enum SynProxy {
 
 /// `[[snat]]`: connections the servers under `net/mask` open themselves
 /// (updates, DNS, mail; seeds 002 and 004) leave source-NATed to `addr`,
-/// from its ports `port_min..=port_max`.
+/// from its ports `port_min..=port_max`. Only what arrives on the servers'
+/// link `link` is theirs: the same source from anywhere else is spoofed
+/// (review S3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnatRule {
     pub net: u32,
     pub mask: u32,
+    pub link: u16,
     pub addr: u32,
     pub port_min: u16,
     pub port_max: u16,
+}
+
+/// What the control lcore's protocols expect, keyed by what a remote
+/// sender cannot choose alone: the link a frame arrived on, its
+/// destination and port (review S2; keepalived binds its sockets per
+/// interface the same way).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControlView {
+    /// Links with a VRRP instance: adverts to 224.0.0.18 arrive there.
+    pub vrrp_links: Vec<u16>,
+    /// (link, peer address) of VRRP unicast peers: their adverts arrive
+    /// on that link, to its self IP.
+    pub vrrp_unicast: Vec<(u16, u32)>,
+    /// The `[sync]` peer: its datagrams arrive on this link, from this
+    /// address, to the link's self IP at this UDP port.
+    pub sync: Option<SyncPeerView>,
+}
+
+/// The `[sync]` peer, as `ControlView::sync` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncPeerView {
+    pub link: u16,
+    pub peer: u32,
+    pub port: u16,
 }
 
 /// A route: destinations under `net/mask` leave link `link`, to the
@@ -182,12 +209,14 @@ pub struct Snapshot {
     pub routes: Vec<RouteView>,
     /// Per link: its gateway service, if any (`index`).
     pub gateways: Vec<Option<u16>>,
-    /// The HA peers' addresses (the `[sync]` peer, VRRP unicast peers):
-    /// their TCP/UDP to a self IP is punted as `PuntClass::Ha`.
-    pub peers: Vec<u32>,
-    /// Servers' addresses and VIPs, sorted (`index`): what a health
-    /// probe's answer comes from (`PuntClass::Probe`).
-    probe_sources: Vec<u32>,
+    /// Where the control lcore's protocols expect their frames from
+    /// (`pipeline::police`): VRRP's links and unicast peers, the `[sync]`
+    /// peer.
+    pub control: ControlView,
+    /// (address, link) of every server, and of the VIP of a DSR service on
+    /// each of its servers' links, sorted (`index`): where a health probe's
+    /// answer comes from (`PuntClass::Probe`).
+    probe_sources: Vec<(u32, u16)>,
     /// The IPv4 lookup indexes (IPv6 will add its own beside).
     v4: FamilyIndex<u32>,
 }
@@ -312,12 +341,17 @@ impl Snapshot {
                 masked.push(((s.ip, s.port, vs.proto), prefix));
             }
         }
-        let mut sources: Vec<u32> = self.servers.iter().map(|s| s.ip).chain(self.services.iter().map(|v| v.ip)).filter(|a| *a != 0).collect();
+        // Probes talk to a server's address on its link; a DSR server is
+        // probed at its VIP and answers from it (`health::via`).
+        let dsr_vip = |s: &RealServer| self.services.get(s.vs as usize).filter(|v| v.forwarding.is_dsr()).map(|v| (v.ip, s.tx_port));
+        let mut sources: Vec<(u32, u16)> = self.servers.iter().filter(|s| s.ip != 0).flat_map(|s| [Some((s.ip, s.tx_port)), dsr_vip(s)]).flatten().filter(|(a, _)| *a != 0).collect();
         sources.sort_unstable();
         sources.dedup();
         self.probe_sources = sources;
-        self.peers.sort_unstable();
-        self.peers.dedup();
+        self.control.vrrp_links.sort_unstable();
+        self.control.vrrp_links.dedup();
+        self.control.vrrp_unicast.sort_unstable();
+        self.control.vrrp_unicast.dedup();
         self.v4 = FamilyIndex { vips: SortedIndex::new(vips), owners: SortedIndex::new(owners), masked_servers: SortedIndex::new(masked) };
     }
 
@@ -350,16 +384,11 @@ impl Snapshot {
         self.services.iter().any(|s| s.ip == ip && !s.retired)
     }
 
-    /// A server's address or a VIP (`PuntClass::Probe`).
+    /// A server's address on its link, or a DSR service's VIP on one of
+    /// its servers' links (`PuntClass::Probe`).
     #[inline]
-    pub fn is_probe_source(&self, ip: u32) -> bool {
-        self.probe_sources.binary_search(&ip).is_ok()
-    }
-
-    /// An HA peer's address (`PuntClass::Ha`).
-    #[inline]
-    pub fn is_peer(&self, ip: u32) -> bool {
-        self.peers.contains(&ip)
+    pub fn is_probe_source(&self, ip: u32, link: u16) -> bool {
+        self.probe_sources.binary_search(&(ip, link)).is_ok()
     }
 
     #[inline]

@@ -386,7 +386,8 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     for r in &cfg.snat {
         let (min, max) = r.port_range().unwrap_or((1024, 60999));
         let c = r.sources.get_ref();
-        snap.snat.push(snapshot::SnatRule { net: u32::from(c.network()), mask: c.netmask(), addr: u32::from(*r.address.get_ref()), port_min: min, port_max: max });
+        let link = r.link(&cfg.interfaces).unwrap_or(usize::MAX) as u16;
+        snap.snat.push(snapshot::SnatRule { net: u32::from(c.network()), mask: c.netmask(), link, addr: u32::from(*r.address.get_ref()), port_min: min, port_max: max });
         own(*r.address.get_ref(), &mut owned);
     }
     // Gateway services' pairs, by their slots.
@@ -417,11 +418,23 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     snap.services = services;
     snap.servers = servers;
     snap.persist_records = *cfg.platform.persistence_records.get_ref();
-    // HA peers: their sync datagrams and unicast adverts are their own
-    // punt class.
-    snap.peers = cfg.sync.iter().map(|s| u32::from(*s.peer.get_ref())).chain(cfg.vrrp.iter().flat_map(|v| v.unicast_peers.iter().map(|p| u32::from(*p.get_ref())))).collect();
+    snap.control = control_view(cfg);
     snap.index();
     Ok(Built { snapshot: snap, nexthops: layout.nexthops.clone(), owned, server_pools, layout })
+}
+
+/// Where VRRP adverts and sync datagrams come from, by link
+/// (`pipeline::police`): the punt classes of the HA protocols.
+fn control_view(cfg: &Config) -> snapshot::ControlView {
+    let link = |name: &str| cfg.interfaces.iter().position(|i| i.name.get_ref() == name).map(|l| l as u16);
+    let mut c = snapshot::ControlView::default();
+    for v in &cfg.vrrp {
+        let Some(l) = link(v.interface.get_ref()) else { continue };
+        c.vrrp_links.push(l);
+        c.vrrp_unicast.extend(v.unicast_peers.iter().map(|p| (l, u32::from(*p.get_ref()))));
+    }
+    c.sync = cfg.sync.as_ref().and_then(|s| Some(snapshot::SyncPeerView { link: link(s.interface.get_ref())?, peer: u32::from(*s.peer.get_ref()), port: *s.port.get_ref() }));
+    c
 }
 
 #[cfg(test)]
