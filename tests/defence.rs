@@ -396,3 +396,65 @@ icmp_burst = 20
     assert!(limited > 1000, "{block}");
     stop_furiwake_cleanly(lab.fw());
 }
+
+/// Review S1, the blind reset with the 4-tuple alone, against a live
+/// download: a SYN with sequence number S, a RST at S + 1, the SYN again,
+/// three rounds. A SYN in a synchronized state moves no mark (forwarded:
+/// the server challenges it), so each RST misses the window and is
+/// dropped (or, by a chance of about 1 in 1000, lands in it and is only
+/// forwarded): the download finishes byte-identical.
+#[test]
+fn a_blind_syn_then_reset_does_not_end_a_download() {
+    let Some(mut lab) = lab('B', "blind", 8, &["nginx", "ss"]) else { return };
+    start(&mut lab, "");
+    let download = start_download(&lab);
+    let ss = lab.topo.exec("client", &format!("ss -tnH state established dst {VIP}:80"));
+    let cport: u16 = ss.split_whitespace().find_map(|w| w.strip_prefix("192.0.2.10:")).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("the download's port: {ss}"));
+    let script = test_script("blind_syn_rst.py");
+    let (ok, out) = lab.topo.try_exec("client", &format!("/usr/bin/python3 {} --vip {VIP} --port 80 --cport {cport} --rounds 3", script.display()));
+    assert!(ok && out.contains("sent 9"), "{out}");
+    download_intact(&lab, download, 8);
+    let block = lab.report();
+    let out_of_window = worker_drops(&block, 0).iter().find(|(r, _)| r == "tcp-rst-out-of-window").map_or(0, |d| d.1);
+    let in_window = counter(&block, "  defence:", "rst-in-window").unwrap_or(0);
+    eprintln!("blind resets: {out_of_window} dropped out of the window, {in_window} forwarded in it");
+    assert_eq!(out_of_window + in_window, 3, "every blind reset judged against the real marks:\n{block}");
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// Review S4: spoofed UDP at a UDP VIP as fast as the lab allows, for
+/// 10 s, against a 64k-entry table, while a client connects to the TCP VIP
+/// every 250 ms. Entries nobody answers are unreplied (short-lived and
+/// evicted oldest first within their budget), so the table never refuses
+/// for being full and every TCP client is served.
+#[test]
+fn a_spoofed_udp_flood_leaves_every_tcp_client_served() {
+    let Some(mut lab) = lab('U', "udpflood", 0, &["nginx"]) else { return };
+    let dns = r#"
+[[pool]]
+name = "dns"
+servers = [ { address = "198.51.100.11:53" }, { address = "198.51.100.12:53" } ]
+
+[[virtual_server]]
+name = "dns"
+address = "192.0.2.100:53"
+protocol = "udp"
+pool = "dns"
+"#;
+    start(&mut lab, dns);
+    steady_curls(&mut lab, "curls", 14);
+    std::thread::sleep(Duration::from_secs(2));
+    flood(&mut lab, "flood", VIP, 53, "udp", 10, None);
+    let summary = flood_result(&mut lab, "flood");
+    let answers = curl_answers(&mut lab, "curls");
+    let failed: Vec<&String> = answers.iter().filter(|a| !a.starts_with("srv")).collect();
+    let block = lab.report();
+    let evicted = counter(&block, "  defence:", "embryonic-evicted").unwrap_or(0);
+    eprintln!("{summary}: {} TCP requests, {} failed; {evicted} unreplied entries evicted, {} flow-table-full", answers.len(), failed.len(), table_full(&block));
+    assert!(flood_sent(&summary) > 100_000, "the generator sent little: {summary}");
+    assert_eq!(answers.len(), 56, "{answers:?}");
+    assert!(failed.is_empty(), "failed requests: {failed:?}\nfuriwake:\n{}", lab.fw_output());
+    assert_eq!(table_full(&block), 0, "{block}");
+    assert!(evicted > 0, "the flood filled no budget: {block}");
+    stop_furiwake_cleanly(lab.fw());
+}

@@ -755,3 +755,48 @@ fn active_active_sync_runs_both_ways() {
     again(&mut two, 2, &p);
     println!("active-active: both VIPs' 20 keep-alive connections answered after each box's death in turn");
 }
+
+/// Review S2: anyone on the Internet can send IP protocol 112 to a box's
+/// self IP. A flood of it (TTL 64, spoofed sources, priority-255 adverts)
+/// at both boxes of a pair in steady state must change nothing: it is
+/// refused on the workers before it can take a token of the VRRP class
+/// (`vrrp-refused`), and the peer's real adverts keep coming through their
+/// protected ring. No transition on either box.
+#[test]
+fn a_protocol_112_flood_at_the_self_ips_moves_no_vrrp_state() {
+    let Some(mut p) = Pair::open('x', "vrrpflood", &[]) else { return };
+    p.start(0, &nat_vrrp(200, ""));
+    p.start(1, &nat_vrrp(100, ""));
+    assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "A did not become master:\n{}", p.both());
+    std::thread::sleep(Duration::from_secs(1));
+    let masters = [p.out(0).matches("-> MASTER").count(), p.out(1).matches("-> MASTER").count()];
+    let backups = p.out(0).matches("-> BACKUP").count();
+    let flood = env!("CARGO_BIN_EXE_flood");
+    let client = p.topo.ns("client");
+    let mut floods: Vec<Proc> = ["192.0.2.4", "192.0.2.3"]
+        .iter()
+        .map(|dst| {
+            let argv = [flood, "--dst", dst, "--dport", "0", "--src", "203.0.113.0", "--proto", "vrrp", "--secs", "8"];
+            Proc::spawn(&format!("flood-{dst}"), Some(&client), &argv, &p.dir.path(&format!("flood-{dst}.log")), false)
+        })
+        .collect();
+    for f in floods.iter_mut() {
+        let status = f.wait(Duration::from_secs(60)).expect("the flood ends in its time");
+        assert_eq!(status.code(), Some(0), "{}", f.output());
+        eprintln!("{}", f.output().trim());
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(p.out(1).matches("-> MASTER").count(), masters[1], "the backup became master under the flood:\n{}", p.both());
+    assert_eq!(p.out(0).matches("-> MASTER").count(), masters[0], "{}", p.both());
+    assert_eq!(p.out(0).matches("-> BACKUP").count(), backups, "the master stepped down under the flood:\n{}", p.both());
+    for b in 0..2 {
+        let block = report(p.fw[b].as_ref().expect("running"));
+        let refused = worker_drops(&block, 0).iter().find(|(r, _)| r == "vrrp-refused").map_or(0, |d| d.1);
+        let line = block.lines().find(|l| l.contains("punt (passed/limited)")).unwrap_or("").to_string();
+        let vrrp = line.split(" vrrp ").nth(1).and_then(|f| f.split([';', ' ']).next()).unwrap_or("0/0").to_string();
+        eprintln!("box {b}: {refused} refused as vrrp-refused; vrrp passed/limited {vrrp}");
+        assert!(refused > 1000, "box {b}: the flood was not refused on the worker:\n{block}");
+        assert!(vrrp.ends_with("/0"), "box {b}: real adverts were policed:\n{block}");
+    }
+    assert!(p.show_vrrp(0).contains("MASTER") && p.show_vrrp(1).contains("BACKUP"), "{}\n{}", p.show_vrrp(0), p.show_vrrp(1));
+}

@@ -297,7 +297,7 @@ fn two_vlans_on_one_port_carry_both_sides_of_a_nat_virtual_server() {
 /// while the VIP serves.
 #[test]
 fn servers_reach_out_through_source_nat_and_only_the_vip_is_open() {
-    let Some(mut lab) = Lab::open('s', "snat", &["nginx", "socat"]) else { return };
+    let Some(mut lab) = Lab::open('s', "snat", &["nginx", "socat", "tcpdump"]) else { return };
     for n in 1..=LAB_BACKENDS {
         lab.start_nginx(n, 1);
     }
@@ -332,8 +332,28 @@ fn servers_reach_out_through_source_nat_and_only_the_vip_is_open() {
     let (ok, _) = lab.topo.try_exec("client", "curl -s -m 2 http://198.51.100.11/id");
     assert!(!ok, "a server's own address answered from outside");
     assert_eq!(lab.topo.exec("client", &format!("curl -s -m 5 http://{VIP}/id")).trim().len(), 4, "the VIP serves");
+    // Review S3: a server's address as source, sent from outside (an open
+    // relay, and a way to drain the rule's ports): 8 UDP datagrams and a
+    // SYN to the client's own address. Dropped and counted, nothing leaves
+    // from the rule's address.
+    let pcap = lab.dir.path("relay.pcap");
+    let mut cap = Proc::spawn("tcpdump-relay", Some(&lab.topo.ns("sw")), &["tcpdump", "-n", "-i", "br-out", "--immediate-mode", "-w", pcap.to_str().unwrap(), "src host 192.0.2.3"], &lab.dir.path("tcpdump-relay.log"), false);
+    std::thread::sleep(Duration::from_secs(1));
+    let neigh = lab.topo.exec("client", "ping -c 1 -W 2 192.0.2.2 >/dev/null; ip neigh show 192.0.2.2");
+    let mac = neigh.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).unwrap_or_else(|| panic!("the box's MAC: {neigh}")).to_string();
+    let udp = format!("Ether(src=get_if_hwaddr('eth0'), dst='{mac}')/IP(src='198.51.100.11', dst='192.0.2.10')/UDP(sport=4000 + i, dport=7001)/b'relay'");
+    let syn = format!("Ether(src=get_if_hwaddr('eth0'), dst='{mac}')/IP(src='198.51.100.12', dst='192.0.2.10')/TCP(sport=4100, dport=7000, flags='S')");
+    let spoof = format!("from scapy.all import *; conf.verb = 0; sendp([{udp} for i in range(8)], iface='eth0', inter=0.1); sendp({syn}, iface='eth0'); print('sent 9')");
+    let (ok, out) = lab.topo.try_exec("client", &format!("/usr/bin/python3 -c {}", shell_quote(&spoof)));
+    assert!(ok && out.contains("sent 9"), "{out}");
+    std::thread::sleep(Duration::from_secs(1));
+    cap.signal(libc::SIGINT);
+    cap.wait(Duration::from_secs(5));
+    assert_eq!(pcap_frames(&pcap).len(), 0, "a spoofed server source left source-NATed");
     let fw = stop_furiwake_cleanly(lab.fw());
     let block = last_counters_block(&fw).unwrap_or_default();
+    let wrong_link = worker_drops(&block, 0).iter().find(|(r, _)| r == "snat-wrong-link").map_or(0, |d| d.1);
+    assert_eq!(wrong_link, 9, "the spoofed sources dropped by name:\n{block}");
     let nvs = worker_drops(&block, 0).iter().find(|(r, _)| r == "no-virtual-server").map_or(0, |d| d.1);
     assert!(nvs >= 1, "the knock counted as no-virtual-server:\n{block}");
     assert!(block.contains("snat: connections 2"), "{block}");

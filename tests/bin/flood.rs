@@ -1,5 +1,6 @@
-//! A flood generator for the defence tests: spoofed TCP SYNs or UDP
-//! datagrams at one address and port, from every address of a /24 and
+//! A flood generator for the defence tests: spoofed TCP SYNs, UDP
+//! datagrams or VRRP adverts (IP protocol 112, TTL 64: what anyone on the
+//! Internet can send) at one address and port, from every address of a /24 and
 //! random ports, through a raw IPv4 socket (`IP_HDRINCL`) in batches of
 //! `sendmmsg`, for a bounded time. Prints how many it sent and the rate.
 //!
@@ -27,8 +28,15 @@ fn checksum(data: &[u8], initial: u32) -> u16 {
     !(sum as u16)
 }
 
+/// A VRRPv3 advert (RFC 5798 §5.1): vrid 51, priority 255, one address.
+const VRRP: [u8; 12] = [0x31, 51, 255, 1, 0, 100, 0, 0, 192, 0, 2, 100];
+
 /// One packet from `src:sport`.
-fn packet(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, tcp: bool, seq: u32) -> usize {
+fn packet(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, proto: u8, seq: u32) -> usize {
+    let tcp = proto == 6;
+    if proto == 112 {
+        return vrrp(buf, src, dst, seq);
+    }
     let l4 = if tcp { 20 } else { 8 + 16 };
     let total = 20 + l4;
     buf[..total].fill(0);
@@ -59,11 +67,32 @@ fn packet(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, 
         + u32::from(u16::from_be_bytes([s[2], s[3]]))
         + u32::from(u16::from_be_bytes([d[0], d[1]]))
         + u32::from(u16::from_be_bytes([d[2], d[3]]))
-        + u32::from(if tcp { 6u16 } else { 17 })
+        + u32::from(proto)
         + l4 as u32;
     let c = checksum(seg, ps);
     let at = if tcp { 16 } else { 6 };
     seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    total
+}
+
+/// A protocol-112 packet with TTL 64 and a valid advert checksum.
+fn vrrp(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, seq: u32) -> usize {
+    let total = 20 + VRRP.len();
+    buf[..total].fill(0);
+    buf[0] = 0x45;
+    buf[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    buf[4..6].copy_from_slice(&(seq as u16).to_be_bytes());
+    buf[8] = 64;
+    buf[9] = 112;
+    buf[12..16].copy_from_slice(&src.octets());
+    buf[16..20].copy_from_slice(&dst.octets());
+    let c = checksum(&buf[..20], 0);
+    buf[10..12].copy_from_slice(&c.to_be_bytes());
+    buf[20..total].copy_from_slice(&VRRP);
+    let (s, d) = (src.octets(), dst.octets());
+    let ps = u32::from(u16::from_be_bytes([s[0], s[1]])) + u32::from(u16::from_be_bytes([s[2], s[3]])) + u32::from(u16::from_be_bytes([d[0], d[1]])) + u32::from(u16::from_be_bytes([d[2], d[3]])) + 112 + VRRP.len() as u32;
+    let c = checksum(&buf[20..total], ps);
+    buf[26..28].copy_from_slice(&c.to_be_bytes());
     total
 }
 
@@ -72,7 +101,11 @@ fn main() {
     let dst: Ipv4Addr = arg(&args, "--dst").and_then(|a| a.parse().ok()).expect("--dst IP");
     let dport: u16 = arg(&args, "--dport").and_then(|a| a.parse().ok()).expect("--dport N");
     let net: Ipv4Addr = arg(&args, "--src").and_then(|a| a.parse().ok()).expect("--src A.B.C.0 (a /24)");
-    let tcp = arg(&args, "--proto").as_deref() != Some("udp");
+    let proto: u8 = match arg(&args, "--proto").as_deref() {
+        Some("udp") => 17,
+        Some("vrrp") => 112,
+        _ => 6,
+    };
     let secs: f64 = arg(&args, "--secs").and_then(|a| a.parse::<f64>().ok()).unwrap_or(5.0).min(60.0);
     let pps: Option<f64> = arg(&args, "--pps").and_then(|a| a.parse().ok());
     // SAFETY: socket(2) with constant arguments; the result is checked.
@@ -96,7 +129,7 @@ fn main() {
             rng ^= rng << 17;
             let src = Ipv4Addr::new(base[0], base[1], base[2], 1 + (rng % 254) as u8);
             let sport = 1024 + ((rng >> 8) % 60000) as u16;
-            *len = packet(b, src, dst, sport, dport, tcp, (rng >> 24) as u32);
+            *len = packet(b, src, dst, sport, dport, proto, (rng >> 24) as u32);
         }
         let mut iov: Vec<libc::iovec> = bufs.iter_mut().zip(lens.iter()).map(|(b, l)| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: *l }).collect();
         let mut msgs: Vec<libc::mmsghdr> = iov
@@ -128,5 +161,9 @@ fn main() {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("flood: sent {sent} {} packets in {secs:.1} s ({:.0} pps; {failed} failed sends)", if tcp { "SYN" } else { "UDP" }, sent as f64 / secs);
+    println!("flood: sent {sent} {} packets in {secs:.1} s ({:.0} pps; {failed} failed sends)", match proto {
+        6 => "SYN",
+        17 => "UDP",
+        _ => "VRRP",
+    }, sent as f64 / secs);
 }

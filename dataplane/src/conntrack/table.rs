@@ -47,16 +47,35 @@ pub struct FlowTable<A: Addr = u32> {
     /// Sequence tracking and the embryonic list, beside `entries` (same
     /// index): one more line per entry, touched by TCP packets only.
     tracks: Box<[Track]>,
-    /// The unreplied list (TCP entries in a handshake state and UDP
-    /// entries their server has not answered, oldest first: what a flood
-    /// of spoofed sources makes): what `oldest_unreplied` offers for
-    /// eviction (Linux conntrack's early drop of entries not
-    /// `IPS_ASSURED`).
-    emb_head: u32,
-    emb_tail: u32,
-    emb_len: u32,
-    /// Of those, the TCP ones (`FlowState::is_embryonic`).
-    half_open: u32,
+    /// The unreplied lists, oldest first (what a flood of spoofed sources
+    /// makes): TCP entries in a handshake state (`Unreplied::HalfOpen`) and
+    /// UDP entries their server has not answered (`Unreplied::Udp`). What
+    /// `oldest_unreplied` offers for eviction (Linux conntrack's early drop
+    /// of entries not `IPS_ASSURED`). An entry is in at most one (its
+    /// state says which), so both share `Track`'s links.
+    unreplied: [EmbList; 2],
+}
+
+/// One unreplied list: its ends and length.
+#[derive(Debug, Clone, Copy)]
+struct EmbList {
+    head: u32,
+    tail: u32,
+    len: u32,
+}
+
+impl EmbList {
+    const EMPTY: EmbList = EmbList { head: NIL, tail: NIL, len: 0 };
+}
+
+/// Which unreplied list a state belongs to (`FlowState::is_unreplied`).
+#[inline]
+fn list_of(s: FlowState) -> Option<usize> {
+    match s {
+        FlowState::SynSent | FlowState::SynRecv => Some(0),
+        FlowState::UdpUnreplied => Some(1),
+        _ => None,
+    }
 }
 
 
@@ -88,28 +107,29 @@ impl<A: Addr> FlowTable<A> {
             timeouts,
             seed: crate::hash::Seed::new(key),
             tracks: vec![Track::NEW; capacity as usize].into_boxed_slice(),
-            emb_head: NIL,
-            emb_tail: NIL,
-            emb_len: 0,
-            half_open: 0,
+            unreplied: [EmbList::EMPTY; 2],
         }
     }
 
     /// TCP entries in a handshake state (`FlowState::is_embryonic`).
     pub fn embryonic(&self) -> u32 {
-        self.half_open
+        self.unreplied[0].len
     }
 
     /// Entries nobody answered yet (`FlowState::is_unreplied`): half-open
     /// TCP and unreplied UDP.
     pub fn unreplied(&self) -> u32 {
-        self.emb_len
+        self.unreplied[0].len + self.unreplied[1].len
     }
 
-    /// The unreplied entry made first (of those still unreplied), the one
-    /// to evict when room is short.
+    /// The entry to evict when room is short: the oldest of the longer
+    /// unreplied list (half-open TCP or unreplied UDP), so a flood of one
+    /// kind evicts its own entries, not the other kind's few legitimate
+    /// ones (a client's handshake under a UDP flood).
     pub fn oldest_unreplied(&self) -> Option<FlowId> {
-        (self.emb_head != NIL).then_some(self.emb_head)
+        let [tcp, udp] = self.unreplied;
+        let l = if udp.len > tcp.len { udp } else { tcp };
+        (l.head != NIL).then_some(l.head)
     }
 
     /// Whether every entry is in use.
@@ -131,58 +151,64 @@ impl<A: Addr> FlowTable<A> {
         self.tracks.get_mut(id as usize)
     }
 
-    fn emb_contains(&self, id: FlowId) -> bool {
-        self.emb_head == id || self.tracks.get(id as usize).is_some_and(|t| t.emb_prev != NIL)
+    fn emb_contains(&self, id: FlowId, k: usize) -> bool {
+        self.unreplied.get(k).is_some_and(|l| l.head == id) || self.tracks.get(id as usize).is_some_and(|t| t.emb_prev != NIL)
     }
 
-    /// Appends `id` to the embryonic list (unless it is in it).
-    fn emb_link(&mut self, id: FlowId) {
-        if self.emb_contains(id) {
+    /// Appends `id` to unreplied list `k` (unless it is in it).
+    fn emb_link(&mut self, id: FlowId, k: usize) {
+        if self.emb_contains(id, k) {
             return;
         }
-        let tail = self.emb_tail;
+        let Some(tail) = self.unreplied.get(k).map(|l| l.tail) else { return };
         if let Some(t) = self.tracks.get_mut(id as usize) {
             t.emb_prev = tail;
             t.emb_next = NIL;
         }
-        match self.tracks.get_mut(tail as usize) {
-            Some(t) => t.emb_next = id,
-            None => self.emb_head = id,
+        let head_if_empty = self.tracks.get_mut(tail as usize).map(|t| t.emb_next = id).is_none();
+        if let Some(l) = self.unreplied.get_mut(k) {
+            if head_if_empty {
+                l.head = id;
+            }
+            l.tail = id;
+            l.len += 1;
         }
-        self.emb_tail = id;
-        self.emb_len += 1;
     }
 
-    /// Takes `id` out of the embryonic list (if it is in it).
-    fn emb_unlink(&mut self, id: FlowId) {
-        if !self.emb_contains(id) {
+    /// Takes `id` out of unreplied list `k` (if it is in it).
+    fn emb_unlink(&mut self, id: FlowId, k: usize) {
+        if !self.emb_contains(id, k) {
             return;
         }
         let Some(t) = self.tracks.get_mut(id as usize) else { return };
         let (prev, next) = (t.emb_prev, t.emb_next);
         t.emb_prev = NIL;
         t.emb_next = NIL;
-        match self.tracks.get_mut(prev as usize) {
-            Some(p) => p.emb_next = next,
-            None => self.emb_head = next,
+        let no_prev = self.tracks.get_mut(prev as usize).map(|p| p.emb_next = next).is_none();
+        let no_next = self.tracks.get_mut(next as usize).map(|n| n.emb_prev = prev).is_none();
+        if let Some(l) = self.unreplied.get_mut(k) {
+            if no_prev {
+                l.head = next;
+            }
+            if no_next {
+                l.tail = prev;
+            }
+            l.len -= 1;
         }
-        match self.tracks.get_mut(next as usize) {
-            Some(n) => n.emb_prev = prev,
-            None => self.emb_tail = prev,
-        }
-        self.emb_len -= 1;
     }
 
-    /// Keeps the unreplied list and the half-open count in step with a
-    /// state change.
+    /// Keeps the unreplied lists in step with a state change.
     #[inline]
     fn emb_follow(&mut self, id: FlowId, old: FlowState, new: FlowState) {
-        match (old.is_unreplied(), new.is_unreplied()) {
-            (false, true) => self.emb_link(id),
-            (true, false) => self.emb_unlink(id),
-            _ => {}
+        let (a, b) = (list_of(old), list_of(new));
+        if a != b {
+            if let Some(k) = a {
+                self.emb_unlink(id, k);
+            }
+            if let Some(k) = b {
+                self.emb_link(id, k);
+            }
         }
-        self.half_open = self.half_open + u32::from(new.is_embryonic()) - u32::from(old.is_embryonic());
     }
 
     pub fn capacity(&self) -> u32 {
@@ -398,10 +424,9 @@ impl<A: Addr> FlowTable<A> {
         if let Some(t) = self.tracks.get_mut(id as usize) {
             *t = Track::NEW;
         }
-        if flow.state.is_unreplied() {
-            self.emb_link(id);
+        if let Some(k) = list_of(flow.state) {
+            self.emb_link(id, k);
         }
-        self.half_open += u32::from(flow.state.is_embryonic());
         Ok(id)
     }
 
@@ -518,8 +543,9 @@ impl<A: Addr> FlowTable<A> {
         self.unlink_chain(self.hash(&flow.original_key()), id << 1);
         self.unlink_chain(self.hash(&flow.reply_key()), (id << 1) | 1);
         self.wheel.unlink(&mut self.entries, id);
-        self.emb_unlink(id);
-        self.half_open -= u32::from(flow.state.is_embryonic());
+        if let Some(k) = list_of(flow.state) {
+            self.emb_unlink(id, k);
+        }
         if let Some(e) = self.entries.get_mut(id as usize) {
             *e = Flow::<A>::FREE;
             e.orig_next = self.free;
