@@ -109,7 +109,7 @@ pub fn punt_class(snap: &Snapshot, frame: &[u8], link: u16) -> Result<PuntClass,
     let ip = Ipv4Packet::new_unchecked(ip);
     let (proto, src, dst) = (ip.protocol(), u32::from(ip.src_addr()), u32::from(ip.dst_addr()));
     let l4 = ip.payload();
-    let dport = l4.get(2..4).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    let dport = l4.get(2..4).and_then(|b| <[u8; 2]>::try_from(b).ok()).map_or(0, u16::from_be_bytes);
     Ok(match proto {
         protocol::VRRP => return vrrp_class(snap, link, ip.ttl(), src, dst),
         protocol::UDP if snap.control.sync.is_some_and(|p| p.link == link && p.peer == src && p.port == dport) => PuntClass::Ha,
