@@ -224,19 +224,21 @@ fn punts(block: &str, class: &str) -> (u64, u64) {
 
 /// The punt path: UDP and TCP floods at the self IP, together. First as
 /// fast as the lab allows (10 s): what the box receives of ARP, pings and
-/// probe answers is never policed away, every ping it receives is
-/// answered, and no server changes health state. On this 2-CPU VM the
-/// kernel drops frames below DPDK at that rate (the af_packet ring
-/// overflows, before the box can tell one frame from another), so the
-/// pings are then checked again under floods the box absorbs (40,000
-/// packets a second each): every ping and every ARP request is answered.
+/// probe answers is never policed away, and every ping it receives is
+/// answered. On this 2-CPU VM the kernel drops frames below DPDK at that
+/// rate (the af_packet ring overflows, before the box can tell one frame
+/// from another: one run had 44% of the frames reach the worker, 9 of 20
+/// pings), so that phase asserts only what the box decides, not how many
+/// pings or probe answers came through. Then under floods the box absorbs
+/// (40,000 packets a second each): every ping and every ARP request is
+/// answered, and no server goes down.
 #[test]
 fn a_flood_at_the_self_ip_starves_neither_probes_nor_arp_nor_ping() {
     let Some(mut lab) = lab('P', "puntflood", 0, &["nginx"]) else { return };
     start(&mut lab, "");
-    let before_log = lab.fw_output().len();
     let arp_script = test_script("arp_ask.py");
     for (phase, pps) in [("as fast as the lab allows", None), ("at 40,000 pps each", Some(40_000))] {
+        let log_at = lab.fw_output().len();
         let before = lab.report();
         let rx_before = counter(&before, "worker 0:", "rx").unwrap_or(0);
         flood(&mut lab, "flood-udp", SELF_OUT, 9999, "udp", 10, pps);
@@ -259,19 +261,25 @@ fn a_flood_at_the_self_ip_starves_neither_probes_nor_arp_nor_ping() {
         assert!(sent > 100_000, "{udp}; {tcp}");
         // Nothing of the protected classes is policed away; the floods are.
         assert_eq!((icmp.1, arp_class.1, probe.1), (0, 0, 0), "{block}");
-        assert!(other.1 > 100_000, "the floods were not dropped as punt class other: {block}");
+        // The floods are dropped as punt class other (rate 0: none passes).
+        assert!(other.1 > 0 && other.0 == 0, "the floods were not dropped as punt class other: {block}");
         // Every ping the box received was answered.
         let echo = counter(&block, "control:", "echo-replies").unwrap_or(0);
         assert_eq!(echo, icmp.0, "pings the box punted went unanswered: {block}");
-        assert!(replies >= 10, "most pings lost even where the kernel keeps up: {ping}");
         if pps.is_some() {
+            // Rates the box absorbs: the kernel passes what is sent, so
+            // the strict checks hold.
+            assert!(other.1 > 100_000, "the floods did not reach the box: {block}");
             assert_eq!(replies, 20, "a ping went unanswered under floods the box absorbs: {ping}");
             assert!(arp.contains("answered 10 of 10"), "ARP for the self IP unanswered: {arp}");
+            // Probe answers the kernel dropped in the first phase may have
+            // taken a server down then (it comes back up here); here none
+            // goes down.
+            let log = lab.fw_output();
+            let downs: Vec<&str> = log[log_at..].lines().filter(|l| l.contains("health: server") && l.contains(") down")).collect();
+            assert!(downs.is_empty(), "servers went down under floods the box absorbs: {downs:?}");
         }
     }
-    let log = lab.fw_output();
-    let health_changes: Vec<&str> = log[before_log..].lines().filter(|l| l.contains("health: server")).collect();
-    assert!(health_changes.is_empty(), "servers changed health state under the floods: {health_changes:?}");
     let block = lab.report();
     for n in 1..=LAB_BACKENDS {
         assert!(block.contains(&format!("server {}:80: state up", server_ip(n))), "{block}");

@@ -444,7 +444,7 @@ fn tracking_keeps_a_blind_standby_out_and_makes_a_cut_master_give_up() {
 
 
 /// The shared secret of the pair's `[sync]` in the tests.
-const SYNC_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const SYNC_KEY: &str = "878f6c59c6d4696709cf7255e2c372ab6ef587c83f508e3874f0a8b402509df6";
 
 /// Box `b`'s `[sync]`: to the other box's inside address.
 fn sync_section(b: usize) -> String {

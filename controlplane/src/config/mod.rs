@@ -7,7 +7,9 @@
 //!
 //! - `model`: the serde types, their defaults and spellings.
 //! - `validate`: every check beyond the syntax, run by `Config::parse`.
-//! - `render`: a `Config` back to TOML (`show config`, `config save`).
+//! - `render`: a `Config` back to TOML (`show config` with its secrets
+//!   redacted, `config save` with them).
+//! - `save`: `config save`'s file: 0600, atomic, in one directory.
 //! - `diff`: what a running appliance cannot change without a restart.
 
 pub mod bounds;
@@ -18,6 +20,7 @@ mod ha;
 pub(crate) mod model;
 mod link;
 mod render;
+mod save;
 mod validate;
 
 #[cfg(test)]
@@ -31,7 +34,8 @@ pub use model::{
 };
 pub use defence::Defence;
 pub use ha::{SyncConfig, Vrrp};
-pub use render::{kebab, render};
+pub use render::{kebab, key_fingerprint, render, render_with_secrets};
+pub use save::{save_dir, target as save_target, write_secret_file};
 
 use std::fmt;
 use std::ops::Range;
