@@ -404,3 +404,43 @@ icmp_burst = 20
     assert!(limited > 1000, "{block}");
     stop_furiwake_cleanly(lab.fw());
 }
+
+/// The probe stack answers nothing it did not ask for (review finding
+/// S2): TCP SYNs and UDP datagrams from a server's address to the inside
+/// self IP, at ports a probe might use and others, reach the health
+/// module's userspace stack; it used to answer each with a reset or an
+/// ICMP port unreachable (a reflector no rate limit covered). Captured on
+/// the servers' segment: nothing comes back; the report counts them as
+/// `unsolicited`; the servers stay up.
+#[test]
+fn the_probe_stack_answers_no_unsolicited_segment() {
+    let Some(mut lab) = lab('U', "unsolicited", 0, &["tcpdump"]) else { return };
+    start(&mut lab, "");
+    let pcap = lab.dir.path("answers.pcap");
+    let filter = format!("src host {SELF_INSIDE} and ((tcp and dst port 40000) or (udp and dst port 40001) or icmp)");
+    let mut cap = Proc::spawn("tcpdump-answers", Some(&lab.topo.ns("sw")), &["tcpdump", "-n", "-i", "br-in", "--immediate-mode", "-w", pcap.to_str().unwrap(), &filter], &lab.dir.path("tcpdump-answers.log"), false);
+    cap.expect_output("listening on", Duration::from_secs(5));
+    let srv = server_ip(1);
+    let script = format!(
+        "from scapy.all import IP, TCP, UDP, send\n\
+         tcp = [IP(src='{srv}', dst='{SELF_INSIDE}')/TCP(sport=40000, dport=p, flags=f, seq=1000) for p in (22, 80, 61000, 61001, 65000) for f in ('S', 'A')]\n\
+         udp = [IP(src='{srv}', dst='{SELF_INSIDE}')/UDP(sport=40001, dport=p)/b'x' for p in (53, 61000, 61001, 65000)]\n\
+         send((tcp + udp) * 10, inter=0.005, verbose=False)\n\
+         print('sent', len(tcp + udp) * 10)\n"
+    );
+    let out = lab.topo.exec("srv1", &format!("/usr/bin/python3 -c \"{script}\""));
+    assert!(out.contains("sent 140"), "{out}");
+    std::thread::sleep(Duration::from_secs(1));
+    cap.signal(libc::SIGINT);
+    cap.wait(Duration::from_secs(5));
+    let answers = pcap_frames(&pcap);
+    assert!(answers.is_empty(), "the box answered {} unsolicited segments (resets or ICMP errors)", answers.len());
+    let block = lab.report();
+    let line = block.lines().find(|l| l.starts_with("health: probes ")).unwrap_or_else(|| panic!("no health line:\n{block}"));
+    let unsolicited = counter(line, "health:", "unsolicited").unwrap_or(0);
+    assert!(unsolicited > 0, "the segments never reached the probe stack: {line}");
+    for n in 1..=LAB_BACKENDS {
+        assert!(block.contains(&format!("server {}:80: state up", server_ip(n))), "{block}");
+    }
+    stop_furiwake_cleanly(lab.fw());
+}
