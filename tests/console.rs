@@ -690,6 +690,7 @@ fn show_config_hides_the_sync_key_and_config_save_writes_it_0600() {
     let shown = lab.show("show config");
     assert!(!shown.contains(KEY) && !shown.contains(&KEY[..16]), "show config shows the key:\n{shown}");
     assert!(shown.contains("key = \"<redacted sha256:"), "{shown}");
+    eprintln!("show config: {}", shown.lines().find(|l| l.starts_with("key = ")).unwrap_or_default());
 
     // A run-time change, then save to the configuration file itself.
     lab.show(&format!("server web {} weight 3", addr(2)));

@@ -434,9 +434,10 @@ fn the_probe_stack_answers_no_unsolicited_segment() {
     cap.signal(libc::SIGINT);
     cap.wait(Duration::from_secs(5));
     let answers = pcap_frames(&pcap);
-    assert!(answers.is_empty(), "the box answered {} unsolicited segments (resets or ICMP errors)", answers.len());
     let block = lab.report();
     let line = block.lines().find(|l| l.starts_with("health: probes ")).unwrap_or_else(|| panic!("no health line:\n{block}"));
+    eprintln!("{} answers captured; {line}", answers.len());
+    assert!(answers.is_empty(), "the box answered {} unsolicited segments (resets or ICMP errors)", answers.len());
     let unsolicited = counter(line, "health:", "unsolicited").unwrap_or(0);
     assert!(unsolicited > 0, "the segments never reached the probe stack: {line}");
     for n in 1..=LAB_BACKENDS {
