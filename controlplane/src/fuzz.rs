@@ -34,9 +34,10 @@ pub fn config(data: &[u8]) -> Result<(), String> {
                 return Err(format!("rendering is not stable:\n{once}\n---\n{twice}"));
             }
             let shown = render(&c);
-            let secrets = c.sync.iter().map(|s| s.key.get_ref().trim()).chain(c.vrrp.iter().filter_map(|v| v.auth_password.as_ref().map(|p| p.get_ref().as_str())));
-            if let Some(s) = secrets.into_iter().find(|s| shown.contains(&format!("= \"{s}\""))) {
-                return Err(format!("show config shows the secret {s:?}:\n{shown}"));
+            let lines = c.sync.iter().map(|s| format!("key = \"{}\"", s.key.get_ref()));
+            let mut lines = lines.chain(c.vrrp.iter().filter_map(|v| v.auth_password.as_ref().map(|p| format!("auth_password = \"{}\"", p.get_ref()))));
+            if let Some(l) = lines.find(|l| shown.lines().any(|s| s == l)) {
+                return Err(format!("show config shows a secret: {l}\n{shown}"));
             }
             Ok(())
         }
