@@ -34,7 +34,7 @@ pub fn config(data: &[u8]) -> Result<(), String> {
                 return Err(format!("rendering is not stable:\n{once}\n---\n{twice}"));
             }
             let shown = render(&c);
-            let lines = c.sync.iter().map(|s| format!("key = \"{}\"", s.key.get_ref()));
+            let lines = c.sync.iter().filter_map(|s| s.key.as_ref().map(|k| format!("key = \"{}\"", k.get_ref())));
             let mut lines = lines.chain(c.vrrp.iter().filter_map(|v| v.auth_password.as_ref().map(|p| format!("auth_password = \"{}\"", p.get_ref()))));
             if let Some(l) = lines.find(|l| shown.lines().any(|s| s == l)) {
                 return Err(format!("show config shows a secret: {l}\n{shown}"));

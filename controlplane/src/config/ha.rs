@@ -102,8 +102,16 @@ pub struct SyncConfig {
     #[serde(default = "defaults::sync_port")]
     pub port: Spanned<u16>,
     /// The shared secret of the HMAC-SHA256 over each datagram, hex, 16 to
-    /// 64 bytes.
-    pub key: Spanned<String>,
+    /// 64 bytes; or `key_file`.
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    /// A file holding the key (hex, as `key`), absolute, mode 0600 or
+    /// stricter, owned by root (`keyfile`).
+    #[serde(default)]
+    pub key_file: Option<Spanned<String>>,
+    /// The text read from `key_file` by `Config::parse`.
+    #[serde(skip)]
+    pub(super) file_key: Option<String>,
     /// Entries are sent again this often while they live, so a standby
     /// that missed an event still learns them.
     #[serde(default = "defaults::refresh_s")]
@@ -117,7 +125,12 @@ pub struct SyncConfig {
 impl SyncConfig {
     /// The key's bytes (validated hex).
     pub fn key_bytes(&self) -> Vec<u8> {
-        hex(self.key.get_ref()).unwrap_or_default()
+        hex(self.key_text()).unwrap_or_default()
+    }
+
+    /// The key's hex text, from `key` or from `key_file`.
+    fn key_text(&self) -> &str {
+        self.key.as_ref().map(|k| k.get_ref().as_str()).or(self.file_key.as_deref()).unwrap_or_default()
     }
 }
 
@@ -129,7 +142,8 @@ impl fmt::Debug for SyncConfig {
             .field("interface", &self.interface)
             .field("peer", &self.peer)
             .field("port", &self.port)
-            .field("key", &"<redacted>")
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("key_file", &self.key_file)
             .field("refresh_s", &self.refresh_s)
             .field("bulk_limit_ms", &self.bulk_limit_ms)
             .finish()
@@ -375,13 +389,22 @@ impl Config {
             if !self.interfaces.get(li).is_some_and(|i| i.address.contains(*s.peer.get_ref())) {
                 return Err(src.error(Some(s.peer.span()), format!("sync: peer {} is not in interface {:?}'s subnet", s.peer.get_ref(), s.interface.get_ref())));
             }
-            match hex(s.key.get_ref()) {
+            let (what, span) = match (&s.key, &s.key_file) {
+                (Some(k), None) => ("key", k.span()),
+                (None, Some(f)) => ("key_file", f.span()),
+                (Some(_), Some(f)) => return Err(src.error(Some(f.span()), "sync: key and key_file: give one of them")),
+                (None, None) => return Err(src.error(Some(s.interface.span()), "sync: key (or key_file) is required")),
+            };
+            match hex(s.key_text()) {
                 Some(k) if (16..=64).contains(&k.len()) => {
                     if let Some(why) = weak_key(&k) {
-                        return Err(src.error(Some(s.key.span()), format!("sync: key refused: {why}; draw a new one with `openssl rand -hex 32`")));
+                        return Err(src.error(Some(span), format!("sync: {what} refused: {why}; draw a new one with `openssl rand -hex 32`")));
                     }
                 }
-                _ => return Err(src.error(Some(s.key.span()), "sync: key must be 16 to 64 bytes in hex (32 to 128 hex digits)")),
+                _ => {
+                    let verb = if what == "key" { "be" } else { "hold" };
+                    return Err(src.error(Some(span), format!("sync: {what} must {verb} 16 to 64 bytes in hex (32 to 128 hex digits)")));
+                }
             }
         }
         Ok(())

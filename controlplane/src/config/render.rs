@@ -270,14 +270,18 @@ fn render_ha(cfg: &Config, secrets: Secrets, s: &mut String) {
         let _ = writeln!(s, "use_vmac = {}\ngarp_count = {}\ngarp_interval_ms = {}", v.use_vmac, v.garp_count.get_ref(), v.garp_interval_ms.get_ref());
     }
     if let Some(y) = &cfg.sync {
-        let key = if secrets == Secrets::Included { y.key.get_ref().clone() } else { key_fingerprint(&y.key_bytes()) };
+        // A key_file stays where it is: only its path is written.
+        let key = match (&y.key, &y.key_file) {
+            (_, Some(f)) => format!("key_file = {}", q(f.get_ref())),
+            (Some(k), None) if secrets == Secrets::Included => format!("key = {}", q(k.get_ref())),
+            _ => format!("key = {}", q(&key_fingerprint(&y.key_bytes()))),
+        };
         let _ = writeln!(
             s,
-            "\n[sync]\ninterface = {}\npeer = {}\nport = {}\nkey = {}\nrefresh_s = {}\nbulk_limit_ms = {}",
+            "\n[sync]\ninterface = {}\npeer = {}\nport = {}\n{key}\nrefresh_s = {}\nbulk_limit_ms = {}",
             q(y.interface.get_ref()),
             q(&y.peer.get_ref().to_string()),
             y.port.get_ref(),
-            q(&key),
             y.refresh_s.get_ref(),
             y.bulk_limit_ms.get_ref()
         );
