@@ -664,3 +664,68 @@ fn config_reload_refuses_a_broken_file_and_applies_a_good_one() {
     assert!(check.status.success(), "the saved file does not pass check-config: {}", String::from_utf8_lossy(&check.stderr));
     stop_furiwake_cleanly(lab.fw());
 }
+
+/// Secrets (review finding S6): `show config` prints the `[sync]` key
+/// only as a fingerprint, and neither it nor the appliance's output holds
+/// the key; `config save` writes the real key to a file of mode 0600
+/// (atomically: no temporary file left) that check-config accepts and
+/// `config reload` reads back; a target outside the configuration's
+/// directory, through `..` or a symbolic link is refused and nothing is
+/// written there.
+#[test]
+fn show_config_hides_the_sync_key_and_config_save_writes_it_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    const KEY: &str = "5f0d7c2a91e84b36d2a7c1e9053fb8646e1d92ac37b05f48e9c2d71a06b3f58e";
+    let Some(mut lab) = Lab::new('K', "secrets", &["nginx"]) else { return };
+    for n in 1..=BACKENDS {
+        lab.start_nginx(n, 0);
+    }
+    // No peer answers: the sync datagrams go nowhere, the key is all that
+    // matters here.
+    let sync = format!("[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{KEY}\"\n");
+    lab.start_with_console(&format!("{}\n{sync}", www("round-robin", &[(1, 1), (2, 1)], "")));
+    let file = lab.dir.path("lb.toml");
+    assert!(std::fs::read_to_string(&file).unwrap().contains(KEY));
+
+    let shown = lab.show("show config");
+    assert!(!shown.contains(KEY) && !shown.contains(&KEY[..16]), "show config shows the key:\n{shown}");
+    assert!(shown.contains("key = \"<redacted sha256:"), "{shown}");
+    eprintln!("show config: {}", shown.lines().find(|l| l.starts_with("key = ")).unwrap_or_default());
+
+    // A run-time change, then save to the configuration file itself.
+    lab.show(&format!("server web {} weight 3", addr(2)));
+    let said = lab.show("config save");
+    assert!(said.contains("config saved to"), "{said}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains(&format!("key = \"{KEY}\"")), "the saved file lacks the key:\n{text}");
+    assert!(text.contains(&format!("{{ address = \"{}\", weight = 3", addr(2))), "{text}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the saved file's mode is {mode:o}");
+    let leftovers: Vec<String> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".lb.toml.") || n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    let check = Command::new(furiwake_bin()).args(["check-config", file.to_str().unwrap()]).output().unwrap();
+    assert!(check.status.success(), "the saved file does not pass check-config: {}", String::from_utf8_lossy(&check.stderr));
+    let said = lab.show("config reload");
+    assert!(said.contains("config reloaded from"), "{said}");
+
+    // Refused targets: nothing written.
+    let outside = std::env::temp_dir().join(format!("furiwake-secrets-{}.toml", std::process::id()));
+    let victim = lab.dir.path("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    std::os::unix::fs::symlink(&victim, lab.dir.path("link.toml")).unwrap();
+    let dotdot = format!("{}/../x.toml", file.parent().unwrap().display());
+    for (target, why) in [(outside.to_str().unwrap(), "outside the save directory"), (dotdot.as_str(), "`..` is not allowed"), ("link.toml", "is a symbolic link")] {
+        let a = lab.console(&format!("config save {target}"));
+        assert_eq!(a.code, Some(1), "config save {target}: {}{}", a.out, a.err);
+        assert!(format!("{}{}", a.out, a.err).contains(why), "config save {target}: {}{}", a.out, a.err);
+    }
+    assert!(!outside.exists());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+
+    stop_furiwake_cleanly(lab.fw());
+    assert!(!lab.fw_output().contains(KEY), "the appliance's output holds the key");
+}

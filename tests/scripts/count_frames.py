@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Counts the Ethernet frames from SRC_MAC arriving on IFACE.
 
-    count_frames.py --iface lb-out --src-mac MAC [--idle 2] [--timeout 60]
+    count_frames.py --iface lb-out --src-mac MAC [--dst-mac MAC]
+                    [--ethertype 0x0800 ...] [--idle 2] [--timeout 60]
 
 Opens an AF_PACKET socket (with a large receive buffer), prints "ready",
-then counts incoming frames whose source MAC is SRC_MAC. It stops once it
+then counts incoming frames whose source MAC is SRC_MAC (and, if given,
+whose destination MAC is DST_MAC and EtherType one of --ethertype: the
+sender's kernel sends frames of its own meanwhile, ARP and IPv6
+neighbour discovery, which a count of a test's frames must leave out). It stops once it
 has seen at least one such frame and then none for --idle seconds, or after
 --timeout seconds, and prints "frames: N", "bytes: N" and "kernel-drops: N"
 (frames the kernel dropped because the socket's buffer was full: if this is
@@ -31,10 +35,14 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--iface", required=True)
     p.add_argument("--src-mac", required=True)
+    p.add_argument("--dst-mac")
+    p.add_argument("--ethertype", action="append", default=[], type=lambda v: int(v, 0))
     p.add_argument("--idle", type=float, default=2.0)
     p.add_argument("--timeout", type=float, default=60.0)
     a = p.parse_args()
     src = bytes(int(x, 16) for x in a.src_mac.split(":"))
+    dst = bytes(int(x, 16) for x in a.dst_mac.split(":")) if a.dst_mac else None
+    types = set(a.ethertype)
 
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     try:
@@ -62,7 +70,9 @@ def main():
                 break
             if addr[2] == PACKET_OUTGOING:
                 continue
-            if data[6:12] == src:
+            if data[6:12] != src or (dst is not None and data[0:6] != dst):
+                continue
+            if len(data) >= 14 and (not types or struct.unpack("!H", data[12:14])[0] in types):
                 frames += 1
                 nbytes += len(data)
                 last = time.monotonic()

@@ -9,12 +9,14 @@ use super::{ConfigError, Source};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::net::Ipv4Addr;
 use toml::Spanned;
 
 /// One VRRP instance: a virtual router on one interface whose addresses
-/// (VIPs and floating self addresses) move between the pair.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// (VIPs and floating self addresses) move between the pair. `Debug`
+/// leaves the password out.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vrrp {
     pub name: Spanned<String>,
@@ -87,8 +89,8 @@ pub struct Vrrp {
     pub garp_interval_ms: Spanned<u32>,
 }
 
-/// Connection-state sync with the peer.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Connection-state sync with the peer. `Debug` leaves the key out.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
     /// The `[[interface]]` the sync datagrams use (its self IP is the source).
@@ -100,8 +102,16 @@ pub struct SyncConfig {
     #[serde(default = "defaults::sync_port")]
     pub port: Spanned<u16>,
     /// The shared secret of the HMAC-SHA256 over each datagram, hex, 16 to
-    /// 64 bytes.
-    pub key: Spanned<String>,
+    /// 64 bytes; or `key_file`.
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    /// A file holding the key (hex, as `key`), absolute, mode 0600 or
+    /// stricter, owned by root (`keyfile`).
+    #[serde(default)]
+    pub key_file: Option<Spanned<String>>,
+    /// The text read from `key_file` by `Config::parse`.
+    #[serde(skip)]
+    pub(super) file_key: Option<String>,
     /// Entries are sent again this often while they live, so a standby
     /// that missed an event still learns them.
     #[serde(default = "defaults::refresh_s")]
@@ -115,8 +125,94 @@ pub struct SyncConfig {
 impl SyncConfig {
     /// The key's bytes (validated hex).
     pub fn key_bytes(&self) -> Vec<u8> {
-        hex(self.key.get_ref()).unwrap_or_default()
+        hex(self.key_text()).unwrap_or_default()
     }
+
+    /// The key's hex text, from `key` or from `key_file`.
+    fn key_text(&self) -> &str {
+        self.key.as_ref().map(|k| k.get_ref().as_str()).or(self.file_key.as_deref()).unwrap_or_default()
+    }
+}
+
+/// Written by hand: a `{:?}` anywhere (a log line, a panic message) must
+/// not print the key.
+impl fmt::Debug for SyncConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncConfig")
+            .field("interface", &self.interface)
+            .field("peer", &self.peer)
+            .field("port", &self.port)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("key_file", &self.key_file)
+            .field("refresh_s", &self.refresh_s)
+            .field("bulk_limit_ms", &self.bulk_limit_ms)
+            .finish()
+    }
+}
+
+/// Written by hand: the v2 password stays out of every `{:?}`.
+impl fmt::Debug for Vrrp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vrrp")
+            .field("name", &self.name)
+            .field("interface", &self.interface)
+            .field("vrid", &self.vrid)
+            .field("version", &self.version)
+            .field("priority", &self.priority)
+            .field("advert_interval_ms", &self.advert_interval_ms)
+            .field("preempt", &self.preempt)
+            .field("preempt_delay_ms", &self.preempt_delay_ms)
+            .field("addresses", &self.addresses)
+            .field("group", &self.group)
+            .field("track_interfaces", &self.track_interfaces)
+            .field("track_addresses", &self.track_addresses)
+            .field("track_interval_ms", &self.track_interval_ms)
+            .field("track_fall", &self.track_fall)
+            .field("track_pools", &self.track_pools)
+            .field("track_pool_min_up", &self.track_pool_min_up)
+            .field("track_weight", &self.track_weight)
+            .field("unicast_peers", &self.unicast_peers)
+            .field("auth_password", &self.auth_password.as_ref().map(|_| "<redacted>"))
+            .field("use_vmac", &self.use_vmac)
+            .field("garp_count", &self.garp_count)
+            .field("garp_interval_ms", &self.garp_interval_ms)
+            .finish()
+    }
+}
+
+/// The key the example configurations carried until they had real ones
+/// ("change it"): published, so refused.
+const SAMPLE_KEY: [u8; 32] = [
+    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, //
+    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+];
+
+/// Why a sync key (16 to 64 bytes) is too guessable to trust, if it is:
+/// - the published sample key;
+/// - fewer distinct byte values than half its length (`00 00 ..`,
+///   `ab ab ..`): a random key of 16 bytes has fewer than 8 with a
+///   probability below 1e-6, one of 32 fewer than 16 below 1e-12;
+/// - steps from byte to byte that repeat with a period of at most half
+///   its length: a repeated block (`0011..eeff0011..eeff`) or a count
+///   (`00 01 02 ..`); random bytes do that with a probability of at most
+///   256^-(len/2 - 1).
+///
+/// It cannot tell a typed phrase from a drawn key; it refuses the keys
+/// people type when asked for "a key".
+pub(super) fn weak_key(k: &[u8]) -> Option<&'static str> {
+    if k == SAMPLE_KEY.as_slice() {
+        return Some("it is the documented sample key");
+    }
+    let distinct = (0..=255u8).filter(|b| k.contains(b)).count();
+    if distinct * 2 < k.len() {
+        return Some("too few distinct bytes (fewer than half its length)");
+    }
+    let steps: Vec<u8> = k.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+    let periodic = (1..=k.len() / 2).any(|p| steps.iter().zip(steps.iter().skip(p)).all(|(a, b)| a == b));
+    if periodic {
+        return Some("a repeated pattern (a block repeated, or a counting sequence)");
+    }
+    None
 }
 
 fn hex(s: &str) -> Option<Vec<u8>> {
@@ -293,9 +389,22 @@ impl Config {
             if !self.interfaces.get(li).is_some_and(|i| i.address.contains(*s.peer.get_ref())) {
                 return Err(src.error(Some(s.peer.span()), format!("sync: peer {} is not in interface {:?}'s subnet", s.peer.get_ref(), s.interface.get_ref())));
             }
-            match hex(s.key.get_ref()) {
-                Some(k) if (16..=64).contains(&k.len()) => {}
-                _ => return Err(src.error(Some(s.key.span()), "sync: key must be 16 to 64 bytes in hex (32 to 128 hex digits)")),
+            let (what, span) = match (&s.key, &s.key_file) {
+                (Some(k), None) => ("key", k.span()),
+                (None, Some(f)) => ("key_file", f.span()),
+                (Some(_), Some(f)) => return Err(src.error(Some(f.span()), "sync: key and key_file: give one of them")),
+                (None, None) => return Err(src.error(Some(s.interface.span()), "sync: key (or key_file) is required")),
+            };
+            match hex(s.key_text()) {
+                Some(k) if (16..=64).contains(&k.len()) => {
+                    if let Some(why) = weak_key(&k) {
+                        return Err(src.error(Some(span), format!("sync: {what} refused: {why}; draw a new one with `openssl rand -hex 32`")));
+                    }
+                }
+                _ => {
+                    let verb = if what == "key" { "be" } else { "hold" };
+                    return Err(src.error(Some(span), format!("sync: {what} must {verb} 16 to 64 bytes in hex (32 to 128 hex digits)")));
+                }
             }
         }
         Ok(())

@@ -7,7 +7,10 @@
 //!
 //! - `model`: the serde types, their defaults and spellings.
 //! - `validate`: every check beyond the syntax, run by `Config::parse`.
-//! - `render`: a `Config` back to TOML (`show config`, `config save`).
+//! - `render`: a `Config` back to TOML (`show config` with its secrets
+//!   redacted, `config save` with them).
+//! - `save`: `config save`'s file: 0600, atomic, in one directory.
+//! - `keyfile`: `[sync] key_file`, read only from a file nobody else can.
 //! - `diff`: what a running appliance cannot change without a restart.
 
 pub mod bounds;
@@ -15,9 +18,11 @@ mod cidr;
 mod defence;
 mod diff;
 mod ha;
+mod keyfile;
 pub(crate) mod model;
 mod link;
 mod render;
+mod save;
 mod validate;
 
 #[cfg(test)]
@@ -31,7 +36,8 @@ pub use model::{
 };
 pub use defence::Defence;
 pub use ha::{SyncConfig, Vrrp};
-pub use render::{kebab, render};
+pub use render::{kebab, key_fingerprint, render, render_with_secrets};
+pub use save::{save_dir, target as save_target, write_secret_file};
 
 use std::fmt;
 use std::ops::Range;
@@ -93,12 +99,13 @@ impl Config {
     /// Parses and validates `text`; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         let src = Source { file, text };
-        let cfg: Config = toml::from_str(text).map_err(|e| {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
             // An integer that does not fit its key's type is refused with
             // the key's range, as one that fits but is out of range.
             let message = e.span().and_then(|s| bounds::refusal_at(text, s)).unwrap_or_else(|| e.message().trim().to_string());
             src.error(e.span(), message)
         })?;
+        cfg.read_key_file(&src)?;
         cfg.validate(&src)?;
         Ok(cfg)
     }

@@ -127,11 +127,15 @@ pub struct ConsoleConfig {
     /// a serial device path such as `"/dev/ttyS0"`, or `"none"`. Default:
     /// stdin/stdout when stdin is a terminal.
     pub device: Option<String>,
+    /// The one directory `config save` writes to (an absolute path);
+    /// default: the directory of the configuration file the appliance
+    /// runs from (`config::save`).
+    pub save_dir: Option<Spanned<String>>,
 }
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        Self { socket: DEFAULT_CONSOLE_SOCKET.to_string(), device: None }
+        Self { socket: DEFAULT_CONSOLE_SOCKET.to_string(), device: None, save_dir: None }
     }
 }
 

@@ -1,11 +1,46 @@
-//! A `Config` back to TOML: what `show config` prints and `config save`
-//! writes. `Config::parse` reads it back to an equal configuration.
+//! A `Config` back to TOML: what `show config` prints (`render`, secrets
+//! redacted) and `config save` writes (`render_with_secrets`, which
+//! `Config::parse` reads back to an equal configuration).
 
 use super::model::Config;
+use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 
-/// The running configuration as TOML (what `show config` prints).
+/// Whether the secrets (`[sync] key`, `[[vrrp]] auth_password`) are
+/// written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    /// `<redacted>`: what every output shows.
+    Redacted,
+    /// The real values: only for the file `config save` writes and for
+    /// checking a run-time change as a file (never shown).
+    Included,
+}
+
+/// The running configuration as TOML with its secrets redacted (what
+/// `show config` prints): the `[sync] key` as `"<redacted sha256:...>"`
+/// (the first 8 hex digits of the SHA-256 of its bytes, to compare the
+/// two boxes' keys), a VRRP `auth_password` as `"<redacted>"` (8
+/// characters at most: a digest would give it away). Not a valid file.
 pub fn render(cfg: &Config) -> String {
+    render_as(cfg, Secrets::Redacted)
+}
+
+/// The running configuration as TOML, secrets included: the text
+/// `config save` writes, which parses back to an equal configuration.
+/// Never print it.
+pub fn render_with_secrets(cfg: &Config) -> String {
+    render_as(cfg, Secrets::Included)
+}
+
+/// What `show config` says of the sync key: its SHA-256 fingerprint.
+pub fn key_fingerprint(key: &[u8]) -> String {
+    let digest = Sha256::digest(key);
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("<redacted sha256:{hex}>")
+}
+
+fn render_as(cfg: &Config, secrets: Secrets) -> String {
     let mut s = String::new();
     let p = &cfg.platform;
     let list = |v: &[String]| v.iter().map(|a| q(a)).collect::<Vec<_>>().join(", ");
@@ -165,7 +200,10 @@ pub fn render(cfg: &Config) -> String {
     if let Some(d) = &cfg.console.device {
         let _ = writeln!(s, "device = {}", q(d));
     }
-    render_ha(cfg, &mut s);
+    if let Some(d) = &cfg.console.save_dir {
+        let _ = writeln!(s, "save_dir = {}", q(d.get_ref()));
+    }
+    render_ha(cfg, secrets, &mut s);
     for r in &cfg.snat {
         let _ = writeln!(s, "\n[[snat]]\nname = {}\nsources = {}\naddress = {}", q(r.name.get_ref()), q(&r.sources.get_ref().to_string()), q(&r.address.get_ref().to_string()));
         if let Some(i) = &r.interface {
@@ -197,7 +235,7 @@ pub fn kebab(v: &impl std::fmt::Debug) -> String {
 }
 
 /// `[[vrrp]]` and `[sync]` as TOML, for `render`.
-fn render_ha(cfg: &Config, s: &mut String) {
+fn render_ha(cfg: &Config, secrets: Secrets, s: &mut String) {
     let addrs = |v: &[toml::Spanned<std::net::Ipv4Addr>]| v.iter().map(|a| q(&a.get_ref().to_string())).collect::<Vec<_>>().join(", ");
     let names = |v: &[toml::Spanned<String>]| v.iter().map(|a| q(a.get_ref())).collect::<Vec<_>>().join(", ");
     for v in &cfg.vrrp {
@@ -230,18 +268,24 @@ fn render_ha(cfg: &Config, s: &mut String) {
             addrs(&v.unicast_peers)
         );
         if let Some(p) = &v.auth_password {
-            let _ = writeln!(s, "auth_password = {}", q(p.get_ref()));
+            let p = if secrets == Secrets::Included { p.get_ref().as_str() } else { "<redacted>" };
+            let _ = writeln!(s, "auth_password = {}", q(p));
         }
         let _ = writeln!(s, "use_vmac = {}\ngarp_count = {}\ngarp_interval_ms = {}", v.use_vmac, v.garp_count.get_ref(), v.garp_interval_ms.get_ref());
     }
     if let Some(y) = &cfg.sync {
+        // A key_file stays where it is: only its path is written.
+        let key = match (&y.key, &y.key_file) {
+            (_, Some(f)) => format!("key_file = {}", q(f.get_ref())),
+            (Some(k), None) if secrets == Secrets::Included => format!("key = {}", q(k.get_ref())),
+            _ => format!("key = {}", q(&key_fingerprint(&y.key_bytes()))),
+        };
         let _ = writeln!(
             s,
-            "\n[sync]\ninterface = {}\npeer = {}\nport = {}\nkey = {}\nrefresh_s = {}\nbulk_limit_ms = {}",
+            "\n[sync]\ninterface = {}\npeer = {}\nport = {}\n{key}\nrefresh_s = {}\nbulk_limit_ms = {}",
             q(y.interface.get_ref()),
             q(&y.peer.get_ref().to_string()),
             y.port.get_ref(),
-            q(y.key.get_ref()),
             y.refresh_s.get_ref(),
             y.bulk_limit_ms.get_ref()
         );

@@ -269,7 +269,7 @@ fn place(key: &str, value: &str) -> (String, usize, usize) {
     } else if key == "mtu" {
         (GOOD.replace("address = \"192.0.2.2/24\"\n", &format!("address = \"192.0.2.2/24\"\nmtu = {value}\n")), 11)
     } else if ["refresh_s", "bulk_limit_ms"].contains(&key) {
-        let text = ha(&format!("\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{}\"\n{key} = {value}\n", "ab".repeat(16)));
+        let text = ha(&format!("\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{KEY16}\"\n{key} = {value}\n"));
         let line = text.lines().position(|l| l.starts_with(&format!("{key} = "))).unwrap_or(0) + 1;
         (text, line)
     } else {
@@ -408,6 +408,10 @@ fn the_readme_documents_every_range() {
 }
 
 /// GOOD with self IPs that leave the VIP and a gateway free to float.
+/// Sync keys drawn with `openssl rand -hex`: the weak-key checks accept them.
+const KEY16: &str = "9c41e07b2d86f35a1ec4078b6fd2935a";
+const KEY32: &str = "ac07e2b1f609af731d8373168d0240f7288bebc9b72c14e5c91499b7a8ffc345";
+
 fn ha(extra: &str) -> String {
     GOOD.replace("198.51.100.1/24", "198.51.100.3/24").replace("192.0.2.2/24", "192.0.2.3/24") + extra
 }
@@ -435,7 +439,7 @@ group = "pair"
 
 #[test]
 fn vrrp_and_sync_parse_with_defaults_and_render_back() {
-    let text = ha(&format!("{VRRP}\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{}\"\n", "ab".repeat(32)));
+    let text = ha(&format!("{VRRP}\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{KEY32}\"\n"));
     let c = Config::parse("t.toml", &text).unwrap();
     assert_eq!(c.vrrp.len(), 2);
     let v = &c.vrrp[1];
@@ -443,7 +447,7 @@ fn vrrp_and_sync_parse_with_defaults_and_render_back() {
     assert_eq!((*v.garp_count.get_ref(), *v.track_weight.get_ref()), (5, 0));
     let s = c.sync.as_ref().unwrap();
     assert_eq!((*s.port.get_ref(), *s.refresh_s.get_ref(), s.key_bytes().len()), (8848, 30, 32));
-    let again = Config::parse("rendered", &render(&c)).unwrap_or_else(|e| panic!("{e}\n{}", render(&c)));
+    let again = Config::parse("rendered", &render_with_secrets(&c)).unwrap_or_else(|e| panic!("{e}\n{}", render_with_secrets(&c)));
     assert_eq!(again.vrrp, c.vrrp);
     assert_eq!(again.sync, c.sync);
 }
@@ -482,8 +486,61 @@ fn a_full_nat_vip_on_vrrp_needs_floating_local_addresses_and_sync_a_real_key() {
     Config::parse("t.toml", &floating).unwrap();
     let short = ha(&format!("{VRRP}\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"abcd\"\n"));
     assert!(err(&short).message.contains("sync: key must be 16 to 64 bytes"));
-    let far = ha(&format!("{VRRP}\n[sync]\ninterface = \"inside\"\npeer = \"192.0.2.4\"\nkey = \"{}\"\n", "ab".repeat(16)));
+    let far = ha(&format!("{VRRP}\n[sync]\ninterface = \"inside\"\npeer = \"192.0.2.4\"\nkey = \"{KEY16}\"\n"));
     assert!(err(&far).message.contains("sync: peer 192.0.2.4 is not in interface \"inside\"'s subnet"));
+}
+
+/// The published sample key and keys anyone would guess are refused at
+/// the key's line; drawn keys of 16, 32 and 64 bytes pass.
+#[test]
+fn guessable_sync_keys_are_refused_at_their_line() {
+    let sync = |key: &str| ha(&format!("{VRRP}\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{key}\"\n"));
+    let line = sync(KEY16).lines().position(|l| l.starts_with("key = ")).unwrap() + 1;
+    let count: String = (0u8..32).map(|b| format!("{b:02x}")).collect();
+    let down: String = (0u8..32).map(|b| format!("{:02x}", 200 - 3 * b)).collect();
+    for (key, why) in [
+        ("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".to_string(), "the documented sample key"),
+        ("00".repeat(32), "too few distinct bytes"),
+        ("ab".repeat(16), "too few distinct bytes"),
+        ("0123456789abcdef".repeat(4), "too few distinct bytes"),
+        // 20 distinct bytes twice: enough distinct values, one block.
+        ("9b41d256875a892b73982874e292b27e16c43e6c".repeat(2), "a repeated pattern"),
+        (count, "a repeated pattern"),
+        (down, "a repeated pattern"),
+    ] {
+        let e = err(&sync(&key));
+        assert_eq!(e.line, line, "{key}: {e}");
+        assert!(e.message.contains(why) && e.message.contains("openssl rand -hex 32"), "{key}: {why}: {e}");
+    }
+    let k64 = format!("{KEY32}638d35a4758b419b41d256875a892b73982874e292b27e16c43e6cfc3a8cbda7");
+    for key in [KEY16, KEY32, k64.as_str()] {
+        Config::parse("t.toml", &sync(key)).unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+}
+
+/// `show config`'s rendering and `{:?}` carry neither the sync key nor
+/// the VRRP password; the rendering for `config save` carries both and
+/// parses back to the same configuration.
+#[test]
+fn secrets_are_redacted_everywhere_but_in_the_saved_rendering() {
+    let v2 = VRRP.replacen("advert_interval_ms = 100\n", "advert_interval_ms = 1000\nversion = 2\nauth_password = \"pa55w0rd\"\n", 1);
+    let c = Config::parse("t.toml", &ha(&format!("{v2}\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{KEY32}\"\n"))).unwrap();
+    let shown = render(&c);
+    let debug = format!("{c:?} {:?} {:?}", c.sync, c.vrrp);
+    for (what, text) in [("show config", &shown), ("Debug", &debug)] {
+        assert!(!text.contains(KEY32) && !text.contains(&KEY32[..16]), "{what} shows the key:\n{text}");
+        assert!(!text.contains("pa55w0rd"), "{what} shows the password:\n{text}");
+        assert!(text.contains("<redacted"), "{what}: {text}");
+    }
+    // The fingerprint: the first 4 bytes of SHA-256 over the key's bytes
+    // (`echo KEY | xxd -r -p | sha256sum`), to compare the pair's keys.
+    assert!(shown.contains("key = \"<redacted sha256:3ad974ff>\""), "{shown}");
+    assert!(shown.contains("auth_password = \"<redacted>\""), "{shown}");
+    let saved = render_with_secrets(&c);
+    assert!(saved.contains(KEY32) && saved.contains("pa55w0rd"));
+    let again = Config::parse("saved.toml", &saved).unwrap();
+    assert_eq!((&again.sync, &again.vrrp), (&c.sync, &c.vrrp));
+    assert_eq!(render_with_secrets(&again), saved);
 }
 
 /// A bond: its device names the bond, its members are devices of their

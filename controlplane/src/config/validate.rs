@@ -213,6 +213,7 @@ impl Config {
         }
         self.validate_persistence(src)?;
         self.validate_snat(src)?;
+        self.validate_console(src)?;
         self.validate_ha(src)
     }
 

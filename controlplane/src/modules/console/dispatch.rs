@@ -8,7 +8,7 @@ use super::command::{self, AddrArg, Command, Names, ServerAction, Show};
 use super::dump::PendingDump;
 use super::server::ConnId;
 use super::{Console, Modules};
-use crate::config::{Config, LogLevel};
+use crate::config::{self, Config, LogLevel};
 use crate::modules::lb::admin::AdminState;
 use crate::modules::lb::{MemberAction, MemberRef, Outcome};
 use crate::modules::text::{render_config, table};
@@ -161,7 +161,9 @@ impl Console {
     /// be (rendered and parsed back: every rule of `check-config`), then
     /// applied (`Lb::apply_config`); logged.
     fn change(&mut self, new: Config, message: String, m: &mut Modules) -> Result<String, String> {
-        let text = render_config(&new);
+        // Secrets included, or the check would refuse the redacted key;
+        // the text is never shown.
+        let text = config::render_with_secrets(&new);
         let checked = Config::parse("(running configuration)", &text).map_err(|e| format!("{message}: refused: {}; nothing changed", e.message))?;
         let summary = m.lb.apply_config(checked, m.runtime, m.arp, m.health).map_err(|e| format!("{message}: refused: {e}"))?;
         self.changed(&message);
@@ -186,16 +188,22 @@ impl Console {
         Ok(format!("{message}\n{summary}"))
     }
 
-    /// `config save [PATH]`: the running configuration, written whole
-    /// (a temporary file renamed over the target).
+    /// `config save [PATH]`: the running configuration, secrets included,
+    /// written whole to the configuration file or PATH (relative: to the
+    /// save directory), which must lie in the save directory (`[console]
+    /// save_dir`, by default the configuration file's): mode 0600,
+    /// atomically (`config::write_secret_file`).
     fn save(&mut self, path: Option<&str>, m: &Modules) -> Result<String, String> {
-        let target = match path {
+        let cfg = m.lb.config();
+        let dir = config::save_dir(cfg, self.config_path.as_deref()).map_err(|e| format!("config save: {e}"))?;
+        let wanted = match path {
             Some(p) => std::path::PathBuf::from(p),
             None => self.config_path.clone().ok_or("config save: give a PATH (the appliance was not started from a file)")?,
         };
-        let text = format!("# The running configuration of furiwake, saved by `config save`.\n\n{}\n", render_config(m.lb.config()));
-        let tmp = target.with_extension("toml.tmp");
-        std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &target)).map_err(|e| format!("config save: {}: {e}", target.display()))?;
+        let wanted = if path.is_none() { std::path::absolute(&wanted).unwrap_or(wanted) } else { wanted };
+        let target = config::save_target(&wanted, &dir).map_err(|e| format!("config save refused: {e}"))?;
+        let text = format!("# The running configuration of furiwake, saved by `config save`.\n\n{}\n", config::render_with_secrets(cfg));
+        config::write_secret_file(&target, &text).map_err(|e| format!("config save: {}: {e}", target.display()))?;
         self.changes.clear();
         let message = format!("config saved to {}", target.display());
         log::info!("console: {message}");

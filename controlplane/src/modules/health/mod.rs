@@ -174,7 +174,7 @@ impl Health {
         } else {
             table(&["SERVER", "POOL", "VIRTUAL-SERVER", "SERVER-STATE", "CHECK", "KIND", "CHECK-STATE", "LAST", "OK/FAIL-RUN", "RTT"], &rows)
         };
-        let _ = write!(out, "\n\nprobes {}; failures {}; state-changes {}", h.probes, h.failures, h.state_changes);
+        let _ = write!(out, "\n\nprobes {}; failures {}; state-changes {}; unsolicited {}", h.probes, h.failures, h.state_changes, h.unsolicited);
         out
     }
 
@@ -183,11 +183,17 @@ impl Health {
         let h = self.probes.counters;
         t.family("health_probes_total", "counter", "Health probes sent.", vec![(String::new(), h.probes)]);
         t.family("health_state_changes_total", "counter", "Servers going up or down.", vec![(String::new(), h.state_changes)]);
+        t.family(
+            "health_unsolicited_total",
+            "counter",
+            "Frames for the probe stack that answer no open probe, dropped unanswered.",
+            vec![(String::new(), h.unsolicited)],
+        );
     }
 
     /// Its line of the report.
     pub fn report(&self, s: &mut String) {
         let h = self.probes.counters;
-        let _ = writeln!(s, "health: probes {}; failures {}; state-changes {}", h.probes, h.failures, h.state_changes);
+        let _ = writeln!(s, "health: probes {}; failures {}; state-changes {}; unsolicited {}", h.probes, h.failures, h.state_changes, h.unsolicited);
     }
 }

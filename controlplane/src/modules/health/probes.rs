@@ -3,7 +3,7 @@
 //! counted towards `rise`/`fall`, and the server's state changes.
 
 use super::judge::{contains, judge_http, kill_group, Outcome};
-use super::stack::{smol_now, ProbeLink, Stack};
+use super::stack::{smol_now, Opening, ProbeLink, Stack, ICMP, TCP, UDP};
 use super::via::{Via, ViaPorts};
 use crate::config::{CheckKind, HealthCheck};
 use smoltcp::iface::SocketHandle;
@@ -109,6 +109,8 @@ pub struct HealthCounters {
     pub probes: u64,
     pub failures: u64,
     pub state_changes: u64,
+    /// Frames for the probe stack that answer no open probe: dropped.
+    pub unsolicited: u64,
 }
 
 pub struct Probes {
@@ -141,13 +143,19 @@ impl Probes {
         Probes { stacks, targets, next_port: PROBE_PORT_MIN, next_ident: 1, epoch: now, via: ViaPorts::default(), counters: HealthCounters::default() }
     }
 
-    /// A frame punted from link `link` that may belong to a probe.
+    /// A frame punted from link `link` that may belong to a probe: only
+    /// an answer to an open probe reaches its stack (`Stack::solicited`);
+    /// the rest is counted as `unsolicited`.
     pub fn on_frame(&mut self, link: usize, frame: &[u8]) {
         if let Some(s) = self.stacks.get_mut(link) {
             if s.dev.rx.len() < 1024 {
                 let mut f = frame.to_vec();
-                if self.via.inbound(&mut f) {
+                // (`inbound` refuses a DSR probe's answer from the
+                // server's own address instead of the VIP.)
+                if self.via.inbound(&mut f) && s.solicited(&f) {
                     s.dev.rx.push_back(f);
+                } else {
+                    self.counters.unsolicited += 1;
                 }
             }
         }
@@ -292,9 +300,10 @@ impl Probes {
                 let handle = s.sockets.add(sock);
                 let cx = s.iface.context();
                 if s.sockets.get_mut::<tcp::Socket>(handle).connect(cx, (IpAddress::Ipv4(ip), port), local).is_err() {
-                    s.sockets.remove(handle);
+                    s.close(handle);
                     return Err("unreachable".into());
                 }
+                s.expect(handle, Opening { proto: TCP, local, peer: ip, peer_port: port });
                 self.via.set(local, ip, target.via);
                 Pending::Tcp { handle, link, sent: false, response: Vec::new(), established: None }
             }
@@ -307,6 +316,7 @@ impl Probes {
                 let payload = check.send.clone().unwrap_or_else(|| "ping".into());
                 sock.send_slice(payload.as_bytes(), (IpAddress::Ipv4(ip), port)).map_err(|_| "send".to_string())?;
                 let handle = s.sockets.add(sock);
+                s.expect(handle, Opening { proto: UDP, local, peer: ip, peer_port: port });
                 self.via.set(local, ip, target.via);
                 Pending::Udp { handle, link }
             }
@@ -318,6 +328,7 @@ impl Probes {
                 let mut sock = icmp::Socket::new(icmp::PacketBuffer::new(meta.clone(), vec![0; 1024]), icmp::PacketBuffer::new(meta, vec![0; 1024]));
                 sock.bind(icmp::Endpoint::Ident(ident)).map_err(|_| "bind".to_string())?;
                 let handle = s.sockets.add(sock);
+                s.expect(handle, Opening { proto: ICMP, local: ident, peer: ip, peer_port: 0 });
                 Pending::Icmp { handle, link, ident, sent: false, target: *target.addr.ip() }
             }
             CheckKind::Script => {
@@ -373,7 +384,7 @@ impl Probes {
                 };
                 match result {
                     Some(r) => {
-                        s.sockets.remove(handle);
+                        s.close(handle);
                         Ok(r)
                     }
                     None => Err(probe),
@@ -406,7 +417,7 @@ impl Probes {
                 let result = result.or_else(|| timed_out.then(|| Outcome::Fail("timeout".into())));
                 match result {
                     Some(r) => {
-                        s.sockets.remove(handle);
+                        s.close(handle);
                         Ok(r)
                     }
                     None => Err(probe),
@@ -479,7 +490,7 @@ impl Probes {
                         sock.abort();
                         let t = smol_now(self.epoch, now);
                         s.iface.poll(t, &mut s.dev, &mut s.sockets);
-                        s.sockets.remove(handle);
+                        s.close(handle);
                         Ok(r)
                     }
                     None => Err(probe),
@@ -548,7 +559,7 @@ impl Probes {
                     Some(Pending::Script { mut child }) => kill_group(&mut child),
                     Some(Pending::Tcp { handle, link, .. } | Pending::Udp { handle, link } | Pending::Icmp { handle, link, .. }) => {
                         if let Some(s) = self.stacks.get_mut(link) {
-                            s.sockets.remove(handle);
+                            s.close(handle);
                         }
                     }
                     None => {}
