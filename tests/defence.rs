@@ -396,3 +396,43 @@ icmp_burst = 20
     assert!(limited > 1000, "{block}");
     stop_furiwake_cleanly(lab.fw());
 }
+
+/// A SYN-proxied connection (the box answered the SYN with a cookie, so
+/// the client knows the server's segments by the cookie's sequence
+/// numbers): a client-side router's fragmentation needed about the
+/// server's next segment quotes the client's view; the server gets it
+/// with its own sequence number (its SYN-ACK's + 1, captured on the
+/// servers' segment) and addresses, and its TCP takes it: the route to
+/// the client carries the MTU.
+#[test]
+fn fragmentation_needed_about_a_proxied_connection_reaches_its_server() {
+    let Some(mut lab) = lab('G', "icmp-proxy", 0, &["nginx", "tcpdump"]) else { return };
+    start(&mut lab, "syn_proxy = \"on\"");
+    let pcap = lab.dir.path("br-in.pcap");
+    let filter = "icmp or (tcp src port 80 and tcp[tcpflags] & tcp-syn != 0)";
+    let mut cap = Proc::spawn("tcpdump", Some(&lab.topo.ns("sw")), &["tcpdump", "-n", "-i", "br-in", "-U", "-w", pcap.to_str().unwrap(), filter], &lab.dir.path("tcpdump.log"), false);
+    cap.expect_output("listening on", Duration::from_secs(5));
+    let (seq, cport, _) = send_frag_needed(&lab);
+    let found = || {
+        let frames = pcap_frames(&pcap);
+        let icmp = frames.iter().find(|f| f.len() >= 14 + 28 + 28 && f[23] == 1 && f[34] == 3 && u16::from_be_bytes([f[64], f[65]]) == cport)?.clone();
+        let synack = frames.iter().find(|f| f.len() >= 54 && f[23] == 6 && u16::from_be_bytes([f[36], f[37]]) == cport && f[26..30] == icmp[30..34])?.clone();
+        Some((icmp, synack))
+    };
+    let got = wait_for(Duration::from_secs(5), found);
+    cap.signal(libc::SIGINT);
+    cap.wait(Duration::from_secs(5));
+    let (icmp, synack) = got.unwrap_or_else(|| panic!("no fragmentation needed (with its server's SYN-ACK) on the servers' segment\n{}", lab.report()));
+    let server = icmp[30..34].to_vec();
+    let q = 42;
+    assert_eq!(&icmp[q + 12..q + 20], &[&server[..], &[192, 0, 2, 10]].concat()[..], "quoted server -> client");
+    assert_eq!((u16::from_be_bytes([icmp[q + 20], icmp[q + 21]]), u16::from_be_bytes([icmp[q + 22], icmp[q + 23]])), (80, cport));
+    let server_isn = u32::from_be_bytes([synack[38], synack[39], synack[40], synack[41]]);
+    let quoted = u32::from_be_bytes([icmp[q + 24], icmp[q + 25], icmp[q + 26], icmp[q + 27]]);
+    assert_ne!(seq, server_isn.wrapping_add(1), "the client's view differs from the server's (the cookie is not its ISN)");
+    assert_eq!(quoted, server_isn.wrapping_add(1), "the quoted sequence number in the server's space");
+    let srv = format!("srv{}", server[3] - 10);
+    let route = route_mtu(&lab, &srv, 1000);
+    stop_furiwake_cleanly(lab.fw());
+    println!("proxied: the client quoted seq {seq}, {srv} got {quoted} (its SYN-ACK {server_isn} + 1); {srv}'s route: {route}");
+}
