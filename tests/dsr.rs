@@ -399,15 +399,15 @@ fn dsr_tunnel_gue_encapsulates_to_the_servers() {
     dsr_tunnel("gue", 17, 28);
 }
 
-/// One direct-server-return mode with one server (srv1), no health check;
-/// then a client-side router's fragmentation needed about the server's
-/// reply (it quotes VIP:80 -> client, as the server sent it) sent to the
-/// VIP, i.e. to the box: captured at srv1, it arrives the way the mode
-/// delivers data with the quote untouched, and srv1's TCP takes it.
-fn dsr_frag_needed(tag: char, mode: &str) {
+/// The lab of the ICMP tests for one DSR `mode` (`dsr-l2`, `dsr-dscp`,
+/// `dsr-tunnel-KIND`): one server, srv1, with no health check (dsr-l2 on
+/// the client's segment, the others behind the router, decapsulating with
+/// `decap.py` for a tunnel), furiwake started and the server up; the
+/// tunnel kind.
+fn icmp_lab(tag: char, mode: &str) -> Option<(Lab, Option<&str>)> {
     let tools = ["nginx", "tcpdump", "nft"];
     let (lab, server) = if mode == "dsr-l2" { (one_arm_lab(tag, "icmp-l2", 0, true), dsr_ip(1)) } else { (Lab::open(tag, &format!("icmp-{mode}"), &tools), server_ip(1)) };
-    let Some(mut lab) = lab else { return };
+    let mut lab = lab?;
     let (interfaces, extra, tunnel) = match mode {
         "dsr-l2" => ("[[interface]]\nname = \"outside\"\ndevice = \"net_af_packet0,iface=lb-out\"\naddress = \"192.0.2.2/24\"\n".to_string(), String::new(), None),
         "dsr-dscp" => (LAB_INTERFACES.to_string(), "dscp = 46\n".to_string(), None),
@@ -437,6 +437,16 @@ fn dsr_frag_needed(tag: char, mode: &str) {
     );
     lab.start_config(&config);
     report_until(lab.fw(), Duration::from_secs(10), |r| r.contains("state up")).unwrap_or_else(|r| panic!("server not up:\n{r}"));
+    Some((lab, tunnel))
+}
+
+/// One direct-server-return mode with one server (srv1), no health check;
+/// then a client-side router's fragmentation needed about the server's
+/// reply (it quotes VIP:80 -> client, as the server sent it) sent to the
+/// VIP, i.e. to the box: captured at srv1, it arrives the way the mode
+/// delivers data with the quote untouched, and srv1's TCP takes it.
+fn dsr_frag_needed(tag: char, mode: &str) {
+    let Some((mut lab, tunnel)) = icmp_lab(tag, mode) else { return };
     let (proto, overhead, filter) = match tunnel {
         Some("ipip") => (4, 20, "ip proto 4"),
         Some("gre") => (47, 24, "ip proto 47"),
@@ -498,4 +508,55 @@ fn dsr_dscp_relays_fragmentation_needed_about_replies() {
 #[test]
 fn dsr_tunnel_relays_fragmentation_needed_about_replies() {
     dsr_frag_needed('z', "dsr-tunnel-ipip");
+}
+
+/// RFC 2003 §4 with `dsr-tunnel` (IPIP): the router between the box and
+/// srv1 (198.51.100.254, with 203.0.113.0/24, `tunnel_source`, routed to
+/// the box) reports fragmentation needed (MTU 1000) about a tunnel packet
+/// of a held connection, quoting the outer header the box sent and the
+/// client's segment inside. The client gets fragmentation needed from the
+/// VIP quoting its own segment, with 1000 less the 20 bytes of IPIP, and
+/// its TCP takes it: its route to the VIP carries MTU 980.
+#[test]
+fn dsr_tunnel_relays_fragmentation_needed_from_inside_the_tunnel_to_the_client() {
+    let Some((mut lab, _)) = icmp_lab('w', "dsr-tunnel-ipip") else { return };
+    lab.topo.exec("rtr", &format!("ip route add 203.0.113.0/24 via {SELF_INSIDE}"));
+    let (s_pcap, c_pcap) = (lab.dir.path("srv1.pcap"), lab.dir.path("client.pcap"));
+    let mut caps = [capture(&lab, &lab.srv_ns(1), "eth0", "ip proto 4", &s_pcap, "cap-srv1.log"), capture(&lab, &lab.topo.ns("client"), "eth0", "icmp", &c_pcap, "cap-client.log")];
+    let hold = test_script("tcp_hold.py");
+    let argv = ["python3", hold.to_str().unwrap(), "--to", &format!("{VIP}:80"), "--timeout", "10"];
+    let mut conn = Proc::spawn("hold", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("hold.log"), true);
+    conn.expect_output("connected ", Duration::from_secs(10));
+    let cport: u16 = conn.output().split(':').next_back().and_then(|p| p.trim().parse().ok()).expect("local port");
+    // The tunnel packet of the client's request (its segment with data).
+    let request = || {
+        pcap_frames(&s_pcap).into_iter().find(|f| {
+            decapsulated(f, 4, 20).is_some_and(|(_, inner)| inner.len() > 40 && u16::from_be_bytes([inner[20], inner[21]]) == cport && usize::from(u16::from_be_bytes([inner[2], inner[3]])) > 20 + usize::from(inner[32] >> 4) * 4)
+        })
+    };
+    let tunnelled = wait_for(Duration::from_secs(5), request).unwrap_or_else(|| panic!("srv1 got no tunnelled request from port {cport}"));
+    let script = test_script("tunnel_frag_needed.py");
+    let hex: String = tunnelled[14..].iter().map(|b| format!("{b:02x}")).collect();
+    let (ok, out) = lab.topo.try_exec("rtr", &format!("/usr/bin/python3 {} --packet {hex} --overhead 20 --router 198.51.100.254 --mtu 1000", script.display()));
+    assert!(ok && out.contains("sent "), "tunnel_frag_needed.py: {out}");
+    let relayed = || pcap_frames(&c_pcap).into_iter().find(|f| f.len() >= 14 + 28 + 28 && f[23] == 1 && f[34] == 3);
+    let got = wait_for(Duration::from_secs(5), relayed);
+    for c in caps.iter_mut() {
+        c.signal(libc::SIGINT);
+        c.wait(Duration::from_secs(5));
+    }
+    let f = got.unwrap_or_else(|| panic!("no fragmentation needed reached the client\n{}", lab.report()));
+    assert_eq!((&f[26..30], &f[30..34]), (&[192, 0, 2, 100][..], &[192, 0, 2, 10][..]), "from the VIP to the client");
+    assert_eq!((f[35], u16::from_be_bytes([f[40], f[41]])), (4, 980), "fragmentation needed, 1000 less the IPIP header");
+    let inner = &tunnelled[14 + 20..];
+    assert_eq!(&f[42..42 + 20], &inner[..20], "quoting the client's IPv4 header as it sent it");
+    assert_eq!(&f[62..66], &inner[20..24], "and its ports");
+    let route = lab.topo.exec("client", &format!("ip route get {VIP}"));
+    assert!(route.contains("mtu 980"), "the client's TCP did not take it: {route}");
+    conn.send_line("close");
+    let fw = stop_furiwake_cleanly(lab.fw());
+    let block = last_counters_block(&fw).unwrap_or_default();
+    let frag = block.lines().find_map(|l| l.trim().strip_prefix("tunnel: frag-needed ")).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0);
+    assert_eq!(frag, 1, "the relayed error counted:\n{block}");
+    println!("dsr-tunnel ipip: the router's fragmentation needed (1000) about the tunnel reached the client from the VIP with 980; client's route: {}", route.trim().replace('\n', " "));
 }
