@@ -288,9 +288,11 @@ impl Shard {
 }
 
 /// Whether a quoted UDP header is a GUE tunnel's: to the GUE port of a
-/// `dsr-tunnel` service, at one of its servers.
+/// `dsr-tunnel` service, at one of its servers. (A server's address is
+/// looked up first, by binary search: errors quoting other UDP cost no
+/// walk of the services.)
 fn is_gue_quote(snap: &Snapshot, q: &Quote) -> bool {
-    snap.services.iter().any(|v| {
+    snap.is_probe_source(q.dst) && snap.services.iter().any(|v| {
         v.forwarding == Forwarding::DsrTunnel
             && v.tunnel.is_some_and(|t| t.kind == nat::TunnelKind::Gue && t.port == q.dport)
             && v.members.iter().any(|&m| snap.servers.get(m as usize).is_some_and(|s| s.ip == q.dst))

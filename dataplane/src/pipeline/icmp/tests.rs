@@ -182,3 +182,39 @@ fn errors_about_proxied_segments_quote_the_servers_sequence_number() {
     assert_eq!(checksum::checksum(&e[q..q + 20]), 0, "quoted header checksum");
     assert_eq!(checksum::checksum(&e[14..34]), 0);
 }
+
+/// With two workers an error about a tunnel packet belongs to the worker
+/// that owns the client's connection (its outer header, addressed to a
+/// tunnel source, says nothing of it): handed there, relayed there.
+#[test]
+fn a_tunnel_error_is_handed_to_the_owner_of_the_clients_connection() {
+    let kind = TunnelKind::Gre;
+    let mut w0 = worker_on(dsr_tunnel_snapshot(kind), 64, 0, 2, true);
+    let mut w1 = worker_on(dsr_tunnel_snapshot(kind), 64, 1, 2, true);
+    // A client port whose connection worker 1 owns.
+    let sport = (40000..40100).find(|&p| w0.process(&mut syn(p, 80), OUT, false) == Verdict::Handoff(1)).expect("some port owned by worker 1");
+    let mut t = pkt(syn(sport, 80));
+    assert_eq!(w1.process_packet(&mut t, true), Verdict::Forward(IN));
+    let e = unreachable(ROUTER_IN_MAC, IN_MAC, ROUTER_IN, addr(&t.data, 26), 4, 1400, &t.data[14..]);
+    let mut at0 = pkt(e.clone());
+    assert_eq!(w0.process_packet(&mut at0, false), Verdict::Handoff(1));
+    assert_eq!(at0.data, e, "handed over untouched");
+    let mut at1 = pkt(e);
+    assert_eq!(w1.process_packet(&mut at1, true), Verdict::Forward(OUT));
+    assert_eq!((addr(&at1.data, 26), addr(&at1.data, 30), port(&at1.data, 40)), (VIP, CLIENT, 1400 - 24));
+}
+
+/// Relayed errors are answers the box sends: within `icmp_rate` (here
+/// the default burst of 50 at one instant), the rest dropped by name and
+/// counted as limited (RFC 1812 §4.3.2.8).
+#[test]
+fn relayed_tunnel_errors_are_rate_limited() {
+    let mut w = worker_on(dsr_tunnel_snapshot(TunnelKind::Ipip), 64, 0, 1, true);
+    let mut t = pkt(syn(40000, 80));
+    assert_eq!(w.process_packet(&mut t, false), Verdict::Forward(IN));
+    let e = unreachable(ROUTER_IN_MAC, IN_MAC, ROUTER_IN, addr(&t.data, 26), 4, 1400, &t.data[14..]);
+    let verdicts: Vec<Verdict> = (0..60).map(|_| w.process_packet(&mut pkt(e.clone()), false)).collect();
+    assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Forward(OUT)).count(), 50);
+    assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Drop(DropReason::IcmpTunnelNotRelayed)).count(), 10);
+    assert_eq!((w.counters().frag_needed.get(), w.counters().answers_limited.get()), (50, 10));
+}
