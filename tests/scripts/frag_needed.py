@@ -7,6 +7,11 @@ next, as it saw it (the SYN-ACK's + 1: the request sent is partial, so
 the server sends nothing more and that is its SND.UNA = SND.NXT).
 
     frag_needed.py --vip 192.0.2.100 --port 80 --iface eth0 --router 192.0.2.1 --mtu 1000 [--hold 3]
+                   [--code 4] [--seq-offset N] [--corrupt]
+
+--code sends another destination unreachable (3: port unreachable);
+--seq-offset moves the quoted sequence number (a blind guess); --corrupt
+puts the ICMP checksum off by one.
 
 Run with Debian's /usr/bin/python3 (scapy). Prints "quoted seq N cport
 P" and "sent HEX" (the error's IPv4 packet, as sent), then holds the
@@ -30,6 +35,9 @@ def main():
     p.add_argument("--router", required=True)
     p.add_argument("--mtu", type=int, default=1000)
     p.add_argument("--hold", type=float, default=3.0)
+    p.add_argument("--code", type=int, default=4)
+    p.add_argument("--seq-offset", type=int, default=0)
+    p.add_argument("--corrupt", action="store_true")
     a = p.parse_args()
     conf.verb = 0
     s = socket.socket()
@@ -50,12 +58,15 @@ def main():
     sniffer.join(timeout=5)
     synack = sniffer.results[0][TCP]
     client = s.getsockname()[0]
-    seq = (synack.seq + 1) & 0xFFFFFFFF
+    seq = (synack.seq + 1 + a.seq_offset) & 0xFFFFFFFF
     # A full-sized segment with DF, quoted as Linux quotes: header and
     # TCP header (40 bytes here; at least the 8 RFC 792 asks).
     quoted = IP(src=a.vip, dst=client, flags="DF", len=1500, ttl=63, id=0) / TCP(sport=a.port, dport=cport, flags="PA", seq=seq, ack=synack.ack, window=502)
-    err = IP(src=a.router, dst=a.vip, tos=0xC0, id=1) / ICMP(type=3, code=4, nexthopmtu=a.mtu) / raw(quoted)[:40]
+    err = IP(src=a.router, dst=a.vip, tos=0xC0, id=1) / ICMP(type=3, code=a.code, nexthopmtu=a.mtu if a.code == 4 else 0) / raw(quoted)[:40]
     wire = raw(err)
+    if a.corrupt:
+        c = int.from_bytes(wire[22:24], "big")
+        wire = wire[:22] + ((c + 1) & 0xFFFF).to_bytes(2, "big") + wire[24:]
     send(IP(wire))
     print(f"quoted seq {seq} cport {cport}", flush=True)
     print("sent " + wire.hex(), flush=True)

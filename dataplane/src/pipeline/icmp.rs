@@ -35,8 +35,8 @@ pub struct Relay {
     pub mtu: u16,
 }
 
-/// The IPv4 header an ICMP error quotes, and the first 4 bytes after it
-/// (TCP/UDP ports).
+/// The IPv4 header an ICMP error quotes, and the first 8 bytes after it
+/// (TCP/UDP ports; TCP's sequence number).
 #[derive(Debug, Clone, Copy)]
 struct Quote {
     src: u32,
@@ -45,6 +45,7 @@ struct Quote {
     hl: usize,
     sport: u16,
     dport: u16,
+    seq: u32,
 }
 
 impl Quote {
@@ -52,8 +53,9 @@ impl Quote {
     /// (RFC 792; `Ipv4Packet::new_embedded`).
     fn parse(b: &[u8]) -> Option<Quote> {
         let ip = Ipv4Packet::new_embedded(b).ok()?;
-        let &[s0, s1, d0, d1] = ip.payload().get(..4)? else { return None };
-        Some(Quote { src: ip.src_addr().into(), dst: ip.dst_addr().into(), proto: ip.protocol(), hl: ip.header_len(), sport: u16::from_be_bytes([s0, s1]), dport: u16::from_be_bytes([d0, d1]) })
+        let &[s0, s1, d0, d1, q0, q1, q2, q3] = ip.payload().get(..8)? else { return None };
+        let (sport, dport) = (u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]));
+        Some(Quote { src: ip.src_addr().into(), dst: ip.dst_addr().into(), proto: ip.protocol(), hl: ip.header_len(), sport, dport, seq: u32::from_be_bytes([q0, q1, q2, q3]) })
     }
 }
 
@@ -170,6 +172,12 @@ impl Shard {
                 (server.tx_port, mac, full_nat.then_some(f.local_ip), Some(f.server_ip), (f.server_ip, f.server_port), (f.local_ip, f.local_port))
             }
         };
+        // RFC 5927 §4.1: an error about a segment to the client quotes a
+        // sequence number the server sent and the client has not yet
+        // acknowledged, as the box saw them; a blind guess goes no further.
+        if dir == Dir::Original && q.proto == protocol::TCP && !self.table.track(id).is_none_or(|t| quoted_seq_plausible(t, q.seq)) {
+            return Verdict::Drop(DropReason::IcmpOutOfWindow);
+        }
         let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
         let xlate = nat::IcmpXlate { l3: e.l3, hl: e.hl, ip_len: e.ip_len, inner_hl: q.hl, outer_src, outer_dst, inner_src: in_src, inner_dst: in_dst };
         if !nat::translate_icmp_error(frame, &xlate) {
@@ -285,6 +293,23 @@ impl Shard {
         frame.copy_within(inner_at..end, e.l3);
         Verdict::Relay(Relay { link: f.client_port_id as u16, mac: EthernetAddress(f.client_mac), l3: e.l3 as u8, hl: inner.hl as u8, mtu })
     }
+}
+
+/// RFC 5927 §4.1 from the middle: whether `seq`, quoted by an error about
+/// a server's segment to the client, lies in the server's SND.UNA ..=
+/// SND.NXT as the box saw them (the client's highest acknowledgment, the
+/// server's highest sequence number sent; for a proxied connection both
+/// in the client's view, as the quote is). With nothing seen of the
+/// server (an entry from the HA peer: the marks are 0) it passes, as a
+/// reset does then; with no acknowledgment from the client yet, the
+/// largest window (RFC 7323 §2.3: 2^30) before SND.NXT counts.
+fn quoted_seq_plausible(t: &crate::conntrack::track::Track, seq: u32) -> bool {
+    let (una, nxt) = (t.ack[Dir::Original as usize], t.end[Dir::Reply as usize]);
+    if nxt == 0 {
+        return true;
+    }
+    let una = if una == 0 { nxt.wrapping_sub(1 << 30) } else { una };
+    seq.wrapping_sub(una) <= nxt.wrapping_sub(una)
 }
 
 /// Whether a quoted UDP header is a GUE tunnel's: to the GUE port of a

@@ -153,6 +153,10 @@ drop_reasons! {
     /// §4): not fragmentation needed, no MTU in it, a quote too short to
     /// hold the client's header, or over `icmp_rate` (`answers-limited`).
     IcmpTunnelNotRelayed => "icmp-tunnel-not-relayed",
+    /// An ICMP error about a server's segment to the client whose quoted
+    /// sequence number the server has not sent or the client has already
+    /// acknowledged (RFC 5927 §4.1): a blind guess, not sent on.
+    IcmpOutOfWindow => "icmp-out-of-window",
 }
 
 /// What a worker hands the control lcore, by class (`pipeline::police`):

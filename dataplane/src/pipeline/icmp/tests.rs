@@ -218,3 +218,41 @@ fn relayed_tunnel_errors_are_rate_limited() {
     assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Drop(DropReason::IcmpTunnelNotRelayed)).count(), 10);
     assert_eq!((w.counters().frag_needed.get(), w.counters().answers_limited.get()), (50, 10));
 }
+
+/// RFC 5927 §4.1: an error about a server's segment to the client goes on
+/// to the server only when it quotes a sequence number the server has
+/// sent and the client not yet acknowledged; a blind attacker guessing
+/// one (to make the server lower its MSS, or to break a connection with
+/// a hard error) is dropped as `icmp-out-of-window`.
+#[test]
+fn errors_quoting_a_sequence_number_outside_the_servers_window_are_dropped() {
+    let mut w = worker_on(super::super::tests::snapshot(), 64, 0, 1, true);
+    let s_isn = 0x5000_0000u32;
+    let seg = |src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8, seq: u32, ack: u32, data: usize| {
+        let mut t = tcp(sport, dport, flags);
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        t[8..12].copy_from_slice(&ack.to_be_bytes());
+        t.extend(std::iter::repeat_n(0x61, data));
+        let mac = if src == CLIENT { CLIENT_MAC } else { SERVER_MAC[0] };
+        frame(mac, if src == CLIENT { OUT_MAC } else { IN_MAC }, src, dst, 6, &t, true)
+    };
+    let mut f = seg(CLIENT, VIP, 40000, 80, tcpf::SYN, 1000, 0, 0);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    for (mut f, port, want) in [
+        (seg(SRV[0], CLIENT, 8080, 40000, tcpf::SYN | tcpf::ACK, s_isn, 1001, 0), IN, OUT),
+        (seg(CLIENT, VIP, 40000, 80, tcpf::ACK, 1001, s_isn + 1, 0), OUT, IN),
+        // 1000 bytes out, the first 500 acknowledged.
+        (seg(SRV[0], CLIENT, 8080, 40000, tcpf::ACK, s_isn + 1, 1001, 1000), IN, OUT),
+        (seg(CLIENT, VIP, 40000, 80, tcpf::ACK, 1001, s_isn + 501, 0), OUT, IN),
+    ] {
+        assert_eq!(w.process(&mut f, port, false), Verdict::Forward(want));
+    }
+    let error = |seq: u32| {
+        let quoted = seg(VIP, CLIENT, 80, 40000, tcpf::ACK, seq, 1001, 0);
+        unreachable(ROUTER_OUT_MAC, OUT_MAC, ROUTER_OUT, VIP, 4, 1400, &quoted[14..14 + 28])
+    };
+    for (seq, ok) in [(s_isn + 501, true), (s_isn + 1001, true), (s_isn + 700, true), (s_isn + 500, false), (s_isn + 1, false), (s_isn + 1002, false), (s_isn ^ 0x8000_0000, false)] {
+        let want = if ok { Verdict::Forward(IN) } else { Verdict::Drop(DropReason::IcmpOutOfWindow) };
+        assert_eq!(w.process(&mut error(seq), OUT, false), want, "quoted seq ISN + {}", seq.wrapping_sub(s_isn));
+    }
+}
