@@ -304,7 +304,8 @@ impl Shard {
 /// reset does then; with no acknowledgment from the client yet, the
 /// largest window (RFC 7323 §2.3: 2^30) before SND.NXT counts.
 fn quoted_seq_plausible(t: &crate::conntrack::track::Track, seq: u32) -> bool {
-    let (una, nxt) = (t.ack[Dir::Original as usize], t.end[Dir::Reply as usize]);
+    // Indexed by `Dir`: [Original, Reply].
+    let ([una, _], [_, nxt]) = (t.ack, t.end);
     if nxt == 0 {
         return true;
     }
