@@ -326,7 +326,8 @@ fn blind_resets_are_dropped_and_exact_ones_end_the_connection() {
 }
 
 /// ICMP errors: a corrupted one about a live connection is dropped and
-/// counted, a good one goes on to the server. Refusals: with every server
+/// counted, so is one quoting a sequence number outside the server's
+/// window, a good one goes on to the server. Refusals: with every server
 /// of a pool down, a SYN flood at it gets RSTs at `icmp_rate` at most.
 #[test]
 fn corrupted_icmp_is_dropped_and_refusals_are_rate_limited() {
@@ -360,34 +361,32 @@ icmp_burst = 20
     let (_, out) = lab.topo.try_exec("client", &format!("curl -s -S -m 5 http://{VIP}:81/ 2>&1; echo exit=$?"));
     assert!(out.contains("exit=7"), "the dead pool's virtual server is not refused at once: {out}");
 
-    // A live connection, and errors about its answers from the client side.
-    let hold = test_script("tcp_hold.py");
-    let argv = ["python3", hold.to_str().unwrap(), "--to", &format!("{VIP}:80"), "--timeout", "10"];
-    let mut conn = Proc::spawn("hold", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("hold.log"), true);
-    conn.expect_output("connected ", Duration::from_secs(10));
-    let cport: u16 = conn.output().split(':').next_back().and_then(|p| p.trim().parse().ok()).expect("local port");
+    // Errors about a live connection's next answer, from the client side
+    // (`frag_needed.py`: a connection of its own each time): corrupted,
+    // quoting a sequence number the server never sent (a blind guess, RFC
+    // 5927 §4.1), and right.
     let sw = lab.topo.ns("sw");
     let pcap = lab.dir.path("icmp.pcap");
     let mut cap = Proc::spawn("tcpdump-icmp", Some(&sw), &["tcpdump", "-n", "-i", "br-in", "--immediate-mode", "-w", pcap.to_str().unwrap(), "icmp"], &lab.dir.path("tcpdump-icmp.log"), false);
     std::thread::sleep(Duration::from_secs(1));
-    let forge = test_script("icmp_forge.py");
-    let send = |lab: &Lab, corrupt: bool| {
-        let (ok, out) = lab.topo.try_exec("client", &format!("/usr/bin/python3 {} --vip {VIP} --port 80 --client 192.0.2.10 --cport {cport}{}", forge.display(), if corrupt { " --corrupt" } else { "" }));
-        assert!(ok && out.contains("sent"), "{out}");
-    };
-    send(&lab, true);
+    send_icmp_error(&lab, "--code 3 --corrupt");
     let block = lab.report_until(Duration::from_secs(5), |b| worker_drops(b, 0).iter().any(|(r, n)| r == "icmp-bad-checksum" && *n == 1));
     block.unwrap_or_else(|b| panic!("the corrupted ICMP error was not dropped as icmp-bad-checksum:\n{b}"));
-    send(&lab, false);
+    send_icmp_error(&lab, "--code 3 --seq-offset 100000");
+    let block = lab.report_until(Duration::from_secs(5), |b| worker_drops(b, 0).iter().any(|(r, n)| r == "icmp-out-of-window" && *n == 1));
+    block.unwrap_or_else(|b| panic!("the blind ICMP error was not dropped as icmp-out-of-window:\n{b}"));
+    let (_, cport, _) = send_icmp_error(&lab, "--code 3");
     std::thread::sleep(Duration::from_secs(1));
     cap.signal(libc::SIGINT);
     cap.wait(Duration::from_secs(5));
     let frames = pcap_frames(&pcap);
     eprintln!("{} ICMP frames reached the servers' segment", frames.len());
     assert_eq!(frames.len(), 1, "only the good error goes on to the server");
+    assert_eq!(u16::from_be_bytes([frames[0][64], frames[0][65]]), cport, "the good one, about its connection");
     let block = lab.report();
-    assert_eq!(worker_drops(&block, 0).iter().find(|(r, _)| r == "icmp-bad-checksum").map(|(_, n)| *n), Some(1), "{block}");
-    conn.send_line("close");
+    let drops = worker_drops(&block, 0);
+    let count = |name: &str| drops.iter().find(|(r, _)| r == name).map(|(_, n)| *n);
+    assert_eq!((count("icmp-bad-checksum"), count("icmp-out-of-window")), (Some(1), Some(1)), "{block}");
 
     // Refusals under a SYN flood at the dead pool: at most the rate.
     let rst_pcap = lab.dir.path("rst.pcap");
@@ -471,6 +470,8 @@ pool = "dns"
     assert!(failed.is_empty(), "failed requests: {failed:?}\nfuriwake:\n{}", lab.fw_output());
     assert_eq!(table_full(&block), 0, "{block}");
     assert!(evicted > 0, "the flood filled no budget: {block}");
+    stop_furiwake_cleanly(lab.fw());
+}
 
 /// The probe stack answers nothing it did not ask for (review finding
 /// S2): TCP SYNs and UDP datagrams from a server's address to the inside
@@ -511,4 +512,44 @@ fn the_probe_stack_answers_no_unsolicited_segment() {
         assert!(block.contains(&format!("server {}:80: state up", server_ip(n))), "{block}");
     }
     stop_furiwake_cleanly(lab.fw());
+}
+
+/// A SYN-proxied connection (the box answered the SYN with a cookie, so
+/// the client knows the server's segments by the cookie's sequence
+/// numbers): a client-side router's fragmentation needed about the
+/// server's next segment quotes the client's view; the server gets it
+/// with its own sequence number (its SYN-ACK's + 1, captured on the
+/// servers' segment) and addresses, and its TCP takes it: the route to
+/// the client carries the MTU.
+#[test]
+fn fragmentation_needed_about_a_proxied_connection_reaches_its_server() {
+    let Some(mut lab) = lab('G', "icmp-proxy", 0, &["nginx", "tcpdump"]) else { return };
+    start(&mut lab, "syn_proxy = \"on\"");
+    let pcap = lab.dir.path("br-in.pcap");
+    let filter = "icmp or (tcp src port 80 and tcp[tcpflags] & tcp-syn != 0)";
+    let mut cap = Proc::spawn("tcpdump", Some(&lab.topo.ns("sw")), &["tcpdump", "-n", "-i", "br-in", "-U", "-w", pcap.to_str().unwrap(), filter], &lab.dir.path("tcpdump.log"), false);
+    cap.expect_output("listening on", Duration::from_secs(5));
+    let (seq, cport, _) = send_frag_needed(&lab);
+    let found = || {
+        let frames = pcap_frames(&pcap);
+        let icmp = frames.iter().find(|f| f.len() >= 14 + 28 + 28 && f[23] == 1 && f[34] == 3 && u16::from_be_bytes([f[64], f[65]]) == cport)?.clone();
+        let synack = frames.iter().find(|f| f.len() >= 54 && f[23] == 6 && u16::from_be_bytes([f[36], f[37]]) == cport && f[26..30] == icmp[30..34])?.clone();
+        Some((icmp, synack))
+    };
+    let got = wait_for(Duration::from_secs(5), found);
+    cap.signal(libc::SIGINT);
+    cap.wait(Duration::from_secs(5));
+    let (icmp, synack) = got.unwrap_or_else(|| panic!("no fragmentation needed (with its server's SYN-ACK) on the servers' segment\n{}", lab.report()));
+    let server = icmp[30..34].to_vec();
+    let q = 42;
+    assert_eq!(&icmp[q + 12..q + 20], &[&server[..], &[192, 0, 2, 10]].concat()[..], "quoted server -> client");
+    assert_eq!((u16::from_be_bytes([icmp[q + 20], icmp[q + 21]]), u16::from_be_bytes([icmp[q + 22], icmp[q + 23]])), (80, cport));
+    let server_isn = u32::from_be_bytes([synack[38], synack[39], synack[40], synack[41]]);
+    let quoted = u32::from_be_bytes([icmp[q + 24], icmp[q + 25], icmp[q + 26], icmp[q + 27]]);
+    assert_ne!(seq, server_isn.wrapping_add(1), "the client's view differs from the server's (the cookie is not its ISN)");
+    assert_eq!(quoted, server_isn.wrapping_add(1), "the quoted sequence number in the server's space");
+    let srv = format!("srv{}", server[3] - 10);
+    let route = route_mtu(&lab, &srv, 1000);
+    stop_furiwake_cleanly(lab.fw());
+    println!("proxied: the client quoted seq {seq}, {srv} got {quoted} (its SYN-ACK {server_isn} + 1); {srv}'s route: {route}");
 }

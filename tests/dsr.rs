@@ -398,3 +398,165 @@ fn dsr_tunnel_gre_encapsulates_to_the_servers() {
 fn dsr_tunnel_gue_encapsulates_to_the_servers() {
     dsr_tunnel("gue", 17, 28);
 }
+
+/// The lab of the ICMP tests for one DSR `mode` (`dsr-l2`, `dsr-dscp`,
+/// `dsr-tunnel-KIND`): one server, srv1, with no health check (dsr-l2 on
+/// the client's segment, the others behind the router, decapsulating with
+/// `decap.py` for a tunnel), furiwake started and the server up; the
+/// tunnel kind.
+fn icmp_lab(tag: char, mode: &str) -> Option<(Lab, Option<&str>)> {
+    let tools = ["nginx", "tcpdump", "nft"];
+    let (lab, server) = if mode == "dsr-l2" { (one_arm_lab(tag, "icmp-l2", 0, true), dsr_ip(1)) } else { (Lab::open(tag, &format!("icmp-{mode}"), &tools), server_ip(1)) };
+    let mut lab = lab?;
+    let (interfaces, extra, tunnel) = match mode {
+        "dsr-l2" => ("[[interface]]\nname = \"outside\"\ndevice = \"net_af_packet0,iface=lb-out\"\naddress = \"192.0.2.2/24\"\n".to_string(), String::new(), None),
+        "dsr-dscp" => (LAB_INTERFACES.to_string(), "dscp = 46\n".to_string(), None),
+        kind => {
+            let kind = kind.trim_start_matches("dsr-tunnel-");
+            (LAB_INTERFACES.to_string(), format!("tunnel = \"{kind}\"\ntunnel_source = \"203.0.113.0/24\"\n"), Some(kind))
+        }
+    };
+    if mode != "dsr-l2" {
+        add_router(&lab);
+        let restore = if mode == "dsr-dscp" {
+            format!("nft add table ip dsr && nft add chain ip dsr pre '{{ type filter hook prerouting priority raw; }}' && nft add rule ip dsr pre ip dscp 46 ip daddr set {VIP}")
+        } else {
+            "sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 && ip tuntap add dev tun0 mode tun && ip link set tun0 up && sysctl -qw net.ipv4.conf.tun0.rp_filter=0".to_string()
+        };
+        lab.topo.exec("srv1", &format!("ip route replace default via 198.51.100.254 && ip addr add {VIP}/32 dev lo && sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 && {restore}"));
+        if tunnel.is_some() {
+            let decap = test_script("decap.py");
+            lab.serve("decap-srv1", 1, &["/usr/bin/python3", decap.to_str().unwrap(), "--tun", "tun0", "--local", &server_ip(1)]);
+        }
+        lab.start_nginx(1, 0);
+    }
+    let forwarding = if tunnel.is_some() { "dsr-tunnel" } else { mode };
+    let config = format!(
+        "{}\n{interfaces}\n[[pool]]\nname = \"web\"\nservers = [ {{ address = \"{server}:80\" }} ]\n\n[[virtual_server]]\nname = \"www\"\naddress = \"{VIP}:80\"\nforwarding = \"{forwarding}\"\npool = \"web\"\n{extra}",
+        platform_section(&lab.prefix),
+    );
+    lab.start_config(&config);
+    report_until(lab.fw(), Duration::from_secs(10), |r| r.contains("state up")).unwrap_or_else(|r| panic!("server not up:\n{r}"));
+    Some((lab, tunnel))
+}
+
+/// One direct-server-return mode with one server (srv1), no health check;
+/// then a client-side router's fragmentation needed about the server's
+/// reply (it quotes VIP:80 -> client, as the server sent it) sent to the
+/// VIP, i.e. to the box: captured at srv1, it arrives the way the mode
+/// delivers data with the quote untouched, and srv1's TCP takes it.
+fn dsr_frag_needed(tag: char, mode: &str) {
+    let Some((mut lab, tunnel)) = icmp_lab(tag, mode) else { return };
+    let (proto, overhead, filter) = match tunnel {
+        Some("ipip") => (4, 20, "ip proto 4"),
+        Some("gre") => (47, 24, "ip proto 47"),
+        Some(_) => (17, 28, "udp dst port 6080"),
+        None => (1, 0, "icmp"),
+    };
+    let pcap = lab.dir.path("srv1.pcap");
+    let mut cap = capture(&lab, &lab.srv_ns(1), "eth0", filter, &pcap, "cap-srv1.log");
+    let (seq, cport, sent) = send_frag_needed(&lab);
+    // The error as srv1's eth0 got it: its IPv4 packet (inside the
+    // tunnel for dsr-tunnel), and the frame.
+    let find = || {
+        pcap_frames(&pcap).into_iter().find_map(|f| {
+            let ip = if tunnel.is_some() { decapsulated(&f, proto, overhead)?.1.to_vec() } else { f.get(14..)?.to_vec() };
+            (ip.len() >= 28 && ip[9] == 1 && ip[20] == 3).then_some((f, ip))
+        })
+    };
+    let got = wait_for(Duration::from_secs(5), find);
+    cap.signal(libc::SIGINT);
+    cap.wait(Duration::from_secs(5));
+    let (frame, ip) = got.unwrap_or_else(|| panic!("{mode}: no fragmentation needed reached srv1\n{}", lab.report()));
+    let srv_mac = lab.topo.exec("srv1", "cat /sys/class/net/eth0/address").trim().to_string();
+    let mac = frame[0..6].iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":");
+    assert_eq!(mac, srv_mac, "{mode}: at srv1's MAC");
+    // The quote (after the ICMP header): as the server sent its segment.
+    let q = 28;
+    assert_eq!(&ip[q + 12..q + 20], &[192, 0, 2, 100, 192, 0, 2, 10], "{mode}: quoted VIP -> client");
+    assert_eq!((u16::from_be_bytes([ip[q + 20], ip[q + 21]]), u16::from_be_bytes([ip[q + 22], ip[q + 23]])), (80, cport));
+    assert_eq!(u32::from_be_bytes([ip[q + 24], ip[q + 25], ip[q + 26], ip[q + 27]]), seq);
+    assert_eq!(&ip[20..], &sent[20..], "{mode}: the ICMP message untouched");
+    match mode {
+        "dsr-dscp" => {
+            assert_eq!((ip[1], ip[8]), (46 << 2, sent[8] - 1), "DSCP 46, routed");
+            assert_eq!(&ip[16..20], &[198, 51, 100, 11], "to srv1's own address");
+            assert_eq!(&ip[12..16], &sent[12..16], "from the router");
+        }
+        _ => assert_eq!(ip, sent, "{mode}: the error's IPv4 packet as the client side sent it"),
+    }
+    let route = route_mtu(&lab, "srv1", 1000);
+    stop_furiwake_cleanly(lab.fw());
+    println!("{mode}: fragmentation needed about a reply reached srv1 (quote VIP:80 -> client:{cport}, seq {seq}); srv1's route: {route}");
+}
+
+/// `dsr-l2`: the error reaches the server by MAC alone, its IPv4 packet
+/// byte for byte as sent.
+#[test]
+fn dsr_l2_relays_fragmentation_needed_about_replies() {
+    dsr_frag_needed('x', "dsr-l2");
+}
+
+/// `dsr-dscp`: to the server's address with DSCP 46 (its nft rule
+/// restores the VIP), TTL down, the ICMP message untouched.
+#[test]
+fn dsr_dscp_relays_fragmentation_needed_about_replies() {
+    dsr_frag_needed('y', "dsr-dscp");
+}
+
+/// `dsr-tunnel` (IPIP): inside the connection's tunnel, byte for byte.
+#[test]
+fn dsr_tunnel_relays_fragmentation_needed_about_replies() {
+    dsr_frag_needed('z', "dsr-tunnel-ipip");
+}
+
+/// RFC 2003 §4 with `dsr-tunnel` (IPIP): the router between the box and
+/// srv1 (198.51.100.254, with 203.0.113.0/24, `tunnel_source`, routed to
+/// the box) reports fragmentation needed (MTU 1000) about a tunnel packet
+/// of a held connection, quoting the outer header the box sent and the
+/// client's segment inside. The client gets fragmentation needed from the
+/// VIP quoting its own segment, with 1000 less the 20 bytes of IPIP, and
+/// its TCP takes it: its route to the VIP carries MTU 980.
+#[test]
+fn dsr_tunnel_relays_fragmentation_needed_from_inside_the_tunnel_to_the_client() {
+    let Some((mut lab, _)) = icmp_lab('w', "dsr-tunnel-ipip") else { return };
+    lab.topo.exec("rtr", &format!("ip route add 203.0.113.0/24 via {SELF_INSIDE}"));
+    let (s_pcap, c_pcap) = (lab.dir.path("srv1.pcap"), lab.dir.path("client.pcap"));
+    let mut caps = [capture(&lab, &lab.srv_ns(1), "eth0", "ip proto 4", &s_pcap, "cap-srv1.log"), capture(&lab, &lab.topo.ns("client"), "eth0", "icmp", &c_pcap, "cap-client.log")];
+    let hold = test_script("tcp_hold.py");
+    let argv = ["python3", hold.to_str().unwrap(), "--to", &format!("{VIP}:80"), "--timeout", "10"];
+    let mut conn = Proc::spawn("hold", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("hold.log"), true);
+    conn.expect_output("connected ", Duration::from_secs(10));
+    let cport: u16 = conn.output().split(':').next_back().and_then(|p| p.trim().parse().ok()).expect("local port");
+    // The tunnel packet of the client's request (its segment with data).
+    let request = || {
+        pcap_frames(&s_pcap).into_iter().find(|f| {
+            decapsulated(f, 4, 20).is_some_and(|(_, inner)| inner.len() > 40 && u16::from_be_bytes([inner[20], inner[21]]) == cport && usize::from(u16::from_be_bytes([inner[2], inner[3]])) > 20 + usize::from(inner[32] >> 4) * 4)
+        })
+    };
+    let tunnelled = wait_for(Duration::from_secs(5), request).unwrap_or_else(|| panic!("srv1 got no tunnelled request from port {cport}"));
+    let script = test_script("tunnel_frag_needed.py");
+    let hex: String = tunnelled[14..].iter().map(|b| format!("{b:02x}")).collect();
+    let (ok, out) = lab.topo.try_exec("rtr", &format!("/usr/bin/python3 {} --packet {hex} --overhead 20 --router 198.51.100.254 --mtu 1000", script.display()));
+    assert!(ok && out.contains("sent "), "tunnel_frag_needed.py: {out}");
+    let relayed = || pcap_frames(&c_pcap).into_iter().find(|f| f.len() >= 14 + 28 + 28 && f[23] == 1 && f[34] == 3);
+    let got = wait_for(Duration::from_secs(5), relayed);
+    for c in caps.iter_mut() {
+        c.signal(libc::SIGINT);
+        c.wait(Duration::from_secs(5));
+    }
+    let f = got.unwrap_or_else(|| panic!("no fragmentation needed reached the client\n{}", lab.report()));
+    assert_eq!((&f[26..30], &f[30..34]), (&[192, 0, 2, 100][..], &[192, 0, 2, 10][..]), "from the VIP to the client");
+    assert_eq!((f[35], u16::from_be_bytes([f[40], f[41]])), (4, 980), "fragmentation needed, 1000 less the IPIP header");
+    let inner = &tunnelled[14 + 20..];
+    assert_eq!(&f[42..42 + 20], &inner[..20], "quoting the client's IPv4 header as it sent it");
+    assert_eq!(&f[62..66], &inner[20..24], "and its ports");
+    let route = lab.topo.exec("client", &format!("ip route get {VIP}"));
+    assert!(route.contains("mtu 980"), "the client's TCP did not take it: {route}");
+    conn.send_line("close");
+    let fw = stop_furiwake_cleanly(lab.fw());
+    let block = last_counters_block(&fw).unwrap_or_default();
+    let frag = block.lines().find_map(|l| l.trim().strip_prefix("tunnel: frag-needed ")).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0);
+    assert_eq!(frag, 1, "the relayed error counted:\n{block}");
+    println!("dsr-tunnel ipip: the router's fragmentation needed (1000) about the tunnel reached the client from the VIP with 980; client's route: {}", route.trim().replace('\n', " "));
+}

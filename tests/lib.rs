@@ -420,6 +420,36 @@ pub fn test_script(name: &str) -> PathBuf {
     p
 }
 
+/// Runs `tests/scripts/frag_needed.py` in the client namespace: a held
+/// connection to VIP:80, then ICMP fragmentation needed (MTU 1000) from a
+/// client-side router (192.0.2.1) to the VIP about the server's next
+/// segment to the client. The quoted sequence number, the client's port
+/// and the error's IPv4 packet as sent.
+pub fn send_frag_needed(lab: &Lab) -> (u32, u16, Vec<u8>) {
+    send_icmp_error(lab, "")
+}
+
+/// `send_frag_needed` with more of `frag_needed.py`'s options (`--code`,
+/// `--seq-offset`, `--corrupt`).
+pub fn send_icmp_error(lab: &Lab, options: &str) -> (u32, u16, Vec<u8>) {
+    let script = test_script("frag_needed.py");
+    let (ok, out) = lab.topo.try_exec("client", &format!("/usr/bin/python3 {} --vip {VIP} --port 80 --iface eth0 --router 192.0.2.1 --mtu 1000 --hold 2 {options}", script.display()));
+    let field = |name: &str| out.lines().find_map(|l| l.split_once(name).map(|(_, v)| v.split_whitespace().next().unwrap_or("").to_string()));
+    let (Some(seq), Some(cport), Some(hex)) = (field("quoted seq "), field(" cport "), field("sent ")) else { panic!("frag_needed.py: {ok} {out}") };
+    let sent = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect();
+    (seq.parse().expect("seq"), cport.parse().expect("cport"), sent)
+}
+
+/// Whether a server namespace's route to the client carries the path MTU
+/// `mtu` (the kernel learnt it from an error its TCP accepted: Linux's
+/// tcp_v4_err takes it only for a quote naming one of its sockets with a
+/// sequence number in SND.UNA..SND.NXT).
+pub fn route_mtu(lab: &Lab, srv: &str, mtu: u16) -> String {
+    let route = lab.topo.exec(srv, &format!("ip route get {CLIENT}"));
+    assert!(route.contains(&format!("mtu {mtu}")), "{srv}: the server's TCP did not take the error: {route}");
+    route.trim().replace('\n', " ")
+}
+
 /// sha256 of a file, as hex.
 pub fn sha256_file(path: &Path) -> String {
     let out = sh(&format!("sha256sum {}", shell_quote(path.to_str().expect("utf-8 path"))));

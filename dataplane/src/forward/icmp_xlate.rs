@@ -70,3 +70,27 @@ pub fn translate_icmp_error(frame: &mut [u8], x: &IcmpXlate) -> bool {
 pub fn verify(msg: &[u8]) -> bool {
     checksum::checksum(msg) == 0
 }
+
+/// SYN proxy: moves the sequence number of a quoted TCP segment (the
+/// error's embedded datagram, placed as `x` says) by `delta`, back from
+/// the client's view (`synproxy::to_client` took `delta` off) into the
+/// server's, with the ICMP checksum by RFC 1624's update (the quoted TCP
+/// checksum is left, as `translate_icmp_error` leaves it). False, the
+/// frame untouched, when the quote is shorter than the 8 TCP bytes RFC
+/// 792 promises.
+pub fn shift_quoted_seq(frame: &mut [u8], x: &IcmpXlate, delta: u32) -> bool {
+    let (msg_at, end) = (x.l3 + x.hl, x.l3 + x.ip_len);
+    // The TCP header's offset in the ICMP message: even (8 + a multiple
+    // of 4), as the checksum's words are.
+    let seq_at = icmp::HEADER_LEN + x.inner_hl + 4;
+    let Some(m) = frame.get_mut(msg_at..end) else { return false };
+    if seq_at + 4 > m.len() {
+        return false;
+    }
+    let old = crate::wire::be32(m, seq_at);
+    let new = old.wrapping_add(delta);
+    crate::wire::set_be32(m, seq_at, new);
+    let c = checksum::update32(crate::wire::be16(m, 2), old, new);
+    crate::wire::set_be16(m, 2, c);
+    true
+}

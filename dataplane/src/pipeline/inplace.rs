@@ -3,7 +3,7 @@
 //! errors (rate limited: `Shard::answers`), the SYN proxy's segments and
 //! the replay of a parked one.
 
-use super::{synproxy, Encap, Reject, Shard, TooBig, Verdict};
+use super::{synproxy, Encap, Reject, Relay, Shard, TooBig, Verdict};
 use crate::forward as nat;
 use crate::io::Packet;
 use crate::state::counters::DropReason;
@@ -55,6 +55,26 @@ impl Shard {
         }
         self.counters.frag_needed.inc();
         Verdict::Forward(port)
+    }
+
+    /// Relays fragmentation needed about a tunnel packet to its client
+    /// (`pipeline::icmp`, RFC 2003 §4): built in place from the client's
+    /// quoted packet, from the VIP, sent to the client's MAC on its link.
+    #[cold]
+    pub(super) fn relay<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, r: Relay) -> Verdict {
+        let no = Verdict::Drop(DropReason::IcmpTunnelNotRelayed);
+        if !self.answers.take(self.now) {
+            self.counters.answers_limited.inc();
+            return no;
+        }
+        let Some(mac) = snap.port(r.link).map(|p| p.mac) else { return no };
+        let Some(len) = nat::build_frag_needed(pkt.data_mut(), r.l3 as usize, r.hl as usize, r.mtu, mac) else { return no };
+        if !pkt.set_len(len) {
+            return no;
+        }
+        crate::wire::ethernet::EthernetFrame::new_unchecked(pkt.data_mut()).set_dst_addr(r.mac);
+        self.counters.frag_needed.inc();
+        Verdict::Forward(r.link)
     }
 
     /// Turns a refused first packet into its answer (`forward::build_refusal`),

@@ -36,6 +36,7 @@ use classify::quick_key;
 use connect::release;
 use replicate::Replication;
 
+pub use icmp::Relay;
 pub use owner::{owner, owner_of, Owners};
 pub use replicate::{INSTALL_BUDGET, WALK_BUDGET};
 
@@ -114,6 +115,10 @@ pub enum Verdict {
     /// answered with ICMP fragmentation needed (RFC 1191) built in place,
     /// as `Reject`. Only `process` returns it.
     TooBig(TooBig),
+    /// An ICMP fragmentation needed about a tunnel packet, to relay to the
+    /// client (RFC 2003 §4) built in place, as `TooBig`. Only `process`
+    /// returns it.
+    Relay(Relay),
     /// The SYN proxy's segment (`Shard::rebuilt`) to write over the packet
     /// and send. Only `process` returns it: `process_packet` resizes the
     /// packet, writes it and returns `Forward`.
@@ -397,6 +402,7 @@ impl Shard {
             Verdict::Reject(_) => self.counters.count_drop(DropReason::NoServer),
             Verdict::Encap(_) => self.counters.count_drop(DropReason::TunnelNoHeadroom),
             Verdict::TooBig(_) => self.counters.count_drop(DropReason::TunnelTooBig),
+            Verdict::Relay(_) => self.counters.count_drop(DropReason::IcmpTunnelNotRelayed),
         }
     }
 
@@ -443,6 +449,7 @@ impl Shard {
                 let link = link_in(pkt);
                 self.too_big(snap, pkt, link, t)
             }
+            Verdict::Relay(r) => self.relay(snap, pkt, r),
             Verdict::Rebuild => self.rebuild(pkt),
             Verdict::Replay(r) => self.replay(snap, pkt, r),
             v => v,

@@ -478,7 +478,7 @@ fn fixture_table_of_verdicts() {
 /// A packet in a buffer of `cap` bytes at most, received on OUT.
 pub(super) use super::fuzz::TestPkt as Pkt;
 
-fn pkt(data: Vec<u8>) -> Pkt {
+pub(super) fn pkt(data: Vec<u8>) -> Pkt {
     Pkt { data, cap: 2048, head: 128, port: OUT }
 }
 
@@ -1222,7 +1222,7 @@ fn a_record_naming_a_removed_server_is_replaced() {
 
 /// The fixture's snapshot with the NAT service on VIP:80 turned into MAT
 /// (`dsr-l2`) with servers listening on port 80.
-fn dsr_l2_snapshot() -> Snapshot {
+pub(super) fn dsr_l2_snapshot() -> Snapshot {
     let mut s = snapshot();
     if let Some(vs) = s.services.get_mut(0) {
         vs.forwarding = Forwarding::DsrL2;
@@ -1337,7 +1337,7 @@ fn a_nat_client_on_the_servers_segment_is_source_natted_to_the_self_ip() {
 
 /// The fixture's MAT snapshot turned into `dsr-tunnel` of `kind`, outer
 /// sources from 203.0.113.0/24 and GUE to port 6080.
-fn dsr_tunnel_snapshot(kind: crate::forward::TunnelKind) -> Snapshot {
+pub(super) fn dsr_tunnel_snapshot(kind: crate::forward::TunnelKind) -> Snapshot {
     let mut s = dsr_l2_snapshot();
     if let Some(vs) = s.services.get_mut(0) {
         vs.forwarding = Forwarding::DsrTunnel;

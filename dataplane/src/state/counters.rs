@@ -156,6 +156,15 @@ drop_reasons! {
     HandoffRingFull => "handoff-ring-full",
     /// The NIC's TX queue took fewer packets than offered.
     TxQueueFull => "tx-queue-full",
+    /// An ICMP error about a `dsr-tunnel` packet (it quotes the outer
+    /// header the box sent) that is not relayed to the client (RFC 2003
+    /// §4): not fragmentation needed, no MTU in it, a quote too short to
+    /// hold the client's header, or over `icmp_rate` (`answers-limited`).
+    IcmpTunnelNotRelayed => "icmp-tunnel-not-relayed",
+    /// An ICMP error about a server's segment to the client whose quoted
+    /// sequence number the server has not sent or the client has already
+    /// acknowledged (RFC 5927 §4.1): a blind guess, not sent on.
+    IcmpOutOfWindow => "icmp-out-of-window",
 }
 
 /// What a worker hands the control lcore, by class (`pipeline::police`,
@@ -341,7 +350,8 @@ pub struct WorkerCounters {
     pub rejected: Counter,
     /// `dsr-tunnel` packets too big for the tunnel answered with ICMP
     /// fragmentation needed and the tunnel's MTU (RFC 1191; each also a
-    /// `tunnel-too-big` drop).
+    /// `tunnel-too-big` drop), and fragmentation needed about the tunnel
+    /// relayed to clients (RFC 2003 §4).
     pub frag_needed: Counter,
     /// Refusals and ICMP errors not sent: over the worker's `icmp_rate`
     /// (the packet that asked for one is counted as its drop).
