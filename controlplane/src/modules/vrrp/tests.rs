@@ -40,7 +40,8 @@ fn refused(v: &Vrrp, reason: &str) -> u64 {
 #[test]
 fn adverts_a_master_must_not_follow_are_discarded_and_counted() {
     let other = Ipv4Addr::new(192, 0, 2, 101);
-    let cases: [(&str, u8, u8, u16, Vec<Ipv4Addr>, bool, &str); 6] = [
+    type Case = (&'static str, u8, u8, u16, Vec<Ipv4Addr>, bool, &'static str);
+    let cases: [Case; 6] = [
         ("the owner discards a 255 from a higher address", 255, 255, 100, vec![VIP], true, "address-owner"),
         ("the owner discards a mismatched 255", 255, 255, 100, vec![other], true, "address-owner"),
         ("a mismatched higher priority is dropped", 200, 254, 100, vec![other], true, "address-mismatch"),
