@@ -53,9 +53,9 @@ pub enum Refused {
     Version,
     /// Checksum over the pseudo-header (v3) or the message (v2) (§7.1).
     Checksum,
-    /// An advertisement interval of 0: a backup would declare the master
-    /// dead at once, every turn (flapping). RFC 5798 §5.2.7 has no zero
-    /// interval; keepalived refuses it too.
+    /// An advertisement interval of 0: a backup would learn it (RFC 5798
+    /// §6.4.2), declare the master dead at once and take over, every turn
+    /// (flapping). No configuration sends it (v3 10 ms at least, v2 1 s).
     Interval,
 }
 
