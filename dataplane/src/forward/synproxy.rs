@@ -15,7 +15,7 @@
 //! syncookies.
 
 use super::nat::{get16, get32, put16, put32};
-use crate::siphash::{siphash24, Key};
+use crate::siphash::{siphash24_u32x5, Key};
 use crate::wire::checksum;
 use crate::wire::ipv4::protocol;
 use crate::wire::tcp::{self, TcpOptions};
@@ -51,11 +51,8 @@ pub struct Tuple {
 /// which keys nothing else): each SYN hands its sender 24 bits of output
 /// for inputs it chose, and a PRF's outputs tell nothing of its key.
 fn hash24(key: &Key, t: &Tuple, count: u32, client_isn: u32) -> u32 {
-    let mut m = [0u8; 20];
-    for (d, s) in m.chunks_exact_mut(4).zip([t.src, t.dst, u32::from(t.sport) << 16 | u32::from(t.dport), client_isn, count]) {
-        d.copy_from_slice(&s.to_le_bytes());
-    }
-    (siphash24(key, &m) as u32) & 0x00ff_ffff
+    let m = [t.src, t.dst, u32::from(t.sport) << 16 | u32::from(t.dport), client_isn, count];
+    (siphash24_u32x5(key, m) as u32) & 0x00ff_ffff
 }
 
 /// The cookie counter at tick `now`.
