@@ -374,11 +374,11 @@ impl Vrrp {
         if priority == 0 {
             return Err("priority: allowed 1..=255".into());
         }
-        // A release ends for the whole group (it was released as one).
         let group = self.instances[k].cfg.group.as_ref().map(|g| g.get_ref().clone());
         if priority == 255 && (self.synced || group.is_some()) {
             return Err(format!("priority 255 (the address owner) is refused {}, as check-config refuses it: at most 254", if self.synced { "with [sync]" } else { "in a sync group" }));
         }
+        // A release ends for the whole group (it was released as one).
         for i in self.instances.iter_mut().filter(|i| group.is_some() && i.cfg.group.as_ref().map(|g| g.get_ref()) == group.as_ref()) {
             i.released = false;
         }
