@@ -17,6 +17,10 @@
 #                                           a nightly toolchain are there, else the
 #                                           same target built on stable and run
 #                                           unguided (fuzz/)
+#   scripts/fuzz.sh libfuzzer vrrp N        VRRP adverts as punted frames: the frame
+#                                           checks, the wire parser, the instances'
+#                                           checks and state machine
+#                                           (controlplane/src/fuzz/vrrp.rs)
 #
 # The first three are deterministic for a seed and run on stable; the suite
 # runs them (scripts/test.sh step 3b). Run longer with a bigger N, or with

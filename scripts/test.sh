@@ -46,11 +46,13 @@ run cargo test --workspace --exclude furiwake-e2e
 #     mutated config files and 1 million console lines through their
 #     parsers (controlplane/src/fuzz.rs); then the same three targets
 #     under libFuzzer, guided by coverage (fuzz/, cargo-fuzz on nightly).
+#     VRRP adverts under libFuzzer: 200,000 frames (controlplane/src/fuzz/vrrp.rs).
 #     Longer: scripts/fuzz.sh N, README "Tests".
 run scripts/fuzz.sh 10000000
 run scripts/fuzz.sh config 200000
 run scripts/fuzz.sh console 1000000
 run scripts/fuzz.sh libfuzzer pipeline 200000
+run scripts/fuzz.sh libfuzzer vrrp 200000
 run scripts/fuzz.sh libfuzzer config 100000
 run scripts/fuzz.sh libfuzzer console 300000
 run cargo test -p furiwake-e2e -- --test-threads=1

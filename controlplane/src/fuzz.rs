@@ -8,6 +8,9 @@
 use crate::config::{render, render_with_secrets, Config};
 use crate::modules::console::command;
 
+mod vrrp;
+pub use vrrp::vrrp;
+
 /// A configuration file's bytes: parsing never panics; a refusal names a
 /// line of the text (or line 0, for a whole-file problem); an accepted
 /// configuration renders (secrets included, as `config save` writes it)

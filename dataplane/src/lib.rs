@@ -6,7 +6,8 @@
 //! - `io`: the packet-I/O abstraction the platform implements for
 //!   `rte_mbuf` and tests implement for plain buffers.
 //! - `limits`: the sizes everything else is dimensioned by; `hash`: the
-//!   keyed hash of client-chosen fields.
+//!   keyed hash of client-chosen fields; `siphash`: the PRF of the SYN
+//!   cookies.
 //! - `conntrack`: the per-worker connection table (entry, keys, hash
 //!   table, expiry wheel, TCP states).
 //! - `lb`: choosing a server (schedules, Maglev, persistence records, the
@@ -35,6 +36,7 @@ pub mod io;
 pub mod lb;
 pub mod limits;
 pub mod pipeline;
+pub mod siphash;
 pub mod state;
 mod sync;
 #[cfg(any(test, feature = "testkit"))]

@@ -281,6 +281,27 @@ mod defaults {
 }
 
 impl Config {
+    /// Priority 255, the address owner (RFC 5798 §6.1): it is master from
+    /// start and discards every advert (§7.1). So it would take the
+    /// addresses back at once after a restart, before the peer's bulk dump
+    /// arrived (`[sync]` holds only preemption), resetting the connections
+    /// the peer accepted meanwhile; and in a sync group it could not
+    /// follow a member that lost to the peer, and would take the group back
+    /// after its master-down interval, again and again. Refused in both.
+    fn check_owner(&self, v: &Vrrp, src: &Source<'_>) -> Result<(), ConfigError> {
+        if *v.priority.get_ref() != 255 {
+            return Ok(());
+        }
+        let what = format!("vrrp {:?}: priority 255 (the address owner, master from start whatever the peer says)", v.name.get_ref());
+        if self.sync.is_some() {
+            return Err(src.error(Some(v.priority.span()), format!("{what} would not wait for the [sync] peer's connection table (bulk_limit_ms): at most 254 with [sync]")));
+        }
+        if v.group.is_some() {
+            return Err(src.error(Some(v.priority.span()), format!("{what} cannot follow a sync group: at most 254 in a group")));
+        }
+        Ok(())
+    }
+
     /// The `[[vrrp]]` and `[sync]` checks.
     pub(super) fn validate_ha(&self, src: &Source<'_>) -> Result<(), ConfigError> {
         let iface = |name: &Spanned<String>, what: &str| {
@@ -312,6 +333,7 @@ impl Config {
             }
             within(src, &bounds::VRID, &v.vrid)?;
             within(src, &bounds::VRRP_PRIORITY, &v.priority)?;
+            self.check_owner(v, src)?;
             let li = iface(&v.interface, &what)?;
             if !vrids.insert((li, *v.vrid.get_ref())) {
                 return Err(src.error(Some(v.vrid.span()), format!("{what}: vrid {} is already used on interface {:?}", v.vrid.get_ref(), v.interface.get_ref())));

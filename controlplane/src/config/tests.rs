@@ -465,6 +465,7 @@ fn vrrp_mistakes_are_refused_at_their_line() {
         ("track_interfaces = [\"outside\", \"inside\"]", "track_interfaces = [\"uplink\"]", "no interface named \"uplink\""),
         ("vrid = 52", "vrid = 52\nunicast_peers = [\"192.0.2.4\"]", "unicast peer 192.0.2.4 is not in interface \"inside\"'s subnet"),
         ("priority = 200", "priority = 0", "priority 0 is out of range: allowed 1..=255"),
+        ("priority = 200", "priority = 255", "vrrp \"outside\": priority 255 (the address owner, master from start whatever the peer says) cannot follow a sync group: at most 254 in a group"),
     ];
     for (from, to, want) in cases {
         let text = ha(&VRRP.replacen(from, to, 1));
@@ -474,6 +475,20 @@ fn vrrp_mistakes_are_refused_at_their_line() {
     }
     let dup = ha(&format!("{VRRP}{}", VRRP.replace("\"outside\"\ninterface", "\"again\"\ninterface").split("[[vrrp]]\nname = \"inside\"").next().unwrap()));
     assert!(Config::parse("t.toml", &dup).unwrap_err().message.contains("vrid 51 is already used on interface \"outside\""));
+}
+
+/// The address owner (priority 255) is master from start: refused with
+/// `[sync]` (it would not wait for the bulk dump), accepted without.
+#[test]
+fn the_address_owner_is_refused_with_sync() {
+    let owner = VRRP.replace("priority = 200", "priority = 255").replace("group = \"pair\"\n", "");
+    Config::parse("t.toml", &ha(&owner)).unwrap();
+    let synced = ha(&format!("{owner}\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{}\"\n", "ab".repeat(32)));
+    let e = err(&synced);
+    assert!(e.message.contains("vrrp \"outside\": priority 255 (the address owner, master from start whatever the peer says) would not wait for the [sync] peer's connection table"), "{e}");
+    assert!(e.line > 40, "placed at {}:{}", e.line, e.column);
+    let lower = synced.replace("priority = 255", "priority = 254");
+    Config::parse("t.toml", &lower).unwrap();
 }
 
 #[test]

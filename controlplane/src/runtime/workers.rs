@@ -189,6 +189,9 @@ impl Runtime {
             None => boot_hash_key()?,
         };
         self.workers.hash_key = hash_key;
+        // The SYN cookies' own key, per boot and never shared: the peer
+        // need not validate this box's cookies.
+        let cookie_key = boot_cookie_key()?;
         let mut sync_ends = Vec::new();
         let lcores = cfg.platform.worker_lcore_ids();
         let n = lcores.len();
@@ -241,7 +244,7 @@ impl Runtime {
             let reader = readers.pop().ok_or("rcu readers")?;
             let sync_refresh = sync.map_or(0, |s| s.refresh_ticks);
             let flows = *cfg.platform.flows_per_worker.get_ref();
-            let config = WorkerConfig { id: w as u16, workers: n as u16, flows, timeouts, hash_key, sync_refresh, embryonic_max: cfg.defence.embryonic_max(flows),
+            let config = WorkerConfig { id: w as u16, workers: n as u16, flows, timeouts, hash_key, cookie_key, sync_refresh, embryonic_max: cfg.defence.embryonic_max(flows),
                 icmp_rate: *cfg.defence.icmp_rate.get_ref(),
                 icmp_burst: *cfg.defence.icmp_burst.get_ref(),
                 punt_rates: cfg.defence.punt.rates(),
@@ -318,4 +321,14 @@ fn boot_hash_key() -> Result<u64, String> {
     let mut b = [0u8; 8];
     std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).map_err(|e| format!("/dev/urandom: {e}"))?;
     Ok(u64::from_ne_bytes(b))
+}
+
+/// The SYN cookies' SipHash key (`WorkerConfig::cookie_key`): 128 bits
+/// from /dev/urandom, independent of the hash key and of the sync key.
+fn boot_cookie_key() -> Result<[u64; 2], String> {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).map_err(|e| format!("/dev/urandom: {e}"))?;
+    let k = u128::from_le_bytes(b);
+    Ok([k as u64, (k >> 64) as u64])
 }

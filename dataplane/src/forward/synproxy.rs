@@ -5,15 +5,17 @@
 //!
 //! A cookie is the ISN of the box's SYN-ACK (after Linux's
 //! `secure_tcp_syn_cookie`): the top 8 bits a 64-second counter, the low
-//! 24 a keyed hash of the connection's addresses, ports, client ISN and
-//! counter plus an index into `MSS_TABLE`. The client's ACK returns it +1;
-//! a cookie is good for two counter periods. When the client's SYN carried
-//! timestamps (RFC 7323), the box's TSval carries the rest of the SYN's
-//! options in its low 6 bits (window scale, SACK permitted), which the
-//! client echoes in TSecr; without timestamps, window scaling and SACK are
-//! lost, as with Linux's syncookies.
+//! 24 a MAC (SipHash-2-4 under a per-boot key) of the connection's
+//! addresses, ports, client ISN and counter plus an index into
+//! `MSS_TABLE`. The client's ACK returns it +1; a cookie is good for two
+//! counter periods. When the client's SYN carried timestamps (RFC 7323),
+//! the box's TSval carries the rest of the SYN's options in its low 6 bits
+//! (window scale, SACK permitted), which the client echoes in TSecr;
+//! without timestamps, window scaling and SACK are lost, as with Linux's
+//! syncookies.
 
 use super::nat::{get16, get32, put16, put32};
+use crate::siphash::{siphash24_u32x5, Key};
 use crate::wire::checksum;
 use crate::wire::ipv4::protocol;
 use crate::wire::tcp::{self, TcpOptions};
@@ -43,11 +45,14 @@ pub struct Tuple {
     pub dport: u16,
 }
 
-fn hash24(key: u64, t: &Tuple, count: u32, client_isn: u32) -> u32 {
-    let a = u64::from(t.src) << 32 | u64::from(t.dst);
-    let b = u64::from(t.sport) << 48 | u64::from(t.dport) << 32 | u64::from(client_isn);
-    let h = crate::hash::keyed64(a ^ crate::hash::keyed64(b ^ u64::from(count) << 8, key), key ^ 0x5359_4e43_4f4f_4b49);
-    (h as u32) & 0x00ff_ffff
+/// The cookie's MAC: the low 24 bits of SipHash-2-4 (`crate::siphash`,
+/// Linux's `cookie_hash` since 4.13) over the addresses, ports, client ISN
+/// and counter, under the per-boot cookie key (`WorkerConfig::cookie_key`,
+/// which keys nothing else): each SYN hands its sender 24 bits of output
+/// for inputs it chose, and a PRF's outputs tell nothing of its key.
+fn hash24(key: &Key, t: &Tuple, count: u32, client_isn: u32) -> u32 {
+    let m = [t.src, t.dst, u32::from(t.sport) << 16 | u32::from(t.dport), client_isn, count];
+    (siphash24_u32x5(key, m) as u32) & 0x00ff_ffff
 }
 
 /// The cookie counter at tick `now`.
@@ -64,7 +69,7 @@ pub fn mss_index(mss: Option<u16>) -> u8 {
 }
 
 /// The cookie for a SYN of `t` with ISN `client_isn` at counter `count`.
-pub fn make(key: u64, t: &Tuple, client_isn: u32, count: u32, mss_idx: u8) -> u32 {
+pub fn make(key: &Key, t: &Tuple, client_isn: u32, count: u32, mss_idx: u8) -> u32 {
     (count & 0xff) << 24 | (hash24(key, t, count, client_isn).wrapping_add(u32::from(mss_idx)) & 0x00ff_ffff)
 }
 
@@ -72,7 +77,7 @@ pub fn make(key: u64, t: &Tuple, client_isn: u32, count: u32, mss_idx: u8) -> u3
 /// client ISN its sequence number less one) at counter `now_count`:
 /// the MSS index it carries when it is one the box made in the last
 /// periods.
-pub fn check(key: u64, t: &Tuple, client_isn: u32, cookie: u32, now_count: u32) -> Option<u8> {
+pub fn check(key: &Key, t: &Tuple, client_isn: u32, cookie: u32, now_count: u32) -> Option<u8> {
     (0..COOKIE_AGE).find_map(|age| {
         let count = now_count.checked_sub(age)?;
         if count & 0xff != cookie >> 24 {
@@ -280,10 +285,54 @@ mod tests {
     use super::*;
 
     const T: Tuple = Tuple { src: 0xc000_020a, dst: 0xc000_0264, sport: 40000, dport: 80 };
+    const KEY: Key = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
+
+    /// A cookie made under one key checks under no other: not under a key
+    /// one bit away in either half, not under another boot's key, not
+    /// under the flow-table key nor with it as either half.
+    #[test]
+    fn a_cookie_checks_under_its_key_only() {
+        let table_key = 0x1234u64;
+        let others = [[KEY[0] ^ 1, KEY[1]], [KEY[0], KEY[1] ^ (1 << 63)], [KEY[1], KEY[0]], [table_key, 0], [0, table_key], [table_key, table_key]];
+        for isn in 0..64u32 {
+            for idx in 0..4u8 {
+                let c = make(&KEY, &T, isn, 7, idx);
+                assert_eq!(check(&KEY, &T, isn, c, 7), Some(idx));
+                for k in &others {
+                    // A wrong key still finds a valid index 4 times in 2^24:
+                    // a wrong MAC that lands on another valid index is what
+                    // would show here, and it must not.
+                    assert_eq!(check(k, &T, isn, c, 7), None, "isn {isn} idx {idx} under {k:x?}");
+                }
+            }
+        }
+    }
+
+    /// The cookie as it was made before (two nested wyhash folds under the
+    /// flow-table key, `crate::hash::keyed64`): one a client could have
+    /// forged from that key no longer checks, whatever the cookie key.
+    #[test]
+    fn a_cookie_under_the_old_hash_no_longer_checks() {
+        fn old_hash24(key: u64, t: &Tuple, count: u32, client_isn: u32) -> u32 {
+            let a = u64::from(t.src) << 32 | u64::from(t.dst);
+            let b = u64::from(t.sport) << 48 | u64::from(t.dport) << 32 | u64::from(client_isn);
+            let h = crate::hash::keyed64(a ^ crate::hash::keyed64(b ^ u64::from(count) << 8, key), key ^ 0x5359_4e43_4f4f_4b49);
+            (h as u32) & 0x00ff_ffff
+        }
+        let table_key = 0x1234u64;
+        let mut checked = 0;
+        for isn in 0..256u32 {
+            let old = (7 << 24) | (old_hash24(table_key, &T, 7, isn) & 0x00ff_ffff);
+            for key in [KEY, [table_key, 0], [table_key, table_key]] {
+                checked += usize::from(check(&key, &T, isn, old, 7).is_some());
+            }
+        }
+        assert_eq!(checked, 0);
+    }
 
     #[test]
     fn cookies_check_within_two_periods_only() {
-        let key = 0x1234;
+        let key = &KEY;
         for idx in 0..4u8 {
             let c = make(key, &T, 1000, 7, idx);
             assert_eq!(check(key, &T, 1000, c, 7), Some(idx));
@@ -291,7 +340,7 @@ mod tests {
             assert_eq!(check(key, &T, 1000, c, 9), None, "too old");
             assert_eq!(check(key, &T, 1001, c, 7), None, "another ISN");
             assert_eq!(check(key, &Tuple { sport: 40001, ..T }, 1000, c, 7), None, "another port");
-            assert_eq!(check(key ^ 1, &T, 1000, c, 7), None, "another key");
+            assert_eq!(check(key, &Tuple { dst: T.dst ^ 1, ..T }, 1000, c, 7), None, "another address");
         }
         // Forged cookies: about 4 in 2^24 pass (fewer tries under Miri).
         let tries = if cfg!(miri) { 2_000u32 } else { 100_000 };

@@ -9,7 +9,10 @@
 //! outer source comes from a prefix (`tunnel_source`) and, for GUE, the UDP
 //! source port from the ephemeral range (RFC 8086 §3.2.1's rule for
 //! GRE-in-UDP), both from a hash of the client's address and port, so one
-//! flow always looks the same.
+//! flow always looks the same, on either box of an HA pair and after a
+//! restart. The hash is unkeyed (`flow_hash`): it only spreads RSS, and a
+//! keyed hash would show the servers' side keyed outputs for inputs a
+//! client chose (the flow-table key must stay unknown, `crate::hash`).
 
 use super::nat::{put16, put32, IP_CHECK, IP_DST, IP_SRC, IP_TOTAL_LEN, IP_TTL};
 use crate::wire::checksum;
@@ -39,10 +42,21 @@ pub struct Outer {
     pub dport: u16,
 }
 
+/// The public salt of `flow_hash` ("TUNNEL\0\0").
+const FLOW_SALT: u64 = 0x5455_4e4e_454c_0000;
+
+/// The flow hash the outer header varies by: the client's address, port
+/// and protocol mixed (`crate::hash::keyed64`'s fold) under a public salt,
+/// not under the flow-table key. Its only job is to spread the tunnels
+/// over the servers' RSS queues.
+#[inline(always)]
+pub fn flow_hash(client_ip: u32, client_port: u16, proto: u8) -> u64 {
+    crate::hash::keyed64(u64::from(client_ip) << 24 | u64::from(client_port) << 8 | u64::from(proto), FLOW_SALT)
+}
+
 /// One flow's outer source address within `net` (host order) whose host
 /// bits are `host_mask` (0: always `net`), and GUE source port, from the
-/// flow hash `h` (`crate::hash::keyed64` of the client's address and
-/// port).
+/// flow hash `h` (`flow_hash`).
 #[inline(always)]
 pub fn entropy(h: u64, net: u32, host_mask: u32) -> (u32, u16) {
     let src = (net & !host_mask) | (h as u32 & host_mask);

@@ -98,7 +98,7 @@ impl Shard {
                     }
                     return Verdict::Drop(DropReason::TunnelTooBig);
                 }
-                let h = crate::hash::keyed64(u64::from(client_ip) << 24 | u64::from(client_port) << 8 | u64::from(p.proto), self.config.hash_key);
+                let h = nat::tunnel::flow_hash(client_ip, client_port, p.proto);
                 let (net, host_mask) = t.source.unwrap_or((out.self_ip, 0));
                 let (src, sport) = nat::tunnel::entropy(h, net, host_mask);
                 encap = Some(Encap { port: server.tx_port, l3: p.l3 as u8, ip_len: p.ip_len as u16, outer: nat::Outer { kind: t.kind, src, dst: server_ip, sport, dport: t.port } });

@@ -54,6 +54,12 @@ pub struct WorkerConfig {
     /// (`crate::hash`): drawn at boot by the control plane, the same for
     /// every worker (ownership must agree).
     pub hash_key: u64,
+    /// The SYN cookies' SipHash-2-4 key (`forward::synproxy`): 128 bits
+    /// drawn per boot from /dev/urandom by the control plane, the same for
+    /// every worker of the box (a cookie's ACK may reach another worker's
+    /// queue first), independent of `hash_key` and of the sync key; it
+    /// keys nothing else. Cookies do not validate on the HA peer.
+    pub cookie_key: crate::siphash::Key,
     /// State sync (`Worker::with_sync`): every this many ticks, push a
     /// `Refresh` of every live entry to the peer; 0: never (bulk walks
     /// only, on the control plane's request).
@@ -84,7 +90,7 @@ pub const DEFAULT_PUNT_RATES: [u32; PuntClass::COUNT] = [2000, 1000, 100_000, 20
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0, embryonic_max: u32::MAX, icmp_rate: 1000, icmp_burst: 50, punt_rates: DEFAULT_PUNT_RATES, syn_proxy_threshold: u32::MAX, syn_proxy_rate: u32::MAX }
+        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, cookie_key: [0; 2], sync_refresh: 0, embryonic_max: u32::MAX, icmp_rate: 1000, icmp_burst: 50, punt_rates: DEFAULT_PUNT_RATES, syn_proxy_threshold: u32::MAX, syn_proxy_rate: u32::MAX }
     }
 }
 

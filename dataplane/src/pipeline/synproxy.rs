@@ -177,7 +177,7 @@ impl Shard {
         let o = TcpOptions::parse(syn.options());
         let t = Tuple { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport };
         let isn = p.seg.seq;
-        let c = cookie::make(self.config.hash_key, &t, isn, cookie::counter(self.now), cookie::mss_index(o.mss));
+        let c = cookie::make(&self.config.cookie_key, &t, isn, cookie::counter(self.now), cookie::mss_index(o.mss));
         // Window scaling and SACK survive only inside the timestamp.
         let (wscale, sack, ts) = match o.timestamp {
             Some((val, _)) => (o.wscale.map(|_| PROXY_WSCALE), o.sack_perm, Some((cookie::encode_ts(self.now.wrapping_mul(100), o.wscale, o.sack_perm), val))),
@@ -209,7 +209,7 @@ impl Shard {
     pub(super) fn cookie_ack(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, vs_index: u16, in_link: u16) -> Verdict {
         let t = Tuple { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport };
         let (isn, c) = (p.seg.seq.wrapping_sub(1), p.seg.ack.wrapping_sub(1));
-        let Some(mss_idx) = cookie::check(self.config.hash_key, &t, isn, c, cookie::counter(self.now)) else {
+        let Some(mss_idx) = cookie::check(&self.config.cookie_key, &t, isn, c, cookie::counter(self.now)) else {
             return Verdict::Drop(DropReason::SynCookieInvalid);
         };
         let Some(l4) = frame.get(p.l3 + p.hl..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
@@ -321,7 +321,7 @@ impl Shard {
         }
         let (isn, c) = (p.seg.seq.wrapping_sub(1), p.seg.ack.wrapping_sub(1));
         let t = Tuple { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport };
-        let (Some(f), Some(mss_idx)) = (self.table.get(id).copied(), cookie::check(self.config.hash_key, &t, isn, c, cookie::counter(self.now))) else {
+        let (Some(f), Some(mss_idx)) = (self.table.get(id).copied(), cookie::check(&self.config.cookie_key, &t, isn, c, cookie::counter(self.now))) else {
             return Verdict::Drop(DropReason::SynProxyPending);
         };
         let Some(l4) = frame.get(p.l3 + p.hl..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };

@@ -1378,6 +1378,13 @@ fn dsr_tunnel_encapsulates_the_untouched_packet_towards_the_server() {
         assert_eq!(first.0[..3], [203, 0, 113], "{kind:?}: outer source in tunnel_source");
         let again = outer_of(&mut w, frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::ACK), true));
         assert_eq!(again, first, "{kind:?}: one flow, one outer header");
+        // An unkeyed hash of the flow: it tells the servers' side nothing
+        // of the flow-table key.
+        let (src, sport) = crate::forward::tunnel::entropy(crate::forward::tunnel::flow_hash(ip(CLIENT), 40000, 6), ip([203, 0, 113, 0]), 0xff);
+        assert_eq!(first.0, src.to_be_bytes(), "{kind:?}");
+        if kind == TunnelKind::Gue {
+            assert_eq!(first.1, sport);
+        }
         // Other flows vary it.
         let seen: std::collections::BTreeSet<_> = (41000..41020).map(|sport| outer_of(&mut w, syn(sport, 80))).collect();
         assert!(seen.len() >= 15, "{kind:?}: 20 flows, {} outer sources", seen.len());

@@ -53,6 +53,10 @@ pub enum Refused {
     Version,
     /// Checksum over the pseudo-header (v3) or the message (v2) (§7.1).
     Checksum,
+    /// An advertisement interval of 0: a backup would learn it (RFC 5798
+    /// §6.4.2), declare the master dead at once and take over, every turn
+    /// (flapping). No configuration sends it (v3 10 ms at least, v2 1 s).
+    Interval,
 }
 
 impl Refused {
@@ -62,6 +66,7 @@ impl Refused {
             Refused::Ttl => "bad-ttl",
             Refused::Version => "bad-version",
             Refused::Checksum => "bad-checksum",
+            Refused::Interval => "bad-interval",
         }
     }
 }
@@ -95,6 +100,9 @@ pub fn receive(frame: &[u8]) -> Result<Received, Refused> {
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     if !v.verify_checksum(src, dst) {
         return Err(Refused::Checksum);
+    }
+    if v.interval_cs() == 0 {
+        return Err(Refused::Interval);
     }
     Ok(Received { src, dst, src_mac: eth.src_addr(), repr: VrrpRepr::parse(&v) })
 }
@@ -149,5 +157,26 @@ mod tests {
         ver[34] = 0x32; // v3, type 2: not an advertisement
         assert_eq!(receive(&ver), Err(Refused::Version));
         assert_eq!(Refused::Checksum.name(), "bad-checksum");
+    }
+
+    /// An interval of 0, with a right checksum, in either version, is
+    /// refused by name; 1 (10 ms in v3, 1 s in v2) is the least accepted.
+    #[test]
+    fn an_interval_of_zero_is_refused_as_bad_interval() {
+        let src = Ipv4Addr::new(192, 0, 2, 3);
+        for (v, least) in [(3u8, 1u16), (2, 100)] {
+            let mut f = advert_frame(virtual_mac(51), MULTICAST_MAC, src, MULTICAST, &repr(v));
+            // The interval's bytes: v3 the 12 bits at 4..6, v2 the byte at 5.
+            if v == 3 {
+                f[34 + 4] &= 0xf0;
+            }
+            f[34 + 5] = 0;
+            VrrpPacket::new_unchecked(&mut f[34..]).fill_checksum(src, MULTICAST);
+            assert_eq!(receive(&f), Err(Refused::Interval), "v{v}");
+            assert_eq!(Refused::Interval.name(), "bad-interval");
+            f[34 + 5] = 1;
+            VrrpPacket::new_unchecked(&mut f[34..]).fill_checksum(src, MULTICAST);
+            assert_eq!(receive(&f).map(|r| r.repr.interval_cs), Ok(least), "v{v}");
+        }
     }
 }

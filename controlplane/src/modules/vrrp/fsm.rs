@@ -21,12 +21,22 @@ pub struct Params {
     /// The primary address adverts leave from; it breaks priority ties
     /// (the higher address wins, RFC 5798 §6.4.3).
     pub address: Ipv4Addr,
+    /// 3 (RFC 5798) or 2 (RFC 3768): they differ in the skew.
+    pub version: u8,
 }
 
 impl Params {
-    /// Skew_Time (RFC 5798 §6.1): lower priorities wait longer.
+    /// Skew_Time: lower priorities wait longer. RFC 5798 §6.1 (v3):
+    /// `((256 - Priority) * Master_Adver_Interval) / 256`; RFC 3768 §6.1
+    /// (v2): `(256 - Priority) / 256` seconds, whatever the interval.
     pub fn skew_cs(&self, master_adver_cs: u16) -> u64 {
-        (256 - u64::from(self.priority)) * u64::from(master_adver_cs) / 256
+        let unit = if self.version == 2 { 100 } else { u64::from(master_adver_cs) };
+        (256 - u64::from(self.priority)) * unit / 256
+    }
+
+    /// The address owner (priority 255, RFC 5798 §6.1).
+    pub fn is_owner(&self) -> bool {
+        self.priority == 255
     }
 
     /// Master_Down_Interval: three intervals and the skew.
@@ -85,9 +95,12 @@ pub fn step(state: State, p: &Params, event: Event, now: u64) -> (State, Actions
     let backup = |master_adver_cs: u16, now: u64| State::Backup { master_adver_cs, master_down_at: now + p.master_down_cs(master_adver_cs) };
     match (state, event) {
         // §6.4.1: the owner starts as master, anyone else as backup.
-        (State::Initialize, Event::Startup) if p.priority == 255 => become_master(now),
+        (State::Initialize, Event::Startup) if p.is_owner() => become_master(now),
         (State::Initialize, Event::Startup) => (backup(p.advert_cs, now), acts(&[])),
         (State::Initialize, _) => (state, acts(&[])),
+        // §7.1: the address owner discards every advert (it stays master;
+        // the caller counts them, `address-owner`).
+        (_, Event::Advert { .. }) if p.is_owner() => (state, acts(&[])),
 
         // §6.4.2.
         (State::Backup { .. }, Event::Shutdown) => (State::Initialize, acts(&[])),

@@ -62,6 +62,9 @@ pub struct Vrrp {
     /// Adverts refused before any instance: by reason.
     refused: BTreeMap<&'static str, u64>,
     started: bool,
+    /// `[sync]` is configured: no instance may become the address owner
+    /// (priority 255), as check-config says.
+    synced: bool,
 }
 
 impl Vrrp {
@@ -73,8 +76,12 @@ impl Vrrp {
             let mac = if v.use_vmac { frames::virtual_mac(*v.vrid.get_ref()) } else { l.mac() };
             instances.push(Instance::new(v.clone(), link, l.address().addr, mac));
         }
+        Self::of(instances, cfg.sync.is_some())
+    }
+
+    fn of(instances: Vec<Instance>, synced: bool) -> Self {
         let garps = instances.iter().map(|_| None).collect();
-        Vrrp { instances, epoch: Instant::now(), inbox: Vec::new(), garps, probes: HashMap::new(), hold: false, refused: BTreeMap::new(), started: false }
+        Vrrp { instances, epoch: Instant::now(), inbox: Vec::new(), garps, probes: HashMap::new(), hold: false, refused: BTreeMap::new(), started: false, synced }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -224,28 +231,13 @@ impl Vrrp {
         if r.src == i.address {
             return;
         }
-        if r.repr.version != i.version() {
-            i.refuse("bad-version");
-            return;
-        }
-        if !i.cfg.unicast_peers.is_empty() && !i.cfg.unicast_peers.iter().any(|p| *p.get_ref() == r.src) {
-            i.refuse("unknown-peer");
-            return;
-        }
-        if i.version() == 2 {
-            if r.repr.password != i.password() {
-                i.refuse("bad-auth");
+        match i.check_advert(r.src, &r.repr) {
+            Err(reason) => {
+                i.refuse(reason);
                 return;
             }
-            if r.repr.interval_cs != i.advert_cs() {
-                i.refuse("bad-interval");
-                return;
-            }
-        }
-        let ours: Vec<Ipv4Addr> = i.cfg.addresses.iter().map(|a| *a.get_ref()).collect();
-        if r.repr.priority != 0 && (r.repr.addresses.len() != ours.len() || !r.repr.addresses.iter().all(|a| ours.contains(a))) {
-            // RFC 5798 §7.1: log it, and go on (keepalived does the same).
-            i.refuse("address-mismatch (accepted)");
+            Ok(Some(note)) => i.refuse(note),
+            Ok(None) => {}
         }
         let mut o = Vec::new();
         i.advert_in(r.repr.priority, r.repr.interval_cs, r.src, now, self.hold, &mut o);
@@ -382,8 +374,11 @@ impl Vrrp {
         if priority == 0 {
             return Err("priority: allowed 1..=255".into());
         }
-        // A release ends for the whole group (it was released as one).
         let group = self.instances[k].cfg.group.as_ref().map(|g| g.get_ref().clone());
+        if priority == 255 && (self.synced || group.is_some()) {
+            return Err(format!("priority 255 (the address owner) is refused {}, as check-config refuses it: at most 254", if self.synced { "with [sync]" } else { "in a sync group" }));
+        }
+        // A release ends for the whole group (it was released as one).
         for i in self.instances.iter_mut().filter(|i| group.is_some() && i.cfg.group.as_ref().map(|g| g.get_ref()) == group.as_ref()) {
             i.released = false;
         }
@@ -402,6 +397,11 @@ impl Vrrp {
         if !self.instances[k].is_master() {
             return Err(format!("vrrp {name} is {}, not MASTER: nothing to release", self.instances[k].state_name()));
         }
+        if self.instances[k].effective == 255 {
+            // It discards the peer's adverts (RFC 5798 §7.1): released, it
+            // would take the addresses back after its master-down interval.
+            return Err(format!("vrrp {name} is the address owner (priority 255): set a lower priority first (vrrp {name} priority N)"));
+        }
         // The whole sync group hands over, or its other members would
         // preempt back and take the released one along.
         let group = self.instances[k].cfg.group.as_ref().map(|g| g.get_ref().clone());
@@ -419,3 +419,6 @@ impl Vrrp {
         Ok(format!("vrrp {name}: released{}; the peer takes over (this box does not preempt until it is master again or its priority is set)", group.map_or(String::new(), |g| format!(" with its sync group {g}"))))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,14 @@ use crate::state::snapshot::SynProxy;
 use crate::testkit::ipv4_frame;
 use crate::wire::tcp::{flags as tcpf, TcpOptions, TcpPacket};
 
+/// The test worker's cookie key.
+const COOKIE_KEY: [u64; 2] = [0x5eed_0000_c00c_1e00, 0x0bad_cafe_dead_beef];
+
 fn worker(mode: SynProxy, threshold: u32) -> Worker {
+    worker_keyed(mode, threshold, 0xfeed, COOKIE_KEY)
+}
+
+fn worker_keyed(mode: SynProxy, threshold: u32, hash_key: u64, cookie_key: [u64; 2]) -> Worker {
     let mut snap = snapshot();
     snap.services[0].syn_proxy = mode;
     let (publisher, mut readers) = rcu(Box::new(snap), 1);
@@ -19,7 +26,7 @@ fn worker(mode: SynProxy, threshold: u32) -> Worker {
     let n = Arc::new(Neighbors::new(4));
     n.set(0, SERVER_MAC[0]);
     n.set(1, SERVER_MAC[1]);
-    let cfg = WorkerConfig { flows: 64, hash_key: 0xfeed, syn_proxy_threshold: threshold, syn_proxy_rate: 1_000_000, ..WorkerConfig::default() };
+    let cfg = WorkerConfig { flows: 64, hash_key, cookie_key, syn_proxy_threshold: threshold, syn_proxy_rate: 1_000_000, ..WorkerConfig::default() };
     Worker::new(cfg, readers.remove(0), n)
 }
 
@@ -193,6 +200,25 @@ fn without_timestamps_the_cookie_keeps_the_mss_only() {
     let t = tcp_of(&f);
     assert_eq!((t.flags(), t.seq_number(), t.ack_number(), t.window_len()), (tcpf::ACK, ISN + 1, S_ISN + 1, 64240));
     assert_eq!(&f[0..6], &SERVER_MAC[s].0[..]);
+}
+
+/// The cookie key alone decides: the ACK of a cookie another box (the HA
+/// peer, or this one before a restart) made under its own cookie key is
+/// refused even when the flow-table keys are equal, as the pair's are; a
+/// worker with the same cookie key and another flow-table key accepts it.
+#[test]
+fn a_cookie_checks_only_under_the_cookie_key_it_was_made_with() {
+    let syn = ipv4_frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg(40002, 80, tcpf::SYN, ISN, 0, 64240, &[2, 4, 0x05, 0xb4], b""), true);
+    let (_, f) = send(&mut worker(SynProxy::On, u32::MAX), syn, OUT);
+    let cookie = tcp_of(&f).seq_number();
+    let ack = || ipv4_frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg(40002, 80, tcpf::ACK, ISN + 1, cookie + 1, 64240, &[], b""), true);
+    for other in [[COOKIE_KEY[0] ^ 1, COOKIE_KEY[1]], [COOKIE_KEY[0], COOKIE_KEY[1] ^ 1], [0xfeed, 0xfeed]] {
+        let mut peer = worker_keyed(SynProxy::On, u32::MAX, 0xfeed, other);
+        assert_eq!(send(&mut peer, ack(), OUT).0, Verdict::Drop(DropReason::SynCookieInvalid), "under {other:x?}");
+        assert_eq!(peer.table().len(), 0);
+    }
+    let mut same = worker_keyed(SynProxy::On, u32::MAX, 0x1234, COOKIE_KEY);
+    assert_eq!(send(&mut same, ack(), OUT).0, Verdict::Forward(IN));
 }
 
 #[test]

@@ -5,7 +5,11 @@ const PEER_LOW: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const PEER_HIGH: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 3);
 
 fn params(priority: u8, preempt: bool) -> Params {
-    Params { priority, advert_cs: 100, preempt, address: ME }
+    Params { priority, advert_cs: 100, preempt, address: ME, version: 3 }
+}
+
+fn v2(priority: u8, advert_cs: u16) -> Params {
+    Params { priority, advert_cs, preempt: true, address: ME, version: 2 }
 }
 
 fn list(a: Actions) -> Vec<Action> {
@@ -20,6 +24,29 @@ fn timers_follow_rfc_5798_section_6_1() {
     assert_eq!(p.master_down_cs(100), 321);
     assert_eq!(params(255, true).skew_cs(100), 0);
     assert_eq!(params(1, true).master_down_cs(100), 399);
+}
+
+/// RFC 3768 §6.1 (v2): Skew_Time = (256 - Priority) / 256 seconds, the
+/// same for every interval; v3 scales it by the interval (RFC 5798 §6.1).
+/// (priority, interval cs, v2 skew cs, v2 master down cs, v3 skew cs).
+#[test]
+fn v2_skew_is_in_seconds_whatever_the_interval() {
+    let cases: [(u8, u16, u64, u64, u64); 6] = [
+        (100, 100, 60, 360, 60),
+        (100, 200, 60, 660, 121),
+        (100, 25500, 60, 76560, 15539),
+        (254, 300, 0, 900, 2),
+        (1, 100, 99, 399, 99),
+        (1, 1000, 99, 3099, 996),
+    ];
+    for (priority, adv, skew, down, skew3) in cases {
+        assert_eq!(v2(priority, adv).skew_cs(adv), skew, "v2 priority {priority} interval {adv}");
+        assert_eq!(v2(priority, adv).master_down_cs(adv), down, "v2 priority {priority} interval {adv}");
+        assert_eq!(Params { version: 3, ..v2(priority, adv) }.skew_cs(adv), skew3, "v3 priority {priority} interval {adv}");
+    }
+    // A v2 backup's timer: 3 intervals of 2 s and the skew of 0.6 s.
+    let (got, _) = step(State::Initialize, &v2(100, 200), Event::Startup, 0);
+    assert_eq!(got, State::Backup { master_adver_cs: 200, master_down_at: 660 });
 }
 
 /// (description, state, params, event, now, next state, actions).
@@ -60,6 +87,13 @@ fn transitions() {
         ("master: a lower priority is ignored", m(100), params(200, true), advert(100, PEER_HIGH), 50, m(100), vec![]),
         ("master: priority 0 is answered at once", m(100), params(200, true), advert(0, PEER_LOW), 50, m(150), vec![send(200)]),
         ("master: shutdown says priority 0", m(100), params(200, true), Event::Shutdown, 50, State::Initialize, vec![send(0), Action::DropAddresses]),
+        // RFC 5798 §7.1: the address owner discards adverts, whatever they say.
+        ("owner master: an equal priority from a higher address is discarded", m(100), params(255, true), advert(255, PEER_HIGH), 50, m(100), vec![]),
+        ("owner master: priority 0 is discarded", m(100), params(255, true), advert(0, PEER_LOW), 50, m(100), vec![]),
+        ("owner master: a lower priority is discarded", m(100), params(255, false), advert(254, PEER_HIGH), 50, m(100), vec![]),
+        ("owner master: its advert timer still fires", m(100), params(255, true), Event::Tick, 100, m(200), vec![send(255)]),
+        ("owner backup (priority just restored): adverts do not reset its timer", b(100, 300), params(255, false), advert(254, PEER_HIGH), 50, b(100, 300), vec![]),
+        ("owner backup: its timer fires", b(100, 300), params(255, false), Event::Tick, 300, m(400), vec![send(255), Action::TakeAddresses]),
     ];
     for (what, state, p, event, now, next, actions) in cases {
         let (got, acts) = step(state, &p, event, now);
@@ -72,8 +106,8 @@ fn transitions() {
 /// master, the other backup, whichever starts first.
 #[test]
 fn two_instances_agree_on_the_master() {
-    let hi = Params { priority: 200, advert_cs: 100, preempt: true, address: PEER_HIGH };
-    let lo = Params { priority: 100, advert_cs: 100, preempt: true, address: PEER_LOW };
+    let hi = Params { priority: 200, advert_cs: 100, preempt: true, address: PEER_HIGH, version: 3 };
+    let lo = Params { priority: 100, advert_cs: 100, preempt: true, address: PEER_LOW, version: 3 };
     for lo_starts_at in [0u64, 1000] {
         let (mut a, mut b) = (State::Initialize, State::Initialize);
         for now in 0..5000u64 {

@@ -117,3 +117,71 @@ fn adverts_carry_the_addresses_interval_and_v2_password() {
     assert_eq!(a.password, Some(*b"secret\0\0"));
     assert_eq!(instance("").advert(7).password, None);
 }
+
+/// The instance as the address owner (priority 255).
+fn owner(extra: &str) -> Instance {
+    let mut i = instance(extra);
+    i.priority = 255;
+    i.effective = 255;
+    i
+}
+
+/// RFC 5798 §7.1 (RFC 3768 §7.1 for v2) of an advert for the instance's
+/// VRID: (description, instance, source, advert, verdict).
+#[test]
+fn advert_checks_follow_rfc_5798_section_7_1() {
+    const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+    const OTHER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
+    const V2: &str = "version = 2\nadvert_interval_ms = 1000\nauth_password = \"secret\"";
+    let v3 = |priority: u8, addresses: Vec<Ipv4Addr>| VrrpRepr { version: 3, vrid: 51, priority, interval_cs: 100, addresses, password: None };
+    let v2 = |priority: u8, interval_cs: u16, password: &[u8; 8]| VrrpRepr { version: 2, vrid: 51, priority, interval_cs, addresses: vec![VIP], password: Some(*password) };
+    type Case = (&'static str, Instance, Ipv4Addr, VrrpRepr, Result<Option<&'static str>, &'static str>);
+    let cases: Vec<Case> = vec![
+        ("a good advert", instance(""), PEER, v3(100, vec![VIP]), Ok(None)),
+        ("a good priority-0 advert", instance(""), PEER, v3(0, vec![VIP]), Ok(None)),
+        ("the owner discards a higher address's 255", owner(""), PEER, v3(255, vec![VIP]), Err("address-owner")),
+        ("the owner discards a lower priority", owner(""), PEER, v3(100, vec![VIP]), Err("address-owner")),
+        ("the owner discards priority 0", owner(""), PEER, v3(0, vec![VIP]), Err("address-owner")),
+        ("the owner discards v2 adverts too", owner(V2), PEER, v2(254, 100, b"secret\0\0"), Err("address-owner")),
+        ("another version", instance(""), PEER, v2(100, 100, b"secret\0\0"), Err("bad-version")),
+        ("not a unicast peer", instance("unicast_peers = [\"192.0.2.4\"]"), Ipv4Addr::new(192, 0, 2, 5), v3(100, vec![VIP]), Err("unknown-peer")),
+        ("a unicast peer", instance("unicast_peers = [\"192.0.2.4\"]"), PEER, v3(100, vec![VIP]), Ok(None)),
+        ("v3: an interval of 0", instance(""), PEER, VrrpRepr { interval_cs: 0, ..v3(100, vec![VIP]) }, Err("bad-interval")),
+        ("v3: another interval is learnt", instance(""), PEER, VrrpRepr { interval_cs: 200, ..v3(100, vec![VIP]) }, Ok(None)),
+        ("v2: a good advert", instance(V2), PEER, v2(100, 100, b"secret\0\0"), Ok(None)),
+        ("v2: a wrong password", instance(V2), PEER, v2(100, 100, b"secreT\0\0"), Err("bad-auth")),
+        ("v2: no password", instance(V2), PEER, VrrpRepr { password: None, ..v2(100, 100, b"secret\0\0") }, Err("bad-auth")),
+        ("v2: another interval", instance(V2), PEER, v2(100, 200, b"secret\0\0"), Err("bad-interval")),
+        ("v2: an interval of 0", instance(V2), PEER, v2(100, 0, b"secret\0\0"), Err("bad-interval")),
+        ("another address", instance(""), PEER, v3(100, vec![OTHER]), Err("address-mismatch")),
+        ("one address more", instance(""), PEER, v3(254, vec![VIP, OTHER]), Err("address-mismatch")),
+        ("no address", instance(""), PEER, v3(100, vec![]), Err("address-mismatch")),
+        ("a mismatched priority-0 advert", instance(""), PEER, v3(0, vec![OTHER]), Err("address-mismatch")),
+        ("mismatched addresses from the owner", instance(""), PEER, v3(255, vec![OTHER]), Ok(Some("address-mismatch (owner, accepted)"))),
+        ("v2: mismatched addresses", instance(V2), PEER, VrrpRepr { addresses: vec![OTHER], ..v2(100, 100, b"secret\0\0") }, Err("address-mismatch")),
+    ];
+    for (what, i, src, r, want) in cases {
+        assert_eq!(i.check_advert(src, &r), want, "{what}");
+    }
+}
+
+/// The owner stays master whatever adverts reach it (RFC 5798 §7.1; they
+/// are discarded before the state machine, and the state machine discards
+/// them too), and starts as master.
+#[test]
+fn the_owner_stays_master() {
+    let mut i = owner("");
+    let o = outs(|o| i.startup(0, o));
+    assert_eq!(o, vec![Out::Advert { priority: 255 }, Out::Take]);
+    for (t, priority, src) in [(10, 255, Ipv4Addr::new(192, 0, 2, 200)), (20, 0, PEER), (30, 254, PEER)] {
+        assert!(outs(|o| i.advert_in(priority, 100, src, t, false, o)).is_empty(), "priority {priority} from {src}");
+        assert!(i.is_master(), "priority {priority} from {src}");
+    }
+    // Lowered by tracking it is no longer the owner: a higher advert wins.
+    let mut t = owner("track_weight = 10");
+    t.startup(0, &mut Vec::new());
+    t.track(None, vec!["interface inside down".into()], 5, &mut Vec::new());
+    assert_eq!(t.effective, 244);
+    assert_eq!(t.check_advert(PEER, &t.advert(250)), Ok(None));
+    assert_eq!(outs(|o| t.advert_in(250, 100, PEER, 10, false, o)), vec![Out::Drop]);
+}
