@@ -593,8 +593,10 @@ fn a_returning_master_preempts_only_after_the_bulk_dump_and_sigterm_resets_nothi
 
 /// A forged sync datagram (scapy, the peer's address, a wrong HMAC) is
 /// dropped and counted and installs nothing; the same datagram signed
-/// with the pair's key is installed (the check is what stops it), and
-/// one from another address is dropped as not the peer's.
+/// with the pair's key but echoing no nonce of the receiver is refused as
+/// unfresh; signed and echoing the nonce B sent (sniffed), it is installed
+/// (the checks are what stop it); one from another address is dropped as
+/// not the peer's.
 #[test]
 fn a_forged_sync_datagram_is_dropped_and_counted() {
     let Some(mut p) = Pair::open('g', "forge", &["python3"]) else { return };
@@ -634,11 +636,95 @@ fn a_forged_sync_datagram_is_dropped_and_counted() {
     assert!(wait_for(Duration::from_secs(5), || p.console(1, "show sync").contains("not-the-peer 1").then_some(())).is_some(), "{}", p.console(1, "show sync"));
     assert!(!client_entry());
 
-    // Signed with the key, from the peer's address: installed.
+    // Signed with the key, from the peer's address, but echoing no nonce
+    // of B's (a capture from before B started, say): refused.
     forge("good", "198.51.100.3", 2);
+    assert!(wait_for(Duration::from_secs(5), || p.console(1, "show sync").contains("unfresh 1").then_some(())).is_some(), "{}", p.console(1, "show sync"));
+    assert!(!client_entry(), "an unfresh record was installed");
+    // Signed, from the peer's address, echoing B's nonce: installed.
+    forge("good --fresh", "198.51.100.3", 3);
     assert!(wait_for(Duration::from_secs(5), || client_entry().then_some(())).is_some(), "the signed record was not installed:\n{}", p.console(1, "show sync"));
     assert!(p.console(1, "show sync").contains("1 installed"), "{}", p.console(1, "show sync"));
     assert!(metrics().lines().any(|l| l == "furiwake_sync_worker_records_total{what=\"installed\"} 1"), "{}", metrics());
+}
+
+/// The review's S5 attack end to end: a sync datagram with records,
+/// captured on the sync link (tcpdump at B), replayed at B after both
+/// boxes restarted. B installs nothing from it (refused as unfresh: it
+/// echoes a nonce of B's earlier boot); A, back, becomes B's current peer,
+/// and the same capture replayed then is refused too (A is current and
+/// talking) while A's own datagrams are taken: a new connection on A is
+/// installed on B.
+#[test]
+fn a_captured_sync_datagram_replayed_after_a_restart_installs_nothing() {
+    let Some(mut p) = Pair::open('y', "replay", &["python3", "tcpdump"]) else { return };
+    if !require(try_sh("/usr/bin/python3 -c 'import scapy'").0, "python3-scapy") {
+        return;
+    }
+    let vrrp = |prio: u8, b: usize| nat_vrrp(prio, "") + &sync_section(b);
+    p.start(0, &vrrp(200, 0));
+    assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
+    p.start(1, &vrrp(100, 1));
+    assert!(p.wait_out(1, "sync: bulk dump from 198.51.100.3 complete", Duration::from_secs(10)).is_some(), "{}", p.both());
+    assert!(wait_for(Duration::from_secs(10), || (p.events(0, "(pool web) up") >= 3).then_some(())).is_some(), "{}", p.both());
+
+    // Capture A's datagrams that carry records (a Hello is 130 bytes on
+    // the wire; one record makes 174).
+    let pcap = p.dir.path("sync.pcap");
+    let filter = "udp port 8848 and src host 198.51.100.3 and greater 170";
+    let cap = Proc::spawn("tcpdump-sync", Some(&p.topo.ns("lb2")), &["tcpdump", "-n", "-i", "lb-in", "--immediate-mode", "-U", "-w", pcap.to_str().unwrap(), filter], &p.dir.path("tcpdump-sync.log"), false);
+    std::thread::sleep(Duration::from_secs(1));
+    let installed = |b: usize| number_after(&p.console(b, "show sync"), "lost to a full ring, ").unwrap_or(0);
+    assert!(p.id().is_some(), "the VIP does not answer:\n{}", p.both());
+    let captured = || try_sh(&format!("tcpdump -r {} 2>/dev/null | wc -l", pcap.display())).1.trim().parse::<u64>().unwrap_or(0);
+    assert!(wait_for(Duration::from_secs(10), || (captured() >= 1 && installed(1) >= 1).then_some(())).is_some(), "nothing captured or synced:\n{}", p.console(1, "show sync"));
+    cap.signal(libc::SIGINT);
+    drop(cap);
+    let n = captured();
+    println!("captured {n} sync datagrams with records");
+
+    // Both restart; B comes back alone.
+    p.kill(0, libc::SIGKILL);
+    p.kill(1, libc::SIGKILL);
+    p.start(1, &vrrp(100, 1));
+    assert!(p.wait_out(1, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(10)).is_some(), "{}", p.both());
+    let srv1_mac = p.topo.exec("srv1", "cat /sys/class/net/eth0/address").trim().to_string();
+    let replay = || {
+        let out = p.topo.exec("srv1", &format!("/usr/bin/python3 {} --iface eth0 --pcap {} --src-mac {srv1_mac}", test_script("replay.py").display(), pcap.display()));
+        assert!(out.contains(&format!("replayed {n}")), "{out}");
+    };
+    replay();
+    let show = wait_for(Duration::from_secs(5), || {
+        let s = p.console(1, "show sync");
+        s.contains(&format!("unfresh {n}")).then_some(s)
+    });
+    let show = show.unwrap_or_else(|| panic!("the replay was not refused as unfresh:\n{}", p.console(1, "show sync")));
+    println!("replayed at the restarted B:\n{show}");
+    assert!(show.contains(", 0 records, 0 queued to workers"), "a replayed record was taken:\n{show}");
+    assert_eq!(installed(1), 0, "{show}");
+    assert!(!p.console(1, "show connections").contains("192.0.2.10"), "{}", p.console(1, "show connections"));
+
+    // A comes back: it becomes B's current peer at once (the replayed
+    // sender id does not hold it off), takes B's bulk dump and preempts.
+    p.start(0, &vrrp(200, 0));
+    assert!(p.wait_out(1, "sync: peer 198.51.100.3 is current", Duration::from_secs(10)).is_some(), "{}", p.both());
+    assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(15)).is_some(), "A did not preempt:\n{}", p.both());
+    let current = p.events(1, "is current (sender");
+    // The capture again, A current and talking: refused, A stays current.
+    let not_current = || number_after(&p.console(1, "show sync"), "not-current ").unwrap_or(0);
+    let refused = not_current();
+    replay();
+    assert!(wait_for(Duration::from_secs(5), || (not_current() >= refused + n).then_some(())).is_some(), "{}", p.console(1, "show sync"));
+    let before = installed(1);
+    assert!(wait_for(Duration::from_secs(10), || p.id()).is_some(), "the VIP does not answer through A:\n{}", p.both());
+    let show = wait_for(Duration::from_secs(10), || {
+        let s = p.console(1, "show sync");
+        (number_after(&s, "lost to a full ring, ").unwrap_or(0) > before).then_some(s)
+    });
+    let show = show.unwrap_or_else(|| panic!("A's new connection did not reach B:\n{}", p.console(1, "show sync")));
+    println!("after the second replay:\n{show}");
+    assert_eq!(p.events(1, "is current (sender"), current, "the replay displaced A:\n{}", p.out(1));
+    assert!(show.contains("pair check: ok"), "{show}");
 }
 
 /// Connection entries over the workers, from `show workers` (CONNECTIONS).

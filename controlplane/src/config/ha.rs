@@ -102,6 +102,11 @@ pub struct SyncConfig {
     /// The shared secret of the HMAC-SHA256 over each datagram, hex, 16 to
     /// 64 bytes.
     pub key: Spanned<String>,
+    /// During a re-keying: the key being replaced, still accepted from the
+    /// peer, and sent with until the peer shows it has `key` too (README,
+    /// "Re-keying the sync"). Changed by `config reload`.
+    #[serde(default)]
+    pub previous_key: Option<Spanned<String>>,
     /// Entries are sent again this often while they live, so a standby
     /// that missed an event still learns them.
     #[serde(default = "defaults::refresh_s")]
@@ -117,6 +122,25 @@ impl SyncConfig {
     pub fn key_bytes(&self) -> Vec<u8> {
         hex(self.key.get_ref()).unwrap_or_default()
     }
+
+    /// `previous_key`'s bytes (validated hex).
+    pub fn previous_key_bytes(&self) -> Option<Vec<u8>> {
+        self.previous_key.as_ref().map(|k| hex(k.get_ref()).unwrap_or_default())
+    }
+
+    /// The same but for the keys (what `config reload` may change).
+    pub fn same_but_keys(&self, other: &SyncConfig) -> bool {
+        let strip = |s: &SyncConfig| SyncConfig { key: other.key.clone(), previous_key: None, ..s.clone() };
+        strip(self) == strip(other)
+    }
+}
+
+/// A sync key's id in the datagram header: the first byte of
+/// SHA-256("furiwake sync key id" | secret). It says which key made a tag
+/// and nothing useful about the key.
+pub fn sync_key_id(secret: &[u8]) -> u8 {
+    use sha2::Digest;
+    sha2::Sha256::new().chain_update(b"furiwake sync key id").chain_update(secret).finalize()[0]
 }
 
 fn hex(s: &str) -> Option<Vec<u8>> {
@@ -293,11 +317,59 @@ impl Config {
             if !self.interfaces.get(li).is_some_and(|i| i.address.contains(*s.peer.get_ref())) {
                 return Err(src.error(Some(s.peer.span()), format!("sync: peer {} is not in interface {:?}'s subnet", s.peer.get_ref(), s.interface.get_ref())));
             }
-            match hex(s.key.get_ref()) {
-                Some(k) if (16..=64).contains(&k.len()) => {}
-                _ => return Err(src.error(Some(s.key.span()), "sync: key must be 16 to 64 bytes in hex (32 to 128 hex digits)")),
+            let key = |k: &Spanned<String>, what: &str| match hex(k.get_ref()) {
+                Some(b) if (16..=64).contains(&b.len()) => Ok(b),
+                _ => Err(src.error(Some(k.span()), format!("sync: {what} must be 16 to 64 bytes in hex (32 to 128 hex digits)"))),
+            };
+            let current = key(&s.key, "key")?;
+            if let Some(p) = &s.previous_key {
+                let previous = key(p, "previous_key")?;
+                // The header names the key by a one-byte id.
+                if sync_key_id(&previous) == sync_key_id(&current) {
+                    return Err(src.error(Some(p.span()), "sync: previous_key has the same key id as key (1 chance in 256, or the same key): draw another key"));
+                }
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{restart_needed, Config};
+
+    fn pair_a(extra: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ha-pair-a.toml");
+        std::fs::read_to_string(path).unwrap() + extra
+    }
+
+    fn with_keys(text: &str, key: &str, previous: Option<&str>) -> String {
+        let at = text.lines().find(|l| l.starts_with("key = ")).unwrap();
+        let new = match previous {
+            Some(p) => format!("key = \"{key}\"\nprevious_key = \"{p}\""),
+            None => format!("key = \"{key}\""),
+        };
+        text.replace(at, &new)
+    }
+
+    /// `key` and `previous_key` change by `config reload`; the rest of
+    /// `[sync]` needs a restart; a previous key must be a key and differ
+    /// from `key` in its id.
+    #[test]
+    fn sync_keys_reload_and_a_previous_key_is_checked() {
+        let old = "11".repeat(32);
+        let new = "22".repeat(32);
+        let a = Config::parse("a.toml", &pair_a("")).unwrap();
+        let rotating = Config::parse("b.toml", &with_keys(&pair_a(""), &new, Some(&old))).unwrap();
+        assert_eq!(rotating.sync.as_ref().unwrap().previous_key_bytes(), Some(vec![0x11; 32]));
+        assert_eq!(restart_needed(&a, &rotating), Ok(()));
+        let done = Config::parse("c.toml", &with_keys(&pair_a(""), &new, None)).unwrap();
+        assert_eq!(restart_needed(&rotating, &done), Ok(()));
+        let moved = Config::parse("d.toml", &pair_a("").replace("[sync]\n", "[sync]\nport = 8849\n")).unwrap();
+        assert!(restart_needed(&a, &moved).unwrap_err().contains("[sync] (but its keys)"));
+        let short = Config::parse("e.toml", &with_keys(&pair_a(""), &new, Some("abcd"))).unwrap_err();
+        assert!(short.message.contains("sync: previous_key must be 16 to 64 bytes"), "{}", short.message);
+        let same = Config::parse("f.toml", &with_keys(&pair_a(""), &new, Some(&new))).unwrap_err();
+        assert!(same.message.contains("previous_key has the same key id as key"), "{}", same.message);
     }
 }

@@ -30,7 +30,7 @@ pub use model::{
     OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, Server, Snat, SynProxyMode, TimeoutSecs, TunnelKind, VirtualServer, DEFAULT_CONSOLE_SOCKET, DEFAULT_GUE_PORT, DEFAULT_MTU,
 };
 pub use defence::Defence;
-pub use ha::{SyncConfig, Vrrp};
+pub use ha::{sync_key_id, SyncConfig, Vrrp};
 pub use render::{kebab, render};
 
 use std::fmt;

@@ -241,6 +241,9 @@ fn render_ha(cfg: &Config, s: &mut String) {
             y.refresh_s.get_ref(),
             y.bulk_limit_ms.get_ref()
         );
+        if let Some(k) = &y.previous_key {
+            let _ = writeln!(s, "previous_key = {}", q(k.get_ref()));
+        }
     }
 }
 

@@ -26,11 +26,10 @@ const INJECT_RING: u32 = 1024;
 /// Records per sync ring (events out, installs in), per worker: 8192 x 48 B.
 const SYNC_RING: usize = 8192;
 
-/// What connection-state sync needs of the workers: the pair's shared
-/// hash key and the refresh period (`[sync]`).
+/// What connection-state sync needs of the workers: the refresh period
+/// (`[sync]`).
 #[derive(Debug, Clone, Copy)]
 pub struct SyncSetup {
-    pub hash_key: u64,
     /// Flow-table ticks between refresh walks.
     pub refresh_ticks: u32,
 }
@@ -63,7 +62,7 @@ pub struct Workers {
     publisher: Option<Publisher<Snapshot>>,
     /// The sync rings' control-plane ends, until the sync module takes them.
     sync: Vec<SyncEnds>,
-    /// The workers' hash key (shared with the HA peer when syncing).
+    /// The workers' hash key (drawn at boot; never shared with the peer).
     hash_key: u64,
 }
 
@@ -179,11 +178,10 @@ impl Runtime {
     /// `neighbors` and the servers' loads from `loads`.
     pub fn launch_workers(&mut self, cfg: &Config, snapshot: Snapshot, neighbors: &Arc<Neighbors>, loads: &Arc<Loads>, sync: Option<SyncSetup>) -> Result<(), String> {
         // One key per boot for the workers' hashes (`furiwake_dataplane::hash`),
-        // or the pair's: a synced connection must find the same owner worker.
-        let hash_key = match sync {
-            Some(s) => s.hash_key,
-            None => boot_hash_key()?,
-        };
+        // with or without `[sync]`: an install from the peer is placed by this
+        // box's control plane under this key (`modules::sync`), so nothing
+        // needs the peer's (docs/architecture.md, "HA").
+        let hash_key = boot_hash_key()?;
         self.workers.hash_key = hash_key;
         let mut sync_ends = Vec::new();
         let lcores = cfg.platform.worker_lcore_ids();
