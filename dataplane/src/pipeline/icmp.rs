@@ -58,7 +58,7 @@ impl Shard {
             return if snap.is_self(dst) { Verdict::Punt } else { Verdict::Drop(DropReason::IcmpNoFlow) };
         }
         if !handed && self.config.workers > 1 {
-            let o = owner(snap, Owners::new(self.config.workers, self.config.hash_key), idst, idport, isrc, isport, iproto);
+            let o = owner(snap, Owners::new(self.config.workers, self.config.owner_key), idst, idport, isrc, isport, iproto);
             if o != self.config.id {
                 return Verdict::Handoff(o);
             }

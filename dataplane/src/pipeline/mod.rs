@@ -49,10 +49,14 @@ pub struct WorkerConfig {
     /// Connection-table entries, preallocated.
     pub flows: u32,
     pub timeouts: Timeouts,
-    /// The key of the connection-table, ownership and persistence hashes
-    /// (`crate::hash`): drawn at boot by the control plane, the same for
-    /// every worker (ownership must agree).
+    /// The key of the connection-table and persistence hashes
+    /// (`crate::hash`): drawn at boot by the control plane.
     pub hash_key: u64,
+    /// The key of the ownership hash (`owner`), the same for every worker:
+    /// with HA sync the pair's (the peer chose a full-NAT connection's
+    /// local port so that its replies, sent to worker `port % workers`,
+    /// meet the client side's owner), else drawn at boot.
+    pub owner_key: u64,
     /// State sync (`Worker::with_sync`): every this many ticks, push a
     /// `Refresh` of every live entry to the peer; 0: never (bulk walks
     /// only, on the control plane's request).
@@ -83,7 +87,7 @@ pub const DEFAULT_PUNT_RATES: [u32; PuntClass::COUNT] = [2000, 1000, 100_000, 20
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, sync_refresh: 0, embryonic_max: u32::MAX, icmp_rate: 1000, icmp_burst: 50, punt_rates: DEFAULT_PUNT_RATES, syn_proxy_threshold: u32::MAX, syn_proxy_rate: u32::MAX }
+        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, owner_key: 0, sync_refresh: 0, embryonic_max: u32::MAX, icmp_rate: 1000, icmp_burst: 50, punt_rates: DEFAULT_PUNT_RATES, syn_proxy_threshold: u32::MAX, syn_proxy_rate: u32::MAX }
     }
 }
 

@@ -26,7 +26,7 @@
 //!    fresh datagrams from the current sender, whose pair fingerprint is
 //!    ours (`pair`), have their records put into the installs ring of the
 //!    worker that owns the connection here (`pipeline::owner_of`, under
-//!    this box's own hash key) or their bulk request served;
+//!    the pair's ownership key) or their bulk request served;
 //! 3. bulk dumps: at start this box asks the peer (`BulkRequest`, again
 //!    every second until the peer's `BulkEnd` or `bulk_limit_ms`), and
 //!    holds VRRP preemption meanwhile (a returning master must not take
@@ -50,7 +50,7 @@ pub mod wire;
 use crate::config::Config;
 use crate::modules::arp::Arp;
 use crate::runtime::{Runtime, SyncEnds, SyncSetup};
-use furiwake_dataplane::conntrack::TICK_MS;
+use furiwake_dataplane::conntrack::{Forwarding, TICK_MS};
 use furiwake_dataplane::ctl::events::SyncRecord;
 use furiwake_dataplane::pipeline::{owner_of, Owners};
 use furiwake_dataplane::wire::EthernetAddress;
@@ -107,7 +107,8 @@ pub struct Sync {
     key_texts: (String, Option<String>),
     /// The peer's current key id, as its fresh datagrams say.
     peer_key: Option<u8>,
-    hash_key: u64,
+    /// The workers' ownership key (installs go to the owner worker).
+    owner_key: u64,
     limit: Duration,
     sender: u32,
     seq: u64,
@@ -164,10 +165,12 @@ fn send_key(keys: &Keys, peer_key: Option<u8>) -> &SyncKey {
     }
 }
 
-/// The workers' setup for `[sync]`: the refresh.
+/// The workers' setup for `[sync]`: the pair's ownership key, derived from
+/// `key` at start, and the refresh.
 pub fn setup(cfg: &Config) -> Option<SyncSetup> {
     let s = cfg.sync.as_ref()?;
-    Some(SyncSetup { refresh_ticks: s.refresh_s.get_ref() * (1000 / TICK_MS) })
+    let key = SyncKey::new(&s.key_bytes())?;
+    Some(SyncSetup { owner_key: key.owner_key(), refresh_ticks: s.refresh_s.get_ref() * (1000 / TICK_MS) })
 }
 
 impl Sync {
@@ -187,13 +190,13 @@ impl Sync {
             keys,
             key_texts: (s.key.get_ref().clone(), s.previous_key.as_ref().map(|k| k.get_ref().clone())),
             peer_key: None,
-            hash_key: rt.workers().hash_key(),
+            owner_key: rt.workers().owner_key(),
             limit: Duration::from_millis(u64::from(*s.bulk_limit_ms.get_ref())),
             sender,
             seq: 0,
             nonces: Nonces::new(urandom()?, now),
             fresh: Freshness::default(),
-            fingerprint: pair::fingerprint(cfg, rt),
+            fingerprint: pair::fingerprint(cfg, rt, rt.workers().owner_key()),
             peer_fingerprint: None,
             ends: rt.workers_mut().take_sync_ends(),
             inbox: VecDeque::with_capacity(INBOX),
@@ -213,7 +216,7 @@ impl Sync {
     /// A `config reload` may have changed the keys (a re-keying) or the
     /// services (the fingerprint): looked at once a second.
     fn follow_config(&mut self, cfg: &Config, rt: &Runtime) {
-        self.fingerprint = pair::fingerprint(cfg, rt);
+        self.fingerprint = pair::fingerprint(cfg, rt, self.owner_key);
         let Some(s) = cfg.sync.as_ref() else { return };
         let texts = (s.key.get_ref().clone(), s.previous_key.as_ref().map(|k| k.get_ref().clone()));
         if texts != self.key_texts {
@@ -320,7 +323,7 @@ impl Sync {
     }
 
     fn receive(&mut self, rt: &Runtime, now: Instant) {
-        let owners = Owners::new(self.ends.len() as u16, self.hash_key);
+        let owners = Owners::new(self.ends.len() as u16, self.owner_key);
         for _ in 0..VERIFY_PER_TURN {
             let Some(dgram) = self.inbox.pop_front() else { break };
             self.take(rt, owners, &dgram, now);
@@ -346,26 +349,29 @@ impl Sync {
             Verdict::Stale => return self.drop("stale"),
             Verdict::NotCurrent => return self.drop("not-current"),
         }
-        self.counters.datagrams_received += 1;
-        self.peer_seen = Some(now);
-        let lag = Duration::from_micros(now_us().saturating_sub(header.sent_us));
-        self.lag = Some(lag);
-        self.lag_max = self.lag_max.max(lag);
         if verdict == Verdict::Unfresh {
-            // A Hello at most: its nonce was learnt (`fresh`).
+            // A Hello at most: its nonce was learnt (`fresh`); it proves
+            // nothing of the peer's presence (it may be a replay).
             if header.msg != MessageType::Hello {
                 self.drop("unfresh");
             }
             return;
         }
+        self.counters.datagrams_received += 1;
+        self.peer_seen = Some(now);
+        let lag = Duration::from_micros(now_us().saturating_sub(header.sent_us));
+        self.lag = Some(lag);
+        self.lag_max = self.lag_max.max(lag);
         self.peer_key = Some(header.sender_key);
         if self.peer_fingerprint != Some(header.fingerprint) && header.fingerprint != self.fingerprint {
-            crate::out::event(&format!("sync: peer {} does not match this box: {}; its records are refused", self.peer, pair::differences(self.fingerprint, header.fingerprint)));
+            crate::out::event(&format!("sync: peer {} does not match this box: {}; {}", self.peer, pair::differences(self.fingerprint, header.fingerprint), self.refused_what(header.fingerprint)));
         }
         self.peer_fingerprint = Some(header.fingerprint);
+        // Another ownership key breaks full-NAT records only (`pair`).
+        let full_nat_only = pair::only_owner_key(self.fingerprint, header.fingerprint);
         match header.msg {
             MessageType::Hello => {}
-            _ if header.fingerprint != self.fingerprint => self.drop("pair-mismatch"),
+            _ if header.fingerprint != self.fingerprint && !full_nat_only => self.drop("pair-mismatch"),
             MessageType::BulkRequest => {
                 let gens = self.ends.iter().map(|e| e.control.request_bulk()).collect();
                 self.serving = Some(gens);
@@ -381,6 +387,10 @@ impl Sync {
             MessageType::Records => {
                 let snap = rt.workers().published();
                 for rec in records {
+                    if full_nat_only && rec.mode == Forwarding::FullNat {
+                        self.drop("pair-mismatch");
+                        continue;
+                    }
                     self.counters.records_received += 1;
                     if self.asked.done.is_none() {
                         self.asked.records += 1;
@@ -396,9 +406,18 @@ impl Sync {
         }
     }
 
-    /// The pair check fails: the peer's fingerprint is not ours.
+    /// The pair check fails: the peer's fingerprint is not ours; what
+    /// differs and what is refused.
     pub fn mismatch(&self) -> Option<String> {
-        self.peer_fingerprint.filter(|f| *f != self.fingerprint).map(|f| pair::differences(self.fingerprint, f))
+        self.peer_fingerprint.filter(|f| *f != self.fingerprint).map(|f| format!("{}; {}", pair::differences(self.fingerprint, f), self.refused_what(f)))
+    }
+
+    fn refused_what(&self, theirs: u64) -> &'static str {
+        if pair::only_owner_key(self.fingerprint, theirs) {
+            "its full-NAT records are refused"
+        } else {
+            "its records are refused"
+        }
     }
 
     /// One datagram to the peer.

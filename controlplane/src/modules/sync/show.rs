@@ -48,7 +48,7 @@ impl Sync {
             match (self.peer_fingerprint, self.mismatch()) {
                 (None, _) => "peer not heard yet".to_string(),
                 (Some(_), None) => "ok".to_string(),
-                (Some(_), Some(why)) => format!("MISMATCH, records refused: {why}"),
+                (Some(_), Some(why)) => format!("MISMATCH: {why}"),
             }
         );
         let _ = writeln!(out, "sent: {} datagrams, {} records", c.datagrams_sent, c.records_sent);

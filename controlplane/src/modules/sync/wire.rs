@@ -20,8 +20,9 @@
 //! 40  echo (8)                     the receiver's nonce, as the sender last
 //!                                  received it (0: none yet)
 //! 48  pair fingerprint (8)         the sender's pair invariants
-//!                                  (`fingerprint`): worker count (2),
-//!                                  links (2), services (4)
+//!                                  (`super::pair`): worker count (1),
+//!                                  ownership key id (1), links (2),
+//!                                  services (4)
 //! 56  count x SyncRecord (44 each, `SyncRecord::WIRE_LEN`)
 //!  .. HMAC-SHA256 tag (32) over every byte before it
 //! ```
@@ -44,8 +45,9 @@
 //! The keys are the pair's shared secrets from the configuration: `key`,
 //! and during a rotation `previous_key`, accepted too (README, "Re-keying
 //! the sync"). `SyncKey` keeps HMAC's keyed state, so a datagram costs no
-//! key schedule. No other key derives from them: the workers' hash key is
-//! drawn at every boot (docs/architecture.md, "HA").
+//! key schedule. The workers' ownership key derives from `key` when a box
+//! starts (`SyncKey::owner_key`); their table hash key is drawn at every
+//! boot (docs/architecture.md, "Hashing").
 
 use furiwake_dataplane::ctl::events::SyncRecord;
 use hmac::{Hmac, KeyInit, Mac};
@@ -215,6 +217,21 @@ impl SyncKey {
     /// The key's id in the header (`key_id`).
     pub fn id(&self) -> u8 {
         self.id
+    }
+
+    /// The pair's ownership key (`WorkerConfig::owner_key`), derived from
+    /// the secret (HMAC of a fixed label) when a box starts: both boxes
+    /// must own a full-NAT connection on the same worker (its replies go to
+    /// worker `local port % workers`), and a client cannot predict it. The
+    /// tables' own hash key is drawn at boot (docs/architecture.md,
+    /// "Hashing").
+    pub fn owner_key(&self) -> u64 {
+        let tag = self.mac(b"furiwake sync: ownership key").finalize().into_bytes();
+        let mut k = [0u8; 8];
+        for (d, s) in k.iter_mut().zip(tag.iter()) {
+            *d = *s;
+        }
+        u64::from_be_bytes(k)
     }
 
     fn mac(&self, bytes: &[u8]) -> Hmac<Sha256> {

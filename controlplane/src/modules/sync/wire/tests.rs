@@ -183,3 +183,10 @@ fn authentic_but_malformed_datagrams_are_refused_by_reason() {
     assert_eq!(DecodeError::BadHmac.to_string(), "bad-hmac");
 }
 
+
+#[test]
+fn the_ownership_key_is_the_pairs() {
+    assert_eq!(key().owner_key(), SyncKey::new(b"the pair's shared secret").unwrap().owner_key());
+    assert_ne!(key().owner_key(), SyncKey::new(b"another secret").unwrap().owner_key());
+    assert_ne!(key().owner_key(), 0);
+}
