@@ -1,25 +1,26 @@
-//! The sync datagram's parsers under libFuzzer: a frame as a worker punts
-//! it (`sync::frame::udp_datagram`), then its payload through
-//! `sync::wire::decode` under a fixed key, and the payload alone through
-//! `decode` as well (the tag check is there, so the raw input mostly tests
-//! what comes before it; the second half of each input is also signed with
-//! the key, so the checks after the tag are reached too).
+//! The sync datagram's parsers under libFuzzer, under a fixed key: the
+//! input as a frame a worker punts (`sync::frame::udp_datagram`, then its
+//! payload through `sync::wire::decode`), as a datagram (`decode`: mostly
+//! the checks before the tag), and as the body of a datagram signed with
+//! the key (every check after the tag). Whatever `decode` accepts must
+//! encode and decode to the same header and records.
 #![no_main]
 
 use furiwake::modules::sync::frame::udp_datagram;
 use furiwake::modules::sync::wire::{decode, encode, sign, Keys, SyncKey, HEADER_LEN, MAX_DATAGRAM, TAG_LEN, VERSION};
 use libfuzzer_sys::fuzz_target;
 
-fn keys() -> Keys {
-    Keys::new(SyncKey::new(b"the fuzzer's fixed sync key, 32B").expect("a non-empty key"))
+fn keys() -> &'static Keys {
+    static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| Keys::new(SyncKey::new(b"the fuzzer's fixed sync key, 32B").expect("a non-empty key")))
 }
 
 fuzz_target!(|data: &[u8]| {
     let keys = keys();
     if let Some(d) = udp_datagram(data) {
-        check(d.payload, &keys);
+        check(d.payload, keys);
     }
-    check(data, &keys);
+    check(data, keys);
     // The input as the body after magic, version, type and count, with the
     // key id right, signed: every check after the tag.
     let mut body = Vec::with_capacity(MAX_DATAGRAM);
@@ -29,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     body.push(keys.current.id());
     body.extend_from_slice(data.get(3..).unwrap_or_default());
     body.truncate(MAX_DATAGRAM - TAG_LEN);
-    check(&sign(&body, &keys.current), &keys);
+    check(&sign(&body, &keys.current), keys);
 });
 
 /// Whatever `decode` accepts is well-formed: the length follows from the
