@@ -19,8 +19,8 @@
 //!    records, sent to the peer at once (a turn is the batching window);
 //! 2. datagrams the workers punted (UDP to the sync port on the sync
 //!    interface, from the peer, `on_frame`) had their cheap checks on
-//!    arrival (`wire::precheck`) and wait in a bounded inbox (`INBOX`, the
-//!    rest dropped as `inbox-full`); at most `VERIFY_PER_TURN` of them get
+//!    arrival (`wire::precheck`) and wait in a bounded inbox (`inbox`, the
+//!    rest dropped as `inbox-full`); at most 64 of them get
 //!    their tag checked per turn, so a flood of junk cannot stall the loop
 //!    that also sends the VRRP adverts. Then freshness (`fresh`): only
 //!    fresh datagrams from the current sender, whose pair fingerprint is
@@ -43,6 +43,7 @@
 
 pub mod frame;
 pub mod fresh;
+mod inbox;
 mod pair;
 mod show;
 pub mod wire;
@@ -55,16 +56,12 @@ use furiwake_dataplane::ctl::events::SyncRecord;
 use furiwake_dataplane::pipeline::{owner_of, Owners};
 use furiwake_dataplane::wire::EthernetAddress;
 use fresh::{Freshness, Nonces, Verdict};
-use std::collections::{BTreeMap, VecDeque};
+use inbox::Inbox;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wire::{Header, Keys, MessageType, SyncKey, MAX_RECORDS};
 
-/// Datagrams waiting for their tag check at most (each buffer is made once).
-const INBOX: usize = 256;
-/// Tags checked per control-loop turn at most (HMAC-SHA256 of up to 1452
-/// bytes: a few microseconds each).
-const VERIFY_PER_TURN: usize = 64;
 const HELLO_EVERY: Duration = Duration::from_secs(1);
 const BULK_ASK_EVERY: Duration = Duration::from_secs(1);
 
@@ -118,8 +115,7 @@ pub struct Sync {
     fingerprint: u64,
     pub peer_fingerprint: Option<u64>,
     ends: Vec<SyncEnds>,
-    inbox: VecDeque<Vec<u8>>,
-    spare: Vec<Vec<u8>>,
+    inbox: Inbox,
     buf: Vec<u8>,
     pub counters: Counters,
     pub asked: Asked,
@@ -199,8 +195,7 @@ impl Sync {
             fingerprint: pair::fingerprint(cfg, rt, rt.workers().owner_key()),
             peer_fingerprint: None,
             ends: rt.workers_mut().take_sync_ends(),
-            inbox: VecDeque::with_capacity(INBOX),
-            spare: (0..INBOX).map(|_| Vec::with_capacity(wire::MAX_DATAGRAM)).collect(),
+            inbox: Inbox::default(),
             buf: Vec::with_capacity(wire::MAX_DATAGRAM),
             counters: Counters::default(),
             asked: Asked::default(),
@@ -266,13 +261,9 @@ impl Sync {
             self.drop(e.name());
             return true;
         }
-        let Some(mut b) = self.spare.pop() else {
+        if !self.inbox.push(d.payload) {
             self.drop("inbox-full");
-            return true;
-        };
-        b.clear();
-        b.extend_from_slice(d.payload);
-        self.inbox.push_back(b);
+        }
         true
     }
 
@@ -324,10 +315,10 @@ impl Sync {
 
     fn receive(&mut self, rt: &Runtime, now: Instant) {
         let owners = Owners::new(self.ends.len() as u16, self.owner_key);
-        for _ in 0..VERIFY_PER_TURN {
-            let Some(dgram) = self.inbox.pop_front() else { break };
+        let mut budget = inbox::VERIFY_PER_TURN;
+        while let Some(dgram) = self.inbox.pop(&mut budget) {
             self.take(rt, owners, &dgram, now);
-            self.spare.push(dgram);
+            self.inbox.recycle(dgram);
         }
     }
 
