@@ -19,10 +19,13 @@
 //!   fresh, displaces a peer that is still talking, and the id replaced is
 //!   retired for good (the last `RETIRED`).
 //! - The candidate. While no current sender is live, the nonce echoed is
-//!   that of a candidate: the first other sender id heard (unfresh). It
-//!   keeps the place for `TRIAL` while it sends; one that does not become
-//!   current in that time gives way and is barred for `BARRED`, so that
-//!   replays of old boots cannot keep the echo from the real peer for ever.
+//!   that of a candidate: another sender id heard (unfresh). A datagram
+//!   of another id takes the place when it was sent later, by the peer's
+//!   own clock (`sent_us`, under the tag), than anything the candidate
+//!   sent: the peer's newest boot wins over captures of older ones at
+//!   once. Otherwise the candidate keeps the place for `TRIAL`; one that
+//!   does not become current in that time gives way and is barred for
+//!   `BARRED` (should the peer's clock have gone back).
 
 use super::wire::Header;
 use sha2::{Digest, Sha256};
@@ -144,6 +147,8 @@ struct Sender {
     nonce: u64,
     /// Current: the last fresh datagram. Candidate: when it took the place.
     at: Instant,
+    /// The latest `sent_us` taken from it.
+    sent_us: u64,
 }
 
 /// The peer's sender ids as this box sees them (module docs). Call
@@ -182,27 +187,29 @@ impl Freshness {
                 return Verdict::Stale;
             }
             c.nonce = h.nonce;
+            c.sent_us = c.sent_us.max(h.sent_us);
             window = c.window;
         } else if self.barred(h.sender, now) {
             return Verdict::NotCurrent;
         }
+        let taken = Sender { id: h.sender, window, nonce: h.nonce, at: now, sent_us: h.sent_us };
         if fresh {
             if let Some(old) = self.current.take() {
                 self.retire(old.id);
                 self.restarts += 1;
             }
             self.candidate = None;
-            self.current = Some(Sender { id: h.sender, window, nonce: h.nonce, at: now });
+            self.current = Some(taken);
             return Verdict::NewSender;
         }
         match self.candidate {
             Some(c) if c.id == h.sender => Verdict::Unfresh,
-            Some(c) if now.duration_since(c.at) < TRIAL => Verdict::NotCurrent,
+            Some(c) if now.duration_since(c.at) < TRIAL && h.sent_us <= c.sent_us => Verdict::NotCurrent,
             other => {
                 if let Some(c) = other {
                     self.bar(c.id, now);
                 }
-                self.candidate = Some(Sender { id: h.sender, window, nonce: h.nonce, at: now });
+                self.candidate = Some(taken);
                 Verdict::Unfresh
             }
         }

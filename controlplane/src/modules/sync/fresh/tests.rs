@@ -99,8 +99,28 @@ fn a_restarted_peer_replaces_its_silent_old_id() {
     assert_eq!(f.check(&h(0xb, 2, 0xbbb, ours), true, secs(t0, 5)), Verdict::Stale, "the candidate's window goes on");
 }
 
-/// Replays of old boots cannot hold the candidate's place for ever: each
-/// gives way after its trial and is barred, and the real peer gets in.
+/// Replays of old boots cannot hold the candidate's place: the real peer's
+/// datagrams were sent later (by its clock) and take it at once.
+#[test]
+fn the_peers_newest_boot_takes_the_candidate_place_from_replays() {
+    let t0 = Instant::now();
+    let mut f = Freshness::default();
+    let ours = 0x5555;
+    let at = |sender: u32, seq: u64, sent_us: u64, echo: u64| Header { sent_us, ..h(sender, seq, 0xaaa + u64::from(sender), echo) };
+    assert_eq!(f.check(&at(0x100, 7, 1_000, 0x4444), false, t0), Verdict::Unfresh, "a replay first");
+    assert_eq!(f.check(&at(0x101, 9, 1_500, 0x4444), false, t0), Verdict::Unfresh, "a later capture displaces it");
+    assert_eq!(f.check(&at(0x100, 8, 1_100, 0x4444), false, t0), Verdict::NotCurrent, "an older one does not");
+    assert_eq!(f.check(&at(0xa, 1, 9_000, 0x4444), false, t0), Verdict::Unfresh, "the real peer, sent now");
+    assert_eq!(f.echo(t0), 0xaaa + 0xa);
+    for seq in 10..100 {
+        assert_eq!(f.check(&at(0x101, seq, 1_600, 0x4444), false, t0), Verdict::NotCurrent, "captures cannot take it back");
+    }
+    assert_eq!(f.check(&at(0xa, 2, 10_000, ours), true, t0), Verdict::NewSender);
+}
+
+/// With the peer's clock gone back (its newest boot looks older than the
+/// captures), replays still cannot hold the candidate's place for ever:
+/// each gives way after its trial and is barred, and the real peer gets in.
 #[test]
 fn replays_cannot_squat_the_candidate_place() {
     let t0 = Instant::now();
@@ -129,4 +149,30 @@ fn replays_cannot_squat_the_candidate_place() {
     // peer is in after three trials at most.
     assert!(real_in.is_some_and(|r| r <= 3 * TRIAL.as_secs() + 1), "{real_in:?}");
     assert_eq!(f.sender(), Some(0xa));
+}
+
+/// The test this replaces said an old boot's id was "forgotten after 4
+/// restarts" and taken as a new sender (review S5). Now, after any number
+/// of peer restarts, a capture of its first boot takes nothing: while the
+/// peer talks it is `NotCurrent`; once the peer is silent it is at most an
+/// unfresh candidate (it cannot echo a nonce of ours drawn after it).
+#[test]
+fn an_old_boot_never_comes_back_after_many_restarts() {
+    let t0 = Instant::now();
+    let mut f = Freshness::default();
+    let ours = 0x5555;
+    let mut t = t0;
+    for id in 1..=12u32 {
+        assert_eq!(f.check(&h(id, 1, u64::from(id), ours), true, t), Verdict::NewSender, "boot {id}");
+        t = secs(t, 10);
+    }
+    assert_eq!(f.restarts, 11);
+    let now = secs(t, 0);
+    assert_eq!(f.check(&h(12, 2, 12, ours), true, now), Verdict::Fresh);
+    // Boot 1's capture echoes a nonce of ours from long ago.
+    assert_eq!(f.check(&h(1, 500, 1, 0x4444), false, now), Verdict::NotCurrent, "the peer talks");
+    let later = secs(now, 5);
+    let v = f.check(&h(1, 501, 1, 0x4444), false, later);
+    assert_eq!(v, Verdict::Unfresh, "silent peer: a candidate at most, nothing taken");
+    assert_eq!(f.sender(), Some(12));
 }

@@ -52,11 +52,12 @@ fn datagram(n: u32) -> Vec<u8> {
 
 #[test]
 fn a_full_datagram_fits_the_mtu() {
-    assert_eq!(MAX_RECORDS, 31);
-    assert_eq!(MAX_DATAGRAM, 1452);
-    assert_eq!(datagram(31).len(), MAX_DATAGRAM);
-    assert!(datagram(31).len() + IP_UDP_OVERHEAD <= 1500);
-    let too_many: Vec<_> = (0..32).map(rec).collect();
+    let max = MAX_RECORDS as u32;
+    assert_eq!(MAX_DATAGRAM, HEADER_LEN + MAX_RECORDS * SyncRecord::WIRE_LEN + TAG_LEN);
+    assert_eq!(datagram(max).len(), MAX_DATAGRAM);
+    assert!(datagram(max).len() + IP_UDP_OVERHEAD <= 1500);
+    assert!(MAX_DATAGRAM + SyncRecord::WIRE_LEN + IP_UDP_OVERHEAD > 1500, "one more record would not fit");
+    let too_many: Vec<_> = (0..max + 1).map(rec).collect();
     assert_eq!(encode(&mut Vec::new(), &key(), &header(1), &too_many), Err(EncodeError::TooManyRecords));
     let hello = Header { msg: MessageType::Hello, ..header(1) };
     assert_eq!(encode(&mut Vec::new(), &key(), &hello, &[rec(0)]), Err(EncodeError::RecordsNotExpected));
@@ -64,7 +65,7 @@ fn a_full_datagram_fits_the_mtu() {
 
 #[test]
 fn round_trip() {
-    for n in [0, 1, 5, 31] {
+    for n in [0, 1, 5, MAX_RECORDS as u32] {
         let d = datagram(n);
         assert_eq!(d.len(), HEADER_LEN + n as usize * SyncRecord::WIRE_LEN + TAG_LEN);
         let (h, records) = decode(&d, &keys()).unwrap();
