@@ -56,7 +56,7 @@ fn a_full_datagram_fits_the_mtu() {
     assert_eq!(MAX_DATAGRAM, HEADER_LEN + MAX_RECORDS * SyncRecord::WIRE_LEN + TAG_LEN);
     assert_eq!(datagram(max).len(), MAX_DATAGRAM);
     assert!(datagram(max).len() + IP_UDP_OVERHEAD <= 1500);
-    assert!(MAX_DATAGRAM + SyncRecord::WIRE_LEN + IP_UDP_OVERHEAD > 1500, "one more record would not fit");
+    const { assert!(MAX_DATAGRAM + SyncRecord::WIRE_LEN + IP_UDP_OVERHEAD > 1500, "one more record would not fit") };
     let too_many: Vec<_> = (0..max + 1).map(rec).collect();
     assert_eq!(encode(&mut Vec::new(), &key(), &header(1), &too_many), Err(EncodeError::TooManyRecords));
     let hello = Header { msg: MessageType::Hello, ..header(1) };
