@@ -858,10 +858,10 @@ fn the_sync_is_re_keyed_by_reload_without_a_gap() {
     let before = installed(&p, 1);
     assert!(wait_for(Duration::from_secs(10), || p.id()).is_some(), "the VIP does not answer:\n{}", p.both());
     assert!(wait_for(Duration::from_secs(10), || (installed(&p, 1) > before).then_some(())).is_some(), "{}", p.console(1, "show sync"));
-    for b in 0..2 {
+    for (b, before) in refused_before.iter().enumerate() {
         let show = p.console(b, "show sync");
         println!("box {b} after the re-keying:\n{show}");
-        assert_eq!(refused(b), refused_before[b], "box {b} refused datagrams (bad-hmac, unknown-key, unfresh, not-current, stale):\n{show}");
+        assert_eq!(&refused(b), before, "box {b} refused datagrams (bad-hmac, unknown-key, unfresh, not-current, stale):\n{show}");
     }
 }
 
