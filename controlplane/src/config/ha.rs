@@ -363,6 +363,8 @@ mod tests {
         let rotating = Config::parse("b.toml", &with_keys(&pair_a(""), &new, Some(&old))).unwrap();
         assert_eq!(rotating.sync.as_ref().unwrap().previous_key_bytes(), Some(vec![0x11; 32]));
         assert_eq!(restart_needed(&a, &rotating), Ok(()));
+        let again = Config::parse("r.toml", &crate::config::render(&rotating)).unwrap();
+        assert_eq!(again.sync, rotating.sync, "config save keeps previous_key");
         let done = Config::parse("c.toml", &with_keys(&pair_a(""), &new, None)).unwrap();
         assert_eq!(restart_needed(&rotating, &done), Ok(()));
         let moved = Config::parse("d.toml", &pair_a("").replace("[sync]\n", "[sync]\nport = 8849\n")).unwrap();
