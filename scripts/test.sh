@@ -55,6 +55,8 @@ run scripts/fuzz.sh libfuzzer pipeline 200000
 run scripts/fuzz.sh libfuzzer vrrp 200000
 run scripts/fuzz.sh libfuzzer config 100000
 run scripts/fuzz.sh libfuzzer console 300000
+# The sync datagram's parsers (frame, then decode under a fixed key).
+run scripts/fuzz.sh libfuzzer sync 300000
 run cargo test -p furiwake-e2e -- --test-threads=1
 
 # 4. The statically linked build (feature `static`: DPDK archives with

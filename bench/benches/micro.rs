@@ -548,7 +548,7 @@ fn bench_worker(c: &mut Criterion) {
 
 fn bench_sync(c: &mut Criterion) {
     use furiwake::modules::sync::frame::{udp_datagram, udp_frame};
-    use furiwake::modules::sync::wire::{self, Header, MessageType, SyncKey, MAX_RECORDS};
+    use furiwake::modules::sync::wire::{self, Header, Keys, MessageType, SyncKey, MAX_RECORDS};
     use furiwake_dataplane::ctl::events::{self, SyncKind, SyncRecord};
     use furiwake_dataplane::pipeline::{owner_of, Owners};
 
@@ -556,7 +556,8 @@ fn bench_sync(c: &mut Criterion) {
     g.throughput(Throughput::Elements(MAX_RECORDS as u64));
     let key = SyncKey::new(&[0x42; 32]).unwrap();
     let snap = snapshot();
-    let owners = Owners::new(4, key.hash_key());
+    let keys = Keys::new(key.clone());
+    let owners = Owners::new(4, 0x5eed_1234_5678_9abc);
     let records: Vec<SyncRecord> = (0..MAX_RECORDS as u16)
         .map(|i| SyncRecord {
             kind: SyncKind::Create,
@@ -585,7 +586,7 @@ fn bench_sync(c: &mut Criterion) {
         }
         let n = events_out.pop_batch(&mut batch);
         seq += 1;
-        let h = Header { msg: MessageType::Records, sender: 7, seq, sent_us: seq };
+        let h = Header { msg: MessageType::Records, sender: 7, seq, sent_us: seq, ..Header::default() };
         if sign {
             wire::encode(&mut buf, &key, &h, &batch[..n]).unwrap();
         } else {
@@ -605,7 +606,7 @@ fn bench_sync(c: &mut Criterion) {
     g.bench_function("receive", |bn| {
         bn.iter(|| {
             let d = udp_datagram(black_box(&frame)).unwrap();
-            let (_, recs) = wire::decode(d.payload, &key).unwrap();
+            let (_, recs) = wire::decode(d.payload, &keys).unwrap();
             let mut n = 0u16;
             for r in recs {
                 n = n.wrapping_add(owner_of(&snap, owners, &r));

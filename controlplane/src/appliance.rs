@@ -60,7 +60,13 @@ impl Appliance {
             app.shutdown();
             return Err(e);
         }
-        app.sync = Sync::new(app.lb.config(), &mut app.runtime);
+        app.sync = match Sync::new(app.lb.config(), &mut app.runtime) {
+            Ok(s) => s,
+            Err(e) => {
+                app.shutdown();
+                return Err(e);
+            }
+        };
         for s in &app.lb.config().virtual_servers {
             say(&format!(
                 "virtual-server {}: {} {:?} {:?} pool {}",
@@ -115,7 +121,7 @@ impl Appliance {
             // before VRRP may take over (README, "Takeover ordering").
             let settled = match self.sync.as_mut() {
                 Some(s) => {
-                    s.step(&mut self.runtime, &mut self.arp);
+                    s.step(&mut self.runtime, &mut self.arp, self.lb.config());
                     self.vrrp.hold_preempt(s.holds_preempt());
                     s.installs_pending() == 0
                 }

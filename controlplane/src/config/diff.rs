@@ -39,8 +39,13 @@ pub fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
     if old.vrrp != new.vrrp {
         differs.push("[[vrrp]]");
     }
-    if old.sync != new.sync {
-        differs.push("[sync]");
+    // The keys change at once (a re-keying: README, "Re-keying the sync").
+    let sync_same = match (&old.sync, &new.sync) {
+        (Some(a), Some(b)) => a.same_but_keys(b),
+        (a, b) => a == b,
+    };
+    if !sync_same {
+        differs.push("[sync] (but its keys)");
     }
     // Source-NAT port pools are made once per address.
     if old.snat != new.snat {

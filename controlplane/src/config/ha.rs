@@ -112,6 +112,11 @@ pub struct SyncConfig {
     /// The text read from `key_file` by `Config::parse`.
     #[serde(skip)]
     pub(super) file_key: Option<String>,
+    /// During a re-keying: the key being replaced, still accepted from the
+    /// peer, and sent with until the peer shows it has `key` too (README,
+    /// "Re-keying the sync"). Changed by `config reload`.
+    #[serde(default)]
+    pub previous_key: Option<Spanned<String>>,
     /// Entries are sent again this often while they live, so a standby
     /// that missed an event still learns them.
     #[serde(default = "defaults::refresh_s")]
@@ -129,10 +134,22 @@ impl SyncConfig {
     }
 
     /// The key's hex text, from `key` or from `key_file`.
-    fn key_text(&self) -> &str {
+    pub fn key_text(&self) -> &str {
         self.key.as_ref().map(|k| k.get_ref().as_str()).or(self.file_key.as_deref()).unwrap_or_default()
     }
+
+    /// `previous_key`'s bytes (validated hex).
+    pub fn previous_key_bytes(&self) -> Option<Vec<u8>> {
+        self.previous_key.as_ref().map(|k| hex(k.get_ref()).unwrap_or_default())
+    }
+
+    /// The same but for the keys (what `config reload` may change).
+    pub fn same_but_keys(&self, other: &SyncConfig) -> bool {
+        let strip = |s: &SyncConfig| SyncConfig { key: other.key.clone(), key_file: other.key_file.clone(), file_key: other.file_key.clone(), previous_key: None, ..s.clone() };
+        strip(self) == strip(other)
+    }
 }
+
 
 /// Written by hand: a `{:?}` anywhere (a log line, a panic message) must
 /// not print the key.
@@ -144,6 +161,7 @@ impl fmt::Debug for SyncConfig {
             .field("port", &self.port)
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
             .field("key_file", &self.key_file)
+            .field("previous_key", &self.previous_key.as_ref().map(|_| "<redacted>"))
             .field("refresh_s", &self.refresh_s)
             .field("bulk_limit_ms", &self.bulk_limit_ms)
             .finish()
@@ -213,6 +231,14 @@ pub(super) fn weak_key(k: &[u8]) -> Option<&'static str> {
         return Some("a repeated pattern (a block repeated, or a counting sequence)");
     }
     None
+}
+
+/// A sync key's id in the datagram header: the first byte of
+/// SHA-256("furiwake sync key id" | secret). It says which key made a tag
+/// and nothing useful about the key.
+pub fn sync_key_id(secret: &[u8]) -> u8 {
+    use sha2::Digest;
+    sha2::Sha256::new().chain_update(b"furiwake sync key id").chain_update(secret).finalize()[0]
 }
 
 fn hex(s: &str) -> Option<Vec<u8>> {
@@ -428,7 +454,60 @@ impl Config {
                     return Err(src.error(Some(span), format!("sync: {what} must {verb} 16 to 64 bytes in hex (32 to 128 hex digits)")));
                 }
             }
+            if let Some(p) = &s.previous_key {
+                match hex(p.get_ref()) {
+                    Some(previous) if (16..=64).contains(&previous.len()) => {
+                        // The header names the key by a one-byte id.
+                        if sync_key_id(&previous) == sync_key_id(&s.key_bytes()) {
+                            return Err(src.error(Some(p.span()), "sync: previous_key has the same key id as key (1 chance in 256, or the same key): draw another key"));
+                        }
+                    }
+                    _ => return Err(src.error(Some(p.span()), "sync: previous_key must be 16 to 64 bytes in hex (32 to 128 hex digits)")),
+                }
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{restart_needed, Config};
+
+    fn pair_a(extra: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ha-pair-a.toml");
+        std::fs::read_to_string(path).unwrap() + extra
+    }
+
+    fn with_keys(text: &str, key: &str, previous: Option<&str>) -> String {
+        let at = text.lines().find(|l| l.starts_with("key = ")).unwrap();
+        let new = match previous {
+            Some(p) => format!("key = \"{key}\"\nprevious_key = \"{p}\""),
+            None => format!("key = \"{key}\""),
+        };
+        text.replace(at, &new)
+    }
+
+    /// `key` and `previous_key` change by `config reload`; the rest of
+    /// `[sync]` needs a restart; a previous key must be a key and differ
+    /// from `key` in its id.
+    #[test]
+    fn sync_keys_reload_and_a_previous_key_is_checked() {
+        let old = "5f0c2a9e81d47b36e2a1c0f98d3b4e6a7c59f1e08b2d46a3c7e91f5b0a8d2c64".to_string();
+        let new = "c3e87a1f5b29d0640a9e3c7b18f2d5e6b4a0c9f37e2d1b8a56f0e4c3a9b7d218".to_string();
+        let a = Config::parse("a.toml", &pair_a("")).unwrap();
+        let rotating = Config::parse("b.toml", &with_keys(&pair_a(""), &new, Some(&old))).unwrap();
+        assert_eq!(rotating.sync.as_ref().unwrap().previous_key_bytes(), super::hex(&old));
+        assert_eq!(restart_needed(&a, &rotating), Ok(()));
+        let again = Config::parse("r.toml", &crate::config::render_with_secrets(&rotating)).unwrap();
+        assert_eq!(again.sync, rotating.sync, "config save keeps previous_key");
+        let done = Config::parse("c.toml", &with_keys(&pair_a(""), &new, None)).unwrap();
+        assert_eq!(restart_needed(&rotating, &done), Ok(()));
+        let moved = Config::parse("d.toml", &pair_a("").replace("[sync]\n", "[sync]\nport = 8849\n")).unwrap();
+        assert!(restart_needed(&a, &moved).unwrap_err().contains("[sync] (but its keys)"));
+        let short = Config::parse("e.toml", &with_keys(&pair_a(""), &new, Some("abcd"))).unwrap_err();
+        assert!(short.message.contains("sync: previous_key must be 16 to 64 bytes"), "{}", short.message);
+        let same = Config::parse("f.toml", &with_keys(&pair_a(""), &new, Some(&new))).unwrap_err();
+        assert!(same.message.contains("previous_key has the same key id as key"), "{}", same.message);
     }
 }

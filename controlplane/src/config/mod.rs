@@ -35,7 +35,7 @@ pub use model::{
     OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, Server, Snat, SynProxyMode, TimeoutSecs, TunnelKind, VirtualServer, DEFAULT_CONSOLE_SOCKET, DEFAULT_GUE_PORT, DEFAULT_MTU,
 };
 pub use defence::Defence;
-pub use ha::{SyncConfig, Vrrp};
+pub use ha::{sync_key_id, SyncConfig, Vrrp};
 pub use render::{kebab, key_fingerprint, render, render_with_secrets};
 pub use save::{save_dir, target as save_target, write_secret_file};
 

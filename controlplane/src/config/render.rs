@@ -289,6 +289,13 @@ fn render_ha(cfg: &Config, secrets: Secrets, s: &mut String) {
             y.refresh_s.get_ref(),
             y.bulk_limit_ms.get_ref()
         );
+        if let Some(k) = &y.previous_key {
+            let shown = match secrets {
+                Secrets::Included => k.get_ref().clone(),
+                _ => key_fingerprint(&y.previous_key_bytes().unwrap_or_default()),
+            };
+            let _ = writeln!(s, "previous_key = {}", q(&shown));
+        }
     }
 }
 

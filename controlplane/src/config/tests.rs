@@ -483,7 +483,7 @@ fn vrrp_mistakes_are_refused_at_their_line() {
 fn the_address_owner_is_refused_with_sync() {
     let owner = VRRP.replace("priority = 200", "priority = 255").replace("group = \"pair\"\n", "");
     Config::parse("t.toml", &ha(&owner)).unwrap();
-    let synced = ha(&format!("{owner}\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{}\"\n", "ab".repeat(32)));
+    let synced = ha(&format!("{owner}\n[sync]\ninterface = \"inside\"\npeer = \"198.51.100.4\"\nkey = \"{}\"\n", "9d2f61c0a7e34b58f1c96e0d2a7b3f84e5c1907a3d6b2e8f40c7a19e5d3b6f02"));
     let e = err(&synced);
     assert!(e.message.contains("vrrp \"outside\": priority 255 (the address owner, master from start whatever the peer says) would not wait for the [sync] peer's connection table"), "{e}");
     assert!(e.line > 40, "placed at {}:{}", e.line, e.column);

@@ -30,11 +30,12 @@ const INJECT_RING: u32 = 1024;
 /// Records per sync ring (events out, installs in), per worker: 8192 x 48 B.
 const SYNC_RING: usize = 8192;
 
-/// What connection-state sync needs of the workers: the pair's shared
-/// hash key and the refresh period (`[sync]`).
+/// What connection-state sync needs of the workers: the pair's ownership
+/// key and the refresh period (`[sync]`).
 #[derive(Debug, Clone, Copy)]
 pub struct SyncSetup {
-    pub hash_key: u64,
+    /// `WorkerConfig::owner_key`, the same on both boxes.
+    pub owner_key: u64,
     /// Flow-table ticks between refresh walks.
     pub refresh_ticks: u32,
 }
@@ -67,8 +68,8 @@ pub struct Workers {
     publisher: Option<Publisher<Snapshot>>,
     /// The sync rings' control-plane ends, until the sync module takes them.
     sync: Vec<SyncEnds>,
-    /// The workers' hash key (shared with the HA peer when syncing).
-    hash_key: u64,
+    /// The workers' ownership key (`WorkerConfig::owner_key`).
+    owner_key: u64,
 }
 
 impl Workers {
@@ -81,9 +82,9 @@ impl Workers {
         std::mem::take(&mut self.sync)
     }
 
-    /// The key of the workers' hashes (ownership: `pipeline::owner`).
-    pub fn hash_key(&self) -> u64 {
-        self.hash_key
+    /// The key of the workers' ownership hash (`pipeline::owner`).
+    pub fn owner_key(&self) -> u64 {
+        self.owner_key
     }
 
     pub fn is_empty(&self) -> bool {
@@ -182,16 +183,19 @@ impl Runtime {
     /// what `Workers::publish` gives them), the next hops' MACs from
     /// `neighbors` and the servers' loads from `loads`.
     pub fn launch_workers(&mut self, cfg: &Config, snapshot: Snapshot, neighbors: &Arc<Neighbors>, loads: &Arc<Loads>, sync: Option<SyncSetup>) -> Result<(), String> {
-        // One key per boot for the workers' hashes (`furiwake_dataplane::hash`),
-        // or the pair's: a synced connection must find the same owner worker.
-        let hash_key = match sync {
-            Some(s) => s.hash_key,
+        // One key per boot for the workers' table and persistence hashes
+        // (`furiwake_dataplane::hash`), with or without `[sync]`; the
+        // ownership hash's is the pair's with `[sync]` (docs/architecture.md,
+        // "Hashing").
+        let hash_key = boot_hash_key()?;
+        let owner_key = match sync {
+            Some(s) => s.owner_key,
             None => boot_hash_key()?,
         };
-        self.workers.hash_key = hash_key;
         // The SYN cookies' own key, per boot and never shared: the peer
         // need not validate this box's cookies.
         let cookie_key = boot_cookie_key()?;
+        self.workers.owner_key = owner_key;
         let mut sync_ends = Vec::new();
         let lcores = cfg.platform.worker_lcore_ids();
         let n = lcores.len();
@@ -244,7 +248,7 @@ impl Runtime {
             let reader = readers.pop().ok_or("rcu readers")?;
             let sync_refresh = sync.map_or(0, |s| s.refresh_ticks);
             let flows = *cfg.platform.flows_per_worker.get_ref();
-            let config = WorkerConfig { id: w as u16, workers: n as u16, flows, timeouts, hash_key, cookie_key, sync_refresh, embryonic_max: cfg.defence.embryonic_max(flows),
+            let config = WorkerConfig { id: w as u16, workers: n as u16, flows, timeouts, hash_key, cookie_key, owner_key, sync_refresh, embryonic_max: cfg.defence.embryonic_max(flows),
                 icmp_rate: *cfg.defence.icmp_rate.get_ref(),
                 icmp_burst: *cfg.defence.icmp_burst.get_ref(),
                 punt_rates: cfg.defence.punt.rates(),

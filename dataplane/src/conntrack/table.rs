@@ -16,6 +16,9 @@ use super::tcp::{fin_bits_of, next_state, next_state_input_only};
 use super::entry::Forwarding;
 use super::track::{Check, Restart, Segment, Track};
 use super::wheel::{Wheel, NIL, WHEEL_MASK};
+use unreplied::{list_of, EmbList};
+
+mod unreplied;
 
 /// The largest table: keeps `id << 1 | dir` links and the bucket count
 /// (2^31) within `u32`.
@@ -56,27 +59,6 @@ pub struct FlowTable<A: Addr = u32> {
     unreplied: [EmbList; 2],
 }
 
-/// One unreplied list: its ends and length.
-#[derive(Debug, Clone, Copy)]
-struct EmbList {
-    head: u32,
-    tail: u32,
-    len: u32,
-}
-
-impl EmbList {
-    const EMPTY: EmbList = EmbList { head: NIL, tail: NIL, len: 0 };
-}
-
-/// Which unreplied list a state belongs to (`FlowState::is_unreplied`).
-#[inline]
-fn list_of(s: FlowState) -> Option<usize> {
-    match s {
-        FlowState::SynSent | FlowState::SynRecv => Some(0),
-        FlowState::UdpUnreplied => Some(1),
-        _ => None,
-    }
-}
 
 
 impl<A: Addr> FlowTable<A> {
@@ -151,65 +133,6 @@ impl<A: Addr> FlowTable<A> {
         self.tracks.get_mut(id as usize)
     }
 
-    fn emb_contains(&self, id: FlowId, k: usize) -> bool {
-        self.unreplied.get(k).is_some_and(|l| l.head == id) || self.tracks.get(id as usize).is_some_and(|t| t.emb_prev != NIL)
-    }
-
-    /// Appends `id` to unreplied list `k` (unless it is in it).
-    fn emb_link(&mut self, id: FlowId, k: usize) {
-        if self.emb_contains(id, k) {
-            return;
-        }
-        let Some(tail) = self.unreplied.get(k).map(|l| l.tail) else { return };
-        if let Some(t) = self.tracks.get_mut(id as usize) {
-            t.emb_prev = tail;
-            t.emb_next = NIL;
-        }
-        let head_if_empty = self.tracks.get_mut(tail as usize).map(|t| t.emb_next = id).is_none();
-        if let Some(l) = self.unreplied.get_mut(k) {
-            if head_if_empty {
-                l.head = id;
-            }
-            l.tail = id;
-            l.len += 1;
-        }
-    }
-
-    /// Takes `id` out of unreplied list `k` (if it is in it).
-    fn emb_unlink(&mut self, id: FlowId, k: usize) {
-        if !self.emb_contains(id, k) {
-            return;
-        }
-        let Some(t) = self.tracks.get_mut(id as usize) else { return };
-        let (prev, next) = (t.emb_prev, t.emb_next);
-        t.emb_prev = NIL;
-        t.emb_next = NIL;
-        let no_prev = self.tracks.get_mut(prev as usize).map(|p| p.emb_next = next).is_none();
-        let no_next = self.tracks.get_mut(next as usize).map(|n| n.emb_prev = prev).is_none();
-        if let Some(l) = self.unreplied.get_mut(k) {
-            if no_prev {
-                l.head = next;
-            }
-            if no_next {
-                l.tail = prev;
-            }
-            l.len -= 1;
-        }
-    }
-
-    /// Keeps the unreplied lists in step with a state change.
-    #[inline]
-    fn emb_follow(&mut self, id: FlowId, old: FlowState, new: FlowState) {
-        let (a, b) = (list_of(old), list_of(new));
-        if a != b {
-            if let Some(k) = a {
-                self.emb_unlink(id, k);
-            }
-            if let Some(k) = b {
-                self.emb_link(id, k);
-            }
-        }
-    }
 
     pub fn capacity(&self) -> u32 {
         // At most MAX_CAPACITY.

@@ -155,7 +155,7 @@ impl Shard {
             }
         };
         if !handed && self.config.workers > 1 {
-            let o = owner(snap, Owners::new(self.config.workers, self.config.hash_key), src, sport, dst, dport, proto);
+            let o = owner(snap, Owners::new(self.config.workers, self.config.owner_key), src, sport, dst, dport, proto);
             if o != self.config.id {
                 return Verdict::Handoff(o);
             }

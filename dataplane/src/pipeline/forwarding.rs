@@ -98,10 +98,7 @@ impl Shard {
                     }
                     return Verdict::Drop(DropReason::TunnelTooBig);
                 }
-                let h = nat::tunnel::flow_hash(client_ip, client_port, p.proto);
-                let (net, host_mask) = t.source.unwrap_or((out.self_ip, 0));
-                let (src, sport) = nat::tunnel::entropy(h, net, host_mask);
-                encap = Some(Encap { port: server.tx_port, l3: p.l3 as u8, ip_len: p.ip_len as u16, outer: nat::Outer { kind: t.kind, src, dst: server_ip, sport, dport: t.port } });
+                encap = Some(Encap { port: server.tx_port, l3: p.l3 as u8, ip_len: p.ip_len as u16, outer: tunnel_outer(&t, out.self_ip, client_ip, client_port, p.proto, server_ip) });
             }
         }
         if flags.contains(EntryFlags::SYN_PROXY) {
@@ -175,4 +172,17 @@ impl Shard {
         }
         Verdict::Forward(out_port)
     }
+}
+
+/// The outer header of a `dsr-tunnel` connection's packets: one per flow,
+/// its source (and GUE source port) from the client's address and port
+/// (`forward::tunnel::flow_hash`), out of `self_ip` unless the service has
+/// a `tunnel_source`. ICMP errors about tunnel packets are checked
+/// against it (`icmp`).
+#[inline]
+pub(super) fn tunnel_outer(t: &crate::state::snapshot::TunnelSpec, self_ip: u32, client_ip: u32, client_port: u16, proto: u8, server_ip: u32) -> nat::Outer {
+    let h = nat::tunnel::flow_hash(client_ip, client_port, proto);
+    let (net, host_mask) = t.source.unwrap_or((self_ip, 0));
+    let (src, sport) = nat::tunnel::entropy(h, net, host_mask);
+    nat::Outer { kind: t.kind, src, dst: server_ip, sport, dport: t.port }
 }

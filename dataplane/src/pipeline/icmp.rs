@@ -124,7 +124,7 @@ impl Shard {
     /// quoted header reversed.
     fn icmp_error(&mut self, snap: &Snapshot, frame: &mut [u8], e: &Error, q: Quote, handed: bool) -> Verdict {
         if !handed && self.config.workers > 1 {
-            let o = owner(snap, Owners::new(self.config.workers, self.config.hash_key), q.dst, q.dport, q.src, q.sport, q.proto);
+            let o = owner(snap, Owners::new(self.config.workers, self.config.owner_key), q.dst, q.dport, q.src, q.sport, q.proto);
             if o != self.config.id {
                 return Verdict::Handoff(o);
             }
@@ -238,10 +238,7 @@ impl Shard {
     fn tunnel_outer(&self, snap: &Snapshot, f: &Flow) -> Option<nat::Outer> {
         let t = snap.services.get(f.vs as usize)?.tunnel?;
         let out = snap.port(snap.servers.get(f.server as usize)?.tx_port)?;
-        let h = crate::hash::keyed64(u64::from(f.client_ip) << 24 | u64::from(f.client_port) << 8 | u64::from(f.proto), self.config.hash_key);
-        let (net, host_mask) = t.source.unwrap_or((out.self_ip, 0));
-        let (src, sport) = nat::tunnel::entropy(h, net, host_mask);
-        Some(nat::Outer { kind: t.kind, src, dst: f.server_ip, sport, dport: t.port })
+        Some(super::forwarding::tunnel_outer(&t, out.self_ip, f.client_ip, f.client_port, f.proto, f.server_ip))
     }
 
     /// An error about a `dsr-tunnel` packet on its way to the server (RFC
@@ -268,7 +265,7 @@ impl Shard {
             return not_relayed;
         }
         if !handed && self.config.workers > 1 {
-            let o = owner(snap, Owners::new(self.config.workers, self.config.hash_key), inner.src, inner.sport, inner.dst, inner.dport, inner.proto);
+            let o = owner(snap, Owners::new(self.config.workers, self.config.owner_key), inner.src, inner.sport, inner.dst, inner.dport, inner.proto);
             if o != self.config.id {
                 return Verdict::Handoff(o);
             }
@@ -318,7 +315,7 @@ fn quoted_seq_plausible(t: &crate::conntrack::track::Track, seq: u32) -> bool {
 /// looked up first, by binary search: errors quoting other UDP cost no
 /// walk of the services.)
 fn is_gue_quote(snap: &Snapshot, q: &Quote) -> bool {
-    snap.is_probe_source(q.dst) && snap.services.iter().any(|v| {
+    snap.is_server_address(q.dst) && snap.services.iter().any(|v| {
         v.forwarding == Forwarding::DsrTunnel
             && v.tunnel.is_some_and(|t| t.kind == nat::TunnelKind::Gue && t.port == q.dport)
             && v.members.iter().any(|&m| snap.servers.get(m as usize).is_some_and(|s| s.ip == q.dst))

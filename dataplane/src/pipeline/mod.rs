@@ -50,9 +50,8 @@ pub struct WorkerConfig {
     /// Connection-table entries, preallocated.
     pub flows: u32,
     pub timeouts: Timeouts,
-    /// The key of the connection-table, ownership and persistence hashes
-    /// (`crate::hash`): drawn at boot by the control plane, the same for
-    /// every worker (ownership must agree).
+    /// The key of the connection-table and persistence hashes
+    /// (`crate::hash`): drawn at boot by the control plane.
     pub hash_key: u64,
     /// The SYN cookies' SipHash-2-4 key (`forward::synproxy`): 128 bits
     /// drawn per boot from /dev/urandom by the control plane, the same for
@@ -60,6 +59,11 @@ pub struct WorkerConfig {
     /// queue first), independent of `hash_key` and of the sync key; it
     /// keys nothing else. Cookies do not validate on the HA peer.
     pub cookie_key: crate::siphash::Key,
+    /// The key of the ownership hash (`owner`), the same for every worker:
+    /// with HA sync the pair's (the peer chose a full-NAT connection's
+    /// local port so that its replies, sent to worker `port % workers`,
+    /// meet the client side's owner), else drawn at boot.
+    pub owner_key: u64,
     /// State sync (`Worker::with_sync`): every this many ticks, push a
     /// `Refresh` of every live entry to the peer; 0: never (bulk walks
     /// only, on the control plane's request).
@@ -90,7 +94,7 @@ pub const DEFAULT_PUNT_RATES: [u32; PuntClass::COUNT] = [2000, 1000, 100_000, 20
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, cookie_key: [0; 2], sync_refresh: 0, embryonic_max: u32::MAX, icmp_rate: 1000, icmp_burst: 50, punt_rates: DEFAULT_PUNT_RATES, syn_proxy_threshold: u32::MAX, syn_proxy_rate: u32::MAX }
+        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, cookie_key: [0; 2], owner_key: 0, sync_refresh: 0, embryonic_max: u32::MAX, icmp_rate: 1000, icmp_burst: 50, punt_rates: DEFAULT_PUNT_RATES, syn_proxy_threshold: u32::MAX, syn_proxy_rate: u32::MAX }
     }
 }
 
@@ -409,29 +413,6 @@ impl Shard {
             Verdict::Encap(_) => self.counters.count_drop(DropReason::TunnelNoHeadroom),
             Verdict::TooBig(_) => self.counters.count_drop(DropReason::TunnelTooBig),
             Verdict::Relay(_) => self.counters.count_drop(DropReason::IcmpTunnelNotRelayed),
-        }
-    }
-
-    /// Hands a frame to the control lcore: classified by where it came
-    /// from (`police::punt_class`), policed by its class's bucket, into
-    /// the protected ring or the other.
-    #[inline]
-    fn punt<I: PacketIo>(&mut self, snap: &Snapshot, io: &mut I, pkt: I::Pkt) {
-        let vlan = crate::wire::parse_l2(pkt.data()).ok().and_then(|l2| l2.vlan);
-        let link = snap.link_of(pkt.port(), vlan).unwrap_or(u16::MAX);
-        let class = match police::punt_class(snap, pkt.data(), link) {
-            Ok(c) => c,
-            Err(reason) => return self.counters.count_drop(reason),
-        };
-        let passed = self.punt.take(class, self.now);
-        self.counters.count_punt(class, passed);
-        if !passed {
-            return self.counters.count_drop(DropReason::PuntLimited);
-        }
-        let sent = if class.is_protected() { io.punt_protected(pkt) } else { io.punt(pkt) };
-        match sent {
-            Ok(()) => self.counters.punted.inc(),
-            Err(_dropped) => self.counters.count_drop(DropReason::PuntRingFull),
         }
     }
 

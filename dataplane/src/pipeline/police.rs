@@ -10,6 +10,7 @@
 use crate::conntrack::TICK_MS;
 use crate::forward::PROBE_PORT_MIN;
 use crate::state::counters::{DropReason, PuntClass};
+use crate::io::{Packet, PacketIo};
 use crate::state::snapshot::Snapshot;
 use crate::wire::ethernet::{parse_l2, EtherType};
 use crate::wire::ipv4::{protocol, Ipv4Packet};
@@ -131,6 +132,31 @@ fn vrrp_class(snap: &Snapshot, link: u16, ttl: u8, src: u32, dst: u32) -> Result
         Ok(PuntClass::Vrrp)
     } else {
         Err(DropReason::VrrpRefused)
+    }
+}
+
+impl super::Shard {
+    /// Hands a frame to the control lcore: classified by where it came
+    /// from (`police::punt_class`), policed by its class's bucket, into
+    /// the protected ring or the other.
+    #[inline]
+    pub(super) fn punt<I: PacketIo>(&mut self, snap: &Snapshot, io: &mut I, pkt: I::Pkt) {
+        let vlan = crate::wire::parse_l2(pkt.data()).ok().and_then(|l2| l2.vlan);
+        let link = snap.link_of(pkt.port(), vlan).unwrap_or(u16::MAX);
+        let class = match punt_class(snap, pkt.data(), link) {
+            Ok(c) => c,
+            Err(reason) => return self.counters.count_drop(reason),
+        };
+        let passed = self.punt.take(class, self.now);
+        self.counters.count_punt(class, passed);
+        if !passed {
+            return self.counters.count_drop(DropReason::PuntLimited);
+        }
+        let sent = if class.is_protected() { io.punt_protected(pkt) } else { io.punt(pkt) };
+        match sent {
+            Ok(()) => self.counters.punted.inc(),
+            Err(_dropped) => self.counters.count_drop(DropReason::PuntRingFull),
+        }
     }
 }
 

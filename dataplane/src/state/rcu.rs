@@ -334,17 +334,23 @@ mod tests {
                         // Every snapshot is uniform; a freed one would not be.
                         assert!(v.iter().all(|x| *x == v[0]));
                         checks += 1;
-                        seen.fetch_add(1, Ordering::Relaxed);
+                        // Each reader counts once a thousand checks (and at
+                        // its first): the publisher goes on until both did.
+                        if checks == 1 || checks == 1000 {
+                            seen.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     checks
                 })
             })
             .collect();
-        // At least 2000 publishes, and on until the readers have read while
-        // they went on (an optimised publisher can finish before a reader
-        // thread is first scheduled).
+        // At least 2000 publishes, and on until each reader has read a
+        // thousand times while they went on (an optimised publisher can
+        // finish before a reader thread is first scheduled, and on a busy
+        // machine one reader may run long before the other).
         let mut i = 1u64;
-        while i < 2000 || (seen.load(Ordering::Relaxed) < 2000 && i < 200_000) {
+        let start = std::time::Instant::now();
+        while i < 2000 || (seen.load(Ordering::Relaxed) < 4 && start.elapsed() < std::time::Duration::from_secs(60)) {
             p.publish(Box::new(vec![i; 64]));
             p.reclaim();
             if i >= 2000 {

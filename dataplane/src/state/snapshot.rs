@@ -391,6 +391,13 @@ impl Snapshot {
         self.probe_sources.binary_search(&(ip, link)).is_ok()
     }
 
+    /// A server's address (or a DSR service's VIP), on any link.
+    #[inline]
+    pub fn is_server_address(&self, ip: u32) -> bool {
+        let i = self.probe_sources.partition_point(|(a, _)| *a < ip);
+        self.probe_sources.get(i).is_some_and(|(a, _)| *a == ip)
+    }
+
     #[inline]
     pub fn is_self(&self, ip: u32) -> bool {
         self.self_ips.contains(&ip)

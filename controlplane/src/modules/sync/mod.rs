@@ -2,7 +2,10 @@
 //! over a DPDK port.
 //!
 //! - `wire`: the datagram (header, the workers' `SyncRecord`s, an
-//!   HMAC-SHA256 tag) and the replay window.
+//!   HMAC-SHA256 tag) and the keys.
+//! - `fresh`: which authentic datagrams may change anything (nonce echo,
+//!   the current sender, the 64-wide replay window).
+//! - `pair`: the pair's invariants, checked on every datagram.
 //! - `frame`: the datagram in an Ethernet/IPv4/UDP frame, both ways.
 //! - `show`: `show sync`, metrics, the report line.
 //!
@@ -15,40 +18,50 @@
 //! 1. each worker's events ring is drained into datagrams of at most 32
 //!    records, sent to the peer at once (a turn is the batching window);
 //! 2. datagrams the workers punted (UDP to the sync port on the sync
-//!    interface, `on_frame`) were checked on arrival: the tag, then the
-//!    replay window; their records go into the installs ring of the worker
-//!    that owns the connection here (`pipeline::owner_of`, under the hash
-//!    key both boxes derive from the shared secret);
+//!    interface, from the peer, `on_frame`) had their cheap checks on
+//!    arrival (`wire::precheck`) and wait in a bounded inbox (`inbox`, the
+//!    rest dropped as `inbox-full`); at most 64 of them get
+//!    their tag checked per turn, so a flood of junk cannot stall the loop
+//!    that also sends the VRRP adverts. Then freshness (`fresh`): only
+//!    fresh datagrams from the current sender, whose pair fingerprint is
+//!    ours (`pair`), have their records put into the installs ring of the
+//!    worker that owns the connection here (`pipeline::owner_of`, under
+//!    the pair's ownership key) or their bulk request served;
 //! 3. bulk dumps: at start this box asks the peer (`BulkRequest`, again
 //!    every second until the peer's `BulkEnd` or `bulk_limit_ms`), and
 //!    holds VRRP preemption meanwhile (a returning master must not take
 //!    the VIPs back before it knows the connections the backup accepted).
 //!    Asked by the peer, it starts a bulk walk on every worker and sends
 //!    `BulkEnd` once every walk is done and its records are sent;
-//! 4. a `Hello` every second, so each side knows the other is there.
+//! 4. a `Hello` every second, so each side knows the other is there (and
+//!    learns its nonce); the keys and the fingerprint are looked at again
+//!    then (`config reload` may change them), and the nonce rotated.
 //!
 //! Nothing blocks: a full installs ring drops the record (counted; the
 //! next refresh repairs it), an unresolved peer MAC sends to broadcast
 //! while ARP asks.
 
 pub mod frame;
+pub mod fresh;
+mod inbox;
+mod pair;
 mod show;
 pub mod wire;
 
 use crate::config::Config;
 use crate::modules::arp::Arp;
 use crate::runtime::{Runtime, SyncEnds, SyncSetup};
-use furiwake_dataplane::conntrack::TICK_MS;
+use furiwake_dataplane::conntrack::{Forwarding, TICK_MS};
 use furiwake_dataplane::ctl::events::SyncRecord;
 use furiwake_dataplane::pipeline::{owner_of, Owners};
 use furiwake_dataplane::wire::EthernetAddress;
+use fresh::{Freshness, Nonces, Verdict};
+use inbox::Inbox;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use wire::{Header, MessageType, Replay, ReplayVerdict, SyncKey, MAX_RECORDS};
+use wire::{Header, Keys, MessageType, SyncKey, MAX_RECORDS};
 
-/// Datagrams kept between two turns at most.
-const INBOX: usize = 1024;
 const HELLO_EVERY: Duration = Duration::from_secs(1);
 const BULK_ASK_EVERY: Duration = Duration::from_secs(1);
 
@@ -66,6 +79,8 @@ pub struct Counters {
     pub install_ring_full: u64,
     pub bulk_requests_sent: u64,
     pub bulk_requests_served: u64,
+    /// Peer restarts seen (a new current sender id after the first).
+    pub peer_restarts: u64,
 }
 
 /// A bulk dump this box asked for.
@@ -84,14 +99,23 @@ pub struct Sync {
     src: Ipv4Addr,
     peer: Ipv4Addr,
     port: u16,
-    key: SyncKey,
-    hash_key: u64,
+    keys: Keys,
+    /// The configuration's key texts, to see a `config reload` change them.
+    key_texts: (String, Option<String>),
+    /// The peer's current key id, as its fresh datagrams say.
+    peer_key: Option<u8>,
+    /// The workers' ownership key (installs go to the owner worker).
+    owner_key: u64,
     limit: Duration,
     sender: u32,
     seq: u64,
-    replay: Replay,
+    nonces: Nonces,
+    fresh: Freshness,
+    /// This box's pair fingerprint, and the peer's as last seen.
+    fingerprint: u64,
+    pub peer_fingerprint: Option<u64>,
     ends: Vec<SyncEnds>,
-    inbox: Vec<Vec<u8>>,
+    inbox: Inbox,
     buf: Vec<u8>,
     pub counters: Counters,
     pub asked: Asked,
@@ -111,34 +135,67 @@ fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
-/// The workers' setup for `[sync]`: the shared hash key and the refresh.
+/// `N` random bytes from the kernel; an error fails the start (a fixed id
+/// or nonce would make every boot look alike).
+fn urandom<const N: usize>() -> Result<[u8; N], String> {
+    use std::io::Read;
+    let mut b = [0u8; N];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).map_err(|e| format!("sync: /dev/urandom: {e}"))?;
+    Ok(b)
+}
+
+/// `[sync]`'s keys; None when `key` is empty.
+fn keys(s: &crate::config::SyncConfig) -> Option<Keys> {
+    let mut k = Keys::new(SyncKey::new(&s.key_bytes())?);
+    k.previous = s.previous_key_bytes().and_then(|b| SyncKey::new(&b));
+    Some(k)
+}
+
+/// The key to send with: `key`, unless a `previous_key` is configured and
+/// the peer (whose current key id is `peer_key`) has not shown it has `key`
+/// too.
+fn send_key(keys: &Keys, peer_key: Option<u8>) -> &SyncKey {
+    match &keys.previous {
+        Some(p) if peer_key != Some(keys.current.id()) => p,
+        _ => &keys.current,
+    }
+}
+
+/// The workers' setup for `[sync]`: the pair's ownership key, derived from
+/// `key` at start, and the refresh.
 pub fn setup(cfg: &Config) -> Option<SyncSetup> {
     let s = cfg.sync.as_ref()?;
     let key = SyncKey::new(&s.key_bytes())?;
-    Some(SyncSetup { hash_key: key.hash_key(), refresh_ticks: s.refresh_s.get_ref() * (1000 / TICK_MS) })
+    Some(SyncSetup { owner_key: key.owner_key(), refresh_ticks: s.refresh_s.get_ref() * (1000 / TICK_MS) })
 }
 
 impl Sync {
-    /// None without `[sync]`.
-    pub fn new(cfg: &Config, rt: &mut Runtime) -> Option<Sync> {
-        let s = cfg.sync.as_ref()?;
-        let link = rt.links().iter().position(|l| l.name() == s.interface.get_ref())?;
-        let key = SyncKey::new(&s.key_bytes())?;
-        let mut id = [0u8; 4];
-        let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut id));
-        Some(Sync {
+    /// Ok(None) without `[sync]`; an error when the kernel gives no random
+    /// bytes.
+    pub fn new(cfg: &Config, rt: &mut Runtime) -> Result<Option<Sync>, String> {
+        let Some(s) = cfg.sync.as_ref() else { return Ok(None) };
+        let Some(link) = rt.links().iter().position(|l| l.name() == s.interface.get_ref()) else { return Ok(None) };
+        let Some(keys) = keys(s) else { return Ok(None) };
+        let sender = u32::from_ne_bytes(urandom()?).max(1);
+        let now = Instant::now();
+        Ok(Some(Sync {
             link,
             src: rt.links()[link].address().addr,
             peer: *s.peer.get_ref(),
             port: *s.port.get_ref(),
-            hash_key: key.hash_key(),
-            key,
+            keys,
+            key_texts: (s.key_text().to_string(), s.previous_key.as_ref().map(|k| k.get_ref().clone())),
+            peer_key: None,
+            owner_key: rt.workers().owner_key(),
             limit: Duration::from_millis(u64::from(*s.bulk_limit_ms.get_ref())),
-            sender: u32::from_ne_bytes(id) | 1,
+            sender,
             seq: 0,
-            replay: Replay::default(),
+            nonces: Nonces::new(urandom()?, now),
+            fresh: Freshness::default(),
+            fingerprint: pair::fingerprint(cfg, rt, rt.workers().owner_key()),
+            peer_fingerprint: None,
             ends: rt.workers_mut().take_sync_ends(),
-            inbox: Vec::new(),
+            inbox: Inbox::default(),
             buf: Vec::with_capacity(wire::MAX_DATAGRAM),
             counters: Counters::default(),
             asked: Asked::default(),
@@ -147,8 +204,32 @@ impl Sync {
             lag: None,
             lag_max: Duration::ZERO,
             last_hello: None,
-            started: Instant::now(),
-        })
+            started: now,
+        }))
+    }
+
+    /// A `config reload` may have changed the keys (a re-keying) or the
+    /// services (the fingerprint): looked at once a second.
+    fn follow_config(&mut self, cfg: &Config, rt: &Runtime) {
+        self.fingerprint = pair::fingerprint(cfg, rt, self.owner_key);
+        let Some(s) = cfg.sync.as_ref() else { return };
+        let texts = (s.key_text().to_string(), s.previous_key.as_ref().map(|k| k.get_ref().clone()));
+        if texts != self.key_texts {
+            if let Some(k) = keys(s) {
+                self.keys = k;
+                self.key_texts = texts;
+                crate::out::event(&format!(
+                    "sync: keys changed: key {:02x}{}",
+                    self.keys.current.id(),
+                    self.keys.previous.as_ref().map_or(String::new(), |p| format!(", previous_key {:02x}", p.id()))
+                ));
+            }
+        }
+    }
+
+    /// The key to send with (`send_key`).
+    fn send_key(&self) -> &SyncKey {
+        send_key(&self.keys, self.peer_key)
     }
 
     /// Preemption is held while the bulk dump asked for at start has not
@@ -176,11 +257,13 @@ impl Sync {
             self.drop("not-the-peer");
             return true;
         }
-        if self.inbox.len() >= INBOX {
-            self.drop("inbox-full");
+        if let Err(e) = wire::precheck(d.payload, &self.keys) {
+            self.drop(e.name());
             return true;
         }
-        self.inbox.push(d.payload.to_vec());
+        if !self.inbox.push(d.payload) {
+            self.drop("inbox-full");
+        }
         true
     }
 
@@ -189,7 +272,7 @@ impl Sync {
     }
 
     /// The control-loop step (module docs).
-    pub fn step(&mut self, rt: &mut Runtime, arp: &mut Arp) {
+    pub fn step(&mut self, rt: &mut Runtime, arp: &mut Arp, cfg: &Config) {
         let now = Instant::now();
         self.receive(rt, now);
         self.drain_events(rt, arp);
@@ -209,6 +292,8 @@ impl Sync {
         }
         if self.last_hello.is_none_or(|t| now.duration_since(t) >= HELLO_EVERY) {
             self.last_hello = Some(now);
+            self.nonces.rotate(now);
+            self.follow_config(cfg, rt);
             self.send(rt, arp, MessageType::Hello, &[]);
         }
     }
@@ -229,72 +314,118 @@ impl Sync {
     }
 
     fn receive(&mut self, rt: &Runtime, now: Instant) {
-        let owners = Owners::new(self.ends.len() as u16, self.hash_key);
-        for dgram in std::mem::take(&mut self.inbox) {
-            let (header, records) = match wire::decode(&dgram, &self.key) {
-                Ok(x) => x,
-                Err(e) => {
-                    self.drop(e.name());
-                    continue;
-                }
-            };
-            match self.replay.check(&header) {
-                ReplayVerdict::Accept => {}
-                ReplayVerdict::NewSender => {
-                    crate::out::event(&format!("sync: peer {} (re)started (sender {:08x})", self.peer, header.sender));
-                }
-                ReplayVerdict::Stale => {
-                    self.drop("stale");
-                    continue;
-                }
-                ReplayVerdict::OldSender => {
-                    self.drop("old-sender");
-                    continue;
+        let owners = Owners::new(self.ends.len() as u16, self.owner_key);
+        let mut budget = inbox::VERIFY_PER_TURN;
+        while let Some(dgram) = self.inbox.pop(&mut budget) {
+            self.take(rt, owners, &dgram, now);
+            self.inbox.recycle(dgram);
+        }
+    }
+
+    /// One queued datagram: the tag, freshness, the pair check, then what
+    /// it carries.
+    fn take(&mut self, rt: &Runtime, owners: Owners, dgram: &[u8], now: Instant) {
+        let (header, records) = match wire::decode(dgram, &self.keys) {
+            Ok(x) => x,
+            Err(e) => return self.drop(e.name()),
+        };
+        let fresh = self.nonces.fresh(header.echo);
+        let verdict = self.fresh.check(&header, fresh, now);
+        match verdict {
+            Verdict::Fresh | Verdict::Unfresh => {}
+            Verdict::NewSender => {
+                self.counters.peer_restarts = self.fresh.restarts;
+                crate::out::event(&format!("sync: peer {} is current (sender {:08x})", self.peer, header.sender));
+            }
+            Verdict::Stale => return self.drop("stale"),
+            Verdict::NotCurrent => return self.drop("not-current"),
+        }
+        if verdict == Verdict::Unfresh {
+            // A Hello at most: its nonce was learnt (`fresh`); it proves
+            // nothing of the peer's presence (it may be a replay).
+            if header.msg != MessageType::Hello {
+                self.drop("unfresh");
+            }
+            return;
+        }
+        self.counters.datagrams_received += 1;
+        self.peer_seen = Some(now);
+        let lag = Duration::from_micros(now_us().saturating_sub(header.sent_us));
+        self.lag = Some(lag);
+        self.lag_max = self.lag_max.max(lag);
+        self.peer_key = Some(header.sender_key);
+        if self.peer_fingerprint != Some(header.fingerprint) && header.fingerprint != self.fingerprint {
+            crate::out::event(&format!("sync: peer {} does not match this box: {}; {}", self.peer, pair::differences(self.fingerprint, header.fingerprint), self.refused_what(header.fingerprint)));
+        }
+        self.peer_fingerprint = Some(header.fingerprint);
+        // Another ownership key breaks full-NAT records only (`pair`).
+        let full_nat_only = pair::only_owner_key(self.fingerprint, header.fingerprint);
+        match header.msg {
+            MessageType::Hello => {}
+            _ if header.fingerprint != self.fingerprint && !full_nat_only => self.drop("pair-mismatch"),
+            MessageType::BulkRequest => {
+                let gens = self.ends.iter().map(|e| e.control.request_bulk()).collect();
+                self.serving = Some(gens);
+                crate::out::event(&format!("sync: peer {} asked for a bulk dump", self.peer));
+            }
+            MessageType::BulkEnd => {
+                if self.asked.done.is_none() {
+                    let took = self.asked.since.map_or(Duration::ZERO, |t| now.duration_since(t));
+                    self.asked.done = Some((now, self.asked.records, took));
+                    crate::out::event(&format!("sync: bulk dump from {} complete: {} records in {} ms", self.peer, self.asked.records, took.as_millis()));
                 }
             }
-            self.counters.datagrams_received += 1;
-            self.peer_seen = Some(now);
-            let lag = Duration::from_micros(now_us().saturating_sub(header.sent_us));
-            self.lag = Some(lag);
-            self.lag_max = self.lag_max.max(lag);
-            match header.msg {
-                MessageType::Hello => {}
-                MessageType::BulkRequest => {
-                    let gens = self.ends.iter().map(|e| e.control.request_bulk()).collect();
-                    self.serving = Some(gens);
-                    crate::out::event(&format!("sync: peer {} asked for a bulk dump", self.peer));
-                }
-                MessageType::BulkEnd => {
-                    if self.asked.done.is_none() {
-                        let took = self.asked.since.map_or(Duration::ZERO, |t| now.duration_since(t));
-                        self.asked.done = Some((now, self.asked.records, took));
-                        crate::out::event(&format!("sync: bulk dump from {} complete: {} records in {} ms", self.peer, self.asked.records, took.as_millis()));
+            MessageType::Records => {
+                let snap = rt.workers().published();
+                for rec in records {
+                    if full_nat_only && rec.mode == Forwarding::FullNat {
+                        self.drop("pair-mismatch");
+                        continue;
                     }
-                }
-                MessageType::Records => {
-                    let snap = rt.workers().published();
-                    for rec in records {
-                        self.counters.records_received += 1;
-                        if self.asked.done.is_none() {
-                            self.asked.records += 1;
-                        }
-                        let w = snap.map_or(0, |s| owner_of(s, owners, &rec)) as usize;
-                        if self.ends.get_mut(w).is_some_and(|e| e.installs.push(rec)) {
-                            self.counters.records_queued += 1;
-                        } else {
-                            self.counters.install_ring_full += 1;
-                        }
+                    self.counters.records_received += 1;
+                    if self.asked.done.is_none() {
+                        self.asked.records += 1;
+                    }
+                    let w = snap.map_or(0, |s| owner_of(s, owners, &rec)) as usize;
+                    if self.ends.get_mut(w).is_some_and(|e| e.installs.push(rec)) {
+                        self.counters.records_queued += 1;
+                    } else {
+                        self.counters.install_ring_full += 1;
                     }
                 }
             }
         }
     }
 
+    /// The pair check fails: the peer's fingerprint is not ours; what
+    /// differs and what is refused.
+    pub fn mismatch(&self) -> Option<String> {
+        self.peer_fingerprint.filter(|f| *f != self.fingerprint).map(|f| format!("{}; {}", pair::differences(self.fingerprint, f), self.refused_what(f)))
+    }
+
+    fn refused_what(&self, theirs: u64) -> &'static str {
+        if pair::only_owner_key(self.fingerprint, theirs) {
+            "its full-NAT records are refused"
+        } else {
+            "its records are refused"
+        }
+    }
+
     /// One datagram to the peer.
     fn send(&mut self, rt: &mut Runtime, arp: &mut Arp, msg: MessageType, records: &[SyncRecord]) {
         self.seq += 1;
-        let header = Header { msg, sender: self.sender, seq: self.seq, sent_us: now_us() };
-        if wire::encode(&mut self.buf, &self.key, &header, records).is_err() {
+        let header = Header {
+            msg,
+            key_id: 0,
+            sender_key: self.keys.current.id(),
+            sender: self.sender,
+            seq: self.seq,
+            sent_us: now_us(),
+            nonce: self.nonces.current(),
+            echo: self.fresh.echo(Instant::now()),
+            fingerprint: self.fingerprint,
+        };
+        if wire::encode(&mut self.buf, send_key(&self.keys, self.peer_key), &header, records).is_err() {
             self.drop("encode");
             return;
         }

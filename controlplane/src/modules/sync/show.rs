@@ -33,6 +33,24 @@ impl Sync {
             self.lag.map_or("-".into(), |l| format!("{:.1} ms", l.as_secs_f64() * 1000.0)),
             self.lag_max.as_millis()
         );
+        let _ = writeln!(
+            out,
+            "keys: sending with {:02x} (key {:02x}{}); peer {}, restarts seen {}",
+            self.send_key().id(),
+            self.keys.current.id(),
+            self.keys.previous.as_ref().map_or(String::new(), |p| format!(", previous_key {:02x}", p.id())),
+            self.fresh.sender().map_or("never fresh".into(), |s| format!("sender {s:08x}{}", if self.fresh.live(now) { "" } else { " (silent)" })),
+            c.peer_restarts
+        );
+        let _ = writeln!(
+            out,
+            "pair check: {}",
+            match (self.peer_fingerprint, self.mismatch()) {
+                (None, _) => "peer not heard yet".to_string(),
+                (Some(_), None) => "ok".to_string(),
+                (Some(_), Some(why)) => format!("MISMATCH: {why}"),
+            }
+        );
         let _ = writeln!(out, "sent: {} datagrams, {} records", c.datagrams_sent, c.records_sent);
         let _ = writeln!(out, "received: {} datagrams, {} records, {} queued to workers", c.datagrams_received, c.records_received, c.records_queued);
         let w = Self::worker_sums(rt);
@@ -72,6 +90,8 @@ impl Sync {
         let w = Self::worker_sums(rt);
         t.family("sync_worker_records_total", "counter", "The workers' sync records, by what happened to them.", w.iter().map(|(k, v)| (labels(&[("what", k)]), *v)).collect());
         t.family("sync_lag_microseconds", "gauge", "The last received datagram's age on arrival.", one(self.lag.map_or(0, |l| l.as_micros() as u64)));
+        t.family("sync_pair_mismatch", "gauge", "1 while the peer's pair fingerprint (workers, links, services) differs from this box's: its records are refused.", one(u64::from(self.mismatch().is_some())));
+        t.family("sync_peer_restarts_total", "counter", "New current sender ids of the peer after the first.", one(c.peer_restarts));
         t.family("sync_bulk_dump_complete", "gauge", "1 once the bulk dump asked for at start has arrived.", one(u64::from(self.asked.done.is_some())));
     }
 

@@ -1,41 +1,53 @@
-//! The state-sync datagram (issue 12): what one box's control lcore sends
-//! its peer in one UDP datagram, and the checks a received one passes
-//! before its records reach a worker.
+//! The state-sync datagram (issue 12, version 2 since issue 20): what one
+//! box's control lcore sends its peer in one UDP datagram, and the checks a
+//! received one passes before its records reach a worker.
 //!
 //! ```text
 //!  0  magic "FWSY" (4)
-//!  4  version (1) = 1
+//!  4  version (1) = 2
 //!  5  message type (1): Hello 1, Records 2, BulkRequest 3, BulkEnd 4
 //!  6  record count (2)             only Records carries records
-//!  8  sender id (4)                random per boot of the sender
-//! 12  sequence number (8)          per sender, from 1, +1 per datagram
-//! 20  sent at (8)                  the sender's clock, microseconds since
+//!  8  key id (1)                   the key that made the tag (`SyncKey::id`)
+//!  9  sender's key id (1)          the sender's `key` (what it sends with
+//!                                  once it knows the receiver has it too)
+//! 10  zero (2)
+//! 12  sender id (4)                random per boot of the sender
+//! 16  sequence number (8)          per sender, from 1, +1 per datagram
+//! 24  sent at (8)                  the sender's clock, microseconds since
 //!                                  the Unix epoch (the receiver's lag)
-//! 28  count x SyncRecord (44 each, `SyncRecord::WIRE_LEN`)
+//! 32  nonce (8)                    the sender's freshness nonce (random,
+//!                                  new at every boot, rotated every minute)
+//! 40  echo (8)                     the receiver's nonce, as the sender last
+//!                                  received it (0: none yet)
+//! 48  pair fingerprint (8)         the sender's pair invariants
+//!                                  (`super::pair`): worker count (1),
+//!                                  ownership key id (1), links (2),
+//!                                  services (4)
+//! 56  count x SyncRecord (44 each, `SyncRecord::WIRE_LEN`)
 //!  .. HMAC-SHA256 tag (32) over every byte before it
 //! ```
 //!
-//! All numbers in network byte order. At most `MAX_RECORDS` (32) records,
-//! so that a datagram (at most `MAX_DATAGRAM`, 1460 bytes) plus the IPv4
+//! All numbers in network byte order. At most `MAX_RECORDS` (31) records,
+//! so that a datagram (at most `MAX_DATAGRAM`, 1452 bytes) plus the IPv4
 //! and UDP headers (28) fits a 1500-byte MTU unfragmented.
 //!
 //! Who writes, who reads: the control lcore encodes from the records it
 //! pops off the workers' events rings, and decodes what the socket
 //! received; nothing here touches a worker. `decode` refuses a datagram as
 //! a whole, with the reason (`DecodeError`, counted by name by the
-//! caller): the cheap checks (length, magic, version) first, then the tag
-//! (compared in constant time, `hmac::Mac::verify_slice`), then the
+//! caller): the cheap checks (length, magic, version, a key id this box
+//! has: `precheck`, also run before a datagram is queued) first, then the
+//! tag (compared in constant time, `hmac::Mac::verify_slice`), then the
 //! header's type and count, then every record (`SyncRecord::decode`
 //! refuses unknown kinds, states, modes and flags). Only an authentic
-//! datagram reaches the replay check (`Replay`): a strictly newer sequence
-//! number from the current sender id is accepted; a new sender id is the
-//! peer restarting (its window starts again), unless it is one the peer
-//! used before (a replay from an earlier boot).
+//! datagram reaches the freshness check (`super::fresh`).
 //!
-//! The key is the pair's shared secret from the configuration; `SyncKey`
-//! keeps HMAC's keyed state, so a datagram costs no key schedule, and
-//! derives the flow-hash key both boxes must share (`hash_key`: the same
-//! owner worker for a connection on either box).
+//! The keys are the pair's shared secrets from the configuration: `key`,
+//! and during a rotation `previous_key`, accepted too (README, "Re-keying
+//! the sync"). `SyncKey` keeps HMAC's keyed state, so a datagram costs no
+//! key schedule. The workers' ownership key derives from `key` when a box
+//! starts (`SyncKey::owner_key`); their table hash key is drawn at every
+//! boot (docs/architecture.md, "Hashing").
 
 use furiwake_dataplane::ctl::events::SyncRecord;
 use hmac::{Hmac, KeyInit, Mac};
@@ -43,27 +55,28 @@ use sha2::Sha256;
 
 /// "FWSY".
 pub const MAGIC: [u8; 4] = *b"FWSY";
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes before the records.
-pub const HEADER_LEN: usize = 28;
+pub const HEADER_LEN: usize = 56;
 /// HMAC-SHA256.
 pub const TAG_LEN: usize = 32;
 /// IPv4 (20) and UDP (8) headers.
 pub const IP_UDP_OVERHEAD: usize = 28;
 /// The path MTU assumed.
 pub const MTU: usize = 1500;
-/// Records per datagram at most: 32.
+/// Records per datagram at most: 31.
 pub const MAX_RECORDS: usize = (MTU - IP_UDP_OVERHEAD - HEADER_LEN - TAG_LEN) / SyncRecord::WIRE_LEN;
-/// The longest datagram (UDP payload): 1468 bytes.
+/// The longest datagram (UDP payload): 1452 bytes.
 pub const MAX_DATAGRAM: usize = HEADER_LEN + MAX_RECORDS * SyncRecord::WIRE_LEN + TAG_LEN;
 
-const _: () = assert!(MAX_DATAGRAM + IP_UDP_OVERHEAD <= MTU && MAX_RECORDS == 32);
+const _: () = assert!(MAX_DATAGRAM + IP_UDP_OVERHEAD <= MTU && MAX_RECORDS >= 16);
 
 /// What a datagram is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
 pub enum MessageType {
     /// "I am here" (on start and as a keepalive), no records.
+    #[default]
     Hello = 1,
     /// Records for the receiver's workers.
     Records = 2,
@@ -83,10 +96,14 @@ impl MessageType {
 }
 
 /// A datagram's header, as the sender fills it (the record count follows
-/// from the records).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// from the records; the key id from the key `encode` is given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Header {
     pub msg: MessageType,
+    /// The id of the key that made the tag (`decode` fills it).
+    pub key_id: u8,
+    /// The id of the sender's current key (`[sync] key`).
+    pub sender_key: u8,
     /// Random per boot of the sender: a new one means it restarted.
     pub sender: u32,
     /// From 1, one more for each datagram the sender sends.
@@ -95,6 +112,12 @@ pub struct Header {
     /// Unix epoch): what the receiver's `show sync` lag is measured from
     /// (exact when the pair's clocks agree, as NTP keeps them).
     pub sent_us: u64,
+    /// The sender's current freshness nonce, for the receiver to echo.
+    pub nonce: u64,
+    /// The receiver's nonce as the sender last received it (0: none).
+    pub echo: u64,
+    /// The sender's pair invariants (`super::fingerprint`).
+    pub fingerprint: u64,
 }
 
 /// Why a received datagram was dropped; each has its own counter.
@@ -104,6 +127,10 @@ pub enum DecodeError {
     Truncated,
     BadMagic,
     BadVersion,
+    /// Longer than `MAX_DATAGRAM`.
+    TooLong,
+    /// Tagged with a key id that is neither `key`'s nor `previous_key`'s.
+    UnknownKey,
     /// The tag does not match: another key, or bytes changed on the way.
     BadHmac,
     /// An unknown message type.
@@ -122,6 +149,8 @@ impl DecodeError {
             DecodeError::Truncated => "truncated",
             DecodeError::BadMagic => "bad-magic",
             DecodeError::BadVersion => "bad-version",
+            DecodeError::TooLong => "too-long",
+            DecodeError::UnknownKey => "unknown-key",
             DecodeError::BadHmac => "bad-hmac",
             DecodeError::BadType => "bad-type",
             DecodeError::BadCount => "bad-count",
@@ -161,14 +190,17 @@ impl std::fmt::Display for EncodeError {
 
 impl std::error::Error for EncodeError {}
 
-/// The pair's shared secret, keyed into HMAC-SHA256 once.
+/// One shared secret of the pair, keyed into HMAC-SHA256 once, and its id.
 #[derive(Clone)]
-pub struct SyncKey(Hmac<Sha256>);
+pub struct SyncKey {
+    mac: Hmac<Sha256>,
+    id: u8,
+}
 
 impl std::fmt::Debug for SyncKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the key.
-        f.write_str("SyncKey(..)")
+        // Never the key; its id is public (it is in every datagram).
+        write!(f, "SyncKey(id {:02x})", self.id)
     }
 }
 
@@ -178,17 +210,23 @@ impl SyncKey {
         if secret.is_empty() {
             return None;
         }
-        Hmac::<Sha256>::new_from_slice(secret).ok().map(SyncKey)
+        let mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
+        Some(SyncKey { mac, id: key_id(secret) })
     }
 
-    /// The flow-table, ownership and persistence hash key
-    /// (`WorkerConfig::hash_key`) of both boxes of the pair, derived from
-    /// the secret (HMAC of a fixed label): both must send a connection to
-    /// the same worker, and a client still cannot predict it.
-    pub fn hash_key(&self) -> u64 {
-        let mut mac = self.0.clone();
-        mac.update(b"furiwake sync: flow hash key");
-        let tag = mac.finalize().into_bytes();
+    /// The key's id in the header (`key_id`).
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+
+    /// The pair's ownership key (`WorkerConfig::owner_key`), derived from
+    /// the secret (HMAC of a fixed label) when a box starts: both boxes
+    /// must own a full-NAT connection on the same worker (its replies go to
+    /// worker `local port % workers`), and a client cannot predict it. The
+    /// tables' own hash key is drawn at boot (docs/architecture.md,
+    /// "Hashing").
+    pub fn owner_key(&self) -> u64 {
+        let tag = self.mac(b"furiwake sync: ownership key").finalize().into_bytes();
         let mut k = [0u8; 8];
         for (d, s) in k.iter_mut().zip(tag.iter()) {
             *d = *s;
@@ -197,9 +235,30 @@ impl SyncKey {
     }
 
     fn mac(&self, bytes: &[u8]) -> Hmac<Sha256> {
-        let mut mac = self.0.clone();
+        let mut mac = self.mac.clone();
         mac.update(bytes);
         mac
+    }
+}
+
+pub use crate::config::sync_key_id as key_id;
+
+/// The keys a box accepts: its `key` (what it sends with) and, during a
+/// rotation, its `previous_key`.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub current: SyncKey,
+    pub previous: Option<SyncKey>,
+}
+
+impl Keys {
+    pub fn new(current: SyncKey) -> Keys {
+        Keys { current, previous: None }
+    }
+
+    /// The key with id `id`, the current one first.
+    pub fn by_id(&self, id: u8) -> Option<&SyncKey> {
+        std::iter::once(&self.current).chain(self.previous.as_ref()).find(|k| k.id == id)
     }
 }
 
@@ -219,9 +278,13 @@ pub fn encode(out: &mut Vec<u8>, key: &SyncKey, header: &Header, records: &[Sync
     out.push(header.msg as u8);
     // At most MAX_RECORDS (32).
     out.extend_from_slice(&(records.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[key.id, header.sender_key, 0, 0]);
     out.extend_from_slice(&header.sender.to_be_bytes());
     out.extend_from_slice(&header.seq.to_be_bytes());
     out.extend_from_slice(&header.sent_us.to_be_bytes());
+    out.extend_from_slice(&header.nonce.to_be_bytes());
+    out.extend_from_slice(&header.echo.to_be_bytes());
+    out.extend_from_slice(&header.fingerprint.to_be_bytes());
     let mut rec = [0u8; SyncRecord::WIRE_LEN];
     for r in records {
         r.encode(&mut rec);
@@ -230,6 +293,14 @@ pub fn encode(out: &mut Vec<u8>, key: &SyncKey, header: &Header, records: &[Sync
     let tag = key.mac(out).finalize().into_bytes();
     out.extend_from_slice(&tag);
     Ok(out.len())
+}
+
+/// `body` with its tag under `key` (tests and the fuzz target make
+/// datagrams `encode` would not).
+pub fn sign(body: &[u8], key: &SyncKey) -> Vec<u8> {
+    let mut d = body.to_vec();
+    d.extend_from_slice(&key.mac(body).finalize().into_bytes());
+    d
 }
 
 /// The records of an authentic datagram, decoded as they are read (each
@@ -258,23 +329,50 @@ fn be<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
     bytes.get(at..at + N)?.try_into().ok()
 }
 
-/// Checks a received datagram (module docs for the order) and returns its
-/// header and records.
-pub fn decode<'a>(bytes: &'a [u8], key: &SyncKey) -> Result<(Header, Records<'a>), DecodeError> {
-    let Some(body_len) = bytes.len().checked_sub(TAG_LEN).filter(|n| *n >= HEADER_LEN) else { return Err(DecodeError::Truncated) };
-    let (body, tag) = bytes.split_at(body_len);
-    if be::<4>(body, 0) != Some(MAGIC) {
+/// The checks before the tag (length, magic, version, a key id this box
+/// has): cheap, so that the control loop queues no datagram that fails
+/// them. Returns the key to verify the tag with.
+pub fn precheck<'k>(bytes: &[u8], keys: &'k Keys) -> Result<&'k SyncKey, DecodeError> {
+    if bytes.len() < HEADER_LEN + TAG_LEN {
+        return Err(DecodeError::Truncated);
+    }
+    if bytes.len() > MAX_DATAGRAM {
+        return Err(DecodeError::TooLong);
+    }
+    if be::<4>(bytes, 0) != Some(MAGIC) {
         return Err(DecodeError::BadMagic);
     }
-    if body.get(4) != Some(&VERSION) {
+    if bytes.get(4) != Some(&VERSION) {
         return Err(DecodeError::BadVersion);
     }
+    bytes.get(8).and_then(|id| keys.by_id(*id)).ok_or(DecodeError::UnknownKey)
+}
+
+fn be_u64(body: &[u8], at: usize) -> Result<u64, DecodeError> {
+    be::<8>(body, at).map(u64::from_be_bytes).ok_or(DecodeError::Truncated)
+}
+
+/// Checks a received datagram (module docs for the order) and returns its
+/// header and records.
+pub fn decode<'a>(bytes: &'a [u8], keys: &Keys) -> Result<(Header, Records<'a>), DecodeError> {
+    let key = precheck(bytes, keys)?;
+    let (body, tag) = bytes.split_at(bytes.len() - TAG_LEN);
     key.mac(body).verify_slice(tag).map_err(|_| DecodeError::BadHmac)?;
     let msg = body.get(5).copied().and_then(MessageType::from_u8).ok_or(DecodeError::BadType)?;
     let count = be::<2>(body, 6).map(u16::from_be_bytes).ok_or(DecodeError::Truncated)? as usize;
-    let sender = be::<4>(body, 8).map(u32::from_be_bytes).ok_or(DecodeError::Truncated)?;
-    let seq = be::<8>(body, 12).map(u64::from_be_bytes).ok_or(DecodeError::Truncated)?;
-    let sent_us = be::<8>(body, 20).map(u64::from_be_bytes).ok_or(DecodeError::Truncated)?;
+    let sender_key = body.get(9).copied().ok_or(DecodeError::Truncated)?;
+    let sender = be::<4>(body, 12).map(u32::from_be_bytes).ok_or(DecodeError::Truncated)?;
+    let header = Header {
+        msg,
+        key_id: key.id,
+        sender_key,
+        sender,
+        seq: be_u64(body, 16)?,
+        sent_us: be_u64(body, 24)?,
+        nonce: be_u64(body, 32)?,
+        echo: be_u64(body, 40)?,
+        fingerprint: be_u64(body, 48)?,
+    };
     if count > MAX_RECORDS || (msg != MessageType::Records && count > 0) {
         return Err(DecodeError::BadCount);
     }
@@ -290,78 +388,7 @@ pub fn decode<'a>(bytes: &'a [u8], key: &SyncKey) -> Result<(Header, Records<'a>
             return Err(DecodeError::BadRecord { index: index as u16 });
         }
     }
-    Ok((Header { msg, sender, seq, sent_us }, Records { chunks: records.chunks_exact(SyncRecord::WIRE_LEN) }))
-}
-
-/// What `Replay::check` says of an authentic datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplayVerdict {
-    /// Newer than anything seen from this sender: take it.
-    Accept,
-    /// The first from a new sender id (the first ever, or the peer
-    /// restarted): take it; the window starts at its sequence number.
-    NewSender,
-    /// Not newer than the last one taken (a duplicate, reordered or
-    /// replayed): drop it.
-    Stale,
-    /// From a sender id the peer used before its current one (a replay
-    /// from an earlier boot): drop it.
-    OldSender,
-}
-
-/// Sender ids remembered after the peer moved on.
-const RETIRED: usize = 4;
-
-/// The replay window of one peer: its current sender id and the highest
-/// sequence number taken from it. Call `check` only on datagrams `decode`
-/// accepted (authentic ones), so a forger cannot move the window.
-#[derive(Debug, Clone, Default)]
-pub struct Replay {
-    current: Option<(u32, u64)>,
-    retired: [Option<u32>; RETIRED],
-    next_retired: usize,
-    /// Datagrams dropped as `Stale`.
-    pub stale: u64,
-    /// Datagrams dropped as `OldSender`.
-    pub old_sender: u64,
-    /// New sender ids taken after the first (peer restarts).
-    pub restarts: u64,
-}
-
-impl Replay {
-    pub fn check(&mut self, header: &Header) -> ReplayVerdict {
-        match self.current {
-            Some((sender, last)) if sender == header.sender => {
-                if header.seq > last {
-                    self.current = Some((sender, header.seq));
-                    ReplayVerdict::Accept
-                } else {
-                    self.stale += 1;
-                    ReplayVerdict::Stale
-                }
-            }
-            _ if self.retired.contains(&Some(header.sender)) => {
-                self.old_sender += 1;
-                ReplayVerdict::OldSender
-            }
-            current => {
-                if let Some((old, _)) = current {
-                    if let Some(slot) = self.retired.get_mut(self.next_retired % RETIRED) {
-                        *slot = Some(old);
-                    }
-                    self.next_retired = (self.next_retired + 1) % RETIRED;
-                    self.restarts += 1;
-                }
-                self.current = Some((header.sender, header.seq));
-                ReplayVerdict::NewSender
-            }
-        }
-    }
-
-    /// The peer's current sender id, once one datagram was taken.
-    pub fn sender(&self) -> Option<u32> {
-        self.current.map(|(s, _)| s)
-    }
+    Ok((header, Records { chunks: records.chunks_exact(SyncRecord::WIRE_LEN) }))
 }
 
 #[cfg(test)]

@@ -6,6 +6,10 @@ fn key() -> SyncKey {
     SyncKey::new(b"the pair's shared secret").unwrap()
 }
 
+fn keys() -> Keys {
+    Keys::new(key())
+}
+
 fn rec(i: u32) -> SyncRecord {
     SyncRecord {
         kind: SyncKind::Create,
@@ -26,7 +30,17 @@ fn rec(i: u32) -> SyncRecord {
 }
 
 fn header(seq: u64) -> Header {
-    Header { msg: MessageType::Records, sender: 0xdead_beef, seq, sent_us: 1_764_000_000_000_000 }
+    Header {
+        msg: MessageType::Records,
+        key_id: key().id(),
+        sender_key: 0x42,
+        sender: 0xdead_beef,
+        seq,
+        sent_us: 1_764_000_000_000_000,
+        nonce: 0x0102_0304_0506_0708,
+        echo: 0x1112_1314_1516_1718,
+        fingerprint: 0x2122_2324_2526_2728,
+    }
 }
 
 fn datagram(n: u32) -> Vec<u8> {
@@ -38,11 +52,12 @@ fn datagram(n: u32) -> Vec<u8> {
 
 #[test]
 fn a_full_datagram_fits_the_mtu() {
-    assert_eq!(MAX_RECORDS, 32);
-    assert_eq!(MAX_DATAGRAM, 1468);
-    assert_eq!(datagram(32).len(), MAX_DATAGRAM);
-    assert!(datagram(32).len() + IP_UDP_OVERHEAD <= 1500);
-    let too_many: Vec<_> = (0..33).map(rec).collect();
+    let max = MAX_RECORDS as u32;
+    assert_eq!(MAX_DATAGRAM, HEADER_LEN + MAX_RECORDS * SyncRecord::WIRE_LEN + TAG_LEN);
+    assert_eq!(datagram(max).len(), MAX_DATAGRAM);
+    assert!(datagram(max).len() + IP_UDP_OVERHEAD <= 1500);
+    const { assert!(MAX_DATAGRAM + SyncRecord::WIRE_LEN + IP_UDP_OVERHEAD > 1500, "one more record would not fit") };
+    let too_many: Vec<_> = (0..max + 1).map(rec).collect();
     assert_eq!(encode(&mut Vec::new(), &key(), &header(1), &too_many), Err(EncodeError::TooManyRecords));
     let hello = Header { msg: MessageType::Hello, ..header(1) };
     assert_eq!(encode(&mut Vec::new(), &key(), &hello, &[rec(0)]), Err(EncodeError::RecordsNotExpected));
@@ -50,19 +65,19 @@ fn a_full_datagram_fits_the_mtu() {
 
 #[test]
 fn round_trip() {
-    for n in [0, 1, 5, 32] {
+    for n in [0, 1, 5, MAX_RECORDS as u32] {
         let d = datagram(n);
         assert_eq!(d.len(), HEADER_LEN + n as usize * SyncRecord::WIRE_LEN + TAG_LEN);
-        let (h, records) = decode(&d, &key()).unwrap();
+        let (h, records) = decode(&d, &keys()).unwrap();
         assert_eq!(h, header(7));
         assert_eq!(records.len(), n as usize);
         assert_eq!(records.collect::<Vec<_>>(), (0..n).map(rec).collect::<Vec<_>>());
     }
     for msg in [MessageType::Hello, MessageType::BulkRequest, MessageType::BulkEnd] {
-        let h = Header { msg, sender: 1, seq: u64::MAX, sent_us: 7 };
+        let h = Header { msg, key_id: key().id(), sender: 1, seq: u64::MAX, sent_us: 7, ..Header::default() };
         let mut out = vec![0xaa; 3000];
         assert_eq!(encode(&mut out, &key(), &h, &[]), Ok(HEADER_LEN + TAG_LEN), "the buffer is cleared first");
-        let (got, records) = decode(&out, &key()).unwrap();
+        let (got, records) = decode(&out, &keys()).unwrap();
         assert_eq!((got, records.len()), (h, 0));
     }
 }
@@ -71,14 +86,18 @@ fn round_trip() {
 fn the_header_layout_is_fixed() {
     let d = datagram(1);
     assert_eq!(&d[..4], b"FWSY");
-    assert_eq!((d[4], d[5]), (1, 2));
+    assert_eq!((d[4], d[5]), (2, 2));
     assert_eq!(&d[6..8], &[0, 1]);
-    assert_eq!(&d[8..12], &[0xde, 0xad, 0xbe, 0xef]);
-    assert_eq!(&d[12..20], &[0, 0, 0, 0, 0, 0, 0, 7]);
-    assert_eq!(&d[20..28], &1_764_000_000_000_000u64.to_be_bytes());
+    assert_eq!(&d[8..12], &[key().id(), 0x42, 0, 0]);
+    assert_eq!(&d[12..16], &[0xde, 0xad, 0xbe, 0xef]);
+    assert_eq!(&d[16..24], &[0, 0, 0, 0, 0, 0, 0, 7]);
+    assert_eq!(&d[24..32], &1_764_000_000_000_000u64.to_be_bytes());
+    assert_eq!(&d[32..40], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(&d[40..48], &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18]);
+    assert_eq!(&d[48..56], &[0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28]);
     let mut r = [0u8; SyncRecord::WIRE_LEN];
     rec(0).encode(&mut r);
-    assert_eq!(&d[28..72], &r);
+    assert_eq!(&d[56..100], &r);
 }
 
 #[test]
@@ -88,11 +107,12 @@ fn a_flipped_bit_anywhere_is_refused() {
         for bit in 0..8 {
             let mut x = d.clone();
             x[byte] ^= 1 << bit;
-            let e = decode(&x, &key()).map(|_| ()).unwrap_err();
-            // The magic and version are looked at before the tag.
+            let e = decode(&x, &keys()).map(|_| ()).unwrap_err();
+            // The magic, version and key id are looked at before the tag.
             let expect = match byte {
                 0..=3 => DecodeError::BadMagic,
                 4 => DecodeError::BadVersion,
+                8 => DecodeError::UnknownKey,
                 _ => DecodeError::BadHmac,
             };
             assert_eq!(e, expect, "byte {byte} bit {bit}");
@@ -101,33 +121,47 @@ fn a_flipped_bit_anywhere_is_refused() {
 }
 
 #[test]
-fn another_key_is_refused() {
+fn another_key_is_refused_and_the_previous_one_accepted() {
     let d = datagram(2);
     let other = SyncKey::new(b"the pair's shared secreT").unwrap();
-    assert_eq!(decode(&d, &other).map(|_| ()), Err(DecodeError::BadHmac));
+    assert_ne!(other.id(), key().id());
+    assert_eq!(decode(&d, &Keys::new(other.clone())).map(|_| ()), Err(DecodeError::UnknownKey));
+    // Another key with the same id (the id is one byte): the tag decides.
+    let mut same_id = d.clone();
+    let n = same_id.len();
+    same_id[n - 1] ^= 1;
+    assert_eq!(decode(&same_id, &keys()).map(|_| ()), Err(DecodeError::BadHmac));
+    // During a re-keying the previous key is accepted too, and says so.
+    let rotating = Keys { current: other.clone(), previous: Some(key()) };
+    let (h, _) = decode(&d, &rotating).unwrap();
+    assert_eq!(h.key_id, key().id());
+    let mut by_new = Vec::new();
+    encode(&mut by_new, &other, &header(8), &[]).unwrap();
+    assert_eq!(decode(&by_new, &rotating).unwrap().0.key_id, other.id());
+    assert_eq!(decode(&by_new, &keys()).map(|_| ()), Err(DecodeError::UnknownKey), "the new key is unknown to a box without it");
     assert!(SyncKey::new(b"").is_none(), "no empty key");
-    assert_eq!(format!("{:?}", key()), "SyncKey(..)", "the key is never printed");
+    assert_eq!(format!("{:?}", key()), format!("SyncKey(id {:02x})", key().id()), "the key is never printed");
 }
 
 #[test]
 fn truncated_datagrams_are_refused() {
     let d = datagram(2);
     for len in 0..HEADER_LEN + TAG_LEN {
-        assert_eq!(decode(&d[..len], &key()).map(|_| ()), Err(DecodeError::Truncated), "{len} bytes");
+        assert_eq!(decode(&d[..len], &keys()).map(|_| ()), Err(DecodeError::Truncated), "{len} bytes");
     }
     // Cut anywhere else, the tag is not where it was: refused.
     for len in HEADER_LEN + TAG_LEN..d.len() {
-        assert!(decode(&d[..len], &key()).is_err(), "{len} bytes");
+        assert!(decode(&d[..len], &keys()).is_err(), "{len} bytes");
     }
+    let mut long = datagram(31);
+    long.push(0);
+    assert_eq!(decode(&long, &keys()).map(|_| ()), Err(DecodeError::TooLong));
 }
 
 /// A datagram whose body the test writes, tagged with the right key: the
 /// checks after the tag.
 fn signed(body: &[u8]) -> Vec<u8> {
-    let mut d = body.to_vec();
-    let tag = key().mac(&d).finalize().into_bytes();
-    d.extend_from_slice(&tag);
-    d
+    sign(body, &key())
 }
 
 #[test]
@@ -139,47 +173,21 @@ fn authentic_but_malformed_datagrams_are_refused_by_reason() {
         b[at] = v;
         signed(&b)
     };
-    assert_eq!(decode(&with(5, 9), &key()).map(|_| ()), Err(DecodeError::BadType));
-    assert_eq!(decode(&with(7, 3), &key()).map(|_| ()), Err(DecodeError::Truncated), "count 3, two records");
-    assert_eq!(decode(&with(7, 1), &key()).map(|_| ()), Err(DecodeError::BadCount), "count 1, two records");
-    assert_eq!(decode(&with(7, 33), &key()).map(|_| ()), Err(DecodeError::BadCount));
-    assert_eq!(decode(&with(5, MessageType::BulkEnd as u8), &key()).map(|_| ()), Err(DecodeError::BadCount), "records in a BulkEnd");
+    assert_eq!(decode(&with(5, 9), &keys()).map(|_| ()), Err(DecodeError::BadType));
+    assert_eq!(decode(&with(7, 3), &keys()).map(|_| ()), Err(DecodeError::Truncated), "count 3, two records");
+    assert_eq!(decode(&with(7, 1), &keys()).map(|_| ()), Err(DecodeError::BadCount), "count 1, two records");
+    assert_eq!(decode(&with(7, 33), &keys()).map(|_| ()), Err(DecodeError::BadCount));
+    assert_eq!(decode(&with(5, MessageType::BulkEnd as u8), &keys()).map(|_| ()), Err(DecodeError::BadCount), "records in a BulkEnd");
     // The second record's kind byte.
-    assert_eq!(decode(&with(HEADER_LEN + SyncRecord::WIRE_LEN, 0), &key()).map(|_| ()), Err(DecodeError::BadRecord { index: 1 }));
+    assert_eq!(decode(&with(HEADER_LEN + SyncRecord::WIRE_LEN, 0), &keys()).map(|_| ()), Err(DecodeError::BadRecord { index: 1 }));
     assert_eq!(DecodeError::BadRecord { index: 1 }.to_string(), "bad-record (record 1)");
     assert_eq!(DecodeError::BadHmac.to_string(), "bad-hmac");
 }
 
-#[test]
-fn replay_takes_strictly_newer_sequences() {
-    let mut r = Replay::default();
-    let h = |sender: u32, seq: u64| Header { msg: MessageType::Records, sender, seq, sent_us: 0 };
-    assert_eq!(r.check(&h(1, 10)), ReplayVerdict::NewSender);
-    assert_eq!(r.sender(), Some(1));
-    assert_eq!(r.check(&h(1, 11)), ReplayVerdict::Accept);
-    assert_eq!(r.check(&h(1, 11)), ReplayVerdict::Stale, "duplicate");
-    assert_eq!(r.check(&h(1, 5)), ReplayVerdict::Stale, "old");
-    assert_eq!(r.check(&h(1, 20)), ReplayVerdict::Accept, "gaps are fine (lost datagrams)");
-    assert_eq!(r.check(&h(1, 19)), ReplayVerdict::Stale, "reordered: late");
-    assert_eq!(r.stale, 3);
-    // The peer restarts: a new id, its sequence starts again.
-    assert_eq!(r.check(&h(2, 1)), ReplayVerdict::NewSender);
-    assert_eq!(r.check(&h(2, 2)), ReplayVerdict::Accept);
-    assert_eq!(r.restarts, 1);
-    // Datagrams of the earlier boot, replayed, are refused.
-    assert_eq!(r.check(&h(1, 21)), ReplayVerdict::OldSender);
-    assert_eq!(r.old_sender, 1);
-    assert_eq!(r.check(&h(2, 3)), ReplayVerdict::Accept, "the window was not moved");
-    // Only the last few ids are remembered.
-    for id in 3..8 {
-        assert_eq!(r.check(&h(id, 1)), ReplayVerdict::NewSender);
-    }
-    assert_eq!(r.check(&h(1, 1)), ReplayVerdict::NewSender, "forgotten after 4 restarts");
-}
 
 #[test]
-fn the_hash_key_is_the_pairs() {
-    assert_eq!(key().hash_key(), SyncKey::new(b"the pair's shared secret").unwrap().hash_key());
-    assert_ne!(key().hash_key(), SyncKey::new(b"another secret").unwrap().hash_key());
-    assert_ne!(key().hash_key(), 0);
+fn the_ownership_key_is_the_pairs() {
+    assert_eq!(key().owner_key(), SyncKey::new(b"the pair's shared secret").unwrap().owner_key());
+    assert_ne!(key().owner_key(), SyncKey::new(b"another secret").unwrap().owner_key());
+    assert_ne!(key().owner_key(), 0);
 }
