@@ -772,14 +772,9 @@ fn a_peer_with_other_services_has_its_records_refused_until_they_match() {
 /// magic, version and key id, a wrong tag: each costs a tag check) makes
 /// no VRRP transition: B checks at most 64 tags a control-loop turn and
 /// queues at most 256, and its loop goes on sending and hearing adverts.
-///
-/// Ignored until the punt classes have rings of their own (review S2):
-/// here (2 shared CPUs, ~80k junk datagrams a second) B's control loop
-/// takes ~21k a second from its worker's one punt ring, the rest are
-/// dropped there as `punt-ring-full`, and the adverts with them: B flaps
-/// before any tag is checked. Run it with `-- --ignored` once S2 is in.
+/// (Before the protected punt ring, the adverts were lost with the junk
+/// in the worker's one punt ring: B flapped before any tag was checked.)
 #[test]
-#[ignore = "needs per-class punt rings (review S2): adverts are lost in the shared punt ring"]
 fn a_junk_sync_flood_makes_no_vrrp_transition() {
     let Some(mut p) = Pair::open('j', "junk", &["python3"]) else { return };
     if !require(try_sh("/usr/bin/python3 -c 'import scapy'").0, "python3-scapy") {
