@@ -241,6 +241,10 @@ install_failures! {
     LocalPort => "local-port",
     /// A persistence record for a virtual server without persistence here.
     NoPersistence => "no-persistence",
+    /// Out of date, ignored: an `Update` or `Refresh` older than the copy
+    /// here (its version), or a `Refresh` of a connection this worker
+    /// closed within the last 10 s (it crossed the `Delete`).
+    Stale => "stale",
 }
 
 /// One worker's state-sync counters (`ctl::events`): records pushed to its
