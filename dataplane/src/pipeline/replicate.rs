@@ -38,9 +38,10 @@
 //!   boxes), and its idle expiry is not reported (the peer, which forwards
 //!   it, is the authority); the first packet forwarded here clears the
 //!   mark, and from then on it is reported like the worker's own;
-//! - an `Update` or `Refresh` older than the copy here (its version) is
-//!   ignored (`InstallFailure::Stale`); a `Create` always applies (a new
-//!   connection on a reused port starts its count again);
+//! - a `Refresh` older than the entry here (its version) is ignored
+//!   (`InstallFailure::Stale`): the entry changed since the peer's walk
+//!   read it; a `Create` or `Update` (a packet the peer saw) always
+//!   applies;
 //! - a peer's `Refresh` of an entry this box forwards (not `SYNCED`) only
 //!   lengthens its life, never shortens it or moves its state back; a
 //!   `Create` or `Update` (a packet the peer just saw) sets both;

@@ -241,9 +241,9 @@ install_failures! {
     LocalPort => "local-port",
     /// A persistence record for a virtual server without persistence here.
     NoPersistence => "no-persistence",
-    /// Out of date, ignored: an `Update` or `Refresh` older than the copy
-    /// here (its version), or a `Refresh` of a connection this worker
-    /// closed within the last 10 s (it crossed the `Delete`).
+    /// Out of date, ignored: a `Refresh` older than the entry here (its
+    /// version), or of a connection this worker closed within the last
+    /// 10 s (it crossed the `Delete`).
     Stale => "stale",
 }
 

@@ -58,7 +58,10 @@ impl Shard {
         let replica = f.flags.contains(EntryFlags::SYNCED);
         let expire = self.now.saturating_add(rec.timeout_ticks());
         if same_reply(f, rec) {
-            if rec.kind != SyncKind::Create && rec.is_older_than(f.version()) {
+            // A packet the peer saw (`Create`, `Update`) is news whatever
+            // the count says (both boxes may forward the connection); a
+            // walk's view of an older version is not.
+            if rec.kind == SyncKind::Refresh && rec.is_older_than(f.version()) {
                 return Err(InstallFailure::Stale);
             }
             if rec.kind == SyncKind::Refresh && !replica {
