@@ -1,7 +1,7 @@
 //! Connection-state sync with the HA peer (issue 12): the record that
-//! describes one connection entry or persistence record, its wire form,
-//! and the bounded rings that carry records between a worker and the
-//! control lcore.
+//! describes one connection entry or persistence record and its wire form
+//! (`record`), and the bounded rings that carry records between a worker
+//! and the control lcore.
 //!
 //! ```text
 //!   worker ──push──> [events ring] ──pop_batch──> control lcore ──UDP──> peer
