@@ -272,7 +272,7 @@ fn any_record() -> impl Strategy<Value = SyncRecord> {
             family: FAMILY_V4,
             proto,
             state: FlowState::ALL.get(s).copied().unwrap_or(FlowState::Close),
-            mode: MODES[mode],
+            mode: MODES.get(mode).copied().unwrap_or(Forwarding::Nat),
             flags: if persist { SyncRecord::FLAG_PERSIST } else { 0 } | if expired { SyncRecord::FLAG_EXPIRED } else { 0 } | if proxied { SyncRecord::FLAG_PROXIED } else { 0 },
             client_port_id: port_id,
             client_mac: mac,

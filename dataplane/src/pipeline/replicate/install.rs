@@ -36,16 +36,15 @@ impl Shard {
     /// The peer's `Create`, `Update` or `Refresh`.
     pub(super) fn install_flow(&mut self, snap: &Snapshot, rec: &SyncRecord, tombs: &Tombs) -> Result<(), InstallFailure> {
         let key = original_key(rec);
-        match self.table.lookup(&key, self.table.hash(&key)) {
-            Some((id, Dir::Original)) => {
-                if self.reconcile(snap, id, rec)? {
-                    return Ok(());
-                }
-            }
+        let applied = match self.table.lookup(&key, self.table.hash(&key)) {
+            Some((id, Dir::Original)) => self.reconcile(snap, id, rec)?,
             Some((_, Dir::Reply)) => return Err(InstallFailure::Exists),
             // It crossed our `Delete` on the way.
             None if rec.kind == SyncKind::Refresh && tombs.recent(&key, self.now) => return Err(InstallFailure::Stale),
-            None => {}
+            None => false,
+        };
+        if applied {
+            return Ok(());
         }
         self.install_new(snap, rec)
     }
