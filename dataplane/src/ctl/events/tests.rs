@@ -320,6 +320,6 @@ proptest! {
 #[test]
 fn a_ring_slot_stays_small() {
     // Two rings a worker of 8192 slots each (`runtime::workers`): 88 bytes
-    // a slot with the marks and translation (44 without).
+    // a slot, with room for the marks and the translation.
     assert_eq!(core::mem::size_of::<SyncRecord>(), 88);
 }
