@@ -590,11 +590,11 @@ fn bench_sync(c: &mut Criterion) {
         if sign {
             wire::encode(&mut buf, &key, &h, &batch[..n]).unwrap();
         } else {
-            let mut rec = [0u8; SyncRecord::WIRE_LEN];
+            let mut rec = [0u8; SyncRecord::MAX_WIRE_LEN];
             buf.clear();
             for r in &batch[..n] {
-                r.encode(&mut rec);
-                buf.extend_from_slice(&rec);
+                let len = r.encode(&mut rec);
+                buf.extend_from_slice(&rec[..len]);
             }
         }
         black_box(udp_frame(OUT_MAC, IN_MAC, a, b, 8848, 8848, &buf))

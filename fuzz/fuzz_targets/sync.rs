@@ -7,7 +7,7 @@
 #![no_main]
 
 use furiwake::modules::sync::frame::udp_datagram;
-use furiwake::modules::sync::wire::{decode, encode, sign, Keys, SyncKey, HEADER_LEN, MAX_DATAGRAM, TAG_LEN, VERSION};
+use furiwake::modules::sync::wire::{decode, encode, encode_bulk, sign, Keys, SyncKey, BULK_ID_LEN, HEADER_LEN, MAX_DATAGRAM, TAG_LEN, VERSION};
 use libfuzzer_sys::fuzz_target;
 
 fn keys() -> &'static Keys {
@@ -38,10 +38,16 @@ fuzz_target!(|data: &[u8]| {
 /// the same.
 fn check(bytes: &[u8], keys: &Keys) {
     let Ok((h, records)) = decode(bytes, keys) else { return };
+    let bulk_id = records.bulk_id();
     let records: Vec<_> = records.collect();
-    assert_eq!(bytes.len(), HEADER_LEN + records.len() * furiwake_dataplane::ctl::events::SyncRecord::WIRE_LEN + TAG_LEN);
+    let payload: usize = records.iter().map(|r| r.wire_len()).sum::<usize>() + bulk_id.map_or(0, |_| BULK_ID_LEN);
+    assert_eq!(bytes.len(), HEADER_LEN + payload + TAG_LEN);
     let mut again = Vec::new();
-    encode(&mut again, &keys.current, &h, &records).expect("an accepted datagram encodes");
+    match bulk_id {
+        Some(id) => encode_bulk(&mut again, &keys.current, &h, id),
+        None => encode(&mut again, &keys.current, &h, &records),
+    }
+    .expect("an accepted datagram encodes");
     let (h2, r2) = decode(&again, keys).expect("what encode makes decodes");
     assert_eq!((h2, r2.collect::<Vec<_>>()), (h, records), "decode and encode disagree");
 }

@@ -164,7 +164,11 @@ pub struct Flow<A: Addr = u32> {
     pub(super) fin_seen: u8,
     pub client_port_id: u8,
     pub mode: Forwarding,
-    pub(super) _reserved: [u8; 2],
+    /// State sync: the entry's last-change counter, carried in its records
+    /// (`ctl::events::SyncRecord::version`), one lineage across the pair:
+    /// bumped at each reported change, taken from the peer's record on an
+    /// install.
+    pub(super) version: u16,
 }
 
 // IPv4: one cache line. IPv6: the four addresses fill the first line and
@@ -198,7 +202,7 @@ impl<A: Addr> Flow<A> {
         fin_seen: 0,
         client_port_id: 0,
         mode: Forwarding::Nat,
-        _reserved: [0; 2],
+        version: 0,
     };
 
     pub(super) fn from_init(init: &FlowInit<A>, state: FlowState, expire: u32) -> Self {
@@ -334,6 +338,10 @@ impl<A: Addr> Flow<A> {
     pub fn fin_seen(&self) -> u8 {
         self.fin_seen
     }
+    /// State sync: the last-change counter (`Flow::version`).
+    pub fn version(&self) -> u16 {
+        self.version
+    }
 
 }
 
@@ -372,6 +380,11 @@ impl<A: Addr> FlowMut<'_, A> {
     pub fn set_indices(&mut self, vs: u16, server: u16) {
         self.0.vs = vs;
         self.0.server = server;
+    }
+
+    /// State sync: sets the last-change counter (`Flow::version`).
+    pub fn set_version(&mut self, v: u16) {
+        self.0.version = v;
     }
 }
 

@@ -327,6 +327,18 @@ impl Track {
     pub fn reset_marks(&mut self) {
         *self = Track { emb_prev: self.emb_prev, emb_next: self.emb_next, ..Track::NEW };
     }
+
+    /// State sync (`ctl::events::TcpMarks`): which marks are known, an
+    /// opaque byte for `adopt`. `adopt` sets the marks of an entry
+    /// installed from the HA peer to the peer's, so that its resets are
+    /// judged as there rather than from nothing known; the rest of the
+    /// line (list links, SYN proxy state, `last_ack`) stays.
+    pub fn known_marks(&self) -> u8 {
+        self.known
+    }
+    pub fn adopt(&mut self, end: [u32; 2], ack: [u32; 2], win: [u32; 2], wscale: [u8; 2], known: u8) {
+        (self.end, self.ack, self.win, self.wscale, self.known) = (end, ack, win, wscale, known);
+    }
 }
 
 /// `a` is after `b` in sequence space (RFC 9293 §3.4, modulo 2^32).

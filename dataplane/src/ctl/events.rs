@@ -1,7 +1,7 @@
 //! Connection-state sync with the HA peer (issue 12): the record that
-//! describes one connection entry or persistence record, its wire form,
-//! and the bounded rings that carry records between a worker and the
-//! control lcore.
+//! describes one connection entry or persistence record and its wire form
+//! (`record`), and the bounded rings that carry records between a worker
+//! and the control lcore.
 //!
 //! ```text
 //!   worker ──push──> [events ring] ──pop_batch──> control lcore ──UDP──> peer
@@ -42,233 +42,11 @@
 //! asks a worker for a bulk walk (a peer started or came back) and learns
 //! when it is done.
 
-use crate::conntrack::{Flow, FlowState, Forwarding, TICK_MS};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crossbeam_utils::CachePadded;
 
-/// What a record says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum SyncKind {
-    /// A worker made a connection entry (scheduled a new connection).
-    Create = 1,
-    /// An entry's TCP state changed (RFC 9293 §3.3.2 as `conntrack::tcp`
-    /// folds it).
-    Update = 2,
-    /// An entry went: closed (RST, both FINs then CLOSE, server reset) or,
-    /// with `FLAG_EXPIRED`, idle past its timeout.
-    Delete = 3,
-    /// A live entry, from a periodic refresh or a bulk walk.
-    Refresh = 4,
-    /// A worker made a persistence record (`lb::persist`): client, VIP and
-    /// server say which, `timeout_ms` is the record's timeout.
-    Persist = 5,
-    /// A worker dropped a persistence record (its server went down).
-    PersistDelete = 6,
-}
-
-impl SyncKind {
-    pub const ALL: &'static [SyncKind] =
-        &[SyncKind::Create, SyncKind::Update, SyncKind::Delete, SyncKind::Refresh, SyncKind::Persist, SyncKind::PersistDelete];
-
-    /// The kind whose byte is `b`; None for an unknown one.
-    pub fn from_u8(b: u8) -> Option<SyncKind> {
-        Self::ALL.iter().copied().find(|k| *k as u8 == b)
-    }
-}
-
-/// `SyncRecord::family` of an IPv4 record.
-pub const FAMILY_V4: u8 = 4;
-
-/// One connection entry or persistence record, by value: fixed size,
-/// `Copy`, the same on both boxes. Addresses are IPv4 in host order
-/// (`u32::from(Ipv4Addr)`), as the connection table keeps them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncRecord {
-    pub kind: SyncKind,
-    /// `FAMILY_V4` (IPv6 will add its own).
-    pub family: u8,
-    pub proto: u8,
-    /// The entry's state (`Close` for persistence records).
-    pub state: FlowState,
-    /// The entry's forwarding mode (the virtual server's, for persistence
-    /// records).
-    pub mode: Forwarding,
-    /// `FLAG_PERSIST`, `FLAG_EXPIRED`.
-    pub flags: u8,
-    /// The DPDK port the client side uses (the same wiring on both boxes).
-    pub client_port_id: u8,
-    /// Where replies to the client go (the client's or its router's MAC).
-    pub client_mac: [u8; 6],
-    pub client_ip: u32,
-    pub client_port: u16,
-    pub vip: u32,
-    pub vport: u16,
-    pub server_ip: u32,
-    pub server_port: u16,
-    /// The server side's client address: the full-NAT local address and
-    /// port (the client's own for NAT).
-    pub local_ip: u32,
-    pub local_port: u16,
-    /// Time the entry has left before it expires idle, in milliseconds
-    /// (a persistence record's: its timeout).
-    pub timeout_ms: u32,
-}
-
-impl SyncRecord {
-    /// Bytes of a record on the wire.
-    pub const WIRE_LEN: usize = 44;
-    /// The entry was placed by a persistence record (`EntryFlags::PERSIST`).
-    pub const FLAG_PERSIST: u8 = 0x01;
-    /// `Delete`: the entry expired idle (rather than closed). The peer
-    /// keeps its own copy if it has forwarded packets of it since.
-    pub const FLAG_EXPIRED: u8 = 0x80;
-    const KNOWN_FLAGS: u8 = Self::FLAG_PERSIST | Self::FLAG_EXPIRED;
-
-    /// A record of nothing, to fill buffers.
-    pub const EMPTY: SyncRecord = SyncRecord {
-        kind: SyncKind::Refresh,
-        family: FAMILY_V4,
-        proto: 0,
-        state: FlowState::Close,
-        mode: Forwarding::Nat,
-        flags: 0,
-        client_port_id: 0,
-        client_mac: [0; 6],
-        client_ip: 0,
-        client_port: 0,
-        vip: 0,
-        vport: 0,
-        server_ip: 0,
-        server_port: 0,
-        local_ip: 0,
-        local_port: 0,
-        timeout_ms: 0,
-    };
-
-    /// The record of entry `f` at tick `now`: its time left (in ms) is what
-    /// the peer gives its copy.
-    #[inline]
-    pub fn of_flow(kind: SyncKind, f: &Flow, now: u32) -> SyncRecord {
-        let persist = if f.flags.contains(crate::conntrack::EntryFlags::PERSIST) { Self::FLAG_PERSIST } else { 0 };
-        SyncRecord {
-            kind,
-            family: FAMILY_V4,
-            proto: f.proto,
-            state: f.state,
-            mode: f.mode,
-            flags: persist,
-            client_port_id: f.client_port_id,
-            client_mac: f.client_mac,
-            client_ip: f.client_ip,
-            client_port: f.client_port,
-            vip: f.vip,
-            vport: f.vport,
-            server_ip: f.server_ip,
-            server_port: f.server_port,
-            local_ip: f.local_ip,
-            local_port: f.local_port,
-            timeout_ms: f.expire.saturating_sub(now).saturating_mul(TICK_MS),
-        }
-    }
-
-    /// `timeout_ms` in flow-table ticks, rounded up.
-    #[inline]
-    pub fn timeout_ticks(&self) -> u32 {
-        self.timeout_ms.div_ceil(TICK_MS)
-    }
-
-    /// The wire form, in network byte order:
-    ///
-    /// ```text
-    ///  0 kind  1 family  2 proto  3 state  4 mode  5 flags  6 client port id  7 zero
-    ///  8 client MAC (6)  14 zero (2)
-    /// 16 client ip  20 vip  24 server ip  28 local ip          (4 each)
-    /// 32 client port  34 vport  36 server port  38 local port  (2 each)
-    /// 40 timeout ms (4)                                        = 44 bytes
-    /// ```
-    pub fn encode(&self, out: &mut [u8; Self::WIRE_LEN]) {
-        let mut w = Writer { buf: out, at: 0 };
-        w.put(&[self.kind as u8, self.family, self.proto, self.state as u8, self.mode as u8, self.flags, self.client_port_id, 0]);
-        w.put(&self.client_mac);
-        w.put(&[0, 0]);
-        for ip in [self.client_ip, self.vip, self.server_ip, self.local_ip] {
-            w.put(&ip.to_be_bytes());
-        }
-        for port in [self.client_port, self.vport, self.server_port, self.local_port] {
-            w.put(&port.to_be_bytes());
-        }
-        w.put(&self.timeout_ms.to_be_bytes());
-    }
-
-    /// A record from its wire form (the first `WIRE_LEN` bytes of
-    /// `bytes`). None when too short, or when the kind, family, state,
-    /// mode or a flag is unknown.
-    pub fn decode(bytes: &[u8]) -> Option<SyncRecord> {
-        let mut r = Reader { buf: bytes.get(..Self::WIRE_LEN)?, at: 0 };
-        let [kind, family, proto, state, mode, flags, client_port_id, _] = r.take::<8>()?;
-        let client_mac = r.take::<6>()?;
-        r.take::<2>()?;
-        let (client_ip, vip, server_ip, local_ip) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
-        let (client_port, vport, server_port, local_port) = (r.u16()?, r.u16()?, r.u16()?, r.u16()?);
-        let timeout_ms = r.u32()?;
-        if family != FAMILY_V4 || flags & !Self::KNOWN_FLAGS != 0 {
-            return None;
-        }
-        Some(SyncRecord {
-            kind: SyncKind::from_u8(kind)?,
-            family,
-            proto,
-            state: FlowState::from_u8(state)?,
-            mode: Forwarding::from_u8(mode)?,
-            flags,
-            client_port_id,
-            client_mac,
-            client_ip,
-            client_port,
-            vip,
-            vport,
-            server_ip,
-            server_port,
-            local_ip,
-            local_port,
-            timeout_ms,
-        })
-    }
-}
-
-struct Writer<'a> {
-    buf: &'a mut [u8],
-    at: usize,
-}
-
-impl Writer<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        if let Some(d) = self.buf.get_mut(self.at..self.at + bytes.len()) {
-            d.copy_from_slice(bytes);
-        }
-        self.at += bytes.len();
-    }
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let b = self.buf.get(self.at..self.at + N)?.try_into().ok()?;
-        self.at += N;
-        Some(b)
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.take().map(u16::from_be_bytes)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take().map(u32::from_be_bytes)
-    }
-}
+mod record;
+pub use record::{ProxyState, SyncKind, SyncRecord, TcpMarks, FAMILY_V4};
 
 /// The largest ring (slots).
 pub const MAX_RING: usize = 1 << 24;
@@ -366,6 +144,13 @@ impl RecordProducer {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The position the next record will take (positions count every
+    /// record ever pushed, and wrap).
+    #[inline]
+    pub fn position(&self) -> u32 {
+        self.tail
+    }
 }
 
 /// The reading end of a ring: one per ring (not `Clone`).
@@ -419,49 +204,69 @@ impl RecordConsumer {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Whether every record before producer position `pos`
+    /// (`RecordProducer::position`) has been read. Positions wrap: `pos`
+    /// must be less than 2^31 records behind the producer.
+    pub fn has_read(&self, pos: u32) -> bool {
+        self.head.wrapping_sub(pos) as i32 >= 0
+    }
 }
 
 /// Requests from the control plane to one worker's sync walk, shared by
 /// the control plane and the worker (`Arc`).
+///
+/// A bulk walk answers one request of the peer's, named by its id (the
+/// peer asks again every second until it hears `BulkEnd`, with the same
+/// id): the same id again changes nothing, so re-asks do not restart a
+/// long walk. When the walk ends the worker publishes the id with the
+/// events ring's position after its last record; the walk's records have
+/// all been sent once the control plane's reading has passed that
+/// position (`RecordConsumer::has_read`), whatever live events keep
+/// arriving behind them.
 #[derive(Debug)]
 pub struct SyncControl {
-    /// Bulk walks asked for, a generation. Control: rw (`request_bulk`);
+    /// The request asked for, 0 for none. Control: rw (`request_bulk`);
     /// worker: ro.
-    bulk_requested: AtomicU64,
-    /// The generation of the last bulk walk the worker finished (every
-    /// live entry pushed as a `Refresh`). Worker: rw; control: ro.
+    bulk_requested: AtomicU32,
+    /// The last request the worker's walk finished (high 32 bits) and the
+    /// events ring position after its last record (low 32), in one word so
+    /// they are read together. Worker: rw; control: ro.
     bulk_done: AtomicU64,
 }
 
 impl Default for SyncControl {
     fn default() -> Self {
-        Self { bulk_requested: AtomicU64::new(0), bulk_done: AtomicU64::new(0) }
+        Self { bulk_requested: AtomicU32::new(0), bulk_done: AtomicU64::new(0) }
     }
 }
 
 impl SyncControl {
-    /// Control plane: asks the worker to push every live entry (a peer
-    /// asked for a bulk dump). A walk under way starts again from the
-    /// beginning. Returns the request's generation: the walk is complete
-    /// once `bulk_done()` reaches it.
-    pub fn request_bulk(&self) -> u64 {
-        self.bulk_requested.fetch_add(1, Ordering::AcqRel).wrapping_add(1)
+    /// Control plane: asks the worker to push every live entry, answering
+    /// the peer's request `id` (not 0). A new id starts the walk again from
+    /// the beginning; the id under way or done changes nothing.
+    pub fn request_bulk(&self, id: u32) {
+        self.bulk_requested.store(id, Ordering::Release);
     }
 
-    /// The generation of the last bulk walk the worker finished.
-    pub fn bulk_done(&self) -> u64 {
-        self.bulk_done.load(Ordering::Acquire)
+    /// Where the walk answering request `id` ended in the events ring (the
+    /// position after its last record), once it has.
+    pub fn bulk_end(&self, id: u32) -> Option<u32> {
+        let done = self.bulk_done.load(Ordering::Acquire);
+        // The high half is the id, the low half the position.
+        (id != 0 && (done >> 32) as u32 == id).then_some(done as u32)
     }
 
-    /// Worker: the latest generation asked for.
+    /// Worker: the request asked for, 0 for none.
     #[inline]
-    pub(crate) fn requested(&self) -> u64 {
+    pub(crate) fn requested(&self) -> u32 {
         self.bulk_requested.load(Ordering::Acquire)
     }
 
-    /// Worker: the walk for generation `g` is complete.
-    pub(crate) fn finish(&self, g: u64) {
-        self.bulk_done.store(g, Ordering::Release);
+    /// Worker: the walk answering request `id` is complete; its last
+    /// record is before events ring position `end`.
+    pub(crate) fn finish(&self, id: u32, end: u32) {
+        self.bulk_done.store(u64::from(id) << 32 | u64::from(end), Ordering::Release);
     }
 }
 

@@ -2,26 +2,35 @@
 //! the records and rings are `ctl::events`).
 //!
 //! Out: the worker pushes a record into its events ring when it makes an
-//! entry (`Create`, `connect`), when a packet changes an entry's TCP state
+//! entry (`Create`, `connect`; a SYN-proxied one once its translation is
+//! set, `synproxy`), when a packet changes an entry's TCP state
 //! (`Update`, `forwarding`), when an entry goes (`Delete`: closed, or
 //! expired with `FLAG_EXPIRED`), and when it makes or drops a persistence
 //! record (`Persist`, `PersistDelete`). A full ring drops the record and
-//! counts it (`SyncCounters::dropped`); nothing waits.
+//! counts it (`SyncCounters::dropped`); nothing waits. Records of live TCP
+//! entries carry the entry's sequence marks and, when proxied, its
+//! translation; every entry record carries the entry's last-change
+//! counter (`Flow::version`), bumped at each `Update`.
 //!
-//! Walks: every `WorkerConfig::sync_refresh` ticks, and whenever the
-//! control plane asks (`SyncControl::request_bulk`: the peer started or
-//! came back), the worker pushes a `Refresh` for every live entry, peer's
-//! copies included (after a restart of the peer they may be all it has).
-//! A walk scans at most `WALK_BUDGET` table slots per pass and pauses while
-//! the ring has less than a quarter of its slots free, keeping that room
-//! for live events; it resumes at the next pass. A bulk request restarts a
-//! walk under way; when a bulk walk completes the worker publishes its
-//! generation (`SyncControl::bulk_done`).
+//! Walks: every `WorkerConfig::sync_refresh` ticks the worker pushes a
+//! `Refresh` for every live entry of its own: not the copies of the
+//! peer's (`SYNCED`), which echoed back could re-install on the peer a
+//! connection it has just closed. When the control plane asks
+//! (`SyncControl::request_bulk`: the peer started or came back) the walk
+//! includes the copies (after a restart of the peer they may be all it
+//! has). A walk scans at most `WALK_BUDGET` table slots per pass and
+//! pauses while the ring has less than a quarter of its slots free,
+//! keeping that room for live events; it resumes at the next pass. A bulk
+//! request with a new id restarts a walk under way (the peer's re-asks
+//! carry the same id and change nothing); when a bulk walk completes the
+//! worker publishes its id and the ring position after its last record
+//! (`SyncControl::bulk_end`).
 //!
 //! In: each pass the worker applies up to `INSTALL_BUDGET` records from its
 //! installs ring. An entry installed from the peer is found by this box's
 //! own virtual server and server (by address: slot indexes differ between
-//! boxes), gets the time it had left there, holds its full-NAT port here
+//! boxes), gets the time it had left there, its version, its TCP marks
+//! (`Track::adopt`) and SYN proxy translation, holds its full-NAT port here
 //! (`LocalPorts::reserve`), counts like one made here (`flows`,
 //! `conns_active`; not `conns_new`), and is marked `EntryFlags::SYNCED`:
 //!
@@ -29,11 +38,18 @@
 //!   boxes), and its idle expiry is not reported (the peer, which forwards
 //!   it, is the authority); the first packet forwarded here clears the
 //!   mark, and from then on it is reported like the worker's own;
+//! - a `Refresh` older than the entry here (its version) is ignored
+//!   (`InstallFailure::Stale`): the entry changed since the peer's walk
+//!   read it; a `Create` or `Update` (a packet the peer saw) always
+//!   applies;
 //! - a peer's `Refresh` of an entry this box forwards (not `SYNCED`) only
 //!   lengthens its life, never shortens it or moves its state back; a
 //!   `Create` or `Update` (a packet the peer just saw) sets both;
-//! - a peer's `Delete` with `FLAG_EXPIRED` removes only `SYNCED` copies; a
-//!   close removes any copy.
+//! - a `Refresh` of a connection this worker closed within `TOMB_TICKS`
+//!   (`Tombs`) installs nothing: it crossed the `Delete` on the way;
+//! - a peer's `Delete` removes the copy with the same reply key (server
+//!   and local address and port), and with `FLAG_EXPIRED` only a `SYNCED`
+//!   copy; a close removes any copy.
 //!
 //! A full-NAT port that is not free here (in use, another worker's share:
 //! the pair's worker counts differ, or an address this box lacks) is counted
@@ -44,12 +60,15 @@
 //!
 //! Nothing here allocates, locks or panics.
 
-use super::{ended, L4Info, Shard};
-use crate::conntrack::{Dir, EntryFlags, FlowId, FlowInit, FlowKey, FlowTable, TICK_MS};
+use super::{L4Info, Shard};
+use crate::conntrack::track::PROXY_ON;
+use crate::conntrack::{EntryFlags, FlowId, FlowKey, FlowState, FlowTable, TICK_MS};
 use crate::ctl::events::{RecordConsumer, RecordProducer, SyncControl, SyncKind, SyncRecord, FAMILY_V4};
 use crate::state::counters::{InstallFailure, WorkerCounters};
-use crate::state::snapshot::{Forwarding, Snapshot, VirtualService};
+use crate::state::snapshot::{Forwarding, Snapshot};
 use std::sync::Arc;
+
+mod install;
 
 /// Table slots a walk scans per pass at most (as `ctl::dump::SCAN_BUDGET`).
 pub const WALK_BUDGET: u32 = 16 * 1024;
@@ -57,6 +76,13 @@ pub const WALK_BUDGET: u32 = 16 * 1024;
 pub const INSTALL_BUDGET: usize = 256;
 /// Records popped at a time (a stack buffer).
 const INSTALL_BATCH: usize = 32;
+/// How long a connection closed here refuses the peer's `Refresh` of it
+/// (10 s): far longer than a record spends in the rings and on the wire.
+pub const TOMB_TICKS: u32 = 10_000 / TICK_MS;
+/// Connections closed lately that are remembered (a direct-mapped table,
+/// 96 KiB a worker): at 3,000 closes a second a tomb lasts about a second
+/// before another takes its slot, longer than a crossing takes.
+const TOMBS: usize = 4096;
 
 /// A worker's sync state: its two rings, the shared control cell, and
 /// where its walk stands.
@@ -65,23 +91,67 @@ pub(super) struct Replication {
     installs: RecordConsumer,
     control: Arc<SyncControl>,
     walk: Option<Walk>,
-    /// The last bulk generation seen.
-    bulk_seen: u64,
+    /// The last bulk request id seen (0: none).
+    bulk_seen: u32,
     /// The tick of the next periodic walk; None until the first pass.
     next_refresh: Option<u32>,
     /// Slots per pass (`WALK_BUDGET`; small in tests).
     pub(super) budget: u32,
+    tombs: Tombs,
 }
 
 struct Walk {
     cursor: u32,
-    /// The bulk generation it answers, if it was asked for.
-    bulk: Option<u64>,
+    /// The bulk request it answers, if it was asked for (it then includes
+    /// the peer's copies).
+    bulk: Option<u32>,
+}
+
+/// Connections this worker closed lately, by original key: a `Refresh`
+/// of one from the peer was sent before the peer applied the `Delete`.
+/// Direct-mapped by a keyed hash (`crate::hash`, the worker's key), so
+/// that nobody can aim a connection at another's slot; a collision
+/// forgets the older one.
+struct Tombs {
+    /// `TOMBS` slots, allocated once (`Worker::with_sync`).
+    slots: Box<[Option<(FlowKey, u32)>]>,
+    /// The worker's hash key (`WorkerConfig::hash_key`), set each pass.
+    key: u64,
+}
+
+impl Tombs {
+    fn slot(&self, k: &FlowKey) -> usize {
+        let ips = u64::from(k.src_ip) << 32 | u64::from(k.dst_ip);
+        let rest = u64::from(k.src_port) << 24 | u64::from(k.dst_port) << 8 | u64::from(k.proto);
+        // Reduced below TOMBS.
+        (crate::hash::keyed64(crate::hash::keyed64(ips, self.key) ^ rest, self.key) % TOMBS as u64) as usize
+    }
+
+    fn bury(&mut self, k: FlowKey, now: u32) {
+        let i = self.slot(&k);
+        if let Some(s) = self.slots.get_mut(i) {
+            *s = Some((k, now));
+        }
+    }
+
+    /// Whether `k` was closed within `TOMB_TICKS` of `now`.
+    fn recent(&self, k: &FlowKey, now: u32) -> bool {
+        matches!(self.slots.get(self.slot(k)), Some(Some((key, at))) if key == k && now.wrapping_sub(*at) < TOMB_TICKS)
+    }
 }
 
 impl Replication {
     pub(super) fn new(out: RecordProducer, installs: RecordConsumer) -> Self {
-        Self { out, installs, control: Arc::new(SyncControl::default()), walk: None, bulk_seen: 0, next_refresh: None, budget: WALK_BUDGET }
+        Self {
+            out,
+            installs,
+            control: Arc::new(SyncControl::default()),
+            walk: None,
+            bulk_seen: 0,
+            next_refresh: None,
+            budget: WALK_BUDGET,
+            tombs: Tombs { slots: vec![None; TOMBS].into_boxed_slice(), key: 0 },
+        }
     }
 
     pub(super) fn control(&self) -> Arc<SyncControl> {
@@ -93,6 +163,7 @@ impl Replication {
     fn walk(&mut self, table: &FlowTable, counters: &WorkerCounters, now: u32, period: u32) {
         let requested = self.control.requested();
         if requested != self.bulk_seen {
+            // A new request (the same one again is the peer re-asking).
             self.bulk_seen = requested;
             self.walk = Some(Walk { cursor: 0, bulk: Some(requested) });
         } else if period != 0 {
@@ -107,17 +178,19 @@ impl Replication {
         let end = w.cursor.saturating_add(self.budget).min(cap);
         let headroom = self.out.capacity() / 4;
         while w.cursor < end {
-            if let Some(f) = table.get(w.cursor) {
+            // A periodic walk reports this box's own entries only (module
+            // docs: an echo of the peer's copies resurrects).
+            if let Some(f) = table.get(w.cursor).filter(|f| w.bulk.is_some() || !f.flags.contains(EntryFlags::SYNCED)) {
                 if !self.out.has_room(headroom + 1) {
                     return;
                 }
-                push(&mut self.out, counters, SyncRecord::of_flow(SyncKind::Refresh, f, now));
+                push(&mut self.out, counters, SyncRecord::of_flow(SyncKind::Refresh, f, table.track(w.cursor), now));
             }
             w.cursor += 1;
         }
         if w.cursor >= cap {
-            if let Some(g) = w.bulk {
-                self.control.finish(g);
+            if let Some(id) = w.bulk {
+                self.control.finish(id, self.out.position());
             }
             self.walk = None;
         }
@@ -134,36 +207,40 @@ fn push(out: &mut RecordProducer, counters: &WorkerCounters, rec: SyncRecord) {
     }
 }
 
-/// A server of virtual server `vs_index` at `ip:port`: a member, else
-/// (cold) a removed server kept for its connections.
-fn find_server(snap: &Snapshot, vs_index: u16, vs: &VirtualService, ip: u32, port: u16) -> Option<u16> {
-    let member = vs.members.iter().copied().find(|g| snap.servers.get(*g as usize).is_some_and(|s| s.ip == ip && s.port == port));
-    member.or_else(|| find_retired_server(snap, vs_index, ip, port))
-}
-
-#[cold]
-fn find_retired_server(snap: &Snapshot, vs_index: u16, ip: u32, port: u16) -> Option<u16> {
-    let i = snap.servers.iter().position(|s| s.vs == vs_index && s.ip == ip && s.ip != 0 && s.port == port)?;
-    u16::try_from(i).ok()
-}
-
 impl Shard {
-    /// Reports entry `id` (`Create`, `Update`) when sync is on.
+    /// Reports entry `id` (`Create`, `Update`: its version goes up) when
+    /// sync is on. A SYN-proxied entry is reported once its translation
+    /// is set (`synproxy::cookie_ack`), not when `open_entry` makes it.
     #[inline]
     pub(super) fn emit_flow(&mut self, kind: SyncKind, id: FlowId) {
         let Some(r) = self.sync.as_mut() else { return };
         let Some(f) = self.table.get(id) else { return };
-        push(&mut r.out, &self.counters, SyncRecord::of_flow(kind, f, self.now));
+        let track = self.table.track(id);
+        if kind == SyncKind::Create && f.flags.contains(EntryFlags::SYN_PROXY) && track.is_none_or(|t| t.proxy & PROXY_ON == 0) {
+            return;
+        }
+        if kind == SyncKind::Update {
+            let v = f.version().wrapping_add(1);
+            if let Some(mut m) = self.table.get_mut(id) {
+                m.set_version(v);
+            }
+        }
+        let (Some(f), track) = (self.table.get(id), self.table.track(id)) else { return };
+        push(&mut r.out, &self.counters, SyncRecord::of_flow(kind, f, track, self.now));
     }
 
     /// Reports a removed entry (`Delete`; `expired`: idle) when sync is
-    /// on.
+    /// on. A closed connection (not an idle one, which the peer may still
+    /// forward) is remembered for `TOMB_TICKS`.
     #[inline]
     pub(super) fn emit_delete(sync: &mut Option<Replication>, counters: &WorkerCounters, f: &crate::conntrack::Flow, now: u32, expired: bool) {
         let Some(r) = sync.as_mut() else { return };
-        let mut rec = SyncRecord::of_flow(SyncKind::Delete, f, now);
+        let mut rec = SyncRecord::of_flow(SyncKind::Delete, f, None, now);
         if expired {
             rec.flags |= SyncRecord::FLAG_EXPIRED;
+        }
+        if !expired || matches!(f.state, FlowState::Close | FlowState::TimeWait) {
+            r.tombs.bury(f.original_key(), now);
         }
         push(&mut r.out, counters, rec);
     }
@@ -209,13 +286,14 @@ impl Shard {
     /// peer's records, then walks on.
     pub(super) fn sync_pass(&mut self, snap: &Snapshot, now: u32) {
         let Some(mut r) = self.sync.take() else { return };
+        r.tombs.key = self.config.hash_key;
         let mut buf = [SyncRecord::EMPTY; INSTALL_BATCH];
         let mut left = INSTALL_BUDGET;
         while left > 0 {
             let want = left.min(INSTALL_BATCH);
             let n = r.installs.pop_batch(buf.get_mut(..want).unwrap_or_default());
             for rec in buf.iter().take(n) {
-                match self.apply(snap, rec) {
+                match self.apply(snap, rec, &r.tombs) {
                     Ok(()) => self.counters.sync.installed.inc(),
                     Err(why) => self.counters.sync.count_failure(why),
                 }
@@ -230,156 +308,15 @@ impl Shard {
     }
 
     /// Applies one of the peer's records (module docs for the rules).
-    fn apply(&mut self, snap: &Snapshot, rec: &SyncRecord) -> Result<(), InstallFailure> {
+    fn apply(&mut self, snap: &Snapshot, rec: &SyncRecord, tombs: &Tombs) -> Result<(), InstallFailure> {
         match rec.kind {
-            SyncKind::Create | SyncKind::Update | SyncKind::Refresh => self.install_flow(snap, rec),
+            SyncKind::Create | SyncKind::Update | SyncKind::Refresh => self.install_flow(snap, rec, tombs),
             SyncKind::Delete => {
                 self.uninstall_flow(snap, rec);
                 Ok(())
             }
             SyncKind::Persist | SyncKind::PersistDelete => self.install_persist(snap, rec),
         }
-    }
-
-    fn install_flow(&mut self, snap: &Snapshot, rec: &SyncRecord) -> Result<(), InstallFailure> {
-        let expire = self.now.saturating_add(rec.timeout_ticks());
-        let key = FlowKey { src_ip: rec.client_ip, dst_ip: rec.vip, src_port: rec.client_port, dst_port: rec.vport, proto: rec.proto };
-        match self.table.lookup(&key, self.table.hash(&key)) {
-            Some((id, Dir::Original)) => {
-                let Some(f) = self.table.get(id) else { return Err(InstallFailure::Exists) };
-                let replica = f.flags.contains(EntryFlags::SYNCED);
-                let same = (f.server_ip, f.server_port, f.local_ip, f.local_port) == (rec.server_ip, rec.server_port, rec.local_ip, rec.local_port);
-                if same && rec.kind == SyncKind::Refresh && !replica {
-                    // Ours: the peer's view is older. Never expire before it.
-                    let (state, longest) = (f.state, f.expire.max(expire));
-                    self.table.set_state(id, state, longest);
-                    return Ok(());
-                }
-                if same {
-                    let flags = f.flags | EntryFlags::SYNCED;
-                    super::established_moved(&self.counters, f.vs, f.server, f.state, rec.state);
-                    self.table.set_state(id, rec.state, expire);
-                    self.table.set_flags(id, flags);
-                    return Ok(());
-                }
-                if rec.kind == SyncKind::Refresh && !replica {
-                    // Another connection of the client's port, which this
-                    // box forwards: it stays.
-                    return Err(InstallFailure::Exists);
-                }
-                // The client reused its port on the peer: the new one wins.
-                if let Some(old) = self.table.remove(id) {
-                    ended(&old, snap, self.now, &self.counters, &mut self.local_ports, &mut self.persist);
-                }
-            }
-            Some((_, Dir::Reply)) => return Err(InstallFailure::Exists),
-            None => {}
-        }
-        // A source-NAT entry belongs to no virtual server.
-        let (vs_index, server_index, pers) = if rec.mode == Forwarding::Snat {
-            (super::snat::NO_INDEX, super::snat::NO_INDEX, None)
-        } else {
-            let vs_index = snap.owner_service(rec.vip, rec.vport, rec.proto).ok_or(InstallFailure::NoService)?;
-            let vs = snap.services.get(vs_index as usize).ok_or(InstallFailure::NoService)?;
-            let server_index = find_server(snap, vs_index, vs, rec.server_ip, rec.server_port).ok_or(InstallFailure::NoServer)?;
-            (vs_index, server_index, vs.persistence.filter(|_| rec.flags & SyncRecord::FLAG_PERSIST != 0))
-        };
-        let full_nat = matches!(rec.mode, Forwarding::FullNat | Forwarding::Snat);
-        let port_held = !full_nat || self.local_ports.reserve(rec.local_ip, rec.local_port);
-        let mut flags = EntryFlags::SYNCED;
-        if pers.is_some() {
-            flags |= EntryFlags::PERSIST;
-        }
-        if !port_held {
-            flags |= EntryFlags::BORROWED_PORT;
-        }
-        let init = FlowInit {
-            proto: rec.proto,
-            client_ip: rec.client_ip,
-            client_port: rec.client_port,
-            vip: rec.vip,
-            vport: rec.vport,
-            server_ip: rec.server_ip,
-            server_port: rec.server_port,
-            local_ip: rec.local_ip,
-            local_port: rec.local_port,
-            vs: vs_index,
-            server: server_index,
-            client_port_id: rec.client_port_id,
-            client_mac: rec.client_mac,
-            mode: rec.mode,
-            flags,
-        };
-        if let Err(e) = self.table.install(&init, rec.state, expire) {
-            if full_nat && port_held {
-                self.local_ports.free(rec.local_ip, rec.local_port);
-            }
-            return Err(match e {
-                crate::conntrack::InsertError::Full => InstallFailure::TableFull,
-                crate::conntrack::InsertError::Exists => InstallFailure::Exists,
-            });
-        }
-        let c = &self.counters;
-        c.flows.inc();
-        if let Some(v) = c.services.get(vs_index as usize) {
-            v.conns_active.inc();
-        }
-        if let Some(s) = c.servers.get(server_index as usize) {
-            s.conns_active.inc();
-        }
-        super::established_moved(c, vs_index, server_index, crate::conntrack::FlowState::Close, rec.state);
-        if let Some(p) = pers {
-            // The entry holds a reference to its client's record, as one
-            // placed here does (`ended` releases it).
-            let key = p.key(rec.client_ip, rec.client_port);
-            match self.persist.get(key, self.now) {
-                Some(r) if r.server_ip == rec.server_ip => self.persist.attach(key, self.now, p.timeout),
-                _ => {
-                    let epoch = snap.servers.get(server_index as usize).map_or(0, |s| s.epoch);
-                    self.persist.insert(key, rec.server_ip, epoch, self.now, p.timeout);
-                }
-            }
-        }
-        if !port_held {
-            self.counters.sync.count_failure(InstallFailure::LocalPort);
-        }
-        Ok(())
-    }
-
-    /// The peer's `Delete`: removes the same connection here, unless it
-    /// only expired there and this box forwards it.
-    fn uninstall_flow(&mut self, snap: &Snapshot, rec: &SyncRecord) {
-        let key = FlowKey { src_ip: rec.client_ip, dst_ip: rec.vip, src_port: rec.client_port, dst_port: rec.vport, proto: rec.proto };
-        let Some((id, Dir::Original)) = self.table.lookup(&key, self.table.hash(&key)) else { return };
-        let Some(f) = self.table.get(id) else { return };
-        if (f.server_ip, f.server_port) != (rec.server_ip, rec.server_port) {
-            return;
-        }
-        if rec.flags & SyncRecord::FLAG_EXPIRED != 0 && !f.flags.contains(EntryFlags::SYNCED) {
-            return;
-        }
-        if let Some(old) = self.table.remove(id) {
-            ended(&old, snap, self.now, &self.counters, &mut self.local_ports, &mut self.persist);
-        }
-    }
-
-    /// The peer's `Persist` / `PersistDelete`, on this box's persistence
-    /// configuration of the same virtual server (key, group, netmask).
-    fn install_persist(&mut self, snap: &Snapshot, rec: &SyncRecord) -> Result<(), InstallFailure> {
-        let vs_index = snap.owner_service(rec.vip, rec.vport, rec.proto).ok_or(InstallFailure::NoService)?;
-        let vs = snap.services.get(vs_index as usize).ok_or(InstallFailure::NoService)?;
-        let p = vs.persistence.ok_or(InstallFailure::NoPersistence)?;
-        let key = p.key(rec.client_ip, rec.client_port);
-        if rec.kind == SyncKind::PersistDelete {
-            self.persist.remove(key);
-            return Ok(());
-        }
-        // Records name a node by address (a group's services share them).
-        let server = vs.members.iter().filter_map(|g| snap.servers.get(*g as usize)).find(|s| s.ip == rec.server_ip).ok_or(InstallFailure::NoServer)?;
-        if !self.persist.install(key, rec.server_ip, server.epoch, self.now, rec.timeout_ticks()) {
-            self.counters.persist_evicted.inc();
-        }
-        Ok(())
     }
 }
 

@@ -242,6 +242,8 @@ impl Shard {
         tr.client_tsval = tsval.unwrap_or(0);
         tr.client_win = client_win;
         self.counters.syn_proxied.inc();
+        // Reported now that the translation is set (`replicate`).
+        self.emit_flow(SyncKind::Create, id);
         // The ACK itself (it may carry the first data: parked).
         if let Err(v) = self.account(id, crate::conntrack::Dir::Original, p) {
             return v;

@@ -268,6 +268,10 @@ install_failures! {
     LocalPort => "local-port",
     /// A persistence record for a virtual server without persistence here.
     NoPersistence => "no-persistence",
+    /// Out of date, ignored: a `Refresh` older than the entry here (its
+    /// version), or of a connection this worker closed within the last
+    /// 10 s (it crossed the `Delete`).
+    Stale => "stale",
 }
 
 /// One worker's state-sync counters (`ctl::events`): records pushed to its

@@ -27,12 +27,16 @@
 //!    ours (`pair`), have their records put into the installs ring of the
 //!    worker that owns the connection here (`pipeline::owner_of`, under
 //!    the pair's ownership key) or their bulk request served;
-//! 3. bulk dumps: at start this box asks the peer (`BulkRequest`, again
-//!    every second until the peer's `BulkEnd` or `bulk_limit_ms`), and
-//!    holds VRRP preemption meanwhile (a returning master must not take
-//!    the VIPs back before it knows the connections the backup accepted).
-//!    Asked by the peer, it starts a bulk walk on every worker and sends
-//!    `BulkEnd` once every walk is done and its records are sent;
+//! 3. bulk dumps: at start this box asks the peer (`BulkRequest` with a
+//!    random request id, again every second with the same id until the
+//!    peer's `BulkEnd` echoing it, or `bulk_limit_ms`), and holds VRRP
+//!    preemption meanwhile (a returning master must not take the VIPs back
+//!    before it knows the connections the backup accepted). Asked by the
+//!    peer, it starts a bulk walk on every worker (a re-ask with the same
+//!    id leaves the walks going) and sends `BulkEnd` once each worker's
+//!    walk is done and this side has read its events ring past the
+//!    walk's last record (`SyncControl::bulk_end`): records behind it, live
+//!    events, do not hold the answer back;
 //! 4. a `Hello` every second, so each side knows the other is there (and
 //!    learns its nonce); the keys and the fingerprint are looked at again
 //!    then (`config reload` may change them), and the nonce rotated.
@@ -119,8 +123,10 @@ pub struct Sync {
     buf: Vec<u8>,
     pub counters: Counters,
     pub asked: Asked,
-    /// The peer's bulk request being served: each worker's walk generation.
-    serving: Option<Vec<u64>>,
+    /// The id of this box's bulk request (random, not 0).
+    bulk_id: u32,
+    /// The id of the peer's bulk request being served.
+    serving: Option<u32>,
     /// The last valid datagram from the peer, and its lag (our clock minus
     /// its `sent_us`).
     pub peer_seen: Option<Instant>,
@@ -199,6 +205,7 @@ impl Sync {
             buf: Vec::with_capacity(wire::MAX_DATAGRAM),
             counters: Counters::default(),
             asked: Asked::default(),
+            bulk_id: u32::from_ne_bytes(urandom::<4>()?) | 1,
             serving: None,
             peer_seen: None,
             lag: None,
@@ -276,19 +283,19 @@ impl Sync {
         let now = Instant::now();
         self.receive(rt, now);
         self.drain_events(rt, arp);
-        if let Some(gens) = &self.serving {
-            let done = self.ends.iter().zip(gens).all(|(e, g)| e.control.bulk_done() >= *g && e.events.is_empty());
+        if let Some(id) = self.serving {
+            let done = self.ends.iter().all(|e| e.control.bulk_end(id).is_some_and(|end| e.events.has_read(end)));
             if done {
                 self.serving = None;
                 self.counters.bulk_requests_served += 1;
-                self.send(rt, arp, MessageType::BulkEnd, &[]);
+                self.send_with(rt, arp, MessageType::BulkEnd, &[], Some(id));
             }
         }
         if self.asked.done.is_none() && now.duration_since(self.started) < self.limit.max(BULK_ASK_EVERY) && self.asked.last_ask.is_none_or(|t| now.duration_since(t) >= BULK_ASK_EVERY) {
             self.asked.since.get_or_insert(now);
             self.asked.last_ask = Some(now);
             self.counters.bulk_requests_sent += 1;
-            self.send(rt, arp, MessageType::BulkRequest, &[]);
+            self.send_with(rt, arp, MessageType::BulkRequest, &[], Some(self.bulk_id));
         }
         if self.last_hello.is_none_or(|t| now.duration_since(t) >= HELLO_EVERY) {
             self.last_hello = Some(now);
@@ -364,12 +371,21 @@ impl Sync {
             MessageType::Hello => {}
             _ if header.fingerprint != self.fingerprint && !full_nat_only => self.drop("pair-mismatch"),
             MessageType::BulkRequest => {
-                let gens = self.ends.iter().map(|e| e.control.request_bulk()).collect();
-                self.serving = Some(gens);
-                crate::out::event(&format!("sync: peer {} asked for a bulk dump", self.peer));
+                let Some(id) = records.bulk_id() else { return };
+                for e in &self.ends {
+                    e.control.request_bulk(id);
+                }
+                // A re-ask while the walks go on changes nothing.
+                if self.serving != Some(id) {
+                    crate::out::event(&format!("sync: peer {} asked for a bulk dump (request {id:08x})", self.peer));
+                }
+                self.serving = Some(id);
             }
             MessageType::BulkEnd => {
-                if self.asked.done.is_none() {
+                if records.bulk_id() != Some(self.bulk_id) {
+                    // The answer to another boot's request.
+                    self.drop("bulk-end-other");
+                } else if self.asked.done.is_none() {
                     let took = self.asked.since.map_or(Duration::ZERO, |t| now.duration_since(t));
                     self.asked.done = Some((now, self.asked.records, took));
                     crate::out::event(&format!("sync: bulk dump from {} complete: {} records in {} ms", self.peer, self.asked.records, took.as_millis()));
@@ -413,6 +429,11 @@ impl Sync {
 
     /// One datagram to the peer.
     fn send(&mut self, rt: &mut Runtime, arp: &mut Arp, msg: MessageType, records: &[SyncRecord]) {
+        self.send_with(rt, arp, msg, records, None);
+    }
+
+    /// `send`, and for `BulkRequest` and `BulkEnd` the request id.
+    fn send_with(&mut self, rt: &mut Runtime, arp: &mut Arp, msg: MessageType, records: &[SyncRecord], bulk_id: Option<u32>) {
         self.seq += 1;
         let header = Header {
             msg,
@@ -425,7 +446,12 @@ impl Sync {
             echo: self.fresh.echo(Instant::now()),
             fingerprint: self.fingerprint,
         };
-        if wire::encode(&mut self.buf, send_key(&self.keys, self.peer_key), &header, records).is_err() {
+        let key = send_key(&self.keys, self.peer_key);
+        let encoded = match bulk_id {
+            Some(id) => wire::encode_bulk(&mut self.buf, key, &header, id),
+            None => wire::encode(&mut self.buf, key, &header, records),
+        };
+        if encoded.is_err() {
             self.drop("encode");
             return;
         }

@@ -23,13 +23,16 @@
 //!                                  (`super::pair`): worker count (1),
 //!                                  ownership key id (1), links (2),
 //!                                  services (4)
-//! 56  count x SyncRecord (44 each, `SyncRecord::WIRE_LEN`)
+//! 56  Records: count x SyncRecord (44, 72 or 84 bytes each,
+//!     `SyncRecord::wire_len`); BulkRequest, BulkEnd: the request id (4)
 //!  .. HMAC-SHA256 tag (32) over every byte before it
 //! ```
 //!
-//! All numbers in network byte order. At most `MAX_RECORDS` (31) records,
-//! so that a datagram (at most `MAX_DATAGRAM`, 1452 bytes) plus the IPv4
-//! and UDP headers (28) fits a 1500-byte MTU unfragmented.
+//! All numbers in network byte order. At most `MAX_RECORDS` (16) records,
+//! so that a datagram of the longest records (at most `MAX_DATAGRAM`,
+//! 1432 bytes) plus the IPv4 and UDP headers (28) fits a 1500-byte MTU
+//! unfragmented. A bulk request's id is the requester's, nonzero, the same
+//! in each re-ask; the `BulkEnd` that answers it echoes it.
 //!
 //! Who writes, who reads: the control lcore encodes from the records it
 //! pops off the workers' events rings, and decodes what the socket
@@ -64,12 +67,14 @@ pub const TAG_LEN: usize = 32;
 pub const IP_UDP_OVERHEAD: usize = 28;
 /// The path MTU assumed.
 pub const MTU: usize = 1500;
-/// Records per datagram at most: 31.
-pub const MAX_RECORDS: usize = (MTU - IP_UDP_OVERHEAD - HEADER_LEN - TAG_LEN) / SyncRecord::WIRE_LEN;
-/// The longest datagram (UDP payload): 1452 bytes.
-pub const MAX_DATAGRAM: usize = HEADER_LEN + MAX_RECORDS * SyncRecord::WIRE_LEN + TAG_LEN;
+/// Records per datagram at most: 16 (of the longest kind).
+pub const MAX_RECORDS: usize = (MTU - IP_UDP_OVERHEAD - HEADER_LEN - TAG_LEN) / SyncRecord::MAX_WIRE_LEN;
+/// The longest datagram (UDP payload): 1432 bytes.
+pub const MAX_DATAGRAM: usize = HEADER_LEN + MAX_RECORDS * SyncRecord::MAX_WIRE_LEN + TAG_LEN;
+/// Bytes of a bulk request id.
+pub const BULK_ID_LEN: usize = 4;
 
-const _: () = assert!(MAX_DATAGRAM + IP_UDP_OVERHEAD <= MTU && MAX_RECORDS >= 16);
+const _: () = assert!(MAX_DATAGRAM + IP_UDP_OVERHEAD <= MTU && MAX_RECORDS == 16);
 
 /// What a datagram is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -80,10 +85,11 @@ pub enum MessageType {
     Hello = 1,
     /// Records for the receiver's workers.
     Records = 2,
-    /// "Send me every entry": the sender started or came back.
+    /// "Send me every entry": the sender started or came back. Carries
+    /// the request's id.
     BulkRequest = 3,
-    /// The answer to a bulk request is complete (every worker finished
-    /// its walk and its records were sent).
+    /// The answer to the bulk request whose id it carries is complete
+    /// (every worker finished its walk and its records were sent).
     BulkEnd = 4,
 }
 
@@ -136,7 +142,8 @@ pub enum DecodeError {
     /// An unknown message type.
     BadType,
     /// The record count disagrees with the length, exceeds `MAX_RECORDS`,
-    /// or a message other than `Records` carries records.
+    /// or a message other than `Records` carries records; a bulk message
+    /// without its id (or with id 0).
     BadCount,
     /// Record `index` has an unknown kind, family, state, mode or flag.
     BadRecord { index: u16 },
@@ -177,6 +184,9 @@ pub enum EncodeError {
     TooManyRecords,
     /// Records in a message other than `Records`.
     RecordsNotExpected,
+    /// A bulk message without its request id (or with 0), or another
+    /// message with one.
+    BulkId,
 }
 
 impl std::fmt::Display for EncodeError {
@@ -184,6 +194,7 @@ impl std::fmt::Display for EncodeError {
         f.write_str(match self {
             EncodeError::TooManyRecords => "more records than a datagram holds",
             EncodeError::RecordsNotExpected => "records in a message that carries none",
+            EncodeError::BulkId => "a bulk request id where none belongs, or none where one does",
         })
     }
 }
@@ -265,6 +276,18 @@ impl Keys {
 /// Writes the datagram of `header` and `records` into `out` (cleared
 /// first) and returns its length.
 pub fn encode(out: &mut Vec<u8>, key: &SyncKey, header: &Header, records: &[SyncRecord]) -> Result<usize, EncodeError> {
+    encode_with(out, key, header, records, None)
+}
+
+/// `encode` of a `BulkRequest` or `BulkEnd` and its request id (not 0).
+pub fn encode_bulk(out: &mut Vec<u8>, key: &SyncKey, header: &Header, id: u32) -> Result<usize, EncodeError> {
+    encode_with(out, key, header, &[], Some(id))
+}
+
+fn encode_with(out: &mut Vec<u8>, key: &SyncKey, header: &Header, records: &[SyncRecord], bulk_id: Option<u32>) -> Result<usize, EncodeError> {
+    if is_bulk(header.msg) != bulk_id.is_some_and(|id| id != 0) {
+        return Err(EncodeError::BulkId);
+    }
     if records.len() > MAX_RECORDS {
         return Err(EncodeError::TooManyRecords);
     }
@@ -272,7 +295,7 @@ pub fn encode(out: &mut Vec<u8>, key: &SyncKey, header: &Header, records: &[Sync
         return Err(EncodeError::RecordsNotExpected);
     }
     out.clear();
-    out.reserve(HEADER_LEN + records.len() * SyncRecord::WIRE_LEN + TAG_LEN);
+    out.reserve(MAX_DATAGRAM);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(header.msg as u8);
@@ -285,14 +308,21 @@ pub fn encode(out: &mut Vec<u8>, key: &SyncKey, header: &Header, records: &[Sync
     out.extend_from_slice(&header.nonce.to_be_bytes());
     out.extend_from_slice(&header.echo.to_be_bytes());
     out.extend_from_slice(&header.fingerprint.to_be_bytes());
-    let mut rec = [0u8; SyncRecord::WIRE_LEN];
+    let mut rec = [0u8; SyncRecord::MAX_WIRE_LEN];
     for r in records {
-        r.encode(&mut rec);
-        out.extend_from_slice(&rec);
+        let n = r.encode(&mut rec);
+        out.extend_from_slice(rec.get(..n).unwrap_or_default());
+    }
+    if let Some(id) = bulk_id {
+        out.extend_from_slice(&id.to_be_bytes());
     }
     let tag = key.mac(out).finalize().into_bytes();
     out.extend_from_slice(&tag);
     Ok(out.len())
+}
+
+fn is_bulk(msg: MessageType) -> bool {
+    matches!(msg, MessageType::BulkRequest | MessageType::BulkEnd)
 }
 
 /// `body` with its tag under `key` (tests and the fuzz target make
@@ -307,19 +337,31 @@ pub fn sign(body: &[u8], key: &SyncKey) -> Vec<u8> {
 /// was checked by `decode`).
 #[derive(Debug, Clone)]
 pub struct Records<'a> {
-    chunks: std::slice::ChunksExact<'a, u8>,
+    rest: &'a [u8],
+    left: usize,
+    bulk_id: Option<u32>,
+}
+
+impl Records<'_> {
+    /// `BulkRequest`, `BulkEnd`: the request's id (never 0).
+    pub fn bulk_id(&self) -> Option<u32> {
+        self.bulk_id
+    }
 }
 
 impl Iterator for Records<'_> {
     type Item = SyncRecord;
 
     fn next(&mut self) -> Option<SyncRecord> {
-        // `decode` checked every chunk.
-        self.chunks.find_map(SyncRecord::decode)
+        // `decode` checked every record.
+        let r = SyncRecord::decode(self.rest).filter(|_| self.left > 0)?;
+        self.rest = self.rest.get(r.wire_len()..).unwrap_or_default();
+        self.left -= 1;
+        Some(r)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.chunks.size_hint()
+        (self.left, Some(self.left))
     }
 }
 
@@ -376,19 +418,23 @@ pub fn decode<'a>(bytes: &'a [u8], keys: &Keys) -> Result<(Header, Records<'a>),
     if count > MAX_RECORDS || (msg != MessageType::Records && count > 0) {
         return Err(DecodeError::BadCount);
     }
-    let records = body.get(HEADER_LEN..).unwrap_or_default();
-    match records.len().cmp(&(count * SyncRecord::WIRE_LEN)) {
-        std::cmp::Ordering::Less => return Err(DecodeError::Truncated),
-        std::cmp::Ordering::Greater => return Err(DecodeError::BadCount),
-        std::cmp::Ordering::Equal => {}
+    let payload = body.get(HEADER_LEN..).unwrap_or_default();
+    if is_bulk(msg) {
+        let id = be::<BULK_ID_LEN>(payload, 0).map(u32::from_be_bytes).filter(|id| *id != 0 && payload.len() == BULK_ID_LEN).ok_or(DecodeError::BadCount)?;
+        return Ok((header, Records { rest: &[], left: 0, bulk_id: Some(id) }));
     }
-    for (index, chunk) in records.chunks_exact(SyncRecord::WIRE_LEN).enumerate() {
-        if SyncRecord::decode(chunk).is_none() {
+    let mut rest = payload;
+    for index in 0..count {
+        let Some(r) = SyncRecord::decode(rest) else {
             // Below MAX_RECORDS.
-            return Err(DecodeError::BadRecord { index: index as u16 });
-        }
+            return Err(if rest.len() < SyncRecord::WIRE_LEN { DecodeError::Truncated } else { DecodeError::BadRecord { index: index as u16 } });
+        };
+        rest = rest.get(r.wire_len()..).unwrap_or_default();
     }
-    Ok((header, Records { chunks: records.chunks_exact(SyncRecord::WIRE_LEN) }))
+    if !rest.is_empty() {
+        return Err(DecodeError::BadCount);
+    }
+    Ok((header, Records { rest: payload, left: count, bulk_id: None }))
 }
 
 #[cfg(test)]

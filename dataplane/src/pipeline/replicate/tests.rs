@@ -268,10 +268,10 @@ fn a_bulk_walk_refreshes_every_entry_across_passes() {
     }
     a.w.shard.sync.as_mut().unwrap().budget = 4;
     let control = a.w.sync_control().unwrap();
-    let g = control.request_bulk();
+    control.request_bulk(9);
     let mut refreshed = Vec::new();
     let mut passes = 0;
-    while control.bulk_done() != g {
+    while control.bulk_end(9).is_none() {
         a.w.poll(&mut Idle, 5);
         let got = drain(&mut a.events);
         assert!(got.len() <= 6, "a quarter of the ring left for live events");
@@ -287,29 +287,211 @@ fn a_bulk_walk_refreshes_every_entry_across_passes() {
     assert_eq!(ports, (40000..40010).collect::<Vec<_>>(), "each entry once");
     a.w.poll(&mut Idle, 6);
     assert!(drain(&mut a.events).is_empty(), "done until asked again");
+    control.request_bulk(9);
+    a.w.poll(&mut Idle, 7);
+    assert!(drain(&mut a.events).is_empty(), "a re-ask of a request answered: nothing again");
+    control.request_bulk(10);
+    let mut again = 0;
+    for now in 8..40 {
+        a.w.poll(&mut Idle, now);
+        again += drain(&mut a.events).len();
+    }
+    assert_eq!(again, 10, "a new request: all again");
+}
+
+/// C2: the peer asks again every second until it hears `BulkEnd`; a walk
+/// longer than that must still finish, and its end must not wait for the
+/// events ring to be empty.
+#[test]
+fn a_bulk_walk_longer_than_the_re_ask_interval_completes_under_live_events() {
+    let (ev_p, mut events) = channel(1024);
+    let (_in_p, in_c) = channel(16);
+    let mut w = worker_on(snapshot(), 4096, 0, 1, true).with_sync(ev_p, in_c);
+    for sport in 0..2000u16 {
+        assert_eq!(send(&mut w, client(tcpf::SYN, 10000 + sport, 80), OUT).0, Verdict::Forward(IN));
+        drain(&mut events);
+    }
+    w.shard.sync.as_mut().unwrap().budget = 64;
+    let control = w.sync_control().unwrap();
+    // 4096 slots at 64 a pass: 64 passes; the peer re-asks every 10.
+    control.request_bulk(0x5eed);
+    let (mut refreshed, mut passes, mut live) = (Vec::new(), 0u32, 0u16);
+    let end = loop {
+        if passes % 10 == 9 {
+            // The peer's re-ask (same id).
+            control.request_bulk(0x5eed);
+        }
+        w.poll(&mut Idle, 5);
+        passes += 1;
+        // A live event every pass: the ring is never empty when looked at.
+        assert_eq!(send(&mut w, client(tcpf::SYN, 30000 + live, 80), OUT).0, Verdict::Forward(IN));
+        live += 1;
+        if let Some(end) = control.bulk_end(0x5eed) {
+            break end;
+        }
+        // The control plane reads all but the last record.
+        let mut buf = [SyncRecord::EMPTY; 1];
+        while events.len() > 1 {
+            events.pop_batch(&mut buf);
+            refreshed.extend(buf.iter().filter(|r| r.kind == SyncKind::Refresh).map(|r| r.client_port));
+        }
+        assert!(passes < 200, "the walk never ends");
+    };
+    assert!((64..=70).contains(&passes), "{passes} passes: the re-asks did not restart it");
+    assert!(!events.is_empty() && !events.has_read(end), "the walk's last records are still in the ring");
+    let rest = drain(&mut events);
+    assert!(events.has_read(end), "read past the walk's end: the answer is complete, live events behind it or not");
+    refreshed.extend(rest.iter().filter(|r| r.kind == SyncKind::Refresh).map(|r| r.client_port));
+    refreshed.sort_unstable();
+    let before: Vec<_> = refreshed.iter().copied().filter(|p| *p < 30000).collect();
+    assert_eq!(before, (10000..12000).collect::<Vec<_>>(), "every entry made before the walk, once");
+    assert!(refreshed.len() <= 2000 + usize::from(live), "those made during it at most once");
 }
 
 #[test]
-fn periodic_refresh_includes_the_peers_entries() {
+fn periodic_refresh_skips_the_peers_copies_and_a_bulk_walk_includes_them() {
     let (mut a, mut b) = pair(snapshot);
     handshake(&mut a.w, 40000);
     deliver(&drain(&mut a.events), &mut b, 0);
+    handshake(&mut b.w, 40001);
+    drain(&mut b.events);
     b.w.shard.config.sync_refresh = 50;
     b.w.poll(&mut Idle, 1);
     b.w.poll(&mut Idle, 50);
     assert!(drain(&mut b.events).is_empty(), "the first walk is a period after the first pass");
     b.w.poll(&mut Idle, 51);
     let got = drain(&mut b.events);
-    assert_eq!(kinds(&got), [(SyncKind::Refresh, FlowState::Established)], "the peer's copy too");
-    // A gets it back: its own entry is left as it is, nothing echoes.
-    let expire = a.w.table().iter().next().unwrap().1.expire;
-    deliver(&got, &mut a, 51);
-    assert_eq!(a.w.table().iter().next().unwrap().1.expire, expire);
-    assert!(drain(&mut a.events).is_empty());
+    assert_eq!(got.iter().map(|r| r.client_port).collect::<Vec<_>>(), [40001], "B's own entry, not A's copy");
     b.w.poll(&mut Idle, 100);
     assert!(drain(&mut b.events).is_empty());
     b.w.poll(&mut Idle, 101);
     assert_eq!(drain(&mut b.events).len(), 1, "every 50 ticks");
+    // A restarted peer asks for everything: the copies too.
+    b.w.sync_control().unwrap().request_bulk(3);
+    b.w.poll(&mut Idle, 102);
+    let mut ports: Vec<_> = drain(&mut b.events).iter().map(|r| r.client_port).collect();
+    ports.sort_unstable();
+    assert_eq!(ports, [40000, 40001]);
+    // A gets its own back: left as it is, nothing echoes.
+    let expire = a.w.table().iter().next().unwrap().1.expire;
+    deliver(&got, &mut a, 103);
+    assert_eq!(a.w.table().iter().find(|(_, f)| f.client_port == 40000).unwrap().1.expire, expire);
+    assert!(drain(&mut a.events).is_empty());
+}
+
+/// C1: A closes a connection while B's refresh of its copy is on the way
+/// (here a bulk walk's: periodic walks no longer send copies). Neither the
+/// closed entry nor, once it is gone, a new one may come back from it.
+#[test]
+fn a_refresh_crossing_a_close_resurrects_nothing() {
+    let (mut a, mut b) = pair(snapshot);
+    a.w.shard.now = 10;
+    handshake(&mut a.w, 40000);
+    deliver(&drain(&mut a.events), &mut b, 10);
+    b.w.sync_control().unwrap().request_bulk(1);
+    b.w.poll(&mut Idle, 11);
+    let in_flight = drain(&mut b.events);
+    assert_eq!(kinds(&in_flight), [(SyncKind::Refresh, FlowState::Established)]);
+
+    // A resets it: CLOSE for `tcp_close`, and B's older view must neither
+    // move it back nor keep it longer.
+    assert_eq!(send(&mut a.w, client(tcpf::RST, 40000, 80), OUT).0, Verdict::Forward(IN));
+    let closed = drain(&mut a.events);
+    assert_eq!(kinds(&closed), [(SyncKind::Update, FlowState::Close)]);
+    assert!(in_flight[0].is_older_than(closed[0].version));
+    let expire = a.w.table().iter().next().unwrap().1.expire;
+    deliver(&in_flight, &mut a, 12);
+    let (_, f) = a.w.table().iter().next().unwrap();
+    assert_eq!((f.state, f.expire), (FlowState::Close, expire), "not lengthened to the established timeout");
+    assert_eq!(a.w.counters().sync.install_failed(InstallFailure::Stale), 1);
+
+    // It goes; B's refresh arrives after the Delete went out.
+    a.w.poll(&mut Idle, expire);
+    let del = drain(&mut a.events);
+    assert_eq!(kinds(&del), [(SyncKind::Delete, FlowState::Close)]);
+    deliver(&in_flight, &mut a, expire + 1);
+    assert_eq!(a.w.table().len(), 0, "not re-installed");
+    assert_eq!(a.w.counters().sync.install_failed(InstallFailure::Stale), 2);
+    let c = a.w.counters();
+    assert_eq!((c.flows.get(), c.services[0].conns_active.get()), (0, 0));
+    // B applies the Delete; long after, a refresh installs again (the
+    // tombstone is for crossings only).
+    deliver(&del, &mut b, 12);
+    assert_eq!(b.w.table().len(), 0);
+    deliver(&in_flight, &mut a, expire + 1 + super::TOMB_TICKS);
+    assert_eq!(a.w.table().len(), 1);
+}
+
+#[test]
+fn a_record_older_than_the_copy_changes_nothing() {
+    let (mut a, mut b) = pair(snapshot);
+    handshake(&mut a.w, 40000);
+    let records = drain(&mut a.events);
+    assert_eq!(records.iter().map(|r| r.version).collect::<Vec<_>>(), [0, 1, 2], "one more at each change");
+    deliver(&records, &mut b, 0);
+    assert_eq!(b.w.table().iter().next().unwrap().1.version(), 2);
+    // A walk's view of the SYN_RECV version (read before the update went
+    // out): ignored.
+    deliver(&[SyncRecord { kind: SyncKind::Refresh, ..records[1] }], &mut b, 0);
+    assert_eq!(b.w.table().iter().next().unwrap().1.state, FlowState::Established);
+    assert_eq!(b.w.counters().sync.install_failed(InstallFailure::Stale), 1);
+    // The same version is not older.
+    deliver(&[SyncRecord { kind: SyncKind::Refresh, timeout_ms: 5000, ..records[2] }], &mut b, 0);
+    assert_eq!(b.w.table().iter().next().unwrap().1.expire, 50);
+    // B takes over and closes it: the count goes on from A's.
+    assert_eq!(send(&mut b.w, client(tcpf::FIN | tcpf::ACK, 40000, 80), OUT).0, Verdict::Forward(IN));
+    let got = drain(&mut b.events);
+    assert_eq!((got[0].kind, got[0].version), (SyncKind::Update, 3));
+    deliver(&got, &mut a, 0);
+    assert_eq!(a.w.table().iter().next().unwrap().1.state, got[0].state);
+}
+
+#[test]
+fn tcp_records_carry_the_marks_and_the_copy_judges_resets_by_them() {
+    let (mut a, mut b) = pair(snapshot);
+    handshake(&mut a.w, 40000);
+    let records = drain(&mut a.events);
+    let m = records[2].tcp.expect("a TCP entry's marks");
+    let (id, _) = a.w.table().iter().next().unwrap();
+    let t = *a.w.table().track(id).unwrap();
+    assert_eq!((m.end, m.ack, m.win, m.wscale, m.known, m.proxy), (t.end, t.ack, t.win, t.wscale, t.known_marks(), None));
+    // Through the wire form.
+    let mut buf = [0u8; SyncRecord::MAX_WIRE_LEN];
+    let wired: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let n = r.encode(&mut buf);
+            SyncRecord::decode(&buf[..n]).unwrap()
+        })
+        .collect();
+    deliver(&wired, &mut b, 0);
+    let (bid, _) = b.w.table().iter().next().unwrap();
+    let bt = *b.w.table().track(bid).unwrap();
+    assert_eq!((bt.end, bt.ack, bt.win, bt.wscale, bt.known_marks()), (t.end, t.ack, t.win, t.wscale, t.known_marks()));
+    // A blind reset far from the marks is not taken on the copy.
+    let mut rst = tcp(40000, 80, tcpf::RST);
+    rst[4..8].copy_from_slice(&t.end[0].wrapping_add(0x4000_0000).to_be_bytes());
+    let f = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &rst, true);
+    assert_ne!(send(&mut b.w, f, OUT).0, Verdict::Forward(IN));
+    assert_eq!(b.w.table().iter().next().unwrap().1.state, FlowState::Established);
+    // UDP, Delete and persistence records carry none.
+    assert!(drain(&mut a.events).is_empty());
+    assert_eq!(SyncRecord::of_flow(SyncKind::Delete, a.w.table().get(id).unwrap(), Some(&t), 0).tcp, None);
+}
+
+#[test]
+fn a_late_delete_spares_a_full_nat_connection_that_reused_the_port() {
+    let mut b = synced(snapshot(), 0, 1, 256);
+    let (_, f) = send(&mut b.w, client(tcpf::SYN, 40000, 81), OUT);
+    let lport = port(&f, 34);
+    let now = drain(&mut b.events)[0];
+    // The Delete of an older connection of the same client port to the
+    // same server, from another local port.
+    let old = SyncRecord { kind: SyncKind::Delete, local_port: lport ^ 1, ..now };
+    deliver(&[old], &mut b, 0);
+    assert_eq!(b.w.table().len(), 1, "another connection: kept");
+    deliver(&[SyncRecord { kind: SyncKind::Delete, ..now }], &mut b, 0);
+    assert_eq!(b.w.table().len(), 0);
 }
 
 #[test]
@@ -321,7 +503,7 @@ fn the_time_left_is_honoured_and_a_copys_expiry_is_not_reported() {
     let syn = Timeouts::default().tcp_syn; // 600 ticks
     // 100 ticks later a bulk walk reports 500 ticks left.
     let control = a.w.sync_control().unwrap();
-    control.request_bulk();
+    control.request_bulk(1);
     a.w.poll(&mut Idle, 110);
     let got = drain(&mut a.events);
     assert_eq!(got.len(), 1);

@@ -258,3 +258,103 @@ fn the_first_request_can_open_the_connection() {
     let t = tcp_of(&f);
     assert_eq!((t.seq_number(), t.ack_number(), t.payload()), (ISN + 1, S_ISN + 1, &b"GET /\r\n\r\n"[..]));
 }
+
+/// No packets: a pass does the slow path only (sync installs).
+struct Idle;
+
+impl crate::io::PacketIo for Idle {
+    type Pkt = TestPkt;
+    fn rx_queues(&self) -> usize {
+        0
+    }
+    fn rx_burst(&mut self, _q: usize, _b: &mut crate::io::Burst<TestPkt>) {}
+    fn tx(&mut self, _port: u16, _p: TestPkt) {}
+    fn punt(&mut self, p: TestPkt) -> Result<(), TestPkt> {
+        Err(p)
+    }
+    fn flush(&mut self) -> crate::io::TxReport {
+        crate::io::TxReport::default()
+    }
+}
+
+/// State sync (review C5): a proxied connection's records carry its
+/// translation, so the HA peer's copy goes on translating after a
+/// failover instead of forwarding the server's own sequence numbers.
+#[test]
+fn a_proxied_connection_goes_on_translating_on_the_ha_peer() {
+    use crate::conntrack::track::{PROXY_ON, PROXY_OPEN, PROXY_TS};
+    use crate::ctl::events::{channel, SyncKind, SyncRecord};
+    let (ev_p, mut events) = channel(64);
+    let (_in_p, in_c) = channel(64);
+    let mut a = worker(SynProxy::On, u32::MAX).with_sync(ev_p, in_c);
+    let (b_ev_p, _b_events) = channel(64);
+    let (mut b_installs, b_in_c) = channel(64);
+    let mut b = worker(SynProxy::On, u32::MAX).with_sync(b_ev_p, b_in_c);
+
+    // On A: SYN (timestamps, scale 6), the cookie's ACK, the server's
+    // SYN-ACK (timestamps, scale 9).
+    let mut opts = vec![2, 4, 0x05, 0xb4, 4, 2];
+    opts.extend(ts(1111, 0));
+    opts.extend([1, 3, 3, 6]);
+    let (_, f) = send(&mut a, ipv4_frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg(40000, 80, tcpf::SYN, ISN, 0, 64240, &opts, b""), true), OUT);
+    let t = tcp_of(&f);
+    let cookie = t.seq_number();
+    let our_ts = TcpOptions::parse(t.options()).timestamp.unwrap().0;
+    let ack = ipv4_frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg(40000, 80, tcpf::ACK, ISN + 1, cookie + 1, 502, &ts(1112, our_ts), b""), true);
+    let (v, f) = send(&mut a, ack, OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    let server = addr(&f, 30);
+    let s = SRV.iter().position(|x| *x == server).unwrap();
+    let mut sopts = vec![2, 4, 0x05, 0xb4, 4, 2];
+    sopts.extend(ts(9000, 1112));
+    sopts.extend([1, 3, 3, 9]);
+    let synack = ipv4_frame(SERVER_MAC[s], IN_MAC, server, CLIENT, 6, &seg(8080, 40000, tcpf::SYN | tcpf::ACK, S_ISN, ISN + 1, 65535, &sopts, b""), true);
+    assert_eq!(send(&mut a, synack, IN).0, Verdict::Forward(IN), "the handshake's last ACK, written by the box");
+
+    // A's records: the Create once the cookie set the translation up, the
+    // Update once the server answered; each through the wire form.
+    let mut buf = [SyncRecord::EMPTY; 8];
+    let n = events.pop_batch(&mut buf);
+    let records = &buf[..n];
+    assert_eq!(records.iter().map(|r| (r.kind, r.state)).collect::<Vec<_>>(), [(SyncKind::Create, FlowState::SynSent), (SyncKind::Update, FlowState::Established)]);
+    assert!(records.iter().all(|r| r.flags & SyncRecord::FLAG_PROXIED != 0));
+    let proxy = |r: &SyncRecord| r.tcp.and_then(|m| m.proxy).unwrap();
+    assert_eq!((proxy(&records[0]).flags, proxy(&records[0]).seq_delta), (PROXY_ON | PROXY_TS, cookie), "before the answer: the cookie");
+    let (id, _) = a.table().iter().next().unwrap();
+    let at = *a.table().track(id).unwrap();
+    let p = proxy(&records[1]);
+    assert_eq!((p.flags, p.seq_delta, p.ts_delta, p.wscale), (PROXY_ON | PROXY_OPEN | PROXY_TS, at.seq_delta, at.ts_delta, at.proxy_wscale));
+    let mut wire = [0u8; SyncRecord::MAX_WIRE_LEN];
+    for r in records {
+        let len = r.encode(&mut wire);
+        assert_eq!(len, SyncRecord::MAX_WIRE_LEN);
+        assert!(b_installs.push(SyncRecord::decode(&wire[..len]).unwrap()));
+    }
+    b.poll(&mut Idle, 1);
+    assert_eq!(b.counters().sync.installed.get(), 2);
+
+    // B's copy: proxied, the same translation.
+    let (bid, bf) = b.table().iter().next().unwrap();
+    assert!(bf.flags.contains(EntryFlags::SYN_PROXY));
+    assert_eq!(bf.state, FlowState::Established);
+    let bt = *b.table().track(bid).unwrap();
+    assert_eq!((bt.seq_delta, bt.ts_delta, bt.proxy_wscale, bt.proxy), (at.seq_delta, at.ts_delta, at.proxy_wscale, at.proxy));
+
+    // Failover: the server's data reaches the client through B in the
+    // cookie's sequence space, its clock and window as the client knows
+    // them, as A would have sent it.
+    let data = ipv4_frame(SERVER_MAC[s], IN_MAC, server, CLIENT, 6, &seg(8080, 40000, tcpf::ACK | tcpf::PSH, S_ISN + 1, ISN + 1, 100, &ts(9005, 1112), b"HTTP/1.0 200"), true);
+    let (v, f) = send(&mut b, data, IN);
+    assert_eq!(v, Verdict::Forward(OUT));
+    assert_checksums(&f);
+    let t = tcp_of(&f);
+    assert_eq!((t.seq_number(), t.ack_number(), t.window_len()), (cookie + 1, ISN + 1, 100 << 9 >> 7));
+    assert_eq!(TcpOptions::parse(t.options()).timestamp, Some((our_ts + 5, 1112)));
+    // And the client's ACK reaches the server in its space.
+    let ack = ipv4_frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg(40000, 80, tcpf::ACK, ISN + 1, cookie + 13, 502, &ts(1114, our_ts + 5), b""), true);
+    let (v, f) = send(&mut b, ack, OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_checksums(&f);
+    let t = tcp_of(&f);
+    assert_eq!((t.ack_number(), TcpOptions::parse(t.options()).timestamp), (S_ISN + 13, Some((1114, 9005))));
+}

@@ -1,6 +1,7 @@
 use super::*;
 use furiwake_dataplane::conntrack::{FlowState, Forwarding};
-use furiwake_dataplane::ctl::events::SyncKind;
+use furiwake_dataplane::conntrack::track::{PROXY_ON, PROXY_OPEN};
+use furiwake_dataplane::ctl::events::{ProxyState, SyncKind, TcpMarks};
 
 fn key() -> SyncKey {
     SyncKey::new(b"the pair's shared secret").unwrap()
@@ -50,14 +51,23 @@ fn datagram(n: u32) -> Vec<u8> {
     out
 }
 
+/// A SYN-proxied connection's record: the longest kind.
+fn proxied(i: u32) -> SyncRecord {
+    let proxy = ProxyState { seq_delta: i, ts_delta: 7, wscale: [7, 9], flags: PROXY_ON | PROXY_OPEN };
+    let marks = TcpMarks { end: [i, 2], ack: [3, 4], win: [5, 6], wscale: [7, 9], known: 0x3f, proxy: Some(proxy) };
+    SyncRecord { flags: SyncRecord::FLAG_PROXIED, tcp: Some(marks), ..rec(i) }
+}
+
 #[test]
 fn a_full_datagram_fits_the_mtu() {
-    let max = MAX_RECORDS as u32;
-    assert_eq!(MAX_DATAGRAM, HEADER_LEN + MAX_RECORDS * SyncRecord::WIRE_LEN + TAG_LEN);
-    assert_eq!(datagram(max).len(), MAX_DATAGRAM);
-    assert!(datagram(max).len() + IP_UDP_OVERHEAD <= 1500);
-    const { assert!(MAX_DATAGRAM + SyncRecord::WIRE_LEN + IP_UDP_OVERHEAD > 1500, "one more record would not fit") };
-    let too_many: Vec<_> = (0..max + 1).map(rec).collect();
+    assert_eq!(MAX_RECORDS, 16);
+    assert_eq!(MAX_DATAGRAM, HEADER_LEN + 16 * SyncRecord::MAX_WIRE_LEN + TAG_LEN);
+    let longest: Vec<_> = (0..16).map(proxied).collect();
+    let mut d = Vec::new();
+    encode(&mut d, &key(), &header(1), &longest).unwrap();
+    assert_eq!(d.len(), MAX_DATAGRAM);
+    assert!(d.len() + IP_UDP_OVERHEAD <= 1500);
+    let too_many: Vec<_> = (0..17).map(rec).collect();
     assert_eq!(encode(&mut Vec::new(), &key(), &header(1), &too_many), Err(EncodeError::TooManyRecords));
     let hello = Header { msg: MessageType::Hello, ..header(1) };
     assert_eq!(encode(&mut Vec::new(), &key(), &hello, &[rec(0)]), Err(EncodeError::RecordsNotExpected));
@@ -65,7 +75,7 @@ fn a_full_datagram_fits_the_mtu() {
 
 #[test]
 fn round_trip() {
-    for n in [0, 1, 5, MAX_RECORDS as u32] {
+    for n in [0, 1, 5, 16] {
         let d = datagram(n);
         assert_eq!(d.len(), HEADER_LEN + n as usize * SyncRecord::WIRE_LEN + TAG_LEN);
         let (h, records) = decode(&d, &keys()).unwrap();
@@ -73,13 +83,44 @@ fn round_trip() {
         assert_eq!(records.len(), n as usize);
         assert_eq!(records.collect::<Vec<_>>(), (0..n).map(rec).collect::<Vec<_>>());
     }
-    for msg in [MessageType::Hello, MessageType::BulkRequest, MessageType::BulkEnd] {
-        let h = Header { msg, key_id: key().id(), sender: 1, seq: u64::MAX, sent_us: 7, ..Header::default() };
-        let mut out = vec![0xaa; 3000];
-        assert_eq!(encode(&mut out, &key(), &h, &[]), Ok(HEADER_LEN + TAG_LEN), "the buffer is cleared first");
+    let h = Header { msg: MessageType::Hello, key_id: key().id(), sender: 1, seq: u64::MAX, sent_us: 7, ..Header::default() };
+    let mut out = vec![0xaa; 3000];
+    assert_eq!(encode(&mut out, &key(), &h, &[]), Ok(HEADER_LEN + TAG_LEN), "the buffer is cleared first");
+    let (got, records) = decode(&out, &keys()).unwrap();
+    assert_eq!((got, records.len(), records.bulk_id()), (h, 0, None));
+    // Records of every length in one datagram.
+    let mixed = [rec(1), proxied(2), SyncRecord { tcp: Some(TcpMarks { known: 1, ..TcpMarks::default() }), ..rec(3) }, rec(4)];
+    let mut d = Vec::new();
+    encode(&mut d, &key(), &header(9), &mixed).unwrap();
+    assert_eq!(d.len(), HEADER_LEN + 44 + 84 + 72 + 44 + TAG_LEN);
+    let (_, records) = decode(&d, &keys()).unwrap();
+    assert_eq!(records.len(), 4);
+    assert_eq!(records.collect::<Vec<_>>(), mixed);
+}
+
+#[test]
+fn bulk_messages_carry_their_request_id() {
+    for msg in [MessageType::BulkRequest, MessageType::BulkEnd] {
+        let h = Header { msg, key_id: key().id(), sender: 1, seq: 2, sent_us: 7, ..Header::default() };
+        let mut out = Vec::new();
+        assert_eq!(encode_bulk(&mut out, &key(), &h, 0xfeed_0001), Ok(HEADER_LEN + BULK_ID_LEN + TAG_LEN));
+        assert_eq!(&out[HEADER_LEN..HEADER_LEN + 4], &[0xfe, 0xed, 0, 1]);
         let (got, records) = decode(&out, &keys()).unwrap();
-        assert_eq!((got, records.len()), (h, 0));
+        assert_eq!((got, records.len(), records.bulk_id()), (h, 0, Some(0xfeed_0001)));
+        assert_eq!(encode(&mut out, &key(), &h, &[]), Err(EncodeError::BulkId), "never without its id");
+        assert_eq!(encode_bulk(&mut out, &key(), &h, 0), Err(EncodeError::BulkId), "nor 0");
+        // Authentic, but without the id, with 0, or with more.
+        let body = |id: &[u8]| {
+            let mut b = out[..HEADER_LEN].to_vec();
+            b.extend_from_slice(id);
+            signed(&b)
+        };
+        for bad in [&[][..], &[0, 0, 0, 0], &[0, 0, 1], &[0, 0, 0, 1, 0]] {
+            assert_eq!(decode(&body(bad), &keys()).map(|_| ()), Err(DecodeError::BadCount), "{bad:?}");
+        }
     }
+    let hello = Header { msg: MessageType::Hello, key_id: key().id(), sender: 1, seq: 2, sent_us: 7, ..Header::default() };
+    assert_eq!(encode_bulk(&mut Vec::new(), &key(), &hello, 5), Err(EncodeError::BulkId));
 }
 
 #[test]
@@ -95,9 +136,9 @@ fn the_header_layout_is_fixed() {
     assert_eq!(&d[32..40], &[1, 2, 3, 4, 5, 6, 7, 8]);
     assert_eq!(&d[40..48], &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18]);
     assert_eq!(&d[48..56], &[0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28]);
-    let mut r = [0u8; SyncRecord::WIRE_LEN];
-    rec(0).encode(&mut r);
-    assert_eq!(&d[56..100], &r);
+    let mut r = [0u8; SyncRecord::MAX_WIRE_LEN];
+    assert_eq!(rec(0).encode(&mut r), 44);
+    assert_eq!(&d[56..100], &r[..44]);
 }
 
 #[test]
@@ -153,7 +194,9 @@ fn truncated_datagrams_are_refused() {
     for len in HEADER_LEN + TAG_LEN..d.len() {
         assert!(decode(&d[..len], &keys()).is_err(), "{len} bytes");
     }
-    let mut long = datagram(31);
+    let longest: Vec<_> = (0..16).map(proxied).collect();
+    let mut long = Vec::new();
+    encode(&mut long, &key(), &header(7), &longest).unwrap();
     long.push(0);
     assert_eq!(decode(&long, &keys()).map(|_| ()), Err(DecodeError::TooLong));
 }
@@ -180,6 +223,9 @@ fn authentic_but_malformed_datagrams_are_refused_by_reason() {
     assert_eq!(decode(&with(5, MessageType::BulkEnd as u8), &keys()).map(|_| ()), Err(DecodeError::BadCount), "records in a BulkEnd");
     // The second record's kind byte.
     assert_eq!(decode(&with(HEADER_LEN + SyncRecord::WIRE_LEN, 0), &keys()).map(|_| ()), Err(DecodeError::BadRecord { index: 1 }));
+    // The first says marks follow (ext 1): the second record's bytes are
+    // read as its marks, and what is left is not a record.
+    assert!(decode(&with(HEADER_LEN + 7, 1), &keys()).is_err());
     assert_eq!(DecodeError::BadRecord { index: 1 }.to_string(), "bad-record (record 1)");
     assert_eq!(DecodeError::BadHmac.to_string(), "bad-hmac");
 }
