@@ -85,6 +85,16 @@ impl Pair {
         self.fw[b] = Some(start_furiwake(Some(&self.topo.ns(bx.ns)), &cfg, &log, &bx.prefix));
     }
 
+    /// A (priority 200) master, then B (100), once it has A's bulk dump:
+    /// a synced pair in its steady state; `vrrp(priority, box)` is each
+    /// box's `[[vrrp]]` and `[sync]`.
+    fn start_synced(&mut self, vrrp: &dyn Fn(u8, usize) -> String) {
+        self.start(0, &vrrp(200, 0));
+        assert!(self.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", self.both());
+        self.start(1, &vrrp(100, 1));
+        assert!(self.wait_out(1, "sync: bulk dump from 198.51.100.3 complete", Duration::from_secs(10)).is_some(), "{}", self.both());
+    }
+
     fn out(&self, b: usize) -> String {
         self.fw[b].as_ref().map(Proc::output).unwrap_or_default()
     }
@@ -562,10 +572,7 @@ fn again(ka: &mut Proc, round: usize, p: &Pair) {
 fn a_returning_master_preempts_only_after_the_bulk_dump_and_sigterm_resets_nothing() {
     let Some(mut p) = Pair::open_with('r', "return", &["python3"], 0) else { return };
     let vrrp = |prio: u8, b: usize| nat_vrrp(prio, "") + &sync_section(b);
-    p.start(0, &vrrp(200, 0));
-    assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
-    p.start(1, &vrrp(100, 1));
-    assert!(p.wait_out(1, "sync: bulk dump from 198.51.100.3 complete", Duration::from_secs(10)).is_some(), "{}", p.both());
+    p.start_synced(&vrrp);
     // B's own health checks have found the servers up.
     assert!(wait_for(Duration::from_secs(10), || (p.events(1, "(pool web) up") >= 3).then_some(())).is_some(), "{}", p.both());
     p.kill(0, libc::SIGKILL);
@@ -669,10 +676,7 @@ fn a_captured_sync_datagram_replayed_after_a_restart_installs_nothing() {
         return;
     }
     let vrrp = |prio: u8, b: usize| nat_vrrp(prio, "") + &sync_section(b);
-    p.start(0, &vrrp(200, 0));
-    assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
-    p.start(1, &vrrp(100, 1));
-    assert!(p.wait_out(1, "sync: bulk dump from 198.51.100.3 complete", Duration::from_secs(10)).is_some(), "{}", p.both());
+    p.start_synced(&vrrp);
     assert!(wait_for(Duration::from_secs(10), || (p.events(0, "(pool web) up") >= 3).then_some(())).is_some(), "{}", p.both());
 
     // Capture A's datagrams that carry records (a Hello is 130 bytes on
@@ -781,10 +785,7 @@ fn a_junk_sync_flood_makes_no_vrrp_transition() {
         return;
     }
     let vrrp = |prio: u8, b: usize| nat_vrrp(prio, "") + &sync_section(b);
-    p.start(0, &vrrp(200, 0));
-    assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
-    p.start(1, &vrrp(100, 1));
-    assert!(p.wait_out(1, "sync: bulk dump from 198.51.100.3 complete", Duration::from_secs(10)).is_some(), "{}", p.both());
+    p.start_synced(&vrrp);
     std::thread::sleep(Duration::from_secs(1));
     let transitions = |b: usize| p.events(b, "vrrp outside: ") + p.events(b, "vrrp inside: ");
     let before = (transitions(0), transitions(1));
@@ -813,10 +814,7 @@ fn the_sync_is_re_keyed_by_reload_without_a_gap() {
     let Some(mut p) = Pair::open('k', "rekey", &[]) else { return };
     let new_key = "5a".repeat(32);
     let vrrp = |prio: u8, b: usize| nat_vrrp(prio, "") + &sync_section(b);
-    p.start(0, &vrrp(200, 0));
-    assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
-    p.start(1, &vrrp(100, 1));
-    assert!(p.wait_out(1, "sync: bulk dump from 198.51.100.3 complete", Duration::from_secs(10)).is_some(), "{}", p.both());
+    p.start_synced(&vrrp);
     let key_id = |show: &str| show.lines().find(|l| l.starts_with("keys: sending with ")).and_then(|l| l.split_whitespace().nth(3)).unwrap_or_default().to_string();
     let old_id = key_id(&p.console(0, "show sync"));
     // Refusals so far (a box's first bulk request, sent before it knew
@@ -896,10 +894,7 @@ fn entries(p: &Pair, b: usize) -> Option<u64> {
 fn under_wrk_the_standby_follows_the_master_within_the_sync_lag() {
     let Some(mut p) = Pair::open('w', "lag", &["wrk"]) else { return };
     let vrrp = |prio: u8, b: usize| nat_vrrp(prio, "") + &sync_section(b);
-    p.start(0, &vrrp(200, 0));
-    assert!(p.wait_out(0, "vrrp outside: BACKUP -> MASTER", Duration::from_secs(5)).is_some(), "{}", p.both());
-    p.start(1, &vrrp(100, 1));
-    assert!(p.wait_out(1, "sync: bulk dump from 198.51.100.3 complete", Duration::from_secs(10)).is_some(), "{}", p.both());
+    p.start_synced(&vrrp);
     assert!(wait_for(Duration::from_secs(10), || p.id()).is_some(), "{}", p.both());
 
     let argv = ["wrk", "-t1", "-c8", "-d4s", "-H", "Connection: close", &format!("http://{VIP}/id")];
