@@ -41,7 +41,7 @@ pub use entry::{EntryFlags, Flow, FlowInit, FlowMut, Forwarding};
 pub use state::{FlowState, Timeouts};
 pub use table::{FlowTable, InsertError, MAX_CAPACITY};
 pub use tcp::next_state;
-pub use track::{Check, Restart, Segment, Track};
+pub use track::{Check, Restart, Segment, Sight, Track};
 pub use wheel::WHEEL_SLOTS;
 
 pub use key::{Addr, Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, TICK_MS};

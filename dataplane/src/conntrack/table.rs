@@ -14,7 +14,7 @@ use super::key::{Addr, Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP};
 use super::state::{FlowState, Timeouts};
 use super::tcp::{fin_bits_of, next_state, next_state_input_only};
 use super::entry::Forwarding;
-use super::track::{Check, Restart, Segment, Track};
+use super::track::{Check, Restart, Segment, Sight, Track};
 use super::wheel::{Wheel, NIL, WHEEL_MASK};
 use unreplied::{list_of, EmbList};
 
@@ -404,7 +404,8 @@ impl<A: Addr> FlowTable<A> {
                     t.reset_marks();
                 }
                 // Direct server return: the other side is never seen.
-                let check = t.on_segment(dir, seg, restart(mode, state, dir));
+                let sight = if mode.is_dsr() { Sight::ClientOnly } else { Sight::Both };
+                let check = t.on_segment(dir, seg, restart(mode, state, dir), sight);
                 if check != Check::Pass && !(mode.is_dsr() && dir == Dir::Reply) {
                     return (state, check);
                 }

@@ -85,6 +85,20 @@ pub enum Check {
     RstInWindow,
     /// A reset outside the receiver's window: dropped.
     RstOutOfWindow,
+    /// Not a reset, and not one an endpoint of this synchronized
+    /// connection would accept (an ACK of data never sent, data outside
+    /// the receiver's window, no ACK at all): forwarded for the endpoint
+    /// to judge, but it moves neither the marks nor the state nor the
+    /// timer, as Linux conntrack ignores what `tcp_in_window` refuses.
+    Implausible,
+}
+
+/// How the box sees a connection: both directions, or the client's alone
+/// (direct server return: the server's marks are never known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sight {
+    Both,
+    ClientOnly,
 }
 
 /// `known` bits.
@@ -197,11 +211,11 @@ impl Track {
     /// box sees the client's direction only, so the other side's marks are
     /// never known and resets are judged by the sender's own. `restart`:
     /// whether a SYN may start its side afresh (`Restart`).
-    pub fn on_segment(&mut self, dir: Dir, s: &Segment, restart: Restart) -> Check {
+    pub fn on_segment(&mut self, dir: Dir, s: &Segment, restart: Restart, sight: Sight) -> Check {
         let d = dir as usize;
         let r = 1 - d;
         if s.flags & TCP_RST != 0 {
-            return self.check_rst(d, r, s);
+            return self.check_rst(d, r, sight, s);
         }
         let syn = s.flags & TCP_SYN != 0;
         let ack = s.flags & TCP_ACK != 0;
@@ -237,23 +251,17 @@ impl Track {
             }
             return Check::Pass;
         }
-        // Plausibility: no acknowledging what the other side never sent,
-        // nor lagging more than a window behind it (Linux's MAXACKWINDOW),
-        // no data past the other side's window.
-        if ack && self.has(END_SEEN, r) {
-            let sent = get(&self.end, r);
-            let lag = get(&self.win, d).max(MAX_ACK_LAG);
-            if after(s.ack, sent) || after(sent.wrapping_sub(lag), s.ack) {
-                return Check::Pass;
-            }
+        if !self.plausible(d, r, s, seg_end, sight) {
+            // Seen here from the handshake on, the marks are sure: what
+            // misses them changes nothing. Picked up mid-stream (from the
+            // HA peer), they may be old: the state follows the endpoints.
+            return if self.marks_sure(sight) { Check::Implausible } else { Check::Pass };
         }
-        if self.has(ACK_SEEN, r) {
-            let limit = get(&self.ack, r).wrapping_add(get(&self.win, r).max(1));
-            if after(seg_end, limit) {
-                return Check::Pass;
-            }
-        }
-        if !self.has(END_SEEN, d) || after(seg_end, get(&self.end, d)) {
+        // With the client's side alone, its mark moves only with segments
+        // that start at or before it (no gap): nothing bounds it from the
+        // other side, so a segment far ahead must not drag it there.
+        let contiguous = sight == Sight::Both || !after(s.seq, get(&self.end, d));
+        if !self.has(END_SEEN, d) || (after(seg_end, get(&self.end, d)) && contiguous) {
             set(&mut self.end, d, seg_end);
             self.known |= END_SEEN << d;
         }
@@ -274,8 +282,61 @@ impl Track {
         Check::Pass
     }
 
+    /// Whether a non-SYN segment from `d` is one the endpoints would
+    /// accept (a simplified `tcp_in_window`): in a synchronized connection
+    /// it carries an ACK (RFC 9293 §3.10.7.4); its ACK acknowledges
+    /// nothing the other side never sent nor lags more than a window
+    /// behind it (Linux's MAXACKWINDOW); its data ends within the
+    /// receiver's window and not more than a window behind what the
+    /// receiver acknowledged. With the client's side alone, its data must
+    /// fall within `MAX_ACK_LAG` of the client's mark.
+    fn plausible(&self, d: usize, r: usize, s: &Segment, seg_end: u32, sight: Sight) -> bool {
+        let ack = s.flags & TCP_ACK != 0;
+        if !ack && self.marks_sure(sight) {
+            return false;
+        }
+        if ack && self.has(END_SEEN, r) {
+            let sent = get(&self.end, r);
+            let lag = get(&self.win, d).max(MAX_ACK_LAG);
+            if after(s.ack, sent) || after(sent.wrapping_sub(lag), s.ack) {
+                return false;
+            }
+        }
+        if self.has(ACK_SEEN, r) {
+            let (rcv_nxt, win) = (get(&self.ack, r), get(&self.win, r).max(1));
+            if after(seg_end, rcv_nxt.wrapping_add(win)) || after(rcv_nxt.wrapping_sub(win.max(MAX_ACK_LAG)), seg_end) {
+                return false;
+            }
+        }
+        if sight == Sight::ClientOnly && self.has(END_SEEN, d) {
+            let end = get(&self.end, d);
+            if after(seg_end, end.wrapping_add(MAX_ACK_LAG)) || after(end.wrapping_sub(MAX_ACK_LAG), seg_end) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The marks were learned here from the handshake on: both SYNs seen,
+    /// or with the client's side alone its SYN.
+    #[inline]
+    fn marks_sure(&self, sight: Sight) -> bool {
+        match sight {
+            Sight::Both => self.handshake_seen(),
+            Sight::ClientOnly => self.has(SYN_SEEN, 0),
+        }
+    }
+
+    /// Both SYNs were seen here: the marks were learned from the
+    /// handshake on, not picked up mid-stream (an entry installed from the
+    /// HA peer).
+    #[inline]
+    pub fn handshake_seen(&self) -> bool {
+        self.has(SYN_SEEN, 0) && self.has(SYN_SEEN, 1)
+    }
+
     /// RFC 5961 §3.2 from the middle: `d` resets, `r` receives.
-    fn check_rst(&self, d: usize, r: usize, s: &Segment) -> Check {
+    fn check_rst(&self, d: usize, r: usize, sight: Sight, s: &Segment) -> Check {
         if !self.has(SYN_SEEN, 0) && !self.has(SYN_SEEN, 1) {
             return self.check_rst_midstream(r, s);
         }
@@ -300,7 +361,14 @@ impl Track {
             return if s.ack == get(&self.end, r) { Check::Pass } else { Check::RstOutOfWindow };
         }
         if self.has(END_SEEN, d) {
-            return if exact_own { Check::Pass } else { Check::RstOutOfWindow };
+            // With the client's side alone its mark may lag (a segment
+            // seen out of order does not move it): a reset off it is
+            // forwarded, never taken as exact.
+            return match (exact_own, sight) {
+                (true, _) => Check::Pass,
+                (false, Sight::Both) => Check::RstOutOfWindow,
+                (false, Sight::ClientOnly) => Check::RstInWindow,
+            };
         }
         // Nothing known (an entry installed from the HA peer, no segment
         // seen since): no proof the sender is a party. Forwarded, so a
@@ -337,6 +405,10 @@ impl Track {
         self.known
     }
     pub fn adopt(&mut self, end: [u32; 2], ack: [u32; 2], win: [u32; 2], wscale: [u8; 2], known: u8) {
+        // Up to `refresh_s` old: hints, judged as marks picked up
+        // mid-stream (`check_rst_midstream`, state never frozen by them),
+        // not as a handshake seen here.
+        let known = known & !(SYN_SEEN | (SYN_SEEN << 1));
         (self.end, self.ack, self.win, self.wscale, self.known) = (end, ack, win, wscale, known);
     }
 }
@@ -369,7 +441,7 @@ mod tests {
     impl Track {
         /// `on_segment` as in a handshake (a SYN may restart its side).
         fn seg_in(&mut self, d: Dir, s: &Segment) -> Check {
-            self.on_segment(d, s, Restart::Allowed)
+            self.on_segment(d, s, Restart::Allowed, Sight::Both)
         }
     }
 
@@ -406,15 +478,15 @@ mod tests {
     fn resets_are_judged_against_the_receiver() {
         let t = established();
         // Exactly the server's RCV.NXT.
-        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 1011, 0, 0, 0)), Check::Pass);
+        assert_eq!(t.check_rst(0, 1, Sight::Both, &seg(TCP_RST, 1011, 0, 0, 0)), Check::Pass);
         // Inside its 8000-byte window: challenged.
-        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 1011 + 7999, 0, 0, 0)), Check::RstInWindow);
-        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 1011 + 8000, 0, 0, 0)), Check::RstOutOfWindow);
-        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 1010, 0, 0, 0)), Check::RstOutOfWindow);
+        assert_eq!(t.check_rst(0, 1, Sight::Both, &seg(TCP_RST, 1011 + 7999, 0, 0, 0)), Check::RstInWindow);
+        assert_eq!(t.check_rst(0, 1, Sight::Both, &seg(TCP_RST, 1011 + 8000, 0, 0, 0)), Check::RstOutOfWindow);
+        assert_eq!(t.check_rst(0, 1, Sight::Both, &seg(TCP_RST, 1010, 0, 0, 0)), Check::RstOutOfWindow);
         // The server resetting at the client's RCV.NXT, or at its own
         // SND.NXT.
-        assert_eq!(t.check_rst(1, 0, &seg(TCP_RST, 5011, 0, 0, 0)), Check::Pass);
-        assert_eq!(t.check_rst(1, 0, &seg(TCP_RST | TCP_ACK, 5011 + 4000, 0, 0, 0)), Check::RstOutOfWindow);
+        assert_eq!(t.check_rst(1, 0, Sight::Both, &seg(TCP_RST, 5011, 0, 0, 0)), Check::Pass);
+        assert_eq!(t.check_rst(1, 0, Sight::Both, &seg(TCP_RST | TCP_ACK, 5011 + 4000, 0, 0, 0)), Check::RstOutOfWindow);
     }
 
     #[test]
@@ -427,7 +499,7 @@ mod tests {
         t.seg_in(O, &seg(TCP_ACK, 1011 + 100_000, 5011, 1000, 10));
         assert_eq!(t, before);
         // So a reset there still misses.
-        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 1011 + 100_010, 0, 0, 0)), Check::RstOutOfWindow);
+        assert_eq!(t.check_rst(0, 1, Sight::Both, &seg(TCP_RST, 1011 + 100_010, 0, 0, 0)), Check::RstOutOfWindow);
     }
 
     #[test]
@@ -471,7 +543,7 @@ mod tests {
     #[test]
     fn nothing_known_trusts_no_reset() {
         let t = Track::NEW;
-        assert_eq!(t.check_rst(0, 1, &seg(TCP_RST, 123, 0, 0, 0)), Check::RstInWindow);
+        assert_eq!(t.check_rst(0, 1, Sight::Both, &seg(TCP_RST, 123, 0, 0, 0)), Check::RstInWindow);
         // Picked up mid-stream: liberal scale.
         let mut t = Track::NEW;
         t.seg_in(R, &seg(TCP_ACK, 5000, 1000, 10, 0));
@@ -493,14 +565,45 @@ mod tests {
         let before = t;
         let mut syn = seg(TCP_SYN, 3_000_000_000, 0, 65535, 0);
         syn.wscale = Some(14);
-        assert_eq!(t.on_segment(O, &syn, Restart::Ignored), Check::Pass);
+        assert_eq!(t.on_segment(O, &syn, Restart::Ignored, Sight::Both), Check::Pass);
         assert_eq!(t, before);
         assert_eq!(t.seg_in(O, &seg(TCP_RST, 3_000_000_001, 0, 0, 0)), Check::RstOutOfWindow);
         // The same SYN where a restart is allowed (SYN_SENT) does move it.
         let mut fresh = Track::NEW;
-        fresh.on_segment(O, &seg(TCP_SYN, 1000, 0, 100, 0), Restart::Allowed);
-        fresh.on_segment(O, &seg(TCP_SYN, 2000, 0, 100, 0), Restart::Allowed);
+        fresh.on_segment(O, &seg(TCP_SYN, 1000, 0, 100, 0), Restart::Allowed, Sight::Both);
+        fresh.on_segment(O, &seg(TCP_SYN, 2000, 0, 100, 0), Restart::Allowed, Sight::Both);
         assert_eq!(fresh.end[0], 2001);
+    }
+
+    /// Review (second round) H1: what no endpoint would accept moves
+    /// nothing, the state included: a blind FIN (far off the window, far
+    /// behind it, or without an ACK) or an ACK of data never sent.
+    #[test]
+    fn what_no_endpoint_would_accept_changes_nothing() {
+        let mut t = established();
+        let before = t;
+        assert_eq!(t.seg_in(O, &seg(TCP_FIN | TCP_ACK, 1011 + 1_000_000, 5011, 1000, 0)), Check::Implausible);
+        assert_eq!(t.seg_in(O, &seg(TCP_FIN | TCP_ACK, 1011u32.wrapping_sub(1_000_000), 5011, 1000, 0)), Check::Implausible);
+        assert_eq!(t.seg_in(O, &seg(TCP_FIN, 1011, 0, 1000, 0)), Check::Implausible);
+        assert_eq!(t.seg_in(O, &seg(TCP_ACK, 1011, 9_000_000, 1000, 0)), Check::Implausible);
+        assert_eq!(t, before);
+        assert_eq!(t.seg_in(O, &seg(TCP_FIN | TCP_ACK, 1011, 5011, 1000, 0)), Check::Pass);
+    }
+
+    /// Review (second round) H2: with the client's side alone, a segment
+    /// after a gap does not drag the client's mark there (so a RST at its
+    /// end is no exact reset), and data far from the mark is implausible.
+    #[test]
+    fn with_the_client_side_alone_a_gap_does_not_drag_the_mark() {
+        let mut t = Track::NEW;
+        let mut c = |s: Segment| t.on_segment(O, &s, Restart::Allowed, Sight::ClientOnly);
+        c(seg(TCP_SYN, 1000, 0, 100, 0));
+        assert_eq!(c(seg(TCP_ACK, 1001, 5001, 100, 10)), Check::Pass);
+        assert_eq!(c(seg(TCP_ACK, 1011 + 0x8000_0000, 5001, 100, 1)), Check::Implausible);
+        assert_eq!(c(seg(TCP_ACK, 1011 + 100, 5001, 100, 1)), Check::Pass, "a gap inside the tolerance: forwarded");
+        assert_eq!(c(seg(TCP_RST, 1011 + 101, 0, 0, 0)), Check::RstInWindow, "the mark did not move: not exact");
+        assert_eq!(c(seg(TCP_FIN | TCP_ACK, 1011 + 0x4000_0000, 5001, 100, 0)), Check::Implausible, "a blind FIN");
+        assert_eq!(c(seg(TCP_RST, 1011, 0, 0, 0)), Check::Pass, "at the client's own next byte");
     }
 
     /// An implausible segment's ACK number is not what a reset may answer:

@@ -169,6 +169,14 @@ impl Shard {
         let key = FlowKey { src_ip: src, dst_ip: dst, src_port: sport, dst_port: dport, proto };
         let hash = self.table.hash(&key);
         let mut found = self.table.lookup(&key, hash);
+        // A segment that can change a tracked connection's state (SYN, FIN,
+        // RST) must be one an endpoint would accept: its checksum is
+        // verified before it touches the marks or the state (or reopens a closing entry), as Linux
+        // conntrack does (`nf_conntrack_checksum`). They are rare; the
+        // rest is left to the endpoints.
+        if found.is_some() && proto == protocol::TCP && tcp_flags & (tcpf::SYN | tcpf::FIN | tcpf::RST) != 0 && !l4_checksum_ok(frame, &info) {
+            return Verdict::Drop(DropReason::L4BadChecksum);
+        }
         // A new SYN on an entry that is closing (TIME_WAIT, CLOSE) is a new
         // connection reusing the client port (RFC 9293 §3.6.1): reschedule
         // it, as IPVS does with conn_reuse_mode=1.
@@ -186,14 +194,6 @@ impl Shard {
             if self.table.get(id).is_some_and(|f| standby(f.vs)) {
                 return Verdict::Drop(DropReason::VrrpBackup);
             }
-        }
-        // A segment that can change a tracked connection's state (SYN, FIN,
-        // RST) must be one an endpoint would accept: its checksum is
-        // verified before it touches the marks or the state, as Linux
-        // conntrack does (`nf_conntrack_checksum`). They are rare; the
-        // rest is left to the endpoints.
-        if found.is_some() && proto == protocol::TCP && tcp_flags & (tcpf::SYN | tcpf::FIN | tcpf::RST) != 0 && !l4_checksum_ok(frame, &info) {
-            return Verdict::Drop(DropReason::L4BadChecksum);
         }
         match found {
             Some((id, dir)) if self.table.get(id).is_some_and(|f| f.mode == crate::conntrack::Forwarding::Snat) => self.forward_snat(snap, frame, &info, id, dir),

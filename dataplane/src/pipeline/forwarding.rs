@@ -35,6 +35,8 @@ impl Shard {
             Check::Pass => {}
             Check::RstInWindow => self.counters.rst_in_window.inc(),
             Check::RstOutOfWindow => return Err(Verdict::Drop(DropReason::TcpRstOutOfWindow)),
+            // Forwarded (the endpoint judges it); nothing here moved.
+            Check::Implausible => self.counters.tcp_implausible.inc(),
         }
         if state != old {
             super::established_moved(&self.counters, vs, server, old, state);

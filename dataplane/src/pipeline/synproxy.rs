@@ -32,7 +32,7 @@
 
 use super::{L4Info, Shard, Verdict};
 use crate::conntrack::track::{PROXY_ON, PROXY_OPEN, PROXY_TS};
-use crate::conntrack::{EntryFlags, FlowId, FlowState, Restart, Segment, Track};
+use crate::conntrack::{EntryFlags, FlowId, FlowState, Restart, Segment, Sight, Track};
 use crate::ctl::events::SyncKind;
 use crate::forward::synproxy::{self as cookie, Shift, TcpOut, Tuple};
 use crate::forward::is_unicast_host;
@@ -232,9 +232,9 @@ impl Shard {
         let Some(f) = self.table.get(id).copied() else { return Verdict::Drop(DropReason::TcpNoFlow) };
         let Some(tr) = self.table.track_mut(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         // The handshake as the client saw it: its SYN, the cookie SYN-ACK.
-        tr.on_segment(crate::conntrack::Dir::Original, &Segment { flags: tcpf::SYN, seq: isn, wscale, ..Segment::default() }, Restart::Allowed);
+        tr.on_segment(crate::conntrack::Dir::Original, &Segment { flags: tcpf::SYN, seq: isn, wscale, ..Segment::default() }, Restart::Allowed, Sight::Both);
         let synack = Segment { flags: tcpf::SYN | tcpf::ACK, seq: c, ack: isn.wrapping_add(1), win: 65535, len: 0, wscale: wscale.map(|_| PROXY_WSCALE) };
-        tr.on_segment(crate::conntrack::Dir::Reply, &synack, Restart::Allowed);
+        tr.on_segment(crate::conntrack::Dir::Reply, &synack, Restart::Allowed, Sight::Both);
         tr.seq_delta = c;
         tr.ts_delta = t0;
         tr.proxy = PROXY_ON | if tsval.is_some() { PROXY_TS } else { 0 };

@@ -380,6 +380,10 @@ pub struct WorkerCounters {
     /// sequence number: forwarded without ending the connection (the
     /// endpoint challenges them, RFC 5961 §3.2).
     pub rst_in_window: Counter,
+    /// TCP segments of a connection whose handshake was seen here that no
+    /// endpoint would accept (`conntrack::Check::Implausible`): forwarded,
+    /// but they changed neither the marks nor the state nor the timer.
+    pub tcp_implausible: Counter,
     /// Half-open TCP entries evicted (the oldest first) to make room for a
     /// new connection: the table was full or held `embryonic_max`.
     pub embryonic_evicted: Counter,
@@ -424,6 +428,7 @@ impl Default for WorkerCounters {
             syn_resent: Counter::default(),
             routed: Counter::default(),
             rst_in_window: Counter::default(),
+            tcp_implausible: Counter::default(),
             embryonic_evicted: Counter::default(),
             persist_records: Counter::default(),
             persist_evicted: Counter::default(),

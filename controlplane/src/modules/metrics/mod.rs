@@ -81,6 +81,7 @@ pub fn workers(t: &mut Text, rt: &Runtime) {
     t.family("worker_frag_needed_total", "counter", "dsr-tunnel packets too big for the tunnel answered with ICMP fragmentation needed, and fragmentation needed from inside a tunnel relayed to clients.", per_worker(&|c| c.frag_needed.get()));
     t.family("worker_embryonic_evicted_total", "counter", "Half-open TCP entries evicted to make room (a SYN flood's, oldest first).", per_worker(&|c| c.embryonic_evicted.get()));
     t.family("worker_rst_in_window_total", "counter", "TCP resets inside the window but not at the next byte: forwarded, the connection kept (RFC 5961).", per_worker(&|c| c.rst_in_window.get()));
+    t.family("worker_tcp_implausible_total", "counter", "TCP segments no endpoint would accept (outside the window, an ACK of unsent data, no ACK): forwarded, changing nothing.", per_worker(&|c| c.tcp_implausible.get()));
     t.family("worker_syn_cookies_total", "counter", "SYNs the SYN proxy answered with a cookie.", per_worker(&|c| c.syn_cookies.get()));
     t.family("worker_syn_proxied_total", "counter", "Connections a good SYN cookie opened.", per_worker(&|c| c.syn_proxied.get()));
     t.family("worker_answers_limited_total", "counter", "Refusals and ICMP errors not sent: over icmp_rate.", per_worker(&|c| c.answers_limited.get()));
