@@ -718,7 +718,7 @@ fn show_config_hides_the_sync_key_and_config_save_writes_it_0600() {
     std::fs::write(&victim, "untouched").unwrap();
     std::os::unix::fs::symlink(&victim, lab.dir.path("link.toml")).unwrap();
     let dotdot = format!("{}/../x.toml", file.parent().unwrap().display());
-    for (target, why) in [(outside.to_str().unwrap(), "outside the save directory"), (dotdot.as_str(), "`..` is not allowed"), ("link.toml", "is a symbolic link")] {
+    for (target, why) in [(outside.to_str().unwrap(), "not directly in the save directory"), (dotdot.as_str(), "`..` is not allowed"), ("link.toml", "is a symbolic link"), ("victim", "only a NAME.toml")] {
         let a = lab.console(&format!("config save {target}"));
         assert_eq!(a.code, Some(1), "config save {target}: {}{}", a.out, a.err);
         assert!(format!("{}{}", a.out, a.err).contains(why), "config save {target}: {}{}", a.out, a.err);

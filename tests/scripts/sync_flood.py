@@ -33,7 +33,7 @@ def main():
     for i in range(64):
         header = b"FWSY" + struct.pack("!BBHBBHIQQQQQ", 2, 1, 0, key_id, key_id, 0, 0x0BAD0000 + i, i + 1, 0, 0, 0, 0)
         payload = header + os.urandom(32 + 44 * (i % 31))
-        f = Ether(src=get_if_hwaddr(a.iface), dst=a.dst_mac) / IP(src=a.src, dst=a.dst, ttl=64) / UDP(sport=a.port, dport=a.port) / Raw(payload)
+        f = Ether(src=get_if_hwaddr(a.iface), dst=a.dst_mac) / IP(src=a.src, dst=a.dst, ttl=255) / UDP(sport=a.port, dport=a.port) / Raw(payload)
         frames.append(bytes(f))
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((a.iface, 0))

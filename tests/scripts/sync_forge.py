@@ -71,7 +71,7 @@ def main():
     header = b"FWSY" + struct.pack("!BBHBBHIQQQQQ", 2, 2, 1, key_id, key_id, 0, a.sender, a.seq, int(time.time() * 1e6), 0x5EED, echo, fingerprint)
     body = header + record
     tag = hmac.new(key, body, hashlib.sha256).digest() if a.good else os.urandom(32)
-    frame = Ether(dst=a.dst_mac) / IP(src=a.src, dst=a.dst, ttl=64) / UDP(sport=a.port, dport=a.port) / Raw(body + tag)
+    frame = Ether(dst=a.dst_mac) / IP(src=a.src, dst=a.dst, ttl=255) / UDP(sport=a.port, dport=a.port) / Raw(body + tag)
     sendp(frame, iface=a.iface, verbose=False)
     print("sent", flush=True)
 

@@ -50,8 +50,14 @@ pub fn target(path: &Path, dir: &Path) -> Result<PathBuf, String> {
     let (Some(parent), Some(name)) = (full.parent(), full.file_name()) else { return Err(format!("{}: not a file name", path.display())) };
     let parent = fs::canonicalize(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     let allowed = fs::canonicalize(dir).map_err(|e| format!("save directory {}: {e}", dir.display()))?;
-    if !parent.starts_with(&allowed) {
-        return Err(format!("{}: outside the save directory {} (set [console] save_dir to save elsewhere)", path.display(), allowed.display()));
+    if parent != allowed {
+        return Err(format!("{}: not directly in the save directory {} (set [console] save_dir to save elsewhere)", path.display(), allowed.display()));
+    }
+    // Only configuration files: a name ending in `.toml`, not hidden (the
+    // save directory may hold other files the console must not replace).
+    let n = name.to_string_lossy();
+    if !n.ends_with(".toml") || n.starts_with('.') || n.len() <= ".toml".len() {
+        return Err(format!("{}: only a NAME.toml file is saved", path.display()));
     }
     let file = parent.join(name);
     match fs::symlink_metadata(&file) {
@@ -133,9 +139,9 @@ mod tests {
         let victim = outside.join("passwd");
         fs::write(&victim, "root:x:0:0").unwrap();
         let e = target(&victim, &d).unwrap_err();
-        assert!(e.contains("outside the save directory"), "{e}");
+        assert!(e.contains("not directly in the save directory"), "{e}");
         let e = target(Path::new("/etc/passwd"), &d).unwrap_err();
-        assert!(e.contains("outside the save directory"), "{e}");
+        assert!(e.contains("not directly in the save directory"), "{e}");
         let e = target(&d.join("../x.toml"), &d).unwrap_err();
         assert!(e.contains("`..` is not allowed"), "{e}");
         let e = target(Path::new("sub/../../x.toml"), &d).unwrap_err();
@@ -147,13 +153,18 @@ mod tests {
         // A symbolic link to a directory outside, used as the directory.
         symlink(&outside, d.join("sub")).unwrap();
         let e = target(Path::new("sub/passwd"), &d).unwrap_err();
-        assert!(e.contains("outside the save directory"), "{e}");
+        assert!(e.contains("not directly in the save directory"), "{e}");
         // A directory is not a file.
-        fs::create_dir(d.join("dir")).unwrap();
-        assert!(target(Path::new("dir"), &d).unwrap_err().contains("not a regular file"));
-        // A real subdirectory is inside.
+        fs::create_dir(d.join("dir.toml")).unwrap();
+        assert!(target(Path::new("dir.toml"), &d).unwrap_err().contains("not a regular file"));
+        // Only NAME.toml, directly in the directory (review: a console user
+        // must not replace /etc/profile.d/x.sh when the config is in /etc).
+        for name in ["profile.sh", ".hidden.toml", ".toml", "sudoers"] {
+            assert!(target(Path::new(name), &d).unwrap_err().contains("only a NAME.toml"), "{name}");
+        }
         fs::create_dir(d.join("keep")).unwrap();
-        assert_eq!(target(Path::new("keep/a.toml"), &d).unwrap(), fs::canonicalize(&d).unwrap().join("keep/a.toml"));
+        assert!(target(Path::new("keep/a.toml"), &d).unwrap_err().contains("not directly in the save directory"));
+        assert_eq!(target(Path::new("a.toml"), &d).unwrap(), fs::canonicalize(&d).unwrap().join("a.toml"));
         assert_eq!(fs::read_to_string(&victim).unwrap(), "root:x:0:0");
         fs::remove_dir_all(&d).unwrap();
         fs::remove_dir_all(&outside).unwrap();

@@ -201,6 +201,7 @@ impl Shard {
             Some((id, Dir::Reply)) => self.forward_reply(snap, frame, &info, id),
             None => match snap.find_service(dst, dport, proto) {
                 Some(vs) if standby(vs) => Verdict::Drop(DropReason::VrrpBackup),
+                Some(_) if snap.is_self(src) || snap.is_local(src) || snap.is_vip(src) => Verdict::Drop(DropReason::OwnSource),
                 Some(vs) => self.new_connection(snap, frame, &info, vs, port),
                 None if snap.is_self(dst) || snap.is_local(dst) => Verdict::Punt,
                 // A server's own connection out (`[[snat]]`), from the

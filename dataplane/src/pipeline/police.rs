@@ -93,7 +93,8 @@ const VRRP_GROUP: u32 = u32::from_be_bytes([224, 0, 0, 18]);
 ///   set it), then to 224.0.0.18 on a link with an instance, or to the
 ///   link's self IP from one of its unicast peers; anything else of
 ///   protocol 112 is `vrrp-refused`.
-/// - HA: UDP from the `[sync]` peer to the sync port, on the sync link.
+/// - HA: UDP with TTL 255 (RFC 5082) from the `[sync]` peer to the sync
+///   link's self IP and the sync port, on the sync link.
 /// - Probe: TCP/UDP to a probe's port (`PROBE_PORT_MIN..`) from a
 ///   server's address on its link (or a DSR service's VIP on a server's
 ///   link), or an ICMP echo reply from one.
@@ -113,7 +114,9 @@ pub fn punt_class(snap: &Snapshot, frame: &[u8], link: u16) -> Result<PuntClass,
     let dport = l4.get(2..4).and_then(|b| <[u8; 2]>::try_from(b).ok()).map_or(0, u16::from_be_bytes);
     Ok(match proto {
         protocol::VRRP => return vrrp_class(snap, link, ip.ttl(), src, dst),
-        protocol::UDP if snap.control.sync.is_some_and(|p| p.link == link && p.peer == src && p.port == dport) => PuntClass::Ha,
+        // GTSM (RFC 5082): the peer sends with TTL 255, so only a sender on
+        // the sync link can put a datagram in this class.
+        protocol::UDP if ip.ttl() == 255 && snap.control.sync.is_some_and(|p| p.link == link && p.peer == src && p.port == dport) && snap.port(link).is_some_and(|pv| pv.self_ip == dst) => PuntClass::Ha,
         protocol::TCP | protocol::UDP if dport >= PROBE_PORT_MIN && snap.is_probe_source(src, link) => PuntClass::Probe,
         // RFC 792: type 0, echo reply.
         protocol::ICMP if l4.first() == Some(&0) && snap.is_probe_source(src, link) => PuntClass::Probe,

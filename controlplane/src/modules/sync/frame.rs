@@ -7,7 +7,8 @@ use furiwake_dataplane::wire::udp::{UdpPacket, UdpRepr};
 use furiwake_dataplane::wire::{EtherType, EthernetAddress, EthernetFrame};
 use std::net::Ipv4Addr;
 
-/// One UDP datagram in a frame: `src:sport` -> `dst:dport`, TTL 64, with
+/// One UDP datagram in a frame: `src:sport` -> `dst:dport`, TTL 255 (so
+/// the peer's workers can tell it came from the link, RFC 5082), with
 /// both checksums; padded to 60 bytes.
 #[allow(clippy::too_many_arguments)]
 pub fn udp_frame(src_mac: EthernetAddress, dst_mac: EthernetAddress, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
@@ -17,7 +18,7 @@ pub fn udp_frame(src_mac: EthernetAddress, dst_mac: EthernetAddress, src: Ipv4Ad
     eth.set_dst_addr(dst_mac);
     eth.set_src_addr(src_mac);
     eth.set_ethertype(EtherType::Ipv4);
-    Ipv4Repr { src_addr: src, dst_addr: dst, protocol: protocol::UDP, payload_len: udp_len, ttl: 64, dscp_ecn: 0 }.emit(&mut Ipv4Packet::new_unchecked(&mut f[14..]));
+    Ipv4Repr { src_addr: src, dst_addr: dst, protocol: protocol::UDP, payload_len: udp_len, ttl: 255, dscp_ecn: 0 }.emit(&mut Ipv4Packet::new_unchecked(&mut f[14..]));
     f[42..42 + payload.len()].copy_from_slice(payload);
     UdpRepr { src_port: sport, dst_port: dport, payload_len: payload.len() }.emit(&mut UdpPacket::new_unchecked(&mut f[34..34 + udp_len]), src, dst);
     f
