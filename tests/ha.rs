@@ -820,7 +820,7 @@ fn a_junk_sync_flood_makes_no_vrrp_transition() {
 #[test]
 fn the_sync_is_re_keyed_by_reload_without_a_gap() {
     let Some(mut p) = Pair::open('k', "rekey", &[]) else { return };
-    let new_key = "5a".repeat(32);
+    let new_key = "8c1f6e0a3d57b9e24f0a6c83d1e95b72a4c0f83e6d2b19a75c3e8f04b6d2a193".to_string();
     let vrrp = |prio: u8, b: usize| nat_vrrp(prio, "") + &sync_section(b);
     p.start_synced(&vrrp);
     let key_id = |show: &str| show.lines().find(|l| l.starts_with("keys: sending with ")).and_then(|l| l.split_whitespace().nth(3)).unwrap_or_default().to_string();
