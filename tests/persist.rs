@@ -220,7 +220,7 @@ tcp_close = 1
 "#;
     let Some(lab) = lab_with('x', "vsremove", services, 8) else { return };
     let file = lab.dir.path("big.download");
-    let argv = ["curl", "-s", "-S", "-m", "60", "--limit-rate", "2M", "-o", file.to_str().unwrap(), "-w", "%{http_code} %{remote_ip}\n", "http://192.0.2.101/big"];
+    let argv = ["curl", "-s", "-S", "-m", "60", "--limit-rate", "1M", "-o", file.to_str().unwrap(), "-w", "%{http_code} %{remote_ip}\n", "http://192.0.2.101/big"];
     let mut curl = Proc::spawn("curl", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("curl.log"), false);
     std::thread::sleep(std::time::Duration::from_millis(1200));
     assert!(curl.is_running(), "the download should still run: {}", curl.output());
