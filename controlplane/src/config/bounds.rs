@@ -117,6 +117,8 @@ pub const VLAN: Bound = Bound::new("vlan", 1, 4094);
 // [defence]
 /// Half-open entries per worker: at least one, at most a table's worth.
 pub const EMBRYONIC_PER_WORKER: Bound = Bound::new("embryonic_per_worker", 1, MAX_FLOWS_PER_WORKER as u64);
+pub const UNREPLIED_PER_SERVICE: Bound = Bound::new("unreplied_per_service", 1, MAX_FLOWS_PER_WORKER as u64);
+pub const UNREPLIED_PER_SOURCE: Bound = Bound::new("unreplied_per_source", 1, MAX_FLOWS_PER_WORKER as u64);
 pub const SYN_PROXY_THRESHOLD: Bound = Bound::new("syn_proxy_threshold", 1, MAX_FLOWS_PER_WORKER as u64);
 /// Generated ICMP errors and refusals per second per worker; 0 sends none.
 pub const ICMP_RATE: Bound = Bound::new("icmp_rate", 0, 10_000_000);

@@ -17,6 +17,15 @@ pub struct Defence {
     /// a new connection past it, or into a full table, evicts the oldest
     /// half-open entry. Default: a quarter of `flows_per_worker`.
     pub embryonic_per_worker: Option<Spanned<u32>>,
+    /// Unreplied entries (half-open TCP, unanswered UDP) one virtual
+    /// server holds per worker before its new ones evict its own oldest:
+    /// a flood at one service churns that service's entries only.
+    /// Default: half of `embryonic_per_worker`.
+    pub unreplied_per_service: Option<Spanned<u32>>,
+    /// The same per source: per bucket of a keyed hash of the client's
+    /// address (4096 per worker), so a sender cannot pick whose bucket it
+    /// shares. Default: 1/64 of `embryonic_per_worker`, at least 16.
+    pub unreplied_per_source: Option<Spanned<u32>>,
     /// ICMP errors and refusals (TCP RST, port unreachable, fragmentation
     /// needed) each worker may send per second (RFC 1812 §4.3.2.8), as a
     /// token bucket of `icmp_burst`.
@@ -66,7 +75,7 @@ impl Punt {
 
 impl Default for Defence {
     fn default() -> Self {
-        Self { embryonic_per_worker: None, icmp_rate: unplaced(DEFAULT_ICMP_RATE), icmp_burst: unplaced(DEFAULT_ICMP_BURST), syn_proxy_threshold: None, punt: Punt::default() }
+        Self { embryonic_per_worker: None, unreplied_per_service: None, unreplied_per_source: None, icmp_rate: unplaced(DEFAULT_ICMP_RATE), icmp_burst: unplaced(DEFAULT_ICMP_BURST), syn_proxy_threshold: None, punt: Punt::default() }
     }
 }
 
@@ -77,6 +86,16 @@ impl Defence {
     /// The embryonic budget for tables of `flows` entries.
     pub fn embryonic_max(&self, flows: u32) -> u32 {
         self.embryonic_per_worker.as_ref().map_or((flows / 4).max(1), |v| *v.get_ref())
+    }
+
+    /// The per-service unreplied cap for tables of `flows` entries.
+    pub fn unreplied_per_service(&self, flows: u32) -> u32 {
+        self.unreplied_per_service.as_ref().map_or((self.embryonic_max(flows) / 2).max(1), |v| *v.get_ref())
+    }
+
+    /// The per-source-bucket unreplied cap for tables of `flows` entries.
+    pub fn unreplied_per_source(&self, flows: u32) -> u32 {
+        self.unreplied_per_source.as_ref().map_or((self.embryonic_max(flows) / 64).max(16), |v| *v.get_ref())
     }
 
     /// The half-open entries past which `auto` proxies, for tables of
@@ -94,6 +113,12 @@ impl Defence {
         if let Some(e) = &self.syn_proxy_threshold {
             v.push((&bounds::SYN_PROXY_THRESHOLD, e));
         }
+        if let Some(e) = &self.unreplied_per_service {
+            v.push((&bounds::UNREPLIED_PER_SERVICE, e));
+        }
+        if let Some(e) = &self.unreplied_per_source {
+            v.push((&bounds::UNREPLIED_PER_SOURCE, e));
+        }
         v.extend(bounds::PUNT_RATES.iter().zip(self.punt.fields()).map(|(b, (_, r))| (b, r)));
         v
     }
@@ -106,6 +131,12 @@ impl Defence {
         }
         if let Some(e) = &self.syn_proxy_threshold {
             s.push_str(&format!("syn_proxy_threshold = {}\n", e.get_ref()));
+        }
+        if let Some(e) = &self.unreplied_per_service {
+            s.push_str(&format!("unreplied_per_service = {}\n", e.get_ref()));
+        }
+        if let Some(e) = &self.unreplied_per_source {
+            s.push_str(&format!("unreplied_per_source = {}\n", e.get_ref()));
         }
         s.push_str(&format!("icmp_rate = {}\nicmp_burst = {}\n\n[defence.punt]", self.icmp_rate.get_ref(), self.icmp_burst.get_ref()));
         for (k, v) in self.punt.fields() {

@@ -84,9 +84,9 @@ impl Runtime {
             if !punts.is_empty() {
                 let _ = writeln!(s, "  punt (passed/limited): {}", punts.join("; "));
             }
-            let (rst, evicted, limited, implausible) = (c.rst_in_window.get(), c.embryonic_evicted.get(), c.answers_limited.get(), c.tcp_implausible.get());
-            if rst + evicted + limited + implausible > 0 {
-                let _ = writeln!(s, "  defence: embryonic-evicted {evicted}; rst-in-window {rst}; answers-limited {limited}; tcp-implausible {implausible}");
+            let (rst, evicted, limited, implausible, capped) = (c.rst_in_window.get(), c.embryonic_evicted.get(), c.answers_limited.get(), c.tcp_implausible.get(), c.unreplied_capped.get());
+            if rst + evicted + limited + implausible + capped > 0 {
+                let _ = writeln!(s, "  defence: embryonic-evicted {evicted}; unreplied-capped {capped}; rst-in-window {rst}; answers-limited {limited}; tcp-implausible {implausible}");
             }
             if c.syn_cookies.get() + c.syn_proxied.get() > 0 {
                 let _ = writeln!(s, "  syn-proxy: cookies {}; proxied {}; parked {}; stale {}; resent {}", c.syn_cookies.get(), c.syn_proxied.get(), c.syn_parked.get(), c.syn_stale.get(), c.syn_resent.get());

@@ -39,7 +39,7 @@ mod wheel;
 
 pub use entry::{EntryFlags, Flow, FlowInit, FlowMut, Forwarding};
 pub use state::{FlowState, Timeouts};
-pub use table::{FlowTable, InsertError, MAX_CAPACITY};
+pub use table::{FlowTable, InsertError, CAP_WALK, MAX_CAPACITY, SOURCE_BUCKETS};
 pub use tcp::next_state;
 pub use track::{Check, Restart, Segment, Sight, Track};
 pub use wheel::WHEEL_SLOTS;

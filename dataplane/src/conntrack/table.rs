@@ -16,7 +16,8 @@ use super::tcp::{fin_bits_of, next_state, next_state_input_only};
 use super::entry::Forwarding;
 use super::track::{Check, Restart, Segment, Sight, Track};
 use super::wheel::{Wheel, NIL, WHEEL_MASK};
-use unreplied::{list_of, EmbList};
+use unreplied::{list_of, Counts, EmbList};
+pub use unreplied::{CAP_WALK, SOURCE_BUCKETS};
 
 mod unreplied;
 
@@ -57,6 +58,8 @@ pub struct FlowTable<A: Addr = u32> {
     /// of entries not `IPS_ASSURED`). An entry is in at most one (its
     /// state says which), so both share `Track`'s links.
     unreplied: [EmbList; 2],
+    /// Unreplied entries per service and per source bucket (the caps').
+    counts: Counts,
 }
 
 
@@ -90,6 +93,7 @@ impl<A: Addr> FlowTable<A> {
             seed: crate::hash::Seed::new(key),
             tracks: vec![Track::NEW; capacity as usize].into_boxed_slice(),
             unreplied: [EmbList::EMPTY; 2],
+            counts: Counts::new(key),
         }
     }
 

@@ -72,7 +72,7 @@ impl Shard {
         if !super::classify::l4_checksum_ok(frame, p) {
             return Err(Verdict::Drop(DropReason::L4BadChecksum));
         }
-        if !self.make_room(snap) {
+        if !self.make_room(snap, vs_index, p.src, p.proto) {
             return Err(Verdict::Drop(DropReason::FlowTableFull));
         }
         let (server_index, persisted) = match vs.persistence {
@@ -96,7 +96,12 @@ impl Shard {
             Forwarding::Nat | Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel | Forwarding::Snat | Forwarding::Gateway => (p.src, p.sport),
             Forwarding::FullNat => {
                 let hairpin_src = [snap.port(server.tx_port).map_or(0, |pv| pv.self_ip)];
-                match self.local_ports.alloc(if hairpin { &hairpin_src } else { &vs.local_addrs }) {
+                let addrs = if hairpin { &hairpin_src[..] } else { &vs.local_addrs[..] };
+                let mut port = self.local_ports.alloc(addrs);
+                if port.is_none() && !hairpin && self.free_a_port(snap, vs_index, p.proto) {
+                    port = self.local_ports.alloc(addrs);
+                }
+                match port {
                     Some(l) => l,
                     None => {
                         if let (true, Some(pers)) = (persisted, vs.persistence) {

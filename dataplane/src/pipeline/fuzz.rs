@@ -173,7 +173,7 @@ impl Fuzzer {
             neighbors.set(slot, EthernetAddress([2, 0, 0, 0, 1, slot as u8]));
         }
         let reader = readers.pop()?;
-        let config = WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 7, sync_refresh: 0, embryonic_max: 64, syn_proxy_threshold: 8, syn_proxy_rate: 50, ..WorkerConfig::default() };
+        let config = WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 7, sync_refresh: 0, embryonic_max: 64, unreplied_per_service: 6, unreplied_per_source: 3, syn_proxy_threshold: 8, syn_proxy_rate: 50, ..WorkerConfig::default() };
         Some(Fuzzer { worker: Worker::new(config, reader, Arc::clone(&neighbors)), _publisher: publisher, neighbors, links, now: 0, steps: 0, forwarded: 0, cookie: None })
     }
 
@@ -225,13 +225,20 @@ impl Fuzzer {
     }
 
     /// The whole table against its lists and gauges: the embryonic list
-    /// holds exactly the entries in a handshake, and the established
+    /// holds exactly the entries in a handshake, each service's unreplied
+    /// count (the cap's) its unreplied entries, and the established
     /// gauges count exactly the established entries.
     fn check_table(&self) -> Result<(), String> {
         let t = self.worker.table();
         let half_open = t.iter().filter(|(_, f)| f.state.is_embryonic()).count() as u32;
         if half_open != t.embryonic() {
             return Err(format!("{half_open} half-open entries, embryonic list {}", t.embryonic()));
+        }
+        for vs in 0..crate::limits::MAX_SERVICES as u16 {
+            let n = t.iter().filter(|(_, f)| f.vs == vs && f.state.is_unreplied()).count() as u32;
+            if n != t.unreplied_of_service(vs) {
+                return Err(format!("service {vs}: {n} unreplied entries, its cap's count {}", t.unreplied_of_service(vs)));
+            }
         }
         let c = self.worker.counters();
         let established = t.iter().filter(|(_, f)| f.state.is_active() && (f.vs as usize) < c.services.len()).count() as u64;
@@ -451,6 +458,7 @@ mod tests {
         f.run(0x5eed, 20_000).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(f.steps, 20_000);
         assert!(f.forwarded > 3_000, "the templates reach every path: {} forwarded", f.forwarded);
+        assert!(f.worker.counters().unreplied_capped.get() > 0, "the unreplied caps were reached");
         // Bytes too (the cargo-fuzz entry point).
         for b in [&[][..], &[0xff][..], &[0x0b, 0, 1, 2][..]] {
             f.step_bytes(b).unwrap();

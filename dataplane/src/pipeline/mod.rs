@@ -26,6 +26,7 @@ mod inplace;
 mod owner;
 pub mod police;
 mod replicate;
+mod room;
 mod snat;
 mod synproxy;
 mod transit;
@@ -72,6 +73,13 @@ pub struct WorkerConfig {
     /// at most: a new connection past it evicts the oldest, as it does
     /// when the table is full (`[defence] embryonic_per_worker`).
     pub embryonic_max: u32,
+    /// Unreplied entries one service (snapshot slot) holds before its new
+    /// ones evict its own oldest (`[defence] unreplied_per_service`).
+    pub unreplied_per_service: u32,
+    /// Unreplied entries one source bucket (`conntrack::SOURCE_BUCKETS`,
+    /// keyed) holds before its new ones evict its own oldest
+    /// (`[defence] unreplied_per_source`).
+    pub unreplied_per_source: u32,
     /// Answers the worker builds (RST and port unreachable refusals,
     /// fragmentation needed) per second, and their burst (RFC 1812
     /// §4.3.2.8: a router limits the ICMP errors it sends).
@@ -94,7 +102,7 @@ pub const DEFAULT_PUNT_RATES: [u32; PuntClass::COUNT] = [2000, 1000, 100_000, 20
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, cookie_key: [0; 2], owner_key: 0, sync_refresh: 0, embryonic_max: u32::MAX, icmp_rate: 1000, icmp_burst: 50, punt_rates: DEFAULT_PUNT_RATES, syn_proxy_threshold: u32::MAX, syn_proxy_rate: u32::MAX }
+        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, cookie_key: [0; 2], owner_key: 0, sync_refresh: 0, embryonic_max: u32::MAX, unreplied_per_service: u32::MAX, unreplied_per_source: u32::MAX, icmp_rate: 1000, icmp_burst: 50, punt_rates: DEFAULT_PUNT_RATES, syn_proxy_threshold: u32::MAX, syn_proxy_rate: u32::MAX }
     }
 }
 
@@ -475,28 +483,6 @@ impl Shard {
             }
             ended(f, snap, now, counters, local_ports, persist)
         });
-    }
-
-    /// Makes room for a new entry (TCP or UDP: both start unreplied) when
-    /// the table is full or holds `embryonic_max` unreplied entries: the
-    /// oldest unreplied entry goes (a SYN or spoofed-UDP flood's, most
-    /// likely: Linux conntrack's early drop of entries not `IPS_ASSURED`),
-    /// never one its server answered. False when the table is full of
-    /// answered entries.
-    #[inline]
-    fn make_room(&mut self, snap: &Snapshot) -> bool {
-        let over = self.table.unreplied() >= self.config.embryonic_max;
-        if !over && !self.table.is_full() {
-            return true;
-        }
-        match self.table.oldest_unreplied() {
-            Some(id) => {
-                self.remove(snap, id);
-                self.counters.embryonic_evicted.inc();
-                true
-            }
-            None => !self.table.is_full(),
-        }
     }
 
     /// Removes a connection at once, with its counters and port; sync

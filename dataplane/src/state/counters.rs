@@ -392,6 +392,10 @@ pub struct WorkerCounters {
     /// Half-open TCP entries evicted (the oldest first) to make room for a
     /// new connection: the table was full or held `embryonic_max`.
     pub embryonic_evicted: Counter,
+    /// Unreplied entries a cap evicted for a newer one of their own group:
+    /// a service at `unreplied_per_service`, a source bucket at
+    /// `unreplied_per_source`, or full-NAT ports run out.
+    pub unreplied_capped: Counter,
     /// New connections sent to a server by a persistence record.
     pub persisted: Counter,
     /// Persistence records made.
@@ -435,6 +439,7 @@ impl Default for WorkerCounters {
             rst_in_window: Counter::default(),
             tcp_implausible: Counter::default(),
             embryonic_evicted: Counter::default(),
+            unreplied_capped: Counter::default(),
             persist_records: Counter::default(),
             persist_evicted: Counter::default(),
             flows: Counter::default(),

@@ -80,6 +80,7 @@ pub fn workers(t: &mut Text, rt: &Runtime) {
     t.family("worker_snat_total", "counter", "Connections servers opened through source NAT.", per_worker(&|c| c.snat.get()));
     t.family("worker_frag_needed_total", "counter", "dsr-tunnel packets too big for the tunnel answered with ICMP fragmentation needed, and fragmentation needed from inside a tunnel relayed to clients.", per_worker(&|c| c.frag_needed.get()));
     t.family("worker_embryonic_evicted_total", "counter", "Half-open TCP entries evicted to make room (a SYN flood's, oldest first).", per_worker(&|c| c.embryonic_evicted.get()));
+    t.family("worker_unreplied_capped_total", "counter", "Unreplied entries evicted by a per-service, per-source or full-NAT port cap for a newer one of their own group.", per_worker(&|c| c.unreplied_capped.get()));
     t.family("worker_rst_in_window_total", "counter", "TCP resets inside the window but not at the next byte: forwarded, the connection kept (RFC 5961).", per_worker(&|c| c.rst_in_window.get()));
     t.family("worker_tcp_implausible_total", "counter", "TCP segments no endpoint would accept (outside the window, an ACK of unsent data, no ACK): forwarded, changing nothing.", per_worker(&|c| c.tcp_implausible.get()));
     t.family("worker_syn_cookies_total", "counter", "SYNs the SYN proxy answered with a cookie.", per_worker(&|c| c.syn_cookies.get()));

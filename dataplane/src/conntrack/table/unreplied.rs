@@ -3,6 +3,7 @@
 //! `emb_prev`/`emb_next` (an entry is in one list at most: its state says
 //! which). What `FlowTable::oldest_unreplied` evicts from.
 
+use super::super::entry::Flow;
 use super::super::key::{Addr, FlowId};
 use super::super::state::FlowState;
 use super::{FlowTable, NIL};
@@ -19,6 +20,50 @@ impl EmbList {
     pub(super) const EMPTY: EmbList = EmbList { head: NIL, tail: NIL, len: 0 };
 }
 
+/// Buckets of the per-source count (`FlowTable::unreplied_of_source`): a
+/// keyed hash of the client's address picks one, so a sender cannot
+/// choose whose count it shares.
+pub const SOURCE_BUCKETS: usize = 4096;
+
+/// Entries a cap's search looks at, from the oldest, for one of the
+/// group's own (`FlowTable::oldest_unreplied_where`): the cap is soft
+/// where the group's entries are not among the oldest.
+pub const CAP_WALK: u32 = 64;
+
+/// The unreplied entries per service (snapshot slot) and per source
+/// bucket: what `[defence] unreplied_per_service` and
+/// `unreplied_per_source` cap.
+#[derive(Debug)]
+pub(super) struct Counts {
+    service: Box<[u32]>,
+    source: Box<[u32]>,
+    key: u64,
+}
+
+impl Counts {
+    pub(super) fn new(key: u64) -> Self {
+        Self {
+            service: vec![0; crate::limits::MAX_SERVICES].into_boxed_slice(),
+            source: vec![0; SOURCE_BUCKETS].into_boxed_slice(),
+            // Not the table's own key: the bucket of a source says nothing
+            // about the bucket of a tuple.
+            key: crate::hash::keyed64(key, 0x756e_7265_706c_6965),
+        }
+    }
+
+    #[inline]
+    pub(super) fn bucket<A: Addr>(&self, ip: A) -> usize {
+        (crate::hash::keyed64(ip.fold(), self.key) as usize) & (SOURCE_BUCKETS - 1)
+    }
+
+    fn add<A: Addr>(&mut self, vs: u16, ip: A, up: bool) {
+        let b = self.bucket(ip);
+        for c in [self.service.get_mut(vs as usize), self.source.get_mut(b)].into_iter().flatten() {
+            *c = if up { c.saturating_add(1) } else { c.saturating_sub(1) };
+        }
+    }
+}
+
 /// Which unreplied list a state belongs to (`FlowState::is_unreplied`).
 #[inline]
 pub(super) fn list_of(s: FlowState) -> Option<usize> {
@@ -30,6 +75,39 @@ pub(super) fn list_of(s: FlowState) -> Option<usize> {
 }
 
 impl<A: Addr> FlowTable<A> {
+    /// Unreplied entries of service slot `vs`.
+    pub fn unreplied_of_service(&self, vs: u16) -> u32 {
+        self.counts.service.get(vs as usize).copied().unwrap_or(0)
+    }
+
+    /// Unreplied entries whose client shares `ip`'s source bucket.
+    pub fn unreplied_of_source(&self, ip: A) -> u32 {
+        self.counts.source.get(self.counts.bucket(ip)).copied().unwrap_or(0)
+    }
+
+    /// The oldest entry of either unreplied list, the one for `proto`'s
+    /// kind first, that `pick` accepts, among the `CAP_WALK` oldest of
+    /// each: what a cap evicts.
+    pub fn oldest_unreplied_where(&self, proto: u8, pick: impl Fn(&Flow<A>) -> bool) -> Option<FlowId> {
+        let first = usize::from(proto != super::super::key::IPPROTO_TCP);
+        [first, 1 - first].into_iter().find_map(|k| {
+            let mut id = self.unreplied.get(k)?.head;
+            for _ in 0..CAP_WALK {
+                let f = self.entries.get(id as usize)?;
+                if pick(f) {
+                    return Some(id);
+                }
+                id = self.tracks.get(id as usize)?.emb_next;
+            }
+            None
+        })
+    }
+
+    /// Whether `a` and `b` share a source bucket.
+    pub fn same_source(&self, a: A, b: A) -> bool {
+        self.counts.bucket(a) == self.counts.bucket(b)
+    }
+
     pub(super) fn emb_contains(&self, id: FlowId, k: usize) -> bool {
         self.unreplied.get(k).is_some_and(|l| l.head == id) || self.tracks.get(id as usize).is_some_and(|t| t.emb_prev != NIL)
     }
@@ -52,6 +130,10 @@ impl<A: Addr> FlowTable<A> {
             l.tail = id;
             l.len += 1;
         }
+        if let Some(f) = self.entries.get(id as usize) {
+            let (vs, ip) = (f.vs, f.client_ip);
+            self.counts.add(vs, ip, true);
+        }
     }
 
     /// Takes `id` out of unreplied list `k` (if it is in it).
@@ -73,6 +155,10 @@ impl<A: Addr> FlowTable<A> {
                 l.tail = prev;
             }
             l.len -= 1;
+        }
+        if let Some(f) = self.entries.get(id as usize) {
+            let (vs, ip) = (f.vs, f.client_ip);
+            self.counts.add(vs, ip, false);
         }
     }
 
