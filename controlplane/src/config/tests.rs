@@ -672,8 +672,14 @@ fn defence_defaults_ranges_and_round_trip() {
     let text = format!("{GOOD}\n[defence]\nembryonic_per_worker = 5000\nicmp_rate = 20\nicmp_burst = 5\n");
     let c = Config::parse("t.toml", &text).unwrap();
     assert_eq!((c.defence.embryonic_max(65536), *c.defence.icmp_rate.get_ref(), *c.defence.icmp_burst.get_ref()), (5000, 20, 5));
+    assert_eq!((c.defence.unreplied_per_service(65536), c.defence.unreplied_per_source(65536)), (2500, 78), "half and 1/64 of the budget");
     let again = Config::parse("r.toml", &render(&c)).unwrap();
     assert_eq!(again.defence, c.defence);
+    let c = Config::parse("t.toml", &format!("{GOOD}\n[defence]\nunreplied_per_service = 700\nunreplied_per_source = 9\n")).unwrap();
+    assert_eq!((c.defence.unreplied_per_service(65536), c.defence.unreplied_per_source(65536)), (700, 9));
+    assert_eq!(Config::parse("r.toml", &render(&c)).unwrap().defence, c.defence);
+    assert!(err(&format!("{GOOD}\n[defence]\nunreplied_per_source = 0\n")).to_string().contains("unreplied_per_source 0 is out of range"));
+    assert_eq!(Config::parse("t.toml", GOOD).unwrap().defence.unreplied_per_source(1024), 16, "at least 16");
     let lines = GOOD.lines().count() + 3;
     let e = err(&format!("{GOOD}\n[defence]\nembryonic_per_worker = 0\n"));
     assert_eq!(e.line, lines, "{e}");
