@@ -416,7 +416,12 @@ icmp_burst = 20
 /// three rounds. A SYN in a synchronized state moves no mark (forwarded:
 /// the server challenges it), so each RST misses the window and is
 /// dropped (or, by a chance of about 1 in 1000, lands in it and is only
-/// forwarded): the download finishes byte-identical.
+/// forwarded): the download finishes byte-identical. Then review S9:
+/// resets from each server's address to the client's port, sent from the
+/// clients' segment to the box's MAC: the one that matches the connection
+/// (its reply direction) arrived on the wrong link and is dropped as
+/// `reply-wrong-link` (it used to be judged only by its sequence number,
+/// and forwarded to the client when in the window).
 #[test]
 fn a_blind_syn_then_reset_does_not_end_a_download() {
     let Some(mut lab) = lab('B', "blind", 8, &["nginx", "ss"]) else { return };
@@ -427,8 +432,14 @@ fn a_blind_syn_then_reset_does_not_end_a_download() {
     let script = test_script("blind_syn_rst.py");
     let (ok, out) = lab.topo.try_exec("client", &format!("/usr/bin/python3 {} --vip {VIP} --port 80 --cport {cport} --rounds 3", script.display()));
     assert!(ok && out.contains("sent 9"), "{out}");
+    let servers: Vec<String> = (1..=LAB_BACKENDS).map(server_ip).collect();
+    let script = test_script("spoofed_reply.py");
+    let (ok, out) = lab.topo.try_exec("client", &format!("/usr/bin/python3 {} --via {VIP} --client 192.0.2.10 --cport {cport} --servers {} --count 5", script.display(), servers.join(",")));
+    assert!(ok && out.contains(&format!("sent {}", 5 * LAB_BACKENDS)), "{out}");
     download_intact(&lab, download, 8);
     let block = lab.report();
+    let wrong_link = worker_drops(&block, 0).iter().find(|(r, _)| r == "reply-wrong-link").map_or(0, |d| d.1);
+    assert_eq!(wrong_link, 5, "the five that matched the download's reply direction:\n{block}");
     let out_of_window = worker_drops(&block, 0).iter().find(|(r, _)| r == "tcp-rst-out-of-window").map_or(0, |d| d.1);
     let in_window = counter(&block, "  defence:", "rst-in-window").unwrap_or(0);
     eprintln!("blind resets: {out_of_window} dropped out of the window, {in_window} forwarded in it");

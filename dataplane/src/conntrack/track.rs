@@ -149,6 +149,10 @@ pub struct Track {
     /// the box sends the server in its name.
     pub client_tsval: u32,
     pub client_win: u16,
+    /// SYN proxy: the tick (`TICK_MS`, low 16 bits, never 0) the SYN was
+    /// last sent to the server again; 0 for never (review S9: one cookie
+    /// must not make the box send SYNs at the client's rate).
+    pub resent_at: u16,
     /// The ACK number of each side's latest segment, plausible or not: a
     /// reset answering that segment carries it as its sequence number
     /// (RFC 9293 §3.10.7: `<SEQ=SEG.ACK><CTL=RST>`).
@@ -182,6 +186,7 @@ impl Track {
         park: 0,
         client_tsval: 0,
         client_win: 0,
+        resent_at: 0,
         last_ack: [0; 2],
     };
 

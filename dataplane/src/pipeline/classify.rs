@@ -198,6 +198,7 @@ impl Shard {
         match found {
             Some((id, dir)) if self.table.get(id).is_some_and(|f| f.mode == crate::conntrack::Forwarding::Snat) => self.forward_snat(snap, frame, &info, id, dir),
             Some((id, Dir::Original)) => self.forward_original(snap, frame, &info, id),
+            Some((id, Dir::Reply)) if !reply_link_ok(snap, self.table.get(id), port) => Verdict::Drop(DropReason::ReplyWrongLink),
             Some((id, Dir::Reply)) => self.forward_reply(snap, frame, &info, id),
             None => match snap.find_service(dst, dport, proto) {
                 Some(vs) if standby(vs) => Verdict::Drop(DropReason::VrrpBackup),
@@ -215,4 +216,17 @@ impl Shard {
             },
         }
     }
+}
+
+/// Whether a reply-direction packet of `f` may have come from its server:
+/// it arrived on the link the server is reached on (review S9). Direct
+/// server return is left alone (the server answers the client itself), as
+/// is an entry whose server slot is gone.
+#[inline]
+fn reply_link_ok(snap: &Snapshot, f: Option<&crate::conntrack::Flow>, link: u16) -> bool {
+    let Some(f) = f else { return true };
+    if f.mode.is_dsr() {
+        return true;
+    }
+    snap.servers.get(f.server as usize).is_none_or(|s| s.tx_port == link)
 }

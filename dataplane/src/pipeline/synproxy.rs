@@ -130,6 +130,11 @@ pub(super) fn shift_of(t: &Track) -> Shift {
     Shift { seq: t.seq_delta, ts: t.ts_delta, wscale_from: t.proxy_wscale[1], wscale_to: t.proxy_wscale[0] }
 }
 
+/// Ticks (`conntrack::TICK_MS`, 100 ms) between two SYNs the box sends a
+/// silent server again for one proxied connection: 200 ms, below any
+/// client's retransmission timer (RFC 6298 §2: at least 1 s).
+const RESEND_TICKS: u16 = 2;
+
 impl Shard {
     /// Whether SYNs of a service in `mode` are answered by the proxy now.
     #[inline]
@@ -336,6 +341,13 @@ impl Shard {
             }
             None => (None, false, None),
         };
+        // At most one resend per `RESEND_TICKS`, whatever the client sends.
+        let now16 = (self.now as u16).max(1);
+        match self.table.track_mut(id) {
+            Some(tr) if tr.resent_at != 0 && now16.wrapping_sub(tr.resent_at) < RESEND_TICKS => return Verdict::Drop(DropReason::SynProxyPending),
+            Some(tr) => tr.resent_at = now16,
+            None => return Verdict::Drop(DropReason::SynProxyPending),
+        }
         self.counters.syn_resent.inc();
         self.server_syn(snap, &f, p, ServerSyn { isn, mss_idx, wscale, sack, tsval, client_win: seg.window_len() })
     }

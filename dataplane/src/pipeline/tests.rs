@@ -395,6 +395,22 @@ fn a_blind_syn_then_reset_ends_nothing() {
 /// Second-round review H4: a new connection whose source is the box's
 /// own (a VIP, a self IP): its answers would come back to the box as
 /// replies that make a spoofed entry look answered. Dropped by name.
+/// Review S9: a server's answer arriving on the clients' link (its source
+/// spoofed from outside) is dropped by name and changes nothing; the same
+/// answer on the servers' link passes.
+#[test]
+fn a_reply_on_the_clients_link_is_spoofed() {
+    let mut w = worker();
+    let mut f = syn(40000, 80);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    let s = SRV.iter().position(|a| *a == addr(&f, 30)).unwrap();
+    let answer = || frame(SERVER_MAC[s], IN_MAC, SRV[s], CLIENT, 6, &tcp(8080, 40000, tcpf::SYN | tcpf::ACK), true);
+    assert_eq!(w.process(&mut answer(), OUT, false), Verdict::Drop(DropReason::ReplyWrongLink));
+    assert_eq!(w.table().iter().next().map(|(_, f)| f.state), Some(FlowState::SynSent), "nothing changed");
+    assert_eq!(w.process(&mut answer(), IN, false), Verdict::Forward(OUT));
+    assert_eq!(w.table().iter().next().map(|(_, f)| f.state), Some(FlowState::SynRecv));
+}
+
 #[test]
 fn a_new_connection_from_the_boxs_own_address_is_spoofed() {
     let mut w = worker();
@@ -1482,7 +1498,12 @@ fn vlan_links_tag_what_leaves_them() {
     let id = w.table().iter().next().map(|(id, _)| id).unwrap();
     assert_eq!(w.table().get(id).map(|e| e.client_port_id), Some(OUT_VLAN100 as u8), "the client's link");
     io.tx.clear();
+    // The server's answer, on the servers' link (review S9: the same
+    // answer on the clients' link is spoofed).
     io.rx.push(pkt(frame(SERVER_MAC[0], IN_MAC, SRV[0], CLIENT, 6, &tcp(8080, 40000, tcpf::SYN | tcpf::ACK), true)));
+    assert_eq!(w.poll(&mut io, 2), 1);
+    assert_eq!((io.tx.len(), w.counters().drops(DropReason::ReplyWrongLink)), (0, 1));
+    io.rx.push(Pkt { port: IN, ..pkt(frame(SERVER_MAC[0], IN_MAC, SRV[0], CLIENT, 6, &tcp(8080, 40000, tcpf::SYN | tcpf::ACK), true)) });
     assert_eq!(w.poll(&mut io, 2), 1);
     let (port, back) = (io.tx[0].0, io.tx[0].1.data.clone());
     assert_eq!(port, OUT, "the client's port");

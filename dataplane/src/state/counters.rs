@@ -149,6 +149,10 @@ drop_reasons! {
     /// `[[snat]]`: a packet from a rule's sources that arrived on another
     /// link than the servers' (a spoofed source from outside).
     SnatWrongLink => "snat-wrong-link",
+    /// A reply-direction packet of a NAT or full-NAT connection that
+    /// arrived on another link than its server's (review S9: a spoofed
+    /// server source from outside).
+    ReplyWrongLink => "reply-wrong-link",
     /// A new connection from one of the box's own addresses (a self IP,
     /// a VIP, a full-NAT local address): spoofed (RFC 1812 §5.3.7), and
     /// its answers would come back to the box as replies that make the

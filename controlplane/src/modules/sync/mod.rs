@@ -42,8 +42,10 @@
 //!    then (`config reload` may change them), and the nonce rotated.
 //!
 //! Nothing blocks: a full installs ring drops the record (counted; the
-//! next refresh repairs it), an unresolved peer MAC sends to broadcast
-//! while ARP asks.
+//! next refresh repairs it); while ARP asks for an unresolved peer MAC,
+//! messages without records go to broadcast and records are dropped
+//! (counted `unresolved`: the connection table never goes to the whole
+//! segment).
 
 pub mod frame;
 pub mod fresh;
@@ -459,6 +461,13 @@ impl Sync {
         let src_mac = link.mac();
         let dst_mac = match arp.neighbor(self.peer) {
             Some(n) => n.mac,
+            // Records carry the connection table: never to broadcast
+            // (review S9). The next refresh repairs what is dropped.
+            None if !records.is_empty() => {
+                arp.ask(rt, self.link, self.peer);
+                self.drop("unresolved");
+                return;
+            }
             None => {
                 arp.ask(rt, self.link, self.peer);
                 EthernetAddress::BROADCAST

@@ -117,11 +117,17 @@ fn a_proxied_connection_from_cookie_to_translated_data() {
     assert_eq!(send(&mut w, get.clone(), OUT).0, Verdict::Consumed);
     // Its retransmission before the answer (the SYN or its answer may be
     // lost): the SYN again, from the cookie it returns.
-    let (v, f) = send(&mut w, get, OUT);
+    let (v, f) = send(&mut w, get.clone(), OUT);
     assert_eq!(v, Verdict::Forward(IN));
     let t = tcp_of(&f);
     assert_eq!((t.flags(), t.seq_number(), addr(&f, 30)), (tcpf::SYN, ISN, server));
     assert_eq!(TcpOptions::parse(t.options()).wscale, Some(6));
+    assert_eq!(w.counters().syn_resent.get(), 1);
+    // Review S9: more of them at once (a client holding one cookie) send
+    // no more SYNs until 200 ms have passed.
+    for _ in 0..50 {
+        assert_eq!(send(&mut w, get.clone(), OUT).0, Verdict::Drop(DropReason::SynProxyPending));
+    }
     assert_eq!(w.counters().syn_resent.get(), 1);
     // A segment that returns no cookie: dropped.
     let odd = ipv4_frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg(40000, 80, tcpf::ACK, ISN + 5000, cookie + 1, 502, &ts(1113, our_ts), b"x"), true);
