@@ -12,6 +12,16 @@
 //! translation; every entry record carries the entry's last-change
 //! counter (`Flow::version`), bumped at each `Update`.
 //!
+//! Unanswered entries are not replicated (`replicable`; IPVS syncs a
+//! connection only past its `sync_threshold` packets): a TCP entry in its
+//! handshake (SYN_SENT, SYN_RECV) or a UDP one its server has not
+//! answered (UDP_UNREPLIED) sends no record, so a spoofed flood fills
+//! neither the sync link nor the peer's table. Its first change to an
+//! answered state sends its `Create`. Two
+//! exceptions: a SYN-proxied entry (its client returned a cookie: known
+//! real) from its start, and a direct-server-return UDP flow, which never
+//! sees an answer.
+//!
 //! Walks: every `WorkerConfig::sync_refresh` ticks the worker pushes a
 //! `Refresh` for every live entry of its own: not the copies of the
 //! peer's (`SYNCED`), which echoed back could re-install on the peer a
@@ -180,7 +190,7 @@ impl Replication {
         while w.cursor < end {
             // A periodic walk reports this box's own entries only (module
             // docs: an echo of the peer's copies resurrects).
-            if let Some(f) = table.get(w.cursor).filter(|f| w.bulk.is_some() || !f.flags.contains(EntryFlags::SYNCED)) {
+            if let Some(f) = table.get(w.cursor).filter(|f| replicable(f) && (w.bulk.is_some() || !f.flags.contains(EntryFlags::SYNCED))) {
                 if !self.out.has_room(headroom + 1) {
                     return;
                 }
@@ -194,6 +204,23 @@ impl Replication {
             }
             self.walk = None;
         }
+    }
+}
+
+/// Whether entry `f` is reported to the peer (module docs): not while
+/// nobody has answered it.
+#[inline]
+pub(super) fn replicable(f: &crate::conntrack::Flow) -> bool {
+    replicable_in(f.state, f.flags, f.mode)
+}
+
+/// `replicable` for an entry in `state` with `flags` and `mode`.
+#[inline]
+fn replicable_in(state: FlowState, flags: EntryFlags, mode: Forwarding) -> bool {
+    match state {
+        FlowState::SynSent | FlowState::SynRecv => flags.contains(EntryFlags::SYN_PROXY),
+        FlowState::UdpUnreplied => mode.is_dsr(),
+        _ => true,
     }
 }
 
@@ -214,7 +241,7 @@ impl Shard {
     #[inline]
     pub(super) fn emit_flow(&mut self, kind: SyncKind, id: FlowId) {
         let Some(r) = self.sync.as_mut() else { return };
-        let Some(f) = self.table.get(id) else { return };
+        let Some(f) = self.table.get(id).filter(|f| replicable(f)) else { return };
         let track = self.table.track(id);
         if kind == SyncKind::Create && f.flags.contains(EntryFlags::SYN_PROXY) && track.is_none_or(|t| t.proxy & PROXY_ON == 0) {
             return;
@@ -235,6 +262,10 @@ impl Shard {
     #[inline]
     pub(super) fn emit_delete(sync: &mut Option<Replication>, counters: &WorkerCounters, f: &crate::conntrack::Flow, now: u32, expired: bool) {
         let Some(r) = sync.as_mut() else { return };
+        // Never reported, so the peer has nothing to delete.
+        if !replicable(f) {
+            return;
+        }
         let mut rec = SyncRecord::of_flow(SyncKind::Delete, f, None, now);
         if expired {
             rec.flags |= SyncRecord::FLAG_EXPIRED;
@@ -276,9 +307,12 @@ impl Shard {
             self.table.set_flags(id, flags.difference(EntryFlags::SYNCED));
         }
         // CLOSE (a reset) keeps the entry for `tcp_close`; its expiry
-        // reports it (`Delete`).
+        // reports it (`Delete`). The first answer makes an unanswered
+        // entry the peer's business: its `Create`.
         if state != before {
-            self.emit_flow(SyncKind::Update, id);
+            let mode = self.table.get(id).map_or(Forwarding::Nat, |f| f.mode);
+            let kind = if replicable_in(before, flags, mode) { SyncKind::Update } else { SyncKind::Create };
+            self.emit_flow(kind, id);
         }
     }
 

@@ -90,25 +90,43 @@ fn handshake(w: &mut Worker, sport: u16) {
     assert_eq!(send(w, client(tcpf::ACK, sport, 80), OUT).0, Verdict::Forward(IN));
 }
 
+/// SYN, SYN-ACK, ACK of client port `sport` to VIP:81 (full-NAT) through
+/// `w`: the local port.
+fn full_nat_handshake(w: &mut Worker, sport: u16) -> u16 {
+    let (v, f) = send(w, client(tcpf::SYN, sport, 81), OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    let (s, lport) = (SRV.iter().position(|a| *a == addr(&f, 30)).unwrap(), port(&f, 34));
+    assert_eq!(send(w, server(s, tcpf::SYN | tcpf::ACK, SELF_IN, lport), IN).0, Verdict::Forward(OUT));
+    assert_eq!(send(w, client(tcpf::ACK, sport, 81), OUT).0, Verdict::Forward(IN));
+    lport
+}
+
 fn kinds(rs: &[SyncRecord]) -> Vec<(SyncKind, FlowState)> {
     rs.iter().map(|r| (r.kind, r.state)).collect()
 }
 
+/// Issue 20 (review H6): nothing while the handshake is under way (a
+/// spoofed SYN flood fills neither the sync link nor the peer's table);
+/// the `Create` when the client completes it, then each state change.
 #[test]
-fn a_new_connection_reports_create_then_each_state_change() {
+fn a_new_connection_reports_create_once_answered_then_each_state_change() {
     let (mut a, _) = pair(snapshot);
     a.w.shard.now = 10;
-    handshake(&mut a.w, 40000);
+    let (v, f) = send(&mut a.w, client(tcpf::SYN, 40000, 80), OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!(addr(&f, 30), SRV[0]);
+    assert_eq!(send(&mut a.w, server(0, tcpf::SYN | tcpf::ACK, CLIENT, 40000), IN).0, Verdict::Forward(OUT));
+    assert!(drain(&mut a.events).is_empty(), "SYN_SENT and SYN_RECV are not reported");
+    assert_eq!(send(&mut a.w, client(tcpf::ACK, 40000, 80), OUT).0, Verdict::Forward(IN));
     assert_eq!(send(&mut a.w, client(tcpf::ACK | tcpf::PSH, 40000, 80), OUT).0, Verdict::Forward(IN));
     let got = drain(&mut a.events);
-    assert_eq!(kinds(&got), [(SyncKind::Create, FlowState::SynSent), (SyncKind::Update, FlowState::SynRecv), (SyncKind::Update, FlowState::Established)], "no record for a packet that changes nothing");
+    assert_eq!(kinds(&got), [(SyncKind::Create, FlowState::Established)], "no record for a packet that changes nothing");
     let c = got[0];
     assert_eq!((c.client_ip, c.client_port, c.vip, c.vport, c.proto), (ip(CLIENT), 40000, ip(VIP), 80, 6));
     assert_eq!((c.server_ip, c.server_port, c.local_ip, c.local_port), (ip(SRV[0]), 8080, ip(CLIENT), 40000));
     assert_eq!((c.client_mac, c.client_port_id), (CLIENT_MAC.0, OUT as u8));
-    assert_eq!(c.timeout_ms, Timeouts::default().tcp_syn * 100, "a fresh entry's whole timeout");
-    assert_eq!(got[2].timeout_ms, Timeouts::default().tcp_established * 100);
-    assert_eq!(a.w.counters().sync.sent.get(), 3);
+    assert_eq!(c.timeout_ms, Timeouts::default().tcp_established * 100);
+    assert_eq!(a.w.counters().sync.sent.get(), 1);
 
     // A RST closes it: an Update to CLOSE, then the Delete when its
     // `tcp_close` runs out.
@@ -128,7 +146,7 @@ fn installed_entries_forward_both_directions_and_are_not_echoed() {
     let records = drain(&mut a.events);
     deliver(&records, &mut b, 0);
     let bc = b.w.counters();
-    assert_eq!(bc.sync.installed.get(), 3);
+    assert_eq!(bc.sync.installed.get(), 1);
     assert_eq!(bc.sync.install_failed_total(), 0);
     assert!(drain(&mut b.events).is_empty(), "installs are not reported back");
     assert_eq!(b.w.table().len(), 1);
@@ -169,9 +187,7 @@ fn full_nat_entries_keep_their_local_port_on_the_peer() {
     let sport = (40000..41000).find(|p| owner(&snap, owners, ip(CLIENT), *p, ip(VIP), 81, 6) == 1).unwrap();
     let mut a = synced(snapshot(), 1, 2, 256);
     let mut b = synced(snapshot(), 1, 2, 256);
-    let (v, f) = send(&mut a.w, client(tcpf::SYN, sport, 81), OUT);
-    assert_eq!(v, Verdict::Forward(IN));
-    let lport = port(&f, 34);
+    let lport = full_nat_handshake(&mut a.w, sport);
     let records = drain(&mut a.events);
     assert_eq!(records.len(), 1);
     assert_eq!((records[0].local_ip, records[0].local_port, records[0].mode), (ip(SELF_IN), lport, crate::conntrack::Forwarding::FullNat));
@@ -183,9 +199,10 @@ fn full_nat_entries_keep_their_local_port_on_the_peer() {
     assert!(!b.w.shard.local_ports.is_free(ip(SELF_IN), lport), "B holds the port");
     assert_eq!(b.w.shard.local_ports.available(ip(SELF_IN)), free_before - 1);
 
-    // The server answers B at the local port; the client's ACK leaves B
-    // from the same local port.
-    let (v, r) = send(&mut b.w, server(0, tcpf::SYN | tcpf::ACK, SELF_IN, lport), IN);
+    // The server's next segment reaches B at the local port; the client's
+    // ACK leaves B from the same local port.
+    let s = SRV.iter().position(|a| ip(*a) == records[0].server_ip).unwrap();
+    let (v, r) = send(&mut b.w, server(s, tcpf::ACK, SELF_IN, lport), IN);
     assert_eq!(v, Verdict::Forward(OUT));
     assert_eq!((addr(&r, 26), port(&r, 34), addr(&r, 30), port(&r, 36)), (VIP, 81, CLIENT, sport));
     assert_checksums(&r);
@@ -250,7 +267,7 @@ fn a_port_not_free_on_the_peer_is_counted_and_not_freed_by_the_copy() {
 fn a_full_events_ring_drops_and_counts() {
     let mut a = synced(snapshot(), 0, 1, 2);
     for sport in 40000..40003 {
-        assert_eq!(send(&mut a.w, client(tcpf::SYN, sport, 80), OUT).0, Verdict::Forward(IN));
+        handshake(&mut a.w, sport);
     }
     let c = a.w.counters();
     assert_eq!((c.sync.sent.get(), c.sync.dropped.get()), (2, 1));
@@ -263,7 +280,7 @@ fn a_bulk_walk_refreshes_every_entry_across_passes() {
     // An 8-slot ring keeps 2 free for live events: the walk pauses.
     let mut a = synced(snapshot(), 0, 1, 8);
     for sport in 40000..40010 {
-        assert_eq!(send(&mut a.w, client(tcpf::SYN, sport, 80), OUT).0, Verdict::Forward(IN));
+        handshake(&mut a.w, sport);
         drain(&mut a.events);
     }
     a.w.shard.sync.as_mut().unwrap().budget = 4;
@@ -308,7 +325,7 @@ fn a_bulk_walk_longer_than_the_re_ask_interval_completes_under_live_events() {
     let (_in_p, in_c) = channel(16);
     let mut w = worker_on(snapshot(), 4096, 0, 1, true).with_sync(ev_p, in_c);
     for sport in 0..2000u16 {
-        assert_eq!(send(&mut w, client(tcpf::SYN, 10000 + sport, 80), OUT).0, Verdict::Forward(IN));
+        handshake(&mut w, 10000 + sport);
         drain(&mut events);
     }
     w.shard.sync.as_mut().unwrap().budget = 64;
@@ -324,7 +341,7 @@ fn a_bulk_walk_longer_than_the_re_ask_interval_completes_under_live_events() {
         w.poll(&mut Idle, 5);
         passes += 1;
         // A live event every pass: the ring is never empty when looked at.
-        assert_eq!(send(&mut w, client(tcpf::SYN, 30000 + live, 80), OUT).0, Verdict::Forward(IN));
+        handshake(&mut w, 30000 + live);
         live += 1;
         if let Some(end) = control.bulk_end(0x5eed) {
             break end;
@@ -427,21 +444,25 @@ fn a_record_older_than_the_copy_changes_nothing() {
     let (mut a, mut b) = pair(snapshot);
     handshake(&mut a.w, 40000);
     let records = drain(&mut a.events);
-    assert_eq!(records.iter().map(|r| r.version).collect::<Vec<_>>(), [0, 1, 2], "one more at each change");
+    // The server's FIN: one more.
+    assert_eq!(send(&mut a.w, server(0, tcpf::FIN | tcpf::ACK, CLIENT, 40000), IN).0, Verdict::Forward(OUT));
+    let records: Vec<_> = records.into_iter().chain(drain(&mut a.events)).collect();
+    assert_eq!(records.iter().map(|r| r.version).collect::<Vec<_>>(), [0, 1], "one more at each change");
     deliver(&records, &mut b, 0);
-    assert_eq!(b.w.table().iter().next().unwrap().1.version(), 2);
-    // A walk's view of the SYN_RECV version (read before the update went
-    // out): ignored.
-    deliver(&[SyncRecord { kind: SyncKind::Refresh, ..records[1] }], &mut b, 0);
-    assert_eq!(b.w.table().iter().next().unwrap().1.state, FlowState::Established);
+    assert_eq!(b.w.table().iter().next().unwrap().1.version(), 1);
+    // A walk's view of the ESTABLISHED version (read before the update
+    // went out): ignored.
+    let closing = records[1].state;
+    deliver(&[SyncRecord { kind: SyncKind::Refresh, ..records[0] }], &mut b, 0);
+    assert_eq!(b.w.table().iter().next().unwrap().1.state, closing);
     assert_eq!(b.w.counters().sync.install_failed(InstallFailure::Stale), 1);
     // The same version is not older.
-    deliver(&[SyncRecord { kind: SyncKind::Refresh, timeout_ms: 5000, ..records[2] }], &mut b, 0);
+    deliver(&[SyncRecord { kind: SyncKind::Refresh, timeout_ms: 5000, ..records[1] }], &mut b, 0);
     assert_eq!(b.w.table().iter().next().unwrap().1.expire, 50);
-    // B takes over and closes it: the count goes on from A's.
+    // B takes over and closes its side: the count goes on from A's.
     assert_eq!(send(&mut b.w, client(tcpf::FIN | tcpf::ACK, 40000, 80), OUT).0, Verdict::Forward(IN));
     let got = drain(&mut b.events);
-    assert_eq!((got[0].kind, got[0].version), (SyncKind::Update, 3));
+    assert_eq!((got[0].kind, got[0].version), (SyncKind::Update, 2));
     deliver(&got, &mut a, 0);
     assert_eq!(a.w.table().iter().next().unwrap().1.state, got[0].state);
 }
@@ -451,7 +472,7 @@ fn tcp_records_carry_the_marks_and_the_copy_judges_resets_by_them() {
     let (mut a, mut b) = pair(snapshot);
     handshake(&mut a.w, 40000);
     let records = drain(&mut a.events);
-    let m = records[2].tcp.expect("a TCP entry's marks");
+    let m = records[0].tcp.expect("a TCP entry's marks");
     let (id, _) = a.w.table().iter().next().unwrap();
     let t = *a.w.table().track(id).unwrap();
     assert_eq!((m.end, m.ack, m.win, m.wscale, m.known, m.proxy), (t.end, t.ack, t.win, t.wscale, t.known_marks(), None));
@@ -492,8 +513,7 @@ fn tcp_records_carry_the_marks_and_the_copy_judges_resets_by_them() {
 #[test]
 fn a_late_delete_spares_a_full_nat_connection_that_reused_the_port() {
     let mut b = synced(snapshot(), 0, 1, 256);
-    let (_, f) = send(&mut b.w, client(tcpf::SYN, 40000, 81), OUT);
-    let lport = port(&f, 34);
+    let lport = full_nat_handshake(&mut b.w, 40000);
     let now = drain(&mut b.events)[0];
     // The Delete of an older connection of the same client port to the
     // same server, from another local port.
@@ -508,27 +528,27 @@ fn a_late_delete_spares_a_full_nat_connection_that_reused_the_port() {
 fn the_time_left_is_honoured_and_a_copys_expiry_is_not_reported() {
     let (mut a, mut b) = pair(snapshot);
     a.w.shard.now = 10;
-    assert_eq!(send(&mut a.w, client(tcpf::SYN, 40000, 80), OUT).0, Verdict::Forward(IN));
+    handshake(&mut a.w, 40000);
     drain(&mut a.events);
-    let syn = Timeouts::default().tcp_syn; // 600 ticks
-    // 100 ticks later a bulk walk reports 500 ticks left.
+    let life = Timeouts::default().tcp_established;
+    // 100 ticks later a bulk walk reports 100 ticks less left.
     let control = a.w.sync_control().unwrap();
     control.request_bulk(1);
     a.w.poll(&mut Idle, 110);
     let got = drain(&mut a.events);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].timeout_ms, (syn - 100) * 100);
+    assert_eq!(got[0].timeout_ms, (life - 100) * 100);
     // B installs it at its tick 1000: it expires at 1500.
     deliver(&got, &mut b, 1000);
-    assert_eq!(b.w.table().iter().next().unwrap().1.expire, 1000 + syn - 100);
-    b.w.poll(&mut Idle, 1000 + syn - 101);
+    assert_eq!(b.w.table().iter().next().unwrap().1.expire, 1000 + life - 100);
+    b.w.poll(&mut Idle, 1000 + life - 101);
     assert_eq!(b.w.table().len(), 1);
-    b.w.poll(&mut Idle, 1000 + syn - 100);
+    b.w.poll(&mut Idle, 1000 + life - 100);
     assert_eq!(b.w.table().len(), 0, "expired when A's would");
     assert_eq!(b.w.counters().flows.get(), 0);
     assert!(drain(&mut b.events).is_empty(), "a copy's expiry is the peer's business");
     // A's own expiry is reported, marked as such.
-    a.w.poll(&mut Idle, 10 + syn);
+    a.w.poll(&mut Idle, 10 + life);
     let got = drain(&mut a.events);
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].kind, got[0].flags & SyncRecord::FLAG_EXPIRED), (SyncKind::Delete, SyncRecord::FLAG_EXPIRED));
@@ -591,6 +611,8 @@ fn persistence_records_follow_their_clients() {
     drain(&mut a.events);
     let (_, f) = send(&mut a.w, client(tcpf::SYN, 2000, 80), OUT);
     assert_eq!(addr(&f, 30), SRV[1]);
+    assert_eq!(send(&mut a.w, server(1, tcpf::SYN | tcpf::ACK, CLIENT, 2000), IN).0, Verdict::Forward(OUT));
+    assert_eq!(send(&mut a.w, client(tcpf::ACK, 2000, 80), OUT).0, Verdict::Forward(IN));
     let got = drain(&mut a.events);
     assert_eq!(got.iter().map(|r| r.kind).collect::<Vec<_>>(), [SyncKind::Persist, SyncKind::Create]);
     assert_eq!(got[0].timeout_ms, PERSIST_TIMEOUT * 100);
@@ -622,4 +644,53 @@ fn owner_of_agrees_with_the_classify_path() {
             assert_eq!(owner_of(&snap, owners, &rec), owner(&snap, owners, ip(CLIENT), sport, ip(VIP), 81, 6));
         }
     }
+}
+
+/// Issue 20 (review H6): a spoofed flood's entries never reach the peer.
+/// SYNs nobody completes and UDP nobody answers send no record (nor a
+/// `Delete` when they go); a UDP flow's first answer sends its `Create`;
+/// direct server return, which never sees an answer, reports at once.
+#[test]
+fn unanswered_entries_are_not_replicated() {
+    let (mut a, _) = pair(snapshot);
+    for i in 0..20u8 {
+        let src = [203, 0, 113, 10 + i];
+        let mut f = frame(CLIENT_MAC, OUT_MAC, src, VIP, 6, &tcp(1000 + u16::from(i), 80, tcpf::SYN), true);
+        assert_eq!(a.w.process(&mut f, OUT, false), Verdict::Forward(IN));
+        let mut u = frame(CLIENT_MAC, OUT_MAC, src, VIP, 17, &udp(2000 + u16::from(i), 53, b"q"), true);
+        assert_eq!(a.w.process(&mut u, OUT, false), Verdict::Forward(IN));
+    }
+    assert_eq!(a.w.table().len(), 40);
+    assert!(drain(&mut a.events).is_empty(), "nothing for the flood");
+    let mut walk = Vec::new();
+    a.w.sync_control().unwrap().request_bulk(1);
+    for now in 1..4 {
+        a.w.poll(&mut Idle, now);
+        walk.extend(drain(&mut a.events));
+    }
+    assert!(walk.is_empty(), "nor in a bulk walk: {:?}", kinds(&walk));
+    a.w.poll(&mut Idle, 10 + Timeouts::default().udp_unreplied.max(Timeouts::default().tcp_syn));
+    assert_eq!(a.w.table().len(), 0);
+    assert!(drain(&mut a.events).is_empty(), "nor when they expire");
+
+    // A real UDP client: its server's answer sends the Create.
+    let mut q = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &udp(5000, 53, b"query"), true);
+    assert_eq!(a.w.process(&mut q, OUT, false), Verdict::Forward(IN));
+    assert!(drain(&mut a.events).is_empty());
+    let s = SRV.iter().position(|x| *x == addr(&q, 30)).unwrap();
+    let mut r = frame(SERVER_MAC[s], IN_MAC, SRV[s], CLIENT, 17, &udp(8080, 5000, b"answer"), true);
+    assert_eq!(a.w.process(&mut r, IN, false), Verdict::Forward(OUT));
+    assert_eq!(kinds(&drain(&mut a.events)), [(SyncKind::Create, FlowState::Udp)]);
+
+    // Direct server return: reported with its first packet.
+    let dsr = || {
+        let mut s = snapshot();
+        s.services[2].forwarding = crate::state::snapshot::Forwarding::DsrL2;
+        s.index();
+        s
+    };
+    let (mut d, _) = pair(dsr);
+    let mut q = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &udp(5001, 53, b"query"), true);
+    assert_eq!(d.w.process(&mut q, OUT, false), Verdict::Forward(IN));
+    assert_eq!(kinds(&drain(&mut d.events)), [(SyncKind::Create, FlowState::UdpUnreplied)]);
 }
