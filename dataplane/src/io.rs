@@ -53,6 +53,12 @@ pub trait PacketIo {
         self.punt(pkt)
     }
 
+    /// Frames waiting in the protected ring (`limits::PUNT_HA_SHARE`
+    /// caps what HA may fill). Without one: 0.
+    fn protected_len(&self) -> usize {
+        0
+    }
+
     /// Hands `pkt` to worker `owner`, which owns its connection. Gives it
     /// back when the ring is full (or there is no such worker).
     fn handoff(&mut self, owner: u16, pkt: Self::Pkt) -> Result<(), Self::Pkt> {

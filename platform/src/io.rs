@@ -123,6 +123,11 @@ impl PacketIo for MbufIo {
     }
 
     #[inline]
+    fn protected_len(&self) -> usize {
+        self.punt_protected.as_ref().map_or(0, |r| r.len())
+    }
+
+    #[inline]
     fn punt_protected(&mut self, pkt: Mbuf) -> Result<(), Mbuf> {
         match self.punt_protected.as_mut() {
             Some(ring) => ring.enqueue(pkt),

@@ -24,7 +24,7 @@ const PUNT_RING: u32 = 1024;
 /// The protected classes' ring (ARP, VRRP, HA), per worker: their buckets
 /// pass a quarter second's burst at most (`[defence.punt]`), and the
 /// control lcore drains this ring first, every turn.
-const PUNT_PROTECTED_RING: u32 = 1024;
+use furiwake_dataplane::limits::PUNT_PROTECTED_RING;
 const HANDOFF_RING: u32 = 4096;
 const INJECT_RING: u32 = 1024;
 /// Records per sync ring (events out, installs in), per worker: 8192 x 48 B.

@@ -155,7 +155,13 @@ impl super::Shard {
         if !passed {
             return self.counters.count_drop(DropReason::PuntLimited);
         }
-        let sent = if class.is_protected() { io.punt_protected(pkt) } else { io.punt(pkt) };
+        // HA datagrams leave a quarter of the protected ring to ARP and
+        // VRRP (a sync-link sender within the HA rate cannot fill it).
+        let sent = match class {
+            PuntClass::Ha if io.protected_len() >= crate::limits::PUNT_HA_SHARE => Err(pkt),
+            c if c.is_protected() => io.punt_protected(pkt),
+            _ => io.punt(pkt),
+        };
         match sent {
             Ok(()) => self.counters.punted.inc(),
             Err(_dropped) => self.counters.count_drop(DropReason::PuntRingFull),

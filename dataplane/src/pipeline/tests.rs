@@ -516,6 +516,8 @@ struct Io {
     rx: Vec<Pkt>,
     tx: Vec<(u16, Pkt)>,
     punted: usize,
+    /// What `protected_len` says.
+    protected: usize,
 }
 
 impl PacketIo for Io {
@@ -536,9 +538,42 @@ impl PacketIo for Io {
         self.punted += 1;
         Ok(())
     }
+    fn protected_len(&self) -> usize {
+        self.protected
+    }
     fn flush(&mut self) -> crate::io::TxReport {
         crate::io::TxReport { packets: self.tx.len() as u64, bytes: self.tx.iter().map(|(_, p)| p.data.len() as u64).sum(), dropped: 0 }
     }
+}
+
+/// Review finding (second round): sync datagrams, even from the peer on
+/// the sync link within the HA rate, fill at most `PUNT_HA_SHARE` of the
+/// protected ring; past it they are dropped (`punt-ring-full`) while VRRP
+/// adverts and ARP still go in.
+#[test]
+fn sync_datagrams_leave_a_quarter_of_the_protected_ring() {
+    use crate::state::snapshot::SyncPeerView;
+    const PEER: [u8; 4] = [198, 51, 100, 3];
+    let mut snap = snapshot();
+    snap.control.vrrp_links = vec![IN];
+    snap.control.sync = Some(SyncPeerView { link: IN, peer: ip(PEER), port: 8848 });
+    snap.index();
+    let mut w = worker_on(snap, 64, 0, 1, true);
+    let on_link = |mut f: Vec<u8>| {
+        f[22] = 255;
+        crate::wire::ipv4::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+        Pkt { port: IN, ..pkt(f) }
+    };
+    let sync = || on_link(frame(SERVER_MAC[1], IN_MAC, PEER, SELF_IN, 17, &udp(8848, 8848, b"sync"), true));
+    let advert = || on_link(frame(SERVER_MAC[1], IN_MAC, PEER, [224, 0, 0, 18], 112, &[0x31, 1, 100, 1, 0, 100, 0, 0, 10, 0, 2, 1], false));
+    let mut io = Io { protected: crate::limits::PUNT_HA_SHARE - 1, ..Io::default() };
+    io.rx.extend([sync(), advert()]);
+    w.poll(&mut io, 1);
+    assert_eq!((io.punted, w.counters().drops(DropReason::PuntRingFull)), (2, 0), "room: both in");
+    io.protected = crate::limits::PUNT_HA_SHARE;
+    io.rx.extend([sync(), advert(), sync()]);
+    w.poll(&mut io, 1);
+    assert_eq!((io.punted, w.counters().drops(DropReason::PuntRingFull)), (3, 2), "the sync datagrams dropped, the advert in");
 }
 
 /// Punted frames by class, each class its own bucket: a flood of UDP to
