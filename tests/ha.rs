@@ -564,6 +564,43 @@ fn again(ka: &mut Proc, round: usize, p: &Pair) {
     assert_eq!(line, "again 20/20", "round {round}:\n{out}\n{}", p.both());
 }
 
+/// Issue 20: the workers' ownership key is drawn at every boot, not
+/// derived from the sync key; the pair agrees on the older of its two over
+/// the sync channel. B, started second, takes A's (and says so); B
+/// restarted takes it again; both restarted, the pair has another one,
+/// though the sync key is the same.
+#[test]
+fn the_pair_agrees_on_an_ownership_key_drawn_at_boot() {
+    let Some(mut p) = Pair::open('O', "ownkey", &[]) else { return };
+    let vrrp = |prio: u8, b: usize| nat_vrrp(prio, "") + &sync_section(b);
+    let key_of = |p: &Pair, b: usize| {
+        let show = p.console(b, "show sync");
+        let line = show.lines().find(|l| l.starts_with("ownership key: ")).unwrap_or_else(|| panic!("no ownership key line:\n{show}")).to_string();
+        line["ownership key: ".len()..].split(',').next().unwrap_or_default().to_string()
+    };
+    let agreed = |p: &Pair| wait_for(Duration::from_secs(10), || (key_of(p, 0) == key_of(p, 1) && p.console(1, "show sync").contains("pair check: ok")).then(|| key_of(p, 0)));
+    p.start_synced(&vrrp);
+    assert!(p.wait_out(1, "sync: took the pair's ownership key", Duration::from_secs(10)).is_some(), "{}", p.both());
+    let first = agreed(&p).unwrap_or_else(|| panic!("no agreement:\n{}", p.both()));
+    assert!(p.console(0, "show sync").contains(&format!("ownership key: {first}, drawn here at boot")), "A keeps its own");
+    assert!(p.console(1, "show sync").contains(&format!("ownership key: {first}, the peer's, taken")), "B took A's");
+    assert_eq!(p.events(0, "sync: took the pair's ownership key"), 0, "A never yields to the younger");
+
+    // B restarted: it takes A's key again.
+    p.kill(1, libc::SIGKILL);
+    p.start(1, &vrrp(100, 1));
+    assert!(p.wait_out(1, "sync: took the pair's ownership key", Duration::from_secs(10)).is_some(), "{}", p.both());
+    assert_eq!(agreed(&p).as_deref(), Some(first.as_str()), "{}", p.both());
+
+    // Both restarted: another boot, another key, the same sync key.
+    p.kill(0, libc::SIGKILL);
+    p.kill(1, libc::SIGKILL);
+    p.start_synced(&vrrp);
+    let second = agreed(&p).unwrap_or_else(|| panic!("no agreement:\n{}", p.both()));
+    println!("ownership key {first} on the first boot, {second} on the next");
+    assert_ne!(second, first, "a key drawn at boot, not derived from the sync key");
+}
+
 /// The old master returns with preemption: it asks the backup for a bulk
 /// dump and takes the VIPs back only once it has it, so the connections
 /// the backup accepted meanwhile survive its return; then SIGTERM hands

@@ -34,8 +34,6 @@ const SYNC_RING: usize = 8192;
 /// key and the refresh period (`[sync]`).
 #[derive(Debug, Clone, Copy)]
 pub struct SyncSetup {
-    /// `WorkerConfig::owner_key`, the same on both boxes.
-    pub owner_key: u64,
     /// Flow-table ticks between refresh walks.
     pub refresh_ticks: u32,
 }
@@ -85,6 +83,12 @@ impl Workers {
     /// The key of the workers' ownership hash (`pipeline::owner`).
     pub fn owner_key(&self) -> u64 {
         self.owner_key
+    }
+
+    /// The pair agreed on another ownership key (the sync module has set
+    /// it in every worker's `SyncControl`).
+    pub fn set_owner_key(&mut self, key: u64) {
+        self.owner_key = key;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -188,10 +192,9 @@ impl Runtime {
         // ownership hash's is the pair's with `[sync]` (docs/architecture.md,
         // "Hashing").
         let hash_key = boot_hash_key()?;
-        let owner_key = match sync {
-            Some(s) => s.owner_key,
-            None => boot_hash_key()?,
-        };
+        // Per boot, with or without a peer: a pair agrees on the older of
+        // its two (`modules::sync::Ownership`).
+        let owner_key = boot_hash_key()?;
         // The SYN cookies' own key, per boot and never shared: the peer
         // need not validate this box's cookies.
         let cookie_key = boot_cookie_key()?;

@@ -233,11 +233,15 @@ pub struct SyncControl {
     /// events ring position after its last record (low 32), in one word so
     /// they are read together. Worker: rw; control: ro.
     bulk_done: AtomicU64,
+    /// The pair's ownership key (`WorkerConfig::owner_key`), once the
+    /// pair has agreed on one; 0 for the worker's own. Control: rw;
+    /// worker: ro, at each pass.
+    owner_key: AtomicU64,
 }
 
 impl Default for SyncControl {
     fn default() -> Self {
-        Self { bulk_requested: AtomicU32::new(0), bulk_done: AtomicU64::new(0) }
+        Self { bulk_requested: AtomicU32::new(0), bulk_done: AtomicU64::new(0), owner_key: AtomicU64::new(0) }
     }
 }
 
@@ -255,6 +259,19 @@ impl SyncControl {
         let done = self.bulk_done.load(Ordering::Acquire);
         // The high half is the id, the low half the position.
         (id != 0 && (done >> 32) as u32 == id).then_some(done as u32)
+    }
+
+    /// Control plane: the pair agreed on ownership key `key` (not 0): the
+    /// worker takes it at its next pass and drops the entries it no
+    /// longer owns (`SyncCounters::rehomed`).
+    pub fn set_owner_key(&self, key: u64) {
+        self.owner_key.store(key, Ordering::Release);
+    }
+
+    /// Worker: the ownership key the control plane set, 0 for none.
+    #[inline]
+    pub(crate) fn owner_key(&self) -> u64 {
+        self.owner_key.load(Ordering::Acquire)
     }
 
     /// Worker: the request asked for, 0 for none.

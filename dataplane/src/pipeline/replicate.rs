@@ -79,6 +79,7 @@ use crate::state::snapshot::{Forwarding, Snapshot};
 use std::sync::Arc;
 
 mod install;
+mod rehome;
 
 /// Table slots a walk scans per pass at most (as `ctl::dump::SCAN_BUDGET`).
 pub const WALK_BUDGET: u32 = 16 * 1024;
@@ -108,6 +109,8 @@ pub(super) struct Replication {
     /// Slots per pass (`WALK_BUDGET`; small in tests).
     pub(super) budget: u32,
     tombs: Tombs,
+    /// Where the walk after an ownership-key change stands (`rehome`).
+    rehome: Option<u32>,
 }
 
 struct Walk {
@@ -161,6 +164,7 @@ impl Replication {
             next_refresh: None,
             budget: WALK_BUDGET,
             tombs: Tombs { slots: vec![None; TOMBS].into_boxed_slice(), key: 0 },
+            rehome: None,
         }
     }
 
@@ -321,6 +325,7 @@ impl Shard {
     pub(super) fn sync_pass(&mut self, snap: &Snapshot, now: u32) {
         let Some(mut r) = self.sync.take() else { return };
         r.tombs.key = self.config.hash_key;
+        self.rehome_step(snap, &mut r);
         let mut buf = [SyncRecord::EMPTY; INSTALL_BATCH];
         let mut left = INSTALL_BUDGET;
         while left > 0 {

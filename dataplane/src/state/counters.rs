@@ -295,6 +295,9 @@ pub struct SyncCounters {
     pub dropped: Counter,
     /// Records from the peer applied to the table.
     pub installed: Counter,
+    /// Entries dropped because the pair's ownership key changed and
+    /// another worker owns them now (`Shard::rehome_step`).
+    pub rehomed: Counter,
     failed: [Counter; InstallFailure::COUNT],
 }
 
@@ -316,10 +319,10 @@ impl SyncCounters {
     }
 
     /// Every counter by its stable name, for the console, the report and
-    /// the metrics: `sent`, `dropped`, `installed`, then
+    /// the metrics: `sent`, `dropped`, `installed`, `rehomed`, then
     /// `install-failed-<reason>` for each `InstallFailure`.
     pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        [("sent", self.sent.get()), ("dropped", self.dropped.get()), ("installed", self.installed.get())]
+        [("sent", self.sent.get()), ("dropped", self.dropped.get()), ("installed", self.installed.get()), ("rehomed", self.rehomed.get())]
             .into_iter()
             .chain(InstallFailure::ALL.iter().map(|r| r.counter_name()).zip(self.failed.iter().map(Counter::get)))
     }

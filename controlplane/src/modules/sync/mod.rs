@@ -111,7 +111,7 @@ pub struct Sync {
     /// The peer's current key id, as its fresh datagrams say.
     peer_key: Option<u8>,
     /// The workers' ownership key (installs go to the owner worker).
-    owner_key: u64,
+    pub owner: Ownership,
     limit: Duration,
     sender: u32,
     seq: u64,
@@ -137,6 +137,9 @@ pub struct Sync {
     pub lag_max: Duration,
     last_hello: Option<Instant>,
     started: Instant,
+    /// Bulk requests go out from here for `limit` (at start, and again
+    /// when this box takes the pair's ownership key).
+    ask_from: Instant,
 }
 
 fn now_us() -> u64 {
@@ -169,12 +172,39 @@ fn send_key(keys: &Keys, peer_key: Option<u8>) -> &SyncKey {
     }
 }
 
-/// The workers' setup for `[sync]`: the pair's ownership key, derived from
-/// `key` at start, and the refresh.
+/// The workers' setup for `[sync]`: the refresh.
 pub fn setup(cfg: &Config) -> Option<SyncSetup> {
     let s = cfg.sync.as_ref()?;
-    let key = SyncKey::new(&s.key_bytes())?;
-    Some(SyncSetup { owner_key: key.owner_key(), refresh_ticks: s.refresh_s.get_ref() * (1000 / TICK_MS) })
+    SyncKey::new(&s.key_bytes())?;
+    Some(SyncSetup { refresh_ticks: s.refresh_s.get_ref() * (1000 / TICK_MS) })
+}
+
+/// The pair's ownership key as this box holds it: drawn at its boot, or
+/// adopted from the peer (whose key was drawn earlier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    pub key: u64,
+    /// When the key was drawn (by this box or the peer), microseconds
+    /// since the Unix epoch.
+    pub born_us: u64,
+    /// When this box adopted it from the peer; None: drawn here.
+    pub adopted: Option<Instant>,
+}
+
+impl Ownership {
+    /// Whether the peer's key (`key` drawn at `born_us`) is the pair's
+    /// rather than ours: the older one, the smaller key on a tie, so both
+    /// boxes, comparing the same two, choose the same.
+    fn yields_to(&self, key: u64, born_us: u64) -> bool {
+        key != self.key && (born_us, key) < (self.born_us, self.key)
+    }
+
+    /// The key's public id: the first 4 bytes of its SHA-256.
+    pub fn id(&self) -> u32 {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(self.key.to_be_bytes());
+        u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+    }
 }
 
 impl Sync {
@@ -194,7 +224,7 @@ impl Sync {
             keys,
             key_texts: (s.key_text().to_string(), s.previous_key.as_ref().map(|k| k.get_ref().clone())),
             peer_key: None,
-            owner_key: rt.workers().owner_key(),
+            owner: Ownership { key: rt.workers().owner_key(), born_us: now_us(), adopted: None },
             limit: Duration::from_millis(u64::from(*s.bulk_limit_ms.get_ref())),
             sender,
             seq: 0,
@@ -214,13 +244,14 @@ impl Sync {
             lag_max: Duration::ZERO,
             last_hello: None,
             started: now,
+            ask_from: now,
         }))
     }
 
     /// A `config reload` may have changed the keys (a re-keying) or the
     /// services (the fingerprint): looked at once a second.
     fn follow_config(&mut self, cfg: &Config, rt: &Runtime) {
-        self.fingerprint = pair::fingerprint(cfg, rt, self.owner_key);
+        self.fingerprint = pair::fingerprint(cfg, rt, self.owner.key);
         let Some(s) = cfg.sync.as_ref() else { return };
         let texts = (s.key_text().to_string(), s.previous_key.as_ref().map(|k| k.get_ref().clone()));
         if texts != self.key_texts {
@@ -293,7 +324,7 @@ impl Sync {
                 self.send_with(rt, arp, MessageType::BulkEnd, &[], Some(id));
             }
         }
-        if self.asked.done.is_none() && now.duration_since(self.started) < self.limit.max(BULK_ASK_EVERY) && self.asked.last_ask.is_none_or(|t| now.duration_since(t) >= BULK_ASK_EVERY) {
+        if self.asked.done.is_none() && now.duration_since(self.ask_from) < self.limit.max(BULK_ASK_EVERY) && self.asked.last_ask.is_none_or(|t| now.duration_since(t) >= BULK_ASK_EVERY) {
             self.asked.since.get_or_insert(now);
             self.asked.last_ask = Some(now);
             self.counters.bulk_requests_sent += 1;
@@ -303,7 +334,7 @@ impl Sync {
             self.last_hello = Some(now);
             self.nonces.rotate(now);
             self.follow_config(cfg, rt);
-            self.send(rt, arp, MessageType::Hello, &[]);
+            self.send_with(rt, arp, MessageType::Hello, &[], None);
         }
     }
 
@@ -322,18 +353,17 @@ impl Sync {
         }
     }
 
-    fn receive(&mut self, rt: &Runtime, now: Instant) {
-        let owners = Owners::new(self.ends.len() as u16, self.owner_key);
+    fn receive(&mut self, rt: &mut Runtime, now: Instant) {
         let mut budget = inbox::VERIFY_PER_TURN;
         while let Some(dgram) = self.inbox.pop(&mut budget) {
-            self.take(rt, owners, &dgram, now);
+            self.take(rt, &dgram, now);
             self.inbox.recycle(dgram);
         }
     }
 
     /// One queued datagram: the tag, freshness, the pair check, then what
     /// it carries.
-    fn take(&mut self, rt: &Runtime, owners: Owners, dgram: &[u8], now: Instant) {
+    fn take(&mut self, rt: &mut Runtime, dgram: &[u8], now: Instant) {
         let (header, records) = match wire::decode(dgram, &self.keys) {
             Ok(x) => x,
             Err(e) => return self.drop(e.name()),
@@ -345,6 +375,9 @@ impl Sync {
             Verdict::NewSender => {
                 self.counters.peer_restarts = self.fresh.restarts;
                 crate::out::event(&format!("sync: peer {} is current (sender {:08x})", self.peer, header.sender));
+                // A Hello at once: a starting peer learns this box's nonce
+                // and ownership offer without waiting for the next second.
+                self.last_hello = None;
             }
             Verdict::Stale => return self.drop("stale"),
             Verdict::NotCurrent => return self.drop("not-current"),
@@ -363,14 +396,17 @@ impl Sync {
         self.lag = Some(lag);
         self.lag_max = self.lag_max.max(lag);
         self.peer_key = Some(header.sender_key);
-        if self.peer_fingerprint != Some(header.fingerprint) && header.fingerprint != self.fingerprint {
-            crate::out::event(&format!("sync: peer {} does not match this box: {}; {}", self.peer, pair::differences(self.fingerprint, header.fingerprint), self.refused_what(header.fingerprint)));
+        // Said once per change of what differs; the ownership keys differ
+        // only until the younger box takes the older (its own event).
+        let (ours, theirs) = (pair::without_owner(self.fingerprint), pair::without_owner(header.fingerprint));
+        if self.peer_fingerprint.map(pair::without_owner) != Some(theirs) && theirs != ours {
+            crate::out::event(&format!("sync: peer {} does not match this box: {}; {}", self.peer, pair::differences(ours, theirs), self.refused_what(header.fingerprint)));
         }
         self.peer_fingerprint = Some(header.fingerprint);
         // Another ownership key breaks full-NAT records only (`pair`).
         let full_nat_only = pair::only_owner_key(self.fingerprint, header.fingerprint);
         match header.msg {
-            MessageType::Hello => {}
+            MessageType::Hello => self.consider_offer(rt, &header, records.offer(), now),
             _ if header.fingerprint != self.fingerprint && !full_nat_only => self.drop("pair-mismatch"),
             MessageType::BulkRequest => {
                 let Some(id) = records.bulk_id() else { return };
@@ -394,6 +430,7 @@ impl Sync {
                 }
             }
             MessageType::Records => {
+                let owners = Owners::new(self.ends.len() as u16, self.owner.key);
                 let snap = rt.workers().published();
                 for rec in records {
                     if full_nat_only && rec.mode == Forwarding::FullNat {
@@ -413,6 +450,30 @@ impl Sync {
                 }
             }
         }
+    }
+
+    /// A fresh Hello's ownership offer: when the peer's key is older than
+    /// ours (docs/architecture.md, "Hashing"), this box takes it: the
+    /// workers drop the entries another worker owns under it
+    /// (`SyncControl::set_owner_key`), the fingerprint follows, and the
+    /// bulk dump is asked for again (records placed under the old key are
+    /// gone, full-NAT ones were refused).
+    fn consider_offer(&mut self, rt: &mut Runtime, header: &Header, offer: Option<wire::OwnerOffer>, now: Instant) {
+        let Some(o) = offer else { return };
+        let Some(key) = self.keys.by_id(header.key_id) else { return };
+        let theirs = o.padded ^ key.owner_pad(header.sender, header.seq);
+        if !self.owner.yields_to(theirs, o.born_us) {
+            return;
+        }
+        self.owner = Ownership { key: theirs, born_us: o.born_us, adopted: Some(now) };
+        for e in &self.ends {
+            e.control.set_owner_key(theirs);
+        }
+        rt.workers_mut().set_owner_key(theirs);
+        crate::out::event(&format!("sync: took the pair's ownership key {:08x} from peer {} (older); asking for its table again", self.owner.id(), self.peer));
+        self.asked = Asked::default();
+        self.ask_from = now;
+        self.bulk_id = self.bulk_id.wrapping_add(2) | 1;
     }
 
     /// The pair check fails: the peer's fingerprint is not ours; what
@@ -449,9 +510,10 @@ impl Sync {
             fingerprint: self.fingerprint,
         };
         let key = send_key(&self.keys, self.peer_key);
-        let encoded = match bulk_id {
-            Some(id) => wire::encode_bulk(&mut self.buf, key, &header, id),
-            None => wire::encode(&mut self.buf, key, &header, records),
+        let encoded = match (bulk_id, msg) {
+            (Some(id), _) => wire::encode_bulk(&mut self.buf, key, &header, id),
+            (None, MessageType::Hello) => wire::encode_hello(&mut self.buf, key, &header, self.owner.key, self.owner.born_us),
+            (None, _) => wire::encode(&mut self.buf, key, &header, records),
         };
         if encoded.is_err() {
             self.drop("encode");
@@ -477,5 +539,23 @@ impl Sync {
         rt.send_frame(self.link, &f);
         self.counters.datagrams_sent += 1;
         self.counters.records_sent += records.len() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both boxes compare the same two offers and choose the same key: the
+    /// older, and on a tie the smaller.
+    #[test]
+    fn the_older_ownership_key_is_the_pairs() {
+        let a = Ownership { key: 50, born_us: 1_000, adopted: None };
+        let b = Ownership { key: 7, born_us: 2_000, adopted: None };
+        assert!(b.yields_to(a.key, a.born_us) && !a.yields_to(b.key, b.born_us), "the box that booted second takes the first's");
+        let c = Ownership { key: 9, born_us: 1_000, adopted: None };
+        assert!(a.yields_to(c.key, c.born_us) && !c.yields_to(a.key, a.born_us), "same microsecond: the smaller key");
+        assert!(!a.yields_to(a.key, 0), "its own key, whatever the peer says of its age");
+        assert_ne!(a.id(), b.id());
     }
 }

@@ -4,11 +4,10 @@
 //!
 //! - bits 63..56: the worker count (full-NAT replies go to worker
 //!   `dport % workers`, `pipeline::owner`);
-//! - bits 55..48: the ownership key's id (a byte of its SHA-256): the key
-//!   is derived from `key` when a box starts, so a box restarted after a
-//!   re-keying has another one until its peer restarts too (full-NAT
-//!   records are refused meanwhile: the owner of the client side would not
-//!   be the worker the replies go to);
+//! - bits 55..48: the ownership key's id (a byte of its SHA-256): each box
+//!   draws one at boot and the pair agrees on the older through the Hellos
+//!   (`super::Ownership`); until then full-NAT records are refused (the
+//!   owner of the client side would not be the worker the replies go to);
 //! - bits 47..32: the links, names and VLAN ids, in order (a record's
 //!   client link is an index);
 //! - bits 31..0: the services, sorted: VIP, port, protocol, forwarding (a
@@ -46,6 +45,11 @@ pub fn fingerprint(cfg: &Config, rt: &Runtime, owner_key: u64) -> u64 {
     (workers << 56) | (owner << 48) | (u64::from(u16::from_be_bytes([l[0], l[1]])) << 32) | u64::from(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }
 
+/// `f` without its ownership key's id.
+pub fn without_owner(f: u64) -> u64 {
+    f & !(0xff << 48)
+}
+
 /// Only the ownership keys differ: what no full-NAT record survives.
 pub fn only_owner_key(ours: u64, theirs: u64) -> bool {
     ours != theirs && (ours ^ theirs) & !(0xff << 48) == 0
@@ -58,7 +62,7 @@ pub fn differences(ours: u64, theirs: u64) -> String {
         d.push(format!("worker count {} here, {} on the peer", ours >> 56, theirs >> 56));
     }
     if (ours >> 48) & 0xff != (theirs >> 48) & 0xff {
-        d.push("ownership key differs (derived from `key` at start: restart the box still running with the old key)".to_string());
+        d.push("ownership key differs (until the younger box takes the older key from a Hello)".to_string());
     }
     if (ours >> 32) & 0xffff != (theirs >> 32) & 0xffff {
         d.push("links (names, VLANs, order) differ".to_string());

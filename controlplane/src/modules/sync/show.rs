@@ -44,6 +44,12 @@ impl Sync {
         );
         let _ = writeln!(
             out,
+            "ownership key: {:08x}, {}",
+            self.owner.id(),
+            self.owner.adopted.map_or("drawn here at boot".into(), |t| format!("the peer's, taken {} ms ago", now.duration_since(t).as_millis()))
+        );
+        let _ = writeln!(
+            out,
             "pair check: {}",
             match (self.peer_fingerprint, self.mismatch()) {
                 (None, _) => "peer not heard yet".to_string(),
@@ -56,10 +62,11 @@ impl Sync {
         let w = Self::worker_sums(rt);
         let _ = writeln!(
             out,
-            "workers: {} records reported, {} lost to a full ring, {} installed",
+            "workers: {} records reported, {} lost to a full ring, {} installed, {} rehomed",
             w.get("sent").unwrap_or(&0),
             w.get("dropped").unwrap_or(&0),
-            w.get("installed").unwrap_or(&0)
+            w.get("installed").unwrap_or(&0),
+            w.get("rehomed").unwrap_or(&0)
         );
         let mut drops: Vec<String> = c.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
         if c.install_ring_full > 0 {

@@ -24,7 +24,11 @@
 //!                                  ownership key id (1), links (2),
 //!                                  services (4)
 //! 56  Records: count x SyncRecord (44, 72 or 84 bytes each,
-//!     `SyncRecord::wire_len`); BulkRequest, BulkEnd: the request id (4)
+//!     `SyncRecord::wire_len`); BulkRequest, BulkEnd: the request id (4);
+//!     Hello: nothing, or the sender's ownership offer (16): its ownership
+//!     key XOR a pad (`SyncKey::owner_pad` of the sender id and sequence
+//!     number under the tag's key, so only the pair can read it) (8), and
+//!     when that key was drawn, microseconds since the Unix epoch (8)
 //!  .. HMAC-SHA256 tag (32) over every byte before it
 //! ```
 //!
@@ -48,9 +52,9 @@
 //! The keys are the pair's shared secrets from the configuration: `key`,
 //! and during a rotation `previous_key`, accepted too (README, "Re-keying
 //! the sync"). `SyncKey` keeps HMAC's keyed state, so a datagram costs no
-//! key schedule. The workers' ownership key derives from `key` when a box
-//! starts (`SyncKey::owner_key`); their table hash key is drawn at every
-//! boot (docs/architecture.md, "Hashing").
+//! key schedule. Nothing else derives from them: the workers' ownership
+//! key is drawn at boot and the pair agrees on one through the Hellos'
+//! offers (`super::Sync`; docs/architecture.md, "Hashing").
 
 use furiwake_dataplane::ctl::events::SyncRecord;
 use hmac::{Hmac, KeyInit, Mac};
@@ -73,6 +77,18 @@ pub const MAX_RECORDS: usize = (MTU - IP_UDP_OVERHEAD - HEADER_LEN - TAG_LEN) / 
 pub const MAX_DATAGRAM: usize = HEADER_LEN + MAX_RECORDS * SyncRecord::MAX_WIRE_LEN + TAG_LEN;
 /// Bytes of a bulk request id.
 pub const BULK_ID_LEN: usize = 4;
+/// Bytes of a Hello's ownership offer.
+pub const OFFER_LEN: usize = 16;
+
+/// A Hello's ownership offer, as on the wire: the key still padded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerOffer {
+    /// The key XOR `SyncKey::owner_pad(sender, seq)`.
+    pub padded: u64,
+    /// When the key was drawn (microseconds since the Unix epoch): the
+    /// older key is the pair's.
+    pub born_us: u64,
+}
 
 const _: () = assert!(MAX_DATAGRAM + IP_UDP_OVERHEAD <= MTU && MAX_RECORDS == 16);
 
@@ -230,14 +246,14 @@ impl SyncKey {
         self.id
     }
 
-    /// The pair's ownership key (`WorkerConfig::owner_key`), derived from
-    /// the secret (HMAC of a fixed label) when a box starts: both boxes
-    /// must own a full-NAT connection on the same worker (its replies go to
-    /// worker `local port % workers`), and a client cannot predict it. The
-    /// tables' own hash key is drawn at boot (docs/architecture.md,
-    /// "Hashing").
-    pub fn owner_key(&self) -> u64 {
-        let tag = self.mac(b"furiwake sync: ownership key").finalize().into_bytes();
+    /// The pad that hides an ownership offer in the Hello of `sender`
+    /// numbered `seq` (HMAC of a fixed label, the sender and the number: a
+    /// new pad for every datagram; only the pair can compute it).
+    pub fn owner_pad(&self, sender: u32, seq: u64) -> u64 {
+        let mut mac = self.mac(b"furiwake sync: ownership offer");
+        mac.update(&sender.to_be_bytes());
+        mac.update(&seq.to_be_bytes());
+        let tag = mac.finalize().into_bytes();
         let mut k = [0u8; 8];
         for (d, s) in k.iter_mut().zip(tag.iter()) {
             *d = *s;
@@ -276,15 +292,26 @@ impl Keys {
 /// Writes the datagram of `header` and `records` into `out` (cleared
 /// first) and returns its length.
 pub fn encode(out: &mut Vec<u8>, key: &SyncKey, header: &Header, records: &[SyncRecord]) -> Result<usize, EncodeError> {
-    encode_with(out, key, header, records, None)
+    encode_with(out, key, header, records, None, None)
 }
 
 /// `encode` of a `BulkRequest` or `BulkEnd` and its request id (not 0).
 pub fn encode_bulk(out: &mut Vec<u8>, key: &SyncKey, header: &Header, id: u32) -> Result<usize, EncodeError> {
-    encode_with(out, key, header, &[], Some(id))
+    encode_with(out, key, header, &[], Some(id), None)
 }
 
-fn encode_with(out: &mut Vec<u8>, key: &SyncKey, header: &Header, records: &[SyncRecord], bulk_id: Option<u32>) -> Result<usize, EncodeError> {
+/// `encode` of a `Hello` with the sender's ownership key `owner` (drawn
+/// at `born_us`), padded under `key` for the header's sender and
+/// sequence number.
+pub fn encode_hello(out: &mut Vec<u8>, key: &SyncKey, header: &Header, owner: u64, born_us: u64) -> Result<usize, EncodeError> {
+    if header.msg != MessageType::Hello {
+        return Err(EncodeError::RecordsNotExpected);
+    }
+    let offer = OwnerOffer { padded: owner ^ key.owner_pad(header.sender, header.seq), born_us };
+    encode_with(out, key, header, &[], None, Some(offer))
+}
+
+fn encode_with(out: &mut Vec<u8>, key: &SyncKey, header: &Header, records: &[SyncRecord], bulk_id: Option<u32>, offer: Option<OwnerOffer>) -> Result<usize, EncodeError> {
     if is_bulk(header.msg) != bulk_id.is_some_and(|id| id != 0) {
         return Err(EncodeError::BulkId);
     }
@@ -316,6 +343,10 @@ fn encode_with(out: &mut Vec<u8>, key: &SyncKey, header: &Header, records: &[Syn
     if let Some(id) = bulk_id {
         out.extend_from_slice(&id.to_be_bytes());
     }
+    if let Some(o) = offer {
+        out.extend_from_slice(&o.padded.to_be_bytes());
+        out.extend_from_slice(&o.born_us.to_be_bytes());
+    }
     let tag = key.mac(out).finalize().into_bytes();
     out.extend_from_slice(&tag);
     Ok(out.len())
@@ -340,12 +371,18 @@ pub struct Records<'a> {
     rest: &'a [u8],
     left: usize,
     bulk_id: Option<u32>,
+    offer: Option<OwnerOffer>,
 }
 
 impl Records<'_> {
     /// `BulkRequest`, `BulkEnd`: the request's id (never 0).
     pub fn bulk_id(&self) -> Option<u32> {
         self.bulk_id
+    }
+
+    /// `Hello`: the sender's ownership offer, if it made one.
+    pub fn offer(&self) -> Option<OwnerOffer> {
+        self.offer
     }
 }
 
@@ -421,7 +458,15 @@ pub fn decode<'a>(bytes: &'a [u8], keys: &Keys) -> Result<(Header, Records<'a>),
     let payload = body.get(HEADER_LEN..).unwrap_or_default();
     if is_bulk(msg) {
         let id = be::<BULK_ID_LEN>(payload, 0).map(u32::from_be_bytes).filter(|id| *id != 0 && payload.len() == BULK_ID_LEN).ok_or(DecodeError::BadCount)?;
-        return Ok((header, Records { rest: &[], left: 0, bulk_id: Some(id) }));
+        return Ok((header, Records { rest: &[], left: 0, bulk_id: Some(id), offer: None }));
+    }
+    if msg == MessageType::Hello {
+        let offer = match payload.len() {
+            0 => None,
+            OFFER_LEN => Some(OwnerOffer { padded: be_u64(payload, 0)?, born_us: be_u64(payload, 8)? }),
+            _ => return Err(DecodeError::BadCount),
+        };
+        return Ok((header, Records { rest: &[], left: 0, bulk_id: None, offer }));
     }
     let mut rest = payload;
     for index in 0..count {
@@ -434,7 +479,7 @@ pub fn decode<'a>(bytes: &'a [u8], keys: &Keys) -> Result<(Header, Records<'a>),
     if !rest.is_empty() {
         return Err(DecodeError::BadCount);
     }
-    Ok((header, Records { rest: payload, left: count, bulk_id: None }))
+    Ok((header, Records { rest: payload, left: count, bulk_id: None, offer: None }))
 }
 
 #[cfg(test)]

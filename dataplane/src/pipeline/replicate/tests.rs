@@ -694,3 +694,35 @@ fn unanswered_entries_are_not_replicated() {
     assert_eq!(d.w.process(&mut q, OUT, false), Verdict::Forward(IN));
     assert_eq!(kinds(&drain(&mut d.events)), [(SyncKind::Create, FlowState::UdpUnreplied)]);
 }
+
+/// Issue 20: the pair's ownership key changed (this box took the peer's,
+/// `SyncControl::set_owner_key`): at its next pass the worker hashes with
+/// it and drops the entries another worker owns under it, silently (no
+/// `Delete`: the peer holds those connections), releasing their counters.
+#[test]
+fn a_new_ownership_key_drops_the_entries_another_worker_owns() {
+    let mut a = synced(snapshot(), 0, 1, 256);
+    for sport in 40000..40040 {
+        handshake(&mut a.w, sport);
+    }
+    let records = drain(&mut a.events);
+    let mut b = synced(snapshot(), 0, 2, 256);
+    deliver(&records, &mut b, 1);
+    assert_eq!(b.w.table().len(), 40);
+    let key = 0x005e_ed0f_0123_4567;
+    let snap = snapshot();
+    let ours: Vec<u16> = (40000..40040).filter(|p| owner(&snap, Owners::new(2, key), ip(CLIENT), *p, ip(VIP), 80, 6) == 0).collect();
+    assert!(!ours.is_empty() && ours.len() < 40, "{ours:?}");
+    b.w.sync_control().unwrap().set_owner_key(key);
+    b.w.poll(&mut Idle, 2);
+    assert_eq!(b.w.shard.config.owner_key, key);
+    let mut left: Vec<u16> = b.w.table().iter().map(|(_, f)| f.client_port).collect();
+    left.sort_unstable();
+    assert_eq!(left, ours);
+    let c = b.w.counters();
+    assert_eq!((c.sync.rehomed.get(), c.flows.get()), (40 - ours.len() as u64, ours.len() as u64));
+    assert!(drain(&mut b.events).is_empty(), "no Delete for the peer's connections");
+    // The same key again changes nothing.
+    b.w.poll(&mut Idle, 3);
+    assert_eq!(b.w.table().len() as usize, ours.len());
+}

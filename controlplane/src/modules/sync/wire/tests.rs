@@ -230,10 +230,33 @@ fn authentic_but_malformed_datagrams_are_refused_by_reason() {
     assert_eq!(DecodeError::BadHmac.to_string(), "bad-hmac");
 }
 
-
+/// Issue 20: a Hello offers the sender's ownership key, hidden under a pad
+/// of its sender id and sequence number (a new one each datagram) that
+/// only the pair's key computes; no body is an offer of nothing; any other
+/// length is refused.
 #[test]
-fn the_ownership_key_is_the_pairs() {
-    assert_eq!(key().owner_key(), SyncKey::new(b"the pair's shared secret").unwrap().owner_key());
-    assert_ne!(key().owner_key(), SyncKey::new(b"another secret").unwrap().owner_key());
-    assert_ne!(key().owner_key(), 0);
+fn a_hello_offers_the_ownership_key_padded() {
+    let owner = 0x0123_4567_89ab_cdef;
+    let h = |seq| Header { msg: MessageType::Hello, key_id: key().id(), sender: 9, seq, sent_us: 7, ..Header::default() };
+    let mut out = Vec::new();
+    assert_eq!(encode_hello(&mut out, &key(), &h(1), owner, 1_700_000_000_000_000), Ok(HEADER_LEN + OFFER_LEN + TAG_LEN));
+    let (got, r) = decode(&out, &keys()).unwrap();
+    let o = r.offer().expect("an offer");
+    assert_eq!((got.msg, o.born_us), (MessageType::Hello, 1_700_000_000_000_000));
+    assert_ne!(o.padded, owner, "not in the clear");
+    assert_eq!(o.padded ^ key().owner_pad(9, 1), owner);
+    assert_ne!(o.padded ^ SyncKey::new(b"another pair's secret").unwrap().owner_pad(9, 1), owner);
+    let mut again = Vec::new();
+    encode_hello(&mut again, &key(), &h(2), owner, 1).unwrap();
+    let (_, r2) = decode(&again, &keys()).unwrap();
+    assert_ne!(r2.offer().unwrap().padded, o.padded, "another pad for the next datagram");
+    assert_eq!(encode_hello(&mut Vec::new(), &key(), &header(1), owner, 1), Err(EncodeError::RecordsNotExpected), "Hellos only");
+    // No body: no offer.
+    let mut plain = Vec::new();
+    encode(&mut plain, &key(), &h(3), &[]).unwrap();
+    assert_eq!(decode(&plain, &keys()).unwrap().1.offer(), None);
+    // Another length.
+    let mut body = out[..HEADER_LEN + OFFER_LEN - 1].to_vec();
+    body = sign(&body, &key());
+    assert_eq!(decode(&body, &keys()).map(|_| ()), Err(DecodeError::BadCount));
 }
