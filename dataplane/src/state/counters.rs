@@ -530,12 +530,12 @@ mod tests {
         assert_eq!(c.sync.install_failed(InstallFailure::NoServer), 2);
         assert_eq!(c.sync.install_failed_total(), 2);
         let named: Vec<_> = c.sync.named().collect();
-        assert_eq!(named.len(), 3 + InstallFailure::COUNT);
+        assert_eq!(named.len(), 4 + InstallFailure::COUNT);
         assert!(named.contains(&("sent", 3)));
         assert!(named.contains(&("install-failed-no-server", 2)));
         for (i, r) in InstallFailure::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
-            assert_eq!(named[3 + i].0, format!("install-failed-{}", r.name()));
+            assert_eq!(named[4 + i].0, format!("install-failed-{}", r.name()));
         }
     }
 
