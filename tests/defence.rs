@@ -63,11 +63,20 @@ pool = "web"
 
 /// The flood generator in the client namespace, kept as `key`.
 fn flood(lab: &mut Lab, key: &str, dst: &str, dport: u16, proto: &str, secs: u32, pps: Option<u32>) {
+    flood_from(lab, key, dst, dport, proto, secs, pps, None);
+}
+
+/// `flood`, every packet from 203.0.113.`host` when given.
+#[allow(clippy::too_many_arguments, reason = "a test helper's knobs")]
+fn flood_from(lab: &mut Lab, key: &str, dst: &str, dport: u16, proto: &str, secs: u32, pps: Option<u32>, host: Option<u8>) {
     let bin = env!("CARGO_BIN_EXE_flood");
-    let (secs, rate, port) = (secs.to_string(), pps.map(|p| p.to_string()), dport.to_string());
+    let (secs, rate, port, host) = (secs.to_string(), pps.map(|p| p.to_string()), dport.to_string(), host.map(|h| h.to_string()));
     let mut argv = vec![bin, "--dst", dst, "--dport", &port, "--src", "203.0.113.0", "--proto", proto, "--secs", &secs];
     if let Some(r) = rate.as_deref() {
         argv.extend(["--pps", r]);
+    }
+    if let Some(h) = host.as_deref() {
+        argv.extend(["--host", h]);
     }
     let p = Proc::spawn(key, Some(&lab.topo.ns("client")), &argv, &lab.dir.path(&format!("{key}.log")), false);
     lab.procs.insert(key.to_string(), p);
@@ -493,6 +502,38 @@ unreplied_per_service = 1000
     // The flood's 1000, the TCP clients' 56 (in TIME_WAIT) and a margin
     // for a client's retry: far below the 16,384 of the budget alone.
     assert!(flows <= 1000 + 56 + 20, "{flows} entries after the flood: {block}");
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// Issue 20, the per-source cap: spoofed SYNs from one address (2,000 a
+/// second for 5 s) while a client connects every 250 ms. Past its
+/// `unreplied_per_source` (16) half-open entries, that source's SYNs are
+/// answered with cookies and make no entry, and nothing is evicted (a
+/// sender spoofing a victim's address cannot evict the victim's
+/// handshakes): every client served, at most 16 of the flood's entries
+/// (without the cap: one per SYN, thousands).
+#[test]
+fn one_sources_syns_past_its_cap_are_answered_with_cookies() {
+    let Some(mut lab) = lab('C', "srccap", 0, &["nginx"]) else { return };
+    start(&mut lab, "\n[defence]\nunreplied_per_source = 16\n");
+    steady_curls(&mut lab, "curls", 8);
+    std::thread::sleep(Duration::from_secs(1));
+    flood_from(&mut lab, "flood", VIP, 80, "tcp", 5, Some(2000), Some(7));
+    let summary = flood_result(&mut lab, "flood");
+    let block = lab.report();
+    let flows = counter(&block, "worker 0:", "flows").unwrap_or_else(|| panic!("no flows gauge: {block}"));
+    let cookies = counter(&block, "  syn-proxy:", "cookies").unwrap_or(0);
+    let evicted = counter(&block, "  defence:", "embryonic-evicted").unwrap_or(0) + counter(&block, "  defence:", "unreplied-capped").unwrap_or(0);
+    let answers = curl_answers(&mut lab, "curls");
+    let failed: Vec<&String> = answers.iter().filter(|a| !a.starts_with("srv")).collect();
+    eprintln!("{summary}: {} cookies, {flows} flows just after, {evicted} evicted; {} requests, {} failed", cookies, answers.len(), failed.len());
+    assert!(flood_sent(&summary) > 5_000, "the generator sent little: {summary}");
+    assert!(cookies > 0, "the flood's SYNs past the cap got no cookie: {block}");
+    assert_eq!(evicted, 0, "{block}");
+    // The flood's 16 and the clients' (32 at most, in TIME_WAIT).
+    assert!(flows <= 16 + 32 + 4, "{flows} entries: {block}");
+    assert_eq!(answers.len(), 32, "{answers:?}");
+    assert!(failed.is_empty(), "failed requests: {failed:?}\nfuriwake:\n{}", lab.fw_output());
     stop_furiwake_cleanly(lab.fw());
 }
 

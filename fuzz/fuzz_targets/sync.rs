@@ -7,7 +7,7 @@
 #![no_main]
 
 use furiwake::modules::sync::frame::udp_datagram;
-use furiwake::modules::sync::wire::{decode, encode, encode_bulk, sign, Keys, SyncKey, BULK_ID_LEN, HEADER_LEN, MAX_DATAGRAM, TAG_LEN, VERSION};
+use furiwake::modules::sync::wire::{decode, encode, encode_bulk, encode_hello, sign, Keys, SyncKey, BULK_ID_LEN, HEADER_LEN, MAX_DATAGRAM, OFFER_LEN, TAG_LEN, VERSION};
 use libfuzzer_sys::fuzz_target;
 
 fn keys() -> &'static Keys {
@@ -38,16 +38,18 @@ fuzz_target!(|data: &[u8]| {
 /// the same.
 fn check(bytes: &[u8], keys: &Keys) {
     let Ok((h, records)) = decode(bytes, keys) else { return };
-    let bulk_id = records.bulk_id();
+    let (bulk_id, offer) = (records.bulk_id(), records.offer());
     let records: Vec<_> = records.collect();
-    let payload: usize = records.iter().map(|r| r.wire_len()).sum::<usize>() + bulk_id.map_or(0, |_| BULK_ID_LEN);
+    let payload: usize = records.iter().map(|r| r.wire_len()).sum::<usize>() + bulk_id.map_or(0, |_| BULK_ID_LEN) + offer.map_or(0, |_| OFFER_LEN);
     assert_eq!(bytes.len(), HEADER_LEN + payload + TAG_LEN);
     let mut again = Vec::new();
-    match bulk_id {
-        Some(id) => encode_bulk(&mut again, &keys.current, &h, id),
-        None => encode(&mut again, &keys.current, &h, &records),
+    match (bulk_id, offer) {
+        (Some(id), _) => encode_bulk(&mut again, &keys.current, &h, id),
+        (None, Some(o)) => encode_hello(&mut again, &keys.current, &h, o.padded ^ keys.current.owner_pad(h.sender, h.seq), o.born_us, o.serving),
+        (None, None) => encode(&mut again, &keys.current, &h, &records),
     }
     .expect("an accepted datagram encodes");
     let (h2, r2) = decode(&again, keys).expect("what encode makes decodes");
+    assert_eq!(r2.offer(), offer, "the offer survives");
     assert_eq!((h2, r2.collect::<Vec<_>>()), (h, records), "decode and encode disagree");
 }

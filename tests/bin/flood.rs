@@ -5,8 +5,9 @@
 //! `sendmmsg`, for a bounded time. Prints how many it sent and the rate.
 //!
 //! `flood --dst 192.0.2.100 --dport 80 --src 203.0.113.0 --proto tcp
-//! --secs 20 [--pps N]` (run inside the test's client namespace; the
-//! sources stay within the documentation prefixes).
+//! --secs 20 [--pps N] [--host H]` (run inside the test's client
+//! namespace; the sources stay within the documentation prefixes; with
+//! `--host`, every packet from that one address of the /24).
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -108,6 +109,7 @@ fn main() {
     };
     let secs: f64 = arg(&args, "--secs").and_then(|a| a.parse::<f64>().ok()).unwrap_or(5.0).min(60.0);
     let pps: Option<f64> = arg(&args, "--pps").and_then(|a| a.parse().ok());
+    let host: Option<u8> = arg(&args, "--host").and_then(|a| a.parse().ok());
     // SAFETY: socket(2) with constant arguments; the result is checked.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
     assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
@@ -127,7 +129,7 @@ fn main() {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            let src = Ipv4Addr::new(base[0], base[1], base[2], 1 + (rng % 254) as u8);
+            let src = Ipv4Addr::new(base[0], base[1], base[2], host.unwrap_or(1 + (rng % 254) as u8));
             let sport = 1024 + ((rng >> 8) % 60000) as u16;
             *len = packet(b, src, dst, sport, dport, proto, (rng >> 24) as u32);
         }

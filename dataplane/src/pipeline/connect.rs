@@ -40,7 +40,7 @@ impl Shard {
             // The SYN proxy answers SYNs itself and opens on a cookie's ACK.
             if vs.syn_proxy != SynProxy::Off {
                 let syn = p.tcp_flags & (tcpf::SYN | tcpf::ACK | tcpf::RST) == tcpf::SYN;
-                if syn && self.proxying(vs.syn_proxy) {
+                if syn && (self.proxying(vs.syn_proxy) || self.source_over_cap(p.src)) {
                     return self.answer_syn(snap, frame, p, in_port);
                 }
                 // An ACK may return a cookie sent in the last two periods.
@@ -72,7 +72,7 @@ impl Shard {
         if !super::classify::l4_checksum_ok(frame, p) {
             return Err(Verdict::Drop(DropReason::L4BadChecksum));
         }
-        if !self.make_room(snap, vs_index, p.src, p.proto) {
+        if !self.make_room(snap, vs_index, p.proto) {
             return Err(Verdict::Drop(DropReason::FlowTableFull));
         }
         let (server_index, persisted) = match vs.persistence {
@@ -98,7 +98,7 @@ impl Shard {
                 let hairpin_src = [snap.port(server.tx_port).map_or(0, |pv| pv.self_ip)];
                 let addrs = if hairpin { &hairpin_src[..] } else { &vs.local_addrs[..] };
                 let mut port = self.local_ports.alloc(addrs);
-                if port.is_none() && !hairpin && self.free_a_port(snap, vs_index, p.proto) {
+                if port.is_none() && !hairpin && self.free_a_port(snap, vs_index, p.proto, addrs) {
                     port = self.local_ports.alloc(addrs);
                 }
                 match port {

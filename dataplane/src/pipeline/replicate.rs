@@ -12,15 +12,17 @@
 //! translation; every entry record carries the entry's last-change
 //! counter (`Flow::version`), bumped at each `Update`.
 //!
-//! Unanswered entries are not replicated (`replicable`; IPVS syncs a
-//! connection only past its `sync_threshold` packets): a TCP entry in its
-//! handshake (SYN_SENT, SYN_RECV) or a UDP one its server has not
-//! answered (UDP_UNREPLIED) sends no record, so a spoofed flood fills
-//! neither the sync link nor the peer's table. Its first change to an
-//! answered state sends its `Create`. Two
-//! exceptions: a SYN-proxied entry (its client returned a cookie: known
-//! real) from its start, and a direct-server-return UDP flow, which never
-//! sees an answer.
+//! Only assured entries are replicated (`replicable`; IPVS syncs a
+//! connection only past its `sync_threshold` packets): a TCP entry that
+//! has not reached ESTABLISHED (a handshake, or one a spoofed reset ended
+//! in SYN_SENT) or a UDP one its server has not answered sends no record,
+//! so a spoofed flood at a NAT or full-NAT service fills neither the sync
+//! link nor the peer's table. Reaching ESTABLISHED or the server's first
+//! answer (`EntryFlags::ASSURED`) sends its `Create`. Exceptions: a
+//! SYN-proxied entry (its client returned a cookie: known real) from its
+//! start, and direct-server-return UDP, which never sees an answer (a
+//! spoofed flood at such a service does reach the sync link: the events
+//! ring drops what it cannot hold, counted).
 //!
 //! Walks: every `WorkerConfig::sync_refresh` ticks the worker pushes a
 //! `Refresh` for every live entry of its own: not the copies of the
@@ -215,17 +217,13 @@ impl Replication {
 /// nobody has answered it.
 #[inline]
 pub(super) fn replicable(f: &crate::conntrack::Flow) -> bool {
-    replicable_in(f.state, f.flags, f.mode)
+    replicable_with(f.flags, f.mode, f.proto)
 }
 
-/// `replicable` for an entry in `state` with `flags` and `mode`.
+/// `replicable` for an entry with `flags`, `mode` and protocol `proto`.
 #[inline]
-fn replicable_in(state: FlowState, flags: EntryFlags, mode: Forwarding) -> bool {
-    match state {
-        FlowState::SynSent | FlowState::SynRecv => flags.contains(EntryFlags::SYN_PROXY),
-        FlowState::UdpUnreplied => mode.is_dsr(),
-        _ => true,
-    }
+fn replicable_with(flags: EntryFlags, mode: Forwarding, proto: u8) -> bool {
+    flags.intersects(EntryFlags::ASSURED | EntryFlags::SYN_PROXY) || (mode.is_dsr() && proto != crate::conntrack::IPPROTO_TCP)
 }
 
 /// Pushes `rec`, counting it as sent or dropped.
@@ -307,15 +305,20 @@ impl Shard {
     /// box's too, and a state change is reported.
     #[inline]
     pub(super) fn after_packet(&mut self, id: FlowId, before: crate::conntrack::FlowState, flags: EntryFlags, state: crate::conntrack::FlowState) {
-        if flags.contains(EntryFlags::SYNCED) {
-            self.table.set_flags(id, flags.difference(EntryFlags::SYNCED));
+        let assures = !flags.contains(EntryFlags::ASSURED) && matches!(state, FlowState::Established | FlowState::Udp);
+        let mut now_flags = flags.difference(EntryFlags::SYNCED);
+        if assures {
+            now_flags |= EntryFlags::ASSURED;
+        }
+        if now_flags != flags {
+            self.table.set_flags(id, now_flags);
         }
         // CLOSE (a reset) keeps the entry for `tcp_close`; its expiry
-        // reports it (`Delete`). The first answer makes an unanswered
-        // entry the peer's business: its `Create`.
-        if state != before {
-            let mode = self.table.get(id).map_or(Forwarding::Nat, |f| f.mode);
-            let kind = if replicable_in(before, flags, mode) { SyncKind::Update } else { SyncKind::Create };
+        // reports it (`Delete`). Being assured makes an entry the peer's
+        // business: its `Create`.
+        if state != before || assures {
+            let (mode, proto) = self.table.get(id).map_or((Forwarding::Nat, 0), |f| (f.mode, f.proto));
+            let kind = if replicable_with(flags, mode, proto) { SyncKind::Update } else { SyncKind::Create };
             self.emit_flow(kind, id);
         }
     }

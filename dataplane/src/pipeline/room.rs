@@ -1,7 +1,8 @@
 //! Room in a worker's connection table for a new entry: the unreplied
-//! caps (per service, per source bucket), the early drop of the oldest
-//! unreplied entry, and full-NAT ports given back by unanswered entries
-//! (README, "Defence"; Linux conntrack's early drop).
+//! cap per service, the early drop of the oldest unreplied entry, and
+//! full-NAT ports given back by unanswered entries (README, "Defence";
+//! Linux conntrack's early drop); and the per-source cap, which answers
+//! SYNs with cookies rather than evict.
 
 use super::Shard;
 use crate::conntrack::{EntryFlags, FlowId};
@@ -9,18 +10,17 @@ use crate::state::snapshot::{Forwarding, Snapshot};
 
 impl Shard {
     /// Makes room for a new entry (TCP or UDP: both start unreplied) of
-    /// service slot `vs` from `src`. First the caps: a service holding
-    /// `unreplied_per_service` unreplied entries, or a source bucket
-    /// holding `unreplied_per_source`, gives up its own oldest (so a flood
-    /// at one service, or from one source, churns its own entries only).
+    /// service slot `vs`. First the cap: a service holding
+    /// `unreplied_per_service` unreplied entries gives up its own oldest
+    /// (so a flood at one service churns its own entries only).
     /// Then, when the table is full or holds `embryonic_max` unreplied
     /// entries, the oldest unreplied entry goes (a SYN or spoofed-UDP
     /// flood's, most likely: Linux conntrack's early drop of entries not
     /// `IPS_ASSURED`), never one its server answered. False when the table
     /// is full of answered entries.
     #[inline]
-    pub(super) fn make_room(&mut self, snap: &Snapshot, vs: u16, src: u32, proto: u8) -> bool {
-        if let Some(id) = self.over_cap(vs, src, proto) {
+    pub(super) fn make_room(&mut self, snap: &Snapshot, vs: u16, proto: u8) -> bool {
+        if let Some(id) = self.over_cap(vs, proto) {
             self.remove(snap, id);
             self.counters.unreplied_capped.inc();
         }
@@ -38,26 +38,33 @@ impl Shard {
         }
     }
 
-    /// The entry a cap gives up for a new one of `vs` from `src`: the
-    /// oldest unreplied entry of the same service, or of the same source
-    /// bucket, when that group is at its cap (`FlowTable::oldest_unreplied_where`).
-    fn over_cap(&self, vs: u16, src: u32, proto: u8) -> Option<FlowId> {
+    /// The entry the service cap gives up for a new one of `vs`: its
+    /// oldest unreplied entry, when it holds `unreplied_per_service`
+    /// (`FlowTable::oldest_unreplied_where`).
+    fn over_cap(&self, vs: u16, proto: u8) -> Option<FlowId> {
         let t = &self.table;
-        if t.unreplied_of_service(vs) >= self.config.unreplied_per_service {
-            return t.oldest_unreplied_where(proto, |f| f.vs == vs);
-        }
-        if t.unreplied_of_source(src) >= self.config.unreplied_per_source {
-            return t.oldest_unreplied_where(proto, |f| t.same_source(f.client_ip, src));
-        }
-        None
+        (t.unreplied_of_service(vs) >= self.config.unreplied_per_service).then(|| t.oldest_unreplied_where(proto, |f| f.vs == vs)).flatten()
     }
 
-    /// Full-NAT's local ports of `vs` ran out: gives back the port of its
-    /// oldest unreplied full-NAT entry (a spoofed flood's, most likely),
+    /// Whether `src`'s source bucket holds `unreplied_per_source`
+    /// unreplied entries: its next SYNs are answered with cookies (a
+    /// service whose `syn_proxy` is not off), so they make no entry until
+    /// the client answers. Never an eviction: a sender that spoofs a
+    /// victim's address lands in the victim's bucket, and must not be
+    /// able to evict the victim's handshakes (the victim's own SYNs are
+    /// answered with cookies meanwhile, and connect).
+    #[inline]
+    pub(super) fn source_over_cap(&self, src: u32) -> bool {
+        self.table.unreplied_of_source(src) >= self.config.unreplied_per_source
+    }
+
+    /// Full-NAT's local ports of `vs` (on `addrs`) ran out: gives back the
+    /// port of its oldest unreplied full-NAT entry on one of them (a
+    /// spoofed flood's, most likely; not a hairpin one's, on a self IP),
     /// so unanswered connections cannot hold every port. False when none
     /// is among the oldest.
-    pub(super) fn free_a_port(&mut self, snap: &Snapshot, vs: u16, proto: u8) -> bool {
-        match self.table.oldest_unreplied_where(proto, |f| f.vs == vs && f.mode == Forwarding::FullNat && !f.flags.contains(EntryFlags::BORROWED_PORT)) {
+    pub(super) fn free_a_port(&mut self, snap: &Snapshot, vs: u16, proto: u8, addrs: &[u32]) -> bool {
+        match self.table.oldest_unreplied_where(proto, |f| f.vs == vs && f.mode == Forwarding::FullNat && !f.flags.contains(EntryFlags::BORROWED_PORT) && addrs.contains(&f.local_ip)) {
             Some(id) => {
                 self.remove(snap, id);
                 self.counters.unreplied_capped.inc();

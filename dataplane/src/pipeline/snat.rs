@@ -35,7 +35,7 @@ impl Shard {
         if !super::classify::l4_checksum_ok(frame, p) {
             return Verdict::Drop(DropReason::L4BadChecksum);
         }
-        if !self.make_room(snap, NO_INDEX, p.src, p.proto) {
+        if !self.make_room(snap, NO_INDEX, p.proto) {
             return Verdict::Drop(DropReason::FlowTableFull);
         }
         let Some((local_ip, local_port)) = self.local_ports.alloc(&[rule.addr]) else { return Verdict::Drop(DropReason::NoLocalPort) };

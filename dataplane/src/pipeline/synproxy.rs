@@ -131,9 +131,10 @@ pub(super) fn shift_of(t: &Track) -> Shift {
 }
 
 /// Ticks (`conntrack::TICK_MS`, 100 ms) between two SYNs the box sends a
-/// silent server again for one proxied connection: 200 ms, below any
-/// client's retransmission timer (RFC 6298 §2: at least 1 s).
-const RESEND_TICKS: u16 = 2;
+/// silent server for one proxied connection: at least 200 ms (the tick
+/// counter may turn just after the last), below any client's
+/// retransmission timer (RFC 6298 §2: at least 1 s).
+const RESEND_TICKS: u16 = 3;
 
 impl Shard {
     /// Whether SYNs of a service in `mode` are answered by the proxy now.
@@ -246,6 +247,8 @@ impl Shard {
         tr.proxy_wscale = [if wscale.is_some() { PROXY_WSCALE } else { 0 }, 0];
         tr.client_tsval = tsval.unwrap_or(0);
         tr.client_win = client_win;
+        // The SYN to the server goes now: a resend waits its turn.
+        tr.resent_at = (self.now as u16).max(1);
         self.counters.syn_proxied.inc();
         // Reported now that the translation is set (`replicate`).
         self.emit_flow(SyncKind::Create, id);

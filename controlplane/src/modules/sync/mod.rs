@@ -127,8 +127,15 @@ pub struct Sync {
     pub asked: Asked,
     /// The id of this box's bulk request (random, not 0).
     bulk_id: u32,
-    /// The id of the peer's bulk request being served.
-    serving: Option<u32>,
+    /// The peer's bulk request being served: its id, and the id the
+    /// workers' walks answer (another when a walk's records were lost to
+    /// an unresolved peer MAC: the dump is walked again).
+    serving: Option<(u32, u32)>,
+    /// Records dropped as `unresolved` since the current walk began.
+    lost_unresolved: bool,
+    /// Whether this box serves (master of a VRRP instance): it then keeps
+    /// its ownership key (`consider_offer`).
+    serving_vips: bool,
     /// The last valid datagram from the peer, and its lag (our clock minus
     /// its `sent_us`).
     pub peer_seen: Option<Instant>,
@@ -193,10 +200,24 @@ pub struct Ownership {
 
 impl Ownership {
     /// Whether the peer's key (`key` drawn at `born_us`) is the pair's
-    /// rather than ours: the older one, the smaller key on a tie, so both
-    /// boxes, comparing the same two, choose the same.
-    fn yields_to(&self, key: u64, born_us: u64) -> bool {
-        key != self.key && (born_us, key) < (self.born_us, self.key)
+    /// rather than ours: a box that serves (master of a VRRP instance)
+    /// keeps its own, for taking another would move its connections to
+    /// other workers; one that does not takes a serving peer's; when both
+    /// or neither serve, the older key (by the two boxes' clocks: only
+    /// when neither serves can a skew matter, and then nothing is lost),
+    /// the smaller on a tie, so both boxes, comparing the same two, choose
+    /// the same. Both serving with two keys (a partition healed under
+    /// active-active): nobody yields, full-NAT records stay refused until
+    /// one box restarts (`show sync` says so).
+    fn yields(&self, key: u64, born_us: u64, we_serve: bool, they_serve: bool) -> bool {
+        if key == self.key {
+            return false;
+        }
+        match (we_serve, they_serve) {
+            (false, true) => true,
+            (true, _) => false,
+            (false, false) => (born_us, key) < (self.born_us, self.key),
+        }
     }
 
     /// The key's public id: the first 4 bytes of its SHA-256.
@@ -239,6 +260,8 @@ impl Sync {
             asked: Asked::default(),
             bulk_id: u32::from_ne_bytes(urandom::<4>()?) | 1,
             serving: None,
+            lost_unresolved: false,
+            serving_vips: false,
             peer_seen: None,
             lag: None,
             lag_max: Duration::ZERO,
@@ -312,13 +335,22 @@ impl Sync {
     }
 
     /// The control-loop step (module docs).
-    pub fn step(&mut self, rt: &mut Runtime, arp: &mut Arp, cfg: &Config) {
+    pub fn step(&mut self, rt: &mut Runtime, arp: &mut Arp, cfg: &Config, serving: bool) {
         let now = Instant::now();
+        self.serving_vips = serving;
         self.receive(rt, now);
         self.drain_events(rt, arp);
-        if let Some(id) = self.serving {
-            let done = self.ends.iter().all(|e| e.control.bulk_end(id).is_some_and(|end| e.events.has_read(end)));
-            if done {
+        if let Some((id, walk)) = self.serving {
+            let done = self.ends.iter().all(|e| e.control.bulk_end(walk).is_some_and(|end| e.events.has_read(end)));
+            if done && self.lost_unresolved {
+                // Some of it never left: walk again rather than say done.
+                let again = walk.wrapping_add(2) | 1;
+                for e in &self.ends {
+                    e.control.request_bulk(again);
+                }
+                self.serving = Some((id, again));
+                self.lost_unresolved = false;
+            } else if done {
                 self.serving = None;
                 self.counters.bulk_requests_served += 1;
                 self.send_with(rt, arp, MessageType::BulkEnd, &[], Some(id));
@@ -410,14 +442,16 @@ impl Sync {
             _ if header.fingerprint != self.fingerprint && !full_nat_only => self.drop("pair-mismatch"),
             MessageType::BulkRequest => {
                 let Some(id) = records.bulk_id() else { return };
-                for e in &self.ends {
-                    e.control.request_bulk(id);
-                }
-                // A re-ask while the walks go on changes nothing.
-                if self.serving != Some(id) {
+                // A re-ask while the walks go on changes nothing; one
+                // after the answer (lost on the way) has it sent again.
+                if self.serving.map(|s| s.0) != Some(id) {
+                    for e in &self.ends {
+                        e.control.request_bulk(id);
+                    }
                     crate::out::event(&format!("sync: peer {} asked for a bulk dump (request {id:08x})", self.peer));
+                    self.serving = Some((id, id));
+                    self.lost_unresolved = false;
                 }
-                self.serving = Some(id);
             }
             MessageType::BulkEnd => {
                 if records.bulk_id() != Some(self.bulk_id) {
@@ -462,7 +496,7 @@ impl Sync {
         let Some(o) = offer else { return };
         let Some(key) = self.keys.by_id(header.key_id) else { return };
         let theirs = o.padded ^ key.owner_pad(header.sender, header.seq);
-        if !self.owner.yields_to(theirs, o.born_us) {
+        if !self.owner.yields(theirs, o.born_us, self.serving_vips, o.serving) {
             return;
         }
         self.owner = Ownership { key: theirs, born_us: o.born_us, adopted: Some(now) };
@@ -470,6 +504,10 @@ impl Sync {
             e.control.set_owner_key(theirs);
         }
         rt.workers_mut().set_owner_key(theirs);
+        // The pair check and the peer hear of it at once: the bulk dump
+        // asked for next must not meet an old fingerprint.
+        self.fingerprint = pair::with_owner(self.fingerprint, theirs);
+        self.last_hello = None;
         crate::out::event(&format!("sync: took the pair's ownership key {:08x} from peer {} (older); asking for its table again", self.owner.id(), self.peer));
         self.asked = Asked::default();
         self.ask_from = now;
@@ -512,7 +550,7 @@ impl Sync {
         let key = send_key(&self.keys, self.peer_key);
         let encoded = match (bulk_id, msg) {
             (Some(id), _) => wire::encode_bulk(&mut self.buf, key, &header, id),
-            (None, MessageType::Hello) => wire::encode_hello(&mut self.buf, key, &header, self.owner.key, self.owner.born_us),
+            (None, MessageType::Hello) => wire::encode_hello(&mut self.buf, key, &header, self.owner.key, self.owner.born_us, self.serving_vips),
             (None, _) => wire::encode(&mut self.buf, key, &header, records),
         };
         if encoded.is_err() {
@@ -528,6 +566,7 @@ impl Sync {
             None if !records.is_empty() => {
                 arp.ask(rt, self.link, self.peer);
                 self.drop("unresolved");
+                self.lost_unresolved = true;
                 return;
             }
             None => {
@@ -552,10 +591,14 @@ mod tests {
     fn the_older_ownership_key_is_the_pairs() {
         let a = Ownership { key: 50, born_us: 1_000, adopted: None };
         let b = Ownership { key: 7, born_us: 2_000, adopted: None };
-        assert!(b.yields_to(a.key, a.born_us) && !a.yields_to(b.key, b.born_us), "the box that booted second takes the first's");
+        assert!(b.yields(a.key, a.born_us, false, false) && !a.yields(b.key, b.born_us, false, false), "neither serving: the box that booted second takes the first's");
         let c = Ownership { key: 9, born_us: 1_000, adopted: None };
-        assert!(a.yields_to(c.key, c.born_us) && !c.yields_to(a.key, a.born_us), "same microsecond: the smaller key");
-        assert!(!a.yields_to(a.key, 0), "its own key, whatever the peer says of its age");
+        assert!(a.yields(c.key, c.born_us, false, false) && !c.yields(a.key, a.born_us, false, false), "same microsecond: the smaller key");
+        assert!(!a.yields(a.key, 0, false, true), "its own key, whatever the peer says");
+        // Serving decides before age: a serving box never yields, one that
+        // does not yields to a serving peer, however young its key.
+        assert!(!b.yields(a.key, a.born_us, true, false) && a.yields(b.key, b.born_us, false, true));
+        assert!(!b.yields(a.key, a.born_us, true, true) && !a.yields(b.key, b.born_us, true, true), "both serve: nobody");
         assert_ne!(a.id(), b.id());
     }
 }

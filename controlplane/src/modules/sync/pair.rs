@@ -50,6 +50,11 @@ pub fn without_owner(f: u64) -> u64 {
     f & !(0xff << 48)
 }
 
+/// `f` with the id of ownership key `owner_key` (`fingerprint`'s).
+pub fn with_owner(f: u64, owner_key: u64) -> u64 {
+    without_owner(f) | u64::from(Sha256::digest(owner_key.to_be_bytes())[0]) << 48
+}
+
 /// Only the ownership keys differ: what no full-NAT record survives.
 pub fn only_owner_key(ours: u64, theirs: u64) -> bool {
     ours != theirs && (ours ^ theirs) & !(0xff << 48) == 0

@@ -25,10 +25,11 @@
 //!                                  services (4)
 //! 56  Records: count x SyncRecord (44, 72 or 84 bytes each,
 //!     `SyncRecord::wire_len`); BulkRequest, BulkEnd: the request id (4);
-//!     Hello: nothing, or the sender's ownership offer (16): its ownership
+//!     Hello: nothing, or the sender's ownership offer (17): its ownership
 //!     key XOR a pad (`SyncKey::owner_pad` of the sender id and sequence
-//!     number under the tag's key, so only the pair can read it) (8), and
-//!     when that key was drawn, microseconds since the Unix epoch (8)
+//!     number under the tag's key, so only the pair can read it) (8), when
+//!     that key was drawn, microseconds since the Unix epoch (8), and 1 if
+//!     the sender serves (is master of a VRRP instance), else 0 (1)
 //!  .. HMAC-SHA256 tag (32) over every byte before it
 //! ```
 //!
@@ -78,16 +79,17 @@ pub const MAX_DATAGRAM: usize = HEADER_LEN + MAX_RECORDS * SyncRecord::MAX_WIRE_
 /// Bytes of a bulk request id.
 pub const BULK_ID_LEN: usize = 4;
 /// Bytes of a Hello's ownership offer.
-pub const OFFER_LEN: usize = 16;
+pub const OFFER_LEN: usize = 17;
 
 /// A Hello's ownership offer, as on the wire: the key still padded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OwnerOffer {
     /// The key XOR `SyncKey::owner_pad(sender, seq)`.
     pub padded: u64,
-    /// When the key was drawn (microseconds since the Unix epoch): the
-    /// older key is the pair's.
+    /// When the key was drawn (microseconds since the Unix epoch).
     pub born_us: u64,
+    /// The sender serves (master of a VRRP instance): it keeps its key.
+    pub serving: bool,
 }
 
 const _: () = assert!(MAX_DATAGRAM + IP_UDP_OVERHEAD <= MTU && MAX_RECORDS == 16);
@@ -302,12 +304,12 @@ pub fn encode_bulk(out: &mut Vec<u8>, key: &SyncKey, header: &Header, id: u32) -
 
 /// `encode` of a `Hello` with the sender's ownership key `owner` (drawn
 /// at `born_us`), padded under `key` for the header's sender and
-/// sequence number.
-pub fn encode_hello(out: &mut Vec<u8>, key: &SyncKey, header: &Header, owner: u64, born_us: u64) -> Result<usize, EncodeError> {
+/// sequence number, and whether the sender serves.
+pub fn encode_hello(out: &mut Vec<u8>, key: &SyncKey, header: &Header, owner: u64, born_us: u64, serving: bool) -> Result<usize, EncodeError> {
     if header.msg != MessageType::Hello {
         return Err(EncodeError::RecordsNotExpected);
     }
-    let offer = OwnerOffer { padded: owner ^ key.owner_pad(header.sender, header.seq), born_us };
+    let offer = OwnerOffer { padded: owner ^ key.owner_pad(header.sender, header.seq), born_us, serving };
     encode_with(out, key, header, &[], None, Some(offer))
 }
 
@@ -346,6 +348,7 @@ fn encode_with(out: &mut Vec<u8>, key: &SyncKey, header: &Header, records: &[Syn
     if let Some(o) = offer {
         out.extend_from_slice(&o.padded.to_be_bytes());
         out.extend_from_slice(&o.born_us.to_be_bytes());
+        out.push(u8::from(o.serving));
     }
     let tag = key.mac(out).finalize().into_bytes();
     out.extend_from_slice(&tag);
@@ -463,7 +466,14 @@ pub fn decode<'a>(bytes: &'a [u8], keys: &Keys) -> Result<(Header, Records<'a>),
     if msg == MessageType::Hello {
         let offer = match payload.len() {
             0 => None,
-            OFFER_LEN => Some(OwnerOffer { padded: be_u64(payload, 0)?, born_us: be_u64(payload, 8)? }),
+            OFFER_LEN => {
+                let serving = match payload.get(16) {
+                    Some(0) => false,
+                    Some(1) => true,
+                    _ => return Err(DecodeError::BadCount),
+                };
+                Some(OwnerOffer { padded: be_u64(payload, 0)?, born_us: be_u64(payload, 8)?, serving })
+            }
             _ => return Err(DecodeError::BadCount),
         };
         return Ok((header, Records { rest: &[], left: 0, bulk_id: None, offer }));

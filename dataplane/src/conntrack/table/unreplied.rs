@@ -103,11 +103,6 @@ impl<A: Addr> FlowTable<A> {
         })
     }
 
-    /// Whether `a` and `b` share a source bucket.
-    pub fn same_source(&self, a: A, b: A) -> bool {
-        self.counts.bucket(a) == self.counts.bucket(b)
-    }
-
     pub(super) fn emb_contains(&self, id: FlowId, k: usize) -> bool {
         self.unreplied.get(k).is_some_and(|l| l.head == id) || self.tracks.get(id as usize).is_some_and(|t| t.emb_prev != NIL)
     }

@@ -69,7 +69,7 @@ impl Shard {
                 self.table.set_state(id, state, longest);
                 return Ok(true);
             }
-            let (flags, vs, server, old) = (f.flags | EntryFlags::SYNCED, f.vs, f.server, f.state);
+            let (flags, vs, server, old) = (f.flags | EntryFlags::SYNCED | EntryFlags::ASSURED, f.vs, f.server, f.state);
             established_moved(&self.counters, vs, server, old, rec.state);
             self.table.set_state(id, rec.state, expire);
             self.table.set_flags(id, flags);
@@ -119,7 +119,7 @@ impl Shard {
         };
         let full_nat = matches!(rec.mode, Forwarding::FullNat | Forwarding::Snat);
         let port_held = !full_nat || self.local_ports.reserve(rec.local_ip, rec.local_port);
-        let mut flags = EntryFlags::SYNCED;
+        let mut flags = EntryFlags::SYNCED | EntryFlags::ASSURED;
         if pers.is_some() {
             flags |= EntryFlags::PERSIST;
         }

@@ -660,7 +660,15 @@ fn unanswered_entries_are_not_replicated() {
         let mut u = frame(CLIENT_MAC, OUT_MAC, src, VIP, 17, &udp(2000 + u16::from(i), 53, b"q"), true);
         assert_eq!(a.w.process(&mut u, OUT, false), Verdict::Forward(IN));
     }
-    assert_eq!(a.w.table().len(), 40);
+    // A spoofed SYN, then a reset at its sequence number + 1: CLOSE, never
+    // answered.
+    let mut f = frame(CLIENT_MAC, OUT_MAC, [203, 0, 113, 99], VIP, 6, &tcp(999, 80, tcpf::SYN), true);
+    assert_eq!(a.w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    let rst = tcp(999, 80, tcpf::RST); // at 1001: the SYN's 1000 + 1
+    let mut f = frame(CLIENT_MAC, OUT_MAC, [203, 0, 113, 99], VIP, 6, &rst, true);
+    assert_eq!(a.w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert!(a.w.table().iter().any(|(_, f)| f.client_port == 999 && f.state == FlowState::Close));
+    assert_eq!(a.w.table().len(), 41);
     assert!(drain(&mut a.events).is_empty(), "nothing for the flood");
     let mut walk = Vec::new();
     a.w.sync_control().unwrap().request_bulk(1);

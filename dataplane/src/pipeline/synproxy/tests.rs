@@ -115,10 +115,13 @@ fn a_proxied_connection_from_cookie_to_translated_data() {
     // The GET arrives before the server answers: parked.
     let get = ipv4_frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg(40000, 80, tcpf::ACK | tcpf::PSH, ISN + 1, cookie + 1, 502, &ts(1113, our_ts), b"GET /\r\n\r\n"), true);
     assert_eq!(send(&mut w, get.clone(), OUT).0, Verdict::Consumed);
-    // Its retransmission before the answer (the SYN or its answer may be
-    // lost): the SYN again, from the cookie it returns.
+    // Its retransmission at once: the SYN went out a moment ago.
+    assert_eq!(send(&mut w, get.clone(), OUT).0, Verdict::Drop(DropReason::SynProxyPending));
+    // Its retransmission 400 ms later, before the answer (the SYN or its
+    // answer may be lost): the SYN again, from the cookie it returns.
+    w.shard.now += 4;
     let (v, f) = send(&mut w, get.clone(), OUT);
-    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!(v, Verdict::Forward(IN), "resent");
     let t = tcp_of(&f);
     assert_eq!((t.flags(), t.seq_number(), addr(&f, 30)), (tcpf::SYN, ISN, server));
     assert_eq!(TcpOptions::parse(t.options()).wscale, Some(6));

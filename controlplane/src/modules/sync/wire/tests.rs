@@ -239,18 +239,19 @@ fn a_hello_offers_the_ownership_key_padded() {
     let owner = 0x0123_4567_89ab_cdef;
     let h = |seq| Header { msg: MessageType::Hello, key_id: key().id(), sender: 9, seq, sent_us: 7, ..Header::default() };
     let mut out = Vec::new();
-    assert_eq!(encode_hello(&mut out, &key(), &h(1), owner, 1_700_000_000_000_000), Ok(HEADER_LEN + OFFER_LEN + TAG_LEN));
+    assert_eq!(encode_hello(&mut out, &key(), &h(1), owner, 1_700_000_000_000_000, true), Ok(HEADER_LEN + OFFER_LEN + TAG_LEN));
     let (got, r) = decode(&out, &keys()).unwrap();
     let o = r.offer().expect("an offer");
-    assert_eq!((got.msg, o.born_us), (MessageType::Hello, 1_700_000_000_000_000));
+    assert_eq!((got.msg, o.born_us, o.serving), (MessageType::Hello, 1_700_000_000_000_000, true));
     assert_ne!(o.padded, owner, "not in the clear");
     assert_eq!(o.padded ^ key().owner_pad(9, 1), owner);
     assert_ne!(o.padded ^ SyncKey::new(b"another pair's secret").unwrap().owner_pad(9, 1), owner);
     let mut again = Vec::new();
-    encode_hello(&mut again, &key(), &h(2), owner, 1).unwrap();
+    encode_hello(&mut again, &key(), &h(2), owner, 1, false).unwrap();
     let (_, r2) = decode(&again, &keys()).unwrap();
     assert_ne!(r2.offer().unwrap().padded, o.padded, "another pad for the next datagram");
-    assert_eq!(encode_hello(&mut Vec::new(), &key(), &header(1), owner, 1), Err(EncodeError::RecordsNotExpected), "Hellos only");
+    assert!(!r2.offer().unwrap().serving);
+    assert_eq!(encode_hello(&mut Vec::new(), &key(), &header(1), owner, 1, false), Err(EncodeError::RecordsNotExpected), "Hellos only");
     // No body: no offer.
     let mut plain = Vec::new();
     encode(&mut plain, &key(), &h(3), &[]).unwrap();
@@ -259,4 +260,8 @@ fn a_hello_offers_the_ownership_key_padded() {
     let mut body = out[..HEADER_LEN + OFFER_LEN - 1].to_vec();
     body = sign(&body, &key());
     assert_eq!(decode(&body, &keys()).map(|_| ()), Err(DecodeError::BadCount));
+    // A serving byte other than 0 or 1.
+    let mut odd = out[..HEADER_LEN + OFFER_LEN].to_vec();
+    odd[HEADER_LEN + 16] = 2;
+    assert_eq!(decode(&sign(&odd, &key()), &keys()).map(|_| ()), Err(DecodeError::BadCount));
 }
