@@ -22,9 +22,12 @@ pub struct Defence {
     /// a flood at one service churns that service's entries only.
     /// Default: half of `embryonic_per_worker`.
     pub unreplied_per_service: Option<Spanned<u32>>,
-    /// The same per source: per bucket of a keyed hash of the client's
-    /// address (4096 per worker), so a sender cannot pick whose bucket it
-    /// shares. Default: 1/64 of `embryonic_per_worker`, at least 16.
+    /// Unreplied entries one source holds per worker (by a bucket of a
+    /// keyed hash of its address, 4096 per worker) before its next SYNs
+    /// are answered with SYN cookies (virtual servers whose `syn_proxy` is
+    /// not `off`): no entry, nothing evicted, so a sender spoofing a
+    /// victim's address cannot evict the victim's handshakes. Default:
+    /// 1/64 of `embryonic_per_worker`, at least 16.
     pub unreplied_per_source: Option<Spanned<u32>>,
     /// ICMP errors and refusals (TCP RST, port unreachable, fragmentation
     /// needed) each worker may send per second (RFC 1812 §4.3.2.8), as a
