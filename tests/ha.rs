@@ -956,8 +956,12 @@ fn under_wrk_the_standby_follows_the_master_within_the_sync_lag() {
     assert!(!out.contains("Socket errors") && !out.contains("Non-2xx"), "wrk saw errors:\n{out}");
     let requests: u64 = out.lines().find(|l| l.contains("requests in")).and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0);
     assert!(requests > 100, "wrk made {requests} requests:\n{out}");
-    // After the last request, the standby agrees with the master exactly.
-    let agreed = wait_for(Duration::from_secs(5), || match (entries(&p, 0), entries(&p, 1)) {
+    // After the last request, the standby agrees with the master exactly:
+    // at once for the connections that were established; a handshake wrk
+    // cut off at its end (reset in SYN_SENT or SYN_RECV) is the master's
+    // only, never assured and not synced, until its `tcp_close` (10 s)
+    // runs out.
+    let agreed = wait_for(Duration::from_secs(15), || match (entries(&p, 0), entries(&p, 1)) {
         (Some(a), Some(b)) if a == b && a > 0 => Some((a, done.elapsed())),
         _ => None,
     });
