@@ -121,7 +121,8 @@ impl Appliance {
             // before VRRP may take over (README, "Takeover ordering").
             let settled = match self.sync.as_mut() {
                 Some(s) => {
-                    let serving = self.vrrp.instances().iter().any(|i| i.is_master());
+                    // Without VRRP the box forwards all the time: it serves.
+                    let serving = self.vrrp.is_empty() || self.vrrp.instances().iter().any(|i| i.is_master());
                     s.step(&mut self.runtime, &mut self.arp, self.lb.config(), serving);
                     self.vrrp.hold_preempt(s.holds_preempt());
                     s.installs_pending() == 0

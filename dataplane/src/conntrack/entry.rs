@@ -91,7 +91,8 @@ bitflags! {
         /// translated between the two sides (`conntrack::Track`).
         const SYN_PROXY = 8;
         /// Answered (Linux conntrack's `IPS_ASSURED`): the TCP connection
-        /// reached ESTABLISHED or the UDP flow got its server's reply here,
+        /// left its handshake (ESTABLISHED, or a FIN from SYN_RECV) or the
+        /// UDP flow got its server's reply here,
         /// or it came from the HA peer (which reports only those). Only
         /// such entries, SYN-proxied ones and direct-server-return UDP are
         /// reported to the peer (`pipeline::replicate`); set with sync on.

@@ -40,8 +40,12 @@ impl Shard {
             // The SYN proxy answers SYNs itself and opens on a cookie's ACK.
             if vs.syn_proxy != SynProxy::Off {
                 let syn = p.tcp_flags & (tcpf::SYN | tcpf::ACK | tcpf::RST) == tcpf::SYN;
-                if syn && (self.proxying(vs.syn_proxy) || self.source_over_cap(p.src)) {
-                    return self.answer_syn(snap, frame, p, in_port);
+                if syn && self.proxying(vs.syn_proxy) {
+                    return self.answer_syn(snap, frame, p, in_port, false);
+                }
+                // A source over its cap: cookies for it alone.
+                if syn && self.source_over_cap(p.src) {
+                    return self.answer_syn(snap, frame, p, in_port, true);
                 }
                 // An ACK may return a cookie sent in the last two periods.
                 if p.tcp_flags & (tcpf::SYN | tcpf::ACK | tcpf::RST) == tcpf::ACK && (vs.syn_proxy == SynProxy::On || self.now < self.cookies_valid_until) {

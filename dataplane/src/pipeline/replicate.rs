@@ -14,8 +14,8 @@
 //!
 //! Only assured entries are replicated (`replicable`; IPVS syncs a
 //! connection only past its `sync_threshold` packets): a TCP entry that
-//! has not reached ESTABLISHED (a handshake, or one a spoofed reset ended
-//! in SYN_SENT) or a UDP one its server has not answered sends no record,
+//! has not left its handshake (SYN_SENT, SYN_RECV, or one a spoofed reset
+//! ended there) or a UDP one its server has not answered sends no record,
 //! so a spoofed flood at a NAT or full-NAT service fills neither the sync
 //! link nor the peer's table. Reaching ESTABLISHED or the server's first
 //! answer (`EntryFlags::ASSURED`) sends its `Create`. Exceptions: a
@@ -305,7 +305,9 @@ impl Shard {
     /// box's too, and a state change is reported.
     #[inline]
     pub(super) fn after_packet(&mut self, id: FlowId, before: crate::conntrack::FlowState, flags: EntryFlags, state: crate::conntrack::FlowState) {
-        let assures = !flags.contains(EntryFlags::ASSURED) && matches!(state, FlowState::Established | FlowState::Udp);
+        // Past the handshake (ESTABLISHED, or closing from SYN_RECV: the
+        // client's FIN), or answered UDP; a reset in the handshake is not.
+        let assures = !flags.contains(EntryFlags::ASSURED) && !state.is_unreplied() && state != FlowState::Close;
         let mut now_flags = flags.difference(EntryFlags::SYNCED);
         if assures {
             now_flags |= EntryFlags::ASSURED;

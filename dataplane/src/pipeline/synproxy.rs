@@ -153,9 +153,14 @@ impl Shard {
     }
 
     /// Counts a cookie sent: at the rate that would fill the threshold
-    /// within the SYN timeout, `Auto` stays on.
-    fn note_cookie(&mut self) {
+    /// within the SYN timeout, `Auto` stays on. Cookies for a source over
+    /// its cap (`capped`) do not count: one source must not turn the proxy
+    /// on for everyone.
+    fn note_cookie(&mut self, capped: bool) {
         self.cookies_valid_until = self.now.saturating_add(2 * cookie::COOKIE_PERIOD_TICKS);
+        if capped {
+            return;
+        }
         let sec = self.now / 10;
         if sec != self.cookie_sec {
             self.cookie_sec = sec;
@@ -169,7 +174,7 @@ impl Shard {
 
     /// A SYN to a proxied service: answered with a cookie SYN-ACK from the
     /// VIP, written over the SYN (`Verdict::Rebuild`); nothing is kept.
-    pub(super) fn answer_syn(&mut self, snap: &Snapshot, frame: &[u8], p: &L4Info, in_link: u16) -> Verdict {
+    pub(super) fn answer_syn(&mut self, snap: &Snapshot, frame: &[u8], p: &L4Info, in_link: u16, capped: bool) -> Verdict {
         let Some(l4) = frame.get(p.l3 + p.hl..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
         let syn = TcpPacket::new_unchecked(l4);
         if !syn.verify_checksum(Ipv4Addr::from(p.src), Ipv4Addr::from(p.dst)) {
@@ -205,7 +210,7 @@ impl Shard {
         };
         self.rebuilt = Rebuild { l3: p.l3 as u8, link: in_link, dst_mac: eth.src_addr(), src_mac: link.mac, out };
         self.counters.syn_cookies.inc();
-        self.note_cookie();
+        self.note_cookie(capped);
         Verdict::Rebuild
     }
 
@@ -401,6 +406,7 @@ impl Shard {
         tr.park = 0;
         let expire = self.now.saturating_add(self.table.timeouts().tcp_established);
         self.table.set_state(id, FlowState::Established, expire);
+        self.table.set_flags(id, f.flags | crate::conntrack::EntryFlags::ASSURED);
         super::established_moved(&self.counters, f.vs, f.server, f.state, FlowState::Established);
         self.emit_flow(SyncKind::Update, id);
         if park != 0 {

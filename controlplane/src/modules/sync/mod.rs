@@ -42,10 +42,11 @@
 //!    then (`config reload` may change them), and the nonce rotated.
 //!
 //! Nothing blocks: a full installs ring drops the record (counted; the
-//! next refresh repairs it); while ARP asks for an unresolved peer MAC,
-//! messages without records go to broadcast and records are dropped
-//! (counted `unresolved`: the connection table never goes to the whole
-//! segment).
+//! next refresh repairs it); while ARP asks for an unresolved peer MAC
+//! (once a second), messages without records go to broadcast and records
+//! are dropped (counted `unresolved`: the connection table never goes to
+//! the whole segment), and a bulk dump that lost some is walked again once
+//! the MAC is known (`REWALKS` times at most) before its `BulkEnd`.
 
 pub mod frame;
 pub mod fresh;
@@ -69,6 +70,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wire::{Header, Keys, MessageType, SyncKey, MAX_RECORDS};
 
 const HELLO_EVERY: Duration = Duration::from_secs(1);
+/// A box's own bulk request ids have the top bit clear; the walks it runs
+/// again for the peer's request (records lost to an unresolved MAC) have
+/// it set, so neither is mistaken for the other.
+const REQUEST_ID_MASK: u32 = 0x7fff_ffff;
+/// Walks run again for one request at most, before the dump is said to be
+/// done anyway (the next refresh repairs the rest).
+const REWALKS: u8 = 3;
+/// ARP requests for an unresolved peer, one a second at most.
+const ARP_EVERY: Duration = Duration::from_secs(1);
 const BULK_ASK_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default, Clone)]
@@ -131,8 +141,18 @@ pub struct Sync {
     /// workers' walks answer (another when a walk's records were lost to
     /// an unresolved peer MAC: the dump is walked again).
     serving: Option<(u32, u32)>,
-    /// Records dropped as `unresolved` since the current walk began.
+    /// Records dropped as `unresolved` since the current walk began, and
+    /// the walks run again for the request being served.
     lost_unresolved: bool,
+    rewalks: u8,
+    /// The last ARP request for the unresolved peer.
+    last_arp: Option<Instant>,
+    /// The ownership key the peer offered last (fresh Hellos only): full-NAT
+    /// records are taken only while it is ours.
+    peer_owner: Option<u64>,
+    /// A full-NAT record was refused for it since the pair last agreed:
+    /// agreeing asks for the bulk dump again.
+    refused_full_nat: bool,
     /// Whether this box serves (master of a VRRP instance): it then keeps
     /// its ownership key (`consider_offer`).
     serving_vips: bool,
@@ -143,7 +163,6 @@ pub struct Sync {
     /// The largest lag seen since the last `show sync` window (a second).
     pub lag_max: Duration,
     last_hello: Option<Instant>,
-    started: Instant,
     /// Bulk requests go out from here for `limit` (at start, and again
     /// when this box takes the pair's ownership key).
     ask_from: Instant,
@@ -200,23 +219,23 @@ pub struct Ownership {
 
 impl Ownership {
     /// Whether the peer's key (`key` drawn at `born_us`) is the pair's
-    /// rather than ours: a box that serves (master of a VRRP instance)
-    /// keeps its own, for taking another would move its connections to
-    /// other workers; one that does not takes a serving peer's; when both
-    /// or neither serve, the older key (by the two boxes' clocks: only
-    /// when neither serves can a skew matter, and then nothing is lost),
-    /// the smaller on a tie, so both boxes, comparing the same two, choose
-    /// the same. Both serving with two keys (a partition healed under
-    /// active-active): nobody yields, full-NAT records stay refused until
-    /// one box restarts (`show sync` says so).
+    /// rather than ours: a box that serves (master of a VRRP instance, or
+    /// any box of a pair without VRRP) keeps its own against one that
+    /// does not, for taking another would move its connections to other
+    /// workers; otherwise (both serve, or neither) the older key by the
+    /// two boxes' clocks, the smaller on a tie, so both boxes, comparing
+    /// the same inputs, choose the same and the pair always converges.
+    /// When both serve (a cold start under active-active, a healed
+    /// partition), the younger box's connections of that moment are lost
+    /// to it (`rehomed`); a clock far behind can make that the older box.
     fn yields(&self, key: u64, born_us: u64, we_serve: bool, they_serve: bool) -> bool {
         if key == self.key {
             return false;
         }
         match (we_serve, they_serve) {
             (false, true) => true,
-            (true, _) => false,
-            (false, false) => (born_us, key) < (self.born_us, self.key),
+            (true, false) => false,
+            _ => (born_us, key) < (self.born_us, self.key),
         }
     }
 
@@ -258,15 +277,18 @@ impl Sync {
             buf: Vec::with_capacity(wire::MAX_DATAGRAM),
             counters: Counters::default(),
             asked: Asked::default(),
-            bulk_id: u32::from_ne_bytes(urandom::<4>()?) | 1,
+            bulk_id: (u32::from_ne_bytes(urandom::<4>()?) & REQUEST_ID_MASK) | 1,
             serving: None,
             lost_unresolved: false,
+            rewalks: 0,
+            last_arp: None,
+            peer_owner: None,
+            refused_full_nat: false,
             serving_vips: false,
             peer_seen: None,
             lag: None,
             lag_max: Duration::ZERO,
             last_hello: None,
-            started: now,
             ask_from: now,
         }))
     }
@@ -298,7 +320,7 @@ impl Sync {
     /// Preemption is held while the bulk dump asked for at start has not
     /// arrived and `bulk_limit_ms` has not passed.
     pub fn holds_preempt(&self) -> bool {
-        self.asked.done.is_none() && self.started.elapsed() < self.limit
+        self.asked.done.is_none() && self.ask_from.elapsed() < self.limit
     }
 
     /// Records still waiting in the workers' installs rings.
@@ -342,14 +364,19 @@ impl Sync {
         self.drain_events(rt, arp);
         if let Some((id, walk)) = self.serving {
             let done = self.ends.iter().all(|e| e.control.bulk_end(walk).is_some_and(|end| e.events.has_read(end)));
-            if done && self.lost_unresolved {
-                // Some of it never left: walk again rather than say done.
-                let again = walk.wrapping_add(2) | 1;
-                for e in &self.ends {
-                    e.control.request_bulk(again);
+            let resolved = arp.neighbor(self.peer).is_some();
+            if done && self.lost_unresolved && self.rewalks < REWALKS {
+                // Some of it never left: once the peer's MAC is known, walk
+                // again rather than say done.
+                if resolved {
+                    self.rewalks += 1;
+                    let again = !REQUEST_ID_MASK | (walk.wrapping_add(1) & REQUEST_ID_MASK);
+                    for e in &self.ends {
+                        e.control.request_bulk(again);
+                    }
+                    self.serving = Some((id, again));
+                    self.lost_unresolved = false;
                 }
-                self.serving = Some((id, again));
-                self.lost_unresolved = false;
             } else if done {
                 self.serving = None;
                 self.counters.bulk_requests_served += 1;
@@ -451,6 +478,7 @@ impl Sync {
                     crate::out::event(&format!("sync: peer {} asked for a bulk dump (request {id:08x})", self.peer));
                     self.serving = Some((id, id));
                     self.lost_unresolved = false;
+                    self.rewalks = 0;
                 }
             }
             MessageType::BulkEnd => {
@@ -466,9 +494,14 @@ impl Sync {
             MessageType::Records => {
                 let owners = Owners::new(self.ends.len() as u16, self.owner.key);
                 let snap = rt.workers().published();
+                // Full-NAT only under the same ownership key: the one the
+                // peer offered, not a byte of the fingerprint (which two
+                // keys share one time in 256).
+                let same_owner = !full_nat_only && self.peer_owner == Some(self.owner.key);
                 for rec in records {
-                    if full_nat_only && rec.mode == Forwarding::FullNat {
+                    if !same_owner && rec.mode == Forwarding::FullNat {
                         self.drop("pair-mismatch");
+                        self.refused_full_nat = true;
                         continue;
                     }
                     self.counters.records_received += 1;
@@ -496,22 +529,30 @@ impl Sync {
         let Some(o) = offer else { return };
         let Some(key) = self.keys.by_id(header.key_id) else { return };
         let theirs = o.padded ^ key.owner_pad(header.sender, header.seq);
-        if !self.owner.yields(theirs, o.born_us, self.serving_vips, o.serving) {
-            return;
+        let agreed_before = self.peer_owner == Some(self.owner.key);
+        self.peer_owner = Some(theirs);
+        let adopt = self.owner.yields(theirs, o.born_us, self.serving_vips, o.serving);
+        if adopt {
+            self.owner = Ownership { key: theirs, born_us: o.born_us, adopted: Some(now) };
+            for e in &self.ends {
+                e.control.set_owner_key(theirs);
+            }
+            rt.workers_mut().set_owner_key(theirs);
+            // The pair check and the peer hear of it at once: the bulk
+            // dump asked for next must not meet an old fingerprint.
+            self.fingerprint = pair::with_owner(self.fingerprint, theirs);
+            self.last_hello = None;
+            crate::out::event(&format!("sync: took the pair's ownership key {:08x} from peer {}", self.owner.id(), self.peer));
         }
-        self.owner = Ownership { key: theirs, born_us: o.born_us, adopted: Some(now) };
-        for e in &self.ends {
-            e.control.set_owner_key(theirs);
+        if !agreed_before && self.peer_owner == Some(self.owner.key) && (adopt || self.refused_full_nat) {
+            // The copies placed under the old key are gone, or full-NAT
+            // records were refused until now: the whole table again.
+            self.refused_full_nat = false;
+            crate::out::event(&format!("sync: the pair agrees on ownership key {:08x}; asking peer {} for its table again", self.owner.id(), self.peer));
+            self.asked = Asked::default();
+            self.ask_from = now;
+            self.bulk_id = (self.bulk_id.wrapping_add(2) & REQUEST_ID_MASK) | 1;
         }
-        rt.workers_mut().set_owner_key(theirs);
-        // The pair check and the peer hear of it at once: the bulk dump
-        // asked for next must not meet an old fingerprint.
-        self.fingerprint = pair::with_owner(self.fingerprint, theirs);
-        self.last_hello = None;
-        crate::out::event(&format!("sync: took the pair's ownership key {:08x} from peer {} (older); asking for its table again", self.owner.id(), self.peer));
-        self.asked = Asked::default();
-        self.ask_from = now;
-        self.bulk_id = self.bulk_id.wrapping_add(2) | 1;
     }
 
     /// The pair check fails: the peer's fingerprint is not ours; what
@@ -563,14 +604,16 @@ impl Sync {
             Some(n) => n.mac,
             // Records carry the connection table: never to broadcast
             // (review S9). The next refresh repairs what is dropped.
-            None if !records.is_empty() => {
-                arp.ask(rt, self.link, self.peer);
-                self.drop("unresolved");
-                self.lost_unresolved = true;
-                return;
-            }
             None => {
-                arp.ask(rt, self.link, self.peer);
+                if self.last_arp.is_none_or(|t| t.elapsed() >= ARP_EVERY) {
+                    self.last_arp = Some(Instant::now());
+                    arp.ask(rt, self.link, self.peer);
+                }
+                if !records.is_empty() {
+                    self.drop("unresolved");
+                    self.lost_unresolved = true;
+                    return;
+                }
                 EthernetAddress::BROADCAST
             }
         };
@@ -598,7 +641,7 @@ mod tests {
         // Serving decides before age: a serving box never yields, one that
         // does not yields to a serving peer, however young its key.
         assert!(!b.yields(a.key, a.born_us, true, false) && a.yields(b.key, b.born_us, false, true));
-        assert!(!b.yields(a.key, a.born_us, true, true) && !a.yields(b.key, b.born_us, true, true), "both serve: nobody");
+        assert!(b.yields(a.key, a.born_us, true, true) && !a.yields(b.key, b.born_us, true, true), "both serve: the older, as neither");
         assert_ne!(a.id(), b.id());
     }
 }
