@@ -11,6 +11,8 @@ use crate::config::Config;
 use crate::modules::arp::Arp;
 use crate::modules::console::{Console, Modules};
 use crate::modules::health::Health;
+use crate::modules::host::Host;
+use crate::modules::l7::L7;
 use crate::modules::lb::Lb;
 use crate::modules::metrics::{self, MetricsServer};
 use crate::modules::sync::{self, Sync};
@@ -36,6 +38,12 @@ pub struct Appliance {
     /// Connection-state sync with the HA peer (`[sync]`).
     sync: Option<Sync>,
     arp: Arp,
+    /// The exception path's kernel side and the L7 engine on it, when an
+    /// `http` virtual server needs them.
+    host: Option<Host>,
+    l7: Option<L7>,
+    /// The snapshot generation they last followed.
+    followed: u64,
     // Last: its pool is freed after everything that holds mbufs.
     runtime: Runtime,
 }
@@ -53,10 +61,14 @@ impl Appliance {
         arp.set_vrrp(vrrp.floating(&runtime), vrrp.standby());
         let mut lb = lb;
         lb.init_standby(vrrp.standby());
-        let mut app = Appliance { console: Console::new(), metrics: None, lb, health, vrrp, sync: None, arp, runtime };
+        let mut app = Appliance { console: Console::new(), metrics: None, lb, health, vrrp, sync: None, arp, host: None, l7: None, followed: 0, runtime };
         let snapshot = app.lb.current_snapshot(&app.health, &app.runtime);
         let setup = sync::setup(app.lb.config());
         if let Err(e) = app.runtime.launch_workers(app.lb.config(), snapshot, app.arp.slots(), app.lb.loads(), setup) {
+            app.shutdown();
+            return Err(e);
+        }
+        if let Err(e) = app.start_l7() {
             app.shutdown();
             return Err(e);
         }
@@ -96,6 +108,33 @@ impl Appliance {
         Ok(app)
     }
 
+    /// The exception path's kernel side and the L7 engine, when the
+    /// runtime made a host link.
+    fn start_l7(&mut self) -> Result<(), String> {
+        let Some(host) = Host::start(&self.runtime)? else { return Ok(()) };
+        self.l7 = Some(L7::start(self.lb.config(), host.netns()?)?);
+        self.host = Some(host);
+        self.follow();
+        Ok(())
+    }
+
+    /// The kernel side's addresses and the engine follow each newly
+    /// published snapshot.
+    fn follow(&mut self) {
+        let g = self.runtime.workers().generation();
+        if g == self.followed {
+            return;
+        }
+        self.followed = g;
+        let Some(snap) = self.runtime.workers().published() else { return };
+        if let Some(h) = self.host.as_mut() {
+            h.sync(snap);
+        }
+        if let Some(l) = self.l7.as_ref() {
+            l.update(snap);
+        }
+    }
+
     /// Names the configuration file (`config reload`, `config save`).
     pub fn set_config_path(&mut self, path: &Path) {
         self.console.set_config_path(path);
@@ -131,12 +170,20 @@ impl Appliance {
             };
             self.vrrp.step(&mut self.runtime, &mut self.arp, &mut self.lb, &self.health, settled);
             self.lb.publish_loads(&self.runtime, &self.health);
+            self.follow();
             self.arp.resolve_wanted(&mut self.runtime, Instant::now());
             if let Some(m) = self.metrics.as_mut() {
-                m.turn(&|| metrics_text(&self.runtime, &self.lb, &self.health, &self.vrrp, self.sync.as_ref()));
+                m.turn(&|| metrics_text(&self.runtime, &self.lb, &self.health, &self.vrrp, self.sync.as_ref(), self.l7.as_ref()));
             }
-            let mut modules =
-                Modules { runtime: &mut self.runtime, arp: &mut self.arp, health: &mut self.health, vrrp: &mut self.vrrp, sync: self.sync.as_ref(), lb: &mut self.lb };
+            let mut modules = Modules {
+                runtime: &mut self.runtime,
+                arp: &mut self.arp,
+                health: &mut self.health,
+                vrrp: &mut self.vrrp,
+                sync: self.sync.as_ref(),
+                l7: self.l7.as_ref(),
+                lb: &mut self.lb,
+            };
             self.console.turn(Instant::now(), &mut modules);
             // Bond members every 100 ms (as Linux bonding's miimon=100): a
             // bond that moved announces its addresses from the new member,
@@ -202,7 +249,7 @@ impl Appliance {
 
     /// The metrics, in Prometheus text format.
     pub fn metrics_text(&self) -> String {
-        metrics_text(&self.runtime, &self.lb, &self.health, &self.vrrp, self.sync.as_ref())
+        metrics_text(&self.runtime, &self.lb, &self.health, &self.vrrp, self.sync.as_ref(), self.l7.as_ref())
     }
 
     /// Per-port link state and counters, per virtual server and server,
@@ -218,6 +265,10 @@ impl Appliance {
         if let Some(y) = &self.sync {
             y.report(&mut s, &self.runtime);
         }
+        if let Some(l) = &self.l7 {
+            s.push_str(&l.show());
+            s.push('\n');
+        }
         self.arp.report(&mut s, self.runtime.punt_counters());
         self.runtime.report_mbufs(&mut s);
         s
@@ -232,6 +283,9 @@ impl Appliance {
         self.vrrp.shutdown(&mut self.runtime, &mut self.arp);
         self.runtime.drain_control(Duration::from_millis(100));
         self.console.close();
+        if let Some(l) = self.l7.as_mut() {
+            l.shutdown();
+        }
         self.runtime.stop_workers();
         self.health.shutdown();
         say(&self.report());
@@ -241,7 +295,7 @@ impl Appliance {
 }
 
 /// Each module's metric families, in the order of the report.
-fn metrics_text(rt: &Runtime, lb: &Lb, health: &Health, vrrp: &Vrrp, sync: Option<&Sync>) -> String {
+fn metrics_text(rt: &Runtime, lb: &Lb, health: &Health, vrrp: &Vrrp, sync: Option<&Sync>, l7: Option<&L7>) -> String {
     let mut t = metrics::Text::default();
     metrics::ports(&mut t, rt);
     lb.metrics(&mut t, rt, health);
@@ -250,6 +304,9 @@ fn metrics_text(rt: &Runtime, lb: &Lb, health: &Health, vrrp: &Vrrp, sync: Optio
     vrrp.metrics(&mut t);
     if let Some(s) = sync {
         s.metrics(&mut t, rt);
+    }
+    if let Some(l) = l7 {
+        l.metrics(&mut t);
     }
     metrics::mbufs(&mut t, rt);
     t.into_string()

@@ -127,6 +127,19 @@ impl Port {
         Ok(Port { id, name: name.to_string(), started: false, closed: false, rx_taken: Vec::new(), tx_taken: Vec::new(), rings: Vec::new() })
     }
 
+    /// Creates the virtual device `name` with `args` after EAL init
+    /// (`rte_vdev_init`): a PMD that opens kernel objects (net_tap's TAP)
+    /// opens them in the calling thread's network namespace, so the
+    /// caller picks where they appear. Probed but not configured: take it
+    /// with `by_name`.
+    pub fn create_vdev(name: &str, args: &str) -> Result<()> {
+        let cname = CString::new(name).map_err(|_| Error::Usage(format!("device name {name:?} holds a NUL byte")))?;
+        let cargs = CString::new(args).map_err(|_| Error::Usage(format!("device arguments {args:?} hold a NUL byte")))?;
+        // SAFETY: two valid C strings; the EAL copies what it keeps.
+        check(unsafe { sys::rte_vdev_init(cname.as_ptr(), cargs.as_ptr()) }, "rte_vdev_init")?;
+        Ok(())
+    }
+
     /// The id of the port DPDK named `name`, without taking it.
     pub fn id_of(name: &str) -> Result<u16> {
         let cname = CString::new(name).map_err(|_| Error::Usage(format!("port name {name:?} holds a NUL byte")))?;

@@ -114,6 +114,10 @@ pub const MTU: Bound = Bound::new("mtu", 576, 9216);
 /// IEEE 802.1Q: 0 and 4095 are reserved.
 pub const VLAN: Bound = Bound::new("vlan", 1, 4094);
 
+// [l7]
+/// The L7 engine's threads.
+pub const L7_THREADS: Bound = Bound::new("threads", 1, 64);
+
 // [defence]
 /// Half-open entries per worker: at least one, at most a table's worth.
 pub const EMBRYONIC_PER_WORKER: Bound = Bound::new("embryonic_per_worker", 1, MAX_FLOWS_PER_WORKER as u64);

@@ -30,6 +30,13 @@ pub fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
     if old.defence != new.defence {
         differs.push("[defence]");
     }
+    // The host link and the engine's threads are made at start.
+    if old.l7 != new.l7 {
+        differs.push("[l7]");
+    }
+    if old.has_l7() != new.has_l7() {
+        differs.push("the first or last protocol = \"http\" virtual server (the host link)");
+    }
     if old.management.listen != new.management.listen {
         differs.push("[management]");
     }

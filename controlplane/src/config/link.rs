@@ -139,7 +139,7 @@ pub struct Snat {
     pub interface: Option<Spanned<String>>,
     #[serde(deserialize_with = "spanned_ipv4")]
     pub address: Spanned<Ipv4Addr>,
-    /// `"FIRST-LAST"`, within 1024-60999; default all of them.
+    /// `"FIRST-LAST"`, within 1024-49151; default all of them.
     pub ports: Option<Spanned<String>>,
 }
 
@@ -156,9 +156,9 @@ impl Snat {
 
     /// The port range, parsed (`validate` refuses a bad one).
     pub fn port_range(&self) -> Option<(u16, u16)> {
-        let Some(p) = &self.ports else { return Some((1024, 60999)) };
+        let Some(p) = &self.ports else { return Some((1024, furiwake_dataplane::forward::LOCAL_PORT_MAX)) };
         let (a, b) = p.get_ref().split_once('-')?;
         let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
-        (1024 <= a && a <= b && b <= 60999).then_some((a, b))
+        (1024 <= a && a <= b && b <= furiwake_dataplane::forward::LOCAL_PORT_MAX).then_some((a, b))
     }
 }

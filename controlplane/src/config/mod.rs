@@ -19,6 +19,7 @@ mod defence;
 mod diff;
 mod ha;
 mod keyfile;
+mod l7;
 pub(crate) mod model;
 mod link;
 mod render;
@@ -35,6 +36,7 @@ pub use model::{
     OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, Server, Snat, SynProxyMode, TimeoutSecs, TunnelKind, VirtualServer, DEFAULT_CONSOLE_SOCKET, DEFAULT_GUE_PORT, DEFAULT_MTU,
 };
 pub use defence::Defence;
+pub use l7::L7;
 pub use ha::{sync_key_id, SyncConfig, Vrrp};
 pub use render::{kebab, key_fingerprint, render, render_with_secrets};
 pub use save::{save_dir, target as save_target, write_secret_file};

@@ -66,6 +66,9 @@ pub struct Config {
     /// `[defence]`: floods (`defence`).
     #[serde(default)]
     pub defence: super::defence::Defence,
+    /// `[l7]`: the L7 engine (`l7`).
+    #[serde(default)]
+    pub l7: super::l7::L7,
 }
 
 /// What goes to the log (stderr; `RUST_LOG` overrides it). State changes
@@ -442,6 +445,10 @@ impl Pool {
 pub enum Protocol {
     Tcp,
     Udp,
+    /// HTTP/1.1 (and h2c) served by the L7 engine through the exception
+    /// path: the box terminates the client's TCP and opens its own to the
+    /// chosen server (`l7`).
+    Http,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -131,13 +131,16 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
     for v in &cfg.virtual_servers {
         let _ = writeln!(
             s,
-            "\n[[virtual_server]]\nname = {}\naddress = {}\nprotocol = {}\nforwarding = {}\npool = {}",
+            "\n[[virtual_server]]\nname = {}\naddress = {}\nprotocol = {}\npool = {}",
             q(v.name.get_ref()),
             q(&v.address.get_ref().to_string()),
             q(&kebab(&v.protocol)),
-            q(&kebab(v.forwarding.get_ref())),
             q(v.pool.get_ref())
         );
+        // The L7 engine's virtual servers have no forwarding mode.
+        if !v.protocol.is_l7() {
+            let _ = writeln!(s, "forwarding = {}", q(&kebab(v.forwarding.get_ref())));
+        }
         if !v.local_addresses.is_empty() {
             let la: Vec<String> = v.local_addresses.iter().map(|a| q(&a.to_string())).collect();
             let _ = writeln!(s, "local_addresses = [{}]", la.join(", "));
@@ -192,6 +195,9 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
         t.udp_unreplied.get_ref()
     );
     let _ = writeln!(s, "{}", cfg.defence.render());
+    if cfg.has_l7() || cfg.l7 != crate::config::L7::default() {
+        let _ = write!(s, "{}", cfg.l7.render());
+    }
     let _ = writeln!(s, "\n[logging]\nlevel = {}", q(&kebab(&cfg.logging.level)));
     if let Some(l) = &cfg.management.listen {
         let _ = writeln!(s, "\n[management]\nlisten = {}", q(&l.get_ref().to_string()));

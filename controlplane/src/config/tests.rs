@@ -618,12 +618,12 @@ fn snat_rules_parse_and_refuse_their_mistakes() {
     let rule = |addr: &str, ports: &str| format!("{GOOD}\n[[snat]]\nname = \"servers\"\nsources = \"198.51.100.0/24\"\naddress = \"{addr}\"\n{ports}");
     let c = Config::parse("t", &rule("192.0.2.3", "ports = \"20000-29999\"\n")).unwrap();
     assert_eq!(c.snat[0].port_range(), Some((20000, 29999)));
-    assert_eq!(Config::parse("t", &rule("192.0.2.3", "")).unwrap().snat[0].port_range(), Some((1024, 60999)));
+    assert_eq!(Config::parse("t", &rule("192.0.2.3", "")).unwrap().snat[0].port_range(), Some((1024, 49151)));
     assert_eq!(Config::parse("t", &render(&c)).unwrap().snat, c.snat, "rendered back");
     for (text, want) in [
-        (rule("192.0.2.3", "ports = \"20000-70000\"\n"), "within 1024-60999"),
-        (rule("192.0.2.3", "ports = \"62000-63000\"\n"), "within 1024-60999"),
-        (rule("192.0.2.3", "ports = \"3000-2000\"\n"), "within 1024-60999"),
+        (rule("192.0.2.3", "ports = \"20000-70000\"\n"), "within 1024-49151"),
+        (rule("192.0.2.3", "ports = \"62000-63000\"\n"), "within 1024-49151"),
+        (rule("192.0.2.3", "ports = \"3000-2000\"\n"), "within 1024-49151"),
         (rule("203.0.113.3", ""), "is on no interface's subnet"),
         (rule("192.0.2.2", ""), "already a self IP"),
         (rule("192.0.2.100", ""), "already a self IP, VIP"),

@@ -182,7 +182,7 @@ impl Config {
         for vs in &self.virtual_servers {
             self.validate_tunnel(src, vs)?;
             if let Some(m) = vs.syn_proxy.as_ref().filter(|m| *m.get_ref() == super::model::SynProxyMode::On) {
-                let proxiable = vs.protocol == Protocol::Tcp && matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat);
+                let proxiable = vs.protocol.transport() == Protocol::Tcp && matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat);
                 if !proxiable {
                     return Err(src.error(Some(m.span()), format!("virtual_server {:?}: syn_proxy = \"on\" needs a TCP virtual server with forwarding \"nat\" or \"full-nat\" (the box must see the server's answers to translate them)", vs.name.get_ref())));
                 }
@@ -198,7 +198,9 @@ impl Config {
                 (_, Some(d)) => return Err(src.error(Some(d.span()), format!("virtual_server {:?}: dscp needs forwarding = \"dsr-dscp\"", vs.name.get_ref()))),
                 (_, None) => {}
             }
-            if *vs.forwarding.get_ref() != Forwarding::FullNat && !vs.local_addresses.is_empty() {
+            if vs.protocol.is_l7() {
+                self.validate_l7(src, vs)?;
+            } else if *vs.forwarding.get_ref() != Forwarding::FullNat && !vs.local_addresses.is_empty() {
                 return Err(src.error(Some(vs.name.span()), format!("virtual_server {:?}: local_addresses needs forwarding = \"full-nat\"", vs.name.get_ref())));
             }
             if matches!(vs.forwarding.get_ref(), Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel) {
@@ -207,7 +209,7 @@ impl Config {
             if !self.pools.iter().any(|p| p.name.get_ref() == vs.pool.get_ref()) {
                 return Err(src.error(Some(vs.pool.span()), format!("virtual_server {:?}: no pool named {:?}", vs.name.get_ref(), vs.pool.get_ref())));
             }
-            if *vs.forwarding.get_ref() != Forwarding::Gateway && !vips.insert((*vs.address.get_ref(), vs.protocol)) {
+            if *vs.forwarding.get_ref() != Forwarding::Gateway && !vips.insert((*vs.address.get_ref(), vs.protocol.transport())) {
                 return Err(src.error(Some(vs.address.span()), format!("virtual_server {:?}: {} {:?} is already served", vs.name.get_ref(), vs.address.get_ref(), vs.protocol)));
             }
         }
@@ -262,7 +264,7 @@ impl Config {
             let a = *r.address.get_ref();
             if r.port_range().is_none() {
                 let p = r.ports.as_ref().map_or(r.name.span(), |p| p.span());
-                return Err(src.error(Some(p), format!("snat {name:?}: ports: \"FIRST-LAST\" within 1024-60999 (61000 and up are the health probes')")));
+                return Err(src.error(Some(p), format!("snat {name:?}: ports: \"FIRST-LAST\" within 1024-49151 (49152 and up are the appliance's own stack's and the health probes')")));
             }
             if !self.interfaces.iter().any(|i| i.address.contains(a)) {
                 return Err(src.error(Some(r.address.span()), format!("snat {name:?}: address {a} is on no interface's subnet: the box answers ARP for it there")));
@@ -415,7 +417,7 @@ impl Config {
         ] {
             within(src, b, v)?;
         }
-        for (b, v) in self.defence.bounded() {
+        for (b, v) in self.defence.bounded().into_iter().chain(self.l7.bounded()) {
             within(src, b, v)?;
         }
         if let Some(l) = &self.management.listen {

@@ -7,6 +7,9 @@
 //!
 //! - `arp`: neighbours, next hops, gratuitous ARP, ICMP echo.
 //! - `health`: the probes and the servers' states.
+//! - `host`: the exception path's kernel side: the appliance's own
+//!   network namespace behind the host link, its addresses.
+//! - `l7`: the L7 engine, the appliance's own HTTP reverse proxy there.
 //! - `lb`: the configuration compiled into the workers' snapshot and
 //!   changed at run time; the operator's server states; loads.
 //! - `console`: the operator's CLI and its dispatcher over the others.
@@ -23,6 +26,8 @@
 pub mod arp;
 pub mod console;
 pub mod health;
+pub mod host;
+pub mod l7;
 pub mod lb;
 pub mod metrics;
 pub mod sync;

@@ -6,6 +6,8 @@
 //!
 //! - `eal`: the EAL's arguments; packet capture (pdump).
 //! - `ports`: one `Link` per data interface: brought up, watched.
+//! - `host`, `netns`: the exception path's port (a TAP) and the
+//!   appliance's own network namespace its kernel side lives in.
 //! - `workers`: launching the workers (rings, RCU readers), their poll
 //!   loop, their counters as the control plane reads them, the publisher.
 //! - `control`: punted frames in, control frames (ARP, probes, echo
@@ -19,6 +21,8 @@
 
 mod control;
 mod eal;
+mod host;
+mod netns;
 mod ports;
 mod report;
 pub mod stats;
@@ -26,6 +30,8 @@ mod workers;
 
 pub use control::PuntCounters;
 pub use eal::eal_args;
+pub use host::{HostLink, HOST_IFACE};
+pub use netns::Netns;
 pub use ports::Link;
 pub use workers::{SyncEnds, SyncSetup, Workers};
 
@@ -43,6 +49,9 @@ pub struct Runtime {
     /// By link index (`[[interface]]` order); VLAN links of one port share
     /// it.
     links: Vec<Link>,
+    /// The exception path's port, after the links (its link index is
+    /// `links.len()`), when a virtual server needs it.
+    host: Option<HostLink>,
     workers: Workers,
     /// The worker lcores, by worker index.
     lcores: Vec<u32>,
@@ -76,9 +85,17 @@ impl Runtime {
             };
             links.push(link);
         }
+        let host = match cfg.has_l7() {
+            true => {
+                let mtu = links.iter().map(Link::mtu).min().unwrap_or(crate::config::DEFAULT_MTU);
+                Some(host::bring_up(cfg, n_workers, &pool, mtu)?)
+            }
+            false => None,
+        };
         Ok(Runtime {
             eal,
             links,
+            host,
             workers: Workers::default(),
             lcores: cfg.platform.worker_lcore_ids(),
             control: control::Control::default(),
@@ -165,6 +182,10 @@ impl Runtime {
             l.close();
         }
         self.links.clear();
+        if let Some(h) = self.host.as_mut() {
+            h.close();
+        }
+        self.host = None;
         self.pool = None;
         if self.capture {
             self.eal.disable_capture();

@@ -71,6 +71,9 @@ impl Runtime {
             if c.snat.get() > 0 {
                 let _ = writeln!(s, "  snat: connections {}", c.snat.get());
             }
+            if c.local_in.get() + c.local_out.get() > 0 {
+                let _ = writeln!(s, "  host: connections in {} out {}", c.local_in.get(), c.local_out.get());
+            }
             if c.frag_needed.get() > 0 {
                 let _ = writeln!(s, "  tunnel: frag-needed {}", c.frag_needed.get());
             }

@@ -152,6 +152,11 @@ impl Workers {
         self.publisher.as_ref().map_or(u64::MAX, |p| p.min_seen())
     }
 
+    /// The generation last published (0 before launch).
+    pub fn generation(&self) -> u64 {
+        self.publisher.as_ref().map_or(0, |p| p.generation())
+    }
+
     /// The snapshot as last published.
     pub fn published(&self) -> Option<&Snapshot> {
         self.publisher.as_ref().map(|p| p.current())
@@ -241,6 +246,13 @@ impl Runtime {
                 if l.owner().is_none() {
                     tx.push(l.take_tx_queue(w as u16).map_err(|e| format!("worker {w}: {e}"))?);
                 }
+            }
+            // The host link: its queue pair `w`.
+            if let Some(h) = self.host.as_mut() {
+                for q in (0..h.queues()).filter(|q| *q as usize % n == w) {
+                    rx.push(h.take_rx_queue(q).map_err(|e| format!("worker {w}: host link: {e}"))?);
+                }
+                tx.push(h.take_tx_queue(w as u16).map_err(|e| format!("worker {w}: host link: {e}"))?);
             }
             let (punt_p, punt_c) = spsc::<Mbuf>(&format!("fw-punt-{w}"), PUNT_RING).map_err(|e| format!("punt ring: {e}"))?;
             let (prot_p, prot_c) = spsc::<Mbuf>(&format!("fw-puntp-{w}"), PUNT_PROTECTED_RING).map_err(|e| format!("protected punt ring: {e}"))?;

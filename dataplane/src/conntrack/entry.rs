@@ -44,6 +44,18 @@ pub enum Forwarding {
     /// pool member picked by a symmetric hash of the two addresses
     /// (`pipeline::transit`). No entry ever has it.
     Gateway,
+    /// The exception path in: a client's connection to a virtual server
+    /// the appliance's own stack serves (`protocol = "http"`: the L7
+    /// engine), delivered untouched to the host link (the TAP whose kernel
+    /// side sits in the appliance's network namespace), its answers from
+    /// there back to the client. Not replicated (the peer's kernel holds no
+    /// socket for it).
+    Local,
+    /// The exception path out: a connection the appliance's own stack
+    /// opens from one of its source addresses (the L7 engine to a server),
+    /// routed out untouched by its destination as `Snat` is, the answer
+    /// back to the host link. Not replicated.
+    LocalOut,
 }
 
 impl Forwarding {
@@ -51,6 +63,12 @@ impl Forwarding {
     #[inline(always)]
     pub fn is_dsr(self) -> bool {
         matches!(self, Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel)
+    }
+
+    /// One end is the appliance's own stack (the exception path).
+    #[inline(always)]
+    pub fn is_local(self) -> bool {
+        matches!(self, Forwarding::Local | Forwarding::LocalOut)
     }
 }
 

@@ -4,20 +4,27 @@
 /// First port handed out to full-NAT connections.
 pub const LOCAL_PORT_MIN: u16 = 1024;
 
-/// Last port handed out to full-NAT connections. The ports above it
-/// (`PROBE_PORT_MIN..=65535`) are the control plane's: its health probes
-/// leave from the self IP, which is also the default full-NAT local
-/// address, and their replies are punted to it when no connection entry
-/// matches. Keeping the two ranges apart means a probe reply can never hit
-/// a full-NAT connection's entry, and is never steered to the worker that
-/// owns a full-NAT port (`pipeline::owner`).
-pub const LOCAL_PORT_MAX: u16 = 60999;
+/// Last port handed out to full-NAT connections. The ports above it are
+/// the appliance's own: the kernel stack behind the host link connects
+/// from `HOST_PORT_MIN..=HOST_PORT_MAX` (its `ip_local_port_range`), and
+/// the health probes from `PROBE_PORT_MIN..=65535`; both may leave from
+/// the self IP, which is also the default full-NAT local address, and a
+/// probe's reply is punted to the control plane when no entry matches.
+/// Keeping the three ranges apart means neither can hit a full-NAT
+/// connection's entry, nor be steered to the worker that owns a full-NAT
+/// port (`pipeline::owner`).
+pub const LOCAL_PORT_MAX: u16 = 49151;
+
+/// The appliance's own stack's ephemeral ports (IANA's dynamic range up
+/// to the probes'); see `LOCAL_PORT_MAX`.
+pub const HOST_PORT_MIN: u16 = 49152;
+pub const HOST_PORT_MAX: u16 = 60999;
 
 /// First source port of the control plane's health probes (up to 65535);
 /// see `LOCAL_PORT_MAX`.
 pub const PROBE_PORT_MIN: u16 = 61000;
 
-const _: () = assert!(LOCAL_PORT_MIN <= LOCAL_PORT_MAX && LOCAL_PORT_MAX < PROBE_PORT_MIN);
+const _: () = assert!(LOCAL_PORT_MIN <= LOCAL_PORT_MAX && LOCAL_PORT_MAX < HOST_PORT_MIN && HOST_PORT_MIN <= HOST_PORT_MAX && HOST_PORT_MAX < PROBE_PORT_MIN);
 
 /// A worker's full-NAT source ports, per local address. Each worker owns
 /// the ports `p` with `p % workers == worker`, so a reply's destination
@@ -201,7 +208,7 @@ mod tests {
         let before = w0.available(7);
         w0.free(7, p);
         assert_eq!(w0.available(7), before + 1);
-        assert_eq!(w0.available(7), (60999 + 1 - 1024) / 2);
+        assert_eq!(w0.available(7), (LOCAL_PORT_MAX as usize + 1 - 1024) / 2);
         assert_eq!(w0.alloc(&[9]), None);
         w0.free(7, p);
         assert_eq!(w0.available(7), before + 1, "a double free is ignored");
@@ -252,7 +259,7 @@ mod tests {
         while let Some((_, p)) = w.alloc(&[7]) {
             ports.push(p);
         }
-        assert_eq!(ports.len(), 60999 - 1024 + 1);
+        assert_eq!(ports.len(), LOCAL_PORT_MAX as usize - 1024 + 1);
         assert_eq!(ports.iter().min(), Some(&LOCAL_PORT_MIN));
         assert_eq!(ports.iter().max(), Some(&LOCAL_PORT_MAX), "never a probe port");
         assert!(ports.iter().all(|p| *p < PROBE_PORT_MIN));

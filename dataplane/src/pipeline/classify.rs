@@ -6,7 +6,7 @@ use super::owner::{owner, Owners};
 use super::{L4Info, Shard, Verdict};
 use crate::conntrack::{Dir, FlowKey, FlowState, Segment};
 use crate::state::counters::DropReason;
-use crate::state::snapshot::Snapshot;
+use crate::state::snapshot::{Forwarding, Snapshot};
 use crate::wire::ethernet::{parse_l2, EtherType};
 use crate::wire::ipv4::{protocol, Ipv4Packet};
 use crate::wire::tcp::{flags as tcpf, TcpOptions, TcpPacket};
@@ -94,7 +94,10 @@ impl Shard {
         // From here on `port` is the link (`[[interface]]`): the DPDK
         // port and the frame's VLAN.
         let Some(port) = snap.link_of(port, l2.vlan) else { return Verdict::Drop(DropReason::UnknownVlan) };
+        // The appliance's own stack: only its TCP and UDP connections pass.
+        let from_host = snap.host_link() == Some(port);
         match l2.ethertype {
+            EtherType::Arp if from_host => return Verdict::Drop(DropReason::HostUnmatched),
             EtherType::Arp => return Verdict::Punt,
             EtherType::Ipv4 => {}
             _ => return Verdict::Drop(DropReason::UnhandledEthertype),
@@ -114,6 +117,9 @@ impl Shard {
         // Fragments are not reassembled (README, "Fragments"); in transit
         // they go the way of their datagram (a gateway hashes addresses).
         if ip.is_fragment() {
+            if from_host {
+                return Verdict::Drop(DropReason::Fragment);
+            }
             let ours = snap.is_self(dst) || snap.is_local(dst) || snap.is_vip(dst);
             if !ours {
                 if let Some(v) = self.transit(snap, frame, l3, port, src, dst) {
@@ -128,6 +134,7 @@ impl Shard {
         let proto = ip.protocol();
         match proto {
             protocol::TCP | protocol::UDP => {}
+            _ if from_host => return Verdict::Drop(DropReason::HostUnmatched),
             protocol::ICMP => return self.process_icmp(snap, frame, l3, hl, handed, port),
             // VRRP adverts (RFC 5798 §5.1.1.2: to 224.0.0.18, or to a self
             // IP from a unicast peer) go to the control lcore's VRRP.
@@ -195,11 +202,19 @@ impl Shard {
                 return Verdict::Drop(DropReason::VrrpBackup);
             }
         }
+        let mode = found.and_then(|(id, _)| self.table.get(id)).map(|f| f.mode);
         match found {
-            Some((id, dir)) if self.table.get(id).is_some_and(|f| f.mode == crate::conntrack::Forwarding::Snat) => self.forward_snat(snap, frame, &info, id, dir),
+            Some((id, dir)) if !local_link_ok(snap, self.table.get(id), dir, port) => Verdict::Drop(DropReason::LocalWrongLink),
+            Some((id, dir)) if mode == Some(Forwarding::Snat) => self.forward_snat(snap, frame, &info, id, dir),
+            Some((id, dir)) if mode == Some(Forwarding::LocalOut) => self.forward_local_out(snap, frame, &info, id, dir),
             Some((id, Dir::Original)) => self.forward_original(snap, frame, &info, id),
             Some((id, Dir::Reply)) if !reply_link_ok(snap, self.table.get(id), port) => Verdict::Drop(DropReason::ReplyWrongLink),
             Some((id, Dir::Reply)) => self.forward_reply(snap, frame, &info, id),
+            // The stack's own connection out, or its chatter.
+            None if from_host => match snap.is_host_source(src) && (crate::forward::HOST_PORT_MIN..=crate::forward::HOST_PORT_MAX).contains(&sport) {
+                true => self.new_local_out(snap, frame, &info, port),
+                false => Verdict::Drop(DropReason::HostUnmatched),
+            },
             None => match snap.find_service(dst, dport, proto) {
                 Some(vs) if standby(vs) => Verdict::Drop(DropReason::VrrpBackup),
                 Some(_) if snap.is_self(src) || snap.is_local(src) || snap.is_vip(src) => Verdict::Drop(DropReason::OwnSource),
@@ -215,6 +230,23 @@ impl Shard {
                 },
             },
         }
+    }
+}
+
+/// Whether a packet of `f` travelling `dir` may have arrived on `link` as
+/// far as the host link goes: the appliance's own stack's side of an
+/// exception-path connection only from the host link (a `Local`
+/// connection's answers, a `LocalOut` connection's packets out), and the
+/// other side, and every other connection, never from it. A `LocalOut`
+/// connection's answers come from the link its destination is routed to.
+#[inline]
+fn local_link_ok(snap: &Snapshot, f: Option<&crate::conntrack::Flow>, dir: Dir, link: u16) -> bool {
+    let Some(f) = f else { return true };
+    let from_host = snap.host_link() == Some(link);
+    match (f.mode, dir) {
+        (Forwarding::Local, Dir::Reply) | (Forwarding::LocalOut, Dir::Original) => from_host,
+        (Forwarding::LocalOut, Dir::Reply) => !from_host && snap.route(f.vip).is_some_and(|r| r.link == link),
+        _ => !from_host,
     }
 }
 

@@ -79,6 +79,10 @@ impl Shard {
         if !self.make_room(snap, vs_index, p.proto) {
             return Err(Verdict::Drop(DropReason::FlowTableFull));
         }
+        // The appliance's own stack serves it (the exception path).
+        if vs.forwarding == Forwarding::Local {
+            return self.open_local(frame, p, vs_index, in_port, flags);
+        }
         let (server_index, persisted) = match vs.persistence {
             Some(pers) => self.persistent_pick(snap, vs_index, p, &pers),
             None => {
@@ -97,7 +101,7 @@ impl Shard {
         let mode = if hairpin { Forwarding::FullNat } else { vs.forwarding };
         let (local_ip, local_port) = match mode {
             // (Source NAT entries are made by `snat`; no entry is a gateway's.)
-            Forwarding::Nat | Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel | Forwarding::Snat | Forwarding::Gateway => (p.src, p.sport),
+            Forwarding::Nat | Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel | Forwarding::Snat | Forwarding::Gateway | Forwarding::Local | Forwarding::LocalOut => (p.src, p.sport),
             Forwarding::FullNat => {
                 let hairpin_src = [snap.port(server.tx_port).map_or(0, |pv| pv.self_ip)];
                 let addrs = if hairpin { &hairpin_src[..] } else { &vs.local_addrs[..] };

@@ -60,6 +60,10 @@ impl Shard {
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         let (vs, server_index, server_ip, server_port, local_ip, local_port) = (f.vs, f.server, f.server_ip, f.server_port, f.local_ip, f.local_port);
         let (mode, client_ip, client_port) = (f.mode, f.client_ip, f.client_port);
+        if mode == Forwarding::Local {
+            self.proxy_to_server(flags, id, frame, p);
+            return self.deliver_to_host(snap, frame, p, vs);
+        }
         let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
         if server.reset {
             self.remove(snap, id);
@@ -84,8 +88,9 @@ impl Shard {
                     nat::set_dscp(ip, v.dscp);
                 }
             }
-            // `classify` sends source-NAT entries to `forward_snat`.
-            Forwarding::Snat | Forwarding::Gateway => return Verdict::Drop(DropReason::NoVirtualServer),
+            // `classify` sends source-NAT entries to `forward_snat`, the
+            // stack's own to `forward_local_out`; `Local` left above.
+            Forwarding::Snat | Forwarding::Gateway | Forwarding::Local | Forwarding::LocalOut => return Verdict::Drop(DropReason::NoVirtualServer),
             // L3 DSR by tunnel: the packet untouched inside an outer header
             // to the server, added by `process_packet` (`Verdict::Encap`).
             Forwarding::DsrTunnel => {
@@ -103,11 +108,7 @@ impl Shard {
                 encap = Some(Encap { port: server.tx_port, l3: p.l3 as u8, ip_len: p.ip_len as u16, outer: tunnel_outer(&t, out.self_ip, client_ip, client_port, p.proto, server_ip) });
             }
         }
-        if flags.contains(EntryFlags::SYN_PROXY) {
-            if let (Some(t), Some(seg)) = (self.table.track(id).filter(|t| t.proxy & PROXY_OPEN != 0), frame.get_mut(p.l3 + p.hl..p.l3 + p.ip_len)) {
-                nat::synproxy::to_server(seg, &super::synproxy::shift_of(t));
-            }
-        }
+        self.proxy_to_server(flags, id, frame, p);
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(mac);
         eth.set_src_addr(out.mac);
@@ -152,8 +153,11 @@ impl Shard {
             // A DSR server that routes its replies through the box anyway
             // (already from the VIP): routed on to the client.
             Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel => nat::rewrite(ip, p.hl, p.proto, None, None, true),
-            // `classify` sends source-NAT entries to `forward_snat`.
-            Forwarding::Snat | Forwarding::Gateway => return Verdict::Drop(DropReason::NoVirtualServer),
+            // The appliance's own stack answers from the VIP: untouched.
+            Forwarding::Local => {}
+            // `classify` sends source-NAT entries to `forward_snat`, the
+            // stack's own to `forward_local_out`.
+            Forwarding::Snat | Forwarding::Gateway | Forwarding::LocalOut => return Verdict::Drop(DropReason::NoVirtualServer),
         }
         if flags.contains(EntryFlags::SYN_PROXY) {
             if let (Some(t), Some(seg)) = (self.table.track(id).filter(|t| t.proxy & PROXY_OPEN != 0), frame.get_mut(p.l3 + p.hl..p.l3 + p.ip_len)) {
@@ -173,6 +177,19 @@ impl Shard {
             c.out_bytes.add(len);
         }
         Verdict::Forward(out_port)
+    }
+}
+
+impl Shard {
+    /// A SYN-proxied connection's client segment, into the server's
+    /// sequence space.
+    #[inline]
+    fn proxy_to_server(&self, flags: EntryFlags, id: FlowId, frame: &mut [u8], p: &L4Info) {
+        if flags.contains(EntryFlags::SYN_PROXY) {
+            if let (Some(t), Some(seg)) = (self.table.track(id).filter(|t| t.proxy & PROXY_OPEN != 0), frame.get_mut(p.l3 + p.hl..p.l3 + p.ip_len)) {
+                nat::synproxy::to_server(seg, &super::synproxy::shift_of(t));
+            }
+        }
     }
 }
 

@@ -153,6 +153,9 @@ impl Shard {
         if dir == Dir::Original && f.mode.is_dsr() {
             return self.dsr_error(snap, frame, e, &f);
         }
+        if f.mode.is_local() {
+            return local_error(snap, frame, &f, dir);
+        }
         self.translate(snap, frame, e, q, id, dir, &f)
     }
 
@@ -324,3 +327,17 @@ fn is_gue_quote(snap: &Snapshot, q: &Quote) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// An error about a packet the appliance's own stack sent (a `Local`
+/// connection's answer to its client, a `LocalOut` connection's packet to
+/// its server): to the host link untouched, where the kernel checks it as
+/// any host does (RFC 5927 §4.1; Linux's `tcp_v4_err`) and learns the path
+/// MTU from it. Nothing else of those connections sends errors here.
+fn local_error(snap: &Snapshot, frame: &mut [u8], f: &Flow, dir: Dir) -> Verdict {
+    let about_stack = matches!((f.mode, dir), (Forwarding::Local, Dir::Original) | (Forwarding::LocalOut, Dir::Reply));
+    let Some((link, mac)) = snap.host_link().and_then(|l| snap.port(l).map(|pv| (l, pv.mac))).filter(|_| about_stack) else { return Verdict::Drop(DropReason::IcmpNoFlow) };
+    let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+    eth.set_dst_addr(mac);
+    eth.set_src_addr(mac);
+    Verdict::Forward(link)
+}

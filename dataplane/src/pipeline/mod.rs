@@ -23,6 +23,7 @@ mod connect;
 mod forwarding;
 mod icmp;
 mod inplace;
+mod local;
 mod owner;
 pub mod police;
 mod replicate;

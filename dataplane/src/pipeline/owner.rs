@@ -22,7 +22,8 @@ impl Owners {
 /// Which worker owns the connection of a packet: a key both directions
 /// share (docs/architecture.md, "A packet's path"): the client's address
 /// and port, or for replies to a full-NAT local address the local port,
-/// partitioned per worker.
+/// partitioned per worker; the appliance's own address and port for its
+/// stack's connections out.
 #[inline]
 pub fn owner(snap: &Snapshot, owners: Owners, src: u32, sport: u16, dst: u32, dport: u16, proto: u8) -> u16 {
     let workers = owners.workers;
@@ -34,6 +35,14 @@ pub fn owner(snap: &Snapshot, owners: Owners, src: u32, sport: u16, dst: u32, dp
     // punted by whichever worker gets them.
     if snap.is_local(dst) && (nat::LOCAL_PORT_MIN..=nat::LOCAL_PORT_MAX).contains(&dport) {
         return dport % workers;
+    }
+    // The appliance's own stack's connections out (`Forwarding::LocalOut`)
+    // are keyed by its side: the source out, the destination back.
+    if snap.is_host_source(src) && (nat::HOST_PORT_MIN..=nat::HOST_PORT_MAX).contains(&sport) {
+        return (crate::hash::keyed64((src as u64) << 16 | sport as u64, owners.key) % workers as u64) as u16;
+    }
+    if snap.is_host_source(dst) && (nat::HOST_PORT_MIN..=nat::HOST_PORT_MAX).contains(&dport) {
+        return (crate::hash::keyed64((dst as u64) << 16 | dport as u64, owners.key) % workers as u64) as u16;
     }
     // With `source-ip` persistence every connection of a client (under the
     // netmask) must meet its record on one worker: the client address

@@ -222,8 +222,8 @@ pub(super) fn replicable(f: &crate::conntrack::Flow) -> bool {
 
 /// `replicable` for an entry with `flags`, `mode` and protocol `proto`.
 #[inline]
-fn replicable_with(flags: EntryFlags, mode: Forwarding, proto: u8) -> bool {
-    flags.intersects(EntryFlags::ASSURED | EntryFlags::SYN_PROXY) || (mode.is_dsr() && proto != crate::conntrack::IPPROTO_TCP)
+pub(super) fn replicable_with(flags: EntryFlags, mode: Forwarding, proto: u8) -> bool {
+    !mode.is_local() && (flags.intersects(EntryFlags::ASSURED | EntryFlags::SYN_PROXY) || (mode.is_dsr() && proto != crate::conntrack::IPPROTO_TCP))
 }
 
 /// Pushes `rec`, counting it as sent or dropped.

@@ -270,9 +270,10 @@ impl Shard {
     /// The client's SYN, as its cookie kept it, to the server of entry `f`,
     /// written over the packet at hand.
     fn server_syn(&mut self, snap: &Snapshot, f: &crate::conntrack::Flow, p: &L4Info, s: ServerSyn) -> Verdict {
-        let Some(server) = snap.servers.get(f.server as usize) else { return Verdict::Drop(DropReason::NoServer) };
-        let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
-        let Some(out) = snap.port(server.tx_port) else { return Verdict::Drop(DropReason::NoServer) };
+        let (link, mac, src_mac) = match self.server_hop(snap, f) {
+            Ok(hop) => hop,
+            Err(v) => return v,
+        };
         // A SYN window is never scaled (RFC 7323 §2.2).
         let shift = s.wscale.unwrap_or(0).min(14);
         let win = (u32::from(s.client_win) << shift).min(65535) as u16;
@@ -289,8 +290,21 @@ impl Shard {
             opts: TcpOptions { mss: cookie::MSS_TABLE.get(usize::from(s.mss_idx)).copied(), wscale: s.wscale, sack_perm: s.sack, timestamp: s.tsval.map(|v| (v, 0)) },
             syn: true,
         };
-        self.rebuilt = Rebuild { l3: p.l3 as u8, link: server.tx_port, dst_mac: mac, src_mac: out.mac, out: syn_out };
+        self.rebuilt = Rebuild { l3: p.l3 as u8, link, dst_mac: mac, src_mac, out: syn_out };
         Verdict::Rebuild
+    }
+
+    /// Where entry `f`'s server side is: its link, the next hop's MAC and
+    /// the link's own; the host link for the appliance's own stack.
+    fn server_hop(&self, snap: &Snapshot, f: &crate::conntrack::Flow) -> Result<(u16, EthernetAddress, EthernetAddress), Verdict> {
+        if f.mode == crate::state::snapshot::Forwarding::Local {
+            let (link, mac) = server_link(snap, f).ok_or(Verdict::Drop(DropReason::NoServer))?;
+            return Ok((link, mac, mac));
+        }
+        let server = snap.servers.get(f.server as usize).ok_or(Verdict::Drop(DropReason::NoServer))?;
+        let mac = self.neighbors.get(server.nexthop).ok_or(Verdict::Drop(DropReason::NeighborUnresolved))?;
+        let out = snap.port(server.tx_port).ok_or(Verdict::Drop(DropReason::NoServer))?;
+        Ok((server.tx_port, mac, out.mac))
     }
 
     /// A good cookie no server can take: a RST at the client's next
@@ -412,7 +426,7 @@ impl Shard {
         if park != 0 {
             return Verdict::Replay(Replay { slot: park, id });
         }
-        let Some(out) = snap.servers.get(f.server as usize).and_then(|s| snap.port(s.tx_port).map(|pv| (s.tx_port, pv.mac))) else { return Verdict::Drop(DropReason::NoServer) };
+        let Some(out) = server_link(snap, &f) else { return Verdict::Drop(DropReason::NoServer) };
         let eth = EthernetFrame::new_unchecked(&*frame);
         let ack = TcpOut {
             src: f.local_ip,
@@ -441,7 +455,7 @@ impl Shard {
     #[cold]
     fn server_stale(&mut self, snap: &Snapshot, frame: &[u8], p: &L4Info, id: FlowId) -> Verdict {
         let Some(f) = self.table.get(id).copied() else { return Verdict::Drop(DropReason::TcpNoFlow) };
-        let Some((link, mac)) = snap.servers.get(f.server as usize).and_then(|s| snap.port(s.tx_port).map(|pv| (s.tx_port, pv.mac))) else { return Verdict::Drop(DropReason::NoServer) };
+        let Some((link, mac)) = server_link(snap, &f) else { return Verdict::Drop(DropReason::NoServer) };
         let eth = EthernetFrame::new_unchecked(frame);
         let out = TcpOut { src: f.local_ip, dst: f.server_ip, sport: f.local_port, dport: f.server_port, seq: p.seg.ack, ack: 0, flags: tcpf::RST, win: 0, ttl: TTL, opts: TcpOptions::default(), syn: false };
         self.rebuilt = Rebuild { l3: p.l3 as u8, link, dst_mac: eth.src_addr(), src_mac: mac, out };
@@ -469,3 +483,14 @@ pub(super) const PARK_FRAME_BYTES: usize = PARK_BYTES;
 
 #[cfg(test)]
 mod tests;
+
+/// The link entry `f`'s server is on and that link's MAC: the host link
+/// for the appliance's own stack.
+#[inline]
+fn server_link(snap: &Snapshot, f: &crate::conntrack::Flow) -> Option<(u16, EthernetAddress)> {
+    if f.mode == crate::state::snapshot::Forwarding::Local {
+        let link = snap.host_link()?;
+        return snap.port(link).map(|pv| (link, pv.mac));
+    }
+    snap.servers.get(f.server as usize).and_then(|s| snap.port(s.tx_port).map(|pv| (s.tx_port, pv.mac)))
+}

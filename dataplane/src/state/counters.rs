@@ -153,6 +153,16 @@ drop_reasons! {
     /// arrived on another link than its server's (review S9: a spoofed
     /// server source from outside).
     ReplyWrongLink => "reply-wrong-link",
+    /// A packet of an exception-path connection (`Local`, `LocalOut`) on a
+    /// link it cannot come from: the host's side of it from outside (a
+    /// spoofed answer of the appliance's own stack, or of a server to it),
+    /// or from the host link on a connection that is not the stack's.
+    LocalWrongLink => "local-wrong-link",
+    /// From the host link, matching no connection and opening none (not
+    /// TCP/UDP from one of the stack's source addresses and ports): the
+    /// kernel's own chatter, or an answer to a connection the box has
+    /// forgotten.
+    HostUnmatched => "host-unmatched",
     /// A new connection from one of the box's own addresses (a self IP,
     /// a VIP, a full-NAT local address): spoofed (RFC 1812 §5.3.7), and
     /// its answers would come back to the box as replies that make the
@@ -386,6 +396,11 @@ pub struct WorkerCounters {
     pub syn_resent: Counter,
     /// Connections servers opened through source NAT (`[[snat]]`).
     pub snat: Counter,
+    /// The exception path: clients' connections handed to the
+    /// appliance's own stack (`Forwarding::Local`), and the connections
+    /// it opened (`LocalOut`).
+    pub local_in: Counter,
+    pub local_out: Counter,
     /// Packets routed on `route` links.
     pub routed: Counter,
     /// TCP resets inside the receiver's window but not at its next
@@ -436,6 +451,8 @@ impl Default for WorkerCounters {
             persisted: Counter::default(),
             frag_needed: Counter::default(),
             snat: Counter::default(),
+            local_in: Counter::default(),
+            local_out: Counter::default(),
             answers_limited: Counter::default(),
             syn_cookies: Counter::default(),
             syn_proxied: Counter::default(),

@@ -217,8 +217,23 @@ pub struct Snapshot {
     /// each of its servers' links, sorted (`index`): where a health probe's
     /// answer comes from (`PuntClass::Probe`).
     probe_sources: Vec<(u32, u16)>,
+    /// The exception path (`Forwarding::Local`, `LocalOut`): the host
+    /// link and the addresses the appliance's own stack connects from.
+    pub host: Option<HostView>,
     /// The IPv4 lookup indexes (IPv6 will add its own beside).
     v4: FamilyIndex<u32>,
+}
+
+/// The host link: a TAP whose kernel side is the appliance's own network
+/// stack (the L7 engine's sockets), in a network namespace of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostView {
+    /// Its link index (`ports`; the kernel side's MAC is its `mac`).
+    pub link: u16,
+    /// The addresses the stack opens connections from (`index`: the
+    /// `Local` services' `local_addrs`), sorted: what arrives on the host
+    /// link from one of them opens a `LocalOut` entry.
+    pub sources: Vec<u32>,
 }
 
 /// Sorted (address, port, protocol) -> value pairs of one address family,
@@ -309,7 +324,15 @@ impl Snapshot {
         let mut owners: Vec<(bool, usize)> = self.services.iter().enumerate().filter(|(_, s)| s.ip != 0).map(|(i, s)| (s.retired, i)).collect();
         owners.sort_unstable();
         let owners = owners.into_iter().filter_map(|(_, i)| self.services.get(i).map(|s| ((s.ip, s.port, s.proto), i as u16))).collect();
-        let mut locals: Vec<u32> = self.services.iter().flat_map(|s| s.local_addrs.iter().copied()).collect();
+        let mut locals: Vec<u32> = self.services.iter().filter(|s| s.forwarding != Forwarding::Local).flat_map(|s| s.local_addrs.iter().copied()).collect();
+        // The host's sources: its ports are the kernel's, above the
+        // full-NAT range (`forward::HOST_PORT_MIN`).
+        if let Some(h) = self.host.as_mut() {
+            let mut sources: Vec<u32> = self.services.iter().filter(|s| s.forwarding == Forwarding::Local).flat_map(|s| s.local_addrs.iter().copied()).collect();
+            sources.sort_unstable();
+            sources.dedup();
+            h.sources = sources;
+        }
         // Source NAT addresses: their ports own the replies as full-NAT's.
         locals.extend(self.snat.iter().map(|r| r.addr));
         self.gateways = vec![None; self.ports.len()];
@@ -401,6 +424,18 @@ impl Snapshot {
     #[inline]
     pub fn is_self(&self, ip: u32) -> bool {
         self.self_ips.contains(&ip)
+    }
+
+    /// The host link's index, when the box has one.
+    #[inline]
+    pub fn host_link(&self) -> Option<u16> {
+        self.host.as_ref().map(|h| h.link)
+    }
+
+    /// An address the appliance's own stack connects from.
+    #[inline]
+    pub fn is_host_source(&self, ip: u32) -> bool {
+        self.host.as_ref().is_some_and(|h| h.sources.binary_search(&ip).is_ok())
     }
 
     #[inline]

@@ -68,6 +68,7 @@ pub enum Show {
     Config,
     Vrrp,
     Sync,
+    L7,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +133,7 @@ pub const SPECS: &[Spec] = &[
         args: "",
         summary: "connection-state sync: peer, datagrams and records sent/received, drops by reason, lag, the last bulk dump",
     },
+    Spec { words: "show l7", args: "", summary: "the L7 engine: its virtual servers and source addresses, connections, requests, responses by status class" },
     Spec {
         words: "show vrrp",
         args: "",
@@ -179,7 +181,7 @@ const POOL_ACTIONS: &[&str] = &["add-server", "remove-server"];
 const VS_ACTIONS: &[&str] = &["add", "remove"];
 const CONFIG_ACTIONS: &[&str] = &["reload", "save"];
 const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
-const SHOW: &[&str] = &["virtual-servers", "pools", "servers", "connections", "stats", "arp", "routes", "health", "workers", "config", "vrrp", "sync"];
+const SHOW: &[&str] = &["virtual-servers", "pools", "servers", "connections", "stats", "arp", "routes", "health", "workers", "config", "vrrp", "sync", "l7"];
 const ACTIONS: &[&str] = &["enable", "disable", "drain", "weight"];
 const CONN_OPTIONS: &[&str] = &["vip", "server", "limit"];
 
@@ -276,6 +278,7 @@ fn parse_show(rest: &[&str]) -> Result<Show, String> {
         "workers" => none(args, Show::Workers),
         "vrrp" => none(args, Show::Vrrp),
         "sync" => none(args, Show::Sync),
+        "l7" => none(args, Show::L7),
         _ => none(args, Show::Config),
     }
 }

@@ -78,6 +78,7 @@ impl Console {
             Show::Config => Ok(self.show_config(lb.config())),
             Show::Vrrp => Ok(m.vrrp.show()),
             Show::Sync => m.sync.map(|s| s.show(rt)).ok_or_else(|| "no [sync] configured".to_string()),
+            Show::L7 => m.l7.map(|l| l.show()).ok_or_else(|| "no protocol = \"http\" virtual server: the L7 engine is not running".to_string()),
             Show::Connections { .. } => Err("internal: connections are answered later".into()),
         }
     }

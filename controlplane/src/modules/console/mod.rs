@@ -43,6 +43,7 @@ pub struct Modules<'a> {
     pub health: &'a mut Health,
     pub vrrp: &'a mut crate::modules::vrrp::Vrrp,
     pub sync: Option<&'a crate::modules::sync::Sync>,
+    pub l7: Option<&'a crate::modules::l7::L7>,
     pub lb: &'a mut Lb,
 }
 

@@ -22,6 +22,9 @@ pub struct LinkInfo {
     pub address: crate::config::Ipv4Cidr,
     /// The link's IP MTU.
     pub mtu: u16,
+    /// The host link (the exception path's TAP): no self IP, no ARP, no
+    /// route leads there; last of the links.
+    pub host: bool,
 }
 
 #[derive(Debug)]
@@ -41,11 +44,11 @@ pub struct Built {
 /// Which link reaches `ip`, and through which next hop: on-link first, then
 /// the longest matching static route.
 pub fn route(cfg: &Config, links: &[LinkInfo], ip: Ipv4Addr) -> Option<(usize, Ipv4Addr)> {
-    if let Some(l) = links.iter().position(|l| l.address.contains(ip)) {
+    if let Some(l) = links.iter().position(|l| !l.host && l.address.contains(ip)) {
         return Some((l, ip));
     }
     let r = cfg.routes.iter().filter(|r| r.prefix.contains(ip)).max_by_key(|r| r.prefix.prefix_len)?;
-    let l = links.iter().position(|l| l.address.contains(r.via))?;
+    let l = links.iter().position(|l| !l.host && l.address.contains(r.via))?;
     Some((l, r.via))
 }
 
@@ -167,7 +170,12 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     let mut layout = prev.clone();
     let mut snap = Snapshot::default();
     // The snapshot's links are the runtime's, by link index.
-    for l in links {
+    for (i, l) in links.iter().enumerate() {
+        if l.host {
+            snap.ports.push(Some(PortView { mac: l.mac, self_ip: 0, netmask: 0, mtu: l.mtu, port: l.port_id, vlan: 0, route: false }));
+            snap.host = Some(snapshot::HostView { link: i as u16, sources: Vec::new() });
+            continue;
+        }
         snap.ports.push(Some(PortView { mac: l.mac, self_ip: u32::from(l.address.addr), netmask: l.address.netmask(), mtu: l.mtu, port: l.port_id, vlan: l.vlan, route: l.route }));
         snap.self_ips.push(u32::from(l.address.addr));
     }
@@ -178,9 +186,9 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     let mut claimed_services: Vec<bool> = vec![false; layout.services.len()];
     let mut claimed_servers: Vec<bool> = vec![false; layout.servers.len()];
     let mut server_pools: Vec<usize> = vec![usize::MAX; layout.servers.len()];
-    let mut owned: Vec<Vec<Ipv4Addr>> = links.iter().map(|l| vec![l.address.addr]).collect();
+    let mut owned: Vec<Vec<Ipv4Addr>> = links.iter().map(|l| if l.host { Vec::new() } else { vec![l.address.addr] }).collect();
     let own = |ip: Ipv4Addr, owned: &mut Vec<Vec<Ipv4Addr>>| {
-        if let Some(l) = links.iter().position(|l| l.address.contains(ip)) {
+        if let Some(l) = links.iter().position(|l| !l.host && l.address.contains(ip)) {
             if !owned[l].contains(&ip) {
                 owned[l].push(ip);
             }
@@ -265,6 +273,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             Algorithm::Composite => Schedule::Composite,
         };
         let forwarding = match vs.forwarding.get_ref() {
+            _ if vs.protocol.is_l7() => snapshot::Forwarding::Local,
             Forwarding::Nat => snapshot::Forwarding::Nat,
             Forwarding::FullNat => snapshot::Forwarding::FullNat,
             Forwarding::DsrL2 => snapshot::Forwarding::DsrL2,
@@ -285,9 +294,9 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             port: vs.tunnel_port.as_ref().map_or(crate::config::DEFAULT_GUE_PORT, |p| *p.get_ref()),
         });
         let local_addrs: Vec<u32> = match forwarding {
-            snapshot::Forwarding::Nat | snapshot::Forwarding::DsrL2 | snapshot::Forwarding::DsrDscp | snapshot::Forwarding::DsrTunnel | snapshot::Forwarding::Snat | snapshot::Forwarding::Gateway => Vec::new(),
-            snapshot::Forwarding::FullNat if !vs.local_addresses.is_empty() => vs.local_addresses.iter().map(|a| u32::from(*a)).collect(),
-            snapshot::Forwarding::FullNat => {
+            snapshot::Forwarding::Nat | snapshot::Forwarding::DsrL2 | snapshot::Forwarding::DsrDscp | snapshot::Forwarding::DsrTunnel | snapshot::Forwarding::Snat | snapshot::Forwarding::Gateway | snapshot::Forwarding::LocalOut => Vec::new(),
+            snapshot::Forwarding::FullNat | snapshot::Forwarding::Local if !vs.local_addresses.is_empty() => vs.local_addresses.iter().map(|a| u32::from(*a)).collect(),
+            snapshot::Forwarding::FullNat | snapshot::Forwarding::Local => {
                 // Default: the self IP of the interface facing the servers.
                 let server_port = slots.first().and_then(|g| servers.get(*g as usize)).map(|s| s.tx_port);
                 let link = server_port.and_then(|p| links.get(p as usize)).or(links.first());
@@ -304,9 +313,9 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             name: name.clone(),
             ip: u32::from(*vip.ip()),
             port: vip.port(),
-            proto: match vs.protocol {
-                Protocol::Tcp => 6,
+            proto: match vs.protocol.transport() {
                 Protocol::Udp => 17,
+                _ => 6,
             },
             forwarding,
             members: slots.into_boxed_slice(),
@@ -320,7 +329,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             local_addrs: local_addrs.into_boxed_slice(),
             persistence: persistence(vs, &mut layout.groups),
             syn_proxy: {
-                let proxiable = vs.protocol == Protocol::Tcp && matches!(forwarding, snapshot::Forwarding::Nat | snapshot::Forwarding::FullNat);
+                let proxiable = vs.protocol.transport() == Protocol::Tcp && matches!(forwarding, snapshot::Forwarding::Nat | snapshot::Forwarding::FullNat | snapshot::Forwarding::Local);
                 match vs.syn_proxy.as_ref().map(|m| *m.get_ref()).unwrap_or_default() {
                     _ if !proxiable => snapshot::SynProxy::Off,
                     crate::config::SynProxyMode::Auto => snapshot::SynProxy::Auto,
@@ -384,7 +393,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     // routes its connections leave by (on-link subnets, then `[[route]]`s
     // through their gateways' neighbour slots).
     for r in &cfg.snat {
-        let (min, max) = r.port_range().unwrap_or((1024, 60999));
+        let (min, max) = r.port_range().unwrap_or((1024, furiwake_dataplane::forward::LOCAL_PORT_MAX));
         let c = r.sources.get_ref();
         let link = r.link(&cfg.interfaces).unwrap_or(usize::MAX) as u16;
         snap.snat.push(snapshot::SnatRule { net: u32::from(c.network()), mask: c.netmask(), link, addr: u32::from(*r.address.get_ref()), port_min: min, port_max: max });
@@ -400,7 +409,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         }
     }
     {
-        for (li, l) in links.iter().enumerate() {
+        for (li, l) in links.iter().enumerate().filter(|(_, l)| !l.host) {
             snap.routes.push(snapshot::RouteView { net: u32::from(l.address.network()), mask: l.address.netmask(), link: li as u16, via: None });
         }
         for r in &cfg.routes {
@@ -472,8 +481,8 @@ pool = "web"
 
     fn links() -> Vec<LinkInfo> {
         vec![
-            LinkInfo { port_id: 0, vlan: 0, route: false, mac: EthernetAddress([2, 0, 0, 0, 0, 1]), address: "192.0.2.2/24".parse().unwrap(), mtu: 1500 },
-            LinkInfo { port_id: 1, vlan: 0, route: false, mac: EthernetAddress([2, 0, 0, 0, 0, 2]), address: "198.51.100.1/24".parse().unwrap(), mtu: 1500 },
+            LinkInfo { port_id: 0, vlan: 0, route: false, mac: EthernetAddress([2, 0, 0, 0, 0, 1]), address: "192.0.2.2/24".parse().unwrap(), mtu: 1500, host: false },
+            LinkInfo { port_id: 1, vlan: 0, route: false, mac: EthernetAddress([2, 0, 0, 0, 0, 2]), address: "198.51.100.1/24".parse().unwrap(), mtu: 1500, host: false },
         ]
     }
 

@@ -78,7 +78,12 @@ pub struct Initial {
 
 /// The links of `rt` as the builder needs them.
 fn link_infos(rt: &Runtime) -> Vec<LinkInfo> {
-    rt.links().iter().map(|l| LinkInfo { port_id: l.port_id(), vlan: l.vlan(), route: l.route(), mac: l.mac(), address: l.address(), mtu: l.mtu() }).collect()
+    let mut infos: Vec<LinkInfo> = rt.links().iter().map(|l| LinkInfo { port_id: l.port_id(), vlan: l.vlan(), route: l.route(), mac: l.mac(), address: l.address(), mtu: l.mtu(), host: false }).collect();
+    // The host link comes last (the snapshot's `host`).
+    if let Some(h) = rt.host() {
+        infos.push(LinkInfo { port_id: h.port_id(), vlan: 0, route: false, mac: h.mac(), address: crate::config::Ipv4Cidr { addr: std::net::Ipv4Addr::UNSPECIFIED, prefix_len: 32 }, mtu: h.mtu(), host: true });
+    }
+    infos
 }
 
 /// A direct-server-return virtual server's servers are probed at its VIP,
@@ -86,7 +91,7 @@ fn link_infos(rt: &Runtime) -> Vec<LinkInfo> {
 fn probe_via(v: &VirtualService) -> Option<Via> {
     use furiwake_dataplane::state::snapshot::Forwarding as F;
     let kind = match v.forwarding {
-        F::Nat | F::FullNat | F::Snat | F::Gateway => return None,
+        F::Nat | F::FullNat | F::Snat | F::Gateway | F::Local | F::LocalOut => return None,
         F::DsrL2 => ViaKind::Mac,
         F::DsrDscp => ViaKind::Dscp(v.dscp),
         F::DsrTunnel => {

@@ -285,5 +285,7 @@ fn mode_name(mode: furiwake_dataplane::conntrack::Forwarding, service: Option<fu
         (F::DsrTunnel, _) => "dsr-tunnel",
         (F::Snat, _) => "snat (a server's own connection)",
         (F::Gateway, _) => "gateway",
+        (F::Local, _) => "local (to the appliance's own stack: the L7 engine)",
+        (F::LocalOut, _) => "local-out (the appliance's own stack's connection)",
     }
 }

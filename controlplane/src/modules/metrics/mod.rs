@@ -78,6 +78,8 @@ pub fn workers(t: &mut Text, rt: &Runtime) {
     t.family("worker_rejected_total", "counter", "New connections refused with a RST or ICMP unreachable.", per_worker(&|c| c.rejected.get()));
     t.family("worker_routed_total", "counter", "Packets routed on route interfaces.", per_worker(&|c| c.routed.get()));
     t.family("worker_snat_total", "counter", "Connections servers opened through source NAT.", per_worker(&|c| c.snat.get()));
+    t.family("worker_host_in_total", "counter", "Clients' connections handed to the appliance's own stack (the exception path).", per_worker(&|c| c.local_in.get()));
+    t.family("worker_host_out_total", "counter", "Connections the appliance's own stack opened through the workers.", per_worker(&|c| c.local_out.get()));
     t.family("worker_frag_needed_total", "counter", "dsr-tunnel packets too big for the tunnel answered with ICMP fragmentation needed, and fragmentation needed from inside a tunnel relayed to clients.", per_worker(&|c| c.frag_needed.get()));
     t.family("worker_embryonic_evicted_total", "counter", "Half-open TCP entries evicted to make room (a SYN flood's, oldest first).", per_worker(&|c| c.embryonic_evicted.get()));
     t.family("worker_unreplied_capped_total", "counter", "Unreplied entries evicted by a per-service, per-source or full-NAT port cap for a newer one of their own group.", per_worker(&|c| c.unreplied_capped.get()));

@@ -1,0 +1,167 @@
+//! The L7 engine (README, "L7 virtual servers"; docs/architecture.md, "The
+//! exception path"): `protocol = "http"` virtual servers served by the
+//! appliance's own reverse proxy. The workers deliver their clients'
+//! connections to the host link (`Forwarding::Local`); the kernel in the
+//! appliance's network namespace terminates TCP; this engine (tokio,
+//! hyper) reads each request, picks a server with the pool's scheduler
+//! over the same snapshot the workers read, and opens its own connection
+//! from the virtual server's source address, which leaves through the
+//! workers again (`Forwarding::LocalOut`).
+//!
+//! - `view`: what the engine serves, from each published snapshot.
+//! - `engine`: the listeners and the proxy, on the engine's threads.
+
+mod engine;
+mod view;
+
+use crate::config::Config;
+use crate::out::say;
+use crate::runtime::Netns;
+use furiwake_dataplane::state::snapshot::Snapshot;
+use hyper::Response;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+use view::View;
+
+/// The engine's counters (relaxed atomics, written by its threads).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connections: AtomicU64,
+    pub requests: AtomicU64,
+    /// Answers by status class: 1xx .. 5xx.
+    pub responses: [AtomicU64; 5],
+}
+
+impl Counters {
+    /// Counts `r` by its status class and hands it back.
+    fn count<B>(&self, r: Response<B>) -> Response<B> {
+        let class = (r.status().as_u16() / 100).clamp(1, 5) as usize - 1;
+        if let Some(c) = self.responses.get(class) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+pub struct L7 {
+    runtime: Option<tokio::runtime::Runtime>,
+    views: watch::Sender<Arc<View>>,
+    counters: Arc<Counters>,
+    threads: usize,
+}
+
+/// The CPUs the engine's threads may use: `[l7] cpus`, or every CPU the
+/// process may use but the worker lcores' (an lcore is its CPU unless
+/// the operator mapped them otherwise).
+fn cpus(cfg: &Config) -> Vec<usize> {
+    if let Some(c) = &cfg.l7.cpus {
+        return c.get_ref().iter().map(|c| *c as usize).collect();
+    }
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: our own thread's affinity into a set of the size given.
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    let workers = cfg.platform.worker_lcore_ids();
+    let all: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: CPU_ISSET reads the set within its size.
+        .filter(|c| ok && unsafe { libc::CPU_ISSET(*c, &set) })
+        .collect();
+    let free: Vec<usize> = all.iter().copied().filter(|c| !workers.contains(&(*c as u32))).collect();
+    if free.is_empty() {
+        all
+    } else {
+        free
+    }
+}
+
+/// Pins the calling thread to `cpus` (none: left as it is).
+fn pin(cpus: &[usize]) {
+    if cpus.is_empty() {
+        return;
+    }
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for c in cpus.iter().filter(|c| **c < libc::CPU_SETSIZE as usize) {
+        // SAFETY: CPU_SET writes within the set's size (checked above).
+        unsafe { libc::CPU_SET(*c, &mut set) };
+    }
+    // SAFETY: the calling thread's affinity from a valid set.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        log::warn!("l7: pinning to CPUs {cpus:?}: {}", std::io::Error::last_os_error());
+    }
+}
+
+impl L7 {
+    /// Starts the engine's threads in `netns`, serving nothing until the
+    /// first `update`.
+    pub fn start(cfg: &Config, netns: Netns) -> Result<L7, String> {
+        let threads = *cfg.l7.threads.get_ref() as usize;
+        let cpus = cpus(cfg);
+        let netns = Arc::new(netns);
+        let ns = Arc::clone(&netns);
+        let pinned = cpus.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("fw-l7")
+            .enable_all()
+            .on_thread_start(move || {
+                // Its sockets open in the appliance's namespace; a thread
+                // that cannot enter it must not open them elsewhere.
+                if let Err(e) = ns.enter() {
+                    log::error!("l7: entering the appliance's network namespace: {e}");
+                    std::process::abort();
+                }
+                pin(&pinned);
+            })
+            .build()
+            .map_err(|e| format!("l7: the engine's runtime: {e}"))?;
+        let counters = Arc::new(Counters::default());
+        let (views, rx) = watch::channel(Arc::new(View::default()));
+        let shared = Arc::new(engine::Shared::new(Arc::clone(&counters)));
+        runtime.spawn(engine::run(shared, rx));
+        say(&format!("l7: engine up, {threads} thread(s) on CPUs {cpus:?}"));
+        Ok(L7 { runtime: Some(runtime), views, counters, threads })
+    }
+
+    /// Serves what `snap` says (listeners follow its `http` virtual
+    /// servers; requests use its pools' states from now on).
+    pub fn update(&self, snap: &Snapshot) {
+        let _ = self.views.send(Arc::new(View::of(snap)));
+    }
+
+    /// `show l7`.
+    pub fn show(&self) -> String {
+        let v = self.views.borrow();
+        let c = &self.counters;
+        let mut s = format!("L7 engine: {} thread(s)\n", self.threads);
+        for svc in &v.services {
+            let sources: Vec<String> = svc.sources.iter().map(ToString::to_string).collect();
+            s.push_str(&format!("  {} http {} from {}\n", svc.name, svc.addr, sources.join(", ")));
+        }
+        let r: Vec<u64> = c.responses.iter().map(|x| x.load(Ordering::Relaxed)).collect();
+        s.push_str(&format!(
+            "connections {} requests {} responses 1xx {} 2xx {} 3xx {} 4xx {} 5xx {}",
+            c.connections.load(Ordering::Relaxed),
+            c.requests.load(Ordering::Relaxed),
+            r[0], r[1], r[2], r[3], r[4]
+        ));
+        s
+    }
+
+    /// Prometheus families.
+    pub fn metrics(&self, t: &mut crate::modules::metrics::Text) {
+        let c = &self.counters;
+        t.family("l7_connections_total", "counter", "Client connections the L7 engine accepted.", vec![(String::new(), c.connections.load(Ordering::Relaxed))]);
+        t.family("l7_requests_total", "counter", "Requests the L7 engine read.", vec![(String::new(), c.requests.load(Ordering::Relaxed))]);
+        let by_class = c.responses.iter().enumerate().map(|(i, x)| (crate::modules::metrics::labels(&[("class", &format!("{}xx", i + 1))]), x.load(Ordering::Relaxed))).collect();
+        t.family("l7_responses_total", "counter", "Responses the L7 engine sent, by status class.", by_class);
+    }
+
+    /// Stops the engine: listeners closed, connections dropped.
+    pub fn shutdown(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+        }
+    }
+}
