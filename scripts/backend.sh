@@ -35,6 +35,21 @@ http {
     location = /health { default_type text/plain; return 200 "OK\n"; }
     location / { root $dir/www; }
   }
+  # What the servers learn of the client (the L7 tests): the headers on
+  # 8081, the PROXY protocol's address on 8082.
+  log_format clientaddr '\$server_port \$remote_addr xff="\$http_x_forwarded_for" fwd="\$http_forwarded" pp="\$proxy_protocol_addr" "\$request"';
+  server {
+    listen 8081;
+    access_log $dir/logs/client.log clientaddr;
+    location = /id { default_type text/plain; return 200 "$name\n"; }
+    location / { root $dir/www; }
+  }
+  server {
+    listen 8082 proxy_protocol;
+    access_log $dir/logs/client.log clientaddr;
+    location = /id { default_type text/plain; return 200 "$name\n"; }
+    location / { root $dir/www; }
+  }
 }
 CONF
     ;;

@@ -71,3 +71,158 @@ fn no_server_gets_a_503_and_a_dead_one_a_502() {
     assert_eq!(code(80), "502", "{}", lab.fw_output());
     assert_eq!(code(8080), "503", "{}", lab.fw_output());
 }
+
+/// A pool of backend `n` alone.
+fn pool_of(name: &str, n: u32) -> String {
+    format!("[[pool]]\nname = \"{name}\"\nservers = [ {{ address = \"{}:80\" }} ]\n", server_ip(n))
+}
+
+#[test]
+fn rules_switch_by_host_header_and_path_and_the_rest_gets_the_default_pool() {
+    let Some(mut lab) = open('j', "rules") else { return };
+    let rules = r#"
+[[virtual_server.rule]]
+host = "a.example"
+pool = "a"
+
+[[virtual_server.rule]]
+header = { name = "User-Agent", contains = "Mobile" }
+pool = "mobile"
+
+[[virtual_server.rule]]
+path_prefix = "/api/"
+pool = "a"
+"#;
+    lab.start(&format!("{}\n{}\n{}\n{}", pool_of("a", 1), pool_of("mobile", 2), pool_of("default", 3), http_vs("web", 80, "default", rules)));
+    let get = |args: &str, path: &str| lab.topo.exec("client", &format!("curl -s -S -m 10 {args} http://{VIP}{path}")).trim().to_string();
+    for _ in 0..3 {
+        assert_eq!(get("-H 'Host: a.example'", "/id"), "srv1", "{}", lab.fw_output());
+        assert_eq!(get("-H 'Host: A.EXAMPLE:80'", "/id"), "srv1", "the host without case or port");
+        assert_eq!(get("-A 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile/15E148'", "/id"), "srv2", "a mobile client elsewhere");
+        assert_eq!(get("", "/id"), "srv3", "no rule: the default pool");
+        assert_eq!(get("-H 'Host: b.example'", "/id"), "srv3", "an unknown host: the default pool");
+    }
+    let _ = get("", "/api/orders?id=7");
+    let api: Vec<String> = lab.nginx_access_log(1).into_iter().filter(|l| l.contains("GET /api/orders?id=7 ")).collect();
+    assert_eq!(api.len(), 1, "the path rule sent /api/ to pool a (srv1): {:?}", lab.nginx_access_log(1));
+    let r = lab.report();
+    for (rule, hits) in [(1, 6), (2, 3), (3, 1)] {
+        assert!(r.contains(&format!("rule {rule}: pool {}; hits {hits}\n", if rule == 2 { "mobile" } else { "a" })), "rule {rule} hit {hits} times:\n{r}");
+    }
+}
+
+/// Backend `n`'s `client.log` (its 8081 and 8082 listeners: the headers
+/// and the PROXY protocol's address it got).
+fn client_log(lab: &Lab, n: u32) -> Vec<String> {
+    std::fs::read_to_string(lab.backend_dir(n).join("logs/client.log")).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+fn client_logs(lab: &Lab) -> Vec<String> {
+    (1..=BACKENDS).flat_map(|n| client_log(lab, n)).collect()
+}
+
+#[test]
+fn the_servers_learn_the_client_from_x_forwarded_for_and_forwarded_and_headers_are_rewritten() {
+    let Some(mut lab) = open('k', "client-addr") else { return };
+    // (Keys first: a key after a table belongs to that table.)
+    let untrusted = r#"client_address = ["x-forwarded-for", "forwarded"]
+trusted_proxies = ["203.0.113.0/24"]
+
+[[virtual_server.http_response]]
+action = "add-header"
+name = "X-Served-By"
+value = "furiwake"
+
+[[virtual_server.http_response]]
+action = "del-header"
+name = "Server"
+
+[[virtual_server.http_response]]
+action = "replace-header"
+name = "Content-Type"
+match = "^text/(.*)$"
+value = "text/$1; charset=utf-8"
+"#;
+    let trusted = "client_address = [\"x-forwarded-for\"]\ntrusted_proxies = [\"192.0.2.0/24\"]\n";
+    lab.start(&format!("{}\n{}\n{}", pool("c", 8081), http_vs("untrusted", 80, "c", untrusted), http_vs("trusted", 8080, "c", trusted)));
+    // A client that is no trusted proxy cannot plant an address.
+    let head = lab.topo.exec("client", &format!("curl -s -S -m 10 -D - -o /dev/null -H 'X-Forwarded-For: 203.0.113.7' http://{VIP}/id"));
+    assert!(head.contains("X-Served-By: furiwake") || head.contains("x-served-by: furiwake"), "added: {head}");
+    assert!(!head.to_ascii_lowercase().contains("\nserver:"), "removed: {head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; charset=utf-8"), "replaced: {head}");
+    let logs = client_logs(&lab);
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(logs[0].starts_with("8081 198.51.100.1 xff=\"192.0.2.10\" fwd=\"for=192.0.2.10;proto=http;host=\\x22192.0.2.100\\x22\""), "{logs:?}");
+    // A trusted one's list is kept and the client appended.
+    let _ = lab.topo.exec("client", &format!("curl -s -S -m 10 -H 'X-Forwarded-For: 203.0.113.7' http://{VIP}:8080/id"));
+    let logs = client_logs(&lab);
+    assert!(logs.iter().any(|l| l.contains("xff=\"203.0.113.7, 192.0.2.10\" fwd=\"-\"")), "{logs:?}");
+}
+
+#[test]
+fn the_servers_learn_the_client_from_the_proxy_protocol_v1_and_v2() {
+    let Some(mut lab) = open('l', "proxy-proto") else { return };
+    let v1 = "client_address = [\"proxy-v1\"]\n";
+    let v2 = "client_address = [\"proxy-v2\"]\n";
+    lab.start(&format!("{}\n{}\n{}", pool("pp", 8082), http_vs("v1", 80, "pp", v1), http_vs("v2", 8080, "pp", v2)));
+    // Three requests on one client connection, then one on another: the
+    // servers' connections carry one client each.
+    let (ok, out) = lab.topo.try_exec("client", &format!("curl -s -S -m 10 http://{VIP}/id http://{VIP}/id http://{VIP}/id && curl -s -S -m 10 http://{VIP}:8080/id"));
+    assert!(ok, "{out}\n{}", lab.fw_output());
+    assert_eq!(out.lines().filter(|l| l.starts_with("srv")).count(), 4, "{out}");
+    let logs = client_logs(&lab);
+    assert_eq!(logs.len(), 4, "{logs:?}");
+    for l in &logs {
+        assert!(l.starts_with("8082 198.51.100.1 ") && l.contains("pp=\"192.0.2.10\""), "nginx took the client's address from the PROXY header: {logs:?}");
+    }
+}
+
+#[test]
+fn a_slowloris_is_cut_at_the_header_deadline_while_20_others_are_served_and_the_limits_answer() {
+    let Some(mut lab) = open('m', "limits") else { return };
+    let page = lab.dir.write("sorry.html", "<html><body>sorry from the lab</body></html>\n");
+    let limits = "limits = { header_timeout_s = 2, max_header_bytes = 8192, max_body_bytes = 1000 }\n";
+    let check = "[[health_check]]\nname = \"tcp\"\nkind = \"tcp\"\ninterval_ms = 200\ntimeout_ms = 150\nfall = 2\nrise = 1\n";
+    let dead = format!("[[pool]]\nname = \"dead\"\nhealth_check = \"tcp\"\nservers = [ {{ address = \"{}:81\" }} ]\n", server_ip(1));
+    let sorry = format!("sorry_page = \"{}\"\n", page.display());
+    lab.start(&format!("{check}\n{}\n{dead}\n{}\n{}", pool("web", 80), http_vs("web", 80, "web", limits), http_vs("down", 8080, "dead", &sorry)));
+    // Five connections that never finish their header, trickling a line
+    // every half second for up to 40 s.
+    let script = test_script("slowloris.py");
+    let argv = ["python3", script.to_str().unwrap(), "--host", VIP, "--port", "80", "--conns", "5", "--every", "0.5", "--secs", "40"];
+    let mut slow = Proc::spawn("slowloris", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("slowloris.log"), false);
+    slow.expect_output("listening", Duration::from_secs(10));
+    // Meanwhile twenty others are served.
+    let answers = lab.curl_ids(VIP, 20);
+    assert_eq!(answers.len(), 20);
+    let status = slow.wait(Duration::from_secs(60)).expect("the slowloris client ends");
+    assert_eq!(status.code(), Some(0), "{}", slow.output());
+    assert!(slow.output().contains("closed 5 of 5"), "every slow connection was cut at the header deadline (2 s), though it kept sending:\n{}", slow.output());
+    // A header over the limit.
+    let big = "x".repeat(10_000);
+    let code = lab.topo.exec("client", &format!("curl -s -o /dev/null -w '%{{http_code}}' -m 10 -H 'X-Big: {big}' http://{VIP}/id"));
+    assert!(code.trim() == "431" || code.trim() == "400", "a header over max_header_bytes: {code}");
+    // A body over the limit, announced.
+    let code = lab.topo.exec("client", &format!("curl -s -o /dev/null -w '%{{http_code}}' -m 10 --data-binary @/etc/services http://{VIP}/id"));
+    assert_eq!(code.trim(), "413", "a body over max_body_bytes");
+    // Every server of a pool down: the sorry page, with 503.
+    let down = wait_for(Duration::from_secs(10), || {
+        let out = lab.topo.exec("client", &format!("curl -s -m 5 -w '\\n%{{http_code}}' http://{VIP}:8080/id"));
+        out.trim_end().ends_with("503").then_some(out)
+    });
+    let out = down.unwrap_or_else(|| panic!("no 503 from the dead pool:\n{}", lab.fw_output()));
+    assert!(out.contains("sorry from the lab"), "the sorry page: {out}");
+}
+
+#[test]
+fn a_websocket_upgrade_passes_through_and_echoes_over_one_connection() {
+    let Some(mut lab) = open('n', "websocket") else { return };
+    let script = test_script("ws_echo.py");
+    let ip = server_ip(1);
+    lab.serve("ws-srv1", 1, &["python3", script.to_str().unwrap(), "serve", "--addr", &ip, "--port", "9000"]);
+    let ws = format!("[[pool]]\nname = \"ws\"\nservers = [ {{ address = \"{ip}:9000\" }} ]\n");
+    lab.start(&format!("{ws}\n{}", http_vs("ws", 80, "ws", "")));
+    let (ok, out) = lab.topo.try_exec("client", &format!("python3 {} ask --addr {VIP} --port 80 --text ping --times 3", script.display()));
+    assert!(ok, "{out}\n{}", lab.fw_output());
+    assert_eq!(out.lines().filter(|l| *l == "echo: ping").count(), 3, "{out}");
+}

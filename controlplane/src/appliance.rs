@@ -131,7 +131,7 @@ impl Appliance {
             h.sync(snap);
         }
         if let Some(l) = self.l7.as_ref() {
-            l.update(snap);
+            l.update(self.lb.config(), snap);
         }
     }
 

@@ -4,10 +4,13 @@
 //! needs a restart to change (the engine's threads are made at start).
 
 use super::bounds::{self, Bound};
-use super::model::{unplaced, Config, Protocol, VirtualServer};
-use super::{ConfigError, Source};
 use serde::Deserialize;
 use toml::Spanned;
+
+/// A default value, with no place in the file.
+fn unplaced<T>(v: T) -> Spanned<T> {
+    Spanned::new(0..0, v)
+}
 
 /// `[l7]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -19,6 +22,213 @@ pub struct L7 {
     /// the process may use but the worker lcores' (EAL's `-l`/`--lcores`
     /// map lcore N to CPU N unless told otherwise).
     pub cpus: Option<Spanned<Vec<u32>>>,
+}
+
+/// `[[virtual_server.rule]]` of an `http` virtual server: the first rule
+/// whose every condition holds picks the pool for a request (BIG-IP's
+/// LTM policies, HAProxy's `use_backend ... if`); none: the virtual
+/// server's own pool.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// The request's host (`Host`, or an h2 request's authority), without
+    /// its port, compared without case; `*.example` also matches every
+    /// name under `example`.
+    pub host: Option<Spanned<String>>,
+    /// The path starts with it.
+    pub path_prefix: Option<Spanned<String>>,
+    /// The path matches it (Rust's `regex` syntax, unanchored).
+    pub path_regex: Option<Spanned<String>>,
+    /// The path's last segment ends in `.EXTENSION` (without case).
+    pub extension: Option<Spanned<String>>,
+    /// The method (`GET`, `POST`, ...).
+    pub method: Option<Spanned<String>>,
+    /// A query parameter.
+    pub query: Option<Spanned<Match>>,
+    /// A request header (`User-Agent`).
+    pub header: Option<Spanned<Match>>,
+    pub pool: Spanned<String>,
+}
+
+/// A named value of the request, and how it must look: `equals`,
+/// `contains` or `regex` (at most one; none: present).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    pub name: String,
+    pub equals: Option<String>,
+    pub contains: Option<String>,
+    pub regex: Option<String>,
+}
+
+impl Match {
+    fn render(&self) -> String {
+        let mut s = format!("{{ name = {:?}", self.name);
+        for (k, v) in [("equals", &self.equals), ("contains", &self.contains), ("regex", &self.regex)] {
+            if let Some(v) = v {
+                s.push_str(&format!(", {k} = {v:?}"));
+            }
+        }
+        s.push_str(" }");
+        s
+    }
+}
+
+impl Rule {
+    /// The rule as a TOML table, for `render`.
+    pub(super) fn render(&self) -> String {
+        let mut s = String::from("\n[[virtual_server.rule]]\n");
+        for (k, v) in [("host", &self.host), ("path_prefix", &self.path_prefix), ("path_regex", &self.path_regex), ("extension", &self.extension), ("method", &self.method)] {
+            if let Some(v) = v {
+                s.push_str(&format!("{k} = {:?}\n", v.get_ref()));
+            }
+        }
+        for (k, v) in [("query", &self.query), ("header", &self.header)] {
+            if let Some(v) = v {
+                s.push_str(&format!("{k} = {}\n", v.get_ref().render()));
+            }
+        }
+        s.push_str(&format!("pool = {:?}\n", self.pool.get_ref()));
+        s
+    }
+
+    pub(super) fn conditions(&self) -> usize {
+        [&self.host, &self.path_prefix, &self.path_regex, &self.extension, &self.method].iter().filter(|c| c.is_some()).count() + usize::from(self.query.is_some()) + usize::from(self.header.is_some())
+    }
+}
+
+/// `client_address`: how the servers learn who the client was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAddress {
+    /// `X-Forwarded-For: CLIENT` (`x_forwarded_for`: appended to what a
+    /// trusted client sent, or replacing it).
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=CLIENT;proto=http;host=HOST`, appended.
+    Forwarded,
+    /// The PROXY protocol (HAProxy's, version 1 text or version 2 binary)
+    /// at the start of each connection to a server: such a connection
+    /// then carries one client's requests only.
+    ProxyV1,
+    ProxyV2,
+}
+
+/// `x_forwarded_for`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum XffMode {
+    /// The client's address after what the client sent, when the client
+    /// is one of `trusted_proxies` (every client when none are named);
+    /// otherwise alone.
+    #[default]
+    Append,
+    /// The client's address alone, whatever the client sent.
+    Replace,
+}
+
+/// `[[virtual_server.http_request]]` / `[[virtual_server.http_response]]`:
+/// what is done to a header on the way to the server, or back (HAProxy's
+/// `http-request`/`http-response` actions of the same names).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderAction {
+    pub action: Spanned<HeaderVerb>,
+    pub name: Spanned<String>,
+    /// `add-header`, `set-header`: the value; `replace-header`: the
+    /// replacement (`$1`.. name `match`'s groups).
+    pub value: Option<Spanned<String>>,
+    /// `replace-header`: a regex over the value.
+    #[serde(rename = "match")]
+    pub pattern: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeaderVerb {
+    AddHeader,
+    SetHeader,
+    DelHeader,
+    ReplaceHeader,
+}
+
+impl HeaderVerb {
+    /// As the configuration spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeaderVerb::AddHeader => "add-header",
+            HeaderVerb::SetHeader => "set-header",
+            HeaderVerb::DelHeader => "del-header",
+            HeaderVerb::ReplaceHeader => "replace-header",
+        }
+    }
+}
+
+impl HeaderAction {
+    pub(super) fn render(&self, table: &str) -> String {
+        let mut s = format!("\n[[virtual_server.{table}]]\naction = {:?}\nname = {:?}\n", self.action.get_ref().name(), self.name.get_ref());
+        if let Some(v) = &self.value {
+            s.push_str(&format!("value = {:?}\n", v.get_ref()));
+        }
+        if let Some(m) = &self.pattern {
+            s.push_str(&format!("match = {:?}\n", m.get_ref()));
+        }
+        s
+    }
+}
+
+/// `limits` of an `http` virtual server: every phase of a request is
+/// bounded (HAProxy's `timeout http-request`, `timeout client`, `timeout
+/// server`, `tune.bufsize`; nginx's `client_max_body_size`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// A request's header must arrive within this (a slowloris client is
+    /// cut at it), counted from the end of the previous request on a
+    /// kept-alive connection: so it is also how long one may stay idle
+    /// (HAProxy's `timeout http-request` and `timeout http-keep-alive`).
+    pub header_timeout_s: Spanned<u32>,
+    /// A server must begin its answer within this: else 504.
+    pub server_timeout_s: Spanned<u32>,
+    /// A request's start line and headers: bytes (else 431).
+    pub max_header_bytes: Spanned<u32>,
+    /// And how many headers (else 431).
+    pub max_headers: Spanned<u32>,
+    /// A request's body, bytes (else 413).
+    pub max_body_bytes: Spanned<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout_s: unplaced(10),
+            server_timeout_s: unplaced(60),
+            max_header_bytes: unplaced(16384),
+            max_headers: unplaced(100),
+            max_body_bytes: unplaced(10 * 1024 * 1024),
+        }
+    }
+}
+
+impl Limits {
+    pub(super) fn render(&self) -> String {
+        format!(
+            "limits = {{ header_timeout_s = {}, server_timeout_s = {}, max_header_bytes = {}, max_headers = {}, max_body_bytes = {} }}",
+            self.header_timeout_s.get_ref(),
+            self.server_timeout_s.get_ref(),
+            self.max_header_bytes.get_ref(),
+            self.max_headers.get_ref(),
+            self.max_body_bytes.get_ref()
+        )
+    }
+
+    pub(super) fn bounded(&self) -> [(&'static Bound, &Spanned<u32>); 4] {
+        [
+            (&bounds::HEADER_TIMEOUT_S, &self.header_timeout_s),
+            (&bounds::SERVER_TIMEOUT_S, &self.server_timeout_s),
+            (&bounds::MAX_HEADER_BYTES, &self.max_header_bytes),
+            (&bounds::MAX_HEADERS, &self.max_headers),
+        ]
+    }
 }
 
 impl Default for L7 {
@@ -44,57 +254,3 @@ impl L7 {
     }
 }
 
-impl Config {
-    /// Does any virtual server need the appliance's own stack (the host
-    /// link, its network namespace, the L7 engine)?
-    pub fn has_l7(&self) -> bool {
-        self.virtual_servers.iter().any(|v| v.protocol.is_l7())
-    }
-}
-
-impl Protocol {
-    /// Served by the L7 engine rather than forwarded.
-    pub fn is_l7(self) -> bool {
-        matches!(self, Protocol::Http)
-    }
-
-    /// The transport under it: two virtual servers on one address and
-    /// port of one transport cannot both be served.
-    pub fn transport(self) -> Protocol {
-        match self {
-            Protocol::Http => Protocol::Tcp,
-            p => p,
-        }
-    }
-}
-
-impl Config {
-    /// An `http` virtual server: the engine connects to its servers from
-    /// `local_addresses` (default: the self IP facing them), addresses the
-    /// box answers ARP for that no forwarded virtual server or `[[snat]]`
-    /// rule uses; `forwarding` and L4 persistence do not apply.
-    pub(super) fn validate_l7(&self, src: &Source<'_>, vs: &VirtualServer) -> Result<(), ConfigError> {
-        let name = vs.name.get_ref();
-        if !vs.forwarding.span().is_empty() {
-            return Err(src.error(Some(vs.forwarding.span()), format!("virtual_server {name:?}: protocol = \"http\" is proxied by the L7 engine, which opens its own connections to the servers from local_addresses (default: the self IP facing them); forwarding does not apply")));
-        }
-        if let Some(p) = &vs.persistence {
-            return Err(src.error(Some(p.span()), format!("virtual_server {name:?}: persistence for protocol = \"http\" is not built yet (issue 21: cookie and session persistence in the L7 engine)")));
-        }
-        for a in &vs.local_addresses {
-            if !self.interfaces.iter().any(|i| i.address.contains(*a)) {
-                return Err(src.error(Some(vs.name.span()), format!("virtual_server {name:?}: local address {a} is on no interface's subnet: the box answers ARP for it there")));
-            }
-            let vip = self.virtual_servers.iter().any(|o| *o.address.get_ref().ip() == *a);
-            let forwarded = self.virtual_servers.iter().any(|o| !o.protocol.is_l7() && o.local_addresses.contains(a));
-            let snat = self.snat.iter().any(|r| r.address.get_ref() == a);
-            if vip || forwarded || snat {
-                return Err(src.error(Some(vs.name.span()), format!("virtual_server {name:?}: local address {a} is a VIP, a full-NAT local address or a [[snat]] address: the L7 engine's ports there would meet theirs")));
-            }
-        }
-        if let Some(c) = self.l7.cpus.as_ref().filter(|c| c.get_ref().is_empty()) {
-            return Err(src.error(Some(c.span()), "[l7] cpus: name at least one CPU (or leave it out)"));
-        }
-        Ok(())
-    }
-}

@@ -20,6 +20,7 @@ mod diff;
 mod ha;
 mod keyfile;
 mod l7;
+mod l7check;
 pub(crate) mod model;
 mod link;
 mod render;
@@ -36,7 +37,7 @@ pub use model::{
     OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, Server, Snat, SynProxyMode, TimeoutSecs, TunnelKind, VirtualServer, DEFAULT_CONSOLE_SOCKET, DEFAULT_GUE_PORT, DEFAULT_MTU,
 };
 pub use defence::Defence;
-pub use l7::L7;
+pub use l7::{ClientAddress, HeaderAction, HeaderVerb, Limits, Match, Rule, XffMode, L7};
 pub use ha::{sync_key_id, SyncConfig, Vrrp};
 pub use render::{kebab, key_fingerprint, render, render_with_secrets};
 pub use save::{save_dir, target as save_target, write_secret_file};

@@ -503,6 +503,29 @@ pub struct VirtualServer {
     /// cookies (README, "Defence"). Default `auto`.
     #[serde(default)]
     pub syn_proxy: Option<Spanned<SynProxyMode>>,
+    /// `http`: content switching, `[[virtual_server.rule]]` (`l7`).
+    #[serde(default)]
+    pub rule: Vec<super::l7::Rule>,
+    /// `http`: how the servers learn the client's address (`l7`).
+    #[serde(default)]
+    pub client_address: Vec<Spanned<super::l7::ClientAddress>>,
+    #[serde(default)]
+    pub x_forwarded_for: Option<Spanned<super::l7::XffMode>>,
+    /// `http`: clients whose `X-Forwarded-For` is kept (`append`).
+    #[serde(default)]
+    pub trusted_proxies: Vec<Ipv4Cidr>,
+    /// `http`: header actions on requests and on responses (`l7`).
+    #[serde(default)]
+    pub http_request: Vec<super::l7::HeaderAction>,
+    #[serde(default)]
+    pub http_response: Vec<super::l7::HeaderAction>,
+    /// `http`: the bounds on each phase of a request (`l7`).
+    #[serde(default)]
+    pub limits: Option<Spanned<super::l7::Limits>>,
+    /// `http`: the page answered with 503 when no server can take a
+    /// request (read at each load).
+    #[serde(default)]
+    pub sorry_page: Option<Spanned<String>>,
 }
 
 /// `syn_proxy`: `auto` (while the worker's half-open entries pass

@@ -180,6 +180,33 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
         if let Some(g) = &v.persistence_group {
             let _ = writeln!(s, "persistence_group = {}", q(g.get_ref()));
         }
+        if !v.client_address.is_empty() {
+            let list: Vec<String> = v.client_address.iter().map(|c| q(&kebab(c.get_ref()))).collect();
+            let _ = writeln!(s, "client_address = [{}]", list.join(", "));
+        }
+        if let Some(m) = &v.x_forwarded_for {
+            let _ = writeln!(s, "x_forwarded_for = {}", q(&kebab(m.get_ref())));
+        }
+        if !v.trusted_proxies.is_empty() {
+            let list: Vec<String> = v.trusted_proxies.iter().map(|c| q(&c.to_string())).collect();
+            let _ = writeln!(s, "trusted_proxies = [{}]", list.join(", "));
+        }
+        if let Some(l) = &v.limits {
+            let _ = writeln!(s, "{}", l.get_ref().render());
+        }
+        if let Some(p) = &v.sorry_page {
+            let _ = writeln!(s, "sorry_page = {}", q(p.get_ref()));
+        }
+        // Last: the tables belong to this virtual server.
+        for r in &v.rule {
+            s.push_str(&r.render());
+        }
+        for a in &v.http_request {
+            s.push_str(&a.render("http_request"));
+        }
+        for a in &v.http_response {
+            s.push_str(&a.render("http_response"));
+        }
     }
     let t = &cfg.timeouts;
     let _ = writeln!(

@@ -713,3 +713,56 @@ fn syn_proxy_per_virtual_server() {
     assert_eq!(c.defence.syn_proxy_threshold(65536), 100);
     assert_eq!(Config::parse("t.toml", GOOD).unwrap().defence.syn_proxy_threshold(65536), 4096);
 }
+
+/// GOOD plus an `http` virtual server `site` on VIP:8080 with `extra`.
+fn with_http(extra: &str) -> String {
+    format!("{GOOD}\n[[virtual_server]]\nname = \"site\"\naddress = \"192.0.2.100:8080\"\nprotocol = \"http\"\npool = \"web\"\n{extra}\n")
+}
+
+#[test]
+fn an_http_virtual_server_parses_without_forwarding_and_renders_back() {
+    let c = Config::parse("t.toml", &with_http("local_addresses = [\"198.51.100.50\"]")).unwrap();
+    assert!(c.has_l7());
+    let v = &c.virtual_servers[1];
+    assert_eq!(v.protocol, Protocol::Http);
+    assert_eq!(v.protocol.transport(), Protocol::Tcp);
+    assert_eq!(v.local_addresses, vec![Ipv4Addr::new(198, 51, 100, 50)]);
+    let text = render(&c);
+    assert!(text.contains("protocol = \"http\"") && text.contains("[l7]\nthreads = 1"), "{text}");
+    let again = Config::parse("r.toml", &text).unwrap();
+    assert_eq!(render(&again), text);
+}
+
+#[test]
+fn an_http_virtual_server_refuses_what_does_not_apply_with_its_place() {
+    for (extra, line, needle) in [
+        ("forwarding = \"full-nat\"", 43, "forwarding does not apply"),
+        ("persistence = { kind = \"source-ip\" }", 43, "not built yet"),
+        ("local_addresses = [\"203.0.113.9\"]", 39, "on no interface's subnet"),
+        ("local_addresses = [\"192.0.2.100\"]", 39, "a VIP"),
+    ] {
+        let e = err(&with_http(extra));
+        assert!(e.message.contains(needle), "{extra}: {e}");
+        assert_eq!(e.line, line, "{extra}: {e}");
+    }
+    // One transport port, one virtual server: http and tcp on VIP:80.
+    let e = err(&format!("{GOOD}\n[[virtual_server]]\nname = \"site\"\naddress = \"192.0.2.100:80\"\nprotocol = \"http\"\npool = \"web\"\n"));
+    assert!(e.message.contains("already served"), "{e}");
+    let e = err(&format!("{}\n[l7]\nthreads = 0\n", with_http("")));
+    assert!(e.message.contains("threads 0 is out of range"), "{e}");
+    let e = err(&format!("{}\n[l7]\ncpus = []\n", with_http("")));
+    assert!(e.message.contains("at least one CPU"), "{e}");
+}
+
+#[test]
+fn the_host_link_and_the_engine_take_effect_at_restart() {
+    let old = Config::parse("t.toml", GOOD).unwrap();
+    let new = Config::parse("t.toml", &with_http("")).unwrap();
+    let e = restart_needed(&old, &new).unwrap_err();
+    assert!(e.contains("protocol = \"http\""), "{e}");
+    let more = Config::parse("t.toml", &format!("{}\n[l7]\nthreads = 2\n", with_http(""))).unwrap();
+    assert!(restart_needed(&new, &more).unwrap_err().contains("[l7]"));
+    // Another http virtual server once the engine runs: no restart.
+    let two = Config::parse("t.toml", &format!("{}\n[[virtual_server]]\nname = \"b\"\naddress = \"192.0.2.101:80\"\nprotocol = \"http\"\npool = \"web\"\n", with_http(""))).unwrap();
+    assert!(restart_needed(&new, &two).is_ok());
+}

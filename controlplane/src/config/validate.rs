@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use toml::Spanned;
 
 /// Refuses `v` outside `b`, at `v`'s place.
-pub(super) fn within<T: Copy + Into<u64> + Display>(src: &Source<'_>, b: &Bound, v: &Spanned<T>) -> Result<(), ConfigError> {
+pub(in crate::config) fn within<T: Copy + Into<u64> + Display>(src: &Source<'_>, b: &Bound, v: &Spanned<T>) -> Result<(), ConfigError> {
     let x = *v.get_ref();
     if b.contains(x.into()) {
         Ok(())
@@ -200,6 +200,16 @@ impl Config {
             }
             if vs.protocol.is_l7() {
                 self.validate_l7(src, vs)?;
+            } else if let Some(r) = vs.rule.first() {
+                return Err(src.error(Some(r.pool.span()), format!("virtual_server {:?}: rules need protocol = \"http\" (the L7 engine reads the requests)", vs.name.get_ref())));
+            } else if let Some(a) = vs.http_request.first().or(vs.http_response.first()) {
+                return Err(src.error(Some(a.name.span()), format!("virtual_server {:?}: header actions need protocol = \"http\"", vs.name.get_ref())));
+            } else if let Some(c) = vs.client_address.first() {
+                return Err(src.error(Some(c.span()), format!("virtual_server {:?}: client_address needs protocol = \"http\"", vs.name.get_ref())));
+            } else if let Some(l) = &vs.limits {
+                return Err(src.error(Some(l.span()), format!("virtual_server {:?}: limits need protocol = \"http\"", vs.name.get_ref())));
+            } else if let Some(p) = &vs.sorry_page {
+                return Err(src.error(Some(p.span()), format!("virtual_server {:?}: sorry_page needs protocol = \"http\"", vs.name.get_ref())));
             } else if *vs.forwarding.get_ref() != Forwarding::FullNat && !vs.local_addresses.is_empty() {
                 return Err(src.error(Some(vs.name.span()), format!("virtual_server {:?}: local_addresses needs forwarding = \"full-nat\"", vs.name.get_ref())));
             }

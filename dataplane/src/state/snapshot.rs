@@ -319,7 +319,10 @@ impl Snapshot {
     pub fn index(&mut self) {
         // Retired services take no new connections; their local addresses
         // and reply owners stay until their entries are gone.
-        let vips = self.services.iter().enumerate().filter(|(_, s)| !s.retired).map(|(i, s)| ((s.ip, s.port, s.proto), i as u16)).collect();
+        // (A `Local` service of no address schedules a pool for the L7
+        // engine's rules: it takes no connection itself.)
+        let pool_only = |s: &VirtualService| s.forwarding == Forwarding::Local && s.ip == 0;
+        let vips = self.services.iter().enumerate().filter(|(_, s)| !s.retired && !pool_only(s)).map(|(i, s)| ((s.ip, s.port, s.proto), i as u16)).collect();
         // Live first, so that the live service of a key stays.
         let mut owners: Vec<(bool, usize)> = self.services.iter().enumerate().filter(|(_, s)| s.ip != 0).map(|(i, s)| (s.retired, i)).collect();
         owners.sort_unstable();

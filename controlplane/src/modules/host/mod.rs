@@ -81,7 +81,10 @@ impl Host {
     pub fn sync(&mut self, snap: &Snapshot) {
         let mut want = BTreeSet::new();
         for v in snap.services.iter().filter(|v| v.forwarding == Forwarding::Local && !v.retired) {
-            want.insert(Ipv4Addr::from(v.ip));
+            // (A rule's pool has no address of its own.)
+            if v.ip != 0 {
+                want.insert(Ipv4Addr::from(v.ip));
+            }
             want.extend(v.local_addrs.iter().map(|a| Ipv4Addr::from(*a)));
         }
         for a in want.difference(&self.addrs.clone()) {

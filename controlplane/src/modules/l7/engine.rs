@@ -29,10 +29,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 type Body = BoxBody<Bytes, hyper::Error>;
-type Upstream = Client<HttpConnector, Incoming>;
+/// A request's body on its way to a server: the client's, cut at
+/// `max_body_bytes`.
+type UpBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+type Upstream = Client<HttpConnector, UpBody>;
+type Sender = hyper::client::conn::http1::SendRequest<UpBody>;
 
-/// How long a client may take to send a request's header (slowloris).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server may take to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle keep-alive connections to servers are closed after this.
@@ -140,10 +142,19 @@ async fn accept(shared: Arc<Shared>, l: tokio::net::TcpListener, slot: u16) {
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
         shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+        let own = Arc::new(Own::default());
+        let limits = shared.view().service(slot).map(|s| s.limits.clone()).unwrap_or_default();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(|req| proxy(Arc::clone(&shared), slot, peer, req));
+            let svc = hyper::service::service_fn(|req| proxy(Arc::clone(&shared), slot, peer, Arc::clone(&own), req));
             let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            b.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            let header_bytes = *limits.max_header_bytes.get_ref() as usize;
+            b.http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(u64::from(*limits.header_timeout_s.get_ref())))
+                .max_headers(*limits.max_headers.get_ref() as usize)
+                // The read buffer: a head that does not fit gets 431.
+                .max_buf_size(header_bytes.max(8192));
+            b.http2().timer(TokioTimer::new()).max_header_list_size(*limits.max_header_bytes.get_ref());
             if let Err(e) = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
                 log::debug!("l7: {peer}: {e}");
             }
@@ -170,13 +181,93 @@ fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
     }
 }
 
+/// A client connection's own connections to servers (the PROXY protocol
+/// names one client per server connection), idle ones by server.
+#[derive(Default)]
+struct Own {
+    idle: Mutex<HashMap<SocketAddrV4, Sender>>,
+}
+
+impl Own {
+    fn take(&self, to: SocketAddrV4) -> Option<Sender> {
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&to).filter(|s| !s.is_closed())
+    }
+
+    fn put(&self, to: SocketAddrV4, s: Sender) {
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(to, s);
+    }
+}
+
+/// A connection from `source` to `to` that starts with the PROXY
+/// protocol header of version `v` for `client` reaching `dest`.
+async fn connect_proxied(source: Ipv4Addr, to: SocketAddrV4, v: u8, client: SocketAddrV4, dest: SocketAddrV4) -> std::io::Result<Sender> {
+    use tokio::io::AsyncWriteExt;
+    let s = TcpSocket::new_v4()?;
+    s.bind(SocketAddr::V4(SocketAddrV4::new(source, 0)))?;
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, s.connect(SocketAddr::V4(to))).await.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    stream.set_nodelay(true)?;
+    stream.write_all(&super::proxyproto::header(v, client, dest)).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            log::debug!("l7: to {to}: {e}");
+        }
+    });
+    Ok(sender)
+}
+
+/// `req` over a connection of the client's own (`Own`).
+async fn send_own(own: &Own, source: Ipv4Addr, to: SocketAddrV4, v: u8, client: SocketAddrV4, dest: SocketAddrV4, req: Request<UpBody>) -> Result<Response<Incoming>, String> {
+    let mut sender = match own.take(to) {
+        Some(s) => s,
+        None => connect_proxied(source, to, v, client, dest).await.map_err(|e| e.to_string())?,
+    };
+    sender.ready().await.map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    own.put(to, sender);
+    Ok(resp)
+}
+
+/// The 503 of a virtual server: its sorry page, or a line.
+fn sorry(svc: &super::view::Service) -> Response<Body> {
+    match &svc.sorry {
+        Some(page) => {
+            let mut r = Response::new(Full::new(page.clone()).map_err(|n| match n {}).boxed());
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+        None => answer(StatusCode::SERVICE_UNAVAILABLE, "no server is available"),
+    }
+}
+
 /// One request of virtual server `slot` from `peer`.
-async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, own: Arc<Own>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let c = &shared.counters;
     c.requests.fetch_add(1, Ordering::Relaxed);
     let view = shared.view();
-    let (Some(svc), Some(vs)) = (view.service(slot), view.snap.services.get(slot as usize)) else {
+    let Some(svc) = view.service(slot) else {
         return Ok(c.count(answer(StatusCode::SERVICE_UNAVAILABLE, "no such virtual server")));
+    };
+    // A body over the limit: refused before a server sees it when its
+    // length is announced, cut where it passes the limit otherwise.
+    let max_body = *svc.limits.max_body_bytes.get_ref();
+    let announced = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max_body) {
+        return Ok(c.count(answer(StatusCode::PAYLOAD_TOO_LARGE, "the request's body is over the limit")));
+    }
+    // Content switching: the first rule that holds picks the pool.
+    let host = super::view::host_of(&req);
+    let pool = match svc.rules.iter().find(|r| r.matches(&req, host.as_deref())) {
+        Some(r) => {
+            c.hit(&svc.name, r.index);
+            r.slot
+        }
+        None => slot,
+    };
+    let Some(vs) = view.snap.services.get(pool as usize) else {
+        return Ok(c.count(answer(StatusCode::SERVICE_UNAVAILABLE, "no such pool")));
     };
     let (src, sport) = match peer {
         SocketAddr::V4(a) => (u32::from(*a.ip()), a.port()),
@@ -184,16 +275,58 @@ async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, mut req: Reques
     };
     let flow = Flow4 { src, dst: u32::from(*svc.addr.ip()), sport, dport: svc.addr.port(), proto: 6 };
     let pick = match shared.sched.lock() {
-        Ok(mut s) => s.pick_for(slot as usize, vs, &view.snap.servers, &flow, None),
-        Err(p) => p.into_inner().pick_for(slot as usize, vs, &view.snap.servers, &flow, None),
+        Ok(mut s) => s.pick_for(pool as usize, vs, &view.snap.servers, &flow, None),
+        Err(p) => p.into_inner().pick_for(pool as usize, vs, &view.snap.servers, &flow, None),
     };
     let Some(server) = pick.and_then(|g| view.snap.servers.get(g as usize)) else {
-        return Ok(c.count(answer(StatusCode::SERVICE_UNAVAILABLE, "no server is available")));
+        return Ok(c.count(sorry(svc)));
     };
     let Some(source) = svc.sources.get(src as usize % svc.sources.len().max(1)).copied() else {
         return Ok(c.count(answer(StatusCode::SERVICE_UNAVAILABLE, "no source address")));
     };
     let to = SocketAddrV4::new(Ipv4Addr::from(server.ip), server.port);
+    let (req, upgrade) = match upstream_request(req, svc, to, peer, host.as_deref(), max_body) {
+        Ok(r) => r,
+        Err(r) => return Ok(c.count(r)),
+    };
+    let send = async {
+        match (svc.client.proxy, peer) {
+            (0, _) | (_, SocketAddr::V6(_)) => shared.client(slot, source).request(req).await.map_err(|e| e.to_string()),
+            (v, SocketAddr::V4(client)) => send_own(&own, source, to, v, client, svc.addr, req).await,
+        }
+    };
+    let Ok(sent) = tokio::time::timeout(Duration::from_secs(u64::from(*svc.limits.server_timeout_s.get_ref())), send).await else {
+        return Ok(c.count(answer(StatusCode::GATEWAY_TIMEOUT, "the server did not answer in time")));
+    };
+    match sent {
+        Ok(resp) => Ok(c.count(downstream_response(resp, svc, upgrade))),
+        Err(e) => {
+            log::debug!("l7: {} to {to}: {e}", svc.name);
+            Ok(c.count(answer(StatusCode::BAD_GATEWAY, "the server could not be reached")))
+        }
+    }
+}
+
+/// Does `Connection` name `token`?
+fn connection_has(h: &hyper::HeaderMap, token: &str) -> bool {
+    h.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// A client's upgrade (RFC 9110 §7.8: WebSocket, RFC 6455): what it asked
+/// for, and its side of the tunnel once the server agrees.
+struct Upgrade {
+    protocol: HeaderValue,
+    client: hyper::upgrade::OnUpgrade,
+}
+
+/// The request as it goes to server `to`: its body cut at `max_body`, the
+/// Host kept, an absolute URI, HTTP/1.1, the connection's own headers
+/// dropped (an upgrade's put back), the client's address and the header
+/// actions applied. Or the answer that refuses it.
+fn upstream_request(mut req: Request<Incoming>, svc: &super::view::Service, to: SocketAddrV4, peer: SocketAddr, host: Option<&str>, max_body: u64) -> Result<(Request<UpBody>, Option<Upgrade>), Response<Body>> {
+    let protocol = req.headers().get(header::UPGRADE).cloned().filter(|_| connection_has(req.headers(), "upgrade"));
+    let upgrade = protocol.map(|protocol| Upgrade { protocol, client: hyper::upgrade::on(&mut req) });
+    let mut req = req.map(|b| http_body_util::Limited::new(b, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed());
     // The client's Host stays (an h2 request names it in its URI only).
     if !req.headers().contains_key(header::HOST) {
         if let Some(v) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
@@ -201,20 +334,44 @@ async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, mut req: Reques
         }
     }
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let Ok(uri) = format!("http://{to}{pq}").parse::<Uri>() else {
-        return Ok(c.count(answer(StatusCode::BAD_REQUEST, "bad request target")));
-    };
+    let uri = format!("http://{to}{pq}").parse::<Uri>().map_err(|_| answer(StatusCode::BAD_REQUEST, "bad request target"))?;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     strip_hop_by_hop(req.headers_mut());
-    match shared.client(slot, source).request(req).await {
-        Ok(mut resp) => {
-            strip_hop_by_hop(resp.headers_mut());
-            Ok(c.count(resp.map(|b| b.boxed())))
-        }
-        Err(e) => {
-            log::debug!("l7: {} to {to}: {e}", svc.name);
-            Ok(c.count(answer(StatusCode::BAD_GATEWAY, "the server could not be reached")))
-        }
+    if let Some(u) = &upgrade {
+        req.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        req.headers_mut().insert(header::UPGRADE, u.protocol.clone());
     }
+    if let SocketAddr::V4(a) = peer {
+        svc.client.apply(req.headers_mut(), *a.ip(), host);
+    }
+    for a in &svc.on_request {
+        a.apply(req.headers_mut());
+    }
+    Ok((req, upgrade))
+}
+
+/// The server's answer as it goes to the client; a `101 Switching
+/// Protocols` to an upgrade joins the two connections into a tunnel.
+fn downstream_response(mut resp: Response<Incoming>, svc: &super::view::Service, upgrade: Option<Upgrade>) -> Response<Body> {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let agreed = resp.headers().get(header::UPGRADE).cloned();
+    strip_hop_by_hop(resp.headers_mut());
+    if let (true, Some(u), Some(protocol)) = (switching, upgrade, agreed) {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        resp.headers_mut().insert(header::UPGRADE, protocol);
+        let server = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            match tokio::try_join!(u.client, server) {
+                Ok((c, s)) => {
+                    let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(s)).await;
+                }
+                Err(e) => log::debug!("l7: upgrade: {e}"),
+            }
+        });
+    }
+    for a in &svc.on_response {
+        a.apply(resp.headers_mut());
+    }
+    resp.map(|b| b.boxed())
 }

@@ -10,8 +10,10 @@
 //!
 //! - `view`: what the engine serves, from each published snapshot.
 //! - `engine`: the listeners and the proxy, on the engine's threads.
+//! - `proxyproto`: the PROXY protocol's header (versions 1 and 2).
 
 mod engine;
+mod proxyproto;
 mod view;
 
 use crate::config::Config;
@@ -20,7 +22,8 @@ use crate::runtime::Netns;
 use furiwake_dataplane::state::snapshot::Snapshot;
 use hyper::Response;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use view::View;
 
@@ -31,9 +34,22 @@ pub struct Counters {
     pub requests: AtomicU64,
     /// Answers by status class: 1xx .. 5xx.
     pub responses: [AtomicU64; 5],
+    /// Requests each rule picked the pool of, by (virtual server, rule).
+    rule_hits: Mutex<BTreeMap<(String, usize), u64>>,
 }
 
 impl Counters {
+    /// Counts a request rule `index` of virtual server `vs` matched.
+    fn hit(&self, vs: &str, index: usize) {
+        let mut h = self.rule_hits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *h.entry((vs.to_string(), index)).or_insert(0) += 1;
+    }
+
+    fn hits(&self, vs: &str, index: usize) -> u64 {
+        let h = self.rule_hits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        h.get(&(vs.to_string(), index)).copied().unwrap_or(0)
+    }
+
     /// Counts `r` by its status class and hands it back.
     fn count<B>(&self, r: Response<B>) -> Response<B> {
         let class = (r.status().as_u16() / 100).clamp(1, 5) as usize - 1;
@@ -126,8 +142,8 @@ impl L7 {
 
     /// Serves what `snap` says (listeners follow its `http` virtual
     /// servers; requests use its pools' states from now on).
-    pub fn update(&self, snap: &Snapshot) {
-        let _ = self.views.send(Arc::new(View::of(snap)));
+    pub fn update(&self, cfg: &Config, snap: &Snapshot) {
+        let _ = self.views.send(Arc::new(View::of(cfg, snap)));
     }
 
     /// `show l7`.
@@ -138,6 +154,10 @@ impl L7 {
         for svc in &v.services {
             let sources: Vec<String> = svc.sources.iter().map(ToString::to_string).collect();
             s.push_str(&format!("  {} http {} from {}\n", svc.name, svc.addr, sources.join(", ")));
+            for r in &svc.rules {
+                let pool = v.snap.services.get(r.slot as usize).map_or("?", |p| p.name.split_once('#').map_or(p.name.as_str(), |(_, p)| p));
+                s.push_str(&format!("    rule {}: pool {pool}; hits {}\n", r.index + 1, c.hits(&svc.name, r.index)));
+            }
         }
         let r: Vec<u64> = c.responses.iter().map(|x| x.load(Ordering::Relaxed)).collect();
         s.push_str(&format!(
@@ -156,6 +176,10 @@ impl L7 {
         t.family("l7_requests_total", "counter", "Requests the L7 engine read.", vec![(String::new(), c.requests.load(Ordering::Relaxed))]);
         let by_class = c.responses.iter().enumerate().map(|(i, x)| (crate::modules::metrics::labels(&[("class", &format!("{}xx", i + 1))]), x.load(Ordering::Relaxed))).collect();
         t.family("l7_responses_total", "counter", "Responses the L7 engine sent, by status class.", by_class);
+        let hits = c.rule_hits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let by_rule = hits.iter().map(|((vs, i), n)| (crate::modules::metrics::labels(&[("virtual_server", vs), ("rule", &(i + 1).to_string())]), *n)).collect();
+        drop(hits);
+        t.family("l7_rule_hits_total", "counter", "Requests a content-switching rule sent to its pool.", by_rule);
     }
 
     /// Stops the engine: listeners closed, connections dropped.

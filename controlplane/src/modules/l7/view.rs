@@ -1,22 +1,223 @@
 //! What the L7 engine serves, as the control plane last published it: the
-//! `Local` services of the snapshot (their VIP, their sources, their
-//! pool's members with the health and operator states the workers see)
-//! and the snapshot itself, whose schedules the engine picks servers with
-//! (`lb::Scheduler`, the same code and the same states as L4).
+//! `Local` services of the snapshot (their VIP, their sources), their rules
+//! compiled, and the snapshot itself, whose schedules the engine picks
+//! servers with (`lb::Scheduler`, the same code and the same states as
+//! L4). A rule's pool is a `Local` service of no address in the snapshot
+//! (`lb::build::rule_pool_name`).
 
+use crate::config::{ClientAddress, Config, HeaderAction, HeaderVerb, Ipv4Cidr, Limits, Match, XffMode};
+use crate::modules::lb::build::rule_pool_name;
 use furiwake_dataplane::state::snapshot::{Forwarding, Snapshot};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, HOST};
+use hyper::Request;
+use regex::Regex;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+/// How a named value must look.
+#[derive(Debug, Clone)]
+pub enum Cond {
+    Present,
+    Equals(String),
+    Contains(String),
+    Regex(Regex),
+}
+
+impl Cond {
+    fn of(m: &Match) -> Cond {
+        match (&m.equals, &m.contains, m.regex.as_deref().and_then(|r| Regex::new(r).ok())) {
+            (Some(e), _, _) => Cond::Equals(e.clone()),
+            (_, Some(c), _) => Cond::Contains(c.clone()),
+            (_, _, Some(r)) => Cond::Regex(r),
+            _ => Cond::Present,
+        }
+    }
+
+    fn holds(&self, v: Option<&str>) -> bool {
+        match (self, v) {
+            (_, None) => false,
+            (Cond::Present, Some(_)) => true,
+            (Cond::Equals(e), Some(v)) => v == e,
+            (Cond::Contains(c), Some(v)) => v.contains(c.as_str()),
+            (Cond::Regex(r), Some(v)) => r.is_match(v),
+        }
+    }
+}
+
+/// A `[[virtual_server.rule]]`, compiled; every condition must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Rule {
+    /// Lower case; a leading `*.` is kept as a suffix match.
+    host: Option<String>,
+    path_prefix: Option<String>,
+    path_regex: Option<Regex>,
+    /// Lower case, without the dot.
+    extension: Option<String>,
+    method: Option<String>,
+    query: Option<(String, Cond)>,
+    header: Option<(HeaderName, Cond)>,
+    /// The snapshot service that schedules its pool.
+    pub slot: u16,
+    /// Its place in the list, for the hit counters.
+    pub index: usize,
+}
+
+/// The request's host, lower case, without its port.
+pub fn host_of<B>(req: &Request<B>) -> Option<String> {
+    let h = req.headers().get(HOST).and_then(|v| v.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+    let h = h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(n, _)| n);
+    Some(h.to_ascii_lowercase())
+}
+
+/// The value of query parameter `name` (as sent: not percent-decoded).
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
+    })
+}
+
+impl Rule {
+    /// Does it hold for `req` (whose host is `host`)?
+    pub fn matches<B>(&self, req: &Request<B>, host: Option<&str>) -> bool {
+        let path = req.uri().path();
+        let host_ok = self.host.as_deref().is_none_or(|want| match (want.strip_prefix("*."), host) {
+            (_, None) => false,
+            (Some(suffix), Some(h)) => h.len() > suffix.len() && h.ends_with(suffix) && h.as_bytes().get(h.len() - suffix.len() - 1) == Some(&b'.'),
+            (None, Some(h)) => h == want,
+        });
+        let ext_ok = self.extension.as_deref().is_none_or(|e| {
+            let last = path.rsplit('/').next().unwrap_or("");
+            last.rsplit_once('.').is_some_and(|(_, x)| x.eq_ignore_ascii_case(e))
+        });
+        host_ok
+            && ext_ok
+            && self.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+            && self.path_regex.as_ref().is_none_or(|r| r.is_match(path))
+            && self.method.as_deref().is_none_or(|m| req.method().as_str().eq_ignore_ascii_case(m))
+            && self.query.as_ref().is_none_or(|(n, c)| c.holds(query_param(req.uri().query(), n)))
+            && self.header.as_ref().is_none_or(|(n, c)| req.headers().get_all(n).iter().any(|v| c.holds(v.to_str().ok())))
+    }
+}
+
+/// A header action, compiled.
+#[derive(Debug, Clone)]
+pub struct Action {
+    verb: HeaderVerb,
+    name: HeaderName,
+    value: Option<HeaderValue>,
+    /// `replace-header`: the regex and the replacement.
+    replace: Option<(Regex, String)>,
+}
+
+impl Action {
+    fn of(a: &HeaderAction) -> Option<Action> {
+        let name = HeaderName::from_bytes(a.name.get_ref().as_bytes()).ok()?;
+        let value = a.value.as_ref().and_then(|v| HeaderValue::from_str(v.get_ref()).ok());
+        let replace = match (&a.pattern, &a.value) {
+            (Some(m), Some(v)) => Some((Regex::new(m.get_ref()).ok()?, v.get_ref().clone())),
+            _ => None,
+        };
+        Some(Action { verb: *a.action.get_ref(), name, value, replace })
+    }
+
+    /// Applies it to `h`.
+    pub fn apply(&self, h: &mut HeaderMap) {
+        match (self.verb, &self.value) {
+            (HeaderVerb::AddHeader, Some(v)) => {
+                h.append(&self.name, v.clone());
+            }
+            (HeaderVerb::SetHeader, Some(v)) => {
+                h.insert(&self.name, v.clone());
+            }
+            (HeaderVerb::DelHeader, _) => {
+                h.remove(&self.name);
+            }
+            (HeaderVerb::ReplaceHeader, _) => {
+                let Some((re, with)) = &self.replace else { return };
+                let new: Vec<HeaderValue> = h
+                    .get_all(&self.name)
+                    .iter()
+                    .map(|v| v.to_str().ok().and_then(|s| HeaderValue::from_str(&re.replace_all(s, with.as_str())).ok()).unwrap_or_else(|| v.clone()))
+                    .collect();
+                h.remove(&self.name);
+                for v in new {
+                    h.append(&self.name, v);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How the servers learn the client's address.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub xff: bool,
+    pub forwarded: bool,
+    /// The PROXY protocol version (1, 2) each server connection starts
+    /// with; 0 for none.
+    pub proxy: u8,
+    pub mode: XffMode,
+    pub trusted: Vec<Ipv4Cidr>,
+}
+
+impl ClientInfo {
+    /// Is what `client` sent to be kept?
+    fn trusts(&self, client: Ipv4Addr) -> bool {
+        self.mode == XffMode::Append && (self.trusted.is_empty() || self.trusted.iter().any(|c| c.contains(client)))
+    }
+
+    /// Writes `X-Forwarded-For` and `Forwarded` for `client` into `h`
+    /// (`host`: the request's, for `Forwarded`).
+    pub fn apply(&self, h: &mut HeaderMap, client: Ipv4Addr, host: Option<&str>) {
+        let keep = self.trusts(client);
+        let joined = |h: &HeaderMap, n: &str| -> Option<String> {
+            let v: Vec<&str> = h.get_all(n).iter().filter_map(|v| v.to_str().ok()).collect();
+            (!v.is_empty()).then(|| v.join(", "))
+        };
+        if self.xff {
+            let v = match joined(h, "x-forwarded-for").filter(|_| keep) {
+                Some(before) => format!("{before}, {client}"),
+                None => client.to_string(),
+            };
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert("x-forwarded-for", v);
+            }
+        }
+        if self.forwarded {
+            // RFC 7239 §4: a quoted host (it may carry a port).
+            let ours = match host.filter(|x| x.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')) {
+                Some(x) => format!("for={client};proto=http;host=\"{x}\""),
+                None => format!("for={client};proto=http"),
+            };
+            let v = match joined(h, "forwarded").filter(|_| keep) {
+                Some(before) => format!("{before}, {ours}"),
+                None => ours,
+            };
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert("forwarded", v);
+            }
+        }
+    }
+}
+
 /// One `protocol = "http"` virtual server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Service {
-    /// Its snapshot slot (`Snapshot::services`).
+    /// Its snapshot slot (`Snapshot::services`): its own pool's schedule.
     pub slot: u16,
     pub name: String,
     /// Where it listens (the VIP, on `fwhost0`).
     pub addr: SocketAddrV4,
     /// Where its connections to servers come from.
     pub sources: Vec<Ipv4Addr>,
+    pub rules: Vec<Rule>,
+    pub client: ClientInfo,
+    pub on_request: Vec<Action>,
+    pub on_response: Vec<Action>,
+    pub limits: Limits,
+    /// The body of its 503 when no server can take a request.
+    pub sorry: Option<bytes::Bytes>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -26,18 +227,67 @@ pub struct View {
 }
 
 impl View {
-    /// The view of `snap`.
-    pub fn of(snap: &Snapshot) -> View {
+    /// The view of `snap`, with the rules `cfg` gives its virtual servers.
+    pub fn of(cfg: &Config, snap: &Snapshot) -> View {
+        let slot_of = |name: &str| snap.services.iter().position(|v| !v.retired && v.forwarding == Forwarding::Local && v.name == name).map(|i| i as u16);
         let services = snap
             .services
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.forwarding == Forwarding::Local && !v.retired)
-            .map(|(i, v)| Service {
-                slot: i as u16,
-                name: v.name.clone(),
-                addr: SocketAddrV4::new(Ipv4Addr::from(v.ip), v.port),
-                sources: v.local_addrs.iter().map(|a| Ipv4Addr::from(*a)).collect(),
+            .filter(|(_, v)| v.forwarding == Forwarding::Local && !v.retired && v.ip != 0)
+            .map(|(i, v)| {
+                let conf = cfg.virtual_servers.iter().find(|c| c.name.get_ref() == &v.name);
+                let client = conf.map_or_else(ClientInfo::default, |c| ClientInfo {
+                    xff: c.client_address.iter().any(|a| *a.get_ref() == ClientAddress::XForwardedFor),
+                    forwarded: c.client_address.iter().any(|a| *a.get_ref() == ClientAddress::Forwarded),
+                    proxy: c.client_address.iter().find_map(|a| match a.get_ref() {
+                        ClientAddress::ProxyV1 => Some(1),
+                        ClientAddress::ProxyV2 => Some(2),
+                        _ => None,
+                    }).unwrap_or(0),
+                    mode: c.x_forwarded_for.as_ref().map(|m| *m.get_ref()).unwrap_or_default(),
+                    trusted: c.trusted_proxies.clone(),
+                });
+                let on_request = conf.map_or_else(Vec::new, |c| c.http_request.iter().filter_map(Action::of).collect());
+                let on_response = conf.map_or_else(Vec::new, |c| c.http_response.iter().filter_map(Action::of).collect());
+                let rules = conf.map_or_else(Vec::new, |c| {
+                    c.rule
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(index, r)| {
+                            let slot = slot_of(&rule_pool_name(&v.name, r.pool.get_ref()))?;
+                            Some(Rule {
+                                host: r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase()),
+                                path_prefix: r.path_prefix.as_ref().map(|p| p.get_ref().clone()),
+                                path_regex: r.path_regex.as_ref().and_then(|p| Regex::new(p.get_ref()).ok()),
+                                extension: r.extension.as_ref().map(|e| e.get_ref().trim_start_matches('.').to_ascii_lowercase()),
+                                method: r.method.as_ref().map(|m| m.get_ref().clone()),
+                                query: r.query.as_ref().map(|q| (q.get_ref().name.clone(), Cond::of(q.get_ref()))),
+                                header: r.header.as_ref().and_then(|h| HeaderName::from_bytes(h.get_ref().name.as_bytes()).ok().map(|n| (n, Cond::of(h.get_ref())))),
+                                slot,
+                                index,
+                            })
+                        })
+                        .collect()
+                });
+                Service {
+                    slot: i as u16,
+                    name: v.name.clone(),
+                    addr: SocketAddrV4::new(Ipv4Addr::from(v.ip), v.port),
+                    sources: v.local_addrs.iter().map(|a| Ipv4Addr::from(*a)).collect(),
+                    rules,
+                    client,
+                    on_request,
+                    on_response,
+                    limits: conf.and_then(|c| c.limits.as_ref()).map(|l| l.get_ref().clone()).unwrap_or_default(),
+                    sorry: conf.and_then(|c| c.sorry_page.as_ref()).and_then(|p| match std::fs::read(p.get_ref()) {
+                        Ok(b) => Some(bytes::Bytes::from(b)),
+                        Err(e) => {
+                            log::warn!("l7: {}: sorry_page {}: {e}", v.name, p.get_ref());
+                            None
+                        }
+                    }),
+                }
             })
             .collect();
         View { services, snap: snap.clone() }
@@ -45,5 +295,52 @@ impl View {
 
     pub fn service(&self, slot: u16) -> Option<&Service> {
         self.services.iter().find(|s| s.slot == slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uri: &str, host: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().uri(uri).header("host", host);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    fn holds(r: &Rule, q: &Request<()>) -> bool {
+        r.matches(q, host_of(q).as_deref())
+    }
+
+    #[test]
+    fn hosts_match_without_case_or_port_and_wildcards_match_below() {
+        let r = Rule { host: Some("a.example".into()), ..Rule::default() };
+        assert!(holds(&r, &req("/", "A.Example:8080", &[])));
+        assert!(!holds(&r, &req("/", "b.example", &[])));
+        let w = Rule { host: Some("*.example".into()), ..Rule::default() };
+        assert!(holds(&w, &req("/", "www.a.example", &[])));
+        assert!(!holds(&w, &req("/", "example", &[])), "not the bare name");
+        assert!(!holds(&w, &req("/", "badexample", &[])), "a label boundary");
+    }
+
+    #[test]
+    fn paths_extensions_methods_queries_and_headers() {
+        let r = Rule { path_prefix: Some("/api/".into()), extension: Some("json".into()), ..Rule::default() };
+        assert!(holds(&r, &req("/api/v1/list.JSON?x=1", "h", &[])));
+        assert!(!holds(&r, &req("/api/v1/list.json.gz", "h", &[])));
+        assert!(!holds(&r, &req("/static/list.json", "h", &[])));
+        let q = Rule { query: Some(("shard".into(), Cond::Equals("2".into()))), method: Some("get".into()), ..Rule::default() };
+        assert!(holds(&q, &req("/x?a=b&shard=2", "h", &[])));
+        assert!(!holds(&q, &req("/x?shard=22", "h", &[])));
+        assert!(!holds(&q, &req("/x", "h", &[])));
+        let h = Rule { header: Some((HeaderName::from_static("user-agent"), Cond::Contains("Mobile".into()))), ..Rule::default() };
+        assert!(holds(&h, &req("/", "h", &[("User-Agent", "Mozilla/5.0 (iPhone) Mobile/15E148")])));
+        assert!(!holds(&h, &req("/", "h", &[("User-Agent", "curl/7.88")])));
+        assert!(!holds(&h, &req("/", "h", &[])));
+        let re = Rule { path_regex: Some(Regex::new(r"^/u/[0-9]+$").unwrap()), ..Rule::default() };
+        assert!(holds(&re, &req("/u/42", "h", &[])));
+        assert!(!holds(&re, &req("/u/42/x", "h", &[])));
     }
 }

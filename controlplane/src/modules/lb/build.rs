@@ -167,6 +167,8 @@ pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
 /// `prev_snap`). `busy(kind, slot)`: does a connection still use it — a
 /// slot no longer in the config stays `Retired` while it is busy.
 pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snapshot, busy: &dyn Fn(SlotKind, usize) -> bool) -> Result<Built, String> {
+    let with_rule_pools = rule_pools(cfg);
+    let cfg = with_rule_pools.as_ref().unwrap_or(cfg);
     let mut layout = prev.clone();
     let mut snap = Snapshot::default();
     // The snapshot's links are the runtime's, by link index.
@@ -430,6 +432,41 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     snap.control = control_view(cfg);
     snap.index();
     Ok(Built { snapshot: snap, nexthops: layout.nexthops.clone(), owned, server_pools, layout })
+}
+
+/// The name of the snapshot service that schedules `pool` for the rules
+/// of `http` virtual server `vs`.
+pub fn rule_pool_name(vs: &str, pool: &str) -> String {
+    format!("{vs}#{pool}")
+}
+
+/// `cfg` with, for each pool the rules of an `http` virtual server name,
+/// a virtual server of no address (`0.0.0.0:0`) over it, compiled like any
+/// other: its servers get slots, health checks, operator states and a
+/// schedule, which the L7 engine picks from when the rule matches
+/// (`rule_pool_name`). None when no rule names a pool.
+fn rule_pools(cfg: &Config) -> Option<Config> {
+    let mut extra = Vec::new();
+    for vs in cfg.virtual_servers.iter().filter(|v| v.protocol.is_l7()) {
+        for r in &vs.rule {
+            let name = rule_pool_name(vs.name.get_ref(), r.pool.get_ref());
+            if extra.iter().any(|e: &crate::config::VirtualServer| e.name.get_ref() == &name) {
+                continue;
+            }
+            let mut v = vs.clone();
+            v.name = crate::config::unplaced(name);
+            v.address = crate::config::unplaced(std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+            v.pool = r.pool.clone();
+            v.rule = Vec::new();
+            extra.push(v);
+        }
+    }
+    if extra.is_empty() {
+        return None;
+    }
+    let mut c = cfg.clone();
+    c.virtual_servers.extend(extra);
+    Some(c)
 }
 
 /// Where VRRP adverts and sync datagrams come from, by link

@@ -174,6 +174,14 @@ impl Lb {
             interface: None,
             pair: None,
             syn_proxy: None,
+            rule: Vec::new(),
+            client_address: Vec::new(),
+            x_forwarded_for: None,
+            trusted_proxies: Vec::new(),
+            http_request: Vec::new(),
+            http_response: Vec::new(),
+            limits: None,
+            sorry_page: None,
         });
         let extra = match (mode.dscp, mode.tunnel) {
             (Some(d), _) => format!(" {d}"),

@@ -1,0 +1,150 @@
+//! The checks of `[l7]` and of `protocol = "http"` virtual servers (their
+//! rules, header actions, limits, sorry page), and what the rest of the
+//! configuration asks of them.
+
+use super::bounds;
+use super::l7::{ClientAddress, HeaderAction, HeaderVerb, Rule};
+use super::model::{Config, Protocol, VirtualServer};
+use super::{ConfigError, Source};
+
+impl Config {
+    /// Does any virtual server need the appliance's own stack (the host
+    /// link, its network namespace, the L7 engine)?
+    pub fn has_l7(&self) -> bool {
+        self.virtual_servers.iter().any(|v| v.protocol.is_l7())
+    }
+}
+
+impl Protocol {
+    /// Served by the L7 engine rather than forwarded.
+    pub fn is_l7(self) -> bool {
+        matches!(self, Protocol::Http)
+    }
+
+    /// The transport under it: two virtual servers on one address and
+    /// port of one transport cannot both be served.
+    pub fn transport(self) -> Protocol {
+        match self {
+            Protocol::Http => Protocol::Tcp,
+            p => p,
+        }
+    }
+}
+
+impl Config {
+    /// An `http` virtual server: the engine connects to its servers from
+    /// `local_addresses` (default: the self IP facing them), addresses the
+    /// box answers ARP for that no forwarded virtual server or `[[snat]]`
+    /// rule uses; `forwarding` and L4 persistence do not apply.
+    pub(super) fn validate_l7(&self, src: &Source<'_>, vs: &VirtualServer) -> Result<(), ConfigError> {
+        let name = vs.name.get_ref();
+        if !vs.forwarding.span().is_empty() {
+            return Err(src.error(Some(vs.forwarding.span()), format!("virtual_server {name:?}: protocol = \"http\" is proxied by the L7 engine, which opens its own connections to the servers from local_addresses (default: the self IP facing them); forwarding does not apply")));
+        }
+        if let Some(p) = &vs.persistence {
+            return Err(src.error(Some(p.span()), format!("virtual_server {name:?}: persistence for protocol = \"http\" is not built yet (issue 21: cookie and session persistence in the L7 engine)")));
+        }
+        for a in &vs.local_addresses {
+            if !self.interfaces.iter().any(|i| i.address.contains(*a)) {
+                return Err(src.error(Some(vs.name.span()), format!("virtual_server {name:?}: local address {a} is on no interface's subnet: the box answers ARP for it there")));
+            }
+            let vip = self.virtual_servers.iter().any(|o| *o.address.get_ref().ip() == *a);
+            let forwarded = self.virtual_servers.iter().any(|o| !o.protocol.is_l7() && o.local_addresses.contains(a));
+            let snat = self.snat.iter().any(|r| r.address.get_ref() == a);
+            if vip || forwarded || snat {
+                return Err(src.error(Some(vs.name.span()), format!("virtual_server {name:?}: local address {a} is a VIP, a full-NAT local address or a [[snat]] address: the L7 engine's ports there would meet theirs")));
+            }
+        }
+        if let Some(l) = &vs.limits {
+            for (b, v) in l.get_ref().bounded() {
+                super::validate::within(src, b, v)?;
+            }
+            let body = &l.get_ref().max_body_bytes;
+            if !bounds::MAX_BODY_BYTES.contains(*body.get_ref()) {
+                return Err(src.error(Some(body.span()), bounds::MAX_BODY_BYTES.refusal(body.get_ref())));
+            }
+        }
+        if let Some(p) = &vs.sorry_page {
+            if let Err(e) = std::fs::metadata(p.get_ref()) {
+                return Err(src.error(Some(p.span()), format!("virtual_server {name:?}: sorry_page {:?}: {e}", p.get_ref())));
+            }
+        }
+        let proxies: Vec<_> = vs.client_address.iter().filter(|c| matches!(c.get_ref(), ClientAddress::ProxyV1 | ClientAddress::ProxyV2)).collect();
+        if let Some(second) = proxies.get(1) {
+            return Err(src.error(Some(second.span()), format!("virtual_server {name:?}: one PROXY protocol version (proxy-v1 or proxy-v2)")));
+        }
+        for r in &vs.rule {
+            self.validate_rule(src, name, r)?;
+        }
+        for a in vs.http_request.iter().chain(&vs.http_response) {
+            self.validate_header_action(src, name, a)?;
+        }
+        if let Some(c) = self.l7.cpus.as_ref().filter(|c| c.get_ref().is_empty()) {
+            return Err(src.error(Some(c.span()), "[l7] cpus: name at least one CPU (or leave it out)"));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// A rule: at least one condition, a pool that exists, regexes that
+    /// compile, a match that says one thing.
+    fn validate_rule(&self, src: &Source<'_>, vs: &str, r: &Rule) -> Result<(), ConfigError> {
+        if r.conditions() == 0 {
+            return Err(src.error(Some(r.pool.span()), format!("virtual_server {vs:?}: a rule needs a condition (host, path_prefix, path_regex, extension, method, query or header)")));
+        }
+        if !self.pools.iter().any(|p| p.name.get_ref() == r.pool.get_ref()) {
+            return Err(src.error(Some(r.pool.span()), format!("virtual_server {vs:?}: a rule names no pool {:?}", r.pool.get_ref())));
+        }
+        if let Some(p) = &r.path_regex {
+            if let Err(e) = regex::Regex::new(p.get_ref()) {
+                return Err(src.error(Some(p.span()), format!("virtual_server {vs:?}: path_regex: {e}")));
+            }
+        }
+        for m in [&r.query, &r.header].into_iter().flatten() {
+            let v = m.get_ref();
+            let says = usize::from(v.equals.is_some()) + usize::from(v.contains.is_some()) + usize::from(v.regex.is_some());
+            if says > 1 {
+                return Err(src.error(Some(m.span()), format!("virtual_server {vs:?}: {:?}: one of equals, contains or regex", v.name)));
+            }
+            if let Some(e) = v.regex.as_ref().and_then(|x| regex::Regex::new(x).err()) {
+                return Err(src.error(Some(m.span()), format!("virtual_server {vs:?}: {:?}: regex: {e}", v.name)));
+            }
+        }
+        if let Some(h) = &r.header {
+            if hyper::header::HeaderName::from_bytes(h.get_ref().name.as_bytes()).is_err() {
+                return Err(src.error(Some(h.span()), format!("virtual_server {vs:?}: {:?} is no header name", h.get_ref().name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// A header action: a header name, a value where the verb needs one
+    /// and none where it does not, a regex that compiles.
+    pub(super) fn validate_header_action(&self, src: &Source<'_>, vs: &str, a: &HeaderAction) -> Result<(), ConfigError> {
+        let verb = *a.action.get_ref();
+        if hyper::header::HeaderName::from_bytes(a.name.get_ref().as_bytes()).is_err() {
+            return Err(src.error(Some(a.name.span()), format!("virtual_server {vs:?}: {:?} is no header name", a.name.get_ref())));
+        }
+        let needs_value = verb != HeaderVerb::DelHeader;
+        match (&a.value, needs_value) {
+            (None, true) => return Err(src.error(Some(a.action.span()), format!("virtual_server {vs:?}: {} needs `value`", verb.name()))),
+            (Some(v), false) => return Err(src.error(Some(v.span()), format!("virtual_server {vs:?}: del-header takes no `value`"))),
+            (Some(v), true) if hyper::header::HeaderValue::from_str(v.get_ref()).is_err() => {
+                return Err(src.error(Some(v.span()), format!("virtual_server {vs:?}: {:?} is no header value", v.get_ref())));
+            }
+            _ => {}
+        }
+        match (&a.pattern, verb) {
+            (None, HeaderVerb::ReplaceHeader) => Err(src.error(Some(a.action.span()), format!("virtual_server {vs:?}: replace-header needs `match`, a regex over the value"))),
+            (Some(m), HeaderVerb::ReplaceHeader) => match regex::Regex::new(m.get_ref()) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(src.error(Some(m.span()), format!("virtual_server {vs:?}: match: {e}"))),
+            },
+            (Some(m), _) => Err(src.error(Some(m.span()), format!("virtual_server {vs:?}: `match` belongs to replace-header"))),
+            (None, _) => Ok(()),
+        }
+    }
+}
