@@ -33,6 +33,11 @@ http {
     listen 80;
     location = /id { default_type text/plain; return 200 "$name\n"; }
     location = /health { default_type text/plain; return 200 "OK\n"; }
+    # Cookies of the server's own (the L7 persistence tests).
+    location = /passive { add_header Set-Cookie "SRVID=$name; Path=/"; default_type text/plain; return 200 "$name\n"; }
+    location = /rewrite { add_header Set-Cookie "SRVID=; Path=/"; default_type text/plain; return 200 "$name\n"; }
+    location = /login { add_header Set-Cookie "JSESSIONID=$name\$request_id; Path=/"; default_type text/plain; return 200 "$name\n"; }
+    location ~ ^/who { default_type text/plain; return 200 "$name\n"; }
     location / { root $dir/www; }
   }
   # What the servers learn of the client (the L7 tests): the headers on

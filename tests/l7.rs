@@ -226,3 +226,79 @@ fn a_websocket_upgrade_passes_through_and_echoes_over_one_connection() {
     assert!(ok, "{out}\n{}", lab.fw_output());
     assert_eq!(out.lines().filter(|l| *l == "echo: ping").count(), 3, "{out}");
 }
+
+/// `n` sequential requests from one shell in the client namespace, each a
+/// curl of its own with `args` (a cookie jar, a header): the answers.
+fn curl_n(lab: &Lab, n: usize, args: &str, url: &str) -> Vec<String> {
+    let cmd = format!("for i in $(seq {n}); do curl -s -S -m 5 {args} '{url}' || echo FAIL; done");
+    let (ok, out) = lab.topo.try_exec("client", &cmd);
+    let answers: Vec<String> = out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    assert!(ok && answers.len() == n && !answers.iter().any(|a| a.contains("FAIL")), "{cmd}: {out}\n{}", lab.fw_output());
+    answers
+}
+
+fn one_server(answers: &[String]) -> bool {
+    answers.iter().all(|a| a == &answers[0]) && answers[0].starts_with("srv")
+}
+
+#[test]
+fn cookie_insert_keeps_a_cookie_jar_on_one_server_while_cookieless_clients_spread() {
+    let Some(mut lab) = open('o', "cookie-insert") else { return };
+    let persist = "persistence = { kind = \"cookie-insert\", cookie = \"FWSRV\", expires_s = 3600, http_only = true, same_site = \"lax\" }\n";
+    lab.start(&format!("{}\n{}", pool("web", 80), http_vs("web", 80, "web", persist)));
+    let jar = lab.dir.path("jar.txt");
+    let with_jar = curl_n(&lab, 20, &format!("-c {0} -b {0}", jar.display()), &format!("http://{VIP}/id"));
+    assert!(one_server(&with_jar), "20 requests with the cookie jar on one server: {with_jar:?}");
+    let without = lab.curl_ids(VIP, 30);
+    assert_eq!(tally(&without).values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "cookie-less clients spread");
+    let head = lab.topo.exec("client", &format!("curl -s -D - -o /dev/null http://{VIP}/id"));
+    let set = head.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap_or_else(|| panic!("no cookie: {head}"));
+    assert!(set.contains("FWSRV=") && set.contains("Path=/") && set.contains("Max-Age=3600") && set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
+    assert!(!set.contains("198.51.100."), "the token does not show the server's address: {set}");
+}
+
+#[test]
+fn passive_rewrite_hash_session_id_and_header_persistence_each_keep_a_client() {
+    let Some(mut lab) = open('p', "persist-kinds") else { return };
+    let kinds = [
+        ("passive", 80, "persistence = { kind = \"cookie-passive\", cookie = \"SRVID\" }\n"),
+        ("rewrite", 8080, "persistence = { kind = \"cookie-rewrite\", cookie = \"SRVID\" }\n"),
+        ("hash", 8081, "persistence = { kind = \"cookie-hash\", cookie = \"APPSESSION\" }\n"),
+        ("session", 8082, "persistence = { kind = \"session-id\", cookie = \"JSESSIONID\", query = \"sid\" }\n"),
+        ("terminal", 8083, "persistence = { kind = \"header\", header = \"X-Terminal-Id\" }\n"),
+    ];
+    let mut cfg = pool("web", 80);
+    for (name, port, p) in kinds {
+        cfg.push_str(&http_vs(name, port, "web", p));
+    }
+    lab.start(&cfg);
+    // Passive: the server's own cookie, learned from its answer.
+    let jar = lab.dir.path("passive.txt");
+    let j = format!("-c {0} -b {0}", jar.display());
+    let first = curl_n(&lab, 1, &j, &format!("http://{VIP}/passive"));
+    let then = curl_n(&lab, 10, &j, &format!("http://{VIP}/id"));
+    assert!(then.iter().all(|a| *a == first[0]), "passive: {first:?} then {then:?}");
+    // Rewrite: the server's empty cookie filled in by the box.
+    let jar = lab.dir.path("rewrite.txt");
+    let j = format!("-c {0} -b {0}", jar.display());
+    let first = curl_n(&lab, 1, &j, &format!("http://{VIP}:8080/rewrite"));
+    let then = curl_n(&lab, 10, &j, &format!("http://{VIP}:8080/id"));
+    assert!(then.iter().all(|a| *a == first[0]), "rewrite: {first:?} then {then:?}");
+    // Hash: one application cookie value, one server; others spread.
+    let same = curl_n(&lab, 10, "-b APPSESSION=abc123", &format!("http://{VIP}:8081/id"));
+    assert!(one_server(&same), "hash: {same:?}");
+    let many: std::collections::BTreeSet<String> = (0..30).map(|i| curl_n(&lab, 1, &format!("-b APPSESSION=user{i}"), &format!("http://{VIP}:8081/id")).remove(0)).collect();
+    assert!(many.len() >= 2, "different values spread: {many:?}");
+    // Session ID: learned from the login's Set-Cookie, then found in the
+    // URL (;jsessionid=) and in a query parameter, without cookies.
+    let head = lab.topo.exec("client", &format!("curl -s -D - http://{VIP}:8082/login"));
+    let id = head.lines().find_map(|l| l.split("JSESSIONID=").nth(1)).and_then(|r| r.split(';').next()).unwrap_or_else(|| panic!("no session: {head}")).trim().to_string();
+    let server = head.lines().last().unwrap_or("").trim().to_string();
+    let by_path = curl_n(&lab, 10, "", &format!("http://{VIP}:8082/who;jsessionid={id}"));
+    assert!(by_path.iter().all(|a| *a == server), "session in the path: {server} then {by_path:?}");
+    let by_query = curl_n(&lab, 10, "", &format!("http://{VIP}:8082/who?sid={id}"));
+    assert!(by_query.iter().all(|a| *a == server), "session in the query: {server} then {by_query:?}");
+    // Header: a terminal ID keeps its server.
+    let t = curl_n(&lab, 10, "-H 'X-Terminal-Id: T-0042'", &format!("http://{VIP}:8083/id"));
+    assert!(one_server(&t), "terminal: {t:?}");
+}

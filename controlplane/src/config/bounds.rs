@@ -125,6 +125,8 @@ pub const SERVER_TIMEOUT_S: Bound = Bound::new("server_timeout_s", 1, 86_400);
 pub const MAX_HEADER_BYTES: Bound = Bound::new("max_header_bytes", 8192, 1_048_576);
 pub const MAX_HEADERS: Bound = Bound::new("max_headers", 1, 10_000);
 pub const MAX_BODY_BYTES: Bound = Bound::new("max_body_bytes", 0, 64 * 1024 * 1024 * 1024);
+/// An inserted cookie's `Max-Age`: a second to a year.
+pub const COOKIE_EXPIRES_S: Bound = Bound::new("expires_s", 1, 31_536_000);
 
 // [defence]
 /// Half-open entries per worker: at least one, at most a table's worth.

@@ -4,7 +4,7 @@
 
 use super::bounds;
 use super::l7::{ClientAddress, HeaderAction, HeaderVerb, Rule};
-use super::model::{Config, Protocol, VirtualServer};
+use super::model::{Config, Persistence, PersistenceKind, Protocol, VirtualServer};
 use super::{ConfigError, Source};
 
 impl Config {
@@ -42,7 +42,7 @@ impl Config {
             return Err(src.error(Some(vs.forwarding.span()), format!("virtual_server {name:?}: protocol = \"http\" is proxied by the L7 engine, which opens its own connections to the servers from local_addresses (default: the self IP facing them); forwarding does not apply")));
         }
         if let Some(p) = &vs.persistence {
-            return Err(src.error(Some(p.span()), format!("virtual_server {name:?}: persistence for protocol = \"http\" is not built yet (issue 21: cookie and session persistence in the L7 engine)")));
+            self.validate_l7_persistence(src, name, p)?;
         }
         for a in &vs.local_addresses {
             if !self.interfaces.iter().any(|i| i.address.contains(*a)) {
@@ -146,5 +146,54 @@ impl Config {
             (Some(m), _) => Err(src.error(Some(m.span()), format!("virtual_server {vs:?}: `match` belongs to replace-header"))),
             (None, _) => Ok(()),
         }
+    }
+}
+
+impl Config {
+    /// An `http` virtual server's persistence: an L7 kind, with the keys
+    /// of its kind only.
+    fn validate_l7_persistence(&self, src: &Source<'_>, vs: &str, p: &toml::Spanned<Persistence>) -> Result<(), ConfigError> {
+        let at = Some(p.span());
+        let q = p.get_ref();
+        let k = q.kind;
+        if !k.is_l7() {
+            return Err(src.error(at, format!("virtual_server {vs:?}: {:?} persistence is the workers' (L4); for protocol = \"http\" use cookie-insert, cookie-passive, cookie-rewrite, cookie-hash, session-id or header (or the pool's algorithm source-hash)", super::render::kebab(&k))));
+        }
+        let cookie_kind = matches!(k, PersistenceKind::CookieInsert | PersistenceKind::CookiePassive | PersistenceKind::CookieRewrite | PersistenceKind::CookieHash | PersistenceKind::SessionId);
+        let insert = k == PersistenceKind::CookieInsert;
+        let misplaced = [
+            ("cookie", q.cookie.is_some() && !cookie_kind),
+            ("expires_s", q.expires_s.is_some() && !insert),
+            ("path", q.path.is_some() && !insert),
+            ("secure", q.secure && !insert),
+            ("http_only", q.http_only && !insert),
+            ("same_site", q.same_site.is_some() && !insert),
+            ("html_only", q.html_only && !insert),
+            ("query", q.query.is_some() && k != PersistenceKind::SessionId),
+            ("header", q.header.is_some() && k != PersistenceKind::Header),
+        ];
+        if let Some((key, _)) = misplaced.iter().find(|(_, bad)| *bad) {
+            return Err(src.error(at, format!("virtual_server {vs:?}: persistence {key} does not apply to kind {:?}", super::render::kebab(&k))));
+        }
+        if k == PersistenceKind::CookieHash && q.cookie.is_none() {
+            return Err(src.error(at, format!("virtual_server {vs:?}: cookie-hash needs `cookie`, the application cookie whose value is hashed (JSESSIONID, PHPSESSID, ...)")));
+        }
+        if let Some(c) = &q.cookie {
+            let ok = !c.get_ref().is_empty() && c.get_ref().bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+            if !ok {
+                return Err(src.error(Some(c.span()), format!("virtual_server {vs:?}: {:?} is no cookie name (RFC 6265 §4.1.1: a token)", c.get_ref())));
+            }
+        }
+        match (&q.header, k) {
+            (None, PersistenceKind::Header) => return Err(src.error(at, format!("virtual_server {vs:?}: persistence kind \"header\" needs `header`, the header whose value keeps a client on its server"))),
+            (Some(h), _) if hyper::header::HeaderName::from_bytes(h.get_ref().as_bytes()).is_err() => {
+                return Err(src.error(Some(h.span()), format!("virtual_server {vs:?}: {:?} is no header name", h.get_ref())));
+            }
+            _ => {}
+        }
+        if let Some(e) = &q.expires_s {
+            super::validate::within(src, &bounds::COOKIE_EXPIRES_S, e)?;
+        }
+        Ok(())
     }
 }

@@ -23,6 +23,7 @@ mod l7;
 mod l7check;
 pub(crate) mod model;
 mod link;
+mod persistence;
 mod render;
 mod save;
 mod validate;
@@ -34,7 +35,7 @@ pub use diff::restart_needed;
 pub use bounds::{MAX_PERSISTENCE_TIMEOUT_S, MAX_WEIGHT};
 pub use model::{
     unplaced, Algorithm, Bond, BondMode, CheckKind, Config, ConsoleConfig, Forwarding, HashOn, HealthCheck, Interface, Ipv4Cidr, LogLevel, Logging, Management,
-    OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, Server, Snat, SynProxyMode, TimeoutSecs, TunnelKind, VirtualServer, DEFAULT_CONSOLE_SOCKET, DEFAULT_GUE_PORT, DEFAULT_MTU,
+    OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, SameSite, Server, Snat, SynProxyMode, TimeoutSecs, TunnelKind, VirtualServer, DEFAULT_CONSOLE_SOCKET, DEFAULT_GUE_PORT, DEFAULT_MTU,
 };
 pub use defence::Defence;
 pub use l7::{ClientAddress, HeaderAction, HeaderVerb, Limits, Match, Rule, XffMode, L7};

@@ -14,6 +14,7 @@ use toml::Spanned;
 pub use super::cidr::Ipv4Cidr;
 pub(super) use super::cidr::spanned_ipv4;
 pub use super::link::{dev_name, Bond, BondMode, Interface, Route, Snat};
+pub use super::persistence::{Persistence, PersistenceKind, SameSite};
 pub(crate) use super::link::is_pci_address;
 
 fn ipv4_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Ipv4Addr>, D::Error> {
@@ -293,12 +294,6 @@ mod defaults {
     pub fn persistence_records() -> Spanned<u32> {
         unplaced(1 << 16)
     }
-    pub fn persistence_timeout_s() -> Spanned<u32> {
-        unplaced(300)
-    }
-    pub fn netmask() -> Spanned<std::net::Ipv4Addr> {
-        unplaced(std::net::Ipv4Addr::BROADCAST)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -551,32 +546,6 @@ pub enum TunnelKind {
     Ipip,
     Gre,
     Gue,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PersistenceKind {
-    /// The client's address under `netmask` (a /24 keeps the clients of a
-    /// proxy farm together, seed 004).
-    SourceIp,
-    /// The client's address and port.
-    SourceIpPort,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Persistence {
-    pub kind: PersistenceKind,
-    /// How long a record lives after its last connection ended.
-    #[serde(default = "defaults::persistence_timeout_s")]
-    pub timeout_s: Spanned<u32>,
-    /// `source-ip` only: the part of the client address that counts.
-    #[serde(default = "defaults::netmask", deserialize_with = "spanned_ipv4")]
-    pub netmask: Spanned<Ipv4Addr>,
-    /// Keep a record whose server goes down (the client returns to it once
-    /// it is back); default: such records are dropped.
-    #[serde(default)]
-    pub keep_on_down: bool,
 }
 
 impl VirtualServer {

@@ -147,9 +147,26 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
         }
         if let Some(p) = &v.persistence {
             let p = p.get_ref();
+            let mut extra = String::new();
+            for (k, v) in [("cookie", &p.cookie), ("path", &p.path), ("query", &p.query), ("header", &p.header)] {
+                if let Some(v) = v {
+                    extra.push_str(&format!(", {k} = {}", q(v.get_ref())));
+                }
+            }
+            if let Some(e) = &p.expires_s {
+                extra.push_str(&format!(", expires_s = {}", e.get_ref()));
+            }
+            for (k, on) in [("secure", p.secure), ("http_only", p.http_only), ("html_only", p.html_only)] {
+                if on {
+                    extra.push_str(&format!(", {k} = true"));
+                }
+            }
+            if let Some(x) = &p.same_site {
+                extra.push_str(&format!(", same_site = {}", q(&kebab(x.get_ref()))));
+            }
             let _ = writeln!(
                 s,
-                "persistence = {{ kind = {}, netmask = {}, timeout_s = {}, keep_on_down = {} }}",
+                "persistence = {{ kind = {}, netmask = {}, timeout_s = {}, keep_on_down = {}{extra} }}",
                 q(&kebab(&p.kind)),
                 q(&p.netmask.get_ref().to_string()),
                 p.timeout_s.get_ref(),

@@ -737,7 +737,12 @@ fn an_http_virtual_server_parses_without_forwarding_and_renders_back() {
 fn an_http_virtual_server_refuses_what_does_not_apply_with_its_place() {
     for (extra, line, needle) in [
         ("forwarding = \"full-nat\"", 43, "forwarding does not apply"),
-        ("persistence = { kind = \"source-ip\" }", 43, "not built yet"),
+        ("persistence = { kind = \"source-ip\" }", 43, "is the workers' (L4)"),
+        ("persistence = { kind = \"cookie-hash\" }", 43, "cookie-hash needs `cookie`"),
+        ("persistence = { kind = \"session-id\", expires_s = 60 }", 43, "expires_s does not apply"),
+        ("persistence = { kind = \"header\" }", 43, "needs `header`"),
+        ("persistence = { kind = \"cookie-insert\", cookie = \"a;b\" }", 43, "no cookie name"),
+        ("persistence = { kind = \"cookie-insert\", expires_s = 0 }", 43, "expires_s 0 is out of range"),
         ("local_addresses = [\"203.0.113.9\"]", 39, "on no interface's subnet"),
         ("local_addresses = [\"192.0.2.100\"]", 39, "a VIP"),
     ] {
@@ -765,4 +770,14 @@ fn the_host_link_and_the_engine_take_effect_at_restart() {
     // Another http virtual server once the engine runs: no restart.
     let two = Config::parse("t.toml", &format!("{}\n[[virtual_server]]\nname = \"b\"\naddress = \"192.0.2.101:80\"\nprotocol = \"http\"\npool = \"web\"\n", with_http(""))).unwrap();
     assert!(restart_needed(&new, &two).is_ok());
+}
+
+#[test]
+fn l7_persistence_renders_back_and_needs_http() {
+    let c = Config::parse("t.toml", &with_http("persistence = { kind = \"cookie-insert\", cookie = \"SRV\", expires_s = 60, secure = true, http_only = true, same_site = \"strict\", html_only = true }")).unwrap();
+    let text = render(&c);
+    assert!(text.contains("cookie = \"SRV\"") && text.contains("same_site = \"strict\"") && text.contains("html_only = true"), "{text}");
+    assert_eq!(render(&Config::parse("r.toml", &text).unwrap()), text);
+    let e = err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\npersistence = { kind = \"cookie-insert\" }\n"));
+    assert!(e.message.contains("needs protocol = \"http\""), "{e}");
 }

@@ -446,6 +446,9 @@ impl Config {
                 }
                 continue;
             };
+            if p.get_ref().kind.is_l7() && !vs.protocol.is_l7() {
+                return Err(src.error(Some(p.span()), format!("virtual_server {name:?}: persistence kind {:?} reads HTTP requests: it needs protocol = \"http\"", super::render::kebab(&p.get_ref().kind))));
+            }
             let p = p.get_ref();
             let netmask = *p.netmask.get_ref();
             let at = Some(p.netmask.span());

@@ -46,11 +46,13 @@ pub struct Shared {
     sched: Mutex<Scheduler>,
     clients: Mutex<HashMap<(u16, Ipv4Addr), Upstream>>,
     pub counters: Arc<Counters>,
+    /// Learned persistence records (`persist`).
+    pub table: Arc<super::persist::Table>,
 }
 
 impl Shared {
-    pub fn new(counters: Arc<Counters>) -> Self {
-        Shared { view: RwLock::new(Arc::new(View::default())), sched: Mutex::new(Scheduler::default()), clients: Mutex::new(HashMap::new()), counters }
+    pub fn new(counters: Arc<Counters>, table: Arc<super::persist::Table>) -> Self {
+        Shared { view: RwLock::new(Arc::new(View::default())), sched: Mutex::new(Scheduler::default()), clients: Mutex::new(HashMap::new()), counters, table }
     }
 
     fn view(&self) -> Arc<View> {
@@ -274,10 +276,13 @@ async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, own: Arc<Own>, 
         SocketAddr::V6(_) => (0, 0),
     };
     let flow = Flow4 { src, dst: u32::from(*svc.addr.ip()), sport, dport: svc.addr.port(), proto: 6 };
-    let pick = match shared.sched.lock() {
-        Ok(mut s) => s.pick_for(pool as usize, vs, &view.snap.servers, &flow, None),
-        Err(p) => p.into_inner().pick_for(pool as usize, vs, &view.snap.servers, &flow, None),
-    };
+    // Persistence first: the server the request names, if it can take it.
+    let want = svc.persist.as_ref().and_then(|p| p.wanted(&req));
+    let kept = svc.persist.as_ref().zip(want.as_ref()).and_then(|(p, w)| p.resolve(w, vs, &view.snap.servers, &shared.table));
+    let pick = kept.or_else(|| {
+        let mut s = shared.sched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.pick_for(pool as usize, vs, &view.snap.servers, &flow, None)
+    });
     let Some(server) = pick.and_then(|g| view.snap.servers.get(g as usize)) else {
         return Ok(c.count(sorry(svc)));
     };
@@ -299,7 +304,12 @@ async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, own: Arc<Own>, 
         return Ok(c.count(answer(StatusCode::GATEWAY_TIMEOUT, "the server did not answer in time")));
     };
     match sent {
-        Ok(resp) => Ok(c.count(downstream_response(resp, svc, upgrade))),
+        Ok(mut resp) => {
+            if let Some(p) = &svc.persist {
+                p.answered(want.as_ref(), kept.is_some(), to, &mut resp, &shared.table);
+            }
+            Ok(c.count(downstream_response(resp, svc, upgrade)))
+        }
         Err(e) => {
             log::debug!("l7: {} to {to}: {e}", svc.name);
             Ok(c.count(answer(StatusCode::BAD_GATEWAY, "the server could not be reached")))

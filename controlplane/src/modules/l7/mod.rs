@@ -10,9 +10,12 @@
 //!
 //! - `view`: what the engine serves, from each published snapshot.
 //! - `engine`: the listeners and the proxy, on the engine's threads.
+//! - `persist`: cookies, session IDs and headers that keep a client on
+//!   its server; the table of learned values.
 //! - `proxyproto`: the PROXY protocol's header (versions 1 and 2).
 
 mod engine;
+mod persist;
 mod proxyproto;
 mod view;
 
@@ -64,6 +67,7 @@ pub struct L7 {
     runtime: Option<tokio::runtime::Runtime>,
     views: watch::Sender<Arc<View>>,
     counters: Arc<Counters>,
+    table: Arc<persist::Table>,
     threads: usize,
 }
 
@@ -134,10 +138,11 @@ impl L7 {
             .map_err(|e| format!("l7: the engine's runtime: {e}"))?;
         let counters = Arc::new(Counters::default());
         let (views, rx) = watch::channel(Arc::new(View::default()));
-        let shared = Arc::new(engine::Shared::new(Arc::clone(&counters)));
+        let table = Arc::new(persist::Table::default());
+        let shared = Arc::new(engine::Shared::new(Arc::clone(&counters), Arc::clone(&table)));
         runtime.spawn(engine::run(shared, rx));
         say(&format!("l7: engine up, {threads} thread(s) on CPUs {cpus:?}"));
-        Ok(L7 { runtime: Some(runtime), views, counters, threads })
+        Ok(L7 { runtime: Some(runtime), views, counters, table, threads })
     }
 
     /// Serves what `snap` says (listeners follow its `http` virtual
@@ -166,6 +171,13 @@ impl L7 {
             c.requests.load(Ordering::Relaxed),
             r[0], r[1], r[2], r[3], r[4]
         ));
+        let records = self.table.list();
+        if !records.is_empty() {
+            s.push_str(&format!("\npersistence records {}", records.len()));
+            for (g, k, a, idle) in records.iter().take(20) {
+                s.push_str(&format!("\n  {g} {k:?} -> {a} idle {} s", idle.as_secs()));
+            }
+        }
         s
     }
 

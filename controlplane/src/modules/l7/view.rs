@@ -218,6 +218,8 @@ pub struct Service {
     pub limits: Limits,
     /// The body of its 503 when no server can take a request.
     pub sorry: Option<bytes::Bytes>,
+    /// Its persistence (cookies, session IDs, a header).
+    pub persist: Option<super::persist::Spec>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -280,6 +282,7 @@ impl View {
                     on_request,
                     on_response,
                     limits: conf.and_then(|c| c.limits.as_ref()).map(|l| l.get_ref().clone()).unwrap_or_default(),
+                    persist: conf.and_then(|c| c.persistence.as_ref().and_then(|p| super::persist::Spec::of(cfg, &v.name, c.persistence_group.as_ref().map(|g| g.get_ref().as_str()), p.get_ref()))),
                     sorry: conf.and_then(|c| c.sorry_page.as_ref()).and_then(|p| match std::fs::read(p.get_ref()) {
                         Ok(b) => Some(bytes::Bytes::from(b)),
                         Err(e) => {

@@ -132,7 +132,11 @@ fn claim<K: PartialEq + Clone>(slots: &mut Vec<Slot<K>>, claimed: &mut Vec<bool>
 
 /// The persistence of `vs`, with its group's stable id.
 fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> Option<furiwake_dataplane::lb::Persistence> {
+    // The L7 engine keeps an `http` virtual server's clients itself.
     let p = vs.persistence.as_ref()?.get_ref();
+    if p.kind.is_l7() || vs.protocol.is_l7() {
+        return None;
+    }
     let name = match &vs.persistence_group {
         Some(g) => format!("group:{}", g.get_ref()),
         None => format!("vs:{}", vs.name.get_ref()),
@@ -149,6 +153,8 @@ fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> O
         kind: match p.kind {
             PersistenceKind::SourceIp => furiwake_dataplane::lb::PersistKind::SourceIp,
             PersistenceKind::SourceIpPort => furiwake_dataplane::lb::PersistKind::SourceIpPort,
+            // (Left above.)
+            _ => furiwake_dataplane::lb::PersistKind::SourceIp,
         },
         // check-config accepts contiguous masks only.
         prefix: u32::from(*p.netmask.get_ref()).leading_ones() as u8,
