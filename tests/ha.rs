@@ -1114,3 +1114,35 @@ fn vrrp_refused_checked(p: &Pair, b: usize, least: u64) -> u64 {
     assert!(vrrp.ends_with("/0"), "box {b}: real adverts were policed:\n{block}");
     refused
 }
+
+/// An `http` virtual server on the VRRP VIP with `session-id`
+/// persistence: a client that logged in through A keeps its server through
+/// B once A is gone, without a cookie (the ID in the URL): the L7 engine's
+/// learned record reached B over the sync channel (issue 21).
+#[test]
+fn after_a_failover_a_cookieless_session_id_client_stays_on_its_server() {
+    let Some(mut p) = Pair::open('L', "l7-session", &[]) else { return };
+    p.services = format!("[[virtual_server]]\nname = \"web\"\naddress = \"{VIP}:80\"\nprotocol = \"http\"\npool = \"web\"\npersistence = {{ kind = \"session-id\", cookie = \"JSESSIONID\" }}\n");
+    let vrrp = |prio: u8, b: usize| nat_vrrp(prio, "") + &sync_section(b);
+    p.start_synced(&vrrp);
+    let login = wait_for(Duration::from_secs(10), || {
+        let (ok, out) = p.topo.try_exec("client", &format!("curl -s -D - -m 3 http://{VIP}/login"));
+        (ok && out.contains("JSESSIONID=")).then_some(out)
+    });
+    let login = login.unwrap_or_else(|| panic!("no login through A:\n{}", p.both()));
+    let id = login.lines().find_map(|l| l.split("JSESSIONID=").nth(1)).and_then(|r| r.split(';').next()).unwrap_or_default().trim().to_string();
+    let server = login.lines().last().unwrap_or_default().trim().to_string();
+    assert!(server.starts_with("srv") && !id.is_empty(), "{login}");
+    let who = |p: &Pair| p.topo.try_exec("client", &format!("curl -s -m 3 'http://{VIP}/who;jsessionid={id}'")).1.trim().to_string();
+    for _ in 0..5 {
+        assert_eq!(who(&p), server, "through A");
+    }
+    // B has A's record before A goes.
+    let synced = wait_for(Duration::from_secs(10), || p.console(1, "show l7").contains("persistence records 1;").then_some(()));
+    assert!(synced.is_some(), "B never got the record:\n{}\n{}", p.console(1, "show l7"), p.console(1, "show sync"));
+    let masters = p.out(1).matches("vrrp outside: BACKUP -> MASTER").count();
+    p.kill(0, libc::SIGTERM);
+    assert!(p.wait_more(1, "vrrp outside: BACKUP -> MASTER", masters, Instant::now(), Duration::from_secs(5)).is_some(), "B did not take over:\n{}", p.both());
+    let through_b: Vec<String> = (0..10).map(|_| wait_for(Duration::from_secs(5), || Some(who(&p)).filter(|w| w.starts_with("srv"))).unwrap_or_default()).collect();
+    assert!(through_b.iter().all(|w| *w == server), "through B the session stays on {server}: {through_b:?}\n{}", p.console(1, "show l7"));
+}

@@ -15,6 +15,7 @@ use crate::modules::host::Host;
 use crate::modules::l7::L7;
 use crate::modules::lb::Lb;
 use crate::modules::metrics::{self, MetricsServer};
+use crate::modules::sync::wire::LearnedRecord;
 use crate::modules::sync::{self, Sync};
 use crate::modules::vrrp::Vrrp;
 use crate::out::say;
@@ -135,6 +136,18 @@ impl Appliance {
         }
     }
 
+    /// The L7 engine's learned persistence records to the HA peer (all
+    /// of them when it starts), and the peer's into the engine.
+    fn swap_learned(&mut self) {
+        let (Some(s), Some(l)) = (self.sync.as_mut(), self.l7.as_ref()) else { return };
+        let out = if s.wants_all_learned() { l.all_learned() } else { l.take_learned() };
+        if !out.is_empty() {
+            let records: Vec<_> = out.into_iter().map(|(group, value, server, timeout_s)| LearnedRecord { group, value, server, timeout_s }).collect();
+            s.send_learned(&mut self.runtime, &mut self.arp, &records);
+        }
+        l.install(s.take_learned().into_iter().map(|r| (r.group, r.value, r.server, r.timeout_s)));
+    }
+
     /// Names the configuration file (`config reload`, `config save`).
     pub fn set_config_path(&mut self, path: &Path) {
         self.console.set_config_path(path);
@@ -168,6 +181,7 @@ impl Appliance {
                 }
                 None => true,
             };
+            self.swap_learned();
             self.vrrp.step(&mut self.runtime, &mut self.arp, &mut self.lb, &self.health, settled);
             self.lb.publish_loads(&self.runtime, &self.health);
             self.follow();

@@ -7,7 +7,7 @@
 #![no_main]
 
 use furiwake::modules::sync::frame::udp_datagram;
-use furiwake::modules::sync::wire::{decode, encode, encode_bulk, encode_hello, sign, Keys, SyncKey, BULK_ID_LEN, HEADER_LEN, MAX_DATAGRAM, OFFER_LEN, TAG_LEN, VERSION};
+use furiwake::modules::sync::wire::{decode, encode, encode_bulk, encode_hello, encode_learned, sign, Keys, MessageType, SyncKey, BULK_ID_LEN, HEADER_LEN, MAX_DATAGRAM, OFFER_LEN, TAG_LEN, VERSION};
 use libfuzzer_sys::fuzz_target;
 
 fn keys() -> &'static Keys {
@@ -37,12 +37,20 @@ fuzz_target!(|data: &[u8]| {
 /// count, every record decodes, and what it gives encodes and decodes to
 /// the same.
 fn check(bytes: &[u8], keys: &Keys) {
-    let Ok((h, records)) = decode(bytes, keys) else { return };
-    let (bulk_id, offer) = (records.bulk_id(), records.offer());
+    let Ok((h, mut records)) = decode(bytes, keys) else { return };
+    let (bulk_id, offer, learned) = (records.bulk_id(), records.offer(), records.take_learned());
     let records: Vec<_> = records.collect();
-    let payload: usize = records.iter().map(|r| r.wire_len()).sum::<usize>() + bulk_id.map_or(0, |_| BULK_ID_LEN) + offer.map_or(0, |_| OFFER_LEN);
+    let learned_len: usize = learned.iter().map(|r| r.wire_len().expect("a decoded record fits")).sum();
+    let payload: usize = records.iter().map(|r| r.wire_len()).sum::<usize>() + bulk_id.map_or(0, |_| BULK_ID_LEN) + offer.map_or(0, |_| OFFER_LEN) + learned_len;
     assert_eq!(bytes.len(), HEADER_LEN + payload + TAG_LEN);
     let mut again = Vec::new();
+    if h.msg == MessageType::Learned {
+        let taken = encode_learned(&mut again, &keys.current, &h, &learned).expect("an accepted datagram encodes");
+        assert_eq!(taken, learned.len(), "what one datagram held fits one again");
+        let (h2, mut r2) = decode(&again, keys).expect("what encode makes decodes");
+        assert_eq!((h2, r2.take_learned()), (h, learned), "decode and encode disagree");
+        return;
+    }
     match (bulk_id, offer) {
         (Some(id), _) => encode_bulk(&mut again, &keys.current, &h, id),
         (None, Some(o)) => encode_hello(&mut again, &keys.current, &h, o.padded ^ keys.current.owner_pad(h.sender, h.seq), o.born_us, o.serving),

@@ -118,8 +118,8 @@ pub enum ClientAddress {
 #[serde(rename_all = "kebab-case")]
 pub enum XffMode {
     /// The client's address after what the client sent, when the client
-    /// is one of `trusted_proxies` (every client when none are named);
-    /// otherwise alone.
+    /// is one of `trusted_proxies` (none by default: a client can plant
+    /// any address in front); otherwise alone.
     #[default]
     Append,
     /// The client's address alone, whatever the client sent.

@@ -180,6 +180,9 @@ impl Config {
             return Err(src.error(None, format!("at most {} real servers over all virtual servers", furiwake_dataplane::limits::MAX_SERVERS)));
         }
         for vs in &self.virtual_servers {
+            if vs.name.get_ref().contains('#') {
+                return Err(src.error(Some(vs.name.span()), format!("virtual_server {:?}: no '#' in a name (VS#POOL names a rule's pool)", vs.name.get_ref())));
+            }
             self.validate_tunnel(src, vs)?;
             if let Some(m) = vs.syn_proxy.as_ref().filter(|m| *m.get_ref() == super::model::SynProxyMode::On) {
                 let proxiable = vs.protocol.transport() == Protocol::Tcp && matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat);

@@ -51,15 +51,22 @@ impl Netns {
     /// thread back where it was. What `f` opens there (sockets, a TAP)
     /// stays there.
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> io::Result<T> {
-        let back = current()?;
+        /// Moves the thread back when dropped, `f` returning or unwinding.
+        struct Back(File);
+        impl Drop for Back {
+            fn drop(&mut self) {
+                if let Err(e) = enter_fd(&self.0) {
+                    // A thread left in the wrong namespace would open the
+                    // box's sockets there: nothing sane can follow.
+                    log::error!("could not leave the appliance's network namespace: {e}");
+                    std::process::abort();
+                }
+            }
+        }
+        let back = Back(current()?);
         enter_fd(&self.fd)?;
         let r = f();
-        if let Err(e) = enter_fd(&back) {
-            // A thread left in the wrong namespace would open the
-            // appliance's sockets there: nothing sane can follow.
-            log::error!("could not leave the appliance's network namespace: {e}");
-            std::process::abort();
-        }
+        drop(back);
         Ok(r)
     }
 

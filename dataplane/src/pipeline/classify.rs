@@ -215,6 +215,10 @@ impl Shard {
                 true => self.new_local_out(snap, frame, &info, port),
                 false => Verdict::Drop(DropReason::HostUnmatched),
             },
+            // The stack's own address (its ephemeral ports, on a self IP
+            // it shares with the control plane): only its connections'
+            // answers.
+            None if snap.is_host_source(dst) && (!snap.is_self(dst) || (crate::forward::HOST_PORT_MIN..=crate::forward::HOST_PORT_MAX).contains(&dport)) => Verdict::Drop(DropReason::HostUnmatched),
             None => match snap.find_service(dst, dport, proto) {
                 Some(vs) if standby(vs) => Verdict::Drop(DropReason::VrrpBackup),
                 Some(_) if snap.is_self(src) || snap.is_local(src) || snap.is_vip(src) => Verdict::Drop(DropReason::OwnSource),
@@ -240,7 +244,7 @@ impl Shard {
 /// other side, and every other connection, never from it. A `LocalOut`
 /// connection's answers come from the link its destination is routed to.
 #[inline]
-fn local_link_ok(snap: &Snapshot, f: Option<&crate::conntrack::Flow>, dir: Dir, link: u16) -> bool {
+pub(super) fn local_link_ok(snap: &Snapshot, f: Option<&crate::conntrack::Flow>, dir: Dir, link: u16) -> bool {
     let Some(f) = f else { return true };
     let from_host = snap.host_link() == Some(link);
     match (f.mode, dir) {

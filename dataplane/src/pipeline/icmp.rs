@@ -134,7 +134,7 @@ impl Shard {
             let to_box = snap.is_self(e.dst) || snap.is_vip(e.dst);
             return if snap.is_self(e.dst) {
                 Verdict::Punt
-            } else if to_box || snap.is_local(e.dst) {
+            } else if to_box || snap.is_local(e.dst) || snap.is_host_source(e.dst) {
                 Verdict::Drop(DropReason::IcmpNoFlow)
             } else {
                 // An error about traffic in transit goes its way too.
@@ -154,6 +154,11 @@ impl Shard {
             return self.dsr_error(snap, frame, e, &f);
         }
         if f.mode.is_local() {
+            // An error arrives as the packets its quote answers would:
+            // from the client's side or the server's link, never the host.
+            if !super::classify::local_link_ok(snap, Some(&f), dir, e.link) {
+                return Verdict::Drop(DropReason::LocalWrongLink);
+            }
             return local_error(snap, frame, &f, dir);
         }
         self.translate(snap, frame, e, q, id, dir, &f)

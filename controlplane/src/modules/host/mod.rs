@@ -30,9 +30,19 @@ pub struct Host {
 }
 
 /// The sysctls of the appliance's namespace, as (path, value).
-fn sysctls() -> [(&'static str, String); 5] {
+fn sysctls() -> [(&'static str, String); 11] {
     [
         ("/proc/sys/net/ipv4/ip_local_port_range", format!("{HOST_PORT_MIN} {HOST_PORT_MAX}")),
+        // The engine closes idle server connections: their TIME_WAITs are
+        // its own, and may be reused for new connections (RFC 6191).
+        ("/proc/sys/net/ipv4/tcp_tw_reuse", "1".into()),
+        // An end host, not a router (a new namespace's defaults come from
+        // the host's).
+        ("/proc/sys/net/ipv4/ip_forward", "0".into()),
+        ("/proc/sys/net/ipv4/conf/all/accept_redirects", "0".into()),
+        ("/proc/sys/net/ipv4/conf/all/send_redirects", "0".into()),
+        ("/proc/sys/net/ipv4/conf/all/accept_source_route", "0".into()),
+        ("/proc/sys/net/ipv4/conf/default/accept_redirects", "0".into()),
         // Listeners may bind a VIP before `sync` gave it to the link.
         ("/proc/sys/net/ipv4/ip_nonlocal_bind", "1".into()),
         ("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1".into()),
@@ -80,7 +90,9 @@ impl Host {
     /// connects from, and takes away the others.
     pub fn sync(&mut self, snap: &Snapshot) {
         let mut want = BTreeSet::new();
-        for v in snap.services.iter().filter(|v| v.forwarding == Forwarding::Local && !v.retired) {
+        // Retired services too: their connections drain (the snapshot
+        // keeps a retired slot while entries use it).
+        for v in snap.services.iter().filter(|v| v.forwarding == Forwarding::Local) {
             // (A rule's pool has no address of its own.)
             if v.ip != 0 {
                 want.insert(Ipv4Addr::from(v.ip));

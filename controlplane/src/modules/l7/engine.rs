@@ -39,9 +39,38 @@ type Sender = hyper::client::conn::http1::SendRequest<UpBody>;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle keep-alive connections to servers are closed after this.
 const POOL_IDLE: Duration = Duration::from_secs(30);
+/// And kept at most, per server.
+const MAX_IDLE_PER_SERVER: usize = 256;
+
+/// Client connections the engine holds at once: half the process's file
+/// descriptors (raised to the hard limit at start: `raise_nofile`), within
+/// 256..=100,000; past it a new connection is closed at once
+/// (`connections-refused`), so sockets never starve the control plane's.
+fn connection_cap() -> usize {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit(2) into a valid struct.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0;
+    let n = if ok { r.rlim_cur / 2 } else { 512 };
+    usize::try_from(n).unwrap_or(100_000).clamp(256, 100_000)
+}
+
+/// Raises the soft file-descriptor limit to the hard one (a proxy holds
+/// two sockets per request in flight).
+pub fn raise_nofile() {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit(2) on a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
 
 /// What every task shares.
 pub struct Shared {
+    /// Client connections open at once at most (`connection_cap`).
+    slots: Arc<tokio::sync::Semaphore>,
     view: RwLock<Arc<View>>,
     sched: Mutex<Scheduler>,
     clients: Mutex<HashMap<(u16, Ipv4Addr), Upstream>>,
@@ -52,7 +81,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(counters: Arc<Counters>, table: Arc<super::persist::Table>) -> Self {
-        Shared { view: RwLock::new(Arc::new(View::default())), sched: Mutex::new(Scheduler::default()), clients: Mutex::new(HashMap::new()), counters, table }
+        Shared { slots: Arc::new(tokio::sync::Semaphore::new(connection_cap())), view: RwLock::new(Arc::new(View::default())), sched: Mutex::new(Scheduler::default()), clients: Mutex::new(HashMap::new()), counters, table }
     }
 
     fn view(&self) -> Arc<View> {
@@ -82,7 +111,7 @@ impl Shared {
                 c.set_local_address(Some(IpAddr::V4(source)));
                 c.set_nodelay(true);
                 c.set_connect_timeout(Some(CONNECT_TIMEOUT));
-                Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE).pool_timer(TokioTimer::new()).build(c)
+                Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE).pool_max_idle_per_host(MAX_IDLE_PER_SERVER).pool_timer(TokioTimer::new()).build(c)
             })
             .clone()
     }
@@ -95,7 +124,7 @@ pub async fn run(shared: Arc<Shared>, mut views: watch::Receiver<Arc<View>>) {
     loop {
         let view = Arc::clone(&views.borrow_and_update());
         shared.set_view(Arc::clone(&view));
-        let want: Vec<(SocketAddrV4, u16)> = view.services.iter().map(|s| (s.addr, s.slot)).collect();
+        let want: Vec<(SocketAddrV4, u16)> = view.services.iter().filter(|s| !s.retired).map(|s| (s.addr, s.slot)).collect();
         listeners.retain(|k, h| {
             let keep = want.contains(k);
             if !keep {
@@ -105,13 +134,7 @@ pub async fn run(shared: Arc<Shared>, mut views: watch::Receiver<Arc<View>>) {
         });
         for k in want {
             if let std::collections::hash_map::Entry::Vacant(slot) = listeners.entry(k) {
-                match listen(k.0) {
-                    Ok(l) => {
-                        log::info!("l7: listening on {}", k.0);
-                        slot.insert(tokio::spawn(accept(Arc::clone(&shared), l, k.1)));
-                    }
-                    Err(e) => log::warn!("l7: listening on {}: {e}", k.0),
-                }
+                slot.insert(tokio::spawn(listener(Arc::clone(&shared), k.0, k.1)));
             }
         }
         if views.changed().await.is_err() {
@@ -121,6 +144,24 @@ pub async fn run(shared: Arc<Shared>, mut views: watch::Receiver<Arc<View>>) {
     for h in listeners.values() {
         h.abort();
     }
+}
+
+/// Listens on `addr` for virtual server `slot`, the bind tried again for
+/// a while (a listener of the same address just aborted may not have
+/// closed yet), then accepts.
+async fn listener(shared: Arc<Shared>, addr: SocketAddrV4, slot: u16) {
+    for attempt in 0..100u32 {
+        match listen(addr) {
+            Ok(l) => {
+                log::info!("l7: listening on {addr}");
+                return accept(shared, l, slot).await;
+            }
+            Err(e) if attempt % 20 == 0 => log::warn!("l7: listening on {addr}: {e} (trying again)"),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    log::error!("l7: could not listen on {addr}");
 }
 
 fn listen(addr: SocketAddrV4) -> std::io::Result<tokio::net::TcpListener> {
@@ -142,11 +183,23 @@ async fn accept(shared: Arc<Shared>, l: tokio::net::TcpListener, slot: u16) {
             }
         };
         let _ = stream.set_nodelay(true);
+        let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() else {
+            shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
         let shared = Arc::clone(&shared);
         shared.counters.connections.fetch_add(1, Ordering::Relaxed);
         let own = Arc::new(Own::default());
         let limits = shared.view().service(slot).map(|s| s.limits.clone()).unwrap_or_default();
         tokio::spawn(async move {
+            let _permit = permit;
+            // The first byte within the header deadline: hyper's timer
+            // starts only once a request begins (a silent client would be
+            // held for ever).
+            let deadline = Duration::from_secs(u64::from(*limits.header_timeout_s.get_ref()));
+            if !matches!(tokio::time::timeout(deadline, stream.peek(&mut [0u8; 1])).await, Ok(Ok(n)) if n > 0) {
+                return;
+            }
             let svc = hyper::service::service_fn(|req| proxy(Arc::clone(&shared), slot, peer, Arc::clone(&own), req));
             let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let header_bytes = *limits.max_header_bytes.get_ref() as usize;
@@ -156,7 +209,12 @@ async fn accept(shared: Arc<Shared>, l: tokio::net::TcpListener, slot: u16) {
                 .max_headers(*limits.max_headers.get_ref() as usize)
                 // The read buffer: a head that does not fit gets 431.
                 .max_buf_size(header_bytes.max(8192));
-            b.http2().timer(TokioTimer::new()).max_header_list_size(*limits.max_header_bytes.get_ref());
+            b.http2()
+                .timer(TokioTimer::new())
+                .max_header_list_size(*limits.max_header_bytes.get_ref())
+                .max_concurrent_streams(100)
+                .keep_alive_interval(Some(deadline))
+                .keep_alive_timeout(deadline);
             if let Err(e) = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
                 log::debug!("l7: {peer}: {e}");
             }
@@ -173,7 +231,7 @@ fn answer(status: StatusCode, text: &str) -> Response<Body> {
 }
 
 /// Headers that belong to one connection (RFC 9110 §7.6.1), not passed on.
-const HOP_BY_HOP: [&str; 7] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+const HOP_BY_HOP: [&str; 8] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "http2-settings"];
 
 fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
     // And whatever `Connection` names.
@@ -200,11 +258,22 @@ impl Own {
     }
 }
 
+/// `IP_BIND_ADDRESS_NO_PORT`: the source port is chosen at connect, per
+/// destination, rather than at bind for every destination at once (a
+/// source's 11,848 ephemeral ports then serve each server).
+fn bind_no_port(s: &TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt(2) on a socket we own, with an int option.
+    unsafe { libc::setsockopt(s.as_raw_fd(), libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, (&raw const on).cast(), std::mem::size_of::<libc::c_int>() as u32) };
+}
+
 /// A connection from `source` to `to` that starts with the PROXY
 /// protocol header of version `v` for `client` reaching `dest`.
 async fn connect_proxied(source: Ipv4Addr, to: SocketAddrV4, v: u8, client: SocketAddrV4, dest: SocketAddrV4) -> std::io::Result<Sender> {
     use tokio::io::AsyncWriteExt;
     let s = TcpSocket::new_v4()?;
+    bind_no_port(&s);
     s.bind(SocketAddr::V4(SocketAddrV4::new(source, 0)))?;
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, s.connect(SocketAddr::V4(to))).await.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     stream.set_nodelay(true)?;
@@ -286,7 +355,9 @@ async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, own: Arc<Own>, 
     let Some(server) = pick.and_then(|g| view.snap.servers.get(g as usize)) else {
         return Ok(c.count(sorry(svc)));
     };
-    let Some(source) = svc.sources.get(src as usize % svc.sources.len().max(1)).copied() else {
+    // The chosen pool's own sources (a rule's pool may sit on another link).
+    let sources = &vs.local_addrs;
+    let Some(source) = sources.get(src as usize % sources.len().max(1)).map(|a| Ipv4Addr::from(*a)) else {
         return Ok(c.count(answer(StatusCode::SERVICE_UNAVAILABLE, "no source address")));
     };
     let to = SocketAddrV4::new(Ipv4Addr::from(server.ip), server.port);
@@ -334,7 +405,11 @@ struct Upgrade {
 /// dropped (an upgrade's put back), the client's address and the header
 /// actions applied. Or the answer that refuses it.
 fn upstream_request(mut req: Request<Incoming>, svc: &super::view::Service, to: SocketAddrV4, peer: SocketAddr, host: Option<&str>, max_body: u64) -> Result<(Request<UpBody>, Option<Upgrade>), Response<Body>> {
-    let protocol = req.headers().get(header::UPGRADE).cloned().filter(|_| connection_has(req.headers(), "upgrade"));
+    // WebSocket only (RFC 6455 §4.1: a GET with a key): an `h2c` upgrade
+    // answered by a server would tunnel past the rules, the header
+    // actions and the limits.
+    let websocket = req.method() == hyper::Method::GET && req.headers().contains_key("sec-websocket-key");
+    let protocol = req.headers().get(header::UPGRADE).filter(|v| websocket && v.as_bytes().eq_ignore_ascii_case(b"websocket")).cloned().filter(|_| connection_has(req.headers(), "upgrade"));
     let upgrade = protocol.map(|protocol| Upgrade { protocol, client: hyper::upgrade::on(&mut req) });
     let mut req = req.map(|b| http_body_util::Limited::new(b, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed());
     // The client's Host stays (an h2 request names it in its URI only).

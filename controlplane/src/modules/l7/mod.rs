@@ -15,7 +15,7 @@
 //! - `proxyproto`: the PROXY protocol's header (versions 1 and 2).
 
 mod engine;
-mod persist;
+pub mod persist;
 mod proxyproto;
 mod view;
 
@@ -34,6 +34,8 @@ use view::View;
 #[derive(Debug, Default)]
 pub struct Counters {
     pub connections: AtomicU64,
+    /// Closed at once: the engine held `connection_cap` connections.
+    pub refused: AtomicU64,
     pub requests: AtomicU64,
     /// Answers by status class: 1xx .. 5xx.
     pub responses: [AtomicU64; 5],
@@ -117,6 +119,7 @@ impl L7 {
     /// first `update`.
     pub fn start(cfg: &Config, netns: Netns) -> Result<L7, String> {
         let threads = *cfg.l7.threads.get_ref() as usize;
+        engine::raise_nofile();
         let cpus = cpus(cfg);
         let netns = Arc::new(netns);
         let ns = Arc::clone(&netns);
@@ -151,6 +154,28 @@ impl L7 {
         let _ = self.views.send(Arc::new(View::of(cfg, snap)));
     }
 
+    /// The persistence records learned here since the last call, for the
+    /// HA peer.
+    pub fn take_learned(&self) -> Vec<persist::Learned> {
+        self.table.take_journal()
+    }
+
+    /// Every live learned record, for a peer that (re)starts.
+    ///
+    /// The table keeps hashes, not values: the values live in a second
+    /// journal kept for this (`persist::Table::replay`).
+    pub fn all_learned(&self) -> Vec<persist::Learned> {
+        self.table.replay()
+    }
+
+    /// The HA peer's records (the peer's clients of a failover find
+    /// their servers here).
+    pub fn install(&self, records: impl IntoIterator<Item = persist::Learned>) {
+        for (g, v, a, t) in records {
+            self.table.put(&g, &v, a, std::time::Duration::from_secs(u64::from(t)));
+        }
+    }
+
     /// `show l7`.
     pub fn show(&self) -> String {
         let v = self.views.borrow();
@@ -166,16 +191,18 @@ impl L7 {
         }
         let r: Vec<u64> = c.responses.iter().map(|x| x.load(Ordering::Relaxed)).collect();
         s.push_str(&format!(
-            "connections {} requests {} responses 1xx {} 2xx {} 3xx {} 4xx {} 5xx {}",
+            "connections {} refused {} requests {} responses 1xx {} 2xx {} 3xx {} 4xx {} 5xx {}",
             c.connections.load(Ordering::Relaxed),
+            c.refused.load(Ordering::Relaxed),
             c.requests.load(Ordering::Relaxed),
             r[0], r[1], r[2], r[3], r[4]
         ));
-        let records = self.table.list();
-        if !records.is_empty() {
-            s.push_str(&format!("\npersistence records {}", records.len()));
-            for (g, k, a, idle) in records.iter().take(20) {
-                s.push_str(&format!("\n  {g} {k:?} -> {a} idle {} s", idle.as_secs()));
+        let (n, some) = self.table.summary(20);
+        let (too_long, evicted) = (self.table.too_long.load(Ordering::Relaxed), self.table.evicted.load(Ordering::Relaxed));
+        if n + (too_long + evicted) as usize > 0 {
+            s.push_str(&format!("\npersistence records {n}; too-long {too_long}; evicted {evicted}"));
+            for (a, idle) in some {
+                s.push_str(&format!("\n  -> {a} idle {} s", idle.as_secs()));
             }
         }
         s

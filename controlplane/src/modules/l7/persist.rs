@@ -27,6 +27,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// One learned record as the HA peer gets it: (namespace, value, server,
+/// its timeout in seconds).
+pub type Learned = (String, String, SocketAddrV4, u32);
+
 /// A virtual server's persistence, compiled.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -82,6 +86,11 @@ impl Spec {
             group: group.map_or_else(|| format!("vs:{vs}"), |g| format!("group:{g}")),
             key,
         })
+    }
+
+    /// How long a learned record lives unused.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The token of the server at `addr`: 16 hex digits of an HMAC of its
@@ -166,7 +175,7 @@ impl Spec {
             PersistenceKind::CookieRewrite => self.rewrite(resp.headers_mut(), &self.token(to)),
             PersistenceKind::CookiePassive | PersistenceKind::SessionId => {
                 for v in set_cookies(resp.headers(), &self.cookie) {
-                    table.put(&self.group, &v, to);
+                    table.learn(&self.group, &v, to, self.timeout);
                 }
                 if self.kind == PersistenceKind::SessionId {
                     self.learn(req_want, resolved, to, table);
@@ -185,7 +194,7 @@ impl Spec {
         if resolved || (self.keep_on_down && table.peek(&self.group, v, self.timeout).is_some()) {
             return;
         }
-        table.put(&self.group, v, to);
+        table.learn(&self.group, v, to, self.timeout);
     }
 
     /// `NAME=VALUE; Path=..; Max-Age=..; Secure; HttpOnly; SameSite=..`.
@@ -255,29 +264,61 @@ fn set_cookies(h: &HeaderMap, name: &str) -> Vec<String> {
         .collect()
 }
 
+
+
 /// Learned records: (namespace, value) -> server, each until it has been
-/// idle for its timeout.
+/// idle for its timeout; and the ones learned here since the control
+/// plane last took them for the HA peer (`journal`).
+///
+/// The values are the clients' (a session ID, a header): the map holds a
+/// hash of (namespace, value) under a per-boot random key (std's SipHash:
+/// no client can aim values at one bucket), at most `MAX_RECORDS`; a
+/// full table forgets a record the hash map yields first (an arbitrary
+/// one, not one a client chose), after a bounded sweep of expired ones.
+/// Values longer than `MAX_VALUE` are not learned (`too_long`).
 #[derive(Debug, Default)]
 pub struct Table {
-    map: Mutex<HashMap<(String, String), (SocketAddrV4, Instant)>>,
+    map: Mutex<HashMap<u64, (SocketAddrV4, Instant, Duration)>>,
+    hasher: std::collections::hash_map::RandomState,
+    journal: Mutex<Vec<Learned>>,
+    /// The last `MAX_REPLAY` learned here, for a peer that starts (the
+    /// map keeps hashes only).
+    recent: Mutex<std::collections::VecDeque<Learned>>,
+    /// Values refused for their length, records forgotten for room.
+    pub too_long: std::sync::atomic::AtomicU64,
+    pub evicted: std::sync::atomic::AtomicU64,
 }
 
-/// Records kept at most (the oldest go first past it).
-const MAX_RECORDS: usize = 1 << 20;
+/// Learned records at most (per engine).
+const MAX_RECORDS: usize = 1 << 18;
+/// The longest value learned (the sync datagram carries at most 255).
+pub const MAX_VALUE: usize = 255;
+/// Learned records waiting for the control plane at most (past it the
+/// peer gets them with its next full copy).
+const MAX_JOURNAL: usize = 1 << 16;
+/// Learned records kept for a starting peer.
+const MAX_REPLAY: usize = 1 << 16;
+/// Expired records looked at per insert into a full table.
+const SWEEP: usize = 64;
 
 impl Table {
+    fn key(&self, group: &str, value: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((group, value))
+    }
+
     /// The record's server, without refreshing it.
     fn peek(&self, group: &str, value: &str, timeout: Duration) -> Option<SocketAddrV4> {
         let m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        m.get(&(group.to_string(), value.to_string())).filter(|(_, t)| t.elapsed() < timeout).map(|(a, _)| *a)
+        m.get(&self.key(group, value)).filter(|(_, t, _)| t.elapsed() < timeout).map(|(a, _, _)| *a)
     }
 
     fn get(&self, group: &str, value: &str, timeout: Duration) -> Option<SocketAddrV4> {
+        let key = self.key(group, value);
         let mut m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
-        let key = (group.to_string(), value.to_string());
         match m.get_mut(&key) {
-            Some((a, used)) if now.duration_since(*used) < timeout => {
+            Some((a, used, _)) if now.duration_since(*used) < timeout => {
                 *used = now;
                 Some(*a)
             }
@@ -289,23 +330,58 @@ impl Table {
         }
     }
 
-    pub fn put(&self, group: &str, value: &str, to: SocketAddrV4) {
-        let mut m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if m.len() >= MAX_RECORDS {
-            if let Some(oldest) = m.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) {
-                m.remove(&oldest);
-            }
+    /// Learns a record here (for the HA peer too).
+    pub fn learn(&self, group: &str, value: &str, to: SocketAddrV4, timeout: Duration) {
+        if value.len() > MAX_VALUE || group.len() > MAX_VALUE {
+            self.too_long.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
         }
-        m.insert((group.to_string(), value.to_string()), (to, Instant::now()));
+        self.put(group, value, to, timeout);
+        let rec: Learned = (group.to_string(), value.to_string(), to, u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX));
+        let mut r = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if r.len() >= MAX_REPLAY {
+            r.pop_front();
+        }
+        r.push_back(rec.clone());
+        drop(r);
+        let mut j = self.journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if j.len() < MAX_JOURNAL {
+            j.push(rec);
+        }
     }
 
-    /// `show persistence`: (namespace, value, server, idle).
-    pub fn list(&self) -> Vec<(String, String, SocketAddrV4, Duration)> {
+    /// The records learned here lately, for a peer that starts.
+    pub fn replay(&self) -> Vec<Learned> {
+        self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect()
+    }
+
+    /// What was learned here since the last call.
+    pub fn take_journal(&self) -> Vec<Learned> {
+        std::mem::take(&mut *self.journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    pub fn put(&self, group: &str, value: &str, to: SocketAddrV4, timeout: Duration) {
+        let key = self.key(group, value);
+        let mut m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if m.len() >= MAX_RECORDS && !m.contains_key(&key) {
+            let expired: Vec<u64> = m.iter().take(SWEEP).filter(|(_, (_, t, d))| t.elapsed() >= *d).map(|(k, _)| *k).collect();
+            for k in &expired {
+                m.remove(k);
+            }
+            if m.len() >= MAX_RECORDS {
+                if let Some(k) = m.keys().next().copied() {
+                    m.remove(&k);
+                    self.evicted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        m.insert(key, (to, Instant::now(), timeout));
+    }
+
+    /// Live records, and up to `n` of them as (server, idle) for `show l7`.
+    pub fn summary(&self, n: usize) -> (usize, Vec<(SocketAddrV4, Duration)>) {
         let m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        let mut v: Vec<_> = m.iter().map(|((g, k), (a, t))| (g.clone(), k.clone(), *a, now.duration_since(*t))).collect();
-        v.sort();
-        v
+        (m.len(), m.values().take(n).map(|(a, t, _)| (*a, t.elapsed())).collect())
     }
 }
 
@@ -376,10 +452,13 @@ mod tests {
     fn learned_records_are_kept_by_namespace_and_time_out() {
         let t = Table::default();
         let a: SocketAddrV4 = "198.51.100.11:80".parse().unwrap();
-        t.put("vs:web", "k", a);
+        t.learn("vs:web", "k", a, Duration::from_secs(5));
         assert_eq!(t.get("vs:web", "k", Duration::from_secs(5)), Some(a));
         assert_eq!(t.get("vs:other", "k", Duration::from_secs(5)), None, "by namespace");
         assert_eq!(t.get("vs:web", "k", Duration::ZERO), None, "idle past its timeout");
-        assert!(t.list().is_empty(), "and forgotten");
+        assert_eq!(t.summary(5).0, 0, "and forgotten");
+        assert_eq!(t.take_journal().len(), 1, "for the HA peer");
+        t.learn("vs:web", &"x".repeat(MAX_VALUE + 1), a, Duration::from_secs(5));
+        assert_eq!((t.summary(5).0, t.too_long.load(std::sync::atomic::Ordering::Relaxed)), (0, 1), "a value too long is not learned");
     }
 }

@@ -164,7 +164,7 @@ pub struct ClientInfo {
 impl ClientInfo {
     /// Is what `client` sent to be kept?
     fn trusts(&self, client: Ipv4Addr) -> bool {
-        self.mode == XffMode::Append && (self.trusted.is_empty() || self.trusted.iter().any(|c| c.contains(client)))
+        self.mode == XffMode::Append && self.trusted.iter().any(|c| c.contains(client))
     }
 
     /// Writes `X-Forwarded-For` and `Forwarded` for `client` into `h`
@@ -204,6 +204,8 @@ impl ClientInfo {
 /// One `protocol = "http"` virtual server.
 #[derive(Debug, Clone)]
 pub struct Service {
+    /// Removed from the configuration: no listener, its connections drain.
+    pub retired: bool,
     /// Its snapshot slot (`Snapshot::services`): its own pool's schedule.
     pub slot: u16,
     pub name: String,
@@ -236,7 +238,9 @@ impl View {
             .services
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.forwarding == Forwarding::Local && !v.retired && v.ip != 0)
+            // Retired ones too: their kept-alive connections drain (no
+            // listener takes new ones).
+            .filter(|(_, v)| v.forwarding == Forwarding::Local && v.ip != 0)
             .map(|(i, v)| {
                 let conf = cfg.virtual_servers.iter().find(|c| c.name.get_ref() == &v.name);
                 let client = conf.map_or_else(ClientInfo::default, |c| ClientInfo {
@@ -273,6 +277,7 @@ impl View {
                         .collect()
                 });
                 Service {
+                    retired: v.retired,
                     slot: i as u16,
                     name: v.name.clone(),
                     addr: SocketAddrV4::new(Ipv4Addr::from(v.ip), v.port),

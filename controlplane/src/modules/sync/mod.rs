@@ -51,6 +51,7 @@
 pub mod frame;
 pub mod fresh;
 mod inbox;
+mod learned;
 mod owner;
 mod pair;
 mod show;
@@ -99,6 +100,9 @@ pub struct Counters {
     pub bulk_requests_served: u64,
     /// Peer restarts seen (a new current sender id after the first).
     pub peer_restarts: u64,
+    /// The L7 engine's learned persistence records sent and received.
+    pub learned_sent: u64,
+    pub learned_received: u64,
 }
 
 /// A bulk dump this box asked for.
@@ -168,6 +172,10 @@ pub struct Sync {
     /// Bulk requests go out from here for `limit` (at start, and again
     /// when this box takes the pair's ownership key).
     ask_from: Instant,
+    /// The L7 engine's records from the peer, not yet taken (`learned`),
+    /// and whether the peer needs all of this box's again.
+    learned_in: Vec<wire::LearnedRecord>,
+    learned_bulk: bool,
 }
 
 fn now_us() -> u64 {
@@ -250,6 +258,8 @@ impl Sync {
             lag_max: Duration::ZERO,
             last_hello: None,
             ask_from: now,
+            learned_in: Vec::new(),
+            learned_bulk: false,
         }))
     }
 
@@ -383,7 +393,7 @@ impl Sync {
     /// One queued datagram: the tag, freshness, the pair check, then what
     /// it carries.
     fn take(&mut self, rt: &mut Runtime, dgram: &[u8], now: Instant) {
-        let (header, records) = match wire::decode(dgram, &self.keys) {
+        let (header, mut records) = match wire::decode(dgram, &self.keys) {
             Ok(x) => x,
             Err(e) => return self.drop(e.name()),
         };
@@ -395,8 +405,10 @@ impl Sync {
                 self.counters.peer_restarts = self.fresh.restarts;
                 crate::out::event(&format!("sync: peer {} is current (sender {:08x})", self.peer, header.sender));
                 // A Hello at once: a starting peer learns this box's nonce
-                // and ownership offer without waiting for the next second.
+                // and ownership offer without waiting for the next second;
+                // and the L7 engine's records, all of them.
                 self.last_hello = None;
+                self.learned_bulk = true;
             }
             Verdict::Stale => return self.drop("stale"),
             Verdict::NotCurrent => return self.drop("not-current"),
@@ -439,6 +451,15 @@ impl Sync {
                     self.serving = Some((id, id));
                     self.lost_unresolved = false;
                     self.rewalks = 0;
+                    self.learned_bulk = true;
+                }
+            }
+            MessageType::Learned => {
+                let learned = records.take_learned();
+                self.counters.learned_received += learned.len() as u64;
+                // Bounded: the appliance takes them every turn.
+                if self.learned_in.len() < 1 << 16 {
+                    self.learned_in.extend(learned);
                 }
             }
             MessageType::BulkEnd => {

@@ -5,7 +5,8 @@
 //! ```text
 //!  0  magic "FWSY" (4)
 //!  4  version (1) = 2
-//!  5  message type (1): Hello 1, Records 2, BulkRequest 3, BulkEnd 4
+//!  5  message type (1): Hello 1, Records 2, BulkRequest 3, BulkEnd 4,
+//!                                  Learned 5
 //!  6  record count (2)             only Records carries records
 //!  8  key id (1)                   the key that made the tag (`SyncKey::id`)
 //!  9  sender's key id (1)          the sender's `key` (what it sends with
@@ -29,7 +30,10 @@
 //!     key XOR a pad (`SyncKey::owner_pad` of the sender id and sequence
 //!     number under the tag's key, so only the pair can read it) (8), when
 //!     that key was drawn, microseconds since the Unix epoch (8), and 1 if
-//!     the sender serves (is master of a VRRP instance), else 0 (1)
+//!     the sender serves (is master of a VRRP instance), else 0 (1);
+//!     Learned: count x (namespace length (1), namespace, value length
+//!     (1), value, server address (4), port (2), timeout seconds (4)):
+//!     the L7 engine's learned persistence records (`LearnedRecord`)
 //!  .. HMAC-SHA256 tag (32) over every byte before it
 //! ```
 //!
@@ -81,6 +85,12 @@ pub const BULK_ID_LEN: usize = 4;
 /// Bytes of a Hello's ownership offer.
 pub const OFFER_LEN: usize = 17;
 
+/// Bytes a `Learned` datagram's records may take.
+pub const MAX_LEARNED_BYTES: usize = MAX_DATAGRAM - HEADER_LEN - TAG_LEN;
+
+mod learned;
+pub use learned::{encode_learned, LearnedRecord};
+
 /// A Hello's ownership offer, as on the wire: the key still padded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OwnerOffer {
@@ -109,10 +119,12 @@ pub enum MessageType {
     /// The answer to the bulk request whose id it carries is complete
     /// (every worker finished its walk and its records were sent).
     BulkEnd = 4,
+    /// The L7 engine's learned persistence records.
+    Learned = 5,
 }
 
 impl MessageType {
-    pub const ALL: &'static [MessageType] = &[MessageType::Hello, MessageType::Records, MessageType::BulkRequest, MessageType::BulkEnd];
+    pub const ALL: &'static [MessageType] = &[MessageType::Hello, MessageType::Records, MessageType::BulkRequest, MessageType::BulkEnd, MessageType::Learned];
 
     pub fn from_u8(b: u8) -> Option<MessageType> {
         Self::ALL.iter().copied().find(|t| *t as u8 == b)
@@ -375,6 +387,7 @@ pub struct Records<'a> {
     left: usize,
     bulk_id: Option<u32>,
     offer: Option<OwnerOffer>,
+    learned: Vec<LearnedRecord>,
 }
 
 impl Records<'_> {
@@ -386,6 +399,11 @@ impl Records<'_> {
     /// `Hello`: the sender's ownership offer, if it made one.
     pub fn offer(&self) -> Option<OwnerOffer> {
         self.offer
+    }
+
+    /// `Learned`: the L7 engine's records.
+    pub fn take_learned(&mut self) -> Vec<LearnedRecord> {
+        std::mem::take(&mut self.learned)
     }
 }
 
@@ -455,13 +473,26 @@ pub fn decode<'a>(bytes: &'a [u8], keys: &Keys) -> Result<(Header, Records<'a>),
         echo: be_u64(body, 40)?,
         fingerprint: be_u64(body, 48)?,
     };
+    let payload = body.get(HEADER_LEN..).unwrap_or_default();
+    if msg == MessageType::Learned {
+        let mut rest = payload;
+        let mut learned = Vec::with_capacity(count.min(64));
+        for index in 0..count {
+            let (r, after) = LearnedRecord::decode(rest).ok_or(DecodeError::BadRecord { index: index as u16 })?;
+            learned.push(r);
+            rest = after;
+        }
+        if !rest.is_empty() {
+            return Err(DecodeError::BadCount);
+        }
+        return Ok((header, Records { rest: &[], left: 0, bulk_id: None, offer: None, learned }));
+    }
     if count > MAX_RECORDS || (msg != MessageType::Records && count > 0) {
         return Err(DecodeError::BadCount);
     }
-    let payload = body.get(HEADER_LEN..).unwrap_or_default();
     if is_bulk(msg) {
         let id = be::<BULK_ID_LEN>(payload, 0).map(u32::from_be_bytes).filter(|id| *id != 0 && payload.len() == BULK_ID_LEN).ok_or(DecodeError::BadCount)?;
-        return Ok((header, Records { rest: &[], left: 0, bulk_id: Some(id), offer: None }));
+        return Ok((header, Records { rest: &[], left: 0, bulk_id: Some(id), offer: None, learned: Vec::new() }));
     }
     if msg == MessageType::Hello {
         let offer = match payload.len() {
@@ -476,7 +507,7 @@ pub fn decode<'a>(bytes: &'a [u8], keys: &Keys) -> Result<(Header, Records<'a>),
             }
             _ => return Err(DecodeError::BadCount),
         };
-        return Ok((header, Records { rest: &[], left: 0, bulk_id: None, offer }));
+        return Ok((header, Records { rest: &[], left: 0, bulk_id: None, offer, learned: Vec::new() }));
     }
     let mut rest = payload;
     for index in 0..count {
@@ -489,7 +520,7 @@ pub fn decode<'a>(bytes: &'a [u8], keys: &Keys) -> Result<(Header, Records<'a>),
     if !rest.is_empty() {
         return Err(DecodeError::BadCount);
     }
-    Ok((header, Records { rest: payload, left: count, bulk_id: None, offer: None }))
+    Ok((header, Records { rest: payload, left: count, bulk_id: None, offer: None, learned: Vec::new() }))
 }
 
 #[cfg(test)]

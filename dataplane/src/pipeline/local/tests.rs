@@ -147,3 +147,33 @@ fn the_syn_proxy_stands_in_front_of_the_host() {
     assert_eq!(w.counters().syn_cookies.get(), 1);
     assert_eq!(w.counters().local_in.get(), 0, "the kernel sees nothing yet");
 }
+
+#[test]
+fn nothing_reaches_the_stacks_source_address_but_its_answers() {
+    let mut w = worker();
+    // No connection of the stack's: neither punted, nor a [[snat]] or
+    // transit connection that would later take its reply key.
+    let mut f = frame(SRV_MAC, IN_MAC, SRV[0], SOURCE, 6, &tcp(8080, 50000, tcpf::SYN), true);
+    assert_eq!(w.process(&mut f, IN, false), Verdict::Drop(DropReason::HostUnmatched));
+    let mut f = frame(SRV_MAC, IN_MAC, SRV[0], SOURCE, 17, &udp(53, 50000, b"x"), true);
+    assert_eq!(w.process(&mut f, IN, false), Verdict::Drop(DropReason::HostUnmatched));
+    assert_eq!(w.counters().flows.get(), 0);
+}
+
+#[test]
+fn on_a_shared_self_ip_only_the_stacks_ports_are_the_stacks() {
+    use super::super::tests::SELF_IN;
+    let mut snap = host_snapshot();
+    let last = snap.services.len() - 1;
+    snap.services[last].local_addrs = vec![ip(SELF_IN)].into_boxed_slice();
+    snap.index();
+    let (publisher, mut readers) = crate::state::rcu::rcu(Box::new(snap), 1);
+    std::mem::forget(publisher);
+    let mut w = Worker::new(WorkerConfig { flows: 64, ..WorkerConfig::default() }, readers.remove(0), Arc::new(Neighbors::new(4)));
+    // The control plane's (a sync datagram, a probe's answer) is punted.
+    let mut f = frame(SRV_MAC, IN_MAC, SRV[0], SELF_IN, 17, &udp(8888, 8888, b"x"), true);
+    assert_eq!(w.process(&mut f, IN, false), Verdict::Punt);
+    // The stack's ephemeral ports with no connection: dropped.
+    let mut f = frame(SRV_MAC, IN_MAC, SRV[0], SELF_IN, 6, &tcp(8080, 50000, tcpf::ACK), true);
+    assert_eq!(w.process(&mut f, IN, false), Verdict::Drop(DropReason::HostUnmatched));
+}
