@@ -61,12 +61,16 @@ pub struct Match {
     pub regex: Option<String>,
 }
 
+/// A TOML basic string of `s` (`render::q`, passed in: this module is
+/// below `render`).
+pub(super) type Quote<'a> = &'a dyn Fn(&str) -> String;
+
 impl Match {
-    fn render(&self) -> String {
-        let mut s = format!("{{ name = {:?}", self.name);
+    fn render(&self, q: Quote<'_>) -> String {
+        let mut s = format!("{{ name = {}", q(&self.name));
         for (k, v) in [("equals", &self.equals), ("contains", &self.contains), ("regex", &self.regex)] {
             if let Some(v) = v {
-                s.push_str(&format!(", {k} = {v:?}"));
+                s.push_str(&format!(", {k} = {}", q(v)));
             }
         }
         s.push_str(" }");
@@ -76,19 +80,19 @@ impl Match {
 
 impl Rule {
     /// The rule as a TOML table, for `render`.
-    pub(super) fn render(&self) -> String {
+    pub(super) fn render(&self, q: Quote<'_>) -> String {
         let mut s = String::from("\n[[virtual_server.rule]]\n");
         for (k, v) in [("host", &self.host), ("path_prefix", &self.path_prefix), ("path_regex", &self.path_regex), ("extension", &self.extension), ("method", &self.method)] {
             if let Some(v) = v {
-                s.push_str(&format!("{k} = {:?}\n", v.get_ref()));
+                s.push_str(&format!("{k} = {}\n", q(v.get_ref())));
             }
         }
         for (k, v) in [("query", &self.query), ("header", &self.header)] {
             if let Some(v) = v {
-                s.push_str(&format!("{k} = {}\n", v.get_ref().render()));
+                s.push_str(&format!("{k} = {}\n", v.get_ref().render(q)));
             }
         }
-        s.push_str(&format!("pool = {:?}\n", self.pool.get_ref()));
+        s.push_str(&format!("pool = {}\n", q(self.pool.get_ref())));
         s
     }
 
@@ -164,13 +168,13 @@ impl HeaderVerb {
 }
 
 impl HeaderAction {
-    pub(super) fn render(&self, table: &str) -> String {
-        let mut s = format!("\n[[virtual_server.{table}]]\naction = {:?}\nname = {:?}\n", self.action.get_ref().name(), self.name.get_ref());
+    pub(super) fn render(&self, table: &str, q: Quote<'_>) -> String {
+        let mut s = format!("\n[[virtual_server.{table}]]\naction = {}\nname = {}\n", q(self.action.get_ref().name()), q(self.name.get_ref()));
         if let Some(v) = &self.value {
-            s.push_str(&format!("value = {:?}\n", v.get_ref()));
+            s.push_str(&format!("value = {}\n", q(v.get_ref())));
         }
         if let Some(m) = &self.pattern {
-            s.push_str(&format!("match = {:?}\n", m.get_ref()));
+            s.push_str(&format!("match = {}\n", q(m.get_ref())));
         }
         s
     }

@@ -216,13 +216,13 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
         }
         // Last: the tables belong to this virtual server.
         for r in &v.rule {
-            s.push_str(&r.render());
+            s.push_str(&r.render(&q));
         }
         for a in &v.http_request {
-            s.push_str(&a.render("http_request"));
+            s.push_str(&a.render("http_request", &q));
         }
         for a in &v.http_response {
-            s.push_str(&a.render("http_response"));
+            s.push_str(&a.render("http_response", &q));
         }
     }
     let t = &cfg.timeouts;

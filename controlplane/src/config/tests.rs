@@ -781,3 +781,14 @@ fn l7_persistence_renders_back_and_needs_http() {
     let e = err(&GOOD.replace("pool = \"web\"\n", "pool = \"web\"\npersistence = { kind = \"cookie-insert\" }\n"));
     assert!(e.message.contains("needs protocol = \"http\""), "{e}");
 }
+
+#[test]
+fn rules_and_header_actions_render_as_toml_whatever_their_text() {
+    // The config fuzzer's find: Rust's `{:?}` is no TOML string.
+    let rule = "\n[[virtual_server.rule]]\nhost = \"a.exam\u{fe0f}ple\\\\x\\\"y\"\nheader = { name = \"X-A\", equals = \"\u{1f600}\" }\npool = \"web\"\n\n[[virtual_server.http_response]]\naction = \"set-header\"\nname = \"X-B\"\nvalue = \"a \\\"quoted\\\" value\"\n";
+    let c = Config::parse("t.toml", &with_http(rule)).unwrap();
+    let text = render(&c);
+    let again = Config::parse("r.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(render(&again), text);
+    assert_eq!(again.virtual_servers[1].rule[0].host.as_ref().map(|h| h.get_ref().as_str()), Some("a.exam\u{fe0f}ple\\x\"y"));
+}
