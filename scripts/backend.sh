@@ -41,16 +41,16 @@ http {
     location / { root $dir/www; }
   }
   # What the servers learn of the client (the L7 tests): the headers on
-  # 8081, the PROXY protocol's address on 8082.
+  # 9081, the PROXY protocol's address on 9082 (ports no test takes for a dead one).
   log_format clientaddr '\$server_port \$remote_addr xff="\$http_x_forwarded_for" fwd="\$http_forwarded" pp="\$proxy_protocol_addr" "\$request"';
   server {
-    listen 8081;
+    listen 9081;
     access_log $dir/logs/client.log clientaddr;
     location = /id { default_type text/plain; return 200 "$name\n"; }
     location / { root $dir/www; }
   }
   server {
-    listen 8082 proxy_protocol;
+    listen 9082 proxy_protocol;
     access_log $dir/logs/client.log clientaddr;
     location = /id { default_type text/plain; return 200 "$name\n"; }
     location / { root $dir/www; }

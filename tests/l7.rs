@@ -111,7 +111,7 @@ pool = "a"
     }
 }
 
-/// Backend `n`'s `client.log` (its 8081 and 8082 listeners: the headers
+/// Backend `n`'s `client.log` (its 9081 and 9082 listeners: the headers
 /// and the PROXY protocol's address it got).
 fn client_log(lab: &Lab, n: u32) -> Vec<String> {
     std::fs::read_to_string(lab.backend_dir(n).join("logs/client.log")).unwrap_or_default().lines().map(str::to_string).collect()
@@ -144,7 +144,7 @@ match = "^text/(.*)$"
 value = "text/$1; charset=utf-8"
 "#;
     let trusted = "client_address = [\"x-forwarded-for\"]\ntrusted_proxies = [\"192.0.2.0/24\"]\n";
-    lab.start(&format!("{}\n{}\n{}", pool("c", 8081), http_vs("untrusted", 80, "c", untrusted), http_vs("trusted", 8080, "c", trusted)));
+    lab.start(&format!("{}\n{}\n{}", pool("c", 9081), http_vs("untrusted", 80, "c", untrusted), http_vs("trusted", 8080, "c", trusted)));
     // A client that is no trusted proxy cannot plant an address.
     let head = lab.topo.exec("client", &format!("curl -s -S -m 10 -D - -o /dev/null -H 'X-Forwarded-For: 203.0.113.7' http://{VIP}/id"));
     assert!(head.contains("X-Served-By: furiwake") || head.contains("x-served-by: furiwake"), "added: {head}");
@@ -152,7 +152,7 @@ value = "text/$1; charset=utf-8"
     assert!(head.to_ascii_lowercase().contains("content-type: text/plain; charset=utf-8"), "replaced: {head}");
     let logs = client_logs(&lab);
     assert_eq!(logs.len(), 1, "{logs:?}");
-    assert!(logs[0].starts_with("8081 198.51.100.1 xff=\"192.0.2.10\" fwd=\"for=192.0.2.10;proto=http;host=\\x22192.0.2.100\\x22\""), "{logs:?}");
+    assert!(logs[0].starts_with("9081 198.51.100.1 xff=\"192.0.2.10\" fwd=\"for=192.0.2.10;proto=http;host=\\x22192.0.2.100\\x22\""), "{logs:?}");
     // A trusted one's list is kept and the client appended.
     let _ = lab.topo.exec("client", &format!("curl -s -S -m 10 -H 'X-Forwarded-For: 203.0.113.7' http://{VIP}:8080/id"));
     let logs = client_logs(&lab);
@@ -164,7 +164,7 @@ fn the_servers_learn_the_client_from_the_proxy_protocol_v1_and_v2() {
     let Some(mut lab) = open('l', "proxy-proto") else { return };
     let v1 = "client_address = [\"proxy-v1\"]\n";
     let v2 = "client_address = [\"proxy-v2\"]\n";
-    lab.start(&format!("{}\n{}\n{}", pool("pp", 8082), http_vs("v1", 80, "pp", v1), http_vs("v2", 8080, "pp", v2)));
+    lab.start(&format!("{}\n{}\n{}", pool("pp", 9082), http_vs("v1", 80, "pp", v1), http_vs("v2", 8080, "pp", v2)));
     // Three requests on one client connection, then one on another: the
     // servers' connections carry one client each.
     let (ok, out) = lab.topo.try_exec("client", &format!("curl -s -S -m 10 http://{VIP}/id http://{VIP}/id http://{VIP}/id && curl -s -S -m 10 http://{VIP}:8080/id"));
@@ -173,7 +173,7 @@ fn the_servers_learn_the_client_from_the_proxy_protocol_v1_and_v2() {
     let logs = client_logs(&lab);
     assert_eq!(logs.len(), 4, "{logs:?}");
     for l in &logs {
-        assert!(l.starts_with("8082 198.51.100.1 ") && l.contains("pp=\"192.0.2.10\""), "nginx took the client's address from the PROXY header: {logs:?}");
+        assert!(l.starts_with("9082 198.51.100.1 ") && l.contains("pp=\"192.0.2.10\""), "nginx took the client's address from the PROXY header: {logs:?}");
     }
 }
 
