@@ -12,9 +12,9 @@
 //! (`Forwarding::LocalOut`), their answers back to the host link.
 //! `classify::local_link_ok` keeps each side of both to its link.
 
-use super::snat::NO_INDEX;
+use super::snat::{untranslated, NO_INDEX};
 use super::{L4Info, Shard, Verdict};
-use crate::conntrack::{Dir, EntryFlags, FlowId, FlowInit, InsertError};
+use crate::conntrack::{Dir, EntryFlags, FlowId, InsertError};
 use crate::ctl::events::SyncKind;
 use crate::state::counters::DropReason;
 use crate::state::snapshot::{Forwarding, Snapshot};
@@ -27,24 +27,7 @@ impl Shard {
     /// packet's own addresses on both sides (nothing is translated), the
     /// host as its server.
     pub(super) fn open_local(&mut self, frame: &[u8], p: &L4Info, vs_index: u16, in_link: u16, flags: EntryFlags) -> Result<FlowId, Verdict> {
-        let client_mac = EthernetFrame::new_unchecked(frame).src_addr();
-        let init = FlowInit {
-            proto: p.proto,
-            client_ip: p.src,
-            client_port: p.sport,
-            vip: p.dst,
-            vport: p.dport,
-            server_ip: p.dst,
-            server_port: p.dport,
-            local_ip: p.src,
-            local_port: p.sport,
-            vs: vs_index,
-            server: NO_INDEX,
-            client_port_id: in_link as u8,
-            client_mac: client_mac.0,
-            flags,
-            mode: Forwarding::Local,
-        };
+        let init = untranslated(frame, p, vs_index, in_link, flags, Forwarding::Local);
         let id = self.table.insert_after_miss(&init, self.now).map_err(|e| Verdict::Drop(insert_drop(e)))?;
         let c = &self.counters;
         c.flows.inc();
@@ -91,23 +74,7 @@ impl Shard {
         if !self.make_room(snap, NO_INDEX, p.proto) {
             return Verdict::Drop(DropReason::FlowTableFull);
         }
-        let init = FlowInit {
-            proto: p.proto,
-            client_ip: p.src,
-            client_port: p.sport,
-            vip: p.dst,
-            vport: p.dport,
-            server_ip: p.dst,
-            server_port: p.dport,
-            local_ip: p.src,
-            local_port: p.sport,
-            vs: NO_INDEX,
-            server: NO_INDEX,
-            client_port_id: in_link as u8,
-            client_mac: EthernetFrame::new_unchecked(&*frame).src_addr().0,
-            flags: EntryFlags::empty(),
-            mode: Forwarding::LocalOut,
-        };
+        let init = untranslated(frame, p, NO_INDEX, in_link, EntryFlags::empty(), Forwarding::LocalOut);
         let id = match self.table.insert_after_miss(&init, self.now) {
             Ok(id) => id,
             Err(e) => return Verdict::Drop(insert_drop(e)),
@@ -125,15 +92,10 @@ impl Shard {
             return v;
         }
         let (link, mac) = match dir {
-            Dir::Original => {
-                let Some(route) = snap.route(p.dst) else { return Verdict::Drop(DropReason::NoVirtualServer) };
-                let mac = match route.via {
-                    Some(slot) => self.neighbors.get(slot),
-                    None => self.neighbors.host(route.link, p.dst),
-                };
-                let Some(mac) = mac else { return Verdict::Drop(DropReason::NeighborUnresolved) };
-                (route.link, mac)
-            }
+            Dir::Original => match self.route_out(snap, p.dst) {
+                Ok(hop) => hop,
+                Err(v) => return v,
+            },
             Dir::Reply => {
                 let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
                 (f.client_port_id as u16, EthernetAddress(f.client_mac))

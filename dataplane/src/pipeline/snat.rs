@@ -22,6 +22,30 @@ use crate::wire::tcp::flags as tcpf;
 /// virtual-server or server counters).
 pub(super) const NO_INDEX: u16 = u16::MAX;
 
+/// The entry of a connection whose packets keep their addresses (the
+/// sender's side is its "client", the destination its "server"), from
+/// `in_link` and the frame's source MAC.
+#[inline]
+pub(super) fn untranslated(frame: &[u8], p: &L4Info, vs: u16, in_link: u16, flags: EntryFlags, mode: Forwarding) -> FlowInit {
+    FlowInit {
+        proto: p.proto,
+        client_ip: p.src,
+        client_port: p.sport,
+        vip: p.dst,
+        vport: p.dport,
+        server_ip: p.dst,
+        server_port: p.dport,
+        local_ip: p.src,
+        local_port: p.sport,
+        vs,
+        server: NO_INDEX,
+        client_port_id: in_link as u8,
+        client_mac: EthernetFrame::new_unchecked(frame).src_addr().0,
+        flags,
+        mode,
+    }
+}
+
 impl Shard {
     /// A server's first packet out under `rule`: a port of the rule's
     /// address, the entry, the packet forwarded.
@@ -39,24 +63,7 @@ impl Shard {
             return Verdict::Drop(DropReason::FlowTableFull);
         }
         let Some((local_ip, local_port)) = self.local_ports.alloc(&[rule.addr]) else { return Verdict::Drop(DropReason::NoLocalPort) };
-        let client_mac = EthernetFrame::new_unchecked(&*frame).src_addr();
-        let init = FlowInit {
-            proto: p.proto,
-            client_ip: p.src,
-            client_port: p.sport,
-            vip: p.dst,
-            vport: p.dport,
-            server_ip: p.dst,
-            server_port: p.dport,
-            local_ip,
-            local_port,
-            vs: NO_INDEX,
-            server: NO_INDEX,
-            client_port_id: in_link as u8,
-            client_mac: client_mac.0,
-            flags: EntryFlags::empty(),
-            mode: Forwarding::Snat,
-        };
+        let init = FlowInit { local_ip, local_port, ..untranslated(frame, p, NO_INDEX, in_link, EntryFlags::empty(), Forwarding::Snat) };
         let id = match self.table.insert_after_miss(&init, self.now) {
             Ok(id) => id,
             Err(e) => {
@@ -73,6 +80,17 @@ impl Shard {
         self.forward_snat(snap, frame, p, id, Dir::Original)
     }
 
+    /// Where a routed packet to `dst` leaves: the link of its route and
+    /// the next hop's MAC (the gateway's, or `dst`'s own on the link).
+    pub(super) fn route_out(&self, snap: &Snapshot, dst: u32) -> Result<(u16, EthernetAddress), Verdict> {
+        let route = snap.route(dst).ok_or(Verdict::Drop(DropReason::NoVirtualServer))?;
+        let mac = match route.via {
+            Some(slot) => self.neighbors.get(slot),
+            None => self.neighbors.host(route.link, dst),
+        };
+        mac.map(|m| (route.link, m)).ok_or(Verdict::Drop(DropReason::NeighborUnresolved))
+    }
+
     /// A packet of a source-NAT connection: out, the rule's address and
     /// port as source, routed; back, the server's address and port as
     /// destination, to its MAC on its link.
@@ -83,15 +101,10 @@ impl Shard {
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         let (client_ip, client_port, client_mac, client_link, local_ip, local_port) = (f.client_ip, f.client_port, f.client_mac, f.client_port_id as u16, f.local_ip, f.local_port);
         let (link, mac) = match dir {
-            Dir::Original => {
-                let Some(route) = snap.route(p.dst) else { return Verdict::Drop(DropReason::NoVirtualServer) };
-                let mac = match route.via {
-                    Some(slot) => self.neighbors.get(slot),
-                    None => self.neighbors.host(route.link, p.dst),
-                };
-                let Some(mac) = mac else { return Verdict::Drop(DropReason::NeighborUnresolved) };
-                (route.link, mac)
-            }
+            Dir::Original => match self.route_out(snap, p.dst) {
+                Ok(hop) => hop,
+                Err(v) => return v,
+            },
             Dir::Reply => (client_link, EthernetAddress(client_mac)),
         };
         let Some(out) = snap.port(link) else { return Verdict::Drop(DropReason::NoVirtualServer) };

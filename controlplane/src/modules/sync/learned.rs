@@ -4,29 +4,17 @@
 //! into this box's engine (`modules::l7`; the appliance moves them, this
 //! module knows no engine).
 
-use super::wire::{encode_learned, Header, LearnedRecord, MessageType};
-use super::{frame, now_us, send_key, Sync};
+use super::wire::{encode_learned, LearnedRecord, MessageType};
+use super::{frame, send_key, Sync};
 use crate::modules::arp::Arp;
 use crate::runtime::Runtime;
-use std::time::Instant;
 
 impl Sync {
     /// Sends `records` to the peer, in as many datagrams as they take.
     pub fn send_learned(&mut self, rt: &mut Runtime, arp: &mut Arp, records: &[LearnedRecord]) {
         let mut rest = records;
         while !rest.is_empty() {
-            self.seq += 1;
-            let header = Header {
-                msg: MessageType::Learned,
-                key_id: 0,
-                sender_key: self.keys.current.id(),
-                sender: self.sender,
-                seq: self.seq,
-                sent_us: now_us(),
-                nonce: self.nonces.current(),
-                echo: self.fresh.echo(Instant::now()),
-                fingerprint: self.fingerprint,
-            };
+            let header = self.next_header(MessageType::Learned);
             let key = send_key(&self.keys, self.peer_key);
             let taken = match encode_learned(&mut self.buf, key, &header, rest) {
                 Ok(n) if n > 0 => n,

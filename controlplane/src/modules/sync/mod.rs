@@ -514,15 +514,11 @@ impl Sync {
         }
     }
 
-    /// One datagram to the peer.
-    fn send(&mut self, rt: &mut Runtime, arp: &mut Arp, msg: MessageType, records: &[SyncRecord]) {
-        self.send_with(rt, arp, msg, records, None);
-    }
-
-    /// `send`, and for `BulkRequest` and `BulkEnd` the request id.
-    fn send_with(&mut self, rt: &mut Runtime, arp: &mut Arp, msg: MessageType, records: &[SyncRecord], bulk_id: Option<u32>) {
+    /// The header of the next datagram of type `msg` (its sequence number
+    /// taken).
+    fn next_header(&mut self, msg: MessageType) -> Header {
         self.seq += 1;
-        let header = Header {
+        Header {
             msg,
             key_id: 0,
             sender_key: self.keys.current.id(),
@@ -532,7 +528,17 @@ impl Sync {
             nonce: self.nonces.current(),
             echo: self.fresh.echo(Instant::now()),
             fingerprint: self.fingerprint,
-        };
+        }
+    }
+
+    /// One datagram to the peer.
+    fn send(&mut self, rt: &mut Runtime, arp: &mut Arp, msg: MessageType, records: &[SyncRecord]) {
+        self.send_with(rt, arp, msg, records, None);
+    }
+
+    /// `send`, and for `BulkRequest` and `BulkEnd` the request id.
+    fn send_with(&mut self, rt: &mut Runtime, arp: &mut Arp, msg: MessageType, records: &[SyncRecord], bulk_id: Option<u32>) {
+        let header = self.next_header(msg);
         let key = send_key(&self.keys, self.peer_key);
         let encoded = match (bulk_id, msg) {
             (Some(id), _) => wire::encode_bulk(&mut self.buf, key, &header, id),
