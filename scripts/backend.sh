@@ -6,6 +6,7 @@
 #       /health with OK, and serves DIR/www (with a BIG_MB MiB file "big"
 #       when asked). Start it with: nginx -p DIR -c DIR/nginx.conf
 #       (it stays in the foreground: its PID is the caller's to stop).
+#       With DIR/srv.pem and DIR/srv.key it also serves HTTPS on 9443.
 set -euo pipefail
 
 case "${1:-}" in
@@ -14,6 +15,10 @@ case "${1:-}" in
     mkdir -p "$dir/www" "$dir/tmp" "$dir/logs"
     if [ "$big" -gt 0 ] && [ ! -f "$dir/www/big" ]; then
       head -c "$((big * 1048576))" /dev/urandom > "$dir/www/big"
+    fi
+    tls=""
+    if [ -f "$dir/srv.pem" ] && [ -f "$dir/srv.key" ]; then
+      tls="server { listen 9443 ssl; ssl_certificate $dir/srv.pem; ssl_certificate_key $dir/srv.key; access_log $dir/logs/client.log clientaddr; location = /id { default_type text/plain; return 200 \"$name\\n\"; } location / { root $dir/www; } }"
     fi
     cat > "$dir/nginx.conf" <<CONF
 daemon off;
@@ -55,6 +60,8 @@ http {
     location = /id { default_type text/plain; return 200 "$name\n"; }
     location / { root $dir/www; }
   }
+  # HTTPS (the L7 engine's re-encryption), when the test gave a certificate.
+  $tls
 }
 CONF
     ;;

@@ -9,6 +9,7 @@ PKGS=(
   dpdk dpdk-dev libdpdk-dev libsystemd-dev pkg-config clang libclang-dev build-essential
   iproute2 iputils-ping ethtool nftables procps coreutils python3 python3-scapy
   nginx-light socat curl wrk tcpdump tshark tcpreplay keepalived gnuplot-nox tmux
+  openssl testssl.sh
 )
 
 SUDO=""

@@ -289,6 +289,13 @@ impl Drop for Scratch {
     }
 }
 
+/// `furiwake console --socket SOCKET -c CMD`: whether it succeeded, and
+/// what it printed (stdout, then stderr).
+pub fn console_at(socket: &Path, cmd: &str) -> (bool, String) {
+    let out = Command::new(furiwake_bin()).args(["console", "--socket", socket.to_str().expect("utf-8 path"), "-c", cmd]).output().expect("run furiwake console");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
 /// Starts `furiwake run --config CONFIG` (in namespace `ns` when given) and
 /// waits for "furiwake: ready".
 pub fn start_furiwake(ns: Option<&str>, config: &Path, log: &Path, file_prefix: &str) -> Proc {

@@ -7,9 +7,6 @@
 
 use super::model::Config;
 use super::{ConfigError, Source};
-use std::fs::OpenOptions;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// More than any hex key (128 digits) with a newline.
@@ -28,34 +25,8 @@ impl Config {
 
 /// The file's text, trimmed, if nobody but its owner, root, can read it.
 fn read(path: &Path) -> Result<String, String> {
-    if !path.is_absolute() {
-        return Err("must be an absolute path".into());
-    }
-    // O_NOFOLLOW: a symbolic link is refused, not followed; the checks
-    // below are of the file opened (fstat), not of a name that could be
-    // swapped meanwhile.
-    let mut file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path).map_err(|e| match e.raw_os_error() {
-        Some(libc::ELOOP) => "is a symbolic link".to_string(),
-        _ => e.to_string(),
-    })?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != 0 && meta.uid() != me {
-        return Err(format!("owned by uid {}: must be owned by root", meta.uid()));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(format!("mode {:04o}: others may read it; chmod 600", meta.mode() & 0o7777));
-    }
-    if meta.len() > MAX_LEN {
-        return Err(format!("{} bytes: a key file holds one hex key", meta.len()));
-    }
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    Ok(text.trim().to_string())
+    let bytes = super::secret::read_secret(path, MAX_LEN, "a key file holds one hex key")?;
+    String::from_utf8(bytes).map(|t| t.trim().to_string()).map_err(|_| "not text".to_string())
 }
 
 #[cfg(test)]

@@ -18,14 +18,14 @@ impl Config {
 impl Protocol {
     /// Served by the L7 engine rather than forwarded.
     pub fn is_l7(self) -> bool {
-        matches!(self, Protocol::Http)
+        matches!(self, Protocol::Http | Protocol::Https)
     }
 
     /// The transport under it: two virtual servers on one address and
     /// port of one transport cannot both be served.
     pub fn transport(self) -> Protocol {
         match self {
-            Protocol::Http => Protocol::Tcp,
+            Protocol::Http | Protocol::Https => Protocol::Tcp,
             p => p,
         }
     }
@@ -63,6 +63,11 @@ impl Config {
             if !bounds::MAX_BODY_BYTES.contains(*body.get_ref()) {
                 return Err(src.error(Some(body.span()), bounds::MAX_BODY_BYTES.refusal(body.get_ref())));
             }
+        }
+        match (vs.protocol, &vs.tls) {
+            (Protocol::Https, None) => return Err(src.error(Some(vs.name.span()), format!("virtual_server {name:?}: protocol = \"https\" needs tls = {{ certificates = [ {{ cert = \"...\", key = \"...\" }} ] }}"))),
+            (Protocol::Http, Some(t)) => return Err(src.error(Some(t.span()), format!("virtual_server {name:?}: tls needs protocol = \"https\""))),
+            _ => {}
         }
         if let Some(p) = &vs.sorry_page {
             if let Err(e) = std::fs::metadata(p.get_ref()) {
@@ -193,6 +198,27 @@ impl Config {
         }
         if let Some(e) = &q.expires_s {
             super::validate::within(src, &bounds::COOKIE_EXPIRES_S, e)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads every virtual server's `tls` and `server_tls` files into
+    /// rustls configurations (`Loaded`).
+    pub(super) fn read_tls_files(&mut self, src: &Source<'_>) -> Result<(), ConfigError> {
+        for vs in &mut self.virtual_servers {
+            let name = vs.name.get_ref().clone();
+            let whole = vs.name.span();
+            let refuse = |(at, why): (Option<std::ops::Range<usize>>, String)| src.error(Some(at.unwrap_or_else(|| whole.clone())), format!("virtual_server {name:?}: {why}"));
+            if let Some(t) = vs.tls.as_mut() {
+                let sc = t.get_ref().load().map_err(refuse)?;
+                t.get_mut().loaded = super::tls::Loaded(Some(std::sync::Arc::new(sc)));
+            }
+            if let Some(t) = vs.server_tls.as_mut() {
+                let cc = t.get_ref().load().map_err(refuse)?;
+                t.get_mut().loaded = super::tls::Loaded(Some(std::sync::Arc::new(cc)));
+            }
         }
         Ok(())
     }

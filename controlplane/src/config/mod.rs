@@ -26,6 +26,8 @@ mod link;
 mod persistence;
 mod render;
 mod save;
+mod secret;
+mod tls;
 mod validate;
 
 #[cfg(test)]
@@ -110,6 +112,7 @@ impl Config {
             src.error(e.span(), message)
         })?;
         cfg.read_key_file(&src)?;
+        cfg.read_tls_files(&src)?;
         cfg.validate(&src)?;
         Ok(cfg)
     }

@@ -444,6 +444,8 @@ pub enum Protocol {
     /// path: the box terminates the client's TCP and opens its own to the
     /// chosen server (`l7`).
     Http,
+    /// HTTPS: TLS terminated by the L7 engine (`tls`), then as `http`.
+    Https,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -521,6 +523,12 @@ pub struct VirtualServer {
     /// request (read at each load).
     #[serde(default)]
     pub sorry_page: Option<Spanned<String>>,
+    /// `https`: the certificates (`config::tls`).
+    #[serde(default)]
+    pub tls: Option<Spanned<super::tls::Tls>>,
+    /// `http`, `https`: TLS to the servers, verified (`config::tls`).
+    #[serde(default)]
+    pub server_tls: Option<Spanned<super::tls::ServerTls>>,
 }
 
 /// `syn_proxy`: `auto` (while the worker's half-open entries pass

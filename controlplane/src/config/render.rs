@@ -214,6 +214,12 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
         if let Some(p) = &v.sorry_page {
             let _ = writeln!(s, "sorry_page = {}", q(p.get_ref()));
         }
+        if let Some(t) = &v.tls {
+            let _ = writeln!(s, "{}", t.get_ref().render(&q));
+        }
+        if let Some(t) = &v.server_tls {
+            let _ = writeln!(s, "{}", t.get_ref().render(&q));
+        }
         // Last: the tables belong to this virtual server.
         for r in &v.rule {
             s.push_str(&r.render(&q));

@@ -792,3 +792,76 @@ fn rules_and_header_actions_render_as_toml_whatever_their_text() {
     assert_eq!(render(&again), text);
     assert_eq!(again.virtual_servers[1].rule[0].host.as_ref().map(|h| h.get_ref().as_str()), Some("a.exam\u{fe0f}ple\\x\"y"));
 }
+
+/// A test certificate for a.example and *.a.example (made by
+/// tests/scripts/mkcerts.sh; loading does not look at its dates), its
+/// key, and a key of another certificate.
+const A_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB4jCCAYigAwIBAgIUN1i+IK/oNNAuNlj+NkfJmZg9sggwCgYIKoZIzj0EAwIw\nGzEZMBcGA1UEAwwQRnVyaXdha2UgdGVzdCBDQTAeFw0yNjEyMDYwMzEyMTJaFw0y\nNjEyMDgwMzEyMTJaMAwxCjAIBgNVBAMMAWEwWTATBgcqhkjOPQIBBggqhkjOPQMB\nBwNCAAToo+8Cx/POh6L9Lsx4PJlN+u8F94gY4ClNUeDJ7b6o6XwMjdp/QhhgYti6\n9FWiwcfFUL6ZXNM60JJTeiz7tyCDo4G4MIG1MCEGA1UdEQQaMBiCCWEuZXhhbXBs\nZYILKi5hLmV4YW1wbGUwCQYDVR0TBAIwADATBgNVHSUEDDAKBggrBgEFBQcDATAw\nBggrBgEFBQcBAQQkMCIwIAYIKwYBBQUHMAGGFGh0dHA6Ly9vY3NwLmludmFsaWQv\nMB0GA1UdDgQWBBRpBAfN0DFMQXMkGzeBLacyy98Y5TAfBgNVHSMEGDAWgBTBVXBo\nrLNkCnYh1wwIZhA+k0qWFzAKBggqhkjOPQQDAgNIADBFAiBAvp5D+t/0dP6t458P\nxWX1x+GCcwE4mjoCPb1iVKsf5QIhAIBq59xihW7emjVNZfBv7EpgbzRilJ0qwPwe\nRwAP/ebK\n-----END CERTIFICATE-----\n";
+const A_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg9f20ZwkBEFk7yBTE\npc4gryezlXx3ZGTLlDRlcjAkseWhRANCAAToo+8Cx/POh6L9Lsx4PJlN+u8F94gY\n4ClNUeDJ7b6o6XwMjdp/QhhgYti69FWiwcfFUL6ZXNM60JJTeiz7tyCD\n-----END PRIVATE KEY-----\n";
+const B_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgytsILnAuijeqoe+O\neIFvXQx2nm9m4KSVfYjiELt041ehRANCAAQxpqLO83TY3sW0UBm7zhAR7knxW16T\nbZP6Cqa5IgGAIwa1gqirKc9GxbTul/zmZhrmkHS1jwvwLp56guPIVH3g\n-----END PRIVATE KEY-----\n";
+
+/// The three files in a scratch dir (keys mode 0600): (dir, cert, key, other key).
+fn tls_files(tag: &str) -> (std::path::PathBuf, String, String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let d = std::env::temp_dir().join(format!("furiwake-tls-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    for (f, text) in [("a.pem", A_PEM), ("a.key", A_KEY), ("b.key", B_KEY)] {
+        std::fs::write(d.join(f), text).unwrap();
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let p = |f: &str| d.join(f).display().to_string();
+    (d.clone(), p("a.pem"), p("a.key"), p("b.key"))
+}
+
+/// GOOD plus an `https` virtual server on VIP:443 with `tls`.
+fn with_https(tls: &str) -> String {
+    format!("{GOOD}\n[[virtual_server]]\nname = \"secure\"\naddress = \"192.0.2.100:443\"\nprotocol = \"https\"\npool = \"web\"\n{tls}\n")
+}
+
+#[test]
+fn an_https_virtual_server_loads_its_certificates_and_renders_back() {
+    let (d, cert, key, _) = tls_files("ok");
+    let text = with_https(&format!("tls = {{ certificates = [ {{ cert = \"{cert}\", key = \"{key}\" }} ], min_version = \"1.3\" }}\nserver_tls = {{ ca = \"{cert}\", server_name = \"a.example\" }}"));
+    let c = Config::parse("t.toml", &text).unwrap();
+    let v = &c.virtual_servers[1];
+    assert_eq!(v.protocol, Protocol::Https);
+    assert!(c.has_l7() && v.protocol.transport() == Protocol::Tcp);
+    let sc = v.tls.as_ref().and_then(|t| t.get_ref().loaded.0.clone()).expect("loaded");
+    assert_eq!(sc.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+    assert!(v.server_tls.as_ref().is_some_and(|t| t.get_ref().loaded.0.is_some()));
+    let r = render(&c);
+    assert!(r.contains(&format!("tls = {{ certificates = [{{ cert = \"{cert}\", key = \"{key}\" }}], min_version = \"1.3\" }}")), "{r}");
+    assert_eq!(render(&Config::parse("r.toml", &r).unwrap()), r);
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn tls_files_that_cannot_serve_are_refused_at_their_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, cert, key, other) = tls_files("bad");
+    let line = GOOD.lines().count() + 7;
+    let tls = |c: &str, k: &str| format!("tls = {{ certificates = [ {{ cert = \"{c}\", key = \"{k}\" }} ] }}");
+    for (text, needle) in [
+        (with_https(&tls(&cert, &other)), "KeyMismatch"),
+        (with_https(&tls(&key, &key)), "no certificate in it"),
+        (with_https(&tls(&cert, "a.key")), "must be an absolute path"),
+        (with_https(&tls(&format!("{cert}.missing"), &key)), "No such file"),
+        (with_https("tls = { certificates = [] }"), "at least one certificate"),
+        (with_https(""), "needs tls = "),
+        (with_http(&tls(&cert, &key)), "tls needs protocol = \"https\""),
+        (with_https(&format!("{}\nserver_tls = {{ ca = \"{key}\" }}", tls(&cert, &key))), "server_tls: ca"),
+    ] {
+        let e = err(&text);
+        assert!(e.message.contains(needle), "{needle}: {e}");
+    }
+    // A key others may read: refused at its certificate's line.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let e = err(&with_https(&tls(&cert, &key)));
+    assert!(e.message.contains("mode 0640: others may read it"), "{e}");
+    assert_eq!(e.line, line, "{e}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tcp = format!("{GOOD}{}\n", tls(&cert, &key));
+    assert!(err(&tcp).message.contains("passes TLS through"), "{}", err(&tcp));
+    let _ = std::fs::remove_dir_all(d);
+}

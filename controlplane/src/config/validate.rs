@@ -213,6 +213,10 @@ impl Config {
                 return Err(src.error(Some(l.span()), format!("virtual_server {:?}: limits need protocol = \"http\"", vs.name.get_ref())));
             } else if let Some(p) = &vs.sorry_page {
                 return Err(src.error(Some(p.span()), format!("virtual_server {:?}: sorry_page needs protocol = \"http\"", vs.name.get_ref())));
+            } else if let Some(t) = &vs.tls {
+                return Err(src.error(Some(t.span()), format!("virtual_server {:?}: tls needs protocol = \"https\" (a tcp virtual server passes TLS through)", vs.name.get_ref())));
+            } else if let Some(t) = &vs.server_tls {
+                return Err(src.error(Some(t.span()), format!("virtual_server {:?}: server_tls needs protocol = \"http\" or \"https\"", vs.name.get_ref())));
             } else if *vs.forwarding.get_ref() != Forwarding::FullNat && !vs.local_addresses.is_empty() {
                 return Err(src.error(Some(vs.name.span()), format!("virtual_server {:?}: local_addresses needs forwarding = \"full-nat\"", vs.name.get_ref())));
             }

@@ -1,6 +1,7 @@
 //! The L7 engine's tasks, on its tokio runtime (whose threads live in the
 //! appliance's network namespace): one listener per `http` virtual server,
-//! HTTP/1.1 and h2c from clients (hyper's auto server), each request sent
+//! HTTP/1.1 and h2c from clients (hyper's auto server; HTTPS: TLS first,
+//! h2 by ALPN: `tls`), each request sent
 //! to a server its pool's scheduler picks, over a keep-alive connection
 //! pool per (virtual server, source address) (hyper-util's client, bound
 //! to the source), the answer streamed back. No server: 503; a server that
@@ -16,7 +17,6 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -29,10 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 type Body = BoxBody<Bytes, hyper::Error>;
-/// A request's body on its way to a server: the client's, cut at
-/// `max_body_bytes`.
-type UpBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-type Upstream = Client<HttpConnector, UpBody>;
+use super::tls::{ToServers, UpBody, Upstream};
 type Sender = hyper::client::conn::http1::SendRequest<UpBody>;
 
 /// How long a server may take to accept a connection.
@@ -73,7 +70,9 @@ pub struct Shared {
     slots: Arc<tokio::sync::Semaphore>,
     view: RwLock<Arc<View>>,
     sched: Mutex<Scheduler>,
-    clients: Mutex<HashMap<(u16, Ipv4Addr), Upstream>>,
+    /// By virtual server, source and TLS configuration (its address: a
+    /// reload's new one starts a new pool).
+    clients: Mutex<HashMap<(u16, Ipv4Addr, usize), Upstream>>,
     pub counters: Arc<Counters>,
     /// Learned persistence records (`persist`).
     pub table: Arc<super::persist::Table>,
@@ -98,20 +97,22 @@ impl Shared {
         }
     }
 
-    /// The keep-alive pool of virtual server `slot` from `source`.
-    fn client(&self, slot: u16, source: Ipv4Addr) -> Upstream {
+    /// The keep-alive pool of virtual server `slot` from `source` (TLS
+    /// when `tls` says).
+    fn client(&self, slot: u16, source: Ipv4Addr, tls: Option<&ToServers>) -> Upstream {
         let mut clients = match self.clients.lock() {
             Ok(c) => c,
             Err(p) => p.into_inner(),
         };
+        let key = (slot, source, tls.map_or(0, |t| Arc::as_ptr(&t.config) as usize));
         clients
-            .entry((slot, source))
+            .entry(key)
             .or_insert_with(|| {
                 let mut c = HttpConnector::new();
                 c.set_local_address(Some(IpAddr::V4(source)));
                 c.set_nodelay(true);
                 c.set_connect_timeout(Some(CONNECT_TIMEOUT));
-                Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE).pool_max_idle_per_host(MAX_IDLE_PER_SERVER).pool_timer(TokioTimer::new()).build(c)
+                Upstream::new(c, tls, POOL_IDLE, MAX_IDLE_PER_SERVER)
             })
             .clone()
     }
@@ -189,36 +190,52 @@ async fn accept(shared: Arc<Shared>, l: tokio::net::TcpListener, slot: u16) {
         };
         let shared = Arc::clone(&shared);
         shared.counters.connections.fetch_add(1, Ordering::Relaxed);
-        let own = Arc::new(Own::default());
-        let limits = shared.view().service(slot).map(|s| s.limits.clone()).unwrap_or_default();
+        let (limits, tls) = shared.view().service(slot).map(|s| (s.limits.clone(), s.tls.clone())).unwrap_or_default();
         tokio::spawn(async move {
             let _permit = permit;
             // The first byte within the header deadline: hyper's timer
             // starts only once a request begins (a silent client would be
-            // held for ever).
+            // held for ever). A TLS handshake has the same deadline.
             let deadline = Duration::from_secs(u64::from(*limits.header_timeout_s.get_ref()));
             if !matches!(tokio::time::timeout(deadline, stream.peek(&mut [0u8; 1])).await, Ok(Ok(n)) if n > 0) {
                 return;
             }
-            let svc = hyper::service::service_fn(|req| proxy(Arc::clone(&shared), slot, peer, Arc::clone(&own), req));
-            let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let header_bytes = *limits.max_header_bytes.get_ref() as usize;
-            b.http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(u64::from(*limits.header_timeout_s.get_ref())))
-                .max_headers(*limits.max_headers.get_ref() as usize)
-                // The read buffer: a head that does not fit gets 431.
-                .max_buf_size(header_bytes.max(8192));
-            b.http2()
-                .timer(TokioTimer::new())
-                .max_header_list_size(*limits.max_header_bytes.get_ref())
-                .max_concurrent_streams(100)
-                .keep_alive_interval(Some(deadline))
-                .keep_alive_timeout(deadline);
-            if let Err(e) = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
-                log::debug!("l7: {peer}: {e}");
+            match tls {
+                None => serve(shared, slot, peer, false, &limits, stream).await,
+                Some(config) => {
+                    if let Some(s) = super::tls::accept(config, stream, deadline, &shared.counters).await {
+                        serve(Arc::clone(&shared), slot, peer, true, &limits, s).await;
+                    }
+                }
             }
         });
+    }
+}
+
+/// Serves HTTP/1.1 and h2 on a client's connection (`https`: inside TLS).
+async fn serve<S>(shared: Arc<Shared>, slot: u16, peer: SocketAddr, https: bool, limits: &crate::config::Limits, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let deadline = Duration::from_secs(u64::from(*limits.header_timeout_s.get_ref()));
+    let own = Arc::new(Own::default());
+    let svc = hyper::service::service_fn(|req| proxy(Arc::clone(&shared), slot, peer, https, Arc::clone(&own), req));
+    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let header_bytes = *limits.max_header_bytes.get_ref() as usize;
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(u64::from(*limits.header_timeout_s.get_ref())))
+        .max_headers(*limits.max_headers.get_ref() as usize)
+        // The read buffer: a head that does not fit gets 431.
+        .max_buf_size(header_bytes.max(8192));
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(*limits.max_header_bytes.get_ref())
+        .max_concurrent_streams(100)
+        .keep_alive_interval(Some(deadline))
+        .keep_alive_timeout(deadline);
+    if let Err(e) = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
+        log::debug!("l7: {peer}: {e}");
     }
 }
 
@@ -269,8 +286,9 @@ fn bind_no_port(s: &TcpSocket) {
 }
 
 /// A connection from `source` to `to` that starts with the PROXY
-/// protocol header of version `v` for `client` reaching `dest`.
-async fn connect_proxied(source: Ipv4Addr, to: SocketAddrV4, v: u8, client: SocketAddrV4, dest: SocketAddrV4) -> std::io::Result<Sender> {
+/// protocol header of version `v` for `client` reaching `dest` (then
+/// TLS, when `tls` says).
+async fn connect_proxied(source: Ipv4Addr, to: SocketAddrV4, v: u8, client: SocketAddrV4, dest: SocketAddrV4, tls: Option<&ToServers>) -> std::io::Result<Sender> {
     use tokio::io::AsyncWriteExt;
     let s = TcpSocket::new_v4()?;
     bind_no_port(&s);
@@ -278,7 +296,18 @@ async fn connect_proxied(source: Ipv4Addr, to: SocketAddrV4, v: u8, client: Sock
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, s.connect(SocketAddr::V4(to))).await.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     stream.set_nodelay(true)?;
     stream.write_all(&super::proxyproto::header(v, client, dest)).await?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
+    match tls {
+        None => handshake(to, stream).await,
+        Some(t) => handshake(to, t.connect(to, stream).await?).await,
+    }
+}
+
+/// HTTP/1.1 over `io` to server `to`, its connection driven by a task.
+async fn handshake<S>(to: SocketAddrV4, io: S) -> std::io::Result<Sender>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(std::io::Error::other)?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             log::debug!("l7: to {to}: {e}");
@@ -287,11 +316,23 @@ async fn connect_proxied(source: Ipv4Addr, to: SocketAddrV4, v: u8, client: Sock
     Ok(sender)
 }
 
+/// Where a connection of the client's own goes, and how it begins.
+struct OwnTo<'a> {
+    source: Ipv4Addr,
+    to: SocketAddrV4,
+    /// The PROXY protocol's version, client and destination.
+    v: u8,
+    client: SocketAddrV4,
+    dest: SocketAddrV4,
+    tls: Option<&'a ToServers>,
+}
+
 /// `req` over a connection of the client's own (`Own`).
-async fn send_own(own: &Own, source: Ipv4Addr, to: SocketAddrV4, v: u8, client: SocketAddrV4, dest: SocketAddrV4, req: Request<UpBody>) -> Result<Response<Incoming>, String> {
+async fn send_own(own: &Own, o: OwnTo<'_>, req: Request<UpBody>) -> Result<Response<Incoming>, String> {
+    let to = o.to;
     let mut sender = match own.take(to) {
         Some(s) => s,
-        None => connect_proxied(source, to, v, client, dest).await.map_err(|e| e.to_string())?,
+        None => connect_proxied(o.source, to, o.v, o.client, o.dest, o.tls).await.map_err(|e| e.to_string())?,
     };
     sender.ready().await.map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
@@ -313,8 +354,9 @@ fn sorry(svc: &super::view::Service) -> Response<Body> {
     }
 }
 
-/// One request of virtual server `slot` from `peer`.
-async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, own: Arc<Own>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// One request of virtual server `slot` from `peer` (`https`: it came
+/// inside TLS).
+async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, https: bool, own: Arc<Own>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let c = &shared.counters;
     c.requests.fetch_add(1, Ordering::Relaxed);
     let view = shared.view();
@@ -361,14 +403,14 @@ async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, own: Arc<Own>, 
         return Ok(c.count(answer(StatusCode::SERVICE_UNAVAILABLE, "no source address")));
     };
     let to = SocketAddrV4::new(Ipv4Addr::from(server.ip), server.port);
-    let (req, upgrade) = match upstream_request(req, svc, to, peer, host.as_deref(), max_body) {
+    let (req, upgrade) = match upstream_request(req, svc, to, (peer, https), host.as_deref(), max_body) {
         Ok(r) => r,
         Err(r) => return Ok(c.count(r)),
     };
     let send = async {
         match (svc.client.proxy, peer) {
-            (0, _) | (_, SocketAddr::V6(_)) => shared.client(slot, source).request(req).await.map_err(|e| e.to_string()),
-            (v, SocketAddr::V4(client)) => send_own(&own, source, to, v, client, svc.addr, req).await,
+            (0, _) | (_, SocketAddr::V6(_)) => shared.client(slot, source, svc.to_servers.as_ref()).request(req).await,
+            (v, SocketAddr::V4(client)) => send_own(&own, OwnTo { source, to, v, client, dest: svc.addr, tls: svc.to_servers.as_ref() }, req).await,
         }
     };
     let Ok(sent) = tokio::time::timeout(Duration::from_secs(u64::from(*svc.limits.server_timeout_s.get_ref())), send).await else {
@@ -404,7 +446,7 @@ struct Upgrade {
 /// Host kept, an absolute URI, HTTP/1.1, the connection's own headers
 /// dropped (an upgrade's put back), the client's address and the header
 /// actions applied. Or the answer that refuses it.
-fn upstream_request(mut req: Request<Incoming>, svc: &super::view::Service, to: SocketAddrV4, peer: SocketAddr, host: Option<&str>, max_body: u64) -> Result<(Request<UpBody>, Option<Upgrade>), Response<Body>> {
+fn upstream_request(mut req: Request<Incoming>, svc: &super::view::Service, to: SocketAddrV4, (peer, https): (SocketAddr, bool), host: Option<&str>, max_body: u64) -> Result<(Request<UpBody>, Option<Upgrade>), Response<Body>> {
     // WebSocket only (RFC 6455 §4.1: a GET with a key): an `h2c` upgrade
     // answered by a server would tunnel past the rules, the header
     // actions and the limits.
@@ -419,7 +461,8 @@ fn upstream_request(mut req: Request<Incoming>, svc: &super::view::Service, to: 
         }
     }
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let uri = format!("http://{to}{pq}").parse::<Uri>().map_err(|_| answer(StatusCode::BAD_REQUEST, "bad request target"))?;
+    let scheme = if svc.to_servers.is_some() { "https" } else { "http" };
+    let uri = format!("{scheme}://{to}{pq}").parse::<Uri>().map_err(|_| answer(StatusCode::BAD_REQUEST, "bad request target"))?;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     strip_hop_by_hop(req.headers_mut());
@@ -428,7 +471,7 @@ fn upstream_request(mut req: Request<Incoming>, svc: &super::view::Service, to: 
         req.headers_mut().insert(header::UPGRADE, u.protocol.clone());
     }
     if let SocketAddr::V4(a) = peer {
-        svc.client.apply(req.headers_mut(), *a.ip(), host);
+        svc.client.apply(req.headers_mut(), *a.ip(), host, https);
     }
     for a in &svc.on_request {
         a.apply(req.headers_mut());

@@ -17,6 +17,7 @@
 mod engine;
 pub mod persist;
 mod proxyproto;
+mod tls;
 mod view;
 
 use crate::config::Config;
@@ -37,6 +38,12 @@ pub struct Counters {
     /// Closed at once: the engine held `connection_cap` connections.
     pub refused: AtomicU64,
     pub requests: AtomicU64,
+    /// TLS handshakes completed, of them resumed (a ticket or a session
+    /// ID) and with h2 chosen by ALPN; handshakes that failed or timed out.
+    pub tls_handshakes: AtomicU64,
+    pub tls_resumed: AtomicU64,
+    pub tls_h2: AtomicU64,
+    pub tls_failed: AtomicU64,
     /// Answers by status class: 1xx .. 5xx.
     pub responses: [AtomicU64; 5],
     /// Requests each rule picked the pool of, by (virtual server, rule).
@@ -183,7 +190,9 @@ impl L7 {
         let mut s = format!("L7 engine: {} thread(s)\n", self.threads);
         for svc in &v.services {
             let sources: Vec<String> = svc.sources.iter().map(ToString::to_string).collect();
-            s.push_str(&format!("  {} http {} from {}\n", svc.name, svc.addr, sources.join(", ")));
+            let kind = if svc.tls.is_some() { "https" } else { "http" };
+            let tls = if svc.to_servers.is_some() { "; TLS to the servers" } else { "" };
+            s.push_str(&format!("  {} {kind} {} from {}{tls}\n", svc.name, svc.addr, sources.join(", ")));
             for r in &svc.rules {
                 let pool = v.snap.services.get(r.slot as usize).map_or("?", |p| p.name.split_once('#').map_or(p.name.as_str(), |(_, p)| p));
                 s.push_str(&format!("    rule {}: pool {pool}; hits {}\n", r.index + 1, c.hits(&svc.name, r.index)));
@@ -197,6 +206,10 @@ impl L7 {
             c.requests.load(Ordering::Relaxed),
             r[0], r[1], r[2], r[3], r[4]
         ));
+        let tls = [&c.tls_handshakes, &c.tls_resumed, &c.tls_h2, &c.tls_failed].map(|x| x.load(Ordering::Relaxed));
+        if v.services.iter().any(|s| s.tls.is_some()) || tls.iter().any(|n| *n > 0) {
+            s.push_str(&format!("\ntls handshakes {} resumed {} h2 {} failed {}", tls[0], tls[1], tls[2], tls[3]));
+        }
         let (n, some) = self.table.summary(20);
         let (too_long, evicted) = (self.table.too_long.load(Ordering::Relaxed), self.table.evicted.load(Ordering::Relaxed));
         if n + (too_long + evicted) as usize > 0 {
@@ -212,6 +225,9 @@ impl L7 {
     pub fn metrics(&self, t: &mut crate::modules::metrics::Text) {
         let c = &self.counters;
         t.family("l7_connections_total", "counter", "Client connections the L7 engine accepted.", vec![(String::new(), c.connections.load(Ordering::Relaxed))]);
+        t.family("l7_tls_handshakes_total", "counter", "TLS handshakes the L7 engine completed with clients.", vec![(String::new(), c.tls_handshakes.load(Ordering::Relaxed))]);
+        t.family("l7_tls_resumed_total", "counter", "TLS handshakes that resumed a session (ticket or session ID).", vec![(String::new(), c.tls_resumed.load(Ordering::Relaxed))]);
+        t.family("l7_tls_failed_total", "counter", "TLS handshakes that failed or passed the header deadline.", vec![(String::new(), c.tls_failed.load(Ordering::Relaxed))]);
         t.family("l7_requests_total", "counter", "Requests the L7 engine read.", vec![(String::new(), c.requests.load(Ordering::Relaxed))]);
         let by_class = c.responses.iter().enumerate().map(|(i, x)| (crate::modules::metrics::labels(&[("class", &format!("{}xx", i + 1))]), x.load(Ordering::Relaxed))).collect();
         t.family("l7_responses_total", "counter", "Responses the L7 engine sent, by status class.", by_class);

@@ -168,8 +168,9 @@ impl ClientInfo {
     }
 
     /// Writes `X-Forwarded-For` and `Forwarded` for `client` into `h`
-    /// (`host`: the request's, for `Forwarded`).
-    pub fn apply(&self, h: &mut HeaderMap, client: Ipv4Addr, host: Option<&str>) {
+    /// (`host`: the request's, for `Forwarded`; `https`: it came inside
+    /// TLS).
+    pub fn apply(&self, h: &mut HeaderMap, client: Ipv4Addr, host: Option<&str>, https: bool) {
         let keep = self.trusts(client);
         let joined = |h: &HeaderMap, n: &str| -> Option<String> {
             let v: Vec<&str> = h.get_all(n).iter().filter_map(|v| v.to_str().ok()).collect();
@@ -186,9 +187,10 @@ impl ClientInfo {
         }
         if self.forwarded {
             // RFC 7239 §4: a quoted host (it may carry a port).
+            let proto = if https { "https" } else { "http" };
             let ours = match host.filter(|x| x.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')) {
-                Some(x) => format!("for={client};proto=http;host=\"{x}\""),
-                None => format!("for={client};proto=http"),
+                Some(x) => format!("for={client};proto={proto};host=\"{x}\""),
+                None => format!("for={client};proto={proto}"),
             };
             let v = match joined(h, "forwarded").filter(|_| keep) {
                 Some(before) => format!("{before}, {ours}"),
@@ -222,6 +224,10 @@ pub struct Service {
     pub sorry: Option<bytes::Bytes>,
     /// Its persistence (cookies, session IDs, a header).
     pub persist: Option<super::persist::Spec>,
+    /// `https`: the certificates, as loaded with the configuration.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// `server_tls`: TLS to the servers.
+    pub to_servers: Option<super::tls::ToServers>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -276,7 +282,15 @@ impl View {
                         })
                         .collect()
                 });
+                let tls = conf.and_then(|c| c.tls.as_ref()).and_then(|t| t.get_ref().loaded.0.clone());
+                let to_servers = conf.and_then(|c| c.server_tls.as_ref()).and_then(|t| {
+                    let t = t.get_ref();
+                    let name = t.server_name.as_ref().and_then(|n| rustls::pki_types::ServerName::try_from(n.get_ref().clone()).ok());
+                    t.loaded.0.clone().map(|config| super::tls::ToServers { config, name })
+                });
                 Service {
+                    tls,
+                    to_servers,
                     retired: v.retired,
                     slot: i as u16,
                     name: v.name.clone(),

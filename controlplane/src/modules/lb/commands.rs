@@ -182,6 +182,8 @@ impl Lb {
             http_response: Vec::new(),
             limits: None,
             sorry_page: None,
+            tls: None,
+            server_tls: None,
         });
         let extra = match (mode.dscp, mode.tunnel) {
             (Some(d), _) => format!(" {d}"),
