@@ -125,6 +125,13 @@ pub const SERVER_TIMEOUT_S: Bound = Bound::new("server_timeout_s", 1, 86_400);
 pub const MAX_HEADER_BYTES: Bound = Bound::new("max_header_bytes", 8192, 1_048_576);
 pub const MAX_HEADERS: Bound = Bound::new("max_headers", 1, 10_000);
 pub const MAX_BODY_BYTES: Bound = Bound::new("max_body_bytes", 0, 64 * 1024 * 1024 * 1024);
+/// A rule's script: Rhai operations per request (each some tens of
+/// nanoseconds: the most is about a second of one engine thread), and
+/// the bytes of the body it may read (its strings are capped at
+/// `script::MAX_STRING`, 1 MiB, which the body fits even with every
+/// byte replaced).
+pub const SCRIPT_MAX_OPERATIONS: Bound = Bound::new("script_max_operations", 1, 10_000_000);
+pub const SCRIPT_BODY_BYTES: Bound = Bound::new("body_bytes", 0, 256 * 1024);
 /// An inserted cookie's `Max-Age`: a second to a year.
 pub const COOKIE_EXPIRES_S: Bound = Bound::new("expires_s", 1, 31_536_000);
 

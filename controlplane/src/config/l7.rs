@@ -22,12 +22,17 @@ pub struct L7 {
     /// the process may use but the worker lcores' (EAL's `-l`/`--lcores`
     /// map lcore N to CPU N unless told otherwise).
     pub cpus: Option<Spanned<Vec<u32>>>,
+    /// A rule's script may run this many of Rhai's operations per request
+    /// (`config::script`).
+    pub script_max_operations: Spanned<u32>,
 }
 
 /// `[[virtual_server.rule]]` of an `http` virtual server: the first rule
 /// whose every condition holds picks the pool for a request (BIG-IP's
 /// LTM policies, HAProxy's `use_backend ... if`); none: the virtual
-/// server's own pool.
+/// server's own pool. A rule with a `script` holds when its conditions do
+/// and then the script names one of its `pools` (or, with `pool`, says
+/// `true`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
@@ -47,7 +52,19 @@ pub struct Rule {
     pub query: Option<Spanned<Match>>,
     /// A request header (`User-Agent`).
     pub header: Option<Spanned<Match>>,
-    pub pool: Spanned<String>,
+    /// Where a rule that holds sends the request (required without
+    /// `script`).
+    pub pool: Option<Spanned<String>>,
+    /// A Rhai script (`config::script`; iRules' place): it returns one of
+    /// `pools`, `()` (the rule does not hold), or `true`/`false` with `pool`.
+    pub script: Option<Spanned<String>>,
+    /// The pools the script may name.
+    pub pools: Option<Spanned<Vec<Spanned<String>>>>,
+    /// How much of the request's body the script may read (`body()`).
+    pub body_bytes: Option<Spanned<u32>>,
+    /// `script`, compiled when the configuration is loaded.
+    #[serde(skip)]
+    pub compiled: super::script::Compiled,
 }
 
 /// A named value of the request, and how it must look: `equals`,
@@ -92,8 +109,27 @@ impl Rule {
                 s.push_str(&format!("{k} = {}\n", v.get_ref().render(q)));
             }
         }
-        s.push_str(&format!("pool = {}\n", q(self.pool.get_ref())));
+        if let Some(p) = &self.pool {
+            s.push_str(&format!("pool = {}\n", q(p.get_ref())));
+        }
+        if let Some(p) = &self.pools {
+            let names: Vec<String> = p.get_ref().iter().map(|n| q(n.get_ref())).collect();
+            s.push_str(&format!("pools = [{}]\n", names.join(", ")));
+        }
+        if let Some(b) = &self.body_bytes {
+            s.push_str(&format!("body_bytes = {}\n", b.get_ref()));
+        }
+        if let Some(t) = &self.script {
+            s.push_str(&format!("script = {}\n", super::script::render(t.get_ref(), q)));
+        }
         s
+    }
+
+    /// Where to point at the rule as a whole: its pool, its script, or a
+    /// condition.
+    pub fn at(&self) -> std::ops::Range<usize> {
+        let named = [&self.pool, &self.script, &self.host, &self.path_prefix, &self.path_regex, &self.extension, &self.method].into_iter().flatten().map(Spanned::span);
+        named.chain([&self.query, &self.header].into_iter().flatten().map(Spanned::span)).next().unwrap_or(0..0)
     }
 
     pub(super) fn conditions(&self) -> usize {
@@ -237,19 +273,19 @@ impl Limits {
 
 impl Default for L7 {
     fn default() -> Self {
-        Self { threads: unplaced(1), cpus: None }
+        Self { threads: unplaced(1), cpus: None, script_max_operations: unplaced(100_000) }
     }
 }
 
 impl L7 {
     /// Each number with its range, for `validate`.
     pub(super) fn bounded(&self) -> Vec<(&'static Bound, &Spanned<u32>)> {
-        vec![(&bounds::L7_THREADS, &self.threads)]
+        vec![(&bounds::L7_THREADS, &self.threads), (&bounds::SCRIPT_MAX_OPERATIONS, &self.script_max_operations)]
     }
 
     /// The section as TOML, for `render`.
     pub(super) fn render(&self) -> String {
-        let mut s = format!("\n[l7]\nthreads = {}\n", self.threads.get_ref());
+        let mut s = format!("\n[l7]\nthreads = {}\nscript_max_operations = {}\n", self.threads.get_ref(), self.script_max_operations.get_ref());
         if let Some(c) = &self.cpus {
             let list: Vec<String> = c.get_ref().iter().map(u32::to_string).collect();
             s.push_str(&format!("cpus = [{}]\n", list.join(", ")));

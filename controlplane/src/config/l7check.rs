@@ -92,14 +92,17 @@ impl Config {
 }
 
 impl Config {
-    /// A rule: at least one condition, a pool that exists, regexes that
+    /// A rule: a condition or a script, pools that exist, regexes that
     /// compile, a match that says one thing.
     fn validate_rule(&self, src: &Source<'_>, vs: &str, r: &Rule) -> Result<(), ConfigError> {
-        if r.conditions() == 0 {
-            return Err(src.error(Some(r.pool.span()), format!("virtual_server {vs:?}: a rule needs a condition (host, path_prefix, path_regex, extension, method, query or header)")));
+        let at = r.at();
+        if r.conditions() == 0 && r.script.is_none() {
+            return Err(src.error(Some(at), format!("virtual_server {vs:?}: a rule needs a condition (host, path_prefix, path_regex, extension, method, query or header) or a script")));
         }
-        if !self.pools.iter().any(|p| p.name.get_ref() == r.pool.get_ref()) {
-            return Err(src.error(Some(r.pool.span()), format!("virtual_server {vs:?}: a rule names no pool {:?}", r.pool.get_ref())));
+        self.validate_rule_script(src, vs, r)?;
+        let named = r.pool.iter().chain(r.pools.iter().flat_map(|p| p.get_ref()));
+        if let Some(p) = named.into_iter().find(|p| !self.pools.iter().any(|x| x.name.get_ref() == p.get_ref())) {
+            return Err(src.error(Some(p.span()), format!("virtual_server {vs:?}: a rule names no pool {:?}", p.get_ref())));
         }
         if let Some(p) = &r.path_regex {
             if let Err(e) = regex::Regex::new(p.get_ref()) {
@@ -119,6 +122,48 @@ impl Config {
         if let Some(h) = &r.header {
             if hyper::header::HeaderName::from_bytes(h.get_ref().name.as_bytes()).is_err() {
                 return Err(src.error(Some(h.span()), format!("virtual_server {vs:?}: {:?} is no header name", h.get_ref().name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// A rule's pool, script, `pools` and `body_bytes` together: a pool
+    /// without a script; a script with the pools it may name, or `pool`
+    /// (then it says true or false); `pools` and `body_bytes` only with a
+    /// script.
+    fn validate_rule_script(&self, src: &Source<'_>, vs: &str, r: &Rule) -> Result<(), ConfigError> {
+        let pools = r.pools.as_ref().filter(|p| !p.get_ref().is_empty());
+        match (&r.script, pools, &r.pool) {
+            (None, None, None) => return Err(src.error(Some(r.at()), format!("virtual_server {vs:?}: a rule needs `pool`, where the requests it holds for go"))),
+            (None, Some(p), _) => return Err(src.error(Some(p.span()), format!("virtual_server {vs:?}: `pools` are the pools a rule's script may name: they need `script`"))),
+            (Some(s), None, None) => return Err(src.error(Some(s.span()), format!("virtual_server {vs:?}: a script needs `pools` (the pools it may name) or `pool` (where it sends a request when it returns true)"))),
+            _ => {}
+        }
+        if let Some(b) = &r.body_bytes {
+            if r.script.is_none() {
+                return Err(src.error(Some(b.span()), format!("virtual_server {vs:?}: body_bytes is what a rule's script may read of the body: it needs `script`")));
+            }
+            super::validate::within(src, &bounds::SCRIPT_BODY_BYTES, b)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Compiles every rule's script (`config::script`), refused at its
+    /// line and column in the file.
+    pub(super) fn compile_scripts(&mut self, src: &Source<'_>) -> Result<(), ConfigError> {
+        for vs in &mut self.virtual_servers {
+            let name = vs.name.get_ref().clone();
+            for (i, r) in vs.rule.iter_mut().enumerate() {
+                let Some(text) = &r.script else { continue };
+                match super::script::compile(text.get_ref()) {
+                    Ok(ast) => r.compiled = super::script::Compiled(Some(std::sync::Arc::new(ast))),
+                    Err((why, line, column)) => {
+                        let at = super::script::locate(src.text, text.span(), line, column);
+                        return Err(src.error(Some(at..at), format!("virtual_server {name:?}: rule {}: script: {why} (the script's line {line}, column {column})", i + 1)));
+                    }
+                }
             }
         }
         Ok(())

@@ -26,6 +26,7 @@ mod link;
 mod persistence;
 mod render;
 mod save;
+pub mod script;
 mod secret;
 mod tls;
 mod validate;
@@ -113,6 +114,7 @@ impl Config {
         })?;
         cfg.read_key_file(&src)?;
         cfg.read_tls_files(&src)?;
+        cfg.compile_scripts(&src)?;
         cfg.validate(&src)?;
         Ok(cfg)
     }

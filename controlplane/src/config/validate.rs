@@ -204,7 +204,7 @@ impl Config {
             if vs.protocol.is_l7() {
                 self.validate_l7(src, vs)?;
             } else if let Some(r) = vs.rule.first() {
-                return Err(src.error(Some(r.pool.span()), format!("virtual_server {:?}: rules need protocol = \"http\" (the L7 engine reads the requests)", vs.name.get_ref())));
+                return Err(src.error(Some(r.at()), format!("virtual_server {:?}: rules need protocol = \"http\" (the L7 engine reads the requests)", vs.name.get_ref())));
             } else if let Some(a) = vs.http_request.first().or(vs.http_response.first()) {
                 return Err(src.error(Some(a.name.span()), format!("virtual_server {:?}: header actions need protocol = \"http\"", vs.name.get_ref())));
             } else if let Some(c) = vs.client_address.first() {

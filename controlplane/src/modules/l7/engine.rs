@@ -76,11 +76,13 @@ pub struct Shared {
     pub counters: Arc<Counters>,
     /// Learned persistence records (`persist`).
     pub table: Arc<super::persist::Table>,
+    /// Runs the rules' scripts.
+    scripts: Arc<super::script::Runner>,
 }
 
 impl Shared {
-    pub fn new(counters: Arc<Counters>, table: Arc<super::persist::Table>) -> Self {
-        Shared { slots: Arc::new(tokio::sync::Semaphore::new(connection_cap())), view: RwLock::new(Arc::new(View::default())), sched: Mutex::new(Scheduler::default()), clients: Mutex::new(HashMap::new()), counters, table }
+    pub fn new(counters: Arc<Counters>, table: Arc<super::persist::Table>, scripts: Arc<super::script::Runner>) -> Self {
+        Shared { slots: Arc::new(tokio::sync::Semaphore::new(connection_cap())), view: RwLock::new(Arc::new(View::default())), sched: Mutex::new(Scheduler::default()), clients: Mutex::new(HashMap::new()), counters, table, scripts }
     }
 
     fn view(&self) -> Arc<View> {
@@ -370,14 +372,12 @@ async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, https: bool, ow
     if announced.is_some_and(|n| n > max_body) {
         return Ok(c.count(answer(StatusCode::PAYLOAD_TOO_LARGE, "the request's body is over the limit")));
     }
+    let req = req.map(|b| http_body_util::Limited::new(b, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed());
     // Content switching: the first rule that holds picks the pool.
     let host = super::view::host_of(&req);
-    let pool = match svc.rules.iter().find(|r| r.matches(&req, host.as_deref())) {
-        Some(r) => {
-            c.hit(&svc.name, r.index);
-            r.slot
-        }
-        None => slot,
+    let (pool, req) = match super::switch::choose(&shared.scripts, svc, c, req, host.as_deref(), Some(peer.ip())).await {
+        Ok((p, req)) => (p.unwrap_or(slot), req),
+        Err(e) => return Ok(c.count(unread(&svc.name, e))),
     };
     let Some(vs) = view.snap.services.get(pool as usize) else {
         return Ok(c.count(answer(StatusCode::SERVICE_UNAVAILABLE, "no such pool")));
@@ -403,7 +403,7 @@ async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, https: bool, ow
         return Ok(c.count(answer(StatusCode::SERVICE_UNAVAILABLE, "no source address")));
     };
     let to = SocketAddrV4::new(Ipv4Addr::from(server.ip), server.port);
-    let (req, upgrade) = match upstream_request(req, svc, to, (peer, https), host.as_deref(), max_body) {
+    let (req, upgrade) = match upstream_request(req, svc, to, (peer, https), host.as_deref()) {
         Ok(r) => r,
         Err(r) => return Ok(c.count(r)),
     };
@@ -442,18 +442,30 @@ struct Upgrade {
     client: hyper::upgrade::OnUpgrade,
 }
 
-/// The request as it goes to server `to`: its body cut at `max_body`, the
-/// Host kept, an absolute URI, HTTP/1.1, the connection's own headers
-/// dropped (an upgrade's put back), the client's address and the header
-/// actions applied. Or the answer that refuses it.
-fn upstream_request(mut req: Request<Incoming>, svc: &super::view::Service, to: SocketAddrV4, (peer, https): (SocketAddr, bool), host: Option<&str>, max_body: u64) -> Result<(Request<UpBody>, Option<Upgrade>), Response<Body>> {
+/// The answer to a request whose body a rule's script could not read.
+fn unread(vs: &str, e: super::switch::Unread) -> Response<Body> {
+    use super::switch::Unread;
+    match e {
+        Unread::TooLarge => answer(StatusCode::PAYLOAD_TOO_LARGE, "the request's body is over the limit"),
+        Unread::Timeout => answer(StatusCode::REQUEST_TIMEOUT, "the request's body did not come in time"),
+        Unread::Failed(e) => {
+            log::debug!("l7: {vs}: reading a body: {e}");
+            answer(StatusCode::BAD_REQUEST, "the request's body could not be read")
+        }
+    }
+}
+
+/// The request as it goes to server `to` (its body already cut at
+/// `max_body_bytes`): the Host kept, an absolute URI, HTTP/1.1, the
+/// connection's own headers dropped (an upgrade's put back), the client's
+/// address and the header actions applied. Or the answer that refuses it.
+fn upstream_request(mut req: Request<UpBody>, svc: &super::view::Service, to: SocketAddrV4, (peer, https): (SocketAddr, bool), host: Option<&str>) -> Result<(Request<UpBody>, Option<Upgrade>), Response<Body>> {
     // WebSocket only (RFC 6455 §4.1: a GET with a key): an `h2c` upgrade
     // answered by a server would tunnel past the rules, the header
     // actions and the limits.
     let websocket = req.method() == hyper::Method::GET && req.headers().contains_key("sec-websocket-key");
     let protocol = req.headers().get(header::UPGRADE).filter(|v| websocket && v.as_bytes().eq_ignore_ascii_case(b"websocket")).cloned().filter(|_| connection_has(req.headers(), "upgrade"));
     let upgrade = protocol.map(|protocol| Upgrade { protocol, client: hyper::upgrade::on(&mut req) });
-    let mut req = req.map(|b| http_body_util::Limited::new(b, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed());
     // The client's Host stays (an h2 request names it in its URI only).
     if !req.headers().contains_key(header::HOST) {
         if let Some(v) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {

@@ -13,10 +13,14 @@
 //! - `persist`: cookies, session IDs and headers that keep a client on
 //!   its server; the table of learned values.
 //! - `proxyproto`: the PROXY protocol's header (versions 1 and 2).
+//! - `switch`: the rule that picks the pool; a script's body prefix.
+//! - `script`: the rules' scripts (Rhai) and the functions they call.
 
 mod engine;
 pub mod persist;
 mod proxyproto;
+mod script;
+mod switch;
 mod tls;
 mod view;
 
@@ -48,6 +52,17 @@ pub struct Counters {
     pub responses: [AtomicU64; 5],
     /// Requests each rule picked the pool of, by (virtual server, rule).
     rule_hits: Mutex<BTreeMap<(String, usize), u64>>,
+    /// Script runs by (virtual server, rule): runs, errors (a failure, an
+    /// unknown pool, a value of another type), limits passed.
+    scripts: Mutex<BTreeMap<(String, usize), [u64; 3]>>,
+}
+
+/// What a script run is counted as (`Counters::scripts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    Fine = 0,
+    Error = 1,
+    Limit = 2,
 }
 
 impl Counters {
@@ -55,6 +70,21 @@ impl Counters {
     fn hit(&self, vs: &str, index: usize) {
         let mut h = self.rule_hits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *h.entry((vs.to_string(), index)).or_insert(0) += 1;
+    }
+
+    /// Counts a run of rule `index`'s script: run, and `how`.
+    fn ran(&self, vs: &str, index: usize, how: Ran) {
+        let mut h = self.scripts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = h.entry((vs.to_string(), index)).or_insert([0; 3]);
+        n[0] += 1;
+        if how != Ran::Fine {
+            n[how as usize] += 1;
+        }
+    }
+
+    fn runs(&self, vs: &str, index: usize) -> [u64; 3] {
+        let h = self.scripts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        h.get(&(vs.to_string(), index)).copied().unwrap_or_default()
     }
 
     fn hits(&self, vs: &str, index: usize) -> u64 {
@@ -78,6 +108,25 @@ pub struct L7 {
     counters: Arc<Counters>,
     table: Arc<persist::Table>,
     threads: usize,
+}
+
+/// `show l7`'s line of rule `r` of virtual server `vs`: its pool (or its
+/// script's), hits, and its script's runs.
+fn rule_line(v: &View, c: &Counters, vs: &str, r: &view::Rule) -> String {
+    let name = |slot: u16| v.snap.services.get(slot as usize).map_or("?", |p| p.name.split_once('#').map_or(p.name.as_str(), |(_, p)| p));
+    let hits = c.hits(vs, r.index);
+    let pool = r.slot.map(|p| format!("pool {}", name(p)));
+    match &r.script {
+        None => format!("    rule {}: {}; hits {hits}\n", r.index + 1, pool.unwrap_or_default()),
+        Some(s) => {
+            let pools: Vec<&str> = s.pools.iter().map(|(n, _)| n.as_str()).collect();
+            let [runs, errors, limits] = c.runs(vs, r.index);
+            let mut what = vec!["script".to_string()];
+            what.extend((!pools.is_empty()).then(|| format!("pools [{}]", pools.join(", "))));
+            what.extend(pool);
+            format!("    rule {}: {}; hits {hits}; script runs {runs} errors {errors} limits {limits}\n", r.index + 1, what.join(", "))
+        }
+    }
 }
 
 /// The CPUs the engine's threads may use: `[l7] cpus`, or every CPU the
@@ -149,7 +198,8 @@ impl L7 {
         let counters = Arc::new(Counters::default());
         let (views, rx) = watch::channel(Arc::new(View::default()));
         let table = Arc::new(persist::Table::default());
-        let shared = Arc::new(engine::Shared::new(Arc::clone(&counters), Arc::clone(&table)));
+        let scripts = Arc::new(script::Runner::new(u64::from(*cfg.l7.script_max_operations.get_ref())));
+        let shared = Arc::new(engine::Shared::new(Arc::clone(&counters), Arc::clone(&table), scripts));
         runtime.spawn(engine::run(shared, rx));
         say(&format!("l7: engine up, {threads} thread(s) on CPUs {cpus:?}"));
         Ok(L7 { runtime: Some(runtime), views, counters, table, threads })
@@ -194,8 +244,7 @@ impl L7 {
             let tls = if svc.to_servers.is_some() { "; TLS to the servers" } else { "" };
             s.push_str(&format!("  {} {kind} {} from {}{tls}\n", svc.name, svc.addr, sources.join(", ")));
             for r in &svc.rules {
-                let pool = v.snap.services.get(r.slot as usize).map_or("?", |p| p.name.split_once('#').map_or(p.name.as_str(), |(_, p)| p));
-                s.push_str(&format!("    rule {}: pool {pool}; hits {}\n", r.index + 1, c.hits(&svc.name, r.index)));
+                s.push_str(&rule_line(&v, c, &svc.name, r));
             }
         }
         let r: Vec<u64> = c.responses.iter().map(|x| x.load(Ordering::Relaxed)).collect();
@@ -235,6 +284,11 @@ impl L7 {
         let by_rule = hits.iter().map(|((vs, i), n)| (crate::modules::metrics::labels(&[("virtual_server", vs), ("rule", &(i + 1).to_string())]), *n)).collect();
         drop(hits);
         t.family("l7_rule_hits_total", "counter", "Requests a content-switching rule sent to its pool.", by_rule);
+        let runs = c.scripts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        for (i, (name, help)) in [("l7_script_runs_total", "Runs of a rule's script."), ("l7_script_errors_total", "Runs of a rule's script that failed or named no pool of its list."), ("l7_script_limits_total", "Runs of a rule's script stopped at a limit (operations, sizes, depth).")].into_iter().enumerate() {
+            let by_rule = runs.iter().map(|((vs, r), n)| (crate::modules::metrics::labels(&[("virtual_server", vs), ("rule", &(r + 1).to_string())]), n[i])).collect();
+            t.family(name, "counter", help, by_rule);
+        }
     }
 
     /// Stops the engine: listeners closed, connections dropped.

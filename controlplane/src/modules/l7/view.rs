@@ -55,10 +55,23 @@ pub struct Rule {
     method: Option<String>,
     query: Option<(String, Cond)>,
     header: Option<(HeaderName, Cond)>,
-    /// The snapshot service that schedules its pool.
-    pub slot: u16,
+    /// The snapshot service that schedules its `pool` (none: a script
+    /// rule that names one of its `pools`).
+    pub slot: Option<u16>,
+    pub script: Option<Script>,
     /// Its place in the list, for the hit counters.
     pub index: usize,
+}
+
+/// A rule's script (`script`), compiled with the configuration.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub ast: std::sync::Arc<rhai::AST>,
+    /// The pools it may name, each with the snapshot service that
+    /// schedules it.
+    pub pools: Vec<(String, u16)>,
+    /// How much of the body it reads.
+    pub body_bytes: usize,
 }
 
 /// The request's host, lower case, without its port.
@@ -69,7 +82,7 @@ pub fn host_of<B>(req: &Request<B>) -> Option<String> {
 }
 
 /// The value of query parameter `name` (as sent: not percent-decoded).
-fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then_some(v)
@@ -236,6 +249,36 @@ pub struct View {
     pub snap: Snapshot,
 }
 
+/// Rule `index`, compiled; `slot_of` a pool's snapshot service. None when
+/// its pool is not in the snapshot or its script was not compiled.
+fn rule_of(r: &crate::config::Rule, index: usize, slot_of: &dyn Fn(&str) -> Option<u16>) -> Option<Rule> {
+    let slot = match &r.pool {
+        Some(p) => Some(slot_of(p.get_ref())?),
+        None => None,
+    };
+    let script = match (&r.script, &r.compiled.0) {
+        (None, _) => None,
+        (Some(_), None) => return None,
+        (Some(_), Some(ast)) => Some(Script {
+            ast: std::sync::Arc::clone(ast),
+            pools: r.pools.iter().flat_map(|p| p.get_ref()).filter_map(|n| Some((n.get_ref().clone(), slot_of(n.get_ref())?))).collect(),
+            body_bytes: r.body_bytes.as_ref().map_or(0, |b| *b.get_ref() as usize),
+        }),
+    };
+    Some(Rule {
+        host: r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase()),
+        path_prefix: r.path_prefix.as_ref().map(|p| p.get_ref().clone()),
+        path_regex: r.path_regex.as_ref().and_then(|p| Regex::new(p.get_ref()).ok()),
+        extension: r.extension.as_ref().map(|e| e.get_ref().trim_start_matches('.').to_ascii_lowercase()),
+        method: r.method.as_ref().map(|m| m.get_ref().clone()),
+        query: r.query.as_ref().map(|q| (q.get_ref().name.clone(), Cond::of(q.get_ref()))),
+        header: r.header.as_ref().and_then(|h| HeaderName::from_bytes(h.get_ref().name.as_bytes()).ok().map(|n| (n, Cond::of(h.get_ref())))),
+        slot,
+        script,
+        index,
+    })
+}
+
 impl View {
     /// The view of `snap`, with the rules `cfg` gives its virtual servers.
     pub fn of(cfg: &Config, snap: &Snapshot) -> View {
@@ -262,26 +305,7 @@ impl View {
                 });
                 let on_request = conf.map_or_else(Vec::new, |c| c.http_request.iter().filter_map(Action::of).collect());
                 let on_response = conf.map_or_else(Vec::new, |c| c.http_response.iter().filter_map(Action::of).collect());
-                let rules = conf.map_or_else(Vec::new, |c| {
-                    c.rule
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(index, r)| {
-                            let slot = slot_of(&rule_pool_name(&v.name, r.pool.get_ref()))?;
-                            Some(Rule {
-                                host: r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase()),
-                                path_prefix: r.path_prefix.as_ref().map(|p| p.get_ref().clone()),
-                                path_regex: r.path_regex.as_ref().and_then(|p| Regex::new(p.get_ref()).ok()),
-                                extension: r.extension.as_ref().map(|e| e.get_ref().trim_start_matches('.').to_ascii_lowercase()),
-                                method: r.method.as_ref().map(|m| m.get_ref().clone()),
-                                query: r.query.as_ref().map(|q| (q.get_ref().name.clone(), Cond::of(q.get_ref()))),
-                                header: r.header.as_ref().and_then(|h| HeaderName::from_bytes(h.get_ref().name.as_bytes()).ok().map(|n| (n, Cond::of(h.get_ref())))),
-                                slot,
-                                index,
-                            })
-                        })
-                        .collect()
-                });
+                let rules = conf.map_or_else(Vec::new, |c| c.rule.iter().enumerate().filter_map(|(index, r)| rule_of(r, index, &|p| slot_of(&rule_pool_name(&v.name, p)))).collect());
                 let tls = conf.and_then(|c| c.tls.as_ref()).and_then(|t| t.get_ref().loaded.0.clone());
                 let to_servers = conf.and_then(|c| c.server_tls.as_ref()).and_then(|t| {
                     let t = t.get_ref();

@@ -446,23 +446,25 @@ pub fn rule_pool_name(vs: &str, pool: &str) -> String {
     format!("{vs}#{pool}")
 }
 
-/// `cfg` with, for each pool the rules of an `http` virtual server name,
-/// a virtual server of no address (`0.0.0.0:0`) over it, compiled like any
-/// other: its servers get slots, health checks, operator states and a
-/// schedule, which the L7 engine picks from when the rule matches
-/// (`rule_pool_name`). None when no rule names a pool.
+/// `cfg` with, for each pool the rules of an `http` virtual server name
+/// (`pool`, a script's `pools`), a virtual server of no address
+/// (`0.0.0.0:0`) over it, compiled like any other: its servers get slots,
+/// health checks, operator states and a schedule, which the L7 engine
+/// picks from when the rule matches (`rule_pool_name`). None when no rule
+/// names a pool.
 fn rule_pools(cfg: &Config) -> Option<Config> {
     let mut extra = Vec::new();
     for vs in cfg.virtual_servers.iter().filter(|v| v.protocol.is_l7()) {
-        for r in &vs.rule {
-            let name = rule_pool_name(vs.name.get_ref(), r.pool.get_ref());
+        // A rule's `pool`, and every pool its script may name.
+        for pool in vs.rule.iter().flat_map(|r| r.pool.iter().chain(r.pools.iter().flat_map(|p| p.get_ref()))) {
+            let name = rule_pool_name(vs.name.get_ref(), pool.get_ref());
             if extra.iter().any(|e: &crate::config::VirtualServer| e.name.get_ref() == &name) {
                 continue;
             }
             let mut v = vs.clone();
             v.name = crate::config::unplaced(name);
             v.address = crate::config::unplaced(std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-            v.pool = r.pool.clone();
+            v.pool = pool.clone();
             v.rule = Vec::new();
             extra.push(v);
         }
