@@ -717,3 +717,38 @@ servers = [ {{ address = "{}:80" }} ]
     assert_eq!(tally(&answers), expected(&[("srv3", 4)]), "the sorry pool serves: {answers:?}");
     stop_furiwake_cleanly(lab.fw());
 }
+
+/// `proxy_protocol = "v2"` on a full-NAT virtual server (issue 21): the
+/// box puts a PROXY v2 header before each client stream and shifts the
+/// client's sequence numbers by its length for the rest of the
+/// connection; nginx's `proxy_protocol` listener (9082) reads the
+/// client's address from it, and a 20 MiB download through it is byte
+/// for byte the server's file.
+#[test]
+fn full_nat_with_a_proxy_v2_header_names_the_client_and_a_download_is_byte_identical() {
+    let Some(mut lab) = Lab::new('y', "proxy-v2", &["nginx"]) else { return };
+    lab.nginx(20);
+    let hashes = lab.big_hashes();
+    let servers: Vec<String> = (1..=BACKENDS).map(|n| format!("{{ address = \"{}:9082\" }}", server_ip(n))).collect();
+    lab.start(&format!(
+        "[[pool]]\nname = \"pp\"\nservers = [ {} ]\n\n[[virtual_server]]\nname = \"pp\"\naddress = \"{VIP}:2082\"\nprotocol = \"tcp\"\nforwarding = \"full-nat\"\nproxy_protocol = \"v2\"\npool = \"pp\"\n",
+        servers.join(", ")
+    ));
+    let ids: Vec<String> = (0..3).map(|_| lab.topo.exec("client", &format!("curl -s -S -m 10 http://{VIP}:2082/id")).trim().to_string()).collect();
+    assert_eq!(tally(&ids).len(), 3, "round robin over the three: {ids:?}\n{}", lab.fw_output());
+    let client_log = |n: u32| std::fs::read_to_string(lab.backend_dir(n).join("logs/client.log")).unwrap_or_default();
+    let lines: Vec<String> = (1..=BACKENDS).flat_map(|n| client_log(n).lines().map(str::to_string).collect::<Vec<_>>()).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for l in &lines {
+        assert!(l.starts_with(&format!("9082 {SELF_INSIDE} ")) && l.contains(&format!("pp=\"{CLIENT}\"")), "the server saw the box, and the client in the header: {l}");
+    }
+    let file = lab.dir.path("big.download");
+    let (ok, out) = lab.topo.try_exec("client", &format!("curl -s -S -m 120 -o {} -w '%{{http_code}} %{{size_download}}' http://{VIP}:2082/big", file.display()));
+    assert!(ok, "download failed: {out}\nfuriwake:\n{}", lab.fw_output());
+    assert_eq!(out.trim(), format!("200 {}", 20 * 1048576), "status and size");
+    let got = sha256_file(&file);
+    assert!(hashes.values().any(|h| *h == got), "downloaded sha256 {got}; backends: {hashes:?}");
+    let _ = std::fs::remove_file(&file);
+    let r = lab.report();
+    assert!(!r.contains("proxy-header-no-room"), "{r}");
+}

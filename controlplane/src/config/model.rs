@@ -500,6 +500,11 @@ pub struct VirtualServer {
     /// cookies (README, "Defence"). Default `auto`.
     #[serde(default)]
     pub syn_proxy: Option<Spanned<SynProxyMode>>,
+    /// TCP `full-nat`: a PROXY protocol header before each connection's
+    /// client stream (`"v2"`), so the servers learn the client's address
+    /// (README, "The client's address at L4").
+    #[serde(default)]
+    pub proxy_protocol: Option<Spanned<ProxyProtocol>>,
     /// `http`: content switching, `[[virtual_server.rule]]` (`l7`).
     #[serde(default)]
     pub rule: Vec<super::l7::Rule>,
@@ -529,6 +534,14 @@ pub struct VirtualServer {
     /// `http`, `https`: TLS to the servers, verified (`config::tls`).
     #[serde(default)]
     pub server_tls: Option<Spanned<super::tls::ServerTls>>,
+}
+
+/// `proxy_protocol` of a TCP full-NAT virtual server: HAProxy's PROXY
+/// protocol, version 2 (binary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ProxyProtocol {
+    #[serde(rename = "v2")]
+    V2,
 }
 
 /// `syn_proxy`: `auto` (while the worker's half-open entries pass

@@ -194,6 +194,9 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
         if let Some(m) = &v.syn_proxy {
             let _ = writeln!(s, "syn_proxy = {}", q(&kebab(m.get_ref())));
         }
+        if v.proxy_protocol.is_some() {
+            let _ = writeln!(s, "proxy_protocol = \"v2\"");
+        }
         if let Some(g) = &v.persistence_group {
             let _ = writeln!(s, "persistence_group = {}", q(g.get_ref()));
         }

@@ -190,6 +190,15 @@ impl Config {
                     return Err(src.error(Some(m.span()), format!("virtual_server {:?}: syn_proxy = \"on\" needs a TCP virtual server with forwarding \"nat\" or \"full-nat\" (the box must see the server's answers to translate them)", vs.name.get_ref())));
                 }
             }
+            if let Some(pp) = &vs.proxy_protocol {
+                let name = vs.name.get_ref();
+                if vs.protocol != Protocol::Tcp || *vs.forwarding.get_ref() != Forwarding::FullNat {
+                    return Err(src.error(Some(pp.span()), format!("virtual_server {name:?}: proxy_protocol needs protocol = \"tcp\" and forwarding = \"full-nat\" (an http virtual server names it in client_address)")));
+                }
+                if let Some(m) = vs.syn_proxy.as_ref().filter(|m| *m.get_ref() == super::model::SynProxyMode::On) {
+                    return Err(src.error(Some(m.span()), format!("virtual_server {name:?}: syn_proxy = \"on\" and proxy_protocol: the header rides the handshake's last ACK, which the SYN proxy writes itself")));
+                }
+            }
             if *vs.forwarding.get_ref() != Forwarding::Gateway {
                 if let Some(k) = vs.interface.as_ref().map(|i| i.span()).or(vs.pair.as_ref().map(|p| p.span())) {
                     return Err(src.error(Some(k), format!("virtual_server {:?}: interface and pair belong to forwarding = \"gateway\"", vs.name.get_ref())));

@@ -115,6 +115,10 @@ bitflags! {
         /// such entries, SYN-proxied ones and direct-server-return UDP are
         /// reported to the peer (`pipeline::replicate`); set with sync on.
         const ASSURED = 16;
+        /// full-NAT TCP of a `proxy_protocol` service: a PROXY header
+        /// goes before the client's stream (`pipeline::pheader`);
+        /// `Track::seq_delta` holds the client's ISN + 1, where it goes.
+        const PROXY_HEADER = 32;
     }
 }
 

@@ -166,6 +166,9 @@ pub const PROXY_ON: u8 = 1;
 pub const PROXY_OPEN: u8 = 2;
 /// Timestamps are in use on both sides.
 pub const PROXY_TS: u8 = 4;
+/// `EntryFlags::PROXY_HEADER`: the server has acknowledged the PROXY
+/// header (`pipeline::pheader`).
+pub const PP_ACKED: u8 = 8;
 
 const _: () = assert!(core::mem::size_of::<Track>() == 64);
 

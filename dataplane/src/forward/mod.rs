@@ -3,13 +3,16 @@
 //! used by NAT, full-NAT and dsr-dscp, with `set_dscp`), encapsulation
 //! (`tunnel`, dsr-tunnel), the answers to refused connections and to
 //! packets too big for a tunnel (`refusal`), ICMP error translation
-//! (`icmp_xlate`), and full-NAT's per-worker source ports (`local_ports`).
+//! (`icmp_xlate`), full-NAT's per-worker source ports (`local_ports`), and
+//! the PROXY protocol header full-NAT puts before a client's stream
+//! (`proxy_header`).
 //! The pipeline decides which applies; these only rewrite. (dsr-l2 changes
 //! the Ethernet addresses only, which every mode does.)
 
 pub mod icmp_xlate;
 pub mod local_ports;
 pub mod nat;
+pub mod proxy_header;
 pub mod refusal;
 pub mod synproxy;
 pub mod tunnel;

@@ -257,7 +257,7 @@ pub fn to_client(seg: &mut [u8], s: &Shift) {
 
 /// Calls `f(seg, kind, offset, len)` for each option of the header
 /// (`hl` bytes) whose bytes are all within it.
-fn walk_options(seg: &mut [u8], hl: usize, mut f: impl FnMut(&mut [u8], u8, usize, usize)) {
+pub(super) fn walk_options(seg: &mut [u8], hl: usize, mut f: impl FnMut(&mut [u8], u8, usize, usize)) {
     let mut i = 20;
     let end = hl.min(seg.len());
     while i < end {

@@ -137,7 +137,11 @@ impl Shard {
             server: server_index,
             client_port_id: in_port as u8,
             client_mac: client_mac.0,
-            flags: if persisted { flags | EntryFlags::PERSIST } else { flags },
+            flags: {
+                let flags = if persisted { flags | EntryFlags::PERSIST } else { flags };
+                let header = vs.proxy_header && mode == Forwarding::FullNat && p.proto == crate::conntrack::IPPROTO_TCP;
+                if header { flags | EntryFlags::PROXY_HEADER } else { flags }
+            },
             mode,
         };
         // `process` just missed the original key in this table.
@@ -169,6 +173,9 @@ impl Shard {
         if let Some(s) = c.servers.get(server_index as usize) {
             s.conns_new.inc();
             s.conns_active.inc();
+        }
+        if init.flags.contains(EntryFlags::PROXY_HEADER) {
+            self.pheader_open(id, p.seg.seq);
         }
         self.emit_flow(SyncKind::Create, id);
         Ok(id)

@@ -30,6 +30,12 @@ impl Shard {
                 seg.win = ((u32::from(seg.win) << s.wscale_from) >> s.wscale_to).min(0xffff) as u16;
             }
         }
+        // So is one with a PROXY header (the server acknowledges it too).
+        if flags.contains(EntryFlags::PROXY_HEADER) && dir == Dir::Reply {
+            if let Some(at) = self.pheader_at(id) {
+                seg.ack = nat::proxy_header::unshift(seg.ack, at);
+            }
+        }
         let (state, check) = self.table.on_segment(id, dir, &seg, self.now);
         match check {
             Check::Pass => {}
@@ -121,6 +127,11 @@ impl Shard {
             c.in_pkts.inc();
             c.in_bytes.add(len);
         }
+        if flags.contains(EntryFlags::PROXY_HEADER) && mode == Forwarding::FullNat {
+            if let Some(header) = self.pheader_to_server(id, frame, p) {
+                return Verdict::Insert(super::pheader::Insert { port: server.tx_port, l3: p.l3 as u8, hl: p.hl as u8, ip_len: p.ip_len as u16, header });
+            }
+        }
         match encap {
             Some(e) => Verdict::Encap(e),
             None => Verdict::Forward(server.tx_port),
@@ -163,6 +174,9 @@ impl Shard {
             if let (Some(t), Some(seg)) = (self.table.track(id).filter(|t| t.proxy & PROXY_OPEN != 0), frame.get_mut(p.l3 + p.hl..p.l3 + p.ip_len)) {
                 nat::synproxy::to_client(seg, &super::synproxy::shift_of(t));
             }
+        }
+        if flags.contains(EntryFlags::PROXY_HEADER) && mode == Forwarding::FullNat {
+            self.pheader_to_client(id, frame, p);
         }
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(EthernetAddress(client_mac));

@@ -92,7 +92,8 @@ impl Packet for TestPkt {
 }
 
 /// The fixed snapshot: links 0 (clients), 1 (servers), 2 (VLAN 100 on 0),
-/// 3 (a `route` link); NAT :80, full-NAT :81, UDP NAT :53, dsr-l2 :82,
+/// 3 (a `route` link); NAT :80, full-NAT :81 (and :85 with a PROXY
+/// header), UDP NAT :53, dsr-l2 :82,
 /// dsr-dscp :83, dsr-tunnel (GRE) :84; source NAT of the servers; a
 /// gateway pair between links 0 and 1 over two next hops.
 fn snapshot() -> Snapshot {
@@ -136,6 +137,17 @@ fn snapshot() -> Snapshot {
         vs.members = vec![first + i as u16].into_boxed_slice();
         s.services.push(vs);
     }
+    // Full-NAT :85 with a PROXY header before each client stream.
+    let first = s.servers.len() as u16;
+    for (i, srv) in SERVERS.iter().enumerate() {
+        s.servers.push(RealServer { ip: ip(*srv), port: 8080, weight: 1, enabled: true, tx_port: 1, nexthop: i as u16, vs: 8, ..RealServer::default() });
+    }
+    let mut vs = VirtualService::test(Forwarding::FullNat);
+    (vs.ip, vs.port, vs.proxy_header, vs.syn_proxy) = (ip(VIP), 85, true, crate::state::snapshot::SynProxy::Off);
+    vs.members = vec![first, first + 1].into_boxed_slice();
+    vs.schedule = Schedule::round_robin(2);
+    vs.local_addrs = vec![ip([198, 51, 100, 1])].into_boxed_slice();
+    s.services.push(vs);
     s.snat = vec![SnatRule { net: ip([198, 51, 100, 0]), mask: 0xffff_ff00, link: 1, addr: ip(SNAT), port_min: 20000, port_max: 20999 }];
     s.routes = vec![
         RouteView { net: ip([192, 0, 2, 0]), mask: 0xffff_ff00, link: 0, via: None },

@@ -25,6 +25,7 @@ mod icmp;
 mod inplace;
 mod local;
 mod owner;
+mod pheader;
 pub mod police;
 mod replicate;
 mod room;
@@ -148,6 +149,11 @@ pub enum Verdict {
     /// Kept by the worker (a copy parked by the SYN proxy): the buffer is
     /// freed, nothing is counted as a drop.
     Consumed,
+    /// A full-NAT client segment to send with the PROXY header before its
+    /// payload (`pipeline::pheader`). Only `process` returns it:
+    /// `process_packet` grows the packet at the tail, inserts the header
+    /// and returns `Forward(port)` (or a `proxy-header-no-room` drop).
+    Insert(pheader::Insert),
 }
 
 /// What `process_packet` needs to encapsulate a packet.
@@ -422,6 +428,7 @@ impl Shard {
             Verdict::Encap(_) => self.counters.count_drop(DropReason::TunnelNoHeadroom),
             Verdict::TooBig(_) => self.counters.count_drop(DropReason::TunnelTooBig),
             Verdict::Relay(_) => self.counters.count_drop(DropReason::IcmpTunnelNotRelayed),
+            Verdict::Insert(_) => self.counters.count_drop(DropReason::ProxyHeaderNoRoom),
         }
     }
 
@@ -446,6 +453,7 @@ impl Shard {
                 self.too_big(snap, pkt, link, t)
             }
             Verdict::Relay(r) => self.relay(snap, pkt, r),
+            Verdict::Insert(i) => pheader::insert(pkt, &i),
             Verdict::Rebuild => self.rebuild(pkt),
             Verdict::Replay(r) => self.replay(snap, pkt, r),
             v => v,

@@ -139,6 +139,8 @@ drop_reasons! {
     TunnelTooBig => "tunnel-too-big",
     /// `dsr-tunnel`: the buffer had no headroom for the outer headers.
     TunnelNoHeadroom => "tunnel-no-headroom",
+    /// `proxy_protocol`: the buffer had no room for the PROXY header.
+    ProxyHeaderNoRoom => "proxy-header-no-room",
     /// The ring to the control lcore was full.
     PuntRingFull => "punt-ring-full",
     /// IP protocol 112 not from where a VRRP advert can come: TTL not 255

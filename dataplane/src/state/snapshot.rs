@@ -71,6 +71,10 @@ pub struct VirtualService {
     /// TCP NAT and full-NAT services: when the box answers SYNs itself
     /// with cookies (`pipeline::synproxy`).
     pub syn_proxy: SynProxy,
+    /// TCP full-NAT: a PROXY protocol v2 header goes before each
+    /// connection's client stream (`forward::proxy_header`; never with the
+    /// SYN proxy).
+    pub proxy_header: bool,
 }
 
 /// When a virtual server's SYNs are answered by the box (SYN cookies,
@@ -171,6 +175,7 @@ impl VirtualService {
             local_addrs: Box::new([]),
             persistence: None,
             syn_proxy: if matches!(forwarding, Forwarding::Nat | Forwarding::FullNat) { SynProxy::Auto } else { SynProxy::Off },
+            proxy_header: false,
         }
     }
 }

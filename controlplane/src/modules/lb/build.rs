@@ -339,12 +339,15 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             syn_proxy: {
                 let proxiable = vs.protocol.transport() == Protocol::Tcp && matches!(forwarding, snapshot::Forwarding::Nat | snapshot::Forwarding::FullNat | snapshot::Forwarding::Local);
                 match vs.syn_proxy.as_ref().map(|m| *m.get_ref()).unwrap_or_default() {
-                    _ if !proxiable => snapshot::SynProxy::Off,
+                    // The PROXY header rides the handshake's last ACK,
+                    // which the SYN proxy writes itself.
+                    _ if !proxiable || vs.proxy_protocol.is_some() => snapshot::SynProxy::Off,
                     crate::config::SynProxyMode::Auto => snapshot::SynProxy::Auto,
                     crate::config::SynProxyMode::On => snapshot::SynProxy::On,
                     crate::config::SynProxyMode::Off => snapshot::SynProxy::Off,
                 }
             },
+            proxy_header: vs.proxy_protocol.is_some(),
         };
     }
 

@@ -174,6 +174,7 @@ impl Lb {
             interface: None,
             pair: None,
             syn_proxy: None,
+            proxy_protocol: None,
             rule: Vec::new(),
             client_address: Vec::new(),
             x_forwarded_for: None,

@@ -7,7 +7,7 @@
 //! either. Every record carries the entry's last-change counter
 //! (`version`), which lets the receiver tell an old view from a newer one.
 
-use crate::conntrack::track::{PROXY_ON, PROXY_OPEN, PROXY_TS};
+use crate::conntrack::track::{PP_ACKED, PROXY_ON, PROXY_OPEN, PROXY_TS};
 use crate::conntrack::{EntryFlags, Flow, FlowState, Forwarding, Track, IPPROTO_TCP, TICK_MS};
 
 /// What a record says happened.
@@ -86,6 +86,9 @@ pub struct ProxyState {
 
 impl ProxyState {
     const KNOWN_FLAGS: u8 = PROXY_ON | PROXY_OPEN | PROXY_TS;
+    /// A PROXY header entry's (`FLAG_PROXY_HEADER`): `seq_delta` is where
+    /// the header goes, the flags say whether the server acknowledged it.
+    const HEADER_FLAGS: u8 = PP_ACKED;
 }
 
 /// RFC 7323 §2.3: a shift above 14 is never offered; refused on decode.
@@ -150,10 +153,13 @@ impl SyncRecord {
     /// The entry's SYN was answered by the SYN proxy
     /// (`EntryFlags::SYN_PROXY`); its marks carry the translation.
     pub const FLAG_PROXIED: u8 = 0x02;
+    /// A PROXY header goes before the client's stream
+    /// (`EntryFlags::PROXY_HEADER`); its marks carry where.
+    pub const FLAG_PROXY_HEADER: u8 = 0x04;
     /// `Delete`: the entry expired idle (rather than closed). The peer
     /// keeps its own copy if it has forwarded packets of it since.
     pub const FLAG_EXPIRED: u8 = 0x80;
-    const KNOWN_FLAGS: u8 = Self::FLAG_PERSIST | Self::FLAG_PROXIED | Self::FLAG_EXPIRED;
+    const KNOWN_FLAGS: u8 = Self::FLAG_PERSIST | Self::FLAG_PROXIED | Self::FLAG_PROXY_HEADER | Self::FLAG_EXPIRED;
 
     /// A record of nothing, to fill buffers.
     pub const EMPTY: SyncRecord = SyncRecord {
@@ -184,9 +190,13 @@ impl SyncRecord {
     #[inline]
     pub fn of_flow(kind: SyncKind, f: &Flow, t: Option<&Track>, now: u32) -> SyncRecord {
         let proxied = f.flags.contains(EntryFlags::SYN_PROXY);
+        let header = f.flags.contains(EntryFlags::PROXY_HEADER) && !proxied;
         let mut flags = if f.flags.contains(EntryFlags::PERSIST) { Self::FLAG_PERSIST } else { 0 };
         if proxied {
             flags |= Self::FLAG_PROXIED;
+        }
+        if header {
+            flags |= Self::FLAG_PROXY_HEADER;
         }
         let tcp = t.filter(|_| f.proto == IPPROTO_TCP && kind.is_live()).map(|t| TcpMarks {
             end: t.end,
@@ -194,12 +204,13 @@ impl SyncRecord {
             win: t.win,
             wscale: t.wscale.map(|w| w.min(MAX_WSCALE)),
             known: t.known_marks(),
-            proxy: proxied.then_some(ProxyState {
-                seq_delta: t.seq_delta,
-                ts_delta: t.ts_delta,
-                wscale: t.proxy_wscale.map(|w| w.min(MAX_WSCALE)),
-                flags: t.proxy & ProxyState::KNOWN_FLAGS,
-            }),
+            proxy: if proxied {
+                Some(ProxyState { seq_delta: t.seq_delta, ts_delta: t.ts_delta, wscale: t.proxy_wscale.map(|w| w.min(MAX_WSCALE)), flags: t.proxy & ProxyState::KNOWN_FLAGS })
+            } else if header {
+                Some(ProxyState { seq_delta: t.seq_delta, ts_delta: 0, wscale: [0, 0], flags: t.proxy & ProxyState::HEADER_FLAGS })
+            } else {
+                None
+            },
         });
         SyncRecord {
             kind,
@@ -315,11 +326,13 @@ impl SyncRecord {
         let kind = SyncKind::from_u8(kind)?;
         let tcp = match ext {
             EXT_NONE => None,
-            EXT_TCP | EXT_PROXY if proto == IPPROTO_TCP && kind.is_live() => Some(decode_marks(&mut r, ext == EXT_PROXY)?),
+            EXT_TCP | EXT_PROXY if proto == IPPROTO_TCP && kind.is_live() => Some(decode_marks(&mut r, ext == EXT_PROXY, flags & Self::FLAG_PROXY_HEADER != 0)?),
             _ => return None,
         };
-        // A proxied entry's marks carry its translation; no other's do.
-        if tcp.is_some() && (ext == EXT_PROXY) != (flags & Self::FLAG_PROXIED != 0) {
+        // A proxied entry's marks carry its translation, a PROXY header
+        // entry's where the header goes; no other's do, and no entry is both.
+        let extended = flags & (Self::FLAG_PROXIED | Self::FLAG_PROXY_HEADER);
+        if extended == Self::FLAG_PROXIED | Self::FLAG_PROXY_HEADER || (tcp.is_some() && (ext == EXT_PROXY) != (extended != 0)) {
             return None;
         }
         Some(SyncRecord {
@@ -347,7 +360,7 @@ impl SyncRecord {
 }
 
 /// Bytes 44.. of a TCP record (`SyncRecord::encode`).
-fn decode_marks(r: &mut Reader<'_>, proxied: bool) -> Option<TcpMarks> {
+fn decode_marks(r: &mut Reader<'_>, proxied: bool, header: bool) -> Option<TcpMarks> {
     let (e0, e1, a0, a1, w0, w1) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?, r.u32()?, r.u32()?);
     let [s0, s1, known, _] = r.take::<4>()?;
     if s0.max(s1) > MAX_WSCALE {
@@ -356,7 +369,8 @@ fn decode_marks(r: &mut Reader<'_>, proxied: bool) -> Option<TcpMarks> {
     let proxy = if proxied {
         let (seq_delta, ts_delta) = (r.u32()?, r.u32()?);
         let [p0, p1, flags, _] = r.take::<4>()?;
-        if p0.max(p1) > MAX_WSCALE || flags & PROXY_ON == 0 || flags & !ProxyState::KNOWN_FLAGS != 0 {
+        let flags_ok = if header { flags & !ProxyState::HEADER_FLAGS == 0 && ts_delta == 0 && p0 == 0 && p1 == 0 } else { flags & PROXY_ON != 0 && flags & !ProxyState::KNOWN_FLAGS == 0 };
+        if p0.max(p1) > MAX_WSCALE || !flags_ok {
             return None;
         }
         Some(ProxyState { seq_delta, ts_delta, wscale: [p0, p1], flags })

@@ -206,7 +206,7 @@ fn unknown_bytes_are_refused() {
     SyncRecord::EMPTY.encode(&mut b);
     assert!(SyncRecord::decode(&b).is_some());
     assert_eq!(SyncRecord::decode(&b[..SyncRecord::WIRE_LEN - 1]), None, "short");
-    for (at, bad) in [(0, 0u8), (0, 7), (1, 6), (3, FlowState::ALL.len() as u8), (4, 200), (5, 0x04), (5, 0x40), (7, 3)] {
+    for (at, bad) in [(0, 0u8), (0, 7), (1, 6), (3, FlowState::ALL.len() as u8), (4, 200), (5, 0x08), (5, 0x40), (7, 3)] {
         let mut x = b;
         x[at] = bad;
         assert_eq!(SyncRecord::decode(&x), None, "byte {at} = {bad}");
@@ -216,7 +216,7 @@ fn unknown_bytes_are_refused() {
     let tcp = SyncRecord { kind: SyncKind::Refresh, proto: 6, tcp: Some(established_marks(None)), ..SyncRecord::EMPTY };
     tcp.encode(&mut b);
     assert!(SyncRecord::decode(&b).is_some());
-    for (at, bad) in [(2, 17u8), (0, SyncKind::Delete as u8), (0, SyncKind::Persist as u8), (5, SyncRecord::FLAG_PROXIED), (68, 15), (69, 200)] {
+    for (at, bad) in [(2, 17u8), (0, SyncKind::Delete as u8), (0, SyncKind::Persist as u8), (5, SyncRecord::FLAG_PROXIED), (5, SyncRecord::FLAG_PROXY_HEADER), (68, 15), (69, 200)] {
         let mut x = b;
         x[at] = bad;
         assert_eq!(SyncRecord::decode(&x), None, "byte {at} = {bad}");

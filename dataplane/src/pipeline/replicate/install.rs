@@ -95,7 +95,10 @@ impl Shard {
         f.set_version(rec.version);
         let Some(m) = rec.tcp else { return };
         if m.proxy.is_some() {
-            let flags = f.flags() | EntryFlags::SYN_PROXY;
+            // The record's flag says which: a SYN proxy translation or
+            // where a PROXY header goes (`SyncRecord::decode` checked).
+            let kind = if rec.flags & SyncRecord::FLAG_PROXY_HEADER != 0 { EntryFlags::PROXY_HEADER } else { EntryFlags::SYN_PROXY };
+            let flags = f.flags() | kind;
             f.set_flags(flags);
         }
         let Some(t) = self.table.track_mut(id) else { return };

@@ -734,3 +734,47 @@ fn a_new_ownership_key_drops_the_entries_another_worker_owns() {
     b.w.poll(&mut Idle, 3);
     assert_eq!(b.w.table().len() as usize, ours.len());
 }
+
+/// A full-NAT connection with a PROXY header (issue 21) taken over by the
+/// peer: its record says where the header goes, so the standby goes on
+/// moving the client's numbers up and the server's down.
+#[test]
+fn a_standby_goes_on_shifting_a_proxy_header_connection() {
+    fn with_header() -> Snapshot {
+        let mut s = snapshot();
+        s.services[1].proxy_header = true;
+        s.services[1].syn_proxy = crate::state::snapshot::SynProxy::Off;
+        s
+    }
+    let set32 = |f: &mut Vec<u8>, at: usize, v: u32| {
+        f[at..at + 4].copy_from_slice(&v.to_be_bytes());
+        crate::testkit::fill_l4_checksum(f);
+    };
+    let (mut a, mut b) = pair(with_header);
+    let (v, f) = send(&mut a.w, client(tcpf::SYN, 40000, 81), OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    let (s, lport) = (SRV.iter().position(|x| *x == addr(&f, 30)).unwrap(), port(&f, 34));
+    assert_eq!(send(&mut a.w, server(s, tcpf::SYN | tcpf::ACK, SELF_IN, lport), IN).0, Verdict::Forward(OUT));
+    let mut ack = pkt(client(tcpf::ACK, 40000, 81));
+    assert_eq!(a.w.process_packet(&mut ack, false), Verdict::Forward(IN));
+    assert_eq!(ack.data.len(), 54 + 28, "the header rode the handshake's last ACK");
+    let records = drain(&mut a.events);
+    assert!(!records.is_empty() && records.iter().all(|r| r.flags & SyncRecord::FLAG_PROXY_HEADER != 0), "{records:?}");
+    deliver(&records, &mut b, 0);
+    let (_, e) = b.w.table().iter().next().unwrap();
+    assert!(e.flags.contains(EntryFlags::PROXY_HEADER));
+    // B: the client's data past the header (1001 + 100) moves up by 28.
+    let mut later = client(tcpf::ACK | tcpf::PSH, 40000, 81);
+    set32(&mut later, 38, 1101);
+    let (v, f) = send(&mut b.w, later, OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!(u32::from_be_bytes([f[38], f[39], f[40], f[41]]), 1101 + 28);
+    assert_checksums(&f);
+    // The server's ACK of it comes back down by 28.
+    let mut r = server(s, tcpf::ACK, SELF_IN, lport);
+    set32(&mut r, 42, 1101 + 28);
+    let (v, r) = send(&mut b.w, r, IN);
+    assert_eq!(v, Verdict::Forward(OUT));
+    assert_eq!(u32::from_be_bytes([r[42], r[43], r[44], r[45]]), 1101);
+    assert_checksums(&r);
+}
