@@ -625,3 +625,48 @@ fn fragmentation_needed_about_a_proxied_connection_reaches_its_server() {
     stop_furiwake_cleanly(lab.fw());
     println!("proxied: the client quoted seq {seq}, {srv} got {quoted} (its SYN-ACK {server_isn} + 1); {srv}'s route: {route}");
 }
+
+/// The exception path under attack (issue 21): the kernel in the
+/// appliance's own namespace gets only what the workers matched to its
+/// connections. With an `http` virtual server and the engine's kept-alive
+/// connection to a server open: that server's answers spoofed from the
+/// clients' side (resets to the engine's port), connections to the
+/// kernel's ephemeral ports from either side: each dropped by name, none
+/// a connection of the kernel's; the engine's connection and the service
+/// go on.
+#[test]
+fn the_exception_path_takes_only_what_its_connections_expect() {
+    let Some(mut lab) = lab('X', "exception", 0, &["nginx", "ss"]) else { return };
+    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("{{ address = \"{}:80\" }}", server_ip(n))).collect();
+    lab.start(&format!("[[pool]]\nname = \"web\"\nservers = [ {} ]\n\n[[virtual_server]]\nname = \"web\"\naddress = \"{VIP}:80\"\nprotocol = \"http\"\npool = \"web\"\n", servers.join(", ")));
+    let id = lab.topo.exec("client", &format!("curl -s -S -m 10 http://{VIP}/id")).trim().to_string();
+    let n: u32 = id.strip_prefix("srv").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{id}\n{}", lab.fw_output()));
+    // The engine's kept-alive connection, seen from the server.
+    let ss = lab.topo.exec(&format!("srv{n}"), &format!("ss -tnH state established src {}:80", server_ip(n)));
+    let eport: u16 = ss.split_whitespace().find_map(|w| w.strip_prefix(&format!("{SELF_INSIDE}:"))).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("the engine's connection: {ss}"));
+    assert!((49152..=60999).contains(&eport), "from the kernel's ephemeral range: {eport}");
+    let before = lab.report();
+    let forge = |ns: &str, via: &str, args: &str| {
+        let (ok, out) = lab.topo.try_exec(ns, &format!("/usr/bin/python3 {} --via {via} {args} --count 5", test_script("forge_tcp.py").display()));
+        assert!(ok && out.contains("sent 5"), "{out}");
+    };
+    // The server's resets, from the clients' side.
+    forge("client", SELF_OUTSIDE, &format!("--src {} --sport 80 --dst {SELF_INSIDE} --dport {eport} --flags R", server_ip(n)));
+    // The kernel's ephemeral ports with no connection, from both sides.
+    forge("client", SELF_OUTSIDE, &format!("--src {CLIENT} --sport 4444 --dst {SELF_INSIDE} --dport 50000 --flags S"));
+    forge("srv1", SELF_INSIDE, &format!("--src {} --sport 4444 --dst {SELF_INSIDE} --dport 50001 --flags S", server_ip(1)));
+    let r = lab.report_until(Duration::from_secs(5), |r| {
+        let d = worker_drops(r, 0);
+        let get = |k: &str| d.iter().find(|(r, _)| r == k).map_or(0, |x| x.1);
+        get("local-wrong-link") >= 5 && get("host-unmatched") >= 10
+    });
+    let r = r.unwrap_or_else(|r| panic!("the forged segments dropped by name:\n{r}"));
+    let drops = worker_drops(&r, 0);
+    let get = |k: &str| drops.iter().find(|(r, _)| r == k).map_or(0, |x| x.1);
+    assert_eq!((get("local-wrong-link"), get("host-unmatched")), (5, 10), "{r}");
+    assert_eq!(counter(&before, "  host:", "in"), counter(&r, "  host:", "in"), "no connection of the kernel's came of them:\n{r}");
+    // The engine's connection is still open, and the service answers.
+    let ss = lab.topo.exec(&format!("srv{n}"), &format!("ss -tnH state established src {}:80", server_ip(n)));
+    assert!(ss.contains(&format!("{SELF_INSIDE}:{eport}")), "the engine's connection survived: {ss}");
+    assert!(lab.topo.exec("client", &format!("curl -s -S -m 10 http://{VIP}/id")).starts_with("srv"));
+}
