@@ -29,6 +29,7 @@ error_log $dir/logs/error.log warn;
 events { worker_connections 1024; }
 http {
   access_log $dir/logs/access.log;
+  log_format bodyfile '\$request_length \$content_length \$request_body_file';
   client_body_temp_path $dir/tmp/body;
   proxy_temp_path $dir/tmp/proxy;
   fastcgi_temp_path $dir/tmp/fastcgi;
@@ -43,6 +44,9 @@ http {
     location = /rewrite { add_header Set-Cookie "SRVID=; Path=/"; default_type text/plain; return 200 "$name\n"; }
     location = /login { add_header Set-Cookie "JSESSIONID=$name\$request_id; Path=/"; default_type text/plain; return 200 "$name\n"; }
     location ~ ^/who { default_type text/plain; return 200 "$name\n"; }
+    # A request's body kept whole in DIR/tmp/body, its file named in
+    # logs/body.log (the L7 script tests); the answer is /id's.
+    location = /body { client_max_body_size 64m; client_body_in_file_only on; access_log $dir/logs/body.log bodyfile; proxy_pass http://\$server_addr:\$server_port/id; }
     location / { root $dir/www; }
   }
   # What the servers learn of the client (the L7 tests): the headers on

@@ -302,3 +302,80 @@ fn passive_rewrite_hash_session_id_and_header_persistence_each_keep_a_client() {
     let t = curl_n(&lab, 10, "-H 'X-Terminal-Id: T-0042'", &format!("http://{VIP}:8083/id"));
     assert!(one_server(&t), "terminal: {t:?}");
 }
+
+/// Backend `n`'s `body.log` (its `/body` location: each body kept whole
+/// in a file, named there).
+fn body_files(lab: &Lab, n: u32) -> Vec<std::path::PathBuf> {
+    let log = std::fs::read_to_string(lab.backend_dir(n).join("logs/body.log")).unwrap_or_default();
+    log.lines().filter_map(|l| l.split_whitespace().nth(2)).map(std::path::PathBuf::from).collect()
+}
+
+#[test]
+fn a_script_rule_routes_by_a_query_value_and_by_a_transaction_id_in_the_body_which_the_server_gets_whole() {
+    let Some(mut lab) = open('r', "script") else { return };
+    let rules = r#"
+[[virtual_server.rule]]
+script = '''
+let t = query("tenant");
+if t == "blue" { "blue" } else if t == "green" { "green" } else { () }
+'''
+pools = ["blue", "green"]
+
+[[virtual_server.rule]]
+method = "POST"
+path_prefix = "/body"
+script = '''
+let id = body_match("<TransactionId>([0-9]+)</TransactionId>");
+if id == () { () } else if parse_int(id) % 2 == 0 { "even" } else { "odd" }
+'''
+pools = ["even", "odd"]
+body_bytes = 4096
+
+[[virtual_server.rule]]
+query = { name = "spin" }
+script = "loop {}"
+pools = ["blue"]
+"#;
+    let pools = [pool_of("blue", 1), pool_of("green", 2), pool_of("even", 1), pool_of("odd", 2), pool_of("default", 3)].concat();
+    lab.start(&format!("{pools}\n{}", http_vs("web", 80, "default", rules)));
+    let get = |path: &str| lab.topo.exec("client", &format!("curl -s -S -m 10 'http://{VIP}{path}'")).trim().to_string();
+    for _ in 0..3 {
+        assert_eq!(get("/id?tenant=blue"), "srv1", "{}", lab.fw_output());
+        assert_eq!(get("/id?tenant=green"), "srv2");
+        assert_eq!(get("/id?tenant=red"), "srv3", "(): on to the default pool");
+        assert_eq!(get("/id"), "srv3");
+    }
+    assert_eq!(get("/id?spin=1"), "srv3", "a script stopped at its operations: the rule does not hold");
+    // A SOAP message's transaction ID chooses the server; 200 KB of body
+    // behind the 4096 bytes the script reads, sent with a length and
+    // chunked.
+    let filler: String = (0..200_000u32).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let post = |id: u32, chunked: bool| {
+        let body = format!("<Envelope><Header><TransactionId>{id}</TransactionId></Header><Body>{filler}</Body></Envelope>");
+        let file = lab.dir.write(&format!("soap-{id}-{chunked}.xml"), &body);
+        let te = if chunked { "-H 'Transfer-Encoding: chunked'" } else { "" };
+        let got = lab.topo.exec("client", &format!("curl -s -S -m 20 -H 'Content-Type: text/xml' {te} --data-binary @{} http://{VIP}/body", file.display())).trim().to_string();
+        (got, body)
+    };
+    let mut sent = (Vec::new(), Vec::new());
+    for (id, chunked) in [(42, false), (7, false), (1000, true), (13, true)] {
+        let (got, body) = post(id, chunked);
+        let want = if id % 2 == 0 { "srv1" } else { "srv2" };
+        assert_eq!(got, want, "transaction {id} (chunked {chunked}): {}", lab.fw_output());
+        if id % 2 == 0 { sent.0.push(body) } else { sent.1.push(body) }
+    }
+    // Each server got each body whole: the prefix, then the rest.
+    for (n, bodies) in [(1, &sent.0), (2, &sent.1)] {
+        let files = body_files(&lab, n);
+        assert_eq!(files.len(), bodies.len(), "srv{n}: {files:?}");
+        for (f, b) in files.iter().zip(bodies) {
+            let got = std::fs::read(f).unwrap_or_default();
+            assert!(got == b.as_bytes(), "srv{n}: {} of {} bytes, byte-identical", got.len(), b.len());
+        }
+    }
+    assert!(body_files(&lab, 3).is_empty(), "no body to the default pool");
+    let r = lab.report();
+    assert!(r.contains("rule 1: script, pools [blue, green]; hits 6; script runs 17 errors 0 limits 0\n"), "every request ran rule 1's script:\n{r}");
+    assert!(r.contains("rule 2: script, pools [even, odd]; hits 4; script runs 4 errors 0 limits 0\n"), "{r}");
+    assert!(r.contains("rule 3: script, pools [blue]; hits 0; script runs 1 errors 0 limits 1\n"), "{r}");
+}
