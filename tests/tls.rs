@@ -235,3 +235,36 @@ fn a_certificate_reload_keeps_a_running_download_going_and_a_readable_key_is_ref
     let got = sha256_file(&file);
     assert!((1..=LAB_BACKENDS).any(|n| sha256_file(&lab.backend_dir(n).join("www/big")) == got), "byte-identical to a server's file");
 }
+
+/// Every phase of a connection has the header deadline (review of issue
+/// 21): a client that completes the TLS handshake and then says nothing,
+/// one that sends part of the h2 preface over plain HTTP, and one that
+/// stops inside its ClientHello are all closed by the box at
+/// `header_timeout_s` (2 s here), long before they would give up (10 s),
+/// while others are served.
+#[test]
+fn silent_clients_are_closed_at_the_deadline_in_every_phase() {
+    let Some((mut lab, certs)) = open('w', "deadline", 0) else { return };
+    let c = |f: &str| certs.join(f).display().to_string();
+    lab.start(&format!(
+        "{}\n[[virtual_server]]\nname = \"secure\"\naddress = \"{VIP}:443\"\nprotocol = \"https\"\npool = \"web\"\nlimits = {{ header_timeout_s = 2 }}\ntls = {{ certificates = [ {{ cert = \"{}\", key = \"{}\" }} ] }}\n\n[[virtual_server]]\nname = \"plain\"\naddress = \"{VIP}:80\"\nprotocol = \"http\"\npool = \"web\"\nlimits = {{ header_timeout_s = 2 }}\n",
+        pool("web", 80, &[1, 2, 3]),
+        c("a.pem"),
+        c("a.key")
+    ));
+    // Each holds its side open 10 s (a process substitution: the shell
+    // waits for the client alone); `date` before and after says when the
+    // box closed it.
+    let held = |input: &str, cmd: &str| -> u64 {
+        let script = format!("s=$(date +%s); timeout 12 {cmd} < <(exec 2>/dev/null; {input}; sleep 10) >/dev/null 2>&1; echo elapsed $(( $(date +%s) - s ))");
+        let out = lab.topo.exec("client", &format!("bash -c {}", shell_quote(&script)));
+        out.lines().find_map(|l| l.strip_prefix("elapsed ")).and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("{out}"))
+    };
+    let tls_silent = held("true", &format!("socat - OPENSSL:{VIP}:443,snihost=a.example,cafile={},commonname=a.example", c("ca.pem")));
+    let h2_partial = held("printf 'PRI * HTTP/2.0\\r\\n'", &format!("socat - TCP:{VIP}:80"));
+    let hello_partial = held("printf '\\026\\003\\001'", &format!("socat - TCP:{VIP}:443"));
+    for (what, s) in [("silent after the handshake", tls_silent), ("part of the h2 preface", h2_partial), ("part of a ClientHello", hello_partial)] {
+        assert!(s < 8, "{what}: closed after {s} s, not at the 2 s deadline\n{}", lab.fw_output());
+    }
+    assert_eq!(get(&lab, &certs.join("ca.pem"), "a.example", 443, "-o /dev/null -w '%{http_code}'", "/id"), "200");
+}

@@ -257,7 +257,7 @@ impl Config {
             let whole = vs.name.span();
             let refuse = |(at, why): (Option<std::ops::Range<usize>>, String)| src.error(Some(at.unwrap_or_else(|| whole.clone())), format!("virtual_server {name:?}: {why}"));
             if let Some(t) = vs.tls.as_mut() {
-                let sc = t.get_ref().load().map_err(refuse)?;
+                let sc = t.get_ref().load(&name).map_err(refuse)?;
                 t.get_mut().loaded = super::tls::Loaded(Some(std::sync::Arc::new(sc)));
             }
             if let Some(t) = vs.server_tls.as_mut() {

@@ -37,7 +37,11 @@ pub(super) fn read_secret(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, 
     if meta.len() > max {
         return Err(format!("{} bytes: {what}", meta.len()));
     }
+    // No more than `max` even if it grew since the fstat.
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    (&mut file).take(max + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("more than {max} bytes: {what}"));
+    }
     Ok(bytes)
 }

@@ -10,9 +10,12 @@
 //! Modern defaults only: TLS 1.3 and 1.2 (`min_version = "1.3"` drops
 //! 1.2), rustls's cipher suites (AEAD only, forward secrecy only), no
 //! renegotiation, no compression. Resumption: TLS 1.3 and 1.2 tickets
-//! under keys that rotate every six hours (rustls's `TicketRotator`), one
-//! ticketer for the process so a reload does not invalidate them, and a
-//! session-ID cache for TLS 1.2 clients without tickets.
+//! under keys that rotate every six hours (rustls's `TicketRotator`), and a
+//! session-ID cache for TLS 1.2 clients without tickets; one ticketer and
+//! one cache per virtual server (by name, kept across reloads so a reload
+//! does not invalidate them), so a session made with one virtual server
+//! never resumes on another (a connection for a.example steered to
+//! another virtual server's VIP: the "virtual host confusion" class).
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -22,13 +25,17 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use serde::Deserialize;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex, OnceLock};
 use toml::Spanned;
 
 /// A private key file's size at most (a 16384-bit RSA key's PEM is ~13 kB).
 const MAX_KEY_BYTES: u64 = 64 * 1024;
-/// TLS 1.2 sessions kept for resumption by session ID.
-const SESSION_CACHE: usize = 16 * 1024;
+/// TLS 1.2 sessions kept for resumption by session ID, per virtual server.
+const SESSION_CACHE: usize = 4 * 1024;
+/// An OCSP response's size at most.
+const MAX_OCSP_BYTES: u64 = 64 * 1024;
 
 /// `tls = { certificates = [...], min_version = "1.2" }`.
 #[derive(Debug, Clone, Deserialize)]
@@ -143,17 +150,16 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::clone(P.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())))
 }
 
-/// The process's ticketer: keys rotate every six hours; one for every
-/// virtual server and every reload, so a reload keeps tickets valid.
-fn ticketer() -> Option<Arc<dyn rustls::server::ProducesTickets>> {
-    static T: OnceLock<Option<Arc<dyn rustls::server::ProducesTickets>>> = OnceLock::new();
-    T.get_or_init(|| rustls::crypto::ring::Ticketer::new().ok())
-        .clone()
-}
+/// A virtual server's ticketer and session cache.
+type Resumption = (Option<Arc<dyn rustls::server::ProducesTickets>>, Arc<dyn StoresServerSessions>);
 
-fn session_cache() -> Arc<dyn StoresServerSessions> {
-    static C: OnceLock<Arc<dyn StoresServerSessions>> = OnceLock::new();
-    Arc::clone(C.get_or_init(|| rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE)))
+/// Virtual server `vs`'s ticketer (keys rotate every six hours) and
+/// session cache, made the first time it is loaded and kept by name for
+/// the process, so a reload keeps its sessions resumable.
+fn resumption(vs: &str) -> Resumption {
+    static BY_VS: OnceLock<Mutex<HashMap<String, Resumption>>> = OnceLock::new();
+    let mut m = BY_VS.get_or_init(Mutex::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    m.entry(vs.to_string()).or_insert_with(|| (rustls::crypto::ring::Ticketer::new().ok(), rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE))).clone()
 }
 
 /// Chooses the certificate by the client's SNI: the first valid for the
@@ -207,7 +213,12 @@ fn certified(c: &CertificateFiles) -> Result<CertifiedKey, String> {
     let mut ck = CertifiedKey::from_der(certs, key, &provider())
         .map_err(|e| format!("cert {:?} and key {:?}: {e}", c.cert, c.key))?;
     if let Some(o) = &c.ocsp {
-        ck.ocsp = Some(std::fs::read(o).map_err(|e| format!("ocsp {o:?}: {e}"))?);
+        let mut bytes = Vec::new();
+        std::fs::File::open(o).and_then(|f| f.take(MAX_OCSP_BYTES + 1).read_to_end(&mut bytes)).map_err(|e| format!("ocsp {o:?}: {e}"))?;
+        if bytes.len() as u64 > MAX_OCSP_BYTES {
+            return Err(format!("ocsp {o:?}: more than {MAX_OCSP_BYTES} bytes: an OCSP response is a few kB"));
+        }
+        ck.ocsp = Some(bytes);
     }
     Ok(ck)
 }
@@ -223,8 +234,9 @@ fn versions(min: Option<TlsVersion>) -> &'static [&'static SupportedProtocolVers
 }
 
 impl Tls {
-    /// The rustls configuration of these files: (where, why) if not.
-    pub(super) fn load(&self) -> Result<ServerConfig, (Option<std::ops::Range<usize>>, String)> {
+    /// The rustls configuration of these files for virtual server `vs`:
+    /// (where, why) if not.
+    pub(super) fn load(&self, vs: &str) -> Result<ServerConfig, (Option<std::ops::Range<usize>>, String)> {
         let mut keys = Vec::new();
         for c in &self.certificates {
             keys.push(Arc::new(
@@ -241,10 +253,11 @@ impl Tls {
             .with_cert_resolver(Arc::new(BySni(keys)));
         // h2 first (RFC 7540 §3.3), HTTP/1.1 for the rest.
         sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        if let Some(t) = ticketer() {
+        let (ticketer, cache) = resumption(vs);
+        if let Some(t) = ticketer {
             sc.ticketer = t;
         }
-        sc.session_storage = session_cache();
+        sc.session_storage = cache;
         Ok(sc)
     }
 }

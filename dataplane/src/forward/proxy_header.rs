@@ -25,10 +25,6 @@ use crate::wire::tcp;
 /// addresses and ports.
 pub const LEN: u32 = 28;
 
-/// The smallest MSS the SYN-ACK is left with (RFC 9293 §3.7.1's default,
-/// less the header).
-const MIN_MSS: u16 = 536 - LEN as u16;
-
 /// The v2 signature (§2.2).
 const SIGNATURE: [u8; 12] = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
 
@@ -54,7 +50,20 @@ fn after(a: u32, b: u32) -> bool {
 }
 
 /// A sequence or ACK number of the server's view in the client's: past
-/// the header, `LEN` less; inside it, `p`.
+/// the header, `LEN` less; inside it, `p`. Once the server has
+/// acknowledged the header (`acked`) every number it sends is past it:
+/// `LEN` less, with no comparison (one would turn after 2 GiB).
+#[inline]
+pub fn client_view(n: u32, p: u32, acked: bool) -> u32 {
+    if acked {
+        n.wrapping_sub(LEN)
+    } else {
+        unshift(n, p)
+    }
+}
+
+/// `client_view` before the header is acknowledged: its numbers are
+/// within 2^31 of `p`.
 #[inline]
 pub fn unshift(n: u32, p: u32) -> u32 {
     if after(n, p.wrapping_add(LEN)) || n == p.wrapping_add(LEN) {
@@ -77,17 +86,18 @@ pub fn shift_seq(seg: &mut [u8]) {
 }
 
 /// A server segment to the client (`seg`): its ACK number and SACK edges
-/// (RFC 2018) into the client's view (`unshift`); a SYN-ACK's MSS `LEN`
-/// smaller. The checksum is updated (RFC 1624). Whether its ACK covers
-/// the header.
-pub fn to_client(seg: &mut [u8], p: u32) -> bool {
+/// (RFC 2018) into the client's view (`client_view`); a SYN-ACK's MSS
+/// `LEN` smaller. The checksum is updated (RFC 1624). Whether its ACK
+/// covers the header.
+pub fn to_client(seg: &mut [u8], p: u32, was_acked: bool) -> bool {
     let Some(&flags) = seg.get(13) else { return false };
     let mut c = get16(seg, 16);
-    let mut acked = false;
+    // SACK edges lie above the ACK: past the header once it covers it.
+    let mut acked = was_acked;
     if flags & tcp::flags::ACK != 0 {
         let old = get32(seg, 8);
-        acked = !after(p.wrapping_add(LEN), old);
-        let new = unshift(old, p);
+        let new = client_view(old, p, was_acked);
+        acked = was_acked || !after(p.wrapping_add(LEN), old);
         put32(seg, 8, new);
         c = checksum::update32(c, old, new);
     }
@@ -97,7 +107,7 @@ pub fn to_client(seg: &mut [u8], p: u32) -> bool {
             let mut i = at + 2;
             while i + 4 <= at + len {
                 let old = get32(seg, i);
-                let new = unshift(old, p);
+                let new = client_view(old, p, acked);
                 put32(seg, i, new);
                 c = checksum::update32(c, old, new);
                 i += 4;
@@ -105,7 +115,7 @@ pub fn to_client(seg: &mut [u8], p: u32) -> bool {
         }
         tcp::option::MSS if len == 4 && flags & tcp::flags::SYN != 0 => {
             let old = get16(seg, at + 2);
-            let new = old.saturating_sub(LEN as u16).max(MIN_MSS);
+            let new = old.saturating_sub(LEN as u16).max(1);
             put16(seg, at + 2, new);
             c = checksum::update16(c, old, new);
         }
@@ -118,9 +128,11 @@ pub fn to_client(seg: &mut [u8], p: u32) -> bool {
 /// Inserts `header` before the payload of the TCP segment in the IPv4
 /// packet at `frame[l3..l3 + ip_len]` (`hl`: the IPv4 header's length),
 /// which `frame` has room for after it (`LEN` bytes more): the payload
-/// moves up, the IPv4 total length and checksum and the TCP checksum are
-/// made again. The sequence number stays (the header takes the place the
-/// payload had). False, the frame untouched, when it does not add up.
+/// moves up, the IPv4 total length, an urgent pointer (relative to the
+/// sequence number) and both checksums are updated (RFC 1624: the
+/// payload's words keep their alignment, so a checksum that was wrong
+/// stays wrong). The sequence number stays (the header takes the place
+/// the payload had). False, the frame untouched, when it does not add up.
 pub fn insert(frame: &mut [u8], l3: usize, hl: usize, ip_len: usize, header: &[u8; LEN as usize]) -> bool {
     let n = LEN as usize;
     let Some(thl) = frame.get(l3 + hl + 12).map(|b| usize::from(b >> 4) * 4) else { return false };
@@ -131,17 +143,21 @@ pub fn insert(frame: &mut [u8], l3: usize, hl: usize, ip_len: usize, header: &[u
     frame.copy_within(data..end, data + n);
     let Some(at) = frame.get_mut(data..data + n) else { return false };
     at.copy_from_slice(header);
-    let new_len = (ip_len + n) as u16;
+    let (old_len, new_len) = (ip_len as u16, (ip_len + n) as u16);
     let Some(ip) = frame.get_mut(l3..l3 + ip_len + n) else { return false };
     put16(ip, 2, new_len);
-    put16(ip, 10, 0);
-    let ipc = checksum::checksum(ip.get(..hl).unwrap_or_default());
+    let ipc = checksum::update16(get16(ip, 10), old_len, new_len);
     put16(ip, 10, ipc);
-    let (src, dst) = (get32(ip, 12), get32(ip, 16));
     let Some(seg) = ip.get_mut(hl..) else { return false };
-    put16(seg, 16, 0);
-    let ps = checksum::pseudo_header(src.into(), dst.into(), crate::wire::ipv4::protocol::TCP, seg.len() as u16);
-    let c = !checksum::fold(checksum::sum(seg, ps));
+    // The pseudo-header's TCP length, the urgent pointer, the header's words.
+    let (tcp_old, tcp_new) = (old_len - hl as u16, new_len - hl as u16);
+    let mut c = checksum::update16(get16(seg, 16), tcp_old, tcp_new);
+    if seg.get(13).is_some_and(|f| f & tcp::flags::URG != 0) {
+        let (old, new) = (get16(seg, 18), get16(seg, 18).wrapping_add(LEN as u16));
+        put16(seg, 18, new);
+        c = checksum::update16(c, old, new);
+    }
+    let c = !checksum::fold(checksum::sum(header, u32::from(!c)));
     put16(seg, 16, c);
     true
 }
@@ -167,6 +183,8 @@ mod tests {
         assert_eq!(unshift(p.wrapping_add(LEN), p), p);
         assert_eq!(unshift(p.wrapping_add(LEN + 100), p), p.wrapping_add(100));
         assert_eq!(unshift(p.wrapping_sub(1), p), p.wrapping_sub(1), "the SYN's");
+        // Once acknowledged, far past 2 GiB too.
+        assert_eq!(client_view(p.wrapping_add(3_000_000_000), p, true), p.wrapping_add(3_000_000_000 - LEN));
     }
 
     fn ipv4_tcp(flags: u8, seq: u32, ack: u32, opts: &[u8], payload: &[u8], room: usize) -> Vec<u8> {
@@ -221,6 +239,19 @@ mod tests {
         assert!(insert(&mut a, 14, 20, 40, &h));
         assert!(tcp_ok(&a));
         assert_eq!(&a[54..82], &h);
+        // A segment that came with a wrong checksum leaves with one; an
+        // urgent pointer moves with the data.
+        let mut bad = ipv4_tcp(tcp::flags::ACK | tcp::flags::URG, 1000, 77, &[], b"hi", LEN as usize);
+        put16(&mut bad[34..], 18, 2);
+        let c = checksum::update16(get16(&bad[34..], 16), 0, 2);
+        put16(&mut bad[34..], 16, c);
+        assert!(tcp_ok(&bad));
+        bad[34 + 20] ^= 1;
+        assert!(insert(&mut bad, 14, 20, 42, &h));
+        assert!(!tcp_ok(&bad), "still wrong");
+        bad[34 + 20 + LEN as usize] ^= 1;
+        assert!(tcp_ok(&bad), "and right once the byte is");
+        assert_eq!(get16(&bad[34..], 18), 2 + LEN as u16);
         // No room: untouched.
         let mut small = ipv4_tcp(tcp::flags::ACK, 1000, 77, &[], b"x", 3);
         let before = small.clone();
@@ -235,16 +266,16 @@ mod tests {
         sack.extend_from_slice(&(p + LEN + 100).to_be_bytes());
         sack.extend_from_slice(&(p + LEN + 200).to_be_bytes());
         let mut f = ipv4_tcp(tcp::flags::ACK, 9, p + LEN + 50, &sack, b"", 0);
-        assert!(to_client(&mut f[34..], p), "the ACK covers the header");
+        assert!(to_client(&mut f[34..], p, false), "the ACK covers the header");
         assert!(tcp_ok(&f));
         let s = &f[34..];
         assert_eq!(get32(s, 8), p + 50);
         assert_eq!((get32(s, 24), get32(s, 28)), (p + 100, p + 200));
         let mut early = ipv4_tcp(tcp::flags::ACK, 9, p, &[], b"", 0);
-        assert!(!to_client(&mut early[34..], p), "not yet");
+        assert!(!to_client(&mut early[34..], p, false), "not yet");
         assert_eq!(get32(&early[34..], 8), p);
         let mut synack = ipv4_tcp(tcp::flags::SYN | tcp::flags::ACK, 9, p, &[2, 4, 0x05, 0xb4], b"", 0);
-        to_client(&mut synack[34..], p);
+        to_client(&mut synack[34..], p, false);
         assert!(tcp_ok(&synack));
         assert_eq!(get16(&synack[34..], 22), 1460 - LEN as u16);
         let mut c = ipv4_tcp(tcp::flags::ACK, p + 10, 1, &[], b"data", 0);

@@ -32,8 +32,8 @@ impl Shard {
         }
         // So is one with a PROXY header (the server acknowledges it too).
         if flags.contains(EntryFlags::PROXY_HEADER) && dir == Dir::Reply {
-            if let Some(at) = self.pheader_at(id) {
-                seg.ack = nat::proxy_header::unshift(seg.ack, at);
+            if let Some((at, acked)) = self.pheader_at(id) {
+                seg.ack = nat::proxy_header::client_view(seg.ack, at, acked);
             }
         }
         let (state, check) = self.table.on_segment(id, dir, &seg, self.now);
@@ -128,8 +128,10 @@ impl Shard {
             c.in_bytes.add(len);
         }
         if flags.contains(EntryFlags::PROXY_HEADER) && mode == Forwarding::FullNat {
-            if let Some(header) = self.pheader_to_server(id, frame, p) {
-                return Verdict::Insert(super::pheader::Insert { port: server.tx_port, l3: p.l3 as u8, hl: p.hl as u8, ip_len: p.ip_len as u16, header });
+            match self.pheader_to_server(id, frame, p) {
+                Ok(None) => {}
+                Ok(Some(header)) => return self.pheader_insert(server.tx_port, out.mtu, frame, p, header),
+                Err(v) => return v,
             }
         }
         match encap {

@@ -205,8 +205,8 @@ impl Shard {
         // PROXY header: the quoted segment went to the server past the
         // header; the client knows its own numbers.
         if dir == Dir::Reply && q.proto == protocol::TCP && f.flags.contains(EntryFlags::PROXY_HEADER) {
-            if let Some(at) = self.pheader_at(id) {
-                let delta = nat::proxy_header::unshift(q.seq, at).wrapping_sub(q.seq);
+            if let Some((at, acked)) = self.pheader_at(id) {
+                let delta = nat::proxy_header::client_view(q.seq, at, acked).wrapping_sub(q.seq);
                 if delta != 0 && !nat::icmp_xlate::shift_quoted_seq(frame, &xlate, delta) {
                     return Verdict::Drop(DropReason::IcmpBadEmbedded);
                 }

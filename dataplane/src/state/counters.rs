@@ -141,6 +141,12 @@ drop_reasons! {
     TunnelNoHeadroom => "tunnel-no-headroom",
     /// `proxy_protocol`: the buffer had no room for the PROXY header.
     ProxyHeaderNoRoom => "proxy-header-no-room",
+    /// `proxy_protocol`: client data before the place of the PROXY header
+    /// (before the server acknowledged it), or on a SYN.
+    ProxyHeaderOrder => "proxy-header-order",
+    /// `proxy_protocol`: the PROXY header would take the segment past the
+    /// link's MTU (the client ignored the MSS the box announced).
+    ProxyHeaderTooBig => "proxy-header-too-big",
     /// The ring to the control lcore was full.
     PuntRingFull => "punt-ring-full",
     /// IP protocol 112 not from where a VRRP advert can come: TTL not 255

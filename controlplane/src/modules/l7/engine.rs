@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -25,8 +25,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::net::TcpSocket;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 use super::tls::{ToServers, UpBody, Upstream};
@@ -64,15 +62,26 @@ pub fn raise_nofile() {
     }
 }
 
+/// Keep-alive pools to servers by (virtual server, source, TLS
+/// configuration's address), with the configuration they were made with.
+type Pools = HashMap<(u16, Ipv4Addr, usize), (Option<Arc<rustls::ClientConfig>>, Upstream)>;
+
+/// TLS handshakes under way at once, over every virtual server.
+pub const MAX_HANDSHAKES: usize = 1024;
+
 /// What every task shares.
 pub struct Shared {
     /// Client connections open at once at most (`connection_cap`).
-    slots: Arc<tokio::sync::Semaphore>,
+    pub(super) slots: Arc<tokio::sync::Semaphore>,
     view: RwLock<Arc<View>>,
     sched: Mutex<Scheduler>,
     /// By virtual server, source and TLS configuration (its address: a
-    /// reload's new one starts a new pool).
-    clients: Mutex<HashMap<(u16, Ipv4Addr, usize), Upstream>>,
+    /// reload's new one starts a new pool; the value holds the `Arc`, so
+    /// the address cannot be another configuration's while the key
+    /// lives). Pools of configurations no view names go at `set_view`.
+    clients: Mutex<Pools>,
+    /// TLS handshakes under way (`MAX_HANDSHAKES`).
+    pub(super) handshakes: Arc<tokio::sync::Semaphore>,
     pub counters: Arc<Counters>,
     /// Learned persistence records (`persist`).
     pub table: Arc<super::persist::Table>,
@@ -82,17 +91,21 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(counters: Arc<Counters>, table: Arc<super::persist::Table>, scripts: Arc<super::script::Runner>) -> Self {
-        Shared { slots: Arc::new(tokio::sync::Semaphore::new(connection_cap())), view: RwLock::new(Arc::new(View::default())), sched: Mutex::new(Scheduler::default()), clients: Mutex::new(HashMap::new()), counters, table, scripts }
+        Shared { slots: Arc::new(tokio::sync::Semaphore::new(connection_cap())), view: RwLock::new(Arc::new(View::default())), sched: Mutex::new(Scheduler::default()), clients: Mutex::new(HashMap::new()), handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)), counters, table, scripts }
     }
 
-    fn view(&self) -> Arc<View> {
+    pub(super) fn view(&self) -> Arc<View> {
         self.view.read().map_or_else(|p| Arc::clone(&p.into_inner()), |v| Arc::clone(&v))
     }
 
-    fn set_view(&self, v: Arc<View>) {
+    pub(super) fn set_view(&self, v: Arc<View>) {
         if let Ok(mut s) = self.sched.lock() {
             s.resize(v.snap.services.len());
         }
+        // Keep-alive pools of a TLS configuration a reload replaced go
+        // (their idle connections close with them).
+        let live: Vec<(u16, usize)> = v.services.iter().map(|s| (s.slot, s.to_servers.as_ref().map_or(0, |t| Arc::as_ptr(&t.config) as usize))).collect();
+        self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|(slot, _, tls), _| live.contains(&(*slot, *tls)));
         match self.view.write() {
             Ok(mut w) => *w = v,
             Err(p) => *p.into_inner() = v,
@@ -114,130 +127,10 @@ impl Shared {
                 c.set_local_address(Some(IpAddr::V4(source)));
                 c.set_nodelay(true);
                 c.set_connect_timeout(Some(CONNECT_TIMEOUT));
-                Upstream::new(c, tls, POOL_IDLE, MAX_IDLE_PER_SERVER)
+                (tls.map(|t| Arc::clone(&t.config)), Upstream::new(c, tls, POOL_IDLE, MAX_IDLE_PER_SERVER))
             })
+            .1
             .clone()
-    }
-}
-
-/// The engine's main task: follows the published views, keeping one
-/// listener per virtual server.
-pub async fn run(shared: Arc<Shared>, mut views: watch::Receiver<Arc<View>>) {
-    let mut listeners: HashMap<(SocketAddrV4, u16), JoinHandle<()>> = HashMap::new();
-    loop {
-        let view = Arc::clone(&views.borrow_and_update());
-        shared.set_view(Arc::clone(&view));
-        let want: Vec<(SocketAddrV4, u16)> = view.services.iter().filter(|s| !s.retired).map(|s| (s.addr, s.slot)).collect();
-        listeners.retain(|k, h| {
-            let keep = want.contains(k);
-            if !keep {
-                h.abort();
-            }
-            keep
-        });
-        for k in want {
-            if let std::collections::hash_map::Entry::Vacant(slot) = listeners.entry(k) {
-                slot.insert(tokio::spawn(listener(Arc::clone(&shared), k.0, k.1)));
-            }
-        }
-        if views.changed().await.is_err() {
-            break;
-        }
-    }
-    for h in listeners.values() {
-        h.abort();
-    }
-}
-
-/// Listens on `addr` for virtual server `slot`, the bind tried again for
-/// a while (a listener of the same address just aborted may not have
-/// closed yet), then accepts.
-async fn listener(shared: Arc<Shared>, addr: SocketAddrV4, slot: u16) {
-    for attempt in 0..100u32 {
-        match listen(addr) {
-            Ok(l) => {
-                log::info!("l7: listening on {addr}");
-                return accept(shared, l, slot).await;
-            }
-            Err(e) if attempt % 20 == 0 => log::warn!("l7: listening on {addr}: {e} (trying again)"),
-            Err(_) => {}
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    log::error!("l7: could not listen on {addr}");
-}
-
-fn listen(addr: SocketAddrV4) -> std::io::Result<tokio::net::TcpListener> {
-    let s = TcpSocket::new_v4()?;
-    s.set_reuseaddr(true)?;
-    s.bind(SocketAddr::V4(addr))?;
-    s.listen(4096)
-}
-
-/// Accepts connections of virtual server `slot`.
-async fn accept(shared: Arc<Shared>, l: tokio::net::TcpListener, slot: u16) {
-    loop {
-        let (stream, peer) = match l.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                log::debug!("l7: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() else {
-            shared.counters.refused.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        let shared = Arc::clone(&shared);
-        shared.counters.connections.fetch_add(1, Ordering::Relaxed);
-        let (limits, tls) = shared.view().service(slot).map(|s| (s.limits.clone(), s.tls.clone())).unwrap_or_default();
-        tokio::spawn(async move {
-            let _permit = permit;
-            // The first byte within the header deadline: hyper's timer
-            // starts only once a request begins (a silent client would be
-            // held for ever). A TLS handshake has the same deadline.
-            let deadline = Duration::from_secs(u64::from(*limits.header_timeout_s.get_ref()));
-            if !matches!(tokio::time::timeout(deadline, stream.peek(&mut [0u8; 1])).await, Ok(Ok(n)) if n > 0) {
-                return;
-            }
-            match tls {
-                None => serve(shared, slot, peer, false, &limits, stream).await,
-                Some(config) => {
-                    if let Some(s) = super::tls::accept(config, stream, deadline, &shared.counters).await {
-                        serve(Arc::clone(&shared), slot, peer, true, &limits, s).await;
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// Serves HTTP/1.1 and h2 on a client's connection (`https`: inside TLS).
-async fn serve<S>(shared: Arc<Shared>, slot: u16, peer: SocketAddr, https: bool, limits: &crate::config::Limits, stream: S)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let deadline = Duration::from_secs(u64::from(*limits.header_timeout_s.get_ref()));
-    let own = Arc::new(Own::default());
-    let svc = hyper::service::service_fn(|req| proxy(Arc::clone(&shared), slot, peer, https, Arc::clone(&own), req));
-    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let header_bytes = *limits.max_header_bytes.get_ref() as usize;
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(u64::from(*limits.header_timeout_s.get_ref())))
-        .max_headers(*limits.max_headers.get_ref() as usize)
-        // The read buffer: a head that does not fit gets 431.
-        .max_buf_size(header_bytes.max(8192));
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(*limits.max_header_bytes.get_ref())
-        .max_concurrent_streams(100)
-        .keep_alive_interval(Some(deadline))
-        .keep_alive_timeout(deadline);
-    if let Err(e) = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
-        log::debug!("l7: {peer}: {e}");
     }
 }
 
@@ -263,7 +156,7 @@ fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
 /// A client connection's own connections to servers (the PROXY protocol
 /// names one client per server connection), idle ones by server.
 #[derive(Default)]
-struct Own {
+pub(super) struct Own {
     idle: Mutex<HashMap<SocketAddrV4, Sender>>,
 }
 
@@ -358,7 +251,7 @@ fn sorry(svc: &super::view::Service) -> Response<Body> {
 
 /// One request of virtual server `slot` from `peer` (`https`: it came
 /// inside TLS).
-async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, https: bool, own: Arc<Own>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub(super) async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, https: bool, own: Arc<Own>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let c = &shared.counters;
     c.requests.fetch_add(1, Ordering::Relaxed);
     let view = shared.view();

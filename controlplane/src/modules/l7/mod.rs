@@ -16,6 +16,7 @@
 //! - `switch`: the rule that picks the pool; a script's body prefix.
 //! - `script`: the rules' scripts (Rhai) and the functions they call.
 
+mod conn;
 mod engine;
 pub mod persist;
 mod proxyproto;
@@ -200,7 +201,7 @@ impl L7 {
         let table = Arc::new(persist::Table::default());
         let scripts = Arc::new(script::Runner::new(u64::from(*cfg.l7.script_max_operations.get_ref())));
         let shared = Arc::new(engine::Shared::new(Arc::clone(&counters), Arc::clone(&table), scripts));
-        runtime.spawn(engine::run(shared, rx));
+        runtime.spawn(conn::run(shared, rx));
         say(&format!("l7: engine up, {threads} thread(s) on CPUs {cpus:?}"));
         Ok(L7 { runtime: Some(runtime), views, counters, table, threads })
     }

@@ -197,6 +197,9 @@ impl ClientInfo {
             if let Ok(v) = HeaderValue::from_str(&v) {
                 h.insert("x-forwarded-for", v);
             }
+            // Its companion, always the box's (a client's own would claim
+            // HTTPS over HTTP).
+            h.insert("x-forwarded-proto", HeaderValue::from_static(if https { "https" } else { "http" }));
         }
         if self.forwarded {
             // RFC 7239 §4: a quoted host (it may carry a port).

@@ -142,3 +142,76 @@ fn a_buffer_without_room_is_dropped_by_name() {
     let mut cramped = TestPkt { cap: frame.len(), data: frame, head: 128, port: OUT };
     assert_eq!(w.process_packet(&mut cramped, false), Verdict::Drop(DropReason::ProxyHeaderNoRoom));
 }
+
+/// SYN, SYN-ACK (MSS 1460) through a fresh worker: the local port.
+fn opened(w: &mut Worker) -> u16 {
+    let (_, f) = send(w, client(tcpf::SYN, ISN, 0, b""), OUT);
+    let lport = u16::from_be_bytes([f[34], f[35]]);
+    let synack = ipv4_frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 6, &seg(8080, lport, tcpf::SYN | tcpf::ACK, S_ISN, ISN.wrapping_add(1), &[2, 4, 0x05, 0xb4], b""), true);
+    assert_eq!(send(w, synack, IN).0, Verdict::Forward(OUT));
+    lport
+}
+
+/// The review's attacks (issue 21): data of the client's own before the
+/// header, data on a SYN, a SYN that would move the header once the server
+/// has answered, a reset at the header's place, a segment the header
+/// would take past the MTU.
+#[test]
+fn a_client_cannot_put_anything_before_the_header_or_move_it() {
+    let mut w = worker();
+    let p = ISN.wrapping_add(1);
+    // TCP Fast Open: data on the SYN would reach the server first.
+    let (v, _) = send(&mut w, client(tcpf::SYN, ISN, 0, b"\r\n\r\n\0\r\nQUIT\n"), OUT);
+    assert_eq!(v, Verdict::Drop(DropReason::ProxyHeaderOrder));
+    opened(&mut w);
+    // One byte before P and a forged header after it: the server would
+    // take what lies from P on before the box's header.
+    let (v, _) = send(&mut w, client(tcpf::ACK | tcpf::PSH, ISN, S_ISN + 1, b"x\r\n\r\n\0\r\nQUIT\n"), OUT);
+    assert_eq!(v, Verdict::Drop(DropReason::ProxyHeaderOrder));
+    // A keep-alive probe at P - 1 without data passes untouched.
+    let (v, f) = send(&mut w, client(tcpf::ACK, ISN, S_ISN + 1, b""), OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!(tcp_of(&f).seq_number(), ISN);
+    // A SYN with another ISN once the server has answered moves nothing.
+    send(&mut w, client(tcpf::SYN, 0x1234_5678, 0, b""), OUT);
+    let (v, f) = send(&mut w, client(tcpf::ACK, p, S_ISN + 1, b""), OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!(tcp_of(&f).payload(), &v2(ip(CLIENT), SPORT, ip(VIP), 81)[..], "the header still goes at the first P");
+    // A reset at P before the header: unshifted.
+    let (v, f) = send(&mut w, client(tcpf::RST, p, 0, b""), OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!(tcp_of(&f).seq_number(), p);
+}
+
+#[test]
+fn a_segment_the_header_would_take_past_the_mtu_is_dropped() {
+    let mut w = worker();
+    let p = ISN.wrapping_add(1);
+    opened(&mut w);
+    // 1460 bytes: the client ignored the 1432 it was told.
+    let (v, _) = send(&mut w, client(tcpf::ACK | tcpf::PSH, p, S_ISN + 1, &[b'a'; 1460]), OUT);
+    assert_eq!(v, Verdict::Drop(DropReason::ProxyHeaderTooBig));
+    let (v, f) = send(&mut w, client(tcpf::ACK | tcpf::PSH, p, S_ISN + 1, &[b'a'; 1432]), OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!(f.len(), 14 + 1500);
+    assert_checksums(&f);
+}
+
+#[test]
+fn once_acknowledged_every_number_moves_far_past_two_gigabytes() {
+    let mut w = worker();
+    let p = ISN.wrapping_add(1);
+    let lport = opened(&mut w);
+    send(&mut w, client(tcpf::ACK, p, S_ISN + 1, b""), OUT);
+    let ack = ipv4_frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 6, &seg(8080, lport, tcpf::ACK, S_ISN + 1, p.wrapping_add(LEN), &[], b""), true);
+    assert_eq!(send(&mut w, ack, IN).0, Verdict::Forward(OUT));
+    // 3 GB into the stream (tracking calls it implausible and passes it).
+    let far = p.wrapping_add(3_000_000_000);
+    let (v, f) = send(&mut w, client(tcpf::ACK | tcpf::PSH, far, S_ISN + 1, b"x"), OUT);
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!(tcp_of(&f).seq_number(), far.wrapping_add(LEN));
+    let back = ipv4_frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 6, &seg(8080, lport, tcpf::ACK, S_ISN + 1, far.wrapping_add(LEN + 1), &[], b""), true);
+    let (v, f) = send(&mut w, back, IN);
+    assert_eq!(v, Verdict::Forward(OUT));
+    assert_eq!(tcp_of(&f).ack_number(), far.wrapping_add(1));
+}

@@ -1,0 +1,251 @@
+//! The listeners (one per virtual server, following the published views)
+//! and each client connection, from accept to close, every phase bounded
+//! (review of issue 21: no phase may hold a connection slot without a
+//! deadline):
+//!
+//! 1. The first bytes and the TLS handshake share one deadline, the
+//!    virtual server's `header_timeout_s`, counted from accept; at most
+//!    `engine::MAX_HANDSHAKES` handshakes are under way at once (the rest are
+//!    closed, `tls failed`).
+//! 2. The protocol is chosen before hyper sees the connection, within the
+//!    same deadline: by ALPN inside TLS, by the h2 preface (RFC 9113 §3.4,
+//!    prior knowledge) otherwise; hyper's own detection waits for 24 bytes
+//!    with no timer.
+//! 3. A connection (HTTP/1.1 or h2) that starts no request for
+//!    `header_timeout_s` is shut down gracefully (a response under way
+//!    finishes first): a client silent after its handshake, or idle
+//!    between requests. hyper's header-read timer bounds each HTTP/1.1
+//!    head once its first bytes came (slowloris); h2 pings keep a dead
+//!    peer from holding a connection.
+
+use super::engine::{proxy, Own, Shared};
+use super::view::View;
+use std::collections::HashMap;
+use std::net::SocketAddrV4;
+use tokio::net::TcpSocket;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// The h2 connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    H1,
+    H2,
+}
+
+/// The engine's main task: follows the published views, keeping one
+/// listener per virtual server.
+pub async fn run(shared: Arc<Shared>, mut views: watch::Receiver<Arc<View>>) {
+    let mut listeners: HashMap<(SocketAddrV4, u16), JoinHandle<()>> = HashMap::new();
+    loop {
+        let view = Arc::clone(&views.borrow_and_update());
+        shared.set_view(Arc::clone(&view));
+        let want: Vec<(SocketAddrV4, u16)> = view.services.iter().filter(|s| !s.retired).map(|s| (s.addr, s.slot)).collect();
+        listeners.retain(|k, h| {
+            let keep = want.contains(k);
+            if !keep {
+                h.abort();
+            }
+            keep
+        });
+        for k in want {
+            if let std::collections::hash_map::Entry::Vacant(slot) = listeners.entry(k) {
+                slot.insert(tokio::spawn(listener(Arc::clone(&shared), k.0, k.1)));
+            }
+        }
+        if views.changed().await.is_err() {
+            break;
+        }
+    }
+    for h in listeners.values() {
+        h.abort();
+    }
+}
+
+/// Listens on `addr` for virtual server `slot`, the bind tried again for
+/// a while (a listener of the same address just aborted may not have
+/// closed yet), then accepts.
+async fn listener(shared: Arc<Shared>, addr: SocketAddrV4, slot: u16) {
+    for attempt in 0..100u32 {
+        match listen(addr) {
+            Ok(l) => {
+                log::info!("l7: listening on {addr}");
+                return accept(shared, l, slot).await;
+            }
+            Err(e) if attempt % 20 == 0 => log::warn!("l7: listening on {addr}: {e} (trying again)"),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    log::error!("l7: could not listen on {addr}");
+}
+
+fn listen(addr: SocketAddrV4) -> std::io::Result<tokio::net::TcpListener> {
+    let s = TcpSocket::new_v4()?;
+    s.set_reuseaddr(true)?;
+    s.bind(SocketAddr::V4(addr))?;
+    s.listen(4096)
+}
+
+/// Accepts connections of virtual server `slot`.
+async fn accept(shared: Arc<Shared>, l: tokio::net::TcpListener, slot: u16) {
+    loop {
+        let (stream, peer) = match l.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                log::debug!("l7: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() else {
+            shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let _permit = permit;
+            serve_one(shared, slot, peer, stream).await;
+        });
+    }
+}
+
+/// Serves one accepted connection of virtual server `slot`.
+async fn serve_one(shared: Arc<Shared>, slot: u16, peer: SocketAddr, stream: TcpStream) {
+    let (limits, tls) = shared.view().service(slot).map(|s| (s.limits.clone(), s.tls.clone())).unwrap_or_default();
+    let deadline = Duration::from_secs(u64::from(*limits.header_timeout_s.get_ref()));
+    let until = Instant::now() + deadline;
+    match tls {
+        None => {
+            let Some(proto) = sniff(&stream, until).await else { return };
+            serve(shared, slot, peer, (false, proto), &limits, stream).await;
+        }
+        Some(config) => {
+            // The ClientHello's first byte (a silent client goes at the
+            // deadline), then the handshake, within what is left of it.
+            if !matches!(tokio::time::timeout_at(until, stream.peek(&mut [0u8; 1])).await, Ok(Ok(n)) if n > 0) {
+                return;
+            }
+            let Ok(_turn) = Arc::clone(&shared.handshakes).try_acquire_owned() else {
+                shared.counters.tls_failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            let left = until.saturating_duration_since(Instant::now());
+            let Some(s) = super::tls::accept(config, stream, left, &shared.counters).await else { return };
+            drop(_turn);
+            let proto = if s.get_ref().1.alpn_protocol() == Some(b"h2") { Proto::H2 } else { Proto::H1 };
+            serve(shared, slot, peer, (true, proto), &limits, s).await;
+        }
+    }
+}
+
+/// A plain connection's protocol: h2 when its first bytes are the h2
+/// preface, HTTP/1.1 as soon as they cannot be; None when they neither
+/// are nor are not by `until` (or the client closed).
+async fn sniff(stream: &TcpStream, until: Instant) -> Option<Proto> {
+    let mut buf = [0u8; PREFACE.len()];
+    let mut seen = 0;
+    loop {
+        // (timeout_at returns what a ready peek gives even past `until`.)
+        if Instant::now() >= until {
+            return None;
+        }
+        let n = match tokio::time::timeout_at(until, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return None,
+        };
+        let got = buf.get(..n)?;
+        if PREFACE.get(..n) != Some(got) {
+            return Some(Proto::H1);
+        }
+        if n == PREFACE.len() {
+            return Some(Proto::H2);
+        }
+        // A prefix of the preface: wait for more (peek returns at once
+        // while the same bytes sit there).
+        if n == seen {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen = n;
+    }
+}
+
+/// Serves `proto` on a client's connection (`https`: inside TLS).
+async fn serve<S>(shared: Arc<Shared>, slot: u16, peer: SocketAddr, (https, proto): (bool, Proto), limits: &crate::config::Limits, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let deadline = Duration::from_secs(u64::from(*limits.header_timeout_s.get_ref()));
+    let own = Arc::new(Own::default());
+    // When the last request began, for h2's idle limit.
+    let started = Arc::new(AtomicU64::new(0));
+    let epoch = Instant::now();
+    let svc = {
+        let started = Arc::clone(&started);
+        hyper::service::service_fn(move |req| {
+            started.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            proxy(Arc::clone(&shared), slot, peer, https, Arc::clone(&own), req)
+        })
+    };
+    let io = TokioIo::new(stream);
+    // Drives `conn`, shutting it down gracefully once no request has begun
+    // for the deadline (a response under way finishes first): hyper's own
+    // timers start only once a request's first bytes arrive.
+    macro_rules! idle_limited {
+        ($conn:expr) => {{
+            let mut conn = std::pin::pin!($conn);
+            let mut closing = false;
+            loop {
+                let last = Duration::from_millis(started.load(Ordering::Relaxed));
+                let at = epoch + last + deadline;
+                tokio::select! {
+                    r = conn.as_mut() => break r,
+                    () = tokio::time::sleep_until(at), if !closing => {
+                        if Instant::now() >= epoch + Duration::from_millis(started.load(Ordering::Relaxed)) + deadline {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                }
+            }
+        }};
+    }
+    let result = match proto {
+        Proto::H1 => {
+            let header_bytes = *limits.max_header_bytes.get_ref() as usize;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(deadline)
+                .max_headers(*limits.max_headers.get_ref() as usize)
+                // The read buffer: a head that does not fit gets 431.
+                .max_buf_size(header_bytes.max(8192))
+                .serve_connection(io, svc)
+                .with_upgrades();
+            idle_limited!(conn)
+        }
+        Proto::H2 => {
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_header_list_size(*limits.max_header_bytes.get_ref())
+                .max_concurrent_streams(100)
+                .keep_alive_interval(Some(deadline))
+                .keep_alive_timeout(deadline)
+                .serve_connection(io, svc);
+            idle_limited!(conn)
+        }
+    };
+    if let Err(e) = result {
+        log::debug!("l7: {peer}: {e}");
+    }
+}
