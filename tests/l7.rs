@@ -379,3 +379,34 @@ pools = ["blue"]
     assert!(r.contains("rule 2: script, pools [even, odd]; hits 4; script runs 4 errors 0 limits 0\n"), "{r}");
     assert!(r.contains("rule 3: script, pools [blue]; hits 0; script runs 1 errors 0 limits 1\n"), "{r}");
 }
+
+/// The access log (`[l7] access_log`) and the answers by virtual server:
+/// a combined-format line per answer with the virtual server and the
+/// server, a client's quotes and newlines unable to forge a line, and
+/// `show l7`'s classes and times.
+#[test]
+fn the_access_log_has_a_line_per_answer_and_show_l7_counts_them() {
+    let Some(mut lab) = open('k', "access-log") else { return };
+    let log = lab.dir.path("access.log");
+    lab.start(&format!("[l7]\naccess_log = \"{}\"\n\n{}\n{}", log.display(), pool("web", 80), http_vs("web", 80, "web", "")));
+    // (A header cannot carry a newline: hyper refuses such a request
+    // before it is one. Quotes and backslashes it takes.)
+    for ua in ["curl/8", "evil\" \\\"192.0.2.99 - - [x] \"GET /forged"] {
+        let (ok, out) = lab.topo.try_exec("client", &format!("curl -s -S -m 10 -A {} http://{VIP}/id", shell_quote(ua)));
+        assert!(ok, "{out}");
+    }
+    let code = lab.topo.exec("client", &format!("curl -s -o /dev/null -w '%{{http_code}}' -m 10 http://{VIP}/nothing-here"));
+    assert_eq!(code.trim(), "404");
+    let lines = wait_for(Duration::from_secs(5), || {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        (t.lines().count() >= 3).then_some(t)
+    })
+    .unwrap_or_else(|| panic!("three lines in {}:\n{}", log.display(), lab.fw_output()));
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].starts_with(&format!("{CLIENT} - - [")) && lines[0].contains("\"GET /id HTTP/1.1\" 200 5 \"-\" \"curl/8\" vs=web server=198.51.100.1"), "{}", lines[0]);
+    assert!(lines[1].contains("\"evil? ??192.0.2.99 - - [x] ?GET /forged\" vs=web"), "the client's quotes and backslashes are not the log's: {}", lines[1]);
+    assert!(lines[2].contains("\"GET /nothing-here HTTP/1.1\" 404 "), "{}", lines[2]);
+    let r = lab.report();
+    assert!(r.contains("    answers 1xx 0 2xx 2 3xx 0 4xx 1 5xx 0; half within "), "{r}");
+}

@@ -131,6 +131,8 @@ pub const MAX_BODY_BYTES: Bound = Bound::new("max_body_bytes", 0, 64 * 1024 * 10
 /// `script::MAX_STRING`, 1 MiB, which the body fits even with every
 /// byte replaced).
 pub const SCRIPT_MAX_OPERATIONS: Bound = Bound::new("script_max_operations", 1, 10_000_000);
+/// `[l7] access_log_rate`: lines per second.
+pub const ACCESS_LOG_RATE: Bound = Bound::new("access_log_rate", 1, 1_000_000);
 pub const SCRIPT_BODY_BYTES: Bound = Bound::new("body_bytes", 0, 256 * 1024);
 /// An inserted cookie's `Max-Age`: a second to a year.
 pub const COOKIE_EXPIRES_S: Bound = Bound::new("expires_s", 1, 31_536_000);

@@ -25,6 +25,12 @@ pub struct L7 {
     /// A rule's script may run this many of Rhai's operations per request
     /// (`config::script`).
     pub script_max_operations: Spanned<u32>,
+    /// The access log's file (none: no access log), one line per answer
+    /// in the combined log format (`modules::l7::stats`).
+    pub access_log: Option<Spanned<String>>,
+    /// Lines it takes per second at most; the rest are counted
+    /// (`access-log-dropped`), not written.
+    pub access_log_rate: Spanned<u32>,
 }
 
 /// `[[virtual_server.rule]]` of an `http` virtual server: the first rule
@@ -273,14 +279,14 @@ impl Limits {
 
 impl Default for L7 {
     fn default() -> Self {
-        Self { threads: unplaced(1), cpus: None, script_max_operations: unplaced(100_000) }
+        Self { threads: unplaced(1), cpus: None, script_max_operations: unplaced(100_000), access_log: None, access_log_rate: unplaced(1000) }
     }
 }
 
 impl L7 {
     /// Each number with its range, for `validate`.
     pub(super) fn bounded(&self) -> Vec<(&'static Bound, &Spanned<u32>)> {
-        vec![(&bounds::L7_THREADS, &self.threads), (&bounds::SCRIPT_MAX_OPERATIONS, &self.script_max_operations)]
+        vec![(&bounds::L7_THREADS, &self.threads), (&bounds::SCRIPT_MAX_OPERATIONS, &self.script_max_operations), (&bounds::ACCESS_LOG_RATE, &self.access_log_rate)]
     }
 
     /// The section as TOML, for `render`.
@@ -289,6 +295,11 @@ impl L7 {
         if let Some(c) = &self.cpus {
             let list: Vec<String> = c.get_ref().iter().map(u32::to_string).collect();
             s.push_str(&format!("cpus = [{}]\n", list.join(", ")));
+        }
+        if let Some(a) = &self.access_log {
+            // A path: no quote or control character can be in one the
+            // check accepted.
+            s.push_str(&format!("access_log = \"{}\"\naccess_log_rate = {}\n", a.get_ref(), self.access_log_rate.get_ref()));
         }
         s
     }

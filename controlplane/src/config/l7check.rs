@@ -87,6 +87,13 @@ impl Config {
         if let Some(c) = self.l7.cpus.as_ref().filter(|c| c.get_ref().is_empty()) {
             return Err(src.error(Some(c.span()), "[l7] cpus: name at least one CPU (or leave it out)"));
         }
+        if let Some(a) = &self.l7.access_log {
+            let p = std::path::Path::new(a.get_ref());
+            let plain = a.get_ref().chars().all(|c| !c.is_control() && c != '"' && c != '\\');
+            if !p.is_absolute() || !plain || p.parent().is_none_or(|d| !d.is_dir()) {
+                return Err(src.error(Some(a.span()), format!("[l7] access_log {:?}: an absolute path in a directory that exists, without quotes, backslashes or control characters", a.get_ref())));
+            }
+        }
         Ok(())
     }
 }

@@ -87,11 +87,13 @@ pub struct Shared {
     pub table: Arc<super::persist::Table>,
     /// Runs the rules' scripts.
     scripts: Arc<super::script::Runner>,
+    /// Answers by virtual server, and the access log.
+    pub stats: Arc<super::stats::Stats>,
 }
 
 impl Shared {
-    pub fn new(counters: Arc<Counters>, table: Arc<super::persist::Table>, scripts: Arc<super::script::Runner>) -> Self {
-        Shared { slots: Arc::new(tokio::sync::Semaphore::new(connection_cap())), view: RwLock::new(Arc::new(View::default())), sched: Mutex::new(Scheduler::default()), clients: Mutex::new(HashMap::new()), handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)), counters, table, scripts }
+    pub fn new(counters: Arc<Counters>, table: Arc<super::persist::Table>, scripts: Arc<super::script::Runner>, stats: Arc<super::stats::Stats>) -> Self {
+        Shared { slots: Arc::new(tokio::sync::Semaphore::new(connection_cap())), view: RwLock::new(Arc::new(View::default())), sched: Mutex::new(Scheduler::default()), clients: Mutex::new(HashMap::new()), handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)), counters, table, scripts, stats }
     }
 
     pub(super) fn view(&self) -> Arc<View> {
@@ -250,8 +252,35 @@ fn sorry(svc: &super::view::Service) -> Response<Body> {
 }
 
 /// One request of virtual server `slot` from `peer` (`https`: it came
-/// inside TLS).
+/// inside TLS), counted by its answer's class and time and logged
+/// (`stats`).
 pub(super) async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, https: bool, own: Arc<Own>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let t0 = std::time::Instant::now();
+    let h = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (method, target, version, referer, agent) = (req.method().to_string(), req.uri().path_and_query().map_or_else(|| req.uri().to_string(), |p| p.to_string()), req.version(), h(header::REFERER), h(header::USER_AGENT));
+    // The server that answered, as ip << 16 | port (0: none).
+    let server = std::sync::atomic::AtomicU64::new(0);
+    let Ok(resp) = proxy_inner(&shared, slot, (peer, https), own, req, &server).await;
+    let vs = shared.view().service(slot).map_or_else(String::new, |s| s.name.clone());
+    let s = server.load(Ordering::Relaxed);
+    let bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    shared.stats.answered(&super::stats::Line {
+        client: peer,
+        method: &method,
+        target: &target,
+        version,
+        status: resp.status().as_u16(),
+        bytes,
+        referer: referer.as_deref(),
+        agent: agent.as_deref(),
+        vs: &vs,
+        server: (s != 0).then(|| SocketAddrV4::new(Ipv4Addr::from((s >> 16) as u32), s as u16)),
+        took: t0.elapsed(),
+    });
+    Ok(resp)
+}
+
+async fn proxy_inner(shared: &Arc<Shared>, slot: u16, (peer, https): (SocketAddr, bool), own: Arc<Own>, req: Request<Incoming>, server_seen: &std::sync::atomic::AtomicU64) -> Result<Response<Body>, Infallible> {
     let c = &shared.counters;
     c.requests.fetch_add(1, Ordering::Relaxed);
     let view = shared.view();
@@ -296,6 +325,7 @@ pub(super) async fn proxy(shared: Arc<Shared>, slot: u16, peer: SocketAddr, http
         return Ok(c.count(answer(StatusCode::SERVICE_UNAVAILABLE, "no source address")));
     };
     let to = SocketAddrV4::new(Ipv4Addr::from(server.ip), server.port);
+    server_seen.store(u64::from(server.ip) << 16 | u64::from(server.port), Ordering::Relaxed);
     let (req, upgrade) = match upstream_request(req, svc, to, (peer, https), host.as_deref()) {
         Ok(r) => r,
         Err(r) => return Ok(c.count(r)),

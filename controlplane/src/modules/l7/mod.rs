@@ -21,6 +21,7 @@ mod engine;
 pub mod persist;
 mod proxyproto;
 mod script;
+mod stats;
 mod switch;
 mod tls;
 mod view;
@@ -107,6 +108,7 @@ pub struct L7 {
     runtime: Option<tokio::runtime::Runtime>,
     views: watch::Sender<Arc<View>>,
     counters: Arc<Counters>,
+    stats: Arc<stats::Stats>,
     table: Arc<persist::Table>,
     threads: usize,
 }
@@ -200,10 +202,12 @@ impl L7 {
         let (views, rx) = watch::channel(Arc::new(View::default()));
         let table = Arc::new(persist::Table::default());
         let scripts = Arc::new(script::Runner::new(u64::from(*cfg.l7.script_max_operations.get_ref())));
-        let shared = Arc::new(engine::Shared::new(Arc::clone(&counters), Arc::clone(&table), scripts));
+        let log = cfg.l7.access_log.as_ref().map(|p| (p.get_ref().as_str(), *cfg.l7.access_log_rate.get_ref()));
+        let stats = Arc::new(stats::Stats::new(log)?);
+        let shared = Arc::new(engine::Shared::new(Arc::clone(&counters), Arc::clone(&table), scripts, Arc::clone(&stats)));
         runtime.spawn(conn::run(shared, rx));
         say(&format!("l7: engine up, {threads} thread(s) on CPUs {cpus:?}"));
-        Ok(L7 { runtime: Some(runtime), views, counters, table, threads })
+        Ok(L7 { runtime: Some(runtime), views, counters, stats, table, threads })
     }
 
     /// Serves what `snap` says (listeners follow its `http` virtual
@@ -239,11 +243,16 @@ impl L7 {
         let v = self.views.borrow();
         let c = &self.counters;
         let mut s = format!("L7 engine: {} thread(s)\n", self.threads);
+        let by_vs = self.stats.snapshot();
         for svc in &v.services {
             let sources: Vec<String> = svc.sources.iter().map(ToString::to_string).collect();
             let kind = if svc.tls.is_some() { "https" } else { "http" };
             let tls = if svc.to_servers.is_some() { "; TLS to the servers" } else { "" };
             s.push_str(&format!("  {} {kind} {} from {}{tls}\n", svc.name, svc.addr, sources.join(", ")));
+            if let Some(st) = by_vs.get(&svc.name) {
+                let [c1, c2, c3, c4, c5] = st.classes;
+                s.push_str(&format!("    answers 1xx {c1} 2xx {c2} 3xx {c3} 4xx {c4} 5xx {c5}; half within {}, 99% within {}\n", stats::quantile(st, 0.5), stats::quantile(st, 0.99)));
+            }
             for r in &svc.rules {
                 s.push_str(&rule_line(&v, c, &svc.name, r));
             }
@@ -285,6 +294,12 @@ impl L7 {
         let by_rule = hits.iter().map(|((vs, i), n)| (crate::modules::metrics::labels(&[("virtual_server", vs), ("rule", &(i + 1).to_string())]), *n)).collect();
         drop(hits);
         t.family("l7_rule_hits_total", "counter", "Requests a content-switching rule sent to its pool.", by_rule);
+        let by_vs = self.stats.snapshot();
+        let classes = by_vs.iter().flat_map(|(vs, s)| s.classes.iter().enumerate().map(move |(i, n)| (crate::modules::metrics::labels(&[("virtual_server", vs), ("class", &format!("{}xx", i + 1))]), *n))).collect();
+        t.family("l7_virtual_server_responses_total", "counter", "Responses of each L7 virtual server, by status class.", classes);
+        let series = by_vs.iter().map(|(vs, s)| (vec![("virtual_server".to_string(), vs.clone())], s.buckets.to_vec(), s.sum.as_secs_f64(), s.count)).collect();
+        t.histogram("l7_response_seconds", "Time from a request's head to its answer's head, by L7 virtual server.", &stats::BUCKETS, series);
+        t.family("l7_access_log_dropped_total", "counter", "Access log lines not written: over access_log_rate, or the writer behind.", vec![(String::new(), self.stats.log_dropped.load(Ordering::Relaxed))]);
         let runs = c.scripts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         for (i, (name, help)) in [("l7_script_runs_total", "Runs of a rule's script."), ("l7_script_errors_total", "Runs of a rule's script that failed or named no pool of its list."), ("l7_script_limits_total", "Runs of a rule's script stopped at a limit (operations, sizes, depth).")].into_iter().enumerate() {
             let by_rule = runs.iter().map(|((vs, r), n)| (crate::modules::metrics::labels(&[("virtual_server", vs), ("rule", &(r + 1).to_string())]), n[i])).collect();

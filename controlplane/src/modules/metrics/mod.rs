@@ -18,6 +18,10 @@ use crate::runtime::Runtime;
 use furiwake_dataplane::state::counters::{DropReason, PuntClass, WorkerCounters};
 use std::fmt::Write as _;
 
+/// One label set of a histogram: its labels, the count in each bucket
+/// (not cumulative; the last is +Inf), the sum (seconds) and the count.
+pub type Series = (Vec<(String, String)>, Vec<u64>, f64, u64);
+
 /// Metric families in the text format, in the order they are added.
 #[derive(Debug, Default)]
 pub struct Text {
@@ -31,6 +35,24 @@ impl Text {
         let _ = writeln!(self.out, "# HELP furiwake_{name} {help}\n# TYPE furiwake_{name} {kind}");
         for (labels, v) in samples {
             let _ = writeln!(self.out, "furiwake_{name}{labels} {v}");
+        }
+    }
+
+    /// A histogram family: per label set, cumulative counts at each
+    /// bound (`le`, seconds), the sum (seconds) and the count.
+    pub fn histogram(&mut self, name: &str, help: &str, bounds: &[f64], series: Vec<Series>) {
+        let _ = writeln!(self.out, "# HELP furiwake_{name} {help}\n# TYPE furiwake_{name} histogram");
+        for (pairs, counts, sum, count) in series {
+            let base: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut total = 0;
+            for (i, n) in counts.iter().enumerate() {
+                total += n;
+                let le = bounds.get(i).map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+                let mut with = base.clone();
+                with.push(("le", &le));
+                let _ = writeln!(self.out, "furiwake_{name}_bucket{} {total}", labels(&with));
+            }
+            let _ = writeln!(self.out, "furiwake_{name}_sum{} {sum}\nfuriwake_{name}_count{} {count}", labels(&base), labels(&base));
         }
     }
 
