@@ -18,7 +18,7 @@ case "${1:-}" in
     fi
     tls=""
     if [ -f "$dir/srv.pem" ] && [ -f "$dir/srv.key" ]; then
-      tls="server { listen 9443 ssl; ssl_certificate $dir/srv.pem; ssl_certificate_key $dir/srv.key; access_log $dir/logs/client.log clientaddr; location = /id { default_type text/plain; return 200 \"$name\\n\"; } location / { root $dir/www; } }"
+      tls="server { listen 9443 ssl; ssl_certificate $dir/srv.pem; ssl_certificate_key $dir/srv.key; ssl_session_cache shared:SSL-$name:1m; ssl_session_tickets off; access_log $dir/logs/client.log clientaddr; location = /id { default_type text/plain; return 200 \"$name\\n\"; } location / { root $dir/www; } }"
     fi
     cat > "$dir/nginx.conf" <<CONF
 daemon off;

@@ -268,3 +268,29 @@ fn silent_clients_are_closed_at_the_deadline_in_every_phase() {
     }
     assert_eq!(get(&lab, &certs.join("ca.pem"), "a.example", 443, "-o /dev/null -w '%{http_code}'", "/id"), "200");
 }
+
+/// `tls-session-id` persistence on a `tcp` virtual server (TLS passed
+/// through): each server (nginx, session IDs cached, no tickets) resumes
+/// only its own sessions, so `openssl s_client -reconnect` resumes five
+/// times only if every reconnection reached the server of the first. The
+/// servers are round robin otherwise.
+#[test]
+fn tls_session_id_persistence_brings_a_tcp_client_back_to_its_server() {
+    let Some((mut lab, certs)) = open('x', "session-id", 0) else { return };
+    lab.start(&format!(
+        "{}\n[[virtual_server]]\nname = \"tls-tcp\"\naddress = \"{VIP}:9443\"\nprotocol = \"tcp\"\npool = \"tls\"\npersistence = {{ kind = \"tls-session-id\", timeout_s = 60 }}\n",
+        pool("tls", 9443, &[1, 2, 3])
+    ));
+    let ca = certs.join("ca.pem");
+    let out = lab.topo.exec("client", &format!("(sleep 1) | openssl s_client -connect {VIP}:9443 -tls1_2 -CAfile {} -reconnect 2>&1", ca.display()));
+    assert!(out.matches("Reused, TLSv1.2").count() >= 5, "every reconnection resumed on the first connection's server:\n{out}\n{}", lab.fw_output());
+    let r = lab.report();
+    assert!(r.contains("tcp (TLS passed through, tls-session-id)") && r.contains("persistence records 1"), "{r}");
+    // A plain client on its own (no session offered) is round robin.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let o = lab.topo.exec("client", &format!("curl -s -m 10 --cacert {} --resolve app.internal:9443:{VIP} https://app.internal:9443/id", ca.display()));
+        seen.insert(o.trim().to_string());
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+}

@@ -11,7 +11,16 @@ impl Config {
     /// Does any virtual server need the appliance's own stack (the host
     /// link, its network namespace, the L7 engine)?
     pub fn has_l7(&self) -> bool {
-        self.virtual_servers.iter().any(|v| v.protocol.is_l7())
+        self.virtual_servers.iter().any(VirtualServer::engine_served)
+    }
+}
+
+impl VirtualServer {
+    /// Served by the L7 engine through the exception path: `http`,
+    /// `https`, and `tcp` with `tls-session-id` persistence (its TLS
+    /// passed through, `modules::l7::passthrough`).
+    pub fn engine_served(&self) -> bool {
+        self.protocol.is_l7() || self.persistence.as_ref().is_some_and(|p| p.get_ref().kind == PersistenceKind::TlsSessionId)
     }
 }
 
@@ -49,7 +58,7 @@ impl Config {
                 return Err(src.error(Some(vs.name.span()), format!("virtual_server {name:?}: local address {a} is on no interface's subnet: the box answers ARP for it there")));
             }
             let vip = self.virtual_servers.iter().any(|o| *o.address.get_ref().ip() == *a);
-            let forwarded = self.virtual_servers.iter().any(|o| !o.protocol.is_l7() && o.local_addresses.contains(a));
+            let forwarded = self.virtual_servers.iter().any(|o| !o.engine_served() && o.local_addresses.contains(a));
             let snat = self.snat.iter().any(|r| r.address.get_ref() == a);
             if vip || forwarded || snat {
                 return Err(src.error(Some(vs.name.span()), format!("virtual_server {name:?}: local address {a} is a VIP, a full-NAT local address or a [[snat]] address: the L7 engine's ports there would meet theirs")));
@@ -68,6 +77,13 @@ impl Config {
             (Protocol::Https, None) => return Err(src.error(Some(vs.name.span()), format!("virtual_server {name:?}: protocol = \"https\" needs tls = {{ certificates = [ {{ cert = \"...\", key = \"...\" }} ] }}"))),
             (Protocol::Http, Some(t)) => return Err(src.error(Some(t.span()), format!("virtual_server {name:?}: tls needs protocol = \"https\""))),
             _ => {}
+        }
+        if vs.protocol == Protocol::Tcp {
+            // TLS passed through: nothing of HTTP applies.
+            let http = [vs.rule.first().map(|r| r.at()), vs.http_request.first().or(vs.http_response.first()).map(|a| a.name.span()), vs.client_address.first().map(toml::Spanned::span), vs.sorry_page.as_ref().map(toml::Spanned::span), vs.server_tls.as_ref().map(toml::Spanned::span)];
+            if let Some(at) = http.into_iter().flatten().next() {
+                return Err(src.error(Some(at), format!("virtual_server {name:?}: a tcp virtual server with tls-session-id passes TLS through: rules, header actions, client_address, sorry_page and server_tls need protocol = \"http\" or \"https\"")));
+            }
         }
         if let Some(p) = &vs.sorry_page {
             if let Err(e) = std::fs::metadata(p.get_ref()) {

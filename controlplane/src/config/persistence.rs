@@ -38,10 +38,13 @@ pub enum PersistenceKind {
     SessionId,
     /// `http`: a header's value (a terminal ID, seed 001).
     Header,
+    /// `tcp`: the TLS session ID of a connection passed through
+    /// (`modules::l7::passthrough`; weak with TLS 1.3).
+    TlsSessionId,
 }
 
 impl PersistenceKind {
-    /// Read from the requests by the L7 engine (`http` only).
+    /// Kept by the L7 engine (`http`, or `tcp` with `tls-session-id`).
     pub fn is_l7(self) -> bool {
         !matches!(self, PersistenceKind::SourceIp | PersistenceKind::SourceIpPort)
     }

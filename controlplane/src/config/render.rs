@@ -138,7 +138,7 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
             q(v.pool.get_ref())
         );
         // The L7 engine's virtual servers have no forwarding mode.
-        if !v.protocol.is_l7() {
+        if !v.engine_served() {
             let _ = writeln!(s, "forwarding = {}", q(&kebab(v.forwarding.get_ref())));
         }
         if !v.local_addresses.is_empty() {

@@ -865,3 +865,23 @@ fn tls_files_that_cannot_serve_are_refused_at_their_line() {
     assert!(err(&tcp).message.contains("passes TLS through"), "{}", err(&tcp));
     let _ = std::fs::remove_dir_all(d);
 }
+
+#[test]
+fn tls_session_id_persistence_makes_a_tcp_virtual_server_the_engines() {
+    let tcp = |extra: &str| format!("{GOOD}\n[[virtual_server]]\nname = \"tls-tcp\"\naddress = \"192.0.2.100:9443\"\npool = \"web\"\npersistence = {{ kind = \"tls-session-id\" }}\n{extra}\n");
+    let c = Config::parse("t.toml", &tcp("")).unwrap();
+    let v = &c.virtual_servers[1];
+    assert!(v.engine_served() && c.has_l7() && v.protocol == Protocol::Tcp);
+    let text = render(&c);
+    assert!(!text.contains("name = \"tls-tcp\"\naddress = \"192.0.2.100:9443\"\nprotocol = \"tcp\"\npool = \"web\"\nforwarding"), "no forwarding for the engine's: {text}");
+    assert_eq!(render(&Config::parse("r.toml", &text).unwrap()), text);
+    for (extra, needle) in [
+        ("forwarding = \"full-nat\"", "forwarding does not apply"),
+        ("client_address = [\"x-forwarded-for\"]", "passes TLS through"),
+    ] {
+        let e = err(&tcp(extra));
+        assert!(e.message.contains(needle), "{extra}: {e}");
+    }
+    let e = err(&with_http("persistence = { kind = \"tls-session-id\" }"));
+    assert!(e.message.contains("tls-session-id keeps a tcp virtual server's"), "{e}");
+}

@@ -210,7 +210,7 @@ impl Config {
                 (_, Some(d)) => return Err(src.error(Some(d.span()), format!("virtual_server {:?}: dscp needs forwarding = \"dsr-dscp\"", vs.name.get_ref()))),
                 (_, None) => {}
             }
-            if vs.protocol.is_l7() {
+            if vs.engine_served() {
                 self.validate_l7(src, vs)?;
             } else if let Some(r) = vs.rule.first() {
                 return Err(src.error(Some(r.at()), format!("virtual_server {:?}: rules need protocol = \"http\" (the L7 engine reads the requests)", vs.name.get_ref())));
@@ -462,7 +462,11 @@ impl Config {
                 }
                 continue;
             };
-            if p.get_ref().kind.is_l7() && !vs.protocol.is_l7() {
+            let tls_id = p.get_ref().kind == super::persistence::PersistenceKind::TlsSessionId;
+            if tls_id && vs.protocol != Protocol::Tcp {
+                return Err(src.error(Some(p.span()), format!("virtual_server {name:?}: tls-session-id keeps a tcp virtual server's TLS clients (TLS passed through); an https virtual server terminates TLS: use a cookie")));
+            }
+            if p.get_ref().kind.is_l7() && !tls_id && !vs.protocol.is_l7() {
                 return Err(src.error(Some(p.span()), format!("virtual_server {name:?}: persistence kind {:?} reads HTTP requests: it needs protocol = \"http\"", super::render::kebab(&p.get_ref().kind))));
             }
             let p = p.get_ref();

@@ -123,8 +123,11 @@ async fn accept(shared: Arc<Shared>, l: tokio::net::TcpListener, slot: u16) {
 
 /// Serves one accepted connection of virtual server `slot`.
 async fn serve_one(shared: Arc<Shared>, slot: u16, peer: SocketAddr, stream: TcpStream) {
-    let (limits, tls) = shared.view().service(slot).map(|s| (s.limits.clone(), s.tls.clone())).unwrap_or_default();
+    let (limits, tls, passthrough) = shared.view().service(slot).map(|s| (s.limits.clone(), s.tls.clone(), s.passthrough)).unwrap_or_default();
     let deadline = Duration::from_secs(u64::from(*limits.header_timeout_s.get_ref()));
+    if passthrough {
+        return super::passthrough::run(shared, slot, peer, stream, deadline).await;
+    }
     let until = Instant::now() + deadline;
     match tls {
         None => {

@@ -114,6 +114,12 @@ impl Shared {
         }
     }
 
+    /// The server the scheduler of snapshot service `pool` picks for
+    /// `flow`.
+    pub(super) fn pick(&self, pool: usize, vs: &furiwake_dataplane::state::snapshot::VirtualService, servers: &[furiwake_dataplane::lb::RealServer], flow: &Flow4) -> Option<u16> {
+        self.sched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pick_for(pool, vs, servers, flow, None)
+    }
+
     /// The keep-alive pool of virtual server `slot` from `source` (TLS
     /// when `tls` says).
     fn client(&self, slot: u16, source: Ipv4Addr, tls: Option<&ToServers>) -> Upstream {
@@ -175,7 +181,7 @@ impl Own {
 /// `IP_BIND_ADDRESS_NO_PORT`: the source port is chosen at connect, per
 /// destination, rather than at bind for every destination at once (a
 /// source's 11,848 ephemeral ports then serve each server).
-fn bind_no_port(s: &TcpSocket) {
+pub(super) fn bind_no_port(s: &TcpSocket) {
     use std::os::fd::AsRawFd;
     let on: libc::c_int = 1;
     // SAFETY: setsockopt(2) on a socket we own, with an int option.

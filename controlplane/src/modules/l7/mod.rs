@@ -18,6 +18,7 @@
 
 mod conn;
 mod engine;
+mod passthrough;
 pub mod persist;
 mod proxyproto;
 mod script;
@@ -246,7 +247,7 @@ impl L7 {
         let by_vs = self.stats.snapshot();
         for svc in &v.services {
             let sources: Vec<String> = svc.sources.iter().map(ToString::to_string).collect();
-            let kind = if svc.tls.is_some() { "https" } else { "http" };
+            let kind = if svc.passthrough { "tcp (TLS passed through, tls-session-id)" } else if svc.tls.is_some() { "https" } else { "http" };
             let tls = if svc.to_servers.is_some() { "; TLS to the servers" } else { "" };
             s.push_str(&format!("  {} {kind} {} from {}{tls}\n", svc.name, svc.addr, sources.join(", ")));
             if let Some(st) = by_vs.get(&svc.name) {

@@ -114,7 +114,8 @@ impl Spec {
                 let h = self.header.as_ref()?;
                 req.headers().get(h).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(|v| Want::Learned(v.to_string()))
             }
-            PersistenceKind::SourceIp | PersistenceKind::SourceIpPort => None,
+            // (tls-session-id is read from the ClientHello: `passthrough`.)
+            PersistenceKind::SourceIp | PersistenceKind::SourceIpPort | PersistenceKind::TlsSessionId => None,
         }
     }
 
@@ -182,7 +183,7 @@ impl Spec {
                 }
             }
             PersistenceKind::Header => self.learn(req_want, resolved, to, table),
-            PersistenceKind::CookieHash | PersistenceKind::SourceIp | PersistenceKind::SourceIpPort => {}
+            PersistenceKind::CookieHash | PersistenceKind::SourceIp | PersistenceKind::SourceIpPort | PersistenceKind::TlsSessionId => {}
         }
     }
 

@@ -244,6 +244,8 @@ pub struct Service {
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// `server_tls`: TLS to the servers.
     pub to_servers: Option<super::tls::ToServers>,
+    /// `tcp` with `tls-session-id`: TLS passed through (`passthrough`).
+    pub passthrough: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -316,6 +318,7 @@ impl View {
                     t.loaded.0.clone().map(|config| super::tls::ToServers { config, name })
                 });
                 Service {
+                    passthrough: conf.is_some_and(|c| c.protocol == crate::config::Protocol::Tcp),
                     tls,
                     to_servers,
                     retired: v.retired,

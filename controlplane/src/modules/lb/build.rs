@@ -281,7 +281,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             Algorithm::Composite => Schedule::Composite,
         };
         let forwarding = match vs.forwarding.get_ref() {
-            _ if vs.protocol.is_l7() => snapshot::Forwarding::Local,
+            _ if vs.engine_served() => snapshot::Forwarding::Local,
             Forwarding::Nat => snapshot::Forwarding::Nat,
             Forwarding::FullNat => snapshot::Forwarding::FullNat,
             Forwarding::DsrL2 => snapshot::Forwarding::DsrL2,
