@@ -4,9 +4,10 @@
 //! deadline):
 //!
 //! 1. The first bytes and the TLS handshake share one deadline, the
-//!    virtual server's `header_timeout_s`, counted from accept; at most
-//!    `engine::MAX_HANDSHAKES` handshakes are under way at once (the rest are
-//!    closed, `tls failed`).
+//!    virtual server's `header_timeout_s`, counted from accept; the
+//!    ClientHello is read holding nothing, then at most
+//!    `engine::MAX_HANDSHAKES` handshakes do their work at once (the rest
+//!    wait for a turn within the deadline).
 //! 2. The protocol is chosen before hyper sees the connection, within the
 //!    same deadline: by ALPN inside TLS, by the h2 preface (RFC 9113 §3.4,
 //!    prior knowledge) otherwise; hyper's own detection waits for 24 bytes
@@ -75,7 +76,9 @@ pub async fn run(shared: Arc<Shared>, mut views: watch::Receiver<Arc<View>>) {
 /// a while (a listener of the same address just aborted may not have
 /// closed yet), then accepts.
 async fn listener(shared: Arc<Shared>, addr: SocketAddrV4, slot: u16) {
-    for attempt in 0..100u32 {
+    // Until it binds (the task ends only when the view drops it): every
+    // 100 ms for 10 s, then every 5 s, said every 20th time.
+    for attempt in 0u32.. {
         match listen(addr) {
             Ok(l) => {
                 log::info!("l7: listening on {addr}");
@@ -84,9 +87,8 @@ async fn listener(shared: Arc<Shared>, addr: SocketAddrV4, slot: u16) {
             Err(e) if attempt % 20 == 0 => log::warn!("l7: listening on {addr}: {e} (trying again)"),
             Err(_) => {}
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(if attempt < 100 { 100 } else { 5000 })).await;
     }
-    log::error!("l7: could not listen on {addr}");
 }
 
 fn listen(addr: SocketAddrV4) -> std::io::Result<tokio::net::TcpListener> {
@@ -135,18 +137,7 @@ async fn serve_one(shared: Arc<Shared>, slot: u16, peer: SocketAddr, stream: Tcp
             serve(shared, slot, peer, (false, proto), &limits, stream).await;
         }
         Some(config) => {
-            // The ClientHello's first byte (a silent client goes at the
-            // deadline), then the handshake, within what is left of it.
-            if !matches!(tokio::time::timeout_at(until, stream.peek(&mut [0u8; 1])).await, Ok(Ok(n)) if n > 0) {
-                return;
-            }
-            let Ok(_turn) = Arc::clone(&shared.handshakes).try_acquire_owned() else {
-                shared.counters.tls_failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            let left = until.saturating_duration_since(Instant::now());
-            let Some(s) = super::tls::accept(config, stream, left, &shared.counters).await else { return };
-            drop(_turn);
+            let Some(s) = super::tls::accept(config, stream, until, &shared.counters, &shared.handshakes).await else { return };
             let proto = if s.get_ref().1.alpn_protocol() == Some(b"h2") { Proto::H2 } else { Proto::H1 };
             serve(shared, slot, peer, (true, proto), &limits, s).await;
         }
@@ -178,7 +169,7 @@ async fn sniff(stream: &TcpStream, until: Instant) -> Option<Proto> {
         // A prefix of the preface: wait for more (peek returns at once
         // while the same bytes sit there).
         if n == seen {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         seen = n;
     }

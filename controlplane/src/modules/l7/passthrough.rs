@@ -4,9 +4,11 @@
 //! with. The engine terminates the client's TCP (not its TLS), reads the
 //! session ID of its ClientHello (RFC 5246 §7.4.1.2), and sends it to the
 //! server that ID is known for when that server can take it, else to the
-//! one the pool's scheduler picks; the ServerHello's session ID (a new
-//! session's, or the one resumed) is learned for that server; then bytes
-//! go both ways as they come. The records are the learned table's, so they
+//! one the pool's scheduler picks; the ServerHello's session ID is
+//! learned for that server when it is a new session's (not the one the
+//! client offered: that is a resumption, or TLS 1.3's echo); then bytes go
+//! both ways as they come, each direction ended by its end or by
+//! `server_timeout_s` of silence. The records are the learned table's, so they
 //! expire after `timeout_s` unused and reach the HA peer by state sync.
 //!
 //! TLS 1.3 makes this weak (README, "tls-session-id"): its session ID is a
@@ -73,23 +75,27 @@ async fn client_session(stream: &TcpStream, until: Instant) -> Option<Option<Str
             return Some(None);
         }
         if n == seen {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         seen = n;
     }
 }
 
-/// Serves one connection of `tcp` virtual server `slot`.
+/// Serves one connection of `tcp` virtual server `slot`: the ClientHello
+/// within `deadline` (`header_timeout_s`), the server's first answer and
+/// every later silence in either direction within `idle`
+/// (`server_timeout_s`).
 pub async fn run(shared: Arc<Shared>, slot: u16, peer: SocketAddr, client: TcpStream, deadline: Duration) {
     let view = shared.view();
     let Some(svc) = view.service(slot) else { return };
+    let idle = Duration::from_secs(u64::from(*svc.limits.server_timeout_s.get_ref()));
     let Some(sid) = client_session(&client, Instant::now() + deadline).await else { return };
     let Some(vs) = view.snap.services.get(slot as usize) else { return };
     let (src, sport) = match peer {
         SocketAddr::V4(a) => (u32::from(*a.ip()), a.port()),
         SocketAddr::V6(_) => (0, 0),
     };
-    let want = sid.map(Want::Learned);
+    let want = sid.clone().map(Want::Learned);
     let spec = svc.persist.as_ref();
     let kept = spec.zip(want.as_ref()).and_then(|(p, w)| p.resolve(w, vs, &view.snap.servers, &shared.table));
     let flow = Flow4 { src, dst: u32::from(*svc.addr.ip()), sport, dport: svc.addr.port(), proto: 6 };
@@ -100,53 +106,104 @@ pub async fn run(shared: Arc<Shared>, slot: u16, peer: SocketAddr, client: TcpSt
         log::debug!("l7: {}: {to} could not be reached", svc.name);
         return;
     };
-    let learn = spec.map(|p| (p.group.clone(), p.timeout()));
-    relay(client, upstream, to, learn, &shared).await;
+    let learn = spec.map(|p| Learn { group: p.group.clone(), timeout: p.timeout(), offered: sid });
+    relay(client, upstream, to, learn, idle, &shared).await;
 }
 
-/// A connection from `source` to `to`.
+/// What to learn from the ServerHello.
+struct Learn {
+    group: String,
+    timeout: Duration,
+    /// The ClientHello's session ID: a ServerHello that repeats it either
+    /// resumed it (its record is refreshed when it is used) or is TLS 1.3
+    /// echoing a random value (RFC 8446 §4.1.3): nothing to learn either
+    /// way, and a client cannot fill the table with IDs of its choosing.
+    offered: Option<String>,
+}
+
+/// A connection from `source` to `to`, with TCP keep-alive.
 async fn connect(source: Ipv4Addr, to: SocketAddrV4) -> std::io::Result<TcpStream> {
     let s = TcpSocket::new_v4()?;
     super::engine::bind_no_port(&s);
+    s.set_keepalive(true)?;
     s.bind(SocketAddr::V4(SocketAddrV4::new(source, 0)))?;
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, s.connect(SocketAddr::V4(to))).await.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     stream.set_nodelay(true)?;
     Ok(stream)
 }
 
-/// Bytes both ways; the ServerHello's session ID learned for `to` on the
-/// way (`learn`: the table's namespace and the records' timeout).
-async fn relay(client: TcpStream, server: TcpStream, to: SocketAddrV4, learn: Option<(String, Duration)>, shared: &Shared) {
-    let (mut cr, mut cw) = client.into_split();
-    let (mut sr, mut sw) = server.into_split();
-    let up = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut cr, &mut sw).await;
-        let _ = sw.shutdown().await;
-    });
-    // The server's first bytes, until its ServerHello's ID can be read.
-    let mut first = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    while first.len() < SERVER_HELLO_MAX {
-        let n = match sr.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+/// Copies `r` to `w` until the end or `idle` without a byte, then ends
+/// `w`'s direction.
+async fn pump<R, W>(mut r: R, mut w: W, idle: Duration)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match tokio::time::timeout(idle, r.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => break,
         };
-        first.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        match session_id(&first, 2) {
-            Err(()) => continue,
-            Ok(id) => {
-                if let (Some(id), Some((group, timeout))) = (id, learn.as_ref()) {
-                    shared.table.learn(group, &id, to, *timeout);
-                }
-                break;
-            }
+        let Some(data) = buf.get(..n) else { break };
+        if !matches!(tokio::time::timeout(idle, w.write_all(data)).await, Ok(Ok(()))) {
+            break;
         }
     }
-    if cw.write_all(&first).await.is_ok() {
-        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+    let _ = w.shutdown().await;
+}
+
+/// Bytes both ways, each direction ended by its end or `idle` of
+/// silence; the ServerHello's session ID learned for `to` on the way.
+async fn relay(client: TcpStream, server: TcpStream, to: SocketAddrV4, learn: Option<Learn>, idle: Duration, shared: &Shared) {
+    let _ = socket2_keepalive(&client);
+    let (cr, cw) = client.into_split();
+    let (mut sr, sw) = server.into_split();
+    let up = pump(cr, sw, idle);
+    let down = async move {
+        let mut cw = cw;
+        // The server's first bytes, until its ServerHello's ID can be read.
+        let mut first = Vec::with_capacity(4096);
+        let mut chunk = [0u8; 4096];
+        while first.len() < SERVER_HELLO_MAX {
+            let n = match tokio::time::timeout(idle, sr.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => n,
+                _ => break,
+            };
+            first.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            match session_id(&first, 2) {
+                Err(()) => continue,
+                Ok(id) => {
+                    if let (Some(id), Some(l)) = (id, learn.as_ref()) {
+                        if l.offered.as_deref() != Some(id.as_str()) {
+                            shared.table.learn(&l.group, &id, to, l.timeout);
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        if matches!(tokio::time::timeout(idle, cw.write_all(&first)).await, Ok(Ok(()))) {
+            pump(sr, cw, idle).await;
+        } else {
+            let _ = cw.shutdown().await;
+        }
+    };
+    tokio::join!(up, down);
+}
+
+/// TCP keep-alive on the client's socket too (a client that vanished
+/// without a reset is found).
+fn socket2_keepalive(s: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt(2) on a socket we own, with an int option.
+    let r = unsafe { libc::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_KEEPALIVE, (&raw const on).cast(), std::mem::size_of::<libc::c_int>() as u32) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
-    let _ = cw.shutdown().await;
-    let _ = up.await;
 }
 
 #[cfg(test)]

@@ -148,10 +148,11 @@ pub fn quantile(st: &VsStats, q: f64) -> String {
     "over 10 s".into()
 }
 
-/// What the client sent, made safe for a line: no quote, backslash or
-/// control character (a client must not forge a line of its own).
+/// What the client sent, made safe for a line: printable ASCII only, no
+/// quote or backslash (a client must not forge a line of its own, nor
+/// one that a viewer shows as another: U+2028, U+202E).
 fn clean(s: &str) -> String {
-    s.chars().take(1024).map(|c| if c.is_control() || c == '"' || c == '\\' { '?' } else { c }).collect()
+    s.chars().take(1024).map(|c| if !c.is_ascii_graphic() && c != ' ' || c == '"' || c == '\\' { '?' } else { c }).collect()
 }
 
 /// A combined log format line, with `vs=`, `server=` and `ms=` after it.

@@ -108,20 +108,28 @@ impl Upstream {
     }
 }
 
-/// The client's side of a connection: its handshake with `config` within
-/// `deadline`, counted (`tls_handshakes`, `tls_resumed`, `tls_failed`).
-pub async fn accept(
-    config: Arc<ServerConfig>,
-    stream: TcpStream,
-    deadline: Duration,
-    c: &Counters,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    match tokio::time::timeout(
-        deadline,
-        tokio_rustls::TlsAcceptor::from(config).accept(stream),
-    )
-    .await
-    {
+/// The client's side of a connection: its handshake with `config` by
+/// `until`, counted (`tls_handshakes`, `tls_resumed`, `tls_failed`). The
+/// ClientHello is read first, holding nothing; only then a turn of
+/// `turns` (the handshakes under way at once) is waited for, within the
+/// same deadline, and held for the rest of the handshake: a client that
+/// sends a byte and stops takes no turn.
+pub async fn accept(config: Arc<ServerConfig>, stream: TcpStream, until: tokio::time::Instant, c: &Counters, turns: &Arc<tokio::sync::Semaphore>) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let failed = || {
+        c.tls_failed.fetch_add(1, Ordering::Relaxed);
+        None
+    };
+    let lazy = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+    let start = match tokio::time::timeout_at(until, lazy).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            log::debug!("l7: TLS ClientHello: {e}");
+            return failed();
+        }
+        Err(_) => return failed(),
+    };
+    let Ok(Ok(_turn)) = tokio::time::timeout_at(until, Arc::clone(turns).acquire_owned()).await else { return failed() };
+    match tokio::time::timeout_at(until, start.into_stream(config)).await {
         Ok(Ok(s)) => {
             c.tls_handshakes.fetch_add(1, Ordering::Relaxed);
             if s.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
@@ -134,12 +142,8 @@ pub async fn accept(
         }
         Ok(Err(e)) => {
             log::debug!("l7: TLS handshake: {e}");
-            c.tls_failed.fetch_add(1, Ordering::Relaxed);
-            None
+            failed()
         }
-        Err(_) => {
-            c.tls_failed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
+        Err(_) => failed(),
     }
 }
