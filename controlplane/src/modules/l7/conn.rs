@@ -149,30 +149,13 @@ async fn serve_one(shared: Arc<Shared>, slot: u16, peer: SocketAddr, stream: Tcp
 /// are nor are not by `until` (or the client closed).
 async fn sniff(stream: &TcpStream, until: Instant) -> Option<Proto> {
     let mut buf = [0u8; PREFACE.len()];
-    let mut seen = 0;
-    loop {
-        // (timeout_at returns what a ready peek gives even past `until`.)
-        if Instant::now() >= until {
-            return None;
-        }
-        let n = match tokio::time::timeout_at(until, stream.peek(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => return None,
-        };
-        let got = buf.get(..n)?;
-        if PREFACE.get(..n) != Some(got) {
-            return Some(Proto::H1);
-        }
-        if n == PREFACE.len() {
-            return Some(Proto::H2);
-        }
-        // A prefix of the preface: wait for more (peek returns at once
-        // while the same bytes sit there).
-        if n == seen {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        seen = n;
-    }
+    super::peek::until(stream, until, &mut buf, |got| match got {
+        g if PREFACE.get(..g.len()) != Some(g) => Some(Proto::H1),
+        g if g.len() == PREFACE.len() => Some(Proto::H2),
+        // A prefix of the preface: wait for more.
+        _ => None,
+    })
+    .await
 }
 
 /// Serves `proto` on a client's connection (`https`: inside TLS).

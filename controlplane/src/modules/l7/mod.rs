@@ -19,6 +19,7 @@
 mod conn;
 mod engine;
 mod passthrough;
+mod peek;
 pub mod persist;
 mod proxyproto;
 mod script;

@@ -59,26 +59,9 @@ pub fn session_id(b: &[u8], kind: u8) -> Result<Option<String>, ()> {
 /// can be read, or `until`.
 async fn client_session(stream: &TcpStream, until: Instant) -> Option<Option<String>> {
     let mut buf = [0u8; 128];
-    let mut seen = 0;
-    loop {
-        if Instant::now() >= until {
-            return None;
-        }
-        let n = match tokio::time::timeout_at(until, stream.peek(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => return None,
-        };
-        if let Ok(id) = session_id(buf.get(..n)?, 1) {
-            return Some(id);
-        }
-        if n == buf.len() {
-            return Some(None);
-        }
-        if n == seen {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        seen = n;
-    }
+    let full = buf.len();
+    // A full buffer that still says nothing: no ID to read.
+    super::peek::until(stream, until, &mut buf, |got| session_id(got, 1).ok().or((got.len() == full).then_some(None))).await
 }
 
 /// Serves one connection of `tcp` virtual server `slot`: the ClientHello
