@@ -16,8 +16,11 @@
 //!    `header_timeout_s` is shut down gracefully (a response under way
 //!    finishes first): a client silent after its handshake, or idle
 //!    between requests. hyper's header-read timer bounds each HTTP/1.1
-//!    head once its first bytes came (slowloris); h2 pings keep a dead
-//!    peer from holding a connection.
+//!    head (slowloris); it runs from the moment hyper starts reading the
+//!    head, which is as soon as the previous request's body is in, so an
+//!    answer that streams longer than the deadline ends its connection
+//!    once sent (README, "Not yet"). h2 pings keep a dead peer from
+//!    holding a connection.
 
 use super::engine::{proxy, Own, Shared};
 use super::view::View;
