@@ -267,7 +267,8 @@ fn passive_rewrite_hash_session_id_and_header_persistence_each_keep_a_client() {
         ("session", 8082, "persistence = { kind = \"session-id\", cookie = \"JSESSIONID\", query = \"sid\" }\n"),
         ("terminal", 8083, "persistence = { kind = \"header\", header = \"X-Terminal-Id\" }\n"),
     ];
-    let mut cfg = pool("web", 80);
+    let socket = lab.dir.path("console.sock");
+    let mut cfg = format!("[console]\nsocket = \"{}\"\n\n{}", socket.display(), pool("web", 80));
     for (name, port, p) in kinds {
         cfg.push_str(&http_vs(name, port, "web", p));
     }
@@ -301,6 +302,18 @@ fn passive_rewrite_hash_session_id_and_header_persistence_each_keep_a_client() {
     // Header: a terminal ID keeps its server.
     let t = curl_n(&lab, 10, "-H 'X-Terminal-Id: T-0042'", &format!("http://{VIP}:8083/id"));
     assert!(one_server(&t), "terminal: {t:?}");
+    // `show persistence`: the learned session, its value cut (a session
+    // ID is a credential), on the server that set it.
+    let (ok, shown) = console_at(&socket, "show persistence virtual-server session");
+    assert!(ok && shown.starts_with("1 persistence record(s)"), "{shown}");
+    let n: u32 = server.trim_start_matches("srv").parse().unwrap_or_else(|_| panic!("/login answered {server:?}"));
+    let row: Vec<&str> = shown.lines().nth(2).unwrap_or("").split_whitespace().collect();
+    let cut: String = id.chars().take(12).collect();
+    assert_eq!(row.first().copied(), Some("vs:session"), "{shown}");
+    assert_eq!(row.get(1).copied(), Some(format!("{cut}…").as_str()), "{shown}");
+    assert_eq!(row.get(2).copied(), Some(format!("{}:80", server_ip(n)).as_str()), "{shown}");
+    let (ok, shown) = console_at(&socket, "show persistence virtual-server terminal");
+    assert!(ok && shown.starts_with("1 persistence record(s)") && shown.contains("T-0042"), "{shown}");
 }
 
 /// Backend `n`'s `body.log` (its `/body` location: each body kept whole

@@ -113,7 +113,37 @@ persistence = { kind = "source-ip", netmask = "255.255.255.0", timeout_s = 60 }
     assert_eq!(persistence_sum(&block, "evicted"), 0, "{block}");
     let handed = must(&block, "worker 0:", "handed-off") + must(&block, "worker 1:", "handed-off");
     assert!(handed > 0, "packets crossed workers (the owner is the record's worker):\n{block}");
+    show_persistence_lists_the_records(&lab, &a[0]);
     stop_furiwake_cleanly(lab.fw());
+}
+
+/// `show persistence` over the records of the test above: six clients of
+/// `shop`, one /24 of `office`; the first client's record names the server
+/// it kept going to (`home`, as /id names it: srvN).
+fn show_persistence_lists_the_records(lab: &Lab, home: &str) {
+    let socket = lab.dir.path("console.sock");
+    let show = |cmd: &str| {
+        let (ok, out) = console_at(&socket, cmd);
+        assert!(ok, "{cmd}: {out}");
+        out
+    };
+    let all = show("show persistence");
+    assert!(all.starts_with("7 persistence record(s)"), "{all}");
+    let shop = show("show persistence virtual-server shop");
+    assert!(shop.starts_with("6 persistence record(s)"), "{shop}");
+    let n: u32 = home.trim_start_matches("srv").parse().unwrap_or_else(|_| panic!("/id answered {home:?}"));
+    let row = shop.lines().find(|l| l.split_whitespace().nth(1) == Some(CLIENTS[0])).unwrap_or_else(|| panic!("no record of {}: {shop}", CLIENTS[0]));
+    assert_eq!(row.split_whitespace().next(), Some("vs:shop"), "{row}");
+    assert_eq!(row.split_whitespace().nth(2), Some(server_ip(n).as_str()), "{} went to {home}: {row}", CLIENTS[0]);
+    let office = show("show pe virtual-server office");
+    assert!(office.starts_with("1 persistence record(s)") && office.contains("192.0.2.0/24"), "the /24 is one record: {office}");
+    let on_home = show(&format!("show persistence server {}", server_ip(n)));
+    let listed = on_home.lines().skip(2).count();
+    assert!(on_home.lines().skip(2).all(|l| l.contains(&server_ip(n))) && listed >= 1, "{on_home}");
+    let (ok, err) = console_at(&socket, "show persistence virtual-server plain");
+    assert!(!ok && err.contains("has no persistence"), "{err}");
+    let (ok, err) = console_at(&socket, "show persistence virtual-server nosuch");
+    assert!(!ok && err.contains("no virtual server"), "{err}");
 }
 
 /// A persistence group shared by VIP:80 and VIP:8443 sends each client's

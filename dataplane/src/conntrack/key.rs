@@ -40,6 +40,8 @@ pub trait Addr: Copy + Eq + Ord + core::hash::Hash + Default + core::fmt::Debug 
     fn persist_word(group: u16, ip: Self, port: u16) -> Self::PersistWord;
     /// The value the persistence table's keyed hash mixes.
     fn persist_fold(w: Self::PersistWord) -> u64;
+    /// (group, address, port) of a key, for `show persistence`.
+    fn persist_parts(w: Self::PersistWord) -> (u16, Self, u16);
 
     /// (address, port, protocol) as one ordered value, for the snapshot's
     /// sorted indexes: one `u64` comparison per step for IPv4.
@@ -75,14 +77,18 @@ impl Addr for u32 {
     }
 
     type PersistWord = u64;
-    /// Bit 63 marks a key, so that 0 is none; groups are below 2^15.
+    /// Bit 63 marks a key, so that 0 is none; the group takes bits 48 to
+    /// 62 (groups are below 2^15), the port 32 to 47.
     #[inline(always)]
     fn persist_word(group: u16, ip: u32, port: u16) -> u64 {
-        1 << 63 | u64::from(group) << 47 | u64::from(port) << 32 | u64::from(ip)
+        1 << 63 | u64::from(group & 0x7fff) << 48 | u64::from(port) << 32 | u64::from(ip)
     }
     #[inline(always)]
     fn persist_fold(w: u64) -> u64 {
         w
+    }
+    fn persist_parts(w: u64) -> (u16, u32, u16) {
+        ((w >> 48) as u16 & 0x7fff, w as u32, (w >> 32) as u16)
     }
 
     type ServiceKey = u64;
@@ -130,11 +136,14 @@ impl Addr for u128 {
     type PersistWord = (u128, u64);
     #[inline(always)]
     fn persist_word(group: u16, ip: u128, port: u16) -> (u128, u64) {
-        (ip, 1 << 63 | u64::from(group) << 16 | u64::from(port))
+        (ip, 1 << 63 | u64::from(group & 0x7fff) << 16 | u64::from(port))
     }
     #[inline(always)]
     fn persist_fold((ip, rest): (u128, u64)) -> u64 {
         ip.fold() ^ rest.rotate_left(32)
+    }
+    fn persist_parts((ip, rest): (u128, u64)) -> (u16, u128, u16) {
+        ((rest >> 16) as u16, ip, rest as u16)
     }
 
     type ServiceKey = (u128, u32);

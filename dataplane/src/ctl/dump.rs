@@ -1,4 +1,5 @@
-//! Connection-table dumps for the console (`show connections`).
+//! Connection-table and persistence-table dumps for the console (`show
+//! connections`, `show persistence`).
 //!
 //! Each worker owns its flow table alone, so the control plane cannot read
 //! it. Instead it asks: one `FlowDump` per worker, a request/response cell
@@ -27,6 +28,7 @@
 //! `FlowDump::new`, locks or panics on the worker's side.
 
 use crate::conntrack::{Addr, Flow, FlowState, FlowTable, Forwarding};
+use crate::lb::persist::{PersistTable, RecordView};
 use core::net::IpAddr;
 use crate::sync::{Arc, AtomicU32, AtomicU64, AtomicU8, Ordering, UnsafeCell};
 
@@ -52,18 +54,30 @@ impl AddrMatch {
     }
 }
 
-/// What to dump: entries of one virtual address and/or one real server,
-/// at most `limit` of them.
+/// Which table a dump reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum What {
+    #[default]
+    Connections,
+    Persistence,
+}
+
+/// What to dump: entries of one virtual address and/or one real server
+/// (records of one persistence group and/or one server), at most `limit`
+/// of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DumpFilter {
+    pub what: What,
     pub vip: Option<AddrMatch>,
     pub server: Option<AddrMatch>,
+    /// Persistence records of this group only.
+    pub group: Option<u16>,
     pub limit: u32,
 }
 
 impl Default for DumpFilter {
     fn default() -> Self {
-        Self { vip: None, server: None, limit: DUMP_CAPACITY as u32 }
+        Self { what: What::Connections, vip: None, server: None, group: None, limit: DUMP_CAPACITY as u32 }
     }
 }
 
@@ -71,6 +85,18 @@ impl DumpFilter {
     fn matches<A: Addr>(&self, f: &Flow<A>) -> bool {
         self.vip.is_none_or(|m| m.matches(f.vip, f.vport)) && self.server.is_none_or(|m| m.matches(f.server_ip, f.server_port))
     }
+
+    /// A record's server has no port: a server filter matches its address.
+    fn matches_record(&self, r: &RecordView) -> bool {
+        self.group.is_none_or(|g| g == r.group) && self.server.is_none_or(|m| m.ip == r.server_ip)
+    }
+}
+
+/// One answer's item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dumped {
+    Connection(DumpEntry),
+    Persistence(RecordView),
 }
 
 /// One connection entry as the console shows it (seed 001's layout):
@@ -158,14 +184,14 @@ struct FlowDump {
     len: AtomicU32,
     /// Entries that matched, including those beyond the limit.
     matched: AtomicU64,
-    entries: Box<[UnsafeCell<DumpEntry>]>,
+    entries: Box<[UnsafeCell<Dumped>]>,
 }
 
 // SAFETY: `entries` is only accessed by the side that owns it in the
 // current state (module docs), and each side has one handle (`channel`);
 // every other field is atomic.
 unsafe impl Sync for FlowDump {}
-// SAFETY: as above; DumpEntry is plain data.
+// SAFETY: as above; Dumped is plain data.
 unsafe impl Send for FlowDump {}
 
 /// The two ends of one worker's dump cell, with room for `DUMP_CAPACITY`
@@ -190,7 +216,7 @@ impl FlowDump {
             filter: UnsafeCell::new(DumpFilter::default()),
             len: AtomicU32::new(0),
             matched: AtomicU64::new(0),
-            entries: (0..capacity).map(|_| UnsafeCell::new(DumpEntry::EMPTY)).collect(),
+            entries: (0..capacity).map(|_| UnsafeCell::new(Dumped::Connection(DumpEntry::EMPTY))).collect(),
         }
     }
 }
@@ -220,7 +246,7 @@ impl DumpClient {
     /// Control plane: once the worker answered, appends its entries to
     /// `out`, frees the cell and returns how many entries matched in all
     /// (which may exceed the limit). None while the worker is still at it.
-    pub fn take(&self, out: &mut Vec<DumpEntry>) -> Option<u64> {
+    pub fn take(&self, out: &mut Vec<Dumped>) -> Option<u64> {
         let c = &self.cell;
         if c.state.load(Ordering::Acquire) != DONE {
             return None;
@@ -256,40 +282,29 @@ pub struct DumpServer {
 
 impl DumpServer {
     /// Worker slow path, once per poll: picks up a request, scans up to
-    /// `SCAN_BUDGET` slots of `table` into the buffer, and answers once the
-    /// whole table has been seen. `now` is in flow-table ticks.
+    /// `SCAN_BUDGET` slots of `table` (or `persist`) into the buffer, and
+    /// answers once the whole table has been seen. `now` is in flow-table
+    /// ticks.
     #[inline]
-    pub fn serve<A: Addr>(&mut self, table: &FlowTable<A>, now: u32) {
-        if !self.active {
-            if self.cell.state.load(Ordering::Acquire) != REQUESTED {
-                return;
-            }
-            self.active = true;
-            self.cursor = 0;
-            self.len = 0;
-            self.matched = 0;
-            // SAFETY: in REQUESTED (Acquire above pairs with the control
-            // plane's Release) the filter is the worker's to read, and the
-            // control plane does not write it until DONE.
-            self.filter = self.cell.filter.with(|f| unsafe { *f });
+    pub fn serve<A: Addr>(&mut self, table: &FlowTable<A>, persist: &PersistTable<A>, now: u32) {
+        if !self.active && !self.begin() {
+            return;
         }
-        let cap = table.capacity();
+        let cap = match self.filter.what {
+            What::Connections => table.capacity(),
+            What::Persistence => u32::try_from(persist.capacity()).unwrap_or(u32::MAX),
+        };
         let end = self.cursor.saturating_add(SCAN_BUDGET).min(cap);
-        let limit = (self.filter.limit as usize).min(self.cell.entries.len());
         for id in self.cursor..end {
-            let Some(f) = table.get(id) else { continue };
-            if !self.filter.matches(f) {
-                continue;
-            }
-            self.matched += 1;
-            if (self.len as usize) < limit {
-                if let Some(cell) = self.cell.entries.get(self.len as usize) {
-                    // SAFETY: in REQUESTED the entries are the worker's
-                    // alone; the control plane reads them only after the
-                    // Release store of DONE below.
-                    cell.with_mut(|e| unsafe { *e = DumpEntry::of(f, table, now) });
-                    self.len += 1;
-                }
+            match self.filter.what {
+                What::Connections => match table.get(id) {
+                    Some(f) if self.filter.matches(f) => self.push(|| Dumped::Connection(DumpEntry::of(f, table, now))),
+                    _ => {}
+                },
+                What::Persistence => match persist.view(id as usize, now) {
+                    Some(r) if self.filter.matches_record(&r) => self.push(|| Dumped::Persistence(r)),
+                    _ => {}
+                },
             }
         }
         self.cursor = end;
@@ -300,12 +315,52 @@ impl DumpServer {
             self.active = false;
         }
     }
+
+    /// Picks up a request if there is one.
+    fn begin(&mut self) -> bool {
+        if self.cell.state.load(Ordering::Acquire) != REQUESTED {
+            return false;
+        }
+        self.active = true;
+        self.cursor = 0;
+        self.len = 0;
+        self.matched = 0;
+        // SAFETY: in REQUESTED (Acquire above pairs with the control
+        // plane's Release) the filter is the worker's to read, and the
+        // control plane does not write it until DONE.
+        self.filter = self.cell.filter.with(|f| unsafe { *f });
+        true
+    }
+
+    /// Counts a match and keeps it while there is room under the limit.
+    #[inline]
+    fn push(&mut self, item: impl FnOnce() -> Dumped) {
+        self.matched += 1;
+        let limit = (self.filter.limit as usize).min(self.cell.entries.len());
+        if (self.len as usize) < limit {
+            if let Some(cell) = self.cell.entries.get(self.len as usize) {
+                // SAFETY: in REQUESTED the entries are the worker's alone;
+                // the control plane reads them only after the Release
+                // store of DONE in `serve`.
+                cell.with_mut(|e| unsafe { *e = item() });
+                self.len += 1;
+            }
+        }
+    }
 }
 
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
     use crate::conntrack::{FlowInit, Timeouts};
+
+    #[allow(clippy::panic, reason = "test code")]
+    fn conn(d: &Dumped) -> &DumpEntry {
+        match d {
+            Dumped::Connection(e) => e,
+            Dumped::Persistence(_) => panic!("a record in a connection dump"),
+        }
+    }
 
     #[test]
     fn the_control_plane_reads_only_what_the_worker_finished() {
@@ -321,7 +376,7 @@ mod loom_tests {
             assert!(client.request(&DumpFilter { limit: 2, ..DumpFilter::default() }));
             // The worker answers in one pass (the table is below the scan
             // budget) while the control plane polls for the answer.
-            let worker = loom::thread::spawn(move || server.serve(&table, 0));
+            let worker = loom::thread::spawn(move || server.serve(&table, &PersistTable::default(), 0));
             let mut out = Vec::new();
             let mut answered = None;
             for _ in 0..3 {
@@ -337,7 +392,7 @@ mod loom_tests {
             }
             assert_eq!(answered, Some(3), "three matched");
             assert_eq!(out.len(), 2, "two returned");
-            assert!(out.iter().all(|e| e.vip == 2u32.ip() && e.server_ip == 3u32.ip()));
+            assert!(out.iter().map(conn).all(|e| e.vip == 2u32.ip() && e.server_ip == 3u32.ip()));
         });
     }
 }
@@ -351,6 +406,14 @@ mod tests {
     }
     use crate::conntrack::{FlowInit, Timeouts};
     use std::sync::Arc;
+
+    #[allow(clippy::panic, reason = "test code")]
+    fn conn(d: &Dumped) -> &DumpEntry {
+        match d {
+            Dumped::Connection(e) => e,
+            Dumped::Persistence(_) => panic!("a record in a connection dump"),
+        }
+    }
 
     fn init(i: u32, vip: u32, server: u32) -> FlowInit {
         FlowInit {
@@ -370,7 +433,7 @@ mod tests {
     fn run(server: &mut DumpServer, table: &FlowTable, now: u32) -> usize {
         let mut polls = 0;
         while server.cell.state.load(Ordering::Acquire) == REQUESTED {
-            server.serve(table, now);
+            server.serve(table, &PersistTable::default(), now);
             polls += 1;
             assert!(polls < 10_000, "no answer");
         }
@@ -395,20 +458,20 @@ mod tests {
         assert!(polls >= (table.capacity() / SCAN_BUDGET) as usize, "bounded work per poll: {polls} polls");
         assert_eq!(cell.take(&mut out), Some(300));
         assert_eq!(out.len(), 300);
-        let e = out.iter().find(|e| e.client_port == 10_007).unwrap();
+        let e = out.iter().map(conn).find(|e| e.client_port == 10_007).unwrap();
         assert_eq!((e.vip, e.vport, e.server_ip, e.server_port, e.local_ip), (v4(0xc000_0265), 80, v4(0xc633_640c), 8080, v4(0xc000_020a)));
         assert_eq!(e.state, FlowState::SynSent);
         assert_eq!(e.timeout_ticks, Timeouts::default().tcp_syn);
         assert_eq!(e.idle_ticks, 50, "inserted at tick 5, dumped at 55");
 
         out.clear();
-        let f = DumpFilter { vip: Some(AddrMatch { ip: v4(0xc000_0264), port: 0 }), server: Some(AddrMatch { ip: v4(0xc633_640b), port: 8080 }), limit: 10 };
+        let f = DumpFilter { vip: Some(AddrMatch { ip: v4(0xc000_0264), port: 0 }), server: Some(AddrMatch { ip: v4(0xc633_640b), port: 8080 }), limit: 10, ..DumpFilter::default() };
         assert!(cell.request(&f));
         run(&mut server, &table, 6);
         // vip even i, server i % 3 == 0: i % 6 == 0, 50 of them.
         assert_eq!(cell.take(&mut out), Some(50));
         assert_eq!(out.len(), 10);
-        assert!(out.iter().all(|e| e.vip == v4(0xc000_0264) && e.server_ip == v4(0xc633_640b)));
+        assert!(out.iter().map(conn).all(|e| e.vip == v4(0xc000_0264) && e.server_ip == v4(0xc633_640b)));
 
         out.clear();
         let none = DumpFilter { vip: Some(AddrMatch { ip: v4(0xc000_0264), port: 443 }), ..DumpFilter::default() };
@@ -416,6 +479,42 @@ mod tests {
         run(&mut server, &table, 6);
         assert_eq!(cell.take(&mut out), Some(0));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn persistence_records_dump_by_group_and_server() {
+        let table = FlowTable::<u32>::new(64, Timeouts::default());
+        let mut persist = PersistTable::<u32>::new(4096);
+        for i in 0..40u32 {
+            let group = (i % 2) as u16;
+            assert!(persist.insert(crate::lb::persist::key(group, 0xc000_0200 + i, 0), 0xc633_640b + i % 4, 0, 10, 100));
+        }
+        // One that expired and one that no connection holds any more.
+        let old = crate::lb::persist::key(0, 0xc000_02ff, 0);
+        persist.insert(old, 0xc633_640b, 0, 0, 5);
+        persist.release(old, 0xc633_640b, 0, 5);
+        let (cell, mut server) = channel();
+        let f = DumpFilter { what: What::Persistence, group: Some(1), server: Some(AddrMatch { ip: v4(0xc633_640c), port: 0 }), ..DumpFilter::default() };
+        assert!(cell.request(&f));
+        while server.cell.state.load(Ordering::Acquire) == REQUESTED {
+            server.serve(&table, &persist, 20);
+        }
+        let mut out = Vec::new();
+        // Group 1 is odd i, server +1 is i % 4 == 1: 10 of them.
+        assert_eq!(cell.take(&mut out), Some(10));
+        for d in &out {
+            let Dumped::Persistence(r) = d else { panic!("a connection in a persistence dump") };
+            assert_eq!((r.group, r.server_ip, r.client_port, r.refs), (1, v4(0xc633_640c), 0, 1));
+            assert_eq!(r.left_ticks, 90, "made at 10 for 100 ticks, seen at 20");
+            let IpAddr::V4(c) = r.client_ip else { panic!("v4") };
+            assert_eq!(u32::from(c) % 4, 1);
+        }
+        assert!(cell.request(&DumpFilter { what: What::Persistence, ..DumpFilter::default() }));
+        while server.cell.state.load(Ordering::Acquire) == REQUESTED {
+            server.serve(&table, &persist, 20);
+        }
+        out.clear();
+        assert_eq!(cell.take(&mut out), Some(40), "the expired record is not listed");
     }
 
     #[test]
@@ -446,7 +545,7 @@ mod tests {
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    server.serve(&table, 0);
+                    server.serve(&table, &PersistTable::default(), 0);
                     std::hint::spin_loop();
                 }
             })
@@ -462,7 +561,7 @@ mod tests {
             };
             assert_eq!(matched, 1000);
             assert_eq!(out.len(), (1 + round) as usize);
-            assert!(out.iter().all(|e| e.vip == v4(7) && e.server_ip == v4(9) && e.proto == 6));
+            assert!(out.iter().map(conn).all(|e| e.vip == v4(7) && e.server_ip == v4(9) && e.proto == 6));
         }
         stop.store(true, Ordering::Relaxed);
         worker.join().unwrap();

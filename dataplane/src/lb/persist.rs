@@ -133,6 +133,22 @@ pub struct Record<A: Addr = u32> {
 
 const _: () = assert!(core::mem::size_of::<Record<u32>>() == 24);
 
+/// A live record as `show persistence` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView {
+    /// The persistence group's snapshot index.
+    pub group: u16,
+    /// The client's address (under the prefix for `source-ip`) and port
+    /// (0 for `source-ip`).
+    pub client_ip: core::net::IpAddr,
+    pub client_port: u16,
+    pub server_ip: core::net::IpAddr,
+    /// Open connections it placed: it lives while there are any.
+    pub refs: u32,
+    /// Ticks until it expires once no connection holds it.
+    pub left_ticks: u32,
+}
+
 const WAYS: usize = 8;
 
 /// The key of an IPv4 client: persistence group, address (masked) and
@@ -298,6 +314,15 @@ impl<A: Addr> PersistTable<A> {
         }
     }
 
+    /// The record in slot `slot` if it is live, as `show persistence`
+    /// shows it (slots run from 0 to `capacity`).
+    pub fn view(&self, slot: usize, now: u32) -> Option<RecordView> {
+        let r = self.records.get(slot).filter(|r| Self::live(r, now))?;
+        let (group, client, port) = A::persist_parts(r.key.0);
+        let left = if after(r.expires, now) { r.expires.wrapping_sub(now) } else { 0 };
+        Some(RecordView { group, client_ip: client.ip(), client_port: port, server_ip: r.server_ip.ip(), refs: r.refs, left_ticks: left })
+    }
+
     /// Live records (slow: walks the table; for reports and tests).
     pub fn len(&self, now: u32) -> usize {
         self.records.iter().filter(|r| Self::live(r, now)).count()
@@ -311,6 +336,21 @@ impl<A: Addr> PersistTable<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_of_two_groups_never_meet_and_read_back() {
+        // Group 1 with port 1 against group 0 with port 32769: the group's
+        // bits once overlapped the port's top bit.
+        assert_ne!(key(1, 7, 1), key(0, 7, 0x8001));
+        let mut t = PersistTable::<u32>::new(64);
+        assert!(t.insert(key(3, 0xc000_020a, 40_000), 11, 0, 0, 10));
+        let v = (0..t.capacity()).find_map(|i| t.view(i, 2)).unwrap();
+        assert_eq!((v.group, v.client_ip, v.client_port, v.refs, v.left_ticks), (3, 0xc000_020au32.ip(), 40_000, 1, 8));
+        let mut t6 = PersistTable::<u128>::new(64);
+        assert!(t6.insert(PersistKey::new(5, 0x2001_0db8 << 96 | 9, 443), 1 << 100, 0, 0, 10));
+        let v = (0..t6.capacity()).find_map(|i| t6.view(i, 0)).unwrap();
+        assert_eq!((v.group, v.client_ip, v.client_port), (5, (0x2001_0db8u128 << 96 | 9).ip(), 443));
+    }
 
     #[test]
     fn records_live_while_referenced_then_for_their_timeout() {

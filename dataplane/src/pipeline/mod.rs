@@ -400,7 +400,7 @@ impl Shard {
         self.expire(snap, now);
         self.sync_pass(snap, now);
         if let Some(d) = self.dump.as_mut() {
-            d.serve(&self.table, now);
+            d.serve(&self.table, &self.persist, now);
         }
         received
     }

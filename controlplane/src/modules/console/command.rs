@@ -60,6 +60,8 @@ pub enum Show {
     Pools,
     Servers { pool: Option<String> },
     Connections { vip: Option<AddrArg>, server: Option<AddrArg>, limit: u32 },
+    /// Persistence records (the workers' and the L7 engine's).
+    Persistence { vs: Option<String>, server: Option<AddrArg>, limit: u32 },
     Stats,
     Arp,
     Routes,
@@ -122,6 +124,11 @@ pub const SPECS: &[Spec] = &[
         args: "[vip ADDR] [server ADDR] [limit N]",
         summary: "connection entries (seed 001 layout: client side and server side addresses, state, idle/timeout); ADDR is IP or IP:PORT; limit defaults to 100",
     },
+    Spec {
+        words: "show persistence",
+        args: "[virtual-server NAME] [server ADDR] [limit N]",
+        summary: "persistence records: group, client (or the first characters of a cookie or session ID), server, open connections, time left",
+    },
     Spec { words: "show stats", args: "", summary: "per port, virtual server and server: pps, bps, new connections/s, concurrent; drops by reason" },
     Spec { words: "show arp", args: "", summary: "neighbours learned by ARP, and the next hops kept resolved for the workers" },
     Spec { words: "show routes", args: "", summary: "connected subnets and static routes" },
@@ -181,9 +188,10 @@ const POOL_ACTIONS: &[&str] = &["add-server", "remove-server"];
 const VS_ACTIONS: &[&str] = &["add", "remove"];
 const CONFIG_ACTIONS: &[&str] = &["reload", "save"];
 const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
-const SHOW: &[&str] = &["virtual-servers", "pools", "servers", "connections", "stats", "arp", "routes", "health", "workers", "config", "vrrp", "sync", "l7"];
+const SHOW: &[&str] = &["virtual-servers", "pools", "servers", "connections", "persistence", "stats", "arp", "routes", "health", "workers", "config", "vrrp", "sync", "l7"];
 const ACTIONS: &[&str] = &["enable", "disable", "drain", "weight"];
 const CONN_OPTIONS: &[&str] = &["vip", "server", "limit"];
+const PERSIST_OPTIONS: &[&str] = &["virtual-server", "server", "limit"];
 
 /// `word` itself or the one word of `choices` it is a prefix of.
 fn resolve<'a>(word: &str, choices: &[&'a str], what: &str) -> Result<&'a str, String> {
@@ -271,6 +279,7 @@ fn parse_show(rest: &[&str]) -> Result<Show, String> {
         "pools" => none(args, Show::Pools),
         "servers" => Ok(Show::Servers { pool: one_optional(args)? }),
         "connections" => parse_connections(args),
+        "persistence" => parse_persistence(args),
         "stats" => none(args, Show::Stats),
         "arp" => none(args, Show::Arp),
         "routes" => none(args, Show::Routes),
@@ -285,24 +294,42 @@ fn parse_show(rest: &[&str]) -> Result<Show, String> {
 
 fn parse_connections(args: &[&str]) -> Result<Show, String> {
     let (mut vip, mut server, mut limit) = (None, None, DEFAULT_LIMIT);
-    let mut i = 0;
-    while i < args.len() {
-        let opt = resolve(args[i], CONN_OPTIONS, "option").map_err(|e| format!("{e}\n{}", usage("show connections")))?;
-        let Some(value) = args.get(i + 1) else { return Err(format!("{opt} needs a value\n{}", usage("show connections"))) };
+    for (opt, value) in options(args, CONN_OPTIONS, "show connections")? {
         match opt {
             "vip" => vip = Some(value.parse()?),
             "server" => server = Some(value.parse()?),
-            _ => {
-                limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=furiwake_dataplane::ctl::dump::DUMP_CAPACITY as u32).contains(n))
-                    .ok_or_else(|| format!("limit {value:?}: expected a number from 1 to {}", furiwake_dataplane::ctl::dump::DUMP_CAPACITY))?
-            }
+            _ => limit = parse_limit(value)?,
         }
-        i += 2;
     }
     Ok(Show::Connections { vip, server, limit })
+}
+
+fn parse_persistence(args: &[&str]) -> Result<Show, String> {
+    let (mut vs, mut server, mut limit) = (None, None, DEFAULT_LIMIT);
+    for (opt, value) in options(args, PERSIST_OPTIONS, "show persistence")? {
+        match opt {
+            "virtual-server" => vs = Some(value.to_string()),
+            "server" => server = Some(value.parse()?),
+            _ => limit = parse_limit(value)?,
+        }
+    }
+    Ok(Show::Persistence { vs, server, limit })
+}
+
+/// `OPTION VALUE` pairs of `show WHAT`, each option one of `known`.
+fn options<'a>(args: &[&'a str], known: &[&'static str], what: &str) -> Result<Vec<(&'static str, &'a str)>, String> {
+    args.chunks(2)
+        .map(|pair| {
+            let opt = resolve(pair[0], known, "option").map_err(|e| format!("{e}\n{}", usage(what)))?;
+            let value = pair.get(1).ok_or_else(|| format!("{opt} needs a value\n{}", usage(what)))?;
+            Ok((opt, *value))
+        })
+        .collect()
+}
+
+fn parse_limit(value: &str) -> Result<u32, String> {
+    let max = furiwake_dataplane::ctl::dump::DUMP_CAPACITY as u32;
+    value.parse::<u32>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| format!("limit {value:?}: expected a number from 1 to {max}"))
 }
 
 fn parse_server(rest: &[&str]) -> Result<Command, String> {
@@ -429,110 +456,6 @@ pub fn help(words: &[String]) -> Result<String, String> {
     Ok(out.trim_end().to_string())
 }
 
-/// Object names the appliance knows, for completion.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Names {
-    /// Pool name and its servers' addresses.
-    pub pools: Vec<(String, Vec<String>)>,
-    /// Virtual-server name and its address.
-    pub virtual_servers: Vec<(String, String)>,
-}
-
-impl Names {
-    /// The `_names` answer: `pool NAME ADDR...` and `virtual-server NAME
-    /// ADDR` lines.
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        for (p, addrs) in &self.pools {
-            s.push_str(&format!("pool {p} {}\n", addrs.join(" ")).replace(" \n", "\n"));
-        }
-        for (v, a) in &self.virtual_servers {
-            s.push_str(&format!("virtual-server {v} {a}\n"));
-        }
-        s.trim_end().to_string()
-    }
-
-    pub fn parse(text: &str) -> Names {
-        let mut n = Names::default();
-        for line in text.lines() {
-            let w: Vec<&str> = line.split_whitespace().collect();
-            match w.as_slice() {
-                ["pool", name, addrs @ ..] => n.pools.push((name.to_string(), addrs.iter().map(|s| s.to_string()).collect())),
-                ["virtual-server", name, addr] => n.virtual_servers.push((name.to_string(), addr.to_string())),
-                _ => {}
-            }
-        }
-        n
-    }
-
-    fn all_servers(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.pools.iter().flat_map(|(_, a)| a.iter().cloned()).collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-}
-
-/// Completion of `line` (the text before the cursor): where the word being
-/// completed starts, and the candidates for it, sorted.
-pub fn complete(line: &str, names: &Names) -> (usize, Vec<String>) {
-    let start = line.rfind(char::is_whitespace).map_or(0, |i| i + 1);
-    let partial = &line[start..];
-    let done: Vec<&str> = line[..start].split_whitespace().collect();
-    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
-    let top = done.first().and_then(|w| resolve(w, TOP, "").ok());
-    let candidates: Vec<String> = match (top, done.len()) {
-        (_, 0) => owned(TOP),
-        (Some("help"), 1) => owned(&["show", "server", "pool", "virtual-server", "config", "log", "help", "quit"]),
-        (Some("help"), 2) if resolve(done[1], TOP, "").ok() == Some("show") => owned(SHOW),
-        (Some("show"), 1) => owned(SHOW),
-        (Some("show"), n) => match resolve(done[1], SHOW, "").ok() {
-            Some("servers") if n == 2 => names.pools.iter().map(|p| p.0.clone()).collect(),
-            Some("virtual-servers") if n == 2 => names.virtual_servers.iter().map(|v| v.0.clone()).collect(),
-            Some("connections") => {
-                let opts = &done[2..];
-                // Options and values alternate: an odd count means a value is due.
-                if opts.len() % 2 == 1 {
-                    match resolve(opts[opts.len() - 1], CONN_OPTIONS, "").ok() {
-                        Some("vip") => {
-                            let mut v: Vec<String> = names.virtual_servers.iter().map(|v| v.1.clone()).collect();
-                            v.dedup();
-                            v
-                        }
-                        Some("server") => names.all_servers(),
-                        _ => Vec::new(),
-                    }
-                } else {
-                    let used: Vec<&str> = opts.iter().step_by(2).filter_map(|o| resolve(o, CONN_OPTIONS, "").ok()).collect();
-                    CONN_OPTIONS.iter().filter(|o| !used.contains(o)).map(|s| s.to_string()).collect()
-                }
-            }
-            _ => Vec::new(),
-        },
-        (Some("server"), 1) => names.pools.iter().map(|p| p.0.clone()).collect(),
-        (Some("server"), 2) => names.pools.iter().find(|p| p.0 == done[1]).map(|p| p.1.clone()).unwrap_or_default(),
-        (Some("server"), 3) => owned(ACTIONS),
-        (Some("pool"), 1) => names.pools.iter().map(|p| p.0.clone()).collect(),
-        (Some("pool"), 2) => owned(POOL_ACTIONS),
-        (Some("pool"), 3) if resolve(done[2], POOL_ACTIONS, "").ok() == Some("remove-server") => {
-            names.pools.iter().find(|p| p.0 == done[1]).map(|p| p.1.clone()).unwrap_or_default()
-        }
-        (Some("virtual-server"), 1) => owned(VS_ACTIONS),
-        (Some("virtual-server"), 2) if resolve(done[1], VS_ACTIONS, "").ok() == Some("remove") => {
-            names.virtual_servers.iter().map(|v| v.0.clone()).collect()
-        }
-        (Some("virtual-server"), 4) if resolve(done[1], VS_ACTIONS, "").ok() == Some("add") => names.pools.iter().map(|p| p.0.clone()).collect(),
-        (Some("config"), 1) => owned(CONFIG_ACTIONS),
-        (Some("log"), 1) => owned(&["level"]),
-        (Some("log"), 2) => owned(LEVELS),
-        _ => Vec::new(),
-    };
-    let mut out: Vec<String> = candidates.into_iter().filter(|c| c.starts_with(partial)).collect();
-    out.sort();
-    out.dedup();
-    (start, out)
-}
-
 /// The socket protocol: the appliance answers each command line with its
 /// text, then one end line. Text lines that begin with `.` get another `.`
 /// in front (SMTP's dot-stuffing, RFC 5321 §4.5.2), so an end line is
@@ -573,6 +496,9 @@ pub fn decode(line: &str) -> Framed<'_> {
         l => Framed::Text(l.strip_prefix('.').filter(|_| l.starts_with("..")).unwrap_or(l)),
     }
 }
+
+mod complete;
+pub use complete::{complete, Names};
 
 #[cfg(test)]
 mod tests;

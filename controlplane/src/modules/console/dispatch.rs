@@ -15,7 +15,7 @@ use crate::modules::text::{render_config, table};
 use crate::out::say;
 use crate::runtime::stats;
 use crate::runtime::Runtime;
-use furiwake_dataplane::ctl::dump::{AddrMatch, DumpFilter};
+use furiwake_dataplane::ctl::dump::{AddrMatch, DumpFilter, What};
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -55,8 +55,19 @@ impl Console {
             Command::VrrpPriority { name, priority } => m.vrrp.set_priority(&name, priority),
             Command::VrrpRelease { name } => m.vrrp.release(&name, m.runtime, m.arp, m.lb, m.health),
             Command::Show(Show::Connections { vip, server, limit }) => {
-                let filter = DumpFilter { vip: vip.as_ref().map(to_match), server: server.as_ref().map(to_match), limit };
-                self.pending.push_back(PendingDump::new(conn, filter, m.runtime.workers().len(), now));
+                let filter = DumpFilter { vip: vip.as_ref().map(to_match), server: server.as_ref().map(to_match), limit, ..DumpFilter::default() };
+                self.pending.push_back(PendingDump::new(conn, filter, Default::default(), m.runtime.workers().len(), now));
+                self.progress_dumps(now, m);
+                return None;
+            }
+            Command::Show(Show::Persistence { vs, server, limit }) => {
+                let scope = match m.lb.persistence_scope(vs.as_deref()) {
+                    Ok(s) => s,
+                    Err(e) => return Some(Err(e)),
+                };
+                let filter = DumpFilter { what: What::Persistence, server: server.as_ref().map(to_match), group: scope.index, limit, ..DumpFilter::default() };
+                let workers = if scope.in_workers() { m.runtime.workers().len() } else { 0 };
+                self.pending.push_back(PendingDump::new(conn, filter, scope, workers, now));
                 self.progress_dumps(now, m);
                 return None;
             }
@@ -79,7 +90,7 @@ impl Console {
             Show::Vrrp => Ok(m.vrrp.show()),
             Show::Sync => m.sync.map(|s| s.show(rt)).ok_or_else(|| "no [sync] configured".to_string()),
             Show::L7 => m.l7.map(|l| l.show()).ok_or_else(|| "no protocol = \"http\" virtual server: the L7 engine is not running".to_string()),
-            Show::Connections { .. } => Err("internal: connections are answered later".into()),
+            Show::Connections { .. } | Show::Persistence { .. } => Err("internal: dumps are answered later".into()),
         }
     }
 

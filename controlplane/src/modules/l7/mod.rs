@@ -240,6 +240,21 @@ impl L7 {
         }
     }
 
+    /// `show persistence`: the learned records of `group` (all when
+    /// None) on `server`, how many and up to `limit` of them as rows
+    /// (group, value, server, connections, expiry, where).
+    pub fn records(&self, group: Option<&str>, server: Option<std::net::IpAddr>, limit: usize) -> (usize, Vec<Vec<String>>) {
+        let (n, shown) = self.table.records(group, server, limit);
+        let rows = shown
+            .into_iter()
+            .map(|r| {
+                let left = r.timeout.saturating_sub(r.idle).as_secs();
+                vec![r.group, r.value, r.to.to_string(), "-".into(), format!("{left} s (idle {} s)", r.idle.as_secs()), "l7".into()]
+            })
+            .collect();
+        (n, rows)
+    }
+
     /// `show l7`.
     pub fn show(&self) -> String {
         let v = self.views.borrow();

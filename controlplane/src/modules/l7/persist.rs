@@ -277,9 +277,35 @@ fn set_cookies(h: &HeaderMap, name: &str) -> Vec<String> {
 /// full table forgets a record the hash map yields first (an arbitrary
 /// one, not one a client chose), after a bounded sweep of expired ones.
 /// Values longer than `MAX_VALUE` are not learned (`too_long`).
+/// One learned record: its server, last use and timeout, and for `show
+/// persistence` its group and the first `SHOWN` characters of its value
+/// (a session ID is a credential: the console shows no whole one).
+#[derive(Debug)]
+struct Rec {
+    to: SocketAddrV4,
+    used: Instant,
+    timeout: Duration,
+    group: Box<str>,
+    shown: Box<str>,
+}
+
+/// Characters of a value `show persistence` shows.
+const SHOWN: usize = 12;
+
+/// A record as `show persistence` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub group: String,
+    /// The value's first characters, with "…" when cut.
+    pub value: String,
+    pub to: SocketAddrV4,
+    pub idle: Duration,
+    pub timeout: Duration,
+}
+
 #[derive(Debug, Default)]
 pub struct Table {
-    map: Mutex<HashMap<u64, (SocketAddrV4, Instant, Duration)>>,
+    map: Mutex<HashMap<u64, Rec>>,
     hasher: std::collections::hash_map::RandomState,
     journal: Mutex<Vec<Learned>>,
     /// The last `MAX_REPLAY` learned here, for a peer that starts (the
@@ -311,7 +337,7 @@ impl Table {
     /// The record's server, without refreshing it.
     fn peek(&self, group: &str, value: &str, timeout: Duration) -> Option<SocketAddrV4> {
         let m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        m.get(&self.key(group, value)).filter(|(_, t, _)| t.elapsed() < timeout).map(|(a, _, _)| *a)
+        m.get(&self.key(group, value)).filter(|r| r.used.elapsed() < timeout).map(|r| r.to)
     }
 
     fn get(&self, group: &str, value: &str, timeout: Duration) -> Option<SocketAddrV4> {
@@ -319,9 +345,9 @@ impl Table {
         let mut m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         match m.get_mut(&key) {
-            Some((a, used, _)) if now.duration_since(*used) < timeout => {
-                *used = now;
-                Some(*a)
+            Some(r) if now.duration_since(r.used) < timeout => {
+                r.used = now;
+                Some(r.to)
             }
             Some(_) => {
                 m.remove(&key);
@@ -365,7 +391,7 @@ impl Table {
         let key = self.key(group, value);
         let mut m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if m.len() >= MAX_RECORDS && !m.contains_key(&key) {
-            let expired: Vec<u64> = m.iter().take(SWEEP).filter(|(_, (_, t, d))| t.elapsed() >= *d).map(|(k, _)| *k).collect();
+            let expired: Vec<u64> = m.iter().take(SWEEP).filter(|(_, r)| r.used.elapsed() >= r.timeout).map(|(k, _)| *k).collect();
             for k in &expired {
                 m.remove(k);
             }
@@ -376,13 +402,32 @@ impl Table {
                 }
             }
         }
-        m.insert(key, (to, Instant::now(), timeout));
+        let mut shown: String = value.chars().filter(|c| c.is_ascii_graphic()).take(SHOWN).collect();
+        if value.chars().count() > SHOWN {
+            shown.push('…');
+        }
+        m.insert(key, Rec { to, used: Instant::now(), timeout, group: group.into(), shown: shown.into() });
     }
 
     /// Live records, and up to `n` of them as (server, idle) for `show l7`.
     pub fn summary(&self, n: usize) -> (usize, Vec<(SocketAddrV4, Duration)>) {
         let m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        (m.len(), m.values().take(n).map(|(a, t, _)| (*a, t.elapsed())).collect())
+        (m.len(), m.values().take(n).map(|r| (r.to, r.used.elapsed())).collect())
+    }
+
+    /// `show persistence`: how many live records are of `group` (all when
+    /// None) on a server at `server` (any when None), and up to `limit` of
+    /// them, most recently used first.
+    pub fn records(&self, group: Option<&str>, server: Option<std::net::IpAddr>, limit: usize) -> (usize, Vec<Shown>) {
+        let m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut hits: Vec<&Rec> = m
+            .values()
+            .filter(|r| r.used.elapsed() < r.timeout && group.is_none_or(|g| *r.group == *g) && server.is_none_or(|s| std::net::IpAddr::V4(*r.to.ip()) == s))
+            .collect();
+        let n = hits.len();
+        hits.sort_by_key(|r| std::cmp::Reverse(r.used));
+        let shown = hits.into_iter().take(limit).map(|r| Shown { group: r.group.to_string(), value: r.shown.to_string(), to: r.to, idle: r.used.elapsed(), timeout: r.timeout }).collect();
+        (n, shown)
     }
 }
 
@@ -461,5 +506,21 @@ mod tests {
         assert_eq!(t.take_journal().len(), 1, "for the HA peer");
         t.learn("vs:web", &"x".repeat(MAX_VALUE + 1), a, Duration::from_secs(5));
         assert_eq!((t.summary(5).0, t.too_long.load(std::sync::atomic::Ordering::Relaxed)), (0, 1), "a value too long is not learned");
+    }
+
+    #[test]
+    fn show_persistence_lists_a_groups_records_with_their_values_cut() {
+        let t = Table::default();
+        let (a, b): (SocketAddrV4, SocketAddrV4) = ("198.51.100.11:80".parse().unwrap(), "198.51.100.12:80".parse().unwrap());
+        t.learn("vs:web", "0123456789abcdefXYZ", a, Duration::from_secs(60));
+        t.learn("vs:web", "short", b, Duration::from_secs(60));
+        t.learn("group:shop", "c7", a, Duration::from_secs(60));
+        let (n, all) = t.records(None, None, 10);
+        assert_eq!((n, all.len()), (3, 3));
+        let (n, web) = t.records(Some("vs:web"), Some((*a.ip()).into()), 10);
+        assert_eq!(n, 1);
+        assert_eq!((web[0].value.as_str(), web[0].to, web[0].timeout), ("0123456789ab…", a, Duration::from_secs(60)));
+        let (n, one) = t.records(Some("vs:web"), None, 1);
+        assert_eq!((n, one.len()), (2, 1), "counted past the limit");
     }
 }

@@ -130,6 +130,15 @@ fn claim<K: PartialEq + Clone>(slots: &mut Vec<Slot<K>>, claimed: &mut Vec<bool>
     Ok(i)
 }
 
+/// The persistence namespace of `vs`: its group, or itself alone (the L7
+/// engine's `persist::Spec::of` names it the same).
+pub fn group_name(vs: &crate::config::VirtualServer) -> String {
+    match &vs.persistence_group {
+        Some(g) => format!("group:{}", g.get_ref()),
+        None => format!("vs:{}", vs.name.get_ref()),
+    }
+}
+
 /// The persistence of `vs`, with its group's stable id.
 fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> Option<furiwake_dataplane::lb::Persistence> {
     // The L7 engine keeps an `http` virtual server's clients itself.
@@ -137,10 +146,7 @@ fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> O
     if p.kind.is_l7() || vs.protocol.is_l7() {
         return None;
     }
-    let name = match &vs.persistence_group {
-        Some(g) => format!("group:{}", g.get_ref()),
-        None => format!("vs:{}", vs.name.get_ref()),
-    };
+    let name = group_name(vs);
     let group = match groups.iter().position(|g| *g == name) {
         Some(i) => i,
         None => {

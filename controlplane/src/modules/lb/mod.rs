@@ -27,6 +27,7 @@ mod metrics;
 mod show;
 
 pub use commands::{MemberAction, MemberRef, Outcome, VsMode};
+pub use show::PersistScope;
 
 use crate::config::{Config, LogLevel};
 use crate::modules::arp::{Arp, Nexthop};

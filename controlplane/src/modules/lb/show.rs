@@ -10,6 +10,7 @@ use crate::runtime::stats::{self, Sample, Traffic};
 use crate::runtime::Runtime;
 use furiwake_dataplane::conntrack::TICK_MS;
 use furiwake_dataplane::ctl::dump::DumpEntry;
+use furiwake_dataplane::lb::persist::RecordView;
 use furiwake_dataplane::DropReason;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -269,6 +270,75 @@ impl Lb {
             );
         }
         out
+    }
+}
+
+/// Where `show persistence` looks: the records of one persistence group
+/// (its name, as `group:NAME` or `vs:NAME`, and its snapshot index when
+/// the workers keep it), or all.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PersistScope {
+    pub group: Option<String>,
+    /// The workers' group index; None with `group` set: an L7 group.
+    pub index: Option<u16>,
+}
+
+impl PersistScope {
+    /// Do the workers hold records in this scope?
+    pub fn in_workers(&self) -> bool {
+        self.group.is_none() || self.index.is_some()
+    }
+}
+
+impl Lb {
+    /// `show persistence virtual-server NAME`: NAME's records.
+    pub fn persistence_scope(&self, vs: Option<&str>) -> Result<PersistScope, String> {
+        let Some(name) = vs else { return Ok(PersistScope::default()) };
+        let v = self.cfg.virtual_servers.iter().find(|v| v.name.get_ref() == name).ok_or_else(|| format!("no virtual server {name:?}"))?;
+        if v.persistence.is_none() {
+            return Err(format!("virtual server {name} has no persistence"));
+        }
+        let group = super::build::group_name(v);
+        let index = self.layout.groups.iter().position(|g| *g == group).and_then(|i| u16::try_from(i).ok());
+        let l7 = v.protocol.is_l7() || v.persistence.as_ref().is_some_and(|p| p.get_ref().kind.is_l7());
+        Ok(PersistScope { index: if l7 { None } else { index }, group: Some(group) })
+    }
+
+    /// `show persistence`: the workers' records, `matched` of them in all,
+    /// then the L7 engine's (`l7`: how many matched, and some as rows of
+    /// the table's columns).
+    pub fn render_persistence(&self, mut records: Vec<(usize, RecordView)>, matched: u64, l7: Option<(usize, Vec<Vec<String>>)>, limit: u32) -> String {
+        records.sort_by_key(|(w, r)| (r.group, r.client_ip, r.client_port, *w));
+        records.truncate(limit as usize);
+        let (l7_matched, l7_rows) = l7.unwrap_or_default();
+        let total = matched + l7_matched as u64;
+        let listed = records.len() + l7_rows.len();
+        let mut out = if listed as u64 == total { format!("{total} persistence record(s)") } else { format!("{total} persistence record(s), showing {listed} (limit {limit} each)") };
+        let mut rows: Vec<Vec<String>> = records.iter().map(|(w, r)| self.record_row(*w, r)).collect();
+        rows.extend(l7_rows);
+        if !rows.is_empty() {
+            out.push('\n');
+            out.push_str(&table(&["GROUP", "CLIENT / VALUE", "SERVER", "CONNS", "EXPIRES", "WHERE"], &rows));
+        }
+        out
+    }
+
+    /// A worker's record: its client under the group's prefix.
+    fn record_row(&self, worker: usize, r: &RecordView) -> Vec<String> {
+        let group = self.layout.groups.get(r.group as usize).cloned().unwrap_or_else(|| format!("#{}", r.group));
+        let prefix = self.base.services.iter().filter_map(|v| v.persistence).find(|p| p.group == r.group).map(|p| p.prefix);
+        let client = match (r.client_port, prefix) {
+            (0, Some(p)) if p < 32 => format!("{}/{p}", r.client_ip),
+            (0, _) => r.client_ip.to_string(),
+            (port, _) => sock(r.client_ip, port).to_string(),
+        };
+        let expires = if r.refs > 0 { format!("{:.0} s after its last connection", secs(self.group_timeout(r.group))) } else { format!("{:.0} s", secs(r.left_ticks)) };
+        vec![group, client, r.server_ip.to_string(), r.refs.to_string(), expires, format!("worker {worker}")]
+    }
+
+    /// A group's record timeout, in ticks.
+    fn group_timeout(&self, group: u16) -> u32 {
+        self.base.services.iter().filter_map(|v| v.persistence).find(|p| p.group == group).map_or(0, |p| p.timeout)
     }
 }
 

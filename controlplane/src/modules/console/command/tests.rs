@@ -22,6 +22,12 @@ fn parses_every_command() {
     );
     assert_eq!(parse("show conn").unwrap(), Some(Command::Show(Show::Connections { vip: None, server: None, limit: DEFAULT_LIMIT })));
     assert_eq!(
+        parse("show pe v www s 198.51.100.11 l 7").unwrap(),
+        Some(Command::Show(Show::Persistence { vs: Some("www".into()), server: Some(addr("198.51.100.11")), limit: 7 }))
+    );
+    assert!(parse("show persistence virtual-server").unwrap_err().contains("needs a value"));
+    assert!(parse("show persistence limit 0").unwrap_err().contains("expected a number"));
+    assert_eq!(
         parse("server web 198.51.100.11:80 drain").unwrap(),
         Some(Command::Server { pool: "web".into(), addr: addr("198.51.100.11:80"), action: ServerAction::Drain })
     );
@@ -108,6 +114,8 @@ fn completes_commands_and_object_names() {
     assert_eq!(c("show connections vip ").1, vec!["192.0.2.100:53".to_string(), "192.0.2.100:80".into()]);
     assert_eq!(c("show connections vip 192.0.2.100:80 ").1, vec!["limit".to_string(), "server".into()]);
     assert_eq!(c("show connections server 198.51.100.13").1, vec!["198.51.100.13:80".to_string()]);
+    assert_eq!(c("show persistence ").1, vec!["limit".to_string(), "server".into(), "virtual-server".into()]);
+    assert_eq!(c("show persistence virtual-server w").1, vec!["www".to_string()]);
     assert_eq!(c("help sh").1, vec!["show".to_string()]);
     assert_eq!(c("help show co").1, vec!["config".to_string(), "connections".into()]);
     assert_eq!(c("frob ").1, Vec::<String>::new());
