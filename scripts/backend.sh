@@ -47,6 +47,9 @@ http {
     # A request's body kept whole in DIR/tmp/body, its file named in
     # logs/body.log (the L7 script tests); the answer is /id's.
     location = /body { client_max_body_size 64m; client_body_in_file_only on; access_log $dir/logs/body.log bodyfile; proxy_pass http://\$server_addr:\$server_port/id; }
+    # The big file at 4 MiB/s (an answer that takes a while: the L7
+    # keep-alive test).
+    location = /slow { alias $dir/www/big; limit_rate 4m; default_type application/octet-stream; }
     location / { root $dir/www; }
   }
   # What the servers learn of the client (the L7 tests): the headers on

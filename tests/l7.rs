@@ -214,6 +214,33 @@ fn a_slowloris_is_cut_at_the_header_deadline_while_20_others_are_served_and_the_
     assert!(out.contains("sorry from the lab"), "the sorry page: {out}");
 }
 
+/// The engine's own deadlines (`modules/l7/activity.rs`): a kept-alive
+/// connection outlives an answer that streams for twice
+/// `header_timeout_s`; a client that reads nothing of a 16 MiB answer
+/// loses its connection after `client_timeout_s`; a request body that
+/// pauses as long gets 408.
+#[test]
+fn keep_alive_outlives_a_long_answer_and_clients_that_stall_are_cut() {
+    let Some(mut lab) = Lab::open('q', "l7-stall", &["nginx"]) else { return };
+    lab.start_nginx(1, 16);
+    let limits = "limits = { header_timeout_s = 2, client_timeout_s = 2 }\n";
+    lab.start(&format!("{}\n{}", pool_of("web", 1), http_vs("web", 80, "web", limits)));
+    // /slow: 16 MiB at 4 MiB/s; then /id on the same connection.
+    let out = lab.topo.exec("client", &format!("curl -s -m 30 -o /dev/null -o /dev/null -w '%{{num_connects}} %{{size_download}}\\n' http://{VIP}/slow http://{VIP}/id"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, vec!["1 16777216", "0 5"], "the second request rides the first's connection:\n{out}\n{}", lab.fw_output());
+    // A client that reads nothing (a 4 KiB window) for 6 s.
+    let script = test_script("stall.py");
+    let s = script.to_str().unwrap();
+    let out = lab.topo.exec("client", &format!("/usr/bin/python3 {s} read --host {VIP} --port 80 --path /big --wait 6"));
+    assert!(out.contains("ended early"), "the box ends a connection whose client reads nothing:\n{out}");
+    // A body announced as 100 bytes that stops after 10.
+    let out = lab.topo.exec("client", &format!("/usr/bin/python3 {s} body --host {VIP} --port 80 --path /body --send 10 --of 100 --wait 10"));
+    assert_eq!(out.trim(), "status 408", "{out}\n{}", lab.fw_output());
+    let r = lab.report();
+    assert!(r.contains(" stalled 1 "), "one connection cut for a client that read nothing:\n{r}");
+}
+
 #[test]
 fn a_websocket_upgrade_passes_through_and_echoes_over_one_connection() {
     let Some(mut lab) = open('n', "websocket") else { return };

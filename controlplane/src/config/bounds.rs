@@ -122,6 +122,7 @@ pub const L7_THREADS: Bound = Bound::new("threads", 1, 64);
 /// of up to 64 GiB (0: none may have one).
 pub const HEADER_TIMEOUT_S: Bound = Bound::new("header_timeout_s", 1, 86_400);
 pub const SERVER_TIMEOUT_S: Bound = Bound::new("server_timeout_s", 1, 86_400);
+pub const CLIENT_TIMEOUT_S: Bound = Bound::new("client_timeout_s", 1, 86_400);
 pub const MAX_HEADER_BYTES: Bound = Bound::new("max_header_bytes", 8192, 1_048_576);
 pub const MAX_HEADERS: Bound = Bound::new("max_headers", 1, 10_000);
 pub const MAX_BODY_BYTES: Bound = Bound::new("max_body_bytes", 0, 64 * 1024 * 1024 * 1024);

@@ -229,12 +229,19 @@ impl HeaderAction {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// A request's header must arrive within this (a slowloris client is
-    /// cut at it), counted from the end of the previous request on a
+    /// cut at it), counted from the end of the previous answer on a
     /// kept-alive connection: so it is also how long one may stay idle
     /// (HAProxy's `timeout http-request` and `timeout http-keep-alive`).
     pub header_timeout_s: Spanned<u32>,
-    /// A server must begin its answer within this: else 504.
+    /// A server must begin its answer within this: else 504. Also how
+    /// long an answer's body may pause (the rest is cut).
     pub server_timeout_s: Spanned<u32>,
+    /// While a request is under way, the client must move bytes at least
+    /// this often: a request's body that pauses longer gets 408 (before
+    /// the server answered) or is cut, an answer the client does not
+    /// read (a zero window) ends its connection (HAProxy's `timeout
+    /// client`, nginx's `client_body_timeout` and `send_timeout`).
+    pub client_timeout_s: Spanned<u32>,
     /// A request's start line and headers: bytes (else 431).
     pub max_header_bytes: Spanned<u32>,
     /// And how many headers (else 431).
@@ -248,6 +255,7 @@ impl Default for Limits {
         Limits {
             header_timeout_s: unplaced(10),
             server_timeout_s: unplaced(60),
+            client_timeout_s: unplaced(30),
             max_header_bytes: unplaced(16384),
             max_headers: unplaced(100),
             max_body_bytes: unplaced(10 * 1024 * 1024),
@@ -258,19 +266,21 @@ impl Default for Limits {
 impl Limits {
     pub(super) fn render(&self) -> String {
         format!(
-            "limits = {{ header_timeout_s = {}, server_timeout_s = {}, max_header_bytes = {}, max_headers = {}, max_body_bytes = {} }}",
+            "limits = {{ header_timeout_s = {}, server_timeout_s = {}, client_timeout_s = {}, max_header_bytes = {}, max_headers = {}, max_body_bytes = {} }}",
             self.header_timeout_s.get_ref(),
             self.server_timeout_s.get_ref(),
+            self.client_timeout_s.get_ref(),
             self.max_header_bytes.get_ref(),
             self.max_headers.get_ref(),
             self.max_body_bytes.get_ref()
         )
     }
 
-    pub(super) fn bounded(&self) -> [(&'static Bound, &Spanned<u32>); 4] {
+    pub(super) fn bounded(&self) -> [(&'static Bound, &Spanned<u32>); 5] {
         [
             (&bounds::HEADER_TIMEOUT_S, &self.header_timeout_s),
             (&bounds::SERVER_TIMEOUT_S, &self.server_timeout_s),
+            (&bounds::CLIENT_TIMEOUT_S, &self.client_timeout_s),
             (&bounds::MAX_HEADER_BYTES, &self.max_header_bytes),
             (&bounds::MAX_HEADERS, &self.max_headers),
         ]

@@ -12,16 +12,17 @@
 //!    same deadline: by ALPN inside TLS, by the h2 preface (RFC 9113 §3.4,
 //!    prior knowledge) otherwise; hyper's own detection waits for 24 bytes
 //!    with no timer.
-//! 3. A connection (HTTP/1.1 or h2) that starts no request for
-//!    `header_timeout_s` is shut down gracefully (a response under way
-//!    finishes first): a client silent after its handshake, or idle
-//!    between requests. hyper's header-read timer bounds each HTTP/1.1
-//!    head (slowloris); it runs from the moment hyper starts reading the
-//!    head, which is as soon as the previous request's body is in, so an
-//!    answer that streams longer than the deadline ends its connection
-//!    once sent (README, "Not yet"). h2 pings keep a dead peer from
-//!    holding a connection.
+//! 3. Then `activity` keeps the deadlines: no request under way for
+//!    `header_timeout_s` since the last answer ended (idle, or a head that
+//!    does not complete: slowloris) shuts the connection down, gracefully
+//!    first (an h2 GOAWAY; an idle HTTP/1.1 connection closes at once)
+//!    and by force `GRACE` later; a client that accepts no byte of an
+//!    answer for `client_timeout_s` loses its connection. hyper's own
+//!    header-read timer is off: it runs from the end of a request's body,
+//!    not of its answer. h2 pings keep a dead peer from holding a
+//!    connection.
 
+use super::activity::{Activity, Check, Held, Watched};
 use super::engine::{proxy, Own, Shared};
 use super::view::View;
 use std::collections::HashMap;
@@ -31,11 +32,17 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use http_body_util::BodyExt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+/// How long a connection past its head deadline has to close after a
+/// graceful shutdown began (a head half in holds an HTTP/1.1 connection
+/// that hyper would otherwise keep).
+const GRACE: Duration = Duration::from_secs(1);
 
 /// The h2 connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -166,37 +173,45 @@ async fn serve<S>(shared: Arc<Shared>, slot: u16, peer: SocketAddr, (https, prot
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let deadline = Duration::from_secs(u64::from(*limits.header_timeout_s.get_ref()));
+    let secs = |s: &toml::Spanned<u32>| Duration::from_secs(u64::from(*s.get_ref()));
+    let (deadline, client) = (secs(&limits.header_timeout_s), secs(&limits.client_timeout_s));
     let own = Arc::new(Own::default());
-    // When the last request began, for h2's idle limit.
-    let started = Arc::new(AtomicU64::new(0));
-    let epoch = Instant::now();
+    let act = Activity::new();
+    let counters = Arc::clone(&shared.counters);
     let svc = {
-        let started = Arc::clone(&started);
+        let act = Arc::clone(&act);
         hyper::service::service_fn(move |req| {
-            started.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-            proxy(Arc::clone(&shared), slot, peer, https, Arc::clone(&own), req)
+            let held = act.begin();
+            let answer = proxy(Arc::clone(&shared), slot, peer, https, Arc::clone(&own), req);
+            async move { answer.await.map(|r| r.map(|b| Held::new(b, held).boxed())) }
         })
     };
-    let io = TokioIo::new(stream);
-    // Drives `conn`, shutting it down gracefully once no request has begun
-    // for the deadline (a response under way finishes first): hyper's own
-    // timers start only once a request's first bytes arrive.
-    macro_rules! idle_limited {
+    let io = TokioIo::new(Watched::new(stream, Arc::clone(&act)));
+    // Drives `conn` under `act`'s deadlines (module docs).
+    macro_rules! watched {
         ($conn:expr) => {{
             let mut conn = std::pin::pin!($conn);
-            let mut closing = false;
+            let mut closing: Option<Instant> = None;
             loop {
-                let last = Duration::from_millis(started.load(Ordering::Relaxed));
-                let at = epoch + last + deadline;
+                let now = Instant::now();
+                let at = match (act.check(now, deadline, client), closing) {
+                    (Check::Stuck, _) => {
+                        counters.stalled.fetch_add(1, Ordering::Relaxed);
+                        break Ok(());
+                    }
+                    (_, Some(hard)) if now >= hard => break Ok(()),
+                    (_, Some(hard)) => hard,
+                    (Check::Idle, None) => {
+                        counters.idle_closed.fetch_add(1, Ordering::Relaxed);
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(now + GRACE);
+                        now + GRACE
+                    }
+                    (Check::Until(at), None) => at,
+                };
                 tokio::select! {
                     r = conn.as_mut() => break r,
-                    () = tokio::time::sleep_until(at), if !closing => {
-                        if Instant::now() >= epoch + Duration::from_millis(started.load(Ordering::Relaxed)) + deadline {
-                            conn.as_mut().graceful_shutdown();
-                            closing = true;
-                        }
-                    }
+                    () = tokio::time::sleep_until(at) => {}
                 }
             }
         }};
@@ -205,14 +220,13 @@ where
         Proto::H1 => {
             let header_bytes = *limits.max_header_bytes.get_ref() as usize;
             let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(deadline)
+                .header_read_timeout(None)
                 .max_headers(*limits.max_headers.get_ref() as usize)
                 // The read buffer: a head that does not fit gets 431.
                 .max_buf_size(header_bytes.max(8192))
                 .serve_connection(io, svc)
                 .with_upgrades();
-            idle_limited!(conn)
+            watched!(conn)
         }
         Proto::H2 => {
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -222,7 +236,7 @@ where
                 .keep_alive_interval(Some(deadline))
                 .keep_alive_timeout(deadline)
                 .serve_connection(io, svc);
-            idle_limited!(conn)
+            watched!(conn)
         }
     };
     if let Err(e) = result {

@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::net::TcpSocket;
 
-type Body = BoxBody<Bytes, hyper::Error>;
+type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+use super::activity::{Patient, SendError};
 use super::tls::{ToServers, UpBody, Upstream};
 type Sender = hyper::client::conn::http1::SendRequest<UpBody>;
 
@@ -231,14 +232,14 @@ struct OwnTo<'a> {
 }
 
 /// `req` over a connection of the client's own (`Own`).
-async fn send_own(own: &Own, o: OwnTo<'_>, req: Request<UpBody>) -> Result<Response<Incoming>, String> {
+async fn send_own(own: &Own, o: OwnTo<'_>, req: Request<UpBody>) -> Result<Response<Incoming>, SendError> {
     let to = o.to;
     let mut sender = match own.take(to) {
         Some(s) => s,
-        None => connect_proxied(o.source, to, o.v, o.client, o.dest, o.tls).await.map_err(|e| e.to_string())?,
+        None => connect_proxied(o.source, to, o.v, o.client, o.dest, o.tls).await.map_err(|e| SendError::of(&e))?,
     };
-    sender.ready().await.map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    sender.ready().await.map_err(|e| SendError::of(&e))?;
+    let resp = sender.send_request(req).await.map_err(|e| SendError::of(&e))?;
     own.put(to, sender);
     Ok(resp)
 }
@@ -300,7 +301,9 @@ async fn proxy_inner(shared: &Arc<Shared>, slot: u16, (peer, https): (SocketAddr
     if announced.is_some_and(|n| n > max_body) {
         return Ok(c.count(answer(StatusCode::PAYLOAD_TOO_LARGE, "the request's body is over the limit")));
     }
-    let req = req.map(|b| http_body_util::Limited::new(b, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed());
+    // A body that pauses past client_timeout_s ends (408 below).
+    let patience = Duration::from_secs(u64::from(*svc.limits.client_timeout_s.get_ref()));
+    let req = req.map(|b| http_body_util::Limited::new(Patient::new(b, patience), usize::try_from(max_body).unwrap_or(usize::MAX)).boxed());
     // Content switching: the first rule that holds picks the pool.
     let host = super::view::host_of(&req);
     let (pool, req) = match super::switch::choose(&shared.scripts, svc, c, req, host.as_deref(), Some(peer.ip())).await {
@@ -352,6 +355,7 @@ async fn proxy_inner(shared: &Arc<Shared>, slot: u16, (peer, https): (SocketAddr
             }
             Ok(c.count(downstream_response(resp, svc, upgrade)))
         }
+        Err(e) if e.paused => Ok(c.count(answer(StatusCode::REQUEST_TIMEOUT, "the request's body did not come in time"))),
         Err(e) => {
             log::debug!("l7: {} to {to}: {e}", svc.name);
             Ok(c.count(answer(StatusCode::BAD_GATEWAY, "the server could not be reached")))
@@ -442,5 +446,7 @@ fn downstream_response(mut resp: Response<Incoming>, svc: &super::view::Service,
     for a in &svc.on_response {
         a.apply(resp.headers_mut());
     }
-    resp.map(|b| b.boxed())
+    // An answer whose body pauses past server_timeout_s is cut there.
+    let patience = Duration::from_secs(u64::from(*svc.limits.server_timeout_s.get_ref()));
+    resp.map(|b| Patient::new(b, patience).boxed())
 }

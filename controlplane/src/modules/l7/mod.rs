@@ -10,12 +10,15 @@
 //!
 //! - `view`: what the engine serves, from each published snapshot.
 //! - `engine`: the listeners and the proxy, on the engine's threads.
+//! - `activity`: a client connection's deadlines (idle and head, a client
+//!   that reads nothing, a body that pauses).
 //! - `persist`: cookies, session IDs and headers that keep a client on
 //!   its server; the table of learned values.
 //! - `proxyproto`: the PROXY protocol's header (versions 1 and 2).
 //! - `switch`: the rule that picks the pool; a script's body prefix.
 //! - `script`: the rules' scripts (Rhai) and the functions they call.
 
+mod activity;
 mod conn;
 mod engine;
 mod passthrough;
@@ -45,6 +48,12 @@ pub struct Counters {
     pub connections: AtomicU64,
     /// Closed at once: the engine held `connection_cap` connections.
     pub refused: AtomicU64,
+    /// Closed at the head deadline: idle since the last answer, or a head
+    /// that did not complete in time (slowloris).
+    pub idle_closed: AtomicU64,
+    /// Closed because the client accepted no byte of an answer for
+    /// `client_timeout_s`.
+    pub stalled: AtomicU64,
     pub requests: AtomicU64,
     /// TLS handshakes completed, of them resumed (a ticket or a session
     /// ID) and with h2 chosen by ALPN; handshakes that failed or timed out.
@@ -276,9 +285,11 @@ impl L7 {
         }
         let r: Vec<u64> = c.responses.iter().map(|x| x.load(Ordering::Relaxed)).collect();
         s.push_str(&format!(
-            "connections {} refused {} requests {} responses 1xx {} 2xx {} 3xx {} 4xx {} 5xx {}",
+            "connections {} refused {} idle-closed {} stalled {} requests {} responses 1xx {} 2xx {} 3xx {} 4xx {} 5xx {}",
             c.connections.load(Ordering::Relaxed),
             c.refused.load(Ordering::Relaxed),
+            c.idle_closed.load(Ordering::Relaxed),
+            c.stalled.load(Ordering::Relaxed),
             c.requests.load(Ordering::Relaxed),
             r[0], r[1], r[2], r[3], r[4]
         ));
@@ -304,6 +315,8 @@ impl L7 {
         t.family("l7_tls_handshakes_total", "counter", "TLS handshakes the L7 engine completed with clients.", vec![(String::new(), c.tls_handshakes.load(Ordering::Relaxed))]);
         t.family("l7_tls_resumed_total", "counter", "TLS handshakes that resumed a session (ticket or session ID).", vec![(String::new(), c.tls_resumed.load(Ordering::Relaxed))]);
         t.family("l7_tls_failed_total", "counter", "TLS handshakes that failed or passed the header deadline.", vec![(String::new(), c.tls_failed.load(Ordering::Relaxed))]);
+        t.family("l7_idle_closed_total", "counter", "Client connections closed at the head deadline (idle since the last answer, or a head not in time).", vec![(String::new(), c.idle_closed.load(Ordering::Relaxed))]);
+        t.family("l7_stalled_total", "counter", "Client connections closed because the client read no byte of an answer for client_timeout_s.", vec![(String::new(), c.stalled.load(Ordering::Relaxed))]);
         t.family("l7_requests_total", "counter", "Requests the L7 engine read.", vec![(String::new(), c.requests.load(Ordering::Relaxed))]);
         let by_class = c.responses.iter().enumerate().map(|(i, x)| (crate::modules::metrics::labels(&[("class", &format!("{}xx", i + 1))]), x.load(Ordering::Relaxed))).collect();
         t.family("l7_responses_total", "counter", "Responses the L7 engine sent, by status class.", by_class);

@@ -100,10 +100,10 @@ impl Upstream {
         }
     }
 
-    pub async fn request(&self, req: Request<UpBody>) -> Result<Response<Incoming>, String> {
+    pub async fn request(&self, req: Request<UpBody>) -> Result<Response<Incoming>, super::activity::SendError> {
         match self {
-            Upstream::Plain(c) => c.request(req).await.map_err(|e| e.to_string()),
-            Upstream::Tls(c) => c.request(req).await.map_err(|e| e.to_string()),
+            Upstream::Plain(c) => c.request(req).await.map_err(|e| super::activity::SendError::of(&e)),
+            Upstream::Tls(c) => c.request(req).await.map_err(|e| super::activity::SendError::of(&e)),
         }
     }
 }
