@@ -32,7 +32,9 @@ def strip(text):
         text = text[: cut.start()]
     text = re.sub(r"//[^\n]*", "", text)
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    text = re.sub(r'r#*"(?:.|\n)*?"#*', '""', text)
+    # Raw strings (r"..", r#".."#, br".."): an `r` that ends a word
+    # (`"virtual_server"`) does not begin one.
+    text = re.sub(r'(?<![A-Za-z0-9_])b?r(#*)"(?:.|\n)*?"\1', '""', text)
     text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
     return text
 

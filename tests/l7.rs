@@ -105,8 +105,18 @@ pool = "a"
     let _ = get("", "/api/orders?id=7");
     let api: Vec<String> = lab.nginx_access_log(1).into_iter().filter(|l| l.contains("GET /api/orders?id=7 ")).collect();
     assert_eq!(api.len(), 1, "the path rule sent /api/ to pool a (srv1): {:?}", lab.nginx_access_log(1));
+    // Paths that nginx reads as /api/...: the rule reads them so too.
+    for (n, path) in [(8, "/x/../api/orders"), (9, "//api/orders"), (10, "/%61pi/orders")] {
+        let _ = get("--path-as-is", &format!("{path}?id={n}"));
+        let hit = lab.nginx_access_log(1).iter().any(|l| l.contains(&format!("{path}?id={n} ")));
+        assert!(hit, "{path} went past the /api/ rule: srv1 has {:?}", lab.nginx_access_log(1));
+    }
+    // Two Host headers (RFC 9112 §3.2): refused, so a rule and the server
+    // cannot read two different hosts.
+    let two = "import socket; s = socket.create_connection(('192.0.2.100', 80)); s.sendall(b'GET /id HTTP/1.1\\r\\nHost: b.example\\r\\nHost: a.example\\r\\n\\r\\n'); print(s.recv(100).split(b' ')[1].decode())";
+    assert_eq!(lab.topo.exec("client", &format!("/usr/bin/python3 -c {}", shell_quote(two))).trim(), "400");
     let r = lab.report();
-    for (rule, hits) in [(1, 6), (2, 3), (3, 1)] {
+    for (rule, hits) in [(1, 6), (2, 3), (3, 4)] {
         assert!(r.contains(&format!("rule {rule}: pool {}; hits {hits}\n", if rule == 2 { "mobile" } else { "a" })), "rule {rule} hit {hits} times:\n{r}");
     }
 }

@@ -14,6 +14,11 @@ pub(super) fn ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error
     s.parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {s:?}")))
 }
 
+/// A value with no place in a file: a default, or set at run time.
+pub fn unplaced<T>(v: T) -> Spanned<T> {
+    Spanned::new(0..0, v)
+}
+
 pub(super) fn spanned_ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Ipv4Addr>, D::Error> {
     let s = Spanned::<String>::deserialize(d)?;
     let v = s.get_ref().parse().map_err(|_| de::Error::custom(format!("invalid IPv4 address {:?}", s.get_ref())))?;

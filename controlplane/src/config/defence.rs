@@ -3,7 +3,7 @@
 //! change (the workers are built with it).
 
 use super::bounds::{self, Bound};
-use super::model::unplaced;
+use super::cidr::unplaced;
 use serde::Deserialize;
 use furiwake_dataplane::pipeline::DEFAULT_PUNT_RATES;
 use furiwake_dataplane::state::counters::PuntClass;

@@ -8,9 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// A default value, with no place in the file.
-fn unplaced<T>(v: T) -> Spanned<T> {
-    Spanned::new(0..0, v)
-}
+use super::cidr::unplaced;
 
 /// `[l7]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -18,6 +18,7 @@ mod cidr;
 mod defence;
 mod diff;
 mod ha;
+mod hacheck;
 mod keyfile;
 mod l7;
 mod l7check;

@@ -12,7 +12,6 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use toml::Spanned;
 
 pub use super::cidr::Ipv4Cidr;
-pub(super) use super::cidr::spanned_ipv4;
 pub use super::link::{dev_name, Bond, BondMode, Interface, Route, Snat};
 pub use super::persistence::{Persistence, PersistenceKind, SameSite};
 pub(crate) use super::link::is_pci_address;
@@ -196,10 +195,7 @@ impl TimeoutSecs {
     }
 }
 
-/// A value with no place in a file: a default, or set at run time.
-pub fn unplaced<T>(v: T) -> Spanned<T> {
-    Spanned::new(0..0, v)
-}
+pub use super::cidr::unplaced;
 
 /// Compared by value (spans of `toml::Spanned` fields do not count).
 #[derive(Debug, Clone, PartialEq, Deserialize)]

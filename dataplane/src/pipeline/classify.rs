@@ -168,8 +168,10 @@ impl Shard {
             }
         }
         // Forwarding would take TTL to 0 (RFC 1812 §5.3.1): refuse before
-        // any state is created.
-        if ttl <= 1 && !snap.is_self(dst) {
+        // any state is created. What the appliance's own stack ends (a
+        // `Local` service, an answer to its source address) is not
+        // forwarded: the TTL does not matter.
+        if ttl <= 1 && !snap.is_self(dst) && !ends_in_stack(snap, dst, dport, proto) {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
         let info = L4Info { l3, hl, proto, src, dst, sport, dport, tcp_flags, ip_len, seg };
@@ -265,4 +267,10 @@ fn reply_link_ok(snap: &Snapshot, f: Option<&crate::conntrack::Flow>, link: u16)
         return true;
     }
     snap.servers.get(f.server as usize).is_none_or(|s| s.tx_port == link)
+}
+
+/// Does a packet to `dst:dport/proto` end in the appliance's own stack
+/// (a `Local` service, or the stack's source address)?
+fn ends_in_stack(snap: &Snapshot, dst: u32, dport: u16, proto: u8) -> bool {
+    snap.is_host_source(dst) || snap.find_service(dst, dport, proto).and_then(|i| snap.services.get(usize::from(i))).is_some_and(|v| v.forwarding == Forwarding::Local)
 }

@@ -109,6 +109,10 @@ impl Shared {
         // (their idle connections close with them).
         let live: Vec<(u16, usize)> = v.services.iter().map(|s| (s.slot, s.to_servers.as_ref().map_or(0, |t| Arc::as_ptr(&t.config) as usize))).collect();
         self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|(slot, _, tls), _| live.contains(&(*slot, *tls)));
+        // Counts of virtual servers a reload removed go.
+        let names: Vec<&str> = v.services.iter().map(|s| s.name.as_str()).collect();
+        self.stats.retain(&names);
+        self.counters.retain(&names);
         match self.view.write() {
             Ok(mut w) => *w = v,
             Err(p) => *p.into_inner() = v,
@@ -163,19 +167,34 @@ fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
 }
 
 /// A client connection's own connections to servers (the PROXY protocol
-/// names one client per server connection), idle ones by server.
+/// names one client per server connection), idle ones by server and TLS
+/// configuration: after a reload changed `server_tls`, a connection made
+/// with the old one is not reused (the entry holds its configuration, so
+/// the pointer in the key cannot be a new one's).
 #[derive(Default)]
 pub(super) struct Own {
-    idle: Mutex<HashMap<SocketAddrV4, Sender>>,
+    idle: Mutex<HashMap<(SocketAddrV4, usize), Kept>>,
+}
+
+/// An idle connection of the client's own, and the TLS configuration it
+/// was made with.
+type Kept = (Sender, Option<Arc<rustls::ClientConfig>>);
+
+fn tls_key(tls: Option<&ToServers>) -> usize {
+    tls.map_or(0, |t| Arc::as_ptr(&t.config) as usize)
 }
 
 impl Own {
-    fn take(&self, to: SocketAddrV4) -> Option<Sender> {
-        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&to).filter(|s| !s.is_closed())
+    fn take(&self, to: SocketAddrV4, tls: Option<&ToServers>) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        idle.remove(&(to, tls_key(tls))).map(|(s, _)| s).filter(|s| !s.is_closed())
     }
 
-    fn put(&self, to: SocketAddrV4, s: Sender) {
-        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(to, s);
+    fn put(&self, to: SocketAddrV4, tls: Option<&ToServers>, s: Sender) {
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A reload's leftovers go: one idle connection per server.
+        idle.retain(|(a, _), _| *a != to);
+        idle.insert((to, tls_key(tls)), (s, tls.map(|t| Arc::clone(&t.config))));
     }
 }
 
@@ -234,13 +253,13 @@ struct OwnTo<'a> {
 /// `req` over a connection of the client's own (`Own`).
 async fn send_own(own: &Own, o: OwnTo<'_>, req: Request<UpBody>) -> Result<Response<Incoming>, SendError> {
     let to = o.to;
-    let mut sender = match own.take(to) {
+    let mut sender = match own.take(to, o.tls) {
         Some(s) => s,
         None => connect_proxied(o.source, to, o.v, o.client, o.dest, o.tls).await.map_err(|e| SendError::of(&e))?,
     };
     sender.ready().await.map_err(|e| SendError::of(&e))?;
     let resp = sender.send_request(req).await.map_err(|e| SendError::of(&e))?;
-    own.put(to, sender);
+    own.put(to, o.tls, sender);
     Ok(resp)
 }
 
@@ -301,6 +320,10 @@ async fn proxy_inner(shared: &Arc<Shared>, slot: u16, (peer, https): (SocketAddr
     if announced.is_some_and(|n| n > max_body) {
         return Ok(c.count(answer(StatusCode::PAYLOAD_TOO_LARGE, "the request's body is over the limit")));
     }
+    let mut req = req;
+    if let Err(why) = one_host(&mut req) {
+        return Ok(c.count(answer(StatusCode::BAD_REQUEST, why)));
+    }
     // A body that pauses past client_timeout_s ends (408 below).
     let patience = Duration::from_secs(u64::from(*svc.limits.client_timeout_s.get_ref()));
     let req = req.map(|b| http_body_util::Limited::new(Patient::new(b, patience), usize::try_from(max_body).unwrap_or(usize::MAX)).boxed());
@@ -360,6 +383,26 @@ async fn proxy_inner(shared: &Arc<Shared>, slot: u16, (peer, https): (SocketAddr
             log::debug!("l7: {} to {to}: {e}", svc.name);
             Ok(c.count(answer(StatusCode::BAD_GATEWAY, "the server could not be reached")))
         }
+    }
+}
+
+/// The request's one host, as rules and the server both read it (RFC
+/// 9112 §3.2): more than one `Host`, or an HTTP/1.1 request with none, is
+/// refused; a target with an authority (absolute form, h2's
+/// `:authority`) names the host, and `Host` is made to say the same
+/// (RFC 9112 §3.2.2; RFC 9113 §8.3.1).
+fn one_host<B>(req: &mut Request<B>) -> Result<(), &'static str> {
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        return Err("more than one Host header");
+    }
+    match req.uri().authority().map(|a| HeaderValue::from_str(a.as_str())) {
+        Some(Ok(v)) => {
+            req.headers_mut().insert(header::HOST, v);
+            Ok(())
+        }
+        Some(Err(_)) => Err("a bad authority"),
+        None if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) => Err("no Host header"),
+        None => Ok(()),
     }
 }
 

@@ -79,6 +79,13 @@ enum Ran {
 }
 
 impl Counters {
+    /// Forgets the rule and script counts of virtual servers a reload
+    /// removed.
+    fn retain(&self, live: &[&str]) {
+        self.rule_hits.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|(vs, _), _| live.contains(&vs.as_str()));
+        self.scripts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|(vs, _), _| live.contains(&vs.as_str()));
+    }
+
     /// Counts a request rule `index` of virtual server `vs` matched.
     fn hit(&self, vs: &str, index: usize) {
         let mut h = self.rule_hits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

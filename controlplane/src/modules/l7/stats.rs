@@ -122,6 +122,11 @@ impl Stats {
     }
 
     /// Every virtual server's, by name.
+    /// Forgets virtual servers a reload removed.
+    pub fn retain(&self, live: &[&str]) {
+        self.by_vs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|k, _| live.contains(&k.as_str()));
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, VsStats> {
         self.by_vs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }

@@ -89,10 +89,57 @@ pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     })
 }
 
+/// The path as rules read it: unreserved characters percent-decoded,
+/// runs of `/` merged and dot segments removed (RFC 3986 §2.3, §6.2.2,
+/// §5.2.4), as the servers behind (nginx) read it, so `/x/../admin`,
+/// `//admin` or `/%61dmin` cannot pass a rule on `/admin` by. The request
+/// goes to the server as it came.
+pub fn normalized_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !path.contains(['%', '.']) && !path.contains("//");
+    if plain {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut decoded = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(i) = rest.find('%') {
+        decoded.push_str(&rest[..i]);
+        let hex = rest.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()).filter(|b| b.is_ascii_alphanumeric() || b"-._~".contains(b));
+        match hex {
+            Some(b) => {
+                decoded.push(char::from(b));
+                rest = &rest[i + 3..];
+            }
+            None => {
+                decoded.push('%');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    decoded.push_str(rest);
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+    for seg in &segments {
+        match *seg {
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let trailing = decoded.ends_with('/') || matches!(segments.last(), Some(&".") | Some(&".."));
+    let mut joined = format!("/{}", out.join("/"));
+    if trailing && joined.len() > 1 {
+        joined.push('/');
+    }
+    std::borrow::Cow::Owned(joined)
+}
+
 impl Rule {
     /// Does it hold for `req` (whose host is `host`)?
     pub fn matches<B>(&self, req: &Request<B>, host: Option<&str>) -> bool {
-        let path = req.uri().path();
+        let path = normalized_path(req.uri().path());
+        let path = path.as_ref();
         let host_ok = self.host.as_deref().is_none_or(|want| match (want.strip_prefix("*."), host) {
             (_, None) => false,
             (Some(suffix), Some(h)) => h.len() > suffix.len() && h.ends_with(suffix) && h.as_bytes().get(h.len() - suffix.len() - 1) == Some(&b'.'),
@@ -352,6 +399,26 @@ impl View {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn paths_are_read_as_the_servers_read_them() {
+        use super::normalized_path as n;
+        for (raw, want) in [
+            ("/admin/x", "/admin/x"),
+            ("/x/../admin/secret", "/admin/secret"),
+            ("//admin", "/admin"),
+            ("/%61dmin/%7Eme", "/admin/~me"),
+            ("/./admin/.", "/admin/"),
+            ("/a/b/..", "/a/"),
+            ("/..", "/"),
+            ("/../../etc", "/etc"),
+            ("/admin%2Fx", "/admin%2Fx"),
+            ("/100%", "/100%"),
+            ("/", "/"),
+        ] {
+            assert_eq!(n(raw), want, "{raw}");
+        }
+    }
+
     use super::*;
 
     fn req(uri: &str, host: &str, headers: &[(&str, &str)]) -> Request<()> {

@@ -56,6 +56,17 @@ fn the_index_lists_the_stacks_sources_apart_from_full_nat_local_addresses() {
 }
 
 #[test]
+fn a_ttl_of_1_reaches_the_stack_it_ends_in() {
+    let mut w = worker();
+    let mut f = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40001, 8000, tcpf::SYN), true);
+    let c = crate::wire::checksum::update16(u16::from_be_bytes([f[24], f[25]]), u16::from_be_bytes([f[22], f[23]]), u16::from_be_bytes([1, f[23]]));
+    f[22] = 1;
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(HOST), "the box ends it: no hop is taken");
+    assert_eq!(f[22], 1, "untouched");
+}
+
+#[test]
 fn a_client_connection_goes_to_the_host_untouched_and_its_answers_back() {
     let mut w = worker();
     let mut f = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 8000, tcpf::SYN), true);
