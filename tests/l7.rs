@@ -447,16 +447,20 @@ fn the_access_log_has_a_line_per_answer_and_show_l7_counts_them() {
     }
     let code = lab.topo.exec("client", &format!("curl -s -o /dev/null -w '%{{http_code}}' -m 10 http://{VIP}/nothing-here"));
     assert_eq!(code.trim(), "404");
+    // A request hyper refuses itself (no request line): counted and logged too.
+    let bad = "import socket; s = socket.create_connection(('192.0.2.100', 80)); s.sendall(b'NOT HTTP AT ALL\\r\\n\\r\\n'); print(s.recv(100).split(b' ')[1].decode())";
+    assert_eq!(lab.topo.exec("client", &format!("/usr/bin/python3 -c {}", shell_quote(bad))).trim(), "400");
     let lines = wait_for(Duration::from_secs(5), || {
         let t = std::fs::read_to_string(&log).unwrap_or_default();
-        (t.lines().count() >= 3).then_some(t)
+        (t.lines().count() >= 4).then_some(t)
     })
-    .unwrap_or_else(|| panic!("three lines in {}:\n{}", log.display(), lab.fw_output()));
+    .unwrap_or_else(|| panic!("four lines in {}:\n{}", log.display(), lab.fw_output()));
     let lines: Vec<&str> = lines.lines().collect();
-    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[3].contains("\"- - HTTP/1.1\" 400 0 ") && lines[3].contains("vs=web server=-"), "{}", lines[3]);
     assert!(lines[0].starts_with(&format!("{CLIENT} - - [")) && lines[0].contains("\"GET /id HTTP/1.1\" 200 5 \"-\" \"curl/8\" vs=web server=198.51.100.1"), "{}", lines[0]);
     assert!(lines[1].contains("\"evil? ??192.0.2.99 - - [x] ?GET /forged\" vs=web"), "the client's quotes and backslashes are not the log's: {}", lines[1]);
     assert!(lines[2].contains("\"GET /nothing-here HTTP/1.1\" 404 "), "{}", lines[2]);
     let r = lab.report();
-    assert!(r.contains("    answers 1xx 0 2xx 2 3xx 0 4xx 1 5xx 0; half within "), "{r}");
+    assert!(r.contains("    answers 1xx 0 2xx 2 3xx 0 4xx 2 5xx 0; half within "), "{r}");
 }

@@ -178,6 +178,7 @@ where
     let own = Arc::new(Own::default());
     let act = Activity::new();
     let counters = Arc::clone(&shared.counters);
+    let engine = Arc::clone(&shared);
     let svc = {
         let act = Arc::clone(&act);
         hyper::service::service_fn(move |req| {
@@ -241,5 +242,23 @@ where
     };
     if let Err(e) = result {
         log::debug!("l7: {peer}: {e}");
+        refused_by_hyper(&engine, slot, peer, &e);
     }
+}
+
+/// A request hyper refused before the engine saw it, with an answer of
+/// its own (`400`, `431` for a head over the limit): counted and logged
+/// like the engine's answers.
+fn refused_by_hyper(shared: &Shared, slot: u16, peer: SocketAddr, e: &hyper::Error) {
+    let status = match e {
+        e if e.is_parse_too_large() => hyper::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        e if e.is_parse() => hyper::StatusCode::BAD_REQUEST,
+        _ => return,
+    };
+    let mut answer = hyper::Response::new(());
+    *answer.status_mut() = status;
+    let _ = shared.counters.count(answer);
+    let vs = shared.view().service(slot).map_or_else(String::new, |s| s.name.clone());
+    let line = super::stats::Line { client: peer, method: "-", target: "-", version: hyper::Version::HTTP_11, status: status.as_u16(), bytes: Some(0), referer: None, agent: None, vs: &vs, server: None, took: Duration::ZERO };
+    shared.stats.answered(&line);
 }
