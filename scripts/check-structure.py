@@ -25,18 +25,26 @@ def module_path(src_root, path):
         rel = rel[:-1]
     return tuple(rel)
 
+# One left-to-right pass over what hides code: comments, raw strings
+# (r"..", r#".."#, br".."), strings and byte strings, char literals
+# ('"' would open a string otherwise). An `r` that ends a word or follows
+# a backslash (`"virtual_server"`, `b"\r"`) is inside a literal already,
+# which the pass has consumed by then.
+LITERALS = re.compile(
+    r"//[^\n]*"
+    r"|/\*.*?\*/"
+    r"|(?<![A-Za-z0-9_])b?r(?P<h>#*)\"(?:.|\n)*?\"(?P=h)"
+    r"|(?<![A-Za-z0-9_])b?\"(?:\\.|[^\"\\])*\""
+    r"|'(?:\\.|[^'\\])'",
+    re.S,
+)
+
 def strip(text):
     """Code without comments, strings and test modules."""
     cut = re.search(r"^#\[cfg\((all\()?test[^\]]*\]\s*\n\s*(pub(\([a-z]+\))? )?mod \w+\s*[{;]", text, re.M)
     if cut:
         text = text[: cut.start()]
-    text = re.sub(r"//[^\n]*", "", text)
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    # Raw strings (r"..", r#".."#, br".."): an `r` that ends a word
-    # (`"virtual_server"`) does not begin one.
-    text = re.sub(r'(?<![A-Za-z0-9_])b?r(#*)"(?:.|\n)*?"\1', '""', text)
-    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
-    return text
+    return LITERALS.sub(lambda m: "" if m.group(0).startswith("/") else '""', text)
 
 def code_lines(text):
     cut = re.search(r"^#\[cfg\((all\()?test[^\]]*\]\s*\n\s*(pub(\([a-z]+\))? )?mod \w+\s*\{", text, re.M)

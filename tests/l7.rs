@@ -94,7 +94,7 @@ path_prefix = "/api/"
 pool = "a"
 "#;
     lab.start(&format!("{}\n{}\n{}\n{}", pool_of("a", 1), pool_of("mobile", 2), pool_of("default", 3), http_vs("web", 80, "default", rules)));
-    let get = |args: &str, path: &str| lab.topo.exec("client", &format!("curl -s -S -m 10 {args} http://{VIP}{path}")).trim().to_string();
+    let get = |args: &str, path: &str| lab.topo.exec("client", &format!("curl -s -S -m 10 {args} 'http://{VIP}{path}'")).trim().to_string();
     for _ in 0..3 {
         assert_eq!(get("-H 'Host: a.example'", "/id"), "srv1", "{}", lab.fw_output());
         assert_eq!(get("-H 'Host: A.EXAMPLE:80'", "/id"), "srv1", "the host without case or port");
@@ -106,7 +106,7 @@ pool = "a"
     let api: Vec<String> = lab.nginx_access_log(1).into_iter().filter(|l| l.contains("GET /api/orders?id=7 ")).collect();
     assert_eq!(api.len(), 1, "the path rule sent /api/ to pool a (srv1): {:?}", lab.nginx_access_log(1));
     // Paths that nginx reads as /api/...: the rule reads them so too.
-    for (n, path) in [(8, "/x/../api/orders"), (9, "//api/orders"), (10, "/%61pi/orders")] {
+    for (n, path) in [(8, "/x/../api/orders"), (9, "//api/orders"), (10, "/%61pi/orders"), (11, "/x/..%2Fapi/orders"), (12, "/api;v=1/orders")] {
         let _ = get("--path-as-is", &format!("{path}?id={n}"));
         let hit = lab.nginx_access_log(1).iter().any(|l| l.contains(&format!("{path}?id={n} ")));
         assert!(hit, "{path} went past the /api/ rule: srv1 has {:?}", lab.nginx_access_log(1));
@@ -115,8 +115,13 @@ pool = "a"
     // cannot read two different hosts.
     let two = "import socket; s = socket.create_connection(('192.0.2.100', 80)); s.sendall(b'GET /id HTTP/1.1\\r\\nHost: b.example\\r\\nHost: a.example\\r\\n\\r\\n'); print(s.recv(100).split(b' ')[1].decode())";
     assert_eq!(lab.topo.exec("client", &format!("/usr/bin/python3 -c {}", shell_quote(two))).trim(), "400");
+    // User information in the target (RFC 9110 §4.2.4): refused.
+    let userinfo = two.replace("GET /id HTTP/1.1\\r\\nHost: b.example\\r\\nHost: a.example", "GET http://u@a.example/id HTTP/1.1\\r\\nHost: a.example");
+    assert_eq!(lab.topo.exec("client", &format!("/usr/bin/python3 -c {}", shell_quote(&userinfo))).trim(), "400", "{userinfo}");
+    // A fully qualified host's root dot: the same host.
+    assert_eq!(get("-H 'Host: a.example.'", "/id"), "srv1");
     let r = lab.report();
-    for (rule, hits) in [(1, 6), (2, 3), (3, 4)] {
+    for (rule, hits) in [(1, 7), (2, 3), (3, 6)] {
         assert!(r.contains(&format!("rule {rule}: pool {}; hits {hits}\n", if rule == 2 { "mobile" } else { "a" })), "rule {rule} hit {hits} times:\n{r}");
     }
 }
@@ -226,29 +231,45 @@ fn a_slowloris_is_cut_at_the_header_deadline_while_20_others_are_served_and_the_
 
 /// The engine's own deadlines (`modules/l7/activity.rs`): a kept-alive
 /// connection outlives an answer that streams for twice
-/// `header_timeout_s`; a client that reads nothing of a 16 MiB answer
-/// loses its connection after `client_timeout_s`; a request body that
-/// pauses as long gets 408.
+/// `header_timeout_s`, and closes `header_timeout_s` after an answer (not
+/// `client_timeout_s`); a client that reads nothing of a 16 MiB answer
+/// loses its connection after `client_timeout_s`, over HTTP/1.1 (a zero
+/// TCP window) and h2 (a stream window it never opens); an h2 client that
+/// only sends PINGs is closed at the head deadline; a request body that
+/// pauses gets 408.
 #[test]
 fn keep_alive_outlives_a_long_answer_and_clients_that_stall_are_cut() {
     let Some(mut lab) = Lab::open('q', "l7-stall", &["nginx"]) else { return };
     lab.start_nginx(1, 16);
-    let limits = "limits = { header_timeout_s = 2, client_timeout_s = 2 }\n";
+    let limits = "limits = { header_timeout_s = 2, client_timeout_s = 6 }\n";
     lab.start(&format!("{}\n{}", pool_of("web", 1), http_vs("web", 80, "web", limits)));
     // /slow: 16 MiB at 4 MiB/s; then /id on the same connection.
     let out = lab.topo.exec("client", &format!("curl -s -m 30 -o /dev/null -o /dev/null -w '%{{num_connects}} %{{size_download}}\\n' http://{VIP}/slow http://{VIP}/id"));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines, vec!["1 16777216", "0 5"], "the second request rides the first's connection:\n{out}\n{}", lab.fw_output());
-    // A client that reads nothing (a 4 KiB window) for 6 s.
     let script = test_script("stall.py");
     let s = script.to_str().unwrap();
-    let out = lab.topo.exec("client", &format!("/usr/bin/python3 {s} read --host {VIP} --port 80 --path /big --wait 6"));
+    let run = |args: String| lab.topo.exec("client", &format!("/usr/bin/python3 {args}"));
+    // Idle after an answer: closed at the head deadline (2 s), well
+    // before client_timeout_s (6 s) would say.
+    let out = run(format!("{s} idle --host {VIP} --port 80 --path /id --wait 15"));
+    let after: f64 = out.trim().strip_prefix("closed after ").and_then(|r| r.strip_suffix(" s")).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{out}"));
+    assert!(after < 5.0, "an idle connection lasts the head deadline, not the client timeout: {out}");
+    // A client that reads nothing (a 4 KiB window) for 9 s.
+    let out = run(format!("{s} read --host {VIP} --port 80 --path /big --wait 9"));
     assert!(out.contains("ended early"), "the box ends a connection whose client reads nothing:\n{out}");
+    // h2: a stream window never opened; PINGs and nothing else.
+    let h2 = test_script("h2_stall.py");
+    let h2 = h2.to_str().unwrap();
+    let out = run(format!("{h2} window --host {VIP} --port 80 --path /big --wait 20"));
+    assert!(out.contains("data 0") && out.contains("closed after"), "an h2 stream the client never lets data into ends its connection:\n{out}\n{}", lab.fw_output());
+    let out = run(format!("{h2} ping --host {VIP} --port 80 --wait 15"));
+    assert!(out.contains("closed after"), "PINGs are not requests: the head deadline closes the connection:\n{out}");
     // A body announced as 100 bytes that stops after 10.
-    let out = lab.topo.exec("client", &format!("/usr/bin/python3 {s} body --host {VIP} --port 80 --path /body --send 10 --of 100 --wait 10"));
+    let out = run(format!("{s} body --host {VIP} --port 80 --path /body --send 10 --of 100 --wait 15"));
     assert_eq!(out.trim(), "status 408", "{out}\n{}", lab.fw_output());
     let r = lab.report();
-    assert!(r.contains(" stalled 1 "), "one connection cut for a client that read nothing:\n{r}");
+    assert!(r.contains(" stalled 2 "), "two connections cut for clients that took nothing (HTTP/1.1, h2):\n{r}");
 }
 
 #[test]
@@ -345,12 +366,12 @@ fn passive_rewrite_hash_session_id_and_header_persistence_each_keep_a_client() {
     assert!(ok && shown.starts_with("1 persistence record(s)"), "{shown}");
     let n: u32 = server.trim_start_matches("srv").parse().unwrap_or_else(|_| panic!("/login answered {server:?}"));
     let row: Vec<&str> = shown.lines().nth(2).unwrap_or("").split_whitespace().collect();
-    let cut: String = id.chars().take(12).collect();
+    let cut: String = id.chars().take(12.min(id.len() / 2)).collect();
     assert_eq!(row.first().copied(), Some("vs:session"), "{shown}");
-    assert_eq!(row.get(1).copied(), Some(format!("{cut}…").as_str()), "{shown}");
+    assert_eq!(row.get(1).copied(), Some(format!("{cut}…({})", id.len()).as_str()), "{shown}");
     assert_eq!(row.get(2).copied(), Some(format!("{}:80", server_ip(n)).as_str()), "{shown}");
     let (ok, shown) = console_at(&socket, "show persistence virtual-server terminal");
-    assert!(ok && shown.starts_with("1 persistence record(s)") && shown.contains("T-0042"), "{shown}");
+    assert!(ok && shown.starts_with("1 persistence record(s)") && shown.contains(" T-0…(6) "), "never a whole value: {shown}");
 }
 
 /// Backend `n`'s `body.log` (its `/body` location: each body kept whole

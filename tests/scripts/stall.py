@@ -5,6 +5,9 @@
         asks for PATH with a 4 KiB receive buffer, reads nothing for S
         seconds, then reads to the end: prints "got N bytes of M" and
         "ended early" when the server closed before the body's end.
+    stall.py idle --host H --port P --path /id --wait S
+        asks for PATH, reads the answer, then sends nothing: prints
+        "closed after N s" when the server closes within S seconds.
     stall.py body --host H --port P --path /body --send N --of M --wait S
         announces a body of M bytes, sends N of them, waits up to S
         seconds for an answer: prints "status CODE" (or "no answer").
@@ -14,7 +17,7 @@ import socket
 import time
 
 p = argparse.ArgumentParser()
-p.add_argument("mode", choices=["read", "body"])
+p.add_argument("mode", choices=["read", "body", "idle"])
 p.add_argument("--host", required=True)
 p.add_argument("--port", type=int, default=80)
 p.add_argument("--path", required=True)
@@ -51,6 +54,17 @@ if a.mode == "read":
     print(f"got {len(body)} bytes of {length}")
     if len(body) < length:
         print("ended early")
+elif a.mode == "idle":
+    s.sendall(f"GET {a.path} HTTP/1.1\r\nHost: stall\r\n\r\n".encode())
+    s.recv(4096)
+    start = time.monotonic()
+    s.settimeout(a.wait)
+    try:
+        while s.recv(4096):
+            pass
+        print(f"closed after {time.monotonic() - start:.1f} s")
+    except socket.timeout:
+        print(f"open after {a.wait:.0f} s")
 else:
     s.sendall(f"POST {a.path} HTTP/1.1\r\nHost: stall\r\nContent-Length: {a.of}\r\n\r\n".encode() + b"x" * a.send)
     s.settimeout(a.wait)

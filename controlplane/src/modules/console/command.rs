@@ -126,7 +126,7 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         words: "show persistence",
-        args: "[virtual-server NAME] [server ADDR] [limit N]",
+        args: "[virtual-server NAME] [server IP] [limit N]",
         summary: "persistence records: group, client (or the first characters of a cookie or session ID), server, open connections, time left",
     },
     Spec { words: "show stats", args: "", summary: "per port, virtual server and server: pps, bps, new connections/s, concurrent; drops by reason" },

@@ -60,6 +60,7 @@ impl Console {
                 self.progress_dumps(now, m);
                 return None;
             }
+            Command::Show(Show::Persistence { server: Some(AddrArg { port: Some(_), .. }), .. }) => Err("show persistence: server takes an address (a record's server has no port)".into()),
             Command::Show(Show::Persistence { vs, server, limit }) => {
                 let scope = match m.lb.persistence_scope(vs.as_deref()) {
                     Ok(s) => s,

@@ -5,44 +5,56 @@
 //!   `header_timeout_s` of the end of the last answer (or of the
 //!   handshake): the keep-alive idle limit and the slowloris deadline in
 //!   one, counted from when the connection became idle, not from its
-//!   last byte (a slowloris keeps sending) and not from hyper's start of
-//!   reading a head (which for HTTP/1.1 is when the previous request's
-//!   body is in, so an answer longer than the deadline would end its
-//!   connection). The end of an answer is when hyper drops its body and
-//!   the client accepted its last bytes (`wrote`).
-//! - **A request under way**: a write to the client that waits for
-//!   `client_timeout_s` (the client reads nothing: a zero window) ends the
+//!   last byte (a slowloris keeps sending; an h2 client's PINGs and
+//!   SETTINGS are bytes too) and not from hyper's start of reading a head
+//!   (which for HTTP/1.1 is when the previous request's body is in, so an
+//!   answer longer than the deadline would end its connection). The end
+//!   of an answer is when hyper drops its body, or later when its last
+//!   bytes still had to reach the client (`draining`: writes count until
+//!   the next flush completes).
+//! - **A request under way**: the client must take what it is sent. A
+//!   write to it that waits for `client_timeout_s` (a zero TCP window),
+//!   or an answer whose last frame hyper has not passed on for as long
+//!   (an h2 stream whose window the client does not open), ends the
 //!   connection. A request body that pauses as long is refused by
-//!   `Patient` (408); an answer body that pauses for `server_timeout_s`
-//!   is cut by it.
+//!   `patience::Patient` (408); an answer body that pauses for
+//!   `server_timeout_s` is cut by it.
 //!
 //! `Watched` wraps the client's stream (above TLS: a write waits once
-//! rustls' buffer is full) and notes when bytes move; `InFlight` is held
-//! by each request's answer body until hyper is done with it.
+//! rustls' buffer is full) and notes when bytes move; each request's
+//! answer body is `Held`, with an `InFlight` that says whether hyper is
+//! waiting to pass a frame on. `tunnel` relays an upgraded connection
+//! (WebSocket) until both ends have been silent for its idle limit.
 
 use hyper::body::{Body, Frame, SizeHint};
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// A connection's activity, in milliseconds since `epoch`.
 #[derive(Debug)]
 pub struct Activity {
     epoch: Instant,
-    /// Requests whose answer hyper has not finished with.
-    in_flight: AtomicU32,
+    /// Per request in flight: 1 + when its answer's last frame went to
+    /// hyper, while hyper has not asked for the next (0: it has).
+    streams: Mutex<Vec<Arc<AtomicU64>>>,
     /// When the last request in flight ended (or the connection began).
     idle_since: AtomicU64,
-    /// When the client last accepted bytes.
+    /// An answer's last bytes may still be on their way: writes count
+    /// (`wrote`) until a flush completes.
+    draining: AtomicBool,
+    /// When the client last accepted bytes of an answer that had ended.
     wrote: AtomicU64,
     /// 1 + when a write to the client began to wait (0: none waits).
     blocked: AtomicU64,
+    /// Told when the last request in flight ends (the head deadline starts).
+    pub idle: Notify,
 }
 
 /// What `Activity::check` found.
@@ -52,13 +64,21 @@ pub enum Check {
     Until(Instant),
     /// No request began within the head deadline.
     Idle,
-    /// The client has read nothing for `client_timeout_s`.
+    /// The client has taken nothing for `client_timeout_s`.
     Stuck,
 }
 
 impl Activity {
     pub fn new() -> Arc<Self> {
-        Arc::new(Activity { epoch: Instant::now(), in_flight: AtomicU32::new(0), idle_since: AtomicU64::new(0), wrote: AtomicU64::new(0), blocked: AtomicU64::new(0) })
+        Arc::new(Activity {
+            epoch: Instant::now(),
+            streams: Mutex::new(Vec::new()),
+            idle_since: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            wrote: AtomicU64::new(0),
+            blocked: AtomicU64::new(0),
+            idle: Notify::new(),
+        })
     }
 
     fn ms(&self, at: Instant) -> u64 {
@@ -69,31 +89,43 @@ impl Activity {
         self.epoch + Duration::from_millis(ms)
     }
 
+    fn streams(&self) -> std::sync::MutexGuard<'_, Vec<Arc<AtomicU64>>> {
+        self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A request began: its answer body holds the guard.
     pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(Arc::clone(self))
+        let waiting = Arc::new(AtomicU64::new(0));
+        self.streams().push(Arc::clone(&waiting));
+        InFlight { act: Arc::clone(self), waiting }
     }
 
     /// Which deadline is next at `now`, for a head deadline `head` and a
     /// client timeout `client`.
     pub fn check(&self, now: Instant, head: Duration, client: Duration) -> Check {
-        if self.in_flight.load(Ordering::Acquire) == 0 {
+        let (none, oldest) = {
+            let s = self.streams();
+            (s.is_empty(), s.iter().map(|w| w.load(Ordering::Relaxed)).filter(|w| *w != 0).min())
+        };
+        if none {
             let from = self.idle_since.load(Ordering::Acquire).max(self.wrote.load(Ordering::Relaxed));
             let due = self.at(from) + head;
             return if now >= due { Check::Idle } else { Check::Until(due) };
         }
-        match self.blocked.load(Ordering::Relaxed) {
-            0 => Check::Until(now + client),
-            b => {
-                let due = self.at(b - 1) + client;
+        let waits = [oldest.unwrap_or(0), self.blocked.load(Ordering::Relaxed)].into_iter().filter(|w| *w != 0).min();
+        match waits {
+            None => Check::Until(now + client),
+            Some(w) => {
+                let due = self.at(w - 1) + client;
                 if now >= due { Check::Stuck } else { Check::Until(due) }
             }
         }
     }
 
     fn wrote_now(&self) {
-        self.wrote.store(self.ms(Instant::now()), Ordering::Relaxed);
+        if self.draining.load(Ordering::Relaxed) {
+            self.wrote.store(self.ms(Instant::now()), Ordering::Relaxed);
+        }
         self.blocked.store(0, Ordering::Relaxed);
     }
 
@@ -102,17 +134,30 @@ impl Activity {
             self.blocked.store(self.ms(Instant::now()) + 1, Ordering::Relaxed);
         }
     }
+
+    fn flushed(&self) {
+        self.blocked.store(0, Ordering::Relaxed);
+        self.draining.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Held while a request's answer is under way.
 #[derive(Debug)]
-pub struct InFlight(Arc<Activity>);
+pub struct InFlight {
+    act: Arc<Activity>,
+    waiting: Arc<AtomicU64>,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let a = &self.0;
-        a.idle_since.store(a.ms(Instant::now()), Ordering::Release);
-        a.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let a = &self.act;
+        let mut streams = a.streams();
+        streams.retain(|w| !Arc::ptr_eq(w, &self.waiting));
+        if streams.is_empty() {
+            a.idle_since.store(a.ms(Instant::now()), Ordering::Release);
+            a.draining.store(true, Ordering::Relaxed);
+            a.idle.notify_one();
+        }
     }
 }
 
@@ -163,7 +208,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         let r = Pin::new(&mut self.inner).poll_flush(cx);
         match &r {
             Poll::Pending => self.act.waits(),
-            Poll::Ready(Ok(())) => self.act.blocked.store(0, Ordering::Relaxed),
+            Poll::Ready(Ok(())) => self.act.flushed(),
             Poll::Ready(Err(_)) => {}
         }
         r
@@ -174,114 +219,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-/// Why `Patient` ended a body.
-#[derive(Debug)]
-pub struct Paused(pub Duration);
-
-impl std::fmt::Display for Paused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the body paused for {} s", self.0.as_secs())
-    }
-}
-
-impl std::error::Error for Paused {}
-
-/// Why a request to a server failed: its text, and whether the client's
-/// body paused past `client_timeout_s` (then the client gets 408, not 502).
-#[derive(Debug)]
-pub struct SendError {
-    pub paused: bool,
-    pub text: String,
-}
-
-impl SendError {
-    pub fn of(e: &(dyn std::error::Error + 'static)) -> Self {
-        let paused = std::iter::successors(Some(e), |e| e.source()).any(|e| e.is::<Paused>());
-        SendError { paused, text: e.to_string() }
-    }
-}
-
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-/// A body whose frames may pause for `limit` at most: past it the body
-/// ends with `Paused` (a request's body from a client that stopped
-/// sending, an answer's from a server that stopped answering). The pause
-/// is counted from the first poll that found nothing, so time its reader
-/// spent not asking (a server slow to read a request's body) is not the
-/// writer's.
-pub struct Patient<B> {
-    inner: B,
-    limit: Duration,
-    timer: Pin<Box<Sleep>>,
-    waiting: bool,
-}
-
-impl<B> Patient<B> {
-    pub fn new(inner: B, limit: Duration) -> Self {
-        Patient { inner, limit, timer: Box::pin(tokio::time::sleep(limit)), waiting: false }
-    }
-}
-
-impl<B> Body for Patient<B>
-where
-    B: Body + Unpin,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Data = B::Data;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(f) => {
-                this.waiting = false;
-                Poll::Ready(f.map(|r| r.map_err(Into::into)))
-            }
-            Poll::Pending => {
-                if !this.waiting {
-                    this.waiting = true;
-                    let at = Instant::now() + this.limit;
-                    this.timer.as_mut().reset(at);
-                }
-                this.paused(cx)
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl<B> Patient<B> {
-    fn paused<T, E: From<Box<dyn std::error::Error + Send + Sync>>>(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, E>>> {
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                let e: Box<dyn std::error::Error + Send + Sync> = Box::new(Paused(self.limit));
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-/// An answer's body holding its request's `InFlight` until hyper drops it.
+/// An answer's body holding its request's `InFlight` until hyper drops
+/// it, and noting when hyper holds a frame it has not passed on (it asks
+/// for the next one only once the last is on its way).
 pub struct Held<B> {
     inner: B,
-    _held: InFlight,
+    held: InFlight,
 }
 
 impl<B> Held<B> {
     pub fn new(inner: B, held: InFlight) -> Self {
-        Held { inner, _held: held }
+        Held { inner, held }
     }
 }
 
@@ -290,7 +238,16 @@ impl<B: Body + Unpin> Body for Held<B> {
     type Error = B::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        // A frame handed over (the last one too: hyper drops the body
+        // once that is on its way) waits until hyper asks again.
+        let since = match &r {
+            Poll::Ready(Some(Ok(_))) => this.held.act.ms(Instant::now()) + 1,
+            _ => 0,
+        };
+        this.held.waiting.store(since, Ordering::Relaxed);
+        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -302,10 +259,68 @@ impl<B: Body + Unpin> Body for Held<B> {
     }
 }
 
+/// Either end of a tunnel, noting when bytes arrive.
+struct Heard<S> {
+    inner: S,
+    last: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Heard<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last.store(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Relays `a` and `b` (an upgraded connection: WebSocket) until either
+/// closes or neither has sent a byte for `idle` (HAProxy's `timeout
+/// tunnel`). True when it ended for being idle.
+pub async fn tunnel<A, B>(a: A, b: B, idle: Duration) -> bool
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let epoch = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let mut a = Heard { inner: a, last: Arc::clone(&last), epoch };
+    let mut b = Heard { inner: b, last: Arc::clone(&last), epoch };
+    let relay = tokio::io::copy_bidirectional(&mut a, &mut b);
+    tokio::pin!(relay);
+    loop {
+        let due = epoch + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+        tokio::select! {
+            _ = &mut relay => return false,
+            () = tokio::time::sleep_until(due) => {
+                if Instant::now() >= epoch + Duration::from_millis(last.load(Ordering::Relaxed)) + idle {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
 
     #[tokio::test(start_paused = true)]
     async fn the_head_deadline_runs_from_the_end_of_the_last_answer() {
@@ -320,7 +335,16 @@ mod tests {
         drop(held);
         let t1 = Instant::now();
         assert_eq!(a.check(t1, head, client), Check::Until(t1 + head));
-        assert_eq!(a.check(t1 + head, head, client), Check::Idle);
+        // Its last bytes go out a second later; then the client only
+        // pings (writes after the flush do not count).
+        tokio::time::advance(Duration::from_secs(1)).await;
+        a.wrote_now();
+        a.flushed();
+        let t2 = Instant::now();
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        a.wrote_now();
+        assert_eq!(a.check(Instant::now(), head, client), Check::Until(t2 + head));
+        assert_eq!(a.check(t2 + head, head, client), Check::Idle);
     }
 
     #[tokio::test(start_paused = true)]
@@ -339,32 +363,50 @@ mod tests {
         assert_eq!(a.check(Instant::now(), head, client), Check::Stuck);
     }
 
-    /// A body fed by a channel.
-    struct Fed(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_hyper_does_not_pass_on_is_stuck_and_ending_wakes_the_watch() {
+        use http_body_util::BodyExt;
+        let a = Activity::new();
+        let (head, client) = (Duration::from_secs(2), Duration::from_secs(5));
+        let body = Frames([bytes::Bytes::from_static(b"a"), bytes::Bytes::from_static(b"b"), bytes::Bytes::from_static(b"c")].into_iter().collect());
+        let mut held = Held::new(body, a.begin());
+        // hyper takes a frame, then waits for an h2 window that never opens.
+        assert!(held.frame().await.is_some());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(matches!(a.check(Instant::now(), head, client), Check::Until(_)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(a.check(Instant::now(), head, client), Check::Stuck);
+        // It asks again: fine; the answer ends: the watch is told.
+        assert!(held.frame().await.is_some());
+        assert!(matches!(a.check(Instant::now(), head, client), Check::Until(_)));
+        drop(held);
+        tokio::time::timeout(Duration::from_millis(1), a.idle.notified()).await.expect("told");
+    }
 
-    impl Body for Fed {
+    /// A body of the frames listed.
+    struct Frames(std::collections::VecDeque<bytes::Bytes>);
+
+    impl Body for Frames {
         type Data = bytes::Bytes;
         type Error = std::convert::Infallible;
-        fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<bytes::Bytes>, Self::Error>>> {
-            self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<bytes::Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
         }
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_body_that_pauses_past_its_limit_ends_with_an_error() {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut p = Patient::new(Fed(rx), Duration::from_secs(3));
-        let sender = tokio::spawn(async move {
-            tx.send(bytes::Bytes::from_static(b"a")).await.unwrap();
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            tx.send(bytes::Bytes::from_static(b"b")).await.unwrap();
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            drop(tx);
-        });
-        assert_eq!(p.frame().await.unwrap().unwrap().into_data().unwrap(), "a");
-        assert_eq!(p.frame().await.unwrap().unwrap().into_data().unwrap(), "b", "a pause under the limit");
-        let e = p.frame().await.unwrap().unwrap_err();
-        assert!(e.is::<Paused>(), "{e}");
-        sender.abort();
+    async fn a_tunnel_ends_after_both_ends_are_silent_for_its_limit() {
+        let (a, mut a_peer) = tokio::io::duplex(64);
+        let (b, mut b_peer) = tokio::io::duplex(64);
+        let t = tokio::spawn(tunnel(a, b, Duration::from_secs(10)));
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            a_peer.write_all(b"ping").await.unwrap();
+            let mut got = [0u8; 4];
+            b_peer.read_exact(&mut got).await.unwrap();
+        }
+        assert!(!t.is_finished(), "24 s with a byte every 8: alive");
+        assert!(t.await.unwrap(), "then 10 s of silence ends it");
     }
 }

@@ -213,6 +213,8 @@ where
                 tokio::select! {
                     r = conn.as_mut() => break r,
                     () = tokio::time::sleep_until(at) => {}
+                    // The last answer ended: the head deadline starts now.
+                    () = act.idle.notified() => {}
                 }
             }
         }};
@@ -246,15 +248,34 @@ where
     }
 }
 
+/// The answer hyper's HTTP/1.1 server sends itself for error `e`, as its
+/// `on_error` maps parse errors (hyper 1.x `proto/h1/role.rs`); the
+/// public `hyper::Error` says only which parse error by its text.
+fn hyper_status(e: &hyper::Error) -> Option<hyper::StatusCode> {
+    use hyper::StatusCode as S;
+    if !e.is_parse() {
+        return None;
+    }
+    let text = e.to_string();
+    let says = |p: &str| text.starts_with(p);
+    if says("URI too long") {
+        Some(S::URI_TOO_LONG)
+    } else if says("message head is too large") {
+        Some(S::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    } else if says("invalid HTTP version parsed (found HTTP2 preface)") {
+        None
+    } else if ["invalid HTTP method", "invalid HTTP version", "invalid URI", "invalid HTTP header", "invalid content-length", "invalid transfer-encoding", "unexpected transfer-encoding"].iter().any(|p| says(p)) {
+        Some(S::BAD_REQUEST)
+    } else {
+        None
+    }
+}
+
 /// A request hyper refused before the engine saw it, with an answer of
 /// its own (`400`, `431` for a head over the limit): counted and logged
 /// like the engine's answers.
 fn refused_by_hyper(shared: &Shared, slot: u16, peer: SocketAddr, e: &hyper::Error) {
-    let status = match e {
-        e if e.is_parse_too_large() => hyper::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        e if e.is_parse() => hyper::StatusCode::BAD_REQUEST,
-        _ => return,
-    };
+    let Some(status) = hyper_status(e) else { return };
     let mut answer = hyper::Response::new(());
     *answer.status_mut() = status;
     let _ = shared.counters.count(answer);

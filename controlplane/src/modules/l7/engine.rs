@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::net::TcpSocket;
 
 type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-use super::activity::{Patient, SendError};
+use super::patience::{Patient, SendError};
 use super::tls::{ToServers, UpBody, Upstream};
 type Sender = hyper::client::conn::http1::SendRequest<UpBody>;
 
@@ -358,10 +358,21 @@ async fn proxy_inner(shared: &Arc<Shared>, slot: u16, (peer, https): (SocketAddr
     };
     let to = SocketAddrV4::new(Ipv4Addr::from(server.ip), server.port);
     server_seen.store(u64::from(server.ip) << 16 | u64::from(server.port), Ordering::Relaxed);
-    let (req, upgrade) = match upstream_request(req, svc, to, (peer, https), host.as_deref()) {
+    let (req, mut upgrade) = match upstream_request(req, svc, to, (peer, https), host.as_deref()) {
         Ok(r) => r,
         Err(r) => return Ok(c.count(r)),
     };
+    // A tunnel outlives its client connection's slot: it takes one of its
+    // own, or the upgrade is refused.
+    if let Some(u) = upgrade.as_mut() {
+        match Arc::clone(&shared.slots).try_acquire_owned() {
+            Ok(p) => u.slot = Some(p),
+            Err(_) => {
+                c.refused.fetch_add(1, Ordering::Relaxed);
+                return Ok(c.count(answer(StatusCode::SERVICE_UNAVAILABLE, "too many connections")));
+            }
+        }
+    }
     let send = async {
         match (svc.client.proxy, peer) {
             (0, _) | (_, SocketAddr::V6(_)) => shared.client(slot, source, svc.to_servers.as_ref()).request(req).await,
@@ -395,6 +406,10 @@ fn one_host<B>(req: &mut Request<B>) -> Result<(), &'static str> {
     if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
         return Err("more than one Host header");
     }
+    // User information in a target is an error (RFC 9110 §4.2.4).
+    if req.uri().authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("user information in the target");
+    }
     match req.uri().authority().map(|a| HeaderValue::from_str(a.as_str())) {
         Some(Ok(v)) => {
             req.headers_mut().insert(header::HOST, v);
@@ -416,6 +431,8 @@ fn connection_has(h: &hyper::HeaderMap, token: &str) -> bool {
 struct Upgrade {
     protocol: HeaderValue,
     client: hyper::upgrade::OnUpgrade,
+    /// The tunnel's connection slot.
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The answer to a request whose body a rule's script could not read.
@@ -441,7 +458,7 @@ fn upstream_request(mut req: Request<UpBody>, svc: &super::view::Service, to: So
     // actions and the limits.
     let websocket = req.method() == hyper::Method::GET && req.headers().contains_key("sec-websocket-key");
     let protocol = req.headers().get(header::UPGRADE).filter(|v| websocket && v.as_bytes().eq_ignore_ascii_case(b"websocket")).cloned().filter(|_| connection_has(req.headers(), "upgrade"));
-    let upgrade = protocol.map(|protocol| Upgrade { protocol, client: hyper::upgrade::on(&mut req) });
+    let upgrade = protocol.map(|protocol| Upgrade { protocol, client: hyper::upgrade::on(&mut req), slot: None });
     // The client's Host stays (an h2 request names it in its URI only).
     if !req.headers().contains_key(header::HOST) {
         if let Some(v) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
@@ -477,10 +494,16 @@ fn downstream_response(mut resp: Response<Incoming>, svc: &super::view::Service,
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         resp.headers_mut().insert(header::UPGRADE, protocol);
         let server = hyper::upgrade::on(&mut resp);
+        // Idle for the longer of the client's and the server's limits
+        // (HAProxy's `timeout tunnel`), holding its own slot.
+        let idle = Duration::from_secs(u64::from(*svc.limits.client_timeout_s.get_ref().max(svc.limits.server_timeout_s.get_ref())));
         tokio::spawn(async move {
+            let _slot = u.slot;
             match tokio::try_join!(u.client, server) {
                 Ok((c, s)) => {
-                    let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(s)).await;
+                    if super::activity::tunnel(TokioIo::new(c), TokioIo::new(s), idle).await {
+                        log::debug!("l7: a tunnel idle for {} s closed", idle.as_secs());
+                    }
                 }
                 Err(e) => log::debug!("l7: upgrade: {e}"),
             }

@@ -11,7 +11,8 @@
 //! - `view`: what the engine serves, from each published snapshot.
 //! - `engine`: the listeners and the proxy, on the engine's threads.
 //! - `activity`: a client connection's deadlines (idle and head, a client
-//!   that reads nothing, a body that pauses).
+//!   that takes nothing, an upgraded connection's idle limit);
+//!   `patience`: bodies that pause.
 //! - `persist`: cookies, session IDs and headers that keep a client on
 //!   its server; the table of learned values.
 //! - `proxyproto`: the PROXY protocol's header (versions 1 and 2).
@@ -20,6 +21,7 @@
 
 mod activity;
 mod conn;
+mod patience;
 mod engine;
 mod passthrough;
 mod peek;

@@ -289,14 +289,15 @@ struct Rec {
     shown: Box<str>,
 }
 
-/// Characters of a value `show persistence` shows.
+/// Characters of a value `show persistence` shows at most (and never
+/// more than half of it).
 const SHOWN: usize = 12;
 
 /// A record as `show persistence` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shown {
     pub group: String,
-    /// The value's first characters, with "…" when cut.
+    /// The value's first characters (at most half), "…" and its length.
     pub value: String,
     pub to: SocketAddrV4,
     pub idle: Duration,
@@ -402,10 +403,10 @@ impl Table {
                 }
             }
         }
-        let mut shown: String = value.chars().filter(|c| c.is_ascii_graphic()).take(SHOWN).collect();
-        if value.chars().count() > SHOWN {
-            shown.push('…');
-        }
+        // At most half of it, and never more than SHOWN characters.
+        let n = value.chars().count();
+        let mut shown: String = value.chars().filter(|c| c.is_ascii_graphic()).take(SHOWN.min(n / 2)).collect();
+        shown.push_str(&format!("…({n})"));
         m.insert(key, Rec { to, used: Instant::now(), timeout, group: group.into(), shown: shown.into() });
     }
 
@@ -419,14 +420,22 @@ impl Table {
     /// None) on a server at `server` (any when None), and up to `limit` of
     /// them, most recently used first.
     pub fn records(&self, group: Option<&str>, server: Option<std::net::IpAddr>, limit: usize) -> (usize, Vec<Shown>) {
-        let m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut hits: Vec<&Rec> = m
-            .values()
-            .filter(|r| r.used.elapsed() < r.timeout && group.is_none_or(|g| *r.group == *g) && server.is_none_or(|s| std::net::IpAddr::V4(*r.to.ip()) == s))
-            .collect();
-        let n = hits.len();
-        hits.sort_by_key(|r| std::cmp::Reverse(r.used));
-        let shown = hits.into_iter().take(limit).map(|r| Shown { group: r.group.to_string(), value: r.shown.to_string(), to: r.to, idle: r.used.elapsed(), timeout: r.timeout }).collect();
+        // Under the lock (every request's lookup waits on it): one pass,
+        // the `limit` most recent picked without sorting the rest.
+        let (n, mut shown) = {
+            let m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut hits: Vec<&Rec> = m
+                .values()
+                .filter(|r| r.used.elapsed() < r.timeout && group.is_none_or(|g| *r.group == *g) && server.is_none_or(|s| std::net::IpAddr::V4(*r.to.ip()) == s))
+                .collect();
+            let n = hits.len();
+            if limit < n {
+                hits.select_nth_unstable_by_key(limit, |r| std::cmp::Reverse(r.used));
+                hits.truncate(limit);
+            }
+            (n, hits.into_iter().map(|r| Shown { group: r.group.to_string(), value: r.shown.to_string(), to: r.to, idle: r.used.elapsed(), timeout: r.timeout }).collect::<Vec<_>>())
+        };
+        shown.sort_by_key(|r| r.idle);
         (n, shown)
     }
 }
@@ -519,7 +528,9 @@ mod tests {
         assert_eq!((n, all.len()), (3, 3));
         let (n, web) = t.records(Some("vs:web"), Some((*a.ip()).into()), 10);
         assert_eq!(n, 1);
-        assert_eq!((web[0].value.as_str(), web[0].to, web[0].timeout), ("0123456789ab…", a, Duration::from_secs(60)));
+        assert_eq!((web[0].value.as_str(), web[0].to, web[0].timeout), ("012345678…(19)", a, Duration::from_secs(60)));
+        let (_, short) = t.records(Some("vs:web"), Some((*b.ip()).into()), 10);
+        assert_eq!(short[0].value, "sh…(5)", "never a whole value");
         let (n, one) = t.records(Some("vs:web"), None, 1);
         assert_eq!((n, one.len()), (2, 1), "counted past the limit");
     }

@@ -27,7 +27,9 @@ const REGEX_SIZE: usize = 1024 * 1024;
 #[derive(Debug, Clone, Default)]
 pub struct Head {
     method: String,
+    /// As rules read it (`view::normalized_path`), and as it came.
     path: String,
+    raw_path: String,
     host: Option<String>,
     query: Option<String>,
     headers: HeaderMap,
@@ -39,7 +41,8 @@ impl Head {
     pub fn of<B>(req: &Request<B>, host: Option<&str>, client: Option<IpAddr>) -> Head {
         Head {
             method: req.method().as_str().to_string(),
-            path: req.uri().path().to_string(),
+            path: super::view::normalized_path(req.uri().path()).into_owned(),
+            raw_path: req.uri().path().to_string(),
             host: host.map(str::to_string),
             query: req.uri().query().map(str::to_string),
             headers: req.headers().clone(),
@@ -98,6 +101,7 @@ impl Runner {
         let mut e = crate::config::script::sandbox(max_operations);
         e.register_fn("method", || text(current(|h, _| h.method.clone())))
             .register_fn("path", || text(current(|h, _| h.path.clone())))
+            .register_fn("raw_path", || text(current(|h, _| h.raw_path.clone())))
             .register_fn("host", || text(current(|h, _| h.host.clone()).flatten()))
             .register_fn("client_ip", || text(current(|h, _| h.client.map(|c| c.to_string())).flatten()))
             .register_fn("query", |name: &str| text(current(|h, _| super::view::query_param(h.query.as_deref(), name).map(str::to_string)).flatten()))

@@ -100,10 +100,10 @@ impl Upstream {
         }
     }
 
-    pub async fn request(&self, req: Request<UpBody>) -> Result<Response<Incoming>, super::activity::SendError> {
+    pub async fn request(&self, req: Request<UpBody>) -> Result<Response<Incoming>, super::patience::SendError> {
         match self {
-            Upstream::Plain(c) => c.request(req).await.map_err(|e| super::activity::SendError::of(&e)),
-            Upstream::Tls(c) => c.request(req).await.map_err(|e| super::activity::SendError::of(&e)),
+            Upstream::Plain(c) => c.request(req).await.map_err(|e| super::patience::SendError::of(&e)),
+            Upstream::Tls(c) => c.request(req).await.map_err(|e| super::patience::SendError::of(&e)),
         }
     }
 }

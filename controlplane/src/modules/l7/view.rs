@@ -78,6 +78,8 @@ pub struct Script {
 pub fn host_of<B>(req: &Request<B>) -> Option<String> {
     let h = req.headers().get(HOST).and_then(|v| v.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()))?;
     let h = h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(n, _)| n);
+    // A fully qualified name's root dot (`a.example.`) is the same host.
+    let h = h.strip_suffix('.').unwrap_or(h);
     Some(h.to_ascii_lowercase())
 }
 
@@ -89,35 +91,35 @@ pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     })
 }
 
-/// The path as rules read it: unreserved characters percent-decoded,
-/// runs of `/` merged and dot segments removed (RFC 3986 §2.3, §6.2.2,
-/// §5.2.4), as the servers behind (nginx) read it, so `/x/../admin`,
-/// `//admin` or `/%61dmin` cannot pass a rule on `/admin` by. The request
-/// goes to the server as it came.
+/// The path as rules read it, as the servers behind read it: every
+/// `%XX` decoded (nginx matches its locations so), `;parameters` cut
+/// from each segment (Tomcat and Jetty do; `;jsessionid=`), runs of `/`
+/// merged and dot segments removed (RFC 3986 §5.2.4). So `/x/../admin`,
+/// `//admin`, `/%61dmin`, `/x/..%2Fadmin` or `/admin;x/` cannot pass a
+/// rule on `/admin` by. The request goes to the server as it came.
 pub fn normalized_path(path: &str) -> std::borrow::Cow<'_, str> {
-    let plain = !path.contains(['%', '.']) && !path.contains("//");
-    if plain {
+    if !path.contains(['%', '.', ';']) && !path.contains("//") {
         return std::borrow::Cow::Borrowed(path);
     }
-    let mut decoded = String::with_capacity(path.len());
-    let mut rest = path;
-    while let Some(i) = rest.find('%') {
-        decoded.push_str(&rest[..i]);
-        let hex = rest.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()).filter(|b| b.is_ascii_alphanumeric() || b"-._~".contains(b));
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = (b == b'%').then(|| bytes.get(i + 1..i + 3)).flatten().and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
         match hex {
-            Some(b) => {
-                decoded.push(char::from(b));
-                rest = &rest[i + 3..];
+            Some(v) => {
+                decoded.push(v);
+                i += 3;
             }
             None => {
-                decoded.push('%');
-                rest = &rest[i + 1..];
+                decoded.push(b);
+                i += 1;
             }
         }
     }
-    decoded.push_str(rest);
+    let decoded = String::from_utf8_lossy(&decoded);
+    let segments: Vec<&str> = decoded.split('/').map(|s| s.split(';').next().unwrap_or("")).filter(|s| !s.is_empty()).collect();
     let mut out: Vec<&str> = Vec::new();
-    let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
     for seg in &segments {
         match *seg {
             "." => {}
@@ -127,7 +129,8 @@ pub fn normalized_path(path: &str) -> std::borrow::Cow<'_, str> {
             s => out.push(s),
         }
     }
-    let trailing = decoded.ends_with('/') || matches!(segments.last(), Some(&".") | Some(&".."));
+    let last = decoded.rsplit('/').next().map(|s| s.split(';').next().unwrap_or(""));
+    let trailing = matches!(last, Some("" | "." | ".."));
     let mut joined = format!("/{}", out.join("/"));
     if trailing && joined.len() > 1 {
         joined.push('/');
@@ -411,8 +414,14 @@ mod tests {
             ("/a/b/..", "/a/"),
             ("/..", "/"),
             ("/../../etc", "/etc"),
-            ("/admin%2Fx", "/admin%2Fx"),
+            ("/admin%2Fx", "/admin/x"),
+            ("/x/..%2Fadmin/secret", "/admin/secret"),
+            ("/x/%2e%2E/admin", "/admin"),
+            ("/public/..;/admin/", "/admin/"),
+            ("/admin;x/page.jsp;jsessionid=A1", "/admin/page.jsp"),
             ("/100%", "/100%"),
+            ("/%zz", "/%zz"),
+            ("/%ff", "/\u{fffd}"),
             ("/", "/"),
         ] {
             assert_eq!(n(raw), want, "{raw}");

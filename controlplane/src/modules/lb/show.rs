@@ -328,7 +328,7 @@ impl Lb {
         let group = self.layout.groups.get(r.group as usize).cloned().unwrap_or_else(|| format!("#{}", r.group));
         let prefix = self.base.services.iter().filter_map(|v| v.persistence).find(|p| p.group == r.group).map(|p| p.prefix);
         let client = match (r.client_port, prefix) {
-            (0, Some(p)) if p < 32 => format!("{}/{p}", r.client_ip),
+            (0, Some(p)) if p < if r.client_ip.is_ipv4() { 32 } else { 128 } => format!("{}/{p}", r.client_ip),
             (0, _) => r.client_ip.to_string(),
             (port, _) => sock(r.client_ip, port).to_string(),
         };
