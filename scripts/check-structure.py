@@ -26,16 +26,16 @@ def module_path(src_root, path):
     return tuple(rel)
 
 # One left-to-right pass over what hides code: comments, raw strings
-# (r"..", r#".."#, br".."), strings and byte strings, char literals
+# (r"..", r#".."#, br".."), strings, byte and C strings, char literals
 # ('"' would open a string otherwise). An `r` that ends a word or follows
 # a backslash (`"virtual_server"`, `b"\r"`) is inside a literal already,
 # which the pass has consumed by then.
 LITERALS = re.compile(
     r"//[^\n]*"
     r"|/\*.*?\*/"
-    r"|(?<![A-Za-z0-9_])b?r(?P<h>#*)\"(?:.|\n)*?\"(?P=h)"
-    r"|(?<![A-Za-z0-9_])b?\"(?:\\.|[^\"\\])*\""
-    r"|'(?:\\.|[^'\\])'",
+    r"|(?<![A-Za-z0-9_])[bc]?r(?P<h>#*)\"(?:.|\n)*?\"(?P=h)"
+    r"|(?<![A-Za-z0-9_])[bc]?\"(?:\\.|[^\"\\])*\""
+    r"|'(?:\\u\{[0-9a-fA-F]+\}|\\.|[^'\\])'",
     re.S,
 )
 

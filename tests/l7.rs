@@ -258,18 +258,26 @@ fn keep_alive_outlives_a_long_answer_and_clients_that_stall_are_cut() {
     // A client that reads nothing (a 4 KiB window) for 9 s.
     let out = run(format!("{s} read --host {VIP} --port 80 --path /big --wait 9"));
     assert!(out.contains("ended early"), "the box ends a connection whose client reads nothing:\n{out}");
+    assert!(lab.report().contains(" stalled 1 "), "counted as stalled");
     // h2: a stream window never opened; PINGs and nothing else.
     let h2 = test_script("h2_stall.py");
     let h2 = h2.to_str().unwrap();
-    let out = run(format!("{h2} window --host {VIP} --port 80 --path /big --wait 20"));
-    assert!(out.contains("data 0") && out.contains("closed after"), "an h2 stream the client never lets data into ends its connection:\n{out}\n{}", lab.fw_output());
+    let closed_after = |out: &str| -> f64 {
+        out.lines().find_map(|l| l.strip_prefix("closed after ")).and_then(|r| r.strip_suffix(" s")).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("not closed:\n{out}\n{}", lab.fw_output()))
+    };
+    let out = run(format!("{h2} window --host {VIP} --port 80 --path /big --wait 30"));
+    assert!(out.contains("status 200") && !out.contains("goaway"), "the answer began, and the box closed without a GOAWAY:\n{out}");
+    let t = closed_after(&out);
+    assert!(t >= 5.0, "not before client_timeout_s (6 s): {out}");
+    assert!(lab.report().contains(" stalled 2 "), "an h2 stream the client never lets data into ends its connection as stalled");
     let out = run(format!("{h2} ping --host {VIP} --port 80 --wait 15"));
-    assert!(out.contains("closed after"), "PINGs are not requests: the head deadline closes the connection:\n{out}");
+    assert!(out.contains("goaway 0"), "PINGs are not requests: a GOAWAY (NO_ERROR) at the head deadline:\n{out}");
+    assert!(closed_after(&out) < 5.0, "closed at the head deadline (2 s), PINGs notwithstanding: {out}");
     // A body announced as 100 bytes that stops after 10.
     let out = run(format!("{s} body --host {VIP} --port 80 --path /body --send 10 --of 100 --wait 15"));
     assert_eq!(out.trim(), "status 408", "{out}\n{}", lab.fw_output());
     let r = lab.report();
-    assert!(r.contains(" stalled 2 "), "two connections cut for clients that took nothing (HTTP/1.1, h2):\n{r}");
+    assert!(r.contains(" stalled 2 "), "two connections cut for clients that took nothing (HTTP/1.1, h2), no more:\n{r}");
 }
 
 #[test]

@@ -9,8 +9,10 @@ h2 deadlines). Frames are written by hand (RFC 9113 §4, §6; HPACK RFC
     h2_stall.py ping --host H --port P --wait S
         asks for nothing and sends a PING every half second.
 
-Either way prints "closed after N s" once the server closes (or a
-GOAWAY), else "open after S s"; and "data N" (DATA bytes received).
+Prints "status CODE" for the answer's HEADERS (200 when its first
+field is HPACK's static `:status: 200`, else "other"), "data N" (DATA
+bytes received), "goaway CODE" for a GOAWAY, and "closed after N s" once
+the server closes the connection (else "open after S s").
 """
 import argparse
 import select
@@ -47,6 +49,8 @@ start = time.monotonic()
 buf = b""
 data = 0
 closed = None
+status = None
+goaway = None
 next_ping = start
 while time.monotonic() - start < a.wait and closed is None:
     if a.mode == "ping" and time.monotonic() >= next_ping:
@@ -73,13 +77,27 @@ while time.monotonic() - start < a.wait and closed is None:
             break
         kind, flags = buf[3], buf[4]
         payload, buf = buf[9:9 + n], buf[9 + n:]
+        reply = None
         if kind == 0:
             data += n
+        elif kind == 1 and status is None:
+            # Padding and priority flags are not used by the server here.
+            status = "200" if payload[:1] == b"\x88" else "other"
         elif kind == 4 and not flags & 1:
-            s.sendall(frame(4, 1, 0))
+            reply = frame(4, 1, 0)
         elif kind == 6 and not flags & 1:
-            s.sendall(frame(6, 1, 0, payload))
-        elif kind == 7:
-            closed = time.monotonic() - start
+            reply = frame(6, 1, 0, payload)
+        elif kind == 7 and goaway is None:
+            goaway = int.from_bytes(payload[4:8], "big")
+        if reply is not None:
+            try:
+                s.sendall(reply)
+            except OSError:
+                # The server closed first: its close ends the loop below.
+                pass
+if status is not None:
+    print(f"status {status}")
+if goaway is not None:
+    print(f"goaway {goaway}")
 print(f"data {data}")
 print(f"closed after {closed:.1f} s" if closed is not None else f"open after {a.wait:.0f} s")

@@ -53,6 +53,12 @@ pub struct Activity {
     wrote: AtomicU64,
     /// 1 + when a write to the client began to wait (0: none waits).
     blocked: AtomicU64,
+    /// When some answer last moved on: hyper asked for its next frame, or
+    /// it ended (one h2 stream the client holds back does not end the
+    /// connection while others flow).
+    progress: AtomicU64,
+    /// When the client last accepted any bytes.
+    sent: AtomicU64,
     /// Told when the last request in flight ends (the head deadline starts).
     pub idle: Notify,
 }
@@ -77,6 +83,8 @@ impl Activity {
             draining: AtomicBool::new(false),
             wrote: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
+            progress: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
             idle: Notify::new(),
         })
     }
@@ -112,7 +120,10 @@ impl Activity {
             let due = self.at(from) + head;
             return if now >= due { Check::Idle } else { Check::Until(due) };
         }
-        let waits = [oldest.unwrap_or(0), self.blocked.load(Ordering::Relaxed)].into_iter().filter(|w| *w != 0).min();
+        // The oldest frame hyper holds, once no answer has moved on since
+        // it; a write that waits, at once.
+        let held = oldest.map(|w| (w - 1).max(self.progress.load(Ordering::Relaxed)) + 1);
+        let waits = [held.unwrap_or(0), self.blocked.load(Ordering::Relaxed)].into_iter().filter(|w| *w != 0).min();
         match waits {
             None => Check::Until(now + client),
             Some(w) => {
@@ -122,10 +133,19 @@ impl Activity {
         }
     }
 
+    /// When a connection shut down gracefully at `since` must be closed:
+    /// `grace` after it, or after the client last took bytes (an h2
+    /// answer's tail still going out after its GOAWAY).
+    pub fn hard_close(&self, since: Instant, grace: Duration) -> Instant {
+        since.max(self.at(self.sent.load(Ordering::Relaxed))) + grace
+    }
+
     fn wrote_now(&self) {
+        let now = self.ms(Instant::now());
         if self.draining.load(Ordering::Relaxed) {
-            self.wrote.store(self.ms(Instant::now()), Ordering::Relaxed);
+            self.wrote.store(now, Ordering::Relaxed);
         }
+        self.sent.store(now, Ordering::Relaxed);
         self.blocked.store(0, Ordering::Relaxed);
     }
 
@@ -153,6 +173,7 @@ impl Drop for InFlight {
         let a = &self.act;
         let mut streams = a.streams();
         streams.retain(|w| !Arc::ptr_eq(w, &self.waiting));
+        a.progress.store(a.ms(Instant::now()), Ordering::Relaxed);
         if streams.is_empty() {
             a.idle_since.store(a.ms(Instant::now()), Ordering::Release);
             a.draining.store(true, Ordering::Relaxed);
@@ -219,43 +240,78 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
+/// The most of an answer hyper is handed at once: a frame it holds
+/// until the client took it all (a TCP window, an h2 stream window) is
+/// this at most, so "took nothing for `client_timeout_s`" means less than
+/// this in that time (an upstream chunk grows to hundreds of KiB exactly
+/// when the client is slow).
+const FRAME: usize = 16 * 1024;
+
 /// An answer's body holding its request's `InFlight` until hyper drops
-/// it, and noting when hyper holds a frame it has not passed on (it asks
-/// for the next one only once the last is on its way).
+/// it, in frames of `FRAME` bytes at most, and noting when hyper holds a
+/// frame it has not passed on (it asks for the next one only once the
+/// last is on its way).
 pub struct Held<B> {
     inner: B,
     held: InFlight,
+    /// What is left of the last chunk.
+    rest: bytes::Bytes,
 }
 
 impl<B> Held<B> {
     pub fn new(inner: B, held: InFlight) -> Self {
-        Held { inner, held }
+        Held { inner, held, rest: bytes::Bytes::new() }
     }
 }
 
-impl<B: Body + Unpin> Body for Held<B> {
-    type Data = B::Data;
+impl<B: Body<Data = bytes::Bytes> + Unpin> Body for Held<B> {
+    type Data = bytes::Bytes;
     type Error = B::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
-        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        let act = &this.held.act;
+        // Asked again: the last frame is on its way.
+        if this.held.waiting.swap(0, Ordering::Relaxed) != 0 {
+            act.progress.store(act.ms(Instant::now()), Ordering::Relaxed);
+        }
+        let r = if this.rest.is_empty() {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                    Ok(mut data) => {
+                        let n = data.len().min(FRAME);
+                        this.rest = data.split_off(n);
+                        Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
+                    Err(f) => Poll::Ready(Some(Ok(f))),
+                },
+                r => r,
+            }
+        } else {
+            let n = this.rest.len().min(FRAME);
+            Poll::Ready(Some(Ok(Frame::data(this.rest.split_to(n)))))
+        };
         // A frame handed over (the last one too: hyper drops the body
         // once that is on its way) waits until hyper asks again.
-        let since = match &r {
-            Poll::Ready(Some(Ok(_))) => this.held.act.ms(Instant::now()) + 1,
-            _ => 0,
-        };
-        this.held.waiting.store(since, Ordering::Relaxed);
+        if let Poll::Ready(Some(Ok(_))) = &r {
+            this.held.waiting.store(act.ms(Instant::now()) + 1, Ordering::Relaxed);
+        }
         r
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.rest.is_empty() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let inner = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut h = SizeHint::new();
+        h.set_lower(inner.lower().saturating_add(rest));
+        if let Some(u) = inner.upper() {
+            h.set_upper(u.saturating_add(rest));
+        }
+        h
     }
 }
 
@@ -381,6 +437,33 @@ mod tests {
         assert!(matches!(a.check(Instant::now(), head, client), Check::Until(_)));
         drop(held);
         tokio::time::timeout(Duration::from_millis(1), a.idle.notified()).await.expect("told");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn big_chunks_go_out_in_frames_and_one_held_stream_does_not_end_the_others() {
+        use http_body_util::BodyExt;
+        let a = Activity::new();
+        let (head, client) = (Duration::from_secs(2), Duration::from_secs(5));
+        let big = bytes::Bytes::from(vec![7u8; 40 * 1024]);
+        let mut held = Held::new(Frames([big].into_iter().collect()), a.begin());
+        let mut sizes = Vec::new();
+        while let Some(f) = held.frame().await {
+            sizes.push(f.unwrap().into_data().unwrap().len());
+        }
+        assert_eq!(sizes, vec![16 * 1024, 16 * 1024, 8 * 1024]);
+        drop(held);
+        // Two h2 streams: one the client holds back, one that flows.
+        let mut stuck = Held::new(Frames([bytes::Bytes::from_static(b"a"), bytes::Bytes::from_static(b"b")].into_iter().collect()), a.begin());
+        let flowing: Vec<bytes::Bytes> = (0..20).map(|_| bytes::Bytes::from_static(b"x")).collect();
+        let mut flows = Held::new(Frames(flowing.into_iter().collect()), a.begin());
+        assert!(stuck.frame().await.is_some());
+        for _ in 0..10 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            assert!(flows.frame().await.is_some());
+            assert!(matches!(a.check(Instant::now(), head, client), Check::Until(_)), "the other stream moves on");
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(a.check(Instant::now(), head, client), Check::Stuck, "then neither does");
     }
 
     /// A body of the frames listed.

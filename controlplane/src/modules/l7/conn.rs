@@ -40,8 +40,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// How long a connection past its head deadline has to close after a
-/// graceful shutdown began (a head half in holds an HTTP/1.1 connection
-/// that hyper would otherwise keep).
+/// graceful shutdown began, or after its client last took bytes (a head
+/// half in holds an HTTP/1.1 connection that hyper would otherwise keep;
+/// an h2 answer's tail may still be going out).
 const GRACE: Duration = Duration::from_secs(1);
 
 /// The h2 connection preface (RFC 9113 §3.4).
@@ -200,12 +201,14 @@ where
                         counters.stalled.fetch_add(1, Ordering::Relaxed);
                         break Ok(());
                     }
-                    (_, Some(hard)) if now >= hard => break Ok(()),
-                    (_, Some(hard)) => hard,
+                    // Shut down at `since`: closed GRACE after it, or
+                    // after the client last took bytes.
+                    (_, Some(since)) if now >= act.hard_close(since, GRACE) => break Ok(()),
+                    (_, Some(since)) => act.hard_close(since, GRACE),
                     (Check::Idle, None) => {
                         counters.idle_closed.fetch_add(1, Ordering::Relaxed);
                         conn.as_mut().graceful_shutdown();
-                        closing = Some(now + GRACE);
+                        closing = Some(now);
                         now + GRACE
                     }
                     (Check::Until(at), None) => at,

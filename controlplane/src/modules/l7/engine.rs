@@ -231,8 +231,9 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(std::io::Error::other)?;
+    // With upgrades: a WebSocket's 101 hands the connection over.
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        if let Err(e) = conn.with_upgrades().await {
             log::debug!("l7: to {to}: {e}");
         }
     });
@@ -358,21 +359,10 @@ async fn proxy_inner(shared: &Arc<Shared>, slot: u16, (peer, https): (SocketAddr
     };
     let to = SocketAddrV4::new(Ipv4Addr::from(server.ip), server.port);
     server_seen.store(u64::from(server.ip) << 16 | u64::from(server.port), Ordering::Relaxed);
-    let (req, mut upgrade) = match upstream_request(req, svc, to, (peer, https), host.as_deref()) {
+    let (req, upgrade) = match upstream_request(req, svc, to, (peer, https), host.as_deref()) {
         Ok(r) => r,
         Err(r) => return Ok(c.count(r)),
     };
-    // A tunnel outlives its client connection's slot: it takes one of its
-    // own, or the upgrade is refused.
-    if let Some(u) = upgrade.as_mut() {
-        match Arc::clone(&shared.slots).try_acquire_owned() {
-            Ok(p) => u.slot = Some(p),
-            Err(_) => {
-                c.refused.fetch_add(1, Ordering::Relaxed);
-                return Ok(c.count(answer(StatusCode::SERVICE_UNAVAILABLE, "too many connections")));
-            }
-        }
-    }
     let send = async {
         match (svc.client.proxy, peer) {
             (0, _) | (_, SocketAddr::V6(_)) => shared.client(slot, source, svc.to_servers.as_ref()).request(req).await,
@@ -387,7 +377,7 @@ async fn proxy_inner(shared: &Arc<Shared>, slot: u16, (peer, https): (SocketAddr
             if let Some(p) = &svc.persist {
                 p.answered(want.as_ref(), kept.is_some(), to, &mut resp, &shared.table);
             }
-            Ok(c.count(downstream_response(resp, svc, upgrade)))
+            Ok(c.count(downstream_response(resp, svc, upgrade, &shared.slots)))
         }
         Err(e) if e.paused => Ok(c.count(answer(StatusCode::REQUEST_TIMEOUT, "the request's body did not come in time"))),
         Err(e) => {
@@ -405,6 +395,19 @@ async fn proxy_inner(shared: &Arc<Shared>, slot: u16, (peer, https): (SocketAddr
 fn one_host<B>(req: &mut Request<B>) -> Result<(), &'static str> {
     if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
         return Err("more than one Host header");
+    }
+    // A host and an optional port (RFC 9112 §3.2: else 400).
+    if let Some(h) = req.headers().get(header::HOST) {
+        let ok = h.to_str().ok().filter(|v| !v.contains('@')).is_some_and(|v| v.parse::<hyper::http::uri::Authority>().is_ok());
+        if !ok {
+            return Err("a bad Host header");
+        }
+    }
+    // The path's control characters, encoded or not: no server reads
+    // them as its rules would.
+    let path = super::view::normalized_path(req.uri().path());
+    if path.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err("a control character in the path");
     }
     // User information in a target is an error (RFC 9110 §4.2.4).
     if req.uri().authority().is_some_and(|a| a.as_str().contains('@')) {
@@ -486,10 +489,22 @@ fn upstream_request(mut req: Request<UpBody>, svc: &super::view::Service, to: So
 
 /// The server's answer as it goes to the client; a `101 Switching
 /// Protocols` to an upgrade joins the two connections into a tunnel.
-fn downstream_response(mut resp: Response<Incoming>, svc: &super::view::Service, upgrade: Option<Upgrade>) -> Response<Body> {
+fn downstream_response(mut resp: Response<Incoming>, svc: &super::view::Service, mut upgrade: Option<Upgrade>, slots: &Arc<tokio::sync::Semaphore>) -> Response<Body> {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     let agreed = resp.headers().get(header::UPGRADE).cloned();
     strip_hop_by_hop(resp.headers_mut());
+    // A tunnel outlives its client connection's slot: it takes one of its
+    // own once the server agreed, or the client gets 503.
+    if let (true, Some(_), Some(_)) = (switching, &upgrade, &agreed) {
+        match Arc::clone(slots).try_acquire_owned() {
+            Ok(p) => {
+                if let Some(u) = upgrade.as_mut() {
+                    u.slot = Some(p);
+                }
+            }
+            Err(_) => return answer(StatusCode::SERVICE_UNAVAILABLE, "too many connections"),
+        }
+    }
     if let (true, Some(u), Some(protocol)) = (switching, upgrade, agreed) {
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         resp.headers_mut().insert(header::UPGRADE, protocol);

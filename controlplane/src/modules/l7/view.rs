@@ -91,17 +91,23 @@ pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     })
 }
 
-/// The path as rules read it, as the servers behind read it: every
-/// `%XX` decoded (nginx matches its locations so), `;parameters` cut
-/// from each segment (Tomcat and Jetty do; `;jsessionid=`), runs of `/`
-/// merged and dot segments removed (RFC 3986 §5.2.4). So `/x/../admin`,
-/// `//admin`, `/%61dmin`, `/x/..%2Fadmin` or `/admin;x/` cannot pass a
-/// rule on `/admin` by. The request goes to the server as it came.
+/// The path as rules read it, as the servers behind read it:
+/// `;parameters` as sent cut from each segment (Tomcat and Jetty do;
+/// `;jsessionid=`), then every `%XX` decoded once (nginx matches its
+/// locations so), runs of `/` merged and dot segments removed (RFC 3986
+/// §5.2.4). So `/x/../admin`, `//admin`, `/%61dmin`, `/x/..%2Fadmin` or
+/// `/admin;x/` cannot pass a rule on `/admin` by. A backslash is a
+/// character (no Linux server splits on it), and `%252e` is `%2e` (one
+/// decoding, as nginx). The request goes to the server as it came.
 pub fn normalized_path(path: &str) -> std::borrow::Cow<'_, str> {
     if !path.contains(['%', '.', ';']) && !path.contains("//") {
         return std::borrow::Cow::Borrowed(path);
     }
-    let bytes = path.as_bytes();
+    // `;parameters` as sent (an encoded `%3B` is a character, as Tomcat
+    // reads it), then every `%XX`.
+    let cut: Vec<&str> = path.split('/').map(|s| s.split(';').next().unwrap_or("")).collect();
+    let cut = cut.join("/");
+    let bytes = cut.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
@@ -118,10 +124,9 @@ pub fn normalized_path(path: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     let decoded = String::from_utf8_lossy(&decoded);
-    let segments: Vec<&str> = decoded.split('/').map(|s| s.split(';').next().unwrap_or("")).filter(|s| !s.is_empty()).collect();
     let mut out: Vec<&str> = Vec::new();
-    for seg in &segments {
-        match *seg {
+    for seg in decoded.split('/').filter(|s| !s.is_empty()) {
+        match seg {
             "." => {}
             ".." => {
                 out.pop();
@@ -129,8 +134,7 @@ pub fn normalized_path(path: &str) -> std::borrow::Cow<'_, str> {
             s => out.push(s),
         }
     }
-    let last = decoded.rsplit('/').next().map(|s| s.split(';').next().unwrap_or(""));
-    let trailing = matches!(last, Some("" | "." | ".."));
+    let trailing = matches!(decoded.rsplit('/').next(), Some("" | "." | ".."));
     let mut joined = format!("/{}", out.join("/"));
     if trailing && joined.len() > 1 {
         joined.push('/');
@@ -419,6 +423,8 @@ mod tests {
             ("/x/%2e%2E/admin", "/admin"),
             ("/public/..;/admin/", "/admin/"),
             ("/admin;x/page.jsp;jsessionid=A1", "/admin/page.jsp"),
+            ("/up/x.jpg%3B.php", "/up/x.jpg;.php"),
+            ("/a\\..\\admin", "/a\\..\\admin"),
             ("/100%", "/100%"),
             ("/%zz", "/%zz"),
             ("/%ff", "/\u{fffd}"),
