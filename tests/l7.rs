@@ -273,6 +273,10 @@ fn keep_alive_outlives_a_long_answer_and_clients_that_stall_are_cut() {
     let out = run(format!("{h2} ping --host {VIP} --port 80 --wait 15"));
     assert!(out.contains("goaway 0"), "PINGs are not requests: a GOAWAY (NO_ERROR) at the head deadline:\n{out}");
     assert!(closed_after(&out) < 5.0, "closed at the head deadline (2 s), PINGs notwithstanding: {out}");
+    // One that never acknowledges the GOAWAY's PING: closed by force,
+    // client_timeout_s (6 s) after the GOAWAY at the latest.
+    let out = run(format!("{h2} ping --no-ack --host {VIP} --port 80 --wait 20"));
+    assert!(out.contains("goaway 0") && closed_after(&out) < 12.0, "{out}");
     // A body announced as 100 bytes that stops after 10.
     let out = run(format!("{s} body --host {VIP} --port 80 --path /body --send 10 --of 100 --wait 15"));
     assert_eq!(out.trim(), "status 408", "{out}\n{}", lab.fw_output());

@@ -6,8 +6,10 @@ h2 deadlines). Frames are written by hand (RFC 9113 §4, §6; HPACK RFC
     h2_stall.py window --host H --port P --path /big --wait S
         opens every stream's window at 0 (SETTINGS_INITIAL_WINDOW_SIZE),
         asks for PATH and never opens it; answers PINGs.
-    h2_stall.py ping --host H --port P --wait S
-        asks for nothing and sends a PING every half second.
+    h2_stall.py ping --host H --port P --wait S [--no-ack]
+        asks for nothing and sends a PING every half second; with
+        --no-ack it never acknowledges the server's PINGs (a graceful
+        close waits for that acknowledgement).
 
 Prints "status CODE" for the answer's HEADERS (200 when its first
 field is HPACK's static `:status: 200`, else "other"), "data N" (DATA
@@ -26,6 +28,7 @@ p.add_argument("--host", required=True)
 p.add_argument("--port", type=int, default=80)
 p.add_argument("--path", default="/")
 p.add_argument("--wait", type=float, required=True)
+p.add_argument("--no-ack", action="store_true")
 a = p.parse_args()
 
 
@@ -85,7 +88,7 @@ while time.monotonic() - start < a.wait and closed is None:
             status = "200" if payload[:1] == b"\x88" else "other"
         elif kind == 4 and not flags & 1:
             reply = frame(4, 1, 0)
-        elif kind == 6 and not flags & 1:
+        elif kind == 6 and not flags & 1 and not a.no_ack:
             reply = frame(6, 1, 0, payload)
         elif kind == 7 and goaway is None:
             goaway = int.from_bytes(payload[4:8], "big")

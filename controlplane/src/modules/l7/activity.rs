@@ -14,9 +14,10 @@
 //!   the next flush completes).
 //! - **A request under way**: the client must take what it is sent. A
 //!   write to it that waits for `client_timeout_s` (a zero TCP window),
-//!   or an answer whose last frame hyper has not passed on for as long
-//!   (an h2 stream whose window the client does not open), ends the
-//!   connection. A request body that pauses as long is refused by
+//!   or an answer frame (16 KiB at most) hyper has not passed on for as
+//!   long while no other stream moved on, or for `HELD_MAX` times as long
+//!   in any case (an h2 stream whose window the client keeps shut), ends
+//!   the connection. A request body that pauses as long is refused by
 //!   `patience::Patient` (408); an answer body that pauses for
 //!   `server_timeout_s` is cut by it.
 //!
@@ -53,9 +54,9 @@ pub struct Activity {
     wrote: AtomicU64,
     /// 1 + when a write to the client began to wait (0: none waits).
     blocked: AtomicU64,
-    /// When some answer last moved on: hyper asked for its next frame, or
-    /// it ended (one h2 stream the client holds back does not end the
-    /// connection while others flow).
+    /// When some answer last moved on: hyper asked for its next frame
+    /// after one it held (one h2 stream the client holds back does not end
+    /// the connection while others flow, for `HELD_MAX` times the limit).
     progress: AtomicU64,
     /// When the client last accepted any bytes.
     sent: AtomicU64,
@@ -120,24 +121,27 @@ impl Activity {
             let due = self.at(from) + head;
             return if now >= due { Check::Idle } else { Check::Until(due) };
         }
-        // The oldest frame hyper holds, once no answer has moved on since
-        // it; a write that waits, at once.
-        let held = oldest.map(|w| (w - 1).max(self.progress.load(Ordering::Relaxed)) + 1);
-        let waits = [held.unwrap_or(0), self.blocked.load(Ordering::Relaxed)].into_iter().filter(|w| *w != 0).min();
-        match waits {
+        // The oldest frame hyper holds: stuck `client` after it once no
+        // stream has moved on since, and `HELD_MAX` times `client` after
+        // it whatever the others do (an h2 client cannot keep streams shut
+        // by letting others flow). A write that waits: `client` after it.
+        let progress = self.at(self.progress.load(Ordering::Relaxed));
+        let held = oldest.map(|w| (self.at(w - 1).max(progress) + client).min(self.at(w - 1) + client * HELD_MAX));
+        let blocked = Some(self.blocked.load(Ordering::Relaxed)).filter(|b| *b != 0).map(|b| self.at(b - 1) + client);
+        match held.into_iter().chain(blocked).min() {
             None => Check::Until(now + client),
-            Some(w) => {
-                let due = self.at(w - 1) + client;
-                if now >= due { Check::Stuck } else { Check::Until(due) }
-            }
+            Some(due) if now >= due => Check::Stuck,
+            Some(due) => Check::Until(due),
         }
     }
 
     /// When a connection shut down gracefully at `since` must be closed:
     /// `grace` after it, or after the client last took bytes (an h2
-    /// answer's tail still going out after its GOAWAY).
-    pub fn hard_close(&self, since: Instant, grace: Duration) -> Instant {
-        since.max(self.at(self.sent.load(Ordering::Relaxed))) + grace
+    /// answer's tail still going out after its GOAWAY), and `cap` after it
+    /// at the latest (a client that keeps the server answering its PINGs
+    /// and never acknowledges the GOAWAY's own PING).
+    pub fn hard_close(&self, since: Instant, grace: Duration, cap: Duration) -> Instant {
+        (since.max(self.at(self.sent.load(Ordering::Relaxed))) + grace).min(since + cap.max(grace))
     }
 
     fn wrote_now(&self) {
@@ -173,7 +177,6 @@ impl Drop for InFlight {
         let a = &self.act;
         let mut streams = a.streams();
         streams.retain(|w| !Arc::ptr_eq(w, &self.waiting));
-        a.progress.store(a.ms(Instant::now()), Ordering::Relaxed);
         if streams.is_empty() {
             a.idle_since.store(a.ms(Instant::now()), Ordering::Release);
             a.draining.store(true, Ordering::Relaxed);
@@ -239,6 +242,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// How many times `client_timeout_s` a frame hyper holds may wait while
+/// other streams of its connection move on.
+const HELD_MAX: u32 = 3;
 
 /// The most of an answer hyper is handed at once: a frame it holds
 /// until the client took it all (a TCP window, an h2 stream window) is
@@ -454,16 +461,19 @@ mod tests {
         drop(held);
         // Two h2 streams: one the client holds back, one that flows.
         let mut stuck = Held::new(Frames([bytes::Bytes::from_static(b"a"), bytes::Bytes::from_static(b"b")].into_iter().collect()), a.begin());
-        let flowing: Vec<bytes::Bytes> = (0..20).map(|_| bytes::Bytes::from_static(b"x")).collect();
+        let flowing: Vec<bytes::Bytes> = (0..40).map(|_| bytes::Bytes::from_static(b"x")).collect();
         let mut flows = Held::new(Frames(flowing.into_iter().collect()), a.begin());
         assert!(stuck.frame().await.is_some());
-        for _ in 0..10 {
+        for t in 1..=20 {
             tokio::time::advance(Duration::from_secs(1)).await;
             assert!(flows.frame().await.is_some());
-            assert!(matches!(a.check(Instant::now(), head, client), Check::Until(_)), "the other stream moves on");
+            let c = a.check(Instant::now(), head, client);
+            if t < 15 {
+                assert!(matches!(c, Check::Until(_)), "t={t}: the other stream moves on");
+            } else {
+                assert_eq!(c, Check::Stuck, "t={t}: three times the limit, whatever the others do");
+            }
         }
-        tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(a.check(Instant::now(), head, client), Check::Stuck, "then neither does");
     }
 
     /// A body of the frames listed.

@@ -16,8 +16,10 @@
 //!    `header_timeout_s` since the last answer ended (idle, or a head that
 //!    does not complete: slowloris) shuts the connection down, gracefully
 //!    first (an h2 GOAWAY; an idle HTTP/1.1 connection closes at once)
-//!    and by force `GRACE` later; a client that accepts no byte of an
-//!    answer for `client_timeout_s` loses its connection. hyper's own
+//!    and by force `GRACE` after that or after the client last took
+//!    bytes, `client_timeout_s` after it at the latest; a client that
+//!    takes nothing of its answers (`activity`) loses its connection.
+//!    hyper's own
 //!    header-read timer is off: it runs from the end of a request's body,
 //!    not of its answer. h2 pings keep a dead peer from holding a
 //!    connection.
@@ -202,9 +204,10 @@ where
                         break Ok(());
                     }
                     // Shut down at `since`: closed GRACE after it, or
-                    // after the client last took bytes.
-                    (_, Some(since)) if now >= act.hard_close(since, GRACE) => break Ok(()),
-                    (_, Some(since)) => act.hard_close(since, GRACE),
+                    // after the client last took bytes, `client` after it
+                    // at the latest.
+                    (_, Some(since)) if now >= act.hard_close(since, GRACE, client) => break Ok(()),
+                    (_, Some(since)) => act.hard_close(since, GRACE, client),
                     (Check::Idle, None) => {
                         counters.idle_closed.fetch_add(1, Ordering::Relaxed);
                         conn.as_mut().graceful_shutdown();

@@ -396,32 +396,58 @@ fn one_host<B>(req: &mut Request<B>) -> Result<(), &'static str> {
     if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
         return Err("more than one Host header");
     }
-    // A host and an optional port (RFC 9112 §3.2: else 400).
-    if let Some(h) = req.headers().get(header::HOST) {
-        let ok = h.to_str().ok().filter(|v| !v.contains('@')).is_some_and(|v| v.parse::<hyper::http::uri::Authority>().is_ok());
-        if !ok {
-            return Err("a bad Host header");
-        }
-    }
     // The path's control characters, encoded or not: no server reads
     // them as its rules would.
-    let path = super::view::normalized_path(req.uri().path());
-    if path.bytes().any(|b| b < 0x20 || b == 0x7f) {
+    if control_in(req.uri().path()) {
         return Err("a control character in the path");
     }
-    // User information in a target is an error (RFC 9110 §4.2.4).
-    if req.uri().authority().is_some_and(|a| a.as_str().contains('@')) {
-        return Err("user information in the target");
-    }
-    match req.uri().authority().map(|a| HeaderValue::from_str(a.as_str())) {
-        Some(Ok(v)) => {
-            req.headers_mut().insert(header::HOST, v);
-            Ok(())
+    if let Some(a) = req.uri().authority() {
+        // The target names the host; `Host` is ignored, then set to it.
+        if !host_and_port(a.as_str()) {
+            return Err("a bad authority");
         }
-        Some(Err(_)) => Err("a bad authority"),
-        None if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) => Err("no Host header"),
+        let v = HeaderValue::from_str(a.as_str()).map_err(|_| "a bad authority")?;
+        req.headers_mut().insert(header::HOST, v);
+        return Ok(());
+    }
+    match req.headers().get(header::HOST).map(|h| h.to_str().ok().filter(|v| host_and_port(v))) {
+        Some(Some(_)) => Ok(()),
+        Some(None) => Err("a bad Host header"),
+        None if req.version() == Version::HTTP_11 => Err("no Host header"),
         None => Ok(()),
     }
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP
+/// literal in brackets, or a name of unreserved, percent-encoded and
+/// sub-delimiter characters (no `@`); a port of digits below 65536. An
+/// empty host is one (RFC 9112 §3.2).
+fn host_and_port(v: &str) -> bool {
+    let (host, port) = match v.strip_prefix('[') {
+        Some(rest) => {
+            let Some((ip, after)) = rest.split_once(']') else { return false };
+            // A zone (`%25eth0`, RFC 6874) is not the address's.
+            let ip = ip.split_once("%25").map_or(ip, |(a, _)| a);
+            if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                return false;
+            }
+            match after.strip_prefix(':') {
+                Some(p) => ("", p),
+                None if after.is_empty() => ("", ""),
+                None => return false,
+            }
+        }
+        None => v.rsplit_once(':').unwrap_or((v, "")),
+    };
+    let port_ok = port.is_empty() || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok());
+    port_ok && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b))
+}
+
+/// Control characters (C0, DEL) in a path as sent or percent-encoded.
+fn control_in(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.iter().any(|c| *c < 0x20 || *c == 0x7f)
+        || b.windows(3).any(|w| w[0] == b'%' && std::str::from_utf8(&w[1..]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()).is_some_and(|c| c < 0x20 || c == 0x7f))
 }
 
 /// Does `Connection` name `token`?
@@ -530,4 +556,21 @@ fn downstream_response(mut resp: Response<Incoming>, svc: &super::view::Service,
     // An answer whose body pauses past server_timeout_s is cut there.
     let patience = Duration::from_secs(u64::from(*svc.limits.server_timeout_s.get_ref()));
     resp.map(|b| Patient::new(b, patience).boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hosts_are_a_host_and_a_port_and_paths_have_no_control_character() {
+        use super::{control_in, host_and_port as ok};
+        for good in ["a.example", "a.example:80", "A_b.example:", "[::1]:80", "[fe80::1%25eth0]", "192.0.2.1:8080", ""] {
+            assert!(ok(good), "{good}");
+        }
+        for bad in ["admin.example:x", "admin.example:99999", "a[b]", "u@a.example", "[::1", "[zz]:80", "[::1]x", "a b", "a/b"] {
+            assert!(!ok(bad), "{bad}");
+        }
+        for (path, bad) in [("/a/b", false), ("/%C3%A9t%C3%A9", false), ("/a%00.png", true), ("/a;%0A", true), ("/%7f", true), ("/%7F", true), ("/100%", false), ("/%1", false)] {
+            assert_eq!(control_in(path), bad, "{path}");
+        }
+    }
 }
