@@ -2,7 +2,8 @@
 # Installs everything Furiwake needs on Debian 12, idempotently: DPDK 22.11
 # (runtime, headers, testpmd), the toolchain bits bindgen needs, and the
 # real peers the demo and tests start (nginx, socat, curl, wrk, scapy,
-# keepalived, tcpdump/tshark, tcpreplay, nftables).
+# keepalived, tcpdump/tshark, tcpreplay, nftables), and what builds and
+# boots the appliance image (mmdebstrap, GRUB, mtools, QEMU, nmap).
 set -euo pipefail
 
 PKGS=(
@@ -10,6 +11,8 @@ PKGS=(
   iproute2 iputils-ping ethtool nftables procps coreutils python3 python3-scapy
   nginx-light socat curl wrk tcpdump tshark tcpreplay keepalived gnuplot-nox tmux
   openssl testssl.sh
+  qemu-system-x86 qemu-utils ovmf mmdebstrap grub-common grub-pc-bin grub-efi-amd64-bin
+  dosfstools mtools fdisk e2fsprogs dpkg-dev nmap
 )
 
 SUDO=""

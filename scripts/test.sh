@@ -10,7 +10,7 @@ scripts/setup.sh
 # The dataplane tests Miri runs (the rest take hours under it or need
 # nothing Miri adds): wire formats, the connection table, the shared cells,
 # bursts and the rewrites (not the full-NAT port pools: 60,000 ports a test).
-MIRI_TESTS="wire:: conntrack:: state:: ctl:: io:: forward:: --skip local_ports"
+MIRI_TESTS="wire:: conntrack:: state:: ctl:: io:: forward:: region:: --skip local_ports"
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -57,12 +57,20 @@ run scripts/fuzz.sh libfuzzer config 100000
 run scripts/fuzz.sh libfuzzer console 300000
 # The sync datagram's parsers (frame, then decode under a fixed key).
 run scripts/fuzz.sh libfuzzer sync 300000
+# 3c. The appliance: the statically linked release build (feature
+#     `static`: DPDK archives with +whole-archive, PMDs built in), its
+#     Debian package, and the disk image with the package installed into
+#     a fresh Debian 12 (the boot test's configuration and passwords
+#     baked in); tests/appliance.rs boots it under QEMU with the e2e tests.
+run cargo build --release -p furiwake --features static --target-dir target/static
+run bash scripts/deb.sh --binary target/static/release/furiwake
+run bash scripts/image.sh --deb "$(ls target/deb/furiwake_*_amd64.deb | head -n 1)" --out target/image \
+  --config tests/appliance/furiwake.toml --password-file tests/appliance/admin.password \
+  --root-password-file tests/appliance/root.password
 run cargo test -p furiwake-e2e -- --test-threads=1
 
-# 4. The statically linked build (feature `static`: DPDK archives with
-#    +whole-archive, PMDs built in) passes the foundation tests too.
-run cargo build -p furiwake --features static --target-dir target/static
-run env FURIWAKE_BIN="$PWD/target/static/debug/furiwake" cargo test -p furiwake-e2e --test foundation -- --test-threads=1
+# 4. The statically linked build passes the foundation tests too.
+run env FURIWAKE_BIN="$PWD/target/static/release/furiwake" cargo test -p furiwake-e2e --test foundation -- --test-threads=1
 
 awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"

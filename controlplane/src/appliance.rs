@@ -20,6 +20,7 @@ use crate::modules::sync::{self, Sync};
 use crate::modules::vrrp::Vrrp;
 use crate::out::say;
 use crate::runtime::Runtime;
+use crate::service::notify::Notifier;
 use furiwake_dataplane::Burst;
 use furiwake_platform::Mbuf;
 use std::path::Path;
@@ -148,20 +149,44 @@ impl Appliance {
         l.install(s.take_learned().into_iter().map(|r| (r.group, r.value, r.server, r.timeout_s)));
     }
 
-    /// Names the configuration file (`config reload`, `config save`).
-    pub fn set_config_path(&mut self, path: &Path) {
-        self.console.set_config_path(path);
+    /// Names the configuration file (`config reload`, `config save`), the
+    /// last good one they keep, and why the box runs on that one instead
+    /// (the console's banner says so).
+    pub fn set_config_path(&mut self, path: &Path, last_good: Option<&Path>, fallback: Option<&str>) {
+        self.console.set_config_path(path, last_good, fallback);
+    }
+
+    /// Tells systemd the appliance serves (`READY=1`): once every port's
+    /// link is up, or after `LINK_WAIT` with the ports still down named,
+    /// so a cable out does not keep the service from starting.
+    fn tell_ready(&mut self, notify: &mut Notifier, since: Instant) -> bool {
+        const LINK_WAIT: Duration = Duration::from_secs(10);
+        self.runtime.watch_links();
+        let down: Vec<&str> = self.runtime.links().iter().filter(|l| !l.is_up()).map(|l| l.name().as_str()).collect();
+        if !down.is_empty() && since.elapsed() < LINK_WAIT {
+            return false;
+        }
+        let ports = self.runtime.links().len();
+        let status = if down.is_empty() { format!("serving: {ports} ports up") } else { format!("serving: link down on {}", down.join(", ")) };
+        notify.ready(&status);
+        true
     }
 
     /// Runs the control loop until `stop` is set; prints the counters when
-    /// `dump` is set (and clears it).
-    pub fn run(&mut self, stop: &AtomicBool, dump: &AtomicBool) {
+    /// `dump` is set (and clears it). It alone feeds systemd's watchdog.
+    pub fn run(&mut self, stop: &AtomicBool, dump: &AtomicBool, notify: &mut Notifier) {
         say("furiwake: ready");
+        let started = Instant::now();
+        let mut told = false;
         let mut last_link_check = Instant::now();
         let mut last_bond_check = Instant::now();
         let mut burst = Burst::new();
         let idle = Duration::from_micros(u64::from(*self.lb.config().platform.control_idle_sleep_us.get_ref()));
         while !stop.load(Ordering::Relaxed) {
+            if !told && notify.active() {
+                told = self.tell_ready(notify, started);
+            }
+            notify.turn(Instant::now());
             if dump.swap(false, Ordering::Relaxed) {
                 say(&self.report());
             }

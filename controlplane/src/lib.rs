@@ -7,6 +7,7 @@ pub mod fuzz;
 pub mod modules;
 pub mod out;
 pub mod runtime;
+pub mod service;
 
 /// `furiwake console` and the console's language (`furiwake::console::client::main`).
 pub use modules::console;

@@ -5,6 +5,7 @@
 //!   UDP, checksums).
 //! - `io`: the packet-I/O abstraction the platform implements for
 //!   `rte_mbuf` and tests implement for plain buffers.
+//! - `region`: the memory of the big tables (hugepages in the appliance).
 //! - `limits`: the sizes everything else is dimensioned by; `hash`: the
 //!   keyed hash of client-chosen fields; `siphash`: the PRF of the SYN
 //!   cookies.
@@ -36,6 +37,7 @@ pub mod io;
 pub mod lb;
 pub mod limits;
 pub mod pipeline;
+pub mod region;
 pub mod siphash;
 pub mod state;
 mod sync;

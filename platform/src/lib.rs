@@ -9,6 +9,7 @@
 //! - [`lcore`]: run closures on worker lcores.
 //! - [`Ring`] and [`spsc`]: `rte_ring` carrying owned values.
 //! - [`MbufIo`]: the dataplane's `PacketIo` over ports, queues and rings.
+//! - [`memory`]: DPDK's hugepage heap as the dataplane tables' backing.
 //!
 //! Negative errno values become [`Error`]s with the call that failed.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,6 +19,7 @@ mod error;
 pub mod lcore;
 mod mbuf;
 mod mempool;
+pub mod memory;
 mod port;
 mod ring;
 mod io;
@@ -29,6 +31,14 @@ pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{BondMembers, DevInfo, Link, Port, PortConfig, PortStats, RxQueue, TxQueue};
 pub use ring::{spsc, Consumer, Producer, Ring, RingItem};
+
+/// RSS hash type groups (`RTE_ETH_RSS_IP`, `_TCP`, `_UDP`).
+pub mod rss {
+    use dpdk_sys as sys;
+    pub const IP: u64 = sys::RTE_ETH_RSS_IP as u64;
+    pub const TCP: u64 = sys::RTE_ETH_RSS_TCP as u64;
+    pub const UDP: u64 = sys::RTE_ETH_RSS_UDP as u64;
+}
 
 /// Current TSC value.
 #[inline(always)]

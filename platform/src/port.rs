@@ -340,6 +340,15 @@ impl Port {
         check(unsafe { sys::rte_eth_bond_primary_set(bond, member) }, "rte_eth_bond_primary_set").map(|_| ())
     }
 
+    /// The RSS hash types the started port spreads its RX queues by
+    /// (`RTE_ETH_RSS_*`, as the device reports them); 0: no RSS.
+    pub fn rss_hash(&self) -> u64 {
+        let mut conf = sys::rte_eth_rss_conf::default();
+        // SAFETY: a NULL key with key_len 0 asks for the hash types only.
+        let ret = unsafe { sys::rte_eth_dev_rss_hash_conf_get(self.id, &mut conf) };
+        if ret == 0 { conf.rss_hf } else { 0 }
+    }
+
     /// Link state without waiting for autonegotiation.
     pub fn link(&self) -> Result<Link> {
         let mut l = sys::rte_eth_link::default();

@@ -7,6 +7,35 @@ use serde::Deserialize;
 use std::net::Ipv4Addr;
 use toml::Spanned;
 
+/// `[platform] pci_driver`: what the data NICs named by PCI address are
+/// bound to before DPDK starts (`auto`: vfio-pci, in no-IOMMU mode where
+/// the box has no IOMMU, else uio_pci_generic), or `none` (the operator
+/// binds them; NICs DPDK drives beside their kernel driver, mlx5 and
+/// mlx4, are never rebound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum PciDriver {
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "vfio-pci")]
+    VfioPci,
+    #[serde(rename = "uio_pci_generic")]
+    UioPciGeneric,
+    #[serde(rename = "none")]
+    None,
+}
+
+impl PciDriver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PciDriver::Auto => "auto",
+            PciDriver::VfioPci => "vfio-pci",
+            PciDriver::UioPciGeneric => "uio_pci_generic",
+            PciDriver::None => "none",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Interface {

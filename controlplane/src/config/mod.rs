@@ -39,13 +39,13 @@ pub use diff::restart_needed;
 pub use bounds::{MAX_PERSISTENCE_TIMEOUT_S, MAX_WEIGHT};
 pub use model::{
     unplaced, Algorithm, Bond, BondMode, CheckKind, Config, ConsoleConfig, Forwarding, HashOn, HealthCheck, Interface, Ipv4Cidr, LogLevel, Logging, Management,
-    OnDown, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, SameSite, Server, Snat, SynProxyMode, TimeoutSecs, TunnelKind, VirtualServer, DEFAULT_CONSOLE_SOCKET, DEFAULT_GUE_PORT, DEFAULT_MTU,
+    OnDown, PciDriver, Persistence, PersistenceKind, Platform, Pool, Protocol, Route, SameSite, Server, Snat, SynProxyMode, TimeoutSecs, TunnelKind, VirtualServer, DEFAULT_CONSOLE_SOCKET, DEFAULT_GUE_PORT, DEFAULT_MTU,
 };
 pub use defence::Defence;
 pub use l7::{ClientAddress, HeaderAction, HeaderVerb, Limits, Match, Rule, XffMode, L7};
 pub use ha::{sync_key_id, SyncConfig, Vrrp};
 pub use render::{kebab, key_fingerprint, render, render_with_secrets};
-pub use save::{save_dir, target as save_target, write_secret_file};
+pub use save::{keep_previous, save_dir, target as save_target, write_secret_file};
 
 use std::fmt;
 use std::ops::Range;

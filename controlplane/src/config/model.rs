@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use toml::Spanned;
 
 pub use super::cidr::Ipv4Cidr;
-pub use super::link::{dev_name, Bond, BondMode, Interface, Route, Snat};
+pub use super::link::{dev_name, Bond, BondMode, Interface, PciDriver, Route, Snat};
 pub use super::persistence::{Persistence, PersistenceKind, SameSite};
 pub(crate) use super::link::is_pci_address;
 
@@ -134,11 +134,15 @@ pub struct ConsoleConfig {
     /// default: the directory of the configuration file the appliance
     /// runs from (`config::save`).
     pub save_dir: Option<Spanned<String>>,
+    /// The group the socket belongs to (mode 0660): its members may use
+    /// the console (the appliance image's operator account). Default:
+    /// the appliance's own.
+    pub group: Option<String>,
 }
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        Self { socket: DEFAULT_CONSOLE_SOCKET.to_string(), device: None, save_dir: None }
+        Self { socket: DEFAULT_CONSOLE_SOCKET.to_string(), device: None, save_dir: None, group: None }
     }
 }
 
@@ -232,6 +236,10 @@ pub struct Platform {
     /// has persistence (24 bytes each).
     #[serde(default = "defaults::persistence_records")]
     pub persistence_records: Spanned<u32>,
+    /// The kernel driver PCI data NICs are bound to at start (`run
+    /// --bind-nics`, the service) and taken back from at stop.
+    #[serde(default)]
+    pub pci_driver: super::link::PciDriver,
 }
 
 impl Platform {

@@ -48,7 +48,7 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
     let lcores: Vec<String> = p.worker_lcore_ids().iter().map(u32::to_string).collect();
     let _ = writeln!(
         s,
-        "worker_lcores = [{}]\nflows_per_worker = {}\nmbufs = {}\nrx_descriptors = {}\ntx_descriptors = {}\nidle_sleep_us = {}\ncontrol_idle_sleep_us = {}\npersistence_records = {}",
+        "worker_lcores = [{}]\nflows_per_worker = {}\nmbufs = {}\nrx_descriptors = {}\ntx_descriptors = {}\nidle_sleep_us = {}\ncontrol_idle_sleep_us = {}\npersistence_records = {}\npci_driver = {}",
         lcores.join(", "),
         p.flows_per_worker.get_ref(),
         p.mbufs.get_ref(),
@@ -56,7 +56,8 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
         p.tx_descriptors.get_ref(),
         p.idle_sleep_us.get_ref(),
         p.control_idle_sleep_us.get_ref(),
-        p.persistence_records.get_ref()
+        p.persistence_records.get_ref(),
+        q(p.pci_driver.as_str())
     );
     for i in &cfg.interfaces {
         let _ = writeln!(s, "\n[[interface]]\nname = {}\ndevice = {}\naddress = {}", q(i.name.get_ref()), q(i.device.get_ref()), q(&i.address.to_string()));
@@ -261,6 +262,9 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
     }
     if let Some(d) = &cfg.console.save_dir {
         let _ = writeln!(s, "save_dir = {}", q(d.get_ref()));
+    }
+    if let Some(g) = &cfg.console.group {
+        let _ = writeln!(s, "group = {}", q(g));
     }
     render_ha(cfg, secrets, &mut s);
     for r in &cfg.snat {

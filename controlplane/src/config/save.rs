@@ -89,6 +89,25 @@ pub fn write_secret_file(file: &Path, text: &str) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Before `config save` replaces `file`: its current text kept as
+/// `FILE.prev` (0600, atomically), so one bad save can be undone. None
+/// when there was no file.
+pub fn keep_previous(file: &Path) -> Result<Option<PathBuf>, String> {
+    let old = match fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", file.display())),
+    };
+    let mut name = file.as_os_str().to_os_string();
+    name.push(".prev");
+    let prev = PathBuf::from(name);
+    if fs::symlink_metadata(&prev).is_ok_and(|m| !m.is_file()) {
+        return Err(format!("{}: not a regular file; refused", prev.display()));
+    }
+    write_secret_file(&prev, &old).map_err(|e| format!("{}: {e}", prev.display()))?;
+    Ok(Some(prev))
+}
+
 /// 16 hex digits from the kernel's random source: a temporary name
 /// nobody can create in advance.
 fn random_hex() -> io::Result<String> {

@@ -70,6 +70,11 @@ impl Runtime {
         log::info!("EAL arguments: {}", args.join(" "));
         let eal = Eal::init(&args).map_err(|e| format!("DPDK EAL: {e} (arguments: {})", args.join(" ")))?;
         say(&format!("furiwake: {} up, control lcore {}, workers on lcores {:?}", furiwake_platform::version(), eal.main_lcore(), eal.worker_lcores()));
+        // The workers' tables on hugepages, beside the mbufs (under
+        // --no-huge the EAL's memory is what `-m` gave: the heap serves).
+        if !eal.no_huge() {
+            furiwake_dataplane::region::set_backing(&furiwake_platform::memory::HUGEPAGES);
+        }
 
         let n_workers = cfg.platform.worker_lcores.get_ref().len() as u16;
         let pool = Mempool::new("furiwake-mbufs", *cfg.platform.mbufs.get_ref(), MEMPOOL_CACHE, MBUF_DATA_ROOM, -1)

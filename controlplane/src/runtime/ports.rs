@@ -213,11 +213,12 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
     let mac = EthernetAddress(port.mac().map_err(|e| format!("interface {name}: {e}"))?);
     let link = port.link().map_err(|e| format!("interface {name}: {e}"))?;
     say(&format!(
-        "port {name}: {} (driver {}, port {}) mac {mac} address {} rxq {rx_queues} txq {tx_queues} control-tx {} link {link}",
+        "port {name}: {} (driver {}, port {}) mac {mac} address {} rxq {rx_queues} txq {tx_queues} rss {} control-tx {} link {link}",
         iface.dev_name(),
         info.driver,
         port.id(),
         iface.address,
+        rss_names(if rx_queues > 1 { port.rss_hash() } else { 0 }),
         control_txq.map_or("via worker 0".to_string(), |q| format!("queue {q}")),
     ));
     let control_txq = match control_txq {
@@ -237,6 +238,17 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
         l.fail_over();
     }
     Ok(l)
+}
+
+/// The RSS hash types a port spreads by, as `ip,tcp,udp` (`off`: none).
+fn rss_names(hf: u64) -> String {
+    use furiwake_platform::rss;
+    let names: Vec<&str> = [(rss::IP, "ip"), (rss::TCP, "tcp"), (rss::UDP, "udp")].iter().filter(|(m, _)| hf & m != 0).map(|(_, n)| *n).collect();
+    if names.is_empty() {
+        if hf == 0 { "off".into() } else { format!("{hf:#x}") }
+    } else {
+        names.join(",")
+    }
 }
 
 /// A bond member's link: the kernel's view under af_packet/af_xdp, the

@@ -6,6 +6,8 @@ use super::stats::{LoopStats, Traffic};
 use super::Runtime;
 use crate::config::Config;
 use furiwake_dataplane::conntrack;
+use furiwake_dataplane::region;
+use crate::out::say;
 use furiwake_dataplane::ctl::dump::{self, DumpClient};
 use furiwake_dataplane::ctl::events::{self, RecordConsumer, RecordProducer, SyncControl};
 use furiwake_dataplane::lb::Loads;
@@ -276,7 +278,8 @@ impl Runtime {
             };
             let (dump, dump_server) = dump::channel();
             let loops = Arc::new(LoopStats::default());
-            let mut worker = Worker::new(config, reader, Arc::clone(neighbors)).with_loads(Arc::clone(loads)).with_dump(dump_server);
+            let node = furiwake_platform::memory::lcore_node(lcore_id);
+            let mut worker = region::on_node(node, || Worker::new(config, reader, Arc::clone(neighbors))).with_loads(Arc::clone(loads)).with_dump(dump_server);
             if sync.is_some() {
                 let (out_p, out_c) = events::channel(SYNC_RING);
                 let (in_p, in_c) = events::channel(SYNC_RING);
@@ -296,6 +299,12 @@ impl Runtime {
         sync_ends.reverse();
         self.workers.sync = sync_ends;
         self.control.reverse_punts();
+        let (huge, heap) = region::placed();
+        let mib = |b: u64| b.div_ceil(1 << 20);
+        say(&format!("tables: {} MiB on hugepages, {} MiB on the heap", mib(huge), mib(heap)));
+        if heap > 0 && !self.eal.no_huge() {
+            log::warn!("tables: {} MiB on the heap: the hugepages had no room (reserve more, or lower flows_per_worker)", mib(heap));
+        }
         Ok(())
     }
 }

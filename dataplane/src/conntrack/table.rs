@@ -17,6 +17,7 @@ use super::entry::Forwarding;
 use super::track::{Check, Restart, Segment, Sight, Track};
 use super::wheel::{Wheel, NIL, WHEEL_MASK};
 use unreplied::{list_of, Counts, EmbList};
+use crate::region::Region;
 pub use unreplied::{CAP_WALK, SOURCE_BUCKETS};
 
 mod unreplied;
@@ -38,8 +39,8 @@ pub enum InsertError {
 
 /// One worker's connection table. See the module docs for the layout.
 pub struct FlowTable<A: Addr = u32> {
-    entries: Box<[Flow<A>]>,
-    buckets: Box<[u32]>,
+    entries: Region<Flow<A>>,
+    buckets: Region<u32>,
     mask: u32,
     /// Head of the free list (through `orig_next`), `NIL` when full.
     free: u32,
@@ -50,7 +51,7 @@ pub struct FlowTable<A: Addr = u32> {
     seed: crate::hash::Seed,
     /// Sequence tracking and the embryonic list, beside `entries` (same
     /// index): one more line per entry, touched by TCP packets only.
-    tracks: Box<[Track]>,
+    tracks: Region<Track>,
     /// The unreplied lists, oldest first (what a flood of spoofed sources
     /// makes): TCP entries in a handshake state (`Unreplied::HalfOpen`) and
     /// UDP entries their server has not answered (`Unreplied::Udp`). What
@@ -75,7 +76,7 @@ impl<A: Addr> FlowTable<A> {
     /// `new` with the hash key `key` (`crate::hash`).
     pub fn keyed(capacity: u32, timeouts: Timeouts, key: u64) -> Self {
         let capacity = capacity.min(MAX_CAPACITY);
-        let mut entries = vec![Flow::<A>::FREE; capacity as usize].into_boxed_slice();
+        let mut entries = Region::filled(capacity as usize, Flow::<A>::FREE);
         // Thread the free list in id order, so the first ids used are the
         // lowest (and the most recently freed are reused first).
         for (id, e) in (1..=capacity).zip(entries.iter_mut()) {
@@ -84,14 +85,14 @@ impl<A: Addr> FlowTable<A> {
         let n_buckets = capacity.saturating_mul(2).max(1).next_power_of_two();
         Self {
             entries,
-            buckets: vec![NIL; n_buckets as usize].into_boxed_slice(),
+            buckets: Region::filled(n_buckets as usize, NIL),
             mask: n_buckets - 1,
             free: if capacity > 0 { 0 } else { NIL },
             len: 0,
             wheel: Wheel::new(),
             timeouts,
             seed: crate::hash::Seed::new(key),
-            tracks: vec![Track::NEW; capacity as usize].into_boxed_slice(),
+            tracks: Region::filled(capacity as usize, Track::NEW),
             unreplied: [EmbList::EMPTY; 2],
             counts: Counts::new(key),
         }

@@ -46,6 +46,7 @@
 //! read on use (no timer walk): an expired record is a free way.
 
 use crate::conntrack::Addr;
+use crate::region::Region;
 
 /// What a persistence record is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +166,7 @@ fn after(a: u32, b: u32) -> bool {
 }
 
 pub struct PersistTable<A: Addr = u32> {
-    records: Box<[Record<A>]>,
+    records: Region<Record<A>>,
     /// Sets - 1 (sets are a power of two); unused when `records` is empty.
     mask: u32,
     /// The hash key (`crate::hash`).
@@ -174,7 +175,7 @@ pub struct PersistTable<A: Addr = u32> {
 
 impl<A: Addr> Default for PersistTable<A> {
     fn default() -> Self {
-        Self { records: Box::new([]), mask: 0, hash_key: 0 }
+        Self { records: Region::empty(), mask: 0, hash_key: 0 }
     }
 }
 
@@ -197,7 +198,7 @@ impl<A: Addr> PersistTable<A> {
             return Self::default();
         }
         let sets = (capacity as usize).div_ceil(WAYS).next_power_of_two();
-        Self { records: vec![Record::default(); sets * WAYS].into_boxed_slice(), mask: (sets - 1) as u32, hash_key }
+        Self { records: Region::filled(sets * WAYS, Record::default()), mask: (sets - 1) as u32, hash_key }
     }
 
     pub fn capacity(&self) -> usize {

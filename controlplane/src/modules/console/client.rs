@@ -141,6 +141,9 @@ fn interactive(mut session: Session) -> ExitCode {
     if let Some(h) = &history {
         let _ = rl.load_history(h);
     }
+    if let Ok(Ok(banner)) = session.call("_banner") {
+        println!("{banner}");
+    }
     println!("furiwake console: `help` lists the commands, Tab completes, Ctrl-D leaves");
     let mut status = ExitCode::SUCCESS;
     loop {

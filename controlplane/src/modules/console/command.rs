@@ -99,6 +99,9 @@ pub enum Command {
     VrrpRelease { name: String },
     /// Object names for completion (`furiwake console` asks at start).
     Names,
+    /// The greeting `furiwake console` prints: version, configuration,
+    /// and a warning when the box runs on its last good configuration.
+    Banner,
     /// Ends the session (the client's; the appliance just says bye).
     Quit,
 }
@@ -215,6 +218,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
     }
     if *first == "_names" {
         return Ok(Some(Command::Names));
+    }
+    if *first == "_banner" {
+        return Ok(Some(Command::Banner));
     }
     let top = resolve(first, TOP, "command").map_err(|e| format!("{e} (type `help`)"))?;
     let rest = &words[1..];

@@ -41,6 +41,7 @@ impl Console {
         Some(match cmd {
             Command::Help(words) => command::help(&words),
             Command::Names => Ok(names(m.lb.config()).render()),
+            Command::Banner => Ok(self.banner()),
             Command::Quit => Ok("bye".into()),
             Command::Server { pool, addr, action } => self.server_command(&pool, addr, action, m),
             Command::AddServer { pool, addr, weight } => m.lb.add_server(&pool, addr, weight).and_then(|(new, message)| self.change(new, message, m)),
@@ -189,12 +190,38 @@ impl Console {
         self.changes.push(message.to_string());
     }
 
+    /// `furiwake console`'s greeting.
+    fn banner(&self) -> String {
+        let mut s = format!("furiwake {}", env!("CARGO_PKG_VERSION"));
+        if let Some(p) = &self.config_path {
+            s.push_str(&format!(", configuration {}", p.display()));
+        }
+        if let Some(why) = &self.fallback {
+            s.push_str(&format!("\nWARNING: {why}\n(fix the file, then `config reload`)"));
+        }
+        s
+    }
+
+    /// The configuration now running is the last good one (its text as
+    /// written to its file).
+    fn remember_good(&mut self, text: &str) {
+        self.fallback = None;
+        if let Some(good) = &self.last_good {
+            if let Err(e) = crate::service::lastgood::remember(good, text) {
+                log::warn!("last good configuration: {e}");
+            }
+        }
+    }
+
     /// `config reload`: the file again; a bad one changes nothing.
     fn reload(&mut self, m: &mut Modules) -> Result<String, String> {
         let Some(path) = self.config_path.clone() else { return Err("config reload: the appliance was not started from a file".into()) };
-        let new = Config::load(&path).map_err(|e| format!("config reload refused: {e}; nothing changed"))?;
+        let refused = |e: String| format!("config reload refused: {e}; nothing changed");
+        let text = std::fs::read_to_string(&path).map_err(|e| refused(format!("{}: cannot read: {e}", path.display())))?;
+        let new = Config::parse(&path.display().to_string(), &text).map_err(|e| refused(e.to_string()))?;
         let summary = m.lb.apply_config(new, m.runtime, m.arp, m.health).map_err(|e| format!("config reload refused: {e}"))?;
         self.changes.clear();
+        self.remember_good(&text);
         let message = format!("config reloaded from {}", path.display());
         log::info!("console: {message}");
         say(&format!("admin: {message}"));
@@ -216,9 +243,16 @@ impl Console {
         let wanted = if path.is_none() { std::path::absolute(&wanted).unwrap_or(wanted) } else { wanted };
         let target = config::save_target(&wanted, &dir).map_err(|e| format!("config save refused: {e}"))?;
         let text = format!("# The running configuration of furiwake, saved by `config save`.\n\n{}\n", config::render_with_secrets(cfg));
+        let kept = config::keep_previous(&target).map_err(|e| format!("config save: {e}"))?;
         config::write_secret_file(&target, &text).map_err(|e| format!("config save: {}: {e}", target.display()))?;
         self.changes.clear();
-        let message = format!("config saved to {}", target.display());
+        if self.config_path.as_deref().and_then(|p| std::path::absolute(p).ok()) == std::path::absolute(&target).ok() {
+            self.remember_good(&text);
+        }
+        let mut message = format!("config saved to {}", target.display());
+        if let Some(k) = kept {
+            message.push_str(&format!(" (the previous file kept as {})", k.display()));
+        }
         log::info!("console: {message}");
         say(&format!("admin: {message}"));
         Ok(message)

@@ -58,6 +58,10 @@ pub struct Console {
     changes: Vec<String>,
     /// The file `config reload` reads and `config save` writes.
     config_path: Option<PathBuf>,
+    /// Where the configuration that last started or reloaded is kept.
+    last_good: Option<PathBuf>,
+    /// Why the box runs on the last good configuration, until a reload.
+    fallback: Option<String>,
 }
 
 impl Console {
@@ -67,7 +71,13 @@ impl Console {
 
     /// Opens the console socket and device of `[console]`.
     pub fn open(&mut self, c: &ConsoleConfig) {
-        self.server = Some(ConsoleServer::open(&c.socket, c.device.as_deref()));
+        let server = ConsoleServer::open(&c.socket, c.device.as_deref());
+        if let (Some(g), Some(p)) = (&c.group, server.socket_path()) {
+            if let Err(e) = server::give_to_group(p, g) {
+                log::warn!("console socket: {e}");
+            }
+        }
+        self.server = Some(server);
     }
 
     /// Closes the socket and the device.
@@ -75,9 +85,12 @@ impl Console {
         self.server = None;
     }
 
-    /// Names the configuration file (`config reload`, `config save`).
-    pub fn set_config_path(&mut self, path: &Path) {
+    /// Names the configuration file (`config reload`, `config save`), the
+    /// last good one, and why the box runs on that one instead.
+    pub fn set_config_path(&mut self, path: &Path, last_good: Option<&Path>, fallback: Option<&str>) {
         self.config_path = Some(path.to_path_buf());
+        self.last_good = last_good.map(Path::to_path_buf);
+        self.fallback = fallback.map(str::to_string);
     }
 
     /// One turn of the console: counter samples for the rates, commands

@@ -112,6 +112,22 @@ fn bind(path: &Path) -> Result<UnixListener, String> {
     Ok(l)
 }
 
+/// Gives the socket (mode 0660) to `group`, so its members may use the
+/// console.
+pub fn give_to_group(path: &Path, group: &str) -> Result<(), String> {
+    let name = std::ffi::CString::new(group).map_err(|_| format!("group {group:?}: not a name"))?;
+    // SAFETY: getgrnam reads the group database; the returned pointer is
+    // read at once, before any other call that could reuse its storage.
+    let gid = unsafe {
+        let g = libc::getgrnam(name.as_ptr());
+        if g.is_null() {
+            return Err(format!("group {group:?}: no such group"));
+        }
+        (*g).gr_gid
+    };
+    std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 fn is_tty(fd: i32) -> bool {
     // SAFETY: isatty only inspects the descriptor.
     unsafe { libc::isatty(fd) == 1 }

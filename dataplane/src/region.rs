@@ -1,0 +1,181 @@
+//! The memory of the big tables (connection table, its buckets and
+//! tracks, persistence records): a fixed-size slice allocated once, from
+//! the appliance's hugepages when it has set a [`Backing`] (DPDK's
+//! `rte_malloc`, NUMA-local: fewer TLB misses on a table a worker
+//! touches at random, as DPVS and VPP keep theirs), else from the heap
+//! (tests, benchmarks, `--no-huge`). A backing that has no room left
+//! gives nothing and the heap serves: `placed()` tells the operator
+//! where the bytes went.
+//!
+//! Allocation and release only; the packet path sees a `&[T]`.
+
+use core::ops::{Deref, DerefMut};
+use core::ptr::NonNull;
+use std::alloc::Layout;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// Memory for tables, other than the heap.
+pub trait Backing: Sync {
+    /// `bytes` bytes aligned to `align`, preferably on NUMA node `node`
+    /// (None: the calling thread's); null when there is no room.
+    fn alloc(&self, bytes: usize, align: usize, node: Option<u32>) -> *mut u8;
+    /// Frees what `alloc` returned.
+    ///
+    /// # Safety
+    /// `p` came from this backing's `alloc` and is freed once.
+    unsafe fn free(&self, p: *mut u8);
+}
+
+static BACKING: OnceLock<&'static dyn Backing> = OnceLock::new();
+/// Bytes of tables on the backing and on the heap.
+static ON_BACKING: AtomicU64 = AtomicU64::new(0);
+static ON_HEAP: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The NUMA node tables made on this thread go to (`on_node`).
+    static NODE: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// Sets the backing of every table made from now on (once per process).
+/// False when one was set before.
+pub fn set_backing(b: &'static dyn Backing) -> bool {
+    BACKING.set(b).is_ok()
+}
+
+/// Runs `f` with the tables it makes placed on NUMA node `node` (the
+/// control thread builds each worker's before the worker runs).
+pub fn on_node<R>(node: u32, f: impl FnOnce() -> R) -> R {
+    let before = NODE.with(|n| n.replace(Some(node)));
+    let r = f();
+    NODE.with(|n| n.set(before));
+    r
+}
+
+/// Bytes of tables on the backing (hugepages) and on the heap, now.
+pub fn placed() -> (u64, u64) {
+    (ON_BACKING.load(Ordering::Relaxed), ON_HEAP.load(Ordering::Relaxed))
+}
+
+/// `len` values of `T`, allocated once.
+pub struct Region<T: Copy> {
+    ptr: NonNull<T>,
+    len: usize,
+    /// The backing it came from; None: the heap (or nothing, when empty).
+    from: Option<&'static dyn Backing>,
+}
+
+// SAFETY: a Region owns its memory as a Box<[T]> would; T: Send/Sync
+// carries over.
+unsafe impl<T: Copy + Send> Send for Region<T> {}
+// SAFETY: as above; shared access is to `&[T]` only.
+unsafe impl<T: Copy + Sync> Sync for Region<T> {}
+
+impl<T: Copy> Region<T> {
+    /// No values (allocates nothing).
+    pub fn empty() -> Self {
+        Region { ptr: NonNull::dangling(), len: 0, from: None }
+    }
+
+    /// `len` copies of `value`, on the backing when there is one with room.
+    /// An allocation the heap cannot give aborts, as `vec!` does.
+    pub fn filled(len: usize, value: T) -> Self {
+        let Ok(layout) = Layout::array::<T>(len) else { std::alloc::handle_alloc_error(Layout::new::<T>()) };
+        if layout.size() == 0 {
+            return Region { ptr: NonNull::dangling(), len, from: None };
+        }
+        let mut from = None;
+        let mut p: *mut T = core::ptr::null_mut();
+        if let Some(b) = BACKING.get() {
+            p = b.alloc(layout.size(), layout.align(), NODE.with(Cell::get)).cast();
+            if !p.is_null() {
+                from = Some(*b);
+            }
+        }
+        if p.is_null() {
+            // SAFETY: the layout's size is not zero.
+            p = unsafe { std::alloc::alloc(layout) }.cast();
+        }
+        let Some(ptr) = NonNull::new(p) else { std::alloc::handle_alloc_error(layout) };
+        for i in 0..len {
+            // SAFETY: i < len, inside the allocation of `len` T's.
+            unsafe { ptr.as_ptr().add(i).write(value) };
+        }
+        let counter = if from.is_some() { &ON_BACKING } else { &ON_HEAP };
+        counter.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        Region { ptr, len, from }
+    }
+
+    /// True when the values are on the backing (hugepages).
+    pub fn on_backing(&self) -> bool {
+        self.from.is_some()
+    }
+}
+
+impl<T: Copy> Deref for Region<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: ptr points to `len` initialised T's (or is dangling with
+        // len 0 or a zero-sized T), owned by self.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Copy> DerefMut for Region<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in deref; &mut self is the only access.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Copy> Drop for Region<T> {
+    fn drop(&mut self) {
+        let Ok(layout) = Layout::array::<T>(self.len) else { return };
+        if layout.size() == 0 {
+            return;
+        }
+        let counter = if self.from.is_some() { &ON_BACKING } else { &ON_HEAP };
+        counter.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        match self.from {
+            // SAFETY: allocated by this backing in `filled`, freed once here.
+            Some(b) => unsafe { b.free(self.ptr.as_ptr().cast()) },
+            // SAFETY: allocated by the global allocator with this layout.
+            None => unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) },
+        }
+    }
+}
+
+impl<T: Copy + core::fmt::Debug> core::fmt::Debug for Region<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Region").field("len", &self.len).field("on_backing", &self.from.is_some()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_region_holds_its_values_and_frees_them() {
+        let mut r = Region::filled(1000, 7u32);
+        assert_eq!(r.len(), 1000);
+        assert!(r.iter().all(|&v| v == 7));
+        r[999] = 8;
+        assert_eq!(r.iter().copied().sum::<u32>(), 7 * 999 + 8);
+        let e = Region::<u64>::empty();
+        assert!(e.is_empty());
+        let z = Region::filled(3, ());
+        assert_eq!(z.len(), 3);
+        let none = Region::filled(0, 1u8);
+        assert!(none.is_empty() && !none.on_backing());
+    }
+
+    #[test]
+    fn tables_go_to_the_node_asked_for_on_this_thread_only() {
+        assert_eq!(NODE.with(Cell::get), None);
+        let inner = on_node(1, || NODE.with(Cell::get));
+        assert_eq!(inner, Some(1));
+        assert_eq!(NODE.with(Cell::get), None);
+    }
+}
