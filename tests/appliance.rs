@@ -57,6 +57,13 @@ impl Serial {
         Serial { stream, seen, pos: 0, name: name.to_string() }
     }
 
+    /// What the port printed between byte `from` and the cursor, as plain
+    /// text.
+    fn since(&self, from: usize) -> String {
+        let all = self.seen.lock().expect("serial buffer");
+        plain(&String::from_utf8_lossy(all.get(from..self.pos).unwrap_or_default()))
+    }
+
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.seen.lock().expect("serial buffer")).into_owned()
     }
@@ -193,7 +200,8 @@ impl Vm {
             argv.push("-netdev".into());
             argv.push(format!("tap,id=n{i},ifname={prefix}t{i},script=no,downscript=no,vhost=off,queues=2"));
             argv.push("-device".into());
-            argv.push(format!("virtio-net-pci,netdev=n{i},mq=on,vectors=6{extra},addr=0x{},mac=52:54:00:12:00:0{}", 4 + i, i + 1));
+            // romfile= : no iPXE option ROM (nothing boots from the network).
+            argv.push(format!("virtio-net-pci,netdev=n{i},mq=on,vectors=6{extra},addr=0x{},mac=52:54:00:12:00:0{},romfile=", 4 + i, i + 1));
         }
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let started = Instant::now();
@@ -269,6 +277,9 @@ fn serves_round_robin(vm: &Vm) {
 
 /// `admin` on ttyS0 lands in the Furiwake console: show, complete, drain.
 fn operator_console(vm: &mut Vm, admin_pw: &str) {
+    vm.s0.send("\r");
+    vm.s0.expect("login: ", Duration::from_secs(300));
+    let from = vm.s0.pos;
     vm.s0.login("admin", admin_pw, "furiwake> ");
     let servers = vm.s0.console("show servers");
     assert!(servers.contains("198.51.100.10:80") && servers.contains("203.0.113.10:80") && servers.matches(" up ").count() >= 2, "{servers}");
@@ -287,6 +298,7 @@ fn operator_console(vm: &mut Vm, admin_pw: &str) {
     vm.s0.console("server web 198.51.100.10:80 enable");
     vm.s0.send("quit\r");
     vm.s0.expect("login: ", Duration::from_secs(30));
+    println!("appliance: the admin's session on ttyS0:\n{}", vm.s0.since(from));
     // The appliance's own console on ttyS1, no login.
     vm.s1.expect("furiwake> ", Duration::from_secs(60));
     vm.s1.send("show pools\r");
@@ -369,6 +381,7 @@ fn broken_config_at_boot(vm: &mut Vm, admin_pw: &str) {
     let announced = vm.s0.expect("furiwake: WARNING: running on the last good configuration /etc/furiwake/last-good.toml", Duration::from_secs(420));
     let why = vm.s0.expect("\r\n", Duration::from_secs(5));
     let place = format!("/etc/furiwake/furiwake.toml:{lines}:1: unknown field `frobnicate`");
+    println!("appliance: on the console at boot: furiwake: WARNING: running on the last good configuration /etc/furiwake/last-good.toml{why}");
     assert!(why.contains(&place), "file:line:column of the error on the console: {why:?} (expected {place}); the boot:\n{announced}");
     let served = wait_for(Duration::from_secs(240), || vm.curl("/id"));
     assert!(served.is_some(), "the last good configuration serves");
@@ -402,4 +415,31 @@ fn acpi_shutdown_gives_the_nics_back(vm: &mut Vm) {
         assert!(after.contains(&format!("nics: {nic}: back on virtio-pci")), "{nic} given back at shutdown:\n{after}");
     }
     assert!(after.contains("furiwake: stopped"), "an orderly stop:\n{after}");
+}
+
+/// The same image boots by UEFI (OVMF, GRUB on the EFI system
+/// partition's removable-media path) to the serial login.
+#[test]
+fn the_image_boots_by_uefi_too() {
+    let Some((img, _, _)) = image() else { return };
+    let code = Path::new("/usr/share/OVMF/OVMF_CODE.fd");
+    if !require(code.exists(), "OVMF (package ovmf)") {
+        return;
+    }
+    let dir = Scratch::new("uefi");
+    sh(&format!("qemu-img create -q -f qcow2 -b {} -F raw {}", img.display(), dir.path("disk.qcow2").display()));
+    sh(&format!("cp /usr/share/OVMF/OVMF_VARS.fd {}", dir.path("vars.fd").display()));
+    let p = |f: &str| dir.path(f).display().to_string();
+    let argv = [
+        "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "1536", "-smp", "2", "-nodefaults", "-nographic",
+        "-drive", &format!("if=pflash,format=raw,readonly=on,file={}", code.display()), "-drive", &format!("if=pflash,format=raw,file={}", p("vars.fd")),
+        "-drive", &format!("file={},if=virtio,format=qcow2", p("disk.qcow2")),
+        "-chardev", &format!("socket,id=s0,path={},server=on,wait=off", p("s0.sock")), "-serial", "chardev:s0",
+    ];
+    let started = Instant::now();
+    let _qemu = Proc::spawn("qemu-uefi", None, &argv, &dir.path("qemu.log"), false);
+    let mut s0 = Serial::connect(&dir.path("s0.sock"), "ttyS0 (UEFI)");
+    s0.expect("Booting `Furiwake'", Duration::from_secs(300));
+    s0.expect("furiwake login: ", Duration::from_secs(300));
+    println!("appliance: UEFI power-on to the login prompt: {:.1} s", started.elapsed().as_secs_f64());
 }
