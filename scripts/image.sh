@@ -69,16 +69,40 @@ if [ -z "$deb" ]; then
 fi
 [ -f "$deb" ] || { echo "image.sh: $deb: no package" >&2; exit 1; }
 
+# A password file's first line, hashed (SHA-512 crypt); an empty one is
+# refused (it would make an account without a password).
+hash_of() {
+    local pw
+    pw=$(head -n 1 "$1" | tr -d '\r\n')
+    [ -n "$pw" ] || { echo "image.sh: $1: empty password" >&2; exit 2; }
+    printf '%s' "$pw" | openssl passwd -6 -stdin
+}
+valid_hash() { [[ "$1" =~ ^\$(6|5|y|gy)\$[./A-Za-z0-9=\$]+$ ]]; }
+
 # The admin password: given, or random and changed at the first login.
 expire=0
 if [ -n "$password_file" ]; then
-    password_hash=$(head -n 1 "$password_file" | tr -d '\n' | openssl passwd -6 -stdin)
+    password_hash=$(hash_of "$password_file")
 elif [ -z "$password_hash" ]; then
     mkdir -p "$out"
     ( umask 077; openssl rand -base64 12 > "$out/admin-password" )
-    password_hash=$(tr -d '\n' < "$out/admin-password" | openssl passwd -6 -stdin)
+    password_hash=$(hash_of "$out/admin-password")
     expire=1
 fi
+valid_hash "$password_hash" || { echo "image.sh: the admin password hash is not a crypt(3) SHA-512, SHA-256 or yescrypt hash" >&2; exit 2; }
+root_hash=""
+[ -z "$root_password_file" ] || root_hash=$(hash_of "$root_password_file")
+# GRUB's menu editor and command line (kernel arguments such as
+# init=/bin/sh) are root's alone: its password, or, with root locked, one
+# nobody knows. Booting the entry needs none.
+if [ -n "$root_password_file" ]; then
+    grub_pw=$(head -n 1 "$root_password_file" | tr -d '\r\n')
+else
+    grub_pw=$(openssl rand -base64 24)
+fi
+grub_hash=$(printf '%s\n%s\n' "$grub_pw" "$grub_pw" | grub-mkpasswd-pbkdf2 | sed -n 's/.* is \(grub\.pbkdf2\..*\)$/\1/p')
+unset grub_pw
+[ -n "$grub_hash" ] || { echo "image.sh: grub-mkpasswd-pbkdf2 failed" >&2; exit 1; }
 
 mkdir -p "$out"
 work=$(mktemp -d "$out/.build.XXXXXX")
@@ -91,7 +115,6 @@ cmdline="console=tty0 console=ttyS0,115200n8 default_hugepagesz=2M hugepagesz=2M
 # The root file system: Debian 12, its kernel, systemd, the package.
 cp "$deb" "$work/furiwake.deb"
 [ -z "$config" ] || cp "$config" "$work/furiwake.toml"
-printf '%s' "$password_hash" > "$work/admin.hash"
 mmdebstrap --variant=minbase --components=main \
     --include=systemd-sysv,udev,kmod,dbus,linux-image-amd64,procps,pciutils,less,ca-certificates \
     --customize-hook='copy-in "'"$work"'/furiwake.deb" /tmp' \
@@ -104,16 +127,17 @@ echo furiwake > "$rootfs/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tfuriwake\n' > "$rootfs/etc/hosts"
 printf 'LABEL=furiwake-root / ext4 errors=remount-ro 0 1\n' > "$rootfs/etc/fstab"
 [ -z "$config" ] || install -m 0600 "$work/furiwake.toml" "$rootfs/etc/furiwake/furiwake.toml"
-chroot "$rootfs" useradd --create-home --shell /usr/lib/furiwake/console-shell --groups furiwake,systemd-journal \
-    --password "$(cat "$work/admin.hash")" admin
+chroot "$rootfs" useradd --create-home --shell /usr/lib/furiwake/console-shell --groups furiwake,systemd-journal admin
+# Hashes through chpasswd's stdin, never on a command line.
+printf 'admin:%s\n' "$password_hash" | chroot "$rootfs" chpasswd -e
 [ "$expire" = 0 ] || chroot "$rootfs" chage -d 0 admin
-if [ -n "$root_password_file" ]; then
-    chroot "$rootfs" usermod --password "$(head -n 1 "$root_password_file" | tr -d '\n' | openssl passwd -6 -stdin)" root
+if [ -n "$root_hash" ]; then
+    printf 'root:%s\n' "$root_hash" | chroot "$rootfs" chpasswd -e
 else
     chroot "$rootfs" passwd --lock root >/dev/null
 fi
 chroot "$rootfs" systemctl enable furiwake.service >/dev/null 2>&1
-# The service's lines reach the serial console; the journal stays on disk.
+# The journal stays on disk (the service's lines go there).
 mkdir -p "$rootfs/var/log/journal"
 # Nothing listens on the network: no ssh is installed; no timers that
 # reach out either.
@@ -124,17 +148,24 @@ rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var
 kver=$(ls "$rootfs/boot" | sed -n 's/^vmlinuz-//p' | sort -V | tail -n 1)
 [ -n "$kver" ] || { echo "image.sh: no kernel in the image" >&2; exit 1; }
 mkdir -p "$rootfs/boot/grub"
+# The kernel by Debian's /vmlinuz and /initrd.img links, which a kernel
+# upgrade moves. Booting needs no password; editing the entry or GRUB's
+# command line needs root's.
+[ -e "$rootfs/vmlinuz" ] && [ -e "$rootfs/initrd.img" ] || { echo "image.sh: no /vmlinuz or /initrd.img link" >&2; exit 1; }
 cat > "$rootfs/boot/grub/grub.cfg" <<EOF
 serial --unit=0 --speed=115200
 terminal_input serial console
 terminal_output serial console
+set superusers="root"
+password_pbkdf2 root $grub_hash
 set timeout=2
-menuentry 'Furiwake' {
+menuentry 'Furiwake' --unrestricted {
     search --no-floppy --label furiwake-root --set=root
-    linux /boot/vmlinuz-$kver root=LABEL=furiwake-root ro quiet $cmdline
-    initrd /boot/initrd.img-$kver
+    linux /vmlinuz root=LABEL=furiwake-root ro quiet $cmdline
+    initrd /initrd.img
 }
 EOF
+chmod 0600 "$rootfs/boot/grub/grub.cfg"
 
 # GRUB, for BIOS (core.img in a BIOS boot partition) and UEFI (the
 # removable-media path, so no NVRAM entry is needed).
@@ -143,7 +174,7 @@ search --no-floppy --label furiwake-root --set=root
 set prefix=($root)/boot/grub
 configfile ($root)/boot/grub/grub.cfg
 EOF
-mods="part_gpt ext2 search search_label configfile normal linux echo test serial terminal"
+mods="part_gpt ext2 search search_label configfile normal linux echo test serial terminal password_pbkdf2"
 grub-mkimage -O i386-pc -o "$work/core.img" -c "$work/early.cfg" -p /boot/grub biosdisk $mods
 grub-mkimage -O x86_64-efi -o "$work/BOOTX64.EFI" -c "$work/early.cfg" -p /boot/grub efi_gop $mods
 
@@ -179,13 +210,14 @@ raw, core, boot, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 CORE_LBA = 2048
 b = bytearray(open(boot, 'rb').read())
 b[0x5c:0x64] = struct.pack('<Q', CORE_LBA)            # GRUB_BOOT_MACHINE_KERNEL_SECTOR
-b[0x66:0x68] = b'\x90\x90'                            # a hard disk: trust the BIOS's drive
+b[0x66:0x68] = b'\x90\x90'                            # a hard disk: drive 0x80 when the BIOS passes one without bit 7
 c = bytearray(open(core, 'rb').read())
 c += b'\0' * (n * 512 - len(c))
 c[0x1f4:0x1fc] = struct.pack('<Q', CORE_LBA + 1)      # the rest of core.img: first sector
 c[0x1fc:0x1fe] = struct.pack('<H', n - 1)             # and how many
 with open(raw, 'r+b') as f:
     f.seek(0); f.write(b[:440])                       # the code only: the table stays
+    f.seek(446); f.write(b'\x80')                     # the protective entry active, for BIOSes that ask
     f.seek(CORE_LBA * 512); f.write(c)
 EOF
 

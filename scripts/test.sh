@@ -60,11 +60,13 @@ run scripts/fuzz.sh libfuzzer sync 300000
 # 3c. The appliance: the statically linked release build (feature
 #     `static`: DPDK archives with +whole-archive, PMDs built in), its
 #     Debian package, and the disk image with the package installed into
-#     a fresh Debian 12 (the boot test's configuration and passwords
-#     baked in); tests/appliance.rs boots it under QEMU with the e2e tests.
+#     a fresh Debian 12 (the boot test's configuration and its test-only
+#     passwords baked in, so in target/image-test, never where image.sh
+#     puts an operator's); tests/appliance.rs boots it under QEMU with the
+#     e2e tests.
 run cargo build --release -p furiwake --features static --target-dir target/static
 run bash scripts/deb.sh --binary target/static/release/furiwake
-run bash scripts/image.sh --deb "$(ls target/deb/furiwake_*_amd64.deb | head -n 1)" --out target/image \
+run bash scripts/image.sh --deb "$(ls target/deb/furiwake_*_amd64.deb | head -n 1)" --out target/image-test \
   --config tests/appliance/furiwake.toml --password-file tests/appliance/admin.password \
   --root-password-file tests/appliance/root.password
 run cargo test -p furiwake-e2e -- --test-threads=1

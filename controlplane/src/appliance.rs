@@ -152,15 +152,23 @@ impl Appliance {
     /// Names the configuration file (`config reload`, `config save`), the
     /// last good one they keep, and why the box runs on that one instead
     /// (the console's banner says so).
-    pub fn set_config_path(&mut self, path: &Path, last_good: Option<&Path>, fallback: Option<&str>) {
-        self.console.set_config_path(path, last_good, fallback);
+    /// `text`: the configuration file's text as started from, kept as the
+    /// last good one once the appliance serves (`tell_ready`).
+    pub fn set_config_path(&mut self, path: &Path, last_good: Option<&Path>, fallback: Option<&str>, text: &str) {
+        self.console.set_config_path(path, last_good, fallback, text);
     }
 
-    /// Tells systemd the appliance serves (`READY=1`): once every port's
-    /// link is up, or after `LINK_WAIT` with the ports still down named,
-    /// so a cable out does not keep the service from starting.
-    fn tell_ready(&mut self, notify: &mut Notifier, since: Instant) -> bool {
+    /// The appliance serves: once every port's link is up, or after
+    /// `LINK_WAIT` with the ports still down named, so a cable out does not
+    /// keep the service from starting. Then systemd is told (`READY=1`)
+    /// and the configuration becomes the last good one. Links are looked
+    /// at every 100 ms until then.
+    fn tell_ready(&mut self, notify: &mut Notifier, since: Instant, last_look: &mut Instant) -> bool {
         const LINK_WAIT: Duration = Duration::from_secs(10);
+        if last_look.elapsed() < Duration::from_millis(100) {
+            return false;
+        }
+        *last_look = Instant::now();
         self.runtime.watch_links();
         let down: Vec<&str> = self.runtime.links().iter().filter(|l| !l.is_up()).map(|l| l.name().as_str()).collect();
         if !down.is_empty() && since.elapsed() < LINK_WAIT {
@@ -169,6 +177,7 @@ impl Appliance {
         let ports = self.runtime.links().len();
         let status = if down.is_empty() { format!("serving: {ports} ports up") } else { format!("serving: link down on {}", down.join(", ")) };
         notify.ready(&status);
+        self.console.started_well();
         true
     }
 
@@ -178,13 +187,14 @@ impl Appliance {
         say("furiwake: ready");
         let started = Instant::now();
         let mut told = false;
+        let mut last_look = started - Duration::from_secs(1);
         let mut last_link_check = Instant::now();
         let mut last_bond_check = Instant::now();
         let mut burst = Burst::new();
         let idle = Duration::from_micros(u64::from(*self.lb.config().platform.control_idle_sleep_us.get_ref()));
         while !stop.load(Ordering::Relaxed) {
-            if !told && notify.active() {
-                told = self.tell_ready(notify, started);
+            if !told {
+                told = self.tell_ready(notify, started, &mut last_look);
             }
             notify.turn(Instant::now());
             if dump.swap(false, Ordering::Relaxed) {

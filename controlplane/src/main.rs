@@ -276,12 +276,8 @@ fn run(path: &Path, o: &Options) -> ExitCode {
     };
     // `config reload` and `config save` work on the operator's file, also
     // when the box started on the last good one.
-    app.set_config_path(path, o.last_good.as_deref(), chosen.fallback.as_deref());
-    if let (Some(good), None) = (&o.last_good, &chosen.fallback) {
-        if let Err(e) = lastgood::remember(good, &chosen.text) {
-            log::warn!("last good configuration: {e}");
-        }
-    }
+    // The file becomes the last good one once the appliance serves.
+    app.set_config_path(path, o.last_good.as_deref(), chosen.fallback.as_deref(), &chosen.text);
     app.run(&stop, &dump, &mut notify);
     notify.stopping();
     app.shutdown();

@@ -17,7 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// Memory for tables, other than the heap.
-pub trait Backing: Sync {
+///
+/// # Safety
+/// A non-null pointer `alloc` returns must be valid for reads and writes
+/// of `bytes` bytes, aligned to `align`, not aliased by anything else, and
+/// stay so until passed to `free`, which any thread may call.
+pub unsafe trait Backing: Sync {
     /// `bytes` bytes aligned to `align`, preferably on NUMA node `node`
     /// (None: the calling thread's); null when there is no room.
     fn alloc(&self, bytes: usize, align: usize, node: Option<u32>) -> *mut u8;

@@ -11,7 +11,10 @@ pub struct Hugepages;
 /// The one instance `set_backing` takes.
 pub static HUGEPAGES: Hugepages = Hugepages;
 
-impl Backing for Hugepages {
+// SAFETY: rte_malloc_socket returns NULL or a block of at least `bytes`
+// bytes aligned to `align` (a power of two), owned by the caller until
+// rte_free, which is thread-safe (DPDK's heap locks).
+unsafe impl Backing for Hugepages {
     fn alloc(&self, bytes: usize, align: usize, node: Option<u32>) -> *mut u8 {
         // SAFETY: rte_socket_id only reads the calling thread's lcore state.
         let node = node.map_or_else(|| unsafe { sys::rte_socket_id() } as i32, |n| n as i32);
@@ -36,7 +39,9 @@ impl Backing for Hugepages {
 
 /// The NUMA node of `lcore` (0 when DPDK does not know).
 pub fn lcore_node(lcore: u32) -> u32 {
-    // SAFETY: a plain lookup in the EAL's lcore table.
+    // SAFETY: a plain lookup in the EAL's lcore table, which DPDK does not
+    // bounds-check: `lcore` must be below RTE_MAX_LCORE, as every lcore id
+    // the EAL was started with is (the configuration allows 0..=127).
     let n = unsafe { sys::rte_lcore_to_socket_id(lcore) };
     if n == u32::MAX { 0 } else { n }
 }

@@ -106,6 +106,31 @@ impl Sysfs {
         }
     }
 
+    /// Refuses a device that is not a network controller (PCI class 02),
+    /// or whose kernel interface is up: a wrong address in the
+    /// configuration must not take the disk controller or the
+    /// management NIC from the kernel (as `dpdk-devbind.py` refuses an
+    /// active interface).
+    pub fn check_bindable(&self, addr: &str) -> Result<(), String> {
+        let dev = self.dev(addr);
+        let class = fs::read_to_string(dev.join("class")).map_err(|e| format!("{addr}: class: {e}"))?;
+        if !class.trim().starts_with("0x02") {
+            return Err(format!("{addr}: not a network controller (PCI class {}); check the address in the configuration", class.trim()));
+        }
+        for e in fs::read_dir(dev.join("net")).into_iter().flatten().flatten() {
+            let flags = fs::read_to_string(e.path().join("flags")).unwrap_or_default();
+            let up = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).is_ok_and(|f| f & 1 != 0);
+            if up {
+                return Err(format!(
+                    "{addr}: its kernel interface {} is up; take it down (ip link set {} down) or set [platform] pci_driver = \"none\"",
+                    e.file_name().to_string_lossy(),
+                    e.file_name().to_string_lossy()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// True when the kernel has an IOMMU group (vfio-pci's normal mode).
     fn has_iommu(&self) -> bool {
         fs::read_dir(self.root.join("kernel/iommu_groups")).is_ok_and(|mut d| d.next().is_some())
@@ -168,12 +193,13 @@ pub fn bind(cfg: &Config, sys: &Sysfs, state: &Path) -> Result<Vec<String>, Stri
         };
         steps.push(plan(a, current.as_deref(), to));
     }
-    let mut recorded = read_state(state);
+    let (mut recorded, _) = read_state(state);
     let mut lines = Vec::new();
     for s in steps {
         match s {
             Step::Leave { addr, why } => lines.push(format!("{addr}: left as it is ({why})")),
             Step::Bind { addr, from, to } => {
+                sys.check_bindable(&addr)?;
                 // Recorded first: a crash between the two still gives it back.
                 recorded.retain(|(a, _)| *a != addr);
                 recorded.push((addr.clone(), from.clone().unwrap_or_default()));
@@ -190,10 +216,16 @@ pub fn bind(cfg: &Config, sys: &Sysfs, state: &Path) -> Result<Vec<String>, Stri
 /// removes the record. One line per NIC; errors are reported, and the
 /// others still released.
 pub fn release(sys: &Sysfs, state: &Path) -> (Vec<String>, bool) {
-    let mut lines = Vec::new();
-    let mut ok = true;
+    let (records, bad) = read_state(state);
+    let mut lines: Vec<String> = bad.iter().map(|l| format!("{}: ignored a line that is not `ADDRESS DRIVER`: {l:?}", state.display())).collect();
+    let mut ok = bad.is_empty();
     let mut left = Vec::new();
-    for (addr, from) in read_state(state) {
+    for (addr, from) in records {
+        if sys.driver(&addr).is_err() {
+            // Gone (hot-unplugged): nothing to give back, nothing to keep.
+            lines.push(format!("{addr}: no longer present; forgotten"));
+            continue;
+        }
         match sys.rebind(&addr, "") {
             Ok(()) => {
                 let now = sys.driver(&addr).ok().flatten();
@@ -211,28 +243,38 @@ pub fn release(sys: &Sysfs, state: &Path) -> (Vec<String>, bool) {
             }
         }
     }
-    let _ = if left.is_empty() { fs::remove_file(state).map_err(|e| e.to_string()) } else { write_state(state, &left) };
+    let kept = if left.is_empty() { fs::remove_file(state).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e.to_string()) }) } else { write_state(state, &left) };
+    if let Err(e) = kept {
+        ok = false;
+        lines.push(format!("{}: {e}", state.display()));
+    }
     (lines, ok)
 }
 
-/// `ADDR DRIVER` lines (DRIVER empty: none).
-fn read_state(state: &Path) -> Vec<(String, String)> {
+/// `ADDR DRIVER` lines (DRIVER empty: none), and the lines that are not.
+fn read_state(state: &Path) -> (Vec<(String, String)>, Vec<String>) {
     let text = fs::read_to_string(state).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let a = it.next()?;
-            crate::config::model::is_pci_address(a).then(|| (a.to_string(), it.next().unwrap_or("").to_string()))
-        })
-        .collect()
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut it = l.split_whitespace();
+        match (it.next(), it.next(), it.next()) {
+            (Some(a), d, None) if crate::config::model::is_pci_address(a) && d.is_none_or(|d| d.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) => {
+                good.push((a.to_string(), d.unwrap_or("").to_string()));
+            }
+            _ => bad.push(l.to_string()),
+        }
+    }
+    (good, bad)
 }
 
+/// Writes the records atomically (a temporary file renamed over it).
 fn write_state(state: &Path, recs: &[(String, String)]) -> Result<(), String> {
     if let Some(d) = state.parent() {
         fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     let text: String = recs.iter().map(|(a, d)| format!("{a} {d}\n")).collect();
-    fs::write(state, text).map_err(|e| format!("{}: {e}", state.display()))
+    let tmp = state.with_extension("tmp");
+    fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, state)).map_err(|e| format!("{}: {e}", state.display()))
 }
 
 #[cfg(test)]
@@ -282,12 +324,39 @@ address = "203.0.114.1/24"
     }
 
     #[test]
+    fn only_network_controllers_whose_interface_is_down_are_taken() {
+        let root = std::env::temp_dir().join(format!("furiwake-sysfs-{}", std::process::id()));
+        let dev = |a: &str, class: &str, flags: Option<&str>| {
+            let d = root.join("bus/pci/devices").join(a);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("class"), format!("{class}\n")).unwrap();
+            if let Some(f) = flags {
+                fs::create_dir_all(d.join("net/ens4")).unwrap();
+                fs::write(d.join("net/ens4/flags"), format!("{f}\n")).unwrap();
+            }
+        };
+        dev("0000:00:03.0", "0x010802", None);
+        dev("0000:00:04.0", "0x020000", Some("0x1003"));
+        dev("0000:00:05.0", "0x020000", Some("0x1002"));
+        dev("0000:00:06.0", "0x020000", None);
+        let sys = Sysfs::new(&root);
+        assert!(sys.check_bindable("0000:00:03.0").unwrap_err().contains("not a network controller (PCI class 0x010802)"));
+        assert!(sys.check_bindable("0000:00:04.0").unwrap_err().contains("kernel interface ens4 is up"));
+        assert_eq!(sys.check_bindable("0000:00:05.0"), Ok(()));
+        assert_eq!(sys.check_bindable("0000:00:06.0"), Ok(()));
+        assert!(sys.driver("0000:00:07.0").unwrap_err().contains("no such PCI device"));
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
     fn the_state_file_round_trips_and_ignores_what_is_not_a_record() {
         let d = std::env::temp_dir().join(format!("furiwake-nics-{}", std::process::id()));
         let f = d.join("nics");
         write_state(&f, &[("0000:00:04.0".into(), "virtio-pci".into()), ("0000:00:05.0".into(), String::new())]).unwrap();
-        fs::write(&f, format!("{}garbage line\n../../etc x\n", fs::read_to_string(&f).unwrap())).unwrap();
-        assert_eq!(read_state(&f), [("0000:00:04.0".to_string(), "virtio-pci".to_string()), ("0000:00:05.0".to_string(), String::new())]);
+        fs::write(&f, format!("{}garbage line\n../../etc x\n0000:00:06.0 a/b\n", fs::read_to_string(&f).unwrap())).unwrap();
+        let (good, bad) = read_state(&f);
+        assert_eq!(good, [("0000:00:04.0".to_string(), "virtio-pci".to_string()), ("0000:00:05.0".to_string(), String::new())]);
+        assert_eq!(bad, ["garbage line", "../../etc x", "0000:00:06.0 a/b"]);
         let _ = fs::remove_dir_all(&d);
     }
 }

@@ -204,8 +204,10 @@ impl Console {
 
     /// The configuration now running is the last good one (its text as
     /// written to its file).
-    fn remember_good(&mut self, text: &str) {
+    pub(super) fn remember_good(&mut self, text: &str) {
         self.fallback = None;
+        // A reload before the first start served supersedes it.
+        self.starting = None;
         if let Some(good) = &self.last_good {
             if let Err(e) = crate::service::lastgood::remember(good, text) {
                 log::warn!("last good configuration: {e}");

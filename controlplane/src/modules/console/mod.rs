@@ -62,6 +62,8 @@ pub struct Console {
     last_good: Option<PathBuf>,
     /// Why the box runs on the last good configuration, until a reload.
     fallback: Option<String>,
+    /// The text the appliance started from, until it serves.
+    starting: Option<String>,
 }
 
 impl Console {
@@ -87,10 +89,20 @@ impl Console {
 
     /// Names the configuration file (`config reload`, `config save`), the
     /// last good one, and why the box runs on that one instead.
-    pub fn set_config_path(&mut self, path: &Path, last_good: Option<&Path>, fallback: Option<&str>) {
+    pub fn set_config_path(&mut self, path: &Path, last_good: Option<&Path>, fallback: Option<&str>, text: &str) {
         self.config_path = Some(path.to_path_buf());
         self.last_good = last_good.map(Path::to_path_buf);
         self.fallback = fallback.map(str::to_string);
+        self.starting = Some(text.to_string());
+    }
+
+    /// The appliance serves: the configuration it started from is the
+    /// last good one (unless it is that one already).
+    pub fn started_well(&mut self) {
+        let Some(text) = self.starting.take() else { return };
+        if self.fallback.is_none() {
+            self.remember_good(&text);
+        }
     }
 
     /// One turn of the console: counter samples for the rates, commands

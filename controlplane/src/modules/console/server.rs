@@ -113,19 +113,20 @@ fn bind(path: &Path) -> Result<UnixListener, String> {
 }
 
 /// Gives the socket (mode 0660) to `group`, so its members may use the
-/// console.
+/// console; the link itself, never what a path swapped in would point to.
 pub fn give_to_group(path: &Path, group: &str) -> Result<(), String> {
     let name = std::ffi::CString::new(group).map_err(|_| format!("group {group:?}: not a name"))?;
-    // SAFETY: getgrnam reads the group database; the returned pointer is
-    // read at once, before any other call that could reuse its storage.
-    let gid = unsafe {
-        let g = libc::getgrnam(name.as_ptr());
-        if g.is_null() {
-            return Err(format!("group {group:?}: no such group"));
-        }
-        (*g).gr_gid
-    };
-    std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| format!("{}: {e}", path.display()))
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: a zeroed `group` is a valid out-parameter (null pointers, 0).
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: getgrnam_r writes into `grp` and `buf` (its length given) and
+    // sets `found` to &grp or null; nothing else is kept.
+    let rc = unsafe { libc::getgrnam_r(name.as_ptr(), &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return Err(format!("group {group:?}: no such group"));
+    }
+    std::os::unix::fs::lchown(path, None, Some(grp.gr_gid)).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn is_tty(fd: i32) -> bool {
