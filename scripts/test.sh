@@ -14,7 +14,7 @@ MIRI_TESTS="wire:: conntrack:: state:: ctl:: io:: forward:: region:: --skip loca
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-run() { echo "+ $*"; "$@" 2>&1 | tee -a "$log"; }
+run() { echo "+ $*"; local t=$SECONDS; "$@" 2>&1 | tee -a "$log"; echo "  ($((SECONDS - t)) s)"; }
 
 # 1. The dataplane builds and passes its tests with no DPDK in sight:
 #    pkg-config is pointed at nothing, so any dpdk-sys dependency would fail.

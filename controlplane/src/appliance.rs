@@ -151,9 +151,8 @@ impl Appliance {
 
     /// Names the configuration file (`config reload`, `config save`), the
     /// last good one they keep, and why the box runs on that one instead
-    /// (the console's banner says so).
-    /// `text`: the configuration file's text as started from, kept as the
-    /// last good one once the appliance serves (`tell_ready`).
+    /// (the console's banner says so); `text` is what it started from,
+    /// kept as the last good one once the appliance serves (`tell_ready`).
     pub fn set_config_path(&mut self, path: &Path, last_good: Option<&Path>, fallback: Option<&str>, text: &str) {
         self.console.set_config_path(path, last_good, fallback, text);
     }

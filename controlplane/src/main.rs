@@ -57,8 +57,8 @@ enum Cmd {
         /// config's `[logging] level`
         #[arg(long = "log-level", value_name = "LEVEL", value_parser = log_level)]
         log_level: Option<log::LevelFilter>,
-        /// Start from this file when FILE fails validation (saying why),
-        /// and keep it as the last configuration that started
+        /// Start from this file when FILE fails validation (saying why);
+        /// every configuration that served is kept there
         #[arg(long = "last-good", value_name = "FILE")]
         last_good: Option<PathBuf>,
         /// Bind the PCI data NICs to `[platform] pci_driver` before DPDK
