@@ -217,7 +217,6 @@ c[0x1f4:0x1fc] = struct.pack('<Q', CORE_LBA + 1)      # the rest of core.img: fi
 c[0x1fc:0x1fe] = struct.pack('<H', n - 1)             # and how many
 with open(raw, 'r+b') as f:
     f.seek(0); f.write(b[:440])                       # the code only: the table stays
-    f.seek(446); f.write(b'\x80')                     # the protective entry active, for BIOSes that ask
     f.seek(CORE_LBA * 512); f.write(c)
 EOF
 

@@ -13,7 +13,10 @@ pub static HUGEPAGES: Hugepages = Hugepages;
 
 // SAFETY: rte_malloc_socket returns NULL or a block of at least `bytes`
 // bytes aligned to `align` (a power of two), owned by the caller until
-// rte_free, which is thread-safe (DPDK's heap locks).
+// rte_free, which is thread-safe (DPDK's heap locks). The block lives
+// until `rte_eal_cleanup` unmaps DPDK's memory: every table is in a
+// worker, which its lcore drops before the runtime's `release` cleans
+// up (`Runtime::stop_workers` then `release`).
 unsafe impl Backing for Hugepages {
     fn alloc(&self, bytes: usize, align: usize, node: Option<u32>) -> *mut u8 {
         // SAFETY: rte_socket_id only reads the calling thread's lcore state.
@@ -39,9 +42,11 @@ unsafe impl Backing for Hugepages {
 
 /// The NUMA node of `lcore` (0 when DPDK does not know).
 pub fn lcore_node(lcore: u32) -> u32 {
+    if lcore >= sys::RTE_MAX_LCORE {
+        return 0;
+    }
     // SAFETY: a plain lookup in the EAL's lcore table, which DPDK does not
-    // bounds-check: `lcore` must be below RTE_MAX_LCORE, as every lcore id
-    // the EAL was started with is (the configuration allows 0..=127).
+    // bounds-check: `lcore` is below RTE_MAX_LCORE (checked above).
     let n = unsafe { sys::rte_lcore_to_socket_id(lcore) };
     if n == u32::MAX { 0 } else { n }
 }

@@ -117,15 +117,12 @@ impl Sysfs {
         if !class.trim().starts_with("0x02") {
             return Err(format!("{addr}: not a network controller (PCI class {}); check the address in the configuration", class.trim()));
         }
-        for e in fs::read_dir(dev.join("net")).into_iter().flatten().flatten() {
-            let flags = fs::read_to_string(e.path().join("flags")).unwrap_or_default();
-            let up = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).is_ok_and(|f| f & 1 != 0);
-            if up {
-                return Err(format!(
-                    "{addr}: its kernel interface {} is up; take it down (ip link set {} down) or set [platform] pci_driver = \"none\"",
-                    e.file_name().to_string_lossy(),
-                    e.file_name().to_string_lossy()
-                ));
+        for e in kernel_interfaces(&dev) {
+            let name = e.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            // IFF_UP; a flags file that cannot be read counts as up.
+            let flags = fs::read_to_string(e.join("flags")).ok().and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok());
+            if flags.is_none_or(|f| f & 1 != 0) {
+                return Err(format!("{addr}: its kernel interface {name} is up; take it down (ip link set {name} down) or set [platform] pci_driver = \"none\""));
             }
         }
         Ok(())
@@ -164,6 +161,19 @@ impl Sysfs {
             PciDriver::None => Err("pci_driver is none".into()),
         }
     }
+}
+
+/// The kernel interfaces of a PCI device: `DEV/net/IF`, or, for virtio,
+/// `DEV/virtioN/net/IF` (the interface hangs off the virtio device).
+fn kernel_interfaces(dev: &Path) -> Vec<PathBuf> {
+    let ifaces = |d: PathBuf| fs::read_dir(d.join("net")).into_iter().flatten().flatten().map(|e| e.path()).collect::<Vec<_>>();
+    let mut out = ifaces(dev.to_path_buf());
+    for e in fs::read_dir(dev).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with("virtio") {
+            out.extend(ifaces(e.path()));
+        }
+    }
+    out
 }
 
 fn modprobe(module: &str) -> Result<(), String> {
@@ -339,7 +349,17 @@ address = "203.0.114.1/24"
         dev("0000:00:04.0", "0x020000", Some("0x1003"));
         dev("0000:00:05.0", "0x020000", Some("0x1002"));
         dev("0000:00:06.0", "0x020000", None);
+        // virtio-net: the interface under the virtio device.
+        let v = root.join("bus/pci/devices/0000:00:08.0");
+        fs::create_dir_all(v.join("virtio2/net/ens8")).unwrap();
+        fs::write(v.join("class"), "0x020000\n").unwrap();
+        fs::write(v.join("virtio2/net/ens8/flags"), "0x1003\n").unwrap();
         let sys = Sysfs::new(&root);
+        assert!(sys.check_bindable("0000:00:08.0").unwrap_err().contains("kernel interface ens8 is up"));
+        fs::write(v.join("virtio2/net/ens8/flags"), "0x1002\n").unwrap();
+        assert_eq!(sys.check_bindable("0000:00:08.0"), Ok(()));
+        fs::remove_file(v.join("virtio2/net/ens8/flags")).unwrap();
+        assert!(sys.check_bindable("0000:00:08.0").is_err(), "unreadable flags count as up");
         assert!(sys.check_bindable("0000:00:03.0").unwrap_err().contains("not a network controller (PCI class 0x010802)"));
         assert!(sys.check_bindable("0000:00:04.0").unwrap_err().contains("kernel interface ens4 is up"));
         assert_eq!(sys.check_bindable("0000:00:05.0"), Ok(()));

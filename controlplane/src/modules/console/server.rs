@@ -116,17 +116,23 @@ fn bind(path: &Path) -> Result<UnixListener, String> {
 /// console; the link itself, never what a path swapped in would point to.
 pub fn give_to_group(path: &Path, group: &str) -> Result<(), String> {
     let name = std::ffi::CString::new(group).map_err(|_| format!("group {group:?}: not a name"))?;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: a zeroed `group` is a valid out-parameter (null pointers, 0).
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: getgrnam_r writes into `grp` and `buf` (its length given) and
-    // sets `found` to &grp or null; nothing else is kept.
-    let rc = unsafe { libc::getgrnam_r(name.as_ptr(), &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
-    if rc != 0 || found.is_null() {
-        return Err(format!("group {group:?}: no such group"));
+    let mut len = 16 * 1024;
+    loop {
+        let mut buf = vec![0u8; len];
+        // SAFETY: a zeroed `group` is a valid out-parameter (null pointers, 0).
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: getgrnam_r writes into `grp` and `buf` (its length given)
+        // and sets `found` to &grp or null; only the gid is kept.
+        let rc = unsafe { libc::getgrnam_r(name.as_ptr(), &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
+        match rc {
+            // A group with many members: a bigger buffer, up to 1 MiB.
+            libc::ERANGE if len < 1 << 20 => len *= 4,
+            0 if found.is_null() => return Err(format!("group {group:?}: no such group")),
+            0 => return std::os::unix::fs::lchown(path, None, Some(grp.gr_gid)).map_err(|e| format!("{}: {e}", path.display())),
+            e => return Err(format!("group {group:?}: {}", std::io::Error::from_raw_os_error(e))),
+        }
     }
-    std::os::unix::fs::lchown(path, None, Some(grp.gr_gid)).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn is_tty(fd: i32) -> bool {
