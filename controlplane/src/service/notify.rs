@@ -33,16 +33,6 @@ impl Notifier {
         Notifier { to, feed_every, last_fed: None }
     }
 
-    /// True when systemd listens.
-    pub fn active(&self) -> bool {
-        self.to.is_some()
-    }
-
-    /// The watchdog interval systemd asked for (`WatchdogSec=`).
-    pub fn watchdog(&self) -> Option<Duration> {
-        self.feed_every.map(|d| d * 2)
-    }
-
     /// Sends one notification (`KEY=VALUE` lines).
     pub fn send(&self, state: &str) {
         if let Some((sock, addr)) = &self.to {
