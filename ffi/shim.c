@@ -6,6 +6,7 @@
 #include <rte_prefetch.h>
 #include <rte_pause.h>
 #include <rte_eth_bond_8023ad.h>
+#include <rte_thash.h>
 #include "shim.h"
 
 uint16_t fw_eth_rx_burst(uint16_t port_id, uint16_t queue_id,
@@ -57,4 +58,9 @@ int fw_bond_lacp_state(uint16_t port_id, uint16_t member, uint8_t *actor, uint8_
 	*actor = info.actor_state;
 	*partner = info.partner_state;
 	return 0;
+}
+
+uint32_t fw_softrss(const uint32_t *tuple, uint32_t len, const uint8_t *key)
+{
+	return rte_softrss((uint32_t *)(uintptr_t)tuple, len, key);
 }

@@ -40,4 +40,9 @@ unsigned int fw_ring_count(const struct rte_ring *r);
  * (IEEE 802.1AX 6.4.2.3); 0 or a negative errno. */
 int fw_bond_lacp_state(uint16_t port_id, uint16_t member, uint8_t *actor, uint8_t *partner);
 
+/* rte_softrss (static inline in rte_thash.h): DPDK's own Toeplitz hash of
+ * `len` host-order 32-bit words under the key as the NIC takes it, for the
+ * tests of furiwake_dataplane::rss. */
+uint32_t fw_softrss(const uint32_t *tuple, uint32_t len, const uint8_t *key);
+
 #endif

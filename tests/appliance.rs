@@ -4,15 +4,18 @@
 //! `target/image-test` with `tests/appliance/furiwake.toml` and the
 //! test-only passwords beside it) with three
 //! virtio-net NICs whose TAPs are moved into this test's namespaces: a
-//! client, and an nginx server on each of the two other links. The first
-//! NIC has two queue pairs and RSS (`mq=on,rss=on`).
+//! client, and an nginx server on each of the two other links. Each NIC
+//! has two queue pairs and RSS (`mq=on,rss=on`: QEMU computes the
+//! Toeplitz hash with the key and indirection table the guest's driver
+//! gave it), one per worker.
 //!
 //! One boot carries the whole story, in order: power-on to the first
 //! request served through the VIP (DPDK on virtio, on hugepages, the NICs
 //! bound by the service); round robin seen at the servers; the serial
 //! consoles (the `admin` login on ttyS0 lands in `furiwake console`:
 //! `show servers`, completion, a drain, `show connections`; the
-//! appliance's own console on ttyS1); a scan from the client that finds
+//! appliance's own console on ttyS1); RSS steering every NAT and full-NAT
+//! packet to the worker that owns its connection; a scan from the client that finds
 //! only the VIP's port; systemd's watchdog restarting a stopped control
 //! loop; a configuration broken on disk and a reboot, which starts on the
 //! last good one and says why with file:line:column; `config save`
@@ -29,6 +32,8 @@ use std::time::{Duration, Instant};
 /// The guest's view: the VIP, the box's self IP on the client's link.
 const VIP: &str = "192.0.2.100";
 const SELF_IP: &str = "192.0.2.1";
+/// The full-NAT VIP in front of the same servers.
+const FULL_NAT_VIP: &str = "192.0.2.101";
 /// Where the root file system starts in the image (scripts/image.sh).
 const ROOT_OFFSET: u64 = 135_168 * 512;
 
@@ -197,12 +202,12 @@ impl Vm {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        for (i, extra) in [(0, ",rss=on"), (1, ""), (2, "")] {
+        for i in 0..3 {
             argv.push("-netdev".into());
             argv.push(format!("tap,id=n{i},ifname={prefix}t{i},script=no,downscript=no,vhost=off,queues=2"));
             argv.push("-device".into());
             // romfile= : no iPXE option ROM (nothing boots from the network).
-            argv.push(format!("virtio-net-pci,netdev=n{i},mq=on,vectors=6{extra},addr=0x{},mac=52:54:00:12:00:0{},romfile=", 4 + i, i + 1));
+            argv.push(format!("virtio-net-pci,netdev=n{i},mq=on,rss=on,vectors=6,addr=0x{},mac=52:54:00:12:00:0{},romfile=", 4 + i, i + 1));
         }
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let started = Instant::now();
@@ -257,6 +262,7 @@ fn the_image_boots_serves_and_is_run_from_its_serial_console() {
 
     serves_round_robin(&vm);
     operator_console(&mut vm, &admin_pw);
+    rss_steers_connections_to_their_owner(&mut vm);
     ports_on_hugepages_and_rss(&mut vm, &root_pw);
     nothing_else_answers(&vm);
     watchdog_restarts_a_stopped_control_loop(&mut vm);
@@ -308,6 +314,55 @@ fn operator_console(vm: &mut Vm, admin_pw: &str) {
     vm.s1.expect("furiwake> ", Duration::from_secs(60));
 }
 
+/// `show workers` on the appliance's console: each worker's (RX-PKTS,
+/// HANDED-OFF).
+fn worker_counts(vm: &mut Vm) -> Vec<(u64, u64)> {
+    let t = vm.s1.console("show workers");
+    let rows: Vec<(u64, u64)> = t
+        .lines()
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            match (c.first()?.parse::<u64>(), c.get(2)?.parse::<u64>(), c.get(6)?.parse::<u64>()) {
+                (Ok(_), Ok(rx), Ok(handed)) => Some((rx, handed)),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "two workers:\n{t}");
+    rows
+}
+
+/// Every NIC's RSS is programmed with the key of its side and one RETA
+/// (the outside port queues by the client, the servers' ports by the
+/// destination, `furiwake_dataplane::rss`), so a connection's packets both
+/// ways reach the worker that owns it: NAT replies by the client's address
+/// and port, full-NAT replies by the local port chosen for that worker.
+/// QEMU's own Toeplitz decides the queue; the box's packets are not handed
+/// between workers.
+fn rss_steers_connections_to_their_owner(vm: &mut Vm) {
+    let before = worker_counts(vm);
+    let mut served = Vec::new();
+    for vip in [VIP, FULL_NAT_VIP] {
+        for _ in 0..30 {
+            let (ok, out) = try_sh(&format!("ip netns exec {} curl -s -m 3 http://{vip}/id", vm.ns("cl")));
+            served.push(if ok { out.trim().to_string() } else { format!("({vip} failed)") });
+        }
+    }
+    let after = worker_counts(vm);
+    let t = tally(&served);
+    assert!(t.keys().all(|k| k == "web-a" || k == "web-b"), "every request through both VIPs served: {t:?}");
+    let rx: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a.0 - b.0).collect();
+    let handed: u64 = after.iter().zip(&before).map(|(a, b)| a.1 - b.1).sum();
+    println!("appliance: RSS: 60 connections (NAT and full-NAT): packets received per worker {rx:?}, handed between workers {handed}");
+    assert!(rx.iter().all(|r| *r > 0), "RSS spreads the connections over both workers: {rx:?}");
+    assert!(handed * 100 <= rx.iter().sum::<u64>(), "the workers receive what they own (handed over {handed} of {rx:?})");
+    // Full-NAT: the servers saw the box's local address of their link.
+    for (n, local) in [("a", "198.51.100.1 "), ("b", "203.0.113.1 ")] {
+        let log = std::fs::read_to_string(vm.dir.path(&format!("nginx-{n}/logs/access.log"))).unwrap_or_default();
+        assert!(log.lines().any(|l| l.starts_with(local)), "web-{n}: full-NAT requests from {local}:\n{log}");
+    }
+}
+
 /// Root's view: the NICs on uio, the ports' queues and RSS, the tables
 /// and mbufs on hugepages.
 fn ports_on_hugepages_and_rss(vm: &mut Vm, root_pw: &str) {
@@ -318,7 +373,11 @@ fn ports_on_hugepages_and_rss(vm: &mut Vm, root_pw: &str) {
     println!("appliance: the service's start:\n{j}");
     assert!(j.contains("nics: 0000:00:04.0: virtio-pci -> uio_pci_generic"), "{j}");
     let outside = j.lines().find(|l| l.starts_with("port outside:")).unwrap_or_else(|| panic!("no port line:\n{j}"));
-    assert!(outside.contains("driver net_virtio") && outside.contains("rxq 2") && outside.contains("rss ip"), "two RX queues with RSS: {outside}");
+    assert!(outside.contains("driver net_virtio") && outside.contains("rxq 2") && outside.contains("rss ip,tcp,udp by client"), "two RX queues with RSS by the client: {outside}");
+    for web in ["web-a", "web-b"] {
+        let line = j.lines().find(|l| l.starts_with(&format!("port {web}:"))).unwrap_or_else(|| panic!("no port line for {web}:\n{j}"));
+        assert!(line.contains("rxq 2") && line.contains("rss ip,tcp,udp by server"), "the servers' ports queue by the destination: {line}");
+    }
     let tables = j.lines().find(|l| l.starts_with("tables:")).unwrap_or_else(|| panic!("no tables line:\n{j}"));
     assert!(tables.ends_with(", 0 MiB on the heap") && !tables.starts_with("tables: 0 MiB"), "the flow tables on hugepages: {tables}");
     let huge = vm.s0.shell("grep -E 'HugePages_(Total|Free)' /proc/meminfo; cat /proc/cmdline", Duration::from_secs(20));

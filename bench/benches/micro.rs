@@ -609,7 +609,7 @@ fn bench_sync(c: &mut Criterion) {
             let (_, recs) = wire::decode(d.payload, &keys).unwrap();
             let mut n = 0u16;
             for r in recs {
-                n = n.wrapping_add(owner_of(&snap, owners, &r));
+                n = n.wrapping_add(owner_of(&snap, &owners, &r));
                 installs_in.push(r);
             }
             installs_out.pop_batch(&mut batch);

@@ -67,9 +67,16 @@ pub trait PacketIo {
     }
 
     /// Receives into an empty `burst` the packets other workers handed to
-    /// this one.
+    /// this one: one burst from the next ring that has any (round robin).
     fn rx_handoff(&mut self, burst: &mut Burst<Self::Pkt>) {
         let _ = burst;
+    }
+
+    /// How many hand-off rings feed this worker: a pass takes a burst from
+    /// each (`rx_handoff` as many times), as it takes one from each RX
+    /// queue, so neither side starves the other.
+    fn handoff_rings(&self) -> usize {
+        0
     }
 
     /// Sends every queued packet (and any the control lcore asked this

@@ -8,7 +8,8 @@
 //! - `region`: the memory of the big tables (hugepages in the appliance).
 //! - `limits`: the sizes everything else is dimensioned by; `hash`: the
 //!   keyed hash of client-chosen fields; `siphash`: the PRF of the SYN
-//!   cookies.
+//!   cookies; `rss`: the Toeplitz hash and the keys and RETA that make
+//!   a port's RSS queue a connection on the worker that owns it.
 //! - `conntrack`: the per-worker connection table (entry, keys, hash
 //!   table, expiry wheel, TCP states).
 //! - `lb`: choosing a server (schedules, Maglev, persistence records, the
@@ -38,6 +39,7 @@ pub mod lb;
 pub mod limits;
 pub mod pipeline;
 pub mod region;
+pub mod rss;
 pub mod siphash;
 pub mod state;
 mod sync;

@@ -144,6 +144,11 @@ impl PacketIo for MbufIo {
     }
 
     #[inline]
+    fn handoff_rings(&self) -> usize {
+        self.handoff_rx.len()
+    }
+
+    #[inline]
     fn rx_handoff(&mut self, burst: &mut Burst<Mbuf>) {
         let n = self.handoff_rx.len();
         for i in 0..n {

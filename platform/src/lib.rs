@@ -38,6 +38,48 @@ pub mod rss {
     pub const IP: u64 = sys::RTE_ETH_RSS_IP as u64;
     pub const TCP: u64 = sys::RTE_ETH_RSS_TCP as u64;
     pub const UDP: u64 = sys::RTE_ETH_RSS_UDP as u64;
+
+    /// DPDK's software Toeplitz hash (`rte_softrss`) of `words` (each the
+    /// big-endian reading of 4 bytes of the hash input) under `key` (40
+    /// bytes, as the NIC takes it).
+    pub fn softrss(words: &[u32], key: &[u8; 40]) -> u32 {
+        // `rte_softrss` reads key words `j` and `j + 1` for input word `j`.
+        if words.len() + 1 > key.len() / 4 {
+            return 0;
+        }
+        // SAFETY: `words` and `key` are valid for the lengths given, and the
+        // check above keeps the key reads in bounds.
+        unsafe { sys::fw_softrss(words.as_ptr(), words.len() as u32, key.as_ptr()) }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use furiwake_dataplane::rss::{ipv4_input, toeplitz, Steering};
+
+        fn words(b: &[u8]) -> Vec<u32> {
+            b.chunks(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect()
+        }
+
+        /// The dataplane's Toeplitz (what `pipeline::owner` mirrors a port's
+        /// RSS with) is DPDK's, under the keys Furiwake programs.
+        #[test]
+        fn the_dataplane_toeplitz_is_dpdks() {
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            for seed in 0..16u64 {
+                let s = Steering::new(2, seed);
+                for key in [&s.keys().client, &s.keys().server] {
+                    for _ in 0..500 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let input = ipv4_input(x as u32, (x >> 32) as u32, (x >> 7) as u16, (x >> 23) as u16);
+                        assert_eq!(toeplitz(key, &input), super::softrss(&words(&input), key), "seed {seed} input {input:?}");
+                        assert_eq!(toeplitz(key, &input[..8]), super::softrss(&words(&input[..8]), key), "ipv4 only");
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Current TSC value.

@@ -18,6 +18,9 @@ pub struct DevInfo {
     pub max_tx_queues: u16,
     /// RSS hash types the device offers (`RTE_ETH_RSS_*`); 0 for none.
     pub rss_offloads: u64,
+    /// Its RSS indirection table's entries and key's bytes (0: none).
+    pub reta_size: u16,
+    pub hash_key_size: u8,
     pub if_index: u32,
 }
 
@@ -203,6 +206,8 @@ impl Port {
             max_rx_queues: info.max_rx_queues,
             max_tx_queues: info.max_tx_queues,
             rss_offloads: info.flow_type_rss_offloads,
+            reta_size: info.reta_size,
+            hash_key_size: info.hash_key_size,
             if_index: info.if_index,
         })
     }
@@ -347,6 +352,55 @@ impl Port {
         // SAFETY: a NULL key with key_len 0 asks for the hash types only.
         let ret = unsafe { sys::rte_eth_dev_rss_hash_conf_get(self.id, &mut conf) };
         if ret == 0 { conf.rss_hf } else { 0 }
+    }
+
+    /// Programs the started port's RSS: `key` (zero-padded to the device's
+    /// key length) and an indirection table repeating `reta` over the
+    /// device's. `Ok(false)` when the port spreads by no RSS (one queue, a
+    /// PMD without it, or a table smaller than `reta` or not a multiple of
+    /// it: the queue choice would differ from `reta`'s); the port keeps its
+    /// own then.
+    pub fn program_rss(&self, key: &[u8], reta: &[u16]) -> Result<bool> {
+        let info = self.info()?;
+        let hf = self.rss_hash();
+        let size = usize::from(info.reta_size);
+        if hf == 0 || reta.is_empty() || size < reta.len() || size % reta.len() != 0 || usize::from(info.hash_key_size) < key.len().min(40) {
+            return Ok(false);
+        }
+        let mut k = vec![0u8; usize::from(info.hash_key_size)];
+        for (d, s) in k.iter_mut().zip(key) {
+            *d = *s;
+        }
+        let mut conf = sys::rte_eth_rss_conf { rss_key: k.as_mut_ptr(), rss_key_len: info.hash_key_size, rss_hf: hf };
+        // SAFETY: `conf` points at `k`, alive for the call; DPDK copies it.
+        check(unsafe { sys::rte_eth_dev_rss_hash_update(self.id, &mut conf) }, "rte_eth_dev_rss_hash_update")?;
+        let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+        let mut entries: Vec<sys::rte_eth_rss_reta_entry64> = (0..size.div_ceil(group)).map(|_| sys::rte_eth_rss_reta_entry64 { mask: u64::MAX, ..Default::default() }).collect();
+        for (i, e) in entries.iter_mut().enumerate() {
+            for (j, slot) in e.reta.iter_mut().enumerate() {
+                *slot = reta.get((i * group + j) % reta.len()).copied().unwrap_or(0);
+            }
+        }
+        // SAFETY: `entries` holds `size` entries (64 a group), alive for the call.
+        check(unsafe { sys::rte_eth_dev_rss_reta_update(self.id, entries.as_mut_ptr(), info.reta_size) }, "rte_eth_dev_rss_reta_update")?;
+        Ok(true)
+    }
+
+    /// The port's RSS key and indirection table as the device reports them
+    /// (tests: what `program_rss` set).
+    pub fn rss_state(&self) -> Result<(Vec<u8>, Vec<u16>)> {
+        let info = self.info()?;
+        let mut k = vec![0u8; usize::from(info.hash_key_size)];
+        let mut conf = sys::rte_eth_rss_conf { rss_key: k.as_mut_ptr(), rss_key_len: info.hash_key_size, ..Default::default() };
+        // SAFETY: `conf` points at `k`, of the length given.
+        check(unsafe { sys::rte_eth_dev_rss_hash_conf_get(self.id, &mut conf) }, "rte_eth_dev_rss_hash_conf_get")?;
+        let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+        let size = usize::from(info.reta_size);
+        let mut entries: Vec<sys::rte_eth_rss_reta_entry64> = (0..size.div_ceil(group)).map(|_| sys::rte_eth_rss_reta_entry64 { mask: u64::MAX, ..Default::default() }).collect();
+        // SAFETY: as in `program_rss`.
+        check(unsafe { sys::rte_eth_dev_rss_reta_query(self.id, entries.as_mut_ptr(), info.reta_size) }, "rte_eth_dev_rss_reta_query")?;
+        let reta = entries.iter().flat_map(|e| e.reta.iter().copied()).take(size).collect();
+        Ok((k, reta))
     }
 
     /// Link state without waiting for autonegotiation.

@@ -61,6 +61,33 @@ pub struct Interface {
     /// the servers opened and the box's own addresses are reached.
     #[serde(default)]
     pub route: bool,
+    /// Which side of a connection the port's RSS queues it by
+    /// (`furiwake_dataplane::rss`): `client` (its source: the port clients
+    /// reach), `server` (its destination: the port the real servers are
+    /// behind, so their replies reach the worker that saw the client), or
+    /// `auto` (`Config::rss_side`).
+    #[serde(default)]
+    pub rss: RssSide,
+}
+
+/// `[[interface]] rss`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RssSide {
+    #[default]
+    Auto,
+    Client,
+    Server,
+}
+
+impl RssSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RssSide::Auto => "auto",
+            RssSide::Client => "client",
+            RssSide::Server => "server",
+        }
+    }
 }
 
 /// `[[interface]] bond`: link redundancy over several devices.
@@ -118,6 +145,34 @@ impl Interface {
     /// The bond's members' device specs (none for a plain port).
     pub fn members(&self) -> impl Iterator<Item = &str> {
         self.bond.iter().flat_map(|b| b.members.get_ref().iter().map(|m| m.get_ref().as_str()))
+    }
+}
+
+impl super::Config {
+    /// The side `iface`'s RSS follows: `rss` as given, or for `auto` the
+    /// server side when real servers are reached through the interface (in
+    /// its subnet, or behind a `[[route]]` whose next hop is) while neither
+    /// the default route nor a VIP is; the client side otherwise (one-arm
+    /// set-ups, a single port). Decided at start.
+    pub fn rss_side(&self, iface: &Interface) -> RssSide {
+        if iface.rss != RssSide::Auto {
+            return iface.rss;
+        }
+        let mut devices: Vec<&str> = self.interfaces.iter().map(Interface::dev_name).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        // Every interface of the device (VLANs share its RSS).
+        let on_dev: Vec<&Interface> = self.interfaces.iter().filter(|i| i.dev_name() == iface.dev_name()).collect();
+        let here = |a: Ipv4Addr| on_dev.iter().any(|i| i.address.contains(a));
+        let via_here = |a: Ipv4Addr| here(a) || self.routes.iter().any(|r| r.prefix.contains(a) && here(r.via));
+        let servers = self.pools.iter().flat_map(|p| p.servers.iter()).any(|s| via_here(*s.address.get_ref().ip()));
+        let default = self.routes.iter().any(|r| r.prefix.prefix_len == 0 && here(r.via));
+        let vips = self.virtual_servers.iter().any(|v| here(*v.address.get_ref().ip()));
+        if devices.len() > 1 && servers && !default && !vips {
+            RssSide::Server
+        } else {
+            RssSide::Client
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use toml::Spanned;
 
 pub use super::cidr::Ipv4Cidr;
-pub use super::link::{dev_name, Bond, BondMode, Interface, PciDriver, Route, Snat};
+pub use super::link::{dev_name, Bond, BondMode, Interface, PciDriver, Route, RssSide, Snat};
 pub use super::persistence::{Persistence, PersistenceKind, SameSite};
 pub(crate) use super::link::is_pci_address;
 

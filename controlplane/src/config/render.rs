@@ -64,6 +64,9 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
         if let Some(v) = &i.vlan {
             let _ = writeln!(s, "vlan = {}", v.get_ref());
         }
+        if i.rss != super::link::RssSide::Auto {
+            let _ = writeln!(s, "rss = {}", q(i.rss.as_str()));
+        }
         if i.route {
             let _ = writeln!(s, "route = true");
         }

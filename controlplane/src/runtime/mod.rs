@@ -37,6 +37,7 @@ pub use workers::{SyncEnds, SyncSetup, Workers};
 
 use crate::config::Config;
 use crate::out::say;
+use furiwake_dataplane::rss::Steering;
 use furiwake_platform::{Eal, Mempool};
 use stats::{PortSample, Sample, WorkerSample};
 use std::time::Instant;
@@ -80,13 +81,18 @@ impl Runtime {
         let pool = Mempool::new("furiwake-mbufs", *cfg.platform.mbufs.get_ref(), MEMPOOL_CACHE, MBUF_DATA_ROOM, -1)
             .map_err(|e| format!("packet pool of {} mbufs: {e}", cfg.platform.mbufs))?;
 
+        // The ownership key, per boot (an HA pair agrees on one later,
+        // `set_owner_key`): the ports' RSS keys and RETA derive from it
+        // (`furiwake_dataplane::rss`), so it is drawn before they start.
+        let owner_key = workers::boot_hash_key()?;
+        let steer = Steering::new(n_workers, owner_key);
         let mut links: Vec<Link> = Vec::new();
         for (i, iface) in cfg.interfaces.iter().enumerate() {
             // Another VLAN of a port an earlier interface brought up.
             let owner = cfg.interfaces[..i].iter().position(|o| o.dev_name() == iface.dev_name());
             let link = match owner.and_then(|o| links.get(o).map(|l| (o, l))) {
                 Some((o, l)) => ports::vlan_on(iface, l, o),
-                None => ports::bring_up(iface, cfg, n_workers, &pool)?,
+                None => ports::bring_up(iface, cfg, n_workers, &pool, &steer)?,
             };
             links.push(link);
         }
@@ -101,7 +107,7 @@ impl Runtime {
             eal,
             links,
             host,
-            workers: Workers::default(),
+            workers: Workers::with_owner_key(owner_key),
             lcores: cfg.platform.worker_lcore_ids(),
             control: control::Control::default(),
             capture: false,
@@ -120,6 +126,20 @@ impl Runtime {
 
     pub fn workers_mut(&mut self) -> &mut Workers {
         &mut self.workers
+    }
+
+    /// The HA pair agreed on another ownership key (the sync module has
+    /// set it in every worker's `SyncControl`): the ports' RSS follows it,
+    /// so the workers, which take it at their next pass, keep receiving
+    /// what they own.
+    pub fn set_owner_key(&mut self, key: u64) {
+        self.workers.set_owner_key(key);
+        let steer = Steering::new(self.lcores.len() as u16, key);
+        for l in &self.links {
+            if let Err(e) = l.reprogram_rss(&steer) {
+                log::warn!("{e}");
+            }
+        }
     }
 
     /// The lcore of each worker, by worker index.

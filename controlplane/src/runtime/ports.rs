@@ -5,8 +5,9 @@
 //! first owns the port, the others are links on it (`owner`).
 
 use super::Runtime;
-use crate::config::{Config, Interface, Ipv4Cidr};
+use crate::config::{Config, Interface, Ipv4Cidr, RssSide};
 use crate::out::{event, say};
+use furiwake_dataplane::rss::{Layout, Steering};
 use furiwake_dataplane::wire::EthernetAddress;
 use furiwake_platform::{Mempool, Port, PortConfig, PortStats, RxQueue, TxQueue};
 
@@ -27,6 +28,10 @@ pub struct Link {
     last_link_up: bool,
     /// A bond's members, in configuration order (empty for a plain port).
     members: Vec<Member>,
+    /// The side its RSS follows, when Furiwake programmed the port's key
+    /// and RETA (`furiwake_dataplane::rss`); None: the port spreads by
+    /// nothing Furiwake mirrors (one queue, no RSS, a VLAN link).
+    rss: Option<Layout>,
 }
 
 /// One member of a bonded link.
@@ -173,10 +178,11 @@ pub(super) fn vlan_on(iface: &Interface, owner: &Link, owner_index: usize) -> Li
         control_txq: None,
         last_link_up: owner.last_link_up,
         members: Vec::new(),
+        rss: None,
     }
 }
 
-pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &Mempool) -> Result<Link, String> {
+pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &Mempool, steer: &Steering) -> Result<Link, String> {
     let name = iface.name.get_ref();
     let mut port = Port::by_name(iface.dev_name()).map_err(|e| format!("interface {name}: device {:?}: {e}", iface.device.get_ref()))?;
     let mut info = port.info().map_err(|e| format!("interface {name}: {e}"))?;
@@ -212,13 +218,18 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
     port.start().map_err(|e| format!("interface {name}: {e}"))?;
     let mac = EthernetAddress(port.mac().map_err(|e| format!("interface {name}: {e}"))?);
     let link = port.link().map_err(|e| format!("interface {name}: {e}"))?;
+    let layout = match cfg.rss_side(iface) {
+        RssSide::Server => Layout::Server,
+        _ => Layout::Client,
+    };
+    let rss = (rx_queues > 1 && program(&port, layout, steer).map_err(|e| format!("interface {name}: RSS: {e}"))?).then_some(layout);
     say(&format!(
         "port {name}: {} (driver {}, port {}) mac {mac} address {} rxq {rx_queues} txq {tx_queues} rss {} control-tx {} link {link}",
         iface.dev_name(),
         info.driver,
         port.id(),
         iface.address,
-        rss_names(if rx_queues > 1 { port.rss_hash() } else { 0 }),
+        rss_names(if rx_queues > 1 { port.rss_hash() } else { 0 }, rss),
         control_txq.map_or("via worker 0".to_string(), |q| format!("queue {q}")),
     ));
     let control_txq = match control_txq {
@@ -231,7 +242,7 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
         members.push(Member { spec: m.to_string(), port_id, up: member_up(m, port_id) });
     }
     let port_id = port.id();
-    let mut l = Link { cfg: iface.clone(), port: Some(port), owner: None, port_id, mac, rx_queues, control_txq, last_link_up: link.up, members };
+    let mut l = Link { cfg: iface.clone(), port: Some(port), owner: None, port_id, mac, rx_queues, control_txq, last_link_up: link.up, members, rss };
     if let Some((mode, m)) = l.bond() {
         say(&format!("port {name}: bond {} of {}; primary {}", mode.name(), l.members.iter().map(|m| m.spec.as_str()).collect::<Vec<_>>().join(", "), l.member_name(m.primary)));
         // Start on a member whose link is up.
@@ -240,14 +251,34 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
     Ok(l)
 }
 
-/// The RSS hash types a port spreads by, as `ip,tcp,udp` (`off`: none).
-fn rss_names(hf: u64) -> String {
+/// The RSS hash types a port spreads by, as `ip,tcp,udp`, and the side
+/// Furiwake steers it by (`client`/`server`; `unsteered` when the device
+/// keeps its own key or table); `off`: no RSS.
+fn rss_names(hf: u64, steered: Option<Layout>) -> String {
     use furiwake_platform::rss;
     let names: Vec<&str> = [(rss::IP, "ip"), (rss::TCP, "tcp"), (rss::UDP, "udp")].iter().filter(|(m, _)| hf & m != 0).map(|(_, n)| *n).collect();
-    if names.is_empty() {
-        if hf == 0 { "off".into() } else { format!("{hf:#x}") }
-    } else {
-        names.join(",")
+    match (names.is_empty(), steered) {
+        (true, _) => "off".to_string(),
+        (false, Some(Layout::Client)) => format!("{} by client", names.join(",")),
+        (false, Some(Layout::Server)) => format!("{} by server", names.join(",")),
+        (false, None) => format!("{} unsteered", names.join(",")),
+    }
+}
+
+/// Gives a started port the key of its side and the RETA of `steer`;
+/// false when it has no RSS Furiwake can steer (`Port::program_rss`).
+fn program(port: &Port, layout: Layout, steer: &Steering) -> furiwake_platform::Result<bool> {
+    port.program_rss(steer.keys().of(layout), steer.reta())
+}
+
+impl Link {
+    /// The ownership key changed (the HA pair's): the port's RSS follows
+    /// the new steering. Errors are the caller's to report.
+    pub(super) fn reprogram_rss(&self, steer: &Steering) -> Result<(), String> {
+        match (&self.port, self.rss) {
+            (Some(port), Some(layout)) => program(port, layout, steer).map(|_| ()).map_err(|e| format!("interface {}: RSS: {e}", self.name())),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -73,6 +73,11 @@ pub struct Workers {
 }
 
 impl Workers {
+    /// No worker yet; the ownership key they will get.
+    pub(super) fn with_owner_key(owner_key: u64) -> Self {
+        Workers { owner_key, ..Default::default() }
+    }
+
     pub fn len(&self) -> usize {
         self.handles.len()
     }
@@ -88,8 +93,8 @@ impl Workers {
     }
 
     /// The pair agreed on another ownership key (the sync module has set
-    /// it in every worker's `SyncControl`).
-    pub fn set_owner_key(&mut self, key: u64) {
+    /// it in every worker's `SyncControl`; `Runtime::set_owner_key`).
+    pub(super) fn set_owner_key(&mut self, key: u64) {
         self.owner_key = key;
     }
 
@@ -199,13 +204,13 @@ impl Runtime {
         // ownership hash's is the pair's with `[sync]` (docs/architecture.md,
         // "Hashing").
         let hash_key = boot_hash_key()?;
-        // Per boot, with or without a peer: a pair agrees on the older of
-        // its two (`modules::sync::Ownership`).
-        let owner_key = boot_hash_key()?;
+        // Drawn per boot before the ports started (`Runtime::start`), with
+        // or without a peer: a pair agrees on the older of its two
+        // (`modules::sync::Ownership`).
+        let owner_key = self.workers.owner_key;
         // The SYN cookies' own key, per boot and never shared: the peer
         // need not validate this box's cookies.
         let cookie_key = boot_cookie_key()?;
-        self.workers.owner_key = owner_key;
         let mut sync_ends = Vec::new();
         let lcores = cfg.platform.worker_lcore_ids();
         let n = lcores.len();
@@ -346,7 +351,7 @@ fn worker_loop(mut worker: Worker, mut io: MbufIo, stop: &AtomicBool, idle_sleep
 }
 
 /// 64 random bits from the kernel, for the workers' hash key.
-fn boot_hash_key() -> Result<u64, String> {
+pub(super) fn boot_hash_key() -> Result<u64, String> {
     use std::io::Read;
     let mut b = [0u8; 8];
     std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).map_err(|e| format!("/dev/urandom: {e}"))?;

@@ -1,6 +1,10 @@
 //! Full-NAT local ports: each worker hands out its own share of the
-//! source ports of every local address, so a reply's destination port
-//! names the worker that owns its connection.
+//! source ports of every local address, the ports whose replies the ports'
+//! RSS queues on that worker (`crate::rss`), so a reply reaches the worker
+//! that owns its connection without a hand-over.
+
+use crate::rss::Steering;
+
 /// First port handed out to full-NAT connections.
 pub const LOCAL_PORT_MIN: u16 = 1024;
 
@@ -27,21 +31,23 @@ pub const PROBE_PORT_MIN: u16 = 61000;
 const _: () = assert!(LOCAL_PORT_MIN <= LOCAL_PORT_MAX && LOCAL_PORT_MAX < HOST_PORT_MIN && HOST_PORT_MIN <= HOST_PORT_MAX && HOST_PORT_MAX < PROBE_PORT_MIN);
 
 /// A worker's full-NAT source ports, per local address. Each worker owns
-/// the ports `p` with `p % workers == worker`, so a reply's destination
-/// port names the worker that owns its connection (`pipeline::owner`;
-/// docs/architecture.md, "A packet's path").
+/// the ports `p` of an address `a` that the ports' RSS queues on it
+/// (`Steering::worker(a, p)`): a reply to `a:p` arrives at the worker that
+/// owns its connection, and `pipeline::owner` names that worker for it
+/// (docs/architecture.md, "A packet's path").
 #[derive(Debug, Default)]
 pub struct LocalPorts {
     worker: u16,
-    workers: u16,
+    steer: Steering,
     pools: Vec<Pool>,
     next: usize,
 }
 
-/// The ports of one local address: the free ones as a stack, and where
-/// each of this worker's ports sits in it, so that `reserve` takes a given
-/// port out in O(1) and `free` ignores a port already free. Capacities
-/// are fixed at creation: nothing here reallocates after `ensure`.
+/// The ports of one address: the free ones as a stack, and for each port
+/// of the range its index in that stack, or `NOT_FREE`, or `NOT_OURS`, so
+/// that `reserve` takes a given port out in O(1) and `free` ignores a port
+/// already free or another worker's. Capacities are the whole range's from
+/// creation: nothing here reallocates after `ensure`, not even `rekey`.
 #[derive(Debug)]
 struct Pool {
     addr: u32,
@@ -50,26 +56,46 @@ struct Pool {
     min: u16,
     max: u16,
     free: Vec<u16>,
-    /// Indexed by `(port - LOCAL_PORT_MIN) / workers` for this worker's
-    /// ports: the port's index in `free`, or `NOT_FREE`.
     at: Box<[u16]>,
 }
 
-/// `Pool::at` of a port in use (the stack holds fewer than 60,000 ports).
+/// `Pool::at` of one of this worker's ports in use, and of another
+/// worker's port (the stack holds fewer than 65,000 ports).
 const NOT_FREE: u16 = u16::MAX;
+const NOT_OURS: u16 = u16::MAX - 1;
 
 impl Pool {
-    /// The slot of `port` in `at`, when the port is in this worker's share.
+    fn new(addr: u32, min: u16, max: u16) -> Self {
+        let len = usize::from(max - min) + 1;
+        Pool { addr, min, max, free: Vec::with_capacity(len), at: vec![NOT_OURS; len].into_boxed_slice() }
+    }
+
+    /// This worker's share under `steer`, every port of it free (the
+    /// lowest handed out first).
+    fn fill(&mut self, worker: u16, steer: &Steering) {
+        self.free.clear();
+        self.at.iter_mut().for_each(|a| *a = NOT_OURS);
+        for port in (self.min..=self.max).rev() {
+            if steer.worker(self.addr, port) == worker {
+                let i = self.free.len() as u16;
+                if let Some(a) = self.at.get_mut(usize::from(port - self.min)) {
+                    *a = i;
+                    self.free.push(port);
+                }
+            }
+        }
+    }
+
+    /// The slot of `port` in `at`, when it is in the range.
     #[inline]
-    fn slot(&self, port: u16, worker: u16, workers: u16) -> Option<usize> {
-        let ours = (self.min..=self.max).contains(&port) && port % workers == worker % workers;
-        ours.then(|| usize::from((port - self.min) / workers))
+    fn slot(&self, port: u16) -> Option<usize> {
+        (self.min..=self.max).contains(&port).then(|| usize::from(port - self.min))
     }
 
     #[inline]
-    fn pop(&mut self, worker: u16, workers: u16) -> Option<u16> {
+    fn pop(&mut self) -> Option<u16> {
         let port = self.free.pop()?;
-        if let Some(s) = self.slot(port, worker, workers).and_then(|i| self.at.get_mut(i)) {
+        if let Some(s) = self.slot(port).and_then(|i| self.at.get_mut(i)) {
             *s = NOT_FREE;
         }
         Some(port)
@@ -77,8 +103,8 @@ impl Pool {
 }
 
 impl LocalPorts {
-    pub fn new(worker: u16, workers: u16) -> Self {
-        Self { worker, workers: workers.max(1), pools: Vec::new(), next: 0 }
+    pub fn new(worker: u16, steer: &Steering) -> Self {
+        Self { worker, steer: steer.clone(), pools: Vec::new(), next: 0 }
     }
 
     /// Adds pools for addresses not seen before (slow path: snapshot
@@ -95,29 +121,29 @@ impl LocalPorts {
         if self.pools.iter().any(|p| p.addr == addr) || min > max {
             return;
         }
-        let free: Vec<u16> = (min..=max).rev().filter(|p| p % self.workers == self.worker % self.workers).collect();
-        let mut at = vec![NOT_FREE; usize::from((max - min) / self.workers) + 1].into_boxed_slice();
-        let mut pool = Pool { addr, min, max, free: Vec::new(), at: Box::new([]) };
-        for (i, port) in free.iter().enumerate() {
-            if let Some(s) = pool.slot(*port, self.worker, self.workers).and_then(|s| at.get_mut(s)) {
-                // Fewer than 60,000 ports: the index fits.
-                *s = i as u16;
-            }
-        }
-        pool.free = free;
-        pool.at = at;
+        let mut pool = Pool::new(addr, min, max);
+        pool.fill(self.worker, &self.steer);
         self.pools.push(pool);
+    }
+
+    /// The ownership key changed (`pipeline::replicate::rehome`): every
+    /// pool is this worker's new share, all free; the connections the
+    /// worker keeps `reserve` their ports again. No allocation.
+    pub fn rekey(&mut self, steer: &Steering) {
+        self.steer.clone_from(steer);
+        for pool in &mut self.pools {
+            pool.fill(self.worker, &self.steer);
+        }
     }
 
     /// A free (address, port) among `candidates`, round robin over them.
     #[inline]
     pub fn alloc(&mut self, candidates: &[u32]) -> Option<(u32, u16)> {
         let n = candidates.len();
-        let (worker, workers) = (self.worker, self.workers);
         for i in 0..n {
             let Some(&addr) = candidates.get((self.next + i) % n) else { continue };
             if let Some(pool) = self.pools.iter_mut().find(|p| p.addr == addr) {
-                if let Some(port) = pool.pop(worker, workers) {
+                if let Some(port) = pool.pop() {
                     self.next = (self.next + i + 1) % n;
                     return Some((addr, port));
                 }
@@ -130,13 +156,12 @@ impl LocalPorts {
     /// already, or not this worker's, is ignored.
     #[inline]
     pub fn free(&mut self, addr: u32, port: u16) {
-        let (worker, workers) = (self.worker, self.workers);
         let Some(pool) = self.pools.iter_mut().find(|p| p.addr == addr) else { return };
-        let Some(i) = pool.slot(port, worker, workers) else { return };
+        let Some(i) = pool.slot(port) else { return };
         let len = pool.free.len();
         if let Some(s) = pool.at.get_mut(i) {
             if *s == NOT_FREE && len < pool.free.capacity() {
-                // Below the capacity, itself below 60,000.
+                // Below the capacity, itself below 65,000.
                 *s = len as u16;
                 pool.free.push(port);
             }
@@ -145,17 +170,16 @@ impl LocalPorts {
 
     /// Takes `port` of `addr` out of the free ports, for a connection that
     /// already uses it (state sync: an entry the HA peer made, whose
-    /// replies come back to that port). False when the port is not this
-    /// worker's to give (another worker's share, outside the full-NAT
-    /// range, an address this worker has no pool for) or is in use
-    /// already. O(1): the port's place in the stack is known, and the top
-    /// of the stack moves into it.
+    /// replies come back to that port; a connection kept across `rekey`).
+    /// False when the port is not this worker's to give (another worker's
+    /// share, outside the range, an address this worker has no pool for)
+    /// or is in use already. O(1): the port's place in the stack is known,
+    /// and the top of the stack moves into it.
     pub fn reserve(&mut self, addr: u32, port: u16) -> bool {
-        let (worker, workers) = (self.worker, self.workers);
         let Some(pool) = self.pools.iter_mut().find(|p| p.addr == addr) else { return false };
-        let Some(i) = pool.slot(port, worker, workers) else { return false };
+        let Some(i) = pool.slot(port) else { return false };
         let Some(&at) = pool.at.get(i) else { return false };
-        if at == NOT_FREE {
+        if at == NOT_FREE || at == NOT_OURS {
             return false;
         }
         let Some(top) = pool.free.pop() else { return false };
@@ -164,7 +188,7 @@ impl LocalPorts {
             if let Some(s) = pool.free.get_mut(usize::from(at)) {
                 *s = top;
             }
-            if let Some(t) = pool.slot(top, worker, workers).and_then(|t| pool.at.get_mut(t)) {
+            if let Some(t) = pool.slot(top).and_then(|t| pool.at.get_mut(t)) {
                 *t = at;
             }
         }
@@ -184,8 +208,8 @@ impl LocalPorts {
         self.pools
             .iter()
             .find(|p| p.addr == addr)
-            .and_then(|p| p.slot(port, self.worker, self.workers).and_then(|i| p.at.get(i)))
-            .is_some_and(|at| *at != NOT_FREE)
+            .and_then(|p| p.slot(port).and_then(|i| p.at.get(i)))
+            .is_some_and(|at| *at != NOT_FREE && *at != NOT_OURS)
     }
 }
 
@@ -193,22 +217,28 @@ impl LocalPorts {
 mod tests {
     use super::*;
 
+    fn share(s: &Steering, addr: u32, worker: u16) -> Vec<u16> {
+        (LOCAL_PORT_MIN..=LOCAL_PORT_MAX).filter(|p| s.worker(addr, *p) == worker).collect()
+    }
+
     #[test]
-    fn local_ports_are_partitioned_and_recycled() {
-        let mut w0 = LocalPorts::new(0, 2);
-        let mut w1 = LocalPorts::new(1, 2);
+    fn local_ports_are_partitioned_by_rss_and_recycled() {
+        let s = Steering::new(2, 3);
+        let mut w0 = LocalPorts::new(0, &s);
+        let mut w1 = LocalPorts::new(1, &s);
         w0.ensure(&[7, 8]);
         w1.ensure(&[7]);
         let (a, p) = w0.alloc(&[7, 8]).unwrap();
-        assert_eq!((a, p % 2), (7, 0));
+        assert_eq!((a, s.worker(7, p)), (7, 0), "a reply to the port is queued on worker 0");
         let (a2, _) = w0.alloc(&[7, 8]).unwrap();
         assert_eq!(a2, 8, "round robin over addresses");
         let (_, q) = w1.alloc(&[7]).unwrap();
-        assert_eq!(q % 2, 1);
+        assert_eq!(s.worker(7, q), 1);
         let before = w0.available(7);
         w0.free(7, p);
         assert_eq!(w0.available(7), before + 1);
-        assert_eq!(w0.available(7), (LOCAL_PORT_MAX as usize + 1 - 1024) / 2);
+        assert_eq!(w0.available(7), share(&s, 7, 0).len());
+        assert_eq!(w0.available(7) + w1.available(7) + 1, usize::from(LOCAL_PORT_MAX - LOCAL_PORT_MIN) + 1, "every port is one worker's");
         assert_eq!(w0.alloc(&[9]), None);
         w0.free(7, p);
         assert_eq!(w0.available(7), before + 1, "a double free is ignored");
@@ -218,41 +248,62 @@ mod tests {
 
     #[test]
     fn reserve_takes_a_given_port_out_in_place() {
-        let mut w = LocalPorts::new(1, 3);
+        let s = Steering::new(3, 11);
+        let mut w = LocalPorts::new(1, &s);
         w.ensure(&[7]);
-        let share = w.available(7);
-        assert!(!w.reserve(7, 1026), "1026 % 3 == 0: worker 0's");
+        let mine = share(&s, 7, 1);
+        let theirs = share(&s, 7, 0)[0];
+        let total = w.available(7);
+        assert_eq!(total, mine.len());
+        assert!(!w.reserve(7, theirs), "worker 0's");
         assert!(!w.reserve(7, 61003), "a probe port");
-        assert!(!w.reserve(8, 1030), "no pool for that address");
-        // 1024 is the top of the stack (handed out first), 1030 is not.
-        assert!(w.reserve(7, 1030));
-        assert!(!w.is_free(7, 1030));
-        assert!(!w.reserve(7, 1030), "in use already");
-        assert_eq!(w.available(7), share - 1);
+        assert!(!w.reserve(8, mine[5]), "no pool for that address");
+        // mine[0] is the top of the stack (handed out first), mine[5] is not.
+        assert!(w.reserve(7, mine[5]));
+        assert!(!w.is_free(7, mine[5]));
+        assert!(!w.reserve(7, mine[5]), "in use already");
+        assert_eq!(w.available(7), total - 1);
         let mut got = Vec::new();
         while let Some((_, p)) = w.alloc(&[7]) {
             got.push(p);
         }
-        assert_eq!(got.len(), share - 1);
-        assert!(!got.contains(&1030), "a reserved port is never handed out");
-        assert!(got.iter().all(|p| p % 3 == 1));
+        assert_eq!(got.len(), total - 1);
+        assert!(!got.contains(&mine[5]), "a reserved port is never handed out");
+        assert!(got.iter().all(|p| s.worker(7, *p) == 1));
         let mut sorted = got.clone();
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), got.len(), "no port twice");
         // Freed, it comes back; freed ports can be reserved again.
-        w.free(7, 1030);
-        w.free(7, 1024);
-        assert!(w.is_free(7, 1030));
-        assert!(w.reserve(7, 1024), "the top of the stack");
-        assert!(w.reserve(7, 1030));
+        w.free(7, mine[5]);
+        w.free(7, mine[0]);
+        assert!(w.is_free(7, mine[5]));
+        assert!(w.reserve(7, mine[0]), "the top of the stack");
+        assert!(w.reserve(7, mine[5]));
         assert_eq!(w.available(7), 0);
         assert_eq!(w.alloc(&[7]), None);
     }
 
     #[test]
+    fn rekey_makes_the_new_share_free() {
+        let (a, b) = (Steering::new(2, 1), Steering::new(2, 2));
+        let mut w = LocalPorts::new(0, &a);
+        w.ensure_range(7, 2000, 2999);
+        while w.alloc(&[7]).is_some() {}
+        w.rekey(&b);
+        let mine: Vec<u16> = (2000..=2999).filter(|p| b.worker(7, *p) == 0).collect();
+        assert_eq!(w.available(7), mine.len());
+        assert!(w.reserve(7, mine[3]), "a kept connection takes its port back");
+        assert!(!w.is_free(7, mine[3]));
+        let theirs = (2000..=2999).find(|p| b.worker(7, *p) == 1).unwrap();
+        assert!(!w.is_free(7, theirs));
+        w.free(7, theirs);
+        assert_eq!(w.available(7), mine.len() - 1, "not this worker's any more");
+    }
+
+    #[test]
     fn local_ports_leave_probe_ports_alone() {
-        let mut w = LocalPorts::new(0, 1);
+        let mut w = LocalPorts::new(0, &Steering::new(1, 0));
         w.ensure(&[7]);
         assert_eq!(w.available(7), usize::from(LOCAL_PORT_MAX - LOCAL_PORT_MIN) + 1);
         let mut ports = Vec::new();

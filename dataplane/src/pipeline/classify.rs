@@ -2,7 +2,7 @@
 //! whether it is this worker's (ownership), then send it down the flow
 //! path, the ICMP path, or to the control lcore.
 
-use super::owner::{owner, Owners};
+use super::owner::owner;
 use super::{L4Info, Shard, Verdict};
 use crate::conntrack::{Dir, FlowKey, FlowState, Segment};
 use crate::state::counters::DropReason;
@@ -162,7 +162,7 @@ impl Shard {
             }
         };
         if !handed && self.config.workers > 1 {
-            let o = owner(snap, Owners::new(self.config.workers, self.config.owner_key), src, sport, dst, dport, proto);
+            let o = owner(snap, &self.owners, src, sport, dst, dport, proto);
             if o != self.config.id {
                 return Verdict::Handoff(o);
             }

@@ -4,7 +4,7 @@
 //! delivers data; errors about a `dsr-tunnel`'s outer packet are relayed
 //! to the client (RFC 2003 §4).
 
-use super::owner::{owner, Owners};
+use super::owner::owner;
 use super::{Encap, Shard, Verdict};
 use crate::conntrack::track::PROXY_OPEN;
 use crate::conntrack::{Dir, EntryFlags, Flow, FlowKey};
@@ -124,7 +124,7 @@ impl Shard {
     /// quoted header reversed.
     fn icmp_error(&mut self, snap: &Snapshot, frame: &mut [u8], e: &Error, q: Quote, handed: bool) -> Verdict {
         if !handed && self.config.workers > 1 {
-            let o = owner(snap, Owners::new(self.config.workers, self.config.owner_key), q.dst, q.dport, q.src, q.sport, q.proto);
+            let o = owner(snap, &self.owners, q.dst, q.dport, q.src, q.sport, q.proto);
             if o != self.config.id {
                 return Verdict::Handoff(o);
             }
@@ -283,7 +283,7 @@ impl Shard {
             return not_relayed;
         }
         if !handed && self.config.workers > 1 {
-            let o = owner(snap, Owners::new(self.config.workers, self.config.owner_key), inner.src, inner.sport, inner.dst, inner.dport, inner.proto);
+            let o = owner(snap, &self.owners, inner.src, inner.sport, inner.dst, inner.dport, inner.proto);
             if o != self.config.id {
                 return Verdict::Handoff(o);
             }

@@ -62,10 +62,11 @@ pub struct WorkerConfig {
     /// queue first), independent of `hash_key` and of the sync key; it
     /// keys nothing else. Cookies do not validate on the HA peer.
     pub cookie_key: crate::siphash::Key,
-    /// The key of the ownership hash (`owner`), the same for every worker:
-    /// with HA sync the pair's (the peer chose a full-NAT connection's
-    /// local port so that its replies, sent to worker `port % workers`,
-    /// meet the client side's owner), else drawn at boot.
+    /// The ownership key (`owner`, `crate::rss`: the ports' RSS keys and
+    /// RETA derive from it), the same for every worker: with HA sync the
+    /// pair's (the peer chose a full-NAT connection's local port so that
+    /// its replies, queued by `(local address, port)`, meet the client
+    /// side's owner), else drawn at boot.
     pub owner_key: u64,
     /// State sync (`Worker::with_sync`): every this many ticks, push a
     /// `Refresh` of every live entry to the peer; 0: never (bulk walks
@@ -204,6 +205,9 @@ struct Shard {
     table: FlowTable,
     sched: Scheduler,
     local_ports: LocalPorts,
+    /// Which worker owns a connection: where the ports' RSS queues it
+    /// (`owner`), under `config.owner_key`.
+    owners: Owners,
     neighbors: Arc<Neighbors>,
     /// Global active connections per server, for least-connections.
     loads: Option<Arc<lb::Loads>>,
@@ -252,7 +256,8 @@ struct L4Info {
 impl Worker {
     pub fn new(config: WorkerConfig, snapshot: Reader<Snapshot>, neighbors: Arc<Neighbors>) -> Self {
         let table = FlowTable::keyed(config.flows, config.timeouts, config.hash_key);
-        let local_ports = LocalPorts::new(config.id, config.workers);
+        let owners = Owners::new(config.workers, config.owner_key);
+        let local_ports = LocalPorts::new(config.id, &owners);
         let answers = police::TokenBucket::new(config.icmp_rate, config.icmp_burst);
         let punt = police::PuntPolicer::new(&config.punt_rates);
         let mut shard = Shard {
@@ -261,6 +266,7 @@ impl Worker {
             table,
             sched: Scheduler::default(),
             local_ports,
+            owners,
             neighbors,
             loads: None,
             persist: PersistTable::default(),
@@ -370,17 +376,25 @@ impl Shard {
         }
     }
 
-    /// One pass: packets handed over by other workers, then every RX queue;
-    /// then flush, then expire up to a budget of idle connections. `now` is
-    /// in flow-table ticks (`conntrack::TICK_MS`). Returns packets received.
+    /// One pass: packets handed over by other workers (a burst from each
+    /// ring), then every RX queue; then flush, then expire up to a budget
+    /// of idle connections. `now` is in flow-table ticks
+    /// (`conntrack::TICK_MS`). Returns packets received.
     fn poll<I: PacketIo>(&mut self, snap: &Snapshot, io: &mut I, now: u32) -> usize {
         self.now = now;
         let mut burst = Burst::new();
         let mut received = 0;
-        io.rx_handoff(&mut burst);
-        received += burst.len();
-        for pkt in burst.drain() {
-            self.handle(snap, io, pkt, true);
+        // A burst from every hand-off ring and every RX queue a pass: the
+        // rings drain as fast as the queues that fill them.
+        for _ in 0..io.handoff_rings().max(1) {
+            io.rx_handoff(&mut burst);
+            if burst.is_empty() {
+                break;
+            }
+            received += burst.len();
+            for pkt in burst.drain() {
+                self.handle(snap, io, pkt, true);
+            }
         }
         for rxq in 0..io.rx_queues() {
             io.rx_burst(rxq, &mut burst);

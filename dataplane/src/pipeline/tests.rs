@@ -142,24 +142,24 @@ fn full_nat_rewrites_source_to_a_local_address_and_back() {
     let mut w = worker_with(64, 1, 2, true);
     // Pick a client port this worker (1 of 2) owns.
     let snap = snapshot();
-    let sport = (40000..41000).find(|p| owner(&snap, Owners::new(2, 0), ip(CLIENT), *p, ip(VIP), 81, 6) == 1).unwrap();
+    let sport = (40000..41000).find(|p| owner(&snap, &Owners::new(2, 0), ip(CLIENT), *p, ip(VIP), 81, 6) == 1).unwrap();
     let mut f = syn(sport, 81);
     assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
     assert_eq!(addr(&f, 26), SELF_IN, "source is the local address");
     let lport = port(&f, 34);
-    assert_eq!(lport % 2, 1, "local port from this worker's partition");
+    assert_eq!(Owners::new(2, 0).worker(ip(SELF_IN), lport), 1, "a local port whose replies RSS queues on this worker");
     assert_eq!(addr(&f, 30), SRV[0]);
     assert_checksums(&f);
 
     let mut r = frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 6, &tcp(8080, lport, tcpf::SYN | tcpf::ACK), true);
-    assert_eq!(owner(&snap, Owners::new(2, 0), ip(SRV[0]), 8080, ip(SELF_IN), lport, 6), 1, "the reply's owner is the same worker");
+    assert_eq!(owner(&snap, &Owners::new(2, 0), ip(SRV[0]), 8080, ip(SELF_IN), lport, 6), 1, "the reply's owner is the same worker");
     assert_eq!(w.process(&mut r, IN, false), Verdict::Forward(OUT));
     assert_eq!((addr(&r, 26), addr(&r, 30)), (VIP, CLIENT));
     assert_eq!((port(&r, 34), port(&r, 36)), (81, sport));
     assert_checksums(&r);
 
     // A packet owned by worker 0 is handed over, untouched.
-    let other = (40000..41000).find(|p| owner(&snap, Owners::new(2, 0), ip(CLIENT), *p, ip(VIP), 81, 6) == 0).unwrap();
+    let other = (40000..41000).find(|p| owner(&snap, &Owners::new(2, 0), ip(CLIENT), *p, ip(VIP), 81, 6) == 0).unwrap();
     let mut h = syn(other, 81);
     let before = h.clone();
     assert_eq!(w.process(&mut h, OUT, false), Verdict::Handoff(0));
@@ -915,18 +915,17 @@ fn no_server_refusals_without_an_answer() {
 }
 
 #[test]
-fn probe_replies_are_not_partitioned_like_full_nat_ports() {
+fn replies_to_the_box_are_owned_where_rss_queues_them() {
     let snap = snapshot();
     for workers in [2u16, 3, 4] {
-        for lport in [nat::LOCAL_PORT_MIN, 4242, 40000, nat::LOCAL_PORT_MAX] {
-            assert_eq!(owner(&snap, Owners::new(workers, 0), ip(SRV[0]), 8080, ip(SELF_IN), lport, 6), lport % workers, "full-NAT port {lport}");
+        let owners = Owners::new(workers, 0);
+        for lport in [nat::LOCAL_PORT_MIN, 4242, 40000, nat::LOCAL_PORT_MAX, nat::PROBE_PORT_MIN, u16::MAX] {
+            assert_eq!(owner(&snap, &owners, ip(SRV[0]), 8080, ip(SELF_IN), lport, 6), owners.worker(ip(SELF_IN), lport), "{workers} workers, port {lport}");
         }
-        let hashed = (nat::PROBE_PORT_MIN..=u16::MAX).filter(|p| owner(&snap, Owners::new(workers, 0), ip(SRV[0]), 8080, ip(SELF_IN), *p, 6) != p % workers).count();
-        assert!(hashed > 0, "probe ports follow the hash, not the port partition ({workers} workers)");
     }
-    // A probe reply whose port the old rule would give to worker 1 lands
-    // on its hashed owner, which punts it (no connection entry).
-    let p = (nat::PROBE_PORT_MIN..=u16::MAX).find(|p| p % 2 == 1 && owner(&snap, Owners::new(2, 0), ip(SRV[0]), 8080, ip(SELF_IN), *p, 6) == 0).unwrap();
+    // A probe reply lands on its owner, which punts it (no connection entry).
+    let owners = Owners::new(2, 0);
+    let p = (nat::PROBE_PORT_MIN..=u16::MAX).find(|p| owners.worker(ip(SELF_IN), *p) == 0).unwrap();
     let mut reply = frame(SERVER_MAC[0], IN_MAC, SRV[0], SELF_IN, 6, &tcp(8080, p, tcpf::SYN | tcpf::ACK), true);
     let mut w0 = worker_with(64, 0, 2, true);
     let mut w1 = worker_with(64, 1, 2, true);
@@ -1137,15 +1136,15 @@ fn records_live_while_their_connections_do_then_for_the_timeout() {
 fn source_ip_persistence_owns_connections_by_client_address() {
     let snap = persistent_snapshot(0xffff_ff00, false);
     for workers in [2u16, 3, 4] {
-        let o = owner(&snap, Owners::new(workers, 0), ip(CLIENT), 1000, ip(VIP), 80, 6);
+        let o = owner(&snap, &Owners::new(workers, 0), ip(CLIENT), 1000, ip(VIP), 80, 6);
         for sport in (1000..60000).step_by(997) {
-            assert_eq!(owner(&snap, Owners::new(workers, 0), ip(CLIENT), sport, ip(VIP), 80, 6), o, "every port of the client");
-            assert_eq!(owner(&snap, Owners::new(workers, 0), ip([192, 0, 2, 77]), sport, ip(VIP), 80, 6), o, "every client of the /24");
+            assert_eq!(owner(&snap, &Owners::new(workers, 0), ip(CLIENT), sport, ip(VIP), 80, 6), o, "every port of the client");
+            assert_eq!(owner(&snap, &Owners::new(workers, 0), ip([192, 0, 2, 77]), sport, ip(VIP), 80, 6), o, "every client of the /24");
             // NAT replies from its servers: the same owner.
-            assert_eq!(owner(&snap, Owners::new(workers, 0), ip(SRV[1]), 8080, ip(CLIENT), sport, 6), o, "reply");
+            assert_eq!(owner(&snap, &Owners::new(workers, 0), ip(SRV[1]), 8080, ip(CLIENT), sport, 6), o, "reply");
         }
         // Without persistence (VIP:53/udp) the port still counts.
-        let spread: std::collections::BTreeSet<u16> = (1000..1100).map(|p| owner(&snap, Owners::new(workers, 0), ip(CLIENT), p, ip(VIP), 53, 17)).collect();
+        let spread: std::collections::BTreeSet<u16> = (1000..1100).map(|p| owner(&snap, &Owners::new(workers, 0), ip(CLIENT), p, ip(VIP), 53, 17)).collect();
         assert_eq!(spread.len(), workers as usize);
     }
 }
@@ -1238,10 +1237,10 @@ fn removed_services_and_servers_keep_their_connections_owners() {
     server_gone.index();
     for workers in [2u16, 3, 4] {
         for sport in (1000..60000u16).step_by(1777) {
-            let o = owner(&live, Owners::new(workers, 0), ip(CLIENT), sport, ip(VIP), 80, 6);
-            assert_eq!(owner(&gone, Owners::new(workers, 0), ip(CLIENT), sport, ip(VIP), 80, 6), o, "client to a removed VIP");
-            assert_eq!(owner(&gone, Owners::new(workers, 0), ip(SRV[0]), 8080, ip(CLIENT), sport, 6), o, "its server's replies");
-            assert_eq!(owner(&server_gone, Owners::new(workers, 0), ip(SRV[0]), 8080, ip(CLIENT), sport, 6), o, "a removed server's replies");
+            let o = owner(&live, &Owners::new(workers, 0), ip(CLIENT), sport, ip(VIP), 80, 6);
+            assert_eq!(owner(&gone, &Owners::new(workers, 0), ip(CLIENT), sport, ip(VIP), 80, 6), o, "client to a removed VIP");
+            assert_eq!(owner(&gone, &Owners::new(workers, 0), ip(SRV[0]), 8080, ip(CLIENT), sport, 6), o, "its server's replies");
+            assert_eq!(owner(&server_gone, &Owners::new(workers, 0), ip(SRV[0]), 8080, ip(CLIENT), sport, 6), o, "a removed server's replies");
         }
     }
 }

@@ -128,6 +128,10 @@ pub struct Sync {
     peer_key: Option<u8>,
     /// The workers' ownership key (installs go to the owner worker).
     pub owner: Ownership,
+    /// The steering of `owners_key` (`owner_of`), rebuilt when the key
+    /// changes.
+    owners: Owners,
+    owners_key: u64,
     limit: Duration,
     sender: u32,
     seq: u64,
@@ -233,6 +237,8 @@ impl Sync {
             key_texts: (s.key_text().to_string(), s.previous_key.as_ref().map(|k| k.get_ref().clone())),
             peer_key: None,
             owner: Ownership { key: rt.workers().owner_key(), born_us: now_us(), adopted: None },
+            owners: Owners::new(rt.workers().len() as u16, rt.workers().owner_key()),
+            owners_key: rt.workers().owner_key(),
             limit: Duration::from_millis(u64::from(*s.bulk_limit_ms.get_ref())),
             sender,
             seq: 0,
@@ -473,7 +479,10 @@ impl Sync {
                 }
             }
             MessageType::Records => {
-                let owners = Owners::new(self.ends.len() as u16, self.owner.key);
+                if self.owners.workers() != self.ends.len().max(1) as u16 || self.owners_key != self.owner.key {
+                    self.owners = Owners::new(self.ends.len() as u16, self.owner.key);
+                    self.owners_key = self.owner.key;
+                }
                 let snap = rt.workers().published();
                 // Full-NAT only under the same ownership key: the one the
                 // peer offered, not a byte of the fingerprint (which two
@@ -489,7 +498,7 @@ impl Sync {
                     if self.asked.done.is_none() {
                         self.asked.records += 1;
                     }
-                    let w = snap.map_or(0, |s| owner_of(s, owners, &rec)) as usize;
+                    let w = snap.map_or(0, |s| owner_of(s, &self.owners, &rec)) as usize;
                     if self.ends.get_mut(w).is_some_and(|e| e.installs.push(rec)) {
                         self.counters.records_queued += 1;
                     } else {

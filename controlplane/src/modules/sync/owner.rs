@@ -68,7 +68,7 @@ impl Sync {
             for e in &self.ends {
                 e.control.set_owner_key(theirs);
             }
-            rt.workers_mut().set_owner_key(theirs);
+            rt.set_owner_key(theirs);
             // The pair check and the peer hear of it at once: the bulk
             // dump asked for next must not meet an old fingerprint.
             self.fingerprint = pair::with_owner(self.fingerprint, theirs);

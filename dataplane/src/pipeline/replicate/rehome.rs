@@ -1,8 +1,11 @@
 //! The pair's ownership key changed (`SyncControl::set_owner_key`: this
 //! box adopted its peer's, docs/architecture.md "Hashing"): the worker
-//! takes the new key, and drops the entries another worker owns under it.
+//! takes the new key, its full-NAT port shares with it (`LocalPorts::rekey`),
+//! and drops the entries another worker owns under it; the ones it keeps
+//! take their ports back.
 
 use super::super::{ended, owner, Owners, Shard};
+use crate::conntrack::{EntryFlags, Flow, Forwarding};
 use super::Replication;
 use crate::state::snapshot::Snapshot;
 
@@ -17,22 +20,42 @@ impl Shard {
         let key = r.control.owner_key();
         if key != 0 && key != self.config.owner_key {
             self.config.owner_key = key;
+            // Slow path, once per adopted key: the tables of the new
+            // steering (no allocation in `rekey`).
+            self.owners = Owners::new(self.config.workers, key);
+            self.local_ports.rekey(&self.owners);
             r.rehome = Some(0);
         }
         let Some(mut cursor) = r.rehome else { return };
-        let owners = Owners::new(self.config.workers, self.config.owner_key);
         let cap = self.table.capacity();
         let end = cursor.saturating_add(r.budget).min(cap);
         while cursor < end {
-            let theirs = self.table.get(cursor).is_some_and(|f| owner(snap, owners, f.client_ip, f.client_port, f.vip, f.vport, f.proto) != self.config.id);
-            if theirs {
-                if let Some(f) = self.table.remove(cursor) {
-                    ended(&f, snap, self.now, &self.counters, &mut self.local_ports, &mut self.persist);
-                    self.counters.sync.rehomed.inc();
+            match self.table.get(cursor).map(|f| (self.owns(snap, f), holds_port(f).then_some((f.local_ip, f.local_port)))) {
+                Some((false, _)) => {
+                    if let Some(f) = self.table.remove(cursor) {
+                        ended(&f, snap, self.now, &self.counters, &mut self.local_ports, &mut self.persist);
+                        self.counters.sync.rehomed.inc();
+                    }
                 }
+                Some((true, Some((ip, port)))) => {
+                    self.local_ports.reserve(ip, port);
+                }
+                _ => {}
             }
             cursor += 1;
         }
         r.rehome = (cursor < cap).then_some(cursor);
     }
+
+    /// Whether this worker owns `f` under the current key: its client side,
+    /// and the local port its replies come back to.
+    fn owns(&self, snap: &Snapshot, f: &Flow) -> bool {
+        let id = self.config.id;
+        owner(snap, &self.owners, f.client_ip, f.client_port, f.vip, f.vport, f.proto) == id && (!holds_port(f) || self.owners.worker(f.local_ip, f.local_port) == id)
+    }
+}
+
+/// An entry whose local port is this worker's pool's (full-NAT, source NAT).
+fn holds_port(f: &Flow) -> bool {
+    matches!(f.mode, Forwarding::FullNat | Forwarding::Snat) && !f.flags.contains(EntryFlags::BORROWED_PORT)
 }

@@ -184,14 +184,14 @@ fn full_nat_entries_keep_their_local_port_on_the_peer() {
     // Two workers per box; the owner is the same worker on both.
     let snap = snapshot();
     let owners = Owners::new(2, 0);
-    let sport = (40000..41000).find(|p| owner(&snap, owners, ip(CLIENT), *p, ip(VIP), 81, 6) == 1).unwrap();
+    let sport = (40000..41000).find(|p| owner(&snap, &owners, ip(CLIENT), *p, ip(VIP), 81, 6) == 1).unwrap();
     let mut a = synced(snapshot(), 1, 2, 256);
     let mut b = synced(snapshot(), 1, 2, 256);
     let lport = full_nat_handshake(&mut a.w, sport);
     let records = drain(&mut a.events);
     assert_eq!(records.len(), 1);
     assert_eq!((records[0].local_ip, records[0].local_port, records[0].mode), (ip(SELF_IN), lport, crate::conntrack::Forwarding::FullNat));
-    assert_eq!(owner_of(&snap, owners, &records[0]), 1, "the record goes to the worker that owns the connection");
+    assert_eq!(owner_of(&snap, &owners, &records[0]), 1, "the record goes to the worker that owns the connection");
 
     let free_before = b.w.shard.local_ports.available(ip(SELF_IN));
     deliver(&records, &mut b, 0);
@@ -211,7 +211,7 @@ fn full_nat_entries_keep_their_local_port_on_the_peer() {
     assert_eq!((addr(&f, 26), port(&f, 34)), (SELF_IN, lport));
     // New connections on B never get that port.
     for p in 0..200u16 {
-        let other = (41000 + p * 7..).find(|q| owner(&snap, owners, ip(CLIENT), *q, ip(VIP), 81, 6) == 1).unwrap();
+        let other = (41000 + p * 7..).find(|q| owner(&snap, &owners, ip(CLIENT), *q, ip(VIP), 81, 6) == 1).unwrap();
         let (v, f) = send(&mut b.w, client(tcpf::SYN, other, 81), OUT);
         if v == Verdict::Forward(IN) {
             assert_ne!(port(&f, 34), lport);
@@ -641,7 +641,7 @@ fn owner_of_agrees_with_the_classify_path() {
         let owners = Owners::new(workers, 0x1234_5678);
         for sport in 40000..40050 {
             let rec = SyncRecord { proto: 6, client_ip: ip(CLIENT), client_port: sport, vip: ip(VIP), vport: 81, ..SyncRecord::EMPTY };
-            assert_eq!(owner_of(&snap, owners, &rec), owner(&snap, owners, ip(CLIENT), sport, ip(VIP), 81, 6));
+            assert_eq!(owner_of(&snap, &owners, &rec), owner(&snap, &owners, ip(CLIENT), sport, ip(VIP), 81, 6));
         }
     }
 }
@@ -719,7 +719,7 @@ fn a_new_ownership_key_drops_the_entries_another_worker_owns() {
     assert_eq!(b.w.table().len(), 40);
     let key = 0x005e_ed0f_0123_4567;
     let snap = snapshot();
-    let ours: Vec<u16> = (40000..40040).filter(|p| owner(&snap, Owners::new(2, key), ip(CLIENT), *p, ip(VIP), 80, 6) == 0).collect();
+    let ours: Vec<u16> = (40000..40040).filter(|p| owner(&snap, &Owners::new(2, key), ip(CLIENT), *p, ip(VIP), 80, 6) == 0).collect();
     assert!(!ours.is_empty() && ours.len() < 40, "{ours:?}");
     b.w.sync_control().unwrap().set_owner_key(key);
     b.w.poll(&mut Idle, 2);
