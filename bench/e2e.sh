@@ -5,9 +5,10 @@
 #   bench/e2e.sh [--duration S] [--connections N]     (defaults 10 and 32)
 #
 # 1. furiwake run (configs/two-arm-nat.toml, a file prefix of its own) in
-#    PREFIX-lb; curl the VIP; wrk from the client at http://192.0.2.100/id,
-#    keep-alive, then a new connection per request ("Connection: close");
-#    SIGTERM (exit 0 expected) and its final counters.
+#    PREFIX-lb, its ports on net_af_packet, then on net_af_xdp (AF_XDP
+#    sockets on the same veths); curl the VIP; wrk from the client at
+#    http://192.0.2.100/id, keep-alive, then a new connection per request
+#    ("Connection: close"); SIGTERM (exit 0 expected) and its final counters.
 # 2. The same namespace without furiwake: the kernel routes between lb-out
 #    and lb-in and an nftables round-robin DNAT (numgen inc mod 3) spreads
 #    the VIP over the servers; the same two wrk runs.
@@ -297,36 +298,60 @@ declare -A R
 DISTURBED=() NGINX_BOUND=() CPU_NOTES=()
 
 # ---------------------------------------------------------------- 1. furiwake
-say "1. furiwake run --config configs/two-arm-nat.toml (file prefix $FP) in $P-lb"
+# run_furiwake NAME CONFIG: furiwake on CONFIG in $P-lb, the VIP checked, the
+# two wrk runs (R[NAME,mode]), SIGTERM and its final counters.
+run_furiwake() {
+  local name=$1 cfg=$2
+  "$BIN" check-config "$cfg" >/dev/null || die "furiwake check-config refuses $cfg"
+  ip netns exec $P-lb "$BIN" run --config "$cfg" > "$WORK/$name.log" 2>&1 9>&- &
+  fw=$!
+  pids+=($fw)
+  for _ in $(seq 1 200); do
+    grep -q "furiwake: ready" "$WORK/$name.log" && break
+    kill -0 $fw 2>/dev/null || { cat "$WORK/$name.log" >&2; die "$name exited before ready"; }
+    sleep 0.1
+  done
+  grep -q "furiwake: ready" "$WORK/$name.log" || { cat "$WORK/$name.log" >&2; die "$name not ready after 20 s"; }
+  grep -E "^(furiwake|port)" "$WORK/$name.log" | sed 's/^/  /'
+  watch+=("furiwake $fw")
+  check_vip "$name"
+  for mode in keep-alive new-connection; do
+    run_wrk "$name" $mode; R[$name,$mode]=$RPS
+    sleep 1
+  done
+  kill -TERM $fw
+  for _ in $(seq 1 100); do kill -0 $fw 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $fw 2>/dev/null; then die "$name still running 10 s after SIGTERM"; fi
+  rc=0; wait $fw || rc=$?
+  forget $fw; unset 'watch[${#watch[@]}-1]'
+  [ "$rc" -eq 0 ] || { cat "$WORK/$name.log" >&2; die "$name exited $rc after SIGTERM (0 expected)"; }
+  echo "$name exited 0 after SIGTERM; final counters:"
+  grep -E '^virtual-server www: conns' "$WORK/$name.log" | tail -1 | sed 's/^/  /' \
+    || die "no virtual-server line in $name's final counters"
+  sed -n '/== furiwake counters ==/,$p' "$WORK/$name.log" | sed 's/^/    /'
+  # The kernel keeps the veths' neighbours; start each balancer clean.
+  ip -n $P-client neigh flush all
+  for i in 1 2 3; do ip -n $P-srv$i neigh flush all; done
+}
+
+# The demo's configuration names its ports' driver; the other one is the
+# same file with the devices swapped (net_af_packet <-> net_af_xdp on the
+# same veths, one queue each).
 grep -q '"furiwake-demo"' configs/two-arm-nat.toml || die "configs/two-arm-nat.toml has no \"furiwake-demo\" file prefix to replace"
-sed 's/"furiwake-demo"/"'"$FP"'"/' configs/two-arm-nat.toml > "$WORK/furiwake.toml"
-"$BIN" check-config "$WORK/furiwake.toml" >/dev/null || die "furiwake check-config refuses $WORK/furiwake.toml"
-ip netns exec $P-lb "$BIN" run --config "$WORK/furiwake.toml" > "$WORK/furiwake.log" 2>&1 9>&- &
-fw=$!
-pids+=($fw)
-for _ in $(seq 1 200); do
-  grep -q "furiwake: ready" "$WORK/furiwake.log" && break
-  kill -0 $fw 2>/dev/null || { cat "$WORK/furiwake.log" >&2; die "furiwake exited before ready"; }
-  sleep 0.1
-done
-grep -q "furiwake: ready" "$WORK/furiwake.log" || { cat "$WORK/furiwake.log" >&2; die "furiwake not ready after 20 s"; }
-grep -E "^(furiwake|port)" "$WORK/furiwake.log" | sed 's/^/  /'
-watch+=("furiwake $fw")
-check_vip furiwake
-for mode in keep-alive new-connection; do
-  run_wrk furiwake $mode; R[furiwake,$mode]=$RPS
-  sleep 1
-done
-kill -TERM $fw
-for _ in $(seq 1 100); do kill -0 $fw 2>/dev/null || break; sleep 0.1; done
-if kill -0 $fw 2>/dev/null; then die "furiwake still running 10 s after SIGTERM"; fi
-rc=0; wait $fw || rc=$?
-forget $fw; unset 'watch[${#watch[@]}-1]'
-[ "$rc" -eq 0 ] || { cat "$WORK/furiwake.log" >&2; die "furiwake exited $rc after SIGTERM (0 expected)"; }
-echo "furiwake exited 0 after SIGTERM; final counters:"
-grep -E '^virtual-server www: conns' "$WORK/furiwake.log" | tail -1 | sed 's/^/  /' \
-  || die "no virtual-server line in furiwake's final counters"
-sed -n '/== furiwake counters ==/,$p' "$WORK/furiwake.log" | sed 's/^/    /'
+sed 's/"furiwake-demo"/"'"$FP"'"/' configs/two-arm-nat.toml > "$WORK/demo.toml"
+if grep -q 'net_af_xdp0' "$WORK/demo.toml"; then
+  cp "$WORK/demo.toml" "$WORK/af_xdp.toml"
+  sed -e 's/net_af_xdp\([01]\),iface=\(lb-[a-z]*\)[^"]*"/net_af_packet\1,iface=\2"/' "$WORK/demo.toml" > "$WORK/af_packet.toml"
+else
+  cp "$WORK/demo.toml" "$WORK/af_packet.toml"
+  sed -e 's/net_af_packet\([01]\),iface=\(lb-[a-z]*\)"/net_af_xdp\1,iface=\2,start_queue=0,queue_count=1"/' "$WORK/demo.toml" > "$WORK/af_xdp.toml"
+fi
+grep -q 'net_af_packet1,iface=lb-in"' "$WORK/af_packet.toml" && grep -q 'net_af_xdp1,iface=lb-in,' "$WORK/af_xdp.toml" \
+  || die "configs/two-arm-nat.toml: cannot derive the af_packet and af_xdp variants"
+say "1. furiwake run --config configs/two-arm-nat.toml (file prefix $FP) in $P-lb, on net_af_packet"
+run_furiwake furiwake "$WORK/af_packet.toml"
+say "1b. the same on net_af_xdp (AF_XDP sockets on the same veths)"
+run_furiwake fw-xdp "$WORK/af_xdp.toml"
 
 # ---------------------------------------------------------------- 2. kernel
 say "2. kernel baseline in $P-lb: ip_forward + nftables DNAT numgen inc mod 3"
@@ -348,9 +373,6 @@ table ip lb {
 }
 NFT
 $L nft list ruleset | sed 's/^/  /'
-# Neighbors learned while furiwake ran are the same MACs, but start clean.
-ip -n $P-client neigh flush all
-for i in 1 2 3; do ip -n $P-srv$i neigh flush all; done
 check_vip nftables
 for mode in keep-alive new-connection; do
   run_wrk nftables $mode; R[nftables,$mode]=$RPS
@@ -366,13 +388,15 @@ join() { local IFS=,; echo "$*" | sed 's/,/, /g'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
 rows=() json=()
 for mode in keep-alive new-connection; do
-  f=${R[furiwake,$mode]} k=${R[nftables,$mode]}; r=$(ratio "$f" "$k")
-  rows+=("| $mode | $f | $k | $r |")
-  json+=("{\"mode\": \"$mode\", \"furiwake_rps\": $f, \"nftables_rps\": $k, \"ratio\": $r}")
+  f=${R[furiwake,$mode]} x=${R[fw-xdp,$mode]} k=${R[nftables,$mode]}
+  rf=$(ratio "$f" "$k") rx=$(ratio "$x" "$k")
+  best=af_packet; awk -v a="$x" -v b="$f" 'BEGIN { exit !(a > b) }' && best=af_xdp
+  rows+=("| $mode | $f | $x | $k | $rf | $rx | $best |")
+  json+=("{\"mode\": \"$mode\", \"furiwake_rps\": $f, \"furiwake_af_xdp_rps\": $x, \"nftables_rps\": $k, \"ratio\": $rf, \"ratio_af_xdp\": $rx, \"faster\": \"$best\"}")
 done
 {
-  echo "| mode | furiwake req/s | nftables req/s | ratio (furiwake/nftables) |"
-  echo "| --- | ---: | ---: | ---: |"
+  echo "| mode | furiwake af_packet req/s | furiwake af_xdp req/s | nftables req/s | af_packet/nftables | af_xdp/nftables | faster furiwake |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
   printf '%s\n' "${rows[@]}"
 } > "$WORK/table.md"
 column -t -s '|' -o '|' "$WORK/table.md" 2>/dev/null | grep -v -- '---' || cat "$WORK/table.md"
@@ -384,8 +408,9 @@ printf '{"date": "%s", "duration_s": %s, "connections": %s, "threads": %s, "resu
   echo "$date_iso, \`bench/e2e.sh\`: wrk -t$THREADS -c$CONNS -d${DURATION}s from the client namespace at"
   echo "http://192.0.2.100/id, 3 nginx backends ($NGINX_DESC),"
   echo "$(nproc) CPUs shared by wrk, nginx, the kernel and the balancer. new-connection sends"
-  echo "\`Connection: close\`. furiwake: configs/two-arm-nat.toml (net_af_packet on veths, worker on"
-  echo "CPU 1, idle_sleep_us 20); nftables: ip_forward + \`dnat to numgen inc mod 3\` in the same namespace."
+  echo "\`Connection: close\`. furiwake: configs/two-arm-nat.toml (worker on CPU 1, idle_sleep_us 20), on"
+  echo "net_af_packet and on net_af_xdp (one queue per veth), one after the other; nftables: ip_forward +"
+  echo "\`dnat to numgen inc mod 3\` in the same namespace."
   echo
   cat "$WORK/table.md"
   echo

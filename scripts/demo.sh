@@ -4,8 +4,20 @@
 # with configs/two-arm-nat.toml, drives traffic at the VIP from the client,
 # and shows what the appliance did. Everything it starts is stopped (by PID)
 # and removed at the end. Run as root.
+#
+#   scripts/demo.sh [--af-packet | --af-xdp]
+#
+# The ports' driver: configs/two-arm-nat.toml's (see its header: the faster
+# of the two in bench/results/e2e.md), or the other one on the same veths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+DRIVER=
+case "${1:-}" in
+  "") ;;
+  --af-packet) DRIVER=af_packet ;;
+  --af-xdp) DRIVER=af_xdp ;;
+  *) echo "usage: $0 [--af-packet | --af-xdp]" >&2; exit 2 ;;
+esac
 scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo build --release --bins
@@ -20,6 +32,15 @@ cleanup() {
   rm -rf "$WORK" /var/run/dpdk/furiwake-demo
 }
 trap cleanup EXIT
+CONFIG=configs/two-arm-nat.toml
+case "$DRIVER" in
+  af_xdp)
+    sed -e 's/net_af_packet\([01]\),iface=\(lb-[a-z]*\)"/net_af_xdp\1,iface=\2,start_queue=0,queue_count=1"/' $CONFIG > "$WORK/furiwake.toml"
+    CONFIG=$WORK/furiwake.toml ;;
+  af_packet)
+    sed -e 's/net_af_xdp\([01]\),iface=\(lb-[a-z]*\)[^"]*"/net_af_packet\1,iface=\2"/' $CONFIG > "$WORK/furiwake.toml"
+    CONFIG=$WORK/furiwake.toml ;;
+esac
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -31,8 +52,8 @@ for i in 1 2 3; do
   pids+=($!)
 done
 
-say "furiwake run --config configs/two-arm-nat.toml (in namespace $P-lb)"
-ip netns exec $P-lb "$BIN" run --config configs/two-arm-nat.toml > "$WORK/furiwake.log" 2>&1 &
+say "furiwake run --config $CONFIG (in namespace $P-lb; ports on $(grep -o 'net_af_[a-z]*' $CONFIG | head -n 1))"
+ip netns exec $P-lb "$BIN" run --config "$CONFIG" > "$WORK/furiwake.log" 2>&1 &
 fw=$!
 pids+=($fw)
 for _ in $(seq 1 100); do grep -q "furiwake: ready" "$WORK/furiwake.log" && break; sleep 0.1; done
@@ -53,7 +74,7 @@ for i in $(seq 1 10); do
   ip netns exec $P-client curl -s -m 1 http://192.0.2.100/id || echo "(no answer)"
 done
 
-CONSOLE=("$BIN" console --config configs/two-arm-nat.toml -c)
+CONSOLE=("$BIN" console --config "$CONFIG" -c)
 say "console: furiwake console -c 'show servers'"
 "${CONSOLE[@]}" "show servers"
 say "console: server web 198.51.100.11:80 drain; then six more requests (none to srv1)"

@@ -49,6 +49,8 @@ pub struct Phase {
     pub first_error: Option<&'static str>,
     /// Packets the worker dropped, by reason.
     pub drops: Vec<(&'static str, u64)>,
+    /// Packets one worker handed to another (two workers).
+    pub handed: u64,
 }
 
 impl Phase {

@@ -16,6 +16,7 @@
 
 mod gen;
 mod harness;
+mod multi;
 
 use furiwake_dataplane::state::snapshot::Forwarding;
 use furiwake_platform::{Eal, Mempool};
@@ -64,7 +65,7 @@ fn opts() -> Opts {
 fn main() {
     let o = opts();
     let prefix = format!("fw-bench-{}", std::process::id());
-    let eal_args = ["--no-huge", "-m", "1024", "--no-pci", "-l", "0-1", "--file-prefix", &prefix, "--no-telemetry", "--log-level", "lib.eal:error"];
+    let eal_args = ["--no-huge", "-m", "1024", "--no-pci", "--lcores", "0@0,1@1,2@1", "--file-prefix", &prefix, "--no-telemetry", "--log-level", "lib.eal:error"];
     let code = match Eal::init(&eal_args) {
         Ok(eal) => {
             let code = run(&o);
@@ -188,14 +189,41 @@ fn run(o: &Opts) -> i32 {
         r.finish();
     }
 
+    two_workers(o, &pool, &mut rows, &mut next_id);
     report(o, &rows, &mem, tsc_hz)
+}
+
+/// Two workers sharing CPU 1 (`multi`): NAT and full-NAT, established
+/// traffic both ways, RSS-steered and not: the share handed over.
+fn two_workers(o: &Opts, pool: &Mempool, rows: &mut Vec<Row>, next_id: &mut dyn FnMut() -> u32) {
+    let f: u32 = if o.smoke { 1_000 } else { 1_000_000 };
+    let dur = Duration::from_secs_f64(o.seconds);
+    for (full_nat, fwd) in [(false, "nat"), (true, "full-nat")] {
+        for (steered, dist) in [(true, "rss-steered"), (false, "unsteered")] {
+            let mut m = match multi::Multi::start(next_id(), pool, full_nat, f + f / 16 + 1024, steered) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("furiwake-bench: two workers: {e}");
+                    continue;
+                }
+            };
+            m.clients(f as usize);
+            eprintln!("2 workers {fwd} {dist}: opening {f} connections");
+            let _ = m.phase(pool, multi::Traffic::Open { first: 0 }, f as u64, Duration::from_secs(600), 1);
+            let _ = m.phase(pool, multi::Traffic::Handshake, 2 * f as u64, Duration::from_secs(600), 64);
+            let _ = m.phase(pool, multi::Traffic::Established { flows: f }, u64::MAX, dur / 4, u64::MAX);
+            let ph = m.phase(pool, multi::Traffic::Established { flows: f }, u64::MAX, dur, if o.smoke { 1 } else { 64 });
+            rows.push(Row { name: "2 workers established".into(), forwarding: fwd, direction: "both", flows: f as u64, distribution: dist, phase: ph });
+            m.finish();
+        }
+    }
 }
 
 fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
     let bare = rows.iter().find(|r| r.name == "bare").map_or(1.0, |r| r.phase.mpps());
     let mut table = String::new();
-    let _ = writeln!(table, "| scenario | forwarding | direction | flows | distribution | Mpps | ns/packet | cycles/packet | x bare | errors | worker drops |");
-    let _ = writeln!(table, "|---|---|---|---:|---|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(table, "| scenario | forwarding | direction | flows | distribution | Mpps | ns/packet | cycles/packet | x bare | handed over | errors | worker drops |");
+    let _ = writeln!(table, "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
     let mut failed = false;
     let mut json = String::from("{\n");
     let _ = writeln!(json, "  \"date\": \"{}\",", date());
@@ -208,7 +236,7 @@ fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
         let ratio = p.mpps() / bare;
         let _ = writeln!(
             table,
-            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.0} | {:.2} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.0} | {:.2} | {:.1}% | {} | {} |",
             r.name,
             r.forwarding,
             r.direction,
@@ -218,12 +246,13 @@ fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
             p.ns_per_packet(tsc_hz),
             p.cycles_per_packet(),
             ratio,
+            100.0 * p.handed as f64 / p.packets.max(1) as f64,
             p.errors,
             p.drops.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")
         );
         let _ = writeln!(
             json,
-            "    {{\"name\": \"{}\", \"forwarding\": \"{}\", \"direction\": \"{}\", \"flows\": {}, \"distribution\": \"{}\", \"packets\": {}, \"forwarded\": {}, \"seconds\": {:.3}, \"mpps\": {:.3}, \"ns_per_packet\": {:.1}, \"cycles_per_packet\": {:.1}, \"ratio_to_bare\": {:.3}, \"errors\": {}}}{}",
+            "    {{\"name\": \"{}\", \"forwarding\": \"{}\", \"direction\": \"{}\", \"flows\": {}, \"distribution\": \"{}\", \"packets\": {}, \"forwarded\": {}, \"seconds\": {:.3}, \"mpps\": {:.3}, \"ns_per_packet\": {:.1}, \"cycles_per_packet\": {:.1}, \"ratio_to_bare\": {:.3}, \"handed_over\": {}, \"errors\": {}}}{}",
             r.name,
             r.forwarding,
             r.direction,
@@ -236,6 +265,7 @@ fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
             p.ns_per_packet(tsc_hz),
             p.cycles_per_packet(),
             ratio,
+            p.handed,
             p.errors,
             if i + 1 < rows.len() { "," } else { "" }
         );

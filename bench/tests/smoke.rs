@@ -44,4 +44,23 @@ fn every_scenario_forwards_correct_packets() {
     }
     assert!(!json.contains("\"errors\": 1") && json.matches("\"errors\": 0").count() >= 15, "{json}");
     assert!(stdout.contains("| established | nat | original | 1000 | uniform |"), "{stdout}");
+    // Two workers: placed on the RX queue the NIC's RSS would choose under
+    // the keys and RETA Furiwake programs, no packet is handed between
+    // them, NAT and full-NAT, both directions; placed regardless of the
+    // hash, about half are.
+    for fwd in ["nat", "full-nat"] {
+        let row = |dist: &str| {
+            let at = json.find(&format!("\"name\": \"2 workers established\", \"forwarding\": \"{fwd}\", \"direction\": \"both\", \"flows\": 1000, \"distribution\": \"{dist}\"")).unwrap_or_else(|| panic!("2 workers {fwd} {dist} missing:\n{json}"));
+            let rest = &json[at..];
+            let num = |key: &str| -> u64 {
+                let k = rest.find(&format!("\"{key}\": ")).unwrap_or_else(|| panic!("{key}")) + key.len() + 4;
+                rest[k..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+            };
+            (num("packets"), num("handed_over"))
+        };
+        let (packets, handed) = row("rss-steered");
+        assert!(packets > 0 && handed == 0, "{fwd}, RSS-steered: {handed} of {packets} handed over");
+        let (packets, handed) = row("unsteered");
+        assert!(handed * 4 > packets, "{fwd}, unsteered: only {handed} of {packets} handed over");
+    }
 }

@@ -214,7 +214,11 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
         tx_desc: *cfg.platform.tx_descriptors.get_ref(),
         promiscuous: true,
     };
-    port.configure(&pc, pool).map_err(|e| format!("interface {name}: {e}"))?;
+    port.configure(&pc, pool).map_err(|e| {
+        // The PMD fills its UMEM's fill ring from the pool at queue setup.
+        let hint = if info.driver == "net_af_xdp" { " (net_af_xdp keeps 2048 mbufs of the pool per RX queue: raise [platform] mbufs)" } else { "" };
+        format!("interface {name}: {e}{hint}")
+    })?;
     port.start().map_err(|e| format!("interface {name}: {e}"))?;
     let mac = EthernetAddress(port.mac().map_err(|e| format!("interface {name}: {e}"))?);
     let link = port.link().map_err(|e| format!("interface {name}: {e}"))?;
