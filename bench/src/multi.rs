@@ -273,7 +273,7 @@ impl Multi {
             }
             Traffic::Handshake => {
                 let n = (i / 2) as u32;
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     self.templates.server_segment(n, self.server_of(n), self.local_of(n), true, out);
                     (n, 1)
                 } else {
@@ -315,7 +315,7 @@ impl Multi {
                 }
                 for m in out.drain() {
                     ph.forwarded += 1;
-                    if !learn && ph.forwarded % check_every != 0 {
+                    if !learn && !ph.forwarded.is_multiple_of(check_every) {
                         continue;
                     }
                     match gen::check(m.data(), if self.full_nat { gen::Mode::FullNat } else { gen::Mode::Nat }) {
