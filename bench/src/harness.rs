@@ -1,10 +1,11 @@
 //! The DPDK side of the harness: one `net_ring` port whose RX ring the
 //! generator (main lcore) fills and whose TX ring it drains, and the
 //! production `Worker` polling that port on worker lcore 1 through the
-//! production `MbufIo`, exactly as `furiwake run` does.
+//! production `MbufIo` and poll loop (`furiwake_platform::poll`), exactly as
+//! `furiwake run` does.
 
 use crate::gen::{self, Out, Templates, FRAME_LEN};
-use furiwake_dataplane::conntrack::{Timeouts, TICK_MS};
+use furiwake_dataplane::conntrack::Timeouts;
 use furiwake_dataplane::state::neighbor::Neighbors;
 use furiwake_dataplane::state::rcu::{rcu, Publisher};
 use furiwake_dataplane::lb::Schedule;
@@ -13,8 +14,9 @@ use furiwake_dataplane::state::snapshot::{Forwarding, PortView, Snapshot, Virtua
 use furiwake_dataplane::wire::EthernetAddress;
 use furiwake_dataplane::{Burst, Worker, WorkerConfig};
 use furiwake_platform::lcore::{self, LcoreHandle};
+use furiwake_platform::poll::{worker_loop, Clock, LoopStats};
 use furiwake_platform::{spsc, Consumer, Mbuf, MbufIo, Mempool, Port, PortConfig, Ring};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,15 +29,6 @@ const IN_FLIGHT: usize = 2048;
 
 pub fn local_ip(i: usize) -> [u8; 4] {
     [198, 51, 101, 1 + i as u8]
-}
-
-/// What the worker lcore publishes. Worker: rw; generator: ro.
-#[derive(Default)]
-pub struct WorkerStats {
-    pub packets: AtomicU64,
-    /// TSC cycles spent in polls that received packets.
-    pub busy_cycles: AtomicU64,
-    pub flows: AtomicU64,
 }
 
 /// The generator's view of a measured phase.
@@ -94,7 +87,9 @@ pub struct Run {
     tx: Arc<Ring<Mbuf>>,
     stop: Arc<AtomicBool>,
     handle: Option<LcoreHandle>,
-    pub stats: Arc<WorkerStats>,
+    /// The worker loop's (`furiwake_platform::poll`): packets and busy
+    /// cycles.
+    pub stats: Arc<LoopStats>,
     /// The worker's own counters (drops by reason).
     pub counters: Option<Arc<furiwake_dataplane::WorkerCounters>>,
     _punts: Option<Consumer<Mbuf>>,
@@ -159,9 +154,7 @@ impl Run {
         let pid = port.id();
         let (mut rxq, mut txq) = (port.take_rx_queue(0).map_err(|e| e.to_string())?, port.take_tx_queue(0).map_err(|e| e.to_string())?);
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(WorkerStats::default());
-        let tsc_per_tick = (furiwake_platform::tsc_hz() * TICK_MS as u64 / 1000).max(1);
-        let start_tsc = furiwake_platform::rdtsc();
+        let stats = Arc::new(LoopStats::default());
         let (s, st) = (Arc::clone(&stop), Arc::clone(&stats));
         let mut punts = None;
         let mut publisher = None;
@@ -175,8 +168,8 @@ impl Run {
                     if n > 0 {
                         txq.tx_burst(&mut b);
                         b.drain().for_each(drop);
-                        st.busy_cycles.fetch_add(furiwake_platform::rdtsc() - t0, Relaxed);
-                        st.packets.fetch_add(n as u64, Relaxed);
+                        st.busy_tsc.add(furiwake_platform::rdtsc() - t0);
+                        st.packets.add(n as u64);
                     }
                 }
                 0
@@ -189,27 +182,13 @@ impl Run {
                 neighbors.set(i as u16, EthernetAddress(gen::SERVER_MAC));
             }
             let config = WorkerConfig { id: 0, workers: 1, flows: capacity, timeouts: Timeouts::default(), hash_key: 0x0123_4567_89ab_cdef, sync_refresh: 0, ..WorkerConfig::default() };
-            let mut worker = Worker::new(config, readers.remove(0), neighbors);
+            let worker = Worker::new(config, readers.remove(0), neighbors);
             counters = Some(worker.counters());
             let (punt_p, punt_c) = spsc::<Mbuf>(&format!("bench-punt-{id}"), 1024).map_err(|e| e.to_string())?;
             punts = Some(punt_c);
-            let mut io = MbufIo::new(vec![rxq], vec![txq], punt_p, None);
-            lcore::launch(WORKER_LCORE, move || {
-                let (mut packets, mut busy) = (0u64, 0u64);
-                while !s.load(Relaxed) {
-                    let t0 = furiwake_platform::rdtsc();
-                    let now = ((t0 - start_tsc) / tsc_per_tick) as u32;
-                    let n = worker.poll(&mut io, now);
-                    if n > 0 {
-                        busy += furiwake_platform::rdtsc() - t0;
-                        packets += n as u64;
-                        st.busy_cycles.store(busy, Relaxed);
-                        st.packets.store(packets, Relaxed);
-                        st.flows.store(worker.table().len() as u64, Relaxed);
-                    }
-                }
-                0
-            })
+            let io = MbufIo::new(vec![rxq], vec![txq], punt_p, None);
+            // The production loop, without idle sleeps.
+            lcore::launch(WORKER_LCORE, move || worker_loop(worker, io, &s, Duration::ZERO, Clock::start(), &st))
         }
         .map_err(|e| e.to_string())?;
         Ok(Run {
@@ -298,7 +277,7 @@ impl Run {
     /// ends first) and measures the worker while it processes them.
     /// `check_every`: validate 1 output in N (1 = all; learning needs all).
     pub fn phase(&mut self, pool: &Mempool, traffic: Traffic, count: u64, duration: Duration, check_every: u64) -> Phase {
-        let (p0, c0) = (self.stats.packets.load(Relaxed), self.stats.busy_cycles.load(Relaxed));
+        let (p0, c0) = (self.stats.packets.get(), self.stats.busy_tsc.get());
         let drops0 = self.drops();
         let t0 = Instant::now();
         let mut ph = Phase::default();
@@ -350,7 +329,7 @@ impl Run {
         let settle = Instant::now();
         // Until the worker has counted every packet sent and its output is
         // drained (a burst may be in its hands while both rings are empty).
-        while (self.stats.packets.load(Relaxed) - p0 < sent || !self.tx.is_empty()) && settle.elapsed() < Duration::from_secs(5) {
+        while (self.stats.packets.get() - p0 < sent || !self.tx.is_empty()) && settle.elapsed() < Duration::from_secs(5) {
             if self.tx.dequeue_burst(&mut out) > 0 {
                 for m in out.drain() {
                     ph.forwarded += 1;
@@ -366,8 +345,8 @@ impl Run {
             }
         }
         ph.seconds = t0.elapsed().as_secs_f64();
-        ph.packets = self.stats.packets.load(Relaxed) - p0;
-        ph.cycles = self.stats.busy_cycles.load(Relaxed) - c0;
+        ph.packets = self.stats.packets.get() - p0;
+        ph.cycles = self.stats.busy_tsc.get() - c0;
         while self.tx.dequeue_burst(&mut out) > 0 {
             ph.forwarded += out.len() as u64;
             out.drain().for_each(drop);
@@ -387,7 +366,7 @@ impl Run {
     }
 
     pub fn flows(&self) -> u64 {
-        self.stats.flows.load(Relaxed)
+        self.counters.as_ref().map_or(0, |c| c.flows.get())
     }
 
     /// Stops the worker lcore and closes the port.

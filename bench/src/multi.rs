@@ -2,7 +2,8 @@
 //! `net_ring` ports, `outside` (clients) and `inside` (servers), each with
 //! an RX and a TX ring per worker; the production `Worker`s on lcores 1
 //! and 2 (both on CPU 1 of this two-CPU machine, `--lcores 1@1,2@1`) with
-//! the hand-off rings between them, through the production `MbufIo`.
+//! the hand-off rings between them, through the production `MbufIo` and
+//! poll loop (`furiwake_platform::poll`).
 //!
 //! The generator (main lcore) puts each frame on the RX queue a NIC would:
 //!
@@ -19,8 +20,8 @@
 //! the share of packets one worker handed to the other.
 
 use crate::gen::{self, Out, Templates, FRAME_LEN};
-use crate::harness::{local_ip, Phase, WorkerStats, LOCALS};
-use furiwake_dataplane::conntrack::{Timeouts, TICK_MS};
+use crate::harness::{local_ip, Phase, LOCALS};
+use furiwake_dataplane::conntrack::Timeouts;
 use furiwake_dataplane::lb::{RealServer, Schedule};
 use furiwake_dataplane::rss::{ipv4_input, toeplitz, Steering, KEY_LEN, RETA_SIZE};
 use furiwake_dataplane::state::neighbor::Neighbors;
@@ -29,6 +30,7 @@ use furiwake_dataplane::state::snapshot::{Forwarding, PortView, Snapshot, Virtua
 use furiwake_dataplane::wire::EthernetAddress;
 use furiwake_dataplane::{Burst, Worker, WorkerConfig, WorkerCounters};
 use furiwake_platform::lcore::{self, LcoreHandle};
+use furiwake_platform::poll::{worker_loop, Clock, LoopStats};
 use furiwake_platform::{spsc, Consumer, Mbuf, MbufIo, Mempool, Port, PortConfig, Producer, Ring};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -87,7 +89,7 @@ pub struct Multi {
     tx: [[Arc<Ring<Mbuf>>; W]; 2],
     stop: Arc<AtomicBool>,
     handles: Vec<LcoreHandle>,
-    stats: Vec<Arc<WorkerStats>>,
+    stats: Vec<Arc<LoopStats>>,
     counters: Vec<Arc<WorkerCounters>>,
     _punts: Vec<Consumer<Mbuf>>,
     _publisher: Publisher<Snapshot>,
@@ -186,8 +188,7 @@ impl Multi {
         }
         let (mut ho_tx, mut ho_rx) = handoff_rings(id)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let tsc_per_tick = (furiwake_platform::tsc_hz() * TICK_MS as u64 / 1000).max(1);
-        let start_tsc = furiwake_platform::rdtsc();
+        let clock = Clock::start();
         let (mut handles, mut stats, mut counters, mut punts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for w in (0..W).rev() {
             let rxq = vec![ports[0].take_rx_queue(w as u16).map_err(|e| e.to_string())?, ports[1].take_rx_queue(w as u16).map_err(|e| e.to_string())?];
@@ -198,10 +199,10 @@ impl Multi {
             let config = WorkerConfig { id: w as u16, workers: W as u16, flows: capacity, timeouts: Timeouts::default(), hash_key: 0x0123_4567_89ab_cdef, owner_key: OWNER_KEY, ..WorkerConfig::default() };
             let worker = Worker::new(config, readers.pop().ok_or("rcu readers")?, Arc::clone(&neighbors));
             counters.push(worker.counters());
-            let st = Arc::new(WorkerStats::default());
+            let st = Arc::new(LoopStats::default());
             stats.push(Arc::clone(&st));
             let s = Arc::clone(&stop);
-            handles.push(lcore::launch(LCORES[w], move || poll_loop(worker, io, &s, &st, start_tsc, tsc_per_tick)).map_err(|e| e.to_string())?);
+            handles.push(lcore::launch(LCORES[w], move || worker_loop(worker, io, &s, Duration::ZERO, clock, &st)).map_err(|e| e.to_string())?);
         }
         handles.reverse();
         stats.reverse();
@@ -337,8 +338,8 @@ impl Multi {
     }
 
     fn totals(&self) -> (u64, u64, u64) {
-        let p = self.stats.iter().map(|s| s.packets.load(Relaxed)).sum();
-        let c = self.stats.iter().map(|s| s.busy_cycles.load(Relaxed)).sum();
+        let p = self.stats.iter().map(|s| s.packets.get()).sum();
+        let c = self.stats.iter().map(|s| s.busy_tsc.get()).sum();
         let h = self.counters.iter().map(|c| c.handed_off.get()).sum();
         (p, c, h)
     }
@@ -402,24 +403,6 @@ impl Multi {
             let _ = p.close();
         }
     }
-}
-
-/// The production loop's core (`runtime::workers::worker_loop` without its
-/// idle sleep): poll, and publish what the harness reads.
-fn poll_loop(mut worker: Worker, mut io: MbufIo, stop: &AtomicBool, st: &WorkerStats, start_tsc: u64, tsc_per_tick: u64) -> i32 {
-    let (mut packets, mut busy) = (0u64, 0u64);
-    while !stop.load(Relaxed) {
-        let t0 = furiwake_platform::rdtsc();
-        let now = ((t0 - start_tsc) / tsc_per_tick) as u32;
-        let n = worker.poll(&mut io, now);
-        if n > 0 {
-            busy += furiwake_platform::rdtsc() - t0;
-            packets += n as u64;
-            st.busy_cycles.store(busy, Relaxed);
-            st.packets.store(packets, Relaxed);
-        }
-    }
-    0
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod lcore;
 mod mbuf;
 mod mempool;
 pub mod memory;
+pub mod poll;
 mod port;
 mod ring;
 mod io;

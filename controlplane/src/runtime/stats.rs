@@ -5,17 +5,11 @@
 //! 004's three figures: new connections per second, concurrent
 //! connections, throughput).
 
-use furiwake_dataplane::state::counters::Counter;
 use std::time::Instant;
 
-/// A worker loop's time, in TSC cycles: in polls that found packets, and
-/// in all. Written by its worker lcore only (single writer), read by the
-/// control plane for the busy ratio.
-#[derive(Debug, Default)]
-pub struct LoopStats {
-    pub busy_tsc: Counter,
-    pub total_tsc: Counter,
-}
+/// A worker loop's time (`furiwake_platform::poll`), read for the busy
+/// ratio.
+pub use furiwake_platform::poll::LoopStats;
 
 /// Traffic counters of one virtual server or real server, summed over
 /// workers.

@@ -5,7 +5,6 @@
 use super::stats::{LoopStats, Traffic};
 use super::Runtime;
 use crate::config::Config;
-use furiwake_dataplane::conntrack;
 use furiwake_dataplane::region;
 use crate::out::say;
 use furiwake_dataplane::ctl::dump::{self, DumpClient};
@@ -17,6 +16,7 @@ use furiwake_dataplane::state::rcu::{rcu, Publisher};
 use furiwake_dataplane::state::snapshot::Snapshot;
 use furiwake_dataplane::{Worker, WorkerConfig, WorkerCounters};
 use furiwake_platform::lcore::{self, LcoreHandle};
+use furiwake_platform::poll::{worker_loop, Clock};
 use furiwake_platform::{spsc, Consumer, Mbuf, MbufIo, Producer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -237,9 +237,7 @@ impl Runtime {
         self.workers.publisher = Some(publisher);
         let timeouts = cfg.timeouts.ticks();
         let idle_sleep = Duration::from_micros(u64::from(*cfg.platform.idle_sleep_us.get_ref()));
-        let ticks_per_sec = 1000 / conntrack::TICK_MS as u64;
-        let tsc_per_tick = (furiwake_platform::tsc_hz() / ticks_per_sec).max(1);
-        let start_tsc = furiwake_platform::rdtsc();
+        let clock = Clock::start();
         for (w, (&lcore_id, (ho_tx, ho_rx))) in lcores.iter().zip(handoff_tx.into_iter().zip(handoff_rx)).enumerate().rev() {
             let mut rx = Vec::new();
             let mut tx = Vec::new();
@@ -294,7 +292,6 @@ impl Runtime {
             }
             let counters = worker.counters();
             let stop = Arc::clone(&self.workers.stop);
-            let clock = Clock { start_tsc, tsc_per_tick };
             let loop_stats = Arc::clone(&loops);
             let handle = lcore::launch(lcore_id, move || worker_loop(worker, io, &stop, idle_sleep, clock, &loop_stats))
                 .map_err(|e| format!("worker {w} on lcore {lcore_id}: {e}"))?;
@@ -312,42 +309,6 @@ impl Runtime {
         }
         Ok(())
     }
-}
-
-/// TSC to flow-table ticks.
-#[derive(Clone, Copy)]
-struct Clock {
-    start_tsc: u64,
-    tsc_per_tick: u64,
-}
-
-/// The poll loop of one worker lcore (DPDK l3fwd's rhythm: rx burst,
-/// process, flush; back off only when idle and configured to).
-fn worker_loop(mut worker: Worker, mut io: MbufIo, stop: &AtomicBool, idle_sleep: Duration, clock: Clock, loops: &LoopStats) -> i32 {
-    let mut idle: u32 = 0;
-    let mut last = furiwake_platform::rdtsc();
-    while !stop.load(Ordering::Relaxed) {
-        let t0 = furiwake_platform::rdtsc();
-        let now = (t0.wrapping_sub(clock.start_tsc) / clock.tsc_per_tick) as u32;
-        let received = worker.poll(&mut io, now);
-        // Busy ratio for `show workers`: time in polls that found packets
-        // over all loop time (sleeps included). Two TSC reads a loop.
-        let t1 = furiwake_platform::rdtsc();
-        if received > 0 {
-            loops.busy_tsc.add(t1.wrapping_sub(t0));
-        }
-        loops.total_tsc.add(t1.wrapping_sub(last));
-        last = t1;
-        if received == 0 {
-            idle = idle.saturating_add(1);
-            if !idle_sleep.is_zero() && idle >= 64 {
-                std::thread::sleep(idle_sleep);
-            }
-        } else {
-            idle = 0;
-        }
-    }
-    0
 }
 
 /// 64 random bits from the kernel, for the workers' hash key.

@@ -176,7 +176,7 @@ impl Shard {
         }
         let info = L4Info { l3, hl, proto, src, dst, sport, dport, tcp_flags, ip_len, seg };
         let key = FlowKey { src_ip: src, dst_ip: dst, src_port: sport, dst_port: dport, proto };
-        let hash = self.table.hash(&key);
+        let hash = self.key_hash(&key);
         let mut found = self.table.lookup(&key, hash);
         // A segment that can change a tracked connection's state (SYN, FIN,
         // RST) must be one an endpoint would accept: its checksum is

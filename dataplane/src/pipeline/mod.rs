@@ -18,6 +18,7 @@ use crate::state::rcu::Reader;
 use crate::state::snapshot::{Forwarding, Snapshot};
 use std::sync::Arc;
 
+mod burst;
 mod classify;
 mod connect;
 mod forwarding;
@@ -35,7 +36,6 @@ mod transit;
 #[cfg(any(test, feature = "testkit"))]
 pub mod fuzz;
 
-use classify::quick_key;
 use connect::release;
 use replicate::Replication;
 
@@ -235,6 +235,9 @@ struct Shard {
     /// The DPDK port of the packet being processed (what a parked copy
     /// replays from).
     in_port: u16,
+    /// The key and hash of the packet being processed, computed when its
+    /// burst arrived (`burst`), for the lookup to take.
+    pending: Option<(crate::conntrack::FlowKey, u32)>,
 }
 
 /// What a parsed TCP/UDP packet looks like, for the flow path.
@@ -282,6 +285,7 @@ impl Worker {
             cookies_this_sec: 0,
             cookies_valid_until: 0,
             in_port: 0,
+            pending: None,
         };
         shard.adopt_snapshot(snapshot.get());
         Self { snapshot, shard }
@@ -396,17 +400,7 @@ impl Shard {
                 self.handle(snap, io, pkt, true);
             }
         }
-        for rxq in 0..io.rx_queues() {
-            io.rx_burst(rxq, &mut burst);
-            received += burst.len();
-            self.prefetch(&burst);
-            for pkt in burst.drain() {
-                let len = pkt.data().len() as u64;
-                self.counters.rx_packets.inc();
-                self.counters.rx_bytes.add(len);
-                self.handle(snap, io, pkt, false);
-            }
-        }
+        received += self.receive(snap, io);
         let tx = io.flush();
         self.counters.tx_packets.add(tx.packets);
         self.counters.tx_bytes.add(tx.bytes);
@@ -471,27 +465,6 @@ impl Shard {
             Verdict::Rebuild => self.rebuild(pkt),
             Verdict::Replay(r) => self.replay(snap, pkt, r),
             v => v,
-        }
-    }
-
-    /// Batched lookups (DPDK l3fwd, katran): before processing a burst,
-    /// hash every packet's key and prefetch its bucket, then the first entry
-    /// of each chain, so the cache misses of the burst overlap.
-    fn prefetch<P: Packet>(&self, burst: &Burst<P>) {
-        let mut hashes = [0u32; crate::io::BURST_SIZE];
-        let mut n = 0;
-        for pkt in burst.iter() {
-            if let Some(key) = quick_key(pkt.data()) {
-                let h = self.table.hash(&key);
-                self.table.prefetch(h);
-                if let Some(slot) = hashes.get_mut(n) {
-                    *slot = h;
-                    n += 1;
-                }
-            }
-        }
-        for h in hashes.iter().take(n) {
-            self.table.prefetch_entry(*h);
         }
     }
 
