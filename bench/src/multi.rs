@@ -10,8 +10,8 @@
 //! - `steered`: the queue the port's RSS gives it under the key and RETA
 //!   Furiwake programs (`furiwake_dataplane::rss`: the client key on the
 //!   outside port, the server key inside), the Toeplitz hash computed here
-//!   from the key bytes alone with per-byte tables (`Nic`), independently
-//!   of the box's own mirror;
+//!   from the key bytes alone with per-byte tables of DPDK's `rte_softrss`
+//!   (`Nic`), independently of the box's own mirror;
 //! - `unsteered`: the queues in turn, whatever the hash, as a device whose
 //!   spreading is not Furiwake's (af_packet's fanout, RSS with its own
 //!   key).
@@ -23,7 +23,7 @@ use crate::gen::{self, Out, Templates, FRAME_LEN};
 use crate::harness::{local_ip, Phase, LOCALS};
 use furiwake_dataplane::conntrack::Timeouts;
 use furiwake_dataplane::lb::{RealServer, Schedule};
-use furiwake_dataplane::rss::{ipv4_input, toeplitz, Steering, KEY_LEN, RETA_SIZE};
+use furiwake_dataplane::rss::{ipv4_input, Steering, KEY_LEN, RETA_SIZE};
 use furiwake_dataplane::state::neighbor::Neighbors;
 use furiwake_dataplane::state::rcu::{rcu, Publisher};
 use furiwake_dataplane::state::snapshot::{Forwarding, PortView, Snapshot, VirtualService};
@@ -44,7 +44,8 @@ const IN_FLIGHT: usize = 2048;
 const OWNER_KEY: u64 = 0x6f77_6e65_725f_6b65;
 
 /// A NIC's Toeplitz over the IPv4 4-tuple, by per-byte tables of the key
-/// (any key: nothing of Furiwake's key structure is used).
+/// made with DPDK's `rte_softrss` (any key: nothing of Furiwake's key
+/// structure, nor its own Toeplitz, is used).
 struct Nic {
     t: Vec<[u32; 256]>,
 }
@@ -57,7 +58,8 @@ impl Nic {
                 for (v, slot) in row.iter_mut().enumerate() {
                     let mut input = [0u8; 12];
                     input[i] = v as u8;
-                    *slot = toeplitz(key, &input);
+                    let words: Vec<u32> = input.chunks(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
+                    *slot = furiwake_platform::rss::softrss(&words, key);
                 }
                 row
             })
@@ -408,6 +410,7 @@ impl Multi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use furiwake_dataplane::rss::toeplitz;
 
     #[test]
     fn the_generators_nic_hashes_as_toeplitz() {

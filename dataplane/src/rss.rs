@@ -32,11 +32,14 @@
 //! (`WorkerConfig::owner_key`), so an HA pair steers alike.
 //!
 //! The key bits that choose the queue are secret (drawn per boot, or the
-//! pair's): a client cannot compute which worker its source ports land on.
-//! One-arm set-ups (clients and servers on one port) use the client key:
-//! NAT replies are then handed over, as are a port's packets without RSS
-//! (`net_af_packet`, one queue) and IPv6 through the server key (one key
-//! serves both families; the windows conflict).
+//! pair's): a client cannot compute offline which worker its source ports
+//! land on. The map is linear, though, and full-NAT local ports are drawn
+//! from each worker's share: a server that sees many (client, local port)
+//! pairs (PROXY headers) could solve for it and aim a flood at one worker,
+//! which each worker's own defence limits then meet (docs/architecture.md,
+//! "Workers and RSS"). One-arm set-ups (clients and servers on one port)
+//! get the `Spread` key: every direction is handed over as needed, evenly;
+//! so are a port's packets without RSS (`net_af_packet`, one queue).
 
 /// The RSS key length Furiwake programs (Intel's, virtio's: 40 bytes).
 pub const KEY_LEN: usize = 40;
@@ -59,6 +62,11 @@ pub enum Layout {
     Client,
     /// The real servers are behind it: the queue follows the destination.
     Server,
+    /// Both sides on one port (one-arm): a key of its own over the whole
+    /// 4-tuple, as a NIC's, so neither direction piles onto few queues
+    /// (a server's replies would, by the client key); packets reach their
+    /// owner by hand-off.
+    Spread,
 }
 
 /// The IPv4 4-tuple's fields, as bit ranges of the hash input.
@@ -101,6 +109,7 @@ pub fn ipv4_input(src: u32, dst: u32, sport: u16, dport: u16) -> [u8; 12] {
 pub struct Keys {
     pub client: [u8; KEY_LEN],
     pub server: [u8; KEY_LEN],
+    pub spread: [u8; KEY_LEN],
 }
 
 fn get_bit(key: &[u8; KEY_LEN], i: usize) -> bool {
@@ -173,13 +182,14 @@ impl Keys {
         for i in index_bits(SPORT) {
             set_bit(&mut server, i + (DPORT.0 - SPORT.0), get_bit(&client, i));
         }
-        Keys { client, server }
+        Keys { client, server, spread: draw.key() }
     }
 
     pub fn of(&self, layout: Layout) -> &[u8; KEY_LEN] {
         match layout {
             Layout::Client => &self.client,
             Layout::Server => &self.server,
+            Layout::Spread => &self.spread,
         }
     }
 }

@@ -39,6 +39,8 @@ pub mod rss {
     pub const IP: u64 = sys::RTE_ETH_RSS_IP as u64;
     pub const TCP: u64 = sys::RTE_ETH_RSS_TCP as u64;
     pub const UDP: u64 = sys::RTE_ETH_RSS_UDP as u64;
+    /// IPv4 TCP and UDP by addresses and ports: what steering needs.
+    pub const IPV4_TCP_UDP: u64 = (sys::RTE_ETH_RSS_NONFRAG_IPV4_TCP | sys::RTE_ETH_RSS_NONFRAG_IPV4_UDP) as u64;
 
     /// DPDK's software Toeplitz hash (`rte_softrss`) of `words` (each the
     /// big-endian reading of 4 bytes of the hash input) under `key` (40

@@ -64,8 +64,9 @@ pub struct Interface {
     /// Which side of a connection the port's RSS queues it by
     /// (`furiwake_dataplane::rss`): `client` (its source: the port clients
     /// reach), `server` (its destination: the port the real servers are
-    /// behind, so their replies reach the worker that saw the client), or
-    /// `auto` (`Config::rss_side`).
+    /// behind, so their replies reach the worker that saw the client),
+    /// `spread` (the whole 4-tuple: a port facing both), or `auto`
+    /// (`Config::rss_side`).
     #[serde(default)]
     pub rss: RssSide,
 }
@@ -78,6 +79,7 @@ pub enum RssSide {
     Auto,
     Client,
     Server,
+    Spread,
 }
 
 impl RssSide {
@@ -86,6 +88,7 @@ impl RssSide {
             RssSide::Auto => "auto",
             RssSide::Client => "client",
             RssSide::Server => "server",
+            RssSide::Spread => "spread",
         }
     }
 }
@@ -149,30 +152,37 @@ impl Interface {
 }
 
 impl super::Config {
-    /// The side `iface`'s RSS follows: `rss` as given, or for `auto` the
-    /// server side when real servers are reached through the interface (in
-    /// its subnet, or behind a `[[route]]` whose next hop is) while neither
-    /// the default route nor a VIP is; the client side otherwise (one-arm
-    /// set-ups, a single port). Decided at start.
+    /// The side `iface`'s RSS follows: `rss` as given, or for `auto`: the
+    /// server side when real servers are reached through the interface's
+    /// device (in the subnet of one of its interfaces, or behind a
+    /// `[[route]]` whose next hop is) while neither the default route nor a
+    /// VIP is; `spread` when the device faces both (one-arm: a port, or
+    /// VLANs of one port, carrying clients and servers); the client side
+    /// otherwise. Decided at start.
     pub fn rss_side(&self, iface: &Interface) -> RssSide {
         if iface.rss != RssSide::Auto {
             return iface.rss;
         }
-        let mut devices: Vec<&str> = self.interfaces.iter().map(Interface::dev_name).collect();
-        devices.sort_unstable();
-        devices.dedup();
         // Every interface of the device (VLANs share its RSS).
         let on_dev: Vec<&Interface> = self.interfaces.iter().filter(|i| i.dev_name() == iface.dev_name()).collect();
         let here = |a: Ipv4Addr| on_dev.iter().any(|i| i.address.contains(a));
-        let via_here = |a: Ipv4Addr| here(a) || self.routes.iter().any(|r| r.prefix.contains(a) && here(r.via));
-        let servers = self.pools.iter().flat_map(|p| p.servers.iter()).any(|s| via_here(*s.address.get_ref().ip()));
+        let servers = self.pools.iter().flat_map(|p| p.servers.iter()).any(|s| self.reached_by(*s.address.get_ref().ip()).is_some_and(|d| d == iface.dev_name()));
         let default = self.routes.iter().any(|r| r.prefix.prefix_len == 0 && here(r.via));
         let vips = self.virtual_servers.iter().any(|v| here(*v.address.get_ref().ip()));
-        if devices.len() > 1 && servers && !default && !vips {
-            RssSide::Server
-        } else {
-            RssSide::Client
+        let others = self.interfaces.iter().any(|i| i.dev_name() != iface.dev_name());
+        match (servers, default || vips || !others) {
+            (true, false) => RssSide::Server,
+            (true, true) => RssSide::Spread,
+            (false, _) => RssSide::Client,
         }
+    }
+
+    /// The device `a` is reached through: an interface's subnet holding it,
+    /// else the longest `[[route]]` prefix holding it whose next hop is in
+    /// one.
+    fn reached_by(&self, a: Ipv4Addr) -> Option<&str> {
+        let on_link = |x: Ipv4Addr| self.interfaces.iter().find(|i| i.address.contains(x)).map(Interface::dev_name);
+        on_link(a).or_else(|| self.routes.iter().filter(|r| r.prefix.contains(a)).max_by_key(|r| r.prefix.prefix_len).and_then(|r| on_link(r.via)))
     }
 }
 

@@ -885,3 +885,27 @@ fn tls_session_id_persistence_makes_a_tcp_virtual_server_the_engines() {
     let e = err(&with_http("persistence = { kind = \"tls-session-id\" }"));
     assert!(e.message.contains("tls-session-id keeps a tcp virtual server's"), "{e}");
 }
+
+/// `[[interface]] rss`: `auto` picks the side each port faces (the
+/// servers' port queues by the destination, the clients' by the source,
+/// a port facing both spreads); explicit values win; others are refused
+/// with their place.
+#[test]
+fn rss_sides_follow_what_each_port_faces() {
+    let c = Config::parse("t.toml", GOOD).unwrap();
+    assert_eq!((c.rss_side(&c.interfaces[0]), c.rss_side(&c.interfaces[1])), (RssSide::Client, RssSide::Server));
+    // One-arm: the servers and the default route on one port.
+    let one_arm = GOOD.replace("198.51.100.11:8080", "192.0.2.11:8080").replace("198.51.100.12:8080", "192.0.2.12:8080");
+    let c = Config::parse("t.toml", &one_arm).unwrap();
+    assert_eq!((c.rss_side(&c.interfaces[0]), c.rss_side(&c.interfaces[1])), (RssSide::Spread, RssSide::Client));
+    // Servers behind a route via the inside: still the servers' port.
+    let routed = GOOD.replace("198.51.100.11:8080", "203.0.113.11:8080").replace("[[health_check]]", "[[route]]\nprefix = \"203.0.113.0/24\"\nvia = \"198.51.100.254\"\n\n[[health_check]]");
+    let c = Config::parse("t.toml", &routed).unwrap();
+    assert_eq!(c.rss_side(&c.interfaces[1]), RssSide::Server);
+    let forced = GOOD.replace("address = \"198.51.100.1/24\"", "address = \"198.51.100.1/24\"\nrss = \"client\"");
+    let c = Config::parse("t.toml", &forced).unwrap();
+    assert_eq!(c.rss_side(&c.interfaces[1]), RssSide::Client);
+    assert!(render(&c).contains("rss = \"client\""), "rendered with the config");
+    let e = err(&GOOD.replace("address = \"198.51.100.1/24\"", "address = \"198.51.100.1/24\"\nrss = \"both\"")).to_string();
+    assert!(e.contains("t.toml:16:7") && e.contains("unknown variant `both`"), "{e}");
+}

@@ -135,10 +135,8 @@ impl Runtime {
     pub fn set_owner_key(&mut self, key: u64) {
         self.workers.set_owner_key(key);
         let steer = Steering::new(self.lcores.len() as u16, key);
-        for l in &self.links {
-            if let Err(e) = l.reprogram_rss(&steer) {
-                log::warn!("{e}");
-            }
+        for l in &mut self.links {
+            l.reprogram_rss(&steer);
         }
     }
 

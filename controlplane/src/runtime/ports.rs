@@ -28,6 +28,8 @@ pub struct Link {
     last_link_up: bool,
     /// A bond's members, in configuration order (empty for a plain port).
     members: Vec<Member>,
+    /// The PMD's name.
+    driver: String,
     /// The side its RSS follows, when Furiwake programmed the port's key
     /// and RETA (`furiwake_dataplane::rss`); None: the port spreads by
     /// nothing Furiwake mirrors (one queue, no RSS, a VLAN link).
@@ -178,6 +180,7 @@ pub(super) fn vlan_on(iface: &Interface, owner: &Link, owner_index: usize) -> Li
         control_txq: None,
         last_link_up: owner.last_link_up,
         members: Vec::new(),
+        driver: owner.driver.clone(),
         rss: None,
     }
 }
@@ -224,9 +227,10 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
     let link = port.link().map_err(|e| format!("interface {name}: {e}"))?;
     let layout = match cfg.rss_side(iface) {
         RssSide::Server => Layout::Server,
+        RssSide::Spread => Layout::Spread,
         _ => Layout::Client,
     };
-    let rss = (rx_queues > 1 && program(&port, layout, steer).map_err(|e| format!("interface {name}: RSS: {e}"))?).then_some(layout);
+    let rss = steer_port(&port, name, rx_queues, n_workers, layout, steer);
     say(&format!(
         "port {name}: {} (driver {}, port {}) mac {mac} address {} rxq {rx_queues} txq {tx_queues} rss {} control-tx {} link {link}",
         iface.dev_name(),
@@ -246,7 +250,7 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
         members.push(Member { spec: m.to_string(), port_id, up: member_up(m, port_id) });
     }
     let port_id = port.id();
-    let mut l = Link { cfg: iface.clone(), port: Some(port), owner: None, port_id, mac, rx_queues, control_txq, last_link_up: link.up, members, rss };
+    let mut l = Link { cfg: iface.clone(), port: Some(port), owner: None, port_id, mac, rx_queues, control_txq, last_link_up: link.up, members, driver: info.driver.clone(), rss };
     if let Some((mode, m)) = l.bond() {
         say(&format!("port {name}: bond {} of {}; primary {}", mode.name(), l.members.iter().map(|m| m.spec.as_str()).collect::<Vec<_>>().join(", "), l.member_name(m.primary)));
         // Start on a member whose link is up.
@@ -255,17 +259,22 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
     Ok(l)
 }
 
-/// The RSS hash types a port spreads by, as `ip,tcp,udp`, and the side
-/// Furiwake steers it by (`client`/`server`; `unsteered` when the device
-/// keeps its own key or table); `off`: no RSS.
+/// The RSS hash types a port spreads by, as `ip,tcp,udp`, and the key
+/// Furiwake gave it (`by client`, `by server`, `spread`; `unsteered` when
+/// the device keeps its own key or table); `off`: no RSS.
 fn rss_names(hf: u64, steered: Option<Layout>) -> String {
     use furiwake_platform::rss;
     let names: Vec<&str> = [(rss::IP, "ip"), (rss::TCP, "tcp"), (rss::UDP, "udp")].iter().filter(|(m, _)| hf & m != 0).map(|(_, n)| *n).collect();
-    match (names.is_empty(), steered) {
-        (true, _) => "off".to_string(),
-        (false, Some(Layout::Client)) => format!("{} by client", names.join(",")),
-        (false, Some(Layout::Server)) => format!("{} by server", names.join(",")),
-        (false, None) => format!("{} unsteered", names.join(",")),
+    let how = match steered {
+        Some(Layout::Client) => "by client",
+        Some(Layout::Server) => "by server",
+        Some(Layout::Spread) => "spread",
+        None => "unsteered",
+    };
+    if names.is_empty() {
+        "off".to_string()
+    } else {
+        format!("{} {how}", names.join(","))
     }
 }
 
@@ -275,13 +284,44 @@ fn program(port: &Port, layout: Layout, steer: &Steering) -> furiwake_platform::
     port.program_rss(steer.keys().of(layout), steer.reta())
 }
 
+/// Programs the port's RSS when Furiwake can steer it: one RX queue per
+/// worker (two or more: the RETA names workers), RSS over IPv4 TCP and
+/// UDP by ports, a table Furiwake's repeats over. Anything else, an error
+/// included, leaves the port as its PMD set it (a warning): packets reach
+/// their owner by hand-off then.
+fn steer_port(port: &Port, name: &str, rx_queues: u16, n_workers: u16, layout: Layout, steer: &Steering) -> Option<Layout> {
+    if rx_queues < 2 || rx_queues != n_workers {
+        return None;
+    }
+    let need = furiwake_platform::rss::IPV4_TCP_UDP;
+    if port.rss_hash() & need != need {
+        log::warn!("port {name}: RSS does not hash IPv4 TCP and UDP by ports: not steered");
+        return None;
+    }
+    match program(port, layout, steer) {
+        Ok(true) => Some(layout),
+        Ok(false) => None,
+        Err(e) => {
+            log::warn!("port {name}: RSS key and table not taken ({e}): not steered");
+            None
+        }
+    }
+}
+
+/// PMDs whose RSS key and table change on a running port while workers
+/// poll it (a control queue or registers; mlx5 restarts the port).
+const LIVE_RSS: &[&str] = &["net_virtio", "net_ixgbe", "net_i40e", "net_ice", "net_iavf", "net_ena", "net_e1000_igb"];
+
 impl Link {
     /// The ownership key changed (the HA pair's): the port's RSS follows
-    /// the new steering. Errors are the caller's to report.
-    pub(super) fn reprogram_rss(&self, steer: &Steering) -> Result<(), String> {
-        match (&self.port, self.rss) {
-            (Some(port), Some(layout)) => program(port, layout, steer).map(|_| ()).map_err(|e| format!("interface {}: RSS: {e}", self.name())),
-            _ => Ok(()),
+    /// the new steering, where the PMD takes that on a running port; else
+    /// (or on an error) the port is no longer steered, said in the log.
+    pub(super) fn reprogram_rss(&mut self, steer: &Steering) {
+        let (Some(port), Some(layout)) = (&self.port, self.rss) else { return };
+        let outcome = if LIVE_RSS.contains(&self.driver.as_str()) { program(port, layout, steer).map_err(|e| e.to_string()) } else { Err(format!("{} cannot change it while running", self.driver)) };
+        if !matches!(outcome, Ok(true)) {
+            self.rss = None;
+            log::warn!("port {}: RSS not steered under the pair's key: {}", self.name(), outcome.err().unwrap_or_else(|| "the device refused".into()));
         }
     }
 }

@@ -70,18 +70,19 @@ impl Pool {
         Pool { addr, min, max, free: Vec::with_capacity(len), at: vec![NOT_OURS; len].into_boxed_slice() }
     }
 
-    /// This worker's share under `steer`, every port of it free (the
-    /// lowest handed out first).
+    /// This worker's share under `steer`, free (the lowest handed out
+    /// first) but for the ports in use here that stay this worker's: a
+    /// connection kept across a key change keeps its port, and nothing
+    /// hands it out again.
     fn fill(&mut self, worker: u16, steer: &Steering) {
         self.free.clear();
-        self.at.iter_mut().for_each(|a| *a = NOT_OURS);
         for port in (self.min..=self.max).rev() {
-            if steer.worker(self.addr, port) == worker {
-                let i = self.free.len() as u16;
-                if let Some(a) = self.at.get_mut(usize::from(port - self.min)) {
-                    *a = i;
-                    self.free.push(port);
-                }
+            let Some(a) = self.at.get_mut(usize::from(port - self.min)) else { continue };
+            if steer.worker(self.addr, port) != worker {
+                *a = NOT_OURS;
+            } else if *a != NOT_FREE {
+                *a = self.free.len() as u16;
+                self.free.push(port);
             }
         }
     }
@@ -127,8 +128,10 @@ impl LocalPorts {
     }
 
     /// The ownership key changed (`pipeline::replicate::rehome`): every
-    /// pool is this worker's new share, all free; the connections the
-    /// worker keeps `reserve` their ports again. No allocation.
+    /// pool is this worker's new share, free but for the ports its
+    /// connections hold that are still its own (the others' connections
+    /// are dropped by the rehome walk, whose `free` of a port no longer
+    /// this worker's is ignored). No allocation.
     pub fn rekey(&mut self, steer: &Steering) {
         self.steer.clone_from(steer);
         for pool in &mut self.pools {
@@ -284,6 +287,38 @@ mod tests {
         assert_eq!(w.alloc(&[7]), None);
     }
 
+    /// Review finding: a key change must not hand out a port a kept
+    /// connection holds, and a dropped connection's `free` must not
+    /// release a port handed out since.
+    #[test]
+    fn rekey_keeps_the_ports_in_use_that_stay_ours() {
+        let (a, b) = (Steering::new(2, 1), Steering::new(2, 2));
+        let mut w = LocalPorts::new(0, &a);
+        w.ensure_range(7, 2000, 2999);
+        let mut held = Vec::new();
+        while let Some((_, p)) = w.alloc(&[7]) {
+            held.push(p);
+        }
+        w.rekey(&b);
+        let (kept, moved): (Vec<u16>, Vec<u16>) = held.iter().partition(|p| b.worker(7, **p) == 0);
+        assert!(!kept.is_empty() && !moved.is_empty());
+        let mut got = Vec::new();
+        while let Some((_, p)) = w.alloc(&[7]) {
+            got.push(p);
+        }
+        assert!(got.iter().all(|p| !kept.contains(p) && b.worker(7, *p) == 0), "a kept connection's port handed out again");
+        // The walk drops the connections whose ports moved: their frees are
+        // ignored, the new holders keep theirs.
+        for p in &moved {
+            w.free(7, *p);
+        }
+        assert_eq!(w.available(7), 0, "no port released twice");
+        for p in &kept {
+            w.free(7, *p);
+        }
+        assert_eq!(w.available(7), kept.len());
+    }
+
     #[test]
     fn rekey_makes_the_new_share_free() {
         let (a, b) = (Steering::new(2, 1), Steering::new(2, 2));
@@ -291,14 +326,16 @@ mod tests {
         w.ensure_range(7, 2000, 2999);
         while w.alloc(&[7]).is_some() {}
         w.rekey(&b);
-        let mine: Vec<u16> = (2000..=2999).filter(|p| b.worker(7, *p) == 0).collect();
-        assert_eq!(w.available(7), mine.len());
-        assert!(w.reserve(7, mine[3]), "a kept connection takes its port back");
-        assert!(!w.is_free(7, mine[3]));
+        // Every port of the old share was in use: what is free now is the
+        // new share's ports the old share did not have.
+        let fresh: Vec<u16> = (2000..=2999).filter(|p| b.worker(7, *p) == 0 && a.worker(7, *p) != 0).collect();
+        assert_eq!(w.available(7), fresh.len());
+        assert!(w.reserve(7, fresh[3]), "a peer's connection takes a free port of the share");
+        assert!(!w.is_free(7, fresh[3]));
         let theirs = (2000..=2999).find(|p| b.worker(7, *p) == 1).unwrap();
         assert!(!w.is_free(7, theirs));
         w.free(7, theirs);
-        assert_eq!(w.available(7), mine.len() - 1, "not this worker's any more");
+        assert_eq!(w.available(7), fresh.len() - 1, "not this worker's any more");
     }
 
     #[test]

@@ -54,6 +54,8 @@ fn the_server_key_queues_a_reply_where_its_client_was() {
 fn keys_and_reta_follow_the_seed() {
     assert_eq!(Steering::new(4, 77), Steering::new(4, 77));
     assert_ne!(Steering::new(4, 77).keys(), Steering::new(4, 78).keys());
+    let k = *Steering::new(4, 77).keys();
+    assert!(k.spread != k.client && k.spread != k.server && k.spread.iter().any(|b| *b != 0), "the one-arm key is a key of its own");
     let s = Steering::new(4, 77);
     for w in 0..4 {
         assert_eq!(s.reta().iter().filter(|r| **r == w).count(), RETA_SIZE / 4, "worker {w}'s share of the RETA");

@@ -1,11 +1,13 @@
 //! The pair's ownership key changed (`SyncControl::set_owner_key`: this
 //! box adopted its peer's, docs/architecture.md "Hashing"): the worker
-//! takes the new key, its full-NAT port shares with it (`LocalPorts::rekey`),
-//! and drops the entries another worker owns under it; the ones it keeps
-//! take their ports back.
+//! takes the new key, its full-NAT port shares with it (`LocalPorts::rekey`:
+//! the ports of the connections it keeps stay taken), and drops the
+//! entries another worker owns under it. The steering's tables are built
+//! here, in one pass (a few milliseconds with many local addresses, once
+//! per adopted key).
 
 use super::super::{ended, owner, Owners, Shard};
-use crate::conntrack::{EntryFlags, Flow, Forwarding};
+use crate::conntrack::{Flow, Forwarding};
 use super::Replication;
 use crate::state::snapshot::Snapshot;
 
@@ -30,17 +32,11 @@ impl Shard {
         let cap = self.table.capacity();
         let end = cursor.saturating_add(r.budget).min(cap);
         while cursor < end {
-            match self.table.get(cursor).map(|f| (self.owns(snap, f), holds_port(f).then_some((f.local_ip, f.local_port)))) {
-                Some((false, _)) => {
-                    if let Some(f) = self.table.remove(cursor) {
-                        ended(&f, snap, self.now, &self.counters, &mut self.local_ports, &mut self.persist);
-                        self.counters.sync.rehomed.inc();
-                    }
+            if self.table.get(cursor).is_some_and(|f| !self.owns(snap, f)) {
+                if let Some(f) = self.table.remove(cursor) {
+                    ended(&f, snap, self.now, &self.counters, &mut self.local_ports, &mut self.persist);
+                    self.counters.sync.rehomed.inc();
                 }
-                Some((true, Some((ip, port)))) => {
-                    self.local_ports.reserve(ip, port);
-                }
-                _ => {}
             }
             cursor += 1;
         }
@@ -48,14 +44,11 @@ impl Shard {
     }
 
     /// Whether this worker owns `f` under the current key: its client side,
-    /// and the local port its replies come back to.
+    /// and the local port its replies come back to (a borrowed one too:
+    /// replies go where the port is queued).
     fn owns(&self, snap: &Snapshot, f: &Flow) -> bool {
         let id = self.config.id;
-        owner(snap, &self.owners, f.client_ip, f.client_port, f.vip, f.vport, f.proto) == id && (!holds_port(f) || self.owners.worker(f.local_ip, f.local_port) == id)
+        let local = matches!(f.mode, Forwarding::FullNat | Forwarding::Snat);
+        owner(snap, &self.owners, f.client_ip, f.client_port, f.vip, f.vport, f.proto) == id && (!local || self.owners.worker(f.local_ip, f.local_port) == id)
     }
-}
-
-/// An entry whose local port is this worker's pool's (full-NAT, source NAT).
-fn holds_port(f: &Flow) -> bool {
-    matches!(f.mode, Forwarding::FullNat | Forwarding::Snat) && !f.flags.contains(EntryFlags::BORROWED_PORT)
 }
