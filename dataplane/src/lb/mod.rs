@@ -12,5 +12,5 @@ pub mod server;
 
 pub use loads::Loads;
 pub use persist::{PersistKind, Persistence, PersistTable};
-pub use sched::{available, Flow4, HashKey, Members, Schedule, Scheduler};
+pub use sched::{available, Flow4, Group, HashKey, Members, Schedule, Scheduler};
 pub use server::RealServer;

@@ -5,7 +5,7 @@
 pub use crate::conntrack::Forwarding;
 pub use crate::wire::tunnel::TunnelKind;
 use crate::conntrack::Addr;
-use crate::lb::{Members, Persistence, RealServer, Schedule};
+use crate::lb::{Group, Members, Persistence, RealServer, Schedule};
 pub use crate::limits::{MAX_NEXTHOPS, MAX_SERVERS, MAX_SERVICES};
 use crate::wire::EthernetAddress;
 
@@ -49,6 +49,9 @@ pub struct VirtualService {
     /// as long as a server stays (connection entries hold them), so a
     /// service's members need not be contiguous.
     pub members: Box<[u16]>,
+    /// Its members' positions by priority group, highest first
+    /// (`lb::sched::Group`); made by `Snapshot::index`.
+    pub groups: Box<[Group]>,
     /// Removed by the operator; kept (with no members, out of the VIP
     /// index) until its connections have ended.
     pub retired: bool,
@@ -165,6 +168,7 @@ impl VirtualService {
             proto: 6,
             forwarding,
             members: Box::new([]),
+            groups: Box::new([]),
             retired: false,
             standby: false,
             dscp: 0,
@@ -188,6 +192,10 @@ impl Members for VirtualService {
     #[inline(always)]
     fn schedule(&self) -> &Schedule {
         &self.schedule
+    }
+    #[inline(always)]
+    fn groups(&self) -> &[Group] {
+        &self.groups
     }
 }
 
@@ -322,6 +330,9 @@ impl Snapshot {
 
     /// Builds the lookup index; call after filling `services`.
     pub fn index(&mut self) {
+        for v in &mut self.services {
+            v.groups = Group::of(&v.members, &self.servers);
+        }
         // Retired services take no new connections; their local addresses
         // and reply owners stay until their entries are gone.
         // (A `Local` service of no address schedules a pool for the L7

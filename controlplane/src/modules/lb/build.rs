@@ -333,6 +333,8 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             },
             forwarding,
             members: slots.into_boxed_slice(),
+            // By priority: `Snapshot::index`.
+            groups: Box::new([]),
             retired: false,
             standby: false,
             dscp: vs.dscp.as_ref().map_or(0, |d| *d.get_ref()),

@@ -39,7 +39,73 @@ fn smooth_weighted_interleaves() {
         count[sch.pick(0, &v, &s).unwrap() as usize] += 1;
     }
     assert_eq!(count, [18, 6, 6]);
-    assert_eq!(Schedule::weighted(&[0, 2]), Schedule::Sequence(Box::new([1, 1])));
+    assert_eq!(Schedule::weighted(&[0, 2]), Schedule::Sequence(Box::new([1])), "weights divided by their gcd");
+    assert_eq!(Schedule::weighted(&[6, 2, 2]), Schedule::weighted(&[3, 1, 1]));
+}
+
+/// Item 4 of issue 23: building a weighted sequence does not cost total
+/// weight x pool size for a large pool (stride scheduling), keeps the
+/// ratios, and stays bounded in length.
+#[test]
+fn large_weighted_pools_build_in_proportion_and_bounded() {
+    let weights: Vec<u32> = (0..10_000u32).map(|i| 1 + i % 7).collect();
+    let Schedule::Sequence(seq) = Schedule::weighted(&weights) else { panic!() };
+    let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+    assert_eq!(seq.len() as u64, total);
+    let mut count = vec![0u32; weights.len()];
+    for p in seq.iter() {
+        count[*p as usize] += 1;
+    }
+    assert_eq!(count, weights, "each server exactly its weight");
+    // Interleaved: the first tenth of the sequence holds a tenth of each
+    // heavy server's turns, give or take one.
+    let tenth = &seq[..seq.len() / 10];
+    let sevens = weights.iter().enumerate().filter(|(_, w)| **w == 7).map(|(i, _)| i as u16).take(50);
+    for i in sevens {
+        let n = tenth.iter().filter(|p| **p == i).count();
+        assert!(n <= 2, "server {i} bunched at the start: {n} of 7");
+    }
+    let heavy: Vec<u32> = (0..10_000u32).map(|i| 10_000 - i % 3).collect();
+    let Schedule::Sequence(seq) = Schedule::weighted(&heavy) else { panic!() };
+    assert!(seq.len() as u64 <= MAX_SEQUENCE + 10_000, "{} positions", seq.len());
+    assert!((0..10_000u16).all(|i| seq.contains(&i)), "every server keeps a turn");
+}
+
+/// Least-connections over a group larger than `TWO_CHOICES_FROM`: two
+/// random candidates, the lighter wins; never a server that cannot take
+/// it or of a lower group.
+#[test]
+fn large_groups_pick_the_better_of_two() {
+    let n = 1000usize;
+    let mut s = servers(n);
+    for (i, x) in s.iter_mut().enumerate() {
+        x.weight = 1;
+        x.priority = if i < 900 { 1 } else { 0 };
+    }
+    s[5].enabled = false;
+    s[7].weight = 0;
+    let mut v = vs(Schedule::LeastConnections { weighted: false }, n as u16);
+    v.groups = Group::of(&v.members, &s);
+    assert_eq!(v.groups.len(), 2);
+    assert_eq!(v.groups[0].positions.len(), 900);
+    let loads = Loads::new(n);
+    for i in 0..n {
+        loads.set(i, i as u64);
+    }
+    let mut sch = Scheduler::default();
+    sch.resize(1);
+    let picks: Vec<u16> = (0..2000).map(|_| sch.pick_for(0, &v, &s, &Flow4::default(), Some(&loads)).unwrap()).collect();
+    assert!(picks.iter().all(|p| *p < 900 && *p != 5 && *p != 7), "only the active group's servers that can take it");
+    let mean = picks.iter().map(|p| *p as f64).sum::<f64>() / picks.len() as f64;
+    // The lesser of two uniform draws over 0..900 averages 300.
+    assert!(mean < 360.0, "the lighter of two: mean load {mean}");
+    let distinct: std::collections::BTreeSet<u16> = picks.iter().copied().collect();
+    assert!(distinct.len() > 300, "spread, not one server: {}", distinct.len());
+    // The top group down: the next one takes over.
+    for x in s.iter_mut().take(900) {
+        x.enabled = false;
+    }
+    assert!(sch.pick_for(0, &v, &s, &Flow4::default(), Some(&loads)).is_some_and(|p| p >= 900));
 }
 
 #[test]
