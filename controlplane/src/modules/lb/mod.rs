@@ -60,12 +60,21 @@ pub struct Lb {
     loads: Arc<Loads>,
     /// Bytes per second per server, for `loads`.
     rates: loads::Rates,
+    /// Where `publish_loads`'s pass over the servers stands.
+    loads_at: usize,
+    /// Per service slot: the hash schedule last built and what it was
+    /// built over (key, servers with their effective weights).
+    tables: std::cell::RefCell<Vec<Option<HashTable>>>,
     /// The operator's enable/disable/drain states.
     admin: Admin,
     /// VIPs whose VRRP instance is not master here (`vrrp`): their
     /// virtual servers are published `standby`.
     standby: HashSet<Ipv4Addr>,
 }
+
+/// A hash schedule and what it was built over: its key and the servers
+/// with their effective weights (0: down or disabled).
+type HashTable = (furiwake_dataplane::lb::HashKey, Vec<(u32, u16, u32)>, Schedule);
 
 /// What the other modules start from, compiled with the configuration.
 pub struct Initial {
@@ -114,7 +123,7 @@ fn targets(cfg: &Config, built: &build::Built) -> Vec<Target> {
         }
         let link = built.nexthops.get(rs.nexthop as usize).map_or(0, |n| n.link);
         let via = built.snapshot.services.get(rs.vs as usize).and_then(probe_via);
-        targets.push(Target { server: si, pool: pool.name.get_ref().clone(), addr: SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port), link, checks, via });
+        targets.push(Target { server: si, pool: pool.name.get_ref().clone(), addr: SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port), link, nexthop: rs.nexthop, checks, via });
     }
     targets
 }
@@ -132,6 +141,8 @@ impl Lb {
             // Sized for every slot a configuration change may use.
             loads: Arc::new(Loads::new(MAX_SERVERS)),
             rates: loads::Rates::default(),
+            loads_at: 0,
+            tables: std::cell::RefCell::new(Vec::new()),
             admin: Admin::new(built.server_pools),
             standby: HashSet::new(),
         };
@@ -270,8 +281,12 @@ impl Lb {
             vs.standby = self.standby.contains(&Ipv4Addr::from(vs.ip));
         }
         // Hash tables are rebuilt over the servers that can take
-        // connections (Maglev's minimal disruption keeps the others' flows).
-        for vs in &mut snap.services {
+        // connections (Maglev's minimal disruption keeps the others'
+        // flows), only for the pools whose servers' states changed: a
+        // health change in one pool costs one table, not one per pool.
+        let mut tables = self.tables.borrow_mut();
+        tables.resize_with(snap.services.len(), || None);
+        for (vs, cached) in snap.services.iter_mut().zip(tables.iter_mut()) {
             if let Schedule::Hash { key, .. } = vs.schedule {
                 let servers: Vec<(u32, u16, u32)> = vs
                     .members
@@ -279,7 +294,13 @@ impl Lb {
                     .filter_map(|g| snap.servers.get(*g as usize))
                     .map(|s| (s.ip, s.port, if s.enabled { s.weight } else { 0 }))
                     .collect();
-                vs.schedule = Schedule::hashed(key, &servers);
+                match cached {
+                    Some((k, input, table)) if *k == key && *input == servers => vs.schedule = table.clone(),
+                    _ => {
+                        vs.schedule = Schedule::hashed(key, &servers);
+                        *cached = Some((key, servers, vs.schedule.clone()));
+                    }
+                }
             }
         }
         snap
@@ -317,18 +338,25 @@ impl Lb {
             .count()
     }
 
-    /// Publishes what the load-aware schedulers read, per server: active
-    /// connections summed over workers and the probes' smoothed RTT on
-    /// every turn, bytes per second every `loads::SAMPLE`.
-    pub fn publish_loads(&mut self, rt: &Runtime, health: &Health) {
+    /// Publishes what the load-aware schedulers read, per server, each
+    /// under its own slot: connections summed over workers for
+    /// `LOADS_PER_TURN` servers a turn (all of them every turn up to that
+    /// many; a pass over 65,535 takes 64 turns), the RTTs the probes
+    /// measured since the last turn, bytes per second every
+    /// `loads::SAMPLE`. Every turn.
+    pub fn publish_loads(&mut self, rt: &Runtime, health: &mut Health) {
+        const LOADS_PER_TURN: usize = 1024;
         let n = self.base.servers.len();
         let workers = rt.workers();
         let sum = |i: usize, f: &dyn Fn(&ServiceCounters) -> u64| workers.sum(|c| c.servers.get(i).map_or(0, f));
-        for i in 0..n {
+        let from = if self.loads_at >= n { 0 } else { self.loads_at };
+        let to = (from + LOADS_PER_TURN).min(n);
+        for i in from..to {
             self.loads.set(i, sum(i, &|c| c.conns_active.get()));
             self.loads.set_established(i, sum(i, &|c| c.conns_established.get()));
         }
-        for (i, rtt) in health.rtts() {
+        self.loads_at = to;
+        for (i, rtt) in health.take_rtts() {
             self.loads.set_rtt_us(i, rtt.map(|us| us.round() as u64));
         }
         self.rates.sample(Instant::now(), n, |i| sum(i, &|c| c.in_bytes.get().wrapping_add(c.out_bytes.get())), &self.loads);
