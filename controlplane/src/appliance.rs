@@ -203,6 +203,7 @@ impl Appliance {
             if self.health.step(Instant::now(), &mut self.runtime) {
                 self.lb.republish(&mut self.runtime, &self.health);
             }
+            self.lb.step_tables(&mut self.runtime, &self.health);
             // Sync first: what the peer sent is in the installs rings
             // before VRRP may take over (README, "Takeover ordering").
             let settled = match self.sync.as_mut() {

@@ -7,6 +7,8 @@
 //! - `restart`: what only a restart can change.
 //! - `admin`: the operator's enable/disable/drain state of pool members.
 //! - `loads`: bytes per second per server for the load-aware schedulers.
+//! - `publish`: the snapshot with the servers' states applied; hash
+//!   tables rebuilt only for the pools that changed.
 //! - `commands`: the console's run-time changes (server weight and
 //!   state, servers and virtual servers added and removed).
 //! - `show`: `show virtual-servers|pools|servers|stats|connections`.
@@ -24,6 +26,7 @@ pub mod build;
 mod commands;
 pub mod loads;
 mod metrics;
+pub mod publish;
 mod show;
 
 pub use commands::{MemberAction, MemberRef, Outcome, VsMode};
@@ -35,7 +38,7 @@ use crate::modules::health::{Health, Target, Via, ViaKind};
 use crate::runtime::Runtime;
 use admin::{Admin, AdminState};
 use build::{LinkInfo, Slot, SlotKind};
-use furiwake_dataplane::lb::{Loads, Schedule};
+use furiwake_dataplane::lb::Loads;
 use furiwake_dataplane::state::counters::ServiceCounters;
 use furiwake_dataplane::state::snapshot::{Snapshot, VirtualService, MAX_SERVERS};
 use crate::config::restart_needed;
@@ -64,17 +67,13 @@ pub struct Lb {
     loads_at: usize,
     /// Per service slot: the hash schedule last built and what it was
     /// built over (key, servers with their effective weights).
-    tables: std::cell::RefCell<Vec<Option<HashTable>>>,
+    tables: std::cell::RefCell<publish::HashTables>,
     /// The operator's enable/disable/drain states.
     admin: Admin,
     /// VIPs whose VRRP instance is not master here (`vrrp`): their
     /// virtual servers are published `standby`.
     standby: HashSet<Ipv4Addr>,
 }
-
-/// A hash schedule and what it was built over: its key and the servers
-/// with their effective weights (0: down or disabled).
-type HashTable = (furiwake_dataplane::lb::HashKey, Vec<(u32, u16, u32)>, Schedule);
 
 /// What the other modules start from, compiled with the configuration.
 pub struct Initial {
@@ -142,7 +141,7 @@ impl Lb {
             loads: Arc::new(Loads::new(MAX_SERVERS)),
             rates: loads::Rates::default(),
             loads_at: 0,
-            tables: std::cell::RefCell::new(Vec::new()),
+            tables: std::cell::RefCell::new(publish::HashTables::default()),
             admin: Admin::new(built.server_pools),
             standby: HashSet::new(),
         };
@@ -262,48 +261,21 @@ impl Lb {
     /// The base snapshot with each server enabled when its weight is
     /// positive, its health checks pass and the operator lets it.
     pub fn current_snapshot(&self, health: &Health, rt: &Runtime) -> Snapshot {
-        let mut snap = self.base.clone();
-        for (i, s) in snap.servers.iter_mut().enumerate() {
+        let state = |i: usize, s: &furiwake_dataplane::lb::RealServer| {
             // Removed (retired or free): no new connection, nothing cut.
             if !self.layout.servers.get(i).is_some_and(Slot::is_live) {
-                s.enabled = false;
-                s.sticky_only = false;
-                s.reset = false;
-                continue;
+                return None;
             }
             let admin = self.admin.of_server(i, SocketAddrV4::new(Ipv4Addr::from(s.ip), s.port));
-            s.enabled = admin::takes_new(s.weight, health.is_up(i), admin);
-            s.sticky_only = admin == AdminState::Draining && s.weight > 0 && health.is_up(i);
-            s.reset = !health.is_up(i) && self.cuts_connections(i, s.vs as usize, health, rt);
-            s.epoch = health.epoch(s.ip);
-        }
-        for vs in &mut snap.services {
-            vs.standby = self.standby.contains(&Ipv4Addr::from(vs.ip));
-        }
-        // Hash tables are rebuilt over the servers that can take
-        // connections (Maglev's minimal disruption keeps the others'
-        // flows), only for the pools whose servers' states changed: a
-        // health change in one pool costs one table, not one per pool.
-        let mut tables = self.tables.borrow_mut();
-        tables.resize_with(snap.services.len(), || None);
-        for (vs, cached) in snap.services.iter_mut().zip(tables.iter_mut()) {
-            if let Schedule::Hash { key, .. } = vs.schedule {
-                let servers: Vec<(u32, u16, u32)> = vs
-                    .members
-                    .iter()
-                    .filter_map(|g| snap.servers.get(*g as usize))
-                    .map(|s| (s.ip, s.port, if s.enabled { s.weight } else { 0 }))
-                    .collect();
-                match cached {
-                    Some((k, input, table)) if *k == key && *input == servers => vs.schedule = table.clone(),
-                    _ => {
-                        vs.schedule = Schedule::hashed(key, &servers);
-                        *cached = Some((key, servers, vs.schedule.clone()));
-                    }
-                }
-            }
-        }
-        snap
+            let up = health.is_up(i);
+            Some(publish::ServerState {
+                enabled: admin::takes_new(s.weight, up, admin),
+                sticky_only: admin == AdminState::Draining && s.weight > 0 && up,
+                reset: !up && self.cuts_connections(i, s.vs as usize, health, rt),
+                epoch: health.epoch(s.ip),
+            })
+        };
+        publish::with_states(&self.base, state, |ip| self.standby.contains(&Ipv4Addr::from(ip)), &mut self.tables.borrow_mut())
     }
 
     /// Publishes the base snapshot with health and operator states
@@ -311,6 +283,16 @@ impl Lb {
     pub fn republish(&self, rt: &mut Runtime, health: &Health) -> u64 {
         let snap = self.current_snapshot(health, rt);
         rt.workers_mut().publish(snap)
+    }
+
+    /// Moves the hash tables being rebuilt on (a bounded share a turn,
+    /// `publish::TABLE_STEPS_PER_TURN`) and publishes once one is done.
+    /// Every turn.
+    pub fn step_tables(&mut self, rt: &mut Runtime, health: &Health) {
+        let done = self.tables.borrow_mut().step(publish::TABLE_STEPS_PER_TURN);
+        if done {
+            self.republish(rt, health);
+        }
     }
 
     /// The VRRP addresses at start (before the workers run): all standby.
