@@ -1124,7 +1124,9 @@ fn ten_thousand_members_at_one_second() {
     let block = lab.report_until(Duration::from_secs(20), |b| b.contains("health: probes ")).expect("a report");
     let (probes, _, _) = health_summary(&block);
     let elapsed = ready.elapsed().as_secs_f64();
-    eprintln!("{probes} probes in {elapsed:.1} s since ready");
+    let fw_pid = lab.fw.as_ref().map_or(0, Proc::pid);
+    let rss = std::fs::read_to_string(format!("/proc/{fw_pid}/status")).unwrap_or_default().lines().find(|l| l.starts_with("VmRSS")).unwrap_or("VmRSS ?").to_string();
+    eprintln!("{probes} probes in {elapsed:.1} s since ready; furiwake {rss}");
     // Each member probed about once a second: the engine keeps up.
     assert!(probes as f64 >= 10_000.0 * (elapsed - 3.0), "{probes} probes in {elapsed:.1} s: the engine falls behind 10,000 a second\n{}", block.lines().filter(|l| l.starts_with("health")).collect::<Vec<_>>().join("\n"));
     for (n, at) in (1..=BACKENDS).zip(&up_at) {
@@ -1138,6 +1140,12 @@ fn ten_thousand_members_at_one_second() {
     }
     let down = members[3..].iter().filter(|m| server_state(&block, "www", m).as_deref() == Some("down")).count();
     assert_eq!(down, members.len() - 3, "every closed port is down");
+    // The console answers for the whole pool while the probes run.
+    let asked = Instant::now();
+    let (ok, servers) = console_at(&socket, "show servers big");
+    let rows = servers.lines().filter(|l| l.starts_with("big ")).count();
+    eprintln!("show servers big: {rows} rows in {:?}", asked.elapsed());
+    assert!(ok && rows == members.len(), "show servers big: {rows} rows\n{}", servers.lines().take(5).collect::<Vec<_>>().join("\n"));
     for m in [&members[3], &members[5000], &members[9999]] {
         let line = show.lines().find(|l| l.starts_with(&format!("{m} "))).unwrap_or_else(|| panic!("{m} in show health:\n{show}"));
         assert!(line.contains("fail: refused"), "{line}");
