@@ -3,7 +3,7 @@
 # scenario (bare, established at 1k/100k/1M/10M flows uniform and Zipf,
 # replies, new connections and teardown, mixed, full-NAT), the criterion
 # micro-benchmarks, the end-to-end comparison with nftables, and the plot.
-# Writes bench/results/{harness.json,harness.md,mpps.dat,mpps.png,micro.txt,
+# Writes bench/results/{harness.json,harness.md,mpps.dat,mpps.png,micro.txt,control.txt,
 # e2e.json,e2e.md}. Prints figures; never fails on speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,9 @@ gnuplot -e "dat='$out/mpps.dat'; png='$out/mpps.png'" bench/plot.gp && echo "$ou
 
 echo "== micro-benchmarks (criterion)"
 cargo bench -q -p furiwake-bench --bench micro 2>&1 | grep -E "^[a-z].*/|time:" | tee "$out/micro.txt"
+
+echo "== the control plane at appliance scale (criterion)"
+cargo bench -q -p furiwake-bench --bench control 2>&1 | grep -E "^[a-z].*/|time:|thrpt:" | tee "$out/control.txt"
 
 echo "== end to end (wrk through furiwake and through nftables DNAT)"
 bench/e2e.sh

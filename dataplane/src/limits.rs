@@ -3,13 +3,22 @@
 
 /// Virtual servers (snapshot slots, live and retired).
 pub const MAX_SERVICES: usize = 256;
-/// Real servers (snapshot slots, live and retired).
-pub const MAX_SERVERS: usize = 4096;
+/// Real servers (snapshot slots, live and retired): every `u16` index
+/// (`VirtualService::members`, a connection entry's `server`) but
+/// `u16::MAX`, which source-NAT and outbound entries carry for "no
+/// server" (`pipeline::snat::NO_INDEX`), so their traffic is counted on
+/// no server's slot. What it
+/// costs (README, "Limits"): per worker 56 B a slot for the servers'
+/// counters (`WorkerCounters::servers`, 3.5 MiB), once 32 B a slot for
+/// `lb::Loads` (2 MiB); the snapshot, the health engine and ARP hold only
+/// the configured servers.
+pub const MAX_SERVERS: usize = 65_535;
 /// Slots of each worker's protected punt ring (ARP, VRRP, HA).
 pub const PUNT_PROTECTED_RING: u32 = 1024;
 /// Of them, what HA (sync) datagrams may fill: three quarters, so a
 /// sender on the sync link, within the HA class's rate, always leaves a
 /// quarter for ARP and the VRRP adverts.
 pub const PUNT_HA_SHARE: usize = 768;
-/// Next hops (neighbour slots).
-pub const MAX_NEXTHOPS: usize = 4096;
+/// Next hops (neighbour slots, `u16` indexes): an on-link server is its
+/// own next hop, so as many as servers; 8 B a slot in `Neighbors`.
+pub const MAX_NEXTHOPS: usize = 65_536;

@@ -130,54 +130,94 @@ pub const fn server_key(ip: u32, port: u16) -> u64 {
 /// entries is proportional to `w`; weight-0 backends get no entry. Only the
 /// first 65536 backends are representable as `u16` indices; any beyond
 /// that get no entry.
-#[allow(clippy::indexing_slicing, reason = "positions are below `size`, the length of `table` and `taken` (Cursor::advance works mod size); control-plane code")]
 pub fn build(backends: &[MaglevBackend], size: u32) -> Vec<u16> {
-    if !is_prime(size) {
-        return Vec::new();
-    }
-    let m = u64::from(size);
-
-    let mut cursors: Vec<Cursor> = backends
-        .iter()
-        .enumerate()
-        .take(usize::from(u16::MAX) + 1)
-        .filter(|(_, b)| b.weight > 0)
-        .filter_map(|(i, b)| {
-            Some(Cursor {
-                index: u16::try_from(i).ok()?,
-                weight: b.weight,
-                // size >= 2, so M - 1 >= 1 and skip is in 1..M.
-                skip: skip_hash(b.key) % (m - 1) + 1,
-                pos: offset_hash(b.key) % m,
-            })
-        })
-        .collect();
-    if cursors.is_empty() {
-        return Vec::new();
-    }
-
-    let len = size as usize;
-    let mut table = vec![0u16; len];
-    let mut taken = vec![false; len];
-    let mut filled: u64 = 0;
-    // Every round fills at least one entry (some cursor has weight > 0),
-    // so the loop ends after at most M rounds.
+    let mut b = Builder::new(backends, size);
     loop {
-        for c in &mut cursors {
-            for _ in 0..c.weight {
+        if let Some(table) = b.step(u64::MAX) {
+            return table;
+        }
+    }
+}
+
+/// A table being built a bounded share at a time (`step`), so a control
+/// loop never spends a whole turn on a large pool's table (10,000
+/// backends and `M` = 65537: about a millisecond and a half): the same
+/// population loop as [`build`], stopped and resumed between two
+/// placements, so the table is the same.
+pub struct Builder {
+    cursors: Vec<Cursor>,
+    table: Vec<u16>,
+    taken: Vec<bool>,
+    filled: u64,
+    m: u64,
+    /// Where the loop stands: the cursor whose turn it is, and how many
+    /// of its `weight` turns this round it has taken.
+    at: usize,
+    turn: u32,
+}
+
+#[allow(clippy::indexing_slicing, reason = "positions are below `size`, the length of `table` and `taken` (Cursor::advance works mod size); `at` is below the number of cursors; control-plane code")]
+impl Builder {
+    /// The builder of `build(backends, size)`.
+    pub fn new(backends: &[MaglevBackend], size: u32) -> Self {
+        let m = u64::from(size);
+        let cursors: Vec<Cursor> = if is_prime(size) {
+            backends
+                .iter()
+                .enumerate()
+                .take(usize::from(u16::MAX) + 1)
+                .filter(|(_, b)| b.weight > 0)
+                .filter_map(|(i, b)| {
+                    Some(Cursor {
+                        index: u16::try_from(i).ok()?,
+                        weight: b.weight,
+                        // size >= 2, so M - 1 >= 1 and skip is in 1..M.
+                        skip: skip_hash(b.key) % (m - 1) + 1,
+                        pos: offset_hash(b.key) % m,
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let len = if cursors.is_empty() { 0 } else { size as usize };
+        Builder { cursors, table: vec![0u16; len], taken: vec![false; len], filled: 0, m, at: 0, turn: 0 }
+    }
+
+    /// Places entries until the table is full (then it is returned) or
+    /// `budget` probes of the table have been spent (None: call again).
+    pub fn step(&mut self, budget: u64) -> Option<Vec<u16>> {
+        if self.cursors.is_empty() {
+            return Some(Vec::new());
+        }
+        let m = self.m;
+        let mut spent: u64 = 0;
+        // Every round fills at least one entry (some cursor has weight > 0),
+        // so the loop ends after at most M rounds.
+        loop {
+            let c = &mut self.cursors[self.at];
+            while self.turn < c.weight {
                 // M prime: the permutation visits every position, and one
                 // is still free, so this ends within M probes.
-                while taken[c.pos as usize] {
+                while self.taken[c.pos as usize] {
                     c.advance(m);
+                    spent += 1;
                 }
-                taken[c.pos as usize] = true;
-                table[c.pos as usize] = c.index;
+                self.taken[c.pos as usize] = true;
+                self.table[c.pos as usize] = c.index;
                 c.advance(m);
-                filled += 1;
-                if filled == m {
-                    return table;
+                self.filled += 1;
+                self.turn += 1;
+                spent += 1;
+                if self.filled == m {
+                    return Some(std::mem::take(&mut self.table));
+                }
+                if spent >= budget {
+                    return None;
                 }
             }
+            self.turn = 0;
+            self.at = (self.at + 1) % self.cursors.len();
         }
     }
 }
@@ -393,6 +433,32 @@ mod tests {
             "disruption (remove 1 of 100, M={M}): {moved} of {others} other entries moved = {:.3}%",
             100.0 * moved as f64 / others as f64
         );
+    }
+
+    /// Built a share at a time, whatever the share, the table is the one
+    /// `build` makes (weights, a zero weight, a size not prime, none).
+    #[test]
+    fn built_in_steps_is_the_same_table() {
+        let mut weighted = equal(300);
+        weighted[7].weight = 5;
+        weighted[8].weight = 0;
+        for (backends, size) in [(equal(1), 13), (equal(10), DEFAULT_TABLE_SIZE), (weighted, DEFAULT_TABLE_SIZE), (equal(5), 100), (Vec::new(), 13)] {
+            let whole = build(&backends, size);
+            for budget in [1, 7, 1000, 50_000] {
+                let mut b = Builder::new(&backends, size);
+                let mut steps = 0;
+                let table = loop {
+                    steps += 1;
+                    if let Some(t) = b.step(budget) {
+                        break t;
+                    }
+                };
+                assert_eq!(table, whole, "{} backends, size {size}, budget {budget}", backends.len());
+                if budget == 1000 && whole.len() > 10_000 {
+                    assert!(steps > 10, "the work was spread: {steps} steps");
+                }
+            }
+        }
     }
 
     #[test]

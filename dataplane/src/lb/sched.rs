@@ -195,9 +195,14 @@ impl Schedule {
     /// server_key`), so removing a member moves only its own slots (and at
     /// most 1% of the others), and two boxes with the same pool agree.
     pub fn hashed(key: HashKey, servers: &[(u32, u16, u32)]) -> Self {
-        let backends: Vec<maglev::MaglevBackend> =
-            servers.iter().map(|(ip, port, w)| maglev::MaglevBackend { key: maglev::server_key(*ip, *port), weight: *w }).collect();
-        Schedule::Hash { key, table: maglev::build(&backends, maglev::DEFAULT_TABLE_SIZE).into_boxed_slice() }
+        Schedule::Hash { key, table: maglev::build(&Self::hash_backends(servers), maglev::DEFAULT_TABLE_SIZE).into_boxed_slice() }
+    }
+
+    /// The Maglev backends `hashed` builds its table over, for a table
+    /// built a share at a time (`maglev::Builder`, size
+    /// `maglev::DEFAULT_TABLE_SIZE`).
+    pub fn hash_backends(servers: &[(u32, u16, u32)]) -> Vec<maglev::MaglevBackend> {
+        servers.iter().map(|(ip, port, w)| maglev::MaglevBackend { key: maglev::server_key(*ip, *port), weight: *w }).collect()
     }
 
     pub fn round_robin(servers: usize) -> Self {

@@ -535,6 +535,18 @@ impl WorkerCounters {
 mod tests {
     use super::*;
 
+    /// What `limits::MAX_SERVERS` costs each worker (README, "Limits"):
+    /// a `ServiceCounters` of 56 bytes per server slot, every slot
+    /// allocated with the worker's counters, 3.5 MiB at 65,535.
+    #[test]
+    fn a_workers_server_counters_cost_56_bytes_a_slot() {
+        let c = WorkerCounters::default();
+        let bytes = core::mem::size_of_val(&*c.servers);
+        assert_eq!(c.servers.len(), crate::limits::MAX_SERVERS);
+        assert_eq!(bytes, 56 * crate::limits::MAX_SERVERS, "the README's figure");
+        println!("server counters per worker: {bytes} B ({:.2} MiB)", bytes as f64 / 1048576.0);
+    }
+
     #[test]
     fn names_are_unique_and_indexed() {
         let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();

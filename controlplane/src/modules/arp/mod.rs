@@ -9,7 +9,8 @@
 //! - `show`: `show arp`, `show routes`, its line of the report.
 //!
 //! Its step in the control loop: `on_punted` for every punted frame,
-//! `resolve_nexthops` once a second. The lb module says what is owned and
+//! `resolve_nexthops` once a second (a pass `step` spreads over turns,
+//! a bounded share each). The lb module says what is owned and
 //! which next hops exist (`reconfigure`); the workers read the next hops'
 //! MACs from `slots`.
 
@@ -32,6 +33,12 @@ use std::time::{Duration, Instant};
 
 /// Re-ARP a next hop not confirmed for this long; forget it after 3x.
 const NEIGHBOR_REFRESH: Duration = Duration::from_secs(60);
+/// A pass over the next hops (`resolve_nexthops`) looks at this many a
+/// control-loop turn and sends at most `REQUESTS_PER_TURN` requests, so
+/// 65,536 next hops never hold a turn (probes, the console) up nor fill
+/// the control TX queue; the pass goes on next turn (`step`).
+const SLOTS_PER_TURN: usize = 4096;
+const REQUESTS_PER_TURN: usize = 64;
 
 /// A next hop the control plane keeps resolved by ARP; its index is its
 /// neighbour slot.
@@ -61,6 +68,11 @@ pub struct Arp {
     neighbors: NeighborTable,
     /// Next hops kept resolved for the workers, by neighbour slot.
     nexthops: Vec<NexthopState>,
+    /// Each next hop's slot by (address, link), so a reply finds its
+    /// slot in O(1).
+    slot_of: HashMap<(Ipv4Addr, usize), usize>,
+    /// Where the running pass over the next hops stands (None: no pass).
+    pass: Option<(usize, Instant)>,
     /// The next hops' MACs as the workers read them.
     slots: Arc<Neighbors>,
     /// Per link: the addresses answered for in ARP and ICMP echo: the self
@@ -82,6 +94,8 @@ impl Arp {
         Arp {
             neighbors: NeighborTable::default(),
             nexthops: nexthops.iter().map(|&hop| NexthopState { hop, confirmed: None, last_request: None }).collect(),
+            slot_of: nexthops.iter().enumerate().map(|(i, h)| ((h.ip, h.link), i)).collect(),
+            pass: None,
             slots: Arc::new(Neighbors::new(MAX_NEXTHOPS)),
             owned,
             floating: HashMap::new(),
@@ -105,6 +119,7 @@ impl Arp {
             *o = new;
         }
         for hop in nexthops.iter().skip(self.nexthops.len()) {
+            self.slot_of.entry((hop.ip, hop.link)).or_insert(self.nexthops.len());
             self.nexthops.push(NexthopState { hop: *hop, confirmed: None, last_request: None });
         }
         before
@@ -160,11 +175,21 @@ impl Arp {
         }
     }
 
-    /// Sends ARP requests for next hops not confirmed recently; forgets
-    /// those silent for too long (the workers then drop under
-    /// `neighbor-unresolved`).
+    /// Starts a pass that sends ARP requests for next hops not confirmed
+    /// recently and forgets those silent for too long (the workers then
+    /// drop under `neighbor-unresolved`); `step` carries it on, a bounded
+    /// share a turn. Once a second, at start and after a change.
     pub fn resolve_nexthops(&mut self, rt: &mut Runtime, now: Instant) {
-        for slot in 0..self.nexthops.len() {
+        self.pass = Some((0, now));
+        self.step(rt);
+    }
+
+    /// The running pass's share for this turn (`SLOTS_PER_TURN` next hops
+    /// looked at, `REQUESTS_PER_TURN` requests at most). Every turn.
+    pub fn step(&mut self, rt: &mut Runtime) {
+        let Some((mut slot, now)) = self.pass else { return };
+        let (mut looked, mut sent) = (0, 0);
+        while slot < self.nexthops.len() && looked < SLOTS_PER_TURN && sent < REQUESTS_PER_TURN {
             let nh = &self.nexthops[slot];
             let stale = nh.confirmed.is_none_or(|t| now.duration_since(t) >= NEIGHBOR_REFRESH);
             let asked_recently = nh.last_request.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1));
@@ -177,8 +202,12 @@ impl Arp {
                 let (mac, ip) = (link.mac(), link.address().addr);
                 self.nexthops[slot].last_request = Some(now);
                 self.send_request(rt, hop.link, mac, ip, hop.ip);
+                sent += 1;
             }
+            looked += 1;
+            slot += 1;
         }
+        self.pass = (slot < self.nexthops.len()).then_some((slot, now));
     }
 
     /// A frame punted from link `li`: ARP and echo requests for owned
@@ -260,8 +289,8 @@ impl Arp {
     fn learned(&mut self, li: usize, ip: Ipv4Addr, now: Instant) {
         let Some(n) = self.neighbors.get(ip).copied() else { return };
         self.slots.set_host(li as u16, u32::from(ip), n.mac);
-        for (slot, nh) in self.nexthops.iter_mut().enumerate() {
-            if nh.hop.ip == ip && nh.hop.link == li {
+        if let Some(&slot) = self.slot_of.get(&(ip, li)) {
+            if let Some(nh) = self.nexthops.get_mut(slot) {
                 nh.confirmed = Some(now);
                 self.slots.set(slot as u16, n.mac);
             }

@@ -11,8 +11,12 @@
 //! workers only look them up. Each success's round-trip time feeds an EWMA
 //! kept for the scheduler and the stats.
 //!
-//! - `probes`: the engine (targets, checks, rise and fall).
-//! - `stack`: the probes' smoltcp interfaces, one per link.
+//! - `probes`: the engine (targets, checks, rise and fall; `run`: one
+//!   probe's start, news and verdict).
+//! - `stack`: the probes' smoltcp interfaces on IP, in shards of a
+//!   bounded number of sockets, per link.
+//! - `timers`: the heap probes start and time out from.
+//! - `ports`: each server's rotation through the probe source ports.
 //! - `judge`: what an answer means; what a down server's connections
 //!   become.
 //!
@@ -22,8 +26,10 @@
 //! (`retarget`) and reads the servers' states.
 
 mod judge;
+mod ports;
 pub mod probes;
 mod stack;
+mod timers;
 mod via;
 
 pub use judge::cuts_connections;
@@ -36,9 +42,11 @@ use crate::modules::metrics::Text;
 use crate::modules::text::{kebab, table};
 use crate::out::event;
 use crate::runtime::Runtime;
+use furiwake_dataplane::state::neighbor::Neighbors;
 use probes::Probes;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Health {
@@ -49,9 +57,10 @@ pub struct Health {
 }
 
 impl Health {
-    /// One probe stack per link of `rt` (its default gateway from
-    /// `routes`), watching `targets`.
-    pub fn new(rt: &Runtime, routes: &[Route], targets: Vec<Target>, now: Instant) -> Self {
+    /// Probe stacks per link of `rt` (its default gateway from
+    /// `routes`), watching `targets`; probes go to the MACs the ARP
+    /// module keeps in `neighbors`.
+    pub fn new(rt: &Runtime, routes: &[Route], targets: Vec<Target>, neighbors: Arc<Neighbors>, now: Instant) -> Self {
         let links: Vec<ProbeLink> = rt
             .links()
             .iter()
@@ -62,24 +71,29 @@ impl Health {
                 gateway: routes.iter().find(|r| r.prefix.prefix_len == 0 && l.address().contains(r.via)).map(|r| r.via),
             })
             .collect();
-        Health { probes: Probes::new(&links, targets, now), epochs: HashMap::new() }
+        Health { probes: Probes::new(&links, targets, neighbors, now), epochs: HashMap::new() }
     }
 
     /// A frame punted from link `link` that may belong to a probe.
     pub fn on_frame(&mut self, link: usize, frame: &[u8]) {
-        self.probes.on_frame(link, frame);
+        self.probes.on_frame(link, frame, Instant::now());
+    }
+
+    /// Are probes due (the control loop should not sleep)?
+    pub fn busy(&self, now: Instant) -> bool {
+        self.probes.busy(now)
     }
 
     /// Runs the probes and sends what they queued; logs state changes.
     /// True when a server changed state (the snapshot is to be
     /// republished).
     pub fn step(&mut self, now: Instant, rt: &mut Runtime) -> bool {
-        let changes = self.probes.poll(now);
-        for li in 0..self.probes.links() {
-            for frame in self.probes.take_tx(li) {
-                rt.send_frame(li, &frame);
-            }
-        }
+        // Answers first, and what they call for sent at once: an RTT
+        // counts to the answer, and the turn's new probes wait.
+        let mut changes = self.probes.news(now);
+        self.send(rt);
+        changes.extend(self.probes.due(Instant::now()));
+        self.send(rt);
         if changes.is_empty() {
             return false;
         }
@@ -98,6 +112,15 @@ impl Health {
         true
     }
 
+    /// Sends what the probes queued, stamped with the time it leaves.
+    fn send(&mut self, rt: &mut Runtime) {
+        for li in 0..self.probes.links() {
+            for frame in self.probes.take_tx(li, Instant::now()) {
+                rt.send_frame(li, &frame);
+            }
+        }
+    }
+
     /// Replaces the targets (a configuration change); see
     /// `Probes::retarget`.
     pub fn retarget(&mut self, targets: Vec<Target>, now: Instant) {
@@ -113,6 +136,12 @@ impl Health {
     /// The smoothed RTT of a server's probes.
     pub fn rtt_us(&self, server: usize) -> Option<f64> {
         self.probes.rtt_us(server)
+    }
+
+    /// The servers whose smoothed RTT changed since the last call, and
+    /// their RTT (µs), for the schedulers' loads.
+    pub fn take_rtts(&mut self) -> Vec<(usize, Option<f64>)> {
+        self.probes.take_rtts()
     }
 
     /// Every server with checks and its smoothed probe RTT (µs), if any.

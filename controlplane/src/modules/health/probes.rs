@@ -1,25 +1,42 @@
 //! The probe engine: per server and check, a probe every `interval_ms`
 //! (TCP connect, HTTP, send/expect, UDP, ICMP echo, script), judged,
 //! counted towards `rise`/`fall`, and the server's state changes.
+//!
+//! Its cost per probe does not grow with the number of servers: probes
+//! start from a timer heap (`timers`), an answer finds its probe by its
+//! 4-tuple in a hash map and its socket in a shard of at most
+//! `SHARD_SOCKETS` (`stack`), only probes with news or a deadline are
+//! looked at, and a turn starts at most `STARTS_PER_TURN` probes and
+//! ends at most `ENDS_PER_TURN` by their deadline, so ARP, the console
+//! and configuration changes are never held up for long. The RTT of a
+//! probe is taken from the times its frames crossed the control path:
+//! from its first frame out (`take_tx`) to the arrival of the answer
+//! that passed it (`on_frame`), not the turn that judged it.
 
-use super::judge::{contains, judge_http, kill_group, Outcome};
-use super::stack::{smol_now, Opening, ProbeLink, Stack, ICMP, TCP, UDP};
+mod run;
+mod targets;
+
+use super::judge::Outcome;
+use super::ports::Rotation;
+use super::stack::{answer_of, framed, ip_of, sent_by, Opening, ProbeLink, Shard};
+use super::timers::Timers;
 use super::via::{Via, ViaPorts};
 use crate::config::{CheckKind, HealthCheck};
+use furiwake_dataplane::state::neighbor::Neighbors;
 use smoltcp::iface::SocketHandle;
-use smoltcp::socket::{icmp, tcp, udp};
-use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, Ipv4Address};
+use std::collections::HashMap;
 use std::net::SocketAddrV4;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Source ports of probes: above the full-NAT range (`forward::LOCAL_PORT_MAX`),
-/// so replies never match a full-NAT connection and are punted to us.
-const PROBE_PORT_MIN: u16 = furiwake_dataplane::forward::PROBE_PORT_MIN;
-const PROBE_PORT_MAX: u16 = u16::MAX;
-/// Bytes of a response kept for matching (status line, body substring).
-const RESPONSE_MAX: usize = 16 * 1024;
+/// Probes a turn starts at most (the rest start next turn, late by a
+/// turn: a fraction of a millisecond).
+const STARTS_PER_TURN: usize = 32;
+/// Probes a turn ends by their deadline at most.
+const ENDS_PER_TURN: usize = 64;
+/// Probes in flight at most (a socket each): past that, due probes wait.
+pub(super) const MAX_IN_FLIGHT: usize = 16_384;
 
 /// One server to watch: its snapshot index, where it is, and its checks.
 #[derive(Debug, Clone)]
@@ -28,6 +45,8 @@ pub struct Target {
     pub pool: String,
     pub addr: SocketAddrV4,
     pub link: usize,
+    /// Its next hop's neighbour slot: the MAC its probes go to.
+    pub nexthop: u16,
     pub checks: Vec<HealthCheck>,
     /// A direct-server-return server: TCP and UDP probes go to the VIP it
     /// holds, as clients reach it (`via`).
@@ -40,23 +59,39 @@ pub struct Change {
     pub target: usize,
     pub up: bool,
     /// Why it went down (timeout, refused, bad status N, body mismatch,
-    /// expect mismatch, script exit N, script timeout, unreachable).
+    /// expect mismatch, script exit N, script timeout, unreachable,
+    /// unresolved).
     pub reason: String,
     pub rtt: Option<Duration>,
 }
 
-
-enum Pending {
-    Tcp { handle: SocketHandle, link: usize, sent: bool, response: Vec<u8>, established: Option<Instant> },
-    Udp { handle: SocketHandle, link: usize },
-    Icmp { handle: SocketHandle, link: usize, ident: u16, sent: bool, target: Ipv4Address },
+pub(super) enum Pending {
+    Tcp { sent: bool, response: Vec<u8>, established: bool },
+    Udp,
+    Icmp { ident: u16 },
     Script { child: Child },
+    /// Judged; its socket goes after its shard's next poll.
+    Done,
 }
 
-struct Probe {
-    started: Instant,
-    deadline: Instant,
-    pending: Pending,
+pub(super) struct Probe {
+    pub(super) target: usize,
+    pub(super) check: usize,
+    /// Its link and shard, socket, and what its answers look like (None
+    /// for a script).
+    pub(super) at: Option<(usize, usize, SocketHandle, Opening)>,
+    pub(super) mac: [u8; 6],
+    pub(super) started: Instant,
+    /// When its first frame left, and when its last answer arrived.
+    pub(super) sent_at: Option<Instant>,
+    pub(super) heard_at: Option<Instant>,
+    pub(super) deadline: Instant,
+    pub(super) serial: u64,
+    pub(super) pending: Pending,
+    /// Already in this turn's `touched`.
+    pub(super) touched: bool,
+    /// Its local port is in `via` (a DSR server's probe).
+    pub(super) via: bool,
 }
 
 #[derive(Default)]
@@ -65,7 +100,7 @@ struct CheckState {
     fail_run: u32,
     passing: bool,
     next_at: Option<Instant>,
-    probe: Option<Probe>,
+    probe: Option<usize>,
     last_reason: String,
 }
 
@@ -74,6 +109,7 @@ struct TargetState {
     checks: Vec<CheckState>,
     up: bool,
     rtt_ewma_us: Option<f64>,
+    ports: Rotation,
 }
 
 /// One check of one server as the console shows it.
@@ -113,74 +149,165 @@ pub struct HealthCounters {
     pub unsolicited: u64,
 }
 
+/// The probe stacks of one link: its address and MAC, its shards.
+pub(super) struct LinkStacks {
+    pub(super) link: ProbeLink,
+    pub(super) shards: Vec<Shard>,
+}
+
+/// Events of the timer heap: a check to probe (target, check, the
+/// generation of the targets), a probe's deadline (id, serial).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    Start(u32, u16, u32),
+    Deadline(u32, u64),
+}
+
 pub struct Probes {
-    stacks: Vec<Stack>,
+    pub(super) links: Vec<LinkStacks>,
     targets: Vec<TargetState>,
-    next_port: u16,
+    /// Snapshot server slot -> target index (`NONE`), so `is_up`, `rtt_us`
+    /// and the console's look-ups are O(1).
+    by_server: Vec<u32>,
+    /// Probes by id; `free` the ids to reuse.
+    pub(super) probes: Vec<Option<Probe>>,
+    free: Vec<usize>,
+    /// Open probes by what their answers look like (as their socket sees
+    /// them: a VIP probe's answers after `via` translated them).
+    pub(super) open: HashMap<Opening, usize>,
+    timers: Timers<Event>,
+    /// Probes with news this turn (an answer, a shard poll).
+    touched: Vec<usize>,
+    /// Script probes, looked at every turn.
+    scripts: Vec<usize>,
+    /// Probes judged this turn, freed once their last frames are out.
+    finished: Vec<usize>,
+    /// Targets whose RTT changed since `take_rtts`.
+    rtt_changed: Vec<usize>,
+    /// Per link: frames to send, and the probes whose first frames they
+    /// carry (id, serial).
+    out: Vec<Vec<Vec<u8>>>,
+    stamps: Vec<Vec<(usize, u64)>>,
+    generation: u32,
+    serial: u64,
     next_ident: u16,
-    epoch: Instant,
+    pub(super) epoch: Instant,
+    neighbors: Arc<Neighbors>,
     /// Probes in flight to a DSR server's VIP.
-    via: ViaPorts,
+    pub(super) via: ViaPorts,
     pub counters: HealthCounters,
 }
 
+const NONE: u32 = u32::MAX;
+
 impl Probes {
-    pub fn new(links: &[ProbeLink], targets: Vec<Target>, now: Instant) -> Self {
-        let stacks = links.iter().map(|l| Stack::new(l, now)).collect();
-        let targets = targets
-            .into_iter()
-            .map(|t| {
-                let checks = t
-                    .checks
-                    .iter()
-                    .enumerate()
-                    // Spread the first probes so a large pool does not burst.
-                    .map(|(i, _)| CheckState { next_at: Some(now + Duration::from_millis(10 * i as u64)), ..Default::default() })
-                    .collect();
-                TargetState { target: t, checks, up: false, rtt_ewma_us: None }
-            })
-            .collect();
-        Probes { stacks, targets, next_port: PROBE_PORT_MIN, next_ident: 1, epoch: now, via: ViaPorts::default(), counters: HealthCounters::default() }
+    /// The engine over `links`, watching `targets`; probes go to the MACs
+    /// ARP keeps in `neighbors`.
+    pub fn new(links: &[ProbeLink], targets: Vec<Target>, neighbors: Arc<Neighbors>, now: Instant) -> Self {
+        let mut p = Probes {
+            links: links.iter().map(|l| LinkStacks { link: l.clone(), shards: Vec::new() }).collect(),
+            targets: Vec::new(),
+            by_server: Vec::new(),
+            probes: Vec::new(),
+            free: Vec::new(),
+            open: HashMap::new(),
+            timers: Timers::default(),
+            touched: Vec::new(),
+            scripts: Vec::new(),
+            finished: Vec::new(),
+            rtt_changed: Vec::new(),
+            out: vec![Vec::new(); links.len()],
+            stamps: vec![Vec::new(); links.len()],
+            generation: 0,
+            serial: 0,
+            next_ident: 1,
+            epoch: now,
+            neighbors,
+            via: ViaPorts::default(),
+            counters: HealthCounters::default(),
+        };
+        p.retarget(targets, now);
+        p
+    }
+
+    fn target_of(&self, server: usize) -> Option<&TargetState> {
+        let i = *self.by_server.get(server)?;
+        self.targets.get(i as usize)
     }
 
     /// A frame punted from link `link` that may belong to a probe: only
-    /// an answer to an open probe reaches its stack (`Stack::solicited`);
-    /// the rest is counted as `unsolicited`.
-    pub fn on_frame(&mut self, link: usize, frame: &[u8]) {
-        if let Some(s) = self.stacks.get_mut(link) {
-            if s.dev.rx.len() < 1024 {
-                let mut f = frame.to_vec();
-                // (`inbound` refuses a DSR probe's answer from the
-                // server's own address instead of the VIP.)
-                if self.via.inbound(&mut f) && s.solicited(&f) {
-                    s.dev.rx.push_back(f);
-                } else {
-                    self.counters.unsolicited += 1;
-                }
+    /// an answer to an open probe reaches its shard; the rest is counted
+    /// as `unsolicited` (ARP is the ARP module's, silently).
+    /// `now`: when it came off the punt ring (the answer's arrival, as
+    /// the RTT counts it).
+    pub fn on_frame(&mut self, link: usize, frame: &[u8], now: Instant) {
+        if ip_of(frame).is_none() {
+            return;
+        }
+        let mut f = frame.to_vec();
+        // (`inbound` refuses a DSR probe's answer from the server's own
+        // address instead of the VIP.)
+        let pid = (self.via.inbound(&mut f))
+            .then(|| ip_of(&f).and_then(answer_of))
+            .flatten()
+            .filter(|(dst, _)| self.links.get(link).is_some_and(|l| l.link.address == *dst))
+            .and_then(|(_, key)| self.open.get(&key).copied());
+        let Some(pid) = pid else {
+            self.counters.unsolicited += 1;
+            return;
+        };
+        let Some(probe) = self.probes.get_mut(pid).and_then(Option::as_mut) else { return };
+        let Some((l, s, _, _)) = probe.at else { return };
+        if l != link {
+            self.counters.unsolicited += 1;
+            return;
+        }
+        let Some(shard) = self.links.get_mut(l).and_then(|k| k.shards.get_mut(s)) else { return };
+        if shard.deliver(f.split_off(super::stack::ETH)) {
+            probe.heard_at = Some(now);
+            if !probe.touched {
+                probe.touched = true;
+                self.touched.push(pid);
             }
         }
     }
 
-    /// Frames to send out of `link` (VIP probes translated).
-    pub fn take_tx(&mut self, link: usize) -> Vec<Vec<u8>> {
-        let Some(s) = self.stacks.get_mut(link) else { return Vec::new() };
-        let self_ip = s.iface.ipv4_addr().unwrap_or(Ipv4Address::UNSPECIFIED);
-        std::mem::take(&mut s.dev.tx).into_iter().map(|f| self.via.outbound(f, self_ip)).collect()
+    /// Frames to send out of `link` (Ethernet, VIP probes translated),
+    /// sent at `now`: a probe's first frame's departure, as the RTT
+    /// counts it.
+    pub fn take_tx(&mut self, link: usize, now: Instant) -> Vec<Vec<u8>> {
+        for (pid, serial) in self.stamps.get_mut(link).map(std::mem::take).unwrap_or_default() {
+            if let Some(p) = self.probes.get_mut(pid).and_then(Option::as_mut).filter(|p| p.serial == serial) {
+                p.sent_at.get_or_insert(now);
+            }
+        }
+        self.out.get_mut(link).map(std::mem::take).unwrap_or_default()
     }
 
     pub fn links(&self) -> usize {
-        self.stacks.len()
+        self.links.len()
+    }
+
+    /// Is there work a turn should not sleep on (probes due)?
+    pub fn busy(&self, now: Instant) -> bool {
+        self.timers.is_due(now) || !self.touched.is_empty()
     }
 
     /// Is the server behind snapshot index `server` up (true for servers
     /// without checks)?
     pub fn is_up(&self, server: usize) -> bool {
-        self.targets.iter().find(|t| t.target.server == server).is_none_or(|t| t.up)
+        self.target_of(server).is_none_or(|t| t.up)
     }
 
     /// The smoothed RTT of a server's probes.
     pub fn rtt_us(&self, server: usize) -> Option<f64> {
-        self.targets.iter().find(|t| t.target.server == server).and_then(|t| t.rtt_ewma_us)
+        self.target_of(server).and_then(|t| t.rtt_ewma_us)
+    }
+
+    /// The servers whose smoothed RTT changed since the last call, and
+    /// their RTT (µs) (a server that went keeps its last one).
+    pub fn take_rtts(&mut self) -> Vec<(usize, Option<f64>)> {
+        std::mem::take(&mut self.rtt_changed).into_iter().filter_map(|ti| self.targets.get(ti).map(|t| (t.target.server, t.rtt_ewma_us))).collect()
     }
 
     /// Every server with checks and its smoothed probe RTT (µs), if any.
@@ -190,392 +317,182 @@ impl Probes {
 
     /// Why a down server is down (the reason of its first failing check).
     pub fn down_reason(&self, server: usize) -> Option<&str> {
-        let t = self.targets.iter().find(|t| t.target.server == server && !t.up)?;
+        let t = self.target_of(server).filter(|t| !t.up)?;
         t.checks.iter().find(|c| !c.passing).map(|c| c.last_reason.as_str())
     }
 
     pub fn has_checks(&self, server: usize) -> bool {
-        self.targets.iter().any(|t| t.target.server == server)
+        self.target_of(server).is_some()
     }
 
-    fn port(&mut self) -> u16 {
-        let p = self.next_port;
-        self.next_port = if p == PROBE_PORT_MAX { PROBE_PORT_MIN } else { p + 1 };
-        p
-    }
-
-    /// Runs the stacks and the probes; returns state changes.
+    /// Runs the shards with news and the due probes; returns state
+    /// changes. The frames to send are then in `take_tx`. (The appliance
+    /// sends between `news` and `due`, so an answer's follow-up leaves
+    /// before the turn starts new probes.)
     pub fn poll(&mut self, now: Instant) -> Vec<Change> {
-        let t = smol_now(self.epoch, now);
-        for s in &mut self.stacks {
-            s.iface.poll(t, &mut s.dev, &mut s.sockets);
-        }
-        let mut changes = Vec::new();
-        for ti in 0..self.targets.len() {
-            for ci in 0..self.targets[ti].checks.len() {
-                self.step(ti, ci, now, &mut changes);
-            }
-        }
-        // Send what the probes queued.
-        for s in &mut self.stacks {
-            s.iface.poll(t, &mut s.dev, &mut s.sockets);
-        }
+        let mut changes = self.news(now);
+        changes.extend(self.due(now));
         changes
     }
 
-    fn step(&mut self, ti: usize, ci: usize, now: Instant, changes: &mut Vec<Change>) {
-        let check = self.targets[ti].target.checks[ci].clone();
-        let outcome = match self.targets[ti].checks[ci].probe.take() {
-            Some(probe) => match self.advance(&check, probe, now) {
-                Ok(outcome) => Some(outcome),
-                Err(probe) => {
-                    self.targets[ti].checks[ci].probe = Some(probe);
-                    return;
-                }
-            },
-            None => None,
-        };
-        if let Some(outcome) = outcome {
-            self.record(ti, ci, &check, outcome, now, changes);
+    /// The probes with news: answers delivered, their next segments
+    /// queued (a request after the handshake), verdicts.
+    pub fn news(&mut self, now: Instant) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.poll_shards(now);
+        for pid in std::mem::take(&mut self.touched) {
+            if let Some(p) = self.probes.get_mut(pid).and_then(Option::as_mut) {
+                p.touched = false;
+            }
+            self.advance(pid, now, &mut changes);
         }
-        let st = &self.targets[ti].checks[ci];
-        if st.probe.is_none() && st.next_at.is_some_and(|at| now >= at) {
-            self.counters.probes += 1;
-            let probe = self.start(ti, &check, now);
-            let st = &mut self.targets[ti].checks[ci];
-            st.next_at = Some(now + Duration::from_millis(u64::from(*check.interval_ms.get_ref())));
-            match probe {
-                Ok(p) => st.probe = Some(p),
-                Err(reason) => self.record(ti, ci, &check, Outcome::Fail(reason), now, changes),
+        for pid in self.scripts.clone() {
+            self.advance(pid, now, &mut changes);
+        }
+        self.poll_shards(now);
+        self.collect_tx();
+        changes
+    }
+
+    /// The probes whose deadline passed, then those due to start.
+    pub fn due(&mut self, now: Instant) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.timers_due(now, &mut changes);
+        self.poll_shards(now);
+        self.collect_tx();
+        changes
+    }
+
+    /// Deadlines first (they free sockets), then the probes to start.
+    fn timers_due(&mut self, now: Instant, changes: &mut Vec<Change>) {
+        let (mut ends, mut starts) = (0, 0);
+        while ends < ENDS_PER_TURN && starts < STARTS_PER_TURN {
+            let Some(event) = self.timers.pop_due(now) else { break };
+            match event {
+                Event::Deadline(pid, serial) => {
+                    if self.probes.get(pid as usize).and_then(Option::as_ref).is_some_and(|p| p.serial == serial) {
+                        ends += 1;
+                        self.advance(pid as usize, now, changes);
+                    }
+                }
+                Event::Start(ti, ci, generation) => {
+                    if generation != self.generation {
+                        continue;
+                    }
+                    if self.in_flight() >= MAX_IN_FLIGHT {
+                        // Full: try again shortly.
+                        self.timers.push(now + Duration::from_millis(10), event);
+                        break;
+                    }
+                    starts += 1;
+                    self.start_check(ti as usize, usize::from(ci), now, changes);
+                }
             }
         }
     }
 
-    fn record(&mut self, ti: usize, ci: usize, check: &HealthCheck, outcome: Outcome, now: Instant, changes: &mut Vec<Change>) {
-        let _ = now;
-        let ts = &mut self.targets[ti];
-        let st = &mut ts.checks[ci];
-        let mut rtt = None;
-        match outcome {
-            Outcome::Pass(d) => {
-                st.ok_run += 1;
-                st.fail_run = 0;
-                if st.ok_run >= (*check.rise.get_ref()).max(1) {
-                    st.passing = true;
-                }
-                let us = d.as_secs_f64() * 1e6;
-                ts.rtt_ewma_us = Some(ts.rtt_ewma_us.map_or(us, |e| e * 0.8 + us * 0.2));
-                rtt = Some(d);
-            }
-            Outcome::Fail(reason) => {
-                self.counters.failures += 1;
-                st.fail_run += 1;
-                st.ok_run = 0;
-                if st.fail_run >= (*check.fall.get_ref()).max(1) {
-                    st.passing = false;
-                }
-                st.last_reason = reason;
-            }
+    fn in_flight(&self) -> usize {
+        self.probes.len() - self.free.len()
+    }
+
+    /// Starts a probe of check `ci` of target `ti` and schedules the next.
+    fn start_check(&mut self, ti: usize, ci: usize, now: Instant, changes: &mut Vec<Change>) {
+        let Some(t) = self.targets.get_mut(ti) else { return };
+        let Some(check) = t.target.checks.get(ci) else { return };
+        let interval = Duration::from_millis(u64::from(*check.interval_ms.get_ref()));
+        let Some(st) = t.checks.get_mut(ci) else { return };
+        if st.next_at.is_some_and(|at| at > now) {
+            return;
         }
-        let up = ts.checks.iter().all(|c| c.passing);
-        if up != ts.up {
-            ts.up = up;
-            self.counters.state_changes += 1;
-            let reason = if up { String::new() } else { ts.checks.iter().find(|c| !c.passing).map(|c| c.last_reason.clone()).unwrap_or_default() };
-            changes.push(Change { target: ti, up, reason, rtt });
+        // At a fixed rate from when it was due, not from when a busy turn
+        // got to it: late starts do not drift, so probes spread over the
+        // interval stay spread and their answers do not come in bursts
+        // (which would queue in the punt ring ahead of others).
+        let next = st.next_at.map_or(now, |at| at + interval).max(now);
+        st.next_at = Some(next);
+        self.timers.push(next, Event::Start(ti as u32, ci as u16, self.generation));
+        if st.probe.is_some() {
+            // The last one is still running (timeout >= interval).
+            return;
+        }
+        self.counters.probes += 1;
+        match self.start(ti, ci, now) {
+            Ok(pid) => {
+                if let Some(st) = self.targets.get_mut(ti).and_then(|t| t.checks.get_mut(ci)) {
+                    st.probe = Some(pid);
+                }
+            }
+            Err(reason) => self.record(ti, ci, Outcome::Fail(reason), changes),
         }
     }
 
-    fn start(&mut self, ti: usize, check: &HealthCheck, now: Instant) -> Result<Probe, String> {
-        let target = self.targets[ti].target.clone();
-        let port = check.port.as_ref().map_or(target.addr.port(), |p| *p.get_ref());
-        let ip = *target.addr.ip();
-        let deadline = now + Duration::from_millis(u64::from((*check.timeout_ms.get_ref()).max(1)));
-        let link = target.link;
-        let pending = match check.kind {
-            CheckKind::Tcp | CheckKind::Http | CheckKind::SendExpect => {
-                let local = self.port();
-                let s = self.stacks.get_mut(link).ok_or("no link")?;
-                let sock = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 4096]), tcp::SocketBuffer::new(vec![0; RESPONSE_MAX]));
-                let handle = s.sockets.add(sock);
-                let cx = s.iface.context();
-                if s.sockets.get_mut::<tcp::Socket>(handle).connect(cx, (IpAddress::Ipv4(ip), port), local).is_err() {
-                    s.close(handle);
-                    return Err("unreachable".into());
-                }
-                s.expect(handle, Opening { proto: TCP, local, peer: ip, peer_port: port });
-                self.via.set(local, ip, target.via);
-                Pending::Tcp { handle, link, sent: false, response: Vec::new(), established: None }
+    /// A new probe id for `probe`; its deadline goes on the heap.
+    pub(super) fn insert(&mut self, mut probe: Probe) -> usize {
+        self.serial += 1;
+        probe.serial = self.serial;
+        let (deadline, serial) = (probe.deadline, probe.serial);
+        let pid = match self.free.pop() {
+            Some(i) => {
+                self.probes[i] = Some(probe);
+                i
             }
-            CheckKind::Udp => {
-                let local = self.port();
-                let s = self.stacks.get_mut(link).ok_or("no link")?;
-                let meta = vec![udp::PacketMetadata::EMPTY; 4];
-                let mut sock = udp::Socket::new(udp::PacketBuffer::new(meta.clone(), vec![0; 2048]), udp::PacketBuffer::new(meta, vec![0; 2048]));
-                sock.bind(local).map_err(|_| "bind".to_string())?;
-                let payload = check.send.clone().unwrap_or_else(|| "ping".into());
-                sock.send_slice(payload.as_bytes(), (IpAddress::Ipv4(ip), port)).map_err(|_| "send".to_string())?;
-                let handle = s.sockets.add(sock);
-                s.expect(handle, Opening { proto: UDP, local, peer: ip, peer_port: port });
-                self.via.set(local, ip, target.via);
-                Pending::Udp { handle, link }
-            }
-            CheckKind::Icmp => {
-                let ident = self.next_ident;
-                self.next_ident = self.next_ident.wrapping_add(1).max(1);
-                let s = self.stacks.get_mut(link).ok_or("no link")?;
-                let meta = vec![icmp::PacketMetadata::EMPTY; 4];
-                let mut sock = icmp::Socket::new(icmp::PacketBuffer::new(meta.clone(), vec![0; 1024]), icmp::PacketBuffer::new(meta, vec![0; 1024]));
-                sock.bind(icmp::Endpoint::Ident(ident)).map_err(|_| "bind".to_string())?;
-                let handle = s.sockets.add(sock);
-                s.expect(handle, Opening { proto: ICMP, local: ident, peer: ip, peer_port: 0 });
-                Pending::Icmp { handle, link, ident, sent: false, target: *target.addr.ip() }
-            }
-            CheckKind::Script => {
-                let cmd = check.command.clone().unwrap_or_default();
-                let child = Command::new("/bin/sh")
-                    .args(["-c", &cmd])
-                    // Its own process group: a timeout kills what the shell
-                    // started too (dash forks even for `sh -c 'sleep 30'`).
-                    .process_group(0)
-                    .env("FURIWAKE_SERVER_IP", target.addr.ip().to_string())
-                    .env("FURIWAKE_SERVER_PORT", port.to_string())
-                    .env("FURIWAKE_VIP", target.via.map(|v| v.vip.to_string()).unwrap_or_default())
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .map_err(|e| format!("script not started: {e}"))?;
-                Pending::Script { child }
+            None => {
+                self.probes.push(Some(probe));
+                self.probes.len() - 1
             }
         };
-        Ok(Probe { started: now, deadline, pending })
+        self.timers.push(deadline, Event::Deadline(pid as u32, serial));
+        pid
     }
 
-    /// Moves a probe on; `Err` gives it back when it is still running.
-    fn advance(&mut self, check: &HealthCheck, mut probe: Probe, now: Instant) -> Result<Outcome, Probe> {
-        let timed_out = now >= probe.deadline;
-        let elapsed = now.duration_since(probe.started);
-        match &mut probe.pending {
-            Pending::Script { child } => match child.try_wait() {
-                Ok(Some(status)) => Ok(match status.code() {
-                    Some(0) => Outcome::Pass(elapsed),
-                    Some(n) => Outcome::Fail(format!("script exit {n}")),
-                    None => Outcome::Fail("script killed".into()),
-                }),
-                _ if timed_out => {
-                    kill_group(child);
-                    Ok(Outcome::Fail("script timeout".into()))
-                }
-                _ => Err(probe),
-            },
-            Pending::Udp { handle, link } => {
-                let (handle, link) = (*handle, *link);
-                let Some(s) = self.stacks.get_mut(link) else { return Ok(Outcome::Fail("no link".into())) };
-                let sock = s.sockets.get_mut::<udp::Socket>(handle);
-                let got = sock.recv().ok().map(|(d, _)| d.to_vec());
-                let result = match got {
-                    Some(d) => Some(match &check.expect {
-                        Some(e) if !contains(&d, e.as_bytes()) => Outcome::Fail("expect mismatch".into()),
-                        _ => Outcome::Pass(elapsed),
-                    }),
-                    None if timed_out => Some(Outcome::Fail("timeout".into())),
-                    None => None,
-                };
-                match result {
-                    Some(r) => {
-                        s.close(handle);
-                        Ok(r)
-                    }
-                    None => Err(probe),
-                }
-            }
-            Pending::Icmp { handle, link, ident, sent, target } => {
-                let (handle, link, ident, target_ip) = (*handle, *link, *ident, Some(*target));
-                let Some(s) = self.stacks.get_mut(link) else { return Ok(Outcome::Fail("no link".into())) };
-                let sock = s.sockets.get_mut::<icmp::Socket>(handle);
-                if !*sent {
-                    if let Some(dst) = target_ip {
-                        let repr = Icmpv4Repr::EchoRequest { ident, seq_no: 1, data: b"furiwake" };
-                        if let Ok(buf) = sock.send(repr.buffer_len(), IpAddress::Ipv4(dst)) {
-                            let mut pkt = Icmpv4Packet::new_unchecked(buf);
-                            repr.emit(&mut pkt, &smoltcp::phy::ChecksumCapabilities::default());
-                            *sent = true;
-                        }
-                    }
-                }
-                let mut result = None;
-                while let Ok((data, from)) = sock.recv() {
-                    if let Ok(pkt) = Icmpv4Packet::new_checked(data) {
-                        if let Ok(Icmpv4Repr::EchoReply { ident: id, .. }) = Icmpv4Repr::parse(&pkt, &smoltcp::phy::ChecksumCapabilities::default()) {
-                            if id == ident && Some(from) == target_ip.map(IpAddress::Ipv4) {
-                                result = Some(Outcome::Pass(elapsed));
-                            }
-                        }
-                    }
-                }
-                let result = result.or_else(|| timed_out.then(|| Outcome::Fail("timeout".into())));
-                match result {
-                    Some(r) => {
-                        s.close(handle);
-                        Ok(r)
-                    }
-                    None => Err(probe),
-                }
-            }
-            Pending::Tcp { handle, link, sent, response, established } => {
-                let (handle, link) = (*handle, *link);
-                let Some(s) = self.stacks.get_mut(link) else { return Ok(Outcome::Fail("no link".into())) };
-                let sock = s.sockets.get_mut::<tcp::Socket>(handle);
-                let state = sock.state();
-                if established.is_none() && matches!(state, tcp::State::Established | tcp::State::CloseWait) {
-                    *established = Some(now);
-                }
-                let mut result: Option<Outcome> = None;
-                match check.kind {
-                    CheckKind::Tcp => {
-                        if established.is_some() {
-                            result = Some(Outcome::Pass(elapsed));
-                        }
-                    }
-                    _ => {
-                        if established.is_some() && !*sent && sock.may_send() {
-                            let req: Option<String> = match check.kind {
-                                CheckKind::Http => Some(check.request.clone().unwrap_or_else(|| "GET / HTTP/1.0\r\n\r\n".into())),
-                                _ => check.send.clone(),
-                            };
-                            if let Some(r) = req {
-                                let _ = sock.send_slice(r.as_bytes());
-                            }
-                            *sent = true;
-                        }
-                        let mut buf = [0u8; 2048];
-                        while sock.can_recv() {
-                            match sock.recv_slice(&mut buf) {
-                                Ok(n) if n > 0 => {
-                                    if response.len() < RESPONSE_MAX {
-                                        response.extend_from_slice(&buf[..n.min(RESPONSE_MAX - response.len())]);
-                                    }
-                                }
-                                _ => break,
-                            }
-                        }
-                        if check.kind == CheckKind::SendExpect {
-                            let expect = check.expect.clone().unwrap_or_default();
-                            if established.is_some() && contains(response, expect.as_bytes()) {
-                                result = Some(Outcome::Pass(elapsed));
-                            } else if established.is_some() && !sock.may_recv() {
-                                result = Some(Outcome::Fail("expect mismatch".into()));
-                            }
-                        } else if established.is_some() && !sock.may_recv() {
-                            // The server closed: the whole response is in.
-                            result = Some(judge_http(check, response, elapsed));
-                        } else if established.is_some() && timed_out && !response.is_empty() {
-                            result = Some(judge_http(check, response, elapsed));
-                        }
-                    }
-                }
-                if result.is_none() {
-                    // No socket timeout is set, so a connection attempt that
-                    // closed before our deadline was answered with a RST.
-                    if established.is_none() && state == tcp::State::Closed {
-                        result = Some(Outcome::Fail("refused".into()));
-                    } else if timed_out {
-                        result = Some(Outcome::Fail("timeout".into()));
-                    }
-                }
-                match result {
-                    Some(r) => {
-                        // RST: a probe leaves no state on the server.
-                        sock.abort();
-                        let t = smol_now(self.epoch, now);
-                        s.iface.poll(t, &mut s.dev, &mut s.sockets);
-                        s.close(handle);
-                        Ok(r)
-                    }
-                    None => Err(probe),
-                }
+    /// Polls the shards that have something to do (an answer arrived,
+    /// a probe started or ended, a retransmission is due).
+    fn poll_shards(&mut self, now: Instant) {
+        let epoch = self.epoch;
+        for s in self.links.iter_mut().flat_map(|l| l.shards.iter_mut()) {
+            if s.due(now) {
+                s.poll(epoch, now);
             }
         }
     }
 
-    /// The target of change `i`.
-    pub fn target(&self, i: usize) -> Option<&Target> {
-        self.targets.get(i).map(|t| &t.target)
-    }
-
-    /// Every target, for the console.
-    pub fn targets(&self) -> impl Iterator<Item = &Target> {
-        self.targets.iter().map(|t| &t.target)
-    }
-
-    /// Where each check of snapshot server `server` stands, for the
-    /// console (`show servers`, `show health`); empty without checks.
-    pub fn check_status(&self, server: usize) -> Vec<CheckStatus> {
-        let Some(t) = self.targets.iter().find(|t| t.target.server == server) else { return Vec::new() };
-        t.target
-            .checks
-            .iter()
-            .zip(&t.checks)
-            .map(|(h, c)| CheckStatus {
-                name: h.name.get_ref().clone(),
-                kind: h.kind,
-                passing: c.passing,
-                ok_run: c.ok_run,
-                fail_run: c.fail_run,
-                last_reason: c.last_reason.clone(),
-            })
-            .collect()
-    }
-
-    /// Ends every probe (scripts killed, sockets closed).
-    /// Replaces the targets (a configuration change): a target with the
-    /// same server slot, address and checks keeps its state, probes in
-    /// flight included; the others start down, as at start; the probes of
-    /// targets that went are stopped.
-    pub fn retarget(&mut self, targets: Vec<Target>, now: Instant) {
-        let mut old: Vec<Option<TargetState>> = std::mem::take(&mut self.targets).into_iter().map(Some).collect();
-        let same = |a: &Target, b: &Target| {
-            // By value: a check moved in the file is the same check.
-            a.server == b.server && a.addr == b.addr && a.link == b.link && a.checks == b.checks && a.via == b.via
-        };
-        for t in targets {
-            let kept = old.iter_mut().find(|o| o.as_ref().is_some_and(|o| same(&o.target, &t))).and_then(Option::take);
-            let state = match kept {
-                Some(mut st) => {
-                    st.target = t;
-                    st
-                }
-                None => {
-                    let checks = t.checks.iter().enumerate().map(|(i, _)| CheckState { next_at: Some(now + Duration::from_millis(10 * i as u64)), ..Default::default() }).collect();
-                    TargetState { target: t, checks, up: false, rtt_ewma_us: None }
-                }
-            };
-            self.targets.push(state);
-        }
-        for mut st in old.into_iter().flatten() {
-            for c in &mut st.checks {
-                match c.probe.take().map(|p| p.pending) {
-                    Some(Pending::Script { mut child }) => kill_group(&mut child),
-                    Some(Pending::Tcp { handle, link, .. } | Pending::Udp { handle, link } | Pending::Icmp { handle, link, .. }) => {
-                        if let Some(s) = self.stacks.get_mut(link) {
-                            s.close(handle);
+    /// The shards' sent packets, framed for their links; then what the
+    /// finished probes held is freed (their last segments are out).
+    fn collect_tx(&mut self) {
+        for li in 0..self.links.len() {
+            let (mac, self_ip) = (self.links[li].link.mac, self.links[li].link.address);
+            for si in 0..self.links[li].shards.len() {
+                let packets = std::mem::take(&mut self.links[li].shards[si].dev.tx);
+                for packet in packets {
+                    let Some(pid) = sent_by(&packet).and_then(|k| self.open.get(&k).copied()) else { continue };
+                    let Some(p) = self.probes.get_mut(pid).and_then(Option::as_mut) else { continue };
+                    if p.sent_at.is_none() {
+                        if let Some(st) = self.stamps.get_mut(li) {
+                            st.push((pid, p.serial));
                         }
                     }
-                    None => {}
+                    let frame = self.via.outbound(framed(p.mac, mac, &packet), self_ip);
+                    if let Some(out) = self.out.get_mut(li) {
+                        out.push(frame);
+                    }
                 }
             }
         }
-    }
-
-    pub fn shutdown(&mut self) {
-        for t in &mut self.targets {
-            for c in &mut t.checks {
-                if let Some(Probe { pending: Pending::Script { child }, .. }) = c.probe.as_mut() {
-                    kill_group(child);
+        for pid in std::mem::take(&mut self.finished) {
+            let Some(p) = self.probes.get_mut(pid).and_then(Option::take) else { continue };
+            if let Some((_, _, _, key)) = p.at {
+                self.open.remove(&key);
+                if p.via {
+                    self.via.clear(key.local);
                 }
-                c.probe = None;
             }
+            if p.at.is_none() {
+                self.scripts.retain(|&s| s != pid);
+            }
+            self.free.push(pid);
+        }
+        for s in self.links.iter_mut().flat_map(|l| l.shards.iter_mut()) {
+            s.reap();
         }
     }
 }

@@ -1,21 +1,46 @@
-//! The probes' network side: one smoltcp interface per data link, fed
-//! with the frames the workers punt and drained of the frames it sends
-//! (the control loop moves them through the ports).
+//! The probes' network side: smoltcp interfaces on IP (no Ethernet, no
+//! ARP of their own), in shards of at most `SHARD_SOCKETS` sockets, fed
+//! with the IP packets of the frames the workers punt and drained of the
+//! packets they send; the engine puts them in Ethernet frames to the MAC
+//! the appliance's ARP resolved for the server's next hop (`Neighbors`,
+//! the slots the workers read).
 //!
-//! The stack sees only answers to what it asked (`Stack::solicited`):
-//! smoltcp answers a segment no socket matches with a reset and a
-//! datagram with ICMP port unreachable, and anyone can send those to the
-//! self IP, so fed everything it would reflect a flood one for one, past
-//! `[defence] icmp_rate`. Everything else is dropped and counted
-//! (`unsolicited`).
+//! Why shards: smoltcp looks a segment's socket up by walking its socket
+//! set and walks every socket on each poll, so one set of 10,000 probes
+//! costs 10,000 steps per segment. A shard holds a bounded number, the
+//! engine finds a probe's shard by its 4-tuple (a hash map) and polls
+//! only the shards that have something to do: a probe's cost does not
+//! grow with the number of servers. Why IP: smoltcp's neighbour cache
+//! holds 3 entries and, after each ARP request it sends, stays silent for
+//! a second for every address (`iface::neighbor`): a pool of thousands
+//! on-link servers never resolved.
+//!
+//! The engine feeds a shard only answers to its open probes
+//! (`Probes::on_frame`): smoltcp answers a segment no socket matches
+//! with a reset and a datagram with ICMP port unreachable, and anyone can
+//! send those to the self IP, so fed everything it would reflect a flood
+//! one for one, past `[defence] icmp_rate`. Everything else is dropped
+//! and counted (`unsolicited`).
 
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SmolInstant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::Instant;
+
+/// Sockets of one shard at most.
+pub(super) const SHARD_SOCKETS: usize = 32;
+/// A TCP probe socket's buffers: the request goes out in one segment; the
+/// answer is drained into the probe's own buffer as it comes (smoltcp
+/// advertises the receive buffer as its window).
+const TCP_TX: usize = 1024;
+const TCP_RX: usize = 4096;
+/// Packets waiting for a shard at most (more are dropped: the probe's
+/// peer retransmits, or the probe times out).
+const RX_MAX: usize = 256;
 
 /// A link the probes leave from.
 #[derive(Debug, Clone)]
@@ -27,7 +52,7 @@ pub struct ProbeLink {
     pub gateway: Option<Ipv4Addr>,
 }
 
-/// Frames in and out of one smoltcp interface.
+/// IP packets in and out of one smoltcp interface.
 #[derive(Default)]
 pub(super) struct Queues {
     pub(super) rx: VecDeque<Vec<u8>>,
@@ -67,24 +92,113 @@ impl Device for Queues {
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut c = DeviceCapabilities::default();
-        c.medium = Medium::Ethernet;
-        c.max_transmission_unit = 1514;
+        c.medium = Medium::Ip;
+        c.max_transmission_unit = 1500;
         c
     }
 }
 
-pub(super) struct Stack {
+/// One smoltcp interface and its sockets (at most `SHARD_SOCKETS`).
+pub(super) struct Shard {
     pub(super) iface: Interface,
     pub(super) dev: Queues,
     pub(super) sockets: SocketSet<'static>,
-    /// What each open probe socket waits for.
-    open: Vec<(SocketHandle, Opening)>,
+    /// Probes holding a socket here.
+    pub(super) used: usize,
+    /// TCP sockets closed and sent their last segment: reused as they are
+    /// (their buffers kept).
+    free_tcp: Vec<SocketHandle>,
+    /// Sockets of finished probes, freed after the next poll (which sends
+    /// a TCP probe's reset).
+    pub(super) closing: Vec<(SocketHandle, bool)>,
+    /// When smoltcp wants to be polled (a retransmission), or at once.
+    pub(super) poll_at: Option<Instant>,
+    pub(super) dirty: bool,
 }
 
-/// The answers a probe socket waits for: from `peer:peer_port`, to the
-/// self IP's `local` port (ICMP: echo replies with identifier `local`,
-/// `peer_port` 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Shard {
+    /// An interface with `l`'s self IP; every destination routed (the
+    /// engine chooses the MAC).
+    pub(super) fn new(l: &ProbeLink, epoch: Instant, now: Instant) -> Shard {
+        let mut dev = Queues::default();
+        let cfg = IfaceConfig::new(HardwareAddress::Ip);
+        let mut iface = Interface::new(cfg, &mut dev, smol_now(epoch, now));
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(l.address), l.prefix_len));
+        });
+        // Any route: smoltcp only asks that one exists; the frame's MAC is
+        // the server's next hop's, whatever the route.
+        let _ = iface.routes_mut().add_default_ipv4_route(l.gateway.unwrap_or(l.address));
+        Shard { iface, dev, sockets: SocketSet::new(Vec::new()), used: 0, free_tcp: Vec::new(), closing: Vec::new(), poll_at: None, dirty: false }
+    }
+
+    pub(super) fn has_room(&self) -> bool {
+        self.used < SHARD_SOCKETS
+    }
+
+    /// A closed TCP socket: a reused one, or a new one.
+    pub(super) fn tcp_socket(&mut self) -> SocketHandle {
+        self.used += 1;
+        match self.free_tcp.pop() {
+            Some(h) => h,
+            None => self.sockets.add(tcp::Socket::new(tcp::SocketBuffer::new(vec![0; TCP_TX]), tcp::SocketBuffer::new(vec![0; TCP_RX]))),
+        }
+    }
+
+    /// A socket of another kind, made for one probe.
+    pub(super) fn add<T: smoltcp::socket::AnySocket<'static>>(&mut self, socket: T) -> SocketHandle {
+        self.used += 1;
+        self.sockets.add(socket)
+    }
+
+    /// The probe is over: its socket goes after the next poll (`reap`).
+    pub(super) fn close(&mut self, handle: SocketHandle, tcp: bool) {
+        self.closing.push((handle, tcp));
+        self.dirty = true;
+    }
+
+    /// Frees the sockets of finished probes (after a poll sent their
+    /// last segments).
+    pub(super) fn reap(&mut self) {
+        for (h, tcp) in std::mem::take(&mut self.closing) {
+            self.used = self.used.saturating_sub(1);
+            if tcp {
+                let s = self.sockets.get_mut::<tcp::Socket>(h);
+                s.abort();
+                self.free_tcp.push(h);
+            } else {
+                self.sockets.remove(h);
+            }
+        }
+    }
+
+    /// A packet for one of its probes.
+    pub(super) fn deliver(&mut self, packet: Vec<u8>) -> bool {
+        if self.dev.rx.len() >= RX_MAX {
+            return false;
+        }
+        self.dev.rx.push_back(packet);
+        true
+    }
+
+    /// Does it want a poll now?
+    pub(super) fn due(&self, now: Instant) -> bool {
+        self.dirty || !self.dev.rx.is_empty() || self.poll_at.is_some_and(|t| t <= now)
+    }
+
+    /// Runs smoltcp; what it sent is in `dev.tx`.
+    pub(super) fn poll(&mut self, epoch: Instant, now: Instant) {
+        let t = smol_now(epoch, now);
+        self.iface.poll(t, &mut self.dev, &mut self.sockets);
+        self.dirty = false;
+        self.poll_at = self.iface.poll_at(t, &self.sockets).map(|p| epoch + std::time::Duration::from_micros(p.total_micros().max(0) as u64));
+    }
+}
+
+/// What a probe's answers look like, as its socket sees them: protocol,
+/// the self IP's `local` port (ICMP: the echo identifier), the peer and
+/// its port (ICMP: 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct Opening {
     pub(super) proto: u8,
     pub(super) local: u16,
@@ -95,25 +209,14 @@ pub(super) struct Opening {
 pub(super) const TCP: u8 = 6;
 pub(super) const UDP: u8 = 17;
 pub(super) const ICMP: u8 = 1;
+pub(super) const ETH: usize = 14;
 
-/// An unfragmented IPv4 frame's destination and what it answers: a TCP
+/// An unfragmented IPv4 packet's destination and what it answers: a TCP
 /// or UDP segment's (protocol, destination port, source, source port),
 /// an ICMP echo reply's (1, identifier, source, 0). None for anything
 /// else (other ICMP, other protocols, fragments, truncated headers).
-fn answer_of(frame: &[u8]) -> Option<(Ipv4Addr, Opening)> {
-    if frame.get(12..14)? != [0x08, 0x00] {
-        return None;
-    }
-    let ip = frame.get(14..)?;
-    let hl = usize::from(ip.first()? & 0x0f) * 4;
-    let frag = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]);
-    // More fragments, or an offset: not a whole datagram.
-    if ip.first()? >> 4 != 4 || hl < 20 || frag & 0x3fff != 0 {
-        return None;
-    }
-    let at = |i: usize| ip.get(i..i + 4).map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]));
-    let (src, dst, proto) = (at(12)?, at(16)?, *ip.get(9)?);
-    let l4 = ip.get(hl..)?;
+pub(super) fn answer_of(ip: &[u8]) -> Option<(Ipv4Addr, Opening)> {
+    let (src, dst, proto, l4) = ipv4(ip)?;
     let word = |i: usize| l4.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
     let open = match proto {
         TCP | UDP => Opening { proto, local: word(2)?, peer: src, peer_port: word(0)? },
@@ -124,110 +227,102 @@ fn answer_of(frame: &[u8]) -> Option<(Ipv4Addr, Opening)> {
     Some((dst, open))
 }
 
-impl Stack {
-    /// An interface with `l`'s MAC, self IP and default gateway.
-    pub(super) fn new(l: &ProbeLink, now: Instant) -> Stack {
-        let mut dev = Queues::default();
-        let cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(l.mac)));
-        let mut iface = Interface::new(cfg, &mut dev, smol_now(now, now));
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(IpAddress::Ipv4(l.address), l.prefix_len));
-        });
-        if let Some(gw) = l.gateway {
-            let _ = iface.routes_mut().add_default_ipv4_route(gw);
-        }
-        Stack { iface, dev, sockets: SocketSet::new(Vec::new()), open: Vec::new() }
-    }
-
-    /// Socket `handle` is a probe waiting for `open`.
-    pub(super) fn expect(&mut self, handle: SocketHandle, open: Opening) {
-        self.open.retain(|&(h, _)| h != handle);
-        self.open.push((handle, open));
-    }
-
-    /// The probe is over: its socket and what it waited for go.
-    pub(super) fn close(&mut self, handle: SocketHandle) {
-        self.open.retain(|&(h, _)| h != handle);
-        self.sockets.remove(handle);
-    }
-
-    /// Does the stack wait for `frame`: ARP (its next hops' replies), or
-    /// an answer to an open probe, to its own address?
-    pub(super) fn solicited(&self, frame: &[u8]) -> bool {
-        if frame.get(12..14) == Some(&[0x08, 0x06]) {
-            return true;
-        }
-        let Some((dst, answer)) = answer_of(frame) else { return false };
-        self.iface.ipv4_addr() == Some(dst) && self.open.iter().any(|(_, o)| *o == answer)
+/// The probe an IP packet the stack sends belongs to: a TCP or UDP
+/// segment's (protocol, source port, destination, destination port), an
+/// echo request's (1, identifier, destination, 0).
+pub(super) fn sent_by(ip: &[u8]) -> Option<Opening> {
+    let (_, dst, proto, l4) = ipv4(ip)?;
+    let word = |i: usize| l4.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    match proto {
+        TCP | UDP => Some(Opening { proto, local: word(0)?, peer: dst, peer_port: word(2)? }),
+        ICMP if l4.first() == Some(&8) => Some(Opening { proto, local: word(4)?, peer: dst, peer_port: 0 }),
+        _ => None,
     }
 }
 
+/// An unfragmented IPv4 packet's source, destination, protocol and
+/// payload.
+fn ipv4(ip: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u8, &[u8])> {
+    let hl = usize::from(ip.first()? & 0x0f) * 4;
+    let frag = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]);
+    // More fragments, or an offset: not a whole datagram.
+    if ip.first()? >> 4 != 4 || hl < 20 || frag & 0x3fff != 0 {
+        return None;
+    }
+    let at = |i: usize| ip.get(i..i + 4).map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]));
+    Some((at(12)?, at(16)?, *ip.get(9)?, ip.get(hl..)?))
+}
+
+/// The IPv4 packet inside an Ethernet frame (the control path took any
+/// VLAN tag off); None for ARP and everything else.
+pub(super) fn ip_of(frame: &[u8]) -> Option<&[u8]> {
+    if frame.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    frame.get(ETH..)
+}
+
+/// `packet` in an Ethernet frame from `src` to `dst`.
+pub(super) fn framed(dst: [u8; 6], src: [u8; 6], packet: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(ETH + packet.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(packet);
+    f
+}
+
 pub(super) fn smol_now(epoch: Instant, now: Instant) -> SmolInstant {
-    SmolInstant::from_micros(now.duration_since(epoch).as_micros() as i64)
+    SmolInstant::from_micros(now.saturating_duration_since(epoch).as_micros() as i64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use furiwake_dataplane::testkit::{ipv4_frame, tcp_header, udp_datagram};
-    use smoltcp::socket::udp;
 
     const SELF: [u8; 4] = [198, 51, 100, 1];
     const SRV: [u8; 4] = [198, 51, 100, 12];
-    const OTHER: [u8; 4] = [198, 51, 100, 50];
 
-    fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
-        ipv4_frame(furiwake_dataplane::wire::EthernetAddress([2, 0, 0, 0, 0, 0x12]), furiwake_dataplane::wire::EthernetAddress([2, 0, 0, 0, 0, 1]), src, dst, proto, l4, proto != ICMP)
+    fn packet(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+        let f = ipv4_frame(furiwake_dataplane::wire::EthernetAddress([2, 0, 0, 0, 0, 0x12]), furiwake_dataplane::wire::EthernetAddress([2, 0, 0, 0, 0, 1]), src, dst, proto, l4, proto != ICMP);
+        ip_of(&f).unwrap().to_vec()
     }
 
-    fn echo(kind: u8, ident: u16) -> Vec<u8> {
-        let mut e = vec![kind, 0, 0, 0, 0, 0, 0, 1];
-        e[4..6].copy_from_slice(&ident.to_be_bytes());
-        e
-    }
-
-    /// Only the exact answers to open probes pass: the peer, its port,
-    /// the probe's port or echo identifier, to the self IP, unfragmented.
+    /// What an answer is keyed by is what the probe that sent it is
+    /// keyed by, reversed; fragments and other kinds are nobody's.
     #[test]
-    fn only_answers_to_open_probes_are_solicited() {
-        let link = ProbeLink { mac: [2, 0, 0, 0, 0, 1], address: Ipv4Addr::from(SELF), prefix_len: 24, gateway: None };
-        let mut s = Stack::new(&link, Instant::now());
-        let meta = || vec![udp::PacketMetadata::EMPTY; 1];
-        let mut handles = (0..3).map(|_| s.sockets.add(udp::Socket::new(udp::PacketBuffer::new(meta(), vec![0; 64]), udp::PacketBuffer::new(meta(), vec![0; 64]))));
-        let (h_tcp, h_udp, h_icmp) = (handles.next().unwrap(), handles.next().unwrap(), handles.next().unwrap());
+    fn answers_and_what_was_sent_key_alike() {
         let srv = Ipv4Addr::from(SRV);
-        s.expect(h_tcp, Opening { proto: TCP, local: 61000, peer: srv, peer_port: 80 });
-        s.expect(h_udp, Opening { proto: UDP, local: 61001, peer: srv, peer_port: 53 });
-        s.expect(h_icmp, Opening { proto: ICMP, local: 7, peer: srv, peer_port: 0 });
-
-        let syn_ack = frame(SRV, SELF, TCP, &tcp_header(80, 61000, 0x12, 1024));
-        assert!(s.solicited(&syn_ack));
-        assert!(s.solicited(&frame(SRV, SELF, UDP, &udp_datagram(53, 61001, b"pong"))));
-        assert!(s.solicited(&frame(SRV, SELF, ICMP, &echo(0, 7))));
-        let mut arp = syn_ack.clone();
-        arp[12..14].copy_from_slice(&[0x08, 0x06]);
-        assert!(s.solicited(&arp), "ARP: the stack resolves its next hops");
-
+        let syn = packet(SELF, SRV, TCP, &tcp_header(61000, 80, 0x02, 1024));
+        let syn_ack = packet(SRV, SELF, TCP, &tcp_header(80, 61000, 0x12, 1024));
+        let want = Opening { proto: TCP, local: 61000, peer: srv, peer_port: 80 };
+        assert_eq!(sent_by(&syn), Some(want));
+        assert_eq!(answer_of(&syn_ack), Some((Ipv4Addr::from(SELF), want)));
+        let pong = packet(SRV, SELF, UDP, &udp_datagram(53, 61001, b"pong"));
+        assert_eq!(answer_of(&pong).map(|a| a.1), Some(Opening { proto: UDP, local: 61001, peer: srv, peer_port: 53 }));
+        let echo = |kind: u8| packet(SRV, SELF, ICMP, &[kind, 0, 0, 0, 0, 7, 0, 1]);
+        assert_eq!(answer_of(&echo(0)).map(|a| a.1), Some(Opening { proto: ICMP, local: 7, peer: srv, peer_port: 0 }));
+        assert_eq!(answer_of(&echo(8)), None, "an echo request answers nothing");
         let mut fragment = syn_ack.clone();
-        fragment[20] = 0x20; // more fragments
-        for (what, f) in [
-            ("a SYN from another host", frame(OTHER, SELF, TCP, &tcp_header(80, 61000, 0x02, 1024))),
-            ("the server, another port", frame(SRV, SELF, TCP, &tcp_header(81, 61000, 0x12, 1024))),
-            ("the server, to a port no probe has", frame(SRV, SELF, TCP, &tcp_header(80, 22, 0x02, 1024))),
-            ("to another address", frame(SRV, OTHER, TCP, &tcp_header(80, 61000, 0x12, 1024))),
-            ("UDP to a TCP probe's port", frame(SRV, SELF, UDP, &udp_datagram(80, 61000, b"x"))),
-            ("UDP from another host", frame(OTHER, SELF, UDP, &udp_datagram(53, 61001, b"x"))),
-            ("an echo request", frame(SRV, SELF, ICMP, &echo(8, 7))),
-            ("an echo reply with another identifier", frame(SRV, SELF, ICMP, &echo(0, 8))),
-            ("an echo reply from another host", frame(OTHER, SELF, ICMP, &echo(0, 7))),
-            ("another protocol", frame(SRV, SELF, 47, &[0; 8])),
-            ("a fragment", fragment),
-            ("a truncated header", syn_ack[..36].to_vec()),
-        ] {
-            assert!(!s.solicited(&f), "{what}");
-        }
-        s.close(h_tcp);
-        assert!(!s.solicited(&syn_ack), "the probe is over");
-        assert!(s.solicited(&frame(SRV, SELF, UDP, &udp_datagram(53, 61001, b"pong"))), "the other probes are still open");
+        fragment[6] = 0x20;
+        assert_eq!(answer_of(&fragment), None);
+        assert_eq!(answer_of(&syn_ack[..22]), None, "truncated");
+        assert_eq!(answer_of(&packet(SRV, SELF, 47, &[0; 8])), None);
+    }
+
+    #[test]
+    fn sockets_are_reused_after_their_last_segment() {
+        let link = ProbeLink { mac: [2, 0, 0, 0, 0, 1], address: Ipv4Addr::from(SELF), prefix_len: 24, gateway: None };
+        let now = Instant::now();
+        let mut s = Shard::new(&link, now, now);
+        let a = s.tcp_socket();
+        s.close(a, true);
+        assert_eq!(s.used, 1, "held until the poll");
+        s.poll(now, now);
+        s.reap();
+        assert_eq!(s.used, 0);
+        assert_eq!(s.tcp_socket(), a, "the same socket, buffers and all");
+        assert_eq!(s.sockets.iter().count(), 1);
     }
 }

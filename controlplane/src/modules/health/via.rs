@@ -56,8 +56,8 @@ fn addr(frame: &[u8], at: usize) -> Option<u32> {
     frame.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// The probes to VIPs, by local port (ports are reused in turn, so an old
-/// entry is overwritten before it could be confused).
+/// The probes to VIPs in flight, by local port (no other probe takes a
+/// port held here: `Probes::start`).
 #[derive(Debug, Default)]
 pub(super) struct ViaPorts(HashMap<u16, (u32, Via)>);
 
@@ -69,6 +69,16 @@ impl ViaPorts {
             Some(v) => self.0.insert(local, (u32::from(server), v)),
             None => self.0.remove(&local),
         };
+    }
+
+    /// The probe on `local` is over.
+    pub(super) fn clear(&mut self, local: u16) {
+        self.0.remove(&local);
+    }
+
+    /// Is `local` a VIP probe's now?
+    pub(super) fn holds(&self, local: u16) -> bool {
+        self.0.contains_key(&local)
     }
 
     /// A frame the probe stack sends: a VIP probe's is translated (and

@@ -107,27 +107,60 @@ pub enum SlotKind {
     Server,
 }
 
-/// The slot of `key`: its own when it has one, else a new one (appended
-/// below `max`, else a free one).
-fn claim<K: PartialEq + Clone>(slots: &mut Vec<Slot<K>>, claimed: &mut Vec<bool>, key: K, max: usize, what: &str) -> Result<usize, String> {
-    let i = match slots.iter().position(|s| s.key() == Some(&key)) {
-        Some(i) => i,
-        None if slots.len() < max => {
-            slots.push(Slot::Free);
-            slots.len() - 1
-        }
-        None => slots
-            .iter()
-            .enumerate()
-            .position(|(i, s)| *s == Slot::Free && !claimed.get(i).copied().unwrap_or(false))
-            .ok_or_else(|| format!("more than {max} {what} (counting removed ones whose connections are still open)"))?,
-    };
-    if claimed.len() < slots.len() {
-        claimed.resize(slots.len(), false);
+/// The slots of one kind being claimed by a rebuild: the layout's slots,
+/// each key's slot (a hash index, so claiming is O(1) per server at any
+/// pool size), and which slots this rebuild claimed.
+struct Claims<'a, K> {
+    slots: &'a mut Vec<Slot<K>>,
+    index: std::collections::HashMap<K, usize>,
+    claimed: Vec<bool>,
+}
+
+impl<'a, K: PartialEq + Eq + std::hash::Hash + Clone> Claims<'a, K> {
+    fn new(slots: &'a mut Vec<Slot<K>>) -> Self {
+        let index = slots.iter().enumerate().filter_map(|(i, s)| Some((s.key()?.clone(), i))).collect();
+        let claimed = vec![false; slots.len()];
+        Claims { slots, index, claimed }
     }
-    claimed[i] = true;
-    slots[i] = Slot::Live(key);
-    Ok(i)
+
+    /// The slot of `key`: its own when it has one, else a new one
+    /// (appended below `max`, else a free one).
+    fn claim(&mut self, key: K, max: usize, what: &str) -> Result<usize, String> {
+        let i = match self.index.get(&key) {
+            Some(&i) => i,
+            None if self.slots.len() < max => {
+                self.slots.push(Slot::Free);
+                self.slots.len() - 1
+            }
+            None => self
+                .slots
+                .iter()
+                .enumerate()
+                .position(|(i, s)| *s == Slot::Free && !self.claimed.get(i).copied().unwrap_or(false))
+                .ok_or_else(|| format!("more than {max} {what} (counting removed ones whose connections are still open)"))?,
+        };
+        if self.claimed.len() < self.slots.len() {
+            self.claimed.resize(self.slots.len(), false);
+        }
+        self.claimed[i] = true;
+        self.index.insert(key.clone(), i);
+        self.slots[i] = Slot::Live(key);
+        Ok(i)
+    }
+}
+
+/// The neighbour slot of next hop `via` on `link`, appended when new
+/// (`index` finds it in O(1)).
+fn nexthop(nexthops: &mut Vec<Nexthop>, index: &mut std::collections::HashMap<(Ipv4Addr, usize), usize>, via: Ipv4Addr, link: usize) -> Result<usize, String> {
+    if let Some(&i) = index.get(&(via, link)) {
+        return Ok(i);
+    }
+    if nexthops.len() >= snapshot::MAX_NEXTHOPS {
+        return Err(format!("more than {} next hops", snapshot::MAX_NEXTHOPS));
+    }
+    nexthops.push(Nexthop { ip: via, link });
+    index.insert((via, link), nexthops.len() - 1);
+    Ok(nexthops.len() - 1)
 }
 
 /// The persistence namespace of `vs`: its group, or itself alone (the L7
@@ -197,9 +230,10 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     let mut servers: Vec<RealServer> = prev_snap.servers.clone();
     services.resize_with(layout.services.len(), || VirtualService { retired: true, ..VirtualService::test(snapshot::Forwarding::Nat) });
     servers.resize(layout.servers.len(), RealServer::default());
-    let mut claimed_services: Vec<bool> = vec![false; layout.services.len()];
-    let mut claimed_servers: Vec<bool> = vec![false; layout.servers.len()];
     let mut server_pools: Vec<usize> = vec![usize::MAX; layout.servers.len()];
+    let mut service_claims = Claims::new(&mut layout.services);
+    let mut server_claims = Claims::new(&mut layout.servers);
+    let mut hop_index: std::collections::HashMap<(Ipv4Addr, usize), usize> = layout.nexthops.iter().enumerate().map(|(i, n)| ((n.ip, n.link), i)).collect();
     let mut owned: Vec<Vec<Ipv4Addr>> = links.iter().map(|l| if l.host { Vec::new() } else { vec![l.address.addr] }).collect();
     let own = |ip: Ipv4Addr, owned: &mut Vec<Vec<Ipv4Addr>>| {
         if let Some(l) = links.iter().position(|l| !l.host && l.address.contains(ip)) {
@@ -216,7 +250,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             .iter()
             .find(|p| p.name.get_ref() == vs.pool.get_ref())
             .ok_or_else(|| format!("virtual_server {name}: no pool {:?}", vs.pool.get_ref()))?;
-        let vs_slot = claim(&mut layout.services, &mut claimed_services, (name.clone(), *vs.address.get_ref(), vs.protocol), snapshot::MAX_SERVICES, "virtual servers")?;
+        let vs_slot = service_claims.claim((name.clone(), *vs.address.get_ref(), vs.protocol), snapshot::MAX_SERVICES, "virtual servers")?;
         if services.len() <= vs_slot {
             services.resize_with(vs_slot + 1, || VirtualService { retired: true, ..VirtualService::test(snapshot::Forwarding::Nat) });
         }
@@ -232,18 +266,9 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             let addr = *s.address.get_ref();
             let (link, via) = route(cfg, links, *addr.ip())
                 .ok_or_else(|| format!("pool {}: server {addr} is on no interface's subnet and no route reaches it", pool.name.get_ref()))?;
-            let hop = match layout.nexthops.iter().position(|n| n.ip == via && n.link == link) {
-                Some(i) => i,
-                None => {
-                    layout.nexthops.push(Nexthop { ip: via, link });
-                    layout.nexthops.len() - 1
-                }
-            };
-            if layout.nexthops.len() > snapshot::MAX_NEXTHOPS {
-                return Err(format!("more than {} next hops", snapshot::MAX_NEXTHOPS));
-            }
+            let hop = nexthop(&mut layout.nexthops, &mut hop_index, via, link)?;
             let pool_name = cfg.pools.get(*member_pool).map_or(String::new(), |p| p.name.get_ref().clone());
-            let slot = claim(&mut layout.servers, &mut claimed_servers, (vs_slot, pool_name, addr), snapshot::MAX_SERVERS, "real servers")?;
+            let slot = server_claims.claim((vs_slot, pool_name, addr), snapshot::MAX_SERVERS, "real servers")?;
             if servers.len() <= slot {
                 servers.resize(slot + 1, RealServer::default());
                 server_pools.resize(slot + 1, usize::MAX);
@@ -363,6 +388,8 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     // connection on it from the snapshot before this one. A retired slot is
     // freed by a later rebuild, once `busy` says no connection and no worker
     // can still use it.
+    let claimed_services = service_claims.claimed;
+    let claimed_servers = server_claims.claimed;
     for (i, slot) in layout.services.iter_mut().enumerate() {
         if claimed_services.get(i).copied().unwrap_or(false) {
             continue;
@@ -433,13 +460,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         }
         for r in &cfg.routes {
             let Some(link) = links.iter().position(|l| l.address.contains(r.via)) else { continue };
-            let hop = match layout.nexthops.iter().position(|n| n.ip == r.via && n.link == link) {
-                Some(i) => i,
-                None => {
-                    layout.nexthops.push(Nexthop { ip: r.via, link });
-                    layout.nexthops.len() - 1
-                }
-            };
+            let hop = nexthop(&mut layout.nexthops, &mut hop_index, r.via, link)?;
             snap.routes.push(snapshot::RouteView { net: u32::from(r.prefix.network()), mask: r.prefix.netmask(), link: link as u16, via: Some(hop as u16) });
         }
     }

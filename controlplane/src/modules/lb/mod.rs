@@ -7,6 +7,8 @@
 //! - `restart`: what only a restart can change.
 //! - `admin`: the operator's enable/disable/drain state of pool members.
 //! - `loads`: bytes per second per server for the load-aware schedulers.
+//! - `publish`: the snapshot with the servers' states applied; hash
+//!   tables rebuilt only for the pools that changed.
 //! - `commands`: the console's run-time changes (server weight and
 //!   state, servers and virtual servers added and removed).
 //! - `show`: `show virtual-servers|pools|servers|stats|connections`.
@@ -24,6 +26,7 @@ pub mod build;
 mod commands;
 pub mod loads;
 mod metrics;
+pub mod publish;
 mod show;
 
 pub use commands::{MemberAction, MemberRef, Outcome, VsMode};
@@ -35,7 +38,7 @@ use crate::modules::health::{Health, Target, Via, ViaKind};
 use crate::runtime::Runtime;
 use admin::{Admin, AdminState};
 use build::{LinkInfo, Slot, SlotKind};
-use furiwake_dataplane::lb::{Loads, Schedule};
+use furiwake_dataplane::lb::Loads;
 use furiwake_dataplane::state::counters::ServiceCounters;
 use furiwake_dataplane::state::snapshot::{Snapshot, VirtualService, MAX_SERVERS};
 use crate::config::restart_needed;
@@ -60,6 +63,11 @@ pub struct Lb {
     loads: Arc<Loads>,
     /// Bytes per second per server, for `loads`.
     rates: loads::Rates,
+    /// Where `publish_loads`'s pass over the servers stands.
+    loads_at: usize,
+    /// Per service slot: the hash schedule last built and what it was
+    /// built over (key, servers with their effective weights).
+    tables: std::cell::RefCell<publish::HashTables>,
     /// The operator's enable/disable/drain states.
     admin: Admin,
     /// VIPs whose VRRP instance is not master here (`vrrp`): their
@@ -114,7 +122,7 @@ fn targets(cfg: &Config, built: &build::Built) -> Vec<Target> {
         }
         let link = built.nexthops.get(rs.nexthop as usize).map_or(0, |n| n.link);
         let via = built.snapshot.services.get(rs.vs as usize).and_then(probe_via);
-        targets.push(Target { server: si, pool: pool.name.get_ref().clone(), addr: SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port), link, checks, via });
+        targets.push(Target { server: si, pool: pool.name.get_ref().clone(), addr: SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port), link, nexthop: rs.nexthop, checks, via });
     }
     targets
 }
@@ -132,6 +140,8 @@ impl Lb {
             // Sized for every slot a configuration change may use.
             loads: Arc::new(Loads::new(MAX_SERVERS)),
             rates: loads::Rates::default(),
+            loads_at: 0,
+            tables: std::cell::RefCell::new(publish::HashTables::default()),
             admin: Admin::new(built.server_pools),
             standby: HashSet::new(),
         };
@@ -251,38 +261,21 @@ impl Lb {
     /// The base snapshot with each server enabled when its weight is
     /// positive, its health checks pass and the operator lets it.
     pub fn current_snapshot(&self, health: &Health, rt: &Runtime) -> Snapshot {
-        let mut snap = self.base.clone();
-        for (i, s) in snap.servers.iter_mut().enumerate() {
+        let state = |i: usize, s: &furiwake_dataplane::lb::RealServer| {
             // Removed (retired or free): no new connection, nothing cut.
             if !self.layout.servers.get(i).is_some_and(Slot::is_live) {
-                s.enabled = false;
-                s.sticky_only = false;
-                s.reset = false;
-                continue;
+                return None;
             }
             let admin = self.admin.of_server(i, SocketAddrV4::new(Ipv4Addr::from(s.ip), s.port));
-            s.enabled = admin::takes_new(s.weight, health.is_up(i), admin);
-            s.sticky_only = admin == AdminState::Draining && s.weight > 0 && health.is_up(i);
-            s.reset = !health.is_up(i) && self.cuts_connections(i, s.vs as usize, health, rt);
-            s.epoch = health.epoch(s.ip);
-        }
-        for vs in &mut snap.services {
-            vs.standby = self.standby.contains(&Ipv4Addr::from(vs.ip));
-        }
-        // Hash tables are rebuilt over the servers that can take
-        // connections (Maglev's minimal disruption keeps the others' flows).
-        for vs in &mut snap.services {
-            if let Schedule::Hash { key, .. } = vs.schedule {
-                let servers: Vec<(u32, u16, u32)> = vs
-                    .members
-                    .iter()
-                    .filter_map(|g| snap.servers.get(*g as usize))
-                    .map(|s| (s.ip, s.port, if s.enabled { s.weight } else { 0 }))
-                    .collect();
-                vs.schedule = Schedule::hashed(key, &servers);
-            }
-        }
-        snap
+            let up = health.is_up(i);
+            Some(publish::ServerState {
+                enabled: admin::takes_new(s.weight, up, admin),
+                sticky_only: admin == AdminState::Draining && s.weight > 0 && up,
+                reset: !up && self.cuts_connections(i, s.vs as usize, health, rt),
+                epoch: health.epoch(s.ip),
+            })
+        };
+        publish::with_states(&self.base, state, |ip| self.standby.contains(&Ipv4Addr::from(ip)), &mut self.tables.borrow_mut())
     }
 
     /// Publishes the base snapshot with health and operator states
@@ -290,6 +283,16 @@ impl Lb {
     pub fn republish(&self, rt: &mut Runtime, health: &Health) -> u64 {
         let snap = self.current_snapshot(health, rt);
         rt.workers_mut().publish(snap)
+    }
+
+    /// Moves the hash tables being rebuilt on (a bounded share a turn,
+    /// `publish::TABLE_STEPS_PER_TURN`) and publishes once one is done.
+    /// Every turn.
+    pub fn step_tables(&mut self, rt: &mut Runtime, health: &Health) {
+        let done = self.tables.borrow_mut().step(publish::TABLE_STEPS_PER_TURN);
+        if done {
+            self.republish(rt, health);
+        }
     }
 
     /// The VRRP addresses at start (before the workers run): all standby.
@@ -317,18 +320,25 @@ impl Lb {
             .count()
     }
 
-    /// Publishes what the load-aware schedulers read, per server: active
-    /// connections summed over workers and the probes' smoothed RTT on
-    /// every turn, bytes per second every `loads::SAMPLE`.
-    pub fn publish_loads(&mut self, rt: &Runtime, health: &Health) {
+    /// Publishes what the load-aware schedulers read, per server, each
+    /// under its own slot: connections summed over workers for
+    /// `LOADS_PER_TURN` servers a turn (all of them every turn up to that
+    /// many; a pass over 65,535 takes 64 turns), the RTTs the probes
+    /// measured since the last turn, bytes per second every
+    /// `loads::SAMPLE`. Every turn.
+    pub fn publish_loads(&mut self, rt: &Runtime, health: &mut Health) {
+        const LOADS_PER_TURN: usize = 1024;
         let n = self.base.servers.len();
         let workers = rt.workers();
         let sum = |i: usize, f: &dyn Fn(&ServiceCounters) -> u64| workers.sum(|c| c.servers.get(i).map_or(0, f));
-        for i in 0..n {
+        let from = if self.loads_at >= n { 0 } else { self.loads_at };
+        let to = (from + LOADS_PER_TURN).min(n);
+        for i in from..to {
             self.loads.set(i, sum(i, &|c| c.conns_active.get()));
             self.loads.set_established(i, sum(i, &|c| c.conns_established.get()));
         }
-        for (i, rtt) in health.rtts() {
+        self.loads_at = to;
+        for (i, rtt) in health.take_rtts() {
             self.loads.set_rtt_us(i, rtt.map(|us| us.round() as u64));
         }
         self.rates.sample(Instant::now(), n, |i| sum(i, &|c| c.in_bytes.get().wrapping_add(c.out_bytes.get())), &self.loads);

@@ -85,18 +85,31 @@ impl Lb {
         Ok(table(&["NAME", "ADDRESS", "PROTOCOL", "FORWARDING", "POOL", "TAKING-NEW", "ACTIVE", "INACTIVE", "TOTAL"], &rows))
     }
 
+    /// Every pool member's snapshot slots (one per virtual server using
+    /// its pool), by (config pool, address): built once for a command, so
+    /// a table of 10,000 members is not a scan per member.
+    fn slots_by_member(&self) -> std::collections::HashMap<(usize, SocketAddrV4), Vec<usize>> {
+        let mut m: std::collections::HashMap<(usize, SocketAddrV4), Vec<usize>> = std::collections::HashMap::new();
+        for (i, r) in self.base.servers.iter().enumerate() {
+            if let Some(pi) = self.admin.pool_of(i) {
+                m.entry((pi, addr(r.ip, r.port))).or_default().push(i);
+            }
+        }
+        m
+    }
+
     /// `show pools`.
     pub fn show_pools(&self, rt: &Runtime) -> String {
+        let slots = self.slots_by_member();
         let mut rows = Vec::new();
         for (pi, p) in self.cfg.pools.iter().enumerate() {
             let checks: Vec<String> = p.check_names().map(|c| c.get_ref().clone()).collect();
-            let members: Vec<usize> = (0..self.base.servers.len()).filter(|i| self.admin.pool_of(*i) == Some(pi)).collect();
             let up = p
                 .servers
                 .iter()
                 .filter(|s| {
                     let a = *s.address.get_ref();
-                    members.iter().any(|i| self.base.servers.get(*i).is_some_and(|r| addr(r.ip, r.port) == a) && Self::published_enabled(rt, *i))
+                    slots.get(&(pi, a)).is_some_and(|m| m.iter().any(|i| Self::published_enabled(rt, *i)))
                 })
                 .count();
             let vss: Vec<String> = self.cfg.virtual_servers.iter().filter(|v| v.pool.get_ref() == p.name.get_ref()).map(|v| v.name.get_ref().clone()).collect();
@@ -118,6 +131,7 @@ impl Lb {
         if let Some(p) = pool {
             self.pool_index(p)?;
         }
+        let slots = self.slots_by_member();
         let mut rows = Vec::new();
         for (pi, p) in self.cfg.pools.iter().enumerate() {
             if pool.is_some_and(|n| n != p.name.get_ref()) {
@@ -125,9 +139,7 @@ impl Lb {
             }
             for s in &p.servers {
                 let a = *s.address.get_ref();
-                let members: Vec<usize> = (0..self.base.servers.len())
-                    .filter(|i| self.admin.pool_of(*i) == Some(pi) && self.base.servers.get(*i).is_some_and(|r| addr(r.ip, r.port) == a))
-                    .collect();
+                let members: Vec<usize> = slots.get(&(pi, a)).cloned().unwrap_or_default();
                 let health_up = members.iter().all(|i| health.is_up(*i));
                 let checked = members.iter().any(|i| health.has_checks(*i));
                 let admin = self.admin.get(pi, a);

@@ -1,5 +1,6 @@
-use super::super::judge::cuts_connections;
+use super::super::judge::{cuts_connections, judge_http};
 use super::*;
+use std::sync::Arc;
 
 fn check(kind: CheckKind) -> HealthCheck {
     let cfg = crate::config::Config::parse(
@@ -38,68 +39,166 @@ fn reset_and_slow_down_rule() {
     assert!(cuts_connections(Reset, true, Some("timeout"), 0), "slow and idle: nothing to keep");
 }
 
+fn neighbors(mac: [u8; 6]) -> Arc<Neighbors> {
+    let n = Neighbors::new(4);
+    n.set(0, furiwake_dataplane::wire::EthernetAddress(mac));
+    Arc::new(n)
+}
+
+fn target(server: usize, addr: &str, c: HealthCheck) -> Target {
+    Target { server, pool: "p".into(), addr: addr.parse().unwrap(), link: 0, nexthop: 0, checks: vec![c], via: None }
+}
+
 #[test]
 fn rise_and_fall_drive_the_state() {
     let mut c = check(CheckKind::Tcp);
     c.rise = crate::config::unplaced(2);
     c.fall = crate::config::unplaced(3);
-    let target = Target { server: 0, pool: "p".into(), addr: "198.51.100.11:80".parse().unwrap(), link: 0, checks: vec![c.clone()], via: None };
     let now = Instant::now();
-    let mut h = Probes::new(&[], vec![target], now);
+    let mut h = Probes::new(&[], vec![target(0, "198.51.100.11:80", c)], neighbors([2; 6]), now);
     assert!(!h.is_up(0), "starts down until it passes");
     let mut changes = Vec::new();
-    h.record(0, 0, &c, Outcome::Pass(Duration::from_micros(300)), now, &mut changes);
+    h.record(0, 0, Outcome::Pass(Duration::from_micros(300)), &mut changes);
     assert!(changes.is_empty());
-    h.record(0, 0, &c, Outcome::Pass(Duration::from_micros(500)), now, &mut changes);
+    h.record(0, 0, Outcome::Pass(Duration::from_micros(500)), &mut changes);
     assert_eq!(changes.len(), 1);
     assert!(changes[0].up && h.is_up(0));
     assert!(h.rtt_us(0).unwrap() > 300.0);
     for _ in 0..2 {
-        h.record(0, 0, &c, Outcome::Fail("timeout".into()), now, &mut changes);
+        h.record(0, 0, Outcome::Fail("timeout".into()), &mut changes);
     }
     assert!(h.is_up(0), "two failures of fall 3");
-    h.record(0, 0, &c, Outcome::Fail("refused".into()), now, &mut changes);
+    h.record(0, 0, Outcome::Fail("refused".into()), &mut changes);
     assert!(!h.is_up(0));
     assert_eq!(changes.last().map(|c| c.reason.as_str()), Some("refused"));
     assert!(h.is_up(7), "servers without checks are up");
     assert_eq!(h.counters.state_changes, 2);
 }
 
+const SELF: [u8; 4] = [198, 51, 100, 1];
+const US: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const THEM: [u8; 6] = [2, 0, 0, 0, 0, 0x50];
+
+fn link() -> super::ProbeLink {
+    super::ProbeLink { mac: US, address: std::net::Ipv4Addr::from(SELF), prefix_len: 16, gateway: None }
+}
+
+/// The servers of a simulated lab: a SYN to a listening server is
+/// answered with a SYN-ACK (a `tcp` check passes on it), to any other with
+/// a reset; resets are taken silently.
+fn answer(frame: &[u8], listening: impl Fn([u8; 4]) -> bool) -> Option<Vec<u8>> {
+    use furiwake_dataplane::testkit::{ipv4_frame, tcp_header};
+    use furiwake_dataplane::wire::EthernetAddress;
+    assert_eq!(&frame[..6], &THEM[..], "to the MAC ARP resolved");
+    assert!(furiwake_dataplane::testkit::checksums_ok(frame));
+    let (ip, tcp) = (&frame[14..34], &frame[34..]);
+    if ip[9] != 6 || tcp[13] != 0x02 {
+        return None;
+    }
+    let server: [u8; 4] = ip[16..20].try_into().unwrap();
+    let (sport, dport) = (u16::from_be_bytes([tcp[0], tcp[1]]), u16::from_be_bytes([tcp[2], tcp[3]]));
+    let seq = u32::from_be_bytes(tcp[4..8].try_into().unwrap());
+    let flags = if listening(server) { 0x12 } else { 0x14 };
+    let mut t = tcp_header(dport, sport, flags, 1024);
+    t[8..12].copy_from_slice(&seq.wrapping_add(1).to_be_bytes());
+    Some(ipv4_frame(EthernetAddress(THEM), EthernetAddress(US), server, SELF, 6, &t, true))
+}
+
+/// Runs `h` for `turns` turns of `step` each, the lab answering after
+/// `delay`; returns the state changes.
+fn run(h: &mut Probes, t: &mut Instant, turns: usize, step: Duration, delay: Duration, listening: &dyn Fn([u8; 4]) -> bool) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut wire: Vec<(Instant, Vec<u8>)> = Vec::new();
+    for _ in 0..turns {
+        let now = *t;
+        // Each answer stamped with its arrival (the control loop takes it
+        // off the punt ring then); the probe is judged at the turn.
+        for (at, f) in wire.iter().filter(|(at, _)| *at <= now) {
+            h.on_frame(0, f, *at);
+        }
+        wire.retain(|(at, _)| *at > now);
+        changes.extend(h.poll(now));
+        for f in h.take_tx(0, now) {
+            if let Some(a) = answer(&f, listening) {
+                wire.push((now + delay, a));
+            }
+        }
+        *t += step;
+    }
+    changes
+}
+
+/// 10,000 servers on one link, probed every second: the three that
+/// listen are up after `rise` probes (plus the first interval, over which
+/// the first probes are spread), the others down as refused; each RTT is
+/// the lab's delay, to the microsecond, whatever the turn's length; a
+/// server's source ports rotate (no 4-tuple twice in these 4 s).
+#[test]
+fn ten_thousand_servers_at_one_second() {
+    let mut c = check(CheckKind::Tcp);
+    c.rise = crate::config::unplaced(2);
+    let n = 10_000u32;
+    let addr = |i: u32| std::net::Ipv4Addr::from(u32::from_be_bytes([198, 51, 0, 0]) + 256 + i);
+    let targets: Vec<Target> = (0..n).map(|i| target(i as usize, &format!("{}:80", addr(i)), c.clone())).collect();
+    let healthy = [17u32, 5_000, 9_999];
+    let listening = |ip: [u8; 4]| healthy.iter().any(|&i| addr(i).octets() == ip);
+    let mut t = Instant::now();
+    let mut h = Probes::new(&[link()], targets, neighbors(THEM), t);
+    // Turns of 1 ms; the lab answers in 250 µs.
+    let changes = run(&mut h, &mut t, 3_100, Duration::from_millis(1), Duration::from_micros(250), &listening);
+    for i in healthy {
+        assert!(h.is_up(i as usize), "{i} up within rise intervals + the spread");
+        let rtt = h.rtt_us(i as usize).unwrap();
+        assert!((250.0..=251.0).contains(&rtt), "the RTT is the lab's, not the turn's: {rtt}");
+    }
+    assert_eq!(changes.iter().filter(|c| c.up).count(), 3);
+    assert!((0..n).filter(|i| !healthy.contains(i)).all(|i| !h.is_up(i as usize) && h.down_reason(i as usize) == Some("refused")));
+    assert!(h.counters.probes >= 2 * u64::from(n) && h.counters.probes <= 4 * u64::from(n), "one probe a second each: {}", h.counters.probes);
+    assert!(h.links[0].shards.len() <= 4, "sockets are reused: {} shards", h.links[0].shards.len());
+    assert_eq!(h.open.len(), h.probes.iter().flatten().count(), "every probe in flight is findable");
+}
+
 /// The attack of review finding S2: TCP, UDP and other IP sent to the
-/// self IP reach the probe stack (the workers punt them); fed to smoltcp
+/// self IP reach the probe engine (the workers punt them); fed to smoltcp
 /// they would be answered one for one (a reset, ICMP unreachable) with
-/// no rate limit. Dropped and counted instead: the stack sends nothing
-/// but the probe's own ARP.
+/// no rate limit. Dropped and counted instead: the engine sends nothing
+/// but the probe's own SYN.
 #[test]
 fn the_probe_stack_answers_nothing_it_did_not_ask_for() {
     use furiwake_dataplane::testkit::{ipv4_frame, tcp_header, udp_datagram};
     use furiwake_dataplane::wire::EthernetAddress;
-    let self_ip = std::net::Ipv4Addr::new(198, 51, 100, 1);
-    let link = super::ProbeLink { mac: [2, 0, 0, 0, 0, 1], address: self_ip, prefix_len: 24, gateway: None };
-    let target = Target { server: 0, pool: "p".into(), addr: "198.51.100.11:80".parse().unwrap(), link: 0, checks: vec![check(CheckKind::Tcp)], via: None };
     let now = Instant::now();
-    let mut h = Probes::new(&[link], vec![target], now);
+    let mut h = Probes::new(&[link()], vec![target(0, "198.51.100.11:80", check(CheckKind::Tcp))], neighbors(THEM), now);
     h.poll(now);
-    let arp_for_server = |f: &Vec<u8>| f.get(12..14) == Some(&[0x08, 0x06]) && f.get(38..42) == Some(&[198, 51, 100, 11]);
-    assert!(h.take_tx(0).iter().all(arp_for_server), "the probe starts by resolving its server");
-    let (them, us) = (EthernetAddress([2, 0, 0, 0, 0, 0x50]), EthernetAddress([2, 0, 0, 0, 0, 1]));
-    // The sender's ARP reply first (ARP passes): the stack knows where to
-    // answer, so only the filter keeps it from answering.
-    let mut arp = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0x50, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2];
-    arp.extend_from_slice(&[2, 0, 0, 0, 0, 0x50, 198, 51, 100, 50, 2, 0, 0, 0, 0, 1, 198, 51, 100, 1]);
-    h.on_frame(0, &arp);
+    let syn_to_server = |f: &Vec<u8>| f.get(30..34) == Some(&[198, 51, 100, 11]) && f.get(47) == Some(&0x02) && f.get(..6) == Some(&THEM[..]);
+    let first = h.take_tx(0, now);
+    assert!(!first.is_empty() && first.iter().all(syn_to_server), "the probe starts with its SYN, to the resolved MAC: {first:02x?}");
+    let (them, us) = (EthernetAddress(THEM), EthernetAddress(US));
     let frames = [
-        ipv4_frame(them, us, [198, 51, 100, 50], [198, 51, 100, 1], 6, &tcp_header(40000, 80, 0x02, 1024), true),
-        ipv4_frame(them, us, [198, 51, 100, 50], [198, 51, 100, 1], 6, &tcp_header(40000, 61000, 0x10, 1024), true),
-        ipv4_frame(them, us, [198, 51, 100, 11], [198, 51, 100, 1], 17, &udp_datagram(80, 61000, b"x"), true),
-        ipv4_frame(them, us, [198, 51, 100, 50], [198, 51, 100, 1], 17, &udp_datagram(40000, 53, b"x"), true),
-        ipv4_frame(them, us, [198, 51, 100, 50], [198, 51, 100, 1], 47, &[0; 8], false),
+        ipv4_frame(them, us, [198, 51, 100, 50], SELF, 6, &tcp_header(40000, 80, 0x02, 1024), true),
+        ipv4_frame(them, us, [198, 51, 100, 50], SELF, 6, &tcp_header(40000, 61000, 0x10, 1024), true),
+        ipv4_frame(them, us, [198, 51, 100, 11], SELF, 17, &udp_datagram(80, 61000, b"x"), true),
+        ipv4_frame(them, us, [198, 51, 100, 50], SELF, 17, &udp_datagram(40000, 53, b"x"), true),
+        ipv4_frame(them, us, [198, 51, 100, 50], SELF, 47, &[0; 8], false),
+        ipv4_frame(them, us, [198, 51, 100, 11], [198, 51, 100, 2], 6, &tcp_header(80, 61000, 0x12, 1024), true),
     ];
     for f in &frames {
-        h.on_frame(0, f);
+        h.on_frame(0, f, now);
     }
-    h.poll(now + Duration::from_millis(1));
-    let sent = h.take_tx(0);
-    assert!(sent.iter().all(arp_for_server), "the stack answered an unsolicited frame: {sent:02x?}");
+    let later = now + Duration::from_millis(1);
+    h.poll(later);
+    let sent = h.take_tx(0, later);
+    assert!(sent.iter().all(syn_to_server), "the stack answered an unsolicited frame: {sent:02x?}");
     assert_eq!(h.counters.unsolicited, frames.len() as u64);
+}
+
+/// A server whose next hop ARP has not resolved is not probed: the probe
+/// fails as `unresolved` and nothing is sent.
+#[test]
+fn an_unresolved_server_is_not_probed() {
+    let now = Instant::now();
+    let mut h = Probes::new(&[link()], vec![target(0, "198.51.100.11:80", check(CheckKind::Tcp))], Arc::new(Neighbors::new(4)), now);
+    h.poll(now);
+    assert!(h.take_tx(0, now).is_empty());
+    assert_eq!(h.check_status(0)[0].last_result(), "fail: unresolved");
 }

@@ -1,0 +1,281 @@
+//! One probe's life: started on a shard with room (a socket reused or
+//! made, a source port from its server's rotation), moved on when it has
+//! news or its deadline passed, judged.
+
+use super::super::judge::{contains, judge_http, kill_group, Outcome};
+use super::super::stack::{Opening, Shard, ICMP, TCP, UDP};
+use super::{Change, Pending, Probe, Probes};
+use crate::config::{CheckKind, HealthCheck};
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::{icmp, tcp, udp};
+use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Bytes of a response kept for matching (status line, body substring).
+const RESPONSE_MAX: usize = 16 * 1024;
+
+impl Probes {
+    /// Starts check `ci` of target `ti`: the new probe's id, or why it
+    /// could not start (a failure).
+    pub(super) fn start(&mut self, ti: usize, ci: usize, now: Instant) -> Result<usize, String> {
+        let t = self.targets.get(ti).ok_or("no target")?;
+        let check = t.target.checks.get(ci).ok_or("no check")?;
+        let deadline = now + Duration::from_millis(u64::from((*check.timeout_ms.get_ref()).max(1)));
+        let probe = |at, mac, pending| Probe { target: ti, check: ci, at, mac, started: now, sent_at: None, heard_at: None, deadline, serial: 0, pending, touched: false, via: false };
+        if check.kind == CheckKind::Script {
+            let child = spawn(check, t)?;
+            let pid = self.insert(probe(None, [0; 6], Pending::Script { child }));
+            self.scripts.push(pid);
+            return Ok(pid);
+        }
+        // The appliance's ARP keeps the server's next hop resolved.
+        let mac = self.neighbors.get(t.target.nexthop).ok_or("unresolved")?.0;
+        let (link, via) = (t.target.link, t.target.via);
+        let si = self.shard_with_room(link, now).ok_or("no link")?;
+        let (key, handle, pending) = self.open_socket(ti, ci, link, si)?;
+        let mut p = probe(Some((link, si, handle, key)), mac, pending);
+        p.via = via.is_some() && key.proto != ICMP;
+        let pid = self.insert(p);
+        self.open.insert(key, pid);
+        if via.is_some() && key.proto != ICMP {
+            self.via.set(key.local, key.peer, via);
+        }
+        Ok(pid)
+    }
+
+    /// A shard of link `li` with room for one more socket (a new one when
+    /// all are full).
+    fn shard_with_room(&mut self, li: usize, now: Instant) -> Option<usize> {
+        let epoch = self.epoch;
+        let l = self.links.get_mut(li)?;
+        // The newest shards are the likeliest to have room.
+        if let Some(i) = l.shards.iter().rposition(Shard::has_room) {
+            return Some(i);
+        }
+        l.shards.push(Shard::new(&l.link, epoch, now));
+        Some(l.shards.len() - 1)
+    }
+
+    /// The socket of check `ci` of target `ti` on shard `si` of link
+    /// `li`: connected (TCP), bound with its datagram queued (UDP), bound
+    /// to its identifier (ICMP).
+    fn open_socket(&mut self, ti: usize, ci: usize, li: usize, si: usize) -> Result<(Opening, SocketHandle, Pending), String> {
+        let (open, vias) = (&self.open, &self.via);
+        let t = self.targets.get_mut(ti).ok_or("no target")?;
+        let check = t.target.checks.get(ci).ok_or("no check")?;
+        let peer_port = check.port.as_ref().map_or(t.target.addr.port(), |p| *p.get_ref());
+        let peer = *t.target.addr.ip();
+        let shard = self.links.get_mut(li).and_then(|l| l.shards.get_mut(si)).ok_or("no link")?;
+        let proto = match check.kind {
+            CheckKind::Udp => UDP,
+            CheckKind::Icmp => ICMP,
+            _ => TCP,
+        };
+        if proto == ICMP {
+            let mut ident = self.next_ident;
+            while open.contains_key(&Opening { proto, local: ident, peer, peer_port: 0 }) {
+                ident = ident.wrapping_add(1).max(1);
+            }
+            self.next_ident = ident.wrapping_add(1).max(1);
+            let meta = vec![icmp::PacketMetadata::EMPTY; 4];
+            let mut sock = icmp::Socket::new(icmp::PacketBuffer::new(meta.clone(), vec![0; 1024]), icmp::PacketBuffer::new(meta, vec![0; 1024]));
+            sock.bind(icmp::Endpoint::Ident(ident)).map_err(|_| "bind".to_string())?;
+            let repr = Icmpv4Repr::EchoRequest { ident, seq_no: 1, data: b"furiwake" };
+            let buf = sock.send(repr.buffer_len(), IpAddress::Ipv4(peer)).map_err(|_| "send".to_string())?;
+            repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &smoltcp::phy::ChecksumCapabilities::default());
+            let handle = shard.add(sock);
+            shard.dirty = true;
+            return Ok((Opening { proto, local: ident, peer, peer_port: 0 }, handle, Pending::Icmp { ident }));
+        }
+        let local = t.ports.next(|p| open.contains_key(&Opening { proto, local: p, peer, peer_port }) || vias.holds(p)).ok_or("no free port")?;
+        let key = Opening { proto, local, peer, peer_port };
+        if proto == UDP {
+            let meta = vec![udp::PacketMetadata::EMPTY; 4];
+            let mut sock = udp::Socket::new(udp::PacketBuffer::new(meta.clone(), vec![0; 2048]), udp::PacketBuffer::new(meta, vec![0; 2048]));
+            sock.bind(local).map_err(|_| "bind".to_string())?;
+            let payload = check.send.clone().unwrap_or_else(|| "ping".into());
+            sock.send_slice(payload.as_bytes(), (IpAddress::Ipv4(peer), peer_port)).map_err(|_| "send".to_string())?;
+            let handle = shard.add(sock);
+            shard.dirty = true;
+            return Ok((key, handle, Pending::Udp));
+        }
+        let handle = shard.tcp_socket();
+        let cx = shard.iface.context();
+        if shard.sockets.get_mut::<tcp::Socket>(handle).connect(cx, (IpAddress::Ipv4(peer), peer_port), local).is_err() {
+            shard.close(handle, true);
+            return Err("unreachable".into());
+        }
+        shard.dirty = true;
+        Ok((key, handle, Pending::Tcp { sent: false, response: Vec::new(), established: false }))
+    }
+
+    /// Moves probe `pid` on; judged, it ends and counts.
+    pub(super) fn advance(&mut self, pid: usize, now: Instant, changes: &mut Vec<Change>) {
+        let Some(p) = self.probes.get_mut(pid).and_then(Option::as_mut) else { return };
+        if matches!(p.pending, Pending::Done) {
+            return;
+        }
+        let Some(check) = self.targets.get(p.target).and_then(|t| t.target.checks.get(p.check)) else { return };
+        let timed_out = now >= p.deadline;
+        let rtt = match (p.sent_at, p.heard_at) {
+            (Some(s), Some(h)) if h >= s => h - s,
+            _ => now.saturating_duration_since(p.started),
+        };
+        let outcome = match p.at {
+            None => script(&mut p.pending, timed_out, rtt),
+            Some((li, si, h, _)) => {
+                let Some(shard) = self.links.get_mut(li).and_then(|l| l.shards.get_mut(si)) else { return };
+                let outcome = match &mut p.pending {
+                    Pending::Tcp { sent, response, established } => tcp_step(check, shard, h, sent, response, established, timed_out, rtt),
+                    Pending::Udp => udp_step(check, shard, h, timed_out, rtt),
+                    Pending::Icmp { ident } => icmp_step(shard, h, *ident, p.at.map(|a| a.3.peer), timed_out, rtt),
+                    _ => None,
+                };
+                if outcome.is_some() {
+                    shard.close(h, matches!(p.pending, Pending::Tcp { .. }));
+                }
+                outcome
+            }
+        };
+        let Some(outcome) = outcome else { return };
+        p.pending = Pending::Done;
+        let (ti, ci) = (p.target, p.check);
+        self.finished.push(pid);
+        if let Some(st) = self.targets.get_mut(ti).and_then(|t| t.checks.get_mut(ci)) {
+            st.probe = None;
+        }
+        self.record(ti, ci, outcome, changes);
+    }
+}
+
+/// Runs a script check's command (`/bin/sh -c`).
+fn spawn(check: &HealthCheck, t: &super::TargetState) -> Result<std::process::Child, String> {
+    let port = check.port.as_ref().map_or(t.target.addr.port(), |p| *p.get_ref());
+    Command::new("/bin/sh")
+        .args(["-c", check.command.as_deref().unwrap_or_default()])
+        // Its own process group: a timeout kills what the shell started
+        // too (dash forks even for `sh -c 'sleep 30'`).
+        .process_group(0)
+        .env("FURIWAKE_SERVER_IP", t.target.addr.ip().to_string())
+        .env("FURIWAKE_SERVER_PORT", port.to_string())
+        .env("FURIWAKE_VIP", t.target.via.map(|v| v.vip.to_string()).unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("script not started: {e}"))
+}
+
+fn script(pending: &mut Pending, timed_out: bool, elapsed: Duration) -> Option<Outcome> {
+    let Pending::Script { child } = pending else { return None };
+    match child.try_wait() {
+        Ok(Some(status)) => Some(match status.code() {
+            Some(0) => Outcome::Pass(elapsed),
+            Some(n) => Outcome::Fail(format!("script exit {n}")),
+            None => Outcome::Fail("script killed".into()),
+        }),
+        _ if timed_out => {
+            kill_group(child);
+            Some(Outcome::Fail("script timeout".into()))
+        }
+        _ => None,
+    }
+}
+
+fn udp_step(check: &HealthCheck, shard: &mut Shard, h: SocketHandle, timed_out: bool, rtt: Duration) -> Option<Outcome> {
+    let sock = shard.sockets.get_mut::<udp::Socket>(h);
+    match sock.recv().ok().map(|(d, _)| d.to_vec()) {
+        Some(d) => Some(match &check.expect {
+            Some(e) if !contains(&d, e.as_bytes()) => Outcome::Fail("expect mismatch".into()),
+            _ => Outcome::Pass(rtt),
+        }),
+        None if timed_out => Some(Outcome::Fail("timeout".into())),
+        None => None,
+    }
+}
+
+fn icmp_step(shard: &mut Shard, h: SocketHandle, ident: u16, target: Option<std::net::Ipv4Addr>, timed_out: bool, rtt: Duration) -> Option<Outcome> {
+    let sock = shard.sockets.get_mut::<icmp::Socket>(h);
+    let caps = smoltcp::phy::ChecksumCapabilities::default();
+    let mut result = None;
+    while let Ok((data, from)) = sock.recv() {
+        let reply = Icmpv4Packet::new_checked(data).ok().and_then(|pkt| Icmpv4Repr::parse(&pkt, &caps).ok());
+        if matches!(reply, Some(Icmpv4Repr::EchoReply { ident: id, .. }) if id == ident) && Some(from) == target.map(IpAddress::Ipv4) {
+            result = Some(Outcome::Pass(rtt));
+        }
+    }
+    result.or_else(|| timed_out.then(|| Outcome::Fail("timeout".into())))
+}
+
+/// A TCP probe (tcp, http, send-expect) with its news: established,
+/// request sent, answer read and judged.
+#[allow(clippy::too_many_arguments, reason = "the probe's parts, borrowed apart from the engine")]
+fn tcp_step(check: &HealthCheck, shard: &mut Shard, h: SocketHandle, sent: &mut bool, response: &mut Vec<u8>, established: &mut bool, timed_out: bool, rtt: Duration) -> Option<Outcome> {
+    let sock = shard.sockets.get_mut::<tcp::Socket>(h);
+    let state = sock.state();
+    if !*established && matches!(state, tcp::State::Established | tcp::State::CloseWait) {
+        *established = true;
+    }
+    let result = match check.kind {
+        CheckKind::Tcp => established.then_some(Outcome::Pass(rtt)),
+        _ if !*established => None,
+        _ => {
+            if !*sent && sock.may_send() {
+                let req = match check.kind {
+                    CheckKind::Http => Some(check.request.as_deref().unwrap_or("GET / HTTP/1.0\r\n\r\n")),
+                    _ => check.send.as_deref(),
+                };
+                if let Some(r) = req {
+                    let _ = sock.send_slice(r.as_bytes());
+                    shard.dirty = true;
+                }
+                *sent = true;
+            }
+            read_answer(check, sock, response, timed_out, rtt)
+        }
+    };
+    let result = result.or_else(|| {
+        // No socket timeout is set, so a connection attempt that closed
+        // before our deadline was answered with a RST.
+        if !*established && state == tcp::State::Closed {
+            Some(Outcome::Fail("refused".into()))
+        } else {
+            timed_out.then(|| Outcome::Fail("timeout".into()))
+        }
+    });
+    if result.is_some() {
+        // RST: a probe leaves no state on the server.
+        shard.sockets.get_mut::<tcp::Socket>(h).abort();
+    }
+    result
+}
+
+/// What the server said so far, judged when it is all in (the server
+/// closed, or the deadline came with something said).
+fn read_answer(check: &HealthCheck, sock: &mut tcp::Socket, response: &mut Vec<u8>, timed_out: bool, rtt: Duration) -> Option<Outcome> {
+    let mut buf = [0u8; 2048];
+    while sock.can_recv() {
+        match sock.recv_slice(&mut buf) {
+            Ok(n) if n > 0 => {
+                let room = RESPONSE_MAX.saturating_sub(response.len());
+                response.extend_from_slice(buf.get(..n.min(room)).unwrap_or_default());
+            }
+            _ => break,
+        }
+    }
+    if check.kind == CheckKind::SendExpect {
+        let expect = check.expect.as_deref().unwrap_or_default();
+        if contains(response, expect.as_bytes()) {
+            Some(Outcome::Pass(rtt))
+        } else {
+            (!sock.may_recv()).then(|| Outcome::Fail("expect mismatch".into()))
+        }
+    } else if !sock.may_recv() || (timed_out && !response.is_empty()) {
+        // The server closed: the whole response is in.
+        Some(judge_http(check, response, rtt))
+    } else {
+        None
+    }
+}
