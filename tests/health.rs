@@ -1088,11 +1088,12 @@ fn ten_thousand_members_at_one_second() {
     let ready = Instant::now();
 
     // The truth: the same HTTP/1.0 exchange from a namespace on the
-    // lab's bridge (the client of srv1..3 here is srv3's neighbour srv2),
-    // the smallest of 20.
+    // lab's bridge (srv2 for srv1, srv1 for the others), the median of 21
+    // (nginx waits for a CPU beside the box's two lcores, as it does for
+    // the probes).
     let idle_ms = |lab: &Lab, n: u32| -> f64 {
         let cmd = format!(
-            "python3 -c \"import socket,time\nbest=9\nfor _ in range(20):\n  t=time.perf_counter();s=socket.create_connection(('{}',80));s.sendall(b'GET /health HTTP/1.0\\r\\n\\r\\n')\n  while s.recv(4096): pass\n  best=min(best,time.perf_counter()-t);s.close()\nprint(best*1e3)\"",
+            "python3 -c \"import socket,time\nts=[]\nfor _ in range(21):\n  t=time.perf_counter();s=socket.create_connection(('{}',80));s.sendall(b'GET /health HTTP/1.0\\r\\n\\r\\n')\n  while s.recv(4096): pass\n  ts.append(time.perf_counter()-t);s.close()\nprint(sorted(ts)[10]*1e3)\"",
             server_ip(n)
         );
         lab.topo.exec(&name(if n == 1 { 2 } else { 1 }), &cmd).trim().parse().expect("idle exchange time")
