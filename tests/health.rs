@@ -1151,6 +1151,20 @@ fn ten_thousand_members_at_one_second() {
         let line = show.lines().find(|l| l.starts_with(&format!("{m} "))).unwrap_or_else(|| panic!("{m} in show health:\n{show}"));
         assert!(line.contains("fail: refused"), "{line}");
     }
+    // A configuration change (one more closed port) while probing: taken,
+    // and the servers that stay keep their state (no flap).
+    let file = lab.dir.path("lb.toml");
+    let text = std::fs::read_to_string(&file).expect("lb.toml");
+    std::fs::write(&file, text.replacen("servers = [\n", "servers = [\n  { address = \"198.51.100.20:19999\" },\n", 1)).expect("write lb.toml");
+    let asked = Instant::now();
+    let (ok, reloaded) = console_at(&socket, "config reload");
+    eprintln!("config reload: {} in {:?}", reloaded.trim(), asked.elapsed());
+    assert!(ok && reloaded.contains("10001 servers (was 10000)"), "{reloaded}");
+    std::thread::sleep(Duration::from_secs(2));
+    let out = lab.fw_output();
+    for n in 1..=BACKENDS {
+        assert_eq!(state_lines(&out, &addr(n, 80), "big").len(), 1, "srv{n} changed state across the reload:\n{:?}", state_lines(&out, &addr(n, 80), "big"));
+    }
     for n in 1..=BACKENDS {
         let rtt_us = server_counter(&block, "www", &addr(n, 80), "rtt-us").unwrap_or_else(|| panic!("srv{n} has an rtt-us:\n{block}"));
         let exchange = idle_ms(&lab, n);
