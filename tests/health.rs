@@ -1088,11 +1088,12 @@ fn ten_thousand_members_at_one_second() {
     let ready = Instant::now();
 
     // The truth: the same HTTP/1.0 exchange from a namespace on the
-    // lab's bridge (the client of srv1..3 here is srv3's neighbour srv2),
-    // the smallest of 20.
+    // lab's bridge (srv2 for srv1, srv1 for the others), the median of 21
+    // (nginx waits for a CPU beside the box's two lcores, as it does for
+    // the probes).
     let idle_ms = |lab: &Lab, n: u32| -> f64 {
         let cmd = format!(
-            "python3 -c \"import socket,time\nbest=9\nfor _ in range(20):\n  t=time.perf_counter();s=socket.create_connection(('{}',80));s.sendall(b'GET /health HTTP/1.0\\r\\n\\r\\n')\n  while s.recv(4096): pass\n  best=min(best,time.perf_counter()-t);s.close()\nprint(best*1e3)\"",
+            "python3 -c \"import socket,time\nts=[]\nfor _ in range(21):\n  t=time.perf_counter();s=socket.create_connection(('{}',80));s.sendall(b'GET /health HTTP/1.0\\r\\n\\r\\n')\n  while s.recv(4096): pass\n  ts.append(time.perf_counter()-t);s.close()\nprint(sorted(ts)[10]*1e3)\"",
             server_ip(n)
         );
         lab.topo.exec(&name(if n == 1 { 2 } else { 1 }), &cmd).trim().parse().expect("idle exchange time")
@@ -1149,6 +1150,20 @@ fn ten_thousand_members_at_one_second() {
     for m in [&members[3], &members[5000], &members[9999]] {
         let line = show.lines().find(|l| l.starts_with(&format!("{m} "))).unwrap_or_else(|| panic!("{m} in show health:\n{show}"));
         assert!(line.contains("fail: refused"), "{line}");
+    }
+    // A configuration change (one more closed port) while probing: taken,
+    // and the servers that stay keep their state (no flap).
+    let file = lab.dir.path("lb.toml");
+    let text = std::fs::read_to_string(&file).expect("lb.toml");
+    std::fs::write(&file, text.replacen("servers = [\n", "servers = [\n  { address = \"198.51.100.20:19999\" },\n", 1)).expect("write lb.toml");
+    let asked = Instant::now();
+    let (ok, reloaded) = console_at(&socket, "config reload");
+    eprintln!("config reload: {} in {:?}", reloaded.trim(), asked.elapsed());
+    assert!(ok && reloaded.contains("10001 servers (was 10000)"), "{reloaded}");
+    std::thread::sleep(Duration::from_secs(2));
+    let out = lab.fw_output();
+    for n in 1..=BACKENDS {
+        assert_eq!(state_lines(&out, &addr(n, 80), "big").len(), 1, "srv{n} changed state across the reload:\n{:?}", state_lines(&out, &addr(n, 80), "big"));
     }
     for n in 1..=BACKENDS {
         let rtt_us = server_counter(&block, "www", &addr(n, 80), "rtt-us").unwrap_or_else(|| panic!("srv{n} has an rtt-us:\n{block}"));

@@ -7,11 +7,11 @@ pub const MAX_SERVICES: usize = 256;
 /// (`VirtualService::members`, a connection entry's `server`) but
 /// `u16::MAX`, which source-NAT and outbound entries carry for "no
 /// server" (`pipeline::snat::NO_INDEX`), so their traffic is counted on
-/// no server's slot. What it
-/// costs (README, "Limits"): per worker 56 B a slot for the servers'
-/// counters (`WorkerCounters::servers`, 3.5 MiB), once 32 B a slot for
-/// `lb::Loads` (2 MiB); the snapshot, the health engine and ARP hold only
-/// the configured servers.
+/// no server's slot. What it costs (README, "Limits"): per worker 56 B a
+/// slot for the servers' counters (`WorkerCounters::servers`, 3.5 MiB,
+/// all allocated at start); once 32 B a slot for `lb::Loads` (2 MiB);
+/// the snapshot, the health engine and ARP hold only the configured
+/// servers.
 pub const MAX_SERVERS: usize = 65_535;
 /// Slots of each worker's protected punt ring (ARP, VRRP, HA).
 pub const PUNT_PROTECTED_RING: u32 = 1024;

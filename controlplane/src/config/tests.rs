@@ -909,3 +909,31 @@ fn rss_sides_follow_what_each_port_faces() {
     let e = err(&GOOD.replace("address = \"198.51.100.1/24\"", "address = \"198.51.100.1/24\"\nrss = \"both\"")).to_string();
     assert!(e.contains("t.toml:16:7") && e.contains("unknown variant `both`"), "{e}");
 }
+
+/// The real-server limit (`limits::MAX_SERVERS`, issue 23): a pool of
+/// 10,002 members, once refused at 4,096, is taken; one of 65,536 over
+/// its virtual servers is refused, saying the limit. (Built and compiled
+/// into a snapshot too: every member gets its slot and next hop.)
+#[test]
+fn ten_thousand_members_are_taken_and_the_limit_is_65535() {
+    let with = |n: usize| {
+        let servers: String = (0..n).map(|i| format!("{{ address = \"198.51.100.{}:{}\" }},", 20 + i % 200, 1024 + i / 200)).collect();
+        GOOD.replace(r#"servers = [ { address = "198.51.100.11:8080", weight = 3 }, { address = "198.51.100.12:8080" } ]"#, &format!("servers = [ {servers} ]"))
+    };
+    let cfg = Config::parse("t.toml", &with(10_002)).expect("10,002 members");
+    assert_eq!(cfg.pools[0].servers.len(), 10_002);
+    let links = [crate::modules::lb::build::LinkInfo {
+        port_id: 0,
+        vlan: 0,
+        route: false,
+        mac: furiwake_dataplane::wire::EthernetAddress([2, 0, 0, 0, 0, 1]),
+        address: "198.51.100.1/24".parse().unwrap(),
+        mtu: 1500,
+        host: false,
+    }];
+    let built = crate::modules::lb::build::build(&cfg, &links).expect("built");
+    assert_eq!(built.snapshot.servers.len(), 10_002);
+    assert_eq!(built.nexthops.len(), 200, "one next hop per address, not per member");
+    let e = err(&with(furiwake_dataplane::limits::MAX_SERVERS + 1)).to_string();
+    assert!(e.contains("at most 65535 real servers"), "{e}");
+}

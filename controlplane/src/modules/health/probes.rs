@@ -153,6 +153,8 @@ pub struct HealthCounters {
 pub(super) struct LinkStacks {
     pub(super) link: ProbeLink,
     pub(super) shards: Vec<Shard>,
+    /// The shard new probes go to while it has room.
+    pub(super) room: usize,
 }
 
 /// Events of the timer heap: a check to probe (target, check, the
@@ -205,7 +207,7 @@ impl Probes {
     /// ARP keeps in `neighbors`.
     pub fn new(links: &[ProbeLink], targets: Vec<Target>, neighbors: Arc<Neighbors>, now: Instant) -> Self {
         let mut p = Probes {
-            links: links.iter().map(|l| LinkStacks { link: l.clone(), shards: Vec::new() }).collect(),
+            links: links.iter().map(|l| LinkStacks { link: l.clone(), shards: Vec::new(), room: 0 }).collect(),
             targets: Vec::new(),
             by_server: Vec::new(),
             probes: Vec::new(),

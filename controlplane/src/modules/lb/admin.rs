@@ -92,6 +92,19 @@ impl Admin {
         self.server_pools.get(index).map_or(AdminState::Enabled, |p| self.get(*p, addr))
     }
 
+    /// The snapshot servers of each config pool, in slot order (VRRP's
+    /// pool tracking asks every turn: a pool's members, not every slot).
+    pub fn pool_members(&self) -> Vec<Vec<usize>> {
+        let mut m: Vec<Vec<usize>> = Vec::new();
+        for (i, p) in self.server_pools.iter().enumerate().filter(|(_, p)| **p != usize::MAX) {
+            if m.len() <= *p {
+                m.resize(p + 1, Vec::new());
+            }
+            m[*p].push(i);
+        }
+        m
+    }
+
     /// The config pool of snapshot server `index`.
     pub fn pool_of(&self, index: usize) -> Option<usize> {
         self.server_pools.get(index).copied()

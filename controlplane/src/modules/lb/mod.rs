@@ -70,6 +70,8 @@ pub struct Lb {
     tables: std::cell::RefCell<publish::HashTables>,
     /// The operator's enable/disable/drain states.
     admin: Admin,
+    /// Per config pool: its servers' snapshot slots (`pool_up`).
+    pool_members: Vec<Vec<usize>>,
     /// VIPs whose VRRP instance is not master here (`vrrp`): their
     /// virtual servers are published `standby`.
     standby: HashSet<Ipv4Addr>,
@@ -132,7 +134,7 @@ impl Lb {
     pub fn new(cfg: Config, rt: &Runtime) -> Result<(Lb, Initial), String> {
         let built = build::build(&cfg, &link_infos(rt))?;
         let initial = Initial { owned: built.owned.clone(), nexthops: built.nexthops.clone(), targets: targets(&cfg, &built) };
-        let lb = Lb {
+        let mut lb = Lb {
             cfg,
             base: built.snapshot,
             layout: built.layout,
@@ -142,9 +144,11 @@ impl Lb {
             rates: loads::Rates::default(),
             loads_at: 0,
             tables: std::cell::RefCell::new(publish::HashTables::default()),
+            pool_members: Vec::new(),
             admin: Admin::new(built.server_pools),
             standby: HashSet::new(),
         };
+        lb.pool_members = lb.admin.pool_members();
         Ok((lb, initial))
     }
 
@@ -207,6 +211,7 @@ impl Lb {
         let old_pools: Vec<String> = self.cfg.pools.iter().map(|p| p.name.get_ref().clone()).collect();
         let new_pools: Vec<String> = new.pools.iter().map(|p| p.name.get_ref().clone()).collect();
         self.admin.remap(built.server_pools.clone(), &old_pools, &new_pools);
+        self.pool_members = self.admin.pool_members();
         if std::env::var_os("RUST_LOG").is_none() {
             log::set_max_level(new.logging.level.filter());
         }
@@ -315,9 +320,7 @@ impl Lb {
     /// pool tracking.
     pub fn pool_up(&self, name: &str, health: &Health) -> usize {
         let Some(pool) = self.cfg.pools.iter().position(|p| p.name.get_ref() == name) else { return 0 };
-        (0..self.base.servers.len())
-            .filter(|&i| self.layout.servers.get(i).is_some_and(Slot::is_live) && self.admin.pool_of(i) == Some(pool) && health.is_up(i))
-            .count()
+        self.pool_members.get(pool).map_or(0, |m| m.iter().filter(|&&i| self.layout.servers.get(i).is_some_and(Slot::is_live) && health.is_up(i)).count())
     }
 
     /// Publishes what the load-aware schedulers read, per server, each

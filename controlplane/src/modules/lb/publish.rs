@@ -175,5 +175,13 @@ mod tests {
         assert_eq!(table_ptr(&fourth, 1).1, changed, "back up: the down one's table until the new one is built");
         assert!(tables.step(u64::MAX));
         assert_eq!(table_ptr(&with_states(&base, up(None), |_| false, &mut tables), 1).1, table_ptr(&first, 1).1, "and then the first table again");
+        // A configuration change that moves a member: its table at once
+        // (the old one's entries name members by their place).
+        let mut moved = base.clone();
+        moved.servers[199].ip += 1000;
+        let now = with_states(&moved, up(None), |_| false, &mut tables);
+        let mut fresh = HashTables::default();
+        assert_eq!(table_ptr(&now, 1).1, table_ptr(&with_states(&moved, up(None), |_| false, &mut fresh), 1).1);
+        assert_eq!(tables.pending(), 0);
     }
 }

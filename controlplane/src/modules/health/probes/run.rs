@@ -50,12 +50,21 @@ impl Probes {
     fn shard_with_room(&mut self, li: usize, now: Instant) -> Option<usize> {
         let epoch = self.epoch;
         let l = self.links.get_mut(li)?;
-        // The newest shards are the likeliest to have room.
-        if let Some(i) = l.shards.iter().rposition(Shard::has_room) {
-            return Some(i);
+        // The last shard that had room usually still has; else the newest
+        // with room (shards are at most MAX_IN_FLIGHT / 32, whatever the
+        // number of servers), else a new one.
+        if l.shards.get(l.room).is_some_and(Shard::has_room) {
+            return Some(l.room);
         }
-        l.shards.push(Shard::new(&l.link, epoch, now));
-        Some(l.shards.len() - 1)
+        let i = match l.shards.iter().rposition(Shard::has_room) {
+            Some(i) => i,
+            None => {
+                l.shards.push(Shard::new(&l.link, epoch, now));
+                l.shards.len() - 1
+            }
+        };
+        l.room = i;
+        Some(i)
     }
 
     /// The socket of check `ci` of target `ti` on shard `si` of link

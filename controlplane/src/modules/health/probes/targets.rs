@@ -87,6 +87,10 @@ impl Probes {
         let n = targets.len().max(1) as u64;
         self.generation = self.generation.wrapping_add(1);
         self.timers.clear();
+        // The probes in flight keep their deadlines.
+        for (pid, p) in self.probes.iter().enumerate().filter_map(|(i, p)| Some((i, p.as_ref()?))) {
+            self.timers.push(p.deadline, Event::Deadline(pid as u32, p.serial));
+        }
         self.by_server.clear();
         for (ti, t) in targets.into_iter().enumerate() {
             let state = match old.remove(&t.server).filter(|o| same(&o.target, &t)) {

@@ -202,3 +202,25 @@ fn an_unresolved_server_is_not_probed() {
     assert!(h.take_tx(0, now).is_empty());
     assert_eq!(h.check_status(0)[0].last_result(), "fail: unresolved");
 }
+
+/// A configuration change while a probe waits for an answer that never
+/// comes: the kept target's probe still times out, and the check goes on
+/// being probed.
+#[test]
+fn a_probe_in_flight_survives_a_retarget_and_times_out() {
+    let now = Instant::now();
+    let t = target(0, "198.51.100.11:80", check(CheckKind::Tcp));
+    let mut h = Probes::new(&[link()], vec![t.clone()], neighbors(THEM), now);
+    h.poll(now);
+    assert_eq!(h.take_tx(0, now).len(), 1, "the SYN");
+    h.retarget(vec![t], now + Duration::from_millis(1));
+    let later = now + Duration::from_millis(600);
+    h.poll(later);
+    assert_eq!(h.check_status(0)[0].last_result(), "fail: timeout");
+    let rst = h.take_tx(0, later);
+    assert!(rst.len() == 1 && rst[0][47] & 0x04 != 0, "the probe ends with a reset: {rst:02x?}");
+    let next = now + Duration::from_millis(1001);
+    h.poll(next);
+    let syn = h.take_tx(0, next);
+    assert!(syn.len() == 1 && syn[0][47] == 0x02, "probed again a second later: {syn:02x?}");
+}
