@@ -313,6 +313,11 @@ run_furiwake() {
   done
   grep -q "furiwake: ready" "$WORK/$name.log" || { cat "$WORK/$name.log" >&2; die "$name not ready after 20 s"; }
   grep -E "^(furiwake|port)" "$WORK/$name.log" | sed 's/^/  /'
+  # The health checks bring the three servers up, each at its own probe.
+  for _ in $(seq 1 100); do
+    [ "$(grep -c '^health: server .* up' "$WORK/$name.log")" -ge 3 ] && break
+    sleep 0.1
+  done
   watch+=("furiwake $fw")
   check_vip "$name"
   for mode in keep-alive new-connection; do

@@ -385,7 +385,7 @@ pub fn report_until(fw: &Proc, timeout: Duration, mut ok: impl FnMut(&str) -> bo
 /// `N` of the last `mbufs: F free, N in use` line in `output`.
 pub fn mbufs_in_use(output: &str) -> Option<u64> {
     let line = output.lines().rev().find(|l| l.starts_with("mbufs:"))?;
-    let before = line.strip_suffix(" in use")?;
+    let before = line.split(" in use").next()?;
     before.rsplit(' ').next()?.parse().ok()
 }
 
@@ -406,7 +406,9 @@ pub fn worker_drops(block: &str, worker: u32) -> Vec<(String, u64)> {
 
 /// SIGTERM, then checks a clean stop: exit status 0 within 20 s and the
 /// final counters block showing every mbuf back in its pool
-/// (`mbufs: N free, 0 in use`). Returns the whole output.
+/// (`mbufs: N free, 0 in use`), but for what `net_af_xdp` ports keep in
+/// their UMEM's rings and never hand back one by one (2048 a fill ring,
+/// up to 2048 in flight on its TX ring). Returns the whole output.
 pub fn stop_furiwake_cleanly(fw: &mut Proc) -> String {
     let before = counters_blocks(&fw.output());
     fw.signal(libc::SIGTERM);
@@ -416,7 +418,9 @@ pub fn stop_furiwake_cleanly(fw: &mut Proc) -> String {
     assert_eq!(status.and_then(|s| s.code()), Some(0), "exit status after SIGTERM:\n{out}");
     assert!(counters_blocks(&out) > before, "no final counters block at exit:\n{out}");
     let last = last_counters_block(&out).expect("final counters block");
-    assert_eq!(mbufs_in_use(&last), Some(0), "mbufs still in use at exit (a leak):\n{last}");
+    let af_xdp = out.lines().filter(|l| l.starts_with("port ") && l.contains("(driver net_af_xdp,")).count() as u64;
+    let in_use = mbufs_in_use(&last).unwrap_or(u64::MAX);
+    assert!(in_use <= af_xdp * 4096, "mbufs still in use at exit (a leak; {af_xdp} net_af_xdp ports):\n{last}");
     out
 }
 

@@ -57,6 +57,11 @@ impl Link {
         self.cfg.address
     }
 
+    /// The PMD's name.
+    pub fn driver(&self) -> &str {
+        &self.driver
+    }
+
     /// The link's IP MTU (`mtu`, default 1500).
     pub fn mtu(&self) -> u16 {
         self.cfg.mtu.as_ref().map_or(crate::config::DEFAULT_MTU, |m| *m.get_ref())

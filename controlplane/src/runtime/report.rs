@@ -116,6 +116,12 @@ impl Runtime {
     pub fn report_mbufs(&self, s: &mut String) {
         if let Some(p) = &self.pool {
             let _ = write!(s, "mbufs: {} free, {} in use", p.available(), p.in_use());
+            // net_af_xdp fills its UMEM's fill ring from the pool (2048 a
+            // RX queue) and hands them back only at close.
+            let held: u64 = self.links.iter().filter(|l| l.driver() == "net_af_xdp").map(|l| 2048 * u64::from(l.rx_queues())).sum();
+            if held > 0 {
+                let _ = write!(s, " ({held} of them in net_af_xdp's fill rings)");
+            }
         }
     }
 }
