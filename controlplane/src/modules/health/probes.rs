@@ -68,7 +68,7 @@ pub struct Change {
 pub(super) enum Pending {
     Tcp { sent: bool, response: Vec<u8>, established: bool },
     Udp,
-    Icmp { ident: u16 },
+    Icmp { ident: u16, seq_no: u16, nonce: [u8; 8] },
     Script { child: Child },
     /// Judged; its socket goes after its shard's next poll.
     Done,
@@ -192,7 +192,10 @@ pub struct Probes {
     stamps: Vec<Vec<(usize, u64)>>,
     generation: u32,
     serial: u64,
-    next_ident: u16,
+    /// The per-boot secret (`ports::boot_secret`): the source ports'
+    /// order, and with `draws` the shards' seeds and echo probes' numbers.
+    secret: u64,
+    draws: u64,
     pub(super) epoch: Instant,
     neighbors: Arc<Neighbors>,
     /// Probes in flight to a DSR server's VIP.
@@ -222,7 +225,8 @@ impl Probes {
             stamps: vec![Vec::new(); links.len()],
             generation: 0,
             serial: 0,
-            next_ident: 1,
+            secret: super::ports::boot_secret(),
+            draws: 0,
             epoch: now,
             neighbors,
             via: ViaPorts::default(),
@@ -230,6 +234,12 @@ impl Probes {
         };
         p.retarget(targets, now);
         p
+    }
+
+    /// A fresh 64-bit draw from the engine's secret.
+    pub(super) fn draw(&mut self) -> u64 {
+        self.draws = self.draws.wrapping_add(1);
+        furiwake_dataplane::hash::keyed64(self.draws, self.secret)
     }
 
     fn target_of(&self, server: usize) -> Option<&TargetState> {

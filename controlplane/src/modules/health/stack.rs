@@ -118,10 +118,13 @@ pub(super) struct Shard {
 
 impl Shard {
     /// An interface with `l`'s self IP; every destination routed (the
-    /// engine chooses the MAC).
-    pub(super) fn new(l: &ProbeLink, epoch: Instant, now: Instant) -> Shard {
+    /// engine chooses the MAC). `seed` seeds smoltcp's generator, which
+    /// draws the TCP probes' initial sequence numbers (secret: a spoofed
+    /// answer must guess them).
+    pub(super) fn new(l: &ProbeLink, epoch: Instant, now: Instant, seed: u64) -> Shard {
         let mut dev = Queues::default();
-        let cfg = IfaceConfig::new(HardwareAddress::Ip);
+        let mut cfg = IfaceConfig::new(HardwareAddress::Ip);
+        cfg.random_seed = seed;
         let mut iface = Interface::new(cfg, &mut dev, smol_now(epoch, now));
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(l.address), l.prefix_len));
@@ -315,7 +318,7 @@ mod tests {
     fn sockets_are_reused_after_their_last_segment() {
         let link = ProbeLink { mac: [2, 0, 0, 0, 0, 1], address: Ipv4Addr::from(SELF), prefix_len: 24, gateway: None };
         let now = Instant::now();
-        let mut s = Shard::new(&link, now, now);
+        let mut s = Shard::new(&link, now, now, 7);
         let a = s.tcp_socket();
         s.close(a, true);
         assert_eq!(s.used, 1, "held until the poll");

@@ -49,6 +49,7 @@ impl Probes {
     /// all are full).
     fn shard_with_room(&mut self, li: usize, now: Instant) -> Option<usize> {
         let epoch = self.epoch;
+        let seed = self.draw();
         let l = self.links.get_mut(li)?;
         // The last shard that had room usually still has; else the newest
         // with room (shards are at most MAX_IN_FLIGHT / 32, whatever the
@@ -59,7 +60,7 @@ impl Probes {
         let i = match l.shards.iter().rposition(Shard::has_room) {
             Some(i) => i,
             None => {
-                l.shards.push(Shard::new(&l.link, epoch, now));
+                l.shards.push(Shard::new(&l.link, epoch, now, seed));
                 l.shards.len() - 1
             }
         };
@@ -71,6 +72,9 @@ impl Probes {
     /// `li`: connected (TCP), bound with its datagram queued (UDP), bound
     /// to its identifier (ICMP).
     fn open_socket(&mut self, ti: usize, ci: usize, li: usize, si: usize) -> Result<(Opening, SocketHandle, Pending), String> {
+        // An echo probe's identifier, sequence number and payload, drawn
+        // from the engine's secret: a spoofed reply must guess all three.
+        let draws = (self.draw(), self.draw());
         let (open, vias) = (&self.open, &self.via);
         let t = self.targets.get_mut(ti).ok_or("no target")?;
         let check = t.target.checks.get(ci).ok_or("no check")?;
@@ -83,20 +87,20 @@ impl Probes {
             _ => TCP,
         };
         if proto == ICMP {
-            let mut ident = self.next_ident;
+            let mut ident = (draws.0 as u16).max(1);
             while open.contains_key(&Opening { proto, local: ident, peer, peer_port: 0 }) {
                 ident = ident.wrapping_add(1).max(1);
             }
-            self.next_ident = ident.wrapping_add(1).max(1);
+            let (seq_no, nonce) = ((draws.0 >> 16) as u16, draws.1.to_ne_bytes());
             let meta = vec![icmp::PacketMetadata::EMPTY; 4];
             let mut sock = icmp::Socket::new(icmp::PacketBuffer::new(meta.clone(), vec![0; 1024]), icmp::PacketBuffer::new(meta, vec![0; 1024]));
             sock.bind(icmp::Endpoint::Ident(ident)).map_err(|_| "bind".to_string())?;
-            let repr = Icmpv4Repr::EchoRequest { ident, seq_no: 1, data: b"furiwake" };
+            let repr = Icmpv4Repr::EchoRequest { ident, seq_no, data: &nonce };
             let buf = sock.send(repr.buffer_len(), IpAddress::Ipv4(peer)).map_err(|_| "send".to_string())?;
             repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &smoltcp::phy::ChecksumCapabilities::default());
             let handle = shard.add(sock);
             shard.dirty = true;
-            return Ok((Opening { proto, local: ident, peer, peer_port: 0 }, handle, Pending::Icmp { ident }));
+            return Ok((Opening { proto, local: ident, peer, peer_port: 0 }, handle, Pending::Icmp { ident, seq_no, nonce }));
         }
         let local = t.ports.next(|p| open.contains_key(&Opening { proto, local: p, peer, peer_port }) || vias.holds(p)).ok_or("no free port")?;
         let key = Opening { proto, local, peer, peer_port };
@@ -126,7 +130,12 @@ impl Probes {
         if matches!(p.pending, Pending::Done) {
             return;
         }
-        let Some(check) = self.targets.get(p.target).and_then(|t| t.target.checks.get(p.check)) else { return };
+        let Some(check) = self.targets.get(p.target).and_then(|t| t.target.checks.get(p.check)) else {
+            // Its target or check went without stopping it: end it here,
+            // so nothing it holds (socket, port, in-flight slot) leaks.
+            self.stop(pid);
+            return;
+        };
         let timed_out = now >= p.deadline;
         let rtt = match (p.sent_at, p.heard_at) {
             (Some(s), Some(h)) if h >= s => h - s,
@@ -139,7 +148,7 @@ impl Probes {
                 let outcome = match &mut p.pending {
                     Pending::Tcp { sent, response, established } => tcp_step(check, shard, h, sent, response, established, timed_out, rtt),
                     Pending::Udp => udp_step(check, shard, h, timed_out, rtt),
-                    Pending::Icmp { ident } => icmp_step(shard, h, *ident, p.at.map(|a| a.3.peer), timed_out, rtt),
+                    Pending::Icmp { ident, seq_no, nonce } => icmp_step(shard, h, (*ident, *seq_no, nonce), p.at.map(|a| a.3.peer), timed_out, rtt),
                     _ => None,
                 };
                 if outcome.is_some() {
@@ -205,13 +214,16 @@ fn udp_step(check: &HealthCheck, shard: &mut Shard, h: SocketHandle, timed_out: 
     }
 }
 
-fn icmp_step(shard: &mut Shard, h: SocketHandle, ident: u16, target: Option<std::net::Ipv4Addr>, timed_out: bool, rtt: Duration) -> Option<Outcome> {
+/// An echo probe: passed by the reply that carries its identifier,
+/// sequence number and payload, from its server.
+fn icmp_step(shard: &mut Shard, h: SocketHandle, sent: (u16, u16, &[u8; 8]), target: Option<std::net::Ipv4Addr>, timed_out: bool, rtt: Duration) -> Option<Outcome> {
     let sock = shard.sockets.get_mut::<icmp::Socket>(h);
     let caps = smoltcp::phy::ChecksumCapabilities::default();
     let mut result = None;
     while let Ok((data, from)) = sock.recv() {
         let reply = Icmpv4Packet::new_checked(data).ok().and_then(|pkt| Icmpv4Repr::parse(&pkt, &caps).ok());
-        if matches!(reply, Some(Icmpv4Repr::EchoReply { ident: id, .. }) if id == ident) && Some(from) == target.map(IpAddress::Ipv4) {
+        let ours = matches!(reply, Some(Icmpv4Repr::EchoReply { ident, seq_no, data }) if (ident, seq_no, data) == (sent.0, sent.1, &sent.2[..]));
+        if ours && Some(from) == target.map(IpAddress::Ipv4) {
             result = Some(Outcome::Pass(rtt));
         }
     }

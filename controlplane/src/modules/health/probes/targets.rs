@@ -92,16 +92,24 @@ impl Probes {
             self.timers.push(p.deadline, Event::Deadline(pid as u32, p.serial));
         }
         self.by_server.clear();
+        // Targets that stay but changed (a check, a next hop): their
+        // probes in flight stop (their checks are new); their health and
+        // RTT carry over until the new checks judge.
+        let mut changed: Vec<TargetState> = Vec::new();
         for (ti, t) in targets.into_iter().enumerate() {
-            let state = match old.remove(&t.server).filter(|o| same(&o.target, &t)) {
-                Some(mut st) => {
+            let state = match old.remove(&t.server) {
+                Some(mut st) if same(&st.target, &t) => {
                     st.target = t;
                     st
                 }
-                None => {
-                    let checks = t.checks.iter().map(|_| CheckState::default()).collect();
-                    let ports = Rotation::new(u32::from(*t.addr.ip()), t.addr.port());
-                    TargetState { target: t, checks, up: false, rtt_ewma_us: None, ports }
+                was => {
+                    let (up, rtt_ewma_us) = was.as_ref().map_or((false, None), |o| (o.up, o.rtt_ewma_us));
+                    changed.extend(was);
+                    // A server that was up stays up: its new checks start
+                    // passing (they fall on `fall` failures, as any).
+                    let checks = t.checks.iter().map(|_| CheckState { passing: up, ..CheckState::default() }).collect();
+                    let ports = Rotation::new(u32::from(*t.addr.ip()), t.addr.port(), self.secret);
+                    TargetState { target: t, checks, up, rtt_ewma_us, ports }
                 }
             };
             if self.by_server.len() <= state.target.server {
@@ -127,7 +135,7 @@ impl Probes {
             }
         }
         self.rtt_changed = (0..self.targets.len()).collect();
-        for st in old.into_values() {
+        for st in old.into_values().chain(changed) {
             for pid in st.checks.iter().filter_map(|c| c.probe) {
                 self.stop(pid);
             }
@@ -135,7 +143,7 @@ impl Probes {
     }
 
     /// Ends probe `pid` unjudged (its target went, or shutdown).
-    fn stop(&mut self, pid: usize) {
+    pub(super) fn stop(&mut self, pid: usize) {
         let Some(p) = self.probes.get_mut(pid).and_then(Option::as_mut) else { return };
         let pending = std::mem::replace(&mut p.pending, Pending::Done);
         p.target = usize::MAX;

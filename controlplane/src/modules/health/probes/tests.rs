@@ -224,3 +224,32 @@ fn a_probe_in_flight_survives_a_retarget_and_times_out() {
     let syn = h.take_tx(0, next);
     assert!(syn.len() == 1 && syn[0][47] == 0x02, "probed again a second later: {syn:02x?}");
 }
+
+/// Review finding: a reload that changes a server's check stops its probe
+/// in flight (nothing it holds leaks, nothing is credited to another
+/// server) and keeps the server's health until the new check judges.
+#[test]
+fn a_changed_check_stops_the_probe_in_flight_and_keeps_the_health() {
+    let mut now = Instant::now();
+    let t = target(0, "198.51.100.11:80", check(CheckKind::Tcp));
+    let mut h = Probes::new(&[link()], vec![t.clone()], neighbors(THEM), now);
+    let changes = run(&mut h, &mut now, 3000, Duration::from_millis(1), Duration::from_micros(200), &|_| true);
+    assert!(changes.iter().any(|c| c.up), "up before the reload: {changes:?}");
+    // Fifty reloads, each changing the check (another interval) while a
+    // probe of it is in flight: before the fix each left its probe (and
+    // socket, port, in-flight slot) behind.
+    for k in 0..50u32 {
+        while h.in_flight() == 0 {
+            h.poll(now);
+            let _ = h.take_tx(0, now);
+            now += Duration::from_millis(1);
+        }
+        let mut c = check(CheckKind::Tcp);
+        c.interval_ms = crate::config::unplaced(1000 + k);
+        h.retarget(vec![target(0, "198.51.100.11:80", c)], now);
+        assert!(h.target_of(0).is_some_and(|t| t.up), "still up until the new check judges");
+    }
+    let changes = run(&mut h, &mut now, 5000, Duration::from_millis(1), Duration::from_micros(200), &|_| true);
+    assert!(changes.iter().all(|c| c.up), "no flap: {changes:?}");
+    assert!(h.in_flight() <= 1, "{} probes in flight after the reloads", h.in_flight());
+}
