@@ -272,6 +272,13 @@ fn the_image_boots_serves_and_is_run_from_its_serial_console() {
 
 /// Both servers take requests, and their own logs show them.
 fn serves_round_robin(vm: &Vm) {
+    // The first request is served once one server's health check passed;
+    // the other's passes at its own probe, up to an interval later.
+    let both = wait_for(Duration::from_secs(60), || {
+        let t = tally(&vm.ids(4));
+        (t.contains_key("web-a") && t.contains_key("web-b")).then_some(())
+    });
+    assert!(both.is_some(), "both servers up within a minute");
     let ids = vm.ids(20);
     let tally = tally(&ids);
     assert!(tally.get("web-a").copied().unwrap_or(0) >= 3 && tally.get("web-b").copied().unwrap_or(0) >= 3, "round robin over both servers: {tally:?}");
