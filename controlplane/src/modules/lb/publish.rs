@@ -63,20 +63,18 @@ impl HashTables {
         self.0.iter().flatten().filter(|t| t.next.is_some()).count()
     }
 
-    /// Moves the tables being built on by `budget` probes in all; true
-    /// when one was finished (the snapshot is to be published again).
+    /// Moves the tables being built on by `budget` probes in all (the
+    /// first one pending takes them: a turn's share stays bounded however
+    /// many pools changed); true when it was finished (the snapshot is to
+    /// be published again).
     pub fn step(&mut self, budget: u64) -> bool {
-        let mut done = false;
-        for t in self.0.iter_mut().flatten() {
-            let Some((members, b)) = t.next.as_mut() else { continue };
-            if let Some(table) = b.step(budget) {
-                t.schedule = Schedule::Hash { key: t.key, table: table.into_boxed_slice() };
-                t.built = std::mem::take(members);
-                t.next = None;
-                done = true;
-            }
-        }
-        done
+        let Some(t) = self.0.iter_mut().flatten().find(|t| t.next.is_some()) else { return false };
+        let Some((members, b)) = t.next.as_mut() else { return false };
+        let Some(table) = b.step(budget) else { return false };
+        t.schedule = Schedule::Hash { key: t.key, table: table.into_boxed_slice() };
+        t.built = std::mem::take(members);
+        t.next = None;
+        true
     }
 
     /// The schedule to publish for a service hashing `key` over
@@ -93,7 +91,9 @@ impl HashTables {
                 t.next = None;
                 t.schedule.clone()
             }
-            Some(t) if t.key == key && same_members(&t.built, &members) => {
+            // A table over no live member refuses every connection: one
+            // that can take some is built at once.
+            Some(t) if t.key == key && same_members(&t.built, &members) && t.built.iter().any(|m| m.2 > 0) => {
                 if t.next.as_ref().is_none_or(|(m, _)| *m != members) {
                     let b = Builder::new(&Schedule::hash_backends(&members), DEFAULT_TABLE_SIZE);
                     t.next = Some((members, b));
@@ -175,6 +175,14 @@ mod tests {
         assert_eq!(table_ptr(&fourth, 1).1, changed, "back up: the down one's table until the new one is built");
         assert!(tables.step(u64::MAX));
         assert_eq!(table_ptr(&with_states(&base, up(None), |_| false, &mut tables), 1).1, table_ptr(&first, 1).1, "and then the first table again");
+        // Review finding: every member down, then one back: its table at
+        // once (the old one, over no live member, would refuse everything).
+        let pool1 = |g: usize| (100..200).contains(&g);
+        let _ = with_states(&base, |i, _| Some(ServerState { enabled: !pool1(i), ..ServerState::default() }), |_| false, &mut tables);
+        while tables.step(u64::MAX) {}
+        let one = with_states(&base, |i, _| Some(ServerState { enabled: !pool1(i) || i == 123, ..ServerState::default() }), |_| false, &mut tables);
+        assert!(table_ptr(&one, 1).1.iter().all(|p| *p == 23), "the returning server takes the whole table at once");
+        assert_eq!(tables.pending(), 0);
         // A configuration change that moves a member: its table at once
         // (the old one's entries name members by their place).
         let mut moved = base.clone();
