@@ -58,6 +58,26 @@ impl Phase {
     }
 }
 
+/// Counts a checked output frame into `ph` (a wrong one by its first
+/// error); with `learned`, a client's packet to its server records, by
+/// client, the server (2 bits), the local address index (6) and the local
+/// port (16).
+pub fn account(ph: &mut Phase, checked: Result<Out, &'static str>, learned: Option<&mut [u32]>) {
+    match checked {
+        Ok(Out::ToServer { n, server, src, sport }) => {
+            let li = (src[3] as u32).saturating_sub(1) & 63;
+            if let Some(slot) = learned.and_then(|l| l.get_mut(n as usize)) {
+                *slot = (server as u32) << 24 | li << 16 | sport as u32;
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            ph.errors += 1;
+            ph.first_error.get_or_insert(e);
+        }
+    }
+}
+
 /// Which packets to send in a phase.
 #[derive(Debug, Clone, Copy)]
 pub enum Traffic {
@@ -290,19 +310,7 @@ impl Run {
                 for m in out.drain() {
                     ph.forwarded += 1;
                     if ph.forwarded % check_every == 0 {
-                        match gen::check(m.data(), self.mode) {
-                            Ok(Out::ToServer { n, server, src, sport }) if learn => {
-                                let li = (src[3] as u32).saturating_sub(1) & 63;
-                                if let Some(slot) = self.learned.get_mut(n as usize) {
-                                    *slot = (server as u32) << 24 | li << 16 | sport as u32;
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                ph.errors += 1;
-                                ph.first_error.get_or_insert(e);
-                            }
-                        }
+                        account(&mut ph, gen::check(m.data(), self.mode), learn.then_some(&mut self.learned[..]));
                     }
                 }
             }
@@ -334,12 +342,7 @@ impl Run {
                 for m in out.drain() {
                     ph.forwarded += 1;
                     if learn {
-                        if let Ok(Out::ToServer { n, server, src, sport }) = gen::check(m.data(), self.mode) {
-                            let li = (src[3] as u32).saturating_sub(1) & 63;
-                            if let Some(slot) = self.learned.get_mut(n as usize) {
-                                *slot = (server as u32) << 24 | li << 16 | sport as u32;
-                            }
-                        }
+                        account(&mut ph, gen::check(m.data(), self.mode), Some(&mut self.learned[..]));
                     }
                 }
             }

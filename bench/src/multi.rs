@@ -19,8 +19,8 @@
 //! Reported: Mpps over the phase, ns of busy worker time per packet, and
 //! the share of packets one worker handed to the other.
 
-use crate::gen::{self, Out, Templates, FRAME_LEN};
-use crate::harness::{local_ip, Phase, LOCALS};
+use crate::gen::{self, Templates, FRAME_LEN};
+use crate::harness::{account, local_ip, Phase, LOCALS};
 use furiwake_dataplane::conntrack::Timeouts;
 use furiwake_dataplane::lb::{RealServer, Schedule};
 use furiwake_dataplane::rss::{ipv4_input, Steering, KEY_LEN, RETA_SIZE};
@@ -321,19 +321,8 @@ impl Multi {
                     if !learn && !ph.forwarded.is_multiple_of(check_every) {
                         continue;
                     }
-                    match gen::check(m.data(), if self.full_nat { gen::Mode::FullNat } else { gen::Mode::Nat }) {
-                        Ok(Out::ToServer { n, server, src, sport }) if learn => {
-                            let li = (src[3] as u32).saturating_sub(1) & 63;
-                            if let Some(slot) = self.learned.get_mut(n as usize) {
-                                *slot = (server as u32) << 24 | li << 16 | sport as u32;
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            ph.errors += 1;
-                            ph.first_error.get_or_insert(e);
-                        }
-                    }
+                    let mode = if self.full_nat { gen::Mode::FullNat } else { gen::Mode::Nat };
+                    account(ph, gen::check(m.data(), mode), learn.then_some(&mut self.learned[..]));
                 }
             }
         }
