@@ -1140,6 +1140,9 @@ fn after_a_failover_a_cookieless_session_id_client_stays_on_its_server() {
     // B has A's record before A goes.
     let synced = wait_for(Duration::from_secs(10), || p.console(1, "show l7").contains("persistence records 1;").then_some(()));
     assert!(synced.is_some(), "B never got the record:\n{}\n{}", p.console(1, "show l7"), p.console(1, "show sync"));
+    // B's own health checks have found the servers up: a record naming a
+    // server B still counts as down is rescheduled, rightly.
+    assert!(wait_for(Duration::from_secs(10), || (p.events(1, "(pool web) up") >= 3).then_some(())).is_some(), "{}", p.both());
     let masters = p.out(1).matches("vrrp outside: BACKUP -> MASTER").count();
     p.kill(0, libc::SIGTERM);
     assert!(p.wait_more(1, "vrrp outside: BACKUP -> MASTER", masters, Instant::now(), Duration::from_secs(5)).is_some(), "B did not take over:\n{}", p.both());
