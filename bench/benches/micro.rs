@@ -324,7 +324,7 @@ fn bench_flow(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("insert+remove", "1M"), |b| {
         b.iter(|| {
             table.remove(black_box(ring[at]));
-            // The clock moves on, so entries spread over the wheel's slots.
+            // The clock moves on, as it does in a worker.
             let id = table.insert(black_box(&flow_init(next)), next >> 10).expect("a slot was just freed");
             ring[at] = id;
             at = if at + 1 == ring.len() { 0 } else { at + 1 };

@@ -11,7 +11,7 @@
 //!   cookies; `rss`: the Toeplitz hash and the keys and RETA that make
 //!   a port's RSS queue a connection on the worker that owns it.
 //! - `conntrack`: the per-worker connection table (entry, keys, hash
-//!   table, expiry wheel, TCP states).
+//!   table, expiry sweep, TCP states and sequence marks).
 //! - `lb`: choosing a server (schedules, Maglev, persistence records, the
 //!   published loads).
 //! - `state`: what the control plane shares with the workers (the RCU

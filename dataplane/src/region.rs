@@ -37,6 +37,21 @@ static BACKING: OnceLock<&'static dyn Backing> = OnceLock::new();
 /// Bytes of tables on the backing and on the heap.
 static ON_BACKING: AtomicU64 = AtomicU64::new(0);
 static ON_HEAP: AtomicU64 = AtomicU64::new(0);
+/// Bytes of side tables reserved on the heap, committed as written.
+static ON_DEMAND: AtomicU64 = AtomicU64::new(0);
+
+/// Types whose all-zero bytes are a valid value (`Region::demand_zeroed`).
+///
+/// # Safety
+/// Every field of the type is an integer, an array of integers or another
+/// `Zeroable`, with no padding that matters and no invalid bit pattern.
+pub unsafe trait Zeroable: Copy {}
+
+/// Bytes of side tables reserved (`Region::demand_zeroed`): an upper
+/// bound of what they commit.
+pub fn demand_reserved() -> u64 {
+    ON_DEMAND.load(Ordering::Relaxed)
+}
 
 thread_local! {
     /// The NUMA node tables made on this thread go to (`on_node`).
@@ -69,6 +84,8 @@ pub struct Region<T: Copy> {
     len: usize,
     /// The backing it came from; None: the heap (or nothing, when empty).
     from: Option<&'static dyn Backing>,
+    /// From `demand_zeroed`.
+    demand: bool,
 }
 
 // SAFETY: a Region owns its memory as a Box<[T]> would; T: Send/Sync
@@ -80,7 +97,7 @@ unsafe impl<T: Copy + Sync> Sync for Region<T> {}
 impl<T: Copy> Region<T> {
     /// No values (allocates nothing).
     pub fn empty() -> Self {
-        Region { ptr: NonNull::dangling(), len: 0, from: None }
+        Region { ptr: NonNull::dangling(), len: 0, from: None, demand: false }
     }
 
     /// `len` copies of `value`, on the backing when there is one with room.
@@ -88,7 +105,7 @@ impl<T: Copy> Region<T> {
     pub fn filled(len: usize, value: T) -> Self {
         let Ok(layout) = Layout::array::<T>(len) else { std::alloc::handle_alloc_error(Layout::new::<T>()) };
         if layout.size() == 0 {
-            return Region { ptr: NonNull::dangling(), len, from: None };
+            return Region { ptr: NonNull::dangling(), len, from: None, demand: false };
         }
         let mut from = None;
         let mut p: *mut T = core::ptr::null_mut();
@@ -109,7 +126,28 @@ impl<T: Copy> Region<T> {
         }
         let counter = if from.is_some() { &ON_BACKING } else { &ON_HEAP };
         counter.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        Region { ptr, len, from }
+        Region { ptr, len, from, demand: false }
+    }
+
+    /// `len` all-zero values from the heap, whose pages the kernel commits
+    /// only when first written (a large `calloc` is a fresh anonymous
+    /// mapping): for a side table only some entries use. Never on the
+    /// backing (hugepages are committed whole). Counted apart
+    /// (`demand_reserved`).
+    pub fn demand_zeroed(len: usize) -> Self
+    where
+        T: Zeroable,
+    {
+        let Ok(layout) = Layout::array::<T>(len) else { std::alloc::handle_alloc_error(Layout::new::<T>()) };
+        if layout.size() == 0 {
+            return Region { ptr: NonNull::dangling(), len, from: None, demand: true };
+        }
+        // SAFETY: the layout's size is not zero.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
+        let Some(ptr) = NonNull::new(p) else { std::alloc::handle_alloc_error(layout) };
+        // All-zero bytes are a valid T (`Zeroable`): the values are initialised.
+        ON_DEMAND.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        Region { ptr, len, from: None, demand: true }
     }
 
     /// True when the values are on the backing (hugepages).
@@ -140,7 +178,13 @@ impl<T: Copy> Drop for Region<T> {
         if layout.size() == 0 {
             return;
         }
-        let counter = if self.from.is_some() { &ON_BACKING } else { &ON_HEAP };
+        let counter = if self.demand {
+            &ON_DEMAND
+        } else if self.from.is_some() {
+            &ON_BACKING
+        } else {
+            &ON_HEAP
+        };
         counter.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         match self.from {
             // SAFETY: allocated by this backing in `filled`, freed once here.
@@ -156,6 +200,9 @@ impl<T: Copy + core::fmt::Debug> core::fmt::Debug for Region<T> {
         f.debug_struct("Region").field("len", &self.len).field("on_backing", &self.from.is_some()).finish()
     }
 }
+
+// SAFETY: integers.
+unsafe impl Zeroable for u32 {}
 
 #[cfg(test)]
 mod tests {
@@ -174,6 +221,13 @@ mod tests {
         assert_eq!(z.len(), 3);
         let none = Region::filled(0, 1u8);
         assert!(none.is_empty() && !none.on_backing());
+        let mut z = Region::<u32>::demand_zeroed(1 << 16);
+        assert!(z.iter().all(|&v| v == 0) && !z.on_backing());
+        z[12345] = 9;
+        // (Other tests' tables come and go meanwhile: this one's bytes
+        // are in the count while it lives.)
+        assert!(demand_reserved() >= 4 << 16);
+        drop(z);
     }
 
     #[test]

@@ -56,8 +56,7 @@ pub const MAX_FLOWS_PER_WORKER: u32 = furiwake_dataplane::conntrack::MAX_CAPACIT
 pub const MAX_PERSISTENCE_TIMEOUT_S: u32 = 7 * 86400;
 
 /// The longest idle timeout of a connection entry (a week, as
-/// persistence): the timer wheel visits a long-lived entry once per 6.8
-/// minute lap, and the 100 ms tick counter must not come near wrapping.
+/// persistence): the 100 ms tick counter must not come near wrapping.
 pub const MAX_IDLE_TIMEOUT_S: u32 = 7 * 86400;
 
 // [platform]

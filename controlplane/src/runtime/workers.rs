@@ -304,6 +304,7 @@ impl Runtime {
         let (huge, heap) = region::placed();
         let mib = |b: u64| b.div_ceil(1 << 20);
         say(&format!("tables: {} MiB on hugepages, {} MiB on the heap", mib(huge), mib(heap)));
+        say(&format!("side tables: {} MiB reserved on the heap for SYN-proxied and PROXY-header connections, committed as they use it", mib(region::demand_reserved())));
         if heap > 0 && !self.eal.no_huge() {
             log::warn!("tables: {} MiB on the heap: the hugepages had no room (reserve more, or lower flows_per_worker)", mib(heap));
         }

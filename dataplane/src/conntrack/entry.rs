@@ -1,9 +1,10 @@
 //! The connection entry: one cache line holding both directions' keys,
-//! both hash-chain links, the expiry-wheel links and what forwarding needs.
+//! both hash-chain links, the unreplied-list links and what forwarding
+//! needs.
 
 use super::key::{Addr, FlowKey};
+use super::marks::TrackBits;
 use super::state::FlowState;
-use super::wheel::{WheelLinks, NIL};
 use bitflags::bitflags;
 
 /// How a connection is forwarded. Stored in its entry: the pipeline reads
@@ -122,6 +123,11 @@ bitflags! {
     }
 }
 
+/// No entry: the end of a chain or list, or an entry in no unreplied list.
+pub(super) const NIL: u32 = u32::MAX;
+/// `emb_prev` of a free entry (ids stay below 2^30: never an id).
+pub(super) const FREE: u32 = u32::MAX - 1;
+
 /// Everything needed to create an entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowInit<A: Addr = u32> {
@@ -155,11 +161,12 @@ pub struct FlowInit<A: Addr = u32> {
 /// The data fields are public to read: the table hands out only shared
 /// references (`get`, `iter`, `expire`'s callback) and `FlowMut`, so the
 /// keyed fields cannot change while the entry is indexed. The hash-chain and
-/// wheel links are private.
+/// unreplied-list links are private.
 ///
 /// `#[repr(C)]` with the fields ordered by size leaves no padding inside;
 /// both keys and both chain links sit in the same line, so a lookup touches
-/// one line per chain hop.
+/// one line per chain hop. No timer links: expiry is by sweep
+/// (`conntrack::sweep`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub struct Flow<A: Addr = u32> {
@@ -173,18 +180,22 @@ pub struct Flow<A: Addr = u32> {
     pub(super) orig_next: u32,
     /// Next link in the reply key's chain.
     pub(super) reply_next: u32,
-    /// Previous entry in the wheel slot, `HEAD` for the first, `NIL` when
-    /// the entry is free.
-    pub(super) wheel_prev: u32,
-    pub(super) wheel_next: u32,
+    /// The unreplied list the entry is in (`table::unreplied`, its state
+    /// says which): previous and next entry id, `NIL` at the ends and when
+    /// in none; `FREE` on a free entry.
+    pub(super) emb_prev: u32,
+    pub(super) emb_next: u32,
     pub client_port: u16,
     pub vport: u16,
     pub server_port: u16,
     pub local_port: u16,
     pub vs: u16,
     pub server: u16,
-    /// The wheel slot the entry is linked in.
-    pub(super) wheel_slot: u16,
+    /// State sync: the entry's last-change counter, carried in its records
+    /// (`ctl::events::SyncRecord::version`), one lineage across the pair:
+    /// bumped at each reported change, taken from the peer's record on an
+    /// install.
+    pub(super) version: u16,
     pub client_mac: [u8; 6],
     pub proto: u8,
     pub state: FlowState,
@@ -193,11 +204,8 @@ pub struct Flow<A: Addr = u32> {
     pub(super) fin_seen: u8,
     pub client_port_id: u8,
     pub mode: Forwarding,
-    /// State sync: the entry's last-change counter, carried in its records
-    /// (`ctl::events::SyncRecord::version`), one lineage across the pair:
-    /// bumped at each reported change, taken from the peer's record on an
-    /// install.
-    pub(super) version: u16,
+    /// The tracking's bits that live in the entry (`super::marks`).
+    pub(super) track_bits: TrackBits,
 }
 
 // IPv4: one cache line. IPv6: the four addresses fill the first line and
@@ -215,15 +223,15 @@ impl<A: Addr> Flow<A> {
         expire: 0,
         orig_next: NIL,
         reply_next: NIL,
-        wheel_prev: NIL,
-        wheel_next: NIL,
+        emb_prev: FREE,
+        emb_next: NIL,
         client_port: 0,
         vport: 0,
         server_port: 0,
         local_port: 0,
         vs: 0,
         server: 0,
-        wheel_slot: 0,
+        version: 0,
         client_mac: [0; 6],
         proto: 0,
         state: FlowState::Close,
@@ -231,7 +239,7 @@ impl<A: Addr> Flow<A> {
         fin_seen: 0,
         client_port_id: 0,
         mode: Forwarding::Nat,
-        version: 0,
+        track_bits: TrackBits { known: 0, wscale: 0 },
     };
 
     pub(super) fn from_init(init: &FlowInit<A>, state: FlowState, expire: u32) -> Self {
@@ -253,14 +261,15 @@ impl<A: Addr> Flow<A> {
             flags: init.flags,
             mode: init.mode,
             client_port_id: init.client_port_id,
+            emb_prev: NIL,
             ..Self::FREE
         }
     }
 
-    /// Live entries are always in the wheel; free ones never.
+    /// Free entries are marked `FREE` in `emb_prev`; live ones never.
     #[inline(always)]
     pub(super) fn is_live(&self) -> bool {
-        self.wheel_prev != NIL
+        self.emb_prev != FREE
     }
 
     /// The key of original-direction packets: client -> VIP.
@@ -414,26 +423,5 @@ impl<A: Addr> FlowMut<'_, A> {
     /// State sync: sets the last-change counter (`Flow::version`).
     pub fn set_version(&mut self, v: u16) {
         self.0.version = v;
-    }
-}
-
-impl<A: Addr> WheelLinks for Flow<A> {
-    #[inline(always)]
-    fn wheel_links(&self) -> (u32, u32, u16) {
-        (self.wheel_prev, self.wheel_next, self.wheel_slot)
-    }
-    #[inline(always)]
-    fn set_wheel_links(&mut self, prev: u32, next: u32, slot: u16) {
-        self.wheel_prev = prev;
-        self.wheel_next = next;
-        self.wheel_slot = slot;
-    }
-    #[inline(always)]
-    fn set_wheel_prev(&mut self, prev: u32) {
-        self.wheel_prev = prev;
-    }
-    #[inline(always)]
-    fn set_wheel_next(&mut self, next: u32) {
-        self.wheel_next = next;
     }
 }

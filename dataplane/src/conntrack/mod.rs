@@ -11,13 +11,15 @@
 //!
 //! - `table`: entries in one preallocated slice indexed by `FlowId`, 64 B
 //!   (one cache line) each; a free list threaded through the entries; a
-//!   bucket array of `u32` chain heads, a power of two >= 2 x capacity.
-//!   With a power-of-two capacity that is 64 + 8 = 72 B per connection.
+//!   bucket array of `u32` chain heads, exactly 2 x capacity; beside the
+//!   entries their sequence marks (`marks`, 24 B). 64 + 24 + 8 = 96 B per
+//!   IPv4 connection; the SYN proxy's side table (`track::ProxyTrack`) is
+//!   committed only where used.
 //! - `entry`: the entry (one cache line) and what creates it.
-//! - `wheel`: a hashed timing wheel (Varghese & Lauck, "Hashed and
-//!   Hierarchical Timing Wheels", SOSP 1987) of 4096 one-tick slots with
-//!   lazy re-insertion, so refreshing a connection on a packet only writes
-//!   its `expire` tick.
+//! - `sweep`: expiry by a budgeted scan of the entries plus expiry on
+//!   lookup (Linux conntrack's garbage collector), so refreshing a
+//!   connection on a packet only writes its `expire` tick and the entry
+//!   carries no timer links.
 //! - `tcp`: the TCP connection-tracking state machine (RFC 9293 §3.3.2,
 //!   IPVS's TCP state table as the model); `state`: the states and their
 //!   per-state idle timeouts (IPVS's defaults).
@@ -31,18 +33,20 @@
 
 mod entry;
 mod key;
+mod marks;
 mod state;
 mod table;
 pub mod tcp;
 pub mod track;
-mod wheel;
+mod sweep;
 
 pub use entry::{EntryFlags, Flow, FlowInit, FlowMut, Forwarding};
 pub use state::{FlowState, Timeouts};
 pub use table::{FlowTable, InsertError, CAP_WALK, MAX_CAPACITY, SOURCE_BUCKETS};
 pub use tcp::next_state;
-pub use track::{Check, Restart, Segment, Sight, Track};
-pub use wheel::WHEEL_SLOTS;
+pub use marks::{Marks, TrackBits};
+pub use track::{Check, ProxyTrack, Restart, Segment, Sight, Track};
+pub use sweep::{LAP_TICKS_MIN, SCAN_PER_CALL, SCAN_PER_TICK_MAX, SWEEP_WHOLE};
 
 pub use key::{Addr, Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, TICK_MS};
 

@@ -1,7 +1,7 @@
 //! The connection table: preallocated entries, a chained hash index keyed
-//! by both directions, and the expiry wheel.
+//! by both directions, and the expiry sweep (`super::sweep`).
 //!
-//! Index: `buckets[hash & mask]` holds a *link*, `id << 1 | dir`, to the
+//! Index: `buckets[bucket_index(hash)]` holds a *link*, `id << 1 | dir`, to the
 //! first entry of its chain; an entry continues its original-key chain in
 //! `orig_next` and its reply-key chain in `reply_next`, so each entry sits in
 //! two chains and the link that led to it says which key to compare (after
@@ -9,18 +9,24 @@
 //! `NIL` (`u32::MAX`) ends a chain; ids stay below 2^30, so a link never
 //! equals it.
 
-use super::entry::{Flow, FlowInit, FlowMut};
+use super::entry::{Flow, FlowInit, FlowMut, NIL};
 use super::key::{Addr, Dir, FlowId, FlowKey, IPPROTO_ICMP, IPPROTO_TCP};
 use super::state::{FlowState, Timeouts};
 use super::tcp::{fin_bits_of, next_state, next_state_input_only};
 use super::entry::Forwarding;
-use super::track::{Check, Restart, Segment, Sight, Track};
-use super::wheel::{Wheel, NIL, WHEEL_MASK};
+use super::marks::Marks;
+use super::track::{Check, ProxyTrack, Restart, Segment, Sight};
+use super::sweep::Sweep;
 use unreplied::{list_of, Counts, EmbList};
 use crate::region::Region;
 pub use unreplied::{CAP_WALK, SOURCE_BUCKETS};
 
+mod expiry;
+mod tracking;
 mod unreplied;
+
+/// The entries that have a side record (`FlowTable::proxy`).
+const PROXIED: super::entry::EntryFlags = super::entry::EntryFlags::SYN_PROXY.union(super::entry::EntryFlags::PROXY_HEADER);
 
 /// The largest table: keeps `id << 1 | dir` links and the bucket count
 /// (2^31) within `u32`.
@@ -41,23 +47,29 @@ pub enum InsertError {
 pub struct FlowTable<A: Addr = u32> {
     entries: Region<Flow<A>>,
     buckets: Region<u32>,
-    mask: u32,
+    /// Buckets: two per entry (one per key), so a chain holds one link on
+    /// average at a full table.
+    n_buckets: u32,
     /// Head of the free list (through `orig_next`), `NIL` when full.
     free: u32,
     len: u32,
-    wheel: Wheel,
+    sweep: Sweep,
     timeouts: Timeouts,
     /// The hash key (`crate::hash`): per boot in the appliance.
     seed: crate::hash::Seed,
-    /// Sequence tracking and the embryonic list, beside `entries` (same
-    /// index): one more line per entry, touched by TCP packets only.
-    tracks: Region<Track>,
+    /// Sequence tracking, beside `entries` (same index): 24 bytes per
+    /// entry (`super::marks`), touched by TCP packets only.
+    tracks: Region<Marks>,
+    /// The SYN proxy's and the PROXY header's state (same index), only
+    /// for entries with `SYN_PROXY` or `PROXY_HEADER`: heap pages
+    /// committed as they are first written (`Region::demand_zeroed`).
+    proxies: Region<ProxyTrack>,
     /// The unreplied lists, oldest first (what a flood of spoofed sources
     /// makes): TCP entries in a handshake state (`Unreplied::HalfOpen`) and
     /// UDP entries their server has not answered (`Unreplied::Udp`). What
     /// `oldest_unreplied` offers for eviction (Linux conntrack's early drop
     /// of entries not `IPS_ASSURED`). An entry is in at most one (its
-    /// state says which), so both share `Track`'s links.
+    /// state says which), so both share the entry's links.
     unreplied: [EmbList; 2],
     /// Unreplied entries per service and per source bucket (the caps').
     counts: Counts,
@@ -82,17 +94,20 @@ impl<A: Addr> FlowTable<A> {
         for (id, e) in (1..=capacity).zip(entries.iter_mut()) {
             e.orig_next = if id < capacity { id } else { NIL };
         }
-        let n_buckets = capacity.saturating_mul(2).max(1).next_power_of_two();
+        // Exactly two per entry (`bucket_index` maps a hash onto any
+        // count): 8 bytes of index per connection, whatever the capacity.
+        let n_buckets = capacity.saturating_mul(2).max(1);
         Self {
             entries,
             buckets: Region::filled(n_buckets as usize, NIL),
-            mask: n_buckets - 1,
+            n_buckets,
             free: if capacity > 0 { 0 } else { NIL },
             len: 0,
-            wheel: Wheel::new(),
+            sweep: Sweep::new(capacity),
             timeouts,
             seed: crate::hash::Seed::new(key),
-            tracks: Region::filled(capacity as usize, Track::NEW),
+            tracks: Region::filled(capacity as usize, Marks::NEW),
+            proxies: Region::demand_zeroed(capacity as usize),
             unreplied: [EmbList::EMPTY; 2],
             counts: Counts::new(key),
         }
@@ -124,21 +139,6 @@ impl<A: Addr> FlowTable<A> {
         self.free == NIL
     }
 
-    /// Live entry `id`'s sequence marks.
-    #[inline]
-    pub fn track(&self, id: FlowId) -> Option<&Track> {
-        self.get(id)?;
-        self.tracks.get(id as usize)
-    }
-
-    /// Live entry `id`'s sequence marks, writable (the SYN proxy's deltas).
-    #[inline]
-    pub fn track_mut(&mut self, id: FlowId) -> Option<&mut Track> {
-        self.get(id)?;
-        self.tracks.get_mut(id as usize)
-    }
-
-
     pub fn capacity(&self) -> u32 {
         // At most MAX_CAPACITY.
         self.entries.len() as u32
@@ -152,17 +152,22 @@ impl<A: Addr> FlowTable<A> {
         self.len == 0
     }
 
-    /// Hash buckets (a power of two >= 2 x capacity).
+    /// Hash buckets (2 x capacity).
     pub fn buckets(&self) -> u32 {
-        self.mask.wrapping_add(1)
+        self.n_buckets
     }
 
-    /// Bytes allocated: entries, buckets and wheel.
+    /// Bytes allocated: entries, tracks and buckets. The side table of
+    /// SYN-proxied and PROXY-header connections (`proxy`) is not counted:
+    /// its pages are committed only as such connections use them
+    /// (`proxy_memory_bytes`).
     pub fn memory_bytes(&self) -> usize {
-        core::mem::size_of_val(&*self.entries)
-            + core::mem::size_of_val(&*self.tracks)
-            + core::mem::size_of_val(&*self.buckets)
-            + self.wheel.memory_bytes()
+        core::mem::size_of_val(&*self.entries) + core::mem::size_of_val(&*self.tracks) + core::mem::size_of_val(&*self.buckets)
+    }
+
+    /// Bytes the side table reserves (committed only where written).
+    pub fn proxy_memory_bytes(&self) -> usize {
+        core::mem::size_of_val(&*self.proxies)
     }
 
     pub fn timeouts(&self) -> &Timeouts {
@@ -175,11 +180,6 @@ impl<A: Addr> FlowTable<A> {
         self.timeouts = t;
     }
 
-    /// The tick the expiry wheel will process next.
-    pub fn wheel_tick(&self) -> u32 {
-        self.wheel.next_tick
-    }
-
     /// Hashes a key for `lookup` and `prefetch` (`Addr::hash_key`): every
     /// bit of the tuple and of the table's key reaches every output bit, and
     /// a set of tuples that share a bucket under one key spreads under
@@ -190,8 +190,11 @@ impl<A: Addr> FlowTable<A> {
     }
 
     #[inline(always)]
-    fn bucket_index(&self, hash: u32) -> usize {
-        (hash & self.mask) as usize
+    pub(super) fn bucket_index(&self, hash: u32) -> usize {
+        // Lemire's multiply-shift ("A fast alternative to the modulo
+        // reduction", 2016): uniform over any count for a uniform hash,
+        // one multiplication instead of a division.
+        ((u64::from(hash) * u64::from(self.n_buckets)) >> 32) as usize
     }
 
     /// Prefetches the bucket head for `hash` into L1, so a later `lookup`
@@ -204,7 +207,7 @@ impl<A: Addr> FlowTable<A> {
             let p = self.buckets.as_ptr().wrapping_add(self.bucket_index(hash));
             // SAFETY: PREFETCHT0 is a hint: it never faults and has no
             // architectural effect, whatever the address. `p` is in bounds
-            // anyway (`hash & mask` < buckets.len()).
+            // anyway (`bucket_index` < buckets.len()).
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -224,10 +227,14 @@ impl<A: Addr> FlowTable<A> {
                 // SAFETY: PREFETCHT0 is a hint and never faults, whatever
                 // the address.
                 unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
-                // Its sequence-tracking line too: a TCP packet touches both.
-                let t = self.tracks.as_ptr().wrapping_add((link >> 1) as usize);
-                // SAFETY: as above, a hint.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(t.cast::<i8>()) };
+                // Its sequence marks too (a TCP packet touches them): 24
+                // bytes that may straddle two lines.
+                let t = self.tracks.as_ptr().wrapping_add((link >> 1) as usize).cast::<i8>();
+                // SAFETY: as above, hints.
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_T0>(t);
+                    _mm_prefetch::<_MM_HINT_T0>(t.wrapping_add(core::mem::size_of::<Marks>() - 1));
+                }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -292,9 +299,7 @@ impl<A: Addr> FlowTable<A> {
     }
 
     /// Sets live entry `id`'s state (and its FIN bits, `tcp::fin_bits_of`)
-    /// and deadline, moving it in the wheel when the deadline comes
-    /// earlier than its slot's visit (state sync). False if `id` is not
-    /// live.
+    /// and deadline (state sync). False if `id` is not live.
     pub fn set_state(&mut self, id: FlowId, state: FlowState, expire: u32) -> bool {
         let Some(f) = self.entries.get_mut(id as usize).filter(|f| f.is_live()) else {
             return false;
@@ -305,10 +310,6 @@ impl<A: Addr> FlowTable<A> {
             f.fin_seen = fin_bits_of(state);
         }
         f.expire = expire;
-        if expire < self.wheel.visit_tick(f.wheel_slot) {
-            self.wheel.unlink(&mut self.entries, id);
-            self.wheel.link(&mut self.entries, id, expire);
-        }
         self.emb_follow(id, old, state);
         true
     }
@@ -324,7 +325,6 @@ impl<A: Addr> FlowTable<A> {
     }
 
     fn insert_flow(&mut self, flow: Flow<A>, check_original: bool) -> Result<FlowId, InsertError> {
-        let expire = flow.expire;
         let (okey, rkey) = (flow.original_key(), flow.reply_key());
         let (ohash, rhash) = (self.hash(&okey), self.hash(&rkey));
         if okey == rkey || (check_original && self.lookup(&okey, ohash).is_some()) || self.lookup(&rkey, rhash).is_some() {
@@ -347,10 +347,15 @@ impl<A: Addr> FlowTable<A> {
             e.reply_next = *head;
             *head = (id << 1) | 1;
         }
-        self.wheel.link(&mut self.entries, id, expire);
         self.len += 1;
         if let Some(t) = self.tracks.get_mut(id as usize) {
-            *t = Track::NEW;
+            *t = Marks::NEW;
+        }
+        // (`track_bits` came zero with `flow`.)
+        if flow.flags.intersects(PROXIED) {
+            if let Some(p) = self.proxies.get_mut(id as usize) {
+                *p = ProxyTrack::default();
+            }
         }
         if let Some(k) = list_of(flow.state) {
             self.emb_link(id, k);
@@ -383,9 +388,8 @@ impl<A: Addr> FlowTable<A> {
     /// Sequence numbers are not tracked (`on_segment` does): for tests and
     /// benchmarks of the state machine alone.
     ///
-    /// Usually only `expire` is written; the entry moves in the wheel only
-    /// when its deadline comes before the tick its slot will be visited
-    /// (a state change to a shorter timeout).
+    /// Usually only `expire` is written (and `state`): the sweep reads the
+    /// deadline when it comes by.
     #[inline]
     pub fn on_packet(&mut self, id: FlowId, dir: Dir, tcp_flags: u8, now: u32) -> FlowState {
         self.advance(id, dir, tcp_flags, now)
@@ -402,15 +406,21 @@ impl<A: Addr> FlowTable<A> {
             return (FlowState::Close, Check::Pass);
         };
         if f.proto == IPPROTO_TCP {
-            let (mode, state) = (f.mode, f.state);
-            if let Some(t) = self.tracks.get_mut(id as usize) {
+            let (mode, state, flags) = (f.mode, f.state, f.flags);
+            if let Some(mut t) = self.tracks.get(id as usize).map(|m| m.load(f.track_bits)) {
                 // A SYN reopening a closed entry starts afresh.
                 if matches!(state, FlowState::TimeWait | FlowState::Close) && seg.flags & 0x12 == 0x02 && dir == Dir::Original {
                     t.reset_marks();
+                    if flags.intersects(PROXIED) {
+                        if let Some(p) = self.proxies.get_mut(id as usize) {
+                            *p = ProxyTrack::default();
+                        }
+                    }
                 }
                 // Direct server return: the other side is never seen.
                 let sight = if mode.is_dsr() { Sight::ClientOnly } else { Sight::Both };
                 let check = t.on_segment(dir, seg, restart(mode, state, dir), sight);
+                self.put_track(id, &t);
                 if check != Check::Pass && !(mode.is_dsr() && dir == Dir::Reply) {
                     return (state, check);
                 }
@@ -427,12 +437,7 @@ impl<A: Addr> FlowTable<A> {
         let old = f.state;
         let state = if f.mode.is_dsr() { next_state_input_only(f.state, tcp_flags, &mut f.fin_seen) } else { next_state(f.state, dir, tcp_flags, &mut f.fin_seen) };
         f.state = state;
-        let expire = now.saturating_add(self.timeouts.for_state(state));
-        f.expire = expire;
-        if expire < self.wheel.visit_tick(f.wheel_slot) {
-            self.wheel.unlink(&mut self.entries, id);
-            self.wheel.link(&mut self.entries, id, expire);
-        }
+        f.expire = now.saturating_add(self.timeouts.for_state(state));
         if old != state {
             self.emb_follow(id, old, state);
         }
@@ -440,7 +445,7 @@ impl<A: Addr> FlowTable<A> {
     }
 
     /// Unlinks `link` (`id << 1 | dir`) from the chain of bucket
-    /// `hash & mask`. O(chain length).
+    /// `bucket_index(hash)`. O(chain length).
     fn unlink_chain(&mut self, hash: u32, link: u32) {
         let dir_bit = link & 1;
         let after = match self.entries.get((link >> 1) as usize) {
@@ -465,13 +470,12 @@ impl<A: Addr> FlowTable<A> {
         }
     }
 
-    /// Removes entry `id`: unlinks it from both chains and the wheel,
-    /// recycles it, and returns a copy.
+    /// Removes entry `id`: unlinks it from both chains and its unreplied
+    /// list, recycles it, and returns a copy.
     pub fn remove(&mut self, id: FlowId) -> Option<Flow<A>> {
         let flow = *self.get(id)?;
         self.unlink_chain(self.hash(&flow.original_key()), id << 1);
         self.unlink_chain(self.hash(&flow.reply_key()), (id << 1) | 1);
-        self.wheel.unlink(&mut self.entries, id);
         if let Some(k) = list_of(flow.state) {
             self.emb_unlink(id, k);
         }
@@ -481,59 +485,7 @@ impl<A: Addr> FlowTable<A> {
             self.free = id;
         }
         self.len -= 1;
-        Some(Flow { orig_next: NIL, reply_next: NIL, wheel_prev: NIL, wheel_next: NIL, ..flow })
-    }
-
-    /// Advances the wheel to tick `now`, removing every entry it visits
-    /// whose `expire <= now` (after passing it to `on_expire`), and moving
-    /// the others to the slot of their current `expire`. Stops after
-    /// `budget` removals; the next call resumes where this one stopped.
-    /// Returns the number of removals.
-    ///
-    /// Work per call: the slots from the last processed tick up to `now`,
-    /// but never more than one lap (`WHEEL_SLOTS` slots: after a long pause
-    /// one lap visits every entry), plus the entries in them.
-    pub fn expire(&mut self, now: u32, budget: u32, mut on_expire: impl FnMut(&Flow<A>)) -> u32 {
-        let mut removed = 0;
-        if budget == 0 {
-            return 0;
-        }
-        if now >= self.wheel.next_tick && now - self.wheel.next_tick > WHEEL_MASK {
-            // More than a lap behind: one lap, ending at `now`, visits
-            // every slot.
-            self.wheel.next_tick = now - WHEEL_MASK;
-        }
-        while self.wheel.next_tick <= now {
-            let tick = self.wheel.next_tick;
-            let slot = tick & WHEEL_MASK;
-            let mut cur = self.wheel.head(slot);
-            while cur != NIL {
-                let Some(f) = self.entries.get(cur as usize) else { break };
-                let (next, expire) = (f.wheel_next, f.expire);
-                if expire <= now {
-                    on_expire(f);
-                    self.remove(cur);
-                    removed += 1;
-                    if removed == budget {
-                        // The slot may hold more: stay on it.
-                        return removed;
-                    }
-                } else if expire & WHEEL_MASK != slot {
-                    // Refreshed since it was linked: move it to the slot of
-                    // its deadline (lazy re-insertion).
-                    self.wheel.unlink(&mut self.entries, cur);
-                    self.wheel.link(&mut self.entries, cur, expire);
-                }
-                // Otherwise `expire` is a whole lap or more away and maps
-                // to this slot: it stays for the next lap.
-                cur = next;
-            }
-            match tick.checked_add(1) {
-                Some(t) => self.wheel.next_tick = t,
-                None => break,
-            }
-        }
-        removed
+        Some(Flow { orig_next: NIL, reply_next: NIL, emb_prev: NIL, emb_next: NIL, ..flow })
     }
 
     /// Live entries in id order. O(capacity): for dumps and tests.

@@ -102,49 +102,54 @@ pub enum Sight {
 }
 
 /// `known` bits.
-const END_SEEN: u8 = 0x01; // << dir
-const ACK_SEEN: u8 = 0x04; // << dir
-const SYN_SEEN: u8 = 0x10; // << dir
-const SCALE_OFFERED: u8 = 0x40; // << dir
-/// `known2` bits.
-const LAST_ACK_SEEN: u8 = 0x01; // << dir
+pub(super) const END_SEEN: u8 = 0x01; // << dir
+pub(super) const ACK_SEEN: u8 = 0x04; // << dir
+pub(super) const SYN_SEEN: u8 = 0x10; // << dir
+pub(super) const SCALE_OFFERED: u8 = 0x40; // << dir
+/// `known2` bits: `last_ack` is set, and came from the reply side.
+pub(super) const LAST_ACK_SEEN: u8 = 0x01;
+pub(super) const LAST_ACK_REPLY: u8 = 0x02;
 
 /// RFC 7323 §2.3: a shift above 14 is used as 14.
-const MAX_WSCALE: u8 = 14;
+pub(super) const MAX_WSCALE: u8 = 14;
 
 /// The sequence marks of one connection, both directions (indexed by
-/// `Dir as usize`), and the links of the embryonic list (`table`).
+/// `Dir as usize`), as the tracking works on them. Stored packed
+/// (`super::marks`): 24 bytes beside the entry plus two bytes in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C, align(64))]
 pub struct Track {
     /// The highest SEG.SEQ + SEG.LEN each side sent (its SND.NXT).
     pub end: [u32; 2],
     /// The highest SEG.ACK each side sent (its RCV.NXT).
     pub ack: [u32; 2],
-    /// Each side's receive window in bytes, scaled.
+    /// Each side's receive window in bytes, scaled (stored as the window
+    /// field, the scale applied on loading: a SYN's unscaled window is
+    /// kept rounded up to a whole scaled unit).
     pub win: [u32; 2],
-    /// Each side's window scale shift, as its SYN offered.
+    /// Each side's window scale shift, as its SYN offered (at most 14).
     pub wscale: [u8; 2],
-    known: u8,
-    /// `LAST_ACK_SEEN << dir`.
-    known2: u8,
-    /// Embryonic list (handshake entries, oldest first): previous and next
-    /// entry id, `NIL` at the ends; both `NIL` and not the head: not in it.
-    pub(super) emb_prev: u32,
-    pub(super) emb_next: u32,
-    /// SYN proxy (`pipeline::synproxy`): what to add to the server's
-    /// sequence numbers to make them the client's view (the cookie's ISN
-    /// less the server's), and to its timestamps.
+    pub(super) known: u8,
+    /// `LAST_ACK_SEEN`, `LAST_ACK_REPLY`.
+    pub(super) known2: u8,
+    /// The ACK number of the latest segment that carried a plausible one
+    /// (of either side, `known2` says which, as Linux conntrack's
+    /// `last_ack`/`last_dir`): a reset answering that segment carries it
+    /// as its sequence number (RFC 9293 §3.10.7: `<SEQ=SEG.ACK><CTL=RST>`).
+    pub(super) last_ack: u32,
+}
+
+/// What the SYN proxy (`pipeline::synproxy`) and the PROXY header
+/// (`pipeline::pheader`) keep of a connection, in a side table beside the
+/// marks (`FlowTable::proxy`): 20 bytes, all zero for a connection that
+/// has neither.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct ProxyTrack {
+    /// SYN proxy: what to add to the server's sequence numbers to make
+    /// them the client's view (the cookie's ISN less the server's), and to
+    /// its timestamps. PROXY header: the client's ISN + 1, where it goes.
     pub seq_delta: u32,
     pub ts_delta: u32,
-    /// SYN proxy: the window scale the box announced to the client, and
-    /// the one the server announced; when they differ server windows are
-    /// rescaled.
-    pub proxy_wscale: [u8; 2],
-    /// SYN proxy: `PROXY_*` bits.
-    pub proxy: u8,
-    /// SYN proxy: the parked client segment's slot + 1, 0 for none.
-    pub park: u8,
     /// SYN proxy: the client's latest TSval and raw window, for the ACK
     /// the box sends the server in its name.
     pub client_tsval: u32,
@@ -153,13 +158,22 @@ pub struct Track {
     /// last sent to the server again; 0 for never (review S9: one cookie
     /// must not make the box send SYNs at the client's rate).
     pub resent_at: u16,
-    /// The ACK number of each side's latest segment, plausible or not: a
-    /// reset answering that segment carries it as its sequence number
-    /// (RFC 9293 §3.10.7: `<SEQ=SEG.ACK><CTL=RST>`).
-    pub last_ack: [u32; 2],
+    /// SYN proxy: the window scale the box announced to the client, and
+    /// the one the server announced; when they differ server windows are
+    /// rescaled.
+    pub proxy_wscale: [u8; 2],
+    /// `PROXY_*` and `PP_ACKED` bits.
+    pub proxy: u8,
+    /// SYN proxy: the parked client segment's slot + 1, 0 for none.
+    pub park: u8,
 }
 
-/// `Track::proxy`: the connection's SYN was answered by the box's SYN proxy.
+const _: () = assert!(core::mem::size_of::<ProxyTrack>() == 20);
+
+// SAFETY: integers and arrays of integers, no padding (20 bytes, asserted).
+unsafe impl crate::region::Zeroable for ProxyTrack {}
+
+/// `ProxyTrack::proxy`: the connection's SYN was answered by the box's SYN proxy.
 pub const PROXY_ON: u8 = 1;
 /// The server has answered: `seq_delta` and `ts_delta` are final (before,
 /// they hold the cookie and the box's TSval).
@@ -170,32 +184,27 @@ pub const PROXY_TS: u8 = 4;
 /// header (`pipeline::pheader`).
 pub const PP_ACKED: u8 = 8;
 
-const _: () = assert!(core::mem::size_of::<Track>() == 64);
-
 impl Track {
-    pub const NEW: Track = Track {
-        end: [0; 2],
-        ack: [0; 2],
-        win: [0; 2],
-        wscale: [0; 2],
-        known: 0,
-        known2: 0,
-        emb_prev: super::wheel::NIL,
-        emb_next: super::wheel::NIL,
-        seq_delta: 0,
-        ts_delta: 0,
-        proxy_wscale: [0; 2],
-        proxy: 0,
-        park: 0,
-        client_tsval: 0,
-        client_win: 0,
-        resent_at: 0,
-        last_ack: [0; 2],
-    };
+    pub const NEW: Track = Track { end: [0; 2], ack: [0; 2], win: [0; 2], wscale: [0; 2], known: 0, known2: 0, last_ack: 0 };
 
     #[inline(always)]
     fn has(&self, bit: u8, d: usize) -> bool {
         self.known & (bit << d) != 0
+    }
+
+    /// Side `d`'s segment carried ACK number `ack`: the latest one a reset
+    /// may answer.
+    #[inline]
+    fn note_last_ack(&mut self, d: usize, ack: u32) {
+        self.last_ack = ack;
+        self.known2 = LAST_ACK_SEEN | if d == 1 { LAST_ACK_REPLY } else { 0 };
+    }
+
+    /// The ACK number of side `d`'s segment, if that was the latest.
+    #[inline]
+    fn last_ack_of(&self, d: usize) -> Option<u32> {
+        let from = usize::from(self.known2 & LAST_ACK_REPLY != 0);
+        (self.known2 & LAST_ACK_SEEN != 0 && from == d).then_some(self.last_ack)
     }
 
     /// The shift applied to side `d`'s window fields outside SYNs: its
@@ -203,7 +212,7 @@ impl Track {
     /// without, and the largest (liberal) when a SYN was missed (an entry
     /// picked up mid-stream, or installed from the HA peer).
     #[inline]
-    fn shift(&self, d: usize) -> u8 {
+    pub(super) fn shift(&self, d: usize) -> u8 {
         let both_syns = self.has(SYN_SEEN, 0) && self.has(SYN_SEEN, 1);
         if !both_syns {
             return MAX_WSCALE;
@@ -236,8 +245,7 @@ impl Track {
         // 9293 §3.10.7.3): its ACK number, implausible as it is, is what
         // the client's reset carries.
         if ack && !syn && self.has(SYN_SEEN, r) && !self.has(SYN_SEEN, d) {
-            set(&mut self.last_ack, d, s.ack);
-            self.known2 |= LAST_ACK_SEEN << d;
+            self.note_last_ack(d, s.ack);
         }
         // Was the segment's ACK checked against what the other side sent?
         let checked = self.has(END_SEEN, r);
@@ -248,7 +256,7 @@ impl Track {
             self.known |= (SYN_SEEN | END_SEEN) << d;
             if let Some(ws) = s.wscale {
                 self.known |= SCALE_OFFERED << d;
-                set(&mut self.wscale, d, ws);
+                set(&mut self.wscale, d, ws.min(MAX_WSCALE));
             }
             set(&mut self.end, d, seg_end);
             if ack {
@@ -277,8 +285,7 @@ impl Track {
             // Plausible: a reset answering this segment may carry its ACK
             // number (RFC 9293 §3.10.7).
             if checked {
-                set(&mut self.last_ack, d, s.ack);
-                self.known2 |= LAST_ACK_SEEN << d;
+                self.note_last_ack(d, s.ack);
             }
             if !self.has(ACK_SEEN, d) || !after(get(&self.ack, d), s.ack) {
                 set(&mut self.ack, d, s.ack);
@@ -352,7 +359,7 @@ impl Track {
         // latest segment (RFC 9293 §3.10.7: a reset answering an
         // unacceptable segment takes its ACK number; a SYN-SENT client
         // resets a stale TIME-WAIT's ACK so): neither is a blind guess.
-        let answers = self.known2 & (LAST_ACK_SEEN << r) != 0 && s.seq == get(&self.last_ack, r);
+        let answers = self.last_ack_of(r) == Some(s.seq);
         let exact_own = (self.has(END_SEEN, d) && s.seq == get(&self.end, d)) || answers;
         if self.has(ACK_SEEN, r) {
             let rcv_nxt = get(&self.ack, r);
@@ -399,16 +406,16 @@ impl Track {
     }
 
     /// Forgets the marks (the entry is reused by a new SYN: RFC 9293
-    /// §3.6.1 port reuse), keeping the list links.
+    /// §3.6.1 port reuse).
     pub fn reset_marks(&mut self) {
-        *self = Track { emb_prev: self.emb_prev, emb_next: self.emb_next, ..Track::NEW };
+        *self = Track::NEW;
     }
 
     /// State sync (`ctl::events::TcpMarks`): which marks are known, an
     /// opaque byte for `adopt`. `adopt` sets the marks of an entry
     /// installed from the HA peer to the peer's, so that its resets are
     /// judged as there rather than from nothing known; the rest of the
-    /// line (list links, SYN proxy state, `last_ack`) stays.
+    /// rest (the SYN proxy's state, `last_ack`) stays.
     pub fn known_marks(&self) -> u8 {
         self.known
     }
@@ -417,7 +424,8 @@ impl Track {
         // mid-stream (`check_rst_midstream`, state never frozen by them),
         // not as a handshake seen here.
         let known = known & !(SYN_SEEN | (SYN_SEEN << 1));
-        (self.end, self.ack, self.win, self.wscale, self.known) = (end, ack, win, wscale, known);
+        (self.end, self.ack, self.win, self.known) = (end, ack, win, known);
+        self.wscale = wscale.map(|w| w.min(MAX_WSCALE));
     }
 }
 

@@ -24,7 +24,7 @@ impl Shard {
         let mut seg = p.seg;
         // A proxied connection is tracked in the client's view.
         if flags.contains(EntryFlags::SYN_PROXY) && dir == Dir::Reply {
-            if let Some(t) = self.table.track(id).filter(|t| t.proxy & PROXY_OPEN != 0) {
+            if let Some(t) = self.table.proxy(id).filter(|t| t.proxy & PROXY_OPEN != 0) {
                 let s = super::synproxy::shift_of(t);
                 seg.seq = seg.seq.wrapping_sub(s.seq);
                 seg.win = ((u32::from(seg.win) << s.wscale_from) >> s.wscale_to).min(0xffff) as u16;
@@ -173,7 +173,7 @@ impl Shard {
             Forwarding::Snat | Forwarding::Gateway | Forwarding::LocalOut => return Verdict::Drop(DropReason::NoVirtualServer),
         }
         if flags.contains(EntryFlags::SYN_PROXY) {
-            if let (Some(t), Some(seg)) = (self.table.track(id).filter(|t| t.proxy & PROXY_OPEN != 0), frame.get_mut(p.l3 + p.hl..p.l3 + p.ip_len)) {
+            if let (Some(t), Some(seg)) = (self.table.proxy(id).filter(|t| t.proxy & PROXY_OPEN != 0), frame.get_mut(p.l3 + p.hl..p.l3 + p.ip_len)) {
                 nat::synproxy::to_client(seg, &super::synproxy::shift_of(t));
             }
         }
@@ -202,7 +202,7 @@ impl Shard {
     #[inline]
     fn proxy_to_server(&self, flags: EntryFlags, id: FlowId, frame: &mut [u8], p: &L4Info) {
         if flags.contains(EntryFlags::SYN_PROXY) {
-            if let (Some(t), Some(seg)) = (self.table.track(id).filter(|t| t.proxy & PROXY_OPEN != 0), frame.get_mut(p.l3 + p.hl..p.l3 + p.ip_len)) {
+            if let (Some(t), Some(seg)) = (self.table.proxy(id).filter(|t| t.proxy & PROXY_OPEN != 0), frame.get_mut(p.l3 + p.hl..p.l3 + p.ip_len)) {
                 nat::synproxy::to_server(seg, &super::synproxy::shift_of(t));
             }
         }

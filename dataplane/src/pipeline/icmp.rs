@@ -183,7 +183,7 @@ impl Shard {
         // RFC 5927 §4.1: an error about a segment to the client quotes a
         // sequence number the server sent and the client has not yet
         // acknowledged, as the box saw them; a blind guess goes no further.
-        if dir == Dir::Original && q.proto == protocol::TCP && !self.table.track(id).is_none_or(|t| quoted_seq_plausible(t, q.seq)) {
+        if dir == Dir::Original && q.proto == protocol::TCP && !self.table.track(id).is_none_or(|t| quoted_seq_plausible(&t, q.seq)) {
             return Verdict::Drop(DropReason::IcmpOutOfWindow);
         }
         let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
@@ -195,7 +195,7 @@ impl Shard {
         // sequence number in the client's view; the server's TCP accepts
         // only its own (Linux's tcp_v4_err checks SND.UNA..SND.NXT).
         if dir == Dir::Original && q.proto == protocol::TCP && f.flags.contains(EntryFlags::SYN_PROXY) {
-            if let Some(t) = self.table.track(id).filter(|t| t.proxy & PROXY_OPEN != 0) {
+            if let Some(t) = self.table.proxy(id).filter(|t| t.proxy & PROXY_OPEN != 0) {
                 let s = super::synproxy::shift_of(t);
                 if !nat::icmp_xlate::shift_quoted_seq(frame, &xlate, s.seq) {
                     return Verdict::Drop(DropReason::IcmpBadEmbedded);

@@ -472,13 +472,35 @@ impl Shard {
     /// (`Delete`, expired), but for copies of the peer's entries that saw
     /// no packet here.
     fn expire(&mut self, snap: &Snapshot, now: u32) {
+        self.expire_by(snap, now, None);
+    }
+
+    /// `expire`, or with `Some(scan)` the table's `reclaim` of the next
+    /// `scan` entries (the table is full).
+    pub(super) fn expire_by(&mut self, snap: &Snapshot, now: u32, reclaim: Option<u32>) -> u32 {
         let (counters, local_ports, persist, sync) = (&self.counters, &mut self.local_ports, &mut self.persist, &mut self.sync);
-        self.table.expire(now, EXPIRE_BUDGET, |f| {
+        let on_expire = |f: &crate::conntrack::Flow| {
             if !f.flags.contains(EntryFlags::SYNCED) {
                 Shard::emit_delete(sync, counters, f, now, true);
             }
             ended(f, snap, now, counters, local_ports, persist)
-        });
+        };
+        match reclaim {
+            Some(scan) => self.table.reclaim(now, scan, on_expire),
+            None => self.table.expire(now, EXPIRE_BUDGET, on_expire),
+        }
+    }
+
+    /// Removes connection `id` as the sweep would have: found by a lookup
+    /// after its deadline, before the sweep came by (`conntrack::sweep`).
+    fn expire_found(&mut self, snap: &Snapshot, id: FlowId) {
+        let now = self.now;
+        if let Some(f) = self.table.remove(id) {
+            if !f.flags.contains(EntryFlags::SYNCED) {
+                Shard::emit_delete(&mut self.sync, &self.counters, &f, now, true);
+            }
+            ended(&f, snap, now, &self.counters, &mut self.local_ports, &mut self.persist);
+        }
     }
 
     /// Removes a connection at once, with its counters and port; sync

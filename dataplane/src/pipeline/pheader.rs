@@ -67,7 +67,7 @@ impl Shard {
     /// A new entry of a `proxy_protocol` service, made by the client's
     /// SYN of sequence number `isn`: the header goes at `isn + 1`.
     pub(super) fn pheader_open(&mut self, id: FlowId, isn: u32) {
-        if let Some(t) = self.table.track_mut(id) {
+        if let Some(t) = self.table.proxy_mut(id) {
             t.seq_delta = isn.wrapping_add(1);
             t.proxy &= !PP_ACKED;
         }
@@ -77,7 +77,7 @@ impl Shard {
     /// acknowledged it.
     #[inline]
     pub(super) fn pheader_at(&self, id: FlowId) -> Option<(u32, bool)> {
-        self.table.track(id).map(|t| (t.seq_delta, t.proxy & PP_ACKED != 0))
+        self.table.proxy(id).map(|t| (t.seq_delta, t.proxy & PP_ACKED != 0))
     }
 
     /// The client's segment `p` of entry `id`, its addresses already
@@ -131,7 +131,7 @@ impl Shard {
         let Some((at, acked)) = self.pheader_at(id) else { return };
         let Some(seg) = frame.get_mut(p.l3 + p.hl..p.l3 + p.ip_len) else { return };
         if header::to_client(seg, at, acked) && !acked {
-            if let Some(t) = self.table.track_mut(id) {
+            if let Some(t) = self.table.proxy_mut(id) {
                 t.proxy |= PP_ACKED;
             }
         }

@@ -200,7 +200,7 @@ impl Replication {
                 if !self.out.has_room(headroom + 1) {
                     return;
                 }
-                push(&mut self.out, counters, SyncRecord::of_flow(SyncKind::Refresh, f, table.track(w.cursor), now));
+                push(&mut self.out, counters, SyncRecord::of_flow(SyncKind::Refresh, f, table.track(w.cursor).as_ref(), table.proxy(w.cursor), now));
             }
             w.cursor += 1;
         }
@@ -244,8 +244,7 @@ impl Shard {
     pub(super) fn emit_flow(&mut self, kind: SyncKind, id: FlowId) {
         let Some(r) = self.sync.as_mut() else { return };
         let Some(f) = self.table.get(id).filter(|f| replicable(f)) else { return };
-        let track = self.table.track(id);
-        if kind == SyncKind::Create && f.flags.contains(EntryFlags::SYN_PROXY) && track.is_none_or(|t| t.proxy & PROXY_ON == 0) {
+        if kind == SyncKind::Create && f.flags.contains(EntryFlags::SYN_PROXY) && self.table.proxy(id).is_none_or(|t| t.proxy & PROXY_ON == 0) {
             return;
         }
         if kind == SyncKind::Update {
@@ -255,7 +254,7 @@ impl Shard {
             }
         }
         let (Some(f), track) = (self.table.get(id), self.table.track(id)) else { return };
-        push(&mut r.out, &self.counters, SyncRecord::of_flow(kind, f, track, self.now));
+        push(&mut r.out, &self.counters, SyncRecord::of_flow(kind, f, track.as_ref(), self.table.proxy(id), self.now));
     }
 
     /// Reports a removed entry (`Delete`; `expired`: idle) when sync is
@@ -268,7 +267,7 @@ impl Shard {
         if !replicable(f) {
             return;
         }
-        let mut rec = SyncRecord::of_flow(SyncKind::Delete, f, None, now);
+        let mut rec = SyncRecord::of_flow(SyncKind::Delete, f, None, None, now);
         if expired {
             rec.flags |= SyncRecord::FLAG_EXPIRED;
         }

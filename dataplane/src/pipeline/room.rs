@@ -8,6 +8,10 @@ use super::Shard;
 use crate::conntrack::{EntryFlags, FlowId};
 use crate::state::snapshot::{Forwarding, Snapshot};
 
+/// Entries a full table looks at for expired ones before it evicts or
+/// refuses (`FlowTable::reclaim`): a bounded cost per new connection.
+const RECLAIM_SCAN: u32 = 64;
+
 impl Shard {
     /// Makes room for a new entry (TCP or UDP: both start unreplied) of
     /// service slot `vs`. First the cap: a service holding
@@ -23,6 +27,10 @@ impl Shard {
         if let Some(id) = self.over_cap(vs, proto) {
             self.remove(snap, id);
             self.counters.unreplied_capped.inc();
+        }
+        if self.table.is_full() {
+            // What expired since the sweep last came by goes first.
+            self.expire_by(snap, self.now, Some(RECLAIM_SCAN));
         }
         let over = self.table.unreplied() >= self.config.embryonic_max;
         if !over && !self.table.is_full() {

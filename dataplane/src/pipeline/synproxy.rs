@@ -32,7 +32,7 @@
 
 use super::{L4Info, Shard, Verdict};
 use crate::conntrack::track::{PROXY_ON, PROXY_OPEN, PROXY_TS};
-use crate::conntrack::{EntryFlags, FlowId, FlowState, Restart, Segment, Sight, Track};
+use crate::conntrack::{EntryFlags, FlowId, FlowState, ProxyTrack, Restart, Segment, Sight};
 use crate::ctl::events::SyncKind;
 use crate::forward::synproxy::{self as cookie, Shift, TcpOut, Tuple};
 use crate::forward::is_unicast_host;
@@ -126,7 +126,7 @@ pub(super) struct ServerSyn {
 
 /// The translation of a proxied connection whose server has answered.
 #[inline]
-pub(super) fn shift_of(t: &Track) -> Shift {
+pub(super) fn shift_of(t: &ProxyTrack) -> Shift {
     Shift { seq: t.seq_delta, ts: t.ts_delta, wscale_from: t.proxy_wscale[1], wscale_to: t.proxy_wscale[0] }
 }
 
@@ -241,11 +241,13 @@ impl Shard {
             Err(v) => return v,
         };
         let Some(f) = self.table.get(id).copied() else { return Verdict::Drop(DropReason::TcpNoFlow) };
-        let Some(tr) = self.table.track_mut(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         // The handshake as the client saw it: its SYN, the cookie SYN-ACK.
-        tr.on_segment(crate::conntrack::Dir::Original, &Segment { flags: tcpf::SYN, seq: isn, wscale, ..Segment::default() }, Restart::Allowed, Sight::Both);
         let synack = Segment { flags: tcpf::SYN | tcpf::ACK, seq: c, ack: isn.wrapping_add(1), win: 65535, len: 0, wscale: wscale.map(|_| PROXY_WSCALE) };
-        tr.on_segment(crate::conntrack::Dir::Reply, &synack, Restart::Allowed, Sight::Both);
+        let seen = self.table.with_track(id, |tr| {
+            tr.on_segment(crate::conntrack::Dir::Original, &Segment { flags: tcpf::SYN, seq: isn, wscale, ..Segment::default() }, Restart::Allowed, Sight::Both);
+            tr.on_segment(crate::conntrack::Dir::Reply, &synack, Restart::Allowed, Sight::Both);
+        });
+        let (Some(()), Some(tr)) = (seen, self.table.proxy_mut(id)) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         tr.seq_delta = c;
         tr.ts_delta = t0;
         tr.proxy = PROXY_ON | if tsval.is_some() { PROXY_TS } else { 0 };
@@ -322,7 +324,7 @@ impl Shard {
     /// Keeps a copy of a client segment until its server answers (one per
     /// connection).
     fn park_segment(&mut self, id: FlowId, frame: &[u8]) -> bool {
-        let Some(t) = self.table.track(id) else { return false };
+        let Some(t) = self.table.proxy(id) else { return false };
         if t.park != 0 {
             return false;
         }
@@ -330,7 +332,7 @@ impl Shard {
         let port = self.in_port;
         match self.park.put(id, self.now, until, port, frame) {
             Some(slot) => {
-                if let Some(t) = self.table.track_mut(id) {
+                if let Some(t) = self.table.proxy_mut(id) {
                     t.park = slot;
                 }
                 true
@@ -365,7 +367,7 @@ impl Shard {
         };
         // At most one resend per `RESEND_TICKS`, whatever the client sends.
         let now16 = (self.now as u16).max(1);
-        match self.table.track_mut(id) {
+        match self.table.proxy_mut(id) {
             Some(tr) if tr.resent_at != 0 && now16.wrapping_sub(tr.resent_at) < RESEND_TICKS => return Verdict::Drop(DropReason::SynProxyPending),
             Some(tr) => tr.resent_at = now16,
             None => return Verdict::Drop(DropReason::SynProxyPending),
@@ -380,17 +382,17 @@ impl Shard {
     /// SYN-ACK. A refusal (RST) goes to the client at its next expected
     /// byte.
     pub(super) fn server_answer(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
-        let (Some(f), Some(t)) = (self.table.get(id).copied(), self.table.track(id).copied()) else { return Verdict::Drop(DropReason::TcpNoFlow) };
+        let (Some(f), Some(marks), Some(t)) = (self.table.get(id).copied(), self.table.track(id), self.table.proxy(id).copied()) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         // The client's ISN + 1, as the cookie SYN-ACK acknowledged it (the
         // reply side's mark, primed by `cookie_ack`; the client's own may
         // have moved past it when its first data opened the connection).
-        let client_next = t.ack[1];
+        let client_next = marks.ack[1];
         if p.tcp_flags & tcpf::RST != 0 {
             // RFC 9293 §3.10.7.3: a refusal acknowledges the SYN.
             if p.tcp_flags & tcpf::ACK == 0 || p.seg.ack != client_next {
                 return Verdict::Drop(DropReason::TcpRstOutOfWindow);
             }
-            if let Some(tr) = self.table.track_mut(id) {
+            if let Some(tr) = self.table.proxy_mut(id) {
                 // Its sequence number becomes the client's next expected.
                 tr.seq_delta = p.seg.seq.wrapping_sub(t.seq_delta.wrapping_add(1));
                 tr.proxy |= PROXY_OPEN;
@@ -407,7 +409,7 @@ impl Shard {
         let o = TcpOptions::parse(TcpPacket::new_unchecked(l4).options());
         let server_isn = p.seg.seq;
         let s0 = o.timestamp.map(|(val, _)| val);
-        let Some(tr) = self.table.track_mut(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
+        let Some(tr) = self.table.proxy_mut(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         tr.seq_delta = server_isn.wrapping_sub(t.seq_delta);
         if let Some(s0) = s0.filter(|_| t.proxy & PROXY_TS != 0) {
             tr.ts_delta = s0.wrapping_sub(t.ts_delta);
@@ -475,7 +477,7 @@ impl Shard {
     /// Whether entry `id` is proxied and its server has not answered.
     #[inline]
     pub(super) fn proxy_waiting(&self, flags: EntryFlags, id: FlowId) -> bool {
-        flags.contains(EntryFlags::SYN_PROXY) && self.table.track(id).is_some_and(|t| t.proxy & PROXY_OPEN == 0)
+        flags.contains(EntryFlags::SYN_PROXY) && self.table.proxy(id).is_some_and(|t| t.proxy & PROXY_OPEN == 0)
     }
 }
 

@@ -232,6 +232,38 @@ fn idle_entries_expire_after_their_timeout() {
     assert_eq!(w.counters().services[0].conns_active.get(), 0);
 }
 
+/// A packet that finds its entry past the deadline before the sweep came
+/// by (`conntrack::sweep`) does not revive it: the entry goes as the sweep
+/// would have removed it (counters and all), and the packet is judged
+/// afresh: here a new SYN, a new connection.
+#[test]
+fn a_lookup_after_the_deadline_finds_the_entry_gone() {
+    let mut w = worker();
+    w.shard.now = 10;
+    let mut f = syn(40000, 80);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    let first = w.table().iter().next().map(|(id, _)| id);
+    let syn_timeout = Timeouts::default().tcp_syn;
+    // The same SYN again just before the deadline: the same entry.
+    w.shard.now = 10 + syn_timeout - 1;
+    let mut again = syn(40000, 80);
+    assert_eq!(w.process(&mut again, OUT, false), Verdict::Forward(IN));
+    assert_eq!(w.table().len(), 1);
+    let deadline = w.table().iter().next().map(|(_, f)| f.expire()).unwrap_or(0);
+    // An ACK at the deadline, no sweep call since: the entry is gone and
+    // the ACK makes none (an ACK opens nothing).
+    w.shard.now = deadline;
+    let mut ack = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::ACK), true);
+    assert_ne!(w.process(&mut ack, OUT, false), Verdict::Forward(IN));
+    assert_eq!(w.table().len(), 0);
+    assert_eq!(w.counters().services[0].conns_active.get(), 0);
+    // A new SYN now opens a new entry.
+    let mut f = syn(40000, 80);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(w.table().len(), 1);
+    assert!(first.is_some());
+}
+
 /// SYN, SYN-ACK, ACK of client port `sport` to VIP:80 through `w`, whose
 /// only server up is server 0 (`worker_with`'s snapshot round-robins: the
 /// caller checks where the SYN went).

@@ -1,12 +1,13 @@
 //! The unreplied lists of a `FlowTable`: half-open TCP entries and UDP
-//! entries nobody answered, oldest first, linked through `Track`'s
+//! entries nobody answered, oldest first, linked through the entries'
 //! `emb_prev`/`emb_next` (an entry is in one list at most: its state says
 //! which). What `FlowTable::oldest_unreplied` evicts from.
 
 use super::super::entry::Flow;
 use super::super::key::{Addr, FlowId};
 use super::super::state::FlowState;
-use super::{FlowTable, NIL};
+use super::super::entry::NIL;
+use super::FlowTable;
 
 /// One unreplied list: its ends and length.
 #[derive(Debug, Clone, Copy)]
@@ -97,14 +98,14 @@ impl<A: Addr> FlowTable<A> {
                 if pick(f) {
                     return Some(id);
                 }
-                id = self.tracks.get(id as usize)?.emb_next;
+                id = f.emb_next;
             }
             None
         })
     }
 
     pub(super) fn emb_contains(&self, id: FlowId, k: usize) -> bool {
-        self.unreplied.get(k).is_some_and(|l| l.head == id) || self.tracks.get(id as usize).is_some_and(|t| t.emb_prev != NIL)
+        self.unreplied.get(k).is_some_and(|l| l.head == id) || self.entries.get(id as usize).is_some_and(|t| t.emb_prev != NIL)
     }
 
     /// Appends `id` to unreplied list `k` (unless it is in it).
@@ -113,11 +114,11 @@ impl<A: Addr> FlowTable<A> {
             return;
         }
         let Some(tail) = self.unreplied.get(k).map(|l| l.tail) else { return };
-        if let Some(t) = self.tracks.get_mut(id as usize) {
+        if let Some(t) = self.entries.get_mut(id as usize) {
             t.emb_prev = tail;
             t.emb_next = NIL;
         }
-        let head_if_empty = self.tracks.get_mut(tail as usize).map(|t| t.emb_next = id).is_none();
+        let head_if_empty = self.entries.get_mut(tail as usize).map(|t| t.emb_next = id).is_none();
         if let Some(l) = self.unreplied.get_mut(k) {
             if head_if_empty {
                 l.head = id;
@@ -136,12 +137,12 @@ impl<A: Addr> FlowTable<A> {
         if !self.emb_contains(id, k) {
             return;
         }
-        let Some(t) = self.tracks.get_mut(id as usize) else { return };
+        let Some(t) = self.entries.get_mut(id as usize) else { return };
         let (prev, next) = (t.emb_prev, t.emb_next);
         t.emb_prev = NIL;
         t.emb_next = NIL;
-        let no_prev = self.tracks.get_mut(prev as usize).map(|p| p.emb_next = next).is_none();
-        let no_next = self.tracks.get_mut(next as usize).map(|n| n.emb_prev = prev).is_none();
+        let no_prev = self.entries.get_mut(prev as usize).map(|p| p.emb_next = next).is_none();
+        let no_next = self.entries.get_mut(next as usize).map(|n| n.emb_prev = prev).is_none();
         if let Some(l) = self.unreplied.get_mut(k) {
             if no_prev {
                 l.head = next;

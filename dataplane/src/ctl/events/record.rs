@@ -8,7 +8,7 @@
 //! (`version`), which lets the receiver tell an old view from a newer one.
 
 use crate::conntrack::track::{PP_ACKED, PROXY_ON, PROXY_OPEN, PROXY_TS};
-use crate::conntrack::{EntryFlags, Flow, FlowState, Forwarding, Track, IPPROTO_TCP, TICK_MS};
+use crate::conntrack::{EntryFlags, Flow, FlowState, Forwarding, ProxyTrack, Track, IPPROTO_TCP, TICK_MS};
 
 /// What a record says happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -188,7 +188,8 @@ impl SyncRecord {
     /// at tick `now`: its time left (in ms) is what the peer gives its
     /// copy.
     #[inline]
-    pub fn of_flow(kind: SyncKind, f: &Flow, t: Option<&Track>, now: u32) -> SyncRecord {
+    pub fn of_flow(kind: SyncKind, f: &Flow, t: Option<&Track>, side: Option<&ProxyTrack>, now: u32) -> SyncRecord {
+        let side = side.copied().unwrap_or_default();
         let proxied = f.flags.contains(EntryFlags::SYN_PROXY);
         let header = f.flags.contains(EntryFlags::PROXY_HEADER) && !proxied;
         let mut flags = if f.flags.contains(EntryFlags::PERSIST) { Self::FLAG_PERSIST } else { 0 };
@@ -205,9 +206,9 @@ impl SyncRecord {
             wscale: t.wscale.map(|w| w.min(MAX_WSCALE)),
             known: t.known_marks(),
             proxy: if proxied {
-                Some(ProxyState { seq_delta: t.seq_delta, ts_delta: t.ts_delta, wscale: t.proxy_wscale.map(|w| w.min(MAX_WSCALE)), flags: t.proxy & ProxyState::KNOWN_FLAGS })
+                Some(ProxyState { seq_delta: side.seq_delta, ts_delta: side.ts_delta, wscale: side.proxy_wscale.map(|w| w.min(MAX_WSCALE)), flags: side.proxy & ProxyState::KNOWN_FLAGS })
             } else if header {
-                Some(ProxyState { seq_delta: t.seq_delta, ts_delta: 0, wscale: [0, 0], flags: t.proxy & ProxyState::HEADER_FLAGS })
+                Some(ProxyState { seq_delta: side.seq_delta, ts_delta: 0, wscale: [0, 0], flags: side.proxy & ProxyState::HEADER_FLAGS })
             } else {
                 None
             },

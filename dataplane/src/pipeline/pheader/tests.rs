@@ -113,8 +113,8 @@ fn the_client_stream_starts_with_the_header_and_both_sides_numbers_line_up() {
     assert_eq!((tcp_of(&f).seq_number(), tcp_of(&f).payload()), (p.wrapping_add(LEN), &b"GET"[..]));
     // The entry's sync record says where the header goes; the peer's copy
     // reads it back.
-    let (e, t) = (*w.table().get(0).unwrap(), *w.table().track(0).unwrap());
-    let rec = SyncRecord::of_flow(SyncKind::Update, &e, Some(&t), 0);
+    let (e, t) = (*w.table().get(0).unwrap(), w.table().track(0).unwrap());
+    let rec = SyncRecord::of_flow(SyncKind::Update, &e, Some(&t), w.table().proxy(0), 0);
     assert_ne!(rec.flags & SyncRecord::FLAG_PROXY_HEADER, 0);
     let mut buf = [0u8; SyncRecord::MAX_WIRE_LEN];
     let n = rec.encode(&mut buf);

@@ -3,7 +3,7 @@
 
 use super::super::{ended, established_moved, snat::NO_INDEX, Shard};
 use super::Tombs;
-use crate::conntrack::{Dir, EntryFlags, FlowId, FlowInit, FlowKey, FlowState, InsertError};
+use crate::conntrack::{Dir, EntryFlags, FlowId, FlowInit, FlowKey, FlowState, InsertError, ProxyTrack};
 use crate::ctl::events::{SyncKind, SyncRecord};
 use crate::state::counters::InstallFailure;
 use crate::state::snapshot::{Forwarding, Snapshot, VirtualService};
@@ -101,10 +101,9 @@ impl Shard {
             let flags = f.flags() | kind;
             f.set_flags(flags);
         }
-        let Some(t) = self.table.track_mut(id) else { return };
-        t.adopt(m.end, m.ack, m.win, m.wscale, m.known);
-        if let Some(p) = m.proxy {
-            (t.seq_delta, t.ts_delta, t.proxy_wscale, t.proxy) = (p.seq_delta, p.ts_delta, p.wscale, p.flags);
+        self.table.adopt_marks(id, m.end, m.ack, m.win, m.wscale, m.known);
+        if let (Some(p), Some(t)) = (m.proxy, self.table.proxy_mut(id)) {
+            *t = ProxyTrack { seq_delta: p.seq_delta, ts_delta: p.ts_delta, proxy_wscale: p.wscale, proxy: p.flags, ..ProxyTrack::default() };
         }
     }
 

@@ -330,7 +330,7 @@ fn a_proxied_connection_goes_on_translating_on_the_ha_peer() {
     let proxy = |r: &SyncRecord| r.tcp.and_then(|m| m.proxy).unwrap();
     assert_eq!((proxy(&records[0]).flags, proxy(&records[0]).seq_delta), (PROXY_ON | PROXY_TS, cookie), "before the answer: the cookie");
     let (id, _) = a.table().iter().next().unwrap();
-    let at = *a.table().track(id).unwrap();
+    let at = *a.table().proxy(id).unwrap();
     let p = proxy(&records[1]);
     assert_eq!((p.flags, p.seq_delta, p.ts_delta, p.wscale), (PROXY_ON | PROXY_OPEN | PROXY_TS, at.seq_delta, at.ts_delta, at.proxy_wscale));
     let mut wire = [0u8; SyncRecord::MAX_WIRE_LEN];
@@ -346,7 +346,7 @@ fn a_proxied_connection_goes_on_translating_on_the_ha_peer() {
     let (bid, bf) = b.table().iter().next().unwrap();
     assert!(bf.flags.contains(EntryFlags::SYN_PROXY));
     assert_eq!(bf.state, FlowState::Established);
-    let bt = *b.table().track(bid).unwrap();
+    let bt = *b.table().proxy(bid).unwrap();
     assert_eq!((bt.seq_delta, bt.ts_delta, bt.proxy_wscale, bt.proxy), (at.seq_delta, at.ts_delta, at.proxy_wscale, at.proxy));
 
     // Failover: the server's data reaches the client through B in the
