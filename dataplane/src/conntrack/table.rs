@@ -216,29 +216,29 @@ impl<A: Addr> FlowTable<A> {
 
     /// Second stage of a batched lookup: once the bucket is in cache
     /// (`prefetch` a little earlier), prefetch the first entry of its chain.
+    /// False when the chain is empty (the lookup will miss).
     #[inline(always)]
-    pub fn prefetch_entry(&self, hash: u32) {
+    pub fn prefetch_entry(&self, hash: u32) -> bool {
+        let link = self.buckets.get(self.bucket_index(hash)).copied().unwrap_or(NIL);
+        if link == NIL {
+            return false;
+        }
         #[cfg(target_arch = "x86_64")]
         {
             use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let Some(&link) = self.buckets.get(self.bucket_index(hash)) else { return };
-            if link != NIL {
-                let p = self.entries.as_ptr().wrapping_add((link >> 1) as usize);
-                // SAFETY: PREFETCHT0 is a hint and never faults, whatever
-                // the address.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
-                // Its sequence marks too (a TCP packet touches them): 24
-                // bytes that may straddle two lines.
-                let t = self.tracks.as_ptr().wrapping_add((link >> 1) as usize).cast::<i8>();
-                // SAFETY: as above, hints.
-                unsafe {
-                    _mm_prefetch::<_MM_HINT_T0>(t);
-                    _mm_prefetch::<_MM_HINT_T0>(t.wrapping_add(core::mem::size_of::<Marks>() - 1));
-                }
+            let p = self.entries.as_ptr().wrapping_add((link >> 1) as usize);
+            // Its sequence marks too (a TCP packet touches them): 24 bytes
+            // that may straddle two lines.
+            let t = self.tracks.as_ptr().wrapping_add((link >> 1) as usize).cast::<i8>();
+            // SAFETY: PREFETCHT0 is a hint and never faults, whatever the
+            // address.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+                _mm_prefetch::<_MM_HINT_T0>(t);
+                _mm_prefetch::<_MM_HINT_T0>(t.wrapping_add(core::mem::size_of::<Marks>() - 1));
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = hash;
+        true
     }
 
     /// Finds the entry `key` belongs to, and which direction `key` is.
@@ -278,13 +278,28 @@ impl<A: Addr> FlowTable<A> {
     #[inline(always)]
     pub fn prefetch_insert(&self, reply_hash: u32) {
         self.prefetch(reply_hash);
+        self.prefetch_free();
+    }
+
+    /// Prefetches the next free entry and its marks: what the next insert
+    /// writes. Called when a burst holds a packet its lookup will miss, and
+    /// by each insert for the one after it, so a burst of new connections
+    /// has its next entry on the way while the current one is made.
+    #[inline(always)]
+    pub fn prefetch_free(&self) {
         #[cfg(target_arch = "x86_64")]
         {
             use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let p = self.entries.as_ptr().wrapping_add(self.free as usize);
+            let id = self.free as usize;
+            let p = self.entries.as_ptr().wrapping_add(id).cast::<i8>();
+            let t = self.tracks.as_ptr().wrapping_add(id).cast::<i8>();
             // SAFETY: PREFETCHT0 is a hint and never faults, whatever the
             // address (`free` may be the end-of-list marker).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(p);
+                _mm_prefetch::<_MM_HINT_T0>(t);
+                _mm_prefetch::<_MM_HINT_T0>(t.wrapping_add(core::mem::size_of::<Marks>() - 1));
+            }
         }
     }
 
@@ -348,6 +363,8 @@ impl<A: Addr> FlowTable<A> {
             *head = (id << 1) | 1;
         }
         self.len += 1;
+        // The next insert's entry, while this one is made.
+        self.prefetch_free();
         if let Some(t) = self.tracks.get_mut(id as usize) {
             *t = Marks::NEW;
         }

@@ -78,10 +78,15 @@ impl Shard {
     }
 
     /// Stage two: the first entry of each packet's chain (and its tracking
-    /// line).
+    /// line); when a chain is empty (a new connection, most likely), the
+    /// entry an insert would take (each insert then fetches the next).
     fn fetch_entries(&self, meta: &Meta) {
+        let mut miss = false;
         for (_, h) in meta.iter().flatten() {
-            self.table.prefetch_entry(*h);
+            miss |= !self.table.prefetch_entry(*h);
+        }
+        if miss {
+            self.table.prefetch_free();
         }
     }
 

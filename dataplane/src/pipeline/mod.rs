@@ -262,7 +262,7 @@ impl Worker {
         let owners = Owners::new(config.workers, config.owner_key);
         let local_ports = LocalPorts::new(config.id, &owners);
         let answers = police::TokenBucket::new(config.icmp_rate, config.icmp_burst);
-        let punt = police::PuntPolicer::new(&config.punt_rates);
+        let punt = police::PuntPolicer::new(&config.punt_rates, config.hash_key);
         let mut shard = Shard {
             config,
             counters: Arc::new(WorkerCounters::default()),

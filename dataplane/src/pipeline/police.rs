@@ -60,23 +60,51 @@ impl TokenBucket {
     }
 }
 
-/// One bucket per punt class (`PuntClass`), each of its own rate.
+/// Sub-buckets of the probe class, by a keyed hash of the source.
+pub const PROBE_SOURCE_BUCKETS: usize = 64;
+/// The share of the probe class one sub-bucket may take: an eighth.
+pub const PROBE_SOURCE_SHARE: u32 = 8;
+
+/// One bucket per punt class (`PuntClass`), each of its own rate; the
+/// probe class's answers also go through a bucket of their source's
+/// (`take_probe`).
 #[derive(Debug, Clone)]
-pub struct PuntPolicer([TokenBucket; PuntClass::COUNT]);
+pub struct PuntPolicer {
+    classes: [TokenBucket; PuntClass::COUNT],
+    /// Probe answers by source: a keyed hash of the server's address
+    /// picks one, each an eighth of the class's rate, so a flood under
+    /// one server's address (spoofed on the servers' link) takes at most
+    /// an eighth of what the other servers' answers may use. The source
+    /// must be a server's address to reach this class, and the key is the
+    /// worker's: a sender cannot choose whose bucket it shares.
+    probe: [TokenBucket; PROBE_SOURCE_BUCKETS],
+    key: u64,
+}
 
 impl PuntPolicer {
     /// Buckets of `rates` packets a second per class (`PuntClass as
-    /// usize`), each with a quarter second's burst (at least 32).
-    pub fn new(rates: &[u32; PuntClass::COUNT]) -> Self {
-        Self(core::array::from_fn(|i| {
-            let r = rates.get(i).copied().unwrap_or(0);
-            TokenBucket::new(r, (r / 4).max(32))
-        }))
+    /// usize`), each with a quarter second's burst (at least 32); the
+    /// probe sources' under `key`.
+    pub fn new(rates: &[u32; PuntClass::COUNT], key: u64) -> Self {
+        let bucket = |r: u32| TokenBucket::new(r, (r / 4).max(32));
+        let probe = rates.get(PuntClass::Probe as usize).copied().unwrap_or(0);
+        Self {
+            classes: core::array::from_fn(|i| bucket(rates.get(i).copied().unwrap_or(0))),
+            probe: [bucket(probe.div_ceil(PROBE_SOURCE_SHARE)); PROBE_SOURCE_BUCKETS],
+            key: crate::hash::keyed64(key, 0x7072_6f62_6573_7263),
+        }
     }
 
     #[inline]
     pub fn take(&mut self, class: PuntClass, now: u32) -> bool {
-        self.0.get_mut(class as usize).is_some_and(|b| b.take(now))
+        self.classes.get_mut(class as usize).is_some_and(|b| b.take(now))
+    }
+
+    /// A probe answer from `src`: its source's bucket, then the class's.
+    #[inline]
+    pub fn take_probe(&mut self, src: u32, now: u32) -> bool {
+        let i = (crate::hash::keyed64(u64::from(src), self.key) as usize) % PROBE_SOURCE_BUCKETS;
+        self.probe.get_mut(i).is_some_and(|b| b.take(now)) && self.take(PuntClass::Probe, now)
     }
 }
 
@@ -125,6 +153,13 @@ pub fn punt_class(snap: &Snapshot, frame: &[u8], link: u16) -> Result<PuntClass,
     })
 }
 
+/// The IPv4 source of a frame `punt_class` put in a class (0 if none).
+#[inline]
+fn ipv4_source(frame: &[u8]) -> u32 {
+    let Ok(l2) = parse_l2(frame) else { return 0 };
+    frame.get(l2.l3_offset + 12..l2.l3_offset + 16).and_then(|b| <[u8; 4]>::try_from(b).ok()).map_or(0, u32::from_be_bytes)
+}
+
 /// RFC 5798 §7.1's first check, then where the advert may come from.
 #[inline]
 fn vrrp_class(snap: &Snapshot, link: u16, ttl: u8, src: u32, dst: u32) -> Result<PuntClass, DropReason> {
@@ -150,7 +185,10 @@ impl super::Shard {
             Ok(c) => c,
             Err(reason) => return self.counters.count_drop(reason),
         };
-        let passed = self.punt.take(class, self.now);
+        let passed = match class {
+            PuntClass::Probe => self.punt.take_probe(ipv4_source(pkt.data()), self.now),
+            c => self.punt.take(c, self.now),
+        };
         self.counters.count_punt(class, passed);
         if !passed {
             return self.counters.count_drop(DropReason::PuntLimited);
@@ -187,6 +225,30 @@ mod tests {
         // Ten seconds at 100/s, one packet a tick: all pass.
         let passed = (2..102).filter(|t| b.take(*t)).count();
         assert_eq!(passed, 100);
+    }
+
+    /// Review (probe engine) M: a flood of probe answers under one
+    /// server's address takes its source's bucket, an eighth of the
+    /// class: the other servers' answers still pass.
+    #[test]
+    fn one_probe_source_cannot_take_the_class() {
+        let mut rates = [0u32; PuntClass::COUNT];
+        rates[PuntClass::Probe as usize] = 800;
+        let mut p = PuntPolicer::new(&rates, 42);
+        let flooder = 0xc633_640b;
+        let passed = (0..10_000).filter(|_| p.take_probe(flooder, 0)).count();
+        // The source's bucket: a quarter second of 100/s, at least 32.
+        assert_eq!(passed, 32);
+        // Others (those not sharing the flooder's bucket) pass.
+        let others: Vec<u32> = (1..200u32).map(|i| 0xc633_6400 + i).filter(|s| {
+            let i = |x: u32| (crate::hash::keyed64(u64::from(x), p.key) as usize) % PROBE_SOURCE_BUCKETS;
+            i(*s) != i(flooder)
+        }).take(100).collect();
+        assert_eq!(others.len(), 100);
+        assert!(others.iter().all(|s| p.take_probe(*s, 0)), "the other servers' answers pass");
+        // The class's own bound still holds over all sources.
+        let all = (0..100_000u32).filter(|i| p.take_probe(0x0a00_0000 + i, 1)).count();
+        assert!(all <= 200 + 80, "{all}");
     }
 
     #[test]
