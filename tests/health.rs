@@ -804,6 +804,66 @@ fn icmp_and_tcp_checks_detect_an_interface_down() {
     stop_furiwake_cleanly(lab.fw());
 }
 
+/// Spoofed probe answers, from an attacker on the servers' link that
+/// holds a down server's address (srv3, where nothing listens on port 80):
+/// SYN-ACKs from its port 80 to random probe ports of the box's inside
+/// self IP, with random sequence and ACK numbers, well over the probe
+/// class's rate (set low here, 400 a second, so a flood the af_packet
+/// lab carries whole is far above it). What the box decides: srv3 never
+/// comes up (a probe's source port and ISN are secret: a blind answer
+/// matches none), the flood is policed (its punts are limited), and the
+/// other servers' answers keep passing, since the flood takes only its
+/// source's bucket (an eighth of the class): srv1 and srv2 never go down.
+#[test]
+fn spoofed_probe_answers_bring_nothing_up_and_take_nothing_down() {
+    let Some(mut lab) = Lab::new('q', "spoofed-answers", &["nginx"]) else { return };
+    lab.nginx(1);
+    lab.nginx(2);
+    let services = format!("{}\n{}\n{}\n[defence.punt]\nprobe = 400\n", check("tcp80", "tcp", "port = 80"), pool("web", 80, "health_check = \"tcp80\""), virtual_server("www", VIP, 80, "tcp", "web"));
+    lab.start(&services);
+    for n in 1..=2 {
+        lab.wait_state(&addr(n, 80), "web", true, 1, Duration::from_secs(20));
+    }
+    let block = lab.report_until(Duration::from_secs(20), |b| server_state(b, "www", &addr(3, 80)).as_deref() == Some("down") && health_summary(b).1 >= FALL);
+    let block = block.unwrap_or_else(|b| panic!("srv3 was never found down:\n{b}"));
+    let lines_before: Vec<usize> = (1..=2).map(|n| state_lines(&lab.fw_output(), &addr(n, 80), "web").len()).collect();
+    let limited_before = probe_punts(&block).1;
+
+    let flood = env!("CARGO_BIN_EXE_flood");
+    let ns = lab.srv_ns(3);
+    let log = lab.dir.path("flood.log");
+    let argv = [flood, "--dst", SELF_INSIDE, "--dport", "61000", "--dports", "61000-65535", "--sport", "80", "--src", "198.51.100.0", "--host", "13", "--proto", "synack", "--secs", "6", "--pps", "3000"];
+    assert_eq!(server_ip(3), "198.51.100.13", "the flood's source is srv3's address");
+    let mut f = Proc::spawn("flood", Some(&ns), &argv, &log, false);
+    let status = f.wait(Duration::from_secs(60)).expect("the flood ends in its time");
+    assert_eq!(status.code(), Some(0), "{}", f.output());
+    eprintln!("{}", f.output().trim());
+    std::thread::sleep(Duration::from_millis(INTERVAL_MS * (FALL + 1)));
+
+    let block = lab.report();
+    let out = lab.fw_output();
+    let (passed, limited) = probe_punts(&block);
+    eprintln!("probe punts: {passed} passed, {limited} limited ({} before the flood)", limited_before);
+    assert!(limited > limited_before + 1000, "the flood never reached the probe class's policer:\n{block}");
+    assert!(state_lines(&out, &addr(3, 80), "web").iter().all(|l| !is_up(l)), "a spoofed answer brought srv3 up:\n{out}");
+    assert_eq!(must_state(&block, "www", &addr(3, 80)), "down", "{block}");
+    for n in 1..=2u32 {
+        let lines = state_lines(&out, &addr(n, 80), "web");
+        assert_eq!(lines.len(), lines_before[n as usize - 1], "srv{n} changed state under the flood: {lines:?}\n{block}");
+        assert_eq!(must_state(&block, "www", &addr(n, 80)), "up", "{block}");
+    }
+    assert_answers_from(&lab.get_ids(VIP, 6), &["srv1", "srv2"], "after the flood");
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// `passed/limited` of the probe punt class in a report block.
+fn probe_punts(block: &str) -> (u64, u64) {
+    let line = block.lines().rev().find(|l| l.starts_with("  punt (passed/limited):")).unwrap_or("");
+    let field = line.split(" probe ").nth(1).unwrap_or("0/0");
+    let mut it = field.split(['/', ';']).map(|n| n.trim().parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
 /// Script checks. `sleep 30` (timeout 300 ms) never passes: each run is
 /// killed at its timeout, so only a few run at a time and none outlives
 /// furiwake; failures keep rising; meanwhile the control loop still answers

@@ -129,11 +129,12 @@ impl<T: Copy> Region<T> {
         Region { ptr, len, from, demand: false }
     }
 
-    /// `len` all-zero values from the heap, whose pages the kernel commits
-    /// only when first written (a large `calloc` is a fresh anonymous
-    /// mapping): for a side table only some entries use. Never on the
+    /// `len` all-zero values in a private anonymous mapping, whose pages
+    /// the kernel commits only when first written, 4 KiB at a time
+    /// (`MADV_NOHUGEPAGE`: a first write zeroes one small page, never a
+    /// 2 MiB one): for a side table only some entries use. Never on the
     /// backing (hugepages are committed whole). Counted apart
-    /// (`demand_reserved`).
+    /// (`demand_reserved`). Without mmap (Miri, other systems): zeroed heap.
     pub fn demand_zeroed(len: usize) -> Self
     where
         T: Zeroable,
@@ -142,9 +143,8 @@ impl<T: Copy> Region<T> {
         if layout.size() == 0 {
             return Region { ptr: NonNull::dangling(), len, from: None, demand: true };
         }
-        // SAFETY: the layout's size is not zero.
-        let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
-        let Some(ptr) = NonNull::new(p) else { std::alloc::handle_alloc_error(layout) };
+        let p = demand_map(layout);
+        let Some(ptr) = NonNull::new(p.cast::<T>()) else { std::alloc::handle_alloc_error(layout) };
         // All-zero bytes are a valid T (`Zeroable`): the values are initialised.
         ON_DEMAND.fetch_add(layout.size() as u64, Ordering::Relaxed);
         Region { ptr, len, from: None, demand: true }
@@ -186,6 +186,10 @@ impl<T: Copy> Drop for Region<T> {
             &ON_HEAP
         };
         counter.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        if self.demand {
+            demand_unmap(self.ptr.as_ptr().cast(), layout);
+            return;
+        }
         match self.from {
             // SAFETY: allocated by this backing in `filled`, freed once here.
             Some(b) => unsafe { b.free(self.ptr.as_ptr().cast()) },
@@ -203,6 +207,41 @@ impl<T: Copy + core::fmt::Debug> core::fmt::Debug for Region<T> {
 
 // SAFETY: integers.
 unsafe impl Zeroable for u32 {}
+
+/// Zeroed memory for `layout` committed on first write: an anonymous
+/// mapping (pages of zeroes on demand), small pages only; null on failure.
+#[cfg(all(target_os = "linux", not(miri)))]
+fn demand_map(layout: Layout) -> *mut u8 {
+    // SAFETY: a fresh private anonymous mapping, no address asked for; the
+    // result is checked.
+    let p = unsafe { libc::mmap(core::ptr::null_mut(), layout.size(), libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0) };
+    if p == libc::MAP_FAILED {
+        return core::ptr::null_mut();
+    }
+    // A hint; its failure changes nothing but the page size.
+    // SAFETY: the range is the mapping just made.
+    let _ = unsafe { libc::madvise(p, layout.size(), libc::MADV_NOHUGEPAGE) };
+    p.cast()
+}
+
+#[cfg(all(target_os = "linux", not(miri)))]
+fn demand_unmap(p: *mut u8, layout: Layout) {
+    // SAFETY: `p` and the size are those of a mapping `demand_map` made,
+    // unmapped once (by the Region's drop).
+    let _ = unsafe { libc::munmap(p.cast(), layout.size()) };
+}
+
+#[cfg(not(all(target_os = "linux", not(miri))))]
+fn demand_map(layout: Layout) -> *mut u8 {
+    // SAFETY: the layout's size is not zero (checked by the caller).
+    unsafe { std::alloc::alloc_zeroed(layout) }
+}
+
+#[cfg(not(all(target_os = "linux", not(miri))))]
+fn demand_unmap(p: *mut u8, layout: Layout) {
+    // SAFETY: allocated by `demand_map` with this layout, freed once.
+    unsafe { std::alloc::dealloc(p, layout) }
+}
 
 #[cfg(test)]
 mod tests {

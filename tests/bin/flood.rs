@@ -3,11 +3,15 @@
 //! Internet can send) at one address and port, from every address of a /24 and
 //! random ports, through a raw IPv4 socket (`IP_HDRINCL`) in batches of
 //! `sendmmsg`, for a bounded time. Prints how many it sent and the rate.
+//! `--proto synack` sends SYN-ACKs with random sequence and ACK numbers
+//! (blind answers to a probe the box may have in flight).
 //!
 //! `flood --dst 192.0.2.100 --dport 80 --src 203.0.113.0 --proto tcp
-//! --secs 20 [--pps N] [--host H]` (run inside the test's client
-//! namespace; the sources stay within the documentation prefixes; with
-//! `--host`, every packet from that one address of the /24).
+//! --secs 20 [--pps N] [--host H] [--sport P] [--dports A-B]` (run inside
+//! the test's namespace; the sources stay within the documentation
+//! prefixes; with `--host`, every packet from that one address of the
+//! /24; with `--sport`, from that port; with `--dports`, to a random port
+//! of the range rather than `--dport`).
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -32,8 +36,13 @@ fn checksum(data: &[u8], initial: u32) -> u16 {
 /// A VRRPv3 advert (RFC 5798 §5.1): vrid 51, priority 255, one address.
 const VRRP: [u8; 12] = [0x31, 51, 255, 1, 0, 100, 0, 0, 192, 0, 2, 100];
 
+/// `proto` of a SYN-ACK (TCP with SYN and ACK set, a random ACK number).
+const SYNACK: u8 = 0xfe;
+
 /// One packet from `src:sport`.
 fn packet(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, proto: u8, seq: u32) -> usize {
+    let synack = proto == SYNACK;
+    let proto = if synack { 6 } else { proto };
     let tcp = proto == 6;
     if proto == 112 {
         return vrrp(buf, src, dst, seq);
@@ -56,7 +65,10 @@ fn packet(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, 
     if tcp {
         seg[4..8].copy_from_slice(&seq.to_be_bytes());
         seg[12] = 0x50;
-        seg[13] = 0x02;
+        seg[13] = if synack { 0x12 } else { 0x02 };
+        if synack {
+            seg[8..12].copy_from_slice(&seq.rotate_left(13).to_be_bytes());
+        }
         seg[14..16].copy_from_slice(&64240u16.to_be_bytes());
     } else {
         seg[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
@@ -105,8 +117,14 @@ fn main() {
     let proto: u8 = match arg(&args, "--proto").as_deref() {
         Some("udp") => 17,
         Some("vrrp") => 112,
+        Some("synack") => SYNACK,
         _ => 6,
     };
+    let fixed_sport: Option<u16> = arg(&args, "--sport").and_then(|a| a.parse().ok());
+    let dports: Option<(u16, u16)> = arg(&args, "--dports").and_then(|a| {
+        let (lo, hi) = a.split_once('-')?;
+        Some((lo.parse().ok()?, hi.parse().ok()?))
+    });
     let secs: f64 = arg(&args, "--secs").and_then(|a| a.parse::<f64>().ok()).unwrap_or(5.0).min(60.0);
     let pps: Option<f64> = arg(&args, "--pps").and_then(|a| a.parse().ok());
     let host: Option<u8> = arg(&args, "--host").and_then(|a| a.parse().ok());
@@ -130,7 +148,11 @@ fn main() {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             let src = Ipv4Addr::new(base[0], base[1], base[2], host.unwrap_or(1 + (rng % 254) as u8));
-            let sport = 1024 + ((rng >> 8) % 60000) as u16;
+            let sport = fixed_sport.unwrap_or(1024 + ((rng >> 8) % 60000) as u16);
+            let dport = match dports {
+                Some((lo, hi)) if hi >= lo => lo + ((rng >> 40) % u64::from(hi - lo + 1)) as u16,
+                _ => dport,
+            };
             *len = packet(b, src, dst, sport, dport, proto, (rng >> 24) as u32);
         }
         let mut iov: Vec<libc::iovec> = bufs.iter_mut().zip(lens.iter()).map(|(b, l)| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: *l }).collect();
@@ -165,6 +187,7 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     println!("flood: sent {sent} {} packets in {secs:.1} s ({:.0} pps; {failed} failed sends)", match proto {
         6 => "SYN",
+        SYNACK => "SYN-ACK",
         17 => "UDP",
         _ => "VRRP",
     }, sent as f64 / secs);

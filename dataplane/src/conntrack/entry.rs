@@ -397,9 +397,12 @@ impl<A: Addr> core::ops::Deref for FlowMut<'_, A> {
 }
 
 impl<A: Addr> FlowMut<'_, A> {
-    /// Replaces the caller's bits.
+    /// Replaces the caller's bits, but for `SYN_PROXY` and
+    /// `PROXY_HEADER`: only `FlowTable::set_flags` changes those (a side
+    /// record comes with them, `FlowTable::proxy`).
     pub fn set_flags(&mut self, flags: EntryFlags) {
-        self.0.flags = flags;
+        let side = EntryFlags::SYN_PROXY | EntryFlags::PROXY_HEADER;
+        self.0.flags = flags.difference(side) | self.0.flags.intersection(side);
     }
 
     /// Records a new client-side MAC (the client's next hop changed).

@@ -38,6 +38,9 @@ pub(super) struct Sweep {
     pub(super) credit: u32,
     /// Entries owed per tick.
     per_tick: u32,
+    /// The tick a full table's reclaim last found nothing
+    /// (`FlowTable::reclaim`).
+    pub(super) dry_at: Option<u32>,
 }
 
 impl Sweep {
@@ -47,7 +50,7 @@ impl Sweep {
         } else {
             capacity.div_ceil(LAP_TICKS_MIN.max(capacity.div_ceil(SCAN_PER_TICK_MAX)))
         };
-        Sweep { pos: 0, tick: 0, credit: 0, per_tick }
+        Sweep { pos: 0, tick: 0, credit: 0, per_tick, dry_at: None }
     }
 
     /// Ticks one lap takes.

@@ -395,7 +395,17 @@ impl<A: Addr> FlowTable<A> {
 
     /// Replaces entry `id`'s caller bits. False if `id` is not live.
     pub fn set_flags(&mut self, id: FlowId, flags: super::entry::EntryFlags) -> bool {
-        self.get_mut(id).map(|mut f| f.set_flags(flags)).is_some()
+        let Some(f) = self.entries.get_mut(id as usize).filter(|f| f.is_live()) else { return false };
+        // A side record given now starts from zero, not from the last
+        // connection that had this slot.
+        let given = flags.intersects(PROXIED) && !f.flags.intersects(PROXIED);
+        f.flags = flags;
+        if given {
+            if let Some(p) = self.proxies.get_mut(id as usize) {
+                *p = ProxyTrack::default();
+            }
+        }
+        true
     }
 
     /// Accounts one packet of entry `id` travelling `dir` at tick `now`:

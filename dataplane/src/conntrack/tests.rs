@@ -476,8 +476,11 @@ fn flow_a_full_table_reclaims_what_expired() {
         t.insert(&fnat(IPPROTO_UDP, i), 0).unwrap();
     }
     assert!(t.is_full());
-    // Nothing is due: nothing goes.
+    // Nothing is due: nothing goes, and no second scan in the tick.
     assert_eq!(t.reclaim(1, 64, |_| panic!("nothing is due")), 0);
+    let at = t.sweep_position();
+    assert_eq!(t.reclaim(1, 64, |_| panic!("nothing is due")), 0);
+    assert_eq!(t.sweep_position(), at, "a dry tick scans once");
     let due = to.udp_unreplied;
     // The sweep owes nothing at this tick (a call at the same tick paid
     // it), yet the full table finds room.
@@ -485,6 +488,27 @@ fn flow_a_full_table_reclaims_what_expired() {
     assert_eq!(t.reclaim(due, 64, |f| assert!(f.expire() <= due)), 64);
     assert_eq!(t.len(), cap - 64);
     assert!(t.insert(&fnat(IPPROTO_UDP, cap + 1), due).is_ok());
+}
+
+/// Review of the side table, L1: a SYN proxy or PROXY header flag set
+/// after the insert gives a zeroed side record, not the last tenant's.
+#[test]
+fn a_side_record_given_later_starts_from_zero() {
+    use crate::conntrack::track::PROXY_OPEN;
+    let mut t = FlowTable::new(8, Timeouts::default());
+    let id = t.insert(&FlowInit { flags: EntryFlags::SYN_PROXY, ..fnat(IPPROTO_TCP, 1) }, 0).unwrap();
+    if let Some(p) = t.proxy_mut(id) {
+        (p.proxy, p.seq_delta, p.park) = (PROXY_OPEN | 1, 0xdead_beef, 3);
+    }
+    t.remove(id);
+    let id2 = t.insert(&FlowInit { flags: EntryFlags::empty(), ..fnat(IPPROTO_TCP, 2) }, 0).unwrap();
+    assert_eq!(id2, id);
+    assert!(t.proxy(id2).is_none(), "no side record without the flag");
+    // Through the entry's own setter the side bits do not change at all.
+    t.get_mut(id2).unwrap().set_flags(EntryFlags::SYN_PROXY);
+    assert!(t.proxy(id2).is_none());
+    assert!(t.set_flags(id2, EntryFlags::SYN_PROXY));
+    assert_eq!(*t.proxy(id2).unwrap(), crate::conntrack::ProxyTrack::default());
 }
 
 #[test]

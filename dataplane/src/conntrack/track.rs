@@ -2,8 +2,8 @@
 //! acknowledged, so that resets can be told from blind guesses (seed 001:
 //! the entry tracks the sequence numbers of both sides).
 //!
-//! A `Track` sits beside each entry (`FlowTable`'s second array, one
-//! 64-byte line per entry: the lookup line stays as it was). Per direction
+//! A connection's `Track` is stored beside its entry (`FlowTable`'s second
+//! array, 24 bytes, plus two bytes in the entry: `super::marks`). Per direction
 //! it keeps the highest sequence number sent (`end`: SND.NXT as the box
 //! sees it), the highest acknowledgment sent (`ack`: that side's RCV.NXT)
 //! and its receive window in bytes, after RFC 7323's scaling once both
@@ -414,8 +414,10 @@ impl Track {
     /// State sync (`ctl::events::TcpMarks`): which marks are known, an
     /// opaque byte for `adopt`. `adopt` sets the marks of an entry
     /// installed from the HA peer to the peer's, so that its resets are
-    /// judged as there rather than from nothing known; the rest of the
-    /// rest (the SYN proxy's state, `last_ack`) stays.
+    /// judged as there rather than from nothing known; `last_ack` stays (the
+    /// SYN proxy's state is `ProxyTrack`'s). Windows are kept at the
+    /// liberal scale of marks picked up mid-stream (`super::marks`): never
+    /// narrower than the peer's, less than 16 KiB wider.
     pub fn known_marks(&self) -> u8 {
         self.known
     }

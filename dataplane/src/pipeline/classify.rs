@@ -177,13 +177,7 @@ impl Shard {
         let info = L4Info { l3, hl, proto, src, dst, sport, dport, tcp_flags, ip_len, seg };
         let key = FlowKey { src_ip: src, dst_ip: dst, src_port: sport, dst_port: dport, proto };
         let hash = self.key_hash(&key);
-        let mut found = self.table.lookup(&key, hash);
-        // Past its deadline, not yet swept (`conntrack::sweep`): gone, as
-        // the sweep would have it (Linux conntrack's expiry on lookup).
-        if let Some((id, _)) = found.filter(|(id, _)| self.table.get(*id).is_some_and(|f| f.expire <= self.now)) {
-            self.expire_found(snap, id);
-            found = None;
-        }
+        let mut found = self.lookup_live(snap, &key, hash);
         // A segment that can change a tracked connection's state (SYN, FIN,
         // RST) must be one an endpoint would accept: its checksum is
         // verified before it touches the marks or the state (or reopens a closing entry), as Linux

@@ -235,10 +235,16 @@ impl Shard {
     /// can find its reply key held by an older one that is closing (the
     /// client reused its port, RFC 9293 §3.6.1): the closing entry goes, as
     /// a SYN reusing a TIME_WAIT entry's own key does. An open one stays,
-    /// and the new connection is refused (`flow-exists`). Cold path.
+    /// and the new connection is refused (`flow-exists`). True when the key
+    /// is free now. Cold path.
     #[cold]
     fn reclaim_closing(&mut self, snap: &Snapshot, reply_key: &FlowKey) -> bool {
         let Some((id, _)) = self.table.lookup(reply_key, self.table.hash(reply_key)) else { return false };
+        // One past its deadline goes as expired (`lookup_live`).
+        if self.table.get(id).is_some_and(|f| f.expire <= self.now) {
+            self.expire_found(snap, id);
+            return true;
+        }
         if !self.table.get(id).is_some_and(|f| matches!(f.state, FlowState::TimeWait | FlowState::Close)) {
             return false;
         }

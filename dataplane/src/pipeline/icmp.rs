@@ -130,7 +130,7 @@ impl Shard {
             }
         }
         let key = FlowKey { src_ip: q.dst, dst_ip: q.src, src_port: q.dport, dst_port: q.sport, proto: q.proto };
-        let Some((id, dir)) = self.table.lookup(&key, self.table.hash(&key)) else {
+        let Some((id, dir)) = self.lookup_live(snap, &key, self.table.hash(&key)) else {
             let to_box = snap.is_self(e.dst) || snap.is_vip(e.dst);
             return if snap.is_self(e.dst) {
                 Verdict::Punt
@@ -290,7 +290,7 @@ impl Shard {
         }
         let key = FlowKey { src_ip: inner.src, dst_ip: inner.dst, src_port: inner.sport, dst_port: inner.dport, proto: inner.proto };
         let no_flow = Verdict::Drop(DropReason::IcmpNoFlow);
-        let f = match self.table.lookup(&key, self.table.hash(&key)).and_then(|(id, dir)| self.table.get(id).filter(|_| dir == Dir::Original)) {
+        let f = match self.lookup_live(snap, &key, self.table.hash(&key)).and_then(|(id, dir)| self.table.get(id).filter(|_| dir == Dir::Original)) {
             Some(f) => *f,
             None => return no_flow,
         };

@@ -262,7 +262,7 @@ impl Worker {
         let owners = Owners::new(config.workers, config.owner_key);
         let local_ports = LocalPorts::new(config.id, &owners);
         let answers = police::TokenBucket::new(config.icmp_rate, config.icmp_burst);
-        let punt = police::PuntPolicer::new(&config.punt_rates, config.hash_key);
+        let punt = police::PuntPolicer::new(&config.punt_rates);
         let mut shard = Shard {
             config,
             counters: Arc::new(WorkerCounters::default()),
@@ -465,41 +465,6 @@ impl Shard {
             Verdict::Rebuild => self.rebuild(pkt),
             Verdict::Replay(r) => self.replay(snap, pkt, r),
             v => v,
-        }
-    }
-
-    /// Removes idle connections whose time has come. Sync reports each
-    /// (`Delete`, expired), but for copies of the peer's entries that saw
-    /// no packet here.
-    fn expire(&mut self, snap: &Snapshot, now: u32) {
-        self.expire_by(snap, now, None);
-    }
-
-    /// `expire`, or with `Some(scan)` the table's `reclaim` of the next
-    /// `scan` entries (the table is full).
-    pub(super) fn expire_by(&mut self, snap: &Snapshot, now: u32, reclaim: Option<u32>) -> u32 {
-        let (counters, local_ports, persist, sync) = (&self.counters, &mut self.local_ports, &mut self.persist, &mut self.sync);
-        let on_expire = |f: &crate::conntrack::Flow| {
-            if !f.flags.contains(EntryFlags::SYNCED) {
-                Shard::emit_delete(sync, counters, f, now, true);
-            }
-            ended(f, snap, now, counters, local_ports, persist)
-        };
-        match reclaim {
-            Some(scan) => self.table.reclaim(now, scan, on_expire),
-            None => self.table.expire(now, EXPIRE_BUDGET, on_expire),
-        }
-    }
-
-    /// Removes connection `id` as the sweep would have: found by a lookup
-    /// after its deadline, before the sweep came by (`conntrack::sweep`).
-    fn expire_found(&mut self, snap: &Snapshot, id: FlowId) {
-        let now = self.now;
-        if let Some(f) = self.table.remove(id) {
-            if !f.flags.contains(EntryFlags::SYNCED) {
-                Shard::emit_delete(&mut self.sync, &self.counters, &f, now, true);
-            }
-            ended(&f, snap, now, &self.counters, &mut self.local_ports, &mut self.persist);
         }
     }
 

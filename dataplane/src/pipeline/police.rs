@@ -60,39 +60,32 @@ impl TokenBucket {
     }
 }
 
-/// Sub-buckets of the probe class, by a keyed hash of the source.
-pub const PROBE_SOURCE_BUCKETS: usize = 64;
-/// The share of the probe class one sub-bucket may take: an eighth.
+/// The share of the probe class one source may take: an eighth.
 pub const PROBE_SOURCE_SHARE: u32 = 8;
+/// Per-source buckets: one per probe source of the snapshot (servers and
+/// DSR VIPs on their links), the rest sharing the last.
+pub const PROBE_SOURCE_SLOTS: usize = crate::limits::MAX_SERVERS + crate::limits::MAX_SERVICES + 1;
 
 /// One bucket per punt class (`PuntClass`), each of its own rate; the
-/// probe class's answers also go through a bucket of their source's
-/// (`take_probe`).
+/// probe class's answers also go through their source's (`take_probe`).
 #[derive(Debug, Clone)]
 pub struct PuntPolicer {
     classes: [TokenBucket; PuntClass::COUNT],
-    /// Probe answers by source: a keyed hash of the server's address
-    /// picks one, each an eighth of the class's rate, so a flood under
-    /// one server's address (spoofed on the servers' link) takes at most
-    /// an eighth of what the other servers' answers may use. The source
-    /// must be a server's address to reach this class, and the key is the
-    /// worker's: a sender cannot choose whose bucket it shares.
-    probe: [TokenBucket; PROBE_SOURCE_BUCKETS],
-    key: u64,
+    /// Probe answers by source (`Snapshot::probe_source_index`: a server's
+    /// address on its link, which a packet must come from to be in the
+    /// class), each an eighth of the class's rate: a flood under one
+    /// server's address (spoofed on the servers' link) takes at most an
+    /// eighth of what the other servers' answers may use.
+    probe: SourceBuckets,
 }
 
 impl PuntPolicer {
     /// Buckets of `rates` packets a second per class (`PuntClass as
-    /// usize`), each with a quarter second's burst (at least 32); the
-    /// probe sources' under `key`.
-    pub fn new(rates: &[u32; PuntClass::COUNT], key: u64) -> Self {
+    /// usize`), each with a quarter second's burst (at least 32).
+    pub fn new(rates: &[u32; PuntClass::COUNT]) -> Self {
         let bucket = |r: u32| TokenBucket::new(r, (r / 4).max(32));
-        let probe = rates.get(PuntClass::Probe as usize).copied().unwrap_or(0);
-        Self {
-            classes: core::array::from_fn(|i| bucket(rates.get(i).copied().unwrap_or(0))),
-            probe: [bucket(probe.div_ceil(PROBE_SOURCE_SHARE)); PROBE_SOURCE_BUCKETS],
-            key: crate::hash::keyed64(key, 0x7072_6f62_6573_7263),
-        }
+        let probe = rates.get(PuntClass::Probe as usize).copied().unwrap_or(0).div_ceil(PROBE_SOURCE_SHARE);
+        Self { classes: core::array::from_fn(|i| bucket(rates.get(i).copied().unwrap_or(0))), probe: SourceBuckets::new(probe, (probe / 4).max(32)) }
     }
 
     #[inline]
@@ -100,11 +93,47 @@ impl PuntPolicer {
         self.classes.get_mut(class as usize).is_some_and(|b| b.take(now))
     }
 
-    /// A probe answer from `src`: its source's bucket, then the class's.
+    /// A probe answer from source slot `source`: its bucket, then the
+    /// class's.
     #[inline]
-    pub fn take_probe(&mut self, src: u32, now: u32) -> bool {
-        let i = (crate::hash::keyed64(u64::from(src), self.key) as usize) % PROBE_SOURCE_BUCKETS;
-        self.probe.get_mut(i).is_some_and(|b| b.take(now)) && self.take(PuntClass::Probe, now)
+    pub fn take_probe(&mut self, source: usize, now: u32) -> bool {
+        self.probe.take(source, now) && self.take(PuntClass::Probe, now)
+    }
+}
+
+/// Token buckets of one rate, one per slot, 8 bytes each (`TokenBucket`'s
+/// algorithm; the tokens fit a u32 since a burst is at most 10^7 / 32).
+#[derive(Debug, Clone)]
+pub struct SourceBuckets {
+    /// (tokens in 1/TICKS of a packet, last tick) per slot.
+    slots: Box<[(u32, u32)]>,
+    rate: u64,
+    burst: u64,
+}
+
+impl SourceBuckets {
+    fn new(rate: u32, burst: u32) -> Self {
+        let burst = u64::from(burst.max(1));
+        let full = if rate == 0 { 0 } else { (burst * TICKS).min(u64::from(u32::MAX)) as u32 };
+        Self { slots: vec![(full, 0); PROBE_SOURCE_SLOTS].into_boxed_slice(), rate: u64::from(rate), burst }
+    }
+
+    #[inline]
+    fn take(&mut self, slot: usize, now: u32) -> bool {
+        let last = self.slots.len().saturating_sub(1);
+        let Some((tokens, at)) = self.slots.get_mut(slot.min(last)) else { return false };
+        if now != *at {
+            let dt = u64::from(now.wrapping_sub(*at).min(10 * TICKS as u32));
+            // At most burst * TICKS, which fits (`new`).
+            *tokens = (u64::from(*tokens) + self.rate * dt).min(self.burst * TICKS).min(u64::from(u32::MAX)) as u32;
+            *at = now;
+        }
+        if u64::from(*tokens) >= TICKS {
+            *tokens -= TICKS as u32;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -153,11 +182,13 @@ pub fn punt_class(snap: &Snapshot, frame: &[u8], link: u16) -> Result<PuntClass,
     })
 }
 
-/// The IPv4 source of a frame `punt_class` put in a class (0 if none).
+/// The probe-source slot of a frame `punt_class` put in the probe class
+/// (`Snapshot::probe_source_index`; past the end when none).
 #[inline]
-fn ipv4_source(frame: &[u8]) -> u32 {
-    let Ok(l2) = parse_l2(frame) else { return 0 };
-    frame.get(l2.l3_offset + 12..l2.l3_offset + 16).and_then(|b| <[u8; 4]>::try_from(b).ok()).map_or(0, u32::from_be_bytes)
+fn probe_source(snap: &Snapshot, frame: &[u8], link: u16) -> usize {
+    let Ok(l2) = parse_l2(frame) else { return usize::MAX };
+    let src = frame.get(l2.l3_offset + 12..l2.l3_offset + 16).and_then(|b| <[u8; 4]>::try_from(b).ok()).map_or(0, u32::from_be_bytes);
+    snap.probe_source_index(src, link).unwrap_or(usize::MAX)
 }
 
 /// RFC 5798 §7.1's first check, then where the advert may come from.
@@ -186,7 +217,7 @@ impl super::Shard {
             Err(reason) => return self.counters.count_drop(reason),
         };
         let passed = match class {
-            PuntClass::Probe => self.punt.take_probe(ipv4_source(pkt.data()), self.now),
+            PuntClass::Probe => self.punt.take_probe(probe_source(snap, pkt.data(), link), self.now),
             c => self.punt.take(c, self.now),
         };
         self.counters.count_punt(class, passed);
@@ -234,20 +265,14 @@ mod tests {
     fn one_probe_source_cannot_take_the_class() {
         let mut rates = [0u32; PuntClass::COUNT];
         rates[PuntClass::Probe as usize] = 800;
-        let mut p = PuntPolicer::new(&rates, 42);
-        let flooder = 0xc633_640b;
-        let passed = (0..10_000).filter(|_| p.take_probe(flooder, 0)).count();
+        let mut p = PuntPolicer::new(&rates);
+        let passed = (0..10_000).filter(|_| p.take_probe(7, 0)).count();
         // The source's bucket: a quarter second of 100/s, at least 32.
         assert_eq!(passed, 32);
-        // Others (those not sharing the flooder's bucket) pass.
-        let others: Vec<u32> = (1..200u32).map(|i| 0xc633_6400 + i).filter(|s| {
-            let i = |x: u32| (crate::hash::keyed64(u64::from(x), p.key) as usize) % PROBE_SOURCE_BUCKETS;
-            i(*s) != i(flooder)
-        }).take(100).collect();
-        assert_eq!(others.len(), 100);
-        assert!(others.iter().all(|s| p.take_probe(*s, 0)), "the other servers' answers pass");
-        // The class's own bound still holds over all sources.
-        let all = (0..100_000u32).filter(|i| p.take_probe(0x0a00_0000 + i, 1)).count();
+        assert!((0..100).all(|s| s == 7 || p.take_probe(s, 0)), "the other servers' answers pass");
+        // The class's own bound still holds over all sources; sources
+        // past the slots share the last.
+        let all = (0..100_000).filter(|i| p.take_probe(*i, 1)).count();
         assert!(all <= 200 + 80, "{all}");
     }
 

@@ -196,7 +196,9 @@ impl Replication {
         while w.cursor < end {
             // A periodic walk reports this box's own entries only (module
             // docs: an echo of the peer's copies resurrects).
-            if let Some(f) = table.get(w.cursor).filter(|f| replicable(f) && (w.bulk.is_some() || !f.flags.contains(EntryFlags::SYNCED))) {
+            // An entry past its deadline is gone, the sweep just has not
+            // come by (`conntrack::sweep`): not reported.
+            if let Some(f) = table.get(w.cursor).filter(|f| f.expire > now && replicable(f) && (w.bulk.is_some() || !f.flags.contains(EntryFlags::SYNCED))) {
                 if !self.out.has_room(headroom + 1) {
                     return;
                 }

@@ -2,9 +2,10 @@
 //! cap per service, the early drop of the oldest unreplied entry, and
 //! full-NAT ports given back by unanswered entries (README, "Defence";
 //! Linux conntrack's early drop); and the per-source cap, which answers
-//! SYNs with cookies rather than evict.
+//! SYNs with cookies rather than evict. And expiry: the sweep's share of
+//! each pass, a full table's reclaim, expiry on lookup.
 
-use super::Shard;
+use super::{ended, Shard, EXPIRE_BUDGET};
 use crate::conntrack::{EntryFlags, FlowId};
 use crate::state::snapshot::{Forwarding, Snapshot};
 
@@ -85,3 +86,58 @@ impl Shard {
 
 #[cfg(test)]
 mod tests;
+
+/// Expiry: the sweep's pass, a full table's reclaim and expiry on lookup
+/// (`conntrack::sweep`).
+impl Shard {
+    /// Removes idle connections whose time has come. Sync reports each
+    /// (`Delete`, expired), but for copies of the peer's entries that saw
+    /// no packet here.
+    pub(super) fn expire(&mut self, snap: &Snapshot, now: u32) {
+        self.expire_by(snap, now, None);
+    }
+
+    /// `expire`, or with `Some(scan)` the table's `reclaim` of the next
+    /// `scan` entries (the table is full).
+    pub(super) fn expire_by(&mut self, snap: &Snapshot, now: u32, reclaim: Option<u32>) -> u32 {
+        let (counters, local_ports, persist, sync) = (&self.counters, &mut self.local_ports, &mut self.persist, &mut self.sync);
+        let on_expire = |f: &crate::conntrack::Flow| {
+            if !f.flags.contains(EntryFlags::SYNCED) {
+                Shard::emit_delete(sync, counters, f, now, true);
+            }
+            ended(f, snap, now, counters, local_ports, persist)
+        };
+        match reclaim {
+            Some(scan) => self.table.reclaim(now, scan, on_expire),
+            None => self.table.expire(now, EXPIRE_BUDGET, on_expire),
+        }
+    }
+
+    /// The table's lookup of `key` (hashed `hash`), but an entry past its
+    /// deadline that the sweep has not reached yet (`conntrack::sweep`) is
+    /// expired here, as the sweep would have, and not found (Linux
+    /// conntrack's expiry on lookup). Every lookup of the pipeline goes
+    /// through it, so nothing is revived, answered or blocked by an entry
+    /// whose time is up.
+    #[inline]
+    pub(super) fn lookup_live(&mut self, snap: &Snapshot, key: &crate::conntrack::FlowKey, hash: u32) -> Option<(FlowId, crate::conntrack::Dir)> {
+        let found = self.table.lookup(key, hash)?;
+        if self.table.get(found.0).is_some_and(|f| f.expire <= self.now) {
+            self.expire_found(snap, found.0);
+            return None;
+        }
+        Some(found)
+    }
+
+    /// Removes connection `id` as the sweep would have: found by a lookup
+    /// after its deadline, before the sweep came by (`conntrack::sweep`).
+    pub(super) fn expire_found(&mut self, snap: &Snapshot, id: FlowId) {
+        let now = self.now;
+        if let Some(f) = self.table.remove(id) {
+            if !f.flags.contains(EntryFlags::SYNCED) {
+                Shard::emit_delete(&mut self.sync, &self.counters, &f, now, true);
+            }
+            ended(&f, snap, now, &self.counters, &mut self.local_ports, &mut self.persist);
+        }
+    }
+}

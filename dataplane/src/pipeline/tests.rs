@@ -264,6 +264,38 @@ fn a_lookup_after_the_deadline_finds_the_entry_gone() {
     assert!(first.is_some());
 }
 
+/// Review of the sweep, M1: with NAT, a client's connection to another
+/// virtual port of the same server:port has the reply key of its older
+/// one; once the older one is past its deadline, the new one is not
+/// refused while the sweep has yet to reach it (it was, for up to a lap).
+#[test]
+fn an_expired_unswept_entry_does_not_block_its_reply_key() {
+    let mut s = snapshot();
+    s.services[1].forwarding = Forwarding::Nat;
+    s.services[1].local_addrs = Box::new([]);
+    s.services[1].members = Box::new([2]);
+    s.services[1].schedule = Schedule::round_robin(1);
+    s.index();
+    let mut w = worker_on(s, 100_000, 0, 1, true);
+    w.shard.now = 1;
+    let mut f = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::SYN), true);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    let deadline = w.table().get(0).map(|f| f.expire()).unwrap_or(0);
+    let mut refused_at = Vec::new();
+    for now in 1..=deadline + 12 {
+        w.shard.now = now;
+        w.shard.expire(w.snapshot.get(), now);
+        if now >= deadline && w.table().len() == 1 && w.table().get(0).is_some_and(|f| f.vport == 80) {
+            let mut g = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 81, tcpf::SYN), true);
+            if w.process(&mut g, OUT, false) == Verdict::Drop(DropReason::FlowExists) {
+                refused_at.push(now - deadline);
+            }
+        }
+    }
+    assert!(refused_at.is_empty(), "refused at deadline + {refused_at:?}");
+    assert!(w.table().iter().any(|(_, f)| f.vport == 81), "the new connection has its entry");
+}
+
 /// SYN, SYN-ACK, ACK of client port `sport` to VIP:80 through `w`, whose
 /// only server up is server 0 (`worker_with`'s snapshot round-robins: the
 /// caller checks where the SYN went).

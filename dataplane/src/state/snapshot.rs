@@ -433,6 +433,13 @@ impl Snapshot {
         self.probe_sources.binary_search(&(ip, link)).is_ok()
     }
 
+    /// `is_probe_source`'s slot: the source's place among them, for the
+    /// per-source punt buckets (`pipeline::police`).
+    #[inline]
+    pub fn probe_source_index(&self, ip: u32, link: u16) -> Option<usize> {
+        self.probe_sources.binary_search(&(ip, link)).ok()
+    }
+
     /// A server's address (or a DSR service's VIP), on any link.
     #[inline]
     pub fn is_server_address(&self, ip: u32) -> bool {

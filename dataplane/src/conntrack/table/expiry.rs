@@ -45,8 +45,17 @@ impl<A: Addr> FlowTable<A> {
     /// sweep's cursor whatever is owed, removing the due ones (after
     /// `on_expire`), so a slot that expired since the sweep last passed is
     /// not refused to a new connection. Returns the number of removals.
+    ///
+    /// Once a reclaim found nothing, none runs again in the same tick:
+    /// nothing new is due before the next, and a flood of new connections
+    /// at a full table must not pay the scan each.
     pub fn reclaim(&mut self, now: u32, scan: u32, on_expire: impl FnMut(&Flow<A>)) -> u32 {
-        self.sweep_span(now, scan, u32::MAX, on_expire).0
+        if self.sweep.dry_at == Some(now) {
+            return 0;
+        }
+        let removed = self.sweep_span(now, scan, u32::MAX, on_expire).0;
+        self.sweep.dry_at = (removed == 0).then_some(now);
+        removed
     }
 
     /// Looks at up to `n` entries from the sweep's cursor, removing the due

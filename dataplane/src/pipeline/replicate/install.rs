@@ -36,7 +36,7 @@ impl Shard {
     /// The peer's `Create`, `Update` or `Refresh`.
     pub(super) fn install_flow(&mut self, snap: &Snapshot, rec: &SyncRecord, tombs: &Tombs) -> Result<(), InstallFailure> {
         let key = original_key(rec);
-        let applied = match self.table.lookup(&key, self.table.hash(&key)) {
+        let applied = match self.lookup_live(snap, &key, self.table.hash(&key)) {
             Some((id, Dir::Original)) => self.reconcile(snap, id, rec)?,
             Some((_, Dir::Reply)) => return Err(InstallFailure::Exists),
             // It crossed our `Delete` on the way.
@@ -94,21 +94,30 @@ impl Shard {
         let Some(mut f) = self.table.get_mut(id) else { return };
         f.set_version(rec.version);
         let Some(m) = rec.tcp else { return };
+        // Already translating here: what the peer does not carry (a parked
+        // segment, the last resend, the client's TSval and window) stays.
+        let had = f.flags().intersects(EntryFlags::SYN_PROXY | EntryFlags::PROXY_HEADER);
         if m.proxy.is_some() {
             // The record's flag says which: a SYN proxy translation or
             // where a PROXY header goes (`SyncRecord::decode` checked).
             let kind = if rec.flags & SyncRecord::FLAG_PROXY_HEADER != 0 { EntryFlags::PROXY_HEADER } else { EntryFlags::SYN_PROXY };
             let flags = f.flags() | kind;
-            f.set_flags(flags);
+            // The table's: a side record given now starts from zero.
+            self.table.set_flags(id, flags);
         }
         self.table.adopt_marks(id, m.end, m.ack, m.win, m.wscale, m.known);
         if let (Some(p), Some(t)) = (m.proxy, self.table.proxy_mut(id)) {
-            *t = ProxyTrack { seq_delta: p.seq_delta, ts_delta: p.ts_delta, proxy_wscale: p.wscale, proxy: p.flags, ..ProxyTrack::default() };
+            let rest = if had { *t } else { ProxyTrack::default() };
+            *t = ProxyTrack { seq_delta: p.seq_delta, ts_delta: p.ts_delta, proxy_wscale: p.wscale, proxy: p.flags, ..rest };
         }
     }
 
     /// A connection new here, from the peer's record.
     fn install_new(&mut self, snap: &Snapshot, rec: &SyncRecord) -> Result<(), InstallFailure> {
+        // An entry here past its deadline that still holds the reply key
+        // (and its local port) goes first, as the sweep would have it.
+        let reply = FlowKey { src_ip: rec.server_ip, dst_ip: rec.local_ip, src_port: rec.server_port, dst_port: rec.local_port, proto: rec.proto };
+        let _ = self.lookup_live(snap, &reply, self.table.hash(&reply));
         let expire = self.now.saturating_add(rec.timeout_ticks());
         // A source-NAT entry belongs to no virtual server.
         let (vs_index, server_index, pers) = if rec.mode == Forwarding::Snat {
