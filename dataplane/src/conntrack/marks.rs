@@ -71,10 +71,11 @@ impl Marks {
             }
         }
         for (d, raw) in m.win.iter_mut().enumerate() {
-            let shift = t.shift(d);
+            let shift = u32::from(t.shift(d));
             let bytes = u64::from(t.win.get(d).copied().unwrap_or(0));
-            // Rounded up: never narrower than what was seen.
-            *raw = bytes.div_ceil(1 << shift).min(u64::from(u16::MAX)) as u16;
+            // Rounded up: never narrower than what was seen (shifts, not a
+            // division: this runs for every TCP segment).
+            *raw = ((bytes + (1u64 << shift) - 1) >> shift).min(u64::from(u16::MAX)) as u16;
         }
         (m, bits)
     }
