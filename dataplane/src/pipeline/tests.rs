@@ -270,13 +270,7 @@ fn a_lookup_after_the_deadline_finds_the_entry_gone() {
 /// refused while the sweep has yet to reach it (it was, for up to a lap).
 #[test]
 fn an_expired_unswept_entry_does_not_block_its_reply_key() {
-    let mut s = snapshot();
-    s.services[1].forwarding = Forwarding::Nat;
-    s.services[1].local_addrs = Box::new([]);
-    s.services[1].members = Box::new([2]);
-    s.services[1].schedule = Schedule::round_robin(1);
-    s.index();
-    let mut w = worker_on(s, 100_000, 0, 1, true);
+    let mut w = worker_on(twin_ports_snapshot(), 100_000, 0, 1, true);
     w.shard.now = 1;
     let mut f = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 80, tcpf::SYN), true);
     assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
@@ -1241,20 +1235,25 @@ fn a_drained_server_keeps_its_persistent_clients_but_gets_no_new_ones() {
     std::mem::forget(publisher);
 }
 
+/// `snapshot()` with VIP:81 as NAT to SRV[0]:8080 only, so that a
+/// client's connections to VIP:80 and VIP:81 can share a server-side key.
+fn twin_ports_snapshot() -> Snapshot {
+    let mut s = snapshot();
+    s.services[1].forwarding = Forwarding::Nat;
+    s.services[1].local_addrs = Box::new([]);
+    s.services[1].members = Box::new([2]);
+    s.services[1].schedule = Schedule::round_robin(1);
+    s.index();
+    s
+}
+
 /// NAT: a client's connections to two virtual ports leading to one
 /// server:port share the server-side key. A new one reusing the client port
 /// of a closed one takes over its entry; one whose twin is still open is
 /// refused.
 #[test]
 fn a_closing_entry_gives_way_to_a_new_connection_with_its_reply_key() {
-    let mut s = snapshot();
-    s.services[1].forwarding = Forwarding::Nat;
-    s.services[1].local_addrs = Box::new([]);
-    // VIP:81 leads to SRV[0]:8080 only.
-    s.services[1].members = Box::new([2]);
-    s.services[1].schedule = Schedule::round_robin(1);
-    s.index();
-    let mut w = worker_on(s, 64, 0, 1, true);
+    let mut w = worker_on(twin_ports_snapshot(), 64, 0, 1, true);
     let seg = |from_client: bool, dport: u16, flags: u8| {
         if from_client {
             frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, dport, flags), true)
