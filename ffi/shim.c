@@ -60,6 +60,19 @@ int fw_bond_lacp_state(uint16_t port_id, uint16_t member, uint8_t *actor, uint8_
 	return 0;
 }
 
+int fw_bond_lacp_period(uint16_t port_id, uint32_t period_ms)
+{
+	struct rte_eth_bond_8023ad_conf conf;
+	int r = rte_eth_bond_8023ad_conf_get(port_id, &conf);
+	if (r != 0)
+		return r;
+	conf.slow_periodic_ms = period_ms;
+	/* DPDK requires fast < slow periodic. */
+	if (conf.fast_periodic_ms >= period_ms)
+		conf.fast_periodic_ms = period_ms > 1 ? period_ms - 1 : 0;
+	return rte_eth_bond_8023ad_setup(port_id, &conf);
+}
+
 uint32_t fw_softrss(const uint32_t *tuple, uint32_t len, const uint8_t *key)
 {
 	return rte_softrss((uint32_t *)(uintptr_t)tuple, len, key);

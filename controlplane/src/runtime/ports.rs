@@ -190,6 +190,13 @@ pub(super) fn vlan_on(iface: &Interface, owner: &Link, owner_index: usize) -> Li
     }
 }
 
+/// An 802.3ad bond sends its LACPDUs every second (IEEE 802.1AX's fast
+/// periodic time) whatever its partner asks: DPDK's bonding PMD cannot ask
+/// a partner for the fast rate, and at the slow rate a lost LACPDU holds
+/// back agreement for 30 s. A partner still times the box out at its own
+/// rate's timeout (90 s slow, 3 s fast), as it would any LACP peer.
+const LACP_PERIOD_MS: u32 = 1000;
+
 pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &Mempool, steer: &Steering) -> Result<Link, String> {
     let name = iface.name.get_ref();
     let mut port = Port::by_name(iface.dev_name()).map_err(|e| format!("interface {name}: device {:?}: {e}", iface.device.get_ref()))?;
@@ -227,6 +234,9 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
         let hint = if info.driver == "net_af_xdp" { " (net_af_xdp keeps 2048 mbufs of the pool per RX queue: raise [platform] mbufs)" } else { "" };
         format!("interface {name}: {e}{hint}")
     })?;
+    if iface.bond.as_ref().is_some_and(|b| *b.mode.get_ref() == crate::config::BondMode::Lacp) {
+        port.set_lacp_period(LACP_PERIOD_MS).map_err(|e| format!("interface {name}: {e}"))?;
+    }
     port.start().map_err(|e| format!("interface {name}: {e}"))?;
     let mac = EthernetAddress(port.mac().map_err(|e| format!("interface {name}: {e}"))?);
     let link = port.link().map_err(|e| format!("interface {name}: {e}"))?;
