@@ -3,7 +3,9 @@
 //! the next one's cache misses are on their way. Each packet's key is
 //! parsed and hashed once when its burst arrives (`Meta`), its bucket
 //! prefetched then; its first entry and tracking line once the burst
-//! before it is done (the bucket has arrived by then); the hash goes with
+//! before it is done (the bucket has arrived by then); the chain's second
+//! entry, where the first is another connection's, just before the burst
+//! is processed (the first has arrived by then); the hash goes with
 //! the packet to the lookup (`Shard::pending`), so nothing is hashed twice.
 //! A queue that filled its burst is read a second time in the pass, so one
 //! busy queue pipelines against itself.
@@ -54,6 +56,11 @@ impl Shard {
 
     /// Processes (and empties) `burst`, each packet with its `meta`.
     fn process_burst<I: PacketIo>(&mut self, snap: &Snapshot, io: &mut I, burst: &mut Burst<I::Pkt>, meta: &Meta) {
+        // Stage three: a chain's second entry where its first is another
+        // connection's (the first entries, fetched a stage ago, are in).
+        for (key, h) in meta.iter().take(burst.len()).flatten() {
+            self.table.prefetch_chase(key, *h);
+        }
         for (i, pkt) in burst.drain().enumerate() {
             self.counters.rx_packets.inc();
             self.counters.rx_bytes.add(pkt.data().len() as u64);
