@@ -3,9 +3,10 @@
 //! the appliance's hugepages when it has set a [`Backing`] (DPDK's
 //! `rte_malloc`, NUMA-local: fewer TLB misses on a table a worker
 //! touches at random, as DPVS and VPP keep theirs), else from the heap
-//! (tests, benchmarks, `--no-huge`). A backing that has no room left
-//! gives nothing and the heap serves: `placed()` tells the operator
-//! where the bytes went.
+//! (tests, benchmarks, `--no-huge`: a table of 2 MiB or more there is a
+//! mapping advised for transparent huge pages). A backing that has no
+//! room left gives nothing and the heap serves: `placed()` tells the
+//! operator where the bytes went.
 //!
 //! Allocation and release only; the packet path sees a `&[T]`.
 
@@ -86,6 +87,8 @@ pub struct Region<T: Copy> {
     from: Option<&'static dyn Backing>,
     /// From `demand_zeroed`.
     demand: bool,
+    /// From `huge_map` (the heap's place for a big table).
+    mapped: bool,
 }
 
 // SAFETY: a Region owns its memory as a Box<[T]> would; T: Send/Sync
@@ -97,7 +100,7 @@ unsafe impl<T: Copy + Sync> Sync for Region<T> {}
 impl<T: Copy> Region<T> {
     /// No values (allocates nothing).
     pub fn empty() -> Self {
-        Region { ptr: NonNull::dangling(), len: 0, from: None, demand: false }
+        Region { ptr: NonNull::dangling(), len: 0, from: None, demand: false, mapped: false }
     }
 
     /// `len` copies of `value`, on the backing when there is one with room.
@@ -105,7 +108,7 @@ impl<T: Copy> Region<T> {
     pub fn filled(len: usize, value: T) -> Self {
         let Ok(layout) = Layout::array::<T>(len) else { std::alloc::handle_alloc_error(Layout::new::<T>()) };
         if layout.size() == 0 {
-            return Region { ptr: NonNull::dangling(), len, from: None, demand: false };
+            return Region { ptr: NonNull::dangling(), len, from: None, demand: false, mapped: false };
         }
         let mut from = None;
         let mut p: *mut T = core::ptr::null_mut();
@@ -114,6 +117,11 @@ impl<T: Copy> Region<T> {
             if !p.is_null() {
                 from = Some(*b);
             }
+        }
+        let mut mapped = false;
+        if p.is_null() && layout.size() >= HUGE_PAGE {
+            p = huge_map(layout).cast();
+            mapped = !p.is_null();
         }
         if p.is_null() {
             // SAFETY: the layout's size is not zero.
@@ -126,7 +134,7 @@ impl<T: Copy> Region<T> {
         }
         let counter = if from.is_some() { &ON_BACKING } else { &ON_HEAP };
         counter.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        Region { ptr, len, from, demand: false }
+        Region { ptr, len, from, demand: false, mapped }
     }
 
     /// `len` all-zero values in a private anonymous mapping, whose pages
@@ -141,13 +149,13 @@ impl<T: Copy> Region<T> {
     {
         let Ok(layout) = Layout::array::<T>(len) else { std::alloc::handle_alloc_error(Layout::new::<T>()) };
         if layout.size() == 0 {
-            return Region { ptr: NonNull::dangling(), len, from: None, demand: true };
+            return Region { ptr: NonNull::dangling(), len, from: None, demand: true, mapped: false };
         }
         let p = demand_map(layout);
         let Some(ptr) = NonNull::new(p.cast::<T>()) else { std::alloc::handle_alloc_error(layout) };
         // All-zero bytes are a valid T (`Zeroable`): the values are initialised.
         ON_DEMAND.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        Region { ptr, len, from: None, demand: true }
+        Region { ptr, len, from: None, demand: true, mapped: false }
     }
 
     /// True when the values are on the backing (hugepages).
@@ -186,8 +194,8 @@ impl<T: Copy> Drop for Region<T> {
             &ON_HEAP
         };
         counter.fetch_sub(layout.size() as u64, Ordering::Relaxed);
-        if self.demand {
-            demand_unmap(self.ptr.as_ptr().cast(), layout);
+        if self.demand || self.mapped {
+            unmap(self.ptr.as_ptr().cast(), layout, self.mapped);
             return;
         }
         match self.from {
@@ -224,11 +232,48 @@ fn demand_map(layout: Layout) -> *mut u8 {
     p.cast()
 }
 
+/// A transparent huge page (x86-64's 2 MiB).
+const HUGE_PAGE: usize = 2 << 20;
+
+/// `layout`'s size in whole huge pages.
+#[cfg_attr(not(all(target_os = "linux", not(miri))), allow(dead_code))]
+fn huge_size(layout: Layout) -> usize {
+    layout.size().div_ceil(HUGE_PAGE) * HUGE_PAGE
+}
+
+/// Memory for a big table when there are no hugepages to take it from
+/// (`--no-huge`, the benchmarks, a backing out of room): an anonymous
+/// mapping the kernel may back with transparent huge pages
+/// (`MADV_HUGEPAGE`: one TLB entry per 2 MiB instead of per 4 KiB, for a
+/// table read at random; with `enabled=madvise`, Debian's default, only
+/// such mappings get them). Null on failure (the allocator then serves).
 #[cfg(all(target_os = "linux", not(miri)))]
-fn demand_unmap(p: *mut u8, layout: Layout) {
-    // SAFETY: `p` and the size are those of a mapping `demand_map` made,
-    // unmapped once (by the Region's drop).
-    let _ = unsafe { libc::munmap(p.cast(), layout.size()) };
+fn huge_map(layout: Layout) -> *mut u8 {
+    let size = huge_size(layout);
+    // SAFETY: a fresh private anonymous mapping, no address asked for; the
+    // result is checked. Page-aligned, so aligned for any table type.
+    let p = unsafe { libc::mmap(core::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+    if p == libc::MAP_FAILED {
+        return core::ptr::null_mut();
+    }
+    // A hint; its failure changes nothing but the page size.
+    // SAFETY: the range is the mapping just made.
+    let _ = unsafe { libc::madvise(p, size, libc::MADV_HUGEPAGE) };
+    p.cast()
+}
+
+/// Frees what `demand_map` (`huge` false) or `huge_map` gave for `layout`.
+#[cfg(all(target_os = "linux", not(miri)))]
+fn unmap(p: *mut u8, layout: Layout, huge: bool) {
+    let size = if huge { huge_size(layout) } else { layout.size() };
+    // SAFETY: `p` and `size` are those of the mapping `demand_map` or
+    // `huge_map` made, unmapped once (by the Region's drop).
+    let _ = unsafe { libc::munmap(p.cast(), size) };
+}
+
+#[cfg(not(all(target_os = "linux", not(miri))))]
+fn huge_map(_layout: Layout) -> *mut u8 {
+    core::ptr::null_mut()
 }
 
 #[cfg(not(all(target_os = "linux", not(miri))))]
@@ -238,14 +283,32 @@ fn demand_map(layout: Layout) -> *mut u8 {
 }
 
 #[cfg(not(all(target_os = "linux", not(miri))))]
-fn demand_unmap(p: *mut u8, layout: Layout) {
-    // SAFETY: allocated by `demand_map` with this layout, freed once.
+fn unmap(p: *mut u8, layout: Layout, _huge: bool) {
+    // SAFETY: only `demand_map` gives memory here (`huge_map` gives none),
+    // from the global allocator with this layout; freed once.
     unsafe { std::alloc::dealloc(p, layout) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A table of 2 MiB or more off the backing is a mapping advised
+    /// for transparent huge pages (the kernel decides whether it gets
+    /// them), values set, and freed.
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap")]
+    fn a_big_region_off_the_backing_is_mapped_for_huge_pages() {
+        let mut r = Region::filled((3 << 20) / 8 + 1, 5u64);
+        assert!(r.mapped && !r.on_backing());
+        assert!(r.iter().all(|&v| v == 5));
+        let last = r.len() - 1;
+        r[last] = 6;
+        assert_eq!(r.iter().copied().sum::<u64>(), 5 * last as u64 + 6);
+        drop(r);
+        let small = Region::filled(1000, 1u8);
+        assert!(!small.mapped);
+    }
 
     #[test]
     fn a_region_holds_its_values_and_frees_them() {
