@@ -85,11 +85,16 @@ pub mod rss {
     }
 }
 
-/// Current TSC value.
+/// Current TSC value: the instruction inline, as `rte_rdtsc` is (the
+/// shim's copy is a call across the FFI boundary, twice per worker pass).
 #[inline(always)]
 pub fn rdtsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: RDTSC reads the time-stamp counter; no memory is touched.
+    return unsafe { core::arch::x86_64::_rdtsc() };
+    #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: reads the time-stamp counter; no memory is touched.
-    unsafe { dpdk_sys::fw_rdtsc() }
+    return unsafe { dpdk_sys::fw_rdtsc() };
 }
 
 /// TSC ticks per second, as measured by the EAL.
