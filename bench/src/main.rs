@@ -161,6 +161,21 @@ fn run(o: &Opts) -> i32 {
 
     // full-NAT at the largest size up to 1M (local ports: 32 addresses).
     let f = o.flows.iter().copied().filter(|f| *f <= 1_000_000).max().unwrap_or(1000);
+    // Its table, and the MAT ones below, are sized to the flows (94% full:
+    // a chain holds about one link per bucket); NAT in a table as full, for
+    // the comparison of the modes.
+    if let Ok(mut r) = Run::start(next_id(), &pool, Forwarding::Nat, f + f / 16 + 1024, false) {
+        r.learned = vec![0; f as usize];
+        eprintln!("nat, tight table: opening {f} connections");
+        let _ = r.phase(&pool, Traffic::Open { first: 0 }, f as u64, Duration::from_secs(600), 1);
+        let _ = r.phase(&pool, Traffic::Handshake, 2 * f as u64, Duration::from_secs(600), 1);
+        let every = if o.smoke { 1 } else { 64 };
+        let ph = r.phase(&pool, Traffic::Established { flows: f, zipf: false }, measure, dur, every);
+        rows.push(row("established", "nat", "original", f as u64, "uniform, tight table", ph));
+        let ph = r.phase(&pool, Traffic::Replies { flows: f }, measure, dur, every);
+        rows.push(row("established", "nat", "reply", f as u64, "uniform, tight table", ph));
+        r.finish();
+    }
     if let Ok(mut r) = Run::start(next_id(), &pool, Forwarding::FullNat, f + f / 16 + 1024, false) {
         r.learned = vec![0; f as usize];
         eprintln!("full-nat: opening {f} connections");
