@@ -123,7 +123,7 @@ fn down_reason(event: &str) -> Option<&str> {
 
 /// A reason from the spec's list.
 fn valid_reason(r: &str) -> bool {
-    matches!(r, "timeout" | "refused" | "body mismatch" | "expect mismatch" | "script timeout" | "unreachable" | "unresolved")
+    matches!(r, "timeout" | "refused" | "body mismatch" | "expect mismatch" | "script timeout" | "unresolved")
         || r.strip_prefix("bad status ").is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()))
         || r.strip_prefix("script exit ").is_some_and(|n| n.parse::<i32>().is_ok())
 }

@@ -203,7 +203,7 @@ impl Health {
         } else {
             table(&["SERVER", "POOL", "VIRTUAL-SERVER", "SERVER-STATE", "CHECK", "KIND", "CHECK-STATE", "LAST", "OK/FAIL-RUN", "RTT"], &rows)
         };
-        let _ = write!(out, "\n\nprobes {}; failures {}; state-changes {}; unsolicited {}", h.probes, h.failures, h.state_changes, h.unsolicited);
+        let _ = write!(out, "\n\nprobes {}; failures {}; state-changes {}; unsolicited {}{}", h.probes, h.failures, h.state_changes, h.unsolicited, skipped(&h));
         out
     }
 
@@ -212,6 +212,12 @@ impl Health {
         let h = self.probes.counters;
         t.family("health_probes_total", "counter", "Health probes sent.", vec![(String::new(), h.probes)]);
         t.family("health_state_changes_total", "counter", "Servers going up or down.", vec![(String::new(), h.state_changes)]);
+        t.family(
+            "health_probes_skipped_total",
+            "counter",
+            "Health probes not started for a shortage of the box's own (no free source port, no probe stack, no process): no verdict on their servers.",
+            vec![(String::new(), h.skipped)],
+        );
         t.family(
             "health_unsolicited_total",
             "counter",
@@ -223,6 +229,15 @@ impl Health {
     /// Its line of the report.
     pub fn report(&self, s: &mut String) {
         let h = self.probes.counters;
-        let _ = writeln!(s, "health: probes {}; failures {}; state-changes {}; unsolicited {}", h.probes, h.failures, h.state_changes, h.unsolicited);
+        let _ = writeln!(s, "health: probes {}; failures {}; state-changes {}; unsolicited {}{}", h.probes, h.failures, h.state_changes, h.unsolicited, skipped(&h));
+    }
+}
+
+/// `; skipped N (last: REASON)` when probes were not started for the
+/// box's own shortage, else nothing.
+fn skipped(h: &probes::HealthCounters) -> String {
+    match h.last_skip {
+        Some(r) if h.skipped > 0 => format!("; skipped {} (the box's own shortage, no verdict; last: {r})", h.skipped),
+        _ => String::new(),
     }
 }

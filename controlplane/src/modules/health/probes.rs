@@ -59,8 +59,7 @@ pub struct Change {
     pub target: usize,
     pub up: bool,
     /// Why it went down (timeout, refused, bad status N, body mismatch,
-    /// expect mismatch, script exit N, script timeout, unreachable,
-    /// unresolved).
+    /// expect mismatch, script exit N, script timeout, unresolved).
     pub reason: String,
     pub rtt: Option<Duration>,
 }
@@ -147,6 +146,31 @@ pub struct HealthCounters {
     pub state_changes: u64,
     /// Frames for the probe stack that answer no open probe: dropped.
     pub unsolicited: u64,
+    /// Probes not started for a shortage of the box's own (`NotStarted::
+    /// Shortage`): no verdict on their servers.
+    pub skipped: u64,
+    /// The last such shortage (`skip_reason`).
+    pub last_skip: Option<&'static str>,
+}
+
+/// Why a probe did not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum NotStarted {
+    /// The server cannot be reached (its next hop does not answer ARP):
+    /// a failed probe, as a connect that gets no answer would be.
+    Unreachable(String),
+    /// The box's own shortage: no probe stack on the link, no free source
+    /// port for the server, a socket or a process it could not make. Not
+    /// the server's fault, so no verdict on it (keepalived reschedules a
+    /// check whose socket it cannot open, without a verdict); counted and
+    /// shown (`skipped`), and tried again at the next interval.
+    Shortage(&'static str),
+}
+
+impl From<&'static str> for NotStarted {
+    fn from(reason: &'static str) -> Self {
+        NotStarted::Shortage(reason)
+    }
 }
 
 /// The probe stacks of one link: its address and MAC, its shards.
@@ -427,14 +451,21 @@ impl Probes {
             // The last one is still running (timeout >= interval).
             return;
         }
-        self.counters.probes += 1;
         match self.start(ti, ci, now) {
             Ok(pid) => {
+                self.counters.probes += 1;
                 if let Some(st) = self.targets.get_mut(ti).and_then(|t| t.checks.get_mut(ci)) {
                     st.probe = Some(pid);
                 }
             }
-            Err(reason) => self.record(ti, ci, Outcome::Fail(reason), changes),
+            Err(NotStarted::Unreachable(reason)) => {
+                self.counters.probes += 1;
+                self.record(ti, ci, Outcome::Fail(reason), changes);
+            }
+            Err(NotStarted::Shortage(reason)) => {
+                self.counters.skipped += 1;
+                self.counters.last_skip = Some(reason);
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 
 use super::super::judge::{contains, judge_http, kill_group, Outcome};
 use super::super::stack::{Opening, Shard, ICMP, TCP, UDP};
-use super::{Change, Pending, Probe, Probes};
+use super::{Change, NotStarted, Pending, Probe, Probes};
 use crate::config::{CheckKind, HealthCheck};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{icmp, tcp, udp};
@@ -19,7 +19,7 @@ const RESPONSE_MAX: usize = 16 * 1024;
 impl Probes {
     /// Starts check `ci` of target `ti`: the new probe's id, or why it
     /// could not start (a failure).
-    pub(super) fn start(&mut self, ti: usize, ci: usize, now: Instant) -> Result<usize, String> {
+    pub(super) fn start(&mut self, ti: usize, ci: usize, now: Instant) -> Result<usize, NotStarted> {
         let t = self.targets.get(ti).ok_or("no target")?;
         let check = t.target.checks.get(ci).ok_or("no check")?;
         let deadline = now + Duration::from_millis(u64::from((*check.timeout_ms.get_ref()).max(1)));
@@ -31,7 +31,7 @@ impl Probes {
             return Ok(pid);
         }
         // The appliance's ARP keeps the server's next hop resolved.
-        let mac = self.neighbors.get(t.target.nexthop).ok_or("unresolved")?.0;
+        let mac = self.neighbors.get(t.target.nexthop).ok_or_else(|| NotStarted::Unreachable("unresolved".into()))?.0;
         let (link, via) = (t.target.link, t.target.via);
         let si = self.shard_with_room(link, now).ok_or("no link")?;
         let (key, handle, pending) = self.open_socket(ti, ci, link, si)?;
@@ -71,7 +71,7 @@ impl Probes {
     /// The socket of check `ci` of target `ti` on shard `si` of link
     /// `li`: connected (TCP), bound with its datagram queued (UDP), bound
     /// to its identifier (ICMP).
-    fn open_socket(&mut self, ti: usize, ci: usize, li: usize, si: usize) -> Result<(Opening, SocketHandle, Pending), String> {
+    fn open_socket(&mut self, ti: usize, ci: usize, li: usize, si: usize) -> Result<(Opening, SocketHandle, Pending), NotStarted> {
         // An echo probe's identifier, sequence number and payload, drawn
         // from the engine's secret: a spoofed reply must guess all three.
         let draws = (self.draw(), self.draw());
@@ -94,9 +94,9 @@ impl Probes {
             let (seq_no, nonce) = ((draws.0 >> 16) as u16, draws.1.to_ne_bytes());
             let meta = vec![icmp::PacketMetadata::EMPTY; 4];
             let mut sock = icmp::Socket::new(icmp::PacketBuffer::new(meta.clone(), vec![0; 1024]), icmp::PacketBuffer::new(meta, vec![0; 1024]));
-            sock.bind(icmp::Endpoint::Ident(ident)).map_err(|_| "bind".to_string())?;
+            sock.bind(icmp::Endpoint::Ident(ident)).map_err(|_| "bind")?;
             let repr = Icmpv4Repr::EchoRequest { ident, seq_no, data: &nonce };
-            let buf = sock.send(repr.buffer_len(), IpAddress::Ipv4(peer)).map_err(|_| "send".to_string())?;
+            let buf = sock.send(repr.buffer_len(), IpAddress::Ipv4(peer)).map_err(|_| "send")?;
             repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &smoltcp::phy::ChecksumCapabilities::default());
             let handle = shard.add(sock);
             shard.dirty = true;
@@ -107,9 +107,9 @@ impl Probes {
         if proto == UDP {
             let meta = vec![udp::PacketMetadata::EMPTY; 4];
             let mut sock = udp::Socket::new(udp::PacketBuffer::new(meta.clone(), vec![0; 2048]), udp::PacketBuffer::new(meta, vec![0; 2048]));
-            sock.bind(local).map_err(|_| "bind".to_string())?;
+            sock.bind(local).map_err(|_| "bind")?;
             let payload = check.send.clone().unwrap_or_else(|| "ping".into());
-            sock.send_slice(payload.as_bytes(), (IpAddress::Ipv4(peer), peer_port)).map_err(|_| "send".to_string())?;
+            sock.send_slice(payload.as_bytes(), (IpAddress::Ipv4(peer), peer_port)).map_err(|_| "send")?;
             let handle = shard.add(sock);
             shard.dirty = true;
             return Ok((key, handle, Pending::Udp));
@@ -118,7 +118,7 @@ impl Probes {
         let cx = shard.iface.context();
         if shard.sockets.get_mut::<tcp::Socket>(handle).connect(cx, (IpAddress::Ipv4(peer), peer_port), local).is_err() {
             shard.close(handle, true);
-            return Err("unreachable".into());
+            return Err("connect refused by the probe stack".into());
         }
         shard.dirty = true;
         Ok((key, handle, Pending::Tcp { sent: false, response: Vec::new(), established: false }))
@@ -169,7 +169,7 @@ impl Probes {
 }
 
 /// Runs a script check's command (`/bin/sh -c`).
-fn spawn(check: &HealthCheck, t: &super::TargetState) -> Result<std::process::Child, String> {
+fn spawn(check: &HealthCheck, t: &super::TargetState) -> Result<std::process::Child, NotStarted> {
     let port = check.port.as_ref().map_or(t.target.addr.port(), |p| *p.get_ref());
     Command::new("/bin/sh")
         .args(["-c", check.command.as_deref().unwrap_or_default()])
@@ -183,7 +183,8 @@ fn spawn(check: &HealthCheck, t: &super::TargetState) -> Result<std::process::Ch
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("script not started: {e}"))
+        // The box's own failure (a fork), not the server's.
+        .map_err(|_| NotStarted::Shortage("script not started"))
 }
 
 fn script(pending: &mut Pending, timed_out: bool, elapsed: Duration) -> Option<Outcome> {

@@ -75,6 +75,39 @@ fn rise_and_fall_drive_the_state() {
     assert_eq!(h.counters.state_changes, 2);
 }
 
+/// A probe the box cannot start for its own shortage (here: no probe
+/// stack on the server's link) is skipped and counted, with no verdict:
+/// an up server stays up through any number of them. One whose next hop
+/// does not answer ARP fails, as an unanswered connect would.
+#[test]
+fn the_box_s_own_shortage_is_no_verdict_on_the_server() {
+    let mut c = check(CheckKind::Tcp);
+    c.rise = crate::config::unplaced(1);
+    c.fall = crate::config::unplaced(1);
+    let mut now = Instant::now();
+    let mut h = Probes::new(&[], vec![target(0, "198.51.100.11:80", c.clone())], neighbors([2; 6]), now);
+    let mut changes = Vec::new();
+    h.record(0, 0, Outcome::Pass(Duration::from_micros(300)), &mut changes);
+    assert!(h.is_up(0));
+    for _ in 0..5 {
+        now += Duration::from_secs(2);
+        changes.extend(h.due(now));
+    }
+    assert!(h.is_up(0), "skipped probes took the server down: {changes:?}");
+    assert!(changes.iter().all(|c| c.up), "{changes:?}");
+    assert!(h.counters.skipped >= 5, "{:?}", h.counters);
+    assert_eq!((h.counters.failures, h.counters.probes), (0, 0));
+    assert_eq!(h.counters.last_skip, Some("no link"));
+    // Unresolved: a failure, and fall 1 takes it down.
+    let mut h = Probes::new(&[], vec![target(0, "198.51.100.11:80", c)], Arc::new(Neighbors::new(4)), now);
+    h.record(0, 0, Outcome::Pass(Duration::from_micros(300)), &mut changes);
+    now += Duration::from_secs(2);
+    let down = h.due(now);
+    assert!(!h.is_up(0));
+    assert_eq!(down.last().map(|c| (c.up, c.reason.as_str())), Some((false, "unresolved")));
+    assert!(h.counters.failures >= 1 && h.counters.skipped == 0, "{:?}", h.counters);
+}
+
 const SELF: [u8; 4] = [198, 51, 100, 1];
 const US: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const THEM: [u8; 6] = [2, 0, 0, 0, 0, 0x50];
