@@ -181,13 +181,10 @@ pub(super) struct LinkStacks {
     pub(super) room: usize,
 }
 
-/// Events of the timer heap: a check to probe (target, check, the
-/// generation of the targets), a probe's deadline (id, serial).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Event {
-    Start(u32, u16, u32),
-    Deadline(u32, u64),
-}
+/// A check to probe: target, check, the generation of the targets.
+type Start = (u32, u16, u32);
+/// A probe's deadline: its id and serial.
+type Deadline = (u32, u64);
 
 pub struct Probes {
     pub(super) links: Vec<LinkStacks>,
@@ -201,7 +198,12 @@ pub struct Probes {
     /// Open probes by what their answers look like (as their socket sees
     /// them: a VIP probe's answers after `via` translated them).
     pub(super) open: HashMap<Opening, usize>,
-    timers: Timers<Event>,
+    /// The checks due to start, and apart (so a deadline never waits
+    /// behind starts that cannot run) the probes' deadlines.
+    starts: Timers<Start>,
+    deadlines: Timers<Deadline>,
+    /// `MAX_IN_FLIGHT` (smaller in tests).
+    pub(super) max_in_flight: usize,
     /// Probes with news this turn (an answer, a shard poll).
     touched: Vec<usize>,
     /// Script probes, looked at every turn.
@@ -240,7 +242,9 @@ impl Probes {
             probes: Vec::new(),
             free: Vec::new(),
             open: HashMap::new(),
-            timers: Timers::default(),
+            starts: Timers::default(),
+            deadlines: Timers::default(),
+            max_in_flight: MAX_IN_FLIGHT,
             touched: Vec::new(),
             scripts: Vec::new(),
             finished: Vec::new(),
@@ -326,7 +330,9 @@ impl Probes {
 
     /// Is there work a turn should not sleep on (probes due)?
     pub fn busy(&self, now: Instant) -> bool {
-        self.timers.is_due(now) || !self.touched.is_empty()
+        // Due starts while in-flight is full wait for a deadline or an
+        // answer, which wake the turn themselves.
+        (self.starts.is_due(now) && self.in_flight() < self.max_in_flight) || self.deadlines.is_due(now) || !self.touched.is_empty()
     }
 
     /// Is the server behind snapshot index `server` up (true for servers
@@ -399,31 +405,30 @@ impl Probes {
         changes
     }
 
-    /// Deadlines first (they free sockets), then the probes to start.
+    /// Deadlines first (they free sockets and in-flight slots), then the
+    /// probes to start while in-flight has room.
     fn timers_due(&mut self, now: Instant, changes: &mut Vec<Change>) {
-        let (mut ends, mut starts) = (0, 0);
-        while ends < ENDS_PER_TURN && starts < STARTS_PER_TURN {
-            let Some(event) = self.timers.pop_due(now) else { break };
-            match event {
-                Event::Deadline(pid, serial) => {
-                    if self.probes.get(pid as usize).and_then(Option::as_ref).is_some_and(|p| p.serial == serial) {
-                        ends += 1;
-                        self.advance(pid as usize, now, changes);
-                    }
-                }
-                Event::Start(ti, ci, generation) => {
-                    if generation != self.generation {
-                        continue;
-                    }
-                    if self.in_flight() >= MAX_IN_FLIGHT {
-                        // Full: try again shortly.
-                        self.timers.push(now + Duration::from_millis(10), event);
-                        break;
-                    }
-                    starts += 1;
-                    self.start_check(ti as usize, usize::from(ci), now, changes);
-                }
+        let mut ends = 0;
+        while ends < ENDS_PER_TURN {
+            let Some((pid, serial)) = self.deadlines.pop_due(now) else { break };
+            if self.probes.get(pid as usize).and_then(Option::as_ref).is_some_and(|p| p.serial == serial) {
+                ends += 1;
+                self.advance(pid as usize, now, changes);
             }
+        }
+        let mut starts = 0;
+        while starts < STARTS_PER_TURN {
+            if self.in_flight() >= self.max_in_flight {
+                // Full: the due starts wait in the heap for a deadline or
+                // an answer to free a slot.
+                break;
+            }
+            let Some((ti, ci, generation)) = self.starts.pop_due(now) else { break };
+            if generation != self.generation {
+                continue;
+            }
+            starts += 1;
+            self.start_check(ti as usize, usize::from(ci), now, changes);
         }
     }
 
@@ -446,7 +451,7 @@ impl Probes {
         // (which would queue in the punt ring ahead of others).
         let next = st.next_at.map_or(now, |at| at + interval).max(now);
         st.next_at = Some(next);
-        self.timers.push(next, Event::Start(ti as u32, ci as u16, self.generation));
+        self.starts.push(next, (ti as u32, ci as u16, self.generation));
         if st.probe.is_some() {
             // The last one is still running (timeout >= interval).
             return;
@@ -484,7 +489,7 @@ impl Probes {
                 self.probes.len() - 1
             }
         };
-        self.timers.push(deadline, Event::Deadline(pid as u32, serial));
+        self.deadlines.push(deadline, (pid as u32, serial));
         pid
     }
 

@@ -3,7 +3,7 @@
 
 use super::super::judge::{kill_group, Outcome};
 use super::super::ports::Rotation;
-use super::{Change, CheckState, CheckStatus, Event, Pending, Probes, Target, TargetState, NONE};
+use super::{Change, CheckState, CheckStatus, Pending, Probes, Target, TargetState, NONE};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -86,11 +86,8 @@ impl Probes {
         let mut old: HashMap<usize, TargetState> = std::mem::take(&mut self.targets).into_iter().map(|t| (t.target.server, t)).collect();
         let n = targets.len().max(1) as u64;
         self.generation = self.generation.wrapping_add(1);
-        self.timers.clear();
-        // The probes in flight keep their deadlines.
-        for (pid, p) in self.probes.iter().enumerate().filter_map(|(i, p)| Some((i, p.as_ref()?))) {
-            self.timers.push(p.deadline, Event::Deadline(pid as u32, p.serial));
-        }
+        // The probes in flight keep their deadlines (`deadlines` stays).
+        self.starts.clear();
         self.by_server.clear();
         // Targets that stay but changed (a check, a next hop): their
         // probes in flight stop (their checks are new); their health and
@@ -125,7 +122,7 @@ impl Probes {
                 // interval, by their place in the list.
                 let at = c.next_at.unwrap_or(now + Duration::from_millis(interval * ti as u64 / n + 10 * ci as u64));
                 c.next_at = Some(at);
-                self.timers.push(at, Event::Start(ti as u32, ci as u16, self.generation));
+                self.starts.push(at, (ti as u32, ci as u16, self.generation));
             }
             // Probes in flight name their target by index.
             for pid in t.checks.iter().filter_map(|c| c.probe) {

@@ -191,6 +191,33 @@ fn ten_thousand_servers_at_one_second() {
     assert_eq!(h.open.len(), h.probes.iter().flatten().count(), "every probe in flight is findable");
 }
 
+/// With in-flight full, the starts due pile up; the deadlines of the
+/// probes in flight still end them on time (and free their slots), so the
+/// engine keeps its pace: 4 slots and a 100 ms timeout against 400 silent
+/// servers make 40 timeouts a second (each judged within a turn of its
+/// deadline). (Deadlines used to share one heap
+/// with the starts and wait behind each start that could not run, one a
+/// turn: a handful a second.)
+#[test]
+fn deadlines_do_not_wait_behind_starts_when_in_flight_is_full() {
+    let mut c = check(CheckKind::Tcp);
+    c.timeout_ms = crate::config::unplaced(100);
+    c.interval_ms = crate::config::unplaced(1000);
+    let addr = |i: u32| std::net::Ipv4Addr::from(u32::from_be_bytes([198, 51, 0, 0]) + 256 + i);
+    let targets: Vec<Target> = (0..400).map(|i| target(i as usize, &format!("{}:80", addr(i)), c.clone())).collect();
+    let mut t = Instant::now();
+    let mut h = Probes::new(&[link()], targets, neighbors(THEM), t);
+    h.max_in_flight = 4;
+    // Nobody answers; turns of 1 ms for 1.05 s.
+    for _ in 0..1_050 {
+        let _ = h.poll(t);
+        let _ = h.take_tx(0, t);
+        t += Duration::from_millis(1);
+    }
+    assert!(h.counters.failures >= 36, "timeouts judged late: {} in 1.05 s", h.counters.failures);
+    assert!(h.in_flight() <= 4);
+}
+
 /// The attack of review finding S2: TCP, UDP and other IP sent to the
 /// self IP reach the probe engine (the workers punt them); fed to smoltcp
 /// they would be answered one for one (a reset, ICMP unreachable) with
