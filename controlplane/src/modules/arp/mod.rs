@@ -53,6 +53,18 @@ struct NexthopState {
     hop: Nexthop,
     confirmed: Option<Instant>,
     last_request: Option<Instant>,
+    /// Requests sent since it last answered (`retry_gap`).
+    misses: u32,
+}
+
+/// How long after its last request a next hop that has not answered
+/// `misses` of them is asked again: every second for the first three (as
+/// Linux's `mcast_solicit`), then twice as long after each miss up to 16 s,
+/// so dead next hops (servers switched off, removed from the config) cost
+/// one request each every 16 s, not every second. A next hop that answers
+/// is back to the start; one that returns is found within 16 s.
+fn retry_gap(misses: u32) -> Duration {
+    Duration::from_secs(1 << misses.saturating_sub(2).min(4))
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -93,7 +105,7 @@ impl Arp {
     pub fn new(owned: Vec<Vec<Ipv4Addr>>, nexthops: &[Nexthop]) -> Self {
         Arp {
             neighbors: NeighborTable::default(),
-            nexthops: nexthops.iter().map(|&hop| NexthopState { hop, confirmed: None, last_request: None }).collect(),
+            nexthops: nexthops.iter().map(|&hop| NexthopState { hop, confirmed: None, last_request: None, misses: 0 }).collect(),
             slot_of: nexthops.iter().enumerate().map(|(i, h)| ((h.ip, h.link), i)).collect(),
             pass: None,
             slots: Arc::new(Neighbors::new(MAX_NEXTHOPS)),
@@ -120,7 +132,7 @@ impl Arp {
         }
         for hop in nexthops.iter().skip(self.nexthops.len()) {
             self.slot_of.entry((hop.ip, hop.link)).or_insert(self.nexthops.len());
-            self.nexthops.push(NexthopState { hop: *hop, confirmed: None, last_request: None });
+            self.nexthops.push(NexthopState { hop: *hop, confirmed: None, last_request: None, misses: 0 });
         }
         before
     }
@@ -192,7 +204,7 @@ impl Arp {
         while slot < self.nexthops.len() && looked < SLOTS_PER_TURN && sent < REQUESTS_PER_TURN {
             let nh = &self.nexthops[slot];
             let stale = nh.confirmed.is_none_or(|t| now.duration_since(t) >= NEIGHBOR_REFRESH);
-            let asked_recently = nh.last_request.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1));
+            let asked_recently = nh.last_request.is_some_and(|t| now.duration_since(t) < retry_gap(nh.misses));
             if nh.confirmed.is_some_and(|t| now.duration_since(t) >= NEIGHBOR_REFRESH * 3) {
                 self.slots.clear(slot as u16);
             }
@@ -201,6 +213,7 @@ impl Arp {
                 let link = &rt.links()[hop.link];
                 let (mac, ip) = (link.mac(), link.address().addr);
                 self.nexthops[slot].last_request = Some(now);
+                self.nexthops[slot].misses = self.nexthops[slot].misses.saturating_add(1);
                 self.send_request(rt, hop.link, mac, ip, hop.ip);
                 sent += 1;
             }
@@ -292,6 +305,7 @@ impl Arp {
         if let Some(&slot) = self.slot_of.get(&(ip, li)) {
             if let Some(nh) = self.nexthops.get_mut(slot) {
                 nh.confirmed = Some(now);
+                nh.misses = 0;
                 self.slots.set(slot as u16, n.mac);
             }
         }
@@ -314,5 +328,20 @@ fn answers(
     match floating.get(&a) {
         Some((l, mac)) => (*l == li).then_some(*mac),
         None => owned.get(li).is_some_and(|o| o.contains(&a)).then_some(link_mac),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_gap;
+    use std::time::Duration;
+
+    /// A next hop that does not answer is asked every second three times,
+    /// then at 2, 4, 8 and 16 s, and never less often than every 16 s.
+    #[test]
+    fn an_unanswered_next_hop_is_asked_less_and_less_often() {
+        let gaps: Vec<u64> = (0..9).map(|m| retry_gap(m).as_secs()).collect();
+        assert_eq!(gaps, [1, 1, 1, 2, 4, 8, 16, 16, 16]);
+        assert_eq!(retry_gap(u32::MAX), Duration::from_secs(16));
     }
 }
