@@ -8,7 +8,10 @@
 //! then the pool keeps its table: a worker that finds a server that
 //! cannot take connections there takes the next member that can
 //! (`Scheduler::pick_for`), and a server that came back gets its entries
-//! with the new table. A table whose members changed (a configuration
+//! with the new table. A build runs to its end over the states it began
+//! with, and the republish then starts one over the states of that moment,
+//! so churn faster than a build delays a table by two builds at most
+//! instead of starving it. A table whose members changed (a configuration
 //! change) is rebuilt at once: the old one's entries name members by
 //! their place. `furiwake-bench`'s `control` benches time both. The
 //! other schedules (round robin's sequence, weighted round robin's, the
@@ -93,8 +96,12 @@ impl HashTables {
             }
             // A table over no live member refuses every connection: one
             // that can take some is built at once.
+            // A build under way runs to its end even when the states moved
+            // on (restarted at every change it would never end under churn):
+            // the republish at its end (`step`) starts one over the states
+            // then.
             Some(t) if t.key == key && same_members(&t.built, &members) && t.built.iter().any(|m| m.2 > 0) => {
-                if t.next.as_ref().is_none_or(|(m, _)| *m != members) {
+                if t.next.is_none() {
                     let b = Builder::new(&Schedule::hash_backends(&members), DEFAULT_TABLE_SIZE);
                     t.next = Some((members, b));
                 }
@@ -191,5 +198,49 @@ mod tests {
         let mut fresh = HashTables::default();
         assert_eq!(table_ptr(&now, 1).1, table_ptr(&with_states(&moved, up(None), |_| false, &mut fresh), 1).1);
         assert_eq!(tables.pending(), 0);
+    }
+
+    /// Under churn (a server's state changing at every turn, faster than
+    /// a table is built) tables still get built and published: a build
+    /// runs to its end, and the republish then starts one over the states
+    /// of that moment. (Restarted at each change, none ever finished.)
+    #[test]
+    fn tables_are_built_under_churn() {
+        let mut base = Snapshot::default();
+        let members: Vec<u16> = (0..1000).collect();
+        base.servers.extend((0..1000u32).map(|i| RealServer { ip: 0x0a00_0000 + i, port: 80, weight: 1, enabled: true, ..RealServer::default() }));
+        let input: Vec<(u32, u16, u32)> = base.servers.iter().map(|s| (s.ip, 80, 1)).collect();
+        base.services.push(VirtualService { members: members.into(), schedule: Schedule::hashed(HashKey::FiveTuple, &input), ..VirtualService::test(Forwarding::Nat) });
+        let down = |d: usize| move |i: usize, _: &RealServer| Some(ServerState { enabled: i != d, ..ServerState::default() });
+        let mut tables = HashTables::default();
+        let _ = with_states(&base, down(usize::MAX), |_| false, &mut tables);
+        // The turns one build takes at this budget, with nothing changing.
+        let budget = DEFAULT_TABLE_SIZE as u64;
+        let _ = with_states(&base, down(999), |_| false, &mut tables);
+        let mut build = 1;
+        while !tables.step(budget) {
+            build += 1;
+        }
+        assert!(build >= 4, "a build over several turns: {build}");
+        let _ = with_states(&base, down(999), |_| false, &mut tables);
+        let mut published = 0;
+        for turn in 0..400 {
+            // A different server down each turn.
+            let _ = with_states(&base, down(turn % 1000), |_| false, &mut tables);
+            if tables.step(budget) {
+                published += 1;
+                let snap = with_states(&base, down(turn % 1000), |_| false, &mut tables);
+                let Schedule::Hash { table, .. } = &snap.services[0].schedule else { panic!("not a hash schedule") };
+                // Built over the states of when its build began: one
+                // server down, at most two builds' turns before.
+                let mut seen = vec![false; 1000];
+                for &m in table.iter() {
+                    seen[usize::from(m)] = true;
+                }
+                let absent: Vec<usize> = (0..1000).filter(|&i| !seen[i]).collect();
+                assert!(absent.len() == 1 && turn - absent[0] <= 2 * build + 1, "turn {turn}: the table's down servers {absent:?}, a build {build} turns");
+            }
+        }
+        assert!(published >= 400 / build / 2, "tables published under churn: {published}, a build {build} turns");
     }
 }
