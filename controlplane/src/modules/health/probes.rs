@@ -37,6 +37,8 @@ const STARTS_PER_TURN: usize = 32;
 const ENDS_PER_TURN: usize = 64;
 /// Probes in flight at most (a socket each): past that, due probes wait.
 pub(super) const MAX_IN_FLIGHT: usize = 16_384;
+/// How often running script checks are looked at for their exit.
+const SCRIPT_POLL: Duration = Duration::from_millis(10);
 
 /// One server to watch: its snapshot index, where it is, and its checks.
 #[derive(Debug, Clone)]
@@ -206,8 +208,9 @@ pub struct Probes {
     pub(super) max_in_flight: usize,
     /// Probes with news this turn (an answer, a shard poll).
     touched: Vec<usize>,
-    /// Script probes, looked at every turn.
+    /// Script probes, looked at every `SCRIPT_POLL`; when last.
     scripts: Vec<usize>,
+    scripts_at: Option<Instant>,
     /// Probes judged this turn, freed once their last frames are out.
     finished: Vec<usize>,
     /// Targets whose RTT changed since `take_rtts`.
@@ -247,6 +250,7 @@ impl Probes {
             max_in_flight: MAX_IN_FLIGHT,
             touched: Vec::new(),
             scripts: Vec::new(),
+            scripts_at: None,
             finished: Vec::new(),
             rtt_changed: Vec::new(),
             out: vec![Vec::new(); links.len()],
@@ -388,8 +392,18 @@ impl Probes {
             }
             self.advance(pid, now, &mut changes);
         }
-        for pid in self.scripts.clone() {
-            self.advance(pid, now, &mut changes);
+        // A script's exit is looked for every `SCRIPT_POLL` (a `waitpid`
+        // each), not every turn: its time is known to that much.
+        if self.scripts_at.is_none_or(|at| now.duration_since(at) >= SCRIPT_POLL) {
+            self.scripts_at = Some(now);
+            let mut i = 0;
+            while let Some(&pid) = self.scripts.get(i) {
+                self.advance(pid, now, &mut changes);
+                // `advance` takes a finished script off the list.
+                if self.scripts.get(i) == Some(&pid) {
+                    i += 1;
+                }
+            }
         }
         self.poll_shards(now);
         self.collect_tx();
