@@ -41,7 +41,7 @@ unsigned int fw_ring_count(const struct rte_ring *r);
 int fw_bond_lacp_state(uint16_t port_id, uint16_t member, uint8_t *actor, uint8_t *partner);
 
 /* Sets an 802.3ad bond's periodic LACPDU interval (the slow periodic time,
- * IEEE 802.1AX 6.4.4, 30 s by default) to `period_ms`, the rest of its mode
+ * IEEE 802.1AX 6.4.4: 30 s; DPDK's default 29 s) to `period_ms`, the rest of its mode
  * 4 configuration kept; 0 or a negative errno (rte_eth_bond_8023ad_setup). */
 int fw_bond_lacp_period(uint16_t port_id, uint32_t period_ms);
 

@@ -247,17 +247,40 @@ fn huge_size(layout: Layout) -> usize {
 /// (`MADV_HUGEPAGE`: one TLB entry per 2 MiB instead of per 4 KiB, for a
 /// table read at random; with `enabled=madvise`, Debian's default, only
 /// such mappings get them). Null on failure (the allocator then serves).
+///
+/// Mapped one huge page larger and trimmed to a 2 MiB boundary: kernels
+/// before 6.7 (Debian 12's 6.1) do not align anonymous mappings so, and the
+/// partial huge pages at both ends would be small ones.
 #[cfg(all(target_os = "linux", not(miri)))]
 fn huge_map(layout: Layout) -> *mut u8 {
+    if layout.align() > HUGE_PAGE {
+        return core::ptr::null_mut();
+    }
     let size = huge_size(layout);
+    let Some(span) = size.checked_add(HUGE_PAGE) else { return core::ptr::null_mut() };
     // SAFETY: a fresh private anonymous mapping, no address asked for; the
-    // result is checked. Page-aligned, so aligned for any table type.
-    let p = unsafe { libc::mmap(core::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+    // result is checked.
+    let p = unsafe { libc::mmap(core::ptr::null_mut(), span, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
     if p == libc::MAP_FAILED {
         return core::ptr::null_mut();
     }
+    let base = p as usize;
+    let start = base.next_multiple_of(HUGE_PAGE);
+    let (head, tail) = (start - base, base + span - (start + size));
+    // SAFETY: both ranges lie inside the mapping just made, outside
+    // [start, start + size), page-aligned (mmap's result and `start` are,
+    // and so is `size`); an empty one is skipped.
+    unsafe {
+        if head > 0 {
+            libc::munmap(p, head);
+        }
+        if tail > 0 {
+            libc::munmap((start + size) as *mut libc::c_void, tail);
+        }
+    }
+    let p = start as *mut libc::c_void;
     // A hint; its failure changes nothing but the page size.
-    // SAFETY: the range is the mapping just made.
+    // SAFETY: the range is what is left of the mapping just made.
     let _ = unsafe { libc::madvise(p, size, libc::MADV_HUGEPAGE) };
     p.cast()
 }
@@ -297,10 +320,12 @@ mod tests {
     /// for transparent huge pages (the kernel decides whether it gets
     /// them), values set, and freed.
     #[test]
+    #[cfg(target_os = "linux")]
     #[cfg_attr(miri, ignore = "mmap")]
     fn a_big_region_off_the_backing_is_mapped_for_huge_pages() {
         let mut r = Region::filled((3 << 20) / 8 + 1, 5u64);
         assert!(r.mapped && !r.on_backing());
+        assert_eq!(r.as_ptr() as usize % HUGE_PAGE, 0, "on a huge page boundary");
         assert!(r.iter().all(|&v| v == 5));
         let last = r.len() - 1;
         r[last] = 6;

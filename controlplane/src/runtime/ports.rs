@@ -235,7 +235,10 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
         format!("interface {name}: {e}{hint}")
     })?;
     if iface.bond.as_ref().is_some_and(|b| *b.mode.get_ref() == crate::config::BondMode::Lacp) {
-        port.set_lacp_period(LACP_PERIOD_MS).map_err(|e| format!("interface {name}: {e}"))?;
+        // A tuning: without it LACP still agrees, at the slow rate.
+        if let Err(e) = port.set_lacp_period(LACP_PERIOD_MS) {
+            say(&format!("port {name}: LACPDUs at the slow rate (every 30 s): {e}"));
+        }
     }
     port.start().map_err(|e| format!("interface {name}: {e}"))?;
     let mac = EthernetAddress(port.mac().map_err(|e| format!("interface {name}: {e}"))?);

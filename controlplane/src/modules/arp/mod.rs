@@ -58,13 +58,17 @@ struct NexthopState {
 }
 
 /// How long after its last request a next hop that has not answered
-/// `misses` of them is asked again: every second for the first three (as
-/// Linux's `mcast_solicit`), then twice as long after each miss up to 16 s,
-/// so dead next hops (servers switched off, removed from the config) cost
-/// one request each every 16 s, not every second. A next hop that answers
-/// is back to the start; one that returns is found within 16 s.
+/// `misses` of them is asked again: every second for the first ten (a
+/// link or an aggregation still coming up, a server still booting), then
+/// twice as long after each miss up to 16 s, so next hops that stay dead
+/// (servers switched off, removed from the configuration) cost one request
+/// each every 16 s, not every second. A miss counts only for a request
+/// sent on a link that is up; an answer, a reconfiguration, and a next hop
+/// heard from within the last 180 s (the refresh window, where a flood
+/// may be eating its answers) keep it at once a second. One that returns
+/// after that is found within 16 s.
 fn retry_gap(misses: u32) -> Duration {
-    Duration::from_secs(1 << misses.saturating_sub(2).min(4))
+    Duration::from_secs(1 << misses.saturating_sub(9).min(4))
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -129,6 +133,11 @@ impl Arp {
         let before = self.owned.clone();
         for (o, new) in self.owned.iter_mut().zip(owned) {
             *o = new;
+        }
+        // A change may bring back a server: every next hop at once a
+        // second again.
+        for nh in &mut self.nexthops {
+            nh.misses = 0;
         }
         for hop in nexthops.iter().skip(self.nexthops.len()) {
             self.slot_of.entry((hop.ip, hop.link)).or_insert(self.nexthops.len());
@@ -204,17 +213,21 @@ impl Arp {
         while slot < self.nexthops.len() && looked < SLOTS_PER_TURN && sent < REQUESTS_PER_TURN {
             let nh = &self.nexthops[slot];
             let stale = nh.confirmed.is_none_or(|t| now.duration_since(t) >= NEIGHBOR_REFRESH);
-            let asked_recently = nh.last_request.is_some_and(|t| now.duration_since(t) < retry_gap(nh.misses));
+            let heard_lately = nh.confirmed.is_some_and(|t| now.duration_since(t) < NEIGHBOR_REFRESH * 3);
+            let gap = if heard_lately { Duration::from_secs(1) } else { retry_gap(nh.misses) };
+            let asked_recently = nh.last_request.is_some_and(|t| now.duration_since(t) < gap);
             if nh.confirmed.is_some_and(|t| now.duration_since(t) >= NEIGHBOR_REFRESH * 3) {
                 self.slots.clear(slot as u16);
             }
-            if stale && !asked_recently {
-                let hop = nh.hop;
+            let hop = nh.hop;
+            let link_up = rt.links().get(hop.link).is_some_and(|l| l.is_up());
+            if stale && !asked_recently && link_up {
                 let link = &rt.links()[hop.link];
                 let (mac, ip) = (link.mac(), link.address().addr);
                 self.nexthops[slot].last_request = Some(now);
-                self.nexthops[slot].misses = self.nexthops[slot].misses.saturating_add(1);
-                self.send_request(rt, hop.link, mac, ip, hop.ip);
+                if self.send_request(rt, hop.link, mac, ip, hop.ip) {
+                    self.nexthops[slot].misses = self.nexthops[slot].misses.saturating_add(1);
+                }
                 sent += 1;
             }
             looked += 1;
@@ -268,12 +281,15 @@ impl Arp {
         }
     }
 
-    fn send_request(&mut self, rt: &mut Runtime, li: usize, mac: EthernetAddress, sender: Ipv4Addr, target: Ipv4Addr) {
-        if rt.send_built(li, neighbor::FRAME_LEN as u16, |buf| {
+    /// True when the request went out.
+    fn send_request(&mut self, rt: &mut Runtime, li: usize, mac: EthernetAddress, sender: Ipv4Addr, target: Ipv4Addr) -> bool {
+        let sent = rt.send_built(li, neighbor::FRAME_LEN as u16, |buf| {
             neighbor::write_request(buf, mac, sender, target);
-        }) {
+        });
+        if sent {
             self.counters.arp_requests += 1;
         }
+        sent
     }
 
     /// Hosts the workers asked for (a source-NAT connection routed to a
@@ -336,12 +352,12 @@ mod tests {
     use super::retry_gap;
     use std::time::Duration;
 
-    /// A next hop that does not answer is asked every second three times,
+    /// A next hop that does not answer is asked every second ten times,
     /// then at 2, 4, 8 and 16 s, and never less often than every 16 s.
     #[test]
     fn an_unanswered_next_hop_is_asked_less_and_less_often() {
-        let gaps: Vec<u64> = (0..9).map(|m| retry_gap(m).as_secs()).collect();
-        assert_eq!(gaps, [1, 1, 1, 2, 4, 8, 16, 16, 16]);
+        let gaps: Vec<u64> = (0..16).map(|m| retry_gap(m).as_secs()).collect();
+        assert_eq!(gaps, [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4, 8, 16, 16, 16]);
         assert_eq!(retry_gap(u32::MAX), Duration::from_secs(16));
     }
 }

@@ -210,7 +210,7 @@ impl Health {
     /// Its metric families.
     pub fn metrics(&self, t: &mut Text) {
         let h = self.probes.counters;
-        t.family("health_probes_total", "counter", "Health probes sent.", vec![(String::new(), h.probes)]);
+        t.family("health_probes_total", "counter", "Health probes started (and those failed as unresolved, which send nothing).", vec![(String::new(), h.probes)]);
         t.family("health_state_changes_total", "counter", "Servers going up or down.", vec![(String::new(), h.state_changes)]);
         t.family(
             "health_probes_skipped_total",

@@ -37,6 +37,9 @@ const STARTS_PER_TURN: usize = 32;
 const ENDS_PER_TURN: usize = 64;
 /// Probes in flight at most (a socket each): past that, due probes wait.
 pub(super) const MAX_IN_FLIGHT: usize = 16_384;
+/// Probes of a check skipped in a row for a shortage of the box's own
+/// before each further one counts as a failure.
+const SKIPS_BEFORE_FAILING: u32 = 3;
 /// How often running script checks are looked at for their exit.
 const SCRIPT_POLL: Duration = Duration::from_millis(10);
 
@@ -99,6 +102,8 @@ pub(super) struct Probe {
 struct CheckState {
     ok_run: u32,
     fail_run: u32,
+    /// Probes skipped in a row for the box's own shortage.
+    skip_run: u32,
     passing: bool,
     next_at: Option<Instant>,
     probe: Option<usize>,
@@ -158,22 +163,22 @@ pub struct HealthCounters {
 /// Why a probe did not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum NotStarted {
-    /// The server cannot be reached (its next hop does not answer ARP):
-    /// a failed probe, as a connect that gets no answer would be.
+    /// The server cannot be reached (its next hop does not answer ARP), or
+    /// the check cannot ever run (a script the shell cannot start): a
+    /// failed probe, as a connect that gets no answer would be.
     Unreachable(String),
     /// The box's own shortage: no probe stack on the link, no free source
     /// port for the server, a socket or a process it could not make. Not
     /// the server's fault, so no verdict on it (keepalived reschedules a
     /// check whose socket it cannot open, without a verdict); counted and
-    /// shown (`skipped`), and tried again at the next interval.
+    /// shown (`skipped`), and tried again at the next interval; past
+    /// `SKIPS_BEFORE_FAILING` in a row, each further one fails the check
+    /// (`not probed: REASON`), so a shortage that lasts cannot keep a
+    /// server up unjudged.
     Shortage(&'static str),
 }
 
-impl From<&'static str> for NotStarted {
-    fn from(reason: &'static str) -> Self {
-        NotStarted::Shortage(reason)
-    }
-}
+
 
 /// The probe stacks of one link: its address and MAC, its shards.
 pub(super) struct LinkStacks {
@@ -446,7 +451,7 @@ impl Probes {
         }
     }
 
-    fn in_flight(&self) -> usize {
+    pub(super) fn in_flight(&self) -> usize {
         self.probes.len() - self.free.len()
     }
 
@@ -463,27 +468,32 @@ impl Probes {
         // got to it: late starts do not drift, so probes spread over the
         // interval stay spread and their answers do not come in bursts
         // (which would queue in the punt ring ahead of others).
-        let next = st.next_at.map_or(now, |at| at + interval).max(now);
+        // Intervals that went by entirely (a turn held up, in-flight
+        // full) are skipped, not made up at once: the next start is the
+        // first one after now on the check's grid.
+        let next = st.next_at.map_or(now, |at| next_on_grid(at, interval, now));
         st.next_at = Some(next);
         self.starts.push(next, (ti as u32, ci as u16, self.generation));
         if st.probe.is_some() {
             // The last one is still running (timeout >= interval).
             return;
         }
-        match self.start(ti, ci, now) {
+        let started = self.start(ti, ci, now);
+        let Some(st) = self.targets.get_mut(ti).and_then(|t| t.checks.get_mut(ci)) else { return };
+        st.skip_run = if matches!(started, Err(NotStarted::Shortage(_))) { st.skip_run.saturating_add(1) } else { 0 };
+        let skips = st.skip_run;
+        match started {
             Ok(pid) => {
                 self.counters.probes += 1;
-                if let Some(st) = self.targets.get_mut(ti).and_then(|t| t.checks.get_mut(ci)) {
-                    st.probe = Some(pid);
-                }
+                st.probe = Some(pid);
             }
-            Err(NotStarted::Unreachable(reason)) => {
-                self.counters.probes += 1;
-                self.record(ti, ci, Outcome::Fail(reason), changes);
-            }
+            Err(NotStarted::Unreachable(reason)) => self.record(ti, ci, Outcome::Fail(reason), changes),
             Err(NotStarted::Shortage(reason)) => {
                 self.counters.skipped += 1;
                 self.counters.last_skip = Some(reason);
+                if skips > SKIPS_BEFORE_FAILING {
+                    self.record(ti, ci, Outcome::Fail(format!("not probed: {reason}")), changes);
+                }
             }
         }
     }
@@ -561,3 +571,11 @@ impl Probes {
 
 #[cfg(test)]
 mod tests;
+
+/// The first time after `now` on the grid `at + k * interval`, k >= 1.
+fn next_on_grid(at: Instant, interval: Duration, now: Instant) -> Instant {
+    let interval = interval.max(Duration::from_millis(1));
+    let behind = now.saturating_duration_since(at);
+    let k = behind.as_nanos() / interval.as_nanos() + 1;
+    at.checked_add(interval * u32::try_from(k).unwrap_or(u32::MAX)).unwrap_or(now + interval)
+}

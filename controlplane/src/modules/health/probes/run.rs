@@ -20,8 +20,8 @@ impl Probes {
     /// Starts check `ci` of target `ti`: the new probe's id, or why it
     /// could not start (a failure).
     pub(super) fn start(&mut self, ti: usize, ci: usize, now: Instant) -> Result<usize, NotStarted> {
-        let t = self.targets.get(ti).ok_or("no target")?;
-        let check = t.target.checks.get(ci).ok_or("no check")?;
+        let t = self.targets.get(ti).ok_or(NotStarted::Shortage("no target"))?;
+        let check = t.target.checks.get(ci).ok_or(NotStarted::Shortage("no check"))?;
         let deadline = now + Duration::from_millis(u64::from((*check.timeout_ms.get_ref()).max(1)));
         let probe = |at, mac, pending| Probe { target: ti, check: ci, at, mac, started: now, sent_at: None, heard_at: None, deadline, serial: 0, pending, touched: false, via: false };
         if check.kind == CheckKind::Script {
@@ -33,7 +33,7 @@ impl Probes {
         // The appliance's ARP keeps the server's next hop resolved.
         let mac = self.neighbors.get(t.target.nexthop).ok_or_else(|| NotStarted::Unreachable("unresolved".into()))?.0;
         let (link, via) = (t.target.link, t.target.via);
-        let si = self.shard_with_room(link, now).ok_or("no link")?;
+        let si = self.shard_with_room(link, now).ok_or(NotStarted::Shortage("no link"))?;
         let (key, handle, pending) = self.open_socket(ti, ci, link, si)?;
         let mut p = probe(Some((link, si, handle, key)), mac, pending);
         p.via = via.is_some() && key.proto != ICMP;
@@ -76,11 +76,11 @@ impl Probes {
         // from the engine's secret: a spoofed reply must guess all three.
         let draws = (self.draw(), self.draw());
         let (open, vias) = (&self.open, &self.via);
-        let t = self.targets.get_mut(ti).ok_or("no target")?;
-        let check = t.target.checks.get(ci).ok_or("no check")?;
+        let t = self.targets.get_mut(ti).ok_or(NotStarted::Shortage("no target"))?;
+        let check = t.target.checks.get(ci).ok_or(NotStarted::Shortage("no check"))?;
         let peer_port = check.port.as_ref().map_or(t.target.addr.port(), |p| *p.get_ref());
         let peer = *t.target.addr.ip();
-        let shard = self.links.get_mut(li).and_then(|l| l.shards.get_mut(si)).ok_or("no link")?;
+        let shard = self.links.get_mut(li).and_then(|l| l.shards.get_mut(si)).ok_or(NotStarted::Shortage("no link"))?;
         let proto = match check.kind {
             CheckKind::Udp => UDP,
             CheckKind::Icmp => ICMP,
@@ -94,22 +94,22 @@ impl Probes {
             let (seq_no, nonce) = ((draws.0 >> 16) as u16, draws.1.to_ne_bytes());
             let meta = vec![icmp::PacketMetadata::EMPTY; 4];
             let mut sock = icmp::Socket::new(icmp::PacketBuffer::new(meta.clone(), vec![0; 1024]), icmp::PacketBuffer::new(meta, vec![0; 1024]));
-            sock.bind(icmp::Endpoint::Ident(ident)).map_err(|_| "bind")?;
+            sock.bind(icmp::Endpoint::Ident(ident)).map_err(|_| NotStarted::Shortage("bind"))?;
             let repr = Icmpv4Repr::EchoRequest { ident, seq_no, data: &nonce };
-            let buf = sock.send(repr.buffer_len(), IpAddress::Ipv4(peer)).map_err(|_| "send")?;
+            let buf = sock.send(repr.buffer_len(), IpAddress::Ipv4(peer)).map_err(|_| NotStarted::Shortage("send"))?;
             repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &smoltcp::phy::ChecksumCapabilities::default());
             let handle = shard.add(sock);
             shard.dirty = true;
             return Ok((Opening { proto, local: ident, peer, peer_port: 0 }, handle, Pending::Icmp { ident, seq_no, nonce }));
         }
-        let local = t.ports.next(|p| open.contains_key(&Opening { proto, local: p, peer, peer_port }) || vias.holds(p)).ok_or("no free port")?;
+        let local = t.ports.next(|p| open.contains_key(&Opening { proto, local: p, peer, peer_port }) || vias.holds(p)).ok_or(NotStarted::Shortage("no free port"))?;
         let key = Opening { proto, local, peer, peer_port };
         if proto == UDP {
             let meta = vec![udp::PacketMetadata::EMPTY; 4];
             let mut sock = udp::Socket::new(udp::PacketBuffer::new(meta.clone(), vec![0; 2048]), udp::PacketBuffer::new(meta, vec![0; 2048]));
-            sock.bind(local).map_err(|_| "bind")?;
+            sock.bind(local).map_err(|_| NotStarted::Shortage("bind"))?;
             let payload = check.send.clone().unwrap_or_else(|| "ping".into());
-            sock.send_slice(payload.as_bytes(), (IpAddress::Ipv4(peer), peer_port)).map_err(|_| "send")?;
+            sock.send_slice(payload.as_bytes(), (IpAddress::Ipv4(peer), peer_port)).map_err(|_| NotStarted::Shortage("send"))?;
             let handle = shard.add(sock);
             shard.dirty = true;
             return Ok((key, handle, Pending::Udp));
@@ -118,7 +118,7 @@ impl Probes {
         let cx = shard.iface.context();
         if shard.sockets.get_mut::<tcp::Socket>(handle).connect(cx, (IpAddress::Ipv4(peer), peer_port), local).is_err() {
             shard.close(handle, true);
-            return Err("connect refused by the probe stack".into());
+            return Err(NotStarted::Shortage("connect refused by the probe stack"));
         }
         shard.dirty = true;
         Ok((key, handle, Pending::Tcp { sent: false, response: Vec::new(), established: false }))
@@ -183,8 +183,14 @@ fn spawn(check: &HealthCheck, t: &super::TargetState) -> Result<std::process::Ch
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        // The box's own failure (a fork), not the server's.
-        .map_err(|_| NotStarted::Shortage("script not started"))
+        .map_err(|e| match e.raw_os_error() {
+            // The box short of processes, memory or descriptors: not the
+            // server's fault.
+            Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE) => NotStarted::Shortage("script not started: no process"),
+            // Anything else (the shell missing, a command it cannot take)
+            // would fail every time: a failure, with its reason.
+            _ => NotStarted::Unreachable(format!("script not started: {e}")),
+        })
 }
 
 fn script(pending: &mut Pending, timed_out: bool, elapsed: Duration) -> Option<Outcome> {

@@ -77,35 +77,61 @@ fn rise_and_fall_drive_the_state() {
 
 /// A probe the box cannot start for its own shortage (here: no probe
 /// stack on the server's link) is skipped and counted, with no verdict:
-/// an up server stays up through any number of them. One whose next hop
-/// does not answer ARP fails, as an unanswered connect would.
+/// an up server stays up through `SKIPS_BEFORE_FAILING` of them in a row;
+/// each one after that fails the check (a shortage that lasts does not
+/// keep a server up unjudged). One whose next hop does not answer ARP
+/// fails at once, as an unanswered connect would.
 #[test]
 fn the_box_s_own_shortage_is_no_verdict_on_the_server() {
     let mut c = check(CheckKind::Tcp);
     c.rise = crate::config::unplaced(1);
     c.fall = crate::config::unplaced(1);
+    c.interval_ms = crate::config::unplaced(1000);
     let mut now = Instant::now();
     let mut h = Probes::new(&[], vec![target(0, "198.51.100.11:80", c.clone())], neighbors([2; 6]), now);
     let mut changes = Vec::new();
     h.record(0, 0, Outcome::Pass(Duration::from_micros(300)), &mut changes);
     assert!(h.is_up(0));
-    for _ in 0..5 {
-        now += Duration::from_secs(2);
+    // One start a second, each turn a second apart.
+    for _ in 0..super::SKIPS_BEFORE_FAILING {
         changes.extend(h.due(now));
+        now += Duration::from_secs(1);
     }
     assert!(h.is_up(0), "skipped probes took the server down: {changes:?}");
     assert!(changes.iter().all(|c| c.up), "{changes:?}");
-    assert!(h.counters.skipped >= 5, "{:?}", h.counters);
+    assert_eq!(h.counters.skipped, u64::from(super::SKIPS_BEFORE_FAILING));
     assert_eq!((h.counters.failures, h.counters.probes), (0, 0));
     assert_eq!(h.counters.last_skip, Some("no link"));
-    // Unresolved: a failure, and fall 1 takes it down.
+    let down = h.due(now);
+    assert!(!h.is_up(0), "one skip past the limit fails");
+    assert_eq!(down.last().map(|c| (c.up, c.reason.as_str())), Some((false, "not probed: no link")));
+    // Unresolved: a failure at once, and fall 1 takes it down.
     let mut h = Probes::new(&[], vec![target(0, "198.51.100.11:80", c)], Arc::new(Neighbors::new(4)), now);
     h.record(0, 0, Outcome::Pass(Duration::from_micros(300)), &mut changes);
-    now += Duration::from_secs(2);
     let down = h.due(now);
     assert!(!h.is_up(0));
     assert_eq!(down.last().map(|c| (c.up, c.reason.as_str())), Some((false, "unresolved")));
-    assert!(h.counters.failures >= 1 && h.counters.skipped == 0, "{:?}", h.counters);
+    assert!(h.counters.failures == 1 && h.counters.skipped == 0, "{:?}", h.counters);
+}
+
+/// A start that comes late by more than an interval (a held-up turn,
+/// in-flight full) runs once, and the next is on the check's grid after
+/// now: two failures are not recorded at once for one late start.
+#[test]
+fn a_late_start_runs_once_and_keeps_the_grid() {
+    let t0 = Instant::now();
+    let i = Duration::from_millis(100);
+    assert_eq!(super::next_on_grid(t0, i, t0), t0 + i);
+    assert_eq!(super::next_on_grid(t0, i, t0 + Duration::from_millis(99)), t0 + i);
+    assert_eq!(super::next_on_grid(t0, i, t0 + i), t0 + 2 * i);
+    assert_eq!(super::next_on_grid(t0, i, t0 + Duration::from_millis(350)), t0 + 4 * i);
+    let mut c = check(CheckKind::Tcp);
+    c.fall = crate::config::unplaced(3);
+    c.interval_ms = crate::config::unplaced(100);
+    let mut h = Probes::new(&[], vec![target(0, "198.51.100.11:80", c)], Arc::new(Neighbors::new(4)), t0);
+    // Half a second late: one start, one failure.
+    let _ = h.due(t0 + Duration::from_millis(550));
+    assert_eq!(h.counters.failures, 1, "{:?}", h.counters);
 }
 
 const SELF: [u8; 4] = [198, 51, 100, 1];
