@@ -50,6 +50,10 @@ http {
     # The big file at 4 MiB/s (an answer that takes a while: the L7
     # keep-alive test).
     location = /slow { alias $dir/www/big; limit_rate 4m; default_type application/octet-stream; }
+    # The big file at 800 kB/s, paced by the server (the defence tests'
+    # download that spans a flood: curl's own --limit-rate once let 10 MiB
+    # through in under a second).
+    location = /trickle { alias $dir/www/big; limit_rate 800k; default_type application/octet-stream; }
     location / { root $dir/www; }
   }
   # What the servers learn of the client (the L7 tests): the headers on

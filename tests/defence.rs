@@ -114,11 +114,11 @@ fn curl_answers(lab: &mut Lab, key: &str) -> Vec<String> {
     p.output().lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty() && l != "done").collect()
 }
 
-/// A rate-limited download of `/big` (800 kB/s) from the client, started
-/// and seen running, to span a flood.
+/// A rate-limited download of the big file (800 kB/s, paced by nginx and
+/// by curl) from the client, started and seen running, to span a flood.
 fn start_download(lab: &Lab) -> Proc {
     let file = lab.dir.path("big.download");
-    let url = format!("http://{VIP}/big");
+    let url = format!("http://{VIP}/trickle");
     let argv = ["curl", "-s", "-S", "-m", "120", "--limit-rate", "800k", "-o", file.to_str().unwrap(), "-w", "%{http_code} %{size_download}\n", &url];
     let mut download = Proc::spawn("download", Some(&lab.topo.ns("client")), &argv, &lab.dir.path("download.log"), false);
     std::thread::sleep(Duration::from_secs(1));
