@@ -65,6 +65,9 @@ fn opts() -> Opts {
 fn main() {
     let o = opts();
     let prefix = format!("fw-bench-{}", std::process::id());
+    // The appliance keeps its tables on hugepages; the harness runs
+    // --no-huge, so its tables stand on transparent huge pages instead.
+    furiwake_dataplane::region::transparent_huge(true);
     let eal_args = ["--no-huge", "-m", "1024", "--no-pci", "--lcores", "0@0,1@1,2@1", "--file-prefix", &prefix, "--no-telemetry", "--log-level", "lib.eal:error"];
     let code = match Eal::init(&eal_args) {
         Ok(eal) => {
