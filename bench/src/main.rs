@@ -167,29 +167,20 @@ fn run(o: &Opts) -> i32 {
     // Its table, and the MAT ones below, are sized to the flows (94% full:
     // a chain holds about one link per bucket); NAT in a table as full, for
     // the comparison of the modes.
-    if let Ok(mut r) = Run::start(next_id(), &pool, Forwarding::Nat, f + f / 16 + 1024, false) {
+    for (forwarding, name, dist) in [(Forwarding::Nat, "nat", "uniform, tight table"), (Forwarding::FullNat, "full-nat", "uniform")] {
+        let Ok(mut r) = Run::start(next_id(), &pool, forwarding, f + f / 16 + 1024, false) else { continue };
         r.learned = vec![0; f as usize];
-        eprintln!("nat, tight table: opening {f} connections");
-        let _ = r.phase(&pool, Traffic::Open { first: 0 }, f as u64, Duration::from_secs(600), 1);
-        let _ = r.phase(&pool, Traffic::Handshake, 2 * f as u64, Duration::from_secs(600), 1);
-        let every = if o.smoke { 1 } else { 64 };
-        let ph = r.phase(&pool, Traffic::Established { flows: f, zipf: false }, measure, dur, every);
-        rows.push(row("established", "nat", "original", f as u64, "uniform, tight table", ph));
-        let ph = r.phase(&pool, Traffic::Replies { flows: f }, measure, dur, every);
-        rows.push(row("established", "nat", "reply", f as u64, "uniform, tight table", ph));
-        r.finish();
-    }
-    if let Ok(mut r) = Run::start(next_id(), &pool, Forwarding::FullNat, f + f / 16 + 1024, false) {
-        r.learned = vec![0; f as usize];
-        eprintln!("full-nat: opening {f} connections");
+        eprintln!("{name}, table sized to the flows: opening {f} connections");
         let open = r.phase(&pool, Traffic::Open { first: 0 }, f as u64, Duration::from_secs(600), 1);
         let _ = r.phase(&pool, Traffic::Handshake, 2 * f as u64, Duration::from_secs(600), 1);
-        rows.push(row("open (prefill)", "full-nat", "original", f as u64, "sequential", open));
+        if forwarding == Forwarding::FullNat {
+            rows.push(row("open (prefill)", name, "original", f as u64, "sequential", open));
+        }
         let every = if o.smoke { 1 } else { 64 };
         let ph = r.phase(&pool, Traffic::Established { flows: f, zipf: false }, measure, dur, every);
-        rows.push(row("established", "full-nat", "original", f as u64, "uniform", ph));
+        rows.push(row("established", name, "original", f as u64, dist, ph));
         let ph = r.phase(&pool, Traffic::Replies { flows: f }, measure, dur, every);
-        rows.push(row("established", "full-nat", "reply", f as u64, "uniform", ph));
+        rows.push(row("established", name, "reply", f as u64, dist, ph));
         r.finish();
     }
 
