@@ -60,6 +60,18 @@ int fw_bond_lacp_state(uint16_t port_id, uint16_t member, uint8_t *actor, uint8_
 	return 0;
 }
 
+/* The mbuf field the workers stamp a punted frame's TSC in (an
+ * application's dynamic field: the name does not start with "rte_"). */
+int fw_punt_stamp_field(void)
+{
+	static const struct rte_mbuf_dynfield desc = {
+		.name = "furiwake_dynfield_punt_tsc",
+		.size = sizeof(uint64_t),
+		.align = __alignof__(uint64_t),
+	};
+	return rte_mbuf_dynfield_register(&desc);
+}
+
 int fw_bond_lacp_period(uint16_t port_id, uint32_t period_ms)
 {
 	struct rte_eth_bond_8023ad_conf conf;

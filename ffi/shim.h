@@ -44,6 +44,7 @@ int fw_bond_lacp_state(uint16_t port_id, uint16_t member, uint8_t *actor, uint8_
  * IEEE 802.1AX 6.4.4: 30 s; DPDK's default 29 s) to `period_ms`, the rest of its mode
  * 4 configuration kept; 0 or a negative errno (rte_eth_bond_8023ad_setup). */
 int fw_bond_lacp_period(uint16_t port_id, uint32_t period_ms);
+int fw_punt_stamp_field(void);
 
 /* rte_softrss (static inline in rte_thash.h): DPDK's own Toeplitz hash of
  * `len` host-order 32-bit words under the key as the NIC takes it, for the

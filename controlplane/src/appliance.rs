@@ -299,8 +299,8 @@ impl Appliance {
         if self.vrrp.on_frame(li, m.data()) || self.sync.as_mut().is_some_and(|s| s.on_frame(li, m.data())) {
             return;
         }
-        let health = &mut self.health;
-        self.arp.on_punted(li, m, &mut self.runtime, &mut |frame| health.on_frame(li, frame));
+        let (health, at) = (&mut self.health, self.runtime.punted_at(&m));
+        self.arp.on_punted(li, m, &mut self.runtime, &mut |frame| health.on_frame(li, frame, at));
     }
 
     /// The metrics, in Prometheus text format.

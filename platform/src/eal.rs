@@ -43,6 +43,7 @@ impl Eal {
         if ret < 0 {
             return Err(Error::last("rte_eal_init"));
         }
+        crate::mbuf::register_punt_stamp();
         Ok(Eal { args })
     }
 

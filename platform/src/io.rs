@@ -118,7 +118,10 @@ impl PacketIo for MbufIo {
     }
 
     #[inline]
-    fn punt(&mut self, pkt: Mbuf) -> Result<(), Mbuf> {
+    fn punt(&mut self, mut pkt: Mbuf) -> Result<(), Mbuf> {
+        // Its arrival, for the health probes' RTTs: the control lcore may
+        // be busy for a while (a console command over 10,000 servers).
+        pkt.stamp_punt(crate::rdtsc());
         self.punt.enqueue(pkt)
     }
 
@@ -128,7 +131,8 @@ impl PacketIo for MbufIo {
     }
 
     #[inline]
-    fn punt_protected(&mut self, pkt: Mbuf) -> Result<(), Mbuf> {
+    fn punt_protected(&mut self, mut pkt: Mbuf) -> Result<(), Mbuf> {
+        pkt.stamp_punt(crate::rdtsc());
         match self.punt_protected.as_mut() {
             Some(ring) => ring.enqueue(pkt),
             None => self.punt.enqueue(pkt),

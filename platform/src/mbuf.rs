@@ -2,6 +2,22 @@
 
 use dpdk_sys::rte_mbuf;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The offset in `rte_mbuf` of the punt stamp (a dynamic field of 8
+/// bytes), plus one; 0 while none is registered.
+static PUNT_STAMP: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers the punt stamp's dynamic field (after EAL init). Without one
+/// (the dynamic-field area full) frames go unstamped and the control
+/// lcore takes their time as it dequeues them.
+pub(crate) fn register_punt_stamp() {
+    // SAFETY: registration of an application field, after EAL init.
+    let off = unsafe { dpdk_sys::fw_punt_stamp_field() };
+    if let Ok(off) = usize::try_from(off) {
+        PUNT_STAMP.store(off + 1, Ordering::Relaxed);
+    }
+}
 
 /// One `rte_mbuf` owned by Rust: freed back to its pool when dropped.
 ///
@@ -60,6 +76,24 @@ impl Mbuf {
     #[inline(always)]
     pub fn port(&self) -> u16 {
         self.raw().port
+    }
+
+    /// Stamps the frame with `tsc`, the time a worker received it, for
+    /// the control lcore it is punted to (`punt_stamp`).
+    #[inline(always)]
+    pub fn stamp_punt(&mut self, tsc: u64) {
+        let Some(off) = PUNT_STAMP.load(Ordering::Relaxed).checked_sub(1) else { return };
+        // SAFETY: `off` is a registered dynamic field of 8 bytes, aligned
+        // to 8, inside the mbuf we own exclusively.
+        unsafe { self.0.as_ptr().cast::<u8>().add(off).cast::<u64>().write(tsc) };
+    }
+
+    /// The TSC a worker stamped the frame with when it punted it.
+    #[inline(always)]
+    pub fn punt_stamp(&self) -> Option<u64> {
+        let off = PUNT_STAMP.load(Ordering::Relaxed).checked_sub(1)?;
+        // SAFETY: as in `stamp_punt`; read-only.
+        Some(unsafe { self.0.as_ptr().cast::<u8>().add(off).cast::<u64>().read() })
     }
 
     #[inline(always)]
@@ -253,6 +287,23 @@ mod tests {
         assert_eq!((m.data_len(), m.pkt_len()), (20, 30));
         drop(m);
         assert_eq!(pool.in_use(), 0, "the chain was freed whole");
+    }
+
+    /// The punt stamp lives in its own registered field: the frame's
+    /// bytes and the mbuf's own fields are untouched by it.
+    #[test]
+    fn a_punt_stamp_is_kept_beside_the_frame() {
+        let Some(_) = eal() else { return };
+        let pool = Mempool::new("t-punt-stamp", 63, 0, 2176, -1).unwrap();
+        let mut m = pool.alloc().unwrap();
+        let bytes: Vec<u8> = (0..64u8).collect();
+        assert!(m.set_data(&bytes));
+        m.set_port(3);
+        m.stamp_punt(0x1234_5678_9abc_def0);
+        assert_eq!(m.punt_stamp(), Some(0x1234_5678_9abc_def0), "registered at EAL init and read back");
+        assert_eq!((m.data(), m.port(), m.pkt_len()), (&bytes[..], 3, 64));
+        m.stamp_punt(7);
+        assert_eq!(m.punt_stamp(), Some(7));
     }
 
     #[test]

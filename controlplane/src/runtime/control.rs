@@ -6,6 +6,7 @@
 use super::Runtime;
 use furiwake_dataplane::Burst;
 use furiwake_platform::{Consumer, Mbuf, Mempool, Producer};
+use std::time::{Duration, Instant};
 
 /// The punt rings (two per worker) and the inject ring.
 #[derive(Default)]
@@ -17,6 +18,8 @@ pub(super) struct Control {
     protected: Vec<Consumer<Mbuf>>,
     inject: Option<Producer<Mbuf>>,
     counters: PuntCounters,
+    /// The TSC's rate, for the workers' punt stamps.
+    tsc_hz: u64,
 }
 
 /// Frames in and out of the control lcore (the report's `control:` line,
@@ -35,6 +38,11 @@ impl Control {
     /// The inject ring's producer (worker 0 consumes it).
     pub(super) fn set_inject(&mut self, p: Producer<Mbuf>) {
         self.inject = Some(p);
+    }
+
+    /// Takes the TSC's rate (after EAL init), for `punted_at`.
+    pub(super) fn set_tsc_hz(&mut self, hz: u64) {
+        self.tsc_hz = hz;
     }
 
     /// A worker's punt ring (workers are launched last to first: see
@@ -73,6 +81,21 @@ impl Runtime {
     /// holds into `burst`; how many.
     pub fn dequeue_protected(&mut self, ring: usize, burst: &mut Burst<Mbuf>) -> usize {
         self.control.protected.get_mut(ring).map_or(0, |r| r.dequeue_burst(burst))
+    }
+
+    /// When a worker received punted frame `m` (its stamp), for an RTT
+    /// that does not count the frame's wait for a busy control lcore;
+    /// now when it carries no stamp that can be one (none registered, or
+    /// one not of the last second on this clock).
+    pub fn punted_at(&self, m: &Mbuf) -> Instant {
+        let (now, tsc) = (Instant::now(), furiwake_platform::rdtsc());
+        let hz = u128::from(self.control.tsc_hz.max(1));
+        m.punt_stamp()
+            .and_then(|s| tsc.checked_sub(s))
+            .map(|ticks| u128::from(ticks) * 1_000_000_000 / hz)
+            .filter(|&ns| ns < 1_000_000_000)
+            .and_then(|ns| now.checked_sub(Duration::from_nanos(ns as u64)))
+            .unwrap_or(now)
     }
 
     /// Counts a punted frame; the index of the link it came from (its port

@@ -262,6 +262,7 @@ impl Runtime {
             let (punt_p, punt_c) = spsc::<Mbuf>(&format!("fw-punt-{w}"), PUNT_RING).map_err(|e| format!("punt ring: {e}"))?;
             let (prot_p, prot_c) = spsc::<Mbuf>(&format!("fw-puntp-{w}"), PUNT_PROTECTED_RING).map_err(|e| format!("protected punt ring: {e}"))?;
             self.control.add_punt(punt_c, prot_c);
+            self.control.set_tsc_hz(furiwake_platform::tsc_hz());
             // Worker 0 keeps the 802.3ad bonds' LACP running.
             let lacp: Vec<u16> = if w == 0 { self.links.iter().filter(|l| l.is_lacp()).map(|l| l.port_id()).collect() } else { Vec::new() };
             let io = MbufIo::new(rx, tx, punt_p, if w == 0 { inject_consumer.take() } else { None }).with_protected_punt(prot_p).with_handoff(ho_tx, ho_rx).with_poke(lacp);

@@ -74,9 +74,10 @@ impl Health {
         Health { probes: Probes::new(&links, targets, neighbors, now), epochs: HashMap::new() }
     }
 
-    /// A frame punted from link `link` that may belong to a probe.
-    pub fn on_frame(&mut self, link: usize, frame: &[u8]) {
-        self.probes.on_frame(link, frame, Instant::now());
+    /// A frame punted from link `link` that may belong to a probe,
+    /// received `at` (when the worker took it in).
+    pub fn on_frame(&mut self, link: usize, frame: &[u8], at: Instant) {
+        self.probes.on_frame(link, frame, at);
     }
 
     /// Are probes due (the control loop should not sleep)?

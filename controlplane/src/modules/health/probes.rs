@@ -287,8 +287,8 @@ impl Probes {
     /// A frame punted from link `link` that may belong to a probe: only
     /// an answer to an open probe reaches its shard; the rest is counted
     /// as `unsolicited` (ARP is the ARP module's, silently).
-    /// `now`: when it came off the punt ring (the answer's arrival, as
-    /// the RTT counts it).
+    /// `now`: when a worker received it (the answer's arrival, as the
+    /// RTT counts it).
     pub fn on_frame(&mut self, link: usize, frame: &[u8], now: Instant) {
         if ip_of(frame).is_none() {
             return;
