@@ -161,10 +161,24 @@ fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
     s
 }
 
+/// What a `Run`'s worker lcore runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Loop {
+    /// The production worker.
+    Worker,
+    /// rx burst -> tx burst.
+    Bare,
+    /// rx burst, each frame's MAC addresses swapped, tx burst.
+    Touch,
+}
+
 impl Run {
-    /// A ring port and a worker lcore: the production `Worker` (`bare`:
-    /// false) or a plain rx->tx loop (`bare`: true).
-    pub fn start(id: u32, pool: &Mempool, forwarding: Forwarding, capacity: u32, bare: bool) -> Result<Run, String> {
+    /// A ring port and a worker lcore: the production `Worker`, or a
+    /// plain rx->tx loop (`Loop::Bare`), or one that also reads and writes
+    /// each frame's first line as l2fwd does (`Loop::Touch`: swaps the
+    /// MAC addresses), the floor of any forwarder that looks at packets.
+    pub fn start(id: u32, pool: &Mempool, forwarding: Forwarding, capacity: u32, kind: Loop) -> Result<Run, String> {
+        let (bare, touch) = (kind != Loop::Worker, kind == Loop::Touch);
         let rx: Arc<Ring<Mbuf>> = Ring::new(&format!("bench-rx-{id}"), RING).map_err(|e| e.to_string())?;
         let tx: Arc<Ring<Mbuf>> = Ring::new(&format!("bench-tx-{id}"), RING).map_err(|e| e.to_string())?;
         let mut port = Port::from_rings(&format!("bench{id}"), &[Arc::clone(&rx)], &[Arc::clone(&tx)]).map_err(|e| e.to_string())?;
@@ -186,6 +200,14 @@ impl Run {
                     let t0 = furiwake_platform::rdtsc();
                     let n = rxq.rx_burst(&mut b);
                     if n > 0 {
+                        if touch {
+                            for m in b.slots_mut().iter_mut().take(n).flatten() {
+                                if let Some(eth) = m.data_mut().get_mut(..12) {
+                                    let (dst, src) = eth.split_at_mut(6);
+                                    dst.swap_with_slice(src);
+                                }
+                            }
+                        }
                         txq.tx_burst(&mut b);
                         b.drain().for_each(drop);
                         st.busy_tsc.add(furiwake_platform::rdtsc() - t0);
