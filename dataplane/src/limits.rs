@@ -4,15 +4,16 @@
 /// Virtual servers (snapshot slots, live and retired).
 pub const MAX_SERVICES: usize = 256;
 /// Real servers (snapshot slots, live and retired): every `u16` index
-/// (`VirtualService::members`, a connection entry's `server`) but
-/// `u16::MAX`, which source-NAT and outbound entries carry for "no
-/// server" (`pipeline::snat::NO_INDEX`), so their traffic is counted on
-/// no server's slot. What it costs (README, "Limits"): per worker 56 B a
+/// (`VirtualService::members`, a connection entry's `server`). Source-NAT
+/// and outbound entries belong to no virtual server (`vs` is
+/// `pipeline::snat::NO_INDEX`), which is what tells them apart
+/// (`Flow::server_slot`), not their `server`: their traffic is counted
+/// on no server's slot. What it costs (README, "Limits"): per worker 56 B a
 /// slot for the servers' counters (`WorkerCounters::servers`, 3.5 MiB,
 /// all allocated at start); once 32 B a slot for `lb::Loads` (2 MiB);
 /// the snapshot, the health engine and ARP hold only the configured
 /// servers.
-pub const MAX_SERVERS: usize = 65_535;
+pub const MAX_SERVERS: usize = 65_536;
 /// Slots of each worker's protected punt ring (ARP, VRRP, HA).
 pub const PUNT_PROTECTED_RING: u32 = 1024;
 /// Of them, what HA (sync) datagrams may fill: three quarters, so a

@@ -911,11 +911,12 @@ fn rss_sides_follow_what_each_port_faces() {
 }
 
 /// The real-server limit (`limits::MAX_SERVERS`, issue 23): a pool of
-/// 10,002 members, once refused at 4,096, is taken; one of 65,536 over
-/// its virtual servers is refused, saying the limit. (Built and compiled
-/// into a snapshot too: every member gets its slot and next hop.)
+/// 10,002 members, once refused at 4,096, is taken, and one of 65,536
+/// (every `u16` slot, the last included); one of 65,537 over its virtual
+/// servers is refused, saying the limit. (Built and compiled into a
+/// snapshot too: every member gets its slot and next hop.)
 #[test]
-fn ten_thousand_members_are_taken_and_the_limit_is_65535() {
+fn ten_thousand_members_are_taken_and_the_limit_is_65536() {
     let with = |n: usize| {
         let servers: String = (0..n).map(|i| format!("{{ address = \"198.51.100.{}:{}\" }},", 20 + i % 200, 1024 + i / 200)).collect();
         GOOD.replace(r#"servers = [ { address = "198.51.100.11:8080", weight = 3 }, { address = "198.51.100.12:8080" } ]"#, &format!("servers = [ {servers} ]"))
@@ -934,6 +935,11 @@ fn ten_thousand_members_are_taken_and_the_limit_is_65535() {
     let built = crate::modules::lb::build::build(&cfg, &links).expect("built");
     assert_eq!(built.snapshot.servers.len(), 10_002);
     assert_eq!(built.nexthops.len(), 200, "one next hop per address, not per member");
+    let cfg = Config::parse("t.toml", &with(65_536)).expect("65,536 members");
+    let built = crate::modules::lb::build::build(&cfg, &links).expect("built");
+    assert_eq!(built.snapshot.servers.len(), 65_536);
+    let slots: std::collections::BTreeSet<u16> = built.snapshot.services.iter().flat_map(|v| v.members.iter().copied()).collect();
+    assert_eq!((slots.len(), slots.last()), (65_536, Some(&u16::MAX)), "every u16 a member's slot");
     let e = err(&with(furiwake_dataplane::limits::MAX_SERVERS + 1)).to_string();
-    assert!(e.contains("at most 65535 real servers"), "{e}");
+    assert!(e.contains("at most 65536 real servers"), "{e}");
 }

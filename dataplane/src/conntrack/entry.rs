@@ -214,6 +214,18 @@ const _: () = assert!(core::mem::size_of::<Flow<u32>>() == 64);
 const _: () = assert!(core::mem::align_of::<Flow<u32>>() == 64);
 const _: () = assert!(core::mem::size_of::<Flow<u128>>() == 128);
 
+/// The server slot of an entry of virtual server `vs` and server
+/// `server` (`Flow::server_slot`): past the server arrays when `vs` is
+/// none (`NO_INDEX`, past `MAX_SERVICES`).
+#[inline]
+pub fn server_slot(vs: u16, server: u16) -> usize {
+    if usize::from(vs) < crate::limits::MAX_SERVICES {
+        usize::from(server)
+    } else {
+        usize::MAX
+    }
+}
+
 impl<A: Addr> Flow<A> {
     pub(super) const FREE: Self = Flow {
         client_ip: A::ZERO,
@@ -354,6 +366,15 @@ impl<A: Addr> Flow<A> {
     }
     pub fn server(&self) -> u16 {
         self.server
+    }
+    /// The snapshot slot of the entry's server, for the server arrays
+    /// (`Snapshot::servers`, the counters): out of their range for an
+    /// entry of no virtual server (source NAT, the box's own outbound
+    /// connections: `vs` past `MAX_SERVICES`), so every `u16` can be a
+    /// server's slot (`limits::MAX_SERVERS`, 65,536).
+    #[inline]
+    pub fn server_slot(&self) -> usize {
+        server_slot(self.vs, self.server)
     }
     pub fn client_port_id(&self) -> u8 {
         self.client_port_id

@@ -40,7 +40,7 @@ pub mod tcp;
 pub mod track;
 mod sweep;
 
-pub use entry::{EntryFlags, Flow, FlowInit, FlowMut, Forwarding};
+pub use entry::{server_slot, EntryFlags, Flow, FlowInit, FlowMut, Forwarding};
 pub use state::{FlowState, Timeouts};
 pub use table::{FlowTable, InsertError, CAP_WALK, MAX_CAPACITY, SOURCE_BUCKETS};
 pub use tcp::next_state;

@@ -266,7 +266,7 @@ fn reply_link_ok(snap: &Snapshot, f: Option<&crate::conntrack::Flow>, link: u16)
     if f.mode.is_dsr() {
         return true;
     }
-    snap.servers.get(f.server as usize).is_none_or(|s| s.tx_port == link)
+    snap.servers.get(f.server_slot()).is_none_or(|s| s.tx_port == link)
 }
 
 /// Does a packet to `dst:dport/proto` end in the appliance's own stack

@@ -20,7 +20,7 @@ impl Shard {
     #[inline]
     pub(super) fn account(&mut self, id: FlowId, dir: Dir, p: &L4Info) -> Result<FlowState, Verdict> {
         let Some(f) = self.table.get(id) else { return Err(Verdict::Drop(DropReason::TcpNoFlow)) };
-        let (old, flags, vs, server) = (f.state, f.flags, f.vs, f.server);
+        let (old, flags, vs, server) = (f.state, f.flags, f.vs, f.server_slot());
         let mut seg = p.seg;
         // A proxied connection is tracked in the client's view.
         if flags.contains(EntryFlags::SYN_PROXY) && dir == Dir::Reply {
@@ -64,13 +64,13 @@ impl Shard {
             return v;
         }
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
-        let (vs, server_index, server_ip, server_port, local_ip, local_port) = (f.vs, f.server, f.server_ip, f.server_port, f.local_ip, f.local_port);
+        let (vs, server_index, server_ip, server_port, local_ip, local_port) = (f.vs, f.server_slot(), f.server_ip, f.server_port, f.local_ip, f.local_port);
         let (mode, client_ip, client_port) = (f.mode, f.client_ip, f.client_port);
         if mode == Forwarding::Local {
             self.proxy_to_server(flags, id, frame, p);
             return self.deliver_to_host(snap, frame, p, vs);
         }
-        let Some(server) = snap.servers.get(server_index as usize) else { return Verdict::Drop(DropReason::NoServer) };
+        let Some(server) = snap.servers.get(server_index) else { return Verdict::Drop(DropReason::NoServer) };
         if server.reset {
             self.remove(snap, id);
             return Verdict::Drop(DropReason::ServerDown);
@@ -123,7 +123,7 @@ impl Shard {
             c.in_pkts.inc();
             c.in_bytes.add(len);
         }
-        if let Some(c) = self.counters.servers.get(server_index as usize) {
+        if let Some(c) = self.counters.servers.get(server_index) {
             c.in_pkts.inc();
             c.in_bytes.add(len);
         }
@@ -152,9 +152,9 @@ impl Shard {
         }
         let Some(f) = self.table.get(id) else { return Verdict::Drop(DropReason::TcpNoFlow) };
         let mode = f.mode;
-        let (vs, server_index, out_port) = (f.vs, f.server, f.client_port_id as u16);
+        let (vs, server_index, out_port) = (f.vs, f.server_slot(), f.client_port_id as u16);
         let (vip, vport, client_ip, client_port, client_mac) = (f.vip, f.vport, f.client_ip, f.client_port, f.client_mac);
-        if snap.servers.get(server_index as usize).is_some_and(|s| s.reset) {
+        if snap.servers.get(server_index).is_some_and(|s| s.reset) {
             self.remove(snap, id);
             return Verdict::Drop(DropReason::ServerDown);
         }
@@ -188,7 +188,7 @@ impl Shard {
             c.out_pkts.inc();
             c.out_bytes.add(len);
         }
-        if let Some(c) = self.counters.servers.get(server_index as usize) {
+        if let Some(c) = self.counters.servers.get(server_index) {
             c.out_pkts.inc();
             c.out_bytes.add(len);
         }

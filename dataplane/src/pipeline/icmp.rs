@@ -174,7 +174,7 @@ impl Shard {
             Dir::Reply => (f.client_port_id as u16, EthernetAddress(f.client_mac), Some(f.vip), (f.mode == Forwarding::FullNat).then_some(f.client_ip), (f.client_ip, f.client_port), (f.vip, f.vport)),
             // About a packet sent to the client: goes to the server.
             Dir::Original => {
-                let Some(server) = snap.servers.get(f.server as usize) else { return Verdict::Drop(DropReason::NoServer) };
+                let Some(server) = snap.servers.get(f.server_slot()) else { return Verdict::Drop(DropReason::NoServer) };
                 let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
                 let full_nat = f.mode == Forwarding::FullNat;
                 (server.tx_port, mac, full_nat.then_some(f.local_ip), Some(f.server_ip), (f.server_ip, f.server_port), (f.local_ip, f.local_port))
@@ -223,7 +223,7 @@ impl Shard {
     /// server's address) and the DSCP naming the VIP, TTL down, and
     /// `dsr-tunnel` encapsulates it as the connection's packets are.
     fn dsr_error(&mut self, snap: &Snapshot, frame: &mut [u8], e: &Error, f: &Flow) -> Verdict {
-        let Some(server) = snap.servers.get(f.server as usize) else { return Verdict::Drop(DropReason::NoServer) };
+        let Some(server) = snap.servers.get(f.server_slot()) else { return Verdict::Drop(DropReason::NoServer) };
         let Some(mac) = self.neighbors.get(server.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
         let Some(out) = snap.port(server.tx_port) else { return Verdict::Drop(DropReason::NoServer) };
         let Some(h) = frame.get_mut(e.l3..e.l3 + e.hl) else { return Verdict::Drop(DropReason::Ipv4Truncated) };
@@ -255,7 +255,7 @@ impl Shard {
     /// case): one per flow, from the client's address and port.
     fn tunnel_outer(&self, snap: &Snapshot, f: &Flow) -> Option<nat::Outer> {
         let t = snap.services.get(f.vs as usize)?.tunnel?;
-        let out = snap.port(snap.servers.get(f.server as usize)?.tx_port)?;
+        let out = snap.port(snap.servers.get(f.server_slot())?.tx_port)?;
         Some(super::forwarding::tunnel_outer(&t, out.self_ip, f.client_ip, f.client_port, f.proto, f.server_ip))
     }
 

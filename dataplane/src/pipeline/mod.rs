@@ -524,10 +524,10 @@ fn ended(f: &Flow, snap: &Snapshot, now: u32, counters: &WorkerCounters, local_p
     if let Some(c) = counters.services.get(f.vs as usize) {
         c.conns_active.sub(1);
     }
-    if let Some(c) = counters.servers.get(f.server as usize) {
+    if let Some(c) = counters.servers.get(f.server_slot()) {
         c.conns_active.sub(1);
     }
-    established_moved(counters, f.vs, f.server, f.state, FlowState::Close);
+    established_moved(counters, f.vs, f.server_slot(), f.state, FlowState::Close);
     if matches!(f.mode, Forwarding::FullNat | Forwarding::Snat) && !f.flags.contains(EntryFlags::BORROWED_PORT) {
         local_ports.free(f.local_ip, f.local_port);
     }
@@ -536,12 +536,12 @@ fn ended(f: &Flow, snap: &Snapshot, now: u32, counters: &WorkerCounters, local_p
 /// Keeps the established gauges (`ServiceCounters::conns_established`) in
 /// step with an entry's state change.
 #[inline]
-pub(super) fn established_moved(counters: &WorkerCounters, vs: u16, server: u16, old: FlowState, new: FlowState) {
+pub(super) fn established_moved(counters: &WorkerCounters, vs: u16, server: usize, old: FlowState, new: FlowState) {
     let moved = |f: fn(&crate::state::counters::Counter)| {
         if let Some(c) = counters.services.get(vs as usize) {
             f(&c.conns_established);
         }
-        if let Some(c) = counters.servers.get(server as usize) {
+        if let Some(c) = counters.servers.get(server) {
             f(&c.conns_established);
         }
     };

@@ -303,7 +303,7 @@ impl Shard {
             let (link, mac) = server_link(snap, f).ok_or(Verdict::Drop(DropReason::NoServer))?;
             return Ok((link, mac, mac));
         }
-        let server = snap.servers.get(f.server as usize).ok_or(Verdict::Drop(DropReason::NoServer))?;
+        let server = snap.servers.get(f.server_slot()).ok_or(Verdict::Drop(DropReason::NoServer))?;
         let mac = self.neighbors.get(server.nexthop).ok_or(Verdict::Drop(DropReason::NeighborUnresolved))?;
         let out = snap.port(server.tx_port).ok_or(Verdict::Drop(DropReason::NoServer))?;
         Ok((server.tx_port, mac, out.mac))
@@ -423,7 +423,7 @@ impl Shard {
         let expire = self.now.saturating_add(self.table.timeouts().tcp_established);
         self.table.set_state(id, FlowState::Established, expire);
         self.table.set_flags(id, f.flags | crate::conntrack::EntryFlags::ASSURED);
-        super::established_moved(&self.counters, f.vs, f.server, f.state, FlowState::Established);
+        super::established_moved(&self.counters, f.vs, f.server_slot(), f.state, FlowState::Established);
         self.emit_flow(SyncKind::Update, id);
         if park != 0 {
             return Verdict::Replay(Replay { slot: park, id });
@@ -494,5 +494,5 @@ fn server_link(snap: &Snapshot, f: &crate::conntrack::Flow) -> Option<(u16, Ethe
         let link = snap.host_link()?;
         return snap.port(link).map(|pv| (link, pv.mac));
     }
-    snap.servers.get(f.server as usize).and_then(|s| snap.port(s.tx_port).map(|pv| (s.tx_port, pv.mac)))
+    snap.servers.get(f.server_slot()).and_then(|s| snap.port(s.tx_port).map(|pv| (s.tx_port, pv.mac)))
 }

@@ -1667,8 +1667,17 @@ fn servers_reach_out_through_source_nat_and_nothing_reaches_them_unasked() {
     assert_eq!(out(&mut w, &mut syn), Verdict::Forward(OUT));
     assert_eq!((&syn[0..6], addr(&syn, 26), addr(&syn, 30)), (&gw_mac.0[..], SNAT, FAR));
     assert_checksums(&syn);
+    let tcp_sport = port(&syn, 34);
+    let mut synack = frame(gw_mac, OUT_MAC, FAR, SNAT, 6, &tcp(443, tcp_sport, tcpf::SYN | tcpf::ACK), true);
+    assert_eq!(w.process(&mut synack, OUT, false), Verdict::Forward(IN));
     let mut ack = frame(SERVER_MAC[1], IN_MAC, SRV[1], FAR, 6, &tcp(41000, 443, tcpf::ACK), true);
     assert_eq!(out(&mut w, &mut ack), Verdict::Forward(OUT), "the connection's next packet");
+    // Established, and on no server's counters: the last server slot
+    // (65,535, a server's like any other: `limits::MAX_SERVERS`) is the
+    // `server` a source-NAT entry carries, and counts nothing of it.
+    let last = &w.counters().servers[usize::from(u16::MAX)];
+    assert_eq!(w.counters().servers.len(), 65_536);
+    assert_eq!((last.conns_active.get(), last.conns_established.get(), last.in_pkts.get(), last.out_pkts.get()), (0, 0, 0, 0));
     // Not opened by a SYN: nothing.
     let mut stray = frame(SERVER_MAC[1], IN_MAC, SRV[1], FAR, 6, &tcp(41001, 443, tcpf::ACK), true);
     assert_eq!(out(&mut w, &mut stray), Verdict::Drop(DropReason::TcpNoFlow));

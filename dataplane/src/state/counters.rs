@@ -537,7 +537,7 @@ mod tests {
 
     /// What `limits::MAX_SERVERS` costs each worker (README, "Limits"):
     /// a `ServiceCounters` of 56 bytes per server slot, every slot
-    /// allocated with the worker's counters, 3.5 MiB at 65,535.
+    /// allocated with the worker's counters, 3.5 MiB at 65,536.
     #[test]
     fn a_workers_server_counters_cost_56_bytes_a_slot() {
         let c = WorkerCounters::default();

@@ -326,7 +326,7 @@ impl Lb {
     /// Publishes what the load-aware schedulers read, per server, each
     /// under its own slot: connections summed over workers for
     /// `LOADS_PER_TURN` servers a turn (all of them every turn up to that
-    /// many; a pass over 65,535 takes 64 turns), the RTTs the probes
+    /// many; a pass over 65,536 takes 64 turns), the RTTs the probes
     /// measured since the last turn, bytes per second every
     /// `loads::SAMPLE`. Every turn.
     pub fn publish_loads(&mut self, rt: &Runtime, health: &mut Health) {

@@ -69,7 +69,7 @@ impl Shard {
                 self.table.set_state(id, state, longest);
                 return Ok(true);
             }
-            let (flags, vs, server, old) = (f.flags | EntryFlags::SYNCED | EntryFlags::ASSURED, f.vs, f.server, f.state);
+            let (flags, vs, server, old) = (f.flags | EntryFlags::SYNCED | EntryFlags::ASSURED, f.vs, f.server_slot(), f.state);
             established_moved(&self.counters, vs, server, old, rec.state);
             self.table.set_state(id, rec.state, expire);
             self.table.set_flags(id, flags);
@@ -189,11 +189,12 @@ impl Shard {
     /// An installed entry counts like one made here (not as new).
     fn count_installed(&self, vs_index: u16, server_index: u16, state: FlowState) {
         let c = &self.counters;
+        let server_index = crate::conntrack::server_slot(vs_index, server_index);
         c.flows.inc();
         if let Some(v) = c.services.get(vs_index as usize) {
             v.conns_active.inc();
         }
-        if let Some(s) = c.servers.get(server_index as usize) {
+        if let Some(s) = c.servers.get(server_index) {
             s.conns_active.inc();
         }
         established_moved(c, vs_index, server_index, FlowState::Close, state);
