@@ -199,8 +199,8 @@ impl Appliance {
             if dump.swap(false, Ordering::Relaxed) {
                 say(&self.report());
             }
-            let busy = self.drain_punted(&mut burst);
-            if self.health.step(Instant::now(), &mut self.runtime) {
+            let (busy, horizon) = self.drain_punted(&mut burst);
+            if self.health.step(Instant::now(), horizon, &mut self.runtime) {
                 self.lb.republish(&mut self.runtime, &self.health);
             }
             self.lb.step_tables(&mut self.runtime, &self.health);
@@ -262,8 +262,11 @@ impl Appliance {
     /// `OTHER_BURSTS` bursts of each other ring, so a flood of probes,
     /// ICMP or strangers delays no advert (review S2), and the answers to
     /// 10,000 probes a second (about as many frames) do not queue behind
-    /// each other for turns. True when anything came.
-    fn drain_punted(&mut self, burst: &mut Burst<Mbuf>) -> bool {
+    /// each other for turns. True when anything came; and while a ring of
+    /// the other classes (where probe answers come) may hold more, the
+    /// earliest of those rings' last stamps: answers received after it
+    /// may not all be in yet.
+    fn drain_punted(&mut self, burst: &mut Burst<Mbuf>) -> (bool, Option<Instant>) {
         const PROTECTED_BURSTS: usize = 8;
         const OTHER_BURSTS: usize = 4;
         let mut busy = false;
@@ -278,29 +281,38 @@ impl Appliance {
                 }
             }
         }
+        let mut horizon: Option<Instant> = None;
         for i in 0..self.runtime.punt_rings() {
-            for _ in 0..OTHER_BURSTS {
-                if self.runtime.dequeue_punted(i, burst) == 0 {
+            let mut last = None;
+            for b in 0..OTHER_BURSTS {
+                let n = self.runtime.dequeue_punted(i, burst);
+                if n == 0 {
                     break;
                 }
                 busy = true;
                 for m in burst.drain() {
-                    self.on_punted(m);
+                    last = Some(self.on_punted(m));
+                }
+                if b + 1 == OTHER_BURSTS && n == furiwake_dataplane::io::BURST_SIZE {
+                    horizon = horizon.min(last).or(last);
                 }
             }
         }
-        busy
+        (busy, horizon)
     }
 
     /// A frame a worker punted: ARP and ICMP echo to the ARP module, what
     /// the probes wait for to health.
-    fn on_punted(&mut self, mut m: Mbuf) {
-        let Some(li) = self.runtime.punted_link(&mut m) else { return };
+    /// Returns when the worker received it.
+    fn on_punted(&mut self, mut m: Mbuf) -> Instant {
+        let at = self.runtime.punted_at(&m);
+        let Some(li) = self.runtime.punted_link(&mut m) else { return at };
         if self.vrrp.on_frame(li, m.data()) || self.sync.as_mut().is_some_and(|s| s.on_frame(li, m.data())) {
-            return;
+            return at;
         }
-        let (health, at) = (&mut self.health, self.runtime.punted_at(&m));
+        let health = &mut self.health;
         self.arp.on_punted(li, m, &mut self.runtime, &mut |frame| health.on_frame(li, frame, at));
+        at
     }
 
     /// The metrics, in Prometheus text format.

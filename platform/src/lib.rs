@@ -28,7 +28,7 @@ mod io;
 pub use eal::Eal;
 pub use error::{Error, Result};
 pub use io::MbufIo;
-pub use mbuf::Mbuf;
+pub use mbuf::{punt_stamp_registered, Mbuf};
 pub use mempool::Mempool;
 pub use port::{BondMembers, DevInfo, Link, Port, PortConfig, PortStats, RxQueue, TxQueue};
 pub use ring::{spsc, Consumer, Producer, Ring, RingItem};

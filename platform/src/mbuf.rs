@@ -8,10 +8,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// bytes), plus one; 0 while none is registered.
 static PUNT_STAMP: AtomicUsize = AtomicUsize::new(0);
 
+/// Whether punted frames carry their worker's stamp (`Mbuf::punt_stamp`).
+pub fn punt_stamp_registered() -> bool {
+    PUNT_STAMP.load(Ordering::Relaxed) != 0
+}
+
 /// Registers the punt stamp's dynamic field (after EAL init). Without one
 /// (the dynamic-field area full) frames go unstamped and the control
 /// lcore takes their time as it dequeues them.
 pub(crate) fn register_punt_stamp() {
+    if punt_stamp_registered() {
+        return;
+    }
     // SAFETY: registration of an application field, after EAL init.
     let off = unsafe { dpdk_sys::fw_punt_stamp_field() };
     if let Ok(off) = usize::try_from(off) {

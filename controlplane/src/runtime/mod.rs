@@ -71,6 +71,9 @@ impl Runtime {
         log::info!("EAL arguments: {}", args.join(" "));
         let eal = Eal::init(&args).map_err(|e| format!("DPDK EAL: {e} (arguments: {})", args.join(" ")))?;
         say(&format!("furiwake: {} up, control lcore {}, workers on lcores {:?}", furiwake_platform::version(), eal.main_lcore(), eal.worker_lcores()));
+        if !furiwake_platform::punt_stamp_registered() {
+            say("furiwake: no mbuf field left for the punt stamp (rte_mbuf_dynfield_register): probe RTTs count the answers' wait for the control loop");
+        }
         // The workers' tables on hugepages, beside the mbufs (under
         // --no-huge the EAL's memory is what `-m` gave: the heap serves).
         if !eal.no_huge() {

@@ -214,12 +214,16 @@ const _: () = assert!(core::mem::size_of::<Flow<u32>>() == 64);
 const _: () = assert!(core::mem::align_of::<Flow<u32>>() == 64);
 const _: () = assert!(core::mem::size_of::<Flow<u128>>() == 128);
 
-/// The server slot of an entry of virtual server `vs` and server
-/// `server` (`Flow::server_slot`): past the server arrays when `vs` is
-/// none (`NO_INDEX`, past `MAX_SERVICES`).
+/// The server slot of an entry of virtual server `vs`, server `server`,
+/// forwarded by `mode` (`Flow::server_slot`): past the server arrays for
+/// an entry that has no real server, whatever its `server` holds: source
+/// NAT, the box's own stack at either end (`Local`: an `http` virtual
+/// server's connection, whose `vs` is real), and an entry of no virtual
+/// server (`vs` past `MAX_SERVICES`).
 #[inline]
-pub fn server_slot(vs: u16, server: u16) -> usize {
-    if usize::from(vs) < crate::limits::MAX_SERVICES {
+pub fn server_slot(vs: u16, server: u16, mode: Forwarding) -> usize {
+    let serverless = matches!(mode, Forwarding::Snat | Forwarding::Gateway) || mode.is_local();
+    if !serverless && usize::from(vs) < crate::limits::MAX_SERVICES {
         usize::from(server)
     } else {
         usize::MAX
@@ -369,12 +373,12 @@ impl<A: Addr> Flow<A> {
     }
     /// The snapshot slot of the entry's server, for the server arrays
     /// (`Snapshot::servers`, the counters): out of their range for an
-    /// entry of no virtual server (source NAT, the box's own outbound
-    /// connections: `vs` past `MAX_SERVICES`), so every `u16` can be a
-    /// server's slot (`limits::MAX_SERVERS`, 65,536).
+    /// entry with no real server (source NAT, the box's own stack at
+    /// either end: see `server_slot`), so every `u16` can be a server's
+    /// slot (`limits::MAX_SERVERS`, 65,536).
     #[inline]
     pub fn server_slot(&self) -> usize {
-        server_slot(self.vs, self.server)
+        server_slot(self.vs, self.server, self.mode)
     }
     pub fn client_port_id(&self) -> u8 {
         self.client_port_id

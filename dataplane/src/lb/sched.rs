@@ -206,7 +206,8 @@ impl Schedule {
     }
 
     pub fn round_robin(servers: usize) -> Self {
-        Schedule::Sequence((0..servers as u16).collect())
+        // `as u16` of the count would make 65,536 servers an empty range.
+        Schedule::Sequence((0..servers.min(crate::limits::MAX_SERVERS)).map(|i| i as u16).collect())
     }
 
     /// Weighted round robin over `weights` (0 = never chosen), after

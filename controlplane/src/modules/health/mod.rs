@@ -88,7 +88,11 @@ impl Health {
     /// Runs the probes and sends what they queued; logs state changes.
     /// True when a server changed state (the snapshot is to be
     /// republished).
-    pub fn step(&mut self, now: Instant, rt: &mut Runtime) -> bool {
+    /// `horizon`: the workers' answers received up to then are in, later
+    /// ones may still wait in a punt ring (`Probes::judge_by`); None when
+    /// the rings were drained.
+    pub fn step(&mut self, now: Instant, horizon: Option<Instant>, rt: &mut Runtime) -> bool {
+        self.probes.judge_by(horizon);
         // Answers first, and what they call for sent at once: an RTT
         // counts to the answer, and the turn's new probes wait.
         let mut changes = self.probes.news(now);

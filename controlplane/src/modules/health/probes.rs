@@ -86,9 +86,8 @@ pub(super) struct Probe {
     pub(super) at: Option<(usize, usize, SocketHandle, Opening)>,
     pub(super) mac: [u8; 6],
     pub(super) started: Instant,
-    /// When its first frame left, and when its last answer arrived.
-    pub(super) sent_at: Option<Instant>,
-    pub(super) heard_at: Option<Instant>,
+    /// When its frames crossed the box (`run::Legs`: its RTT).
+    pub(super) times: run::Legs,
     pub(super) deadline: Instant,
     pub(super) serial: u64,
     pub(super) pending: Pending,
@@ -223,7 +222,11 @@ pub struct Probes {
     /// Per link: frames to send, and the probes whose first frames they
     /// carry (id, serial).
     out: Vec<Vec<Vec<u8>>>,
-    stamps: Vec<Vec<(usize, u64)>>,
+    /// (id, serial, the request's departure rather than the first).
+    stamps: Vec<Vec<(usize, u64, bool)>>,
+    /// Deadlines are judged against this rather than now while answers
+    /// stamped earlier may still wait in a punt ring (`judge_by`).
+    horizon: Option<Instant>,
     generation: u32,
     serial: u64,
     /// The per-boot secret (`ports::boot_secret`): the source ports'
@@ -260,6 +263,7 @@ impl Probes {
             rtt_changed: Vec::new(),
             out: vec![Vec::new(); links.len()],
             stamps: vec![Vec::new(); links.len()],
+            horizon: None,
             generation: 0,
             serial: 0,
             secret: super::ports::boot_secret(),
@@ -313,7 +317,7 @@ impl Probes {
         }
         let Some(shard) = self.links.get_mut(l).and_then(|k| k.shards.get_mut(s)) else { return };
         if shard.deliver(f.split_off(super::stack::ETH)) {
-            probe.heard_at = Some(now);
+            probe.times.heard = Some(now);
             if !probe.touched {
                 probe.touched = true;
                 self.touched.push(pid);
@@ -325,9 +329,9 @@ impl Probes {
     /// sent at `now`: a probe's first frame's departure, as the RTT
     /// counts it.
     pub fn take_tx(&mut self, link: usize, now: Instant) -> Vec<Vec<u8>> {
-        for (pid, serial) in self.stamps.get_mut(link).map(std::mem::take).unwrap_or_default() {
+        for (pid, serial, request) in self.stamps.get_mut(link).map(std::mem::take).unwrap_or_default() {
             if let Some(p) = self.probes.get_mut(pid).and_then(Option::as_mut).filter(|p| p.serial == serial) {
-                p.sent_at.get_or_insert(now);
+                p.times.departed(request, now);
             }
         }
         self.out.get_mut(link).map(std::mem::take).unwrap_or_default()
@@ -341,7 +345,7 @@ impl Probes {
     pub fn busy(&self, now: Instant) -> bool {
         // Due starts while in-flight is full wait for a deadline or an
         // answer, which wake the turn themselves.
-        (self.starts.is_due(now) && self.in_flight() < self.max_in_flight) || self.deadlines.is_due(now) || !self.touched.is_empty()
+        (self.starts.is_due(now) && self.in_flight() < self.max_in_flight) || self.deadlines.is_due(self.judged_at(now)) || !self.touched.is_empty()
     }
 
     /// Is the server behind snapshot index `server` up (true for servers
@@ -415,6 +419,21 @@ impl Probes {
         changes
     }
 
+    /// Answers the workers received up to `horizon` have all been
+    /// delivered (`on_frame`), later ones may still wait in a punt ring:
+    /// a deadline is judged passed only once the horizon is past it, so
+    /// an answer that arrived in time is not a timeout because the
+    /// control loop was held up. None: every answer received is in (the
+    /// rings were drained), deadlines go by now.
+    pub fn judge_by(&mut self, horizon: Option<Instant>) {
+        self.horizon = horizon;
+    }
+
+    /// The time deadlines are judged against at `now` (`judge_by`).
+    pub(super) fn judged_at(&self, now: Instant) -> Instant {
+        self.horizon.map_or(now, |h| h.min(now))
+    }
+
     /// The probes whose deadline passed, then those due to start.
     pub fn due(&mut self, now: Instant) -> Vec<Change> {
         let mut changes = Vec::new();
@@ -428,8 +447,9 @@ impl Probes {
     /// probes to start while in-flight has room.
     fn timers_due(&mut self, now: Instant, changes: &mut Vec<Change>) {
         let mut ends = 0;
+        let judged = self.judged_at(now);
         while ends < ENDS_PER_TURN {
-            let Some((pid, serial)) = self.deadlines.pop_due(now) else { break };
+            let Some((pid, serial)) = self.deadlines.pop_due(judged) else { break };
             if self.probes.get(pid as usize).and_then(Option::as_ref).is_some_and(|p| p.serial == serial) {
                 ends += 1;
                 self.advance(pid as usize, now, changes);
@@ -538,10 +558,8 @@ impl Probes {
                 for packet in packets {
                     let Some(pid) = sent_by(&packet).and_then(|k| self.open.get(&k).copied()) else { continue };
                     let Some(p) = self.probes.get_mut(pid).and_then(Option::as_mut) else { continue };
-                    if p.sent_at.is_none() {
-                        if let Some(st) = self.stamps.get_mut(li) {
-                            st.push((pid, p.serial));
-                        }
+                    if let (Some(request), Some(st)) = (p.times.wanted(), self.stamps.get_mut(li)) {
+                        st.push((pid, p.serial, request));
                     }
                     let frame = self.via.outbound(framed(p.mac, mac, &packet), self_ip);
                     if let Some(out) = self.out.get_mut(li) {

@@ -27,6 +27,22 @@ fn round_robin_is_exact() {
     assert_eq!(count, [10, 10, 10]);
 }
 
+/// A pool of every server slot, 65,536 (`limits::MAX_SERVERS`): round
+/// robin lists them all, the last included, and picks (review S4 H2: the
+/// count cast to `u16` made the sequence empty).
+#[test]
+fn round_robin_over_every_slot_picks_them_all() {
+    let n = crate::limits::MAX_SERVERS;
+    let Schedule::Sequence(seq) = Schedule::round_robin(n) else { panic!("a sequence") };
+    assert_eq!((seq.len(), seq.last()), (n, Some(&u16::MAX)));
+    let v = VirtualService { schedule: Schedule::round_robin(n), members: (0..=u16::MAX).collect(), ..VirtualService::test(Forwarding::Nat) };
+    let s = servers(n);
+    let mut sch = Scheduler::default();
+    sch.resize(1);
+    let picks: Vec<u16> = (0..3).filter_map(|_| sch.pick(0, &v, &s)).collect();
+    assert_eq!(picks.len(), 3, "every pick finds a server");
+}
+
 #[test]
 fn smooth_weighted_interleaves() {
     assert_eq!(Schedule::weighted(&[3, 1, 1]), Schedule::Sequence(Box::new([0, 1, 0, 2, 0])));

@@ -188,3 +188,30 @@ fn on_a_shared_self_ip_only_the_stacks_ports_are_the_stacks() {
     let mut f = frame(SRV_MAC, IN_MAC, SRV[0], SELF_IN, 6, &tcp(8080, 50000, tcpf::ACK), true);
     assert_eq!(w.process(&mut f, IN, false), Verdict::Drop(DropReason::HostUnmatched));
 }
+
+/// An `http` virtual server's connections have no real server (their
+/// entry's `server` holds `NO_INDEX`, 65535, and their `vs` is real):
+/// with 65,536 server slots the last is a real server's, and it counts
+/// none of their packets, nor does its link decide where their answers
+/// may come from (review S4 H1).
+#[test]
+fn the_exception_paths_connections_are_on_no_servers_slot() {
+    let mut s = host_snapshot();
+    let model = s.servers[0];
+    s.servers.resize(crate::limits::MAX_SERVERS, model);
+    s.index();
+    let (publisher, mut readers) = crate::state::rcu::rcu(Box::new(s), 1);
+    std::mem::forget(publisher);
+    let mut w = Worker::new(WorkerConfig { flows: 64, ..WorkerConfig::default() }, readers.remove(0), Arc::new(Neighbors::new(4)));
+    let mut syn = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 8000, tcpf::SYN), true);
+    assert_eq!(w.process(&mut syn, OUT, false), Verdict::Forward(HOST));
+    let mut synack = frame(HOST_MAC, HOST_MAC, VIP, CLIENT, 6, &tcp(8000, 40000, tcpf::SYN | tcpf::ACK), true);
+    assert_eq!(w.process(&mut synack, HOST, false), Verdict::Forward(OUT), "the host's answer, whatever the last server's link");
+    let mut ack = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 8000, tcpf::ACK), true);
+    assert_eq!(w.process(&mut ack, OUT, false), Verdict::Forward(HOST));
+    let mut rst = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 8000, tcpf::RST | tcpf::ACK), true);
+    assert_eq!(w.process(&mut rst, OUT, false), Verdict::Forward(HOST));
+    let last = &w.counters().servers[usize::from(u16::MAX)];
+    let counts = (last.conns_active.get(), last.conns_established.get(), last.conns_new.get(), last.in_pkts.get(), last.out_pkts.get(), last.out_bytes.get());
+    assert_eq!(counts, (0, 0, 0, 0, 0, 0));
+}

@@ -167,7 +167,7 @@ impl Shard {
             }
         };
         self.adopt(id, rec);
-        self.count_installed(vs_index, server_index, rec.state);
+        self.count_installed(vs_index, crate::conntrack::server_slot(vs_index, server_index, rec.mode), rec.state);
         if let Some(p) = pers {
             // The entry holds a reference to its client's record, as one
             // placed here does (`ended` releases it).
@@ -187,9 +187,8 @@ impl Shard {
     }
 
     /// An installed entry counts like one made here (not as new).
-    fn count_installed(&self, vs_index: u16, server_index: u16, state: FlowState) {
+    fn count_installed(&self, vs_index: u16, server_index: usize, state: FlowState) {
         let c = &self.counters;
-        let server_index = crate::conntrack::server_slot(vs_index, server_index);
         c.flows.inc();
         if let Some(v) = c.services.get(vs_index as usize) {
             v.conns_active.inc();

@@ -23,7 +23,7 @@ impl Probes {
         let t = self.targets.get(ti).ok_or(NotStarted::Shortage("no target"))?;
         let check = t.target.checks.get(ci).ok_or(NotStarted::Shortage("no check"))?;
         let deadline = now + Duration::from_millis(u64::from((*check.timeout_ms.get_ref()).max(1)));
-        let probe = |at, mac, pending| Probe { target: ti, check: ci, at, mac, started: now, sent_at: None, heard_at: None, deadline, serial: 0, pending, touched: false, via: false };
+        let probe = |at, mac, pending| Probe { target: ti, check: ci, at, mac, started: now, times: Legs::default(), deadline, serial: 0, pending, touched: false, via: false };
         if check.kind == CheckKind::Script {
             let child = spawn(check, t)?;
             let pid = self.insert(probe(None, [0; 6], Pending::Script { child }));
@@ -126,6 +126,8 @@ impl Probes {
 
     /// Moves probe `pid` on; judged, it ends and counts.
     pub(super) fn advance(&mut self, pid: usize, now: Instant, changes: &mut Vec<Change>) {
+        // A deadline passes by the horizon of what has been delivered.
+        let judged = self.judged_at(now);
         let Some(p) = self.probes.get_mut(pid).and_then(Option::as_mut) else { return };
         if matches!(p.pending, Pending::Done) {
             return;
@@ -136,17 +138,24 @@ impl Probes {
             self.stop(pid);
             return;
         };
-        let timed_out = now >= p.deadline;
-        let rtt = match (p.sent_at, p.heard_at) {
-            (Some(s), Some(h)) if h >= s => h - s,
-            _ => now.saturating_duration_since(p.started),
-        };
+        let timed_out = judged >= p.deadline;
+        let rtt = p.times.rtt(p.started, now);
         let outcome = match p.at {
             None => script(&mut p.pending, timed_out, rtt),
             Some((li, si, h, _)) => {
                 let Some(shard) = self.links.get_mut(li).and_then(|l| l.shards.get_mut(si)) else { return };
                 let outcome = match &mut p.pending {
-                    Pending::Tcp { sent, response, established } => tcp_step(check, shard, h, sent, response, established, timed_out, rtt),
+                    Pending::Tcp { sent, response, established } => {
+                        let was_sent = *sent;
+                        let o = tcp_step(check, shard, h, sent, response, established, timed_out, rtt);
+                        // The handshake's answer, and the request's
+                        // departure to come: the two legs of the RTT.
+                        if *established && p.times.answered.is_none() {
+                            p.times.answered = p.times.heard;
+                        }
+                        p.times.request_next |= *sent && !was_sent;
+                        o
+                    }
                     Pending::Udp => udp_step(check, shard, h, timed_out, rtt),
                     Pending::Icmp { ident, seq_no, nonce } => icmp_step(shard, h, (*ident, *seq_no, nonce), p.at.map(|a| a.3.peer), timed_out, rtt),
                     _ => None,
@@ -165,6 +174,52 @@ impl Probes {
             st.probe = None;
         }
         self.record(ti, ci, outcome, changes);
+    }
+}
+
+/// When a probe's frames crossed the box: departures as the control
+/// lcore hands them to the link, arrivals as a worker received them (its
+/// stamp, `Runtime::punted_at`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(in crate::modules::health) struct Legs {
+    /// Its first frame's departure, and its last answer's arrival.
+    pub(super) sent: Option<Instant>,
+    pub(super) heard: Option<Instant>,
+    /// An exchange of two round trips (http, send-expect): the arrival of
+    /// the handshake's answer and the departure of the request. The box's
+    /// own time between the two (a turn of the control loop, however long)
+    /// is not the server's, so the RTT is the sum of the two legs.
+    pub(super) answered: Option<Instant>,
+    pub(super) request: Option<Instant>,
+    /// The next departure is the request's.
+    pub(super) request_next: bool,
+}
+
+impl Legs {
+    /// Which departure the probe's next frame is, if the RTT counts it:
+    /// the first (false) or the request's (true).
+    pub(super) fn wanted(&mut self) -> Option<bool> {
+        if self.sent.is_none() {
+            Some(false)
+        } else {
+            std::mem::take(&mut self.request_next).then_some(true)
+        }
+    }
+
+    /// A frame `wanted` named left at `now`.
+    pub(super) fn departed(&mut self, request: bool, now: Instant) {
+        let at = if request { &mut self.request } else { &mut self.sent };
+        at.get_or_insert(now);
+    }
+
+    /// The RTT: the two legs when both are known, else first departure to
+    /// last arrival, else the time since the probe started.
+    pub(super) fn rtt(&self, started: Instant, now: Instant) -> Duration {
+        let leg = |from: Option<Instant>, to: Option<Instant>| from.zip(to).and_then(|(f, t)| t.checked_duration_since(f));
+        match (leg(self.sent, self.answered), leg(self.request, self.heard)) {
+            (Some(first), Some(second)) => first + second,
+            _ => leg(self.sent, self.heard).unwrap_or_else(|| now.saturating_duration_since(started)),
+        }
     }
 }
 

@@ -339,3 +339,58 @@ fn a_changed_check_stops_the_probe_in_flight_and_keeps_the_health() {
     assert!(changes.iter().all(|c| c.up), "no flap: {changes:?}");
     assert!(h.in_flight() <= 1, "{} probes in flight after the reloads", h.in_flight());
 }
+
+/// The answer to a probe arrives in time (the worker's stamp) but the
+/// control loop takes it late, behind a backlog in the punt rings (a
+/// console command held the loop up): while the horizon of what has been
+/// delivered is before the deadline, the probe is not judged timed out;
+/// delivered, it passes, its RTT the lab's (review S4 M3: it used to
+/// time out by the clock of the turn).
+#[test]
+fn an_answer_in_time_is_no_timeout_however_late_the_loop_takes_it() {
+    let mut c = check(CheckKind::Tcp);
+    c.timeout_ms = crate::config::unplaced(100);
+    c.rise = crate::config::unplaced(1);
+    let t0 = Instant::now();
+    let mut h = Probes::new(&[link()], vec![target(0, "198.51.100.11:80", c)], neighbors(THEM), t0);
+    let _ = h.poll(t0);
+    let syn = h.take_tx(0, t0);
+    let synack = syn.iter().find_map(|f| answer(f, |_| true)).expect("a SYN went out");
+    let arrived = t0 + Duration::from_millis(1);
+    // 200 ms on, the answer still in a ring: received by then is only
+    // what was stamped before `arrived`.
+    let late = t0 + Duration::from_millis(200);
+    h.judge_by(Some(arrived));
+    let changes = h.poll(late);
+    assert!(h.counters.failures == 0 && changes.is_empty(), "judged a timeout with its answer in the ring: {changes:?}");
+    h.on_frame(0, &synack, arrived);
+    h.judge_by(None);
+    let changes = h.poll(late + Duration::from_millis(1));
+    assert_eq!(changes.iter().map(|c| (c.up, c.rtt)).collect::<Vec<_>>(), vec![(true, Some(Duration::from_millis(1)))]);
+    assert_eq!(h.counters.failures, 0);
+}
+
+/// An exchange of two round trips (http): the RTT is the two legs, the
+/// server's and the network's, not the box's own time between the
+/// handshake's answer and the request's departure (a control loop held
+/// up for 50 ms adds nothing); first departure to last arrival without a
+/// request (tcp) (review S4 M2).
+#[test]
+fn an_http_probe_s_rtt_is_its_two_legs() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let mut l = super::run::Legs::default();
+    assert_eq!(l.wanted(), Some(false), "the first departure");
+    l.departed(false, t0);
+    assert_eq!(l.wanted(), None, "later frames are not stamped");
+    l.heard = Some(t0 + ms(1));
+    l.answered = l.heard;
+    assert_eq!(l.rtt(t0, t0 + ms(9)), ms(1), "a tcp check: the handshake");
+    l.request_next = true;
+    assert_eq!(l.wanted(), Some(true), "the request's departure, once");
+    assert_eq!(l.wanted(), None);
+    l.departed(true, t0 + ms(51));
+    l.heard = Some(t0 + ms(53));
+    assert_eq!(l.rtt(t0, t0 + ms(60)), ms(3));
+    assert_eq!(super::run::Legs::default().rtt(t0, t0 + ms(7)), ms(7), "nothing stamped: the time since the start");
+}
