@@ -69,11 +69,6 @@ mod field {
 /// The fixed header's length.
 pub const HEADER_LEN: usize = 40;
 
-/// Extension headers walked at most before the chain is refused: a
-/// legitimate packet carries a few (RFC 9098 §3: long chains are dropped
-/// by many networks), and each costs the worker a dependent read.
-pub const MAX_EXTENSION_HEADERS: u8 = 8;
-
 /// Bytes of the original packet's payload an ICMPv6 error about it must
 /// carry for the box to use it: the ports of TCP and UDP (and TCP's
 /// sequence number), the type, code and echo identifier of ICMPv6.
@@ -306,14 +301,19 @@ pub enum ChainError {
     /// A header runs past the payload: the chain is incomplete (RFC 7112:
     /// a first fragment must hold the whole chain).
     Truncated,
-    /// More than [`MAX_EXTENSION_HEADERS`].
-    TooLong,
     /// A Hop-by-Hop Options header anywhere but right after the fixed
     /// header (RFC 8200 §4.3).
     HopByHopNotFirst,
     /// An extension header of the registry the box does not walk
     /// (`next_header::NOT_WALKED`).
     NotWalked(u8),
+    /// A header more times than RFC 8200 §4.1 allows a packet to carry
+    /// it (each once, Destination Options twice): a second Fragment
+    /// header could disguise a fragment as a whole packet, a second
+    /// Routing header hide its segments. This also bounds a chain to six
+    /// headers (RFC 9098 §3: long chains are dropped by many networks),
+    /// each a dependent read for the worker.
+    Repeated(u8),
 }
 
 /// Walks the chain that starts with header `first` at the start of
@@ -321,6 +321,10 @@ pub enum ChainError {
 pub fn walk(first: u8, payload: &[u8]) -> Result<Chain, ChainError> {
     use next_header as nh;
     let mut chain = Chain { proto: first, offset: 0, fragment: None, segments_left: 0, headers: 0 };
+    // Headers seen: routing, fragment, AH once each; destination options
+    // twice (RFC 8200 §4.1's order allows one before the routing header
+    // and one before the upper layer).
+    let (mut once, mut dest_opts) = (0u8, 0u8);
     loop {
         let at = chain.offset;
         let len = match chain.proto {
@@ -332,9 +336,17 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<Chain, ChainError> {
             p if nh::NOT_WALKED.contains(&p) => return Err(ChainError::NotWalked(p)),
             _ => return Ok(chain),
         };
-        if chain.headers >= MAX_EXTENSION_HEADERS {
-            return Err(ChainError::TooLong);
+        let bit = match chain.proto {
+            nh::ROUTING => 1,
+            nh::FRAGMENT => 2,
+            nh::AH => 4,
+            _ => 0,
+        };
+        dest_opts += u8::from(chain.proto == nh::DEST_OPTS);
+        if once & bit != 0 || dest_opts > 2 {
+            return Err(ChainError::Repeated(chain.proto));
         }
+        once |= bit;
         let header = payload.get(at..at + len).ok_or(ChainError::Truncated)?;
         let next = header.first().copied().unwrap_or(nh::NO_NEXT);
         if chain.proto == nh::ROUTING {

@@ -317,7 +317,8 @@ impl Probes {
         }
         let Some(shard) = self.links.get_mut(l).and_then(|k| k.shards.get_mut(s)) else { return };
         if shard.deliver(f.split_off(super::stack::ETH)) {
-            probe.times.heard = Some(now);
+            // The latest: one probe's frames may come through several rings.
+            probe.times.heard = Some(probe.times.heard.map_or(now, |h| h.max(now)));
             if !probe.touched {
                 probe.touched = true;
                 self.touched.push(pid);

@@ -263,7 +263,8 @@ impl Lb {
         };
         for (w, e) in &entries {
             let vs = self.base.services.get(e.vs as usize);
-            let pool = vs.and_then(|_| self.admin.pool_of(e.server as usize)).and_then(|p| self.cfg.pools.get(p)).map_or("?".into(), |p| p.name.get_ref().clone());
+            let slot = furiwake_dataplane::conntrack::server_slot(e.vs, e.server, e.mode);
+            let pool = vs.and_then(|_| self.admin.pool_of(slot)).and_then(|p| self.cfg.pools.get(p)).map_or("?".into(), |p| p.name.get_ref().clone());
             let _ = write!(
                 out,
                 "\n\nclient side client address: {}\nclient side server address: {}\nserver side client address: {}\nserver side server address: {}\nvirtual address: {}\nnode address: {}\nprotocol: {}\nforwarding: {}\nstate: {}\nidle: {:.1} s / timeout: {:.0} s\nvirtual server: {} (pool {pool}), worker {w}",

@@ -84,7 +84,7 @@ fn hop_by_hop_options_are_only_taken_first() {
 }
 
 #[test]
-fn a_chain_past_the_payload_or_too_long_is_refused() {
+fn a_chain_past_the_payload_or_repeated_is_refused() {
     // Routing header's length says 256 bytes.
     let mut b = CHAIN;
     b[57] = 31;
@@ -93,15 +93,39 @@ fn a_chain_past_the_payload_or_too_long_is_refused() {
     let mut b = CHAIN;
     b[5] = 20;
     assert_eq!(Ipv6Packet::new_checked(&b[..]).unwrap().walk(), Err(ChainError::Truncated));
-    // Nine destination options headers (8 bytes each) before TCP.
+    // Three destination options headers (8 bytes each) before TCP.
     let mut payload = Vec::new();
-    for _ in 0..9 {
+    for _ in 0..3 {
         payload.extend_from_slice(&[next_header::DEST_OPTS, 0, 1, 4, 0, 0, 0, 0]);
     }
-    payload[8 * 8] = next_header::TCP;
-    assert_eq!(walk(next_header::DEST_OPTS, &payload), Err(ChainError::TooLong));
-    // Eight are taken.
-    assert_eq!(walk(next_header::DEST_OPTS, &payload[8..]).map(|c| (c.proto, c.offset, c.headers)), Ok((next_header::TCP, 64, 8)));
+    payload[2 * 8] = next_header::TCP;
+    assert_eq!(walk(next_header::DEST_OPTS, &payload), Err(ChainError::Repeated(next_header::DEST_OPTS)));
+    // The longest chain allowed: hop-by-hop, destination options,
+    // routing, fragment, AH (16 bytes), destination options: six.
+    let chain = [next_header::HOP_BY_HOP, next_header::DEST_OPTS, next_header::ROUTING, next_header::FRAGMENT, next_header::AH, next_header::DEST_OPTS, next_header::TCP];
+    let mut bytes = Vec::new();
+    for w in chain.windows(2) {
+        // AH's length counts 4-byte words minus 2: 2 for 16 bytes.
+        let (len, size) = if w[0] == next_header::AH { (2, 16) } else { (0, 8) };
+        bytes.extend_from_slice(&[w[1], len]);
+        bytes.resize(bytes.len() + size - 2, 0);
+    }
+    assert_eq!(walk(chain[0], &bytes).map(|c| (c.proto, c.offset, c.headers)), Ok((next_header::TCP, 56, 6)));
+}
+
+/// RFC 8200 §4.1: a second Fragment header would let an "atomic" one
+/// disguise a fragment as a whole packet; a second Routing header would
+/// hide segments; both refused.
+#[test]
+fn a_repeated_fragment_or_routing_header_is_refused() {
+    // A first fragment (offset 0, more follow) then an atomic one.
+    let frag = [next_header::FRAGMENT, 0, 0, 1, 0, 0, 0, 7, next_header::TCP, 0, 0, 0, 0, 0, 0, 8];
+    assert_eq!(walk(next_header::FRAGMENT, &frag), Err(ChainError::Repeated(next_header::FRAGMENT)));
+    let routing = [next_header::ROUTING, 0, 0, 0, 0, 0, 0, 0, next_header::TCP, 0, 0, 2, 0, 0, 0, 0];
+    assert_eq!(walk(next_header::ROUTING, &routing), Err(ChainError::Repeated(next_header::ROUTING)));
+    // Two destination options headers are allowed.
+    let two = [next_header::DEST_OPTS, 0, 1, 4, 0, 0, 0, 0, next_header::TCP, 0, 1, 4, 0, 0, 0, 0];
+    assert_eq!(walk(next_header::DEST_OPTS, &two).map(|c| (c.proto, c.offset)), Ok((next_header::TCP, 16)));
 }
 
 #[test]
@@ -163,7 +187,7 @@ proptest! {
         if let Ok(p) = Ipv6Packet::new_checked(&bytes[..]) {
             if let Ok(c) = p.walk() {
                 prop_assert!(c.offset <= p.payload().len());
-                prop_assert!(c.headers <= MAX_EXTENSION_HEADERS);
+                prop_assert!(c.headers <= 6, "RFC 8200 §4.1's headers, each as often as allowed");
             }
         }
         let _ = Ipv6Packet::new_embedded(&bytes[..]).map(|p| p.payload().len());
