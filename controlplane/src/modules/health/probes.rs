@@ -210,6 +210,8 @@ pub struct Probes {
     deadlines: Timers<Deadline>,
     /// `MAX_IN_FLIGHT` (smaller in tests).
     pub(super) max_in_flight: usize,
+    /// Starts go at this pace (`timers::Pace`), set by `retarget`.
+    pub(super) pace: super::timers::Pace,
     /// Probes with news this turn (an answer, a shard poll).
     touched: Vec<usize>,
     /// Script probes, looked at every `SCRIPT_POLL`; when last.
@@ -256,6 +258,7 @@ impl Probes {
             starts: Timers::default(),
             deadlines: Timers::default(),
             max_in_flight: MAX_IN_FLIGHT,
+            pace: super::timers::Pace::new(0.0),
             touched: Vec::new(),
             scripts: Vec::new(),
             scripts_at: None,
@@ -346,7 +349,7 @@ impl Probes {
     pub fn busy(&self, now: Instant) -> bool {
         // Due starts while in-flight is full wait for a deadline or an
         // answer, which wake the turn themselves.
-        (self.starts.is_due(now) && self.in_flight() < self.max_in_flight) || self.deadlines.is_due(self.judged_at(now)) || !self.touched.is_empty()
+        (self.starts.is_due(now) && self.in_flight() < self.max_in_flight && self.pace.allows(now)) || self.deadlines.is_due(self.judged_at(now)) || !self.touched.is_empty()
     }
 
     /// Is the server behind snapshot index `server` up (true for servers
@@ -420,21 +423,6 @@ impl Probes {
         changes
     }
 
-    /// Answers the workers received up to `horizon` have all been
-    /// delivered (`on_frame`), later ones may still wait in a punt ring:
-    /// a deadline is judged passed only once the horizon is past it, so
-    /// an answer that arrived in time is not a timeout because the
-    /// control loop was held up. None: every answer received is in (the
-    /// rings were drained), deadlines go by now.
-    pub fn judge_by(&mut self, horizon: Option<Instant>) {
-        self.horizon = horizon;
-    }
-
-    /// The time deadlines are judged against at `now` (`judge_by`).
-    pub(super) fn judged_at(&self, now: Instant) -> Instant {
-        self.horizon.map_or(now, |h| h.min(now))
-    }
-
     /// The probes whose deadline passed, then those due to start.
     pub fn due(&mut self, now: Instant) -> Vec<Change> {
         let mut changes = Vec::new();
@@ -458,9 +446,9 @@ impl Probes {
         }
         let mut starts = 0;
         while starts < STARTS_PER_TURN {
-            if self.in_flight() >= self.max_in_flight {
-                // Full: the due starts wait in the heap for a deadline or
-                // an answer to free a slot.
+            if self.in_flight() >= self.max_in_flight || !self.pace.allows(now) {
+                // Full, or ahead of the pace: the due starts wait in the
+                // heap for a deadline, an answer or the pace.
                 break;
             }
             let Some((ti, ci, generation)) = self.starts.pop_due(now) else { break };
@@ -468,6 +456,7 @@ impl Probes {
                 continue;
             }
             starts += 1;
+            self.pace.take(now);
             self.start_check(ti as usize, usize::from(ci), now, changes);
         }
     }

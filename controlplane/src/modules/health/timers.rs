@@ -71,3 +71,43 @@ mod tests {
         assert_eq!(t.len(), 0);
     }
 }
+
+/// The pace of probe starts: the configured probes a second (each
+/// check's one an interval, summed) and half as many again, with 20 ms of
+/// them at once (at least 32). After the control loop was held up, the
+/// starts that fell due meanwhile go out at this pace rather than all in
+/// one turn: their answers come back at it too, within the punt
+/// policer's probe class sized for the configured rate (README), not in
+/// a burst past its bucket that it would drop (their probes then time
+/// out and healthy servers go down).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pace {
+    per_sec: f64,
+    burst: f64,
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+impl Pace {
+    pub(super) fn new(probes_per_sec: f64) -> Self {
+        let per_sec = (probes_per_sec * 1.5).max(1.0);
+        let burst = (per_sec / 50.0).max(32.0);
+        Pace { per_sec, burst, tokens: burst, at: None }
+    }
+
+    fn tokens_at(&self, now: Instant) -> f64 {
+        let dt = self.at.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        (self.tokens + dt * self.per_sec).min(self.burst)
+    }
+
+    /// May a start go at `now`?
+    pub(super) fn allows(&self, now: Instant) -> bool {
+        self.tokens_at(now) >= 1.0
+    }
+
+    /// A start went at `now`.
+    pub(super) fn take(&mut self, now: Instant) {
+        self.tokens = (self.tokens_at(now) - 1.0).max(0.0);
+        self.at = Some(now);
+    }
+}

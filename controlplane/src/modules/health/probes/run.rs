@@ -17,6 +17,21 @@ use std::time::{Duration, Instant};
 const RESPONSE_MAX: usize = 16 * 1024;
 
 impl Probes {
+    /// Answers the workers received up to `horizon` have all been
+    /// delivered (`on_frame`), later ones may still wait in a punt ring:
+    /// a deadline is judged passed only once the horizon is past it, so
+    /// an answer that arrived in time is not a timeout because the
+    /// control loop was held up. None: every answer received is in (the
+    /// rings were drained), deadlines go by now.
+    pub fn judge_by(&mut self, horizon: Option<Instant>) {
+        self.horizon = horizon;
+    }
+
+    /// The time deadlines are judged against at `now` (`judge_by`).
+    pub(super) fn judged_at(&self, now: Instant) -> Instant {
+        self.horizon.map_or(now, |h| h.min(now))
+    }
+
     /// Starts check `ci` of target `ti`: the new probe's id, or why it
     /// could not start (a failure).
     pub(super) fn start(&mut self, ti: usize, ci: usize, now: Instant) -> Result<usize, NotStarted> {

@@ -132,6 +132,8 @@ impl Probes {
             }
         }
         self.rtt_changed = (0..self.targets.len()).collect();
+        let per_sec: f64 = self.targets.iter().flat_map(|t| &t.target.checks).map(|c| 1000.0 / f64::from((*c.interval_ms.get_ref()).max(1))).sum();
+        self.pace = super::super::timers::Pace::new(per_sec);
         for st in old.into_values().chain(changed) {
             for pid in st.checks.iter().filter_map(|c| c.probe) {
                 self.stop(pid);

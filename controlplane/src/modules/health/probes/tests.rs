@@ -394,3 +394,30 @@ fn an_http_probe_s_rtt_is_its_two_legs() {
     assert_eq!(l.rtt(t0, t0 + ms(60)), ms(3));
     assert_eq!(super::run::Legs::default().rtt(t0, t0 + ms(7)), ms(7), "nothing stamped: the time since the start");
 }
+
+/// After the control loop was held up 600 ms, the starts that fell due
+/// meanwhile go out at the pace (1.5x the configured rate, 20 ms of it at
+/// once), not in one burst whose answers would overrun the punt
+/// policer's probe class; and the backlog is gone within 1.5 s.
+#[test]
+fn starts_late_after_a_stall_go_at_the_pace() {
+    let mut c = check(CheckKind::Tcp);
+    c.interval_ms = crate::config::unplaced(1000);
+    let addr = |i: u32| std::net::Ipv4Addr::from(u32::from_be_bytes([198, 51, 0, 0]) + 256 + i);
+    let targets: Vec<Target> = (0..10_000u32).map(|i| target(i as usize, &format!("{}:80", addr(i)), c.clone())).collect();
+    let mut t = Instant::now();
+    let mut h = Probes::new(&[link()], targets, neighbors(THEM), t);
+    let (ms, us) = (Duration::from_millis(1), Duration::from_micros(10));
+    let refused = |_: [u8; 4]| false;
+    let _ = run(&mut h, &mut t, 1_200, ms, Duration::from_micros(250), &refused);
+    let before = h.counters.probes;
+    t += Duration::from_millis(600);
+    // Turns of 10 µs for 5 ms: the pace is 15,000 a second with 300 at
+    // once, so at most 375 (the loop without it: 32 a turn, 6,000 in 2 ms).
+    let _ = run(&mut h, &mut t, 500, us, Duration::from_micros(250), &refused);
+    let burst = h.counters.probes - before;
+    assert!((300..=380).contains(&burst), "{burst} starts in the 5 ms after the stall");
+    let _ = run(&mut h, &mut t, 1_500, ms, Duration::from_micros(250), &refused);
+    let all = h.counters.probes - before;
+    assert!(all as f64 >= 10_000.0 * 2.1 - 500.0, "{all} starts in 2.1 s: the backlog did not clear");
+}
