@@ -1256,7 +1256,8 @@ fn ten_thousand_members_at_one_second() {
     eprintln!("the four up {took:?} after ready ({intervals} intervals of 1 s allowed)");
     // What the box's own path adds to a round trip in this lab, measured
     // meanwhile: pings of the self IP (af_packet, the worker, the punt
-    // ring, the control loop, and back), those a stall held up left out.
+    // ring, the control loop, and back), those a stall held up (over
+    // 10 ms) left out.
     // On these 2 CPUs the worker shares one with nginx, tcpdump and the
     // kernel's veth work, and waits its turn for it.
     let ping_log = lab.dir.path("ping.log");
@@ -1281,11 +1282,12 @@ fn ten_thousand_members_at_one_second() {
     assert!(ping.wait(Duration::from_secs(5)).is_some(), "ping did not stop");
     // 64 bytes from 198.51.100.1: icmp_seq=1 ttl=64 time=0.412 ms
     let pings: Vec<f64> = ping.output().lines().filter_map(|l| l.split("time=").nth(1)?.split(' ').next()?.parse().ok()).collect();
-    let quiet: Vec<f64> = pings.iter().copied().filter(|t| *t < 10.0).collect();
+    let mut quiet: Vec<f64> = pings.iter().copied().filter(|t| *t < 10.0).collect();
     assert!(quiet.len() >= 100, "{} of {} pings of the self IP answered outside the stalls:\n{}", quiet.len(), pings.len(), ping.output());
-    let mean = quiet.iter().sum::<f64>() / quiet.len() as f64;
-    let sd = (quiet.iter().map(|t| (t - mean) * (t - mean)).sum::<f64>() / quiet.len() as f64).sqrt();
-    let box_path = mean + sd;
+    // Their 90th percentile: a ping that caught only a stall's edge (a
+    // few of hundreds) does not move it.
+    quiet.sort_by(f64::total_cmp);
+    let box_path = quiet[quiet.len() * 9 / 10];
     let show = console_at(&socket, "show health").1;
     let shown = Instant::now();
     // What the box has measured up to now is in the report asked for

@@ -75,11 +75,11 @@ mod tests {
 /// The pace of probe starts: the configured probes a second (each
 /// check's one an interval, summed) and half as many again, with 20 ms of
 /// them at once (at least 32). After the control loop was held up, the
-/// starts that fell due meanwhile go out at this pace rather than all in
-/// one turn: their answers come back at it too, within the punt
-/// policer's probe class sized for the configured rate (README), not in
-/// a burst past its bucket that it would drop (their probes then time
-/// out and healthy servers go down).
+/// starts that fell due meanwhile go out at this pace rather than as
+/// fast as turns go (32 a turn): their answers come back at it too,
+/// within the punt policer's probe class when it is sized with that
+/// headroom (README), not in a burst past its bucket that it would drop
+/// (their probes then time out and healthy servers go down).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Pace {
     per_sec: f64,
@@ -93,6 +93,15 @@ impl Pace {
         let per_sec = (probes_per_sec * 1.5).max(1.0);
         let burst = (per_sec / 50.0).max(32.0);
         Pace { per_sec, burst, tokens: burst, at: None }
+    }
+
+    /// A new configured rate (a configuration change): what the bucket
+    /// holds is kept.
+    pub(super) fn set_rate(&mut self, probes_per_sec: f64) {
+        let next = Pace::new(probes_per_sec);
+        self.per_sec = next.per_sec;
+        self.burst = next.burst;
+        self.tokens = self.tokens.min(self.burst);
     }
 
     fn tokens_at(&self, now: Instant) -> f64 {

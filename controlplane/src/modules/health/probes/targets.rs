@@ -84,7 +84,6 @@ impl Probes {
             a.server == b.server && a.addr == b.addr && a.link == b.link && a.nexthop == b.nexthop && a.checks == b.checks && a.via == b.via
         };
         let mut old: HashMap<usize, TargetState> = std::mem::take(&mut self.targets).into_iter().map(|t| (t.target.server, t)).collect();
-        let n = targets.len().max(1) as u64;
         self.generation = self.generation.wrapping_add(1);
         // The probes in flight keep their deadlines (`deadlines` stays).
         self.starts.clear();
@@ -115,15 +114,20 @@ impl Probes {
             self.by_server[state.target.server] = ti as u32;
             self.targets.push(state);
         }
+        // Kept checks keep their time; new ones spread over one interval,
+        // by their place among the new ones (servers a reload appends do
+        // not bunch at the end of it, probed late by the pace each time).
+        let fresh = self.targets.iter().filter(|t| t.checks.iter().any(|c| c.next_at.is_none())).count().max(1) as u64;
+        let mut j = 0u64;
         for (ti, t) in self.targets.iter_mut().enumerate() {
+            let new = t.checks.iter().any(|c| c.next_at.is_none());
             for (ci, (c, h)) in t.checks.iter_mut().zip(&t.target.checks).enumerate() {
                 let interval = u64::from(*h.interval_ms.get_ref());
-                // Kept checks keep their time; new ones spread over one
-                // interval, by their place in the list.
-                let at = c.next_at.unwrap_or(now + Duration::from_millis(interval * ti as u64 / n + 10 * ci as u64));
+                let at = c.next_at.unwrap_or(now + Duration::from_millis(interval * j / fresh + 10 * ci as u64));
                 c.next_at = Some(at);
                 self.starts.push(at, (ti as u32, ci as u16, self.generation));
             }
+            j += u64::from(new);
             // Probes in flight name their target by index.
             for pid in t.checks.iter().filter_map(|c| c.probe) {
                 if let Some(p) = self.probes.get_mut(pid).and_then(Option::as_mut) {
@@ -133,7 +137,7 @@ impl Probes {
         }
         self.rtt_changed = (0..self.targets.len()).collect();
         let per_sec: f64 = self.targets.iter().flat_map(|t| &t.target.checks).map(|c| 1000.0 / f64::from((*c.interval_ms.get_ref()).max(1))).sum();
-        self.pace = super::super::timers::Pace::new(per_sec);
+        self.pace.set_rate(per_sec);
         for st in old.into_values().chain(changed) {
             for pid in st.checks.iter().filter_map(|c| c.probe) {
                 self.stop(pid);

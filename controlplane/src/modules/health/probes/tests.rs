@@ -421,3 +421,23 @@ fn starts_late_after_a_stall_go_at_the_pace() {
     let all = h.counters.probes - before;
     assert!(all as f64 >= 10_000.0 * 2.1 - 500.0, "{all} starts in 2.1 s: the backlog did not clear");
 }
+
+/// A reload that appends servers spreads their first probes over the
+/// whole interval by their place among the new ones, not at the end of
+/// it behind the kept ones (where the pace would make them late every
+/// interval); the kept ones keep their times.
+#[test]
+fn servers_a_reload_appends_are_spread_over_the_interval() {
+    let mut c = check(CheckKind::Tcp);
+    c.interval_ms = crate::config::unplaced(1000);
+    let addr = |i: u32| format!("{}:80", std::net::Ipv4Addr::from(u32::from_be_bytes([198, 51, 0, 0]) + 256 + i));
+    let t0 = Instant::now();
+    let mut h = Probes::new(&[link()], (0..100u32).map(|i| target(i as usize, &addr(i), c.clone())).collect(), neighbors(THEM), t0);
+    let kept: Vec<_> = h.targets.iter().map(|t| t.checks[0].next_at).collect();
+    let later = t0 + Duration::from_millis(300);
+    h.retarget((0..150u32).map(|i| target(i as usize, &addr(i), c.clone())).collect(), later);
+    assert_eq!(h.targets[..100].iter().map(|t| t.checks[0].next_at).collect::<Vec<_>>(), kept, "kept checks keep their times");
+    let new: Vec<Duration> = h.targets[100..].iter().filter_map(|t| t.checks[0].next_at).map(|at| at - later).collect();
+    assert_eq!(new.len(), 50);
+    assert!(new.iter().min() < Some(&Duration::from_millis(50)) && new.iter().max() > Some(&Duration::from_millis(900)), "the new ones spread over the interval: {new:?}");
+}
