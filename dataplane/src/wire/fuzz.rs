@@ -11,12 +11,15 @@
 use super::arp::{ArpPacket, ArpRepr};
 use super::checksum::{update16, update32};
 use super::ethernet::{parse_l2, EtherType, EthernetFrame};
+use super::checksum::{fold, sum};
 use super::icmp::{IcmpPacket, IcmpRepr};
+use super::icmpv6::{self, Icmpv6Packet};
 use super::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
+use super::ipv6::{self, next_header, Ipv6Packet};
 use super::tcp::{TcpPacket, TcpRepr};
 use super::udp::{UdpPacket, UdpRepr};
 use core::hint::black_box;
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 /// Which layers a walk reached (for tests that check their inputs get
 /// somewhere).
@@ -33,6 +36,12 @@ pub(crate) mod reached {
     pub const ICMP_ERROR_QUOTE: u32 = 1 << 9;
     pub const GOOD_IPV4_CHECKSUM: u32 = 1 << 10;
     pub const GOOD_L4_CHECKSUM: u32 = 1 << 11;
+    pub const IPV6: u32 = 1 << 12;
+    /// At least one extension header walked.
+    pub const IPV6_CHAIN: u32 = 1 << 13;
+    pub const ICMPV6: u32 = 1 << 14;
+    /// An ICMPv6 error's quoted packet.
+    pub const ICMPV6_QUOTE: u32 = 1 << 15;
 }
 
 /// Walks `frame` through every view: Ethernet and one VLAN tag, ARP,
@@ -75,6 +84,7 @@ pub(crate) fn walk(frame: &mut [u8]) -> u32 {
     match l2.ethertype {
         EtherType::Arp => r |= walk_arp(l3),
         EtherType::Ipv4 => r |= walk_ipv4(l3),
+        EtherType::Ipv6 => r |= walk_ipv6(l3),
         _ => {}
     }
     r
@@ -234,6 +244,94 @@ fn walk_udp(dgram: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) -> u32 {
     r
 }
 
+/// IPv6: the header's fields and setters, the extension-header walk,
+/// then TCP or UDP (checksums over the v6 pseudo header, a port rewritten
+/// with an incremental update) or ICMPv6.
+fn walk_ipv6(l3: &mut [u8]) -> u32 {
+    let Ok(mut ip) = Ipv6Packet::new_checked(&mut *l3) else {
+        return 0;
+    };
+    let mut r = reached::IPV6;
+    let (tc, fl, hl) = (ip.traffic_class(), ip.flow_label(), ip.hop_limit());
+    black_box((ip.version(), ip.payload_len(), ip.next_header()));
+    ip.set_traffic_class(tc ^ 0xfc);
+    ip.set_hop_limit(hl.wrapping_sub(1));
+    ip.set_traffic_class(tc);
+    ip.set_flow_label(fl);
+    ip.set_hop_limit(hl);
+    debug_assert!(ip.version() == 6 && ip.traffic_class() == tc && ip.flow_label() == fl && ip.hop_limit() == hl);
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let Ok(chain) = ip.walk() else {
+        return r;
+    };
+    debug_assert!(chain.offset <= ip.payload().len() && chain.headers <= 6);
+    if chain.headers > 0 {
+        r |= reached::IPV6_CHAIN;
+    }
+    if chain.is_fragment() {
+        return r;
+    }
+    let Some(l4) = ip.payload_mut().get_mut(chain.offset..) else {
+        return r;
+    };
+    match chain.proto {
+        next_header::TCP | next_header::UDP => r | walk_l4_v6(l4, chain.proto, src, dst),
+        next_header::ICMPV6 => r | walk_icmpv6(l4, src, dst),
+        _ => r,
+    }
+}
+
+/// TCP or UDP over IPv6: the checksum, and the destination port rewritten
+/// with an incremental update that keeps a right checksum right (a UDP
+/// checksum of 0 is not one: RFC 8200 §8.1).
+fn walk_l4_v6(seg: &mut [u8], proto: u8, src: Ipv6Addr, dst: Ipv6Addr) -> u32 {
+    let Ok(len) = u32::try_from(seg.len()) else { return 0 };
+    let ok = |b: &[u8]| fold(sum(b, ipv6::pseudo_header(src, dst, proto, len))) == 0xffff;
+    let before = ok(seg);
+    if proto == next_header::TCP {
+        let Ok(mut t) = TcpPacket::new_checked(&mut *seg) else { return 0 };
+        let (port, new_port) = (t.dst_port(), t.dst_port().rotate_left(3));
+        t.set_checksum(update16(t.checksum(), port, new_port));
+        t.set_dst_port(new_port);
+    } else {
+        let Ok(mut u) = UdpPacket::new_checked(&mut *seg) else { return 0 };
+        if u.checksum() == 0 {
+            return reached::UDP;
+        }
+        let (port, new_port) = (u.dst_port(), u.dst_port().rotate_left(3));
+        u.set_checksum(update16(u.checksum(), port, new_port));
+        u.set_dst_port(new_port);
+    }
+    debug_assert!(!before || ok(seg), "an incremental update broke a right checksum");
+    let layer = if proto == next_header::TCP { reached::TCP } else { reached::UDP };
+    layer | if before { reached::GOOD_L4_CHECKSUM } else { 0 }
+}
+
+/// ICMPv6: every getter, the checksum, Neighbor Discovery's target and
+/// options, an error's quoted packet and its chain; refilled, right.
+fn walk_icmpv6(msg: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr) -> u32 {
+    let Ok(mut m) = Icmpv6Packet::new_checked(&mut *msg) else {
+        return 0;
+    };
+    let mut r = reached::ICMPV6;
+    black_box((m.msg_type(), m.msg_code(), m.echo_ident(), m.echo_seq(), m.pointer(), m.data().len()));
+    let _ = black_box((m.nd_target(), m.na_flags(), m.nd_link_addr(icmpv6::option::SOURCE_LL), m.nd_link_addr(icmpv6::option::TARGET_LL)));
+    if m.verify_checksum(src, dst) {
+        r |= reached::GOOD_L4_CHECKSUM;
+    }
+    if let Ok(quote) = m.embedded_ipv6() {
+        r |= reached::ICMPV6_QUOTE;
+        debug_assert!(quote.payload().len() >= 8);
+        let _ = black_box((quote.src_addr(), quote.dst_addr(), quote.walk()));
+    }
+    let mtu = m.mtu();
+    m.set_mtu(mtu ^ 0x55);
+    m.set_mtu(mtu);
+    m.fill_checksum(src, dst);
+    debug_assert!(m.verify_checksum(src, dst));
+    r
+}
+
 fn walk_icmp(msg: &mut [u8]) -> u32 {
     let Ok(mut icmp) = IcmpPacket::new_checked(msg) else {
         return 0;
@@ -369,6 +467,24 @@ mod tests {
             0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
             192, 0, 2, 1, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 192, 0, 2, 2,
         ],
+        // Ether()/IPv6(2001:db8::1 > 2001:db8::2, tc 0xb8)/hop-by-hop/
+        // destination options/routing/fragment (atomic)/TCP(SYN)
+        &[
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x86, 0xdd,
+            0x6b, 0x81, 0x23, 0x45, 0x00, 0x34, 0x00, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x20, 0x01, 0x0d, 0xb8, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x3c, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x2b, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, 0x01, 0x02, 0x03, 0x04, 0x9c, 0x40, 0x00, 0x50, 0x00, 0x00, 0x03, 0xe8, 0x00, 0x00, 0x00, 0x00, 0x50, 0x02, 0xff,
+            0xff, 0xb3, 0xf5, 0x00, 0x00,
+        ],
+        // Ether()/IPv6(2001:db8:2::1 > 2001:db8:1::2)/ICMPv6PacketTooBig(mtu=1280)/
+        // IPv6(2001:db8:1::2 > 2001:db8:2::11)/TCP(ACK)
+        &[
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x86, 0xdd,
+            0x60, 0x00, 0x00, 0x00, 0x00, 0x44, 0x3a, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x20, 0x01, 0x0d, 0xb8, 0x00,
+            0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x36, 0xcf, 0x00, 0x00, 0x05, 0x00, 0x60, 0x00, 0x00, 0x00, 0x00, 0x14, 0x06, 0x40, 0x20, 0x01,
+            0x0d, 0xb8, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x11, 0x9c, 0x40, 0x00, 0x50, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x50, 0x10, 0x20, 0x00, 0x97, 0xba, 0x00, 0x00,
+        ],
     ];
 
     use crate::testkit::Rng;
@@ -442,6 +558,8 @@ mod tests {
             VLAN | IPV4 | UDP | GOOD_IPV4_CHECKSUM | GOOD_L4_CHECKSUM,
             IPV4 | IPV4_OPTIONS | FRAGMENT | GOOD_IPV4_CHECKSUM,
             ARP,
+            IPV6 | IPV6_CHAIN | TCP | GOOD_L4_CHECKSUM,
+            IPV6 | ICMPV6 | ICMPV6_QUOTE | GOOD_L4_CHECKSUM,
         ];
         for (seed, want) in SEEDS.iter().zip(want) {
             let mut f = seed.to_vec();
@@ -471,13 +589,15 @@ mod tests {
             assert_eq!(walk(&mut f), ETHERNET | IPV4 | GOOD_IPV4_CHECKSUM | want);
         }
         assert_eq!(walk(&mut corpus!("arp_request")), ETHERNET | ARP);
+        assert_eq!(walk(&mut corpus!("ipv6_chain_tcp_syn")), ETHERNET | IPV6 | IPV6_CHAIN | TCP | GOOD_L4_CHECKSUM);
+        assert_eq!(walk(&mut corpus!("icmpv6_packet_too_big")), ETHERNET | IPV6 | ICMPV6 | ICMPV6_QUOTE | GOOD_L4_CHECKSUM);
     }
 
     #[test]
     #[cfg_attr(miri, ignore = "a hundred thousand mutated frames: hours under Miri; the corpus and edge-frame tests cover the same code")]
     fn fuzz_parse_never_panics_on_mutated_frames() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        let mut seen = [0u32; 12];
+        let mut seen = [0u32; 16];
         let mut buf = Vec::with_capacity(2048);
         for i in 0..20_000 {
             buf.clear();
