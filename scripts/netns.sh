@@ -3,6 +3,7 @@
 #
 #   netns.sh up PREFIX [BACKENDS] [LBS]   create the topology below
 #   netns.sh down PREFIX                  kill what runs in it, delete it
+#   netns.sh ipv6 PREFIX [BACKENDS]       IPv6 in the client and servers too
 #
 #   PREFIX-client   eth0 192.0.2.10/24, default route via 192.0.2.2
 #        |
@@ -12,6 +13,9 @@
 #   PREFIX-srvN    eth0 198.51.100.(10+N)/24, default route via 198.51.100.1
 #
 # LBS=2 adds PREFIX-lb2 with its own lb-out/lb-in on the same bridges.
+# `ipv6` gives the client 2001:db8:1::10/64 (default route via
+# 2001:db8:1::2) and server N 2001:db8:2::(10+N)/64 (via 2001:db8:2::1):
+# no duplicate address detection, no router advertisements taken.
 # DPDK-owned veths carry no IP address (the kernel's own ARP would leak into
 # af_packet) and no IPv6. Kernel-side senders have TX checksum offload off:
 # veths otherwise emit packets with unfinished checksums.
@@ -19,7 +23,7 @@
 set -euo pipefail
 
 cmd=${1:-}; P=${2:-}
-[ -n "$cmd" ] && [ -n "$P" ] || { echo "usage: $0 up|down PREFIX [BACKENDS] [LBS]" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$P" ] || { echo "usage: $0 up|down|ipv6 PREFIX [BACKENDS] [LBS]" >&2; exit 2; }
 [ ${#P} -le 6 ] || { echo "$0: PREFIX '$P' longer than 6 characters" >&2; exit 2; }
 
 n=0
@@ -77,6 +81,24 @@ up() {
   done
 }
 
+# ipv6_ns NS ADDRESS GATEWAY: IPv6 on NS's eth0, quiet but for what the
+# test sends and Neighbor Discovery.
+ipv6_ns() {
+  ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
+    net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 net.ipv6.conf.eth0.accept_ra=0 \
+    net.ipv6.conf.eth0.disable_ipv6=0 net.ipv6.conf.eth0.accept_dad=0 net.ipv6.conf.eth0.router_solicitations=0
+  ip -n "$1" -6 addr add "$2" dev eth0 nodad
+  ip -n "$1" -6 route add default via "$3"
+}
+
+ipv6() {
+  local backends=${1:-3} i
+  ipv6_ns "$P-client" 2001:db8:1::10/64 2001:db8:1::2
+  for i in $(seq 1 "$backends"); do
+    ipv6_ns "$P-srv$i" "2001:db8:2::$((10 + i))/64" 2001:db8:2::1
+  done
+}
+
 down() {
   local ns pid
   for ns in $(ip netns list | awk '{print $1}' | grep -E "^$P-" || true); do
@@ -92,5 +114,6 @@ down() {
 case "$cmd" in
   up) down; shift 2; up "$@" ;;
   down) down ;;
-  *) echo "usage: $0 up|down PREFIX [BACKENDS] [LBS]" >&2; exit 2 ;;
+  ipv6) shift 2; ipv6 "$@" ;;
+  *) echo "usage: $0 up|down|ipv6 PREFIX [BACKENDS] [LBS]" >&2; exit 2 ;;
 esac

@@ -124,6 +124,13 @@ impl Topology {
         format!("{}-{name}", self.prefix)
     }
 
+    /// IPv6 in the client (2001:db8:1::10/64) and the `backends` server
+    /// namespaces (2001:db8:2::(10+N)/64): `scripts/netns.sh ipv6`.
+    pub fn ipv6(&self, backends: u32) {
+        let script = workspace().join("scripts/netns.sh");
+        sh(&format!("{} ipv6 {} {backends}", script.display(), self.prefix));
+    }
+
     /// Runs `cmd` inside namespace `name` (e.g. "client").
     pub fn exec(&self, name: &str, cmd: &str) -> String {
         sh(&format!("ip netns exec {} bash -c {}", self.ns(name), shell_quote(cmd)))

@@ -115,7 +115,7 @@ fn bench_probes(c: &mut Criterion) {
 
 fn bench_health_change(c: &mut Criterion) {
     let cfg = config("maglev");
-    let links = [LinkInfo { port_id: 0, vlan: 0, route: false, mac: EthernetAddress(US), address: "198.51.100.1/24".parse().unwrap(), mtu: 1500, host: false }];
+    let links = [LinkInfo { port_id: 0, vlan: 0, route: false, mac: EthernetAddress(US), address: "198.51.100.1/24".parse().unwrap(), address6: None, mtu: 1500, host: false }];
     let base = build(&cfg, &links).expect("build").snapshot;
     let state = |down: usize| move |i: usize, _: &furiwake_dataplane::lb::RealServer| Some(ServerState { enabled: i != down, ..ServerState::default() });
     let mut g = c.benchmark_group("lb");

@@ -455,7 +455,7 @@ fn bench_nat(c: &mut Criterion) {
 /// servers, round robin; ports 0 (clients) and 1 (servers).
 fn snapshot() -> Snapshot {
     let mut s = Snapshot::default();
-    s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT), netmask: 0, mtu: 1500, port: OUT, vlan: 0, route: false }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN), netmask: 0, mtu: 1500, port: IN, vlan: 0, route: false })];
+    s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT), netmask: 0, mtu: 1500, port: OUT, vlan: 0, route: false, ..Default::default() }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN), netmask: 0, mtu: 1500, port: IN, vlan: 0, route: false, ..Default::default() })];
     s.self_ips = vec![ip(SELF_OUT), ip(SELF_IN)];
     for (i, srv) in SRV[..2].iter().enumerate() {
         s.servers.push(RealServer { ip: ip(*srv), port: SPORT, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: 0, reset: false, max_connections: 0, priority: 0, epoch: 0, sticky_only: false });

@@ -125,7 +125,7 @@ pub struct Run {
 fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
     let mut s = Snapshot::default();
     s.ports = vec![None; port as usize + 1];
-    s.ports[port as usize] = Some(PortView { mac: EthernetAddress(gen::PORT_MAC), self_ip: u32::from_be_bytes([192, 0, 2, 2]), netmask: 0, mtu: 1500, port, vlan: 0, route: false });
+    s.ports[port as usize] = Some(PortView { mac: EthernetAddress(gen::PORT_MAC), self_ip: u32::from_be_bytes([192, 0, 2, 2]), netmask: 0, mtu: 1500, port, vlan: 0, route: false, ..Default::default() });
     s.self_ips = vec![u32::from_be_bytes([192, 0, 2, 2])];
     for i in 0..gen::SERVERS {
         s.servers.push(RealServer {

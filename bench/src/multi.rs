@@ -110,7 +110,7 @@ pub struct Multi {
 fn snapshot(out: u16, inside: u16, full_nat: bool) -> Snapshot {
     let mut s = Snapshot::default();
     s.ports = vec![None; out.max(inside) as usize + 1];
-    let view = |port, ip: [u8; 4]| Some(PortView { mac: EthernetAddress(gen::PORT_MAC), self_ip: u32::from_be_bytes(ip), netmask: 0, mtu: 1500, port, vlan: 0, route: false });
+    let view = |port, ip: [u8; 4]| Some(PortView { mac: EthernetAddress(gen::PORT_MAC), self_ip: u32::from_be_bytes(ip), netmask: 0, mtu: 1500, port, vlan: 0, route: false, ..Default::default() });
     s.ports[out as usize] = view(out, [192, 0, 2, 2]);
     s.ports[inside as usize] = view(inside, [198, 51, 100, 1]);
     s.self_ips = vec![u32::from_be_bytes([192, 0, 2, 2]), u32::from_be_bytes([198, 51, 100, 1])];

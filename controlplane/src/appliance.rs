@@ -55,8 +55,8 @@ impl Appliance {
     pub fn start(cfg: Config) -> Result<Self, String> {
         let runtime = Runtime::start(&cfg)?;
         let (lb, initial) = Lb::new(cfg, &runtime)?;
-        let mut arp = Arp::new(initial.owned, &initial.nexthops);
-        let health = Health::new(&runtime, &lb.config().routes, initial.targets, arp.slots().clone(), Instant::now());
+        let mut arp = Arp::new(initial.owned, &initial.nexthops).with_nd(&runtime);
+        let health = Health::new(&runtime, &lb.config().routes4().copied().collect::<Vec<_>>(), initial.targets, arp.slots().clone(), Instant::now());
         // Every VRRP address starts as the peer's: a box owns none until
         // its instance becomes master.
         let vrrp = Vrrp::new(lb.config(), &runtime);

@@ -64,6 +64,42 @@ pub fn ipv4_frame(src_mac: EthernetAddress, dst_mac: EthernetAddress, src: [u8; 
     f
 }
 
+/// Offset of what follows the IPv6 header in a frame of `ipv6_frame`.
+pub const L4_V6: usize = 54;
+
+/// An Ethernet + IPv6 frame (hop limit `hops`) around `payload`, whose
+/// first header is `next`. When `next` is ICMPv6, TCP or UDP, its
+/// checksum is filled over the pseudo header (RFC 8200 §8.1).
+pub fn ipv6_frame(src_mac: EthernetAddress, dst_mac: EthernetAddress, src: u128, dst: u128, next: u8, hops: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; L4_V6 + payload.len()];
+    f[0..6].copy_from_slice(&dst_mac.0);
+    f[6..12].copy_from_slice(&src_mac.0);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f[14] = 0x60;
+    f[18..20].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+    f[20] = next;
+    f[21] = hops;
+    f[22..38].copy_from_slice(&src.to_be_bytes());
+    f[38..54].copy_from_slice(&dst.to_be_bytes());
+    f[L4_V6..].copy_from_slice(payload);
+    let at = match next {
+        58 => 2,
+        6 => 16,
+        17 => 6,
+        _ => return f,
+    };
+    if f.len() >= L4_V6 + at + 2 {
+        f[L4_V6 + at] = 0;
+        f[L4_V6 + at + 1] = 0;
+        let ps = crate::wire::ipv6::pseudo_header(src.into(), dst.into(), next, payload.len() as u32);
+        let c = !checksum::fold(checksum::sum(&f[L4_V6..], ps));
+        // UDP sends a computed 0 as all ones (RFC 768, RFC 8200 §8.1).
+        let c = if next == 17 && c == 0 { 0xffff } else { c };
+        f[L4_V6 + at..L4_V6 + at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    f
+}
+
 /// Recomputes the TCP or UDP checksum of a frame built by `ipv4_frame`.
 pub fn fill_l4_checksum(f: &mut [u8]) {
     let proto = f[23];

@@ -147,10 +147,11 @@ pub const SYN_PROXY_THRESHOLD: Bound = Bound::new("syn_proxy_threshold", 1, MAX_
 pub const ICMP_RATE: Bound = Bound::new("icmp_rate", 0, 10_000_000);
 pub const ICMP_BURST: Bound = Bound::new("icmp_burst", 1, 1_000_000);
 /// [defence.punt], packets per second per worker; 0 drops the class.
-pub const PUNT_RATES: [Bound; 6] = [
+pub const PUNT_RATES: [Bound; 7] = [
     Bound::new("arp", 0, 10_000_000),
     Bound::new("vrrp", 0, 10_000_000),
     Bound::new("ha", 0, 10_000_000),
+    Bound::new("nd", 0, 10_000_000),
     Bound::new("probe", 0, 10_000_000),
     Bound::new("icmp", 0, 10_000_000),
     Bound::new("other", 0, 10_000_000),

@@ -53,6 +53,7 @@ pub struct Punt {
     pub arp: Spanned<u32>,
     pub vrrp: Spanned<u32>,
     pub ha: Spanned<u32>,
+    pub nd: Spanned<u32>,
     pub probe: Spanned<u32>,
     pub icmp: Spanned<u32>,
     pub other: Spanned<u32>,
@@ -60,19 +61,19 @@ pub struct Punt {
 
 impl Default for Punt {
     fn default() -> Self {
-        let [arp, vrrp, ha, probe, icmp, other] = DEFAULT_PUNT_RATES.map(unplaced);
-        Self { arp, vrrp, ha, probe, icmp, other }
+        let [arp, vrrp, ha, nd, probe, icmp, other] = DEFAULT_PUNT_RATES.map(unplaced);
+        Self { arp, vrrp, ha, nd, probe, icmp, other }
     }
 }
 
 impl Punt {
     /// The rates in `PuntClass` order.
     pub fn rates(&self) -> [u32; PuntClass::COUNT] {
-        [&self.arp, &self.vrrp, &self.ha, &self.probe, &self.icmp, &self.other].map(|v| *v.get_ref())
+        [&self.arp, &self.vrrp, &self.ha, &self.nd, &self.probe, &self.icmp, &self.other].map(|v| *v.get_ref())
     }
 
     fn fields(&self) -> [(&'static str, &Spanned<u32>); PuntClass::COUNT] {
-        [("arp", &self.arp), ("vrrp", &self.vrrp), ("ha", &self.ha), ("probe", &self.probe), ("icmp", &self.icmp), ("other", &self.other)]
+        [("arp", &self.arp), ("vrrp", &self.vrrp), ("ha", &self.ha), ("nd", &self.nd), ("probe", &self.probe), ("icmp", &self.icmp), ("other", &self.other)]
     }
 }
 

@@ -17,7 +17,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Result<(), String> {
             .iter()
             .map(|i| {
                 let bond = i.bond.as_ref().map(|b| (*b.mode.get_ref(), b.members.get_ref().iter().map(|m| m.get_ref().clone()).collect::<Vec<_>>()));
-                (i.name.get_ref().clone(), i.device.get_ref().clone(), i.address.to_string(), i.vlan.as_ref().map(|v| *v.get_ref()), i.mtu.as_ref().map(|m| *m.get_ref()), bond, i.rss)
+                (i.name.get_ref().clone(), i.device.get_ref().clone(), i.address.to_string(), i.address6.map(|a| a.to_string()), i.vlan.as_ref().map(|v| *v.get_ref()), i.mtu.as_ref().map(|m| *m.get_ref()), bond, i.rss)
             })
             .collect::<Vec<_>>()
     };

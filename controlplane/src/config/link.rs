@@ -1,7 +1,7 @@
 //! `[[interface]]` (a port, a VLAN of one, a bond) and `[[route]]`; and
 //! `[[snat]]`, the servers' own connections out through the box.
 
-use super::cidr::{ipv4, spanned_ipv4};
+use super::cidr::{ipv6_unusable, spanned_ipv4, IpCidr, Ipv6Cidr};
 use super::Ipv4Cidr;
 use serde::Deserialize;
 use std::net::Ipv4Addr;
@@ -36,14 +36,76 @@ impl PciDriver {
     }
 }
 
+/// `[[interface]]` as written: `address` (one IPv4 prefix, the form
+/// before IPv6) or `addresses` (one IPv4 prefix and at most one IPv6
+/// prefix), made into an `Interface` by `TryFrom`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawInterface {
+    name: Spanned<String>,
+    device: Spanned<String>,
+    address: Option<Ipv4Cidr>,
+    addresses: Option<Vec<IpCidr>>,
+    mtu: Option<Spanned<u16>>,
+    bond: Option<Bond>,
+    vlan: Option<Spanned<u16>>,
+    #[serde(default)]
+    route: bool,
+    #[serde(default)]
+    rss: RssSide,
+}
+
+impl TryFrom<RawInterface> for Interface {
+    type Error = String;
+    fn try_from(r: RawInterface) -> Result<Self, String> {
+        let name = r.name.get_ref().clone();
+        let (address, address6) = self_addresses(&name, r.address, r.addresses)?;
+        Ok(Interface { name: r.name, device: r.device, address, address6, mtu: r.mtu, bond: r.bond, vlan: r.vlan, route: r.route, rss: r.rss })
+    }
+}
+
+/// The link's IPv4 and IPv6 self addresses from `address` or `addresses`.
+fn self_addresses(name: &str, address: Option<Ipv4Cidr>, addresses: Option<Vec<IpCidr>>) -> Result<(Ipv4Cidr, Option<Ipv6Cidr>), String> {
+    let list = match (address, addresses) {
+        (Some(_), Some(_)) => return Err(format!("interface {name:?}: give `address` or `addresses`, not both")),
+        (Some(a), None) => return Ok((a, None)),
+        (None, None) => return Err(format!("interface {name:?}: missing field `address` (or `addresses`)")),
+        (None, Some(l)) => l,
+    };
+    let mut v4 = None;
+    let mut v6 = None;
+    for a in list {
+        match a {
+            IpCidr::V4(c) if v4.is_none() => v4 = Some(c),
+            IpCidr::V6(c) if v6.is_none() => {
+                if let Some(why) = ipv6_unusable(c.addr) {
+                    return Err(format!("interface {name:?}: {c} is {why}: a self address is global or unique-local unicast"));
+                }
+                if c.prefix_len == 0 || c.prefix_len == 128 {
+                    return Err(format!("interface {name:?}: {c}: the prefix length is the link's subnet, 1..=127 (64 on most links)"));
+                }
+                v6 = Some(c);
+            }
+            IpCidr::V4(c) => return Err(format!("interface {name:?}: a second IPv4 address {c}: a link has one self address per family")),
+            IpCidr::V6(c) => return Err(format!("interface {name:?}: a second IPv6 address {c}: a link has one self address per family")),
+        }
+    }
+    let v4 = v4.ok_or_else(|| format!("interface {name:?}: `addresses` has no IPv4 address: every link has one (an IPv6 one is optional)"))?;
+    Ok((v4, v6))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawInterface")]
 pub struct Interface {
     pub name: Spanned<String>,
     /// A vdev spec (`net_af_packet0,iface=lb-out`) or a PCI address.
     pub device: Spanned<String>,
-    /// The appliance's own ("self") address on this link.
+    /// The appliance's own ("self") IPv4 address on this link.
     pub address: Ipv4Cidr,
+    /// Its IPv6 self address, if any (`addresses`): answered by Neighbor
+    /// Discovery and ICMPv6 echo; its link-local address is made from the
+    /// link's MAC.
+    pub address6: Option<Ipv6Cidr>,
     /// The link's IP MTU (default 1500): a `dsr-tunnel` packet that the
     /// encapsulation would take past it is answered with ICMP
     /// fragmentation needed (or dropped without DF).
@@ -67,7 +129,6 @@ pub struct Interface {
     /// behind, so their replies reach the worker that saw the client),
     /// `spread` (the whole 4-tuple: a port facing both), or `auto`
     /// (`Config::rss_side`).
-    #[serde(default)]
     pub rss: RssSide,
 }
 
@@ -167,7 +228,7 @@ impl super::Config {
         let on_dev: Vec<&Interface> = self.interfaces.iter().filter(|i| i.dev_name() == iface.dev_name()).collect();
         let here = |a: Ipv4Addr| on_dev.iter().any(|i| i.address.contains(a));
         let servers = self.pools.iter().flat_map(|p| p.servers.iter()).any(|s| self.reached_by(*s.address.get_ref().ip()).is_some_and(|d| d == iface.dev_name()));
-        let default = self.routes.iter().any(|r| r.prefix.prefix_len == 0 && here(r.via));
+        let default = self.routes4().any(|r| r.prefix.prefix_len == 0 && here(r.via));
         let vips = self.virtual_servers.iter().any(|v| here(*v.address.get_ref().ip()));
         let others = self.interfaces.iter().any(|i| i.dev_name() != iface.dev_name());
         match (servers, default || vips || !others) {
@@ -182,7 +243,7 @@ impl super::Config {
     /// one.
     fn reached_by(&self, a: Ipv4Addr) -> Option<&str> {
         let on_link = |x: Ipv4Addr| self.interfaces.iter().find(|i| i.address.contains(x)).map(Interface::dev_name);
-        on_link(a).or_else(|| self.routes.iter().filter(|r| r.prefix.contains(a)).max_by_key(|r| r.prefix.prefix_len).and_then(|r| on_link(r.via)))
+        on_link(a).or_else(|| self.routes4().filter(|r| r.prefix.contains(a)).max_by_key(|r| r.prefix.prefix_len).and_then(|r| on_link(r.via)))
     }
 }
 
@@ -208,12 +269,67 @@ fn devfn_ok(s: &str, hex: &dyn Fn(&str, usize) -> bool) -> bool {
     matches!(s.split_once('.'), Some((d, f)) if hex(d, 2) && f.len() == 1 && f.chars().all(|c| c.is_digit(8)))
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An IPv4 `[[route]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     pub prefix: Ipv4Cidr,
-    #[serde(deserialize_with = "ipv4")]
     pub via: Ipv4Addr,
+}
+
+/// An IPv6 `[[route]]`: its next hop a global or unique-local address on
+/// a link's IPv6 subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route6 {
+    pub prefix: Ipv6Cidr,
+    pub via: std::net::Ipv6Addr,
+}
+
+/// `[[route]]` of either family (`prefix` and `via` of one family).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawRoute")]
+pub enum AnyRoute {
+    V4(Route),
+    V6(Route6),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    prefix: IpCidr,
+    via: String,
+}
+
+impl TryFrom<RawRoute> for AnyRoute {
+    type Error = String;
+    fn try_from(r: RawRoute) -> Result<Self, String> {
+        let via: std::net::IpAddr = r.via.parse().map_err(|_| format!("route {}: via {:?} is not an IP address", r.prefix, r.via))?;
+        match (r.prefix, via) {
+            (IpCidr::V4(prefix), std::net::IpAddr::V4(via)) => Ok(AnyRoute::V4(Route { prefix, via })),
+            (IpCidr::V6(prefix), std::net::IpAddr::V6(via)) => match ipv6_unusable(via) {
+                Some(why) => Err(format!("route {prefix}: via {via} is {why}: a next hop is a global or unique-local address on a link's subnet")),
+                None => Ok(AnyRoute::V6(Route6 { prefix, via })),
+            },
+            (p, v) => Err(format!("route {p}: via {v} is of the other address family")),
+        }
+    }
+}
+
+impl super::Config {
+    /// The IPv4 `[[route]]`s.
+    pub fn routes4(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter().filter_map(|r| match r.get_ref() {
+            AnyRoute::V4(r) => Some(r),
+            AnyRoute::V6(_) => None,
+        })
+    }
+
+    /// The IPv6 `[[route]]`s.
+    pub fn routes6(&self) -> impl Iterator<Item = &Route6> {
+        self.routes.iter().filter_map(|r| match r.get_ref() {
+            AnyRoute::V6(r) => Some(r),
+            AnyRoute::V4(_) => None,
+        })
+    }
 }
 
 

@@ -34,12 +34,14 @@ mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod ipv6_tests;
 
 pub use diff::restart_needed;
 pub use bounds::{MAX_PERSISTENCE_TIMEOUT_S, MAX_WEIGHT};
 pub use model::{
-    unplaced, Algorithm, Bond, BondMode, CheckKind, Config, ConsoleConfig, Forwarding, HashOn, HealthCheck, Interface, Ipv4Cidr, LogLevel, Logging, Management,
-    OnDown, PciDriver, Persistence, RssSide, PersistenceKind, Platform, Pool, Protocol, Route, SameSite, Server, Snat, SynProxyMode, TimeoutSecs, TunnelKind, VirtualServer, DEFAULT_CONSOLE_SOCKET, DEFAULT_GUE_PORT, DEFAULT_MTU,
+    unplaced, AnyRoute, Algorithm, Bond, BondMode, CheckKind, Config, ConsoleConfig, Forwarding, HashOn, HealthCheck, Interface, IpCidr, Ipv4Cidr, Ipv6Cidr, LogLevel, Logging, Management,
+    OnDown, PciDriver, Persistence, RssSide, PersistenceKind, Platform, Pool, Protocol, Route, Route6, SameSite, Server, Snat, SynProxyMode, TimeoutSecs, TunnelKind, VirtualServer, DEFAULT_CONSOLE_SOCKET, DEFAULT_GUE_PORT, DEFAULT_MTU,
 };
 pub use defence::Defence;
 pub use l7::{ClientAddress, HeaderAction, HeaderVerb, Limits, Match, Rule, XffMode, L7};

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use toml::Spanned;
 
-pub use super::cidr::Ipv4Cidr;
-pub use super::link::{dev_name, Bond, BondMode, Interface, PciDriver, Route, RssSide, Snat};
+pub use super::cidr::{IpCidr, Ipv4Cidr, Ipv6Cidr};
+pub use super::link::{dev_name, Bond, BondMode, AnyRoute, Interface, PciDriver, Route, Route6, RssSide, Snat};
 pub use super::persistence::{Persistence, PersistenceKind, SameSite};
 pub(crate) use super::link::is_pci_address;
 
@@ -39,7 +39,7 @@ pub struct Config {
     #[serde(default, rename = "interface")]
     pub interfaces: Vec<Interface>,
     #[serde(default, rename = "route")]
-    pub routes: Vec<Route>,
+    pub routes: Vec<Spanned<AnyRoute>>,
     #[serde(default, rename = "health_check")]
     pub health_checks: Vec<HealthCheck>,
     #[serde(default, rename = "pool")]

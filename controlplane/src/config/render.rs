@@ -60,7 +60,11 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
         q(p.pci_driver.as_str())
     );
     for i in &cfg.interfaces {
-        let _ = writeln!(s, "\n[[interface]]\nname = {}\ndevice = {}\naddress = {}", q(i.name.get_ref()), q(i.device.get_ref()), q(&i.address.to_string()));
+        let _ = writeln!(s, "\n[[interface]]\nname = {}\ndevice = {}", q(i.name.get_ref()), q(i.device.get_ref()));
+        let _ = match &i.address6 {
+            None => writeln!(s, "address = {}", q(&i.address.to_string())),
+            Some(v6) => writeln!(s, "addresses = [{}, {}]", q(&i.address.to_string()), q(&v6.to_string())),
+        };
         if let Some(v) = &i.vlan {
             let _ = writeln!(s, "vlan = {}", v.get_ref());
         }
@@ -79,7 +83,11 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
         }
     }
     for r in &cfg.routes {
-        let _ = writeln!(s, "\n[[route]]\nprefix = {}\nvia = {}", q(&r.prefix.to_string()), q(&r.via.to_string()));
+        let (prefix, via) = match r.get_ref() {
+            super::AnyRoute::V4(r) => (r.prefix.to_string(), r.via.to_string()),
+            super::AnyRoute::V6(r) => (r.prefix.to_string(), r.via.to_string()),
+        };
+        let _ = writeln!(s, "\n[[route]]\nprefix = {}\nvia = {}", q(&prefix), q(&via));
     }
     for h in &cfg.health_checks {
         let _ = writeln!(

@@ -688,7 +688,7 @@ fn defence_defaults_ranges_and_round_trip() {
     assert!(e.to_string().contains("icmp_burst 0 is out of range"), "{e}");
     let text = format!("{GOOD}\n[defence.punt]\nicmp = 10\nother = 100\n");
     let c = Config::parse("t.toml", &text).unwrap();
-    assert_eq!(c.defence.punt.rates(), [2000, 1000, 100_000, 20_000, 10, 100]);
+    assert_eq!(c.defence.punt.rates(), [2000, 1000, 100_000, 2000, 20_000, 10, 100]);
     assert_eq!(Config::parse("r.toml", &render(&c)).unwrap().defence, c.defence);
     let e = err(&format!("{GOOD}\n[defence.punt]\narp = 20000000\n"));
     assert!(e.to_string().contains("arp 20000000 is out of range"), "{e}");
@@ -929,6 +929,7 @@ fn ten_thousand_members_are_taken_and_the_limit_is_65536() {
         route: false,
         mac: furiwake_dataplane::wire::EthernetAddress([2, 0, 0, 0, 0, 1]),
         address: "198.51.100.1/24".parse().unwrap(),
+        address6: None,
         mtu: 1500,
         host: false,
     }];

@@ -72,6 +72,7 @@ impl Config {
         }
 
         unique(src, self.interfaces.iter().map(|i| &i.name), "interface")?;
+        self.validate_ipv6(src)?;
         let mut devs = HashSet::new();
         // Per device: its spec and the VLANs (0: untagged) of the
         // interfaces on it.
@@ -559,5 +560,31 @@ pub(crate) fn kebab_forwarding(f: Forwarding) -> &'static str {
         Forwarding::DsrDscp => "dsr-dscp",
         Forwarding::DsrTunnel => "dsr-tunnel",
         Forwarding::Gateway => "gateway",
+    }
+}
+
+impl Config {
+    /// The IPv6 self addresses (one per link, none twice) and routes
+    /// (each next hop on a link's IPv6 subnet; no prefix twice).
+    fn validate_ipv6(&self, src: &Source) -> Result<(), ConfigError> {
+        let mut seen = HashSet::new();
+        for i in &self.interfaces {
+            if let Some(a) = i.address6 {
+                if !seen.insert(a.addr) {
+                    return Err(src.error(Some(i.name.span()), format!("interface {:?}: IPv6 address {} is another interface's too", i.name.get_ref(), a.addr)));
+                }
+            }
+        }
+        let mut prefixes = HashSet::new();
+        for r in &self.routes {
+            let super::AnyRoute::V6(r6) = r.get_ref() else { continue };
+            if !self.interfaces.iter().any(|i| i.address6.is_some_and(|a| a.contains(r6.via))) {
+                return Err(src.error(Some(r.span()), format!("route {}: via {} is on no interface's IPv6 subnet", r6.prefix, r6.via)));
+            }
+            if !prefixes.insert((r6.prefix.network(), r6.prefix.prefix_len)) {
+                return Err(src.error(Some(r.span()), format!("route {}: the prefix is routed twice", r6.prefix)));
+            }
+        }
+        Ok(())
     }
 }

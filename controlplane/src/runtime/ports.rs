@@ -57,6 +57,11 @@ impl Link {
         self.cfg.address
     }
 
+    /// The IPv6 self address and its subnet, when the link has IPv6.
+    pub fn address6(&self) -> Option<crate::config::Ipv6Cidr> {
+        self.cfg.address6
+    }
+
     /// The PMD's name.
     pub fn driver(&self) -> &str {
         &self.driver

@@ -39,6 +39,8 @@ const PEER: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0x10]);
 const VIP: [u8; 4] = [192, 0, 2, 100];
 const SERVERS: [[u8; 4]; 2] = [[198, 51, 100, 11], [198, 51, 100, 12]];
 const SNAT: [u8; 4] = [192, 0, 2, 3];
+/// Link 0's IPv6 address, 2001:db8:1::2.
+const SELF6: u128 = 0x2001_0db8_0001 << 80 | 2;
 
 fn ip(a: [u8; 4]) -> u32 {
     u32::from_be_bytes(a)
@@ -98,8 +100,11 @@ impl Packet for TestPkt {
 /// gateway pair between links 0 and 1 over two next hops.
 fn snapshot() -> Snapshot {
     let mut s = Snapshot::default();
-    let link = |i: usize, self_ip: [u8; 4], port: u16, vlan: u16, route: bool| Some(PortView { mac: MACS[i], self_ip: ip(self_ip), netmask: 0xffff_ff00, mtu: 1500, port, vlan, route });
+    let link = |i: usize, self_ip: [u8; 4], port: u16, vlan: u16, route: bool| Some(PortView { mac: MACS[i], self_ip: ip(self_ip), netmask: 0xffff_ff00, mtu: 1500, port, vlan, route, ..Default::default() });
     s.ports = vec![link(0, [192, 0, 2, 2], 0, 0, false), link(1, [198, 51, 100, 1], 1, 0, false), link(2, [203, 0, 113, 2], 0, 100, false), link(3, [203, 0, 114, 1], 3, 0, true)];
+    if let Some(Some(p)) = s.ports.get_mut(0) {
+        p.v6 = crate::state::snapshot::PortView6::new(SELF6, 64, MACS[0]);
+    }
     s.self_ips = vec![ip([192, 0, 2, 2]), ip([198, 51, 100, 1]), ip([203, 0, 113, 2]), ip([203, 0, 114, 1])];
     let modes = [(80u16, 6u8, Forwarding::Nat), (81, 6, Forwarding::FullNat), (53, 17, Forwarding::Nat), (82, 6, Forwarding::DsrL2), (83, 6, Forwarding::DsrDscp), (84, 6, Forwarding::DsrTunnel)];
     for (vi, (port, proto, fwd)) in modes.into_iter().enumerate() {
@@ -168,6 +173,10 @@ pub struct Fuzzer {
     /// Inputs run, and of them forwarded (their frames checked).
     pub steps: u64,
     pub forwarded: u64,
+    /// Inputs punted, and dropped by reason (`DropReason as usize`): what
+    /// the inputs reached.
+    pub punted: u64,
+    pub dropped: [u64; crate::state::counters::DropReason::COUNT],
     /// The last cookie SYN-ACK the worker sent: (client, its port, the
     /// VIP's port, the client's next sequence number, the cookie).
     cookie: Option<([u8; 4], u16, u16, u32, u32)>,
@@ -186,7 +195,7 @@ impl Fuzzer {
         }
         let reader = readers.pop()?;
         let config = WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 7, sync_refresh: 0, embryonic_max: 64, unreplied_per_service: 6, unreplied_per_source: 3, syn_proxy_threshold: 8, syn_proxy_rate: 50, ..WorkerConfig::default() };
-        Some(Fuzzer { worker: Worker::new(config, reader, Arc::clone(&neighbors)), _publisher: publisher, neighbors, links, now: 0, steps: 0, forwarded: 0, cookie: None })
+        Some(Fuzzer { worker: Worker::new(config, reader, Arc::clone(&neighbors)), _publisher: publisher, neighbors, links, now: 0, steps: 0, forwarded: 0, punted: 0, dropped: [0; crate::state::counters::DropReason::COUNT], cookie: None })
     }
 
     /// One input: a frame that arrived on DPDK `port`, `handed` off or not,
@@ -197,6 +206,15 @@ impl Fuzzer {
         let valid_l4 = l4_ok(&untagged(&frame)) == Some(true);
         let mut pkt = TestPkt { data: frame, cap: 2048, head: 128, port };
         let v = self.worker.process_packet(&mut pkt, handed);
+        match v {
+            Verdict::Punt => self.punted += 1,
+            Verdict::Drop(r) => {
+                if let Some(n) = self.dropped.get_mut(r as usize) {
+                    *n += 1;
+                }
+            }
+            _ => {}
+        }
         if let Verdict::Forward(link) = v {
             self.forwarded += 1;
             if link as usize >= self.links {
@@ -374,7 +392,8 @@ fn draw(rng: &mut Rng) -> (Vec<u8>, u16) {
     let sport = 40000 + rng.below(32) as u16;
     let flags = [0x02u8, 0x10, 0x18, 0x11, 0x04, 0x12][rng.index(6)];
     let server = SERVERS[rng.index(2)];
-    let (mut f, port) = match rng.below(9) {
+    let (mut f, port) = match rng.below(10) {
+        9 => (draw_v6(rng), 0),
         // A client to a VIP port (some that no service has).
         0 | 1 => (ipv4_frame(PEER, MACS[0], client, VIP, 6, &tcp_header(sport, 79 + rng.below(7) as u16, flags, 1024), true), 0),
         2 => (ipv4_frame(PEER, MACS[0], client, VIP, 17, &udp_datagram(sport, 53, b"query"), true), 0),
@@ -400,7 +419,7 @@ fn draw(rng: &mut Rng) -> (Vec<u8>, u16) {
         }
     };
     // Big with DF now and then (the tunnel's MTU).
-    if rng.below(32) == 0 {
+    if rng.below(32) == 0 && f.get(12..14) == Some(&[0x08, 0x00][..]) {
         f.extend(std::iter::repeat_n(0x61, 1460));
         let len = (f.len() - 14) as u16;
         f[16..18].copy_from_slice(&len.to_be_bytes());
@@ -440,6 +459,50 @@ fn draw(rng: &mut Rng) -> (Vec<u8>, u16) {
     (f, port)
 }
 
+/// An IPv6 frame to link 0: Neighbor Discovery, echo, TCP/UDP to the
+/// self address or elsewhere, behind extension headers or not.
+fn draw_v6(rng: &mut Rng) -> Vec<u8> {
+    use crate::wire::ipv6::next_header as nh;
+    let client: u128 = (0x2001_0db8_0001 << 80) | (0x10 + rng.below(4) as u128);
+    let dst = [SELF6, 0xff02 << 112 | 1 << 32 | 0xff00_0002, 0x2001_0db8_0009 << 80 | 1, 0xff02 << 112 | 1][rng.index(4)];
+    let (next, mut payload) = match rng.below(4) {
+        0 => {
+            let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+            ns.extend_from_slice(&SELF6.to_be_bytes());
+            ns.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 0x10]);
+            (nh::ICMPV6, ns)
+        }
+        1 => (nh::ICMPV6, vec![128, 0, 0, 0, 0, 1, 0, 1, b'x']),
+        2 => (nh::TCP, tcp_header(40000 + rng.below(8) as u16, 80, 0x02, 1024)),
+        _ => (nh::UDP, udp_datagram(40000, 53, b"query")),
+    };
+    let hops = if rng.below(4) == 0 { 64 } else { 255 };
+    let f = crate::testkit::ipv6_frame(PEER, MACS[0], client, dst, next, hops, &payload);
+    // Behind a chain now and then: hop-by-hop, destination options,
+    // routing (segments left or not), fragment (atomic or not).
+    if rng.below(3) != 0 {
+        return f;
+    }
+    let kinds = [nh::HOP_BY_HOP, nh::DEST_OPTS, nh::ROUTING, nh::FRAGMENT];
+    let mut first = next;
+    for _ in 0..1 + rng.below(3) {
+        let k = kinds[rng.index(4)];
+        let mut h = match k {
+            nh::FRAGMENT => vec![first, 0, 0, rng.below(2) as u8, 0, 0, 0, 9],
+            nh::ROUTING => vec![first, 0, 4, rng.below(2) as u8, 0, 0, 0, 0],
+            _ => vec![first, 0, 1, 4, 0, 0, 0, 0],
+        };
+        h.append(&mut payload);
+        payload = h;
+        first = k;
+    }
+    let mut g = crate::testkit::ipv6_frame(PEER, MACS[0], client, dst, first, hops, &payload);
+    // The upper layer's checksum as the frame without the chain had it.
+    let at = g.len() - (f.len() - crate::testkit::L4_V6);
+    g[at..].copy_from_slice(&f[crate::testkit::L4_V6..]);
+    g
+}
+
 /// A `PacketIo` with nothing to receive and nowhere to send.
 struct NoIo;
 
@@ -471,6 +534,12 @@ mod tests {
         assert_eq!(f.steps, 20_000);
         assert!(f.forwarded > 3_000, "the templates reach every path: {} forwarded", f.forwarded);
         assert!(f.worker.counters().unreplied_capped.get() > 0, "the unreplied caps were reached");
+        // IPv6 reached its parse, its chain walk and its punts.
+        use crate::state::counters::DropReason as D;
+        for r in [D::Ipv6BadChain, D::Ipv6RoutingHeader, D::Fragment, D::NdInvalid, D::NdNotOurs, D::Ipv6Truncated, D::Ipv6BadPayloadLength] {
+            assert!(f.dropped[r as usize] > 0, "{}", r.name());
+        }
+        assert!(f.punted > 100, "{} punted", f.punted);
         // Bytes too (the cargo-fuzz entry point).
         for b in [&[][..], &[0xff][..], &[0x0b, 0, 1, 2][..]] {
             f.step_bytes(b).unwrap();

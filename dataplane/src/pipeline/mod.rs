@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 mod burst;
 mod classify;
+mod classify6;
 mod connect;
 mod forwarding;
 mod icmp;
@@ -99,9 +100,9 @@ pub struct WorkerConfig {
 }
 
 /// `[defence.punt]`'s defaults, per second per worker: ARP 2000, VRRP
-/// 1000, HA 100000 (sync datagrams), probe answers 20000, other ICMP 1000,
-/// anything else 0 (dropped).
-pub const DEFAULT_PUNT_RATES: [u32; PuntClass::COUNT] = [2000, 1000, 100_000, 20_000, 1000, 0];
+/// 1000, HA 100000 (sync datagrams), Neighbor Discovery 2000, probe
+/// answers 20000, other ICMP 1000, anything else 0 (dropped).
+pub const DEFAULT_PUNT_RATES: [u32; PuntClass::COUNT] = [2000, 1000, 100_000, 2000, 20_000, 1000, 0];
 
 impl Default for WorkerConfig {
     fn default() -> Self {

@@ -161,6 +161,7 @@ pub fn punt_class(snap: &Snapshot, frame: &[u8], link: u16) -> Result<PuntClass,
     let Ok(l2) = parse_l2(frame) else { return Ok(PuntClass::Other) };
     match l2.ethertype {
         EtherType::Arp => return Ok(PuntClass::Arp),
+        EtherType::Ipv6 => return Ok(ipv6_class(frame.get(l2.l3_offset..).unwrap_or_default())),
         EtherType::Ipv4 => {}
         _ => return Ok(PuntClass::Other),
     }
@@ -180,6 +181,22 @@ pub fn punt_class(snap: &Snapshot, frame: &[u8], link: u16) -> Result<PuntClass,
         protocol::ICMP => PuntClass::Icmp,
         _ => PuntClass::Other,
     })
+}
+
+/// The class of an IPv6 frame `classify6` punted: Neighbor Discovery
+/// (which it sent only with hop limit 255, to an address of the link),
+/// other ICMPv6, the rest.
+#[inline]
+fn ipv6_class(ip: &[u8]) -> PuntClass {
+    use crate::wire::icmpv6::kind;
+    use crate::wire::ipv6::{next_header, Ipv6Packet};
+    let ip = Ipv6Packet::new_unchecked(ip);
+    let Some(chain) = (ip.as_bytes().len() >= crate::wire::ipv6::HEADER_LEN).then(|| ip.walk().ok()).flatten() else { return PuntClass::Other };
+    match (chain.proto, ip.payload().get(chain.offset).copied()) {
+        (next_header::ICMPV6, Some(kind::NEIGHBOR_SOLICIT | kind::NEIGHBOR_ADVERT)) => PuntClass::Nd,
+        (next_header::ICMPV6, _) => PuntClass::Icmp,
+        _ => PuntClass::Other,
+    }
 }
 
 /// The probe-source slot of a frame `punt_class` put in the probe class

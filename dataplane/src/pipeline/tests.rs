@@ -34,7 +34,7 @@ pub(super) const SRV: [[u8; 4]; 2] = [[198, 51, 100, 11], [198, 51, 100, 12]];
 /// VIP:53/udp, each over both servers, round robin.
 pub(super) fn snapshot() -> Snapshot {
     let mut s = Snapshot::default();
-    s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT), netmask: 0xffff_ff00, mtu: 1500, port: OUT, vlan: 0, route: false }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN), netmask: 0xffff_ff00, mtu: 1500, port: IN, vlan: 0, route: false }), Some(PortView { mac: OUT_MAC, self_ip: ip([203, 0, 113, 2]), netmask: 0xffff_ff00, mtu: 1500, port: OUT, vlan: 100, route: false })];
+    s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT), netmask: 0xffff_ff00, mtu: 1500, port: OUT, vlan: 0, route: false, ..Default::default() }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN), netmask: 0xffff_ff00, mtu: 1500, port: IN, vlan: 0, route: false, ..Default::default() }), Some(PortView { mac: OUT_MAC, self_ip: ip([203, 0, 113, 2]), netmask: 0xffff_ff00, mtu: 1500, port: OUT, vlan: 100, route: false, ..Default::default() })];
     s.self_ips = vec![ip(SELF_OUT), ip(SELF_IN), ip([203, 0, 113, 2])];
     for (vi, (port, proto, fwd)) in [(80u16, 6u8, Forwarding::Nat), (81, 6, Forwarding::FullNat), (53, 17, Forwarding::Nat)].into_iter().enumerate() {
         let first = s.servers.len() as u16;
@@ -496,7 +496,10 @@ fn fixture_table_of_verdicts() {
     cases.push(("runt", runt, Verdict::Drop(DropReason::RuntFrame)));
     let mut v6 = good_syn.clone();
     v6[12..14].copy_from_slice(&[0x86, 0xdd]);
-    cases.push(("ipv6", v6, Verdict::Drop(DropReason::UnhandledEthertype)));
+    cases.push(("an IPv4 packet under the IPv6 EtherType", v6, Verdict::Drop(DropReason::Ipv6BadVersion)));
+    let mut lldp = good_syn.clone();
+    lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
+    cases.push(("lldp", lldp, Verdict::Drop(DropReason::UnhandledEthertype)));
     let mut short = good_syn.clone();
     short.truncate(14 + 12);
     cases.push(("ip truncated", short, Verdict::Drop(DropReason::Ipv4Truncated)));
@@ -570,12 +573,12 @@ pub(super) fn pkt(data: Vec<u8>) -> Pkt {
 }
 
 #[derive(Default)]
-struct Io {
-    rx: Vec<Pkt>,
-    tx: Vec<(u16, Pkt)>,
-    punted: usize,
+pub(super) struct Io {
+    pub(super) rx: Vec<Pkt>,
+    pub(super) tx: Vec<(u16, Pkt)>,
+    pub(super) punted: usize,
     /// What `protected_len` says.
-    protected: usize,
+    pub(super) protected: usize,
 }
 
 impl PacketIo for Io {
@@ -1710,7 +1713,7 @@ fn gateway_services_keep_both_directions_of_a_flow_on_one_firewall() {
     const FW_IN: [EthernetAddress; 2] = [EthernetAddress([2, 0, 0, 0, 0xf1, 2]), EthernetAddress([2, 0, 0, 0, 0xf2, 2])];
     let mut s = snapshot();
     // Link 3: the firewalls' outer segment, routing what comes back.
-    s.ports.push(Some(PortView { mac: EthernetAddress([2, 0, 0, 0, 0, 0xa3]), self_ip: ip([203, 0, 113, 1]), netmask: 0xffff_ff00, mtu: 1500, port: 3, vlan: 0, route: true }));
+    s.ports.push(Some(PortView { mac: EthernetAddress([2, 0, 0, 0, 0, 0xa3]), self_ip: ip([203, 0, 113, 1]), netmask: 0xffff_ff00, mtu: 1500, port: 3, vlan: 0, route: true, ..Default::default() }));
     s.routes = vec![crate::state::snapshot::RouteView { net: ip([192, 0, 2, 0]), mask: 0xffff_ff00, link: OUT, via: None }];
     let first = s.servers.len() as u16;
     for (i, (a, b)) in [([203, 0, 113, 11], [198, 51, 100, 21]), ([203, 0, 113, 12], [198, 51, 100, 22])].into_iter().enumerate() {

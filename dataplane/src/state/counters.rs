@@ -55,7 +55,7 @@ macro_rules! drop_reasons {
 drop_reasons! {
     /// Shorter than an Ethernet header.
     RuntFrame => "runt-frame",
-    /// An EtherType the appliance does not handle (IPv6, LLDP, ...).
+    /// An EtherType the appliance does not handle (LLDP, ...).
     UnhandledEthertype => "unhandled-ethertype",
     /// A frame tagged with a VLAN no interface of its port has, or
     /// untagged on a port whose interfaces are all tagged.
@@ -72,8 +72,40 @@ drop_reasons! {
     Ipv4BadTotalLength => "ipv4-bad-total-length",
     /// Header checksum wrong (RFC 1812 §5.2.2).
     Ipv4BadChecksum => "ipv4-bad-checksum",
-    /// A fragment: not reassembled, see README "Fragments".
+    /// A fragment: not reassembled, see README "Fragments". IPv6 too
+    /// (a Fragment header of a non-atomic fragment; an atomic one, RFC
+    /// 6946, is the whole packet).
     Fragment => "fragment",
+    /// Shorter than an IPv6 header.
+    Ipv6Truncated => "ipv6-truncated",
+    /// EtherType IPv6 but version field not 6.
+    Ipv6BadVersion => "ipv6-bad-version",
+    /// Payload length beyond the frame.
+    Ipv6BadPayloadLength => "ipv6-bad-payload-length",
+    /// A multicast source (RFC 4291 §2.7), or an IPv4-mapped address
+    /// either side (§2.5.5.2: never on the wire, and what the box would
+    /// translate from).
+    Ipv6BadAddress => "ipv6-bad-address",
+    /// An extension-header chain the box does not walk (RFC 8200 §4:
+    /// incomplete, hop-by-hop not first, a header repeated more than §4.1
+    /// allows, or a header of the registry it does not know).
+    Ipv6BadChain => "ipv6-bad-chain",
+    /// A routing header with segments left (RFC 8200 §4.4): the box
+    /// takes part in no source route (RFC 5095: type 0 is deprecated).
+    Ipv6RoutingHeader => "ipv6-routing-header",
+    /// UDP over IPv6 with checksum 0 (RFC 8200 §8.1: invalid).
+    UdpZeroChecksum => "udp-zero-checksum",
+    /// Neighbor Discovery that fails RFC 4861 §7.1's checks a worker
+    /// makes: hop limit not 255 (an off-link sender), code not 0.
+    NdInvalid => "nd-invalid",
+    /// Neighbor Discovery for others: not to one of the arriving link's
+    /// addresses, their solicited-node groups or all-nodes (the ports are
+    /// promiscuous: a switch floods other hosts' solicitations).
+    NdNotOurs => "nd-not-ours",
+    /// ICMPv6 the box ignores: router solicitations and advertisements and
+    /// redirects (its routes are configured), multicast listener
+    /// messages, other informational types.
+    Icmpv6Ignored => "icmpv6-ignored",
     /// TTL would reach 0 (RFC 1812 §5.3.1).
     TtlExceeded => "ttl-exceeded",
     /// IP payload shorter than a TCP header.
@@ -101,7 +133,8 @@ drop_reasons! {
     /// Traffic of a virtual server whose VIP a VRRP peer owns (this box is
     /// its backup): neither new nor existing connections are forwarded.
     VrrpBackup => "vrrp-backup",
-    /// IPv4 addressed to no virtual server, no connection and no self IP.
+    /// IPv4 or IPv6 addressed to no virtual server, no connection and no
+    /// self IP.
     NoVirtualServer => "no-virtual-server",
     /// A TCP segment other than a SYN for no known connection.
     TcpNoFlow => "tcp-no-flow",
@@ -210,6 +243,12 @@ pub enum PuntClass {
     /// UDP from the `[sync]` peer to the sync port on the sync link: state
     /// sync datagrams.
     Ha,
+    /// IPv6 Neighbor Discovery (RFC 4861) with hop limit 255, to an
+    /// address of the link it arrived on: a self or link-local address,
+    /// the solicited-node group of one (matched by its low 24 bits), or
+    /// all-nodes (unsolicited adverts). Policed as ARP is, in a bucket of
+    /// its own.
+    Nd,
     /// TCP and UDP to a health probe's port, and ICMP echo replies, from a
     /// server's address on its link (DSR servers answer from the VIP).
     Probe,
@@ -222,14 +261,14 @@ pub enum PuntClass {
 }
 
 impl PuntClass {
-    pub const ALL: &'static [PuntClass] = &[PuntClass::Arp, PuntClass::Vrrp, PuntClass::Ha, PuntClass::Probe, PuntClass::Icmp, PuntClass::Other];
+    pub const ALL: &'static [PuntClass] = &[PuntClass::Arp, PuntClass::Vrrp, PuntClass::Ha, PuntClass::Nd, PuntClass::Probe, PuntClass::Icmp, PuntClass::Other];
     pub const COUNT: usize = Self::ALL.len();
 
-    /// ARP, VRRP and HA: the frames a flood of the others must not delay
+    /// ARP, VRRP, HA and ND: the frames a flood of the others must not delay
     /// (a lost advert is a false failover). They enter a ring of their own.
     #[inline]
     pub fn is_protected(self) -> bool {
-        matches!(self, PuntClass::Arp | PuntClass::Vrrp | PuntClass::Ha)
+        matches!(self, PuntClass::Arp | PuntClass::Vrrp | PuntClass::Ha | PuntClass::Nd)
     }
 
     /// The stable name operators see (`[defence.punt]`'s keys).
@@ -238,6 +277,7 @@ impl PuntClass {
             PuntClass::Arp => "arp",
             PuntClass::Vrrp => "vrrp",
             PuntClass::Ha => "ha",
+            PuntClass::Nd => "nd",
             PuntClass::Probe => "probe",
             PuntClass::Icmp => "icmp",
             PuntClass::Other => "other",

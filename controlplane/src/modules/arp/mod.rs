@@ -6,6 +6,7 @@
 //!
 //! - `neighbor`: the table and the ARP frames (pure, unit-tested).
 //! - `icmp`: echo requests turned into replies in place (pure).
+//! - `nd`: IPv6 Neighbor Discovery and ICMPv6 echo, the same for IPv6.
 //! - `show`: `show arp`, `show routes`, its line of the report.
 //!
 //! Its step in the control loop: `on_punted` for every punted frame,
@@ -15,6 +16,7 @@
 //! MACs from `slots`.
 
 pub mod icmp;
+pub mod nd;
 pub mod neighbor;
 mod show;
 
@@ -102,6 +104,8 @@ pub struct Arp {
     /// Hosts asked for on the workers' behalf (`resolve_wanted`), when.
     asked: HashMap<(usize, u32), Instant>,
     counters: ArpCounters,
+    /// IPv6's Neighbor Discovery (`nd`).
+    pub nd: nd::Nd,
 }
 
 impl Arp {
@@ -118,7 +122,14 @@ impl Arp {
             standby: HashSet::new(),
             asked: HashMap::new(),
             counters: ArpCounters::default(),
+            nd: nd::Nd::default(),
         }
+    }
+
+    /// Neighbor Discovery on the links that have IPv6.
+    pub fn with_nd(mut self, rt: &Runtime) -> Self {
+        self.nd = nd::Nd::new(rt);
+        self
     }
 
     /// The next hops' MACs, for the workers.
@@ -149,6 +160,7 @@ impl Arp {
     /// Gratuitous ARP for every address the box owns, on its link (RFC
     /// 5227 §3), so neighbours learn the VIPs at once.
     pub fn announce(&mut self, rt: &mut Runtime) {
+        self.nd.announce(rt);
         for li in 0..self.owned.len().min(rt.links().len()) {
             let (mac, owned) = (rt.links()[li].mac(), self.owned[li].clone());
             let owned: Vec<Ipv4Addr> = owned.into_iter().filter(|ip| !self.standby.contains(ip) && !self.floating.contains_key(ip)).collect();
@@ -241,8 +253,15 @@ impl Arp {
     /// health probes' IP stack may be waiting for (every frame that is not
     /// ARP and not an echo request for us, and ARP replies).
     pub fn on_punted(&mut self, li: usize, mut m: Mbuf, rt: &mut Runtime, probes: &mut dyn FnMut(&[u8])) {
-        let is_arp = parse_l2(m.data()).is_ok_and(|l2| l2.ethertype == EtherType::Arp);
+        let ethertype = parse_l2(m.data()).map(|l2| l2.ethertype).ok();
+        let is_arp = ethertype == Some(EtherType::Arp);
         let link_mac = rt.links()[li].mac();
+        if ethertype == Some(EtherType::Ipv6) {
+            if let Some(m) = self.nd.on_punted(li, m, rt, Instant::now()) {
+                probes(m.data());
+            }
+            return;
+        }
         if !is_arp {
             if icmp::echo_reply(m.data_mut(), |a| self.answers(li, link_mac, a).is_some()) {
                 self.counters.echo_replies += 1;

@@ -15,10 +15,18 @@ pub struct Neighbor {
     pub updated: Instant,
 }
 
+/// Neighbours the table holds at most: a flood of requests for the box's
+/// addresses from made-up senders (each a new entry, RFC 826) evicts the
+/// longest unheard, so memory stays bounded and a next hop's answer is
+/// always learned (the workers' copy of its MAC is in its slot).
+pub const TABLE_MAX: usize = 4096;
+
 /// IPv4 neighbours, learned from ARP.
 #[derive(Debug, Default)]
 pub struct NeighborTable {
     entries: HashMap<Ipv4Addr, Neighbor>,
+    /// Entries evicted to make room.
+    pub evicted: u64,
 }
 
 impl NeighborTable {
@@ -48,6 +56,12 @@ impl NeighborTable {
                 true
             }
             None if create => {
+                if self.entries.len() >= TABLE_MAX {
+                    if let Some(oldest) = self.entries.iter().min_by_key(|(_, n)| n.updated).map(|(a, _)| *a) {
+                        self.entries.remove(&oldest);
+                        self.evicted += 1;
+                    }
+                }
                 self.entries.insert(ip, Neighbor { mac, interface, updated: now });
                 true
             }
@@ -200,5 +214,22 @@ mod request_tests {
         assert_eq!(r.source_protocol_addr, Ipv4Addr::new(198, 51, 100, 1));
         assert_eq!(r.target_protocol_addr, Ipv4Addr::new(198, 51, 100, 11));
         assert_eq!(&f[42..60], &[0u8; 18], "padding zeroed");
+    }
+
+    /// A flood of requests for our address from made-up senders: the
+    /// table stops at its bound, the longest unheard evicted; the last
+    /// sender (a next hop answering) is always learned.
+    #[test]
+    fn a_flood_of_senders_is_bounded_and_the_newest_learned() {
+        let mut t = NeighborTable::default();
+        let t0 = Instant::now();
+        for i in 0..(TABLE_MAX as u32 + 10) {
+            let at = t0 + std::time::Duration::from_millis(u64::from(i));
+            assert!(t.update(Ipv4Addr::from(0x0a00_0000 + i), EthernetAddress([2, 0, 0, 0, 0, 1]), 0, at, true));
+        }
+        assert_eq!(t.len(), TABLE_MAX);
+        assert_eq!(t.evicted, 10);
+        assert!(t.get(Ipv4Addr::from(0x0a00_0000 + TABLE_MAX as u32 + 9)).is_some(), "the newest");
+        assert!(t.get(Ipv4Addr::from(0x0a00_0000)).is_none(), "the oldest went first");
     }
 }

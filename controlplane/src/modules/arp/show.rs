@@ -69,7 +69,7 @@ impl Arp {
         let c = &self.counters;
         let _ = writeln!(
             s,
-            "control: punted {}; arp-replies {}; arp-requests {}; echo-replies {}; arp-other {}; malformed {}; not-handled {}; tx-dropped {}; neighbors {}",
+            "control: punted {}; arp-replies {}; arp-requests {}; echo-replies {}; arp-other {}; malformed {}; not-handled {}; tx-dropped {}; neighbors {}; evicted {}",
             punt.punted_rx,
             c.arp_replies,
             c.arp_requests,
@@ -78,7 +78,42 @@ impl Arp {
             c.malformed,
             punt.not_handled,
             punt.tx_dropped,
-            self.neighbors.len()
+            self.neighbors.len(),
+            self.neighbors.evicted
         );
+        let n = &self.nd.counters;
+        let _ = writeln!(
+            s,
+            "nd: adverts {}; solicits {}; echo-replies {}; invalid {}; not-ours {}; evicted {}; neighbors {}",
+            n.adverts,
+            n.solicits,
+            n.echo_replies,
+            n.invalid,
+            n.not_ours,
+            n.evicted,
+            self.nd.neighbors().count()
+        );
+    }
+
+    /// `show ndp`: each link's IPv6 addresses, then the neighbours
+    /// Neighbor Discovery taught.
+    pub fn show_ndp(&self, rt: &Runtime) -> String {
+        let links = rt.links();
+        let now = Instant::now();
+        let own: Vec<Vec<String>> = links
+            .iter()
+            .enumerate()
+            .filter_map(|(li, l)| Some(vec![l.name().clone(), l.address6()?.to_string(), self.nd.link_local(li)?.to_string(), l.mac().to_string()]))
+            .collect();
+        let mut out = table(&["INTERFACE", "ADDRESS", "LINK-LOCAL", "MAC"], &own);
+        let mut learned: Vec<_> = self.nd.neighbors().collect();
+        learned.sort_by_key(|((li, a), _)| (*li, *a));
+        let rows: Vec<Vec<String>> = learned
+            .iter()
+            .map(|((li, a), n)| vec![a.to_string(), n.mac.to_string(), links.get(*li).map_or("?".into(), |l| l.name().clone()), format!("{}s", now.duration_since(n.updated).as_secs())])
+            .collect();
+        out.push_str("\n\nneighbours:\n");
+        out.push_str(&table(&["ADDRESS", "MAC", "INTERFACE", "AGE"], &rows));
+        out
     }
 }

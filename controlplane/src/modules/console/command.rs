@@ -64,6 +64,8 @@ pub enum Show {
     Persistence { vs: Option<String>, server: Option<AddrArg>, limit: u32 },
     Stats,
     Arp,
+    /// IPv6 Neighbor Discovery: the links' addresses and the neighbours.
+    Ndp,
     Routes,
     Health,
     Workers,
@@ -134,6 +136,7 @@ pub const SPECS: &[Spec] = &[
     },
     Spec { words: "show stats", args: "", summary: "per port, virtual server and server: pps, bps, new connections/s, concurrent; drops by reason" },
     Spec { words: "show arp", args: "", summary: "neighbours learned by ARP, and the next hops kept resolved for the workers" },
+    Spec { words: "show ndp", args: "", summary: "IPv6: each interface's addresses and the neighbours learned by Neighbor Discovery" },
     Spec { words: "show routes", args: "", summary: "connected subnets and static routes" },
     Spec { words: "show health", args: "", summary: "every health check of every server: result, runs, last reason, RTT" },
     Spec { words: "show workers", args: "", summary: "per worker lcore: packets, busy ratio, hand-offs, connections, drops" },
@@ -191,7 +194,7 @@ const POOL_ACTIONS: &[&str] = &["add-server", "remove-server"];
 const VS_ACTIONS: &[&str] = &["add", "remove"];
 const CONFIG_ACTIONS: &[&str] = &["reload", "save"];
 const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
-const SHOW: &[&str] = &["virtual-servers", "pools", "servers", "connections", "persistence", "stats", "arp", "routes", "health", "workers", "config", "vrrp", "sync", "l7"];
+const SHOW: &[&str] = &["virtual-servers", "pools", "servers", "connections", "persistence", "stats", "arp", "ndp", "routes", "health", "workers", "config", "vrrp", "sync", "l7"];
 const ACTIONS: &[&str] = &["enable", "disable", "drain", "weight"];
 const CONN_OPTIONS: &[&str] = &["vip", "server", "limit"];
 const PERSIST_OPTIONS: &[&str] = &["virtual-server", "server", "limit"];
@@ -288,6 +291,7 @@ fn parse_show(rest: &[&str]) -> Result<Show, String> {
         "persistence" => parse_persistence(args),
         "stats" => none(args, Show::Stats),
         "arp" => none(args, Show::Arp),
+        "ndp" => none(args, Show::Ndp),
         "routes" => none(args, Show::Routes),
         "health" => none(args, Show::Health),
         "workers" => none(args, Show::Workers),

@@ -6,7 +6,7 @@ use crate::config::{Algorithm, Config, Forwarding, HashOn, PersistenceKind, Prot
 use crate::modules::arp::Nexthop;
 use furiwake_dataplane::lb::{HashKey, Schedule};
 use furiwake_dataplane::lb::RealServer;
-use furiwake_dataplane::state::snapshot::{self, PortView, Snapshot, VirtualService};
+use furiwake_dataplane::state::snapshot::{self, PortView, PortView6, Snapshot, VirtualService};
 use furiwake_dataplane::wire::EthernetAddress;
 use std::net::Ipv4Addr;
 
@@ -20,6 +20,8 @@ pub struct LinkInfo {
     pub route: bool,
     pub mac: EthernetAddress,
     pub address: crate::config::Ipv4Cidr,
+    /// Its IPv6 self address, when it has IPv6.
+    pub address6: Option<crate::config::Ipv6Cidr>,
     /// The link's IP MTU.
     pub mtu: u16,
     /// The host link (the exception path's TAP): no self IP, no ARP, no
@@ -47,7 +49,7 @@ pub fn route(cfg: &Config, links: &[LinkInfo], ip: Ipv4Addr) -> Option<(usize, I
     if let Some(l) = links.iter().position(|l| !l.host && l.address.contains(ip)) {
         return Some((l, ip));
     }
-    let r = cfg.routes.iter().filter(|r| r.prefix.contains(ip)).max_by_key(|r| r.prefix.prefix_len)?;
+    let r = cfg.routes4().filter(|r| r.prefix.contains(ip)).max_by_key(|r| r.prefix.prefix_len)?;
     let l = links.iter().position(|l| !l.host && l.address.contains(r.via))?;
     Some((l, r.via))
 }
@@ -219,11 +221,11 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     // The snapshot's links are the runtime's, by link index.
     for (i, l) in links.iter().enumerate() {
         if l.host {
-            snap.ports.push(Some(PortView { mac: l.mac, self_ip: 0, netmask: 0, mtu: l.mtu, port: l.port_id, vlan: 0, route: false }));
+            snap.ports.push(Some(PortView { mac: l.mac, self_ip: 0, netmask: 0, mtu: l.mtu, port: l.port_id, vlan: 0, route: false, ..Default::default() }));
             snap.host = Some(snapshot::HostView { link: i as u16, sources: Vec::new() });
             continue;
         }
-        snap.ports.push(Some(PortView { mac: l.mac, self_ip: u32::from(l.address.addr), netmask: l.address.netmask(), mtu: l.mtu, port: l.port_id, vlan: l.vlan, route: l.route }));
+        snap.ports.push(Some(PortView { mac: l.mac, self_ip: u32::from(l.address.addr), netmask: l.address.netmask(), mtu: l.mtu, port: l.port_id, vlan: l.vlan, route: l.route, v6: l.address6.map_or_else(PortView6::default, |a| PortView6::new(u128::from(a.addr), a.prefix_len, l.mac)) }));
         snap.self_ips.push(u32::from(l.address.addr));
     }
     let mut services: Vec<VirtualService> = prev_snap.services.clone();
@@ -458,7 +460,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         for (li, l) in links.iter().enumerate().filter(|(_, l)| !l.host) {
             snap.routes.push(snapshot::RouteView { net: u32::from(l.address.network()), mask: l.address.netmask(), link: li as u16, via: None });
         }
-        for r in &cfg.routes {
+        for r in cfg.routes4() {
             let Some(link) = links.iter().position(|l| l.address.contains(r.via)) else { continue };
             let hop = nexthop(&mut layout.nexthops, &mut hop_index, r.via, link)?;
             snap.routes.push(snapshot::RouteView { net: u32::from(r.prefix.network()), mask: r.prefix.netmask(), link: link as u16, via: Some(hop as u16) });
@@ -558,8 +560,8 @@ pool = "web"
 
     fn links() -> Vec<LinkInfo> {
         vec![
-            LinkInfo { port_id: 0, vlan: 0, route: false, mac: EthernetAddress([2, 0, 0, 0, 0, 1]), address: "192.0.2.2/24".parse().unwrap(), mtu: 1500, host: false },
-            LinkInfo { port_id: 1, vlan: 0, route: false, mac: EthernetAddress([2, 0, 0, 0, 0, 2]), address: "198.51.100.1/24".parse().unwrap(), mtu: 1500, host: false },
+            LinkInfo { port_id: 0, vlan: 0, route: false, mac: EthernetAddress([2, 0, 0, 0, 0, 1]), address: "192.0.2.2/24".parse().unwrap(), address6: None, mtu: 1500, host: false },
+            LinkInfo { port_id: 1, vlan: 0, route: false, mac: EthernetAddress([2, 0, 0, 0, 0, 2]), address: "198.51.100.1/24".parse().unwrap(), address6: None, mtu: 1500, host: false },
         ]
     }
 

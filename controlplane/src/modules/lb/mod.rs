@@ -89,10 +89,10 @@ pub struct Initial {
 
 /// The links of `rt` as the builder needs them.
 fn link_infos(rt: &Runtime) -> Vec<LinkInfo> {
-    let mut infos: Vec<LinkInfo> = rt.links().iter().map(|l| LinkInfo { port_id: l.port_id(), vlan: l.vlan(), route: l.route(), mac: l.mac(), address: l.address(), mtu: l.mtu(), host: false }).collect();
+    let mut infos: Vec<LinkInfo> = rt.links().iter().map(|l| LinkInfo { port_id: l.port_id(), vlan: l.vlan(), route: l.route(), mac: l.mac(), address: l.address(), address6: l.address6(), mtu: l.mtu(), host: false }).collect();
     // The host link comes last (the snapshot's `host`).
     if let Some(h) = rt.host() {
-        infos.push(LinkInfo { port_id: h.port_id(), vlan: 0, route: false, mac: h.mac(), address: crate::config::Ipv4Cidr { addr: std::net::Ipv4Addr::UNSPECIFIED, prefix_len: 32 }, mtu: h.mtu(), host: true });
+        infos.push(LinkInfo { port_id: h.port_id(), vlan: 0, route: false, mac: h.mac(), address: crate::config::Ipv4Cidr { addr: std::net::Ipv4Addr::UNSPECIFIED, prefix_len: 32 }, address6: None, mtu: h.mtu(), host: true });
     }
     infos
 }

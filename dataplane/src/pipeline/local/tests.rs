@@ -20,7 +20,7 @@ const SRV_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0x31]);
 /// routed on the inside link.
 fn host_snapshot() -> Snapshot {
     let mut s = snapshot();
-    s.ports.push(Some(PortView { mac: HOST_MAC, self_ip: 0, netmask: 0, mtu: 1500, port: HOST, vlan: 0, route: false }));
+    s.ports.push(Some(PortView { mac: HOST_MAC, self_ip: 0, netmask: 0, mtu: 1500, port: HOST, vlan: 0, route: false, ..Default::default() }));
     let mut vs = VirtualService::test(Forwarding::Local);
     vs.ip = ip(VIP);
     vs.port = 8000;

@@ -13,7 +13,7 @@ fn parses_every_command() {
     assert_eq!(parse("sh vir www").unwrap(), Some(Command::Show(Show::VirtualServers { name: Some("www".into()) })));
     assert_eq!(parse("show pools").unwrap(), Some(Command::Show(Show::Pools)));
     assert_eq!(parse("show servers web").unwrap(), Some(Command::Show(Show::Servers { pool: Some("web".into()) })));
-    for (w, s) in [("stats", Show::Stats), ("arp", Show::Arp), ("routes", Show::Routes), ("health", Show::Health), ("workers", Show::Workers), ("config", Show::Config)] {
+    for (w, s) in [("stats", Show::Stats), ("arp", Show::Arp), ("ndp", Show::Ndp), ("routes", Show::Routes), ("health", Show::Health), ("workers", Show::Workers), ("config", Show::Config)] {
         assert_eq!(parse(&format!("show {w}")).unwrap(), Some(Command::Show(s)));
     }
     assert_eq!(

@@ -1,0 +1,96 @@
+//! IPv6 in the configuration: `addresses`, IPv6 routes, their refusals
+//! with the place in the file.
+
+use super::*;
+
+const BASE: &str = r#"
+[platform]
+eal_args = ["--no-huge", "-m", "512", "--no-pci"]
+control_lcore = 0
+worker_lcores = [1]
+
+[[interface]]
+name = "outside"
+device = "net_af_packet0,iface=lb-out"
+addresses = ["192.0.2.2/24", "2001:db8:1::2/64"]
+
+[[interface]]
+name = "inside"
+device = "net_af_packet1,iface=lb-in"
+address = "198.51.100.1/24"
+"#;
+
+fn with(extra: &str) -> String {
+    format!("{BASE}{extra}")
+}
+
+fn err(text: &str) -> ConfigError {
+    Config::parse("t.toml", text).unwrap_err()
+}
+
+#[test]
+fn addresses_take_one_address_per_family_and_address_stays_valid() {
+    let c = Config::parse("t.toml", &with("\n[[route]]\nprefix = \"::/0\"\nvia = \"2001:db8:1::1\"\n\n[[route]]\nprefix = \"0.0.0.0/0\"\nvia = \"192.0.2.1\"\n")).unwrap();
+    assert_eq!(c.interfaces[0].address, "192.0.2.2/24".parse().unwrap());
+    let v6 = c.interfaces[0].address6.unwrap();
+    assert_eq!(v6.addr, "2001:db8:1::2".parse::<std::net::Ipv6Addr>().unwrap());
+    assert_eq!(v6.prefix_len, 64);
+    assert!(v6.contains("2001:db8:1::ffff".parse().unwrap()));
+    assert!(!v6.contains("2001:db8:2::1".parse().unwrap()));
+    assert_eq!(c.interfaces[1].address6, None);
+    assert_eq!(c.routes4().count(), 1);
+    let r6: Vec<&Route6> = c.routes6().collect();
+    assert_eq!(r6.len(), 1);
+    assert_eq!(r6[0].prefix.prefix_len, 0);
+    // The running config renders back to what parses to the same.
+    let again = Config::parse("again.toml", &render_with_secrets(&c)).unwrap();
+    assert_eq!(again.interfaces[0].address6, c.interfaces[0].address6);
+    assert_eq!(again.routes6().copied().collect::<Vec<_>>(), c.routes6().copied().collect::<Vec<_>>());
+    assert_eq!(again.routes4().copied().collect::<Vec<_>>(), c.routes4().copied().collect::<Vec<_>>());
+}
+
+/// Each refusal names the line of the interface or route it is about.
+#[test]
+fn bad_ipv6_addresses_and_routes_are_refused_at_their_line() {
+    let iface = |addrs: &str| BASE.replace(r#"addresses = ["192.0.2.2/24", "2001:db8:1::2/64"]"#, addrs);
+    // A value that is no prefix is refused at its line (10); a list that
+    // breaks a rule, at its interface's table (7).
+    let cases: Vec<(String, &str)> = vec![
+        (iface(r#"addresses = ["2001:db8:1::2/64"]"#), "has no IPv4 address"),
+        (iface(r#"addresses = ["192.0.2.2/24", "2001:db8:1::2/64", "2001:db8:1::3/64"]"#), "a second IPv6 address"),
+        (iface(r#"addresses = ["192.0.2.2/24", "192.0.2.3/24"]"#), "a second IPv4 address"),
+        (iface(r#"addresses = ["192.0.2.2/24", "fe80::2/64"]"#), "link-local"),
+        (iface(r#"addresses = ["192.0.2.2/24", "ff02::2/64"]"#), "multicast"),
+        (iface(r#"addresses = ["192.0.2.2/24", "::ffff:192.0.2.9/64"]"#), "IPv4-mapped"),
+        (iface(r#"addresses = ["192.0.2.2/24", "2001:db8:1::2/129"]"#), "out of range"),
+        (iface(r#"addresses = ["192.0.2.2/24", "2001:db8:1::2/128"]"#), "the link's subnet"),
+        (iface("address = \"192.0.2.2/24\"\naddresses = [\"192.0.2.2/24\"]"), "not both"),
+        (iface(r#"addresses = ["192.0.2.2/24", "2001:db8:1::zz/64"]"#), "not an IPv6 address"),
+    ];
+    for (text, why) in cases {
+        let e = err(&text);
+        assert!(e.message.contains(why), "{why}: {e}");
+        let line = if why.starts_with("not an") || why.starts_with("out of") { 10 } else { 7 };
+        assert_eq!(e.line, line, "{why}: {e}");
+    }
+    let route = |prefix: &str, via: &str| with(&format!("\n[[route]]\nprefix = \"{prefix}\"\nvia = \"{via}\"\n"));
+    let routes = [
+        (route("::/0", "192.0.2.1"), "other address family"),
+        (route("0.0.0.0/0", "2001:db8:1::1"), "other address family"),
+        (route("::/0", "2001:db8:9::1"), "no interface's IPv6 subnet"),
+        (route("::/0", "fe80::1"), "link-local"),
+        (route("::/0", "nonsense"), "not an IP address"),
+    ];
+    for (text, why) in routes {
+        let e = err(&text);
+        assert!(e.message.contains(why), "{why}: {e}");
+        assert_eq!(e.line, 17, "{why}: {e}");
+    }
+    let twice = with("\n[[route]]\nprefix = \"2001:db8:9::/48\"\nvia = \"2001:db8:1::1\"\n\n[[route]]\nprefix = \"2001:db8:9::/48\"\nvia = \"2001:db8:1::5\"\n");
+    let e = err(&twice);
+    assert!(e.message.contains("routed twice"), "{e}");
+    assert_eq!(e.line, 21, "{e}");
+    let shared = BASE.replace("address = \"198.51.100.1/24\"", "addresses = [\"198.51.100.1/24\", \"2001:db8:1::2/64\"]");
+    let e = err(&shared);
+    assert!(e.message.contains("another interface's too"), "{e}");
+}

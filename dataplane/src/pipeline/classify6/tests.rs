@@ -1,0 +1,209 @@
+//! IPv6 frames at the pipeline's door: each malformed or unserved kind
+//! dropped under its name, Neighbor Discovery and ICMPv6 for the box
+//! punted in their classes, an NS flood policed.
+
+use super::super::police::punt_class;
+use super::super::tests::{pkt, snapshot, worker_on, Io, CLIENT_MAC, IN, IN_MAC, OUT, OUT_MAC};
+use super::super::{Verdict, Worker, WorkerConfig, DEFAULT_PUNT_RATES};
+use crate::state::counters::{DropReason, PuntClass};
+use crate::state::neighbor::Neighbors;
+use crate::state::rcu::rcu;
+use crate::state::snapshot::{PortView6, Snapshot};
+use crate::testkit::ipv6_frame;
+use crate::wire::ipv6::next_header as nh;
+use std::sync::Arc;
+
+const SELF6: u128 = 0x2001_0db8_0001_0000_0000_0000_0000_0002;
+const CLIENT6: u128 = 0x2001_0db8_0001_0000_0000_0000_0000_0010;
+const ELSEWHERE: u128 = 0x2001_0db8_0009_0000_0000_0000_0000_0001;
+/// ff02::1:ff00:2, the solicited-node group of SELF6.
+const SOLICITED_SELF: u128 = 0xff02_0000_0000_0000_0000_0001_ff00_0002;
+
+/// The pipeline's fixture with IPv6 on the client-side link.
+fn snapshot6() -> Snapshot {
+    let mut s = snapshot();
+    if let Some(Some(p)) = s.ports.get_mut(OUT as usize) {
+        p.v6 = PortView6::new(SELF6, 64, OUT_MAC);
+    }
+    s.index();
+    s
+}
+
+fn link_local_out() -> u128 {
+    crate::state::snapshot::link_local(OUT_MAC)
+}
+
+fn worker6() -> Worker {
+    worker_on(snapshot6(), 64, 0, 1, true)
+}
+
+/// An NS for `target` (RFC 4861 §4.3) with a source link-layer option.
+fn ns(target: u128) -> Vec<u8> {
+    let mut m = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&target.to_be_bytes());
+    m.extend_from_slice(&[1, 1]);
+    m.extend_from_slice(&CLIENT_MAC.0);
+    m
+}
+
+fn echo_request() -> Vec<u8> {
+    vec![128, 0, 0, 0, 0x12, 0x34, 0, 1, b'p', b'i', b'n', b'g']
+}
+
+fn v6(src: u128, dst: u128, next: u8, hops: u8, payload: &[u8]) -> Vec<u8> {
+    ipv6_frame(CLIENT_MAC, OUT_MAC, src, dst, next, hops, payload)
+}
+
+fn verdict(w: &mut Worker, mut f: Vec<u8>, link: u16) -> Verdict {
+    w.process(&mut f, link, false)
+}
+
+#[test]
+fn neighbor_discovery_for_the_link_is_punted_the_rest_refused() {
+    let mut w = worker6();
+    let ns_self = v6(CLIENT6, SOLICITED_SELF, nh::ICMPV6, 255, &ns(SELF6));
+    assert_eq!(verdict(&mut w, ns_self.clone(), OUT), Verdict::Punt, "NS to the self address's solicited-node group");
+    assert_eq!(punt_class(&snapshot6(), &ns_self, OUT), Ok(PuntClass::Nd));
+    assert_eq!(verdict(&mut w, v6(CLIENT6, SELF6, nh::ICMPV6, 255, &ns(SELF6)), OUT), Verdict::Punt, "unicast NS (unreachability detection)");
+    let ll = link_local_out();
+    let ll_group = 0xff02_0000_0000_0000_0000_0001_ff00_0000 | (ll & 0x00ff_ffff);
+    assert_eq!(verdict(&mut w, v6(CLIENT6, ll_group, nh::ICMPV6, 255, &ns(ll)), OUT), Verdict::Punt, "NS for the link-local address");
+    // RFC 4861 §7.1.1: hop limit 255 only (an off-link sender cannot set
+    // it), code 0.
+    assert_eq!(verdict(&mut w, v6(CLIENT6, SOLICITED_SELF, nh::ICMPV6, 254, &ns(SELF6)), OUT), Verdict::Drop(DropReason::NdInvalid));
+    let mut coded = ns(SELF6);
+    coded[1] = 1;
+    assert_eq!(verdict(&mut w, v6(CLIENT6, SOLICITED_SELF, nh::ICMPV6, 255, &coded), OUT), Verdict::Drop(DropReason::NdInvalid));
+    // The group of an address the box does not have, and the right
+    // group on a link without IPv6.
+    let other_group = 0xff02_0000_0000_0000_0000_0001_ff12_3456;
+    assert_eq!(verdict(&mut w, v6(CLIENT6, other_group, nh::ICMPV6, 255, &ns(ELSEWHERE)), OUT), Verdict::Drop(DropReason::NdNotOurs));
+    let mut inside = ipv6_frame(CLIENT_MAC, IN_MAC, CLIENT6, SOLICITED_SELF, nh::ICMPV6, 255, &ns(SELF6));
+    assert_eq!(w.process(&mut inside, IN, false), Verdict::Drop(DropReason::NdNotOurs));
+    // Unsolicited adverts to all-nodes are heard; router messages are not.
+    let mut na = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+    na.extend_from_slice(&CLIENT6.to_be_bytes());
+    assert_eq!(verdict(&mut w, v6(CLIENT6, 0xff02 << 112 | 1, nh::ICMPV6, 255, &na), OUT), Verdict::Punt);
+    let ra = [134, 0, 0, 0, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(verdict(&mut w, v6(ll, 0xff02 << 112 | 1, nh::ICMPV6, 255, &ra), OUT), Verdict::Drop(DropReason::Icmpv6Ignored));
+}
+
+#[test]
+fn echo_and_errors_to_the_box_are_punted() {
+    let mut w = worker6();
+    let echo = v6(CLIENT6, SELF6, nh::ICMPV6, 64, &echo_request());
+    assert_eq!(verdict(&mut w, echo.clone(), OUT), Verdict::Punt);
+    assert_eq!(punt_class(&snapshot6(), &echo, OUT), Ok(PuntClass::Icmp));
+    assert_eq!(verdict(&mut w, v6(CLIENT6, link_local_out(), nh::ICMPV6, 64, &echo_request()), OUT), Verdict::Punt);
+    assert_eq!(verdict(&mut w, v6(CLIENT6, ELSEWHERE, nh::ICMPV6, 64, &echo_request()), OUT), Verdict::Drop(DropReason::NoVirtualServer));
+    let mut unreachable = vec![1, 4, 0, 0, 0, 0, 0, 0];
+    unreachable.extend_from_slice(&v6(SELF6, CLIENT6, nh::UDP, 64, &[0; 12])[14..]);
+    assert_eq!(verdict(&mut w, v6(CLIENT6, SELF6, nh::ICMPV6, 64, &unreachable), OUT), Verdict::Punt);
+    assert_eq!(verdict(&mut w, v6(CLIENT6, ELSEWHERE, nh::ICMPV6, 64, &unreachable), OUT), Verdict::Drop(DropReason::IcmpNoFlow));
+    assert_eq!(verdict(&mut w, v6(CLIENT6, SELF6, nh::ICMPV6, 64, &[128, 0]), OUT), Verdict::Drop(DropReason::IcmpTruncated));
+    // TCP to the self address: the `other` class.
+    let syn = v6(CLIENT6, SELF6, nh::TCP, 64, &crate::testkit::tcp_header(40000, 22, 2, 65535));
+    assert_eq!(verdict(&mut w, syn.clone(), OUT), Verdict::Punt);
+    assert_eq!(punt_class(&snapshot6(), &syn, OUT), Ok(PuntClass::Other));
+    let to_nobody = v6(CLIENT6, ELSEWHERE, nh::TCP, 64, &crate::testkit::tcp_header(40000, 80, 2, 65535));
+    assert_eq!(verdict(&mut w, to_nobody, OUT), Verdict::Drop(DropReason::NoVirtualServer));
+}
+
+/// Every malformed kind under its own name (RFC 8200 §4, §8.1; RFC 4291).
+#[test]
+fn malformed_ipv6_is_dropped_by_name() {
+    let mut w = worker6();
+    let good = v6(CLIENT6, SELF6, nh::ICMPV6, 64, &echo_request());
+    assert_eq!(verdict(&mut w, good[..40].to_vec(), OUT), Verdict::Drop(DropReason::Ipv6Truncated));
+    let mut version = good.clone();
+    version[14] = 0x40;
+    assert_eq!(verdict(&mut w, version, OUT), Verdict::Drop(DropReason::Ipv6BadVersion));
+    let mut long = good.clone();
+    long[18..20].copy_from_slice(&500u16.to_be_bytes());
+    assert_eq!(verdict(&mut w, long, OUT), Verdict::Drop(DropReason::Ipv6BadPayloadLength));
+    let multicast_src = v6(0xff02 << 112 | 1, SELF6, nh::ICMPV6, 64, &echo_request());
+    assert_eq!(verdict(&mut w, multicast_src, OUT), Verdict::Drop(DropReason::Ipv6BadAddress));
+    let mapped = |a: [u8; 4]| 0xffff_u128 << 32 | u128::from(u32::from_be_bytes(a));
+    assert_eq!(verdict(&mut w, v6(CLIENT6, mapped([192, 0, 2, 2]), nh::ICMPV6, 64, &echo_request()), OUT), Verdict::Drop(DropReason::Ipv6BadAddress));
+    assert_eq!(verdict(&mut w, v6(mapped([192, 0, 2, 10]), SELF6, nh::ICMPV6, 64, &echo_request()), OUT), Verdict::Drop(DropReason::Ipv6BadAddress));
+    // UDP with checksum 0.
+    let mut udp = crate::testkit::udp_datagram(5000, 53, b"q");
+    let zero = v6(CLIENT6, SELF6, 253, 64, &udp);
+    let mut zero = zero;
+    zero[20] = nh::UDP;
+    assert_eq!(verdict(&mut w, zero, OUT), Verdict::Drop(DropReason::UdpZeroChecksum));
+    udp.truncate(6);
+    assert_eq!(verdict(&mut w, v6(CLIENT6, SELF6, nh::UDP, 64, &udp), OUT), Verdict::Drop(DropReason::UdpTruncated));
+}
+
+/// Extension headers: walked to the upper layer; fragments, routing
+/// headers with segments left and chains RFC 8200 does not allow are
+/// dropped by name.
+#[test]
+fn extension_headers_are_walked_and_refused_by_name() {
+    let mut w = worker6();
+    let with = |headers: &[u8], first: u8| {
+        let mut p = headers.to_vec();
+        p.extend_from_slice(&echo_request());
+        let mut f = v6(CLIENT6, SELF6, first, 64, &p);
+        // The checksum over the ICMPv6 message alone.
+        let at = 54 + headers.len();
+        f[at + 2] = 0;
+        f[at + 3] = 0;
+        let ps = crate::wire::ipv6::pseudo_header(CLIENT6.into(), SELF6.into(), nh::ICMPV6, (f.len() - at) as u32);
+        let c = !crate::wire::checksum::fold(crate::wire::checksum::sum(&f[at..], ps));
+        f[at + 2..at + 4].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    let hop_by_hop = |next: u8| vec![next, 0, 1, 4, 0, 0, 0, 0];
+    let dest_opts = |next: u8| vec![next, 0, 1, 4, 0, 0, 0, 0];
+    let routing = |next: u8, left: u8| vec![next, 0, 4, left, 0, 0, 0, 0];
+    let fragment = |next: u8, offset_m: u16| {
+        let [a, b] = offset_m.to_be_bytes();
+        vec![next, 0, a, b, 0, 0, 0, 7]
+    };
+    assert_eq!(verdict(&mut w, with(&hop_by_hop(nh::ICMPV6), nh::HOP_BY_HOP), OUT), Verdict::Punt, "hop-by-hop, then ICMPv6");
+    let chain: Vec<u8> = [hop_by_hop(nh::DEST_OPTS), dest_opts(nh::ROUTING), routing(nh::ICMPV6, 0)].concat();
+    assert_eq!(verdict(&mut w, with(&chain, nh::HOP_BY_HOP), OUT), Verdict::Punt, "a routing header with no segments left");
+    assert_eq!(verdict(&mut w, with(&fragment(nh::ICMPV6, 0), nh::FRAGMENT), OUT), Verdict::Punt, "an atomic fragment (RFC 6946)");
+    assert_eq!(verdict(&mut w, with(&fragment(nh::ICMPV6, 1), nh::FRAGMENT), OUT), Verdict::Drop(DropReason::Fragment), "a first fragment");
+    assert_eq!(verdict(&mut w, with(&fragment(nh::ICMPV6, 8 << 3), nh::FRAGMENT), OUT), Verdict::Drop(DropReason::Fragment), "a later fragment");
+    assert_eq!(verdict(&mut w, with(&routing(nh::ICMPV6, 1), nh::ROUTING), OUT), Verdict::Drop(DropReason::Ipv6RoutingHeader));
+    let hbh_second: Vec<u8> = [dest_opts(nh::HOP_BY_HOP), hop_by_hop(nh::ICMPV6)].concat();
+    assert_eq!(verdict(&mut w, with(&hbh_second, nh::DEST_OPTS), OUT), Verdict::Drop(DropReason::Ipv6BadChain), "hop-by-hop not first");
+    // A second fragment header cannot make a fragment look whole.
+    let two: Vec<u8> = [fragment(nh::FRAGMENT, 0), fragment(nh::ICMPV6, 1)].concat();
+    assert_eq!(verdict(&mut w, with(&two, nh::FRAGMENT), OUT), Verdict::Drop(DropReason::Ipv6BadChain));
+    let cut = v6(CLIENT6, SELF6, nh::HOP_BY_HOP, 64, &[nh::ICMPV6, 3, 0, 0]);
+    assert_eq!(verdict(&mut w, cut, OUT), Verdict::Drop(DropReason::Ipv6BadChain), "a header past the payload");
+}
+
+/// An NS flood (to the box's own group, hop limit 255: what an on-link
+/// attacker can send) takes the `nd` class's bucket and no other: ARP
+/// and pings still pass.
+#[test]
+fn an_ns_flood_is_policed_in_its_own_class() {
+    let (publisher, mut readers) = rcu(Box::new(snapshot6()), 1);
+    std::mem::forget(publisher);
+    let mut rates = DEFAULT_PUNT_RATES;
+    rates[PuntClass::Nd as usize] = 40; // a burst of 32, 4 a tick
+    let mut w = Worker::new(WorkerConfig { flows: 64, punt_rates: rates, ..WorkerConfig::default() }, readers.remove(0), Arc::new(Neighbors::new(4)));
+    let mut io = Io::default();
+    // From many sources: a source decides nothing.
+    for i in 0..100u128 {
+        io.rx.push(pkt(v6(CLIENT6 + i, SOLICITED_SELF, nh::ICMPV6, 255, &ns(SELF6))));
+    }
+    let mut arp = vec![0u8; 60];
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    io.rx.push(pkt(arp));
+    io.rx.push(pkt(v6(CLIENT6, SELF6, nh::ICMPV6, 64, &echo_request())));
+    while !io.rx.is_empty() {
+        w.poll(&mut io, 1);
+    }
+    let c = w.counters();
+    assert_eq!(c.punts(PuntClass::Nd), (32, 68), "the burst, then nothing in the same tick");
+    assert_eq!(c.punts(PuntClass::Arp), (1, 0));
+    assert_eq!(c.punts(PuntClass::Icmp), (1, 0));
+    assert_eq!(io.punted, 34);
+    assert_eq!(c.drops(DropReason::PuntLimited), 68);
+}

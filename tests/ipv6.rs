@@ -1,0 +1,152 @@
+//! IPv6 end to end (issue 24): the real `furiwake` binary in the lab of
+//! `scripts/netns.sh` with IPv6 in the client and server namespaces
+//! (`netns.sh ipv6`), peers the kernel's own IPv6 (ping, Neighbor
+//! Discovery) and scapy (`tests/scripts/ipv6_frames.py`).
+//!
+//! Lab: PREFIX-client 2001:db8:1::10 -- br-out -- lb-out [furiwake] lb-in
+//! -- br-in -- PREFIX-srvN 2001:db8:2::(10+N). The box's IPv6 self
+//! addresses are 2001:db8:1::2 (outside) and 2001:db8:2::1 (inside).
+
+use furiwake_e2e::*;
+use std::time::Duration;
+
+const SELF6_OUT: &str = "2001:db8:1::2";
+const SELF6_IN: &str = "2001:db8:2::1";
+
+/// The lab's interfaces with an IPv6 address each, `[defence.punt]`'s
+/// defaults, the console on `socket`.
+fn config(lab: &Lab, socket: &std::path::Path) -> String {
+    format!(
+        r#"{}
+[[interface]]
+name = "outside"
+device = "net_af_packet0,iface=lb-out"
+addresses = ["192.0.2.2/24", "{SELF6_OUT}/64"]
+
+[[interface]]
+name = "inside"
+device = "net_af_packet1,iface=lb-in"
+addresses = ["198.51.100.1/24", "{SELF6_IN}/64"]
+
+[[route]]
+prefix = "::/0"
+via = "2001:db8:1::1"
+
+[console]
+socket = "{}"
+"#,
+        platform_section(&lab.prefix),
+        socket.display()
+    )
+}
+
+/// The box's link-local address on a port of MAC `mac` (RFC 4291
+/// appendix A: the modified EUI-64).
+fn link_local(mac: &str) -> String {
+    let b: Vec<u8> = mac.split(':').map(|h| u8::from_str_radix(h, 16).expect("hex")).collect();
+    format!("fe80::{:02x}{:02x}:{:02x}ff:fe{:02x}:{:02x}{:02x}", b[0] ^ 2, b[1], b[2], b[3], b[4], b[5])
+}
+
+fn ipv6_frames(lab: &Lab, args: &str) -> u64 {
+    let script = test_script("ipv6_frames.py");
+    let out = lab.topo.exec("client", &format!("/usr/bin/python3 {} {args}", script.display()));
+    out.lines().find_map(|l| l.strip_prefix("sent ")).and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("ipv6_frames.py {args}: {out}"))
+}
+
+/// The client resolves the box's IPv6 addresses by Neighbor Discovery
+/// (global and link-local) and pings them; the box announces itself at
+/// start (an unsolicited advert to all-nodes), defends its address
+/// against duplicate address detection, learns the client, and drops
+/// malformed IPv6 under a name each.
+#[test]
+fn the_box_answers_neighbor_discovery_and_ping_on_its_ipv6_addresses() {
+    let Some(mut lab) = Lab::open('6', "ipv6-nd", &["ping", "tcpdump"]) else { return };
+    lab.topo.ipv6(LAB_BACKENDS);
+    let pcap = lab.dir.path("client.pcap");
+    let mut cap = Proc::spawn("tcpdump", Some(&lab.topo.ns("client")), &["tcpdump", "-n", "-i", "eth0", "--immediate-mode", "-w", pcap.to_str().unwrap(), "icmp6"], &lab.dir.path("tcpdump.log"), false);
+    cap.expect_output("listening on", Duration::from_secs(10));
+    let socket = lab.dir.path("console.sock");
+    let cfg = config(&lab, &socket);
+    lab.start_config(&cfg);
+    let mac = port_mac(&lab.fw_output(), "outside").expect("the outside port's MAC");
+    let ll = link_local(&mac);
+
+    let (ok, out) = lab.topo.try_exec("client", &format!("ping -6 -n -c 3 -i 0.2 -W 2 {SELF6_OUT}"));
+    assert!(ok && out.contains("3 received"), "ping {SELF6_OUT}: {out}\n{}", lab.fw_output());
+    let neigh = lab.topo.exec("client", &format!("ip -6 neigh show {SELF6_OUT} dev eth0"));
+    assert!(neigh.contains(&format!("lladdr {mac}")), "the client resolved the box by ND: {neigh}");
+    assert!(neigh.contains("router"), "the box says it forwards (the R flag): {neigh}");
+    let (ok, out) = lab.topo.try_exec("client", &format!("ping -6 -n -c 2 -i 0.2 -W 2 {ll}%eth0"));
+    assert!(ok && out.contains("2 received"), "ping {ll}: {out}");
+
+    // Duplicate address detection of the box's address by another node:
+    // it defends it, to all-nodes.
+    assert_eq!(ipv6_frames(&lab, &format!("dad --self {SELF6_OUT}")), 1);
+    // Malformed IPv6, three of each kind.
+    assert_eq!(ipv6_frames(&lab, &format!("malformed --self {SELF6_OUT} --mac {mac} --count 3")), 18);
+    let block = lab
+        .report_until(Duration::from_secs(10), |b| {
+            let d = worker_drops(b, 0);
+            d.iter().any(|(r, n)| r == "ipv6-bad-address" && *n >= 3)
+        })
+        .unwrap_or_else(|b| panic!("the malformed frames were not all counted:\n{b}"));
+    let drops = worker_drops(&block, 0);
+    let dropped = |name: &str| drops.iter().find(|(r, _)| r == name).map_or(0, |(_, n)| *n);
+    for name in ["fragment", "ipv6-routing-header", "ipv6-bad-chain", "udp-zero-checksum", "nd-invalid", "ipv6-bad-address"] {
+        assert_eq!(dropped(name), 3, "{name}:\n{block}");
+    }
+    assert!(counter(&block, "nd:", "echo-replies").is_some_and(|n| n >= 5), "{block}");
+
+    let (ok, ndp) = console_at(&socket, "show ndp");
+    assert!(ok, "{ndp}");
+    assert!(ndp.contains(SELF6_OUT) && ndp.contains(&ll) && ndp.contains(SELF6_IN), "each link's addresses: {ndp}");
+    assert!(ndp.contains("2001:db8:1::10"), "the client, learned from its solicitation: {ndp}");
+
+    // Another link's address is not answered on this one (RFC 4861
+    // §7.2.3: a target of the link the solicitation came in on).
+    let (ok, out) = lab.topo.try_exec("client", &format!("ip -6 route add {SELF6_IN}/128 dev eth0 && ping -6 -n -c 1 -W 2 {SELF6_IN}"));
+    assert!(!ok, "the inside address answered on the outside link: {out}");
+
+    // The capture: the box's adverts as the client saw them.
+    std::thread::sleep(Duration::from_millis(300));
+    cap.signal(libc::SIGTERM);
+    assert!(cap.wait(Duration::from_secs(5)).is_some());
+    let seen = sh(&format!("tcpdump -n -v -r {} 'icmp6 and ip6[40] == 136' 2>/dev/null", pcap.display()));
+    let to_all = seen.lines().filter(|l| l.contains("> ff02::1:")).count();
+    let adverts = seen.matches(&format!("tgt is {SELF6_OUT}")).count();
+    assert!(adverts >= 2, "the box advertised its address: {seen}");
+    assert!(to_all >= 2, "an unsolicited advert at start and the DAD defence, to all-nodes: {seen}");
+    stop_furiwake_cleanly(lab.fw());
+}
+
+/// An NS flood from made-up sources, each a new neighbour (RFC 4861
+/// §7.2.3): the cache stops at its bound (4096, the longest unheard
+/// evicted) and the box still answers a real client's solicitation and
+/// ping afterwards, and learns it; the flood went through the `nd` punt
+/// class and no other.
+#[test]
+fn a_neighbor_solicitation_flood_fills_a_bounded_cache_and_nothing_else() {
+    let Some(mut lab) = Lab::open('7', "ipv6-nsflood", &["ping"]) else { return };
+    lab.topo.ipv6(LAB_BACKENDS);
+    let socket = lab.dir.path("console.sock");
+    let cfg = config(&lab, &socket);
+    lab.start_config(&cfg);
+    // Paced to the `nd` class's default (2000 a second, 500 at once): the
+    // box takes them all, so more than the cache's bound arrive.
+    assert_eq!(ipv6_frames(&lab, &format!("ns-flood --self {SELF6_OUT} --count 12000")), 12000);
+    let block = lab
+        .report_until(Duration::from_secs(10), |b| counter(b, "nd:", "evicted").is_some_and(|n| n > 0))
+        .unwrap_or_else(|b| panic!("the cache never filled:\n{b}"));
+    assert_eq!(counter(&block, "nd:", "neighbors"), Some(4096), "bounded:\n{block}");
+    let passed = counter(&block, "  punt (passed/limited):", "nd").unwrap_or(0);
+    assert!(passed > 4096, "the flood reached the ND module: {passed}\n{block}");
+    assert_eq!(counter(&block, "  punt (passed/limited):", "other"), None, "nothing of it in another class:\n{block}");
+    // A real client, its old entry flushed, still resolves and reaches
+    // the box: it is answered though it cannot be learned.
+    lab.topo.exec("client", "ip -6 neigh flush dev eth0");
+    let (ok, out) = lab.topo.try_exec("client", &format!("ping -6 -n -c 2 -i 0.2 -W 2 {SELF6_OUT}"));
+    assert!(ok && out.contains("2 received"), "after the flood: {out}\n{}", lab.fw_output());
+    let (ok, ndp) = console_at(&socket, "show ndp");
+    assert!(ok && ndp.contains("2001:db8:1::10 "), "the client learned anew: {ndp}");
+    stop_furiwake_cleanly(lab.fw());
+}
