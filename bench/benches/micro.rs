@@ -458,7 +458,7 @@ fn snapshot() -> Snapshot {
     s.ports = vec![Some(PortView { mac: OUT_MAC, self_ip: ip(SELF_OUT), netmask: 0, mtu: 1500, port: OUT, vlan: 0, route: false, ..Default::default() }), Some(PortView { mac: IN_MAC, self_ip: ip(SELF_IN), netmask: 0, mtu: 1500, port: IN, vlan: 0, route: false, ..Default::default() })];
     s.self_ips = vec![ip(SELF_OUT), ip(SELF_IN)];
     for (i, srv) in SRV[..2].iter().enumerate() {
-        s.servers.push(RealServer { ip: ip(*srv), port: SPORT, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: 0, reset: false, max_connections: 0, priority: 0, epoch: 0, sticky_only: false });
+        s.servers.push(RealServer { ip: ip(*srv), port: SPORT, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: 0, reset: false, max_connections: 0, priority: 0, epoch: 0, sticky_only: false, ip6: [0; 16] });
     }
     let mut vs = VirtualService::test(Forwarding::Nat);
     vs.ip = ip(VIP);

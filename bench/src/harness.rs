@@ -142,6 +142,7 @@ fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
             priority: 0,
             epoch: 0,
             sticky_only: false,
+            ip6: [0; 16],
         });
     }
     let mut vs = VirtualService::test(forwarding);

@@ -128,6 +128,7 @@ fn snapshot(out: u16, inside: u16, full_nat: bool) -> Snapshot {
             priority: 0,
             epoch: 0,
             sticky_only: false,
+            ip6: [0; 16],
         });
     }
     let mut vs = VirtualService::test(if full_nat { Forwarding::FullNat } else { Forwarding::Nat });

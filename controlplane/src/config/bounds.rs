@@ -64,6 +64,7 @@ pub const CONTROL_LCORE: Bound = Bound::new("control_lcore", 0, MAX_LCORE_ID as 
 pub const WORKER_LCORE: Bound = Bound::new("worker_lcores", 0, MAX_LCORE_ID as u64);
 /// At least a few bursts of connections; at most the flow table's limit.
 pub const FLOWS_PER_WORKER: Bound = Bound::new("flows_per_worker", 1024, MAX_FLOWS_PER_WORKER as u64);
+pub const FLOWS_PER_WORKER_V6: Bound = Bound::new("flows_per_worker_v6", 1024, MAX_FLOWS_PER_WORKER as u64);
 /// 2^10 - 1 to 2^24 - 1 mbufs (DPDK sizes pools best at 2^n - 1); 2^24
 /// mbufs of 2.3 KiB are ~38 GiB of hugepages.
 pub const MBUFS: Bound = Bound::new("mbufs", 1023, (1 << 24) - 1);
@@ -192,6 +193,7 @@ pub const ALL: &[Bound] = &[
     CONTROL_LCORE,
     WORKER_LCORE,
     FLOWS_PER_WORKER,
+    FLOWS_PER_WORKER_V6,
     MBUFS,
     RX_DESCRIPTORS,
     TX_DESCRIPTORS,

@@ -216,6 +216,10 @@ pub struct Platform {
     /// Connection-table entries per worker, preallocated.
     #[serde(default = "defaults::flows_per_worker")]
     pub flows_per_worker: Spanned<u32>,
+    /// IPv6 connection-table entries per worker (160 B a slot),
+    /// preallocated when the first IPv6 virtual server comes; default a
+    /// quarter of `flows_per_worker`, at least 1024.
+    pub flows_per_worker_v6: Option<Spanned<u32>>,
     /// Mbufs in the packet pool.
     #[serde(default = "defaults::mbufs")]
     pub mbufs: Spanned<u32>,

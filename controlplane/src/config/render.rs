@@ -59,6 +59,9 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
         p.persistence_records.get_ref(),
         q(p.pci_driver.as_str())
     );
+    if let Some(f) = &p.flows_per_worker_v6 {
+        let _ = writeln!(s, "flows_per_worker_v6 = {}", f.get_ref());
+    }
     for i in &cfg.interfaces {
         let _ = writeln!(s, "\n[[interface]]\nname = {}\ndevice = {}", q(i.name.get_ref()), q(i.device.get_ref()));
         let _ = match &i.address6 {

@@ -229,7 +229,7 @@ fn cidr_parses_and_contains() {
 /// `key = value` placed where `key` belongs in `GOOD`: the text, the line
 /// of the value and its column.
 fn place(key: &str, value: &str) -> (String, usize, usize) {
-    let platform = ["flows_per_worker", "mbufs", "rx_descriptors", "tx_descriptors", "idle_sleep_us", "control_idle_sleep_us", "persistence_records"];
+    let platform = ["flows_per_worker", "flows_per_worker_v6", "mbufs", "rx_descriptors", "tx_descriptors", "idle_sleep_us", "control_idle_sleep_us", "persistence_records"];
     let check = ["interval_ms", "timeout_ms", "fall", "rise", "port"];
     let server = ["max_connections", "priority"];
     let timeouts = ["tcp_syn", "tcp_established", "tcp_fin", "tcp_time_wait", "tcp_close", "udp", "icmp", "udp_unreplied"];

@@ -393,6 +393,9 @@ impl Config {
             within(src, &bounds::WORKER_LCORE, w)?;
         }
         within(src, &bounds::FLOWS_PER_WORKER, &p.flows_per_worker)?;
+        if let Some(f) = &p.flows_per_worker_v6 {
+            within(src, &bounds::FLOWS_PER_WORKER_V6, f)?;
+        }
         within(src, &bounds::MBUFS, &p.mbufs)?;
         within(src, &bounds::RX_DESCRIPTORS, &p.rx_descriptors)?;
         within(src, &bounds::TX_DESCRIPTORS, &p.tx_descriptors)?;

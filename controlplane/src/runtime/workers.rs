@@ -269,7 +269,8 @@ impl Runtime {
             let reader = readers.pop().ok_or("rcu readers")?;
             let sync_refresh = sync.map_or(0, |s| s.refresh_ticks);
             let flows = *cfg.platform.flows_per_worker.get_ref();
-            let config = WorkerConfig { id: w as u16, workers: n as u16, flows, timeouts, hash_key, cookie_key, owner_key, sync_refresh, embryonic_max: cfg.defence.embryonic_max(flows),
+            let flows_v6 = cfg.platform.flows_per_worker_v6.as_ref().map_or(0, |f| *f.get_ref());
+            let config = WorkerConfig { id: w as u16, workers: n as u16, flows, flows_v6, timeouts, hash_key, cookie_key, owner_key, sync_refresh, embryonic_max: cfg.defence.embryonic_max(flows),
                 unreplied_per_service: cfg.defence.unreplied_per_service(flows),
                 unreplied_per_source: cfg.defence.unreplied_per_source(flows),
                 icmp_rate: *cfg.defence.icmp_rate.get_ref(),

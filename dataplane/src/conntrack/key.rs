@@ -53,6 +53,12 @@ pub trait Addr: Copy + Eq + Ord + core::hash::Hash + Default + core::fmt::Debug 
     /// them).
     fn fold(self) -> u64;
 
+    /// 32 bits standing for the address in the software mirror of the
+    /// ports' RSS (`rss::Steering`): the IPv4 address itself; an IPv6
+    /// address folded. (The mirror computes IPv4's Toeplitz input only:
+    /// an IPv6 connection's packets reach its owner by hand-off.)
+    fn steer_word(self) -> u32;
+
     /// The table's hash of a key of this family under `seed`
     /// (`crate::hash`): every bit of the tuple and of the seed reaches the
     /// result.
@@ -100,6 +106,11 @@ impl Addr for u32 {
     #[inline(always)]
     fn fold(self) -> u64 {
         u64::from(self)
+    }
+
+    #[inline(always)]
+    fn steer_word(self) -> u32 {
+        self
     }
 
     /// Two rounds of wyhash's multiply-fold (64 x 64 -> 128-bit) over the
@@ -155,6 +166,12 @@ impl Addr for u128 {
     #[inline(always)]
     fn fold(self) -> u64 {
         (self as u64) ^ ((self >> 64) as u64).rotate_left(32)
+    }
+
+    #[inline(always)]
+    fn steer_word(self) -> u32 {
+        let f = self.fold();
+        (f ^ (f >> 32)) as u32
     }
 
     /// The same multiply-fold over the 296-bit tuple: each address's halves

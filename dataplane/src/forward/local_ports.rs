@@ -4,6 +4,7 @@
 //! that owns its connection without a hand-over.
 
 use crate::rss::Steering;
+use crate::conntrack::Addr;
 
 /// First port handed out to full-NAT connections.
 pub const LOCAL_PORT_MIN: u16 = 1024;
@@ -36,10 +37,10 @@ const _: () = assert!(LOCAL_PORT_MIN <= LOCAL_PORT_MAX && LOCAL_PORT_MAX < HOST_
 /// owns its connection, and `pipeline::owner` names that worker for it
 /// (docs/architecture.md, "A packet's path").
 #[derive(Debug, Default)]
-pub struct LocalPorts {
+pub struct LocalPorts<A: Addr = u32> {
     worker: u16,
     steer: Steering,
-    pools: Vec<Pool>,
+    pools: Vec<Pool<A>>,
     next: usize,
 }
 
@@ -49,8 +50,8 @@ pub struct LocalPorts {
 /// already free or another worker's. Capacities are the whole range's from
 /// creation: nothing here reallocates after `ensure`, not even `rekey`.
 #[derive(Debug)]
-struct Pool {
-    addr: u32,
+struct Pool<A: Addr> {
+    addr: A,
     /// The ports of the address (full-NAT's range, or a source-NAT rule's
     /// own).
     min: u16,
@@ -64,8 +65,8 @@ struct Pool {
 const NOT_FREE: u16 = u16::MAX;
 const NOT_OURS: u16 = u16::MAX - 1;
 
-impl Pool {
-    fn new(addr: u32, min: u16, max: u16) -> Self {
+impl<A: Addr> Pool<A> {
+    fn new(addr: A, min: u16, max: u16) -> Self {
         let len = usize::from(max - min) + 1;
         Pool { addr, min, max, free: Vec::with_capacity(len), at: vec![NOT_OURS; len].into_boxed_slice() }
     }
@@ -78,7 +79,7 @@ impl Pool {
         self.free.clear();
         for port in (self.min..=self.max).rev() {
             let Some(a) = self.at.get_mut(usize::from(port - self.min)) else { continue };
-            if steer.worker(self.addr, port) != worker {
+            if steer.worker(self.addr.steer_word(), port) != worker {
                 *a = NOT_OURS;
             } else if *a != NOT_FREE {
                 *a = self.free.len() as u16;
@@ -103,14 +104,14 @@ impl Pool {
     }
 }
 
-impl LocalPorts {
+impl<A: Addr> LocalPorts<A> {
     pub fn new(worker: u16, steer: &Steering) -> Self {
         Self { worker, steer: steer.clone(), pools: Vec::new(), next: 0 }
     }
 
     /// Adds pools for addresses not seen before (slow path: snapshot
     /// change). Pools of known addresses keep their state.
-    pub fn ensure(&mut self, addrs: &[u32]) {
+    pub fn ensure(&mut self, addrs: &[A]) {
         for a in addrs {
             self.ensure_range(*a, LOCAL_PORT_MIN, LOCAL_PORT_MAX);
         }
@@ -118,7 +119,7 @@ impl LocalPorts {
 
     /// Adds a pool of the ports `min..=max` (within the full-NAT range) for
     /// `addr` when it has none (slow path).
-    pub fn ensure_range(&mut self, addr: u32, min: u16, max: u16) {
+    pub fn ensure_range(&mut self, addr: A, min: u16, max: u16) {
         if self.pools.iter().any(|p| p.addr == addr) || min > max {
             return;
         }
@@ -141,7 +142,7 @@ impl LocalPorts {
 
     /// A free (address, port) among `candidates`, round robin over them.
     #[inline]
-    pub fn alloc(&mut self, candidates: &[u32]) -> Option<(u32, u16)> {
+    pub fn alloc(&mut self, candidates: &[A]) -> Option<(A, u16)> {
         let n = candidates.len();
         for i in 0..n {
             let Some(&addr) = candidates.get((self.next + i) % n) else { continue };
@@ -158,7 +159,7 @@ impl LocalPorts {
     /// Returns a port taken by `alloc` or `reserve`. A port that is free
     /// already, or not this worker's, is ignored.
     #[inline]
-    pub fn free(&mut self, addr: u32, port: u16) {
+    pub fn free(&mut self, addr: A, port: u16) {
         let Some(pool) = self.pools.iter_mut().find(|p| p.addr == addr) else { return };
         let Some(i) = pool.slot(port) else { return };
         let len = pool.free.len();
@@ -178,7 +179,7 @@ impl LocalPorts {
     /// share, outside the range, an address this worker has no pool for)
     /// or is in use already. O(1): the port's place in the stack is known,
     /// and the top of the stack moves into it.
-    pub fn reserve(&mut self, addr: u32, port: u16) -> bool {
+    pub fn reserve(&mut self, addr: A, port: u16) -> bool {
         let Some(pool) = self.pools.iter_mut().find(|p| p.addr == addr) else { return false };
         let Some(i) = pool.slot(port) else { return false };
         let Some(&at) = pool.at.get(i) else { return false };
@@ -202,12 +203,12 @@ impl LocalPorts {
     }
 
     /// Ports free for `addr`.
-    pub fn available(&self, addr: u32) -> usize {
+    pub fn available(&self, addr: A) -> usize {
         self.pools.iter().find(|p| p.addr == addr).map_or(0, |p| p.free.len())
     }
 
     /// Whether `port` of `addr` is free (tests and reports).
-    pub fn is_free(&self, addr: u32, port: u16) -> bool {
+    pub fn is_free(&self, addr: A, port: u16) -> bool {
         self.pools
             .iter()
             .find(|p| p.addr == addr)
@@ -227,8 +228,8 @@ mod tests {
     #[test]
     fn local_ports_are_partitioned_by_rss_and_recycled() {
         let s = Steering::new(2, 3);
-        let mut w0 = LocalPorts::new(0, &s);
-        let mut w1 = LocalPorts::new(1, &s);
+        let mut w0 = LocalPorts::<u32>::new(0, &s);
+        let mut w1 = LocalPorts::<u32>::new(1, &s);
         w0.ensure(&[7, 8]);
         w1.ensure(&[7]);
         let (a, p) = w0.alloc(&[7, 8]).unwrap();
@@ -252,7 +253,7 @@ mod tests {
     #[test]
     fn reserve_takes_a_given_port_out_in_place() {
         let s = Steering::new(3, 11);
-        let mut w = LocalPorts::new(1, &s);
+        let mut w = LocalPorts::<u32>::new(1, &s);
         w.ensure(&[7]);
         let mine = share(&s, 7, 1);
         let theirs = share(&s, 7, 0)[0];
@@ -293,7 +294,7 @@ mod tests {
     #[test]
     fn rekey_keeps_the_ports_in_use_that_stay_ours() {
         let (a, b) = (Steering::new(2, 1), Steering::new(2, 2));
-        let mut w = LocalPorts::new(0, &a);
+        let mut w = LocalPorts::<u32>::new(0, &a);
         w.ensure_range(7, 2000, 2999);
         let mut held = Vec::new();
         while let Some((_, p)) = w.alloc(&[7]) {
@@ -322,7 +323,7 @@ mod tests {
     #[test]
     fn rekey_makes_the_new_share_free() {
         let (a, b) = (Steering::new(2, 1), Steering::new(2, 2));
-        let mut w = LocalPorts::new(0, &a);
+        let mut w = LocalPorts::<u32>::new(0, &a);
         w.ensure_range(7, 2000, 2999);
         while w.alloc(&[7]).is_some() {}
         w.rekey(&b);
@@ -340,7 +341,7 @@ mod tests {
 
     #[test]
     fn local_ports_leave_probe_ports_alone() {
-        let mut w = LocalPorts::new(0, &Steering::new(1, 0));
+        let mut w = LocalPorts::<u32>::new(0, &Steering::new(1, 0));
         w.ensure(&[7]);
         assert_eq!(w.available(7), usize::from(LOCAL_PORT_MAX - LOCAL_PORT_MIN) + 1);
         let mut ports = Vec::new();

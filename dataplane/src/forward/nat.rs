@@ -11,6 +11,10 @@ pub(super) const IP_TTL: usize = 8;
 pub(super) const IP_CHECK: usize = 10;
 pub(super) const IP_SRC: usize = 12;
 pub(super) const IP_DST: usize = 16;
+// Inside the IPv6 header (RFC 8200 §3).
+const IP6_HOP_LIMIT: usize = 7;
+const IP6_SRC: usize = 8;
+const IP6_DST: usize = 24;
 // Inside TCP (RFC 9293 §3.1) and UDP (RFC 768) headers.
 pub(super) const L4_SPORT: usize = 0;
 pub(super) const L4_DPORT: usize = 2;
@@ -96,6 +100,52 @@ pub fn rewrite(ip: &mut [u8], hl: usize, proto: u8, src: Option<(u32, u16)>, dst
             l4_check = 0xffff;
         }
         put16(l4, at, l4_check);
+    }
+}
+
+/// Rewrites the addresses and ports of an IPv6 TCP/UDP packet in place,
+/// the L4 checksum updated incrementally over the pseudo header's address
+/// words (RFC 8200 §8.1; IPv6 has no header checksum). `ip` is the IPv6
+/// header and payload, `l4` the offset of the TCP/UDP header in it (40
+/// and the extension headers); `src`/`dst` are the new (address, port),
+/// `None` to keep. With `decrement_hops` the hop limit drops by one (RFC
+/// 8200 §3; the caller refused a hop limit of 1 or less). A UDP checksum
+/// of 0 never reaches here (the parse drops it).
+#[inline]
+pub fn rewrite6(ip: &mut [u8], l4: usize, proto: u8, src: Option<(u128, u16)>, dst: Option<(u128, u16)>, decrement_hops: bool) {
+    let Some((hdr, seg)) = ip.split_at_mut_checked(l4) else { return };
+    let at = match proto {
+        protocol::TCP if seg.len() >= TCP_CHECK + 2 => TCP_CHECK,
+        protocol::UDP if seg.len() >= UDP_CHECK + 2 => UDP_CHECK,
+        _ => return,
+    };
+    let mut check = get16(seg, at);
+    let swap = |hdr: &mut [u8], seg: &mut [u8], addr_at: usize, port_at: usize, (addr, port): (u128, u16), check: &mut u16| {
+        for i in 0..4 {
+            // The i-th 32-bit word of the address, most significant first.
+            let new = (addr >> (96 - 32 * i)) as u32;
+            let old = get32(hdr, addr_at + 4 * i);
+            put32(hdr, addr_at + 4 * i, new);
+            *check = update32(*check, old, new);
+        }
+        let oldp = get16(seg, port_at);
+        put16(seg, port_at, port);
+        *check = update16(*check, oldp, port);
+    };
+    if let Some(s) = src {
+        swap(hdr, seg, IP6_SRC, L4_SPORT, s, &mut check);
+    }
+    if let Some(d) = dst {
+        swap(hdr, seg, IP6_DST, L4_DPORT, d, &mut check);
+    }
+    if proto == protocol::UDP && check == 0 {
+        check = 0xffff;
+    }
+    put16(seg, at, check);
+    if decrement_hops {
+        if let Some(h) = hdr.get_mut(IP6_HOP_LIMIT) {
+            *h = h.saturating_sub(1);
+        }
     }
 }
 

@@ -3,7 +3,12 @@
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RealServer {
+    /// An IPv4 server's address (0 for an IPv6 server).
     pub ip: u32,
+    /// An IPv6 server's address, big-endian (all zero for an IPv4
+    /// server): bytes, so that the server stays 4-byte aligned
+    /// (`RealServer::ip6`).
+    pub ip6: [u8; 16],
     pub port: u16,
     pub weight: u32,
     pub enabled: bool,
@@ -29,4 +34,12 @@ pub struct RealServer {
     /// scheduler, but clients whose persistence record names it still
     /// come (BIG-IP "Disabled", HAProxy "drain").
     pub sticky_only: bool,
+}
+
+impl RealServer {
+    /// The IPv6 address as the IPv6 table stores it (host order).
+    #[inline(always)]
+    pub fn ip6(&self) -> u128 {
+        u128::from_be_bytes(self.ip6)
+    }
 }

@@ -96,11 +96,13 @@ impl Shard {
             self.table.prefetch_free();
         }
     }
+}
 
+impl<A: crate::conntrack::Addr> Shard<A> {
     /// The table's hash of `key`: the one computed when the packet's burst
     /// arrived, when this is that packet's key; else computed now.
     #[inline]
-    pub(super) fn key_hash(&mut self, key: &FlowKey) -> u32 {
+    pub(super) fn key_hash(&mut self, key: &FlowKey<A>) -> u32 {
         match self.pending.take() {
             Some((k, h)) if k == *key => h,
             _ => self.table.hash(key),

@@ -3,9 +3,13 @@
 //! dropped under a name, Neighbor Discovery and ICMPv6 for the box punted
 //! to the control lcore (its `nd` module answers).
 
-use super::{Shard, Verdict};
+use super::family::Net;
+use super::{L4Info, Shard, Verdict};
+use crate::conntrack::{Dir, FlowKey, FlowState, Segment};
 use crate::state::counters::DropReason;
 use crate::state::snapshot::Snapshot;
+use crate::wire::tcp::{flags as tcpf, TcpPacket};
+use crate::wire::udp::UdpPacket;
 use crate::wire::icmpv6::{kind, Icmpv6Packet, ND_HOP_LIMIT};
 use crate::wire::ipv6::{next_header, Ipv6Packet};
 use crate::wire::WireError;
@@ -32,7 +36,7 @@ fn ipv6_drop(e: WireError) -> DropReason {
 
 impl Shard {
     /// An IPv6 frame that arrived on `link`, its header at `l3`.
-    pub(super) fn process_v6(&mut self, snap: &Snapshot, frame: &[u8], l3: usize, link: u16, from_host: bool) -> Verdict {
+    pub(super) fn process_v6(&mut self, snap: &Snapshot, frame: &mut [u8], l3: usize, link: u16, from_host: bool) -> Verdict {
         // The appliance's own stack speaks IPv4 (the exception path).
         if from_host {
             return Verdict::Drop(DropReason::HostUnmatched);
@@ -56,17 +60,104 @@ impl Shard {
         }
         let Some(l4) = ip.payload().get(chain.offset..) else { return Verdict::Drop(DropReason::Ipv6BadChain) };
         let ours = snap.is_self6(dst);
-        match chain.proto {
-            next_header::ICMPV6 => icmp6_verdict(snap, link, ip.hop_limit(), dst, l4),
+        let (hops, proto) = (ip.hop_limit(), chain.proto);
+        let (hl, ip_len) = (super::super::wire::ipv6::HEADER_LEN + chain.offset, super::super::wire::ipv6::HEADER_LEN + usize::from(ip.payload_len()));
+        match proto {
+            next_header::ICMPV6 => icmp6_verdict(snap, link, hops, dst, l4),
             // RFC 8200 §8.1: a zero UDP checksum is invalid over IPv6.
             next_header::UDP if l4.get(6..8) == Some(&[0, 0][..]) => Verdict::Drop(DropReason::UdpZeroChecksum),
-            next_header::UDP if l4.len() < 8 => Verdict::Drop(DropReason::UdpTruncated),
-            next_header::TCP if l4.len() < 20 => Verdict::Drop(DropReason::TcpTruncated),
-            // A port of a self address nothing listens on (`other`).
-            next_header::TCP | next_header::UDP if ours => Verdict::Punt,
+            next_header::TCP | next_header::UDP => {
+                let Some((sport, dport, tcp_flags, seg)) = transport(proto, l4) else {
+                    return Verdict::Drop(if proto == next_header::TCP { DropReason::TcpTruncated } else { DropReason::UdpTruncated });
+                };
+                let info = L4Info { l3, hl, proto, src, dst, sport, dport, tcp_flags, ip_len, seg };
+                match self.v6.as_mut() {
+                    Some(v6) => v6.flow(snap, frame, &info, link, hops, ours),
+                    // A port of a self address nothing listens on (`other`).
+                    None if ours => Verdict::Punt,
+                    None => Verdict::Drop(DropReason::NoVirtualServer),
+                }
+            }
             _ if ours => Verdict::Drop(DropReason::UnhandledProtocol),
             _ => Verdict::Drop(DropReason::NoVirtualServer),
         }
+    }
+}
+
+/// The ports, TCP flags and sequence numbers of a TCP or UDP header;
+/// None when it is cut short or its lengths are wrong.
+#[inline]
+fn transport(proto: u8, l4: &[u8]) -> Option<(u16, u16, u8, Segment)> {
+    if proto == next_header::TCP {
+        let t = TcpPacket::new_checked(l4).ok()?;
+        Some((t.src_port(), t.dst_port(), t.flags(), super::classify::segment(&t)))
+    } else {
+        let u = UdpPacket::new_checked(l4).ok()?;
+        Some((u.src_port(), u.dst_port(), 0, Segment::default()))
+    }
+}
+
+impl Shard<u128> {
+    /// An IPv6 TCP/UDP packet on the flow path (the IPv6 shard): its
+    /// owner, then its connection (the lookup) or a new one to a virtual
+    /// server. `ours`: to a self address.
+    fn flow(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info<u128>, link: u16, hops: u8, ours: bool) -> Verdict {
+        if self.config.workers > 1 {
+            let o = self.owner6(snap, p);
+            if o != self.config.id {
+                return Verdict::Handoff(o);
+            }
+        }
+        // RFC 8200 §3: forwarding takes the hop limit down, and never to 0.
+        if hops <= 1 && !ours {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let key = FlowKey { src_ip: p.src, dst_ip: p.dst, src_port: p.sport, dst_port: p.dport, proto: p.proto };
+        let hash = self.key_hash(&key);
+        let mut found = self.lookup_live(snap, &key, hash);
+        if found.is_some() && p.proto == next_header::TCP && p.tcp_flags & (tcpf::SYN | tcpf::FIN | tcpf::RST) != 0 && !<u128 as Net>::l4_checksum_ok(frame, p) {
+            return Verdict::Drop(DropReason::L4BadChecksum);
+        }
+        // A new SYN on a closing entry reuses the client port (RFC 9293
+        // §3.6.1): a new connection, as `classify` does for IPv4.
+        if let Some((id, Dir::Original)) = found {
+            let closing = self.table.get(id).is_some_and(|f| matches!(f.state, FlowState::TimeWait | FlowState::Close));
+            if closing && p.tcp_flags & (tcpf::SYN | tcpf::ACK) == tcpf::SYN {
+                self.remove(snap, id);
+                found = None;
+            }
+        }
+        let standby = |vs: u16| snap.services.get(vs as usize).is_some_and(|v| v.standby);
+        match found {
+            Some((id, _)) if self.table.get(id).is_some_and(|f| standby(f.vs)) => Verdict::Drop(DropReason::VrrpBackup),
+            Some((id, Dir::Original)) => self.forward_original(snap, frame, p, id),
+            Some((id, Dir::Reply)) if !self.table.get(id).is_none_or(|f| f.mode.is_dsr() || snap.servers.get(f.server_slot()).is_none_or(|s| s.tx_port == link)) => Verdict::Drop(DropReason::ReplyWrongLink),
+            Some((id, Dir::Reply)) => self.forward_reply(snap, frame, p, id),
+            None => match <u128 as Net>::find_service(snap, p.dst, p.dport, p.proto) {
+                Some(vs) if standby(vs) => Verdict::Drop(DropReason::VrrpBackup),
+                Some(_) if snap.is_self6(p.src) || snap.is_local6(p.src) || snap.is_vip6(p.src) => Verdict::Drop(DropReason::OwnSource),
+                Some(vs) => self.new_connection(snap, frame, p, vs, link),
+                None if ours || snap.is_local6(p.dst) => Verdict::Punt,
+                None => Verdict::Drop(DropReason::NoVirtualServer),
+            },
+        }
+    }
+
+    /// Which worker owns an IPv6 connection: as `owner` for IPv4, keyed by
+    /// the client's address and port, or by the local address and port of
+    /// a full-NAT reply (`LocalPorts` hands each worker the ports of its
+    /// share). IPv6's packets are not steered by the ports' RSS yet: they
+    /// reach the owner by hand-off.
+    #[inline]
+    fn owner6(&self, snap: &Snapshot, p: &L4Info<u128>) -> u16 {
+        let (a, port) = if snap.is_local6(p.dst) && (crate::forward::LOCAL_PORT_MIN..=crate::forward::LOCAL_PORT_MAX).contains(&p.dport) {
+            (p.dst, p.dport)
+        } else if snap.owner_service6(p.dst, p.dport, p.proto).is_some() {
+            (p.src, p.sport)
+        } else {
+            (p.dst, p.dport)
+        };
+        self.owners.worker(crate::conntrack::Addr::steer_word(a), port)
     }
 }
 

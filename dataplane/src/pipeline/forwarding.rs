@@ -1,6 +1,7 @@
 //! Packets of a known connection, both directions: rewrite by the entry's
 //! forwarding mode, address the next hop, count.
 
+use super::family::Net;
 use super::{Encap, L4Info, Shard, TooBig, Verdict};
 use crate::conntrack::track::PROXY_OPEN;
 use crate::conntrack::{Check, Dir, EntryFlags, FlowId, FlowState};
@@ -10,7 +11,7 @@ use crate::state::counters::DropReason;
 use crate::state::snapshot::{Forwarding, Snapshot};
 use crate::wire::ethernet::{EthernetAddress, EthernetFrame};
 
-impl Shard {
+impl<A: Net> Shard<A> {
     /// Accounts a packet of connection `id` travelling `dir`: sequence
     /// tracking, state, expiry (`FlowTable::on_segment`), the established
     /// gauges, and state sync's update. A reset outside the receiver's
@@ -18,7 +19,7 @@ impl Shard {
     /// without changing the state (RFC 5961 §3.2: the endpoint challenges
     /// it).
     #[inline]
-    pub(super) fn account(&mut self, id: FlowId, dir: Dir, p: &L4Info) -> Result<FlowState, Verdict> {
+    pub(super) fn account(&mut self, id: FlowId, dir: Dir, p: &L4Info<A>) -> Result<FlowState, Verdict> {
         let Some(f) = self.table.get(id) else { return Err(Verdict::Drop(DropReason::TcpNoFlow)) };
         let (old, flags, vs, server) = (f.state, f.flags, f.vs, f.server_slot());
         let mut seg = p.seg;
@@ -32,7 +33,7 @@ impl Shard {
         }
         // So is one with a PROXY header (the server acknowledges it too).
         if flags.contains(EntryFlags::PROXY_HEADER) && dir == Dir::Reply {
-            if let Some((at, acked)) = self.pheader_at(id) {
+            if let Some((at, acked)) = A::v4_shard(self).and_then(|s4| s4.pheader_at(id)) {
                 seg.ack = nat::proxy_header::client_view(seg.ack, at, acked);
             }
         }
@@ -47,18 +48,20 @@ impl Shard {
         if state != old {
             super::established_moved(&self.counters, vs, server, old, state);
         }
-        if self.sync.is_some() {
-            self.after_packet(id, old, flags, state);
+        if let Some(s4) = A::v4_shard(self).filter(|s| s.sync.is_some()) {
+            s4.after_packet(id, old, flags, state);
         }
         Ok(state)
     }
 
     /// Client to server: DNAT (and SNAT for full-NAT), L2 to the server's
     /// next hop.
-    pub(super) fn forward_original(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
+    pub(super) fn forward_original(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info<A>, id: FlowId) -> Verdict {
         let flags = self.table.get(id).map_or(EntryFlags::empty(), |f| f.flags);
-        if self.proxy_waiting(flags, id) && p.tcp_flags & tcpf::RST == 0 {
-            return self.proxy_pending(snap, id, frame, p);
+        if let (Some(p4), Some(s4)) = (A::v4(p), A::v4_shard(self)) {
+            if s4.proxy_waiting(flags, id) && p4.tcp_flags & tcpf::RST == 0 {
+                return s4.proxy_pending(snap, id, frame, p4);
+            }
         }
         if let Err(v) = self.account(id, Dir::Original, p) {
             return v;
@@ -67,8 +70,13 @@ impl Shard {
         let (vs, server_index, server_ip, server_port, local_ip, local_port) = (f.vs, f.server_slot(), f.server_ip, f.server_port, f.local_ip, f.local_port);
         let (mode, client_ip, client_port) = (f.mode, f.client_ip, f.client_port);
         if mode == Forwarding::Local {
-            self.proxy_to_server(flags, id, frame, p);
-            return self.deliver_to_host(snap, frame, p, vs);
+            return match (A::v4(p), A::v4_shard(self)) {
+                (Some(p4), Some(s4)) => {
+                    s4.proxy_to_server(flags, id, frame, p4);
+                    s4.deliver_to_host(snap, frame, p4, vs)
+                }
+                _ => Verdict::Drop(DropReason::NoVirtualServer),
+            };
         }
         let Some(server) = snap.servers.get(server_index) else { return Verdict::Drop(DropReason::NoServer) };
         if server.reset {
@@ -81,57 +89,38 @@ impl Shard {
         let Some(ip) = frame.get_mut(p.l3..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
         let mut encap = None;
         match mode {
-            Forwarding::Nat => nat::rewrite(ip, p.hl, p.proto, None, Some((server_ip, server_port)), true),
-            Forwarding::FullNat => nat::rewrite(ip, p.hl, p.proto, Some((local_ip, local_port)), Some((server_ip, server_port)), true),
+            Forwarding::Nat => A::rewrite(ip, p.hl, p.proto, None, Some((server_ip, server_port))),
+            Forwarding::FullNat => A::rewrite(ip, p.hl, p.proto, Some((local_ip, local_port)), Some((server_ip, server_port))),
             // MAT: IP and L4 untouched (the server holds the VIP), only the
             // Ethernet addresses below; no TTL decrement, as IPVS's DR.
             Forwarding::DsrL2 => {}
-            // L3 DSR: to the server's address (the port is the VIP's), the
-            // VIP named by the DSCP; routed, so TTL goes down.
-            Forwarding::DsrDscp => {
-                nat::rewrite(ip, p.hl, p.proto, None, Some((server_ip, server_port)), true);
-                if let Some(v) = snap.services.get(vs as usize) {
-                    nat::set_dscp(ip, v.dscp);
-                }
-            }
             // `classify` sends source-NAT entries to `forward_snat`, the
             // stack's own to `forward_local_out`; `Local` left above.
             Forwarding::Snat | Forwarding::Gateway | Forwarding::Local | Forwarding::LocalOut => return Verdict::Drop(DropReason::NoVirtualServer),
-            // L3 DSR by tunnel: the packet untouched inside an outer header
-            // to the server, added by `process_packet` (`Verdict::Encap`).
-            Forwarding::DsrTunnel => {
-                let Some(t) = snap.services.get(vs as usize).and_then(|v| v.tunnel) else { return Verdict::Drop(DropReason::NoVirtualServer) };
-                let overhead = t.kind.overhead();
-                if p.ip_len + overhead > out.mtu as usize {
-                    // RFC 1191 §4: with DF the sender learns the tunnel's
-                    // MTU; without, the box does not fragment.
-                    let df = ip.get(6).is_some_and(|b| b & 0x40 != 0);
-                    if df && nat::is_unicast_host(p.src) {
-                        return Verdict::TooBig(TooBig { l3: p.l3 as u8, hl: p.hl as u8, mtu: out.mtu.saturating_sub(overhead as u16) });
-                    }
-                    return Verdict::Drop(DropReason::TunnelTooBig);
+            // L3 DSR (IPv4): to the server's address, the VIP named by the
+            // DSCP; or inside a tunnel to it.
+            Forwarding::DsrDscp | Forwarding::DsrTunnel => {
+                let (Some(p4), Some(client), Some(server4)) = (A::v4(p), client_ip.to_v4(), server_ip.to_v4()) else { return Verdict::Drop(DropReason::NoVirtualServer) };
+                match l3_dsr(snap, ip, p4, vs, mode, (client, client_port), (server4, server_port), server.tx_port) {
+                    Ok(e) => encap = e,
+                    Err(v) => return v,
                 }
-                encap = Some(Encap { port: server.tx_port, l3: p.l3 as u8, ip_len: p.ip_len as u16, outer: tunnel_outer(&t, out.self_ip, client_ip, client_port, p.proto, server_ip) });
             }
         }
-        self.proxy_to_server(flags, id, frame, p);
+        if let (Some(p4), Some(s4)) = (A::v4(p), A::v4_shard(self)) {
+            s4.proxy_to_server(flags, id, frame, p4);
+        }
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(mac);
         eth.set_src_addr(out.mac);
-        let len = p.ip_len as u64;
-        if let Some(c) = self.counters.services.get(vs as usize) {
-            c.in_pkts.inc();
-            c.in_bytes.add(len);
-        }
-        if let Some(c) = self.counters.servers.get(server_index) {
-            c.in_pkts.inc();
-            c.in_bytes.add(len);
-        }
+        self.count_in(vs, server_index, p.ip_len as u64);
         if flags.contains(EntryFlags::PROXY_HEADER) && mode == Forwarding::FullNat {
-            match self.pheader_to_server(id, frame, p) {
-                Ok(None) => {}
-                Ok(Some(header)) => return self.pheader_insert(server.tx_port, out.mtu, frame, p, header),
-                Err(v) => return v,
+            if let (Some(p4), Some(s4)) = (A::v4(p), A::v4_shard(self)) {
+                match s4.pheader_to_server(id, frame, p4) {
+                    Ok(None) => {}
+                    Ok(Some(header)) => return s4.pheader_insert(server.tx_port, out.mtu, frame, p4, header),
+                    Err(v) => return v,
+                }
             }
         }
         match encap {
@@ -142,10 +131,12 @@ impl Shard {
 
     /// Server to client: SNAT back to the VIP (and DNAT to the client for
     /// full-NAT), L2 back to the MAC the client's packets came from.
-    pub(super) fn forward_reply(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info, id: FlowId) -> Verdict {
+    pub(super) fn forward_reply(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info<A>, id: FlowId) -> Verdict {
         let flags = self.table.get(id).map_or(EntryFlags::empty(), |f| f.flags);
-        if self.proxy_waiting(flags, id) {
-            return self.server_answer(snap, frame, p, id);
+        if let (Some(p4), Some(s4)) = (A::v4(p), A::v4_shard(self)) {
+            if s4.proxy_waiting(flags, id) {
+                return s4.server_answer(snap, frame, p4, id);
+            }
         }
         if let Err(v) = self.account(id, Dir::Reply, p) {
             return v;
@@ -161,11 +152,11 @@ impl Shard {
         let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
         let Some(ip) = frame.get_mut(p.l3..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
         match mode {
-            Forwarding::Nat => nat::rewrite(ip, p.hl, p.proto, Some((vip, vport)), None, true),
-            Forwarding::FullNat => nat::rewrite(ip, p.hl, p.proto, Some((vip, vport)), Some((client_ip, client_port)), true),
+            Forwarding::Nat => A::rewrite(ip, p.hl, p.proto, Some((vip, vport)), None),
+            Forwarding::FullNat => A::rewrite(ip, p.hl, p.proto, Some((vip, vport)), Some((client_ip, client_port))),
             // A DSR server that routes its replies through the box anyway
             // (already from the VIP): routed on to the client.
-            Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel => nat::rewrite(ip, p.hl, p.proto, None, None, true),
+            Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel => A::rewrite(ip, p.hl, p.proto, None, None),
             // The appliance's own stack answers from the VIP: untouched.
             Forwarding::Local => {}
             // `classify` sends source-NAT entries to `forward_snat`, the
@@ -178,20 +169,14 @@ impl Shard {
             }
         }
         if flags.contains(EntryFlags::PROXY_HEADER) && mode == Forwarding::FullNat {
-            self.pheader_to_client(id, frame, p);
+            if let (Some(p4), Some(s4)) = (A::v4(p), A::v4_shard(self)) {
+                s4.pheader_to_client(id, frame, p4);
+            }
         }
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(EthernetAddress(client_mac));
         eth.set_src_addr(out.mac);
-        let len = p.ip_len as u64;
-        if let Some(c) = self.counters.services.get(vs as usize) {
-            c.out_pkts.inc();
-            c.out_bytes.add(len);
-        }
-        if let Some(c) = self.counters.servers.get(server_index) {
-            c.out_pkts.inc();
-            c.out_bytes.add(len);
-        }
+        self.count_out(vs, server_index, p.ip_len as u64);
         Verdict::Forward(out_port)
     }
 }
@@ -220,4 +205,66 @@ pub(super) fn tunnel_outer(t: &crate::state::snapshot::TunnelSpec, self_ip: u32,
     let (net, host_mask) = t.source.unwrap_or((self_ip, 0));
     let (src, sport) = nat::tunnel::entropy(h, net, host_mask);
     nat::Outer { kind: t.kind, src, dst: server_ip, sport, dport: t.port }
+}
+
+impl<A: Net> Shard<A> {
+    /// A packet of `len` bytes toward server slot `server` of service
+    /// `vs`: its counters.
+    #[inline]
+    fn count_in(&self, vs: u16, server: usize, len: u64) {
+        if let Some(c) = self.counters.services.get(vs as usize) {
+            c.in_pkts.inc();
+            c.in_bytes.add(len);
+        }
+        if let Some(c) = self.counters.servers.get(server) {
+            c.in_pkts.inc();
+            c.in_bytes.add(len);
+        }
+    }
+
+    /// A packet of `len` bytes from server slot `server` of service `vs`
+    /// back to its client: its counters.
+    #[inline]
+    fn count_out(&self, vs: u16, server: usize, len: u64) {
+        if let Some(c) = self.counters.services.get(vs as usize) {
+            c.out_pkts.inc();
+            c.out_bytes.add(len);
+        }
+        if let Some(c) = self.counters.servers.get(server) {
+            c.out_pkts.inc();
+            c.out_bytes.add(len);
+        }
+    }
+}
+
+/// L3 direct server return's rewrite of a client packet (`ip`, IPv4):
+/// `dsr-dscp` to the server's address with the service's DSCP;
+/// `dsr-tunnel` the outer header to add (`Verdict::Encap`), or the
+/// too-big answer when the tunnel's MTU cannot take it.
+#[inline]
+#[allow(clippy::too_many_arguments, reason = "the entry's fields, read once by the caller")]
+fn l3_dsr(snap: &Snapshot, ip: &mut [u8], p: &L4Info, vs: u16, mode: Forwarding, (client_ip, client_port): (u32, u16), (server_ip, server_port): (u32, u16), tx_port: u16) -> Result<Option<Encap>, Verdict> {
+    if mode == Forwarding::DsrDscp {
+        // Routed, so TTL goes down.
+        nat::rewrite(ip, p.hl, p.proto, None, Some((server_ip, server_port)), true);
+        if let Some(v) = snap.services.get(vs as usize) {
+            nat::set_dscp(ip, v.dscp);
+        }
+        return Ok(None);
+    }
+    // The packet untouched inside an outer header to the server, added by
+    // `process_packet` (`Verdict::Encap`).
+    let Some(t) = snap.services.get(vs as usize).and_then(|v| v.tunnel) else { return Err(Verdict::Drop(DropReason::NoVirtualServer)) };
+    let Some(out) = snap.port(tx_port) else { return Err(Verdict::Drop(DropReason::NoServer)) };
+    let overhead = t.kind.overhead();
+    if p.ip_len + overhead > out.mtu as usize {
+        // RFC 1191 §4: with DF the sender learns the tunnel's MTU; without,
+        // the box does not fragment.
+        let df = ip.get(6).is_some_and(|b| b & 0x40 != 0);
+        if df && nat::is_unicast_host(p.src) {
+            return Err(Verdict::TooBig(TooBig { l3: p.l3 as u8, hl: p.hl as u8, mtu: out.mtu.saturating_sub(overhead as u16) }));
+        }
+        return Err(Verdict::Drop(DropReason::TunnelTooBig));
+    }
+    Ok(Some(Encap { port: tx_port, l3: p.l3 as u8, ip_len: p.ip_len as u16, outer: tunnel_outer(&t, out.self_ip, client_ip, client_port, p.proto, server_ip) }))
 }

@@ -39,8 +39,12 @@ const PEER: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0x10]);
 const VIP: [u8; 4] = [192, 0, 2, 100];
 const SERVERS: [[u8; 4]; 2] = [[198, 51, 100, 11], [198, 51, 100, 12]];
 const SNAT: [u8; 4] = [192, 0, 2, 3];
-/// Link 0's IPv6 address, 2001:db8:1::2.
-const SELF6: u128 = 0x2001_0db8_0001 << 80 | 2;
+/// Link 0's IPv6 address, 2001:db8:1::2; link 1's (the IPv6 full-NAT
+/// source), 2001:db8:2::1; the IPv6 VIP and servers.
+const SELF6: u128 = (0x2001_0db8_0001 << 80) | 2;
+const LOCAL6: u128 = (0x2001_0db8_0002 << 80) | 1;
+const VIP6: u128 = (0x2001_0db8_0001 << 80) | 0x100;
+const SERVERS6: [u128; 2] = [(0x2001_0db8_0002 << 80) | 0x11, (0x2001_0db8_0002 << 80) | 0x12];
 
 fn ip(a: [u8; 4]) -> u32 {
     u32::from_be_bytes(a)
@@ -105,6 +109,9 @@ fn snapshot() -> Snapshot {
     if let Some(Some(p)) = s.ports.get_mut(0) {
         p.v6 = crate::state::snapshot::PortView6::new(SELF6, 64, MACS[0]);
     }
+    if let Some(Some(p)) = s.ports.get_mut(1) {
+        p.v6 = crate::state::snapshot::PortView6::new(LOCAL6, 64, MACS[1]);
+    }
     s.self_ips = vec![ip([192, 0, 2, 2]), ip([198, 51, 100, 1]), ip([203, 0, 113, 2]), ip([203, 0, 114, 1])];
     let modes = [(80u16, 6u8, Forwarding::Nat), (81, 6, Forwarding::FullNat), (53, 17, Forwarding::Nat), (82, 6, Forwarding::DsrL2), (83, 6, Forwarding::DsrDscp), (84, 6, Forwarding::DsrTunnel)];
     for (vi, (port, proto, fwd)) in modes.into_iter().enumerate() {
@@ -153,6 +160,23 @@ fn snapshot() -> Snapshot {
     vs.schedule = Schedule::round_robin(2);
     vs.local_addrs = vec![ip([198, 51, 100, 1])].into_boxed_slice();
     s.services.push(vs);
+    // IPv6 (services 9 and 10): NAT on VIP6:80, full-NAT from LOCAL6 on VIP6:81.
+    for (port, fwd) in [(80u16, Forwarding::Nat), (81, Forwarding::FullNat)] {
+        let first = s.servers.len() as u16;
+        let vi = s.services.len() as u16;
+        for (i, a) in SERVERS6.iter().enumerate() {
+            s.servers.push(RealServer { ip6: a.to_be_bytes(), port: 8080, weight: 1, enabled: true, tx_port: 1, nexthop: i as u16, vs: vi, ..RealServer::default() });
+        }
+        let mut vs = VirtualService::test(fwd);
+        vs.ip6 = VIP6;
+        vs.port = port;
+        vs.members = vec![first, first + 1].into_boxed_slice();
+        vs.schedule = Schedule::round_robin(2);
+        if fwd == Forwarding::FullNat {
+            vs.local_addrs6 = vec![LOCAL6].into_boxed_slice();
+        }
+        s.services.push(vs);
+    }
     s.snat = vec![SnatRule { net: ip([198, 51, 100, 0]), mask: 0xffff_ff00, link: 1, addr: ip(SNAT), port_min: 20000, port_max: 20999 }];
     s.routes = vec![
         RouteView { net: ip([192, 0, 2, 0]), mask: 0xffff_ff00, link: 0, via: None },
@@ -180,6 +204,9 @@ pub struct Fuzzer {
     /// The last cookie SYN-ACK the worker sent: (client, its port, the
     /// VIP's port, the client's next sequence number, the cookie).
     cookie: Option<([u8; 4], u16, u16, u32, u32)>,
+    /// The last IPv6 packet the worker sent a server: (server, the source
+    /// it saw, the source port), for `run`'s answers.
+    answer6: Option<(u128, u128, u16)>,
 }
 
 impl Fuzzer {
@@ -195,7 +222,7 @@ impl Fuzzer {
         }
         let reader = readers.pop()?;
         let config = WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 7, sync_refresh: 0, embryonic_max: 64, unreplied_per_service: 6, unreplied_per_source: 3, syn_proxy_threshold: 8, syn_proxy_rate: 50, ..WorkerConfig::default() };
-        Some(Fuzzer { worker: Worker::new(config, reader, Arc::clone(&neighbors)), _publisher: publisher, neighbors, links, now: 0, steps: 0, forwarded: 0, punted: 0, dropped: [0; crate::state::counters::DropReason::COUNT], cookie: None })
+        Some(Fuzzer { worker: Worker::new(config, reader, Arc::clone(&neighbors)), _publisher: publisher, neighbors, links, now: 0, steps: 0, forwarded: 0, punted: 0, dropped: [0; crate::state::counters::DropReason::COUNT], cookie: None, answer6: None })
     }
 
     /// One input: a frame that arrived on DPDK `port`, `handed` off or not,
@@ -203,7 +230,7 @@ impl Fuzzer {
     pub fn step(&mut self, frame: Vec<u8>, port: u16, handed: bool, dt: u32) -> Result<(), String> {
         self.steps += 1;
         self.now = self.now.wrapping_add(dt);
-        let valid_l4 = l4_ok(&untagged(&frame)) == Some(true);
+        let valid_l4 = l4_ok(&untagged(&frame)) == Some(true) || l4_ok6(&untagged(&frame)) == Some(true);
         let mut pkt = TestPkt { data: frame, cap: 2048, head: 128, port };
         let v = self.worker.process_packet(&mut pkt, handed);
         match v {
@@ -221,6 +248,13 @@ impl Fuzzer {
                 return Err(format!("forwarded to link {link} of {}", self.links));
             }
             check_out(&pkt.data, valid_l4)?;
+            let f = &pkt.data;
+            if f.len() >= 58 && f.get(12..14) == Some(&[0x86, 0xdd][..]) && f[20] == 6 {
+                let a = |at: usize| f.get(at..at + 16).and_then(|b| <[u8; 16]>::try_from(b).ok()).map_or(0, u128::from_be_bytes);
+                if SERVERS6.contains(&a(38)) {
+                    self.answer6 = Some((a(38), a(22), u16::from_be_bytes([f[54], f[55]])));
+                }
+            }
             // A cookie SYN-ACK: the client's side of it, for `run`'s ACKs.
             let f = &pkt.data;
             if f.len() >= 54 && f.get(12..14) == Some(&[0x08, 0x00][..]) && f[23] == 6 && f[47] == 0x12 {
@@ -243,7 +277,7 @@ impl Fuzzer {
                 self.neighbors.set_host(l, h, EthernetAddress([2, 0, 0, 0, 2, h as u8]));
             }
         }
-        let live = self.worker.table().len() as u64;
+        let live = (self.worker.table().len() + self.worker.table6().map_or(0, |t| t.len())) as u64;
         let gauge = self.worker.counters().flows.get();
         if live != gauge {
             return Err(format!("{live} live entries, flows gauge {gauge}"));
@@ -296,7 +330,14 @@ impl Fuzzer {
                     }
                     (ipv4_frame(PEER, MACS[0], client, VIP, 6, &t, true), 0)
                 }
-                None => draw(&mut rng),
+                None => match self.answer6.take().filter(|_| rng.below(2) == 0) {
+                    // The server's answer to the last IPv6 packet it got.
+                    Some((server, to, port)) => {
+                        let flags = [0x12u8, 0x10, 0x18, 0x11, 0x14][rng.index(5)];
+                        (crate::testkit::ipv6_frame(PEER, MACS[1], server, to, 6, 64, &tcp_header(8080, port, flags, 1024)), 1)
+                    }
+                    None => draw(&mut rng),
+                },
             };
             let handed = rng.below(8) == 0;
             let dt = if rng.below(16) == 0 { rng.below_u32(2000) } else { 0 };
@@ -323,6 +364,9 @@ impl Fuzzer {
 /// TCP/UDP checksum right when it was coming in.
 fn check_out(out: &[u8], valid_l4: bool) -> Result<(), String> {
     let f = untagged(out);
+    if f.get(12..14) == Some(&[0x86, 0xdd][..]) {
+        return check_out6(&f, valid_l4);
+    }
     if f.len() < 14 || f.get(12..14) != Some(&[0x08, 0x00][..]) {
         return Ok(());
     }
@@ -347,6 +391,35 @@ fn check_out(out: &[u8], valid_l4: bool) -> Result<(), String> {
         return Err("TCP/UDP checksum broken on the way through".into());
     }
     Ok(())
+}
+
+/// A forwarded IPv6 frame: its payload length within the frame, its
+/// TCP/UDP checksum right when it was coming in.
+fn check_out6(f: &[u8], valid_l4: bool) -> Result<(), String> {
+    let ip = crate::wire::ipv6::Ipv6Packet::new_checked(f.get(14..).unwrap_or_default()).map_err(|e| format!("IPv6 header out: {e:?}"))?;
+    if valid_l4 && l4_ok6(f) == Some(false) {
+        return Err("IPv6 TCP/UDP checksum broken on the way through".into());
+    }
+    if ip.hop_limit() == 0 {
+        return Err("hop limit 0 forwarded".into());
+    }
+    Ok(())
+}
+
+/// `l4_ok` for an IPv6 frame whose transport header follows the fixed
+/// header (RFC 8200 §8.1's pseudo header).
+fn l4_ok6(f: &[u8]) -> Option<bool> {
+    let ip = crate::wire::ipv6::Ipv6Packet::new_checked(f.get(14..)?).ok()?;
+    let proto = ip.next_header();
+    if !(proto == 6 || proto == 17) {
+        return None;
+    }
+    let seg = ip.payload();
+    if seg.len() < if proto == 6 { 20 } else { 8 } {
+        return None;
+    }
+    let ps = crate::wire::ipv6::pseudo_header(ip.src_addr(), ip.dst_addr(), proto, seg.len() as u32);
+    Some(checksum::fold(checksum::sum(seg, ps)) == 0xffff)
 }
 
 /// Whether an untagged frame's TCP or UDP checksum is right (RFC 9293
@@ -393,7 +466,7 @@ fn draw(rng: &mut Rng) -> (Vec<u8>, u16) {
     let flags = [0x02u8, 0x10, 0x18, 0x11, 0x04, 0x12][rng.index(6)];
     let server = SERVERS[rng.index(2)];
     let (mut f, port) = match rng.below(10) {
-        9 => (draw_v6(rng), 0),
+        9 => draw_v6(rng),
         // A client to a VIP port (some that no service has).
         0 | 1 => (ipv4_frame(PEER, MACS[0], client, VIP, 6, &tcp_header(sport, 79 + rng.below(7) as u16, flags, 1024), true), 0),
         2 => (ipv4_frame(PEER, MACS[0], client, VIP, 17, &udp_datagram(sport, 53, b"query"), true), 0),
@@ -459,11 +532,23 @@ fn draw(rng: &mut Rng) -> (Vec<u8>, u16) {
     (f, port)
 }
 
-/// An IPv6 frame to link 0: Neighbor Discovery, echo, TCP/UDP to the
-/// self address or elsewhere, behind extension headers or not.
-fn draw_v6(rng: &mut Rng) -> Vec<u8> {
+/// An IPv6 frame and its port: a connection through the IPv6 services;
+/// or to link 0 Neighbor Discovery, echo, TCP/UDP to the self address or
+/// elsewhere, behind extension headers or not.
+fn draw_v6(rng: &mut Rng) -> (Vec<u8>, u16) {
     use crate::wire::ipv6::next_header as nh;
     let client: u128 = (0x2001_0db8_0001 << 80) | (0x10 + rng.below(4) as u128);
+    // Half the time a connection through the IPv6 services: a client to
+    // the VIP, or a server's answer (NAT, or full-NAT to a local port).
+    if rng.below(2) == 0 {
+        let sport = 40000 + rng.below(4) as u16;
+        let flags = [0x02u8, 0x10, 0x18, 0x11, 0x04, 0x12][rng.index(6)];
+        return match rng.below(3) {
+            0 => (crate::testkit::ipv6_frame(PEER, MACS[0], client, VIP6, nh::TCP, 64, &tcp_header(sport, 80 + rng.below(2) as u16, flags, 1024)), 0),
+            1 => (crate::testkit::ipv6_frame(PEER, MACS[1], SERVERS6[rng.index(2)], client, nh::TCP, 64, &tcp_header(8080, sport, flags | 0x10, 1024)), 1),
+            _ => (crate::testkit::ipv6_frame(PEER, MACS[1], SERVERS6[rng.index(2)], LOCAL6, nh::TCP, 64, &tcp_header(8080, 1024 + rng.below(64) as u16, flags | 0x10, 1024)), 1),
+        };
+    }
     let dst = [SELF6, 0xff02 << 112 | 1 << 32 | 0xff00_0002, 0x2001_0db8_0009 << 80 | 1, 0xff02 << 112 | 1][rng.index(4)];
     let (next, mut payload) = match rng.below(4) {
         0 => {
@@ -481,7 +566,7 @@ fn draw_v6(rng: &mut Rng) -> Vec<u8> {
     // Behind a chain now and then: hop-by-hop, destination options,
     // routing (segments left or not), fragment (atomic or not).
     if rng.below(3) != 0 {
-        return f;
+        return (f, 0);
     }
     let kinds = [nh::HOP_BY_HOP, nh::DEST_OPTS, nh::ROUTING, nh::FRAGMENT];
     let mut first = next;
@@ -500,7 +585,7 @@ fn draw_v6(rng: &mut Rng) -> Vec<u8> {
     // The upper layer's checksum as the frame without the chain had it.
     let at = g.len() - (f.len() - crate::testkit::L4_V6);
     g[at..].copy_from_slice(&f[crate::testkit::L4_V6..]);
-    g
+    (g, 0)
 }
 
 /// A `PacketIo` with nothing to receive and nowhere to send.
@@ -540,6 +625,11 @@ mod tests {
             assert!(f.dropped[r as usize] > 0, "{}", r.name());
         }
         assert!(f.punted > 100, "{} punted", f.punted);
+        let v6 = |i: usize| f.worker.counters().services.get(i).map_or((0, 0), |c| (c.conns_new.get(), c.out_pkts.get()));
+        eprintln!("IPv6 NAT (connections, answers) {:?}, full-NAT {:?}", v6(9), v6(10));
+
+        assert!(v6(9).0 > 0 && v6(9).1 > 0, "IPv6 NAT connections made and answered");
+        assert!(v6(10).0 > 0 && v6(10).1 > 0, "IPv6 full-NAT connections made and answered");
         // Bytes too (the cargo-fuzz entry point).
         for b in [&[][..], &[0xff][..], &[0x0b, 0, 1, 2][..]] {
             f.step_bytes(b).unwrap();

@@ -22,6 +22,7 @@ mod burst;
 mod classify;
 mod classify6;
 mod connect;
+mod family;
 mod forwarding;
 mod icmp;
 mod inplace;
@@ -97,6 +98,16 @@ pub struct WorkerConfig {
     /// `syn_proxy_rate` a second or more (`synproxy`).
     pub syn_proxy_threshold: u32,
     pub syn_proxy_rate: u32,
+    /// IPv6 connection-table entries (160 B a slot), preallocated when a
+    /// snapshot first has an IPv6 virtual server; 0: a quarter of `flows`.
+    pub flows_v6: u32,
+}
+
+impl WorkerConfig {
+    /// The IPv6 table's entries.
+    pub fn flows_v6(&self) -> u32 {
+        if self.flows_v6 == 0 { (self.flows / 4).max(1024) } else { self.flows_v6 }
+    }
 }
 
 /// `[defence.punt]`'s defaults, per second per worker: ARP 2000, VRRP
@@ -106,7 +117,7 @@ pub const DEFAULT_PUNT_RATES: [u32; PuntClass::COUNT] = [2000, 1000, 100_000, 20
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, cookie_key: [0; 2], owner_key: 0, sync_refresh: 0, embryonic_max: u32::MAX, unreplied_per_service: u32::MAX, unreplied_per_source: u32::MAX, icmp_rate: 1000, icmp_burst: 50, punt_rates: DEFAULT_PUNT_RATES, syn_proxy_threshold: u32::MAX, syn_proxy_rate: u32::MAX }
+        Self { id: 0, workers: 1, flows: 1024, timeouts: Timeouts::default(), hash_key: 0, cookie_key: [0; 2], owner_key: 0, sync_refresh: 0, embryonic_max: u32::MAX, unreplied_per_service: u32::MAX, unreplied_per_source: u32::MAX, icmp_rate: 1000, icmp_burst: 50, punt_rates: DEFAULT_PUNT_RATES, syn_proxy_threshold: u32::MAX, syn_proxy_rate: u32::MAX, flows_v6: 0 }
     }
 }
 
@@ -199,13 +210,15 @@ pub struct Worker {
 }
 
 /// What a worker owns alone: its connection-table shard, scheduler
-/// cursors, full-NAT ports, persistence records and counters.
-struct Shard {
+/// cursors, full-NAT ports, persistence records and counters, of one
+/// address family (`family::Net`); the IPv4 shard holds the IPv6 one
+/// (`v6`), made when a snapshot first has an IPv6 service.
+struct Shard<A: crate::conntrack::Addr = u32> {
     config: WorkerConfig,
     counters: Arc<WorkerCounters>,
-    table: FlowTable,
+    table: FlowTable<A>,
     sched: Scheduler,
-    local_ports: LocalPorts,
+    local_ports: LocalPorts<A>,
     /// Which worker owns a connection: where the ports' RSS queues it
     /// (`owner`), under `config.owner_key`.
     owners: Owners,
@@ -213,7 +226,7 @@ struct Shard {
     /// Global active connections per server, for least-connections.
     loads: Option<Arc<lb::Loads>>,
     /// Persistence records of the clients this worker owns.
-    persist: PersistTable,
+    persist: PersistTable<A>,
     /// Current time in flow-table ticks, set by `poll`.
     now: u32,
     /// The console's connection dumps (`dump`), when asked for.
@@ -238,17 +251,21 @@ struct Shard {
     in_port: u16,
     /// The key and hash of the packet being processed, computed when its
     /// burst arrived (`burst`), for the lookup to take.
-    pending: Option<(crate::conntrack::FlowKey, u32)>,
+    pending: Option<(crate::conntrack::FlowKey<A>, u32)>,
+    /// The IPv6 shard (in the IPv4 one only).
+    v6: Option<Box<Shard<u128>>>,
 }
 
-/// What a parsed TCP/UDP packet looks like, for the flow path.
+/// What a parsed TCP/UDP packet looks like, for the flow path: `hl` is
+/// where the transport header starts after `l3` (IPv6: its extension
+/// headers included), `ip_len` the IP packet's length from `l3`.
 #[derive(Clone, Copy)]
-struct L4Info {
+struct L4Info<A: crate::conntrack::Addr = u32> {
     l3: usize,
     hl: usize,
     proto: u8,
-    src: u32,
-    dst: u32,
+    src: A,
+    dst: A,
     sport: u16,
     dport: u16,
     tcp_flags: u8,
@@ -259,41 +276,17 @@ struct L4Info {
 
 impl Worker {
     pub fn new(config: WorkerConfig, snapshot: Reader<Snapshot>, neighbors: Arc<Neighbors>) -> Self {
-        let table = FlowTable::keyed(config.flows, config.timeouts, config.hash_key);
-        let owners = Owners::new(config.workers, config.owner_key);
-        let local_ports = LocalPorts::new(config.id, &owners);
-        let answers = police::TokenBucket::new(config.icmp_rate, config.icmp_burst);
-        let punt = police::PuntPolicer::new(&config.punt_rates);
-        let mut shard = Shard {
-            config,
-            counters: Arc::new(WorkerCounters::default()),
-            table,
-            sched: Scheduler::default(),
-            local_ports,
-            owners,
-            neighbors,
-            loads: None,
-            persist: PersistTable::default(),
-            now: 0,
-            dump: None,
-            sync: None,
-            answers,
-            punt,
-            rebuilt: synproxy::Rebuild { l3: 14, link: 0, dst_mac: crate::wire::EthernetAddress([0; 6]), src_mac: crate::wire::EthernetAddress([0; 6]), out: nat::synproxy::TcpOut { src: 0, dst: 0, sport: 0, dport: 0, seq: 0, ack: 0, flags: 0, win: 0, ttl: 0, opts: crate::wire::tcp::TcpOptions::default(), syn: false } },
-            park: synproxy::Park::new(),
-            proxy_until: 0,
-            cookie_sec: 0,
-            cookies_this_sec: 0,
-            cookies_valid_until: 0,
-            in_port: 0,
-            pending: None,
-        };
+        let mut shard = Shard::blank(config, Arc::new(WorkerCounters::default()), neighbors);
         shard.adopt_snapshot(snapshot.get());
         Self { snapshot, shard }
     }
 
+
     /// Gives the worker the control plane's per-server connection sums.
     pub fn with_loads(mut self, loads: Arc<lb::Loads>) -> Self {
+        if let Some(v6) = self.shard.v6.as_mut() {
+            v6.loads = Some(Arc::clone(&loads));
+        }
         self.shard.loads = Some(loads);
         self
     }
@@ -334,6 +327,11 @@ impl Worker {
         &self.shard.table
     }
 
+    /// The IPv6 table, once a snapshot has had an IPv6 service.
+    pub fn table6(&self) -> Option<&FlowTable<u128>> {
+        self.shard.v6.as_deref().map(|s| &s.table)
+    }
+
     /// Live persistence records (slow: walks the table).
     pub fn persist_records(&self) -> usize {
         self.shard.persist.len(self.shard.now)
@@ -366,9 +364,65 @@ impl Worker {
     }
 }
 
+impl<A: family::Net> Shard<A> {
+    /// A shard of `config.flows` entries (and nothing else made yet), its
+    /// counters and next hops the worker's.
+    fn blank(config: WorkerConfig, counters: Arc<WorkerCounters>, neighbors: Arc<Neighbors>) -> Self {
+        let table = FlowTable::keyed(config.flows, config.timeouts, config.hash_key);
+        let owners = Owners::new(config.workers, config.owner_key);
+        let local_ports = LocalPorts::new(config.id, &owners);
+        let answers = police::TokenBucket::new(config.icmp_rate, config.icmp_burst);
+        let punt = police::PuntPolicer::new(&config.punt_rates);
+        Shard {
+            config,
+            counters,
+            table,
+            sched: Scheduler::default(),
+            local_ports,
+            owners,
+            neighbors,
+            loads: None,
+            persist: PersistTable::default(),
+            now: 0,
+            dump: None,
+            sync: None,
+            answers,
+            punt,
+            rebuilt: synproxy::Rebuild { l3: 14, link: 0, dst_mac: crate::wire::EthernetAddress([0; 6]), src_mac: crate::wire::EthernetAddress([0; 6]), out: nat::synproxy::TcpOut { src: 0, dst: 0, sport: 0, dport: 0, seq: 0, ack: 0, flags: 0, win: 0, ttl: 0, opts: crate::wire::tcp::TcpOptions::default(), syn: false } },
+            park: synproxy::Park::new(),
+            proxy_until: 0,
+            cookie_sec: 0,
+            cookies_this_sec: 0,
+            cookies_valid_until: 0,
+            in_port: 0,
+            pending: None,
+            v6: None,
+        }
+    }
+}
+
+impl Shard<u128> {
+    /// The IPv6 shard's share of `adopt_snapshot`.
+    fn adopt_snapshot6(&mut self, snap: &Snapshot) {
+        self.sched.resize(snap.services.len());
+        self.local_ports.ensure(&snap.local_addrs6);
+    }
+}
+
 impl Shard {
-    /// Slow path: size per-snapshot state after a new snapshot.
+    /// Slow path: size per-snapshot state after a new snapshot; the IPv6
+    /// shard made when the first IPv6 service comes (its table of
+    /// `WorkerConfig::flows_v6` entries).
     fn adopt_snapshot(&mut self, snap: &Snapshot) {
+        if self.v6.is_none() && snap.services.iter().any(|v| v.ip6 != 0) {
+            let config = WorkerConfig { flows: self.config.flows_v6(), ..self.config.clone() };
+            let mut v6 = Shard::<u128>::blank(config, Arc::clone(&self.counters), Arc::clone(&self.neighbors));
+            v6.loads = self.loads.clone();
+            self.v6 = Some(Box::new(v6));
+        }
+        if let Some(v6) = self.v6.as_mut() {
+            v6.adopt_snapshot6(snap);
+        }
         self.sched.resize(snap.services.len());
         // Source NAT addresses with their own port ranges first: `ensure`
         // keeps an address's pool.
@@ -387,6 +441,9 @@ impl Shard {
     /// (`conntrack::TICK_MS`). Returns packets received.
     fn poll<I: PacketIo>(&mut self, snap: &Snapshot, io: &mut I, now: u32) -> usize {
         self.now = now;
+        if let Some(v6) = self.v6.as_mut() {
+            v6.now = now;
+        }
         let mut burst = Burst::new();
         let mut received = 0;
         // A burst from every hand-off ring and every RX queue a pass: the
@@ -407,6 +464,9 @@ impl Shard {
         self.counters.tx_bytes.add(tx.bytes);
         self.counters.count_drops(DropReason::TxQueueFull, tx.dropped);
         self.expire(snap, now);
+        if let Some(v6) = self.v6.as_mut() {
+            v6.expire(snap, now);
+        }
         self.sync_pass(snap, now);
         if let Some(d) = self.dump.as_mut() {
             d.serve(&self.table, &self.persist, now);
@@ -469,11 +529,16 @@ impl Shard {
         }
     }
 
+}
+
+impl<A: family::Net> Shard<A> {
     /// Removes a connection at once, with its counters and port; sync
     /// reports it (`Delete`).
     fn remove(&mut self, snap: &Snapshot, id: FlowId) {
         if let Some(f) = self.table.remove(id) {
-            Shard::emit_delete(&mut self.sync, &self.counters, &f, self.now, false);
+            if let Some(f4) = A::v4_flow(&f) {
+                Shard::emit_delete(&mut self.sync, &self.counters, f4, self.now, false);
+            }
             ended(&f, snap, self.now, &self.counters, &mut self.local_ports, &mut self.persist);
         }
     }
@@ -517,7 +582,7 @@ fn retag<P: Packet>(pkt: &mut P, vlan: u16) -> bool {
 /// What a connection held, given back when its entry goes (expired or
 /// removed): its persistence reference, its counts, its full-NAT port.
 #[inline]
-fn ended(f: &Flow, snap: &Snapshot, now: u32, counters: &WorkerCounters, local_ports: &mut LocalPorts, persist: &mut PersistTable) {
+fn ended<A: crate::conntrack::Addr>(f: &Flow<A>, snap: &Snapshot, now: u32, counters: &WorkerCounters, local_ports: &mut LocalPorts<A>, persist: &mut PersistTable<A>) {
     if f.flags.contains(EntryFlags::PERSIST) {
         release(persist, snap, f.vs, f.client_ip, f.client_port, f.server_ip, now);
     }

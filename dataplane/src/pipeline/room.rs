@@ -5,6 +5,7 @@
 //! SYNs with cookies rather than evict. And expiry: the sweep's share of
 //! each pass, a full table's reclaim, expiry on lookup.
 
+use super::family::Net;
 use super::{ended, Shard, EXPIRE_BUDGET};
 use crate::conntrack::{EntryFlags, FlowId};
 use crate::state::snapshot::{Forwarding, Snapshot};
@@ -13,7 +14,7 @@ use crate::state::snapshot::{Forwarding, Snapshot};
 /// refuses (`FlowTable::reclaim`): a bounded cost per new connection.
 const RECLAIM_SCAN: u32 = 64;
 
-impl Shard {
+impl<A: Net> Shard<A> {
     /// Makes room for a new entry (TCP or UDP: both start unreplied) of
     /// service slot `vs`. First the cap: a service holding
     /// `unreplied_per_service` unreplied entries gives up its own oldest
@@ -63,7 +64,7 @@ impl Shard {
     /// able to evict the victim's handshakes (the victim's own SYNs are
     /// answered with cookies meanwhile, and connect).
     #[inline]
-    pub(super) fn source_over_cap(&self, src: u32) -> bool {
+    pub(super) fn source_over_cap(&self, src: A) -> bool {
         self.table.unreplied_of_source(src) >= self.config.unreplied_per_source
     }
 
@@ -72,7 +73,7 @@ impl Shard {
     /// spoofed flood's, most likely; not a hairpin one's, on a self IP),
     /// so unanswered connections cannot hold every port. False when none
     /// is among the oldest.
-    pub(super) fn free_a_port(&mut self, snap: &Snapshot, vs: u16, proto: u8, addrs: &[u32]) -> bool {
+    pub(super) fn free_a_port(&mut self, snap: &Snapshot, vs: u16, proto: u8, addrs: &[A]) -> bool {
         match self.table.oldest_unreplied_where(proto, |f| f.vs == vs && f.mode == Forwarding::FullNat && !f.flags.contains(EntryFlags::BORROWED_PORT) && addrs.contains(&f.local_ip)) {
             Some(id) => {
                 self.remove(snap, id);
@@ -89,7 +90,7 @@ mod tests;
 
 /// Expiry: the sweep's pass, a full table's reclaim and expiry on lookup
 /// (`conntrack::sweep`).
-impl Shard {
+impl<A: Net> Shard<A> {
     /// Removes idle connections whose time has come. Sync reports each
     /// (`Delete`, expired), but for copies of the peer's entries that saw
     /// no packet here.
@@ -101,9 +102,9 @@ impl Shard {
     /// `scan` entries (the table is full).
     pub(super) fn expire_by(&mut self, snap: &Snapshot, now: u32, reclaim: Option<u32>) -> u32 {
         let (counters, local_ports, persist, sync) = (&self.counters, &mut self.local_ports, &mut self.persist, &mut self.sync);
-        let on_expire = |f: &crate::conntrack::Flow| {
-            if !f.flags.contains(EntryFlags::SYNCED) {
-                Shard::emit_delete(sync, counters, f, now, true);
+        let on_expire = |f: &crate::conntrack::Flow<A>| {
+            if let Some(f4) = A::v4_flow(f).filter(|f| !f.flags.contains(EntryFlags::SYNCED)) {
+                Shard::emit_delete(sync, counters, f4, now, true);
             }
             ended(f, snap, now, counters, local_ports, persist)
         };
@@ -120,7 +121,7 @@ impl Shard {
     /// through it, so nothing is revived, answered or blocked by an entry
     /// whose time is up.
     #[inline]
-    pub(super) fn lookup_live(&mut self, snap: &Snapshot, key: &crate::conntrack::FlowKey, hash: u32) -> Option<(FlowId, crate::conntrack::Dir)> {
+    pub(super) fn lookup_live(&mut self, snap: &Snapshot, key: &crate::conntrack::FlowKey<A>, hash: u32) -> Option<(FlowId, crate::conntrack::Dir)> {
         let found = self.table.lookup(key, hash)?;
         if self.table.get(found.0).is_some_and(|f| f.expire <= self.now) {
             self.expire_found(snap, found.0);
@@ -134,8 +135,8 @@ impl Shard {
     pub(super) fn expire_found(&mut self, snap: &Snapshot, id: FlowId) {
         let now = self.now;
         if let Some(f) = self.table.remove(id) {
-            if !f.flags.contains(EntryFlags::SYNCED) {
-                Shard::emit_delete(&mut self.sync, &self.counters, &f, now, true);
+            if let Some(f4) = A::v4_flow(&f).filter(|f| !f.flags.contains(EntryFlags::SYNCED)) {
+                Shard::emit_delete(&mut self.sync, &self.counters, f4, now, true);
             }
             ended(&f, snap, now, &self.counters, &mut self.local_ports, &mut self.persist);
         }

@@ -39,7 +39,7 @@ pub(super) fn snapshot() -> Snapshot {
     for (vi, (port, proto, fwd)) in [(80u16, 6u8, Forwarding::Nat), (81, 6, Forwarding::FullNat), (53, 17, Forwarding::Nat)].into_iter().enumerate() {
         let first = s.servers.len() as u16;
         for (i, srv) in SRV.iter().enumerate() {
-            s.servers.push(RealServer { ip: ip(*srv), port: 8080, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi as u16, reset: false, max_connections: 0, priority: 0, epoch: 0, sticky_only: false });
+            s.servers.push(RealServer { ip: ip(*srv), port: 8080, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi as u16, reset: false, max_connections: 0, priority: 0, epoch: 0, sticky_only: false, ip6: [0; 16] });
         }
         let mut vs = VirtualService::test(fwd);
         vs.ip = ip(VIP);

@@ -92,7 +92,11 @@ impl PortView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VirtualService {
     pub name: String,
+    /// An IPv4 VIP (0 for an IPv6 one).
     pub ip: u32,
+    /// An IPv6 VIP (0 for an IPv4 one): its connections live in the
+    /// workers' IPv6 tables.
+    pub ip6: u128,
     pub port: u16,
     pub proto: u8,
     pub forwarding: Forwarding,
@@ -122,6 +126,8 @@ pub struct VirtualService {
     pub schedule: Schedule,
     /// full-NAT source addresses (empty for NAT).
     pub local_addrs: Box<[u32]>,
+    /// An IPv6 full-NAT service's source addresses.
+    pub local_addrs6: Box<[u128]>,
     pub persistence: Option<Persistence>,
     /// TCP NAT and full-NAT services: when the box answers SYNs itself
     /// with cookies (`pipeline::synproxy`).
@@ -216,6 +222,7 @@ impl VirtualService {
         VirtualService {
             name: "test".into(),
             ip: 0,
+            ip6: 0,
             port: 0,
             proto: 6,
             forwarding,
@@ -229,6 +236,7 @@ impl VirtualService {
             pair: None,
             schedule: Schedule::Sequence(Box::new([])),
             local_addrs: Box::new([]),
+            local_addrs6: Box::new([]),
             persistence: None,
             syn_proxy: if matches!(forwarding, Forwarding::Nat | Forwarding::FullNat) { SynProxy::Auto } else { SynProxy::Off },
             proxy_header: false,
@@ -287,6 +295,10 @@ pub struct Snapshot {
     pub host: Option<HostView>,
     /// The IPv4 lookup indexes (IPv6 will add its own beside).
     v4: FamilyIndex<u32>,
+    /// The IPv6 lookup indexes.
+    v6: FamilyIndex<u128>,
+    /// Every IPv6 full-NAT local address, distinct and sorted (`index`).
+    pub local_addrs6: Vec<u128>,
     /// The IPv6 self addresses of every link (global and link-local),
     /// sorted (`index`).
     pub self_ips6: Vec<u128>,
@@ -398,7 +410,8 @@ impl Snapshot {
         // (A `Local` service of no address schedules a pool for the L7
         // engine's rules: it takes no connection itself.)
         let pool_only = |s: &VirtualService| s.forwarding == Forwarding::Local && s.ip == 0;
-        let vips = self.services.iter().enumerate().filter(|(_, s)| !s.retired && !pool_only(s)).map(|(i, s)| ((s.ip, s.port, s.proto), i as u16)).collect();
+        // (IPv6 services are in `v6`, below.)
+        let vips = self.services.iter().enumerate().filter(|(_, s)| !s.retired && !pool_only(s) && s.ip6 == 0).map(|(i, s)| ((s.ip, s.port, s.proto), i as u16)).collect();
         // Live first, so that the live service of a key stays.
         let mut owners: Vec<(bool, usize)> = self.services.iter().enumerate().filter(|(_, s)| s.ip != 0).map(|(i, s)| (s.retired, i)).collect();
         owners.sort_unstable();
@@ -484,7 +497,7 @@ impl Snapshot {
 
     /// True when some service listens on `ip` (any port).
     pub fn is_vip(&self, ip: u32) -> bool {
-        self.services.iter().any(|s| s.ip == ip && !s.retired)
+        self.services.iter().any(|s| s.ip == ip && s.ip6 == 0 && !s.retired)
     }
 
     /// A server's address on its link, or a DSR service's VIP on one of
@@ -513,9 +526,20 @@ impl Snapshot {
         self.self_ips.contains(&ip)
     }
 
-    /// The IPv6 side of `index`: the self addresses and the solicited-node
-    /// groups of each link.
+    /// The IPv6 side of `index`: the services' lookup indexes and local
+    /// addresses, the self addresses and the solicited-node groups of each
+    /// link.
     fn index_v6(&mut self) {
+        let live = |s: &VirtualService| s.ip6 != 0 && !s.retired;
+        let vips = self.services.iter().enumerate().filter(|(_, s)| live(s)).map(|(i, s)| ((s.ip6, s.port, s.proto), i as u16)).collect();
+        let mut owners: Vec<(bool, usize)> = self.services.iter().enumerate().filter(|(_, s)| s.ip6 != 0).map(|(i, s)| (s.retired, i)).collect();
+        owners.sort_unstable();
+        let owners = owners.into_iter().filter_map(|(_, i)| self.services.get(i).map(|s| ((s.ip6, s.port, s.proto), i as u16))).collect();
+        self.v6 = FamilyIndex { vips: SortedIndex::new(vips), owners: SortedIndex::new(owners), masked_servers: SortedIndex::default() };
+        let mut locals: Vec<u128> = self.services.iter().flat_map(|s| s.local_addrs6.iter().copied()).collect();
+        locals.sort_unstable();
+        locals.dedup();
+        self.local_addrs6 = locals;
         let mut selfs = Vec::new();
         let mut groups = Vec::new();
         for (li, pv) in self.ports.iter().enumerate() {
@@ -531,6 +555,29 @@ impl Snapshot {
         groups.dedup();
         self.self_ips6 = selfs;
         self.nd_groups = groups;
+    }
+
+    /// The IPv6 virtual server listening on ip:port/proto.
+    #[inline]
+    pub fn find_service6(&self, ip: u128, port: u16, proto: u8) -> Option<u16> {
+        self.v6.vips.get((ip, port, proto))
+    }
+
+    /// `owner_service` for IPv6.
+    #[inline]
+    pub fn owner_service6(&self, ip: u128, port: u16, proto: u8) -> Option<u16> {
+        self.v6.owners.get((ip, port, proto))
+    }
+
+    /// True when some live service listens on IPv6 `ip` (any port).
+    pub fn is_vip6(&self, ip: u128) -> bool {
+        ip != 0 && self.services.iter().any(|s| s.ip6 == ip && !s.retired)
+    }
+
+    /// An IPv6 full-NAT local address.
+    #[inline]
+    pub fn is_local6(&self, ip: u128) -> bool {
+        self.local_addrs6.binary_search(&ip).is_ok()
     }
 
     /// An IPv6 address of the box on any link (self or link-local).

@@ -288,6 +288,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
                 priority: *priority,
                 epoch: 0,
                 sticky_only: false,
+                ip6: [0; 16],
             };
             server_pools[slot] = *member_pool;
             slots.push(slot as u16);
@@ -353,6 +354,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         services[vs_slot] = VirtualService {
             name: name.clone(),
             ip: u32::from(*vip.ip()),
+            ip6: 0,
             port: vip.port(),
             proto: match vs.protocol.transport() {
                 Protocol::Udp => 17,
@@ -370,6 +372,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             pair: None,
             schedule,
             local_addrs: local_addrs.into_boxed_slice(),
+            local_addrs6: Box::new([]),
             persistence: persistence(vs, &mut layout.groups),
             syn_proxy: {
                 let proxiable = vs.protocol.transport() == Protocol::Tcp && matches!(forwarding, snapshot::Forwarding::Nat | snapshot::Forwarding::FullNat | snapshot::Forwarding::Local);

@@ -11,6 +11,7 @@ use crate::state::rcu::rcu;
 use crate::state::snapshot::{PortView6, Snapshot};
 use crate::testkit::ipv6_frame;
 use crate::wire::ipv6::next_header as nh;
+use crate::wire::tcp::flags as tcpf;
 use std::sync::Arc;
 
 const SELF6: u128 = 0x2001_0db8_0001_0000_0000_0000_0000_0002;
@@ -206,4 +207,149 @@ fn an_ns_flood_is_policed_in_its_own_class() {
     assert_eq!(c.punts(PuntClass::Icmp), (1, 0));
     assert_eq!(io.punted, 34);
     assert_eq!(c.drops(DropReason::PuntLimited), 68);
+}
+
+const VIP6: u128 = 0x2001_0db8_0001_0000_0000_0000_0000_0100;
+const SELF6_IN: u128 = 0x2001_0db8_0002_0000_0000_0000_0000_0001;
+const SRV6: [u128; 2] = [0x2001_0db8_0002_0000_0000_0000_0000_0011, 0x2001_0db8_0002_0000_0000_0000_0000_0012];
+
+/// `snapshot6` with two IPv6 services over two IPv6 servers (next-hop
+/// slots 0 and 1, on the inside link): NAT on VIP6:80, full-NAT from
+/// SELF6_IN on VIP6:81, round robin.
+fn snapshot_services6() -> Snapshot {
+    use crate::lb::{RealServer, Schedule};
+    use crate::state::snapshot::{Forwarding, VirtualService};
+    let mut s = snapshot6();
+    if let Some(Some(p)) = s.ports.get_mut(IN as usize) {
+        p.v6 = PortView6::new(SELF6_IN, 64, IN_MAC);
+    }
+    for (port, fwd) in [(80u16, Forwarding::Nat), (81, Forwarding::FullNat)] {
+        let first = s.servers.len() as u16;
+        let vi = s.services.len() as u16;
+        for (i, a) in SRV6.iter().enumerate() {
+            s.servers.push(RealServer { ip6: a.to_be_bytes(), port: 8080, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi, ..RealServer::default() });
+        }
+        let mut vs = VirtualService::test(fwd);
+        vs.ip6 = VIP6;
+        vs.port = port;
+        vs.members = vec![first, first + 1].into_boxed_slice();
+        vs.schedule = Schedule::round_robin(2);
+        if fwd == Forwarding::FullNat {
+            vs.local_addrs6 = vec![SELF6_IN].into_boxed_slice();
+        }
+        s.services.push(vs);
+    }
+    s.index();
+    s
+}
+
+fn tcp6(src: u128, dst: u128, sport: u16, dport: u16, flags: u8, from: EthernetAddress, to: EthernetAddress) -> Vec<u8> {
+    ipv6_frame(from, to, src, dst, nh::TCP, 64, &crate::testkit::tcp_header(sport, dport, flags, 65535))
+}
+
+fn a6(f: &[u8], at: usize) -> u128 {
+    u128::from_be_bytes(f[at..at + 16].try_into().unwrap())
+}
+
+fn port6(f: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([f[at], f[at + 1]])
+}
+
+/// The TCP/UDP checksum of an IPv6 frame (no extension headers) is right.
+fn l4_ok6(f: &[u8]) -> bool {
+    let ps = crate::wire::ipv6::pseudo_header(a6(f, 22).into(), a6(f, 38).into(), f[20], (f.len() - 54) as u32);
+    crate::wire::checksum::fold(crate::wire::checksum::sum(&f[54..], ps)) == 0xffff
+}
+
+use crate::wire::ethernet::EthernetAddress;
+use super::super::tests::SERVER_MAC;
+
+#[test]
+fn ipv6_nat_rewrites_both_ways_with_right_checksums() {
+    let mut w = worker_on(snapshot_services6(), 64, 0, 1, true);
+    let mut seen = Vec::new();
+    for sport in [40000u16, 40001, 40002, 40003] {
+        let mut f = tcp6(CLIENT6, VIP6, sport, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+        assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+        let server = a6(&f, 38);
+        let i = SRV6.iter().position(|s| *s == server).expect("to a server");
+        seen.push(i);
+        assert_eq!(&f[0..6], &SERVER_MAC[i].0, "to the server's MAC");
+        assert_eq!(&f[6..12], &IN_MAC.0);
+        assert_eq!(a6(&f, 22), CLIENT6, "NAT keeps the client's address");
+        assert_eq!((port6(&f, 54), port6(&f, 56)), (sport, 8080));
+        assert_eq!(f[21], 63, "hop limit down by one");
+        assert!(l4_ok6(&f), "TCP checksum over the IPv6 pseudo header");
+        // The server's answer, back to the client from the VIP.
+        let mut r = tcp6(server, CLIENT6, 8080, sport, tcpf::SYN | tcpf::ACK, SERVER_MAC[i], IN_MAC);
+        assert_eq!(w.process(&mut r, IN, false), Verdict::Forward(OUT));
+        assert_eq!((a6(&r, 22), port6(&r, 54)), (VIP6, 80));
+        assert_eq!((a6(&r, 38), port6(&r, 56)), (CLIENT6, sport));
+        assert_eq!(&r[0..6], &CLIENT_MAC.0, "back to the client's MAC");
+        assert!(l4_ok6(&r));
+        // The answer on the wrong link is not the server's.
+        let mut wrong = tcp6(server, CLIENT6, 8080, sport, tcpf::ACK, SERVER_MAC[i], IN_MAC);
+        assert_eq!(w.process(&mut wrong, OUT, false), Verdict::Drop(DropReason::ReplyWrongLink));
+    }
+    assert_eq!(seen, [0, 1, 0, 1], "round robin");
+    assert_eq!(w.table6().map(|t| t.len()), Some(4));
+    assert_eq!(w.table().len(), 0, "nothing in the IPv4 table");
+    assert_eq!(w.counters().flows.get(), 4);
+}
+
+#[test]
+fn ipv6_full_nat_goes_out_from_a_local_address_and_back() {
+    let mut w = worker_on(snapshot_services6(), 64, 0, 1, true);
+    let mut f = tcp6(CLIENT6, VIP6, 40000, 81, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(a6(&f, 22), SELF6_IN, "from the local address");
+    let (lport, server) = (port6(&f, 54), a6(&f, 38));
+    assert!((crate::forward::LOCAL_PORT_MIN..=crate::forward::LOCAL_PORT_MAX).contains(&lport));
+    assert!(l4_ok6(&f));
+    let i = SRV6.iter().position(|s| *s == server).unwrap();
+    let mut r = tcp6(server, SELF6_IN, 8080, lport, tcpf::SYN | tcpf::ACK, SERVER_MAC[i], IN_MAC);
+    assert_eq!(w.process(&mut r, IN, false), Verdict::Forward(OUT));
+    assert_eq!((a6(&r, 22), port6(&r, 54), a6(&r, 38), port6(&r, 56)), (VIP6, 81, CLIENT6, 40000));
+    assert!(l4_ok6(&r));
+    // A SYN to a local address's port that no connection holds reaches
+    // no server.
+    let mut stray = tcp6(server, SELF6_IN, 8080, lport.wrapping_add(1), tcpf::SYN | tcpf::ACK, SERVER_MAC[i], IN_MAC);
+    assert_eq!(w.process(&mut stray, IN, false), Verdict::Punt, "the box's own address: the control plane's");
+}
+
+/// What the flow path refuses over IPv6 as over IPv4: a bad checksum
+/// takes no entry, the hop limit runs out, a VIP's own source.
+#[test]
+fn ipv6_first_packets_are_checked_before_an_entry() {
+    let mut w = worker_on(snapshot_services6(), 64, 0, 1, true);
+    let mut bad = tcp6(CLIENT6, VIP6, 40000, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    let last = bad.len() - 1;
+    bad[last - 2] ^= 0x40;
+    assert_eq!(w.process(&mut bad, OUT, false), Verdict::Drop(DropReason::L4BadChecksum));
+    let mut hop1 = ipv6_frame(CLIENT_MAC, OUT_MAC, CLIENT6, VIP6, nh::TCP, 1, &crate::testkit::tcp_header(40000, 80, tcpf::SYN, 65535));
+    assert_eq!(w.process(&mut hop1, OUT, false), Verdict::Drop(DropReason::TtlExceeded));
+    let mut own = tcp6(VIP6, VIP6, 40000, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w.process(&mut own, OUT, false), Verdict::Drop(DropReason::OwnSource));
+    let mut ack = tcp6(CLIENT6, VIP6, 40000, 80, tcpf::ACK, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w.process(&mut ack, OUT, false), Verdict::Drop(DropReason::TcpNoFlow), "only a SYN opens");
+    let mut other_port = tcp6(CLIENT6, VIP6, 40000, 82, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w.process(&mut other_port, OUT, false), Verdict::Drop(DropReason::NoVirtualServer));
+    assert_eq!(w.table6().map_or(0, |t| t.len()), 0);
+}
+
+/// IPv6 entries expire as IPv4's do: the sweep takes them and the
+/// gauges, and full-NAT's port comes back.
+#[test]
+fn ipv6_entries_expire() {
+    let mut w = worker_on(snapshot_services6(), 64, 0, 1, true);
+    let mut f = tcp6(CLIENT6, VIP6, 40000, 81, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(w.counters().flows.get(), 1);
+    let mut io = Io::default();
+    // Past the SYN timeout (ticks of 100 ms).
+    for t in [10_000u32, 10_001] {
+        w.poll(&mut io, t);
+    }
+    assert_eq!(w.table6().map(|t| t.len()), Some(0));
+    assert_eq!(w.counters().flows.get(), 0);
 }
