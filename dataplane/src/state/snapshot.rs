@@ -31,64 +31,6 @@ pub struct PortView {
     pub v6: PortView6,
 }
 
-/// A link's IPv6 addresses; all zero for a link without IPv6.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PortView6 {
-    /// The self address (global or unique-local), host order.
-    pub self_ip: u128,
-    /// Its prefix length, the link's subnet (0: no IPv6 on the link).
-    pub prefix: u8,
-    /// The link-local address, fe80::/64 with the modified EUI-64 of the
-    /// link's MAC (RFC 4291 §2.5.1, appendix A).
-    pub link_local: u128,
-}
-
-impl PortView6 {
-    /// The link's IPv6 addresses from its self address and MAC.
-    pub fn new(self_ip: u128, prefix: u8, mac: EthernetAddress) -> Self {
-        Self { self_ip, prefix, link_local: link_local(mac) }
-    }
-
-    /// True when the link has IPv6.
-    #[inline]
-    pub fn is_on(&self) -> bool {
-        self.prefix != 0
-    }
-
-    /// True when `ip` is one of the link's own addresses.
-    #[inline]
-    pub fn is_own(&self, ip: u128) -> bool {
-        self.is_on() && (ip == self.self_ip || ip == self.link_local)
-    }
-
-    /// True when `ip` is on the link's subnet (or link-local).
-    #[inline]
-    pub fn on_link(&self, ip: u128) -> bool {
-        let mask = |p: u8| if p == 0 { 0 } else { u128::MAX << (128 - u32::from(p.min(128))) };
-        self.is_on() && (ip & mask(self.prefix) == self.self_ip & mask(self.prefix) || ip & mask(64) == LINK_LOCAL_PREFIX)
-    }
-}
-
-/// fe80::/64 (RFC 4291 §2.5.6).
-pub const LINK_LOCAL_PREFIX: u128 = 0xfe80 << 112;
-
-/// The link-local address of `mac`: fe80::/64 and the modified EUI-64
-/// interface identifier (the MAC with ff:fe in its middle and the
-/// universal/local bit flipped; RFC 4291 appendix A).
-pub fn link_local(mac: EthernetAddress) -> u128 {
-    let m = mac.0;
-    let iid = u64::from_be_bytes([m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]);
-    LINK_LOCAL_PREFIX | u128::from(iid)
-}
-
-impl PortView {
-    /// True when `ip` is on this port's own subnet.
-    #[inline]
-    pub fn on_link(&self, ip: u32) -> bool {
-        self.netmask != 0 && ip & self.netmask == self.self_ip & self.netmask
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VirtualService {
     pub name: String,
@@ -526,80 +468,6 @@ impl Snapshot {
         self.self_ips.contains(&ip)
     }
 
-    /// The IPv6 side of `index`: the services' lookup indexes and local
-    /// addresses, the self addresses and the solicited-node groups of each
-    /// link.
-    fn index_v6(&mut self) {
-        let live = |s: &VirtualService| s.ip6 != 0 && !s.retired;
-        let vips = self.services.iter().enumerate().filter(|(_, s)| live(s)).map(|(i, s)| ((s.ip6, s.port, s.proto), i as u16)).collect();
-        let mut owners: Vec<(bool, usize)> = self.services.iter().enumerate().filter(|(_, s)| s.ip6 != 0).map(|(i, s)| (s.retired, i)).collect();
-        owners.sort_unstable();
-        let owners = owners.into_iter().filter_map(|(_, i)| self.services.get(i).map(|s| ((s.ip6, s.port, s.proto), i as u16))).collect();
-        self.v6 = FamilyIndex { vips: SortedIndex::new(vips), owners: SortedIndex::new(owners), masked_servers: SortedIndex::default() };
-        let mut locals: Vec<u128> = self.services.iter().flat_map(|s| s.local_addrs6.iter().copied()).collect();
-        locals.sort_unstable();
-        locals.dedup();
-        self.local_addrs6 = locals;
-        let mut selfs = Vec::new();
-        let mut groups = Vec::new();
-        for (li, pv) in self.ports.iter().enumerate() {
-            let Some(v6) = pv.as_ref().map(|p| p.v6).filter(PortView6::is_on) else { continue };
-            for a in [v6.self_ip, v6.link_local] {
-                selfs.push(a);
-                groups.push((li as u16, a as u32 & 0x00ff_ffff));
-            }
-        }
-        selfs.sort_unstable();
-        selfs.dedup();
-        groups.sort_unstable();
-        groups.dedup();
-        self.self_ips6 = selfs;
-        self.nd_groups = groups;
-    }
-
-    /// The IPv6 virtual server listening on ip:port/proto.
-    #[inline]
-    pub fn find_service6(&self, ip: u128, port: u16, proto: u8) -> Option<u16> {
-        self.v6.vips.get((ip, port, proto))
-    }
-
-    /// `owner_service` for IPv6.
-    #[inline]
-    pub fn owner_service6(&self, ip: u128, port: u16, proto: u8) -> Option<u16> {
-        self.v6.owners.get((ip, port, proto))
-    }
-
-    /// True when some live service listens on IPv6 `ip` (any port).
-    pub fn is_vip6(&self, ip: u128) -> bool {
-        ip != 0 && self.services.iter().any(|s| s.ip6 == ip && !s.retired)
-    }
-
-    /// An IPv6 full-NAT local address.
-    #[inline]
-    pub fn is_local6(&self, ip: u128) -> bool {
-        self.local_addrs6.binary_search(&ip).is_ok()
-    }
-
-    /// An IPv6 address of the box on any link (self or link-local).
-    #[inline]
-    pub fn is_self6(&self, ip: u128) -> bool {
-        self.self_ips6.binary_search(&ip).is_ok()
-    }
-
-    /// Whether Neighbor Discovery to `dst` that arrived on `link` may be
-    /// for the box: to one of the link's own addresses, to all-nodes
-    /// (ff02::1: unsolicited adverts), or to the solicited-node group of
-    /// an address the box answers for there.
-    #[inline]
-    pub fn nd_for_us(&self, link: u16, dst: u128) -> bool {
-        const ALL_NODES: u128 = 0xff02 << 112 | 1;
-        const SOLICITED: u128 = 0xff02 << 112 | 1 << 32 | 0xff << 24;
-        if dst == ALL_NODES || self.port(link).is_some_and(|p| p.v6.is_own(dst)) {
-            return true;
-        }
-        dst & !0x00ff_ffff == SOLICITED && self.nd_groups.binary_search(&(link, dst as u32 & 0x00ff_ffff)).is_ok()
-    }
-
     /// The host link's index, when the box has one.
     #[inline]
     pub fn host_link(&self) -> Option<u16> {
@@ -622,6 +490,9 @@ impl Snapshot {
         self.ports.get(id as usize).and_then(Option::as_ref)
     }
 }
+
+mod v6;
+pub use v6::{link_local, PortView6, LINK_LOCAL_PREFIX};
 
 #[cfg(test)]
 mod tests {

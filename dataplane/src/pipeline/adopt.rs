@@ -1,0 +1,79 @@
+//! A shard's making and its following of a new snapshot: the IPv4 shard
+//! and, when a snapshot first has an IPv6 service, the IPv6 one.
+
+use super::{nat, police, synproxy, LocalPorts, Neighbors, Owners, PersistTable, Scheduler, Shard, WorkerConfig, WorkerCounters};
+use crate::conntrack::FlowTable;
+use crate::state::snapshot::Snapshot;
+use std::sync::Arc;
+
+impl<A: super::family::Net> Shard<A> {
+    /// A shard of `config.flows` entries (and nothing else made yet), its
+    /// counters and next hops the worker's.
+    pub(super) fn blank(config: WorkerConfig, counters: Arc<WorkerCounters>, neighbors: Arc<Neighbors>) -> Self {
+        let table = FlowTable::keyed(config.flows, config.timeouts, config.hash_key);
+        let owners = Owners::new(config.workers, config.owner_key);
+        let local_ports = LocalPorts::new(config.id, &owners);
+        let answers = police::TokenBucket::new(config.icmp_rate, config.icmp_burst);
+        let punt = police::PuntPolicer::new(&config.punt_rates);
+        Shard {
+            config,
+            counters,
+            table,
+            sched: Scheduler::default(),
+            local_ports,
+            owners,
+            neighbors,
+            loads: None,
+            persist: PersistTable::default(),
+            now: 0,
+            dump: None,
+            sync: None,
+            answers,
+            punt,
+            rebuilt: synproxy::Rebuild { l3: 14, link: 0, dst_mac: crate::wire::EthernetAddress([0; 6]), src_mac: crate::wire::EthernetAddress([0; 6]), out: nat::synproxy::TcpOut { src: 0, dst: 0, sport: 0, dport: 0, seq: 0, ack: 0, flags: 0, win: 0, ttl: 0, opts: crate::wire::tcp::TcpOptions::default(), syn: false } },
+            park: synproxy::Park::new(),
+            proxy_until: 0,
+            cookie_sec: 0,
+            cookies_this_sec: 0,
+            cookies_valid_until: 0,
+            in_port: 0,
+            pending: None,
+            v6: None,
+        }
+    }
+}
+
+impl Shard<u128> {
+    /// The IPv6 shard's share of `adopt_snapshot`.
+    fn adopt_snapshot6(&mut self, snap: &Snapshot) {
+        self.sched.resize(snap.services.len());
+        self.local_ports.ensure(&snap.local_addrs6);
+    }
+}
+
+impl Shard {
+    /// Slow path: size per-snapshot state after a new snapshot; the IPv6
+    /// shard made when the first IPv6 service comes (its table of
+    /// `WorkerConfig::flows_v6` entries).
+    pub(super) fn adopt_snapshot(&mut self, snap: &Snapshot) {
+        if self.v6.is_none() && snap.services.iter().any(|v| v.ip6 != 0) {
+            let config = WorkerConfig { flows: self.config.flows_v6(), ..self.config.clone() };
+            let mut v6 = Shard::<u128>::blank(config, Arc::clone(&self.counters), Arc::clone(&self.neighbors));
+            v6.loads = self.loads.clone();
+            self.v6 = Some(Box::new(v6));
+        }
+        if let Some(v6) = self.v6.as_mut() {
+            v6.adopt_snapshot6(snap);
+        }
+        self.sched.resize(snap.services.len());
+        // Source NAT addresses with their own port ranges first: `ensure`
+        // keeps an address's pool.
+        for r in &snap.snat {
+            self.local_ports.ensure_range(r.addr, r.port_min, r.port_max);
+        }
+        self.local_ports.ensure(&snap.local_addrs);
+        if self.persist.capacity() == 0 && snap.services.iter().any(|v| v.persistence.is_some()) {
+            self.persist = PersistTable::keyed(snap.persist_records.max(1), self.config.hash_key);
+        }
+    }
+}
