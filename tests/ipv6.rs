@@ -150,3 +150,83 @@ fn a_neighbor_solicitation_flood_fills_a_bounded_cache_and_nothing_else() {
     assert!(ok && ndp.contains("2001:db8:1::10 "), "the client learned anew: {ndp}");
     stop_furiwake_cleanly(lab.fw());
 }
+
+const VIP6: &str = "2001:db8:1::100";
+const BIG_MB: u32 = 50;
+
+/// nginx in server namespace N listening on IPv6 too (`listen [::]:80`),
+/// `/big` a `BIG_MB` MiB file of its own.
+fn start_nginx6(lab: &mut Lab, n: u32) {
+    let dir = lab.backend_dir(n);
+    let conf = write_nginx_conf(&format!("srv{n}"), &dir, BIG_MB);
+    let text = std::fs::read_to_string(&conf).expect("nginx.conf");
+    std::fs::write(&conf, text.replacen("    listen 80;\n", "    listen 80;\n    listen [::]:80;\n", 1)).expect("nginx.conf");
+    let p = run_nginx(&lab.srv_ns(n), &format!("srv{n}"), &server_ip(n), &dir, &conf, "nginx.out");
+    lab.procs.insert(format!("nginx-srv{n}"), p);
+}
+
+/// `n` requests for `/id` at `url` (a new connection each) from the
+/// client, over IPv6: the answers.
+fn curl6_ids(lab: &Lab, url: &str, n: usize) -> Vec<String> {
+    let cmd = format!("for i in $(seq {n}); do curl -6 -s -S -m 5 {url}/id || echo \"FAIL request $i exit $?\"; done");
+    let (ok, out) = lab.topo.try_exec("client", &cmd);
+    let answers: Vec<String> = out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    assert!(ok && answers.len() == n && !answers.iter().any(|a| a.starts_with("FAIL")), "{n} requests to {url}/id: {out}\nfuriwake:\n{}", lab.fw_output());
+    answers
+}
+
+/// The sources of the requests backend N logged (the first field of
+/// nginx's combined format).
+fn logged_sources(lab: &Lab, n: u32) -> Vec<String> {
+    lab.nginx_access_log(n).iter().filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect()
+}
+
+/// An IPv6 VIP over three IPv6 nginx servers, with `nat` (port 80) and
+/// `full-nat` (port 81): the box resolves its servers by Neighbor
+/// Discovery, the client reaches the VIP by it (`curl -6`), round robin
+/// spreads 30 requests 10/10/10 in each mode, a 50 MiB download through
+/// each is byte-identical, and the servers see the client's address with
+/// `nat` and the box's inside IPv6 address with `full-nat`.
+#[test]
+fn ipv6_nat_and_full_nat_through_an_ipv6_vip() {
+    let Some(mut lab) = Lab::open('8', "ipv6-nat", &["nginx"]) else { return };
+    lab.topo.ipv6(LAB_BACKENDS);
+    for n in 1..=LAB_BACKENDS {
+        start_nginx6(&mut lab, n);
+    }
+    let hashes: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
+    let socket = lab.dir.path("console.sock");
+    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("{{ address = \"[2001:db8:2::{}]:80\" }}", 10 + n)).collect();
+    let cfg = format!(
+        "{}\n[[pool]]\nname = \"web6\"\nservers = [ {} ]\n\n[[virtual_server]]\nname = \"www6\"\naddress = \"[{VIP6}]:80\"\npool = \"web6\"\n\n[[virtual_server]]\nname = \"www6-full\"\naddress = \"[{VIP6}]:81\"\nforwarding = \"full-nat\"\npool = \"web6\"\n",
+        config(&lab, &socket),
+        servers.join(", ")
+    );
+    lab.start_config(&cfg);
+    for (port, mode, seen) in [(80u16, "nat", "2001:db8:1::10"), (81, "full-nat", SELF6_IN)] {
+        let url = format!("http://[{VIP6}]:{port}");
+        let answers = curl6_ids(&lab, &url, 30);
+        let t = tally(&answers);
+        assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "{mode}: round robin over the three: {t:?}");
+        // A 50 MiB download, byte for byte one server's file.
+        let file = lab.dir.path("big.download");
+        let (ok, out) = lab.topo.try_exec("client", &format!("curl -6 -s -S -m 120 -o {} -w '%{{http_code}} %{{size_download}}' {url}/big", file.display()));
+        assert!(ok && out.trim() == format!("200 {}", u64::from(BIG_MB) << 20), "{mode}: download: {out}\nfuriwake:\n{}", lab.fw_output());
+        let got = sha256_file(&file);
+        assert!(hashes.contains(&got), "{mode}: the download is one server's file: {got} not in {hashes:?}");
+        let _ = std::fs::remove_file(&file);
+        // Who the servers saw.
+        let sources: Vec<String> = (1..=LAB_BACKENDS).flat_map(|n| logged_sources(&lab, n)).collect();
+        assert!(sources.len() >= 31, "{mode}: {sources:?}");
+        assert!(sources.iter().all(|s| s == seen), "{mode}: every request from {seen}: {sources:?}");
+        for n in 1..=LAB_BACKENDS {
+            std::fs::write(lab.backend_dir(n).join("logs/access.log"), "").expect("empty the access log");
+        }
+    }
+    let block = lab.report();
+    assert_eq!(must(&block, "virtual-server www6:", "conns-new"), 31, "{block}");
+    assert_eq!(must(&block, "virtual-server www6-full:", "conns-new"), 31, "{block}");
+    let (ok, servers_out) = console_at(&socket, "show servers");
+    assert!(ok && servers_out.contains("[2001:db8:2::11]:80"), "the servers by their IPv6 addresses: {servers_out}");
+    stop_furiwake_cleanly(lab.fw());
+}

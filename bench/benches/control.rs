@@ -81,7 +81,7 @@ fn bench_probes(c: &mut Criterion) {
         .servers
         .iter()
         .enumerate()
-        .map(|(i, s)| Target { server: i, pool: "big".into(), addr: *s.address.get_ref(), link: 0, nexthop: 0, checks: vec![check.clone()], via: None })
+        .map(|(i, s)| Target { server: i, pool: "big".into(), addr: s.addr4(), link: 0, nexthop: 0, checks: vec![check.clone()], via: None })
         .collect();
     let neighbors = Neighbors::new(1);
     neighbors.set(0, EthernetAddress(THEM));

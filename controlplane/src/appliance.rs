@@ -56,6 +56,7 @@ impl Appliance {
         let runtime = Runtime::start(&cfg)?;
         let (lb, initial) = Lb::new(cfg, &runtime)?;
         let mut arp = Arp::new(initial.owned, &initial.nexthops).with_nd(&runtime);
+        arp.nd.set_extra(initial.owned6);
         let health = Health::new(&runtime, &lb.config().routes4().copied().collect::<Vec<_>>(), initial.targets, arp.slots().clone(), Instant::now());
         // Every VRRP address starts as the peer's: a box owns none until
         // its instance becomes master.

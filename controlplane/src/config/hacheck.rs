@@ -120,7 +120,7 @@ impl Config {
         // A full-NAT virtual server on a floating VIP needs floating local
         // addresses: its synced connections' replies come back to them.
         for vs in &self.virtual_servers {
-            if *vs.forwarding.get_ref() != Forwarding::FullNat || !owner.contains_key(vs.address.get_ref().ip()) {
+            if *vs.forwarding.get_ref() != Forwarding::FullNat || !owner.contains_key(&vs.ip4()) {
                 continue;
             }
             if vs.local_addresses.is_empty() {

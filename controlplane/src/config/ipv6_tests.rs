@@ -94,3 +94,37 @@ fn bad_ipv6_addresses_and_routes_are_refused_at_their_line() {
     let e = err(&shared);
     assert!(e.message.contains("another interface's too"), "{e}");
 }
+
+/// An IPv6 virtual server over IPv6 servers, `nat` or `full-nat`; the
+/// rest of what IPv4 has is refused for it, each at its line, and the
+/// families are never mixed.
+#[test]
+fn ipv6_virtual_servers_and_their_refusals() {
+    let pools = "\n[[pool]]\nname = \"web6\"\nservers = [ { address = \"[2001:db8:2::11]:80\" }, { address = \"[2001:db8:2::12]:80\" } ]\n\n[[pool]]\nname = \"web4\"\nservers = [ { address = \"198.51.100.11:80\" } ]\n";
+    let base = BASE.replace("address = \"198.51.100.1/24\"", "addresses = [\"198.51.100.1/24\", \"2001:db8:2::1/64\"]");
+    let vs = |extra: &str| format!("{base}{pools}\n[[virtual_server]]\nname = \"www6\"\naddress = \"[2001:db8:1::100]:80\"\npool = \"web6\"\n{extra}");
+    let c = Config::parse("t.toml", &vs("forwarding = \"full-nat\"\n")).unwrap();
+    assert!(c.virtual_servers[0].is_v6());
+    assert_eq!(c.pools[0].servers[0].address.get_ref().to_string(), "[2001:db8:2::11]:80");
+    let again = Config::parse("again.toml", &render_with_secrets(&c)).unwrap();
+    assert_eq!(again.virtual_servers[0].address.get_ref(), c.virtual_servers[0].address.get_ref());
+    Config::parse("t.toml", &vs("protocol = \"udp\"\n")).unwrap();
+    let refused = [
+        (vs("forwarding = \"dsr-l2\"\n"), "forwarding is"),
+        (vs("protocol = \"http\"\n"), "L7 engine over IPv6"),
+        (vs("persistence = { kind = \"source-ip\", timeout_s = 60 }\n"), "persistence over IPv6"),
+        (vs("syn_proxy = \"on\"\n"), "SYN proxy over IPv6"),
+        (vs("forwarding = \"full-nat\"\nproxy_protocol = \"v2\"\n"), "proxy_protocol over IPv6"),
+        (vs("forwarding = \"full-nat\"\nlocal_addresses = [\"198.51.100.1\"]\n"), "local_addresses"),
+        (vs("").replace("pool = \"web6\"\n", "pool = \"web4\"\n"), "other address family"),
+        (vs("").replace("[2001:db8:1::100]:80", "[2001:db8:2::1]:80"), "self address"),
+        (vs("").replace("[2001:db8:1::100]:80", "[fe80::100]:80"), "link-local"),
+        (format!("{base}{pools}\n[[virtual_server]]\nname = \"www4\"\naddress = \"192.0.2.100:80\"\npool = \"web6\"\n"), "other address family"),
+        (vs("").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"tcp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "IPv6 health checks"),
+    ];
+    for (text, why) in refused {
+        let e = err(&text);
+        assert!(e.message.contains(why), "{why}: {e}");
+        assert!(e.line > 1, "{why}: placed: {e}");
+    }
+}

@@ -57,7 +57,7 @@ impl Config {
             if !self.interfaces.iter().any(|i| i.address.contains(*a)) {
                 return Err(src.error(Some(vs.name.span()), format!("virtual_server {name:?}: local address {a} is on no interface's subnet: the box answers ARP for it there")));
             }
-            let vip = self.virtual_servers.iter().any(|o| *o.address.get_ref().ip() == *a);
+            let vip = self.virtual_servers.iter().any(|o| o.address.get_ref().ip() == std::net::IpAddr::V4(*a));
             let forwarded = self.virtual_servers.iter().any(|o| !o.engine_served() && o.local_addresses.contains(a));
             let snat = self.snat.iter().any(|r| r.address.get_ref() == a);
             if vip || forwarded || snat {

@@ -227,9 +227,9 @@ impl super::Config {
         // Every interface of the device (VLANs share its RSS).
         let on_dev: Vec<&Interface> = self.interfaces.iter().filter(|i| i.dev_name() == iface.dev_name()).collect();
         let here = |a: Ipv4Addr| on_dev.iter().any(|i| i.address.contains(a));
-        let servers = self.pools.iter().flat_map(|p| p.servers.iter()).any(|s| self.reached_by(*s.address.get_ref().ip()).is_some_and(|d| d == iface.dev_name()));
+        let servers = self.pools.iter().flat_map(|p| p.servers.iter()).any(|s| self.reached_by(s.ip4()).is_some_and(|d| d == iface.dev_name()));
         let default = self.routes4().any(|r| r.prefix.prefix_len == 0 && here(r.via));
-        let vips = self.virtual_servers.iter().any(|v| here(*v.address.get_ref().ip()));
+        let vips = self.virtual_servers.iter().any(|v| here(v.ip4()));
         let others = self.interfaces.iter().any(|i| i.dev_name() != iface.dev_name());
         match (servers, default || vips || !others) {
             (true, false) => RssSide::Server,

@@ -13,12 +13,14 @@
 //! - `keyfile`: `[sync] key_file`, read only from a file nobody else can.
 //! - `diff`: what a running appliance cannot change without a restart.
 
+mod addrs;
 pub mod bounds;
 mod cidr;
 mod defence;
 mod diff;
 mod ha;
 mod hacheck;
+mod ipv6check;
 mod keyfile;
 mod l7;
 mod l7check;
@@ -37,6 +39,7 @@ mod tests;
 #[cfg(test)]
 mod ipv6_tests;
 
+pub use addrs::ip4;
 pub use diff::restart_needed;
 pub use bounds::{MAX_PERSISTENCE_TIMEOUT_S, MAX_WEIGHT};
 pub use model::{

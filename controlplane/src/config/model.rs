@@ -8,7 +8,7 @@
 
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use toml::Spanned;
 
 pub use super::cidr::{IpCidr, Ipv4Cidr, Ipv6Cidr};
@@ -23,11 +23,11 @@ fn ipv4_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Ipv4Addr>, D::Error>
         .collect()
 }
 
-fn spanned_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<SocketAddrV4>, D::Error> {
+fn spanned_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<SocketAddr>, D::Error> {
     let s = Spanned::<String>::deserialize(d)?;
     let span = s.span();
     let v = s.get_ref().parse().map_err(|_| {
-        de::Error::custom(format!("invalid address {:?}: expected IPv4:PORT such as 192.0.2.100:80", s.get_ref()))
+        de::Error::custom(format!("invalid address {:?}: expected IPv4:PORT such as 192.0.2.100:80 or [IPv6]:PORT such as [2001:db8::100]:80", s.get_ref()))
     })?;
     Ok(Spanned::new(span, v))
 }
@@ -388,7 +388,7 @@ pub enum HashOn {
 #[serde(deny_unknown_fields)]
 pub struct Server {
     #[serde(deserialize_with = "spanned_socket_addr")]
-    pub address: Spanned<SocketAddrV4>,
+    pub address: Spanned<SocketAddr>,
     /// 0 to `MAX_WEIGHT`; 0: never chosen.
     #[serde(default = "defaults::weight")]
     pub weight: Spanned<u32>,
@@ -474,7 +474,7 @@ pub enum Forwarding {
 pub struct VirtualServer {
     pub name: Spanned<String>,
     #[serde(deserialize_with = "spanned_socket_addr")]
-    pub address: Spanned<SocketAddrV4>,
+    pub address: Spanned<SocketAddr>,
     #[serde(default = "VirtualServer::default_protocol")]
     pub protocol: Protocol,
     #[serde(default = "VirtualServer::default_forwarding")]

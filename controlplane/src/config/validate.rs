@@ -167,6 +167,8 @@ impl Config {
                 }
             }
         }
+        // IPv6 virtual servers first: the rules below are IPv4's.
+        self.validate_ipv6_services(src)?;
         let mut vips = HashSet::new();
         if let Some(vs) = self.virtual_servers.get(furiwake_dataplane::limits::MAX_SERVICES) {
             return Err(src.error(Some(vs.name.span()), format!("at most {} virtual servers", furiwake_dataplane::limits::MAX_SERVICES)));
@@ -307,7 +309,7 @@ impl Config {
                 });
             }
             let taken = self.interfaces.iter().any(|i| i.address.addr == a)
-                || self.virtual_servers.iter().any(|v| *v.address.get_ref().ip() == a || v.local_addresses.contains(&a));
+                || self.virtual_servers.iter().any(|v| v.address.get_ref().ip() == std::net::IpAddr::V4(a) || v.local_addresses.contains(&a));
             if taken || !addrs.insert(a) {
                 return Err(src.error(Some(r.address.span()), format!("snat {name:?}: address {a} is already a self IP, VIP, local address or another rule's")));
             }
@@ -355,7 +357,7 @@ impl Config {
         let servers_of = |v: &VirtualServer| -> Vec<std::net::Ipv4Addr> {
             let pool = self.pools.iter().find(|p| p.name.get_ref() == v.pool.get_ref());
             let sorry = pool.and_then(|p| p.sorry_pool.as_ref()).and_then(|n| self.pools.iter().find(|p| p.name.get_ref() == n.get_ref()));
-            pool.into_iter().chain(sorry).flat_map(|p| p.servers.iter()).map(|s| *s.address.get_ref().ip()).collect()
+            pool.into_iter().chain(sorry).flat_map(|p| p.servers.iter()).map(|s| s.ip4()).collect()
         };
         if let (Forwarding::DsrDscp, Some(d)) = (vs.forwarding.get_ref(), &vs.dscp) {
             let mine = servers_of(vs);
@@ -378,7 +380,7 @@ impl Config {
             if a.port() != vport {
                 return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?} ({}): server {a} must listen on the VIP's port {vport}: direct server return rewrites no port", kebab_forwarding(*vs.forwarding.get_ref()))));
             }
-            if l2 && !self.interfaces.iter().any(|i| i.address.contains(*a.ip())) {
+            if l2 && !self.interfaces.iter().any(|i| i.address.contains(s.ip4())) {
                 return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?} (dsr-l2): server {a} is on no interface's subnet: MAT reaches servers by their MAC on a shared segment")));
             }
         }
@@ -512,7 +514,7 @@ impl Config {
         // connection: servers shared between NAT virtual servers need the
         // same ownership key (the client address under one netmask, or
         // address and port).
-        let mut owners: HashMap<(SocketAddrV4, Protocol), (&VirtualServer, Option<Ipv4Addr>)> = HashMap::new();
+        let mut owners: HashMap<(std::net::SocketAddr, Protocol), (&VirtualServer, Option<Ipv4Addr>)> = HashMap::new();
         for vs in self.virtual_servers.iter().filter(|v| *v.forwarding.get_ref() == Forwarding::Nat) {
             let owner = vs.persistence.as_ref().map(|p| p.get_ref()).filter(|p| p.kind == PersistenceKind::SourceIp).map(|p| *p.netmask.get_ref());
             let pool = self.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref());
@@ -563,31 +565,5 @@ pub(crate) fn kebab_forwarding(f: Forwarding) -> &'static str {
         Forwarding::DsrDscp => "dsr-dscp",
         Forwarding::DsrTunnel => "dsr-tunnel",
         Forwarding::Gateway => "gateway",
-    }
-}
-
-impl Config {
-    /// The IPv6 self addresses (one per link, none twice) and routes
-    /// (each next hop on a link's IPv6 subnet; no prefix twice).
-    fn validate_ipv6(&self, src: &Source) -> Result<(), ConfigError> {
-        let mut seen = HashSet::new();
-        for i in &self.interfaces {
-            if let Some(a) = i.address6 {
-                if !seen.insert(a.addr) {
-                    return Err(src.error(Some(i.name.span()), format!("interface {:?}: IPv6 address {} is another interface's too", i.name.get_ref(), a.addr)));
-                }
-            }
-        }
-        let mut prefixes = HashSet::new();
-        for r in &self.routes {
-            let super::AnyRoute::V6(r6) = r.get_ref() else { continue };
-            if !self.interfaces.iter().any(|i| i.address6.is_some_and(|a| a.contains(r6.via))) {
-                return Err(src.error(Some(r.span()), format!("route {}: via {} is on no interface's IPv6 subnet", r6.prefix, r6.via)));
-            }
-            if !prefixes.insert((r6.prefix.network(), r6.prefix.prefix_len)) {
-                return Err(src.error(Some(r.span()), format!("route {}: the prefix is routed twice", r6.prefix)));
-            }
-        }
-        Ok(())
     }
 }

@@ -42,4 +42,13 @@ impl RealServer {
     pub fn ip6(&self) -> u128 {
         u128::from_be_bytes(self.ip6)
     }
+
+    /// Its address and port, of its family (the control plane's views).
+    pub fn socket_addr(&self) -> core::net::SocketAddr {
+        if self.ip6 != [0; 16] {
+            core::net::SocketAddr::V6(core::net::SocketAddrV6::new(core::net::Ipv6Addr::from(self.ip6), self.port, 0, 0))
+        } else {
+            core::net::SocketAddr::V4(core::net::SocketAddrV4::new(core::net::Ipv4Addr::from(self.ip), self.port))
+        }
+    }
 }

@@ -57,7 +57,17 @@ impl Shard {
     /// `WorkerConfig::flows_v6` entries).
     pub(super) fn adopt_snapshot(&mut self, snap: &Snapshot) {
         if self.v6.is_none() && snap.services.iter().any(|v| v.ip6 != 0) {
-            let config = WorkerConfig { flows: self.config.flows_v6(), ..self.config.clone() };
+            // The defence's budgets in proportion to the IPv6 table.
+            let (flows, flows6) = (u64::from(self.config.flows.max(1)), u64::from(self.config.flows_v6()));
+            let scale = |n: u32| if n == u32::MAX { n } else { (u64::from(n) * flows6 / flows).clamp(1, u64::from(u32::MAX - 1)) as u32 };
+            let c = &self.config;
+            let config = WorkerConfig {
+                flows: c.flows_v6(),
+                embryonic_max: scale(c.embryonic_max),
+                unreplied_per_service: scale(c.unreplied_per_service),
+                unreplied_per_source: scale(c.unreplied_per_source),
+                ..c.clone()
+            };
             let mut v6 = Shard::<u128>::blank(config, Arc::clone(&self.counters), Arc::clone(&self.neighbors));
             v6.loads = self.loads.clone();
             self.v6 = Some(Box::new(v6));

@@ -100,7 +100,7 @@ impl Shard {
             EtherType::Arp if from_host => return Verdict::Drop(DropReason::HostUnmatched),
             EtherType::Arp => return Verdict::Punt,
             EtherType::Ipv4 => {}
-            EtherType::Ipv6 => return self.process_v6(snap, frame, l2.l3_offset, port, from_host),
+            EtherType::Ipv6 => return self.process_v6(snap, frame, (l2.l3_offset, port), handed, from_host),
             _ => return Verdict::Drop(DropReason::UnhandledEthertype),
         }
         let l3 = l2.l3_offset;

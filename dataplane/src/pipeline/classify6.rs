@@ -36,7 +36,7 @@ fn ipv6_drop(e: WireError) -> DropReason {
 
 impl Shard {
     /// An IPv6 frame that arrived on `link`, its header at `l3`.
-    pub(super) fn process_v6(&mut self, snap: &Snapshot, frame: &mut [u8], l3: usize, link: u16, from_host: bool) -> Verdict {
+    pub(super) fn process_v6(&mut self, snap: &Snapshot, frame: &mut [u8], (l3, link): (usize, u16), handed: bool, from_host: bool) -> Verdict {
         // The appliance's own stack speaks IPv4 (the exception path).
         if from_host {
             return Verdict::Drop(DropReason::HostUnmatched);
@@ -47,7 +47,7 @@ impl Shard {
             Err(e) => return Verdict::Drop(ipv6_drop(e)),
         };
         let (src, dst) = (u128::from(ip.src_addr()), u128::from(ip.dst_addr()));
-        if is_multicast6(src) || is_mapped(src) || is_mapped(dst) {
+        if is_multicast6(src) || is_mapped(src) || is_mapped(dst) || src == 1 || dst == 1 {
             return Verdict::Drop(DropReason::Ipv6BadAddress);
         }
         let Ok(chain) = ip.walk() else { return Verdict::Drop(DropReason::Ipv6BadChain) };
@@ -63,16 +63,20 @@ impl Shard {
         let (hops, proto) = (ip.hop_limit(), chain.proto);
         let (hl, ip_len) = (super::super::wire::ipv6::HEADER_LEN + chain.offset, super::super::wire::ipv6::HEADER_LEN + usize::from(ip.payload_len()));
         match proto {
-            next_header::ICMPV6 => icmp6_verdict(snap, link, hops, dst, l4),
+            next_header::ICMPV6 => icmp6_verdict(snap, link, (hops, chain.headers), dst, l4),
             // RFC 8200 §8.1: a zero UDP checksum is invalid over IPv6.
             next_header::UDP if l4.get(6..8) == Some(&[0, 0][..]) => Verdict::Drop(DropReason::UdpZeroChecksum),
             next_header::TCP | next_header::UDP => {
-                let Some((sport, dport, tcp_flags, seg)) = transport(proto, l4) else {
-                    return Verdict::Drop(if proto == next_header::TCP { DropReason::TcpTruncated } else { DropReason::UdpTruncated });
+                let (sport, dport, tcp_flags, seg) = match transport(proto, l4) {
+                    Ok(t) => t,
+                    Err(reason) => return Verdict::Drop(reason),
                 };
                 let info = L4Info { l3, hl, proto, src, dst, sport, dport, tcp_flags, ip_len, seg };
                 match self.v6.as_mut() {
-                    Some(v6) => v6.flow(snap, frame, &info, link, hops, ours),
+                    // Neither end may be unspecified or link-local on the
+                    // flow path (RFC 4291 §2.5.2, §2.5.6: never forwarded).
+                    Some(_) if !ours && (src == 0 || dst == 0 || is_link_local(src) || is_link_local(dst)) => Verdict::Drop(DropReason::Ipv6BadAddress),
+                    Some(v6) => v6.flow(snap, frame, &info, (link, hops), handed, ours),
                     // A port of a self address nothing listens on (`other`).
                     None if ours => Verdict::Punt,
                     None => Verdict::Drop(DropReason::NoVirtualServer),
@@ -84,16 +88,28 @@ impl Shard {
     }
 }
 
-/// The ports, TCP flags and sequence numbers of a TCP or UDP header;
-/// None when it is cut short or its lengths are wrong.
+/// fe80::/10 (RFC 4291 §2.5.6).
 #[inline]
-fn transport(proto: u8, l4: &[u8]) -> Option<(u16, u16, u8, Segment)> {
+fn is_link_local(a: u128) -> bool {
+    a >> 118 == 0xfe80 >> 6
+}
+
+/// The ports, TCP flags and sequence numbers of a TCP or UDP header; the
+/// drop (as for IPv4) when it is cut short or its lengths are wrong.
+#[inline]
+fn transport(proto: u8, l4: &[u8]) -> Result<(u16, u16, u8, Segment), DropReason> {
     if proto == next_header::TCP {
-        let t = TcpPacket::new_checked(l4).ok()?;
-        Some((t.src_port(), t.dst_port(), t.flags(), super::classify::segment(&t)))
+        match TcpPacket::new_checked(l4) {
+            Ok(t) => Ok((t.src_port(), t.dst_port(), t.flags(), super::classify::segment(&t))),
+            Err(WireError::Truncated) => Err(DropReason::TcpTruncated),
+            Err(_) => Err(DropReason::TcpBadHeaderLength),
+        }
     } else {
-        let u = UdpPacket::new_checked(l4).ok()?;
-        Some((u.src_port(), u.dst_port(), 0, Segment::default()))
+        match UdpPacket::new_checked(l4) {
+            Ok(u) => Ok((u.src_port(), u.dst_port(), 0, Segment::default())),
+            Err(WireError::Truncated) => Err(DropReason::UdpTruncated),
+            Err(_) => Err(DropReason::UdpBadLength),
+        }
     }
 }
 
@@ -101,8 +117,15 @@ impl Shard<u128> {
     /// An IPv6 TCP/UDP packet on the flow path (the IPv6 shard): its
     /// owner, then its connection (the lookup) or a new one to a virtual
     /// server. `ours`: to a self address.
-    fn flow(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info<u128>, link: u16, hops: u8, ours: bool) -> Verdict {
-        if self.config.workers > 1 {
+    fn flow(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info<u128>, (link, hops): (u16, u8), handed: bool, ours: bool) -> Verdict {
+        // What can match nothing goes before it costs a hand-off: to none
+        // of the box's IPv6 services, local or self addresses, and from
+        // none of its IPv6 servers (a NAT answer).
+        let served = ours || snap.is_local6(p.dst) || snap.owner_service6(p.dst, p.dport, p.proto).is_some() || snap.is_server6(p.src);
+        if !served {
+            return Verdict::Drop(DropReason::NoVirtualServer);
+        }
+        if !handed && self.config.workers > 1 {
             let o = self.owner6(snap, p);
             if o != self.config.id {
                 return Verdict::Handoff(o);
@@ -162,20 +185,25 @@ impl Shard<u128> {
 }
 
 /// What becomes of an ICMPv6 message to `dst` that arrived on `link`
-/// with hop limit `hops`: Neighbor Discovery for the box punted after
-/// RFC 4861 §7.1's checks the worker can make (hop limit 255, code 0, to
-/// an address of the link: the control lcore checks the rest), echo and
+/// with hop limit `hops` behind `headers` extension headers: Neighbor
+/// Discovery for the box punted after RFC 4861 §7.1's checks the worker
+/// can make (hop limit 255, code 0, no extension header, to an address of
+/// the link: the control lcore checks the rest), echo and
 /// errors to a self address punted, router and multicast-listener
 /// messages ignored.
 #[inline]
-fn icmp6_verdict(snap: &Snapshot, link: u16, hops: u8, dst: u128, l4: &[u8]) -> Verdict {
+fn icmp6_verdict(snap: &Snapshot, link: u16, (hops, headers): (u8, u8), dst: u128, l4: &[u8]) -> Verdict {
     use kind as t;
     let Ok(m) = Icmpv6Packet::new_checked(l4) else { return Verdict::Drop(DropReason::IcmpTruncated) };
     match m.msg_type() {
-        t::NEIGHBOR_SOLICIT | t::NEIGHBOR_ADVERT if hops != ND_HOP_LIMIT || m.msg_code() != 0 => Verdict::Drop(DropReason::NdInvalid),
+        // RFC 6980 §5: Neighbor Discovery behind extension headers (a
+        // fragment header among them) is not taken.
+        t::NEIGHBOR_SOLICIT | t::NEIGHBOR_ADVERT if hops != ND_HOP_LIMIT || m.msg_code() != 0 || headers != 0 => Verdict::Drop(DropReason::NdInvalid),
         t::NEIGHBOR_SOLICIT | t::NEIGHBOR_ADVERT if snap.nd_for_us(link, dst) => Verdict::Punt,
         t::NEIGHBOR_SOLICIT | t::NEIGHBOR_ADVERT => Verdict::Drop(DropReason::NdNotOurs),
         t::ECHO_REQUEST | t::ECHO_REPLY if snap.is_self6(dst) => Verdict::Punt,
+        // (A VIP answers pings as the box's own addresses do.)
+        t::ECHO_REQUEST if snap.is_vip6(dst) => Verdict::Punt,
         // Errors about the box's own traffic (RFC 4443 §2.1: types below
         // 128).
         ty if ty < 128 && snap.is_self6(dst) => Verdict::Punt,

@@ -249,6 +249,13 @@ pub struct Snapshot {
     /// solicited-node group (ff02::1:ffXX:XXXX, RFC 4291 §2.7.1) is punted
     /// only when it may be for one of them.
     nd_groups: Vec<(u16, u32)>,
+    /// (link, address) of every IPv6 address the box answers Neighbor
+    /// Discovery for: each link's own, and the VIPs and local addresses on
+    /// its subnet (`index`), sorted.
+    nd_owned: Vec<(u16, u128)>,
+    /// Every IPv6 server's address, sorted (`index`): what a NAT answer
+    /// comes from.
+    servers6: Vec<u128>,
 }
 
 /// The host link: a TAP whose kernel side is the appliance's own network

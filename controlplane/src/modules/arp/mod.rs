@@ -46,7 +46,8 @@ const REQUESTS_PER_TURN: usize = 64;
 /// neighbour slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Nexthop {
-    pub ip: Ipv4Addr,
+    /// IPv4 (resolved by ARP) or IPv6 (by Neighbor Discovery).
+    pub ip: std::net::IpAddr,
     /// Index into the links.
     pub link: usize,
 }
@@ -88,7 +89,7 @@ pub struct Arp {
     nexthops: Vec<NexthopState>,
     /// Each next hop's slot by (address, link), so a reply finds its
     /// slot in O(1).
-    slot_of: HashMap<(Ipv4Addr, usize), usize>,
+    slot_of: HashMap<(std::net::IpAddr, usize), usize>,
     /// Where the running pass over the next hops stands (None: no pass).
     pass: Option<(usize, Instant)>,
     /// The next hops' MACs as the workers read them.
@@ -237,7 +238,11 @@ impl Arp {
                 let link = &rt.links()[hop.link];
                 let (mac, ip) = (link.mac(), link.address().addr);
                 self.nexthops[slot].last_request = Some(now);
-                if self.send_request(rt, hop.link, mac, ip, hop.ip) {
+                let asked = match hop.ip {
+                    std::net::IpAddr::V4(target) => self.send_request(rt, hop.link, mac, ip, target),
+                    std::net::IpAddr::V6(target) => self.nd.solicit(rt, hop.link, target, now),
+                };
+                if asked {
                     self.nexthops[slot].misses = self.nexthops[slot].misses.saturating_add(1);
                 }
                 sent += 1;
@@ -257,8 +262,13 @@ impl Arp {
         let is_arp = ethertype == Some(EtherType::Arp);
         let link_mac = rt.links()[li].mac();
         if ethertype == Some(EtherType::Ipv6) {
-            if let Some(m) = self.nd.on_punted(li, m, rt, Instant::now()) {
+            let now = Instant::now();
+            let (rest, heard) = self.nd.on_punted(li, m, rt, now);
+            if let Some(m) = rest {
                 probes(m.data());
+            }
+            if let Some(a) = heard {
+                self.learned6(li, a, now);
             }
             return;
         }
@@ -287,7 +297,9 @@ impl Arp {
             .and_then(|l2| m.data().get(l2.l3_offset..).and_then(|b| ArpPacket::new_checked(b).ok()))
             .map(|a| a.source_protocol_addr());
         let (floating, standby, owned) = (&self.floating, &self.standby, &self.owned);
-        match neighbor::handle(m.data_mut(), li, |a| answers(floating, standby, owned, li, link_mac, a), &mut self.neighbors, now) {
+        let subnet = rt.links()[li].address();
+        let on_link = |a: Ipv4Addr| subnet.contains(a);
+        match neighbor::handle(m.data_mut(), (li, &on_link), |a| answers(floating, standby, owned, li, link_mac, a), &mut self.neighbors, now) {
             ArpOutcome::Reply => {
                 self.counters.arp_replies += 1;
                 rt.send(li, m);
@@ -332,12 +344,25 @@ impl Arp {
         }
     }
 
+    /// After Neighbor Discovery taught us `ip`'s MAC on link `li`: a next
+    /// hop's slot for the workers.
+    fn learned6(&mut self, li: usize, ip: std::net::Ipv6Addr, now: Instant) {
+        let Some(n) = self.nd.neighbor(li, ip).copied() else { return };
+        if let Some(&slot) = self.slot_of.get(&(std::net::IpAddr::V6(ip), li)) {
+            if let Some(nh) = self.nexthops.get_mut(slot) {
+                nh.confirmed = Some(now);
+                nh.misses = 0;
+                self.slots.set(slot as u16, n.mac);
+            }
+        }
+    }
+
     /// After ARP taught us `ip`'s MAC on link `li`: fill the workers' slots
     /// and host cache.
     fn learned(&mut self, li: usize, ip: Ipv4Addr, now: Instant) {
         let Some(n) = self.neighbors.get(ip).copied() else { return };
         self.slots.set_host(li as u16, u32::from(ip), n.mac);
-        if let Some(&slot) = self.slot_of.get(&(ip, li)) {
+        if let Some(&slot) = self.slot_of.get(&(std::net::IpAddr::V4(ip), li)) {
             if let Some(nh) = self.nexthops.get_mut(slot) {
                 nh.confirmed = Some(now);
                 nh.misses = 0;

@@ -19,9 +19,10 @@ use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
 /// Neighbours the cache holds at most: a flood of solicitations from
-/// made-up sources (each a new entry, RFC 4861 §7.2.3) evicts the
-/// longest unheard, so memory stays bounded and an answer the box asked
-/// for is always learned.
+/// made-up sources on the link (each a new entry, RFC 4861 §7.2.3) evicts
+/// the first learned, in O(1), so memory stays bounded and an answer the
+/// box asked for is always learned (a next hop's MAC is in its slot,
+/// which no eviction touches).
 pub const CACHE_MAX: usize = 4096;
 
 /// A neighbour learned from Neighbor Discovery.
@@ -52,6 +53,12 @@ pub struct Nd {
     /// first, then the link-local one; empty on a link without IPv6.
     owned: Vec<Vec<Ipv6Addr>>,
     cache: HashMap<(usize, Ipv6Addr), Neighbor6>,
+    /// The cache's entries in the order they were made (evicted from the
+    /// front).
+    order: std::collections::VecDeque<(usize, Ipv6Addr)>,
+    /// Each link's IPv6 subnet: only its addresses and link-local ones
+    /// are learned there.
+    subnets: Vec<Option<crate::config::Ipv6Cidr>>,
     /// Targets the box solicited, when: their adverts create entries
     /// (within `ASKED_FOR`).
     asked: HashMap<(usize, Ipv6Addr), Instant>,
@@ -64,6 +71,7 @@ const ASKED_FOR: Duration = Duration::from_secs(3);
 impl Nd {
     /// The links' IPv6 addresses, from the runtime's links.
     pub fn new(rt: &Runtime) -> Self {
+        let subnets = rt.links().iter().map(|l| l.address6()).collect();
         let owned = rt
             .links()
             .iter()
@@ -72,7 +80,35 @@ impl Nd {
                 None => Vec::new(),
             })
             .collect();
-        Nd { owned, ..Nd::default() }
+        Nd { owned, subnets, ..Nd::default() }
+    }
+
+    /// The IPv6 VIPs and local addresses each link answers for beside its
+    /// own (the lb module's, after each change); advertised unsolicited
+    /// when new (RFC 4861 §7.2.6).
+    pub fn answer_for(&mut self, rt: &mut Runtime, extra: Vec<Vec<Ipv6Addr>>) {
+        let own: Vec<Vec<Ipv6Addr>> = Nd::new(rt).owned;
+        let mut added = Vec::new();
+        for (li, mine) in own.into_iter().enumerate() {
+            let more: Vec<Ipv6Addr> = extra.get(li).filter(|_| !mine.is_empty()).cloned().unwrap_or_default();
+            let all: Vec<Ipv6Addr> = mine.into_iter().chain(more).collect();
+            added.extend(all.iter().filter(|a| !self.owns(li, **a)).map(|a| (li, *a)));
+            if let Some(o) = self.owned.get_mut(li) {
+                *o = all;
+            }
+        }
+        for (li, a) in added {
+            self.send_advert(rt, li, a, (ALL_NODES, multicast_mac(ALL_NODES)), false);
+        }
+    }
+
+    /// `answer_for` at start (the start's own advertisements cover them).
+    pub fn set_extra(&mut self, extra: Vec<Vec<Ipv6Addr>>) {
+        for (li, more) in extra.into_iter().enumerate() {
+            if let Some(o) = self.owned.get_mut(li).filter(|o| !o.is_empty()) {
+                o.extend(more.into_iter().filter(|a| !o.contains(a)).collect::<Vec<_>>());
+            }
+        }
     }
 
     /// Whether link `li` answers for `a`.
@@ -132,16 +168,21 @@ impl Nd {
     }
 
     /// An IPv6 frame punted from link `li`: ND and echo for the box taken
-    /// (answered, learned); anything else given back for the probes.
-    pub fn on_punted(&mut self, li: usize, mut m: Mbuf, rt: &mut Runtime, now: Instant) -> Option<Mbuf> {
-        let msg = match frames::read(m.data()) {
-            Ok(msg) => msg,
-            Err(Refused::NotNd) => return Some(m),
+    /// (answered, learned); anything else given back for the probes. Also
+    /// the address an advertisement taught (its neighbour entry is there).
+    pub fn on_punted(&mut self, li: usize, m: Mbuf, rt: &mut Runtime, now: Instant) -> (Option<Mbuf>, Option<Ipv6Addr>) {
+        match frames::read(m.data()) {
+            Ok(msg) => (None, self.take(li, m, msg, rt, now)),
+            Err(Refused::NotNd) => (Some(m), None),
             Err(Refused::Invalid) => {
                 self.counters.invalid += 1;
-                return None;
+                (None, None)
             }
-        };
+        }
+    }
+
+    /// A valid ND or echo message: answered, learned.
+    fn take(&mut self, li: usize, mut m: Mbuf, msg: Message, rt: &mut Runtime, now: Instant) -> Option<Ipv6Addr> {
         match msg {
             Message::Echo { dst } if self.owns(li, dst) && frames::echo_reply(m.data_mut()) => {
                 self.counters.echo_replies += 1;
@@ -151,6 +192,11 @@ impl Nd {
             Message::Solicit { src, target, src_mac } => {
                 if !self.owns(li, target) {
                     self.counters.not_ours += 1;
+                    return None;
+                }
+                // The box's own address as the source: made up.
+                if self.owns(li, src) {
+                    self.counters.invalid += 1;
                     return None;
                 }
                 let frame_src = furiwake_dataplane::wire::EthernetFrame::new_unchecked(m.data()).src_addr();
@@ -165,21 +211,29 @@ impl Nd {
                 }
                 self.send_advert(rt, li, target, (src, src_mac.unwrap_or(frame_src)), true);
             }
-            Message::Advert { target, mac: tmac, .. } => {
+            Message::Advert { target, mac: tmac, over, .. } => {
                 // §7.2.5: an advert updates an entry the box has; it
-                // creates one only when the box asked (`solicit`).
+                // creates one only when the box asked (`solicit`); one
+                // without the override flag does not replace a known MAC.
                 let asked = self.asked.remove(&(li, target)).is_some_and(|t| now.duration_since(t) < ASKED_FOR);
+                let known = self.cache.get(&(li, target)).map(|n| n.mac);
+                if !over && known.is_some_and(|m| m != tmac) {
+                    return None;
+                }
                 self.learn(li, target, tmac, now, asked);
+                return self.cache.contains_key(&(li, target)).then_some(target);
             }
         }
         None
     }
 
     /// Records `a` at `mac` on link `li`: an existing entry is updated; a
-    /// new one only with `create`, the longest unheard evicted when the
-    /// cache is full.
+    /// new one only with `create`, for an address of the link's subnet or a
+    /// link-local one, the first learned evicted when the cache is full.
     fn learn(&mut self, li: usize, a: Ipv6Addr, mac: EthernetAddress, now: Instant, create: bool) {
-        if mac.is_multicast() || a.is_multicast() || a.is_unspecified() {
+        let link_local = a.segments()[0] & 0xffc0 == 0xfe80;
+        let on_link = self.subnets.get(li).copied().flatten().is_none_or(|c| c.contains(a));
+        if mac.is_multicast() || a.is_multicast() || a.is_unspecified() || !(link_local || on_link) {
             return;
         }
         if let Some(n) = self.cache.get_mut(&(li, a)) {
@@ -189,13 +243,14 @@ impl Nd {
         if !create {
             return;
         }
-        if self.cache.len() >= CACHE_MAX {
-            if let Some(oldest) = self.cache.iter().min_by_key(|(_, n)| n.updated).map(|(k, _)| *k) {
-                self.cache.remove(&oldest);
+        while self.cache.len() >= CACHE_MAX {
+            let Some(first) = self.order.pop_front() else { break };
+            if self.cache.remove(&first).is_some() {
                 self.counters.evicted += 1;
             }
         }
         self.cache.insert((li, a), Neighbor6 { mac, updated: now });
+        self.order.push_back((li, a));
     }
 }
 

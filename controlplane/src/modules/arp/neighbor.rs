@@ -16,15 +16,18 @@ pub struct Neighbor {
 }
 
 /// Neighbours the table holds at most: a flood of requests for the box's
-/// addresses from made-up senders (each a new entry, RFC 826) evicts the
-/// longest unheard, so memory stays bounded and a next hop's answer is
-/// always learned (the workers' copy of its MAC is in its slot).
+/// addresses from made-up senders on the link's subnet (each a new entry,
+/// RFC 826) evicts the first learned, in O(1), so memory stays bounded and
+/// a next hop's answer is always learned (the workers' copy of its MAC is
+/// in its slot, which no eviction touches).
 pub const TABLE_MAX: usize = 4096;
 
 /// IPv4 neighbours, learned from ARP.
 #[derive(Debug, Default)]
 pub struct NeighborTable {
     entries: HashMap<Ipv4Addr, Neighbor>,
+    /// The entries in the order they were made (evicted from the front).
+    order: std::collections::VecDeque<Ipv4Addr>,
     /// Entries evicted to make room.
     pub evicted: u64,
 }
@@ -56,13 +59,14 @@ impl NeighborTable {
                 true
             }
             None if create => {
-                if self.entries.len() >= TABLE_MAX {
-                    if let Some(oldest) = self.entries.iter().min_by_key(|(_, n)| n.updated).map(|(a, _)| *a) {
-                        self.entries.remove(&oldest);
+                while self.entries.len() >= TABLE_MAX {
+                    let Some(first) = self.order.pop_front() else { break };
+                    if self.entries.remove(&first).is_some() {
                         self.evicted += 1;
                     }
                 }
                 self.entries.insert(ip, Neighbor { mac, interface, updated: now });
+                self.order.push_back(ip);
                 true
             }
             None => false,
@@ -89,7 +93,7 @@ pub enum ArpOutcome {
 /// target, add the sender; if it is a request, answer it.
 pub fn handle(
     frame: &mut [u8],
-    interface: usize,
+    (interface, on_link): (usize, &dyn Fn(Ipv4Addr) -> bool),
     owns: impl Fn(Ipv4Addr) -> Option<EthernetAddress>,
     neighbors: &mut NeighborTable,
     now: Instant,
@@ -101,7 +105,9 @@ pub fn handle(
     let Ok(arp) = ArpPacket::new_checked(eth.payload()) else { return ArpOutcome::Malformed };
     let req = ArpRepr::parse(&arp);
     let mac = owns(req.target_protocol_addr);
-    neighbors.update(req.source_protocol_addr, req.source_hardware_addr, interface, now, mac.is_some());
+    // A sender is added only from the link's own subnet (one off it is
+    // made up); a known one is updated wherever it is.
+    neighbors.update(req.source_protocol_addr, req.source_hardware_addr, interface, now, mac.is_some() && on_link(req.source_protocol_addr));
     let Some(mac) = mac.filter(|_| req.operation == ArpOperation::Request) else {
         return ArpOutcome::Consumed;
     };
@@ -148,7 +154,7 @@ mod tests {
         let mut n = NeighborTable::default();
         let me = Ipv4Addr::new(192, 0, 2, 2);
         let mut f = request(me);
-        assert_eq!(handle(&mut f, 0, |a| (a == me).then_some(US), &mut n, Instant::now()), ArpOutcome::Reply);
+        assert_eq!(handle(&mut f, (0, &|_| true), |a| (a == me).then_some(US), &mut n, Instant::now()), ArpOutcome::Reply);
         let eth = EthernetFrame::new_checked(&f[..]).unwrap();
         assert_eq!(eth.dst_addr(), PEER);
         assert_eq!(eth.src_addr(), US);
@@ -159,6 +165,11 @@ mod tests {
         assert_eq!(r.target_hardware_addr, PEER);
         assert_eq!(r.target_protocol_addr, Ipv4Addr::new(192, 0, 2, 1));
         assert_eq!(n.get(Ipv4Addr::new(192, 0, 2, 1)).map(|e| e.mac), Some(PEER));
+        // A sender off the link's subnet is answered but not learned.
+        let mut n = NeighborTable::default();
+        let mut f = request(me);
+        assert_eq!(handle(&mut f, (0, &|_| false), |a| (a == me).then_some(US), &mut n, Instant::now()), ArpOutcome::Reply);
+        assert!(n.is_empty());
     }
 
     #[test]
@@ -166,12 +177,12 @@ mod tests {
         let mut n = NeighborTable::default();
         let mut f = request(Ipv4Addr::new(192, 0, 2, 99));
         let before = f.clone();
-        assert_eq!(handle(&mut f, 0, |_| None, &mut n, Instant::now()), ArpOutcome::Consumed);
+        assert_eq!(handle(&mut f, (0, &|_| true), |_| None, &mut n, Instant::now()), ArpOutcome::Consumed);
         assert_eq!(f, before, "frame untouched");
         assert!(n.is_empty(), "strangers are not added (RFC 826 merge flag)");
         let mut short = request(Ipv4Addr::new(192, 0, 2, 2));
         short.truncate(30);
-        assert_eq!(handle(&mut short, 0, |_| Some(US), &mut n, Instant::now()), ArpOutcome::Malformed);
+        assert_eq!(handle(&mut short, (0, &|_| true), |_| Some(US), &mut n, Instant::now()), ArpOutcome::Malformed);
     }
 }
 
@@ -217,7 +228,7 @@ mod request_tests {
     }
 
     /// A flood of requests for our address from made-up senders: the
-    /// table stops at its bound, the longest unheard evicted; the last
+    /// table stops at its bound, the first learned evicted; the last
     /// sender (a next hop answering) is always learned.
     #[test]
     fn a_flood_of_senders_is_bounded_and_the_newest_learned() {

@@ -19,7 +19,7 @@
 //! uses the pool's `on_down = "reset"` with a failing check.
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AdminState {
@@ -50,7 +50,7 @@ impl AdminState {
 pub struct Admin {
     /// Per snapshot server: the config pool it comes from.
     server_pools: Vec<usize>,
-    states: HashMap<(usize, SocketAddrV4), AdminState>,
+    states: HashMap<(usize, SocketAddr), AdminState>,
 }
 
 impl Admin {
@@ -59,7 +59,7 @@ impl Admin {
     }
 
     /// Sets a state; returns the previous one.
-    pub fn set(&mut self, pool: usize, addr: SocketAddrV4, state: AdminState) -> AdminState {
+    pub fn set(&mut self, pool: usize, addr: SocketAddr, state: AdminState) -> AdminState {
         let old = self.get(pool, addr);
         if state == AdminState::Enabled {
             self.states.remove(&(pool, addr));
@@ -69,7 +69,7 @@ impl Admin {
         old
     }
 
-    pub fn get(&self, pool: usize, addr: SocketAddrV4) -> AdminState {
+    pub fn get(&self, pool: usize, addr: SocketAddr) -> AdminState {
         self.states.get(&(pool, addr)).copied().unwrap_or_default()
     }
 
@@ -88,7 +88,7 @@ impl Admin {
     }
 
     /// The state of snapshot server `index`, at `addr`.
-    pub fn of_server(&self, index: usize, addr: SocketAddrV4) -> AdminState {
+    pub fn of_server(&self, index: usize, addr: SocketAddr) -> AdminState {
         self.server_pools.get(index).map_or(AdminState::Enabled, |p| self.get(*p, addr))
     }
 
@@ -135,8 +135,8 @@ mod tests {
 
     #[test]
     fn operator_state_and_health_compose() {
-        let a: SocketAddrV4 = "198.51.100.11:80".parse().unwrap();
-        let b: SocketAddrV4 = "198.51.100.12:80".parse().unwrap();
+        let a: SocketAddr = "198.51.100.11:80".parse().unwrap();
+        let b: SocketAddr = "198.51.100.12:80".parse().unwrap();
         // Snapshot servers 0, 1 from pool 0; 2 (same address as 0) from pool 1.
         let mut admin = Admin::new(vec![0, 0, 1]);
         assert_eq!(admin.of_server(0, a), AdminState::Enabled);

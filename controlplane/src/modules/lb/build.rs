@@ -8,7 +8,7 @@ use furiwake_dataplane::lb::{HashKey, Schedule};
 use furiwake_dataplane::lb::RealServer;
 use furiwake_dataplane::state::snapshot::{self, PortView, PortView6, Snapshot, VirtualService};
 use furiwake_dataplane::wire::EthernetAddress;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// A data link as the builder needs it.
 #[derive(Debug, Clone)]
@@ -36,11 +36,32 @@ pub struct Built {
     /// Per link: the addresses ARP answers for (self IP, VIPs and local
     /// addresses in its subnet).
     pub owned: Vec<Vec<Ipv4Addr>>,
+    /// Per link: the IPv6 VIPs and full-NAT local addresses in its IPv6
+    /// subnet, which Neighbor Discovery answers for beside the link's own.
+    pub owned6: Vec<Vec<std::net::Ipv6Addr>>,
     /// Per snapshot server: the index of the config pool it comes from
     /// (its own pool, or the sorry pool), whose health checks apply;
     /// `usize::MAX` for a retired or free slot.
     pub server_pools: Vec<usize>,
     pub layout: Layout,
+}
+
+/// Which link reaches `ip` (of either family), and through which next hop.
+pub fn route_any(cfg: &Config, links: &[LinkInfo], ip: IpAddr) -> Option<(usize, IpAddr)> {
+    match ip {
+        IpAddr::V4(a) => route(cfg, links, a).map(|(l, v)| (l, IpAddr::V4(v))),
+        IpAddr::V6(a) => route6(cfg, links, a).map(|(l, v)| (l, IpAddr::V6(v))),
+    }
+}
+
+/// `route` for IPv6: a link's IPv6 subnet, then the longest IPv6 route.
+pub fn route6(cfg: &Config, links: &[LinkInfo], ip: std::net::Ipv6Addr) -> Option<(usize, std::net::Ipv6Addr)> {
+    let on_link = |a: std::net::Ipv6Addr| links.iter().position(|l| !l.host && l.address6.is_some_and(|c| c.contains(a)));
+    if let Some(l) = on_link(ip) {
+        return Some((l, ip));
+    }
+    let r = cfg.routes6().filter(|r| r.prefix.contains(ip)).max_by_key(|r| r.prefix.prefix_len)?;
+    Some((on_link(r.via)?, r.via))
 }
 
 /// Which link reaches `ip`, and through which next hop: on-link first, then
@@ -97,10 +118,10 @@ impl<K> Slot<K> {
 
 /// A virtual server is its name, address and protocol: changing the
 /// address makes it another one.
-pub type ServiceKey = (String, std::net::SocketAddrV4, Protocol);
+pub type ServiceKey = (String, std::net::SocketAddr, Protocol);
 /// A real server is its virtual server's slot, the pool it is listed in
 /// (its own or the sorry pool) and its address.
-pub type ServerKey = (usize, String, std::net::SocketAddrV4);
+pub type ServerKey = (usize, String, std::net::SocketAddr);
 
 /// Which kind of slot `busy` is asked about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +174,7 @@ impl<'a, K: PartialEq + Eq + std::hash::Hash + Clone> Claims<'a, K> {
 
 /// The neighbour slot of next hop `via` on `link`, appended when new
 /// (`index` finds it in O(1)).
-fn nexthop(nexthops: &mut Vec<Nexthop>, index: &mut std::collections::HashMap<(Ipv4Addr, usize), usize>, via: Ipv4Addr, link: usize) -> Result<usize, String> {
+fn nexthop(nexthops: &mut Vec<Nexthop>, index: &mut std::collections::HashMap<(IpAddr, usize), usize>, via: IpAddr, link: usize) -> Result<usize, String> {
     if let Some(&i) = index.get(&(via, link)) {
         return Ok(i);
     }
@@ -205,6 +226,31 @@ fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> O
     })
 }
 
+/// Per link: the live IPv6 VIPs and local addresses in its IPv6 subnet.
+fn owned6(snap: &Snapshot, links: &[LinkInfo]) -> Vec<Vec<std::net::Ipv6Addr>> {
+    let mut owned = vec![Vec::new(); links.len()];
+    let addrs = snap.services.iter().filter(|v| !v.retired).flat_map(|v| std::iter::once(v.ip6).chain(v.local_addrs6.iter().copied())).filter(|a| *a != 0);
+    for a in addrs {
+        let a = std::net::Ipv6Addr::from(a);
+        if let Some(li) = links.iter().position(|l| !l.host && l.address6.is_some_and(|c| c.contains(a) && c.addr != a)) {
+            if !owned[li].contains(&a) {
+                owned[li].push(a);
+            }
+        }
+    }
+    owned
+}
+
+/// 32 bits standing for a server's address in the hashed schedules
+/// (Maglev keys its table by server address): an IPv4 address itself, an
+/// IPv6 address's words folded.
+fn hash_word(a: IpAddr) -> u32 {
+    match a {
+        IpAddr::V4(v) => u32::from(v),
+        IpAddr::V6(v) => v.segments().chunks(2).fold(0u32, |h, w| h.rotate_left(7) ^ (u32::from(w[0]) << 16 | u32::from(w.get(1).copied().unwrap_or(0)))),
+    }
+}
+
 /// The first snapshot of `cfg`.
 pub fn build(cfg: &Config, links: &[LinkInfo]) -> Result<Built, String> {
     rebuild(cfg, links, &Layout::default(), &Snapshot::default(), &|_, _| false)
@@ -235,7 +281,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     let mut server_pools: Vec<usize> = vec![usize::MAX; layout.servers.len()];
     let mut service_claims = Claims::new(&mut layout.services);
     let mut server_claims = Claims::new(&mut layout.servers);
-    let mut hop_index: std::collections::HashMap<(Ipv4Addr, usize), usize> = layout.nexthops.iter().enumerate().map(|(i, n)| ((n.ip, n.link), i)).collect();
+    let mut hop_index: std::collections::HashMap<(IpAddr, usize), usize> = layout.nexthops.iter().enumerate().map(|(i, n)| ((n.ip, n.link), i)).collect();
     let mut owned: Vec<Vec<Ipv4Addr>> = links.iter().map(|l| if l.host { Vec::new() } else { vec![l.address.addr] }).collect();
     let own = |ip: Ipv4Addr, owned: &mut Vec<Vec<Ipv4Addr>>| {
         if let Some(l) = links.iter().position(|l| !l.host && l.address.contains(ip)) {
@@ -266,7 +312,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         let mut slots: Vec<u16> = Vec::with_capacity(members.len());
         for (s, member_pool, priority) in &members {
             let addr = *s.address.get_ref();
-            let (link, via) = route(cfg, links, *addr.ip())
+            let (link, via) = route_any(cfg, links, addr.ip())
                 .ok_or_else(|| format!("pool {}: server {addr} is on no interface's subnet and no route reaches it", pool.name.get_ref()))?;
             let hop = nexthop(&mut layout.nexthops, &mut hop_index, via, link)?;
             let pool_name = cfg.pools.get(*member_pool).map_or(String::new(), |p| p.name.get_ref().clone());
@@ -276,7 +322,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
                 server_pools.resize(slot + 1, usize::MAX);
             }
             servers[slot] = RealServer {
-                ip: u32::from(*addr.ip()),
+                ip: u32::from(crate::config::ip4(&addr)),
                 port: addr.port(),
                 weight: *s.weight.get_ref(),
                 enabled: *s.weight.get_ref() > 0,
@@ -288,7 +334,10 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
                 priority: *priority,
                 epoch: 0,
                 sticky_only: false,
-                ip6: [0; 16],
+                ip6: match addr.ip() {
+                    IpAddr::V6(a) => a.octets(),
+                    IpAddr::V4(_) => [0; 16],
+                },
             };
             server_pools[slot] = *member_pool;
             slots.push(slot as u16);
@@ -296,7 +345,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         let count = members.len();
         let member_weights: Vec<u32> = members.iter().map(|(s, _, _)| *s.weight.get_ref()).collect();
         let member_addrs: Vec<(u32, u16, u32)> =
-            members.iter().map(|(s, _, _)| (u32::from(*s.address.get_ref().ip()), s.address.get_ref().port(), *s.weight.get_ref())).collect();
+            members.iter().map(|(s, _, _)| (hash_word(s.address.get_ref().ip()), s.address.get_ref().port(), *s.weight.get_ref())).collect();
         let schedule = match pool.algorithm.get_ref() {
             Algorithm::RoundRobin => Schedule::round_robin(count),
             Algorithm::WeightedRoundRobin => Schedule::weighted(&member_weights),
@@ -347,14 +396,29 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         };
         let vip = *vs.address.get_ref();
         // A gateway service owns no address (it takes any destination).
-        if forwarding != snapshot::Forwarding::Gateway {
-            own(*vip.ip(), &mut owned);
+        if forwarding != snapshot::Forwarding::Gateway && !vs.is_v6() {
+            own(vs.ip4(), &mut owned);
+        }
+        let local_addrs6: Vec<u128> = match (vip.ip(), forwarding) {
+            (IpAddr::V6(_), snapshot::Forwarding::FullNat) => {
+                // The IPv6 self address of the interface facing the servers.
+                let server_port = slots.first().and_then(|g| servers.get(*g as usize)).map(|s| s.tx_port);
+                server_port.and_then(|p| links.get(p as usize)).and_then(|l| l.address6).map(|a| vec![u128::from(a.addr)]).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        let local_addrs = if vs.is_v6() { Vec::new() } else { local_addrs };
+        if vs.is_v6() && forwarding == snapshot::Forwarding::FullNat && local_addrs6.is_empty() {
+            return Err(format!("virtual_server {name}: its servers' interface has no IPv6 address for full-nat to go out from"));
         }
         let link = vs.interface.as_ref().and_then(|i| cfg.interfaces.iter().position(|c| c.name.get_ref() == i.get_ref())).map_or(u16::MAX, |l| l as u16);
         services[vs_slot] = VirtualService {
             name: name.clone(),
-            ip: u32::from(*vip.ip()),
-            ip6: 0,
+            ip: u32::from(vs.ip4()),
+            ip6: match vip.ip() {
+                IpAddr::V6(a) => u128::from(a),
+                IpAddr::V4(_) => 0,
+            },
             port: vip.port(),
             proto: match vs.protocol.transport() {
                 Protocol::Udp => 17,
@@ -372,7 +436,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             pair: None,
             schedule,
             local_addrs: local_addrs.into_boxed_slice(),
-            local_addrs6: Box::new([]),
+            local_addrs6: local_addrs6.into_boxed_slice(),
             persistence: persistence(vs, &mut layout.groups),
             syn_proxy: {
                 let proxiable = vs.protocol.transport() == Protocol::Tcp && matches!(forwarding, snapshot::Forwarding::Nat | snapshot::Forwarding::FullNat | snapshot::Forwarding::Local);
@@ -465,7 +529,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         }
         for r in cfg.routes4() {
             let Some(link) = links.iter().position(|l| l.address.contains(r.via)) else { continue };
-            let hop = nexthop(&mut layout.nexthops, &mut hop_index, r.via, link)?;
+            let hop = nexthop(&mut layout.nexthops, &mut hop_index, IpAddr::V4(r.via), link)?;
             snap.routes.push(snapshot::RouteView { net: u32::from(r.prefix.network()), mask: r.prefix.netmask(), link: link as u16, via: Some(hop as u16) });
         }
     }
@@ -474,7 +538,8 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
     snap.persist_records = *cfg.platform.persistence_records.get_ref();
     snap.control = control_view(cfg);
     snap.index();
-    Ok(Built { snapshot: snap, nexthops: layout.nexthops.clone(), owned, server_pools, layout })
+    let owned6 = owned6(&snap, links);
+    Ok(Built { snapshot: snap, nexthops: layout.nexthops.clone(), owned, owned6, server_pools, layout })
 }
 
 /// The name of the snapshot service that schedules `pool` for the rules
@@ -500,7 +565,7 @@ fn rule_pools(cfg: &Config) -> Option<Config> {
             }
             let mut v = vs.clone();
             v.name = crate::config::unplaced(name);
-            v.address = crate::config::unplaced(std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+            v.address = crate::config::unplaced(std::net::SocketAddr::V4(std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
             v.pool = pool.clone();
             v.rule = Vec::new();
             extra.push(v);

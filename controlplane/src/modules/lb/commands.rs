@@ -18,7 +18,7 @@ use crate::modules::health::Health;
 use crate::modules::text::kebab;
 use crate::runtime::Runtime;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4};
 
 /// A new virtual server's forwarding, with what its mode needs: the DSCP
 /// of `dsr-dscp`, the encapsulation of `dsr-tunnel`.
@@ -72,11 +72,11 @@ impl Lb {
     }
 
     /// The member `arg` of `pool`: pool index, index in the pool, address.
-    fn member(&self, pool: &str, arg: MemberRef) -> Result<(usize, usize, SocketAddrV4), String> {
+    fn member(&self, pool: &str, arg: MemberRef) -> Result<(usize, usize, SocketAddr), String> {
         let pi = self.pool_index(pool)?;
         let servers = &self.cfg.pools[pi].servers;
         let hits: Vec<usize> =
-            (0..servers.len()).filter(|k| std::net::IpAddr::V4(*servers[*k].address.get_ref().ip()) == arg.ip && arg.port.is_none_or(|p| servers[*k].address.get_ref().port() == p)).collect();
+            (0..servers.len()).filter(|k| servers[*k].address.get_ref().ip() == arg.ip && arg.port.is_none_or(|p| servers[*k].address.get_ref().port() == p)).collect();
         let list = || servers.iter().map(|s| s.address.get_ref().to_string()).collect::<Vec<_>>().join(", ");
         match hits.as_slice() {
             [k] => Ok((pi, *k, *servers[*k].address.get_ref())),
@@ -117,9 +117,9 @@ impl Lb {
         Ok(Outcome::Changed(message))
     }
 
-    fn active_connections(&self, pi: usize, a: SocketAddrV4, rt: &Runtime) -> u64 {
+    fn active_connections(&self, pi: usize, a: SocketAddr, rt: &Runtime) -> u64 {
         (0..self.base.servers.len())
-            .filter(|i| self.admin.pool_of(*i) == Some(pi) && self.base.servers.get(*i).is_some_and(|r| SocketAddrV4::new(Ipv4Addr::from(r.ip), r.port) == a))
+            .filter(|i| self.admin.pool_of(*i) == Some(pi) && self.base.servers.get(*i).is_some_and(|r| r.socket_addr() == a))
             .map(|i| rt.workers().traffic(|w| w.servers.get(i)).entries)
             .fold(0u64, u64::wrapping_add)
     }
@@ -129,7 +129,7 @@ impl Lb {
     pub fn add_server(&self, pool: &str, addr: SocketAddrV4, weight: u32) -> Result<(Config, String), String> {
         let pi = self.pool_index(pool)?;
         let mut new = self.cfg.clone();
-        new.pools[pi].servers.push(Server { address: unplaced(addr), weight: unplaced(weight), max_connections: unplaced(0), priority: unplaced(0) });
+        new.pools[pi].servers.push(Server { address: unplaced(SocketAddr::V4(addr)), weight: unplaced(weight), max_connections: unplaced(0), priority: unplaced(0) });
         let checks = if self.cfg.pools[pi].check_names().next().is_some() { "; new connections once its health checks pass" } else { "" };
         Ok((new, format!("server {addr} (pool {pool}) added, weight {weight}{checks}")))
     }
@@ -137,7 +137,7 @@ impl Lb {
     /// `pool POOL remove-server ADDR`: the new configuration, what it
     /// does, and the member (pool index, address) to `forget` once
     /// applied.
-    pub fn remove_server(&self, pool: &str, arg: MemberRef, rt: &Runtime) -> Result<(Config, String, (usize, SocketAddrV4)), String> {
+    pub fn remove_server(&self, pool: &str, arg: MemberRef, rt: &Runtime) -> Result<(Config, String, (usize, SocketAddr)), String> {
         let (pi, k, a) = self.member(pool, arg)?;
         let active = self.active_connections(pi, a, rt);
         let mut new = self.cfg.clone();
@@ -147,7 +147,7 @@ impl Lb {
 
     /// A removed member's operator state goes with it: added again, it
     /// starts enabled.
-    pub fn forget(&mut self, (pool, addr): (usize, SocketAddrV4)) {
+    pub fn forget(&mut self, (pool, addr): (usize, SocketAddr)) {
         self.admin.set(pool, addr, AdminState::Enabled);
     }
 
@@ -160,7 +160,7 @@ impl Lb {
         let protocol = if udp { Protocol::Udp } else { Protocol::Tcp };
         new.virtual_servers.push(VirtualServer {
             name: unplaced(name.clone()),
-            address: unplaced(addr),
+            address: unplaced(SocketAddr::V4(addr)),
             protocol,
             forwarding: unplaced(forwarding),
             pool: unplaced(pool.clone()),

@@ -10,7 +10,6 @@ use furiwake_dataplane::lb::RealServer;
 use furiwake_dataplane::state::counters::{ServiceCounters, WorkerCounters};
 use furiwake_dataplane::state::snapshot::{Snapshot, VirtualService};
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// The `virtual_server` label value: a removed virtual server still
 /// counting its connections is `NAME (removed)`, so that a new one of the
@@ -33,7 +32,7 @@ fn service_labels(snap: &Snapshot, keep: &dyn Fn(usize) -> bool) -> Vec<(usize, 
 fn server_labels(snap: &Snapshot, keep: &dyn Fn(usize) -> bool) -> Vec<(usize, String)> {
     let label = |rs: &RealServer| -> Option<String> {
         let vs = snap.services.get(rs.vs as usize)?;
-        let addr = SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port).to_string();
+        let addr = rs.socket_addr().to_string();
         Some(labels(&[("virtual_server", &virtual_server_name(vs)), ("server", &addr)]))
     };
     snap.servers.iter().enumerate().filter(|(si, _)| keep(*si)).filter_map(|(si, rs)| Some((si, label(rs)?))).collect()
@@ -98,7 +97,7 @@ impl Lb {
                 let _ = writeln!(s, "virtual-server {}{removed}: {}", vs.name, line(&|w| w.services.get(vi)));
                 for si in vs.members.iter().map(|g| *g as usize) {
                     if let Some(rs) = snap.servers.get(si) {
-                        let addr = SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port);
+                        let addr = rs.socket_addr();
                         let admin = self.admin.of_server(si, addr);
                         let state = if !admin.accepts_new() {
                             admin.name()
@@ -118,7 +117,7 @@ impl Lb {
                 // still open.
                 for (si, rs) in snap.servers.iter().enumerate() {
                     if rs.vs as usize == vi && self.layout.servers.get(si).is_some_and(Slot::is_retired) {
-                        let addr = SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port);
+                        let addr = rs.socket_addr();
                         let _ = writeln!(s, "  server {addr}: state removed; {}", line(&|w| w.servers.get(si)));
                     }
                 }
@@ -140,7 +139,7 @@ mod tests {
             members: members.into(),
             ..VirtualService::test(Forwarding::Nat)
         };
-        let rs = |vs: u16| RealServer { ip: u32::from(Ipv4Addr::new(10, 0, 0, 1)), port: 80, vs, ..Default::default() };
+        let rs = |vs: u16| RealServer { ip: u32::from(std::net::Ipv4Addr::new(10, 0, 0, 1)), port: 80, vs, ..Default::default() };
         let mut snap = Snapshot::default();
         // `app` removed with connections open, then added again (another
         // address); a free slot; `api` with a quote in its name.

@@ -81,6 +81,8 @@ pub struct Lb {
 pub struct Initial {
     /// Per link: the addresses ARP answers for.
     pub owned: Vec<Vec<Ipv4Addr>>,
+    /// Per link: the IPv6 VIPs and local addresses ND answers for.
+    pub owned6: Vec<Vec<std::net::Ipv6Addr>>,
     /// The next hops to keep resolved, by neighbour slot.
     pub nexthops: Vec<Nexthop>,
     /// The servers to probe.
@@ -119,7 +121,8 @@ fn targets(cfg: &Config, built: &build::Built) -> Vec<Target> {
     for (si, rs) in built.snapshot.servers.iter().enumerate() {
         let Some(pool) = built.server_pools.get(si).and_then(|p| cfg.pools.get(*p)) else { continue };
         let checks: Vec<_> = pool.check_names().filter_map(|n| cfg.health_checks.iter().find(|h| h.name.get_ref() == n.get_ref())).cloned().collect();
-        if checks.is_empty() {
+        // (IPv6 servers have no checks yet: `validate` refuses them.)
+        if checks.is_empty() || rs.ip6 != [0; 16] {
             continue;
         }
         let link = built.nexthops.get(rs.nexthop as usize).map_or(0, |n| n.link);
@@ -133,7 +136,7 @@ impl Lb {
     /// Compiles `cfg` for the links of `rt`.
     pub fn new(cfg: Config, rt: &Runtime) -> Result<(Lb, Initial), String> {
         let built = build::build(&cfg, &link_infos(rt))?;
-        let initial = Initial { owned: built.owned.clone(), nexthops: built.nexthops.clone(), targets: targets(&cfg, &built) };
+        let initial = Initial { owned: built.owned.clone(), owned6: built.owned6.clone(), nexthops: built.nexthops.clone(), targets: targets(&cfg, &built) };
         let mut lb = Lb {
             cfg,
             base: built.snapshot,
@@ -207,6 +210,7 @@ impl Lb {
         }
         let before = (self.layout.services.iter().filter(|s| s.is_live()).count(), self.layout.servers.iter().filter(|s| s.is_live()).count());
         let before_owned = arp.reconfigure(built.owned.clone(), &built.nexthops);
+        arp.nd.answer_for(rt, built.owned6.clone());
         health.retarget(targets(&new, &built), Instant::now());
         let old_pools: Vec<String> = self.cfg.pools.iter().map(|p| p.name.get_ref().clone()).collect();
         let new_pools: Vec<String> = new.pools.iter().map(|p| p.name.get_ref().clone()).collect();
@@ -271,7 +275,7 @@ impl Lb {
             if !self.layout.servers.get(i).is_some_and(Slot::is_live) {
                 return None;
             }
-            let admin = self.admin.of_server(i, SocketAddrV4::new(Ipv4Addr::from(s.ip), s.port));
+            let admin = self.admin.of_server(i, s.socket_addr());
             let up = health.is_up(i);
             Some(publish::ServerState {
                 enabled: admin::takes_new(s.weight, up, admin),

@@ -13,11 +13,6 @@ use furiwake_dataplane::ctl::dump::DumpEntry;
 use furiwake_dataplane::lb::persist::RecordView;
 use furiwake_dataplane::DropReason;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddrV4};
-
-fn addr(ip: u32, port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::from(ip), port)
-}
 
 /// A connection entry's address, of either family.
 fn sock(ip: std::net::IpAddr, port: u16) -> std::net::SocketAddr {
@@ -88,11 +83,11 @@ impl Lb {
     /// Every pool member's snapshot slots (one per virtual server using
     /// its pool), by (config pool, address): built once for a command, so
     /// a table of 10,000 members is not a scan per member.
-    fn slots_by_member(&self) -> std::collections::HashMap<(usize, SocketAddrV4), Vec<usize>> {
-        let mut m: std::collections::HashMap<(usize, SocketAddrV4), Vec<usize>> = std::collections::HashMap::new();
+    fn slots_by_member(&self) -> std::collections::HashMap<(usize, std::net::SocketAddr), Vec<usize>> {
+        let mut m: std::collections::HashMap<(usize, std::net::SocketAddr), Vec<usize>> = std::collections::HashMap::new();
         for (i, r) in self.base.servers.iter().enumerate() {
             if let Some(pi) = self.admin.pool_of(i) {
-                m.entry((pi, addr(r.ip, r.port))).or_default().push(i);
+                m.entry((pi, r.socket_addr())).or_default().push(i);
             }
         }
         m
@@ -227,7 +222,7 @@ impl Lb {
             }
             for si in self.servers_of(vi) {
                 if let (Some(x), Some(y), Some(rs)) = (a.servers.get(si), b.servers.get(si), self.base.servers.get(si)) {
-                    srows.push(traffic_row(format!("{} {}", v.name, addr(rs.ip, rs.port)), x, y));
+                    srows.push(traffic_row(format!("{} {}", v.name, rs.socket_addr()), x, y));
                 }
             }
         }

@@ -353,3 +353,60 @@ fn ipv6_entries_expire() {
     assert_eq!(w.table6().map(|t| t.len()), Some(0));
     assert_eq!(w.counters().flows.get(), 0);
 }
+
+/// Review (IPv6 stages) 1, 2, 7f, 8: with two workers an IPv6 packet goes
+/// to its owner once (a handed-over one is not sent on again); what no
+/// IPv6 service, local address or server can match is dropped before it
+/// costs a hand-off; link-local and unspecified addresses never take the
+/// flow path; ND behind an extension header is refused.
+#[test]
+fn ipv6_ownership_and_what_never_takes_the_flow_path() {
+    let snap = snapshot_services6();
+    // A client port whose owner under worker 0's key is worker 1.
+    let mut probe = worker_on(snapshot_services6(), 64, 0, 2, true);
+    let sport = (40000u16..41000).find(|p| {
+        let mut f = tcp6(CLIENT6, VIP6, *p, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+        probe.process(&mut f, OUT, false) == Verdict::Handoff(1)
+    });
+    let sport = sport.expect("some client port is worker 1's");
+    let mut w1 = worker_on(snap, 64, 1, 2, true);
+    let mut f = tcp6(CLIENT6, VIP6, sport, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w1.process(&mut f, OUT, true), Verdict::Forward(IN), "handed over: served here");
+    let mut w0 = worker_on(snapshot_services6(), 64, 0, 2, true);
+    let mut again = tcp6(CLIENT6, VIP6, sport, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w0.process(&mut again, OUT, true), Verdict::Forward(IN), "a handed-over packet is never handed on");
+    // Nothing of the box's: dropped, not handed over.
+    for _ in 0..64 {
+        let mut stray = tcp6(CLIENT6, ELSEWHERE, sport, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+        assert_eq!(w0.process(&mut stray, OUT, false), Verdict::Drop(DropReason::NoVirtualServer));
+    }
+    let ll_client = 0xfe80_u128 << 112 | 0x10;
+    let mut ll = tcp6(ll_client, VIP6, 40000, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w0.process(&mut ll, OUT, false), Verdict::Drop(DropReason::Ipv6BadAddress));
+    let mut unspecified = tcp6(0, VIP6, 40000, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w0.process(&mut unspecified, OUT, false), Verdict::Drop(DropReason::Ipv6BadAddress));
+    let mut loopback = tcp6(1, VIP6, 40000, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w0.process(&mut loopback, OUT, false), Verdict::Drop(DropReason::Ipv6BadAddress));
+    // ND behind a destination options header (RFC 6980 §5).
+    let mut p = vec![nh::ICMPV6, 0, 1, 4, 0, 0, 0, 0];
+    p.extend_from_slice(&ns(SELF6));
+    let behind = v6(CLIENT6, SOLICITED_SELF, nh::DEST_OPTS, 255, &p);
+    assert_eq!(verdict(&mut w0, behind, OUT), Verdict::Drop(DropReason::NdInvalid));
+}
+
+/// The IPv6 shard's defence budgets are in proportion to its own table.
+#[test]
+fn the_ipv6_table_has_budgets_of_its_size() {
+    let (publisher, mut readers) = rcu(Box::new(snapshot_services6()), 1);
+    std::mem::forget(publisher);
+    let config = WorkerConfig { flows: 4096, flows_v6: 1024, embryonic_max: 1000, unreplied_per_service: 400, unreplied_per_source: 40, ..WorkerConfig::default() };
+    let mut w = Worker::new(config, readers.remove(0), Arc::new(Neighbors::new(4)));
+    // A SYN flood at the IPv6 NAT service from many sources: its unreplied
+    // entries stop at a quarter of the IPv4 service cap (400 * 1024 / 4096).
+    for i in 0..300u128 {
+        let mut f = tcp6(CLIENT6 + 0x1000 + i, VIP6, 40000, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+        let _ = w.process(&mut f, OUT, false);
+    }
+    assert_eq!(w.table6().map(|t| t.len()), Some(100));
+    assert_eq!(w.counters().unreplied_capped.get(), 200);
+}

@@ -26,6 +26,13 @@ impl Shard {
             // steering (no allocation in `rekey`).
             self.owners = Owners::new(self.config.workers, key);
             self.local_ports.rekey(&self.owners);
+            // The IPv6 shard follows the key too (its entries are not
+            // synced: none to rehome).
+            if let Some(v6) = self.v6.as_mut() {
+                v6.config.owner_key = key;
+                v6.owners.clone_from(&self.owners);
+                v6.local_ports.rekey(&self.owners);
+            }
             r.rehome = Some(0);
         }
         let Some(mut cursor) = r.rehome else { return };

@@ -73,19 +73,34 @@ impl Snapshot {
         owners.sort_unstable();
         let owners = owners.into_iter().filter_map(|(_, i)| self.services.get(i).map(|s| ((s.ip6, s.port, s.proto), i as u16))).collect();
         self.v6 = FamilyIndex { vips: SortedIndex::new(vips), owners: SortedIndex::new(owners), masked_servers: SortedIndex::default() };
+        let mut servers: Vec<u128> = self.servers.iter().map(crate::lb::RealServer::ip6).filter(|a| *a != 0).collect();
+        servers.sort_unstable();
+        servers.dedup();
+        self.servers6 = servers;
         let mut locals: Vec<u128> = self.services.iter().flat_map(|s| s.local_addrs6.iter().copied()).collect();
         locals.sort_unstable();
         locals.dedup();
         self.local_addrs6 = locals;
         let mut selfs = Vec::new();
         let mut groups = Vec::new();
+        let answered: Vec<u128> = self.services.iter().filter(|s| !s.retired).flat_map(|s| std::iter::once(s.ip6).chain(s.local_addrs6.iter().copied())).filter(|a| *a != 0).collect();
+        let mut owned = Vec::new();
         for (li, pv) in self.ports.iter().enumerate() {
             let Some(v6) = pv.as_ref().map(|p| p.v6).filter(PortView6::is_on) else { continue };
             for a in [v6.self_ip, v6.link_local] {
                 selfs.push(a);
-                groups.push((li as u16, a as u32 & 0x00ff_ffff));
+                owned.push((li as u16, a));
             }
+            // The VIPs and local addresses on its subnet: ND answers for
+            // them there.
+            owned.extend(answered.iter().filter(|a| v6.on_link(**a)).map(|a| (li as u16, *a)));
         }
+        for (li, a) in &owned {
+            groups.push((*li, *a as u32 & 0x00ff_ffff));
+        }
+        owned.sort_unstable();
+        owned.dedup();
+        self.nd_owned = owned;
         selfs.sort_unstable();
         selfs.dedup();
         groups.sort_unstable();
@@ -104,6 +119,12 @@ impl Snapshot {
     #[inline]
     pub fn owner_service6(&self, ip: u128, port: u16, proto: u8) -> Option<u16> {
         self.v6.owners.get((ip, port, proto))
+    }
+
+    /// An IPv6 server's address (any service's, retired ones' too).
+    #[inline]
+    pub fn is_server6(&self, ip: u128) -> bool {
+        self.servers6.binary_search(&ip).is_ok()
     }
 
     /// True when some live service listens on IPv6 `ip` (any port).
@@ -131,7 +152,10 @@ impl Snapshot {
     pub fn nd_for_us(&self, link: u16, dst: u128) -> bool {
         const ALL_NODES: u128 = 0xff02 << 112 | 1;
         const SOLICITED: u128 = 0xff02 << 112 | 1 << 32 | 0xff << 24;
-        if dst == ALL_NODES || self.port(link).is_some_and(|p| p.v6.is_own(dst)) {
+        if !self.port(link).is_some_and(|p| p.v6.is_on()) {
+            return false;
+        }
+        if dst == ALL_NODES || self.nd_owned.binary_search(&(link, dst)).is_ok() {
             return true;
         }
         dst & !0x00ff_ffff == SOLICITED && self.nd_groups.binary_search(&(link, dst as u32 & 0x00ff_ffff)).is_ok()

@@ -69,6 +69,10 @@ fn nd(ip: &Ipv6Packet<&[u8]>, m: &Icmpv6Packet<&[u8]>, frame: &[u8]) -> Result<M
     }
     if m.msg_type() == kind::NEIGHBOR_SOLICIT {
         let src_mac = m.nd_link_addr(option::SOURCE_LL).map_err(|_| Refused::Invalid)?;
+        // An answer to a group MAC would be a broadcast of the box's.
+        if src_mac.is_some_and(|m| m.is_multicast()) {
+            return Err(Refused::Invalid);
+        }
         let solicited_group = dst.segments()[..6] == [0xff02, 0, 0, 0, 0, 1] && dst.octets()[12] == 0xff;
         if src.is_unspecified() && (src_mac.is_some() || !solicited_group) {
             return Err(Refused::Invalid);
@@ -80,6 +84,9 @@ fn nd(ip: &Ipv6Packet<&[u8]>, m: &Icmpv6Packet<&[u8]>, frame: &[u8]) -> Result<M
         return Err(Refused::Invalid);
     }
     let mac = m.nd_link_addr(option::TARGET_LL).map_err(|_| Refused::Invalid)?;
+    if mac.is_some_and(|m| m.is_multicast()) {
+        return Err(Refused::Invalid);
+    }
     let frame_src = furiwake_dataplane::wire::EthernetFrame::new_unchecked(frame).src_addr();
     Ok(Message::Advert { target: m.nd_target(), mac: mac.unwrap_or(frame_src), solicited: flags & NA_SOLICITED != 0, over: flags & NA_OVERRIDE != 0 })
 }

@@ -1,0 +1,89 @@
+//! The IPv6 rules (issue 24, in stages): self addresses and routes, and
+//! what an IPv6 virtual server may be in this release: `nat` or
+//! `full-nat` over IPv6 servers of its own family, TCP or UDP, without
+//! what only IPv4 has yet (persistence, the SYN proxy always on, the PROXY
+//! header, local addresses of its own, health checks).
+
+use super::cidr::ipv6_unusable;
+use super::{Config, ConfigError, Forwarding, Source, SynProxyMode, VirtualServer};
+use std::collections::HashSet;
+
+impl Config {
+    /// The IPv6 self addresses (one per link, none twice) and routes
+    /// (each next hop on a link's IPv6 subnet; no prefix twice).
+    pub(super) fn validate_ipv6(&self, src: &Source) -> Result<(), ConfigError> {
+        let mut seen = HashSet::new();
+        for i in &self.interfaces {
+            if let Some(a) = i.address6 {
+                if !seen.insert(a.addr) {
+                    return Err(src.error(Some(i.name.span()), format!("interface {:?}: IPv6 address {} is another interface's too", i.name.get_ref(), a.addr)));
+                }
+            }
+        }
+        let mut prefixes = HashSet::new();
+        for r in &self.routes {
+            let super::AnyRoute::V6(r6) = r.get_ref() else { continue };
+            if !self.interfaces.iter().any(|i| i.address6.is_some_and(|a| a.contains(r6.via))) {
+                return Err(src.error(Some(r.span()), format!("route {}: via {} is on no interface's IPv6 subnet", r6.prefix, r6.via)));
+            }
+            if !prefixes.insert((r6.prefix.network(), r6.prefix.prefix_len)) {
+                return Err(src.error(Some(r.span()), format!("route {}: the prefix is routed twice", r6.prefix)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every virtual server's servers are of its VIP's family (no
+    /// translation yet), and an IPv6 one is what this release forwards.
+    pub(super) fn validate_ipv6_services(&self, src: &Source) -> Result<(), ConfigError> {
+        for vs in &self.virtual_servers {
+            let name = vs.name.get_ref();
+            let pool = self.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref());
+            let sorry = pool.and_then(|p| p.sorry_pool.as_ref()).and_then(|n| self.pools.iter().find(|p| p.name.get_ref() == n.get_ref()));
+            for s in pool.into_iter().chain(sorry).flat_map(|p| p.servers.iter()) {
+                if s.address.get_ref().is_ipv6() != vs.is_v6() {
+                    return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?}: server {} is of the other address family than the VIP {}: translation between the families is not in this release", s.address.get_ref(), vs.address.get_ref())));
+                }
+            }
+            if vs.is_v6() {
+                self.validate_ipv6_service(src, vs)?;
+                if pool.into_iter().chain(sorry).any(|p| p.check_names().next().is_some()) {
+                    return Err(src.error(Some(vs.pool.span()), format!("virtual_server {name:?}: pool {:?} has health checks: IPv6 health checks are not in this release", vs.pool.get_ref())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What an IPv6 virtual server may be in this release.
+    fn validate_ipv6_service(&self, src: &Source, vs: &VirtualServer) -> Result<(), ConfigError> {
+        let name = vs.name.get_ref();
+        let refuse = |span, why: &str| Err(src.error(Some(span), format!("virtual_server {name:?} (IPv6): {why}")));
+        let std::net::IpAddr::V6(vip) = vs.address.get_ref().ip() else { return Ok(()) };
+        if let Some(why) = ipv6_unusable(vip) {
+            return refuse(vs.address.span(), &format!("the VIP is {why}"));
+        }
+        if self.interfaces.iter().any(|i| i.address6.is_some_and(|a| a.addr == vip)) {
+            return refuse(vs.address.span(), "the VIP is a self address");
+        }
+        if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat) {
+            return refuse(vs.forwarding.span(), "forwarding is \"nat\" or \"full-nat\" (the other modes over IPv6 are not in this release)");
+        }
+        if vs.engine_served() {
+            return refuse(vs.name.span(), "protocol is \"tcp\" or \"udp\" (the L7 engine over IPv6 is not in this release)");
+        }
+        if let Some(p) = &vs.persistence {
+            return refuse(p.span(), "persistence over IPv6 is not in this release");
+        }
+        if let Some(p) = vs.syn_proxy.as_ref().filter(|m| *m.get_ref() == SynProxyMode::On) {
+            return refuse(p.span(), "syn_proxy = \"on\": the SYN proxy over IPv6 is not in this release (auto and off leave IPv6 SYNs to the servers)");
+        }
+        if let Some(p) = &vs.proxy_protocol {
+            return refuse(p.span(), "proxy_protocol over IPv6 is not in this release");
+        }
+        if !vs.local_addresses.is_empty() {
+            return refuse(vs.name.span(), "local_addresses: an IPv6 full-nat virtual server goes out from the IPv6 address of the servers' interface");
+        }
+        Ok(())
+    }
+}
