@@ -230,3 +230,48 @@ fn ipv6_nat_and_full_nat_through_an_ipv6_vip() {
     assert!(ok && servers_out.contains("[2001:db8:2::11]:80"), "the servers by their IPv6 addresses: {servers_out}");
     stop_furiwake_cleanly(lab.fw());
 }
+
+/// MAT over IPv6 (`dsr-l2`): the servers moved to the client's segment
+/// (2001:db8:1::2N), each with the IPv6 VIP on its loopback (Linux answers
+/// Neighbor Discovery only for addresses of the asking interface, so the
+/// box alone owns the VIP on the link); the box, one-armed, resolves them
+/// by ND and sends them the client's packets with only the MACs changed;
+/// they answer the client directly. 30 `curl -6` requests 10/10/10, a 50
+/// MiB download byte-identical, and no answer from the VIP crosses the
+/// box (its service's out-packets stay 0).
+#[test]
+fn ipv6_dsr_l2_through_an_ipv6_vip() {
+    let Some(mut lab) = Lab::open('9', "ipv6-dsr", &["nginx"]) else { return };
+    lab.topo.ipv6(LAB_BACKENDS);
+    for n in 1..=LAB_BACKENDS {
+        lab.topo.exec("sw", &format!("ip link set s{n} nomaster && ip link set s{n} master br-out"));
+        lab.topo.exec(
+            &format!("srv{n}"),
+            &format!("ip -6 route del default; ip -6 addr flush dev eth0 scope global && ip -6 addr add 2001:db8:1::{}/64 dev eth0 nodad && ip -6 addr add {VIP6}/128 dev lo", 20 + n),
+        );
+        start_nginx6(&mut lab, n);
+    }
+    let hashes: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
+    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("{{ address = \"[2001:db8:1::{}]:80\" }}", 20 + n)).collect();
+    let cfg = format!(
+        "{}\n[[interface]]\nname = \"outside\"\ndevice = \"net_af_packet0,iface=lb-out\"\naddresses = [\"192.0.2.2/24\", \"{SELF6_OUT}/64\"]\n\n[[pool]]\nname = \"web6\"\nservers = [ {} ]\n\n[[virtual_server]]\nname = \"www6\"\naddress = \"[{VIP6}]:80\"\nforwarding = \"dsr-l2\"\npool = \"web6\"\n",
+        platform_section(&lab.prefix),
+        servers.join(", ")
+    );
+    lab.start_config(&cfg);
+    let url = format!("http://[{VIP6}]");
+    let t = tally(&curl6_ids(&lab, &url, 30));
+    assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "round robin over the three: {t:?}");
+    let file = lab.dir.path("big.download");
+    let (ok, out) = lab.topo.try_exec("client", &format!("curl -6 -s -S -m 120 -o {} -w '%{{http_code}} %{{size_download}}' {url}/big", file.display()));
+    assert!(ok && out.trim() == format!("200 {}", u64::from(BIG_MB) << 20), "download: {out}\nfuriwake:\n{}", lab.fw_output());
+    assert!(hashes.contains(&sha256_file(&file)), "the download is one server's file");
+    let _ = std::fs::remove_file(&file);
+    // The servers saw the client itself; their answers went around the box.
+    let sources: Vec<String> = (1..=LAB_BACKENDS).flat_map(|n| logged_sources(&lab, n)).collect();
+    assert!(sources.len() >= 31 && sources.iter().all(|s| s == "2001:db8:1::10"), "{sources:?}");
+    let block = lab.report();
+    assert_eq!(must(&block, "virtual-server www6:", "conns-new"), 31, "{block}");
+    assert_eq!(must(&block, "virtual-server www6:", "out-pkts"), 0, "no answer crossed the box:\n{block}");
+    stop_furiwake_cleanly(lab.fw());
+}

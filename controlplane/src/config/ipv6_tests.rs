@@ -109,8 +109,10 @@ fn ipv6_virtual_servers_and_their_refusals() {
     let again = Config::parse("again.toml", &render_with_secrets(&c)).unwrap();
     assert_eq!(again.virtual_servers[0].address.get_ref(), c.virtual_servers[0].address.get_ref());
     Config::parse("t.toml", &vs("protocol = \"udp\"\n")).unwrap();
+    Config::parse("t.toml", &vs("forwarding = \"dsr-l2\"\n")).unwrap();
     let refused = [
-        (vs("forwarding = \"dsr-l2\"\n"), "forwarding is"),
+        (vs("forwarding = \"dsr-dscp\"\ndscp = 10\n"), "forwarding is"),
+        (vs("forwarding = \"dsr-l2\"\n").replace("[2001:db8:1::100]:80", "[2001:db8:1::100]:81"), "the VIP's port"),
         (vs("protocol = \"http\"\n"), "L7 engine over IPv6"),
         (vs("persistence = { kind = \"source-ip\", timeout_s = 60 }\n"), "persistence over IPv6"),
         (vs("syn_proxy = \"on\"\n"), "SYN proxy over IPv6"),

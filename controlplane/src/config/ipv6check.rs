@@ -1,6 +1,6 @@
 //! The IPv6 rules (issue 24, in stages): self addresses and routes, and
-//! what an IPv6 virtual server may be in this release: `nat` or
-//! `full-nat` over IPv6 servers of its own family, TCP or UDP, without
+//! what an IPv6 virtual server may be in this release: `nat`, `full-nat`
+//! or `dsr-l2` over IPv6 servers of its own family, TCP or UDP, without
 //! what only IPv4 has yet (persistence, the SYN proxy always on, the PROXY
 //! header, local addresses of its own, health checks).
 
@@ -66,8 +66,8 @@ impl Config {
         if self.interfaces.iter().any(|i| i.address6.is_some_and(|a| a.addr == vip)) {
             return refuse(vs.address.span(), "the VIP is a self address");
         }
-        if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat) {
-            return refuse(vs.forwarding.span(), "forwarding is \"nat\" or \"full-nat\" (the other modes over IPv6 are not in this release)");
+        if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat | Forwarding::DsrL2) {
+            return refuse(vs.forwarding.span(), "forwarding is \"nat\", \"full-nat\" or \"dsr-l2\" (the other modes over IPv6 are not in this release)");
         }
         if vs.engine_served() {
             return refuse(vs.name.span(), "protocol is \"tcp\" or \"udp\" (the L7 engine over IPv6 is not in this release)");

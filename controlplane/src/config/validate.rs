@@ -380,7 +380,11 @@ impl Config {
             if a.port() != vport {
                 return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?} ({}): server {a} must listen on the VIP's port {vport}: direct server return rewrites no port", kebab_forwarding(*vs.forwarding.get_ref()))));
             }
-            if l2 && !self.interfaces.iter().any(|i| i.address.contains(s.ip4())) {
+            let on_link = match a.ip() {
+                std::net::IpAddr::V4(v4) => self.interfaces.iter().any(|i| i.address.contains(v4)),
+                std::net::IpAddr::V6(v6) => self.interfaces.iter().any(|i| i.address6.is_some_and(|c| c.contains(v6))),
+            };
+            if l2 && !on_link {
                 return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?} (dsr-l2): server {a} is on no interface's subnet: MAT reaches servers by their MAC on a shared segment")));
             }
         }

@@ -410,3 +410,32 @@ fn the_ipv6_table_has_budgets_of_its_size() {
     assert_eq!(w.table6().map(|t| t.len()), Some(100));
     assert_eq!(w.counters().unreplied_capped.get(), 200);
 }
+
+/// MAT over IPv6 (`dsr-l2`): only the Ethernet addresses change, to the
+/// server's MAC from the box's port; the IPv6 packet is untouched, hop
+/// limit included (the server holds the VIP and answers the client).
+#[test]
+fn ipv6_dsr_l2_changes_only_the_macs() {
+    use crate::lb::{RealServer, Schedule};
+    use crate::state::snapshot::{Forwarding, VirtualService};
+    let mut s = snapshot_services6();
+    let first = s.servers.len() as u16;
+    let vi = s.services.len() as u16;
+    for (i, a) in SRV6.iter().enumerate() {
+        s.servers.push(RealServer { ip6: a.to_be_bytes(), port: 82, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi, ..RealServer::default() });
+    }
+    let mut vs = VirtualService::test(Forwarding::DsrL2);
+    (vs.ip6, vs.port, vs.members, vs.schedule) = (VIP6, 82, vec![first, first + 1].into_boxed_slice(), Schedule::round_robin(2));
+    s.services.push(vs);
+    s.index();
+    let mut w = worker_on(s, 64, 0, 1, true);
+    let sent = tcp6(CLIENT6, VIP6, 40000, 82, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    let mut f = sent.clone();
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    assert_eq!(&f[0..6], &SERVER_MAC[0].0);
+    assert_eq!(&f[6..12], &IN_MAC.0);
+    assert_eq!(f[12..], sent[12..], "the IPv6 packet as the client sent it");
+    let mut ack = tcp6(CLIENT6, VIP6, 40000, 82, tcpf::ACK, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w.process(&mut ack, OUT, false), Verdict::Forward(IN), "the connection's next packets follow");
+    assert_eq!(&ack[0..6], &SERVER_MAC[0].0, "to the same server");
+}
