@@ -275,3 +275,47 @@ fn ipv6_dsr_l2_through_an_ipv6_vip() {
     assert_eq!(must(&block, "virtual-server www6:", "out-pkts"), 0, "no answer crossed the box:\n{block}");
     stop_furiwake_cleanly(lab.fw());
 }
+
+/// An http health check over IPv6 (the probes' own stack speaks IPv6 to
+/// the servers, their answers come back in the `probe` punt class): the
+/// three IPv6 servers come up; one whose nginx stops goes down and takes
+/// no new connection; started again, it comes back and takes its share.
+#[test]
+fn an_http_health_check_over_ipv6_takes_a_stopped_server_out_and_back() {
+    let Some(mut lab) = Lab::open('0', "ipv6-health", &["nginx"]) else { return };
+    lab.topo.ipv6(LAB_BACKENDS);
+    for n in 1..=LAB_BACKENDS {
+        start_nginx6(&mut lab, n);
+    }
+    let socket = lab.dir.path("console.sock");
+    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("{{ address = \"[2001:db8:2::{}]:80\" }}", 10 + n)).collect();
+    let cfg = format!(
+        "{}\n[[health_check]]\nname = \"web-ok\"\nkind = \"http\"\ninterval_ms = 200\ntimeout_ms = 500\nfall = 2\nrise = 2\nrequest = \"GET /health HTTP/1.0\\r\\n\\r\\n\"\nexpect_body = \"OK\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"web-ok\"\nservers = [ {} ]\n\n[[virtual_server]]\nname = \"www6\"\naddress = \"[{VIP6}]:80\"\npool = \"web6\"\n",
+        config(&lab, &socket),
+        servers.join(", ")
+    );
+    lab.start_config(&cfg);
+    let line = |n: u32, state: &str| format!("health: server [2001:db8:2::{}]:80 (pool web6) {state}", 10 + n);
+    for n in 1..=LAB_BACKENDS {
+        lab.fw().expect_output(&line(n, "up"), Duration::from_secs(20));
+    }
+    let url = format!("http://[{VIP6}]");
+    assert_eq!(tally(&curl6_ids(&lab, &url, 30)).values().copied().collect::<Vec<_>>(), vec![10, 10, 10]);
+    lab.stop("nginx-srv2");
+    lab.fw().expect_output(&line(2, "down"), Duration::from_secs(10));
+    let t = tally(&curl6_ids(&lab, &url, 30));
+    assert_eq!(t.get("srv2"), None, "a down server takes no new connection: {t:?}");
+    assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![15, 15], "{t:?}");
+    start_nginx6(&mut lab, 2);
+    let back = wait_for(Duration::from_secs(10), || (lab.fw_output().matches(&line(2, "up")).count() >= 2).then_some(()));
+    assert!(back.is_some(), "srv2 never came back up:\n{}", lab.fw_output());
+    // Through the VIP again (the up state reaches the workers with the
+    // next snapshot), then in the rotation with the others.
+    let serving = wait_for(Duration::from_secs(10), || curl6_ids(&lab, &url, 3).iter().any(|a| a == "srv2").then_some(()));
+    assert!(serving.is_some(), "srv2 up but not answering through the VIP:\n{}", lab.fw_output());
+    let t = tally(&curl6_ids(&lab, &url, 30));
+    assert_eq!(t.keys().map(String::as_str).collect::<Vec<_>>(), vec!["srv1", "srv2", "srv3"], "back in the rotation: {t:?}");
+    let block = lab.report();
+    assert!(counter(&block, "  punt (passed/limited):", "probe").is_some_and(|n| n > 0), "the answers came through the probe class:\n{block}");
+    stop_furiwake_cleanly(lab.fw());
+}

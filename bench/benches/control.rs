@@ -81,11 +81,11 @@ fn bench_probes(c: &mut Criterion) {
         .servers
         .iter()
         .enumerate()
-        .map(|(i, s)| Target { server: i, pool: "big".into(), addr: s.addr4(), link: 0, nexthop: 0, checks: vec![check.clone()], via: None })
+        .map(|(i, s)| Target { server: i, pool: "big".into(), addr: *s.address.get_ref(), link: 0, nexthop: 0, checks: vec![check.clone()], via: None })
         .collect();
     let neighbors = Neighbors::new(1);
     neighbors.set(0, EthernetAddress(THEM));
-    let link = ProbeLink { mac: US, address: Ipv4Addr::from(SELF), prefix_len: 24, gateway: None };
+    let link = ProbeLink { mac: US, address: Ipv4Addr::from(SELF), prefix_len: 24, gateway: None, address6: None, gateway6: None };
     let mut t = Instant::now();
     let mut h = Probes::new(&[link], targets, Arc::new(neighbors), t);
     let mut wire: Vec<Vec<u8>> = Vec::new();

@@ -57,7 +57,8 @@ impl Appliance {
         let (lb, initial) = Lb::new(cfg, &runtime)?;
         let mut arp = Arp::new(initial.owned, &initial.nexthops).with_nd(&runtime);
         arp.nd.set_extra(initial.owned6);
-        let health = Health::new(&runtime, &lb.config().routes4().copied().collect::<Vec<_>>(), initial.targets, arp.slots().clone(), Instant::now());
+        let (routes, routes6): (Vec<_>, Vec<_>) = (lb.config().routes4().copied().collect(), lb.config().routes6().copied().collect());
+        let health = Health::new(&runtime, (&routes, &routes6), initial.targets, arp.slots().clone(), Instant::now());
         // Every VRRP address starts as the peer's: a box owns none until
         // its instance becomes master.
         let vrrp = Vrrp::new(lb.config(), &runtime);

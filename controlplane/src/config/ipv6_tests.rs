@@ -110,6 +110,7 @@ fn ipv6_virtual_servers_and_their_refusals() {
     assert_eq!(again.virtual_servers[0].address.get_ref(), c.virtual_servers[0].address.get_ref());
     Config::parse("t.toml", &vs("protocol = \"udp\"\n")).unwrap();
     Config::parse("t.toml", &vs("forwarding = \"dsr-l2\"\n")).unwrap();
+    Config::parse("t.toml", &vs("").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"http\"\nrequest = \"GET / HTTP/1.0\\r\\n\\r\\n\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n")).unwrap();
     let refused = [
         (vs("forwarding = \"dsr-dscp\"\ndscp = 10\n"), "forwarding is"),
         (vs("forwarding = \"dsr-l2\"\n").replace("[2001:db8:1::100]:80", "[2001:db8:1::100]:81"), "the VIP's port"),
@@ -122,7 +123,8 @@ fn ipv6_virtual_servers_and_their_refusals() {
         (vs("").replace("[2001:db8:1::100]:80", "[2001:db8:2::1]:80"), "self address"),
         (vs("").replace("[2001:db8:1::100]:80", "[fe80::100]:80"), "link-local"),
         (format!("{base}{pools}\n[[virtual_server]]\nname = \"www4\"\naddress = \"192.0.2.100:80\"\npool = \"web6\"\n"), "other address family"),
-        (vs("").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"tcp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "IPv6 health checks"),
+        (vs("").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"icmp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "ICMPv6 echo checks"),
+        (vs("forwarding = \"dsr-l2\"\n").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"tcp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "probed at the VIP"),
     ];
     for (text, why) in refused {
         let e = err(&text);

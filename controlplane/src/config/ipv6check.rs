@@ -2,7 +2,8 @@
 //! what an IPv6 virtual server may be in this release: `nat`, `full-nat`
 //! or `dsr-l2` over IPv6 servers of its own family, TCP or UDP, without
 //! what only IPv4 has yet (persistence, the SYN proxy always on, the PROXY
-//! header, local addresses of its own, health checks).
+//! header, local addresses of its own, ICMPv6 echo checks, checks of
+//! dsr-l2 servers).
 
 use super::cidr::ipv6_unusable;
 use super::{Config, ConfigError, Forwarding, Source, SynProxyMode, VirtualServer};
@@ -47,8 +48,12 @@ impl Config {
             }
             if vs.is_v6() {
                 self.validate_ipv6_service(src, vs)?;
-                if pool.into_iter().chain(sorry).any(|p| p.check_names().next().is_some()) {
-                    return Err(src.error(Some(vs.pool.span()), format!("virtual_server {name:?}: pool {:?} has health checks: IPv6 health checks are not in this release", vs.pool.get_ref())));
+                let checks: Vec<&super::HealthCheck> = pool.into_iter().chain(sorry).flat_map(|p| p.check_names()).filter_map(|n| self.health_checks.iter().find(|h| h.name.get_ref() == n.get_ref())).collect();
+                if let Some(h) = checks.iter().find(|h| h.kind == super::CheckKind::Icmp) {
+                    return Err(src.error(Some(h.name.span()), format!("virtual_server {name:?}: health check {:?} is icmp: ICMPv6 echo checks are not in this release (tcp, http, send-expect, udp and script are)", h.name.get_ref())));
+                }
+                if !checks.is_empty() && *vs.forwarding.get_ref() == Forwarding::DsrL2 {
+                    return Err(src.error(Some(vs.pool.span()), format!("virtual_server {name:?}: pool {:?} has health checks: a dsr-l2 server over IPv6 would be probed at the VIP, which is not in this release", vs.pool.get_ref())));
                 }
             }
         }

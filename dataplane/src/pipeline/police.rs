@@ -161,7 +161,7 @@ pub fn punt_class(snap: &Snapshot, frame: &[u8], link: u16) -> Result<PuntClass,
     let Ok(l2) = parse_l2(frame) else { return Ok(PuntClass::Other) };
     match l2.ethertype {
         EtherType::Arp => return Ok(PuntClass::Arp),
-        EtherType::Ipv6 => return Ok(ipv6_class(frame.get(l2.l3_offset..).unwrap_or_default())),
+        EtherType::Ipv6 => return Ok(ipv6_class(snap, frame.get(l2.l3_offset..).unwrap_or_default(), link)),
         EtherType::Ipv4 => {}
         _ => return Ok(PuntClass::Other),
     }
@@ -185,16 +185,20 @@ pub fn punt_class(snap: &Snapshot, frame: &[u8], link: u16) -> Result<PuntClass,
 
 /// The class of an IPv6 frame `classify6` punted: Neighbor Discovery
 /// (which it sent only with hop limit 255, to an address of the link),
-/// other ICMPv6, the rest.
+/// other ICMPv6, TCP and UDP to a probe's port from an IPv6 server's
+/// address on its link (a health probe's answer), the rest.
 #[inline]
-fn ipv6_class(ip: &[u8]) -> PuntClass {
+fn ipv6_class(snap: &Snapshot, ip: &[u8], link: u16) -> PuntClass {
     use crate::wire::icmpv6::kind;
     use crate::wire::ipv6::{next_header, Ipv6Packet};
     let ip = Ipv6Packet::new_unchecked(ip);
     let Some(chain) = (ip.as_bytes().len() >= crate::wire::ipv6::HEADER_LEN).then(|| ip.walk().ok()).flatten() else { return PuntClass::Other };
-    match (chain.proto, ip.payload().get(chain.offset).copied()) {
+    let l4 = ip.payload().get(chain.offset..).unwrap_or_default();
+    let dport = l4.get(2..4).and_then(|b| <[u8; 2]>::try_from(b).ok()).map_or(0, u16::from_be_bytes);
+    match (chain.proto, l4.first().copied()) {
         (next_header::ICMPV6, Some(kind::NEIGHBOR_SOLICIT | kind::NEIGHBOR_ADVERT)) => PuntClass::Nd,
         (next_header::ICMPV6, _) => PuntClass::Icmp,
+        (next_header::TCP | next_header::UDP, _) if dport >= PROBE_PORT_MIN && snap.probe_source_index6(u128::from(ip.src_addr()), link).is_some() => PuntClass::Probe,
         _ => PuntClass::Other,
     }
 }
@@ -204,6 +208,10 @@ fn ipv6_class(ip: &[u8]) -> PuntClass {
 #[inline]
 fn probe_source(snap: &Snapshot, frame: &[u8], link: u16) -> usize {
     let Ok(l2) = parse_l2(frame) else { return usize::MAX };
+    if l2.ethertype == EtherType::Ipv6 {
+        let src = frame.get(l2.l3_offset + 8..l2.l3_offset + 24).and_then(|b| <[u8; 16]>::try_from(b).ok()).map_or(0, u128::from_be_bytes);
+        return snap.probe_source_index6(src, link).unwrap_or(usize::MAX);
+    }
     let src = frame.get(l2.l3_offset + 12..l2.l3_offset + 16).and_then(|b| <[u8; 4]>::try_from(b).ok()).map_or(0, u32::from_be_bytes);
     snap.probe_source_index(src, link).unwrap_or(usize::MAX)
 }

@@ -256,6 +256,10 @@ pub struct Snapshot {
     /// Every IPv6 server's address, sorted (`index`): what a NAT answer
     /// comes from.
     servers6: Vec<u128>,
+    /// (address, link) of every IPv6 server, sorted: where an IPv6 health
+    /// probe's answer comes from (`PuntClass::Probe`; their per-source
+    /// buckets follow the IPv4 ones').
+    probe_sources6: Vec<(u128, u16)>,
 }
 
 /// The host link: a TAP whose kernel side is the appliance's own network
@@ -461,6 +465,13 @@ impl Snapshot {
     #[inline]
     pub fn probe_source_index(&self, ip: u32, link: u16) -> Option<usize> {
         self.probe_sources.binary_search(&(ip, link)).ok()
+    }
+
+    /// An IPv6 server's address on its link, and its per-source bucket's
+    /// slot (after every IPv4 source's).
+    #[inline]
+    pub fn probe_source_index6(&self, ip: u128, link: u16) -> Option<usize> {
+        self.probe_sources6.binary_search(&(ip, link)).ok().map(|i| self.probe_sources.len() + i)
     }
 
     /// A server's address (or a DSR service's VIP), on any link.

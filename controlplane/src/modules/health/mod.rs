@@ -53,14 +53,14 @@ pub struct Health {
     probes: Probes,
     /// Per server address: how many times it has gone down (persistence
     /// records made before are stale).
-    epochs: HashMap<u32, u32>,
+    epochs: HashMap<std::net::IpAddr, u32>,
 }
 
 impl Health {
     /// Probe stacks per link of `rt` (its default gateway from
     /// `routes`), watching `targets`; probes go to the MACs the ARP
     /// module keeps in `neighbors`.
-    pub fn new(rt: &Runtime, routes: &[Route], targets: Vec<Target>, neighbors: Arc<Neighbors>, now: Instant) -> Self {
+    pub fn new(rt: &Runtime, (routes, routes6): (&[Route], &[crate::config::Route6]), targets: Vec<Target>, neighbors: Arc<Neighbors>, now: Instant) -> Self {
         let links: Vec<ProbeLink> = rt
             .links()
             .iter()
@@ -69,6 +69,8 @@ impl Health {
                 address: l.address().addr,
                 prefix_len: l.address().prefix_len,
                 gateway: routes.iter().find(|r| r.prefix.prefix_len == 0 && l.address().contains(r.via)).map(|r| r.via),
+                address6: l.address6().map(|a| (a.addr, a.prefix_len)),
+                gateway6: routes6.iter().find(|r| r.prefix.prefix_len == 0 && l.address6().is_some_and(|a| a.contains(r.via))).map(|r| r.via),
             })
             .collect();
         Health { probes: Probes::new(&links, targets, neighbors, now), epochs: HashMap::new() }
@@ -109,7 +111,7 @@ impl Health {
                     event(&format!("health: server {} (pool {}) up{rtt}", t.addr, t.pool));
                 } else {
                     event(&format!("health: server {} (pool {}) down: {}", t.addr, t.pool, c.reason));
-                    let epoch = self.epochs.entry(u32::from(*t.addr.ip())).or_insert(0);
+                    let epoch = self.epochs.entry(t.addr.ip()).or_insert(0);
                     *epoch = epoch.wrapping_add(1);
                 }
             }
@@ -170,7 +172,7 @@ impl Health {
     }
 
     /// How many times the server at `ip` has gone down.
-    pub fn epoch(&self, ip: u32) -> u32 {
+    pub fn epoch(&self, ip: std::net::IpAddr) -> u32 {
         self.epochs.get(&ip).copied().unwrap_or(0)
     }
 

@@ -25,7 +25,7 @@ use crate::config::{CheckKind, HealthCheck};
 use furiwake_dataplane::state::neighbor::Neighbors;
 use smoltcp::iface::SocketHandle;
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ const SCRIPT_POLL: Duration = Duration::from_millis(10);
 pub struct Target {
     pub server: usize,
     pub pool: String,
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     pub link: usize,
     /// Its next hop's neighbour slot: the MAC its probes go to.
     pub nexthop: u16,
@@ -306,7 +306,7 @@ impl Probes {
         let pid = (self.via.inbound(&mut f))
             .then(|| ip_of(&f).and_then(answer_of))
             .flatten()
-            .filter(|(dst, _)| self.links.get(link).is_some_and(|l| l.link.address == *dst))
+            .filter(|(dst, _)| self.links.get(link).is_some_and(|l| l.link.address_for(*dst) == Some(*dst)))
             .and_then(|(_, key)| self.open.get(&key).copied());
         let Some(pid) = pid else {
             self.counters.unsolicited += 1;

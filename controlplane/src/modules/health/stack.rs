@@ -28,7 +28,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 /// Sockets of one shard at most.
@@ -50,6 +50,20 @@ pub struct ProbeLink {
     pub prefix_len: u8,
     /// Default gateway for servers behind a router, if any.
     pub gateway: Option<Ipv4Addr>,
+    /// The link's IPv6 self address and prefix, when it has IPv6; the
+    /// IPv6 default gateway.
+    pub address6: Option<(Ipv6Addr, u8)>,
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+impl ProbeLink {
+    /// The self address of `peer`'s family, when the link has one.
+    pub fn address_for(&self, peer: IpAddr) -> Option<IpAddr> {
+        match peer {
+            IpAddr::V4(_) => Some(IpAddr::V4(self.address)),
+            IpAddr::V6(_) => self.address6.map(|(a, _)| IpAddr::V6(a)),
+        }
+    }
 }
 
 /// IP packets in and out of one smoltcp interface.
@@ -128,10 +142,16 @@ impl Shard {
         let mut iface = Interface::new(cfg, &mut dev, smol_now(epoch, now));
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(l.address), l.prefix_len));
+            if let Some((a6, len)) = l.address6 {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv6(a6), len));
+            }
         });
         // Any route: smoltcp only asks that one exists; the frame's MAC is
         // the server's next hop's, whatever the route.
         let _ = iface.routes_mut().add_default_ipv4_route(l.gateway.unwrap_or(l.address));
+        if let Some((a6, _)) = l.address6 {
+            let _ = iface.routes_mut().add_default_ipv6_route(l.gateway6.unwrap_or(a6));
+        }
         Shard { iface, dev, sockets: SocketSet::new(Vec::new()), used: 0, free_tcp: Vec::new(), closing: Vec::new(), poll_at: None, dirty: false }
     }
 
@@ -205,7 +225,7 @@ impl Shard {
 pub(super) struct Opening {
     pub(super) proto: u8,
     pub(super) local: u16,
-    pub(super) peer: Ipv4Addr,
+    pub(super) peer: IpAddr,
     pub(super) peer_port: u16,
 }
 
@@ -218,8 +238,8 @@ pub(super) const ETH: usize = 14;
 /// or UDP segment's (protocol, destination port, source, source port),
 /// an ICMP echo reply's (1, identifier, source, 0). None for anything
 /// else (other ICMP, other protocols, fragments, truncated headers).
-pub(super) fn answer_of(ip: &[u8]) -> Option<(Ipv4Addr, Opening)> {
-    let (src, dst, proto, l4) = ipv4(ip)?;
+pub(super) fn answer_of(ip: &[u8]) -> Option<(IpAddr, Opening)> {
+    let (src, dst, proto, l4) = ip_parts(ip)?;
     let word = |i: usize| l4.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
     let open = match proto {
         TCP | UDP => Opening { proto, local: word(2)?, peer: src, peer_port: word(0)? },
@@ -234,13 +254,26 @@ pub(super) fn answer_of(ip: &[u8]) -> Option<(Ipv4Addr, Opening)> {
 /// segment's (protocol, source port, destination, destination port), an
 /// echo request's (1, identifier, destination, 0).
 pub(super) fn sent_by(ip: &[u8]) -> Option<Opening> {
-    let (_, dst, proto, l4) = ipv4(ip)?;
+    let (_, dst, proto, l4) = ip_parts(ip)?;
     let word = |i: usize| l4.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
     match proto {
         TCP | UDP => Some(Opening { proto, local: word(0)?, peer: dst, peer_port: word(2)? }),
         ICMP if l4.first() == Some(&8) => Some(Opening { proto, local: word(4)?, peer: dst, peer_port: 0 }),
         _ => None,
     }
+}
+
+/// An unfragmented IPv4 packet's, or an IPv6 packet's without extension
+/// headers (the probes send none; an answer with some is not taken),
+/// source, destination, protocol and payload.
+fn ip_parts(ip: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
+    if ip.first()? >> 4 == 6 {
+        let at = |i: usize| ip.get(i..i + 16).and_then(|b| <[u8; 16]>::try_from(b).ok()).map(|b| IpAddr::V6(Ipv6Addr::from(b)));
+        let len = usize::from(u16::from_be_bytes([*ip.get(4)?, *ip.get(5)?]));
+        return Some((at(8)?, at(24)?, *ip.get(6)?, ip.get(40..40 + len)?));
+    }
+    let (s, d, p, l4) = ipv4(ip)?;
+    Some((IpAddr::V4(s), IpAddr::V4(d), p, l4))
 }
 
 /// An unfragmented IPv4 packet's source, destination, protocol and
@@ -259,7 +292,7 @@ fn ipv4(ip: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u8, &[u8])> {
 /// The IPv4 packet inside an Ethernet frame (the control path took any
 /// VLAN tag off); None for ARP and everything else.
 pub(super) fn ip_of(frame: &[u8]) -> Option<&[u8]> {
-    if frame.get(12..14)? != [0x08, 0x00] {
+    if frame.get(12..14)? != [0x08, 0x00] && frame.get(12..14)? != [0x86, 0xdd] {
         return None;
     }
     frame.get(ETH..)
@@ -270,7 +303,8 @@ pub(super) fn framed(dst: [u8; 6], src: [u8; 6], packet: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(ETH + packet.len());
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
-    f.extend_from_slice(&[0x08, 0x00]);
+    let ethertype = if packet.first().is_some_and(|v| v >> 4 == 6) { [0x86, 0xdd] } else { [0x08, 0x00] };
+    f.extend_from_slice(&ethertype);
     f.extend_from_slice(packet);
     f
 }
@@ -296,12 +330,12 @@ mod tests {
     /// keyed by, reversed; fragments and other kinds are nobody's.
     #[test]
     fn answers_and_what_was_sent_key_alike() {
-        let srv = Ipv4Addr::from(SRV);
+        let srv = IpAddr::V4(Ipv4Addr::from(SRV));
         let syn = packet(SELF, SRV, TCP, &tcp_header(61000, 80, 0x02, 1024));
         let syn_ack = packet(SRV, SELF, TCP, &tcp_header(80, 61000, 0x12, 1024));
         let want = Opening { proto: TCP, local: 61000, peer: srv, peer_port: 80 };
         assert_eq!(sent_by(&syn), Some(want));
-        assert_eq!(answer_of(&syn_ack), Some((Ipv4Addr::from(SELF), want)));
+        assert_eq!(answer_of(&syn_ack), Some((IpAddr::V4(Ipv4Addr::from(SELF)), want)));
         let pong = packet(SRV, SELF, UDP, &udp_datagram(53, 61001, b"pong"));
         assert_eq!(answer_of(&pong).map(|a| a.1), Some(Opening { proto: UDP, local: 61001, peer: srv, peer_port: 53 }));
         let echo = |kind: u8| packet(SRV, SELF, ICMP, &[kind, 0, 0, 0, 0, 7, 0, 1]);
@@ -312,11 +346,20 @@ mod tests {
         assert_eq!(answer_of(&fragment), None);
         assert_eq!(answer_of(&syn_ack[..22]), None, "truncated");
         assert_eq!(answer_of(&packet(SRV, SELF, 47, &[0; 8])), None);
+        // IPv6: the same keys, of the other family.
+        let (me6, srv6) = (0x2001_0db8_0002_u128 << 80 | 1, 0x2001_0db8_0002_u128 << 80 | 0x11);
+        let mac = furiwake_dataplane::wire::EthernetAddress([2, 0, 0, 0, 0, 1]);
+        let f = furiwake_dataplane::testkit::ipv6_frame(mac, mac, srv6, me6, TCP, 64, &tcp_header(80, 61000, 0x12, 1024));
+        let want6 = Opening { proto: TCP, local: 61000, peer: IpAddr::V6(Ipv6Addr::from(srv6)), peer_port: 80 };
+        assert_eq!(answer_of(ip_of(&f).unwrap()), Some((IpAddr::V6(Ipv6Addr::from(me6)), want6)));
+        let out = furiwake_dataplane::testkit::ipv6_frame(mac, mac, me6, srv6, TCP, 64, &tcp_header(61000, 80, 0x02, 1024));
+        assert_eq!(sent_by(ip_of(&out).unwrap()), Some(want6));
+        assert_eq!(&framed([1; 6], [2; 6], ip_of(&out).unwrap())[12..14], &[0x86, 0xdd], "framed as IPv6");
     }
 
     #[test]
     fn sockets_are_reused_after_their_last_segment() {
-        let link = ProbeLink { mac: [2, 0, 0, 0, 0, 1], address: Ipv4Addr::from(SELF), prefix_len: 24, gateway: None };
+        let link = ProbeLink { mac: [2, 0, 0, 0, 0, 1], address: Ipv4Addr::from(SELF), prefix_len: 24, gateway: None, address6: None, gateway6: None };
         let now = Instant::now();
         let mut s = Shard::new(&link, now, now, 7);
         let a = s.tcp_socket();

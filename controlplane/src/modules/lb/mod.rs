@@ -42,7 +42,7 @@ use furiwake_dataplane::lb::Loads;
 use furiwake_dataplane::state::counters::ServiceCounters;
 use furiwake_dataplane::state::snapshot::{Snapshot, VirtualService, MAX_SERVERS};
 use crate::config::restart_needed;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -121,13 +121,12 @@ fn targets(cfg: &Config, built: &build::Built) -> Vec<Target> {
     for (si, rs) in built.snapshot.servers.iter().enumerate() {
         let Some(pool) = built.server_pools.get(si).and_then(|p| cfg.pools.get(*p)) else { continue };
         let checks: Vec<_> = pool.check_names().filter_map(|n| cfg.health_checks.iter().find(|h| h.name.get_ref() == n.get_ref())).cloned().collect();
-        // (IPv6 servers have no checks yet: `validate` refuses them.)
-        if checks.is_empty() || rs.ip6 != [0; 16] {
+        if checks.is_empty() {
             continue;
         }
         let link = built.nexthops.get(rs.nexthop as usize).map_or(0, |n| n.link);
         let via = built.snapshot.services.get(rs.vs as usize).and_then(probe_via);
-        targets.push(Target { server: si, pool: pool.name.get_ref().clone(), addr: SocketAddrV4::new(Ipv4Addr::from(rs.ip), rs.port), link, nexthop: rs.nexthop, checks, via });
+        targets.push(Target { server: si, pool: pool.name.get_ref().clone(), addr: rs.socket_addr(), link, nexthop: rs.nexthop, checks, via });
     }
     targets
 }
@@ -281,7 +280,7 @@ impl Lb {
                 enabled: admin::takes_new(s.weight, up, admin),
                 sticky_only: admin == AdminState::Draining && s.weight > 0 && up,
                 reset: !up && self.cuts_connections(i, s.vs as usize, health, rt),
-                epoch: health.epoch(s.ip),
+                epoch: health.epoch(s.socket_addr().ip()),
             })
         };
         publish::with_states(&self.base, state, |ip| self.standby.contains(&Ipv4Addr::from(ip)), &mut self.tables.borrow_mut())

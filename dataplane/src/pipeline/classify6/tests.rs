@@ -439,3 +439,20 @@ fn ipv6_dsr_l2_changes_only_the_macs() {
     assert_eq!(w.process(&mut ack, OUT, false), Verdict::Forward(IN), "the connection's next packets follow");
     assert_eq!(&ack[0..6], &SERVER_MAC[0].0, "to the same server");
 }
+
+/// An IPv6 probe's answer takes the `probe` class only from an IPv6
+/// server's address on that server's link, to a probe's port: spoofed on
+/// the client side, or to another port, it is `other` (dropped).
+#[test]
+fn ipv6_probe_answers_are_classed_by_their_server_and_link() {
+    let snap = snapshot_services6();
+    let answer = |src: u128, dport: u16, from: EthernetAddress, to: EthernetAddress| tcp6(src, SELF6_IN, 80, dport, tcpf::SYN | tcpf::ACK, from, to);
+    assert_eq!(punt_class(&snap, &answer(SRV6[0], 61001, SERVER_MAC[0], IN_MAC), IN), Ok(PuntClass::Probe));
+    assert_eq!(punt_class(&snap, &answer(SRV6[0], 61001, CLIENT_MAC, OUT_MAC), OUT), Ok(PuntClass::Other), "the server's address on the client's link");
+    assert_eq!(punt_class(&snap, &answer(SRV6[0], 40000, SERVER_MAC[0], IN_MAC), IN), Ok(PuntClass::Other), "not a probe's port");
+    assert_eq!(punt_class(&snap, &answer(ELSEWHERE, 61001, SERVER_MAC[0], IN_MAC), IN), Ok(PuntClass::Other), "not a server");
+    // Each server's answers take their own bucket, after the IPv4 ones'.
+    let (a, b) = (snap.probe_source_index6(SRV6[0], IN), snap.probe_source_index6(SRV6[1], IN));
+    assert!(a.is_some() && b.is_some() && a != b);
+    assert_eq!(snap.probe_source_index6(SRV6[0], OUT), None);
+}

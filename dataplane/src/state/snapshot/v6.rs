@@ -73,6 +73,10 @@ impl Snapshot {
         owners.sort_unstable();
         let owners = owners.into_iter().filter_map(|(_, i)| self.services.get(i).map(|s| ((s.ip6, s.port, s.proto), i as u16))).collect();
         self.v6 = FamilyIndex { vips: SortedIndex::new(vips), owners: SortedIndex::new(owners), masked_servers: SortedIndex::default() };
+        let mut sources: Vec<(u128, u16)> = self.servers.iter().filter(|s| s.ip6 != [0; 16]).map(|s| (s.ip6(), s.tx_port)).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        self.probe_sources6 = sources;
         let mut servers: Vec<u128> = self.servers.iter().map(crate::lb::RealServer::ip6).filter(|a| *a != 0).collect();
         servers.sort_unstable();
         servers.dedup();

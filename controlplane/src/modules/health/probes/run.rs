@@ -54,8 +54,8 @@ impl Probes {
         p.via = via.is_some() && key.proto != ICMP;
         let pid = self.insert(p);
         self.open.insert(key, pid);
-        if via.is_some() && key.proto != ICMP {
-            self.via.set(key.local, key.peer, via);
+        if let (Some(_), std::net::IpAddr::V4(peer)) = (via.filter(|_| key.proto != ICMP), key.peer) {
+            self.via.set(key.local, peer, via);
         }
         Ok(pid)
     }
@@ -94,7 +94,7 @@ impl Probes {
         let t = self.targets.get_mut(ti).ok_or(NotStarted::Shortage("no target"))?;
         let check = t.target.checks.get(ci).ok_or(NotStarted::Shortage("no check"))?;
         let peer_port = check.port.as_ref().map_or(t.target.addr.port(), |p| *p.get_ref());
-        let peer = *t.target.addr.ip();
+        let peer = t.target.addr.ip();
         let shard = self.links.get_mut(li).and_then(|l| l.shards.get_mut(si)).ok_or(NotStarted::Shortage("no link"))?;
         let proto = match check.kind {
             CheckKind::Udp => UDP,
@@ -111,7 +111,8 @@ impl Probes {
             let mut sock = icmp::Socket::new(icmp::PacketBuffer::new(meta.clone(), vec![0; 1024]), icmp::PacketBuffer::new(meta, vec![0; 1024]));
             sock.bind(icmp::Endpoint::Ident(ident)).map_err(|_| NotStarted::Shortage("bind"))?;
             let repr = Icmpv4Repr::EchoRequest { ident, seq_no, data: &nonce };
-            let buf = sock.send(repr.buffer_len(), IpAddress::Ipv4(peer)).map_err(|_| NotStarted::Shortage("send"))?;
+            let std::net::IpAddr::V4(peer4) = peer else { return Err(NotStarted::Shortage("icmp over IPv6")) };
+            let buf = sock.send(repr.buffer_len(), IpAddress::Ipv4(peer4)).map_err(|_| NotStarted::Shortage("send"))?;
             repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &smoltcp::phy::ChecksumCapabilities::default());
             let handle = shard.add(sock);
             shard.dirty = true;
@@ -124,14 +125,14 @@ impl Probes {
             let mut sock = udp::Socket::new(udp::PacketBuffer::new(meta.clone(), vec![0; 2048]), udp::PacketBuffer::new(meta, vec![0; 2048]));
             sock.bind(local).map_err(|_| NotStarted::Shortage("bind"))?;
             let payload = check.send.clone().unwrap_or_else(|| "ping".into());
-            sock.send_slice(payload.as_bytes(), (IpAddress::Ipv4(peer), peer_port)).map_err(|_| NotStarted::Shortage("send"))?;
+            sock.send_slice(payload.as_bytes(), (IpAddress::from(peer), peer_port)).map_err(|_| NotStarted::Shortage("send"))?;
             let handle = shard.add(sock);
             shard.dirty = true;
             return Ok((key, handle, Pending::Udp));
         }
         let handle = shard.tcp_socket();
         let cx = shard.iface.context();
-        if shard.sockets.get_mut::<tcp::Socket>(handle).connect(cx, (IpAddress::Ipv4(peer), peer_port), local).is_err() {
+        if shard.sockets.get_mut::<tcp::Socket>(handle).connect(cx, (IpAddress::from(peer), peer_port), local).is_err() {
             shard.close(handle, true);
             return Err(NotStarted::Shortage("connect refused by the probe stack"));
         }
@@ -293,14 +294,14 @@ fn udp_step(check: &HealthCheck, shard: &mut Shard, h: SocketHandle, timed_out: 
 
 /// An echo probe: passed by the reply that carries its identifier,
 /// sequence number and payload, from its server.
-fn icmp_step(shard: &mut Shard, h: SocketHandle, sent: (u16, u16, &[u8; 8]), target: Option<std::net::Ipv4Addr>, timed_out: bool, rtt: Duration) -> Option<Outcome> {
+fn icmp_step(shard: &mut Shard, h: SocketHandle, sent: (u16, u16, &[u8; 8]), target: Option<std::net::IpAddr>, timed_out: bool, rtt: Duration) -> Option<Outcome> {
     let sock = shard.sockets.get_mut::<icmp::Socket>(h);
     let caps = smoltcp::phy::ChecksumCapabilities::default();
     let mut result = None;
     while let Ok((data, from)) = sock.recv() {
         let reply = Icmpv4Packet::new_checked(data).ok().and_then(|pkt| Icmpv4Repr::parse(&pkt, &caps).ok());
         let ours = matches!(reply, Some(Icmpv4Repr::EchoReply { ident, seq_no, data }) if (ident, seq_no, data) == (sent.0, sent.1, &sent.2[..]));
-        if ours && Some(from) == target.map(IpAddress::Ipv4) {
+        if ours && Some(from) == target.map(IpAddress::from) {
             result = Some(Outcome::Pass(rtt));
         }
     }

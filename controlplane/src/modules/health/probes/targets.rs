@@ -104,7 +104,7 @@ impl Probes {
                     // A server that was up stays up: its new checks start
                     // passing (they fall on `fall` failures, as any).
                     let checks = t.checks.iter().map(|_| CheckState { passing: up, ..CheckState::default() }).collect();
-                    let ports = Rotation::new(u32::from(*t.addr.ip()), t.addr.port(), self.secret);
+                    let ports = Rotation::new(addr_word(t.addr.ip()), t.addr.port(), self.secret);
                     TargetState { target: t, checks, up, rtt_ewma_us, ports }
                 }
             };
@@ -168,6 +168,17 @@ impl Probes {
     pub fn shutdown(&mut self) {
         for pid in 0..self.probes.len() {
             self.stop(pid);
+        }
+    }
+}
+
+/// 32 bits of a server's address for its port rotation's key.
+fn addr_word(a: std::net::IpAddr) -> u32 {
+    match a {
+        std::net::IpAddr::V4(v) => u32::from(v),
+        std::net::IpAddr::V6(v) => {
+            let x = u128::from(v);
+            (x as u32) ^ ((x >> 32) as u32) ^ ((x >> 64) as u32) ^ ((x >> 96) as u32)
         }
     }
 }

@@ -139,7 +139,7 @@ const US: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const THEM: [u8; 6] = [2, 0, 0, 0, 0, 0x50];
 
 fn link() -> super::ProbeLink {
-    super::ProbeLink { mac: US, address: std::net::Ipv4Addr::from(SELF), prefix_len: 16, gateway: None }
+    super::ProbeLink { mac: US, address: std::net::Ipv4Addr::from(SELF), prefix_len: 16, gateway: None, address6: None, gateway6: None }
 }
 
 /// The servers of a simulated lab: a SYN to a listening server is
