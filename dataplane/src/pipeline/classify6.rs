@@ -63,6 +63,17 @@ impl Shard {
         let (hops, proto) = (ip.hop_limit(), chain.proto);
         let (hl, ip_len) = (super::super::wire::ipv6::HEADER_LEN + chain.offset, super::super::wire::ipv6::HEADER_LEN + usize::from(ip.payload_len()));
         match proto {
+            // An error (RFC 4443 §2.1) about a connection through the box
+            // (to a client, a full-NAT local address or a VIP) is
+            // translated; one about none to a self address is the box's.
+            next_header::ICMPV6 if l4.first().is_some_and(|t| *t < 128) && self.v6.is_some() && Icmpv6Packet::new_checked(l4).is_ok() => {
+                let e = super::icmp6::Error6 { l3, msg: hl + l3, end: l3 + ip_len, src, dst, hops, link };
+                match self.v6.as_mut().map(|v6| v6.icmp6_error(snap, frame, &e, handed)) {
+                    Some(Verdict::Drop(DropReason::IcmpNoFlow)) if ours => Verdict::Punt,
+                    Some(v) => v,
+                    None => Verdict::Drop(DropReason::IcmpNoFlow),
+                }
+            }
             next_header::ICMPV6 => icmp6_verdict(snap, link, (hops, chain.headers), dst, l4),
             // RFC 8200 §8.1: a zero UDP checksum is invalid over IPv6.
             next_header::UDP if l4.get(6..8) == Some(&[0, 0][..]) => Verdict::Drop(DropReason::UdpZeroChecksum),
@@ -172,7 +183,7 @@ impl Shard<u128> {
     /// share). IPv6's packets are not steered by the ports' RSS yet: they
     /// reach the owner by hand-off.
     #[inline]
-    fn owner6(&self, snap: &Snapshot, p: &L4Info<u128>) -> u16 {
+    pub(super) fn owner6(&self, snap: &Snapshot, p: &L4Info<u128>) -> u16 {
         let (a, port) = if snap.is_local6(p.dst) && (crate::forward::LOCAL_PORT_MIN..=crate::forward::LOCAL_PORT_MAX).contains(&p.dport) {
             (p.dst, p.dport)
         } else if snap.owner_service6(p.dst, p.dport, p.proto).is_some() {

@@ -411,11 +411,11 @@ fn check_out6(f: &[u8], valid_l4: bool) -> Result<(), String> {
 fn l4_ok6(f: &[u8]) -> Option<bool> {
     let ip = crate::wire::ipv6::Ipv6Packet::new_checked(f.get(14..)?).ok()?;
     let proto = ip.next_header();
-    if !(proto == 6 || proto == 17) {
+    if !(proto == 6 || proto == 17 || proto == 58) {
         return None;
     }
     let seg = ip.payload();
-    if seg.len() < if proto == 6 { 20 } else { 8 } {
+    if seg.len() < if proto == 6 { 20 } else if proto == 58 { 4 } else { 8 } {
         return None;
     }
     let ps = crate::wire::ipv6::pseudo_header(ip.src_addr(), ip.dst_addr(), proto, seg.len() as u32);
@@ -543,8 +543,17 @@ fn draw_v6(rng: &mut Rng) -> (Vec<u8>, u16) {
     if rng.below(2) == 0 {
         let sport = 40000 + rng.below(4) as u16;
         let flags = [0x02u8, 0x10, 0x18, 0x11, 0x04, 0x12][rng.index(6)];
-        return match rng.below(3) {
+        return match rng.below(4) {
             0 => (crate::testkit::ipv6_frame(PEER, MACS[0], client, VIP6, nh::TCP, 64, &tcp_header(sport, 80 + rng.below(2) as u16, flags, 1024)), 0),
+            // A Packet Too Big from the servers' side about a packet the
+            // box sent a server (to the client, or to the local address).
+            3 => {
+                let to = if rng.below(2) == 0 { client } else { LOCAL6 };
+                let quoted = crate::testkit::ipv6_frame(PEER, MACS[1], to, SERVERS6[rng.index(2)], nh::TCP, 64, &tcp_header(if to == LOCAL6 { 1024 + rng.below(64) as u16 } else { sport }, 8080, 0x10, 1024));
+                let mut m = vec![2, 0, 0, 0, 0, 0, 5, 0];
+                m.extend_from_slice(&quoted[14..]);
+                (crate::testkit::ipv6_frame(PEER, MACS[1], (0x2001_0db8_0002 << 80) | 0xfe, to, nh::ICMPV6, 64, &m), 1)
+            }
             1 => (crate::testkit::ipv6_frame(PEER, MACS[1], SERVERS6[rng.index(2)], client, nh::TCP, 64, &tcp_header(8080, sport, flags | 0x10, 1024)), 1),
             _ => (crate::testkit::ipv6_frame(PEER, MACS[1], SERVERS6[rng.index(2)], LOCAL6, nh::TCP, 64, &tcp_header(8080, 1024 + rng.below(64) as u16, flags | 0x10, 1024)), 1),
         };
@@ -630,6 +639,7 @@ mod tests {
 
         assert!(v6(9).0 > 0 && v6(9).1 > 0, "IPv6 NAT connections made and answered");
         assert!(v6(10).0 > 0 && v6(10).1 > 0, "IPv6 full-NAT connections made and answered");
+        assert!(f.dropped[D::IcmpNoFlow as usize] > 0, "IPv6 errors about no connection reached the lookup");
         // Bytes too (the cargo-fuzz entry point).
         for b in [&[][..], &[0xff][..], &[0x0b, 0, 1, 2][..]] {
             f.step_bytes(b).unwrap();

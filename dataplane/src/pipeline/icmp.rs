@@ -318,7 +318,7 @@ impl Shard {
 /// server (an entry from the HA peer: the marks are 0) it passes, as a
 /// reset does then; with no acknowledgment from the client yet, the
 /// largest window (RFC 7323 §2.3: 2^30) before SND.NXT counts.
-fn quoted_seq_plausible(t: &crate::conntrack::track::Track, seq: u32) -> bool {
+pub(super) fn quoted_seq_plausible(t: &crate::conntrack::track::Track, seq: u32) -> bool {
     // Indexed by `Dir`: [Original, Reply].
     let ([una, _], [_, nxt]) = (t.ack, t.end);
     if nxt == 0 {

@@ -26,6 +26,7 @@ mod connect;
 mod family;
 mod forwarding;
 mod icmp;
+mod icmp6;
 mod inplace;
 mod local;
 mod owner;

@@ -10,6 +10,7 @@ use crate::state::neighbor::Neighbors;
 use crate::state::rcu::rcu;
 use crate::state::snapshot::{PortView6, Snapshot};
 use crate::testkit::ipv6_frame;
+use crate::wire::icmpv6::Icmpv6Packet;
 use crate::wire::ipv6::next_header as nh;
 use crate::wire::tcp::flags as tcpf;
 use std::sync::Arc;
@@ -455,4 +456,80 @@ fn ipv6_probe_answers_are_classed_by_their_server_and_link() {
     let (a, b) = (snap.probe_source_index6(SRV6[0], IN), snap.probe_source_index6(SRV6[1], IN));
     assert!(a.is_some() && b.is_some() && a != b);
     assert_eq!(snap.probe_source_index6(SRV6[0], OUT), None);
+}
+
+/// A Packet Too Big (RFC 4443 §3.2) of `mtu` from `router`, quoting
+/// `quoted` (an IPv6 packet from its header on), to `dst`.
+fn too_big(router: u128, dst: u128, mtu: u32, quoted: &[u8], from: EthernetAddress, to: EthernetAddress) -> Vec<u8> {
+    let mut m = vec![2, 0, 0, 0];
+    m.extend_from_slice(&mtu.to_be_bytes());
+    m.extend_from_slice(&quoted[..quoted.len().min(1232)]);
+    ipv6_frame(from, to, router, dst, nh::ICMPV6, 64, &m)
+}
+
+/// ICMPv6 errors about IPv6 connections are translated as IPv4's are
+/// (RFC 5508 §4's rules): a Packet Too Big from a router on the servers'
+/// side about the box's packet to the server reaches the client from the
+/// VIP, quoting the packet as the client sent it; one from the client's
+/// side about a packet to the client reaches the server, quoting it as
+/// the server sent it; checksums refilled; one about no connection, or
+/// with a wrong checksum, goes nowhere.
+#[test]
+fn ipv6_packet_too_big_is_translated_both_ways() {
+    let mut w = worker_on(snapshot_services6(), 64, 0, 1, true);
+    let router_in: u128 = 0x2001_0db8_0002_u128 << 80 | 0xfe;
+    let router_out: u128 = 0x2001_0db8_0001_u128 << 80 | 0xfe;
+    for port in [80u16, 81] {
+        let mut syn = tcp6(CLIENT6, VIP6, 41000, port, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+        assert_eq!(w.process(&mut syn, OUT, false), Verdict::Forward(IN));
+        let (local, lport, server) = (a6(&syn, 22), port6(&syn, 54), a6(&syn, 38));
+        let i = SRV6.iter().position(|s| *s == server).unwrap();
+        // The server's side: about the box's packet to the server.
+        let mut ptb = too_big(router_in, local, 1280, &syn[14..], SERVER_MAC[i], IN_MAC);
+        assert_eq!(w.process(&mut ptb, IN, false), Verdict::Forward(OUT), "port {port}");
+        assert_eq!((a6(&ptb, 22), a6(&ptb, 38)), (VIP6, CLIENT6), "from the VIP to the client");
+        assert_eq!(&ptb[0..6], &CLIENT_MAC.0);
+        let q = 54 + 8;
+        assert_eq!((a6(&ptb, q + 8), a6(&ptb, q + 24)), (CLIENT6, VIP6), "the quote as the client sent it");
+        assert_eq!((port6(&ptb, q + 40), port6(&ptb, q + 42)), (41000, port));
+        assert_eq!(u32::from_be_bytes(ptb[58..62].try_into().unwrap()), 1280, "the MTU as the router said");
+        let m = Icmpv6Packet::new_unchecked(&ptb[54..]);
+        assert!(m.verify_checksum(a6(&ptb, 22).into(), a6(&ptb, 38).into()), "ICMPv6 checksum refilled");
+        // The client's side: about the server's answer to the client.
+        let mut ans = tcp6(server, local, 8080, lport, tcpf::SYN | tcpf::ACK, SERVER_MAC[i], IN_MAC);
+        assert_eq!(w.process(&mut ans, IN, false), Verdict::Forward(OUT));
+        let mut ptb = too_big(router_out, VIP6, 1280, &ans[14..], CLIENT_MAC, OUT_MAC);
+        assert_eq!(w.process(&mut ptb, OUT, false), Verdict::Forward(IN), "port {port}");
+        assert_eq!(a6(&ptb, 38), server, "to the server");
+        assert_eq!(a6(&ptb, 22), if port == 81 { local } else { router_out }, "full-NAT: from the local address");
+        assert_eq!((a6(&ptb, q + 8), a6(&ptb, q + 24)), (server, local), "the quote as the server sent it");
+        assert_eq!((port6(&ptb, q + 40), port6(&ptb, q + 42)), (8080, lport));
+        let m = Icmpv6Packet::new_unchecked(&ptb[54..]);
+        assert!(m.verify_checksum(a6(&ptb, 22).into(), a6(&ptb, 38).into()));
+    }
+    // About no connection; a wrong checksum.
+    let stray = tcp6(CLIENT6, VIP6, 42000, 80, tcpf::ACK, CLIENT_MAC, OUT_MAC);
+    let mut ptb = too_big(router_in, SELF6_IN, 1280, &stray[14..], SERVER_MAC[0], IN_MAC);
+    assert_eq!(w.process(&mut ptb, IN, false), Verdict::Punt, "to the box's own address: its own traffic's");
+    let mut ptb = too_big(router_in, CLIENT6, 1280, &stray[14..], SERVER_MAC[0], IN_MAC);
+    assert_eq!(w.process(&mut ptb, IN, false), Verdict::Drop(DropReason::IcmpNoFlow));
+    let mut syn = tcp6(CLIENT6, VIP6, 41001, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w.process(&mut syn, OUT, false), Verdict::Forward(IN));
+    let mut bad = too_big(router_in, CLIENT6, 1280, &syn[14..], SERVER_MAC[0], IN_MAC);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x10;
+    assert_eq!(w.process(&mut bad, IN, false), Verdict::Drop(DropReason::IcmpBadChecksum));
+}
+
+/// An ICMPv6 error about a connection counts only from the side its
+/// quoted packet went to: one quoting the box's packet to the server but
+/// arriving from the client's side is not the servers' path's.
+#[test]
+fn ipv6_errors_come_from_their_side() {
+    let mut w = worker_on(snapshot_services6(), 64, 0, 1, true);
+    let mut syn = tcp6(CLIENT6, VIP6, 41000, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w.process(&mut syn, OUT, false), Verdict::Forward(IN));
+    let spoofed: u128 = 0x2001_0db8_0001_u128 << 80 | 0xfe;
+    let mut ptb = too_big(spoofed, CLIENT6, 1280, &syn[14..], CLIENT_MAC, OUT_MAC);
+    assert_eq!(w.process(&mut ptb, OUT, false), Verdict::Drop(DropReason::ReplyWrongLink));
 }
