@@ -551,6 +551,78 @@ fn bench_worker(c: &mut Criterion) {
     g.finish();
 }
 
+// ---------------------------------------------------------------------------
+// worker, IPv6 (issue 24): the same service over IPv6, beside IPv4's
+// ---------------------------------------------------------------------------
+
+const VIP6: u128 = 0x2001_0db8_0001_u128 << 80 | 0x100;
+const CLIENT6: u128 = 0x2001_0db8_0001_u128 << 80 | 0x10;
+const SRV6: [u128; 2] = [0x2001_0db8_0002_u128 << 80 | 0x11, 0x2001_0db8_0002_u128 << 80 | 0x12];
+
+/// `snapshot` with the NAT service's IPv6 twin on [VIP6]:80 over two IPv6
+/// servers (service 1).
+fn snapshot6() -> Snapshot {
+    let mut s = snapshot();
+    for (i, a) in SRV6.iter().enumerate() {
+        s.servers.push(RealServer { ip6: a.to_be_bytes(), port: SPORT, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: 1, ..RealServer::default() });
+    }
+    let mut vs = VirtualService::test(Forwarding::Nat);
+    (vs.ip6, vs.port, vs.proto, vs.members, vs.schedule) = (VIP6, VPORT, protocol::TCP, vec![2, 3].into_boxed_slice(), Schedule::round_robin(2));
+    s.services.push(vs);
+    s.index();
+    s
+}
+
+fn tcp6_frame(src_mac: EthernetAddress, dst_mac: EthernetAddress, src: u128, dst: u128, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    testkit::ipv6_frame(src_mac, dst_mac, src, dst, protocol::TCP, 64, &tcp(sport, dport, flags))
+}
+
+#[inline(always)]
+fn run6(w: &mut Worker, scratch: &mut [u8], template: &[u8], port: u16) -> Verdict {
+    scratch.copy_from_slice(black_box(template));
+    let v = w.process(black_box(&mut *scratch), port, false);
+    black_box(&mut *scratch);
+    v
+}
+
+fn bench_worker6(c: &mut Criterion) {
+    let mut g = c.benchmark_group("worker6");
+    g.throughput(Throughput::Elements(1));
+    let (publisher, mut readers) = rcu(Box::new(snapshot6()), 1);
+    std::mem::forget(publisher);
+    let n = Arc::new(Neighbors::new(4));
+    n.set(0, SERVER_MAC[0]);
+    n.set(1, SERVER_MAC[1]);
+    let config = WorkerConfig { flows: 1 << 20, flows_v6: 1 << 20, hash_key: 0x0123_4567_89ab_cdef, ..WorkerConfig::default() };
+    let mut w = Worker::new(config, readers.remove(0), n);
+    let mut scratch = vec![0u8; 74];
+    let to_server = tcp6_frame(CLIENT_MAC, OUT_MAC, CLIENT6, VIP6, 40000, VPORT, tcpf::TCP_ACK);
+    let to_client = tcp6_frame(SERVER_MAC[0], IN_MAC, SRV6[0], CLIENT6, SPORT, 40000, tcpf::TCP_ACK);
+    assert_eq!(run6(&mut w, &mut scratch, &tcp6_frame(CLIENT_MAC, OUT_MAC, CLIENT6, VIP6, 40000, VPORT, tcpf::TCP_SYN), OUT), Verdict::Forward(IN));
+    assert_eq!(run6(&mut w, &mut scratch, &tcp6_frame(SERVER_MAC[0], IN_MAC, SRV6[0], CLIENT6, SPORT, 40000, tcpf::TCP_SYN | tcpf::TCP_ACK), IN), Verdict::Forward(OUT));
+    assert_eq!(run6(&mut w, &mut scratch, &to_server, OUT), Verdict::Forward(IN));
+    assert_eq!(run6(&mut w, &mut scratch, &to_client, IN), Verdict::Forward(OUT));
+    let t6 = w.table6().expect("the IPv6 table");
+    assert_eq!(t6.len(), 1);
+    eprintln!("worker6: an IPv6 slot costs {} B (entries, buckets and marks of a {}-entry table)", t6.memory_bytes() as f64 / f64::from(t6.capacity()), t6.capacity());
+    g.bench_function(BenchmarkId::new("process", "established-to-server"), |b| b.iter(|| run6(&mut w, &mut scratch, &to_server, OUT)));
+    g.bench_function(BenchmarkId::new("process", "established-to-client"), |b| b.iter(|| run6(&mut w, &mut scratch, &to_client, IN)));
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..1024u16)
+        .map(|i| (tcp6_frame(CLIENT_MAC, OUT_MAC, CLIENT6, VIP6, 20000 + i, VPORT, tcpf::TCP_SYN), tcp6_frame(CLIENT_MAC, OUT_MAC, CLIENT6, VIP6, 20000 + i, VPORT, tcpf::TCP_RST)))
+        .collect();
+    let mut pos = 0;
+    g.bench_function(BenchmarkId::new("process", "syn+rst"), |b| {
+        b.iter(|| {
+            cycle(&pairs, &mut pos, |(syn, rst)| {
+                let opened = run6(&mut w, &mut scratch, syn, OUT);
+                let reset = run6(&mut w, &mut scratch, rst, OUT);
+                (opened, reset)
+            })
+        })
+    });
+    g.finish();
+}
+
 fn bench_sync(c: &mut Criterion) {
     use furiwake::modules::sync::frame::{udp_datagram, udp_frame};
     use furiwake::modules::sync::wire::{self, Header, Keys, MessageType, SyncKey, MAX_RECORDS};
@@ -639,6 +711,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = bench_parse, bench_flow, bench_sched, bench_nat, bench_worker, bench_sync
+    targets = bench_parse, bench_flow, bench_sched, bench_nat, bench_worker, bench_worker6, bench_sync
 }
 criterion_main!(micro);
