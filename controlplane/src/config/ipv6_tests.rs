@@ -123,6 +123,12 @@ fn ipv6_virtual_servers_and_their_refusals() {
         (vs("").replace("[2001:db8:1::100]:80", "[2001:db8:2::1]:80"), "self address"),
         (vs("").replace("[2001:db8:1::100]:80", "[fe80::100]:80"), "link-local"),
         (format!("{base}{pools}\n[[virtual_server]]\nname = \"www4\"\naddress = \"192.0.2.100:80\"\npool = \"web6\"\n"), "other address family"),
+        // A rule's pool of the other family (the L7 engine would connect
+        // to nothing).
+        (format!("{base}{pools}\n[[virtual_server]]\nname = \"www4\"\naddress = \"192.0.2.100:80\"\nprotocol = \"http\"\npool = \"web4\"\n\n[[virtual_server.rule]]\npath_prefix = \"/x\"\npool = \"web6\"\n"), "other address family"),
+        (vs("").replace("[2001:db8:2::11]:80", "[fe80::11]:80"), "link-local"),
+        (vs("").replace("[2001:db8:2::11]:80", "[::]:80"), "unspecified"),
+        (vs("\n[[vrrp]]\nname = \"o\"\ninterface = \"outside\"\naddresses = [\"192.0.2.100\"]\nvrid = 51\n"), "VRRP and sync over IPv6"),
         (vs("").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"icmp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "ICMPv6 echo checks"),
         (vs("forwarding = \"dsr-l2\"\n").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"tcp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "probed at the VIP"),
     ];

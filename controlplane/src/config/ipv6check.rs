@@ -37,15 +37,33 @@ impl Config {
     /// Every virtual server's servers are of its VIP's family (no
     /// translation yet), and an IPv6 one is what this release forwards.
     pub(super) fn validate_ipv6_services(&self, src: &Source) -> Result<(), ConfigError> {
+        for p in &self.pools {
+            for s in &p.servers {
+                if let std::net::IpAddr::V6(a) = s.address.get_ref().ip() {
+                    if let Some(why) = ipv6_unusable(a) {
+                        return Err(src.error(Some(s.address.span()), format!("pool {:?}: server {} is {why}", p.name.get_ref(), s.address.get_ref())));
+                    }
+                }
+            }
+        }
         for vs in &self.virtual_servers {
             let name = vs.name.get_ref();
-            let pool = self.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref());
-            let sorry = pool.and_then(|p| p.sorry_pool.as_ref()).and_then(|n| self.pools.iter().find(|p| p.name.get_ref() == n.get_ref()));
-            for s in pool.into_iter().chain(sorry).flat_map(|p| p.servers.iter()) {
+            // Its pool, its rules' pools, and their sorry pools.
+            let by_name = |n: &str| self.pools.iter().find(|p| p.name.get_ref() == n);
+            let mut names: Vec<&str> = vec![vs.pool.get_ref().as_str()];
+            for r in &vs.rule {
+                names.extend(r.pool.iter().map(|p| p.get_ref().as_str()));
+                names.extend(r.pools.iter().flat_map(|l| l.get_ref().iter().map(|p| p.get_ref().as_str())));
+            }
+            let pools: Vec<&super::Pool> = names.iter().filter_map(|n| by_name(n)).collect();
+            let sorry: Vec<&super::Pool> = pools.iter().filter_map(|p| p.sorry_pool.as_ref()).filter_map(|n| by_name(n.get_ref())).collect();
+            for s in pools.iter().chain(sorry.iter()).flat_map(|p| p.servers.iter()) {
                 if s.address.get_ref().is_ipv6() != vs.is_v6() {
                     return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?}: server {} is of the other address family than the VIP {}: translation between the families is not in this release", s.address.get_ref(), vs.address.get_ref())));
                 }
             }
+            let pool = self.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref());
+            let sorry = pool.and_then(|p| p.sorry_pool.as_ref()).and_then(|n| self.pools.iter().find(|p| p.name.get_ref() == n.get_ref()));
             if vs.is_v6() {
                 self.validate_ipv6_service(src, vs)?;
                 let checks: Vec<&super::HealthCheck> = pool.into_iter().chain(sorry).flat_map(|p| p.check_names()).filter_map(|n| self.health_checks.iter().find(|h| h.name.get_ref() == n.get_ref())).collect();
@@ -70,6 +88,11 @@ impl Config {
         }
         if self.interfaces.iter().any(|i| i.address6.is_some_and(|a| a.addr == vip)) {
             return refuse(vs.address.span(), "the VIP is a self address");
+        }
+        // Both boxes of a pair would answer for it (VRRP's addresses are
+        // IPv4's) and its connections are not synced.
+        if !self.vrrp.is_empty() || self.sync.is_some() {
+            return refuse(vs.address.span(), "an IPv6 VIP with [[vrrp]] or [sync]: VRRP and sync over IPv6 are not in this release (both boxes would answer for it)");
         }
         if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat | Forwarding::DsrL2) {
             return refuse(vs.forwarding.span(), "forwarding is \"nat\", \"full-nat\" or \"dsr-l2\" (the other modes over IPv6 are not in this release)");

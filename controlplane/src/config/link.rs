@@ -227,9 +227,10 @@ impl super::Config {
         // Every interface of the device (VLANs share its RSS).
         let on_dev: Vec<&Interface> = self.interfaces.iter().filter(|i| i.dev_name() == iface.dev_name()).collect();
         let here = |a: Ipv4Addr| on_dev.iter().any(|i| i.address.contains(a));
-        let servers = self.pools.iter().flat_map(|p| p.servers.iter()).any(|s| self.reached_by(s.ip4()).is_some_and(|d| d == iface.dev_name()));
+        // (IPv4 only: IPv6 is not steered by the RSS mirror yet.)
+        let servers = self.pools.iter().flat_map(|p| p.servers.iter()).filter(|s| s.address.get_ref().is_ipv4()).any(|s| self.reached_by(s.ip4()).is_some_and(|d| d == iface.dev_name()));
         let default = self.routes4().any(|r| r.prefix.prefix_len == 0 && here(r.via));
-        let vips = self.virtual_servers.iter().any(|v| here(v.ip4()));
+        let vips = self.virtual_servers.iter().filter(|v| !v.is_v6()).any(|v| here(v.ip4()));
         let others = self.interfaces.iter().any(|i| i.dev_name() != iface.dev_name());
         match (servers, default || vips || !others) {
             (true, false) => RssSide::Server,

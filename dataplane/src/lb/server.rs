@@ -43,6 +43,17 @@ impl RealServer {
         u128::from_be_bytes(self.ip6)
     }
 
+    /// 32 bits standing for its address in the hashed schedules (Maglev
+    /// keys its table by server address): an IPv4 address itself, an
+    /// IPv6 address's words folded.
+    pub fn hash_word(&self) -> u32 {
+        if self.ip6 == [0; 16] {
+            return self.ip;
+        }
+        let x = self.ip6();
+        (x as u32).rotate_left(7) ^ ((x >> 32) as u32).rotate_left(14) ^ ((x >> 64) as u32).rotate_left(21) ^ ((x >> 96) as u32)
+    }
+
     /// Its address and port, of its family (the control plane's views).
     pub fn socket_addr(&self) -> core::net::SocketAddr {
         if self.ip6 != [0; 16] {

@@ -60,6 +60,11 @@ impl Shard<u128> {
             return Verdict::Drop(DropReason::IcmpBadChecksum);
         }
         let Some(q) = quote(frame, e).filter(|q| q.proto == next_header::TCP || q.proto == next_header::UDP) else { return Verdict::Drop(DropReason::IcmpBadEmbedded) };
+        // An error goes to the sender of the packet it quotes (RFC 4443
+        // §2.2): any other destination would make the box reflect it.
+        if e.dst != q.src {
+            return Verdict::Drop(DropReason::IcmpBadEmbedded);
+        }
         // The quoted packet is one the box sent; its reverse is a key.
         let key = FlowKey { src_ip: q.dst, dst_ip: q.src, src_port: q.dport, dst_port: q.sport, proto: q.proto };
         if !handed && self.config.workers > 1 {
@@ -78,6 +83,12 @@ impl Shard<u128> {
         // sequence number must be one the server sent and the client has
         // not acknowledged.
         if dir == Dir::Original && q.proto == next_header::TCP && !self.table.track(id).is_none_or(|t| super::icmp::quoted_seq_plausible(&t, q.seq)) {
+            return Verdict::Drop(DropReason::IcmpOutOfWindow);
+        }
+        // A full-NAT server's path MTU to the local address is every
+        // client's: an error about a UDP datagram (which no window
+        // vouches for) from the client's side could lower it for all.
+        if dir == Dir::Original && q.proto == next_header::UDP && f.mode == Forwarding::FullNat {
             return Verdict::Drop(DropReason::IcmpOutOfWindow);
         }
         let server = snap.servers.get(f.server_slot());
@@ -114,6 +125,12 @@ impl Shard<u128> {
             _ => return Verdict::Drop(DropReason::IcmpNoFlow),
         };
         let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
+        // A link-local source that stays is not forwarded to another link
+        // (RFC 4291 §2.5.6).
+        let keeps_src = outer.is_none_or(|(s, _)| s.is_none());
+        if keeps_src && e.src >> 118 == 0xfe80 >> 6 {
+            return Verdict::Drop(DropReason::Ipv6BadAddress);
+        }
         if let (Some(outer), Some(inner)) = (outer, inner) {
             if !translate(frame, e, &q, outer, inner) {
                 return Verdict::Drop(DropReason::IcmpBadEmbedded);

@@ -223,7 +223,10 @@ drop_reasons! {
     IcmpTunnelNotRelayed => "icmp-tunnel-not-relayed",
     /// An ICMP error about a server's segment to the client whose quoted
     /// sequence number the server has not sent or the client has already
-    /// acknowledged (RFC 5927 §4.1): a blind guess, not sent on.
+    /// acknowledged (RFC 5927 §4.1): a blind guess, not sent on. For IPv6
+    /// full-NAT also one about a UDP datagram to the client (no window
+    /// vouches for it, and the server's path MTU to the local address is
+    /// every client's).
     IcmpOutOfWindow => "icmp-out-of-window",
 }
 

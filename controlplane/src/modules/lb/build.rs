@@ -229,7 +229,8 @@ fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> O
 /// Per link: the live IPv6 VIPs and local addresses in its IPv6 subnet.
 fn owned6(snap: &Snapshot, links: &[LinkInfo]) -> Vec<Vec<std::net::Ipv6Addr>> {
     let mut owned = vec![Vec::new(); links.len()];
-    let addrs = snap.services.iter().filter(|v| !v.retired).flat_map(|v| std::iter::once(v.ip6).chain(v.local_addrs6.iter().copied())).filter(|a| *a != 0);
+    // (Retired services' too: their connections drain.)
+    let addrs = snap.services.iter().flat_map(|v| std::iter::once(v.ip6).chain(v.local_addrs6.iter().copied())).filter(|a| *a != 0);
     for a in addrs {
         let a = std::net::Ipv6Addr::from(a);
         if let Some(li) = links.iter().position(|l| !l.host && l.address6.is_some_and(|c| c.contains(a) && c.addr != a)) {
@@ -239,16 +240,6 @@ fn owned6(snap: &Snapshot, links: &[LinkInfo]) -> Vec<Vec<std::net::Ipv6Addr>> {
         }
     }
     owned
-}
-
-/// 32 bits standing for a server's address in the hashed schedules
-/// (Maglev keys its table by server address): an IPv4 address itself, an
-/// IPv6 address's words folded.
-fn hash_word(a: IpAddr) -> u32 {
-    match a {
-        IpAddr::V4(v) => u32::from(v),
-        IpAddr::V6(v) => v.segments().chunks(2).fold(0u32, |h, w| h.rotate_left(7) ^ (u32::from(w[0]) << 16 | u32::from(w.get(1).copied().unwrap_or(0)))),
-    }
 }
 
 /// The first snapshot of `cfg`.
@@ -345,7 +336,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         let count = members.len();
         let member_weights: Vec<u32> = members.iter().map(|(s, _, _)| *s.weight.get_ref()).collect();
         let member_addrs: Vec<(u32, u16, u32)> =
-            members.iter().map(|(s, _, _)| (hash_word(s.address.get_ref().ip()), s.address.get_ref().port(), *s.weight.get_ref())).collect();
+            slots.iter().zip(members.iter()).map(|(g, (s, _, _))| (servers.get(*g as usize).map_or(0, RealServer::hash_word), s.address.get_ref().port(), *s.weight.get_ref())).collect();
         let schedule = match pool.algorithm.get_ref() {
             Algorithm::RoundRobin => Schedule::round_robin(count),
             Algorithm::WeightedRoundRobin => Schedule::weighted(&member_weights),
@@ -402,8 +393,10 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         let local_addrs6: Vec<u128> = match (vip.ip(), forwarding) {
             (IpAddr::V6(_), snapshot::Forwarding::FullNat) => {
                 // The IPv6 self address of the interface facing the servers.
+                // (A pool with no server yet: the first link with IPv6.)
                 let server_port = slots.first().and_then(|g| servers.get(*g as usize)).map(|s| s.tx_port);
-                server_port.and_then(|p| links.get(p as usize)).and_then(|l| l.address6).map(|a| vec![u128::from(a.addr)]).unwrap_or_default()
+                let link = server_port.and_then(|p| links.get(p as usize)).or_else(|| links.iter().find(|l| l.address6.is_some()));
+                link.and_then(|l| l.address6).map(|a| vec![u128::from(a.addr)]).unwrap_or_default()
             }
             _ => Vec::new(),
         };

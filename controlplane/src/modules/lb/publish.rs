@@ -132,7 +132,7 @@ pub fn with_states(base: &Snapshot, state: impl Fn(usize, &RealServer) -> Option
     }
     for (slot, vs) in snap.services.iter_mut().enumerate() {
         let Schedule::Hash { key, .. } = vs.schedule else { continue };
-        let members: Members = vs.members.iter().filter_map(|g| snap.servers.get(*g as usize)).map(|s| (s.ip, s.port, if s.enabled { s.weight } else { 0 })).collect();
+        let members: Members = vs.members.iter().filter_map(|g| snap.servers.get(*g as usize)).map(|s| (s.hash_word(), s.port, if s.enabled { s.weight } else { 0 })).collect();
         vs.schedule = tables.schedule(slot, key, members);
     }
     snap

@@ -54,7 +54,9 @@ impl Counts {
 
     #[inline]
     pub(super) fn bucket<A: Addr>(&self, ip: A) -> usize {
-        (crate::hash::keyed64(ip.fold(), self.key) as usize) & (SOURCE_BUCKETS - 1)
+        // An IPv6 sender chooses its low 64 bits alone: its /64 is the
+        // source (RFC 4291 §2.5.4's interface identifiers).
+        (crate::hash::keyed64(ip.masked(if A::BITS == 128 { 64 } else { 32 }).fold(), self.key) as usize) & (SOURCE_BUCKETS - 1)
     }
 
     fn add<A: Addr>(&mut self, vs: u16, ip: A, up: bool) {

@@ -507,12 +507,17 @@ fn ipv6_packet_too_big_is_translated_both_ways() {
         let m = Icmpv6Packet::new_unchecked(&ptb[54..]);
         assert!(m.verify_checksum(a6(&ptb, 22).into(), a6(&ptb, 38).into()));
     }
-    // About no connection; a wrong checksum.
-    let stray = tcp6(CLIENT6, VIP6, 42000, 80, tcpf::ACK, CLIENT_MAC, OUT_MAC);
-    let mut ptb = too_big(router_in, SELF6_IN, 1280, &stray[14..], SERVER_MAC[0], IN_MAC);
+    // About the box's own packet (a probe's): the control plane's. About
+    // no connection; to another address than the quote's sender (a
+    // reflection); a wrong checksum.
+    let probe = tcp6(SELF6_IN, SRV6[0], 61000, 80, tcpf::SYN, IN_MAC, SERVER_MAC[0]);
+    let mut ptb = too_big(router_in, SELF6_IN, 1280, &probe[14..], SERVER_MAC[0], IN_MAC);
     assert_eq!(w.process(&mut ptb, IN, false), Verdict::Punt, "to the box's own address: its own traffic's");
+    let stray = tcp6(CLIENT6, VIP6, 42000, 80, tcpf::ACK, CLIENT_MAC, OUT_MAC);
     let mut ptb = too_big(router_in, CLIENT6, 1280, &stray[14..], SERVER_MAC[0], IN_MAC);
     assert_eq!(w.process(&mut ptb, IN, false), Verdict::Drop(DropReason::IcmpNoFlow));
+    let mut reflected = too_big(router_in, ELSEWHERE, 1280, &stray[14..], SERVER_MAC[0], IN_MAC);
+    assert_eq!(w.process(&mut reflected, IN, false), Verdict::Drop(DropReason::IcmpBadEmbedded), "to another address than the quoted packet's sender");
     let mut syn = tcp6(CLIENT6, VIP6, 41001, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
     assert_eq!(w.process(&mut syn, OUT, false), Verdict::Forward(IN));
     let mut bad = too_big(router_in, CLIENT6, 1280, &syn[14..], SERVER_MAC[0], IN_MAC);

@@ -87,7 +87,8 @@ impl Snapshot {
         self.local_addrs6 = locals;
         let mut selfs = Vec::new();
         let mut groups = Vec::new();
-        let answered: Vec<u128> = self.services.iter().filter(|s| !s.retired).flat_map(|s| std::iter::once(s.ip6).chain(s.local_addrs6.iter().copied())).filter(|a| *a != 0).collect();
+        // Retired services' too: their connections drain.
+        let answered: Vec<u128> = self.services.iter().flat_map(|s| std::iter::once(s.ip6).chain(s.local_addrs6.iter().copied())).filter(|a| *a != 0).collect();
         let mut owned = Vec::new();
         for (li, pv) in self.ports.iter().enumerate() {
             let Some(v6) = pv.as_ref().map(|p| p.v6).filter(PortView6::is_on) else { continue };
