@@ -123,6 +123,12 @@ impl Shard {
     /// An error quoting TCP/UDP: to the owner, then looked up by the
     /// quoted header reversed.
     fn icmp_error(&mut self, snap: &Snapshot, frame: &mut [u8], e: &Error, q: Quote, handed: bool) -> Verdict {
+        // An error goes to the sender of the datagram it quotes (RFC 792,
+        // RFC 1812 §4.3.2.3): one to any other address would have the box
+        // send it on from the VIP, a reflection.
+        if e.dst != q.src {
+            return if snap.is_self(e.dst) { Verdict::Punt } else { Verdict::Drop(DropReason::IcmpBadEmbedded) };
+        }
         if !handed && self.config.workers > 1 {
             let o = owner(snap, &self.owners, q.dst, q.dport, q.src, q.sport, q.proto);
             if o != self.config.id {

@@ -256,3 +256,15 @@ fn errors_quoting_a_sequence_number_outside_the_servers_window_are_dropped() {
         assert_eq!(w.process(&mut error(seq), OUT, false), want, "quoted seq ISN + {}", seq.wrapping_sub(s_isn));
     }
 }
+
+/// Review (IPv6 stages) 4, for IPv4 too: an error whose destination is
+/// not the sender of the datagram it quotes is not sent on (the box would
+/// reflect it from the VIP to any address).
+#[test]
+fn an_error_not_to_its_quotes_sender_is_not_reflected() {
+    let mut w = worker_on(dsr_l2_snapshot(), 64, 0, 1, true);
+    assert_eq!(w.process(&mut syn(40000, 80), OUT, false), Verdict::Forward(IN));
+    let victim = [203, 0, 113, 77];
+    let mut f = unreachable(ROUTER_OUT_MAC, OUT_MAC, ROUTER_OUT, victim, 4, 1400, &dsr_reply()[14..14 + 28]);
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Drop(DropReason::IcmpBadEmbedded));
+}
