@@ -54,16 +54,22 @@ impl Shard<u128> {
     /// An ICMPv6 error not to the box: checked, to its connection's owner,
     /// translated or delivered; to nobody's connection, dropped.
     pub(super) fn icmp6_error(&mut self, snap: &Snapshot, frame: &mut [u8], e: &Error6, handed: bool) -> Verdict {
-        let Some(msg) = frame.get(e.msg..e.end) else { return Verdict::Drop(DropReason::IcmpTruncated) };
-        // Rewritten and its checksum refilled: verified first.
-        if !Icmpv6Packet::new_unchecked(msg).verify_checksum(e.src.into(), e.dst.into()) {
-            return Verdict::Drop(DropReason::IcmpBadChecksum);
-        }
         let Some(q) = quote(frame, e).filter(|q| q.proto == next_header::TCP || q.proto == next_header::UDP) else { return Verdict::Drop(DropReason::IcmpBadEmbedded) };
         // An error goes to the sender of the packet it quotes (RFC 4443
         // §2.2): any other destination would make the box reflect it.
         if e.dst != q.src {
             return Verdict::Drop(DropReason::IcmpBadEmbedded);
+        }
+        // What can be about no connection of the box's goes before it costs
+        // a checksum or a hand-off: the quote is from a VIP or a local
+        // address, or to a server.
+        if !(snap.is_server6(q.dst) || snap.is_local6(q.src) || snap.owner_service6(q.src, q.sport, q.proto).is_some()) {
+            return Verdict::Drop(DropReason::IcmpNoFlow);
+        }
+        let Some(msg) = frame.get(e.msg..e.end) else { return Verdict::Drop(DropReason::IcmpTruncated) };
+        // Rewritten and its checksum refilled: verified first.
+        if !Icmpv6Packet::new_unchecked(msg).verify_checksum(e.src.into(), e.dst.into()) {
+            return Verdict::Drop(DropReason::IcmpBadChecksum);
         }
         // The quoted packet is one the box sent; its reverse is a key.
         let key = FlowKey { src_ip: q.dst, dst_ip: q.src, src_port: q.dport, dst_port: q.sport, proto: q.proto };
