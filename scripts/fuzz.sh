@@ -34,7 +34,10 @@ case "${1:-}" in
     target=${2:?usage: $0 libfuzzer pipeline|config|console N}; runs=${3:-1000000}
     if command -v cargo-fuzz >/dev/null && cargo +nightly --version >/dev/null 2>&1; then
       cd fuzz
-      cargo +nightly fuzz run "$target" -- -runs="$runs" -max_len=4096 2>&1 | tail -n 3
+      # The pipeline's IPv6 seeds (dataplane/fuzz/corpus/pipeline) start
+      # its corpus; libFuzzer adds what it finds to fuzz/corpus.
+      seeds=""; [ "$target" = pipeline ] && seeds=../dataplane/fuzz/corpus/pipeline
+      cargo +nightly fuzz run "$target" $seeds -- -runs="$runs" -max_len=4096 2>&1 | tail -n 3
     else
       echo "fuzz: cargo-fuzz or nightly missing: $target built on stable and run without coverage guidance"
       cargo build --quiet --release --manifest-path fuzz/Cargo.toml --bin "$target"
