@@ -63,7 +63,7 @@ fn the_box_answers_neighbor_discovery_and_ping_on_its_ipv6_addresses() {
     let Some(mut lab) = Lab::open('6', "ipv6-nd", &["ping", "tcpdump"]) else { return };
     lab.topo.ipv6(LAB_BACKENDS);
     let pcap = lab.dir.path("client.pcap");
-    let mut cap = Proc::spawn("tcpdump", Some(&lab.topo.ns("client")), &["tcpdump", "-n", "-i", "eth0", "--immediate-mode", "-w", pcap.to_str().unwrap(), "icmp6"], &lab.dir.path("tcpdump.log"), false);
+    let mut cap = Proc::spawn("tcpdump", Some(&lab.topo.ns("client")), &["tcpdump", "-n", "-i", "eth0", "--immediate-mode", "-w", pcap.to_str().unwrap(), "ip6"], &lab.dir.path("tcpdump.log"), false);
     cap.expect_output("listening on", Duration::from_secs(10));
     let socket = lab.dir.path("console.sock");
     let cfg = config(&lab, &socket);
@@ -116,6 +116,10 @@ fn the_box_answers_neighbor_discovery_and_ping_on_its_ipv6_addresses() {
     let adverts = seen.matches(&format!("tgt is {SELF6_OUT}")).count();
     assert!(adverts >= 2, "the box advertised its address: {seen}");
     assert!(to_all >= 2, "an unsolicited advert at start and the DAD defence, to all-nodes: {seen}");
+    // MLDv2 (RFC 3810): the box reports its solicited-node group, so a
+    // switch that snoops MLD forwards the solicitations for it.
+    let mld = sh(&format!("tcpdump -n -v -r {} 'ip6 dst ff02::16' 2>/dev/null", pcap.display()));
+    assert!(mld.contains("multicast listener report v2") && mld.contains("ff02::1:ff00:2"), "the box's MLDv2 report: {mld}");
     stop_furiwake_cleanly(lab.fw());
 }
 

@@ -219,6 +219,9 @@ fn icmp6_verdict(snap: &Snapshot, link: u16, (hops, headers): (u8, u8), dst: u12
         // 128).
         ty if ty < 128 && snap.is_self6(dst) => Verdict::Punt,
         ty if ty < 128 => Verdict::Drop(DropReason::IcmpNoFlow),
+        // A multicast listener query (RFC 3810 §5.1.14: hop limit 1, behind
+        // its Router Alert) on a link with IPv6: answered with a report.
+        t::MLD_QUERY if hops == 1 && headers != 0 && snap.port(link).is_some_and(|p| p.v6.is_on()) && (is_multicast6(dst) || snap.is_self6(dst)) => Verdict::Punt,
         _ if snap.is_self6(dst) || is_multicast6(dst) => Verdict::Drop(DropReason::Icmpv6Ignored),
         _ => Verdict::Drop(DropReason::NoVirtualServer),
     }

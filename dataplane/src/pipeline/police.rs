@@ -196,7 +196,7 @@ fn ipv6_class(snap: &Snapshot, ip: &[u8], link: u16) -> PuntClass {
     let l4 = ip.payload().get(chain.offset..).unwrap_or_default();
     let dport = l4.get(2..4).and_then(|b| <[u8; 2]>::try_from(b).ok()).map_or(0, u16::from_be_bytes);
     match (chain.proto, l4.first().copied()) {
-        (next_header::ICMPV6, Some(kind::NEIGHBOR_SOLICIT | kind::NEIGHBOR_ADVERT)) => PuntClass::Nd,
+        (next_header::ICMPV6, Some(kind::NEIGHBOR_SOLICIT | kind::NEIGHBOR_ADVERT | kind::MLD_QUERY)) => PuntClass::Nd,
         (next_header::ICMPV6, _) => PuntClass::Icmp,
         (next_header::TCP | next_header::UDP, _) if dport >= PROBE_PORT_MIN && snap.probe_source_index6(u128::from(ip.src_addr()), link).is_some() => PuntClass::Probe,
         _ => PuntClass::Other,

@@ -44,6 +44,8 @@ pub struct NdCounters {
     pub not_ours: u64,
     /// Neighbours evicted to make room (the cache was full).
     pub evicted: u64,
+    /// MLDv2 reports sent (at start, on a change, to a query).
+    pub reports: u64,
 }
 
 /// The ND module's state.
@@ -97,8 +99,13 @@ impl Nd {
                 *o = all;
             }
         }
+        let mut links: Vec<usize> = added.iter().map(|(li, _)| *li).collect();
+        links.dedup();
         for (li, a) in added {
             self.send_advert(rt, li, a, (ALL_NODES, multicast_mac(ALL_NODES)), false);
+        }
+        for li in links {
+            self.report(rt, li);
         }
     }
 
@@ -131,10 +138,28 @@ impl Nd {
         self.cache.iter()
     }
 
+    /// An MLDv2 report of link `li`'s solicited-node groups (RFC 3810
+    /// §6.1), from its link-local address: a switch that snoops MLD then
+    /// forwards the solicitations for the box's addresses to its port.
+    pub fn report(&mut self, rt: &mut Runtime, li: usize) {
+        let (Some(ll), Some(link)) = (self.link_local(li), rt.links().get(li)) else { return };
+        let mac = link.mac();
+        let mut groups: Vec<Ipv6Addr> = self.owned.get(li).map(|o| o.iter().map(|a| furiwake_dataplane::wire::icmpv6::solicited_node(*a)).collect()).unwrap_or_default();
+        groups.sort_unstable();
+        groups.dedup();
+        // A report fits a 1280-byte packet up to 60 records.
+        groups.truncate(60);
+        let sent = rt.send_built(li, frames::mld_report_len(groups.len()) as u16, |buf| {
+            frames::write_mld_report(buf, mac, ll, &groups);
+        });
+        self.counters.reports += u64::from(sent);
+    }
+
     /// Unsolicited advertisements of every owned address, to all-nodes
     /// (RFC 4861 §7.2.6), so neighbours learn the box's MAC at once.
     pub fn announce(&mut self, rt: &mut Runtime) {
         for li in 0..self.owned.len().min(rt.links().len()) {
+            self.report(rt, li);
             for a in self.owned[li].clone() {
                 self.send_advert(rt, li, a, (ALL_NODES, multicast_mac(ALL_NODES)), false);
             }
@@ -189,6 +214,7 @@ impl Nd {
                 rt.send(li, m);
             }
             Message::Echo { .. } => self.counters.not_ours += 1,
+            Message::MldQuery => self.report(rt, li),
             Message::Solicit { src, target, src_mac } => {
                 if !self.owns(li, target) {
                     self.counters.not_ours += 1;

@@ -84,10 +84,11 @@ impl Arp {
         let n = &self.nd.counters;
         let _ = writeln!(
             s,
-            "nd: adverts {}; solicits {}; echo-replies {}; invalid {}; not-ours {}; evicted {}; neighbors {}",
+            "nd: adverts {}; solicits {}; echo-replies {}; mld-reports {}; invalid {}; not-ours {}; evicted {}; neighbors {}",
             n.adverts,
             n.solicits,
             n.echo_replies,
+            n.reports,
             n.invalid,
             n.not_ours,
             n.evicted,

@@ -538,3 +538,21 @@ fn ipv6_errors_come_from_their_side() {
     let mut ptb = too_big(spoofed, CLIENT6, 1280, &syn[14..], CLIENT_MAC, OUT_MAC);
     assert_eq!(w.process(&mut ptb, OUT, false), Verdict::Drop(DropReason::ReplyWrongLink));
 }
+
+/// A multicast listener query (RFC 3810: hop limit 1, behind a hop-by-hop
+/// header) is punted in the `nd` class for the box's report; with another
+/// hop limit, or on a link without IPv6, it is ignored.
+#[test]
+fn mld_queries_reach_the_nd_class() {
+    let mut w = worker6();
+    let hbh = [nh::ICMPV6, 0, 5, 2, 0, 0, 1, 0];
+    let mut p = hbh.to_vec();
+    p.extend_from_slice(&[130, 0, 0, 0, 0x27, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let ll_router: u128 = 0xfe80_u128 << 112 | 1;
+    let query = |hops: u8| v6(ll_router, 0xff02 << 112 | 1, nh::HOP_BY_HOP, hops, &p);
+    assert_eq!(verdict(&mut w, query(1), OUT), Verdict::Punt);
+    assert_eq!(punt_class(&snapshot6(), &query(1), OUT), Ok(PuntClass::Nd));
+    assert_eq!(verdict(&mut w, query(64), OUT), Verdict::Drop(DropReason::Icmpv6Ignored));
+    let mut inside = ipv6_frame(CLIENT_MAC, IN_MAC, ll_router, 0xff02 << 112 | 1, nh::HOP_BY_HOP, 1, &p);
+    assert_eq!(w.process(&mut inside, IN, false), Verdict::Drop(DropReason::Icmpv6Ignored));
+}

@@ -23,6 +23,9 @@ pub enum Message {
     Advert { target: Ipv6Addr, mac: EthernetAddress, solicited: bool, over: bool },
     /// An echo request (RFC 4443 §4.1) to `dst`.
     Echo { dst: Ipv6Addr },
+    /// A multicast listener query (RFC 3810 §5.1): the box answers with a
+    /// report of its groups.
+    MldQuery,
 }
 
 /// Why a punted IPv6 frame was not taken (counted by the module).
@@ -41,6 +44,20 @@ pub fn read(frame: &[u8]) -> Result<Message, Refused> {
         return Err(Refused::NotNd);
     }
     let ip = Ipv6Packet::new_checked(frame.get(l2.l3_offset..).unwrap_or_default()).map_err(|_| Refused::NotNd)?;
+    // A listener query comes behind a hop-by-hop header (its Router
+    // Alert), from a link-local address with hop limit 1 (RFC 3810
+    // §5.1.14, §6.2).
+    if ip.next_header() == next_header::HOP_BY_HOP {
+        let chain = ip.walk().map_err(|_| Refused::NotNd)?;
+        let m = ip.payload().get(chain.offset..).unwrap_or_default();
+        let query = chain.proto == next_header::ICMPV6 && m.first() == Some(&kind::MLD_QUERY);
+        if !query {
+            return Err(Refused::NotNd);
+        }
+        let m = Icmpv6Packet::new_checked(m).map_err(|_| Refused::Invalid)?;
+        let link_local = ip.src_addr().segments()[0] & 0xffc0 == 0xfe80;
+        return if ip.hop_limit() == 1 && link_local && m.verify_checksum(ip.src_addr(), ip.dst_addr()) { Ok(Message::MldQuery) } else { Err(Refused::Invalid) };
+    }
     // ND and echo come without extension headers here (RFC 4861 §7.1:
     // an NS/NA behind a fragment header is invalid; the box answers no
     // echo that comes with a chain).
@@ -135,6 +152,42 @@ pub fn write_solicit(buf: &mut [u8], mac: EthernetAddress, src: Ipv6Addr, target
     headers(buf, mac, icmpv6::multicast_mac(group), src, group, NS_LEN);
     icmpv6::write_neighbor_solicit(&mut buf[14 + HEADER_LEN..], target, mac, src, group);
     NS_FRAME_LEN
+}
+
+/// ff02::16, all MLDv2-capable routers (RFC 3810 §5.2.14).
+pub const MLD_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16);
+
+/// The length of an MLDv2 report frame of `groups` records.
+pub fn mld_report_len(groups: usize) -> usize {
+    14 + HEADER_LEN + 8 + 8 + 20 * groups
+}
+
+/// An MLDv2 report (RFC 3810 §5.2) that the link listens to `groups`
+/// (each a CHANGE_TO_EXCLUDE record with no source: a join), from the
+/// link-local address `src` (§5.2.13) at `mac` to all MLDv2 routers with
+/// hop limit 1 behind a hop-by-hop header holding the Router Alert option
+/// (RFC 2711): what a switch that snoops MLD forwards the groups by.
+pub fn write_mld_report(buf: &mut [u8], mac: EthernetAddress, src: Ipv6Addr, groups: &[Ipv6Addr]) -> usize {
+    let len = mld_report_len(groups.len());
+    let Some(b) = buf.get_mut(..len) else { return 0 };
+    b.fill(0);
+    let icmp_len = 8 + 20 * groups.len();
+    headers(b, mac, icmpv6::multicast_mac(MLD_ROUTERS), src, MLD_ROUTERS, 8 + icmp_len);
+    b[20] = next_header::HOP_BY_HOP;
+    b[21] = 1;
+    // Hop-by-hop: next ICMPv6, length 0 (8 bytes), Router Alert (type 5,
+    // length 2, value 0: MLD), PadN of 0 bytes.
+    b[54..62].copy_from_slice(&[next_header::ICMPV6, 0, 5, 2, 0, 0, 1, 0]);
+    let m = &mut b[62..];
+    m[0] = kind::MLD2_REPORT;
+    m[6..8].copy_from_slice(&(groups.len() as u16).to_be_bytes());
+    for (i, g) in groups.iter().enumerate() {
+        let r = &mut m[8 + 20 * i..8 + 20 * (i + 1)];
+        r[0] = 4;
+        r[4..20].copy_from_slice(&g.octets());
+    }
+    Icmpv6Packet::new_unchecked(&mut m[..icmp_len]).fill_checksum(src, MLD_ROUTERS);
+    len
 }
 
 /// Turns an echo request (as `read` found it) into its reply in place:

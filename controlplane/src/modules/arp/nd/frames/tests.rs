@@ -96,3 +96,31 @@ fn invalid_neighbor_discovery_is_refused() {
     assert_eq!(read(&tcp), Err(Refused::NotNd));
     assert_eq!(read(&hex(&UNA[..60])), Err(Refused::NotNd), "truncated");
 }
+
+/// An MLDv2 report as scapy writes it (`IPv6ExtHdrHopByHop(RouterAlert,
+/// PadN)/ICMPv6MLReport2` with two CHANGE_TO_EXCLUDE records).
+#[test]
+fn mld_reports_are_written_as_scapy_writes_them() {
+    const MLD: &str = "3333000000160200000000a086dd6000000000380001fe80000000000000000000fffe0000a0ff0200000000000000000000000000163a000502000001008f006ead0000000204000000ff0200000000000000000001ff00000204000000ff0200000000000000000001ff0000a0";
+    let ll = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xff, 0xfe00, 0xa0);
+    let groups = [Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 2), Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0xa0)];
+    let mut buf = vec![0u8; mld_report_len(2)];
+    assert_eq!(write_mld_report(&mut buf, BOX, ll, &groups), 110);
+    assert_eq!(buf, hex(MLD));
+}
+
+/// scapy's MLDv2 general query (`IPv6(hlim=1)/IPv6ExtHdrHopByHop(
+/// RouterAlert, PadN)/ICMPv6MLQuery2()` from fe80::1 to ff02::1) is read
+/// as a query; not with another hop limit or from a global address.
+#[test]
+fn mld_queries_are_read_from_the_link_only() {
+    const QUERY: &str = "33330000000102000000000186dd6000000000240001fe800000000000000000000000000001ff0200000000000000000000000000013a0005020000010082005913271000000000000000000000000000000000000000000000";
+    assert_eq!(read(&hex(QUERY)), Ok(Message::MldQuery));
+    let mut hops = hex(QUERY);
+    hops[21] = 2;
+    assert_eq!(read(&hops), Err(Refused::Invalid));
+    let mut global = hex(QUERY);
+    global[22] = 0x20;
+    global[23] = 0x01;
+    assert_eq!(read(&global), Err(Refused::Invalid));
+}
