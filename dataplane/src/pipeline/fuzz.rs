@@ -293,7 +293,23 @@ impl Fuzzer {
     /// count (the cap's) its unreplied entries, and the established
     /// gauges count exactly the established entries.
     fn check_table(&self) -> Result<(), String> {
-        let t = self.worker.table();
+        let mut established = self.check_lists(self.worker.table())?;
+        if let Some(t6) = self.worker.table6() {
+            established += self.check_lists(t6)?;
+        }
+        // The gauges count both families' entries.
+        let c = self.worker.counters();
+        let gauge: u64 = c.services.iter().map(|s| s.conns_established.get()).fold(0, u64::wrapping_add);
+        if established != gauge {
+            return Err(format!("{established} established entries, established gauges {gauge}"));
+        }
+        Ok(())
+    }
+
+    /// One family's table against its lists: the embryonic list holds its
+    /// half-open entries, each service's unreplied count its unreplied
+    /// entries. Its established entries of a counted service.
+    fn check_lists<A: crate::conntrack::Addr>(&self, t: &crate::conntrack::FlowTable<A>) -> Result<u64, String> {
         let half_open = t.iter().filter(|(_, f)| f.state.is_embryonic()).count() as u32;
         if half_open != t.embryonic() {
             return Err(format!("{half_open} half-open entries, embryonic list {}", t.embryonic()));
@@ -304,13 +320,8 @@ impl Fuzzer {
                 return Err(format!("service {vs}: {n} unreplied entries, its cap's count {}", t.unreplied_of_service(vs)));
             }
         }
-        let c = self.worker.counters();
-        let established = t.iter().filter(|(_, f)| f.state.is_active() && (f.vs as usize) < c.services.len()).count() as u64;
-        let gauge: u64 = c.services.iter().map(|s| s.conns_established.get()).fold(0, u64::wrapping_add);
-        if established != gauge {
-            return Err(format!("{established} established entries, established gauges {gauge}"));
-        }
-        Ok(())
+        let services = self.worker.counters().services.len();
+        Ok(t.iter().filter(|(_, f)| f.state.is_active() && (f.vs as usize) < services).count() as u64)
     }
 
     /// `n` inputs drawn from `seed`.
