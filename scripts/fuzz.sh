@@ -34,9 +34,11 @@ case "${1:-}" in
     target=${2:?usage: $0 libfuzzer pipeline|config|console N}; runs=${3:-1000000}
     if command -v cargo-fuzz >/dev/null && cargo +nightly --version >/dev/null 2>&1; then
       cd fuzz
-      # The pipeline's IPv6 seeds (dataplane/fuzz/corpus/pipeline) start
-      # its corpus; libFuzzer adds what it finds to fuzz/corpus.
-      seeds=""; [ "$target" = pipeline ] && seeds=../dataplane/fuzz/corpus/pipeline
+      # The pipeline's IPv6 seeds (dataplane/fuzz/corpus/pipeline) join its
+      # corpus; libFuzzer writes what it finds into the first directory,
+      # fuzz/corpus/pipeline (ignored by git).
+      seeds=""
+      if [ "$target" = pipeline ]; then mkdir -p corpus/pipeline; seeds="corpus/pipeline ../dataplane/fuzz/corpus/pipeline"; fi
       cargo +nightly fuzz run "$target" $seeds -- -runs="$runs" -max_len=4096 2>&1 | tail -n 3
     else
       echo "fuzz: cargo-fuzz or nightly missing: $target built on stable and run without coverage guidance"
