@@ -37,9 +37,11 @@ fn ipv6_drop(e: WireError) -> DropReason {
 impl Shard {
     /// An IPv6 frame that arrived on `link`, its header at `l3`.
     pub(super) fn process_v6(&mut self, snap: &Snapshot, frame: &mut [u8], (l3, link): (usize, u16), handed: bool, from_host: bool) -> Verdict {
-        // The appliance's own stack speaks IPv4 (the exception path).
+        // The appliance's own stack speaks IPv4 (the exception path): its
+        // kernel's IPv6 chatter (router solicitations, listener reports) is
+        // not the box's to handle.
         if from_host {
-            return Verdict::Drop(DropReason::HostUnmatched);
+            return Verdict::Drop(DropReason::UnhandledEthertype);
         }
         let Some(bytes) = frame.get(l3..) else { return Verdict::Drop(DropReason::Ipv6Truncated) };
         let ip = match Ipv6Packet::new_checked(bytes) {
