@@ -113,7 +113,7 @@ impl<A: Net> Shard<A> {
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(mac);
         eth.set_src_addr(out.mac);
-        self.count_in(vs, server_index, p.ip_len as u64);
+        self.count(vs, server_index, p.ip_len as u64, Dir::Original);
         if flags.contains(EntryFlags::PROXY_HEADER) && mode == Forwarding::FullNat {
             if let (Some(p4), Some(s4)) = (A::v4(p), A::v4_shard(self)) {
                 match s4.pheader_to_server(id, frame, p4) {
@@ -176,7 +176,7 @@ impl<A: Net> Shard<A> {
         let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_dst_addr(EthernetAddress(client_mac));
         eth.set_src_addr(out.mac);
-        self.count_out(vs, server_index, p.ip_len as u64);
+        self.count(vs, server_index, p.ip_len as u64, Dir::Reply);
         Verdict::Forward(out_port)
     }
 }
@@ -208,31 +208,17 @@ pub(super) fn tunnel_outer(t: &crate::state::snapshot::TunnelSpec, self_ip: u32,
 }
 
 impl<A: Net> Shard<A> {
-    /// A packet of `len` bytes toward server slot `server` of service
-    /// `vs`: its counters.
+    /// A packet of `len` bytes of server slot `server` of service `vs`,
+    /// toward the server (`Dir::Original`) or back to the client: its
+    /// service's and its server's counters.
     #[inline]
-    fn count_in(&self, vs: u16, server: usize, len: u64) {
-        if let Some(c) = self.counters.services.get(vs as usize) {
-            c.in_pkts.inc();
-            c.in_bytes.add(len);
-        }
-        if let Some(c) = self.counters.servers.get(server) {
-            c.in_pkts.inc();
-            c.in_bytes.add(len);
-        }
-    }
-
-    /// A packet of `len` bytes from server slot `server` of service `vs`
-    /// back to its client: its counters.
-    #[inline]
-    fn count_out(&self, vs: u16, server: usize, len: u64) {
-        if let Some(c) = self.counters.services.get(vs as usize) {
-            c.out_pkts.inc();
-            c.out_bytes.add(len);
-        }
-        if let Some(c) = self.counters.servers.get(server) {
-            c.out_pkts.inc();
-            c.out_bytes.add(len);
+    fn count(&self, vs: u16, server: usize, len: u64, dir: Dir) {
+        let services = self.counters.services.get(vs as usize).map(|c| (&c.in_pkts, &c.in_bytes, &c.out_pkts, &c.out_bytes));
+        let servers = self.counters.servers.get(server).map(|c| (&c.in_pkts, &c.in_bytes, &c.out_pkts, &c.out_bytes));
+        for (in_pkts, in_bytes, out_pkts, out_bytes) in services.into_iter().chain(servers) {
+            let (pkts, bytes) = if dir == Dir::Original { (in_pkts, in_bytes) } else { (out_pkts, out_bytes) };
+            pkts.inc();
+            bytes.add(len);
         }
     }
 }

@@ -161,22 +161,7 @@ fn snapshot() -> Snapshot {
     vs.local_addrs = vec![ip([198, 51, 100, 1])].into_boxed_slice();
     s.services.push(vs);
     // IPv6 (services 9 and 10): NAT on VIP6:80, full-NAT from LOCAL6 on VIP6:81.
-    for (port, fwd) in [(80u16, Forwarding::Nat), (81, Forwarding::FullNat)] {
-        let first = s.servers.len() as u16;
-        let vi = s.services.len() as u16;
-        for (i, a) in SERVERS6.iter().enumerate() {
-            s.servers.push(RealServer { ip6: a.to_be_bytes(), port: 8080, weight: 1, enabled: true, tx_port: 1, nexthop: i as u16, vs: vi, ..RealServer::default() });
-        }
-        let mut vs = VirtualService::test(fwd);
-        vs.ip6 = VIP6;
-        vs.port = port;
-        vs.members = vec![first, first + 1].into_boxed_slice();
-        vs.schedule = Schedule::round_robin(2);
-        if fwd == Forwarding::FullNat {
-            vs.local_addrs6 = vec![LOCAL6].into_boxed_slice();
-        }
-        s.services.push(vs);
-    }
+    push_ipv6_services(&mut s, VIP6, &SERVERS6, 1, LOCAL6);
     s.snat = vec![SnatRule { net: ip([198, 51, 100, 0]), mask: 0xffff_ff00, link: 1, addr: ip(SNAT), port_min: 20000, port_max: 20999 }];
     s.routes = vec![
         RouteView { net: ip([192, 0, 2, 0]), mask: 0xffff_ff00, link: 0, via: None },
@@ -368,6 +353,25 @@ impl Fuzzer {
     pub fn step_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
         let Some((&ctl, frame)) = bytes.split_first() else { return Ok(()) };
         self.step(frame.to_vec(), u16::from(ctl & 3), ctl & 4 != 0, if ctl & 8 != 0 { u32::from(ctl >> 4) * 100 } else { 0 })
+    }
+}
+
+/// Two IPv6 services on `vip` over `servers` (port 8080, next hops 0 and
+/// 1, on link `link`), round robin: NAT on :80, full-NAT from `local` on
+/// :81 (the fuzzer's and the pipeline tests').
+pub(super) fn push_ipv6_services(s: &mut Snapshot, vip: u128, servers: &[u128; 2], link: u16, local: u128) {
+    for (port, fwd) in [(80u16, Forwarding::Nat), (81, Forwarding::FullNat)] {
+        let first = s.servers.len() as u16;
+        let vi = s.services.len() as u16;
+        for (i, a) in servers.iter().enumerate() {
+            s.servers.push(RealServer { ip6: a.to_be_bytes(), port: 8080, weight: 1, enabled: true, tx_port: link, nexthop: i as u16, vs: vi, ..RealServer::default() });
+        }
+        let mut vs = VirtualService::test(fwd);
+        (vs.ip6, vs.port, vs.members, vs.schedule) = (vip, port, vec![first, first + 1].into_boxed_slice(), Schedule::round_robin(2));
+        if fwd == Forwarding::FullNat {
+            vs.local_addrs6 = vec![local].into_boxed_slice();
+        }
+        s.services.push(vs);
     }
 }
 

@@ -218,28 +218,11 @@ const SRV6: [u128; 2] = [0x2001_0db8_0002_0000_0000_0000_0000_0011, 0x2001_0db8_
 /// slots 0 and 1, on the inside link): NAT on VIP6:80, full-NAT from
 /// SELF6_IN on VIP6:81, round robin.
 fn snapshot_services6() -> Snapshot {
-    use crate::lb::{RealServer, Schedule};
-    use crate::state::snapshot::{Forwarding, VirtualService};
     let mut s = snapshot6();
     if let Some(Some(p)) = s.ports.get_mut(IN as usize) {
         p.v6 = PortView6::new(SELF6_IN, 64, IN_MAC);
     }
-    for (port, fwd) in [(80u16, Forwarding::Nat), (81, Forwarding::FullNat)] {
-        let first = s.servers.len() as u16;
-        let vi = s.services.len() as u16;
-        for (i, a) in SRV6.iter().enumerate() {
-            s.servers.push(RealServer { ip6: a.to_be_bytes(), port: 8080, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi, ..RealServer::default() });
-        }
-        let mut vs = VirtualService::test(fwd);
-        vs.ip6 = VIP6;
-        vs.port = port;
-        vs.members = vec![first, first + 1].into_boxed_slice();
-        vs.schedule = Schedule::round_robin(2);
-        if fwd == Forwarding::FullNat {
-            vs.local_addrs6 = vec![SELF6_IN].into_boxed_slice();
-        }
-        s.services.push(vs);
-    }
+    super::super::fuzz::push_ipv6_services(&mut s, VIP6, &SRV6, IN, SELF6_IN);
     s.index();
     s
 }
