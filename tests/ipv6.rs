@@ -43,8 +43,9 @@ socket = "{}"
 /// The box's link-local address on a port of MAC `mac` (RFC 4291
 /// appendix A: the modified EUI-64).
 fn link_local(mac: &str) -> String {
-    let b: Vec<u8> = mac.split(':').map(|h| u8::from_str_radix(h, 16).expect("hex")).collect();
-    format!("fe80::{:02x}{:02x}:{:02x}ff:fe{:02x}:{:02x}{:02x}", b[0] ^ 2, b[1], b[2], b[3], b[4], b[5])
+    let b: Vec<u16> = mac.split(':').map(|h| u16::from_str_radix(h, 16).expect("hex")).collect();
+    // Written as std writes it (no leading zeros: the MAC is random).
+    std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, (b[0] ^ 2) << 8 | b[1], b[2] << 8 | 0xff, 0xfe00 | b[3], b[4] << 8 | b[5]).to_string()
 }
 
 fn ipv6_frames(lab: &Lab, args: &str) -> u64 {
