@@ -107,28 +107,9 @@ impl Shard<u128> {
         if !from_side {
             return Verdict::Drop(DropReason::ReplyWrongLink);
         }
-        let (out_port, mac, outer, inner) = match (dir, f.mode) {
-            // About the server's packet to the client (MAT: sent from the
-            // VIP): to the server as the connection's data goes.
-            (Dir::Original, Forwarding::DsrL2) => {
-                let Some(s) = server else { return Verdict::Drop(DropReason::NoServer) };
-                let Some(m) = self.neighbors.get(s.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
-                (s.tx_port, m, None, None)
-            }
-            // About a packet sent to the server: to the client, as if the
-            // VIP had sent it back.
-            (Dir::Reply, Forwarding::Nat | Forwarding::FullNat) => {
-                let outer_dst = (f.mode == Forwarding::FullNat).then_some(f.client_ip);
-                (f.client_port_id as u16, EthernetAddress(f.client_mac), Some((Some(f.vip), outer_dst)), Some(((f.client_ip, f.client_port), (f.vip, f.vport))))
-            }
-            // About a packet sent to the client: to the server.
-            (Dir::Original, Forwarding::Nat | Forwarding::FullNat) => {
-                let Some(s) = server else { return Verdict::Drop(DropReason::NoServer) };
-                let Some(m) = self.neighbors.get(s.nexthop) else { return Verdict::Drop(DropReason::NeighborUnresolved) };
-                let outer_src = (f.mode == Forwarding::FullNat).then_some(f.local_ip);
-                (s.tx_port, m, Some((outer_src, Some(<u128 as Net>::server_ip(s)))), Some(((f.server_ip, f.server_port), (f.local_ip, f.local_port))))
-            }
-            _ => return Verdict::Drop(DropReason::IcmpNoFlow),
+        let (out_port, mac, outer, inner) = match self.error_route(server, &f, dir) {
+            Ok(r) => r,
+            Err(v) => return v,
         };
         let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
         // A link-local source that stays is not forwarded to another link
@@ -146,6 +127,35 @@ impl Shard<u128> {
         eth.set_dst_addr(mac);
         eth.set_src_addr(out.mac);
         Verdict::Forward(out_port)
+    }
+    /// Where an error about connection `f` (its quote travelling `dir`)
+    /// goes: the link and MAC, and for NAT and full-NAT the outer
+    /// (source, destination) and quoted (source, destination) rewrites.
+    #[allow(clippy::type_complexity, reason = "the four parts of one route, taken apart at once")]
+    fn error_route(&self, server: Option<&crate::lb::RealServer>, f: &crate::conntrack::Flow<u128>, dir: Dir) -> Result<(u16, EthernetAddress, Option<(Option<u128>, Option<u128>)>, Option<((u128, u16), (u128, u16))>), Verdict> {
+        Ok(match (dir, f.mode) {
+            // About the server's packet to the client (MAT: sent from the
+            // VIP): to the server as the connection's data goes.
+            (Dir::Original, Forwarding::DsrL2) => {
+                let Some(s) = server else { return Err(Verdict::Drop(DropReason::NoServer)) };
+                let Some(m) = self.neighbors.get(s.nexthop) else { return Err(Verdict::Drop(DropReason::NeighborUnresolved)) };
+                (s.tx_port, m, None, None)
+            }
+            // About a packet sent to the server: to the client, as if the
+            // VIP had sent it back.
+            (Dir::Reply, Forwarding::Nat | Forwarding::FullNat) => {
+                let outer_dst = (f.mode == Forwarding::FullNat).then_some(f.client_ip);
+                (f.client_port_id as u16, EthernetAddress(f.client_mac), Some((Some(f.vip), outer_dst)), Some(((f.client_ip, f.client_port), (f.vip, f.vport))))
+            }
+            // About a packet sent to the client: to the server.
+            (Dir::Original, Forwarding::Nat | Forwarding::FullNat) => {
+                let Some(s) = server else { return Err(Verdict::Drop(DropReason::NoServer)) };
+                let Some(m) = self.neighbors.get(s.nexthop) else { return Err(Verdict::Drop(DropReason::NeighborUnresolved)) };
+                let outer_src = (f.mode == Forwarding::FullNat).then_some(f.local_ip);
+                (s.tx_port, m, Some((outer_src, Some(<u128 as Net>::server_ip(s)))), Some(((f.server_ip, f.server_port), (f.local_ip, f.local_port))))
+            }
+            _ => return Err(Verdict::Drop(DropReason::IcmpNoFlow)),
+        })
     }
 }
 
