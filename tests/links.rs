@@ -221,7 +221,10 @@ fn an_802_3ad_bond_agrees_with_a_dpdk_partner_and_carries_traffic() {
     }
     sh(&format!("ip -n {p}-part link set y1 up"));
     // As long as the first agreement may take.
-    report_until(lab.fw(), Duration::from_secs(30), |r| lacp_agreed(r, &box_members)).unwrap_or_else(|r| panic!("x1 did not rejoin:\n{r}"));
+    report_until(lab.fw(), Duration::from_secs(30), |r| lacp_agreed(r, &box_members)).unwrap_or_else(|r| {
+        let theirs = report(lab.procs.get("partner").unwrap());
+        panic!("x1 did not rejoin:\n{r}\n== the partner ==\n{theirs}")
+    });
     println!("802.3ad: the first wire cut: x1 out of the aggregation after {} ms, the checks went on over x2; rejoined when it came back", left.as_millis());
     println!("802.3ad: both bonds aggregated on both members {} ms after the wires came up; {total} LACPDUs on the wires from both systems, in sync naming each other; ICMP checks pass both ways\n{line}", agreed.as_millis());
 }

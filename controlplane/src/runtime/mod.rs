@@ -24,6 +24,7 @@ mod eal;
 mod host;
 mod netns;
 mod ports;
+mod rejoin;
 mod report;
 pub mod stats;
 mod workers;

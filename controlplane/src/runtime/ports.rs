@@ -44,6 +44,8 @@ pub struct Member {
     pub port_id: u16,
     /// Its link as last watched.
     pub up: bool,
+    /// 802.3ad: the watch of its agreement (`rejoin`).
+    pub rejoin: super::rejoin::Rejoin,
 }
 
 impl Link {
@@ -270,7 +272,7 @@ pub(super) fn bring_up(iface: &Interface, cfg: &Config, n_workers: u16, pool: &M
     let mut members = Vec::new();
     for m in iface.members() {
         let port_id = Port::id_of(crate::config::model::dev_name(m)).map_err(|e| format!("interface {name}: bond member {m:?}: {e}"))?;
-        members.push(Member { spec: m.to_string(), port_id, up: member_up(m, port_id) });
+        members.push(Member { spec: m.to_string(), port_id, up: member_up(m, port_id), rejoin: Default::default() });
     }
     let port_id = port.id();
     let mut l = Link { cfg: iface.clone(), port: Some(port), owner: None, port_id, mac, rx_queues, control_txq, last_link_up: link.up, members, driver: info.driver.clone(), rss };
@@ -383,11 +385,21 @@ impl Link {
             // alone would notice only when its partner's LACPDUs time out,
             // 90 s at the slow rate), and rejoins when it is back.
             let mut changed = false;
-            for m in &self.members {
+            let now = std::time::Instant::now();
+            let states: Vec<Option<(u8, u8)>> = self.members.iter().map(|m| self.lacp_state(m.port_id)).collect();
+            for (m, state) in self.members.iter_mut().zip(states) {
                 let (member, inside) = (m.port_id, b.all.contains(&m.port_id));
+                if !m.up {
+                    m.rejoin.reset();
+                }
+                let stuck = m.up && inside && state.is_some_and(|(a, p)| m.rejoin.due(super::rejoin::agreed(a, p), now));
                 let r = match (m.up, inside) {
                     (false, true) => Some(("left", Port::bond_remove_of(self.port_id, member))),
                     (true, false) => Some(("rejoined", Port::bond_add_of(self.port_id, member))),
+                    // Out of agreement too long: its machines begin again.
+                    (true, true) if stuck => {
+                        Some(("had not agreed with its partner and was put back into", Port::bond_remove_of(self.port_id, member).and_then(|()| Port::bond_add_of(self.port_id, member))))
+                    }
                     _ => None,
                 };
                 match r {

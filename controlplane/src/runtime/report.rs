@@ -37,7 +37,7 @@ impl Runtime {
                     .iter()
                     .map(|m| {
                         let lacp = match l.lacp_state(m.port_id) {
-                            Some((a, p)) => format!(" lacp {}/{}", lacp_words(a), lacp_words(p)),
+                            Some((a, p)) => format!(" lacp {}/{} ({a:02x}/{p:02x})", lacp_words(a), lacp_words(p)),
                             None => String::new(),
                         };
                         format!("{} {}{lacp}", m.spec, if m.up { "up" } else { "down" })
