@@ -8,6 +8,11 @@ kernel takes it as if it had arrived there (the VIP on lo, rp_filter off).
 
 Prints "listening" once ready; on SIGTERM, the counts per kind.
 
+Over IPv6 (--local an IPv6 address, RFC 2473): IPv6 in IPv6 (next header
+41), GRE with EtherType 0x86DD and GUE over UDP, each holding an inner IPv6
+packet; the raw sockets are bound to --local and hand over what follows
+the outer header.
+
 usage: decap.py --tun NAME --local ADDR [--gue-port N]
 """
 import argparse
@@ -37,11 +42,21 @@ def main():
     ap.add_argument("--gue-port", type=int, default=6080)
     a = ap.parse_args()
     tun = open_tun(a.tun)
-    local = socket.inet_aton(a.local)
-    ipip = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
-    gre = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
-    gue = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    v6 = ":" in a.local
+    if v6:
+        ipip = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 41)
+        gre = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 47)
+        for s in (ipip, gre):
+            s.bind((a.local, 0))
+        gue = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        local = None
+    else:
+        local = socket.inet_aton(a.local)
+        ipip = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+        gre = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+        gue = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     gue.bind((a.local, a.gue_port))
+    version, ethertype, least = (6, 0x86DD, 40) if v6 else (4, 0x0800, 20)
     counts = {"ipip": 0, "gre": 0, "gue": 0, "refused": 0}
 
     def stop(*_):
@@ -57,19 +72,23 @@ def main():
             if s is gue:
                 inner, kind = data, "gue"
             else:
-                # Raw IPv4 sockets hand over the outer header too.
-                if len(data) < 20 or data[16:20] != local:
-                    continue
-                hl = (data[0] & 0x0F) * 4
+                if v6:
+                    # Raw IPv6 sockets hand over what follows the header.
+                    hl = 0
+                else:
+                    # Raw IPv4 sockets hand over the outer header too.
+                    if len(data) < 20 or data[16:20] != local:
+                        continue
+                    hl = (data[0] & 0x0F) * 4
                 if s is ipip:
                     inner, kind = data[hl:], "ipip"
                 else:
                     flags, ptype = struct.unpack("!HH", data[hl:hl + 4])
-                    if flags != 0 or ptype != 0x0800:
+                    if flags != 0 or ptype != ethertype:
                         counts["refused"] += 1
                         continue
                     inner, kind = data[hl + 4:], "gre"
-            if len(inner) < 20 or inner[0] >> 4 != 4:
+            if len(inner) < least or inner[0] >> 4 != version:
                 counts["refused"] += 1
                 continue
             os.write(tun, inner)

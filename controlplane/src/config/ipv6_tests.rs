@@ -110,6 +110,9 @@ fn ipv6_virtual_servers_and_their_refusals() {
     assert_eq!(again.virtual_servers[0].address.get_ref(), c.virtual_servers[0].address.get_ref());
     Config::parse("t.toml", &vs("protocol = \"udp\"\n")).unwrap();
     Config::parse("t.toml", &vs("forwarding = \"dsr-l2\"\n")).unwrap();
+    for kind in ["ipip", "gre", "gue"] {
+        Config::parse("t.toml", &vs(&format!("forwarding = \"dsr-tunnel\"\ntunnel = \"{kind}\"\n"))).unwrap();
+    }
     Config::parse("t.toml", &vs("").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"http\"\nrequest = \"GET / HTTP/1.0\\r\\n\\r\\n\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n")).unwrap();
     let refused = [
         (vs("forwarding = \"dsr-dscp\"\ndscp = 10\n"), "forwarding is"),
@@ -130,6 +133,8 @@ fn ipv6_virtual_servers_and_their_refusals() {
         (vs("").replace("[2001:db8:2::11]:80", "[::]:80"), "unspecified"),
         (vs("\n[[vrrp]]\nname = \"o\"\ninterface = \"outside\"\naddresses = [\"192.0.2.100\"]\nvrid = 51\n"), "VRRP and sync over IPv6"),
         (vs("").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"icmp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "ICMPv6 echo checks"),
+        (vs("forwarding = \"dsr-tunnel\"\ntunnel = \"gre\"\ntunnel_source = \"203.0.113.0/24\"\n"), "tunnel_source over IPv6"),
+        (vs("forwarding = \"dsr-tunnel\"\ntunnel = \"ipip\"\n").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"tcp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "probed at the VIP"),
         (vs("forwarding = \"dsr-l2\"\n").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"tcp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "probed at the VIP"),
     ];
     for (text, why) in refused {

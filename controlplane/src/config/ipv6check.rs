@@ -1,6 +1,6 @@
 //! The IPv6 rules (issue 24, in stages): self addresses and routes, and
 //! what an IPv6 virtual server may be in this release: `nat`, `full-nat`
-//! or `dsr-l2` over IPv6 servers of its own family, TCP or UDP, without
+//! `dsr-l2` or `dsr-tunnel` over IPv6 servers of its own family, TCP or UDP, without
 //! what only IPv4 has yet (persistence, the SYN proxy always on, the PROXY
 //! header, local addresses of its own, ICMPv6 echo checks, checks of
 //! dsr-l2 servers).
@@ -70,8 +70,8 @@ impl Config {
                 if let Some(h) = checks.iter().find(|h| h.kind == super::CheckKind::Icmp) {
                     return Err(src.error(Some(h.name.span()), format!("virtual_server {name:?}: health check {:?} is icmp: ICMPv6 echo checks are not in this release (tcp, http, send-expect, udp and script are)", h.name.get_ref())));
                 }
-                if !checks.is_empty() && *vs.forwarding.get_ref() == Forwarding::DsrL2 {
-                    return Err(src.error(Some(vs.pool.span()), format!("virtual_server {name:?}: pool {:?} has health checks: a dsr-l2 server over IPv6 would be probed at the VIP, which is not in this release", vs.pool.get_ref())));
+                if !checks.is_empty() && matches!(vs.forwarding.get_ref(), Forwarding::DsrL2 | Forwarding::DsrTunnel) {
+                    return Err(src.error(Some(vs.pool.span()), format!("virtual_server {name:?}: pool {:?} has health checks: a DSR server over IPv6 ({:?}) would be probed at the VIP, which is not in this release", vs.pool.get_ref(), vs.forwarding.get_ref())));
                 }
             }
         }
@@ -94,8 +94,13 @@ impl Config {
         if !self.vrrp.is_empty() || self.sync.is_some() {
             return refuse(vs.address.span(), "an IPv6 VIP with [[vrrp]] or [sync]: VRRP and sync over IPv6 are not in this release (both boxes would answer for it)");
         }
-        if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat | Forwarding::DsrL2) {
-            return refuse(vs.forwarding.span(), "forwarding is \"nat\", \"full-nat\" or \"dsr-l2\" (the other modes over IPv6 are not in this release)");
+        if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat | Forwarding::DsrL2 | Forwarding::DsrTunnel) {
+            return refuse(vs.forwarding.span(), "forwarding is \"nat\", \"full-nat\", \"dsr-l2\" or \"dsr-tunnel\" (the other modes over IPv6 are not in this release)");
+        }
+        // The outer source of an IPv6 tunnel is the self address of the
+        // link towards the server (an IPv4 prefix cannot be one).
+        if let Some(t) = &vs.tunnel_source {
+            return refuse(t.span(), "tunnel_source over IPv6 is not in this release (the outer source is the self IPv6 address of the servers' link)");
         }
         if vs.engine_served() {
             return refuse(vs.name.span(), "protocol is \"tcp\" or \"udp\" (the L7 engine over IPv6 is not in this release)");

@@ -54,6 +54,14 @@ pub fn flow_hash(client_ip: u32, client_port: u16, proto: u8) -> u64 {
     crate::hash::keyed64(u64::from(client_ip) << 24 | u64::from(client_port) << 8 | u64::from(proto), FLOW_SALT)
 }
 
+/// `flow_hash` of an IPv6 client: its address folded to 64 bits with
+/// the port and protocol, under the same public salt.
+#[inline(always)]
+pub fn flow_hash6(client_ip: u128, client_port: u16, proto: u8) -> u64 {
+    let folded = (client_ip as u64) ^ ((client_ip >> 64) as u64).rotate_left(29);
+    crate::hash::keyed64(folded ^ (u64::from(client_port) << 8 | u64::from(proto)), FLOW_SALT)
+}
+
 /// One flow's outer source address within `net` (host order) whose host
 /// bits are `host_mask` (0: always `net`), and GUE source port, from the
 /// flow hash `h` (`flow_hash`).

@@ -2,7 +2,7 @@
 //! forwarding mode, address the next hop, count.
 
 use super::family::Net;
-use super::{Encap, L4Info, Shard, TooBig, Verdict};
+use super::{Encap, Encap6, L4Info, Shard, TooBig, Verdict};
 use crate::conntrack::track::PROXY_OPEN;
 use crate::conntrack::{Check, Dir, EntryFlags, FlowId, FlowState};
 use crate::wire::tcp::flags as tcpf;
@@ -100,8 +100,12 @@ impl<A: Net> Shard<A> {
             // L3 DSR (IPv4): to the server's address, the VIP named by the
             // DSCP; or inside a tunnel to it.
             Forwarding::DsrDscp | Forwarding::DsrTunnel => {
-                let (Some(p4), Some(client), Some(server4)) = (A::v4(p), client_ip.to_v4(), server_ip.to_v4()) else { return Verdict::Drop(DropReason::NoVirtualServer) };
-                match l3_dsr(snap, ip, p4, vs, mode, (client, client_port), (server4, server_port), server.tx_port) {
+                let r = match (A::v4(p), client_ip.to_v4(), server_ip.to_v4(), client_ip.ip()) {
+                    (Some(p4), Some(client), Some(server4), _) => l3_dsr(snap, ip, p4, vs, mode, (client, client_port), (server4, server_port), server.tx_port).map(|e| e.map(Verdict::Encap)),
+                    (None, _, _, core::net::IpAddr::V6(client)) if mode == Forwarding::DsrTunnel => tunnel6(snap, (p.l3, p.ip_len, p.proto), vs, (u128::from(client), client_port), server_index, server.tx_port).map(Some),
+                    _ => Err(Verdict::Drop(DropReason::NoVirtualServer)),
+                };
+                match r {
                     Ok(e) => encap = e,
                     Err(v) => return v,
                 }
@@ -123,10 +127,7 @@ impl<A: Net> Shard<A> {
                 }
             }
         }
-        match encap {
-            Some(e) => Verdict::Encap(e),
-            None => Verdict::Forward(server.tx_port),
-        }
+        encap.unwrap_or(Verdict::Forward(server.tx_port))
     }
 
     /// Server to client: SNAT back to the VIP (and DNAT to the client for
@@ -248,9 +249,32 @@ fn l3_dsr(snap: &Snapshot, ip: &mut [u8], p: &L4Info, vs: u16, mode: Forwarding,
         // the box does not fragment.
         let df = ip.get(6).is_some_and(|b| b & 0x40 != 0);
         if df && nat::is_unicast_host(p.src) {
-            return Err(Verdict::TooBig(TooBig { l3: p.l3 as u8, hl: p.hl as u8, mtu: out.mtu.saturating_sub(overhead as u16) }));
+            return Err(Verdict::TooBig(TooBig { l3: p.l3 as u8, hl: p.hl as u8, mtu: out.mtu.saturating_sub(overhead as u16), len6: 0 }));
         }
         return Err(Verdict::Drop(DropReason::TunnelTooBig));
     }
     Ok(Some(Encap { port: tx_port, l3: p.l3 as u8, ip_len: p.ip_len as u16, outer: tunnel_outer(&t, out.self_ip, client_ip, client_port, p.proto, server_ip) }))
+}
+
+/// `dsr-tunnel` over IPv6 (RFC 2473): the client's packet (`l3`,
+/// `ip_len` bytes) untouched inside an outer IPv6 header to the server,
+/// added by `process_packet` (`Verdict::Encap6`); or, when the
+/// encapsulation would take it past the link's MTU, Packet Too Big with
+/// the tunnel's MTU (RFC 2473 §7.1: IPv6 has no DF, every sender learns;
+/// a tunnel MTU below IPv6's 1280 cannot be told, and the packet is
+/// dropped as `tunnel-too-big`).
+#[inline]
+fn tunnel6(snap: &Snapshot, (l3, ip_len, proto): (usize, usize, u8), vs: u16, (client, client_port): (u128, u16), server: usize, tx_port: u16) -> Result<Verdict, Verdict> {
+    let Some(t) = snap.services.get(vs as usize).and_then(|v| v.tunnel) else { return Err(Verdict::Drop(DropReason::NoVirtualServer)) };
+    let Some(out) = snap.port(tx_port) else { return Err(Verdict::Drop(DropReason::NoServer)) };
+    let overhead = t.kind.overhead6();
+    if ip_len + overhead > out.mtu as usize {
+        let mtu = out.mtu.saturating_sub(overhead as u16);
+        if usize::from(mtu) < nat::tunnel6::MIN_MTU {
+            return Err(Verdict::Drop(DropReason::TunnelTooBig));
+        }
+        return Err(Verdict::TooBig(TooBig { l3: l3 as u8, hl: 0, mtu, len6: ip_len as u16 }));
+    }
+    let hash = nat::tunnel::flow_hash6(client, client_port, proto) as u32;
+    Ok(Verdict::Encap6(Encap6 { port: tx_port, l3: l3 as u8, ip_len: ip_len as u16, kind: t.kind, dport: t.port, server: server as u32, hash }))
 }

@@ -3,7 +3,7 @@
 //! errors (rate limited: `Shard::answers`), the SYN proxy's segments and
 //! the replay of a parked one.
 
-use super::{synproxy, Encap, Reject, Relay, Shard, TooBig, Verdict};
+use super::{synproxy, Encap, Encap6, Reject, Relay, Shard, TooBig, Verdict};
 use crate::forward as nat;
 use crate::io::Packet;
 use crate::state::counters::DropReason;
@@ -33,6 +33,27 @@ impl Shard {
         }
     }
 
+    /// `encapsulate` for IPv6 (`forward::tunnel6`): the outer addresses
+    /// from the snapshot (the server's; the self address of the link
+    /// towards it).
+    #[inline]
+    pub(super) fn encapsulate6<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, e: Encap6) -> Verdict {
+        let no = Verdict::Drop(DropReason::TunnelNoHeadroom);
+        let (Some(server), Some(out)) = (snap.servers.get(e.server as usize), snap.port(e.port)) else { return no };
+        let outer = nat::Outer6 { kind: e.kind, src: out.v6.self_ip.to_be_bytes(), dst: server.ip6, hash: e.hash, dport: e.dport };
+        let (l3, ip_len) = (e.l3 as usize, e.ip_len as usize);
+        let at = crate::wire::ethernet::HEADER_LEN + e.kind.overhead6();
+        if !pkt.set_len(l3 + ip_len) || !pkt.prepend(at - l3) {
+            return no;
+        }
+        let frame = pkt.data_mut();
+        frame.copy_within(at - l3..at - l3 + 12, 0);
+        match nat::encapsulate6(frame, ip_len, &outer) {
+            Some(_) => Verdict::Forward(e.port),
+            None => no,
+        }
+    }
+
     /// Answers a packet too big for its tunnel with ICMP fragmentation
     /// needed out of `port`, resizing it (`forward::build_frag_needed`).
     #[cold]
@@ -44,6 +65,15 @@ impl Shard {
         self.counters.count_drop(DropReason::TunnelTooBig);
         let Some(mac) = snap.port(port).map(|p| p.mac) else { return Verdict::Drop(DropReason::TunnelTooBig) };
         let (l3, hl) = (t.l3 as usize, t.hl as usize);
+        if t.len6 != 0 {
+            // IPv6: Packet Too Big, never longer than the packet (`tunnel6`).
+            let Some(len) = nat::build_packet_too_big6(pkt.data_mut(), l3, usize::from(t.len6), u32::from(t.mtu), mac) else { return Verdict::Drop(DropReason::TunnelTooBig) };
+            if !pkt.set_len(len) {
+                return Verdict::Drop(DropReason::TunnelTooBig);
+            }
+            self.counters.frag_needed.inc();
+            return Verdict::Forward(port);
+        }
         if pkt.data().len() < nat::frag_needed_len(l3, hl) {
             // Too big for the tunnel, yet shorter than an ICMP error:
             // only with a tunnel MTU below 68 (refused by check-config).

@@ -146,6 +146,9 @@ pub enum Verdict {
     /// headers and returns `Forward(port)` (or a `tunnel-no-headroom`
     /// drop).
     Encap(Encap),
+    /// An IPv6 `dsr-tunnel` packet to encapsulate in IPv6
+    /// (`forward::tunnel6`), as `Encap`.
+    Encap6(Encap6),
     /// A `dsr-tunnel` packet with DF set too big for the tunnel, to be
     /// answered with ICMP fragmentation needed (RFC 1191) built in place,
     /// as `Reject`. Only `process` returns it.
@@ -183,13 +186,35 @@ pub struct Encap {
     pub outer: nat::Outer,
 }
 
-/// Where the too-big packet's IPv4 header is, and the MTU to tell its
+/// What `process_packet` needs to encapsulate an IPv6 packet: the outer
+/// addresses are read from the snapshot there (the server's, the self
+/// address of the link towards it), which keeps `Verdict` small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encap6 {
+    pub port: u16,
+    /// Offset of the inner IPv6 header in the frame as received.
+    pub l3: u8,
+    /// The inner packet's length, its 40-byte header included.
+    pub ip_len: u16,
+    pub kind: nat::TunnelKind,
+    /// GUE: the servers' port.
+    pub dport: u16,
+    /// The server's slot (`Snapshot::servers`).
+    pub server: u32,
+    /// The flow's hash (`forward::tunnel::flow_hash6`).
+    pub hash: u32,
+}
+
+/// Where the too-big packet's IP header is, and the MTU to tell its
 /// sender: the tunnel's, the link's less the encapsulation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooBig {
     pub l3: u8,
     pub hl: u8,
     pub mtu: u16,
+    /// IPv6: the packet's length (answered with Packet Too Big, RFC 4443
+    /// §3.2); 0 for IPv4 (fragmentation needed).
+    pub len6: u16,
 }
 
 /// Where the refused packet's IPv4 header is, for `forward::build_refusal`.
@@ -426,7 +451,7 @@ impl Shard {
             // `process_packet` never returns these.
             Verdict::Rebuild | Verdict::Replay(_) => self.counters.count_drop(DropReason::SynProxyPending),
             Verdict::Reject(_) => self.counters.count_drop(DropReason::NoServer),
-            Verdict::Encap(_) => self.counters.count_drop(DropReason::TunnelNoHeadroom),
+            Verdict::Encap(_) | Verdict::Encap6(_) => self.counters.count_drop(DropReason::TunnelNoHeadroom),
             Verdict::TooBig(_) => self.counters.count_drop(DropReason::TunnelTooBig),
             Verdict::Relay(_) => self.counters.count_drop(DropReason::IcmpTunnelNotRelayed),
             Verdict::Insert(_) => self.counters.count_drop(DropReason::ProxyHeaderNoRoom),
@@ -449,6 +474,7 @@ impl Shard {
                 self.refuse(snap, pkt, link, r)
             }
             Verdict::Encap(e) => self.encapsulate(pkt, e),
+            Verdict::Encap6(e) => self.encapsulate6(snap, pkt, e),
             Verdict::TooBig(t) => {
                 let link = link_in(pkt);
                 self.too_big(snap, pkt, link, t)

@@ -3,6 +3,8 @@
 
 /// Outer IPv4 header: no options.
 pub const OUTER_IP: usize = 20;
+/// Outer IPv6 header: no extension headers.
+pub const OUTER_IP6: usize = 40;
 /// GRE without checksum, key or sequence number (RFC 2784 §2).
 pub const GRE_LEN: usize = 4;
 /// UDP header (RFC 768).
@@ -30,6 +32,14 @@ impl TunnelKind {
             TunnelKind::Gre => OUTER_IP + GRE_LEN,
             TunnelKind::Gue => OUTER_IP + UDP_LEN,
         }
+    }
+
+    /// Bytes the encapsulation adds in front of an inner IPv6 packet: the
+    /// outer header is IPv6's fixed 40 bytes (RFC 2473 §3; GRE and UDP as
+    /// over IPv4).
+    #[inline(always)]
+    pub const fn overhead6(self) -> usize {
+        self.overhead() - OUTER_IP + OUTER_IP6
     }
 
     pub const fn name(self) -> &'static str {

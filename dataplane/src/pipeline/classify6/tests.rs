@@ -539,3 +539,86 @@ fn mld_queries_reach_the_nd_class() {
     let mut inside = ipv6_frame(CLIENT_MAC, IN_MAC, ll_router, 0xff02 << 112 | 1, nh::HOP_BY_HOP, 1, &p);
     assert_eq!(w.process(&mut inside, IN, false), Verdict::Drop(DropReason::Icmpv6Ignored));
 }
+
+/// `snapshot_services6` with a `dsr-tunnel` service of `kind` on VIP6:83
+/// over the two IPv6 servers, the inside link's MTU `mtu`.
+fn dsr_tunnel6_snapshot(kind: crate::forward::TunnelKind, mtu: u16) -> Snapshot {
+    use crate::lb::{RealServer, Schedule};
+    use crate::state::snapshot::{Forwarding, TunnelSpec, VirtualService};
+    let mut s = snapshot_services6();
+    if let Some(Some(p)) = s.ports.get_mut(IN as usize) {
+        p.mtu = mtu;
+    }
+    let first = s.servers.len() as u16;
+    let vi = s.services.len() as u16;
+    for (i, a) in SRV6.iter().enumerate() {
+        s.servers.push(RealServer { ip6: a.to_be_bytes(), port: 83, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi, ..RealServer::default() });
+    }
+    let mut vs = VirtualService::test(Forwarding::DsrTunnel);
+    (vs.ip6, vs.port, vs.members, vs.schedule) = (VIP6, 83, vec![first, first + 1].into_boxed_slice(), Schedule::round_robin(2));
+    vs.tunnel = Some(TunnelSpec { kind, source: None, port: 6080 });
+    s.services.push(vs);
+    s.index();
+    s
+}
+
+/// `dsr-tunnel` over IPv6 (RFC 2473): the client's packet byte for byte
+/// inside an outer IPv6 header from the inside link's self address to the
+/// server, one flow label per flow, varying across flows.
+#[test]
+fn ipv6_dsr_tunnel_encapsulates_the_untouched_packet_in_ipv6() {
+    use super::super::tests::pkt;
+    use crate::forward::TunnelKind;
+    for (kind, next) in [(TunnelKind::Ipip, nh::IPV6), (TunnelKind::Gre, nh::GRE), (TunnelKind::Gue, nh::UDP)] {
+        let mut w = worker_on(dsr_tunnel6_snapshot(kind, 1500), 64, 0, 1, true);
+        let at = 14 + kind.overhead6();
+        let mut outer_of = |sport: u16, flags: u8| {
+            let sent = tcp6(CLIENT6, VIP6, sport, 83, flags, CLIENT_MAC, OUT_MAC);
+            let mut b = pkt(sent.clone());
+            assert_eq!(w.process_packet(&mut b, false), Verdict::Forward(IN), "{kind:?}");
+            let o = b.data.clone();
+            assert_eq!(o.len(), at + sent.len() - 14, "{kind:?}");
+            assert_eq!(&o[12..14], &[0x86, 0xdd]);
+            let srv = SRV6.iter().position(|a| *a == a6(&o, 38)).expect("to a server's own address");
+            assert_eq!((&o[0..6], &o[6..12]), (&SERVER_MAC[srv].0[..], &IN_MAC.0[..]), "that server's MAC");
+            assert_eq!((o[20], a6(&o, 22)), (next, SELF6_IN), "{kind:?}: from the inside link's self address");
+            assert_eq!(&o[at..], &sent[14..], "{kind:?}: the client's packet untouched");
+            (u32::from_be_bytes([0, o[15] & 0x0f, o[16], o[17]]), srv)
+        };
+        let first = outer_of(40000, tcpf::SYN);
+        assert_eq!(outer_of(40000, tcpf::ACK), first, "{kind:?}: one flow, one outer header, one server");
+        let labels: std::collections::BTreeSet<u32> = (41000..41020).map(|p| outer_of(p, tcpf::SYN).0).collect();
+        assert!(labels.len() >= 15, "{kind:?}: 20 flows, {} flow labels", labels.len());
+    }
+}
+
+/// A packet the tunnel cannot take is answered from the VIP with Packet
+/// Too Big carrying the tunnel's MTU (RFC 2473 §7.1); a tunnel whose MTU
+/// would be below 1280 drops it by name.
+#[test]
+fn ipv6_dsr_tunnel_answers_packet_too_big_with_the_tunnel_mtu() {
+    use super::super::tests::pkt;
+    use crate::forward::TunnelKind;
+    let mut w = worker_on(dsr_tunnel6_snapshot(TunnelKind::Gre, 1400), 64, 0, 1, true);
+    let mut syn = pkt(tcp6(CLIENT6, VIP6, 40000, 83, tcpf::SYN, CLIENT_MAC, OUT_MAC));
+    assert_eq!(w.process_packet(&mut syn, false), Verdict::Forward(IN));
+    let mut seg = crate::testkit::tcp_header(40000, 83, tcpf::ACK, 65535);
+    seg.extend_from_slice(&[7u8; 1340]);
+    let big = ipv6_frame(CLIENT_MAC, OUT_MAC, CLIENT6, VIP6, nh::TCP, 64, &seg);
+    assert_eq!(big.len() - 14, 1400, "1400 bytes, past the tunnel's 1356");
+    let mut b = pkt(big.clone());
+    assert_eq!(w.process_packet(&mut b, false), Verdict::Forward(OUT), "answered on the client's link");
+    let o = &b.data;
+    assert_eq!((&o[0..6], &o[6..12]), (&CLIENT_MAC.0[..], &OUT_MAC.0[..]));
+    assert_eq!((a6(o, 22), a6(o, 38), o[20]), (VIP6, CLIENT6, nh::ICMPV6), "from the VIP to the client");
+    let m = Icmpv6Packet::new_checked(&o[54..]).unwrap();
+    assert_eq!((m.msg_type(), m.mtu()), (2, 1400 - 44), "the tunnel's MTU: the link's less IPv6 and GRE");
+    assert!(m.verify_checksum(VIP6.into(), CLIENT6.into()));
+    assert_eq!(&o[62..], &big[14..14 + 1280 - 48], "the packet quoted");
+    // A link of 1300: the tunnel's MTU would be 1260, below IPv6's minimum.
+    let mut w = worker_on(dsr_tunnel6_snapshot(TunnelKind::Gre, 1300), 64, 0, 1, true);
+    let mut syn = pkt(tcp6(CLIENT6, VIP6, 40000, 83, tcpf::SYN, CLIENT_MAC, OUT_MAC));
+    assert_eq!(w.process_packet(&mut syn, false), Verdict::Forward(IN));
+    let mut b = pkt(big);
+    assert_eq!(w.process_packet(&mut b, false), Verdict::Drop(DropReason::TunnelTooBig));
+}
