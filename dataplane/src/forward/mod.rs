@@ -17,6 +17,7 @@ pub mod refusal;
 pub mod synproxy;
 pub mod tunnel;
 pub mod tunnel6;
+pub mod xlate;
 
 pub use icmp_xlate::{translate_icmp_error, IcmpXlate};
 pub use local_ports::{LocalPorts, HOST_PORT_MAX, HOST_PORT_MIN, LOCAL_PORT_MAX, LOCAL_PORT_MIN, PROBE_PORT_MIN};
