@@ -59,6 +59,13 @@ pub trait Addr: Copy + Eq + Ord + core::hash::Hash + Default + core::fmt::Debug 
     /// an IPv6 connection's packets reach its owner by hand-off.)
     fn steer_word(self) -> u32;
 
+    /// The prefix one sender's addresses share, for per-source limits: an
+    /// IPv4 address, an IPv6 /64 (its low half the sender chooses alone),
+    /// and the /128 of an IPv4-mapped address (an IPv4 client translated).
+    fn source_prefix(self) -> u8 {
+        Self::BITS
+    }
+
     /// The table's hash of a key of this family under `seed`
     /// (`crate::hash`): every bit of the tuple and of the seed reaches the
     /// result.
@@ -170,8 +177,18 @@ impl Addr for u128 {
 
     #[inline(always)]
     fn steer_word(self) -> u32 {
+        // An IPv4 address mapped (a translated connection's IPv4 side) is
+        // steered as the IPv4 address, which its packets on the wire are.
+        if self >> 32 == 0xffff {
+            return self as u32;
+        }
         let f = self.fold();
         (f ^ (f >> 32)) as u32
+    }
+
+    #[inline(always)]
+    fn source_prefix(self) -> u8 {
+        if self >> 32 == 0xffff { 128 } else { 64 }
     }
 
     /// The same multiply-fold over the 296-bit tuple: each address's halves

@@ -117,6 +117,11 @@ impl<A: Addr> LocalPorts<A> {
         }
     }
 
+    /// The last port of `addr`'s pool, if it has one.
+    pub fn max_of(&self, addr: A) -> Option<u16> {
+        self.pools.iter().find(|p| p.addr == addr).map(|p| p.max)
+    }
+
     /// Adds a pool of the ports `min..=max` (within the full-NAT range) for
     /// `addr` when it has none (slow path).
     pub fn ensure_range(&mut self, addr: A, min: u16, max: u16) {

@@ -45,9 +45,20 @@ impl<A: super::family::Net> Shard<A> {
 
 impl Shard<u128> {
     /// The IPv6 shard's share of `adopt_snapshot`.
-    fn adopt_snapshot6(&mut self, snap: &Snapshot) {
+    fn adopt_snapshot6(&mut self, snap: &Snapshot, v4_narrowed: &dyn Fn(u32) -> bool) {
         self.sched.resize(snap.services.len());
-        self.local_ports.ensure(&snap.local_addrs6);
+        // A translating IPv4 local address: the upper ports, when the IPv4
+        // table keeps to the lower ones (`xlate::XLATE_PORT_MIN`); an
+        // address IPv4 full-NAT had taken whole before (a reload that
+        // added translation) gets no pool: its translated connections
+        // find no local port (`no-local-port`) until a restart.
+        for a in snap.local_addrs6.iter().copied() {
+            match crate::forward::xlate::unmapped(a) {
+                Some(v4) if v4_narrowed(v4) => self.local_ports.ensure_range(a, super::xlate::XLATE_PORT_MIN, crate::forward::LOCAL_PORT_MAX),
+                Some(_) => {}
+                None => self.local_ports.ensure(&[a]),
+            }
+        }
     }
 }
 
@@ -56,7 +67,7 @@ impl Shard {
     /// shard made when the first IPv6 service comes (its table of
     /// `WorkerConfig::flows_v6` entries).
     pub(super) fn adopt_snapshot(&mut self, snap: &Snapshot) {
-        if self.v6.is_none() && snap.services.iter().any(|v| v.ip6 != 0) {
+        if self.v6.is_none() && snap.services.iter().any(|v| v.ip6 != 0 || v.xlate) {
             // The defence's budgets in proportion to the IPv6 table.
             let (flows, flows6) = (u64::from(self.config.flows.max(1)), u64::from(self.config.flows_v6()));
             let scale = |n: u32| if n == u32::MAX { n } else { (u64::from(n) * flows6 / flows).clamp(1, u64::from(u32::MAX - 1)) as u32 };
@@ -72,8 +83,14 @@ impl Shard {
             v6.loads = self.loads.clone();
             self.v6 = Some(Box::new(v6));
         }
+        // IPv4 full-NAT keeps below the translated connections' ports on
+        // a translating local address (`xlate`).
+        for v4 in snap.local_addrs6.iter().filter_map(|a| crate::forward::xlate::unmapped(*a)) {
+            self.local_ports.ensure_range(v4, crate::forward::LOCAL_PORT_MIN, super::xlate::XLATE_PORT_MIN - 1);
+        }
         if let Some(v6) = self.v6.as_mut() {
-            v6.adopt_snapshot6(snap);
+            let ports = &self.local_ports;
+            v6.adopt_snapshot6(snap, &|a| ports.max_of(a).is_some_and(|m| m < super::xlate::XLATE_PORT_MIN));
         }
         self.sched.resize(snap.services.len());
         // Source NAT addresses with their own port ranges first: `ensure`

@@ -225,7 +225,13 @@ impl Shard {
             None => match snap.find_service(dst, dport, proto) {
                 Some(vs) if standby(vs) => Verdict::Drop(DropReason::VrrpBackup),
                 Some(_) if snap.is_self(src) || snap.is_local(src) || snap.is_vip(src) => Verdict::Drop(DropReason::OwnSource),
+                // An IPv4 VIP over IPv6 servers: its connections are the
+                // IPv6 table's (`xlate`).
+                Some(vs) if snap.services.get(vs as usize).is_some_and(|v| v.xlate) => self.xlate_in(snap, frame, &info, port, ttl),
                 Some(vs) => self.new_connection(snap, frame, &info, vs, port),
+                // A server's answer to a translated connection's port of a
+                // translating local address.
+                None if (super::xlate::XLATE_PORT_MIN..=crate::forward::LOCAL_PORT_MAX).contains(&dport) && snap.is_local6(crate::forward::xlate::mapped(dst)) => self.xlate_in(snap, frame, &info, port, ttl),
                 None if snap.is_self(dst) || snap.is_local(dst) => Verdict::Punt,
                 // A server's own connection out (`[[snat]]`), from the
                 // servers' link only: from outside, nothing but the VIPs is

@@ -130,7 +130,7 @@ impl Shard<u128> {
     /// An IPv6 TCP/UDP packet on the flow path (the IPv6 shard): its
     /// owner, then its connection (the lookup) or a new one to a virtual
     /// server. `ours`: to a self address.
-    fn flow(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info<u128>, (link, hops): (u16, u8), handed: bool, ours: bool) -> Verdict {
+    pub(super) fn flow(&mut self, snap: &Snapshot, frame: &mut [u8], p: &L4Info<u128>, (link, hops): (u16, u8), handed: bool, ours: bool) -> Verdict {
         // What can match nothing goes before it costs a hand-off: to none
         // of the box's IPv6 services, local or self addresses, and from
         // none of its IPv6 servers (a NAT answer).

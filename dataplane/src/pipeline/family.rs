@@ -37,6 +37,11 @@ pub(super) trait Net: Addr {
     fn v4(p: &L4Info<Self>) -> Option<&L4Info<u32>>;
     fn v4_flow(f: &Flow<Self>) -> Option<&Flow<u32>>;
     fn v4_shard(s: &mut Shard<Self>) -> Option<&mut Shard<u32>>;
+    /// An IPv4 address held in the IPv6 table (IPv4-mapped): the IPv4 side
+    /// of a translated connection (`forward::xlate`).
+    fn is_mapped(self) -> bool {
+        false
+    }
 }
 
 impl Net for u32 {
@@ -84,8 +89,13 @@ impl Net for u32 {
 
 impl Net for u128 {
     #[inline(always)]
+    fn is_mapped(self) -> bool {
+        crate::forward::xlate::unmapped(self).is_some()
+    }
+    #[inline(always)]
     fn server_ip(s: &RealServer) -> u128 {
-        s.ip6()
+        // A translating service's IPv4 server: mapped.
+        if s.ip6 == [0; 16] { crate::forward::xlate::mapped(s.ip) } else { s.ip6() }
     }
     #[inline(always)]
     fn local_addrs(v: &VirtualService) -> &[u128] {

@@ -2,7 +2,7 @@
 //! forwarding mode, address the next hop, count.
 
 use super::family::Net;
-use super::{Encap, Encap6, L4Info, Shard, TooBig, Verdict};
+use super::{Encap, Encap6, L4Info, Shard, TooBig, Verdict, Xlate};
 use crate::conntrack::track::PROXY_OPEN;
 use crate::conntrack::{Check, Dir, EntryFlags, FlowId, FlowState};
 use crate::wire::tcp::flags as tcpf;
@@ -89,6 +89,11 @@ impl<A: Net> Shard<A> {
         let Some(ip) = frame.get_mut(p.l3..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
         let mut encap = None;
         match mode {
+            // RFC 7915: the header changes family in `process_packet`.
+            Forwarding::FullNat if client_ip.is_mapped() || server_ip.is_mapped() => match xlate_room(ip, p, client_ip.is_mapped(), out.mtu) {
+                Ok(()) => encap = Some(Verdict::Xlate(Xlate { id, reply: false, port: server.tx_port, l3: p.l3 as u8, hl: p.hl as u8, ip_len: p.ip_len as u16 })),
+                Err(v) => return v,
+            },
             Forwarding::Nat => A::rewrite(ip, p.hl, p.proto, None, Some((server_ip, server_port))),
             Forwarding::FullNat => A::rewrite(ip, p.hl, p.proto, Some((local_ip, local_port)), Some((server_ip, server_port))),
             // MAT: IP and L4 untouched (the server holds the VIP), only the
@@ -146,6 +151,8 @@ impl<A: Net> Shard<A> {
         let mode = f.mode;
         let (vs, server_index, out_port) = (f.vs, f.server_slot(), f.client_port_id as u16);
         let (vip, vport, client_ip, client_port, client_mac) = (f.vip, f.vport, f.client_ip, f.client_port, f.client_mac);
+        let translated = mode == Forwarding::FullNat && (client_ip.is_mapped() || f.server_ip.is_mapped());
+        let grows = f.server_ip.is_mapped();
         if snap.servers.get(server_index).is_some_and(|s| s.reset) {
             self.remove(snap, id);
             return Verdict::Drop(DropReason::ServerDown);
@@ -153,6 +160,12 @@ impl<A: Net> Shard<A> {
         let Some(out) = snap.port(out_port) else { return Verdict::Drop(DropReason::NoVirtualServer) };
         let Some(ip) = frame.get_mut(p.l3..p.l3 + p.ip_len) else { return Verdict::Drop(DropReason::Ipv4BadTotalLength) };
         match mode {
+            // Translated (RFC 7915): in `process_packet`.
+            Forwarding::FullNat if translated => {
+                if let Err(v) = xlate_room(ip, p, grows, out.mtu) {
+                    return v;
+                }
+            }
             Forwarding::Nat => A::rewrite(ip, p.hl, p.proto, Some((vip, vport)), None),
             Forwarding::FullNat => A::rewrite(ip, p.hl, p.proto, Some((vip, vport)), Some((client_ip, client_port))),
             // A DSR server that routes its replies through the box anyway
@@ -178,6 +191,9 @@ impl<A: Net> Shard<A> {
         eth.set_dst_addr(EthernetAddress(client_mac));
         eth.set_src_addr(out.mac);
         self.count(vs, server_index, p.ip_len as u64, Dir::Reply);
+        if translated {
+            return Verdict::Xlate(Xlate { id, reply: true, port: out_port, l3: p.l3 as u8, hl: p.hl as u8, ip_len: p.ip_len as u16 });
+        }
         Verdict::Forward(out_port)
     }
 }
@@ -277,4 +293,27 @@ fn tunnel6(snap: &Snapshot, (l3, ip_len, proto): (usize, usize, u8), vs: u16, (c
     }
     let hash = nat::tunnel::flow_hash6(client, client_port, proto) as u32;
     Ok(Verdict::Encap6(Encap6 { port: tx_port, l3: l3 as u8, ip_len: ip_len as u16, kind: t.kind, dport: t.port, server: server as u32, hash }))
+}
+
+/// Whether a translated packet (`ip`, its headers per `p`) fits: an IPv4
+/// one with options, or an IPv6 one with extension headers, is not
+/// translated (`xlate-headers`); one growing into IPv6 (`grows`: 20 bytes
+/// more) past the link's `mtu` is answered, with DF, with fragmentation
+/// needed carrying the MTU less 20 (RFC 7915 §4: the sender learns the
+/// translated path's MTU), and dropped without (`xlate-too-big`).
+#[inline]
+fn xlate_room<A: Net>(ip: &[u8], p: &L4Info<A>, grows: bool, mtu: u16) -> Result<(), Verdict> {
+    let fixed = if grows { 20 } else { 40 };
+    if p.hl != fixed {
+        return Err(Verdict::Drop(DropReason::XlateHeaders));
+    }
+    if grows && p.ip_len + crate::forward::xlate::DELTA > usize::from(mtu) {
+        let df = ip.get(6).is_some_and(|b| b & 0x40 != 0);
+        return Err(if df {
+            Verdict::TooBig(TooBig { l3: p.l3 as u8, hl: p.hl as u8, mtu: mtu.saturating_sub(crate::forward::xlate::DELTA as u16), len6: 0 })
+        } else {
+            Verdict::Drop(DropReason::XlateTooBig)
+        });
+    }
+    Ok(())
 }

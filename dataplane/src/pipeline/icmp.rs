@@ -137,6 +137,9 @@ impl Shard {
         }
         let key = FlowKey { src_ip: q.dst, dst_ip: q.src, src_port: q.dport, dst_port: q.sport, proto: q.proto };
         let Some((id, dir)) = self.lookup_live(snap, &key, self.table.hash(&key)) else {
+            if let Some(v) = self.xlate_icmp(snap, frame, e, &q) {
+                return v;
+            }
             let to_box = snap.is_self(e.dst) || snap.is_vip(e.dst);
             return if snap.is_self(e.dst) {
                 Verdict::Punt
@@ -168,6 +171,41 @@ impl Shard {
             return local_error(snap, frame, &f, dir);
         }
         self.translate(snap, frame, e, q, id, dir, &f)
+    }
+
+    /// An error about a packet a translated connection sent its IPv4
+    /// server (quoting local -> server, `xlate`): fragmentation needed from
+    /// the servers' link becomes Packet Too Big for the IPv6 client with
+    /// the MTU plus 20 (RFC 7915 §4.2), at least 1280 and at most the
+    /// client link's; any other error about one is not relayed. None: not
+    /// about a translated connection.
+    fn xlate_icmp(&mut self, snap: &Snapshot, frame: &[u8], e: &Error, q: &Quote) -> Option<Verdict> {
+        use crate::forward::xlate::mapped;
+        if !snap.is_local6(mapped(q.src)) {
+            return None;
+        }
+        let v6 = self.v6.as_mut()?;
+        let key = FlowKey { src_ip: mapped(q.dst), dst_ip: mapped(q.src), src_port: q.dport, dst_port: q.sport, proto: q.proto };
+        let hash = v6.table.hash(&key);
+        let (id, dir) = v6.lookup_live(snap, &key, hash)?;
+        let f = v6.table.get(id)?;
+        let no = Some(Verdict::Drop(DropReason::IcmpXlateNotRelayed));
+        if dir != Dir::Reply {
+            return no;
+        }
+        if snap.servers.get(f.server_slot()).is_none_or(|s| s.tx_port != e.link) {
+            return Some(Verdict::Drop(DropReason::ReplyWrongLink));
+        }
+        let msg = frame.get(e.l3 + e.hl..e.l3 + e.hl + icmp::HEADER_LEN)?;
+        let (ty, code, mtu4) = (msg.first().copied()?, msg.get(1).copied()?, u16::from_be_bytes([msg.get(6).copied()?, msg.get(7).copied()?]));
+        if ty != icmp::kind::DEST_UNREACHABLE || code != icmp::unreachable::FRAG_NEEDED || mtu4 < 68 {
+            return no;
+        }
+        let port = f.client_port_id as u16;
+        let link_mtu = snap.port(port).map_or(1500, |p| p.mtu);
+        let mtu = mtu4.saturating_add(crate::forward::xlate::DELTA as u16).min(link_mtu).max(crate::forward::tunnel6::MIN_MTU as u16);
+        let n = e.ip_len.checked_sub(e.hl + icmp::HEADER_LEN + q.hl)?;
+        Some(Verdict::XlateError(super::XlateError { id, port, l3: e.l3 as u8, hl: e.hl as u8, qhl: q.hl as u8, n: n as u16, mtu }))
     }
 
     /// NAT and full-NAT (and DSR errors about packets sent to the server):

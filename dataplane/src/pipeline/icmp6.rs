@@ -82,6 +82,11 @@ impl Shard<u128> {
         }
         let Some((id, dir)) = self.lookup_live(snap, &key, self.table.hash(&key)) else { return Verdict::Drop(DropReason::IcmpNoFlow) };
         let Some(f) = self.table.get(id).copied() else { return Verdict::Drop(DropReason::IcmpNoFlow) };
+        // A translated connection's other side is IPv4: only fragmentation
+        // needed from there is translated (`pipeline::icmp`).
+        if f.client_ip >> 32 == 0xffff || f.server_ip >> 32 == 0xffff {
+            return Verdict::Drop(DropReason::IcmpXlateNotRelayed);
+        }
         if e.hops <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }

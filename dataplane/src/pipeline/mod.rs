@@ -37,6 +37,7 @@ mod room;
 mod snat;
 mod synproxy;
 mod transit;
+mod xlate;
 #[cfg(any(test, feature = "testkit"))]
 pub mod fuzz;
 
@@ -149,6 +150,15 @@ pub enum Verdict {
     /// An IPv6 `dsr-tunnel` packet to encapsulate in IPv6
     /// (`forward::tunnel6`), as `Encap`.
     Encap6(Encap6),
+    /// A packet of a translated connection (`forward::xlate`, RFC 7915),
+    /// its addresses read from its entry by `process_packet`, which
+    /// changes its header's family (growing or shrinking the buffer at
+    /// the head) and returns `Forward(port)`. Only `process` returns it.
+    Xlate(Xlate),
+    /// An ICMPv4 fragmentation needed about a translated connection, to
+    /// turn into Packet Too Big for its IPv6 client (`forward::xlate::
+    /// ptb_from_frag_needed`). Only `process` returns it.
+    XlateError(XlateError),
     /// A `dsr-tunnel` packet with DF set too big for the tunnel, to be
     /// answered with ICMP fragmentation needed (RFC 1191) built in place,
     /// as `Reject`. Only `process` returns it.
@@ -203,6 +213,37 @@ pub struct Encap6 {
     pub server: u32,
     /// The flow's hash (`forward::tunnel::flow_hash6`).
     pub hash: u32,
+}
+
+/// A translated connection's packet for `process_packet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Xlate {
+    /// The entry in the IPv6 table.
+    pub id: crate::conntrack::FlowId,
+    /// Toward the client (from the VIP) rather than the server.
+    pub reply: bool,
+    pub port: u16,
+    /// The packet as received: its IP header's offset and length, its
+    /// length.
+    pub l3: u8,
+    pub hl: u8,
+    pub ip_len: u16,
+}
+
+/// An ICMPv4 fragmentation needed about a translated connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XlateError {
+    pub id: crate::conntrack::FlowId,
+    /// The link to the client.
+    pub port: u16,
+    pub l3: u8,
+    /// The error's IPv4 header length, and the quoted header's.
+    pub hl: u8,
+    pub qhl: u8,
+    /// Transport bytes quoted.
+    pub n: u16,
+    /// The MTU to tell the client (the IPv4 one plus 20).
+    pub mtu: u16,
 }
 
 /// Where the too-big packet's IP header is, and the MTU to tell its
@@ -452,6 +493,8 @@ impl Shard {
             Verdict::Rebuild | Verdict::Replay(_) => self.counters.count_drop(DropReason::SynProxyPending),
             Verdict::Reject(_) => self.counters.count_drop(DropReason::NoServer),
             Verdict::Encap(_) | Verdict::Encap6(_) => self.counters.count_drop(DropReason::TunnelNoHeadroom),
+            Verdict::Xlate(_) => self.counters.count_drop(DropReason::XlateNoRoom),
+            Verdict::XlateError(_) => self.counters.count_drop(DropReason::IcmpXlateNotRelayed),
             Verdict::TooBig(_) => self.counters.count_drop(DropReason::TunnelTooBig),
             Verdict::Relay(_) => self.counters.count_drop(DropReason::IcmpTunnelNotRelayed),
             Verdict::Insert(_) => self.counters.count_drop(DropReason::ProxyHeaderNoRoom),
@@ -475,6 +518,8 @@ impl Shard {
             }
             Verdict::Encap(e) => self.encapsulate(pkt, e),
             Verdict::Encap6(e) => self.encapsulate6(snap, pkt, e),
+            Verdict::Xlate(x) => self.xlate(snap, pkt, x),
+            Verdict::XlateError(x) => self.xlate_error(snap, pkt, x),
             Verdict::TooBig(t) => {
                 let link = link_in(pkt);
                 self.too_big(snap, pkt, link, t)

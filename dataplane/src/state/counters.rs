@@ -170,6 +170,19 @@ drop_reasons! {
     /// needed (`WorkerCounters::frag_needed`); without, dropped (the box
     /// does not fragment).
     TunnelTooBig => "tunnel-too-big",
+    /// Translation between the families (RFC 7915): an IPv4 packet with
+    /// options (not translated), or an IPv6 one with extension headers.
+    XlateHeaders => "xlate-headers",
+    /// Translation: the packet would exceed the next hop's MTU once its
+    /// header is IPv6's (20 bytes more). With DF set it is answered with
+    /// ICMP fragmentation needed; without, dropped.
+    XlateTooBig => "xlate-too-big",
+    /// Translation: the buffer had no room for the IPv6 header.
+    XlateNoRoom => "xlate-no-room",
+    /// An ICMP error about a translated connection that is not translated
+    /// (only fragmentation needed from the IPv4 servers' side is, into
+    /// Packet Too Big).
+    IcmpXlateNotRelayed => "icmp-xlate-not-relayed",
     /// `dsr-tunnel`: the buffer had no headroom for the outer headers.
     TunnelNoHeadroom => "tunnel-no-headroom",
     /// `proxy_protocol`: the buffer had no room for the PROXY header.

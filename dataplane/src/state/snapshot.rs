@@ -68,8 +68,14 @@ pub struct VirtualService {
     pub schedule: Schedule,
     /// full-NAT source addresses (empty for NAT).
     pub local_addrs: Box<[u32]>,
-    /// An IPv6 full-NAT service's source addresses.
+    /// An IPv6 full-NAT service's source addresses; a translating
+    /// service's (`xlate`) on its servers' side, IPv4 ones mapped
+    /// (`forward::xlate::mapped`).
     pub local_addrs6: Box<[u128]>,
+    /// full-NAT between the families (RFC 7915): an IPv6 VIP over IPv4
+    /// servers, or an IPv4 VIP over IPv6 servers. Its connections live in
+    /// the IPv6 table, the IPv4 side as mapped addresses.
+    pub xlate: bool,
     pub persistence: Option<Persistence>,
     /// TCP NAT and full-NAT services: when the box answers SYNs itself
     /// with cookies (`pipeline::synproxy`).
@@ -179,6 +185,7 @@ impl VirtualService {
             schedule: Schedule::Sequence(Box::new([])),
             local_addrs: Box::new([]),
             local_addrs6: Box::new([]),
+            xlate: false,
             persistence: None,
             syn_proxy: if matches!(forwarding, Forwarding::Nat | Forwarding::FullNat) { SynProxy::Auto } else { SynProxy::Off },
             proxy_header: false,

@@ -56,7 +56,9 @@ impl Counts {
     pub(super) fn bucket<A: Addr>(&self, ip: A) -> usize {
         // An IPv6 sender chooses its low 64 bits alone: its /64 is the
         // source (RFC 4291 §2.5.4's interface identifiers).
-        (crate::hash::keyed64(ip.masked(if A::BITS == 128 { 64 } else { 32 }).fold(), self.key) as usize) & (SOURCE_BUCKETS - 1)
+        // (A translated IPv4 client, mapped into IPv6, is its /32: its
+        // /64 would be every IPv4 client's, `ip.source_prefix()`.)
+        (crate::hash::keyed64(ip.masked(ip.source_prefix()).fold(), self.key) as usize) & (SOURCE_BUCKETS - 1)
     }
 
     fn add<A: Addr>(&mut self, vs: u16, ip: A, up: bool) {

@@ -62,22 +62,39 @@ impl PortView {
     }
 }
 
+impl VirtualService {
+    /// Its key in the IPv6 indexes: its IPv6 VIP, or, translating from
+    /// IPv4 (`xlate`), its IPv4 VIP mapped; 0 for none.
+    #[inline]
+    pub fn key6(&self) -> u128 {
+        if self.ip6 != 0 {
+            self.ip6
+        } else if self.xlate {
+            crate::forward::xlate::mapped(self.ip)
+        } else {
+            0
+        }
+    }
+}
+
 impl Snapshot {
     /// The IPv6 side of `index`: the services' lookup indexes and local
     /// addresses, the self addresses and the solicited-node groups of each
     /// link.
     pub(super) fn index_v6(&mut self) {
-        let live = |s: &VirtualService| s.ip6 != 0 && !s.retired;
-        let vips = self.services.iter().enumerate().filter(|(_, s)| live(s)).map(|(i, s)| ((s.ip6, s.port, s.proto), i as u16)).collect();
-        let mut owners: Vec<(bool, usize)> = self.services.iter().enumerate().filter(|(_, s)| s.ip6 != 0).map(|(i, s)| (s.retired, i)).collect();
+        let live = |s: &VirtualService| s.key6() != 0 && !s.retired;
+        let vips = self.services.iter().enumerate().filter(|(_, s)| live(s)).map(|(i, s)| ((s.key6(), s.port, s.proto), i as u16)).collect();
+        let mut owners: Vec<(bool, usize)> = self.services.iter().enumerate().filter(|(_, s)| s.key6() != 0).map(|(i, s)| (s.retired, i)).collect();
         owners.sort_unstable();
-        let owners = owners.into_iter().filter_map(|(_, i)| self.services.get(i).map(|s| ((s.ip6, s.port, s.proto), i as u16))).collect();
+        let owners = owners.into_iter().filter_map(|(_, i)| self.services.get(i).map(|s| ((s.key6(), s.port, s.proto), i as u16))).collect();
         self.v6 = FamilyIndex { vips: SortedIndex::new(vips), owners: SortedIndex::new(owners), masked_servers: SortedIndex::default() };
         let mut sources: Vec<(u128, u16)> = self.servers.iter().filter(|s| s.ip6 != [0; 16]).map(|s| (s.ip6(), s.tx_port)).collect();
         sources.sort_unstable();
         sources.dedup();
         self.probe_sources6 = sources;
-        let mut servers: Vec<u128> = self.servers.iter().map(crate::lb::RealServer::ip6).filter(|a| *a != 0).collect();
+        // A translating service's IPv4 servers by their mapped addresses.
+        let xlated = |s: &crate::lb::RealServer| self.services.get(s.vs as usize).is_some_and(|v| v.xlate);
+        let mut servers: Vec<u128> = self.servers.iter().map(|s| if s.ip6 == [0; 16] && xlated(s) { crate::forward::xlate::mapped(s.ip) } else { s.ip6() }).filter(|a| *a != 0).collect();
         servers.sort_unstable();
         servers.dedup();
         self.servers6 = servers;

@@ -1,0 +1,200 @@
+//! Translation between the families through the worker: an IPv6 VIP over
+//! IPv4 servers and an IPv4 VIP over IPv6 servers, both directions, the
+//! checksums right for the family on the wire; fragmentation needed from
+//! the IPv4 servers' side turned into Packet Too Big; too big with DF
+//! answered.
+
+use super::super::tests::{frame, ip, pkt, snapshot, tcp, worker_on, CLIENT, CLIENT_MAC, IN, IN_MAC, OUT, OUT_MAC, SELF_IN, SERVER_MAC, SRV, VIP};
+use super::super::{Verdict, Worker};
+use crate::forward::xlate::mapped;
+use crate::lb::{RealServer, Schedule};
+use crate::state::counters::DropReason;
+use crate::state::snapshot::{Forwarding, PortView6, Snapshot, VirtualService};
+use crate::testkit::{checksums_ok, ipv6_frame};
+use crate::wire::checksum;
+use crate::wire::tcp::flags as tcpf;
+
+const CLIENT6: u128 = 0x2001_0db8_0001_0000_0000_0000_0000_0010;
+const VIP6: u128 = 0x2001_0db8_0001_0000_0000_0000_0000_0100;
+const SELF6_OUT: u128 = 0x2001_0db8_0001_0000_0000_0000_0000_0002;
+const SELF6_IN: u128 = 0x2001_0db8_0002_0000_0000_0000_0000_0001;
+const SRV6: [u128; 2] = [0x2001_0db8_0002_0000_0000_0000_0000_0011, 0x2001_0db8_0002_0000_0000_0000_0000_0012];
+
+/// The fixture with IPv6 on both links and two translating services:
+/// `[VIP6]:84` over the IPv4 servers (from SELF_IN), `VIP:85` over the
+/// IPv6 servers (from SELF6_IN).
+fn snapshot_xlate() -> Snapshot {
+    let mut s = snapshot();
+    for (port, a, mac) in [(OUT, SELF6_OUT, OUT_MAC), (IN, SELF6_IN, IN_MAC)] {
+        if let Some(Some(p)) = s.ports.get_mut(port as usize) {
+            p.v6 = PortView6::new(a, 64, mac);
+        }
+    }
+    for (vport, six_to_four) in [(84u16, true), (85, false)] {
+        let first = s.servers.len() as u16;
+        let vi = s.services.len() as u16;
+        for i in 0..2 {
+            let (ip4, ip6) = if six_to_four { (ip(SRV[i]), [0; 16]) } else { (0, SRV6[i].to_be_bytes()) };
+            s.servers.push(RealServer { ip: ip4, ip6, port: 8080, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi, ..RealServer::default() });
+        }
+        let mut vs = VirtualService::test(Forwarding::FullNat);
+        if six_to_four {
+            vs.ip6 = VIP6;
+            vs.local_addrs6 = vec![mapped(ip(SELF_IN))].into_boxed_slice();
+        } else {
+            vs.ip = ip(VIP);
+            vs.local_addrs6 = vec![SELF6_IN].into_boxed_slice();
+        }
+        (vs.port, vs.xlate, vs.members, vs.schedule) = (vport, true, vec![first, first + 1].into_boxed_slice(), Schedule::round_robin(2));
+        s.services.push(vs);
+    }
+    s.index();
+    s
+}
+
+fn a6(f: &[u8], at: usize) -> u128 {
+    u128::from_be_bytes(f[at..at + 16].try_into().unwrap())
+}
+
+fn port(f: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([f[at], f[at + 1]])
+}
+
+fn l4_ok6(f: &[u8]) -> bool {
+    let ps = crate::wire::ipv6::pseudo_header(a6(f, 22).into(), a6(f, 38).into(), f[20], (f.len() - 54) as u32);
+    checksum::fold(checksum::sum(&f[54..], ps)) == 0xffff
+}
+
+/// Processes `f` as arrived on the link its source MAC is on (a server's
+/// on the inside, the client's outside).
+fn send(w: &mut Worker, f: Vec<u8>) -> (Verdict, Vec<u8>) {
+    let inside = SERVER_MAC.iter().any(|m| f[6..12] == m.0);
+    let mut b = pkt(f);
+    if inside {
+        b.port = IN;
+    }
+    let v = w.process_packet(&mut b, false);
+    (v, b.data)
+}
+
+/// An IPv6 client through an IPv6 VIP to IPv4 servers: its SYN leaves as
+/// IPv4 from the inside self address (a port of the upper half) to a
+/// server, the server's answer comes back as IPv6 from the VIP, every
+/// checksum right for its family.
+#[test]
+fn an_ipv6_client_reaches_ipv4_servers_and_hears_back_from_the_vip() {
+    let mut w = worker_on(snapshot_xlate(), 64, 0, 1, true);
+    let syn = ipv6_frame(CLIENT_MAC, OUT_MAC, CLIENT6, VIP6, 6, 64, &tcp(40000, 84, tcpf::SYN));
+    let (v, out) = send(&mut w, syn.clone());
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!(&out[12..14], &[8, 0], "IPv4 on the servers' side");
+    assert_eq!(out.len(), syn.len() - 20);
+    assert!(checksums_ok(&out), "IPv4 and TCP checksums");
+    let srv = SRV.iter().position(|s| out[30..34] == s[..]).expect("to an IPv4 server");
+    assert_eq!((&out[0..6], &out[6..12]), (&SERVER_MAC[srv].0[..], &IN_MAC.0[..]));
+    assert_eq!(&out[26..30], &SELF_IN, "from the servers' link's self address");
+    let lport = port(&out, 34);
+    assert!((super::XLATE_PORT_MIN..=crate::forward::LOCAL_PORT_MAX).contains(&lport), "a local port of the upper half: {lport}");
+    assert_eq!((port(&out, 36), out[22]), (8080, 63), "to the server's port, TTL the hop limit less one");
+    // The server answers to the local address and port, as IPv4.
+    let answer = frame(SERVER_MAC[srv], IN_MAC, SRV[srv], SELF_IN, 6, &tcp(8080, lport, tcpf::SYN | tcpf::ACK), true);
+    let (v, back) = send(&mut w, answer.clone());
+    assert_eq!(v, Verdict::Forward(OUT));
+    assert_eq!(&back[12..14], &[0x86, 0xdd]);
+    assert_eq!(back.len(), answer.len() + 20);
+    assert_eq!((a6(&back, 22), a6(&back, 38)), (VIP6, CLIENT6), "from the VIP to the client");
+    assert_eq!((port(&back, 54), port(&back, 56)), (84, 40000));
+    assert_eq!((&back[0..6], &back[6..12]), (&CLIENT_MAC.0[..], &OUT_MAC.0[..]));
+    assert!(l4_ok6(&back), "the TCP checksum over the IPv6 pseudo header");
+    // The client's ACK goes the same way; the entry is one.
+    let (v, _) = send(&mut w, ipv6_frame(CLIENT_MAC, OUT_MAC, CLIENT6, VIP6, 6, 64, &tcp(40000, 84, tcpf::ACK)));
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!(w.shard.v6.as_ref().map(|v6| v6.table.len()), Some(1));
+    // An IPv4 packet to a lower port of the self address is not the
+    // translation's: no entry, punted as the box's own.
+    let (v, _) = send(&mut w, frame(SERVER_MAC[srv], IN_MAC, SRV[srv], SELF_IN, 6, &tcp(8080, 2000, tcpf::ACK), true));
+    assert_eq!(v, Verdict::Punt);
+}
+
+/// Fragmentation needed from a router on the IPv4 side about a packet to
+/// a server becomes Packet Too Big to the IPv6 client, from the VIP, the
+/// MTU 20 more, quoting the packet as the client sent it; from the
+/// client's side, or not fragmentation needed, it is not relayed.
+#[test]
+fn fragmentation_needed_from_the_ipv4_side_reaches_the_client_as_packet_too_big() {
+    let mut w = worker_on(snapshot_xlate(), 64, 0, 1, true);
+    let mut seg = tcp(40000, 84, tcpf::ACK);
+    seg.extend_from_slice(&[9u8; 1400]);
+    let (_, _) = send(&mut w, ipv6_frame(CLIENT_MAC, OUT_MAC, CLIENT6, VIP6, 6, 64, &tcp(40000, 84, tcpf::SYN)));
+    let big = ipv6_frame(CLIENT_MAC, OUT_MAC, CLIENT6, VIP6, 6, 64, &seg);
+    let (v, out4) = send(&mut w, big.clone());
+    assert_eq!(v, Verdict::Forward(IN));
+    let error = |ty: u8, code: u8, from_mac, link_mac| {
+        let mut icmp = vec![ty, code, 0, 0, 0, 0, 0x05, 0x78];
+        icmp.extend_from_slice(&out4[14..14 + 20 + 520]);
+        let c = checksum::checksum(&icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        frame(from_mac, link_mac, [198, 51, 100, 254], SELF_IN, 1, &icmp, false)
+    };
+    let (v, ptb) = send(&mut w, error(3, 4, SERVER_MAC[0], IN_MAC));
+    assert_eq!(v, Verdict::Forward(OUT));
+    assert_eq!((a6(&ptb, 22), a6(&ptb, 38), ptb[20]), (VIP6, CLIENT6, 58));
+    let m = crate::wire::icmpv6::Icmpv6Packet::new_checked(&ptb[54..]).unwrap();
+    assert_eq!((m.msg_type(), m.mtu()), (2, 1400 + 20));
+    assert!(m.verify_checksum(VIP6.into(), CLIENT6.into()));
+    assert_eq!(&ptb[62 + 8..62 + 40], &big[22..54], "quoting the client's addresses");
+    assert_eq!((port(&ptb, 102), port(&ptb, 104)), (40000, 84), "and ports");
+    assert_eq!((&ptb[0..6], &ptb[6..12]), (&CLIENT_MAC.0[..], &OUT_MAC.0[..]));
+    // Another error, or one arriving on the client's link, goes no further.
+    assert_eq!(send(&mut w, error(3, 1, SERVER_MAC[0], IN_MAC)).0, Verdict::Drop(DropReason::IcmpXlateNotRelayed));
+    let mut wrong = error(3, 4, CLIENT_MAC, OUT_MAC);
+    let mut b = pkt(std::mem::take(&mut wrong));
+    b.port = OUT;
+    assert_eq!(w.process_packet(&mut b, false), Verdict::Drop(DropReason::ReplyWrongLink));
+}
+
+/// An IPv4 client through an IPv4 VIP to IPv6 servers: out as IPv6 from
+/// the inside IPv6 address, the answer back as IPv4 from the VIP; a
+/// 1500-byte packet with DF, 1520 as IPv6, is answered with fragmentation
+/// needed of 1480.
+#[test]
+fn an_ipv4_client_reaches_ipv6_servers_and_a_too_big_packet_is_answered() {
+    let mut w = worker_on(snapshot_xlate(), 64, 0, 1, true);
+    let syn = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 85, tcpf::SYN), true);
+    let (v, out) = send(&mut w, syn.clone());
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!(&out[12..14], &[0x86, 0xdd]);
+    assert_eq!(out.len(), syn.len() + 20);
+    let server = a6(&out, 38);
+    let srv = SRV6.iter().position(|s| *s == server).expect("to an IPv6 server");
+    assert_eq!(a6(&out, 22), SELF6_IN, "from the inside IPv6 address");
+    assert!(l4_ok6(&out));
+    assert_eq!((port(&out, 56), out[21]), (8080, 63));
+    let lport = port(&out, 54);
+    let answer = ipv6_frame(SERVER_MAC[srv], IN_MAC, server, SELF6_IN, 6, 64, &tcp(8080, lport, tcpf::SYN | tcpf::ACK));
+    let (v, back) = send(&mut w, answer.clone());
+    assert_eq!(v, Verdict::Forward(OUT));
+    assert_eq!(&back[12..14], &[8, 0]);
+    assert_eq!(back.len(), answer.len() - 20);
+    assert_eq!((&back[26..30], &back[30..34]), (&VIP[..], &CLIENT[..]), "from the VIP to the client");
+    assert_eq!((port(&back, 34), port(&back, 36)), (85, 40000));
+    assert!(checksums_ok(&back));
+    // 1500 bytes with DF: 1520 once IPv6, past the inside link's 1500.
+    let mut seg = tcp(40000, 85, tcpf::ACK);
+    seg.extend_from_slice(&[1u8; 1460]);
+    let mut big = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg, true);
+    assert_eq!(big.len() - 14, 1500);
+    big[20] |= 0x40;
+    let c = checksum::checksum(&{
+        let mut h = big[14..34].to_vec();
+        h[10] = 0;
+        h[11] = 0;
+        h
+    });
+    big[24..26].copy_from_slice(&c.to_be_bytes());
+    let (v, answer) = send(&mut w, big);
+    assert_eq!(v, Verdict::Forward(OUT));
+    assert_eq!((answer[23], answer[34], answer[35]), (1, 3, 4), "ICMP fragmentation needed");
+    assert_eq!(port(&answer, 40), 1480, "the translated path's MTU");
+    assert_eq!(&answer[26..30], &VIP, "from the VIP");
+}
