@@ -122,13 +122,13 @@ fn ipv6_virtual_servers_and_their_refusals() {
         (vs("syn_proxy = \"on\"\n"), "SYN proxy over IPv6"),
         (vs("forwarding = \"full-nat\"\nproxy_protocol = \"v2\"\n"), "proxy_protocol over IPv6"),
         (vs("forwarding = \"full-nat\"\nlocal_addresses = [\"198.51.100.1\"]\n"), "local_addresses"),
-        (vs("").replace("pool = \"web6\"\n", "pool = \"web4\"\n"), "other address family"),
+        (vs("").replace("pool = \"web6\"\n", "pool = \"web4\"\n"), "must be \"full-nat\""),
         (vs("").replace("[2001:db8:1::100]:80", "[2001:db8:2::1]:80"), "self address"),
         (vs("").replace("[2001:db8:1::100]:80", "[fe80::100]:80"), "link-local"),
-        (format!("{base}{pools}\n[[virtual_server]]\nname = \"www4\"\naddress = \"192.0.2.100:80\"\npool = \"web6\"\n"), "other address family"),
+        (format!("{base}{pools}\n[[virtual_server]]\nname = \"www4\"\naddress = \"192.0.2.100:80\"\npool = \"web6\"\n"), "must be \"full-nat\""),
         // A rule's pool of the other family (the L7 engine would connect
         // to nothing).
-        (format!("{base}{pools}\n[[virtual_server]]\nname = \"www4\"\naddress = \"192.0.2.100:80\"\nprotocol = \"http\"\npool = \"web4\"\n\n[[virtual_server.rule]]\npath_prefix = \"/x\"\npool = \"web6\"\n"), "other address family"),
+        (format!("{base}{pools}\n[[virtual_server]]\nname = \"www4\"\naddress = \"192.0.2.100:80\"\nprotocol = \"http\"\npool = \"web4\"\n\n[[virtual_server.rule]]\npath_prefix = \"/x\"\npool = \"web6\"\n"), "another address family"),
         (vs("").replace("[2001:db8:2::11]:80", "[fe80::11]:80"), "link-local"),
         (vs("").replace("[2001:db8:2::11]:80", "[::]:80"), "unspecified"),
         (vs("\n[[vrrp]]\nname = \"o\"\ninterface = \"outside\"\naddresses = [\"192.0.2.100\"]\nvrid = 51\n"), "VRRP and sync over IPv6"),
@@ -136,6 +136,36 @@ fn ipv6_virtual_servers_and_their_refusals() {
         (vs("forwarding = \"dsr-tunnel\"\ntunnel = \"gre\"\ntunnel_source = \"203.0.113.0/24\"\n"), "tunnel_source over IPv6"),
         (vs("forwarding = \"dsr-tunnel\"\ntunnel = \"ipip\"\n").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"tcp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "probed at the VIP"),
         (vs("forwarding = \"dsr-l2\"\n").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"tcp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "probed at the VIP"),
+    ];
+    for (text, why) in refused {
+        let e = err(&text);
+        assert!(e.message.contains(why), "{why}: {e}");
+        assert!(e.line > 1, "{why}: placed: {e}");
+    }
+}
+
+/// Translation between the families (RFC 7915): a full-NAT virtual server
+/// over servers of the other family is accepted both ways; other modes,
+/// and what translation does not carry, are refused at their line, and a
+/// virtual server's servers are of one family.
+#[test]
+fn translation_is_full_nat_over_servers_of_one_other_family() {
+    let pools = "\n[[pool]]\nname = \"web6\"\nservers = [ { address = \"[2001:db8:2::11]:80\" } ]\n\n[[pool]]\nname = \"web4\"\nservers = [ { address = \"198.51.100.11:80\" } ]\n\n[[pool]]\nname = \"both\"\nservers = [ { address = \"198.51.100.12:80\" }, { address = \"[2001:db8:2::12]:80\" } ]\n";
+    let base = BASE.replace("address = \"198.51.100.1/24\"", "addresses = [\"198.51.100.1/24\", \"2001:db8:2::1/64\"]");
+    let vs = |addr: &str, pool: &str, extra: &str| format!("{base}{pools}\n[[virtual_server]]\nname = \"x\"\naddress = \"{addr}\"\npool = \"{pool}\"\nforwarding = \"full-nat\"\n{extra}");
+    Config::parse("t.toml", &vs("[2001:db8:1::100]:80", "web4", "")).unwrap();
+    Config::parse("t.toml", &vs("192.0.2.100:80", "web6", "")).unwrap();
+    Config::parse("t.toml", &vs("192.0.2.100:80", "web6", "protocol = \"udp\"\n")).unwrap();
+    let refused = [
+        (vs("[2001:db8:1::100]:80", "web4", "").replace("forwarding = \"full-nat\"\n", "forwarding = \"nat\"\n"), "must be \"full-nat\""),
+        (vs("192.0.2.100:80", "web6", "").replace("forwarding = \"full-nat\"\n", "forwarding = \"dsr-l2\"\n"), "must be \"full-nat\""),
+        (vs("192.0.2.100:80", "both", ""), "one family per virtual server"),
+        (vs("192.0.2.100:80", "web6", "persistence = { kind = \"source-ip\", timeout_s = 60 }\n"), "persistence of translated"),
+        (vs("192.0.2.100:80", "web6", "syn_proxy = \"on\"\n"), "syn_proxy"),
+        (vs("192.0.2.100:80", "web6", "proxy_protocol = \"v2\"\n"), "proxy_protocol"),
+        (vs("192.0.2.100:80", "web6", "local_addresses = [\"198.51.100.1\"]\n"), "local_addresses"),
+        (vs("192.0.2.100:80", "web6", "protocol = \"http\"\n"), "L7 engine"),
+        (vs("192.0.2.100:80", "web6", "\n[[vrrp]]\nname = \"o\"\ninterface = \"outside\"\naddresses = [\"192.0.2.100\"]\nvrid = 51\n"), "[[vrrp]] or [sync]"),
     ];
     for (text, why) in refused {
         let e = err(&text);

@@ -34,8 +34,9 @@ impl Config {
         Ok(())
     }
 
-    /// Every virtual server's servers are of its VIP's family (no
-    /// translation yet), and an IPv6 one is what this release forwards.
+    /// Every virtual server's servers are of one family, its VIP's or the
+    /// other (translated, full-NAT only), and an IPv6 one is what this
+    /// release forwards.
     pub(super) fn validate_ipv6_services(&self, src: &Source) -> Result<(), ConfigError> {
         for p in &self.pools {
             for s in &p.servers {
@@ -57,15 +58,23 @@ impl Config {
             }
             let pools: Vec<&super::Pool> = names.iter().filter_map(|n| by_name(n)).collect();
             let sorry: Vec<&super::Pool> = pools.iter().filter_map(|p| p.sorry_pool.as_ref()).filter_map(|n| by_name(n.get_ref())).collect();
-            for s in pools.iter().chain(sorry.iter()).flat_map(|p| p.servers.iter()) {
-                if s.address.get_ref().is_ipv6() != vs.is_v6() {
-                    return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?}: server {} is of the other address family than the VIP {}: translation between the families is not in this release", s.address.get_ref(), vs.address.get_ref())));
-                }
+            // One family per virtual server's servers; of the other family
+            // than the VIP, the service translates (RFC 7915).
+            let mut all = pools.iter().chain(sorry.iter()).flat_map(|p| p.servers.iter());
+            let servers_v6 = all.next().map(|s| s.address.get_ref().is_ipv6());
+            if let Some(s) = all.find(|s| Some(s.address.get_ref().is_ipv6()) != servers_v6) {
+                return Err(src.error(Some(s.address.span()), format!("virtual_server {name:?}: server {} is of another address family than the virtual server's other servers: one family per virtual server (its pools, sorry pools and rules' pools)", s.address.get_ref())));
+            }
+            let translated = servers_v6.is_some_and(|v6| v6 != vs.is_v6());
+            if translated {
+                self.validate_translation(src, vs)?;
             }
             let pool = self.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref());
             let sorry = pool.and_then(|p| p.sorry_pool.as_ref()).and_then(|n| self.pools.iter().find(|p| p.name.get_ref() == n.get_ref()));
             if vs.is_v6() {
                 self.validate_ipv6_service(src, vs)?;
+            }
+            if servers_v6 == Some(true) {
                 let checks: Vec<&super::HealthCheck> = pool.into_iter().chain(sorry).flat_map(|p| p.check_names()).filter_map(|n| self.health_checks.iter().find(|h| h.name.get_ref() == n.get_ref())).collect();
                 if let Some(h) = checks.iter().find(|h| h.kind == super::CheckKind::Icmp) {
                     return Err(src.error(Some(h.name.span()), format!("virtual_server {name:?}: health check {:?} is icmp: ICMPv6 echo checks are not in this release (tcp, http, send-expect, udp and script are)", h.name.get_ref())));
@@ -74,6 +83,38 @@ impl Config {
                     return Err(src.error(Some(vs.pool.span()), format!("virtual_server {name:?}: pool {:?} has health checks: a DSR server over IPv6 ({:?}) would be probed at the VIP, which is not in this release", vs.pool.get_ref(), vs.forwarding.get_ref())));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A virtual server over servers of the other family (RFC 7915
+    /// translation, DPVS's NAT64): full-NAT only (the servers answer the
+    /// box's local address of their own family), without what translation
+    /// does not carry yet.
+    fn validate_translation(&self, src: &Source, vs: &VirtualServer) -> Result<(), ConfigError> {
+        let name = vs.name.get_ref();
+        let refuse = |span, why: &str| Err(src.error(Some(span), format!("virtual_server {name:?} (servers of the other family than its VIP: translated): {why}")));
+        if *vs.forwarding.get_ref() != Forwarding::FullNat {
+            // (At the pool: `forwarding` may be left to its default.)
+            return refuse(vs.pool.span(), &format!("forwarding must be \"full-nat\", not {:?} (the servers answer the box's local address of their family)", vs.forwarding.get_ref()));
+        }
+        if vs.engine_served() {
+            return refuse(vs.name.span(), "protocol is \"tcp\" or \"udp\" (the L7 engine does not translate)");
+        }
+        if let Some(p) = &vs.persistence {
+            return refuse(p.span(), "persistence of translated connections is not in this release");
+        }
+        if let Some(p) = vs.syn_proxy.as_ref().filter(|m| *m.get_ref() == SynProxyMode::On) {
+            return refuse(p.span(), "syn_proxy = \"on\" is not in this release for translated connections");
+        }
+        if let Some(p) = &vs.proxy_protocol {
+            return refuse(p.span(), "proxy_protocol is not in this release for translated connections");
+        }
+        if !vs.local_addresses.is_empty() {
+            return refuse(vs.name.span(), "local_addresses: a translated connection goes out from the self address of its family on the servers' interface");
+        }
+        if !self.vrrp.is_empty() || self.sync.is_some() {
+            return refuse(vs.address.span(), "translation with [[vrrp]] or [sync]: the sync of translated (IPv6-table) connections is not in this release");
         }
         Ok(())
     }

@@ -50,7 +50,7 @@ pub struct AddrMatch {
 
 impl AddrMatch {
     fn matches<A: Addr>(&self, ip: A, port: u16) -> bool {
-        self.ip == ip.ip() && (self.port == 0 || self.port == port)
+        self.ip == ip.ip().to_canonical() && (self.port == 0 || self.port == port)
     }
 }
 
@@ -153,13 +153,13 @@ impl DumpEntry {
         DumpEntry {
             proto: f.proto,
             state: f.state,
-            client_ip: f.client_ip.ip(),
+            client_ip: f.client_ip.ip().to_canonical(),
             client_port: f.client_port,
-            vip: f.vip.ip(),
+            vip: f.vip.ip().to_canonical(),
             vport: f.vport,
-            local_ip: f.local_ip.ip(),
+            local_ip: f.local_ip.ip().to_canonical(),
             local_port: f.local_port,
-            server_ip: f.server_ip.ip(),
+            server_ip: f.server_ip.ip().to_canonical(),
             server_port: f.server_port,
             vs: f.vs,
             server: f.server,
@@ -287,15 +287,43 @@ impl DumpServer {
     /// ticks.
     #[inline]
     pub fn serve<A: Addr>(&mut self, table: &FlowTable<A>, persist: &PersistTable<A>, now: u32) {
+        self.serve_both(table, persist, None, now);
+    }
+
+    /// `serve` over a worker's two tables, the IPv4 one then the IPv6 one
+    /// (translated connections' IPv4 sides shown as IPv4).
+    #[inline]
+    pub fn serve_both<A: Addr>(&mut self, table: &FlowTable<A>, persist: &PersistTable<A>, v6: Option<(&FlowTable<u128>, &PersistTable<u128>)>, now: u32) {
         if !self.active && !self.begin() {
             return;
         }
-        let cap = match self.filter.what {
+        let cap4 = self.capacity(table, persist);
+        let cap = cap4.saturating_add(v6.map_or(0, |(t, p)| self.capacity(t, p)));
+        let end = self.cursor.saturating_add(SCAN_BUDGET).min(cap);
+        let (from, to) = (self.cursor, end);
+        self.scan(table, persist, from.min(cap4), to.min(cap4), now);
+        if let Some((t, p)) = v6 {
+            self.scan(t, p, from.max(cap4) - cap4, to.max(cap4) - cap4, now);
+        }
+        self.cursor = end;
+        if self.cursor >= cap {
+            self.cell.len.store(self.len, Ordering::Relaxed);
+            self.cell.matched.store(self.matched, Ordering::Relaxed);
+            self.cell.state.store(DONE, Ordering::Release);
+            self.active = false;
+        }
+    }
+
+    fn capacity<A: Addr>(&self, table: &FlowTable<A>, persist: &PersistTable<A>) -> u32 {
+        match self.filter.what {
             What::Connections => table.capacity(),
             What::Persistence => u32::try_from(persist.capacity()).unwrap_or(u32::MAX),
-        };
-        let end = self.cursor.saturating_add(SCAN_BUDGET).min(cap);
-        for id in self.cursor..end {
+        }
+    }
+
+    /// Slots `from..to` of one table.
+    fn scan<A: Addr>(&mut self, table: &FlowTable<A>, persist: &PersistTable<A>, from: u32, to: u32, now: u32) {
+        for id in from..to {
             match self.filter.what {
                 What::Connections => match table.get(id) {
                     Some(f) if self.filter.matches(f) => self.push(|| Dumped::Connection(DumpEntry::of(f, table, now))),
@@ -306,13 +334,6 @@ impl DumpServer {
                     _ => {}
                 },
             }
-        }
-        self.cursor = end;
-        if self.cursor >= cap {
-            self.cell.len.store(self.len, Ordering::Relaxed);
-            self.cell.matched.store(self.matched, Ordering::Relaxed);
-            self.cell.state.store(DONE, Ordering::Release);
-            self.active = false;
         }
     }
 

@@ -162,6 +162,25 @@ fn snapshot() -> Snapshot {
     s.services.push(vs);
     // IPv6 (services 9 and 10): NAT on VIP6:80, full-NAT from LOCAL6 on VIP6:81.
     push_ipv6_services(&mut s, VIP6, &SERVERS6, 1, LOCAL6);
+    // Translated (services 11 and 12): full-NAT from VIP6:84 to the IPv4
+    // servers (from 198.51.100.1, mapped), and from VIP:86 to the IPv6
+    // servers (from LOCAL6).
+    for (vport, six_to_four) in [(84u16, true), (86, false)] {
+        let first = s.servers.len() as u16;
+        let vi = s.services.len() as u16;
+        for i in 0..2 {
+            let (ip4, ip6) = if six_to_four { (ip(SERVERS[i]), [0; 16]) } else { (0, SERVERS6[i].to_be_bytes()) };
+            s.servers.push(RealServer { ip: ip4, ip6, port: 8080, weight: 1, enabled: true, tx_port: 1, nexthop: i as u16, vs: vi, ..RealServer::default() });
+        }
+        let mut vs = VirtualService::test(Forwarding::FullNat);
+        if six_to_four {
+            (vs.ip6, vs.local_addrs6) = (VIP6, vec![crate::forward::xlate::mapped(ip([198, 51, 100, 1]))].into_boxed_slice());
+        } else {
+            (vs.ip, vs.local_addrs6) = (ip(VIP), vec![LOCAL6].into_boxed_slice());
+        }
+        (vs.port, vs.xlate, vs.members, vs.schedule) = (vport, true, vec![first, first + 1].into_boxed_slice(), Schedule::round_robin(2));
+        s.services.push(vs);
+    }
     s.snat = vec![SnatRule { net: ip([198, 51, 100, 0]), mask: 0xffff_ff00, link: 1, addr: ip(SNAT), port_min: 20000, port_max: 20999 }];
     s.routes = vec![
         RouteView { net: ip([192, 0, 2, 0]), mask: 0xffff_ff00, link: 0, via: None },
@@ -192,6 +211,9 @@ pub struct Fuzzer {
     /// The last IPv6 packet the worker sent a server: (server, the source
     /// it saw, the source port), for `run`'s answers.
     answer6: Option<(u128, u128, u16)>,
+    /// The last translated IPv4 packet the worker sent a server: (server,
+    /// the local port), for `run`'s answers.
+    answer4: Option<([u8; 4], u16)>,
 }
 
 impl Fuzzer {
@@ -207,7 +229,7 @@ impl Fuzzer {
         }
         let reader = readers.pop()?;
         let config = WorkerConfig { id: 0, workers: 1, flows: 256, timeouts: Timeouts::default(), hash_key: 7, sync_refresh: 0, embryonic_max: 64, unreplied_per_service: 6, unreplied_per_source: 3, syn_proxy_threshold: 8, syn_proxy_rate: 50, ..WorkerConfig::default() };
-        Some(Fuzzer { worker: Worker::new(config, reader, Arc::clone(&neighbors)), _publisher: publisher, neighbors, links, now: 0, steps: 0, forwarded: 0, punted: 0, dropped: [0; crate::state::counters::DropReason::COUNT], cookie: None, answer6: None })
+        Some(Fuzzer { worker: Worker::new(config, reader, Arc::clone(&neighbors)), _publisher: publisher, neighbors, links, now: 0, steps: 0, forwarded: 0, punted: 0, dropped: [0; crate::state::counters::DropReason::COUNT], cookie: None, answer6: None, answer4: None })
     }
 
     /// One input: a frame that arrived on DPDK `port`, `handed` off or not,
@@ -238,6 +260,13 @@ impl Fuzzer {
                 let a = |at: usize| f.get(at..at + 16).and_then(|b| <[u8; 16]>::try_from(b).ok()).map_or(0, u128::from_be_bytes);
                 if SERVERS6.contains(&a(38)) {
                     self.answer6 = Some((a(38), a(22), u16::from_be_bytes([f[54], f[55]])));
+                }
+            }
+            // From a translating local address's upper ports (`xlate`).
+            if f.len() >= 38 && f.get(12..14) == Some(&[0x08, 0x00][..]) && f[23] == 6 && f[26..30] == [198, 51, 100, 1] && f[14] == 0x45 {
+                let sport = u16::from_be_bytes([f[34], f[35]]);
+                if sport >= super::xlate::XLATE_PORT_MIN {
+                    self.answer4 = Some(([f[30], f[31], f[32], f[33]], sport));
                 }
             }
             // A cookie SYN-ACK: the client's side of it, for `run`'s ACKs.
@@ -332,7 +361,13 @@ impl Fuzzer {
                         let flags = [0x12u8, 0x10, 0x18, 0x11, 0x14][rng.index(5)];
                         (crate::testkit::ipv6_frame(PEER, MACS[1], server, to, 6, 64, &tcp_header(8080, port, flags, 1024)), 1)
                     }
-                    None => draw(&mut rng),
+                    None => match self.answer4.take().filter(|_| rng.below(2) == 0) {
+                        Some((server, port)) => {
+                            let flags = [0x12u8, 0x10, 0x18, 0x11, 0x14][rng.index(5)];
+                            (ipv4_frame(PEER, MACS[1], server, [198, 51, 100, 1], 6, &tcp_header(8080, port, flags, 1024), true), 1)
+                        }
+                        None => draw(&mut rng),
+                    },
                 },
             };
             let handed = rng.below(8) == 0;
@@ -417,6 +452,10 @@ fn check_out6(f: &[u8], valid_l4: bool) -> Result<(), String> {
     }
     if ip.hop_limit() == 0 {
         return Err("hop limit 0 forwarded".into());
+    }
+    // The payload within the frame (translation writes the length).
+    if 14 + 40 + usize::from(ip.payload_len()) > f.len() {
+        return Err(format!("IPv6 payload length {} for a frame of {}", ip.payload_len(), f.len()));
     }
     Ok(())
 }
@@ -558,8 +597,23 @@ fn draw_v6(rng: &mut Rng) -> (Vec<u8>, u16) {
     if rng.below(2) == 0 {
         let sport = 40000 + rng.below(4) as u16;
         let flags = [0x02u8, 0x10, 0x18, 0x11, 0x04, 0x12][rng.index(6)];
-        return match rng.below(4) {
+        let xport = 32768 + rng.below(64) as u16;
+        return match rng.below(8) {
             0 => (crate::testkit::ipv6_frame(PEER, MACS[0], client, VIP6, nh::TCP, 64, &tcp_header(sport, 80 + rng.below(2) as u16, flags, 1024)), 0),
+            // Translated: an IPv6 client to VIP6:84 (IPv4 servers), an
+            // IPv4 server's answer to a translated port, an IPv4 client to
+            // VIP:86 (IPv6 servers), an IPv4 server's fragmentation needed.
+            4 => (crate::testkit::ipv6_frame(PEER, MACS[0], client, VIP6, nh::TCP, 64, &tcp_header(sport, 84, flags, 1024)), 0),
+            5 => (ipv4_frame(PEER, MACS[1], SERVERS[rng.index(2)], [198, 51, 100, 1], 6, &tcp_header(8080, xport, flags | 0x10, 1024), true), 1),
+            6 => (ipv4_frame(PEER, MACS[0], [192, 0, 2, 10 + rng.below(4) as u8], VIP, 6, &tcp_header(sport, 86, flags, 1024), true), 0),
+            7 => {
+                let quoted = ipv4_frame(PEER, MACS[1], [198, 51, 100, 1], SERVERS[rng.index(2)], 6, &tcp_header(xport, 8080, 0x10, 1024), true);
+                let mut m = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78];
+                m.extend_from_slice(&quoted[14..]);
+                let c = checksum::checksum(&m);
+                m[2..4].copy_from_slice(&c.to_be_bytes());
+                (ipv4_frame(PEER, MACS[1], [198, 51, 100, 254], [198, 51, 100, 1], 1, &m, false), 1)
+            }
             // A Packet Too Big from the servers' side about a packet the
             // box sent a server (to the client, or to the local address).
             3 => {
@@ -654,6 +708,9 @@ mod tests {
 
         assert!(v6(9).0 > 0 && v6(9).1 > 0, "IPv6 NAT connections made and answered");
         assert!(v6(10).0 > 0 && v6(10).1 > 0, "IPv6 full-NAT connections made and answered");
+        eprintln!("translated 6->4 {:?}, 4->6 {:?}", v6(11), v6(12));
+        assert!(v6(11).0 > 0 && v6(11).1 > 0, "IPv6 clients to IPv4 servers, translated and answered");
+        assert!(v6(12).0 > 0 && v6(12).1 > 0, "IPv4 clients to IPv6 servers, translated and answered");
         assert!(f.dropped[D::IcmpNoFlow as usize] > 0, "IPv6 errors about no connection reached the lookup");
         // Bytes too (the cargo-fuzz entry point).
         for b in [&[][..], &[0xff][..], &[0x0b, 0, 1, 2][..]] {
@@ -663,12 +720,17 @@ mod tests {
 
     /// The cargo-fuzz target's IPv6 seeds (`dataplane/fuzz/corpus/
     /// pipeline`, records `[ctl, len_hi, len_lo, frame...]` as the target
-    /// reads them) run through a fresh worker: an IPv6 NAT handshake and a
-    /// full-NAT connection's Packet Too Big, every frame forwarded and
-    /// checked.
+    /// reads them) run through a fresh worker: an IPv6 NAT handshake, a
+    /// full-NAT connection's Packet Too Big, and a translated handshake
+    /// each way, every frame forwarded and checked.
     #[test]
     fn the_ipv6_seeds_of_the_cargo_fuzz_target_are_forwarded() {
-        for (seed, frames) in [(&include_bytes!("../../fuzz/corpus/pipeline/ipv6_nat_handshake")[..], 3u64), (&include_bytes!("../../fuzz/corpus/pipeline/ipv6_full_nat_packet_too_big")[..], 2)] {
+        for (seed, frames) in [
+            (&include_bytes!("../../fuzz/corpus/pipeline/ipv6_nat_handshake")[..], 3u64),
+            (&include_bytes!("../../fuzz/corpus/pipeline/ipv6_full_nat_packet_too_big")[..], 2),
+            (&include_bytes!("../../fuzz/corpus/pipeline/xlate_6to4_handshake")[..], 2),
+            (&include_bytes!("../../fuzz/corpus/pipeline/xlate_4to6_handshake")[..], 2),
+        ] {
             let mut f = Fuzzer::new().expect("a reader");
             let mut rest = seed;
             while let [ctl, hi, lo, tail @ ..] = rest {

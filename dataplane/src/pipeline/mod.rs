@@ -38,6 +38,7 @@ mod snat;
 mod synproxy;
 mod transit;
 mod xlate;
+pub use xlate::{Xlate, XlateError};
 #[cfg(any(test, feature = "testkit"))]
 pub mod fuzz;
 
@@ -213,37 +214,6 @@ pub struct Encap6 {
     pub server: u32,
     /// The flow's hash (`forward::tunnel::flow_hash6`).
     pub hash: u32,
-}
-
-/// A translated connection's packet for `process_packet`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Xlate {
-    /// The entry in the IPv6 table.
-    pub id: crate::conntrack::FlowId,
-    /// Toward the client (from the VIP) rather than the server.
-    pub reply: bool,
-    pub port: u16,
-    /// The packet as received: its IP header's offset and length, its
-    /// length.
-    pub l3: u8,
-    pub hl: u8,
-    pub ip_len: u16,
-}
-
-/// An ICMPv4 fragmentation needed about a translated connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct XlateError {
-    pub id: crate::conntrack::FlowId,
-    /// The link to the client.
-    pub port: u16,
-    pub l3: u8,
-    /// The error's IPv4 header length, and the quoted header's.
-    pub hl: u8,
-    pub qhl: u8,
-    /// Transport bytes quoted.
-    pub n: u16,
-    /// The MTU to tell the client (the IPv4 one plus 20).
-    pub mtu: u16,
 }
 
 /// Where the too-big packet's IP header is, and the MTU to tell its
@@ -467,7 +437,7 @@ impl Shard {
         }
         self.sync_pass(snap, now);
         if let Some(d) = self.dump.as_mut() {
-            d.serve(&self.table, &self.persist, now);
+            d.serve_both(&self.table, &self.persist, self.v6.as_ref().map(|v6| (&v6.table, &v6.persist)), now);
         }
         received
     }

@@ -7,12 +7,43 @@
 //! flow path marked `Verdict::Xlate` has its header changed here, in
 //! `process_packet`, growing or shrinking the buffer at the head.
 
-use super::{L4Info, Shard, Verdict, Xlate, XlateError};
+use super::{L4Info, Shard, Verdict};
 use crate::forward::xlate::{self as x, mapped, unmapped};
 use crate::io::Packet;
 use crate::state::counters::DropReason;
 use crate::state::snapshot::Snapshot;
 use crate::wire::ethernet::{EthernetAddress, EthernetFrame};
+
+/// A translated connection's packet for `process_packet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Xlate {
+    /// The entry in the IPv6 table.
+    pub id: crate::conntrack::FlowId,
+    /// Toward the client (from the VIP) rather than the server.
+    pub reply: bool,
+    pub port: u16,
+    /// The packet as received: its IP header's offset and length, its
+    /// length.
+    pub l3: u8,
+    pub hl: u8,
+    pub ip_len: u16,
+}
+
+/// An ICMPv4 fragmentation needed about a translated connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XlateError {
+    pub id: crate::conntrack::FlowId,
+    /// The link to the client.
+    pub port: u16,
+    pub l3: u8,
+    /// The error's IPv4 header length, and the quoted header's.
+    pub hl: u8,
+    pub qhl: u8,
+    /// Transport bytes quoted.
+    pub n: u16,
+    /// The MTU to tell the client (the IPv4 one plus 20).
+    pub mtu: u16,
+}
 
 /// The local ports of a translating IPv4 local address (a link's self
 /// address) the IPv6 table hands out; IPv4 full-NAT keeps the lower ones

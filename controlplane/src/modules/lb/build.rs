@@ -390,8 +390,15 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
         if forwarding != snapshot::Forwarding::Gateway && !vs.is_v6() {
             own(vs.ip4(), &mut owned);
         }
+        // Servers of the other family than the VIP: translated (RFC 7915;
+        // `config::ipv6check` allows it for full-NAT alone).
+        let servers_v6 = cfg.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref()).and_then(|p| p.servers.first()).map(|s| s.address.get_ref().is_ipv6());
+        let xlate = forwarding == snapshot::Forwarding::FullNat && servers_v6.is_some_and(|v6| v6 != vs.is_v6());
         let local_addrs6: Vec<u128> = match (vip.ip(), forwarding) {
-            (IpAddr::V6(_), snapshot::Forwarding::FullNat) => {
+            // An IPv6 VIP over IPv4 servers: the IPv4 self address of the
+            // servers' interface, mapped.
+            (IpAddr::V6(_), snapshot::Forwarding::FullNat) if xlate => local_addrs.iter().map(|a| furiwake_dataplane::forward::xlate::mapped(*a)).collect(),
+            (_, snapshot::Forwarding::FullNat) if vs.is_v6() || xlate => {
                 // The IPv6 self address of the interface facing the servers.
                 // (A pool with no server yet: the first link with IPv6.)
                 let server_port = slots.first().and_then(|g| servers.get(*g as usize)).map(|s| s.tx_port);
@@ -400,9 +407,9 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             }
             _ => Vec::new(),
         };
-        let local_addrs = if vs.is_v6() { Vec::new() } else { local_addrs };
-        if vs.is_v6() && forwarding == snapshot::Forwarding::FullNat && local_addrs6.is_empty() {
-            return Err(format!("virtual_server {name}: its servers' interface has no IPv6 address for full-nat to go out from"));
+        let local_addrs = if vs.is_v6() || xlate { Vec::new() } else { local_addrs };
+        if (vs.is_v6() || xlate) && forwarding == snapshot::Forwarding::FullNat && local_addrs6.is_empty() {
+            return Err(format!("virtual_server {name}: its servers' interface has no address of their family for full-nat to go out from"));
         }
         let link = vs.interface.as_ref().and_then(|i| cfg.interfaces.iter().position(|c| c.name.get_ref() == i.get_ref())).map_or(u16::MAX, |l| l as u16);
         services[vs_slot] = VirtualService {
@@ -430,6 +437,7 @@ pub fn rebuild(cfg: &Config, links: &[LinkInfo], prev: &Layout, prev_snap: &Snap
             schedule,
             local_addrs: local_addrs.into_boxed_slice(),
             local_addrs6: local_addrs6.into_boxed_slice(),
+            xlate,
             persistence: persistence(vs, &mut layout.groups),
             syn_proxy: {
                 let proxiable = vs.protocol.transport() == Protocol::Tcp && matches!(forwarding, snapshot::Forwarding::Nat | snapshot::Forwarding::FullNat | snapshot::Forwarding::Local);
