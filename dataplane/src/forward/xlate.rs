@@ -206,5 +206,67 @@ pub fn ptb_from_frag_needed(frame: &mut [u8], l3: usize, (hl_o, hl_q): (usize, u
     Some(end)
 }
 
+/// Bytes an ICMPv6 Packet Too Big shrinks by as the fragmentation needed
+/// it is translated into (both headers become IPv4's).
+pub const PTB_SHRINK: usize = 40;
+
+/// The addresses of an error translated for an IPv4 client.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorAddrs4 {
+    pub outer: (u32, u32),
+    pub quoted_src: (u32, u16),
+    pub quoted_dst: (u32, u16),
+}
+
+/// Turns an ICMPv6 Packet Too Big (RFC 4443 §3.2; the outer and quoted
+/// IPv6 headers without extension headers, `n` transport bytes quoted)
+/// about a translated packet into ICMPv4 fragmentation needed (RFC 7915
+/// §5.2: type 3 code 4, `mtu` already adjusted by the caller) for the
+/// IPv4 client, in place: written from `PTB_SHRINK` on (the caller then
+/// takes that many bytes off the head, `Packet::adj`), so the quoted
+/// transport bytes stay where they are; the quoted packet as the client
+/// sent it (its IPv4 header rebuilt, addresses, ports and checksum
+/// restored), the whole within 576 bytes (RFC 1812 §4.3.2.3). Returns the
+/// length of the frame that starts at `PTB_SHRINK`; `None`, the frame
+/// unchanged, when it is shorter than its headers.
+#[allow(clippy::indexing_slicing, reason = "every offset is below `PTB_SHRINK + end`, and the frame is at least `l3 + 88` long and holds the quoted bytes: checked on entry")]
+pub fn frag_needed_from_ptb(frame: &mut [u8], l3: usize, n: usize, mtu: u16, a: &ErrorAddrs4) -> Option<usize> {
+    let n = n.min(576 - 48).min(frame.len().saturating_sub(l3 + 88));
+    let end = l3 + 48 + n;
+    if l3 < 14 || frame.len() < l3 + 88 + n {
+        return None;
+    }
+    let q = l3 + 48;
+    let (tc, q_payload, q_proto, q_hops) = ((get16(frame, q) >> 4) as u8, usize::from(get16(frame, q + 4)), frame[q + 6], frame[q + 7]);
+    let old = (u128::from_be_bytes(frame[q + 8..q + 24].try_into().ok()?), u128::from_be_bytes(frame[q + 24..q + 40].try_into().ok()?));
+    let b = PTB_SHRINK;
+    frame.copy_within(0..l3, b);
+    put16(frame, b + l3 - 2, 0x0800);
+    let o = b + l3;
+    let h = &mut frame[o..o + 20];
+    h.copy_from_slice(&[0x45, 0xc0, 0, 0, 0, 0, 0x40, 0, 64, protocol::ICMP, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    put16(h, 2, (28 + 20 + n) as u16);
+    put32(h, 12, a.outer.0);
+    put32(h, 16, a.outer.1);
+    put16(h, 10, checksum::checksum(h));
+    let qh = &mut frame[o + 28..o + 48];
+    qh.copy_from_slice(&[0x45, tc, 0, 0, 0, 0, 0x40, 0, q_hops, q_proto, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    put16(qh, 2, (20 + q_payload) as u16);
+    put32(qh, 12, a.quoted_src.0);
+    put32(qh, 16, a.quoted_dst.0);
+    put16(qh, 10, checksum::checksum(qh));
+    let seg = &mut frame[o + 48..b + end];
+    let (src, dst) = ((mapped(a.quoted_src.0), a.quoted_src.1), (mapped(a.quoted_dst.0), a.quoted_dst.1));
+    if l4(seg, q_proto, old, src, dst).is_none() && seg.len() >= 4 {
+        put16(seg, L4_SPORT, src.1);
+        put16(seg, L4_DPORT, dst.1);
+    }
+    let m = &mut frame[o + 20..b + end];
+    m[..8].copy_from_slice(&[3, 4, 0, 0, 0, 0, 0, 0]);
+    put16(m, 6, mtu);
+    put16(m, 2, checksum::checksum(m));
+    Some(end)
+}
+
 #[cfg(test)]
 mod tests;

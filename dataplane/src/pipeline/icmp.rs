@@ -205,7 +205,7 @@ impl Shard {
         let link_mtu = snap.port(port).map_or(1500, |p| p.mtu);
         let mtu = mtu4.saturating_add(crate::forward::xlate::DELTA as u16).min(link_mtu).max(crate::forward::tunnel6::MIN_MTU as u16);
         let n = e.ip_len.checked_sub(e.hl + icmp::HEADER_LEN + q.hl)?;
-        Some(Verdict::XlateError(super::XlateError { id, port, l3: e.l3 as u8, hl: e.hl as u8, qhl: q.hl as u8, n: n as u16, mtu }))
+        Some(Verdict::XlateError(super::XlateError { id, port, l3: e.l3 as u8, hl: e.hl as u8, qhl: q.hl as u8, n: n as u16, mtu, to4: false }))
     }
 
     /// NAT and full-NAT (and DSR errors about packets sent to the server):

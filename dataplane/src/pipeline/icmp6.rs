@@ -82,10 +82,12 @@ impl Shard<u128> {
         }
         let Some((id, dir)) = self.lookup_live(snap, &key, self.table.hash(&key)) else { return Verdict::Drop(DropReason::IcmpNoFlow) };
         let Some(f) = self.table.get(id).copied() else { return Verdict::Drop(DropReason::IcmpNoFlow) };
-        // A translated connection's other side is IPv4: only fragmentation
-        // needed from there is translated (`pipeline::icmp`).
+        // A translated connection's other side is IPv4: only Packet Too
+        // Big from the IPv6 servers' link about a packet to a server is
+        // translated, into fragmentation needed for the IPv4 client (RFC
+        // 7915 §5.2; the other way round is `pipeline::icmp`).
         if f.client_ip >> 32 == 0xffff || f.server_ip >> 32 == 0xffff {
-            return Verdict::Drop(DropReason::IcmpXlateNotRelayed);
+            return self.xlate_ptb(snap, frame, e, (id, dir, &f));
         }
         if e.hops <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
@@ -195,4 +197,30 @@ fn translate(frame: &mut [u8], e: &Error6, q: &Quote6, (outer_src, outer_dst): (
     let Some(msg) = frame.get_mut(e.msg..e.end) else { return false };
     Icmpv6Packet::new_unchecked(msg).fill_checksum(src, dst);
     true
+}
+
+impl Shard<u128> {
+    /// `icmp6_error` for a translated connection (see there): Packet Too
+    /// Big from its IPv6 servers' link, about a packet the box sent a
+    /// server (local -> server: the entry's reply key reversed), becomes
+    /// `Verdict::XlateError` for the IPv4 client: fragmentation needed
+    /// from the VIP with the MTU less 20 (at least 68, at most the client
+    /// link's). Anything else about one is not relayed.
+    fn xlate_ptb(&self, snap: &Snapshot, frame: &[u8], e: &Error6, (id, dir, f): (crate::conntrack::FlowId, Dir, &crate::conntrack::Flow<u128>)) -> Verdict {
+        let no = Verdict::Drop(DropReason::IcmpXlateNotRelayed);
+        if dir != Dir::Reply || f.client_ip >> 32 != 0xffff || frame.get(e.msg).copied() != Some(icmpv6::kind::PACKET_TOO_BIG) {
+            return no;
+        }
+        if snap.servers.get(f.server_slot()).is_none_or(|s| s.tx_port != e.link) {
+            return Verdict::Drop(DropReason::ReplyWrongLink);
+        }
+        let Some(&[a, b, c, d]) = frame.get(e.msg + 4..e.msg + 8) else { return no };
+        let mtu6 = u32::from_be_bytes([a, b, c, d]);
+        let port = u16::from(f.client_port_id);
+        let link_mtu = snap.port(port).map_or(1500, |p| p.mtu);
+        let mtu = u16::try_from(mtu6.saturating_sub(crate::forward::xlate::DELTA as u32)).unwrap_or(u16::MAX).min(link_mtu).max(68);
+        // The quoted packet's transport bytes, after its 40-byte header.
+        let n = e.end.saturating_sub(e.msg + 8 + 40);
+        Verdict::XlateError(super::XlateError { id, port, l3: e.l3 as u8, hl: 40, qhl: 40, n: n.min(usize::from(u16::MAX)) as u16, mtu, to4: true })
+    }
 }

@@ -29,7 +29,8 @@ pub struct Xlate {
     pub ip_len: u16,
 }
 
-/// An ICMPv4 fragmentation needed about a translated connection.
+/// An ICMP error about a translated connection's packet to its server,
+/// for its client in the other family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct XlateError {
     pub id: crate::conntrack::FlowId,
@@ -41,8 +42,12 @@ pub struct XlateError {
     pub qhl: u8,
     /// Transport bytes quoted.
     pub n: u16,
-    /// The MTU to tell the client (the IPv4 one plus 20).
+    /// The MTU to tell the client (the IPv4 one plus 20, or the IPv6 one
+    /// less 20).
     pub mtu: u16,
+    /// An ICMPv6 Packet Too Big (`hl` and `qhl` 40) to turn into ICMPv4
+    /// fragmentation needed for an IPv4 client, rather than the reverse.
+    pub to4: bool,
 }
 
 /// The local ports of a translating IPv4 local address (a link's self
@@ -98,6 +103,20 @@ impl Shard {
         let no = Verdict::Drop(DropReason::IcmpXlateNotRelayed);
         let Some(f) = self.v6.as_ref().and_then(|v6| v6.table.get(e.id)) else { return no };
         let Some(mac) = snap.port(e.port).map(|p| p.mac) else { return no };
+        if e.to4 {
+            let (Some(vip), Some(client)) = (unmapped(f.vip), unmapped(f.client_ip)) else { return no };
+            let a = x::ErrorAddrs4 { outer: (vip, client), quoted_src: (client, f.client_port), quoted_dst: (vip, f.vport) };
+            let (client_mac, l3) = (f.client_mac, usize::from(e.l3));
+            let Some(len) = x::frag_needed_from_ptb(pkt.data_mut(), l3, usize::from(e.n), e.mtu, &a) else { return no };
+            if !pkt.set_len(len + x::PTB_SHRINK) || !pkt.adj(x::PTB_SHRINK) {
+                return no;
+            }
+            let mut eth = EthernetFrame::new_unchecked(pkt.data_mut());
+            eth.set_dst_addr(EthernetAddress(client_mac));
+            eth.set_src_addr(mac);
+            self.counters.frag_needed.inc();
+            return Verdict::Forward(e.port);
+        }
         let a = x::ErrorAddrs { outer: (f.vip, f.client_ip), quoted_src: (f.client_ip, f.client_port), quoted_dst: (f.vip, f.vport) };
         let (client_mac, l3, hl, qhl) = (f.client_mac, usize::from(e.l3), usize::from(e.hl), usize::from(e.qhl));
         if !pkt.prepend(x::ptb_growth(hl, qhl)) {

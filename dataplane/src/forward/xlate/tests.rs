@@ -137,3 +137,42 @@ fn a_long_quote_is_cut_to_the_minimum_mtu() {
     let len = ptb_from_frag_needed(&mut g, 14, (20, 20), 1400, 1280, &addrs).unwrap();
     assert_eq!(len - 14, 1280);
 }
+
+/// The reverse: an IPv6 router's Packet Too Big about the translated IPv6
+/// packet (local -> server) becomes fragmentation needed from the IPv4
+/// VIP to the IPv4 client, quoting the client's IPv4 packet.
+#[test]
+fn packet_too_big_becomes_fragmentation_needed_quoting_the_ipv4_packet() {
+    const LOCAL6: u128 = 0x2001_0db8_0002_0000_0000_0000_0000_0001;
+    const SERVER6: u128 = 0x2001_0db8_0002_0000_0000_0000_0000_0011;
+    let mut seg = tcp_header(41000, 80, 0x10, 5000);
+    seg.extend_from_slice(&[0x5a; 1400]);
+    let sent = ipv4_frame(A, B, [192, 0, 2, 10], [192, 0, 2, 100], protocol::TCP, &seg, true);
+    let mut f = vec![0u8; DELTA];
+    f.extend_from_slice(&sent);
+    let n = sent.len() - 14;
+    v4_to_v6(&mut f, 14, n, (LOCAL6, 2000), (SERVER6, 8080)).unwrap();
+    // The router's error quotes 1232 bytes of it.
+    let mut m = vec![2u8, 0, 0, 0, 0, 0, 0x05, 0x00];
+    m.extend_from_slice(&f[14..14 + 1232]);
+    let router: u128 = 0x2001_0db8_0002_0000_0000_0000_0000_00fe;
+    let err = ipv6_frame(B, A, router, LOCAL6, 58, 64, &m);
+    let mut g = err.clone();
+    let a = ErrorAddrs4 { outer: (0xc000_0264, 0xc000_020a), quoted_src: (0xc000_020a, 41000), quoted_dst: (0xc000_0264, 80) };
+    let len = frag_needed_from_ptb(&mut g, 14, 1232 - 40, 1280 - 20, &a).unwrap();
+    let g = &g[PTB_SHRINK..PTB_SHRINK + len];
+    assert_eq!(len, 14 + 48 + 528, "within 576 bytes");
+    assert_eq!(&g[..12], &err[..12]);
+    assert_eq!(&g[12..14], &[8, 0]);
+    let ip = Ipv4Packet::new_checked(&g[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!((ip.protocol(), usize::from(ip.total_len())), (1, len - 14));
+    assert_eq!((&g[26..30], &g[30..34]), (&[192, 0, 2, 100][..], &[192, 0, 2, 10][..]), "from the VIP to the client");
+    assert_eq!((g[34], g[35], get16(g, 40)), (3, 4, 1260), "fragmentation needed, the MTU");
+    assert_eq!(checksum::checksum(&g[34..]), 0, "ICMP checksum");
+    let q = Ipv4Packet::new_unchecked(&g[42..62]);
+    assert!(q.verify_checksum());
+    assert_eq!(&g[42 + 12..42 + 20], &sent[26..34], "the client's addresses");
+    assert_eq!(&g[62..62 + 4], &sent[34..38], "its ports");
+    assert_eq!(&g[62 + 16..62 + 18], &sent[50..52], "and its checksum as it sent it");
+}

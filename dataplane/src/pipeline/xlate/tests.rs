@@ -198,3 +198,36 @@ fn an_ipv4_client_reaches_ipv6_servers_and_a_too_big_packet_is_answered() {
     assert_eq!(port(&answer, 40), 1480, "the translated path's MTU");
     assert_eq!(&answer[26..30], &VIP, "from the VIP");
 }
+
+/// Packet Too Big from a router on the IPv6 servers' side about a
+/// translated packet becomes fragmentation needed from the IPv4 VIP to
+/// the IPv4 client with the MTU less 20, quoting its packet as it sent
+/// it; arriving on the client's link it goes no further.
+#[test]
+fn packet_too_big_from_the_ipv6_side_reaches_the_ipv4_client_as_fragmentation_needed() {
+    let mut w = worker_on(snapshot_xlate(), 64, 0, 1, true);
+    let (v, _) = send(&mut w, frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 85, tcpf::SYN), true));
+    assert_eq!(v, Verdict::Forward(IN));
+    let mut seg = tcp(40000, 85, tcpf::ACK);
+    seg.extend_from_slice(&[3u8; 1300]);
+    let sent = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &seg, true);
+    let (v, out6) = send(&mut w, sent.clone());
+    assert_eq!(v, Verdict::Forward(IN));
+    let mut m = vec![2u8, 0, 0, 0, 0, 0, 0x05, 0x00];
+    m.extend_from_slice(&out6[14..14 + 1232]);
+    let router: u128 = 0x2001_0db8_0002_0000_0000_0000_0000_00fe;
+    let ptb = ipv6_frame(SERVER_MAC[0], IN_MAC, router, SELF6_IN, 58, 64, &m);
+    let (v, err4) = send(&mut w, ptb.clone());
+    assert_eq!(v, Verdict::Forward(OUT));
+    assert_eq!((&err4[0..6], &err4[6..12], &err4[12..14]), (&CLIENT_MAC.0[..], &OUT_MAC.0[..], &[8u8, 0][..]));
+    assert_eq!((&err4[26..30], &err4[30..34]), (&VIP[..], &CLIENT[..]), "from the VIP to the client");
+    assert_eq!((err4[23], err4[34], err4[35], port(&err4, 40)), (1, 3, 4, 1260), "fragmentation needed, 1280 less 20");
+    assert_eq!(checksum::checksum(&err4[14..34]), 0);
+    assert_eq!(checksum::checksum(&err4[34..]), 0);
+    assert_eq!(&err4[42 + 12..42 + 20], &sent[26..34], "quoting the client's addresses");
+    assert_eq!((port(&err4, 62), port(&err4, 64)), (40000, 85), "and ports");
+    // From the client's side: not the server's link.
+    let mut b = pkt(ptb);
+    b.port = OUT;
+    assert_eq!(w.process_packet(&mut b, false), Verdict::Drop(DropReason::ReplyWrongLink));
+}
