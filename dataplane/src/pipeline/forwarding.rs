@@ -265,7 +265,7 @@ fn l3_dsr(snap: &Snapshot, ip: &mut [u8], p: &L4Info, vs: u16, mode: Forwarding,
         // the box does not fragment.
         let df = ip.get(6).is_some_and(|b| b & 0x40 != 0);
         if df && nat::is_unicast_host(p.src) {
-            return Err(Verdict::TooBig(TooBig { l3: p.l3 as u8, hl: p.hl as u8, mtu: out.mtu.saturating_sub(overhead as u16), len6: 0 }));
+            return Err(Verdict::TooBig(TooBig { l3: p.l3 as u8, hl: p.hl as u8, mtu: out.mtu.saturating_sub(overhead as u16), len6: 0, xlate: false }));
         }
         return Err(Verdict::Drop(DropReason::TunnelTooBig));
     }
@@ -289,7 +289,7 @@ fn tunnel6(snap: &Snapshot, (l3, ip_len, proto): (usize, usize, u8), vs: u16, (c
         if usize::from(mtu) < nat::tunnel6::MIN_MTU {
             return Err(Verdict::Drop(DropReason::TunnelTooBig));
         }
-        return Err(Verdict::TooBig(TooBig { l3: l3 as u8, hl: 0, mtu, len6: ip_len as u16 }));
+        return Err(Verdict::TooBig(TooBig { l3: l3 as u8, hl: 0, mtu, len6: ip_len as u16, xlate: false }));
     }
     let hash = nat::tunnel::flow_hash6(client, client_port, proto) as u32;
     Ok(Verdict::Encap6(Encap6 { port: tx_port, l3: l3 as u8, ip_len: ip_len as u16, kind: t.kind, dport: t.port, server: server as u32, hash }))
@@ -310,7 +310,7 @@ fn xlate_room<A: Net>(ip: &[u8], p: &L4Info<A>, grows: bool, mtu: u16) -> Result
     if grows && p.ip_len + crate::forward::xlate::DELTA > usize::from(mtu) {
         let df = ip.get(6).is_some_and(|b| b & 0x40 != 0);
         return Err(if df {
-            Verdict::TooBig(TooBig { l3: p.l3 as u8, hl: p.hl as u8, mtu: mtu.saturating_sub(crate::forward::xlate::DELTA as u16), len6: 0 })
+            Verdict::TooBig(TooBig { l3: p.l3 as u8, hl: p.hl as u8, mtu: mtu.saturating_sub(crate::forward::xlate::DELTA as u16), len6: 0, xlate: true })
         } else {
             Verdict::Drop(DropReason::XlateTooBig)
         });

@@ -58,18 +58,19 @@ impl Shard {
     /// needed out of `port`, resizing it (`forward::build_frag_needed`).
     #[cold]
     pub(super) fn too_big<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, port: u16, t: TooBig) -> Verdict {
+        let reason = if t.xlate { DropReason::XlateTooBig } else { DropReason::TunnelTooBig };
         if !self.answers.take(self.now) {
             self.counters.answers_limited.inc();
-            return Verdict::Drop(DropReason::TunnelTooBig);
+            return Verdict::Drop(reason);
         }
-        self.counters.count_drop(DropReason::TunnelTooBig);
-        let Some(mac) = snap.port(port).map(|p| p.mac) else { return Verdict::Drop(DropReason::TunnelTooBig) };
+        self.counters.count_drop(reason);
+        let Some(mac) = snap.port(port).map(|p| p.mac) else { return Verdict::Drop(reason) };
         let (l3, hl) = (t.l3 as usize, t.hl as usize);
         if t.len6 != 0 {
             // IPv6: Packet Too Big, never longer than the packet (`tunnel6`).
-            let Some(len) = nat::build_packet_too_big6(pkt.data_mut(), l3, usize::from(t.len6), u32::from(t.mtu), mac) else { return Verdict::Drop(DropReason::TunnelTooBig) };
+            let Some(len) = nat::build_packet_too_big6(pkt.data_mut(), l3, usize::from(t.len6), u32::from(t.mtu), mac) else { return Verdict::Drop(reason) };
             if !pkt.set_len(len) {
-                return Verdict::Drop(DropReason::TunnelTooBig);
+                return Verdict::Drop(reason);
             }
             self.counters.frag_needed.inc();
             return Verdict::Forward(port);
@@ -77,11 +78,11 @@ impl Shard {
         if pkt.data().len() < nat::frag_needed_len(l3, hl) {
             // Too big for the tunnel, yet shorter than an ICMP error:
             // only with a tunnel MTU below 68 (refused by check-config).
-            return Verdict::Drop(DropReason::TunnelTooBig);
+            return Verdict::Drop(reason);
         }
-        let Some(len) = nat::build_frag_needed(pkt.data_mut(), l3, hl, t.mtu, mac) else { return Verdict::Drop(DropReason::TunnelTooBig) };
+        let Some(len) = nat::build_frag_needed(pkt.data_mut(), l3, hl, t.mtu, mac) else { return Verdict::Drop(reason) };
         if !pkt.set_len(len) {
-            return Verdict::Drop(DropReason::TunnelTooBig);
+            return Verdict::Drop(reason);
         }
         self.counters.frag_needed.inc();
         Verdict::Forward(port)

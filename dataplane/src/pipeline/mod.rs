@@ -226,6 +226,9 @@ pub struct TooBig {
     /// IPv6: the packet's length (answered with Packet Too Big, RFC 4443
     /// §3.2); 0 for IPv4 (fragmentation needed).
     pub len6: u16,
+    /// Too big for a translation (`xlate-too-big`) rather than a tunnel
+    /// (`tunnel-too-big`).
+    pub xlate: bool,
 }
 
 /// Where the refused packet's IPv4 header is, for `forward::build_refusal`.
