@@ -455,3 +455,63 @@ fn ipv6_dsr_tunnel_through_an_ipv6_vip() {
     assert!(frag >= 1, "Packet Too Big counted:\n{last}");
     println!("ipv6 dsr-tunnel: ip6ip6 10/10/10, gre and gue 2/2/2, 50 MiB byte-identical, {} tunnel packets at srv2, SYN byte-identical inside, {} Packet Too Big (1460), upload 2 MB whole", inside.len(), ptb.len());
 }
+
+/// `dsr-dscp` over IPv6 through a router around the box: each server
+/// restores the VIP from the traffic class's DSCP with one nft rule
+/// (README), 30 `curl -6` requests 10/10/10 and a 50 MiB download
+/// byte-identical; the server receives the SYN addressed to itself with
+/// DSCP 46 and the client's source; no answer crosses the box.
+#[test]
+fn ipv6_dsr_dscp_through_an_ipv6_vip() {
+    let Some(mut lab) = Lab::open('6', "ipv6-dscp", &["nginx", "tcpdump", "nft"]) else { return };
+    lab.topo.ipv6(LAB_BACKENDS);
+    add_router6(&lab);
+    for n in 1..=LAB_BACKENDS {
+        lab.topo.exec(
+            &format!("srv{n}"),
+            &format!(
+                "ip -6 route replace default via 2001:db8:2::254 && ip -6 addr add {VIP6}/128 dev lo && \
+                 nft add table ip6 dsr && nft add chain ip6 dsr pre '{{ type filter hook prerouting priority raw; }}' && \
+                 nft add rule ip6 dsr pre ip6 dscp 46 ip6 daddr set {VIP6}"
+            ),
+        );
+        start_nginx6(&mut lab, n);
+    }
+    let hashes: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
+    let socket = lab.dir.path("console.sock");
+    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("{{ address = \"[2001:db8:2::{}]:80\" }}", 10 + n)).collect();
+    let cfg = format!(
+        "{}\n[[pool]]\nname = \"web6\"\nservers = [ {} ]\n\n[[virtual_server]]\nname = \"www6\"\naddress = \"[{VIP6}]:80\"\nforwarding = \"dsr-dscp\"\ndscp = 46\npool = \"web6\"\n",
+        config(&lab, &socket),
+        servers.join(", ")
+    );
+    lab.start_config(&cfg);
+    let s_pcap = lab.dir.path("srv2.pcap");
+    let mut cap = capture6(&lab, &lab.srv_ns(2), "ip6 and tcp port 45681", &s_pcap, "cap-srv2.log");
+    let url = format!("http://[{VIP6}]");
+    let t = tally(&curl6_ids(&lab, &url, 30));
+    assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "round robin over the three: {t:?}");
+    let file = lab.dir.path("big.download");
+    let (ok, out) = lab.topo.try_exec("client", &format!("curl -6 -s -S -m 120 -o {} -w '%{{http_code}} %{{size_download}}' {url}/big", file.display()));
+    assert!(ok && out.trim() == format!("200 {}", u64::from(BIG_MB) << 20), "download: {out}\nfuriwake:\n{}", lab.fw_output());
+    assert!(hashes.contains(&sha256_file(&file)), "the download is one server's file");
+    let _ = std::fs::remove_file(&file);
+    let id = lab.topo.exec("client", &format!("curl -6 -s -m 5 --local-port 45681 {url}/id"));
+    assert_eq!(id.trim(), "srv2", "round robin's next is srv2");
+    wait_for(Duration::from_secs(10), || (!pcap_frames(&s_pcap).is_empty()).then_some(()));
+    std::thread::sleep(Duration::from_millis(300));
+    cap.signal(libc::SIGINT);
+    cap.wait(Duration::from_secs(5));
+    let got = pcap_frames(&s_pcap);
+    let syn = got.first().unwrap_or_else(|| panic!("srv2 captured no SYN"));
+    let tc = (syn[14] & 0x0f) << 4 | syn[15] >> 4;
+    assert_eq!(tc >> 2, 46, "DSCP 46 in the traffic class to the server");
+    assert_eq!(&syn[22..38], &"2001:db8:1::10".parse::<std::net::Ipv6Addr>().unwrap().octets(), "the client's source");
+    assert_eq!(&syn[38..54], &"2001:db8:2::12".parse::<std::net::Ipv6Addr>().unwrap().octets(), "addressed to srv2");
+    let sources: Vec<String> = (1..=LAB_BACKENDS).flat_map(|n| logged_sources(&lab, n)).collect();
+    assert!(sources.iter().all(|s| s == "2001:db8:1::10"), "the servers saw the client: {sources:?}");
+    let block = lab.report();
+    assert_eq!(must(&block, "virtual-server www6:", "out-pkts"), 0, "no answer crossed the box:\n{block}");
+    assert_eq!(must(&block, "virtual-server www6:", "conns-new"), 32, "{block}");
+    stop_furiwake_cleanly(lab.fw());
+}

@@ -110,12 +110,14 @@ fn ipv6_virtual_servers_and_their_refusals() {
     assert_eq!(again.virtual_servers[0].address.get_ref(), c.virtual_servers[0].address.get_ref());
     Config::parse("t.toml", &vs("protocol = \"udp\"\n")).unwrap();
     Config::parse("t.toml", &vs("forwarding = \"dsr-l2\"\n")).unwrap();
+    Config::parse("t.toml", &vs("forwarding = \"dsr-dscp\"\ndscp = 10\n")).unwrap();
     for kind in ["ipip", "gre", "gue"] {
         Config::parse("t.toml", &vs(&format!("forwarding = \"dsr-tunnel\"\ntunnel = \"{kind}\"\n"))).unwrap();
     }
     Config::parse("t.toml", &vs("").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"http\"\nrequest = \"GET / HTTP/1.0\\r\\n\\r\\n\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n")).unwrap();
     let refused = [
-        (vs("forwarding = \"dsr-dscp\"\ndscp = 10\n"), "forwarding is"),
+        (vs("forwarding = \"gateway\"\ninterface = \"outside\"\n"), "takes any destination"),
+        (vs("forwarding = \"dsr-dscp\"\ndscp = 10\n").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"tcp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "probed at the VIP"),
         (vs("forwarding = \"dsr-l2\"\n").replace("[2001:db8:1::100]:80", "[2001:db8:1::100]:81"), "the VIP's port"),
         (vs("protocol = \"http\"\n"), "L7 engine over IPv6"),
         (vs("persistence = { kind = \"source-ip\", timeout_s = 60 }\n"), "persistence over IPv6"),

@@ -79,7 +79,7 @@ impl Config {
                 if let Some(h) = checks.iter().find(|h| h.kind == super::CheckKind::Icmp) {
                     return Err(src.error(Some(h.name.span()), format!("virtual_server {name:?}: health check {:?} is icmp: ICMPv6 echo checks are not in this release (tcp, http, send-expect, udp and script are)", h.name.get_ref())));
                 }
-                if !checks.is_empty() && matches!(vs.forwarding.get_ref(), Forwarding::DsrL2 | Forwarding::DsrTunnel) {
+                if !checks.is_empty() && matches!(vs.forwarding.get_ref(), Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel) {
                     return Err(src.error(Some(vs.pool.span()), format!("virtual_server {name:?}: pool {:?} has health checks: a DSR server over IPv6 ({:?}) would be probed at the VIP, which is not in this release", vs.pool.get_ref(), vs.forwarding.get_ref())));
                 }
             }
@@ -135,8 +135,8 @@ impl Config {
         if !self.vrrp.is_empty() || self.sync.is_some() {
             return refuse(vs.address.span(), "an IPv6 VIP with [[vrrp]] or [sync]: VRRP and sync over IPv6 are not in this release (both boxes would answer for it)");
         }
-        if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat | Forwarding::DsrL2 | Forwarding::DsrTunnel) {
-            return refuse(vs.forwarding.span(), "forwarding is \"nat\", \"full-nat\", \"dsr-l2\" or \"dsr-tunnel\" (the other modes over IPv6 are not in this release)");
+        if !matches!(vs.forwarding.get_ref(), Forwarding::Nat | Forwarding::FullNat | Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel) {
+            return refuse(vs.forwarding.span(), "forwarding is \"nat\", \"full-nat\", \"dsr-l2\", \"dsr-dscp\" or \"dsr-tunnel\" (\"gateway\" over IPv6 is not in this release)");
         }
         // The outer source of an IPv6 tunnel is the self address of the
         // link towards the server (an IPv4 prefix cannot be one).

@@ -21,7 +21,7 @@ pub mod xlate;
 
 pub use icmp_xlate::{translate_icmp_error, IcmpXlate};
 pub use local_ports::{LocalPorts, HOST_PORT_MAX, HOST_PORT_MIN, LOCAL_PORT_MAX, LOCAL_PORT_MIN, PROBE_PORT_MIN};
-pub use nat::{rewrite, rewrite6, rewrite_addrs, rewrite_ports, set_dscp};
+pub use nat::{rewrite, rewrite6, rewrite_addrs, rewrite_ports, set_dscp, set_dscp6};
 pub use refusal::{build_frag_needed, build_refusal, frag_needed_len, is_unicast_host, refusal_len};
 pub use tunnel::{encapsulate, Outer, TunnelKind};
 pub use tunnel6::{build_packet_too_big6, encapsulate6, packet_too_big6_len, Outer6};

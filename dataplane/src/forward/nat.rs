@@ -183,6 +183,19 @@ pub fn set_dscp(hdr: &mut [u8], dscp: u8) {
     put16(hdr, IP_CHECK, check);
 }
 
+/// Sets the DSCP of an IPv6 header (the traffic class's upper 6 bits,
+/// RFC 2474 §3; ECN kept). IPv6 has no header checksum.
+#[inline]
+pub fn set_dscp6(hdr: &mut [u8], dscp: u8) {
+    if hdr.len() < 2 {
+        return;
+    }
+    let word = get16(hdr, 0);
+    // Version (4 bits), traffic class (8): DSCP its top 6, ECN the rest.
+    let new = (word & 0xf03f) | (u16::from(dscp & 0x3f) << 6);
+    put16(hdr, 0, new);
+}
+
 /// Rewrites the first 4 bytes (ports) of an embedded TCP/UDP header.
 #[inline]
 pub fn rewrite_ports(l4: &mut [u8], sport: Option<u16>, dport: Option<u16>) {

@@ -108,6 +108,14 @@ impl<A: Net> Shard<A> {
                 let r = match (A::v4(p), client_ip.to_v4(), server_ip.to_v4(), client_ip.ip()) {
                     (Some(p4), Some(client), Some(server4), _) => l3_dsr(snap, ip, p4, vs, mode, (client, client_port), (server4, server_port), server.tx_port).map(|e| e.map(Verdict::Encap)),
                     (None, _, _, core::net::IpAddr::V6(client)) if mode == Forwarding::DsrTunnel => tunnel6(snap, (p.l3, p.ip_len, p.proto), vs, (u128::from(client), client_port), server_index, server.tx_port).map(Some),
+                    // `dsr-dscp` over IPv6: to the server's address, the
+                    // VIP named by the traffic class's DSCP; routed, so the
+                    // hop limit goes down.
+                    (None, _, _, core::net::IpAddr::V6(_)) => {
+                        A::rewrite(ip, p.hl, p.proto, None, Some((server_ip, server_port)));
+                        nat::set_dscp6(ip, snap.services.get(vs as usize).map_or(0, |v| v.dscp));
+                        Ok(None)
+                    }
                     _ => Err(Verdict::Drop(DropReason::NoVirtualServer)),
                 };
                 match r {

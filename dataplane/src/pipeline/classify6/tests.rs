@@ -622,3 +622,38 @@ fn ipv6_dsr_tunnel_answers_packet_too_big_with_the_tunnel_mtu() {
     let mut b = pkt(big);
     assert_eq!(w.process_packet(&mut b, false), Verdict::Drop(DropReason::TunnelTooBig));
 }
+
+/// `dsr-dscp` over IPv6: the client's packet to the server's own address
+/// with the service's DSCP in the traffic class (ECN kept), the hop limit
+/// down, the source the client's, the checksum right; the connection's
+/// next packets follow.
+#[test]
+fn ipv6_dsr_dscp_marks_the_traffic_class_towards_the_server() {
+    use crate::lb::{RealServer, Schedule};
+    use crate::state::snapshot::{Forwarding, VirtualService};
+    let mut s = snapshot_services6();
+    let first = s.servers.len() as u16;
+    let vi = s.services.len() as u16;
+    for (i, a) in SRV6.iter().enumerate() {
+        s.servers.push(RealServer { ip6: a.to_be_bytes(), port: 86, weight: 1, enabled: true, tx_port: IN, nexthop: i as u16, vs: vi, ..RealServer::default() });
+    }
+    let mut vs = VirtualService::test(Forwarding::DsrDscp);
+    (vs.ip6, vs.port, vs.dscp, vs.members, vs.schedule) = (VIP6, 86, 46, vec![first, first + 1].into_boxed_slice(), Schedule::round_robin(2));
+    s.services.push(vs);
+    s.index();
+    let mut w = worker_on(s, 64, 0, 1, true);
+    let mut f = tcp6(CLIENT6, VIP6, 40000, 86, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    f[15] |= 0x10; // ECN bits 01 in the traffic class
+    assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+    let srv = SRV6.iter().position(|a| *a == a6(&f, 38)).expect("to a server's own address");
+    assert_eq!(&f[0..6], &SERVER_MAC[srv].0);
+    assert_eq!(a6(&f, 22), CLIENT6, "the client's source");
+    let tc = (f[14] & 0x0f) << 4 | f[15] >> 4;
+    assert_eq!((tc >> 2, tc & 3), (46, 1), "DSCP 46, ECN kept");
+    assert_eq!(f[21], 63, "routed: the hop limit down");
+    assert_eq!(port6(&f, 56), 86, "the VIP's port");
+    assert!(l4_ok6(&f));
+    let mut ack = tcp6(CLIENT6, VIP6, 40000, 86, tcpf::ACK, CLIENT_MAC, OUT_MAC);
+    assert_eq!(w.process(&mut ack, OUT, false), Verdict::Forward(IN));
+    assert_eq!(a6(&ack, 38), SRV6[srv], "to the same server");
+}
