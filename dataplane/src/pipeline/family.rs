@@ -114,6 +114,12 @@ impl Net for u128 {
     fn l4_checksum_ok(frame: &[u8], p: &L4Info<u128>) -> bool {
         use crate::wire::checksum::{fold, sum};
         let Some(seg) = frame.get(p.l3 + p.hl..p.l3 + p.ip_len) else { return false };
+        // An IPv4 datagram of a translated connection (its addresses
+        // mapped) may have no UDP checksum (RFC 768); translation gives it
+        // one (`forward::xlate`).
+        if p.proto == crate::wire::ipv4::protocol::UDP && p.src.is_mapped() && seg.get(6..8) == Some(&[0, 0][..]) {
+            return true;
+        }
         let ps = crate::wire::ipv6::pseudo_header(p.src.into(), p.dst.into(), p.proto, seg.len() as u32);
         fold(sum(seg, ps)) == 0xffff
     }

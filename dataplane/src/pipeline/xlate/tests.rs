@@ -22,7 +22,7 @@ const SRV6: [u128; 2] = [0x2001_0db8_0002_0000_0000_0000_0000_0011, 0x2001_0db8_
 
 /// The fixture with IPv6 on both links and two translating services:
 /// `[VIP6]:84` over the IPv4 servers (from SELF_IN), `VIP:85` over the
-/// IPv6 servers (from SELF6_IN).
+/// IPv6 servers (from SELF6_IN), and `VIP:87` its UDP twin.
 fn snapshot_xlate() -> Snapshot {
     let mut s = snapshot();
     for (port, a, mac) in [(OUT, SELF6_OUT, OUT_MAC), (IN, SELF6_IN, IN_MAC)] {
@@ -30,7 +30,7 @@ fn snapshot_xlate() -> Snapshot {
             p.v6 = PortView6::new(a, 64, mac);
         }
     }
-    for (vport, six_to_four) in [(84u16, true), (85, false)] {
+    for (vport, six_to_four, proto) in [(84u16, true, 6u8), (85, false, 6), (87, false, 17)] {
         let first = s.servers.len() as u16;
         let vi = s.services.len() as u16;
         for i in 0..2 {
@@ -45,7 +45,7 @@ fn snapshot_xlate() -> Snapshot {
             vs.ip = ip(VIP);
             vs.local_addrs6 = vec![SELF6_IN].into_boxed_slice();
         }
-        (vs.port, vs.xlate, vs.members, vs.schedule) = (vport, true, vec![first, first + 1].into_boxed_slice(), Schedule::round_robin(2));
+        (vs.port, vs.proto, vs.xlate, vs.members, vs.schedule) = (vport, proto, true, vec![first, first + 1].into_boxed_slice(), Schedule::round_robin(2));
         s.services.push(vs);
     }
     s.index();
@@ -230,4 +230,19 @@ fn packet_too_big_from_the_ipv6_side_reaches_the_ipv4_client_as_fragmentation_ne
     let mut b = pkt(ptb);
     b.port = OUT;
     assert_eq!(w.process_packet(&mut b, false), Verdict::Drop(DropReason::ReplyWrongLink));
+}
+
+/// An IPv4 UDP datagram without a checksum (RFC 768 allows it) to an IPv4
+/// VIP over IPv6 servers leaves as IPv6 with one (zero is invalid there).
+#[test]
+fn ipv4_udp_without_a_checksum_is_translated_with_one() {
+    let mut w = worker_on(snapshot_xlate(), 64, 0, 1, true);
+    let d = crate::testkit::udp_datagram(40000, 87, b"no checksum here");
+    let f = frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 17, &d, false);
+    assert_eq!(&f[40..42], &[0, 0]);
+    let (v, out) = send(&mut w, f);
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!(&out[12..14], &[0x86, 0xdd]);
+    assert_ne!(&out[60..62], &[0, 0]);
+    assert!(l4_ok6(&out));
 }
