@@ -407,7 +407,7 @@ impl Link {
                         changed = true;
                         event(&format!("port {name}: bond member {} {what} the aggregation", m.spec));
                     }
-                    Some((what, Err(e))) => log::warn!("port {name}: bond member {} not {what}: {e}", m.spec),
+                    Some((what, Err(e))) => log::warn!("port {name}: bond member {}: {what} failed: {e}", m.spec),
                     None => {}
                 }
             }

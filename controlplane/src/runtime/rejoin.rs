@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 pub const FIRST: Duration = Duration::from_secs(15);
 /// The longest wait between retries.
 pub const MAX: Duration = Duration::from_secs(160);
+/// Retries in a row without agreement before the watch gives up on the
+/// member until its link goes down and up again (a port wired to a switch
+/// without LACP is bounced this often, then left alone).
+pub const TRIES: u32 = 5;
 
 /// One member's watch.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +28,8 @@ pub struct Rejoin {
     since: Option<Instant>,
     /// The wait before the next retry (zero: `FIRST`).
     wait: Duration,
+    /// Retries so far without agreement.
+    tries: u32,
 }
 
 impl Rejoin {
@@ -33,6 +39,9 @@ impl Rejoin {
     pub fn due(&mut self, agreed: bool, now: Instant) -> bool {
         if agreed {
             *self = Rejoin::default();
+            return false;
+        }
+        if self.tries >= TRIES {
             return false;
         }
         let wait = if self.wait.is_zero() { FIRST } else { self.wait };
@@ -45,6 +54,7 @@ impl Rejoin {
             Some(t) if now.saturating_duration_since(t) >= wait => {
                 self.since = Some(now);
                 self.wait = (wait * 2).min(MAX);
+                self.tries += 1;
                 true
             }
             Some(_) => false,
@@ -78,10 +88,14 @@ mod tests {
         assert!(!r.due(false, t0 + Duration::from_secs(44)));
         assert!(r.due(false, t0 + Duration::from_secs(45)), "then after 30 s");
         let mut at = t0 + Duration::from_secs(45);
-        for _ in 0..10 {
+        for _ in 2..TRIES {
             at += MAX;
             assert!(r.due(false, at), "never less often than every {MAX:?}");
         }
+        assert!(!r.due(false, at + MAX * 10), "then it gives up until the link goes down");
+        r.reset();
+        assert!(!r.due(false, at + MAX * 11));
+        assert!(r.due(false, at + MAX * 11 + FIRST), "a new start after the link came back");
     }
 
     #[test]

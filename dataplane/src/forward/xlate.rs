@@ -136,10 +136,11 @@ pub fn v4_to_v6(frame: &mut [u8], l3: usize, ip_len: usize, src: (u128, u16), ds
 
 /// Bytes an ICMPv4 fragmentation needed (outer header `hl_o`, quoted
 /// header `hl_q`) grows by as the Packet Too Big it is translated into:
-/// both headers become IPv6's.
+/// both headers become IPv6's. `None` when their options make them longer
+/// than that (the caller refuses such an error).
 #[inline]
-pub const fn ptb_growth(hl_o: usize, hl_q: usize) -> usize {
-    80 - hl_o - hl_q
+pub const fn ptb_growth(hl_o: usize, hl_q: usize) -> Option<usize> {
+    80usize.checked_sub(hl_o + hl_q)
 }
 
 /// The addresses of a translated error: the outer header's, and the
@@ -165,7 +166,7 @@ pub struct ErrorAddrs {
 /// is shorter than its headers.
 #[allow(clippy::indexing_slicing, reason = "every offset is below `end`, and the frame is at least that long: checked on entry")]
 pub fn ptb_from_frag_needed(frame: &mut [u8], l3: usize, (hl_o, hl_q): (usize, usize), n: usize, mtu6: u32, a: &ErrorAddrs) -> Option<usize> {
-    let d = ptb_growth(hl_o, hl_q);
+    let d = ptb_growth(hl_o, hl_q)?;
     let n = n.min(super::tunnel6::MIN_MTU - 88);
     let end = l3 + 88 + n;
     if l3 < 14 || hl_o < 20 || hl_q < 20 || frame.len() < end.max(d + l3 + hl_o + 8 + hl_q) {

@@ -316,8 +316,10 @@ fn xlate_room<A: Net>(ip: &[u8], p: &L4Info<A>, grows: bool, mtu: u16) -> Result
         return Err(Verdict::Drop(DropReason::XlateHeaders));
     }
     if grows && p.ip_len + crate::forward::xlate::DELTA > usize::from(mtu) {
+        // (Answered only to one host, RFC 1812 §4.3.2.7: the IPv4 source,
+        // mapped, is `steer_word`'s.)
         let df = ip.get(6).is_some_and(|b| b & 0x40 != 0);
-        return Err(if df {
+        return Err(if df && nat::is_unicast_host(crate::conntrack::Addr::steer_word(p.src)) {
             Verdict::TooBig(TooBig { l3: p.l3 as u8, hl: p.hl as u8, mtu: mtu.saturating_sub(crate::forward::xlate::DELTA as u16), len6: 0, xlate: true })
         } else {
             Verdict::Drop(DropReason::XlateTooBig)

@@ -173,39 +173,56 @@ impl Shard {
         self.translate(snap, frame, e, q, id, dir, &f)
     }
 
-    /// An error about a packet a translated connection sent its IPv4
-    /// server (quoting local -> server, `xlate`): fragmentation needed from
-    /// the servers' link becomes Packet Too Big for the IPv6 client with
-    /// the MTU plus 20 (RFC 7915 §4.2), at least 1280 and at most the
-    /// client link's; any other error about one is not relayed. None: not
+    /// An ICMPv4 error about a translated connection's packet (`xlate`):
+    /// only fragmentation needed is translated, into Packet Too Big with
+    /// the MTU plus 20 (RFC 7915 §4.2; at least 1280, at most the next
+    /// link's), for the IPv6 end of the connection. About a packet the box
+    /// sent an IPv4 server (quoting local -> server), from the servers'
+    /// link, it goes to the IPv6 client; about one it sent an IPv4 client
+    /// (quoting VIP -> client), from the client's link and for TCP with a
+    /// sequence number in flight (RFC 5927), to the IPv6 server. None: not
     /// about a translated connection.
     fn xlate_icmp(&mut self, snap: &Snapshot, frame: &[u8], e: &Error, q: &Quote) -> Option<Verdict> {
         use crate::forward::xlate::mapped;
-        if !snap.is_local6(mapped(q.src)) {
+        let to_client = snap.is_local6(mapped(q.src));
+        if !to_client && snap.owner_service6(mapped(q.src), q.sport, q.proto).is_none() {
             return None;
         }
         let v6 = self.v6.as_mut()?;
         let key = FlowKey { src_ip: mapped(q.dst), dst_ip: mapped(q.src), src_port: q.dport, dst_port: q.sport, proto: q.proto };
         let hash = v6.table.hash(&key);
         let (id, dir) = v6.lookup_live(snap, &key, hash)?;
-        let f = v6.table.get(id)?;
+        let f = *v6.table.get(id)?;
         let no = Some(Verdict::Drop(DropReason::IcmpXlateNotRelayed));
-        if dir != Dir::Reply {
+        let server = snap.servers.get(f.server_slot())?;
+        let (want, from) = if to_client { (Dir::Reply, server.tx_port) } else { (Dir::Original, u16::from(f.client_port_id)) };
+        if dir != want {
             return no;
         }
-        if snap.servers.get(f.server_slot()).is_none_or(|s| s.tx_port != e.link) {
+        if from != e.link {
             return Some(Verdict::Drop(DropReason::ReplyWrongLink));
+        }
+        // Only an error about a segment in flight toward the client; and
+        // none about UDP from there: the server's path MTU to the local
+        // address is every client's (as for IPv6 full-NAT, `icmp6`).
+        if !to_client && (q.proto == protocol::UDP || !v6.table.track(id).is_none_or(|t| quoted_seq_plausible(&t, q.seq))) {
+            return Some(Verdict::Drop(DropReason::IcmpOutOfWindow));
         }
         let msg = frame.get(e.l3 + e.hl..e.l3 + e.hl + icmp::HEADER_LEN)?;
         let (ty, code, mtu4) = (msg.first().copied()?, msg.get(1).copied()?, u16::from_be_bytes([msg.get(6).copied()?, msg.get(7).copied()?]));
         if ty != icmp::kind::DEST_UNREACHABLE || code != icmp::unreachable::FRAG_NEEDED || mtu4 < 68 {
             return no;
         }
-        let port = f.client_port_id as u16;
+        // Both headers become IPv6's 40 bytes: options longer than that
+        // are not translated.
+        if crate::forward::xlate::ptb_growth(e.hl, q.hl).is_none() {
+            return Some(Verdict::Drop(DropReason::XlateHeaders));
+        }
+        let port = if to_client { u16::from(f.client_port_id) } else { server.tx_port };
         let link_mtu = snap.port(port).map_or(1500, |p| p.mtu);
         let mtu = mtu4.saturating_add(crate::forward::xlate::DELTA as u16).min(link_mtu).max(crate::forward::tunnel6::MIN_MTU as u16);
         let n = e.ip_len.checked_sub(e.hl + icmp::HEADER_LEN + q.hl)?;
-        Some(Verdict::XlateError(super::XlateError { id, port, l3: e.l3 as u8, hl: e.hl as u8, qhl: q.hl as u8, n: n as u16, mtu, to4: false }))
+        Some(Verdict::XlateError(super::XlateError { id, port, l3: e.l3 as u8, hl: e.hl as u8, qhl: q.hl as u8, n: n as u16, mtu, to4: false, to_server: !to_client }))
     }
 
     /// NAT and full-NAT (and DSR errors about packets sent to the server):

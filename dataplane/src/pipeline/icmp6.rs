@@ -87,7 +87,7 @@ impl Shard<u128> {
         // translated, into fragmentation needed for the IPv4 client (RFC
         // 7915 §5.2; the other way round is `pipeline::icmp`).
         if f.client_ip >> 32 == 0xffff || f.server_ip >> 32 == 0xffff {
-            return self.xlate_ptb(snap, frame, e, (id, dir, &f));
+            return self.xlate_ptb(snap, frame, e, (id, dir, &f), &q);
         }
         if e.hops <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
@@ -201,26 +201,41 @@ fn translate(frame: &mut [u8], e: &Error6, q: &Quote6, (outer_src, outer_dst): (
 
 impl Shard<u128> {
     /// `icmp6_error` for a translated connection (see there): Packet Too
-    /// Big from its IPv6 servers' link, about a packet the box sent a
-    /// server (local -> server: the entry's reply key reversed), becomes
-    /// `Verdict::XlateError` for the IPv4 client: fragmentation needed
-    /// from the VIP with the MTU less 20 (at least 68, at most the client
-    /// link's). Anything else about one is not relayed.
-    fn xlate_ptb(&self, snap: &Snapshot, frame: &[u8], e: &Error6, (id, dir, f): (crate::conntrack::FlowId, Dir, &crate::conntrack::Flow<u128>)) -> Verdict {
+    /// Big becomes `Verdict::XlateError`, fragmentation needed with the MTU
+    /// less 20 (RFC 7915 §5.2; at least 68, at most the next link's), for
+    /// the IPv4 end of the connection: about a packet the box sent an IPv6
+    /// server (local -> server), from the servers' link, to the IPv4
+    /// client; about one it sent an IPv6 client (VIP -> client), from the
+    /// client's link and for TCP with a sequence number in flight (RFC
+    /// 5927), to the IPv4 server. Neither header may have extension
+    /// headers (`xlate-headers`); anything else is not relayed.
+    fn xlate_ptb(&self, snap: &Snapshot, frame: &[u8], e: &Error6, (id, dir, f): (crate::conntrack::FlowId, Dir, &crate::conntrack::Flow<u128>), q: &Quote6) -> Verdict {
         let no = Verdict::Drop(DropReason::IcmpXlateNotRelayed);
-        if dir != Dir::Reply || f.client_ip >> 32 != 0xffff || frame.get(e.msg).copied() != Some(icmpv6::kind::PACKET_TOO_BIG) {
+        if frame.get(e.msg).copied() != Some(icmpv6::kind::PACKET_TOO_BIG) {
             return no;
         }
-        if snap.servers.get(f.server_slot()).is_none_or(|s| s.tx_port != e.link) {
+        let Some(server) = snap.servers.get(f.server_slot()) else { return no };
+        let (to_client, from) = match dir {
+            Dir::Reply if f.client_ip >> 32 == 0xffff => (true, server.tx_port),
+            Dir::Original if f.server_ip >> 32 == 0xffff => (false, u16::from(f.client_port_id)),
+            _ => return no,
+        };
+        if from != e.link {
             return Verdict::Drop(DropReason::ReplyWrongLink);
+        }
+        if !to_client && (q.proto == next_header::UDP || !self.table.track(id).is_none_or(|t| super::icmp::quoted_seq_plausible(&t, q.seq))) {
+            return Verdict::Drop(DropReason::IcmpOutOfWindow);
+        }
+        if e.msg != e.l3 + ipv6::HEADER_LEN || q.l4 != e.msg + icmpv6::HEADER_LEN + ipv6::HEADER_LEN {
+            return Verdict::Drop(DropReason::XlateHeaders);
         }
         let Some(&[a, b, c, d]) = frame.get(e.msg + 4..e.msg + 8) else { return no };
         let mtu6 = u32::from_be_bytes([a, b, c, d]);
-        let port = u16::from(f.client_port_id);
+        let port = if to_client { u16::from(f.client_port_id) } else { server.tx_port };
         let link_mtu = snap.port(port).map_or(1500, |p| p.mtu);
         let mtu = u16::try_from(mtu6.saturating_sub(crate::forward::xlate::DELTA as u32)).unwrap_or(u16::MAX).min(link_mtu).max(68);
         // The quoted packet's transport bytes, after its 40-byte header.
-        let n = e.end.saturating_sub(e.msg + 8 + 40);
-        Verdict::XlateError(super::XlateError { id, port, l3: e.l3 as u8, hl: 40, qhl: 40, n: n.min(usize::from(u16::MAX)) as u16, mtu, to4: true })
+        let n = e.end.saturating_sub(q.l4);
+        Verdict::XlateError(super::XlateError { id, port, l3: e.l3 as u8, hl: 40, qhl: 40, n: n.min(usize::from(u16::MAX)) as u16, mtu, to4: true, to_server: !to_client })
     }
 }

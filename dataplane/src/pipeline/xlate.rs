@@ -46,8 +46,11 @@ pub struct XlateError {
     /// less 20).
     pub mtu: u16,
     /// An ICMPv6 Packet Too Big (`hl` and `qhl` 40) to turn into ICMPv4
-    /// fragmentation needed for an IPv4 client, rather than the reverse.
+    /// fragmentation needed, rather than the reverse.
     pub to4: bool,
+    /// For the server (an error from the client's side about a packet to
+    /// the client), out of `port` to its next hop; else for the client.
+    pub to_server: bool,
 }
 
 /// The local ports of a translating IPv4 local address (a link's self
@@ -101,33 +104,41 @@ impl Shard {
     /// quoting the client's packet as it sent it.
     pub(super) fn xlate_error<P: Packet>(&mut self, snap: &Snapshot, pkt: &mut P, e: XlateError) -> Verdict {
         let no = Verdict::Drop(DropReason::IcmpXlateNotRelayed);
-        let Some(f) = self.v6.as_ref().and_then(|v6| v6.table.get(e.id)) else { return no };
+        let Some(f) = self.v6.as_ref().and_then(|v6| v6.table.get(e.id)).copied() else { return no };
         let Some(mac) = snap.port(e.port).map(|p| p.mac) else { return no };
+        // To the server: from the local address, quoting what the server
+        // sent it; to the client: from the VIP, quoting what it sent.
+        let (outer, qs, qd) = if e.to_server { ((f.local_ip, f.server_ip), (f.server_ip, f.server_port), (f.local_ip, f.local_port)) } else { ((f.vip, f.client_ip), (f.client_ip, f.client_port), (f.vip, f.vport)) };
+        let dst_mac = if e.to_server {
+            match snap.servers.get(f.server_slot()).and_then(|s| self.neighbors.get(s.nexthop)) {
+                Some(m) => m,
+                None => return Verdict::Drop(DropReason::NeighborUnresolved),
+            }
+        } else {
+            EthernetAddress(f.client_mac)
+        };
+        let l3 = usize::from(e.l3);
         if e.to4 {
-            let (Some(vip), Some(client)) = (unmapped(f.vip), unmapped(f.client_ip)) else { return no };
-            let a = x::ErrorAddrs4 { outer: (vip, client), quoted_src: (client, f.client_port), quoted_dst: (vip, f.vport) };
-            let (client_mac, l3) = (f.client_mac, usize::from(e.l3));
+            let (Some(o0), Some(o1), Some(s), Some(d)) = (unmapped(outer.0), unmapped(outer.1), unmapped(qs.0), unmapped(qd.0)) else { return no };
+            let a = x::ErrorAddrs4 { outer: (o0, o1), quoted_src: (s, qs.1), quoted_dst: (d, qd.1) };
             let Some(len) = x::frag_needed_from_ptb(pkt.data_mut(), l3, usize::from(e.n), e.mtu, &a) else { return no };
             if !pkt.set_len(len + x::PTB_SHRINK) || !pkt.adj(x::PTB_SHRINK) {
                 return no;
             }
-            let mut eth = EthernetFrame::new_unchecked(pkt.data_mut());
-            eth.set_dst_addr(EthernetAddress(client_mac));
-            eth.set_src_addr(mac);
-            self.counters.frag_needed.inc();
-            return Verdict::Forward(e.port);
-        }
-        let a = x::ErrorAddrs { outer: (f.vip, f.client_ip), quoted_src: (f.client_ip, f.client_port), quoted_dst: (f.vip, f.vport) };
-        let (client_mac, l3, hl, qhl) = (f.client_mac, usize::from(e.l3), usize::from(e.hl), usize::from(e.qhl));
-        if !pkt.prepend(x::ptb_growth(hl, qhl)) {
-            return no;
-        }
-        let Some(len) = x::ptb_from_frag_needed(pkt.data_mut(), l3, (hl, qhl), usize::from(e.n), u32::from(e.mtu), &a) else { return no };
-        if !pkt.set_len(len) {
-            return no;
+        } else {
+            let a = x::ErrorAddrs { outer, quoted_src: qs, quoted_dst: qd };
+            let (hl, qhl) = (usize::from(e.hl), usize::from(e.qhl));
+            let Some(grow) = x::ptb_growth(hl, qhl) else { return no };
+            if !pkt.prepend(grow) {
+                return no;
+            }
+            let Some(len) = x::ptb_from_frag_needed(pkt.data_mut(), l3, (hl, qhl), usize::from(e.n), u32::from(e.mtu), &a) else { return no };
+            if !pkt.set_len(len) {
+                return no;
+            }
         }
         let mut eth = EthernetFrame::new_unchecked(pkt.data_mut());
-        eth.set_dst_addr(EthernetAddress(client_mac));
+        eth.set_dst_addr(dst_mac);
         eth.set_src_addr(mac);
         self.counters.frag_needed.inc();
         Verdict::Forward(e.port)

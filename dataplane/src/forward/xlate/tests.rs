@@ -108,7 +108,7 @@ fn fragmentation_needed_becomes_packet_too_big_quoting_the_ipv6_packet() {
     let c = checksum::checksum(&icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     let err = ipv4_frame(B, A, [198, 51, 100, 254], [198, 51, 100, 1], 1, &icmp, false);
-    let grow = ptb_growth(20, 20);
+    let grow = ptb_growth(20, 20).unwrap();
     let mut g = vec![0u8; grow];
     g.extend_from_slice(&err);
     let addrs = ErrorAddrs { outer: (VIP6, CLIENT6), quoted_src: (CLIENT6, 41000), quoted_dst: (VIP6, 80) };
@@ -175,4 +175,15 @@ fn packet_too_big_becomes_fragmentation_needed_quoting_the_ipv4_packet() {
     assert_eq!(&g[42 + 12..42 + 20], &sent[26..34], "the client's addresses");
     assert_eq!(&g[62..62 + 4], &sent[34..38], "its ports");
     assert_eq!(&g[62 + 16..62 + 18], &sent[50..52], "and its checksum as it sent it");
+}
+
+#[test]
+fn headers_with_options_longer_than_ipv6_s_give_no_growth() {
+    assert_eq!(ptb_growth(20, 20), Some(40));
+    assert_eq!(ptb_growth(60, 20), Some(0));
+    assert_eq!(ptb_growth(60, 24), None);
+    assert_eq!(ptb_growth(60, 60), None);
+    let mut g = vec![0u8; 300];
+    let a = ErrorAddrs { outer: (VIP6, CLIENT6), quoted_src: (CLIENT6, 1), quoted_dst: (VIP6, 2) };
+    assert_eq!(ptb_from_frag_needed(&mut g, 14, (60, 24), 8, 1280, &a), None);
 }

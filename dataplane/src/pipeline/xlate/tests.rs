@@ -246,3 +246,134 @@ fn ipv4_udp_without_a_checksum_is_translated_with_one() {
     assert_ne!(&out[60..62], &[0, 0]);
     assert!(l4_ok6(&out));
 }
+
+/// The client's side of a translated connection (`xlate_icmp`,
+/// `xlate_ptb` for the server): an error about a segment the server sent
+/// the client, in flight, becomes the server's family's error from the
+/// local address, quoting the segment as the server sent it, to the
+/// server; about a UDP datagram, or a sequence number not in flight, it
+/// goes nowhere.
+#[test]
+fn errors_from_the_clients_side_reach_the_server_in_its_family() {
+    let mut seg = tcp(8080, 0, tcpf::ACK | 0x08);
+    seg.extend_from_slice(&[4u8; 100]);
+    // 6 -> 4: Packet Too Big from the IPv6 client's path.
+    let mut w = worker_on(snapshot_xlate(), 64, 0, 1, true);
+    let (_, out) = send(&mut w, ipv6_frame(CLIENT_MAC, OUT_MAC, CLIENT6, VIP6, 6, 64, &tcp(40000, 84, tcpf::SYN)));
+    let srv = SRV.iter().position(|s| out[30..34] == s[..]).unwrap();
+    let lport = port(&out, 34);
+    let (v, _) = send(&mut w, frame(SERVER_MAC[srv], IN_MAC, SRV[srv], SELF_IN, 6, &tcp(8080, lport, tcpf::SYN | tcpf::ACK), true));
+    assert_eq!(v, Verdict::Forward(OUT));
+    let mut data = seg.clone();
+    data[2..4].copy_from_slice(&lport.to_be_bytes());
+    let (v, to_client) = send(&mut w, frame(SERVER_MAC[srv], IN_MAC, SRV[srv], SELF_IN, 6, &data, true));
+    assert_eq!(v, Verdict::Forward(OUT));
+    let mut m = vec![2u8, 0, 0, 0, 0, 0, 0x05, 0x78];
+    m.extend_from_slice(&to_client[14..]);
+    let router6: u128 = 0x2001_0db8_0001_0000_0000_0000_0000_00fe;
+    let (v, err) = send(&mut w, ipv6_frame(CLIENT_MAC, OUT_MAC, router6, VIP6, 58, 64, &m));
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!((&err[0..6], &err[6..12], &err[12..14]), (&SERVER_MAC[srv].0[..], &IN_MAC.0[..], &[8u8, 0][..]), "to the server's MAC");
+    assert_eq!((&err[26..30], &err[30..34]), (&SELF_IN[..], &SRV[srv][..]), "from the local address to the server");
+    assert_eq!((err[34], err[35], port(&err, 40)), (3, 4, 1400 - 20));
+    assert_eq!(checksum::checksum(&err[34..]), 0);
+    assert_eq!((&err[42 + 12..42 + 16], &err[42 + 16..42 + 20]), (&SRV[srv][..], &SELF_IN[..]), "quoting what the server sent");
+    assert_eq!((port(&err, 62), port(&err, 64)), (8080, lport));
+    // A sequence number not in flight: a blind guess.
+    let mut blind = to_client.clone();
+    blind[58..62].copy_from_slice(&0x5000_0000u32.to_be_bytes());
+    let mut m = vec![2u8, 0, 0, 0, 0, 0, 0x05, 0x78];
+    m.extend_from_slice(&blind[14..]);
+    assert_eq!(send(&mut w, ipv6_frame(CLIENT_MAC, OUT_MAC, router6, VIP6, 58, 64, &m)).0, Verdict::Drop(DropReason::IcmpOutOfWindow));
+
+    // 4 -> 6: fragmentation needed from the IPv4 client's path.
+    let mut w = worker_on(snapshot_xlate(), 64, 0, 1, true);
+    let (_, out) = send(&mut w, frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 85, tcpf::SYN), true));
+    let server = a6(&out, 38);
+    let srv = SRV6.iter().position(|s| *s == server).unwrap();
+    let lport = port(&out, 54);
+    let (v, _) = send(&mut w, ipv6_frame(SERVER_MAC[srv], IN_MAC, server, SELF6_IN, 6, 64, &tcp(8080, lport, tcpf::SYN | tcpf::ACK)));
+    assert_eq!(v, Verdict::Forward(OUT));
+    let mut data = seg.clone();
+    data[2..4].copy_from_slice(&lport.to_be_bytes());
+    let (v, to_client) = send(&mut w, ipv6_frame(SERVER_MAC[srv], IN_MAC, server, SELF6_IN, 6, 64, &data));
+    assert_eq!(v, Verdict::Forward(OUT));
+    let mut icmp = vec![3u8, 4, 0, 0, 0, 0, 0x05, 0x78];
+    icmp.extend_from_slice(&to_client[14..14 + 20 + 28]);
+    let c = checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let (v, err) = send(&mut w, frame(CLIENT_MAC, OUT_MAC, [192, 0, 2, 254], VIP, 1, &icmp, false));
+    assert_eq!(v, Verdict::Forward(IN));
+    assert_eq!((&err[0..6], &err[12..14]), (&SERVER_MAC[srv].0[..], &[0x86u8, 0xdd][..]));
+    assert_eq!((a6(&err, 22), a6(&err, 38)), (SELF6_IN, server), "from the local address to the server");
+    let m = crate::wire::icmpv6::Icmpv6Packet::new_checked(&err[54..]).unwrap();
+    assert_eq!((m.msg_type(), m.mtu()), (2, 1400 + 20));
+    assert!(m.verify_checksum(SELF6_IN.into(), server.into()));
+    assert_eq!((a6(&err, 62 + 8), a6(&err, 62 + 24)), (server, SELF6_IN), "quoting what the server sent");
+    assert_eq!((port(&err, 102), port(&err, 104)), (8080, lport));
+}
+
+/// What the review found (2026-12-07): an ICMP error whose headers' options
+/// are longer than IPv6's 40 bytes, and a Packet Too Big behind an
+/// extension header, are refused by name (no panic); a too-big datagram
+/// from a broadcast source is not answered.
+#[test]
+fn malformed_errors_and_odd_sources_are_refused_by_name() {
+    let mut w = worker_on(snapshot_xlate(), 64, 0, 1, true);
+    let (_, out) = send(&mut w, ipv6_frame(CLIENT_MAC, OUT_MAC, CLIENT6, VIP6, 6, 64, &tcp(40000, 84, tcpf::SYN)));
+    let srv = SRV.iter().position(|s| out[30..34] == s[..]).unwrap();
+    // The quote with 4 bytes of options (hl 24), the error with 40 (hl 60).
+    let mut q = out[14..14 + 20].to_vec();
+    q.extend_from_slice(&[1, 1, 1, 0]);
+    q[0] = 0x46;
+    q.extend_from_slice(&out[34..34 + 8]);
+    q[10] = 0;
+    q[11] = 0;
+    let c = checksum::checksum(&q[..24]);
+    q[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut icmp = vec![3u8, 4, 0, 0, 0, 0, 0x05, 0x78];
+    icmp.extend_from_slice(&q);
+    let c = checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = frame(SERVER_MAC[srv], IN_MAC, [198, 51, 100, 254], SELF_IN, 1, &icmp, false);
+    // Outer options: 40 bytes of NOPs.
+    let mut g = f[..34].to_vec();
+    g.extend_from_slice(&[1u8; 40]);
+    g.extend_from_slice(&f[34..]);
+    g[14] = 0x4f;
+    let total = (g.len() - 14) as u16;
+    g[16..18].copy_from_slice(&total.to_be_bytes());
+    g[24] = 0;
+    g[25] = 0;
+    let c = checksum::checksum(&g[14..74]);
+    g[24..26].copy_from_slice(&c.to_be_bytes());
+    f = g;
+    assert_eq!(send(&mut w, f).0, Verdict::Drop(DropReason::XlateHeaders));
+    // A Packet Too Big behind a hop-by-hop header, 4 -> 6.
+    let mut w = worker_on(snapshot_xlate(), 64, 0, 1, true);
+    let (_, out) = send(&mut w, frame(CLIENT_MAC, OUT_MAC, CLIENT, VIP, 6, &tcp(40000, 85, tcpf::SYN), true));
+    let server = a6(&out, 38);
+    let srv = SRV6.iter().position(|s| *s == server).unwrap();
+    let mut m = vec![2u8, 0, 0, 0, 0, 0, 0x05, 0x00];
+    m.extend_from_slice(&out[14..]);
+    let mut hbh = vec![58u8, 0, 1, 4, 0, 0, 0, 0];
+    hbh.extend_from_slice(&m);
+    let router6: u128 = 0x2001_0db8_0002_0000_0000_0000_0000_00fe;
+    let mut ptb = ipv6_frame(SERVER_MAC[srv], IN_MAC, router6, SELF6_IN, 0, 64, &hbh);
+    // The ICMPv6 checksum over the message behind the hop-by-hop header.
+    let ps = crate::wire::ipv6::pseudo_header(router6.into(), SELF6_IN.into(), 58, m.len() as u32);
+    let at = 54 + 8;
+    let c = !checksum::fold(checksum::sum(&ptb[at..], ps));
+    ptb[at + 2..at + 4].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(send(&mut w, ptb).0, Verdict::Drop(DropReason::XlateHeaders));
+    // 1500 bytes with DF from 255.255.255.255 to the UDP VIP over IPv6.
+    let mut w = worker_on(snapshot_xlate(), 64, 0, 1, true);
+    let mut big = frame(CLIENT_MAC, OUT_MAC, [255, 255, 255, 255], VIP, 17, &crate::testkit::udp_datagram(40000, 87, &[0u8; 1472]), true);
+    big[20] |= 0x40;
+    big[24] = 0;
+    big[25] = 0;
+    let c = checksum::checksum(&big[14..34]);
+    big[24..26].copy_from_slice(&c.to_be_bytes());
+    let v = send(&mut w, big).0;
+    assert!(matches!(v, Verdict::Drop(_)), "not answered to a broadcast source: {v:?}");
+}
