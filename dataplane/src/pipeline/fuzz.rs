@@ -453,6 +453,12 @@ fn check_out6(f: &[u8], valid_l4: bool) -> Result<(), String> {
     if ip.hop_limit() == 0 {
         return Err("hop limit 0 forwarded".into());
     }
+    // A translated connection's IPv4 side is held mapped: never on the wire.
+    for a in [ip.src_addr(), ip.dst_addr()] {
+        if u128::from(a) >> 32 == 0xffff {
+            return Err(format!("an IPv4-mapped address forwarded: {a}"));
+        }
+    }
     // The payload within the frame (translation writes the length).
     if 14 + 40 + usize::from(ip.payload_len()) > f.len() {
         return Err(format!("IPv6 payload length {} for a frame of {}", ip.payload_len(), f.len()));
