@@ -15,6 +15,7 @@ pub mod tcp;
 pub mod tunnel;
 pub mod udp;
 pub mod vrrp;
+pub mod vrrp6;
 
 pub use arp::{ArpOperation, ArpPacket};
 pub use ethernet::{parse_l2, EtherType, EthernetAddress, EthernetFrame, L2};
