@@ -515,3 +515,39 @@ fn ipv6_dsr_dscp_through_an_ipv6_vip() {
     assert_eq!(must(&block, "virtual-server www6:", "conns-new"), 32, "{block}");
     stop_furiwake_cleanly(lab.fw());
 }
+
+/// `source-ip` persistence over IPv6 by prefix (`prefix6 = 64`): the
+/// client's two addresses in one /64 (a host's temporary addresses) keep
+/// to one server for 20 requests, where round robin alone would spread
+/// them; `show persistence` lists the record under the /64.
+#[test]
+fn ipv6_source_ip_persistence_by_prefix() {
+    let Some(mut lab) = Lab::open('5', "ipv6-persist", &["nginx"]) else { return };
+    lab.topo.ipv6(LAB_BACKENDS);
+    lab.topo.exec("client", "ip -6 addr add 2001:db8:1::11/64 dev eth0 nodad");
+    for n in 1..=LAB_BACKENDS {
+        start_nginx6(&mut lab, n);
+    }
+    let socket = lab.dir.path("console.sock");
+    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("{{ address = \"[2001:db8:2::{}]:80\" }}", 10 + n)).collect();
+    let cfg = format!(
+        "{}\n[[pool]]\nname = \"web6\"\nservers = [ {} ]\n\n[[virtual_server]]\nname = \"www6\"\naddress = \"[{VIP6}]:80\"\npool = \"web6\"\npersistence = {{ kind = \"source-ip\", prefix6 = 64, timeout_s = 300 }}\n",
+        config(&lab, &socket),
+        servers.join(", ")
+    );
+    lab.start_config(&cfg);
+    let mut answers = Vec::new();
+    for src in ["2001:db8:1::10", "2001:db8:1::11"] {
+        let cmd = format!("for i in $(seq 10); do curl -6 -s -S -m 5 --interface {src} http://[{VIP6}]/id || echo FAIL; done");
+        answers.extend(lab.topo.exec("client", &cmd).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()));
+    }
+    let t = tally(&answers);
+    assert_eq!(answers.len(), 20, "{answers:?}");
+    assert_eq!(t.len(), 1, "one /64, one server for 20 requests from two addresses: {t:?}");
+    let (ok, out) = console_at(&socket, "show persistence");
+    assert!(ok && out.contains("2001:db8:1::"), "the record under the client's /64: {out}");
+    let block = lab.report();
+    assert_eq!(must(&block, "virtual-server www6:", "conns-new"), 20, "{block}");
+    println!("ipv6 persistence: 20 requests from two addresses of one /64 to {t:?}\n{out}");
+    stop_furiwake_cleanly(lab.fw());
+}

@@ -109,6 +109,11 @@ fn ipv6_virtual_servers_and_their_refusals() {
     let again = Config::parse("again.toml", &render_with_secrets(&c)).unwrap();
     assert_eq!(again.virtual_servers[0].address.get_ref(), c.virtual_servers[0].address.get_ref());
     Config::parse("t.toml", &vs("protocol = \"udp\"\n")).unwrap();
+    let c = Config::parse("t.toml", &vs("persistence = { kind = \"source-ip\", prefix6 = 64, timeout_s = 60 }\n")).unwrap();
+    let p = c.virtual_servers[0].persistence.as_ref().unwrap().get_ref();
+    assert_eq!(*p.prefix6.get_ref(), 64);
+    let again = Config::parse("again.toml", &render_with_secrets(&c)).unwrap();
+    assert_eq!(*again.virtual_servers[0].persistence.as_ref().unwrap().get_ref().prefix6.get_ref(), 64, "rendered and read back");
     Config::parse("t.toml", &vs("forwarding = \"dsr-l2\"\n")).unwrap();
     Config::parse("t.toml", &vs("forwarding = \"dsr-dscp\"\ndscp = 10\n")).unwrap();
     for kind in ["ipip", "gre", "gue"] {
@@ -120,7 +125,9 @@ fn ipv6_virtual_servers_and_their_refusals() {
         (vs("forwarding = \"dsr-dscp\"\ndscp = 10\n").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"tcp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "probed at the VIP"),
         (vs("forwarding = \"dsr-l2\"\n").replace("[2001:db8:1::100]:80", "[2001:db8:1::100]:81"), "the VIP's port"),
         (vs("protocol = \"http\"\n"), "L7 engine over IPv6"),
-        (vs("persistence = { kind = \"source-ip\", timeout_s = 60 }\n"), "persistence over IPv6"),
+        (vs("persistence = { kind = \"source-ip\", prefix6 = 0 }\n"), "prefix6 0 is out of range"),
+        (vs("persistence = { kind = \"source-ip\", prefix6 = 129 }\n"), "prefix6 129 is out of range"),
+        (vs("persistence = { kind = \"source-ip-port\", prefix6 = 64 }\n"), "prefix6 applies to kind"),
         (vs("syn_proxy = \"on\"\n"), "SYN proxy over IPv6"),
         (vs("forwarding = \"full-nat\"\nproxy_protocol = \"v2\"\n"), "proxy_protocol over IPv6"),
         (vs("forwarding = \"full-nat\"\nlocal_addresses = [\"198.51.100.1\"]\n"), "local_addresses"),

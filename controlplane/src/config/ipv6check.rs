@@ -6,7 +6,7 @@
 //! dsr-l2 servers).
 
 use super::cidr::ipv6_unusable;
-use super::{Config, ConfigError, Forwarding, Source, SynProxyMode, VirtualServer};
+use super::{Config, ConfigError, Forwarding, PersistenceKind, Source, SynProxyMode, VirtualServer};
 use std::collections::HashSet;
 
 impl Config {
@@ -146,8 +146,8 @@ impl Config {
         if vs.engine_served() {
             return refuse(vs.name.span(), "protocol is \"tcp\" or \"udp\" (the L7 engine over IPv6 is not in this release)");
         }
-        if let Some(p) = &vs.persistence {
-            return refuse(p.span(), "persistence over IPv6 is not in this release");
+        if let Some(p) = vs.persistence.as_ref().filter(|p| !matches!(p.get_ref().kind, PersistenceKind::SourceIp | PersistenceKind::SourceIpPort)) {
+            return refuse(p.span(), "persistence over IPv6 is source-ip or source-ip-port");
         }
         if let Some(p) = vs.syn_proxy.as_ref().filter(|m| *m.get_ref() == SynProxyMode::On) {
             return refuse(p.span(), "syn_proxy = \"on\": the SYN proxy over IPv6 is not in this release (auto and off leave IPv6 SYNs to the servers)");

@@ -15,6 +15,10 @@ fn netmask() -> Spanned<Ipv4Addr> {
     Spanned::new(0..0, Ipv4Addr::BROADCAST)
 }
 
+fn prefix6() -> Spanned<u8> {
+    Spanned::new(0..0, 128)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PersistenceKind {
@@ -69,6 +73,11 @@ pub struct Persistence {
     /// `source-ip` only: the part of the client address that counts.
     #[serde(default = "netmask", deserialize_with = "spanned_ipv4")]
     pub netmask: Spanned<Ipv4Addr>,
+    /// `source-ip` of an IPv6 virtual server: how many leading bits of the
+    /// client's IPv6 address count (`1..=128`, default 128; 64 keeps a host
+    /// whose temporary addresses change within its /64, RFC 8981).
+    #[serde(default = "prefix6")]
+    pub prefix6: Spanned<u8>,
     /// Keep a record whose server goes down (the client returns to it once
     /// it is back); default: such records are dropped.
     #[serde(default)]

@@ -181,9 +181,10 @@ fn render_as(cfg: &Config, secrets: Secrets) -> String {
             }
             let _ = writeln!(
                 s,
-                "persistence = {{ kind = {}, netmask = {}, timeout_s = {}, keep_on_down = {}{extra} }}",
+                "persistence = {{ kind = {}, netmask = {}, prefix6 = {}, timeout_s = {}, keep_on_down = {}{extra} }}",
                 q(&kebab(&p.kind)),
                 q(&p.netmask.get_ref().to_string()),
+                p.prefix6.get_ref(),
                 p.timeout_s.get_ref(),
                 p.keep_on_down
             );

@@ -493,16 +493,24 @@ impl Config {
             if !b.contains(mask.leading_ones().into()) {
                 return Err(src.error(at, format!("{} {netmask} (/{}) is out of range: allowed /{}..=/{}", b.key, mask.leading_ones(), b.min, b.max)));
             }
+            let prefix6 = *p.prefix6.get_ref();
+            if !(1..=128).contains(&prefix6) {
+                return Err(src.error(Some(p.prefix6.span()), format!("virtual_server {name:?}: persistence prefix6 {prefix6} is out of range: allowed 1..=128")));
+            }
+            if p.kind == PersistenceKind::SourceIpPort && prefix6 != 128 {
+                return Err(src.error(Some(p.prefix6.span()), format!("virtual_server {name:?}: persistence prefix6 applies to kind \"source-ip\" only")));
+            }
             if let Some(g) = &vs.persistence_group {
                 match groups.get(g.get_ref().as_str()) {
-                    Some((first, fp)) if fp.kind != p.kind || fp.netmask != p.netmask => {
+                    Some((first, fp)) if fp.kind != p.kind || fp.netmask != p.netmask || fp.prefix6 != p.prefix6 => {
                         return Err(src.error(
                             Some(g.span()),
                             format!(
-                                "virtual_server {name:?}: persistence group {:?} has kind {:?} netmask {} (virtual_server {:?}); its members must agree",
+                                "virtual_server {name:?}: persistence group {:?} has kind {:?} netmask {} prefix6 {} (virtual_server {:?}); its members must agree",
                                 g.get_ref(),
                                 fp.kind,
                                 fp.netmask.get_ref(),
+                                fp.prefix6.get_ref(),
                                 first.name.get_ref()
                             ),
                         ));

@@ -47,6 +47,9 @@ impl Shard<u128> {
     /// The IPv6 shard's share of `adopt_snapshot`.
     fn adopt_snapshot6(&mut self, snap: &Snapshot, v4_narrowed: &dyn Fn(u32) -> bool) {
         self.sched.resize(snap.services.len());
+        if self.persist.capacity() == 0 && snap.services.iter().any(|v| v.ip6 != 0 && v.persistence.is_some()) {
+            self.persist = PersistTable::keyed(snap.persist_records.max(1), self.config.hash_key);
+        }
         // A translating IPv4 local address: the upper ports, when the IPv4
         // table keeps to the lower ones (`xlate::XLATE_PORT_MIN`); an
         // address IPv4 full-NAT had taken whole before (a reload that

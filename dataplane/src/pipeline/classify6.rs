@@ -186,12 +186,21 @@ impl Shard<u128> {
     /// reach the owner by hand-off.
     #[inline]
     pub(super) fn owner6(&self, snap: &Snapshot, p: &L4Info<u128>) -> u16 {
+        use crate::conntrack::Addr;
         let (a, port) = if snap.is_local6(p.dst) && (crate::forward::LOCAL_PORT_MIN..=crate::forward::LOCAL_PORT_MAX).contains(&p.dport) {
             (p.dst, p.dport)
-        } else if snap.owner_service6(p.dst, p.dport, p.proto).is_some() {
-            (p.src, p.sport)
+        } else if let Some(vs) = snap.owner_service6(p.dst, p.dport, p.proto) {
+            // `source-ip` persistence: every connection of the client's
+            // prefix on one worker, where its record is (as `owner`).
+            match snap.services.get(vs as usize).and_then(|v| v.persistence).and_then(|p| p.owner_prefix()) {
+                Some(prefix) => (p.src.masked(prefix), 0),
+                None => (p.src, p.sport),
+            }
         } else {
-            (p.dst, p.dport)
+            match snap.reply_owner_prefix6(p.src, p.sport, p.proto) {
+                Some(prefix) => (p.dst.masked(prefix), 0),
+                None => (p.dst, p.dport),
+            }
         };
         self.owners.worker(crate::conntrack::Addr::steer_word(a), port)
     }

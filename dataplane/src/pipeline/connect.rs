@@ -159,13 +159,13 @@ impl<A: Net> Shard<A> {
         Ok(id)
     }
 
-    /// The server for a new connection: the persistence record's (IPv4),
-    /// else the scheduler's; and whether a record was made or followed.
+    /// The server for a new connection: the persistence record's, else
+    /// the scheduler's; and whether a record was made or followed.
     #[inline]
     fn pick(&mut self, snap: &Snapshot, vs_index: u16, p: &L4Info<A>) -> (Option<u16>, bool) {
         let Some(vs) = snap.services.get(vs_index as usize) else { return (None, false) };
-        if let (Some(pers), Some(p4), Some(s4)) = (vs.persistence, A::v4(p), A::v4_shard(self)) {
-            return s4.persistent_pick(snap, vs_index, p4, &pers);
+        if let Some(pers) = vs.persistence {
+            return self.persistent_pick(snap, vs_index, p, &pers);
         }
         let flow = lb::Flow4 { src: A::sched_word(p.src), dst: A::sched_word(p.dst), sport: p.sport, dport: p.dport, proto: p.proto };
         (self.sched.pick_for(vs_index as usize, vs, &snap.servers, &flow, self.loads.as_deref()), false)
@@ -247,20 +247,20 @@ impl<A: Net> Shard<A> {
 
 }
 
-impl Shard {
+impl<A: Net> Shard<A> {
     /// Picks a server for a new connection of a persistent service: the
     /// client's record, when it names a server of this service that can
     /// take the connection (and, unless `keep_on_down`, has not gone down
     /// since), else the scheduler's choice, recorded. Returns the server
     /// and whether the connection references a record.
     #[inline]
-    fn persistent_pick(&mut self, snap: &Snapshot, vs_index: u16, p: &L4Info, pers: &lb::Persistence) -> (Option<u16>, bool) {
+    fn persistent_pick(&mut self, snap: &Snapshot, vs_index: u16, p: &L4Info<A>, pers: &lb::Persistence) -> (Option<u16>, bool) {
         let Some(vs) = snap.services.get(vs_index as usize) else { return (None, false) };
         let key = pers.key(p.src, p.sport);
         let loads = self.loads.as_deref();
         let mut keep_record = false;
         if let Some(rec) = self.persist.get(key, self.now) {
-            let member = vs.members.iter().copied().find(|g| snap.servers.get(*g as usize).is_some_and(|s| s.ip == rec.server_ip));
+            let member = vs.members.iter().copied().find(|g| snap.servers.get(*g as usize).is_some_and(|s| A::server_ip(s) == rec.server_ip));
             let stale = member.and_then(|g| snap.servers.get(g as usize)).is_some_and(|s| s.epoch != rec.epoch);
             match member {
                 Some(g) if !stale || pers.keep_on_down => {
@@ -275,25 +275,30 @@ impl Shard {
                 }
                 Some(_) => {
                     self.persist.remove(key);
-                    Shard::emit_persist(&mut self.sync, &self.counters, SyncKind::PersistDelete, p, (rec.server_ip, 0), vs.forwarding, 0);
+                    if let (Some(p4), Some(ip)) = (A::v4(p), rec.server_ip.to_v4()) {
+                        Shard::emit_persist(&mut self.sync, &self.counters, SyncKind::PersistDelete, p4, (ip, 0), vs.forwarding, 0);
+                    }
                 }
                 // Made by another service of the group whose pool has a
                 // node this one lacks: leave it to that service. A node no
                 // service of the group has any more (removed): replace it.
-                None => keep_record = group_has(snap, pers.group, rec.server_ip),
+                None => keep_record = group_has::<A>(snap, pers.group, rec.server_ip),
             }
         }
-        let flow = lb::Flow4 { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto };
+        let flow = lb::Flow4 { src: A::sched_word(p.src), dst: A::sched_word(p.dst), sport: p.sport, dport: p.dport, proto: p.proto };
         let pick = self.sched.pick_for(vs_index as usize, vs, &snap.servers, &flow, loads);
         let Some(server) = pick.and_then(|g| snap.servers.get(g as usize)) else { return (pick, false) };
         if keep_record {
             return (pick, false);
         }
-        if !self.persist.insert(key, server.ip, server.epoch, self.now, pers.timeout) {
+        if !self.persist.insert(key, A::server_ip(server), server.epoch, self.now, pers.timeout) {
             self.counters.persist_evicted.inc();
         }
         self.counters.persist_records.inc();
-        Shard::emit_persist(&mut self.sync, &self.counters, SyncKind::Persist, p, (server.ip, server.port), vs.forwarding, pers.timeout);
+        // (Synced for IPv4: `[sync]` has no IPv6 yet.)
+        if let Some(p4) = A::v4(p) {
+            Shard::emit_persist(&mut self.sync, &self.counters, SyncKind::Persist, p4, (server.ip, server.port), vs.forwarding, pers.timeout);
+        }
         (pick, true)
     }
 
@@ -326,9 +331,9 @@ impl<A: Net> Shard<A> {
 /// Does a live service of persistence group `group` list a server at
 /// `ip`? (Rare path: a record naming a node the current service lacks.)
 #[cold]
-fn group_has(snap: &Snapshot, group: u16, ip: u32) -> bool {
+fn group_has<A: Net>(snap: &Snapshot, group: u16, ip: A) -> bool {
     snap.services.iter().filter(|v| !v.retired && v.persistence.is_some_and(|p| p.group == group)).any(|v| {
-        v.members.iter().any(|g| snap.servers.get(*g as usize).is_some_and(|s| s.ip == ip))
+        v.members.iter().any(|g| snap.servers.get(*g as usize).is_some_and(|s| A::server_ip(s) == ip))
     })
 }
 

@@ -219,7 +219,8 @@ fn persistence(vs: &crate::config::VirtualServer, groups: &mut Vec<String>) -> O
             _ => furiwake_dataplane::lb::PersistKind::SourceIp,
         },
         // check-config accepts contiguous masks only.
-        prefix: u32::from(*p.netmask.get_ref()).leading_ones() as u8,
+        // An IPv6 virtual server's clients under `prefix6`.
+        prefix: if vs.is_v6() { *p.prefix6.get_ref() } else { u32::from(*p.netmask.get_ref()).leading_ones() as u8 },
         timeout: p.timeout_s.get_ref().saturating_mul(ticks_per_s),
         group: group as u16,
         keep_on_down: p.keep_on_down,

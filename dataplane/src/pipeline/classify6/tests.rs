@@ -657,3 +657,36 @@ fn ipv6_dsr_dscp_marks_the_traffic_class_towards_the_server() {
     assert_eq!(w.process(&mut ack, OUT, false), Verdict::Forward(IN));
     assert_eq!(a6(&ack, 38), SRV6[srv], "to the same server");
 }
+
+/// `source-ip` persistence over IPv6 by prefix: two addresses of one /64
+/// (a host's temporary addresses, RFC 8981) keep to one server over many
+/// connections, where round robin alone would alternate; a client of
+/// another /64 may go elsewhere; the record shows in the IPv6 table.
+#[test]
+fn ipv6_source_ip_persistence_keeps_a_prefix_on_its_server() {
+    let mut s = snapshot_services6();
+    let p = crate::lb::Persistence { kind: crate::lb::PersistKind::SourceIp, prefix: 64, timeout: 3000, group: 0, keep_on_down: false };
+    if let Some(v) = s.services.iter_mut().find(|v| v.ip6 == VIP6 && v.port == 80) {
+        v.persistence = Some(p);
+    }
+    s.persist_records = 64;
+    s.index();
+    let mut w = worker_on(s, 64, 0, 1, true);
+    let other_host: u128 = CLIENT6 + 1;
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, src) in [CLIENT6, other_host, CLIENT6, other_host, CLIENT6, other_host].into_iter().enumerate() {
+        let mut f = tcp6(src, VIP6, 41000 + i as u16, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+        assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+        seen.insert(a6(&f, 38));
+    }
+    assert_eq!(seen.len(), 1, "one /64, one server: {seen:x?}");
+    let elsewhere: u128 = 0x2001_0db8_0001_0001_0000_0000_0000_0010;
+    let mut servers = std::collections::BTreeSet::new();
+    for i in 0..4u16 {
+        let mut f = tcp6(elsewhere + u128::from(i) * (1 << 64), VIP6, 42000 + i, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+        assert_eq!(w.process(&mut f, OUT, false), Verdict::Forward(IN));
+        servers.insert(a6(&f, 38));
+    }
+    assert_eq!(servers.len(), 2, "other /64s are spread: {servers:x?}");
+    assert_eq!(w.counters().persisted.get(), 5, "the /64's 5 later connections followed its record");
+}

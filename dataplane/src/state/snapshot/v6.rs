@@ -87,7 +87,16 @@ impl Snapshot {
         let mut owners: Vec<(bool, usize)> = self.services.iter().enumerate().filter(|(_, s)| s.key6() != 0).map(|(i, s)| (s.retired, i)).collect();
         owners.sort_unstable();
         let owners = owners.into_iter().filter_map(|(_, i)| self.services.get(i).map(|s| ((s.key6(), s.port, s.proto), i as u16))).collect();
-        self.v6 = FamilyIndex { vips: SortedIndex::new(vips), owners: SortedIndex::new(owners), masked_servers: SortedIndex::default() };
+        // A `source-ip` persistent NAT service's IPv6 servers: their replies'
+        // owner hashes the client under the prefix (as `index` for IPv4).
+        let mut masked = Vec::new();
+        for s in self.servers.iter().filter(|s| s.ip6 != [0; 16]) {
+            let Some(vs) = self.services.get(s.vs as usize).filter(|v| v.forwarding == super::Forwarding::Nat) else { continue };
+            if let Some(prefix) = vs.persistence.and_then(|p| p.owner_prefix()) {
+                masked.push(((s.ip6(), s.port, vs.proto), prefix));
+            }
+        }
+        self.v6 = FamilyIndex { vips: SortedIndex::new(vips), owners: SortedIndex::new(owners), masked_servers: SortedIndex::new(masked) };
         let mut sources: Vec<(u128, u16)> = self.servers.iter().filter(|s| s.ip6 != [0; 16]).map(|s| (s.ip6(), s.tx_port)).collect();
         sources.sort_unstable();
         sources.dedup();
@@ -141,6 +150,15 @@ impl Snapshot {
     #[inline]
     pub fn owner_service6(&self, ip: u128, port: u16, proto: u8) -> Option<u16> {
         self.v6.owners.get((ip, port, proto))
+    }
+
+    /// `reply_owner_prefix` for IPv6.
+    #[inline]
+    pub fn reply_owner_prefix6(&self, ip: u128, port: u16, proto: u8) -> Option<u8> {
+        if self.v6.masked_servers.is_empty() {
+            return None;
+        }
+        self.v6.masked_servers.get((ip, port, proto))
     }
 
     /// An IPv6 server's address (any service's, retired ones' too).
