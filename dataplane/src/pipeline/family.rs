@@ -3,9 +3,9 @@
 //! a snapshot first has an IPv6 service); the flow path (`connect`,
 //! `forwarding`, `room`) is generic over `Net`, so a shard's table, local
 //! ports and persistence records are its family's. What IPv6 does not have
-//! yet (the SYN proxy, the PROXY header, persistence, the exception path,
-//! direct server return, hairpin, refusals, state sync) is reached through
-//! `Net::v4` and `Net::v4_shard`, which are None for IPv6.
+//! yet (the SYN proxy, the PROXY header, the exception path, hairpin,
+//! refusals, state sync) is reached through `Net::v4` and `Net::v4_shard`,
+//! which are None for IPv6; persistence is each family's.
 
 use super::{L4Info, Shard};
 use crate::conntrack::{Addr, Flow};
