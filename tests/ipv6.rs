@@ -551,3 +551,39 @@ fn ipv6_source_ip_persistence_by_prefix() {
     println!("ipv6 persistence: 20 requests from two addresses of one /64 to {t:?}\n{out}");
     stop_furiwake_cleanly(lab.fw());
 }
+
+/// An ICMPv6 echo check (RFC 4443 §4.1): the three IPv6 servers come up on
+/// their echo replies; one that stops answering echo (an nft rule drops
+/// the requests) goes down while its nginx still serves, and comes back
+/// when the rule goes.
+#[test]
+fn an_icmpv6_echo_check_takes_a_silent_server_out_and_back() {
+    let Some(mut lab) = Lab::open('4', "ipv6-echo", &["nginx", "nft"]) else { return };
+    lab.topo.ipv6(LAB_BACKENDS);
+    for n in 1..=LAB_BACKENDS {
+        start_nginx6(&mut lab, n);
+    }
+    let socket = lab.dir.path("console.sock");
+    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("{{ address = \"[2001:db8:2::{}]:80\" }}", 10 + n)).collect();
+    let cfg = format!(
+        "{}\n[[health_check]]\nname = \"ping\"\nkind = \"icmp\"\ninterval_ms = 200\ntimeout_ms = 500\nfall = 2\nrise = 2\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ping\"\nservers = [ {} ]\n\n[[virtual_server]]\nname = \"www6\"\naddress = \"[{VIP6}]:80\"\npool = \"web6\"\n",
+        config(&lab, &socket),
+        servers.join(", ")
+    );
+    lab.start_config(&cfg);
+    let line = |n: u32, state: &str| format!("health: server [2001:db8:2::{}]:80 (pool web6) {state}", 10 + n);
+    for n in 1..=LAB_BACKENDS {
+        lab.fw().expect_output(&line(n, "up"), Duration::from_secs(20));
+    }
+    lab.topo.exec("srv2", "nft add table ip6 quiet && nft add chain ip6 quiet in '{ type filter hook input priority 0; }' && nft add rule ip6 quiet in icmpv6 type echo-request drop");
+    lab.fw().expect_output(&line(2, "down"), Duration::from_secs(10));
+    let url = format!("http://[{VIP6}]");
+    let t = tally(&curl6_ids(&lab, &url, 20));
+    assert_eq!(t.get("srv2"), None, "a down server takes no new connection: {t:?}");
+    lab.topo.exec("srv2", "nft delete table ip6 quiet");
+    let back = wait_for(Duration::from_secs(10), || (lab.fw_output().matches(&line(2, "up")).count() >= 2).then_some(()));
+    assert!(back.is_some(), "srv2 never came back up:\n{}", lab.fw_output());
+    let (ok, out) = console_at(&socket, "show servers");
+    assert!(ok && out.matches(" up ").count() >= 3, "the three up again: {out}");
+    stop_furiwake_cleanly(lab.fw());
+}

@@ -109,6 +109,7 @@ fn ipv6_virtual_servers_and_their_refusals() {
     let again = Config::parse("again.toml", &render_with_secrets(&c)).unwrap();
     assert_eq!(again.virtual_servers[0].address.get_ref(), c.virtual_servers[0].address.get_ref());
     Config::parse("t.toml", &vs("protocol = \"udp\"\n")).unwrap();
+    Config::parse("t.toml", &vs("").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"icmp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n")).unwrap();
     let c = Config::parse("t.toml", &vs("persistence = { kind = \"source-ip\", prefix6 = 64, timeout_s = 60 }\n")).unwrap();
     let p = c.virtual_servers[0].persistence.as_ref().unwrap().get_ref();
     assert_eq!(*p.prefix6.get_ref(), 64);
@@ -141,7 +142,6 @@ fn ipv6_virtual_servers_and_their_refusals() {
         (vs("").replace("[2001:db8:2::11]:80", "[fe80::11]:80"), "link-local"),
         (vs("").replace("[2001:db8:2::11]:80", "[::]:80"), "unspecified"),
         (vs("\n[[vrrp]]\nname = \"o\"\ninterface = \"outside\"\naddresses = [\"192.0.2.100\"]\nvrid = 51\n"), "VRRP and sync over IPv6"),
-        (vs("").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"icmp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "ICMPv6 echo checks"),
         (vs("forwarding = \"dsr-tunnel\"\ntunnel = \"gre\"\ntunnel_source = \"203.0.113.0/24\"\n"), "tunnel_source over IPv6"),
         (vs("forwarding = \"dsr-tunnel\"\ntunnel = \"ipip\"\n").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"tcp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "probed at the VIP"),
         (vs("forwarding = \"dsr-l2\"\n").replace("[[pool]]\nname = \"web6\"\n", "[[health_check]]\nname = \"ok\"\nkind = \"tcp\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ok\"\n"), "probed at the VIP"),

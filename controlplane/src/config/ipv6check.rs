@@ -76,9 +76,6 @@ impl Config {
             }
             if servers_v6 == Some(true) {
                 let checks: Vec<&super::HealthCheck> = pool.into_iter().chain(sorry).flat_map(|p| p.check_names()).filter_map(|n| self.health_checks.iter().find(|h| h.name.get_ref() == n.get_ref())).collect();
-                if let Some(h) = checks.iter().find(|h| h.kind == super::CheckKind::Icmp) {
-                    return Err(src.error(Some(h.name.span()), format!("virtual_server {name:?}: health check {:?} is icmp: ICMPv6 echo checks are not in this release (tcp, http, send-expect, udp and script are)", h.name.get_ref())));
-                }
                 if !checks.is_empty() && matches!(vs.forwarding.get_ref(), Forwarding::DsrL2 | Forwarding::DsrDscp | Forwarding::DsrTunnel) {
                     return Err(src.error(Some(vs.pool.span()), format!("virtual_server {name:?}: pool {:?} has health checks: a DSR server over IPv6 ({:?}) would be probed at the VIP, which is not in this release", vs.pool.get_ref(), vs.forwarding.get_ref())));
                 }

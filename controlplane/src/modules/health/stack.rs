@@ -232,6 +232,8 @@ pub(super) struct Opening {
 pub(super) const TCP: u8 = 6;
 pub(super) const UDP: u8 = 17;
 pub(super) const ICMP: u8 = 1;
+/// ICMPv6's next header (RFC 4443).
+pub(super) const ICMPV6: u8 = 58;
 pub(super) const ETH: usize = 14;
 
 /// An unfragmented IPv4 packet's destination and what it answers: a TCP
@@ -245,6 +247,9 @@ pub(super) fn answer_of(ip: &[u8]) -> Option<(IpAddr, Opening)> {
         TCP | UDP => Opening { proto, local: word(2)?, peer: src, peer_port: word(0)? },
         // Echo reply (RFC 792): type 0, code 0, identifier at 4.
         ICMP if l4.get(..2)? == [0, 0] => Opening { proto, local: word(4)?, peer: src, peer_port: 0 },
+        // ICMPv6 echo reply (RFC 4443 §4.2): type 129, code 0; an echo
+        // probe's key is ICMP's whatever the family.
+        ICMPV6 if l4.get(..2)? == [129, 0] => Opening { proto: ICMP, local: word(4)?, peer: src, peer_port: 0 },
         _ => return None,
     };
     Some((dst, open))
@@ -259,6 +264,7 @@ pub(super) fn sent_by(ip: &[u8]) -> Option<Opening> {
     match proto {
         TCP | UDP => Some(Opening { proto, local: word(0)?, peer: dst, peer_port: word(2)? }),
         ICMP if l4.first() == Some(&8) => Some(Opening { proto, local: word(4)?, peer: dst, peer_port: 0 }),
+        ICMPV6 if l4.first() == Some(&128) => Some(Opening { proto: ICMP, local: word(4)?, peer: dst, peer_port: 0 }),
         _ => None,
     }
 }
@@ -355,6 +361,13 @@ mod tests {
         let out = furiwake_dataplane::testkit::ipv6_frame(mac, mac, me6, srv6, TCP, 64, &tcp_header(61000, 80, 0x02, 1024));
         assert_eq!(sent_by(ip_of(&out).unwrap()), Some(want6));
         assert_eq!(&framed([1; 6], [2; 6], ip_of(&out).unwrap())[12..14], &[0x86, 0xdd], "framed as IPv6");
+        // ICMPv6 echo: keyed as ICMP's, request and reply alike.
+        let ping = furiwake_dataplane::testkit::ipv6_frame(mac, mac, me6, srv6, ICMPV6, 64, &[128, 0, 0, 0, 0, 7, 0, 1]);
+        let pong = furiwake_dataplane::testkit::ipv6_frame(mac, mac, srv6, me6, ICMPV6, 64, &[129, 0, 0, 0, 0, 7, 0, 1]);
+        let echo6 = Opening { proto: ICMP, local: 7, peer: IpAddr::V6(Ipv6Addr::from(srv6)), peer_port: 0 };
+        assert_eq!(sent_by(ip_of(&ping).unwrap()), Some(echo6));
+        assert_eq!(answer_of(ip_of(&pong).unwrap()).map(|a| a.1), Some(echo6));
+        assert_eq!(answer_of(ip_of(&ping).unwrap()), None, "an echo request answers nothing");
     }
 
     #[test]

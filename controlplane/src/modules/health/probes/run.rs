@@ -8,7 +8,7 @@ use super::{Change, NotStarted, Pending, Probe, Probes};
 use crate::config::{CheckKind, HealthCheck};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{icmp, tcp, udp};
-use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress};
+use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -110,10 +110,21 @@ impl Probes {
             let meta = vec![icmp::PacketMetadata::EMPTY; 4];
             let mut sock = icmp::Socket::new(icmp::PacketBuffer::new(meta.clone(), vec![0; 1024]), icmp::PacketBuffer::new(meta, vec![0; 1024]));
             sock.bind(icmp::Endpoint::Ident(ident)).map_err(|_| NotStarted::Shortage("bind"))?;
-            let repr = Icmpv4Repr::EchoRequest { ident, seq_no, data: &nonce };
-            let std::net::IpAddr::V4(peer4) = peer else { return Err(NotStarted::Shortage("icmp over IPv6")) };
-            let buf = sock.send(repr.buffer_len(), IpAddress::Ipv4(peer4)).map_err(|_| NotStarted::Shortage("send"))?;
-            repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &smoltcp::phy::ChecksumCapabilities::default());
+            let caps = smoltcp::phy::ChecksumCapabilities::default();
+            match peer {
+                std::net::IpAddr::V4(peer4) => {
+                    let repr = Icmpv4Repr::EchoRequest { ident, seq_no, data: &nonce };
+                    let buf = sock.send(repr.buffer_len(), IpAddress::Ipv4(peer4)).map_err(|_| NotStarted::Shortage("send"))?;
+                    repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps);
+                }
+                // ICMPv6 echo (RFC 4443 §4.1): the stack fills the source
+                // and the checksum over the pseudo header when it sends.
+                std::net::IpAddr::V6(peer6) => {
+                    let repr = Icmpv6Repr::EchoRequest { ident, seq_no, data: &nonce };
+                    let buf = sock.send(repr.buffer_len(), IpAddress::Ipv6(peer6)).map_err(|_| NotStarted::Shortage("send"))?;
+                    repr.emit(&std::net::Ipv6Addr::UNSPECIFIED, &peer6, &mut Icmpv6Packet::new_unchecked(buf), &caps);
+                }
+            }
             let handle = shard.add(sock);
             shard.dirty = true;
             return Ok((Opening { proto, local: ident, peer, peer_port: 0 }, handle, Pending::Icmp { ident, seq_no, nonce }));
@@ -299,8 +310,17 @@ fn icmp_step(shard: &mut Shard, h: SocketHandle, sent: (u16, u16, &[u8; 8]), tar
     let caps = smoltcp::phy::ChecksumCapabilities::default();
     let mut result = None;
     while let Ok((data, from)) = sock.recv() {
-        let reply = Icmpv4Packet::new_checked(data).ok().and_then(|pkt| Icmpv4Repr::parse(&pkt, &caps).ok());
-        let ours = matches!(reply, Some(Icmpv4Repr::EchoReply { ident, seq_no, data }) if (ident, seq_no, data) == (sent.0, sent.1, &sent.2[..]));
+        let ours = match from {
+            IpAddress::Ipv4(_) => {
+                let reply = Icmpv4Packet::new_checked(data).ok().and_then(|pkt| Icmpv4Repr::parse(&pkt, &caps).ok());
+                matches!(reply, Some(Icmpv4Repr::EchoReply { ident, seq_no, data }) if (ident, seq_no, data) == (sent.0, sent.1, &sent.2[..]))
+            }
+            // (The stack checked the checksum when the reply came in.)
+            IpAddress::Ipv6(from6) => {
+                let reply = Icmpv6Packet::new_checked(data).ok().and_then(|pkt| Icmpv6Repr::parse(&from6, &std::net::Ipv6Addr::UNSPECIFIED, &pkt, &smoltcp::phy::ChecksumCapabilities::ignored()).ok());
+                matches!(reply, Some(Icmpv6Repr::EchoReply { ident, seq_no, data }) if (ident, seq_no, data) == (sent.0, sent.1, &sent.2[..]))
+            }
+        };
         if ours && Some(from) == target.map(IpAddress::from) {
             result = Some(Outcome::Pass(rtt));
         }
