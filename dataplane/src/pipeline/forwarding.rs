@@ -104,25 +104,10 @@ impl<A: Net> Shard<A> {
             Forwarding::Snat | Forwarding::Gateway | Forwarding::Local | Forwarding::LocalOut => return Verdict::Drop(DropReason::NoVirtualServer),
             // L3 DSR (IPv4): to the server's address, the VIP named by the
             // DSCP; or inside a tunnel to it.
-            Forwarding::DsrDscp | Forwarding::DsrTunnel => {
-                let r = match (A::v4(p), client_ip.to_v4(), server_ip.to_v4(), client_ip.ip()) {
-                    (Some(p4), Some(client), Some(server4), _) => l3_dsr(snap, ip, p4, vs, mode, (client, client_port), (server4, server_port), server.tx_port).map(|e| e.map(Verdict::Encap)),
-                    (None, _, _, core::net::IpAddr::V6(client)) if mode == Forwarding::DsrTunnel => tunnel6(snap, (p.l3, p.ip_len, p.proto), vs, (u128::from(client), client_port), server_index, server.tx_port).map(Some),
-                    // `dsr-dscp` over IPv6: to the server's address, the
-                    // VIP named by the traffic class's DSCP; routed, so the
-                    // hop limit goes down.
-                    (None, _, _, core::net::IpAddr::V6(_)) => {
-                        A::rewrite(ip, p.hl, p.proto, None, Some((server_ip, server_port)));
-                        nat::set_dscp6(ip, snap.services.get(vs as usize).map_or(0, |v| v.dscp));
-                        Ok(None)
-                    }
-                    _ => Err(Verdict::Drop(DropReason::NoVirtualServer)),
-                };
-                match r {
-                    Ok(e) => encap = e,
-                    Err(v) => return v,
-                }
-            }
+            Forwarding::DsrDscp | Forwarding::DsrTunnel => match l3_dsr_any(snap, ip, p, vs, mode, (client_ip, client_port), (server_ip, server_port), (server_index, server.tx_port)) {
+                Ok(e) => encap = e,
+                Err(v) => return v,
+            },
         }
         if let (Some(p4), Some(s4)) = (A::v4(p), A::v4_shard(self)) {
             s4.proxy_to_server(flags, id, frame, p4);
@@ -326,4 +311,24 @@ fn xlate_room<A: Net>(ip: &[u8], p: &L4Info<A>, grows: bool, mtu: u16) -> Result
         });
     }
     Ok(())
+}
+
+/// L3 direct server return of either family (`l3_dsr` for IPv4,
+/// `tunnel6` and the traffic class for IPv6): the verdict to return after
+/// the MACs are set (`Verdict::Encap`/`Encap6`), or none (sent as is).
+#[inline]
+#[allow(clippy::too_many_arguments, reason = "the entry's fields, read once by the caller")]
+fn l3_dsr_any<A: Net>(snap: &Snapshot, ip: &mut [u8], p: &L4Info<A>, vs: u16, mode: Forwarding, (client_ip, client_port): (A, u16), (server_ip, server_port): (A, u16), (server_index, tx_port): (usize, u16)) -> Result<Option<Verdict>, Verdict> {
+    match (A::v4(p), client_ip.to_v4(), server_ip.to_v4(), client_ip.ip()) {
+        (Some(p4), Some(client), Some(server4), _) => l3_dsr(snap, ip, p4, vs, mode, (client, client_port), (server4, server_port), tx_port).map(|e| e.map(Verdict::Encap)),
+        (None, _, _, core::net::IpAddr::V6(client)) if mode == Forwarding::DsrTunnel => tunnel6(snap, (p.l3, p.ip_len, p.proto), vs, (u128::from(client), client_port), server_index, tx_port).map(Some),
+        // `dsr-dscp` over IPv6: to the server's address, the VIP named by
+        // the traffic class's DSCP; routed, so the hop limit goes down.
+        (None, _, _, core::net::IpAddr::V6(_)) => {
+            A::rewrite(ip, p.hl, p.proto, None, Some((server_ip, server_port)));
+            nat::set_dscp6(ip, snap.services.get(vs as usize).map_or(0, |v| v.dscp));
+            Ok(None)
+        }
+        _ => Err(Verdict::Drop(DropReason::NoVirtualServer)),
+    }
 }
