@@ -120,6 +120,7 @@ pub struct Run {
     pub learned: Vec<u32>,
     rng: u64,
     templates: Templates,
+    templates6: crate::gen6::Templates6,
 }
 
 fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
@@ -162,6 +163,22 @@ fn snapshot(port: u16, forwarding: Forwarding) -> Snapshot {
     s
 }
 
+/// `snapshot`'s NAT service, over IPv6: [VIP6]:80 over the IPv6 servers.
+fn snapshot6(port: u16) -> Snapshot {
+    let mut s = snapshot(port, Forwarding::Nat);
+    if let Some(Some(p)) = s.ports.get_mut(port as usize) {
+        p.v6 = furiwake_dataplane::state::snapshot::PortView6::new(u128::from_be_bytes([0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]), 64, EthernetAddress(gen::PORT_MAC));
+    }
+    for (i, srv) in s.servers.iter_mut().enumerate() {
+        (srv.ip, srv.ip6) = (0, crate::gen6::server6(i));
+    }
+    if let Some(vs) = s.services.get_mut(0) {
+        (vs.ip, vs.ip6) = (0, u128::from_be_bytes(crate::gen6::VIP6));
+    }
+    s.index();
+    s
+}
+
 /// What a `Run`'s worker lcore runs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Loop {
@@ -179,6 +196,16 @@ impl Run {
     /// each frame's first line as l2fwd does (`Loop::Touch`: swaps the
     /// MAC addresses), the floor of any forwarder that looks at packets.
     pub fn start(id: u32, pool: &Mempool, forwarding: Forwarding, capacity: u32, kind: Loop) -> Result<Run, String> {
+        Self::start_family(id, pool, forwarding, capacity, kind, false)
+    }
+
+    /// `start` with NAT over IPv6 (`gen6`): the same service's IPv6 twin,
+    /// the worker's IPv6 table of `capacity` entries.
+    pub fn start_v6(id: u32, pool: &Mempool, capacity: u32) -> Result<Run, String> {
+        Self::start_family(id, pool, Forwarding::Nat, capacity, Loop::Worker, true)
+    }
+
+    fn start_family(id: u32, pool: &Mempool, forwarding: Forwarding, capacity: u32, kind: Loop, v6: bool) -> Result<Run, String> {
         let (bare, touch) = (kind != Loop::Worker, kind == Loop::Touch);
         let rx: Arc<Ring<Mbuf>> = Ring::new(&format!("bench-rx-{id}"), RING).map_err(|e| e.to_string())?;
         let tx: Arc<Ring<Mbuf>> = Ring::new(&format!("bench-tx-{id}"), RING).map_err(|e| e.to_string())?;
@@ -218,13 +245,13 @@ impl Run {
                 0
             })
         } else {
-            let (p, mut readers) = rcu(Box::new(snapshot(pid, forwarding)), 1);
+            let (p, mut readers) = rcu(Box::new(if v6 { snapshot6(pid) } else { snapshot(pid, forwarding) }), 1);
             publisher = Some(p);
             let neighbors = Arc::new(Neighbors::new(8));
             for i in 0..gen::SERVERS {
                 neighbors.set(i as u16, EthernetAddress(gen::SERVER_MAC));
             }
-            let config = WorkerConfig { id: 0, workers: 1, flows: capacity, timeouts: Timeouts::default(), hash_key: 0x0123_4567_89ab_cdef, sync_refresh: 0, ..WorkerConfig::default() };
+            let config = WorkerConfig { id: 0, workers: 1, flows: capacity, flows_v6: if v6 { capacity } else { 0 }, timeouts: Timeouts::default(), hash_key: 0x0123_4567_89ab_cdef, sync_refresh: 0, ..WorkerConfig::default() };
             let worker = Worker::new(config, readers.remove(0), neighbors);
             counters = Some(worker.counters());
             let (punt_p, punt_c) = spsc::<Mbuf>(&format!("bench-punt-{id}"), 1024).map_err(|e| e.to_string())?;
@@ -245,6 +272,7 @@ impl Run {
             _punts: punts,
             _publisher: publisher,
             mode: match forwarding {
+                _ if v6 => gen::Mode::Nat6,
                 Forwarding::FullNat => gen::Mode::FullNat,
                 Forwarding::DsrL2 => gen::Mode::Mat,
                 Forwarding::DsrTunnel => gen::Mode::Ipip,
@@ -253,6 +281,7 @@ impl Run {
             learned: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
             templates: Templates::new(),
+            templates6: crate::gen6::Templates6::new(),
         })
     }
 
@@ -279,6 +308,9 @@ impl Run {
     }
 
     fn fill(&mut self, traffic: Traffic, i: u64, out: &mut [u8]) {
+        if self.mode == gen::Mode::Nat6 {
+            return self.fill6(traffic, i, out);
+        }
         match traffic {
             Traffic::Open { first } | Traffic::New { first } => self.templates.to_vip(first + i as u32, gen::SYN, out),
             Traffic::Reset { first } => self.templates.to_vip(first + i as u32, gen::RST, out),
@@ -316,6 +348,41 @@ impl Run {
         }
     }
 
+    /// `fill` for NAT over IPv6 (no mixed traffic).
+    fn fill6(&mut self, traffic: Traffic, i: u64, out: &mut [u8]) {
+        let t = &self.templates6;
+        match traffic {
+            Traffic::Open { first } | Traffic::New { first } => t.to_vip(first + i as u32, gen::SYN, out),
+            Traffic::Reset { first } => t.to_vip(first + i as u32, gen::RST, out),
+            Traffic::Established { flows, zipf } => {
+                let n = self.pick(flows, zipf);
+                self.templates6.to_vip(n, gen::ACK, out)
+            }
+            Traffic::Replies { flows } => {
+                let n = self.pick(flows, false);
+                let l = self.learned.get(n as usize).copied().unwrap_or(0);
+                self.templates6.server_segment(n, (l >> 24) as usize, false, out)
+            }
+            Traffic::Handshake => {
+                let n = (i / 2) as u32;
+                if i.is_multiple_of(2) {
+                    let l = self.learned.get(n as usize).copied().unwrap_or(0);
+                    t.server_segment(n, (l >> 24) as usize, true, out)
+                } else {
+                    t.to_vip(n, gen::ACK, out)
+                }
+            }
+            Traffic::Mixed { flows, .. } => {
+                let n = self.pick(flows, false);
+                self.templates6.to_vip(n, gen::ACK, out)
+            }
+        }
+    }
+
+    fn frame_len(&self) -> usize {
+        if self.mode == gen::Mode::Nat6 { crate::gen6::FRAME_LEN6 } else { FRAME_LEN }
+    }
+
     /// Sends `count` packets of `traffic` (or for `duration`, whichever
     /// ends first) and measures the worker while it processes them.
     /// `check_every`: validate 1 output in N (1 = all; learning needs all).
@@ -328,6 +395,7 @@ impl Run {
         let mut out = Burst::new();
         let mut inject = Burst::new();
         let learn = matches!(traffic, Traffic::Open { .. }) && check_every == 1;
+        let frame_len = self.frame_len();
         loop {
             if self.tx.dequeue_burst(&mut out) > 0 {
                 for m in out.drain() {
@@ -346,7 +414,7 @@ impl Run {
                 if pool.alloc_burst(&mut inject, n).is_ok() {
                     let mut filled = Burst::new();
                     for (k, mut m) in inject.drain().enumerate() {
-                        if let Some(buf) = m.append(FRAME_LEN as u16) {
+                        if let Some(buf) = m.append(frame_len as u16) {
                             self.fill(traffic, sent + k as u64, buf);
                             let _ = filled.push(m);
                         }

@@ -15,6 +15,7 @@
 //! scenario forwarded nothing; never on speed.
 
 mod gen;
+mod gen6;
 mod harness;
 mod multi;
 
@@ -35,6 +36,8 @@ struct Row {
 }
 
 struct Mem {
+    /// "ipv4" or "ipv6": which table.
+    family: &'static str,
     flows: u64,
     capacity: u64,
     rss_delta: u64,
@@ -145,7 +148,7 @@ fn run(o: &Opts) -> i32 {
         eprintln!("nat: opening {f} connections");
         let open = r.phase(&pool, Traffic::Open { first: 0 }, f as u64, Duration::from_secs(600), 1);
         let _ = r.phase(&pool, Traffic::Handshake, 2 * f as u64, Duration::from_secs(600), 1);
-        mem.push(Mem { flows: r.flows(), capacity: capacity as u64, rss_delta: harness::rss_bytes().saturating_sub(rss0) });
+        mem.push(Mem { family: "ipv4", flows: r.flows(), capacity: capacity as u64, rss_delta: harness::rss_bytes().saturating_sub(rss0) });
         rows.push(row("open (prefill)", "nat", "original", f as u64, "sequential", open));
         let every = if o.smoke { 1 } else { 64 };
         // Warm-up, not reported: caches, branch predictors, the TX ring.
@@ -185,6 +188,33 @@ fn run(o: &Opts) -> i32 {
         let ph = r.phase(&pool, Traffic::Replies { flows: f }, measure, dur, every);
         rows.push(row("established", name, "reply", f as u64, dist, ph));
         r.finish();
+    }
+
+    // NAT over IPv6 (issue 24) at that size, as the IPv4 NAT rows above
+    // (the same table headroom): established both ways, new connections,
+    // teardown; and the memory per IPv6 connection.
+    {
+        let capacity = f + new_conns + f / 16 + if o.smoke { 1_000 } else { 4_000_000 };
+        let rss0 = harness::rss_bytes();
+        if let Ok(mut r) = Run::start_v6(next_id(), &pool, capacity) {
+            r.learned = vec![0; f as usize];
+            eprintln!("nat over IPv6: opening {f} connections");
+            let open = r.phase(&pool, Traffic::Open { first: 0 }, f as u64, Duration::from_secs(600), 1);
+            let _ = r.phase(&pool, Traffic::Handshake, 2 * f as u64, Duration::from_secs(600), 1);
+            mem.push(Mem { family: "ipv6", flows: r.flows(), capacity: capacity as u64, rss_delta: harness::rss_bytes().saturating_sub(rss0) });
+            rows.push(row("open (prefill)", "nat ipv6", "original", f as u64, "sequential", open));
+            let every = if o.smoke { 1 } else { 64 };
+            let _ = r.phase(&pool, Traffic::Established { flows: f, zipf: false }, measure, dur / 4, u64::MAX);
+            let ph = r.phase(&pool, Traffic::Established { flows: f, zipf: false }, measure, dur, every);
+            rows.push(row("established", "nat ipv6", "original", f as u64, "uniform", ph));
+            let ph = r.phase(&pool, Traffic::Replies { flows: f }, measure, dur, every);
+            rows.push(row("established", "nat ipv6", "reply", f as u64, "uniform", ph));
+            let ph = r.phase(&pool, Traffic::New { first: f }, new_conns as u64, Duration::from_secs(600), every);
+            rows.push(row("new-connections", "nat ipv6", "original", f as u64, "sequential", ph));
+            let ph = r.phase(&pool, Traffic::Reset { first: f }, new_conns as u64, Duration::from_secs(600), every);
+            rows.push(row("teardown (rst)", "nat ipv6", "original", f as u64, "sequential", ph));
+            r.finish();
+        }
     }
 
     // MAT (dsr-l2) and dsr-tunnel (IPIP) at the same size: the client's
@@ -296,13 +326,14 @@ fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
     // a full table holds one connection per slot.
     let _ = writeln!(
         table,
-        "\n| live flows | table capacity | RSS growth | bytes per slot | 10M connections would take |\n|---:|---:|---:|---:|---:|"
+        "\n| table | live flows | table capacity | RSS growth | bytes per slot | 10M connections would take |\n|---|---:|---:|---:|---:|---:|"
     );
     for (i, m) in mem.iter().enumerate() {
         let per_slot = m.rss_delta as f64 / m.capacity.max(1) as f64;
         let _ = writeln!(
             table,
-            "| {} | {} | {:.1} MiB | {:.1} | {:.0} MiB |",
+            "| {} | {} | {} | {:.1} MiB | {:.1} | {:.0} MiB |",
+            m.family,
             m.flows,
             m.capacity,
             m.rss_delta as f64 / 1048576.0,
@@ -311,7 +342,8 @@ fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
         );
         let _ = writeln!(
             json,
-            "    {{\"flows\": {}, \"capacity\": {}, \"rss_delta_bytes\": {}, \"bytes_per_slot\": {:.1}}}{}",
+            "    {{\"family\": \"{}\", \"flows\": {}, \"capacity\": {}, \"rss_delta_bytes\": {}, \"bytes_per_slot\": {:.1}}}{}",
+            m.family,
             m.flows,
             m.capacity,
             m.rss_delta,
@@ -324,7 +356,7 @@ fn report(o: &Opts, rows: &[Row], mem: &[Mem], tsc_hz: u64) -> i32 {
 
     // mpps.dat: flows bare established-uniform established-zipf new-connections
     let mut dat = String::from("# flows bare established_uniform established_zipf new_connections\n");
-    for m in mem {
+    for m in mem.iter().filter(|m| m.family == "ipv4") {
         let get = |name: &str, dist: &str| {
             rows.iter().find(|r| r.name == name && r.forwarding == "nat" && r.flows == m.flows && (dist.is_empty() || r.distribution == dist)).map_or(0.0, |r| r.phase.mpps())
         };
