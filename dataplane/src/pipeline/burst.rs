@@ -10,15 +10,24 @@
 //! A queue that filled its burst is read a second time in the pass, so one
 //! busy queue pipelines against itself.
 
-use super::classify::quick_key;
+use super::classify::{quick_key, quick_key6};
 use super::Shard;
 use crate::conntrack::FlowKey;
 use crate::io::{Burst, Packet, PacketIo, BURST_SIZE};
 use crate::state::snapshot::Snapshot;
 
 /// Per packet of a burst, by position: its TCP/UDP key and the table's
-/// hash of it.
-pub(super) type Meta = [Option<(FlowKey, u32)>; BURST_SIZE];
+/// hash of it, in the IPv4 table or (IPv6 without extension headers, when
+/// the worker has an IPv6 shard) the IPv6 one.
+#[derive(Clone, Copy)]
+pub(super) struct Meta {
+    v4: [Option<(FlowKey, u32)>; BURST_SIZE],
+    v6: [Option<(FlowKey<u128>, u32)>; BURST_SIZE],
+}
+
+impl Meta {
+    const NONE: Meta = Meta { v4: [None; BURST_SIZE], v6: [None; BURST_SIZE] };
+}
 
 impl Shard {
     /// Every RX queue once, a queue that gave a full burst once more;
@@ -27,7 +36,7 @@ impl Shard {
     pub(super) fn receive<I: PacketIo>(&mut self, snap: &Snapshot, io: &mut I) -> usize {
         let n = io.rx_queues();
         let (mut cur, mut next) = (Burst::new(), Burst::new());
-        let mut cur_meta: Meta = [None; BURST_SIZE];
+        let mut cur_meta = Meta::NONE;
         // Queues (below 64) that gave a full burst in the first round.
         let mut full = 0u64;
         let mut received = 0;
@@ -58,27 +67,46 @@ impl Shard {
     fn process_burst<I: PacketIo>(&mut self, snap: &Snapshot, io: &mut I, burst: &mut Burst<I::Pkt>, meta: &Meta) {
         // Stage three: a chain's second entry where its first is another
         // connection's (the first entries, fetched a stage ago, are in).
-        for (key, h) in meta.iter().take(burst.len()).flatten() {
+        for (key, h) in meta.v4.iter().take(burst.len()).flatten() {
             self.table.prefetch_chase(key, *h);
+        }
+        if let Some(v6) = self.v6.as_ref() {
+            for (key, h) in meta.v6.iter().take(burst.len()).flatten() {
+                v6.table.prefetch_chase(key, *h);
+            }
         }
         for (i, pkt) in burst.drain().enumerate() {
             self.counters.rx_packets.inc();
             self.counters.rx_bytes.add(pkt.data().len() as u64);
-            self.pending = meta.get(i).copied().flatten();
+            self.pending = meta.v4.get(i).copied().flatten();
+            if let Some(v6) = self.v6.as_mut() {
+                v6.pending = meta.v6.get(i).copied().flatten();
+            }
             self.handle(snap, io, pkt, false);
         }
         self.pending = None;
+        if let Some(v6) = self.v6.as_mut() {
+            v6.pending = None;
+        }
     }
 
     /// Stage one: each packet's key read unchecked (`quick_key`), hashed,
     /// its bucket prefetched.
     fn hash_and_fetch_buckets<P: Packet>(&self, burst: &Burst<P>) -> Meta {
-        let mut meta: Meta = [None; BURST_SIZE];
-        for (slot, pkt) in meta.iter_mut().zip(burst.iter()) {
+        let mut meta = Meta::NONE;
+        for (i, pkt) in burst.iter().enumerate() {
             if let Some(key) = quick_key(pkt.data()) {
                 let h = self.table.hash(&key);
                 self.table.prefetch(h);
-                *slot = Some((key, h));
+                if let Some(slot) = meta.v4.get_mut(i) {
+                    *slot = Some((key, h));
+                }
+            } else if let (Some(v6), Some(key)) = (self.v6.as_ref(), quick_key6(pkt.data())) {
+                let h = v6.table.hash(&key);
+                v6.table.prefetch(h);
+                if let Some(slot) = meta.v6.get_mut(i) {
+                    *slot = Some((key, h));
+                }
             }
         }
         meta
@@ -89,11 +117,20 @@ impl Shard {
     /// entry an insert would take (each insert then fetches the next).
     fn fetch_entries(&self, meta: &Meta) {
         let mut miss = false;
-        for (_, h) in meta.iter().flatten() {
+        for (_, h) in meta.v4.iter().flatten() {
             miss |= !self.table.prefetch_entry(*h);
         }
         if miss {
             self.table.prefetch_free();
+        }
+        if let Some(v6) = self.v6.as_ref() {
+            let mut miss6 = false;
+            for (_, h) in meta.v6.iter().flatten() {
+                miss6 |= !v6.table.prefetch_entry(*h);
+            }
+            if miss6 {
+                v6.table.prefetch_free();
+            }
         }
     }
 }

@@ -690,3 +690,31 @@ fn ipv6_source_ip_persistence_keeps_a_prefix_on_its_server() {
     assert_eq!(servers.len(), 2, "other /64s are spread: {servers:x?}");
     assert_eq!(w.counters().persisted.get(), 5, "the /64's 5 later connections followed its record");
 }
+
+/// The burst pipeline's IPv6 key (`quick_key6`): the connection's key for
+/// TCP and UDP right after the fixed header, tagged or not; nothing for a
+/// chain of extension headers or other protocols (the parse takes those).
+#[test]
+fn the_prefetch_key_of_an_ipv6_frame_is_its_connections() {
+    use super::super::classify::quick_key6;
+    let f = tcp6(CLIENT6, VIP6, 40000, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC);
+    let k = quick_key6(&f).unwrap();
+    assert_eq!((k.src_ip, k.dst_ip, k.src_port, k.dst_port, k.proto), (CLIENT6, VIP6, 40000, 80, 6));
+    let mut tagged = f[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0, 0, 100]);
+    tagged.extend_from_slice(&f[12..]);
+    assert_eq!(quick_key6(&tagged), Some(k));
+    let hbh = v6(CLIENT6, VIP6, nh::HOP_BY_HOP, 64, &[6, 0, 1, 4, 0, 0, 0, 0]);
+    assert_eq!(quick_key6(&hbh), None);
+    assert_eq!(quick_key6(&v6(CLIENT6, SELF6, nh::ICMPV6, 64, &echo_request())), None);
+    assert_eq!(quick_key6(&f[..50]), None, "short");
+    // A worker polling IPv6 connections through the pipeline forwards them.
+    let mut w = worker_on(snapshot_services6(), 64, 0, 1, true);
+    let mut io = super::super::tests::Io::default();
+    for p in [40000u16, 40001, 40002] {
+        io.rx.push(super::super::tests::pkt(tcp6(CLIENT6, VIP6, p, 80, tcpf::SYN, CLIENT_MAC, OUT_MAC)));
+    }
+    w.poll(&mut io, 1);
+    assert_eq!(io.tx.len(), 3, "three SYNs forwarded through the pipeline");
+    assert_eq!(w.table6().map(|t| t.len()), Some(3));
+}
