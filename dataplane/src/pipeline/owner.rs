@@ -30,6 +30,12 @@ pub fn owner(snap: &Snapshot, owners: &Owners, src: u32, sport: u16, dst: u32, d
     if snap.is_local(dst) && (nat::LOCAL_PORT_MIN..=nat::LOCAL_PORT_MAX).contains(&dport) {
         return owners.worker(dst, dport);
     }
+    // A translated connection's reply to its local address (`xlate`): the
+    // IPv6 shard's ports of that address are steered as IPv4 full-NAT's
+    // (whatever a NAT service's persistence says of the server).
+    if (super::xlate::XLATE_PORT_MIN..=nat::LOCAL_PORT_MAX).contains(&dport) && snap.is_local6(nat::xlate::mapped(dst)) {
+        return owners.worker(dst, dport);
+    }
     // The appliance's own stack's connections out (`Forwarding::LocalOut`)
     // are keyed by its side: the source out, the destination back.
     if snap.is_host_source(src) && (nat::HOST_PORT_MIN..=nat::HOST_PORT_MAX).contains(&sport) {

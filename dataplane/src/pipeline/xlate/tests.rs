@@ -377,3 +377,21 @@ fn malformed_errors_and_odd_sources_are_refused_by_name() {
     let v = send(&mut w, big).0;
     assert!(matches!(v, Verdict::Drop(_)), "not answered to a broadcast source: {v:?}");
 }
+
+/// With several workers, a translated connection's IPv4 reply is owned by
+/// the worker of its local address and port (the port's RSS share), even
+/// when its server is also a `source-ip` persistent NAT service's (whose
+/// replies are owned by the client's prefix).
+#[test]
+fn a_translated_reply_is_owned_by_its_local_port_whatever_nat_persistence_says() {
+    let mut s = snapshot_xlate();
+    s.services[0].persistence = Some(crate::lb::Persistence { kind: crate::lb::PersistKind::SourceIp, prefix: 24, timeout: 100, group: 0, keep_on_down: false });
+    s.persist_records = 64;
+    s.index();
+    assert!(s.reply_owner_prefix(ip(SRV[0]), 8080, 6).is_some(), "the server's NAT replies are owned by prefix");
+    let owners = crate::pipeline::Owners::new(4, 0x5eed);
+    for lport in [32768u16, 33000, 40000, 49151] {
+        let o = super::super::owner::owner(&s, &owners, ip(SRV[0]), 8080, ip(SELF_IN), lport, 6);
+        assert_eq!(o, owners.worker(ip(SELF_IN), lport), "port {lport}");
+    }
+}
