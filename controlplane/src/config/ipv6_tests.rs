@@ -182,3 +182,20 @@ fn translation_is_full_nat_over_servers_of_one_other_family() {
         assert!(e.line > 1, "{why}: placed: {e}");
     }
 }
+
+/// NAT's replies are owned by the client's prefix of the service's family:
+/// two IPv6 NAT services sharing a server must agree on `prefix6` (the
+/// review of 2026-12-07 found them compared by `netmask` only); a
+/// persistence group's IPv4 and IPv6 members each keep their family's own
+/// prefix (their records are their family's table's).
+#[test]
+fn ipv6_nat_services_sharing_a_server_agree_on_prefix6() {
+    let pools = "\n[[pool]]\nname = \"web6\"\nservers = [ { address = \"[2001:db8:2::11]:80\" } ]\n\n[[pool]]\nname = \"web4\"\nservers = [ { address = \"198.51.100.11:80\" } ]\n";
+    let base = BASE.replace("address = \"198.51.100.1/24\"", "addresses = [\"198.51.100.1/24\", \"2001:db8:2::1/64\"]");
+    let two = |p: u8| format!("{base}{pools}\n[[virtual_server]]\nname = \"a\"\naddress = \"[2001:db8:1::100]:80\"\npool = \"web6\"\nforwarding = \"nat\"\npersistence = {{ kind = \"source-ip\", prefix6 = 64 }}\n\n[[virtual_server]]\nname = \"b\"\naddress = \"[2001:db8:1::101]:80\"\npool = \"web6\"\nforwarding = \"nat\"\npersistence = {{ kind = \"source-ip\", prefix6 = {p} }}\n");
+    let e = err(&two(128));
+    assert!(e.message.contains("same (or no) source-ip persistence") && e.line > 1, "{e}");
+    Config::parse("t.toml", &two(64)).unwrap();
+    let group = format!("{base}{pools}\n[[virtual_server]]\nname = \"a\"\naddress = \"[2001:db8:1::100]:80\"\npool = \"web6\"\npersistence = {{ kind = \"source-ip\", prefix6 = 64 }}\npersistence_group = \"g\"\n\n[[virtual_server]]\nname = \"b\"\naddress = \"192.0.2.100:80\"\npool = \"web4\"\npersistence = {{ kind = \"source-ip\", netmask = \"255.255.255.0\" }}\npersistence_group = \"g\"\n");
+    Config::parse("t.toml", &group).unwrap();
+}

@@ -7,7 +7,7 @@ use super::model::{Algorithm, CheckKind, Config, Forwarding, Persistence, Persis
 use super::{ConfigError, Source};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use toml::Spanned;
 
 /// Refuses `v` outside `b`, at `v`'s place.
@@ -502,7 +502,9 @@ impl Config {
             }
             if let Some(g) = &vs.persistence_group {
                 match groups.get(g.get_ref().as_str()) {
-                    Some((first, fp)) if fp.kind != p.kind || fp.netmask != p.netmask || fp.prefix6 != p.prefix6 => {
+                    // (Each family's records are its own table's: the
+                    // prefix of the members' own family must agree.)
+                    Some((first, fp)) if fp.kind != p.kind || (first.is_v6() == vs.is_v6() && if vs.is_v6() { fp.prefix6 != p.prefix6 } else { fp.netmask != p.netmask }) => {
                         return Err(src.error(
                             Some(g.span()),
                             format!(
@@ -526,9 +528,13 @@ impl Config {
         // connection: servers shared between NAT virtual servers need the
         // same ownership key (the client address under one netmask, or
         // address and port).
-        let mut owners: HashMap<(std::net::SocketAddr, Protocol), (&VirtualServer, Option<Ipv4Addr>)> = HashMap::new();
+        // (The key is the client prefix of the virtual server's family:
+        // `netmask` for IPv4, `prefix6` for IPv6; the server's address says
+        // which.)
+        let mut owners: HashMap<(std::net::SocketAddr, Protocol), (&VirtualServer, Option<u8>)> = HashMap::new();
         for vs in self.virtual_servers.iter().filter(|v| *v.forwarding.get_ref() == Forwarding::Nat) {
-            let owner = vs.persistence.as_ref().map(|p| p.get_ref()).filter(|p| p.kind == PersistenceKind::SourceIp).map(|p| *p.netmask.get_ref());
+            let prefix = |p: &super::persistence::Persistence| if vs.is_v6() { *p.prefix6.get_ref() } else { u32::from(*p.netmask.get_ref()).leading_ones() as u8 };
+            let owner = vs.persistence.as_ref().map(|p| p.get_ref()).filter(|p| p.kind == PersistenceKind::SourceIp).map(prefix);
             let pool = self.pools.iter().find(|p| p.name.get_ref() == vs.pool.get_ref());
             let sorry = pool.and_then(|p| p.sorry_pool.as_ref()).and_then(|n| self.pools.iter().find(|p| p.name.get_ref() == n.get_ref()));
             for s in pool.into_iter().chain(sorry).flat_map(|p| p.servers.iter()) {
@@ -537,7 +543,7 @@ impl Config {
                         return Err(src.error(
                             Some(vs.name.span()),
                             format!(
-                                "virtual_server {:?}: server {} is also a NAT server of virtual_server {:?} with other persistence; with nat both must use the same (or no) source-ip persistence netmask, or use full-nat",
+                                "virtual_server {:?}: server {} is also a NAT server of virtual_server {:?} with other persistence; with nat both must use the same (or no) source-ip persistence netmask (prefix6 over IPv6), or use full-nat",
                                 vs.name.get_ref(),
                                 s.address.get_ref(),
                                 other.name.get_ref()

@@ -243,8 +243,12 @@ pub(super) const ETH: usize = 14;
 pub(super) fn answer_of(ip: &[u8]) -> Option<(IpAddr, Opening)> {
     let (src, dst, proto, l4) = ip_parts(ip)?;
     let word = |i: usize| l4.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    // ICMP over IPv4, ICMPv6 over IPv6 only.
+    let (v4, v6) = (src.is_ipv4(), src.is_ipv6());
     let open = match proto {
         TCP | UDP => Opening { proto, local: word(2)?, peer: src, peer_port: word(0)? },
+        ICMP if !v4 => return None,
+        ICMPV6 if !v6 => return None,
         // Echo reply (RFC 792): type 0, code 0, identifier at 4.
         ICMP if l4.get(..2)? == [0, 0] => Opening { proto, local: word(4)?, peer: src, peer_port: 0 },
         // ICMPv6 echo reply (RFC 4443 §4.2): type 129, code 0; an echo
@@ -368,6 +372,10 @@ mod tests {
         assert_eq!(sent_by(ip_of(&ping).unwrap()), Some(echo6));
         assert_eq!(answer_of(ip_of(&pong).unwrap()).map(|a| a.1), Some(echo6));
         assert_eq!(answer_of(ip_of(&ping).unwrap()), None, "an echo request answers nothing");
+        // Each family's own ICMP only.
+        let v4_in_v6 = furiwake_dataplane::testkit::ipv6_frame(mac, mac, srv6, me6, ICMP, 64, &[0, 0, 0, 0, 0, 7, 0, 1]);
+        assert_eq!(answer_of(ip_of(&v4_in_v6).unwrap()), None, "ICMPv4 over IPv6 is nobody's");
+        assert_eq!(answer_of(&packet(SRV, SELF, ICMPV6, &[129, 0, 0, 0, 0, 7, 0, 1])), None, "ICMPv6 over IPv4 is nobody's");
     }
 
     #[test]
