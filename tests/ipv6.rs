@@ -159,15 +159,15 @@ fn a_neighbor_solicitation_flood_fills_a_bounded_cache_and_nothing_else() {
 const VIP6: &str = "2001:db8:1::100";
 const BIG_MB: u32 = 50;
 
-/// nginx in server namespace N listening on IPv6 too (`listen [::]:80`),
-/// `/big` a `BIG_MB` MiB file of its own.
+/// nginx in server namespace N listening on IPv6 too, `/big` a `BIG_MB`
+/// MiB file of its own.
 fn start_nginx6(lab: &mut Lab, n: u32) {
-    let dir = lab.backend_dir(n);
-    let conf = write_nginx_conf(&format!("srv{n}"), &dir, BIG_MB);
-    let text = std::fs::read_to_string(&conf).expect("nginx.conf");
-    std::fs::write(&conf, text.replacen("    listen 80;\n", "    listen 80;\n    listen [::]:80;\n", 1)).expect("nginx.conf");
-    let p = run_nginx(&lab.srv_ns(n), &format!("srv{n}"), &server_ip(n), &dir, &conf, "nginx.out");
-    lab.procs.insert(format!("nginx-srv{n}"), p);
+    lab.start_nginx6(n, BIG_MB, &[80]);
+}
+
+/// The lab's three IPv6 servers on `port`, as a pool's `servers` list.
+fn servers6(port: u16) -> Vec<String> {
+    (1..=LAB_BACKENDS).map(|n| format!("{{ address = \"[2001:db8:2::{}]:{port}\" }}", 10 + n)).collect()
 }
 
 /// `n` requests for `/id` at `url` (a new connection each) from the
@@ -201,7 +201,7 @@ fn ipv6_nat_and_full_nat_through_an_ipv6_vip() {
     }
     let hashes: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
     let socket = lab.dir.path("console.sock");
-    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("{{ address = \"[2001:db8:2::{}]:80\" }}", 10 + n)).collect();
+    let servers = servers6(80);
     let cfg = format!(
         "{}\n[[pool]]\nname = \"web6\"\nservers = [ {} ]\n\n[[virtual_server]]\nname = \"www6\"\naddress = \"[{VIP6}]:80\"\npool = \"web6\"\n\n[[virtual_server]]\nname = \"www6-full\"\naddress = \"[{VIP6}]:81\"\nforwarding = \"full-nat\"\npool = \"web6\"\n",
         config(&lab, &socket),
@@ -293,7 +293,7 @@ fn an_http_health_check_over_ipv6_takes_a_stopped_server_out_and_back() {
         start_nginx6(&mut lab, n);
     }
     let socket = lab.dir.path("console.sock");
-    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("{{ address = \"[2001:db8:2::{}]:80\" }}", 10 + n)).collect();
+    let servers = servers6(80);
     let cfg = format!(
         "{}\n[[health_check]]\nname = \"web-ok\"\nkind = \"http\"\ninterval_ms = 200\ntimeout_ms = 500\nfall = 2\nrise = 2\nrequest = \"GET /health HTTP/1.0\\r\\n\\r\\n\"\nexpect_body = \"OK\"\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"web-ok\"\nservers = [ {} ]\n\n[[virtual_server]]\nname = \"www6\"\naddress = \"[{VIP6}]:80\"\npool = \"web6\"\n",
         config(&lab, &socket),
@@ -370,12 +370,7 @@ fn ipv6_dsr_tunnel_through_an_ipv6_vip() {
             &format!("ip -6 route replace default via 2001:db8:2::254 && ip -6 addr add {VIP6}/128 dev lo && ip tuntap add dev tun0 mode tun && ip link set tun0 up"),
         );
         lab.serve(&format!("decap-srv{n}"), n, &["/usr/bin/python3", decap.to_str().unwrap(), "--tun", "tun0", "--local", &format!("2001:db8:2::{}", 10 + n)]);
-        let dir = lab.backend_dir(n);
-        let conf = write_nginx_conf(&format!("srv{n}"), &dir, BIG_MB);
-        let text = std::fs::read_to_string(&conf).expect("nginx.conf");
-        std::fs::write(&conf, text.replacen("    listen 80;\n", "    listen 80;\n    listen [::]:80;\n    listen [::]:81;\n    listen [::]:82;\n", 1)).expect("nginx.conf");
-        let p = run_nginx(&lab.srv_ns(n), &format!("srv{n}"), &server_ip(n), &dir, &conf, "nginx.out");
-        lab.procs.insert(format!("nginx-srv{n}"), p);
+        lab.start_nginx6(n, BIG_MB, &[80, 81, 82]);
         lab.serve(&format!("sink-srv{n}"), n, &["socat", "-d", "-d", "TCP6-LISTEN:9000,reuseaddr,fork", "SYSTEM:wc -c"]);
     }
     let hashes: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
@@ -479,7 +474,7 @@ fn ipv6_dsr_dscp_through_an_ipv6_vip() {
     }
     let hashes: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
     let socket = lab.dir.path("console.sock");
-    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("{{ address = \"[2001:db8:2::{}]:80\" }}", 10 + n)).collect();
+    let servers = servers6(80);
     let cfg = format!(
         "{}\n[[pool]]\nname = \"web6\"\nservers = [ {} ]\n\n[[virtual_server]]\nname = \"www6\"\naddress = \"[{VIP6}]:80\"\nforwarding = \"dsr-dscp\"\ndscp = 46\npool = \"web6\"\n",
         config(&lab, &socket),
@@ -529,7 +524,7 @@ fn ipv6_source_ip_persistence_by_prefix() {
         start_nginx6(&mut lab, n);
     }
     let socket = lab.dir.path("console.sock");
-    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("{{ address = \"[2001:db8:2::{}]:80\" }}", 10 + n)).collect();
+    let servers = servers6(80);
     let cfg = format!(
         "{}\n[[pool]]\nname = \"web6\"\nservers = [ {} ]\n\n[[virtual_server]]\nname = \"www6\"\naddress = \"[{VIP6}]:80\"\npool = \"web6\"\npersistence = {{ kind = \"source-ip\", prefix6 = 64, timeout_s = 300 }}\n",
         config(&lab, &socket),
@@ -564,7 +559,7 @@ fn an_icmpv6_echo_check_takes_a_silent_server_out_and_back() {
         start_nginx6(&mut lab, n);
     }
     let socket = lab.dir.path("console.sock");
-    let servers: Vec<String> = (1..=LAB_BACKENDS).map(|n| format!("{{ address = \"[2001:db8:2::{}]:80\" }}", 10 + n)).collect();
+    let servers = servers6(80);
     let cfg = format!(
         "{}\n[[health_check]]\nname = \"ping\"\nkind = \"icmp\"\ninterval_ms = 200\ntimeout_ms = 500\nfall = 2\nrise = 2\n\n[[pool]]\nname = \"web6\"\nhealth_check = \"ping\"\nservers = [ {} ]\n\n[[virtual_server]]\nname = \"www6\"\naddress = \"[{VIP6}]:80\"\npool = \"web6\"\n",
         config(&lab, &socket),

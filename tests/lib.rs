@@ -643,6 +643,18 @@ impl Lab {
         self.procs.insert(format!("nginx-srv{n}"), p);
     }
 
+    /// `start_nginx` listening on IPv6 too (`listen [::]:P` for each of
+    /// `ports6`), for the IPv6 lab (`Topology::ipv6`).
+    pub fn start_nginx6(&mut self, n: u32, big_mb: u32, ports6: &[u16]) {
+        let dir = self.backend_dir(n);
+        let conf = write_nginx_conf(&format!("srv{n}"), &dir, big_mb);
+        let text = std::fs::read_to_string(&conf).expect("nginx.conf");
+        let listen: String = ports6.iter().map(|p| format!("    listen [::]:{p};\n")).collect();
+        std::fs::write(&conf, text.replacen("    listen 80;\n", &format!("    listen 80;\n{listen}"), 1)).expect("nginx.conf");
+        let p = run_nginx(&self.srv_ns(n), &format!("srv{n}"), &server_ip(n), &dir, &conf, "nginx.out");
+        self.procs.insert(format!("nginx-srv{n}"), p);
+    }
+
     /// Runs `argv` in server namespace N, logging to DIR/`key`.log, waits
     /// for "listening", keeps it as `key`.
     pub fn serve(&mut self, key: &str, n: u32, argv: &[&str]) {

@@ -26,17 +26,6 @@ fn interfaces(lab: &Lab, socket: &std::path::Path) -> String {
     )
 }
 
-/// nginx in server namespace N on both families, `/big` a `BIG_MB` MiB
-/// file of its own.
-fn start_nginx_both(lab: &mut Lab, n: u32) {
-    let dir = lab.backend_dir(n);
-    let conf = write_nginx_conf(&format!("srv{n}"), &dir, BIG_MB);
-    let text = std::fs::read_to_string(&conf).expect("nginx.conf");
-    std::fs::write(&conf, text.replacen("    listen 80;\n", "    listen 80;\n    listen [::]:80;\n", 1)).expect("nginx.conf");
-    let p = run_nginx(&lab.srv_ns(n), &format!("srv{n}"), &server_ip(n), &dir, &conf, "nginx.out");
-    lab.procs.insert(format!("nginx-srv{n}"), p);
-}
-
 /// `n` requests for `/id` at `url` from the client (`-4` or `-6`), a new
 /// connection each: the answers.
 fn curl_ids(lab: &Lab, family: &str, url: &str, n: usize) -> Vec<String> {
@@ -76,7 +65,7 @@ fn an_ipv6_vip_over_ipv4_servers_and_an_ipv4_vip_over_ipv6_servers() {
     let Some(mut lab) = Lab::open('x', "xlate", &["nginx"]) else { return };
     lab.topo.ipv6(LAB_BACKENDS);
     for n in 1..=LAB_BACKENDS {
-        start_nginx_both(&mut lab, n);
+        lab.start_nginx6(n, BIG_MB, &[80]);
     }
     let hashes: Vec<String> = (1..=LAB_BACKENDS).map(|n| sha256_file(&lab.backend_dir(n).join("www/big"))).collect();
     let socket = lab.dir.path("console.sock");
